@@ -1,0 +1,7 @@
+"""All WebSocket routes; each app contributes its own ``routing.py``."""
+
+from __future__ import annotations
+
+from accounts.routing import websocket_urlpatterns as accounts_ws
+
+websocket_urlpatterns = [*accounts_ws]

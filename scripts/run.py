@@ -1,0 +1,304 @@
+"""Start and supervise every process of the platform in the foreground.
+
+``make run`` ends here. One process owns the whole tree: a private Redis on a
+unix socket under ``var/run/``, runtimed (root), daphne, a Celery worker and
+Celery beat. Output is prefixed per process. Ctrl-C or SIGTERM stops them all,
+in reverse order; a child that exits on its own stops the whole with a message
+naming it and a non-zero exit status — a half-running platform is worse than
+a stopped one.
+
+When started as root, everything but runtimed runs as an unprivileged service
+user (``SERVICE_USER``, default ``kubelab``): the web tier never becomes root
+(ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+BASE = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+COLORS = ["36", "35", "32", "33", "34", "31"]
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    ready: str  # how to tell it is up: "socket:<path>", "tcp:<host>:<port>", "none"
+    privileged: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    buffer: bytes = b""
+
+
+def log(message: str) -> None:
+    sys.stdout.write(f"\033[1mrun\033[0m      | {message}\n")
+    sys.stdout.flush()
+
+
+def service_ids(user: str) -> tuple[int, int] | None:
+    if os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user],
+            check=True,
+            timeout=30,
+        )
+        entry = pwd.getpwnam(user)
+    return entry.pw_uid, entry.pw_gid
+
+
+def prepare_var(var: Path, ids: tuple[int, int] | None, runtime_root: Path) -> None:
+    (var / "run").mkdir(parents=True, exist_ok=True)
+    (var / "log").mkdir(parents=True, exist_ok=True)
+    if ids is None:
+        return
+    uid, gid = ids
+    # The service user owns var/ except the runtime's root, which stays root's.
+    for root, dirs, files in os.walk(var):
+        here = Path(root)
+        if here == runtime_root or runtime_root in here.parents:
+            dirs[:] = []
+            continue
+        dirs[:] = [d for d in dirs if here / d != runtime_root]
+        os.lchown(here, uid, gid)
+        for name in files:
+            os.lchown(here / name, uid, gid)
+
+
+def wait_ready(child: Child, timeout: float) -> bool:
+    kind, _, target = child.ready.partition(":")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert child.proc is not None
+        if child.proc.poll() is not None:
+            return False
+        try:
+            if kind == "socket":
+                with socket.socket(socket.AF_UNIX) as sock:
+                    sock.settimeout(1)
+                    sock.connect(target)
+                return True
+            if kind == "tcp":
+                host, _, port = target.rpartition(":")
+                with socket.create_connection((host.strip("[]"), int(port)), timeout=1):
+                    return True
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-runtime", action="store_true", help="do not start runtimed")
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(BASE))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+    from django.conf import settings
+
+    django.setup()
+
+    var = Path(settings.VAR_DIR)
+    runtime_root = Path(settings.RUNTIME_ROOT).resolve()
+    ids = service_ids(os.environ.get("SERVICE_USER", "kubelab"))
+    prepare_var(var, ids, runtime_root)
+
+    children: list[Child] = []
+    redis_url = urlparse(settings.REDIS_URL)
+    if redis_url.scheme == "unix" and os.environ.get("EMBEDDED_REDIS", "1") != "0":
+        sock = redis_url.path
+        Path(sock).parent.mkdir(parents=True, exist_ok=True)
+        children.append(
+            Child(
+                "redis",
+                [
+                    shutil.which("redis-server") or "redis-server",
+                    "--port", "0",
+                    "--unixsocket", sock,
+                    "--unixsocketperm", "770",
+                    "--save", "",
+                    "--appendonly", "no",
+                    "--dir", str(var / "run"),
+                    "--loglevel", "warning",
+                ],
+                ready=f"socket:{sock}",
+            )
+        )
+    runtime_cli = BASE / "runtime" / "__main__.py"
+    if not args.no_runtime and runtime_cli.exists():
+        if os.geteuid() == 0:
+            Path(settings.RUNTIME_SOCKET).parent.mkdir(parents=True, exist_ok=True)
+            children.append(
+                Child(
+                    "runtimed",
+                    [
+                        sys.executable, "-m", "runtime", "daemon",
+                        "--root", str(runtime_root),
+                        "--socket", settings.RUNTIME_SOCKET,
+                    ],
+                    ready=f"socket:{settings.RUNTIME_SOCKET}",
+                    privileged=True,
+                    env={"RUNTIME_SOCKET_GROUP": str(ids[1])} if ids else {},
+                )
+            )
+        else:
+            log("not root: runtimed is not started, labs cannot open sandboxes")
+    host, port = settings.HOST, settings.PORT
+    children += [
+        Child(
+            "web",
+            [str(VENV_BIN / "daphne"), "-b", host, "-p", str(port), "--proxy-headers",
+             "config.asgi:application"],
+            ready=f"tcp:{host}:{port}",
+        ),
+        Child(
+            "worker",
+            [str(VENV_BIN / "celery"), "-A", "config", "worker", "--loglevel", "INFO",
+             "--concurrency", str(settings.CELERY_WORKER_CONCURRENCY), "--hostname", "worker@%h"],
+            ready="none",
+        ),
+        Child(
+            "beat",
+            [str(VENV_BIN / "celery"), "-A", "config", "beat", "--loglevel", "INFO",
+             "--schedule", str(var / "run" / "celerybeat-schedule")],
+            ready="none",
+        ),
+    ]
+
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    selector = selectors.DefaultSelector()
+    width = max(len(c.name) for c in children)
+    exit_code = 0
+
+    def pump(child: Child, final: bool = False) -> None:
+        assert child.proc is not None and child.proc.stdout is not None
+        try:
+            data = os.read(child.proc.stdout.fileno(), 65536)
+        except BlockingIOError:
+            data = b""
+        if not data and not final:
+            selector.unregister(child.proc.stdout)
+        child.buffer += data
+        *lines, child.buffer = child.buffer.split(b"\n")
+        if final and child.buffer:
+            lines.append(child.buffer)
+            child.buffer = b""
+        color = COLORS[children.index(child) % len(COLORS)]
+        for line in lines:
+            text = line.decode(errors="replace").rstrip("\r")
+            sys.stdout.write(f"\033[{color}m{child.name:<{width}}\033[0m | {text}\n")
+        sys.stdout.flush()
+
+    def stop_all() -> None:
+        for child in reversed(children):
+            if child.proc and child.proc.poll() is None:
+                child.proc.terminate()
+        deadline = time.monotonic() + 15
+        for child in reversed(children):
+            if child.proc is None:
+                continue
+            try:
+                child.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log(f"{child.name} did not stop in time; killing it")
+                child.proc.kill()
+                child.proc.wait(5)
+            if child.proc.stdout and not child.proc.stdout.closed:
+                pump(child, final=True)
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "FORCE_COLOR": "0"}
+    for child in children:
+        if stopping:
+            break
+        kwargs: dict[str, object] = {}
+        if ids and not child.privileged:
+            kwargs = {"user": ids[0], "group": ids[1], "extra_groups": []}
+            child_env = {**env, "HOME": str(var), **child.env}
+        else:
+            child_env = {**env, **child.env}
+        log(f"starting {child.name}")
+        child.proc = subprocess.Popen(  # type: ignore[call-overload]
+            child.argv,
+            cwd=BASE,
+            env=child_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **kwargs,
+        )
+        os.set_blocking(child.proc.stdout.fileno(), False)
+        selector.register(child.proc.stdout, selectors.EVENT_READ, child)
+        started = time.monotonic()
+        ok = True
+        while not stopping:
+            for key, _ in selector.select(timeout=0.1):
+                pump(key.data)
+            if wait_ready(child, timeout=0.05):
+                break
+            if child.proc.poll() is not None or time.monotonic() - started > 120:
+                ok = False
+                break
+        if not ok:
+            for key, _ in selector.select(timeout=0.2):
+                pump(key.data)
+            code = child.proc.poll()
+            reason = f"exited with status {code}" if code is not None else "did not become ready in 120 s"
+            log(f"\033[31m{child.name} {reason} during start-up; stopping everything\033[0m")
+            stop_all()
+            return 1
+
+    if not stopping:
+        url = f"http://{'localhost' if host in {'127.0.0.1', '0.0.0.0', '::'} else host}:{port}/"
+        log("")
+        log(f"\033[1mKubeLab is up: {url}\033[0m")
+        log(f"demo logins: student / {settings.DEMO_PASSWORD}   instructor / {settings.DEMO_PASSWORD}")
+        log("press Ctrl-C to stop")
+        log("")
+
+    while not stopping:
+        for key, _ in selector.select(timeout=0.5):
+            pump(key.data)
+        for child in children:
+            assert child.proc is not None
+            if child.proc.poll() is not None:
+                log(f"\033[31m{child.name} exited with status {child.proc.returncode}; stopping everything\033[0m")
+                exit_code = 1
+                stopping = True
+                break
+
+    log("stopping")
+    stop_all()
+    log("stopped")
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BASE = Path(__file__).resolve().parents[2]
+
+
+def load_settings(**env: str) -> subprocess.CompletedProcess[str]:
+    """Import the settings in a fresh interpreter with the given environment."""
+    full = {k: v for k, v in os.environ.items() if not k.endswith("_FILE")}
+    full.update(env)
+    full["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; "
+         "print(settings.DATABASES['default']['ENGINE']); print(settings.REDIS_URL)"],
+        cwd=BASE,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DATABASE_URL", "mysql://u:p@db/x"),
+        ("DATABASE_URL", "not a url"),
+        ("DATABASE_URL", "postgres://user@host:5432/"),
+        ("REDIS_URL", "http://localhost:6379"),
+        ("REDIS_URL", "redis://"),
+        ("REDIS_URL", "unix://"),
+        ("DEBUG", "maybe"),
+        ("PORT", "eighty"),
+        ("PORT", "70000"),
+        ("SECRET_KEY", "short"),
+        ("SANDBOX_BACKEND", "vm"),
+        ("CELERY_TASK_TIME_LIMIT", "0"),
+    ],
+)
+def test_bad_value_stops_start_up_naming_the_variable(name: str, value: str) -> None:
+    result = load_settings(**{name: value})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert f"{name}:" in result.stderr
+
+
+def test_good_values_are_accepted() -> None:
+    result = load_settings(
+        DATABASE_URL="postgres://user:pw@db.example:5432/kubelab",
+        REDIS_URL="redis://redis:6379/0",
+        DEBUG="true",
+        PORT="8080",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["django.db.backends.postgresql", "redis://redis:6379/0"]
+
+
+def test_file_variant_wins_over_plain_variable(tmp_path: Path) -> None:
+    secret = tmp_path / "redis_url"
+    secret.write_text("redis://from-file:6380/1\n")
+    result = load_settings(REDIS_URL="redis://plain:6379/0", REDIS_URL_FILE=str(secret))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "redis://from-file:6380/1"
+
+
+def test_unreadable_file_variant_names_the_variable(tmp_path: Path) -> None:
+    result = load_settings(SECRET_KEY_FILE=str(tmp_path / "missing"))
+    assert result.returncode != 0
+    assert "SECRET_KEY_FILE:" in result.stderr
