@@ -37,9 +37,15 @@ deps:
 	fi
 
 # The virtualenv, rebuilt only when the lock file changes.
+# Debian's own python3 when present: the service user that runs the web tier
+# must be able to execute the venv's interpreter (a pyenv under /root is not).
+BOOT_PYTHON := $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
+
 $(STAMP): requirements.lock | deps
-	@test -x $(PY) || python3 -m venv $(VENV)
+	@test -x $(PY) || $(BOOT_PYTHON) -m venv $(VENV)
 	$(PIP) install -q -r requirements.lock
+	@# The checkout on the venv's path, so `tests.bootstrap` (a pytest -p plugin) imports.
+	@$(PY) -c 'import site, sys; open(site.getsitepackages()[0] + "/kubelab.pth", "w").write(sys.argv[1] + "\n")' "$(CURDIR)"
 	@touch $@
 
 venv: $(STAMP)

@@ -48,7 +48,7 @@ def _check(probe: Callable[[], str]) -> dict[str, object]:
     try:
         state = probe()
         error = None
-    except Exception as exc:  # noqa: BLE001 - any failure is a reportable state
+    except Exception as exc:
         state, error = "down", f"{type(exc).__name__}: {exc}"
     result: dict[str, object] = {
         "status": state,

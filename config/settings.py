@@ -169,9 +169,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 60}
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_CONCURRENCY = env.integer("CELERY_WORKER_CONCURRENCY", 4, minimum=1)
-# Later features add their periodic tasks here (idle culling, session expiry).
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "heartbeat": {"task": "config.tasks.heartbeat", "schedule": 60.0},
+    "labs-cull-idle": {"task": "labs.tasks.cull_idle_sessions", "schedule": 30.0},
+    "labs-expire": {"task": "labs.tasks.expire_sessions", "schedule": 30.0},
 }
 
 # --- runtime --------------------------------------------------------------------
@@ -181,9 +182,23 @@ RUNTIME_ROOT = env.string("RUNTIME_ROOT", str(VAR_DIR / "runtime"))
 RUNTIME_REQUIRED = env.boolean("RUNTIME_REQUIRED", False)
 SANDBOX_BACKEND = env.string("SANDBOX_BACKEND", "namespace")
 if SANDBOX_BACKEND not in {"namespace", "docker", "kubernetes"}:
-    raise ImproperlyConfigured(
-        f"SANDBOX_BACKEND: expected namespace, docker or kubernetes; got {SANDBOX_BACKEND!r}"
-    )
+    raise ImproperlyConfigured(f"SANDBOX_BACKEND: expected namespace, docker or kubernetes; got {SANDBOX_BACKEND!r}")
+
+# --- labs -------------------------------------------------------------------
+
+LAB_IDLE_TIMEOUT = env.duration("LAB_IDLE_TIMEOUT", "30m")
+LAB_MAX_DURATION = env.duration("LAB_MAX_DURATION", "2h")
+LAB_WARN_BEFORE = env.duration("LAB_WARN_BEFORE", "5m")
+LAB_MAX_LIVE_PER_STUDENT = env.integer("LAB_MAX_LIVE_PER_STUDENT", 2, minimum=1)
+LAB_MAX_TERMINALS = env.integer("LAB_MAX_TERMINALS", 4, minimum=1, maximum=16)
+LAB_PROVISION_ATTEMPTS = env.integer("LAB_PROVISION_ATTEMPTS", 3, minimum=1)
+TERMINAL_MAX_MESSAGE = env.integer("TERMINAL_MAX_MESSAGE", 64 * 1024, minimum=1024)
+TERMINAL_INPUT_RATE = env.integer("TERMINAL_INPUT_RATE", 256 * 1024, minimum=1024)
+# Output flow control: bytes sent to the browser but not yet written by xterm.js.
+TERMINAL_HIGH_WATERMARK = env.integer("TERMINAL_HIGH_WATERMARK", 512 * 1024, minimum=4096)
+TERMINAL_LOW_WATERMARK = env.integer("TERMINAL_LOW_WATERMARK", 128 * 1024, minimum=1024)
+if TERMINAL_LOW_WATERMARK >= TERMINAL_HIGH_WATERMARK:
+    raise ImproperlyConfigured("TERMINAL_LOW_WATERMARK: must be below TERMINAL_HIGH_WATERMARK")
 
 # --- accounts ---------------------------------------------------------------
 
@@ -194,8 +209,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "home"
-LOGOUT_REDIRECT_URL = "home"
+LOGIN_REDIRECT_URL = "courses:home"
+LOGOUT_REDIRECT_URL = "courses:home"
 DEMO_PASSWORD = env.string("DEMO_PASSWORD", "kubelab-demo")
 SIGNUP_OPEN = env.boolean("SIGNUP_OPEN", True)
 

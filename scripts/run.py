@@ -64,6 +64,26 @@ def service_ids(user: str) -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
+def can_run_as(ids: tuple[int, int]) -> str | None:
+    """None if the service user can run this checkout's Python, else why not."""
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", "import django, daphne, celery"],
+            cwd=BASE,
+            user=ids[0],
+            group=ids[1],
+            extra_groups=[],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except OSError as exc:
+        return str(exc)
+    if probe.returncode == 0:
+        return None
+    return (probe.stderr.strip().splitlines() or ["unknown error"])[-1]
+
+
 def prepare_var(var: Path, ids: tuple[int, int] | None, runtime_root: Path) -> None:
     (var / "run").mkdir(parents=True, exist_ok=True)
     (var / "log").mkdir(parents=True, exist_ok=True)
@@ -119,7 +139,17 @@ def main() -> int:
 
     var = Path(settings.VAR_DIR)
     runtime_root = Path(settings.RUNTIME_ROOT).resolve()
-    ids = service_ids(os.environ.get("SERVICE_USER", "kubelab"))
+    user = os.environ.get("SERVICE_USER", "kubelab")
+    ids = service_ids(user)
+    if ids is not None and (why := can_run_as(ids)):
+        # A checkout or interpreter the service user cannot read (say, under
+        # /root): keep going, loudly, rather than refuse to start.
+        log(
+            f"\033[33mWARNING: the service user {user!r} cannot run {sys.executable} in {BASE} ({why}); "
+            "web, worker and beat run as root. Put the checkout and its .venv where that user can read "
+            "them (e.g. /opt or /srv) to run them unprivileged.\033[0m"
+        )
+        ids = None
     prepare_var(var, ids, runtime_root)
 
     children: list[Child] = []
@@ -132,13 +162,20 @@ def main() -> int:
                 "redis",
                 [
                     shutil.which("redis-server") or "redis-server",
-                    "--port", "0",
-                    "--unixsocket", sock,
-                    "--unixsocketperm", "770",
-                    "--save", "",
-                    "--appendonly", "no",
-                    "--dir", str(var / "run"),
-                    "--loglevel", "warning",
+                    "--port",
+                    "0",
+                    "--unixsocket",
+                    sock,
+                    "--unixsocketperm",
+                    "770",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(var / "run"),
+                    "--loglevel",
+                    "warning",
                 ],
                 ready=f"socket:{sock}",
             )
@@ -151,9 +188,14 @@ def main() -> int:
                 Child(
                     "runtimed",
                     [
-                        sys.executable, "-m", "runtime", "daemon",
-                        "--root", str(runtime_root),
-                        "--socket", settings.RUNTIME_SOCKET,
+                        sys.executable,
+                        "-m",
+                        "runtime",
+                        "daemon",
+                        "--root",
+                        str(runtime_root),
+                        "--socket",
+                        settings.RUNTIME_SOCKET,
                     ],
                     ready=f"socket:{settings.RUNTIME_SOCKET}",
                     privileged=True,
@@ -166,20 +208,37 @@ def main() -> int:
     children += [
         Child(
             "web",
-            [str(VENV_BIN / "daphne"), "-b", host, "-p", str(port), "--proxy-headers",
-             "config.asgi:application"],
+            [str(VENV_BIN / "daphne"), "-b", host, "-p", str(port), "--proxy-headers", "config.asgi:application"],
             ready=f"tcp:{host}:{port}",
         ),
         Child(
             "worker",
-            [str(VENV_BIN / "celery"), "-A", "config", "worker", "--loglevel", "INFO",
-             "--concurrency", str(settings.CELERY_WORKER_CONCURRENCY), "--hostname", "worker@%h"],
+            [
+                str(VENV_BIN / "celery"),
+                "-A",
+                "config",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                str(settings.CELERY_WORKER_CONCURRENCY),
+                "--hostname",
+                "worker@%h",
+            ],
             ready="none",
         ),
         Child(
             "beat",
-            [str(VENV_BIN / "celery"), "-A", "config", "beat", "--loglevel", "INFO",
-             "--schedule", str(var / "run" / "celerybeat-schedule")],
+            [
+                str(VENV_BIN / "celery"),
+                "-A",
+                "config",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(var / "run" / "celerybeat-schedule"),
+            ],
             ready="none",
         ),
     ]
@@ -254,6 +313,7 @@ def main() -> int:
             start_new_session=True,
             **kwargs,
         )
+        assert child.proc.stdout is not None
         os.set_blocking(child.proc.stdout.fileno(), False)
         selector.register(child.proc.stdout, selectors.EVENT_READ, child)
         started = time.monotonic()
@@ -276,7 +336,7 @@ def main() -> int:
             return 1
 
     if not stopping:
-        url = f"http://{'localhost' if host in {'127.0.0.1', '0.0.0.0', '::'} else host}:{port}/"
+        url = f"http://{'localhost' if host in {'127.0.0.1', '0.0.0.0', '::'} else host}:{port}/"  # noqa: S104
         log("")
         log(f"\033[1mKubeLab is up: {url}\033[0m")
         log(f"demo logins: student / {settings.DEMO_PASSWORD}   instructor / {settings.DEMO_PASSWORD}")

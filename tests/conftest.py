@@ -1,9 +1,9 @@
 """Fixtures shared by the whole suite.
 
-Tests talk to real services (CONVENTIONS.md #15). When REDIS_URL is not set, a
-private redis-server is started for the session on a unix socket in a
-temporary directory, before Django reads its settings; it is stopped at the
-end. ``celery_worker`` starts a real worker process against that Redis.
+Tests talk to real services (CONVENTIONS.md #15): tests/bootstrap.py gives the
+run a private Redis before Django reads its settings; ``celery_worker``,
+``asgi_server`` and ``runtimed`` start a real Celery worker, daphne and
+runtimed; ``chromium`` is Debian's Chromium under Playwright.
 """
 
 from __future__ import annotations
@@ -16,52 +16,27 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 BASE = Path(__file__).resolve().parent.parent
-_redis: subprocess.Popen[bytes] | None = None
-_redis_dir: str | None = None
 
 
-def _start_redis() -> str:
-    global _redis, _redis_dir
-    server = shutil.which("redis-server")
-    if server is None:
-        raise pytest.UsageError("redis-server is not installed: run `make test`, which installs it")
-    _redis_dir = tempfile.mkdtemp(prefix="kubelab-redis-")
-    sock = os.path.join(_redis_dir, "redis.sock")
-    _redis = subprocess.Popen(
-        [server, "--port", "0", "--unixsocket", sock, "--unixsocketperm", "777",
-         "--save", "", "--appendonly", "no", "--dir", _redis_dir, "--loglevel", "warning"],
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 10
-    while not os.path.exists(sock):
-        if _redis.poll() is not None or time.monotonic() > deadline:
-            raise pytest.UsageError("the test redis-server did not start")
-        time.sleep(0.02)
-    return f"unix://{sock}"
+@pytest.fixture(autouse=True)
+def plain_static_storage(settings: Any) -> None:
+    """Pages call ``{% static %}``; the manifest storage of production needs a
+    prior ``collectstatic``, which a test must not depend on."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_configure(config: pytest.Config) -> None:
-    # Runs before pytest-django sets Django up, so settings see these values.
-    if not os.environ.get("REDIS_URL"):
-        os.environ["REDIS_URL"] = _start_redis()
-    os.environ.setdefault("CHANNELS_PREFIX", f"kubelab-test-{os.getpid()}")
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    if _redis is not None:
-        _redis.terminate()
-        try:
-            _redis.wait(10)
-        except subprocess.TimeoutExpired:
-            _redis.kill()
-    if _redis_dir:
-        shutil.rmtree(_redis_dir, ignore_errors=True)
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings: Any) -> None:
+    """PBKDF2's deliberate slowness only slows the suite down."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(scope="session")
@@ -78,9 +53,24 @@ def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[
     }
     log = tempfile.NamedTemporaryFile(prefix="kubelab-worker-", suffix=".log", delete=False)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
-         "--concurrency", "2", "--pool", "prefork", "--hostname", f"test-{os.getpid()}@%h",
-         "--without-gossip", "--without-mingle"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            "2",
+            "--pool",
+            "prefork",
+            "--hostname",
+            f"test-{os.getpid()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ],
         cwd=BASE,
         env=env,
         stdout=log,
@@ -107,3 +97,179 @@ def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[
         proc.kill()
         proc.wait(5)
     os.unlink(log.name)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def asgi_server(django_db_setup: None, django_db_blocker: object) -> Iterator[str]:
+    """daphne serving the real ASGI application (HTTP and WebSockets) on the
+    test database; yields its base URL. pytest-django's live_server is WSGI
+    only, so it cannot carry the terminal's WebSockets."""
+    import socket
+    import urllib.request
+
+    from django.conf import settings
+
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": f"sqlite:///{settings.DATABASES['default']['NAME']}",
+        "DEBUG": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
+    log = tempfile.NamedTemporaryFile(prefix="kubelab-daphne-", suffix=".log", delete=False)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+        cwd=BASE,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"daphne exited: {Path(log.name).read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"daphne did not listen: {Path(log.name).read_text()[-2000:]}") from None
+            time.sleep(0.05)
+    urllib.request.urlopen(f"{url}/healthz", timeout=30).close()
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    os.unlink(log.name)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[object]:
+    """Debian's Chromium driven by Playwright (its own browser download cannot
+    work here, so the executable is /usr/bin/chromium)."""
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.path.exists(executable):
+        raise pytest.UsageError("chromium is not installed: run `make test`, which installs it")
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls
+    # that tests make between page actions are still synchronous and safe.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium: object) -> Iterator[object]:
+    context = chromium.new_context(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def runtimed() -> Iterator[str]:
+    """A real runtimed (root, runc) for the web-side tests, with the busybox
+    image built; yields its socket path. Its bridge, subnet, cgroup parent and
+    uid range are its own, so it never meets a production or another test
+    daemon on the same host."""
+    if os.geteuid() != 0:
+        pytest.skip("runtimed needs root (it drives runc)")
+    from runtime.client import Client
+    from tests.bootstrap import runtimed_root as root
+
+    sock = Path(os.environ["RUNTIME_SOCKET"])
+    log_path = root / "daemon.log"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "runtime",
+                "daemon",
+                "--root",
+                str(root),
+                "--socket",
+                str(sock),
+                "--subnet",
+                "10.233.0.0/20",
+                "--bridge",
+                "kltestw",
+                "--cgroup-parent",
+                "kubelab-testw",
+                "--uid-start",
+                str(3_200_000_000),
+            ],
+            cwd=BASE,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"runtimed exited: {log_path.read_text()[-3000:]}")
+        try:
+            with Client(sock, timeout=5) as rt:
+                rt.healthz()
+                if not any(image["name"] == "busybox" for image in rt.images()):
+                    rt.build_image("busybox")
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.1)
+    try:
+        yield str(sock)
+    finally:
+        try:
+            with Client(sock, timeout=30) as rt:
+                for box in rt.list_sandboxes():
+                    try:
+                        rt.remove_sandbox(box["id"])
+                    except Exception:
+                        pass
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+@pytest.fixture
+def runtime_socket(runtimed: str, settings: object) -> str:
+    """The test runtimed, running, and the settings pointing at it."""
+    settings.RUNTIME_SOCKET = runtimed  # type: ignore[attr-defined]
+    return runtimed

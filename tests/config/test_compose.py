@@ -55,7 +55,9 @@ def test_every_variable_compose_sets_is_read_by_the_settings() -> None:
             continue
         unknown = _variables_set(service, {}) - known - RUNTIME_ONLY
         assert not unknown, f"{name} sets variables the settings never read: {unknown}"
-    assert env_example - known - COMPOSE_ONLY == set(), f".env.example has unknown variables: {env_example - known - COMPOSE_ONLY}"
+    assert env_example - known - COMPOSE_ONLY == set(), (
+        f".env.example has unknown variables: {env_example - known - COMPOSE_ONLY}"
+    )
 
 
 def test_readme_documents_every_variable() -> None:

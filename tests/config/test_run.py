@@ -10,8 +10,8 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,7 +48,7 @@ def descendants(pid: int) -> set[int]:
 
 
 @pytest.fixture
-def var_dir() -> Path:
+def var_dir() -> Iterator[Path]:
     # Under the checkout rather than /tmp: when run as root the supervisor
     # drops the web tier to the service user, which cannot enter pytest's
     # private tmp directories.
@@ -61,15 +61,15 @@ def var_dir() -> Path:
 def test_run_serves_pages_and_stops_cleanly_on_sigterm(var_dir: Path) -> None:
     port = free_port()
     env = {
-        **{k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}},
+        **{k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL", "RUNTIME_SOCKET"}},
         "VAR_DIR": str(var_dir),
         "PORT": str(port),
         "HOST": "127.0.0.1",
         "RUNTIME_REQUIRED": "true" if (BASE / "runtime" / "__main__.py").exists() and os.geteuid() == 0 else "false",
     }
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=BASE, env=env, check=True, timeout=120
-    )
+    # What `make run` does before it starts the supervisor.
+    for command in (["migrate", "--noinput"], ["collectstatic", "--noinput"]):
+        subprocess.run([sys.executable, "manage.py", *command, "-v", "0"], cwd=BASE, env=env, check=True, timeout=300)
     proc = subprocess.Popen(
         [sys.executable, "scripts/run.py"],
         cwd=BASE,

@@ -16,8 +16,12 @@ def load_settings(**env: str) -> subprocess.CompletedProcess[str]:
     full.update(env)
     full["DJANGO_SETTINGS_MODULE"] = "config.settings"
     return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; "
-         "print(settings.DATABASES['default']['ENGINE']); print(settings.REDIS_URL)"],
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings; "
+            "print(settings.DATABASES['default']['ENGINE']); print(settings.REDIS_URL)",
+        ],
         cwd=BASE,
         env=full,
         capture_output=True,

@@ -1,0 +1,1 @@
+"""Courses, their progress and the instructor's views."""

@@ -1,0 +1,1 @@
+"""Submissions and their grading (filled by a later issue)."""

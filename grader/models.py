@@ -1,0 +1,3 @@
+"""Submission and friends arrive with the grading issue; no models yet."""
+
+from __future__ import annotations

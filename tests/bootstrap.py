@@ -1,0 +1,81 @@
+"""Loaded with ``-p tests.bootstrap`` (pyproject's addopts), before
+pytest-django reads the settings: it gives the whole test run its own
+services' addresses.
+
+When REDIS_URL is not set, a private redis-server is started on a unix socket
+in a temporary directory and stopped at the end. RUNTIME_SOCKET is fixed to
+where the ``runtimed`` fixture will listen, so every process the tests start
+(worker, daphne) knows it from the start.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+_redis: subprocess.Popen[bytes] | None = None
+_redis_dir: str | None = None
+runtimed_root = Path(tempfile.mkdtemp(prefix="kl-test-rtd-", dir="/tmp"))
+
+
+def _start_redis() -> str:
+    global _redis, _redis_dir
+    server = shutil.which("redis-server")
+    if server is None:
+        raise pytest.UsageError("redis-server is not installed: run `make test`, which installs it")
+    _redis_dir = tempfile.mkdtemp(prefix="kubelab-redis-")
+    sock = os.path.join(_redis_dir, "redis.sock")
+    _redis = subprocess.Popen(
+        [
+            server,
+            "--port",
+            "0",
+            "--unixsocket",
+            sock,
+            "--unixsocketperm",
+            "777",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            _redis_dir,
+            "--loglevel",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 10
+    while not os.path.exists(sock):
+        if _redis.poll() is not None or time.monotonic() > deadline:
+            raise pytest.UsageError("the test redis-server did not start")
+        time.sleep(0.02)
+    return f"unix://{sock}"
+
+
+# At import, deliberately: this module is imported before any hook runs, and
+# pytest-django imports the settings in its earliest hook.
+if not os.environ.get("REDIS_URL"):
+    os.environ["REDIS_URL"] = _start_redis()
+os.environ.setdefault("CHANNELS_PREFIX", f"kubelab-test-{os.getpid()}")
+os.environ["RUNTIME_SOCKET"] = str(runtimed_root / "rt.sock")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _redis is not None:
+        _redis.terminate()
+        try:
+            _redis.wait(10)
+        except subprocess.TimeoutExpired:
+            _redis.kill()
+    if _redis_dir:
+        shutil.rmtree(_redis_dir, ignore_errors=True)
+    subprocess.run(["umount", "-R", "-l", str(runtimed_root)], capture_output=True, timeout=30)
+    shutil.rmtree(runtimed_root, ignore_errors=True)
