@@ -1,0 +1,291 @@
+"""WebSocket consumers of a lab session: its terminals and its status events.
+
+Terminal protocol (``/ws/labs/<session>/term/<n>/``):
+
+* server → browser, binary: terminal output; text JSON: ``hello`` (mode, terminal),
+  ``exit`` (the shell ended), ``notice``, ``pong``.
+* browser → server, binary: keystrokes (dropped for read-only observers);
+  text JSON: ``resize`` {rows, cols}, ``ack`` {bytes}, ``ping``.
+
+Flow control runs end to end: the browser acknowledges output once xterm.js
+has written it (its write callback); when more than TERMINAL_HIGH_WATERMARK
+bytes are unacknowledged the consumer stops reading from runtimed's attach
+stream, runtimed's send buffer fills, and runtimed stops reading the PTY, so
+``yes`` blocks inside the sandbox instead of filling memory anywhere. Reading
+resumes below TERMINAL_LOW_WATERMARK. Ctrl-C is input, which never waits on
+output, so it always gets through.
+
+Access is decided once, before ``accept()``, by ``lab_session_for_user``:
+nobody else's bytes flow until it said yes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
+
+from labs import services
+from labs.models import LabSession, TerminalObservation
+from labs.selectors import Granted, LabSessionNotFound, lab_session_for_user
+from runtime import client as runtime_client
+from runtime import errors as runtime_errors
+
+log = logging.getLogger(__name__)
+
+CLOSE_NOT_FOUND = 4404
+CLOSE_NOT_READY = 4409
+CLOSE_BAD_REQUEST = 4400
+CLOSE_TOO_BIG = 1009
+CLOSE_RUNTIME_DOWN = 4503
+
+
+@database_sync_to_async
+def _access(user: Any, session_id: str, *, write: bool = False) -> Granted:
+    return lab_session_for_user(user, session_id, write=write)
+
+
+@database_sync_to_async
+def _open_terminal(session: LabSession, number: int, pty_id: str) -> None:
+    services.lab_session_open_terminal(session=session, number=number, session_id=pty_id)
+
+
+@database_sync_to_async
+def _record_activity(session: LabSession) -> None:
+    services.lab_session_record_activity(session=session)
+
+
+@database_sync_to_async
+def _start_observation(session: LabSession, user: Any, number: int) -> int:
+    return TerminalObservation.objects.create(session=session, observer=user, terminal=number).pk
+
+
+@database_sync_to_async
+def _end_observation(pk: int) -> None:
+    TerminalObservation.objects.filter(pk=pk).update(ended_at=timezone.now())
+
+
+class TokenBucket:
+    """Input rate limit: ``rate`` bytes per second, bursts of one second."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = float(rate)
+        self.tokens = float(rate)
+        self.stamp = time.monotonic()
+
+    def take(self, n: int) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if n > self.tokens:
+            return False
+        self.tokens -= n
+        return True
+
+
+class TerminalConsumer(AsyncWebsocketConsumer):
+    granted: Granted | None = None
+    attach: runtime_client.AsyncAttach | None = None
+    rt: runtime_client.AsyncClient | None = None
+    pump: asyncio.Task[None] | None = None
+    observation: int | None = None
+
+    async def connect(self) -> None:
+        kwargs = self.scope["url_route"]["kwargs"]
+        self.number = int(kwargs["n"])
+        try:
+            self.granted = await _access(self.scope.get("user"), kwargs["session"])
+        except LabSessionNotFound:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        session = self.granted.session
+        if session.status != LabSession.Status.READY or not session.sandbox_id:
+            await self.close(code=CLOSE_NOT_READY)
+            return
+        if not 1 <= self.number <= settings.LAB_MAX_TERMINALS:
+            await self.close(code=CLOSE_BAD_REQUEST)
+            return
+        self.unacked = 0
+        self.can_send = asyncio.Event()
+        self.can_send.set()
+        self.bucket = TokenBucket(settings.TERMINAL_INPUT_RATE)
+        self.last_activity = 0.0
+        self.dropped_notice = False
+        self.rt = runtime_client.AsyncClient(settings.RUNTIME_SOCKET)
+        try:
+            pty_id = await self._pty_session(session)
+            if pty_id is None:
+                await self.close(code=CLOSE_NOT_FOUND)
+                return
+            self.attach = await self.rt.attach(session.sandbox_id, pty_id, read_only=not self.granted.can_write)
+        except runtime_errors.SandboxNotFound:
+            await self.close(code=CLOSE_NOT_READY)
+            return
+        except runtime_errors.RuntimeError:
+            log.warning("terminal %s of %s: runtimed unavailable", self.number, session.pk, exc_info=True)
+            await self.close(code=CLOSE_RUNTIME_DOWN)
+            return
+        await self.accept()
+        if not self.granted.can_write:
+            self.observation = await _start_observation(session, self.scope["user"], self.number)
+        await self.send(
+            text_data=json.dumps({"type": "hello", "mode": self.granted.access.value, "terminal": self.number})
+        )
+        self.pump = asyncio.create_task(self._pump_output())
+
+    async def _pty_session(self, session: LabSession) -> str | None:
+        """The runtimed PTY session behind this terminal, created on first use by the owner."""
+        assert self.rt is not None and self.granted is not None
+        pty_id = session.terminals.get(str(self.number))
+        if pty_id:
+            try:
+                info = await self.rt.get_session(session.sandbox_id, pty_id)
+                if not info.get("exited"):
+                    return str(pty_id)
+            except runtime_errors.SessionNotFound:
+                pass
+        if not self.granted.can_write:
+            return None  # observers watch shells, they do not open them
+        query = dict(
+            part.split("=", 1) for part in self.scope.get("query_string", b"").decode().split("&") if "=" in part
+        )
+        rows = _clamp(query.get("rows"), 24, 5, 500)
+        cols = _clamp(query.get("cols"), 80, 10, 1000)
+        created = await self.rt.create_session(session.sandbox_id, rows=rows, cols=cols)
+        pty_id = str(created["session_id"])
+        await _open_terminal(session, self.number, pty_id)
+        return pty_id
+
+    async def _pump_output(self) -> None:
+        assert self.attach is not None
+        try:
+            while True:
+                await self.can_send.wait()
+                item = await self.attach.recv()
+                if item is None:
+                    break
+                if isinstance(item, bytes):
+                    self.unacked += len(item)
+                    if self.unacked >= settings.TERMINAL_HIGH_WATERMARK:
+                        self.can_send.clear()
+                    await self.send(bytes_data=item)
+                    await self._activity()
+                elif item.get("type") == "exit":
+                    await self.send(text_data=json.dumps({"type": "exit", "code": item.get("code")}))
+                    break
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.info("terminal %s: attach stream ended", self.number, exc_info=True)
+        await self.close()
+
+    async def _activity(self) -> None:
+        now = time.monotonic()
+        if now - self.last_activity >= 10 and self.granted is not None:
+            self.last_activity = now
+            await _record_activity(self.granted.session)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.attach is None or self.granted is None:
+            return
+        size = len(bytes_data or b"") + len(text_data or "")
+        if size > settings.TERMINAL_MAX_MESSAGE:
+            await self.close(code=CLOSE_TOO_BIG)
+            return
+        if bytes_data is not None:
+            if not self.granted.can_write:
+                return
+            if not self.bucket.take(len(bytes_data)):
+                if not self.dropped_notice:
+                    self.dropped_notice = True
+                    await self.send(
+                        text_data=json.dumps(
+                            {
+                                "type": "notice",
+                                "message": "Input is arriving too fast; some of it was dropped.",
+                            }
+                        )
+                    )
+                return
+            await self.attach.send(bytes_data)
+            await self._activity()
+            return
+        try:
+            message = json.loads(text_data or "")
+            kind = message.get("type")
+        except (ValueError, AttributeError):
+            return
+        if kind == "ack":
+            self.unacked = max(0, self.unacked - int(message.get("bytes", 0)))
+            if self.unacked <= settings.TERMINAL_LOW_WATERMARK:
+                self.can_send.set()
+        elif kind == "resize" and self.granted.can_write:
+            rows = _clamp(message.get("rows"), 24, 2, 500)
+            cols = _clamp(message.get("cols"), 80, 2, 1000)
+            await self.attach.resize(rows, cols)
+        elif kind == "ping":
+            await self.send(text_data=json.dumps({"type": "pong"}))
+
+    async def disconnect(self, code: int) -> None:
+        if self.pump is not None:
+            self.pump.cancel()
+        if self.attach is not None:
+            await self.attach.close()
+        if self.rt is not None:
+            await self.rt.close()
+        if self.observation is not None:
+            await _end_observation(self.observation)
+
+
+class LabEventsConsumer(AsyncJsonWebsocketConsumer):
+    """Status of a lab session pushed live: provisioning progress, ready,
+    failed, the time left; the page's heartbeats count as activity."""
+
+    granted: Granted | None = None
+
+    async def connect(self) -> None:
+        session_id = self.scope["url_route"]["kwargs"]["session"]
+        try:
+            self.granted = await _access(self.scope.get("user"), session_id)
+        except LabSessionNotFound:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.group = self.granted.session.group_name
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self.send_json(await self._state())
+
+    @database_sync_to_async
+    def _state(self) -> dict[str, Any]:
+        assert self.granted is not None
+        session = LabSession.objects.get(pk=self.granted.session.pk)
+        return services.session_state(session)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if not isinstance(content, dict) or self.granted is None:
+            return
+        if content.get("type") == "heartbeat" and self.granted.can_write:
+            await _record_activity(self.granted.session)
+            await self.send_json(await self._state())
+
+    async def lab_status(self, event: dict[str, Any]) -> None:
+        await self.send_json(event["state"])
+
+    async def disconnect(self, code: int) -> None:
+        if self.granted is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+
+def _clamp(value: Any, default: int, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return default
+    return max(low, min(high, number))

@@ -1,0 +1,113 @@
+"""A student's sandbox for one lab, and the record of who watched it.
+
+``LabSession`` is the database's view of a sandbox that runtimed (or another
+backend) runs: its lifecycle status, the terminals opened in it and the
+activity that keeps it alive. At most one *live* session (starting or ready)
+exists per student and lab, enforced by a partial unique constraint; ended
+sessions stay as history.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class LabSessionQuerySet(models.QuerySet["LabSession"]):
+    def live(self) -> LabSessionQuerySet:
+        return self.filter(status__in=LabSession.LIVE)
+
+    def for_user(self, user: Any) -> LabSessionQuerySet:
+        return self.filter(user=user)
+
+    def idle_since(self, moment: datetime) -> LabSessionQuerySet:
+        return self.filter(status=LabSession.Status.READY, last_activity_at__lt=moment)
+
+    def expired_at(self, moment: datetime) -> LabSessionQuerySet:
+        return self.live().filter(expires_at__lt=moment)
+
+
+class LabSession(models.Model):
+    class Status(models.TextChoices):
+        STARTING = "starting", "Starting"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+        STOPPING = "stopping", "Stopping"
+        STOPPED = "stopped", "Stopped"
+
+    class EndReason(models.TextChoices):
+        NONE = "", "—"
+        STOPPED = "stopped", "stopped by the student"
+        RESET = "reset", "reset to a fresh sandbox"
+        IDLE = "idle", "idle for too long"
+        EXPIRED = "expired", "time limit reached"
+        FAILED = "failed", "could not start"
+        LOST = "lost", "the sandbox disappeared"
+
+    LIVE = (Status.STARTING, Status.READY)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="lab_sessions")
+    lab = models.ForeignKey("courses.Lab", on_delete=models.CASCADE, related_name="sessions")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.STARTING)
+    end_reason = models.CharField(max_length=16, choices=EndReason.choices, blank=True, default="")
+    backend = models.CharField(max_length=32, default="namespace")
+    sandbox_id = models.CharField(max_length=128, blank=True, default="")
+    # Terminal number (as a string, JSON keys are strings) -> runtimed session id.
+    terminals = models.JSONField(default=dict, blank=True)
+    # Provisioning stages shown on the page: [{"stage", "message", "at"}].
+    progress = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True, default="")
+    provision_attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    last_activity_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    objects = LabSessionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "lab"],
+                condition=Q(status__in=["starting", "ready"]),
+                name="one_live_session_per_student_and_lab",
+            )
+        ]
+        indexes = [models.Index(fields=["status", "last_activity_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.lab} · {self.status}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in self.LIVE
+
+    @property
+    def group_name(self) -> str:
+        """Channel-layer group of everything pushed about this session."""
+        return f"lab.{self.pk}"
+
+
+class TerminalObservation(models.Model):
+    """An instructor watching a student's terminal (read-only), recorded."""
+
+    session = models.ForeignKey(LabSession, on_delete=models.CASCADE, related_name="observations")
+    observer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    terminal = models.PositiveSmallIntegerField()
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.observer} watched {self.session_id} #{self.terminal}"

@@ -1,0 +1,45 @@
+"""Celery tasks of the labs app: thin wrappers that call one service each.
+
+Tasks take ids, never model instances, and are safe to run twice: each
+service claims its work with a conditional update first (CONVENTIONS.md #8).
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from labs import services
+
+
+@shared_task(
+    name="labs.tasks.provision_sandbox",
+    time_limit=900,
+    soft_time_limit=840,
+    acks_late=True,
+)
+def provision_sandbox(session_id: str) -> str | None:
+    session = services.lab_session_provision(session_id=session_id)
+    return session.status if session else None
+
+
+@shared_task(
+    name="labs.tasks.release_sandbox",
+    time_limit=180,
+    soft_time_limit=150,
+    acks_late=True,
+    autoretry_for=(OSError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def release_sandbox(session_id: str) -> None:
+    services.lab_session_release(session_id=session_id)
+
+
+@shared_task(name="labs.tasks.cull_idle_sessions", time_limit=120, soft_time_limit=100)
+def cull_idle_sessions() -> int:
+    return services.cull_idle_sessions()
+
+
+@shared_task(name="labs.tasks.expire_sessions", time_limit=120, soft_time_limit=100)
+def expire_sessions() -> int:
+    return services.expire_sessions()

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from labs import views
+
+app_name = "labs"
+
+urlpatterns = [
+    path("<int:lab_id>/", views.lab_detail, name="lab"),
+    path("<int:lab_id>/start/", views.lab_start, name="start"),
+    path("<uuid:session_id>/", views.session_page, name="session"),
+    path("<uuid:session_id>/reset/", views.session_reset, name="reset"),
+    path("<uuid:session_id>/stop/", views.session_stop, name="stop"),
+]

@@ -1,0 +1,130 @@
+"""Pages and actions of a lab: its detail page, the lab session page with
+steps and terminals, and start / reset / stop. Each view is thin: access
+through ``lab_session_for_user`` and one service call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from courses.models import Lab
+from courses.rendering import render_markdown
+from labs import services
+from labs.selectors import LabSessionNotFound, lab_session_for_user, live_session
+
+
+def _lab(lab_id: int) -> Lab:
+    lab: Lab = get_object_or_404(
+        Lab.objects.active().select_related("module__course"),
+        pk=lab_id,
+        module__archived_at__isnull=True,
+    )
+    return lab
+
+
+def _steps(lab: Lab) -> list[dict[str, Any]]:
+    return [
+        {"number": i, "title": step.title, "html": render_markdown(step.body)}
+        for i, step in enumerate(lab.steps.active().order_by("order"), start=1)
+    ]
+
+
+@login_required
+def lab_detail(request: HttpRequest, lab_id: int) -> HttpResponse:
+    lab = _lab(lab_id)
+    return render(
+        request,
+        "labs/lab_detail.html",
+        {
+            "lab": lab,
+            "module": lab.module,
+            "course": lab.module.course,
+            "intro_html": render_markdown(lab.intro),
+            "steps": _steps(lab),
+            "live_session": live_session(user=request.user, lab=lab),
+            "start_url": reverse("labs:start", kwargs={"lab_id": lab.pk}),
+            "disabled_reason": "" if lab.enabled else (lab.disabled_reason or "This lab is not available yet."),
+        },
+    )
+
+
+@login_required
+@require_POST
+def lab_start(request: HttpRequest, lab_id: int) -> HttpResponse:
+    lab = _lab(lab_id)
+    try:
+        session = services.lab_session_start(user=request.user, lab=lab)
+    except (services.LabUnavailable, services.SandboxLimitReached) as exc:
+        messages.error(request, str(exc))
+        return redirect("labs:lab", lab_id=lab.pk)
+    return redirect("labs:session", session_id=session.pk)
+
+
+def _granted(request: HttpRequest, session_id: Any, *, write: bool = False) -> Any:
+    try:
+        return lab_session_for_user(request.user, session_id, write=write)
+    except LabSessionNotFound:
+        raise Http404("No such lab session.") from None
+
+
+@login_required
+def session_page(request: HttpRequest, session_id: Any) -> HttpResponse:
+    granted = _granted(request, session_id)
+    session = granted.session
+    lab = session.lab
+    config = {
+        "session": str(session.pk),
+        "events_url": f"/ws/labs/{session.pk}/events/",
+        "terminal_url": f"/ws/labs/{session.pk}/term/",
+        "max_terminals": settings.LAB_MAX_TERMINALS,
+        "mode": granted.access.value,
+        "warn_before": settings.LAB_WARN_BEFORE,
+        "reset_url": reverse("labs:reset", kwargs={"session_id": session.pk}),
+        "stop_url": reverse("labs:stop", kwargs={"session_id": session.pk}),
+        "start_url": reverse("labs:start", kwargs={"lab_id": lab.pk}),
+        "csrf_token": get_token(request),
+    }
+    return render(
+        request,
+        "labs/session.html",
+        {
+            "lab": lab,
+            "module": lab.module,
+            "course": lab.module.course,
+            "intro_html": render_markdown(lab.intro),
+            "session": session,
+            "steps": _steps(lab),
+            "mode": granted.access.value,
+            "config": config,
+        },
+    )
+
+
+@login_required
+@require_POST
+def session_reset(request: HttpRequest, session_id: Any) -> HttpResponse:
+    granted = _granted(request, session_id, write=True)
+    try:
+        session = services.lab_session_reset(session=granted.session)
+    except (services.LabUnavailable, services.SandboxLimitReached) as exc:
+        messages.error(request, str(exc))
+        return redirect("labs:lab", lab_id=granted.session.lab_id)
+    messages.info(request, "You have a fresh sandbox.")
+    return redirect("labs:session", session_id=session.pk)
+
+
+@login_required
+@require_POST
+def session_stop(request: HttpRequest, session_id: Any) -> HttpResponse:
+    granted = _granted(request, session_id, write=True)
+    services.lab_session_stop(session=granted.session)
+    messages.info(request, "The lab's sandbox was stopped.")
+    return redirect("labs:lab", lab_id=granted.session.lab_id)
