@@ -1,0 +1,302 @@
+"""Courses as files: validation errors name the file and line; import is idempotent and keeps progress."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from courses.content import ContentError, read_course
+from courses.importer import import_course
+from courses.killercoda import read_scenario
+from courses.models import Course, Exercise, Lab, Lesson
+from courses.rendering import render_markdown
+
+BASE = Path(__file__).resolve().parents[2]
+BUNDLED = BASE / "content" / "intro-to-kubernetes"
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+    return root
+
+
+LAB_YAML = """
+title: Namespaces by hand
+environment:
+  image: busybox
+  memory: 128M
+steps:
+  - file: steps/01-hostname.md
+    exercises:
+      - slug: hostname
+        title: Record the hostname
+        checks:
+          - type: run
+            name: hostname.txt exists
+            command: test -s /root/hostname.txt
+            hint: Write it with `hostname > /root/hostname.txt`.
+        hints: [Try the hostname command.]
+        solution: "`hostname > /root/hostname.txt`"
+  - file: steps/02-more.md
+    exercises:
+      - slug: greeting
+        title: Greet
+        checks:
+          - {type: file, path: /root/greeting.txt, contains: hello}
+"""
+
+
+@pytest.fixture
+def course_dir(tmp_path: Path) -> Path:
+    return write(
+        tmp_path / "demo-course",
+        {
+            "course.yaml": "title: Demo course\nsummary: A course for the tests.\n",
+            "01-first/module.yaml": "title: First module\nsummary: Where it starts.\n",
+            "01-first/lessons/01-hello.md": "---\ntitle: Hello\n---\nSome *text* and ![a picture](assets/x.svg).\n",
+            "01-first/lessons/02-plain.md": "# Plain heading\n\nBody.\n",
+            "01-first/labs/01-ns/lab.yaml": LAB_YAML,
+            "01-first/labs/01-ns/steps/01-hostname.md": "# Hostname\n\n```sh run\nhostname\n```\n",
+            "01-first/labs/01-ns/steps/02-more.md": "# More\n\nText.\n",
+            "01-first/labs/01-ns/solution.sh": "hostname > /root/hostname.txt\necho hello > /root/greeting.txt\n",
+            "01-first/labs/01-ns/files/notes.txt": "read me\n",
+            "02-docker/module.yaml": "title: Docker\n",
+            "02-docker/labs/01-build/lab.yaml": """
+                title: Build an image
+                environment: {services: [docker]}
+                steps:
+                  - file: steps/01-build.md
+                    exercises:
+                      - slug: built
+                        title: Build it
+                        checks:
+                          - {type: image, image: "app:1", max_layers: 5}
+            """,
+            "02-docker/labs/01-build/steps/01-build.md": "# Build\n",
+            "02-docker/labs/01-build/solution.sh": "docker build -t app:1 .\n",
+        },
+    )
+
+
+def test_a_valid_course_reads_with_its_structure(course_dir: Path) -> None:
+    course = read_course(course_dir)
+    assert course.slug == "demo-course"
+    assert [m.slug for m in course.modules] == ["first", "docker"]
+    lab = course.modules[0].labs[0]
+    assert lab.environment["memory"] == 128 * 2**20
+    assert lab.environment["files"] == {"notes.txt": "read me\n"}
+    assert [s.title for s in lab.steps] == ["Hostname", "More"]
+    assert lab.enabled
+    docker_lab = course.modules[1].labs[0]
+    assert not docker_lab.enabled and "Docker engine" in docker_lab.disabled_reason
+    assert course.stats() == {
+        "modules": 2,
+        "lessons": 2,
+        "labs": 2,
+        "enabled_labs": 1,
+        "exercises": 3,
+        "per_module": [{"slug": "first", "labs": 1, "exercises": 2}, {"slug": "docker", "labs": 1, "exercises": 1}],
+    }
+
+
+PLANTED = [
+    # (file, text to find, replacement, expected line, words in the message)
+    ("01-first/labs/01-ns/lab.yaml", "memory: 128M", "memory: lots", 4, "'memory' must be a size"),
+    ("01-first/labs/01-ns/lab.yaml", "type: run", "type: telepathy", 11, "unknown type 'telepathy'"),
+    ("01-first/labs/01-ns/lab.yaml", "- slug: greeting", "- slug: hostname", 19, "already used on line 8"),
+    ("01-first/labs/01-ns/lab.yaml", "path: /root/greeting.txt", "path: greeting.txt", 22, "'path' must be absolute"),
+    ("02-docker/labs/01-build/lab.yaml", "title: Build an image\n", "title: [unclosed\n", 2, "invalid YAML"),
+]
+
+
+def plant(course_dir: Path, file: str, old: str, new: str) -> None:
+    path = course_dir / file
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {file}"
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.mark.parametrize(("file", "old", "new", "line", "words"), PLANTED)
+def test_each_planted_error_names_file_and_line(
+    course_dir: Path, file: str, old: str, new: str, line: int, words: str
+) -> None:
+    plant(course_dir, file, old, new)
+    with pytest.raises(ContentError) as caught:
+        read_course(course_dir)
+    messages = [str(p) for p in caught.value.problems]
+    assert any(m.startswith(f"demo-course/{file}:{line}: ") and words in m for m in messages), messages
+
+
+def test_every_error_is_reported_at_once(course_dir: Path) -> None:
+    for file, old, new, _, _ in PLANTED:
+        plant(course_dir, file, old, new)
+    (course_dir / "01-first/labs/01-ns/solution.sh").unlink()
+    with pytest.raises(ContentError) as caught:
+        read_course(course_dir)
+    text = str(caught.value)
+    for _, _, _, _, words in PLANTED:
+        assert words in text
+    assert "solution.sh: every lab needs a solution.sh" in text
+
+
+def test_validate_course_command_prints_problems_and_fails(
+    course_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    call_command("validate_course", str(course_dir))
+    assert "demo-course: OK" in capsys.readouterr().out
+    plant(course_dir, *PLANTED[0][:3])
+    with pytest.raises(CommandError, match="1 problem"):
+        call_command("validate_course", str(course_dir))
+    assert "lab.yaml:4: 'memory' must be a size" in capsys.readouterr().err
+
+
+@pytest.mark.django_db
+def test_import_is_idempotent_and_archives_instead_of_deleting(course_dir: Path) -> None:
+    _, report = import_course(read_course(course_dir))
+    assert report.created["exercises"] == 3
+    exercise_ids = dict(Exercise.objects.values_list("slug", "pk"))
+    _, again = import_course(read_course(course_dir))
+    assert again.created == {} and again.updated == {} and again.archived == {}
+    assert dict(Exercise.objects.values_list("slug", "pk")) == exercise_ids
+
+    # Change a check's text, move an exercise, drop a lesson and an exercise.
+    plant(course_dir, "01-first/labs/01-ns/lab.yaml", "test -s /root/hostname.txt", "grep -q . /root/hostname.txt")
+    (course_dir / "01-first/lessons/02-plain.md").unlink()
+    lab_yaml = course_dir / "01-first/labs/01-ns/lab.yaml"
+    lab_yaml.write_text(lab_yaml.read_text().split("      - slug: greeting")[0])
+    _, changed = import_course(read_course(course_dir))
+    assert changed.archived == {"exercises": 1, "lessons": 1}
+    hostname = Exercise.objects.get(slug="hostname")
+    assert hostname.pk == exercise_ids["hostname"]
+    assert hostname.checks[0]["command"] == "grep -q . /root/hostname.txt"
+    greeting = Exercise.objects.get(slug="greeting")
+    assert greeting.pk == exercise_ids["greeting"] and greeting.archived_at is not None
+    assert Lesson.objects.get(slug="plain").archived_at is not None
+    assert list(Exercise.objects.active().filter(lab__slug="ns").values_list("slug", flat=True)) == ["hostname"]
+
+
+@pytest.mark.django_db
+def test_import_rewrites_asset_links_and_stores_the_environment(course_dir: Path) -> None:
+    import_course(read_course(course_dir))
+    lesson = Lesson.objects.get(slug="hello")
+    assert "](/courses/demo-course/assets/x.svg)" in lesson.body
+    lab = Lab.objects.get(slug="ns")
+    spec = lab.sandbox_spec(labels={"session": "s"})
+    assert spec["image"] == "busybox" and spec["files"] == {"notes.txt": "read me\n"}
+    assert Lab.objects.get(slug="build").enabled is False
+
+
+def test_killercoda_scenario_becomes_a_lab(tmp_path: Path) -> None:
+    scenario = write(
+        tmp_path / "my-scenario",
+        {
+            "intro.md": "Welcome!\n",
+            "background.sh": "echo prepared > /tmp/bg\n",
+            "step1/text.md": "Create a file:\n\n```\ntouch /root/done\n```{{exec}}\n\nOr `ls /root`{{copy}}.\n",
+            "step1/verify.sh": "#!/bin/bash\n[[ -f /root/done ]]\n",
+            "step2/text.md": "Read it.\n",
+            "finish.md": "Well done.\n",
+            "assets/app.yaml": "kind: Pod\n",
+        },
+    )
+    (scenario / "index.json").write_text(
+        json.dumps(
+            {
+                "title": "Files 101",
+                "description": "Touch a file.",
+                "details": {
+                    "intro": {"text": "intro.md", "background": "background.sh"},
+                    "steps": [
+                        {"title": "Touch it", "text": "step1/text.md", "verify": "step1/verify.sh"},
+                        {"title": "Read it", "text": "step2/text.md"},
+                    ],
+                    "finish": {"text": "finish.md"},
+                    "assets": {"host01": [{"file": "app.yaml", "target": "~"}]},
+                },
+                "backend": {"imageid": "ubuntu"},
+            }
+        )
+    )
+    lab = read_scenario(scenario)
+    assert lab.title == "Files 101" and [s.title for s in lab.steps] == ["Touch it", "Read it"]
+    check = lab.steps[0].exercises[0].checks[0]
+    assert check["type"] == "run" and check["command"].startswith("bash -c ") and "/root/done" in check["command"]
+    assert lab.steps[1].exercises == []
+    assert lab.environment["setup"].strip() == "echo prepared > /tmp/bg"
+    assert lab.environment["files"] == {"app.yaml": "kind: Pod\n"}
+    html = render_markdown(lab.steps[0].body)
+    assert 'data-runnable="true"' in html and 'data-runnable="false"' in html
+
+
+@pytest.mark.django_db
+def test_killercoda_import_command_adds_the_lab_to_a_module(course_dir: Path, tmp_path: Path) -> None:
+    import_course(read_course(course_dir))
+    scenario = write(tmp_path / "kc", {"s1.md": "Do it.\n", "v1.sh": "true\n"})
+    (scenario / "index.json").write_text(
+        json.dumps({"title": "KC lab", "details": {"steps": [{"title": "One", "text": "s1.md", "verify": "v1.sh"}]}})
+    )
+    call_command("import_course", str(scenario), "--killercoda", "--into", "demo-course/first")
+    lab = Lab.objects.get(module__slug="first", slug="kc")
+    assert lab.exercises.count() == 1
+    call_command("import_course", str(scenario), "--killercoda", "--into", "demo-course/first")
+    assert Lab.objects.filter(slug="kc").count() == 1
+    with pytest.raises(CommandError, match="no module"):
+        call_command("import_course", str(scenario), "--killercoda", "--into", "demo-course/nope")
+
+
+def test_broken_killercoda_index_names_the_file(tmp_path: Path) -> None:
+    scenario = tmp_path / "bad"
+    scenario.mkdir()
+    (scenario / "index.json").write_text('{"title": "x",\n "details": }')
+    with pytest.raises(ContentError) as caught:
+        read_scenario(scenario)
+    assert str(caught.value).startswith(f"{scenario / 'index.json'}:2: invalid JSON")
+
+
+@pytest.mark.skipif(not BUNDLED.exists(), reason="the bundled course is not written yet")
+def test_the_bundled_course_is_valid_and_big_enough() -> None:
+    stats = read_course(BUNDLED).stats()
+    assert stats["modules"] == 8
+    assert stats["exercises"] >= 40
+    assert all(module["labs"] >= 1 for module in stats["per_module"])
+    assert stats["enabled_labs"] >= 4
+
+
+@pytest.mark.skipif(not BUNDLED.exists(), reason="the bundled course is not written yet")
+def test_planted_errors_in_a_copy_of_the_bundled_course_are_each_reported(tmp_path: Path) -> None:
+    copy = tmp_path / "intro-to-kubernetes"
+    shutil.copytree(BUNDLED, copy)
+    labs = sorted(copy.glob("*/labs/*/lab.yaml"))
+    lessons = sorted(copy.glob("*/lessons/*.md"))
+    first, second = labs[0], labs[1]
+    first.write_text(first.read_text() + "\nbogus_field: 1\n")
+    bogus_line = len(first.read_text().splitlines())
+    text = second.read_text()
+    second.write_text(text.replace("type: run", "type: nonsense", 1) if "type: run" in text else text + "steps: 5\n")
+    (lessons[0]).write_text("no title here, no heading\n")
+    (labs[2].parent / "solution.sh").unlink()
+    with pytest.raises(ContentError) as caught:
+        read_course(copy)
+    report = [str(p) for p in caught.value.problems]
+    relative = lambda p: str(p.relative_to(tmp_path))  # noqa: E731
+    assert any(r.startswith(f"{relative(first)}:{bogus_line}: unknown field 'bogus_field'") for r in report), report
+    assert any(r.startswith(relative(second) + ":") for r in report), report
+    assert any(r.startswith(f"{relative(lessons[0])}:1: no title") for r in report), report
+    assert any(r.startswith(relative(labs[2].parent / "solution.sh")) for r in report), report
+
+
+@pytest.mark.django_db
+def test_course_stats_command_prints_one_json_object(course_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    call_command("course_stats", str(course_dir))
+    stats = json.loads(capsys.readouterr().out)
+    assert set(stats) == {"modules", "lessons", "labs", "enabled_labs", "exercises", "per_module"}
+    assert Course.objects.count() == 0  # stats read files, they import nothing
