@@ -63,9 +63,7 @@ def _finish(s: str, d: str, st: os.stat_result, uid_base: int, size: int) -> Non
     os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-def _copy_dir(
-    src: str, dest: str, uid_base: int, size: int, links: dict[tuple[int, int], str]
-) -> None:
+def _copy_dir(src: str, dest: str, uid_base: int, size: int, links: dict[tuple[int, int], str]) -> None:
     with os.scandir(src) as it:
         entries = list(it)
     for entry in entries:

@@ -130,9 +130,7 @@ def default_store(root: Path) -> ImageStore:
 
 def goarch() -> str:
     machine = platform.machine().lower()
-    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(
-        machine, machine
-    )
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(machine, machine)
 
 
 def _now() -> str:
@@ -352,9 +350,7 @@ class ImageStore:
             "or import one with `python -m runtime image import FILE`"
         )
 
-    def _set_ref(
-        self, name: str, manifest_desc: dict[str, Any], annotations: dict[str, str]
-    ) -> None:
+    def _set_ref(self, name: str, manifest_desc: dict[str, Any], annotations: dict[str, str]) -> None:
         desc = dict(manifest_desc)
         desc["annotations"] = {**annotations, REF_NAME: name}
         with self._lock("index", INDEX_LOCK_TIMEOUT, "the image index"):
@@ -471,13 +467,9 @@ class ImageStore:
         for diff_id, blob in self._layer_pairs(name):
             stats = tarutil.extract_layer(self.blob_path(blob), dest, flatten=True)
             if stats.diff_id != diff_id:
-                raise errors.BadRequest(
-                    f"layer blob {blob} unpacks to {stats.diff_id}, but the image says {diff_id}"
-                )
+                raise errors.BadRequest(f"layer blob {blob} unpacks to {stats.diff_id}, but the image says {diff_id}")
 
-    def shifted_layer_dirs(
-        self, name: str, uid_base: int, size: int = 65536
-    ) -> builtins.list[Path]:
+    def shifted_layer_dirs(self, name: str, uid_base: int, size: int = 65536) -> builtins.list[Path]:
         """Copies of ``layer_dirs(name)`` with uids/gids shifted by ``uid_base``, cached per range.
 
         For kernels that refuse idmapped mounts. Costs one full copy of each layer per range,
@@ -574,9 +566,7 @@ class ImageStore:
             for path in layers:
                 comp = tarutil.compression_of(path)
                 stats = tarutil.scan_layer(path)
-                digest, blob_size = (
-                    tarutil.sha256_file(path) if comp else (stats.diff_id, path.stat().st_size)
-                )
+                digest, blob_size = tarutil.sha256_file(path) if comp else (stats.diff_id, path.stat().st_size)
                 self._put_blob_file(path, digest, move=move)
                 media_type = LAYER_GZIP_MT if comp == "gzip" else LAYER_MT
                 descs.append({"mediaType": media_type, "digest": digest, "size": blob_size})
@@ -615,9 +605,7 @@ class ImageStore:
 
         recipe = recipes.RECIPES.get(name)
         if recipe is None:
-            raise errors.ImageNotFound(
-                f"no recipe named {name!r}; recipes: {', '.join(sorted(recipes.RECIPES))}"
-            )
+            raise errors.ImageNotFound(f"no recipe named {name!r}; recipes: {', '.join(sorted(recipes.RECIPES))}")
         tag = f"{recipe.name}/{recipe.version}"
         if not force and self.recipe_of(name) == tag:
             cfg = self.get(name)
@@ -633,9 +621,7 @@ class ImageStore:
             cache = self.cache_root / recipe.name
             cache.mkdir(exist_ok=True, mode=0o700)
             with self._workdir(f"build-{recipe.name}") as work:
-                ctx = recipes.BuildContext(
-                    name=name, work_dir=work, cache_dir=cache, progress=progress
-                )
+                ctx = recipes.BuildContext(name=name, work_dir=work, cache_dir=cache, progress=progress)
                 result = recipe.build(ctx)
                 progress(f"{name}: storing {len(result.layers)} layer(s)")
                 cfg = self.add_layers(
@@ -689,9 +675,7 @@ class ImageStore:
         cfg, desc, manifest = self._load(name)
         digests = [cfg.digest, manifest["config"]["digest"]]
         digests += [d["digest"] for d in manifest.get("layers") or []]
-        index_desc: dict[str, Any] = {
-            k: desc[k] for k in ("mediaType", "digest", "size") if k in desc
-        }
+        index_desc: dict[str, Any] = {k: desc[k] for k in ("mediaType", "digest", "size") if k in desc}
         index_desc["annotations"] = {REF_NAME: name}
         index = {"schemaVersion": 2, "mediaType": INDEX_MT, "manifests": [index_desc]}
         tar_path = Path(tar_path)
@@ -749,14 +733,11 @@ class ImageStore:
             if manifest_type not in MANIFEST_MTS:
                 raise errors.BadRequest(f"unsupported manifest type {manifest_type!r}")
             config = self._read_json_blob(need((manifest.get("config") or {}).get("digest")))
-            diff_ids = [
-                _check_digest(d) for d in (config.get("rootfs") or {}).get("diff_ids") or []
-            ]
+            diff_ids = [_check_digest(d) for d in (config.get("rootfs") or {}).get("diff_ids") or []]
             layers = [d for d in manifest.get("layers") or [] if isinstance(d, dict)]
             if len(diff_ids) != len(layers):
                 raise errors.BadRequest(
-                    f"{tar_path}: the manifest has {len(layers)} layers but the config "
-                    f"{len(diff_ids)} diff ids"
+                    f"{tar_path}: the manifest has {len(layers)} layers but the config {len(diff_ids)} diff ids"
                 )
             total = 0
             for layer, diff_id in zip(layers, diff_ids, strict=True):
@@ -802,9 +783,7 @@ class ImageStore:
                             try:
                                 parsed = json.loads(src.read())
                             except ValueError as exc:
-                                raise errors.BadRequest(
-                                    f"{tar_path}: index.json is not JSON: {exc}"
-                                ) from exc
+                                raise errors.BadRequest(f"{tar_path}: index.json is not JSON: {exc}") from exc
                             if not isinstance(parsed, dict):
                                 raise errors.BadRequest(f"{tar_path}: index.json is not an object")
                             index = parsed
@@ -823,8 +802,7 @@ class ImageStore:
                                 os.fsync(out.fileno())
                             if reader.digest != expected:
                                 raise errors.BadRequest(
-                                    f"{tar_path}: blob {arcname} has digest {reader.digest}; "
-                                    "the archive is corrupt"
+                                    f"{tar_path}: blob {arcname} has digest {reader.digest}; the archive is corrupt"
                                 )
                             self._put_blob_file(tmp, expected, move=True)
         except (tarfile.TarError, EOFError, OSError) as exc:
@@ -836,9 +814,7 @@ class ImageStore:
                 if saw_docker_manifest
                 else ""
             )
-            raise errors.BadRequest(
-                f"{tar_path} is not an OCI image layout: it has no index.json{hint}"
-            )
+            raise errors.BadRequest(f"{tar_path} is not an OCI image layout: it has no index.json{hint}")
         return index
 
     def _pick_manifest(
@@ -862,8 +838,7 @@ class ImageStore:
                 elif mt in MANIFEST_MTS or mt is None:
                     plat = desc.get("platform")
                     if isinstance(plat, dict) and (
-                        plat.get("os") not in (None, "linux")
-                        or plat.get("architecture") not in (None, goarch())
+                        plat.get("os") not in (None, "linux") or plat.get("architecture") not in (None, goarch())
                     ):
                         continue
                     candidates.append((desc, label if isinstance(label, str) else None))
@@ -878,11 +853,7 @@ class ImageStore:
         if len(candidates) == 1:
             desc, label = candidates[0]
             if name is None and not label:
-                raise errors.BadRequest(
-                    f"{tar_path}: the image has no name annotation; pass a name to import it as"
-                )
+                raise errors.BadRequest(f"{tar_path}: the image has no name annotation; pass a name to import it as")
             return desc, label
         labels = ", ".join(str(label) for _, label in candidates)
-        raise errors.BadRequest(
-            f"{tar_path} holds several images ({labels}); pass the name of the one to import"
-        )
+        raise errors.BadRequest(f"{tar_path} holds several images ({labels}); pass the name of the one to import")

@@ -121,8 +121,7 @@ def compression_of(path: Path) -> str:
         return "gzip"
     if head == ZSTD_MAGIC:
         raise errors.BadRequest(
-            "zstd-compressed layers are not supported; re-export the image with gzip or "
-            "uncompressed layers"
+            "zstd-compressed layers are not supported; re-export the image with gzip or uncompressed layers"
         )
     return ""
 
@@ -161,9 +160,7 @@ def scan_layer(path: Path) -> LayerStats:
                     if member.isreg():
                         stats.size += member.size
         except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-            raise errors.BadRequest(
-                f"layer {path.name} is not a readable tar stream: {exc}"
-            ) from exc
+            raise errors.BadRequest(f"layer {path.name} is not a readable tar stream: {exc}") from exc
         reader.drain()
         stats.diff_id = reader.digest
     return stats
@@ -198,9 +195,7 @@ class _Extractor:
                     nfd = os.open(comp, _DIR_FLAGS, dir_fd=fd)
                 except FileNotFoundError:
                     if not create:
-                        raise _MissingPath(
-                            f"layer entry {what!r} refers to a missing path"
-                        ) from None
+                        raise _MissingPath(f"layer entry {what!r} refers to a missing path") from None
                     os.mkdir(comp, 0o755, dir_fd=fd)
                     nfd = os.open(comp, _DIR_FLAGS, dir_fd=fd)
                 except OSError as exc:
@@ -295,9 +290,7 @@ class _Extractor:
         if member.ischr() or member.isblk():
             self.stats.skipped.append(f"{member.name} (device node)")
             return
-        if not (
-            member.isreg() or member.isdir() or member.issym() or member.islnk() or member.isfifo()
-        ):
+        if not (member.isreg() or member.isdir() or member.issym() or member.islnk() or member.isfifo()):
             self.stats.skipped.append(f"{member.name} (unsupported type {member.type!r})")
             return
 
@@ -318,9 +311,7 @@ class _Extractor:
                 self.hardlink(member, parent, base)
             else:  # FIFO
                 os.mkfifo(base, 0o600, dir_fd=parent)
-                fd = os.open(
-                    base, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent
-                )
+                fd = os.open(base, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
                 try:
                     self.apply_fd(fd, member)
                 finally:
@@ -349,8 +340,7 @@ class _Extractor:
         if not target:
             raise errors.BadRequest(f"layer entry {member.name!r} is a hard link to the root")
         missing = errors.BadRequest(
-            f"layer entry {member.name!r} is a hard link to {member.linkname!r}, "
-            "which is not in this layer"
+            f"layer entry {member.name!r} is a hard link to {member.linkname!r}, which is not in this layer"
         )
         try:
             tparent = self.open_dir(target[:-1], create=False, what=member.name)
@@ -415,16 +405,10 @@ def extract_layer(blob: Path, dest: Path, *, flatten: bool = False) -> LayerStat
                         try:
                             ex.entry(tf, member)
                         except OSError as exc:
-                            cls = (
-                                errors.BadRequest
-                                if exc.errno in _BAD_ENTRY
-                                else errors.RuntimeError
-                            )
+                            cls = errors.BadRequest if exc.errno in _BAD_ENTRY else errors.RuntimeError
                             raise cls(f"unpacking layer entry {member.name!r}: {exc}") from exc
             except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
-                raise errors.BadRequest(
-                    f"layer {blob.name} is not a valid tar stream: {exc}"
-                ) from exc
+                raise errors.BadRequest(f"layer {blob.name} is not a valid tar stream: {exc}") from exc
             reader.drain()
             ex.finish()
             ex.stats.diff_id = reader.digest

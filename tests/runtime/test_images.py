@@ -131,9 +131,7 @@ def test_second_build_returns_the_same_image_without_rebuilding(
     assert blob.stat().st_ino == before
 
 
-def test_busybox_build_is_reproducible(
-    tmp_path: Path, built: tuple[ImageStore, ImageConfig, list[str]]
-) -> None:
+def test_busybox_build_is_reproducible(tmp_path: Path, built: tuple[ImageStore, ImageConfig, list[str]]) -> None:
     _, cfg, _ = built
     other = ImageStore(tmp_path / "images").build("busybox", lambda _line: None)
     assert other.digest == cfg.digest and other.layers == cfg.layers
@@ -167,9 +165,7 @@ def test_default_store_lives_under_images(tmp_path: Path) -> None:
     assert (tmp_path / "images/oci-layout").is_file()
 
 
-def test_missing_busybox_tells_the_operator_what_to_install(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_busybox_tells_the_operator_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(busybox_recipe, "BUSYBOX", tmp_path / "nope/busybox")
     store = ImageStore(tmp_path / "images")
     with pytest.raises(errors.RuntimeError, match="busybox-static"):
@@ -178,9 +174,7 @@ def test_missing_busybox_tells_the_operator_what_to_install(
     assert list((store.root / "tmp").iterdir()) == []
 
 
-def test_export_then_import_round_trips(
-    tmp_path: Path, built: tuple[ImageStore, ImageConfig, list[str]]
-) -> None:
+def test_export_then_import_round_trips(tmp_path: Path, built: tuple[ImageStore, ImageConfig, list[str]]) -> None:
     store, cfg, _ = built
     archive = tmp_path / "busybox.tar"
     store.export_oci("busybox", archive)
@@ -286,10 +280,7 @@ def test_whiteouts_become_overlay_whiteouts_and_hide_lower_files(tmp_path: Path)
     # stack them as the sandbox does and look from the merged view
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    script = (
-        f"mount -t overlay overlay -o ro,lowerdir={up}:{low} {mnt} && "
-        f"ls -A {mnt} && echo -- && ls -A {mnt}/dir"
-    )
+    script = f"mount -t overlay overlay -o ro,lowerdir={up}:{low} {mnt} && ls -A {mnt} && echo -- && ls -A {mnt}/dir"
     out = subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
         capture_output=True,
@@ -362,9 +353,7 @@ def test_two_processes_building_at_once_make_one_consistent_image(tmp_path: Path
     go = tmp_path / "go"
     code = CONCURRENT.format(repo=str(REPO), go=str(go), root=str(root))
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
     go.touch()
@@ -447,13 +436,9 @@ def test_a_held_lock_times_out_with_a_clear_error(tmp_path: Path) -> None:
 
 def test_recipe_commands_stream_progress_and_time_out(tmp_path: Path) -> None:
     lines: list[str] = []
-    run_logged(
-        ["sh", "-c", "echo one; echo two >&2"], timeout=30, progress=lines.append, prefix="p: "
-    )
+    run_logged(["sh", "-c", "echo one; echo two >&2"], timeout=30, progress=lines.append, prefix="p: ")
     assert lines == ["p: one", "p: two"]
     with pytest.raises(errors.RuntimeError, match="status 3"):
         run_logged(["sh", "-c", "echo bad; exit 3"], timeout=30, progress=lines.append, prefix="")
     with pytest.raises(errors.RuntimeError, match="did not finish"):
-        run_logged(
-            ["sh", "-c", "echo slow; exec sleep 60"], timeout=1, progress=lines.append, prefix=""
-        )
+        run_logged(["sh", "-c", "echo slow; exec sleep 60"], timeout=1, progress=lines.append, prefix="")

@@ -39,8 +39,7 @@ def layer_tar(entries: list[Entry]) -> bytes:
             info.devmajor, info.devminor = e.devmajor, e.devminor
             if e.xattrs:
                 info.pax_headers = {
-                    "SCHILY.xattr." + k: v.decode("utf-8", "surrogateescape")
-                    for k, v in e.xattrs.items()
+                    "SCHILY.xattr." + k: v.decode("utf-8", "surrogateescape") for k, v in e.xattrs.items()
                 }
             if e.type == tarfile.REGTYPE:
                 info.size = len(e.data)
@@ -54,9 +53,7 @@ def sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def oci_archive(
-    path: Path, layers: list[bytes], *, name: str | None = "test", gzip_layers: bool = False
-) -> str:
+def oci_archive(path: Path, layers: list[bytes], *, name: str | None = "test", gzip_layers: bool = False) -> str:
     """Write an OCI image layout tarball holding one image; returns its manifest digest."""
     blobs: dict[str, bytes] = {}
     descs = []

@@ -72,9 +72,7 @@ def test_write_through_relative_symlink_is_refused(tmp_path: Path, outside: Path
     assert_untouched(outside)
 
 
-def test_file_replacing_a_symlink_replaces_the_link_not_its_target(
-    tmp_path: Path, outside: Path
-) -> None:
+def test_file_replacing_a_symlink_replaces_the_link_not_its_target(tmp_path: Path, outside: Path) -> None:
     victim = outside / "victim"
     dest = unpack(
         tmp_path,
@@ -181,9 +179,7 @@ def shifty(tmp_path: Path) -> ImageStore:
             Entry("bin", tarfile.DIRTYPE, mode=0o755),
             Entry("bin/su", data=b"su", mode=0o4755),
             Entry("bin/sg", data=b"sg", mode=0o2711, gid=42),
-            Entry(
-                "bin/ping", data=b"ping", mode=0o755, xattrs={"security.capability": CAP_NET_RAW}
-            ),
+            Entry("bin/ping", data=b"ping", mode=0o755, xattrs={"security.capability": CAP_NET_RAW}),
             Entry("bin/sh", tarfile.SYMTYPE, linkname="/bin/busybox"),
             Entry("bin/busybox", data=b"bb", mode=0o755),
             Entry("bin/ls", tarfile.LNKTYPE, linkname="bin/busybox"),

@@ -88,8 +88,7 @@ def run_logged(
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise errors.RuntimeError(
-                        f"{argv[0]} did not finish within {timeout:.0f}s; last output: "
-                        + " | ".join(tail[-5:])
+                        f"{argv[0]} did not finish within {timeout:.0f}s; last output: " + " | ".join(tail[-5:])
                     )
                 if not sel.select(timeout=min(left, 1.0)):
                     continue
@@ -115,8 +114,7 @@ def run_logged(
             proc.stdout.close()
     if rc != 0:
         raise errors.RuntimeError(
-            f"{' '.join(argv[:3])}... exited with status {rc}; last output: "
-            + " | ".join(tail[-5:])
+            f"{' '.join(argv[:3])}... exited with status {rc}; last output: " + " | ".join(tail[-5:])
         )
 
 

@@ -45,8 +45,7 @@ FILES: dict[str, tuple[str, int]] = {
     "etc/profile": (PROFILE, 0o644),
     "etc/shells": ("/bin/sh\n/bin/ash\n", 0o644),
     "etc/os-release": (
-        'NAME="kubelab busybox"\nID=busybox\n'
-        'PRETTY_NAME="kubelab busybox (Debian busybox-static)"\n',
+        'NAME="kubelab busybox"\nID=busybox\nPRETTY_NAME="kubelab busybox (Debian busybox-static)"\n',
         0o644,
     ),
     "root/.profile": (". /etc/profile\n", 0o644),

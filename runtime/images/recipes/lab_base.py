@@ -140,9 +140,7 @@ def debootstrap_tarball(ctx: BuildContext) -> Path:
         ctx.say(f"reusing cached debootstrap rootfs {cached.name}")
         return cached
     if shutil.which("debootstrap") is None:
-        raise errors.NotAvailable(
-            "debootstrap is missing: `apt-get install -y debootstrap` and build again"
-        )
+        raise errors.NotAvailable("debootstrap is missing: `apt-get install -y debootstrap` and build again")
     target = ctx.work_dir / "debootstrap"
     target.mkdir(mode=0o755)
     argv = [
@@ -200,9 +198,7 @@ def docker_cli(ctx: BuildContext) -> Path:
     if not debs:
         raise errors.RuntimeError("apt-get download docker.io produced no .deb; run apt-get update")
     extract = work / "x"
-    subprocess.run(
-        ["dpkg-deb", "-x", str(debs[0]), str(extract)], check=True, timeout=300, capture_output=True
-    )
+    subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(extract)], check=True, timeout=300, capture_output=True)
     binary = extract / "usr/bin/docker"
     if not binary.is_file():
         raise errors.RuntimeError(f"{debs[0].name} has no usr/bin/docker")

@@ -1,0 +1,711 @@
+"""Python clients for runtimed's unix-socket API (protocol in ``runtime.daemon``).
+
+``Client`` is synchronous (httpx over the unix socket; WebSockets through
+``websockets.sync``), for the CLI, Celery tasks and graders.  ``AsyncClient``
+(aiohttp) is for the Channels terminal consumer and other asyncio code.  Both
+return plain JSON dicts for sandboxes, sessions and images (what the web side
+stores), an ``ExecResult`` for exec, and raise the ``runtime.errors`` class the
+daemon named, so callers catch ``errors.SandboxNotFound`` whichever side of
+the socket raised it.  Every call has a timeout; a daemon that cannot be
+reached raises ``errors.NotAvailable`` saying where it looked.
+
+Socket path: the argument, else ``$RUNTIME_SOCKET``, else
+``/run/kubelab/runtimed.sock``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, cast
+from urllib.parse import quote
+
+import aiohttp
+import httpx
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, unix_connect
+
+from runtime import errors
+
+DEFAULT_SOCKET = "/run/kubelab/runtimed.sock"
+DEFAULT_TIMEOUT = 30.0
+CREATE_TIMEOUT = 600.0  # image unpacking + the lab's setup script
+BUILD_TIMEOUT = 3600.0
+EXEC_MARGIN = 15.0  # on top of the exec's own timeout, for spawn and kill
+BASE = "http://runtimed"
+WS_BASE = "ws://runtimed"
+
+ControlEvent = dict[str, Any]
+
+
+def resolve_socket_path(path: str | os.PathLike[str] | None = None) -> str:
+    if path:
+        return os.fspath(path)
+    return os.environ.get("RUNTIME_SOCKET") or DEFAULT_SOCKET
+
+
+def _q(part: str) -> str:
+    return quote(part, safe="")
+
+
+def _unreachable(path: str, exc: BaseException) -> errors.NotAvailable:
+    return errors.NotAvailable(
+        f"runtimed is not reachable on {path} ({exc}); is it running? "
+        "(start it with `python -m runtime daemon`, or point RUNTIME_SOCKET/--socket at it)"
+    )
+
+
+def error_from(status: int, body: Any) -> errors.RuntimeError:
+    """The exception the daemon described in an error response."""
+    if isinstance(body, Mapping) and isinstance(body.get("error"), str):
+        cls = errors.ERRORS.get(body["error"], errors.RuntimeError)
+        return cls(str(body.get("message", body["error"])))
+    text = body if isinstance(body, str) else json.dumps(body)
+    return errors.RuntimeError(f"runtimed answered HTTP {status}: {text[:500]}")
+
+
+def _spec_json(spec: Any) -> dict[str, Any]:
+    if hasattr(spec, "to_json"):
+        return cast(dict[str, Any], spec.to_json())
+    if isinstance(spec, Mapping):
+        return dict(spec)
+    raise TypeError(f"spec must be a SandboxSpec or a mapping, not {type(spec).__name__}")
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int | None
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: bool
+    stderr_truncated: bool
+    timed_out: bool
+    duration_ms: float
+
+    @property
+    def stdout_text(self) -> str:
+        return self.stdout.decode("utf-8", errors="replace")
+
+    @property
+    def stderr_text(self) -> str:
+        return self.stderr.decode("utf-8", errors="replace")
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> ExecResult:
+        def dec(s: str) -> bytes:
+            if d.get("encoding") == "base64":
+                return base64.b64decode(s)
+            return s.encode()
+
+        return cls(
+            exit_code=d["exit_code"],
+            stdout=dec(d["stdout"]),
+            stderr=dec(d["stderr"]),
+            stdout_truncated=bool(d["stdout_truncated"]),
+            stderr_truncated=bool(d["stderr_truncated"]),
+            timed_out=bool(d["timed_out"]),
+            duration_ms=float(d["duration_ms"]),
+        )
+
+
+def _exec_body(
+    argv: list[str],
+    timeout: float,
+    env: Mapping[str, str] | None,
+    cwd: str | None,
+    stdin: bytes | str | None,
+    max_output: int | None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"argv": list(argv), "timeout": timeout, "encoding": "base64"}
+    if env:
+        body["env"] = dict(env)
+    if cwd:
+        body["cwd"] = cwd
+    if stdin is not None:
+        raw = stdin.encode() if isinstance(stdin, str) else stdin
+        body["stdin"] = base64.b64encode(raw).decode("ascii")
+        body["stdin_encoding"] = "base64"
+    if max_output is not None:
+        body["max_output"] = max_output
+    return body
+
+
+def _session_body(
+    argv: list[str] | None, rows: int, cols: int, env: Mapping[str, str] | None, cwd: str | None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"rows": rows, "cols": cols}
+    if argv:
+        body["argv"] = list(argv)
+    if env:
+        body["env"] = dict(env)
+    if cwd:
+        body["cwd"] = cwd
+    return body
+
+
+# -- sync ----------------------------------------------------------------------------------
+class SyncAttach:
+    """A blocking attach stream: ``recv()`` returns bytes, a control event dict, or None at the end.
+
+    ``recv(timeout)`` raises ``TimeoutError`` when nothing arrived in time.
+    ``send``/``resize`` may be called from another thread than ``recv``.
+    """
+
+    def __init__(self, conn: ClientConnection) -> None:
+        self._conn = conn
+        self.exit_code: int | None = None
+
+    def send(self, data: bytes) -> None:
+        self._conn.send(data)
+
+    def resize(self, rows: int, cols: int) -> None:
+        self._conn.send(json.dumps({"type": "resize", "rows": rows, "cols": cols}))
+
+    def recv(self, timeout: float | None = None) -> bytes | ControlEvent | None:
+        try:
+            msg = self._conn.recv(timeout=timeout)
+        except ConnectionClosed:
+            return None
+        if isinstance(msg, bytes):
+            return msg
+        event = cast(ControlEvent, json.loads(msg))
+        if event.get("type") == "exit":
+            self.exit_code = event.get("code")
+        return event
+
+    def __iter__(self) -> Iterator[bytes | ControlEvent]:
+        while (item := self.recv()) is not None:
+            yield item
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> SyncAttach:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SyncExecStream:
+    """A streaming non-tty exec: ``send``/``close_stdin`` in, (stream, bytes) and the exit out."""
+
+    def __init__(self, conn: ClientConnection) -> None:
+        self._conn = conn
+        self.exit_code: int | None = None
+        self.timed_out = False
+        self._lock = threading.Lock()
+
+    def send(self, data: bytes) -> None:
+        with self._lock:
+            self._conn.send(data)
+
+    def close_stdin(self) -> None:
+        with self._lock:
+            self._conn.send(json.dumps({"type": "eof"}))
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        """Yields (1 for stdout | 2 for stderr, data) until the process exits."""
+        while True:
+            try:
+                msg = self._conn.recv()
+            except ConnectionClosed:
+                raise errors.RuntimeError("runtimed closed the exec stream early") from None
+            if isinstance(msg, bytes):
+                if msg:
+                    yield msg[0], msg[1:]
+                continue
+            event = json.loads(msg)
+            if event.get("type") == "exit":
+                self.exit_code = event.get("code")
+                self.timed_out = bool(event.get("timed_out"))
+                return
+            if event.get("type") == "error":
+                raise error_from(500, event)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class Client:
+    """Synchronous client; one instance may be shared by threads (httpx is thread-safe)."""
+
+    def __init__(
+        self,
+        socket_path: str | os.PathLike[str] | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.socket_path = resolve_socket_path(socket_path)
+        self.timeout = timeout
+        self._http = httpx.Client(
+            transport=httpx.HTTPTransport(uds=self.socket_path),
+            base_url=BASE,
+            timeout=timeout,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- plumbing --------------------------------------------------------------------------
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        timeout: float | None = None,
+        content: Any = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Any:
+        try:
+            resp = self._http.request(
+                method,
+                path,
+                json=json_body,
+                content=content,
+                params=params,
+                timeout=timeout or self.timeout,
+            )
+        except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError) as e:
+            raise _unreachable(self.socket_path, e) from None
+        except httpx.TimeoutException as e:
+            limit = timeout or self.timeout
+            raise errors.RuntimeError(f"runtimed did not answer {method} {path} within {limit:.0f}s ({e})") from None
+        return self._decode(resp)
+
+    @staticmethod
+    def _decode(resp: httpx.Response) -> Any:
+        try:
+            body = resp.json()
+        except ValueError:
+            body = resp.text
+        if resp.status_code >= 400:
+            raise error_from(resp.status_code, body)
+        return body
+
+    def _ws(self, path: str, timeout: float | None = None) -> ClientConnection:
+        try:
+            conn = unix_connect(
+                self.socket_path,
+                WS_BASE + path,
+                open_timeout=timeout or self.timeout,
+                compression=None,
+                proxy=None,
+                max_size=8 * 2**20,
+                ping_interval=None,
+                legacy=True,
+            )
+        except InvalidStatus as e:
+            body: Any
+            try:
+                body = json.loads(e.response.body or b"")
+            except ValueError:
+                body = (e.response.body or b"").decode("utf-8", "replace")
+            raise error_from(e.response.status_code, body) from None
+        except (FileNotFoundError, ConnectionRefusedError) as e:
+            raise _unreachable(self.socket_path, e) from None
+        except TimeoutError as e:
+            raise errors.RuntimeError(f"runtimed did not accept {path}: {e}") from None
+        return conn
+
+    # -- misc, images -------------------------------------------------------------------------
+    def healthz(self) -> dict[str, Any]:
+        return cast(dict[str, Any], self._request("GET", "/v1/healthz"))
+
+    def images(self) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], self._request("GET", "/v1/images")["images"])
+
+    def build_image(
+        self,
+        name: str,
+        on_progress: Callable[[str], None] | None = None,
+        *,
+        timeout: float = BUILD_TIMEOUT,
+    ) -> dict[str, Any]:
+        """Build a base image from its recipe, streaming progress lines to ``on_progress``."""
+        path = f"/v1/images/{_q(name)}/build"
+        try:
+            with self._http.stream("POST", path, timeout=httpx.Timeout(self.timeout, read=timeout)) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    self._decode(resp)
+                for line in resp.iter_lines():
+                    if not line.strip():
+                        continue
+                    item = json.loads(line)
+                    if item["type"] == "progress":
+                        if on_progress is not None:
+                            on_progress(item["line"])
+                    elif item["type"] == "done":
+                        return cast(dict[str, Any], item["image"])
+                    elif item["type"] == "error":
+                        raise error_from(500, item)
+        except (httpx.ConnectError, FileNotFoundError) as e:
+            raise _unreachable(self.socket_path, e) from None
+        except httpx.TimeoutException as e:
+            raise errors.RuntimeError(f"building image {name} timed out ({e})") from None
+        raise errors.RuntimeError(f"runtimed ended the build of {name} without a result")
+
+    def import_image(self, tar_path: str | os.PathLike[str], name: str | None = None) -> dict[str, Any]:
+        params = {"name": name} if name else None
+        with Path(tar_path).open("rb") as f:
+            body = self._request("POST", "/v1/images/import", content=f, params=params, timeout=BUILD_TIMEOUT)
+        return cast(dict[str, Any], body["image"])
+
+    def export_image(self, name: str, tar_path: str | os.PathLike[str]) -> None:
+        path = f"/v1/images/{_q(name)}/export"
+        try:
+            with self._http.stream("GET", path, timeout=httpx.Timeout(self.timeout, read=BUILD_TIMEOUT)) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    self._decode(resp)
+                tmp = Path(f"{os.fspath(tar_path)}.part")
+                with tmp.open("wb") as f:
+                    for chunk in resp.iter_bytes(1 << 20):
+                        f.write(chunk)
+                tmp.replace(tar_path)
+        except (httpx.ConnectError, FileNotFoundError) as e:
+            raise _unreachable(self.socket_path, e) from None
+
+    def remove_image(self, name: str) -> None:
+        self._request("DELETE", f"/v1/images/{_q(name)}")
+
+    # -- sandboxes ---------------------------------------------------------------------------
+    def create_sandbox(self, spec: Any, *, timeout: float = CREATE_TIMEOUT) -> dict[str, Any]:
+        body = self._request("POST", "/v1/sandboxes", json_body=_spec_json(spec), timeout=timeout)
+        return cast(dict[str, Any], body)
+
+    def get_sandbox(self, sid: str) -> dict[str, Any]:
+        return cast(dict[str, Any], self._request("GET", f"/v1/sandboxes/{_q(sid)}"))
+
+    def list_sandboxes(self) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], self._request("GET", "/v1/sandboxes")["sandboxes"])
+
+    def remove_sandbox(self, sid: str, *, timeout: float = 120.0) -> None:
+        self._request("DELETE", f"/v1/sandboxes/{_q(sid)}", timeout=timeout)
+
+    def stop_sandbox(self, sid: str, *, timeout: float = 120.0) -> dict[str, Any]:
+        body = self._request("POST", f"/v1/sandboxes/{_q(sid)}/stop", timeout=timeout)
+        return cast(dict[str, Any], body)
+
+    def stats(self, sid: str) -> dict[str, Any]:
+        return cast(dict[str, Any], self._request("GET", f"/v1/sandboxes/{_q(sid)}/stats"))
+
+    def touch(self, sid: str) -> dict[str, Any]:
+        return cast(dict[str, Any], self._request("POST", f"/v1/sandboxes/{_q(sid)}/touch"))
+
+    # -- exec --------------------------------------------------------------------------------
+    def exec(
+        self,
+        sid: str,
+        argv: list[str],
+        *,
+        timeout: float = 30.0,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        stdin: bytes | str | None = None,
+        max_output: int | None = None,
+    ) -> ExecResult:
+        """Run argv in the sandbox; a timeout comes back as ``timed_out=True`` (tree killed)."""
+        body = self._request(
+            "POST",
+            f"/v1/sandboxes/{_q(sid)}/exec",
+            json_body=_exec_body(argv, timeout, env, cwd, stdin, max_output),
+            timeout=timeout + EXEC_MARGIN,
+        )
+        return ExecResult.from_json(body)
+
+    def exec_stream(
+        self,
+        sid: str,
+        argv: list[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float | None = None,
+    ) -> SyncExecStream:
+        conn = self._ws(f"/v1/sandboxes/{_q(sid)}/exec/stream")
+        req: dict[str, Any] = {"argv": list(argv), "timeout": timeout}
+        if env:
+            req["env"] = dict(env)
+        if cwd:
+            req["cwd"] = cwd
+        conn.send(json.dumps(req))
+        return SyncExecStream(conn)
+
+    # -- sessions ----------------------------------------------------------------------------
+    def create_session(
+        self,
+        sid: str,
+        argv: list[str] | None = None,
+        *,
+        rows: int = 24,
+        cols: int = 80,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> dict[str, Any]:
+        body = self._request(
+            "POST",
+            f"/v1/sandboxes/{_q(sid)}/sessions",
+            json_body=_session_body(argv, rows, cols, env, cwd),
+        )
+        return cast(dict[str, Any], body)
+
+    def list_sessions(self, sid: str) -> list[dict[str, Any]]:
+        body = self._request("GET", f"/v1/sandboxes/{_q(sid)}/sessions")
+        return cast(list[dict[str, Any]], body["sessions"])
+
+    def get_session(self, sid: str, session_id: str) -> dict[str, Any]:
+        body = self._request("GET", f"/v1/sandboxes/{_q(sid)}/sessions/{_q(session_id)}")
+        return cast(dict[str, Any], body)
+
+    def remove_session(self, sid: str, session_id: str) -> None:
+        self._request("DELETE", f"/v1/sandboxes/{_q(sid)}/sessions/{_q(session_id)}")
+
+    def resize(self, sid: str, session_id: str, rows: int, cols: int) -> dict[str, Any]:
+        body = self._request(
+            "POST",
+            f"/v1/sandboxes/{_q(sid)}/sessions/{_q(session_id)}/resize",
+            json_body={"rows": rows, "cols": cols},
+        )
+        return cast(dict[str, Any], body)
+
+    def attach(self, sid: str, session_id: str, *, read_only: bool = False) -> SyncAttach:
+        mode = "ro" if read_only else "rw"
+        path = f"/v1/sandboxes/{_q(sid)}/sessions/{_q(session_id)}/attach?mode={mode}"
+        return SyncAttach(self._ws(path))
+
+
+# -- async ---------------------------------------------------------------------------------
+class AsyncAttach:
+    """An attach stream: ``await recv()`` → bytes, control event dict, or None at the end."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self._ws = ws
+        self.exit_code: int | None = None
+
+    async def send(self, data: bytes) -> None:
+        await self._ws.send_bytes(data)
+
+    async def resize(self, rows: int, cols: int) -> None:
+        await self._ws.send_json({"type": "resize", "rows": rows, "cols": cols})
+
+    async def recv(self, timeout: float | None = None) -> bytes | ControlEvent | None:  # noqa: ASYNC109
+        msg = await self._ws.receive(timeout=timeout)
+        if msg.type == aiohttp.WSMsgType.BINARY:
+            return cast(bytes, msg.data)
+        if msg.type == aiohttp.WSMsgType.TEXT:
+            event = cast(ControlEvent, json.loads(msg.data))
+            if event.get("type") == "exit":
+                self.exit_code = event.get("code")
+            return event
+        return None
+
+    def __aiter__(self) -> AsyncIterator[bytes | ControlEvent]:
+        return self._iter()
+
+    async def _iter(self) -> AsyncIterator[bytes | ControlEvent]:
+        while (item := await self.recv()) is not None:
+            yield item
+
+    @property
+    def closed(self) -> bool:
+        return self._ws.closed
+
+    async def close(self) -> None:
+        await self._ws.close()
+
+    async def __aenter__(self) -> AsyncAttach:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class AsyncClient:
+    """asyncio client (aiohttp over the unix socket); use as ``async with AsyncClient() as c``."""
+
+    def __init__(
+        self,
+        socket_path: str | os.PathLike[str] | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.socket_path = resolve_socket_path(socket_path)
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.UnixConnector(path=self.socket_path),
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - a per-request HTTP timeout
+    ) -> Any:
+        try:
+            async with self._http().request(
+                method,
+                BASE + path,
+                json=json_body,
+                timeout=aiohttp.ClientTimeout(total=timeout or self.timeout),
+            ) as resp:
+                text = await resp.text()
+                status = resp.status
+        except (aiohttp.ClientConnectorError, FileNotFoundError) as e:
+            raise _unreachable(self.socket_path, e) from None
+        except TimeoutError:
+            raise errors.RuntimeError(
+                f"runtimed did not answer {method} {path} within {timeout or self.timeout:.0f}s"
+            ) from None
+        try:
+            body: Any = json.loads(text)
+        except ValueError:
+            body = text
+        if status >= 400:
+            raise error_from(status, body)
+        return body
+
+    async def healthz(self) -> dict[str, Any]:
+        return cast(dict[str, Any], await self._request("GET", "/v1/healthz"))
+
+    async def images(self) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], (await self._request("GET", "/v1/images"))["images"])
+
+    async def create_sandbox(
+        self,
+        spec: Any,
+        *,
+        timeout: float = CREATE_TIMEOUT,  # noqa: ASYNC109 - a per-request HTTP timeout
+    ) -> dict[str, Any]:
+        body = await self._request("POST", "/v1/sandboxes", json_body=_spec_json(spec), timeout=timeout)
+        return cast(dict[str, Any], body)
+
+    async def get_sandbox(self, sid: str) -> dict[str, Any]:
+        return cast(dict[str, Any], await self._request("GET", f"/v1/sandboxes/{_q(sid)}"))
+
+    async def list_sandboxes(self) -> list[dict[str, Any]]:
+        body = await self._request("GET", "/v1/sandboxes")
+        return cast(list[dict[str, Any]], body["sandboxes"])
+
+    async def remove_sandbox(self, sid: str) -> None:
+        await self._request("DELETE", f"/v1/sandboxes/{_q(sid)}", timeout=120.0)
+
+    async def stop_sandbox(self, sid: str) -> dict[str, Any]:
+        body = await self._request("POST", f"/v1/sandboxes/{_q(sid)}/stop", timeout=120.0)
+        return cast(dict[str, Any], body)
+
+    async def stats(self, sid: str) -> dict[str, Any]:
+        return cast(dict[str, Any], await self._request("GET", f"/v1/sandboxes/{_q(sid)}/stats"))
+
+    async def touch(self, sid: str) -> dict[str, Any]:
+        return cast(dict[str, Any], await self._request("POST", f"/v1/sandboxes/{_q(sid)}/touch"))
+
+    async def exec(
+        self,
+        sid: str,
+        argv: list[str],
+        *,
+        timeout: float = 30.0,  # noqa: ASYNC109 - the daemon kills the tree at this limit
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        stdin: bytes | str | None = None,
+        max_output: int | None = None,
+    ) -> ExecResult:
+        body = await self._request(
+            "POST",
+            f"/v1/sandboxes/{_q(sid)}/exec",
+            json_body=_exec_body(argv, timeout, env, cwd, stdin, max_output),
+            timeout=timeout + EXEC_MARGIN,
+        )
+        return ExecResult.from_json(body)
+
+    async def create_session(
+        self,
+        sid: str,
+        argv: list[str] | None = None,
+        *,
+        rows: int = 24,
+        cols: int = 80,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> dict[str, Any]:
+        body = await self._request(
+            "POST",
+            f"/v1/sandboxes/{_q(sid)}/sessions",
+            json_body=_session_body(argv, rows, cols, env, cwd),
+        )
+        return cast(dict[str, Any], body)
+
+    async def list_sessions(self, sid: str) -> list[dict[str, Any]]:
+        body = await self._request("GET", f"/v1/sandboxes/{_q(sid)}/sessions")
+        return cast(list[dict[str, Any]], body["sessions"])
+
+    async def get_session(self, sid: str, session_id: str) -> dict[str, Any]:
+        path = f"/v1/sandboxes/{_q(sid)}/sessions/{_q(session_id)}"
+        return cast(dict[str, Any], await self._request("GET", path))
+
+    async def remove_session(self, sid: str, session_id: str) -> None:
+        await self._request("DELETE", f"/v1/sandboxes/{_q(sid)}/sessions/{_q(session_id)}")
+
+    async def resize(self, sid: str, session_id: str, rows: int, cols: int) -> dict[str, Any]:
+        body = await self._request(
+            "POST",
+            f"/v1/sandboxes/{_q(sid)}/sessions/{_q(session_id)}/resize",
+            json_body={"rows": rows, "cols": cols},
+        )
+        return cast(dict[str, Any], body)
+
+    async def attach(self, sid: str, session_id: str, *, read_only: bool = False) -> AsyncAttach:
+        mode = "ro" if read_only else "rw"
+        path = f"/v1/sandboxes/{_q(sid)}/sessions/{_q(session_id)}/attach?mode={mode}"
+        try:
+            ws = await self._http().ws_connect(
+                BASE + path,
+                timeout=aiohttp.ClientWSTimeout(ws_close=10),
+                compress=0,
+                max_msg_size=8 * 2**20,
+                autoping=True,
+            )
+        except aiohttp.WSServerHandshakeError:
+            # the daemon answered with a JSON error instead of upgrading: fetch it
+            await self._request("GET", path)
+            raise errors.RuntimeError(f"runtimed refused to attach to {session_id}") from None
+        except (aiohttp.ClientConnectorError, FileNotFoundError) as e:
+            raise _unreachable(self.socket_path, e) from None
+        return AsyncAttach(ws)

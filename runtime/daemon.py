@@ -1,0 +1,849 @@
+"""runtimed: the runtime's JSON HTTP API on a unix socket.
+
+Protocol
+    HTTP/1.1 over a unix socket (mode 0660; its directory is created 0750),
+    every path under ``/v1``.  Requests and responses are JSON, except image
+    import/export (a tar body) and image build (chunked NDJSON progress).
+    Errors are ``{"error": code, "message": text}`` with the HTTP status of the
+    ``runtime.errors`` class whose ``code`` it is; ``runtime.client`` raises
+    that class again on the far side.
+
+    GET    /v1/healthz
+    GET    /v1/images                          {"images": [ImageConfig...]}
+    POST   /v1/images/{name}/build             NDJSON: {"type":"progress","line"}..., then
+                                               {"type":"done","image":{...}} or {"type":"error",...}
+    POST   /v1/images/import?name=N            body: OCI layout tar  -> {"image": ...}
+    GET    /v1/images/{name}/export            -> OCI layout tar
+    DELETE /v1/images/{name}
+    POST   /v1/sandboxes                       SandboxSpec JSON -> SandboxInfo (201)
+    GET    /v1/sandboxes                       {"sandboxes": [SandboxInfo...]}
+    GET    /v1/sandboxes/{id}                  SandboxInfo
+    GET    /v1/sandboxes/{id}/stats            {memory_bytes, ..., "sessions": n}
+    POST   /v1/sandboxes/{id}/stop | /touch
+    DELETE /v1/sandboxes/{id}
+    POST   /v1/sandboxes/{id}/exec             {argv, timeout=30, env, cwd, stdin, stdin_encoding,
+                                                encoding="utf-8"|"base64", max_output}
+                                               -> {exit_code, stdout, stderr, encoding,
+                                                   stdout_truncated, stderr_truncated,
+                                                   timed_out, duration_ms}
+    GET    /v1/sandboxes/{id}/exec/stream      WebSocket, streaming non-tty exec (below)
+    POST   /v1/sandboxes/{id}/sessions         {argv?, rows, cols, env, cwd} -> session info
+    GET    /v1/sandboxes/{id}/sessions         {"sessions": [...]}
+    GET    /v1/sandboxes/{id}/sessions/{sid}
+    DELETE /v1/sandboxes/{id}/sessions/{sid}
+    POST   /v1/sandboxes/{id}/sessions/{sid}/resize   {rows, cols}
+    GET    /v1/sandboxes/{id}/sessions/{sid}/attach[?mode=ro]   WebSocket (below)
+
+Exec timeouts are reported, not raised: ``timed_out: true`` with whatever
+output came before the process tree was killed (``exit_code`` is then the
+kill status, e.g. -9, or null if the process could not be reaped).  Session
+input and output count as activity (``SandboxManager.touch``), at most once a
+second per sandbox; ``spawn`` itself also touches (so an exec counts too).
+
+Attach WebSocket
+    Binary frames both ways are PTY bytes.  Text frames are JSON control:
+    client → server ``{"type":"resize","rows":R,"cols":C}``; server → client
+    ``{"type":"exit","code":N}`` (then close: the server lets the client close
+    first, for up to CLOSE_GRACE seconds), ``{"type":"error",...}``, and
+    ``{"type":"closing"}`` when the daemon shuts down.  On connect the server
+    first sends the scrollback replay, then live output.  With ``mode=ro``
+    input and resizes are dropped.  Flow control is described in
+    ``runtime.sessions``.
+
+Exec stream WebSocket
+    The client's first text frame is ``{"argv", "env", "cwd", "timeout"}``.
+    Then binary frames client → server are stdin, and the text frame
+    ``{"type":"eof"}`` closes stdin.  Server → client binary frames start with
+    one byte, 1 = stdout or 2 = stderr, followed by data; the last text frame is
+    ``{"type":"exit","code":N,"timed_out":bool}`` or ``{"type":"error",...}``.
+    Closing the socket early kills the process tree.
+
+Lifecycle
+    On start: lock ``<socket>.lock`` (flock) so two daemons never share a
+    socket, refuse if something answers on the socket, remove a stale one,
+    build ``ImageStore`` and ``SandboxManager`` on ``--root`` and
+    ``reconcile()`` (re-adopting running sandboxes).  On SIGTERM/SIGINT: attach
+    streams get ``closing`` and are closed, PTY sessions end (their masters
+    live in this process and cannot outlive it), sandboxes keep running and
+    are re-adopted by the next daemon; exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import binascii
+import contextlib
+import dataclasses
+import fcntl
+import grp
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from runtime import errors
+from runtime.sessions import SessionRegistry, run_exec, stream_exec
+from runtime.sessions.base import SpawnedProcess
+from runtime.sessions.exec import check_timeout
+from runtime.sessions.pty import DEFAULT_SCROLLBACK
+
+log = logging.getLogger("runtime.daemon")
+
+API_VERSION = 1
+DEFAULT_SOCKET = "/run/kubelab/runtimed.sock"
+MAX_JSON_BODY = 16 * 2**20
+WS_WRITER_LIMIT = 64 * 1024
+CLOSE_GRACE = 5.0  # after the last frame, how long the server waits for the client to close
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+# -- what the daemon needs from the images and sandbox layers ------------------------------
+_List = list  # the protocols below have a method named list
+
+
+class SpecLike(Protocol):
+    @property
+    def image(self) -> str: ...
+
+
+class InfoLike(Protocol):
+    @property
+    def spec(self) -> Any: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+class ManagerLike(Protocol):
+    def create(self, spec: Any) -> Any: ...
+    def get(self, sid: str) -> Any: ...
+    def list(self) -> list[Any]: ...
+    def stop(self, sid: str) -> None: ...
+    def remove(self, sid: str) -> None: ...
+    def stats(self, sid: str) -> dict[str, float | int]: ...
+    def touch(self, sid: str) -> None: ...
+    def spawn(
+        self,
+        sid: str,
+        argv: _List[str],
+        *,
+        tty: bool,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        rows: int = 24,
+        cols: int = 80,
+    ) -> SpawnedProcess: ...
+    def reconcile(self) -> _List[str]: ...
+    def close(self) -> None: ...
+
+
+class ImagesLike(Protocol):
+    def list(self) -> list[Any]: ...
+    def get(self, name: str) -> Any: ...
+    def layer_dirs(self, name: str) -> _List[Path]: ...
+    def build(self, name: str, progress: Callable[[str], None]) -> Any: ...
+    def import_oci(self, tar_path: Path, name: str | None = None) -> Any: ...
+    def export_oci(self, name: str, tar_path: Path) -> None: ...
+    def remove(self, name: str) -> None: ...
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "to_json"):
+        return obj.to_json()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    return obj
+
+
+def error_body(exc: errors.RuntimeError) -> dict[str, str]:
+    return {"error": exc.code, "message": str(exc)}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except errors.RuntimeError as e:
+        if e.status >= 500:
+            log.warning("%s %s: %s: %s", request.method, request.path, e.code, e)
+        return web.json_response(error_body(e), status=e.status)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        code = "not_found" if e.status == 404 else "bad_request" if e.status < 500 else "runtime_error"
+        return web.json_response(
+            {"error": code, "message": f"{request.method} {request.path}: {e.reason}"},
+            status=e.status,
+        )
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception as e:
+        log.exception("%s %s failed", request.method, request.path)
+        return web.json_response(
+            {"error": "runtime_error", "message": f"internal error: {type(e).__name__}: {e}"},
+            status=500,
+        )
+
+
+async def _json(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise errors.BadRequest(f"request body is not valid JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise errors.BadRequest("request body must be a JSON object")
+    return body
+
+
+def _str_map(value: Any, what: str) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise errors.BadRequest(f"{what} must be an object of strings")
+    return dict(value)
+
+
+def _argv(value: Any, *, required: bool = True) -> list[str] | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(a, str) for a in value):
+        raise errors.BadRequest("argv must be a non-empty list of strings")
+    return list(value)
+
+
+def _int(body: Mapping[str, Any], key: str, default: int) -> int:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise errors.BadRequest(f"{key} must be an integer")
+    return value
+
+
+def _decode(data: Any, encoding: Any, what: str) -> bytes | None:
+    if data is None:
+        return None
+    if not isinstance(data, str):
+        raise errors.BadRequest(f"{what} must be a string")
+    if encoding in (None, "utf-8"):
+        return data.encode()
+    if encoding == "base64":
+        try:
+            return base64.b64decode(data, validate=True)
+        except binascii.Error as e:
+            raise errors.BadRequest(f"{what} is not valid base64: {e}") from None
+    raise errors.BadRequest(f"unknown encoding {encoding!r} (utf-8 or base64)")
+
+
+class Daemon:
+    """The aiohttp application around an image store, a sandbox manager and the sessions."""
+
+    def __init__(
+        self,
+        manager: ManagerLike,
+        images: ImagesLike,
+        *,
+        spec_from_json: Callable[[dict[str, Any]], Any],
+        tmp_dir: Path,
+        scrollback: int = DEFAULT_SCROLLBACK,
+    ) -> None:
+        self.manager = manager
+        self.images = images
+        self.spec_from_json = spec_from_json
+        self.tmp_dir = tmp_dir
+        self.sessions = SessionRegistry(manager, scrollback=scrollback)
+        self._websockets: set[web.WebSocketResponse] = set()
+        self._closing = False
+        self.app = web.Application(middlewares=[error_middleware], client_max_size=MAX_JSON_BODY)
+        self._routes()
+
+    def _routes(self) -> None:
+        r = self.app.router
+        r.add_get("/v1/healthz", self.healthz)
+        r.add_get("/v1/images", self.images_list)
+        r.add_post("/v1/images/import", self.image_import)
+        r.add_post("/v1/images/{name}/build", self.image_build)
+        r.add_get("/v1/images/{name}/export", self.image_export)
+        r.add_delete("/v1/images/{name}", self.image_remove)
+        r.add_post("/v1/sandboxes", self.sandbox_create)
+        r.add_get("/v1/sandboxes", self.sandbox_list)
+        sb = "/v1/sandboxes/{id}"
+        r.add_get(sb, self.sandbox_get)
+        r.add_delete(sb, self.sandbox_remove)
+        r.add_get(sb + "/stats", self.sandbox_stats)
+        r.add_post(sb + "/stop", self.sandbox_stop)
+        r.add_post(sb + "/touch", self.sandbox_touch)
+        r.add_post(sb + "/exec", self.exec)
+        r.add_get(sb + "/exec/stream", self.exec_stream)
+        r.add_post(sb + "/sessions", self.session_create)
+        r.add_get(sb + "/sessions", self.session_list)
+        ss = sb + "/sessions/{sid}"
+        r.add_get(ss, self.session_get)
+        r.add_delete(ss, self.session_remove)
+        r.add_post(ss + "/resize", self.session_resize)
+        r.add_get(ss + "/attach", self.session_attach)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def shutdown(self) -> None:
+        self._closing = True
+        await self.sessions.shutdown()
+        await asyncio.gather(
+            *(
+                ws.close(code=WSCloseCode.GOING_AWAY, message=b"runtimed shutting down")
+                for ws in list(self._websockets)
+            ),
+            return_exceptions=True,
+        )
+
+    async def _sandbox(self, sid: str) -> Any:
+        return await asyncio.to_thread(self.manager.get, sid)
+
+    # -- misc ------------------------------------------------------------------------------
+    async def healthz(self, request: web.Request) -> web.StreamResponse:
+        sandboxes = await asyncio.to_thread(self.manager.list)
+        return web.json_response(
+            {
+                "ok": True,
+                "api_version": API_VERSION,
+                "pid": os.getpid(),
+                "sandboxes": len(sandboxes),
+                "sessions": len([s for s in self.sessions.all() if not s.exited]),
+            }
+        )
+
+    # -- images ----------------------------------------------------------------------------
+    async def images_list(self, request: web.Request) -> web.StreamResponse:
+        images = await asyncio.to_thread(self.images.list)
+        return web.json_response({"images": [_jsonable(i) for i in images]})
+
+    async def image_build(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        def progress(line: str) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, {"type": "progress", "line": str(line)})
+
+        async def build() -> None:
+            try:
+                image = await asyncio.to_thread(self.images.build, name, progress)
+                await queue.put({"type": "done", "image": _jsonable(image)})
+            except errors.RuntimeError as e:
+                await queue.put({"type": "error", **error_body(e)})
+            except Exception as e:
+                log.exception("building image %s failed", name)
+                await queue.put(
+                    {
+                        "type": "error",
+                        "error": "runtime_error",
+                        "message": f"{type(e).__name__}: {e}",
+                    }
+                )
+            finally:
+                await queue.put(None)
+
+        resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        task = asyncio.create_task(build())
+        try:
+            while (item := await queue.get()) is not None:
+                await resp.write(json.dumps(item).encode() + b"\n")
+        finally:
+            if not task.done():
+                # the client left; the build itself runs to completion in its thread
+                log.info("client left during build of %s", name)
+        await task
+        await resp.write_eof()
+        return resp
+
+    async def image_import(self, request: web.Request) -> web.StreamResponse:
+        name = request.query.get("name") or None
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="import-", suffix=".tar", dir=self.tmp_dir)
+        path = Path(tmp)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                async for chunk in request.content.iter_chunked(1 << 20):
+                    f.write(chunk)
+            image = await asyncio.to_thread(self.images.import_oci, path, name)
+        finally:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+        return web.json_response({"image": _jsonable(image)}, status=201)
+
+    async def image_export(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="export-", suffix=".tar", dir=self.tmp_dir)
+        os.close(fd)
+        path = Path(tmp)
+        try:
+            await asyncio.to_thread(self.images.export_oci, name, path)
+            size = (await asyncio.to_thread(path.stat)).st_size
+            resp = web.StreamResponse(headers={"Content-Type": "application/x-tar", "Content-Length": str(size)})
+            await resp.prepare(request)
+            f = await asyncio.to_thread(path.open, "rb")
+            try:
+                while chunk := await asyncio.to_thread(f.read, 1 << 20):
+                    await resp.write(chunk)
+            finally:
+                f.close()
+            await resp.write_eof()
+            return resp
+        finally:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+
+    async def image_remove(self, request: web.Request) -> web.StreamResponse:
+        await asyncio.to_thread(self.images.remove, request.match_info["name"])
+        return web.json_response({"removed": request.match_info["name"]})
+
+    # -- sandboxes -------------------------------------------------------------------------
+    async def sandbox_create(self, request: web.Request) -> web.StreamResponse:
+        spec = self.spec_from_json(await _json(request))
+        info = await asyncio.to_thread(self.manager.create, spec)
+        log.info("sandbox %s created (image %s)", getattr(info, "id", "?"), spec.image)
+        return web.json_response(_jsonable(info), status=201)
+
+    async def sandbox_list(self, request: web.Request) -> web.StreamResponse:
+        infos = await asyncio.to_thread(self.manager.list)
+        return web.json_response({"sandboxes": [_jsonable(i) for i in infos]})
+
+    async def sandbox_get(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(_jsonable(await self._sandbox(request.match_info["id"])))
+
+    async def sandbox_stats(self, request: web.Request) -> web.StreamResponse:
+        sid = request.match_info["id"]
+        stats: dict[str, Any] = dict(await asyncio.to_thread(self.manager.stats, sid))
+        stats["sessions"] = len([s for s in self.sessions.for_sandbox(sid) if not s.exited])
+        return web.json_response(stats)
+
+    async def sandbox_stop(self, request: web.Request) -> web.StreamResponse:
+        sid = request.match_info["id"]
+        await self._sandbox(sid)
+        await self.sessions.close_sandbox(sid)
+        await asyncio.to_thread(self.manager.stop, sid)
+        return web.json_response(_jsonable(await self._sandbox(sid)))
+
+    async def sandbox_remove(self, request: web.Request) -> web.StreamResponse:
+        sid = request.match_info["id"]
+        await self._sandbox(sid)
+        await self.sessions.close_sandbox(sid)
+        await asyncio.to_thread(self.manager.remove, sid)
+        log.info("sandbox %s removed", sid)
+        return web.json_response({"removed": sid})
+
+    async def sandbox_touch(self, request: web.Request) -> web.StreamResponse:
+        sid = request.match_info["id"]
+        await asyncio.to_thread(self.manager.touch, sid)
+        return web.json_response(_jsonable(await self._sandbox(sid)))
+
+    # -- exec ------------------------------------------------------------------------------
+    async def exec(self, request: web.Request) -> web.StreamResponse:
+        sid = request.match_info["id"]
+        body = await _json(request)
+        argv = _argv(body.get("argv"))
+        assert argv is not None
+        timeout = body.get("timeout", 30)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+            raise errors.BadRequest("timeout must be a number of seconds")
+        encoding = body.get("encoding", "utf-8")
+        if encoding not in ("utf-8", "base64"):
+            raise errors.BadRequest(f"unknown encoding {encoding!r} (utf-8 or base64)")
+        cwd = body.get("cwd")
+        if cwd is not None and not isinstance(cwd, str):
+            raise errors.BadRequest("cwd must be a string")
+        max_output = _int(body, "max_output", 1024 * 1024)
+        if not 0 <= max_output <= 64 * 2**20:
+            raise errors.BadRequest("max_output must be between 0 and 64 MiB")
+        outcome = await run_exec(
+            self.manager,
+            sid,
+            argv,
+            timeout=float(timeout),
+            env=_str_map(body.get("env"), "env"),
+            cwd=cwd,
+            stdin=_decode(body.get("stdin"), body.get("stdin_encoding"), "stdin"),
+            max_output=max_output,
+        )
+        return web.json_response(outcome.to_json(encoding))
+
+    async def exec_stream(self, request: web.Request) -> web.StreamResponse:
+        sid = request.match_info["id"]
+        await self._sandbox(sid)  # a plain HTTP error before the upgrade
+        ws = web.WebSocketResponse(heartbeat=30, compress=False, max_msg_size=4 * 2**20, writer_limit=WS_WRITER_LIMIT)
+        await ws.prepare(request)
+        self._websockets.add(ws)
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            first = await ws.receive(timeout=30)
+            if first.type != WSMsgType.TEXT:
+                raise errors.BadRequest("the first frame must be the JSON exec request")
+            try:
+                body = json.loads(first.data)
+            except json.JSONDecodeError as e:
+                raise errors.BadRequest(f"exec request is not valid JSON: {e}") from None
+            if not isinstance(body, dict):
+                raise errors.BadRequest("exec request must be a JSON object")
+            argv = _argv(body.get("argv"))
+            assert argv is not None
+            timeout = body.get("timeout")
+            if timeout is not None:
+                if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+                    raise errors.BadRequest("timeout must be a number of seconds")
+                timeout = check_timeout(float(timeout))
+            stdin_q: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=16)
+
+            async def stdin_iter() -> AsyncIterator[bytes]:
+                while (chunk := await stdin_q.get()) is not None:
+                    yield chunk
+
+            async def out(tag: int, data: bytes) -> None:
+                await ws.send_bytes(bytes([tag]) + data)
+
+            async def receive() -> None:
+                async for msg in ws:
+                    if msg.type == WSMsgType.BINARY:
+                        await stdin_q.put(msg.data)
+                    elif msg.type == WSMsgType.TEXT:
+                        with contextlib.suppress(json.JSONDecodeError, TypeError, AttributeError):
+                            if json.loads(msg.data).get("type") == "eof":
+                                await stdin_q.put(None)
+
+            run = asyncio.create_task(
+                stream_exec(
+                    self.manager,
+                    sid,
+                    argv,
+                    stdout=lambda d: out(1, d),
+                    stderr=lambda d: out(2, d),
+                    stdin=stdin_iter(),
+                    env=_str_map(body.get("env"), "env"),
+                    cwd=body.get("cwd") if isinstance(body.get("cwd"), str) else None,
+                    timeout=timeout,
+                )
+            )
+            recv = asyncio.create_task(receive())
+            tasks += [run, recv]
+            done, _ = await asyncio.wait({run, recv}, return_when=asyncio.FIRST_COMPLETED)
+            if run not in done:  # the client went away: kill the process tree
+                run.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await run
+                return ws
+            code, timed_out = run.result()
+            await ws.send_json({"type": "exit", "code": code, "timed_out": timed_out})
+            # the client closes once it has the exit event (see CLOSE_GRACE)
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(recv, CLOSE_GRACE)
+        except errors.RuntimeError as e:
+            if not ws.closed:
+                await ws.send_json({"type": "error", **error_body(e)})
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+            self._websockets.discard(ws)
+            await ws.close()
+        return ws
+
+    # -- sessions --------------------------------------------------------------------------
+    async def default_shell(self, sid: str) -> list[str]:
+        """The image's login shell: bash when the image has it, else sh."""
+        info = await self._sandbox(sid)
+        return await asyncio.to_thread(self._shell_of_image, info.spec.image)
+
+    def _shell_of_image(self, image: str) -> list[str]:
+        try:
+            dirs = self.images.layer_dirs(image)
+        except errors.RuntimeError:
+            dirs = []
+        for d in reversed(dirs):
+            for cand in ("bin/bash", "usr/bin/bash"):
+                if os.path.lexists(Path(d) / cand):
+                    return ["/bin/bash", "-l"]
+        return ["/bin/sh", "-l"]
+
+    async def session_create(self, request: web.Request) -> web.StreamResponse:
+        sid = request.match_info["id"]
+        body = await _json(request)
+        argv = _argv(body.get("argv"), required=False) or await self.default_shell(sid)
+        cwd = body.get("cwd")
+        if cwd is not None and not isinstance(cwd, str):
+            raise errors.BadRequest("cwd must be a string")
+        await self._sandbox(sid)
+        session = await self.sessions.create(
+            sid,
+            argv,
+            rows=_int(body, "rows", 24),
+            cols=_int(body, "cols", 80),
+            env=_str_map(body.get("env"), "env"),
+            cwd=cwd,
+        )
+        return web.json_response(session.info(), status=201)
+
+    async def session_list(self, request: web.Request) -> web.StreamResponse:
+        sid = request.match_info["id"]
+        await self._sandbox(sid)
+        return web.json_response({"sessions": [s.info() for s in self.sessions.for_sandbox(sid)]})
+
+    async def session_get(self, request: web.Request) -> web.StreamResponse:
+        m = request.match_info
+        return web.json_response(self.sessions.get(m["id"], m["sid"]).info())
+
+    async def session_remove(self, request: web.Request) -> web.StreamResponse:
+        m = request.match_info
+        await self.sessions.remove(m["id"], m["sid"])
+        return web.json_response({"removed": m["sid"]})
+
+    async def session_resize(self, request: web.Request) -> web.StreamResponse:
+        m = request.match_info
+        body = await _json(request)
+        session = self.sessions.get(m["id"], m["sid"])
+        session.resize(_int(body, "rows", session.rows), _int(body, "cols", session.cols))
+        return web.json_response(session.info())
+
+    async def session_attach(self, request: web.Request) -> web.StreamResponse:
+        m = request.match_info
+        session = self.sessions.get(m["id"], m["sid"])
+        mode = request.query.get("mode", "rw")
+        if mode not in ("rw", "ro"):
+            raise errors.BadRequest(f"mode must be rw or ro, not {mode!r}")
+        if self._closing:
+            raise errors.NotAvailable("runtimed is shutting down; attach again in a moment")
+        ws = web.WebSocketResponse(heartbeat=30, compress=False, max_msg_size=1 << 20, writer_limit=WS_WRITER_LIMIT)
+        await ws.prepare(request)
+        att = session.attach(read_only=mode == "ro")
+        self._websockets.add(ws)
+
+        async def pump() -> None:
+            while (item := await att.get()) is not None:
+                if isinstance(item, bytes):
+                    await ws.send_bytes(item)
+                    att.sent(len(item))
+                else:
+                    await ws.send_json(item)
+            # Let the client close first: some clients drop frames still queued
+            # when the server closes under them.  Close anyway after a grace period.
+            await asyncio.sleep(CLOSE_GRACE)
+            await ws.close()
+
+        sender = asyncio.create_task(pump())
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.BINARY:
+                    att.write(msg.data)
+                elif msg.type == WSMsgType.TEXT:
+                    self._control(att, msg.data)
+        finally:
+            att.detach()
+            self._websockets.discard(ws)
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sender
+            await ws.close()
+        return ws
+
+    @staticmethod
+    def _control(att: Any, data: str) -> None:
+        try:
+            ctrl = json.loads(data)
+            if not isinstance(ctrl, dict):
+                raise errors.BadRequest("control frames are JSON objects")
+            if ctrl.get("type") == "resize":
+                att.resize(int(ctrl["rows"]), int(ctrl["cols"]))
+            elif ctrl.get("type") == "input" and isinstance(ctrl.get("data"), str):
+                att.write(ctrl["data"].encode())
+            else:
+                raise errors.BadRequest(f"unknown control message {ctrl.get('type')!r}")
+        except errors.RuntimeError as e:
+            att._push_event({"type": "error", **error_body(e)})
+        except (ValueError, KeyError, TypeError) as e:
+            att._push_event({"type": "error", "error": "bad_request", "message": str(e)})
+
+
+# -- process entry point -------------------------------------------------------------------
+class AlreadyRunning(errors.Conflict):
+    pass
+
+
+def prepare_socket(path: Path) -> int:
+    """Lock ``<path>.lock``, refuse a live socket, remove a stale one; returns the lock fd."""
+    parent = path.parent
+    if not parent.exists():
+        parent.mkdir(mode=0o750, parents=True)
+        parent.chmod(0o750)
+    lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock_fd)
+        raise AlreadyRunning(f"another runtimed holds {path}.lock") from None
+    if path.is_symlink() or (path.exists() and not path.is_socket()):
+        os.close(lock_fd)
+        raise errors.Conflict(f"{path} exists and is not a socket; remove it or pick --socket")
+    if path.exists():
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(2)
+        try:
+            probe.connect(str(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            path.unlink(missing_ok=True)
+            log.info("removed stale socket %s", path)
+        except OSError as e:
+            os.close(lock_fd)
+            raise AlreadyRunning(f"cannot tell whether {path} is live: {e}") from None
+        else:
+            os.close(lock_fd)
+            raise AlreadyRunning(f"another daemon is listening on {path}")
+        finally:
+            probe.close()
+    return lock_fd
+
+
+def _socket_permissions(path: Path, group: str | None) -> None:
+    path.chmod(0o660)
+    if group:
+        os.chown(path, -1, grp.getgrnam(group).gr_gid)
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+async def serve(
+    daemon: Daemon,
+    socket_path: Path,
+    *,
+    group: str | None = None,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT (or until the task is cancelled)."""
+    runner = web.AppRunner(daemon.app, access_log_format='"%r" %s %b %Tfs', handle_signals=False)
+    await runner.setup()
+    site = web.UnixSite(runner, str(socket_path), shutdown_timeout=5)
+    old_umask = os.umask(0o117)  # the socket is born 0660: no window where it is wider
+    try:
+        await site.start()
+    finally:
+        os.umask(old_umask)
+    await asyncio.to_thread(_socket_permissions, socket_path, group)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("runtimed listening on %s (pid %d)", socket_path, os.getpid())
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+        log.info("shutting down: sandboxes keep running, sessions end")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await daemon.shutdown()
+        await runner.cleanup()
+        await asyncio.to_thread(socket_path.unlink, missing_ok=True)
+
+
+def build_daemon(
+    root: Path,
+    *,
+    scrollback: int = DEFAULT_SCROLLBACK,
+    manager_options: dict[str, Any] | None = None,
+) -> Daemon:
+    """The production wiring: ImageStore + SandboxManager on ``root``, reconciled."""
+    from runtime.images.store import ImageStore
+    from runtime.sandbox.manager import SandboxManager
+    from runtime.sandbox.spec import SandboxSpec
+
+    root.mkdir(parents=True, exist_ok=True)
+    images = ImageStore(root / "images")
+    manager = SandboxManager(root, images, **(manager_options or {}))
+    dead = manager.reconcile()
+    adopted = [i.id for i in manager.list() if i.status == "running"]
+    log.info("reconciled: %d running sandboxes re-adopted, dead: %s", len(adopted), dead or "none")
+    return Daemon(
+        manager,
+        images,
+        spec_from_json=SandboxSpec.from_json,
+        tmp_dir=root / "tmp",
+        scrollback=scrollback,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="runtimed", description="Run the runtime daemon.")
+    add_daemon_arguments(p)
+    return run_daemon(p.parse_args(argv))
+
+
+def add_daemon_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", type=Path, default=Path("/var/lib/kubelab-runtime"))
+    p.add_argument("--socket", type=Path, default=Path(os.environ.get("RUNTIME_SOCKET", DEFAULT_SOCKET)))
+    p.add_argument("--group", help="group that may use the socket (chgrp of the 0660 socket)")
+    p.add_argument("--scrollback", type=int, default=DEFAULT_SCROLLBACK, help="bytes per session")
+    p.add_argument("--log-level", default=os.environ.get("RUNTIME_LOG_LEVEL", "INFO"))
+    g = p.add_argument_group("host resources (two daemons on one host must not share them)")
+    g.add_argument("--subnet", default=None, help="sandbox subnet (default 10.77.0.0/16)")
+    g.add_argument("--bridge", default=None, help="bridge device (default kl0)")
+    g.add_argument("--cgroup-parent", default=None, help="cgroup parent (default kubelab)")
+    g.add_argument("--uid-start", type=int, default=None, help="first host uid for sandboxes")
+
+
+def run_daemon(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level)
+    if os.geteuid() != 0:
+        log.error("runtimed must run as root (it drives runc, mounts and cgroups)")
+        return 1
+    socket_path = Path(args.socket).absolute()
+    root = Path(args.root).absolute()
+    try:
+        lock_fd = prepare_socket(socket_path)
+    except errors.RuntimeError as e:
+        log.error("%s", e)
+        return 1
+    try:
+
+        async def run() -> None:
+            loop = asyncio.get_running_loop()
+            loop.set_default_executor(ThreadPoolExecutor(max_workers=64, thread_name_prefix="rt"))
+            options = {
+                k: v
+                for k in ("subnet", "bridge", "cgroup_parent", "uid_start")
+                if (v := getattr(args, k, None)) is not None
+            }
+            daemon = await asyncio.to_thread(build_daemon, root, scrollback=args.scrollback, manager_options=options)
+            try:
+                await serve(daemon, socket_path, group=args.group)
+            finally:
+                await asyncio.to_thread(daemon.manager.close)
+
+        asyncio.run(run())
+    except errors.RuntimeError as e:
+        log.error("%s", e)
+        return 1
+    finally:
+        os.close(lock_fd)
+    log.info("runtimed stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

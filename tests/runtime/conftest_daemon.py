@@ -1,0 +1,116 @@
+"""Fixtures shared by the daemon/client/session/CLI tests (imported by those modules)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from runtime import errors
+from runtime.client import Client
+from tests.runtime.daemon_helpers import TEST_HOST_RESOURCES, RealDaemon, ThreadedDaemon
+
+
+def real_sandboxes_available() -> str | None:
+    """None if real runc sandboxes can run here, else why not."""
+    if os.geteuid() != 0:
+        return "needs root (runtimed drives runc)"
+    if shutil.which("runc") is None:
+        return "runc is not installed (apt-get install runc)"
+    if importlib.util.find_spec("runtime.sandbox.manager") is None:
+        return "runtime.sandbox.manager is not there yet"
+    return None
+
+
+def short_tmp(prefix: str) -> Path:
+    # unix socket paths are limited to 108 bytes: pytest's tmp_path can be longer
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+@dataclass
+class Env:
+    kind: str  # "standin" | "runc"
+    client: Client
+    socket: Path
+    daemon: RealDaemon | None = None
+    threaded: ThreadedDaemon | None = None
+
+    def sandbox(self, **spec: object) -> str:
+        spec.setdefault("image", "busybox")
+        return str(self.client.create_sandbox(spec)["id"])
+
+
+@pytest.fixture(scope="session")
+def real_daemon() -> Iterator[RealDaemon]:
+    why = real_sandboxes_available()
+    if why:
+        pytest.skip(why)
+    root = short_tmp("rtd-")
+    d = RealDaemon(root)
+    try:
+        d.start()
+        with Client(d.socket, timeout=30) as c:
+            if not any(i["name"] == "busybox" for i in c.images()):
+                c.build_image("busybox")
+        yield d
+    finally:
+        with contextlib.suppress(errors.RuntimeError), Client(d.socket) as c:
+            for box in c.list_sandboxes():
+                with contextlib.suppress(errors.RuntimeError):
+                    c.remove_sandbox(box["id"])
+        code = d.stop() if d.proc is not None else 0
+        logs = d.logs() if d.log.exists() else ""
+        subprocess.run(["umount", "-R", "-l", str(root)], capture_output=True, timeout=30)
+        shutil.rmtree(root, ignore_errors=True)
+        remove_host_resources()
+        assert code == 0, logs
+
+
+def remove_host_resources() -> None:
+    """The bridge, nft set elements and parent cgroups the test daemon's manager made."""
+    from runtime.sandbox.cgroups import Cgroups
+    from runtime.sandbox.network import Network
+
+    opts = dict(zip(TEST_HOST_RESOURCES[::2], TEST_HOST_RESOURCES[1::2], strict=True))
+    Network(opts["--subnet"], opts["--bridge"]).destroy()
+    Cgroups(opts["--cgroup-parent"]).remove_parent()
+
+
+@pytest.fixture
+def standin_env() -> Iterator[Env]:
+    tmp = short_tmp("rts-")
+    t = ThreadedDaemon(tmp).start()
+    client = Client(t.socket, timeout=20)
+    try:
+        yield Env("standin", client, t.socket, threaded=t)
+    finally:
+        client.close()
+        t.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def runc_env(real_daemon: RealDaemon) -> Iterator[Env]:
+    client = Client(real_daemon.socket, timeout=60)
+    before = {b["id"] for b in client.list_sandboxes()}
+    try:
+        yield Env("runc", client, real_daemon.socket, daemon=real_daemon)
+    finally:
+        for box in client.list_sandboxes():
+            if box["id"] not in before:
+                with contextlib.suppress(errors.RuntimeError):
+                    client.remove_sandbox(box["id"])
+        client.close()
+
+
+@pytest.fixture(params=["standin", "runc"])
+def env(request: pytest.FixtureRequest) -> Env:
+    return request.getfixturevalue(f"{request.param}_env")
