@@ -1,7 +1,7 @@
 """Reads of the courses app (CONVENTIONS.md #3).
 
-The course models arrive with the content issue; until then there is
-nothing to list, and the pages say so honestly.
+Courses, modules, lessons and labs are read here for the pages; archived
+rows (content removed from the files) are never listed.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from accounts.roles import INSTRUCTOR, STUDENT
 
 
 def course_list(*, user: Any) -> list[Any]:
-    """The courses ``user`` may see, in display order. None are loaded yet."""
-    return []
+    """The courses ``user`` may see, in display order."""
+    from courses.models import Course
+
+    return list(Course.objects.active().order_by("order", "title"))
 
 
 @dataclass(frozen=True)

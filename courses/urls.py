@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from courses import views
+from courses import pages, views
 
 app_name = "courses"
 
@@ -10,4 +10,8 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("progress/", views.progress, name="progress"),
     path("instructor/", views.instructor_dashboard, name="instructor"),
+    path("courses/<slug:course>/", pages.course_page, name="course"),
+    path("courses/<slug:course>/assets/<path:path>", pages.course_asset, name="asset"),
+    path("courses/<slug:course>/<slug:module>/", pages.module_page, name="module"),
+    path("courses/<slug:course>/<slug:module>/<slug:lesson>/", pages.lesson_page, name="lesson"),
 ]
