@@ -1,0 +1,13 @@
+"""Sandboxes: runc containers with user namespaces, idmapped overlay roots, cgroups and a network.
+
+See manager.py (lifecycle, processes), bundle.py (namespaces, capabilities,
+seccomp), _mounthelper.py (idmapped layers, disk quota), cgroups.py (v1/v2,
+delegation) and network.py (bridge, veth, nftables isolation).
+"""
+
+from __future__ import annotations
+
+from runtime.sandbox.manager import SandboxManager, Spawned
+from runtime.sandbox.spec import SandboxInfo, SandboxSpec
+
+__all__ = ["SandboxInfo", "SandboxManager", "SandboxSpec", "Spawned"]

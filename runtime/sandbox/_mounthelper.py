@@ -1,0 +1,290 @@
+"""Short-lived helper that builds a sandbox's root filesystem (run as a script, stdlib only).
+
+The daemon never does mount work in its own threads (CONVENTIONS.md, 10). It
+starts this file with ``python -I -S`` and a JSON request on stdin; the helper
+does the whole job in one process (about 20 ms of interpreter start-up plus the
+syscalls) and prints one JSON line.
+
+``setup`` (request ``{"op": "setup", ...}``):
+
+1. attach the sandbox's sparse ext4 image to a free loop device with
+   ``LOOP_CONFIGURE`` and ``LO_FLAGS_AUTOCLEAR`` (the device frees itself when
+   the last mount of the filesystem goes away), mount it, create ``upper`` and
+   ``work`` owned by the sandbox's mapped root;
+2. write the initial files (``/etc/hosts``, ``/root/...``) into the fresh upper
+   dir, walking every directory with ``O_NOFOLLOW`` (nothing student-controlled
+   exists yet, but the habit is cheap);
+3. idmapped layers: fork a child that unshares a user namespace, write the
+   sandbox's uid/gid map for it, then for each layer ``open_tree(OPEN_TREE_CLONE)``
+   + ``mount_setattr(MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY)`` + ``move_mount``
+   into ``layers/<i>``. If the kernel refuses (exit code 3) the caller retries
+   with pre-shifted layer copies and ``"idmap": false``;
+4. mount overlayfs on ``rootfs`` and detach the layer and ext4 mounts again:
+   overlayfs holds private clones of its layers, so a running sandbox shows
+   exactly one mount on the host and unmounting it releases the loop device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import json
+import os
+import struct
+import sys
+from pathlib import Path
+from typing import Any
+
+LOOP_CTL_GET_FREE = 0x4C82
+LOOP_CONFIGURE = 0x4C0A
+LO_FLAGS_AUTOCLEAR = 4
+
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOATIME = 1024
+MNT_DETACH = 2
+
+SYS_OPEN_TREE = 428
+SYS_MOVE_MOUNT = 429
+SYS_MOUNT_SETATTR = 442
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = 0o2000000
+AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_IDMAP = 0x100000
+CLONE_NEWUSER = 0x10000000
+
+EXIT_IDMAP_REFUSED = 3
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+
+
+class MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
+
+
+class IdmapRefused(Exception):
+    pass
+
+
+def _check(ret: int, what: str) -> int:
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return ret
+
+
+def mount(source: str, target: str, fstype: str, flags: int, data: str) -> None:
+    _check(
+        libc.mount(source.encode(), target.encode(), fstype.encode(), flags, data.encode()),
+        f"mount {fstype} on {target}",
+    )
+
+
+def umount_detach(target: str) -> None:
+    _check(libc.umount2(target.encode(), MNT_DETACH), f"umount {target}")
+
+
+def loop_attach(image: str) -> tuple[str, int]:
+    """Attach ``image`` to a free loop device with autoclear; return its path and an open fd.
+
+    Autoclear detaches on the last close, so the caller keeps the fd until the
+    filesystem is mounted (the mount then holds the device).
+    """
+    backing = os.open(image, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        ctl = os.open("/dev/loop-control", os.O_RDWR | os.O_CLOEXEC)
+        try:
+            for _ in range(64):
+                n = fcntl.ioctl(ctl, LOOP_CTL_GET_FREE)
+                dev = f"/dev/loop{n}"
+                try:
+                    fd = os.open(dev, os.O_RDWR | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    continue
+                try:
+                    # struct loop_config {u32 fd; u32 block_size; loop_info64 info; u64 rsvd[8]}
+                    cfg = bytearray(304)
+                    struct.pack_into("=II", cfg, 0, backing, 0)
+                    struct.pack_into("=I", cfg, 8 + 52, LO_FLAGS_AUTOCLEAR)
+                    name = Path(image).name.encode()[:63]
+                    cfg[8 + 56 : 8 + 56 + len(name)] = name
+                    fcntl.ioctl(fd, LOOP_CONFIGURE, bytes(cfg))
+                except OSError as exc:
+                    os.close(fd)
+                    if exc.errno == errno.EBUSY:  # raced with another attacher
+                        continue
+                    raise
+                return dev, fd
+            raise OSError(errno.EBUSY, "no free loop device after 64 attempts")
+        finally:
+            os.close(ctl)
+    finally:
+        os.close(backing)
+
+
+def write_files(upper: str, files: list[dict[str, Any]], uid: int) -> None:
+    """Create files beneath ``upper`` without following any symlink on the way."""
+    root = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        for f in files:
+            parts = [p for p in f["path"].split("/") if p]
+            if not parts or any(p in (".", "..") for p in parts):
+                raise ValueError(f"bad path {f['path']!r}")
+            cur = os.dup(root)
+            try:
+                for i, part in enumerate(parts[:-1]):
+                    mode = f.get("dir_modes", {}).get("/".join(parts[: i + 1]), 0o755)
+                    try:
+                        os.mkdir(part, mode, dir_fd=cur)
+                        os.chown(part, uid, uid, dir_fd=cur, follow_symlinks=False)
+                        os.chmod(part, mode, dir_fd=cur, follow_symlinks=False)
+                    except FileExistsError:
+                        pass
+                    nxt = os.open(
+                        part,
+                        os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                        dir_fd=cur,
+                    )
+                    os.close(cur)
+                    cur = nxt
+                fd = os.open(
+                    parts[-1],
+                    os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                    f.get("mode", 0o644),
+                    dir_fd=cur,
+                )
+                try:
+                    os.write(fd, f["content"].encode())
+                    os.fchown(fd, uid, uid)
+                    os.fchmod(fd, f.get("mode", 0o644))
+                finally:
+                    os.close(fd)
+            finally:
+                os.close(cur)
+    finally:
+        os.close(root)
+
+
+def userns_fd(uid_base: int, size: int) -> int:
+    """Return an fd of a fresh user namespace mapping 0..size-1 to uid_base.. (uids and gids)."""
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: unshare, report, wait until the parent has the fd
+        os.close(r1)
+        os.close(w2)
+        ok = libc.unshare(CLONE_NEWUSER) == 0
+        os.write(w1, b"1" if ok else b"0")
+        os.read(r2, 1)
+        os._exit(0)
+    os.close(w1)
+    os.close(r2)
+    try:
+        if os.read(r1, 1) != b"1":
+            raise IdmapRefused("unshare(CLONE_NEWUSER) refused")
+        for name in ("uid_map", "gid_map"):
+            with open(f"/proc/{pid}/{name}", "w") as fh:
+                fh.write(f"0 {uid_base} {size}\n")
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.write(w2, b"1")
+        os.close(w2)
+        os.close(r1)
+        os.waitpid(pid, 0)
+
+
+def idmapped_bind(src: str, target: str, ns_fd: int) -> None:
+    fd = libc.syscall(SYS_OPEN_TREE, AT_FDCWD, src.encode(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)
+    if fd < 0:
+        raise IdmapRefused(f"open_tree {src}: {os.strerror(ctypes.get_errno())}")
+    try:
+        attr = MountAttr(MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY, 0, 0, ns_fd)
+        ret = libc.syscall(
+            SYS_MOUNT_SETATTR,
+            fd,
+            b"",
+            AT_EMPTY_PATH | AT_RECURSIVE,
+            ctypes.byref(attr),
+            ctypes.sizeof(attr),
+        )
+        if ret < 0:
+            raise IdmapRefused(f"mount_setattr(IDMAP) {src}: {os.strerror(ctypes.get_errno())}")
+        ret = libc.syscall(SYS_MOVE_MOUNT, fd, b"", AT_FDCWD, target.encode(), MOVE_MOUNT_F_EMPTY_PATH)
+        _check(ret, f"move_mount {src} -> {target}")
+    finally:
+        os.close(fd)
+
+
+def setup(req: dict[str, Any]) -> dict[str, Any]:
+    uid = int(req["uid_base"])
+    disk_mnt, rootfs, layers_dir = req["disk_mnt"], req["rootfs"], req["layers_dir"]
+    dev, loop_fd = loop_attach(req["disk_image"])
+    try:
+        mount(dev, disk_mnt, "ext4", MS_NOATIME | MS_NODEV | MS_NOSUID, "")
+    finally:
+        os.close(loop_fd)
+    mounted = [disk_mnt]
+    try:
+        upper, work = f"{disk_mnt}/upper", f"{disk_mnt}/work"
+        for d in (upper, work):
+            Path(d).mkdir(mode=0o755)
+        os.chown(upper, uid, uid)
+        write_files(upper, req["files"], uid)
+        lowers: list[str] = []
+        if req["idmap"]:
+            ns = userns_fd(uid, int(req["size"]))
+            try:
+                for i, layer in enumerate(req["layers"]):
+                    target = f"{layers_dir}/{i}"
+                    Path(target).mkdir(parents=True, exist_ok=True)
+                    idmapped_bind(layer, target, ns)
+                    mounted.append(target)
+                    lowers.append(target)
+            finally:
+                os.close(ns)
+        else:
+            lowers = list(req["layers"])
+        opts = f"lowerdir={':'.join(reversed(lowers))},upperdir={upper},workdir={work}"
+        mount("overlay", rootfs, "overlay", MS_NODEV, opts)
+    except BaseException:
+        for m in reversed(mounted):
+            with contextlib.suppress(OSError):
+                umount_detach(m)
+        raise
+    # overlayfs keeps private clones of its layers: drop ours from the mount table.
+    for m in reversed(mounted):
+        umount_detach(m)
+    return {"loop": dev, "idmap": bool(req["idmap"])}
+
+
+def main() -> int:
+    req = json.loads(sys.stdin.read())
+    try:
+        if req["op"] == "setup":
+            out = setup(req)
+        else:
+            raise ValueError(f"unknown op {req['op']!r}")
+    except IdmapRefused as exc:
+        sys.stdout.write(json.dumps({"error": str(exc)}) + "\n")
+        return EXIT_IDMAP_REFUSED
+    except (OSError, ValueError) as exc:
+        sys.stdout.write(json.dumps({"error": str(exc)}) + "\n")
+        return 1
+    sys.stdout.write(json.dumps(out) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
