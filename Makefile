@@ -67,8 +67,8 @@ content:
 # Lab images are built once into the runtime's store and cached there.
 images:
 	@if [ -f runtime/__main__.py ] && [ "$$(id -u)" = 0 ]; then \
-	  $(PY) -m runtime --root $(VAR)/runtime build-image busybox && \
-	  $(PY) -m runtime --root $(VAR)/runtime build-image lab-base; \
+	  $(PY) -m runtime build-image --root $(VAR)/runtime busybox && \
+	  $(PY) -m runtime build-image --root $(VAR)/runtime lab-base; \
 	else echo "lab images: skipped (needs root and the runtime)"; fi
 
 run: setup

@@ -25,6 +25,7 @@ import threading
 import time
 import tty
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -141,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("images", parents=[sock], help="list images")
     b = sub.add_parser("build-image", parents=[sock], help="build a base image from its recipe")
     b.add_argument("name")
+    b.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="build straight into the store of a daemon root DIR, without a running daemon (set-up scripts)",
+    )
     img = sub.add_parser("image", help="import, export or remove an image")
     isub = img.add_subparsers(dest="image_command", metavar="ACTION", required=True)
     ii = isub.add_parser("import", parents=[sock], help="import an OCI layout tar")
@@ -239,7 +246,16 @@ def _human(n: float) -> str:
 
 
 def cmd_build(client: Client, args: argparse.Namespace) -> int:
-    image = client.build_image(args.name, lambda line: print(line, file=sys.stderr, flush=True))
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    if args.root is not None:
+        from runtime.images import default_store
+
+        config = default_store(args.root).build(args.name, progress)
+        print(f"{config.name} {config.digest}")
+        return 0
+    image = client.build_image(args.name, progress)
     print(f"{image['name']} {image['digest']}")
     return 0
 
