@@ -179,7 +179,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 
 RUNTIME_SOCKET = env.string("RUNTIME_SOCKET", str(VAR_DIR / "run" / "runtimed.sock"))
 RUNTIME_ROOT = env.string("RUNTIME_ROOT", str(VAR_DIR / "runtime"))
-RUNTIME_REQUIRED = env.boolean("RUNTIME_REQUIRED", False)
+RUNTIME_REQUIRED = env.boolean("RUNTIME_REQUIRED", True)
 SANDBOX_BACKEND = env.string("SANDBOX_BACKEND", "namespace")
 if SANDBOX_BACKEND not in {"namespace", "docker", "kubernetes"}:
     raise ImproperlyConfigured(f"SANDBOX_BACKEND: expected namespace, docker or kubernetes; got {SANDBOX_BACKEND!r}")

@@ -797,7 +797,11 @@ def main(argv: list[str] | None = None) -> int:
 def add_daemon_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", type=Path, default=Path("/var/lib/kubelab-runtime"))
     p.add_argument("--socket", type=Path, default=Path(os.environ.get("RUNTIME_SOCKET", DEFAULT_SOCKET)))
-    p.add_argument("--group", help="group that may use the socket (chgrp of the 0660 socket)")
+    p.add_argument(
+        "--group",
+        default=os.environ.get("RUNTIME_SOCKET_GROUP") or None,
+        help="group that may use the socket (chgrp of the 0660 socket; default $RUNTIME_SOCKET_GROUP)",
+    )
     p.add_argument("--scrollback", type=int, default=DEFAULT_SCROLLBACK, help="bytes per session")
     p.add_argument("--log-level", default=os.environ.get("RUNTIME_LOG_LEVEL", "INFO"))
     g = p.add_argument_group("host resources (two daemons on one host must not share them)")

@@ -15,6 +15,7 @@ user (``SERVICE_USER``, default ``kubelab``): the web tier never becomes root
 from __future__ import annotations
 
 import argparse
+import grp
 import os
 import pwd
 import selectors
@@ -181,6 +182,8 @@ def main() -> int:
             )
         )
     runtime_cli = BASE / "runtime" / "__main__.py"
+    if args.no_runtime:
+        os.environ["RUNTIME_REQUIRED"] = "false"
     if not args.no_runtime and runtime_cli.exists():
         if os.geteuid() == 0:
             Path(settings.RUNTIME_SOCKET).parent.mkdir(parents=True, exist_ok=True)
@@ -199,11 +202,12 @@ def main() -> int:
                     ],
                     ready=f"socket:{settings.RUNTIME_SOCKET}",
                     privileged=True,
-                    env={"RUNTIME_SOCKET_GROUP": str(ids[1])} if ids else {},
+                    env={"RUNTIME_SOCKET_GROUP": grp.getgrgid(ids[1]).gr_name} if ids else {},
                 )
             )
         else:
             log("not root: runtimed is not started, labs cannot open sandboxes")
+            os.environ["RUNTIME_REQUIRED"] = "false"
     host, port = settings.HOST, settings.PORT
     children += [
         Child(

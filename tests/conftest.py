@@ -124,6 +124,8 @@ def asgi_server(django_db_setup: None, django_db_blocker: object) -> Iterator[st
         "DATABASE_URL": f"sqlite:///{settings.DATABASES['default']['NAME']}",
         "DEBUG": "false",
         "PYTHONUNBUFFERED": "1",
+        # Up without runtimed too: tests that need sandboxes start it themselves.
+        "RUNTIME_REQUIRED": "false",
     }
     log = tempfile.NamedTemporaryFile(prefix="kubelab-daphne-", suffix=".log", delete=False)
     proc = subprocess.Popen(
