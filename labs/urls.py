@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from labs import views
+from labs import preview, views
 
 app_name = "labs"
 
@@ -12,4 +12,6 @@ urlpatterns = [
     path("<uuid:session_id>/", views.session_page, name="session"),
     path("<uuid:session_id>/reset/", views.session_reset, name="reset"),
     path("<uuid:session_id>/stop/", views.session_stop, name="stop"),
+    path("<uuid:session_id>/port/<int:port>/", preview.port_proxy, name="port"),
+    path("<uuid:session_id>/port/<int:port>/<path:path>", preview.port_proxy, name="port-path"),
 ]

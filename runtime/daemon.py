@@ -93,6 +93,7 @@ from typing import Any, Protocol
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from runtime import errors
+from runtime.proxy import SandboxProxy
 from runtime.sessions import SessionRegistry, run_exec, stream_exec
 from runtime.sessions.base import SpawnedProcess
 from runtime.sessions.exec import check_timeout
@@ -263,6 +264,7 @@ class Daemon:
         self.spec_from_json = spec_from_json
         self.tmp_dir = tmp_dir
         self.sessions = SessionRegistry(manager, scrollback=scrollback)
+        self.proxy = SandboxProxy()
         self._websockets: set[web.WebSocketResponse] = set()
         self._closing = False
         self.app = web.Application(middlewares=[error_middleware], client_max_size=MAX_JSON_BODY)
@@ -293,10 +295,12 @@ class Daemon:
         r.add_delete(ss, self.session_remove)
         r.add_post(ss + "/resize", self.session_resize)
         r.add_get(ss + "/attach", self.session_attach)
+        r.add_route("*", sb + "/proxy/{port:[0-9]+}/{path:.*}", self.sandbox_proxy)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def shutdown(self) -> None:
         self._closing = True
+        await self.proxy.close()
         await self.sessions.shutdown()
         await asyncio.gather(
             *(
@@ -614,6 +618,14 @@ class Daemon:
         session = self.sessions.get(m["id"], m["sid"])
         session.resize(_int(body, "rows", session.rows), _int(body, "cols", session.cols))
         return web.json_response(session.info())
+
+    async def sandbox_proxy(self, request: web.Request) -> web.StreamResponse:
+        info = await self._sandbox(request.match_info["id"])
+        ip = getattr(info, "ip", None)
+        if not ip or getattr(info, "status", "running") != "running":
+            raise errors.NotAvailable("the sandbox is not running, so nothing in it can be reached")
+        await asyncio.to_thread(self.manager.touch, request.match_info["id"])
+        return await self.proxy.handle(request, ip, int(request.match_info["port"]), request.match_info["path"])
 
     async def session_attach(self, request: web.Request) -> web.StreamResponse:
         m = request.match_info

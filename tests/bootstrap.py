@@ -3,8 +3,9 @@ pytest-django reads the settings: it gives the whole test run its own
 services' addresses.
 
 When REDIS_URL is not set, a private redis-server is started on a unix socket
-in a temporary directory and stopped at the end. RUNTIME_SOCKET is fixed to
-where the ``runtimed`` fixture will listen, so every process the tests start
+in a temporary directory and stopped at the end. VAR_DIR is a
+temporary directory of the run's own. RUNTIME_SOCKET is fixed to where the
+``runtimed`` fixture will listen, so every process the tests start
 (worker, daphne) knows it from the start.
 """
 
@@ -22,6 +23,9 @@ import pytest
 _redis: subprocess.Popen[bytes] | None = None
 _redis_dir: str | None = None
 runtimed_root = Path(tempfile.mkdtemp(prefix="kl-test-rtd-", dir="/tmp"))
+# The run's own var/: its test database, secret key and static files, so that
+# two test runs on one machine never share a SQLite file.
+var_dir = Path(tempfile.mkdtemp(prefix="kl-test-var-", dir="/tmp"))
 
 
 def _start_redis() -> str:
@@ -65,6 +69,7 @@ def _start_redis() -> str:
 if not os.environ.get("REDIS_URL"):
     os.environ["REDIS_URL"] = _start_redis()
 os.environ.setdefault("CHANNELS_PREFIX", f"kubelab-test-{os.getpid()}")
+os.environ["VAR_DIR"] = str(var_dir)
 os.environ["RUNTIME_SOCKET"] = str(runtimed_root / "rt.sock")
 
 
@@ -79,3 +84,4 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(_redis_dir, ignore_errors=True)
     subprocess.run(["umount", "-R", "-l", str(runtimed_root)], capture_output=True, timeout=30)
     shutil.rmtree(runtimed_root, ignore_errors=True)
+    shutil.rmtree(var_dir, ignore_errors=True)

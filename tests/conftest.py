@@ -127,6 +127,10 @@ def asgi_server(django_db_setup: None, django_db_blocker: object) -> Iterator[st
         # Up without runtimed too: tests that need sandboxes start it themselves.
         "RUNTIME_REQUIRED": "false",
     }
+    # As `make run` does: pages need the collected, hashed static files.
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=BASE, env=env, check=True, timeout=300
+    )
     log = tempfile.NamedTemporaryFile(prefix="kubelab-daphne-", suffix=".log", delete=False)
     proc = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],

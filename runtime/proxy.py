@@ -1,0 +1,130 @@
+"""HTTP and WebSocket proxy from runtimed to a port inside a sandbox.
+
+``/v1/sandboxes/{id}/proxy/{port}/{path}`` forwards the request to
+``http://<sandbox address>:<port>/<path>`` and streams the answer back; a
+WebSocket upgrade is relayed frame by frame. The web tier's port preview
+(``/labs/<session>/port/<p>/``) uses it, so the web tier needs no route into
+the sandbox network and never learns sandbox addresses. runtimed reaches the
+sandbox from the host side of its bridge, where the sandbox's firewall lets
+replies back; only the sandbox's own address is ever a target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import aiohttp
+from aiohttp import WSMsgType, web
+
+from runtime import errors
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+        "sec-websocket-accept",
+    }
+)
+TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=300)
+
+
+def unreachable(message: str) -> web.Response:
+    """A gateway error the browser shows as is; the header tells it came from us, not from the app."""
+    return web.Response(status=502, text=message + "\n", headers={"X-Runtime-Error": "unreachable"})
+
+
+class SandboxProxy:
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            # No cookie jar: one daemon serves every student.
+            self._session = aiohttp.ClientSession(
+                timeout=TIMEOUT, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def handle(self, request: web.Request, ip: str, port: int, path: str) -> web.StreamResponse:
+        if not 1 <= port <= 65535:
+            raise errors.BadRequest(f"port must be 1-65535, not {port}")
+        url = f"http://{ip}:{port}/{path}"
+        if request.query_string:
+            url += "?" + request.query_string
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._websocket(request, url, headers)
+        try:
+            upstream = await self._http().request(
+                request.method,
+                url,
+                headers=headers,
+                data=request.content if request.can_read_body else None,
+                allow_redirects=False,
+            )
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            return unreachable(f"Nothing answers on port {port} in the sandbox ({exc}). Is your app running?")
+        async with upstream:
+            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            for name, value in upstream.headers.items():
+                if name.lower() not in HOP_BY_HOP:
+                    response.headers.add(name, value)
+            await response.prepare(request)
+            async for chunk in upstream.content.iter_chunked(65536):
+                await response.write(chunk)
+            await response.write_eof()
+        return response
+
+    async def _websocket(self, request: web.Request, url: str, headers: dict[str, str]) -> web.StreamResponse:
+        protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+        headers.pop("Sec-WebSocket-Protocol", None)
+        try:
+            upstream = await self._http().ws_connect(
+                url, headers=headers, protocols=protocols, timeout=aiohttp.ClientWSTimeout(ws_close=10)
+            )
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise errors.NotAvailable(
+                f"no WebSocket answers at {url.split('/', 3)[-1]} in the sandbox ({exc})"
+            ) from None
+        ws = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else ())
+        await ws.prepare(request)
+
+        async def down() -> None:
+            async for msg in upstream:
+                if msg.type == WSMsgType.TEXT:
+                    await ws.send_str(msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    await ws.send_bytes(msg.data)
+                else:
+                    break
+            await ws.close()
+
+        relay = asyncio.create_task(down())
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    await upstream.send_str(msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    await upstream.send_bytes(msg.data)
+        finally:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await relay
+            await upstream.close()
+        return ws
