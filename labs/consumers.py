@@ -47,6 +47,14 @@ CLOSE_TOO_BIG = 1009
 CLOSE_RUNTIME_DOWN = 4503
 
 
+async def refuse(consumer: Any, code: int) -> None:
+    """Close with an application code the page can act on. A close before
+    accept() would reach the browser as a bare handshake failure (1006), so
+    the socket is accepted and closed at once: nothing else is sent."""
+    await consumer.accept()
+    await consumer.close(code=code)
+
+
 @database_sync_to_async
 def _access(user: Any, session_id: str, *, write: bool = False) -> Granted:
     return lab_session_for_user(user, session_id, write=write)
@@ -103,14 +111,14 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         try:
             self.granted = await _access(self.scope.get("user"), kwargs["session"])
         except LabSessionNotFound:
-            await self.close(code=CLOSE_NOT_FOUND)
+            await refuse(self, CLOSE_NOT_FOUND)
             return
         session = self.granted.session
         if session.status != LabSession.Status.READY or not session.sandbox_id:
-            await self.close(code=CLOSE_NOT_READY)
+            await refuse(self, CLOSE_NOT_READY)
             return
         if not 1 <= self.number <= settings.LAB_MAX_TERMINALS:
-            await self.close(code=CLOSE_BAD_REQUEST)
+            await refuse(self, CLOSE_BAD_REQUEST)
             return
         self.unacked = 0
         self.can_send = asyncio.Event()
@@ -122,15 +130,15 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         try:
             pty_id = await self._pty_session(session)
             if pty_id is None:
-                await self.close(code=CLOSE_NOT_FOUND)
+                await refuse(self, CLOSE_NOT_FOUND)
                 return
             self.attach = await self.rt.attach(session.sandbox_id, pty_id, read_only=not self.granted.can_write)
         except runtime_errors.SandboxNotFound:
-            await self.close(code=CLOSE_NOT_READY)
+            await refuse(self, CLOSE_NOT_READY)
             return
         except runtime_errors.RuntimeError:
             log.warning("terminal %s of %s: runtimed unavailable", self.number, session.pk, exc_info=True)
-            await self.close(code=CLOSE_RUNTIME_DOWN)
+            await refuse(self, CLOSE_RUNTIME_DOWN)
             return
         await self.accept()
         if not self.granted.can_write:
@@ -255,7 +263,7 @@ class LabEventsConsumer(AsyncJsonWebsocketConsumer):
         try:
             self.granted = await _access(self.scope.get("user"), session_id)
         except LabSessionNotFound:
-            await self.close(code=CLOSE_NOT_FOUND)
+            await refuse(self, CLOSE_NOT_FOUND)
             return
         self.group = self.granted.session.group_name
         await self.channel_layer.group_add(self.group, self.channel_name)
@@ -277,6 +285,12 @@ class LabEventsConsumer(AsyncJsonWebsocketConsumer):
 
     async def lab_status(self, event: dict[str, Any]) -> None:
         await self.send_json(event["state"])
+
+    # --- grader (issue 5): check verdicts pushed by grader.services ---------------------
+    async def grader_result(self, event: dict[str, Any]) -> None:
+        await self.send_json({**event["result"], "type": "check"})
+
+    # --- end grader ------------------------------------------------------------------
 
     async def disconnect(self, code: int) -> None:
         if self.granted is not None:

@@ -34,9 +34,12 @@ def plain_static_storage(settings: Any) -> None:
 
 
 @pytest.fixture(autouse=True)
-def fast_password_hashing(settings: Any) -> None:
-    """PBKDF2's deliberate slowness only slows the suite down."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def fast_password_hashing(request: pytest.FixtureRequest, settings: Any) -> None:
+    """PBKDF2's deliberate slowness only slows the suite down. Not for
+    end-to-end tests: the server they log in to checks passwords with the
+    real hashers."""
+    if request.node.get_closest_marker("e2e") is None:
+        settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(scope="session")
@@ -129,7 +132,11 @@ def asgi_server(django_db_setup: None, django_db_blocker: object) -> Iterator[st
     }
     # As `make run` does: pages need the collected, hashed static files.
     subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=BASE, env=env, check=True, timeout=300
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
+        cwd=BASE,
+        env=env,
+        check=True,
+        timeout=300,
     )
     log = tempfile.NamedTemporaryFile(prefix="kubelab-daphne-", suffix=".log", delete=False)
     proc = subprocess.Popen(

@@ -35,10 +35,20 @@ def ready_session(owner: Any) -> LabSession:
 
 
 async def connect(user: Any, session: LabSession, n: int = 1) -> tuple[WebsocketCommunicator, bool, Any]:
+    """Open terminal ``n``: (communicator, admitted, close code if refused).
+
+    A refusal is an accepted socket closed at once with an application code
+    (so the browser can tell why); admitted means the first frame was hello."""
     communicator = WebsocketCommunicator(app, f"/ws/labs/{session.pk}/term/{n}/?rows=30&cols=100")
     communicator.scope["user"] = user
     connected, code = await communicator.connect(timeout=20)
-    return communicator, connected, code
+    if not connected:
+        return communicator, False, code
+    first = await communicator.receive_output(timeout=20)
+    if first["type"] == "websocket.close":
+        return communicator, False, first.get("code")
+    communicator.hello = json.loads(first["text"])
+    return communicator, True, None
 
 
 async def read_until(communicator: WebsocketCommunicator, needle: bytes, timeout: float = 20) -> bytes:
@@ -60,7 +70,7 @@ async def read_until(communicator: WebsocketCommunicator, needle: bytes, timeout
 
 
 async def hello(communicator: WebsocketCommunicator) -> dict[str, Any]:
-    message = json.loads(await communicator.receive_from(timeout=10))
+    message: dict[str, Any] = communicator.hello
     assert message["type"] == "hello"
     return message
 

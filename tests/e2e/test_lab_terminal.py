@@ -1,0 +1,113 @@
+"""A student's lab in a real browser: Debian's Chromium under Playwright,
+against daphne, a real Celery worker, Redis and runtimed."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from labs.models import LabSession
+from tests.factories import PASSWORD, LabFactory, StepFactory, StudentFactory
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+SCREEN = """() => {
+  const term = window.kubelab && window.kubelab.terminals[1];
+  if (!term) return "";
+  const buffer = term.buffer.active, lines = [];
+  for (let i = 0; i < buffer.length; i++) lines.push(buffer.getLine(i).translateToString(true));
+  return lines.join("\\n");
+}"""
+
+
+def login(page: Any, base: str, username: str) -> None:
+    page.goto(f"{base}/accounts/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.press("input[name=password]", "Enter")
+    page.wait_for_load_state("networkidle")
+
+
+def wait_connected(page: Any) -> None:
+    page.wait_for_selector('#terminal-1[data-state="connected"]', timeout=90_000)
+
+
+def wait_screen(page: Any, pattern: str, timeout: int = 60_000) -> None:
+    page.wait_for_function(
+        "([script, pattern]) => new RegExp(pattern, 'm').test(eval(script)())",
+        arg=[SCREEN, pattern],
+        timeout=timeout,
+    )
+
+
+def type_line(page: Any, text: str) -> None:
+    page.click("#terminal-1")
+    page.keyboard.type(text)
+    page.keyboard.press("Enter")
+
+
+@pytest.fixture
+def lab_stack(runtime_socket: str, celery_worker: object, asgi_server: str) -> str:
+    return asgi_server
+
+
+def test_student_works_in_a_lab_terminal_and_a_classmate_cannot_see_it(
+    lab_stack: str, page: Any, chromium: Any
+) -> None:
+    base = lab_stack
+    student = StudentFactory.create()
+    classmate = StudentFactory.create()
+    lab = LabFactory.create(title="Terminal basics")
+    StepFactory.create(lab=lab, title="Say hello", body="Run:\n\n```sh run\necho hello\n```\n")
+
+    login(page, base, student.username)
+    page.goto(f"{base}/labs/{lab.pk}/")
+    page.click("#start-lab")
+    page.wait_for_url(re.compile(r"/labs/[0-9a-f-]{36}/$"))
+    session_url = page.url.split("#", 1)[0]
+    wait_connected(page)
+    wait_screen(page, r"[#$] $")  # the prompt
+
+    type_line(page, "echo $((6*7))")
+    wait_screen(page, r"^42$")
+
+    # A reload finds the same shell: its history holds the command.
+    page.reload()
+    wait_connected(page)
+    type_line(page, "history")
+    wait_screen(page, r"echo \$\(\(6\*7\)\)")
+
+    # A flood of output: the page stays usable and the end arrives.
+    before = page.inner_text("#font-size")
+    type_line(page, "seq 1 2000000")
+    page.click("#font-larger")  # the main thread answers while output streams
+    assert page.inner_text("#font-size") != before
+    wait_screen(page, r"^2000000$", timeout=180_000)
+    type_line(page, "echo after-$((1+1))")
+    wait_screen(page, r"^after-2$")
+
+    session = LabSession.objects.get(user=student, lab=lab)
+    assert session.status == "ready" and session.terminals.get("1")
+
+    # A classmate gets neither the page nor the terminal socket.
+    other = chromium.new_context()
+    try:
+        spy = other.new_page()
+        login(spy, base, classmate.username)
+        response = spy.goto(session_url)
+        assert response.status == 404
+        outcome = spy.evaluate(
+            """(url) => new Promise((resolve) => {
+                const ws = new WebSocket(url);
+                let frames = 0;
+                ws.onmessage = () => { frames += 1; };
+                ws.onclose = (event) => resolve({code: event.code, frames: frames});
+            })""",
+            session_url.replace("http", "ws", 1).replace("/labs/", "/ws/labs/") + "term/1/",
+        )
+        # Refused with "not found" before a single byte of the terminal flowed.
+        assert outcome == {"code": 4404, "frames": 0}
+    finally:
+        other.close()
