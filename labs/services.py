@@ -86,6 +86,12 @@ def _add_progress(session: LabSession, stage: str, message: str) -> None:
 # --- the student's actions ----------------------------------------------------
 
 
+def _time_limit(lab: Lab) -> int:
+    """Seconds a session of ``lab`` may last: the lab's own limit, capped by LAB_MAX_DURATION."""
+    own = (lab.environment or {}).get("time_limit")
+    return min(int(own), settings.LAB_MAX_DURATION) if own else settings.LAB_MAX_DURATION
+
+
 @transaction.atomic
 def lab_session_start(*, user: Any, lab: Lab) -> LabSession:
     """Start ``lab`` for ``user``, or return the live session they already have."""
@@ -109,7 +115,7 @@ def lab_session_start(*, user: Any, lab: Lab) -> LabSession:
                 user=user,
                 lab=lab,
                 backend=settings.SANDBOX_BACKEND,
-                expires_at=now + timedelta(seconds=settings.LAB_MAX_DURATION),
+                expires_at=now + timedelta(seconds=_time_limit(lab)),
                 last_activity_at=now,
             )
     except IntegrityError:

@@ -149,3 +149,11 @@ def test_provision_failure_is_shown_with_its_reason(runtime_socket: str, django_
     with Client(runtime_socket) as rt:
         labels = [(box.get("spec") or {}).get("labels", {}).get("session") for box in rt.list_sandboxes()]
     assert str(session.pk) not in labels
+
+
+def test_a_labs_own_time_limit_shortens_the_session(settings, django_capture_on_commit_callbacks) -> None:
+    settings.LAB_MAX_DURATION = 7200
+    lab = LabFactory.create(environment={"image": "busybox", "time_limit": 600})
+    with django_capture_on_commit_callbacks():
+        session = services.lab_session_start(user=StudentFactory.create(), lab=lab)
+    assert 590 <= (session.expires_at - session.created_at).total_seconds() <= 600
