@@ -1,0 +1,95 @@
+"""The embedded lab cluster: a Kubernetes API server that the real kubectl 1.37 accepts.
+
+One process (``python -m runtime.kube serve`` or ``python -m runtime kube serve``) serves
+every cluster kept under a data directory; ``new-cluster`` creates one and prints its
+admin kubeconfig. Part 1 (this package) is the API server and the controllers that need no
+kubelet; pods stay ``Pending`` until part 2 runs them on the sandbox engine.
+
+Layout
+------
+``server.py``
+    HTTPS listener and cluster routing. The kubeconfig's ``server:`` is
+    ``https://HOST:PORT/clusters/NAME`` (client-go keeps a path prefix for every request,
+    discovery and OpenAPI included) and ``tls-server-name: NAME.cluster.kubelab`` (SNI), so one
+    socket presents each cluster's own serving certificate, signed by the cluster's own CA.
+    Bearer tokens are looked up only in the cluster the path names.
+``apiserver.py``
+    ``Cluster``: authentication, impersonation, the REST verbs (get, list, watch, create,
+    update, patch, delete, deletecollection; status and scale subresources; dry-run;
+    fieldValidation=Strict), continue tokens, Table responses. Transport-free.
+``store.py``
+    In-memory objects + append-only JSON log per cluster (``store.jsonl``), one
+    resourceVersion counter per cluster, watch fan-out and a short event history (older
+    resourceVersions get 410 Gone, as after etcd compaction).
+``registry.py`` / ``kinds.py`` / ``printers.py``
+    What is served (group/version/resource, scope, short names, field selectors), defaulting
+    and validation with the real messages, and server-side printing columns.
+``discovery.py`` / ``openapi.py``
+    Legacy and aggregated (v2) discovery; OpenAPI v3 per group-version, generated lazily from
+    the official Python client's model sources (descriptions for ``kubectl explain``, patch
+    merge keys for client-side apply, the ``fieldValidation`` parameter kubectl checks).
+``patch.py``
+    JSON patch, merge patch, strategic merge patch (built-in list merge keys).
+``protobuf.py``
+    Decoder for the protobuf bodies client-go's typed clients always send (``kubectl create
+    deployment|configmap|secret|service|namespace|sa|role|...``, ``kubectl auth can-i``).
+``controllers.py``
+    Run to quiescence after every write (and every 10 s for clusters with CronJobs):
+    namespaces (default ServiceAccount, kube-root-ca.crt, termination), Deployment ->
+    ReplicaSet (pod-template-hash, revision bookkeeping, revisionHistoryLimit, instant
+    rollouts), ReplicaSet -> Pods, StatefulSet (ordered names, OrderedReady/Parallel),
+    DaemonSet (one pod per node), Job -> Pods, CronJob -> Jobs (``cron.py``), Endpoints,
+    HorizontalPodAutoscaler (min/max), PodDisruptionBudget status,
+    PV/PVC binding with a default StorageClass (dynamic provisioning, reclaim, protection
+    finalizers), RBAC ClusterRole aggregation, garbage collection by ownerReferences
+    (background, foreground, orphan), events.
+``ssa.py``
+    metadata.managedFields (FieldsV1), server-side apply ownership, conflicts, force.
+``crd.py``
+    CustomResourceDefinitions per cluster: the kinds they define are served (discovery,
+    OpenAPI v3 for ``kubectl explain``, CRUD, watch, status/scale subresources), defaulted,
+    pruned and validated against the version's openAPIV3Schema, and printed with their
+    additionalPrinterColumns. Deleting a CRD deletes its resources.
+``rbac.py``
+    The RBAC authorizer, default ClusterRoles/Bindings (admin/edit/view aggregated), the
+    access-review APIs (SelfSubjectAccessReview, SubjectAccessReview, SelfSubjectRulesReview,
+    SelfSubjectReview).
+
+Data layout: ``DIR/clusters/NAME/{cluster.json, ca.crt, ca.key, tls.crt, tls.key,
+tokens.json (SHA-256 of each token), store.jsonl}``. Clusters load on first request, so a
+cluster made by ``new-cluster`` while the server runs is served at once. An idle loaded
+cluster costs about 0.4 MB.
+
+TODO (later sessions), roughly in course order
+-----------------------------------------------
+- Part 2: a scheduler (nodeName, PodScheduled) and a kubelet on the sandbox engine: pod
+  phases, container statuses, readiness, podIP, logs/exec/attach/port-forward (today they
+  answer "waiting to start" / "does not have a host assigned"), then rolling updates that
+  honour maxSurge/maxUnavailable (today rollouts are instant), Endpoints addresses, Job
+  completion, CronJob history limits in practice.
+- CRDs: multiple served versions with conversion (all versions are served as stored today),
+  CEL validation rules (x-kubernetes-validations), the scale subresource's custom
+  specReplicasPath/statusReplicasPath (``.spec.replicas``/``.status.replicas`` assumed),
+  schema keywords beyond type/required/enum/min/max/length/pattern/items/properties.
+- Kinds not served yet: EndpointSlice (discovery.k8s.io), events.k8s.io/v1, autoscaling/v1,
+  ControllerRevisions for StatefulSet/DaemonSet history (``kubectl rollout history sts|ds``),
+  VolumeAttachment, CSI objects. The HPA only clamps replicas to [min, max] (no metrics
+  server); PDBs are reported, not enforced by an eviction API.
+- LimitRange/ResourceQuota are stored and printed, not enforced; quota status.used is not
+  computed.
+- protobuf.py covers the bodies of kubectl's generators for the kinds served; a protobuf
+  body of any other kind gets 415 UnsupportedMediaType.
+- Server-side apply: "." markers for maps and subresource ("scale") entries in
+  managedFields; kubectl scale/label etc. are recorded under the User-Agent manager name.
+- RBAC: escalation checks on Role/Binding writes (escalate/bind verbs), the full set of
+  system: roles, non-resource URL rules in SelfSubjectRulesReview.
+- Token expiry for ``kubectl create token`` (tokens never expire today) and per-user tokens
+  minted by the platform over runtimed's socket.
+- Watch: periodic bookmarks while events flow (sent only when idle today),
+  resourceVersionMatch=Exact for lists.
+- Serving over runtimed's unix socket and into sandboxes (``--service kubernetes``).
+- Evict idle clusters from memory (LRU) when thousands exist; store compaction runs only
+  on write.
+"""
+
+from __future__ import annotations

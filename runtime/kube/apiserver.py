@@ -1,0 +1,942 @@
+"""One lab cluster: authentication, the REST verbs over the generic store, controllers.
+
+``Cluster.handle(Request)`` serves one API request and returns a ``Reply``
+(or a ``WatchReply`` that server.py streams). It is transport-free so the
+same cluster can be served over TCP+TLS (server.py) or, later, over runtimed's
+unix socket. Everything runs on one asyncio loop, so there is no locking: a
+request's read-modify-write is atomic by construction.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime
+import hashlib
+import json
+import logging
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import yaml
+
+from runtime.kube import crd, discovery, kinds, openapi, printers, protobuf, rbac, registry, ssa
+from runtime.kube.apierrors import (
+    MODIFIED,
+    ApiError,
+    FieldError,
+    already_exists,
+    bad_request,
+    conflict,
+    forbidden,
+    invalid_error,
+    method_not_allowed,
+    not_found,
+)
+from runtime.kube.patch import APPLY, JSONPATCH, MERGEPATCH, STRATEGIC, json_patch, merge_patch, strategic_merge
+from runtime.kube.registry import ResourceDef
+from runtime.kube.selectors import parse_field_selector, parse_label_selector
+from runtime.kube.store import Obj, Store, Watcher
+
+log = logging.getLogger(__name__)
+
+KUBE_VERSION = {
+    "major": "1",
+    "minor": "37",
+    "emulationMajor": "1",
+    "emulationMinor": "37",
+    "minCompatibilityMajor": "1",
+    "minCompatibilityMinor": "36",
+    "gitVersion": "v1.37.1",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2026-01-01T00:00:00Z",
+    "goVersion": "go1.25.0",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+
+GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def now_ts() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def random_suffix(n: int = 5) -> str:
+    return "".join(secrets.choice(GENERATE_ALPHABET) for _ in range(n))
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    groups: tuple[str, ...] = ()
+    uid: str = ""
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case keys
+    body: bytes = b""
+    user: User | None = None
+
+    @classmethod
+    def build(cls, method: str, path: str, query_string: str, headers: dict[str, str], body: bytes) -> Request:
+        q = {k: v[-1] for k, v in parse_qs(query_string, keep_blank_values=True).items()}
+        return cls(method.upper(), path, q, {k.lower(): v for k, v in headers.items()}, body)
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    content_type: str = "application/json"
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WatchReply:
+    watcher: Watcher
+    initial: list[tuple[str, Obj]]
+    rdef: ResourceDef
+    table: bool
+    include_object: str
+    timeout: float
+    bookmarks: bool
+    initial_end_bookmark: bool
+    start_rv: int
+
+
+def _json_body(req: Request) -> Any:
+    if not req.body:
+        raise bad_request("the body of the request was in an unknown format")
+    if req.headers.get("content-type", "").startswith(protobuf.CONTENT_TYPE):
+        try:
+            obj = protobuf.decode(req.body)
+        except protobuf.DecodeError as e:
+            raise ApiError(415, "UnsupportedMediaType", str(e)) from None
+        return obj
+    try:
+        return json.loads(req.body)
+    except ValueError:
+        try:
+            return yaml.safe_load(req.body)
+        except yaml.YAMLError as e:
+            raise bad_request(f"error decoding body: {e}") from None
+
+
+def _truthy(v: str | None) -> bool:
+    return v in ("true", "1", "True")
+
+
+class Cluster:
+    """One cluster: its store, its tokens, its controllers."""
+
+    def __init__(self, name: str, directory: Path) -> None:
+        self.name = name
+        self.dir = directory
+        meta = json.loads((directory / "cluster.json").read_text())
+        self.uid: str = meta["uid"]
+        self.tokens: dict[str, dict[str, Any]] = json.loads((directory / "tokens.json").read_text())
+        self.store = Store(directory / "store.jsonl")
+        self._dirty = False
+        # field manager of the write in progress (see ssa.py)
+        self._manager = "kube-controller-manager"
+        self._applying = False
+        self._apply_config: Obj | None = None
+        self._crd_key: tuple[tuple[str, str], ...] = ()
+        self._crd_defs: list[ResourceDef] = []
+        from runtime.kube.controllers import Controllers
+
+        self.controllers = Controllers(self)
+
+    # -- custom resources ----------------------------------------------------------
+
+    def custom_defs(self) -> list[ResourceDef]:
+        """ResourceDefs of this cluster's established CRDs (cached by the CRDs' resourceVersions)."""
+        crds = self.store.list(crd.GR)
+        key = tuple((c["metadata"]["name"], c["metadata"].get("resourceVersion", "")) for c in crds)
+        if key != self._crd_key:
+            self._crd_key = key
+            self._crd_defs = crd.defs_from_crds(crds)
+        return self._crd_defs
+
+    def lookup(self, group: str, version: str, resource: str) -> ResourceDef | None:
+        r = registry.BY_GVR.get((group, version, resource))
+        if r is not None:
+            return r
+        for d in self.custom_defs():
+            if (d.group, d.version, d.resource) == (group, version, resource):
+                return d
+        return None
+
+    # -- auth ------------------------------------------------------------------
+
+    def authenticate(self, token: str) -> User | None:
+        h = hashlib.sha256(token.encode()).hexdigest()
+        info = self.tokens.get(h)
+        if info is None:
+            return None
+        if "sa" in info:
+            ns, name = info["sa"]
+            if self.store.get("serviceaccounts", ns, name) is None:
+                return None
+            groups: tuple[str, ...] = ("system:serviceaccounts", f"system:serviceaccounts:{ns}")
+            return User(f"system:serviceaccount:{ns}:{name}", (*groups, "system:authenticated"))
+        return User(info["user"], (*info.get("groups", []), "system:authenticated"))
+
+    def add_token(self, user: str, groups: list[str], sa: tuple[str, str] | None = None) -> str:
+        """Mint a bearer token; only its SHA-256 is kept (in tokens.json)."""
+        token = secrets.token_urlsafe(32)
+        h = hashlib.sha256(token.encode()).hexdigest()
+        self.tokens[h] = {"user": user, "groups": groups}
+        if sa is not None:
+            self.tokens[h]["sa"] = list(sa)
+        tmp = self.dir / "tokens.json.tmp"
+        tmp.write_text(json.dumps(self.tokens))
+        tmp.replace(self.dir / "tokens.json")
+        return token
+
+    def impersonate(self, req: Request, user: User) -> User:
+        as_user = req.headers.get("impersonate-user")
+        if not as_user:
+            return user
+        as_groups = [g.strip() for g in req.headers.get("impersonate-group", "").split(",") if g.strip()]
+        if not rbac.allowed(self, user, "impersonate", "", "users", "", as_user, ""):
+            raise forbidden(
+                "users",
+                "",
+                as_user,
+                f'users "{as_user}" is forbidden: User "{user.name}" cannot impersonate '
+                f'resource "users" in API group "" at the cluster scope',
+            )
+        for g in as_groups:
+            if not rbac.allowed(self, user, "impersonate", "", "groups", "", g, ""):
+                raise forbidden(
+                    "groups",
+                    "",
+                    g,
+                    f'groups "{g}" is forbidden: User "{user.name}" cannot impersonate '
+                    f'resource "groups" in API group "" at the cluster scope',
+                )
+        groups = tuple(as_groups)
+        if as_user.startswith("system:serviceaccount:"):
+            ns = as_user.split(":")[2]
+            groups += ("system:serviceaccounts", f"system:serviceaccounts:{ns}")
+        if "system:authenticated" not in groups:
+            groups += ("system:authenticated",)
+        return User(as_user, groups)
+
+    # -- entry point ---------------------------------------------------------------
+
+    def handle(self, req: Request) -> Reply | WatchReply:
+        try:
+            reply = self._route(req)
+            if isinstance(reply, Reply) and "/endpoints" in req.path and req.path.startswith("/api/"):
+                reply.warnings.append("v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice")
+            return reply
+        except ApiError as e:
+            return Reply(e.status, e.to_status())
+        finally:
+            if self._dirty:
+                self._dirty = False
+                try:
+                    self.controllers.reconcile()
+                except Exception:  # a controller bug must not fail the write that triggered it
+                    log.exception("controllers of cluster %s failed", self.name)
+
+    def _route(self, req: Request) -> Reply | WatchReply:
+        p = req.path.rstrip("/") or "/"
+        segs = [s for s in p.split("/") if s]
+        accept = req.headers.get("accept", "")
+        if p == "/version":
+            return Reply(200, KUBE_VERSION)
+        if p in ("/healthz", "/livez", "/readyz"):
+            return Reply(200, "ok", "text/plain")
+        extra = self.custom_defs()
+        if segs and segs[0] == "openapi":
+            return openapi.handle(segs, req.query, extra)
+        if p == "/api":
+            if discovery.wants_aggregated(accept):
+                return Reply(200, discovery.aggregated(True), discovery.AGGREGATED_CT)
+            return Reply(200, discovery.api_versions(req.headers.get("host", "")))
+        if p == "/apis":
+            if discovery.wants_aggregated(accept):
+                return Reply(200, discovery.aggregated(False, extra), discovery.AGGREGATED_CT)
+            return Reply(200, discovery.api_group_list(extra))
+        if segs[:2] == ["api", "v1"] and len(segs) == 2:
+            doc = discovery.resource_list("", "v1")
+            return Reply(200, doc)
+        if segs and segs[0] == "apis" and len(segs) == 2:
+            grp = discovery.api_group(segs[1], extra)
+            if grp is None:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            return Reply(200, grp)
+        if segs and segs[0] == "apis" and len(segs) == 3:
+            doc = discovery.resource_list(segs[1], segs[2], extra)
+            if doc is None:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            return Reply(200, doc)
+        if segs[:2] == ["api", "v1"]:
+            return self._resource(req, "", "v1", segs[2:])
+        if segs and segs[0] == "apis" and len(segs) > 3:
+            return self._resource(req, segs[1], segs[2], segs[3:])
+        raise ApiError(404, "NotFound", "the server could not find the requested resource")
+
+    # -- resource requests ---------------------------------------------------------
+
+    def _resource(self, req: Request, group: str, version: str, rest: list[str]) -> Reply | WatchReply:
+        ns = ""
+        if len(rest) >= 3 and rest[0] == "namespaces":
+            cand = self.lookup(group, version, rest[2])
+            if cand is not None and cand.namespaced:
+                ns = rest[1]
+                rest = rest[2:]
+        rdef = self.lookup(group, version, rest[0])
+        if rdef is None or len(rest) > 3:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        name = rest[1] if len(rest) > 1 else ""
+        sub = rest[2] if len(rest) > 2 else ""
+        if sub and sub not in rdef.subresources:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if ns and not rdef.namespaced:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        m = req.method
+        if m == "GET":
+            if name:
+                verb = "get"
+            elif _truthy(req.query.get("watch")):
+                verb = "watch"
+            else:
+                verb = "list"
+        elif m == "POST":
+            verb = "create"
+        elif m == "PUT":
+            verb = "update"
+        elif m == "PATCH":
+            verb = "patch"
+        elif m == "DELETE":
+            verb = "delete" if name else "deletecollection"
+        else:
+            raise method_not_allowed("the server does not allow this method on the requested resource")
+        if verb not in rdef.verbs and not sub:
+            raise method_not_allowed("the server does not allow this method on the requested resource")
+        if name and verb == "create" and not sub:
+            raise method_not_allowed("the server does not allow this method on the requested resource")
+        assert req.user is not None
+        ua = req.headers.get("user-agent", "").split("/", 1)[0]
+        self._manager = req.query.get("fieldManager") or ua or "unknown"
+        self._applying = False
+        self._apply_config = None
+        if not rbac.allowed(self, req.user, verb, rdef.group, rdef.resource, ns, name, sub):
+            from runtime.kube.apierrors import forbidden_message
+
+            raise forbidden(
+                rdef.resource,
+                rdef.group,
+                name,
+                forbidden_message(req.user.name, verb, rdef.resource, rdef.group, ns, name, sub),
+            )
+        if rdef.virtual:
+            return Reply(201, rbac.review(self, req.user, rdef, ns, _json_body(req)))
+        if verb == "get":
+            if sub == "scale":
+                return Reply(200, self._scale_of(rdef, self._must_get(rdef, ns, name)))
+            if sub not in ("", "status"):
+                return self._pod_stream_sub(rdef, ns, name, sub)
+            return self._reply_obj(req, rdef, self._must_get(rdef, ns, name), 200)
+        if verb == "list":
+            return self._list(req, rdef, ns)
+        if verb == "watch":
+            return self._watch(req, rdef, ns, name)
+        dry = req.query.get("dryRun") == "All"
+        if verb == "create":
+            if sub:
+                return self._create_sub(req, rdef, ns, name, sub)
+            obj = _json_body(req)
+            out = self.create(rdef, ns, obj, dry_run=dry, validation=req.query.get("fieldValidation", ""))
+            return self._reply_obj(req, rdef, out, 201)
+        if verb == "update":
+            obj = _json_body(req)
+            if sub == "scale":
+                return Reply(200, self._update_scale(rdef, ns, name, obj, dry))
+            out, created = self.update(rdef, ns, name, obj, sub=sub, dry_run=dry)
+            return self._reply_obj(req, rdef, out, 201 if created else 200)
+        if verb == "patch":
+            return self._patch(req, rdef, ns, name, sub, dry)
+        if verb == "delete":
+            opts = json.loads(req.body) if req.body else {}
+            policy = req.query.get("propagationPolicy") or opts.get("propagationPolicy") or ""
+            out = self.delete(rdef, ns, name, policy, dry_run=dry, preconditions=opts.get("preconditions"))
+            return self._reply_obj(req, rdef, out, 200)
+        if verb == "deletecollection":
+            objs = self._select(req, rdef, ns)
+            for o in objs:
+                self.delete(rdef, o["metadata"].get("namespace", ""), o["metadata"]["name"], "", dry_run=dry)
+            return Reply(200, self._list_body(rdef, objs, {"resourceVersion": str(self.store.rv)}))
+        raise method_not_allowed("the server does not allow this method on the requested resource")
+
+    def _reply_obj(self, req: Request, rdef: ResourceDef, obj: Obj, status: int) -> Reply:
+        if "as=Table" in req.headers.get("accept", ""):
+            inc = req.query.get("includeObject", "Metadata")
+            t = printers.table_for(rdef, [obj], inc, {"resourceVersion": obj["metadata"].get("resourceVersion", "")})
+            return Reply(status, t, "application/json;as=Table;v=v1;g=meta.k8s.io")
+        return Reply(status, obj)
+
+    def _must_get(self, rdef: ResourceDef, ns: str, name: str) -> Obj:
+        obj = self.store.get(rdef.gr, ns, name)
+        if obj is None:
+            raise not_found(rdef.resource, rdef.group, name)
+        return obj
+
+    # -- list / watch ------------------------------------------------------------------
+
+    def _select(self, req: Request, rdef: ResourceDef, ns: str) -> list[Obj]:
+        objs = self.store.list(rdef.gr, ns if ns else None)
+        ls = req.query.get("labelSelector", "")
+        fs = req.query.get("fieldSelector", "")
+        if ls:
+            lp = parse_label_selector(ls)
+            objs = [o for o in objs if lp(o)]
+        if fs:
+            fp = parse_field_selector(fs, rdef.field_selectors)
+            objs = [o for o in objs if fp(o)]
+        return objs
+
+    def _list_body(self, rdef: ResourceDef, objs: list[Obj], meta: dict[str, Any]) -> Obj:
+        return {
+            "kind": f"{rdef.kind}List",
+            "apiVersion": rdef.group_version,
+            "metadata": meta,
+            "items": objs,
+        }
+
+    def _list(self, req: Request, rdef: ResourceDef, ns: str) -> Reply:
+        objs = self._select(req, rdef, ns)
+        meta: dict[str, Any] = {"resourceVersion": str(self.store.rv)}
+        cont = req.query.get("continue", "")
+        if cont:
+            try:
+                tok = json.loads(base64.urlsafe_b64decode(cont + "=" * (-len(cont) % 4)))
+                start = (tok["ns"], tok["n"])
+                meta["resourceVersion"] = str(tok["rv"])
+            except (ValueError, KeyError, TypeError):
+                raise bad_request(
+                    "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
+                ) from None
+            objs = [o for o in objs if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > start]
+        limit = int(req.query.get("limit") or 0)
+        if limit > 0 and len(objs) > limit:
+            last = objs[limit - 1]["metadata"]
+            tok = {"rv": int(meta["resourceVersion"]), "ns": last.get("namespace", ""), "n": last["name"]}
+            meta["continue"] = base64.urlsafe_b64encode(json.dumps(tok).encode()).decode().rstrip("=")
+            meta["remainingItemCount"] = len(objs) - limit
+            objs = objs[:limit]
+        if "as=Table" in req.headers.get("accept", ""):
+            inc = req.query.get("includeObject", "Metadata")
+            t = printers.table_for(rdef, objs, inc, meta)
+            return Reply(200, t, "application/json;as=Table;v=v1;g=meta.k8s.io")
+        return Reply(200, self._list_body(rdef, objs, meta))
+
+    def _watch(self, req: Request, rdef: ResourceDef, ns: str, name: str) -> WatchReply:
+        preds = []
+        ls = req.query.get("labelSelector", "")
+        fs = req.query.get("fieldSelector", "")
+        if ls:
+            preds.append(parse_label_selector(ls))
+        if fs:
+            preds.append(parse_field_selector(fs, rdef.field_selectors))
+
+        def accept(o: Obj) -> bool:
+            return all(p(o) for p in preds)
+
+        rv_s = req.query.get("resourceVersion", "")
+        send_initial = _truthy(req.query.get("sendInitialEvents"))
+        initial: list[tuple[str, Obj]] = []
+        start = self.store.rv
+        if rv_s in ("", "0") or send_initial:
+            initial = [("ADDED", o) for o in self._select(req, rdef, ns)]
+        else:
+            try:
+                rv = int(rv_s)
+            except ValueError:
+                raise bad_request(f'invalid resource version: "{rv_s}"') from None
+            evs = self.store.events_since(rv)
+            if evs is None:
+                raise ApiError(410, "Expired", f"too old resource version: {rv} ({self.store.rv})")
+            for e in evs:
+                if e.gr != rdef.gr:
+                    continue
+                if ns and e.obj["metadata"].get("namespace", "") != ns:
+                    continue
+                if accept(e.obj):
+                    initial.append((e.type, e.obj))
+        w = Watcher(rdef.gr, ns or None, accept)
+        self.store.watchers.add(w)
+        timeout = float(req.query.get("timeoutSeconds") or 1800)
+        return WatchReply(
+            watcher=w,
+            initial=initial,
+            rdef=rdef,
+            table="as=Table" in req.headers.get("accept", ""),
+            include_object=req.query.get("includeObject", "Metadata"),
+            timeout=timeout,
+            bookmarks=_truthy(req.query.get("allowWatchBookmarks")),
+            initial_end_bookmark=send_initial,
+            start_rv=start,
+        )
+
+    # -- writes --------------------------------------------------------------------------
+
+    def _check_namespace(self, rdef: ResourceDef, ns: str, name: str) -> None:
+        if not rdef.namespaced:
+            return
+        nso = self.store.get("namespaces", "", ns)
+        if nso is None:
+            raise not_found("namespaces", "", ns)
+        if nso["metadata"].get("deletionTimestamp"):
+            raise forbidden(
+                rdef.resource,
+                rdef.group,
+                name,
+                f'{rdef.resource}{"." + rdef.group if rdef.group else ""} "{name}" is forbidden: '
+                f"unable to create new content in namespace {ns} because it is being terminated",
+            )
+
+    def create(
+        self,
+        rdef: ResourceDef,
+        ns: str,
+        obj: Any,
+        *,
+        dry_run: bool = False,
+        validation: str = "",
+        internal: bool = False,
+    ) -> Obj:
+        if not isinstance(obj, dict):
+            raise bad_request("the body of the request was in an unknown format")
+        obj = copy.deepcopy(obj)
+        self._check_type(rdef, obj)
+        meta = obj.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise bad_request("metadata must be an object")
+        if rdef.namespaced:
+            body_ns = meta.get("namespace")
+            if body_ns and ns and body_ns != ns:
+                raise bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
+            ns = ns or body_ns or ""
+            meta["namespace"] = ns
+        else:
+            meta.pop("namespace", None)
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + random_suffix()
+        name = meta.get("name", "")
+        for k in ("uid", "resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+            meta.pop(k, None)
+        meta.pop("managedFields", None)
+        if not internal:
+            self._strict_fields(rdef, obj, validation)
+        meta["uid"] = str(uuid.uuid4())
+        if rdef.custom:
+            obj = self._prune(rdef, obj)
+            meta = obj["metadata"]
+        kinds.apply_defaults(rdef.kind, obj)
+        self.controllers.on_create(rdef, obj)
+        errs = self._validate(rdef, obj)
+        if errs:
+            raise invalid_error(rdef.kind, rdef.group, name, errs)
+        self._check_namespace(rdef, ns, name)
+        if self.store.get(rdef.gr, ns, name) is not None:
+            raise already_exists(rdef.resource, rdef.group, name)
+        meta["creationTimestamp"] = now_ts()
+        if rdef.has_generation:
+            meta["generation"] = 1
+        if self._apply_config is not None:
+            meta["managedFields"] = [
+                {
+                    "manager": self._manager,
+                    "operation": "Apply",
+                    "apiVersion": rdef.group_version,
+                    "time": meta["creationTimestamp"],
+                    "fieldsType": "FieldsV1",
+                    "fieldsV1": ssa.to_tree(ssa.leaves(self._apply_config)),
+                }
+            ]
+        else:
+            ssa.record_update(obj, None, self._manager, rdef.group_version, meta["creationTimestamp"])
+        obj = _ordered(rdef, obj)
+        if dry_run:
+            return dict(obj)
+        self._dirty = True
+        stored: Obj = self.store.put(rdef.gr, obj, "ADDED")
+        return stored
+
+    def _prune(self, rdef: ResourceDef, obj: Obj) -> Obj:
+        unknown: list[str] = []
+        pruned: Obj = crd.default_and_prune(rdef.schema or {}, obj, "", unknown, top=True)
+        return pruned
+
+    def _validate(self, rdef: ResourceDef, obj: Obj) -> list[FieldError]:
+        if rdef.custom:
+            return kinds.validate_meta(rdef.kind, obj, rdef.namespaced) + crd.validate_cr(rdef, obj)
+        return kinds.validate(rdef.kind, obj, rdef.namespaced)
+
+    def _check_type(self, rdef: ResourceDef, obj: Obj) -> None:
+        kind = obj.get("kind")
+        av = obj.get("apiVersion")
+        if kind and kind != rdef.kind:
+            raise bad_request(
+                f"the API version in the data ({av}) does not match the expected API version ({rdef.group_version})"
+                if av and av != rdef.group_version
+                else f'{kind} in version "{rdef.version}" cannot be handled as a {rdef.kind}: '
+                "the object kind does not match"
+            )
+        if av and av != rdef.group_version:
+            raise bad_request(
+                f"the API version in the data ({av}) does not match the expected API version ({rdef.group_version})"
+            )
+        obj["kind"] = rdef.kind
+        obj["apiVersion"] = rdef.group_version
+
+    def _strict_fields(self, rdef: ResourceDef, obj: Obj, validation: str) -> None:
+        if validation not in ("Strict", "Warn"):
+            return
+        if rdef.custom:
+            unknown: list[str] = []
+            crd.default_and_prune(rdef.schema or {}, obj, "", unknown, top=True)
+        else:
+            unknown = openapi.unknown_fields(rdef, obj)
+        if unknown and validation == "Strict":
+            agg = ", ".join(f'unknown field "{u}"' for u in unknown)
+            raise bad_request(
+                f'{rdef.kind} in version "{rdef.version}" cannot be handled as a {rdef.kind}: '
+                f"strict decoding error: {agg}"
+            )
+
+    def update(
+        self,
+        rdef: ResourceDef,
+        ns: str,
+        name: str,
+        obj: Any,
+        *,
+        sub: str = "",
+        dry_run: bool = False,
+        check_rv: bool = True,
+    ) -> tuple[Obj, bool]:
+        if not isinstance(obj, dict):
+            raise bad_request("the body of the request was in an unknown format")
+        obj = copy.deepcopy(obj)
+        self._check_type(rdef, obj)
+        meta = obj.setdefault("metadata", {})
+        if meta.get("name") and meta["name"] != name:
+            raise bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
+        if rdef.namespaced:
+            if meta.get("namespace") and meta["namespace"] != ns:
+                raise bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
+            meta["namespace"] = ns
+        meta["name"] = name
+        old = self.store.get(rdef.gr, ns, name)
+        if old is None:
+            raise not_found(rdef.resource, rdef.group, name)
+        rv = meta.get("resourceVersion")
+        if check_rv and rv and rv != old["metadata"].get("resourceVersion"):
+            raise conflict(rdef.resource, rdef.group, name, MODIFIED)
+        new = self._merge_update(rdef, old, obj, sub)
+        return self._commit_update(rdef, old, new, dry_run, sub), False
+
+    def _merge_update(self, rdef: ResourceDef, old: Obj, obj: Obj, sub: str) -> Obj:
+        if sub == "status":
+            new = copy.deepcopy(old)
+            if "status" in obj:
+                new["status"] = obj["status"]
+            return new
+        if sub == "ephemeralcontainers":
+            new = copy.deepcopy(old)
+            eph = (obj.get("spec") or {}).get("ephemeralContainers")
+            for c in eph or []:
+                if isinstance(c, dict):
+                    kinds.default_container(c)
+            if eph is not None:
+                new["spec"]["ephemeralContainers"] = eph
+            return new
+        if sub == "resize":
+            new = copy.deepcopy(old)
+            by_name = {c.get("name"): c for c in (obj.get("spec") or {}).get("containers") or []}
+            for c in new["spec"].get("containers") or []:
+                if c.get("name") in by_name and "resources" in by_name[c["name"]]:
+                    c["resources"] = by_name[c["name"]]["resources"]
+            return new
+        new = obj
+        meta = new["metadata"]
+        ometa = old["metadata"]
+        for k in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
+            if k in ometa:
+                meta[k] = ometa[k]
+            else:
+                meta.pop(k, None)
+        if not self._applying:
+            if "managedFields" in ometa:
+                meta["managedFields"] = ometa["managedFields"]
+            else:
+                meta.pop("managedFields", None)
+        if rdef.status_subresource:
+            if "status" in old:
+                new["status"] = old["status"]
+            else:
+                new.pop("status", None)
+        kinds.apply_defaults(rdef.kind, new)
+        return new
+
+    def _commit_update(self, rdef: ResourceDef, old: Obj, new: Obj, dry_run: bool, sub: str = "") -> Obj:
+        name = new["metadata"]["name"]
+        if rdef.custom:
+            new = self._prune(rdef, new)
+        errs = self._validate(rdef, new) + kinds.validate_update(rdef.kind, new, old)
+        if errs:
+            raise invalid_error(rdef.kind, rdef.group, name, errs)
+        new["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion")
+        if rdef.has_generation:
+            a = {k: v for k, v in new.items() if k not in ("metadata", "status")}
+            b = {k: v for k, v in old.items() if k not in ("metadata", "status")}
+            if a != b:
+                new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
+        new = _ordered(rdef, new)
+        if new == old:
+            return old
+        if not self._applying:
+            ssa.record_update(new, old, self._manager, rdef.group_version, now_ts(), sub)
+        if dry_run:
+            return new
+        self.controllers.on_update(rdef, new, old)
+        self._dirty = True
+        out = self.store.put(rdef.gr, new, "MODIFIED")
+        self._maybe_finish_delete(rdef, out)
+        return out
+
+    def _patch(self, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str, dry: bool) -> Reply:
+        ctype = req.headers.get("content-type", "").split(";")[0].strip()
+        body = _json_body(req)
+        old = self.store.get(rdef.gr, ns, name)
+        if ctype == APPLY:
+            return self._apply(req, rdef, ns, name, body, old, dry)
+        if old is None:
+            raise not_found(rdef.resource, rdef.group, name)
+        base: Any = self._scale_of(rdef, old) if sub == "scale" else copy.deepcopy(old)
+        if ctype == JSONPATCH:
+            patched = json_patch(base, body)
+        elif ctype == MERGEPATCH:
+            patched = merge_patch(base, body)
+        elif ctype == STRATEGIC and rdef.custom:
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown format - accepted media types include: "
+                f"{JSONPATCH}, {MERGEPATCH}, {APPLY}",
+            )
+        elif ctype == STRATEGIC:
+            patched = strategic_merge(base, body)
+        else:
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown format - accepted media types include: "
+                f"{JSONPATCH}, {MERGEPATCH}, {STRATEGIC}, {APPLY}",
+            )
+        if not isinstance(patched, dict):
+            raise bad_request("the patch produced a non-object")
+        if sub == "scale":
+            return Reply(200, self._update_scale(rdef, ns, name, patched, dry))
+        if not sub:
+            self._strict_fields(rdef, patched, req.query.get("fieldValidation", ""))
+        pm = patched.setdefault("metadata", {})
+        check = isinstance(body, dict) and bool((body.get("metadata") or {}).get("resourceVersion"))
+        if ctype == JSONPATCH:
+            check = pm.get("resourceVersion") != old["metadata"].get("resourceVersion")
+        if not check:
+            pm["resourceVersion"] = old["metadata"].get("resourceVersion")
+        out, _ = self.update(rdef, ns, name, patched, sub=sub, dry_run=dry)
+        return self._reply_obj(req, rdef, out, 200)
+
+    def _apply(
+        self, req: Request, rdef: ResourceDef, ns: str, name: str, body: Any, old: Obj | None, dry: bool
+    ) -> Reply:
+        """Server-side apply (see ssa.py): ownership, conflicts, removal of unapplied fields."""
+        if not isinstance(body, dict):
+            raise bad_request("the body of the request was in an unknown format")
+        manager = req.query.get("fieldManager", "")
+        if not manager:
+            raise bad_request("PATCH /apply requires fieldManager to be set")
+        body.setdefault("metadata", {})["name"] = name
+        self._check_type(rdef, body)
+        if old is None:
+            self._apply_config = body
+            out = self.create(rdef, ns, body, dry_run=dry, validation=req.query.get("fieldValidation", ""))
+            return self._reply_obj(req, rdef, out, 201)
+        self._strict_fields(rdef, body, req.query.get("fieldValidation", ""))
+        merged = ssa.apply(old, body, manager, rdef.group_version, now_ts(), _truthy(req.query.get("force")))
+        merged["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion")
+        self._applying = True
+        out, _ = self.update(rdef, ns, name, merged, dry_run=dry)
+        return self._reply_obj(req, rdef, out, 200)
+
+    def delete(
+        self,
+        rdef: ResourceDef,
+        ns: str,
+        name: str,
+        policy: str = "",
+        *,
+        dry_run: bool = False,
+        preconditions: Any = None,
+    ) -> Obj:
+        old = self.store.get(rdef.gr, ns, name)
+        if old is None:
+            raise not_found(rdef.resource, rdef.group, name)
+        want_uid = preconditions.get("uid") if isinstance(preconditions, dict) else None
+        if want_uid and want_uid != old["metadata"]["uid"]:
+            raise conflict(
+                rdef.resource,
+                rdef.group,
+                name,
+                f"Precondition failed: UID in precondition: {want_uid}, UID in object meta: {old['metadata']['uid']}",
+            )
+        if rdef.kind == "Namespace" and name in ("default", "kube-system", "kube-public"):
+            raise forbidden(
+                "namespaces", "", name, f'namespaces "{name}" is forbidden: this namespace may not be deleted'
+            )
+        if dry_run:
+            return old
+        finalizers = list(old["metadata"].get("finalizers") or [])
+        if rdef.kind == "Namespace":
+            finalizers = ["kubernetes"]
+        if policy == "Orphan":
+            self.controllers.orphan(old)
+        elif policy == "Foreground" and rdef.kind != "Namespace":
+            finalizers.append("foregroundDeletion")
+        if finalizers:
+            if old["metadata"].get("deletionTimestamp"):
+                return old
+            new = copy.deepcopy(old)
+            new["metadata"]["deletionTimestamp"] = now_ts()
+            new["metadata"]["deletionGracePeriodSeconds"] = 0
+            if policy == "Foreground" and "foregroundDeletion" not in (new["metadata"].get("finalizers") or []):
+                new["metadata"]["finalizers"] = [*new["metadata"].get("finalizers", []), "foregroundDeletion"]
+            if rdef.kind == "Namespace":
+                new.setdefault("status", {})["phase"] = "Terminating"
+            self._dirty = True
+            return self.store.put(rdef.gr, new, "MODIFIED")
+        self._dirty = True
+        out = self.store.remove(rdef.gr, ns, name)
+        assert out is not None
+        return out
+
+    def _maybe_finish_delete(self, rdef: ResourceDef, obj: Obj) -> None:
+        meta = obj["metadata"]
+        if meta.get("deletionTimestamp") and not meta.get("finalizers") and rdef.kind != "Namespace":
+            self.store.remove(rdef.gr, meta.get("namespace", ""), meta["name"])
+
+    # -- subresources ------------------------------------------------------------------
+
+    def _scale_of(self, rdef: ResourceDef, obj: Obj) -> Obj:
+        from runtime.kube.selectors import selector_string
+
+        spec = obj.get("spec") or {}
+        sel = selector_string(spec.get("selector"))
+        return {
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                "name": obj["metadata"]["name"],
+                "namespace": obj["metadata"].get("namespace", ""),
+                "uid": obj["metadata"]["uid"],
+                "resourceVersion": obj["metadata"]["resourceVersion"],
+                "creationTimestamp": obj["metadata"]["creationTimestamp"],
+            },
+            "spec": {"replicas": spec.get("replicas", 0)},
+            "status": {
+                "replicas": (obj.get("status") or {}).get("replicas", 0),
+                "selector": "" if sel == "<none>" else sel,
+            },
+        }
+
+    def _update_scale(self, rdef: ResourceDef, ns: str, name: str, scale: Obj, dry: bool) -> Obj:
+        old = self._must_get(rdef, ns, name)
+        replicas = (scale.get("spec") or {}).get("replicas")
+        if not isinstance(replicas, int) or replicas < 0:
+            from runtime.kube.apierrors import invalid
+
+            raise invalid_error(
+                "Scale",
+                "autoscaling",
+                name,
+                [invalid("spec.replicas", replicas, "must be greater than or equal to 0")],
+            )
+        rv = (scale.get("metadata") or {}).get("resourceVersion")
+        if rv and rv != old["metadata"]["resourceVersion"]:
+            raise conflict(rdef.resource, rdef.group, name, MODIFIED)
+        new = copy.deepcopy(old)
+        new["spec"]["replicas"] = replicas
+        out = self._commit_update(rdef, old, new, dry)
+        return self._scale_of(rdef, out)
+
+    def _pod_stream_sub(self, rdef: ResourceDef, ns: str, name: str, sub: str) -> Reply:
+        """logs/exec/attach/portforward: part 2 runs pods; until then they are waiting, as a
+        real pod whose containers have not started is."""
+        obj = self._must_get(rdef, ns, name)
+        if rdef.kind != "Pod":
+            raise method_not_allowed("the server does not allow this method on the requested resource")
+        containers = (obj.get("spec") or {}).get("containers") or [{}]
+        cname = containers[0].get("name", "")
+        if sub == "log":
+            raise bad_request(f'container "{cname}" in pod "{name}" is waiting to start: ContainerCreating')
+        raise bad_request(f"pod {name} does not have a host assigned")
+
+    def _create_sub(self, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str) -> Reply:
+        if rdef.kind == "Pod" and sub in ("exec", "attach", "portforward"):
+            return self._pod_stream_sub(rdef, ns, name, sub)
+        if rdef.kind == "ServiceAccount" and sub == "token":
+            self._must_get(rdef, ns, name)
+            body = _json_body(req) if req.body else {}
+            tok = self.add_token(f"system:serviceaccount:{ns}:{name}", [], sa=(ns, name))
+            spec = (body or {}).get("spec") or {}
+            exp = datetime.datetime.now(datetime.UTC) + datetime.timedelta(
+                seconds=int(spec.get("expirationSeconds") or 3600)
+            )
+            return Reply(
+                201,
+                {
+                    "kind": "TokenRequest",
+                    "apiVersion": "authentication.k8s.io/v1",
+                    "metadata": {"name": name, "namespace": ns, "creationTimestamp": None},
+                    "spec": {**spec, "audiences": spec.get("audiences") or ["https://kubernetes.default.svc"]},
+                    "status": {"token": tok, "expirationTimestamp": exp.strftime("%Y-%m-%dT%H:%M:%SZ")},
+                },
+            )
+        raise method_not_allowed("the server does not allow this method on the requested resource")
+
+
+_KEY_ORDER = ["apiVersion", "kind", "metadata", "spec", "status"]
+
+
+def _ordered(rdef: ResourceDef, obj: Obj) -> Obj:
+    """Key order as a Go struct serialises (kubectl -o json shows it)."""
+    out: Obj = {}
+    for k in _KEY_ORDER:
+        if k in obj:
+            out[k] = obj[k]
+    for k, v in obj.items():
+        if k not in out:
+            out[k] = v
+    return out

@@ -1,0 +1,892 @@
+"""Defaulting and validation of the built-in kinds, as kube-apiserver does them.
+
+Only the fields the course touches are checked, but each check uses the real
+field path and the real message (k8s.io/apimachinery validation wording), so
+``kubectl`` prints what a student would see on a real cluster.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import re
+from typing import Any
+
+from runtime.kube.apierrors import (
+    FieldError,
+    GoLiteral,
+    forbidden_field,
+    invalid,
+    not_supported,
+    required,
+)
+
+Obj = dict[str, Any]
+
+_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_SUBDOMAIN = _LABEL + r"(\." + _LABEL + r")*"
+_DNS1035 = r"[a-z]([-a-z0-9]*[a-z0-9])?"
+
+DNS1123_LABEL_MSG = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+    "and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', "
+    f"regex used for validation is '{_LABEL}')"
+)
+DNS1123_SUBDOMAIN_MSG = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' "
+    "or '.', and must start and end with an alphanumeric character (e.g. 'example.com', "
+    f"regex used for validation is '{_SUBDOMAIN}')"
+)
+DNS1035_MSG = (
+    "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
+    "alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or "
+    f"'abc-123', regex used for validation is '{_DNS1035}')"
+)
+
+
+def is_label(s: str) -> list[str]:
+    errs = []
+    if len(s) > 63:
+        errs.append("must be no more than 63 characters")
+    if not re.fullmatch(_LABEL, s):
+        errs.append(DNS1123_LABEL_MSG)
+    return errs
+
+
+def is_subdomain(s: str) -> list[str]:
+    errs = []
+    if len(s) > 253:
+        errs.append("must be no more than 253 characters")
+    if not re.fullmatch(_SUBDOMAIN, s):
+        errs.append(DNS1123_SUBDOMAIN_MSG)
+    return errs
+
+
+def is_dns1035(s: str) -> list[str]:
+    errs = []
+    if len(s) > 63:
+        errs.append("must be no more than 63 characters")
+    if not re.fullmatch(_DNS1035, s):
+        errs.append(DNS1035_MSG)
+    return errs
+
+
+def is_path_segment(s: str) -> list[str]:
+    if s in (".", ".."):
+        return [f"may not be '{s}'"]
+    for bad in ("/", "%"):
+        if bad in s:
+            return [f"may not contain '{bad}'"]
+    return []
+
+
+NAME_RULE: dict[str, Any] = {
+    "Namespace": is_label,
+    "Service": is_dns1035,
+    "Role": is_path_segment,
+    "ClusterRole": is_path_segment,
+    "RoleBinding": is_path_segment,
+    "ClusterRoleBinding": is_path_segment,
+    "Event": lambda s: [],
+}
+
+_QUALIFIED_NAME = r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+_LABEL_VALUE = r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?"
+
+
+def _qualified_name_errors(key: str) -> list[str]:
+    parts = key.split("/")
+    name = parts[-1]
+    errs: list[str] = []
+    if len(parts) > 2:
+        return [
+            "a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must "
+            "start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or "
+            f"'123-abc', regex used for validation is '{_QUALIFIED_NAME}') with an optional DNS "
+            "subdomain prefix and '/' (e.g. 'example.com/MyName')"
+        ]
+    if len(parts) == 2:
+        if not parts[0]:
+            errs.append("prefix part must be non-empty")
+        else:
+            errs += ["prefix part " + e for e in is_subdomain(parts[0])]
+    if not name:
+        errs.append("name part must be non-empty")
+    elif len(name) > 63:
+        errs.append("name part must be no more than 63 characters")
+    elif not re.fullmatch(_QUALIFIED_NAME, name):
+        errs.append(
+            "name part must consist of alphanumeric characters, '-', '_' or '.', and must start "
+            "and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or "
+            f"'123-abc', regex used for validation is '{_QUALIFIED_NAME}')"
+        )
+    return errs
+
+
+def validate_meta(kind: str, obj: Obj, namespaced: bool) -> list[FieldError]:
+    errs: list[FieldError] = []
+    meta = obj.get("metadata") or {}
+    name = meta.get("name", "")
+    if not name:
+        errs.append(required("metadata.name", "name or generateName is required"))
+    else:
+        rule = NAME_RULE.get(kind, is_subdomain)
+        for msg in rule(name):
+            errs.append(invalid("metadata.name", name, msg))
+    if namespaced and not meta.get("namespace"):
+        errs.append(required("metadata.namespace"))
+    for k, v in (meta.get("labels") or {}).items():
+        for msg in _qualified_name_errors(k):
+            errs.append(invalid("metadata.labels", k, msg))
+        if not isinstance(v, str):
+            continue
+        if len(v) > 63:
+            errs.append(invalid("metadata.labels", v, "must be no more than 63 characters"))
+        elif not re.fullmatch(_LABEL_VALUE, v):
+            errs.append(
+                invalid(
+                    "metadata.labels",
+                    v,
+                    "a valid label must be an empty string or consist of alphanumeric "
+                    "characters, '-', '_' or '.', and must start and end with an alphanumeric "
+                    "character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for "
+                    f"validation is '{_LABEL_VALUE}')",
+                )
+            )
+    for k in meta.get("annotations") or {}:
+        for msg in _qualified_name_errors(k):
+            errs.append(invalid("metadata.annotations", k, msg))
+    return errs
+
+
+# -- pods -----------------------------------------------------------------------
+
+
+def _image_pull_policy(image: str) -> str:
+    last = image.rsplit("/", 1)[-1]
+    if "@" in last:
+        return "IfNotPresent"
+    if ":" not in last or last.endswith(":latest"):
+        return "Always"
+    return "IfNotPresent"
+
+
+def default_container(c: Obj) -> None:
+    if "image" in c:
+        c.setdefault("imagePullPolicy", _image_pull_policy(str(c["image"])))
+    c.setdefault("terminationMessagePath", "/dev/termination-log")
+    c.setdefault("terminationMessagePolicy", "File")
+    c.setdefault("resources", {})
+    for p in c.get("ports") or []:
+        p.setdefault("protocol", "TCP")
+    for e in c.get("env") or []:
+        vf = e.get("valueFrom")
+        if isinstance(vf, dict) and isinstance(vf.get("fieldRef"), dict):
+            vf["fieldRef"].setdefault("apiVersion", "v1")
+
+
+def default_pod_spec(spec: Obj) -> None:
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("securityContext", {})
+    spec.setdefault("schedulerName", "default-scheduler")
+    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        if isinstance(c, dict):
+            default_container(c)
+    for v in spec.get("volumes") or []:
+        if isinstance(v, dict):
+            for src in ("configMap", "secret"):
+                if isinstance(v.get(src), dict):
+                    v[src].setdefault("defaultMode", 420)
+            if not any(k != "name" for k in v):
+                v["emptyDir"] = {}
+
+
+def default_pod(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    default_pod_spec(spec)
+    sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+    spec["serviceAccountName"] = sa
+    spec["serviceAccount"] = sa
+    spec.setdefault("enableServiceLinks", True)
+    spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+    spec.setdefault("priority", 0)
+    spec.setdefault(
+        "tolerations",
+        [
+            {
+                "key": "node.kubernetes.io/not-ready",
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": 300,
+            },
+            {
+                "key": "node.kubernetes.io/unreachable",
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": 300,
+            },
+        ],
+    )
+
+
+def qos_class(spec: Obj) -> str:
+    reqs_any = False
+    guaranteed = True
+    for c in spec.get("containers") or []:
+        res = c.get("resources") or {}
+        req, lim = res.get("requests") or {}, res.get("limits") or {}
+        if req or lim:
+            reqs_any = True
+        for r in ("cpu", "memory"):
+            if r not in lim or (r in req and req[r] != lim[r]):
+                guaranteed = False
+    if not reqs_any:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
+def validate_pod_spec(spec: Any, path: str, template: bool = False) -> list[FieldError]:
+    errs: list[FieldError] = []
+    if not isinstance(spec, dict):
+        return [required(path)]
+    containers = spec.get("containers")
+    if not containers:
+        errs.append(required(f"{path}.containers"))
+    names: set[str] = set()
+    for kind in ("initContainers", "containers"):
+        for i, c in enumerate(spec.get(kind) or []):
+            cp = f"{path}.{kind}[{i}]"
+            name = c.get("name", "")
+            if not name:
+                errs.append(required(f"{cp}.name"))
+            else:
+                for msg in is_label(name):
+                    errs.append(invalid(f"{cp}.name", name, msg))
+                if name in names:
+                    errs.append(FieldError("FieldValueDuplicate", f"{cp}.name", "", name))
+                names.add(name)
+            if not c.get("image"):
+                errs.append(required(f"{cp}.image"))
+            ipp = c.get("imagePullPolicy")
+            if ipp not in (None, "Always", "IfNotPresent", "Never"):
+                errs.append(not_supported(f"{cp}.imagePullPolicy", ipp, ["Always", "IfNotPresent", "Never"]))
+            for j, p in enumerate(c.get("ports") or []):
+                cport = p.get("containerPort")
+                if not isinstance(cport, int) or not 1 <= cport <= 65535:
+                    errs.append(
+                        invalid(
+                            f"{cp}.ports[{j}].containerPort",
+                            cport,
+                            "must be between 1 and 65535, inclusive",
+                        )
+                    )
+                proto = p.get("protocol", "TCP")
+                if proto not in ("TCP", "UDP", "SCTP"):
+                    errs.append(not_supported(f"{cp}.ports[{j}].protocol", proto, ["SCTP", "TCP", "UDP"]))
+    rp = spec.get("restartPolicy")
+    allowed = ["Always"] if template else ["Always", "OnFailure", "Never"]
+    if rp is not None and rp not in allowed:
+        errs.append(not_supported(f"{path}.restartPolicy", rp, allowed))
+    return errs
+
+
+_POD_MUTABLE_MSG = (
+    "pod updates may not change fields other than `spec.containers[*].image`,"
+    "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` "
+    "(only additions to existing tolerations),`spec.terminationGracePeriodSeconds` "
+    "(allow it to be set to 1 if it was previously negative)"
+)
+
+
+def validate_pod_update(new: Obj, old: Obj) -> list[FieldError]:
+    a = copy.deepcopy(new.get("spec") or {})
+    b = copy.deepcopy(old.get("spec") or {})
+    for s in (a, b):
+        for kind in ("containers", "initContainers"):
+            for c in s.get(kind) or []:
+                c.pop("image", None)
+                c.pop("resources", None)  # changed only through the resize subresource
+        s.pop("activeDeadlineSeconds", None)
+        s.pop("tolerations", None)
+        s.pop("ephemeralContainers", None)  # changed only through its subresource
+    if a != b:
+        return [forbidden_field("spec", _POD_MUTABLE_MSG)]
+    return []
+
+
+# -- workloads ----------------------------------------------------------------------
+
+
+def default_deployment(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("replicas", 1)
+    strat = spec.setdefault("strategy", {})
+    strat.setdefault("type", "RollingUpdate")
+    if strat["type"] == "RollingUpdate":
+        ru = strat.setdefault("rollingUpdate", {})
+        ru.setdefault("maxUnavailable", "25%")
+        ru.setdefault("maxSurge", "25%")
+    spec.setdefault("revisionHistoryLimit", 10)
+    spec.setdefault("progressDeadlineSeconds", 600)
+    _default_template(spec)
+
+
+def _default_template(spec: Obj) -> None:
+    tmpl = spec.get("template")
+    if isinstance(tmpl, dict):
+        tmpl.setdefault("metadata", {})
+        tmpl["metadata"].setdefault("creationTimestamp", None)
+        if isinstance(tmpl.get("spec"), dict):
+            default_pod_spec(tmpl["spec"])
+
+
+def default_replicaset(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("replicas", 1)
+    _default_template(spec)
+
+
+def default_statefulset(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("replicas", 1)
+    spec.setdefault("podManagementPolicy", "OrderedReady")
+    us = spec.setdefault("updateStrategy", {})
+    us.setdefault("type", "RollingUpdate")
+    if us["type"] == "RollingUpdate":
+        us.setdefault("rollingUpdate", {}).setdefault("partition", 0)
+    spec.setdefault("revisionHistoryLimit", 10)
+    spec.setdefault("persistentVolumeClaimRetentionPolicy", {"whenDeleted": "Retain", "whenScaled": "Retain"})
+    _default_template(spec)
+
+
+def default_daemonset(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    us = spec.setdefault("updateStrategy", {})
+    us.setdefault("type", "RollingUpdate")
+    if us["type"] == "RollingUpdate":
+        ru = us.setdefault("rollingUpdate", {})
+        ru.setdefault("maxUnavailable", 1)
+        ru.setdefault("maxSurge", 0)
+    spec.setdefault("revisionHistoryLimit", 10)
+    _default_template(spec)
+
+
+def _go_map(d: dict[str, str]) -> str:
+    inner = ", ".join(f'"{k}":"{v}"' for k, v in sorted(d.items()))
+    return "map[string]string{" + inner + "}"
+
+
+def validate_workload(obj: Obj) -> list[FieldError]:
+    errs: list[FieldError] = []
+    spec = obj.get("spec") or {}
+    sel = spec.get("selector")
+    if not sel or not (sel.get("matchLabels") or sel.get("matchExpressions")):
+        errs.append(required("spec.selector"))
+        if sel is not None:
+            errs.append(invalid("spec.selector", sel, "empty selector is invalid for deployment"))
+    replicas = spec.get("replicas", 1)
+    if isinstance(replicas, int) and replicas < 0:
+        errs.append(invalid("spec.replicas", replicas, "must be greater than or equal to 0"))
+    tmpl = spec.get("template")
+    if not isinstance(tmpl, dict):
+        errs.append(required("spec.template"))
+        return errs
+    labels = (tmpl.get("metadata") or {}).get("labels") or {}
+    if sel and sel.get("matchLabels") is not None:
+        from runtime.kube.selectors import selector_from_match
+
+        if not selector_from_match(sel)({"metadata": {"labels": labels}}):
+            errs.append(
+                invalid(
+                    "spec.template.metadata.labels",
+                    None,
+                    "`selector` does not match template `labels`",
+                )
+            )
+            errs[-1].value = GoLiteral(_go_map(labels))
+    errs += validate_pod_spec(tmpl.get("spec"), "spec.template.spec", template=True)
+    return errs
+
+
+def validate_selector_immutable(new: Obj, old: Obj) -> list[FieldError]:
+    a = (new.get("spec") or {}).get("selector")
+    b = (old.get("spec") or {}).get("selector")
+    if a != b:
+        e = invalid("spec.selector", None, "field is immutable")
+        e.value = GoLiteral(_label_selector_go(a))
+        return [e]
+    return []
+
+
+def _label_selector_go(sel: Any) -> str:
+    ml = (sel or {}).get("matchLabels") or {}
+    return "v1.LabelSelector{MatchLabels:" + _go_map(ml) + ", MatchExpressions:[]v1.LabelSelectorRequirement(nil)}"
+
+
+# -- batch ----------------------------------------------------------------------------
+
+
+def _default_job_spec(spec: Obj) -> None:
+    if spec.get("completions") is None and spec.get("parallelism") is None:
+        spec["completions"] = 1
+    spec.setdefault("parallelism", 1)
+    spec.setdefault("backoffLimit", 6)
+    spec.setdefault("completionMode", "NonIndexed")
+    spec.setdefault("suspend", False)
+    spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
+    spec.setdefault("manualSelector", None)
+    if spec.get("manualSelector") is None:
+        spec.pop("manualSelector")
+    tmpl = spec.get("template")
+    if isinstance(tmpl, dict):
+        tmpl.setdefault("metadata", {})
+        tmpl["metadata"].setdefault("creationTimestamp", None)
+        ps = tmpl.get("spec")
+        if isinstance(ps, dict):
+            rp = ps.get("restartPolicy")
+            default_pod_spec(ps)
+            if rp is None:  # a Job's restartPolicy is required, never defaulted
+                ps.pop("restartPolicy", None)
+
+
+def default_job(obj: Obj) -> None:
+    _default_job_spec(obj.setdefault("spec", {}))
+
+
+def default_cronjob(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("concurrencyPolicy", "Allow")
+    spec.setdefault("suspend", False)
+    spec.setdefault("successfulJobsHistoryLimit", 3)
+    spec.setdefault("failedJobsHistoryLimit", 1)
+    jt = spec.setdefault("jobTemplate", {})
+    jt.setdefault("metadata", {}).setdefault("creationTimestamp", None)
+    jspec = jt.setdefault("spec", {})
+    tmpl = jspec.get("template")
+    if isinstance(tmpl, dict):
+        tmpl.setdefault("metadata", {}).setdefault("creationTimestamp", None)
+        ps = tmpl.get("spec")
+        if isinstance(ps, dict):
+            rp = ps.get("restartPolicy")
+            default_pod_spec(ps)
+            if rp is None:
+                ps.pop("restartPolicy", None)
+
+
+def _validate_job_template(tmpl: Any, path: str) -> list[FieldError]:
+    if not isinstance(tmpl, dict):
+        return [required(path)]
+    ps = tmpl.get("spec")
+    errs = validate_pod_spec(ps, f"{path}.spec", template=False)
+    errs = [e for e in errs if not e.field.endswith(".restartPolicy")]
+    rp = (ps or {}).get("restartPolicy") if isinstance(ps, dict) else None
+    if rp is None:
+        errs.append(required(f"{path}.spec.restartPolicy", 'valid values: "OnFailure", "Never"'))
+    elif rp not in ("OnFailure", "Never"):
+        errs.append(not_supported(f"{path}.spec.restartPolicy", rp, ["OnFailure", "Never"]))
+    return errs
+
+
+def validate_job(obj: Obj) -> list[FieldError]:
+    spec = obj.get("spec") or {}
+    errs = _validate_job_template(spec.get("template"), "spec.template")
+    for fld in ("parallelism", "completions", "backoffLimit"):
+        v = spec.get(fld)
+        if isinstance(v, int) and v < 0:
+            errs.append(invalid(f"spec.{fld}", v, "must be greater than or equal to 0"))
+    return errs
+
+
+def validate_cronjob(obj: Obj) -> list[FieldError]:
+    spec = obj.get("spec") or {}
+    errs: list[FieldError] = []
+    sched = spec.get("schedule")
+    if not sched:
+        errs.append(required("spec.schedule"))
+    else:
+        from runtime.kube.cron import CronError, Schedule
+
+        try:
+            Schedule(str(sched))
+        except CronError as e:
+            errs.append(invalid("spec.schedule", sched, str(e)))
+    tz = spec.get("timeZone")
+    if tz:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(str(tz))
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            errs.append(invalid("spec.timeZone", tz, "unknown time zone " + str(tz)))
+    policy = spec.get("concurrencyPolicy", "Allow")
+    if policy not in ("Allow", "Forbid", "Replace"):
+        errs.append(not_supported("spec.concurrencyPolicy", policy, ["Allow", "Forbid", "Replace"]))
+    jt = spec.get("jobTemplate") or {}
+    errs += _validate_job_template((jt.get("spec") or {}).get("template"), "spec.jobTemplate.spec.template")
+    return errs
+
+
+def validate_job_update(new: Obj, old: Obj) -> list[FieldError]:
+    a = (new.get("spec") or {}).get("template")
+    b = (old.get("spec") or {}).get("template")
+    if a != b:
+        return [invalid("spec.template", GoLiteral("core.PodTemplateSpec{...}"), "field is immutable")]
+    return validate_selector_immutable(new, old)
+
+
+# -- storage and networking -----------------------------------------------------------------
+
+_ACCESS_MODES = ["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"]
+
+
+def default_pvc(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("volumeMode", "Filesystem")
+
+
+def default_pv(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("persistentVolumeReclaimPolicy", "Retain")
+    spec.setdefault("volumeMode", "Filesystem")
+
+
+def validate_pvc(obj: Obj) -> list[FieldError]:
+    spec = obj.get("spec") or {}
+    errs: list[FieldError] = []
+    modes = spec.get("accessModes") or []
+    if not modes:
+        errs.append(required("spec.accessModes"))
+    for m in modes:
+        if m not in _ACCESS_MODES:
+            errs.append(not_supported("spec.accessModes", m, _ACCESS_MODES))
+    if not ((spec.get("resources") or {}).get("requests") or {}).get("storage"):
+        errs.append(required("spec.resources[storage]"))
+    return errs
+
+
+def validate_pv(obj: Obj) -> list[FieldError]:
+    spec = obj.get("spec") or {}
+    errs: list[FieldError] = []
+    if not spec.get("accessModes"):
+        errs.append(required("spec.accessModes"))
+    if not (spec.get("capacity") or {}).get("storage"):
+        errs.append(required("spec.capacity"))
+    return errs
+
+
+def validate_pvc_update(new: Obj, old: Obj) -> list[FieldError]:
+    a = dict(new.get("spec") or {})
+    b = dict(old.get("spec") or {})
+    for s in (a, b):
+        s.pop("resources", None)
+        if not s.get("volumeName"):
+            s.pop("volumeName", None)
+    if a != b:
+        return [
+            forbidden_field(
+                "spec",
+                "spec is immutable after creation except resources.requests and "
+                "volumeAttributesClassName for bound claims",
+            )
+        ]
+    return []
+
+
+def default_storageclass(obj: Obj) -> None:
+    obj.setdefault("reclaimPolicy", "Delete")
+    obj.setdefault("volumeBindingMode", "Immediate")
+
+
+def validate_storageclass(obj: Obj) -> list[FieldError]:
+    return [] if obj.get("provisioner") else [required("provisioner")]
+
+
+def default_ingress(obj: Obj) -> None:
+    for r in (obj.get("spec") or {}).get("rules") or []:
+        for p in ((r.get("http") or {}).get("paths")) or []:
+            p.setdefault("pathType", "ImplementationSpecific")
+    obj.setdefault("status", {"loadBalancer": {}})
+
+
+def default_netpol(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    if not spec.get("policyTypes"):
+        types = ["Ingress"]
+        if "egress" in spec:
+            types.append("Egress")
+        spec["policyTypes"] = types
+    for rules in (spec.get("ingress") or [], spec.get("egress") or []):
+        for r in rules:
+            for p in r.get("ports") or []:
+                p.setdefault("protocol", "TCP")
+
+
+def validate_netpol(obj: Obj) -> list[FieldError]:
+    if "podSelector" not in (obj.get("spec") or {}):
+        return [required("spec.podSelector")]
+    return []
+
+
+# -- autoscaling, policy, scheduling -------------------------------------------------------
+
+
+def default_hpa(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("minReplicas", 1)
+    b = spec.setdefault("behavior", {})
+    b.setdefault(
+        "scaleUp",
+        {
+            "stabilizationWindowSeconds": 0,
+            "selectPolicy": "Max",
+            "policies": [
+                {"type": "Pods", "value": 4, "periodSeconds": 15},
+                {"type": "Percent", "value": 100, "periodSeconds": 15},
+            ],
+        },
+    )
+    b.setdefault(
+        "scaleDown",
+        {
+            "stabilizationWindowSeconds": 300,
+            "selectPolicy": "Max",
+            "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}],
+        },
+    )
+
+
+def validate_hpa(obj: Obj) -> list[FieldError]:
+    spec = obj.get("spec") or {}
+    errs: list[FieldError] = []
+    ref = spec.get("scaleTargetRef") or {}
+    if not ref.get("kind"):
+        errs.append(required("spec.scaleTargetRef.kind"))
+    if not ref.get("name"):
+        errs.append(required("spec.scaleTargetRef.name"))
+    mx, mn = spec.get("maxReplicas"), spec.get("minReplicas", 1)
+    if not isinstance(mx, int) or mx < 1:
+        errs.append(invalid("spec.maxReplicas", mx, "must be greater than or equal to 1"))
+    elif isinstance(mn, int) and mn > mx:
+        errs.append(invalid("spec.maxReplicas", mx, "must be greater than or equal to `minReplicas`"))
+    return errs
+
+
+def validate_pdb(obj: Obj) -> list[FieldError]:
+    spec = obj.get("spec") or {}
+    if "minAvailable" in spec and "maxUnavailable" in spec:
+        return [invalid("spec", spec, "minAvailable and maxUnavailable cannot be both set")]
+    return []
+
+
+# -- services -----------------------------------------------------------------------
+
+
+def default_service(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("type", "ClusterIP")
+    spec.setdefault("sessionAffinity", "None")
+    for p in spec.get("ports") or []:
+        p.setdefault("protocol", "TCP")
+        p.setdefault("targetPort", p.get("port"))
+    if spec["type"] != "ExternalName":
+        spec.setdefault("ipFamilies", ["IPv4"])
+        spec.setdefault("ipFamilyPolicy", "SingleStack")
+        spec.setdefault("internalTrafficPolicy", "Cluster")
+    if spec["type"] in ("NodePort", "LoadBalancer"):
+        spec.setdefault("externalTrafficPolicy", "Cluster")
+    obj.setdefault("status", {"loadBalancer": {}})
+
+
+def validate_service(obj: Obj) -> list[FieldError]:
+    errs: list[FieldError] = []
+    spec = obj.get("spec") or {}
+    typ = spec.get("type", "ClusterIP")
+    types = ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]
+    if typ not in types:
+        errs.append(not_supported("spec.type", typ, types))
+    ports = spec.get("ports") or []
+    if not ports and typ != "ExternalName" and spec.get("clusterIP") != "None":
+        errs.append(required("spec.ports"))
+    names: set[str] = set()
+    for i, p in enumerate(ports):
+        port = p.get("port")
+        if not isinstance(port, int) or not 1 <= port <= 65535:
+            errs.append(invalid(f"spec.ports[{i}].port", port, "must be between 1 and 65535, inclusive"))
+        if len(ports) > 1 and not p.get("name"):
+            errs.append(required(f"spec.ports[{i}].name"))
+        if p.get("name"):
+            if p["name"] in names:
+                errs.append(FieldError("FieldValueDuplicate", f"spec.ports[{i}].name", "", p["name"]))
+            names.add(p["name"])
+    if typ == "ExternalName" and not spec.get("externalName"):
+        errs.append(required("spec.externalName"))
+    return errs
+
+
+def validate_service_update(new: Obj, old: Obj) -> list[FieldError]:
+    a = (new.get("spec") or {}).get("clusterIP")
+    b = (old.get("spec") or {}).get("clusterIP")
+    if b and a != b:
+        return [invalid("spec.clusterIP", a, "field is immutable")]
+    return []
+
+
+# -- config -------------------------------------------------------------------------
+
+
+def default_secret(obj: Obj) -> None:
+    obj.setdefault("type", "Opaque")
+    sd = obj.pop("stringData", None)
+    if isinstance(sd, dict):
+        data = obj.setdefault("data", {}) or {}
+        obj["data"] = data
+        for k, v in sd.items():
+            data[k] = base64.b64encode(str(v).encode()).decode()
+
+
+_CONFIG_KEY = r"[-._a-zA-Z0-9]+"
+
+
+def validate_data_keys(obj: Obj, fld: str) -> list[FieldError]:
+    errs: list[FieldError] = []
+    for k in obj.get(fld) or {}:
+        if not re.fullmatch(_CONFIG_KEY, k):
+            errs.append(
+                invalid(
+                    f"{fld}[{k}]",
+                    k,
+                    "a valid config key must consist of alphanumeric characters, '-', '_' or "
+                    f"'.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for "
+                    f"validation is '{_CONFIG_KEY}')",
+                )
+            )
+    return errs
+
+
+def validate_secret(obj: Obj) -> list[FieldError]:
+    errs = validate_data_keys(obj, "data")
+    for k, v in (obj.get("data") or {}).items():
+        try:
+            base64.b64decode(str(v), validate=True)
+        except (binascii.Error, ValueError):
+            errs.append(invalid(f"data[{k}]", "<secret contents redacted>", "illegal base64 data"))
+    return errs
+
+
+def validate_immutable_data(new: Obj, old: Obj) -> list[FieldError]:
+    if old.get("immutable") and new.get("data") != old.get("data"):
+        return [forbidden_field("data", "field is immutable when `immutable` is set")]
+    return []
+
+
+# -- dispatch -----------------------------------------------------------------------
+
+
+def apply_defaults(kind: str, obj: Obj) -> None:
+    if kind == "Pod":
+        default_pod(obj)
+    elif kind == "Deployment":
+        default_deployment(obj)
+    elif kind == "ReplicaSet":
+        default_replicaset(obj)
+    elif kind == "Service":
+        default_service(obj)
+    elif kind == "Secret":
+        default_secret(obj)
+    elif kind == "PersistentVolumeClaim":
+        default_pvc(obj)
+    elif kind == "PersistentVolume":
+        default_pv(obj)
+    elif kind == "StorageClass":
+        default_storageclass(obj)
+    elif kind == "Ingress":
+        default_ingress(obj)
+    elif kind == "NetworkPolicy":
+        default_netpol(obj)
+    elif kind == "CustomResourceDefinition":
+        from runtime.kube.crd import default_crd
+
+        default_crd(obj)
+    elif kind == "HorizontalPodAutoscaler":
+        default_hpa(obj)
+    elif kind == "PriorityClass":
+        obj.setdefault("preemptionPolicy", "PreemptLowerPriority")
+    elif kind == "StatefulSet":
+        default_statefulset(obj)
+    elif kind == "DaemonSet":
+        default_daemonset(obj)
+    elif kind == "Job":
+        default_job(obj)
+    elif kind == "CronJob":
+        default_cronjob(obj)
+    elif kind == "Namespace":
+        obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+        obj.setdefault("status", {}).setdefault("phase", "Active")
+        labels = obj["metadata"].setdefault("labels", {})
+        labels["kubernetes.io/metadata.name"] = obj["metadata"].get("name", "")
+
+
+def validate(kind: str, obj: Obj, namespaced: bool) -> list[FieldError]:
+    errs = validate_meta(kind, obj, namespaced)
+    if kind == "Pod":
+        errs += validate_pod_spec(obj.get("spec"), "spec")
+    elif kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"):
+        errs += validate_workload(obj)
+    elif kind == "Service":
+        errs += validate_service(obj)
+    elif kind == "CustomResourceDefinition":
+        from runtime.kube.crd import validate_crd
+
+        errs += validate_crd(obj)
+    elif kind == "HorizontalPodAutoscaler":
+        errs += validate_hpa(obj)
+    elif kind == "PodDisruptionBudget":
+        errs += validate_pdb(obj)
+    elif kind == "Job":
+        errs += validate_job(obj)
+    elif kind == "PersistentVolumeClaim":
+        errs += validate_pvc(obj)
+    elif kind == "PersistentVolume":
+        errs += validate_pv(obj)
+    elif kind == "StorageClass":
+        errs += validate_storageclass(obj)
+    elif kind == "NetworkPolicy":
+        errs += validate_netpol(obj)
+    elif kind == "CronJob":
+        errs += validate_cronjob(obj)
+    elif kind == "ConfigMap":
+        errs += validate_data_keys(obj, "data") + validate_data_keys(obj, "binaryData")
+    elif kind == "Secret":
+        errs += validate_secret(obj)
+    elif kind in ("Role", "ClusterRole"):
+        for i, r in enumerate(obj.get("rules") or []):
+            if not r.get("verbs"):
+                errs.append(required(f"rules[{i}].verbs", "verbs must contain at least one value"))
+    elif kind in ("RoleBinding", "ClusterRoleBinding"):
+        ref = obj.get("roleRef") or {}
+        if not ref.get("name"):
+            errs.append(required("roleRef.name"))
+        if ref.get("kind") not in ("Role", "ClusterRole"):
+            errs.append(not_supported("roleRef.kind", ref.get("kind", ""), ["ClusterRole", "Role"]))
+    return errs
+
+
+def validate_update(kind: str, new: Obj, old: Obj) -> list[FieldError]:
+    if kind == "Pod":
+        return validate_pod_update(new, old)
+    if kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"):
+        return validate_selector_immutable(new, old)
+    if kind == "Service":
+        return validate_service_update(new, old)
+    if kind == "Job":
+        return validate_job_update(new, old)
+    if kind == "PersistentVolumeClaim":
+        return validate_pvc_update(new, old)
+    if kind in ("ConfigMap", "Secret"):
+        return validate_immutable_data(new, old)
+    if kind in ("RoleBinding", "ClusterRoleBinding") and new.get("roleRef") != old.get("roleRef"):
+        return [invalid("roleRef", None, "cannot change roleRef")]
+    return []

@@ -1,0 +1,442 @@
+"""OpenAPI v3 documents for every served group-version, and strict field validation.
+
+kubectl reads them for three things: ``--validate=strict`` (it checks that the
+PATCH operation of the kind declares the ``fieldValidation`` query parameter,
+then leaves validation to the server), ``kubectl explain`` (schemas with
+descriptions and ``x-kubernetes-group-version-kind``) and client-side apply
+(``x-kubernetes-patch-merge-key`` / ``-strategy`` to build strategic merge
+patches).
+
+The schemas are not hand-written: they are read, lazily and without importing
+it, from the model sources of the official ``kubernetes`` Python client (a
+dependency anyway), which is generated from the same OpenAPI spec
+kube-apiserver serves. The Python sources are parsed with ``ast`` (importing
+the package would pull in 800 model modules), and each parsed model is cached.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import importlib.util
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runtime.kube import registry
+from runtime.kube.apierrors import ApiError
+from runtime.kube.registry import ResourceDef
+
+if TYPE_CHECKING:
+    from runtime.kube.apiserver import Reply
+
+Obj = dict[str, Any]
+
+_META_TYPES = {
+    "V1ObjectMeta",
+    "V1ListMeta",
+    "V1LabelSelector",
+    "V1LabelSelectorRequirement",
+    "V1OwnerReference",
+    "V1ManagedFieldsEntry",
+    "V1Condition",
+    "V1Status",
+    "V1StatusDetails",
+    "V1StatusCause",
+    "V1DeleteOptions",
+    "V1Preconditions",
+}
+_GROUP_PKG = {
+    "": "io.k8s.api.core.v1",
+    "apps": "io.k8s.api.apps.v1",
+    "batch": "io.k8s.api.batch.v1",
+    "autoscaling": "io.k8s.api.autoscaling.v2",
+    "policy": "io.k8s.api.policy.v1",
+    "scheduling.k8s.io": "io.k8s.api.scheduling.v1",
+    "storage.k8s.io": "io.k8s.api.storage.v1",
+    "apiextensions.k8s.io": "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1",
+    "networking.k8s.io": "io.k8s.api.networking.v1",
+    "rbac.authorization.k8s.io": "io.k8s.api.rbac.v1",
+    "authorization.k8s.io": "io.k8s.api.authorization.v1",
+    "authentication.k8s.io": "io.k8s.api.authentication.v1",
+    "coordination.k8s.io": "io.k8s.api.coordination.v1",
+}
+_MERGE = {
+    "containers": "name",
+    "initContainers": "name",
+    "ephemeralContainers": "name",
+    "env": "name",
+    "volumes": "name",
+    "volumeMounts": "mountPath",
+    "imagePullSecrets": "name",
+    "hostAliases": "ip",
+    "conditions": "type",
+    "ownerReferences": "uid",
+    "topologySpreadConstraints": "topologyKey",
+    "taints": "key",
+    "resourceClaims": "name",
+    "volumeDevices": "devicePath",
+}
+
+
+def _models_dir() -> Path | None:
+    spec = importlib.util.find_spec("kubernetes")
+    if spec is None or spec.origin is None:
+        return None
+    d = Path(spec.origin).parent / "client" / "models"
+    return d if d.is_dir() else None
+
+
+def _snake(name: str) -> str:
+    s = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name)
+    s = re.sub(r"(?<=[A-Z])([A-Z][a-z])", r"_\1", s)
+    return s.lower()
+
+
+@functools.lru_cache(maxsize=2048)
+def _model(cls: str) -> tuple[str, dict[str, tuple[str, str, bool]]] | None:
+    """(description, {json name: (python type, description, required)}) of a client model."""
+    d = _models_dir()
+    if d is None:
+        return None
+    path = d / f"{_snake(cls)}.py"
+    if not path.exists():
+        return None
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == cls:
+            break
+    else:
+        return None
+    doc = (ast.get_docstring(node) or "").split("\n\n    Attributes:")[0]
+    doc = doc.split("\nAttributes:")[0].strip()
+    types: dict[str, str] = {}
+    amap: dict[str, str] = {}
+    descs: dict[str, str] = {}
+    required: set[str] = set()
+    for st in node.body:
+        if not isinstance(st, ast.AnnAssign) or not isinstance(st.target, ast.Name):
+            continue
+        tname = st.target.id
+        if tname == "openapi_types" and st.value is not None:
+            types = ast.literal_eval(st.value)
+            continue
+        if tname == "attribute_map" and st.value is not None:
+            amap = ast.literal_eval(st.value)
+            continue
+        ann = ast.unparse(st.annotation)
+        if not ann.startswith("Optional[") and not ann.startswith("ClassVar"):
+            required.add(tname)
+        if isinstance(st.value, ast.Call):
+            for kw in st.value.keywords:
+                if kw.arg == "description" and isinstance(kw.value, ast.Constant):
+                    descs[tname] = str(kw.value.value)
+    props = {amap.get(k, k): (t, descs.get(k, ""), k in required) for k, t in types.items()}
+    return doc, props
+
+
+def _schema_name(cls: str, group: str) -> str:
+    base = re.sub(r"^V\d+(alpha\d+|beta\d+)?", "", cls)
+    if cls in _META_TYPES:
+        return f"io.k8s.apimachinery.pkg.apis.meta.v1.{base}"
+    return f"{_GROUP_PKG.get(group, 'io.k8s.api.core.v1')}.{base}"
+
+
+_LIST = re.compile(r"[lL]ist\[(.+)\]")
+_DICT = re.compile(r"(?:dict\(str, |Dict\[str, )(.+)[\])]")
+
+
+def _type_schema(t: str, group: str, refs: dict[str, str]) -> Obj:
+    if t == "str":
+        return {"type": "string"}
+    if t == "int":
+        return {"type": "integer", "format": "int32"}
+    if t == "float":
+        return {"type": "number", "format": "double"}
+    if t == "bool":
+        return {"type": "boolean"}
+    if t == "datetime":
+        return {"type": "string", "format": "date-time"}
+    if t == "object":
+        return {"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}]}
+    m = _LIST.fullmatch(t)
+    if m:
+        return {"type": "array", "items": _type_schema(m.group(1), group, refs)}
+    m = _DICT.fullmatch(t)
+    if m:
+        return {"type": "object", "additionalProperties": _type_schema(m.group(1), group, refs)}
+    name = _schema_name(t, group)
+    refs[name] = t
+    return {"allOf": [{"$ref": f"#/components/schemas/{name}"}]}
+
+
+def _component(cls: str, group: str, refs: dict[str, str], gvk: Obj | None) -> Obj:
+    info = _model(cls)
+    if info is None:
+        return {"type": "object"}
+    doc, props = info
+    out: Obj = {"description": doc, "type": "object", "properties": {}}
+    req = []
+    for name, (t, desc, required) in sorted(props.items()):
+        s = _type_schema(t, group, refs)
+        if desc:
+            s["description"] = desc
+        key = _MERGE.get(name)
+        if name == "ports":
+            key = {
+                "V1Container": "containerPort",
+                "V1EphemeralContainer": "containerPort",
+                "V1ServiceSpec": "port",
+            }.get(cls)
+        if key and _LIST.fullmatch(t):
+            s["x-kubernetes-patch-merge-key"] = key
+            s["x-kubernetes-patch-strategy"] = "merge"
+        elif name == "finalizers" and _LIST.fullmatch(t):
+            s["x-kubernetes-patch-strategy"] = "merge"
+        out["properties"][name] = s
+        if required:
+            req.append(name)
+    if req:
+        out["required"] = req
+    if gvk is not None:
+        out["x-kubernetes-group-version-kind"] = [gvk]
+    return out
+
+
+def _client_class(r: ResourceDef) -> str:
+    ver = r.version[0].upper() + r.version[1:]
+    return f"{ver}{r.kind}"
+
+
+@functools.lru_cache(maxsize=32)
+def gv_document(group: str, version: str) -> bytes | None:
+    rs = registry.resources_of(group, version)
+    if not rs:
+        return None
+    schemas: dict[str, Obj] = {}
+    refs: dict[str, str] = {}
+    paths: dict[str, Obj] = {}
+    prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
+    for r in rs:
+        gvk = {"group": r.group, "version": r.version, "kind": r.kind}
+        cls = _client_class(r)
+        name = _schema_name(cls, r.group)
+        schemas[name] = _component(cls, r.group, refs, gvk)
+        ref = {"$ref": f"#/components/schemas/{name}"}
+        params = [
+            {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": True}},
+            {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": True}},
+            {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": True}},
+        ]
+        body = {"content": {"application/json": {"schema": ref}}, "required": True}
+        ok = {"200": {"description": "OK", "content": {"application/json": {"schema": ref}}}}
+        ext = {"x-kubernetes-group-version-kind": gvk}
+        item = (
+            f"{prefix}/namespaces/{{namespace}}/{r.resource}/{{name}}"
+            if r.namespaced
+            else f"{prefix}/{r.resource}/{{name}}"
+        )
+        coll = f"{prefix}/namespaces/{{namespace}}/{r.resource}" if r.namespaced else f"{prefix}/{r.resource}"
+        op = {"parameters": params, "responses": ok, **ext}
+        if r.virtual:
+            paths[coll] = {"post": {**op, "requestBody": body, "x-kubernetes-action": "post"}}
+            continue
+        patch_body = {
+            "content": {
+                ct: {"schema": {"type": "object"}}
+                for ct in (
+                    "application/apply-patch+yaml",
+                    "application/json-patch+json",
+                    "application/merge-patch+json",
+                    "application/strategic-merge-patch+json",
+                )
+            },
+            "required": True,
+        }
+        paths[coll] = {
+            "post": {**op, "requestBody": body, "x-kubernetes-action": "post"},
+            "get": {"responses": ok, "x-kubernetes-action": "list", **ext},
+        }
+        paths[item] = {
+            "get": {"responses": ok, "x-kubernetes-action": "get", **ext},
+            "put": {**op, "requestBody": body, "x-kubernetes-action": "put"},
+            "patch": {**op, "requestBody": patch_body, "x-kubernetes-action": "patch"},
+            "delete": {"responses": ok, "x-kubernetes-action": "delete", **ext},
+        }
+    done: set[str] = set(schemas)
+    while True:
+        todo = [(n, c) for n, c in refs.items() if n not in done]
+        if not todo:
+            break
+        for n, c in todo:
+            done.add(n)
+            schemas[n] = _component(c, group, refs, None)
+    doc = {
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": "v1.37.1"},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def custom_document(group: str, version: str, defs: list[ResourceDef]) -> bytes:
+    """OpenAPI v3 for a CRD group-version: the CRDs' schemas plus ObjectMeta."""
+    schemas: dict[str, Obj] = {}
+    refs: dict[str, str] = {}
+    paths: dict[str, Obj] = {}
+    meta_name = _schema_name("V1ObjectMeta", "")
+    rev = ".".join(reversed(group.split(".")))
+    for r in defs:
+        gvk = {"group": r.group, "version": r.version, "kind": r.kind}
+        name = f"{rev}.{r.version}.{r.kind}"
+        s = json.loads(json.dumps(r.schema or {"type": "object"}))
+        props = s.setdefault("properties", {})
+        props["apiVersion"] = {"type": "string", "description": _API_VERSION_DESC}
+        props["kind"] = {"type": "string", "description": _KIND_DESC}
+        props["metadata"] = {
+            "allOf": [{"$ref": f"#/components/schemas/{meta_name}"}],
+            "description": "Standard object's metadata. More info: "
+            "https://git.k8s.io/community/contributors/devel/sig-architecture/"
+            "api-conventions.md#metadata",
+        }
+        s["type"] = "object"
+        s["x-kubernetes-group-version-kind"] = [gvk]
+        schemas[name] = s
+        ref = {"$ref": f"#/components/schemas/{name}"}
+        params = [
+            {"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": True}}
+            for n in ("dryRun", "fieldManager", "fieldValidation")
+        ]
+        body = {"content": {"application/json": {"schema": ref}}, "required": True}
+        ok = {"200": {"description": "OK", "content": {"application/json": {"schema": ref}}}}
+        op = {"parameters": params, "responses": ok, "x-kubernetes-group-version-kind": gvk}
+        prefix = f"/apis/{group}/{version}"
+        coll = f"{prefix}/namespaces/{{namespace}}/{r.resource}" if r.namespaced else f"{prefix}/{r.resource}"
+        paths[coll] = {"post": {**op, "requestBody": body, "x-kubernetes-action": "post"}}
+        patch_body = {
+            "content": {
+                ct: {"schema": {"type": "object"}}
+                for ct in (
+                    "application/apply-patch+yaml",
+                    "application/json-patch+json",
+                    "application/merge-patch+json",
+                )
+            },
+            "required": True,
+        }
+        paths[f"{coll}/{{name}}"] = {
+            "put": {**op, "requestBody": body, "x-kubernetes-action": "put"},
+            "patch": {**op, "requestBody": patch_body, "x-kubernetes-action": "patch"},
+        }
+    schemas[meta_name] = _component("V1ObjectMeta", "", refs, None)
+    done = set(schemas)
+    while True:
+        todo = [(n, c) for n, c in refs.items() if n not in done]
+        if not todo:
+            break
+        for n, c in todo:
+            done.add(n)
+            schemas[n] = _component(c, "", refs, None)
+    doc = {
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes CRD Swagger", "version": "v0.1.0"},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+_API_VERSION_DESC = (
+    "APIVersion defines the versioned schema of this representation of an object. Servers should convert "
+    "recognized schemas to the latest internal value, and may reject unrecognized values. More info: "
+    "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources"
+)
+_KIND_DESC = (
+    "Kind is a string value representing the REST resource this object represents. Servers may infer this "
+    "from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: "
+    "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds"
+)
+
+
+def _gv_paths(extra: list[ResourceDef] | None = None) -> list[tuple[str, str, str]]:
+    out = []
+    for g in registry.groups(extra):
+        for v in registry.versions(g, extra):
+            key = f"apis/{g}/{v}" if g else f"api/{v}"
+            out.append((key, g, v))
+    return out
+
+
+def handle(segs: list[str], query: dict[str, str], extra: list[ResourceDef] | None = None) -> Reply:
+    from runtime.kube.apiserver import Reply
+
+    if segs[:2] == ["openapi", "v3"]:
+        if len(segs) == 2:
+            paths = {}
+            for key, _g, _v in _gv_paths(extra):
+                h = hashlib.sha512(key.encode() + b"v1.37.1").hexdigest()[:128].upper()
+                paths[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash={h}"}
+            return Reply(200, {"paths": paths})
+        key = "/".join(segs[2:])
+        for k, g, v in _gv_paths(extra):
+            if k == key:
+                custom = [r for r in extra or [] if r.group == g and r.version == v]
+                doc = custom_document(g, v, custom) if custom else gv_document(g, v)
+                if doc is not None:
+                    return Reply(200, RawJSON(doc))
+    raise ApiError(404, "NotFound", "the server could not find the requested resource")
+
+
+class RawJSON(bytes):
+    """A response body that is already JSON-encoded."""
+
+
+# -- strict field validation ---------------------------------------------------------
+
+
+def unknown_fields(rdef: ResourceDef, obj: Obj) -> list[str]:
+    """Paths of fields the kind's schema does not know (``spec.foo``, ``spec.containers[0].x``)."""
+    cls = _client_class(rdef)
+    if _model(cls) is None:
+        return []
+    out: list[str] = []
+    _walk(obj, f"{cls}", "", out, top=True)
+    return out
+
+
+def _walk_type(v: Any, t: str, path: str, out: list[str]) -> None:
+    m = _LIST.fullmatch(t)
+    if m:
+        if isinstance(v, list):
+            for i, x in enumerate(v):
+                _walk_type(x, m.group(1), f"{path}[{i}]", out)
+        return
+    m = _DICT.fullmatch(t)
+    if m:
+        if isinstance(v, dict):
+            for k, x in v.items():
+                _walk_type(x, m.group(1), f"{path}[{k}]", out)
+        return
+    if t in ("str", "int", "float", "bool", "datetime", "object"):
+        return
+    _walk(v, t, path, out)
+
+
+def _walk(v: Any, cls: str, path: str, out: list[str], top: bool = False) -> None:
+    if not isinstance(v, dict):
+        return
+    info = _model(cls)
+    if info is None:
+        return
+    _, props = info
+    for k, x in v.items():
+        if top and k in ("apiVersion", "kind"):
+            continue
+        p = f"{path}.{k}" if path else k
+        if k not in props:
+            out.append(p)
+            continue
+        _walk_type(x, props[k][0], p, out)

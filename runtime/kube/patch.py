@@ -1,0 +1,260 @@
+"""The patch types of the Kubernetes API: JSON patch, JSON merge patch, strategic merge patch.
+
+Strategic merge patch needs each list field's patch strategy, which a real
+server reads from Go struct tags (``patchMergeKey``). The table below carries
+the tags of the built-in types this server serves; a list not in it is
+replaced, as for an untagged field.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from runtime.kube.apierrors import ApiError
+
+JSONPATCH = "application/json-patch+json"
+MERGEPATCH = "application/merge-patch+json"
+STRATEGIC = "application/strategic-merge-patch+json"
+APPLY = "application/apply-patch+yaml"
+
+# field name -> merge key; "" means a merged list of primitives (a set).
+_MERGE_KEYS: dict[str, str] = {
+    "containers": "name",
+    "initContainers": "name",
+    "ephemeralContainers": "name",
+    "env": "name",
+    "volumes": "name",
+    "volumeMounts": "mountPath",
+    "volumeDevices": "devicePath",
+    "imagePullSecrets": "name",
+    "hostAliases": "ip",
+    "conditions": "type",
+    "ownerReferences": "uid",
+    "finalizers": "",
+    "topologySpreadConstraints": "topologyKey",
+    "taints": "key",
+    "addresses": "type",
+    "resourceClaims": "name",
+    "secrets": "name",
+    "podIPs": "ip",
+    "hostIPs": "ip",
+}
+
+
+def merge_key(path: tuple[str, ...], fld: str) -> str | None:
+    if fld == "ports":
+        if "containers" in path or "initContainers" in path or "ephemeralContainers" in path:
+            return "containerPort"
+        if path and path[-1] == "spec" and "template" not in path:
+            return "port"  # Service.spec.ports
+        return None
+    return _MERGE_KEYS.get(fld)
+
+
+# -- JSON merge patch (RFC 7386) ---------------------------------------------
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            result.pop(k, None)
+        else:
+            result[k] = merge_patch(result.get(k), v)
+    return result
+
+
+# -- JSON patch (RFC 6902) -----------------------------------------------------
+
+
+def _unesc(tok: str) -> str:
+    return tok.replace("~1", "/").replace("~0", "~")
+
+
+def _walk(doc: Any, pointer: str) -> tuple[Any, str]:
+    if not pointer.startswith("/"):
+        raise ApiError(
+            422,
+            "Invalid",
+            f"the server rejected our request due to an error in our request: invalid path {pointer}",
+        )
+    toks = [_unesc(t) for t in pointer[1:].split("/")]
+    cur = doc
+    for t in toks[:-1]:
+        if isinstance(cur, list):
+            cur = cur[int(t)]
+        elif isinstance(cur, dict):
+            if t not in cur:
+                raise KeyError(t)
+            cur = cur[t]
+        else:
+            raise KeyError(t)
+    return cur, toks[-1]
+
+
+def json_patch(doc: Any, ops: Any) -> Any:
+    if not isinstance(ops, list):
+        raise ApiError(400, "BadRequest", "json: cannot unmarshal object into Go value of type jsonpatch.Patch")
+    doc = copy.deepcopy(doc)
+    for op in ops:
+        try:
+            doc = _apply_op(doc, op)
+        except (KeyError, IndexError, ValueError, TypeError) as e:
+            path = op.get("path", "") if isinstance(op, dict) else ""
+            kind = op.get("op", "") if isinstance(op, dict) else ""
+            raise ApiError(
+                422,
+                "Invalid",
+                f"the server rejected our request due to an error in our request"
+                f" (json patch {kind} operation does not apply: doc is missing path: {path!s}): {e}",
+            ) from None
+    return doc
+
+
+def _get(doc: Any, pointer: str) -> Any:
+    if pointer == "":
+        return doc
+    parent, last = _walk(doc, pointer)
+    if isinstance(parent, list):
+        return parent[int(last)]
+    return parent[last]
+
+
+def _apply_op(doc: Any, op: dict[str, Any]) -> Any:
+    kind = op["op"]
+    path = op["path"]
+    if kind == "test":
+        if _get(doc, path) != op.get("value"):
+            raise ValueError("testing value failed")
+        return doc
+    if kind in ("copy", "move"):
+        value = copy.deepcopy(_get(doc, op["from"]))
+        if kind == "move":
+            doc = _apply_op(doc, {"op": "remove", "path": op["from"]})
+        return _apply_op(doc, {"op": "add", "path": path, "value": value})
+    if path == "":
+        if kind in ("add", "replace"):
+            return copy.deepcopy(op["value"])
+        raise ValueError("cannot remove root")
+    parent, last = _walk(doc, path)
+    if kind == "add":
+        if isinstance(parent, list):
+            if last == "-":
+                parent.append(copy.deepcopy(op["value"]))
+            else:
+                idx = int(last)
+                if idx > len(parent):
+                    raise IndexError(idx)
+                parent.insert(idx, copy.deepcopy(op["value"]))
+        else:
+            parent[last] = copy.deepcopy(op["value"])
+    elif kind == "replace":
+        if isinstance(parent, list):
+            parent[int(last)] = copy.deepcopy(op["value"])
+        else:
+            if last not in parent:
+                raise KeyError(last)
+            parent[last] = copy.deepcopy(op["value"])
+    elif kind == "remove":
+        if isinstance(parent, list):
+            del parent[int(last)]
+        else:
+            del parent[last]
+    else:
+        raise ValueError(f"unknown op {kind}")
+    return doc
+
+
+# -- strategic merge patch ------------------------------------------------------
+
+
+def strategic_merge(original: Any, patch: Any, path: tuple[str, ...] = ()) -> Any:
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    if not isinstance(original, dict):
+        original = {}
+    directive = patch.get("$patch")
+    if directive == "replace":
+        return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
+    if directive == "delete":
+        return None
+    result = dict(original)
+    retain = patch.get("$retainKeys")
+    for k, v in patch.items():
+        if k in ("$patch", "$retainKeys"):
+            continue
+        if k.startswith("$setElementOrder/"):
+            continue
+        if k.startswith("$deleteFromPrimitiveList/"):
+            fld = k.split("/", 1)[1]
+            if isinstance(result.get(fld), list):
+                result[fld] = [x for x in result[fld] if x not in v]
+            continue
+        if v is None:
+            result.pop(k, None)
+            continue
+        cur = result.get(k)
+        if isinstance(v, dict):
+            merged = strategic_merge(cur, v, (*path, k))
+            if merged is None:
+                result.pop(k, None)
+            else:
+                result[k] = merged
+        elif isinstance(v, list):
+            result[k] = _merge_list(cur, v, (*path, k), merge_key(path, k))
+        else:
+            result[k] = copy.deepcopy(v)
+    if isinstance(retain, list):
+        result = {k: v for k, v in result.items() if k in retain}
+    for k, v in patch.items():
+        if k.startswith("$setElementOrder/"):
+            fld = k.split("/", 1)[1]
+            if isinstance(result.get(fld), list) and isinstance(v, list):
+                result[fld] = _reorder(result[fld], v, merge_key(path, fld))
+    return result
+
+
+def _reorder(items: list[Any], order: list[Any], key: str | None) -> list[Any]:
+    def ident(x: Any) -> Any:
+        if key and isinstance(x, dict):
+            return x.get(key)
+        return x if not isinstance(x, dict | list) else None
+
+    wanted = [ident(o) for o in order]
+    ranked = [x for w in wanted for x in items if ident(x) == w and w is not None]
+    rest = [x for x in items if ident(x) not in wanted or ident(x) is None]
+    return ranked + rest
+
+
+def _merge_list(cur: Any, patch: list[Any], path: tuple[str, ...], key: str | None) -> list[Any]:
+    if key is None:
+        # no strategy: replace (after dropping directive elements)
+        return [copy.deepcopy(x) for x in patch if not (isinstance(x, dict) and "$patch" in x)]
+    current: list[Any] = list(cur) if isinstance(cur, list) else []
+    if any(isinstance(x, dict) and x.get("$patch") == "replace" for x in patch):
+        return [copy.deepcopy(x) for x in patch if not (isinstance(x, dict) and "$patch" in x)]
+    if key == "":
+        out = list(current)
+        for x in patch:
+            if x not in out:
+                out.append(copy.deepcopy(x))
+        return out
+    out = [copy.deepcopy(x) for x in current]
+    for item in patch:
+        if not isinstance(item, dict):
+            out.append(copy.deepcopy(item))
+            continue
+        kv = item.get(key)
+        idx = next((i for i, x in enumerate(out) if isinstance(x, dict) and x.get(key) == kv), None)
+        if item.get("$patch") == "delete":
+            if idx is not None:
+                out = [x for x in out if not (isinstance(x, dict) and x.get(key) == kv)]
+            continue
+        if idx is None:
+            out.append(strategic_merge({}, item, path))
+        else:
+            out[idx] = strategic_merge(out[idx], item, path)
+    return out

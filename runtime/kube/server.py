@@ -1,0 +1,442 @@
+"""Serving many lab clusters from one HTTPS listener.
+
+Routing: each cluster's kubeconfig says
+``server: https://HOST:PORT/clusters/NAME`` and ``tls-server-name: NAME.cluster.kubelab``.
+client-go keeps the path prefix for every request (discovery included), so
+the path picks the cluster; the SNI name picks the certificate, so each
+cluster presents a serving certificate signed by its own CA (one socket, many
+CAs). A bearer token is looked up only in the cluster the path names, so a
+token of one cluster is worthless on another.
+
+Clusters are loaded lazily on their first request (a cluster created by
+``new-cluster`` while the server runs is picked up without a restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import shutil
+import signal
+import ssl
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from runtime.kube import pki, printers, rbac
+from runtime.kube.apierrors import ApiError, unauthorized
+from runtime.kube.apiserver import Cluster, Reply, Request, WatchReply, now_ts
+
+log = logging.getLogger(__name__)
+
+SNI_SUFFIX = ".cluster.kubelab"
+ADMIN_USER = "kubernetes-admin"
+_NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def valid_cluster_name(name: str) -> bool:
+    return len(name) <= 63 and bool(_NAME_RE.fullmatch(name))
+
+
+def clusters_dir(data: Path) -> Path:
+    return data / "clusters"
+
+
+def kubeconfig(name: str, server: str, ca_pem: bytes, token: str, user: str = ADMIN_USER) -> str:
+    import base64
+
+    ctx = f"{user}@{name}"
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": name,
+                "cluster": {
+                    "server": f"{server.rstrip('/')}/clusters/{name}",
+                    "certificate-authority-data": base64.b64encode(ca_pem).decode(),
+                    "tls-server-name": f"{name}{SNI_SUFFIX}",
+                },
+            }
+        ],
+        "users": [{"name": f"{user}@{name}", "user": {"token": token}}],
+        "contexts": [{"name": ctx, "context": {"cluster": name, "user": f"{user}@{name}", "namespace": "default"}}],
+        "current-context": ctx,
+        "preferences": {},
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def _node(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "beta.kubernetes.io/arch": "amd64",
+                "beta.kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "node-role.kubernetes.io/control-plane": "",
+            },
+        },
+        "spec": {"podCIDR": "10.244.0.0/24", "podCIDRs": ["10.244.0.0/24"]},
+        "status": {
+            "addresses": [
+                {"type": "InternalIP", "address": "172.18.0.2"},
+                {"type": "Hostname", "address": name},
+            ],
+            "allocatable": {"cpu": "2", "ephemeral-storage": "20Gi", "memory": "4Gi", "pods": "110"},
+            "capacity": {"cpu": "2", "ephemeral-storage": "20Gi", "memory": "4Gi", "pods": "110"},
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "message": "kubelet is posting ready status",
+                    "lastHeartbeatTime": now_ts(),
+                    "lastTransitionTime": now_ts(),
+                }
+            ],
+            "nodeInfo": {
+                "architecture": "amd64",
+                "bootID": str(uuid.uuid4()),
+                "containerRuntimeVersion": "containerd://2.1.0",
+                "kernelVersion": "6.1.0-kubelab",
+                "kubeProxyVersion": "",
+                "kubeletVersion": "v1.37.1",
+                "machineID": uuid.uuid4().hex,
+                "operatingSystem": "linux",
+                "osImage": "Debian GNU/Linux 12 (bookworm)",
+                "systemUUID": str(uuid.uuid4()),
+            },
+        },
+    }
+
+
+def create_cluster(data: Path, name: str, server: str) -> str:
+    """Create cluster NAME under data and return an admin kubeconfig for it."""
+    from runtime.kube import registry
+
+    if not valid_cluster_name(name):
+        raise ApiError(422, "Invalid", f"invalid cluster name {name!r}: must be a lowercase RFC 1123 label")
+    root = clusters_dir(data)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / name
+    if final.exists():
+        raise ApiError(409, "AlreadyExists", f'cluster "{name}" already exists')
+    tmp = root / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp.mkdir(mode=0o700)
+    try:
+        ca_pem, ca_key = pki.make_ca(f"kubelab-ca-{name}")
+        crt, key = pki.make_serving_cert(
+            ca_pem,
+            ca_key,
+            [
+                f"{name}{SNI_SUFFIX}",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+                "localhost",
+            ],
+            ["127.0.0.1", "10.96.0.1"],
+        )
+        (tmp / "ca.crt").write_bytes(ca_pem)
+        (tmp / "ca.key").write_bytes(ca_key)
+        (tmp / "tls.crt").write_bytes(crt)
+        (tmp / "tls.key").write_bytes(key)
+        for f in ("ca.key", "tls.key"):
+            (tmp / f).chmod(0o600)
+        (tmp / "cluster.json").write_text(json.dumps({"name": name, "uid": str(uuid.uuid4()), "created": now_ts()}))
+        (tmp / "tokens.json").write_text("{}")
+        c = Cluster(name, tmp)
+        token = c.add_token(ADMIN_USER, ["system:masters", "kubeadm:cluster-admins"])
+        R = registry.BY_GR
+        for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            c.create(R["namespaces"], "", {"metadata": {"name": ns}}, internal=True)
+        for gr, obj in rbac.default_objects():
+            c.create(R[gr], "", obj, internal=True)
+        c.create(R["nodes"], "", _node(f"{name}-control-plane"), internal=True)
+        sc = {
+            "metadata": {
+                "name": "standard",
+                "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+            },
+            "provisioner": "kubelab.io/hostpath",
+            "reclaimPolicy": "Delete",
+            "volumeBindingMode": "Immediate",
+        }
+        c.create(R["storageclasses.storage.k8s.io"], "", sc, internal=True)
+        for pc_name, value in (("system-cluster-critical", 2000000000), ("system-node-critical", 2000001000)):
+            pc = {
+                "metadata": {"name": pc_name},
+                "value": value,
+                "description": "Used for system critical pods that must run in the cluster, "
+                "but can be moved to another node if necessary."
+                if pc_name == "system-cluster-critical"
+                else "Used for system critical pods that must not be moved from their current node.",
+            }
+            c.create(R["priorityclasses.scheduling.k8s.io"], "", pc, internal=True)
+        svc = {
+            "metadata": {
+                "name": "kubernetes",
+                "namespace": "default",
+                "labels": {"component": "apiserver", "provider": "kubernetes"},
+            },
+            "spec": {
+                "clusterIP": "10.96.0.1",
+                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
+                "type": "ClusterIP",
+            },
+        }
+        c.create(R["services"], "default", svc, internal=True)
+        ep = {
+            "metadata": {
+                "name": "kubernetes",
+                "namespace": "default",
+                "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"},
+            },
+            "subsets": [
+                {
+                    "addresses": [{"ip": "172.18.0.2"}],
+                    "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}],
+                }
+            ],
+        }
+        c.create(R["endpoints"], "default", ep, internal=True)
+        c.controllers.reconcile()
+        c.store.close()
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return kubeconfig(name, server, ca_pem, token)
+
+
+class Hub:
+    """All clusters under one data directory, loaded on first use."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.clusters: dict[str, Cluster] = {}
+        self._ssl: dict[str, ssl.SSLContext] = {}
+        clusters_dir(data).mkdir(parents=True, exist_ok=True)
+
+    def get(self, name: str) -> Cluster | None:
+        c = self.clusters.get(name)
+        if c is not None:
+            return c
+        if not valid_cluster_name(name):
+            return None
+        d = clusters_dir(self.data) / name
+        if not (d / "cluster.json").exists():
+            return None
+        c = Cluster(name, d)
+        c.controllers.reconcile()
+        self.clusters[name] = c
+        return c
+
+    def ssl_for(self, name: str) -> ssl.SSLContext | None:
+        ctx = self._ssl.get(name)
+        if ctx is not None:
+            return ctx
+        d = clusters_dir(self.data) / name
+        if not valid_cluster_name(name) or not (d / "tls.crt").exists():
+            return None
+        ctx = _server_context()
+        ctx.load_cert_chain(d / "tls.crt", d / "tls.key")
+        if len(self._ssl) > 1024:
+            self._ssl.pop(next(iter(self._ssl)))
+        self._ssl[name] = ctx
+        return ctx
+
+    def default_ssl(self) -> ssl.SSLContext:
+        crt, key = self.data / "server.crt", self.data / "server.key"
+        if not crt.exists():
+            ca, ca_key = pki.make_ca("kubelab-default")
+            c, k = pki.make_serving_cert(ca, ca_key, ["localhost"], ["127.0.0.1"])
+            key.write_bytes(k)
+            key.chmod(0o600)
+            crt.write_bytes(c)
+        ctx = _server_context()
+        ctx.load_cert_chain(crt, key)
+
+        def sni(sslobj: ssl.SSLObject, server_name: str | None, _ctx: ssl.SSLContext) -> None:
+            if server_name and server_name.endswith(SNI_SUFFIX):
+                other = self.ssl_for(server_name[: -len(SNI_SUFFIX)])
+                if other is not None:
+                    sslobj.context = other
+
+        ctx.sni_callback = sni
+        return ctx
+
+    async def tick(self, interval: float = 10.0) -> None:
+        """Run clock-driven controllers (CronJobs) of loaded clusters that have any."""
+        while True:
+            await asyncio.sleep(interval)
+            for c in list(self.clusters.values()):
+                if c.controllers.has_timers():
+                    try:
+                        c.controllers.reconcile()
+                    except Exception:
+                        log.exception("timed controllers of cluster %s failed", c.name)
+
+    def close(self) -> None:
+        for c in self.clusters.values():
+            c.store.close()
+
+
+def _server_context() -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def _json_response(reply: Reply) -> web.Response:
+    if isinstance(reply.body, str) and reply.content_type == "text/plain":
+        return web.Response(status=reply.status, text=reply.body, content_type="text/plain")
+    if isinstance(reply.body, bytes):
+        body = bytes(reply.body)
+    else:
+        body = json.dumps(reply.body, separators=(",", ":")).encode()
+    resp = web.Response(status=reply.status, body=body)
+    resp.headers["Content-Type"] = reply.content_type
+    for w in reply.warnings:
+        resp.headers.add("Warning", f'299 - "{w}"')
+    return resp
+
+
+def _status_response(e: ApiError) -> web.Response:
+    return _json_response(Reply(e.status, e.to_status()))
+
+
+def make_app(hub: Hub) -> web.Application:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        tail = "/" + request.match_info.get("tail", "")
+        cluster = hub.get(name)
+        if cluster is None:
+            return _status_response(unauthorized())
+        auth = request.headers.get("Authorization", "")
+        user = None
+        if auth.startswith("Bearer "):
+            user = cluster.authenticate(auth[7:].strip())
+        if user is None:
+            return _status_response(unauthorized())
+        body = await request.read() if request.can_read_body else b""
+        req = Request.build(request.method, tail, request.query_string, dict(request.headers), body)
+        try:
+            req.user = cluster.impersonate(req, user)
+        except ApiError as e:
+            return _status_response(e)
+        try:
+            reply = cluster.handle(req)
+        except Exception as e:  # a bug must not take the listener down; the client gets a Status
+            log.exception("internal error serving %s %s on cluster %s", request.method, tail, name)
+            return _status_response(
+                ApiError(
+                    500, "InternalError", f"an error on the server ({e!r}) has prevented the request from succeeding"
+                )
+            )
+        if isinstance(reply, WatchReply):
+            return await _stream_watch(request, cluster, reply)
+        return _json_response(reply)
+
+    app = web.Application(client_max_size=8 * 1024 * 1024)
+    app.router.add_route("*", "/clusters/{name}", handler)
+    app.router.add_route("*", "/clusters/{name}/{tail:.*}", handler)
+    return app
+
+
+def _event_obj(w: WatchReply, obj: dict[str, Any]) -> dict[str, Any]:
+    if w.table:
+        meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+        return printers.table_for(w.rdef, [obj], w.include_object, meta)
+    return obj
+
+
+async def _stream_watch(request: web.Request, cluster: Cluster, w: WatchReply) -> web.StreamResponse:
+    resp = web.StreamResponse(status=200)
+    resp.headers["Content-Type"] = "application/json;as=Table;v=v1;g=meta.k8s.io" if w.table else "application/json"
+    resp.enable_chunked_encoding()
+    try:
+        await resp.prepare(request)
+
+        async def send(typ: str, obj: dict[str, Any]) -> None:
+            line = json.dumps({"type": typ, "object": obj}, separators=(",", ":")) + "\n"
+            await resp.write(line.encode())
+
+        for typ, obj in w.initial:
+            await send(typ, _event_obj(w, obj))
+        last_rv = str(cluster.store.rv)
+        if w.initial_end_bookmark:
+            await send("BOOKMARK", _bookmark(w, last_rv, initial_end=True))
+        deadline = time.monotonic() + w.timeout
+        idle = 0.0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                ev = await asyncio.wait_for(w.watcher.queue.get(), timeout=min(remaining, 5.0))
+            except TimeoutError:
+                if request.transport is None or request.transport.is_closing():
+                    break  # the client went away: drop the watcher now, not at the next event
+                idle += 5.0
+                if w.bookmarks and idle >= 60.0 and deadline - time.monotonic() > 0:
+                    idle = 0.0
+                    await send("BOOKMARK", _bookmark(w, str(cluster.store.rv)))
+                continue
+            if ev is None:
+                break
+            if ev.rv <= w.start_rv and w.initial:
+                continue
+            await send(ev.type, _event_obj(w, ev.obj))
+        await resp.write_eof()
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        cluster.store.watchers.discard(w.watcher)
+    return resp
+
+
+def _bookmark(w: WatchReply, rv: str, initial_end: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {"resourceVersion": rv}
+    if initial_end:
+        meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+    return {"kind": w.rdef.kind, "apiVersion": w.rdef.group_version, "metadata": meta}
+
+
+async def serve(data: Path, host: str, port: int, ready: asyncio.Event | None = None) -> None:
+    hub = Hub(data)
+    app = make_app(hub)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=hub.default_ssl(), backlog=512)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    ticker = asyncio.create_task(hub.tick())
+    if ready is not None:
+        ready.set()
+    print(f"serving clusters under {data} on https://{host}:{port}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        ticker.cancel()
+        hub.close()
+        await runner.cleanup()
