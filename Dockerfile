@@ -9,7 +9,7 @@ ENV PYTHONUNBUFFERED=1 \
 # runtimed needs runc, the network tools and the image-recipe tools.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      runc busybox-static debootstrap nftables tini iproute2 iptables uidmap curl ca-certificates \
+      runc busybox-static debootstrap nftables tini iproute2 iptables uidmap curl ca-certificates e2fsprogs gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --shell /usr/sbin/nologin kubelab
 
@@ -17,6 +17,7 @@ WORKDIR /app
 COPY requirements.lock ./
 RUN pip install --no-cache-dir -r requirements.lock
 COPY . .
+RUN runtime/sandbox/agent/build.sh
 RUN DJANGO_SETTINGS_MODULE=config.settings SECRET_KEY=collectstatic-only-not-a-real-key-000000 \
     python manage.py collectstatic --noinput -v 0 \
  && mkdir -p /var/lib/kubelab/run && chown -R kubelab:kubelab /var/lib/kubelab

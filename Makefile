@@ -14,7 +14,7 @@ APT_LIST := deps/apt-packages.txt
 export DJANGO_SETTINGS_MODULE := config.settings
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help run test setup deps venv migrate static content demo images lint format vendor clean
+.PHONY: help run test setup deps venv agent migrate static content demo images lint format vendor clean
 
 help:
 	@echo "make run    install what is missing, set up, and start the whole platform"
@@ -50,9 +50,14 @@ $(STAMP): requirements.lock | deps
 
 venv: $(STAMP)
 
+# runtimed's per-sandbox exec agent: a small static C program (rebuilt only
+# when its source changes). Without it runtimed falls back to `runc exec`.
+agent: deps
+	@runtime/sandbox/agent/build.sh
+
 # --- set-up ---------------------------------------------------------------------
 
-setup: venv
+setup: venv agent
 	@mkdir -p $(VAR)/run $(VAR)/log
 	$(PY) manage.py migrate --noinput -v 0
 	$(PY) manage.py collectstatic --noinput -v 0

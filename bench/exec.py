@@ -12,38 +12,17 @@ mechanism) and the daemon's own view (``duration_ms``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import select
-import shutil
-import signal
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _common import Client, HostResources, ensure_busybox, pct, private_daemon
 
-from runtime import errors  # noqa: E402
-from runtime.client import Client  # noqa: E402
-
-# a daemon started here must not share host resources with a production one
-BENCH_SUBNET, BENCH_BRIDGE, BENCH_CGROUP = "10.238.0.0/24", "klbenchx", "kubelab-benchx"
-BENCH_HOST_RESOURCES = [
-    "--subnet",
-    BENCH_SUBNET,
-    "--bridge",
-    BENCH_BRIDGE,
-    "--cgroup-parent",
-    BENCH_CGROUP,
-    "--uid-start",
-    str(3_500_000_000),
-]
+# a daemon started here must not share host resources with a production one or another bench
+RESOURCES = HostResources("10.248.0.0/24", "klbenchx", "kubelab-benchx", 3_500_000_000)
 
 
 def run_timed(argv: list[str], timeout: float = 30) -> float:
@@ -62,74 +41,14 @@ def run_timed(argv: list[str], timeout: float = 30) -> float:
     return (time.perf_counter() - t) * 1000
 
 
-def pct(xs: list[float], p: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
-
-
-@contextlib.contextmanager
-def daemon() -> Iterator[tuple[str, Path | None]]:
-    sock = os.environ.get("RUNTIME_SOCKET")
-    if sock:
-        yield sock, None
-        return
-    root = Path(tempfile.mkdtemp(prefix="rtbench-", dir="/tmp"))
-    sock = str(root / "rt.sock")
-    log = (root / "daemon.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runtime",
-            "daemon",
-            "--root",
-            str(root),
-            "--socket",
-            sock,
-            "--log-level",
-            "WARNING",
-            *BENCH_HOST_RESOURCES,
-        ],
-        cwd=REPO,
-        stdout=log,
-        stderr=log,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with Client(sock, timeout=5) as c:
-                    c.healthz()
-                break
-            except errors.RuntimeError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit((root / "daemon.log").read_text()) from None
-                time.sleep(0.1)
-        yield sock, root
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        subprocess.run(["umount", "-R", "-l", str(root)], capture_output=True, timeout=30)
-        shutil.rmtree(root, ignore_errors=True)
-        from runtime.sandbox.cgroups import Cgroups
-        from runtime.sandbox.network import Network
-
-        Network(BENCH_SUBNET, BENCH_BRIDGE).destroy()
-        Cgroups(BENCH_CGROUP).remove_parent()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=10)
     args = ap.parse_args()
-    with daemon() as (sock, root), Client(sock, timeout=60) as c:
-        if not any(i["name"] == "busybox" for i in c.images()):
-            print("building busybox image...", file=sys.stderr)
-            c.build_image("busybox")
+    with private_daemon("exec", RESOURCES) as dmn, Client(dmn.socket, timeout=60) as c:
+        root = dmn.root / "rt" if dmn.root else None
+        ensure_busybox(c, "exec")
         t0 = time.perf_counter()
         sid = c.create_sandbox({"image": "busybox"})["id"]
         create_ms = (time.perf_counter() - t0) * 1000

@@ -137,6 +137,11 @@ class SandboxBackend(abc.ABC):
     @abc.abstractmethod
     async def remove_session(self, sid: str, session_id: str) -> None: ...
 
+    def kubeconfig(self, sid: str) -> str:
+        """Admin kubeconfig (YAML) of the lab cluster of a sandbox created with the
+        ``kubernetes`` service, reachable from this host (graders use it)."""
+        raise errors.NotAvailable(f"the {self.name} backend has no lab clusters yet")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
@@ -187,6 +192,9 @@ class NamespaceBackend(SandboxBackend):
 
     def touch(self, sid: str) -> None:
         self.client.touch(sid)
+
+    def kubeconfig(self, sid: str) -> str:
+        return self.client.kubeconfig(sid)
 
     def exec(
         self,

@@ -411,6 +411,12 @@ class Client:
     def touch(self, sid: str) -> dict[str, Any]:
         return cast(dict[str, Any], self._request("POST", f"/v1/sandboxes/{_q(sid)}/touch"))
 
+    def kubeconfig(self, sid: str) -> str:
+        """Admin kubeconfig (YAML) of the lab cluster of a sandbox created with the
+        ``kubernetes`` service, pointing at runtimed's host loopback listener (graders)."""
+        body = self._request("GET", f"/v1/sandboxes/{_q(sid)}/kubeconfig")
+        return cast(str, body["kubeconfig"])
+
     # -- exec --------------------------------------------------------------------------------
     def exec(
         self,
@@ -635,6 +641,11 @@ class AsyncClient:
 
     async def touch(self, sid: str) -> dict[str, Any]:
         return cast(dict[str, Any], await self._request("POST", f"/v1/sandboxes/{_q(sid)}/touch"))
+
+    async def kubeconfig(self, sid: str) -> str:
+        """See ``Client.kubeconfig``."""
+        body = await self._request("GET", f"/v1/sandboxes/{_q(sid)}/kubeconfig")
+        return cast(str, body["kubeconfig"])
 
     async def exec(
         self,

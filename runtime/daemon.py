@@ -21,6 +21,9 @@ Protocol
     GET    /v1/sandboxes/{id}/stats            {memory_bytes, ..., "sessions": n}
     POST   /v1/sandboxes/{id}/stop | /touch
     DELETE /v1/sandboxes/{id}
+    GET    /v1/sandboxes/{id}/kubeconfig       {cluster, server, kubeconfig}: the admin kubeconfig of
+                                               the sandbox's lab cluster, for the host (graders);
+                                               only with services: ["kubernetes"] (runtime.kube.service)
     POST   /v1/sandboxes/{id}/exec             {argv, timeout=30, env, cwd, stdin, stdin_encoding,
                                                 encoding="utf-8"|"base64", max_output}
                                                -> {exit_code, stdout, stderr, encoding,
@@ -149,6 +152,13 @@ class ManagerLike(Protocol):
     def close(self) -> None: ...
 
 
+class KubeLike(Protocol):
+    @property
+    def server(self) -> str: ...
+
+    def kubeconfig_for_host(self, sid: str) -> dict[str, str]: ...
+
+
 class ImagesLike(Protocol):
     def list(self) -> list[Any]: ...
     def get(self, name: str) -> Any: ...
@@ -265,6 +275,7 @@ class Daemon:
         self.tmp_dir = tmp_dir
         self.sessions = SessionRegistry(manager, scrollback=scrollback)
         self.proxy = SandboxProxy()
+        self.kube: KubeLike | None = None  # the kubernetes service, when runtimed runs it
         self._websockets: set[web.WebSocketResponse] = set()
         self._closing = False
         self.app = web.Application(middlewares=[error_middleware], client_max_size=MAX_JSON_BODY)
@@ -286,6 +297,7 @@ class Daemon:
         r.add_get(sb + "/stats", self.sandbox_stats)
         r.add_post(sb + "/stop", self.sandbox_stop)
         r.add_post(sb + "/touch", self.sandbox_touch)
+        r.add_get(sb + "/kubeconfig", self.sandbox_kubeconfig)
         r.add_post(sb + "/exec", self.exec)
         r.add_get(sb + "/exec/stream", self.exec_stream)
         r.add_post(sb + "/sessions", self.session_create)
@@ -323,6 +335,7 @@ class Daemon:
                 "pid": os.getpid(),
                 "sandboxes": len(sandboxes),
                 "sessions": len([s for s in self.sessions.all() if not s.exited]),
+                "kube_server": self.kube.server if self.kube is not None else None,
             }
         )
 
@@ -446,6 +459,15 @@ class Daemon:
         await asyncio.to_thread(self.manager.remove, sid)
         log.info("sandbox %s removed", sid)
         return web.json_response({"removed": sid})
+
+    async def sandbox_kubeconfig(self, request: web.Request) -> web.StreamResponse:
+        sid = request.match_info["id"]
+        info = await self._sandbox(sid)
+        if "kubernetes" not in info.spec.services:
+            raise errors.NotAvailable(f"sandbox {sid} was not created with the kubernetes service")
+        if self.kube is None:
+            raise errors.NotAvailable("this runtimed does not run the kubernetes service (--kube-listen off)")
+        return web.json_response(await asyncio.to_thread(self.kube.kubeconfig_for_host, sid))
 
     async def sandbox_touch(self, request: web.Request) -> web.StreamResponse:
         sid = request.match_info["id"]
@@ -821,6 +843,13 @@ def add_daemon_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bridge", default=None, help="bridge device (default kl0)")
     g.add_argument("--cgroup-parent", default=None, help="cgroup parent (default kubelab)")
     g.add_argument("--uid-start", type=int, default=None, help="first host uid for sandboxes")
+    g.add_argument(
+        "--kube-listen",
+        default=os.environ.get("RUNTIME_KUBE_LISTEN", "127.0.0.1:0"),
+        help="host loopback HOST:PORT serving the lab clusters to graders (port 0: pick one and "
+        "keep it across restarts; 'off' disables the kubernetes service; default $RUNTIME_KUBE_LISTEN "
+        "or 127.0.0.1:0)",
+    )
 
 
 def run_daemon(args: argparse.Namespace) -> int:
@@ -846,9 +875,17 @@ def run_daemon(args: argparse.Namespace) -> int:
                 if (v := getattr(args, k, None)) is not None
             }
             daemon = await asyncio.to_thread(build_daemon, root, scrollback=args.scrollback, manager_options=options)
+            kube = None
             try:
+                kube_listen = getattr(args, "kube_listen", "off")
+                if kube_listen and kube_listen != "off":
+                    from runtime.kube.service import start_for_daemon
+
+                    kube = await start_for_daemon(daemon, root / "kube", kube_listen)
                 await serve(daemon, socket_path, group=args.group)
             finally:
+                if kube is not None:
+                    await kube.close()
                 await asyncio.to_thread(daemon.manager.close)
 
         asyncio.run(run())

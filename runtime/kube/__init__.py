@@ -50,6 +50,11 @@ Layout
     OpenAPI v3 for ``kubectl explain``, CRUD, watch, status/scale subresources), defaulted,
     pruned and validated against the version's openAPIV3Schema, and printed with their
     additionalPrinterColumns. Deleting a CRD deletes its resources.
+``service.py``
+    The ``kubernetes`` sandbox service: runtimed serves these clusters itself, one per
+    sandbox, on a listener inside the sandbox's network namespace (127.0.0.1:6443, its
+    ``/root/.kube/config``) and on a host loopback port for graders
+    (``GET /v1/sandboxes/{id}/kubeconfig``).
 ``rbac.py``
     The RBAC authorizer, default ClusterRoles/Bindings (admin/edit/view aggregated), the
     access-review APIs (SelfSubjectAccessReview, SubjectAccessReview, SelfSubjectRulesReview,
@@ -87,7 +92,6 @@ TODO (later sessions), roughly in course order
   minted by the platform over runtimed's socket.
 - Watch: periodic bookmarks while events flow (sent only when idle today),
   resourceVersionMatch=Exact for lists.
-- Serving over runtimed's unix socket and into sandboxes (``--service kubernetes``).
 - Evict idle clusters from memory (LRU) when thousands exist; store compaction runs only
   on write.
 """

@@ -291,6 +291,13 @@ class Hub:
                     except Exception:
                         log.exception("timed controllers of cluster %s failed", c.name)
 
+    def unload(self, name: str) -> None:
+        """Forget a loaded cluster (its open watches end); its files are the caller's."""
+        c = self.clusters.pop(name, None)
+        if c is not None:
+            c.store.close()
+        self._ssl.pop(name, None)
+
     def close(self) -> None:
         for c in self.clusters.values():
             c.store.close()
@@ -321,10 +328,15 @@ def _status_response(e: ApiError) -> web.Response:
     return _json_response(Reply(e.status, e.to_status()))
 
 
-def make_app(hub: Hub) -> web.Application:
+def make_app(hub: Hub, only: str | None = None) -> web.Application:
+    """The HTTP app over ``hub``; with ``only``, it serves that one cluster (a sandbox's
+    private listener, see service.py) and answers 404 for any other cluster's path."""
+
     async def handler(request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         tail = "/" + request.match_info.get("tail", "")
+        if only is not None and name != only:
+            return _status_response(ApiError(404, "NotFound", "the server could not find the requested resource"))
         cluster = hub.get(name)
         if cluster is None:
             return _status_response(unauthorized())

@@ -32,7 +32,9 @@ process in it):
 
 Per-exec sub-cgroups (``kill_tree``): every ``spawn`` runs in a fresh
 ``.exec-<n>`` child of the sandbox's pids cgroup (v1) or unified cgroup (v2)
-via ``runc exec --cgroup``. Killing the tree is then exact, whatever the
+via ``runc exec --cgroup``, or, on the fast path (fastexec.py), by the process
+itself writing to that cgroup's ``cgroup.procs`` through a descriptor runtimed
+opened as root (the exec agent lives in its own ``.agent`` child). Killing the tree is then exact, whatever the
 process did (double fork, setsid): v2 writes ``cgroup.kill``; v1 first sets
 ``pids.max`` to 0 so nothing new can fork, then SIGKILLs every member until the
 cgroup is empty.
@@ -45,6 +47,7 @@ import errno
 import os
 import signal
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -173,7 +176,11 @@ class Cgroups:
 
     def exec_cgroup(self, sid: str, n: int) -> tuple[str, Path]:
         """Create the sub-cgroup for exec ``n``; return (runc --cgroup value, its dir)."""
-        name = f".exec-{n}"
+        return self.sub_cgroup(sid, f".exec-{n}")
+
+    def sub_cgroup(self, sid: str, name: str) -> tuple[str, Path]:
+        """Create the sub-cgroup ``name`` (the exec agent's is ``.agent``, see fastexec.py)
+        of the sandbox's pids (v1) or unified (v2) cgroup; return (runc --cgroup value, dir)."""
         if self.v2:
             d = self._ctl("", sid) / name
             arg = name
@@ -183,11 +190,12 @@ class Cgroups:
         d.mkdir(exist_ok=True)
         return arg, d
 
-    def gc_exec_cgroups(self, sid: str) -> None:
-        """Remove finished exec sub-cgroups (rmdir fails with EBUSY while one has members)."""
+    def gc_exec_cgroups(self, sid: str, keep: Collection[Path] = ()) -> None:
+        """Remove finished exec sub-cgroups (rmdir fails with EBUSY while one has members),
+        except ``keep``: those just created, whose process has not joined yet."""
         base = self._ctl("" if self.v2 else "pids", sid)
         try:
-            names = [e.name for e in os.scandir(base) if e.name.startswith(".exec-")]
+            names = [e.name for e in os.scandir(base) if e.name.startswith(".exec-") and base / e.name not in keep]
         except OSError:
             return
         for name in names:

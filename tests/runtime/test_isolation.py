@@ -421,3 +421,31 @@ def test_state_files_are_not_reachable_from_inside(mgr: SandboxManager, attacker
     _rc, out, _ = run_in(mgr, attacker, "find / -xdev -name state.json -o -name config.json; echo end")
     assert out.split() == ["end"]
     assert state["status"] == "running"
+
+
+def test_exec_agent_can_be_neither_inspected_nor_hijacked(mgr: SandboxManager, attacker: str) -> None:
+    """The resident exec agent (runtime/sandbox/fastexec.py) runs in the sandbox as its root:
+    root inside must not read its memory, fds or binary, find a socket or file to talk to or
+    replace, nor make the next exec run elsewhere than a fresh process of the sandbox."""
+    run_in(mgr, attacker, "true")
+    agent = mgr.agent_pid(attacker)
+    if agent is None:
+        pytest.skip("exec agent not built (runtime/sandbox/agent/build.sh)")
+    _rc, out, _ = run_in(
+        mgr,
+        attacker,
+        "a=$(ps -o pid,args | awk '/\\[kl-exec-agent\\]/ && !/awk/ {print $1}');"
+        "for f in fd/0 fd/1 fd/3 exe mem environ maps; do cat /proc/$a/$f >/dev/null 2>&1 && echo LEAK-$f; done;"
+        "find / -xdev \\( -name '*kl-exec*' -o -type s \\) 2>/dev/null | grep -v ^/proc;"
+        "kill -STOP $a; kill -9 $a; echo done",
+    )
+    assert out.split() == ["done"]
+    probe = "grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status; readlink /proc/self/ns/pid"
+    got = run_in(mgr, attacker, probe)  # through a new agent
+    assert mgr.agent_pid(attacker) not in (None, agent)
+    mgr.fast_exec = False
+    try:
+        assert got == run_in(mgr, attacker, probe)  # what runc exec gives
+    finally:
+        mgr.fast_exec = True
+    assert "NoNewPrivs:\t1" in got[1]

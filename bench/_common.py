@@ -1,0 +1,226 @@
+"""Helpers shared by the sandbox benches (sandbox_start.py, sandbox_density.py).
+
+* ``private_daemon``: the runtimed at $RUNTIME_SOCKET if set, else one started
+  here on a temp root with its own subnet, bridge, cgroup parent and uid range
+  (so it never clashes with a production daemon or another session's tests),
+  in its own session so a Ctrl-C reaches the bench, not the daemon: the bench
+  removes its sandboxes first, then stops the daemon and cleans its host state.
+* ``busybox_rootfs``: the daemon's own ``busybox`` image flattened into a plain
+  directory, so floors (bare runc, Docker) run exactly the same files.
+* ``MemInfo`` / ``pid_rss_kb``: host memory figures from /proc.
+
+Progress goes to stderr; each bench prints one JSON object on the last stdout line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from runtime import errors  # noqa: E402
+from runtime.client import Client  # noqa: E402
+
+__all__ = ["Client", "errors"]
+
+
+def log(tag: str, msg: str) -> None:
+    print(f"[{tag}] {msg}", file=sys.stderr, flush=True)
+
+
+def pct(xs: list[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100) of a non-empty list."""
+    s = sorted(xs)
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
+
+
+def ms(x: float) -> float:
+    return round(x, 1)
+
+
+def loadavg() -> list[float]:
+    return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
+
+
+def sigterm_as_interrupt() -> None:
+    """Make SIGTERM/SIGHUP unwind like Ctrl-C, so every ``finally`` cleans up."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, handler)
+
+
+@dataclass(frozen=True)
+class HostResources:
+    """What a private daemon must not share with any other daemon on this host."""
+
+    subnet: str
+    bridge: str
+    cgroup_parent: str
+    uid_start: int
+
+    def argv(self) -> list[str]:
+        return [
+            *("--subnet", self.subnet, "--bridge", self.bridge),
+            *("--cgroup-parent", self.cgroup_parent, "--uid-start", str(self.uid_start)),
+        ]
+
+
+@dataclass
+class Daemon:
+    socket: str
+    root: Path | None  # None: not ours ($RUNTIME_SOCKET)
+    pid: int | None  # the daemon's pid (ours, or the socket's listener found by SO_PEERCRED)
+    resources: HostResources | None
+
+
+def socket_peer_pid(path: str) -> int | None:
+    """The pid of the process listening on a unix socket (SO_PEERCRED), if we may see it."""
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(path)
+        raw = s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, _uid, _gid = struct.unpack("3i", raw)
+        return pid if pid > 0 else None
+    return None
+
+
+@contextlib.contextmanager
+def private_daemon(tag: str, res: HostResources) -> Iterator[Daemon]:
+    sock = os.environ.get("RUNTIME_SOCKET")
+    if sock:
+        log(tag, f"using the runtimed at RUNTIME_SOCKET={sock}")
+        yield Daemon(sock, None, socket_peer_pid(sock), None)
+        return
+    root = Path(tempfile.mkdtemp(prefix=f"kl-bench-{tag}-", dir="/tmp"))
+    root.chmod(0o711)
+    sock = str(root / "rt.sock")
+    logfile = root / "daemon.log"
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        with logfile.open("wb") as out:
+            proc = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "runtime", "daemon", "--root", str(root / "rt"), "--socket", sock),
+                    *("--log-level", "WARNING", "--kube-listen", "off", *res.argv()),
+                ],
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,  # Ctrl-C is for the bench; it stops the daemon itself
+            )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with Client(sock, timeout=5) as c:
+                    c.healthz()
+                break
+            except errors.RuntimeError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"runtimed did not come up:\n{logfile.read_text()[-3000:]}") from None
+                time.sleep(0.1)
+        log(tag, f"started runtimed pid {proc.pid} on {root} ({res.subnet}, {res.bridge}, {res.cgroup_parent})")
+        yield Daemon(sock, root, proc.pid, res)
+    finally:
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        subprocess.run(["umount", "-R", "-l", str(root)], capture_output=True, timeout=60)
+        unmount_beneath(root)
+        shutil.rmtree(root, ignore_errors=True)
+        from runtime.sandbox.cgroups import Cgroups
+        from runtime.sandbox.network import Network
+
+        with contextlib.suppress(Exception):
+            Network(res.subnet, res.bridge).destroy()
+        with contextlib.suppress(Exception):
+            Cgroups(res.cgroup_parent).remove_parent()
+
+
+def unmount_beneath(top: Path) -> None:
+    """Lazily unmount everything mounted at or under ``top`` (deepest first)."""
+    prefix = str(top).rstrip("/")
+    points = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        mp = line.split()[1].replace("\\040", " ")
+        if mp == prefix or mp.startswith(prefix + "/"):
+            points.append(mp)
+    for mp in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", mp], capture_output=True, timeout=30)
+
+
+def ensure_busybox(c: Client, tag: str) -> None:
+    if not any(i["name"] == "busybox" for i in c.images()):
+        log(tag, "building the busybox image...")
+        c.build_image("busybox")
+
+
+def busybox_rootfs(c: Client, dest: Path) -> None:
+    """Flatten the daemon's ``busybox`` image (an OCI layout export) into directory ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="kl-bench-oci-", dir="/tmp") as tmp:
+        tar_path = Path(tmp) / "busybox.oci.tar"
+        c.export_image("busybox", tar_path)
+        layout = Path(tmp) / "layout"
+        layout.mkdir()
+        with tarfile.open(tar_path) as t:
+            t.extractall(layout, filter="tar")
+
+        def blob(digest: str) -> Path:
+            algo, _, hexd = digest.partition(":")
+            return layout / "blobs" / algo / hexd
+
+        index = json.loads((layout / "index.json").read_text())
+        manifest = json.loads(blob(index["manifests"][0]["digest"]).read_text())
+        for layer in manifest["layers"]:
+            # busybox is one layer without whiteouts; tar(1) handles gzip or plain
+            subprocess.run(
+                ["tar", "-x", "--numeric-owner", "-f", str(blob(layer["digest"])), "-C", str(dest)],
+                check=True,
+                timeout=120,
+            )
+
+
+class MemInfo:
+    """A snapshot of /proc/meminfo, in kB."""
+
+    def __init__(self) -> None:
+        self.kb: dict[str, int] = {}
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            k, _, v = line.partition(":")
+            self.kb[k] = int(v.split()[0])
+
+    def __getitem__(self, key: str) -> int:
+        return self.kb.get(key, 0)
+
+
+def pid_status_kb(pid: int, field: str = "VmRSS") -> int | None:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return None

@@ -1,0 +1,378 @@
+"""The ``kubernetes`` sandbox service: runtimed hosts every student's lab cluster.
+
+A sandbox created with ``services: ["kubernetes"]`` (CLI ``--service kubernetes``) gets
+its own cluster in the one API server that runtimed runs on its event loop (server.py's
+``Hub`` over ``ROOT/kube``), reachable two ways:
+
+From inside that sandbox only
+    ``https://127.0.0.1:6443/clusters/<sandbox id>``. The socket listening there lives in
+    the sandbox's network namespace but is served by runtimed: a short-lived helper child
+    (``_netns_listen.py``) setns()es into ``/proc/<pid>/ns/net``, binds and listens on
+    127.0.0.1:6443, and hands the listening socket back over a unix socket (SCM_RIGHTS);
+    the daemon serves it with an app restricted to that one cluster (any other cluster's
+    path is a 404) and that cluster's own certificate. ``/root/.kube/config`` is written
+    inside the sandbox (``SandboxManager.write_file``, never following a student's
+    symlink) with the cluster's CA, ``tls-server-name`` and an admin token
+    (``kubernetes-admin``, system:masters). Nothing crosses the sandbox's network
+    boundary: no route, no nftables hole, no proxy process per sandbox.
+
+From the host (graders)
+    runtimed also listens on a loopback TCP port of the host (``--kube-listen``, default
+    ``127.0.0.1:0``: the port picked first is remembered in ``ROOT/kube/listen.json`` and
+    asked for again after a restart, so kubeconfigs already handed out keep working).
+    ``GET /v1/sandboxes/{id}/kubeconfig`` returns a kubeconfig for it with a token of the
+    user ``kubelab-runtimed`` (system:masters) that is never shown to the student, so the
+    official ``kubernetes`` client of a Celery worker can grade. Sandboxes cannot reach
+    host loopback (their own network namespace; network.py drops the rest).
+
+Lifecycle: the manager calls ``start(sid, pid)`` once the sandbox runs (before the lab's
+setup script, which may therefore use kubectl) and writes the files it returns; it calls
+``stop(sid, remove=...)`` when the sandbox stops (the listener closes) or is removed (the
+cluster and its tokens are deleted too). ``start`` is idempotent per sandbox id: the
+cluster and both tokens are created once and kept in ``ROOT/kube/sandboxes/<id>.json``
+(root only). When runtimed restarts, ``adopt`` gives every re-adopted running sandbox its
+listener back (clusters are on disk: objects, resourceVersions and tokens persist) and
+deletes clusters whose sandbox is gone.
+
+Threads: ``start``/``stop`` run in the manager's worker threads; everything touching the
+hub or aiohttp runs on the daemon's loop through ``run_coroutine_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from aiohttp import web
+
+from runtime import errors
+from runtime.kube.apierrors import ApiError
+from runtime.kube.server import Hub, clusters_dir, create_cluster, kubeconfig, make_app
+
+log = logging.getLogger("runtime.kube.service")
+
+NAME = "kubernetes"
+SANDBOX_HOST = "127.0.0.1"
+SANDBOX_PORT = 6443
+SANDBOX_SERVER = f"https://{SANDBOX_HOST}:{SANDBOX_PORT}"
+KUBECONFIG_PATH = ".kube/config"  # under /root, where kubectl looks ($HOME/.kube/config)
+GRADER_USER = "kubelab-runtimed"
+HELPER = Path(__file__).with_name("_netns_listen.py")
+HELPER_TIMEOUT = 10.0
+LOOP_TIMEOUT = 30.0
+
+T = TypeVar("T")
+
+
+def parse_listen(value: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` (port 0: pick one, then keep it across restarts), or ``off``."""
+    if value.strip().lower() in ("off", "none", ""):
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"expected HOST:PORT or off, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@dataclass
+class _Listener:
+    runner: web.AppRunner
+    pid: int
+
+
+def open_listener_in_netns(pid: int, host: str = SANDBOX_HOST, port: int = SANDBOX_PORT) -> socket.socket:
+    """A socket listening on HOST:PORT inside the network namespace of ``pid`` (helper child)."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", str(HELPER), str(pid), host, str(port), str(theirs.fileno())],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            pass_fds=(theirs.fileno(),),
+            close_fds=True,
+            start_new_session=True,
+        )
+    finally:
+        theirs.close()
+    with ours:
+        try:
+            _out, err = proc.communicate(timeout=HELPER_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise errors.RuntimeError(f"opening the cluster listener in sandbox pid {pid} timed out") from None
+        if proc.returncode != 0:
+            why = err.decode(errors="replace").strip()[-300:]
+            raise errors.RuntimeError(f"could not open the cluster listener in the sandbox: {why}")
+        ours.settimeout(HELPER_TIMEOUT)
+        _msg, fds, _flags, _addr = socket.recv_fds(ours, 16, 1, socket.MSG_CMSG_CLOEXEC)
+    if not fds:
+        raise errors.RuntimeError("the netns helper sent no socket")
+    sock = socket.socket(fileno=fds[0])
+    sock.set_inheritable(False)
+    sock.setblocking(False)
+    return sock
+
+
+class KubeService:
+    """Lab clusters of one runtimed; implements the manager's service hook."""
+
+    def __init__(self, data: Path, listen: tuple[str, int] = ("127.0.0.1", 0)) -> None:
+        self.data = data
+        self.listen = listen
+        self.server = ""  # https://HOST:PORT of the host listener, once started
+        self.hub: Hub | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._host: web.AppRunner | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._listeners: dict[str, _Listener] = {}
+        self._state_dir = data / "sandboxes"
+
+    # -- daemon side (on the loop) -------------------------------------------------------------
+    async def start_server(self) -> None:
+        """Load the hub and listen on the host's loopback port."""
+        self.loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self._prepare_dirs)
+        self.hub = hub = await asyncio.to_thread(Hub, self.data)
+        ssl_ctx = await asyncio.to_thread(hub.default_ssl)
+        runner = web.AppRunner(make_app(hub), access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+        host, port = self.listen
+        remembered = await asyncio.to_thread(self._remembered_port) if port == 0 else None
+        site = None
+        for p in [x for x in (remembered, port) if x is not None]:
+            site = web.TCPSite(runner, host, p, ssl_context=ssl_ctx, backlog=512)
+            try:
+                await site.start()
+                break
+            except OSError as e:
+                if p != remembered:
+                    await runner.cleanup()
+                    raise errors.Conflict(f"lab clusters cannot listen on {host}:{p}: {e.strerror}") from None
+                log.warning("lab clusters: port %d of the last run is taken (%s); picking another", p, e.strerror)
+        actual = runner.addresses[0][1]
+        self._host = runner
+        self.server = f"https://{host}:{actual}"
+        await asyncio.to_thread(self._remember_port, host, actual)
+        self._ticker = asyncio.create_task(hub.tick())
+        log.info("lab clusters (kubernetes service) served on %s from %s", self.server, self.data)
+
+    async def close(self) -> None:
+        """Close every listener (sandboxes keep running; the next runtimed re-opens them)."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        for sid in list(self._listeners):
+            await self._close_listener(sid)
+        if self.hub is not None:
+            self.hub.close()
+        if self._host is not None:
+            await self._host.cleanup()
+            self._host = None
+
+    def adopt(self, sandboxes: list[tuple[str, int | None, str]]) -> None:
+        """After a restart (a worker thread): re-open the listener of each running sandbox with
+        the service ``(id, pid, status)``; delete clusters whose sandbox no longer exists."""
+        known = {sid for sid, _pid, _status in sandboxes}
+        for sid, pid, status in sandboxes:
+            if status == "running" and pid is not None and self._state_path(sid).exists():
+                try:
+                    self._open(sid, pid)
+                except errors.RuntimeError as e:
+                    log.warning("sandbox %s: lab cluster listener not restored: %s", sid, e)
+        for path in sorted(self._state_dir.glob("*.json")):
+            if path.stem not in known:
+                log.info("deleting the lab cluster of sandbox %s (the sandbox is gone)", path.stem)
+                self._delete(path.stem)
+        for doomed in clusters_dir(self.data).glob(".*.deleted-*"):  # a removal cut short
+            shutil.rmtree(doomed, ignore_errors=True)
+
+    def kubeconfig_for_host(self, sid: str) -> dict[str, str]:
+        """The host-side kubeconfig of a sandbox's cluster (graders), as the API returns it."""
+        st = self._load(sid)
+        if st is None:
+            raise errors.NotAvailable(f"sandbox {sid} has no lab cluster (was it created with the kubernetes service?)")
+        name = st["cluster"]
+        ca = (clusters_dir(self.data) / name / "ca.crt").read_bytes()
+        text = kubeconfig(name, self.server, ca, st["grader_token"], user=GRADER_USER)
+        return {"cluster": name, "server": f"{self.server}/clusters/{name}", "kubeconfig": text}
+
+    # -- the manager's hook (worker threads) ---------------------------------------------------
+    def start(self, sid: str, pid: int) -> dict[str, str]:
+        """Create the sandbox's cluster if needed and open its listener; return the files to
+        place under /root (the student's kubeconfig)."""
+        st = self._load(sid) or self._create(sid)
+        self._open(sid, pid)
+        name = st["cluster"]
+        ca = (clusters_dir(self.data) / name / "ca.crt").read_bytes()
+        return {KUBECONFIG_PATH: kubeconfig(name, SANDBOX_SERVER, ca, st["token"])}
+
+    def stop(self, sid: str, *, remove: bool) -> None:
+        self._on_loop(self._close_listener(sid))
+        if remove:
+            self._delete(sid)
+
+    # -- internals -----------------------------------------------------------------------------
+    def _prepare_dirs(self) -> None:
+        self.data.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._state_dir.mkdir(mode=0o700, exist_ok=True)
+
+    def _remembered_port(self) -> int | None:
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            return int(json.loads((self.data / "listen.json").read_text())["port"])
+        return None
+
+    def _remember_port(self, host: str, port: int) -> None:
+        tmp = self.data / "listen.json.tmp"
+        tmp.write_text(json.dumps({"host": host, "port": port, "server": self.server}))
+        tmp.replace(self.data / "listen.json")
+
+    def _state_path(self, sid: str) -> Path:
+        if not sid or not all(c in "0123456789abcdefghijklmnopqrstuvwxyz-" for c in sid):
+            raise errors.BadRequest(f"bad sandbox id {sid!r}")
+        return self._state_dir / f"{sid}.json"
+
+    def _load(self, sid: str) -> dict[str, str] | None:
+        try:
+            st = json.loads(self._state_path(sid).read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(st, dict) or not (clusters_dir(self.data) / str(st.get("cluster")) / "cluster.json").exists():
+            return None
+        return {k: str(v) for k, v in st.items()}
+
+    def _create(self, sid: str) -> dict[str, str]:
+        name = sid
+        try:
+            doc = yaml.safe_load(create_cluster(self.data, name, SANDBOX_SERVER))
+            token: str | None = doc["users"][0]["user"]["token"]
+        except ApiError as e:
+            if e.status != 409:
+                raise errors.RuntimeError(f"could not create the lab cluster: {e.message}") from None
+            token = None  # left by an interrupted start: keep its objects, mint new tokens
+        student, grader = self._on_loop(self._mint(name, token is None))
+        st = {"cluster": name, "token": token or student, "grader_token": grader}
+        path = self._state_path(sid)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(st, fh)
+        tmp.replace(path)
+        log.info("sandbox %s: lab cluster %s created", sid, name)
+        return st
+
+    async def _mint(self, name: str, student_too: bool) -> tuple[str, str]:
+        assert self.hub is not None
+        cluster = self.hub.get(name)
+        if cluster is None:
+            raise errors.RuntimeError(f"lab cluster {name} vanished while it was being created")
+        student = (
+            cluster.add_token("kubernetes-admin", ["system:masters", "kubeadm:cluster-admins"]) if student_too else ""
+        )
+        return student, cluster.add_token(GRADER_USER, ["system:masters"])
+
+    def _open(self, sid: str, pid: int) -> None:
+        current = self._listeners.get(sid)
+        if current is not None and current.pid == pid:
+            return
+        sock = open_listener_in_netns(pid)
+        try:
+            self._on_loop(self._serve(sid, pid, sock))
+        except BaseException:
+            sock.close()
+            raise
+
+    async def _serve(self, sid: str, pid: int, sock: socket.socket) -> None:
+        assert self.hub is not None
+        st = self._load(sid)
+        if st is None:
+            raise errors.RuntimeError(f"sandbox {sid} has no lab cluster")
+        ssl_ctx = self.hub.ssl_for(st["cluster"])
+        if ssl_ctx is None:
+            raise errors.RuntimeError(f"lab cluster {st['cluster']} has no serving certificate")
+        await self._close_listener(sid)
+        runner = web.AppRunner(
+            make_app(self.hub, only=st["cluster"]), access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
+        await runner.setup()
+        try:
+            await web.SockSite(runner, sock, ssl_context=ssl_ctx).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._listeners[sid] = _Listener(runner, pid)
+
+    async def _close_listener(self, sid: str) -> None:
+        lst = self._listeners.pop(sid, None)
+        if lst is not None:
+            await lst.runner.cleanup()
+
+    def _delete(self, sid: str) -> None:
+        st = self._load(sid)
+        name = st["cluster"] if st else sid
+        doomed = self._on_loop(self._unload(name))
+        if doomed is not None:
+            shutil.rmtree(doomed, ignore_errors=True)
+        self._state_path(sid).unlink(missing_ok=True)
+
+    async def _unload(self, name: str) -> Path | None:
+        """Move the cluster's directory out of the hub's sight and forget it, in one step
+        on the loop: no request can load it again in between."""
+        d = clusters_dir(self.data) / name
+        doomed = d.with_name(f".{name}.deleted-{os.urandom(4).hex()}")
+        try:
+            d.rename(doomed)
+        except FileNotFoundError:
+            return None
+        finally:
+            if self.hub is not None:
+                self.hub.unload(name)
+        return doomed
+
+    def _on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        loop = self.loop
+        if loop is None:
+            coro.close()
+            raise errors.NotAvailable("the lab cluster service is not running")
+        with contextlib.suppress(RuntimeError):
+            if asyncio.get_running_loop() is loop:
+                coro.close()
+                raise AssertionError("KubeService hooks block; call them from a worker thread")
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(LOOP_TIMEOUT)
+
+
+async def start_for_daemon(daemon: Any, data: Path, listen: str) -> KubeService:
+    """Start the service in runtimed (``Daemon``): serve the host listener, register the
+    manager's hook, give re-adopted sandboxes their listeners back, expose it to the API."""
+    try:
+        parsed = parse_listen(listen)
+    except ValueError as e:
+        raise errors.BadRequest(f"--kube-listen: {e}") from None
+    if parsed is None:
+        raise errors.BadRequest("--kube-listen is off: the kubernetes service is disabled")
+    svc = KubeService(data, parsed)
+    await svc.start_server()
+    try:
+        daemon.manager.service_hooks[NAME] = svc
+        infos = await asyncio.to_thread(daemon.manager.list)
+        boxes = [(i.id, i.pid, i.status) for i in infos if NAME in i.spec.services]
+        await asyncio.to_thread(svc.adopt, boxes)
+    except BaseException:
+        await svc.close()
+        raise
+    daemon.kube = svc
+    return svc
