@@ -65,6 +65,8 @@ class LabSession(models.Model):
     progress = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True, default="")
     provision_attempts = models.PositiveIntegerField(default=0)
+    # Held by the worker that builds the sandbox; a crashed worker's lease runs out.
+    provision_lease_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     ready_at = models.DateTimeField(null=True, blank=True)
     last_activity_at = models.DateTimeField(default=timezone.now)

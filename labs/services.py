@@ -20,6 +20,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from courses.models import Lab
@@ -176,14 +177,27 @@ def lab_session_open_terminal(*, session: LabSession, number: int, session_id: s
 # --- what the tasks do ------------------------------------------------------------
 
 
+PROVISION_LEASE = timedelta(seconds=900)  # the provisioning task's own time limit
+
+
 def _claim_for_provisioning(session_id: str) -> LabSession | None:
-    with transaction.atomic():
-        session = LabSession.objects.select_for_update().filter(pk=session_id).first()
-        if session is None or session.status != LabSession.Status.STARTING:
-            return None
-        session.provision_attempts += 1
-        session.save(update_fields=["provision_attempts"])
-        return session
+    """Claim a starting session for one worker, by a conditional update: a
+    second delivery of the task (or a second task) while the first worker
+    holds the lease finds nothing to do; a crashed worker's lease runs out."""
+    now = timezone.now()
+    claimed = (
+        LabSession.objects.filter(pk=session_id, status=LabSession.Status.STARTING)
+        .filter(Q(provision_lease_until__isnull=True) | Q(provision_lease_until__lt=now))
+        .update(provision_lease_until=now + PROVISION_LEASE, provision_attempts=F("provision_attempts") + 1)
+    )
+    if not claimed:
+        return None
+    session = LabSession.objects.get(pk=session_id)
+    if session.provision_attempts > settings.LAB_PROVISION_ATTEMPTS:
+        return _provision_failed(
+            session, f"Gave up after {settings.LAB_PROVISION_ATTEMPTS} attempts to start the sandbox."
+        )
+    return session
 
 
 def _progress(session: LabSession, stage: str, message: str) -> None:
@@ -198,7 +212,7 @@ def _progress(session: LabSession, stage: str, message: str) -> None:
 def lab_session_provision(*, session_id: str) -> LabSession | None:
     """Build the sandbox of a starting session (idempotent; run by a task)."""
     session = _claim_for_provisioning(session_id)
-    if session is None:
+    if session is None or session.status != LabSession.Status.STARTING:
         return None
     backend = sandboxes.backend_for(session.backend)
     lab = session.lab

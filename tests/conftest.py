@@ -171,7 +171,13 @@ def asgi_server(django_db_setup: None, django_db_blocker: object) -> Iterator[st
     os.unlink(log.name)
 
 
-@pytest.fixture(scope="session")
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Browser tests last: Playwright's sync API runs an event loop in the main
+    # thread while a browser is open, which asyncio tests must not meet.
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
+
+
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
     """Debian's Chromium driven by Playwright (its own browser download cannot
     work here, so the executable is /usr/bin/chromium)."""

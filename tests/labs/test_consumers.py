@@ -16,6 +16,7 @@ from labs import services
 from labs.models import LabSession, TerminalObservation
 from labs.routing import websocket_urlpatterns
 from tests.factories import InstructorFactory, LabFactory, StudentFactory
+from tests.labs.helpers import provisioned
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -29,7 +30,7 @@ def ready_session(owner: Any) -> LabSession:
     lab = LabFactory.create()
     session = services.lab_session_start(user=owner, lab=lab)
     transaction.on_commit(lambda: None)
-    result = services.lab_session_provision(session_id=str(session.pk))
+    result = provisioned(session)
     assert result is not None and result.status == LabSession.Status.READY, result and result.error
     return result
 

@@ -11,6 +11,7 @@ from labs import services
 from labs.models import LabSession
 from runtime.client import Client as RuntimeClient
 from tests.factories import InstructorFactory, LabFactory, StudentFactory
+from tests.labs.helpers import provisioned
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -26,7 +27,7 @@ def web_app_session(runtime_socket: str, transactional_db: None) -> LabSession:
     owner = StudentFactory.create()
     with transaction.atomic():
         session = services.lab_session_start(user=owner, lab=LabFactory.create())
-    ready = services.lab_session_provision(session_id=str(session.pk))
+    ready = provisioned(session)
     assert ready is not None and ready.status == "ready", ready and ready.error
     script = (
         "mkdir -p /root/www/cgi-bin && echo hello-from-the-sandbox > /root/www/index.html"

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 def test_start_creates_a_starting_session_and_enqueues_provisioning(django_capture_on_commit_callbacks) -> None:
     student, lab = StudentFactory.create(), LabFactory.create()
-    with django_capture_on_commit_callbacks() as callbacks:
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
         session = services.lab_session_start(user=student, lab=lab)
     assert session.status == LabSession.Status.STARTING
     assert session.expires_at > timezone.now()
@@ -25,7 +25,7 @@ def test_start_creates_a_starting_session_and_enqueues_provisioning(django_captu
 
 def test_start_twice_resumes_the_same_session(django_capture_on_commit_callbacks) -> None:
     student, lab = StudentFactory.create(), LabFactory.create()
-    with django_capture_on_commit_callbacks():
+    with django_capture_on_commit_callbacks(execute=False):
         first = services.lab_session_start(user=student, lab=lab)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         again = services.lab_session_start(user=student, lab=lab)
@@ -37,13 +37,13 @@ def test_start_twice_resumes_the_same_session(django_capture_on_commit_callbacks
 def test_cap_on_live_sandboxes_per_student(settings, django_capture_on_commit_callbacks) -> None:
     settings.LAB_MAX_LIVE_PER_STUDENT = 2
     student = StudentFactory.create()
-    with django_capture_on_commit_callbacks():
+    with django_capture_on_commit_callbacks(execute=False):
         services.lab_session_start(user=student, lab=LabFactory.create())
         services.lab_session_start(user=student, lab=LabFactory.create())
         with pytest.raises(services.SandboxLimitReached, match="2 lab sandboxes running"):
             services.lab_session_start(user=student, lab=LabFactory.create())
     # A classmate is not affected by this student's cap.
-    with django_capture_on_commit_callbacks():
+    with django_capture_on_commit_callbacks(execute=False):
         services.lab_session_start(user=StudentFactory.create(), lab=LabFactory.create())
 
 
@@ -54,7 +54,7 @@ def test_a_disabled_lab_cannot_be_started() -> None:
 
 
 def test_stop_without_a_sandbox_ends_at_once(django_capture_on_commit_callbacks) -> None:
-    with django_capture_on_commit_callbacks():
+    with django_capture_on_commit_callbacks(execute=False):
         session = services.lab_session_start(user=StudentFactory.create(), lab=LabFactory.create())
         stopped = services.lab_session_stop(session=session)
     assert stopped.status == LabSession.Status.STOPPED
@@ -62,7 +62,7 @@ def test_stop_without_a_sandbox_ends_at_once(django_capture_on_commit_callbacks)
 
 
 def test_reset_ends_the_session_and_starts_a_fresh_one(django_capture_on_commit_callbacks) -> None:
-    with django_capture_on_commit_callbacks():
+    with django_capture_on_commit_callbacks(execute=False):
         session = services.lab_session_start(user=StudentFactory.create(), lab=LabFactory.create())
         fresh = services.lab_session_reset(session=session)
     session.refresh_from_db()
@@ -90,7 +90,7 @@ def test_idle_ready_sessions_are_culled_and_active_ones_kept(settings, django_ca
         last_activity_at=now - timedelta(seconds=60),
         expires_at=now + timedelta(hours=1),
     )
-    with django_capture_on_commit_callbacks():
+    with django_capture_on_commit_callbacks(execute=False):
         assert services.cull_idle_sessions() == 1
     idle.refresh_from_db()
     active.refresh_from_db()
@@ -107,7 +107,7 @@ def test_sessions_past_their_time_limit_expire(django_capture_on_commit_callback
         sandbox_id="sb-over",
         expires_at=now - timedelta(seconds=1),
     )
-    with django_capture_on_commit_callbacks():
+    with django_capture_on_commit_callbacks(execute=False):
         assert services.expire_sessions() == 1
     over.refresh_from_db()
     assert over.end_reason == LabSession.EndReason.EXPIRED
@@ -117,7 +117,7 @@ def test_provision_builds_a_real_sandbox_and_release_removes_it(
     runtime_socket: str, django_capture_on_commit_callbacks
 ) -> None:
     lab = LabFactory.create(environment={"image": "busybox", "setup": "echo prepared > /root/ready.txt"})
-    with django_capture_on_commit_callbacks():
+    with django_capture_on_commit_callbacks(execute=False):
         session = services.lab_session_start(user=StudentFactory.create(), lab=lab)
         ready = services.lab_session_provision(session_id=str(session.pk))
     assert ready is not None and ready.status == LabSession.Status.READY
@@ -130,7 +130,7 @@ def test_provision_builds_a_real_sandbox_and_release_removes_it(
     # A retried task finds nothing to do: the session is no longer starting.
     assert services.lab_session_provision(session_id=str(session.pk)) is None
 
-    with django_capture_on_commit_callbacks():
+    with django_capture_on_commit_callbacks(execute=False):
         services.lab_session_stop(session=ready)
     services.lab_session_release(session_id=str(session.pk))
     session.refresh_from_db()
@@ -141,7 +141,7 @@ def test_provision_builds_a_real_sandbox_and_release_removes_it(
 
 def test_provision_failure_is_shown_with_its_reason(runtime_socket: str, django_capture_on_commit_callbacks) -> None:
     lab = LabFactory.create(environment={"image": "busybox", "setup": "echo the setup broke >&2; exit 3"})
-    with django_capture_on_commit_callbacks():
+    with django_capture_on_commit_callbacks(execute=False):
         session = services.lab_session_start(user=StudentFactory.create(), lab=lab)
         failed = services.lab_session_provision(session_id=str(session.pk))
     assert failed is not None and failed.status == LabSession.Status.FAILED
@@ -154,6 +154,6 @@ def test_provision_failure_is_shown_with_its_reason(runtime_socket: str, django_
 def test_a_labs_own_time_limit_shortens_the_session(settings, django_capture_on_commit_callbacks) -> None:
     settings.LAB_MAX_DURATION = 7200
     lab = LabFactory.create(environment={"image": "busybox", "time_limit": 600})
-    with django_capture_on_commit_callbacks():
+    with django_capture_on_commit_callbacks(execute=False):
         session = services.lab_session_start(user=StudentFactory.create(), lab=lab)
     assert 590 <= (session.expires_at - session.created_at).total_seconds() <= 600
