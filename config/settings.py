@@ -173,6 +173,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "heartbeat": {"task": "config.tasks.heartbeat", "schedule": 60.0},
     "labs-cull-idle": {"task": "labs.tasks.cull_idle_sessions", "schedule": 30.0},
     "labs-expire": {"task": "labs.tasks.expire_sessions", "schedule": 30.0},
+    "grader-requeue-stale": {"task": "grader.tasks.requeue_stale_submissions", "schedule": 30.0},
 }
 
 # --- runtime --------------------------------------------------------------------
@@ -199,6 +200,14 @@ TERMINAL_HIGH_WATERMARK = env.integer("TERMINAL_HIGH_WATERMARK", 512 * 1024, min
 TERMINAL_LOW_WATERMARK = env.integer("TERMINAL_LOW_WATERMARK", 128 * 1024, minimum=1024)
 if TERMINAL_LOW_WATERMARK >= TERMINAL_HIGH_WATERMARK:
     raise ImproperlyConfigured("TERMINAL_LOW_WATERMARK: must be below TERMINAL_HIGH_WATERMARK")
+
+# --- grading ------------------------------------------------------------------
+
+GRADER_CHECKS_PER_MINUTE = env.integer("GRADER_CHECKS_PER_MINUTE", 20, minimum=1)
+GRADER_REQUEUE_AFTER = env.integer("GRADER_REQUEUE_AFTER", 60, minimum=5)
+GRADER_QUEUE = env.string("GRADER_QUEUE", "")
+GRADER_DOCKER_URL = env.string("GRADER_DOCKER_URL", "")
+GRADER_KUBECONFIG = env.string("GRADER_KUBECONFIG", "")
 
 # --- accounts ---------------------------------------------------------------
 

@@ -43,8 +43,8 @@ CHECK_FIELDS: dict[str, tuple[set[str], set[str]]] = {
         {"command"},
         {"exit_code", "stdout_contains", "stdout_matches", "stdout_equals", "stderr_contains", "not_stdout_contains"},
     ),
-    "file": ({"path"}, {"exists", "contains", "matches", "mode", "owner", "is_dir"}),
-    "http": ({"port"}, {"path", "status", "contains"}),
+    "file": ({"path"}, {"exists", "contains", "matches", "mode", "owner", "is_dir", "document"}),
+    "http": (set(), {"port", "url", "host", "method", "path", "status", "contains", "matches"}),
     "image": (
         {"image"},
         {
@@ -69,9 +69,12 @@ CHECK_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     ),
     "rbac": (
         {"verb", "resource", "allowed"},
-        {"user", "serviceaccount", "groups", "subresource", "namespace", "name"},
+        {"user", "serviceaccount", "groups", "group", "subresource", "namespace", "name"},
     ),
 }
+# Every check may carry these. ``title`` is the label the student sees
+# (``name`` too, except in kube and rbac checks, where it names the object).
+COMMON_CHECK_FIELDS = {"type", "title", "name", "hint", "timeout"}
 CHECK_SERVICE = {"image": "docker", "kube": "kubernetes", "rbac": "kubernetes"}
 
 
@@ -473,7 +476,7 @@ def _check(
     required, optional = CHECK_FIELDS[kind]
     for name in sorted(required - set(check)):
         problems.add(path, line, f"check {index} ({kind}): '{name}' is required")
-    for name in sorted(set(check) - required - optional - {"type", "name", "hint", "timeout"}):
+    for name in sorted(set(check) - required - optional - COMMON_CHECK_FIELDS):
         problems.add(path, _line(check, name), f"check {index} ({kind}): unknown field '{name}'")
     if "timeout" in check and (
         not isinstance(check["timeout"], int | float) or not 0 < check["timeout"] <= MAX_CHECK_TIMEOUT
@@ -485,8 +488,8 @@ def _check(
         problems.add(path, _line(check, "command"), f"check {index}: 'command' must be text (a shell command)")
     if kind == "file" and isinstance(check.get("path"), str) and not check["path"].startswith("/"):
         problems.add(path, _line(check, "path"), f"check {index}: 'path' must be absolute")
-    if kind == "http" and (not isinstance(check.get("port"), int) or not 1 <= check["port"] <= 65535):
-        problems.add(path, _line(check, "port"), f"check {index}: 'port' must be a port number")
+    if kind == "http" and "url" not in check and (not isinstance(check.get("port"), int) or not 1 <= check["port"] <= 65535):
+        problems.add(path, _line(check, "port") or line, f"check {index}: 'port' (a port number) or 'url' is required")
     for pattern_key in ("stdout_matches", "matches"):
         if pattern_key in check:
             try:

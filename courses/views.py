@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+import csv
+from typing import Any
+
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from accounts.roles import INSTRUCTOR, role_required
+from courses import progress as course_progress
 from courses import selectors
+from courses.models import Course, Module
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -15,14 +21,122 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def progress(request: HttpRequest) -> HttpResponse:
-    courses = selectors.course_list(user=request.user)
-    return render(request, "courses/progress.html", {"courses": courses})
+    courses = list(Course.objects.active())
+    rows = course_progress.user_progress(request.user, courses)
+    started = [row for row in rows if any(lp.attempted for mp in row.modules for lp in mp.labs)]
+    return render(request, "courses/progress.html", {"courses": courses, "progress": rows, "started": started})
+
+
+# --- instructor dashboard (grader issue) ----------------------------------------------------
+
+
+def _taught_courses(user: Any) -> list[Course]:
+    from labs.selectors import teaches
+
+    return [course for course in Course.objects.active() if teaches(user, course)]
+
+
+def _filters(request: HttpRequest) -> dict[str, Any]:
+    taught = _taught_courses(request.user)
+    wanted = request.GET.get("course", "")
+    course = next((c for c in taught if c.slug == wanted), taught[0] if taught else None)
+    if wanted and (course is None or course.slug != wanted):
+        raise Http404("No such course, or not one you teach.")
+    module = None
+    if course is not None and request.GET.get("module", "").isdigit():
+        module = Module.objects.active().filter(course=course, pk=int(request.GET["module"])).first()
+    status = request.GET.get("status", "")
+    if status not in ("", "passed", "attempted", "not_started"):
+        status = ""
+    return {
+        "taught": taught,
+        "course": course,
+        "module": module,
+        "modules": list(course.modules.active()) if course else [],
+        "search": request.GET.get("q", "").strip()[:100],
+        "status": status,
+    }
 
 
 @role_required(INSTRUCTOR)
 def instructor_dashboard(request: HttpRequest) -> HttpResponse:
+    filters = _filters(request)
+    matrix = None
+    if filters["course"] is not None:
+        matrix = course_progress.class_matrix(
+            course=filters["course"], module=filters["module"], search=filters["search"], status=filters["status"]
+        )
     context = {
         "courses": selectors.course_list(user=request.user),
         "summary": selectors.class_summary(),
+        "matrix": matrix,
+        **filters,
     }
     return render(request, "courses/instructor.html", context)
+
+
+@role_required(INSTRUCTOR)
+def instructor_csv(request: HttpRequest) -> HttpResponse:
+    filters = _filters(request)
+    course = filters["course"]
+    if course is None:
+        raise Http404("You teach no course.")
+    matrix = course_progress.class_matrix(
+        course=course, module=filters["module"], search=filters["search"], status=filters["status"]
+    )
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{course.slug}-progress.csv"'
+    writer = csv.writer(response)
+    writer.writerow(
+        [
+            "student",
+            "email",
+            "module",
+            "lab",
+            "exercise",
+            "status",
+            "attempts",
+            "failed_attempts",
+            "hints_revealed",
+            "solution_shown",
+            "passed_at",
+            "last_activity",
+        ]
+    )
+    safe = course_progress.csv_safe
+    for row in matrix.rows:
+        for exercise, cell in zip(matrix.exercises, row.cells, strict=True):
+            writer.writerow(
+                [
+                    safe(row.student.username),
+                    safe(row.student.email),
+                    safe(exercise.lab.module.slug),
+                    safe(exercise.lab.slug),
+                    safe(exercise.slug),
+                    cell.status if cell else "not_started",
+                    cell.attempts if cell else 0,
+                    cell.failed_attempts if cell else 0,
+                    cell.hints_revealed if cell else 0,
+                    "yes" if cell and cell.solution_shown else "no",
+                    cell.passed_at.isoformat() if cell and cell.passed_at else "",
+                    cell.last_activity_at.isoformat() if cell else "",
+                ]
+            )
+    return response
+
+
+@role_required(INSTRUCTOR)
+def instructor_student(request: HttpRequest, user_id: int) -> HttpResponse:
+    from grader.selectors import submission_history
+
+    student = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    if student is None:
+        raise Http404("No such student.")
+    taught = _taught_courses(request.user)
+    from courses.models import Exercise
+
+    exercises = Exercise.objects.filter(lab__module__course__in=taught)
+    history = submission_history(user=student, exercises=exercises)
+    return render(
+        request, "courses/instructor_student.html", {"student": student, "history": history, "taught": taught}
+    )

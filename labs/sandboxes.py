@@ -90,6 +90,15 @@ class NamespaceBackend:
         except runtime_errors.SandboxNotFound:
             return False
 
+    def kubeconfig(self, sandbox_id: str) -> str | None:
+        """An admin kubeconfig (YAML) of the sandbox's lab cluster, for graders;
+        None when the sandbox was made without the kubernetes service."""
+        try:
+            with self._client() as rt:
+                return rt.kubeconfig(sandbox_id)
+        except (runtime_errors.NotAvailable, runtime_errors.SandboxNotFound):
+            return None
+
 
 def backend_for(name: str) -> Backend:
     if name == "namespace":

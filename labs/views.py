@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 
 from courses.models import Lab
 from courses.rendering import render_markdown
+from grader.selectors import exercises_with_progress
 from labs import services
 from labs.selectors import LabSessionNotFound, lab_session_for_user, live_session
 
@@ -30,9 +31,16 @@ def _lab(lab_id: int) -> Lab:
     return lab
 
 
-def _steps(lab: Lab) -> list[dict[str, Any]]:
+def _steps(lab: Lab, *, student: Any = None) -> list[dict[str, Any]]:
+    """The lab's steps for a page; with ``student``, each step's exercises and
+    that student's progress on them (the owner's, also for an observer)."""
     return [
-        {"number": i, "title": step.title, "html": render_markdown(step.body)}
+        {
+            "number": i,
+            "title": step.title,
+            "html": render_markdown(step.body),
+            "exercises": exercises_with_progress(user=student, step=step) if student is not None else [],
+        }
         for i, step in enumerate(lab.steps.active().order_by("order"), start=1)
     ]
 
@@ -101,7 +109,7 @@ def session_page(request: HttpRequest, session_id: Any) -> HttpResponse:
             "course": lab.module.course,
             "intro_html": render_markdown(lab.intro),
             "session": session,
-            "steps": _steps(lab),
+            "steps": _steps(lab, student=session.user),
             "mode": granted.access.value,
             "config": config,
         },

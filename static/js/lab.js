@@ -827,7 +827,12 @@
         } catch (error) {
           return;
         }
-        applyState(state);
+        // Every message is offered to the page's other scripts (lab-checks.js
+        // listens for check verdicts); only status messages describe the session.
+        window.dispatchEvent(new CustomEvent("kubelab:event", { detail: state }));
+        if (state.type === "status") {
+          applyState(state);
+        }
       };
       socket.onclose = function (event) {
         events = null;

@@ -1,0 +1,75 @@
+"""``http``: a request made from inside the sandbox's network namespace.
+
+Fields: ``port`` and ``path`` (default /) on ``host`` (default 127.0.0.1), or a
+full ``url``; ``method`` (default GET; other methods need curl in the image),
+``status`` (default 200), ``contains`` (string or list), ``matches`` (regex on
+the body). The fetch runs in the sandbox with the image's curl, or busybox
+wget when there is no curl (without -T, which crashes Debian's static busybox;
+the exec's own time limit bounds it), so it sees what the student's programs see.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from grader.checks.base import CheckError, Outcome, Target, as_list, clean_output, compile_regex, register, shorten
+
+MARKER = "\n@@kubelab-status@@"
+BODY_LIMIT = 256 * 1024
+_SCRIPT = (
+    "if command -v curl >/dev/null 2>&1; then "
+    'curl -sS -o - -w "\\n@@kubelab-status@@%{http_code}" -X "$2" -m "$3" --max-filesize "$4" -- "$1"; '
+    'else wget -S -O - -- "$1"; fi'
+)
+_STATUS_LINE = re.compile(r"HTTP/\d(?:\.\d)?\s+(\d{3})")
+_METHOD = re.compile(r"^[A-Z]{3,10}$")
+
+
+@register("http")
+def check_http(spec: Mapping[str, Any], target: Target, timeout: float) -> Outcome:
+    if "url" in spec:
+        url = str(spec["url"])
+        if not url.startswith(("http://", "https://")):
+            raise CheckError("an http check's `url` must start with http:// or https://")
+    else:
+        try:
+            port = int(spec["port"])
+        except (KeyError, TypeError, ValueError):
+            raise CheckError("an http check needs a `port` (or a `url`)") from None
+        if not 0 < port < 65536:
+            raise CheckError(f"port {port} is out of range")
+        path = str(spec.get("path", "/"))
+        if not path.startswith("/"):
+            path = "/" + path
+        url = f"http://{spec.get('host', '127.0.0.1')}:{port}{path}"
+    method = str(spec.get("method", "GET")).upper()
+    if not _METHOD.match(method):
+        raise CheckError(f"unknown HTTP method {method!r}")
+    wait = max(1, int(timeout) - 1)
+    result = target.exec(["sh", "-c", _SCRIPT, "sh", url, method, str(wait), str(BODY_LIMIT)], timeout=timeout)
+    if result.timed_out:
+        return Outcome(False, f"{url} did not answer within {timeout:g} s.", timed_out=True)
+    stdout, stderr = result.stdout_text, result.stderr_text
+    status: int | None = None
+    if MARKER in stdout:
+        stdout, _, code = stdout.rpartition(MARKER)
+        status = int(code) if code.strip().isdigit() and code.strip() != "000" else None
+    else:
+        codes = _STATUS_LINE.findall(stderr)
+        status = int(codes[-1]) if codes else None
+    if status is None:
+        return Outcome(False, clean_output(f"Could not connect to {url}.\n{stderr.strip()}"))
+    problems: list[str] = []
+    want_status = int(spec.get("status", 200))
+    if status != want_status:
+        problems.append(f"{url} answered {status}, expected {want_status}")
+    for needle in as_list(spec.get("contains")):
+        if str(needle) not in stdout:
+            problems.append(f"the response does not contain {shorten(needle)!r}")
+    if "matches" in spec and not compile_regex(spec["matches"], "matches").search(stdout):
+        problems.append(f"the response does not match {shorten(spec['matches'])!r}")
+    if problems:
+        return Outcome(False, clean_output("\n".join(problems) + "\n---\n" + stdout[:1500]))
+    return Outcome(True, f"{url} answered {status}.")

@@ -1,0 +1,49 @@
+"""Celery tasks of the grader: thin wrappers over grader.services.
+
+``grade`` is safe to run any number of times for one submission: the service
+claims with a conditional update and only the claim holder may finish.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from grader import services
+from grader.checks import InfrastructureError
+
+MAX_RETRIES = 8
+
+
+@shared_task(
+    bind=True,
+    name="grader.tasks.grade",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    time_limit=900,
+    soft_time_limit=870,
+    max_retries=MAX_RETRIES,
+    ignore_result=True,  # the verdict lives in the database; nobody waits on the task
+)
+def grade(self: Any, submission_id: int) -> str | None:
+    try:
+        submission = services.grade_submission(submission_id)
+    except services.ClaimBusy as busy:
+        # A grading that may still be alive holds it: look again when its lease ends.
+        raise self.retry(countdown=busy.retry_in, max_retries=None) from None
+    except (InfrastructureError, SoftTimeLimitExceeded) as exc:
+        if self.request.retries >= MAX_RETRIES:
+            services.grade_submission_failed(
+                submission_id=submission_id,
+                message=f"The platform could not run your check ({exc}). Try again in a minute.",
+            )
+            return "error"
+        raise self.retry(exc=exc, countdown=min(30, 2**self.request.retries)) from None
+    return submission.status if submission else None
+
+
+@shared_task(name="grader.tasks.requeue_stale_submissions", time_limit=60, soft_time_limit=50)
+def requeue_stale_submissions() -> int:
+    return services.requeue_stale_submissions()

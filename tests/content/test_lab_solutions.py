@@ -1,0 +1,66 @@
+"""Every enabled lab of the bundled course is provably solvable.
+
+Each lab runs twice in a real sandbox of its own environment, through the
+real grader's checks: on a fresh sandbox every check fails; after the lab's
+solution.sh every check passes. A lab whose solution does not pass fails CI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from courses.content import LabDef, read_course
+from grader.checks import run_checks
+from grader.checks.base import Target
+from runtime.client import Client
+
+BASE = Path(__file__).resolve().parents[2]
+COURSE = BASE / "content" / "intro-to-kubernetes"
+SPEC_KEYS = ("image", "memory", "pids", "cpus", "disk", "env", "files", "setup", "services", "allow_outbound")
+
+
+def enabled_labs() -> list[LabDef]:
+    if not COURSE.exists():
+        return []
+    return [lab for module in read_course(COURSE).modules for lab in module.labs if lab.enabled]
+
+
+def describe(results: dict) -> str:
+    return "\n".join(f"  {t['status']:>7}  {t['name']}: {t['output'][:300]}" for t in results["tests"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab", enabled_labs(), ids=lambda lab: f"{lab.path.parent.parent.name}/{lab.slug}")
+def test_fresh_sandbox_fails_every_check_and_the_solution_passes_them_all(runtimed: str, lab: LabDef) -> None:
+    spec = {key: lab.environment[key] for key in SPEC_KEYS if key in lab.environment}
+    spec["labels"] = {"test": "lab-solutions"}
+    with Client(runtimed, timeout=60) as rt:
+        images = {image["name"] for image in rt.images()}
+        if spec.get("image", "lab-base") not in images:
+            pytest.fail(
+                f"the {spec.get('image')} image is missing in the test runtimed: run `make test`, which builds it"
+            )
+        sandbox = rt.create_sandbox(spec)
+        sid = str(sandbox["id"])
+        try:
+            target = Target(sandbox_id=sid, runtime_socket=runtimed, docker_url=None, kubeconfig=None)
+            exercises = [ex for step in lab.steps for ex in step.exercises]
+            for exercise in exercises:
+                fresh = run_checks(target, exercise.checks)
+                passed_early = [t for t in fresh["tests"] if t["status"] == "passed"]
+                assert not passed_early, f"{exercise.slug}: passes before any work:\n{describe(fresh)}"
+            solved = rt.exec(sid, ["bash", "-c", lab.solution], timeout=300, cwd="/root")
+            assert solved.exit_code == 0, (
+                f"solution.sh failed ({solved.exit_code}):\n{solved.stdout_text[-2000:]}\n{solved.stderr_text[-2000:]}"
+            )
+            for exercise in exercises:
+                after = run_checks(target, exercise.checks)
+                assert after["passed"], f"{exercise.slug}: the solution does not pass:\n{describe(after)}"
+        finally:
+            rt.remove_sandbox(sid)
+
+
+def test_the_bundled_course_has_enabled_labs_to_prove() -> None:
+    assert len(enabled_labs()) >= 4
