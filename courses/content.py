@@ -488,7 +488,11 @@ def _check(
         problems.add(path, _line(check, "command"), f"check {index}: 'command' must be text (a shell command)")
     if kind == "file" and isinstance(check.get("path"), str) and not check["path"].startswith("/"):
         problems.add(path, _line(check, "path"), f"check {index}: 'path' must be absolute")
-    if kind == "http" and "url" not in check and (not isinstance(check.get("port"), int) or not 1 <= check["port"] <= 65535):
+    if (
+        kind == "http"
+        and "url" not in check
+        and (not isinstance(check.get("port"), int) or not 1 <= check["port"] <= 65535)
+    ):
         problems.add(path, _line(check, "port") or line, f"check {index}: 'port' (a port number) or 'url' is required")
     for pattern_key in ("stdout_matches", "matches"):
         if pattern_key in check:
