@@ -3,7 +3,6 @@ lessons and labs, a lesson, and the course's static assets."""
 
 from __future__ import annotations
 
-import importlib
 import mimetypes
 from pathlib import Path
 from typing import Any
@@ -11,8 +10,10 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 
-from courses.models import Course, Lesson, Module
+from courses.models import Course, Lab, Lesson, Module
+from courses.progress import course_progress
 from courses.rendering import render_markdown, table_of_contents
 from labs.models import LabSession
 
@@ -28,15 +29,20 @@ def _module(course: Course, slug: str) -> Module:
 
 
 def _progress(user: Any, course: Course) -> dict[str, Any] | None:
-    """Progress figures from the grader, once it exists; None means 'not tracked'."""
-    try:
-        progress = importlib.import_module("courses.progress")
-    except ImportError:
-        return None
+    """The student's progress through ``course`` for the page (None when anonymous)."""
     if not getattr(user, "is_authenticated", False):
         return None
-    result: dict[str, Any] = progress.course_progress(user, course)
-    return result
+    figures = course_progress(user, course)
+    next_item = figures.next_item
+    if isinstance(next_item, Lab):
+        continue_url: str | None = reverse("labs:lab", kwargs={"lab_id": next_item.pk})
+    elif isinstance(next_item, Lesson):
+        continue_url = reverse(
+            "courses:lesson", kwargs={"course": course.slug, "module": next_item.module.slug, "lesson": next_item.slug}
+        )
+    else:
+        continue_url = None
+    return {"percent": figures.percent, "passed": figures.passed, "total": figures.total, "continue_url": continue_url}
 
 
 def course_page(request: HttpRequest, course: str) -> HttpResponse:
