@@ -258,7 +258,6 @@ def main() -> int:
 
     selector = selectors.DefaultSelector()
     width = max(len(c.name) for c in children)
-    exit_code = 0
 
     def pump(child: Child, final: bool = False) -> None:
         assert child.proc is not None and child.proc.stdout is not None
@@ -296,72 +295,86 @@ def main() -> int:
             if child.proc.stdout and not child.proc.stdout.closed:
                 pump(child, final=True)
 
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "FORCE_COLOR": "0"}
-    for child in children:
-        if stopping:
-            break
-        kwargs: dict[str, object] = {}
-        if ids and not child.privileged:
-            kwargs = {"user": ids[0], "group": ids[1], "extra_groups": []}
-            child_env = {**env, "HOME": str(var), **child.env}
-        else:
-            child_env = {**env, **child.env}
-        log(f"starting {child.name}")
-        child.proc = subprocess.Popen(  # type: ignore[call-overload]
-            child.argv,
-            cwd=BASE,
-            env=child_env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            **kwargs,
-        )
-        assert child.proc.stdout is not None
-        os.set_blocking(child.proc.stdout.fileno(), False)
-        selector.register(child.proc.stdout, selectors.EVENT_READ, child)
-        started = time.monotonic()
-        ok = True
-        while not stopping:
-            for key, _ in selector.select(timeout=0.1):
-                pump(key.data)
-            if wait_ready(child, timeout=0.05):
-                break
-            if child.proc.poll() is not None or time.monotonic() - started > 120:
-                ok = False
-                break
-        if not ok:
-            for key, _ in selector.select(timeout=0.2):
-                pump(key.data)
-            code = child.proc.poll()
-            reason = f"exited with status {code}" if code is not None else "did not become ready in 120 s"
-            log(f"\033[31m{child.name} {reason} during start-up; stopping everything\033[0m")
-            stop_all()
-            return 1
-
-    if not stopping:
-        url = f"http://{'localhost' if host in {'127.0.0.1', '0.0.0.0', '::'} else host}:{port}/"  # noqa: S104
-        log("")
-        log(f"\033[1mKubeLab is up: {url}\033[0m")
-        log(f"demo logins: student / {settings.DEMO_PASSWORD}   instructor / {settings.DEMO_PASSWORD}")
-        log("press Ctrl-C to stop")
-        log("")
-
-    while not stopping:
-        for key, _ in selector.select(timeout=0.5):
-            pump(key.data)
+    def supervise() -> int:
+        nonlocal stopping
+        exit_code = 0
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "FORCE_COLOR": "0"}
         for child in children:
-            assert child.proc is not None
-            if child.proc.poll() is not None:
-                log(f"\033[31m{child.name} exited with status {child.proc.returncode}; stopping everything\033[0m")
-                exit_code = 1
-                stopping = True
+            if stopping:
                 break
+            kwargs: dict[str, object] = {}
+            if ids and not child.privileged:
+                kwargs = {"user": ids[0], "group": ids[1], "extra_groups": []}
+                child_env = {**env, "HOME": str(var), **child.env}
+            else:
+                child_env = {**env, **child.env}
+            log(f"starting {child.name}")
+            try:
+                child.proc = subprocess.Popen(  # type: ignore[call-overload]
+                    child.argv,
+                    cwd=BASE,
+                    env=child_env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    **kwargs,
+                )
+            except OSError as exc:
+                log(f"\033[31mcannot start {child.name}: {exc}; stopping everything\033[0m")
+                return 1
+            assert child.proc.stdout is not None
+            os.set_blocking(child.proc.stdout.fileno(), False)
+            selector.register(child.proc.stdout, selectors.EVENT_READ, child)
+            started = time.monotonic()
+            ok = True
+            while not stopping:
+                for key, _ in selector.select(timeout=0.1):
+                    pump(key.data)
+                if wait_ready(child, timeout=0.05):
+                    break
+                if child.proc.poll() is not None or time.monotonic() - started > 120:
+                    ok = False
+                    break
+            if not ok:
+                for key, _ in selector.select(timeout=0.2):
+                    pump(key.data)
+                code = child.proc.poll()
+                reason = f"exited with status {code}" if code is not None else "did not become ready in 120 s"
+                log(f"\033[31m{child.name} {reason} during start-up; stopping everything\033[0m")
+                stop_all()
+                return 1
 
-    log("stopping")
-    stop_all()
-    log("stopped")
-    return exit_code
+        if not stopping:
+            url = f"http://{'localhost' if host in {'127.0.0.1', '0.0.0.0', '::'} else host}:{port}/"  # noqa: S104
+            log("")
+            log(f"\033[1mKubeLab is up: {url}\033[0m")
+            log(f"demo logins: student / {settings.DEMO_PASSWORD}   instructor / {settings.DEMO_PASSWORD}")
+            log("press Ctrl-C to stop")
+            log("")
+
+        while not stopping:
+            for key, _ in selector.select(timeout=0.5):
+                pump(key.data)
+            for child in children:
+                assert child.proc is not None
+                if child.proc.poll() is not None:
+                    log(f"\033[31m{child.name} exited with status {child.proc.returncode}; stopping everything\033[0m")
+                    exit_code = 1
+                    stopping = True
+                    break
+
+        log("stopping")
+        stop_all()
+        log("stopped")
+        return exit_code
+
+    # Whatever happens in here — a child failing, an exception of our own —
+    # nothing this process started is left running.
+    try:
+        return supervise()
+    finally:
+        stop_all()
 
 
 if __name__ == "__main__":
