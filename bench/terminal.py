@@ -323,10 +323,16 @@ async def open_term(http: aiohttp.ClientSession, url: str, cookie: str | None) -
     return term
 
 
+LOST: list[int] = []  # keystrokes whose echo never came back within 10 s
+
+
 async def typing_rtts(term: Term, samples: int, pace: float) -> list[float]:
     rtts = []
     for i in range(samples):
-        rtts.append(await term.keystroke_rtt(b"abcdefghij"[i % 10 : i % 10 + 1]))
+        try:
+            rtts.append(await asyncio.wait_for(term.keystroke_rtt(b"abcdefghij"[i % 10 : i % 10 + 1]), 10))
+        except TimeoutError:
+            LOST.append(1)
         if i % 50 == 49:
             await term.ws.send_bytes(b"\x15")  # Ctrl-U: clear the line now and then
             await asyncio.sleep(0.01)
@@ -352,6 +358,7 @@ async def throughput(term: Term, megabytes: int) -> float:
 
 
 async def measure(base: str, sessions: list[tuple[str, str]] | None, args: argparse.Namespace) -> dict[str, float]:
+    LOST.clear()
     async with aiohttp.ClientSession() as http:
 
         def url(i: int) -> str:
@@ -367,7 +374,13 @@ async def measure(base: str, sessions: list[tuple[str, str]] | None, args: argpa
         single = await typing_rtts(one, args.samples, 0)
         mbps = await throughput(one, args.mb)
         await one.close()
-        terms = [await open_term(http, url(i), cookie(i)) for i in range(args.concurrent)]
+        terms = []
+        for i in range(args.concurrent):
+            try:
+                terms.append(await open_term(http, url(i), cookie(i)))
+            except TimeoutError:
+                raise SystemExit(f"terminal {i} did not show its prompt") from None
+        log(f"{len(terms)} terminals open; typing on all of them at once")
         per_term = max(20, args.samples // 5)
         results = await asyncio.gather(*(typing_rtts(t, per_term, 0.03) for t in terms))
         many = [x for r in results for x in r]
@@ -379,6 +392,7 @@ async def measure(base: str, sessions: list[tuple[str, str]] | None, args: argpa
         "echo_p50_ms_50": round(statistics.median(many), 2),
         "echo_p99_ms_50": round(pct(many, 99), 2),
         "throughput_mb_s": round(mbps, 1),
+        "lost_keystrokes": len(LOST),
     }
 
 

@@ -45,6 +45,8 @@ CLOSE_NOT_READY = 4409
 CLOSE_BAD_REQUEST = 4400
 CLOSE_TOO_BIG = 1009
 CLOSE_RUNTIME_DOWN = 4503
+# An alias with no configured layer: Channels then gives the consumer none.
+NO_CHANNEL_LAYER = "none"
 
 
 async def refuse(consumer: Any, code: int) -> None:
@@ -99,6 +101,9 @@ class TokenBucket:
 
 
 class TerminalConsumer(AsyncWebsocketConsumer):
+    # Terminals talk to runtimed only. Off the channel layer, a busy Redis can
+    # never take a shell down with it (and there is one listener less per tab).
+    channel_layer_alias = NO_CHANNEL_LAYER
     granted: Granted | None = None
     attach: runtime_client.AsyncAttach | None = None
     rt: runtime_client.AsyncClient | None = None

@@ -110,6 +110,8 @@ async def port_proxy(request: HttpRequest, session_id: Any, port: int, path: str
 class PortProxyConsumer(AsyncWebsocketConsumer):
     """WebSocket half of the port preview: frames relayed both ways."""
 
+    channel_layer_alias = "none"  # a relay to runtimed; no channel layer (see TerminalConsumer)
+
     upstream: aiohttp.ClientWebSocketResponse | None = None
     http: aiohttp.ClientSession | None = None
     relay: asyncio.Task[None] | None = None
