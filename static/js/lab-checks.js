@@ -12,6 +12,21 @@
 (function () {
   "use strict";
 
+  // Hints are short Markdown-ish text: `code` spans become <code>, everything
+  // else stays text (built with DOM nodes, never innerHTML).
+  function appendWithCode(parent, text) {
+    String(text).split("`").forEach(function (part, i) {
+      if (!part) return;
+      if (i % 2 === 1) {
+        var code = document.createElement("code");
+        code.textContent = part;
+        parent.appendChild(code);
+      } else {
+        parent.appendChild(document.createTextNode(part));
+      }
+    });
+  }
+
   var POLL_AFTER = 3000;
   var POLL_EVERY = 1000;
   var STATUS_TEXT = {
@@ -176,7 +191,7 @@
       if (test.hint) {
         var hint = document.createElement("p");
         hint.className = "check-hint";
-        hint.textContent = test.hint;
+        appendWithCode(hint, test.hint);
         item.appendChild(hint);
       }
       list.appendChild(item);

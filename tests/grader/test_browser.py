@@ -113,7 +113,7 @@ def test_check_hint_and_pass_in_the_browser(
                 "command": (
                     "test -f /root/greeting.txt || { echo 'FAIL: <img src=x onerror=alert(1)> missing'; exit 1; }"
                 ),
-                "hint": "Use echo and >.",
+                "hint": "Use `echo` and >.",
             }
         ],
         hints=["Try `echo hello > /root/greeting.txt`."],
@@ -128,6 +128,7 @@ def test_check_hint_and_pass_in_the_browser(
         assert output.inner_text() == "<img src=x onerror=alert(1)> missing"
         assert card.locator("img").count() == 0  # shown as text, never as HTML
         assert card.locator(".check-hint").inner_text() == "Use echo and >."
+        assert card.locator(".check-hint code").inner_text() == "echo"  # `code` spans, never HTML
         hint_button = card.locator('[data-role="hint"]')
         hint_button.wait_for(state="visible")
         hint_button.click()
