@@ -1,31 +1,25 @@
 """The labs app's door to sandboxes: which backend, and the spec of a lab.
 
-The web side never touches runc: it asks a ``SandboxBackend`` (ARCHITECTURE.md,
-"Backends"). Tasks use the synchronous calls here; the terminal consumer uses
-``runtime.client.AsyncClient`` for the streaming attach.
+The web side never touches runc: it asks a ``runtime.backends.SandboxBackend``
+(ARCHITECTURE.md, "Backends"), wrapped here with what labs add. Tasks use the
+synchronous calls; the terminal consumer uses ``runtime.client.AsyncClient``
+for the streaming attach.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import contextlib
+from typing import Any
 
 from django.conf import settings
 
 from courses.models import Lab
-from runtime import client as runtime_client
 from runtime import errors as runtime_errors
+from runtime.backends import NamespaceBackend, SandboxBackend, backend_from_name
 
 
 class SandboxError(Exception):
     """A backend failure a person can read (it is shown on the lab page)."""
-
-
-class Backend(Protocol):
-    def ensure_image(self, name: str) -> None: ...
-    def find(self, *, session: str) -> str | None: ...
-    def create(self, spec: dict[str, Any]) -> str: ...
-    def remove(self, sandbox_id: str) -> None: ...
-    def exists(self, sandbox_id: str) -> bool: ...
 
 
 DEFAULT_IMAGE = "lab-base"
@@ -38,55 +32,49 @@ def spec_for(lab: Lab, *, session: Any) -> dict[str, Any]:
     return spec
 
 
-class NamespaceBackend:
-    """Sandboxes from runtimed on this host, over its unix socket."""
+class LabSandboxes:
+    """What provisioning, release and grading need, on top of any
+    ``runtime.backends.SandboxBackend``: the lab's image made ready, a
+    session's sandbox found again by its label, and errors a person can read."""
 
-    def __init__(self, socket: str) -> None:
-        self.socket = socket
-
-    def _client(self) -> runtime_client.Client:
-        return runtime_client.Client(self.socket)
+    def __init__(self, backend: SandboxBackend) -> None:
+        self.backend = backend
 
     def ensure_image(self, name: str) -> None:
+        if not isinstance(self.backend, NamespaceBackend):
+            return  # other backends bring their own images
         try:
-            with self._client() as rt:
-                if any(image["name"] == name for image in rt.images()):
-                    return
+            rt = self.backend.client
+            if not any(image["name"] == name for image in rt.images()):
                 rt.build_image(name)
         except runtime_errors.RuntimeError as exc:
             raise SandboxError(f"The image {name!r} is not available: {exc}") from exc
 
     def find(self, *, session: str) -> str | None:
         try:
-            with self._client() as rt:
-                for sandbox in rt.list_sandboxes():
-                    labels = (sandbox.get("spec") or {}).get("labels") or {}
-                    if labels.get("session") == session and sandbox.get("status") == "running":
-                        return str(sandbox["id"])
+            for sandbox in self.backend.list():
+                labels = (sandbox.get("spec") or {}).get("labels") or {}
+                if labels.get("session") == session and sandbox.get("status") == "running":
+                    return str(sandbox["id"])
         except runtime_errors.RuntimeError as exc:
             raise SandboxError(str(exc)) from exc
         return None
 
     def create(self, spec: dict[str, Any]) -> str:
         try:
-            with self._client() as rt:
-                return str(rt.create_sandbox(spec)["id"])
+            return str(self.backend.create(spec)["id"])
         except runtime_errors.LimitExceeded as exc:
             raise SandboxError(f"The lab server is full right now: {exc}. Try again in a few minutes.") from exc
         except runtime_errors.RuntimeError as exc:
             raise SandboxError(str(exc)) from exc
 
     def remove(self, sandbox_id: str) -> None:
-        try:
-            with self._client() as rt:
-                rt.remove_sandbox(sandbox_id)
-        except runtime_errors.SandboxNotFound:
-            return
+        with contextlib.suppress(runtime_errors.SandboxNotFound):
+            self.backend.remove(sandbox_id)
 
     def exists(self, sandbox_id: str) -> bool:
         try:
-            with self._client() as rt:
-                return rt.get_sandbox(sandbox_id).get("status") == "running"
+            return self.backend.get(sandbox_id).get("status") == "running"
         except runtime_errors.SandboxNotFound:
             return False
 
@@ -94,13 +82,21 @@ class NamespaceBackend:
         """An admin kubeconfig (YAML) of the sandbox's lab cluster, for graders;
         None when the sandbox was made without the kubernetes service."""
         try:
-            with self._client() as rt:
-                return rt.kubeconfig(sandbox_id)
+            return self.backend.kubeconfig(sandbox_id)
         except (runtime_errors.NotAvailable, runtime_errors.SandboxNotFound):
             return None
 
 
-def backend_for(name: str) -> Backend:
-    if name == "namespace":
-        return NamespaceBackend(settings.RUNTIME_SOCKET)
-    raise SandboxError(f"the {name!r} sandbox backend is not available for labs yet")
+_BACKENDS: dict[tuple[str, str], LabSandboxes] = {}
+
+
+def backend_for(name: str) -> LabSandboxes:
+    """The process's backend ``name`` (kept, so its connections are reused)."""
+    key = (name, settings.RUNTIME_SOCKET)
+    if key not in _BACKENDS:
+        try:
+            options = {"socket_path": settings.RUNTIME_SOCKET} if name == "namespace" else {}
+            _BACKENDS[key] = LabSandboxes(backend_from_name(name, **options))
+        except Exception as exc:  # noqa: BLE001 - e.g. no Docker engine: the lab page shows why
+            raise SandboxError(f"the {name!r} sandbox backend is not available for labs: {exc}") from exc
+    return _BACKENDS[key]
