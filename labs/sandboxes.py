@@ -97,6 +97,6 @@ def backend_for(name: str) -> LabSandboxes:
         try:
             options = {"socket_path": settings.RUNTIME_SOCKET} if name == "namespace" else {}
             _BACKENDS[key] = LabSandboxes(backend_from_name(name, **options))
-        except Exception as exc:  # noqa: BLE001 - e.g. no Docker engine: the lab page shows why
+        except Exception as exc:  # e.g. no Docker engine: the lab page shows why
             raise SandboxError(f"the {name!r} sandbox backend is not available for labs: {exc}") from exc
     return _BACKENDS[key]
