@@ -42,6 +42,25 @@ def _api_client(target: Target, timeout: float) -> Any:
         raise TargetUnavailable(f"The lab cluster's kubeconfig cannot be used: {exc}") from exc
 
 
+def _transport_failure(exc: Exception, timeout: float) -> Outcome:
+    """A connection that failed or timed out: a timeout outcome, or TargetUnavailable.
+
+    urllib3 reports a refused connection as MaxRetryError, which is not an OSError.
+    """
+    import urllib3
+
+    reason = getattr(exc, "reason", None) or exc
+    if isinstance(reason, urllib3.exceptions.NewConnectionError):  # (a subclass of ConnectTimeoutError)
+        raise TargetUnavailable(f"The lab cluster is not reachable: {reason}") from exc
+    if isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError) or isinstance(
+        reason, urllib3.exceptions.TimeoutError | TimeoutError
+    ):
+        return Outcome(False, f"The cluster did not answer within {timeout:g} s.", timed_out=True)
+    if isinstance(exc, OSError) and "timed out" in str(exc).lower():
+        return Outcome(False, f"The cluster did not answer within {timeout:g} s.", timed_out=True)
+    raise TargetUnavailable(f"The lab cluster is not reachable: {reason}") from exc
+
+
 def _describe(spec: Mapping[str, Any]) -> str:
     what = spec.get("name") or f"selector {spec.get('selector')}"
     return f"{spec.get('kind')} {what} in namespace {spec.get('namespace', 'default')}"
@@ -99,11 +118,15 @@ def check_kube(spec: Mapping[str, Any], target: Target, timeout: float) -> Outco
 
     if not spec.get("kind") or not (spec.get("name") or spec.get("selector")):
         raise CheckError("a kube check needs a `kind` and a `name` or `selector`")
+    import urllib3
+
     api = _api_client(target, timeout)
     try:
         client = dynamic.DynamicClient(api)
         try:
             resource = client.resources.get(api_version=spec.get("apiVersion", "v1"), kind=spec["kind"])
+        except urllib3.exceptions.HTTPError:
+            raise
         except Exception as exc:  # ResourceNotFoundError and friends
             raise CheckError(f"the cluster has no kind {spec.get('apiVersion', 'v1')}/{spec['kind']}: {exc}") from exc
         namespace = spec.get("namespace", "default") if resource.namespaced else None
@@ -121,10 +144,8 @@ def check_kube(spec: Mapping[str, Any], target: Target, timeout: float) -> Outco
             else:
                 raise TargetUnavailable(f"The lab cluster refused: {exc.status} {exc.reason}") from exc
         return evaluate_kube(spec, objects)
-    except OSError as exc:
-        if "timed out" in str(exc).lower():
-            return Outcome(False, f"The cluster did not answer within {timeout:g} s.", timed_out=True)
-        raise TargetUnavailable(f"The lab cluster is not reachable: {exc}") from exc
+    except (OSError, urllib3.exceptions.HTTPError) as exc:
+        return _transport_failure(exc, timeout)
     finally:
         api.close()
 
@@ -173,6 +194,7 @@ def evaluate_rbac(spec: Mapping[str, Any], status: Mapping[str, Any]) -> Outcome
 
 @register("rbac")
 def check_rbac(spec: Mapping[str, Any], target: Target, timeout: float) -> Outcome:
+    import urllib3
     from kubernetes.client import exceptions as kube_exc
 
     body = access_review_body(spec)
@@ -186,9 +208,7 @@ def check_rbac(spec: Mapping[str, Any], target: Target, timeout: float) -> Outco
         return evaluate_rbac(spec, (response or {}).get("status") or {})
     except kube_exc.ApiException as exc:
         raise TargetUnavailable(f"The lab cluster refused the access review: {exc.status} {exc.reason}") from exc
-    except OSError as exc:
-        if "timed out" in str(exc).lower():
-            return Outcome(False, f"The cluster did not answer within {timeout:g} s.", timed_out=True)
-        raise TargetUnavailable(f"The lab cluster is not reachable: {exc}") from exc
+    except (OSError, urllib3.exceptions.HTTPError) as exc:
+        return _transport_failure(exc, timeout)
     finally:
         api.close()

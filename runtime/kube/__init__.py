@@ -27,7 +27,10 @@ Layout
 ``discovery.py`` / ``openapi.py``
     Legacy and aggregated (v2) discovery; OpenAPI v3 per group-version, generated lazily from
     the official Python client's model sources (descriptions for ``kubectl explain``, patch
-    merge keys for client-side apply, the ``fieldValidation`` parameter kubectl checks).
+    merge keys for client-side apply, the ``fieldValidation`` parameter kubectl checks);
+    ``/openapi/v2`` as JSON Swagger 2.0 converted from the same documents (kubectl 1.37 never
+    needs it: it reads v3, and asks v2 only as protobuf for ``explain
+    --output=plaintext-openapiv2``, which gets 406).
 ``patch.py``
     JSON patch, merge patch, strategic merge patch (built-in list merge keys).
 ``protobuf.py``
@@ -37,9 +40,11 @@ Layout
     Run to quiescence after every write (and every 10 s for clusters with CronJobs):
     namespaces (default ServiceAccount, kube-root-ca.crt, termination), Deployment ->
     ReplicaSet (pod-template-hash, revision bookkeeping, revisionHistoryLimit, instant
-    rollouts), ReplicaSet -> Pods, StatefulSet (ordered names, OrderedReady/Parallel),
-    DaemonSet (one pod per node), Job -> Pods, CronJob -> Jobs (``cron.py``), Endpoints,
-    HorizontalPodAutoscaler (min/max), PodDisruptionBudget status,
+    rollouts), ReplicaSet -> Pods, StatefulSet (ordered names, OrderedReady/Parallel,
+    partition) and DaemonSet (one pod per node) with ControllerRevision history
+    (``kubectl rollout history|undo sts|ds``, instant rolling updates), Job -> Pods,
+    CronJob -> Jobs (``cron.py``), Endpoints and EndpointSlices (one slice per selecting
+    Service), ResourceQuota status, HorizontalPodAutoscaler (min/max), PodDisruptionBudget status,
     PV/PVC binding with a default StorageClass (dynamic provisioning, reclaim, protection
     finalizers), RBAC ClusterRole aggregation, garbage collection by ownerReferences
     (background, foreground, orphan), events.
@@ -58,10 +63,26 @@ Layout
 ``rbac.py``
     The RBAC authorizer, default ClusterRoles/Bindings (admin/edit/view aggregated), the
     access-review APIs (SelfSubjectAccessReview, SubjectAccessReview, SelfSubjectRulesReview,
-    SelfSubjectReview).
+    SelfSubjectReview), escalation prevention on Role/Binding writes (``escalate``/``bind``).
+``admission.py`` / ``quantity.py``
+    The LimitRanger (defaults, min/max/ratio) and ResourceQuota (usage, "exceeded quota",
+    "must specify") admission plugins with kube-apiserver's messages; resource quantities
+    with apimachinery's canonical form (``1000m`` is stored as ``1``).
+
+Kinds served
+------------
+core/v1: Namespace, ConfigMap, Secret, ServiceAccount (+token: TokenRequest with expiry),
+Pod, Service, Endpoints, Node, Event, LimitRange, ResourceQuota, PersistentVolume(Claim);
+apps/v1: Deployment, ReplicaSet, StatefulSet, DaemonSet, ControllerRevision; batch/v1: Job,
+CronJob; autoscaling/v2: HorizontalPodAutoscaler; policy/v1: PodDisruptionBudget;
+discovery.k8s.io/v1: EndpointSlice; networking.k8s.io/v1: Ingress, IngressClass,
+NetworkPolicy; storage.k8s.io/v1: StorageClass; scheduling.k8s.io/v1: PriorityClass;
+coordination.k8s.io/v1: Lease; rbac.authorization.k8s.io/v1: Role, RoleBinding, ClusterRole,
+ClusterRoleBinding; authorization.k8s.io/v1 and authentication.k8s.io/v1 reviews;
+apiextensions.k8s.io/v1: CustomResourceDefinition (and the kinds CRDs define).
 
 Data layout: ``DIR/clusters/NAME/{cluster.json, ca.crt, ca.key, tls.crt, tls.key,
-tokens.json (SHA-256 of each token), store.jsonl}``. Clusters load on first request, so a
+tokens.json (SHA-256 of each token, expiry of TokenRequest tokens), store.jsonl}``. Clusters load on first request, so a
 cluster made by ``new-cluster`` while the server runs is served at once. An idle loaded
 cluster costs about 0.4 MB.
 
@@ -76,20 +97,23 @@ TODO (later sessions), roughly in course order
   CEL validation rules (x-kubernetes-validations), the scale subresource's custom
   specReplicasPath/statusReplicasPath (``.spec.replicas``/``.status.replicas`` assumed),
   schema keywords beyond type/required/enum/min/max/length/pattern/items/properties.
-- Kinds not served yet: EndpointSlice (discovery.k8s.io), events.k8s.io/v1, autoscaling/v1,
-  ControllerRevisions for StatefulSet/DaemonSet history (``kubectl rollout history sts|ds``),
-  VolumeAttachment, CSI objects. The HPA only clamps replicas to [min, max] (no metrics
-  server); PDBs are reported, not enforced by an eviction API.
-- LimitRange/ResourceQuota are stored and printed, not enforced; quota status.used is not
-  computed.
+- Kinds not served yet: events.k8s.io/v1, autoscaling/v1, VolumeAttachment, CSI objects.
+  The HPA only clamps replicas to [min, max] (no metrics server); PDBs are reported, not
+  enforced by an eviction API. EndpointSlices are IPv4 only, one per Service (no 100-endpoint
+  split, no topology hints, no mirroring of selector-less Endpoints).
+- ResourceQuota: PriorityClass and CrossNamespacePodAffinity scopes, scopeSelector,
+  extended resources; quota and LimitRange are checked on create only (real admission also
+  checks updates, e.g. a Service turned LoadBalancer or a PVC resized).
+- OpenAPI: schemas of core types used by other groups are named after the using group
+  (``io.k8s.api.apps.v1.PodSpec``), consistent inside each document but not real names;
+  /openapi/v2 is not served as protobuf.
 - protobuf.py covers the bodies of kubectl's generators for the kinds served; a protobuf
   body of any other kind gets 415 UnsupportedMediaType.
 - Server-side apply: "." markers for maps and subresource ("scale") entries in
   managedFields; kubectl scale/label etc. are recorded under the User-Agent manager name.
-- RBAC: escalation checks on Role/Binding writes (escalate/bind verbs), the full set of
-  system: roles, non-resource URL rules in SelfSubjectRulesReview.
-- Token expiry for ``kubectl create token`` (tokens never expire today) and per-user tokens
-  minted by the platform over runtimed's socket.
+- RBAC: the full set of system: roles, non-resource URL rules in SelfSubjectRulesReview.
+- Tokens: TokenRequest boundObjectRef (pod-bound tokens that die with the pod), audiences are
+  recorded but not checked; per-user tokens minted by the platform over runtimed's socket.
 - Watch: periodic bookmarks while events flow (sent only when idle today),
   resourceVersionMatch=Exact for lists.
 - Evict idle clusters from memory (LRU) when thousands exist; store compaction runs only

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import secrets
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from urllib.parse import parse_qs
 
 import yaml
 
-from runtime.kube import crd, discovery, kinds, openapi, printers, protobuf, rbac, registry, ssa
+from runtime.kube import admission, crd, discovery, kinds, openapi, printers, protobuf, rbac, registry, ssa
 from runtime.kube.apierrors import (
     MODIFIED,
     ApiError,
@@ -151,6 +152,8 @@ class Cluster:
         self._manager = "kube-controller-manager"
         self._applying = False
         self._apply_config: Obj | None = None
+        # the authenticated user of the request in progress; None while controllers write
+        self._requester: User | None = None
         self._crd_key: tuple[tuple[str, str], ...] = ()
         self._crd_defs: list[ResourceDef] = []
         from runtime.kube.controllers import Controllers
@@ -179,10 +182,13 @@ class Cluster:
 
     # -- auth ------------------------------------------------------------------
 
-    def authenticate(self, token: str) -> User | None:
+    def authenticate(self, token: str, now: float | None = None) -> User | None:
+        """The user a bearer token stands for; None (401) if unknown or past its expiry."""
         h = hashlib.sha256(token.encode()).hexdigest()
         info = self.tokens.get(h)
         if info is None:
+            return None
+        if "exp" in info and (time.time() if now is None else now) >= float(info["exp"]):
             return None
         if "sa" in info:
             ns, name = info["sa"]
@@ -192,13 +198,22 @@ class Cluster:
             return User(f"system:serviceaccount:{ns}:{name}", (*groups, "system:authenticated"))
         return User(info["user"], (*info.get("groups", []), "system:authenticated"))
 
-    def add_token(self, user: str, groups: list[str], sa: tuple[str, str] | None = None) -> str:
-        """Mint a bearer token; only its SHA-256 is kept (in tokens.json)."""
+    def add_token(
+        self, user: str, groups: list[str], sa: tuple[str, str] | None = None, expires: float | None = None
+    ) -> str:
+        """Mint a bearer token; only its SHA-256 is kept (in tokens.json), with its expiry (unix time).
+
+        Expired tokens are dropped from the file whenever a new one is minted.
+        """
         token = secrets.token_urlsafe(32)
         h = hashlib.sha256(token.encode()).hexdigest()
+        now = time.time()
+        self.tokens = {k: v for k, v in self.tokens.items() if float(v.get("exp", now + 1)) > now}
         self.tokens[h] = {"user": user, "groups": groups}
         if sa is not None:
             self.tokens[h]["sa"] = list(sa)
+        if expires is not None:
+            self.tokens[h]["exp"] = expires
         tmp = self.dir / "tokens.json.tmp"
         tmp.write_text(json.dumps(self.tokens))
         tmp.replace(self.dir / "tokens.json")
@@ -262,7 +277,7 @@ class Cluster:
             return Reply(200, "ok", "text/plain")
         extra = self.custom_defs()
         if segs and segs[0] == "openapi":
-            return openapi.handle(segs, req.query, extra)
+            return openapi.handle(segs, req.query, extra, accept)
         if p == "/api":
             if discovery.wants_aggregated(accept):
                 return Reply(200, discovery.aggregated(True), discovery.AGGREGATED_CT)
@@ -335,6 +350,7 @@ class Cluster:
         self._manager = req.query.get("fieldManager") or ua or "unknown"
         self._applying = False
         self._apply_config = None
+        self._requester = req.user
         if not rbac.allowed(self, req.user, verb, rdef.group, rdef.resource, ns, name, sub):
             from runtime.kube.apierrors import forbidden_message
 
@@ -550,6 +566,9 @@ class Cluster:
             obj = self._prune(rdef, obj)
             meta = obj["metadata"]
         kinds.apply_defaults(rdef.kind, obj)
+        if self._requester is not None and not internal:
+            rbac.check_escalation(self, self._requester, rdef, ns, obj)
+        admission.mutate(self, rdef, obj)
         self.controllers.on_create(rdef, obj)
         errs = self._validate(rdef, obj)
         if errs:
@@ -557,6 +576,7 @@ class Cluster:
         self._check_namespace(rdef, ns, name)
         if self.store.get(rdef.gr, ns, name) is not None:
             raise already_exists(rdef.resource, rdef.group, name)
+        admission.admit(self, rdef, obj)
         meta["creationTimestamp"] = now_ts()
         if rdef.has_generation:
             meta["generation"] = 1
@@ -703,6 +723,8 @@ class Cluster:
         name = new["metadata"]["name"]
         if rdef.custom:
             new = self._prune(rdef, new)
+        if self._requester is not None and not sub and not _only_gc_change(new, old):
+            rbac.check_escalation(self, self._requester, rdef, new["metadata"].get("namespace", ""), new)
         errs = self._validate(rdef, new) + kinds.validate_update(rdef.kind, new, old)
         if errs:
             raise invalid_error(rdef.kind, rdef.group, name, errs)
@@ -909,18 +931,33 @@ class Cluster:
         if rdef.kind == "ServiceAccount" and sub == "token":
             self._must_get(rdef, ns, name)
             body = _json_body(req) if req.body else {}
-            tok = self.add_token(f"system:serviceaccount:{ns}:{name}", [], sa=(ns, name))
-            spec = (body or {}).get("spec") or {}
-            exp = datetime.datetime.now(datetime.UTC) + datetime.timedelta(
-                seconds=int(spec.get("expirationSeconds") or 3600)
-            )
+            spec = dict((body or {}).get("spec") or {})
+            seconds = spec.get("expirationSeconds") or 3600
+            from runtime.kube.apierrors import invalid
+
+            if not isinstance(seconds, int) or seconds < 600:
+                msg = "may not specify a duration less than 10 minutes"
+                raise invalid_error(
+                    "TokenRequest", "authentication.k8s.io", name, [invalid("spec.expirationSeconds", seconds, msg)]
+                )
+            if seconds > 2**32:
+                msg = "may not specify a duration larger than 2^32 seconds"
+                raise invalid_error(
+                    "TokenRequest", "authentication.k8s.io", name, [invalid("spec.expirationSeconds", seconds, msg)]
+                )
+            # whole seconds, as the token's exp claim is
+            exp = datetime.datetime.now(datetime.UTC).replace(microsecond=0) + datetime.timedelta(seconds=seconds)
+            tok = self.add_token(f"system:serviceaccount:{ns}:{name}", [], sa=(ns, name), expires=exp.timestamp())
+            spec["audiences"] = spec.get("audiences") or ["https://kubernetes.default.svc"]
+            spec["expirationSeconds"] = seconds
+            spec.setdefault("boundObjectRef", None)
             return Reply(
                 201,
                 {
                     "kind": "TokenRequest",
                     "apiVersion": "authentication.k8s.io/v1",
                     "metadata": {"name": name, "namespace": ns, "creationTimestamp": None},
-                    "spec": {**spec, "audiences": spec.get("audiences") or ["https://kubernetes.default.svc"]},
+                    "spec": spec,
                     "status": {"token": tok, "expirationTimestamp": exp.strftime("%Y-%m-%dT%H:%M:%SZ")},
                 },
             )
@@ -928,6 +965,15 @@ class Cluster:
 
 
 _KEY_ORDER = ["apiVersion", "kind", "metadata", "spec", "status"]
+
+
+def _only_gc_change(new: Obj, old: Obj) -> bool:
+    """IsOnlyMutatingGCFields: an update touching only ownerReferences/finalizers skips RBAC checks."""
+    a, b = copy.deepcopy(new), copy.deepcopy(old)
+    for o in (a, b):
+        for k in ("ownerReferences", "finalizers", "managedFields", "resourceVersion"):
+            o["metadata"].pop(k, None)
+    return a == b
 
 
 def _ordered(rdef: ResourceDef, obj: Obj) -> Obj:

@@ -22,6 +22,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from runtime.kube import kinds, rbac, registry
+from runtime.kube.apierrors import ApiError
 from runtime.kube.registry import ResourceDef
 from runtime.kube.selectors import selector_from_match
 
@@ -37,6 +38,9 @@ MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 HASH_LABEL = "pod-template-hash"
+SLICE_SERVICE_NAME = "kubernetes.io/service-name"
+SLICE_MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
+SLICE_CONTROLLER = "endpointslice-controller.k8s.io"
 
 _ALNUM = "bcdfghjklmnpqrstvwxz2456789"
 
@@ -49,6 +53,8 @@ SA = R["serviceaccounts"]
 CM = R["configmaps"]
 SVC = R["services"]
 EVENTS = R["events"]
+CR = R["controllerrevisions.apps"]
+POD_REVISION = "controller-revision-hash"
 
 
 def _fnv32a(data: bytes) -> int:
@@ -68,6 +74,41 @@ def template_hash(template: Obj, collisions: int = 0) -> str:
         raw += str(collisions).encode()
     digits = str(_fnv32a(raw))
     return "".join(_ALNUM[ord(c) % len(_ALNUM)] for c in digits)
+
+
+def _go_sorted(v: Any) -> Any:
+    """A JSON value with map keys in the order Go's encoding/json writes them (sorted)."""
+    if isinstance(v, dict):
+        return {k: _go_sorted(v[k]) for k in sorted(v)}
+    if isinstance(v, list):
+        return [_go_sorted(x) for x in v]
+    return v
+
+
+def history_patch(template: Obj) -> Obj:
+    """ControllerRevision.data of a StatefulSet/DaemonSet: a strategic patch replacing the template.
+
+    kube 1.37 omits a zero ``creationTimestamp``; dropping our ``null`` keeps the bytes equal to
+    kubectl's own encoding of the template.
+    """
+    t = copy.deepcopy(template)
+    if (t.get("metadata") or {}).get("creationTimestamp", "") is None:
+        del t["metadata"]["creationTimestamp"]
+    t["$patch"] = "replace"
+    out: Obj = _go_sorted({"spec": {"template": t}})
+    return out
+
+
+def _data_hash(data: Obj, collisions: int) -> str:
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    if collisions:
+        raw += str(collisions).encode()
+    return "".join(_ALNUM[ord(c) % len(_ALNUM)] for c in str(_fnv32a(raw)))
+
+
+def _ordinal(pod_name: str) -> int:
+    tail = pod_name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
 
 
 def _strip_hash(template: Obj) -> Obj:
@@ -237,6 +278,7 @@ class Controllers:
         self.c._manager = "kube-controller-manager"
         self.c._applying = False
         self.c._apply_config = None
+        self.c._requester = None
         for _ in range(10):
             before = self.c.store.rv
             self._crds()
@@ -250,9 +292,11 @@ class Controllers:
             self._statefulsets()
             self._daemonsets()
             self._endpoints()
+            self._endpointslices()
             self._volumes()
             self._hpas()
             self._pdbs()
+            self._quotas()
             if self.c.store.rv == before:
                 return
 
@@ -261,6 +305,26 @@ class Controllers:
 
     def _create(self, rdef: ResourceDef, obj: Obj) -> Obj:
         return self.c.create(rdef, obj["metadata"].get("namespace", ""), obj, internal=True)
+
+    def _create_pod(self, owner: Obj, pod: Obj, component: str, prefix: str = "Error creating: ") -> Obj | None:
+        """Create a pod for a controller; admission may refuse it (quota, LimitRange).
+
+        A refusal becomes the controller's ``FailedCreate`` warning event, recorded once per
+        distinct reason so the reconcile loop settles instead of logging every pass.
+        """
+        try:
+            return self._create(PODS, pod)
+        except ApiError as e:
+            reason = e.message.split(" is forbidden: ", 1)[-1]
+            for ev in self.c.store.list(EVENTS.gr, owner["metadata"]["namespace"]):
+                if (
+                    ev.get("reason") == "FailedCreate"
+                    and (ev.get("involvedObject") or {}).get("uid") == owner["metadata"]["uid"]
+                    and str(ev.get("message", "")).endswith(reason)
+                ):
+                    return None
+            self.event(owner, "Warning", "FailedCreate", prefix + e.message, component)
+            return None
 
     def event(self, obj: Obj, typ: str, reason: str, message: str, component: str) -> None:
         from runtime.kube.apiserver import now_ts
@@ -298,7 +362,10 @@ class Controllers:
             del ev["involvedObject"]["namespace"]
         if self.c.store.get(NS.gr, "", ns) is None:
             return
-        self.c.create(EVENTS, ns, ev, internal=True)
+        try:
+            self.c.create(EVENTS, ns, ev, internal=True)
+        except ApiError:  # e.g. a count/events quota: the event is dropped, as a recorder drops it
+            return
 
     def _namespaces(self) -> None:
         store = self.c.store
@@ -581,6 +648,66 @@ class Controllers:
         conds = (p.get("status") or {}).get("conditions") or []
         return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
 
+    # controller history (ControllerRevisions) for StatefulSets and DaemonSets ---------------------
+
+    def _sync_history(self, owner: Obj, hash_label: str, live_revisions: set[str]) -> tuple[Obj, str]:
+        """The owner's update revision and its hash, creating or renumbering it as controller history does.
+
+        ``data`` is the patch the controllers store (``{"spec":{"template":{...,"$patch":"replace"}}}``)
+        with Go's map key order, so ``kubectl rollout undo`` (which compares its own encoding of the
+        live object's template with ``data`` byte for byte) sees "already matches" as on a real
+        cluster. An equal older revision is reused with the next revision number, so undo to
+        revision 1 of [1, 2] gives history [2, 3]. Revisions beyond revisionHistoryLimit that no
+        live pod runs are deleted, oldest first.
+        """
+        meta, spec = owner["metadata"], owner["spec"]
+        ns, name = meta["namespace"], meta["name"]
+        data = history_patch(spec["template"])
+        history = sorted(
+            (r for r in self.c.store.list(CR.gr, ns) if _controlled_by(r, owner)),
+            key=lambda r: int(r.get("revision", 0)),
+        )
+        next_rev = int(history[-1].get("revision", 0)) + 1 if history else 1
+        equal = [r for r in history if r.get("data") == data]
+        if equal:
+            update = equal[-1]
+            if update is not history[-1]:
+                n = copy.deepcopy(update)
+                n["revision"] = next_rev
+                update = self.c.store.put(CR.gr, n, "MODIFIED")
+        else:
+            collisions = int((owner.get("status") or {}).get("collisionCount", 0))
+            h = _data_hash(data, collisions)
+            labels = {**((spec["template"].get("metadata") or {}).get("labels") or {}), hash_label: h}
+            cr: Obj = {
+                "apiVersion": "apps/v1",
+                "kind": "ControllerRevision",
+                "metadata": {
+                    "name": f"{name[:223]}-{h}",
+                    "namespace": ns,
+                    "labels": labels,
+                    "ownerReferences": [_owner_ref(owner)],
+                },
+                "data": data,
+                "revision": next_rev,
+            }
+            if meta.get("annotations"):
+                cr["metadata"]["annotations"] = dict(meta["annotations"])
+            update = self._create(CR, cr)
+        h = (update["metadata"].get("labels") or {}).get(hash_label, "")
+        keep = {update["metadata"]["name"], *live_revisions}
+        history = sorted(
+            (r for r in self.c.store.list(CR.gr, ns) if _controlled_by(r, owner)),
+            key=lambda r: int(r.get("revision", 0)),
+        )
+        spare = [r for r in history if r["metadata"]["name"] not in keep]
+        limit = int(spec.get("revisionHistoryLimit", 10))
+        for r in spare[: max(0, len(spare) - limit)]:
+            self.c.store.remove(CR.gr, ns, r["metadata"]["name"])
+        return update, h
+
+    # statefulset and daemonset controllers -------------------------------------------------------
+
     def _statefulsets(self) -> None:
         STS = R["statefulsets.apps"]
         for sts in self.c.store.list(STS.gr):
@@ -588,10 +715,27 @@ class Controllers:
             if meta.get("deletionTimestamp"):
                 continue
             ns, name = meta["namespace"], meta["name"]
-            rev = f"{name}-{template_hash(spec['template'])}"
             pods = {p["metadata"]["name"]: p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, sts)}
+            running = {str((p["metadata"].get("labels") or {}).get(POD_REVISION, "")) for p in pods.values()}
+            update, _ = self._sync_history(sts, "controller.kubernetes.io/hash", running)
+            rev = update["metadata"]["name"]
             replicas = int(spec.get("replicas", 1))
             ordered = spec.get("podManagementPolicy", "OrderedReady") == "OrderedReady"
+            strategy = spec.get("updateStrategy") or {}
+            if strategy.get("type", "RollingUpdate") == "RollingUpdate":
+                # instant rolling update (no kubelet to wait for): replace outdated pods at once
+                partition = int((strategy.get("rollingUpdate") or {}).get("partition", 0))
+                for pname, p in sorted(pods.items(), key=lambda kv: _ordinal(kv[0]), reverse=True):
+                    if _ordinal(pname) >= partition and (p["metadata"].get("labels") or {}).get(POD_REVISION) != rev:
+                        self.c.store.remove(PODS.gr, ns, pname)
+                        del pods[pname]
+                        self.event(
+                            sts,
+                            "Normal",
+                            "SuccessfulDelete",
+                            f"delete Pod {pname} in StatefulSet {name} successful",
+                            "statefulset-controller",
+                        )
             for i in range(replicas):
                 pname = f"{name}-{i}"
                 if pname in pods:
@@ -603,14 +747,19 @@ class Controllers:
                     pname,
                     {
                         "apps.kubernetes.io/pod-index": str(i),
-                        "controller-revision-hash": rev,
+                        POD_REVISION: rev,
                         "statefulset.kubernetes.io/pod-name": pname,
                     },
                 )
                 pod["spec"]["hostname"] = pname
                 if spec.get("serviceName"):
                     pod["spec"]["subdomain"] = spec["serviceName"]
-                pods[pname] = self._create(PODS, pod)
+                created = self._create_pod(
+                    sts, pod, "statefulset-controller", f"create Pod {pname} in StatefulSet {name} failed error: "
+                )
+                if created is None:
+                    break
+                pods[pname] = created
                 self.event(
                     sts,
                     "Normal",
@@ -620,11 +769,8 @@ class Controllers:
                 )
                 if ordered:
                     break
-            for pname in sorted(
-                pods, key=lambda n: int(n.rsplit("-", 1)[1]) if n.rsplit("-", 1)[1].isdigit() else 0, reverse=True
-            ):
-                idx = pname.rsplit("-", 1)[1]
-                if idx.isdigit() and int(idx) >= replicas:
+            for pname in sorted(pods, key=_ordinal, reverse=True):
+                if _ordinal(pname) >= replicas:
                     self.c.store.remove(PODS.gr, ns, pname)
                     self.event(
                         sts,
@@ -637,16 +783,24 @@ class Controllers:
                         break
             live = [p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, sts)]
             ready = sum(1 for p in live if self._ready(p))
+            labels = [(p["metadata"].get("labels") or {}).get(POD_REVISION) for p in live]
+            old_st = sts.get("status") or {}
+            current = old_st.get("currentRevision") or rev
+            if all(x == rev for x in labels):
+                current = rev
             st: Obj = {
                 "observedGeneration": meta.get("generation", 1),
                 "replicas": len(live),
-                "currentReplicas": len(live),
-                "updatedReplicas": len(live),
-                "currentRevision": rev,
+                "currentReplicas": labels.count(current),
+                "updatedReplicas": labels.count(rev),
+                "currentRevision": current,
                 "updateRevision": rev,
-                "collisionCount": 0,
+                "collisionCount": int(old_st.get("collisionCount", 0)),
                 "availableReplicas": ready,
             }
+            for k in ("currentReplicas", "updatedReplicas"):
+                if not st[k]:
+                    del st[k]
             if ready:
                 st["readyReplicas"] = ready
             cur = self.c.store.get(STS.gr, ns, name)
@@ -663,10 +817,22 @@ class Controllers:
             if meta.get("deletionTimestamp"):
                 continue
             ns, name = meta["namespace"], meta["name"]
-            rev = template_hash(spec["template"])
+            pods = [p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, ds)]
+            running = {str((p["metadata"].get("labels") or {}).get(POD_REVISION, "")) for p in pods}
+            _, rev = self._sync_history(ds, POD_REVISION, {f"{name}-{h}" for h in running})
+            if (spec.get("updateStrategy") or {}).get("type", "RollingUpdate") == "RollingUpdate":
+                for p in [p for p in pods if (p["metadata"].get("labels") or {}).get(POD_REVISION) != rev]:
+                    self.c.store.remove(PODS.gr, ns, p["metadata"]["name"])
+                    pods.remove(p)
+                    self.event(
+                        ds,
+                        "Normal",
+                        "SuccessfulDelete",
+                        f"Deleted pod: {p['metadata']['name']}",
+                        "daemonset-controller",
+                    )
             sel = ((spec.get("template") or {}).get("spec") or {}).get("nodeSelector") or {}
             wanted = [n for n in nodes if all((n["metadata"].get("labels") or {}).get(k) == v for k, v in sel.items())]
-            pods = [p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, ds)]
             for node in wanted:
                 nname = node["metadata"]["name"]
                 if any(_ds_node(p) == nname for p in pods):
@@ -695,7 +861,9 @@ class Controllers:
                     ("node.kubernetes.io/unschedulable", "NoSchedule"),
                 ):
                     tol.append({"key": key, "operator": "Exists", "effect": effect})
-                created = self._create(PODS, pod)
+                created = self._create_pod(ds, pod, "daemonset-controller")
+                if created is None:
+                    break
                 pods.append(created)
                 self.event(
                     ds,
@@ -706,13 +874,14 @@ class Controllers:
                 )
             live = [p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, ds)]
             ready = sum(1 for p in live if self._ready(p))
+            updated = sum(1 for p in live if (p["metadata"].get("labels") or {}).get(POD_REVISION) == rev)
             st: Obj = {
                 "currentNumberScheduled": len(live),
                 "desiredNumberScheduled": len(wanted),
                 "numberMisscheduled": 0,
                 "numberReady": ready,
                 "observedGeneration": meta.get("generation", 1),
-                "updatedNumberScheduled": len(live),
+                "updatedNumberScheduled": updated,
             }
             if ready:
                 st["numberAvailable"] = ready
@@ -1038,6 +1207,18 @@ class Controllers:
                     n["status"] = new_st
                     self.c.store.put(HPA.gr, n, "MODIFIED")
 
+    def _quotas(self) -> None:
+        """The resource quota controller: status.hard from spec.hard, status.used recounted."""
+        from runtime.kube.admission import quota_status
+
+        RQ = R["resourcequotas"]
+        for q in self.c.store.list(RQ.gr):
+            st = quota_status(self.c, q)
+            if q.get("status") != st:
+                n = copy.deepcopy(q)
+                n["status"] = st
+                self.c.store.put(RQ.gr, n, "MODIFIED")
+
     def _pdbs(self) -> None:
         PDB = R["poddisruptionbudgets.policy"]
         for pdb in self.c.store.list(PDB.gr):
@@ -1114,7 +1295,9 @@ class Controllers:
                     "metadata": pmeta,
                     "spec": copy.deepcopy(tmpl.get("spec") or {}),
                 }
-                created = self._create(PODS, pod)
+                created = self._create_pod(job, pod, "job-controller")
+                if created is None:
+                    break
                 active.append(created)
                 self.event(
                     job, "Normal", "SuccessfulCreate", f"Created pod: {created['metadata']['name']}", "job-controller"
@@ -1213,6 +1396,112 @@ class Controllers:
             if store.get(SVC.gr, m["namespace"], m["name"]) is None:
                 store.remove(EP.gr, m["namespace"], m["name"])
 
+    # endpointslice controller ----------------------------------------------------------------
+
+    def _endpointslices(self) -> None:
+        """One IPv4 EndpointSlice per Service with a selector, as the endpointslice controller keeps.
+
+        Pods without an IP are left out (the real controller skips them too), so until part 2
+        assigns IPs a slice is the controller's placeholder: no endpoints, no ports.
+        """
+        ES = R["endpointslices.discovery.k8s.io"]
+        store = self.c.store
+        services = {(s["metadata"]["namespace"], s["metadata"]["uid"]): s for s in store.list(SVC.gr)}
+        owned: dict[tuple[str, str], Obj] = {}
+        for sl in store.list(ES.gr):
+            m = sl["metadata"]
+            if (m.get("labels") or {}).get(SLICE_MANAGED_BY) != SLICE_CONTROLLER:
+                continue
+            ref = next((r for r in m.get("ownerReferences") or [] if r.get("kind") == "Service"), None)
+            svc = services.get((m["namespace"], (ref or {}).get("uid", "")))
+            if (
+                svc is None
+                or not (svc.get("spec") or {}).get("selector")
+                or (m["namespace"], svc["metadata"]["uid"]) in owned
+            ):
+                store.remove(ES.gr, m["namespace"], m["name"])
+                continue
+            owned[(m["namespace"], svc["metadata"]["uid"])] = sl
+        for (ns, uid), svc in services.items():
+            meta, spec = svc["metadata"], svc.get("spec") or {}
+            sel = spec.get("selector")
+            if not sel or meta.get("deletionTimestamp") or spec.get("type") == "ExternalName":
+                continue
+            want = self._slice_body(svc, sel)
+            labels = {
+                **(meta.get("labels") or {}),
+                SLICE_SERVICE_NAME: meta["name"],
+                SLICE_MANAGED_BY: SLICE_CONTROLLER,
+            }
+            if spec.get("clusterIP") == "None":
+                labels["service.kubernetes.io/headless"] = ""
+            cur = owned.get((ns, uid))
+            if cur is None:
+                obj: Obj = {
+                    "apiVersion": "discovery.k8s.io/v1",
+                    "kind": "EndpointSlice",
+                    "metadata": {
+                        "generateName": meta["name"] + "-",
+                        "namespace": ns,
+                        "labels": labels,
+                        "ownerReferences": [_owner_ref(svc)],
+                    },
+                    **want,
+                }
+                self._create(ES, obj)
+                continue
+            have = {k: cur.get(k) for k in want}
+            if have != want or cur["metadata"].get("labels") != labels:
+                n = copy.deepcopy(cur)
+                n.update(copy.deepcopy(want))
+                n["metadata"]["labels"] = labels
+                n["metadata"]["generation"] = int(n["metadata"].get("generation", 1)) + 1
+                store.put(ES.gr, n, "MODIFIED")
+
+    def _slice_body(self, svc: Obj, sel: dict[str, str]) -> Obj:
+        ns, spec = svc["metadata"]["namespace"], svc.get("spec") or {}
+        publish = bool(spec.get("publishNotReadyAddresses"))
+        endpoints: list[Obj] = []
+        pods: list[Obj] = []
+        for p in self.c.store.list(PODS.gr, ns):
+            labels = p["metadata"].get("labels") or {}
+            if not (p.get("status") or {}).get("podIP") or any(labels.get(k) != v for k, v in sel.items()):
+                continue
+            pods.append(p)
+            ready = self._ready(p)
+            ep: Obj = {
+                "addresses": [p["status"]["podIP"]],
+                "conditions": {
+                    "ready": publish or ready,
+                    "serving": ready,
+                    "terminating": bool(p["metadata"].get("deletionTimestamp")),
+                },
+                "targetRef": {
+                    "kind": "Pod",
+                    "namespace": ns,
+                    "name": p["metadata"]["name"],
+                    "uid": p["metadata"]["uid"],
+                },
+            }
+            pspec = p.get("spec") or {}
+            if pspec.get("nodeName"):
+                ep["nodeName"] = pspec["nodeName"]
+            if pspec.get("hostname") and pspec.get("subdomain") == svc["metadata"]["name"]:
+                ep["hostname"] = pspec["hostname"]
+            endpoints.append(ep)
+        ports: list[Obj] = []
+        if endpoints:
+            for sp in spec.get("ports") or []:
+                port: Obj = {
+                    "name": sp.get("name", ""),
+                    "port": _slice_port(sp, pods[0]),
+                    "protocol": sp.get("protocol", "TCP"),
+                }
+                if sp.get("appProtocol"):
+                    port["appProtocol"] = sp["appProtocol"]
+                ports.append(port)
+        return {"addressType": "IPv4", "endpoints": endpoints or None, "ports": ports or None}
+
     # replicaset controller -------------------------------------------------------------------
 
     def _replicasets(self) -> None:
@@ -1250,7 +1539,9 @@ class Controllers:
                     "metadata": meta,
                     "spec": copy.deepcopy(tmpl.get("spec") or {}),
                 }
-                created = self._create(PODS, pod)
+                created = self._create_pod(rs, pod, "replicaset-controller")
+                if created is None:
+                    break
                 self.event(
                     rs,
                     "Normal",
@@ -1342,6 +1633,18 @@ def _ds_node(p: Obj) -> str:
 def _target(sp: Obj) -> Any:
     t = sp.get("targetPort", sp.get("port"))
     return t if isinstance(t, int) else sp.get("port")
+
+
+def _slice_port(sp: Obj, pod: Obj) -> int | None:
+    """A service port's targetPort resolved against a pod (named ports look up containerPort)."""
+    t = sp.get("targetPort", sp.get("port"))
+    if isinstance(t, int):
+        return t
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        for cp in c.get("ports") or []:
+            if cp.get("name") == t:
+                return int(cp["containerPort"])
+    return None
 
 
 def _pct(v: Any, total: int, round_up: bool) -> int:

@@ -21,6 +21,7 @@ from runtime.kube.apierrors import (
     not_supported,
     required,
 )
+from runtime.kube.quantity import canonical_list
 
 Obj = dict[str, Any]
 
@@ -177,7 +178,10 @@ def default_container(c: Obj) -> None:
         c.setdefault("imagePullPolicy", _image_pull_policy(str(c["image"])))
     c.setdefault("terminationMessagePath", "/dev/termination-log")
     c.setdefault("terminationMessagePolicy", "File")
-    c.setdefault("resources", {})
+    res = c.setdefault("resources", {})
+    if isinstance(res, dict):
+        canonical_list(res.get("requests"))
+        canonical_list(res.get("limits"))
     for p in c.get("ports") or []:
         p.setdefault("protocol", "TCP")
     for e in c.get("env") or []:
@@ -207,6 +211,13 @@ def default_pod_spec(spec: Obj) -> None:
 def default_pod(obj: Obj) -> None:
     spec = obj.setdefault("spec", {})
     default_pod_spec(spec)
+    # SetDefaults_Pod (pods only, not templates): requests default to the limits
+    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        res = c.get("resources") if isinstance(c, dict) else None
+        if isinstance(res, dict) and isinstance(res.get("limits"), dict) and res["limits"]:
+            reqs = res.setdefault("requests", {})
+            for k, v in res["limits"].items():
+                reqs.setdefault(k, v)
     sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
     spec["serviceAccountName"] = sa
     spec["serviceAccount"] = sa
@@ -812,6 +823,16 @@ def apply_defaults(kind: str, obj: Obj) -> None:
         default_crd(obj)
     elif kind == "HorizontalPodAutoscaler":
         default_hpa(obj)
+    elif kind == "ResourceQuota":
+        canonical_list((obj.get("spec") or {}).get("hard"))
+    elif kind == "LimitRange":
+        from runtime.kube.admission import default_limitrange
+
+        for item in (obj.get("spec") or {}).get("limits") or []:
+            for fld in ("min", "max", "default", "defaultRequest", "maxLimitRequestRatio"):
+                if isinstance(item, dict):
+                    canonical_list(item.get(fld))
+        default_limitrange(obj)
     elif kind == "PriorityClass":
         obj.setdefault("preemptionPolicy", "PreemptLowerPriority")
     elif kind == "StatefulSet":

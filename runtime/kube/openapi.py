@@ -62,6 +62,7 @@ _GROUP_PKG = {
     "authorization.k8s.io": "io.k8s.api.authorization.v1",
     "authentication.k8s.io": "io.k8s.api.authentication.v1",
     "coordination.k8s.io": "io.k8s.api.coordination.v1",
+    "discovery.k8s.io": "io.k8s.api.discovery.v1",
 }
 _MERGE = {
     "containers": "name",
@@ -138,7 +139,8 @@ def _model(cls: str) -> tuple[str, dict[str, tuple[str, str, bool]]] | None:
 
 
 def _schema_name(cls: str, group: str) -> str:
-    base = re.sub(r"^V\d+(alpha\d+|beta\d+)?", "", cls)
+    # the client prefixes kinds whose names clash across groups (DiscoveryV1EndpointPort)
+    base = re.sub(r"^(Core|Discovery|Events|Storage|Authentication)?V\d+(alpha\d+|beta\d+)?", "", cls)
     if cls in _META_TYPES:
         return f"io.k8s.apimachinery.pkg.apis.meta.v1.{base}"
     return f"{_GROUP_PKG.get(group, 'io.k8s.api.core.v1')}.{base}"
@@ -370,9 +372,18 @@ def _gv_paths(extra: list[ResourceDef] | None = None) -> list[tuple[str, str, st
     return out
 
 
-def handle(segs: list[str], query: dict[str, str], extra: list[ResourceDef] | None = None) -> Reply:
+def handle(segs: list[str], query: dict[str, str], extra: list[ResourceDef] | None = None, accept: str = "") -> Reply:
     from runtime.kube.apiserver import Reply
 
+    if segs == ["openapi", "v2"]:
+        wanted = [a.split(";")[0].strip() for a in accept.split(",") if a.strip()]
+        if wanted and not any(w in ("application/json", "*/*", "application/*") for w in wanted):
+            raise ApiError(
+                406,
+                "NotAcceptable",
+                "only the following media types are accepted: application/json",
+            )
+        return Reply(200, RawJSON(v2_document()))
     if segs[:2] == ["openapi", "v3"]:
         if len(segs) == 2:
             paths = {}
@@ -388,6 +399,91 @@ def handle(segs: list[str], query: dict[str, str], extra: list[ResourceDef] | No
                 if doc is not None:
                     return Reply(200, RawJSON(doc))
     raise ApiError(404, "NotFound", "the server could not find the requested resource")
+
+
+_V2_REF = "#/components/schemas/"
+
+
+def _to_v2(node: Any) -> Any:
+    """An OpenAPI v3 schema as Swagger 2.0 writes it (refs under #/definitions/).
+
+    ``properties`` is a map of names to schemas, never a schema itself: JSONSchemaProps has
+    properties named ``$ref``, ``allOf`` and ``x-kubernetes-int-or-string``.
+    """
+    if isinstance(node, list):
+        return [_to_v2(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    out: Obj = {k: ({n: _to_v2(v) for n, v in node[k].items()} if k == "properties" else _to_v2(node[k])) for k in node}
+    if node.get("x-kubernetes-int-or-string") is True:
+        out = {k: v for k, v in out.items() if k not in ("anyOf", "x-kubernetes-int-or-string")}
+        return {**out, "type": "string", "format": "int-or-string"}
+    all_of = out.get("allOf")
+    if isinstance(all_of, list) and len(all_of) == 1 and isinstance(all_of[0].get("$ref"), str):
+        rest = {k: v for k, v in out.items() if k != "allOf"}
+        return {"$ref": all_of[0]["$ref"], **rest}
+    ref = out.get("$ref")
+    if isinstance(ref, str):
+        out["$ref"] = "#/definitions/" + ref.removeprefix(_V2_REF)
+    return out
+
+
+def _op_to_v2(op: Obj) -> Obj:
+    out: Obj = {k: v for k, v in op.items() if k not in ("requestBody", "responses", "parameters")}
+    params = [
+        {"name": p["name"], "in": p["in"], "type": "string", "uniqueItems": True} for p in op.get("parameters") or []
+    ]
+    body = op.get("requestBody")
+    if body:
+        content: Obj = body.get("content") or {}
+        first: Obj = next(iter(content.values()), {})
+        schema = first.get("schema", {"type": "object"})
+        params.insert(0, {"name": "body", "in": "body", "required": True, "schema": _to_v2(schema)})
+        out["consumes"] = list(content)
+    if params:
+        out["parameters"] = params
+    responses: Obj = {}
+    for code, r in (op.get("responses") or {}).items():
+        content = r.get("content") or {}
+        entry: Obj = {"description": r.get("description", "")}
+        if content:
+            entry["schema"] = _to_v2(next(iter(content.values())).get("schema", {}))
+        responses[code] = entry
+    out["responses"] = responses or {"200": {"description": "OK"}}
+    out["produces"] = ["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"]
+    out["schemes"] = ["https"]
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def v2_document() -> bytes:
+    """Swagger 2.0 for the built-in kinds, converted from the same v3 documents.
+
+    kubectl 1.37 reads only /openapi/v3 (explain, apply, edit, diff, --validate); it asks for
+    v2 only as protobuf (``kubectl explain --output=plaintext-openapiv2``), which this
+    server does not encode, so that request gets 406 and kubectl reports the failure. The
+    JSON form is for other clients (older kubectl, client libraries, Swagger tooling).
+    """
+    paths: Obj = {}
+    definitions: Obj = {}
+    for _key, g, v in _gv_paths():
+        raw = gv_document(g, v)
+        if raw is None:
+            continue
+        doc = json.loads(raw)
+        for name, schema in doc["components"]["schemas"].items():
+            definitions.setdefault(name, _to_v2(schema))
+        for path, item in doc["paths"].items():
+            paths[path] = {verb: _op_to_v2(op) for verb, op in item.items()}
+    out = {
+        "swagger": "2.0",
+        "info": {"title": "Kubernetes", "version": "v1.37.1"},
+        "paths": paths,
+        "definitions": definitions,
+        "securityDefinitions": {"BearerToken": {"type": "apiKey", "name": "authorization", "in": "header"}},
+        "security": [{"BearerToken": []}],
+    }
+    return json.dumps(out, separators=(",", ":")).encode()
 
 
 class RawJSON(bytes):

@@ -313,6 +313,36 @@ def _endpoints(o: Obj) -> list[Any]:
     return [_name(o), shown or "<none>", _age(o)]
 
 
+def _more(items: list[str], limit: int = 3) -> str:
+    """listWithMoreString: the first three, then "+ N more...", or <unset>."""
+    shown = ",".join(items[:limit])
+    if len(items) > limit:
+        return f"{shown} + {len(items) - limit} more..."
+    return shown or "<unset>"
+
+
+def _endpointslice(o: Obj) -> list[Any]:
+    ports = []
+    for p in o.get("ports") or []:
+        if p.get("port") is not None:
+            ports.append(str(p["port"]))
+        elif p.get("name") is not None:
+            ports.append(str(p["name"]))
+        else:
+            ports.append("*")
+    addrs = [str(a) for e in o.get("endpoints") or [] for a in e.get("addresses") or []]
+    return [_name(o), o.get("addressType", ""), _more(ports), _more(addrs), _age(o)]
+
+
+def _controllerrevision(o: Obj) -> list[Any]:
+    ctrl = next((r for r in o["metadata"].get("ownerReferences") or [] if r.get("controller")), None)
+    owner = "<none>"
+    if ctrl is not None:
+        group = ctrl.get("apiVersion", "").split("/")[0] if "/" in ctrl.get("apiVersion", "") else ""
+        owner = f"{ctrl.get('kind', '').lower()}{'.' + group if group else ''}/{ctrl.get('name', '')}"
+    return [_name(o), owner, o.get("revision", 0), _age(o)]
+
+
 def _quota(o: Obj) -> list[Any]:
     hard = (o.get("status") or {}).get("hard") or (o.get("spec") or {}).get("hard") or {}
     used = (o.get("status") or {}).get("used") or {}
@@ -738,6 +768,20 @@ PRINTERS: dict[str, tuple[list[Col], Callable[[Obj], list[Any]]]] = {
         _cronjob,
     ),
     "Endpoints": ([NAME, ("Endpoints", "string", "", 0), AGE], _endpoints),
+    "EndpointSlice": (
+        [
+            NAME,
+            ("AddressType", "string", "", 0),
+            ("Ports", "string", "", 0),
+            ("Endpoints", "string", "", 0),
+            AGE,
+        ],
+        _endpointslice,
+    ),
+    "ControllerRevision": (
+        [NAME, ("Controller", "string", "", 0), ("Revision", "integer", "", 0), AGE],
+        _controllerrevision,
+    ),
     "ResourceQuota": (
         [NAME, AGE, ("Request", "string", "", 0), ("Limit", "string", "", 0)],
         _quota,

@@ -12,6 +12,7 @@ authenticated user, which is what the default ``system:discovery`` and
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -193,6 +194,128 @@ def rules_review(cluster: Cluster, user: User, ns: str) -> Obj:
     if "system:masters" in user.groups:
         non.insert(0, {"verbs": ["*"], "nonResourceURLs": ["*"]})
     return {"resourceRules": rules, "nonResourceRules": non, "incomplete": False}
+
+
+# -- escalation prevention (pkg/registry/rbac/{role,clusterrole,rolebinding}/policybased) ----------
+
+
+def _go_quote_list(xs: list[str]) -> str:
+    """Go's %q of a []string: ["a" "b"]."""
+    return "[" + " ".join(json.dumps(x) for x in xs) + "]"
+
+
+def _compact_string(r: Obj) -> str:
+    parts = []
+    for key, label in (
+        ("apiGroups", "APIGroups"),
+        ("resources", "Resources"),
+        ("nonResourceURLs", "NonResourceURLs"),
+        ("resourceNames", "ResourceNames"),
+        ("verbs", "Verbs"),
+    ):
+        if r.get(key):
+            parts.append(f"{label}:{_go_quote_list(list(r[key]))}")
+    return "{" + ", ".join(parts) + "}"
+
+
+def _breakdown(rule: Obj) -> list[Obj]:
+    out: list[Obj] = []
+    for g in rule.get("apiGroups") or []:
+        for res in rule.get("resources") or []:
+            for v in rule.get("verbs") or []:
+                names = rule.get("resourceNames") or []
+                if names:
+                    out += [{"apiGroups": [g], "resources": [res], "verbs": [v], "resourceNames": [n]} for n in names]
+                else:
+                    out.append({"apiGroups": [g], "resources": [res], "verbs": [v]})
+    for url in rule.get("nonResourceURLs") or []:
+        out += [{"nonResourceURLs": [url], "verbs": [v]} for v in rule.get("verbs") or []]
+    return out
+
+
+def _covers(owner: Obj, sub: Obj) -> bool:
+    """ruleCovers: does one held rule cover one broken-down rule."""
+    ov, og, ors = owner.get("verbs") or [], owner.get("apiGroups") or [], owner.get("resources") or []
+    if "*" not in ov and not set(sub.get("verbs") or []) <= set(ov):
+        return False
+    if "*" not in og and not set(sub.get("apiGroups") or []) <= set(og):
+        return False
+    if "*" not in ors:
+        for path in sub.get("resources") or []:
+            if path in ors:
+                continue
+            if "/" not in path or "*/" + path.split("/", 1)[1] not in ors:
+                return False
+    urls = owner.get("nonResourceURLs") or []
+    for u in sub.get("nonResourceURLs") or []:
+        if not any(x == u or x == "*" or (x.endswith("*") and u.startswith(x[:-1])) for x in urls):
+            return False
+    names = owner.get("resourceNames") or []
+    if not sub.get("resourceNames"):
+        return not names
+    return not names or set(sub["resourceNames"]) <= set(names)
+
+
+def _confirm_no_escalation(cluster: Cluster, user: User, ns: str, rules: list[Obj]) -> str:
+    """ConfirmNoEscalation: "" when the user holds every rule, else kube-apiserver's message."""
+    held = [r for _, _, r in applicable(cluster, user, ns)]
+    missing = [sub for rule in rules for sub in _breakdown(rule) if not any(_covers(h, sub) for h in held)]
+    if not missing:
+        return ""
+    # CompactRules: single group/resource(/name) rules that differ only by verb merge
+    merged: dict[tuple[str, str, str], Obj] = {}
+    descs: set[str] = set()
+    for m in missing:
+        if m.get("nonResourceURLs"):
+            descs.add(_compact_string(m))
+            continue
+        key = (m["apiGroups"][0], m["resources"][0], (m.get("resourceNames") or [""])[0])
+        if key in merged:
+            merged[key]["verbs"] = [*merged[key]["verbs"], *m["verbs"]]
+        else:
+            merged[key] = copy.deepcopy(m)
+    descs |= {_compact_string(r) for r in merged.values()}
+    groups = _go_quote_list(list(user.groups))
+    return (
+        f"user {json.dumps(user.name)} (groups={groups}) is attempting to grant RBAC permissions not "
+        "currently held:\n" + "\n".join(sorted(descs))
+    )
+
+
+def check_escalation(cluster: Cluster, user: User, rdef: ResourceDef, ns: str, obj: Obj) -> None:
+    """Refuse a Role/ClusterRole or binding write that would grant more than the user holds.
+
+    Roles: allowed with the ``escalate`` verb on the role resource, else every rule must be
+    covered by the user's own. Bindings: allowed with ``bind`` on the referenced role, else
+    the referenced role's rules must be covered. system:masters is exempt, as in kube.
+    """
+    from runtime.kube.apierrors import forbidden, not_found
+
+    if rdef.group != "rbac.authorization.k8s.io" or "system:masters" in user.groups:
+        return
+    name = obj["metadata"].get("name", "")
+    gr = f"{rdef.resource}.{rdef.group}"
+    if rdef.kind in ("Role", "ClusterRole"):
+        if allowed(cluster, user, "escalate", rdef.group, rdef.resource, ns, "", ""):
+            return
+        if rdef.kind == "ClusterRole" and obj.get("aggregationRule"):
+            msg = "must have cluster-admin privileges to use the aggregationRule"
+        else:
+            msg = _confirm_no_escalation(cluster, user, ns, list(obj.get("rules") or []))
+    elif rdef.kind in ("RoleBinding", "ClusterRoleBinding"):
+        ref = obj.get("roleRef") or {}
+        ref_res = "clusterroles" if ref.get("kind") == "ClusterRole" else "roles"
+        if allowed(cluster, user, "bind", rdef.group, ref_res, ns, str(ref.get("name", "")), ""):
+            return
+        role_ns = "" if ref_res == "clusterroles" else ns
+        role = cluster.store.get(f"{ref_res}.{rdef.group}", role_ns, str(ref.get("name", "")))
+        if role is None:
+            raise not_found(ref_res, rdef.group, str(ref.get("name", "")))
+        msg = _confirm_no_escalation(cluster, user, ns, list(role.get("rules") or []))
+    else:
+        return
+    if msg:
+        raise forbidden(rdef.resource, rdef.group, name, f'{gr} "{name}" is forbidden: {msg}')
 
 
 # -- default roles ------------------------------------------------------------------------

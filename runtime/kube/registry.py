@@ -116,6 +116,15 @@ RESOURCES: list[ResourceDef] = [
         status_subresource=True,
     ),
     ResourceDef("", "v1", "endpoints", "Endpoints", True, ("ep",)),
+    # discovery.k8s.io/v1
+    ResourceDef(
+        "discovery.k8s.io",
+        "v1",
+        "endpointslices",
+        "EndpointSlice",
+        True,
+        has_generation=True,
+    ),
     ResourceDef(
         "",
         "v1",
@@ -376,6 +385,7 @@ GROUP_ORDER = [
     "storage.k8s.io",
     "scheduling.k8s.io",
     "coordination.k8s.io",
+    "discovery.k8s.io",
     "apiextensions.k8s.io",
 ]
 

@@ -214,6 +214,18 @@ def create_cluster(data: Path, name: str, server: str) -> str:
             ],
         }
         c.create(R["endpoints"], "default", ep, internal=True)
+        # kube-apiserver keeps this slice itself (no managed-by label: not the controller's)
+        eps = {
+            "metadata": {
+                "name": "kubernetes",
+                "namespace": "default",
+                "labels": {"kubernetes.io/service-name": "kubernetes"},
+            },
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["172.18.0.2"], "conditions": {"ready": True}}],
+            "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}],
+        }
+        c.create(R["endpointslices.discovery.k8s.io"], "default", eps, internal=True)
         c.controllers.reconcile()
         c.store.close()
         tmp.rename(final)

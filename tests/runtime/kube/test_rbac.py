@@ -103,3 +103,64 @@ def test_clusterrole_aggregation_extends_view(alpha: Kubectl, ns: str) -> None:
     assert {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]} in view_rules
     alpha("delete", "clusterrole", f"secrets-reader-{ns}")
     assert alpha.run("auth", "can-i", "list", "secrets", "-n", ns, "--as=dave").stdout == "no\n"
+
+
+def _delegate_rbac(alpha: Kubectl, ns: str, user: str) -> None:
+    """user may read pods and write Roles/RoleBindings in ns, nothing else."""
+    alpha("create", "role", "pod-reader", "--verb=get,list", "--resource=pods", "-n", ns)
+    alpha("create", "rolebinding", f"{user}-pods", "--role=pod-reader", f"--user={user}", "-n", ns)
+    alpha("create", "role", "rbac-writer", "--verb=get,create,update,patch", "--resource=roles,rolebindings", "-n", ns)
+    alpha("create", "rolebinding", f"{user}-rbac", "--role=rbac-writer", f"--user={user}", "-n", ns)
+
+
+def test_creating_a_role_beyond_ones_own_rights_is_refused(alpha: Kubectl, ns: str) -> None:
+    _delegate_rbac(alpha, ns, "dave")
+    err = alpha.fails("create", "role", "snoop", "--verb=get,list", "--resource=secrets,pods", "-n", ns, "--as=dave")
+    assert err.strip() == (
+        'Error from server (Forbidden): roles.rbac.authorization.k8s.io "snoop" is forbidden: user "dave" '
+        '(groups=["system:authenticated"]) is attempting to grant RBAC permissions not currently held:\n'
+        '{APIGroups:[""], Resources:["secrets"], Verbs:["get" "list"]}'
+    )
+    # a subset of what dave holds is fine
+    out = alpha("create", "role", "mine", "--verb=get", "--resource=pods", "-n", ns, "--as=dave")
+    assert out == "role.rbac.authorization.k8s.io/mine created\n"
+    # widening it afterwards is refused too (updates are checked, not only creates)
+    patch = '{"rules":[{"apiGroups":[""],"resources":["pods"],"verbs":["get","delete"]}]}'
+    err = alpha.fails("patch", "role", "mine", "-n", ns, "--type=merge", "-p", patch, "--as=dave")
+    assert err.strip().endswith(
+        "is attempting to grant RBAC permissions not currently held:\n"
+        '{APIGroups:[""], Resources:["pods"], Verbs:["delete"]}'
+    )
+
+
+def test_escalate_verb_allows_creating_any_role(alpha: Kubectl, ns: str) -> None:
+    _delegate_rbac(alpha, ns, "erin")
+    alpha("create", "role", "escalator", "--verb=escalate", "--resource=roles", "-n", ns)
+    alpha("create", "rolebinding", "erin-esc", "--role=escalator", "--user=erin", "-n", ns)
+    out = alpha("create", "role", "snoop", "--verb=get", "--resource=secrets", "-n", ns, "--as=erin")
+    assert out == "role.rbac.authorization.k8s.io/snoop created\n"
+
+
+def test_binding_requires_holding_the_role_or_bind(alpha: Kubectl, ns: str) -> None:
+    _delegate_rbac(alpha, ns, "fay")
+    ok = alpha("create", "rolebinding", "gus-pods", "--role=pod-reader", "--user=gus", "-n", ns, "--as=fay")
+    assert ok == "rolebinding.rbac.authorization.k8s.io/gus-pods created\n"
+    err = alpha.fails("create", "rolebinding", "gus-admin", "--clusterrole=admin", "--user=gus", "-n", ns, "--as=fay")
+    first = err.strip().splitlines()[0]
+    assert first == (
+        'error: failed to create rolebinding: rolebindings.rbac.authorization.k8s.io "gus-admin" is forbidden: '
+        'user "fay" (groups=["system:authenticated"]) is attempting to grant RBAC permissions not currently held:'
+    )
+    secrets = [line for line in err.splitlines() if line.startswith('{APIGroups:[""], Resources:["secrets"], Verbs:[')]
+    assert len(secrets) == 1 and '"get"' in secrets[0] and '"create"' in secrets[0]
+    # what fay holds (get, list pods) is not listed as missing
+    pods = [line for line in err.splitlines() if line.startswith('{APIGroups:[""], Resources:["pods"], Verbs:[')]
+    assert len(pods) == 1 and '"create"' in pods[0] and '"get"' not in pods[0] and '"list"' not in pods[0]
+    alpha("create", "role", "binder", "--verb=bind", "--resource=clusterroles", "--resource-name=admin", "-n", ns)
+    alpha("create", "rolebinding", "fay-bind", "--role=binder", "--user=fay", "-n", ns)
+    ok = alpha("create", "rolebinding", "gus-admin", "--clusterrole=admin", "--user=gus", "-n", ns, "--as=fay")
+    assert ok == "rolebinding.rbac.authorization.k8s.io/gus-admin created\n"
+    # bind is per role name: another ClusterRole is still refused
+    assert "not currently held" in alpha.fails(
+        "create", "rolebinding", "gus-edit", "--clusterrole=edit", "--user=gus", "-n", ns, "--as=fay"
+    )

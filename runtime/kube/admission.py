@@ -1,0 +1,374 @@
+"""Admission: the LimitRanger and ResourceQuota plugins of kube-apiserver.
+
+``mutate()`` runs after defaulting and before validation, ``admit()`` after validation
+and before the object is stored, as the mutating and validating admission phases do.
+Both run for every create, the controllers' own included, so a ReplicaSet over quota
+fails to create pods exactly as on a real cluster (a ``FailedCreate`` event with the
+quota message).
+
+LimitRanger (plugin/pkg/admission/limitranger): for ``type: Container`` items, missing
+container requests/limits are filled from ``defaultRequest``/``default`` (the pod gets the
+``kubernetes.io/limit-ranger`` annotation), then ``min``, ``max`` and
+``maxLimitRequestRatio`` are checked with the plugin's messages. ``type: Pod`` items check
+the sum over containers; ``type: PersistentVolumeClaim`` items check the requested storage.
+
+ResourceQuota (plugin/pkg/admission/resourcequota + pkg/quota/v1/evaluator/core): usage is
+computed from the store, never trusted from status (one asyncio loop, so nothing races),
+with the pod evaluator's rules: terminal pods do not count, requests/limits of containers
+add up and init containers count by their maximum. A quota on cpu/memory requests or
+limits makes them mandatory for every container ("must specify ..."). Scopes BestEffort,
+NotBestEffort, Terminating and NotTerminating select the pods a quota counts.
+``quota_status()`` is what the resource quota controller writes to ``status``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from runtime.kube.apierrors import ApiError, forbidden
+from runtime.kube.quantity import Quantity, QuantityError
+
+if TYPE_CHECKING:
+    from runtime.kube.apiserver import Cluster
+    from runtime.kube.registry import ResourceDef
+
+Obj = dict[str, Any]
+
+LIMIT_RANGER_ANNOTATION = "kubernetes.io/limit-ranger"
+
+# object-count quota names that predate count/<resource>
+_COUNTED = {
+    "pods": "pods",
+    "services": "services",
+    "configmaps": "configmaps",
+    "secrets": "secrets",
+    "persistentvolumeclaims": "persistentvolumeclaims",
+    "replicationcontrollers": "replicationcontrollers",
+    "resourcequotas": "resourcequotas",
+}
+# resources a quota can only count if every container states them (podEvaluator's validationSet)
+_MUST_SPECIFY = {"cpu", "memory", "requests.cpu", "requests.memory", "limits.cpu", "limits.memory"}
+
+
+def _q(v: Any) -> Quantity:
+    try:
+        return Quantity.parse(v)
+    except QuantityError:
+        return Quantity.parse(0)
+
+
+def _add(acc: dict[str, Quantity], key: str, q: Quantity) -> None:
+    acc[key] = acc[key] + q if key in acc else q
+
+
+def _forbidden(rdef: ResourceDef, name: str, message: str) -> ApiError:
+    gr = f"{rdef.resource}.{rdef.group}" if rdef.group else rdef.resource
+    return forbidden(rdef.resource, rdef.group, name, f'{gr} "{name}" is forbidden: {message}')
+
+
+def _aggregate(errs: list[str]) -> str:
+    """utilerrors.NewAggregate(...).Error()."""
+    return errs[0] if len(errs) == 1 else "[" + ", ".join(errs) + "]"
+
+
+# -- LimitRanger -------------------------------------------------------------------
+
+
+def default_limitrange(obj: Obj) -> None:
+    """SetDefaults_LimitRangeItem: default <- max, defaultRequest <- default, then <- min."""
+    for item in (obj.get("spec") or {}).get("limits") or []:
+        if not isinstance(item, dict) or item.get("type") != "Container":
+            continue
+        default = item.setdefault("default", {}) or {}
+        item["default"] = default
+        req = item.setdefault("defaultRequest", {}) or {}
+        item["defaultRequest"] = req
+        for k, v in (item.get("max") or {}).items():
+            default.setdefault(k, v)
+        for k, v in default.items():
+            req.setdefault(k, v)
+        for k, v in (item.get("min") or {}).items():
+            req.setdefault(k, v)
+        if not default:
+            del item["default"]
+        if not req:
+            del item["defaultRequest"]
+
+
+def _containers(pod: Obj) -> list[tuple[str, Obj]]:
+    spec = pod.get("spec") or {}
+    out = [("container", c) for c in spec.get("containers") or [] if isinstance(c, dict)]
+    out += [("init container", c) for c in spec.get("initContainers") or [] if isinstance(c, dict)]
+    return out
+
+
+def _limit_items(c: Cluster, ns: str, typ: str) -> list[Obj]:
+    return [
+        item
+        for lr in c.store.list("limitranges", ns)
+        for item in (lr.get("spec") or {}).get("limits") or []
+        if isinstance(item, dict) and item.get("type") == typ
+    ]
+
+
+def mutate(c: Cluster, rdef: ResourceDef, obj: Obj) -> None:
+    """LimitRanger's defaults for a new pod's containers."""
+    if rdef.kind != "Pod" or rdef.group:
+        return
+    notes: list[str] = []
+    for item in _limit_items(c, obj["metadata"].get("namespace", ""), "Container"):
+        for label, ctr in _containers(obj):
+            res = ctr.setdefault("resources", {})
+            lims = res.setdefault("limits", {})
+            reqs = res.setdefault("requests", {})
+            set_l = sorted(k for k in item.get("default") or {} if k not in lims)
+            set_r = sorted(k for k in item.get("defaultRequest") or {} if k not in reqs)
+            for k in set_l:
+                lims[k] = item["default"][k]
+            for k in set_r:
+                reqs[k] = item["defaultRequest"][k]
+            if set_r:
+                notes.append(f"{', '.join(set_r)} request for {label} {ctr.get('name', '')}")
+            if set_l:
+                notes.append(f"{', '.join(set_l)} limit for {label} {ctr.get('name', '')}")
+            for k in ("limits", "requests"):
+                if not res[k]:
+                    del res[k]
+    if notes:
+        ann = obj["metadata"].setdefault("annotations", {})
+        ann[LIMIT_RANGER_ANNOTATION] = "LimitRanger plugin set: " + "; ".join(notes)
+
+
+def _min(typ: str, res: str, enforced: Any, req: Obj, lim: Obj) -> str:
+    e = _q(enforced)
+    if res not in req:
+        return f"minimum {res} usage per {typ} is {e}.  No request is specified"
+    if _q(req[res]).milli() < e.milli():
+        return f"minimum {res} usage per {typ} is {e}, but request is {_q(req[res])}"
+    if res in lim and _q(lim[res]).milli() < e.milli():
+        return f"minimum {res} usage per {typ} is {e}, but limit is {_q(lim[res])}"
+    return ""
+
+
+def _max(typ: str, res: str, enforced: Any, req: Obj, lim: Obj) -> str:
+    e = _q(enforced)
+    if res not in lim:
+        return f"maximum {res} usage per {typ} is {e}.  No limit is specified"
+    if _q(lim[res]).milli() > e.milli():
+        return f"maximum {res} usage per {typ} is {e}, but limit is {_q(lim[res])}"
+    if res in req and _q(req[res]).milli() > e.milli():
+        return f"maximum {res} usage per {typ} is {e}, but request is {_q(req[res])}"
+    return ""
+
+
+def _ratio(typ: str, res: str, enforced: Any, req: Obj, lim: Obj) -> str:
+    e = _q(enforced)
+    r = _q(req[res]).milli() if res in req else 0
+    lv = _q(lim[res]).milli() if res in lim else 0
+    if not r:
+        return f"{res} max limit to request ratio per {typ} is {e}, but no request is specified or request is 0"
+    if not lv:
+        return f"{res} max limit to request ratio per {typ} is {e}, but no limit is specified or limit is 0"
+    observed = lv / r
+    if observed * 1000 > e.milli():
+        return f"{res} max limit to request ratio per {typ} is {e}, but provided ratio is {observed:f}"
+    return ""
+
+
+def _check_item(typ: str, item: Obj, req: Obj, lim: Obj) -> list[str]:
+    errs = []
+    for field, fn in (("min", _min), ("max", _max), ("maxLimitRequestRatio", _ratio)):
+        for res, v in sorted((item.get(field) or {}).items()):
+            msg = fn(typ, res, v, req, lim)
+            if msg:
+                errs.append(msg)
+    return errs
+
+
+def _pod_resources(pod: Obj) -> tuple[dict[str, Quantity], dict[str, Quantity]]:
+    """Pod-level requests and limits: containers add up, an init container counts if larger."""
+    req: dict[str, Quantity] = {}
+    lim: dict[str, Quantity] = {}
+    spec = pod.get("spec") or {}
+    for ctr in spec.get("containers") or []:
+        res = ctr.get("resources") or {}
+        for k, v in (res.get("requests") or {}).items():
+            _add(req, k, _q(v))
+        for k, v in (res.get("limits") or {}).items():
+            _add(lim, k, _q(v))
+    for ctr in spec.get("initContainers") or []:
+        res = ctr.get("resources") or {}
+        for acc, part in ((req, "requests"), (lim, "limits")):
+            for k, v in (res.get(part) or {}).items():
+                q = _q(v)
+                if k not in acc or q.value > acc[k].value:
+                    acc[k] = q
+    return req, lim
+
+
+def _validate_limits(c: Cluster, rdef: ResourceDef, obj: Obj) -> None:
+    ns = obj["metadata"].get("namespace", "")
+    errs: list[str] = []
+    if rdef.kind == "Pod" and not rdef.group:
+        for item in _limit_items(c, ns, "Container"):
+            for _, ctr in _containers(obj):
+                res = ctr.get("resources") or {}
+                errs += _check_item("Container", item, res.get("requests") or {}, res.get("limits") or {})
+        pod_items = _limit_items(c, ns, "Pod")
+        if pod_items:
+            req, lim = _pod_resources(obj)
+            for item in pod_items:
+                errs += _check_item(
+                    "Pod", item, {k: str(v) for k, v in req.items()}, {k: str(v) for k, v in lim.items()}
+                )
+    elif rdef.kind == "PersistentVolumeClaim" and not rdef.group:
+        res = (obj.get("spec") or {}).get("resources") or {}
+        for item in _limit_items(c, ns, "PersistentVolumeClaim"):
+            for field, fn in (("min", _min), ("max", _max)):
+                for k, v in sorted((item.get(field) or {}).items()):
+                    req = res.get("requests") or {}
+                    # a claim has no limit: the storage request stands for both bounds
+                    msg = fn("PersistentVolumeClaim", k, v, req, res.get("limits") or req)
+                    if msg:
+                        errs.append(msg)
+    if errs:
+        raise _forbidden(rdef, obj["metadata"].get("name", ""), _aggregate(errs))
+
+
+# -- ResourceQuota -------------------------------------------------------------------
+
+
+def _terminal(pod: Obj) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def _pod_in_scopes(pod: Obj, scopes: list[str]) -> bool:
+    spec = pod.get("spec") or {}
+    best_effort = not any(
+        (ctr.get("resources") or {}).get(part)
+        for ctr in (spec.get("containers") or []) + (spec.get("initContainers") or [])
+        for part in ("requests", "limits")
+    )
+    terminating = spec.get("activeDeadlineSeconds") is not None
+    checks = {
+        "BestEffort": best_effort,
+        "NotBestEffort": not best_effort,
+        "Terminating": terminating,
+        "NotTerminating": not terminating,
+    }
+    return all(checks.get(s, True) for s in scopes)
+
+
+def pod_usage(pod: Obj) -> dict[str, Quantity]:
+    """What one pod counts against a quota (podEvaluator.Usage)."""
+    use: dict[str, Quantity] = {"pods": Quantity.parse(1), "count/pods": Quantity.parse(1)}
+    req, lim = _pod_resources(pod)
+    for k, q in req.items():
+        use[f"requests.{k}"] = q
+        if k in ("cpu", "memory", "ephemeral-storage"):
+            use[k] = q
+    for k, q in lim.items():
+        use[f"limits.{k}"] = q
+    return use
+
+
+def _usage(rdef: ResourceDef, obj: Obj, scopes: list[str]) -> dict[str, Quantity]:
+    one = Quantity.parse(1)
+    count = f"count/{rdef.resource}" + (f".{rdef.group}" if rdef.group else "")
+    if rdef.kind == "Pod" and not rdef.group:
+        if _terminal(obj) or not _pod_in_scopes(obj, scopes):
+            return {}
+        return pod_usage(obj)
+    if scopes:
+        return {}
+    use: dict[str, Quantity] = {count: one}
+    if not rdef.group and rdef.resource in _COUNTED:
+        use[_COUNTED[rdef.resource]] = one
+    if rdef.kind == "Service" and not rdef.group:
+        typ = (obj.get("spec") or {}).get("type", "ClusterIP")
+        if typ == "LoadBalancer":
+            use["services.loadbalancers"] = one
+        if typ in ("NodePort", "LoadBalancer"):
+            use["services.nodeports"] = Quantity.parse(len((obj.get("spec") or {}).get("ports") or []))
+    if rdef.kind == "PersistentVolumeClaim" and not rdef.group:
+        spec = obj.get("spec") or {}
+        storage = ((spec.get("resources") or {}).get("requests") or {}).get("storage")
+        if storage is not None:
+            use["requests.storage"] = _q(storage)
+            if spec.get("storageClassName"):
+                cls = spec["storageClassName"]
+                use[f"{cls}.storageclass.storage.k8s.io/requests.storage"] = _q(storage)
+                use[f"{cls}.storageclass.storage.k8s.io/persistentvolumeclaims"] = one
+    return use
+
+
+def quota_status(c: Cluster, quota: Obj) -> Obj:
+    """status.hard (= spec.hard) and status.used, as the resource quota controller computes them."""
+    from runtime.kube import registry
+
+    ns = quota["metadata"]["namespace"]
+    spec = quota.get("spec") or {}
+    hard: Obj = dict(spec.get("hard") or {})
+    scopes = list(spec.get("scopes") or [])
+    totals: dict[str, Quantity] = {}
+    for rdef in registry.RESOURCES:
+        if not rdef.namespaced or rdef.virtual:
+            continue
+        count = f"count/{rdef.resource}" + (f".{rdef.group}" if rdef.group else "")
+        always = not rdef.group and rdef.kind in ("Pod", "Service", "PersistentVolumeClaim")
+        if not always and count not in hard and not (not rdef.group and rdef.resource in hard):
+            continue
+        for o in c.store.list(rdef.gr, ns):
+            for k, q in _usage(rdef, o, scopes).items():
+                _add(totals, k, q)
+    used = {k: str(totals[k]) if k in totals else "0" for k in hard}
+    return {"hard": hard, "used": used}
+
+
+def _check_quota(c: Cluster, rdef: ResourceDef, obj: Obj) -> None:
+    ns = obj["metadata"].get("namespace", "")
+    name = obj["metadata"].get("name", "")
+    quotas = sorted(c.store.list("resourcequotas", ns), key=lambda q: q["metadata"]["name"])
+    for quota in quotas:
+        spec = quota.get("spec") or {}
+        hard = (quota.get("status") or {}).get("hard") or spec.get("hard") or {}
+        scopes = list(spec.get("scopes") or [])
+        if rdef.kind != "Pod" or rdef.group or not hard:
+            continue
+        if _terminal(obj) or not _pod_in_scopes(obj, scopes):
+            continue
+        required = sorted(_MUST_SPECIFY & set(hard))
+        missing: dict[str, list[str]] = {}
+        for _, ctr in _containers(obj):
+            have = set(pod_usage({"spec": {"containers": [ctr]}}))
+            for r in required:
+                if r not in have:
+                    missing.setdefault(r, []).append(str(ctr.get("name", "")))
+        if missing:
+            detail = "; ".join(f"{r} for: {','.join(sorted(set(names)))}" for r, names in sorted(missing.items()))
+            raise _forbidden(rdef, name, f"failed quota: {quota['metadata']['name']}: must specify {detail}")
+    for quota in quotas:
+        spec = quota.get("spec") or {}
+        hard = (quota.get("status") or {}).get("hard") or spec.get("hard") or {}
+        delta = {k: v for k, v in _usage(rdef, obj, list(spec.get("scopes") or [])).items() if k in hard}
+        if not delta:
+            continue
+        used = quota_status(c, quota)["used"]
+        exceeded = sorted(k for k, q in delta.items() if (_q(used.get(k, 0)) + q).value > _q(hard[k]).value)
+        if exceeded:
+            requested = ",".join(f"{k}={delta[k]}" for k in exceeded)
+            was = ",".join(f"{k}={_q(used.get(k, 0))}" for k in exceeded)
+            limited = ",".join(f"{k}={_q(hard[k])}" for k in exceeded)
+            raise _forbidden(
+                rdef,
+                name,
+                f"exceeded quota: {quota['metadata']['name']}, requested: {requested}, used: {was}, limited: {limited}",
+            )
+
+
+def admit(c: Cluster, rdef: ResourceDef, obj: Obj) -> None:
+    """Validating admission of a create: LimitRanger's bounds, then ResourceQuota."""
+    if not rdef.namespaced or rdef.virtual:
+        return
+    _validate_limits(c, rdef, obj)
+    _check_quota(c, rdef, obj)
