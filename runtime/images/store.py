@@ -540,6 +540,8 @@ class ImageStore:
         comment: str = "",
         annotations: Mapping[str, str] | None = None,
         move: bool = False,
+        exposed_ports: Sequence[str] = (),
+        stop_signal: str = "",
     ) -> ImageConfig:
         """Create or replace image ``name`` from layer tarballs (plain or gzip), lowest first.
 
@@ -580,6 +582,10 @@ class ImageStore:
             }
             if user:
                 inner["User"] = user
+            if exposed_ports:
+                inner["ExposedPorts"] = {port: {} for port in exposed_ports}
+            if stop_signal:
+                inner["StopSignal"] = stop_signal
             config = {
                 "created": created,
                 "architecture": goarch(),
@@ -607,6 +613,8 @@ class ImageStore:
         if recipe is None:
             raise errors.ImageNotFound(f"no recipe named {name!r}; recipes: {', '.join(sorted(recipes.RECIPES))}")
         tag = f"{recipe.name}/{recipe.version}"
+        if recipe.base is not None:
+            tag += "@" + self.build(recipe.base, progress).digest
         if not force and self.recipe_of(name) == tag:
             cfg = self.get(name)
             progress(f"{name}: already built ({cfg.digest})")
@@ -621,7 +629,13 @@ class ImageStore:
             cache = self.cache_root / recipe.name
             cache.mkdir(exist_ok=True, mode=0o700)
             with self._workdir(f"build-{recipe.name}") as work:
-                ctx = recipes.BuildContext(name=name, work_dir=work, cache_dir=cache, progress=progress)
+                ctx = recipes.BuildContext(
+                    name=name,
+                    work_dir=work,
+                    cache_dir=cache,
+                    progress=progress,
+                    image_layers=lambda other: self._layer_blobs(other, progress),
+                )
                 result = recipe.build(ctx)
                 progress(f"{name}: storing {len(result.layers)} layer(s)")
                 cfg = self.add_layers(
@@ -631,13 +645,22 @@ class ImageStore:
                     cmd=result.cmd,
                     working_dir=result.working_dir,
                     user=result.user,
+                    base=recipe.base,
                     created=result.created,
                     comment=result.comment,
                     annotations={RECIPE_ANNOTATION: tag},
                     move=result.move,
+                    exposed_ports=result.exposed_ports,
+                    stop_signal=result.stop_signal,
                 )
         progress(f"{name}: built {cfg.digest} ({len(cfg.layers)} layers, {cfg.size} bytes)")
         return cfg
+
+    def _layer_blobs(self, name: str, progress: Progress) -> builtins.list[Path]:
+        """The layer blobs of ``name`` (built by its recipe if missing), lowest first."""
+        if not self.exists(name):
+            self.build(name, progress)
+        return [self.blob_path(blob) for _diff_id, blob in self._layer_pairs(name)]
 
     def remove(self, name: str) -> None:
         """Forget image ``name`` and delete blobs no other image uses (unpacked dirs stay; see

