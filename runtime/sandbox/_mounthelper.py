@@ -22,6 +22,8 @@ syscalls) and prints one JSON line.
 4. mount overlayfs on ``rootfs`` and detach the layer and ext4 mounts again:
    overlayfs holds private clones of its layers, so a running sandbox shows
    exactly one mount on the host and unmounting it releases the loop device.
+   With ``"keep_disk": true`` the ext4 stays mounted at ``disk_mnt`` (a sandbox
+   service keeps its data there, on the sandbox's quota: the Docker engine).
 """
 
 from __future__ import annotations
@@ -263,9 +265,11 @@ def setup(req: dict[str, Any]) -> dict[str, Any]:
             with contextlib.suppress(OSError):
                 umount_detach(m)
         raise
-    # overlayfs keeps private clones of its layers: drop ours from the mount table.
+    # overlayfs keeps private clones of its layers: drop ours from the mount table (but
+    # keep the disk where a sandbox service stores data on it: runtime.dockerapi).
     for m in reversed(mounted):
-        umount_detach(m)
+        if not (req.get("keep_disk") and m == disk_mnt):
+            umount_detach(m)
     return {"loop": dev, "idmap": bool(req["idmap"])}
 
 

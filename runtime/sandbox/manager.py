@@ -78,6 +78,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from runtime import errors
+from runtime.dockerapi import SandboxContext
 from runtime.sandbox import bundle, fastexec
 from runtime.sandbox._proc import run, run_quiet
 from runtime.sandbox.cgroups import Cgroups
@@ -113,11 +114,18 @@ class ImageSource(Protocol):
 
 class ServiceHook(Protocol):
     """A sandbox service (``SandboxSpec.services``) that the daemon registers in
-    ``SandboxManager.service_hooks`` (e.g. runtime.kube.service.KubeService).
+    ``SandboxManager.service_hooks`` (runtime.kube.service.KubeService,
+    runtime.dockerapi.service.DockerService).
 
     ``start`` runs once the sandbox is up, before the lab's setup script, and returns
     files to write under /root (via ``write_file``); ``stop`` runs when the sandbox stops
-    (``remove=False``) or is removed (``remove=True``). Both are called from worker threads."""
+    (``remove=False``) or is removed (``remove=True``). Both are called from worker threads.
+
+    Optional (looked up with ``getattr``): ``env`` (a mapping added to the environment of
+    every process in the sandbox), ``keep_disk`` (True: the sandbox's ext4 stays mounted at
+    ``DIR/sandboxes/<id>/disk`` while it runs, for a service that stores data on the
+    sandbox's own disk quota) and ``mounts(sid, sandbox_dir) -> list`` (OCI mounts added
+    to the sandbox's config.json before runc starts it)."""
 
     def start(self, sid: str, pid: int) -> dict[str, str]: ...
     def stop(self, sid: str, *, remove: bool) -> None: ...
@@ -487,6 +495,28 @@ class SandboxManager:
         st = self._state(sid)
         self._destroy(st)
 
+    def service_context(self, sid: str) -> SandboxContext:
+        """What a sandbox service needs to run things inside this sandbox (its namespaces,
+        uid range, cgroup and disk): see runtime.dockerapi.SandboxContext."""
+        st = self._state(sid)
+        if st.status != "running" or st.pid is None or st.ip is None:
+            raise errors.Conflict(f"sandbox {sid} is {st.status}, not running")
+        d = self._dir(sid)
+        return SandboxContext(
+            sid=sid,
+            pid=st.pid,
+            uid_base=st.uid_base,
+            idmap=st.idmap,
+            dir=d,
+            engine_root=d / "disk" / "engine",
+            cgroup_path=self.cgroups.path(sid),
+            ip=st.ip,
+            memory=st.spec.memory,
+            pids=st.spec.pids,
+            cpus=float(st.spec.cpus),
+            runc=self.runc,
+        )
+
     def layers_in_use(self) -> set[Path]:
         """Layer dirs (plain or shifted) that sandboxes on this root stack: for
         ``ImageStore.prune_layers(in_use=...)``, which must never delete them."""
@@ -849,8 +879,7 @@ class SandboxManager:
 
     # internals --------------------------------------------------------------------------------
 
-    @staticmethod
-    def _env(image: ImageConfigLike, spec: SandboxSpec, extra: dict[str, str] | None) -> builtins.list[str]:
+    def _env(self, image: ImageConfigLike, spec: SandboxSpec, extra: dict[str, str] | None) -> builtins.list[str]:
         env: dict[str, str] = {}
         for item in image.env:
             k, _, v = item.partition("=")
@@ -858,6 +887,8 @@ class SandboxManager:
         env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         env.setdefault("HOME", "/root")
         env.setdefault("TERM", "xterm-256color")
+        for name in spec.services:
+            env.update(getattr(self.service_hooks.get(name), "env", None) or {})
         env.update(spec.env)
         env.update(extra or {})
         return [f"{k}={v}" for k, v in env.items()]
@@ -965,6 +996,7 @@ class SandboxManager:
             "layers": [str(p) for p in layers],
             "files": self._files(st, hostname),
             "idmap": idmap,
+            "keep_disk": any(getattr(self.service_hooks.get(n), "keep_disk", False) for n in st.spec.services),
         }
         data = json.dumps(req).encode()
         for attempt in range(2):
@@ -1027,6 +1059,10 @@ class SandboxManager:
             cpus=spec.cpus,
             tini=bundle.find_tini(layers),
         )
+        for name in spec.services:
+            extra = getattr(self.service_hooks[name], "mounts", None)
+            if extra is not None:
+                cfg["mounts"].extend(extra(sid, d))
         _write_private(d / "config.json", json.dumps(cfg))
         logfile = d / "runc.log"
         cmd = [self.runc, "--root", str(self.runc_root), "--log", str(logfile)]
@@ -1117,8 +1153,9 @@ class SandboxManager:
         for m in (d / "rootfs", d / "disk", *sorted((d / "layers").glob("*"))):
             if m.exists() and _mounted(m):
                 run(["umount", "--lazy", str(m)], timeout=30)
-        if _mounted(d / "rootfs"):
-            raise errors.RuntimeError(f"could not unmount {d / 'rootfs'}; not deleting it")
+        for m in (d / "rootfs", d / "disk"):
+            if _mounted(m):
+                raise errors.RuntimeError(f"could not unmount {m}; not deleting it")
         shutil.rmtree(d)
         self._drop_agent(st.id)  # one a concurrent spawn may have started meanwhile
         with self._lock:

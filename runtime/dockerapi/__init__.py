@@ -1,0 +1,81 @@
+"""The ``docker`` sandbox service: a private Docker Engine API per sandbox, served by runtimed.
+
+A sandbox created with ``services: ["docker"]`` (CLI ``--service docker``) has
+``/var/run/docker.sock`` (a symlink to ``/run/kubelab-docker/docker.sock``, a read-only
+bind mount of a host directory that holds only that socket) and ``DOCKER_BUILDKIT=0`` in
+its environment, so the real docker CLI (Debian's docker.io, API 1.41) and the ``docker``
+Python SDK talk to runtimed, which answers for that sandbox only. No dockerd, no nesting
+of privileges: a student's containers are runc containers started by runtimed *inside*
+the sandbox's user namespace, cgroup, network namespace and disk quota.
+
+Layout
+------
+``service.py``
+    ``DockerService`` (a ``SandboxManager`` service hook): one ``Engine`` per sandbox,
+    the socket listener, lifecycle (start, stop, remove, re-adoption after a runtimed
+    restart) and the host-side access graders use (``GET/POST
+    /v1/sandboxes/{id}/docker/{path}`` on runtimed's own socket is forwarded to the
+    same API).
+``api.py``
+    The Docker Engine API (aiohttp): version negotiation (``/_ping``, ``/version``, any
+    ``/v1.NN`` prefix), images, build, containers, exec, attach (hijacked connections,
+    raw stream for TTY, multiplexed ``stdcopy`` frames otherwise), logs, volumes,
+    ``/system/df``, errors as ``{"message": ...}`` with Docker's status codes.
+``engine.py``
+    ``Engine``: containers (runc, nested), exec, logs, attach, wait, volumes, published
+    ports, refusals of unsafe requests, ``run_step`` for the builder.
+``store.py``
+    ``EngineStore``: the sandbox's images (Docker image configs, content-addressed ids),
+    tags, layers built by the student, the platform catalog (read-only, shared), the
+    classic builder's cache (parent/child images), ``docker save`` export, prune, df.
+``dockerfile.py`` / ``ignore.py`` / ``build.py``
+    The classic builder: Dockerfile parser (escape directive, continuations, JSON and
+    shell forms, ARG/ENV substitution), .dockerignore, the executor (stages, ``--target``,
+    ``COPY --from``, ADD of local tarballs, layer cache reported as "Using cache").
+
+Where things live (sandbox dir ``D = ROOT/sandboxes/<id>``)
+-----------------------------------------------------------
+* ``D/disk`` stays mounted for sandboxes with this service (the sandbox's quota'd ext4);
+  ``D/disk/engine/`` (root, 0700) holds the engine: ``images/``, ``layers/``,
+  ``containers/``, ``volumes/``, ``runc/`` (runc ``--root``). The student's own overlay
+  upper is ``D/disk/upper``: the engine is invisible from inside yet counts against the
+  sandbox's disk quota.
+* ``D/svc-docker/docker.sock``: the socket (owned by the sandbox's mapped root, 0660).
+
+Ownership: every layer the engine stores is in the sandbox's *host* uid space (host uid
+= ``uid_base`` + container uid), as files a sandbox process writes are. Catalog layers
+(host uid 0 based, shared by all sandboxes) are shown to containers through idmapped
+mounts, or through the catalog store's shifted copies when the kernel refuses those
+(``SandboxContext.idmap``). ``docker save`` and layer digests use container uids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+NAME = "docker"
+SOCKET_DIR = "svc-docker"  # under the sandbox dir, bind-mounted read-only into the sandbox
+SANDBOX_SOCKET_DIR = "/run/kubelab-docker"
+SANDBOX_SOCKET = SANDBOX_SOCKET_DIR + "/docker.sock"
+API_VERSION = "1.41"  # what Debian bookworm's docker.io (20.10) speaks
+MIN_API_VERSION = "1.24"
+ENGINE_VERSION = "20.10.24-kubelab"
+
+
+@dataclass(frozen=True)
+class SandboxContext:
+    """What an Engine needs to know about its sandbox (SandboxManager.service_context)."""
+
+    sid: str
+    pid: int  # host pid of the sandbox's PID 1 (its namespaces: /proc/<pid>/ns/*)
+    uid_base: int  # container uid 0 is host uid uid_base; the range is 65536 wide
+    idmap: bool  # catalog layers may be idmapped; False: use ImageStore.shifted_layer_dirs
+    dir: Path  # D
+    engine_root: Path  # D/disk/engine
+    cgroup_path: str  # the sandbox's runc cgroupsPath, e.g. "/kubelab/<sid>"; children go below it
+    ip: str  # the sandbox's own address on the runtime bridge
+    memory: int
+    pids: int
+    cpus: float
+    runc: str = "runc"
