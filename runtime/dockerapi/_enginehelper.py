@@ -1,0 +1,109 @@
+"""Short-lived mount helper of the Docker engine (run as a script, stdlib only).
+
+The engine never mounts in runtimed's own threads (CONVENTIONS.md, 10): it starts this
+file with ``python -I -S``, writes one JSON request on stdin and reads one JSON line
+back. The idmapping primitives are the sandbox mount helper's
+(``runtime/sandbox/_mounthelper.py``), imported from beside it.
+
+Ops:
+
+``overlay``
+    ``{"lowers": [{"path", "idmap"}...] (lowest first), "target", "upper"?, "work"?,
+    "uid_base", "size", "scratch"}``: layers flagged ``idmap`` (shared catalog layers,
+    owned by host uid 0..) are first cloned with ``open_tree`` and idmapped to the
+    sandbox's range into ``scratch/<i>``; overlayfs is mounted on ``target`` (read-only
+    when there is no upper) and the clones are detached again (overlayfs keeps its own
+    references), so a container shows exactly one mount on the host.
+``bind_fd``
+    ``{"fd", "target"}``: bind-mount the object behind descriptor ``fd`` (passed to the
+    helper, opened by the engine with ``openat2(RESOLVE_IN_ROOT)``) onto ``target``. The
+    source is ``/proc/self/fd/N``, a magic link the kernel follows to that exact object:
+    no path is resolved again, so a student cannot swap in a symlink meanwhile.
+``umount``
+    ``{"targets": [...]}``: detach each (missing or unmounted targets are skipped).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sandbox"))
+import _mounthelper as mh
+
+MS_RDONLY = 1
+MS_BIND = 4096
+EINVAL = 22
+
+
+def overlay(req: dict[str, Any]) -> dict[str, Any]:
+    scratch = req["scratch"]
+    lowers: list[str] = []
+    cloned: list[str] = []
+    ns = -1
+    try:
+        for i, layer in enumerate(req["lowers"]):
+            if layer["idmap"]:
+                if ns < 0:
+                    ns = mh.userns_fd(int(req["uid_base"]), int(req["size"]))
+                target = f"{scratch}/{i}"
+                Path(target).mkdir(parents=True, exist_ok=True)
+                mh.idmapped_bind(layer["path"], target, ns)
+                cloned.append(target)
+                lowers.append(target)
+            else:
+                lowers.append(layer["path"])
+        opts = "lowerdir=" + ":".join(reversed(lowers))
+        flags = mh.MS_NODEV
+        if req.get("upper"):
+            opts += f",upperdir={req['upper']},workdir={req['work']}"
+        else:
+            flags |= MS_RDONLY
+        mh.mount("overlay", req["target"], "overlay", flags, opts)
+    finally:
+        if ns >= 0:
+            os.close(ns)
+        for m in reversed(cloned):
+            with contextlib.suppress(OSError):
+                mh.umount_detach(m)
+    return {}
+
+
+def bind_fd(req: dict[str, Any]) -> dict[str, Any]:
+    mh.mount(f"/proc/self/fd/{int(req['fd'])}", req["target"], "", MS_BIND, "")
+    return {}
+
+
+def umount(req: dict[str, Any]) -> dict[str, Any]:
+    for target in req["targets"]:
+        try:
+            mh.umount_detach(target)
+        except OSError as exc:
+            if exc.errno not in (EINVAL, 2):  # not a mount point / gone
+                raise
+    return {}
+
+
+def main() -> int:
+    req = json.loads(sys.stdin.read())
+    ops = {"overlay": overlay, "bind_fd": bind_fd, "umount": umount}
+    try:
+        if req.get("op") not in ops:
+            raise ValueError(f"unknown op {req.get('op')!r}")
+        out = ops[req["op"]](req)
+    except mh.IdmapRefused as exc:
+        sys.stdout.write(json.dumps({"error": str(exc)}) + "\n")
+        return int(mh.EXIT_IDMAP_REFUSED)
+    except (OSError, ValueError, KeyError) as exc:
+        sys.stdout.write(json.dumps({"error": str(exc)}) + "\n")
+        return 1
+    sys.stdout.write(json.dumps(out) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

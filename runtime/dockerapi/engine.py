@@ -1,0 +1,2368 @@
+"""``Engine``: a sandbox's Docker containers, run by runtimed with runc, nested in the sandbox.
+
+Containers
+----------
+Each container is a runc container (``runc --root R/runc``) whose bundle is
+``R/containers/<id>/`` (``R = ctx.engine_root``, on the sandbox's quota'd disk):
+``config.json``, ``upper/`` + ``work/`` (its writable layer), ``rootfs/`` (overlayfs of
+the image's layers, the engine's shared ``init`` layer and ``upper``; mounted while it
+runs), ``hosts``/``hostname``/``resolv.conf`` (bind-mounted like Docker's), ``binds/``
+(staging mounts of bind sources), ``container.log`` and ``state.json``.
+
+Isolation: the container JOINS the sandbox's user namespace (container root = the
+sandbox's root = host uid ``uid_base``; runc 1.1 still wants the mapping in the config,
+so it gets the sandbox's own) and gets NEW pid, mount, ipc, uts, network and cgroup
+namespaces. Its cgroup is ``<sandbox cgroup>/docker-<id12>``: memory, pids and cpu count
+against the sandbox's limits (hierarchically); ``-m``, ``--pids-limit``, ``--cpus`` apply
+below that and are clamped to the sandbox's. Docker's default capabilities (without
+MKNOD), ``noNewPrivileges``, the sandbox's seccomp profile, runc's masked/read-only
+paths, no devices, ``/sys`` and the cgroup fs read-only. Requests that would need more
+(privileged, cap-add, devices, host namespaces, unconfined profiles, sysctls outside
+``net.*``, binds outside the student's ``/root``) are refused with ``Forbidden`` and a
+reason. A bind source is resolved in the sandbox's rootfs with ``openat2(RESOLVE_IN_ROOT)``
+(fsutil.py), must end up under ``/root``, and that exact object is bind-mounted (through
+``/proc/self/fd/N`` in the mount helper) onto a staging dir runc then mounts.
+
+Network: netns.py (docker0 in the sandbox's netns, veth per container, DNAT for
+published ports). ``runc create`` makes the netns, the engine wires it, ``runc start``.
+
+Processes and I/O: the engine owns the container's stdio. Without a TTY, stdout and
+stderr are pipes read by a pump thread per stream; with ``-t``, runc hands over the PTY
+master (``--console-socket``) and one pump reads it. Pumps append every chunk to
+``container.log`` as JSON lines ``{"t": unix time, "s": 1|2, "d": text}`` (bytes kept
+exactly via ``surrogateescape``) and fan it out to attached streams. ``-i`` keeps a stdin
+pipe (or the PTY) that attach writes to. Consequence, by design: the pumps and the stdin
+pipe live in runtimed, so after a runtimed restart a re-adopted container keeps running
+but its output pipe has no reader any more (its next write gets EPIPE/SIGPIPE) and new
+output is not logged; its earlier log stays readable.
+
+Exit: runc's init is re-parented to runtimed (a child subreaper); a waiter thread per
+container polls a pidfd and reaps it, records ExitCode/FinishedAt, tears down network,
+mounts and runc state, and honours ``--rm``. Containers re-adopted by a new Engine whose
+process is not their parent are watched the same way; their exit code is then unknown
+and recorded as 255 with an explanation.
+
+State persists in ``state.json`` per container; a new Engine on the same context
+re-adopts running containers (their pid, start time and runc state agree) and marks the
+others exited.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import copy
+import datetime
+import errno
+import fcntl
+import json
+import logging
+import os
+import queue
+import random
+import re
+import secrets
+import select
+import shlex
+import shutil
+import signal as signal_mod
+import socket
+import struct
+import subprocess
+import tempfile
+import termios
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runtime import errors
+from runtime.dockerapi import ENGINE_VERSION, SandboxContext, fsutil, netns
+from runtime.dockerapi.store import (
+    EngineStore,
+    Forbidden,
+    Image,
+    NotFound,
+    helper,
+    now_rfc3339,
+    parse_time,
+)
+from runtime.images.store import ImageStore, safe_rmtree
+from runtime.sandbox import bundle
+from runtime.sandbox._proc import run, run_quiet
+from runtime.sandbox.cgroups import CGROUP_ROOT, Cgroups
+
+log = logging.getLogger("runtime.dockerapi")
+
+CAPS = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+]
+ZERO_TIME = "0001-01-01T00:00:00Z"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+PORT_RANGE = (32768, 60999)
+INIT_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
+INIT_DIRS = ("dev", "proc", "sys", "etc", "dev/pts", "dev/shm", "dev/mqueue")
+RUNC_TIMEOUT = 60.0
+# Above the sandbox's own processes (bundle.py: 500): when a container exhausts the sandbox's
+# memory, the kernel kills the container's processes, not the sandbox's shell or its PID 1.
+OOM_SCORE_ADJ = 800
+PRIVILEGED_REASON = (
+    "--privileged is not available in this lab: your containers run inside your sandbox's "
+    "user namespace and cannot get host privileges"
+)
+SIGNALS = {s.name: int(s) for s in signal_mod.Signals}
+
+_ADJ = ["admiring", "brave", "clever", "eager", "focused", "gentle", "happy", "jolly", "keen", "lucid"]
+_NAMES = ["turing", "hopper", "lovelace", "ritchie", "thompson", "torvalds", "knuth", "dijkstra", "liskov", "hamilton"]
+
+
+def _ts(t: float) -> str:
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _ago(t: float) -> str:
+    d = max(0.0, time.time() - t)
+    if d < 1:
+        return "Less than a second"
+    if d < 60:
+        return f"{int(d)} seconds"
+    if d < 3600:
+        n = int(d // 60)
+        return "About a minute" if n == 1 else f"{n} minutes"
+    if d < 86400:
+        n = int(d // 3600)
+        return "About an hour" if n == 1 else f"{n} hours"
+    return f"{int(d // 86400)} days"
+
+
+def _proc_start(pid: int) -> int | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def _write_file(path: Path, text: str, uid: int, mode: int = 0o644) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+        os.fchown(fh.fileno(), uid, uid)
+        os.fchmod(fh.fileno(), mode)
+
+
+def _mounted(path: Path) -> bool:
+    target = str(path)
+    with open("/proc/self/mountinfo") as fh:
+        return any(line.split()[4] == target for line in fh)
+
+
+def _mounts_under(path: Path) -> list[str]:
+    prefix = str(path).rstrip("/") + "/"
+    with open("/proc/self/mountinfo") as fh:
+        return [m for m in (line.split()[4] for line in fh) if m.startswith(prefix)]
+
+
+def _signal_number(sig: str | int) -> int:
+    if isinstance(sig, int):
+        return sig
+    s = sig.strip().upper()
+    if s.isdigit():
+        return int(s)
+    if not s.startswith("SIG"):
+        s = "SIG" + s
+    if s not in SIGNALS:
+        raise errors.BadRequest(f"Invalid signal: {sig}")
+    return SIGNALS[s]
+
+
+# -- streams -----------------------------------------------------------------------------------
+
+
+class Stream:
+    """An attached or exec'd process's I/O (see engine-interface.md).
+
+    ``read`` returns ``(1|2, data)``, ``None`` at the end of the output, and raises
+    ``TimeoutError`` when ``timeout`` passes with nothing to read.
+    """
+
+    def __init__(
+        self,
+        *,
+        tty: bool,
+        write: Callable[[bytes], None] | None = None,
+        close_stdin: Callable[[], None] | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.tty = tty
+        self._q: queue.Queue[tuple[int, bytes] | None] = queue.Queue()
+        self._write = write
+        self._close_stdin = close_stdin
+        self._on_close = on_close
+        self._ended = False
+        self._closed = False
+
+    def push(self, item: tuple[int, bytes] | None) -> None:
+        self._q.put(item)
+
+    def read(self, timeout: float | None = None) -> tuple[int, bytes] | None:
+        if self._ended:
+            return None
+        try:
+            item = self._q.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError("no output yet") from None
+        if item is None:
+            self._ended = True
+        return item
+
+    def write(self, data: bytes) -> None:
+        if self._write is not None and data and not self._closed:
+            self._write(data)
+
+    def close_stdin(self) -> None:
+        if self._close_stdin is not None:
+            fn, self._close_stdin = self._close_stdin, None
+            fn()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._on_close is not None:
+            self._on_close()
+
+    def fileno_hint(self) -> int | None:
+        return None
+
+
+class _Output:
+    """A container's output: appended to its JSON-lines log and fanned out to subscribers."""
+
+    def __init__(self, logfile: Path) -> None:
+        self.logfile = logfile
+        self.lock = threading.Lock()
+        self.subscribers: list[Stream] = []
+        self.listeners: list[Callable[[int, bytes], None]] = []
+        self.ended = True
+
+    def begin(self) -> None:
+        with self.lock:
+            self.ended = False
+
+    def write(self, stream: int, data: bytes) -> None:
+        rec = {"t": time.time(), "s": stream, "d": data.decode("utf-8", "surrogateescape")}
+        line = json.dumps(rec) + "\n"
+        with self.lock:
+            with open(self.logfile, "a") as fh:
+                fh.write(line)
+            for s in self.subscribers:
+                s.push((stream, data))
+            listeners = list(self.listeners)
+        for fn in listeners:
+            fn(stream, data)
+
+    def end(self) -> None:
+        with self.lock:
+            self.ended = True
+            subs, self.subscribers = self.subscribers, []
+        for s in subs:
+            s.push(None)
+
+    def subscribe(self, s: Stream) -> tuple[int, bool]:
+        """Register ``s`` for output until the current run ends (or, if none is running, the
+        next one: attach-then-start); return the log's size then and whether it was idle."""
+        with self.lock:
+            size = self.logfile.stat().st_size if self.logfile.exists() else 0
+            self.subscribers.append(s)
+            return size, self.ended
+
+    def unsubscribe(self, s: Stream) -> None:
+        with self.lock:
+            if s in self.subscribers:
+                self.subscribers.remove(s)
+
+    def records(self, upto: int | None = None) -> Iterator[tuple[float, int, bytes]]:
+        try:
+            fh = open(self.logfile, "rb")  # noqa: SIM115 - closed below, iterated lazily
+        except FileNotFoundError:
+            return
+        with fh:
+            pos = 0
+            for raw in fh:
+                pos += len(raw)
+                if upto is not None and pos > upto:
+                    break
+                try:
+                    rec = json.loads(raw)
+                except ValueError:
+                    continue
+                yield float(rec["t"]), int(rec["s"]), str(rec["d"]).encode("utf-8", "surrogateescape")
+
+
+# -- container record -------------------------------------------------------------------------
+
+
+@dataclass
+class _Container:
+    id: str
+    name: str
+    created: float
+    image: str  # image id
+    image_ref: str  # as the user gave it
+    config: dict[str, Any]  # Docker's Config (merged with the image's)
+    host_config: dict[str, Any]
+    path: str
+    args: list[str]
+    status: str = "created"  # created | running | exited | dead | removing
+    pid: int = 0
+    pid_start: int = 0
+    exit_code: int = 0
+    error: str = ""
+    oom_killed: bool = False
+    started_at: str = ZERO_TIME
+    finished_at: str = ZERO_TIME
+    restart_count: int = 0
+    ip: str = ""
+    ip_index: int = -1
+    ports: dict[str, list[dict[str, str]] | None] = field(default_factory=dict)
+    mounts: list[dict[str, Any]] = field(default_factory=list)
+    # runtime only
+    out: _Output | None = None
+    stdin_fd: int | None = None
+    pty: int | None = None
+    pumps: list[threading.Thread] = field(default_factory=list)
+    waiter: threading.Thread | None = None
+    stopping: bool = False
+
+    PERSISTED = [
+        "id",
+        "name",
+        "created",
+        "image",
+        "image_ref",
+        "config",
+        "host_config",
+        "path",
+        "args",
+        "status",
+        "pid",
+        "pid_start",
+        "exit_code",
+        "error",
+        "oom_killed",
+        "started_at",
+        "finished_at",
+        "restart_count",
+        "ip",
+        "ip_index",
+        "ports",
+        "mounts",
+    ]
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.PERSISTED}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> _Container:
+        return cls(**{k: d[k] for k in cls.PERSISTED if k in d})
+
+    @property
+    def tty(self) -> bool:
+        return bool(self.config.get("Tty"))
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+
+@dataclass
+class _Exec:
+    id: str
+    cid: str
+    config: dict[str, Any]
+    running: bool = False
+    exit_code: int | None = None
+    pid: int = 0
+    pty: int | None = None
+    stdin_fd: int | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+# -- the engine --------------------------------------------------------------------------------
+
+
+class Engine:
+    """A sandbox's Docker engine: containers, exec, volumes; see the module docstring."""
+
+    def __init__(self, ctx: SandboxContext, catalog_store: ImageStore) -> None:
+        self.ctx = ctx
+        self.store = EngineStore(ctx, catalog_store)
+        self.root = ctx.engine_root
+        self.containers_dir = self.root / "containers"
+        self.volumes_dir = self.root / "volumes"
+        self.runc_root = self.root / "runc"
+        for d in (self.containers_dir, self.volumes_dir):
+            d.mkdir(exist_ok=True, mode=0o711)
+        self.runc_root.mkdir(exist_ok=True, mode=0o700)
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        # Serialises network changes (docker0, the DNAT table): taken before _lock, never
+        # while holding it, so the engine's state lock is never held across nft/ip runs.
+        self._net_lock = threading.RLock()
+        self._containers: dict[str, _Container] = {}
+        self._execs: dict[str, _Exec] = {}
+        self._closed = False
+        self._net_ready = False
+        self.store.set_in_use(self._images_in_use)
+        self._init_layer = self._make_init_layer()
+        self._cgroups = Cgroups(self.ctx.cgroup_path)  # this host's layout (v1 mounts or v2)
+        for d in sorted(self.containers_dir.iterdir()):
+            try:
+                c = _Container.from_json(json.loads((d / "state.json").read_text()))
+            except (OSError, ValueError, TypeError, KeyError):
+                continue
+            c.out = _Output(d / "container.log")
+            self._containers[c.id] = c
+        for c in list(self._containers.values()):
+            self._readopt(c)
+
+    # -- small helpers -----------------------------------------------------------------------------
+
+    def _dir(self, cid: str) -> Path:
+        return self.containers_dir / cid
+
+    def _save(self, c: _Container) -> None:
+        d = self._dir(c.id)
+        if not d.is_dir():
+            return
+        tmp = d / f".state.{secrets.token_hex(4)}"
+        tmp.write_text(json.dumps(c.to_json()))
+        tmp.replace(d / "state.json")
+
+    def _runc(
+        self, *args: str, timeout: float = RUNC_TIMEOUT, check: bool = True
+    ) -> subprocess.CompletedProcess[bytes]:
+        return run([self.ctx.runc, "--root", str(self.runc_root), *args], timeout=timeout, check=check)
+
+    def _runc_exists(self, cid: str) -> bool:
+        return (self.runc_root / cid).exists()
+
+    def _get(self, ref: str) -> _Container:
+        with self._lock:
+            c = self._containers.get(self.resolve(ref))
+        if c is None:
+            raise NotFound(f"No such container: {ref}")
+        return c
+
+    def _cgroup_file(self, c: _Container, controller: str, name: str) -> Path:
+        """A file of the container's cgroup (``<sandbox cgroup>/docker-<id12>``)."""
+        rel = self.ctx.cgroup_path.lstrip("/") + f"/docker-{c.id[:12]}"
+        base = CGROUP_ROOT if self._cgroups.v2 else self._cgroups.v1.get(controller, CGROUP_ROOT / controller)
+        return base / rel / name
+
+    def _images_in_use(self) -> set[str]:
+        with self._lock:
+            return {c.image for c in self._containers.values()}
+
+    def _make_init_layer(self) -> Path:
+        """Docker's "-init" layer: empty mount points below every container's upper dir, so
+        runc never creates them in the writable layer (and `docker commit`/builds never
+        capture them)."""
+        path = self.root / "init-layer"
+        if path.is_dir():
+            return path
+        tmp = self.root / f".init-layer-{secrets.token_hex(4)}"
+        tmp.mkdir(mode=0o755)
+        uid = self.ctx.uid_base
+        for rel in INIT_DIRS:
+            (tmp / rel).mkdir(mode=0o755, exist_ok=True)
+            os.chown(tmp / rel, uid, uid)
+        for rel in INIT_FILES:
+            _write_file(tmp / rel, "", uid)
+        os.chown(tmp, uid, uid)
+        tmp.rename(path)
+        return path
+
+    def _init_layer_lower(self) -> Any:
+        from runtime.dockerapi.store import Layer
+
+        return Layer("sha256:" + "0" * 64, self._init_layer, 0, catalog=False)
+
+    # -- re-adoption ------------------------------------------------------------------------------
+
+    def _readopt(self, c: _Container) -> None:
+        if c.status in ("running", "removing") and c.pid and _proc_start(c.pid) == c.pid_start and c.pid_start:
+            c.status = "running"
+            log.info("container %s re-adopted (pid %d); its output is no longer collected", c.id[:12], c.pid)
+            c.waiter = threading.Thread(target=self._wait_exit, args=(c,), daemon=True, name=f"wait-{c.id[:12]}")
+            c.waiter.start()
+            return
+        if c.status not in ("created", "exited", "dead"):  # running, or caught mid-start/removal
+            c.status = "exited"
+            c.exit_code = 255 if c.exit_code == 0 else c.exit_code
+            c.error = c.error or "the container's process ended while the engine was not running"
+            c.finished_at = c.finished_at if c.finished_at != ZERO_TIME else now_rfc3339()
+            self._teardown(c)
+            self._save(c)
+
+    # -- create -----------------------------------------------------------------------------------
+
+    def _refuse(self, body: dict[str, Any]) -> None:
+        hc = body.get("HostConfig") or {}
+        if hc.get("Privileged"):
+            raise Forbidden(PRIVILEGED_REASON)
+        if hc.get("CapAdd"):
+            raise Forbidden(
+                f"--cap-add {', '.join(hc['CapAdd'])} is not available in this lab: your containers run "
+                "inside your sandbox's user namespace with Docker's default capabilities only"
+            )
+        if hc.get("Devices") or hc.get("DeviceRequests") or hc.get("DeviceCgroupRules"):
+            raise Forbidden("--device/--gpus are not available in this lab: containers get no host devices")
+        for key, flag in (("PidMode", "--pid"), ("IpcMode", "--ipc"), ("UTSMode", "--uts"), ("UsernsMode", "--userns")):
+            mode = str(hc.get(key) or "")
+            if key == "IpcMode" and mode in ("", "private", "shareable", "none"):
+                continue
+            if mode and mode != "private":
+                raise Forbidden(
+                    f"{flag}={mode} is not available in this lab: each container gets its own namespace "
+                    "inside your sandbox, never the host's or another container's"
+                )
+        net = str(hc.get("NetworkMode") or "default")
+        if net not in ("default", "bridge", "none"):
+            raise Forbidden(
+                f"--network={net} is not available in this lab: containers use the default bridge "
+                "(docker0 inside your sandbox) or none"
+            )
+        if str(hc.get("CgroupnsMode") or "private") != "private":
+            raise Forbidden("--cgroupns=host is not available in this lab: containers get their own cgroup namespace")
+        for opt in hc.get("SecurityOpt") or []:
+            o = str(opt).replace("=", ":", 1)
+            if o in ("seccomp:unconfined", "apparmor:unconfined", "label:disable", "systempaths:unconfined"):
+                raise Forbidden(
+                    f"--security-opt {opt} is not available in this lab: the seccomp profile and masked "
+                    "paths protect the host your sandbox shares"
+                )
+            if o.startswith("seccomp:"):
+                raise Forbidden(f"--security-opt {opt}: custom seccomp profiles are not available in this lab")
+        for key in hc.get("Sysctls") or {}:
+            if not str(key).startswith("net."):
+                raise Forbidden(
+                    f"--sysctl {key} is not available in this lab: only net.* sysctls (which belong to "
+                    "the container's own network namespace) can be set"
+                )
+        if hc.get("Runtime") not in (None, "", "runc"):
+            raise Forbidden(f"--runtime {hc['Runtime']} is not available in this lab")
+
+    def _parse_mounts(self, body: dict[str, Any], image: Image) -> list[dict[str, Any]]:
+        """Binds, Mounts, Tmpfs and image VOLUMEs -> [{Type, Source, Destination, RW, Name?}]."""
+        hc = body.get("HostConfig") or {}
+        out: list[dict[str, Any]] = []
+
+        def add(kind: str, source: str, dest: str, rw: bool, name: str = "", options: str = "") -> None:
+            if not dest.startswith("/"):
+                raise errors.BadRequest(f"invalid mount config: mount path must be absolute: {dest}")
+            dest = os.path.normpath(dest)
+            if dest == "/":
+                raise errors.BadRequest("invalid mount config: destination can't be '/'")
+            if any(m["Destination"] == dest for m in out):
+                raise errors.BadRequest(f"Duplicate mount point: {dest}")
+            out.append(
+                {"Type": kind, "Source": source, "Destination": dest, "RW": rw, "Name": name, "Options": options}
+            )
+
+        for spec in hc.get("Binds") or []:
+            parts = str(spec).split(":")
+            if len(parts) < 2 or len(parts) > 3:
+                raise errors.BadRequest(f"invalid volume specification: '{spec}'")
+            src, dst = parts[0], parts[1]
+            opts = parts[2].split(",") if len(parts) == 3 else []
+            rw = "ro" not in opts
+            if src.startswith("/"):
+                self._check_bind_source(src)
+                add("bind", src, dst, rw)
+            else:
+                add("volume", self._volume_path(self._ensure_volume(src)), dst, rw, name=src)
+        for m in hc.get("Mounts") or []:
+            kind = m.get("Type") or "volume"
+            target = str(m.get("Target") or "")
+            rw = not m.get("ReadOnly")
+            if kind == "bind":
+                src = str(m.get("Source") or "")
+                self._check_bind_source(src)
+                add("bind", src, target, rw)
+            elif kind == "volume":
+                name = str(m.get("Source") or "") or secrets.token_hex(32)
+                add(
+                    "volume",
+                    self._volume_path(self._ensure_volume(name, anonymous=not m.get("Source"))),
+                    target,
+                    rw,
+                    name,
+                )
+            elif kind == "tmpfs":
+                size = (m.get("TmpfsOptions") or {}).get("SizeBytes")
+                add("tmpfs", "", target, rw, options=f"size={int(size)}" if size else "")
+            else:
+                raise errors.BadRequest(f"mount type {kind!r} is not supported (bind, volume and tmpfs are)")
+        for dest, opts in (hc.get("Tmpfs") or {}).items():
+            add("tmpfs", "", dest, True, options=str(opts or ""))
+        for dest in (image.config.get("config") or {}).get("Volumes") or {}:
+            if not any(m["Destination"] == os.path.normpath(dest) for m in out):
+                name = secrets.token_hex(32)
+                add("volume", self._volume_path(self._ensure_volume(name, anonymous=True)), dest, True, name)
+        return out
+
+    def _check_bind_source(self, src: str) -> None:
+        fd = self._open_bind_source(src)
+        os.close(fd)
+
+    def _open_bind_source(self, src: str) -> int:
+        """O_PATH fd of a bind source inside the sandbox's /root (never following a symlink
+        out of the sandbox's rootfs, and refusing one that leads outside /root)."""
+        if not src.startswith("/"):
+            raise errors.BadRequest(f"invalid mount config: bind source path must be absolute: {src}")
+        norm = os.path.normpath(src)
+        outside = (
+            f"bind mounts of {src} are not available in this lab: only paths inside /root "
+            "(your workspace in the sandbox) can be mounted into containers"
+        )
+        if norm != "/root" and not norm.startswith("/root/"):
+            raise Forbidden(outside)
+        rootfs = self.ctx.dir / "rootfs"
+        try:
+            fd = fsutil.open_in_root(rootfs, norm)
+        except FileNotFoundError:
+            raise errors.BadRequest(
+                f'invalid mount config for type "bind": bind source path does not exist: {src}'
+            ) from None
+        except OSError as exc:
+            raise errors.BadRequest(f"bind source {src}: {exc.strerror}") from None
+        real = fsutil.fd_path(fd)
+        home = str(rootfs) + "/root"
+        if real != home and not real.startswith(home + "/"):
+            os.close(fd)
+            raise Forbidden(outside + f" ({src} leads to {real[len(str(rootfs)) :] or '/'})")
+        return fd
+
+    def create(self, body: dict[str, Any], *, name: str | None = None) -> tuple[str, list[str]]:
+        if not isinstance(body, dict):
+            raise errors.BadRequest("the request body must be a JSON object")
+        self._refuse(body)
+        ref = str(body.get("Image") or "")
+        if not ref:
+            raise errors.BadRequest("No image specified: give an image name, e.g. busybox")
+        image = self.store.resolve(ref)
+        warnings: list[str] = []
+        img_cfg = copy.deepcopy(image.config.get("config") or {})
+        hc = copy.deepcopy(body.get("HostConfig") or {})
+        hc.setdefault("NetworkMode", "default")
+        # Entrypoint / Cmd, as Docker combines them
+        ep = body.get("Entrypoint")
+        cmd = body.get("Cmd")
+        if isinstance(ep, str):
+            ep = [ep]
+        if isinstance(cmd, str):
+            cmd = shlex.split(cmd)
+        if ep is None:
+            ep = img_cfg.get("Entrypoint") or []
+            if cmd is None:
+                cmd = img_cfg.get("Cmd") or []
+        else:
+            if ep == [""]:
+                ep = []
+            if cmd is None:
+                cmd = []
+        argv = list(ep or []) + list(cmd or [])
+        if not argv:
+            raise errors.BadRequest("No command specified")
+        env: dict[str, str] = {}
+        for item in list(img_cfg.get("Env") or []) + list(body.get("Env") or []):
+            k, sep, v = str(item).partition("=")
+            if sep:
+                env[k] = v
+        env.setdefault("PATH", DEFAULT_PATH)
+        hostname = str(body.get("Hostname") or "")
+        labels = {**(img_cfg.get("Labels") or {}), **(body.get("Labels") or {})}
+        exposed = {**(img_cfg.get("ExposedPorts") or {}), **(body.get("ExposedPorts") or {})}
+        for port in hc.get("PortBindings") or {}:
+            exposed.setdefault(port if "/" in port else f"{port}/tcp", {})
+        memory = int(hc.get("Memory") or 0)
+        if memory and memory > self.ctx.memory:
+            warnings.append(
+                f"memory limit {memory} is above your sandbox's ({self.ctx.memory}): the sandbox's limit applies"
+            )
+        if memory and memory < 6 * 2**20:
+            raise errors.BadRequest("Minimum memory limit allowed is 6MB")
+        if hc.get("RestartPolicy", {}).get("Name") not in (None, "", "no"):
+            warnings.append("restart policies are not supported in this lab: the container will not be restarted")
+        config = {
+            "Hostname": "",
+            "Domainname": str(body.get("Domainname") or ""),
+            "User": str(body.get("User") if body.get("User") is not None else img_cfg.get("User") or ""),
+            "AttachStdin": bool(body.get("AttachStdin")),
+            "AttachStdout": bool(body.get("AttachStdout", True)),
+            "AttachStderr": bool(body.get("AttachStderr", True)),
+            "ExposedPorts": exposed or None,
+            "Tty": bool(body.get("Tty")),
+            "OpenStdin": bool(body.get("OpenStdin")),
+            "StdinOnce": bool(body.get("StdinOnce")),
+            "Env": [f"{k}={v}" for k, v in env.items()],
+            "Cmd": cmd or None,
+            "Image": ref,
+            "Volumes": body.get("Volumes") or img_cfg.get("Volumes"),
+            "WorkingDir": str(body.get("WorkingDir") or img_cfg.get("WorkingDir") or ""),
+            "Entrypoint": ep or None,
+            "OnBuild": None,
+            "Labels": labels,
+            "StopSignal": body.get("StopSignal") or img_cfg.get("StopSignal") or "SIGTERM",
+            "StopTimeout": body.get("StopTimeout"),
+        }
+        cid = secrets.token_hex(32)
+        config["Hostname"] = hostname or cid[:12]
+        with self._lock:
+            cname = self._pick_name(name)
+            mounts = self._parse_mounts(body, image)
+            c = _Container(
+                id=cid,
+                name=cname,
+                created=time.time(),
+                image=image.id,
+                image_ref=ref,
+                config=config,
+                host_config=hc,
+                path=argv[0],
+                args=argv[1:],
+                mounts=mounts,
+            )
+            d = self._dir(cid)
+            d.mkdir(mode=0o711)
+            for sub in ("upper", "work", "rootfs", "binds"):
+                (d / sub).mkdir(mode=0o755)
+            os.chown(d / "upper", self.ctx.uid_base, self.ctx.uid_base)
+            c.out = _Output(d / "container.log")
+            self._containers[cid] = c
+            self._save(c)
+        return cid, warnings
+
+    def _pick_name(self, name: str | None) -> str:
+        if name:
+            if not NAME_RE.match(name):
+                raise errors.BadRequest(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+            name = name.lstrip("/")
+            for other in self._containers.values():
+                if other.name == name:
+                    raise errors.Conflict(
+                        f'Conflict. The container name "/{name}" is already in use by container "{other.id}". '
+                        "You have to remove (or rename) that container to be able to reuse that name."
+                    )
+            return name
+        used = {c.name for c in self._containers.values()}
+        while True:
+            cand = f"{random.choice(_ADJ)}_{random.choice(_NAMES)}"  # noqa: S311 - names, not secrets
+            if cand in used:
+                cand += f"{random.randint(0, 99)}"  # noqa: S311
+            if cand not in used:
+                return cand
+
+    # -- start ------------------------------------------------------------------------------------
+
+    def start(self, cid: str) -> None:
+        c = self._get(cid)
+        if c.waiter is not None and c.waiter is not threading.current_thread():
+            c.waiter.join(timeout=30)  # the previous run's teardown
+        with self._lock:
+            if c.running or c.status == "starting":
+                return  # Docker: 304, nothing to do
+            if c.status == "removing":
+                raise errors.Conflict(f"container {c.id[:12]} is being removed")
+            c.status = "starting"
+        try:
+            self._start(c)
+        except BaseException:
+            self._teardown(c)
+            with self._lock:
+                c.status = "exited" if c.started_at != ZERO_TIME else "created"
+                if c.status == "exited":
+                    c.exit_code = c.exit_code or 128
+                self._save(c)
+                self._cond.notify_all()
+            raise
+
+    def _start(self, c: _Container) -> None:
+        d = self._dir(c.id)
+        uid = self.ctx.uid_base
+        if self._runc_exists(c.id):
+            self._runc("delete", "--force", c.id, check=False)
+        image = self.store.resolve(c.image)
+        # root filesystem: image layers, the init layer, the container's upper dir
+        layers = [*image.layers, self._init_layer_lower()]
+        if not _mounted(d / "rootfs"):
+            self.store.mount(layers, d / "rootfs", upper=d / "upper", work=d / "work")
+        rootfs = d / "rootfs"
+        try:
+            user = fsutil.resolve_user(rootfs, c.config.get("User") or "")
+        except ValueError as exc:
+            raise errors.BadRequest(f"unable to start container process: {exc}") from None
+        workdir = c.config.get("WorkingDir") or "/"
+        fsutil.mkdirs_in_root(rootfs, workdir, uid + user.uid, uid + user.gid)
+        # the files Docker manages
+        _write_file(d / "hostname", c.config["Hostname"] + "\n", uid)
+        with self._lock:
+            if c.ip_index < 0 or any(
+                o.ip_index == c.ip_index and o.id != c.id and o.running for o in self._containers.values()
+            ):
+                used = {o.ip_index for o in self._containers.values() if o.running or o.status == "starting"}
+                c.ip_index = next(i for i in range(len(used) + 1) if i not in used)
+            c.ip = netns.address(c.ip_index)
+            net_none = c.host_config.get("NetworkMode") == "none"
+            ports = {} if net_none else self._allocate_ports(c)
+            c.ports = ports
+        hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        if not net_none:
+            hosts += f"{c.ip}\t{c.config['Hostname']}\n"
+        _write_file(d / "hosts", hosts, uid)
+        _write_file(d / "resolv.conf", self._resolv_conf(), uid)
+        self._copy_up_volumes(c, rootfs)
+        # bind sources: resolve now (the sandbox may have changed), stage the exact objects
+        binds = self._stage_binds(c)
+        cfg = self._runc_config(c, rootfs, user, binds)
+        (d / "config.json").write_text(json.dumps(cfg))
+        # stdio
+        c.out = c.out or _Output(d / "container.log")
+        child: list[int] = []
+        ours: list[int] = []
+        sock: socket.socket | None = None
+        sock_path = Path()
+        stdin_w: int | None = None
+        out_r = err_r = None
+        try:
+            if c.tty:
+                sock, sock_path = _console_socket()
+                stdio = (subprocess.DEVNULL, subprocess.DEVNULL, subprocess.DEVNULL)
+            else:
+                if c.config.get("OpenStdin"):
+                    r, w = os.pipe()
+                    child.append(r)
+                    ours.append(w)
+                    stdin_w, stdin_r = w, r
+                else:
+                    stdin_r = subprocess.DEVNULL
+                out_r, out_w = os.pipe()
+                err_r, err_w = os.pipe()
+                child += [out_w, err_w]
+                ours += [out_r, err_r]
+                stdio = (stdin_r, out_w, err_w)
+            argv = [self.ctx.runc, "--root", str(self.runc_root), "--log", str(d / "runc.log"), "--log-format", "json"]
+            argv += ["create", "--bundle", str(d), "--pid-file", str(d / "pid")]
+            if sock is not None:
+                argv += ["--console-socket", str(sock_path)]
+            argv.append(c.id)
+            with contextlib.suppress(FileNotFoundError):
+                (d / "runc.log").unlink()
+            rc = run_quiet(argv, timeout=RUNC_TIMEOUT, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
+            for fd in child:
+                os.close(fd)
+            child = []
+            if rc != 0:
+                raise errors.RuntimeError(f"could not start container: {self._runc_error(d / 'runc.log')}")
+            pty: int | None = None
+            if sock is not None:
+                sock.settimeout(10)
+                conn, _ = sock.accept()
+                with conn:
+                    _msg, fds, _flags, _addr = socket.recv_fds(conn, 1024, 1)
+                if not fds:
+                    raise errors.RuntimeError("runc sent no PTY master")
+                pty = fds[0]
+                ours.append(pty)
+                self._set_winsize(pty, 24, 80)
+            pid = int((d / "pid").read_text().strip())
+            c.pid, c.pid_start = pid, _proc_start(pid) or 0
+            if not net_none:
+                self._ensure_net()
+                netns.attach(self.ctx.pid, pid, c.id, c.ip)
+            with self._lock:
+                c.status = "running"
+                c.stdin_fd, c.pty = stdin_w, pty
+            self._apply_ports()
+            assert c.out is not None
+            c.out.begin()
+            c.pumps = []
+            if pty is not None:
+                c.pumps.append(self._pump(c.out, pty, 1, f"pty-{c.id[:12]}"))
+            else:
+                assert out_r is not None and err_r is not None
+                c.pumps.append(self._pump(c.out, out_r, 1, f"out-{c.id[:12]}"))
+                c.pumps.append(self._pump(c.out, err_r, 2, f"err-{c.id[:12]}"))
+            ours = []
+            self._runc("start", c.id)
+        except BaseException:
+            for fd in child + ours:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            with self._lock:
+                c.stdin_fd = c.pty = None
+                c.status = "starting"
+            if c.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(c.pid, signal_mod.SIGKILL)
+                self._reap(c.pid, timeout=10)
+            if c.out is not None:
+                c.out.end()
+            raise
+        finally:
+            if sock is not None:
+                sock.close()
+                shutil.rmtree(sock_path.parent, ignore_errors=True)
+        with self._lock:
+            c.started_at = now_rfc3339()
+            c.finished_at = ZERO_TIME
+            c.exit_code, c.error, c.oom_killed = 0, "", False
+            c.stopping = False
+            self._save(c)
+            c.waiter = threading.Thread(target=self._wait_exit, args=(c,), daemon=True, name=f"wait-{c.id[:12]}")
+            c.waiter.start()
+            self._cond.notify_all()
+
+    def _resolv_conf(self) -> str:
+        raw = fsutil.read_in_root(self.ctx.dir / "rootfs", "/etc/resolv.conf") or b""
+        lines = [ln for ln in raw.decode(errors="replace").splitlines() if ln.strip()]
+        # the sandbox's own resolvers work from a container too (they are reached through the
+        # sandbox), except loopback ones, which inside the container would be the container
+        kept = [ln for ln in lines if not (ln.split()[:1] == ["nameserver"] and ln.split()[1:2][0].startswith("127."))]
+        return "\n".join(kept) + "\n"
+
+    def _copy_up_volumes(self, c: _Container, rootfs: Path) -> None:
+        """Docker's volume copy-up: an empty volume mounted where the image has files gets a
+        copy of them (owners kept: the rootfs view shows them in the sandbox's range). The
+        source is the image's directory opened inside the rootfs, copied through its fd."""
+        for m in c.mounts:
+            if m["Type"] != "volume" or any(Path(m["Source"]).iterdir()):
+                continue
+            with self._lock:  # never write into a volume a running container can change meanwhile
+                busy = any(
+                    o.running and any(x.get("Name") == m["Name"] for x in o.mounts) for o in self._containers.values()
+                )
+            if busy:
+                continue
+            try:
+                fd = fsutil.open_in_root(rootfs, m["Destination"], os.O_PATH | os.O_DIRECTORY)
+            except OSError:
+                continue  # nothing there in the image
+            try:
+                cp = subprocess.run(
+                    ["cp", "-a", "--no-dereference", f"/proc/self/fd/{fd}/.", m["Source"] + "/"],
+                    pass_fds=(fd,),
+                    capture_output=True,
+                    timeout=600,
+                    check=False,
+                )
+            finally:
+                os.close(fd)
+            if cp.returncode != 0:
+                why = cp.stderr.decode(errors="replace").strip()[-300:]
+                raise errors.RuntimeError(f"copying the image's {m['Destination']} into volume {m['Name']}: {why}")
+
+    def _stage_binds(self, c: _Container) -> dict[str, Path]:
+        """Bind-mount each bind source (resolved afresh, as an fd) onto binds/<i>."""
+        staged: dict[str, Path] = {}
+        d = self._dir(c.id)
+        for i, m in enumerate(c.mounts):
+            if m["Type"] != "bind":
+                continue
+            fd = self._open_bind_source(m["Source"])
+            try:
+                is_dir = Path(f"/proc/self/fd/{fd}").is_dir()
+                target = d / "binds" / str(i)
+                if not target.exists():
+                    if is_dir:
+                        target.mkdir(mode=0o755)
+                    else:
+                        target.touch(mode=0o644)
+                if not _mounted(target):
+                    helper({"op": "bind_fd", "fd": fd, "target": str(target)}, pass_fds=[fd])
+                staged[m["Destination"]] = target
+            finally:
+                os.close(fd)
+        return staged
+
+    def _runc_config(
+        self, c: _Container, rootfs: Path, user: fsutil.ExecUser, binds: dict[str, Path]
+    ) -> dict[str, Any]:
+        hc = c.host_config
+        d = self._dir(c.id)
+        env = list(c.config.get("Env") or [])
+        keys = {e.partition("=")[0] for e in env}
+        if "HOSTNAME" not in keys:
+            env.append(f"HOSTNAME={c.config['Hostname']}")
+        if "HOME" not in keys:
+            env.append(f"HOME={user.home}")
+        if c.tty and "TERM" not in keys:
+            env.append("TERM=xterm")
+        shm = int(hc.get("ShmSize") or 64 * 2**20)
+        mounts: list[dict[str, Any]] = [
+            {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+            {
+                "destination": "/dev",
+                "type": "tmpfs",
+                "source": "tmpfs",
+                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+            },
+            {
+                "destination": "/dev/pts",
+                "type": "devpts",
+                "source": "devpts",
+                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+            },
+            {
+                "destination": "/dev/shm",
+                "type": "tmpfs",
+                "source": "shm",
+                "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm}"],
+            },
+            {
+                "destination": "/dev/mqueue",
+                "type": "mqueue",
+                "source": "mqueue",
+                "options": ["nosuid", "noexec", "nodev"],
+            },
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {
+                "destination": "/sys/fs/cgroup",
+                "type": "cgroup",
+                "source": "cgroup",
+                "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
+            },
+        ]
+        for name in ("hosts", "hostname", "resolv.conf"):
+            mounts.append(
+                {
+                    "destination": f"/etc/{name}",
+                    "type": "bind",
+                    "source": str(d / name),
+                    "options": ["rbind", "rprivate"],
+                }
+            )
+        for m in c.mounts:
+            # A remount (ro) in the container's mount namespace must keep the flags the source
+            # mount has (the kernel locks them): nodev for the sandbox's rootfs, nosuid, nodev
+            # and noatime for the sandbox's disk, where volumes live.
+            ro = [] if m["RW"] else ["ro"]
+            if m["Type"] == "bind":
+                mounts.append(
+                    {
+                        "destination": m["Destination"],
+                        "type": "bind",
+                        "source": str(binds[m["Destination"]]),
+                        "options": ["bind", "rprivate", "nosuid", "nodev", *ro],
+                    }
+                )
+            elif m["Type"] == "volume":
+                mounts.append(
+                    {
+                        "destination": m["Destination"],
+                        "type": "bind",
+                        "source": m["Source"],
+                        "options": ["rbind", "rprivate", "nosuid", "nodev", "noatime", *ro],
+                    }
+                )
+            else:
+                opts = ["nosuid", "nodev", "noexec", *ro, *(o for o in str(m.get("Options") or "").split(",") if o)]
+                mounts.append({"destination": m["Destination"], "type": "tmpfs", "source": "tmpfs", "options": opts})
+        resources: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
+        memory = int(hc.get("Memory") or 0)
+        if memory:
+            resources["memory"] = {"limit": min(memory, self.ctx.memory)}
+        pids = int(hc.get("PidsLimit") or 0)
+        if pids > 0:
+            resources["pids"] = {"limit": min(pids, self.ctx.pids)}
+        nano = int(hc.get("NanoCpus") or 0)
+        quota = int(hc.get("CpuQuota") or 0)
+        period = int(hc.get("CpuPeriod") or 100_000)
+        if nano:
+            quota = int(nano / 1e9 * period)
+        if quota > 0:
+            quota = min(quota, max(1000, int(self.ctx.cpus * period)))
+            resources["cpu"] = {"quota": quota, "period": period}
+        if hc.get("CpuShares"):
+            resources.setdefault("cpu", {})["shares"] = int(hc["CpuShares"])
+        process: dict[str, Any] = {
+            "terminal": c.tty,
+            "user": {"uid": user.uid, "gid": user.gid, "additionalGids": list(user.groups)},
+            "args": [c.path, *c.args],
+            "env": env,
+            "cwd": c.config.get("WorkingDir") or "/",
+            "capabilities": {k: CAPS for k in ("bounding", "effective", "permitted")},
+            "noNewPrivileges": True,
+            "oomScoreAdj": OOM_SCORE_ADJ,
+        }
+        if c.tty:
+            process["consoleSize"] = {"height": 24, "width": 80}
+        namespaces = [{"type": "user", "path": f"/proc/{self.ctx.pid}/ns/user"}]
+        namespaces += [{"type": t} for t in ("pid", "mount", "ipc", "uts", "network", "cgroup")]
+        return {
+            "ociVersion": "1.0.2",
+            "process": process,
+            "root": {"path": str(rootfs), "readonly": bool(hc.get("ReadonlyRootfs"))},
+            "hostname": c.config["Hostname"],
+            "mounts": mounts,
+            "linux": {
+                "uidMappings": [{"containerID": 0, "hostID": self.ctx.uid_base, "size": bundle.IDMAP_SIZE}],
+                "gidMappings": [{"containerID": 0, "hostID": self.ctx.uid_base, "size": bundle.IDMAP_SIZE}],
+                "namespaces": namespaces,
+                "cgroupsPath": f"{self.ctx.cgroup_path}/docker-{c.id[:12]}",
+                "resources": resources,
+                "sysctl": {str(k): str(v) for k, v in (hc.get("Sysctls") or {}).items()},
+                "maskedPaths": bundle.MASKED,
+                "readonlyPaths": bundle.READONLY,
+                "seccomp": bundle.seccomp_profile(),
+            },
+        }
+
+    @staticmethod
+    def _runc_error(logfile: Path) -> str:
+        try:
+            lines = logfile.read_text().splitlines()
+        except OSError:
+            return "(no runc log)"
+        msgs = []
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                msgs.append(line)
+                continue
+            if rec.get("level") in ("error", "fatal"):
+                msgs.append(str(rec.get("msg")))
+        return "; ".join(msgs)[-800:] or "(runc gave no reason)"
+
+    # -- network ----------------------------------------------------------------------------------
+
+    def _ensure_net(self) -> None:
+        with self._net_lock:
+            if not self._net_ready:
+                netns.ensure_bridge(self.ctx.pid)
+                self._net_ready = True
+
+    def _allocate_ports(self, c: _Container) -> dict[str, list[dict[str, str]] | None]:
+        """Host ports for the container's bindings (PortBindings, -P); Conflict if taken."""
+        hc = c.host_config
+        taken: set[tuple[str, int]] = set()
+        for o in self._containers.values():
+            if o.id != c.id and (o.running or o.status == "starting"):
+                for port, binds in (o.ports or {}).items():
+                    for b in binds or []:
+                        taken.add((port.split("/")[1], int(b["HostPort"])))
+        listening = {p: netns.listening(self.ctx.pid, p) for p in ("tcp", "udp")}
+        result: dict[str, list[dict[str, str]] | None] = {}
+        wanted: dict[str, list[dict[str, str]]] = {}
+        for port, binds in (hc.get("PortBindings") or {}).items():
+            key = port if "/" in port else f"{port}/tcp"
+            wanted[key] = list(binds or [{"HostIp": "", "HostPort": ""}])
+        if hc.get("PublishAllPorts"):
+            for port in c.config.get("ExposedPorts") or {}:
+                wanted.setdefault(port, [{"HostIp": "", "HostPort": ""}])
+        for port in c.config.get("ExposedPorts") or {}:
+            result[port] = None
+        for port, binds in wanted.items():
+            proto = port.split("/")[1] if "/" in port else "tcp"
+            if proto not in ("tcp", "udp"):
+                raise errors.BadRequest(f"invalid proto: {proto}")
+            out = []
+            for b in binds:
+                host_ip = str(b.get("HostIp") or "") or netns.ANY
+                host_port_s = str(b.get("HostPort") or "")
+                if host_port_s:
+                    lo, _, hi = host_port_s.partition("-")
+                    candidates = list(range(int(lo), int(hi or lo) + 1))
+                else:
+                    candidates = []
+                if not candidates:
+                    free = [
+                        p
+                        for p in range(PORT_RANGE[0], PORT_RANGE[1])
+                        if (proto, p) not in taken and p not in listening[proto]
+                    ]
+                    if not free:
+                        raise errors.Conflict("no free host port left to publish on")
+                    candidates = [random.choice(free)]  # noqa: S311
+                chosen = None
+                for p in candidates:
+                    if not 1 <= p <= 65535:
+                        raise errors.BadRequest(f"invalid port {p}")
+                    if (proto, p) not in taken and p not in listening[proto]:
+                        chosen = p
+                        break
+                if chosen is None:
+                    raise errors.Conflict(
+                        f"driver failed programming external connectivity on endpoint {c.name} ({c.id}): "
+                        f"Bind for {host_ip}:{candidates[0]} failed: port is already allocated"
+                    )
+                taken.add((proto, chosen))
+                out.append({"HostIp": host_ip, "HostPort": str(chosen)})
+            result[port] = out
+        return result
+
+    def _apply_ports(self) -> None:
+        """Rewrite the DNAT table from the running containers (never call with _lock held)."""
+        with self._net_lock:
+            rules = []
+            with self._lock:
+                for c in self._containers.values():
+                    if not c.running:
+                        continue
+                    for port, binds in (c.ports or {}).items():
+                        num, _, proto = port.partition("/")
+                        for b in binds or []:
+                            rules.append(
+                                netns.PortRule(b["HostIp"], int(b["HostPort"]), proto or "tcp", c.ip, int(num))
+                            )
+            if rules or self._net_ready:
+                self._ensure_net()
+                netns.apply_ports(self.ctx.pid, rules)
+
+    # -- I/O --------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _set_winsize(fd: int, rows: int, cols: int) -> None:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    @staticmethod
+    def _pump(
+        out: _Output | Stream, fd: int, stream: int, name: str, done: Callable[[], None] | None = None
+    ) -> threading.Thread:
+        def loop() -> None:
+            try:
+                while True:
+                    try:
+                        data = os.read(fd, 65536)
+                    except OSError as exc:
+                        if exc.errno == errno.EINTR:
+                            continue
+                        break  # EIO: the PTY's other side is gone
+                    if not data:
+                        break
+                    if isinstance(out, _Output):
+                        out.write(stream, data)
+                    else:
+                        out.push((stream, data))
+            finally:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                if done is not None:
+                    done()
+
+        t = threading.Thread(target=loop, daemon=True, name=name)
+        t.start()
+        return t
+
+    def _stdin_writer(self, c: _Container) -> Callable[[bytes], None]:
+        def write(data: bytes) -> None:
+            fd = c.pty if c.pty is not None else c.stdin_fd
+            if fd is None:
+                return
+            view = memoryview(data)
+            while view:
+                try:
+                    n = os.write(fd, view)
+                except BlockingIOError:
+                    select.select([], [fd], [], 1.0)
+                    continue
+                except OSError:
+                    return
+                view = view[n:]
+
+        return write
+
+    def _close_container_stdin(self, c: _Container) -> None:
+        with self._lock:
+            fd, c.stdin_fd = c.stdin_fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    # -- exit -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _reap(pid: int, timeout: float) -> int | None:
+        """Wait (pidfd, bounded) for ``pid`` to end; its exit status if it was our child."""
+        try:
+            pfd = os.pidfd_open(pid)
+        except OSError:
+            pfd = -1
+        if pfd >= 0:
+            try:
+                select.select([pfd], [], [], timeout)
+            finally:
+                os.close(pfd)
+        try:
+            got, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if got == 0:
+            return None
+        return os.waitstatus_to_exitcode(status)
+
+    def _wait_exit(self, c: _Container) -> None:
+        pid = c.pid
+        code: int | None = None
+        try:
+            pfd = os.pidfd_open(pid)
+        except OSError:
+            pfd = -1
+        try:
+            while not self._closed:
+                if pfd >= 0:
+                    ready, _, _ = select.select([pfd], [], [], 1.0)
+                    if ready:
+                        break
+                elif _proc_start(pid) != c.pid_start:
+                    break
+                else:
+                    time.sleep(0.2)
+            else:
+                return
+        finally:
+            if pfd >= 0:
+                os.close(pfd)
+        try:
+            got, status = os.waitpid(pid, 0)
+            code = os.waitstatus_to_exitcode(status) if got else None
+        except ChildProcessError:
+            code = None
+        for t in c.pumps:
+            t.join(timeout=5)
+        if c.out is not None:
+            c.out.end()
+        with self._lock:
+            if code is None:
+                try:
+                    disk = json.loads((self._dir(c.id) / "state.json").read_text())
+                except (OSError, ValueError):
+                    disk = {}
+                if disk.get("status") == "exited" and disk.get("pid") == pid:
+                    c.exit_code, c.error = int(disk.get("exit_code", 255)), str(disk.get("error", ""))
+                else:
+                    c.exit_code, c.error = 255, "exit status unknown: the engine was restarted while it ran"
+            else:
+                c.exit_code = 128 - code if code < 0 else code
+            c.oom_killed = c.oom_killed or self._oom_killed(c)
+            c.finished_at = now_rfc3339()
+            c.status = "exited"
+        self._teardown(c)
+        with self._lock:
+            self._save(c)
+            auto_remove = bool(c.host_config.get("AutoRemove"))
+            self._cond.notify_all()
+        if auto_remove and not self._closed:
+            with contextlib.suppress(NotFound, errors.RuntimeError):
+                self.remove(c.id, force=True, volumes=True)
+
+    def _oom_killed(self, c: _Container) -> bool:
+        """Did the kernel's OOM killer kill a process of the container (its cgroup's counter)?"""
+        f = self._cgroup_file(c, "memory", "memory.events" if self._cgroups.v2 else "memory.oom_control")
+        with contextlib.suppress(OSError):
+            for line in f.read_text().splitlines():
+                k, _, v = line.partition(" ")
+                if k == "oom_kill" and v.strip().isdigit():
+                    return int(v) > 0
+        return False
+
+    def _teardown(self, c: _Container) -> None:
+        """After the process ended: stdin, ports, veth, runc state, mounts (idempotent)."""
+        self._close_container_stdin(c)
+        if c.pty is not None:
+            c.pty = None  # the pump closes it
+        with contextlib.suppress(errors.RuntimeError):
+            self._apply_ports()
+        with contextlib.suppress(errors.RuntimeError):
+            if self._net_ready:
+                netns.detach(self.ctx.pid, c.id)
+        if self._runc_exists(c.id):
+            with contextlib.suppress(errors.RuntimeError):
+                self._runc("delete", "--force", c.id, check=False)
+        d = self._dir(c.id)
+        targets = [str(p) for p in sorted((d / "binds").glob("*"))] + [str(d / "rootfs")]
+        mounted = [t for t in targets if _mounted(Path(t))]
+        if mounted:
+            with contextlib.suppress(errors.RuntimeError):
+                helper({"op": "umount", "targets": mounted})
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def stop(self, cid: str, *, timeout: int | None = None) -> None:
+        c = self._get(cid)
+        if not c.running:
+            return
+        if timeout is None:
+            timeout = int(c.config.get("StopTimeout") or 10)
+        sig = _signal_number(str(c.config.get("StopSignal") or "SIGTERM"))
+        c.stopping = True
+        self._signal(c, sig)
+        if not self._wait_state(c, timeout):
+            self._signal(c, signal_mod.SIGKILL)
+            self._wait_state(c, 30)
+
+    def _signal(self, c: _Container, sig: int) -> None:
+        if c.pid and _proc_start(c.pid) == c.pid_start:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(c.pid, sig)
+
+    def _wait_state(self, c: _Container, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while c.running or c.status == "starting":
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def kill(self, cid: str, *, signal: str = "SIGKILL") -> None:
+        c = self._get(cid)
+        if not c.running:
+            raise errors.Conflict(f"Cannot kill container: {cid}: Container {c.id} is not running")
+        self._signal(c, _signal_number(signal or "SIGKILL"))
+
+    def restart(self, cid: str, *, timeout: int | None = None) -> None:
+        c = self._get(cid)
+        self.stop(c.id, timeout=timeout)
+        if c.waiter is not None:
+            c.waiter.join(timeout=30)
+        with self._lock:
+            c.restart_count += 1
+        self.start(c.id)
+
+    def wait(self, cid: str, *, condition: str = "not-running", cancel: threading.Event | None = None) -> int:
+        c = self._get(cid)
+        if condition not in ("not-running", "next-exit", "removed", ""):
+            raise errors.BadRequest(f"invalid condition: {condition!r}")
+
+        def check() -> None:
+            if self._closed or (cancel is not None and cancel.is_set()):
+                raise errors.RuntimeError("wait cancelled")
+
+        with self._cond:
+            if condition == "next-exit":
+                while not (c.running or c.status == "starting"):
+                    check()
+                    self._cond.wait(0.5)
+            while True:
+                gone = c.id not in self._containers
+                if condition == "removed":
+                    if gone:
+                        return c.exit_code
+                elif gone or not (c.running or c.status == "starting"):
+                    return c.exit_code
+                check()
+                self._cond.wait(0.5)
+
+    def remove(self, cid: str, *, force: bool = False, volumes: bool = False) -> None:
+        self._remove(cid, force=force, volumes=volumes)
+
+    def _remove(self, cid: str, *, force: bool, volumes: bool, keep_upper: bool = False) -> Path | None:
+        c = self._get(cid)
+        if c.running or c.status == "starting":
+            if not force:
+                raise errors.Conflict(
+                    f"You cannot remove a running container {c.id}. Stop the container before "
+                    "attempting removal or force remove"
+                )
+            self._signal(c, signal_mod.SIGKILL)
+            self._wait_state(c, 30)
+        if c.waiter is not None and c.waiter is not threading.current_thread():
+            c.waiter.join(timeout=30)
+        with self._lock:
+            if c.id not in self._containers or c.status == "removing":
+                return None
+            c.status = "removing"
+        self._teardown(c)
+        with self._lock:
+            d = self._dir(c.id)
+            kept: Path | None = None
+            if keep_upper and (d / "upper").is_dir():
+                kept = Path(self.store.tmp) / f"upper-{c.id[:12]}-{secrets.token_hex(4)}"
+                (d / "upper").rename(kept)
+            leftovers = _mounts_under(d)
+            if leftovers:
+                helper({"op": "umount", "targets": leftovers})
+            safe_rmtree(d)
+            self._containers.pop(c.id, None)
+            for e in [e for e in self._execs.values() if e.cid == c.id]:
+                self._execs.pop(e.id, None)
+            self._cond.notify_all()
+        if volumes:
+            for m in c.mounts:
+                if m["Type"] == "volume" and self._volume_meta(m["Name"]).get("anonymous"):
+                    with contextlib.suppress(errors.RuntimeError):
+                        self.volume_remove(m["Name"])
+        return kept
+
+    def rename(self, cid: str, name: str) -> None:
+        c = self._get(cid)
+        with self._lock:
+            c.name = self._pick_name(name)
+            self._save(c)
+
+    def resolve(self, ref: str) -> str:
+        with self._lock:
+            if ref in self._containers:
+                return ref
+            name = ref.lstrip("/")
+            for c in self._containers.values():
+                if c.name == name:
+                    return c.id
+            if ref and re.fullmatch(r"[0-9a-f]+", ref):
+                matches = [cid for cid in self._containers if cid.startswith(ref)]
+                if len(matches) == 1:
+                    return matches[0]
+                if len(matches) > 1:
+                    raise errors.BadRequest(f"multiple IDs found with provided prefix: {ref}")
+        raise NotFound(f"No such container: {ref}")
+
+    def close(self, *, remove: bool) -> None:
+        """Kill every container, delete its runc state, unmount everything under engine_root;
+        with ``remove`` also forget the containers (the disk goes next)."""
+        with self._lock:
+            containers = list(self._containers.values())
+        for c in containers:
+            if c.running or c.status == "starting":
+                self._signal(c, signal_mod.SIGKILL)
+        for c in containers:
+            self._wait_state(c, 15)
+            if c.waiter is not None:
+                c.waiter.join(timeout=15)
+        with self._lock:
+            self._closed = True
+            self._cond.notify_all()
+        for c in containers:
+            if c.pid and c.status in ("running", "starting"):
+                self._reap(c.pid, timeout=5)
+                with self._lock:
+                    c.status, c.exit_code, c.finished_at = "exited", 137, now_rfc3339()
+            self._teardown(c)
+            with self._lock:
+                self._save(c)
+        if remove:
+            with contextlib.suppress(errors.RuntimeError):
+                netns.remove_table(self.ctx.pid)
+            with contextlib.suppress(errors.RuntimeError):
+                run(["nsenter", f"--net=/proc/{self.ctx.pid}/ns/net", "ip", "link", "del", netns.BRIDGE], check=False)
+        leftovers = _mounts_under(self.root)
+        if leftovers:
+            helper({"op": "umount", "targets": sorted(leftovers, key=len, reverse=True)})
+
+    # -- inspect / list ---------------------------------------------------------------------------
+
+    def _state_json(self, c: _Container) -> dict[str, Any]:
+        return {
+            "Status": {"starting": "created", "removing": "removing"}.get(c.status, c.status),
+            "Running": c.running,
+            "Paused": False,
+            "Restarting": False,
+            "OOMKilled": c.oom_killed,
+            "Dead": c.status == "dead",
+            "Pid": c.pid if c.running else 0,
+            "ExitCode": c.exit_code,
+            "Error": c.error,
+            "StartedAt": c.started_at,
+            "FinishedAt": c.finished_at,
+        }
+
+    def _ports_json(self, c: _Container) -> dict[str, Any]:
+        if c.running:
+            return dict(c.ports)
+        return {p: None for p in c.config.get("ExposedPorts") or {}}
+
+    def _mounts_json(self, c: _Container) -> list[dict[str, Any]]:
+        out = []
+        for m in c.mounts:
+            item = {
+                "Type": m["Type"],
+                "Source": m["Source"]
+                if m["Type"] == "bind"
+                else (f"/var/lib/docker/volumes/{m['Name']}/_data" if m["Type"] == "volume" else ""),
+                "Destination": m["Destination"],
+                "Mode": "" if m["RW"] else "ro",
+                "RW": m["RW"],
+                "Propagation": "rprivate" if m["Type"] == "bind" else "",
+            }
+            if m["Type"] == "volume":
+                item["Name"], item["Driver"] = m["Name"], "local"
+            out.append(item)
+        return out
+
+    def inspect(self, cid: str) -> dict[str, Any]:
+        c = self._get(cid)
+        with self._lock:
+            net = {
+                "IPAMConfig": None,
+                "Links": None,
+                "Aliases": None,
+                "NetworkID": "bridge",
+                "EndpointID": c.id if c.running else "",
+                "Gateway": netns.GATEWAY if c.running else "",
+                "IPAddress": c.ip if c.running else "",
+                "IPPrefixLen": netns.SUBNET.prefixlen if c.running else 0,
+                "MacAddress": "",
+            }
+            hc = {"NetworkMode": "default", "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, **c.host_config}
+            return {
+                "Id": c.id,
+                "Created": _ts(c.created),
+                "Path": c.path,
+                "Args": c.args,
+                "State": self._state_json(c),
+                "Image": c.image,
+                "ResolvConfPath": str(self._dir(c.id) / "resolv.conf"),
+                "HostnamePath": str(self._dir(c.id) / "hostname"),
+                "HostsPath": str(self._dir(c.id) / "hosts"),
+                "LogPath": str(self._dir(c.id) / "container.log"),
+                "Name": "/" + c.name,
+                "RestartCount": c.restart_count,
+                "Driver": "overlay2",
+                "Platform": "linux",
+                "MountLabel": "",
+                "ProcessLabel": "",
+                "AppArmorProfile": "",
+                "ExecIDs": [e.id for e in self._execs.values() if e.cid == c.id and e.running] or None,
+                "HostConfig": hc,
+                "GraphDriver": {"Name": "overlay2", "Data": None},
+                "Mounts": self._mounts_json(c),
+                "Config": c.config,
+                "NetworkSettings": {
+                    "Bridge": "",
+                    "SandboxID": "",
+                    "HairpinMode": False,
+                    "Ports": self._ports_json(c),
+                    "SandboxKey": "",
+                    "Gateway": net["Gateway"],
+                    "IPAddress": net["IPAddress"],
+                    "IPPrefixLen": net["IPPrefixLen"],
+                    "MacAddress": "",
+                    "Networks": {} if c.host_config.get("NetworkMode") == "none" else {"bridge": net},
+                },
+            }
+
+    def _status_text(self, c: _Container) -> str:
+        if c.running:
+            return f"Up {_ago(parse_time(c.started_at))}"
+        if c.status in ("created", "starting"):
+            return "Created"
+        if c.status == "removing":
+            return "Removal In Progress"
+        return f"Exited ({c.exit_code}) {_ago(parse_time(c.finished_at))} ago"
+
+    def list(self, *, all: bool = False, filters: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:  # noqa: A002
+        filters = filters or {}
+        out = []
+        with self._lock:
+            containers = sorted(self._containers.values(), key=lambda c: c.created, reverse=True)
+            for c in containers:
+                state = self._state_json(c)["Status"]
+                if not all and not c.running and "status" not in filters:
+                    continue
+                if "status" in filters and state not in filters["status"]:
+                    continue
+                if "name" in filters and not any(re.search(f, c.name) for f in filters["name"]):
+                    continue
+                if "id" in filters and not any(c.id.startswith(f) for f in filters["id"]):
+                    continue
+                if "exited" in filters and (c.status != "exited" or str(c.exit_code) not in filters["exited"]):
+                    continue
+                if "label" in filters:
+                    labels = c.config.get("Labels") or {}
+                    ok = True
+                    for f in filters["label"]:
+                        k, sep, v = f.partition("=")
+                        if k not in labels or (sep and labels[k] != v):
+                            ok = False
+                    if not ok:
+                        continue
+                if "ancestor" in filters:
+                    ids = set()
+                    for f in filters["ancestor"]:
+                        with contextlib.suppress(errors.RuntimeError):
+                            ids.add(self.store.resolve(f).id)
+                    if c.image not in ids:
+                        continue
+                ports = []
+                for port, binds in self._ports_json(c).items():
+                    num, _, proto = port.partition("/")
+                    if not binds:
+                        ports.append({"PrivatePort": int(num), "Type": proto})
+                    for b in binds or []:
+                        ports.append(
+                            {
+                                "IP": b["HostIp"],
+                                "PrivatePort": int(num),
+                                "PublicPort": int(b["HostPort"]),
+                                "Type": proto,
+                            }
+                        )
+                out.append(
+                    {
+                        "Id": c.id,
+                        "Names": ["/" + c.name],
+                        "Image": c.image_ref,
+                        "ImageID": c.image,
+                        "Command": shlex.join([c.path, *c.args]),
+                        "Created": int(c.created),
+                        "Ports": ports,
+                        "Labels": c.config.get("Labels") or {},
+                        "State": state,
+                        "Status": self._status_text(c),
+                        "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode", "default")},
+                        "NetworkSettings": {"Networks": self.inspect(c.id)["NetworkSettings"]["Networks"]},
+                        "Mounts": self._mounts_json(c),
+                    }
+                )
+        return out
+
+    def top(self, cid: str) -> dict[str, Any]:
+        c = self._get(cid)
+        if not c.running:
+            raise errors.Conflict(f"Container {c.id} is not running")
+        pids = []
+        with contextlib.suppress(OSError):
+            pids = [int(p) for p in self._cgroup_file(c, "pids", "cgroup.procs").read_text().split()]
+        procs = []
+        for pid in pids:
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                uid = Path(f"/proc/{pid}").stat().st_uid - self.ctx.uid_base
+            except OSError:
+                continue
+            procs.append([str(uid), str(pid), cmd])
+        return {"Titles": ["UID", "PID", "CMD"], "Processes": procs}
+
+    def port(self, cid: str) -> dict[str, Any]:
+        return self._ports_json(self._get(cid))
+
+    def stats_once(self, cid: str) -> dict[str, Any]:
+        """A small subset of GET /containers/{id}/stats (memory, pids, cpu usage)."""
+        c = self._get(cid)
+
+        def read_int(controller: str, v1: str, v2: str) -> int:
+            f = self._cgroup_file(c, controller, v2 if self._cgroups.v2 else v1)
+            try:
+                raw = f.read_text().split()
+                if self._cgroups.v2 and v2 == "cpu.stat":
+                    return int(raw[raw.index("usage_usec") + 1]) * 1000
+                return int(raw[0]) if raw[0] != "max" else self.ctx.memory
+            except (OSError, ValueError, IndexError):
+                return 0
+
+        return {
+            "id": c.id,
+            "name": "/" + c.name,
+            "read": now_rfc3339(),
+            "memory_stats": {
+                "usage": read_int("memory", "memory.usage_in_bytes", "memory.current"),
+                "limit": min(
+                    read_int("memory", "memory.limit_in_bytes", "memory.max") or self.ctx.memory, self.ctx.memory
+                ),
+            },
+            "pids_stats": {"current": read_int("pids", "pids.current", "pids.current")},
+            "cpu_stats": {"cpu_usage": {"total_usage": read_int("cpuacct", "cpuacct.usage", "cpu.stat")}},
+        }
+
+    # -- logs / attach ----------------------------------------------------------------------------
+
+    def logs(
+        self,
+        cid: str,
+        *,
+        follow: bool,
+        stdout: bool,
+        stderr: bool,
+        since: float = 0,
+        until: float = 0,
+        tail: int | None = None,
+        timestamps: bool = False,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[tuple[int, bytes]]:
+        c = self._get(cid)
+        assert c.out is not None
+        out = c.out
+        live: Stream | None = None
+        upto: int | None = None
+        if follow:
+            live = Stream(tty=c.tty)
+            upto, idle = out.subscribe(live)
+            if idle:  # nothing running: no more output will come
+                out.unsubscribe(live)
+                live = None
+        want = {1} if stdout else set()
+        if stderr:
+            want.add(2)
+
+        def fmt(t: float, data: bytes) -> bytes:
+            return (_ts(t).encode() + b" " + data) if timestamps else data
+
+        def gen() -> Iterator[tuple[int, bytes]]:
+            try:
+                recs = [r for r in out.records(upto) if r[1] in want and r[0] >= since and (not until or r[0] <= until)]
+                if tail is not None and tail >= 0:
+                    recs = recs[len(recs) - tail :] if tail else []
+                for t, s, data in recs:
+                    yield s, fmt(t, data)
+                if live is None or (until and until < time.time()):
+                    return
+                while True:
+                    if cancel is not None and cancel.is_set():
+                        return
+                    try:
+                        item = live.read(timeout=0.5)
+                    except TimeoutError:
+                        continue
+                    if item is None:
+                        return
+                    if item[0] in want:
+                        yield item[0], fmt(time.time(), item[1])
+            finally:
+                if live is not None:
+                    out.unsubscribe(live)
+
+        return gen()
+
+    def attach(self, cid: str, *, stdin: bool, stdout: bool, stderr: bool, logs: bool, stream: bool) -> Stream:
+        c = self._get(cid)
+        assert c.out is not None
+        out = c.out
+        want = ({1} if stdout else set()) | ({2} if stderr else set())
+        s = Stream(
+            tty=c.tty,
+            write=self._stdin_writer(c) if stdin and c.config.get("OpenStdin") else None,
+            close_stdin=(lambda: self._close_container_stdin(c)) if stdin and c.config.get("StdinOnce") else None,
+        )
+        inner = Stream(tty=c.tty)
+        upto = out.subscribe(inner)[0] if stream else None
+        if not stream:
+            inner.push(None)
+
+        def forward() -> None:
+            if logs:
+                for _t, st, data in out.records(upto):
+                    if st in want:
+                        s.push((1 if c.tty else st, data))
+            while True:
+                try:
+                    item = inner.read(timeout=1.0)
+                except TimeoutError:
+                    if s._closed:
+                        break
+                    continue
+                if item is None:
+                    break
+                if item[0] in want:
+                    s.push(item)
+            out.unsubscribe(inner)
+            s.push(None)
+
+        def detach() -> None:
+            out.unsubscribe(inner)
+            inner.push(None)
+
+        s._on_close = detach
+        threading.Thread(target=forward, daemon=True, name=f"attach-{c.id[:12]}").start()
+        return s
+
+    def resize(self, cid: str, *, height: int, width: int) -> None:
+        c = self._get(cid)
+        pty = c.pty
+        if pty is not None:  # a stopped container's, or a non-TTY one's: nothing to resize
+            with contextlib.suppress(OSError):  # closed by the pump as the process ended
+                self._set_winsize(pty, height, width)
+
+    # -- exec -------------------------------------------------------------------------------------
+
+    def exec_create(self, cid: str, body: dict[str, Any]) -> str:
+        c = self._get(cid)
+        if not c.running:
+            raise errors.Conflict(f"Container {c.id} is not running")
+        if body.get("Privileged"):
+            raise Forbidden(PRIVILEGED_REASON)
+        cmd = body.get("Cmd")
+        if isinstance(cmd, str):
+            cmd = shlex.split(cmd)
+        if not cmd:
+            raise errors.BadRequest("No exec command specified")
+        eid = secrets.token_hex(32)
+        cfg = {
+            "User": str(body.get("User") or c.config.get("User") or ""),
+            "Privileged": False,
+            "Tty": bool(body.get("Tty")),
+            "AttachStdin": bool(body.get("AttachStdin")),
+            "AttachStdout": bool(body.get("AttachStdout", True)),
+            "AttachStderr": bool(body.get("AttachStderr", True)),
+            "Env": list(body.get("Env") or []),
+            "WorkingDir": str(body.get("WorkingDir") or ""),
+            "Cmd": [str(x) for x in cmd],
+            "ConsoleSize": body.get("ConsoleSize"),
+        }
+        with self._lock:
+            self._execs[eid] = _Exec(eid, c.id, cfg)
+        return eid
+
+    def _exec(self, eid: str) -> _Exec:
+        with self._lock:
+            e = self._execs.get(eid)
+        if e is None:
+            raise NotFound(f"No such exec instance: {eid}")
+        return e
+
+    def exec_start(self, eid: str, *, detach: bool, tty: bool) -> Stream | None:
+        e = self._exec(eid)
+        c = self._get(e.cid)
+        if not c.running:
+            raise errors.Conflict(f"Container {c.id} is not running")
+        with self._lock:
+            if e.running or e.exit_code is not None:
+                raise errors.Conflict(f"Error: Exec command {eid} has already run")
+            e.running = True
+        tty = tty or bool(e.config["Tty"])
+        d = self._dir(c.id)
+        rootfs = d / "rootfs"
+        try:
+            user = fsutil.resolve_user(rootfs, e.config["User"])
+        except ValueError as exc:
+            e.running, e.exit_code = False, 126
+            raise errors.BadRequest(f"unable to start exec: {exc}") from None
+        env: dict[str, str] = {}
+        for item in [
+            *c.config.get("Env", []),
+            f"HOSTNAME={c.config['Hostname']}",
+            f"HOME={user.home}",
+            *e.config["Env"],
+        ]:
+            k, _, v = item.partition("=")
+            env[k] = v
+        if tty:
+            env.setdefault("TERM", "xterm")
+        doc: dict[str, Any] = {
+            "terminal": tty,
+            "user": {"uid": user.uid, "gid": user.gid, "additionalGids": list(user.groups)},
+            "args": e.config["Cmd"],
+            "env": [f"{k}={v}" for k, v in env.items()],
+            "cwd": e.config["WorkingDir"] or c.config.get("WorkingDir") or "/",
+            "capabilities": {k: CAPS for k in ("bounding", "effective", "permitted")},
+            "noNewPrivileges": True,
+        }
+        size = e.config.get("ConsoleSize") or [24, 80]
+        if tty:
+            doc["consoleSize"] = {"height": int(size[0]), "width": int(size[1])}
+        n = eid[:12]
+        pfile, pidfile, logfile = d / f"exec-{n}.json", d / f"exec-{n}.pid", d / f"exec-{n}.log"
+        sock_path = Path()
+        pfile.write_text(json.dumps(doc))
+        attach_in = e.config["AttachStdin"] and not detach
+        sock: socket.socket | None = None
+        child: builtins.list[int] = []
+        ours: builtins.list[int] = []
+        stream: Stream | None = None
+        try:
+            if tty:
+                sock, sock_path = _console_socket()
+                stdio = (subprocess.DEVNULL, subprocess.DEVNULL, subprocess.DEVNULL)
+                out_r = err_r = -1
+            elif detach:
+                stdio = (subprocess.DEVNULL, subprocess.DEVNULL, subprocess.DEVNULL)
+                out_r = err_r = -1
+            else:
+                if attach_in:
+                    r, w = os.pipe()
+                    child.append(r)
+                    ours.append(w)
+                    e.stdin_fd, stdin_r = w, r
+                else:
+                    stdin_r = subprocess.DEVNULL
+                out_r, out_w = os.pipe()
+                err_r, err_w = os.pipe()
+                child += [out_w, err_w]
+                ours += [out_r, err_r]
+                stdio = (stdin_r, out_w, err_w)
+            argv = [self.ctx.runc, "--root", str(self.runc_root), "--log", str(logfile), "--log-format", "json"]
+            argv += ["exec", "-d", "--pid-file", str(pidfile), "--process", str(pfile)]
+            if tty:
+                argv += ["--tty", "--console-socket", str(sock_path)]
+            argv.append(c.id)
+            rc = run_quiet(argv, timeout=RUNC_TIMEOUT, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
+            for fd in child:
+                os.close(fd)
+            child = []
+            if rc != 0:
+                why = self._runc_error(logfile)
+                e.exit_code = 127 if "no such file" in why or "not found" in why else 126
+                raise errors.BadRequest(f"OCI runtime exec failed: {why}")
+            e.pid = int(pidfile.read_text().strip())
+            if sock is not None:
+                sock.settimeout(10)
+                conn, _ = sock.accept()
+                with conn:
+                    _msg, fds, _flags, _addr = socket.recv_fds(conn, 1024, 1)
+                if not fds:
+                    raise errors.RuntimeError("runc sent no PTY master")
+                e.pty = fds[0]
+                self._set_winsize(e.pty, int(size[0]), int(size[1]))
+            pending = {"n": 0}
+            if not detach:
+
+                def write(data: bytes) -> None:
+                    fd = e.pty if e.pty is not None else e.stdin_fd
+                    if fd is not None:
+                        with contextlib.suppress(OSError):
+                            os.write(fd, data)
+
+                def close_in() -> None:
+                    fd, e.stdin_fd = e.stdin_fd, None
+                    if fd is not None:
+                        with contextlib.suppress(OSError):
+                            os.close(fd)
+                    elif e.pty is not None:
+                        with contextlib.suppress(OSError):
+                            os.write(e.pty, b"\x04")
+
+                stream = Stream(
+                    tty=tty, write=write if attach_in else None, close_stdin=close_in if attach_in else None
+                )
+                lock = threading.Lock()
+
+                def one_done() -> None:
+                    with lock:
+                        pending["n"] -= 1
+                        last = pending["n"] == 0
+                    if last:
+                        e.done.wait(timeout=30)
+                        assert stream is not None
+                        stream.push(None)
+
+                if e.pty is not None:
+                    pending["n"] = 1
+                    pty_fd = os.dup(e.pty)
+                    self._pump(stream, pty_fd, 1, f"exec-{n}", one_done)
+                else:
+                    pending["n"] = 2
+                    self._pump(stream, out_r, 1, f"exec-out-{n}", one_done)
+                    self._pump(stream, err_r, 2, f"exec-err-{n}", one_done)
+                    ours = [fd for fd in ours if fd not in (out_r, err_r)]
+            elif e.pty is not None:
+                # detached with a TTY: drain the PTY so the process never blocks on output
+                self._pump(Stream(tty=True), os.dup(e.pty), 1, f"exec-{n}")
+        except BaseException:
+            for fd in child + ours:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            e.running = False
+            if e.exit_code is None:
+                e.exit_code = 126
+            e.done.set()
+            raise
+        finally:
+            if sock is not None:
+                sock.close()
+                shutil.rmtree(sock_path.parent, ignore_errors=True)
+            for p in (pfile, pidfile, logfile):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+        threading.Thread(target=self._wait_exec, args=(e,), daemon=True, name=f"execwait-{n}").start()
+        return stream
+
+    def _wait_exec(self, e: _Exec) -> None:
+        code: int | None = None
+        while code is None:
+            code = self._reap(e.pid, timeout=1.0)
+            if code is None and _proc_start(e.pid) is None:
+                code = self._reap(e.pid, timeout=0) if self._is_child(e.pid) else 255
+        with self._lock:
+            e.exit_code = 128 - code if code < 0 else code
+            e.running = False
+            fd, e.stdin_fd = e.stdin_fd, None
+            pty, e.pty = e.pty, None
+        for x in (fd, pty):
+            if x is not None:
+                with contextlib.suppress(OSError):
+                    os.close(x)
+        e.done.set()
+
+    @staticmethod
+    def _is_child(pid: int) -> bool:
+        try:
+            return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == os.getpid()
+        except (OSError, ValueError, IndexError):
+            return False
+
+    def exec_inspect(self, eid: str) -> dict[str, Any]:
+        e = self._exec(eid)
+        return {
+            "ID": e.id,
+            "Running": e.running,
+            "ExitCode": e.exit_code,
+            "ProcessConfig": {
+                "tty": e.config["Tty"],
+                "entrypoint": e.config["Cmd"][0],
+                "arguments": e.config["Cmd"][1:],
+                "privileged": False,
+                "user": e.config["User"],
+            },
+            "OpenStdin": e.config["AttachStdin"],
+            "OpenStderr": e.config["AttachStderr"],
+            "OpenStdout": e.config["AttachStdout"],
+            "CanRemove": False,
+            "ContainerID": e.cid,
+            "DetachKeys": "",
+            "Pid": e.pid,
+        }
+
+    def exec_resize(self, eid: str, *, height: int, width: int) -> None:
+        pty = self._exec(eid).pty
+        if pty is not None:
+            with contextlib.suppress(OSError):
+                self._set_winsize(pty, height, width)
+
+    # -- volumes ----------------------------------------------------------------------------------
+
+    def _volume_path(self, name: str) -> str:
+        return str(self.volumes_dir / name / "_data")
+
+    def _volume_meta(self, name: str) -> dict[str, Any]:
+        try:
+            data = json.loads((self.volumes_dir / name / "meta.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _ensure_volume(self, name: str, *, anonymous: bool = False, labels: dict[str, str] | None = None) -> str:
+        if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", name):
+            raise errors.BadRequest(
+                f'create {name}: "{name}" includes invalid characters for a local volume name, only '
+                '"[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host directory, use absolute path'
+            )
+        d = self.volumes_dir / name
+        if not (d / "_data").is_dir():
+            d.mkdir(mode=0o711, exist_ok=True)
+            (d / "meta.json").write_text(
+                json.dumps({"CreatedAt": now_rfc3339(), "Labels": labels or {}, "anonymous": anonymous})
+            )
+            (d / "_data").mkdir(mode=0o755)
+            os.chown(d / "_data", self.ctx.uid_base, self.ctx.uid_base)
+        return name
+
+    def _volume_json(self, name: str) -> dict[str, Any]:
+        meta = self._volume_meta(name)
+        return {
+            "CreatedAt": meta.get("CreatedAt", ""),
+            "Driver": "local",
+            "Labels": meta.get("Labels") or None,
+            "Mountpoint": f"/var/lib/docker/volumes/{name}/_data",
+            "Name": name,
+            "Options": None,
+            "Scope": "local",
+        }
+
+    def _volume_users(self, name: str) -> builtins.list[str]:
+        with self._lock:
+            return [c.id for c in self._containers.values() if any(m.get("Name") == name for m in c.mounts)]
+
+    def volumes(self) -> builtins.list[dict[str, Any]]:
+        return [self._volume_json(d.name) for d in sorted(self.volumes_dir.iterdir()) if (d / "_data").is_dir()]
+
+    def volume_create(self, body: dict[str, Any]) -> dict[str, Any]:
+        driver = body.get("Driver") or "local"
+        if driver != "local":
+            raise errors.NotAvailable(f"volume driver {driver!r} is not available in this lab (only local)")
+        name = str(body.get("Name") or "") or secrets.token_hex(32)
+        with self._lock:
+            self._ensure_volume(name, labels=body.get("Labels") or {})
+        return self._volume_json(name)
+
+    def volume_inspect(self, name: str) -> dict[str, Any]:
+        if (
+            not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name or "")
+            or not (self.volumes_dir / name / "_data").is_dir()
+        ):
+            raise NotFound(f"get {name}: no such volume")
+        return self._volume_json(name)
+
+    def volume_remove(self, name: str, *, force: bool = False) -> None:
+        self.volume_inspect(name)
+        users = self._volume_users(name)
+        if users:
+            raise errors.Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
+        safe_rmtree(self.volumes_dir / name)
+
+    def volume_prune(self) -> dict[str, Any]:
+        deleted: builtins.list[str] = []
+        reclaimed = 0
+        for v in self.volumes():
+            name = v["Name"]
+            if self._volume_users(name):
+                continue
+            reclaimed += _du(self.volumes_dir / name / "_data")
+            safe_rmtree(self.volumes_dir / name)
+            deleted.append(name)
+        return {"VolumesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    def container_prune(self) -> dict[str, Any]:
+        deleted: builtins.list[str] = []
+        reclaimed = 0
+        with self._lock:
+            victims = [c for c in self._containers.values() if c.status in ("exited", "created", "dead")]
+        for c in victims:
+            reclaimed += _du(self._dir(c.id) / "upper")
+            with contextlib.suppress(errors.RuntimeError):
+                self.remove(c.id)
+                deleted.append(c.id)
+        return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    # -- system -----------------------------------------------------------------------------------
+
+    def system_df(self) -> dict[str, Any]:
+        images = self.store.df()
+        with self._lock:
+            containers = [c.id for c in self._containers.values()]
+        cs = []
+        for item in self.list(all=True):
+            item["SizeRw"] = _du(self._dir(item["Id"]) / "upper")
+            item["SizeRootFs"] = item["SizeRw"] + self.store.resolve(item["ImageID"]).size
+            cs.append(item)
+        vols = []
+        for v in self.volumes():
+            v["UsageData"] = {
+                "Size": _du(self.volumes_dir / v["Name"] / "_data"),
+                "RefCount": len(self._volume_users(v["Name"])),
+            }
+            vols.append(v)
+        del containers
+        return {
+            "LayersSize": images["LayersSize"],
+            "Images": images["Images"],
+            "Containers": cs,
+            "Volumes": vols,
+            "BuildCache": [],
+        }
+
+    def info(self) -> dict[str, Any]:
+        with self._lock:
+            cs = list(self._containers.values())
+        return {
+            "ID": self.ctx.sid,
+            "Containers": len(cs),
+            "ContainersRunning": sum(1 for c in cs if c.running),
+            "ContainersPaused": 0,
+            "ContainersStopped": sum(1 for c in cs if not c.running),
+            "Images": len(self.store.images(all=False)),
+            "Driver": "overlay2",
+            "DriverStatus": [["Backing Filesystem", "extfs"]],
+            "Plugins": {"Volume": ["local"], "Network": ["bridge", "null"], "Log": ["json-file"]},
+            "MemoryLimit": True,
+            "SwapLimit": False,
+            "CpuCfsPeriod": True,
+            "CpuCfsQuota": True,
+            "PidsLimit": True,
+            "IPv4Forwarding": True,
+            "Debug": False,
+            "LoggingDriver": "json-file",
+            "CgroupDriver": "cgroupfs",
+            "CgroupVersion": "1" if Path("/sys/fs/cgroup/memory").is_dir() else "2",
+            "KernelVersion": os.uname().release,
+            "OperatingSystem": "kubelab sandbox",
+            "OSType": "linux",
+            "Architecture": os.uname().machine,
+            "NCPU": max(1, round(self.ctx.cpus)),
+            "MemTotal": self.ctx.memory,
+            "DockerRootDir": "/var/lib/docker",
+            "Name": f"sandbox-{self.ctx.sid[:8]}",
+            "ServerVersion": ENGINE_VERSION,
+            "Runtimes": {"runc": {"path": "runc"}},
+            "DefaultRuntime": "runc",
+            "SecurityOptions": ["name=seccomp,profile=default", "name=userns"],
+            "Warnings": None,
+        }
+
+    # -- the builder ------------------------------------------------------------------------------
+
+    def run_step(
+        self,
+        image: Image,
+        argv: builtins.list[str],
+        *,
+        env: builtins.list[str],
+        workdir: str,
+        user: str,
+        output: Callable[[bytes], None],
+        cancel: threading.Event | None = None,
+    ) -> tuple[int, Path]:
+        body = {
+            "Image": image.id,
+            "Entrypoint": [""],
+            "Cmd": list(argv),
+            "Env": list(env),
+            "WorkingDir": workdir,
+            "User": user,
+            "Labels": {"io.kubelab.build-step": "1"},
+            "HostConfig": {},
+        }
+        cid, _ = self.create(body)
+        c = self._get(cid)
+        assert c.out is not None
+        c.out.listeners.append(lambda _s, data: output(data))
+        try:
+            self.start(cid)
+            while True:
+                try:
+                    code = self.wait(cid, cancel=cancel)
+                    break
+                except errors.RuntimeError:
+                    if cancel is not None and cancel.is_set():
+                        self._signal(c, signal_mod.SIGKILL)
+                        self._wait_state(c, 30)
+                        code = 137
+                        break
+                    raise
+        except BaseException:
+            with contextlib.suppress(errors.RuntimeError):
+                self._remove(cid, force=True, volumes=True)
+            raise
+        upper = self._remove(cid, force=True, volumes=True, keep_upper=True)
+        assert upper is not None
+        return code, upper
+
+
+def _console_socket() -> tuple[socket.socket, Path]:
+    """A listening socket for runc's ``--console-socket`` in a fresh root-only dir under /tmp
+    (the bundle's path is too long for a unix socket)."""
+    d = Path(tempfile.mkdtemp(prefix="kle-"))
+    path = d / "c.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.listen(1)
+    return sock, path
+
+
+def _du(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += (Path(dirpath) / f).lstat().st_size
+    return total

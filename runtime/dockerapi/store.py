@@ -1,0 +1,951 @@
+"""``EngineStore``: a sandbox's Docker images, layers and tags (the engine's image store).
+
+On disk (``R = ctx.engine_root``, on the sandbox's quota'd ext4)::
+
+    images/<hex>.json       an image config, the exact bytes whose sha256 is the image id
+    images/<hex>.meta       {"parent": "sha256:.."} (the build cache, history)
+    images/repositories.json  {"name:tag": "sha256:<id>"} the student's tags
+    layers/<hex>/           a layer the student built (overlay "diff" form, host uids
+                            uid_base+N), <hex> = its diff id
+    layers/<hex>.json       {"size": bytes of file content}
+    tmp/                    scratch dirs (``scratch``), mount points of views
+
+Catalog images (``runtime.images.catalog.CATALOG``: busybox, debian, python, nginx, built
+in the platform's ``ImageStore``) are shown as images too, read-only and shared: their id
+is their OCI config digest, their tags the catalog's references (``busybox:1.35``,
+``busybox:latest``; the student may untag all but the last, and tag them anew), their
+layers the catalog's unpacked directories (host uid 0 based: ``mount`` idmaps them to
+the sandbox's range, or uses the catalog's shifted copies when ``ctx.idmap`` is False).
+Other images of that store (lab-base, the sandbox image) are not offered. An image the
+student builds FROM busybox shares busybox's layer by diff id.
+
+Diff ids are computed the way Docker does, over an uncompressed tar of the layer in
+*container* uids (host uid - uid_base; ids outside the range become 65534) with overlay
+whiteouts turned back into OCI ``.wh.`` entries. The tar is reproducible (sorted names,
+numeric owners, no atime), so ``save`` writes the same bytes again and a ``docker load``
+of the archive verifies.
+
+Thread safety: one lock around the metadata (tags, image files); layer tarring and
+mounting happen outside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import stat
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from runtime import errors
+from runtime.dockerapi import SandboxContext
+from runtime.images import catalog, tarutil
+from runtime.images.store import ImageStore, safe_rmtree
+
+log = logging.getLogger("runtime.dockerapi")
+
+HELPER = Path(__file__).with_name("_enginehelper.py")
+IDMAP_SIZE = 65536
+NOBODY = 65534
+EXIT_IDMAP_REFUSED = 3
+BLOCK = 512
+CHUNK = 1 << 20
+OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
+HEX_RE = re.compile(r"^[0-9a-f]{12,64}$")
+REF_RE = re.compile(
+    r"^[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$"
+)
+
+
+class NotFound(errors.RuntimeError):
+    """A container, volume or exec instance that does not exist (404)."""
+
+    status = 404
+    code = "not_found"
+
+
+class Forbidden(errors.RuntimeError):
+    """A request this lab refuses for the host's safety (403), with the reason."""
+
+    status = 403
+    code = "forbidden"
+
+
+@dataclass(frozen=True)
+class Layer:
+    diff_id: str
+    path: Path
+    size: int
+    catalog: bool
+
+
+@dataclass(frozen=True)
+class Image:
+    id: str
+    config: dict[str, Any]
+    layers: tuple[Layer, ...]
+    parent: str
+    repo_tags: tuple[str, ...]
+    catalog: bool
+    size: int
+    created: str
+
+
+@dataclass(frozen=True)
+class _CatalogImage:
+    name: str  # in the platform's ImageStore
+    refs: tuple[str, ...]  # the Docker references it answers to (runtime.images.catalog)
+    id: str
+    config: dict[str, Any]
+    config_bytes: bytes
+    layers: tuple[Layer, ...]
+    blobs: tuple[str, ...]  # layer blob digests, one per layer
+
+
+def canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(value: str) -> int:
+    """Seconds since the epoch of an RFC 3339 timestamp (0 if unparsable)."""
+    try:
+        text = re.sub(r"(\.\d{6})\d*", r"\1", value.replace("Z", "+00:00"))
+        return int(datetime.datetime.fromisoformat(text).timestamp())
+    except ValueError:
+        return 0
+
+
+def short_id(image_id: str) -> str:
+    return image_id.split(":", 1)[-1][:12]
+
+
+def normalize_ref(ref: str) -> str:
+    """``docker.io/library/busybox`` -> ``busybox:latest``; BadRequest for invalid names."""
+    name = ref.strip()
+    for prefix in ("docker.io/", "index.docker.io/", "registry-1.docker.io/"):
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+    if name.startswith("library/"):
+        name = name[len("library/") :]
+    if "@" in name:
+        raise errors.ImageNotFound(f"No such image: {ref} (digest references are not supported here)")
+    last = name.rsplit("/", 1)[-1]
+    if ":" not in last:
+        name += ":latest"
+    if not REF_RE.match(name) or len(name) > 255:
+        raise errors.BadRequest(
+            f"invalid reference format: {ref!r} (repository names are lowercase letters, digits and . _ -)"
+        )
+    return name
+
+
+def helper(req: dict[str, Any], *, pass_fds: Sequence[int] = (), timeout: float = 60) -> int:
+    """Run one request through the engine's mount helper; raise on failure (code 3 returned)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-S", str(HELPER)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        close_fds=True,
+        pass_fds=tuple(pass_fds),
+    )
+    try:
+        out, err = proc.communicate(json.dumps(req).encode(), timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        proc.kill()
+        proc.wait()
+        raise errors.RuntimeError(f"engine mount helper ({req['op']}) timed out") from exc
+    if proc.returncode == EXIT_IDMAP_REFUSED:
+        return EXIT_IDMAP_REFUSED
+    if proc.returncode != 0:
+        why = (out + err).decode(errors="replace").strip()[-800:]
+        raise errors.RuntimeError(f"engine mount helper ({req['op']}) failed: {why}")
+    return 0
+
+
+def _mounted(path: Path) -> bool:
+    target = str(path)
+    with open("/proc/self/mountinfo") as fh:
+        return any(line.split()[4] == target for line in fh)
+
+
+# -- layer tars ------------------------------------------------------------------------------
+
+
+class _LayerTar:
+    """A reproducible tar of an overlay diff dir, container uids, OCI whiteouts.
+
+    ``chunks()`` yields the stream; ``digest`` and ``size`` are known once it is consumed.
+    """
+
+    def __init__(self, root: Path, uid_base: int) -> None:
+        self.root = root
+        self.uid_base = uid_base
+        self.hasher = hashlib.sha256()
+        self.size = 0
+        self.length = 0
+
+    def _id(self, host: int) -> int:
+        inner = host - self.uid_base
+        return inner if 0 <= inner < IDMAP_SIZE else NOBODY
+
+    def _emit(self, data: bytes) -> bytes:
+        self.hasher.update(data)
+        self.length += len(data)
+        return data
+
+    def _header(self, info: tarfile.TarInfo) -> bytes:
+        return self._emit(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+
+    def _walk(self, rel: str) -> Iterator[tuple[str, os.stat_result]]:
+        base = self.root / rel if rel else self.root
+        for name in sorted(p.name for p in base.iterdir()):
+            relpath = f"{rel}/{name}" if rel else name
+            st = os.lstat(self.root / relpath)
+            yield relpath, st
+            if stat.S_ISDIR(st.st_mode):
+                yield from self._walk(relpath)
+
+    def chunks(self) -> Iterator[bytes]:
+        links: dict[tuple[int, int], str] = {}
+        for relpath, st in self._walk(""):
+            full = str(self.root / relpath)
+            mode = st.st_mode
+            parent, _, base = relpath.rpartition("/")
+            if stat.S_ISCHR(mode) and st.st_rdev == 0:  # overlay whiteout
+                info = tarfile.TarInfo((parent + "/" if parent else "") + tarutil.WHITEOUT_PREFIX + base)
+                info.mode, info.mtime = 0o644, int(st.st_mtime)
+                yield self._header(info)
+                continue
+            if stat.S_ISSOCK(mode) or stat.S_ISBLK(mode) or stat.S_ISCHR(mode):
+                continue
+            info = tarfile.TarInfo(relpath)
+            info.mode = stat.S_IMODE(mode)
+            info.uid, info.gid = self._id(st.st_uid), self._id(st.st_gid)
+            info.mtime = int(st.st_mtime)
+            pax: dict[str, str] = {}
+            if not stat.S_ISLNK(mode):
+                with contextlib.suppress(OSError):
+                    for name in sorted(os.listxattr(full, follow_symlinks=False)):
+                        if name.startswith(OVERLAY_XATTR_PREFIXES) or not tarutil.xattr_allowed(name):
+                            continue
+                        value = os.getxattr(full, name, follow_symlinks=False)
+                        pax[tarutil.XATTR_PAX_PREFIX + name] = value.decode("utf-8", "surrogateescape")
+            info.pax_headers = pax
+            if stat.S_ISDIR(mode):
+                info.type = tarfile.DIRTYPE
+                yield self._header(info)
+                if _opaque(full):
+                    wh = tarfile.TarInfo(f"{relpath}/{tarutil.OPAQUE_WHITEOUT}")
+                    wh.mode, wh.mtime = 0o644, int(st.st_mtime)
+                    yield self._header(wh)
+            elif stat.S_ISLNK(mode):
+                info.type = tarfile.SYMTYPE
+                info.linkname = str(Path(full).readlink())
+                yield self._header(info)
+            elif stat.S_ISFIFO(mode):
+                info.type = tarfile.FIFOTYPE
+                yield self._header(info)
+            elif stat.S_ISREG(mode):
+                key = (st.st_dev, st.st_ino)
+                if st.st_nlink > 1 and key in links:
+                    info.type = tarfile.LNKTYPE
+                    info.linkname = links[key]
+                    yield self._header(info)
+                    continue
+                links[key] = relpath
+                info.size = st.st_size
+                yield self._header(info)
+                left = st.st_size
+                fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    while left > 0:
+                        data = os.read(fd, min(CHUNK, left))
+                        if not data:  # the file shrank: pad with zeros, the header said size
+                            data = bytes(min(CHUNK, left))
+                        left -= len(data)
+                        yield self._emit(data)
+                finally:
+                    os.close(fd)
+                self.size += st.st_size
+                if st.st_size % BLOCK:
+                    yield self._emit(bytes(BLOCK - st.st_size % BLOCK))
+        yield self._emit(bytes(2 * BLOCK))
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self.hasher.hexdigest()
+
+
+def _opaque(path: str) -> bool:
+    for name in (tarutil.OPAQUE_XATTR, tarutil.OPAQUE_USER_XATTR):
+        with contextlib.suppress(OSError):
+            if os.getxattr(path, name, follow_symlinks=False) == b"y":
+                return True
+    return False
+
+
+def _tar_member(name: str, size: int, mode: int = 0o644, *, directory: bool = False) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = size, mode, 0
+    if directory:
+        info.type = tarfile.DIRTYPE
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def _pad(size: int) -> bytes:
+    return bytes(-size % BLOCK)
+
+
+# -- the store -------------------------------------------------------------------------------
+
+
+class EngineStore:
+    """A sandbox's images and layers; see the module docstring."""
+
+    def __init__(self, ctx: SandboxContext, catalog_store: ImageStore) -> None:
+        self.ctx = ctx
+        self.catalog_store = catalog_store
+        self.root = ctx.engine_root
+        self.images_dir = self.root / "images"
+        self.layers_dir = self.root / "layers"
+        self.tmp = self.root / "tmp"
+        # The sandbox's root (a host uid) must traverse to container bundles: search only.
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
+        self.root.chmod(0o711)
+        for d in (self.images_dir, self.layers_dir, self.tmp):
+            d.mkdir(exist_ok=True, mode=0o711)
+        self._lock = threading.RLock()
+        self._catalog_cache: tuple[float, dict[str, _CatalogImage]] | None = None
+        self._sizes: dict[str, int] = {}
+        self._in_use: Callable[[], set[str]] = set
+        for stale in self.tmp.iterdir():  # left by a crash (nothing is mounted there by then)
+            with contextlib.suppress(OSError, errors.RuntimeError):
+                safe_rmtree(stale)
+
+    # -- catalog ---------------------------------------------------------------------------------
+
+    def _catalog(self) -> dict[str, _CatalogImage]:
+        index = self.catalog_store.root / "index.json"
+        try:
+            mtime = index.stat().st_mtime
+        except OSError:
+            return {}
+        with self._lock:
+            if self._catalog_cache is not None and self._catalog_cache[0] == mtime:
+                return self._catalog_cache[1]
+        out: dict[str, _CatalogImage] = {}
+        refs_of = {entry.name: entry.refs for entry in catalog.CATALOG}
+        for cfg in self.catalog_store.list():
+            if cfg.name not in refs_of:  # e.g. lab-base: a sandbox image, not offered to Docker
+                continue
+            try:
+                manifest = json.loads(self.catalog_store.blob_path(cfg.digest).read_bytes())
+                config_digest = manifest["config"]["digest"]
+                config_bytes = self.catalog_store.blob_path(config_digest).read_bytes()
+                config = json.loads(config_bytes)
+                blobs = tuple(str(d["digest"]) for d in manifest.get("layers") or [])
+                blob_sizes = [int(d.get("size") or 0) for d in manifest.get("layers") or []]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("catalog image %s unreadable: %s", cfg.name, exc)
+                continue
+            # Per-layer sizes are not recorded by the catalog: spread its unpacked size over
+            # its layers in proportion to their blob sizes (what `docker images` adds up).
+            total_blob = sum(blob_sizes) or 1
+            layers = tuple(
+                Layer(
+                    diff_id=diff_id,
+                    path=self.catalog_store.layers_root / diff_id.split(":", 1)[1],
+                    size=cfg.size * bs // total_blob,
+                    catalog=True,
+                )
+                for diff_id, bs in zip(cfg.layers, blob_sizes, strict=True)
+            )
+            out[config_digest] = _CatalogImage(
+                cfg.name, refs_of[cfg.name], config_digest, config, config_bytes, layers, blobs
+            )
+        with self._lock:
+            self._catalog_cache = (mtime, out)
+        return out
+
+    def _catalog_layer(self, diff_id: str) -> tuple[_CatalogImage, int] | None:
+        for img in self._catalog().values():
+            for i, layer in enumerate(img.layers):
+                if layer.diff_id == diff_id:
+                    return img, i
+        return None
+
+    # -- metadata --------------------------------------------------------------------------------
+
+    def _tags_file(self) -> Path:
+        return self.images_dir / "repositories.json"
+
+    def _local_tags(self) -> dict[str, str]:
+        try:
+            data = json.loads(self._tags_file().read_text())
+        except (OSError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def _write_json(self, path: Path, obj: Any) -> None:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        tmp.write_bytes(json.dumps(obj, indent=1, sort_keys=True).encode())
+        tmp.replace(path)
+
+    def _tags(self) -> dict[str, str]:
+        """Every tag -> image id: the catalog's ``name:latest``, then the student's."""
+        tags = {ref: img.id for img in self._catalog().values() for ref in img.refs}
+        for tag, image_id in self._local_tags().items():
+            if image_id:
+                tags[tag] = image_id
+            else:  # the student removed a catalog tag
+                tags.pop(tag, None)
+        return tags
+
+    def _local_ids(self) -> list[str]:
+        return ["sha256:" + p.stem for p in self.images_dir.glob("*.json") if HEX_RE.match(p.stem)]
+
+    def _all_ids(self) -> list[str]:
+        return [*self._catalog(), *self._local_ids()]
+
+    def _meta(self, image_id: str) -> dict[str, Any]:
+        try:
+            data = json.loads((self.images_dir / (image_id.split(":", 1)[1] + ".meta")).read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _layer(self, diff_id: str) -> Layer:
+        hexd = diff_id.split(":", 1)[1]
+        path = self.layers_dir / hexd
+        if path.is_dir():
+            size = self._sizes.get(hexd)
+            if size is None:
+                try:
+                    size = int(json.loads((self.layers_dir / f"{hexd}.json").read_text())["size"])
+                except (OSError, ValueError, KeyError):
+                    size = 0
+                self._sizes[hexd] = size
+            return Layer(diff_id, path, size, catalog=False)
+        found = self._catalog_layer(diff_id)
+        if found is not None:
+            return found[0].layers[found[1]]
+        raise errors.RuntimeError(
+            f"layer {diff_id} is missing from the engine's store; remove the image and build it again"
+        )
+
+    def _image(self, image_id: str, tags: dict[str, str] | None = None) -> Image:
+        tags = self._tags() if tags is None else tags
+        repo_tags = tuple(sorted(t for t, i in tags.items() if i == image_id))
+        cat = self._catalog().get(image_id)
+        if cat is not None:
+            size = sum(layer.size for layer in cat.layers)
+            return Image(
+                image_id, cat.config, cat.layers, "", repo_tags, True, size, str(cat.config.get("created", ""))
+            )
+        path = self.images_dir / (image_id.split(":", 1)[1] + ".json")
+        try:
+            config = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            raise errors.ImageNotFound(f"No such image: {short_id(image_id)}") from None
+        layers = tuple(self._layer(d) for d in (config.get("rootfs") or {}).get("diff_ids") or [])
+        meta = self._meta(image_id)
+        return Image(
+            id=image_id,
+            config=config,
+            layers=layers,
+            parent=str(meta.get("parent") or ""),
+            repo_tags=repo_tags,
+            catalog=False,
+            size=sum(layer.size for layer in layers),
+            created=str(config.get("created", "")),
+        )
+
+    # -- images ----------------------------------------------------------------------------------
+
+    def resolve(self, ref: str) -> Image:
+        with self._lock:
+            if not isinstance(ref, str) or not ref:
+                raise errors.ImageNotFound(f"No such image: {ref}")
+            tags = self._tags()
+            ids = self._all_ids()
+            if ref.startswith("sha256:") and ref in ids:
+                return self._image(ref, tags)
+            bare = ref.removeprefix("sha256:")
+            if HEX_RE.match(bare):
+                matches = [i for i in ids if i.split(":", 1)[1].startswith(bare)]
+                if len(matches) == 1:
+                    return self._image(matches[0], tags)
+            try:
+                name = normalize_ref(ref)
+            except errors.BadRequest:
+                raise errors.ImageNotFound(f"No such image: {ref}") from None
+            if name in tags:
+                return self._image(tags[name], tags)
+            raise errors.ImageNotFound(f"No such image: {name}")
+
+    def images(self, *, all: bool = False) -> list[Image]:  # noqa: A002 - Docker's parameter name
+        with self._lock:
+            tags = self._tags()
+            imgs = [self._image(i, tags) for i in self._all_ids()]
+        if not all:
+            parents = {img.parent for img in imgs if img.parent}
+            imgs = [img for img in imgs if img.repo_tags or img.id not in parents]
+        return sorted(imgs, key=lambda img: img.created, reverse=True)
+
+    def children(self, parent_id: str) -> list[Image]:
+        with self._lock:
+            tags = self._tags()
+            return [self._image(i, tags) for i in self._local_ids() if self._meta(i).get("parent") == parent_id]
+
+    def commit(
+        self, config: dict[str, Any], layers: Sequence[Layer], *, parent: str = "", tags: Sequence[str] = ()
+    ) -> Image:
+        cfg = copy.deepcopy(config)
+        cfg["rootfs"] = {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]}
+        cfg.setdefault("created", now_rfc3339())
+        cfg.setdefault("architecture", "amd64")
+        cfg.setdefault("os", "linux")
+        data = canonical(cfg)
+        image_id = "sha256:" + hashlib.sha256(data).hexdigest()
+        normalized = [normalize_ref(t) for t in tags]
+        with self._lock:
+            for layer in layers:
+                self._layer(layer.diff_id)  # must be known to the store
+            hexd = image_id.split(":", 1)[1]
+            if image_id not in self._catalog():
+                path = self.images_dir / f"{hexd}.json"
+                if not path.exists():
+                    tmp = path.with_name(f".{hexd}.{secrets.token_hex(4)}")
+                    tmp.write_bytes(data)
+                    tmp.replace(path)
+                if not (self.images_dir / f"{hexd}.meta").exists():
+                    self._write_json(self.images_dir / f"{hexd}.meta", {"parent": parent})
+            for t in normalized:
+                self._set_tag(t, image_id)
+            return self._image(image_id)
+
+    def _set_tag(self, tag: str, image_id: str) -> None:
+        local = self._local_tags()
+        local[tag] = image_id
+        self._write_json(self._tags_file(), local)
+
+    def tag(self, ref: str, new_ref: str) -> None:
+        with self._lock:
+            image = self.resolve(ref)
+            self._set_tag(normalize_ref(new_ref), image.id)
+
+    def in_use(self) -> set[str]:
+        return self._in_use()
+
+    def set_in_use(self, fn: Callable[[], set[str]]) -> None:
+        """The engine reports which image ids its containers use (remove/prune respect them)."""
+        self._in_use = fn
+
+    def remove(self, ref: str, *, force: bool = False, prune: bool = True) -> list[dict[str, str]]:
+        with self._lock:
+            image = self.resolve(ref)
+            out: list[dict[str, str]] = []
+            by_tag = False
+            with contextlib.suppress(errors.BadRequest, errors.ImageNotFound):
+                by_tag = normalize_ref(ref) in image.repo_tags and not ref.startswith("sha256:")
+            used = image.id in self.in_use()
+            if by_tag:
+                tag = normalize_ref(ref)
+                if used and len(image.repo_tags) == 1 and not force:
+                    raise errors.Conflict(
+                        f'conflict: unable to remove repository reference "{ref}" (must force) - '
+                        f"container is using its referenced image {short_id(image.id)}"
+                    )
+                catalog_tag = image.catalog and tag in self._catalog()[image.id].refs
+                if catalog_tag and len(image.repo_tags) == 1:
+                    raise errors.Conflict(
+                        f"conflict: unable to remove {ref}: it is part of the platform's image "
+                        "catalog (shared by every sandbox) and cannot be removed"
+                    )
+                self._untag(tag, image)
+                out.append({"Untagged": tag})
+                if len(image.repo_tags) > 1 or used:
+                    return out
+            else:
+                if image.catalog:
+                    raise errors.Conflict(
+                        f"conflict: unable to delete {short_id(image.id)}: it is part of the platform's "
+                        "image catalog (shared by every sandbox) and cannot be removed"
+                    )
+                if len(image.repo_tags) > 1 and not force:
+                    raise errors.Conflict(
+                        f"conflict: unable to delete {short_id(image.id)} (must be forced) - "
+                        "image is referenced in multiple repositories"
+                    )
+                if used and not force:
+                    raise errors.Conflict(
+                        f"conflict: unable to delete {short_id(image.id)} (must be forced) - "
+                        "image is being used by a container"
+                    )
+                for tag in image.repo_tags:
+                    self._untag(tag, image)
+                    out.append({"Untagged": tag})
+                if used:
+                    return out
+            if image.catalog:
+                return out
+            if self.children(image.id):
+                if not out:
+                    raise errors.Conflict(
+                        f"conflict: unable to delete {short_id(image.id)} (cannot be forced) - "
+                        "image has dependent child images"
+                    )
+                return out
+            out += self._delete(image, prune=prune)
+            return out
+
+    def _untag(self, tag: str, image: Image) -> None:
+        local = self._local_tags()
+        if image.catalog and tag in self._catalog()[image.id].refs:
+            local[tag] = ""  # hide the catalog's default tag
+        else:
+            local.pop(tag, None)
+        self._write_json(self._tags_file(), local)
+
+    def _delete(self, image: Image, *, prune: bool) -> list[dict[str, str]]:
+        """Delete an untagged local image (and, with prune, its untagged childless parents)."""
+        out: list[dict[str, str]] = []
+        current: Image | None = image
+        while current is not None and not current.catalog:
+            hexd = current.id.split(":", 1)[1]
+            for suffix in (".json", ".meta"):
+                with contextlib.suppress(FileNotFoundError):
+                    (self.images_dir / (hexd + suffix)).unlink()
+            out.append({"Deleted": current.id})
+            parent = current.parent
+            current = None
+            if prune and parent:
+                with contextlib.suppress(errors.ImageNotFound):
+                    p = self._image(parent)
+                    if not p.repo_tags and not self.children(p.id) and p.id not in self.in_use():
+                        current = p
+        self._gc_layers()
+        return out
+
+    def _gc_layers(self) -> int:
+        """Delete layer dirs no image references; return the bytes reclaimed."""
+        keep: set[str] = set()
+        for i in self._local_ids():
+            with contextlib.suppress(OSError, ValueError):
+                cfg = json.loads((self.images_dir / (i.split(":", 1)[1] + ".json")).read_bytes())
+                keep.update(d.split(":", 1)[1] for d in (cfg.get("rootfs") or {}).get("diff_ids") or [])
+        reclaimed = 0
+        for path in self.layers_dir.iterdir():
+            if path.is_dir() and HEX_RE.match(path.name) and path.name not in keep:
+                reclaimed += self._layer(f"sha256:{path.name}").size
+                safe_rmtree(path)
+                with contextlib.suppress(FileNotFoundError):
+                    (self.layers_dir / f"{path.name}.json").unlink()
+                self._sizes.pop(path.name, None)
+        return reclaimed
+
+    def prune(self, *, dangling_only: bool = True) -> dict[str, Any]:
+        deleted: list[dict[str, str]] = []
+        reclaimed = 0
+        with self._lock:
+            while True:
+                used = self.in_use()
+                tags = self._tags()
+                victims = []
+                for image_id in self._local_ids():
+                    img = self._image(image_id, tags)
+                    if img.id in used or self.children(img.id):
+                        continue
+                    if dangling_only and img.repo_tags:
+                        continue
+                    victims.append(img)
+                if not victims:
+                    break
+                for img in victims:
+                    for tag in img.repo_tags:
+                        self._untag(tag, img)
+                        deleted.append({"Untagged": tag})
+                    reclaimed += img.size
+                    deleted += self._delete(img, prune=False)
+        return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    def history(self, ref: str) -> list[dict[str, Any]]:
+        with self._lock:
+            image = self.resolve(ref)
+            chain: list[Image] = [image]
+            while chain[-1].parent:
+                try:
+                    chain.append(self._image(chain[-1].parent))
+                except errors.ImageNotFound:
+                    break
+        entries = list(image.config.get("history") or [])
+        layer_sizes = [layer.size for layer in image.layers]
+        sizes: list[int] = []
+        li = 0
+        for h in entries:
+            if h.get("empty_layer"):
+                sizes.append(0)
+            else:
+                sizes.append(layer_sizes[li] if li < len(layer_sizes) else 0)
+                li += 1
+        ids_at = {len(img.config.get("history") or []): img for img in chain}
+        out = []
+        for n in range(len(entries), 0, -1):
+            h = entries[n - 1]
+            owner = ids_at.get(n)
+            out.append(
+                {
+                    "Id": owner.id if owner is not None else "<missing>",
+                    "Created": parse_time(str(h.get("created", ""))),
+                    "CreatedBy": h.get("created_by", ""),
+                    "Tags": list(owner.repo_tags) if owner is not None and owner.repo_tags else None,
+                    "Size": sizes[n - 1],
+                    "Comment": h.get("comment", ""),
+                }
+            )
+        return out
+
+    def summary(self, image: Image, containers: int = -1) -> dict[str, Any]:
+        """The GET /images/json shape of one image."""
+        labels = (image.config.get("config") or {}).get("Labels") or {}
+        return {
+            "Id": image.id,
+            "ParentId": image.parent,
+            "RepoTags": list(image.repo_tags) or ["<none>:<none>"],
+            "RepoDigests": [],
+            "Created": parse_time(image.created),
+            "Size": image.size,
+            "VirtualSize": image.size,
+            "SharedSize": -1,
+            "Labels": labels,
+            "Containers": containers,
+        }
+
+    def df(self) -> dict[str, Any]:
+        with self._lock:
+            imgs = self.images(all=True)
+            used = self.in_use()
+            seen: dict[str, int] = {}
+            for img in imgs:
+                for layer in img.layers:
+                    seen[layer.diff_id] = layer.size
+        return {
+            "LayersSize": sum(seen.values()),
+            "Images": [self.summary(img, 1 if img.id in used else 0) for img in imgs],
+        }
+
+    # -- layers ----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def scratch(self) -> Iterator[Path]:
+        path = Path(tempfile.mkdtemp(prefix="scratch-", dir=self.tmp))
+        path.chmod(0o755)
+        try:
+            yield path
+        finally:
+            if path.exists():
+                safe_rmtree(path)
+
+    def layer_tar(self, directory: Path) -> Iterator[bytes]:
+        """The layer tar stream of an overlay diff dir (container uids, OCI whiteouts)."""
+        return _LayerTar(directory, self.ctx.uid_base).chunks()
+
+    def add_layer(self, directory: Path) -> Layer:
+        tar = _LayerTar(directory, self.ctx.uid_base)
+        for _ in tar.chunks():
+            pass
+        diff_id = tar.digest
+        hexd = diff_id.split(":", 1)[1]
+        with self._lock:
+            dest = self.layers_dir / hexd
+            if dest.is_dir():
+                safe_rmtree(directory)
+            else:
+                self._write_json(self.layers_dir / f"{hexd}.json", {"size": tar.size})
+                directory.rename(dest)
+                dest.chmod(0o755)
+            self._sizes[hexd] = tar.size
+            return Layer(diff_id, dest, tar.size, catalog=False)
+
+    # -- filesystems -----------------------------------------------------------------------------
+
+    def _lower_dirs(self, layers: Sequence[Layer]) -> list[dict[str, Any]]:
+        lowers: list[dict[str, Any]] = []
+        shifted: dict[str, list[Path]] = {}
+        for layer in layers:
+            if not layer.catalog:
+                lowers.append({"path": str(layer.path), "idmap": False})
+                continue
+            found = self._catalog_layer(layer.diff_id)
+            if found is None:
+                raise errors.RuntimeError(f"catalog layer {layer.diff_id} is gone from the platform's image store")
+            img, i = found
+            if self.ctx.idmap:
+                path = layer.path
+                if not path.is_dir():  # not unpacked yet
+                    path = self.catalog_store.layer_dirs(img.name)[i]
+                lowers.append({"path": str(path), "idmap": True})
+            else:
+                if img.name not in shifted:
+                    shifted[img.name] = self.catalog_store.shifted_layer_dirs(img.name, self.ctx.uid_base, IDMAP_SIZE)
+                lowers.append({"path": str(shifted[img.name][i]), "idmap": False})
+        return lowers
+
+    def mount(
+        self, layers: Sequence[Layer], target: Path, *, upper: Path | None = None, work: Path | None = None
+    ) -> None:
+        lowers = self._lower_dirs(layers)
+        if upper is None:
+            # overlayfs wants two lower dirs without an upper one: an empty one at the bottom.
+            empty = self.root / "empty"
+            empty.mkdir(exist_ok=True, mode=0o755)
+            lowers.insert(0, {"path": str(empty), "idmap": False})
+            if len(lowers) < 2:
+                lowers.insert(0, {"path": str(empty), "idmap": False})
+        elif not lowers:
+            empty = self.root / "empty"
+            empty.mkdir(exist_ok=True, mode=0o755)
+            lowers.append({"path": str(empty), "idmap": False})
+        scratch = Path(tempfile.mkdtemp(prefix="idmap-", dir=self.tmp))
+        try:
+            req = {
+                "op": "overlay",
+                "lowers": lowers,
+                "target": str(target),
+                "upper": str(upper) if upper else "",
+                "work": str(work) if work else "",
+                "uid_base": self.ctx.uid_base,
+                "size": IDMAP_SIZE,
+                "scratch": str(scratch),
+            }
+            if helper(req) == EXIT_IDMAP_REFUSED:
+                raise errors.RuntimeError(
+                    "the kernel refused idmapped mounts for the catalog's layers; the sandbox "
+                    "should have been started with idmap=False"
+                )
+        finally:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(scratch)
+
+    def umount(self, target: Path) -> None:
+        if _mounted(target):
+            helper({"op": "umount", "targets": [str(target)]})
+
+    @contextlib.contextmanager
+    def rootfs_view(self, image: Image) -> Iterator[Path]:
+        target = Path(tempfile.mkdtemp(prefix="view-", dir=self.tmp))
+        try:
+            self.mount(image.layers, target)
+            try:
+                yield target
+            finally:
+                self.umount(target)
+        finally:
+            with contextlib.suppress(OSError):
+                target.rmdir()
+
+    # -- docker save -----------------------------------------------------------------------------
+
+    def _layer_stream(self, layer: Layer, out: BinaryIO) -> None:
+        """Write the exact tar stream whose sha256 is ``layer.diff_id`` to ``out``."""
+        if layer.catalog:
+            found = self._catalog_layer(layer.diff_id)
+            if found is None:
+                raise errors.RuntimeError(f"catalog layer {layer.diff_id} is gone")
+            img, i = found
+            with tarutil.open_layer(self.catalog_store.blob_path(img.blobs[i])) as reader:
+                while chunk := reader.read(CHUNK):
+                    out.write(chunk)
+                if reader.digest != layer.diff_id:
+                    raise errors.RuntimeError(f"catalog layer {layer.diff_id} does not match its blob")
+            return
+        tar = _LayerTar(layer.path, self.ctx.uid_base)
+        for chunk in tar.chunks():
+            out.write(chunk)
+        if tar.digest != layer.diff_id:
+            raise errors.RuntimeError(
+                f"layer {layer.diff_id} changed on disk (now {tar.digest}); remove the image and build it again"
+            )
+
+    def save(self, refs: Sequence[str]) -> Iterator[bytes]:
+        images: list[tuple[Image, list[str]]] = []
+        for ref in refs:
+            img = self.resolve(ref)
+            tags: list[str] = []
+            with contextlib.suppress(errors.BadRequest, errors.ImageNotFound):
+                n = normalize_ref(ref)
+                if n in img.repo_tags:
+                    tags = [n]
+            if not tags and ref.removeprefix("sha256:") not in img.id:
+                tags = list(img.repo_tags)
+            images.append((img, tags))
+        return self._save_stream(images)
+
+    def _save_stream(self, images: list[tuple[Image, list[str]]]) -> Iterator[bytes]:
+        manifest: list[dict[str, Any]] = []
+        repositories: dict[str, dict[str, str]] = {}
+        written: set[str] = set()
+        for img, tags in images:
+            chain = ""
+            layer_paths = []
+            for layer in img.layers:
+                chain = hashlib.sha256(f"{chain} {layer.diff_id}".encode()).hexdigest()
+                layer_paths.append(f"{chain}/layer.tar")
+                if chain in written:
+                    continue
+                written.add(chain)
+                yield _tar_member(chain, 0, 0o755, directory=True)
+                version = b"1.0"
+                yield _tar_member(f"{chain}/VERSION", len(version)) + version + _pad(len(version))
+                v1 = canonical({"id": chain, "created": img.created, "os": "linux"})
+                yield _tar_member(f"{chain}/json", len(v1)) + v1 + _pad(len(v1))
+                with tempfile.TemporaryFile(dir=self.tmp) as f:
+                    self._layer_stream(layer, f)
+                    size = f.tell()
+                    f.seek(0)
+                    yield _tar_member(f"{chain}/layer.tar", size)
+                    while chunk := f.read(CHUNK):
+                        yield chunk
+                    yield _pad(size)
+            hexd = img.id.split(":", 1)[1]
+            cfg_bytes = self._config_bytes(img)
+            if hexd not in written:
+                written.add(hexd)
+                yield _tar_member(f"{hexd}.json", len(cfg_bytes)) + cfg_bytes + _pad(len(cfg_bytes))
+            manifest.append({"Config": f"{hexd}.json", "RepoTags": tags or None, "Layers": layer_paths})
+            for t in tags:
+                repo, _, tag = t.rpartition(":")
+                if layer_paths:
+                    repositories.setdefault(repo, {})[tag] = layer_paths[-1].split("/")[0]
+        data = json.dumps(manifest).encode()
+        yield _tar_member("manifest.json", len(data)) + data + _pad(len(data))
+        if repositories:
+            data = json.dumps(repositories).encode()
+            yield _tar_member("repositories", len(data)) + data + _pad(len(data))
+        yield bytes(2 * BLOCK)
+
+    def _config_bytes(self, img: Image) -> bytes:
+        cat = self._catalog().get(img.id)
+        if cat is not None:
+            return cat.config_bytes
+        return (self.images_dir / (img.id.split(":", 1)[1] + ".json")).read_bytes()
