@@ -2,8 +2,11 @@
 
 One process (``python -m runtime.kube serve`` or ``python -m runtime kube serve``) serves
 every cluster kept under a data directory; ``new-cluster`` creates one and prints its
-admin kubeconfig. Part 1 (this package) is the API server and the controllers that need no
-kubelet; pods stay ``Pending`` until part 2 runs them on the sandbox engine.
+admin kubeconfig; ``mint-token CLUSTER USER [--group G]... [--ttl 1h]`` prints a kubeconfig
+for a named user who has no rights but those RBAC gives it (the platform's per-user
+tokens; runtimed mints them with ``POST /v1/sandboxes/{id}/kube-users``). Part 1 (this
+package) is the API server and the controllers that need no kubelet; pods stay ``Pending``
+until part 2 runs them on the sandbox engine.
 
 Layout
 ------
@@ -13,6 +16,8 @@ Layout
     discovery and OpenAPI included) and ``tls-server-name: NAME.cluster.kubelab`` (SNI), so one
     socket presents each cluster's own serving certificate, signed by the cluster's own CA.
     Bearer tokens are looked up only in the cluster the path names.
+``cli.py``
+    ``serve``, ``new-cluster``, ``mint-token``.
 ``apiserver.py``
     ``Cluster``: authentication, impersonation, the REST verbs (get, list, watch, create,
     update, patch, delete, deletecollection; status and scale subresources; dry-run;
@@ -50,11 +55,18 @@ Layout
     (background, foreground, orphan), events.
 ``ssa.py``
     metadata.managedFields (FieldsV1), server-side apply ownership, conflicts, force.
-``crd.py``
+``crd.py`` / ``cel.py``
     CustomResourceDefinitions per cluster: the kinds they define are served (discovery,
-    OpenAPI v3 for ``kubectl explain``, CRUD, watch, status/scale subresources), defaulted,
-    pruned and validated against the version's openAPIV3Schema, and printed with their
-    additionalPrinterColumns. Deleting a CRD deletes its resources.
+    OpenAPI v3 for ``kubectl explain``, CRUD, watch, status subresource, scale subresource
+    at the CRD's specReplicasPath/statusReplicasPath/labelSelectorPath), defaulted, pruned
+    and validated against the version's openAPIV3Schema and its ``x-kubernetes-validations``
+    CEL rules (a small evaluator of the common subset, transition rules with ``oldSelf``,
+    ratcheting of unchanged values; rules it cannot compile make the CRD invalid), and
+    printed with their additionalPrinterColumns. Every served version is reachable
+    (preferred version by kube-aware priority); objects are stored in the storage version
+    and converted with strategy None (apiVersion rewritten, then pruned by the read
+    version's schema); deprecated versions send their ``Warning:``. Deleting a CRD deletes
+    its resources.
 ``service.py``
     The ``kubernetes`` sandbox service: runtimed serves these clusters itself, one per
     sandbox, on a listener inside the sandbox's network namespace (127.0.0.1:6443, its
@@ -82,7 +94,9 @@ ClusterRoleBinding; authorization.k8s.io/v1 and authentication.k8s.io/v1 reviews
 apiextensions.k8s.io/v1: CustomResourceDefinition (and the kinds CRDs define).
 
 Data layout: ``DIR/clusters/NAME/{cluster.json, ca.crt, ca.key, tls.crt, tls.key,
-tokens.json (SHA-256 of each token, expiry of TokenRequest tokens), store.jsonl}``. Clusters load on first request, so a
+tokens.json (SHA-256 of each token, expiry of TokenRequest and minted tokens; written by
+the server and ``mint-token`` under the flock of tokens.lock, re-read by the server when an
+unknown token shows up), store.jsonl}``. Clusters load on first request, so a
 cluster made by ``new-cluster`` while the server runs is served at once. An idle loaded
 cluster costs about 0.4 MB.
 
@@ -93,10 +107,13 @@ TODO (later sessions), roughly in course order
   answer "waiting to start" / "does not have a host assigned"), then rolling updates that
   honour maxSurge/maxUnavailable (today rollouts are instant), Endpoints addresses, Job
   completion, CronJob history limits in practice.
-- CRDs: multiple served versions with conversion (all versions are served as stored today),
-  CEL validation rules (x-kubernetes-validations), the scale subresource's custom
-  specReplicasPath/statusReplicasPath (``.spec.replicas``/``.status.replicas`` assumed),
-  schema keywords beyond type/required/enum/min/max/length/pattern/items/properties.
+- CRDs: conversion webhooks (strategy Webhook is refused: only None), CEL beyond cel.py's
+  subset (map literals, the Kubernetes libraries: quantity, url, ip, lists; optionalOldSelf;
+  cost limits), static type-checking of rules against the schema at CRD creation (a rule
+  naming an undeclared field fails when evaluated, not when the CRD is written), transition
+  rules inside lists (listType=map/set correlation), warnings on watch responses of
+  deprecated versions, schema keywords beyond
+  type/required/enum/min/max/length/pattern/items/properties.
 - Kinds not served yet: events.k8s.io/v1, autoscaling/v1, VolumeAttachment, CSI objects.
   The HPA only clamps replicas to [min, max] (no metrics server); PDBs are reported, not
   enforced by an eviction API. EndpointSlices are IPv4 only, one per Service (no 100-endpoint
@@ -113,7 +130,8 @@ TODO (later sessions), roughly in course order
   managedFields; kubectl scale/label etc. are recorded under the User-Agent manager name.
 - RBAC: the full set of system: roles, non-resource URL rules in SelfSubjectRulesReview.
 - Tokens: TokenRequest boundObjectRef (pod-bound tokens that die with the pod), audiences are
-  recorded but not checked; per-user tokens minted by the platform over runtimed's socket.
+  recorded but not checked; minted per-user tokens cannot be revoked one by one (they die
+  with their ttl or the cluster).
 - Watch: periodic bookmarks while events flow (sent only when idle today),
   resourceVersionMatch=Exact for lists.
 - Evict idle clusters from memory (LRU) when thousands exist; store compaction runs only

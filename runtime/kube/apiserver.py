@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import copy
 import datetime
+import fcntl
 import hashlib
 import json
 import logging
@@ -133,6 +134,27 @@ def _json_body(req: Request) -> Any:
             raise bad_request(f"error decoding body: {e}") from None
 
 
+def write_token(directory: Path, entry: dict[str, Any]) -> str:
+    """Mint a bearer token for ``entry`` ({user, groups, sa?, exp?}) in a cluster's tokens.json.
+
+    Only the token's SHA-256 is kept. The file is shared by the serving process and
+    ``mint-token`` processes, so this is a read-modify-write under a lock (tokens.lock);
+    servers re-read the file when a token they do not know shows up. Expired tokens are
+    dropped whenever a new one is minted.
+    """
+    token = secrets.token_urlsafe(32)
+    with open(directory / "tokens.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        tokens: dict[str, dict[str, Any]] = json.loads((directory / "tokens.json").read_text())
+        now = time.time()
+        tokens = {k: v for k, v in tokens.items() if float(v.get("exp", now + 1)) > now}
+        tokens[hashlib.sha256(token.encode()).hexdigest()] = entry
+        tmp = directory / "tokens.json.tmp"
+        tmp.write_text(json.dumps(tokens))
+        tmp.replace(directory / "tokens.json")
+    return token
+
+
 def _truthy(v: str | None) -> bool:
     return v in ("true", "1", "True")
 
@@ -145,7 +167,9 @@ class Cluster:
         self.dir = directory
         meta = json.loads((directory / "cluster.json").read_text())
         self.uid: str = meta["uid"]
-        self.tokens: dict[str, dict[str, Any]] = json.loads((directory / "tokens.json").read_text())
+        self.tokens: dict[str, dict[str, Any]] = {}
+        self._tokens_stamp: tuple[int, int] = (0, 0)
+        self._reload_tokens()
         self.store = Store(directory / "store.jsonl")
         self._dirty = False
         # field manager of the write in progress (see ssa.py)
@@ -154,6 +178,7 @@ class Cluster:
         self._apply_config: Obj | None = None
         # the authenticated user of the request in progress; None while controllers write
         self._requester: User | None = None
+        self._warnings: list[str] = []  # Warning headers of the request in progress
         self._crd_key: tuple[tuple[str, str], ...] = ()
         self._crd_defs: list[ResourceDef] = []
         from runtime.kube.controllers import Controllers
@@ -186,6 +211,8 @@ class Cluster:
         """The user a bearer token stands for; None (401) if unknown or past its expiry."""
         h = hashlib.sha256(token.encode()).hexdigest()
         info = self.tokens.get(h)
+        if info is None and self._reload_tokens():  # minted by another process (``mint-token``)
+            info = self.tokens.get(h)
         if info is None:
             return None
         if "exp" in info and (time.time() if now is None else now) >= float(info["exp"]):
@@ -201,23 +228,28 @@ class Cluster:
     def add_token(
         self, user: str, groups: list[str], sa: tuple[str, str] | None = None, expires: float | None = None
     ) -> str:
-        """Mint a bearer token; only its SHA-256 is kept (in tokens.json), with its expiry (unix time).
-
-        Expired tokens are dropped from the file whenever a new one is minted.
-        """
-        token = secrets.token_urlsafe(32)
-        h = hashlib.sha256(token.encode()).hexdigest()
-        now = time.time()
-        self.tokens = {k: v for k, v in self.tokens.items() if float(v.get("exp", now + 1)) > now}
-        self.tokens[h] = {"user": user, "groups": groups}
+        """Mint a bearer token (see ``write_token``), with its expiry (unix time) if any."""
+        entry: dict[str, Any] = {"user": user, "groups": groups}
         if sa is not None:
-            self.tokens[h]["sa"] = list(sa)
+            entry["sa"] = list(sa)
         if expires is not None:
-            self.tokens[h]["exp"] = expires
-        tmp = self.dir / "tokens.json.tmp"
-        tmp.write_text(json.dumps(self.tokens))
-        tmp.replace(self.dir / "tokens.json")
+            entry["exp"] = expires
+        token = write_token(self.dir, entry)
+        self._reload_tokens()
         return token
+
+    def _reload_tokens(self) -> bool:
+        """Re-read tokens.json if it changed since last read; True if it was re-read."""
+        try:
+            st = (self.dir / "tokens.json").stat()
+        except FileNotFoundError:
+            return False
+        stamp = (st.st_mtime_ns, st.st_ino)
+        if stamp == self._tokens_stamp:
+            return False
+        self.tokens = json.loads((self.dir / "tokens.json").read_text())
+        self._tokens_stamp = stamp
+        return True
 
     def impersonate(self, req: Request, user: User) -> User:
         as_user = req.headers.get("impersonate-user")
@@ -252,13 +284,17 @@ class Cluster:
     # -- entry point ---------------------------------------------------------------
 
     def handle(self, req: Request) -> Reply | WatchReply:
+        self._warnings = []
         try:
             reply = self._route(req)
             if isinstance(reply, Reply) and "/endpoints" in req.path and req.path.startswith("/api/"):
                 reply.warnings.append("v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice")
-            return reply
         except ApiError as e:
-            return Reply(e.status, e.to_status())
+            reply = Reply(e.status, e.to_status())
+        try:
+            if isinstance(reply, Reply):
+                reply.warnings[:0] = self._warnings
+            return reply
         finally:
             if self._dirty:
                 self._dirty = False
@@ -317,6 +353,8 @@ class Cluster:
         rdef = self.lookup(group, version, rest[0])
         if rdef is None or len(rest) > 3:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if rdef.deprecation_warning:
+            self._warnings.append(rdef.deprecation_warning)
         name = rest[1] if len(rest) > 1 else ""
         sub = rest[2] if len(rest) > 2 else ""
         if sub and sub not in rdef.subresources:
@@ -400,6 +438,7 @@ class Cluster:
         raise method_not_allowed("the server does not allow this method on the requested resource")
 
     def _reply_obj(self, req: Request, rdef: ResourceDef, obj: Obj, status: int) -> Reply:
+        obj = self._served(rdef, obj)
         if "as=Table" in req.headers.get("accept", ""):
             inc = req.query.get("includeObject", "Metadata")
             t = printers.table_for(rdef, [obj], inc, {"resourceVersion": obj["metadata"].get("resourceVersion", "")})
@@ -410,6 +449,16 @@ class Cluster:
         obj = self.store.get(rdef.gr, ns, name)
         if obj is None:
             raise not_found(rdef.resource, rdef.group, name)
+        return obj
+
+    def _served(self, rdef: ResourceDef, obj: Obj) -> Obj:
+        """A stored custom resource as the request's version shows it (crd.as_version)."""
+        return crd.as_version(obj, rdef.group_version, rdef.schema) if rdef.custom else obj
+
+    def _stored(self, rdef: ResourceDef, obj: Obj) -> Obj:
+        """A custom resource as it is stored: in the CRD's storage version."""
+        if rdef.custom and rdef.storage_version:
+            return crd.as_version(obj, f"{rdef.group}/{rdef.storage_version}")
         return obj
 
     # -- list / watch ------------------------------------------------------------------
@@ -424,7 +473,7 @@ class Cluster:
         if fs:
             fp = parse_field_selector(fs, rdef.field_selectors)
             objs = [o for o in objs if fp(o)]
-        return objs
+        return [self._served(rdef, o) for o in objs]
 
     def _list_body(self, rdef: ResourceDef, objs: list[Obj], meta: dict[str, Any]) -> Obj:
         return {
@@ -597,7 +646,7 @@ class Cluster:
         if dry_run:
             return dict(obj)
         self._dirty = True
-        stored: Obj = self.store.put(rdef.gr, obj, "ADDED")
+        stored: Obj = self.store.put(rdef.gr, self._stored(rdef, obj), "ADDED")
         return stored
 
     def _prune(self, rdef: ResourceDef, obj: Obj) -> Obj:
@@ -605,9 +654,10 @@ class Cluster:
         pruned: Obj = crd.default_and_prune(rdef.schema or {}, obj, "", unknown, top=True)
         return pruned
 
-    def _validate(self, rdef: ResourceDef, obj: Obj) -> list[FieldError]:
+    def _validate(self, rdef: ResourceDef, obj: Obj, old: Obj | None = None) -> list[FieldError]:
         if rdef.custom:
-            return kinds.validate_meta(rdef.kind, obj, rdef.namespaced) + crd.validate_cr(rdef, obj)
+            errs = kinds.validate_meta(rdef.kind, obj, rdef.namespaced) + crd.validate_cr(rdef, obj)
+            return errs or crd.validate_rules(rdef, obj, old)
         return kinds.validate(rdef.kind, obj, rdef.namespaced)
 
     def _check_type(self, rdef: ResourceDef, obj: Obj) -> None:
@@ -670,6 +720,7 @@ class Cluster:
         old = self.store.get(rdef.gr, ns, name)
         if old is None:
             raise not_found(rdef.resource, rdef.group, name)
+        old = self._served(rdef, old)
         rv = meta.get("resourceVersion")
         if check_rv and rv and rv != old["metadata"].get("resourceVersion"):
             raise conflict(rdef.resource, rdef.group, name, MODIFIED)
@@ -725,7 +776,7 @@ class Cluster:
             new = self._prune(rdef, new)
         if self._requester is not None and not sub and not _only_gc_change(new, old):
             rbac.check_escalation(self, self._requester, rdef, new["metadata"].get("namespace", ""), new)
-        errs = self._validate(rdef, new) + kinds.validate_update(rdef.kind, new, old)
+        errs = self._validate(rdef, new, old) + kinds.validate_update(rdef.kind, new, old)
         if errs:
             raise invalid_error(rdef.kind, rdef.group, name, errs)
         new["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion")
@@ -743,7 +794,7 @@ class Cluster:
             return new
         self.controllers.on_update(rdef, new, old)
         self._dirty = True
-        out = self.store.put(rdef.gr, new, "MODIFIED")
+        out = self.store.put(rdef.gr, self._stored(rdef, new), "MODIFIED")
         self._maybe_finish_delete(rdef, out)
         return out
 
@@ -751,6 +802,8 @@ class Cluster:
         ctype = req.headers.get("content-type", "").split(";")[0].strip()
         body = _json_body(req)
         old = self.store.get(rdef.gr, ns, name)
+        if old is not None:
+            old = self._served(rdef, old)
         if ctype == APPLY:
             return self._apply(req, rdef, ns, name, body, old, dry)
         if old is None:
@@ -876,6 +929,10 @@ class Cluster:
 
         spec = obj.get("spec") or {}
         sel = selector_string(spec.get("selector"))
+        spec_replicas = spec.get("replicas", 0)
+        status_replicas = (obj.get("status") or {}).get("replicas", 0)
+        if rdef.custom and rdef.scale_paths is not None:
+            spec_replicas, status_replicas, sel = crd.scale_from(obj, rdef.scale_paths)
         return {
             "kind": "Scale",
             "apiVersion": "autoscaling/v1",
@@ -886,15 +943,12 @@ class Cluster:
                 "resourceVersion": obj["metadata"]["resourceVersion"],
                 "creationTimestamp": obj["metadata"]["creationTimestamp"],
             },
-            "spec": {"replicas": spec.get("replicas", 0)},
-            "status": {
-                "replicas": (obj.get("status") or {}).get("replicas", 0),
-                "selector": "" if sel == "<none>" else sel,
-            },
+            "spec": {"replicas": spec_replicas},
+            "status": {"replicas": status_replicas, "selector": "" if sel == "<none>" else sel},
         }
 
     def _update_scale(self, rdef: ResourceDef, ns: str, name: str, scale: Obj, dry: bool) -> Obj:
-        old = self._must_get(rdef, ns, name)
+        old = self._served(rdef, self._must_get(rdef, ns, name))
         replicas = (scale.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or replicas < 0:
             from runtime.kube.apierrors import invalid
@@ -909,7 +963,10 @@ class Cluster:
         if rv and rv != old["metadata"]["resourceVersion"]:
             raise conflict(rdef.resource, rdef.group, name, MODIFIED)
         new = copy.deepcopy(old)
-        new["spec"]["replicas"] = replicas
+        if rdef.custom and rdef.scale_paths is not None:
+            crd.set_spec_replicas(new, rdef.scale_paths, replicas)
+        else:
+            new["spec"]["replicas"] = replicas
         out = self._commit_update(rdef, old, new, dry)
         return self._scale_of(rdef, out)
 

@@ -1,10 +1,20 @@
 """CustomResourceDefinitions and the custom resources they define.
 
 Each cluster has its own CRDs, so the resources they add live beside the
-built-in registry (``Cluster.custom_defs()``), not in it. A custom resource is
-defaulted, pruned and validated against its version's ``openAPIV3Schema`` with
-the messages kube-apiserver's structural-schema validation prints, and listed
-with its ``additionalPrinterColumns``.
+built-in registry (``Cluster.custom_defs()``), not in it: one ResourceDef per
+served version, highest kube-aware priority first (the preferred version). A
+custom resource is defaulted, pruned and validated against the request version's
+``openAPIV3Schema`` with the messages kube-apiserver's structural-schema
+validation prints, then its ``x-kubernetes-validations`` CEL rules (cel.py), and
+listed with its ``additionalPrinterColumns``.
+
+Versions: objects are stored in the CRD's storage version; reads through another
+served version convert with strategy None (``as_version``: apiVersion rewritten,
+then pruned and defaulted by that version's schema, as kube-apiserver's
+schema-coercing converter does). A deprecated version's warning (its
+``deprecationWarning`` or the default naming the best non-deprecated version)
+goes out as a ``Warning`` header on every request to it. The scale subresource
+reads and writes the CRD's specReplicasPath/statusReplicasPath/labelSelectorPath.
 """
 
 from __future__ import annotations
@@ -13,7 +23,8 @@ import copy
 import re
 from typing import Any
 
-from runtime.kube.apierrors import FieldError, GoLiteral, invalid, not_supported, required
+from runtime.kube import cel
+from runtime.kube.apierrors import FieldError, GoLiteral, duplicate, invalid, not_supported, required
 from runtime.kube.registry import ResourceDef
 
 Obj = dict[str, Any]
@@ -21,7 +32,43 @@ Obj = dict[str, Any]
 GR = "customresourcedefinitions.apiextensions.k8s.io"
 
 
+_KUBE_VERSION_RE = re.compile(r"v(\d+)(?:(alpha|beta)(\d+))?")
+
+
+def version_key(name: str) -> tuple[int, int, int, str]:
+    """Sort key of kube-aware version priority (highest first): GA, then beta, then alpha,
+    higher numbers first (v2 > v1 > v1beta2 > v1beta1 > v1alpha1), then other names A-Z."""
+    m = _KUBE_VERSION_RE.fullmatch(name)
+    if m is None:
+        return (3, 0, 0, name)
+    rank = {None: 0, "beta": 1, "alpha": 2}[m.group(2)]
+    return (rank, -int(m.group(1)), -int(m.group(3) or 0), "")
+
+
+def deprecation_warning(spec: Obj, version: Obj) -> str:
+    """The warning of a deprecated version: its ``deprecationWarning``, or kube-apiserver's
+    default that names the highest-priority served, non-deprecated version above it."""
+    if not version.get("deprecated"):
+        return ""
+    if version.get("deprecationWarning"):
+        return str(version["deprecationWarning"])
+    name = str(version.get("name", ""))
+    kind = (spec.get("names") or {}).get("kind", "")
+    msg = f"{spec.get('group')}/{name} {kind} is deprecated"
+    better = sorted(
+        (
+            str(v.get("name"))
+            for v in spec.get("versions") or []
+            if v.get("served") and not v.get("deprecated") and version_key(str(v.get("name"))) < version_key(name)
+        ),
+        key=version_key,
+    )
+    return f"{msg}; use {spec.get('group')}/{better[0]} {kind}" if better else msg
+
+
 def defs_from_crds(crds: list[Obj]) -> list[ResourceDef]:
+    """One ResourceDef per served version of each established CRD, highest priority first
+    (discovery's preferred version comes first, as kube-apiserver orders them)."""
     out: list[ResourceDef] = []
     for crd in crds:
         if crd["metadata"].get("deletionTimestamp"):
@@ -31,7 +78,9 @@ def defs_from_crds(crds: list[Obj]) -> list[ResourceDef]:
             continue
         spec = crd.get("spec") or {}
         names = spec.get("names") or {}
-        for v in spec.get("versions") or []:
+        versions = spec.get("versions") or []
+        storage = next((str(v.get("name")) for v in versions if v.get("storage")), "")
+        for v in sorted(versions, key=lambda v: version_key(str(v.get("name", "")))):
             if not v.get("served", True):
                 continue
             subs = []
@@ -56,8 +105,24 @@ def defs_from_crds(crds: list[Obj]) -> list[ResourceDef]:
                     schema=(v.get("schema") or {}).get("openAPIV3Schema") or {},
                     printer_columns=tuple(v.get("additionalPrinterColumns") or ()),
                     custom=True,
+                    storage_version=storage,
+                    deprecation_warning=deprecation_warning(spec, v),
+                    scale_paths=dict(sr["scale"]) if isinstance(sr.get("scale"), dict) else None,
                 )
             )
+    return out
+
+
+def as_version(obj: Obj, api_version: str, schema: Obj | None = None) -> Obj:
+    """Conversion strategy None: the same object with ``apiVersion`` rewritten. Fields are
+    carried over as they are, then (like kube-apiserver's schema-coercing converter) pruned
+    and defaulted by the target version's ``schema``, if given: a field only the storage
+    version knows is stored but not shown through an older version."""
+    if obj.get("apiVersion") == api_version:
+        return obj
+    out: Obj = {**obj, "apiVersion": api_version}
+    if schema:
+        out = default_and_prune(schema, copy.deepcopy(out), "", [], top=True)
     return out
 
 
@@ -99,9 +164,48 @@ def validate_crd(obj: Obj) -> list[FieldError]:
     elif sum(1 for v in versions if v.get("storage")) != 1:
         errs.append(invalid("spec.versions", None, "must have exactly one version marked as storage version"))
         errs[-1].value = GoLiteral(repr([v.get("name") for v in versions]))
+    seen: set[str] = set()
     for i, v in enumerate(versions):
+        fld = f"spec.versions[{i}]"
         if not (v.get("schema") or {}).get("openAPIV3Schema"):
-            errs.append(required(f"spec.versions[{i}].schema.openAPIV3Schema", "schemas are required"))
+            errs.append(required(f"{fld}.schema.openAPIV3Schema", "schemas are required"))
+        if v.get("name") in seen:
+            errs.append(duplicate(f"{fld}.name", v.get("name")))
+        seen.add(str(v.get("name")))
+        if v.get("deprecationWarning") and not v.get("deprecated"):
+            errs.append(
+                invalid(f"{fld}.deprecationWarning", v["deprecationWarning"], "can only be set for deprecated versions")
+            )
+        errs.extend(compile_errors((v.get("schema") or {}).get("openAPIV3Schema"), f"{fld}.schema.openAPIV3Schema"))
+        scale = (v.get("subresources") or {}).get("scale")
+        if isinstance(scale, dict):
+            errs.extend(_validate_scale(scale, f"{fld}.subresources.scale"))
+    if versions and not any(v.get("served") for v in versions):
+        errs.append(invalid("spec.versions", None, "must have at least one served version"))
+        errs[-1].value = GoLiteral(repr([v.get("name") for v in versions]))
+    strategy = (spec.get("conversion") or {}).get("strategy", "None")
+    if strategy != "None":  # a lab cluster cannot call conversion webhooks
+        errs.append(not_supported("spec.conversion.strategy", strategy, ["None"]))
+    return errs
+
+
+def _validate_scale(scale: Obj, fld: str) -> list[FieldError]:
+    errs: list[FieldError] = []
+    spec_path = scale.get("specReplicasPath")
+    status_path = scale.get("statusReplicasPath")
+    sel_path = scale.get("labelSelectorPath")
+    if not spec_path:
+        errs.append(required(f"{fld}.specReplicasPath"))
+    elif not str(spec_path).startswith(".spec."):
+        errs.append(invalid(f"{fld}.specReplicasPath", spec_path, "should be a json path under .spec"))
+    if not status_path:
+        errs.append(required(f"{fld}.statusReplicasPath"))
+    elif not str(status_path).startswith(".status."):
+        errs.append(invalid(f"{fld}.statusReplicasPath", status_path, "should be a json path under .status"))
+    if sel_path and not str(sel_path).startswith((".spec.", ".status.")):
+        errs.append(
+            invalid(f"{fld}.labelSelectorPath", sel_path, "should be a json path under either .spec or .status")
+        )
     return errs
 
 
@@ -242,6 +346,113 @@ def validate_cr(rdef: ResourceDef, obj: Obj) -> list[FieldError]:
     return errs
 
 
+# -- validation rules (x-kubernetes-validations, CEL) ----------------------------------------
+
+
+def validate_rules(rdef: ResourceDef, obj: Obj, old: Obj | None) -> list[FieldError]:
+    """Evaluate every ``x-kubernetes-validations`` rule of the schema where the object has a
+    value, with kube-apiserver's messages. Transition rules (using ``oldSelf``) run only on
+    updates where the old object has a value at the same place (not through arrays); on
+    updates, other rules of an unchanged value are skipped (validation ratcheting)."""
+    errs: list[FieldError] = []
+    if rdef.schema:
+        _walk_rules(rdef.schema, obj, old, old is not None, "", errs)
+    return errs
+
+
+def _walk_rules(schema: Obj, v: Any, old: Any, has_old: bool, path: str, errs: list[FieldError]) -> None:
+    if not isinstance(schema, dict):
+        return
+    rules = schema.get("x-kubernetes-validations") or []
+    if rules:
+        unchanged = has_old and cel._eq(old, v)
+        for rule in rules:
+            _check_rule(rule, schema.get("type") or "object", v, old, has_old, unchanged, path, errs)
+    if isinstance(v, dict):
+        props: Obj = schema.get("properties") or {}
+        addl = schema.get("additionalProperties")
+        for k, x in v.items():
+            sub = props.get(k) if k in props else addl if isinstance(addl, dict) else None
+            if sub is None:
+                continue
+            old_has = has_old and isinstance(old, dict) and k in old
+            _walk_rules(sub, x, old[k] if old_has else None, old_has, f"{path}.{k}" if path else k, errs)
+    elif isinstance(v, list) and isinstance(schema.get("items"), dict):
+        for i, x in enumerate(v):
+            _walk_rules(schema["items"], x, None, False, f"{path}[{i}]", errs)
+
+
+def _check_rule(
+    rule: Obj, typ: str, v: Any, old: Any, has_old: bool, unchanged: bool, path: str, errs: list[FieldError]
+) -> None:
+    src = str(rule.get("rule", ""))
+    try:
+        prog = cel.compile_rule(src)
+    except cel.CelError:
+        return  # refused when the CRD was written; a CRD stored before cannot break writes
+    if (prog.uses_old_self and not has_old) or (unchanged and not prog.uses_old_self):
+        return
+    fld = path or "<nil>"
+    named = str(rule.get("message") or "").strip() or src.strip()
+    try:
+        ok = prog.evaluate(v, old if has_old else None)
+    except cel.CelError as e:
+        if str(e).startswith("no such overload"):
+            msg = (
+                f"'{e}': call arguments did not match a supported operator, function or macro signature "
+                f"for rule: {named}"
+            )
+        else:
+            msg = f"{e} evaluating rule: {named}"
+        errs.append(invalid(fld, typ, msg))
+        return
+    if ok is True:
+        return
+    detail = str(rule.get("message") or "").strip() or f"failed rule: {src.strip()}"
+    if rule.get("messageExpression"):
+        try:
+            m = cel.compile_rule(str(rule["messageExpression"])).evaluate(v, old if has_old else None)
+            if isinstance(m, str) and m.strip():
+                detail = m.strip()
+        except cel.CelError:
+            pass  # as kube-apiserver: fall back to message / "failed rule"
+    if rule.get("fieldPath"):
+        fld = f"{path}{rule['fieldPath']}" if path else str(rule["fieldPath"]).lstrip(".")
+    reason = rule.get("reason")
+    if reason == "FieldValueRequired":
+        errs.append(required(fld, detail))
+    elif reason == "FieldValueForbidden":
+        errs.append(FieldError("FieldValueForbidden", fld, detail))
+    elif reason == "FieldValueDuplicate":
+        errs.append(FieldError("FieldValueDuplicate", fld, detail, typ))
+    else:
+        errs.append(invalid(fld, typ, detail))
+
+
+def compile_errors(schema: Any, path: str) -> list[FieldError]:
+    """The rules under a CRD version's schema that do not compile (the CRD is refused)."""
+    errs: list[FieldError] = []
+    if not isinstance(schema, dict):
+        return errs
+    for j, rule in enumerate(schema.get("x-kubernetes-validations") or []):
+        for key in ("rule", "messageExpression"):
+            src = rule.get(key) if isinstance(rule, dict) else None
+            if key == "rule" and not src:
+                errs.append(required(f"{path}.x-kubernetes-validations[{j}].rule"))
+            elif src:
+                try:
+                    cel.compile_rule(str(src))
+                except cel.CelError as e:
+                    errs.append(invalid(f"{path}.x-kubernetes-validations[{j}].{key}", src, f"compilation failed: {e}"))
+    for k, sub in (schema.get("properties") or {}).items():
+        errs.extend(compile_errors(sub, f"{path}.properties[{k}]"))
+    if isinstance(schema.get("items"), dict):
+        errs.extend(compile_errors(schema["items"], f"{path}.items"))
+    if isinstance(schema.get("additionalProperties"), dict):
+        errs.extend(compile_errors(schema["additionalProperties"], f"{path}.additionalProperties"))
+    return errs
+
+
 # -- printing -------------------------------------------------------------------------------------
 
 
@@ -258,3 +469,41 @@ def jsonpath(obj: Any, expr: str) -> Any:
             k = key or q1 or q2
             cur = cur.get(k) if isinstance(cur, dict) else None
     return cur
+
+
+def _path_keys(path: str) -> list[str]:
+    return [k for k in path.strip().lstrip(".").split(".") if k]
+
+
+def scale_from(obj: Obj, paths: dict[str, str]) -> tuple[int, int, str]:
+    """(spec replicas, status replicas, selector) of a custom resource, read at the scale
+    subresource's specReplicasPath/statusReplicasPath/labelSelectorPath (missing: 0, 0, "")."""
+
+    def at(path: str) -> Any:
+        cur: Any = obj
+        for k in _path_keys(path):
+            cur = cur.get(k) if isinstance(cur, dict) else None
+        return cur
+
+    def replicas(path: str) -> int:
+        v = at(path) if path else None
+        return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+    sel = at(paths["labelSelectorPath"]) if paths.get("labelSelectorPath") else ""
+    return (
+        replicas(paths.get("specReplicasPath", "")),
+        replicas(paths.get("statusReplicasPath", "")),
+        sel if isinstance(sel, str) else "",
+    )
+
+
+def set_spec_replicas(obj: Obj, paths: dict[str, str], replicas: int) -> None:
+    """Write ``replicas`` at specReplicasPath, creating the maps on the way."""
+    keys = _path_keys(paths.get("specReplicasPath", ""))
+    cur = obj
+    for k in keys[:-1]:
+        nxt = cur.get(k)
+        if not isinstance(nxt, dict):
+            nxt = cur[k] = {}
+        cur = nxt
+    cur[keys[-1]] = replicas

@@ -38,6 +38,11 @@ class ResourceDef:
     schema: dict[str, Any] | None = field(default=None, hash=False, compare=False)
     printer_columns: tuple[dict[str, Any], ...] = field(default=(), hash=False, compare=False)
     custom: bool = False
+    # custom resources: the CRD's storage version (objects are stored as ``group/storage_version``),
+    # the warning every request to a deprecated version gets, the scale subresource's paths
+    storage_version: str = ""
+    deprecation_warning: str = ""
+    scale_paths: dict[str, str] | None = field(default=None, hash=False, compare=False)
 
     @property
     def gr(self) -> str:

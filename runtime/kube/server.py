@@ -30,9 +30,9 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from runtime.kube import pki, printers, rbac
+from runtime.kube import crd, pki, printers, rbac
 from runtime.kube.apierrors import ApiError, unauthorized
-from runtime.kube.apiserver import Cluster, Reply, Request, WatchReply, now_ts
+from runtime.kube.apiserver import Cluster, Reply, Request, WatchReply, now_ts, write_token
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +235,35 @@ def create_cluster(data: Path, name: str, server: str) -> str:
     return kubeconfig(name, server, ca_pem, token)
 
 
+def mint_user_token(data: Path, name: str, user: str, groups: list[str], ttl_seconds: int | None = None) -> str:
+    """Mint a bearer token of cluster NAME for USER in GROUPS (plus system:authenticated,
+    which every authenticated request gets), valid for ``ttl_seconds`` or until the cluster
+    is deleted. The platform's per-user tokens: RBAC decides what the user may do."""
+    d = clusters_dir(data) / name
+    if not valid_cluster_name(name) or not (d / "cluster.json").exists():
+        raise ApiError(404, "NotFound", f'cluster "{name}" not found')
+    if not user or user != user.strip():
+        raise ApiError(422, "Invalid", f"invalid user name {user!r}: must be non-empty, without surrounding spaces")
+    if user.startswith("system:serviceaccount:"):
+        raise ApiError(
+            422, "Invalid", f"{user} is a ServiceAccount: use `kubectl create token` for ServiceAccount tokens"
+        )
+    bad = [g for g in groups if not g or g != g.strip()]
+    if bad:
+        raise ApiError(422, "Invalid", f"invalid group name {bad[0]!r}: must be non-empty, without surrounding spaces")
+    if ttl_seconds is not None and ttl_seconds <= 0:
+        raise ApiError(422, "Invalid", f"invalid ttl {ttl_seconds}: must be a positive number of seconds")
+    entry: dict[str, Any] = {"user": user, "groups": [g for g in dict.fromkeys(groups) if g != "system:authenticated"]}
+    if ttl_seconds is not None:
+        entry["exp"] = time.time() + ttl_seconds
+    return write_token(d, entry)
+
+
+def user_kubeconfig(data: Path, name: str, server: str, user: str, token: str) -> str:
+    """A kubeconfig of cluster NAME at SERVER for a token minted by ``mint_user_token``."""
+    return kubeconfig(name, server, (clusters_dir(data) / name / "ca.crt").read_bytes(), token, user=user)
+
+
 class Hub:
     """All clusters under one data directory, loaded on first use."""
 
@@ -384,6 +413,8 @@ def make_app(hub: Hub, only: str | None = None) -> web.Application:
 
 
 def _event_obj(w: WatchReply, obj: dict[str, Any]) -> dict[str, Any]:
+    if w.rdef.custom:  # stored in the CRD's storage version, sent in the watched one
+        obj = crd.as_version(obj, w.rdef.group_version, w.rdef.schema)
     if w.table:
         meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
         return printers.table_for(w.rdef, [obj], w.include_object, meta)

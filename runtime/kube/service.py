@@ -25,6 +25,13 @@ From the host (graders)
     official ``kubernetes`` client of a Celery worker can grade. Sandboxes cannot reach
     host loopback (their own network namespace; network.py drops the rest).
 
+Per-user tokens
+    ``POST /v1/sandboxes/{id}/kube-users {"user", "groups", "ttl_seconds"?}`` mints a token
+    for a named user (no rights but what RBAC gives it and its groups) and returns its
+    kubeconfig twice: ``kubeconfig`` for the host listener, ``kubeconfig_inside`` for
+    ``https://127.0.0.1:6443`` in the sandbox (labs where the student is "jane" and must
+    be granted access). ``python -m runtime kube mint-token`` does the same from a shell.
+
 Lifecycle: the manager calls ``start(sid, pid)`` once the sandbox runs (before the lab's
 setup script, which may therefore use kubectl) and writes the files it returns; it calls
 ``stop(sid, remove=...)`` when the sandbox stops (the listener closes) or is removed (the
@@ -59,7 +66,15 @@ from aiohttp import web
 
 from runtime import errors
 from runtime.kube.apierrors import ApiError
-from runtime.kube.server import Hub, clusters_dir, create_cluster, kubeconfig, make_app
+from runtime.kube.server import (
+    Hub,
+    clusters_dir,
+    create_cluster,
+    kubeconfig,
+    make_app,
+    mint_user_token,
+    user_kubeconfig,
+)
 
 log = logging.getLogger("runtime.kube.service")
 
@@ -210,6 +225,24 @@ class KubeService:
         ca = (clusters_dir(self.data) / name / "ca.crt").read_bytes()
         text = kubeconfig(name, self.server, ca, st["grader_token"], user=GRADER_USER)
         return {"cluster": name, "server": f"{self.server}/clusters/{name}", "kubeconfig": text}
+
+    def user_kubeconfig(self, sid: str, user: str, groups: list[str], ttl_seconds: int | None) -> dict[str, str]:
+        """Mint a token of the sandbox's cluster for ``user`` (a worker thread); return its
+        kubeconfig for the host listener and for use inside the sandbox."""
+        st = self._load(sid)
+        if st is None:
+            raise errors.NotAvailable(f"sandbox {sid} has no lab cluster (was it created with the kubernetes service?)")
+        name = st["cluster"]
+        try:
+            token = mint_user_token(self.data, name, user, groups, ttl_seconds)
+        except ApiError as e:
+            raise errors.BadRequest(e.message) from None
+        return {
+            "cluster": name,
+            "user": user,
+            "kubeconfig": user_kubeconfig(self.data, name, self.server, user, token),
+            "kubeconfig_inside": user_kubeconfig(self.data, name, SANDBOX_SERVER, user, token),
+        }
 
     # -- the manager's hook (worker threads) ---------------------------------------------------
     def start(self, sid: str, pid: int) -> dict[str, str]:
