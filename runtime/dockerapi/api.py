@@ -1,0 +1,918 @@
+"""The Docker Engine API (v1.24-1.41) of one sandbox's engine, as the docker CLI 20.10 and
+the ``docker`` SDK 7 use it.
+
+``make_app(engine)`` returns a ``DockerAPI``; ``await api.serve_unix(path)`` listens (any
+number of sockets, e.g. the sandbox's and the graders'), ``await api.close()`` ends it.
+HTTP and the stream plumbing (chunked responses, hijacked attach/exec connections, the
+threads that run blocking engine calls) are in ``streams.py``: aiohttp's server cannot
+hijack a connection with ``Upgrade: tcp`` nor keep it writable after the client's
+half-close, so the Docker socket has its own small HTTP/1.1 server.
+
+Routing: every path may carry a ``/v1.NN`` prefix (``MIN_API_VERSION`` to
+``API_VERSION``; a newer one is refused the way dockerd refuses it, an older one too)
+or none. Image names contain slashes and tags (``GET /images/reg.io/team/app:v1/json``):
+their routes match greedily and the action is the last path segment. Unknown routes
+answer 404 ``{"message": "page not found"}`` as dockerd does.
+
+Errors: a ``runtime.errors.RuntimeError`` raised by the engine (``ImageNotFound``,
+``NotFound``, ``Conflict``, ``Forbidden``, ``BadRequest``, ``NotAvailable``...) becomes
+its ``status`` and ``{"message": str(err)}``, which the CLI prints as ``Error response
+from daemon: <message>`` and the SDK raises as ``APIError``/``NotFound``. Once a stream
+has started (build, pull, logs) an error is sent in-stream as
+``{"errorDetail": {"message": ...}, "error": ...}``, as dockerd does.
+
+Blocking engine calls: short ones go through ``asyncio.to_thread``; those that may block
+for long (wait, logs ``-f``, builds, ``docker save``, attach/exec I/O) get a thread of
+their own with a cancel event set when the client goes away, so a client that
+disconnects leaves neither a thread nor an attached process behind.
+
+Pulls: there is no registry (the lab has no internet). A pull of a catalog reference
+(``runtime.images.catalog``) answers dockerd's "up to date" progress stream; any other
+is refused with 404 and a message that lists the available images.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import hashlib
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from runtime import errors
+from runtime.dockerapi import API_VERSION, ENGINE_VERSION, MIN_API_VERSION
+from runtime.dockerapi import build as build_module
+from runtime.dockerapi.build import BuildParams
+from runtime.dockerapi.engine import Engine
+from runtime.dockerapi.store import Forbidden, Image, NotFound
+from runtime.dockerapi.streams import (
+    MULTIPLEXED_STREAM,
+    RAW_STREAM,
+    ChunkedStream,
+    DockerServer,
+    HTTPError,
+    Request,
+    Response,
+    ThreadPut,
+    cancel_task,
+    frame,
+    hijack,
+    json_response,
+    parse_detach_keys,
+    run_in_thread,
+    thread_iter,
+    upgrade,
+)
+from runtime.images import catalog
+
+log = logging.getLogger("runtime.dockerapi.api")
+
+BuildFn = Callable[..., str]
+Handler = Callable[[Request], Awaitable[Response | None]]
+
+VERSION_RE = re.compile(r"^/v(\d+)\.(\d+)(/.*)$")
+SPOOL_MAX = 32 * 1024 * 1024  # build contexts up to this stay in memory, larger go to a file
+WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
+BRIDGE_SUBNET = "172.17.0.0/16"
+BRIDGE_GATEWAY = "172.17.0.1"
+BRIDGE_ID = hashlib.sha256(b"kubelab-docker-bridge").hexdigest()
+NO_CONTENT = Response(204)
+
+
+def _version_tuple(v: str) -> tuple[int, int]:
+    major, minor = v.split(".")
+    return int(major), int(minor)
+
+
+def make_app(engine: Engine, *, build: BuildFn = build_module.build) -> DockerAPI:
+    """The Docker Engine API of ``engine``; serve it with ``await app.serve_unix(path)``."""
+    return DockerAPI(engine, build=build)
+
+
+class DockerAPI:
+    def __init__(self, engine: Engine, *, build: BuildFn = build_module.build) -> None:
+        self.engine = engine
+        self.build = build
+        self.server = DockerServer(self.handle)
+        # pending waits (their threads block in the engine): cancelled and awaited on close
+        self._waits: dict[threading.Event, asyncio.Future[int]] = {}
+        g, p, d, h = "GET", "POST", "DELETE", "HEAD"
+        n = r"(?P<name>.+)"  # image names: slashes allowed
+        c = r"(?P<id>[^/]+)"
+        routes: list[tuple[str, str, Handler]] = [
+            # system
+            (g, r"/_ping", self.ping),
+            (h, r"/_ping", self.ping),
+            (g, r"/version", self.version),
+            (g, r"/info", self.info),
+            (g, r"/system/df", self.system_df),
+            (g, r"/events", self.events),
+            (p, r"/auth", self.auth),
+            # images
+            (g, r"/images/json", self.image_list),
+            (g, r"/images/get", self.image_save),
+            (g, r"/images/search", self.image_search),
+            (p, r"/images/create", self.image_pull),
+            (p, r"/images/load", self.image_load),
+            (p, r"/images/prune", self.image_prune),
+            (g, rf"/images/{n}/json", self.image_inspect),
+            (g, rf"/images/{n}/history", self.image_history),
+            (g, rf"/images/{n}/get", self.image_save),
+            (p, rf"/images/{n}/tag", self.image_tag),
+            (p, rf"/images/{n}/push", self.image_push),
+            (d, rf"/images/{n}", self.image_remove),
+            (p, r"/commit", self.refused_commit),
+            # build
+            (p, r"/build", self.image_build),
+            (p, r"/build/prune", self.build_prune),
+            # containers
+            (p, r"/containers/create", self.container_create),
+            (g, r"/containers/json", self.container_list),
+            (p, r"/containers/prune", self.container_prune),
+            (g, rf"/containers/{c}/json", self.container_inspect),
+            (p, rf"/containers/{c}/start", self.container_start),
+            (p, rf"/containers/{c}/stop", self.container_stop),
+            (p, rf"/containers/{c}/restart", self.container_restart),
+            (p, rf"/containers/{c}/kill", self.container_kill),
+            (p, rf"/containers/{c}/wait", self.container_wait),
+            (p, rf"/containers/{c}/resize", self.container_resize),
+            (p, rf"/containers/{c}/rename", self.container_rename),
+            (p, rf"/containers/{c}/attach", self.container_attach),
+            (g, rf"/containers/{c}/logs", self.container_logs),
+            (g, rf"/containers/{c}/top", self.container_top),
+            (g, rf"/containers/{c}/stats", self.container_stats),
+            (p, rf"/containers/{c}/pause", self.refused_pause),
+            (p, rf"/containers/{c}/unpause", self.refused_pause),
+            (g, rf"/containers/{c}/archive", self.refused_archive),
+            (h, rf"/containers/{c}/archive", self.refused_archive),
+            ("PUT", rf"/containers/{c}/archive", self.refused_archive),
+            (g, rf"/containers/{c}/export", self.refused_archive),
+            (d, rf"/containers/{c}", self.container_remove),
+            # exec
+            (p, rf"/containers/{c}/exec", self.exec_create),
+            (p, r"/exec/(?P<id>[^/]+)/start", self.exec_start),
+            (p, r"/exec/(?P<id>[^/]+)/resize", self.exec_resize),
+            (g, r"/exec/(?P<id>[^/]+)/json", self.exec_inspect),
+            # volumes
+            (g, r"/volumes", self.volume_list),
+            (p, r"/volumes/create", self.volume_create),
+            (p, r"/volumes/prune", self.volume_prune),
+            (g, r"/volumes/(?P<name>[^/]+)", self.volume_inspect),
+            (d, r"/volumes/(?P<name>[^/]+)", self.volume_remove),
+            # networks
+            (g, r"/networks", self.network_list),
+            (p, r"/networks/create", self.network_create),
+            (p, r"/networks/prune", self.network_prune),
+            (g, r"/networks/(?P<id>[^/]+)", self.network_inspect),
+            (d, r"/networks/(?P<id>[^/]+)", self.network_remove),
+            (p, r"/networks/(?P<id>[^/]+)/(?:connect|disconnect)", self.network_create),
+        ]
+        self.routes = [(m, re.compile(f"^{pat}/?$"), fn) for m, pat, fn in routes]
+
+    # -- serving --------------------------------------------------------------------------------
+    async def serve_unix(self, path: str) -> None:
+        await self.server.serve_unix(path)
+
+    async def close(self) -> None:
+        for cancel in list(self._waits):
+            cancel.set()
+        await self.server.close()
+        if self._waits:
+            await asyncio.wait(list(self._waits.values()), timeout=5)
+
+    async def handle(self, req: Request) -> Response | None:
+        log.debug("%s %s", req.method, req.target)
+        try:
+            self._route_version(req)
+            for method, pattern, fn in self.routes:
+                m = pattern.match(req.path)
+                if m and method == req.method:
+                    req.params = m.groupdict()
+                    return await fn(req)
+            raise HTTPError(404, "page not found")
+        except HTTPError:
+            raise
+        except ConnectionError:  # the client left mid-response (e.g. the SDK stops reading at a build error)
+            req.close_connection = True
+            return None
+        except errors.RuntimeError as e:
+            return await self._error(req, e.status, str(e))
+        except Exception as e:
+            log.exception("docker API %s %s failed", req.method, req.path)
+            return await self._error(req, 500, f"{type(e).__name__}: {e}")
+
+    async def _error(self, req: Request, status: int, message: str) -> Response | None:
+        if not req.started:
+            return json_response({"message": message}, status)
+        req.close_connection = True  # headers are out: all we can do is end the response
+        return None
+
+    @staticmethod
+    def _route_version(req: Request) -> None:
+        m = VERSION_RE.match(req.path)
+        if not m:
+            return
+        version = f"{int(m.group(1))}.{int(m.group(2))}"
+        req.path = m.group(3)
+        req.api_version = version
+        if _version_tuple(version) > _version_tuple(API_VERSION):
+            raise HTTPError(400, f"client version {version} is too new. Maximum supported API version is {API_VERSION}")
+        if _version_tuple(version) < _version_tuple(MIN_API_VERSION):
+            raise HTTPError(
+                400,
+                f"client version {version} is too old. Minimum supported API version is {MIN_API_VERSION}, "
+                "please upgrade your client to a newer version",
+            )
+
+    async def _cid(self, req: Request) -> str:
+        return await asyncio.to_thread(self.engine.resolve, req.params["id"])
+
+    # -- system ---------------------------------------------------------------------------------
+    async def ping(self, req: Request) -> Response:
+        headers = [
+            ("Builder-Version", "1"),
+            ("Cache-Control", "no-cache, no-store, must-revalidate"),
+            ("Pragma", "no-cache"),
+        ]
+        return Response(200, b"OK", "text/plain; charset=utf-8", headers)
+
+    async def version(self, req: Request) -> Response:
+        uname = os.uname()
+        details = {
+            "ApiVersion": API_VERSION,
+            "Arch": "amd64",
+            "BuildTime": "2024-01-01T00:00:00.000000000+00:00",
+            "Experimental": "false",
+            "GitCommit": "kubelab",
+            "GoVersion": "go1.19.8",
+            "KernelVersion": uname.release,
+            "MinAPIVersion": MIN_API_VERSION,
+            "Os": "linux",
+        }
+        return json_response(
+            {
+                "Platform": {"Name": "KubeLab sandbox Docker Engine"},
+                "Components": [{"Name": "Engine", "Version": ENGINE_VERSION, "Details": details}],
+                "Version": ENGINE_VERSION,
+                **details,
+                "Experimental": False,
+            }
+        )
+
+    async def info(self, req: Request) -> Response:
+        return json_response(await asyncio.to_thread(self.engine.info))
+
+    async def system_df(self, req: Request) -> Response:
+        return json_response(await asyncio.to_thread(self.engine.system_df))
+
+    async def events(self, req: Request) -> None:
+        """No events are recorded: the stream stays open (empty) until the client leaves or
+        ``until`` passes, which is all ``docker events`` and the SDK need."""
+        until = req.float_arg("until")
+        out = await ChunkedStream.start(req)
+        gone = threading.Event()
+        watcher = asyncio.ensure_future(req.watch_disconnect(gone))
+        try:
+            if until:
+                delay = max(0.0, until - time.time())
+                await asyncio.wait({watcher}, timeout=delay)
+            else:
+                await watcher
+        finally:
+            await cancel_task(watcher)
+        if not gone.is_set():
+            await out.finish()
+        else:
+            req.close_connection = True
+
+    async def auth(self, req: Request) -> Response:
+        raise errors.NotAvailable("docker login is not available: this lab has no registry and no internet")
+
+    # -- images ---------------------------------------------------------------------------------
+    async def image_list(self, req: Request) -> Response:
+        filters = _filters(req)
+        show_all = req.flag("all")
+        store = self.engine.store
+
+        def listing() -> list[dict[str, Any]]:
+            out = []
+            for img in store.images(all=show_all):
+                if not _image_matches(img, filters):
+                    continue
+                out.append(store.summary(img))
+            return out
+
+        return json_response(await asyncio.to_thread(listing))
+
+    async def image_inspect(self, req: Request) -> Response:
+        img = await asyncio.to_thread(self.engine.store.resolve, req.params["name"])
+        return json_response(_image_inspect(img))
+
+    async def image_history(self, req: Request) -> Response:
+        return json_response(await asyncio.to_thread(self.engine.store.history, req.params["name"]))
+
+    async def image_tag(self, req: Request) -> Response:
+        repo = req.arg("repo")
+        if not repo:
+            raise errors.BadRequest("repository name must have at least one component")
+        tag = req.arg("tag") or "latest"
+        await asyncio.to_thread(self.engine.store.tag, req.params["name"], f"{repo}:{tag}")
+        return Response(201)
+
+    async def image_remove(self, req: Request) -> Response:
+        result = await asyncio.to_thread(
+            self.engine.store.remove, req.params["name"], force=req.flag("force"), prune=not req.flag("noprune")
+        )
+        return json_response(result)
+
+    async def image_prune(self, req: Request) -> Response:
+        dangling = _filters(req).get("dangling", ["true"])
+        dangling_only = dangling[-1].lower() not in ("false", "0")
+        result = await asyncio.to_thread(self.engine.store.prune, dangling_only=dangling_only)
+        return json_response(result)
+
+    async def image_save(self, req: Request) -> None:
+        refs = [req.params["name"]] if "name" in req.params else req.args("names")
+        if not refs:
+            raise errors.BadRequest("no image names given to save")
+        store = self.engine.store
+        for ref in refs:  # a missing image is a 404 before the stream starts
+            await asyncio.to_thread(store.resolve, ref)
+        out = await ChunkedStream.start(req, "application/x-tar")
+        cancel = threading.Event()
+        watcher = asyncio.ensure_future(req.watch_disconnect(cancel))
+        try:
+            async for chunk in thread_iter("docker-save", lambda: store.save(refs), cancel):
+                await out.write(chunk)
+        finally:
+            await cancel_task(watcher)
+        await out.finish()
+
+    async def image_pull(self, req: Request) -> Response | None:
+        if req.arg("fromSrc"):
+            raise errors.NotAvailable("docker import is not available in this lab: build images with docker build")
+        name = req.arg("fromImage")
+        if not name:
+            raise errors.BadRequest("fromImage is required")
+        tag = req.arg("tag")
+        ref = name
+        if tag:
+            ref = f"{name}@{tag}" if tag.startswith("sha256:") else f"{name}:{tag}"
+        entry = catalog.lookup(ref)
+        tail = f"this lab has no internet; available images: {catalog.available()}"
+        if entry is None:
+            base = name.rsplit("/", 1)[-1].split("@")[0]
+            if any(r.split(":", 1)[0] == base for image in catalog.CATALOG for r in image.refs):
+                message = f"manifest for {ref} not found: manifest unknown: {tail}"
+            else:
+                message = (
+                    f"pull access denied for {name}, repository does not exist or may require 'docker login': {tail}"
+                )
+            return json_response({"message": message, "error": message, "errorDetail": {"message": message}}, 404)
+        normalized = catalog.normalize(ref)
+        img = await asyncio.to_thread(self.engine.store.resolve, normalized)
+        repo, _, shown_tag = normalized.rpartition(":")
+        out = await ChunkedStream.start(req)
+        path = repo if "/" in repo else f"library/{repo}"
+        await out.write_json({"status": f"Pulling from {path}", "id": shown_tag})
+        await out.write_json({"status": f"Digest: {img.id}"})
+        await out.write_json({"status": f"Status: Image is up to date for {normalized}"})
+        await out.finish()
+        return None
+
+    async def image_push(self, req: Request) -> Response:
+        raise errors.NotAvailable("docker push is not available: this lab has no registry and no internet")
+
+    async def image_load(self, req: Request) -> Response:
+        req.close_connection = True  # do not read a large upload only to refuse it
+        raise errors.NotAvailable(
+            "docker load is not available in this lab: build images with docker build "
+            f"(available base images: {catalog.available()})"
+        )
+
+    async def image_search(self, req: Request) -> Response:
+        raise errors.NotAvailable(
+            f"docker search is not available: this lab has no internet; available images: {catalog.available()}"
+        )
+
+    async def refused_commit(self, req: Request) -> Response:
+        raise errors.NotAvailable("docker commit is not available in this lab: write a Dockerfile and docker build it")
+
+    # -- build ----------------------------------------------------------------------------------
+    async def image_build(self, req: Request) -> Response | None:
+        if req.arg("remote"):
+            req.close_connection = True
+            raise errors.NotAvailable(
+                "remote build contexts (URLs, git repositories) are not available: this lab has no internet; "
+                "build from a local directory (docker build DIR)"
+            )
+        buildargs = req.json_arg("buildargs", {})
+        labels = req.json_arg("labels", {})
+        cachefrom = req.json_arg("cachefrom", [])
+        if not isinstance(buildargs, dict) or not isinstance(labels, dict) or not isinstance(cachefrom, list):
+            raise HTTPError(400, "buildargs and labels must be JSON objects, cachefrom a JSON list")
+        params = BuildParams(
+            dockerfile=req.arg("dockerfile") or "Dockerfile",
+            tags=req.args("t"),
+            buildargs={str(k): None if v is None else str(v) for k, v in buildargs.items()},
+            target=req.arg("target"),
+            nocache=req.flag("nocache"),
+            rm=req.flag("rm", True),
+            forcerm=req.flag("forcerm"),
+            labels={str(k): str(v) for k, v in labels.items()},
+            quiet=req.flag("q"),
+            pull=req.flag("pull"),
+            cachefrom=[str(x) for x in cachefrom],
+            network_mode=req.arg("networkmode"),
+            platform=req.arg("platform"),
+        )
+        # a large context spills to the sandbox's own disk (its quota), not the host's /tmp
+        context = tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX, dir=str(self.engine.store.tmp))  # noqa: SIM115
+        try:
+            async for chunk in req.iter_body():
+                if context.tell() + len(chunk) > SPOOL_MAX:
+                    await asyncio.to_thread(context.write, chunk)
+                else:
+                    context.write(chunk)
+            context.seek(0)
+            await self._run_build(req, context, params)
+        finally:
+            context.close()
+        return None
+
+    async def _run_build(self, req: Request, context: Any, params: BuildParams) -> None:
+        out = await ChunkedStream.start(req)
+        loop = asyncio.get_running_loop()
+        cancel = threading.Event()
+        q: asyncio.Queue[Any] = asyncio.Queue(maxsize=256)
+        put = ThreadPut(loop, q, cancel)
+        done = object()
+        errored = False
+
+        def emit(msg: dict[str, Any]) -> None:
+            put(msg)
+
+        def work() -> None:
+            try:
+                self.build(self.engine, context, params, emit, cancel)
+            except errors.RuntimeError as e:
+                put({"__failed__": str(e)})
+            except Exception as e:
+                log.exception("build failed")
+                put({"__failed__": f"{type(e).__name__}: {e}"})
+            put(done)
+
+        watcher = asyncio.ensure_future(req.watch_disconnect(cancel))
+        try:
+            thread = threading.Thread(target=work, name="docker-build", daemon=True)
+            thread.start()
+            while True:
+                msg = await q.get()
+                if msg is done:
+                    break
+                if "__failed__" in msg:
+                    if errored:
+                        continue
+                    text = msg["__failed__"]
+                    msg = {"errorDetail": {"message": text}, "error": text}
+                if "error" in msg:
+                    errored = True
+                await out.write_json(msg)
+        finally:
+            cancel.set()
+            await cancel_task(watcher)
+        await out.finish()
+
+    async def build_prune(self, req: Request) -> Response:
+        return json_response({"CachesDeleted": [], "SpaceReclaimed": 0})
+
+    # -- containers -----------------------------------------------------------------------------
+    async def container_create(self, req: Request) -> Response:
+        body = await req.json()
+        if not isinstance(body, dict):
+            raise HTTPError(400, "the container configuration must be a JSON object")
+        name = req.arg("name") or None
+        cid, warnings = await asyncio.to_thread(self.engine.create, body, name=name)
+        return json_response({"Id": cid, "Warnings": list(warnings)}, 201)
+
+    async def container_list(self, req: Request) -> Response:
+        limit = req.int_arg("limit", -1) or -1
+        show_all = req.flag("all") or limit > 0
+        items = await asyncio.to_thread(self.engine.list, all=show_all, filters=_filters(req))
+        if limit > 0:
+            items = items[:limit]
+        return json_response(items)
+
+    async def container_prune(self, req: Request) -> Response:
+        return json_response(await asyncio.to_thread(self.engine.container_prune))
+
+    async def container_inspect(self, req: Request) -> Response:
+        cid = await self._cid(req)
+        info = await asyncio.to_thread(self.engine.inspect, cid)
+        # dockerd always reports the log driver; the SDK's containers.run() reads it
+        host_config = info.setdefault("HostConfig", {})
+        if isinstance(host_config, dict):
+            host_config.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
+        return json_response(info)
+
+    async def container_start(self, req: Request) -> Response:
+        cid = await self._cid(req)
+        await req.discard_body()
+        state = (await asyncio.to_thread(self.engine.inspect, cid)).get("State", {})
+        if state.get("Running"):
+            return Response(304)
+        await asyncio.to_thread(self.engine.start, cid)
+        return NO_CONTENT
+
+    async def container_stop(self, req: Request) -> Response:
+        cid = await self._cid(req)
+        state = (await asyncio.to_thread(self.engine.inspect, cid)).get("State", {})
+        if not state.get("Running"):
+            return Response(304)
+        timeout = req.int_arg("t")
+        await run_in_thread("docker-stop", lambda: self.engine.stop(cid, timeout=timeout))
+        return NO_CONTENT
+
+    async def container_restart(self, req: Request) -> Response:
+        cid = await self._cid(req)
+        timeout = req.int_arg("t")
+        await run_in_thread("docker-restart", lambda: self.engine.restart(cid, timeout=timeout))
+        return NO_CONTENT
+
+    async def container_kill(self, req: Request) -> Response:
+        cid = await self._cid(req)
+        signal = req.arg("signal") or "SIGKILL"
+        await asyncio.to_thread(lambda: self.engine.kill(cid, signal=signal))
+        return NO_CONTENT
+
+    async def container_wait(self, req: Request) -> Response | None:
+        """dockerd registers the waiter, sends the response head at once, and the body when
+        the condition is met; ``docker run`` waits for that head before it starts the
+        container. The waiter here is the engine's ``wait`` running in its own thread,
+        started before the head goes out."""
+        condition = req.arg("condition") or "not-running"
+        if condition not in WAIT_CONDITIONS:
+            raise HTTPError(400, f"invalid condition: {condition!r}")
+        cid = await self._cid(req)
+        await req.discard_body()
+        cancel = threading.Event()
+        waiting = asyncio.ensure_future(run_in_thread("docker-wait", lambda: self._wait(cid, condition, cancel)))
+        self._waits[cancel] = waiting
+
+        def forget(f: asyncio.Future[int]) -> None:
+            self._waits.pop(cancel, None)
+            if not f.cancelled():
+                f.exception()  # retrieved: a wait cut short by a client that left is no error
+
+        waiting.add_done_callback(forget)
+        # give the thread time to register; an immediate answer (or error) is sent as is
+        done, _ = await asyncio.wait({waiting}, timeout=0.05)
+        if done:
+            return json_response({"StatusCode": waiting.result(), "Error": None})
+        out = await ChunkedStream.start(req)
+        watcher = asyncio.ensure_future(req.watch_disconnect(cancel))
+        try:
+            await asyncio.wait({waiting, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await cancel_task(watcher)
+        if cancel.is_set() and not waiting.done():
+            req.close_connection = True  # the client has gone; the thread sees the cancel
+            return None
+        try:
+            body: dict[str, Any] = {"StatusCode": await waiting, "Error": None}
+        except errors.RuntimeError as e:
+            body = {"StatusCode": -1, "Error": {"Message": str(e)}}
+        await out.write_json(body)
+        await out.finish()
+        return None
+
+    def _wait(self, cid: str, condition: str, cancel: threading.Event) -> int:
+        """``next-exit`` of a container not started yet is "started, then not running":
+        ``docker run`` waits before it starts, and a container as short-lived as
+        ``busybox false`` may start and exit between two looks of a waiter that watches
+        for the start."""
+        if condition == "next-exit":
+            while self.engine.inspect(cid).get("State", {}).get("Status") == "created":
+                if cancel.wait(0.05):
+                    raise errors.RuntimeError("wait cancelled")
+            if not self.engine.inspect(cid).get("State", {}).get("Running"):
+                condition = "not-running"
+        return self.engine.wait(cid, condition=condition, cancel=cancel)
+
+    async def container_resize(self, req: Request) -> Response:
+        cid = await self._cid(req)
+        height, width = req.int_arg("h", 0) or 0, req.int_arg("w", 0) or 0
+        await asyncio.to_thread(lambda: self.engine.resize(cid, height=height, width=width))
+        return Response(200, b"", "text/plain; charset=utf-8")
+
+    async def container_rename(self, req: Request) -> Response:
+        cid = await self._cid(req)
+        name = req.arg("name")
+        if not name:
+            raise errors.BadRequest("a new name is required")
+        await asyncio.to_thread(self.engine.rename, cid, name)
+        return NO_CONTENT
+
+    async def container_remove(self, req: Request) -> Response:
+        if req.flag("link"):
+            raise errors.BadRequest("container links are not supported")
+        cid = await self._cid(req)
+        force, volumes = req.flag("force"), req.flag("v")
+        await run_in_thread("docker-rm", lambda: self.engine.remove(cid, force=force, volumes=volumes))
+        return NO_CONTENT
+
+    async def container_logs(self, req: Request) -> Response | None:
+        cid = await self._cid(req)
+        stdout, stderr = req.flag("stdout"), req.flag("stderr")
+        if not (stdout or stderr):
+            raise errors.BadRequest("Bad parameters: you must choose at least one stream")
+        tail_arg = req.arg("tail", "all")
+        tail = None if tail_arg in ("all", "") else req.int_arg("tail")
+        follow, timestamps = req.flag("follow"), req.flag("timestamps")
+        since, until = req.float_arg("since"), req.float_arg("until")
+        info = await asyncio.to_thread(self.engine.inspect, cid)
+        tty = bool((info.get("Config") or {}).get("Tty"))
+        cancel = threading.Event()
+
+        def produce() -> Any:
+            return self.engine.logs(
+                cid,
+                follow=follow,
+                stdout=stdout,
+                stderr=stderr,
+                since=since,
+                until=until,
+                tail=tail,
+                timestamps=timestamps,
+                cancel=cancel,
+            )
+
+        out = await ChunkedStream.start(req, RAW_STREAM if tty else MULTIPLEXED_STREAM)
+        gone = threading.Event()
+        watcher = asyncio.ensure_future(req.watch_disconnect(gone, cancel))
+        try:
+            async for fd, data in thread_iter("docker-logs", produce, cancel):
+                await out.write(data if tty else frame(fd, data))
+        finally:
+            await cancel_task(watcher)
+        if gone.is_set():
+            req.close_connection = True
+            return None
+        await out.finish()
+        return None
+
+    async def container_attach(self, req: Request) -> None:
+        cid = await self._cid(req)
+        await req.discard_body()
+        stdin = req.flag("stdin")
+        keys = parse_detach_keys(req.arg("detachKeys"))
+        stream = await asyncio.to_thread(
+            lambda: self.engine.attach(
+                cid,
+                stdin=stdin,
+                stdout=req.flag("stdout"),
+                stderr=req.flag("stderr"),
+                logs=req.flag("logs"),
+                stream=req.flag("stream"),
+            )
+        )
+
+        def started() -> bool:
+            return bool(self.engine.inspect(cid).get("State", {}).get("Status") != "created")
+
+        await hijack(req, stream, stdin=stdin, detach_keys=keys, name=f"attach-{cid[:12]}", stdin_ready=started)
+
+    async def container_top(self, req: Request) -> Response:
+        cid = await self._cid(req)
+        return json_response(await asyncio.to_thread(self.engine.top, cid))
+
+    async def container_stats(self, req: Request) -> Response | None:
+        cid = await self._cid(req)
+        if not req.flag("stream", True) or req.flag("one-shot"):
+            return json_response(await asyncio.to_thread(self.engine.stats_once, cid))
+        out = await ChunkedStream.start(req)
+        gone = threading.Event()
+        watcher = asyncio.ensure_future(req.watch_disconnect(gone))
+        try:
+            while not gone.is_set():
+                await out.write_json(await asyncio.to_thread(self.engine.stats_once, cid))
+                await asyncio.wait({watcher}, timeout=1.0)
+        finally:
+            await cancel_task(watcher)
+        req.close_connection = True
+        return None
+
+    async def refused_pause(self, req: Request) -> Response:
+        raise errors.NotAvailable("docker pause is not available in this lab (no freezer for nested containers)")
+
+    async def refused_archive(self, req: Request) -> Response:
+        req.close_connection = True
+        raise errors.NotAvailable(
+            "docker cp / docker export are not available in this lab: use COPY in a Dockerfile, or docker exec with cat"
+        )
+
+    # -- exec -----------------------------------------------------------------------------------
+    async def exec_create(self, req: Request) -> Response:
+        cid = await self._cid(req)
+        body = await req.json()
+        if not isinstance(body, dict):
+            raise HTTPError(400, "the exec configuration must be a JSON object")
+        eid = await asyncio.to_thread(self.engine.exec_create, cid, body)
+        return json_response({"Id": eid}, 201)
+
+    async def exec_start(self, req: Request) -> Response | None:
+        eid = req.params["id"]
+        body = await req.json()
+        detach, tty = bool(body.get("Detach")), bool(body.get("Tty"))
+        info = await asyncio.to_thread(self.engine.exec_inspect, eid)
+        if detach:
+            await asyncio.to_thread(lambda: self.engine.exec_start(eid, detach=True, tty=tty))
+            return Response(200, b"", "application/json")
+        keys = parse_detach_keys(str(info.get("DetachKeys") or ""))
+        await upgrade(req, tty=tty)
+        try:
+            stream = await asyncio.to_thread(lambda: self.engine.exec_start(eid, detach=False, tty=tty))
+        except errors.RuntimeError as e:  # the head is out: the message goes in the stream, as dockerd does
+            req.writer.write(str(e).encode() + b"\n" if tty else frame(2, str(e).encode() + b"\n"))
+            await req.writer.drain()
+            return None
+        if stream is None:
+            return None
+        await hijack(req, stream, stdin=bool(info.get("OpenStdin")), detach_keys=keys, name=f"exec-{eid[:12]}")
+        return None
+
+    async def exec_resize(self, req: Request) -> Response:
+        eid = req.params["id"]
+        height, width = req.int_arg("h", 0) or 0, req.int_arg("w", 0) or 0
+        await asyncio.to_thread(lambda: self.engine.exec_resize(eid, height=height, width=width))
+        return Response(200, b"", "text/plain; charset=utf-8")
+
+    async def exec_inspect(self, req: Request) -> Response:
+        return json_response(await asyncio.to_thread(self.engine.exec_inspect, req.params["id"]))
+
+    # -- volumes --------------------------------------------------------------------------------
+    async def volume_list(self, req: Request) -> Response:
+        vols = await asyncio.to_thread(self.engine.volumes)
+        names = _filters(req).get("name")
+        if names:
+            vols = [v for v in vols if any(n in v.get("Name", "") for n in names)]
+        return json_response({"Volumes": vols, "Warnings": []})
+
+    async def volume_create(self, req: Request) -> Response:
+        body = await req.json()
+        if not isinstance(body, dict):
+            raise HTTPError(400, "the volume configuration must be a JSON object")
+        return json_response(await asyncio.to_thread(self.engine.volume_create, body), 201)
+
+    async def volume_inspect(self, req: Request) -> Response:
+        return json_response(await asyncio.to_thread(self.engine.volume_inspect, req.params["name"]))
+
+    async def volume_remove(self, req: Request) -> Response:
+        name, force = req.params["name"], req.flag("force")
+        await asyncio.to_thread(lambda: self.engine.volume_remove(name, force=force))
+        return NO_CONTENT
+
+    async def volume_prune(self, req: Request) -> Response:
+        return json_response(await asyncio.to_thread(self.engine.volume_prune))
+
+    # -- networks -------------------------------------------------------------------------------
+    async def network_list(self, req: Request) -> Response:
+        filters = _filters(req)
+        net = await self._bridge(with_containers=False)
+        wanted = [*filters.get("name", []), *filters.get("id", [])]
+        if wanted and not any(w in (net["Name"], net["Id"]) or net["Id"].startswith(w) for w in wanted):
+            return json_response([])
+        return json_response([net])
+
+    async def network_inspect(self, req: Request) -> Response:
+        ref = req.params["id"]
+        if ref != "bridge" and not (len(ref) >= 2 and BRIDGE_ID.startswith(ref)):
+            raise NotFound(f"network {ref} not found")
+        return json_response(await self._bridge(with_containers=True))
+
+    async def network_create(self, req: Request) -> Response:
+        raise errors.NotAvailable(
+            "user-defined networks are not available in this lab: every container is on the default "
+            "bridge network (publish ports with -p to reach them)"
+        )
+
+    async def network_prune(self, req: Request) -> Response:
+        return json_response({"NetworksDeleted": []})
+
+    async def network_remove(self, req: Request) -> Response:
+        ref = req.params["id"]
+        if ref == "bridge" or (len(ref) >= 2 and BRIDGE_ID.startswith(ref)):
+            raise Forbidden("bridge is a pre-defined network and cannot be removed")
+        raise NotFound(f"network {ref} not found")
+
+    async def _bridge(self, *, with_containers: bool) -> dict[str, Any]:
+        containers: dict[str, Any] = {}
+        if with_containers:
+            for c in await asyncio.to_thread(self.engine.list, all=False, filters=None):
+                ep = ((c.get("NetworkSettings") or {}).get("Networks") or {}).get("bridge") or {}
+                ip = ep.get("IPAddress", "")
+                containers[c["Id"]] = {
+                    "Name": (c.get("Names") or ["/"])[0].lstrip("/"),
+                    "EndpointID": ep.get("EndpointID", ""),
+                    "MacAddress": ep.get("MacAddress", ""),
+                    "IPv4Address": f"{ip}/16" if ip else "",
+                    "IPv6Address": "",
+                }
+        return {
+            "Name": "bridge",
+            "Id": BRIDGE_ID,
+            "Created": "2024-01-01T00:00:00Z",
+            "Scope": "local",
+            "Driver": "bridge",
+            "EnableIPv6": False,
+            "IPAM": {
+                "Driver": "default",
+                "Options": None,
+                "Config": [{"Subnet": BRIDGE_SUBNET, "Gateway": BRIDGE_GATEWAY}],
+            },
+            "Internal": False,
+            "Attachable": False,
+            "Ingress": False,
+            "ConfigFrom": {"Network": ""},
+            "ConfigOnly": False,
+            "Containers": containers,
+            "Options": {
+                "com.docker.network.bridge.default_bridge": "true",
+                "com.docker.network.bridge.enable_icc": "true",
+                "com.docker.network.bridge.enable_ip_masquerade": "true",
+                "com.docker.network.bridge.name": "docker0",
+                "com.docker.network.driver.mtu": "1500",
+            },
+            "Labels": {},
+        }
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+
+
+def _filters(req: Request) -> dict[str, list[str]]:
+    """``filters`` as ``{name: [values]}``; old clients send ``{name: {value: true}}``."""
+    raw = req.json_arg("filters", {})
+    if not isinstance(raw, dict):
+        raise HTTPError(400, "filters must be a JSON object")
+    out: dict[str, list[str]] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            out[str(key)] = [str(k) for k, v in value.items() if v]
+        elif isinstance(value, list):
+            out[str(key)] = [str(v) for v in value]
+        else:
+            out[str(key)] = [str(value)]
+    return out
+
+
+def _image_matches(img: Image, filters: dict[str, list[str]]) -> bool:
+    dangling = filters.get("dangling")
+    if dangling:
+        want = dangling[-1].lower() in ("true", "1")
+        if want != (not img.repo_tags):
+            return False
+    refs = filters.get("reference")
+    if refs:
+        names = [*img.repo_tags, *(t.rsplit(":", 1)[0] for t in img.repo_tags)]
+        if not any(fnmatch.fnmatchcase(n, pat) for pat in refs for n in names):
+            return False
+    labels = filters.get("label")
+    if labels:
+        have = (img.config.get("config") or {}).get("Labels") or {}
+        for want_label in labels:
+            key, sep, value = want_label.partition("=")
+            if key not in have or (sep and have[key] != value):
+                return False
+    return True
+
+
+def _image_inspect(img: Image) -> dict[str, Any]:
+    cfg = img.config
+    return {
+        "Id": img.id,
+        "RepoTags": list(img.repo_tags),
+        "RepoDigests": [],
+        "Parent": img.parent,
+        "Comment": "",
+        "Created": img.created,
+        "Container": "",
+        "ContainerConfig": cfg.get("container_config") or {},
+        "DockerVersion": cfg.get("docker_version", ENGINE_VERSION),
+        "Author": cfg.get("author", ""),
+        "Config": cfg.get("config") or {},
+        "Architecture": cfg.get("architecture", "amd64"),
+        "Os": cfg.get("os", "linux"),
+        "Size": img.size,
+        "VirtualSize": img.size,
+        "GraphDriver": {"Name": "overlay2", "Data": None},
+        "RootFS": {"Type": "layers", "Layers": list((cfg.get("rootfs") or {}).get("diff_ids") or [])},
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+    }

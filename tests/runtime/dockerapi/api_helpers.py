@@ -1,0 +1,62 @@
+"""Serving a real Engine's Docker API on a unix socket for the API's tests.
+
+``served(engine, path)`` runs ``make_app(engine)`` on its own event loop in a thread, as
+runtimed does, so the docker CLI and the SDK (in the test process or as subprocesses) talk
+to it over a real socket. ``DOCKER`` is Debian's docker CLI 20.10 (``/usr/local/bin``
+may hold a newer one that is not what the sandboxes ship).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from runtime.dockerapi.api import DockerAPI, make_app
+from runtime.dockerapi.engine import Engine
+
+DOCKER = "/usr/bin/docker"
+
+
+@contextlib.contextmanager
+def served(engine: Engine, path: Path) -> Iterator[DockerAPI]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="docker-api-test", daemon=True)
+    thread.start()
+    api = make_app(engine)
+    try:
+        asyncio.run_coroutine_threadsafe(api.serve_unix(str(path)), loop).result(30)
+        yield api
+    finally:
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(api.close(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()
+        path.unlink(missing_ok=True)
+
+
+def docker_env(sock: Path) -> dict[str, str]:
+    return {**os.environ, "DOCKER_HOST": f"unix://{sock}", "DOCKER_BUILDKIT": "0", "DOCKER_CLI_HINTS": "false"}
+
+
+def docker(
+    sock: Path, *args: str, stdin: bytes | None = None, timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real docker CLI against ``sock``; returns the completed process (text)."""
+    proc = subprocess.run(
+        [DOCKER, *args],
+        input=stdin,
+        capture_output=True,
+        env=docker_env(sock),
+        timeout=timeout,
+        cwd=cwd,
+        check=False,
+    )
+    return subprocess.CompletedProcess(
+        proc.args, proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+    )
