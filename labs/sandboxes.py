@@ -86,6 +86,14 @@ class LabSandboxes:
         except (runtime_errors.NotAvailable, runtime_errors.SandboxNotFound):
             return None
 
+    def docker_url(self, sandbox_id: str) -> str | None:
+        """The URL of the sandbox's own Docker engine, for graders; None when the sandbox
+        was made without the docker service."""
+        try:
+            return self.backend.docker_url(sandbox_id)
+        except (runtime_errors.NotAvailable, runtime_errors.SandboxNotFound):
+            return None
+
 
 _BACKENDS: dict[tuple[str, str], LabSandboxes] = {}
 

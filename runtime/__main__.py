@@ -4,7 +4,7 @@ Every command but ``daemon`` talks to a running daemon over its unix socket,
 found through ``--socket``, else ``$RUNTIME_SOCKET``, else
 ``/run/kubelab/runtimed.sock``.  Exit status: the command's own for ``run``
 and ``exec`` (128+N when killed by signal N, 124 on timeout); 2 for a request
-the runtime refuses as bad or not available (e.g. ``--service docker``); 1
+the runtime refuses as bad or not available (e.g. an unknown ``--service``); 1
 for other errors.  Sizes accept a number of bytes with an optional unit K, M,
 G, T (or Ki, Mi, Gi, Ti): all are powers of 1024, as with ``docker run``.
 """

@@ -142,6 +142,11 @@ class SandboxBackend(abc.ABC):
         ``kubernetes`` service, reachable from this host (graders use it)."""
         raise errors.NotAvailable(f"the {self.name} backend has no lab clusters yet")
 
+    def docker_url(self, sid: str) -> str:
+        """URL of the Docker Engine API of a sandbox created with the ``docker`` service,
+        reachable from this host (graders' ``docker`` SDK clients)."""
+        raise errors.NotAvailable(f"the {self.name} backend has no per-sandbox docker engines")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
@@ -195,6 +200,9 @@ class NamespaceBackend(SandboxBackend):
 
     def kubeconfig(self, sid: str) -> str:
         return self.client.kubeconfig(sid)
+
+    def docker_url(self, sid: str) -> str:
+        return "unix://" + self.client.docker_socket(sid)
 
     def exec(
         self,

@@ -19,7 +19,7 @@ import base64
 import json
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -411,11 +411,27 @@ class Client:
     def touch(self, sid: str) -> dict[str, Any]:
         return cast(dict[str, Any], self._request("POST", f"/v1/sandboxes/{_q(sid)}/touch"))
 
+    def docker_socket(self, sid: str) -> str:
+        """Host path of the Docker Engine API socket of a sandbox created with the
+        ``docker`` service (for graders: ``docker.DockerClient(base_url="unix://" + path)``)."""
+        body = self._request("GET", f"/v1/sandboxes/{_q(sid)}/docker")
+        return cast(str, body["socket"])
+
     def kubeconfig(self, sid: str) -> str:
         """Admin kubeconfig (YAML) of the lab cluster of a sandbox created with the
         ``kubernetes`` service, pointing at runtimed's host loopback listener (graders)."""
         body = self._request("GET", f"/v1/sandboxes/{_q(sid)}/kubeconfig")
         return cast(str, body["kubeconfig"])
+
+    def kube_user(self, sid: str, user: str, groups: Sequence[str] = (), ttl: float | None = None) -> dict[str, str]:
+        """Mint a token of the sandbox's lab cluster for ``user`` (in ``groups``; it can do
+        what RBAC grants, nothing else), valid ``ttl`` seconds or for the cluster's life.
+        Returns ``kubeconfig`` (host listener, graders) and ``kubeconfig_inside``
+        (``https://127.0.0.1:6443``, to write into the sandbox)."""
+        req: dict[str, Any] = {"user": user, "groups": list(groups)}
+        if ttl is not None:
+            req["ttl_seconds"] = int(ttl)
+        return cast(dict[str, str], self._request("POST", f"/v1/sandboxes/{_q(sid)}/kube-users", json_body=req))
 
     # -- exec --------------------------------------------------------------------------------
     def exec(
@@ -642,10 +658,24 @@ class AsyncClient:
     async def touch(self, sid: str) -> dict[str, Any]:
         return cast(dict[str, Any], await self._request("POST", f"/v1/sandboxes/{_q(sid)}/touch"))
 
+    async def docker_socket(self, sid: str) -> str:
+        """See ``Client.docker_socket``."""
+        body = await self._request("GET", f"/v1/sandboxes/{_q(sid)}/docker")
+        return cast(str, body["socket"])
+
     async def kubeconfig(self, sid: str) -> str:
         """See ``Client.kubeconfig``."""
         body = await self._request("GET", f"/v1/sandboxes/{_q(sid)}/kubeconfig")
         return cast(str, body["kubeconfig"])
+
+    async def kube_user(
+        self, sid: str, user: str, groups: Sequence[str] = (), ttl: float | None = None
+    ) -> dict[str, str]:
+        """See ``Client.kube_user``."""
+        req: dict[str, Any] = {"user": user, "groups": list(groups)}
+        if ttl is not None:
+            req["ttl_seconds"] = int(ttl)
+        return cast(dict[str, str], await self._request("POST", f"/v1/sandboxes/{_q(sid)}/kube-users", json_body=req))
 
     async def exec(
         self,

@@ -24,6 +24,11 @@ Protocol
     GET    /v1/sandboxes/{id}/kubeconfig       {cluster, server, kubeconfig}: the admin kubeconfig of
                                                the sandbox's lab cluster, for the host (graders);
                                                only with services: ["kubernetes"] (runtime.kube.service)
+    POST   /v1/sandboxes/{id}/kube-users       {user, groups=[], ttl_seconds?} -> {cluster, user, kubeconfig,
+                                               kubeconfig_inside}: a token for a named user (RBAC applies)
+    GET    /v1/sandboxes/{id}/docker           {socket}: host path of the sandbox's Docker Engine API
+                                               socket (graders); only with services: ["docker"]
+                                               (runtime.dockerapi.service)
     POST   /v1/sandboxes/{id}/exec             {argv, timeout=30, env, cwd, stdin, stdin_encoding,
                                                 encoding="utf-8"|"base64", max_output}
                                                -> {exit_code, stdout, stderr, encoding,
@@ -157,6 +162,11 @@ class KubeLike(Protocol):
     def server(self) -> str: ...
 
     def kubeconfig_for_host(self, sid: str) -> dict[str, str]: ...
+    def user_kubeconfig(self, sid: str, user: str, groups: list[str], ttl_seconds: int | None) -> dict[str, str]: ...
+
+
+class DockerLike(Protocol):
+    def socket_for_host(self, sid: str) -> str: ...
 
 
 class ImagesLike(Protocol):
@@ -276,6 +286,7 @@ class Daemon:
         self.sessions = SessionRegistry(manager, scrollback=scrollback)
         self.proxy = SandboxProxy()
         self.kube: KubeLike | None = None  # the kubernetes service, when runtimed runs it
+        self.docker: DockerLike | None = None  # the docker service, when runtimed runs it
         self._websockets: set[web.WebSocketResponse] = set()
         self._closing = False
         self.app = web.Application(middlewares=[error_middleware], client_max_size=MAX_JSON_BODY)
@@ -298,6 +309,8 @@ class Daemon:
         r.add_post(sb + "/stop", self.sandbox_stop)
         r.add_post(sb + "/touch", self.sandbox_touch)
         r.add_get(sb + "/kubeconfig", self.sandbox_kubeconfig)
+        r.add_post(sb + "/kube-users", self.sandbox_kube_user)
+        r.add_get(sb + "/docker", self.sandbox_docker)
         r.add_post(sb + "/exec", self.exec)
         r.add_get(sb + "/exec/stream", self.exec_stream)
         r.add_post(sb + "/sessions", self.session_create)
@@ -468,6 +481,30 @@ class Daemon:
         if self.kube is None:
             raise errors.NotAvailable("this runtimed does not run the kubernetes service (--kube-listen off)")
         return web.json_response(await asyncio.to_thread(self.kube.kubeconfig_for_host, sid))
+
+    async def sandbox_kube_user(self, request: web.Request) -> web.StreamResponse:
+        sid = request.match_info["id"]
+        body = await _json(request)
+        user, groups, ttl = body.get("user"), body.get("groups", []), body.get("ttl_seconds")
+        if not isinstance(user, str) or not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+            raise errors.BadRequest('expected {"user": str, "groups": [str...], "ttl_seconds": int?}')
+        if ttl is not None and (not isinstance(ttl, int) or isinstance(ttl, bool)):
+            raise errors.BadRequest("ttl_seconds must be an integer")
+        info = await self._sandbox(sid)
+        if "kubernetes" not in info.spec.services:
+            raise errors.NotAvailable(f"sandbox {sid} was not created with the kubernetes service")
+        if self.kube is None:
+            raise errors.NotAvailable("this runtimed does not run the kubernetes service (--kube-listen off)")
+        return web.json_response(await asyncio.to_thread(self.kube.user_kubeconfig, sid, user, groups, ttl))
+
+    async def sandbox_docker(self, request: web.Request) -> web.StreamResponse:
+        sid = request.match_info["id"]
+        info = await self._sandbox(sid)
+        if "docker" not in info.spec.services:
+            raise errors.NotAvailable(f"sandbox {sid} was not created with the docker service")
+        if self.docker is None:
+            raise errors.NotAvailable("this runtimed does not run the docker service")
+        return web.json_response({"socket": self.docker.socket_for_host(sid)})
 
     async def sandbox_touch(self, request: web.Request) -> web.StreamResponse:
         sid = request.match_info["id"]
@@ -875,15 +912,20 @@ def run_daemon(args: argparse.Namespace) -> int:
                 if (v := getattr(args, k, None)) is not None
             }
             daemon = await asyncio.to_thread(build_daemon, root, scrollback=args.scrollback, manager_options=options)
-            kube = None
+            kube = docker = None
             try:
                 kube_listen = getattr(args, "kube_listen", "off")
                 if kube_listen and kube_listen != "off":
                     from runtime.kube.service import start_for_daemon
 
                     kube = await start_for_daemon(daemon, root / "kube", kube_listen)
+                from runtime.dockerapi.service import start_for_daemon as start_docker
+
+                docker = await start_docker(daemon, socket_path.parent / "docker", group=args.group)
                 await serve(daemon, socket_path, group=args.group)
             finally:
+                if docker is not None:
+                    await docker.close()
                 if kube is not None:
                     await kube.close()
                 await asyncio.to_thread(daemon.manager.close)

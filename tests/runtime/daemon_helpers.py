@@ -255,10 +255,11 @@ class ThreadedDaemon:
 class RealDaemon:
     """``python -m runtime daemon`` as a subprocess on a temp root and socket."""
 
-    def __init__(self, root: Path, socket: Path | None = None) -> None:
+    def __init__(self, root: Path, socket: Path | None = None, host_resources: list[str] | None = None) -> None:
         self.root = root
         self.socket = socket or root / "rt.sock"
         self.log = root / "daemon.log"
+        self.host_resources = host_resources or TEST_HOST_RESOURCES
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60) -> RealDaemon:
@@ -274,7 +275,7 @@ class RealDaemon:
                     str(self.root),
                     "--socket",
                     str(self.socket),
-                    *TEST_HOST_RESOURCES,
+                    *self.host_resources,
                 ],
                 cwd=REPO,
                 stdin=subprocess.DEVNULL,

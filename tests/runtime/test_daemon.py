@@ -75,8 +75,9 @@ def test_errors_come_back_as_their_classes(env: Env) -> None:
         c.exec(sid, [])
     with pytest.raises(errors.BadRequest):
         c.exec(sid, ["true"], timeout=-1)
-    with pytest.raises(errors.NotAvailable, match="docker"):
-        c.create_sandbox({"image": "busybox", "services": ["docker"]})
+    if env.kind == "standin":  # the stand-in manager has no service hooks; runtimed has docker
+        with pytest.raises(errors.NotAvailable, match="docker"):
+            c.create_sandbox({"image": "busybox", "services": ["docker"]})
 
 
 def test_exec_returns_stdout_stderr_and_exit_code(env: Env) -> None:

@@ -15,11 +15,9 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ from runtime import errors
 from runtime.client import Client
 from runtime.images.store import ImageStore
 from tests.runtime.conftest_daemon import real_sandboxes_available
-from tests.runtime.daemon_helpers import REPO
+from tests.runtime.daemon_helpers import REPO, RealDaemon
 
 KUBECTL = str(REPO / ".venv" / "bin" / "kubectl")
 IMAGES = Path(os.environ.get("RUNTIME_TEST_IMAGE_ROOT", REPO / "var/runtime/images"))
@@ -57,57 +55,15 @@ def _has_lab_base() -> bool:
     return False
 
 
-class KubeDaemon:
-    """``python -m runtime daemon`` on a temp root, restartable."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.socket = root / "rt.sock"
-        self.log = root / "daemon.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        argv = [sys.executable, "-m", "runtime", "daemon", "--root", str(self.root), "--socket", str(self.socket)]
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [*argv, *HOST_RESOURCES],
-                cwd=REPO,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.logs()
-            with contextlib.suppress(errors.RuntimeError), Client(self.socket, timeout=5) as c:
-                c.healthz()
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"daemon did not come up:\n{self.logs()}")
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-            return -9
-
-    def logs(self) -> str:
-        return self.log.read_text(errors="replace")[-5000:]
-
-
 @pytest.fixture(scope="module")
-def daemon() -> Iterator[KubeDaemon]:
+def daemon() -> Iterator[RealDaemon]:
     why = real_sandboxes_available()
     if why:
         pytest.skip(why)
     root = Path(tempfile.mkdtemp(prefix="rtk-", dir="/tmp"))
     if _has_lab_base():  # a copy: this daemon must not write into the shared store
         subprocess.run(["cp", "-a", str(IMAGES), str(root / "images")], check=True, timeout=300)
-    d = KubeDaemon(root)
+    d = RealDaemon(root, host_resources=HOST_RESOURCES)
     try:
         d.start()
         with Client(d.socket, timeout=60) as c:
@@ -132,7 +88,7 @@ def daemon() -> Iterator[KubeDaemon]:
 
 
 @pytest.fixture
-def client(daemon: KubeDaemon) -> Iterator[Client]:
+def client(daemon: RealDaemon) -> Iterator[Client]:
     c = Client(daemon.socket, timeout=60)
     before = {b["id"] for b in c.list_sandboxes()}
     try:
@@ -250,7 +206,7 @@ def test_classmate_cannot_use_or_reach_another_cluster(client: Client, tmp_path:
     assert exc.value.status == 401
 
 
-def test_sandbox_without_the_service_has_no_listener_and_no_kubeconfig(client: Client, daemon: KubeDaemon) -> None:
+def test_sandbox_without_the_service_has_no_listener_and_no_kubeconfig(client: Client, daemon: RealDaemon) -> None:
     box = sandbox(client)
     code, out = sh(client, box["id"], "nc -w 3 127.0.0.1 6443 </dev/null && echo CONNECTED; ls /root/.kube")
     assert "CONNECTED" not in out and "No such file" in out, out
@@ -281,7 +237,46 @@ def test_host_kubeconfig_works_with_the_official_client(client: Client, tmp_path
     assert token_of(host_kc) != token_of(kc)
 
 
-def test_removing_the_sandbox_deletes_its_cluster(client: Client, daemon: KubeDaemon) -> None:
+def test_minted_user_kubeconfigs_for_host_and_inside_are_subject_to_rbac(client: Client, tmp_path: Path) -> None:
+    box = sandbox(client, services=["kubernetes"])
+    sid = box["id"]
+    minted = client.kube_user(sid, "jane", ["students"], ttl=3600)
+    assert minted["cluster"] == sid and minted["user"] == "jane"
+    host = yaml.safe_load(minted["kubeconfig"])
+    inside = yaml.safe_load(minted["kubeconfig_inside"])
+    assert host["clusters"][0]["cluster"]["server"] == f"{client.healthz()['kube_server']}/clusters/{sid}"
+    assert inside["clusters"][0]["cluster"]["server"] == f"https://127.0.0.1:6443/clusters/{sid}"
+    assert token_of(minted["kubeconfig"]) == token_of(minted["kubeconfig_inside"])
+    host_kc = tmp_path / "jane-host.kubeconfig"
+    host_kc.write_text(minted["kubeconfig"])
+    inside_kc = tmp_path / "jane-inside.kubeconfig"
+    inside_kc.write_text(minted["kubeconfig_inside"])
+    forbidden = (
+        'Error from server (Forbidden): pods is forbidden: User "jane" cannot list resource "pods" '
+        'in API group "" in the namespace "default"'
+    )
+    r = subprocess.run([KUBECTL, "--kubeconfig", str(host_kc), "get", "pods"], capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.strip() == forbidden, r.stderr
+    r = in_netns(box["pid"], [KUBECTL, "--kubeconfig", str(inside_kc), "get", "pods"])
+    assert r.returncode == 1 and r.stderr.strip() == forbidden, r.stderr
+    admin = tmp_path / "admin.kubeconfig"
+    admin.write_text(client.kubeconfig(sid))
+    grant = ["create", "rolebinding", "students", "--clusterrole=view", "--group=students", "-n", "default"]
+    r = subprocess.run([KUBECTL, "--kubeconfig", str(admin), *grant], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = in_netns(box["pid"], [KUBECTL, "--kubeconfig", str(inside_kc), "get", "pods"])
+    assert r.returncode == 0 and "No resources found in default namespace." in r.stderr, r.stderr
+    # the token is for this sandbox's cluster only
+    other = sandbox(client, services=["kubernetes"])
+    assert status_in_netns(other["pid"], f"/clusters/{other['id']}/api/v1/namespaces", token_of(inside_kc)) == 401
+    with pytest.raises(errors.BadRequest, match="use `kubectl create token`"):
+        client.kube_user(sid, "system:serviceaccount:default:default")
+    plain = sandbox(client)
+    with pytest.raises(errors.NotAvailable, match="kubernetes service"):
+        client.kube_user(plain["id"], "jane")
+
+
+def test_removing_the_sandbox_deletes_its_cluster(client: Client, daemon: RealDaemon) -> None:
     box = sandbox(client, services=["kubernetes"])
     sid = box["id"]
     host_kc = client.kubeconfig(sid)
@@ -303,7 +298,7 @@ def test_removing_the_sandbox_deletes_its_cluster(client: Client, daemon: KubeDa
     assert r.status_code == 401
 
 
-def test_a_stopped_sandbox_keeps_its_cluster_for_grading(client: Client, daemon: KubeDaemon) -> None:
+def test_a_stopped_sandbox_keeps_its_cluster_for_grading(client: Client, daemon: RealDaemon) -> None:
     box = sandbox(client, services=["kubernetes"])
     kube_api(client.kubeconfig(box["id"])).create_namespaced_config_map("default", {"metadata": {"name": "work"}})
     client.stop_sandbox(box["id"])
@@ -312,7 +307,7 @@ def test_a_stopped_sandbox_keeps_its_cluster_for_grading(client: Client, daemon:
     assert (daemon.root / "kube" / "clusters" / box["id"]).is_dir()
 
 
-def test_daemon_restart_keeps_the_cluster_and_restores_the_listener(daemon: KubeDaemon, tmp_path: Path) -> None:
+def test_daemon_restart_keeps_the_cluster_and_restores_the_listener(daemon: RealDaemon, tmp_path: Path) -> None:
     with Client(daemon.socket, timeout=60) as c:
         box = sandbox(c, services=["kubernetes"])
         sid = box["id"]
@@ -338,7 +333,7 @@ def test_daemon_restart_keeps_the_cluster_and_restores_the_listener(daemon: Kube
             c.remove_sandbox(sid)
 
 
-def test_cli_run_with_the_service(daemon: KubeDaemon) -> None:
+def test_cli_run_with_the_service(daemon: RealDaemon) -> None:
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "runtime", "--socket", str(daemon.socket), "run", *args],
@@ -359,8 +354,6 @@ def test_cli_run_with_the_service(daemon: KubeDaemon) -> None:
         " && nc -w 5 127.0.0.1 6443 </dev/null && echo UP",
     )
     assert r.returncode == 0 and r.stdout.split() == ["1", "UP"], r.stdout + r.stderr
-    r = cli("--service", "docker", "--", "true")
-    assert r.returncode != 0 and "not available yet" in r.stderr, r.stderr
     clusters = daemon.root / "kube" / "clusters"
     assert sorted(p.name for p in clusters.iterdir() if not p.name.startswith(".")) == sorted(
         json.loads(p.read_text())["cluster"] for p in (daemon.root / "kube" / "sandboxes").glob("*.json")
@@ -368,7 +361,7 @@ def test_cli_run_with_the_service(daemon: KubeDaemon) -> None:
 
 
 @pytest.mark.skipif(not _has_lab_base(), reason=f"no lab-base image in {IMAGES} (make builds it)")
-def test_kubectl_inside_lab_base(client: Client, daemon: KubeDaemon) -> None:
+def test_kubectl_inside_lab_base(client: Client, daemon: RealDaemon) -> None:
     r = subprocess.run(
         [
             sys.executable,

@@ -1,0 +1,225 @@
+"""``DockerService``: runtimed's hook for sandboxes created with ``services: ["docker"]``.
+
+For each such sandbox runtimed keeps one ``Engine`` (engine.py) and serves the Docker
+Engine API (api.py) for it on two unix sockets, both answered by the same app:
+
+In the sandbox
+    ``D/svc-docker/docker.sock``. The directory ``D/svc-docker`` holds nothing else and is
+    bind-mounted read-only at ``/run/kubelab-docker`` when runc creates the sandbox
+    (``mounts``), so a runtimed restart may re-create the socket and the sandbox sees the
+    new one; ``start`` links ``/var/run/docker.sock`` to it from inside (the student may
+    remove the link, as they may on any Docker host). The socket belongs to the sandbox's
+    mapped root, mode 0660: root inside connects, nobody else on the host does (the
+    directory is root's, 0755, and the socket is not the platform's user's).
+On the host (graders)
+    ``<runtimed socket dir>/docker/<id>.sock``, mode 0660 with runtimed's ``--group``, as
+    runtimed's own socket. ``GET /v1/sandboxes/{id}/docker`` names it, so a Celery worker's
+    ``docker`` SDK client (the ``image`` check) talks to the student's own engine.
+
+Sandboxes get ``DOCKER_BUILDKIT=0`` (``env``): the docker CLI then uses the classic
+builder API the engine implements. ``keep_disk``: the sandbox's ext4 stays mounted, and
+the engine keeps everything on it (``D/disk/engine``), within the sandbox's disk quota.
+
+Lifecycle: ``start`` (worker thread, once the sandbox runs) builds the engine and opens
+both sockets; ``stop`` closes them and the engine (every container is killed; on removal
+their mounts go too, before the manager unmounts the disk). When runtimed restarts,
+``adopt`` re-creates the engines of running sandboxes (their containers kept running;
+the engine re-adopts them from its state on disk) and re-opens their sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import logging
+import os
+import subprocess
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from runtime import errors
+from runtime.dockerapi import NAME, SANDBOX_SOCKET, SANDBOX_SOCKET_DIR, SOCKET_DIR
+from runtime.dockerapi.api import DockerAPI, make_app
+from runtime.dockerapi.engine import Engine
+from runtime.images.store import ImageStore
+
+log = logging.getLogger("runtime.dockerapi.service")
+
+LOOP_TIMEOUT = 60.0
+LINK_TIMEOUT = 30.0
+# /var/run is a symlink to /run on Debian; busybox images may have neither.
+LINK_SCRIPT = f"[ -e /var/run ] || [ -L /var/run ] || mkdir -p /var/run; ln -sfn {SANDBOX_SOCKET} /var/run/docker.sock"
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Served:
+    engine: Engine
+    api: DockerAPI
+    host_socket: Path
+
+
+class DockerService:
+    """Per-sandbox Docker engines of one runtimed; implements the manager's service hook."""
+
+    env = {"DOCKER_BUILDKIT": "0"}
+    keep_disk = True
+
+    def __init__(self, manager: Any, catalog: ImageStore, host_dir: Path, *, group: str | None = None) -> None:
+        self.manager = manager
+        self.catalog = catalog
+        self.host_dir = host_dir
+        self.group = group
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._served: dict[str, _Served] = {}
+
+    # -- daemon side ---------------------------------------------------------------------------
+    async def start_server(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self._prepare_host_dir)
+
+    async def close(self) -> None:
+        """Close every socket; engines' containers keep running (the next runtimed adopts them)."""
+        for sid in list(self._served):
+            served = self._served.pop(sid)
+            await served.api.close()
+            await asyncio.to_thread(served.engine.detach)
+
+    def adopt(self, sandboxes: list[tuple[str, int | None, str]]) -> None:
+        """After a restart (worker thread): serve again every running sandbox with the service."""
+        for sid, pid, status in sandboxes:
+            if status == "running" and pid is not None:
+                try:
+                    self._open(sid)
+                except errors.RuntimeError as e:
+                    log.warning("sandbox %s: docker engine not restored: %s", sid, e)
+        known = {sid for sid, _pid, _status in sandboxes}
+        for stale in self.host_dir.glob("*.sock"):
+            if stale.stem not in known:
+                stale.unlink(missing_ok=True)
+
+    def socket_for_host(self, sid: str) -> str:
+        served = self._served.get(sid)
+        if served is None:
+            raise errors.NotAvailable(f"sandbox {sid} has no running docker engine")
+        return str(served.host_socket)
+
+    def engine(self, sid: str) -> Engine:
+        served = self._served.get(sid)
+        if served is None:
+            raise errors.NotAvailable(f"sandbox {sid} has no running docker engine")
+        return served.engine
+
+    # -- the manager's hook (worker threads) ---------------------------------------------------
+    def mounts(self, sid: str, sandbox_dir: Path) -> list[dict[str, Any]]:
+        d = sandbox_dir / SOCKET_DIR
+        d.mkdir(mode=0o755, exist_ok=True)
+        return [
+            {
+                "destination": SANDBOX_SOCKET_DIR,
+                "type": "bind",
+                "source": str(d),
+                "options": ["bind", "ro", "nosuid", "nodev", "noexec"],
+            }
+        ]
+
+    def start(self, sid: str, pid: int) -> dict[str, str]:
+        self._open(sid)
+        sp = self.manager.spawn(sid, ["/bin/sh", "-c", LINK_SCRIPT], tty=False)
+        try:
+            _out, err = sp.proc.communicate(timeout=LINK_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            sp.kill_tree()
+            raise errors.RuntimeError("linking /var/run/docker.sock in the sandbox timed out") from None
+        if sp.proc.returncode != 0:
+            why = err.decode(errors="replace").strip()[-300:]
+            raise errors.RuntimeError(f"could not link /var/run/docker.sock in the sandbox: {why}")
+        return {}
+
+    def stop(self, sid: str, *, remove: bool) -> None:
+        served = self._served.get(sid)
+        if served is not None:
+            self._on_loop(self._close(sid))
+            served.engine.close(remove=remove)
+        else:  # not served by this runtimed (e.g. it failed to adopt): still clean up
+            with contextlib.suppress(errors.RuntimeError):
+                Engine(self.manager.service_context(sid), self.catalog).close(remove=remove)
+        (self.host_dir / f"{sid}.sock").unlink(missing_ok=True)
+
+    # -- internals -----------------------------------------------------------------------------
+    def _prepare_host_dir(self) -> None:
+        self.host_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+        self.host_dir.chmod(0o750)
+        if self.group:
+            os.chown(self.host_dir, -1, grp.getgrnam(self.group).gr_gid)
+
+    def _open(self, sid: str) -> None:
+        ctx = self.manager.service_context(sid)
+        if sid in self._served:
+            return
+        engine = Engine(ctx, self.catalog)
+        try:
+            self._on_loop(self._serve(sid, engine, ctx.dir / SOCKET_DIR / "docker.sock", ctx.uid_base))
+        except BaseException:
+            engine.close(remove=False)
+            raise
+
+    async def _serve(self, sid: str, engine: Engine, inside: Path, uid_base: int) -> None:
+        host = self.host_dir / f"{sid}.sock"
+        api = make_app(engine)
+        try:
+            inside.parent.mkdir(mode=0o755, exist_ok=True)
+            for path in (inside, host):
+                path.unlink(missing_ok=True)
+            old_umask = os.umask(0o117)  # born 0660: no window where the sockets are wider
+            try:
+                await api.serve_unix(str(inside))
+                await api.serve_unix(str(host))
+            finally:
+                os.umask(old_umask)
+            os.chown(inside, uid_base, uid_base)
+            if self.group:
+                os.chown(host, -1, grp.getgrnam(self.group).gr_gid)
+        except BaseException:
+            await api.close()
+            raise
+        self._served[sid] = _Served(engine, api, host)
+        log.info("sandbox %s: docker engine served", sid)
+
+    async def _close(self, sid: str) -> None:
+        served = self._served.pop(sid, None)
+        if served is not None:
+            await served.api.close()
+
+    def _on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        loop = self.loop
+        if loop is None:
+            coro.close()
+            raise errors.NotAvailable("the docker service is not running")
+        with contextlib.suppress(RuntimeError):
+            if asyncio.get_running_loop() is loop:
+                coro.close()
+                raise AssertionError("DockerService hooks block; call them from a worker thread")
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(LOOP_TIMEOUT)
+
+
+async def start_for_daemon(daemon: Any, host_dir: Path, *, group: str | None = None) -> DockerService:
+    """Start the service in runtimed: register the manager's hook, re-serve re-adopted
+    sandboxes, expose it to the API (``GET /v1/sandboxes/{id}/docker``)."""
+    svc = DockerService(daemon.manager, daemon.images, host_dir, group=group)
+    await svc.start_server()
+    try:
+        daemon.manager.service_hooks[NAME] = svc
+        infos = await asyncio.to_thread(daemon.manager.list)
+        boxes = [(i.id, i.pid, i.status) for i in infos if NAME in i.spec.services]
+        await asyncio.to_thread(svc.adopt, boxes)
+    except BaseException:
+        daemon.manager.service_hooks.pop(NAME, None)
+        await svc.close()
+        raise
+    daemon.docker = svc
+    return svc
