@@ -31,10 +31,17 @@ stderr are pipes read by a pump thread per stream; with ``-t``, runc hands over 
 master (``--console-socket``) and one pump reads it. Pumps append every chunk to
 ``container.log`` as JSON lines ``{"t": unix time, "s": 1|2, "d": text}`` (bytes kept
 exactly via ``surrogateescape``) and fan it out to attached streams. ``-i`` keeps a stdin
-pipe (or the PTY) that attach writes to. Consequence, by design: the pumps and the stdin
-pipe live in runtimed, so after a runtimed restart a re-adopted container keeps running
-but its output pipe has no reader any more (its next write gets EPIPE/SIGPIPE) and new
-output is not logged; its earlier log stays readable.
+pipe (or the PTY) that attach writes to.
+
+Surviving a runtimed restart: the read ends of a running container's output pipes (or
+its PTY master) are also held by a *holder*, a ``sleep infinity`` started in its own
+session with those descriptors (``state.json``: its pid, start time and descriptor
+numbers). While runtimed is away the container keeps running and its output waits in the
+pipe (it blocks once the pipe is full, never dies of EPIPE); a new Engine takes the
+descriptors back with ``pidfd_getfd(2)`` and its pumps go on logging where the old ones
+stopped. The holder is killed when the container's exit is processed. The stdin pipe of
+``-i`` is not held (holding its write end would keep the container from ever seeing EOF):
+after a restart such a container's stdin is at EOF.
 
 Exit: runc's init is re-parented to runtimed (a child subreaper); a waiter thread per
 container polls a pidfd and reaps it, records ExitCode/FinishedAt, tears down network,
@@ -118,6 +125,8 @@ PORT_RANGE = (32768, 60999)
 INIT_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
 INIT_DIRS = ("dev", "proc", "sys", "etc", "dev/pts", "dev/shm", "dev/mqueue")
 RUNC_TIMEOUT = 60.0
+HOLDER = shutil.which("sleep") or "/bin/sleep"  # coreutils: "sleep infinity" holds descriptors
+SYS_PIDFD_GETFD = 438
 # Above the sandbox's own processes (bundle.py: 500): when a container exhausts the sandbox's
 # memory, the kernel kills the container's processes, not the sandbox's shell or its PID 1.
 OOM_SCORE_ADJ = 800
@@ -159,6 +168,18 @@ def _proc_start(pid: int) -> int | None:
     if fields[0] in ("Z", "X"):
         return None
     return int(fields[19])
+
+
+def _pidfd_getfd(pidfd: int, targetfd: int) -> int:
+    """A duplicate of descriptor ``targetfd`` of the process ``pidfd`` refers to (close-on-exec)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = int(libc.syscall(SYS_PIDFD_GETFD, pidfd, targetfd, 0))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"pidfd_getfd: {os.strerror(err)}")
+    return fd
 
 
 def _write_file(path: Path, text: str, uid: int, mode: int = 0o644) -> None:
@@ -345,6 +366,9 @@ class _Container:
     ip_index: int = -1
     ports: dict[str, list[dict[str, str]] | None] = field(default_factory=dict)
     mounts: list[dict[str, Any]] = field(default_factory=list)
+    holder: int = 0  # pid of the process holding the output descriptors (see the docstring)
+    holder_start: int = 0
+    holder_fds: dict[str, int] = field(default_factory=dict)  # "out"/"err"/"pty" -> its fd number there
     # runtime only
     out: _Output | None = None
     stdin_fd: int | None = None
@@ -376,6 +400,9 @@ class _Container:
         "ip_index",
         "ports",
         "mounts",
+        "holder",
+        "holder_start",
+        "holder_fds",
     ]
 
     def to_json(self) -> dict[str, Any]:
@@ -431,6 +458,7 @@ class Engine:
         self._containers: dict[str, _Container] = {}
         self._execs: dict[str, _Exec] = {}
         self._closed = False
+        self._detached = threading.Event()  # runtimed is shutting down: pumps let go (detach)
         self._net_ready = False
         self.store.set_in_use(self._images_in_use)
         self._init_layer = self._make_init_layer()
@@ -512,10 +540,14 @@ class Engine:
     def _readopt(self, c: _Container) -> None:
         if c.status in ("running", "removing") and c.pid and _proc_start(c.pid) == c.pid_start and c.pid_start:
             c.status = "running"
-            log.info("container %s re-adopted (pid %d); its output is no longer collected", c.id[:12], c.pid)
+            if self._take_back_output(c):
+                log.info("container %s re-adopted (pid %d), its output collected again", c.id[:12], c.pid)
+            else:
+                log.warning("container %s re-adopted (pid %d); its output is no longer collected", c.id[:12], c.pid)
             c.waiter = threading.Thread(target=self._wait_exit, args=(c,), daemon=True, name=f"wait-{c.id[:12]}")
             c.waiter.start()
             return
+        self._release_holder(c)
         if c.status not in ("created", "exited", "dead"):  # running, or caught mid-start/removal
             c.status = "exited"
             c.exit_code = 255 if c.exit_code == 0 else c.exit_code
@@ -523,6 +555,61 @@ class Engine:
             c.finished_at = c.finished_at if c.finished_at != ZERO_TIME else now_rfc3339()
             self._teardown(c)
             self._save(c)
+
+    def _hold(self, c: _Container, fds: dict[str, int | None]) -> None:
+        """Start the holder of a container's output descriptors (see the module docstring)."""
+        keep = {role: fd for role, fd in fds.items() if fd is not None}
+        proc = subprocess.Popen(
+            [HOLDER, "infinity"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=tuple(keep.values()),
+            close_fds=True,
+            start_new_session=True,
+        )
+        c.holder, c.holder_start, c.holder_fds = proc.pid, _proc_start(proc.pid) or 0, keep
+        proc.returncode = 0  # reaped by pid in _release_holder; keep Popen's destructor quiet
+
+    def _holder_alive(self, c: _Container) -> bool:
+        return bool(c.holder) and bool(c.holder_start) and _proc_start(c.holder) == c.holder_start
+
+    def _release_holder(self, c: _Container) -> None:
+        if self._holder_alive(c):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(c.holder, signal_mod.SIGKILL)
+            with contextlib.suppress(ChildProcessError):  # not ours after a restart: init reaps it
+                os.waitpid(c.holder, 0)
+        c.holder, c.holder_start, c.holder_fds = 0, 0, {}
+
+    def _take_back_output(self, c: _Container) -> bool:
+        """After a restart: the output descriptors from the container's holder, pumped again."""
+        if not self._holder_alive(c) or not c.holder_fds:
+            return False
+        got: dict[str, int] = {}
+        try:
+            pidfd = os.pidfd_open(c.holder)
+            try:
+                for role, num in c.holder_fds.items():
+                    got[role] = _pidfd_getfd(pidfd, num)
+            finally:
+                os.close(pidfd)
+        except OSError as exc:
+            for fd in got.values():
+                os.close(fd)
+            log.warning("container %s: cannot take its output back from holder %d: %s", c.id[:12], c.holder, exc)
+            return False
+        c.out = c.out or _Output(self._dir(c.id) / "container.log")
+        c.out.begin()
+        if "pty" in got:
+            c.pty = got["pty"]
+            c.pumps = [self._pump(c.out, got["pty"], 1, f"pty-{c.id[:12]}", stop=self._detached)]
+        else:
+            c.pumps = [
+                self._pump(c.out, got[role], n, f"{role}-{c.id[:12]}", stop=self._detached)
+                for role, n in (("out", 1), ("err", 2))
+            ]
+        return True
 
     # -- create -----------------------------------------------------------------------------------
 
@@ -904,15 +991,16 @@ class Engine:
                 c.status = "running"
                 c.stdin_fd, c.pty = stdin_w, pty
             self._apply_ports()
+            self._hold(c, {"pty": pty} if pty is not None else {"out": out_r, "err": err_r})
             assert c.out is not None
             c.out.begin()
             c.pumps = []
             if pty is not None:
-                c.pumps.append(self._pump(c.out, pty, 1, f"pty-{c.id[:12]}"))
+                c.pumps.append(self._pump(c.out, pty, 1, f"pty-{c.id[:12]}", stop=self._detached))
             else:
                 assert out_r is not None and err_r is not None
-                c.pumps.append(self._pump(c.out, out_r, 1, f"out-{c.id[:12]}"))
-                c.pumps.append(self._pump(c.out, err_r, 2, f"err-{c.id[:12]}"))
+                c.pumps.append(self._pump(c.out, out_r, 1, f"out-{c.id[:12]}", stop=self._detached))
+                c.pumps.append(self._pump(c.out, err_r, 2, f"err-{c.id[:12]}", stop=self._detached))
             ours = []
             self._runc("start", c.id)
         except BaseException:
@@ -926,6 +1014,7 @@ class Engine:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(c.pid, signal_mod.SIGKILL)
                 self._reap(c.pid, timeout=10)
+            self._release_holder(c)
             if c.out is not None:
                 c.out.end()
             raise
@@ -1248,11 +1337,25 @@ class Engine:
 
     @staticmethod
     def _pump(
-        out: _Output | Stream, fd: int, stream: int, name: str, done: Callable[[], None] | None = None
+        out: _Output | Stream,
+        fd: int,
+        stream: int,
+        name: str,
+        done: Callable[[], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> threading.Thread:
+        """Copy ``fd`` to ``out`` until EOF/EIO, or until ``stop`` is set (then between two
+        reads, so no chunk read is left unwritten: ``Engine.detach``)."""
+
         def loop() -> None:
             try:
                 while True:
+                    if stop is not None:
+                        ready, _, _ = select.select([fd], [], [], 0.2)
+                        if stop.is_set():
+                            break
+                        if not ready:
+                            continue
                     try:
                         data = os.read(fd, 65536)
                     except OSError as exc:
@@ -1351,6 +1454,7 @@ class Engine:
             code = None
         for t in c.pumps:
             t.join(timeout=5)
+        self._release_holder(c)
         if c.out is not None:
             c.out.end()
         with self._lock:
@@ -1538,6 +1642,17 @@ class Engine:
                 if len(matches) > 1:
                     raise errors.BadRequest(f"multiple IDs found with provided prefix: {ref}")
         raise NotFound(f"No such container: {ref}")
+
+    def detach(self) -> None:
+        """runtimed is shutting down and containers keep running: stop collecting their
+        output between two reads (their holders keep the pipes; the next Engine takes them
+        back), so no chunk already read is lost. The engine is unusable afterwards."""
+        self._detached.set()
+        with self._lock:
+            self._closed = True
+            pumps = [t for c in self._containers.values() for t in c.pumps]
+        for t in pumps:
+            t.join(timeout=2)
 
     def close(self, *, remove: bool) -> None:
         """Kill every container, delete its runc state, unmount everything under engine_root;
