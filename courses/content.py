@@ -27,7 +27,7 @@ FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
 SERVICES = ("docker", "kubernetes")
 # Services the sandbox runtime provides today; a lab that needs another one is
 # imported disabled, with the reason shown on its page.
-AVAILABLE_SERVICES: frozenset[str] = frozenset()
+AVAILABLE_SERVICES: frozenset[str] = frozenset({"docker"})
 IMAGES = ("lab-base", "busybox")
 MAX_FILE_BYTES = 256 * 1024
 MAX_CHECK_TIMEOUT = 60

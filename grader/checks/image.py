@@ -12,8 +12,9 @@ the way ``dive`` computes it: ``min_efficiency`` (0 to 1) and ``max_wasted_mb``,
 where wasted bytes are file contents written in one layer and removed or
 overwritten in a later one, and efficiency = 1 - wasted / all bytes written.
 
-The engine URL comes from the target (the lab session's backend); until the
-per-sandbox engine exists it is whatever engine the backend names.
+The engine URL comes from the target: for a lab with ``services: [docker]`` it is the
+student's own engine in runtimed (``runtime.dockerapi``; the backend's ``docker_url``),
+else ``GRADER_DOCKER_URL`` if an operator points every lab at one engine.
 """
 
 from __future__ import annotations

@@ -69,20 +69,20 @@ def course_dir(tmp_path: Path) -> Path:
             "01-first/labs/01-ns/steps/02-more.md": "# More\n\nText.\n",
             "01-first/labs/01-ns/solution.sh": "hostname > /root/hostname.txt\necho hello > /root/greeting.txt\n",
             "01-first/labs/01-ns/files/notes.txt": "read me\n",
-            "02-docker/module.yaml": "title: Docker\n",
-            "02-docker/labs/01-build/lab.yaml": """
-                title: Build an image
-                environment: {services: [docker]}
+            "02-cluster/module.yaml": "title: Cluster\n",
+            "02-cluster/labs/01-deploy/lab.yaml": """
+                title: Deploy an app
+                environment: {services: [kubernetes]}
                 steps:
-                  - file: steps/01-build.md
+                  - file: steps/01-deploy.md
                     exercises:
-                      - slug: built
-                        title: Build it
+                      - slug: deployed
+                        title: Deploy it
                         checks:
-                          - {type: image, image: "app:1", max_layers: 5}
+                          - {type: kube, kind: Deployment, name: web}
             """,
-            "02-docker/labs/01-build/steps/01-build.md": "# Build\n",
-            "02-docker/labs/01-build/solution.sh": "docker build -t app:1 .\n",
+            "02-cluster/labs/01-deploy/steps/01-deploy.md": "# Deploy\n",
+            "02-cluster/labs/01-deploy/solution.sh": "kubectl create deployment web --image=nginx\n",
         },
     )
 
@@ -90,21 +90,21 @@ def course_dir(tmp_path: Path) -> Path:
 def test_a_valid_course_reads_with_its_structure(course_dir: Path) -> None:
     course = read_course(course_dir)
     assert course.slug == "demo-course"
-    assert [m.slug for m in course.modules] == ["first", "docker"]
+    assert [m.slug for m in course.modules] == ["first", "cluster"]
     lab = course.modules[0].labs[0]
     assert lab.environment["memory"] == 128 * 2**20
     assert lab.environment["files"] == {"notes.txt": "read me\n"}
     assert [s.title for s in lab.steps] == ["Hostname", "More"]
     assert lab.enabled
-    docker_lab = course.modules[1].labs[0]
-    assert not docker_lab.enabled and "Docker engine" in docker_lab.disabled_reason
+    cluster_lab = course.modules[1].labs[0]
+    assert not cluster_lab.enabled and "Kubernetes cluster" in cluster_lab.disabled_reason
     assert course.stats() == {
         "modules": 2,
         "lessons": 2,
         "labs": 2,
         "enabled_labs": 1,
         "exercises": 3,
-        "per_module": [{"slug": "first", "labs": 1, "exercises": 2}, {"slug": "docker", "labs": 1, "exercises": 1}],
+        "per_module": [{"slug": "first", "labs": 1, "exercises": 2}, {"slug": "cluster", "labs": 1, "exercises": 1}],
     }
 
 
@@ -114,7 +114,7 @@ PLANTED = [
     ("01-first/labs/01-ns/lab.yaml", "type: run", "type: telepathy", 11, "unknown type 'telepathy'"),
     ("01-first/labs/01-ns/lab.yaml", "- slug: greeting", "- slug: hostname", 19, "already used on line 8"),
     ("01-first/labs/01-ns/lab.yaml", "path: /root/greeting.txt", "path: greeting.txt", 22, "'path' must be absolute"),
-    ("02-docker/labs/01-build/lab.yaml", "title: Build an image\n", "title: [unclosed\n", 2, "invalid YAML"),
+    ("02-cluster/labs/01-deploy/lab.yaml", "title: Deploy an app\n", "title: [unclosed\n", 2, "invalid YAML"),
 ]
 
 
@@ -192,7 +192,7 @@ def test_import_rewrites_asset_links_and_stores_the_environment(course_dir: Path
     lab = Lab.objects.get(slug="ns")
     spec = lab.sandbox_spec(labels={"session": "s"})
     assert spec["image"] == "busybox" and spec["files"] == {"notes.txt": "read me\n"}
-    assert Lab.objects.get(slug="build").enabled is False
+    assert Lab.objects.get(slug="deploy").enabled is False
 
 
 def test_killercoda_scenario_becomes_a_lab(tmp_path: Path) -> None:

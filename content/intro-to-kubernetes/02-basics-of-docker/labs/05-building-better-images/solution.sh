@@ -7,7 +7,7 @@ printf '.env\ntests/\n*.log\nDockerfile\n.dockerignore\n' > .dockerignore
 docker build -q -t greet:v1 .
 
 cat > Dockerfile <<'DF'
-FROM python:3.12-alpine
+FROM python:3.11-minimal
 ENV GREETING=Hello
 WORKDIR /app
 COPY greet.py .
@@ -16,7 +16,7 @@ DF
 docker build -q -t greet:v2 .
 
 cat > Dockerfile <<'DF'
-FROM python:3.12-alpine
+FROM python:3.11-minimal
 ENV GREETING=Hello
 WORKDIR /app
 COPY greet.py .
@@ -27,11 +27,11 @@ docker build -q -t greet:v3 .
 
 cd /root/site
 cat > Dockerfile.slow <<'DF'
-FROM busybox:1.36
+FROM busybox:1.35
 RUN mkdir -p /www \
  && echo '<!doctype html><p>Welcome</p>' > /www/index.html \
  && echo '<!doctype html><p>About</p>' > /www/about.html \
- && adduser -D -u 10001 web \
+ && echo 'web:x:10001:10001:web:/www:/bin/false' >> /etc/passwd \
  && chown -R web /www
 USER web
 EXPOSE 8080
@@ -40,12 +40,12 @@ DF
 docker build -q -f Dockerfile.slow -t site:v1 .
 
 cat > Dockerfile.multi <<'DF'
-FROM busybox:1.36 AS build
+FROM busybox:1.35 AS build
 WORKDIR /src
 COPY . .
 RUN sh build.sh
 
-FROM busybox:1.36
+FROM busybox:1.35
 COPY --from=build /out/ /www/
 EXPOSE 8080
 CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]
