@@ -170,6 +170,22 @@ def _proc_start(pid: int) -> int | None:
     return int(fields[19])
 
 
+def _lines(records: Iterator[tuple[float, int, bytes]]) -> Iterator[tuple[float, int, bytes]]:
+    """The log's chunks as lines, per stream, as dockerd's json-file log keeps them: a line
+    split across chunks is one record (with the time its end was read); ``--tail N`` and
+    ``-t`` then count and stamp lines."""
+    partial: dict[int, tuple[float, bytes]] = {}
+    for t, stream, data in records:
+        head = partial.pop(stream, (t, b""))[1]
+        *complete, rest = (head + data).split(b"\n")
+        for line in complete:
+            yield t, stream, line + b"\n"
+        if rest:
+            partial[stream] = (t, rest)
+    for stream, (t, rest) in partial.items():
+        yield t, stream, rest
+
+
 def _pidfd_getfd(pidfd: int, targetfd: int) -> int:
     """A duplicate of descriptor ``targetfd`` of the process ``pidfd`` refers to (close-on-exec)."""
     import ctypes
@@ -1865,9 +1881,12 @@ class Engine:
             try:
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
                 uid = Path(f"/proc/{pid}").stat().st_uid - self.ctx.uid_base
+                status = Path(f"/proc/{pid}/status").read_text()
             except OSError:
                 continue
-            procs.append([str(uid), str(pid), cmd])
+            # the pid as the container sees it (the last NSpid), never the host's
+            nspid = next((ln.split()[-1] for ln in status.splitlines() if ln.startswith("NSpid:")), "?")
+            procs.append([str(uid), nspid, cmd])
         return {"Titles": ["UID", "PID", "CMD"], "Processes": procs}
 
     def port(self, cid: str) -> dict[str, Any]:
@@ -1936,7 +1955,11 @@ class Engine:
 
         def gen() -> Iterator[tuple[int, bytes]]:
             try:
-                recs = [r for r in out.records(upto) if r[1] in want and r[0] >= since and (not until or r[0] <= until)]
+                recs = [
+                    r
+                    for r in _lines(out.records(upto))
+                    if r[1] in want and r[0] >= since and (not until or r[0] <= until)
+                ]
                 if tail is not None and tail >= 0:
                     recs = recs[len(recs) - tail :] if tail else []
                 for t, s, data in recs:

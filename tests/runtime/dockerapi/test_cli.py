@@ -172,7 +172,6 @@ def test_logs_and_logs_follow(sock: Path) -> None:
     ok(sock, "rm", "-f", "ticker")
 
 
-@pytest.mark.xfail(strict=True, reason="engine.py: log records are the chunks read, not lines, so --tail counts chunks")
 def test_logs_tail_counts_lines(sock: Path) -> None:
     ok(sock, "run", "--name", "lines", "busybox", "sh", "-c", "printf 'a\\nb\\nc\\n'")
     try:

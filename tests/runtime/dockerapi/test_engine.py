@@ -630,6 +630,7 @@ def test_top_and_stats_read_the_containers_cgroup(eng: Engine) -> None:
     eng.start(cid)
     top = eng.top(cid)
     assert [p[0] for p in top["Processes"]] == ["0"] and top["Processes"][0][2] == "sleep 300"
+    assert top["Processes"][0][1] == "1", "the pid as the container sees it, not the host's"
     stats = eng.stats_once(cid)
     assert stats["memory_stats"]["limit"] == 64 * 2**20
     assert 0 < stats["memory_stats"]["usage"] < 64 * 2**20
