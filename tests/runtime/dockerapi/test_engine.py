@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -636,3 +637,39 @@ def test_top_and_stats_read_the_containers_cgroup(eng: Engine) -> None:
     assert 0 < stats["memory_stats"]["usage"] < 64 * 2**20
     assert stats["pids_stats"]["current"] == 1
     assert stats["cpu_stats"]["cpu_usage"]["total_usage"] > 0
+
+
+# -- the sandbox's disk and pids limits bound its containers ---------------------------------
+
+
+def test_container_writes_count_against_the_sandbox_disk_quota() -> None:
+    why = real_sandboxes_available()
+    if why:
+        pytest.skip(why)
+    with docker_sandbox(42, disk=64 * 2**20) as small, engine_on(small) as eng:
+        cid, code = run(eng, {"Image": "busybox", "Cmd": ["dd", "if=/dev/zero", "of=/big", "bs=1M", "count=200"]})
+        assert code != 0
+        assert "No space left on device" in output(eng, cid)[1]
+        # the sandbox's own disk is the one that filled: its shell cannot write either
+        code, _out, err = small.sh("echo x > /root/more && dd if=/dev/zero of=/root/fill bs=1M count=8")
+        assert code != 0 and "No space left on device" in err
+        eng.remove(cid, force=True)
+        code, _out, err = small.sh("rm -f /root/fill && dd if=/dev/zero of=/root/fill bs=1M count=8")
+        assert code == 0, err  # removing the container gave the space back
+
+
+def test_a_fork_bomb_in_a_container_stops_at_the_sandbox_pids_limit(eng: Engine, sb: DockerSandbox) -> None:
+    limit = int((cgroup_dir(sb, "pids") / "pids.max").read_text())
+    cid, _ = eng.create({"Image": "busybox", "Cmd": ["sh", "-c", "for i in $(seq 2000); do sleep 60 & done; wait"]})
+    eng.start(cid)
+    pids = cgroup_dir(sb, "pids") / f"docker-{cid[:12]}" / "pids.current"
+    deadline = time.monotonic() + 30
+    peak = 0
+    while time.monotonic() < deadline and peak < limit - 50:
+        with contextlib.suppress(OSError):
+            peak = max(peak, int(pids.read_text()))
+    assert peak >= limit - 50, "the container did try to fork that many"
+    assert peak <= limit  # never above the sandbox's pids.max, however many the container asks for
+    assert int((cgroup_dir(sb, "pids") / "pids.current").read_text()) <= limit
+    eng.remove(cid, force=True)
+    assert sb.sh("echo alive")[1] == "alive\n"
