@@ -476,6 +476,7 @@ class Engine:
         self._closed = False
         self._detached = threading.Event()  # runtimed is shutting down: pumps let go (detach)
         self._net_ready = False
+        self._applied_rules: list[netns.PortRule] | None = None  # None: not applied by this Engine yet
         self.store.set_in_use(self._images_in_use)
         self._init_layer = self._make_init_layer()
         self._cgroups = Cgroups(self.ctx.cgroup_path)  # this host's layout (v1 mounts or v2)
@@ -1341,9 +1342,12 @@ class Engine:
                             rules.append(
                                 netns.PortRule(b["HostIp"], int(b["HostPort"]), proto or "tcp", c.ip, int(num))
                             )
+            if rules == self._applied_rules:  # nothing changed (most starts and exits): no nft run
+                return
             if rules or self._net_ready:
                 self._ensure_net()
                 netns.apply_ports(self.ctx.pid, rules)
+            self._applied_rules = rules
 
     # -- I/O --------------------------------------------------------------------------------------
 

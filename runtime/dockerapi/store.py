@@ -158,9 +158,8 @@ def normalize_ref(ref: str) -> str:
     return name
 
 
-def helper(req: dict[str, Any], *, pass_fds: Sequence[int] = (), timeout: float = 60) -> int:
-    """Run one request through the engine's mount helper; raise on failure (code 3 returned)."""
-    proc = subprocess.Popen(
+def _start_helper(pass_fds: Sequence[int] = ()) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [sys.executable, "-I", "-S", str(HELPER)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -168,6 +167,29 @@ def helper(req: dict[str, Any], *, pass_fds: Sequence[int] = (), timeout: float 
         close_fds=True,
         pass_fds=tuple(pass_fds),
     )
+
+
+_spare: list[subprocess.Popen[bytes]] = []  # one helper started ahead of need (no fds passed)
+_spare_lock = threading.Lock()
+
+
+def _take_helper(pass_fds: Sequence[int]) -> subprocess.Popen[bytes]:
+    """A helper for one request: the spare one (its interpreter start-up, ~20 ms, is then
+    off the container's start path) unless descriptors must be passed; a new spare is
+    started in its place. Each helper serves exactly one request and exits."""
+    if pass_fds:
+        return _start_helper(pass_fds)
+    with _spare_lock:
+        proc = _spare.pop() if _spare else None
+        _spare.append(_start_helper())
+    if proc is None or proc.poll() is not None:
+        proc = _start_helper()
+    return proc
+
+
+def helper(req: dict[str, Any], *, pass_fds: Sequence[int] = (), timeout: float = 60) -> int:
+    """Run one request through the engine's mount helper; raise on failure (code 3 returned)."""
+    proc = _take_helper(pass_fds)
     try:
         out, err = proc.communicate(json.dumps(req).encode(), timeout=timeout)
     except subprocess.TimeoutExpired as exc:
