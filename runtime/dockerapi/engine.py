@@ -987,7 +987,7 @@ class Engine:
                 os.close(fd)
             child = []
             if rc != 0:
-                raise errors.RuntimeError(f"could not start container: {self._runc_error(d / 'runc.log')}")
+                raise errors.RuntimeError(f"could not start container: {bundle.runc_error(d / 'runc.log')}")
             pty: int | None = None
             if sock is not None:
                 sock.settimeout(10)
@@ -1243,23 +1243,6 @@ class Engine:
                 "seccomp": bundle.seccomp_profile(),
             },
         }
-
-    @staticmethod
-    def _runc_error(logfile: Path) -> str:
-        try:
-            lines = logfile.read_text().splitlines()
-        except OSError:
-            return "(no runc log)"
-        msgs = []
-        for line in lines:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                msgs.append(line)
-                continue
-            if rec.get("level") in ("error", "fatal"):
-                msgs.append(str(rec.get("msg")))
-        return "; ".join(msgs)[-800:] or "(runc gave no reason)"
 
     # -- network ----------------------------------------------------------------------------------
 
@@ -2153,7 +2136,7 @@ class Engine:
                 os.close(fd)
             child = []
             if rc != 0:
-                why = self._runc_error(logfile)
+                why = bundle.runc_error(logfile)
                 e.exit_code = 127 if "no such file" in why or "not found" in why else 126
                 raise errors.BadRequest(f"OCI runtime exec failed: {why}")
             e.pid = int(pidfile.read_text().strip())

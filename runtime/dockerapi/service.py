@@ -45,6 +45,7 @@ from runtime.dockerapi import NAME, SANDBOX_SOCKET, SANDBOX_SOCKET_DIR, SOCKET_D
 from runtime.dockerapi.api import DockerAPI, make_app
 from runtime.dockerapi.engine import Engine
 from runtime.images.store import ImageStore
+from runtime.loops import call_on_loop
 
 log = logging.getLogger("runtime.dockerapi.service")
 
@@ -196,15 +197,7 @@ class DockerService:
             await served.api.close()
 
     def _on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
-        loop = self.loop
-        if loop is None:
-            coro.close()
-            raise errors.NotAvailable("the docker service is not running")
-        with contextlib.suppress(RuntimeError):
-            if asyncio.get_running_loop() is loop:
-                coro.close()
-                raise AssertionError("DockerService hooks block; call them from a worker thread")
-        return asyncio.run_coroutine_threadsafe(coro, loop).result(LOOP_TIMEOUT)
+        return call_on_loop(self.loop, coro, what="docker service", timeout=LOOP_TIMEOUT)
 
 
 async def start_for_daemon(daemon: Any, host_dir: Path, *, group: str | None = None) -> DockerService:

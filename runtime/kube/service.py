@@ -75,6 +75,7 @@ from runtime.kube.server import (
     mint_user_token,
     user_kubeconfig,
 )
+from runtime.loops import call_on_loop
 
 log = logging.getLogger("runtime.kube.service")
 
@@ -377,15 +378,7 @@ class KubeService:
         return doomed
 
     def _on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
-        loop = self.loop
-        if loop is None:
-            coro.close()
-            raise errors.NotAvailable("the lab cluster service is not running")
-        with contextlib.suppress(RuntimeError):
-            if asyncio.get_running_loop() is loop:
-                coro.close()
-                raise AssertionError("KubeService hooks block; call them from a worker thread")
-        return asyncio.run_coroutine_threadsafe(coro, loop).result(LOOP_TIMEOUT)
+        return call_on_loop(self.loop, coro, what="lab cluster service", timeout=LOOP_TIMEOUT)
 
 
 async def start_for_daemon(daemon: Any, data: Path, listen: str) -> KubeService:

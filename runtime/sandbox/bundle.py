@@ -95,6 +95,24 @@ def seccomp_profile() -> dict[str, Any]:
     return data
 
 
+def runc_error(logfile: Path) -> str:
+    """The error and fatal messages of a runc ``--log-format json`` log, for an error text."""
+    try:
+        lines = logfile.read_text().splitlines()
+    except OSError:
+        return "(no runc log)"
+    msgs = []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            msgs.append(line)
+            continue
+        if rec.get("level") in ("error", "fatal"):
+            msgs.append(str(rec.get("msg")))
+    return "; ".join(msgs)[-800:] or "(runc gave no reason)"
+
+
 def find_tini(layers: list[Path]) -> str | None:
     """The image's tini path ("/sbin/tini"), looking through layers top-most first."""
     for rel in TINI_IN_IMAGE:

@@ -609,7 +609,7 @@ class SandboxManager:
                 stderr=dn if tty or stderr == -1 else stderr,
             )
             if rc != 0:
-                raise errors.RuntimeError(f"could not start {argv[0]!r} in sandbox {sid}: {self._runc_error(logfile)}")
+                raise errors.RuntimeError(f"could not start {argv[0]!r} in sandbox {sid}: {bundle.runc_error(logfile)}")
             pid = int(pidfile.read_text().strip())
             if sock is not None:
                 sock.settimeout(10)
@@ -707,7 +707,7 @@ class SandboxManager:
                 cgroup_arg=cg_arg,
             )
         except fastexec.AgentUnavailable as exc:
-            raise fastexec.AgentUnavailable(f"{exc}: {self._runc_error(logfile)}") from exc
+            raise fastexec.AgentUnavailable(f"{exc}: {bundle.runc_error(logfile)}") from exc
         finally:
             for p in (pfile, logfile):
                 with contextlib.suppress(FileNotFoundError):
@@ -893,22 +893,6 @@ class SandboxManager:
         env.update(extra or {})
         return [f"{k}={v}" for k, v in env.items()]
 
-    def _runc_error(self, logfile: Path) -> str:
-        try:
-            lines = logfile.read_text().splitlines()
-        except OSError:
-            return "(no runc log)"
-        msgs = []
-        for line in lines:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                msgs.append(line)
-                continue
-            if rec.get("level") in ("error", "fatal"):
-                msgs.append(str(rec.get("msg")))
-        return "; ".join(msgs)[-800:] or "(runc gave no reason)"
-
     def _template(self, size: int) -> Path:
         path = self.templates / f"ext4-{size}.img"
         if path.exists():
@@ -1070,7 +1054,7 @@ class SandboxManager:
         cmd += ["--pid-file", str(d / "pid"), sid]
         # The container inherits runc's stdio: never a pipe we would wait on, never a host file.
         if run_quiet(cmd, timeout=60) != 0:
-            raise errors.RuntimeError(f"could not start sandbox: {self._runc_error(logfile)}")
+            raise errors.RuntimeError(f"could not start sandbox: {bundle.runc_error(logfile)}")
         t2 = time.perf_counter()
         pid = int((d / "pid").read_text().strip())
         st.pid, st.pid_start = pid, _proc_start(pid)

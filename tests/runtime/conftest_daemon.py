@@ -114,3 +114,38 @@ def runc_env(real_daemon: RealDaemon) -> Iterator[Env]:
 @pytest.fixture(params=["standin", "runc"])
 def env(request: pytest.FixtureRequest) -> Env:
     return request.getfixturevalue(f"{request.param}_env")
+
+
+@contextlib.contextmanager
+def private_daemon(prefix: str, host_resources: list[str], images: Path | None) -> Iterator[RealDaemon]:
+    """A real runtimed of a test module: a temp root (with a *copy* of the image store
+    ``images``, so it never writes into the shared one), its own host resources (bridge,
+    subnet, cgroup parent, uid range), busybox built; everything removed afterwards, and
+    the daemon must have exited cleanly."""
+    from runtime.sandbox.cgroups import Cgroups
+    from runtime.sandbox.network import Network
+
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    root.chmod(0o711)
+    if images is not None:
+        subprocess.run(["cp", "-a", str(images), str(root / "images")], check=True, timeout=600)
+    d = RealDaemon(root, host_resources=host_resources)
+    try:
+        d.start()
+        with Client(d.socket, timeout=60) as c:
+            if not any(i["name"] == "busybox" for i in c.images()):
+                c.build_image("busybox")
+        yield d
+    finally:
+        with contextlib.suppress(errors.RuntimeError), Client(d.socket) as c:
+            for box in c.list_sandboxes():
+                with contextlib.suppress(errors.RuntimeError):
+                    c.remove_sandbox(box["id"])
+        code = d.stop() if d.proc is not None and d.proc.poll() is None else 0
+        logs = d.logs()
+        subprocess.run(["umount", "-R", "-l", str(root)], capture_output=True, timeout=30)
+        shutil.rmtree(root, ignore_errors=True)
+        opts = dict(zip(host_resources[::2], host_resources[1::2], strict=True))
+        Network(opts["--subnet"], opts["--bridge"]).destroy()
+        Cgroups(opts["--cgroup-parent"]).remove_parent()
+        assert code == 0, logs

@@ -14,10 +14,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ import yaml
 from runtime import errors
 from runtime.client import Client
 from runtime.images.store import ImageStore
-from tests.runtime.conftest_daemon import real_sandboxes_available
+from tests.runtime.conftest_daemon import private_daemon, real_sandboxes_available
 from tests.runtime.daemon_helpers import REPO, RealDaemon
 
 KUBECTL = str(REPO / ".venv" / "bin" / "kubectl")
@@ -60,31 +58,8 @@ def daemon() -> Iterator[RealDaemon]:
     why = real_sandboxes_available()
     if why:
         pytest.skip(why)
-    root = Path(tempfile.mkdtemp(prefix="rtk-", dir="/tmp"))
-    if _has_lab_base():  # a copy: this daemon must not write into the shared store
-        subprocess.run(["cp", "-a", str(IMAGES), str(root / "images")], check=True, timeout=300)
-    d = RealDaemon(root, host_resources=HOST_RESOURCES)
-    try:
-        d.start()
-        with Client(d.socket, timeout=60) as c:
-            if not any(i["name"] == "busybox" for i in c.images()):
-                c.build_image("busybox")
+    with private_daemon("rtk-", HOST_RESOURCES, IMAGES if _has_lab_base() else None) as d:
         yield d
-    finally:
-        with contextlib.suppress(errors.RuntimeError), Client(d.socket) as c:
-            for box in c.list_sandboxes():
-                with contextlib.suppress(errors.RuntimeError):
-                    c.remove_sandbox(box["id"])
-        code = d.stop() if d.proc is not None and d.proc.poll() is None else 0
-        logs = d.logs()
-        from runtime.sandbox.cgroups import Cgroups
-        from runtime.sandbox.network import Network
-
-        subprocess.run(["umount", "-R", "-l", str(root)], capture_output=True, timeout=30)
-        shutil.rmtree(root, ignore_errors=True)
-        Network(HOST_RESOURCES[1], HOST_RESOURCES[3]).destroy()
-        Cgroups(HOST_RESOURCES[5]).remove_parent()
-        assert code == 0, logs
 
 
 @pytest.fixture

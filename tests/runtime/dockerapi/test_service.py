@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +22,7 @@ import pytest
 from runtime import errors
 from runtime.client import Client
 from runtime.images.store import ImageStore
-from tests.runtime.conftest_daemon import real_sandboxes_available
+from tests.runtime.conftest_daemon import private_daemon, real_sandboxes_available
 from tests.runtime.daemon_helpers import REPO, RealDaemon
 
 IMAGES = Path(os.environ.get("RUNTIME_TEST_IMAGE_ROOT", REPO / "var/runtime/images"))
@@ -56,29 +53,8 @@ def daemon() -> Iterator[RealDaemon]:
     why = real_sandboxes_available() or _has_lab_base()
     if why:
         pytest.skip(why)
-    root = Path(tempfile.mkdtemp(prefix="rtd-", dir="/tmp"))
-    root.chmod(0o711)
-    # a copy: this daemon must not write into the shared store
-    subprocess.run(["cp", "-a", str(IMAGES), str(root / "images")], check=True, timeout=600)
-    d = RealDaemon(root, host_resources=HOST_RESOURCES)
-    try:
-        d.start()
+    with private_daemon("rtd-", HOST_RESOURCES, IMAGES) as d:
         yield d
-    finally:
-        with contextlib.suppress(errors.RuntimeError), Client(d.socket) as c:
-            for box in c.list_sandboxes():
-                with contextlib.suppress(errors.RuntimeError):
-                    c.remove_sandbox(box["id"])
-        code = d.stop() if d.proc is not None and d.proc.poll() is None else 0
-        logs = d.logs()
-        from runtime.sandbox.cgroups import Cgroups
-        from runtime.sandbox.network import Network
-
-        subprocess.run(["umount", "-R", "-l", str(root)], capture_output=True, timeout=30)
-        shutil.rmtree(root, ignore_errors=True)
-        Network(HOST_RESOURCES[1], HOST_RESOURCES[3]).destroy()
-        Cgroups(HOST_RESOURCES[5]).remove_parent()
-        assert code == 0, logs
 
 
 @pytest.fixture
