@@ -82,6 +82,9 @@
     };
     var self = this;
     var check = this.part("check");
+    // Rendered disabled while the sandbox starts; the session's status events enable it.
+    this.ready = !!check && !check.disabled;
+    this.isBusy = false;
     if (check) check.addEventListener("click", function () { self.check(); });
     var hint = this.part("hint");
     if (hint) hint.addEventListener("click", function () { self.hint(); });
@@ -97,8 +100,9 @@
   };
 
   Card.prototype.busy = function (on) {
+    this.isBusy = !!on;
     var button = this.part("check");
-    if (button) button.disabled = !!on;
+    if (button) button.disabled = this.isBusy || !this.ready;
     this.root.dataset.busy = on ? "true" : "false";
   };
 
@@ -146,6 +150,11 @@
   };
 
   Card.prototype.onEvent = function (message) {
+    if (message && message.type === "status") {
+      this.ready = message.status === "ready";
+      this.busy(this.isBusy);
+      return;
+    }
     if (!message || message.type !== "check" || String(message.exercise) !== this.exercise) return;
     if (this.submission !== null && message.submission < this.submission) return;
     this.submission = message.submission;

@@ -111,3 +111,44 @@ def test_student_works_in_a_lab_terminal_and_a_classmate_cannot_see_it(
         assert outcome == {"code": 4404, "frames": 0}
     finally:
         other.close()
+
+
+def test_student_builds_an_image_in_the_browser_and_the_check_grades_their_engine(lab_stack: str, page: Any) -> None:
+    """The Docker lab end to end: the sandbox's own engine behind the terminal's `docker`,
+    and the Celery worker's image check asking that same engine (runtimed's host socket)."""
+    from tests.grader.helpers import ExerciseFactory
+
+    base = lab_stack
+    student = StudentFactory.create()
+    lab = LabFactory.create(
+        title="Build an image",
+        environment={"image": "lab-base", "memory": 512 * 2**20, "pids": 512, "services": ["docker"]},
+    )
+    step = StepFactory.create(lab=lab, title="Build", body="Build `hello:v1`.\n")
+    exercise = ExerciseFactory.create(
+        step=step,
+        title="hello:v1 says hi",
+        checks=[{"type": "image", "name": "hello:v1 runs echo hi", "image": "hello:v1", "cmd": ["echo", "hi"]}],
+    )
+
+    login(page, base, student.username)
+    page.goto(f"{base}/labs/{lab.pk}/")
+    page.click("#start-lab")
+    page.wait_for_url(re.compile(r"/labs/[0-9a-f-]{36}/$"))
+    wait_connected(page)
+    wait_screen(page, r"[#$] $")
+
+    page.click("[data-step-next]")  # from the lab's intro to step 1, where the exercise is
+    card = page.locator(f"#exercise-{exercise.pk}")
+    card.locator('[data-role="check"]').click()
+    page.wait_for_selector(f'#exercise-{exercise.pk}[data-state="failed"]', timeout=60_000)
+    assert "no image hello:v1" in card.locator(".check-output").inner_text().lower()
+
+    type_line(page, """printf 'FROM busybox:1.35\\nCMD ["echo", "hi"]\\n' > Dockerfile""")
+    type_line(page, "docker build -t hello:v1 . && docker run --rm hello:v1 && echo built-$((1+1))")
+    wait_screen(page, r"^Successfully tagged hello:v1$", timeout=120_000)
+    wait_screen(page, r"^built-2$", timeout=60_000)
+    assert re.search(r"^hi$", page.evaluate(SCREEN), re.M)
+
+    card.locator('[data-role="check"]').click()
+    page.wait_for_selector(f'#exercise-{exercise.pk}[data-state="passed"]', timeout=60_000)
