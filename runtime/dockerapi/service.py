@@ -153,10 +153,24 @@ class DockerService:
 
     # -- internals -----------------------------------------------------------------------------
     def _prepare_host_dir(self) -> None:
-        self.host_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
-        self.host_dir.chmod(0o750)
-        if self.group:
-            os.chown(self.host_dir, -1, grp.getgrnam(self.group).gr_gid)
+        """Create the graders' socket directory, 0750 root:group. Its parent may belong to
+        the platform's service user (``var/run`` under ``make run``): never follow a symlink
+        put there, and refuse a directory runtimed does not own."""
+        self.host_dir.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            self.host_dir.mkdir(mode=0o750)
+        try:
+            fd = os.open(self.host_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as e:
+            raise errors.Conflict(f"{self.host_dir} is not a directory ({e.strerror}); remove it") from None
+        try:
+            if os.fstat(fd).st_uid != os.geteuid():
+                raise errors.Conflict(f"{self.host_dir} is not owned by runtimed's user; remove it")
+            os.fchmod(fd, 0o750)
+            if self.group:
+                os.fchown(fd, -1, grp.getgrnam(self.group).gr_gid)
+        finally:
+            os.close(fd)
 
     def _open(self, sid: str) -> None:
         ctx = self.manager.service_context(sid)

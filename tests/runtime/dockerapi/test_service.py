@@ -171,3 +171,22 @@ def test_removing_the_sandbox_leaves_nothing_behind(client: Client, daemon: Real
     assert mounts_under(sandbox_dir) == []
     assert not sandbox_dir.exists()
     assert not host_socket.exists()
+
+
+def test_the_graders_socket_directory_is_never_a_planted_symlink(tmp_path: Path) -> None:
+    """Under `make run` its parent (var/run) belongs to the service user, who could plant
+    a symlink there: runtimed must refuse it, never chmod/chown what it points to."""
+    from runtime.dockerapi.service import DockerService
+
+    victim = tmp_path / "victim"
+    victim.mkdir(mode=0o700)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "docker").symlink_to(victim)
+    svc = DockerService(manager=None, catalog=None, host_dir=tmp_path / "run" / "docker")  # type: ignore[arg-type]
+    with pytest.raises(errors.Conflict, match="not a directory"):
+        svc._prepare_host_dir()
+    assert (victim.stat().st_mode & 0o777) == 0o700
+    (tmp_path / "run" / "docker").unlink()
+    svc._prepare_host_dir()
+    made = tmp_path / "run" / "docker"
+    assert made.is_dir() and not made.is_symlink() and (made.stat().st_mode & 0o777) == 0o750
