@@ -91,16 +91,26 @@ def prepare_var(var: Path, ids: tuple[int, int] | None, runtime_root: Path) -> N
     if ids is None:
         return
     uid, gid = ids
-    # The service user owns var/ except the runtime's root, which stays root's.
+    # The service user owns var/ except what runtimed (root) keeps there: the runtime's
+    # root and the graders' docker socket directory beside runtimed's socket.
+    roots = {runtime_root, var / "run" / "docker"}
     for root, dirs, files in os.walk(var):
         here = Path(root)
-        if here == runtime_root or runtime_root in here.parents:
+        if here in roots:
             dirs[:] = []
             continue
-        dirs[:] = [d for d in dirs if here / d != runtime_root]
+        dirs[:] = [d for d in dirs if here / d not in roots]
         os.lchown(here, uid, gid)
         for name in files:
-            os.lchown(here / name, uid, gid)
+            if not (here == var / "run" and name.startswith("runtimed.")):  # runtimed's socket and lock
+                os.lchown(here / name, uid, gid)
+    # var/ (holding the runtime's root) and var/run (runtimed's sockets) are root's with the
+    # service user's group and the sticky bit, as /tmp is: that user still creates files
+    # there (SQLite's journal, Redis' socket) but can never rename or replace root's entries
+    # (a var/runtime swapped for a symlink would steer runtimed, which runs as root).
+    for shared in (var, var / "run"):
+        os.lchown(shared, 0, gid)
+        shared.chmod(0o1775)
 
 
 def wait_ready(child: Child, timeout: float) -> bool:
