@@ -593,16 +593,6 @@ class DockerAPI:
         return None
 
     def _wait(self, cid: str, condition: str, cancel: threading.Event) -> int:
-        """``next-exit`` of a container not started yet is "started, then not running":
-        ``docker run`` waits before it starts, and a container as short-lived as
-        ``busybox false`` may start and exit between two looks of a waiter that watches
-        for the start."""
-        if condition == "next-exit":
-            while self.engine.inspect(cid).get("State", {}).get("Status") == "created":
-                if cancel.wait(0.05):
-                    raise errors.RuntimeError("wait cancelled")
-            if not self.engine.inspect(cid).get("State", {}).get("Running"):
-                condition = "not-running"
         return self.engine.wait(cid, condition=condition, cancel=cancel)
 
     async def container_resize(self, req: Request) -> Response:

@@ -392,6 +392,7 @@ class _Container:
     pumps: list[threading.Thread] = field(default_factory=list)
     waiter: threading.Thread | None = None
     stopping: bool = False
+    exits: int = 0  # exits processed by this Engine: what wait(next-exit) counts
 
     PERSISTED = [
         "id",
@@ -907,6 +908,7 @@ class Engine:
                 c.status = "exited" if c.started_at != ZERO_TIME else "created"
                 if c.status == "exited":
                     c.exit_code = c.exit_code or 128
+                c.exits += 1  # a start that failed ends the run a next-exit waiter waits for
                 self._save(c)
                 self._cond.notify_all()
             raise
@@ -1475,6 +1477,7 @@ class Engine:
             c.oom_killed = c.oom_killed or self._oom_killed(c)
             c.finished_at = now_rfc3339()
             c.status = "exited"
+            c.exits += 1
         self._teardown(c)
         with self._lock:
             self._save(c)
@@ -1569,10 +1572,12 @@ class Engine:
                 raise errors.RuntimeError("wait cancelled")
 
         with self._cond:
-            if condition == "next-exit":
-                while not (c.running or c.status == "starting"):
+            if condition == "next-exit":  # the next exit from now, however short the run
+                seen = c.exits
+                while c.exits == seen and c.id in self._containers:
                     check()
                     self._cond.wait(0.5)
+                return c.exit_code
             while True:
                 gone = c.id not in self._containers
                 if condition == "removed":

@@ -526,6 +526,9 @@ def test_restart_rename_list_filters_and_prune(eng: Engine) -> None:
         {"Image": "busybox", "Cmd": ["sh", "-c", "echo run; sleep 300"], "Labels": {"app": "web"}}, name="web1"
     )
     eng.start(cid)
+    for _, data in eng.logs(cid, follow=True, stdout=True, stderr=False):
+        if b"run\n" in data:
+            break  # the first run has written (a restart before that would leave one "run")
     eng.restart(cid, timeout=0)
     info = eng.inspect(cid)
     assert info["State"]["Running"] and info["RestartCount"] == 1
