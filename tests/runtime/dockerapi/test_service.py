@@ -190,3 +190,18 @@ def test_the_graders_socket_directory_is_never_a_planted_symlink(tmp_path: Path)
     svc._prepare_host_dir()
     made = tmp_path / "run" / "docker"
     assert made.is_dir() and not made.is_symlink() and (made.stat().st_mode & 0o777) == 0o750
+
+
+def test_stopping_then_removing_the_sandbox_leaves_nothing_behind(client: Client, daemon: RealDaemon) -> None:
+    """Idle sandboxes are stopped first (their containers die with them), removed later."""
+    sid = docker_box(client)
+    code, out = sh(client, sid, "docker run -d -p 8080:80 busybox:1.35 httpd -f -p 80")
+    assert code == 0, out
+    sandbox_dir = daemon.root / "sandboxes" / sid
+    engine_mounts = [m for m in mounts_under(sandbox_dir) if "/engine/" in m]
+    assert engine_mounts, "the container's root filesystem is mounted"
+    client.stop_sandbox(sid)
+    assert [m for m in mounts_under(sandbox_dir) if "/engine/" in m] == []
+    client.remove_sandbox(sid)
+    assert mounts_under(sandbox_dir) == []
+    assert not sandbox_dir.exists()
