@@ -53,35 +53,8 @@ def real_daemon() -> Iterator[RealDaemon]:
     why = real_sandboxes_available()
     if why:
         pytest.skip(why)
-    root = short_tmp("rtd-")
-    d = RealDaemon(root)
-    try:
-        d.start()
-        with Client(d.socket, timeout=30) as c:
-            if not any(i["name"] == "busybox" for i in c.images()):
-                c.build_image("busybox")
+    with private_daemon("rtd-", TEST_HOST_RESOURCES, None) as d:
         yield d
-    finally:
-        with contextlib.suppress(errors.RuntimeError), Client(d.socket) as c:
-            for box in c.list_sandboxes():
-                with contextlib.suppress(errors.RuntimeError):
-                    c.remove_sandbox(box["id"])
-        code = d.stop() if d.proc is not None else 0
-        logs = d.logs() if d.log.exists() else ""
-        subprocess.run(["umount", "-R", "-l", str(root)], capture_output=True, timeout=30)
-        shutil.rmtree(root, ignore_errors=True)
-        remove_host_resources()
-        assert code == 0, logs
-
-
-def remove_host_resources() -> None:
-    """The bridge, nft set elements and parent cgroups the test daemon's manager made."""
-    from runtime.sandbox.cgroups import Cgroups
-    from runtime.sandbox.network import Network
-
-    opts = dict(zip(TEST_HOST_RESOURCES[::2], TEST_HOST_RESOURCES[1::2], strict=True))
-    Network(opts["--subnet"], opts["--bridge"]).destroy()
-    Cgroups(opts["--cgroup-parent"]).remove_parent()
 
 
 @pytest.fixture
@@ -149,3 +122,18 @@ def private_daemon(prefix: str, host_resources: list[str], images: Path | None) 
         Network(opts["--subnet"], opts["--bridge"]).destroy()
         Cgroups(opts["--cgroup-parent"]).remove_parent()
         assert code == 0, logs
+
+
+@contextlib.contextmanager
+def cleaning_client(socket: Path, timeout: float = 120) -> Iterator[Client]:
+    """A client of a module's daemon that removes, afterwards, the sandboxes made meanwhile."""
+    c = Client(socket, timeout=timeout)
+    before = {b["id"] for b in c.list_sandboxes()}
+    try:
+        yield c
+    finally:
+        for box in c.list_sandboxes():
+            if box["id"] not in before:
+                with contextlib.suppress(errors.RuntimeError):
+                    c.remove_sandbox(box["id"])
+        c.close()

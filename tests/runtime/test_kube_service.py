@@ -26,7 +26,7 @@ import yaml
 from runtime import errors
 from runtime.client import Client
 from runtime.images.store import ImageStore
-from tests.runtime.conftest_daemon import private_daemon, real_sandboxes_available
+from tests.runtime.conftest_daemon import cleaning_client, private_daemon, real_sandboxes_available
 from tests.runtime.daemon_helpers import REPO, RealDaemon
 
 KUBECTL = str(REPO / ".venv" / "bin" / "kubectl")
@@ -64,16 +64,8 @@ def daemon() -> Iterator[RealDaemon]:
 
 @pytest.fixture
 def client(daemon: RealDaemon) -> Iterator[Client]:
-    c = Client(daemon.socket, timeout=60)
-    before = {b["id"] for b in c.list_sandboxes()}
-    try:
+    with cleaning_client(daemon.socket, timeout=60) as c:
         yield c
-    finally:
-        for box in c.list_sandboxes():
-            if box["id"] not in before:
-                with contextlib.suppress(errors.RuntimeError):
-                    c.remove_sandbox(box["id"])
-        c.close()
 
 
 def sandbox(client: Client, **spec: Any) -> dict[str, Any]:

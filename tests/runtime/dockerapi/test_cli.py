@@ -11,12 +11,10 @@ run in file order and share the sandbox, as one session would.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import pty
 import select
-import shutil
 import struct
 import subprocess
 import termios
@@ -26,13 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from runtime import errors
 from runtime.client import Client
 from runtime.images.store import ImageStore
-from runtime.sandbox.cgroups import Cgroups
-from runtime.sandbox.network import Network
-from tests.runtime.conftest_daemon import real_sandboxes_available, short_tmp
-from tests.runtime.daemon_helpers import REPO, RealDaemon
+from tests.runtime.conftest_daemon import private_daemon, real_sandboxes_available, short_tmp
+from tests.runtime.daemon_helpers import REPO
 from tests.runtime.dockerapi.api_helpers import DOCKER, docker, docker_env, served
 from tests.runtime.dockerapi.engine_helpers import DockerSandbox, docker_sandbox, engine_on
 
@@ -357,24 +352,9 @@ def inside() -> Iterator[tuple[Client, str]]:
         ImageStore(IMAGES).get("lab-base")
     except Exception:
         pytest.skip(f"the lab-base image is not built in {IMAGES} (make images)")
-    root = short_tmp("rtd-")
-    root.chmod(0o711)
-    subprocess.run(["cp", "-a", str(IMAGES), str(root / "images")], check=True, timeout=600)
-    d = RealDaemon(root, host_resources=DAEMON_RESOURCES)
-    try:
-        d.start()
-        with Client(d.socket, timeout=120) as c:
-            box = c.create_sandbox({"image": "lab-base", "services": ["docker"], "memory": 512 * 2**20})
-            yield c, str(box["id"])
-            with contextlib.suppress(errors.RuntimeError):
-                c.remove_sandbox(box["id"])
-    finally:
-        code = d.stop() if d.proc is not None and d.proc.poll() is None else 0
-        subprocess.run(["umount", "-R", "-l", str(root)], capture_output=True, timeout=30)
-        shutil.rmtree(root, ignore_errors=True)
-        Network(DAEMON_RESOURCES[1], DAEMON_RESOURCES[3]).destroy()
-        Cgroups(DAEMON_RESOURCES[5]).remove_parent()
-        assert code == 0, d.logs()
+    with private_daemon("rtd-", DAEMON_RESOURCES, IMAGES) as d, Client(d.socket, timeout=120) as c:
+        box = c.create_sandbox({"image": "lab-base", "services": ["docker"], "memory": 512 * 2**20})
+        yield c, str(box["id"])
 
 
 def in_box(inside: tuple[Client, str], script: str, stdin: bytes | None = None) -> tuple[int, str]:

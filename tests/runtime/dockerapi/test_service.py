@@ -10,7 +10,6 @@ is tested in test_engine.py / test_build.py / test_cli.py; this module is the wi
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ import pytest
 from runtime import errors
 from runtime.client import Client
 from runtime.images.store import ImageStore
-from tests.runtime.conftest_daemon import private_daemon, real_sandboxes_available
+from tests.runtime.conftest_daemon import cleaning_client, private_daemon, real_sandboxes_available
 from tests.runtime.daemon_helpers import REPO, RealDaemon
 
 IMAGES = Path(os.environ.get("RUNTIME_TEST_IMAGE_ROOT", REPO / "var/runtime/images"))
@@ -59,16 +58,8 @@ def daemon() -> Iterator[RealDaemon]:
 
 @pytest.fixture
 def client(daemon: RealDaemon) -> Iterator[Client]:
-    c = Client(daemon.socket, timeout=120)
-    before = {b["id"] for b in c.list_sandboxes()}
-    try:
+    with cleaning_client(daemon.socket, timeout=120) as c:
         yield c
-    finally:
-        for box in c.list_sandboxes():
-            if box["id"] not in before:
-                with contextlib.suppress(errors.RuntimeError):
-                    c.remove_sandbox(box["id"])
-        c.close()
 
 
 def docker_box(client: Client, **spec: Any) -> str:
