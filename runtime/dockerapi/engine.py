@@ -498,11 +498,12 @@ class Engine:
 
     def _save(self, c: _Container) -> None:
         d = self._dir(c.id)
-        if not d.is_dir():
-            return
         tmp = d / f".state.{secrets.token_hex(4)}"
-        tmp.write_text(json.dumps(c.to_json()))
-        tmp.replace(d / "state.json")
+        try:
+            tmp.write_text(json.dumps(c.to_json()))
+            tmp.replace(d / "state.json")
+        except FileNotFoundError:  # removed meanwhile (by another Engine on the same sandbox)
+            return
 
     def _runc(
         self, *args: str, timeout: float = RUNC_TIMEOUT, check: bool = True
