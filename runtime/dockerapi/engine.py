@@ -966,18 +966,7 @@ class Engine:
                 sock, sock_path = _console_socket()
                 stdio = (subprocess.DEVNULL, subprocess.DEVNULL, subprocess.DEVNULL)
             else:
-                if c.config.get("OpenStdin"):
-                    r, w = os.pipe()
-                    child.append(r)
-                    ours.append(w)
-                    stdin_w, stdin_r = w, r
-                else:
-                    stdin_r = subprocess.DEVNULL
-                out_r, out_w = os.pipe()
-                err_r, err_w = os.pipe()
-                child += [out_w, err_w]
-                ours += [out_r, err_r]
-                stdio = (stdin_r, out_w, err_w)
+                stdio, stdin_w, out_r, err_r = _stdio_pipes(bool(c.config.get("OpenStdin")), child, ours)
             argv = [self.ctx.runc, "--root", str(self.runc_root), "--log", str(d / "runc.log"), "--log-format", "json"]
             argv += ["create", "--bundle", str(d), "--pid-file", str(d / "pid")]
             if sock is not None:
@@ -993,13 +982,7 @@ class Engine:
                 raise errors.RuntimeError(f"could not start container: {bundle.runc_error(d / 'runc.log')}")
             pty: int | None = None
             if sock is not None:
-                sock.settimeout(10)
-                conn, _ = sock.accept()
-                with conn:
-                    _msg, fds, _flags, _addr = socket.recv_fds(conn, 1024, 1)
-                if not fds:
-                    raise errors.RuntimeError("runc sent no PTY master")
-                pty = fds[0]
+                pty = bundle.receive_pty_master(sock)
                 ours.append(pty)
                 self._set_winsize(pty, 24, 80)
             pid = int((d / "pid").read_text().strip())
@@ -1128,40 +1111,7 @@ class Engine:
         if c.tty and "TERM" not in keys:
             env.append("TERM=xterm")
         shm = int(hc.get("ShmSize") or 64 * 2**20)
-        mounts: list[dict[str, Any]] = [
-            {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
-            {
-                "destination": "/dev",
-                "type": "tmpfs",
-                "source": "tmpfs",
-                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
-            },
-            {
-                "destination": "/dev/pts",
-                "type": "devpts",
-                "source": "devpts",
-                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
-            },
-            {
-                "destination": "/dev/shm",
-                "type": "tmpfs",
-                "source": "shm",
-                "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm}"],
-            },
-            {
-                "destination": "/dev/mqueue",
-                "type": "mqueue",
-                "source": "mqueue",
-                "options": ["nosuid", "noexec", "nodev"],
-            },
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
-            {
-                "destination": "/sys/fs/cgroup",
-                "type": "cgroup",
-                "source": "cgroup",
-                "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
-            },
-        ]
+        mounts = bundle.standard_mounts(proc_options=["nosuid", "noexec", "nodev"], shm_size=shm, cgroup_writable=False)
         for name in ("hosts", "hostname", "resolv.conf"):
             mounts.append(
                 {
@@ -2120,18 +2070,7 @@ class Engine:
                 stdio = (subprocess.DEVNULL, subprocess.DEVNULL, subprocess.DEVNULL)
                 out_r = err_r = -1
             else:
-                if attach_in:
-                    r, w = os.pipe()
-                    child.append(r)
-                    ours.append(w)
-                    e.stdin_fd, stdin_r = w, r
-                else:
-                    stdin_r = subprocess.DEVNULL
-                out_r, out_w = os.pipe()
-                err_r, err_w = os.pipe()
-                child += [out_w, err_w]
-                ours += [out_r, err_r]
-                stdio = (stdin_r, out_w, err_w)
+                stdio, e.stdin_fd, out_r, err_r = _stdio_pipes(attach_in, child, ours)
             argv = [self.ctx.runc, "--root", str(self.runc_root), "--log", str(logfile), "--log-format", "json"]
             argv += ["exec", "-d", "--pid-file", str(pidfile), "--process", str(pfile)]
             if tty:
@@ -2147,13 +2086,7 @@ class Engine:
                 raise errors.BadRequest(f"OCI runtime exec failed: {why}")
             e.pid = int(pidfile.read_text().strip())
             if sock is not None:
-                sock.settimeout(10)
-                conn, _ = sock.accept()
-                with conn:
-                    _msg, fds, _flags, _addr = socket.recv_fds(conn, 1024, 1)
-                if not fds:
-                    raise errors.RuntimeError("runc sent no PTY master")
-                e.pty = fds[0]
+                e.pty = bundle.receive_pty_master(sock)
                 self._set_winsize(e.pty, int(size[0]), int(size[1]))
             pending = {"n": 0}
             if not detach:
@@ -2477,6 +2410,24 @@ class Engine:
         upper = self._remove(cid, force=True, volumes=True, keep_upper=True)
         assert upper is not None
         return code, upper
+
+
+def _stdio_pipes(
+    with_stdin: bool, child: list[int], ours: list[int]
+) -> tuple[tuple[int, int, int], int | None, int, int]:
+    """Pipes for a process runc starts without a TTY: ``(its stdin, stdout, stderr)``, our
+    stdin write end (or None), our stdout and stderr read ends. The child's ends are added
+    to ``child`` (closed once runc has them), ours to ``ours`` (closed if the start fails)."""
+    stdin_r, stdin_w = subprocess.DEVNULL, None
+    if with_stdin:
+        stdin_r, stdin_w = os.pipe()
+        child.append(stdin_r)
+        ours.append(stdin_w)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    child += [out_w, err_w]
+    ours += [out_r, err_r]
+    return (stdin_r, out_w, err_w), stdin_w, out_r, err_r
 
 
 def _console_socket() -> tuple[socket.socket, Path]:

@@ -45,9 +45,12 @@ not ship it) running ``sleep`` forever; tini reaps orphans.
 from __future__ import annotations
 
 import json
+import socket
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from runtime import errors
 
 CAPS = [
     "CAP_CHOWN",
@@ -95,6 +98,17 @@ def seccomp_profile() -> dict[str, Any]:
     return data
 
 
+def receive_pty_master(sock: socket.socket, timeout: float = 10.0) -> int:
+    """The PTY master runc sends to its ``--console-socket`` (listening ``sock``)."""
+    sock.settimeout(timeout)
+    conn, _ = sock.accept()
+    with conn:
+        _msg, fds, _flags, _addr = socket.recv_fds(conn, 1024, 1)
+    if not fds:
+        raise errors.RuntimeError("runc sent no PTY master")
+    return fds[0]
+
+
 def runc_error(logfile: Path) -> str:
     """The error and fatal messages of a runc ``--log-format json`` log, for an error text."""
     try:
@@ -123,24 +137,16 @@ def find_tini(layers: list[Path]) -> str | None:
     return None
 
 
-def config(
-    *,
-    sid: str,
-    rootfs: Path,
-    hostname: str,
-    env: list[str],
-    uid_base: int,
-    cgroups_path: str,
-    memory: int,
-    swap_limit: bool,
-    pids: int,
-    cpus: float,
-    tini: str | None,
-) -> dict[str, Any]:
-    period = 100_000
-    init = tini or "/dev/init"
-    mounts: list[dict[str, Any]] = [
-        {"destination": "/proc", "type": "proc", "source": "proc"},
+def standard_mounts(*, proc_options: list[str], shm_size: int, cgroup_writable: bool) -> list[dict[str, Any]]:
+    """The OCI mounts every runc container of ours gets: /proc, /dev (tmpfs, pts, shm,
+    mqueue), a read-only /sys and the cgroup filesystem (writable where it is delegated)."""
+    return [
+        {
+            "destination": "/proc",
+            "type": "proc",
+            "source": "proc",
+            **({"options": proc_options} if proc_options else {}),
+        },
         {
             "destination": "/dev",
             "type": "tmpfs",
@@ -157,7 +163,7 @@ def config(
             "destination": "/dev/shm",
             "type": "tmpfs",
             "source": "shm",
-            "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+            "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size}"],
         },
         {
             "destination": "/dev/mqueue",
@@ -165,19 +171,33 @@ def config(
             "source": "mqueue",
             "options": ["nosuid", "noexec", "nodev"],
         },
-        {
-            "destination": "/sys",
-            "type": "sysfs",
-            "source": "sysfs",
-            "options": ["nosuid", "noexec", "nodev", "ro"],
-        },
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
         {
             "destination": "/sys/fs/cgroup",
             "type": "cgroup",
             "source": "cgroup",
-            "options": ["nosuid", "noexec", "nodev", "relatime", "rw"],
+            "options": ["nosuid", "noexec", "nodev", "relatime", "rw" if cgroup_writable else "ro"],
         },
     ]
+
+
+def config(
+    *,
+    sid: str,
+    rootfs: Path,
+    hostname: str,
+    env: list[str],
+    uid_base: int,
+    cgroups_path: str,
+    memory: int,
+    swap_limit: bool,
+    pids: int,
+    cpus: float,
+    tini: str | None,
+) -> dict[str, Any]:
+    period = 100_000
+    init = tini or "/dev/init"
+    mounts = standard_mounts(proc_options=[], shm_size=65536 * 1024, cgroup_writable=True)
     if tini is None:
         mounts.append(
             {

@@ -612,13 +612,7 @@ class SandboxManager:
                 raise errors.RuntimeError(f"could not start {argv[0]!r} in sandbox {sid}: {bundle.runc_error(logfile)}")
             pid = int(pidfile.read_text().strip())
             if sock is not None:
-                sock.settimeout(10)
-                conn, _ = sock.accept()
-                with conn:
-                    _msg, fds, _flags, _addr = socket.recv_fds(conn, 1024, 1)
-                if not fds:
-                    raise errors.RuntimeError("runc sent no PTY master")
-                master.append(fds[0])
+                master.append(bundle.receive_pty_master(sock))
             return pid
 
         try:
