@@ -97,6 +97,7 @@ from runtime.dockerapi.store import (
     parse_time,
 )
 from runtime.images.store import ImageStore, safe_rmtree
+from runtime.procfs import mounted, mounts_under, proc_start
 from runtime.sandbox import bundle
 from runtime.sandbox._proc import run, run_quiet
 from runtime.sandbox.cgroups import CGROUP_ROOT, Cgroups
@@ -159,17 +160,6 @@ def _ago(t: float) -> str:
     return f"{int(d // 86400)} days"
 
 
-def _proc_start(pid: int) -> int | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw.rsplit(")", 1)[1].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
-
-
 def _lines(records: Iterator[tuple[float, int, bytes]]) -> Iterator[tuple[float, int, bytes]]:
     """The log's chunks as lines, per stream, as dockerd's json-file log keeps them: a line
     split across chunks is one record (with the time its end was read); ``--tail N`` and
@@ -204,18 +194,6 @@ def _write_file(path: Path, text: str, uid: int, mode: int = 0o644) -> None:
         fh.write(text)
         os.fchown(fh.fileno(), uid, uid)
         os.fchmod(fh.fileno(), mode)
-
-
-def _mounted(path: Path) -> bool:
-    target = str(path)
-    with open("/proc/self/mountinfo") as fh:
-        return any(line.split()[4] == target for line in fh)
-
-
-def _mounts_under(path: Path) -> list[str]:
-    prefix = str(path).rstrip("/") + "/"
-    with open("/proc/self/mountinfo") as fh:
-        return [m for m in (line.split()[4] for line in fh) if m.startswith(prefix)]
 
 
 def _signal_number(sig: str | int) -> int:
@@ -557,7 +535,7 @@ class Engine:
     # -- re-adoption ------------------------------------------------------------------------------
 
     def _readopt(self, c: _Container) -> None:
-        if c.status in ("running", "removing") and c.pid and _proc_start(c.pid) == c.pid_start and c.pid_start:
+        if c.status in ("running", "removing") and c.pid and proc_start(c.pid) == c.pid_start and c.pid_start:
             c.status = "running"
             if self._take_back_output(c):
                 log.info("container %s re-adopted (pid %d), its output collected again", c.id[:12], c.pid)
@@ -587,11 +565,11 @@ class Engine:
             close_fds=True,
             start_new_session=True,
         )
-        c.holder, c.holder_start, c.holder_fds = proc.pid, _proc_start(proc.pid) or 0, keep
+        c.holder, c.holder_start, c.holder_fds = proc.pid, proc_start(proc.pid) or 0, keep
         proc.returncode = 0  # reaped by pid in _release_holder; keep Popen's destructor quiet
 
     def _holder_alive(self, c: _Container) -> bool:
-        return bool(c.holder) and bool(c.holder_start) and _proc_start(c.holder) == c.holder_start
+        return bool(c.holder) and bool(c.holder_start) and proc_start(c.holder) == c.holder_start
 
     def _release_holder(self, c: _Container) -> None:
         if self._holder_alive(c):
@@ -922,7 +900,7 @@ class Engine:
         image = self.store.resolve(c.image)
         # root filesystem: image layers, the init layer, the container's upper dir
         layers = [*image.layers, self._init_layer_lower()]
-        if not _mounted(d / "rootfs"):
+        if not mounted(d / "rootfs"):
             self.store.mount(layers, d / "rootfs", upper=d / "upper", work=d / "work")
         rootfs = d / "rootfs"
         try:
@@ -986,7 +964,7 @@ class Engine:
                 ours.append(pty)
                 self._set_winsize(pty, 24, 80)
             pid = int((d / "pid").read_text().strip())
-            c.pid, c.pid_start = pid, _proc_start(pid) or 0
+            c.pid, c.pid_start = pid, proc_start(pid) or 0
             if not net_none:
                 self._ensure_net()
                 netns.attach(self.ctx.pid, pid, c.id, c.ip)
@@ -1090,7 +1068,7 @@ class Engine:
                         target.mkdir(mode=0o755)
                     else:
                         target.touch(mode=0o644)
-                if not _mounted(target):
+                if not mounted(target):
                     helper({"op": "bind_fd", "fd": fd, "target": str(target)}, pass_fds=[fd])
                 staged[m["Destination"]] = target
             finally:
@@ -1394,7 +1372,7 @@ class Engine:
                     ready, _, _ = select.select([pfd], [], [], 1.0)
                     if ready:
                         break
-                elif _proc_start(pid) != c.pid_start:
+                elif proc_start(pid) != c.pid_start:
                     break
                 else:
                     time.sleep(0.2)
@@ -1463,10 +1441,11 @@ class Engine:
                 self._runc("delete", "--force", c.id, check=False)
         d = self._dir(c.id)
         targets = [str(p) for p in sorted((d / "binds").glob("*"))] + [str(d / "rootfs")]
-        mounted = [t for t in targets if _mounted(Path(t))]
-        if mounted:
+        live = set(mounts_under(d))  # one read of the mount table, not one per target
+        busy = [t for t in targets if t in live]
+        if busy:
             with contextlib.suppress(errors.RuntimeError):
-                helper({"op": "umount", "targets": mounted})
+                helper({"op": "umount", "targets": busy})
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -1484,7 +1463,7 @@ class Engine:
             self._wait_state(c, 30)
 
     def _signal(self, c: _Container, sig: int) -> None:
-        if c.pid and _proc_start(c.pid) == c.pid_start:
+        if c.pid and proc_start(c.pid) == c.pid_start:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(c.pid, sig)
 
@@ -1565,7 +1544,7 @@ class Engine:
             if keep_upper and (d / "upper").is_dir():
                 kept = Path(self.store.tmp) / f"upper-{c.id[:12]}-{secrets.token_hex(4)}"
                 (d / "upper").rename(kept)
-            leftovers = _mounts_under(d)
+            leftovers = mounts_under(d)
             if leftovers:
                 helper({"op": "umount", "targets": leftovers})
             safe_rmtree(d)
@@ -1641,7 +1620,7 @@ class Engine:
                 netns.remove_table(self.ctx.pid)
             with contextlib.suppress(errors.RuntimeError):
                 run(["nsenter", f"--net=/proc/{self.ctx.pid}/ns/net", "ip", "link", "del", netns.BRIDGE], check=False)
-        leftovers = _mounts_under(self.root)
+        leftovers = mounts_under(self.root)
         if leftovers:
             helper({"op": "umount", "targets": sorted(leftovers, key=len, reverse=True)})
 
@@ -2155,7 +2134,7 @@ class Engine:
         code: int | None = None
         while code is None:
             code = self._reap(e.pid, timeout=1.0)
-            if code is None and _proc_start(e.pid) is None:
+            if code is None and proc_start(e.pid) is None:
                 code = self._reap(e.pid, timeout=0) if self._is_child(e.pid) else 255
         with self._lock:
             e.exit_code = 128 - code if code < 0 else code

@@ -56,6 +56,7 @@ from runtime import errors
 from runtime.dockerapi import SandboxContext
 from runtime.images import catalog, tarutil
 from runtime.images.store import ImageStore, safe_rmtree
+from runtime.procfs import mounted
 
 log = logging.getLogger("runtime.dockerapi")
 
@@ -202,12 +203,6 @@ def helper(req: dict[str, Any], *, pass_fds: Sequence[int] = (), timeout: float 
         why = (out + err).decode(errors="replace").strip()[-800:]
         raise errors.RuntimeError(f"engine mount helper ({req['op']}) failed: {why}")
     return 0
-
-
-def _mounted(path: Path) -> bool:
-    target = str(path)
-    with open("/proc/self/mountinfo") as fh:
-        return any(line.split()[4] == target for line in fh)
 
 
 # -- layer tars ------------------------------------------------------------------------------
@@ -870,7 +865,7 @@ class EngineStore:
                 shutil.rmtree(scratch)
 
     def umount(self, target: Path) -> None:
-        if _mounted(target):
+        if mounted(target):
             helper({"op": "umount", "targets": [str(target)]})
 
     @contextlib.contextmanager

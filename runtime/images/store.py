@@ -69,6 +69,7 @@ from typing import Any
 from runtime import errors
 from runtime.images import shift, tarutil
 from runtime.images.locking import file_lock
+from runtime.procfs import mounts_under
 
 log = logging.getLogger(__name__)
 
@@ -156,25 +157,11 @@ def _check_digest(digest: Any) -> str:
     return digest
 
 
-def _mounts_under(path: Path) -> list[str]:
-    prefix = str(path).rstrip("/")
-    found = []
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-        for line in f:
-            fields = line.split(" ")
-            if len(fields) < 5:
-                continue
-            mp = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
-            if mp == prefix or mp.startswith(prefix + "/"):
-                found.append(mp)
-    return found
-
-
 def safe_rmtree(path: Path) -> None:
     """``rm -rf`` that refuses to descend into anything mounted under ``path``."""
     if not os.path.lexists(path):
         return
-    mounted = _mounts_under(path)
+    mounted = mounts_under(path)
     if mounted:
         raise errors.RuntimeError(
             f"refusing to delete {path}: {', '.join(mounted)} is mounted inside it; unmount first"

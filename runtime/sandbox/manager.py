@@ -79,6 +79,7 @@ from typing import Any, Protocol
 
 from runtime import errors
 from runtime.dockerapi import SandboxContext
+from runtime.procfs import mounted, proc_start
 from runtime.sandbox import bundle, fastexec
 from runtime.sandbox._proc import run, run_quiet
 from runtime.sandbox.cgroups import Cgroups
@@ -137,18 +138,6 @@ def _set_subreaper() -> None:
         raise errors.RuntimeError(f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(ctypes.get_errno())}")
 
 
-def _proc_start(pid: int) -> int | None:
-    """Start time of ``pid`` (clock ticks since boot), or None if it is gone or a zombie."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":
-        return None
-    return int(fields[19])
-
-
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
@@ -159,12 +148,6 @@ def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
-
-
-def _mounted(path: Path) -> bool:
-    target = str(path)
-    with open("/proc/self/mountinfo") as fh:
-        return any(line.split()[4] == target for line in fh)
 
 
 def _sparse_copy(src: Path, dst: Path) -> None:
@@ -406,7 +389,7 @@ class SandboxManager:
     def _alive(st: _State) -> bool:
         if st.pid is None:
             return False
-        start = _proc_start(st.pid)
+        start = proc_start(st.pid)
         if start is None:
             _reap(st.pid)
             return False
@@ -528,7 +511,7 @@ class SandboxManager:
         out: dict[str, float | int] = dict(self.cgroups.stats(sid))
         rootfs = self._dir(sid) / "rootfs"
         used = 0
-        if _mounted(rootfs):  # statfs of an overlay reports its upper fs: the quota'd ext4
+        if mounted(rootfs):  # statfs of an overlay reports its upper fs: the quota'd ext4
             vfs = os.statvfs(rootfs)
             used = (vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize
         out["disk_bytes"] = used
@@ -1051,7 +1034,7 @@ class SandboxManager:
             raise errors.RuntimeError(f"could not start sandbox: {bundle.runc_error(logfile)}")
         t2 = time.perf_counter()
         pid = int((d / "pid").read_text().strip())
-        st.pid, st.pid_start = pid, _proc_start(pid)
+        st.pid, st.pid_start = pid, proc_start(pid)
         assert st.ip is not None
         self.net.attach(sid, pid, st.ip, spec.allow_outbound)
         self.cgroups.delegate(sid, st.uid_base)
@@ -1094,12 +1077,12 @@ class SandboxManager:
         runc = [self.runc, "--root", str(self.runc_root)]
         if (self.runc_root / sid).exists():
             run([*runc, "kill", sid, "KILL"], check=False)
-        if st.pid is not None and _proc_start(st.pid) == st.pid_start:
+        if st.pid is not None and proc_start(st.pid) == st.pid_start:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(st.pid, signal.SIGKILL)
         if st.pid is not None:
             deadline = time.monotonic() + 10
-            while _proc_start(st.pid) == st.pid_start and time.monotonic() < deadline:
+            while proc_start(st.pid) == st.pid_start and time.monotonic() < deadline:
                 _reap(st.pid)
                 time.sleep(0.005)
             _reap(st.pid)
@@ -1129,10 +1112,10 @@ class SandboxManager:
         self._stop(st)
         d = self._dir(st.id)
         for m in (d / "rootfs", d / "disk", *sorted((d / "layers").glob("*"))):
-            if m.exists() and _mounted(m):
+            if m.exists() and mounted(m):
                 run(["umount", "--lazy", str(m)], timeout=30)
         for m in (d / "rootfs", d / "disk"):
-            if _mounted(m):
+            if mounted(m):
                 raise errors.RuntimeError(f"could not unmount {m}; not deleting it")
         shutil.rmtree(d)
         self._drop_agent(st.id)  # one a concurrent spawn may have started meanwhile
