@@ -83,7 +83,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from runtime import errors
 from runtime.dockerapi import ENGINE_VERSION, SandboxContext, fsutil, netns
@@ -278,6 +278,7 @@ class _Output:
         self.subscribers: list[Stream] = []
         self.listeners: list[Callable[[int, bytes], None]] = []
         self.ended = True
+        self._fh: IO[str] | None = None  # the log, open for appending while a run lasts
 
     def begin(self) -> None:
         with self.lock:
@@ -287,8 +288,10 @@ class _Output:
         rec = {"t": time.time(), "s": stream, "d": data.decode("utf-8", "surrogateescape")}
         line = json.dumps(rec) + "\n"
         with self.lock:
-            with open(self.logfile, "a") as fh:
-                fh.write(line)
+            if self._fh is None:
+                self._fh = open(self.logfile, "a")  # noqa: SIM115 - closed by end()
+            self._fh.write(line)
+            self._fh.flush()  # readers (logs, attach with logs) read the file itself
             for s in self.subscribers:
                 s.push((stream, data))
             listeners = list(self.listeners)
@@ -299,6 +302,9 @@ class _Output:
         with self.lock:
             self.ended = True
             subs, self.subscribers = self.subscribers, []
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
         for s in subs:
             s.push(None)
 
