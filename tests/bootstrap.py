@@ -11,6 +11,7 @@ temporary directory of the run's own. RUNTIME_SOCKET is fixed to where the
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -73,15 +74,27 @@ os.environ["VAR_DIR"] = str(var_dir)
 os.environ["RUNTIME_SOCKET"] = str(runtimed_root / "rt.sock")
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
+def _clean_up() -> None:
+    """Stop the run's redis and remove its directories (twice is harmless)."""
+    global _redis
     if _redis is not None:
         _redis.terminate()
         try:
             _redis.wait(10)
         except subprocess.TimeoutExpired:
             _redis.kill()
+        _redis = None
     if _redis_dir:
         shutil.rmtree(_redis_dir, ignore_errors=True)
     subprocess.run(["umount", "-R", "-l", str(runtimed_root)], capture_output=True, timeout=30)
     shutil.rmtree(runtimed_root, ignore_errors=True)
     shutil.rmtree(var_dir, ignore_errors=True)
+
+
+# A usage error (an unknown option, say) ends pytest before its configure hooks, so
+# pytest_unconfigure never runs: without this the redis-server outlived the run.
+atexit.register(_clean_up)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _clean_up()

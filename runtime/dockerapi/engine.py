@@ -990,6 +990,7 @@ class Engine:
                 c.pumps.append(self._pump(c.out, err_r, 2, f"err-{c.id[:12]}", stop=self._detached))
             ours = []
             self._runc("start", c.id)
+            self._await_exec(pid)
         except BaseException:
             for fd in child + ours:
                 with contextlib.suppress(OSError):
@@ -1018,6 +1019,25 @@ class Engine:
             c.waiter = threading.Thread(target=self._wait_exit, args=(c,), daemon=True, name=f"wait-{c.id[:12]}")
             c.waiter.start()
             self._cond.notify_all()
+
+    @staticmethod
+    def _await_exec(pid: int, timeout: float = 2.0) -> None:
+        """Return once the container's init has exec'd its command.
+
+        `runc start` returns when it has told runc's init to go on, not when the command
+        runs: until then the process is "runc:[2:INIT]" and, while it execs, has no
+        command line. `docker top` or `exec` right after `run -d` must see the command."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                return  # reaped already: its waiter reports the exit
+            comm, _, rest = stat.partition(" (")[2].rpartition(") ")
+            if rest[:1] in ("Z", "X") or (cmdline and not comm.startswith("runc:")):
+                return  # exec'd, or exited (a zombie has no command line)
+            time.sleep(0.001)
 
     def _resolv_conf(self) -> str:
         raw = fsutil.read_in_root(self.ctx.dir / "rootfs", "/etc/resolv.conf") or b""
@@ -1808,6 +1828,8 @@ class Engine:
         for pid in pids:
             try:
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                # no command line: a zombie, or a process in the middle of an exec; ps shows [comm]
+                cmd = cmd or "[" + Path(f"/proc/{pid}/comm").read_text().strip() + "]"
                 uid = Path(f"/proc/{pid}").stat().st_uid - self.ctx.uid_base
                 status = Path(f"/proc/{pid}/status").read_text()
             except OSError:
