@@ -25,16 +25,22 @@ SLUG_DIR = re.compile(r"^(?P<order>\d{2,3})-(?P<slug>[a-z0-9]+(?:-[a-z0-9]+)*)$"
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
 SERVICES = ("docker", "kubernetes")
-# Services the sandbox runtime provides today; a lab that needs another one is
-# imported disabled, with the reason shown on its page.
-AVAILABLE_SERVICES: frozenset[str] = frozenset({"docker"})
+# What a lab can need: its services, and "pods" (the lab cluster starts the Pods it is
+# given: kubectl logs/exec, Services reaching Pods, rollouts that finish). A lab whose needs
+# the platform does not meet yet is imported disabled, with the reason shown on its page.
+NEEDS = (*SERVICES, "pods")
+AVAILABLE_NEEDS: frozenset[str] = frozenset({"docker", "kubernetes"})
 IMAGES = ("lab-base", "busybox")
 MAX_FILE_BYTES = 256 * 1024
 MAX_CHECK_TIMEOUT = 60
 
-SERVICE_REASONS = {
+NEED_REASONS = {
     "docker": "This lab needs the per-sandbox Docker engine, which is not available on this platform yet.",
     "kubernetes": "This lab needs the per-student Kubernetes cluster, which is not available on this platform yet.",
+    "pods": (
+        "This lab runs Pods. The per-student cluster on this platform stores and shows them, but"
+        " does not start them yet (they stay Pending), so this lab waits for that."
+    ),
 }
 
 CHECK_FIELDS: dict[str, tuple[set[str], set[str]]] = {
@@ -213,12 +219,12 @@ class LabDef:
 
     @property
     def enabled(self) -> bool:
-        return all(need in AVAILABLE_SERVICES for need in self.needs)
+        return all(need in AVAILABLE_NEEDS for need in self.needs)
 
     @property
     def disabled_reason(self) -> str:
-        missing = [need for need in self.needs if need not in AVAILABLE_SERVICES]
-        return " ".join(SERVICE_REASONS[need] for need in missing)
+        missing = [need for need in self.needs if need not in AVAILABLE_NEEDS]
+        return " ".join(NEED_REASONS[need] for need in missing)
 
     @property
     def exercise_count(self) -> int:
@@ -568,9 +574,13 @@ def read_lab(lab_dir: Path, order: int, slug: str, problems: Problems) -> LabDef
             problems.add(path, _line(data, key), f"unknown field '{key}' (known: {', '.join(sorted(known))})")
     environment = _environment(data, lab_dir, path, problems)
     needs = data.get("needs") or []
-    if not isinstance(needs, list) or any(n not in SERVICES for n in needs):
-        problems.add(path, _line(data, "needs"), f"'needs' must be a list of {', '.join(SERVICES)}")
+    if not isinstance(needs, list) or any(n not in NEEDS for n in needs):
+        problems.add(path, _line(data, "needs"), f"'needs' must be a list of {', '.join(NEEDS)}")
         needs = []
+    elif "pods" in needs and "kubernetes" not in environment.get("services", []):
+        problems.add(
+            path, _line(data, "needs"), "'needs: [pods]' needs the kubernetes service: add it to environment.services"
+        )
     needs = sorted(set(needs) | set(environment.get("services", [])))
     steps_raw = data.get("steps")
     if not isinstance(steps_raw, list) or not steps_raw:

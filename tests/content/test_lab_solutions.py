@@ -1,7 +1,9 @@
 """Every enabled lab of the bundled course is provably solvable.
 
 Each lab runs twice in a real sandbox of its own environment, through the
-real grader's checks: on a fresh sandbox every check fails; after the lab's
+real grader's checks: on a fresh sandbox no exercise passes and every check
+fails except guard rails (an ``rbac`` check with ``allowed: false`` holds before
+any work: it is there to fail a solution that grants too much); after the lab's
 solution.sh every check passes. A lab whose solution does not pass fails CI.
 """
 
@@ -27,6 +29,10 @@ def enabled_labs() -> list[LabDef]:
     return [lab for module in read_course(COURSE).modules for lab in module.labs if lab.enabled]
 
 
+def is_guard_rail(check: dict) -> bool:
+    return check["type"] == "rbac" and check.get("allowed") is False
+
+
 def describe(results: dict) -> str:
     return "\n".join(f"  {t['status']:>7}  {t['name']}: {t['output'][:300]}" for t in results["tests"])
 
@@ -46,12 +52,18 @@ def test_fresh_sandbox_fails_every_check_and_the_solution_passes_them_all(runtim
         sid = str(sandbox["id"])
         try:
             docker_url = "unix://" + rt.docker_socket(sid) if "docker" in spec.get("services", ()) else None
-            target = Target(sandbox_id=sid, runtime_socket=runtimed, docker_url=docker_url, kubeconfig=None)
+            kubeconfig = rt.kubeconfig(sid) if "kubernetes" in spec.get("services", ()) else None
+            target = Target(sandbox_id=sid, runtime_socket=runtimed, docker_url=docker_url, kubeconfig=kubeconfig)
             exercises = [ex for step in lab.steps for ex in step.exercises]
             for exercise in exercises:
                 fresh = run_checks(target, exercise.checks)
-                passed_early = [t for t in fresh["tests"] if t["status"] == "passed"]
-                assert not passed_early, f"{exercise.slug}: passes before any work:\n{describe(fresh)}"
+                assert not fresh["passed"], f"{exercise.slug}: passes before any work:\n{describe(fresh)}"
+                early = [
+                    outcome["name"]
+                    for check, outcome in zip(exercise.checks, fresh["tests"], strict=True)
+                    if outcome["status"] == "passed" and not is_guard_rail(check)
+                ]
+                assert not early, f"{exercise.slug}: {early} pass before any work:\n{describe(fresh)}"
             solved = rt.exec(sid, ["bash", "-c", lab.solution], timeout=300, cwd="/root")
             assert solved.exit_code == 0, (
                 f"solution.sh failed ({solved.exit_code}):\n{solved.stdout_text[-2000:]}\n{solved.stderr_text[-2000:]}"
@@ -66,3 +78,4 @@ def test_fresh_sandbox_fails_every_check_and_the_solution_passes_them_all(runtim
 def test_the_bundled_course_has_enabled_labs_to_prove() -> None:
     assert len(enabled_labs()) >= 5
     assert any("docker" in lab.needs for lab in enabled_labs()), "the Docker-build lab is proved too"
+    assert any("kubernetes" in lab.needs for lab in enabled_labs()), "labs on the lab cluster are proved too"

@@ -73,6 +73,7 @@ def course_dir(tmp_path: Path) -> Path:
             "02-cluster/labs/01-deploy/lab.yaml": """
                 title: Deploy an app
                 environment: {services: [kubernetes]}
+                needs: [kubernetes, pods]
                 steps:
                   - file: steps/01-deploy.md
                     exercises:
@@ -97,7 +98,8 @@ def test_a_valid_course_reads_with_its_structure(course_dir: Path) -> None:
     assert [s.title for s in lab.steps] == ["Hostname", "More"]
     assert lab.enabled
     cluster_lab = course.modules[1].labs[0]
-    assert not cluster_lab.enabled and "Kubernetes cluster" in cluster_lab.disabled_reason
+    assert cluster_lab.needs == ["kubernetes", "pods"]
+    assert not cluster_lab.enabled and "does not start them yet" in cluster_lab.disabled_reason
     assert course.stats() == {
         "modules": 2,
         "lessons": 2,
@@ -116,6 +118,18 @@ PLANTED = [
     ("01-first/labs/01-ns/lab.yaml", "path: /root/greeting.txt", "path: greeting.txt", 22, "'path' must be absolute"),
     ("02-cluster/labs/01-deploy/lab.yaml", "title: Deploy an app\n", "title: [unclosed\n", 2, "invalid YAML"),
 ]
+
+
+def test_needs_are_known_and_pods_come_with_the_cluster(course_dir: Path) -> None:
+    plant(course_dir, "02-cluster/labs/01-deploy/lab.yaml", "services: [kubernetes]", "services: [docker]")
+    with pytest.raises(ContentError) as caught:
+        read_course(course_dir)
+    lab = "demo-course/02-cluster/labs/01-deploy/lab.yaml"
+    assert f"{lab}:3: 'needs: [pods]' needs the kubernetes service" in str(caught.value)
+    plant(course_dir, "02-cluster/labs/01-deploy/lab.yaml", "needs: [kubernetes, pods]", "needs: [kubernetes, gpus]")
+    with pytest.raises(ContentError) as caught:
+        read_course(course_dir)
+    assert f"{lab}:3: 'needs' must be a list of docker, kubernetes, pods" in str(caught.value)
 
 
 def plant(course_dir: Path, file: str, old: str, new: str) -> None:
