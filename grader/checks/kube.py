@@ -61,14 +61,15 @@ def _transport_failure(exc: Exception, timeout: float) -> Outcome:
     raise TargetUnavailable(f"The lab cluster is not reachable: {reason}") from exc
 
 
-def _describe(spec: Mapping[str, Any]) -> str:
-    what = spec.get("name") or f"selector {spec.get('selector')}"
-    return f"{spec.get('kind')} {what} in namespace {spec.get('namespace', 'default')}"
+def _describe(spec: Mapping[str, Any], *, namespaced: bool) -> str:
+    what = f"{spec.get('kind')} {spec.get('name') or 'with selector ' + str(spec.get('selector'))}"
+    return f"{what} in namespace {spec.get('namespace', 'default')}" if namespaced else what
 
 
-def evaluate_kube(spec: Mapping[str, Any], objects: list[Mapping[str, Any]]) -> Outcome:
-    """Decide a ``kube`` check on the objects found (already fetched)."""
-    what = _describe(spec)
+def evaluate_kube(spec: Mapping[str, Any], objects: list[Mapping[str, Any]], *, namespaced: bool = True) -> Outcome:
+    """Decide a ``kube`` check on the objects found (already fetched); ``namespaced``
+    says whether the kind lives in namespaces (a Node or a Namespace does not)."""
+    what = _describe(spec, namespaced=namespaced)
     want_exists = bool(spec.get("exists", True))
     if not objects:
         return Outcome(not want_exists, f"There is no {what}.")
@@ -143,7 +144,7 @@ def check_kube(spec: Mapping[str, Any], target: Target, timeout: float) -> Outco
                 objects = []
             else:
                 raise TargetUnavailable(f"The lab cluster refused: {exc.status} {exc.reason}") from exc
-        return evaluate_kube(spec, objects)
+        return evaluate_kube(spec, objects, namespaced=bool(resource.namespaced))
     except (OSError, urllib3.exceptions.HTTPError) as exc:
         return _transport_failure(exc, timeout)
     finally:

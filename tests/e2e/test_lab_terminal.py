@@ -152,3 +152,56 @@ def test_student_builds_an_image_in_the_browser_and_the_check_grades_their_engin
 
     card.locator('[data-role="check"]').click()
     page.wait_for_selector(f'#exercise-{exercise.pk}[data-state="passed"]', timeout=60_000)
+
+
+def test_student_uses_kubectl_in_the_browser_and_the_check_grades_their_cluster(lab_stack: str, page: Any) -> None:
+    """A Kubernetes lab end to end: `kubectl` in the terminal talks to the sandbox's own
+    lab cluster, and the Celery worker's kube and rbac checks ask that same cluster
+    (through the kubeconfig runtimed hands the grader)."""
+    from tests.grader.helpers import ExerciseFactory
+
+    base = lab_stack
+    student = StudentFactory.create()
+    lab = LabFactory.create(
+        title="First contact",
+        environment={"image": "lab-base", "memory": 512 * 2**20, "pids": 512, "services": ["kubernetes"]},
+    )
+    step = StepFactory.create(lab=lab, title="Objects", body="Create the namespace `hello`.\n")
+    exercise = ExerciseFactory.create(
+        step=step,
+        title="hello exists, labelled, and jane may read its pods",
+        checks=[
+            {
+                "type": "kube",
+                "kind": "Namespace",
+                "name": "hello",
+                "expect": [{"path": ".metadata.labels.course", "equals": "intro"}],
+            },
+            {"type": "rbac", "user": "jane", "verb": "list", "resource": "pods", "namespace": "hello", "allowed": True},
+        ],
+    )
+
+    login(page, base, student.username)
+    page.goto(f"{base}/labs/{lab.pk}/")
+    page.click("#start-lab")
+    page.wait_for_url(re.compile(r"/labs/[0-9a-f-]{36}/$"))
+    wait_connected(page)
+    wait_screen(page, r"[#$] $")
+
+    page.click("[data-step-next]")
+    card = page.locator(f"#exercise-{exercise.pk}")
+    card.locator('[data-role="check"]').click()
+    page.wait_for_selector(f'#exercise-{exercise.pk}[data-state="failed"]', timeout=60_000)
+    outputs = card.locator(".check-output").all_inner_texts()
+    assert outputs == ["There is no Namespace hello.", "jane may not list pods in namespace hello."]
+
+    type_line(page, "kubectl create namespace hello && kubectl label namespace hello course=intro")
+    wait_screen(page, r"^namespace/hello labeled$")
+    type_line(page, "kubectl create rolebinding jane-views --clusterrole=view --user=jane -n hello")
+    wait_screen(page, r"^rolebinding.rbac.authorization.k8s.io/jane-views created$")
+    type_line(page, "kubectl auth can-i list pods -n hello --as=jane && echo asked-$((1+1))")
+    wait_screen(page, r"^asked-2$")
+    assert re.search(r"^yes$", page.evaluate(SCREEN), re.M)
+
+    card.locator('[data-role="check"]').click()
+    page.wait_for_selector(f'#exercise-{exercise.pk}[data-state="passed"]', timeout=60_000)

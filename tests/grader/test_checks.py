@@ -57,7 +57,7 @@ def test_jsonpath_dialect() -> None:
 
 
 def test_kube_evaluation_on_canned_objects() -> None:
-    """Decided on canned API objects: the lab cluster is not wired to sessions yet."""
+    """Decided on canned API objects (against the live cluster: test_kube_checks_live.py)."""
     spec = {
         "kind": "Pod",
         "name": "web",
@@ -68,14 +68,17 @@ def test_kube_evaluation_on_canned_objects() -> None:
     not_ready = {**POD, "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "CrashLoop"}]}}
     outcome = evaluate_kube(spec, [not_ready])
     assert not outcome.passed and "Ready is False" in outcome.output and "CrashLoop" in outcome.output
-    assert not evaluate_kube(spec, []).passed
+    missing = evaluate_kube(spec, [])
+    assert not missing.passed and missing.output == "There is no Pod web in namespace default."
+    cluster_scoped = evaluate_kube({"kind": "Namespace", "name": "hello"}, [], namespaced=False)
+    assert cluster_scoped.output == "There is no Namespace hello."
     assert evaluate_kube({**spec, "exists": False}, []).passed
     assert evaluate_kube({"kind": "Pod", "selector": "app=web", "count": 2}, [POD, POD]).passed
     assert not evaluate_kube({"kind": "Pod", "selector": "app=web", "count": {"gte": 3}}, [POD, POD]).passed
 
 
 def test_rbac_evaluation_on_canned_reviews() -> None:
-    """Decided on canned SubjectAccessReview statuses: no lab cluster yet."""
+    """Decided on canned SubjectAccessReview statuses (live: test_kube_checks_live.py)."""
     spec = {"serviceaccount": "dev:builder", "verb": "list", "resource": "pods", "namespace": "dev"}
     body = access_review_body(spec)
     assert body["spec"]["user"] == "system:serviceaccount:dev:builder"
