@@ -53,6 +53,12 @@ Layout
     PV/PVC binding with a default StorageClass (dynamic provisioning, reclaim, protection
     finalizers), RBAC ClusterRole aggregation, garbage collection by ownerReferences
     (background, foreground, orphan), events.
+``scheduler.py``
+    Binds pending pods to a node in the reconcile loop (``spec.nodeName``,
+    ``PodScheduled``, the ``Scheduled`` event) after kube-scheduler's filters: cordon,
+    taints and tolerations, nodeSelector and required node affinity, requests against
+    allocatable; a pod that fits nowhere waits with kube-scheduler's ``FailedScheduling``
+    message and is bound as soon as a change makes room.
 ``ssa.py``
     metadata.managedFields (FieldsV1), server-side apply ownership, conflicts, force.
 ``crd.py`` / ``cel.py``
@@ -102,7 +108,7 @@ cluster costs about 0.4 MB.
 
 TODO (later sessions), roughly in course order
 -----------------------------------------------
-- Part 2: a scheduler (nodeName, PodScheduled) and a kubelet on the sandbox engine: pod
+- Part 2: a kubelet on the sandbox engine (the scheduler exists: pods are bound): pod
   phases, container statuses, readiness, podIP, logs/exec/attach/port-forward (today they
   answer "waiting to start" / "does not have a host assigned"), then rolling updates that
   honour maxSurge/maxUnavailable (today rollouts are instant), Endpoints addresses, Job

@@ -21,7 +21,7 @@ import json
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from runtime.kube import kinds, rbac, registry
+from runtime.kube import kinds, rbac, registry, scheduler
 from runtime.kube.apierrors import ApiError
 from runtime.kube.registry import ResourceDef
 from runtime.kube.selectors import selector_from_match
@@ -291,6 +291,7 @@ class Controllers:
             self._jobs()
             self._statefulsets()
             self._daemonsets()
+            scheduler.schedule(self)
             self._endpoints()
             self._endpointslices()
             self._volumes()
