@@ -23,11 +23,26 @@ Layout
     ``/system/df``, errors as ``{"message": ...}`` with Docker's status codes.
 ``engine.py``
     ``Engine``: containers (runc, nested), exec, logs, attach, wait, volumes, published
-    ports, refusals of unsafe requests, ``run_step`` for the builder.
+    ports, user-defined networks (``docker network create/ls/inspect/rm/prune``), refusals
+    of unsafe requests, ``run_step`` for the builder.
+``netns.py``
+    The network, all inside the sandbox's netns: ``docker0`` (172.17.0.0/16) and one
+    bridge ``br-<id12>`` per user-defined network (172.18.0.0/16, 172.19.0.0/16, ...), a
+    veth per container, one nft table (published ports, masquerade, isolation between
+    networks). Names resolve on user-defined networks only, through each container's
+    ``/etc/hosts``, which the engine rewrites in place as the network's containers start
+    and stop (no DNS server); ``network connect`` adds an ``eth<n>`` on another network.
+``changes.py``
+    ``docker diff``: the container's overlay upper dir walked against the image's layers
+    (descriptor-relative, never following a symlink), as Docker's overlay driver reports it.
+``archive.py``
+    ``docker cp``: ``tar`` run INSIDE the running container (``runc exec``, its namespaces
+    and limits), so runtimed never reads or extracts a student's tree as host root.
 ``store.py``
     ``EngineStore``: the sandbox's images (Docker image configs, content-addressed ids),
     tags, layers built by the student, the platform catalog (read-only, shared), the
-    classic builder's cache (parent/child images), ``docker save`` export, prune, df.
+    classic builder's cache (parent/child images), ``docker save`` export, prune, df,
+    and the user-defined networks' records (they survive a runtimed restart).
 ``dockerfile.py`` / ``ignore.py`` / ``build.py``
     The classic builder: Dockerfile parser (escape directive, continuations, JSON and
     shell forms, ARG/ENV substitution), .dockerignore, the executor (stages, ``--target``,
@@ -37,7 +52,7 @@ Where things live (sandbox dir ``D = ROOT/sandboxes/<id>``)
 -----------------------------------------------------------
 * ``D/disk`` stays mounted for sandboxes with this service (the sandbox's quota'd ext4);
   ``D/disk/engine/`` (root, 0700) holds the engine: ``images/``, ``layers/``,
-  ``containers/``, ``volumes/``, ``runc/`` (runc ``--root``). The student's own overlay
+  ``containers/``, ``volumes/``, ``networks/``, ``runc/`` (runc ``--root``). The student's own overlay
   upper is ``D/disk/upper``: the engine is invisible from inside yet counts against the
   sandbox's disk quota.
 * ``D/svc-docker/docker.sock``: the socket (owned by the sandbox's mapped root, 0660).

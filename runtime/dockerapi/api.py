@@ -22,20 +22,23 @@ has started (build, pull, logs) an error is sent in-stream as
 ``{"errorDetail": {"message": ...}, "error": ...}``, as dockerd does.
 
 Blocking engine calls: short ones go through ``asyncio.to_thread``; those that may block
-for long (wait, logs ``-f``, builds, ``docker save``, attach/exec I/O) get a thread of
+for long (wait, logs ``-f``, builds, ``docker save``, ``docker cp``, attach/exec I/O) get a thread of
 their own with a cancel event set when the client goes away, so a client that
 disconnects leaves neither a thread nor an attached process behind.
 
 Pulls: there is no registry (the lab has no internet). A pull of a catalog reference
 (``runtime.images.catalog``) answers dockerd's "up to date" progress stream; any other
 is refused with 404 and a message that lists the available images.
+
+``docker cp`` (``/containers/{id}/archive``): the body of a ``PUT`` is spooled to the
+sandbox's disk (its quota), then fed to tar in the container (archive.py); ``GET``
+streams that tar's output with the ``X-Docker-Container-Path-Stat`` header.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fnmatch
-import hashlib
 import logging
 import os
 import re
@@ -46,11 +49,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from runtime import errors
-from runtime.dockerapi import API_VERSION, ENGINE_VERSION, MIN_API_VERSION
+from runtime.dockerapi import API_VERSION, ENGINE_VERSION, MIN_API_VERSION, archive
 from runtime.dockerapi import build as build_module
 from runtime.dockerapi.build import BuildParams
 from runtime.dockerapi.engine import Engine
-from runtime.dockerapi.store import Forbidden, Image, NotFound
+from runtime.dockerapi.store import Image
 from runtime.dockerapi.streams import (
     MULTIPLEXED_STREAM,
     RAW_STREAM,
@@ -79,9 +82,6 @@ Handler = Callable[[Request], Awaitable[Response | None]]
 VERSION_RE = re.compile(r"^/v(\d+)\.(\d+)(/.*)$")
 SPOOL_MAX = 32 * 1024 * 1024  # build contexts up to this stay in memory, larger go to a file
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
-BRIDGE_SUBNET = "172.17.0.0/16"
-BRIDGE_GATEWAY = "172.17.0.1"
-BRIDGE_ID = hashlib.sha256(b"kubelab-docker-bridge").hexdigest()
 NO_CONTENT = Response(204)
 
 
@@ -149,10 +149,11 @@ class DockerAPI:
             (g, rf"/containers/{c}/stats", self.container_stats),
             (p, rf"/containers/{c}/pause", self.refused_pause),
             (p, rf"/containers/{c}/unpause", self.refused_pause),
-            (g, rf"/containers/{c}/archive", self.refused_archive),
-            (h, rf"/containers/{c}/archive", self.refused_archive),
-            ("PUT", rf"/containers/{c}/archive", self.refused_archive),
-            (g, rf"/containers/{c}/export", self.refused_archive),
+            (g, rf"/containers/{c}/changes", self.container_changes),
+            (h, rf"/containers/{c}/archive", self.archive_stat),
+            (g, rf"/containers/{c}/archive", self.archive_get),
+            ("PUT", rf"/containers/{c}/archive", self.archive_put),
+            (g, rf"/containers/{c}/export", self.refused_export),
             (d, rf"/containers/{c}", self.container_remove),
             # exec
             (p, rf"/containers/{c}/exec", self.exec_create),
@@ -171,7 +172,8 @@ class DockerAPI:
             (p, r"/networks/prune", self.network_prune),
             (g, r"/networks/(?P<id>[^/]+)", self.network_inspect),
             (d, r"/networks/(?P<id>[^/]+)", self.network_remove),
-            (p, r"/networks/(?P<id>[^/]+)/(?:connect|disconnect)", self.network_create),
+            (p, r"/networks/(?P<id>[^/]+)/connect", self.network_connect),
+            (p, r"/networks/(?P<id>[^/]+)/disconnect", self.network_disconnect),
         ]
         self.routes = [(m, re.compile(f"^{pat}/?$"), fn) for m, pat, fn in routes]
 
@@ -701,11 +703,72 @@ class DockerAPI:
     async def refused_pause(self, req: Request) -> Response:
         raise errors.NotAvailable("docker pause is not available in this lab (no freezer for nested containers)")
 
-    async def refused_archive(self, req: Request) -> Response:
+    async def refused_export(self, req: Request) -> Response:
         req.close_connection = True
         raise errors.NotAvailable(
-            "docker cp / docker export are not available in this lab: use COPY in a Dockerfile, or docker exec with cat"
+            "docker export is not available in this lab: use docker cp to copy files out of a container, "
+            "or docker diff to see what it changed"
         )
+
+    # -- docker diff / docker cp (changes.py, archive.py) ---------------------------------------
+    async def container_changes(self, req: Request) -> Response:
+        return json_response(await asyncio.to_thread(self.engine.changes, req.params["id"]))
+
+    async def archive_stat(self, req: Request) -> Response:
+        path = req.arg("path")
+        if not path:
+            raise errors.BadRequest("path is required")
+        fs = await asyncio.to_thread(self.engine.container_fs, req.params["id"])
+        stat = await asyncio.to_thread(fs.stat, path)
+        return Response(200, headers=[("X-Docker-Container-Path-Stat", archive.encode_stat(stat))])
+
+    async def archive_get(self, req: Request) -> None:
+        path = req.arg("path")
+        if not path:
+            raise errors.BadRequest("path is required")
+        fs = await asyncio.to_thread(self.engine.container_fs, req.params["id"])
+        stat, chunks = await run_in_thread("docker-cp-stat", lambda: fs.get(path))
+        req.write_head(
+            200,
+            [
+                ("Content-Type", "application/x-tar"),
+                ("X-Docker-Container-Path-Stat", archive.encode_stat(stat)),
+                ("Transfer-Encoding", "chunked"),
+            ],
+        )
+        out = ChunkedStream(req)
+        cancel = threading.Event()
+        watcher = asyncio.ensure_future(req.watch_disconnect(cancel))
+        try:
+            async for chunk in thread_iter("docker-cp-out", lambda: chunks, cancel):
+                await out.write(chunk)
+        finally:
+            await cancel_task(watcher)
+        await out.finish()
+
+    async def archive_put(self, req: Request) -> Response:
+        path = req.arg("path")
+        try:
+            if not path:
+                raise errors.BadRequest("path is required")
+            fs = await asyncio.to_thread(self.engine.container_fs, req.params["id"])
+        except errors.RuntimeError:
+            req.close_connection = True  # the body is not read
+            raise
+        no_overwrite = req.flag("noOverwriteDirNonDir")
+        # the archive spills to the sandbox's own disk (its quota) when large, as build contexts do
+        body = tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX, dir=str(self.engine.store.tmp))  # noqa: SIM115
+        try:
+            async for chunk in req.iter_body():
+                if body.tell() + len(chunk) > SPOOL_MAX:
+                    await asyncio.to_thread(body.write, chunk)
+                else:
+                    body.write(chunk)
+            body.seek(0)
+            await run_in_thread("docker-cp-in", lambda: fs.put(path, body, no_overwrite_dir_non_dir=no_overwrite))
+        finally:
+            body.close()
+        return Response(200)
 
     # -- exec -----------------------------------------------------------------------------------
     async def exec_create(self, req: Request) -> Response:
@@ -774,73 +837,39 @@ class DockerAPI:
     # -- networks -------------------------------------------------------------------------------
     async def network_list(self, req: Request) -> Response:
         filters = _filters(req)
-        net = await self._bridge(with_containers=False)
-        wanted = [*filters.get("name", []), *filters.get("id", [])]
-        if wanted and not any(w in (net["Name"], net["Id"]) or net["Id"].startswith(w) for w in wanted):
-            return json_response([])
-        return json_response([net])
+        return json_response(await asyncio.to_thread(self.engine.networks, filters))
 
     async def network_inspect(self, req: Request) -> Response:
-        ref = req.params["id"]
-        if ref != "bridge" and not (len(ref) >= 2 and BRIDGE_ID.startswith(ref)):
-            raise NotFound(f"network {ref} not found")
-        return json_response(await self._bridge(with_containers=True))
+        return json_response(await asyncio.to_thread(self.engine.network_inspect, req.params["id"]))
 
     async def network_create(self, req: Request) -> Response:
-        raise errors.NotAvailable(
-            "user-defined networks are not available in this lab: every container is on the default "
-            "bridge network (publish ports with -p to reach them)"
-        )
+        body = await req.json()
+        if not isinstance(body, dict):
+            raise HTTPError(400, "the network configuration must be a JSON object")
+        return json_response(await asyncio.to_thread(self.engine.network_create, body), 201)
+
+    async def network_connect(self, req: Request) -> Response:
+        body = await req.json()
+        if not isinstance(body, dict):
+            raise HTTPError(400, "the request body must be a JSON object")
+        ref, container = req.params["id"], str(body.get("Container") or "")
+        await asyncio.to_thread(self.engine.network_connect, ref, container, body)
+        return Response(200)
+
+    async def network_disconnect(self, req: Request) -> Response:
+        body = await req.json()
+        if not isinstance(body, dict):
+            raise HTTPError(400, "the request body must be a JSON object")
+        ref, container = req.params["id"], str(body.get("Container") or "")
+        await asyncio.to_thread(self.engine.network_disconnect, ref, container)
+        return Response(200)
 
     async def network_prune(self, req: Request) -> Response:
-        return json_response({"NetworksDeleted": []})
+        return json_response(await asyncio.to_thread(self.engine.network_prune))
 
     async def network_remove(self, req: Request) -> Response:
-        ref = req.params["id"]
-        if ref == "bridge" or (len(ref) >= 2 and BRIDGE_ID.startswith(ref)):
-            raise Forbidden("bridge is a pre-defined network and cannot be removed")
-        raise NotFound(f"network {ref} not found")
-
-    async def _bridge(self, *, with_containers: bool) -> dict[str, Any]:
-        containers: dict[str, Any] = {}
-        if with_containers:
-            for c in await asyncio.to_thread(self.engine.list, all=False, filters=None):
-                ep = ((c.get("NetworkSettings") or {}).get("Networks") or {}).get("bridge") or {}
-                ip = ep.get("IPAddress", "")
-                containers[c["Id"]] = {
-                    "Name": (c.get("Names") or ["/"])[0].lstrip("/"),
-                    "EndpointID": ep.get("EndpointID", ""),
-                    "MacAddress": ep.get("MacAddress", ""),
-                    "IPv4Address": f"{ip}/16" if ip else "",
-                    "IPv6Address": "",
-                }
-        return {
-            "Name": "bridge",
-            "Id": BRIDGE_ID,
-            "Created": "2024-01-01T00:00:00Z",
-            "Scope": "local",
-            "Driver": "bridge",
-            "EnableIPv6": False,
-            "IPAM": {
-                "Driver": "default",
-                "Options": None,
-                "Config": [{"Subnet": BRIDGE_SUBNET, "Gateway": BRIDGE_GATEWAY}],
-            },
-            "Internal": False,
-            "Attachable": False,
-            "Ingress": False,
-            "ConfigFrom": {"Network": ""},
-            "ConfigOnly": False,
-            "Containers": containers,
-            "Options": {
-                "com.docker.network.bridge.default_bridge": "true",
-                "com.docker.network.bridge.enable_icc": "true",
-                "com.docker.network.bridge.enable_ip_masquerade": "true",
-                "com.docker.network.bridge.name": "docker0",
-                "com.docker.network.driver.mtu": "1500",
-            },
-            "Labels": {},
-        }
+        await asyncio.to_thread(self.engine.network_remove, req.params["id"])
+        return NO_CONTENT
 
 
 # ----------------------------------------------------------------------------------------------

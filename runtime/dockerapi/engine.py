@@ -23,8 +23,17 @@ reason. A bind source is resolved in the sandbox's rootfs with ``openat2(RESOLVE
 (fsutil.py), must end up under ``/root``, and that exact object is bind-mounted (through
 ``/proc/self/fd/N`` in the mount helper) onto a staging dir runc then mounts.
 
-Network: netns.py (docker0 in the sandbox's netns, veth per container, DNAT for
-published ports). ``runc create`` makes the netns, the engine wires it, ``runc start``.
+Network: netns.py (docker0 and the user-defined networks' ``br-<id12>`` bridges in the
+sandbox's netns, veth per container, one nft table for published ports, masquerade and
+isolation between networks). ``runc create`` makes the netns, the engine wires it, ``runc
+start``. User-defined networks (``network_create``...) are records of the store
+(``store.Network``: name, subnet, gateway), their bridges are made on first use. Names on a
+user-defined network resolve through ``/etc/hosts``: every running container of the
+network gets the others' addresses (name, ``--network-alias`` aliases, short id) in its
+``hosts`` file, which the engine rewrites in place (truncate and write: the bind mount
+pins the inode) whenever a container of that network starts, stops, or is connected to
+or disconnected from it (``network_connect``: one more ``eth<n>``, no default route).
+The default bridge has no names, as in Docker.
 
 Processes and I/O: the engine owns the container's stdio. Without a TTY, stdout and
 stderr are pipes read by a pump thread per stream; with ``-t``, runc hands over the PTY
@@ -62,6 +71,8 @@ import copy
 import datetime
 import errno
 import fcntl
+import hashlib
+import ipaddress
 import json
 import logging
 import os
@@ -86,11 +97,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from runtime import errors
-from runtime.dockerapi import ENGINE_VERSION, SandboxContext, fsutil, netns
+from runtime.dockerapi import ENGINE_VERSION, SandboxContext, archive, changes, fsutil, netns
 from runtime.dockerapi.store import (
     EngineStore,
     Forbidden,
     Image,
+    Network,
     NotFound,
     helper,
     now_rfc3339,
@@ -101,6 +113,7 @@ from runtime.procfs import mounted, mounts_under, proc_start
 from runtime.sandbox import bundle
 from runtime.sandbox._proc import run, run_quiet
 from runtime.sandbox.cgroups import CGROUP_ROOT, Cgroups
+from runtime.sandbox.manager import _AdoptedPopen
 
 log = logging.getLogger("runtime.dockerapi")
 
@@ -136,6 +149,21 @@ PRIVILEGED_REASON = (
     "user namespace and cannot get host privileges"
 )
 SIGNALS = {s.name: int(s) for s in signal_mod.Signals}
+
+BRIDGE_ID = hashlib.sha256(b"kubelab-docker-bridge").hexdigest()
+# the predefined networks: name -> (driver, id); only bridge (and none) can be used
+BUILTIN_NETWORKS = {
+    "bridge": ("bridge", BRIDGE_ID),
+    "host": ("host", hashlib.sha256(b"kubelab-docker-host").hexdigest()),
+    "none": ("null", hashlib.sha256(b"kubelab-docker-none").hexdigest()),
+}
+BRIDGE_OPTIONS = {
+    "com.docker.network.bridge.default_bridge": "true",
+    "com.docker.network.bridge.enable_icc": "true",
+    "com.docker.network.bridge.enable_ip_masquerade": "true",
+    "com.docker.network.bridge.name": netns.BRIDGE,
+    "com.docker.network.driver.mtu": "1500",
+}
 
 _ADJ = ["admiring", "brave", "clever", "eager", "focused", "gentle", "happy", "jolly", "keen", "lucid"]
 _NAMES = ["turing", "hopper", "lovelace", "ritchie", "thompson", "torvalds", "knuth", "dijkstra", "liskov", "hamilton"]
@@ -363,7 +391,12 @@ class _Container:
     finished_at: str = ZERO_TIME
     restart_count: int = 0
     ip: str = ""
-    ip_index: int = -1
+    ip_index: int = -1  # allocation index within its network's subnet (netns.address)
+    network_id: str = ""  # a user-defined network's id; "" = the default bridge (or none)
+    aliases: list[str] = field(default_factory=list)  # --network-alias
+    # networks added by `docker network connect`: network id -> {"if": n (eth<n>), "aliases",
+    # "ip_index", "ip"} (ip_index/ip while it runs)
+    extra_networks: dict[str, dict[str, Any]] = field(default_factory=dict)
     ports: dict[str, list[dict[str, str]] | None] = field(default_factory=dict)
     mounts: list[dict[str, Any]] = field(default_factory=list)
     holder: int = 0  # pid of the process holding the output descriptors (see the docstring)
@@ -399,6 +432,9 @@ class _Container:
         "restart_count",
         "ip",
         "ip_index",
+        "network_id",
+        "aliases",
+        "extra_networks",
         "ports",
         "mounts",
         "holder",
@@ -461,7 +497,9 @@ class Engine:
         self._closed = False
         self._detached = threading.Event()  # runtimed is shutting down: pumps let go (detach)
         self._net_ready = False
-        self._applied_rules: list[netns.PortRule] | None = None  # None: not applied by this Engine yet
+        self._ready_bridges: set[str] = set()  # bridges this Engine has made sure of
+        # (port rules, bridges) last written to the table; None: not applied by this Engine yet
+        self._applied_rules: tuple[list[netns.PortRule], list[netns.Bridge]] | None = None
         self.store.set_in_use(self._images_in_use)
         self._init_layer = self._make_init_layer()
         self._cgroups = Cgroups(self.ctx.cgroup_path)  # this host's layout (v1 mounts or v2)
@@ -637,10 +675,10 @@ class Engine:
                     "inside your sandbox, never the host's or another container's"
                 )
         net = str(hc.get("NetworkMode") or "default")
-        if net not in ("default", "bridge", "none"):
+        if net == "host" or net.startswith("container:"):
             raise Forbidden(
                 f"--network={net} is not available in this lab: containers use the default bridge "
-                "(docker0 inside your sandbox) or none"
+                "(docker0 inside your sandbox), a network you create (docker network create) or none"
             )
         if str(hc.get("CgroupnsMode") or "private") != "private":
             raise Forbidden("--cgroupns=host is not available in this lab: containers get their own cgroup namespace")
@@ -753,10 +791,16 @@ class Engine:
             raise Forbidden(outside + f" ({src} leads to {real[len(str(rootfs)) :] or '/'})")
         return fd
 
-    def create(self, body: dict[str, Any], *, name: str | None = None) -> tuple[str, list[str]]:
+    def create(self, body: dict[str, Any], *, name: str | None = None, internal: bool = False) -> tuple[str, list[str]]:
+        """``internal``: a request of the platform itself (the lab cluster's kubelet), which
+        may use ``NetworkMode: "container:<id>"`` (a pod's containers join its infra
+        container's network namespace); students' requests are refused that."""
         if not isinstance(body, dict):
             raise errors.BadRequest("the request body must be a JSON object")
-        self._refuse(body)
+        joined = internal and str((body.get("HostConfig") or {}).get("NetworkMode") or "").startswith("container:")
+        self._refuse(
+            {**body, "HostConfig": {**(body.get("HostConfig") or {}), "NetworkMode": "none"}} if joined else body
+        )
         ref = str(body.get("Image") or "")
         if not ref:
             raise errors.BadRequest("No image specified: give an image name, e.g. busybox")
@@ -765,6 +809,9 @@ class Engine:
         img_cfg = copy.deepcopy(image.config.get("config") or {})
         hc = copy.deepcopy(body.get("HostConfig") or {})
         hc.setdefault("NetworkMode", "default")
+        if joined:
+            hc["NetworkMode"] = "container:" + self._get(str(hc["NetworkMode"]).partition(":")[2]).id
+        network_id, aliases = self._endpoint_config(body, "none" if joined else str(hc["NetworkMode"]))
         # Entrypoint / Cmd, as Docker combines them
         ep = body.get("Entrypoint")
         cmd = body.get("Cmd")
@@ -842,6 +889,8 @@ class Engine:
                 path=argv[0],
                 args=argv[1:],
                 mounts=mounts,
+                network_id=network_id,
+                aliases=aliases,
             )
             d = self._dir(cid)
             d.mkdir(mode=0o711)
@@ -917,20 +966,18 @@ class Engine:
         fsutil.mkdirs_in_root(rootfs, workdir, uid + user.uid, uid + user.gid)
         # the files Docker manages
         _write_file(d / "hostname", c.config["Hostname"] + "\n", uid)
+        bridge = self._bridge_of(c)
+        extras = {nid: self._bridge_of(c, nid) for nid in c.extra_networks}
+        mode = str(c.host_config.get("NetworkMode") or "")
+        net_none = mode == "none" or mode.startswith("container:")  # no interface of its own
         with self._lock:
-            if c.ip_index < 0 or any(
-                o.ip_index == c.ip_index and o.id != c.id and o.running for o in self._containers.values()
-            ):
-                used = {o.ip_index for o in self._containers.values() if o.running or o.status == "starting"}
-                c.ip_index = next(i for i in range(len(used) + 1) if i not in used)
-            c.ip = netns.address(c.ip_index)
-            net_none = c.host_config.get("NetworkMode") == "none"
+            if not mode.startswith("container:"):
+                c.ip_index, c.ip = self._allocate_ip(c, c.network_id, c.ip_index, bridge)
+            for nid, ep in c.extra_networks.items():
+                ep["ip_index"], ep["ip"] = self._allocate_ip(c, nid, int(ep.get("ip_index", -1)), extras[nid])
             ports = {} if net_none else self._allocate_ports(c)
             c.ports = ports
-        hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-        if not net_none:
-            hosts += f"{c.ip}\t{c.config['Hostname']}\n"
-        _write_file(d / "hosts", hosts, uid)
+        self._write_hosts(c)
         _write_file(d / "resolv.conf", self._resolv_conf(), uid)
         self._copy_up_volumes(c, rootfs)
         # bind sources: resolve now (the sandbox may have changed), stage the exact objects
@@ -951,6 +998,11 @@ class Engine:
                 stdio = (subprocess.DEVNULL, subprocess.DEVNULL, subprocess.DEVNULL)
             else:
                 stdio, stdin_w, out_r, err_r = _stdio_pipes(bool(c.config.get("OpenStdin")), child, ours)
+                # owned by the container's root: re-opening /dev/stdout (/proc/self/fd/1), as
+                # nginx's "error.log -> /dev/stderr" does, is then allowed as it is under Docker
+                for fd in stdio:
+                    if fd >= 0:
+                        os.fchown(fd, uid, uid)
             argv = [self.ctx.runc, "--root", str(self.runc_root), "--log", str(d / "runc.log"), "--log-format", "json"]
             argv += ["create", "--bundle", str(d), "--pid-file", str(d / "pid")]
             if sock is not None:
@@ -972,12 +1024,16 @@ class Engine:
             pid = int((d / "pid").read_text().strip())
             c.pid, c.pid_start = pid, proc_start(pid) or 0
             if not net_none:
-                self._ensure_net()
-                netns.attach(self.ctx.pid, pid, c.id, c.ip)
+                self._ensure_net(bridge)
+                netns.attach(self.ctx.pid, pid, c.id, c.ip, bridge)
+                for nid, ep in c.extra_networks.items():
+                    self._ensure_net(extras[nid])
+                    netns.attach(self.ctx.pid, pid, c.id, ep["ip"], extras[nid], index=int(ep["if"]))
             with self._lock:
                 c.status = "running"
                 c.stdin_fd, c.pty = stdin_w, pty
             self._apply_ports()
+            self._refresh_hosts(c.network_id, *c.extra_networks)
             self._hold(c, {"pty": pty} if pty is not None else {"out": out_r, "err": err_r})
             assert c.out is not None
             c.out.begin()
@@ -1182,6 +1238,13 @@ class Engine:
             process["consoleSize"] = {"height": 24, "width": 80}
         namespaces = [{"type": "user", "path": f"/proc/{self.ctx.pid}/ns/user"}]
         namespaces += [{"type": t} for t in ("pid", "mount", "ipc", "uts", "network", "cgroup")]
+        mode = str(hc.get("NetworkMode") or "")
+        if mode.startswith("container:"):  # internal (kubelet): join a running container's netns
+            with self._lock:
+                owner = self._containers.get(mode.partition(":")[2])
+            if owner is None or not owner.running:
+                raise errors.Conflict(f"cannot join network of a non running container: {mode.partition(':')[2]}")
+            namespaces[namespaces.index({"type": "network"})] = {"type": "network", "path": f"/proc/{owner.pid}/ns/net"}
         return {
             "ociVersion": "1.0.2",
             "process": process,
@@ -1203,11 +1266,119 @@ class Engine:
 
     # -- network ----------------------------------------------------------------------------------
 
-    def _ensure_net(self) -> None:
+    def _ensure_net(self, bridge: netns.Bridge = netns.DEFAULT) -> None:
         with self._net_lock:
-            if not self._net_ready:
-                netns.ensure_bridge(self.ctx.pid)
+            if bridge.name not in self._ready_bridges:
+                netns.ensure_bridge(self.ctx.pid, bridge)
+                self._ready_bridges.add(bridge.name)
                 self._net_ready = True
+
+    @staticmethod
+    def _bridge(net: Network) -> netns.Bridge:
+        return netns.Bridge(
+            netns.bridge_name(net.id), ipaddress.IPv4Network(net.subnet), net.gateway, internal=net.internal
+        )
+
+    def _bridges(self) -> builtins.list[netns.Bridge]:
+        """Every network's bridge, the default one first (the nft table's masquerade/isolation)."""
+        return [netns.DEFAULT, *(self._bridge(n) for n in self.store.networks())]
+
+    def _bridge_of(self, c: _Container, network_id: str | None = None) -> netns.Bridge:
+        """The bridge of the container's network (``network_id``: one it was connected to);
+        NotFound once that network was removed."""
+        nid = c.network_id if network_id is None else network_id
+        if not nid:
+            return netns.DEFAULT
+        for n in self.store.networks():
+            if n.id == nid:
+                return self._bridge(n)
+        raise NotFound(f"network {c.host_config.get('NetworkMode') if network_id is None else nid} not found")
+
+    def _net_ips(self, c: _Container) -> dict[str, str]:
+        """network id ("" = default bridge) -> the container's address there (while it runs)."""
+        ips = {c.network_id: c.ip}
+        ips.update({nid: str(ep.get("ip") or "") for nid, ep in c.extra_networks.items()})
+        return ips
+
+    def _allocate_ip(self, c: _Container, network_id: str, index: int, bridge: netns.Bridge) -> tuple[int, str]:
+        """(index, address) for ``c`` on a network: ``index`` kept unless another running
+        container of that network holds it (call with _lock)."""
+        used: set[int] = set()
+        for o in self._containers.values():
+            if o.id == c.id or not (o.running or o.status == "starting"):
+                continue
+            if o.network_id == network_id:
+                used.add(o.ip_index)
+            if network_id in o.extra_networks:
+                used.add(int(o.extra_networks[network_id].get("ip_index", -1)))
+        if index < 0 or index in used:
+            index = next(i for i in range(len(used) + 1) if i not in used)
+        try:
+            return index, netns.address(index, bridge.subnet, bridge.gateway)
+        except ValueError as exc:
+            raise errors.Conflict(str(exc)) from None
+
+    def _endpoint_config(self, body: dict[str, Any], mode: str) -> tuple[str, builtins.list[str]]:
+        """(network id, aliases) for ``create``: NetworkMode resolved, --network-alias checked."""
+        endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+        if not isinstance(endpoints, dict):
+            raise errors.BadRequest("NetworkingConfig.EndpointsConfig must be a JSON object")
+        aliases = [str(a) for ep in endpoints.values() for a in ((ep or {}).get("Aliases") or [])]
+        if mode in ("default", "bridge", "none"):
+            if aliases:
+                raise errors.BadRequest(
+                    "network-scoped alias is supported only for containers in user defined networks"
+                )
+            return "", []
+        net = self._find_network(mode)
+        if not isinstance(net, Network):
+            raise Forbidden(f"--network={mode} is not available in this lab")
+        return net.id, aliases
+
+    def _hosts_text(self, c: _Container) -> str:
+        """The container's /etc/hosts: itself (by hostname; on a user-defined network also by
+        name, aliases and short id), and on a user-defined network every other running
+        container of that network by name, aliases and short id (call with _lock)."""
+        text = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        if c.host_config.get("NetworkMode") == "none":
+            return text
+        mine = self._net_ips(c)
+        for nid, ip in mine.items():
+            if not ip:
+                continue
+            if not nid:  # the default bridge: no names but the container's own hostname
+                text += f"{ip}\t{c.config['Hostname']}\n"
+                continue
+            aliases = c.aliases if nid == c.network_id else c.extra_networks[nid].get("aliases") or []
+            own = dict.fromkeys([c.config["Hostname"], c.name, *aliases, c.id[:12]])
+            text += f"{ip}\t{' '.join(own)}\n"
+        for o in sorted(self._containers.values(), key=lambda o: o.ip_index):
+            if o.id == c.id or not o.running:
+                continue
+            for nid, ip in self._net_ips(o).items():
+                if nid and nid in mine and ip:
+                    aliases = o.aliases if nid == o.network_id else o.extra_networks[nid].get("aliases") or []
+                    names = dict.fromkeys([o.name, *aliases, o.id[:12]])
+                    text += f"{ip}\t{' '.join(names)}\n"
+        return text
+
+    def _write_hosts(self, c: _Container) -> None:
+        with self._net_lock:
+            with self._lock:
+                text = self._hosts_text(c)
+            with contextlib.suppress(FileNotFoundError):
+                _write_file(self._dir(c.id) / "hosts", text, self.ctx.uid_base)
+
+    def _refresh_hosts(self, *network_ids: str) -> None:
+        """Rewrite (in place) the hosts file of every running container of these networks
+        (the default bridge's, "", have no names to update)."""
+        wanted = {n for n in network_ids if n}
+        if not wanted:
+            return
+        with self._lock:
+            members = [o for o in self._containers.values() if o.running and wanted & set(self._net_ips(o))]
+        for o in members:
+            self._write_hosts(o)
 
     def _allocate_ports(self, c: _Container) -> dict[str, list[dict[str, str]] | None]:
         """Host ports for the container's bindings (PortBindings, -P); Conflict if taken."""
@@ -1282,12 +1453,13 @@ class Engine:
                             rules.append(
                                 netns.PortRule(b["HostIp"], int(b["HostPort"]), proto or "tcp", c.ip, int(num))
                             )
-            if rules == self._applied_rules:  # nothing changed (most starts and exits): no nft run
+            bridges = self._bridges()
+            if (rules, bridges) == self._applied_rules:  # nothing changed (most starts and exits): no nft run
                 return
             if rules or self._net_ready:
                 self._ensure_net()
-                netns.apply_ports(self.ctx.pid, rules)
-            self._applied_rules = rules
+                netns.apply_ports(self.ctx.pid, rules, bridges)
+            self._applied_rules = (rules, bridges)
 
     # -- I/O --------------------------------------------------------------------------------------
 
@@ -1462,6 +1634,10 @@ class Engine:
         with contextlib.suppress(errors.RuntimeError):
             if self._net_ready:
                 netns.detach(self.ctx.pid, c.id)
+                for ep in c.extra_networks.values():
+                    netns.detach(self.ctx.pid, c.id, int(ep["if"]))
+        with contextlib.suppress(OSError):
+            self._refresh_hosts(c.network_id, *c.extra_networks)
         if self._runc_exists(c.id):
             with contextlib.suppress(errors.RuntimeError):
                 self._runc("delete", "--force", c.id, check=False)
@@ -1646,6 +1822,8 @@ class Engine:
                 netns.remove_table(self.ctx.pid)
             with contextlib.suppress(errors.RuntimeError):
                 run(["nsenter", f"--net=/proc/{self.ctx.pid}/ns/net", "ip", "link", "del", netns.BRIDGE], check=False)
+                for n in self.store.networks():
+                    netns.remove_bridge(self.ctx.pid, netns.bridge_name(n.id))
         leftovers = mounts_under(self.root)
         if leftovers:
             helper({"op": "umount", "targets": sorted(leftovers, key=len, reverse=True)})
@@ -1692,18 +1870,31 @@ class Engine:
 
     def inspect(self, cid: str) -> dict[str, Any]:
         c = self._get(cid)
+        user_nets = {n.id: n for n in self.store.networks()}
         with self._lock:
-            net = {
-                "IPAMConfig": None,
-                "Links": None,
-                "Aliases": None,
-                "NetworkID": "bridge",
-                "EndpointID": c.id if c.running else "",
-                "Gateway": netns.GATEWAY if c.running else "",
-                "IPAddress": c.ip if c.running else "",
-                "IPPrefixLen": netns.SUBNET.prefixlen if c.running else 0,
-                "MacAddress": "",
-            }
+            networks: dict[str, dict[str, Any]] = {}
+            for nid, ip in self._net_ips(c).items():
+                n = user_nets.get(nid)
+                subnet, gateway = (ipaddress.IPv4Network(n.subnet), n.gateway) if n else (netns.SUBNET, netns.GATEWAY)
+                aliases = c.aliases if nid == c.network_id else c.extra_networks[nid].get("aliases") or []
+                name = n.name if n else ("bridge" if not nid else str(c.host_config["NetworkMode"]))
+                up = c.running and bool(ip)
+                networks[name] = {
+                    "IPAMConfig": None,
+                    "Links": None,
+                    "Aliases": [*aliases, c.id[:12]] if nid else None,
+                    "NetworkID": nid or BRIDGE_ID,
+                    "EndpointID": c.id if up else "",
+                    "Gateway": gateway if up else "",
+                    "IPAddress": ip if up else "",
+                    "IPPrefixLen": subnet.prefixlen if up else 0,
+                    "IPv6Gateway": "",
+                    "GlobalIPv6Address": "",
+                    "GlobalIPv6PrefixLen": 0,
+                    "MacAddress": netns.mac_address(ip) if up else "",
+                    "DriverOpts": None,
+                }
+            default = {} if c.network_id else networks["bridge"]
             hc = {"NetworkMode": "default", "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, **c.host_config}
             return {
                 "Id": c.id,
@@ -1734,11 +1925,11 @@ class Engine:
                     "HairpinMode": False,
                     "Ports": self._ports_json(c),
                     "SandboxKey": "",
-                    "Gateway": net["Gateway"],
-                    "IPAddress": net["IPAddress"],
-                    "IPPrefixLen": net["IPPrefixLen"],
-                    "MacAddress": "",
-                    "Networks": {} if c.host_config.get("NetworkMode") == "none" else {"bridge": net},
+                    "Gateway": default.get("Gateway", ""),
+                    "IPAddress": default.get("IPAddress", ""),
+                    "IPPrefixLen": default.get("IPPrefixLen", 0),
+                    "MacAddress": default.get("MacAddress", ""),
+                    "Networks": {} if c.host_config.get("NetworkMode") == "none" else networks,
                 },
             }
 
@@ -1776,6 +1967,11 @@ class Engine:
                         if k not in labels or (sep and labels[k] != v):
                             ok = False
                     if not ok:
+                        continue
+                if "network" in filters:
+                    nets = self.inspect(c.id)["NetworkSettings"]["Networks"]
+                    keys = [*nets, *(v["NetworkID"] for v in nets.values())]
+                    if not any(k == f or (len(f) >= 2 and k.startswith(f)) for f in filters["network"] for k in keys):
                         continue
                 if "ancestor" in filters:
                     ids = set()
@@ -2210,6 +2406,62 @@ class Engine:
             with contextlib.suppress(OSError):
                 self._set_winsize(pty, height, width)
 
+    # -- docker diff / docker cp ------------------------------------------------------------------
+
+    def changes(self, ref: str) -> builtins.list[dict[str, Any]]:
+        """``docker diff``: the container's writable layer against its image (changes.py); the
+        files and dirs the engine mounts (Docker's init layer, volumes, binds) are left out."""
+        c = self._get(ref)
+        image = self.store.resolve(c.image)
+        lowers = self.store._lower_dirs([*image.layers, self._init_layer_lower()])
+        hidden = [*(f"/{p}" for p in INIT_FILES), "/dev", "/proc", "/sys", *(m["Destination"] for m in c.mounts)]
+        return changes.changes(self._dir(c.id) / "upper", [Path(x["path"]) for x in reversed(lowers)], hidden=hidden)
+
+    def container_fs(self, ref: str) -> archive.ContainerFS:
+        """``docker cp`` on a running container: its tar runs inside it (archive.py)."""
+        c = self._get(ref)
+        if not c.running:
+            raise errors.Conflict(f"docker cp needs a running container in this lab: docker start {c.name} first")
+        return archive.ContainerFS(lambda argv, stdin: self._spawn_in(c, argv, stdin=stdin), ref)
+
+    def _spawn_in(self, c: _Container, argv: builtins.list[str], *, stdin: bool) -> subprocess.Popen[bytes]:
+        """Run ``argv`` in the running container as its root, the way exec runs a process
+        (``runc exec``: its namespaces, capabilities, seccomp and cgroup), with pipes."""
+        d = self._dir(c.id)
+        n = secrets.token_hex(6)
+        pfile, pidfile, logfile = d / f"cp-{n}.json", d / f"cp-{n}.pid", d / f"cp-{n}.log"
+        doc = {
+            "terminal": False,
+            "user": {"uid": 0, "gid": 0},
+            "args": argv,
+            "env": [f"PATH={DEFAULT_PATH}"],
+            "cwd": "/",
+            "capabilities": {k: CAPS for k in ("bounding", "effective", "permitted")},
+            "noNewPrivileges": True,
+        }
+        pfile.write_text(json.dumps(doc))
+
+        def launch(stdin_fd: int, stdout_fd: int, stderr_fd: int) -> int:
+            cmd = [self.ctx.runc, "--root", str(self.runc_root), "--log", str(logfile), "--log-format", "json"]
+            cmd += ["exec", "-d", "--pid-file", str(pidfile), "--process", str(pfile), c.id]
+            rc = run_quiet(cmd, timeout=RUNC_TIMEOUT, stdin=stdin_fd, stdout=stdout_fd, stderr=stderr_fd)
+            if rc != 0:
+                raise archive.SpawnFailed(f"OCI runtime exec failed: {bundle.runc_error(logfile)}")
+            return int(pidfile.read_text().strip())
+
+        try:
+            return _AdoptedPopen(
+                launch,
+                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                argv=argv,
+            )
+        finally:
+            for p in (pfile, pidfile, logfile):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+
     # -- volumes ----------------------------------------------------------------------------------
 
     def _volume_path(self, name: str) -> str:
@@ -2304,6 +2556,292 @@ class Engine:
                 self.remove(c.id)
                 deleted.append(c.id)
         return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    # -- networks ---------------------------------------------------------------------------------
+
+    def _find_network(self, ref: str) -> Network | str:
+        """A user-defined network, or the name of a predefined one, by name, id or id prefix."""
+        nets = self.store.networks()
+        for name in BUILTIN_NETWORKS:
+            if ref in (name, BUILTIN_NETWORKS[name][1]):
+                return name
+        for n in nets:
+            if ref in (n.name, n.id):
+                return n
+        if len(ref) >= 2 and re.fullmatch(r"[0-9a-f]+", ref):
+            found: builtins.list[Network | str] = [n for n in nets if n.id.startswith(ref)]
+            found += [name for name, (_, nid) in BUILTIN_NETWORKS.items() if nid.startswith(ref)]
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise errors.BadRequest(f"network {ref} is ambiguous ({len(found)} matches found based on ID prefix)")
+        raise NotFound(f"network {ref} not found")
+
+    def _network_members(self, net: Network | str) -> builtins.list[tuple[_Container, str]]:
+        """Running containers attached to a network, with their address there (call with _lock)."""
+        out = []
+        for c in self._containers.values():
+            if not c.running:
+                continue
+            mode = str(c.host_config.get("NetworkMode") or "default")
+            if isinstance(net, Network):
+                ip = self._net_ips(c).get(net.id)
+                if ip is not None:
+                    out.append((c, ip))
+            elif not c.network_id and {"bridge": mode in ("default", "bridge")}.get(net, mode == net):
+                out.append((c, c.ip))
+        return sorted(out, key=lambda m: tuple(int(b) for b in m[1].split(".")) if m[1] else ())
+
+    def _network_json(self, net: Network | str, *, containers: bool) -> dict[str, Any]:
+        if isinstance(net, Network):
+            name, nid, driver, created = net.name, net.id, "bridge", net.created
+            ipam = [{"Subnet": net.subnet, "Gateway": net.gateway}]
+            options = dict(net.options)
+            internal, labels, prefix = net.internal, dict(net.labels), ipaddress.IPv4Network(net.subnet).prefixlen
+        else:
+            name, (driver, nid) = net, BUILTIN_NETWORKS[net]
+            created, internal, labels, prefix = "2024-01-01T00:00:00Z", False, {}, netns.SUBNET.prefixlen
+            ipam = [{"Subnet": str(netns.SUBNET), "Gateway": netns.GATEWAY}] if net == "bridge" else []
+            options = BRIDGE_OPTIONS if net == "bridge" else {}
+        members: dict[str, Any] = {}
+        if containers:
+            with self._lock:
+                for c, ip in self._network_members(net):
+                    members[c.id] = {
+                        "Name": c.name,
+                        "EndpointID": c.id,
+                        "MacAddress": netns.mac_address(ip) if net != "host" and ip else "",
+                        "IPv4Address": f"{ip}/{prefix}" if net not in ("host", "none") else "",
+                        "IPv6Address": "",
+                    }
+        return {
+            "Name": name,
+            "Id": nid,
+            "Created": created,
+            "Scope": "local",
+            "Driver": driver,
+            "EnableIPv6": False,
+            "IPAM": {"Driver": "default", "Options": None if ipam or name != "bridge" else {}, "Config": ipam},
+            "Internal": internal,
+            "Attachable": False,
+            "Ingress": False,
+            "ConfigFrom": {"Network": ""},
+            "ConfigOnly": False,
+            "Containers": members,
+            "Options": options,
+            "Labels": labels,
+        }
+
+    def networks(self, filters: dict[str, builtins.list[str]] | None = None) -> builtins.list[dict[str, Any]]:
+        """``GET /networks``: the predefined networks and the user-defined ones."""
+        filters = filters or {}
+        out = []
+        every: builtins.list[Network | str] = [*BUILTIN_NETWORKS, *self.store.networks()]
+        for net in every:
+            j = self._network_json(net, containers=False)
+            if "name" in filters and not any(f in j["Name"] for f in filters["name"]):
+                continue
+            if "id" in filters and not any(j["Id"].startswith(f) for f in filters["id"]):
+                continue
+            if "driver" in filters and j["Driver"] not in filters["driver"]:
+                continue
+            if "type" in filters and ("custom" if isinstance(net, Network) else "builtin") not in filters["type"]:
+                continue
+            if "label" in filters:
+                labels = j["Labels"]
+                wanted = [f.partition("=") for f in filters["label"]]
+                if not all(k in labels and (not sep or labels[k] == v) for k, sep, v in wanted):
+                    continue
+            out.append(j)
+        return out
+
+    def network_inspect(self, ref: str) -> dict[str, Any]:
+        return self._network_json(self._find_network(ref), containers=True)
+
+    def _pick_subnet(
+        self, taken: builtins.list[ipaddress.IPv4Network]
+    ) -> tuple[ipaddress.IPv4Network, ipaddress.IPv4Address]:
+        """Docker's default pools: 172.18.0.0/16 ... 172.31.0.0/16, then 192.168.N.0/20."""
+        pools = [ipaddress.IPv4Network(f"172.{b}.0.0/16") for b in range(18, 32)]
+        pools += [ipaddress.IPv4Network(f"192.168.{b}.0/20") for b in range(0, 256, 16)]
+        for pool in pools:
+            if not any(pool.overlaps(t) for t in taken):
+                return pool, pool.network_address + 1
+        raise Forbidden(
+            "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network"
+        )
+
+    def network_create(self, body: dict[str, Any], *, internal: bool = False) -> dict[str, str]:
+        """``docker network create``: a bridge network (Docker's checks and messages).
+        ``internal``: the platform's own request (the kubelet's pod network, 10.244.0.0/24),
+        whose subnet may lie outside the ranges students may pick."""
+        name = str(body.get("Name") or "")
+        if not name:
+            raise errors.BadRequest("network name cannot be empty")
+        if not NAME_RE.match(name) or name.startswith("/"):
+            raise errors.BadRequest(f"invalid network name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        driver = str(body.get("Driver") or "bridge")
+        if driver != "bridge":
+            raise Forbidden(
+                f'network driver "{driver}" is not available in this lab: only bridge networks can be created '
+                "(they live inside your sandbox's network namespace; host, macvlan, ipvlan and overlay networks "
+                "need the host's network or a swarm)"
+            )
+        if body.get("EnableIPv6"):
+            raise errors.BadRequest("IPv6 networks are not available in this lab")
+        ipam = body.get("IPAM") or {}
+        configs = [c for c in (ipam.get("Config") or []) if c]
+        if str(ipam.get("Driver") or "default") != "default":
+            raise Forbidden(f'IPAM driver "{ipam["Driver"]}" is not available in this lab: use the default one')
+        if len(configs) > 1:
+            raise errors.BadRequest("only one IPv4 subnet per network is supported in this lab")
+        cfg = configs[0] if configs else {}
+        with self._net_lock:
+            if name in BUILTIN_NETWORKS or any(n.name == name for n in self.store.networks()):
+                raise errors.Conflict(f"network with name {name} already exists")
+            taken = [netns.SUBNET, *(ipaddress.IPv4Network(n.subnet) for n in self.store.networks())]
+            taken.append(ipaddress.IPv4Network(f"{self.ctx.ip}/32"))
+            if cfg.get("Subnet"):
+                try:
+                    subnet = ipaddress.IPv4Network(str(cfg["Subnet"]), strict=False)
+                except ValueError:
+                    raise errors.BadRequest(f"invalid CIDR address: {cfg['Subnet']}") from None
+                private = (ipaddress.IPv4Network("172.16.0.0/12"), ipaddress.IPv4Network("192.168.0.0/16"))
+                if (not internal and not any(subnet.subnet_of(p) for p in private)) or subnet.prefixlen > 30:
+                    raise Forbidden(
+                        f"subnet {subnet} is not available in this lab: a network's subnet must lie inside "
+                        "172.16.0.0/12 or 192.168.0.0/16 and hold at least 2 addresses (/30 or larger)"
+                    )
+                if any(subnet.overlaps(t) for t in taken):
+                    raise Forbidden("Pool overlaps with other one on this address space")
+                gateway = subnet.network_address + 1
+                if cfg.get("Gateway"):
+                    try:
+                        gateway = ipaddress.IPv4Address(str(cfg["Gateway"]))
+                    except ValueError:
+                        raise errors.BadRequest(f"invalid gateway address: {cfg['Gateway']}") from None
+                    if gateway not in subnet or gateway in (subnet.network_address, subnet.broadcast_address):
+                        raise errors.BadRequest(f"no matching subnet for gateway {gateway}")
+            elif cfg.get("Gateway") or cfg.get("IPRange"):
+                raise errors.BadRequest("--gateway and --ip-range need a --subnet")
+            else:
+                subnet, gateway = self._pick_subnet(taken)
+            if cfg.get("IPRange"):
+                raise errors.BadRequest("--ip-range is not supported in this lab: addresses come from the whole subnet")
+            labels = {str(k): str(v) for k, v in (body.get("Labels") or {}).items()}
+            options = {str(k): str(v) for k, v in (body.get("Options") or {}).items()}
+            net = Network(
+                id=secrets.token_hex(32),
+                name=name,
+                subnet=str(subnet),
+                gateway=str(gateway),
+                created=now_rfc3339(),
+                internal=bool(body.get("Internal")),
+                labels=tuple(sorted(labels.items())),
+                options=tuple(sorted(options.items())),
+            )
+            self.store.add_network(net)
+        return {"Id": net.id, "Warning": ""}
+
+    def network_remove(self, ref: str) -> None:
+        net = self._find_network(ref)
+        if not isinstance(net, Network):
+            raise Forbidden(f"{net} is a pre-defined network and cannot be removed")
+        with self._net_lock:
+            with self._lock:
+                if self._network_members(net) or any(
+                    c.status == "starting" and c.network_id == net.id for c in self._containers.values()
+                ):
+                    raise Forbidden(
+                        f"error while removing network: network {net.name} id {net.id} has active endpoints"
+                    )
+                for c in self._containers.values():  # stopped ones `network connect`ed to it forget it
+                    if c.extra_networks.pop(net.id, None) is not None:
+                        self._save(c)
+            self.store.remove_network(net.id)
+            bridge = netns.bridge_name(net.id)
+            netns.remove_bridge(self.ctx.pid, bridge)  # made by this Engine or an earlier one, or never
+            self._ready_bridges.discard(bridge)
+        with contextlib.suppress(errors.RuntimeError):
+            self._apply_ports()
+
+    def network_connect(self, ref: str, container: str, body: dict[str, Any]) -> None:
+        """``docker network connect``: one more interface (``eth<n>``) on a user-defined network;
+        a running container gets it at once, a stopped one when it starts."""
+        net = self._find_network(ref)
+        if not isinstance(net, Network):
+            raise Forbidden(
+                f"connecting containers to the {net} network is not available in this lab: connect them to a "
+                "network you create (docker network create)"
+            )
+        c = self._get(container)
+        endpoint = body.get("EndpointConfig") or {}
+        if not isinstance(endpoint, dict):
+            raise errors.BadRequest("EndpointConfig must be a JSON object")
+        aliases = [str(a) for a in endpoint.get("Aliases") or []]
+        bridge = self._bridge(net)
+        with self._net_lock:
+            with self._lock:
+                if c.host_config.get("NetworkMode") == "none":
+                    raise Forbidden(
+                        "container cannot be connected to multiple networks with one of the networks in private "
+                        "(none) mode"
+                    )
+                if c.network_id == net.id or net.id in c.extra_networks:
+                    raise Forbidden(f"endpoint with name {c.name} already exists in network {net.name}")
+                taken = {int(ep["if"]) for ep in c.extra_networks.values()}
+                ep: dict[str, Any] = {"if": next(i for i in range(1, len(taken) + 2) if i not in taken)}
+                ep.update(aliases=aliases, ip_index=-1, ip="")
+                running = c.running
+                if running:
+                    ep["ip_index"], ep["ip"] = self._allocate_ip(c, net.id, -1, bridge)
+                c.extra_networks[net.id] = ep
+                self._save(c)
+            if running:
+                try:
+                    self._ensure_net(bridge)
+                    netns.attach(self.ctx.pid, c.pid, c.id, ep["ip"], bridge, index=int(ep["if"]))
+                except BaseException:
+                    with self._lock:
+                        c.extra_networks.pop(net.id, None)
+                        self._save(c)
+                    netns.detach(self.ctx.pid, c.id, int(ep["if"]))
+                    raise
+        if running:
+            self._apply_ports()
+            self._refresh_hosts(c.network_id, net.id)
+
+    def network_disconnect(self, ref: str, container: str) -> None:
+        """``docker network disconnect``: remove an interface ``network connect`` added."""
+        net = self._find_network(ref)
+        c = self._get(container)
+        if not isinstance(net, Network) or c.network_id == net.id:
+            name = net if isinstance(net, str) else net.name
+            if isinstance(net, Network) or (name == "bridge" and not c.network_id):
+                raise Forbidden(
+                    f"disconnecting {c.name} from {name}, the network it was created on, is not available in this "
+                    "lab: remove the container and run it again with --network"
+                )
+            raise Forbidden(f"container {c.id} is not connected to network {name}")
+        with self._net_lock:
+            with self._lock:
+                ep = c.extra_networks.pop(net.id, None)
+                if ep is None:
+                    raise Forbidden(f"container {c.id} is not connected to network {net.name}")
+                self._save(c)
+                running = c.running
+            if running:
+                netns.detach(self.ctx.pid, c.id, int(ep["if"]))
+        if running:
+            self._refresh_hosts(c.network_id, net.id)
+
+    def network_prune(self) -> dict[str, Any]:
+        deleted: builtins.list[str] = []
+        for net in self.store.networks():
+            with contextlib.suppress(errors.RuntimeError):
+                self.network_remove(net.id)
+                deleted.append(net.name)
+        return {"NetworksDeleted": deleted or None}
 
     # -- system -----------------------------------------------------------------------------------
 

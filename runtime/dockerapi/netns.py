@@ -1,22 +1,31 @@
-"""The engine's network, all of it inside the *sandbox's* network namespace.
+"""The engine's networks, all of them inside the *sandbox's* network namespace.
 
-Docker's default bridge, rebuilt per sandbox: ``docker0`` 172.17.0.1/16 lives in the
-sandbox's netns (created lazily with ``nsenter --net=/proc/<sandbox pid>/ns/net ip``), and
-each container gets a veth pair: ``kdv<id12>`` on docker0, ``eth0`` (172.17.0.N/16, default
-route via 172.17.0.1) in the netns runc made for it (owned by the sandbox's user namespace).
-Nothing here touches the host's namespaces: host root only *enters* the sandbox's.
+Docker's bridges, rebuilt per sandbox. The default bridge ``docker0`` is 172.17.0.1/16;
+each user-defined network (``docker network create``) is a bridge ``br-<id12>`` with its
+own subnet (172.18.0.0/16, 172.19.0.0/16, ... as Docker allocates them) and gateway .1.
+A bridge is created lazily (the first container that needs it) with ``nsenter
+--net=/proc/<sandbox pid>/ns/net ip``, and each container gets a veth pair: ``kdv<id12>``
+on its network's bridge, ``eth0`` (an address of that subnet, a MAC derived from it as
+Docker does, default route via the gateway) in the netns runc made for it (owned by the
+sandbox's user namespace); ``docker network connect`` adds ``kx<n><id12>``/``eth<n>``
+pairs on other networks' bridges (no default route). Nothing here touches the host's namespaces: host root only
+*enters* the sandbox's.
 
-Published ports are nftables DNAT rules in the sandbox's netns, in one table
-``ip kubelab-docker`` that is rewritten as a whole (atomically, ``nft -f``) from the
-engine's list of running containers whenever one starts or stops:
+All filtering and NAT is one nftables table ``ip kubelab-docker`` in the sandbox's netns,
+rewritten as a whole (atomically, ``nft -f``) from the engine's networks and running
+containers whenever one of them changes:
 
-* ``prerouting``: traffic for a local address of the sandbox (its eth0 address, or from
-  another container towards the sandbox's address) on a published port;
-* ``output``: the sandbox's own connections (``curl localhost:8080`` in a terminal);
-  ``route_localnet=1`` lets 127.0.0.1-sourced packets leave towards docker0, and the
-  ``postrouting`` masquerade rewrites their source to 172.17.0.1;
-* ``postrouting``: containers' traffic leaving through the sandbox's eth0 is masqueraded
-  to the sandbox's own address, so the host's rules for the sandbox apply unchanged.
+* ``prerouting`` (DNAT): traffic for a local address of the sandbox (its eth0 address, or
+  from a container towards the sandbox's address) on a published port;
+* ``output`` (DNAT): the sandbox's own connections (``curl localhost:8080`` in a
+  terminal); ``route_localnet=1`` lets 127.0.0.1-sourced packets leave towards a bridge,
+  and ``postrouting`` masquerades their source to the bridge's gateway;
+* ``postrouting``: containers' traffic leaving their network (through the sandbox's eth0,
+  or published ports reached from another network) is masqueraded, so the host's rules for
+  the sandbox apply unchanged and replies come back through the sandbox;
+* ``forward`` (Docker's network isolation): traffic from one engine bridge to another is
+  dropped, unless it is a connection to a published port (``ct status dnat``); an
+  ``--internal`` network's traffic never leaves its bridge.
 
 ``ip_forward=1`` is set in the sandbox's netns only (sysctls under ``net.`` are per netns).
 """
@@ -37,6 +46,19 @@ ANY = "0.0.0.0"  # noqa: S104 - Docker's "all addresses" HostIp (of the sandbox'
 
 
 @dataclass(frozen=True)
+class Bridge:
+    """One engine network as the kernel sees it."""
+
+    name: str  # docker0 | br-<id12>
+    subnet: ipaddress.IPv4Network
+    gateway: str
+    internal: bool = False
+
+
+DEFAULT = Bridge(BRIDGE, SUBNET, GATEWAY)
+
+
+@dataclass(frozen=True)
 class PortRule:
     host_ip: str  # "0.0.0.0" = every local address of the sandbox
     host_port: int
@@ -54,25 +76,42 @@ def _in_ns(pid: int, argv: list[str], script: str | None = None, *, check: bool 
     return cp.stdout.decode(errors="replace")
 
 
-def veth_name(cid: str) -> str:
-    return f"kdv{cid[:12]}"
+def veth_name(cid: str, index: int = 0) -> str:
+    """The host side of a container's ``eth<index>``: ``kdv<id12>`` for eth0, ``kx<n><id12>``
+    for the networks ``docker network connect`` adds (15 characters at most)."""
+    return f"kdv{cid[:12]}" if index == 0 else f"kx{index:x}{cid[:12]}"
 
 
-def address(index: int) -> str:
-    """172.17.0.N for allocation index ``index`` (0 -> .2; .1 is the gateway)."""
-    return str(SUBNET.network_address + 2 + index)
+def bridge_name(network_id: str) -> str:
+    return f"br-{network_id[:12]}"
 
 
-def ensure_bridge(sandbox_pid: int) -> None:
-    """docker0, forwarding and route_localnet in the sandbox's netns (idempotent)."""
+def address(index: int, subnet: ipaddress.IPv4Network = SUBNET, gateway: str = GATEWAY) -> str:
+    """The address of allocation index ``index`` in ``subnet``: hosts in order, skipping
+    the gateway (172.17.0.N: 0 -> .2 when the gateway is .1). ``ValueError`` past the end."""
+    addr = subnet.network_address + 1 + index
+    if addr >= ipaddress.IPv4Address(gateway):
+        addr += 1
+    if addr >= subnet.broadcast_address:
+        raise ValueError(f"no available IPv4 addresses on this network's address pools: {subnet}")
+    return str(addr)
+
+
+def mac_address(ip: str) -> str:
+    """Docker's MAC for an IPv4 address: 02:42 followed by the address's four bytes."""
+    return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed)
+
+
+def ensure_bridge(sandbox_pid: int, bridge: Bridge = DEFAULT) -> None:
+    """The bridge with its gateway address, forwarding and route_localnet (idempotent)."""
     links = _in_ns(sandbox_pid, ["ip", "-o", "link", "show"])
-    if f": {BRIDGE}:" not in links:
+    if f": {bridge.name}:" not in links:
         _in_ns(
             sandbox_pid,
             ["ip", "-batch", "-"],
-            f"link add {BRIDGE} type bridge\n"
-            f"addr add {GATEWAY}/{SUBNET.prefixlen} dev {BRIDGE}\n"
-            f"link set {BRIDGE} up\n",
+            f"link add {bridge.name} type bridge\n"
+            f"addr add {bridge.gateway}/{bridge.subnet.prefixlen} dev {bridge.name}\n"
+            f"link set {bridge.name} up\n",
         )
     _in_ns(
         sandbox_pid,
@@ -82,41 +121,70 @@ def ensure_bridge(sandbox_pid: int) -> None:
             "-w",
             "net.ipv4.ip_forward=1",
             "net.ipv4.conf.all.route_localnet=1",
-            f"net.ipv4.conf.{BRIDGE}.route_localnet=1",
+            f"net.ipv4.conf.{bridge.name}.route_localnet=1",
         ],
     )
 
 
-def attach(sandbox_pid: int, container_pid: int, cid: str, ip: str) -> None:
-    """Wire the netns of ``container_pid`` to docker0 as eth0 with ``ip``."""
-    veth = veth_name(cid)
+def remove_bridge(sandbox_pid: int, name: str) -> None:
+    """Delete a bridge (absent already: nothing to do)."""
+    _in_ns(sandbox_pid, ["ip", "link", "del", name], check=False)
+
+
+def links(sandbox_pid: int) -> set[str]:
+    """Names of the network interfaces in the sandbox's netns."""
+    out = _in_ns(sandbox_pid, ["ip", "-o", "link", "show"])
+    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if line.count(":") >= 2}
+
+
+def attach(sandbox_pid: int, container_pid: int, cid: str, ip: str, bridge: Bridge = DEFAULT, index: int = 0) -> None:
+    """Wire the netns of ``container_pid`` to ``bridge`` as ``eth<index>`` with ``ip``; eth0
+    carries the default route, the others only their subnet's (as Docker does)."""
+    veth, ifname = veth_name(cid, index), f"eth{index}"
     _in_ns(
         sandbox_pid,
         ["ip", "-batch", "-"],
-        f"link add {veth} type veth peer name eth0 netns {container_pid}\n"
-        f"link set {veth} master {BRIDGE}\nlink set {veth} up\n",
+        f"link add {veth} type veth peer name {ifname} netns {container_pid}\n"
+        f"link set {veth} master {bridge.name}\nlink set {veth} up\n",
     )
+    route = f"route add default via {bridge.gateway}\n" if index == 0 else ""
     _in_ns(
         container_pid,
         ["ip", "-batch", "-"],
-        f"link set lo up\naddr add {ip}/{SUBNET.prefixlen} dev eth0\n"
-        f"link set eth0 up\nroute add default via {GATEWAY}\n",
+        f"link set lo up\nlink set {ifname} address {mac_address(ip)}\n"
+        f"addr add {ip}/{bridge.subnet.prefixlen} dev {ifname}\n"
+        f"link set {ifname} up\n{route}",
     )
 
 
-def detach(sandbox_pid: int, cid: str) -> None:
+def detach(sandbox_pid: int, cid: str, index: int = 0) -> None:
     """Remove a container's veth (gone already when its netns died; idempotent)."""
-    _in_ns(sandbox_pid, ["ip", "link", "del", veth_name(cid)], check=False)
+    _in_ns(sandbox_pid, ["ip", "link", "del", veth_name(cid, index)], check=False)
 
 
-def apply_ports(sandbox_pid: int, rules: Iterable[PortRule]) -> None:
-    """Rewrite the DNAT table from ``rules`` (all running containers' published ports)."""
+def apply_ports(sandbox_pid: int, rules: Iterable[PortRule], bridges: Iterable[Bridge] = (DEFAULT,)) -> None:
+    """Rewrite the table from ``rules`` (all running containers' published ports) and
+    ``bridges`` (every engine network: masquerade and isolation)."""
+    nets = list(bridges)
     dnat: list[str] = []
     for r in rules:
         everywhere = r.host_ip in (ANY, "")
         match = "fib daddr type local" if everywhere else f"ip daddr {r.host_ip}"
         dnat.append(f"{match} {r.proto} dport {r.host_port} dnat to {r.ip}:{r.port}")
     body = "\n".join(f"    {d}" for d in dnat)
+    names = ", ".join(f'"{b.name}"' for b in nets)
+    post: list[str] = []
+    internal: list[str] = []  # first: nothing crosses an internal network's bridge, published ports neither
+    forward = ["ct status dnat accept"]
+    for b in nets:
+        post.append(f'ip saddr 127.0.0.0/8 oifname "{b.name}" masquerade')
+        if b.internal:
+            internal.append(f'iifname "{b.name}" oifname != "{b.name}" drop')
+            internal.append(f'oifname "{b.name}" iifname != "{b.name}" drop')
+        else:
+            post.append(f'ip saddr {b.subnet} oifname != "{b.name}" masquerade')
+            forward.append(f'iifname "{b.name}" oifname != "{b.name}" oifname {{ {names} }} drop')
+    forward = internal + forward
     script = (
         f"table ip {TABLE}\ndelete table ip {TABLE}\n"
         f"table ip {TABLE} {{\n"
@@ -125,9 +193,11 @@ def apply_ports(sandbox_pid: int, rules: Iterable[PortRule]) -> None:
         "  chain output {\n    type nat hook output priority -100; policy accept;\n"
         f"{body}\n  }}\n"
         "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n"
-        f'    ip saddr 127.0.0.0/8 oifname "{BRIDGE}" masquerade\n'
-        f'    ip saddr {SUBNET} oifname != "{BRIDGE}" masquerade\n'
-        "  }\n}\n"
+        + "".join(f"    {p}\n" for p in post)
+        + "  }\n"
+        "  chain forward {\n    type filter hook forward priority filter; policy accept;\n"
+        + "".join(f"    {f}\n" for f in forward)
+        + "  }\n}\n"
     )
     _in_ns(sandbox_pid, ["nft", "-f", "-"], script)
 

@@ -8,6 +8,8 @@ On disk (``R = ctx.engine_root``, on the sandbox's quota'd ext4)::
     layers/<hex>/           a layer the student built (overlay "diff" form, host uids
                             uid_base+N), <hex> = its diff id
     layers/<hex>.json       {"size": bytes of file content}
+    networks/<id>.json      a user-defined network (``Network``: name, subnet, gateway...);
+                            the bridge itself is the engine's (netns.py), made lazily
     tmp/                    scratch dirs (``scratch``), mount points of views
 
 Catalog images (``runtime.images.catalog.CATALOG``: busybox, debian, python, nginx, built
@@ -105,6 +107,45 @@ class Image:
     catalog: bool
     size: int
     created: str
+
+
+@dataclass(frozen=True)
+class Network:
+    """A user-defined network (``docker network create``), as the store keeps it."""
+
+    id: str  # 64 hex
+    name: str
+    subnet: str  # "172.18.0.0/16"
+    gateway: str  # "172.18.0.1"
+    created: str  # RFC 3339
+    internal: bool = False
+    labels: tuple[tuple[str, str], ...] = ()
+    options: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "subnet": self.subnet,
+            "gateway": self.gateway,
+            "created": self.created,
+            "internal": self.internal,
+            "labels": dict(self.labels),
+            "options": dict(self.options),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Network:
+        return cls(
+            id=str(d["id"]),
+            name=str(d["name"]),
+            subnet=str(d["subnet"]),
+            gateway=str(d["gateway"]),
+            created=str(d.get("created") or ""),
+            internal=bool(d.get("internal")),
+            labels=tuple(sorted((str(k), str(v)) for k, v in (d.get("labels") or {}).items())),
+            options=tuple(sorted((str(k), str(v)) for k, v in (d.get("options") or {}).items())),
+        )
 
 
 @dataclass(frozen=True)
@@ -346,11 +387,13 @@ class EngineStore:
         self.images_dir = self.root / "images"
         self.layers_dir = self.root / "layers"
         self.tmp = self.root / "tmp"
+        self.networks_dir = self.root / "networks"
         # The sandbox's root (a host uid) must traverse to container bundles: search only.
         self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
         self.root.chmod(0o711)
         for d in (self.images_dir, self.layers_dir, self.tmp):
             d.mkdir(exist_ok=True, mode=0o711)
+        self.networks_dir.mkdir(exist_ok=True, mode=0o700)
         self._lock = threading.RLock()
         self._catalog_cache: tuple[float, dict[str, _CatalogImage]] | None = None
         self._sizes: dict[str, int] = {}
@@ -358,6 +401,27 @@ class EngineStore:
         for stale in self.tmp.iterdir():  # left by a crash (nothing is mounted there by then)
             with contextlib.suppress(OSError, errors.RuntimeError):
                 safe_rmtree(stale)
+
+    # -- networks --------------------------------------------------------------------------------
+
+    def networks(self) -> list[Network]:
+        """The user-defined networks, oldest first."""
+        out = []
+        for f in self.networks_dir.glob("*.json"):
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
+                out.append(Network.from_json(json.loads(f.read_text())))
+        return sorted(out, key=lambda n: (n.created, n.id))
+
+    def add_network(self, net: Network) -> None:
+        """Record ``net``; Docker's 409 when the name is taken."""
+        with self._lock:
+            if any(n.name == net.name for n in self.networks()):
+                raise errors.Conflict(f"network with name {net.name} already exists")
+            self._write_json(self.networks_dir / f"{net.id}.json", net.to_json())
+
+    def remove_network(self, network_id: str) -> None:
+        with self._lock:
+            (self.networks_dir / f"{network_id}.json").unlink(missing_ok=True)
 
     # -- catalog ---------------------------------------------------------------------------------
 
