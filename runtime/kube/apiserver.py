@@ -19,6 +19,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from runtime.kube.apierrors import (
     not_found,
 )
 from runtime.kube.patch import APPLY, JSONPATCH, MERGEPATCH, STRATEGIC, json_patch, merge_patch, strategic_merge
+from runtime.kube.podio import ExecCall, LogCall, PodIO
 from runtime.kube.registry import ResourceDef
 from runtime.kube.selectors import parse_field_selector, parse_label_selector
 from runtime.kube.store import Obj, Store, Watcher
@@ -181,9 +183,14 @@ class Cluster:
         self._warnings: list[str] = []  # Warning headers of the request in progress
         self._crd_key: tuple[tuple[str, str], ...] = ()
         self._crd_defs: list[ResourceDef] = []
+        # the kubelet side of logs/exec/attach (podio.py); None: pods never start
+        self.pod_io: PodIO | None = None
         from runtime.kube.controllers import Controllers
 
         self.controllers = Controllers(self)
+        # Set by the kubelet's host (kubelet.py) when one runs this cluster's pods: called
+        # after every reconcile; with it, bound pods are deleted gracefully (see delete).
+        self.kubelet_notify: Callable[[], None] | None = None
 
     # -- custom resources ----------------------------------------------------------
 
@@ -379,6 +386,10 @@ class Cluster:
             verb = "delete" if name else "deletecollection"
         else:
             raise method_not_allowed("the server does not allow this method on the requested resource")
+        if verb == "get" and sub in ("exec", "attach", "portforward"):
+            # a WebSocket upgrade is a GET; kube-apiserver authorizes it as the create it is
+            # (AuthorizePodWebsocketUpgradeCreatePermission), as SPDY's POST always was
+            verb = "create"
         if verb not in rdef.verbs and not sub:
             raise method_not_allowed("the server does not allow this method on the requested resource")
         if name and verb == "create" and not sub:
@@ -404,7 +415,7 @@ class Cluster:
             if sub == "scale":
                 return Reply(200, self._scale_of(rdef, self._must_get(rdef, ns, name)))
             if sub not in ("", "status"):
-                return self._pod_stream_sub(rdef, ns, name, sub)
+                return self._pod_stream_sub(req, rdef, ns, name, sub)
             return self._reply_obj(req, rdef, self._must_get(rdef, ns, name), 200)
         if verb == "list":
             return self._list(req, rdef, ns)
@@ -428,7 +439,16 @@ class Cluster:
         if verb == "delete":
             opts = json.loads(req.body) if req.body else {}
             policy = req.query.get("propagationPolicy") or opts.get("propagationPolicy") or ""
-            out = self.delete(rdef, ns, name, policy, dry_run=dry, preconditions=opts.get("preconditions"))
+            grace = req.query.get("gracePeriodSeconds") or opts.get("gracePeriodSeconds")
+            out = self.delete(
+                rdef,
+                ns,
+                name,
+                policy,
+                dry_run=dry,
+                preconditions=opts.get("preconditions"),
+                grace=None if grace is None or grace == "" else int(grace),
+            )
             return self._reply_obj(req, rdef, out, 200)
         if verb == "deletecollection":
             objs = self._select(req, rdef, ns)
@@ -875,7 +895,13 @@ class Cluster:
         *,
         dry_run: bool = False,
         preconditions: Any = None,
+        grace: int | None = None,
     ) -> Obj:
+        """``grace``: DeleteOptions.gracePeriodSeconds. A pod bound to a node whose kubelet
+        runs (``kubelet_notify`` set) is only marked (deletionTimestamp,
+        deletionGracePeriodSeconds: its own terminationGracePeriodSeconds, default 30, unless
+        ``grace`` says otherwise); the kubelet stops its containers and removes the object.
+        Grace 0 (``--grace-period=0 --force``) removes it at once, as without a kubelet."""
         old = self.store.get(rdef.gr, ns, name)
         if old is None:
             raise not_found(rdef.resource, rdef.group, name)
@@ -893,6 +919,17 @@ class Cluster:
             )
         if dry_run:
             return old
+        if rdef.kind == "Pod" and self.kubelet_notify is not None and (old.get("spec") or {}).get("nodeName"):
+            secs = int((old.get("spec") or {}).get("terminationGracePeriodSeconds", 30)) if grace is None else grace
+            prev = old["metadata"].get("deletionGracePeriodSeconds")
+            if secs > 0 and (prev is None or secs < int(prev)):
+                new = copy.deepcopy(old)
+                new["metadata"]["deletionTimestamp"] = now_ts()
+                new["metadata"]["deletionGracePeriodSeconds"] = secs
+                self._dirty = True
+                return self.store.put(rdef.gr, new, "MODIFIED")
+            if secs > 0:  # already terminating with a grace period no longer than this one
+                return old
         finalizers = list(old["metadata"].get("finalizers") or [])
         if rdef.kind == "Namespace":
             finalizers = ["kubernetes"]
@@ -970,21 +1007,101 @@ class Cluster:
         out = self._commit_update(rdef, old, new, dry)
         return self._scale_of(rdef, out)
 
-    def _pod_stream_sub(self, rdef: ResourceDef, ns: str, name: str, sub: str) -> Reply:
-        """logs/exec/attach/portforward: part 2 runs pods; until then they are waiting, as a
-        real pod whose containers have not started is."""
+    def _pod_stream_sub(self, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str) -> Reply:
+        """logs/exec/attach/portforward: the checks kube-apiserver makes before it proxies to
+        the kubelet (pod bound to a node, container defaulted and validated, options), then a
+        ``Reply`` whose body is a ``podio.LogCall``/``ExecCall`` that server.py streams
+        through ``self.pod_io``. Without a PodIO (no kubelet yet) pods never start, and the
+        answers are those of a pod whose containers are still being created."""
+        from runtime.kube.apierrors import invalid
+
         obj = self._must_get(rdef, ns, name)
         if rdef.kind != "Pod":
             raise method_not_allowed("the server does not allow this method on the requested resource")
-        containers = (obj.get("spec") or {}).get("containers") or [{}]
-        cname = containers[0].get("name", "")
+        spec = obj.get("spec") or {}
+        if sub == "portforward":
+            raise bad_request(
+                f"port-forward to pod {name} is not available in this lab cluster: "
+                "reach the pod through a Service, or with kubectl exec"
+            )
+        if sub not in ("log", "exec", "attach"):
+            raise method_not_allowed("the server does not allow this method on the requested resource")
+        all_names = [
+            c.get("name", "")
+            for key in ("initContainers", "containers", "ephemeralContainers")
+            for c in spec.get(key) or []
+        ]
+        containers = spec.get("containers") or []
+        q = req.query
+        cname = q.get("container", "")
+        if not cname:
+            if len(containers) == 1:
+                cname = containers[0].get("name", "")
+            elif not containers:
+                raise bad_request(f"a container name must be specified for pod {name}")
+            else:
+                raise bad_request(
+                    f"a container name must be specified for pod {name}, choose one of: [{' '.join(all_names)}]"
+                )
+        elif cname not in all_names:
+            raise bad_request(f"container {cname} is not valid for pod {name}")
+        if self.pod_io is None or not spec.get("nodeName"):
+            if sub == "log":
+                raise bad_request(f'container "{cname}" in pod "{name}" is waiting to start: ContainerCreating')
+            raise bad_request(f"pod {name} does not have a host assigned")
         if sub == "log":
-            raise bad_request(f'container "{cname}" in pod "{name}" is waiting to start: ContainerCreating')
-        raise bad_request(f"pod {name} does not have a host assigned")
+            ints: dict[str, int | None] = {}
+            errs: list[FieldError] = []
+            for key, least in (("tailLines", 0), ("sinceSeconds", 1), ("limitBytes", 1)):
+                raw = q.get(key)
+                if raw is None or raw == "":
+                    ints[key] = None
+                    continue
+                try:
+                    ints[key] = int(raw)
+                except ValueError:
+                    raise bad_request(f'strconv.ParseInt: parsing "{raw}": invalid syntax') from None
+                if int(raw) < least:
+                    detail = "must be greater than or equal to 0" if least == 0 else "must be greater than 0"
+                    errs.append(invalid(key, int(raw), detail))
+            since_time = q.get("sinceTime") or None
+            if since_time is not None and ints["sinceSeconds"] is not None:
+                both = "at most one of `sinceTime` or `sinceSeconds` may be specified"
+                errs.append(invalid("sinceSeconds", ints["sinceSeconds"], both))
+            if errs:
+                raise invalid_error("PodLogOptions", "", name, errs)
+            return Reply(
+                200,
+                LogCall(
+                    self.pod_io,
+                    ns,
+                    name,
+                    cname,
+                    follow=_truthy(q.get("follow")),
+                    tail_lines=ints["tailLines"],
+                    previous=_truthy(q.get("previous")),
+                    timestamps=_truthy(q.get("timestamps")),
+                    since_seconds=ints["sinceSeconds"],
+                    since_time=since_time,
+                    limit_bytes=ints["limitBytes"],
+                ),
+            )
+        stdin, stdout, stderr = _truthy(q.get("stdin")), _truthy(q.get("stdout")), _truthy(q.get("stderr"))
+        tty = _truthy(q.get("tty"))
+        if not (stdin or stdout or stderr):
+            raise bad_request("you must specify at least 1 of stdin, stdout, stderr")
+        # the command is a repeated query parameter: server.py fills it in (Request.query
+        # keeps the last value of each parameter only)
+        return Reply(
+            200,
+            ExecCall(
+                self.pod_io, sub, ns, name, cname, [], stdin=stdin, stdout=stdout, stderr=stderr and not tty, tty=tty
+            ),
+        )
 
     def _create_sub(self, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str) -> Reply:
         if rdef.kind == "Pod" and sub in ("exec", "attach", "portforward"):
-            return self._pod_stream_sub(rdef, ns, name, sub)
+            return self._pod_stream_sub(req, rdef, ns, name, sub)
         if rdef.kind == "ServiceAccount" and sub == "token":
             self._must_get(rdef, ns, name)
             body = _json_body(req) if req.body else {}

@@ -299,7 +299,9 @@ class Controllers:
             self._pdbs()
             self._quotas()
             if self.c.store.rv == before:
-                return
+                break
+        if self.c.kubelet_notify is not None:  # the node's kubelet (kubelet.py) syncs its pods
+            self.c.kubelet_notify()
 
     def _put(self, rdef: ResourceDef, obj: Obj) -> None:
         self.c.store.put(rdef.gr, obj, "MODIFIED")
@@ -1281,7 +1283,8 @@ class Controllers:
             want = parallelism
             if completions is not None:
                 want = min(parallelism, int(completions) - succeeded)
-            if spec.get("suspend"):
+            finished = _job_finished(job)
+            if spec.get("suspend") or finished or (completions is None and succeeded):
                 want = 0
             for _ in range(max(0, want - len(active))):
                 tmpl = spec.get("template") or {}
@@ -1315,6 +1318,22 @@ class Controllers:
                     new_st[k] = v
                 else:
                     new_st.pop(k, None)
+            # pod phases come from the kubelet: the job-controller's terminal conditions
+            done = ""
+            if not finished and not active and succeeded >= int(completions if completions is not None else 1):
+                done, reason, msg = "Complete", "CompletionsReached", "Reached expected number of succeeded pods"
+            elif not finished and failed > int(spec.get("backoffLimit", 6)):
+                done, reason, msg = "Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit"
+            if done:
+                ts = now_ts()
+                first = "SuccessCriteriaMet" if done == "Complete" else "FailureTarget"
+                new_st["conditions"] = [*(new_st.get("conditions") or [])] + [
+                    {"type": t, "status": "True", "lastProbeTime": ts, "lastTransitionTime": ts}
+                    | {"reason": reason, "message": msg}
+                    for t in (first, done)
+                ]
+                if done == "Complete":
+                    new_st["completionTime"] = ts
             if new_st != st:
                 n = copy.deepcopy(cur)
                 n["status"] = new_st

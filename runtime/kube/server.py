@@ -24,6 +24,7 @@ import signal
 import ssl
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from aiohttp import web
 from runtime.kube import crd, pki, printers, rbac
 from runtime.kube.apierrors import ApiError, unauthorized
 from runtime.kube.apiserver import Cluster, Reply, Request, WatchReply, now_ts, write_token
+from runtime.kube.podio import CLOSE, ERROR, RESIZE, STDIN, STDOUT, WS_PROTOCOLS, ExecCall, LogCall, PodStream
 
 log = logging.getLogger(__name__)
 
@@ -404,6 +406,10 @@ def make_app(hub: Hub, only: str | None = None) -> web.Application:
             )
         if isinstance(reply, WatchReply):
             return await _stream_watch(request, cluster, reply)
+        if isinstance(reply.body, LogCall):
+            return await _stream_log(request, reply.body)
+        if isinstance(reply.body, ExecCall):
+            return await _stream_exec(request, reply.body)
         return _json_response(reply)
 
     app = web.Application(client_max_size=8 * 1024 * 1024)
@@ -464,6 +470,170 @@ async def _stream_watch(request: web.Request, cluster: Cluster, w: WatchReply) -
     finally:
         cluster.store.watchers.discard(w.watcher)
     return resp
+
+
+async def _stream_log(request: web.Request, call: LogCall) -> web.StreamResponse:
+    """``GET .../log``: the PodIO's log as chunked text/plain until it ends or the client
+    goes away. The blocking reads run on a one-thread pool of this request's own; when the
+    client leaves, ``close()`` ends the read in progress and the thread with it."""
+    loop = asyncio.get_running_loop()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pod-log")
+    stream = None
+    resp = web.StreamResponse(status=200)
+    try:
+        try:
+            stream = await loop.run_in_executor(pool, call.open)
+        except ApiError as e:
+            return _status_response(e)
+        except Exception as e:  # a PodIO bug: the client gets a Status, the listener stays up
+            log.exception("logs of pod %s/%s failed", call.ns, call.pod)
+            msg = f"an error on the server ({e!r}) has prevented the request from succeeding"
+            return _status_response(ApiError(500, "InternalError", msg))
+        resp.headers["Content-Type"] = "text/plain"
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        while True:
+            chunk = await _until_gone(request, loop.run_in_executor(pool, stream.read))
+            if chunk is None:
+                break
+            await resp.write(chunk)
+        await resp.write_eof()
+        return resp
+    except ConnectionResetError:  # the client went away
+        return resp
+    finally:
+        if stream is not None:
+            stream.close()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def _until_gone(request: web.Request, fut: asyncio.Future[bytes | None]) -> bytes | None:
+    """The result of ``fut``, or ConnectionResetError as soon as the client has gone (a
+    follow on a quiet container would otherwise wait for the next line to notice)."""
+    while True:
+        done, _ = await asyncio.wait({fut}, timeout=1.0)
+        if done:
+            return fut.result()
+        if request.transport is None or request.transport.is_closing():
+            raise ConnectionResetError("the client went away")
+
+
+def _exit_status(call: ExecCall, code: int) -> dict[str, Any]:
+    """The error channel's last word: kubectl exits with the ExitCode cause's number."""
+    if code == 0:
+        return {"metadata": {}, "status": "Success"}
+    what = f"error executing command [{' '.join(call.command)}]" if call.command else "attached process"
+    return {
+        "metadata": {},
+        "status": "Failure",
+        "message": f"command terminated with non-zero exit code: {what}, exit code {code}",
+        "reason": "NonZeroExitCode",
+        "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
+    }
+
+
+async def _stream_exec(request: web.Request, call: ExecCall) -> web.StreamResponse:
+    """exec/attach over a WebSocket (channel protocol v5, or v4: see podio.py). The command
+    is a repeated query parameter, read here (``Request.query`` keeps one value per name)."""
+    if call.kind == "exec":
+        call.command = request.query.getall("command", [])
+        if not call.command:
+            return _status_response(ApiError(400, "BadRequest", "you must specify at least 1 command"))
+    ws = web.WebSocketResponse(protocols=WS_PROTOCOLS, max_msg_size=0)
+    ready = ws.can_prepare(request)
+    if not ready.ok:
+        msg = (
+            f"{call.kind} is served over WebSocket only (subprotocol {' or '.join(WS_PROTOCOLS)}), "
+            "not SPDY: use kubectl 1.30 or newer"
+        )
+        return _status_response(ApiError(400, "BadRequest", msg))
+    if ready.protocol is None:
+        msg = f"none of the requested WebSocket subprotocols is served: use {' or '.join(WS_PROTOCOLS)}"
+        return _status_response(ApiError(400, "BadRequest", msg))
+    await ws.prepare(request)
+    loop = asyncio.get_running_loop()
+    # at most one read and one write/resize at a time: two threads, for this session only
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"pod-{call.kind}")
+    stream: PodStream | None = None
+    try:
+        try:
+            stream = await loop.run_in_executor(pool, call.open)
+        except ApiError as e:
+            await ws.send_bytes(bytes([ERROR]) + json.dumps(e.to_status()).encode())
+            return ws
+        await _exec_session(ws, call, stream, pool)
+    except ConnectionResetError:
+        pass
+    except Exception as e:  # a PodIO bug ends this session with a Status, not the listener
+        log.exception("%s in pod %s/%s failed", call.kind, call.ns, call.pod)
+        if not ws.closed:
+            err = ApiError(
+                500, "InternalError", f"an error on the server ({e!r}) has prevented the request from succeeding"
+            )
+            with contextlib.suppress(ConnectionResetError):
+                await ws.send_bytes(bytes([ERROR]) + json.dumps(err.to_status()).encode())
+    finally:
+        if stream is not None:
+            stream.close()
+        pool.shutdown(wait=False, cancel_futures=True)
+        if not ws.closed:
+            with contextlib.suppress(ConnectionResetError):
+                await ws.close()
+    return ws
+
+
+async def _exec_session(ws: web.WebSocketResponse, call: ExecCall, stream: PodStream, pool: ThreadPoolExecutor) -> None:
+    """Pump output to the client and its stdin/resize/close messages to the stream until
+    the process ends (then its exit status on channel 3) or the client goes away."""
+    loop = asyncio.get_running_loop()
+    v5 = ws.ws_protocol == WS_PROTOCOLS[0]
+
+    async def output() -> None:
+        while True:
+            item = await loop.run_in_executor(pool, stream.read)
+            if item is None:
+                break
+            channel, data = item
+            if data and (call.stdout if channel == STDOUT else call.stderr):
+                await ws.send_bytes(bytes([channel]) + data)
+        code = await loop.run_in_executor(pool, stream.exit_code)
+        await ws.send_bytes(bytes([ERROR]) + json.dumps(_exit_status(call, code)).encode())
+
+    async def client() -> None:
+        stdin_open = call.stdin
+        async for msg in ws:
+            if msg.type != web.WSMsgType.BINARY or not msg.data:
+                continue
+            channel, data = msg.data[0], msg.data[1:]
+            if channel == STDIN and stdin_open and data:
+                try:
+                    await loop.run_in_executor(pool, stream.write, data)
+                except OSError:  # the process closed its stdin or ended: drop the rest
+                    stdin_open = False
+            elif channel == RESIZE:
+                try:
+                    size = json.loads(data)
+                    cols, rows = int(size["Width"]), int(size["Height"])
+                except (ValueError, TypeError, KeyError):
+                    continue
+                await loop.run_in_executor(pool, stream.resize, cols, rows)
+            elif channel == CLOSE and v5 and data[:1] == bytes([STDIN]) and stdin_open:
+                stdin_open = False
+                await loop.run_in_executor(pool, stream.close_stdin)
+
+    out, inp = asyncio.ensure_future(output()), asyncio.ensure_future(client())
+    try:
+        await asyncio.wait({out, inp}, return_when=asyncio.FIRST_COMPLETED)
+        if out.done():
+            out.result()  # the status is sent (or sending it failed: raised here)
+        else:  # the client closed the connection or went away: end the process now
+            stream.close()
+    finally:
+        for t in (out, inp):
+            t.cancel()
+        for t in (out, inp):
+            with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
+                await t
 
 
 def _bookmark(w: WatchReply, rv: str, initial_end: bool = False) -> dict[str, Any]:
