@@ -914,20 +914,21 @@ def run_daemon(args: argparse.Namespace) -> int:
             daemon = await asyncio.to_thread(build_daemon, root, scrollback=args.scrollback, manager_options=options)
             kube = docker = None
             try:
+                from runtime.dockerapi.service import start_for_daemon as start_docker
+
+                # the docker service first: the lab clusters' kubelets run pods on its engines
+                docker = await start_docker(daemon, socket_path.parent / "docker", group=args.group)
                 kube_listen = getattr(args, "kube_listen", "off")
                 if kube_listen and kube_listen != "off":
                     from runtime.kube.service import start_for_daemon
 
                     kube = await start_for_daemon(daemon, root / "kube", kube_listen)
-                from runtime.dockerapi.service import start_for_daemon as start_docker
-
-                docker = await start_docker(daemon, socket_path.parent / "docker", group=args.group)
                 await serve(daemon, socket_path, group=args.group)
             finally:
-                if docker is not None:
-                    await docker.close()
                 if kube is not None:
                     await kube.close()
+                if docker is not None:
+                    await docker.close()
                 await asyncio.to_thread(daemon.manager.close)
 
         asyncio.run(run())

@@ -41,6 +41,13 @@ cluster and both tokens are created once and kept in ``ROOT/kube/sandboxes/<id>.
 listener back (clusters are on disk: objects, resourceVersions and tokens persist) and
 deletes clusters whose sandbox is gone.
 
+Pods run: each sandbox's cluster gets a ``Kubelet`` (kubelet.py) on the sandbox's own
+Docker engine (``engines``: the docker service's, which the kubernetes service brings
+along: ``SandboxSpec`` puts ``docker`` first), so pods are containers of the student's
+sandbox, within its limits, and ``kubectl logs``/``exec``/``attach`` reach them
+(``Cluster.pod_io``). The kubelet stops with the listener; the containers do not: after
+a runtimed restart ``adopt`` starts a new kubelet, which adopts them by their labels.
+
 Threads: ``start``/``stop`` run in the manager's worker threads; everything touching the
 hub or aiohttp runs on the daemon's loop through ``run_coroutine_threadsafe``.
 """
@@ -56,16 +63,17 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 from aiohttp import web
 
 from runtime import errors
 from runtime.kube.apierrors import ApiError
+from runtime.kube.kubelet import ClusterHost, Kubelet, KubeletIO
 from runtime.kube.server import (
     Hub,
     clusters_dir,
@@ -76,6 +84,9 @@ from runtime.kube.server import (
     user_kubeconfig,
 )
 from runtime.loops import call_on_loop
+
+if TYPE_CHECKING:
+    from runtime.dockerapi.engine import Engine
 
 log = logging.getLogger("runtime.kube.service")
 
@@ -156,6 +167,9 @@ class KubeService:
         self._ticker: asyncio.Task[None] | None = None
         self._listeners: dict[str, _Listener] = {}
         self._state_dir = data / "sandboxes"
+        # the sandbox's Docker engine, for its kubelet (None: pods are never run)
+        self.engines: Callable[[str], Engine] | None = None
+        self._kubelets: dict[str, Kubelet] = {}
 
     # -- daemon side (on the loop) -------------------------------------------------------------
     async def start_server(self) -> None:
@@ -192,6 +206,8 @@ class KubeService:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
+        for sid in list(self._kubelets):
+            await asyncio.to_thread(self._stop_kubelet, sid)
         for sid in list(self._listeners):
             await self._close_listener(sid)
         if self.hub is not None:
@@ -208,6 +224,7 @@ class KubeService:
             if status == "running" and pid is not None and self._state_path(sid).exists():
                 try:
                     self._open(sid, pid)
+                    self._start_kubelet(sid)
                 except errors.RuntimeError as e:
                     log.warning("sandbox %s: lab cluster listener not restored: %s", sid, e)
         for path in sorted(self._state_dir.glob("*.json")):
@@ -251,11 +268,13 @@ class KubeService:
         place under /root (the student's kubeconfig)."""
         st = self._load(sid) or self._create(sid)
         self._open(sid, pid)
+        self._start_kubelet(sid)
         name = st["cluster"]
         ca = (clusters_dir(self.data) / name / "ca.crt").read_bytes()
         return {KUBECONFIG_PATH: kubeconfig(name, SANDBOX_SERVER, ca, st["token"])}
 
     def stop(self, sid: str, *, remove: bool) -> None:
+        self._stop_kubelet(sid)
         self._on_loop(self._close_listener(sid))
         if remove:
             self._delete(sid)
@@ -318,6 +337,40 @@ class KubeService:
             cluster.add_token("kubernetes-admin", ["system:masters", "kubeadm:cluster-admins"]) if student_too else ""
         )
         return student, cluster.add_token(GRADER_USER, ["system:masters"])
+
+    def _start_kubelet(self, sid: str) -> None:
+        """Run the pods of the sandbox's cluster on the sandbox's engine (once per sandbox)."""
+        if self.engines is None or sid in self._kubelets:
+            return
+        st = self._load(sid)
+        if st is None:
+            raise errors.RuntimeError(f"sandbox {sid} has no lab cluster")
+        engine = self.engines(sid)
+        cluster = self._on_loop(self._cluster(st["cluster"]))
+        kubelet = Kubelet(ClusterHost(cluster, self.loop), engine, f"{st['cluster']}-control-plane")
+        cluster.pod_io = KubeletIO(kubelet)
+        kubelet.start()
+        self._kubelets[sid] = kubelet
+
+    def _stop_kubelet(self, sid: str) -> None:
+        """Stop syncing the sandbox's pods (their containers stay, for the next kubelet)."""
+        kubelet = self._kubelets.pop(sid, None)
+        if kubelet is not None:
+            kubelet.close()
+            with contextlib.suppress(errors.RuntimeError):
+                self._on_loop(self._detach_pod_io(kubelet))
+
+    async def _cluster(self, name: str) -> Any:
+        assert self.hub is not None
+        cluster = self.hub.get(name)
+        if cluster is None:
+            raise errors.RuntimeError(f"lab cluster {name} cannot be loaded")
+        return cluster
+
+    async def _detach_pod_io(self, kubelet: Kubelet) -> None:
+        cluster = kubelet.host.cluster
+        if isinstance(cluster.pod_io, KubeletIO) and cluster.pod_io.kubelet is kubelet:
+            cluster.pod_io = None
 
     def _open(self, sid: str, pid: int) -> None:
         current = self._listeners.get(sid)
@@ -391,6 +444,9 @@ async def start_for_daemon(daemon: Any, data: Path, listen: str) -> KubeService:
     if parsed is None:
         raise errors.BadRequest("--kube-listen is off: the kubernetes service is disabled")
     svc = KubeService(data, parsed)
+    docker = getattr(daemon, "docker", None)
+    if docker is not None:
+        svc.engines = docker.engine
     await svc.start_server()
     try:
         daemon.manager.service_hooks[NAME] = svc

@@ -1098,7 +1098,9 @@ class SandboxManager:
                 self.write_file(st.id, path, content)
 
     def _stop_services(self, st: _State, *, remove: bool) -> None:
-        for name in st.spec.services:
+        # in the reverse order of their start: a service may use one started before it
+        # (the kubernetes service runs its pods on the docker service's engine)
+        for name in reversed(st.spec.services):
             hook = self.service_hooks.get(name)
             if hook is not None:
                 try:

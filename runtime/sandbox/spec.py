@@ -52,6 +52,11 @@ class SandboxSpec:
 
     def __post_init__(self) -> None:
         self.validate()
+        if "kubernetes" in self.services:
+            # the lab cluster runs its pods on the sandbox's Docker engine (as minikube's
+            # docker driver does): the docker service comes along, and starts first
+            rest = tuple(s for s in dict.fromkeys(self.services) if s != "docker")
+            object.__setattr__(self, "services", ("docker", *rest))
 
     def validate(self) -> None:
         if not isinstance(self.image, str) or not _IMAGE.match(self.image):

@@ -361,3 +361,51 @@ def test_kubectl_inside_lab_base(client: Client, daemon: RealDaemon) -> None:
     )
     names = [n.metadata.name for n in kube_api(client.kubeconfig(box["id"])).list_namespace().items]
     assert "lab-ready" in names
+
+
+@pytest.mark.skipif(not _has_lab_base(), reason=f"no lab-base image in {IMAGES} (make builds it)")
+def test_pods_run_on_the_sandboxs_engine_and_survive_a_runtimed_restart(daemon: RealDaemon) -> None:
+    """The whole path a student takes: kubectl in the sandbox, the sandbox's cluster, its
+    kubelet running the pod as a container of the sandbox's own engine; logs and exec
+    through the API server; pod-to-pod traffic on the pod network; a runtimed restart
+    that the pods and a new kubelet survive."""
+    script = """
+set -e
+kubectl run web --image=busybox:1.35 -- sh -c 'echo hello from web; exec httpd -f -p 8080 -h /etc'
+kubectl wait --for=condition=Ready pod/web --timeout=90s >/dev/null
+ip=$(kubectl get pod web -o jsonpath='{.status.podIP}')
+echo "ip=$ip"
+echo "logs=$(kubectl logs web)"
+echo "exec=$(kubectl exec web -- hostname)"
+kubectl run client --image=busybox:1.35 --restart=Never -- wget -qO- "http://$ip:8080/hostname"
+kubectl wait --for=jsonpath='{.status.phase}'=Succeeded pod/client --timeout=90s >/dev/null
+echo "fetched=$(kubectl logs client)"
+echo "docker=$(docker ps --format '{{.Names}}' | grep -c '^k8s_web_web_default_')"
+"""
+    with Client(daemon.socket, timeout=60) as c:
+        box = c.create_sandbox({"image": "lab-base", "services": ["kubernetes"]})
+        sid = box["id"]
+    try:
+        assert box["spec"]["services"] == ["docker", "kubernetes"]
+        with Client(daemon.socket, timeout=200) as c:
+            r = c.exec(sid, ["bash", "-c", script], timeout=180)
+        assert r.exit_code == 0, r.stdout_text + r.stderr_text
+        out = dict(line.split("=", 1) for line in r.stdout_text.splitlines() if "=" in line)
+        assert out["ip"].startswith("10.244.0.")
+        assert out["logs"] == "hello from web"
+        assert out["exec"] == "web"
+        assert out["fetched"] == "web"
+        assert out["docker"] == "1"
+
+        assert daemon.stop() == 0
+        daemon.start()
+        with Client(daemon.socket, timeout=200) as c:
+            again = "kubectl exec web -- echo still-$((1+1)); kubectl get pod web -o jsonpath='{.status.phase}'"
+            r = c.exec(sid, ["bash", "-c", again], timeout=120)
+        assert r.exit_code == 0, r.stdout_text + r.stderr_text
+        assert r.stdout_text.split() == ["still-2", "Running"]
+    finally:
+        if daemon.proc is None or daemon.proc.poll() is not None:
+            daemon.start()
+        with Client(daemon.socket, timeout=60) as c, contextlib.suppress(errors.RuntimeError):
+            c.remove_sandbox(sid)

@@ -122,6 +122,15 @@ def test_spec_from_json_rejects_bad_values() -> None:
     assert SandboxSpec.from_json(spec.to_json()) == spec
 
 
+def test_the_kubernetes_service_brings_the_docker_engine_first() -> None:
+    """The lab cluster's kubelet runs pods on the sandbox's Docker engine."""
+    assert SandboxSpec(services=("kubernetes",)).services == ("docker", "kubernetes")
+    assert SandboxSpec(services=("kubernetes", "docker", "kubernetes")).services == ("docker", "kubernetes")
+    assert SandboxSpec(services=("docker",)).services == ("docker",)
+    spec = SandboxSpec.from_json({"services": ["kubernetes"]})
+    assert SandboxSpec.from_json(spec.to_json()) == spec
+
+
 def test_services_are_not_available_yet(mgr: SandboxManager) -> None:
     with pytest.raises(errors.NotAvailable, match="not available yet"):
         mgr.create(SandboxSpec(services=("docker",)))
