@@ -74,7 +74,7 @@ images:
 	@if [ -f runtime/__main__.py ] && [ "$$(id -u)" = 0 ]; then \
 	  $(PY) -m runtime build-image --root $(VAR)/runtime busybox && \
 	  $(PY) -m runtime build-image --root $(VAR)/runtime lab-base && \
-	  for image in debian:bookworm python:3.11-slim python:3.11-minimal nginx:1.22; do \
+	  for image in debian:bookworm python:3.11-slim python:3.11-minimal nginx:1.22 kubelab-hello:1 kubelab-hello:2; do \
 	    $(PY) -m runtime build-image --root $(VAR)/runtime $$image || exit 1; \
 	  done; \
 	else echo "lab images: skipped (needs root and the runtime)"; fi

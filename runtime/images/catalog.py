@@ -42,6 +42,16 @@ CATALOG: tuple[CatalogImage, ...] = (
         ("nginx:1.22", "nginx:1.22.1", "nginx:latest"),
         "debian:bookworm + Debian's nginx 1.22.1, logs to stdout/stderr",
     ),
+    CatalogImage(
+        "kubelab-hello:1",
+        ("kubelab/hello:1",),
+        "the platform's own teaching app: busybox httpd on 8080 saying 'Hello from version 1'",
+    ),
+    CatalogImage(
+        "kubelab-hello:2",
+        ("kubelab/hello:2",),
+        "the same app, version 2 (rolling updates go from 1 to 2; there is no version 3)",
+    ),
 )
 
 

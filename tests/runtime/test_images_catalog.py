@@ -173,6 +173,16 @@ RUNS = {
         'printf "GET / HTTP/1.0\\r\\n\\r\\n" >&3 && cat <&3\' 2>/dev/null && break; sleep 0.1; done',
         ["nginx/1.22.1", "test is successful", "HTTP/1.1 200 OK", "Welcome to nginx!"],
     ),
+    # the teaching app: its start script writes the page naming the version and the host
+    **{
+        f"kubelab-hello:{v}": (
+            "(/usr/local/bin/hello >/dev/null 2>&1 &) && "
+            "for i in $(seq 50); do wget -qO- http://127.0.0.1:8080/ && break; sleep 0.1; done; "
+            "wget -qO- http://127.0.0.1:8080/version",
+            [f"Hello from version {v}", "served by ", f"\n{v}\n"],
+        )
+        for v in ("1", "2")
+    },
 }
 
 

@@ -137,7 +137,7 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _registry() -> dict[str, Recipe]:
-    from runtime.images.recipes import busybox, debian, lab_base, nginx, python
+    from runtime.images.recipes import busybox, debian, hello, lab_base, nginx, python
 
     return {
         r.name: r
@@ -148,6 +148,8 @@ def _registry() -> dict[str, Recipe]:
             python.SLIM,
             python.MINIMAL,
             nginx.RECIPE,
+            hello.V1,
+            hello.V2,
         )
     }
 
