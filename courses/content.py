@@ -25,11 +25,13 @@ SLUG_DIR = re.compile(r"^(?P<order>\d{2,3})-(?P<slug>[a-z0-9]+(?:-[a-z0-9]+)*)$"
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
 SERVICES = ("docker", "kubernetes")
-# What a lab can need: its services, and "pods" (the lab cluster starts the Pods it is
-# given: kubectl logs/exec, Services reaching Pods, rollouts that finish). A lab whose needs
-# the platform does not meet yet is imported disabled, with the reason shown on its page.
-NEEDS = (*SERVICES, "pods")
-AVAILABLE_NEEDS: frozenset[str] = frozenset({"docker", "kubernetes"})
+# What a lab can need: its services, and what the lab cluster must do for it: "pods" (its
+# Pods run: kubectl logs/exec, rollouts that finish), "services" (Services route traffic and
+# cluster DNS answers), "helm" (the helm CLI in the lab image). A lab whose needs the
+# platform does not meet yet is imported disabled, with the reason shown on its page.
+NEEDS = (*SERVICES, "pods", "services", "helm")
+CLUSTER_NEEDS = ("pods", "services", "helm")
+AVAILABLE_NEEDS: frozenset[str] = frozenset({"docker", "kubernetes", "pods"})
 IMAGES = ("lab-base", "busybox")
 MAX_FILE_BYTES = 256 * 1024
 MAX_CHECK_TIMEOUT = 60
@@ -41,6 +43,11 @@ NEED_REASONS = {
         "This lab runs Pods. The per-student cluster on this platform stores and shows them, but"
         " does not start them yet (they stay Pending), so this lab waits for that."
     ),
+    "services": (
+        "This lab sends traffic to Services (ClusterIPs, cluster DNS names); the per-student cluster"
+        " on this platform does not route Services yet, so this lab waits for that."
+    ),
+    "helm": "This lab needs the helm CLI, which the platform's lab image does not include yet.",
 }
 
 CHECK_FIELDS: dict[str, tuple[set[str], set[str]]] = {
@@ -577,10 +584,13 @@ def read_lab(lab_dir: Path, order: int, slug: str, problems: Problems) -> LabDef
     if not isinstance(needs, list) or any(n not in NEEDS for n in needs):
         problems.add(path, _line(data, "needs"), f"'needs' must be a list of {', '.join(NEEDS)}")
         needs = []
-    elif "pods" in needs and "kubernetes" not in environment.get("services", []):
-        problems.add(
-            path, _line(data, "needs"), "'needs: [pods]' needs the kubernetes service: add it to environment.services"
-        )
+    elif "kubernetes" not in environment.get("services", []):
+        for need in (n for n in CLUSTER_NEEDS if n in needs):
+            problems.add(
+                path,
+                _line(data, "needs"),
+                f"'needs: [{need}]' needs the kubernetes service: add it to environment.services",
+            )
     needs = sorted(set(needs) | set(environment.get("services", [])))
     steps_raw = data.get("steps")
     if not isinstance(steps_raw, list) or not steps_raw:

@@ -73,7 +73,7 @@ def course_dir(tmp_path: Path) -> Path:
             "02-cluster/labs/01-deploy/lab.yaml": """
                 title: Deploy an app
                 environment: {services: [kubernetes]}
-                needs: [kubernetes, pods]
+                needs: [kubernetes, pods, helm]
                 steps:
                   - file: steps/01-deploy.md
                     exercises:
@@ -98,8 +98,10 @@ def test_a_valid_course_reads_with_its_structure(course_dir: Path) -> None:
     assert [s.title for s in lab.steps] == ["Hostname", "More"]
     assert lab.enabled
     cluster_lab = course.modules[1].labs[0]
-    assert cluster_lab.needs == ["kubernetes", "pods"]
-    assert not cluster_lab.enabled and "does not start them yet" in cluster_lab.disabled_reason
+    assert cluster_lab.needs == ["helm", "kubernetes", "pods"]
+    assert not cluster_lab.enabled and cluster_lab.disabled_reason == (
+        "This lab needs the helm CLI, which the platform's lab image does not include yet."
+    )
     assert course.stats() == {
         "modules": 2,
         "lessons": 2,
@@ -126,10 +128,13 @@ def test_needs_are_known_and_pods_come_with_the_cluster(course_dir: Path) -> Non
         read_course(course_dir)
     lab = "demo-course/02-cluster/labs/01-deploy/lab.yaml"
     assert f"{lab}:3: 'needs: [pods]' needs the kubernetes service" in str(caught.value)
-    plant(course_dir, "02-cluster/labs/01-deploy/lab.yaml", "needs: [kubernetes, pods]", "needs: [kubernetes, gpus]")
+    assert f"{lab}:3: 'needs: [helm]' needs the kubernetes service" in str(caught.value)
+    plant(
+        course_dir, "02-cluster/labs/01-deploy/lab.yaml", "needs: [kubernetes, pods, helm]", "needs: [kubernetes, gpus]"
+    )
     with pytest.raises(ContentError) as caught:
         read_course(course_dir)
-    assert f"{lab}:3: 'needs' must be a list of docker, kubernetes, pods" in str(caught.value)
+    assert f"{lab}:3: 'needs' must be a list of docker, kubernetes, pods, services, helm" in str(caught.value)
 
 
 def plant(course_dir: Path, file: str, old: str, new: str) -> None:

@@ -5,5 +5,5 @@ kubectl get nodes -o name > /root/nodes.txt
 kubectl api-resources > /root/resources.txt
 kubectl create namespace hello
 kubectl label namespace hello course=intro
-kubectl run web --image=nginx:1.27 --labels=app=web -n hello
+kubectl run web --image=nginx:1.22 --labels=app=web -n hello
 kubectl get pod web -n hello -o yaml > /root/web-pod.yaml

@@ -9,7 +9,7 @@ metadata:
 spec:
   containers:
     - name: demo
-      image: busybox:1.36
+      image: busybox:1.35
       command: ["sh", "-c"]
       args: ['echo "$GREETING from $POD_NAME"; sleep 3600']
       env:
@@ -29,7 +29,7 @@ metadata:
 spec:
   containers:
     - name: greeter
-      image: busybox:1.36
+      image: busybox:1.35
       command: ["sh", "-c", 'echo "$GREETING, token $(cat /etc/api/token)"; sleep 3600']
       envFrom:
         - configMapRef: {name: greet-config}
@@ -46,12 +46,12 @@ metadata:
 spec:
   initContainers:
     - name: render
-      image: busybox:1.36
+      image: busybox:1.35
       command: ["sh", "-c", "echo '<h1>rendered by an init container</h1>' > /work/index.html"]
       volumeMounts: [{name: site, mountPath: /work}]
   containers:
     - name: web
-      image: nginx:1.27
+      image: nginx:1.22
       volumeMounts: [{name: site, mountPath: /usr/share/nginx/html}]
   volumes:
     - name: site
@@ -64,13 +64,13 @@ metadata:
 spec:
   initContainers:
     - name: log-shipper
-      image: busybox:1.36
+      image: busybox:1.35
       restartPolicy: Always
       command: ["sh", "-c", "touch /var/log/app/app.log; tail -F /var/log/app/app.log"]
       volumeMounts: [{name: logs, mountPath: /var/log/app}]
   containers:
     - name: app
-      image: busybox:1.36
+      image: busybox:1.35
       command: ["sh", "-c", "while true; do date >> /var/log/app/app.log; sleep 5; done"]
       volumeMounts: [{name: logs, mountPath: /var/log/app}]
   volumes:

@@ -17,7 +17,7 @@ spec:
     spec:
       containers:
         - name: shop
-          image: nginx:1.27
+          image: nginx:1.22
           env:
             - name: MODE
               valueFrom:

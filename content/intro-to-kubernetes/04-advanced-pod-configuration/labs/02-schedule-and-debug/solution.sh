@@ -12,7 +12,7 @@ kind: Pod
 metadata: {name: fast}
 spec:
   nodeSelector: {disktype: ssd}
-  containers: [{name: fast, image: busybox:1.36, command: ["sleep", "3600"]}]
+  containers: [{name: fast, image: busybox:1.35, command: ["sleep", "3600"]}]
 ---
 apiVersion: v1
 kind: Pod
@@ -20,7 +20,7 @@ metadata: {name: tolerant}
 spec:
   tolerations:
     - {key: dedicated, operator: Equal, value: lab, effect: PreferNoSchedule}
-  containers: [{name: tolerant, image: busybox:1.36, command: ["sleep", "3600"]}]
+  containers: [{name: tolerant, image: busybox:1.35, command: ["sleep", "3600"]}]
 YAML
 
 kubectl describe deployment shop | grep -A2 MODE || true

@@ -33,7 +33,7 @@ metadata: {name: writer}
 spec:
   containers:
     - name: writer
-      image: busybox:1.36
+      image: busybox:1.35
       command: ["sh", "-c", "while true; do date >> /data/log; sleep 10; done"]
       volumeMounts: [{name: data, mountPath: /data}]
   volumes:

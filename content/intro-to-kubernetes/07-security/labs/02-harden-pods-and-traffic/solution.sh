@@ -12,7 +12,7 @@ spec:
     seccompProfile: {type: RuntimeDefault}
   containers:
     - name: app
-      image: busybox:1.36
+      image: busybox:1.35
       command: ["sleep", "3600"]
       securityContext:
         allowPrivilegeEscalation: false
