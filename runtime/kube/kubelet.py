@@ -900,18 +900,33 @@ class Kubelet:
             raise
 
     def _write_files(self, vname: str, root: Path, files: dict[str, tuple[bytes, int]]) -> None:
+        """Write ``files`` under ``root`` as host root, by descriptor: every directory is
+        opened relative to its parent with O_NOFOLLOW, so even a volume a student got hold
+        of first (the engine is theirs too) cannot lead a write out of it through a link."""
         uid = self.engine.ctx.uid_base
+        dir_flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
         for rel, (data, mode) in files.items():
             parts = [p for p in rel.split("/") if p]
-            if not parts or rel.startswith("/") or ".." in parts:
+            if not parts or rel.startswith("/") or ".." in parts or "." in parts:
                 raise _ConfigError(f'MountVolume.SetUp failed for volume "{vname}" : invalid path {rel!r}')
-            d = root
-            for p in parts[:-1]:
-                d = d / p
-                if not d.is_dir():
-                    d.mkdir(mode=0o755)
-                    os.chown(d, uid, uid)
-            fd = os.open(d / parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode & 0o777)
+            try:
+                dfd = os.open(root, dir_flags)
+                try:
+                    for p in parts[:-1]:
+                        with contextlib.suppress(FileExistsError):
+                            os.mkdir(p, 0o755, dir_fd=dfd)
+                            os.chown(p, uid, uid, dir_fd=dfd, follow_symlinks=False)
+                        nfd = os.open(p, dir_flags, dir_fd=dfd)
+                        os.close(dfd)
+                        dfd = nfd
+                    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                    fd = os.open(parts[-1], flags, mode & 0o777, dir_fd=dfd)
+                finally:
+                    os.close(dfd)
+            except OSError as e:
+                raise _ConfigError(
+                    f'MountVolume.SetUp failed for volume "{vname}" : cannot write {rel!r}: {e.strerror}'
+                ) from None
             try:
                 os.write(fd, data)
                 os.fchown(fd, uid, uid)
