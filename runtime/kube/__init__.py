@@ -4,9 +4,10 @@ One process (``python -m runtime.kube serve`` or ``python -m runtime kube serve`
 every cluster kept under a data directory; ``new-cluster`` creates one and prints its
 admin kubeconfig; ``mint-token CLUSTER USER [--group G]... [--ttl 1h]`` prints a kubeconfig
 for a named user who has no rights but those RBAC gives it (the platform's per-user
-tokens; runtimed mints them with ``POST /v1/sandboxes/{id}/kube-users``). Part 1 (this
-package) is the API server and the controllers that need no kubelet; pods stay ``Pending``
-until part 2 runs them on the sandbox engine.
+tokens; runtimed mints them with ``POST /v1/sandboxes/{id}/kube-users``). The API server,
+the controllers and a scheduler run wherever the server does; in runtimed each sandbox's
+cluster also gets a kubelet that runs its pods on the sandbox's own Docker engine
+(standalone, without a kubelet, pods are scheduled and stay ``Pending``).
 
 Layout
 ------
@@ -59,6 +60,18 @@ Layout
     taints and tolerations, nodeSelector and required node affinity, requests against
     allocatable; a pod that fits nowhere waits with kube-scheduler's ``FailedScheduling``
     message and is bound as soon as a change makes room.
+``kubelet.py``
+    The node's kubelet (one per sandbox cluster, started by service.py): runs the pods
+    bound to the node as containers of the sandbox's own Docker engine (an infra
+    container per pod on the engine network ``kube-pods`` 10.244.0.0/24, which the
+    pod's containers join), with kubelet's statuses, events, restarts and back-off,
+    probes, volumes, graceful deletion; adopts running pods after a runtimed restart.
+    ``ClusterHost`` is its thread-safe window on the cluster (everything runs on the API
+    server's loop); ``KubeletIO`` serves ``podio.PodIO``.
+``podio.py``
+    What the API server needs from a kubelet for ``kubectl logs``, ``exec`` and
+    ``attach`` (``Cluster.pod_io``), and the wire protocol server.py speaks for them:
+    chunked logs, exec/attach over WebSocket (``v5.channel.k8s.io``, ``v4``; no SPDY).
 ``ssa.py``
     metadata.managedFields (FieldsV1), server-side apply ownership, conflicts, force.
 ``crd.py`` / ``cel.py``
@@ -108,11 +121,11 @@ cluster costs about 0.4 MB.
 
 TODO (later sessions), roughly in course order
 -----------------------------------------------
-- Part 2: a kubelet on the sandbox engine (the scheduler exists: pods are bound): pod
-  phases, container statuses, readiness, podIP, logs/exec/attach/port-forward (today they
-  answer "waiting to start" / "does not have a host assigned"), then rolling updates that
-  honour maxSurge/maxUnavailable (today rollouts are instant), Endpoints addresses, Job
-  completion, CronJob history limits in practice.
+- Part 2 left: ``kubectl port-forward`` (refused with a reason), SPDY for old clients,
+  sidecar init containers (``restartPolicy: Always`` in initContainers run as plain
+  ones), ``subPath``, startup and grpc probes (treated as passed), ``Init:N/M`` and
+  ``Completed``-while-running in the STATUS column, the kubelet's 1 s polling (the
+  engine could push container exits instead), CronJob history limits in practice.
 - CRDs: conversion webhooks (strategy Webhook is refused: only None), CEL beyond cel.py's
   subset (map literals, the Kubernetes libraries: quantity, url, ip, lists; optionalOldSelf;
   cost limits), static type-checking of rules against the schema at CRD creation (a rule
