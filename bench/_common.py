@@ -5,6 +5,9 @@
   (so it never clashes with a production daemon or another session's tests),
   in its own session so a Ctrl-C reaches the bench, not the daemon: the bench
   removes its sandboxes first, then stops the daemon and cleans its host state.
+  ``kube_listen`` turns the kubernetes service on (default ``off``).
+* ``ensure_repo_image``: an image the daemon lacks, imported from the repository's store
+  (``var/runtime/images``), else built.
 * ``busybox_rootfs``: the daemon's own ``busybox`` image flattened into a plain
   directory, so floors (bare runc, Docker) run exactly the same files.
 * ``MemInfo`` / ``pid_rss_kb``: host memory figures from /proc.
@@ -123,7 +126,9 @@ def socket_peer_pid(path: str) -> int | None:
 
 
 @contextlib.contextmanager
-def private_daemon(tag: str, res: HostResources) -> Iterator[Daemon]:
+def private_daemon(tag: str, res: HostResources, kube_listen: str = "off") -> Iterator[Daemon]:
+    """``kube_listen``: the daemon's ``--kube-listen`` (``off``: no kubernetes service;
+    ``127.0.0.1:0``: the service, its grader listener on a free loopback port)."""
     sock = os.environ.get("RUNTIME_SOCKET")
     if sock:
         log(tag, f"using the runtimed at RUNTIME_SOCKET={sock}")
@@ -139,7 +144,7 @@ def private_daemon(tag: str, res: HostResources) -> Iterator[Daemon]:
             proc = subprocess.Popen(
                 [
                     *(sys.executable, "-m", "runtime", "daemon", "--root", str(root / "rt"), "--socket", sock),
-                    *("--log-level", "WARNING", "--kube-listen", "off", *res.argv()),
+                    *("--log-level", "WARNING", "--kube-listen", kube_listen, *res.argv()),
                 ],
                 cwd=REPO,
                 stdin=subprocess.DEVNULL,
@@ -195,6 +200,25 @@ def ensure_busybox(c: Client, tag: str) -> None:
     if not any(i["name"] == "busybox" for i in c.images()):
         log(tag, "building the busybox image...")
         c.build_image("busybox")
+
+
+def ensure_repo_image(c: Client, tag: str, name: str, work: Path) -> None:
+    """Give the daemon image ``name``: imported from the repository's store
+    (``var/runtime/images``, filled by ``make images``) when it has it, else built."""
+    if any(i["name"] == name for i in c.images()):
+        return
+    from runtime.images import ImageStore
+
+    repo_store = REPO / "var/runtime/images"
+    if repo_store.is_dir() and ImageStore(repo_store).exists(name):
+        log(tag, f"importing {name} from {repo_store}")
+        tar_path = work / f"{name.replace(':', '_')}.oci.tar"
+        ImageStore(repo_store).export_oci(name, tar_path)
+        c.import_image(tar_path, name)
+        tar_path.unlink()
+    else:
+        log(tag, f"building {name} (lab-base: debootstrap, minutes)...")
+        c.build_image(name)
 
 
 def busybox_rootfs(c: Client, dest: Path) -> None:
