@@ -1,4 +1,4 @@
-"""The controllers that need no kubelet, run to quiescence after every write.
+"""The controllers of kube-controller-manager, run to quiescence after every write.
 
 A real control plane runs these loops in kube-controller-manager and reacts
 within milliseconds; here ``reconcile()`` runs synchronously after each
@@ -7,11 +7,20 @@ mutating request, so a client never observes a half-reconciled cluster
 pods). Each loop is level-triggered (it looks at the whole state, not at the
 event), bounded in passes, and writes only when something differs.
 
-Rollouts are instant: with no kubelet no pod ever becomes ready, so a real
-rolling update would wait; here the new ReplicaSet takes all replicas and old
-ones go to zero at once. Revision bookkeeping follows the deployment
-controller exactly so ``kubectl rollout history/undo`` behave as on a real
-cluster.
+Rollouts follow kube-controller-manager: the Deployment controller is a port of
+pkg/controller/deployment (rolling.go, recreate.go, sync.go, progress.go): the new
+ReplicaSet grows by at most maxSurge over replicas, old ones shrink (oldest first,
+unhealthy replicas first) keeping replicas - maxUnavailable available pods, Recreate
+waits for every old pod to be gone, paused deployments only scale proportionally, and
+the Available/Progressing conditions, events and revision bookkeeping are kube's, so
+``kubectl rollout status|history|undo|pause|resume`` behave as on a real cluster.
+Availability comes from pods' Ready condition as the kubelet (kubelet.py) or anyone
+writing the status subresource sets it; with no kubelet no pod is ever ready and a
+rollout waits, as it would on a cluster without nodes. Controllers delete pods through
+``Cluster.delete`` so that, with a kubelet, they terminate gracefully. StatefulSets roll
+from the highest ordinal one Running-and-Ready pod at a time; DaemonSets honour
+maxUnavailable. Clock-driven steps (progressDeadlineSeconds, minReadySeconds) run on
+the server's periodic tick (``has_timers``).
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from __future__ import annotations
 import copy
 import json
 import secrets
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from runtime.kube import kinds, rbac, registry, scheduler
@@ -141,6 +151,7 @@ def _controlled_by(obj: Obj, owner: Obj) -> bool:
 class Controllers:
     def __init__(self, cluster: Cluster) -> None:
         self.c = cluster
+        self.create_error = ""  # why the last _create_pod failed ("" when it succeeded)
 
     # -- hooks inside a write ------------------------------------------------------
 
@@ -313,11 +324,14 @@ class Controllers:
         """Create a pod for a controller; admission may refuse it (quota, LimitRange).
 
         A refusal becomes the controller's ``FailedCreate`` warning event, recorded once per
-        distinct reason so the reconcile loop settles instead of logging every pass.
+        distinct reason so the reconcile loop settles instead of logging every pass; its
+        message stays in ``create_error`` (the ReplicaSet's ReplicaFailure condition).
         """
+        self.create_error = ""
         try:
             return self._create(PODS, pod)
         except ApiError as e:
+            self.create_error = e.message
             reason = e.message.split(" is forbidden: ", 1)[-1]
             for ev in self.c.store.list(EVENTS.gr, owner["metadata"]["namespace"]):
                 if (
@@ -456,180 +470,399 @@ class Controllers:
                     new["metadata"]["finalizers"] = rest
                     store.put(gr, new, "MODIFIED")
 
-    # deployment controller -------------------------------------------------------------------
+    # deployment controller (pkg/controller/deployment: sync.go, rolling.go, recreate.go, progress.go) ----
 
     def _deployments(self) -> None:
         for d in self.c.store.list(DEPLOY.gr):
             if d["metadata"].get("deletionTimestamp"):
                 continue
-            self._sync_deployment(d)
+            self._sync_deployment(copy.deepcopy(d))
 
     def _owned_rs(self, d: Obj) -> list[Obj]:
         ns = d["metadata"]["namespace"]
         return [rs for rs in self.c.store.list(RS.gr, ns) if _controlled_by(rs, d)]
 
     def _sync_deployment(self, d: Obj) -> None:
-        ns = d["metadata"]["namespace"]
+        """syncDeployment: paused conditions, then sync (paused or scaling) or one rollout step."""
+        self._check_paused_conditions(d)
         spec = d["spec"]
-        replicas = int(spec.get("replicas", 1))
-        paused = bool(spec.get("paused"))
-        owned = self._owned_rs(d)
+        if spec.get("paused") or self._is_scaling_event(d):
+            self._sync_scale(d)
+        elif (spec.get("strategy") or {}).get("type") == "Recreate":
+            self._rollout_recreate(d)
+        else:
+            self._rollout_rolling(d)
+
+    def _write_deploy_status(self, d: Obj) -> None:
+        """UpdateStatus: store ``d``'s status (and revision annotation) if they differ."""
+        cur = self.c.store.get(DEPLOY.gr, d["metadata"]["namespace"], d["metadata"]["name"])
+        if cur is None or cur["metadata"]["uid"] != d["metadata"]["uid"]:
+            return
+        rev = (d["metadata"].get("annotations") or {}).get(REVISION)
+        cur_rev = (cur["metadata"].get("annotations") or {}).get(REVISION)
+        if cur.get("status") == d.get("status") and cur_rev == rev:
+            return
+        n = copy.deepcopy(cur)
+        n["status"] = copy.deepcopy(d.get("status") or {})
+        if rev is not None:
+            n["metadata"].setdefault("annotations", {})[REVISION] = rev
+        self.c.store.put(DEPLOY.gr, n, "MODIFIED")
+
+    def _check_paused_conditions(self, d: Obj) -> None:
+        if not _has_deadline(d):
+            return
+        st = d.setdefault("status", {})
+        cond = _get_cond(st, "Progressing")
+        if cond is not None and cond.get("reason") == "ProgressDeadlineExceeded":
+            return
+        exists = cond is not None and cond.get("reason") == "DeploymentPaused"
+        if d["spec"].get("paused") and not exists:
+            _set_cond(st, _new_cond("Progressing", "Unknown", "DeploymentPaused", "Deployment is paused"))
+        elif not d["spec"].get("paused") and exists:
+            _set_cond(st, _new_cond("Progressing", "Unknown", "DeploymentResumed", "Deployment is resumed"))
+        else:
+            return
+        self._write_deploy_status(d)
+
+    def _is_scaling_event(self, d: Obj) -> bool:
+        new_rs, old = self._new_rs(d, False)
+        replicas = int(d["spec"].get("replicas", 1))
+        for rs in _active([*old, new_rs]):
+            desired = (rs["metadata"].get("annotations") or {}).get(DESIRED)
+            if desired is not None and desired.isdigit() and int(desired) != replicas:
+                return True
+        return False
+
+    def _new_rs(self, d: Obj, create: bool) -> tuple[Obj | None, list[Obj]]:
+        """getAllReplicaSetsAndSyncRevision: the new ReplicaSet (created if asked) and the old ones."""
+        ns, spec = d["metadata"]["namespace"], d["spec"]
+        owned = sorted(self._owned_rs(d), key=lambda r: (r["metadata"]["creationTimestamp"], r["metadata"]["name"]))
         want = _strip_hash(spec["template"])
         new_rs = next((rs for rs in owned if _strip_hash(rs["spec"]["template"]) == want), None)
-        old_rs = [rs for rs in owned if rs is not new_rs]
-        max_rev = max((int(rs["metadata"].get("annotations", {}).get(REVISION, "0")) for rs in owned), default=0)
-        surge = replicas + _surge(spec, replicas)
-        if new_rs is None and not paused:
-            h = template_hash(spec["template"], int((d.get("status") or {}).get("collisionCount", 0)))
-            tmpl = copy.deepcopy(spec["template"])
-            tmpl.setdefault("metadata", {}).setdefault("labels", {})[HASH_LABEL] = h
-            sel = copy.deepcopy(spec["selector"])
-            sel.setdefault("matchLabels", {})[HASH_LABEL] = h
-            ann = {
-                k: v
-                for k, v in (d["metadata"].get("annotations") or {}).items()
-                if k not in (LAST_APPLIED, REVISION, REVISION_HISTORY)
-            }
-            ann.update({DESIRED: str(replicas), MAX_REPLICAS: str(surge), REVISION: str(max_rev + 1)})
-            rs: Obj = {
-                "apiVersion": "apps/v1",
-                "kind": "ReplicaSet",
-                "metadata": {
-                    "name": f"{d['metadata']['name']}-{h}",
-                    "namespace": ns,
-                    "labels": copy.deepcopy(tmpl["metadata"]["labels"]),
-                    "annotations": ann,
-                    "ownerReferences": [_owner_ref(d)],
-                },
-                "spec": {
-                    "replicas": replicas,
-                    "selector": sel,
-                    "template": tmpl,
-                    "minReadySeconds": spec.get("minReadySeconds", 0),
-                },
-            }
-            if not rs["spec"]["minReadySeconds"]:
-                del rs["spec"]["minReadySeconds"]
-            new_rs = self._create(RS, rs)
-            if replicas > 0:
-                self.event(
-                    d,
-                    "Normal",
-                    "ScalingReplicaSet",
-                    f"Scaled up replica set {rs['metadata']['name']} from 0 to {replicas}",
-                    "deployment-controller",
-                )
-        elif new_rs is not None and not paused:
-            ann = new_rs["metadata"].setdefault("annotations", {})
-            cur_rev = ann.get(REVISION, "0")
-            want_ann = dict(ann)
-            if int(cur_rev) < max_rev:
-                hist = [x for x in want_ann.get(REVISION_HISTORY, "").split(",") if x]
-                hist.append(cur_rev)
-                want_ann[REVISION_HISTORY] = ",".join(hist)
-                want_ann[REVISION] = str(max_rev + 1)
-            want_ann[DESIRED] = str(replicas)
-            want_ann[MAX_REPLICAS] = str(surge)
-            dcause = (d["metadata"].get("annotations") or {}).get(CHANGE_CAUSE)
-            if dcause is not None:
-                want_ann[CHANGE_CAUSE] = dcause
-            if want_ann != ann or new_rs["spec"].get("replicas") != replicas:
-                old_n = new_rs["spec"].get("replicas", 0)
-                nrs = copy.deepcopy(new_rs)
-                nrs["metadata"]["annotations"] = want_ann
-                nrs["spec"]["replicas"] = replicas
-                if old_n != replicas:
-                    nrs["metadata"]["generation"] = int(nrs["metadata"].get("generation", 1)) + 1
-                new_rs = self.c.store.put(RS.gr, nrs, "MODIFIED")
-                if old_n != replicas:
-                    verb = "up" if replicas > old_n else "down"
-                    self.event(
-                        d,
-                        "Normal",
-                        "ScalingReplicaSet",
-                        f"Scaled {verb} replica set {nrs['metadata']['name']} from {old_n} to {replicas}",
-                        "deployment-controller",
-                    )
-        if not paused:
-            for rs in old_rs:
-                if rs["spec"].get("replicas", 0) != 0:
-                    n = copy.deepcopy(rs)
-                    old_n = n["spec"].get("replicas", 0)
-                    n["spec"]["replicas"] = 0
-                    n["metadata"]["generation"] = int(n["metadata"].get("generation", 1)) + 1
-                    n["metadata"].setdefault("annotations", {})[DESIRED] = str(replicas)
-                    self.c.store.put(RS.gr, n, "MODIFIED")
-                    self.event(
-                        d,
-                        "Normal",
-                        "ScalingReplicaSet",
-                        f"Scaled down replica set {n['metadata']['name']} from {old_n} to 0",
-                        "deployment-controller",
-                    )
-            # revisionHistoryLimit: drop the oldest zero-replica old ReplicaSets
-            limit = int(spec.get("revisionHistoryLimit", 10))
-            live_old = [self.c.store.get(RS.gr, ns, rs["metadata"]["name"]) for rs in old_rs]
-            olds = sorted(
-                (o for o in live_old if o is not None and o["spec"].get("replicas", 0) == 0),
-                key=lambda r: int((r["metadata"].get("annotations") or {}).get(REVISION, "0")),
-            )
-            for o in olds[: max(0, len(olds) - limit)]:
-                self.c.store.remove(RS.gr, ns, o["metadata"]["name"])
-        self._deployment_status(d, new_rs)
-
-    def _deployment_status(self, d: Obj, new_rs: Obj | None) -> None:
-        from runtime.kube.apiserver import now_ts
-
-        cur = self.c.store.get(DEPLOY.gr, d["metadata"]["namespace"], d["metadata"]["name"])
-        if cur is None:
-            return
-        owned = self._owned_rs(cur)
-        total = sum(int((rs.get("status") or {}).get("replicas", 0)) for rs in owned)
-        ready = sum(int((rs.get("status") or {}).get("readyReplicas", 0)) for rs in owned)
-        avail = sum(int((rs.get("status") or {}).get("availableReplicas", 0)) for rs in owned)
-        updated = int(((new_rs or {}).get("status") or {}).get("replicas", 0)) if new_rs else 0
-        replicas = int(cur["spec"].get("replicas", 1))
-        old_st = cur.get("status") or {}
-        st: Obj = {"observedGeneration": cur["metadata"].get("generation", 1)}
-        if total:
-            st["replicas"] = total
-        if updated:
-            st["updatedReplicas"] = updated
-        if ready:
-            st["readyReplicas"] = ready
-        if avail:
-            st["availableReplicas"] = avail
-        if total - avail > 0:
-            st["unavailableReplicas"] = total - avail
-        old_conds = {c["type"]: c for c in old_st.get("conditions") or []}
-        ts = now_ts()
-        max_unavail = _unavailable(cur["spec"], replicas)
-        available = avail >= replicas - max_unavail
-        conds = []
-        want_avail = (
-            ("True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
-            if available
-            else ("False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.")
-        )
-        conds.append(_cond(old_conds.get("Available"), "Available", *want_avail, ts))
+        old = [rs for rs in owned if rs is not new_rs]
+        new_revision = str(max((_revision(rs) for rs in old), default=0) + 1)
+        st = d.setdefault("status", {})
         if new_rs is not None:
-            name = new_rs["metadata"]["name"]
-            if avail >= replicas and updated == replicas:
-                prog = ("True", "NewReplicaSetAvailable", f'ReplicaSet "{name}" has successfully progressed.')
+            n = copy.deepcopy(new_rs)
+            changed = _set_new_rs_annotations(d, n, new_revision, exists=True)
+            mrs = int(spec.get("minReadySeconds", 0))
+            if int(n["spec"].get("minReadySeconds", 0)) != mrs:
+                changed = True
+                if mrs:
+                    n["spec"]["minReadySeconds"] = mrs
+                else:
+                    n["spec"].pop("minReadySeconds", None)
+                n["metadata"]["generation"] = int(n["metadata"].get("generation", 1)) + 1
+            if changed:
+                new_rs = self.c.store.put(RS.gr, n, "MODIFIED")
+            need = _set_deploy_revision(d, (new_rs["metadata"].get("annotations") or {}).get(REVISION, ""))
+            if _has_deadline(d) and _get_cond(st, "Progressing") is None:
+                msg = f'Found new replica set "{new_rs["metadata"]["name"]}"'
+                _set_cond(st, _new_cond("Progressing", "True", "FoundNewReplicaSet", msg))
+                need = True
+            if need:
+                self._write_deploy_status(d)
+            return new_rs, old
+        if not create:
+            return None, old
+        while True:
+            collisions = int(st.get("collisionCount", 0))
+            h = template_hash(spec["template"], collisions)
+            name = f"{d['metadata']['name']}-{h}"
+            if self.c.store.get(RS.gr, ns, name) is None:
+                break
+            st["collisionCount"] = collisions + 1  # hash collision with a different template
+        tmpl = copy.deepcopy(spec["template"])
+        tmpl.setdefault("metadata", {}).setdefault("labels", {})[HASH_LABEL] = h
+        sel = copy.deepcopy(spec["selector"])
+        sel.setdefault("matchLabels", {})[HASH_LABEL] = h
+        rs: Obj = {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": {
+                "name": name,
+                "namespace": ns,
+                "labels": copy.deepcopy(tmpl["metadata"]["labels"]),
+                "annotations": {},
+                "ownerReferences": [_owner_ref(d)],
+            },
+            "spec": {"replicas": 0, "selector": sel, "template": tmpl},
+        }
+        if spec.get("minReadySeconds"):
+            rs["spec"]["minReadySeconds"] = spec["minReadySeconds"]
+        rs["spec"]["replicas"] = _new_rs_replicas(d, [*old, rs], rs)
+        _set_new_rs_annotations(d, rs, new_revision, exists=False)
+        new_rs = self._create(RS, rs)
+        count = int(new_rs["spec"]["replicas"])
+        if count > 0:
+            self.event(
+                d,
+                "Normal",
+                "ScalingReplicaSet",
+                f"Scaled up replica set {name} from 0 to {count}",
+                "deployment-controller",
+            )
+        _set_deploy_revision(d, new_revision)
+        if _has_deadline(d):
+            msg = f'Created new replica set "{name}"'
+            _set_cond(st, _new_cond("Progressing", "True", "NewReplicaSetCreated", msg))
+        self._write_deploy_status(d)
+        return new_rs, old
+
+    def _scale_rs(self, rs: Obj, n: int, d: Obj, force_op: str = "") -> tuple[bool, Obj]:
+        """scaleReplicaSet: replicas and the desired/max-replicas annotations, with kube's event."""
+        old_n = _replicas(rs)
+        replicas = int(d["spec"].get("replicas", 1))
+        new = copy.deepcopy(rs)
+        ann_changed = _set_replicas_annotations(new, replicas, replicas + _max_surge(d))
+        if old_n == n and not ann_changed:
+            return False, rs
+        new["spec"]["replicas"] = n
+        if old_n != n:
+            new["metadata"]["generation"] = int(new["metadata"].get("generation", 1)) + 1
+        out = self.c.store.put(RS.gr, new, "MODIFIED")
+        if old_n != n:
+            op = force_op or ("up" if old_n < n else "down")
+            self.event(
+                d,
+                "Normal",
+                "ScalingReplicaSet",
+                f"Scaled {op} replica set {rs['metadata']['name']} from {old_n} to {n}",
+                "deployment-controller",
+            )
+        return old_n != n, out
+
+    def _scale_rs_and_record(self, rs: Obj, n: int, d: Obj) -> tuple[bool, Obj]:
+        if _replicas(rs) == n:
+            return False, rs
+        return self._scale_rs(rs, n, d)
+
+    def _rollout_rolling(self, d: Obj) -> None:
+        new_rs, old = self._new_rs(d, True)
+        assert new_rs is not None
+        all_rs = [*old, new_rs]
+        scaled, new_rs = self._reconcile_new_rs(all_rs, new_rs, d)
+        if scaled:
+            self._sync_rollout_status([*old, new_rs], new_rs, d)
+            return
+        if self._reconcile_old_rs([*old, new_rs], _active(old), new_rs, d):
+            self._sync_rollout_status(self._refresh([*old, new_rs]), new_rs, d)
+            return
+        if _deployment_complete(d, d.get("status") or {}):
+            self._cleanup_deployment(old, d)
+        self._sync_rollout_status(self._refresh([*old, new_rs]), new_rs, d)
+
+    def _refresh(self, rss: list[Obj]) -> list[Obj]:
+        out = []
+        for rs in rss:
+            cur = self.c.store.get(RS.gr, rs["metadata"]["namespace"], rs["metadata"]["name"])
+            if cur is not None:
+                out.append(cur)
+        return out
+
+    def _reconcile_new_rs(self, all_rs: list[Obj], new_rs: Obj, d: Obj) -> tuple[bool, Obj]:
+        replicas = int(d["spec"].get("replicas", 1))
+        if _replicas(new_rs) == replicas:
+            return False, new_rs
+        if _replicas(new_rs) > replicas:
+            return self._scale_rs_and_record(new_rs, replicas, d)
+        return self._scale_rs_and_record(new_rs, _new_rs_replicas(d, all_rs, new_rs), d)
+
+    def _reconcile_old_rs(self, all_rs: list[Obj], old: list[Obj], new_rs: Obj, d: Obj) -> bool:
+        """Scale old ReplicaSets down as far as maxUnavailable allows (unhealthy replicas first)."""
+        if sum(_replicas(rs) for rs in old) == 0:
+            return False
+        all_count = sum(_replicas(rs) for rs in all_rs)
+        min_available = int(d["spec"].get("replicas", 1)) - _max_unavailable(d)
+        new_unavailable = _replicas(new_rs) - _stat(new_rs, "availableReplicas")
+        max_scaled_down = all_count - min_available - new_unavailable
+        if max_scaled_down <= 0:
+            return False
+        old, cleaned = self._cleanup_unhealthy(old, d, max_scaled_down)
+        scaled = self._scale_down_old_for_rolling([*old, new_rs], old, d)
+        return cleaned + scaled > 0
+
+    def _cleanup_unhealthy(self, old: list[Obj], d: Obj, max_cleanup: int) -> tuple[list[Obj], int]:
+        old = sorted(old, key=_by_creation)
+        total = 0
+        for i, rs in enumerate(old):
+            if total >= max_cleanup:
+                break
+            if _replicas(rs) == 0 or _replicas(rs) == _stat(rs, "availableReplicas"):
+                continue
+            down = min(max_cleanup - total, _replicas(rs) - _stat(rs, "availableReplicas"))
+            _, old[i] = self._scale_rs_and_record(rs, _replicas(rs) - down, d)
+            total += down
+        return old, total
+
+    def _scale_down_old_for_rolling(self, all_rs: list[Obj], old: list[Obj], d: Obj) -> int:
+        min_available = int(d["spec"].get("replicas", 1)) - _max_unavailable(d)
+        available = sum(_stat(rs, "availableReplicas") for rs in all_rs)
+        if available <= min_available:
+            return 0
+        want = available - min_available
+        total = 0
+        for rs in sorted(old, key=_by_creation):
+            if total >= want:
+                break
+            if _replicas(rs) == 0:
+                continue
+            down = min(_replicas(rs), want - total)
+            self._scale_rs_and_record(rs, _replicas(rs) - down, d)
+            total += down
+        return total
+
+    def _rollout_recreate(self, d: Obj) -> None:
+        new_rs, old = self._new_rs(d, False)
+        scaled = False
+        for rs in _active(old):
+            s, _ = self._scale_rs_and_record(rs, 0, d)
+            scaled = scaled or s
+        old = self._refresh(old)
+        if scaled or self._old_pods_running(d, old):
+            self._sync_rollout_status([*old, *([new_rs] if new_rs else [])], new_rs, d)
+            return
+        if new_rs is None:
+            new_rs, old = self._new_rs(d, True)
+            assert new_rs is not None
+        _, new_rs = self._scale_rs_and_record(new_rs, int(d["spec"].get("replicas", 1)), d)
+        if _deployment_complete(d, d.get("status") or {}):
+            self._cleanup_deployment(old, d)
+        self._sync_rollout_status(self._refresh([*old, new_rs]), new_rs, d)
+
+    def _old_pods_running(self, d: Obj, old: list[Obj]) -> bool:
+        """oldPodsRunning: an old ReplicaSet still has pods that have not finished (terminating included)."""
+        if sum(_stat(rs, "replicas") for rs in old) > 0:
+            return True
+        for p in self.c.store.list(PODS.gr, d["metadata"]["namespace"]):
+            if any(_controlled_by(p, rs) for rs in old) and (p.get("status") or {}).get("phase") not in (
+                "Failed",
+                "Succeeded",
+            ):
+                return True
+        return False
+
+    def _sync_scale(self, d: Obj) -> None:
+        """sync: proportional scaling (also while paused), history cleanup when paused, status."""
+        new_rs, old = self._new_rs(d, False)
+        self._scale(d, new_rs, old)
+        old = self._refresh(old)
+        if d["spec"].get("paused"):
+            self._cleanup_deployment(old, d)
+            old = self._refresh(old)
+        if new_rs is not None:
+            fresh = self._refresh([new_rs])
+            new_rs = fresh[0] if fresh else None
+        all_rs = [*old, *([new_rs] if new_rs else [])]
+        st = _calculate_status(all_rs, new_rs, d)
+        if st != d.get("status"):
+            d["status"] = st
+            self._write_deploy_status(d)
+
+    def _scale(self, d: Obj, new_rs: Obj | None, old: list[Obj]) -> None:
+        replicas = int(d["spec"].get("replicas", 1))
+        latest = _find_active_or_latest(new_rs, old)
+        if latest is not None:
+            if _replicas(latest) != replicas:
+                self._scale_rs_and_record(latest, replicas, d)
+            return
+        if _is_saturated(d, new_rs):
+            for rs in _active(old):
+                self._scale_rs_and_record(rs, 0, d)
+            return
+        if (d["spec"].get("strategy") or {}).get("type") == "Recreate":
+            return
+        all_rs = _active([*old, new_rs])
+        total = sum(_replicas(rs) for rs in all_rs)
+        allowed = replicas + _max_surge(d) if replicas > 0 else 0
+        to_add = allowed - total
+        op = ""
+        if to_add > 0:  # ReplicaSetsBySizeNewer
+            all_rs.sort(key=lambda r: (_replicas(r), r["metadata"]["creationTimestamp"]), reverse=True)
+            op = "up"
+        elif to_add < 0:  # ReplicaSetsBySizeOlder
+            all_rs.sort(key=lambda r: (-_replicas(r), r["metadata"]["creationTimestamp"]))
+            op = "down"
+        added = 0
+        sizes: dict[str, int] = {}
+        for rs in all_rs:
+            if to_add:
+                prop = _rs_proportion(rs, d, to_add, added)
+                sizes[rs["metadata"]["name"]] = _replicas(rs) + prop
+                added += prop
             else:
-                prog = ("True", "ReplicaSetUpdated", f'ReplicaSet "{name}" is progressing.')
-            conds.append(_cond(old_conds.get("Progressing"), "Progressing", *prog, ts))
-        st["conditions"] = conds
-        if "collisionCount" in old_st:
-            st["collisionCount"] = old_st["collisionCount"]
-        ann = cur["metadata"].get("annotations") or {}
-        rev = ((new_rs or {}).get("metadata", {}).get("annotations") or {}).get(REVISION)
-        if st != old_st or (rev is not None and ann.get(REVISION) != rev):
-            n = copy.deepcopy(cur)
-            n["status"] = st
-            if rev is not None:
-                n["metadata"].setdefault("annotations", {})[REVISION] = rev
-            self.c.store.put(DEPLOY.gr, n, "MODIFIED")
+                sizes[rs["metadata"]["name"]] = _replicas(rs)
+        for i, rs in enumerate(all_rs):
+            name = rs["metadata"]["name"]
+            if i == 0 and to_add:
+                sizes[name] = max(0, sizes[name] + to_add - added)
+            self._scale_rs(rs, sizes[name], d, op)
+
+    def _cleanup_deployment(self, old: list[Obj], d: Obj) -> None:
+        """revisionHistoryLimit: delete the oldest old ReplicaSets that run nothing."""
+        limit = d["spec"].get("revisionHistoryLimit")
+        if limit is None:
+            return
+        cleanable = [rs for rs in self._refresh(old) if not rs["metadata"].get("deletionTimestamp")]
+        diff = len(cleanable) - int(limit)
+        if diff <= 0:
+            return
+        cleanable.sort(key=lambda r: (_revision(r), r["metadata"]["creationTimestamp"]))
+        for rs in cleanable[:diff]:
+            if _stat(rs, "replicas") != 0 or _replicas(rs) != 0:
+                continue
+            if int(rs["metadata"].get("generation", 1)) > _stat(rs, "observedGeneration"):
+                continue
+            self.c.store.remove(RS.gr, rs["metadata"]["namespace"], rs["metadata"]["name"])
+
+    def _sync_rollout_status(self, all_rs: list[Obj], new_rs: Obj | None, d: Obj) -> None:
+        st = _calculate_status(all_rs, new_rs, d)
+        old_st = d.get("status") or {}
+        if not _has_deadline(d):
+            _remove_cond(st, "Progressing")
+        cur = _get_cond(old_st, "Progressing")
+        complete = (
+            st.get("replicas", 0) == st.get("updatedReplicas", 0)
+            and cur is not None
+            and cur.get("reason") == "NewReplicaSetAvailable"
+        )
+        dname = d["metadata"]["name"]
+        what = f'ReplicaSet "{new_rs["metadata"]["name"]}"' if new_rs is not None else f'Deployment "{dname}"'
+        if _has_deadline(d) and not complete:
+            if _deployment_complete(d, st):
+                msg = f"{what} has successfully progressed."
+                _set_cond(st, _new_cond("Progressing", "True", "NewReplicaSetAvailable", msg))
+            elif _deployment_progressing(old_st, st):
+                cond = _new_cond("Progressing", "True", "ReplicaSetUpdated", f"{what} is progressing.")
+                if cur is not None:
+                    if cur.get("status") == "True":
+                        cond["lastTransitionTime"] = cur.get("lastTransitionTime")
+                    _remove_cond(st, "Progressing")
+                _set_cond(st, cond)
+            elif _deployment_timed_out(d, st):
+                msg = f"{what} has timed out progressing."
+                _set_cond(st, _new_cond("Progressing", "False", "ProgressDeadlineExceeded", msg))
+        # the new ReplicaSet's failures over old ones' (getReplicaFailures)
+        failures = _replica_failures([new_rs] if new_rs is not None else []) or _replica_failures(all_rs)
+        if failures:
+            f = failures[0]
+            t = f.get("lastTransitionTime")
+            _set_cond(
+                st,
+                {
+                    "type": "ReplicaFailure",
+                    "status": f.get("status"),
+                    "lastUpdateTime": t,
+                    "lastTransitionTime": t,
+                    "reason": f.get("reason"),
+                    "message": f.get("message"),
+                },
+            )
+        else:
+            _remove_cond(st, "ReplicaFailure")
+        if st != old_st:
+            d["status"] = st
+            self._write_deploy_status(d)
 
     # statefulset and daemonset controllers -------------------------------------------------------
 
@@ -714,103 +947,172 @@ class Controllers:
     def _statefulsets(self) -> None:
         STS = R["statefulsets.apps"]
         for sts in self.c.store.list(STS.gr):
-            meta, spec = sts["metadata"], sts["spec"]
-            if meta.get("deletionTimestamp"):
-                continue
-            ns, name = meta["namespace"], meta["name"]
-            pods = {p["metadata"]["name"]: p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, sts)}
-            running = {str((p["metadata"].get("labels") or {}).get(POD_REVISION, "")) for p in pods.values()}
-            update, _ = self._sync_history(sts, "controller.kubernetes.io/hash", running)
-            rev = update["metadata"]["name"]
-            replicas = int(spec.get("replicas", 1))
-            ordered = spec.get("podManagementPolicy", "OrderedReady") == "OrderedReady"
-            strategy = spec.get("updateStrategy") or {}
-            if strategy.get("type", "RollingUpdate") == "RollingUpdate":
-                # instant rolling update (no kubelet to wait for): replace outdated pods at once
-                partition = int((strategy.get("rollingUpdate") or {}).get("partition", 0))
-                for pname, p in sorted(pods.items(), key=lambda kv: _ordinal(kv[0]), reverse=True):
-                    if _ordinal(pname) >= partition and (p["metadata"].get("labels") or {}).get(POD_REVISION) != rev:
-                        self.c.store.remove(PODS.gr, ns, pname)
-                        del pods[pname]
-                        self.event(
-                            sts,
-                            "Normal",
-                            "SuccessfulDelete",
-                            f"delete Pod {pname} in StatefulSet {name} successful",
-                            "statefulset-controller",
-                        )
+            if not sts["metadata"].get("deletionTimestamp"):
+                self._sync_sts(STS, sts)
+
+    def _sts_template(self, sts: Obj, rev_name: str) -> Obj:
+        """The StatefulSet as of a ControllerRevision (its template), for pods of the current revision."""
+        cr = self.c.store.get(CR.gr, sts["metadata"]["namespace"], rev_name)
+        if cr is None:
+            return sts
+        tmpl = copy.deepcopy(((cr.get("data") or {}).get("spec") or {}).get("template") or {})
+        tmpl.pop("$patch", None)
+        return {**sts, "spec": {**sts["spec"], "template": tmpl}}
+
+    def _sync_sts(self, STS: ResourceDef, sts: Obj) -> None:
+        """stateful_set_control.go: ordered creation, condemned pods from the top, rolling update
+        from the highest ordinal down one pod at a time, each waiting for the previous to be
+        Running and Ready (OrderedReady and the update; Parallel creates and deletes at once)."""
+        meta, spec = sts["metadata"], sts["spec"]
+        ns, name = meta["namespace"], meta["name"]
+        pods = {p["metadata"]["name"]: p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, sts)}
+        running = {str((p["metadata"].get("labels") or {}).get(POD_REVISION, "")) for p in pods.values()}
+        old_st = sts.get("status") or {}
+        update, _ = self._sync_history(
+            sts, "controller.kubernetes.io/hash", running | {old_st.get("currentRevision", "")}
+        )
+        rev = update["metadata"]["name"]
+        current = str(old_st.get("currentRevision") or "")
+        if not current or self.c.store.get(CR.gr, ns, current) is None:
+            current = rev
+        replicas = int(spec.get("replicas", 1))
+        ordered = spec.get("podManagementPolicy", "OrderedReady") == "OrderedReady"
+        strategy = spec.get("updateStrategy") or {}
+        rolling = strategy.get("type", "RollingUpdate") == "RollingUpdate"
+        partition = int((strategy.get("rollingUpdate") or {}).get("partition", 0)) if rolling else 0
+
+        def delete(pname: str) -> None:
+            self._delete_pod(ns, pname)
+            msg = f"delete Pod {pname} in StatefulSet {name} successful"
+            self.event(sts, "Normal", "SuccessfulDelete", msg, "statefulset-controller")
+
+        def step() -> None:  # one pass of updateStatefulSet; returns where kube's returns
             for i in range(replicas):
                 pname = f"{name}-{i}"
-                if pname in pods:
-                    if ordered and not self._ready(pods[pname]):
-                        break
-                    continue
-                pod = self._new_pod(
-                    sts,
-                    pname,
-                    {
-                        "apps.kubernetes.io/pod-index": str(i),
-                        POD_REVISION: rev,
-                        "statefulset.kubernetes.io/pod-name": pname,
-                    },
-                )
-                pod["spec"]["hostname"] = pname
-                if spec.get("serviceName"):
-                    pod["spec"]["subdomain"] = spec["serviceName"]
-                created = self._create_pod(
-                    sts, pod, "statefulset-controller", f"create Pod {pname} in StatefulSet {name} failed error: "
-                )
-                if created is None:
-                    break
-                pods[pname] = created
-                self.event(
-                    sts,
-                    "Normal",
-                    "SuccessfulCreate",
-                    f"create Pod {pname} in StatefulSet {name} successful",
-                    "statefulset-controller",
-                )
-                if ordered:
-                    break
-            for pname in sorted(pods, key=_ordinal, reverse=True):
-                if _ordinal(pname) >= replicas:
-                    self.c.store.remove(PODS.gr, ns, pname)
-                    self.event(
-                        sts,
-                        "Normal",
-                        "SuccessfulDelete",
-                        f"delete Pod {pname} in StatefulSet {name} successful",
-                        "statefulset-controller",
-                    )
+                p = pods.get(pname)
+                if p is not None and (p.get("status") or {}).get("phase") in ("Failed", "Succeeded"):
+                    if not p["metadata"].get("deletionTimestamp"):
+                        delete(pname)
+                    return
+                if p is None:
+                    pod_rev = current if rolling and i < partition else rev
+                    owner = self._sts_template(sts, pod_rev) if pod_rev != rev else sts
+                    labels = {"apps.kubernetes.io/pod-index": str(i), POD_REVISION: pod_rev}
+                    pod = self._new_pod(owner, pname, {**labels, "statefulset.kubernetes.io/pod-name": pname})
+                    pod["spec"]["hostname"] = pname
+                    if spec.get("serviceName"):
+                        pod["spec"]["subdomain"] = spec["serviceName"]
+                    what = f"create Pod {pname} in StatefulSet {name}"
+                    created = self._create_pod(sts, pod, "statefulset-controller", f"{what} failed error: ")
+                    if created is None:
+                        return
+                    pods[pname] = created
+                    self.event(sts, "Normal", "SuccessfulCreate", f"{what} successful", "statefulset-controller")
                     if ordered:
-                        break
-            live = [p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, sts)]
-            ready = sum(1 for p in live if self._ready(p))
-            labels = [(p["metadata"].get("labels") or {}).get(POD_REVISION) for p in live]
-            old_st = sts.get("status") or {}
-            current = old_st.get("currentRevision") or rev
-            if all(x == rev for x in labels):
-                current = rev
-            st: Obj = {
-                "observedGeneration": meta.get("generation", 1),
-                "replicas": len(live),
-                "currentReplicas": labels.count(current),
-                "updatedReplicas": labels.count(rev),
-                "currentRevision": current,
-                "updateRevision": rev,
-                "collisionCount": int(old_st.get("collisionCount", 0)),
-                "availableReplicas": ready,
-            }
-            for k in ("currentReplicas", "updatedReplicas"):
-                if not st[k]:
-                    del st[k]
-            if ready:
-                st["readyReplicas"] = ready
-            cur = self.c.store.get(STS.gr, ns, name)
-            if cur is not None and cur.get("status") != st:
-                n = copy.deepcopy(cur)
-                n["status"] = st
-                self.c.store.put(STS.gr, n, "MODIFIED")
+                        return
+                    continue
+                if ordered and (p["metadata"].get("deletionTimestamp") or not _running_ready(p)):
+                    return  # wait for a terminating pod to be gone, a new one to be Running and Ready
+            condemned = sorted((n for n in pods if _ordinal(n) >= replicas), key=_ordinal, reverse=True)
+            first_unhealthy = next(
+                (
+                    n
+                    for n in sorted(pods, key=_ordinal)
+                    if pods[n]["metadata"].get("deletionTimestamp") or not _running_ready(pods[n])
+                ),
+                None,
+            )
+            for pname in condemned:
+                p = pods[pname]
+                if p["metadata"].get("deletionTimestamp"):
+                    if ordered:
+                        return
+                    continue
+                if ordered and not _running_ready(p) and pname != first_unhealthy:
+                    return  # a lower unhealthy pod must be dealt with first
+                delete(pname)
+                if ordered:
+                    return
+            if not rolling:
+                return
+            for i in range(replicas - 1, partition - 1, -1):
+                p = pods.get(f"{name}-{i}")
+                if p is None:
+                    return
+                if (p["metadata"].get("labels") or {}).get(POD_REVISION) != rev and not p["metadata"].get(
+                    "deletionTimestamp"
+                ):
+                    delete(p["metadata"]["name"])
+                    return
+                if not _running_ready(p) or p["metadata"].get("deletionTimestamp"):
+                    return
+
+        step()
+        live = [p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, sts)]
+        min_ready = int(spec.get("minReadySeconds", 0))
+        revs = [
+            (p["metadata"].get("labels") or {}).get(POD_REVISION)
+            for p in live
+            if not p["metadata"].get("deletionTimestamp")
+        ]
+        st: Obj = {
+            "observedGeneration": meta.get("generation", 1),
+            "replicas": len(live),
+            "currentReplicas": revs.count(current),
+            "updatedReplicas": revs.count(rev),
+            "currentRevision": current,
+            "updateRevision": rev,
+            "collisionCount": int(old_st.get("collisionCount", 0)),
+            "availableReplicas": sum(1 for p in live if _running_ready(p) and _available(p, min_ready)),
+        }
+        ready = sum(1 for p in live if _running_ready(p))
+        if ready:
+            st["readyReplicas"] = ready
+        done = st["updatedReplicas"] == st["replicas"] and (ready == st["replicas"] or not rolling)
+        if done and st["replicas"] == replicas:  # completeRollingUpdate
+            st["currentReplicas"], st["currentRevision"] = st["updatedReplicas"], rev
+        for k in ("currentReplicas", "updatedReplicas"):
+            if not st[k]:
+                del st[k]
+        cur = self.c.store.get(STS.gr, ns, name)
+        if cur is not None and cur.get("status") != st:
+            n = copy.deepcopy(cur)
+            n["status"] = st
+            self.c.store.put(STS.gr, n, "MODIFIED")
+
+    def _ds_rolling_update(self, ds: Obj, pods: list[Obj], wanted: list[Obj], rev: str) -> None:
+        """daemonset rollingUpdate (maxSurge 0): replace old pods node by node, deleting an
+        available old pod only while fewer than maxUnavailable nodes are unavailable; an
+        unavailable old pod goes at once. The new pod is created once the old one is gone."""
+        ns = ds["metadata"]["namespace"]
+        ru = (ds["spec"].get("updateStrategy") or {}).get("rollingUpdate") or {}
+        max_unavailable = _pct(ru.get("maxUnavailable", 1), len(wanted), True) or 1
+        min_ready = int(ds["spec"].get("minReadySeconds", 0))
+        by_node: dict[str, list[Obj]] = {}
+        for p in pods:
+            by_node.setdefault(_ds_node(p), []).append(p)
+        unavailable = sum(
+            1
+            for n in wanted
+            if not any(
+                _available(p, min_ready) and not p["metadata"].get("deletionTimestamp")
+                for p in by_node.get(n["metadata"]["name"], [])
+            )
+        )
+        for node in wanted:
+            here = [p for p in by_node.get(node["metadata"]["name"], []) if not p["metadata"].get("deletionTimestamp")]
+            old = [p for p in here if (p["metadata"].get("labels") or {}).get(POD_REVISION) != rev]
+            if not old or len(old) < len(here):
+                continue
+            victim = old[0]
+            if _available(victim, min_ready):
+                if unavailable >= max_unavailable:
+                    continue
+                unavailable += 1
+            self._delete_pod(ns, victim["metadata"]["name"])
+            self.event(
+                ds, "Normal", "SuccessfulDelete", f"Deleted pod: {victim['metadata']['name']}", "daemonset-controller"
+            )
 
     def _daemonsets(self) -> None:
         DS = R["daemonsets.apps"]
@@ -823,19 +1125,12 @@ class Controllers:
             pods = [p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, ds)]
             running = {str((p["metadata"].get("labels") or {}).get(POD_REVISION, "")) for p in pods}
             _, rev = self._sync_history(ds, POD_REVISION, {f"{name}-{h}" for h in running})
-            if (spec.get("updateStrategy") or {}).get("type", "RollingUpdate") == "RollingUpdate":
-                for p in [p for p in pods if (p["metadata"].get("labels") or {}).get(POD_REVISION) != rev]:
-                    self.c.store.remove(PODS.gr, ns, p["metadata"]["name"])
-                    pods.remove(p)
-                    self.event(
-                        ds,
-                        "Normal",
-                        "SuccessfulDelete",
-                        f"Deleted pod: {p['metadata']['name']}",
-                        "daemonset-controller",
-                    )
             sel = ((spec.get("template") or {}).get("spec") or {}).get("nodeSelector") or {}
             wanted = [n for n in nodes if all((n["metadata"].get("labels") or {}).get(k) == v for k, v in sel.items())]
+            strategy = spec.get("updateStrategy") or {}
+            if strategy.get("type", "RollingUpdate") == "RollingUpdate":
+                self._ds_rolling_update(ds, pods, wanted, rev)
+                pods = [p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, ds)]
             for node in wanted:
                 nname = node["metadata"]["name"]
                 if any(_ds_node(p) == nname for p in pods):
@@ -981,8 +1276,23 @@ class Controllers:
                     self.c.store.put(CJ.gr, n, "MODIFIED")
 
     def has_timers(self) -> bool:
-        """Whether this cluster has work that depends on the clock (CronJobs)."""
-        return bool(self.c.store.objects.get("cronjobs.batch"))
+        """Whether this cluster has work that depends on the clock: CronJobs, a rollout that may
+        hit its progressDeadlineSeconds, pods that become available after minReadySeconds."""
+        if self.c.store.objects.get("cronjobs.batch"):
+            return True
+        for d in self.c.store.list(DEPLOY.gr):
+            cond = _get_cond(d.get("status") or {}, "Progressing")
+            reason = (cond or {}).get("reason")
+            if (
+                _has_deadline(d)
+                and not d["spec"].get("paused")
+                and reason in ("ReplicaSetUpdated", "NewReplicaSetCreated", "FoundNewReplicaSet", "DeploymentResumed")
+            ):
+                return True
+        for rs in self.c.store.list(RS.gr):
+            if rs["spec"].get("minReadySeconds") and _stat(rs, "readyReplicas") > _stat(rs, "availableReplicas"):
+                return True
+        return False
 
     # persistent volumes: binder, provisioner, protection ------------------------------------------
 
@@ -1522,7 +1832,7 @@ class Controllers:
                 ports.append(port)
         return {"addressType": "IPv4", "endpoints": endpoints or None, "ports": ports or None}
 
-    # replicaset controller -------------------------------------------------------------------
+    # replicaset controller (pkg/controller/replicaset) ----------------------------------------
 
     def _replicasets(self) -> None:
         for rs in self.c.store.list(RS.gr):
@@ -1530,21 +1840,32 @@ class Controllers:
                 continue
             self._sync_rs(rs)
 
+    def _delete_pod(self, ns: str, name: str) -> None:
+        """Delete as a controller does: gracefully (the kubelet stops it) when a kubelet runs.
+
+        ``Cluster.delete`` marks the cluster dirty for a reconcile after the request; this runs
+        inside the reconcile loop, which goes on until nothing changes, so the mark is undone.
+        """
+        dirty = self.c._dirty
+        try:
+            self.c.delete(PODS, ns, name)
+        except ApiError:
+            return
+        finally:
+            self.c._dirty = dirty
+
     def _sync_rs(self, rs: Obj) -> None:
         ns = rs["metadata"]["namespace"]
         sel = selector_from_match(rs["spec"].get("selector"))
-        pods = [
-            p
-            for p in self.c.store.list(PODS.gr, ns)
-            if _controlled_by(p, rs) and not p["metadata"].get("deletionTimestamp")
-        ]
         # adopt orphans that match
         for p in self.c.store.list(PODS.gr, ns):
             if not p["metadata"].get("ownerReferences") and sel(p) and not p["metadata"].get("deletionTimestamp"):
                 n = copy.deepcopy(p)
                 n["metadata"]["ownerReferences"] = [_owner_ref(rs)]
-                pods.append(self.c.store.put(PODS.gr, n, "MODIFIED"))
+                self.c.store.put(PODS.gr, n, "MODIFIED")
+        pods = [p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, rs) and _pod_active(p)]
         want = int(rs["spec"].get("replicas", 1))
+        failure = ""
         if len(pods) < want:
             tmpl = rs["spec"]["template"]
             for _ in range(want - len(pods)):
@@ -1561,6 +1882,7 @@ class Controllers:
                 }
                 created = self._create_pod(rs, pod, "replicaset-controller")
                 if created is None:
+                    failure = self.create_error
                     break
                 self.event(
                     rs,
@@ -1570,36 +1892,114 @@ class Controllers:
                     "replicaset-controller",
                 )
         elif len(pods) > want:
-            victims = sorted(pods, key=lambda p: p["metadata"]["creationTimestamp"], reverse=True)
-            for p in victims[: len(pods) - want]:
-                self.c.store.remove(PODS.gr, ns, p["metadata"]["name"])
+            for p in sorted(pods, key=_deletion_rank)[: len(pods) - want]:
+                self._delete_pod(ns, p["metadata"]["name"])
                 self.event(
                     rs, "Normal", "SuccessfulDelete", f"Deleted pod: {p['metadata']['name']}", "replicaset-controller"
                 )
         cur = self.c.store.get(RS.gr, ns, rs["metadata"]["name"])
         if cur is None:
             return
-        live = [p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, cur)]
-        ready = sum(
-            1
-            for p in live
-            if any(
-                c.get("type") == "Ready" and c.get("status") == "True"
-                for c in (p.get("status") or {}).get("conditions") or []
-            )
-        )
-        labeled = sum(1 for p in live if sel(p))
+        owned = [p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, cur)]
+        live = [p for p in owned if _pod_active(p)]
+        terminating = [
+            p
+            for p in owned
+            if p["metadata"].get("deletionTimestamp") and (p.get("status") or {}).get("phase") not in _FINISHED
+        ]
+        tlabels = ((cur["spec"].get("template") or {}).get("metadata") or {}).get("labels") or {}
+        min_ready = int(cur["spec"].get("minReadySeconds", 0))
         st: Obj = {"replicas": len(live)}
-        if labeled:
-            st["fullyLabeledReplicas"] = labeled
-        if ready:
-            st["readyReplicas"] = ready
-            st["availableReplicas"] = ready
+        for k, v in (
+            ("fullyLabeledReplicas", sum(1 for p in live if _has_labels(p, tlabels))),
+            ("readyReplicas", sum(1 for p in live if self._ready(p))),
+            ("availableReplicas", sum(1 for p in live if _available(p, min_ready))),
+        ):
+            if v:
+                st[k] = v
+        st["terminatingReplicas"] = len(terminating)  # DeploymentReplicaSetTerminatingReplicas (beta, on)
         st["observedGeneration"] = cur["metadata"].get("generation", 1)
+        old_conds = (cur.get("status") or {}).get("conditions") or []
+        had = next((c for c in old_conds if c.get("type") == "ReplicaFailure"), None)
+        conds = [c for c in old_conds if c.get("type") != "ReplicaFailure"]
+        if failure and had is None:
+            from runtime.kube.apiserver import now_ts
+
+            reason = "FailedCreate" if len(live) < want else "FailedDelete"
+            conds.append(
+                {
+                    "type": "ReplicaFailure",
+                    "status": "True",
+                    "lastTransitionTime": now_ts(),
+                    "reason": reason,
+                    "message": failure,
+                }
+            )
+        elif had is not None and failure:
+            conds.append(had)
+        if conds:
+            st["conditions"] = conds
         if st != cur.get("status"):
             n = copy.deepcopy(cur)
             n["status"] = st
             self.c.store.put(RS.gr, n, "MODIFIED")
+
+
+def _epoch(ts: Any) -> float:
+    from runtime.kube.printers import parse_time
+
+    t = parse_time(ts) if isinstance(ts, str) else None
+    return t.timestamp() if t is not None else 0.0
+
+
+def _running_ready(p: Obj) -> bool:
+    """isRunningAndReady: phase Running and the Ready condition True."""
+    return (p.get("status") or {}).get("phase") == "Running" and _ready_since(p) is not None
+
+
+_FINISHED = ("Succeeded", "Failed")
+
+
+def _pod_active(p: Obj) -> bool:
+    """controller.IsPodActive: not terminating and not finished."""
+    phase = (p.get("status") or {}).get("phase")
+    return not p["metadata"].get("deletionTimestamp") and phase not in _FINISHED
+
+
+def _ready_since(p: Obj) -> float | None:
+    for c in (p.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            return _epoch(c.get("lastTransitionTime")) if c.get("status") == "True" else None
+    return None
+
+
+def _available(p: Obj, min_ready: int) -> bool:
+    """podutil.IsPodAvailable: ready for at least minReadySeconds."""
+    import time
+
+    since = _ready_since(p)
+    return since is not None and (min_ready == 0 or since + min_ready <= time.time())
+
+
+def _has_labels(p: Obj, want: dict[str, str]) -> bool:
+    labels = p["metadata"].get("labels") or {}
+    return all(labels.get(k) == v for k, v in want.items())
+
+
+def _deletion_rank(p: Obj) -> tuple[bool, int, bool, float, int, float]:
+    """controller.ActivePods order, deleted first: unscheduled, pending, not ready, ready the
+    shortest time, most restarts, newest."""
+    st = p.get("status") or {}
+    since = _ready_since(p)
+    restarts = max((int(c.get("restartCount", 0)) for c in st.get("containerStatuses") or []), default=0)
+    return (
+        bool((p.get("spec") or {}).get("nodeName")),
+        {"Pending": 0, "Unknown": 1, "Running": 2}.get(str(st.get("phase", "")), 0),
+        since is not None,
+        -(since or 0.0),
+        -restarts,
+        -_epoch(p["metadata"].get("creationTimestamp")),
+    )
 
 
 _SUFFIX = {
@@ -1677,29 +2077,269 @@ def _pct(v: Any, total: int, round_up: bool) -> int:
     return int(s)
 
 
-def _surge(spec: Obj, replicas: int) -> int:
-    ru = (spec.get("strategy") or {}).get("rollingUpdate") or {}
-    if (spec.get("strategy") or {}).get("type") == "Recreate":
+# -- deployment helpers (pkg/controller/deployment/util) ------------------------------------------
+
+
+def _replicas(rs: Obj) -> int:
+    return int(rs["spec"].get("replicas", 1))
+
+
+def _stat(obj: Obj, key: str) -> int:
+    return int((obj.get("status") or {}).get(key, 0))
+
+
+def _revision(rs: Obj) -> int:
+    v = str((rs["metadata"].get("annotations") or {}).get(REVISION, "0"))
+    return int(v) if v.isdigit() else 0
+
+
+def _by_creation(rs: Obj) -> tuple[str, str]:
+    return (str(rs["metadata"].get("creationTimestamp", "")), str(rs["metadata"]["name"]))
+
+
+def _active(rss: Sequence[Obj | None]) -> list[Obj]:
+    """FilterActiveReplicaSets: the ReplicaSets that want pods."""
+    return [rs for rs in rss if rs is not None and _replicas(rs) > 0]
+
+
+def _fenceposts(d: Obj) -> tuple[int, int]:
+    """ResolveFenceposts: maxSurge rounded up, maxUnavailable rounded down, never both zero."""
+    replicas = int(d["spec"].get("replicas", 1))
+    ru = (d["spec"].get("strategy") or {}).get("rollingUpdate") or {}
+    surge = _pct(ru.get("maxSurge", "25%"), replicas, True)
+    unavailable = _pct(ru.get("maxUnavailable", "25%"), replicas, False)
+    if surge == 0 and unavailable == 0:
+        unavailable = 1
+    return surge, unavailable
+
+
+def _rolling(d: Obj) -> bool:
+    return str((d["spec"].get("strategy") or {}).get("type", "RollingUpdate")) == "RollingUpdate"
+
+
+def _max_surge(d: Obj) -> int:
+    return _fenceposts(d)[0] if _rolling(d) else 0
+
+
+def _max_unavailable(d: Obj) -> int:
+    replicas = int(d["spec"].get("replicas", 1))
+    if not _rolling(d) or replicas == 0:
         return 0
-    return _pct(ru.get("maxSurge", "25%"), replicas, True)
+    return min(_fenceposts(d)[1], replicas)
 
 
-def _unavailable(spec: Obj, replicas: int) -> int:
-    ru = (spec.get("strategy") or {}).get("rollingUpdate") or {}
-    if (spec.get("strategy") or {}).get("type") == "Recreate":
-        return 0
-    return _pct(ru.get("maxUnavailable", "25%"), replicas, False)
+def _new_rs_replicas(d: Obj, all_rs: list[Obj], new_rs: Obj) -> int:
+    """NewRSNewReplicas: how far the new ReplicaSet may grow now."""
+    replicas = int(d["spec"].get("replicas", 1))
+    if not _rolling(d):
+        return replicas
+    current = sum(_replicas(rs) for rs in all_rs)
+    max_total = replicas + _max_surge(d)
+    if current >= max_total:
+        return _replicas(new_rs)
+    return _replicas(new_rs) + min(max_total - current, replicas - _replicas(new_rs))
 
 
-def _cond(old: Obj | None, typ: str, status: str, reason: str, message: str, ts: str) -> Obj:
-    if old and old.get("status") == status and old.get("reason") == reason and old.get("message") == message:
-        return old
-    transition = old["lastTransitionTime"] if old and old.get("status") == status else ts
+def _set_replicas_annotations(rs: Obj, desired: int, max_replicas: int) -> bool:
+    ann = rs["metadata"].setdefault("annotations", {})
+    changed = False
+    for k, v in ((DESIRED, str(desired)), (MAX_REPLICAS, str(max_replicas))):
+        if ann.get(k) != v:
+            ann[k] = v
+            changed = True
+    return changed
+
+
+_SKIP_COPY = (LAST_APPLIED, REVISION, REVISION_HISTORY, DESIRED, MAX_REPLICAS, "deprecated.deployment.rollback.to")
+
+
+def _set_new_rs_annotations(d: Obj, rs: Obj, new_revision: str, exists: bool) -> bool:
+    """SetNewReplicaSetAnnotations: copied deployment annotations, revision and its history."""
+    ann = rs["metadata"].setdefault("annotations", {})
+    changed = False
+    for k, v in (d["metadata"].get("annotations") or {}).items():
+        if k not in _SKIP_COPY and ann.get(k) != v:
+            ann[k] = v
+            changed = True
+    old_rev = ann.get(REVISION)
+    old_int = int(old_rev) if old_rev and old_rev.isdigit() else 0
+    if old_int < int(new_revision):
+        ann[REVISION] = new_revision
+        changed = True
+        if old_rev:
+            hist = [x for x in str(ann.get(REVISION_HISTORY, "")).split(",") if x]
+            ann[REVISION_HISTORY] = ",".join([*hist, old_rev])
+    if not exists:
+        replicas = int(d["spec"].get("replicas", 1))
+        changed = _set_replicas_annotations(rs, replicas, replicas + _max_surge(d)) or changed
+    return changed
+
+
+def _set_deploy_revision(d: Obj, revision: str) -> bool:
+    ann = d["metadata"].setdefault("annotations", {})
+    if revision and ann.get(REVISION) != revision:
+        ann[REVISION] = revision
+        return True
+    return False
+
+
+def _has_deadline(d: Obj) -> bool:
+    v = d["spec"].get("progressDeadlineSeconds")
+    return v is not None and int(v) != 2**31 - 1
+
+
+def _get_cond(st: Obj, typ: str) -> Obj | None:
+    return next((c for c in st.get("conditions") or [] if c.get("type") == typ), None)
+
+
+def _remove_cond(st: Obj, typ: str) -> None:
+    conds = [c for c in st.get("conditions") or [] if c.get("type") != typ]
+    if conds:
+        st["conditions"] = conds
+    else:
+        st.pop("conditions", None)
+
+
+def _new_cond(typ: str, status: str, reason: str, message: str) -> Obj:
+    from runtime.kube.apiserver import now_ts
+
+    ts = now_ts()
     return {
         "type": typ,
         "status": status,
         "lastUpdateTime": ts,
-        "lastTransitionTime": transition,
+        "lastTransitionTime": ts,
         "reason": reason,
         "message": message,
     }
+
+
+def _set_cond(st: Obj, cond: Obj) -> None:
+    """SetDeploymentCondition: same status and reason is no change; the transition time stays with the status."""
+    cur = _get_cond(st, cond["type"])
+    if cur is not None and cur.get("status") == cond["status"] and cur.get("reason") == cond["reason"]:
+        return
+    if cur is not None and cur.get("status") == cond["status"]:
+        cond["lastTransitionTime"] = cur.get("lastTransitionTime")
+    st["conditions"] = [c for c in st.get("conditions") or [] if c.get("type") != cond["type"]] + [cond]
+
+
+def _calculate_status(all_rs: list[Obj], new_rs: Obj | None, d: Obj) -> Obj:
+    """calculateStatus: counts from the ReplicaSets, the Available condition, old conditions kept."""
+    old = d.get("status") or {}
+    available = sum(_stat(rs, "availableReplicas") for rs in all_rs)
+    total = sum(_replicas(rs) for rs in all_rs)
+    st: Obj = {}
+    for k, v in (
+        ("observedGeneration", int(d["metadata"].get("generation", 1))),
+        ("replicas", sum(_stat(rs, "replicas") for rs in all_rs)),
+        ("updatedReplicas", _stat(new_rs, "replicas") if new_rs is not None else 0),
+        ("readyReplicas", sum(_stat(rs, "readyReplicas") for rs in all_rs)),
+        ("availableReplicas", available),
+        ("unavailableReplicas", max(0, total - available)),
+    ):
+        if v:
+            st[k] = v
+    terminating: int | None = 0  # GetTerminatingReplicaCountForReplicaSets
+    for rs in all_rs:
+        rst = rs.get("status") or {}
+        if "terminatingReplicas" in rst:
+            terminating = None if terminating is None else terminating + int(rst["terminatingReplicas"])
+        elif rst.get("observedGeneration"):
+            terminating = None
+    if terminating is not None:
+        st["terminatingReplicas"] = terminating
+    if old.get("conditions"):
+        st["conditions"] = copy.deepcopy(old["conditions"])
+    if old.get("collisionCount"):
+        st["collisionCount"] = old["collisionCount"]
+    if available >= int(d["spec"].get("replicas", 1)) - _max_unavailable(d):
+        msg = "Deployment has minimum availability."
+        _set_cond(st, _new_cond("Available", "True", "MinimumReplicasAvailable", msg))
+    else:
+        msg = "Deployment does not have minimum availability."
+        _set_cond(st, _new_cond("Available", "False", "MinimumReplicasUnavailable", msg))
+    return st
+
+
+def _replica_failures(rss: list[Obj]) -> list[Obj]:
+    return [
+        c for rs in rss for c in (rs.get("status") or {}).get("conditions") or [] if c.get("type") == "ReplicaFailure"
+    ]
+
+
+def _deployment_complete(d: Obj, st: Obj) -> bool:
+    replicas = int(d["spec"].get("replicas", 1))
+    return (
+        int(st.get("updatedReplicas", 0)) == replicas
+        and int(st.get("replicas", 0)) == replicas
+        and int(st.get("availableReplicas", 0)) == replicas
+        and int(st.get("observedGeneration", 0)) >= int(d["metadata"].get("generation", 1))
+    )
+
+
+def _deployment_progressing(old: Obj, new: Obj) -> bool:
+    def g(st: Obj, k: str) -> int:
+        return int(st.get(k, 0))
+
+    return (
+        g(new, "updatedReplicas") > g(old, "updatedReplicas")
+        or g(new, "replicas") - g(new, "updatedReplicas") < g(old, "replicas") - g(old, "updatedReplicas")
+        or g(new, "readyReplicas") > g(old, "readyReplicas")
+        or g(new, "availableReplicas") > g(old, "availableReplicas")
+    )
+
+
+def _deployment_timed_out(d: Obj, st: Obj) -> bool:
+    import datetime
+
+    from runtime.kube.printers import parse_time
+
+    cond = _get_cond(st, "Progressing")
+    if not _has_deadline(d) or cond is None or cond.get("reason") == "NewReplicaSetAvailable":
+        return False
+    if cond.get("reason") == "ProgressDeadlineExceeded":
+        return True
+    since = parse_time(cond.get("lastUpdateTime"))
+    if since is None:
+        return False
+    deadline = since + datetime.timedelta(seconds=int(d["spec"]["progressDeadlineSeconds"]))
+    return deadline < datetime.datetime.now(datetime.UTC)
+
+
+def _find_active_or_latest(new_rs: Obj | None, old: list[Obj]) -> Obj | None:
+    if new_rs is None and not old:
+        return None
+    old = sorted(old, key=_by_creation, reverse=True)
+    active = _active([*old, new_rs])
+    if not active:
+        return new_rs if new_rs is not None else old[0]
+    return active[0] if len(active) == 1 else None
+
+
+def _is_saturated(d: Obj, new_rs: Obj | None) -> bool:
+    if new_rs is None:
+        return False
+    replicas = int(d["spec"].get("replicas", 1))
+    desired = (new_rs["metadata"].get("annotations") or {}).get(DESIRED)
+    return desired == str(replicas) and _replicas(new_rs) == replicas and _stat(new_rs, "availableReplicas") == replicas
+
+
+def _rs_proportion(rs: Obj, d: Obj, to_add: int, added: int) -> int:
+    """GetReplicaSetProportion: this ReplicaSet's share of a scaling of the whole deployment."""
+    if _replicas(rs) == 0 or to_add == 0 or to_add == added:
+        return 0
+    replicas = int(d["spec"].get("replicas", 1))
+    if replicas == 0:
+        fraction = -_replicas(rs)
+    else:
+        max_now = replicas + _max_surge(d)
+        ann = str((rs["metadata"].get("annotations") or {}).get(MAX_REPLICAS, ""))
+        before = int(ann) if ann.isdigit() else _stat(d, "replicas")
+        if before == 0:
+            fraction = 0
+        else:
+            x = _replicas(rs) * max_now / before
+            fraction = int(x + 0.5) - _replicas(rs)  # integer.RoundToInt32 (sizes are positive)
+    allowed = to_add - added
+    return min(fraction, allowed) if to_add > 0 else max(fraction, allowed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.runtime.kube.conftest import Kubectl
+from tests.runtime.kube.test_rollouts import mark_ready, not_ready
 
 
 def _rows(out: str) -> list[list[str]]:
@@ -48,9 +49,22 @@ def _ds(name: str, image: str) -> str:
     )
 
 
+def _roll(k: Kubectl, ns: str) -> None:
+    """Play the kubelet: make every new pod ready until the StatefulSet's rollout is done."""
+    for _ in range(5):
+        pending = not_ready(k, ns)
+        if not pending:
+            return
+        mark_ready(k, ns, *pending)
+    raise AssertionError("rollout did not finish")
+
+
 def test_statefulset_revisions_history_and_undo(alpha: Kubectl, ns: str) -> None:
     alpha("create", "-n", ns, "-f", "-", stdin=_sts("web", "nginx:1.25"))
+    _roll(alpha, ns)
+    # pods are replaced one at a time once the previous one is ready (the rollout waits for a kubelet)
     alpha("set", "image", "sts/web", "nginx=nginx:1.26", "-n", ns)
+    _roll(alpha, ns)
     revs = _rows(alpha("get", "controllerrevisions", "-n", ns))
     assert revs[0] == ["NAME", "CONTROLLER", "REVISION", "AGE"]
     assert sorted(r[1:3] for r in revs[1:]) == [["statefulset.apps/web", "1"], ["statefulset.apps/web", "2"]]
@@ -79,6 +93,7 @@ def test_statefulset_revisions_history_and_undo(alpha: Kubectl, ns: str) -> None
     )
 
     assert alpha("rollout", "undo", "sts/web", "-n", ns) == "statefulset.apps/web rolled back\n"
+    _roll(alpha, ns)
     assert alpha("rollout", "history", "sts/web", "-n", ns).splitlines()[1:4] == [
         "REVISION  CHANGE-CAUSE",
         "2         <none>",
@@ -96,10 +111,13 @@ def test_statefulset_revisions_history_and_undo(alpha: Kubectl, ns: str) -> None
 
 def test_change_cause_and_history_limit_on_statefulset(alpha: Kubectl, ns: str) -> None:
     alpha("create", "-n", ns, "-f", "-", stdin=_sts("db", "postgres:15"))
+    _roll(alpha, ns)
     alpha("patch", "sts", "db", "-n", ns, "-p", '{"spec":{"revisionHistoryLimit":1}}')
     alpha("annotate", "sts", "db", "-n", ns, "kubernetes.io/change-cause=move to 16")
     alpha("set", "image", "sts/db", "nginx=postgres:16", "-n", ns)
+    _roll(alpha, ns)  # revisions that live pods still run are kept, so finish each rollout
     alpha("set", "image", "sts/db", "nginx=postgres:17", "-n", ns)
+    _roll(alpha, ns)
     hist = alpha("rollout", "history", "sts/db", "-n", ns).splitlines()
     # revision 1 is gone (limit 1 besides the live one); 2 carries the annotation it was made with
     assert hist[1:4] == ["REVISION  CHANGE-CAUSE", "2         move to 16", "3         move to 16"]
