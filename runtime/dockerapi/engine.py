@@ -978,7 +978,7 @@ class Engine:
             ports = {} if net_none else self._allocate_ports(c)
             c.ports = ports
         self._write_hosts(c)
-        _write_file(d / "resolv.conf", self._resolv_conf(), uid)
+        _write_file(d / "resolv.conf", self._resolv_conf(c.host_config), uid)
         self._copy_up_volumes(c, rootfs)
         # bind sources: resolve now (the sandbox may have changed), stage the exact objects
         binds = self._stage_binds(c)
@@ -1095,12 +1095,23 @@ class Engine:
                 return  # exec'd, or exited (a zombie has no command line)
             time.sleep(0.001)
 
-    def _resolv_conf(self) -> str:
+    def _resolv_conf(self, hc: dict[str, Any]) -> str:
+        """The sandbox's resolv.conf as a container sees it; HostConfig ``Dns``, ``DnsSearch``
+        and ``DnsOptions`` (``docker run --dns/--dns-search/--dns-option``, the kubelet's
+        pod DNS) replace its nameservers, search list and options, as Docker does."""
         raw = fsutil.read_in_root(self.ctx.dir / "rootfs", "/etc/resolv.conf") or b""
         lines = [ln for ln in raw.decode(errors="replace").splitlines() if ln.strip()]
         # the sandbox's own resolvers work from a container too (they are reached through the
         # sandbox), except loopback ones, which inside the container would be the container
         kept = [ln for ln in lines if not (ln.split()[:1] == ["nameserver"] and ln.split()[1:2][0].startswith("127."))]
+        given = {
+            "nameserver": [str(x) for x in hc.get("Dns") or []],
+            "search": [str(x) for x in hc.get("DnsSearch") or []],
+            "options": [str(x) for x in hc.get("DnsOptions") or []],
+        }
+        kept = [ln for ln in kept if not given.get(ln.split()[0])]
+        kept += [f"nameserver {ns}" for ns in given["nameserver"]]
+        kept += [f"{key} {' '.join(given[key])}" for key in ("search", "options") if given[key]]
         return "\n".join(kept) + "\n"
 
     def _copy_up_volumes(self, c: _Container, rootfs: Path) -> None:

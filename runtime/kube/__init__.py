@@ -45,10 +45,12 @@ Layout
 ``controllers.py``
     Run to quiescence after every write (and every 10 s for clusters with CronJobs):
     namespaces (default ServiceAccount, kube-root-ca.crt, termination), Deployment ->
-    ReplicaSet (pod-template-hash, revision bookkeeping, revisionHistoryLimit, instant
-    rollouts), ReplicaSet -> Pods, StatefulSet (ordered names, OrderedReady/Parallel,
-    partition) and DaemonSet (one pod per node) with ControllerRevision history
-    (``kubectl rollout history|undo sts|ds``, instant rolling updates), Job -> Pods,
+    ReplicaSet (pod-template-hash, revision bookkeeping, revisionHistoryLimit, rollouts that
+    wait for available pods: maxSurge/maxUnavailable, Recreate, pause, progress deadline,
+    proportional scaling), ReplicaSet -> Pods (minReadySeconds, kube's scale-down order),
+    StatefulSet (ordered names, OrderedReady/Parallel, rolling update from the top one ready
+    pod at a time, partition) and DaemonSet (one pod per node, maxUnavailable) with
+    ControllerRevision history (``kubectl rollout history|undo sts|ds``), Job -> Pods,
     CronJob -> Jobs (``cron.py``), Endpoints and EndpointSlices (one slice per selecting
     Service), ResourceQuota status, HorizontalPodAutoscaler (min/max), PodDisruptionBudget status,
     PV/PVC binding with a default StorageClass (dynamic provisioning, reclaim, protection
@@ -68,6 +70,18 @@ Layout
     probes, volumes, graceful deletion; adopts running pods after a runtimed restart.
     ``ClusterHost`` is its thread-safe window on the cluster (everything runs on the API
     server's loop); ``KubeletIO`` serves ``podio.PodIO``.
+``proxy.py``
+    kube-proxy in nftables mode, one table ``ip kubelab-kube`` in the sandbox's netns,
+    rewritten from Services + EndpointSlices after each kubelet sync: ClusterIP and NodePort
+    (every local address, 127.0.0.1 included) to a random ready endpoint (ClientIP
+    affinity by hash), named targetPorts per endpoint, REJECT without endpoints, masquerade
+    for pod-to-service on the shared bridge, ``kubernetes`` (10.96.0.1:443) to the
+    sandbox's API listener.
+``dns.py``
+    Cluster DNS (CoreDNS's kubernetes plugin): 10.96.0.10:53 UDP+TCP on the sandbox's
+    ``lo``, served on the loop from the store: services, headless endpoints, StatefulSet
+    pod names, SRV, pod A records, PTR; NXDOMAIN under cluster.local; other names forwarded
+    to the sandbox's resolvers (SERVFAIL without). The ``kube-system/kube-dns`` Service.
 ``podio.py``
     What the API server needs from a kubelet for ``kubectl logs``, ``exec`` and
     ``attach`` (``Cluster.pod_io``), and the wire protocol server.py speaks for them:
@@ -133,6 +147,9 @@ TODO (later sessions), roughly in course order
   rules inside lists (listType=map/set correlation), warnings on watch responses of
   deprecated versions, schema keywords beyond
   type/required/enum/min/max/length/pattern/items/properties.
+- Rollouts: status.terminatingReplicas, the ReplicaFailure condition, adoption of orphan
+  ReplicaSets by a Deployment, StatefulSet maxUnavailable and minReadySeconds waits,
+  DaemonSet maxSurge; minReadySeconds and progress deadlines are seen on the 10 s tick.
 - Kinds not served yet: events.k8s.io/v1, autoscaling/v1, VolumeAttachment, CSI objects.
   The HPA only clamps replicas to [min, max] (no metrics server); PDBs are reported, not
   enforced by an eviction API. EndpointSlices are IPv4 only, one per Service (no 100-endpoint

@@ -33,6 +33,17 @@ containers of a pod reach each other on localhost and share the pod IP (the infr
 container's address). Each container gets its own UTS namespace with the pod's name as
 hostname.
 
+Pod DNS and Service variables: with ``cluster_dns`` (service.py passes dns.py's
+10.96.0.10) a ``dnsPolicy: ClusterFirst`` pod (the default) gets ``nameserver 10.96.0.10``,
+``search <ns>.svc.cluster.local svc.cluster.local cluster.local`` and ``options ndots:5``
+(engine HostConfig ``Dns``/``DnsSearch``/``DnsOptions``); ``Default`` keeps the sandbox's
+resolv.conf, ``None`` uses ``dnsConfig`` only, and ``dnsConfig`` is merged into the others
+as kubelet merges it. Every container gets the Docker-link variables
+(``WEB_SERVICE_HOST``, ``WEB_SERVICE_PORT``, ``WEB_PORT_80_TCP_ADDR``, ...) of the
+Services of its namespace that exist when it starts (``enableServiceLinks: false``: only
+``kubernetes``'s). ``after_sync`` hooks run in the sync thread after every sync (the
+kube-proxy's resync, proxy.py).
+
 What a sync does, per pod of the node
 -------------------------------------
 1. Infra container running (re-created if it died). 2. Volumes, once, before any container
@@ -192,6 +203,14 @@ class ClusterHost:
                 for p in self.cluster.store.list(PODS.gr)
                 if (p.get("spec") or {}).get("nodeName") == node
             ]
+
+        return self._call(do)
+
+    def list_all(self, gr: str) -> list[Obj]:
+        """Every object of a resource (services, endpointslices, pods), copied."""
+
+        def do() -> list[Obj]:
+            return [copy.deepcopy(o) for o in self.cluster.store.list(gr)]
 
         return self._call(do)
 
@@ -536,6 +555,7 @@ class Kubelet:
         node: str,
         *,
         pod_cidr_network: str = "kube-pods",
+        cluster_dns: str | None = None,
         backoff_initial: float = BACKOFF_INITIAL,
         backoff_max: float = BACKOFF_MAX,
         sync_period: float = SYNC_PERIOD,
@@ -544,6 +564,8 @@ class Kubelet:
         self.engine = engine
         self.node = node
         self.network = pod_cidr_network
+        self.cluster_dns = cluster_dns  # kubelet's --cluster-dns (None: ClusterFirst acts as Default)
+        self.after_sync: list[Callable[[], None]] = []  # run in the sync thread (the proxy's resync)
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.sync_period = sync_period
@@ -584,6 +606,11 @@ class Kubelet:
                 self.sync()
             except Exception:
                 log.exception("kubelet sync of node %s failed", self.node)
+            for hook in self.after_sync:
+                try:
+                    hook()
+                except Exception:
+                    log.exception("kubelet of node %s: after-sync hook failed", self.node)
 
     # -- engine views --------------------------------------------------------------------------
 
@@ -1050,6 +1077,7 @@ class Kubelet:
                 hc["NanoCpus"] = int(Quantity.parse(limits["cpu"]).value * 10**9)
         except QuantityError as exc:
             raise _ConfigError(str(exc)) from None
+        hc.update(self._dns(pod))
         sc = {**(spec.get("securityContext") or {}), **(c.get("securityContext") or {})}
         body: Obj = {
             "Image": c["image"],
@@ -1070,6 +1098,69 @@ class Kubelet:
         if sc.get("runAsUser") is not None:
             body["User"] = str(sc["runAsUser"]) + (f":{sc['runAsGroup']}" if sc.get("runAsGroup") is not None else "")
         return body
+
+    def _dns(self, pod: Obj) -> Obj:
+        """The engine's ``Dns``/``DnsSearch``/``DnsOptions`` for the pod's ``dnsPolicy`` and
+        ``dnsConfig``, merged as kubelet does (``Default``: the sandbox's own resolv.conf)."""
+        spec = pod.get("spec") or {}
+        policy = spec.get("dnsPolicy") or "ClusterFirst"
+        cfg = spec.get("dnsConfig") or {}
+        servers: list[str] = []
+        search: list[str] = []
+        options: list[str] = []
+        if policy in ("ClusterFirst", "ClusterFirstWithHostNet") and self.cluster_dns:
+            ns = pod["metadata"]["namespace"]
+            servers = [self.cluster_dns]
+            search = [f"{ns}.svc.cluster.local", "svc.cluster.local", "cluster.local"]
+            options = ["ndots:5"]
+        elif policy != "None" and not cfg:
+            return {}
+        servers += [str(x) for x in cfg.get("nameservers") or [] if str(x) not in servers]
+        search += [str(x) for x in cfg.get("searches") or [] if str(x) not in search]
+        for o in cfg.get("options") or []:
+            name = str(o.get("name", ""))
+            options = [x for x in options if x.split(":", 1)[0] != name]
+            options.append(f"{name}:{o['value']}" if o.get("value") is not None else name)
+        out: Obj = {}
+        if servers:
+            out["Dns"] = servers[:3]
+        if search:
+            out["DnsSearch"] = search[:32]
+        if options:
+            out["DnsOptions"] = options
+        return out
+
+    def _service_env(self, pod: Obj) -> dict[str, str]:
+        """Docker-link style variables of the Services of the pod's namespace that exist now
+        (``enableServiceLinks``, default true) and always of ``default/kubernetes``."""
+        ns = pod["metadata"]["namespace"]
+        links = (pod.get("spec") or {}).get("enableServiceLinks", True) is not False
+        out: dict[str, str] = {}
+        for svc in sorted(self.host.list_all("services"), key=lambda s: str(s["metadata"]["name"])):
+            meta, spec = svc["metadata"], svc.get("spec") or {}
+            master = meta["namespace"] == "default" and meta["name"] == "kubernetes"
+            ip = str(spec.get("clusterIP") or "")
+            if not (master or (links and meta["namespace"] == ns)) or ip in ("", "None"):
+                continue
+            ports = spec.get("ports") or []
+            if not ports:
+                continue
+            name = str(meta["name"]).upper().replace("-", "_")
+            out[f"{name}_SERVICE_HOST"] = ip
+            out[f"{name}_SERVICE_PORT"] = str(ports[0]["port"])
+            for p in ports:
+                if p.get("name"):
+                    out[f"{name}_SERVICE_PORT_{str(p['name']).upper().replace('-', '_')}"] = str(p["port"])
+            first = ports[0]
+            out[f"{name}_PORT"] = f"{str(first.get('protocol', 'TCP')).lower()}://{ip}:{first['port']}"
+            for p in ports:
+                proto = str(p.get("protocol", "TCP"))
+                key = f"{name}_PORT_{p['port']}_{proto}"
+                out[key] = f"{proto.lower()}://{ip}:{p['port']}"
+                out[f"{key}_PROTO"] = proto.lower()
+                out[f"{key}_PORT"] = str(p["port"])
+                out[f"{key}_ADDR"] = ip
+        return out
 
     def _field_ref(self, pod: Obj, path: str, pod_ip: str) -> str:
         meta, spec = pod["metadata"], pod.get("spec") or {}
@@ -1094,7 +1185,7 @@ class Kubelet:
     def _env(self, pod: Obj, c: Obj, pod_ip: str) -> list[tuple[str, str]]:
         """The container's environment, in kubelet's order and with its error messages."""
         ns = pod["metadata"]["namespace"]
-        out: dict[str, str] = {}
+        out: dict[str, str] = self._service_env(pod)
 
         def source(kind: str, name: str, optional: bool) -> dict[str, str] | None:
             gr, label = ("configmaps", "configmap") if kind == "ConfigMap" else ("secrets", "secret")

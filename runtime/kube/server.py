@@ -127,7 +127,7 @@ def _node(name: str) -> dict[str, Any]:
 
 def create_cluster(data: Path, name: str, server: str) -> str:
     """Create cluster NAME under data and return an admin kubeconfig for it."""
-    from runtime.kube import registry
+    from runtime.kube import dns, registry
 
     if not valid_cluster_name(name):
         raise ApiError(422, "Invalid", f"invalid cluster name {name!r}: must be a lowercase RFC 1123 label")
@@ -202,6 +202,7 @@ def create_cluster(data: Path, name: str, server: str) -> str:
             },
         }
         c.create(R["services"], "default", svc, internal=True)
+        c.create(R["services"], "kube-system", dns.kube_dns_service(), internal=True)
         ep = {
             "metadata": {
                 "name": "kubernetes",
@@ -373,10 +374,11 @@ def _status_response(e: ApiError) -> web.Response:
 
 def make_app(hub: Hub, only: str | None = None) -> web.Application:
     """The HTTP app over ``hub``; with ``only``, it serves that one cluster (a sandbox's
-    private listener, see service.py) and answers 404 for any other cluster's path."""
+    private listener, see service.py) also without the ``/clusters/NAME`` prefix, and
+    answers 404 for any other cluster's path."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        name = request.match_info["name"]
+        name = request.match_info.get("name", only or "")
         tail = "/" + request.match_info.get("tail", "")
         if only is not None and name != only:
             return _status_response(ApiError(404, "NotFound", "the server could not find the requested resource"))
@@ -415,6 +417,8 @@ def make_app(hub: Hub, only: str | None = None) -> web.Application:
     app = web.Application(client_max_size=8 * 1024 * 1024)
     app.router.add_route("*", "/clusters/{name}", handler)
     app.router.add_route("*", "/clusters/{name}/{tail:.*}", handler)
+    if only is not None:  # in-cluster clients (pods: https://10.96.0.1:443, proxy.py) use no prefix
+        app.router.add_route("*", "/{tail:.*}", handler)
     return app
 
 

@@ -48,6 +48,11 @@ sandbox, within its limits, and ``kubectl logs``/``exec``/``attach`` reach them
 (``Cluster.pod_io``). The kubelet stops with the listener; the containers do not: after
 a runtimed restart ``adopt`` starts a new kubelet, which adopts them by their labels.
 
+Services work: with the kubelet come the sandbox's kube-proxy (proxy.py: an nftables table
+in the sandbox's netns, resynced in the kubelet's thread after every sync) and its cluster
+DNS (dns.py: 10.96.0.10:53 on the sandbox's ``lo``, sockets made by the same helper child,
+served on the loop; pods get it as their nameserver). Both stop with the kubelet.
+
 Threads: ``start``/``stop`` run in the manager's worker threads; everything touching the
 hub or aiohttp runs on the daemon's loop through ``run_coroutine_threadsafe``.
 """
@@ -72,8 +77,10 @@ import yaml
 from aiohttp import web
 
 from runtime import errors
+from runtime.kube import dns
 from runtime.kube.apierrors import ApiError
 from runtime.kube.kubelet import ClusterHost, Kubelet, KubeletIO
+from runtime.kube.proxy import Proxy
 from runtime.kube.server import (
     Hub,
     clusters_dir,
@@ -119,12 +126,15 @@ class _Listener:
     pid: int
 
 
-def open_listener_in_netns(pid: int, host: str = SANDBOX_HOST, port: int = SANDBOX_PORT) -> socket.socket:
-    """A socket listening on HOST:PORT inside the network namespace of ``pid`` (helper child)."""
+def open_listener_in_netns(
+    pid: int, host: str = SANDBOX_HOST, port: int = SANDBOX_PORT, proto: str = "tcp"
+) -> socket.socket:
+    """A socket listening on HOST:PORT (``proto`` udp: bound to it) inside the network
+    namespace of ``pid`` (helper child)."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(HELPER), str(pid), host, str(port), str(theirs.fileno())],
+            [sys.executable, "-I", "-S", str(HELPER), str(pid), host, str(port), str(theirs.fileno()), proto],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -170,6 +180,7 @@ class KubeService:
         # the sandbox's Docker engine, for its kubelet (None: pods are never run)
         self.engines: Callable[[str], Engine] | None = None
         self._kubelets: dict[str, Kubelet] = {}
+        self._dns: dict[str, dns.ClusterDNS] = {}
 
     # -- daemon side (on the loop) -------------------------------------------------------------
     async def start_server(self) -> None:
@@ -347,13 +358,46 @@ class KubeService:
             raise errors.RuntimeError(f"sandbox {sid} has no lab cluster")
         engine = self.engines(sid)
         cluster = self._on_loop(self._cluster(st["cluster"]))
-        kubelet = Kubelet(ClusterHost(cluster, self.loop), engine, f"{st['cluster']}-control-plane")
+        host = ClusterHost(cluster, self.loop)
+        kubelet = Kubelet(host, engine, f"{st['cluster']}-control-plane", cluster_dns=dns.DNS_IP)
+        kubelet.after_sync.append(Proxy(host, engine).sync)  # kube-proxy, in the kubelet's thread
         cluster.pod_io = KubeletIO(kubelet)
+        try:
+            self._start_dns(sid, engine, cluster)
+        except errors.RuntimeError as e:
+            log.warning("sandbox %s: cluster DNS not started: %s", sid, e)
         kubelet.start()
         self._kubelets[sid] = kubelet
 
+    def _start_dns(self, sid: str, engine: Engine, cluster: Any) -> None:
+        """Cluster DNS on 10.96.0.10:53 in the sandbox's netns, served on the loop (dns.py)."""
+        pid = engine.ctx.pid
+        dns.add_address(pid)
+        socks = [
+            open_listener_in_netns(pid, dns.DNS_IP, dns.DNS_PORT, "udp"),
+            open_listener_in_netns(pid, dns.DNS_IP, dns.DNS_PORT, "tcp"),
+            open_listener_in_netns(pid, "0.0.0.0", 0, "udp"),  # noqa: S104 - the sandbox's, to forward
+        ]
+        server = dns.ClusterDNS(cluster.store, dns.upstreams(engine.ctx.dir / "rootfs"))
+
+        async def start() -> None:
+            dns.ensure_kube_dns_service(cluster)
+            await server.start(*socks)
+
+        try:
+            self._on_loop(start())
+        except BaseException:
+            for sock in socks:
+                sock.close()
+            raise
+        self._dns[sid] = server
+
     def _stop_kubelet(self, sid: str) -> None:
         """Stop syncing the sandbox's pods (their containers stay, for the next kubelet)."""
+        server = self._dns.pop(sid, None)
+        if server is not None:
+            with contextlib.suppress(errors.RuntimeError):
+                self._on_loop(server.close())
         kubelet = self._kubelets.pop(sid, None)
         if kubelet is not None:
             kubelet.close()
