@@ -75,7 +75,7 @@ from _common import (
 )
 
 TAG = "kubepods"
-RESOURCES = HostResources("10.236.0.0/20", "klbenchkp", "kubelab-benchkp", 3_600_000_000)
+RESOURCES = HostResources("10.236.0.0/20", "klbenchkp", "kubelab-benchkp", 3_800_000_000)
 IMAGE = "busybox:1.35"
 MAIN_SPEC: dict[str, Any] = {
     "image": "lab-base",  # kubectl, the docker CLI and python3

@@ -38,6 +38,7 @@ streams that tar's output with the ``X-Docker-Container-Path-Stat`` header.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import logging
 import os
@@ -81,6 +82,7 @@ Handler = Callable[[Request], Awaitable[Response | None]]
 
 VERSION_RE = re.compile(r"^/v(\d+)\.(\d+)(/.*)$")
 SPOOL_MAX = 32 * 1024 * 1024  # build contexts up to this stay in memory, larger go to a file
+REFUSED_BODY_MAX = 16 * 1024 * 1024  # a refused upload up to this is read before the answer
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 NO_CONTENT = Response(204)
 
@@ -753,7 +755,15 @@ class DockerAPI:
                 raise errors.BadRequest("path is required")
             fs = await asyncio.to_thread(self.engine.container_fs, req.params["id"])
         except errors.RuntimeError:
-            req.close_connection = True  # the body is not read
+            # read (and drop) a small body first: a client still writing it when the answer
+            # comes and the connection closes sees "broken pipe", not the reason
+            drained = 0
+            with contextlib.suppress(Exception):  # the client may be gone: the refusal stands
+                async for chunk in req.iter_body():
+                    drained += len(chunk)
+                    if drained > REFUSED_BODY_MAX:
+                        break
+            req.close_connection = True
             raise
         no_overwrite = req.flag("noOverwriteDirNonDir")
         # the archive spills to the sandbox's own disk (its quota) when large, as build contexts do

@@ -48,6 +48,17 @@ def type_line(page: Any, text: str) -> None:
     page.keyboard.press("Enter")
 
 
+def start_lab_at_step_one(page: Any, base: str, username: str, lab_pk: int) -> None:
+    """Log in, start the lab, wait for the shell's prompt, and go from the intro to step 1."""
+    login(page, base, username)
+    page.goto(f"{base}/labs/{lab_pk}/")
+    page.click("#start-lab")
+    page.wait_for_url(re.compile(r"/labs/[0-9a-f-]{36}/$"))
+    wait_connected(page)
+    wait_screen(page, r"[#$] $")
+    page.click("[data-step-next]")
+
+
 @pytest.fixture
 def lab_stack(runtime_socket: str, celery_worker: object, asgi_server: str) -> str:
     return asgi_server
@@ -131,14 +142,7 @@ def test_student_builds_an_image_in_the_browser_and_the_check_grades_their_engin
         checks=[{"type": "image", "name": "hello:v1 runs echo hi", "image": "hello:v1", "cmd": ["echo", "hi"]}],
     )
 
-    login(page, base, student.username)
-    page.goto(f"{base}/labs/{lab.pk}/")
-    page.click("#start-lab")
-    page.wait_for_url(re.compile(r"/labs/[0-9a-f-]{36}/$"))
-    wait_connected(page)
-    wait_screen(page, r"[#$] $")
-
-    page.click("[data-step-next]")  # from the lab's intro to step 1, where the exercise is
+    start_lab_at_step_one(page, base, student.username, lab.pk)
     card = page.locator(f"#exercise-{exercise.pk}")
     card.locator('[data-role="check"]').click()
     page.wait_for_selector(f'#exercise-{exercise.pk}[data-state="failed"]', timeout=60_000)
@@ -181,14 +185,7 @@ def test_student_uses_kubectl_in_the_browser_and_the_check_grades_their_cluster(
         ],
     )
 
-    login(page, base, student.username)
-    page.goto(f"{base}/labs/{lab.pk}/")
-    page.click("#start-lab")
-    page.wait_for_url(re.compile(r"/labs/[0-9a-f-]{36}/$"))
-    wait_connected(page)
-    wait_screen(page, r"[#$] $")
-
-    page.click("[data-step-next]")
+    start_lab_at_step_one(page, base, student.username, lab.pk)
     card = page.locator(f"#exercise-{exercise.pk}")
     card.locator('[data-role="check"]').click()
     page.wait_for_selector(f'#exercise-{exercise.pk}[data-state="failed"]', timeout=60_000)

@@ -30,6 +30,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Kubectl,
         k("create", "deployment", "web", "--image=nginx:1.27", "--replicas=3", "-n", "shop")
         k("annotate", "deployment", "web", "-n", "shop", "kubernetes.io/change-cause=first")
         k("set", "image", "deployment/web", "nginx=nginx:1.28", "-n", "shop")
+        k("create", "deployment", "api", "--image=nginx:1.27", "--replicas=3", "-n", "shop")
         k("create", "configmap", "settings", "--from-literal=mode=prod", "-n", "shop")
         k("create", "sa", "ci", "-n", "shop")
         k("create", "role", "log-reader", "--verb=get,list", "--resource=pods,pods/log", "-n", "shop")
@@ -74,16 +75,18 @@ def test_kube_field_expectations_pass_and_fail(cluster: tuple[Kubectl, Path]) ->
 def test_kube_counts_with_selector_and_kubeconfig_text(cluster: tuple[Kubectl, Path]) -> None:
     k, kubeconfig = cluster
     target = Target(kubeconfig=kubeconfig.read_text())  # the YAML itself, as runtimed hands it out
-    pods = {"type": "kube", "kind": "Pod", "selector": "app=web", "namespace": "shop"}
+    # the pods of api, which no rollout touched (web's waits: no kubelet here, so its surge pod
+    # never becomes ready, as on a cluster whose new pods never start)
+    pods = {"type": "kube", "kind": "Pod", "selector": "app=api", "namespace": "shop"}
     rs = {"type": "kube", "apiVersion": "apps/v1", "kind": "ReplicaSet", "selector": "app=web", "namespace": "shop"}
     results = _statuses(target, [{**pods, "count": 3}, {**pods, "count": 4}, {**rs, "count": {"gte": 2}},
                                  {**rs, "count": {"lte": 1}}])  # fmt: skip
     assert [s for s, _ in results] == ["passed", "failed", "passed", "failed"]
     assert results[1][1] == "found 3 objects, expected 4"
     # the same check follows the cluster as the student changes it
-    k("scale", "deployment", "web", "--replicas=4", "-n", "shop")
+    k("scale", "deployment", "api", "--replicas=4", "-n", "shop")
     assert _statuses(target, [{**pods, "count": 4}])[0][0] == "passed"
-    k("scale", "deployment", "web", "--replicas=3", "-n", "shop")
+    k("scale", "deployment", "api", "--replicas=3", "-n", "shop")
 
 
 def test_kube_conditions(cluster: tuple[Kubectl, Path]) -> None:

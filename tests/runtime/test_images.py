@@ -156,7 +156,10 @@ def test_list_get_and_missing_image_names_what_exists(
     assert store.get("busybox") == cfg
     with pytest.raises(errors.ImageNotFound, match="busybox"):
         store.get("nginx")
-    with pytest.raises(errors.ImageNotFound, match=r"recipes: busybox, debian:bookworm, lab-base, nginx:1\.22, python"):
+    with pytest.raises(
+        errors.ImageNotFound,
+        match=r"recipes: busybox, debian:bookworm, kubelab-hello:1, kubelab-hello:2, lab-base, nginx:1\.22, python",
+    ):
         store.build("no-such-recipe", lambda _line: None)
 
 

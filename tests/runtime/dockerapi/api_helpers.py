@@ -3,7 +3,9 @@
 ``served(engine, path)`` runs ``make_app(engine)`` on its own event loop in a thread, as
 runtimed does, so the docker CLI and the SDK (in the test process or as subprocesses) talk
 to it over a real socket. ``DOCKER`` is Debian's docker CLI 20.10 (``/usr/local/bin``
-may hold a newer one that is not what the sandboxes ship).
+may hold a newer one that is not what the sandboxes ship). ``cli_sandbox(tag)`` is the
+real sandbox of a module that drives that CLI; ``PLATFORM_IMAGES`` the store ``make``
+fills with the catalog (nginx, debian...), which a test cannot build in its time.
 """
 
 from __future__ import annotations
@@ -16,10 +18,29 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from runtime.dockerapi.api import DockerAPI, make_app
 from runtime.dockerapi.engine import Engine
+from tests.runtime.conftest_daemon import real_sandboxes_available
+from tests.runtime.daemon_helpers import REPO
+from tests.runtime.dockerapi.engine_helpers import DockerSandbox, docker_sandbox
 
 DOCKER = "/usr/bin/docker"
+PLATFORM_IMAGES = Path(os.environ.get("RUNTIME_TEST_IMAGE_ROOT", REPO / "var/runtime/images"))
+
+
+@contextlib.contextmanager
+def cli_sandbox(tag: int) -> Iterator[DockerSandbox]:
+    """``docker_sandbox(tag)``, or a skip when sandboxes cannot run here or Debian's docker
+    CLI is missing."""
+    why = real_sandboxes_available()
+    if why:
+        pytest.skip(why)
+    if not os.access(DOCKER, os.X_OK):
+        pytest.skip("Debian's docker CLI is not installed (apt-get install docker.io)")
+    with docker_sandbox(tag) as sb:
+        yield sb
 
 
 @contextlib.contextmanager

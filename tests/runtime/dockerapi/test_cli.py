@@ -27,9 +27,8 @@ import pytest
 from runtime.client import Client
 from runtime.images.store import ImageStore
 from tests.runtime.conftest_daemon import private_daemon, real_sandboxes_available, short_tmp
-from tests.runtime.daemon_helpers import REPO
-from tests.runtime.dockerapi.api_helpers import DOCKER, docker, docker_env, served
-from tests.runtime.dockerapi.engine_helpers import DockerSandbox, docker_sandbox, engine_on
+from tests.runtime.dockerapi.api_helpers import DOCKER, PLATFORM_IMAGES, cli_sandbox, docker, docker_env, served
+from tests.runtime.dockerapi.engine_helpers import DockerSandbox, engine_on
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
 
@@ -47,12 +46,7 @@ CMD ["httpd", "-f", "-p", "80", "-h", "/www"]
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[DockerSandbox]:
-    why = real_sandboxes_available()
-    if why:
-        pytest.skip(why)
-    if not os.access(DOCKER, os.X_OK):
-        pytest.skip("Debian's docker CLI is not installed (apt-get install docker.io)")
-    with docker_sandbox(48) as sb:
+    with cli_sandbox(48) as sb:
         yield sb
 
 
@@ -328,7 +322,7 @@ def test_exec_it_and_detach_keys(sock: Path) -> None:
 
 # -- the real path: runtimed serves the engine, the CLI runs inside the sandbox --------------------
 
-IMAGES = Path(os.environ.get("RUNTIME_TEST_IMAGE_ROOT", REPO / "var/runtime/images"))
+IMAGES = PLATFORM_IMAGES
 # this suite's own host resources (the manager tag 47 of test_api/test_sdk, which run before or after)
 DAEMON_RESOURCES = [
     "--subnet",

@@ -25,22 +25,16 @@ from runtime import errors
 from runtime.dockerapi import archive
 from runtime.dockerapi.engine import Engine
 from runtime.images.store import ImageStore
-from tests.runtime.conftest_daemon import real_sandboxes_available, short_tmp
-from tests.runtime.daemon_helpers import REPO
-from tests.runtime.dockerapi.api_helpers import DOCKER, docker, served
-from tests.runtime.dockerapi.engine_helpers import DockerSandbox, docker_sandbox
+from tests.runtime.conftest_daemon import short_tmp
+from tests.runtime.dockerapi.api_helpers import DOCKER, PLATFORM_IMAGES, cli_sandbox, docker, served
+from tests.runtime.dockerapi.engine_helpers import DockerSandbox
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[DockerSandbox]:
-    why = real_sandboxes_available()
-    if why:
-        pytest.skip(why)
-    if not os.access(DOCKER, os.X_OK):
-        pytest.skip("Debian's docker CLI is not installed (apt-get install docker.io)")
-    with docker_sandbox(251) as sb:
+    with cli_sandbox(251) as sb:
         yield sb
 
 
@@ -48,7 +42,7 @@ def sandbox() -> Iterator[DockerSandbox]:
 def platform_images() -> ImageStore | None:
     """The platform's built image store when ``make`` has built debian:bookworm there (GNU
     tar's side of docker cp); None otherwise (the sandbox's own store has busybox only)."""
-    store = ImageStore(Path(os.environ.get("RUNTIME_TEST_IMAGE_ROOT", REPO / "var/runtime/images")))
+    store = ImageStore(PLATFORM_IMAGES)
     return store if all(store.exists(n) for n in ("busybox", "debian:bookworm")) else None
 
 
@@ -153,14 +147,16 @@ def test_diff_of_the_stopped_container_is_the_same(sock: Path) -> None:
 
 
 def test_cp_of_a_stopped_container_says_to_start_it(sock: Path, host_dir: Path) -> None:
-    r = docker(sock, "cp", "web:/etc/passwd", str(host_dir))
-    assert r.returncode == 1
-    assert "docker cp needs a running container in this lab: docker start web first" in r.stderr
-    (host_dir / "f").write_text("x")
-    r = docker(sock, "cp", str(host_dir / "f"), "web:/tmp/f")  # the CLI's stat fails (HEAD: no message), its PUT says
-    assert r.returncode == 1
-    assert "docker cp needs a running container in this lab: docker start web first" in r.stderr
-    ok(sock, "start", "web")
+    try:
+        r = docker(sock, "cp", "web:/etc/passwd", str(host_dir))
+        assert r.returncode == 1
+        assert "docker cp needs a running container in this lab: docker start web first" in r.stderr
+        (host_dir / "f").write_text("x")
+        r = docker(sock, "cp", str(host_dir / "f"), "web:/tmp/f")  # the CLI's stat fails (HEAD: no message), PUT says
+        assert r.returncode == 1
+        assert "docker cp needs a running container in this lab: docker start web first" in r.stderr
+    finally:
+        ok(sock, "start", "web")  # the later tests use it
 
 
 def test_cp_out_a_file_and_a_directory(sock: Path, host_dir: Path) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,10 +27,9 @@ from runtime import errors
 from runtime.dockerapi import netns
 from runtime.dockerapi.engine import Engine
 from runtime.images.store import ImageStore
-from tests.runtime.conftest_daemon import real_sandboxes_available, short_tmp
-from tests.runtime.daemon_helpers import REPO
-from tests.runtime.dockerapi.api_helpers import DOCKER, docker, served
-from tests.runtime.dockerapi.engine_helpers import DockerSandbox, docker_sandbox
+from tests.runtime.conftest_daemon import short_tmp
+from tests.runtime.dockerapi.api_helpers import PLATFORM_IMAGES, cli_sandbox, docker, served
+from tests.runtime.dockerapi.engine_helpers import DockerSandbox
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
 
@@ -43,12 +41,7 @@ WGET_2S = ("sh", "-c", 'timeout 2 wget -qO- "$0" && echo fetched')
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[DockerSandbox]:
-    why = real_sandboxes_available()
-    if why:
-        pytest.skip(why)
-    if not os.access(DOCKER, os.X_OK):
-        pytest.skip("Debian's docker CLI is not installed (apt-get install docker.io)")
-    with docker_sandbox(250) as sb:
+    with cli_sandbox(250) as sb:
         yield sb
 
 
@@ -56,7 +49,7 @@ def sandbox() -> Iterator[DockerSandbox]:
 def catalog() -> ImageStore:
     """The platform's built image store (``make`` builds nginx:1.22 and debian:bookworm there):
     the lesson needs nginx, which a test cannot build in its time (debootstrap from a mirror)."""
-    store = ImageStore(Path(os.environ.get("RUNTIME_TEST_IMAGE_ROOT", REPO / "var/runtime/images")))
+    store = ImageStore(PLATFORM_IMAGES)
     missing = [n for n in ("busybox", "debian:bookworm", "nginx:1.22") if not store.exists(n)]
     if missing:
         pytest.skip(f"images {', '.join(missing)} are not built in {store.root} (run make)")
