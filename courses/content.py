@@ -31,7 +31,7 @@ SERVICES = ("docker", "kubernetes")
 # platform does not meet yet is imported disabled, with the reason shown on its page.
 NEEDS = (*SERVICES, "pods", "services", "helm")
 CLUSTER_NEEDS = ("pods", "services", "helm")
-AVAILABLE_NEEDS: frozenset[str] = frozenset({"docker", "kubernetes", "pods"})
+AVAILABLE_NEEDS: frozenset[str] = frozenset({"docker", "kubernetes", "pods", "services"})
 IMAGES = ("lab-base", "busybox")
 MAX_FILE_BYTES = 256 * 1024
 MAX_CHECK_TIMEOUT = 60
@@ -39,14 +39,8 @@ MAX_CHECK_TIMEOUT = 60
 NEED_REASONS = {
     "docker": "This lab needs the per-sandbox Docker engine, which is not available on this platform yet.",
     "kubernetes": "This lab needs the per-student Kubernetes cluster, which is not available on this platform yet.",
-    "pods": (
-        "This lab runs Pods. The per-student cluster on this platform stores and shows them, but"
-        " does not start them yet (they stay Pending), so this lab waits for that."
-    ),
-    "services": (
-        "This lab sends traffic to Services (ClusterIPs, cluster DNS names); the per-student cluster"
-        " on this platform does not route Services yet, so this lab waits for that."
-    ),
+    "pods": "This lab runs Pods, which the per-student clusters of this platform cannot start.",
+    "services": "This lab sends traffic to Services, which the per-student clusters of this platform do not route.",
     "helm": "This lab needs the helm CLI, which the platform's lab image does not include yet.",
 }
 
