@@ -54,6 +54,7 @@ from _common import (
     Client,
     HostResources,
     ensure_busybox,
+    ensure_repo_image,
     errors,
     loadavg,
     log,
@@ -154,24 +155,9 @@ def parse(out: str, where: str) -> dict[str, list[float]]:
 # --- our engine ---------------------------------------------------------------------------------
 
 
-def ensure_engine_image(c: Client, work: Path) -> None:
-    if any(i["name"] == ENGINE_IMAGE for i in c.images()):
-        return
-    repo_store = REPO / "var/runtime/images"
-    if repo_store.is_dir() and ImageStore(repo_store).exists(ENGINE_IMAGE):
-        log(TAG, f"importing {ENGINE_IMAGE} from {repo_store}")
-        tar_path = work / f"{ENGINE_IMAGE}.oci.tar"
-        ImageStore(repo_store).export_oci(ENGINE_IMAGE, tar_path)
-        c.import_image(tar_path, ENGINE_IMAGE)
-        tar_path.unlink()
-    else:
-        log(TAG, f"building {ENGINE_IMAGE} (debootstrap; minutes)...")
-        c.build_image(ENGINE_IMAGE)
-
-
 def our_engine(c: Client, work: Path, args: argparse.Namespace) -> dict[str, list[float]]:
     ensure_busybox(c, TAG)
-    ensure_engine_image(c, work)
+    ensure_repo_image(c, TAG, ENGINE_IMAGE, work)
     t = time.perf_counter()
     sid = c.create_sandbox(SANDBOX_SPEC)["id"]
     log(TAG, f"sandbox {sid} with the docker service in {ms((time.perf_counter() - t) * 1000)} ms")
