@@ -137,9 +137,9 @@ TODO (later sessions), roughly in course order
 -----------------------------------------------
 - Part 2 left: ``kubectl port-forward`` (refused with a reason), SPDY for old clients,
   sidecar init containers (``restartPolicy: Always`` in initContainers run as plain
-  ones), ``subPath``, startup and grpc probes (treated as passed), ``Init:N/M`` and
-  ``Completed``-while-running in the STATUS column, the kubelet's 1 s polling (the
-  engine could push container exits instead), CronJob history limits in practice.
+  ones), ``subPath``, startup and grpc probes (treated as passed), the kubelet's 1 s
+  polling (the engine could push container exits instead), CronJob history limits in
+  practice.
 - CRDs: conversion webhooks (strategy Webhook is refused: only None), CEL beyond cel.py's
   subset (map literals, the Kubernetes libraries: quantity, url, ip, lists; optionalOldSelf;
   cost limits), static type-checking of rules against the schema at CRD creation (a rule

@@ -97,26 +97,72 @@ def _containers(spec: Obj) -> tuple[str, str]:
 
 
 def _pod(o: Obj) -> list[Any]:
+    """kubectl's STATUS, READY and RESTARTS of a pod (printers.go ``printPod``): init
+    containers first (``Init:1/2``, ``Init:CrashLoopBackOff``, ``Init:Error``), then the
+    containers from the last to the first, so the first container's state wins;
+    ``Completed`` with a container still running reads ``Running`` (or ``NotReady``)."""
     spec, st = o.get("spec") or {}, o.get("status") or {}
     total = len(spec.get("containers") or [])
-    statuses = st.get("containerStatuses") or []
-    ready = sum(1 for c in statuses if c.get("ready"))
-    restarts = sum(int(c.get("restartCount", 0)) for c in statuses)
     reason = st.get("reason") or st.get("phase") or "Unknown"
-    for c in statuses:
+    restarts, ready, last_restart = 0, 0, ""
+
+    def last_end(c: Obj) -> str:
+        return str(((c.get("lastState") or {}).get("terminated") or {}).get("finishedAt") or "")
+
+    def terminated_reason(term: Obj, prefix: str) -> str:
+        if term.get("reason"):
+            return prefix + str(term["reason"])
+        if term.get("signal"):
+            return f"{prefix}Signal:{term['signal']}"
+        return f"{prefix}ExitCode:{term.get('exitCode', 0)}"
+
+    inits = st.get("initContainerStatuses") or []
+    initializing = False
+    for i, c in enumerate(inits):
+        restarts += int(c.get("restartCount", 0))
+        last_restart = max(last_restart, last_end(c))
         state = c.get("state") or {}
-        if state.get("waiting", {}).get("reason"):
-            reason = state["waiting"]["reason"]
-        elif state.get("terminated", {}).get("reason"):
-            reason = state["terminated"]["reason"]
-    if o["metadata"].get("deletionTimestamp"):
+        term, wait = state.get("terminated"), state.get("waiting") or {}
+        if term is not None and int(term.get("exitCode", 0)) == 0:
+            continue
+        if term is not None:
+            reason = terminated_reason(term, "Init:")
+        elif wait.get("reason") and wait["reason"] != "PodInitializing":
+            reason = "Init:" + str(wait["reason"])
+        else:
+            reason = f"Init:{i}/{len(spec.get('initContainers') or [])}"
+        initializing = True
+        break
+    initialized = any(c.get("type") == "Initialized" and c.get("status") == "True" for c in st.get("conditions") or [])
+    if not initializing or initialized:
+        restarts, last_restart = 0, ""
+        has_running = False
+        for c in reversed(st.get("containerStatuses") or []):
+            restarts += int(c.get("restartCount", 0))
+            last_restart = max(last_restart, last_end(c))
+            state = c.get("state") or {}
+            term, wait = state.get("terminated"), state.get("waiting") or {}
+            if wait.get("reason"):
+                reason = str(wait["reason"])
+            elif term is not None:
+                reason = terminated_reason(term, "")
+            elif c.get("ready") and state.get("running") is not None:
+                has_running = True
+                ready += 1
+        if reason == "Completed" and has_running:
+            ready_cond = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
+            reason = "Running" if ready_cond else "NotReady"
+    if o["metadata"].get("deletionTimestamp") and st.get("phase") not in ("Succeeded", "Failed"):
         reason = "Terminating"
+    restarts_s = str(restarts)
+    if restarts and last_restart:
+        restarts_s = f"{restarts} ({age(last_restart)} ago)"
     ip = st.get("podIP") or "<none>"
     node = spec.get("nodeName") or "<none>"
     nominated = st.get("nominatedNodeName") or "<none>"
     gates = spec.get("readinessGates") or []
     gates_s = "<none>" if not gates else f"0/{len(gates)}"
-    return [_name(o), f"{ready}/{total}", reason, restarts, _age(o), ip, node, nominated, gates_s]
+    return [_name(o), f"{ready}/{total}", reason, restarts_s, _age(o), ip, node, nominated, gates_s]
 
 
 _POD_COLS: list[Col] = [
