@@ -220,12 +220,8 @@ async def start_for_daemon(daemon: Any, host_dir: Path, *, group: str | None = N
     svc = DockerService(daemon.manager, daemon.images, host_dir, group=group)
     await svc.start_server()
     try:
-        daemon.manager.service_hooks[NAME] = svc
-        infos = await asyncio.to_thread(daemon.manager.list)
-        boxes = [(i.id, i.pid, i.status) for i in infos if NAME in i.spec.services]
-        await asyncio.to_thread(svc.adopt, boxes)
+        await asyncio.to_thread(daemon.manager.register_service, NAME, svc)
     except BaseException:
-        daemon.manager.service_hooks.pop(NAME, None)
         await svc.close()
         raise
     daemon.docker = svc

@@ -493,10 +493,7 @@ async def start_for_daemon(daemon: Any, data: Path, listen: str) -> KubeService:
         svc.engines = docker.engine
     await svc.start_server()
     try:
-        daemon.manager.service_hooks[NAME] = svc
-        infos = await asyncio.to_thread(daemon.manager.list)
-        boxes = [(i.id, i.pid, i.status) for i in infos if NAME in i.spec.services]
-        await asyncio.to_thread(svc.adopt, boxes)
+        await asyncio.to_thread(daemon.manager.register_service, NAME, svc)
     except BaseException:
         await svc.close()
         raise

@@ -125,8 +125,10 @@ class ServiceHook(Protocol):
     Optional (looked up with ``getattr``): ``env`` (a mapping added to the environment of
     every process in the sandbox), ``keep_disk`` (True: the sandbox's ext4 stays mounted at
     ``DIR/sandboxes/<id>/disk`` while it runs, for a service that stores data on the
-    sandbox's own disk quota) and ``mounts(sid, sandbox_dir) -> list`` (OCI mounts added
-    to the sandbox's config.json before runc starts it)."""
+    sandbox's own disk quota), ``mounts(sid, sandbox_dir) -> list`` (OCI mounts added
+    to the sandbox's config.json before runc starts it) and ``adopt(sandboxes)`` (given
+    ``[(id, pid, status)]`` of the sandboxes that already have the service when it is
+    registered: after a runtimed restart; see ``SandboxManager.register_service``)."""
 
     def start(self, sid: str, pid: int) -> dict[str, str]: ...
     def stop(self, sid: str, *, remove: bool) -> None: ...
@@ -477,6 +479,18 @@ class SandboxManager:
     def remove(self, sid: str) -> None:
         st = self._state(sid)
         self._destroy(st)
+
+    def register_service(self, name: str, hook: ServiceHook) -> None:
+        """Serve the sandboxes created with service ``name`` through ``hook``, and hand it
+        those that already exist (``hook.adopt``); unregistered again if adopting fails."""
+        self.service_hooks[name] = hook
+        try:
+            adopt = getattr(hook, "adopt", None)
+            if adopt is not None:
+                adopt([(i.id, i.pid, i.status) for i in self.list() if name in i.spec.services])
+        except BaseException:
+            self.service_hooks.pop(name, None)
+            raise
 
     def service_context(self, sid: str) -> SandboxContext:
         """What a sandbox service needs to run things inside this sandbox (its namespaces,
