@@ -570,6 +570,7 @@ class Kubelet:
         self.backoff_max = backoff_max
         self.sync_period = sync_period
         self._pods: dict[str, _PodRuntime] = {}
+        self._live_uids: set[str] | None = None  # the pods of the last sync that removed orphan volumes
         self._sync_lock = threading.RLock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -684,7 +685,10 @@ class Kubelet:
             gone = [uid for uid in self._pods if uid not in seen and uid not in by_uid]
             for uid in gone:
                 self._pods.pop(uid, None)
-            self._remove_orphan_volumes(seen)
+            # listing every volume each second is wasted I/O: only when a pod came or went
+            # (or the first sync), and again until every orphan is gone
+            if seen != self._live_uids and self._remove_orphan_volumes(seen):
+                self._live_uids = seen
 
     def _runtime(self, pod: Obj) -> _PodRuntime:
         meta = pod["metadata"]
@@ -961,12 +965,17 @@ class Kubelet:
             finally:
                 os.close(fd)
 
-    def _remove_orphan_volumes(self, live: set[str]) -> None:
+    def _remove_orphan_volumes(self, live: set[str]) -> bool:
+        """Remove the volumes of pods that are gone; False if one could not go yet (in use)."""
+        done = True
         for v in self.engine.volumes():
             uid = (v.get("Labels") or {}).get(POD_UID)
             if uid and uid not in live:
-                with contextlib.suppress(errors.RuntimeError):
+                try:
                     self.engine.volume_remove(v["Name"])
+                except errors.RuntimeError:
+                    done = False
+        return done
 
     # -- starting containers ----------------------------------------------------------------------
 
