@@ -37,6 +37,7 @@ import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 from _common import free_port, pct, wait_for
@@ -313,7 +314,8 @@ class Term:
 
 
 async def open_term(http: aiohttp.ClientSession, url: str, cookie: str | None) -> Term:
-    headers = {"Origin": "http://127.0.0.1"}
+    # The page's own origin, port included, as a browser sends it (config/origins.py).
+    headers = {"Origin": "http://" + urlsplit(url).netloc}
     if cookie:
         headers["Cookie"] = f"sessionid={cookie}"
     ws = await http.ws_connect(url, headers=headers, max_msg_size=1 << 22)

@@ -58,7 +58,8 @@ def _fresh_channel_layer() -> Iterator[None]:
 
 
 async def _connect(*headers: tuple[bytes, bytes]) -> tuple[WebsocketCommunicator, bool, Any]:
-    communicator = WebsocketCommunicator(application, PATH, headers=list(headers))
+    # A browser sends Host too: the origin check compares the Origin with it.
+    communicator = WebsocketCommunicator(application, PATH, headers=[(b"host", b"localhost"), *headers])
     connected, code = await communicator.connect(timeout=10)
     return communicator, connected, code
 
