@@ -4,6 +4,8 @@ lessons and labs, a lesson, and the course's static assets."""
 from __future__ import annotations
 
 import mimetypes
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -106,21 +108,67 @@ def lesson_page(request: HttpRequest, course: str, module: str, lesson: str) -> 
     )
 
 
-def course_asset(request: HttpRequest, course: str, path: str) -> FileResponse:
-    """A file from the course directory's assets/ (images, diagrams), resolved
-    beneath it: no path in a request can leave that directory."""
-    obj = _course(course)
-    if not obj.source:
-        raise Http404("This course has no assets.")
-    root = (Path(obj.source) / "assets").resolve()
+# Asset types a page may show inline; anything else (HTML, XML, scripts...) is
+# a download, so a course file never becomes a page of the platform's origin.
+INLINE_ASSET_TYPES = {
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "image/avif",
+    "image/svg+xml",
+    "text/plain",
+    "video/mp4",
+    "video/webm",
+    "audio/mpeg",
+    "audio/ogg",
+}
+
+
+def _asset_path(course: Course, path: str) -> Path:
+    """``path`` inside the course directory's assets/, every link resolved.
+
+    Refused (Http404): NUL, a name that leaves assets/ (``..``, absolute,
+    through a symlink, whatever its encoding in the URL, which Django has
+    decoded once already), an assets/ that is itself a link out of the course
+    directory, and anything but a regular file.
+    """
+    if not course.source or "\0" in path:
+        raise Http404("No such asset.")
+    course_root = Path(course.source).resolve()
+    root = (course_root / "assets").resolve()
+    if course_root not in root.parents:
+        raise Http404("No such asset.")
     target = (root / path).resolve()
     if root not in target.parents or not target.is_file():
         raise Http404("No such asset.")
+    return target
+
+
+def course_asset(request: HttpRequest, course: str, path: str) -> FileResponse:
+    """A file from the course directory's assets/ (images, diagrams), resolved
+    beneath it: no path in a request can leave that directory."""
+    target = _asset_path(_course(course), path)
+    try:
+        # O_NOFOLLOW: a link swapped in after the check above is not followed.
+        fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        raise Http404("No such asset.") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise Http404("No such asset.")
+    handle = os.fdopen(fd, "rb")
     content_type, _ = mimetypes.guess_type(target.name)
-    response = FileResponse(target.open("rb"), content_type=content_type or "application/octet-stream")
+    content_type = content_type or "application/octet-stream"
+    response = FileResponse(
+        handle,
+        content_type=content_type,
+        as_attachment=content_type not in INLINE_ASSET_TYPES,
+        filename=target.name,
+    )
     response["Cache-Control"] = "public, max-age=3600"
-    if target.suffix == ".svg":
-        # An SVG can carry script: serve it so that a browser never runs it.
-        response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+    # Whatever a file holds (an SVG can carry script), a browser that opens it
+    # runs nothing and gets an opaque origin.
+    response["Content-Security-Policy"] = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
     response["X-Content-Type-Options"] = "nosniff"
     return response
