@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -39,6 +40,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from runtime import errors  # noqa: E402
+from runtime.auth import read_admin_token  # noqa: E402
 from runtime.client import Client  # noqa: E402
 
 __all__ = ["Client", "errors"]
@@ -130,6 +132,11 @@ def private_daemon(tag: str, res: HostResources, kube_listen: str = "off") -> It
     """``kube_listen``: the daemon's ``--kube-listen`` (``off``: no kubernetes service;
     ``127.0.0.1:0``: the service, its grader listener on a free loopback port)."""
     sock = os.environ.get("RUNTIME_SOCKET")
+    # runtimed's admin credential (runtime.auth): a running daemon's, read beside its socket
+    # (as root), or one we give the private daemon; the bench's clients use it by $RUNTIME_TOKEN.
+    token = os.environ.get("RUNTIME_TOKEN") or os.environ.get("RUNTIME_ADMIN_TOKEN")
+    token = token or (read_admin_token(sock) if sock else None) or secrets.token_urlsafe(32)
+    os.environ["RUNTIME_TOKEN"] = token
     if sock:
         log(tag, f"using the runtimed at RUNTIME_SOCKET={sock}")
         yield Daemon(sock, None, socket_peer_pid(sock), None)
@@ -147,6 +154,7 @@ def private_daemon(tag: str, res: HostResources, kube_listen: str = "off") -> It
                     *("--log-level", "WARNING", "--kube-listen", kube_listen, *res.argv()),
                 ],
                 cwd=REPO,
+                env={**os.environ, "RUNTIME_ADMIN_TOKEN": token},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=out,

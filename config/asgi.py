@@ -15,12 +15,15 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from config.origins import SameOriginValidator  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
+from labs.preview import PreviewOriginRouter  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         # Same scheme, host and port only (config/origins.py): another site, or another
         # server on this host, must not open a terminal with a student's cookies.
-        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # A preview origin's WebSockets (PREVIEW_HOST) go to the student's app, checked by that
+        # origin's own cookie and Origin (labs/preview.py); the rest to the platform's consumers.
+        "websocket": PreviewOriginRouter(SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))),
     }
 )

@@ -6,6 +6,7 @@ variable is listed in the README's configuration table.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -42,6 +43,13 @@ def _secret_key() -> str:
 
 SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = env.string_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+# The port preview's own origin: each session and port at p<port>-<session>.PREVIEW_HOST
+# (labs/preview.py). Empty: previews are served on the platform's origin (README).
+PREVIEW_HOST = env.string("PREVIEW_HOST", "").strip().lower().strip(".")
+if PREVIEW_HOST:
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", PREVIEW_HOST) or ".." in PREVIEW_HOST:
+        raise ImproperlyConfigured(f"PREVIEW_HOST: expected a DNS name like preview.example.org; got {PREVIEW_HOST!r}")
+    ALLOWED_HOSTS = [*ALLOWED_HOSTS, "." + PREVIEW_HOST]
 CSRF_TRUSTED_ORIGINS = env.string_list("CSRF_TRUSTED_ORIGINS", "")
 HOST = env.string("HOST", "127.0.0.1")
 PORT = env.port("PORT", 8000)
@@ -65,6 +73,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # a preview origin (PREVIEW_HOST) gets its own URLconf before anything else looks
+    "labs.preview.preview_host_middleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -181,6 +191,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 RUNTIME_SOCKET = env.string("RUNTIME_SOCKET", str(VAR_DIR / "run" / "runtimed.sock"))
 RUNTIME_ROOT = env.string("RUNTIME_ROOT", str(VAR_DIR / "runtime"))
 RUNTIME_REQUIRED = env.boolean("RUNTIME_REQUIRED", True)
+# runtimed's admin credential (runtime.auth). Only the provisioning/grading worker needs it:
+# `make run` gives it to the worker alone, never to the web process (SECURITY.md).
+RUNTIME_ADMIN_TOKEN = env.string("RUNTIME_ADMIN_TOKEN", "")
+# Lifetime of the per-grading sandbox token a worker mints for a check run.
+GRADER_TOKEN_TTL = 15 * 60
 SANDBOX_BACKEND = env.string("SANDBOX_BACKEND", "namespace")
 if SANDBOX_BACKEND not in {"namespace", "docker", "kubernetes"}:
     raise ImproperlyConfigured(f"SANDBOX_BACKEND: expected namespace, docker or kubernetes; got {SANDBOX_BACKEND!r}")

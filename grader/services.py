@@ -320,12 +320,29 @@ def _target(session: LabSession | None) -> Target | None:
         backend: Any = sandboxes.backend_for(session.backend)
     except sandboxes.SandboxError:
         backend = None
-    docker_url = _ask(backend, "docker_url", session.sandbox_id) or _setting("GRADER_DOCKER_URL", "") or None
-    kubeconfig = _ask(backend, "kubeconfig", session.sandbox_id) or _setting("GRADER_KUBECONFIG", "") or None
+    # A short credential for this sandbox and the grader's operations only (runtime.auth): the
+    # checks of one submission can reach nothing but the student's own sandbox.
+    token: str | None = None
+    scoped: Any = backend
+    if backend is not None:
+        try:
+            token = backend.token(session.sandbox_id, "grader", settings.GRADER_TOKEN_TTL) or None
+        except sandboxes.SandboxError as exc:
+            raise InfrastructureError(str(exc)) from exc
+        if token:
+            scoped = backend.scoped(token)
+    try:
+        docker_url = _ask(scoped, "docker_url", session.sandbox_id) or _setting("GRADER_DOCKER_URL", "") or None
+        kubeconfig = _ask(scoped, "kubeconfig", session.sandbox_id) or _setting("GRADER_KUBECONFIG", "") or None
+    finally:
+        if scoped is not backend:
+            scoped.close()
     return Target(
         sandbox_id=session.sandbox_id,
         runtime_socket=settings.RUNTIME_SOCKET,
+        runtime_token=token,
         docker_url=docker_url,
+        docker_token=token,
         kubeconfig=kubeconfig,
     )
 

@@ -131,7 +131,8 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         self.bucket = TokenBucket(settings.TERMINAL_INPUT_RATE)
         self.last_activity = 0.0
         self.dropped_notice = False
-        self.rt = runtime_client.AsyncClient(settings.RUNTIME_SOCKET)
+        # the session's own credential: runtimed lets it act on this sandbox and no other
+        self.rt = runtime_client.AsyncClient(settings.RUNTIME_SOCKET, token=session.runtime_token)
         try:
             pty_id = await self._pty_session(session)
             if pty_id is None:

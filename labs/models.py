@@ -59,6 +59,9 @@ class LabSession(models.Model):
     end_reason = models.CharField(max_length=16, choices=EndReason.choices, blank=True, default="")
     backend = models.CharField(max_length=32, default="namespace")
     sandbox_id = models.CharField(max_length=128, blank=True, default="")
+    # runtimed's credential for this sandbox and the web tier's operations only (terminal,
+    # preview, read: runtime.auth), minted by provisioning; never shown to the student.
+    runtime_token = models.TextField(blank=True, default="", editable=False)
     # Terminal number (as a string, JSON keys are strings) -> runtimed session id.
     terminals = models.JSONField(default=dict, blank=True)
     # Provisioning stages shown on the page: [{"stage", "message", "at"}].

@@ -1,32 +1,68 @@
-"""Port preview: ``/labs/<session>/port/<p>/...`` reaches a web app the student
-runs inside their sandbox (like Killercoda's traffic URLs).
+"""Port preview: a web app the student runs inside their sandbox, reached from the browser
+(like Killercoda's traffic URLs).
 
-Two hops, both streaming: Django → runtimed's ``/v1/sandboxes/<id>/proxy/<p>/``
-over its unix socket → the sandbox's own address. HTTP goes through an async
-view, WebSockets through ``PortProxyConsumer``. Only the owner and observing
-instructors get through (``lab_session_for_user``); the platform's own
-cookies and credentials are stripped so the student's app never sees them.
+Two hops, both streaming: Django → runtimed's ``/v1/preview`` over its unix socket →
+the sandbox's own address. HTTP goes through async views, WebSockets through
+``PortProxyConsumer``. Only the owner and observing instructors get through
+(``lab_session_for_user``), and runtimed itself lets the session's credential reach
+that one sandbox and nothing else (``runtime.auth``).
+
+The path is the browser's to choose, so it is data, never routing: it is taken as it
+came on the wire (``raw_path``), checked by ``runtime.urlsafety.app_path`` (dot
+segments, encoded slashes and dots, double encoding, backslashes, absolute URLs, CR/LF
+and overlong forms are refused with 400), and sent to runtimed in a header, not in
+the URL it routes on.
+
+Two ways to serve it (``PREVIEW_HOST``):
+
+same origin (default, for a one-box install)
+    ``/labs/<session>/port/<p>/...`` on the platform's own origin. The answer carries
+    ``Content-Security-Policy: sandbox``, so a browser that honours it runs the app in
+    an opaque origin; cookies, ``Set-Cookie`` and CORS grants are stripped both ways.
+    A browser that ignores CSP ``sandbox`` would run the app's scripts on the platform's
+    origin: that is the restriction the README states for this mode.
+separate origin (``PREVIEW_HOST=preview.example.org``)
+    Each session and port gets its own origin, ``p<port>-<session hex>.<PREVIEW_HOST>``,
+    so the app never runs on the platform's origin whatever the browser does. The
+    platform's URL redirects there with a one-minute signed hand-off; the preview origin
+    turns it into its own short-lived signed cookie (host-only, HttpOnly), checked on
+    every request together with the student's access to the session.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import re
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from http.cookies import SimpleCookie
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.contrib.auth import get_user_model
+from django.core import signing
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
+from django.utils.decorators import sync_and_async_middleware
 from django.views.decorators.csrf import csrf_exempt
 
 from labs.models import LabSession
 from labs.selectors import Granted, LabSessionNotFound, lab_session_for_user
+from runtime import client as runtime_client
 
-# Headers that describe one hop, not the message (RFC 9110 §7.6.1), and the
-# platform's own credentials, which must never reach the student's app.
+# Headers that describe one hop, not the message (RFC 9110 §7.6.1).
 HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -39,17 +75,32 @@ HOP_BY_HOP = {
     "host",
     "content-length",
 }
+# The platform's own credentials: never sent to a student's app on the platform's origin.
 PRIVATE = {"cookie", "authorization", "x-csrftoken"}
+# CORS grants by the student's app: on the platform's origin they would let other sites read
+# the platform's answers with the student's cookies; on a preview origin, credentialed reads
+# by a sibling preview (same site) are refused all the same.
+CORS_SAME_ORIGIN = {"access-control-allow-origin", "access-control-allow-credentials"}
+CORS_PREVIEW_ORIGIN = {"access-control-allow-credentials"}
 UPSTREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300)
+COOKIE = "kubelab_preview"
+HANDOFF_AGE = 60  # seconds a hand-off link is good for
+COOKIE_AGE = 12 * 3600
+LOGIN_PATH = "/__kubelab/preview-login"
+_LABEL = re.compile(r"p([0-9]{1,5})-([0-9a-f]{32})")
 
 
-def _runtime_url(session: LabSession, port: int, path: str) -> str:
-    return f"http://runtimed/v1/sandboxes/{session.sandbox_id}/proxy/{port}/{path}"
+class BadPreviewPath(Exception):
+    """The path the browser asked for is not a path inside the app."""
 
 
-async def _granted(user: Any, session_id: Any) -> Granted:
-    granted: Granted = await sync_to_async(lab_session_for_user)(user, session_id)
-    return granted
+# -- where a request is going --------------------------------------------------------------------
+@dataclass(frozen=True)
+class Target:
+    session: LabSession
+    port: int
+    path: str  # percent-encoded, checked, no leading slash
+    query: str
 
 
 def _check_port(port: int) -> None:
@@ -57,31 +108,87 @@ def _check_port(port: int) -> None:
         raise Http404("No such port.")
 
 
-@csrf_exempt  # the student's own app decides about its forms; our cookies are not forwarded
-async def port_proxy(request: HttpRequest, session_id: Any, port: int, path: str = "") -> HttpResponseBase:
-    user = await request.auser()
+def app_path(raw_path: bytes | str | None, decoded: str, prefix: str) -> str:
+    """The app's part of a request path, as it came on the wire.
+
+    ``raw_path`` is the ASGI scope's (daphne gives it); ``prefix`` is what precedes the
+    app's path in it (``/labs/<id>/port/<p>/``). Without a raw path (Django's test client
+    sends none) the decoded path is encoded again, so a ``%2f`` the client sent becomes a
+    ``/`` and its dot segments are refused all the same."""
+    if raw_path is not None:
+        raw = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else raw_path
+        if raw + "/" == prefix:
+            raw += "/"
+        if not raw.startswith(prefix):
+            raise BadPreviewPath("the request path does not start with the preview's own prefix")
+        tail = raw[len(prefix) :]
+    else:
+        tail = quote(decoded, safe="/:@!$&'()*+,;=-._~")
     try:
-        granted = await _granted(user, session_id)
-    except LabSessionNotFound:
-        raise Http404("No such lab session.") from None
-    _check_port(port)
-    session = granted.session
+        return runtime_client.app_path(tail)
+    except runtime_client.UnsafePath as e:
+        raise BadPreviewPath(str(e)) from None
+
+
+def _query(raw: bytes | str) -> str:
+    text = raw.decode("latin-1") if isinstance(raw, bytes) else raw
+    try:
+        return runtime_client.query_string(text)
+    except runtime_client.UnsafePath as e:
+        raise BadPreviewPath(str(e)) from None
+
+
+def _bad_path(exc: BadPreviewPath) -> HttpResponse:
+    return HttpResponse(f"Refused: {exc}.\n", status=400, content_type="text/plain")
+
+
+async def _granted(user: Any, session_id: Any) -> Granted:
+    granted: Granted = await sync_to_async(lab_session_for_user)(user, session_id)
+    return granted
+
+
+def _upstream_headers(session: LabSession, target: Target) -> dict[str, str]:
+    return runtime_client.preview_headers(session.runtime_token, session.sandbox_id, target.port, target.path)
+
+
+def _preview_url(query: str) -> str:
+    return runtime_client.PREVIEW_URL + (f"?{query}" if query else "")
+
+
+def _http() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=aiohttp.UnixConnector(path=settings.RUNTIME_SOCKET),
+        timeout=UPSTREAM_TIMEOUT,
+        auto_decompress=False,
+    )
+
+
+# -- HTTP ----------------------------------------------------------------------------------------------
+async def _relay(request: HttpRequest, target: Target, *, own_origin: bool, prefix: str) -> HttpResponseBase:
+    session = target.session
     if session.status != LabSession.Status.READY or not session.sandbox_id:
         return HttpResponse("This lab's sandbox is not running.", status=503, content_type="text/plain")
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP | PRIVATE}
-    prefix = f"/labs/{session.pk}/port/{port}"
-    headers["X-Forwarded-Prefix"] = prefix
+    dropped = HOP_BY_HOP if own_origin else HOP_BY_HOP | PRIVATE
+    headers = {
+        k: v for k, v in request.headers.items() if k.lower() not in dropped and not k.lower().startswith("x-kubelab-")
+    }
+    if own_origin and "Cookie" in headers:
+        headers["Cookie"] = _without_our_cookie(headers["Cookie"])
+        if not headers["Cookie"]:
+            del headers["Cookie"]
+    if prefix:
+        headers["X-Forwarded-Prefix"] = prefix
     headers["X-Forwarded-Host"] = request.get_host()
     headers["X-Forwarded-Proto"] = request.scheme or "http"
-    url = _runtime_url(session, port, path)
-    if request.META.get("QUERY_STRING"):
-        url += "?" + request.META["QUERY_STRING"]
-    http = aiohttp.ClientSession(
-        connector=aiohttp.UnixConnector(path=settings.RUNTIME_SOCKET), timeout=UPSTREAM_TIMEOUT, auto_decompress=False
-    )
+    headers.update(_upstream_headers(session, target))
+    http = _http()
     try:
         upstream = await http.request(
-            request.method or "GET", url, headers=headers, data=request.body, allow_redirects=False
+            request.method or "GET",
+            _preview_url(target.query),
+            headers=headers,
+            data=request.body,
+            allow_redirects=False,
         )
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         await http.close()
@@ -96,19 +203,212 @@ async def port_proxy(request: HttpRequest, session_id: Any, port: int, path: str
             await http.close()
 
     response = StreamingHttpResponse(body(), status=upstream.status)
+    cors = CORS_PREVIEW_ORIGIN if own_origin else CORS_SAME_ORIGIN
     for name, value in upstream.headers.items():
-        if name.lower() in HOP_BY_HOP or name.lower() == "set-cookie":
+        low = name.lower()
+        if low in HOP_BY_HOP or low in cors:
             continue
-        if name.lower() == "location" and value.startswith("/") and not value.startswith("//"):
+        if low == "set-cookie":
+            if not own_origin or not _app_cookie_allowed(value):
+                continue
+            response.cookies.load(value)
+            continue
+        if low == "location" and prefix and value.startswith("/") and not value.startswith("//"):
             value = prefix + value
         response[name] = value
-    # The student's page must not be able to script the platform's pages.
-    response["Content-Security-Policy"] = "sandbox allow-scripts allow-forms allow-popups allow-modals"
+    if not own_origin:
+        # The student's page must not be able to script the platform's pages.
+        response["Content-Security-Policy"] = "sandbox allow-scripts allow-forms allow-popups allow-modals"
     return response
 
 
+@csrf_exempt  # the student's own app decides about its forms; our cookies are not forwarded
+async def port_proxy(request: HttpRequest, session_id: Any, port: int, path: str = "") -> HttpResponseBase:
+    """``/labs/<session>/port/<p>/<path>`` on the platform's origin."""
+    user = await request.auser()
+    try:
+        granted = await _granted(user, session_id)
+    except LabSessionNotFound:
+        raise Http404("No such lab session.") from None
+    _check_port(port)
+    session = granted.session
+    prefix = f"/labs/{session_id}/port/{port}"
+    scope = getattr(request, "scope", None) or {}
+    try:
+        target = Target(
+            session,
+            port,
+            app_path(scope.get("raw_path"), path, prefix + "/"),
+            _query(request.META.get("QUERY_STRING", "")),
+        )
+    except BadPreviewPath as exc:
+        return _bad_path(exc)
+    if settings.PREVIEW_HOST:
+        return HttpResponseRedirect(_handoff_url(request, target, user))
+    return await _relay(request, target, own_origin=False, prefix=prefix)
+
+
+# -- the separate preview origin ----------------------------------------------------------------------
+def preview_label(session_id: uuid.UUID | str, port: int) -> str:
+    return f"p{port}-{uuid.UUID(str(session_id)).hex}"
+
+
+def preview_origin_host(session_id: uuid.UUID | str, port: int) -> str:
+    return f"{preview_label(session_id, port)}.{settings.PREVIEW_HOST}"
+
+
+def _handoff_url(request: HttpRequest, target: Target, user: Any) -> str:
+    grant = signing.dumps(
+        {"s": str(target.session.pk), "p": target.port, "u": user.pk}, salt="labs.preview.handoff", compress=True
+    )
+    nxt = "/" + target.path + (f"?{target.query}" if target.query else "")
+    scheme = "https" if request.is_secure() else "http"
+    return (
+        f"{scheme}://{preview_origin_host(target.session.pk, target.port)}{LOGIN_PATH}"
+        f"?t={quote(grant, safe='')}&next={quote(nxt, safe='')}"
+    )
+
+
+def _parse_host(host: str) -> tuple[uuid.UUID, int] | None:
+    """(session, port) of a preview origin's host name, or None when it is not one."""
+    suffix = "." + settings.PREVIEW_HOST
+    name = host.split(":", 1)[0].lower()
+    if not settings.PREVIEW_HOST or not name.endswith(suffix):
+        return None
+    match = _LABEL.fullmatch(name[: -len(suffix)])
+    if match is None:
+        return None
+    return uuid.UUID(match.group(2)), int(match.group(1))
+
+
+def _without_our_cookie(header: str) -> str:
+    jar: SimpleCookie = SimpleCookie()
+    with contextlib.suppress(Exception):
+        jar.load(header)
+    return "; ".join(f"{k}={m.coded_value}" for k, m in jar.items() if k != COOKIE)
+
+
+def _app_cookie_allowed(set_cookie: str) -> bool:
+    """An app's own cookie on its own preview origin: host-only, and never ours."""
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(set_cookie)
+    except Exception:
+        return False
+    return bool(jar) and all(name != COOKIE and not morsel["domain"] for name, morsel in jar.items())
+
+
+def _cookie_user(cookies: Mapping[str, str], session_id: uuid.UUID, port: int) -> Any:
+    """The user the preview cookie of this origin names, or None."""
+    value = cookies.get(COOKIE)
+    if not value:
+        return None
+    try:
+        claims = signing.loads(value, salt="labs.preview.cookie", max_age=COOKIE_AGE)
+    except signing.BadSignature:
+        return None
+    if claims.get("s") != str(session_id) or claims.get("p") != port:
+        return None
+    return get_user_model().objects.filter(pk=claims.get("u"), is_active=True).first()
+
+
+def _preview_grant(cookies: Mapping[str, str], session_id: uuid.UUID, port: int) -> Granted | None:
+    user = _cookie_user(cookies, session_id, port)
+    if user is None:
+        return None
+    try:
+        return lab_session_for_user(user, session_id)
+    except LabSessionNotFound:
+        return None
+
+
+def _not_signed_in() -> HttpResponse:
+    return HttpResponse(
+        "This preview opens from your lab page (its link signs you in here).\n", status=403, content_type="text/plain"
+    )
+
+
+@csrf_exempt
+async def preview_host_login(request: HttpRequest) -> HttpResponseBase:
+    """The hand-off: a signed, one-minute grant from the platform becomes this origin's cookie."""
+    where = _parse_host(request.get_host())
+    if where is None:
+        raise Http404("Not a preview origin.")
+    try:
+        claims = signing.loads(request.GET.get("t", ""), salt="labs.preview.handoff", max_age=HANDOFF_AGE)
+    except signing.BadSignature:
+        return _not_signed_in()
+    if claims.get("s") != str(where[0]) or claims.get("p") != where[1]:
+        return _not_signed_in()
+    nxt = request.GET.get("next", "/")
+    if not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt or any(c in nxt for c in "\r\n"):
+        nxt = "/"
+    response = HttpResponseRedirect(nxt)
+    response.set_cookie(
+        COOKIE,
+        signing.dumps({"s": claims["s"], "p": claims["p"], "u": claims["u"]}, salt="labs.preview.cookie"),
+        max_age=COOKIE_AGE,
+        httponly=True,
+        secure=request.is_secure(),
+        samesite="Lax",
+    )
+    return response
+
+
+@csrf_exempt
+async def preview_host_proxy(request: HttpRequest, path: str = "") -> HttpResponseBase:
+    """Every other request on a preview origin: the app, for the cookie's holder."""
+    where = _parse_host(request.get_host())
+    if where is None:
+        raise Http404("Not a preview origin.")
+    session_id, port = where
+    granted = await sync_to_async(_preview_grant)(request.COOKIES, session_id, port)
+    if granted is None:
+        return _not_signed_in()
+    scope = getattr(request, "scope", None) or {}
+    try:
+        target = Target(
+            granted.session,
+            port,
+            app_path(scope.get("raw_path"), path, "/"),
+            _query(request.META.get("QUERY_STRING", "")),
+        )
+    except BadPreviewPath as exc:
+        return _bad_path(exc)
+    return await _relay(request, target, own_origin=True, prefix="")
+
+
+@sync_and_async_middleware
+def preview_host_middleware(get_response: Any) -> Any:
+    """Requests to a preview origin are routed by ``labs.preview_urls`` only: none of the
+    platform's pages exist there (and the platform's cookies are not sent there)."""
+
+    def route(request: HttpRequest) -> None:
+        if settings.PREVIEW_HOST and _parse_host(request.get_host()) is not None:
+            request.urlconf = "labs.preview_urls"  # type: ignore[attr-defined]  # Django reads it
+
+    if asyncio.iscoroutinefunction(get_response):
+
+        async def amiddleware(request: HttpRequest) -> Any:
+            route(request)
+            return await get_response(request)
+
+        return amiddleware
+
+    def middleware(request: HttpRequest) -> Any:
+        route(request)
+        return get_response(request)
+
+    return middleware
+
+
+# -- WebSockets ----------------------------------------------------------------------------------------
 class PortProxyConsumer(AsyncWebsocketConsumer):
-    """WebSocket half of the port preview: frames relayed both ways."""
+    """WebSocket half of the port preview: frames relayed both ways.
+
+    On the platform's origin it is routed by ``labs.routing`` (the session cookie and
+    ``lab_session_for_user`` decide); on a preview origin by ``PreviewOriginRouter``
+    (that origin's cookie decides, and only pages of that origin may connect)."""
 
     channel_layer_alias = "none"  # a relay to runtimed; no channel layer (see TerminalConsumer)
 
@@ -116,26 +416,42 @@ class PortProxyConsumer(AsyncWebsocketConsumer):
     http: aiohttp.ClientSession | None = None
     relay: asyncio.Task[None] | None = None
 
-    async def connect(self) -> None:
-        kwargs = self.scope["url_route"]["kwargs"]
+    async def _target(self) -> Target | None:
+        where = self.scope.get("kubelab_preview")
+        query = self.scope.get("query_string", b"")
         try:
+            if where is not None:
+                session_id, port = where
+                granted = await sync_to_async(_preview_grant)(_scope_cookies(self.scope), session_id, port)
+                if granted is None:
+                    return None
+                return Target(granted.session, port, app_path(self.scope.get("raw_path"), "", "/"), _query(query))
+            kwargs = self.scope["url_route"]["kwargs"]
             granted = await _granted(self.scope.get("user"), kwargs["session"])
-        except LabSessionNotFound:
+            port = int(kwargs["port"])
+            prefix = f"/labs/{kwargs['session']}/port/{port}/"
+            decoded = kwargs.get("path", "")
+            return Target(granted.session, port, app_path(self.scope.get("raw_path"), decoded, prefix), _query(query))
+        except (LabSessionNotFound, BadPreviewPath, ValueError):
+            return None
+
+    async def connect(self) -> None:
+        target = await self._target()
+        if target is None or not 1 <= target.port <= 65535 or target.session.status != LabSession.Status.READY:
             await self.close(code=4404)
             return
-        session = granted.session
-        port = int(kwargs["port"])
-        if not 1 <= port <= 65535 or session.status != LabSession.Status.READY:
-            await self.close(code=4404)
+        if settings.PREVIEW_HOST and self.scope.get("kubelab_preview") is None:
+            await self.close(code=4404)  # apps are served on their own origin only
             return
-        url = _runtime_url(session, port, kwargs.get("path", ""))
-        query = self.scope.get("query_string", b"").decode()
-        if query:
-            url += "?" + query
         protocols = self.scope.get("subprotocols") or []
         self.http = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=settings.RUNTIME_SOCKET))
         try:
-            self.upstream = await self.http.ws_connect(url, protocols=protocols, timeout=aiohttp.ClientWSTimeout(10))
+            self.upstream = await self.http.ws_connect(
+                _preview_url(target.query),
+                headers=_upstream_headers(target.session, target),
+                protocols=protocols,
+                timeout=aiohttp.ClientWSTimeout(10),
+            )
         except (TimeoutError, aiohttp.ClientError, OSError):
             await self.http.close()
             await self.close(code=1011)
@@ -170,3 +486,38 @@ class PortProxyConsumer(AsyncWebsocketConsumer):
                 await self.upstream.close()
         if self.http is not None:
             await self.http.close()
+
+
+def _scope_header(scope: Mapping[str, Any], name: bytes) -> str:
+    for key, value in scope.get("headers") or ():
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return ""
+
+
+def _scope_cookies(scope: Mapping[str, Any]) -> dict[str, str]:
+    jar: SimpleCookie = SimpleCookie()
+    with contextlib.suppress(Exception):
+        jar.load(_scope_header(scope, b"cookie"))
+    return {k: m.value for k, m in jar.items()}
+
+
+class PreviewOriginRouter:
+    """ASGI router for WebSockets: a preview origin's go to ``PortProxyConsumer`` (when the
+    page that opens them is of that same origin), everything else to ``platform``."""
+
+    def __init__(self, platform: Any) -> None:
+        self.platform = platform
+        self.preview = PortProxyConsumer.as_asgi()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        where = _parse_host(_scope_header(scope, b"host")) if settings.PREVIEW_HOST else None
+        if where is None:
+            return await self.platform(scope, receive, send)
+        host = _scope_header(scope, b"host").lower()
+        origin = _scope_header(scope, b"origin").lower()
+        if origin not in (f"http://{host}", f"https://{host}"):
+            # another site (or a sibling preview) must not drive this app with the cookie
+            await send({"type": "websocket.close", "code": 4403})
+            return None
+        return await self.preview({**scope, "kubelab_preview": where}, receive, send)

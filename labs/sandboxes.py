@@ -86,6 +86,22 @@ class LabSandboxes:
         except (runtime_errors.NotAvailable, runtime_errors.SandboxNotFound):
             return None
 
+    def scoped(self, token: str) -> LabSandboxes:
+        """The same backend acting with ``token`` (one sandbox's credential); close it after
+        when it is not ``self``."""
+        backend = self.backend.scoped(token)
+        return self if backend is self.backend else LabSandboxes(backend)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def token(self, sandbox_id: str, role: str, ttl: float) -> str:
+        """A credential for one sandbox and one role (``runtime.auth.ROLES``)."""
+        try:
+            return self.backend.mint_token(sandbox_id, role, ttl)
+        except runtime_errors.RuntimeError as exc:
+            raise SandboxError(f"runtimed would not issue a {role} credential: {exc}") from exc
+
     def docker_url(self, sandbox_id: str) -> str | None:
         """The URL of the sandbox's own Docker engine, for graders; None when the sandbox
         was made without the docker service."""
@@ -103,7 +119,12 @@ def backend_for(name: str) -> LabSandboxes:
     key = (name, settings.RUNTIME_SOCKET)
     if key not in _BACKENDS:
         try:
-            options = {"socket_path": settings.RUNTIME_SOCKET} if name == "namespace" else {}
+            # the admin credential: only the worker, which provisions and grades, has it set
+            options = (
+                {"socket_path": settings.RUNTIME_SOCKET, "token": settings.RUNTIME_ADMIN_TOKEN or None}
+                if name == "namespace"
+                else {}
+            )
             _BACKENDS[key] = LabSandboxes(backend_from_name(name, **options))
         except Exception as exc:  # e.g. no Docker engine: the lab page shows why
             raise SandboxError(f"the {name!r} sandbox backend is not available for labs: {exc}") from exc

@@ -178,6 +178,7 @@ def lab_session_open_terminal(*, session: LabSession, number: int, session_id: s
 
 
 PROVISION_LEASE = timedelta(seconds=900)  # the provisioning task's own time limit
+WEB_TOKEN_SLACK = 600.0  # the web credential outlives the session's time limit by this much
 
 
 def _claim_for_provisioning(session_id: str) -> LabSession | None:
@@ -232,6 +233,9 @@ def lab_session_provision(*, session_id: str) -> LabSession | None:
         else:
             sandbox_id = existing
         _progress(session, "sandbox-ready", "Sandbox created")
+        # The web tier acts on this sandbox, and on no other, with this credential.
+        lifetime = max(60.0, (session.expires_at - timezone.now()).total_seconds() + WEB_TOKEN_SLACK)
+        runtime_token = backend.token(sandbox_id, "web", lifetime)
     except sandboxes.SandboxError as exc:
         return _provision_failed(session, str(exc))
     with transaction.atomic():
@@ -244,6 +248,7 @@ def lab_session_provision(*, session_id: str) -> LabSession | None:
             return locked
         now = timezone.now()
         locked.sandbox_id = sandbox_id
+        locked.runtime_token = runtime_token
         locked.status = LabSession.Status.READY
         locked.ready_at = now
         locked.last_activity_at = now
@@ -252,6 +257,7 @@ def lab_session_provision(*, session_id: str) -> LabSession | None:
         locked.save(
             update_fields=[
                 "sandbox_id",
+                "runtime_token",
                 "status",
                 "ready_at",
                 "last_activity_at",

@@ -30,7 +30,8 @@ from types import FrameType
 from typing import Any
 
 from runtime import errors
-from runtime.client import Client
+from runtime.auth import read_admin_token
+from runtime.client import Client, resolve_socket_path, resolve_token
 
 EXIT_REFUSED = 2
 DETACH_KEY = b"\x1d"  # Ctrl-]
@@ -493,7 +494,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if callable(func):
             return int(func(args) or 0)
         parser.error(f"unknown command {args.command}")
-    client = Client(getattr(args, "socket", None))
+    socket_path = resolve_socket_path(getattr(args, "socket", None))
+    # the operator's CLI: $RUNTIME_TOKEN, else the admin token runtimed keeps beside its socket
+    # (readable by root only: runtime.auth)
+    token = resolve_token() or os.environ.get("RUNTIME_ADMIN_TOKEN") or read_admin_token(socket_path)
+    client = Client(socket_path, token=token or "")
     try:
         return handler(client, args)
     except (errors.NotAvailable, errors.BadRequest) as e:

@@ -147,6 +147,16 @@ class SandboxBackend(abc.ABC):
         reachable from this host (graders' ``docker`` SDK clients)."""
         raise errors.NotAvailable(f"the {self.name} backend has no per-sandbox docker engines")
 
+    def mint_token(self, sid: str, role: str, ttl: float) -> str:
+        """A credential for one sandbox and the operations of ``role`` (``runtime.auth.ROLES``),
+        for ``ttl`` seconds; "" where the backend has no such credentials (it then trusts its
+        callers, and says so in its docstring)."""
+        return ""
+
+    def scoped(self, token: str) -> SandboxBackend:
+        """This backend acting with ``token`` (from ``mint_token``) instead of its own credential."""
+        return self
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
@@ -164,9 +174,10 @@ def backend_from_name(name: str, **options: Any) -> SandboxBackend:
 class NamespaceBackend(SandboxBackend):
     name = "namespace"
 
-    def __init__(self, socket_path: str | os.PathLike[str] | None = None) -> None:
-        self.client = Client(socket_path)
+    def __init__(self, socket_path: str | os.PathLike[str] | None = None, token: str | None = None) -> None:
+        self.client = Client(socket_path, token=token)
         self._socket_path = self.client.socket_path
+        self._token = self.client.token
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncClient] = weakref.WeakKeyDictionary()
 
     def _aclient(self) -> AsyncClient:
@@ -174,7 +185,7 @@ class NamespaceBackend(SandboxBackend):
         loop = asyncio.get_running_loop()
         client = self._async.get(loop)
         if client is None:
-            client = self._async[loop] = AsyncClient(self._socket_path)
+            client = self._async[loop] = AsyncClient(self._socket_path, token=self._token)
         return client
 
     def create(self, spec: Mapping[str, Any]) -> Json:
@@ -203,6 +214,12 @@ class NamespaceBackend(SandboxBackend):
 
     def docker_url(self, sid: str) -> str:
         return "unix://" + self.client.docker_socket(sid)
+
+    def mint_token(self, sid: str, role: str, ttl: float) -> str:
+        return self.client.mint_token(sid, role=role, ttl=ttl)
+
+    def scoped(self, token: str) -> NamespaceBackend:
+        return NamespaceBackend(self._socket_path, token=token)
 
     def exec(
         self,

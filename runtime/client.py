@@ -11,6 +11,10 @@ reached raises ``errors.NotAvailable`` saying where it looked.
 
 Socket path: the argument, else ``$RUNTIME_SOCKET``, else
 ``/run/kubelab/runtimed.sock``.
+
+Credential (``runtime.auth``): the ``token`` argument, else ``$RUNTIME_TOKEN``. The
+web tier always passes its lab session's sandbox token explicitly; the admin token
+belongs to provisioning only.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, unix_connect
 
 from runtime import errors
+from runtime.urlsafety import UnsafePath, app_path, query_string
+
+__all__ = ["UnsafePath", "app_path", "query_string"]  # the web tier checks preview paths with these
 
 DEFAULT_SOCKET = "/run/kubelab/runtimed.sock"
 DEFAULT_TIMEOUT = 30.0
@@ -48,6 +55,32 @@ def resolve_socket_path(path: str | os.PathLike[str] | None = None) -> str:
     if path:
         return os.fspath(path)
     return os.environ.get("RUNTIME_SOCKET") or DEFAULT_SOCKET
+
+
+def resolve_token(token: str | None = None) -> str | None:
+    """``token``; when None, ``$RUNTIME_TOKEN``. An empty string means no credential at all
+    (and no fallback): runtimed then answers 401 for everything but its health."""
+    if token is not None:
+        return token or None
+    return os.environ.get("RUNTIME_TOKEN") or None
+
+
+def _auth_headers(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def preview_headers(token: str, sandbox: str, port: int, path: str) -> dict[str, str]:
+    """The headers of a port-preview request to ``PREVIEW_URL`` (``runtime.proxy``): the
+    app path travels as data, checked here and again by runtimed (``runtime.urlsafety``)."""
+    return {
+        **_auth_headers(token),
+        "X-Kubelab-Sandbox": sandbox,
+        "X-Kubelab-Port": str(port),
+        "X-Kubelab-Path": app_path(path),
+    }
+
+
+PREVIEW_URL = "http://runtimed/v1/preview"
 
 
 def _q(part: str) -> str:
@@ -245,13 +278,16 @@ class Client:
         socket_path: str | os.PathLike[str] | None = None,
         *,
         timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
     ) -> None:
         self.socket_path = resolve_socket_path(socket_path)
         self.timeout = timeout
+        self.token = resolve_token(token)
         self._http = httpx.Client(
             transport=httpx.HTTPTransport(uds=self.socket_path),
             base_url=BASE,
             timeout=timeout,
+            headers=_auth_headers(self.token),
         )
 
     def close(self) -> None:
@@ -311,6 +347,7 @@ class Client:
                 max_size=8 * 2**20,
                 ping_interval=None,
                 legacy=True,
+                additional_headers=_auth_headers(self.token),
             )
         except InvalidStatus as e:
             body: Any
@@ -407,6 +444,16 @@ class Client:
 
     def stats(self, sid: str) -> dict[str, Any]:
         return cast(dict[str, Any], self._request("GET", f"/v1/sandboxes/{_q(sid)}/stats"))
+
+    def mint_token(self, sid: str, *, role: str | None = None, ops: Sequence[str] = (), ttl: float = 3600) -> str:
+        """A sandbox token for ``sid`` (needs the admin token): a ``role`` of
+        ``runtime.auth.ROLES`` or explicit ``ops``, good for ``ttl`` seconds."""
+        req: dict[str, Any] = {"ttl_seconds": max(1, int(ttl))}
+        if role is not None:
+            req["role"] = role
+        else:
+            req["ops"] = list(ops)
+        return cast(str, self._request("POST", f"/v1/sandboxes/{_q(sid)}/tokens", json_body=req)["token"])
 
     def touch(self, sid: str) -> dict[str, Any]:
         return cast(dict[str, Any], self._request("POST", f"/v1/sandboxes/{_q(sid)}/touch"))
@@ -569,9 +616,11 @@ class AsyncClient:
         socket_path: str | os.PathLike[str] | None = None,
         *,
         timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
     ) -> None:
         self.socket_path = resolve_socket_path(socket_path)
         self.timeout = timeout
+        self.token = resolve_token(token)
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
@@ -579,6 +628,7 @@ class AsyncClient:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.UnixConnector(path=self.socket_path),
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
+                headers=_auth_headers(self.token),
             )
         return self._session
 

@@ -100,8 +100,8 @@ from typing import Any, Protocol
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from runtime import errors
-from runtime.proxy import SandboxProxy
+from runtime import auth, errors, urlsafety
+from runtime.proxy import PREVIEW_PATH_HEADER, PREVIEW_PORT_HEADER, PREVIEW_ROUTE, PREVIEW_SANDBOX_HEADER, SandboxProxy
 from runtime.sessions import SessionRegistry, run_exec, stream_exec
 from runtime.sessions.base import SpawnedProcess
 from runtime.sessions.exec import check_timeout
@@ -277,6 +277,7 @@ class Daemon:
         *,
         spec_from_json: Callable[[dict[str, Any]], Any],
         tmp_dir: Path,
+        authority: auth.Authority,
         scrollback: int = DEFAULT_SCROLLBACK,
     ) -> None:
         self.manager = manager
@@ -285,6 +286,7 @@ class Daemon:
         self.tmp_dir = tmp_dir
         self.sessions = SessionRegistry(manager, scrollback=scrollback)
         self.proxy = SandboxProxy()
+        self.authority = authority
         self.kube: KubeLike | None = None  # the kubernetes service, when runtimed runs it
         self.docker: DockerLike | None = None  # the docker service, when runtimed runs it
         self._websockets: set[web.WebSocketResponse] = set()
@@ -293,34 +295,55 @@ class Daemon:
         self._routes()
 
     def _routes(self) -> None:
-        r = self.app.router
-        r.add_get("/v1/healthz", self.healthz)
-        r.add_get("/v1/images", self.images_list)
-        r.add_post("/v1/images/import", self.image_import)
-        r.add_post("/v1/images/{name}/build", self.image_build)
-        r.add_get("/v1/images/{name}/export", self.image_export)
-        r.add_delete("/v1/images/{name}", self.image_remove)
-        r.add_post("/v1/sandboxes", self.sandbox_create)
-        r.add_get("/v1/sandboxes", self.sandbox_list)
+        """Every route names what it needs (``runtime.auth``): ``None`` is open (health only),
+        ``"admin"`` the admin token, anything else a sandbox operation on ``{id}``."""
         sb = "/v1/sandboxes/{id}"
-        r.add_get(sb, self.sandbox_get)
-        r.add_delete(sb, self.sandbox_remove)
-        r.add_get(sb + "/stats", self.sandbox_stats)
-        r.add_post(sb + "/stop", self.sandbox_stop)
-        r.add_post(sb + "/touch", self.sandbox_touch)
-        r.add_get(sb + "/kubeconfig", self.sandbox_kubeconfig)
-        r.add_post(sb + "/kube-users", self.sandbox_kube_user)
-        r.add_get(sb + "/docker", self.sandbox_docker)
-        r.add_post(sb + "/exec", self.exec)
-        r.add_get(sb + "/exec/stream", self.exec_stream)
-        r.add_post(sb + "/sessions", self.session_create)
-        r.add_get(sb + "/sessions", self.session_list)
         ss = sb + "/sessions/{sid}"
-        r.add_get(ss, self.session_get)
-        r.add_delete(ss, self.session_remove)
-        r.add_post(ss + "/resize", self.session_resize)
-        r.add_get(ss + "/attach", self.session_attach)
-        r.add_route("*", sb + "/proxy/{port:[0-9]+}/{path:.*}", self.sandbox_proxy)
+        table: list[tuple[str, str, Handler, str | None]] = [
+            ("GET", "/v1/healthz", self.healthz, None),
+            ("GET", "/v1/images", self.images_list, "admin"),
+            ("POST", "/v1/images/import", self.image_import, "admin"),
+            ("POST", "/v1/images/{name}/build", self.image_build, "admin"),
+            ("GET", "/v1/images/{name}/export", self.image_export, "admin"),
+            ("DELETE", "/v1/images/{name}", self.image_remove, "admin"),
+            ("POST", "/v1/sandboxes", self.sandbox_create, "admin"),
+            ("GET", "/v1/sandboxes", self.sandbox_list, "admin"),
+            ("GET", sb, self.sandbox_get, auth.READ),
+            ("DELETE", sb, self.sandbox_remove, "admin"),
+            ("GET", sb + "/stats", self.sandbox_stats, auth.READ),
+            ("POST", sb + "/stop", self.sandbox_stop, "admin"),
+            ("POST", sb + "/touch", self.sandbox_touch, auth.TOUCH),
+            ("POST", sb + "/tokens", self.sandbox_token, "admin"),
+            ("GET", sb + "/kubeconfig", self.sandbox_kubeconfig, auth.KUBECONFIG),
+            ("POST", sb + "/kube-users", self.sandbox_kube_user, auth.KUBECONFIG),
+            ("GET", sb + "/docker", self.sandbox_docker, auth.DOCKER),
+            ("POST", sb + "/exec", self.exec, auth.EXEC),
+            ("GET", sb + "/exec/stream", self.exec_stream, auth.EXEC),
+            ("POST", sb + "/sessions", self.session_create, auth.TERMINAL),
+            ("GET", sb + "/sessions", self.session_list, auth.TERMINAL),
+            ("GET", ss, self.session_get, auth.TERMINAL),
+            ("DELETE", ss, self.session_remove, auth.TERMINAL),
+            ("POST", ss + "/resize", self.session_resize, auth.TERMINAL),
+            ("GET", ss + "/attach", self.session_attach, auth.TERMINAL),
+            # The port preview: the sandbox, port and path travel in headers, so nothing a
+            # browser sends can turn into a route of this API (runtime.urlsafety).
+            ("*", PREVIEW_ROUTE, self.preview, auth.PREVIEW),
+        ]
+        for method, path, handler, op in table:
+            self.app.router.add_route(method, path, self._guarded(handler, op))
+
+    def _guarded(self, handler: Handler, op: str | None) -> Handler:
+        if op is None:
+            return handler
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            sandbox = request.match_info.get("id")
+            if op == auth.PREVIEW:
+                sandbox = request.headers.get(PREVIEW_SANDBOX_HEADER)
+            self.authority.check(request.headers.get("Authorization"), op, sandbox)
+            return await handler(request)
+
+        return guarded
 
     # -- lifecycle -------------------------------------------------------------------------
     async def shutdown(self) -> None:
@@ -506,6 +529,23 @@ class Daemon:
             raise errors.NotAvailable("this runtimed does not run the docker service")
         return web.json_response({"socket": self.docker.socket_for_host(sid)})
 
+    async def sandbox_token(self, request: web.Request) -> web.StreamResponse:
+        """Mint a sandbox token (admin only): ``{"role": "web"|"grader"}`` or ``{"ops": [...]}``,
+        with ``ttl_seconds``."""
+        sid = request.match_info["id"]
+        body = await _json(request)
+        role, ops = body.get("role"), body.get("ops")
+        if role is not None:
+            if role not in auth.ROLES:
+                raise errors.BadRequest(f"unknown role {role!r} (one of {sorted(auth.ROLES)})")
+            ops = sorted(auth.ROLES[role])
+        if not isinstance(ops, list) or not all(isinstance(op, str) for op in ops):
+            raise errors.BadRequest('expected {"role": name} or {"ops": [operation...]}')
+        ttl = _int(body, "ttl_seconds", 3600)
+        await self._sandbox(sid)  # no tokens for sandboxes that do not exist
+        token = self.authority.mint(sid, ops, ttl)
+        return web.json_response({"token": token, "sandbox": sid, "ops": sorted(set(ops)), "ttl_seconds": ttl})
+
     async def sandbox_touch(self, request: web.Request) -> web.StreamResponse:
         sid = request.match_info["id"]
         await asyncio.to_thread(self.manager.touch, sid)
@@ -678,13 +718,23 @@ class Daemon:
         session.resize(_int(body, "rows", session.rows), _int(body, "cols", session.cols))
         return web.json_response(session.info())
 
-    async def sandbox_proxy(self, request: web.Request) -> web.StreamResponse:
-        info = await self._sandbox(request.match_info["id"])
+    async def preview(self, request: web.Request) -> web.StreamResponse:
+        sid = request.headers.get(PREVIEW_SANDBOX_HEADER, "")
+        try:
+            port = int(request.headers.get(PREVIEW_PORT_HEADER, ""))
+        except ValueError:
+            raise errors.BadRequest(f"{PREVIEW_PORT_HEADER} must be a port number") from None
+        try:
+            path = urlsafety.app_path(request.headers.get(PREVIEW_PATH_HEADER, ""))
+            query = urlsafety.query_string(request.rel_url.raw_query_string)
+        except urlsafety.UnsafePath as e:
+            raise errors.BadRequest(f"refused preview path: {e}") from None
+        info = await self._sandbox(sid)
         ip = getattr(info, "ip", None)
         if not ip or getattr(info, "status", "running") != "running":
             raise errors.NotAvailable("the sandbox is not running, so nothing in it can be reached")
-        await asyncio.to_thread(self.manager.touch, request.match_info["id"])
-        return await self.proxy.handle(request, ip, int(request.match_info["port"]), request.match_info["path"])
+        await asyncio.to_thread(self.manager.touch, sid)
+        return await self.proxy.handle(request, ip, port, path, query)
 
     async def session_attach(self, request: web.Request) -> web.StreamResponse:
         m = request.match_info
@@ -784,10 +834,24 @@ def prepare_socket(path: Path) -> int:
     return lock_fd
 
 
-def _socket_permissions(path: Path, group: str | None) -> None:
-    path.chmod(0o660)
-    if group:
-        os.chown(path, -1, grp.getgrnam(group).gr_gid)
+def bind_unix(path: Path, group: str | None, mode: int = 0o660) -> socket.socket:
+    """A unix socket bound at ``path`` with ``mode`` (and ``group``) set before it listens.
+
+    The mode is set on the path right after bind(), while nothing can connect yet
+    (connect() needs a listening socket); the process umask is never touched, so
+    this is safe while other threads create files (CONVENTIONS.md 13c)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        path.chmod(mode)
+        if group:
+            os.chown(path, -1, grp.getgrnam(group).gr_gid)
+        sock.listen(1024)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def setup_logging(level: str = "INFO") -> None:
@@ -808,13 +872,11 @@ async def serve(
     """Serve until SIGTERM/SIGINT (or until the task is cancelled)."""
     runner = web.AppRunner(daemon.app, access_log_format='"%r" %s %b %Tfs', handle_signals=False)
     await runner.setup()
-    site = web.UnixSite(runner, str(socket_path), shutdown_timeout=5)
-    old_umask = os.umask(0o117)  # the socket is born 0660: no window where it is wider
-    try:
-        await site.start()
-    finally:
-        os.umask(old_umask)
-    await asyncio.to_thread(_socket_permissions, socket_path, group)
+    # Bound here and given its mode before listen(): no window where it is wider than 0660,
+    # and no process-wide umask changed while sandbox starts run in other threads (#13).
+    sock = bind_unix(socket_path, group)
+    site = web.SockSite(runner, sock, shutdown_timeout=5)
+    await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -836,6 +898,7 @@ async def serve(
 def build_daemon(
     root: Path,
     *,
+    authority: auth.Authority,
     scrollback: int = DEFAULT_SCROLLBACK,
     manager_options: dict[str, Any] | None = None,
 ) -> Daemon:
@@ -855,6 +918,7 @@ def build_daemon(
         images,
         spec_from_json=SandboxSpec.from_json,
         tmp_dir=root / "tmp",
+        authority=authority,
         scrollback=scrollback,
     )
 
@@ -874,6 +938,12 @@ def add_daemon_arguments(p: argparse.ArgumentParser) -> None:
         help="group that may use the socket (chgrp of the 0660 socket; default $RUNTIME_SOCKET_GROUP)",
     )
     p.add_argument("--scrollback", type=int, default=DEFAULT_SCROLLBACK, help="bytes per session")
+    p.add_argument(
+        "--admin-token-file",
+        default=os.environ.get("RUNTIME_ADMIN_TOKEN_FILE") or None,
+        help="file holding the admin token (made, 0600, when missing; default <socket>.admin-token; "
+        "$RUNTIME_ADMIN_TOKEN, when set, is the token instead)",
+    )
     p.add_argument("--log-level", default=os.environ.get("RUNTIME_LOG_LEVEL", "INFO"))
     g = p.add_argument_group("host resources (two daemons on one host must not share them)")
     g.add_argument("--subnet", default=None, help="sandbox subnet (default 10.77.0.0/16)")
@@ -911,7 +981,18 @@ def run_daemon(args: argparse.Namespace) -> int:
                 for k in ("subnet", "bridge", "cgroup_parent", "uid_start")
                 if (v := getattr(args, k, None)) is not None
             }
-            daemon = await asyncio.to_thread(build_daemon, root, scrollback=args.scrollback, manager_options=options)
+            authority = auth.Authority(
+                auth.signing_key(root),
+                auth.admin_token(
+                    Path(args.admin_token_file)
+                    if args.admin_token_file
+                    else auth.default_admin_token_path(socket_path),
+                    given=os.environ.get("RUNTIME_ADMIN_TOKEN"),
+                ),
+            )
+            daemon = await asyncio.to_thread(
+                build_daemon, root, authority=authority, scrollback=args.scrollback, manager_options=options
+            )
             kube = docker = None
             try:
                 from runtime.dockerapi.service import start_for_daemon as start_docker

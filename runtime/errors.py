@@ -44,6 +44,20 @@ class ImageNotFound(RuntimeError):
     code = "image_not_found"
 
 
+class Unauthorized(RuntimeError):
+    """No credential, or one that is not runtimed's (forged, expired): ``runtime.auth``."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(RuntimeError):
+    """A valid credential that does not cover this sandbox or this operation."""
+
+    status = 403
+    code = "forbidden"
+
+
 class LimitExceeded(RuntimeError):
     status = 429
     code = "limit_exceeded"
@@ -68,6 +82,8 @@ ERRORS: dict[str, type[RuntimeError]] = {
         SandboxNotFound,
         SessionNotFound,
         ImageNotFound,
+        Unauthorized,
+        Forbidden,
         LimitExceeded,
         Conflict,
         ExecTimeout,

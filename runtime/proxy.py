@@ -1,8 +1,15 @@
 """HTTP and WebSocket proxy from runtimed to a port inside a sandbox.
 
-``/v1/sandboxes/{id}/proxy/{port}/{path}`` forwards the request to
-``http://<sandbox address>:<port>/<path>`` and streams the answer back; a
-WebSocket upgrade is relayed frame by frame. The web tier's port preview
+``/v1/preview`` (any method) forwards the request to
+``http://<sandbox address>:<port>/<path>?<query>`` and streams the answer back; a
+WebSocket upgrade is relayed frame by frame. The sandbox, port and path come in
+the ``X-Kubelab-Sandbox``, ``X-Kubelab-Port`` and ``X-Kubelab-Path`` headers and
+the query in the request's own query string: nothing the browser chose is ever
+part of the URL that runtimed routes on, so no path (``..%2f``, double encoding,
+an absolute URL) can reach another route of the API. The path is checked by
+``runtime.urlsafety.app_path`` on both sides, and the upstream URL is built from
+it without normalisation. The caller's ``Authorization`` (its runtimed token) and
+the ``X-Kubelab-*`` headers are never forwarded to the app. The web tier's port preview
 (``/labs/<session>/port/<p>/``) uses it, so the web tier needs no route into
 the sandbox network and never learns sandbox addresses. runtimed reaches the
 sandbox from the host side of its bridge, where the sandbox's firewall lets
@@ -16,6 +23,7 @@ import contextlib
 
 import aiohttp
 from aiohttp import WSMsgType, web
+from yarl import URL
 
 from runtime import errors
 
@@ -39,6 +47,18 @@ HOP_BY_HOP = frozenset(
 )
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=300)
 
+PREVIEW_ROUTE = "/v1/preview"
+PREVIEW_SANDBOX_HEADER = "X-Kubelab-Sandbox"
+PREVIEW_PORT_HEADER = "X-Kubelab-Port"
+PREVIEW_PATH_HEADER = "X-Kubelab-Path"
+# the caller's credential for runtimed, and our control headers: never the app's business
+_NOT_FORWARDED = HOP_BY_HOP | {"authorization"}
+
+
+def _forwarded(name: str) -> bool:
+    low = name.lower()
+    return low not in _NOT_FORWARDED and not low.startswith("x-kubelab-")
+
 
 def unreachable(message: str) -> web.Response:
     """A gateway error the browser shows as is; the header tells it came from us, not from the app."""
@@ -61,13 +81,14 @@ class SandboxProxy:
         if self._session is not None:
             await self._session.close()
 
-    async def handle(self, request: web.Request, ip: str, port: int, path: str) -> web.StreamResponse:
+    async def handle(self, request: web.Request, ip: str, port: int, path: str, query: str = "") -> web.StreamResponse:
+        """Relay ``request`` to ``http://ip:port/path?query``; ``path`` and ``query`` as they
+        came on the wire (percent-encoded), already checked by ``runtime.urlsafety``."""
         if not 1 <= port <= 65535:
             raise errors.BadRequest(f"port must be 1-65535, not {port}")
-        url = f"http://{ip}:{port}/{path}"
-        if request.query_string:
-            url += "?" + request.query_string
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        # encoded=True: sent exactly as checked, never re-normalised or re-decoded
+        url = URL(f"http://{ip}:{port}/{path}" + (f"?{query}" if query else ""), encoded=True)
+        headers = {k: v for k, v in request.headers.items() if _forwarded(k)}
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await self._websocket(request, url, headers)
         try:
@@ -91,7 +112,7 @@ class SandboxProxy:
             await response.write_eof()
         return response
 
-    async def _websocket(self, request: web.Request, url: str, headers: dict[str, str]) -> web.StreamResponse:
+    async def _websocket(self, request: web.Request, url: URL, headers: dict[str, str]) -> web.StreamResponse:
         protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
         headers.pop("Sec-WebSocket-Protocol", None)
         try:
@@ -99,9 +120,7 @@ class SandboxProxy:
                 url, headers=headers, protocols=protocols, timeout=aiohttp.ClientWSTimeout(ws_close=10)
             )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise errors.NotAvailable(
-                f"no WebSocket answers at {url.split('/', 3)[-1]} in the sandbox ({exc})"
-            ) from None
+            raise errors.NotAvailable(f"no WebSocket answers at {url.raw_path} in the sandbox ({exc})") from None
         ws = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else ())
         await ws.prepare(request)
 

@@ -18,6 +18,7 @@ import argparse
 import grp
 import os
 import pwd
+import secrets
 import selectors
 import shutil
 import signal
@@ -43,6 +44,10 @@ class Child:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     buffer: bytes = b""
+
+
+# runtimed credentials: a child gets one only through its own ``Child.env``
+CREDENTIALS = {"RUNTIME_ADMIN_TOKEN", "RUNTIME_ADMIN_TOKEN_FILE", "RUNTIME_TOKEN"}
 
 
 def log(message: str) -> None:
@@ -192,6 +197,9 @@ def main() -> int:
             )
         )
     runtime_cli = BASE / "runtime" / "__main__.py"
+    # runtimed's admin credential (runtime/auth.py): for runtimed and the worker, which
+    # provisions and grades; never for the web process or beat (SECURITY.md).
+    admin_token = settings.RUNTIME_ADMIN_TOKEN or secrets.token_urlsafe(32)
     if args.no_runtime:
         os.environ["RUNTIME_REQUIRED"] = "false"
     if not args.no_runtime and runtime_cli.exists():
@@ -212,7 +220,10 @@ def main() -> int:
                     ],
                     ready=f"socket:{settings.RUNTIME_SOCKET}",
                     privileged=True,
-                    env={"RUNTIME_SOCKET_GROUP": grp.getgrgid(ids[1]).gr_name} if ids else {},
+                    env={
+                        "RUNTIME_ADMIN_TOKEN": admin_token,
+                        **({"RUNTIME_SOCKET_GROUP": grp.getgrgid(ids[1]).gr_name} if ids else {}),
+                    },
                 )
             )
         else:
@@ -240,6 +251,7 @@ def main() -> int:
                 "worker@%h",
             ],
             ready="none",
+            env={"RUNTIME_ADMIN_TOKEN": admin_token},
         ),
         Child(
             "beat",
@@ -308,7 +320,8 @@ def main() -> int:
     def supervise() -> int:
         nonlocal stopping
         exit_code = 0
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "FORCE_COLOR": "0"}
+        env = {k: v for k, v in os.environ.items() if k not in CREDENTIALS}
+        env.update(PYTHONUNBUFFERED="1", FORCE_COLOR="0")
         for child in children:
             if stopping:
                 break

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -72,6 +73,11 @@ if not os.environ.get("REDIS_URL"):
 os.environ.setdefault("CHANNELS_PREFIX", f"kubelab-test-{os.getpid()}")
 os.environ["VAR_DIR"] = str(var_dir)
 os.environ["RUNTIME_SOCKET"] = str(runtimed_root / "rt.sock")
+# runtimed's admin credential for this run (runtime.auth): every daemon the tests start takes
+# it from RUNTIME_ADMIN_TOKEN, the worker's settings read it, and test code's runtime clients
+# fall back to RUNTIME_TOKEN. The web tier never gets it (tests/conftest.py: asgi_server).
+os.environ.setdefault("RUNTIME_ADMIN_TOKEN", "test-admin-" + secrets.token_urlsafe(24))
+os.environ["RUNTIME_TOKEN"] = os.environ["RUNTIME_ADMIN_TOKEN"]
 
 
 def _clean_up() -> None:

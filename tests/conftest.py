@@ -130,6 +130,10 @@ def asgi_server(django_db_setup: None, django_db_blocker: object) -> Iterator[st
         # Up without runtimed too: tests that need sandboxes start it themselves.
         "RUNTIME_REQUIRED": "false",
     }
+    # As `make run` does: the web tier holds no runtimed credential of its own, only each lab
+    # session's sandbox token (runtime.auth).
+    for name in ("RUNTIME_ADMIN_TOKEN", "RUNTIME_TOKEN"):
+        env.pop(name, None)
     # As `make run` does: pages need the collected, hashed static files.
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],

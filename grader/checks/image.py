@@ -120,6 +120,9 @@ def check_image(spec: Mapping[str, Any], target: Target, timeout: float) -> Outc
     want_exists = bool(spec.get("exists", True))
     try:
         client = docker.DockerClient(base_url=target.docker_url, timeout=max(1, int(timeout)))
+        if target.docker_token:
+            # the host side of the sandbox's engine wants the sandbox's credential (runtime.auth)
+            client.api.headers["Authorization"] = f"Bearer {target.docker_token}"
     except docker_errors.DockerException as exc:
         raise TargetUnavailable(f"The Docker engine is not reachable: {exc}") from exc
     try:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime import errors
+from runtime.auth import Authority
 from runtime.client import Client, SyncAttach
 from runtime.daemon import Daemon
 from runtime.sandbox.spec import SandboxSpec
@@ -222,6 +223,7 @@ class ThreadedDaemon:
                 HostImages(),
                 spec_from_json=SandboxSpec.from_json,
                 tmp_dir=tmp / "tmp",
+                authority=Authority(b"k" * 32, os.environ["RUNTIME_ADMIN_TOKEN"]),
             )
             runner = web.AppRunner(self.daemon.app)
             await runner.setup()

@@ -48,7 +48,10 @@ async def gateway() -> AsyncIterator[str]:
     proxy = SandboxProxy()
 
     async def relay(request: web.Request) -> web.StreamResponse:
-        return await proxy.handle(request, "127.0.0.1", int(request.match_info["port"]), request.match_info["path"])
+        path = request.raw_path.split("/", 3)[3].split("?", 1)[0]
+        return await proxy.handle(
+            request, "127.0.0.1", int(request.match_info["port"]), path, request.rel_url.raw_query_string
+        )
 
     front = web.Application()
     front.router.add_route("*", "/proxy/{port}/{path:.*}", relay)
