@@ -40,6 +40,7 @@ from runtime.kube.apierrors import (
     method_not_allowed,
     not_found,
 )
+from runtime.kube.limits import Limits, expanded_size
 from runtime.kube.patch import APPLY, JSONPATCH, MERGEPATCH, STRATEGIC, json_patch, merge_patch, strategic_merge
 from runtime.kube.podio import ExecCall, LogCall, PodIO
 from runtime.kube.registry import ResourceDef
@@ -118,7 +119,7 @@ class WatchReply:
     start_rv: int
 
 
-def _json_body(req: Request) -> Any:
+def _json_body(req: Request, limits: Limits | None = None) -> Any:
     if not req.body:
         raise bad_request("the body of the request was in an unknown format")
     if req.headers.get("content-type", "").startswith(protobuf.CONTENT_TYPE):
@@ -130,10 +131,17 @@ def _json_body(req: Request) -> Any:
     try:
         return json.loads(req.body)
     except ValueError:
-        try:
-            return yaml.safe_load(req.body)
-        except yaml.YAMLError as e:
-            raise bad_request(f"error decoding body: {e}") from None
+        pass
+    try:
+        doc = yaml.safe_load(req.body)
+    except yaml.YAMLError as e:
+        raise bad_request(f"error decoding body: {e}") from None
+    # aliases are shared, not copied, until something serialises the document: bound what
+    # it expands to (go-yaml refuses an alias bomb the same way)
+    cap = 2 * (limits or Limits()).max_request_bytes
+    if expanded_size(doc, cap) > cap:
+        raise bad_request("error decoding body: yaml: document contains excessive aliasing")
+    return doc
 
 
 def write_token(directory: Path, entry: dict[str, Any]) -> str:
@@ -164,15 +172,17 @@ def _truthy(v: str | None) -> bool:
 class Cluster:
     """One cluster: its store, its tokens, its controllers."""
 
-    def __init__(self, name: str, directory: Path) -> None:
+    def __init__(self, name: str, directory: Path, limits: Limits | None = None) -> None:
         self.name = name
         self.dir = directory
         meta = json.loads((directory / "cluster.json").read_text())
         self.uid: str = meta["uid"]
+        # the server's defaults, with this cluster's own overrides (limits.py)
+        self.limits = Limits.from_dict(meta.get("limits") or {}, limits)
         self.tokens: dict[str, dict[str, Any]] = {}
         self._tokens_stamp: tuple[int, int] = (0, 0)
         self._reload_tokens()
-        self.store = Store(directory / "store.jsonl")
+        self.store = Store(directory / "store.jsonl", self.limits)
         self._dirty = False
         # field manager of the write in progress (see ssa.py)
         self._manager = "kube-controller-manager"
@@ -425,11 +435,11 @@ class Cluster:
         if verb == "create":
             if sub:
                 return self._create_sub(req, rdef, ns, name, sub)
-            obj = _json_body(req)
+            obj = _json_body(req, self.limits)
             out = self.create(rdef, ns, obj, dry_run=dry, validation=req.query.get("fieldValidation", ""))
             return self._reply_obj(req, rdef, out, 201)
         if verb == "update":
-            obj = _json_body(req)
+            obj = _json_body(req, self.limits)
             if sub == "scale":
                 return Reply(200, self._update_scale(rdef, ns, name, obj, dry))
             out, created = self.update(rdef, ns, name, obj, sub=sub, dry_run=dry)
@@ -564,7 +574,7 @@ class Cluster:
                 if accept(e.obj):
                     initial.append((e.type, e.obj))
         w = Watcher(rdef.gr, ns or None, accept)
-        self.store.watchers.add(w)
+        self.store.add_watcher(w)
         timeout = float(req.query.get("timeoutSeconds") or 1800)
         return WatchReply(
             watcher=w,
@@ -666,7 +676,8 @@ class Cluster:
         if dry_run:
             return dict(obj)
         self._dirty = True
-        stored: Obj = self.store.put(rdef.gr, self._stored(rdef, obj), "ADDED")
+        user = self._requester is not None and not internal
+        stored: Obj = self.store.put(rdef.gr, self._stored(rdef, obj), "ADDED", user=user)
         return stored
 
     def _prune(self, rdef: ResourceDef, obj: Obj) -> Obj:
@@ -814,13 +825,20 @@ class Cluster:
             return new
         self.controllers.on_update(rdef, new, old)
         self._dirty = True
-        out = self.store.put(rdef.gr, self._stored(rdef, new), "MODIFIED")
+        out = self.store.put(rdef.gr, self._stored(rdef, new), "MODIFIED", user=self._requester is not None)
         self._maybe_finish_delete(rdef, out)
         return out
 
     def _patch(self, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str, dry: bool) -> Reply:
         ctype = req.headers.get("content-type", "").split(";")[0].strip()
-        body = _json_body(req)
+        body = _json_body(req, self.limits)
+        if ctype == JSONPATCH and isinstance(body, list) and len(body) > self.limits.max_json_patch_operations:
+            raise ApiError(
+                413,
+                "RequestEntityTooLarge",
+                "Request entity too large: The allowed maximum operations in a JSON patch is "
+                f"{self.limits.max_json_patch_operations}, got {len(body)}",
+            )
         old = self.store.get(rdef.gr, ns, name)
         if old is not None:
             old = self._served(rdef, old)
@@ -830,7 +848,7 @@ class Cluster:
             raise not_found(rdef.resource, rdef.group, name)
         base: Any = self._scale_of(rdef, old) if sub == "scale" else copy.deepcopy(old)
         if ctype == JSONPATCH:
-            patched = json_patch(base, body)
+            patched = json_patch(base, body, max_copy_bytes=self.limits.json_patch_max_copy_bytes)
         elif ctype == MERGEPATCH:
             patched = merge_patch(base, body)
         elif ctype == STRATEGIC and rdef.custom:

@@ -23,6 +23,15 @@ def _listen(value: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+def _limit(value: str) -> tuple[str, int | float]:
+    from runtime.kube.limits import parse_limit
+
+    try:
+        return parse_limit(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     host, port = args.listen
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -36,7 +45,7 @@ def _new_cluster(args: argparse.Namespace) -> int:
     from runtime.kube.server import create_cluster
 
     try:
-        sys.stdout.write(create_cluster(Path(args.data), args.name, args.server))
+        sys.stdout.write(create_cluster(Path(args.data), args.name, args.server, dict(args.limit) or None))
     except ApiError as e:
         print(f"error: {e.message}", file=sys.stderr)
         return 1
@@ -87,6 +96,14 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p = subparsers.add_parser("new-cluster", help="create a cluster; print its admin kubeconfig")
     p.add_argument("--data", required=True, help="directory holding the clusters")
     p.add_argument("--server", required=True, help="base URL the server is reachable at")
+    p.add_argument(
+        "--limit",
+        action="append",
+        type=_limit,
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one of the cluster's limits (runtime/kube/limits.py), e.g. max_objects=100 (repeatable)",
+    )
     p.add_argument("name", help="cluster name (an RFC 1123 label)")
     p.set_defaults(func=_new_cluster)
     p = subparsers.add_parser(

@@ -8,6 +8,7 @@ replaced, as for an untagged field.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any
 
@@ -95,11 +96,28 @@ def _walk(doc: Any, pointer: str) -> tuple[Any, str]:
     return cur, toks[-1]
 
 
-def json_patch(doc: Any, ops: Any) -> Any:
+def json_patch(doc: Any, ops: Any, max_copy_bytes: int | None = None) -> Any:
+    """``max_copy_bytes``: json-patch's AccumulatedCopySizeLimit (kube-apiserver sets 3 MiB):
+    without it, a few ``copy`` operations that each double the document grow it
+    exponentially."""
     if not isinstance(ops, list):
         raise ApiError(400, "BadRequest", "json: cannot unmarshal object into Go value of type jsonpatch.Patch")
     doc = copy.deepcopy(doc)
+    copied = 0
     for op in ops:
+        if max_copy_bytes is not None and isinstance(op, dict) and op.get("op") == "copy":
+            from runtime.kube.limits import expanded_size
+
+            with contextlib.suppress(KeyError, IndexError, ValueError, TypeError, AttributeError):
+                # (a missing path is the op's own error, below)
+                copied += expanded_size(_get(doc, op.get("from", "")), max_copy_bytes + 1)
+            if copied > max_copy_bytes:
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    "the server rejected our request due to an error in our request (Unable to complete the "
+                    f"copy, the accumulated size increase of copy is {copied}, exceeding the limit {max_copy_bytes})",
+                )
         try:
             doc = _apply_op(doc, op)
         except (KeyError, IndexError, ValueError, TypeError) as e:

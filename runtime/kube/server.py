@@ -34,6 +34,7 @@ from aiohttp import web
 from runtime.kube import crd, pki, printers, rbac
 from runtime.kube.apierrors import ApiError, unauthorized
 from runtime.kube.apiserver import Cluster, Reply, Request, WatchReply, now_ts, write_token
+from runtime.kube.limits import Limits, expired, request_too_large
 from runtime.kube.podio import CLOSE, ERROR, RESIZE, STDIN, STDOUT, WS_PROTOCOLS, ExecCall, LogCall, PodStream
 
 log = logging.getLogger(__name__)
@@ -125,10 +126,16 @@ def _node(name: str) -> dict[str, Any]:
     }
 
 
-def create_cluster(data: Path, name: str, server: str) -> str:
-    """Create cluster NAME under data and return an admin kubeconfig for it."""
+def create_cluster(data: Path, name: str, server: str, limits: dict[str, Any] | None = None) -> str:
+    """Create cluster NAME under data and return an admin kubeconfig for it. ``limits``
+    overrides the server's limits (limits.py) for this cluster alone, e.g.
+    ``{"max_objects": 100}``; kept in its cluster.json."""
     from runtime.kube import dns, registry
 
+    try:
+        Limits.from_dict(limits or {})
+    except ValueError as e:
+        raise ApiError(422, "Invalid", str(e)) from None
     if not valid_cluster_name(name):
         raise ApiError(422, "Invalid", f"invalid cluster name {name!r}: must be a lowercase RFC 1123 label")
     root = clusters_dir(data)
@@ -159,7 +166,10 @@ def create_cluster(data: Path, name: str, server: str) -> str:
         (tmp / "tls.key").write_bytes(key)
         for f in ("ca.key", "tls.key"):
             (tmp / f).chmod(0o600)
-        (tmp / "cluster.json").write_text(json.dumps({"name": name, "uid": str(uuid.uuid4()), "created": now_ts()}))
+        meta: dict[str, Any] = {"name": name, "uid": str(uuid.uuid4()), "created": now_ts()}
+        if limits:
+            meta["limits"] = limits
+        (tmp / "cluster.json").write_text(json.dumps(meta))
         (tmp / "tokens.json").write_text("{}")
         c = Cluster(name, tmp)
         token = c.add_token(ADMIN_USER, ["system:masters", "kubeadm:cluster-admins"])
@@ -270,8 +280,9 @@ def user_kubeconfig(data: Path, name: str, server: str, user: str, token: str) -
 class Hub:
     """All clusters under one data directory, loaded on first use."""
 
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, limits: Limits | None = None) -> None:
         self.data = data
+        self.limits = limits or Limits()  # every cluster's, unless its cluster.json says otherwise
         self.clusters: dict[str, Cluster] = {}
         self._ssl: dict[str, ssl.SSLContext] = {}
         clusters_dir(data).mkdir(parents=True, exist_ok=True)
@@ -285,7 +296,7 @@ class Hub:
         d = clusters_dir(self.data) / name
         if not (d / "cluster.json").exists():
             return None
-        c = Cluster(name, d)
+        c = Cluster(name, d, self.limits)
         c.controllers.reconcile()
         self.clusters[name] = c
         return c
@@ -363,6 +374,10 @@ def _json_response(reply: Reply) -> web.Response:
         body = json.dumps(reply.body, separators=(",", ":")).encode()
     resp = web.Response(status=reply.status, body=body)
     resp.headers["Content-Type"] = reply.content_type
+    if reply.status == 429 and isinstance(reply.body, dict):
+        retry = (reply.body.get("details") or {}).get("retryAfterSeconds")
+        if retry:
+            resp.headers["Retry-After"] = str(retry)
     for w in reply.warnings:
         resp.headers.add("Warning", f'299 - "{w}"')
     return resp
@@ -391,7 +406,10 @@ def make_app(hub: Hub, only: str | None = None) -> web.Application:
             user = cluster.authenticate(auth[7:].strip())
         if user is None:
             return _status_response(unauthorized())
-        body = await request.read() if request.can_read_body else b""
+        try:
+            body = await _read_body(request, cluster.limits.max_request_bytes)
+        except ApiError as e:
+            return _status_response(e)
         req = Request.build(request.method, tail, request.query_string, dict(request.headers), body)
         try:
             req.user = cluster.impersonate(req, user)
@@ -414,12 +432,28 @@ def make_app(hub: Hub, only: str | None = None) -> web.Application:
             return await _stream_exec(request, reply.body)
         return _json_response(reply)
 
-    app = web.Application(client_max_size=8 * 1024 * 1024)
+    # bodies are read by _read_body, within the cluster's own limit
+    app = web.Application(client_max_size=hub.limits.max_request_bytes)
     app.router.add_route("*", "/clusters/{name}", handler)
     app.router.add_route("*", "/clusters/{name}/{tail:.*}", handler)
     if only is not None:  # in-cluster clients (pods: https://10.96.0.1:443, proxy.py) use no prefix
         app.router.add_route("*", "/{tail:.*}", handler)
     return app
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, or the 413 Status kube-apiserver's ``limitedReadBody`` answers once
+    it is over ``limit`` (JSON, YAML, protobuf or a patch alike), without reading the rest."""
+    if not request.can_read_body:
+        return b""
+    if request.content_length is not None and request.content_length > limit:
+        raise request_too_large(limit)
+    buf = bytearray()
+    async for chunk in request.content.iter_chunked(1 << 16):
+        buf += chunk
+        if len(buf) > limit:
+            raise request_too_large(limit)
+    return bytes(buf)
 
 
 def _event_obj(w: WatchReply, obj: dict[str, Any]) -> dict[str, Any]:
@@ -432,19 +466,42 @@ def _event_obj(w: WatchReply, obj: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _stream_watch(request: web.Request, cluster: Cluster, w: WatchReply) -> web.StreamResponse:
+    """Stream a watch: its initial events, then what the store's watch cache holds for it
+    (store.py). A watcher that fell behind the cache ends with an ``ERROR`` event (410
+    ``Expired``): the client re-lists. If its client reads nothing at all, the write in
+    progress never ends; the connection is cut ``watch_stall_seconds`` after the expiry, so
+    what that write holds is not held for ever."""
+    store = cluster.store
+    watcher = w.watcher
     resp = web.StreamResponse(status=200)
     resp.headers["Content-Type"] = "application/json;as=Table;v=v1;g=meta.k8s.io" if w.table else "application/json"
     resp.enable_chunked_encoding()
+    loop = asyncio.get_running_loop()
+    writing = False
+
+    def cut() -> None:
+        if writing and request.transport is not None:
+            request.transport.abort()
+
+    def on_expire() -> None:
+        loop.call_later(cluster.limits.watch_stall_seconds, cut)
+
+    watcher.on_expire = on_expire
     try:
         await resp.prepare(request)
 
         async def send(typ: str, obj: dict[str, Any]) -> None:
+            nonlocal writing
             line = json.dumps({"type": typ, "object": obj}, separators=(",", ":")) + "\n"
-            await resp.write(line.encode())
+            writing = True
+            try:
+                await resp.write(line.encode())
+            finally:
+                writing = False
 
         for typ, obj in w.initial:
             await send(typ, _event_obj(w, obj))
-        last_rv = str(cluster.store.rv)
+        last_rv = str(store.rv)
         if w.initial_end_bookmark:
             await send("BOOKMARK", _bookmark(w, last_rv, initial_end=True))
         deadline = time.monotonic() + w.timeout
@@ -453,26 +510,35 @@ async def _stream_watch(request: web.Request, cluster: Cluster, w: WatchReply) -
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            watcher.wake.clear()
+            ev = store.next_event(watcher)
+            if ev is not None:
+                idle = 0.0
+                if ev.rv <= w.start_rv and w.initial:
+                    continue
+                await send(ev.type, _event_obj(w, ev.obj))
+                continue
+            if watcher.expired:
+                oldest = store.history[0].rv - 1 if store.history else store.rv
+                await send("ERROR", expired(watcher.pos, oldest).to_status())
+                break
+            if watcher.closed:
+                break
             try:
-                ev = await asyncio.wait_for(w.watcher.queue.get(), timeout=min(remaining, 5.0))
+                await asyncio.wait_for(watcher.wake.wait(), timeout=min(remaining, 5.0))
             except TimeoutError:
                 if request.transport is None or request.transport.is_closing():
                     break  # the client went away: drop the watcher now, not at the next event
                 idle += 5.0
                 if w.bookmarks and idle >= 60.0 and deadline - time.monotonic() > 0:
                     idle = 0.0
-                    await send("BOOKMARK", _bookmark(w, str(cluster.store.rv)))
-                continue
-            if ev is None:
-                break
-            if ev.rv <= w.start_rv and w.initial:
-                continue
-            await send(ev.type, _event_obj(w, ev.obj))
+                    await send("BOOKMARK", _bookmark(w, str(store.rv)))
         await resp.write_eof()
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
-        cluster.store.watchers.discard(w.watcher)
+        watcher.on_expire = None
+        store.watchers.discard(watcher)
     return resp
 
 
@@ -647,8 +713,10 @@ def _bookmark(w: WatchReply, rv: str, initial_end: bool = False) -> dict[str, An
     return {"kind": w.rdef.kind, "apiVersion": w.rdef.group_version, "metadata": meta}
 
 
-async def serve(data: Path, host: str, port: int, ready: asyncio.Event | None = None) -> None:
-    hub = Hub(data)
+async def serve(
+    data: Path, host: str, port: int, ready: asyncio.Event | None = None, limits: Limits | None = None
+) -> None:
+    hub = Hub(data, limits)
     app = make_app(hub)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()

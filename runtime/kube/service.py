@@ -53,6 +53,13 @@ in the sandbox's netns, resynced in the kubelet's thread after every sync) and i
 DNS (dns.py: 10.96.0.10:53 on the sandbox's ``lo``, sockets made by the same helper child,
 served on the loop; pods get it as their nameserver). Both stop with the kubelet.
 
+Limits: what one student's cluster may hold (objects, bytes, events, watches, request and
+object sizes) is bounded as a real control plane bounds it, and answered in its words
+(limits.py: the table of limits, defaults and answers). ``KubeService(..., limits=...)``
+sets them for every cluster of this runtimed (default ``Limits()``: 3 MiB requests, 1.5 MiB
+objects, 5000 objects and 64 MiB per cluster, 1000 events, 50 watches, a 16 MiB watch
+cache); a cluster's ``cluster.json`` may override them for that cluster alone.
+
 Threads: ``start``/``stop`` run in the manager's worker threads; everything touching the
 hub or aiohttp runs on the daemon's loop through ``run_coroutine_threadsafe``.
 """
@@ -80,6 +87,7 @@ from runtime import errors
 from runtime.kube import dns
 from runtime.kube.apierrors import ApiError
 from runtime.kube.kubelet import ClusterHost, Kubelet, KubeletIO
+from runtime.kube.limits import Limits
 from runtime.kube.proxy import Proxy
 from runtime.kube.server import (
     Hub,
@@ -167,9 +175,10 @@ def open_listener_in_netns(
 class KubeService:
     """Lab clusters of one runtimed; implements the manager's service hook."""
 
-    def __init__(self, data: Path, listen: tuple[str, int] = ("127.0.0.1", 0)) -> None:
+    def __init__(self, data: Path, listen: tuple[str, int] = ("127.0.0.1", 0), limits: Limits | None = None) -> None:
         self.data = data
         self.listen = listen
+        self.limits = limits or Limits()  # of every cluster (limits.py), unless its cluster.json says otherwise
         self.server = ""  # https://HOST:PORT of the host listener, once started
         self.hub: Hub | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -187,7 +196,7 @@ class KubeService:
         """Load the hub and listen on the host's loopback port."""
         self.loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._prepare_dirs)
-        self.hub = hub = await asyncio.to_thread(Hub, self.data)
+        self.hub = hub = await asyncio.to_thread(Hub, self.data, self.limits)
         ssl_ctx = await asyncio.to_thread(hub.default_ssl)
         runner = web.AppRunner(make_app(hub), access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
@@ -478,16 +487,17 @@ class KubeService:
         return call_on_loop(self.loop, coro, what="lab cluster service", timeout=LOOP_TIMEOUT)
 
 
-async def start_for_daemon(daemon: Any, data: Path, listen: str) -> KubeService:
+async def start_for_daemon(daemon: Any, data: Path, listen: str, limits: Limits | None = None) -> KubeService:
     """Start the service in runtimed (``Daemon``): serve the host listener, register the
-    manager's hook, give re-adopted sandboxes their listeners back, expose it to the API."""
+    manager's hook, give re-adopted sandboxes their listeners back, expose it to the API.
+    ``limits``: of every lab cluster (default ``Limits()``, see limits.py)."""
     try:
         parsed = parse_listen(listen)
     except ValueError as e:
         raise errors.BadRequest(f"--kube-listen: {e}") from None
     if parsed is None:
         raise errors.BadRequest("--kube-listen is off: the kubernetes service is disabled")
-    svc = KubeService(data, parsed)
+    svc = KubeService(data, parsed, limits)
     docker = getattr(daemon, "docker", None)
     if docker is not None:
         svc.engines = docker.engine
