@@ -229,6 +229,11 @@ def ensure_repo_image(c: Client, tag: str, name: str, work: Path) -> None:
         c.build_image(name)
 
 
+def _inside(name: str) -> bool:
+    parts = Path(name).parts
+    return bool(parts) and not Path(name).is_absolute() and ".." not in parts
+
+
 def busybox_rootfs(c: Client, dest: Path) -> None:
     """Flatten the daemon's ``busybox`` image (an OCI layout export) into directory ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -238,7 +243,10 @@ def busybox_rootfs(c: Client, dest: Path) -> None:
         layout = Path(tmp) / "layout"
         layout.mkdir()
         with tarfile.open(tar_path) as t:
-            t.extractall(layout, filter="tar")
+            # Debian 12's Python 3.11.2 has no extraction filters: check the names ourselves
+            # (an OCI layout holds plain files and directories under blobs/ and beside it)
+            members = [m for m in t.getmembers() if (m.isfile() or m.isdir()) and _inside(m.name)]
+            t.extractall(layout, members=members)
 
         def blob(digest: str) -> Path:
             algo, _, hexd = digest.partition(":")

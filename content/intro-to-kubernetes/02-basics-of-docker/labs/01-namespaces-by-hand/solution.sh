@@ -6,10 +6,14 @@ cd /root
 # 1. PID namespace
 unshare --pid --fork --mount-proc sh -c 'echo $$ > /root/pid.txt; ps -e > /root/ps.txt'
 unshare --pid --fork --mount-proc sleep infinity > /dev/null 2>&1 &
-for _ in 1 2 3 4 5 6 7 8 9 10; do   # wait until the sleep has started
-    pgrep -n -x sleep > /root/host-pid.txt && break
-    sleep 0.5
+# wait until the sleep has started (a loaded machine may take a while), then record it
+i=0
+until p=$(pgrep -n -x sleep); do
+    i=$((i + 1))
+    [ "$i" -lt 300 ] || { echo "sleep infinity did not start" >&2; exit 1; }
+    sleep 0.1
 done
+echo "$p" > /root/host-pid.txt
 
 # 2. UTS namespace
 unshare --uts sh -c 'hostname container-1; hostname > /root/uts.txt'
