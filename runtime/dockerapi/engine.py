@@ -144,6 +144,31 @@ SYS_PIDFD_GETFD = 438
 # Above the sandbox's own processes (bundle.py: 500): when a container exhausts the sandbox's
 # memory, the kernel kills the container's processes, not the sandbox's shell or its PID 1.
 OOM_SCORE_ADJ = 800
+
+
+def _cap_name(name: Any) -> str:
+    n = str(name).upper()
+    return n if n.startswith("CAP_") else "CAP_" + n
+
+
+def capabilities(hc: dict[str, Any]) -> list[str]:
+    """A container's capabilities: the defaults less ``CapDrop`` (``ALL``: every one), plus
+    ``CapAdd`` (``_refuse`` lets through only defaults, so an add undoes a drop)."""
+    add = {_cap_name(x) for x in hc.get("CapAdd") or []}
+    drop = {_cap_name(x) for x in hc.get("CapDrop") or []}
+    return [c for c in CAPS if c in add or ("CAP_ALL" not in drop and c not in drop)]
+
+
+def _groups(rootfs: Path, user: fsutil.ExecUser, hc: dict[str, Any]) -> list[int]:
+    """Supplementary groups: the user's, then ``GroupAdd`` (ids, or names in /etc/group)."""
+    out = list(user.groups)
+    for g in hc.get("GroupAdd") or []:
+        gid = int(g) if str(g).isdigit() else fsutil.resolve_user(rootfs, f"0:{g}").gid
+        if gid not in out:
+            out.append(gid)
+    return out
+
+
 PRIVILEGED_REASON = (
     "--privileged is not available in this lab: your containers run inside your sandbox's "
     "user namespace and cannot get host privileges"
@@ -658,9 +683,10 @@ class Engine:
         hc = body.get("HostConfig") or {}
         if hc.get("Privileged"):
             raise Forbidden(PRIVILEGED_REASON)
-        if hc.get("CapAdd"):
+        beyond = [str(x) for x in hc.get("CapAdd") or [] if _cap_name(x) not in CAPS]
+        if beyond:
             raise Forbidden(
-                f"--cap-add {', '.join(hc['CapAdd'])} is not available in this lab: your containers run "
+                f"--cap-add {', '.join(beyond)} is not available in this lab: your containers run "
                 "inside your sandbox's user namespace with Docker's default capabilities only"
             )
         if hc.get("Devices") or hc.get("DeviceRequests") or hc.get("DeviceCgroupRules"):
@@ -960,6 +986,7 @@ class Engine:
         rootfs = d / "rootfs"
         try:
             user = fsutil.resolve_user(rootfs, c.config.get("User") or "")
+            _groups(rootfs, user, c.host_config)
         except ValueError as exc:
             raise errors.BadRequest(f"unable to start container process: {exc}") from None
         workdir = c.config.get("WorkingDir") or "/"
@@ -1237,11 +1264,11 @@ class Engine:
             resources.setdefault("cpu", {})["shares"] = int(hc["CpuShares"])
         process: dict[str, Any] = {
             "terminal": c.tty,
-            "user": {"uid": user.uid, "gid": user.gid, "additionalGids": list(user.groups)},
+            "user": {"uid": user.uid, "gid": user.gid, "additionalGids": _groups(rootfs, user, hc)},
             "args": [c.path, *c.args],
             "env": env,
             "cwd": c.config.get("WorkingDir") or "/",
-            "capabilities": {k: CAPS for k in ("bounding", "effective", "permitted")},
+            "capabilities": {k: capabilities(hc) for k in ("bounding", "effective", "permitted")},
             "noNewPrivileges": True,
             "oomScoreAdj": OOM_SCORE_ADJ,
         }
@@ -2240,6 +2267,7 @@ class Engine:
         rootfs = d / "rootfs"
         try:
             user = fsutil.resolve_user(rootfs, e.config["User"])
+            _groups(rootfs, user, c.host_config)
         except ValueError as exc:
             e.running, e.exit_code = False, 126
             raise errors.BadRequest(f"unable to start exec: {exc}") from None
@@ -2256,11 +2284,11 @@ class Engine:
             env.setdefault("TERM", "xterm")
         doc: dict[str, Any] = {
             "terminal": tty,
-            "user": {"uid": user.uid, "gid": user.gid, "additionalGids": list(user.groups)},
+            "user": {"uid": user.uid, "gid": user.gid, "additionalGids": _groups(rootfs, user, c.host_config)},
             "args": e.config["Cmd"],
             "env": [f"{k}={v}" for k, v in env.items()],
             "cwd": e.config["WorkingDir"] or c.config.get("WorkingDir") or "/",
-            "capabilities": {k: CAPS for k in ("bounding", "effective", "permitted")},
+            "capabilities": {k: capabilities(c.host_config) for k in ("bounding", "effective", "permitted")},
             "noNewPrivileges": True,
         }
         size = e.config.get("ConsoleSize") or [24, 80]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from runtime.kube import podsecurity
 from runtime.kube.apierrors import ApiError, forbidden
 from runtime.kube.quantity import Quantity, QuantityError
 
@@ -367,8 +368,19 @@ def _check_quota(c: Cluster, rdef: ResourceDef, obj: Obj) -> None:
 
 
 def admit(c: Cluster, rdef: ResourceDef, obj: Obj) -> None:
-    """Validating admission of a create: LimitRanger's bounds, then ResourceQuota."""
-    if not rdef.namespaced or rdef.virtual:
+    """Validating admission of a create: PodSecurity (and what the lab's kubelet cannot
+    honour, podsecurity.py), LimitRanger's bounds, then ResourceQuota."""
+    if rdef.virtual:
+        return
+    podsecurity.admit(c, rdef, obj)
+    if not rdef.namespaced:
         return
     _validate_limits(c, rdef, obj)
     _check_quota(c, rdef, obj)
+
+
+def admit_update(c: Cluster, rdef: ResourceDef, new: Obj, old: Obj) -> None:
+    """Validating admission of an update: PodSecurity (LimitRanger and ResourceQuota judge
+    creates only here)."""
+    if not rdef.virtual:
+        podsecurity.admit(c, rdef, new, old)

@@ -810,6 +810,8 @@ class Cluster:
         errs = self._validate(rdef, new, old) + kinds.validate_update(rdef.kind, new, old)
         if errs:
             raise invalid_error(rdef.kind, rdef.group, name, errs)
+        if sub in ("", "ephemeralcontainers"):
+            admission.admit_update(self, rdef, new, old)
         new["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion")
         if rdef.has_generation:
             a = {k: v for k, v in new.items() if k not in ("metadata", "status")}

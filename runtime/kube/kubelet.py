@@ -57,8 +57,14 @@ a time (each must exit 0), then all ``containers``: image present in the engine 
 student-built; otherwise ``ErrImagePull``/``ImagePullBackOff`` naming the catalog), env
 (``value``, ``valueFrom`` configMapKeyRef/secretKeyRef/fieldRef, ``envFrom``, ``$(VAR)``
 expansion; a missing object or key is ``CreateContainerConfigError`` with kubelet's
-message), ``command``/``args`` over ENTRYPOINT/CMD, ``workingDir``, limits, ``runAsUser``,
-``tty``/``stdin``. 4. Restarts per ``restartPolicy``: the first restart at once, then
+message), ``command``/``args`` over ENTRYPOINT/CMD, ``workingDir``, limits, ``tty``/``stdin``,
+and the security context: ``runAsUser``/``runAsGroup``, ``runAsNonRoot`` (verified against
+the image's user with kubelet's messages), ``capabilities`` add/drop, ``readOnlyRootFilesystem``,
+``supplementalGroups`` and ``fsGroup`` (extra groups; an emptyDir is 0777, and with ``fsGroup``
+owned by that group, setgid), ``hostPort``s (published on the sandbox's address by the infra
+container) and ``net.*`` sysctls (set in the pod's network namespace). What cannot be given
+inside a sandbox (privileged, host namespaces, hostPath, other capabilities...) is refused at
+admission (podsecurity.py). 4. Restarts per ``restartPolicy``: the first restart at once, then
 kubelet's back-off (10 s doubling to 300 s, reset after 10 min of running) shown as
 ``CrashLoopBackOff``; the previous instance is kept for ``logs --previous``, older ones are
 removed. 5. Probes: ``exec`` probes run in the container (engine exec); ``httpGet`` and
@@ -76,8 +82,8 @@ and ``finish_delete`` removes the object. Containers and volumes of pods that no
 exist at all are removed the same way (also those found after a restart).
 
 Not done: ``subPath`` mounts (``CreateContainerConfigError``), ``resourceFieldRef`` env,
-ephemeral containers, ``hostNetwork``/``hostPID``/``hostIPC`` (ignored: a pod always gets
-its own namespaces inside the sandbox), image pulls (the lab has no registry), sidecar init containers
+ephemeral containers, ``fsGroup`` ownership of configMap/secret/PVC volumes, image pulls (the lab
+has no registry), sidecar init containers
 (``restartPolicy: Always`` on an init container is run as a plain init container).
 """
 
@@ -272,6 +278,45 @@ class ClusterHost:
 
 
 # -- kubelet state ---------------------------------------------------------------------------------
+
+
+def _pod_network_config(pod: Obj) -> Obj:
+    """What the infra container (the pod's network namespace) gets from the pod: its
+    containers' ``hostPort``s published on the node's (the sandbox's) address, and the
+    pod's sysctls (admission lets through ``net.*`` only: they belong to this namespace)."""
+    spec = pod.get("spec") or {}
+    hc: Obj = {}
+    for c in spec.get("containers") or []:
+        for p in c.get("ports") or []:
+            if p.get("hostPort"):
+                key = f"{p.get('containerPort')}/{str(p.get('protocol') or 'TCP').lower()}"
+                bind = {"HostIp": str(p.get("hostIP") or ""), "HostPort": str(p["hostPort"])}
+                hc.setdefault("PortBindings", {}).setdefault(key, []).append(bind)
+    sysctls = {
+        str(s.get("name")): str(s.get("value", "")) for s in (spec.get("securityContext") or {}).get("sysctls") or []
+    }
+    if sysctls:
+        hc["Sysctls"] = sysctls
+    return hc
+
+
+def _verify_run_as_non_root(pod: Obj, c: Obj, sc: Obj, image_user: str) -> None:
+    """kubelet's verifyRunAsNonRoot, with its messages (``sc``: the effective context)."""
+    if not sc.get("runAsNonRoot"):
+        return
+    meta = pod["metadata"]
+    who = f'(pod: "{meta["name"]}_{meta["namespace"]}({meta["uid"]})", container: {c["name"]})'
+    if sc.get("runAsUser") is not None:
+        if int(sc["runAsUser"]) == 0:
+            raise _ConfigError(f"container's runAsUser breaks non-root policy {who}")
+        return
+    user = image_user.partition(":")[0]
+    if not user or user == "0":
+        raise _ConfigError(f"container has runAsNonRoot and image will run as root {who}")
+    if not user.isdigit():
+        raise _ConfigError(
+            f"container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is non-root {who}"
+        )
 
 
 class _ConfigError(Exception):
@@ -794,7 +839,7 @@ class Kubelet:
                     "Cmd": ["sleep", "infinity"],
                     "Hostname": pod["metadata"]["name"][:63],
                     "Labels": self._labels(pod, INFRA, attempt),
-                    "HostConfig": {"NetworkMode": self.network},
+                    "HostConfig": {"NetworkMode": self.network, **_pod_network_config(pod)},
                 },
                 name=self._cname(pod, INFRA, attempt),
                 internal=True,
@@ -858,6 +903,21 @@ class Kubelet:
                     "this lab (emptyDir, configMap, secret, projected, downwardAPI and persistentVolumeClaim are)"
                 )
             self._write_volume(pod, vol["name"], name, files)
+            if "emptyDir" in vol:
+                self._empty_dir_mode(name, (pod.get("spec") or {}).get("securityContext") or {})
+
+    def _empty_dir_mode(self, name: str, psc: Obj) -> None:
+        """An emptyDir is world-writable (0777), as kubelet makes it; with ``fsGroup`` it
+        belongs to that group and is setgid, so what is made in it does too."""
+        fd = os.open(self._volume_dir(name), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            mode = 0o777
+            if psc.get("fsGroup") is not None:
+                os.fchown(fd, -1, self.engine.ctx.uid_base + int(psc["fsGroup"]))
+                mode |= 0o2000
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
 
     def _source_files(self, ns: str, vol: Obj, src: Obj, kind: str) -> dict[str, tuple[bytes, int]]:
         """Files of a configMap/secret volume or projection: keys, or ``items`` paths."""
@@ -1104,8 +1164,25 @@ class Kubelet:
             body["Cmd"] = [expand(str(x)) for x in c["args"]]
         if c.get("workingDir"):
             body["WorkingDir"] = c["workingDir"]
-        if sc.get("runAsUser") is not None:
-            body["User"] = str(sc["runAsUser"]) + (f":{sc['runAsGroup']}" if sc.get("runAsGroup") is not None else "")
+        image_user = str((self.engine.store.resolve(c["image"]).config.get("config") or {}).get("User") or "")
+        _verify_run_as_non_root(pod, c, sc, image_user)
+        if sc.get("runAsUser") is not None or sc.get("runAsGroup") is not None:
+            user = str(sc["runAsUser"]) if sc.get("runAsUser") is not None else image_user.partition(":")[0]
+            body["User"] = user + (f":{sc['runAsGroup']}" if sc.get("runAsGroup") is not None else "")
+        # admission (podsecurity.py) refused what the engine cannot give
+        caps = (c.get("securityContext") or {}).get("capabilities") or {}
+        if caps.get("add"):
+            hc["CapAdd"] = [str(x) for x in caps["add"]]
+        if caps.get("drop"):
+            hc["CapDrop"] = [str(x) for x in caps["drop"]]
+        if (c.get("securityContext") or {}).get("readOnlyRootFilesystem"):
+            hc["ReadonlyRootfs"] = True
+        psc = spec.get("securityContext") or {}
+        groups = [str(g) for g in psc.get("supplementalGroups") or []]
+        if psc.get("fsGroup") is not None:
+            groups.append(str(psc["fsGroup"]))
+        if groups:
+            hc["GroupAdd"] = groups
         return body
 
     def _dns(self, pod: Obj) -> Obj:

@@ -379,7 +379,9 @@ def _json_response(reply: Reply) -> web.Response:
         if retry:
             resp.headers["Retry-After"] = str(retry)
     for w in reply.warnings:
-        resp.headers.add("Warning", f'299 - "{w}"')
+        # quoted as Go's strconv.Quote does (net.NewWarningHeader); kubectl drops what it cannot unquote
+        text = w.replace("\\", "\\\\").replace('"', '\\"')
+        resp.headers.add("Warning", f'299 - "{text}"')
     return resp
 
 
