@@ -1,7 +1,10 @@
 """The Celery application: Redis broker and result backend, JSON only.
 
 Settings come from Django's settings module (``CELERY_*`` names); tasks are
-found in each app's ``tasks.py``.
+found in each app's ``tasks.py``. ``CELERY_TASK_ROUTES`` there sends
+provisioning to the ``provisioning`` queue and grading to ``GRADER_QUEUE``
+(``grading``), each consumed by workers of its own (scripts/run.py,
+docker-compose.yml), so checks never wait behind a class's sandbox starts.
 """
 
 from __future__ import annotations

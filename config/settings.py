@@ -179,6 +179,27 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 60}
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_CONCURRENCY = env.integer("CELERY_WORKER_CONCURRENCY", 4, minimum=1)
+# Queues: provisioning (slow, seconds a sandbox under a class's herd) and grading (fast)
+# never share one, so 50 students pressing Start never make a Check wait. `make run`
+# starts a worker for each (scripts/run.py); beat's housekeeping goes to the default queue,
+# which the provisioning worker also consumes.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+PROVISIONING_QUEUE = "provisioning"
+GRADER_QUEUE = env.string("GRADER_QUEUE", "grading")
+if not GRADER_QUEUE.strip() or GRADER_QUEUE in {PROVISIONING_QUEUE, CELERY_TASK_DEFAULT_QUEUE}:
+    raise ImproperlyConfigured(
+        f"GRADER_QUEUE: a queue of its own, not empty, {PROVISIONING_QUEUE!r} or {CELERY_TASK_DEFAULT_QUEUE!r}; "
+        f"got {GRADER_QUEUE!r}"
+    )
+CELERY_TASK_ROUTES = {
+    "labs.tasks.provision_sandbox": {"queue": PROVISIONING_QUEUE},
+    "labs.tasks.release_sandbox": {"queue": PROVISIONING_QUEUE},
+    "grader.tasks.grade": {"queue": GRADER_QUEUE},
+}
+# Processes of each worker `make run` starts. Provisioning's also sets how many sandboxes are
+# built at once, which the lab page's waiting-time estimate divides by.
+CELERY_PROVISIONING_CONCURRENCY = env.integer("CELERY_PROVISIONING_CONCURRENCY", CELERY_WORKER_CONCURRENCY, minimum=1)
+CELERY_GRADING_CONCURRENCY = env.integer("CELERY_GRADING_CONCURRENCY", 2, minimum=1)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "heartbeat": {"task": "config.tasks.heartbeat", "schedule": 60.0},
     "labs-cull-idle": {"task": "labs.tasks.cull_idle_sessions", "schedule": 30.0},
@@ -220,7 +241,6 @@ if TERMINAL_LOW_WATERMARK >= TERMINAL_HIGH_WATERMARK:
 
 GRADER_CHECKS_PER_MINUTE = env.integer("GRADER_CHECKS_PER_MINUTE", 20, minimum=1)
 GRADER_REQUEUE_AFTER = env.integer("GRADER_REQUEUE_AFTER", 60, minimum=5)
-GRADER_QUEUE = env.string("GRADER_QUEUE", "")
 GRADER_DOCKER_URL = env.string("GRADER_DOCKER_URL", "")
 GRADER_KUBECONFIG = env.string("GRADER_KUBECONFIG", "")
 

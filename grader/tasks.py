@@ -1,7 +1,9 @@
 """Celery tasks of the grader: thin wrappers over grader.services.
 
 ``grade`` is safe to run any number of times for one submission: the service
-claims with a conditional update and only the claim holder may finish.
+claims with a conditional update and only the claim holder may finish. It runs
+on the ``grading`` queue (GRADER_QUEUE), which only grading workers consume, so
+a class provisioning its sandboxes never delays a Check.
 """
 
 from __future__ import annotations

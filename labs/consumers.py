@@ -259,10 +259,18 @@ class TerminalConsumer(AsyncWebsocketConsumer):
 
 
 class LabEventsConsumer(AsyncJsonWebsocketConsumer):
-    """Status of a lab session pushed live: provisioning progress, ready,
-    failed, the time left; the page's heartbeats count as activity."""
+    """Status of a lab session pushed live: provisioning progress, its place in
+    the provisioning queue, ready, failed, the time left; the page's heartbeats
+    count as activity."""
 
     granted: Granted | None = None
+    # Queue updates reach the page at most once per QUEUE_INTERVAL seconds: when a class
+    # starts at once they change with every claim, and only the latest one matters.
+    QUEUE_INTERVAL = 1.0
+    queue_sent_at = float("-inf")
+    queue_latest: dict[str, Any] | None = None
+    queue_flush: asyncio.TimerHandle | None = None
+    queue_task: asyncio.Future[None] | None = None
 
     async def connect(self) -> None:
         session_id = self.scope["url_route"]["kwargs"]["session"]
@@ -290,7 +298,32 @@ class LabEventsConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json(await self._state())
 
     async def lab_status(self, event: dict[str, Any]) -> None:
+        if event["state"].get("queue") is None and self.queue_flush is not None:
+            # A worker took the session: a queue update still held back is out of date.
+            self.queue_flush.cancel()
+            self.queue_flush = None
         await self.send_json(event["state"])
+
+    async def lab_queue(self, event: dict[str, Any]) -> None:
+        """A new place in the provisioning queue (labs.services._push_queue), throttled."""
+        self.queue_latest = event["queue"]
+        if self.queue_flush is not None:
+            return  # a send is already due; it takes the latest place
+        loop = asyncio.get_running_loop()
+        wait = self.queue_sent_at + self.QUEUE_INTERVAL - loop.time()
+        if wait <= 0:
+            await self._send_queue()
+        else:
+            self.queue_flush = loop.call_later(wait, self._flush_queue)
+
+    def _flush_queue(self) -> None:
+        self.queue_task = asyncio.ensure_future(self._send_queue())
+
+    async def _send_queue(self) -> None:
+        self.queue_flush = None
+        self.queue_sent_at = asyncio.get_running_loop().time()
+        if self.granted is not None and self.queue_latest is not None:
+            await self.send_json({"type": "queue", "session": str(self.granted.session.pk), "queue": self.queue_latest})
 
     # --- grader (issue 5): check verdicts pushed by grader.services ---------------------
     async def grader_result(self, event: dict[str, Any]) -> None:
@@ -299,6 +332,9 @@ class LabEventsConsumer(AsyncJsonWebsocketConsumer):
     # --- end grader ------------------------------------------------------------------
 
     async def disconnect(self, code: int) -> None:
+        if self.queue_flush is not None:
+            self.queue_flush.cancel()
+            self.queue_flush = None
         if self.granted is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 

@@ -9,11 +9,16 @@ observe), and anyone else learns nothing — not even that the session exists.
 from __future__ import annotations
 
 import enum
+import math
+import statistics
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Q
+from django.utils import timezone
 
 from accounts.roles import is_instructor
 from courses.models import Course, Lab
@@ -94,3 +99,93 @@ def observable_sessions(*, user: Any) -> list[LabSession]:
             Q(lab__module__course__instructors=user) | Q(lab__module__course__instructors__isnull=True)
         )
     return [s for s in sessions.distinct() if teaches(user, s.lab.module.course)]
+
+
+# --- the provisioning queue ------------------------------------------------------------
+#
+# A starting session waits for a provisioning worker until one claims it
+# (services._claim_for_provisioning); the lab page shows how many wait before
+# it and an estimate built from how long recent sandboxes took to build.
+
+RECENT_BUILDS = 20
+
+
+def waiting_for_a_worker(now: datetime) -> Any:
+    """Starting sessions no worker holds: never claimed, or their worker's lease ran out
+    (the same condition a worker claims by)."""
+    return LabSession.objects.filter(status=LabSession.Status.STARTING).filter(
+        Q(provision_lease_until__isnull=True) | Q(provision_lease_until__lt=now)
+    )
+
+
+def is_waiting_for_a_worker(session: LabSession, now: datetime) -> bool:
+    lease = session.provision_lease_until
+    return session.status == LabSession.Status.STARTING and (lease is None or lease < now)
+
+
+def provisioning_queue(now: datetime) -> list[tuple[uuid.UUID, datetime]]:
+    """(pk, created_at) of every session waiting for a worker, first come first: one query."""
+    return list(waiting_for_a_worker(now).order_by("created_at", "pk").values_list("pk", "created_at"))
+
+
+def ahead_of(session: LabSession, now: datetime) -> int:
+    """Sessions waiting for a worker that were started before ``session``."""
+    before = Q(created_at__lt=session.created_at) | Q(created_at=session.created_at, pk__lt=session.pk)
+    return int(waiting_for_a_worker(now).filter(before).count())
+
+
+def _build_started(progress: Any) -> datetime | None:
+    """When the last (successful) provisioning attempt began: its "image" stage."""
+    for entry in reversed(progress if isinstance(progress, list) else []):
+        if isinstance(entry, dict) and entry.get("stage") == "image":
+            try:
+                return datetime.fromisoformat(str(entry.get("at")))
+            except ValueError:
+                return None
+    return None
+
+
+def recent_build_seconds(limit: int = RECENT_BUILDS) -> list[float]:
+    """How long the ``limit`` most recently ready sandboxes took to build, newest first.
+
+    Measured from the moment a worker began building (not from the click), so that
+    the time a class's sandboxes spent waiting in the queue is not counted twice."""
+    rows = (
+        LabSession.objects.filter(ready_at__isnull=False)
+        .order_by("-ready_at")
+        .values_list("ready_at", "progress")[:limit]
+    )
+    seconds = []
+    for ready_at, progress in rows:
+        began = _build_started(progress)
+        if began is not None and ready_at is not None and ready_at >= began:
+            seconds.append((ready_at - began).total_seconds())
+    return seconds
+
+
+def provisioning_slots() -> int:
+    """Sandboxes built at once: the provisioning worker's processes."""
+    return max(1, int(settings.CELERY_PROVISIONING_CONCURRENCY))
+
+
+def wait_estimate(*, ahead: int, builds: list[float], slots: int) -> int | None:
+    """Seconds until a session with ``ahead`` sessions before it is ready, or None
+    without any recent build to go by. Those ahead are built ``slots`` at a time,
+    the first wave after the builds under way; then this session's own build."""
+    if not builds:
+        return None
+    build = statistics.median(builds)
+    return max(1, round(build * (1 + math.ceil(ahead / slots))))
+
+
+def queue_position(*, ahead: int, builds: list[float], slots: int) -> dict[str, Any]:
+    """What the lab page shows of a session waiting for a worker."""
+    return {"ahead": ahead, "estimate_seconds": wait_estimate(ahead=ahead, builds=builds, slots=slots)}
+
+
+def queue_position_of(session: LabSession) -> dict[str, Any] | None:
+    """``queue_position`` of ``session``; None once a worker builds it (or it is not starting)."""
+    now = timezone.now()
+    if not is_waiting_for_a_worker(session, now):
+        return None
+    return queue_position(ahead=ahead_of(session, now), builds=recent_build_seconds(), slots=provisioning_slots())

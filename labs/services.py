@@ -24,7 +24,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from courses.models import Lab
-from labs import sandboxes
+from labs import sandboxes, selectors
 from labs.models import LabSession
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,8 @@ def session_state(session: LabSession) -> dict[str, Any]:
         "idle_deadline": idle_deadline.isoformat(),
         "warn_before": settings.LAB_WARN_BEFORE,
         "terminals": sorted(int(n) for n in session.terminals),
+        # Waiting for a provisioning worker: {"ahead": N, "estimate_seconds": S or None}.
+        "queue": selectors.queue_position_of(session),
     }
 
 
@@ -73,6 +75,56 @@ def _push(session: LabSession) -> None:
             async_to_sync(layer.group_send)(group, {"type": "lab.status", "state": state})
         except Exception:
             log.warning("could not push the state of lab session %s", state["session"], exc_info=True)
+
+    transaction.on_commit(send)
+
+
+def _push_queue(*, left: LabSession | None = None, builds_changed: bool = False) -> None:
+    """After commit, tell the sessions waiting for a provisioning worker their new place.
+
+    ``left``: a session that just left the queue (claimed by a worker, or stopped) —
+    only those that waited behind it moved. ``builds_changed``: a sandbox just became
+    ready, so the estimate may have changed for everyone waiting. One query for the
+    queue and one for recent builds, whatever its length; the events consumer sends
+    the page at most one such update a second (LabEventsConsumer.lab_queue)."""
+    if left is None and not builds_changed:
+        return
+    moved_after = (left.created_at, str(left.pk)) if left is not None else None
+
+    def send() -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        try:
+            now = timezone.now()
+            queue = selectors.provisioning_queue(now)
+            if not queue:
+                return
+            recent = selectors.recent_build_seconds(selectors.RECENT_BUILDS + 1)
+            builds = recent[: selectors.RECENT_BUILDS]
+            slots = selectors.provisioning_slots()
+            estimate_moved = builds_changed and (
+                selectors.wait_estimate(ahead=0, builds=builds, slots=slots)
+                != selectors.wait_estimate(ahead=0, builds=recent[1:], slots=slots)
+            )
+            events = [
+                (f"lab.{pk}", selectors.queue_position(ahead=ahead, builds=builds, slots=slots))
+                for ahead, (pk, created_at) in enumerate(queue)
+                if estimate_moved or (moved_after is not None and (created_at, str(pk)) > moved_after)
+            ]
+        except Exception:
+            log.warning("could not compute the provisioning queue", exc_info=True)
+            return
+
+        async def send_all() -> None:
+            for group, position in events:
+                await layer.group_send(group, {"type": "lab.queue", "queue": position})
+
+        if events:
+            try:
+                async_to_sync(send_all)()
+            except Exception:
+                log.warning("could not push the provisioning queue", exc_info=True)
 
     transaction.on_commit(send)
 
@@ -137,6 +189,8 @@ def lab_session_stop(*, session: LabSession, reason: str = LabSession.EndReason.
     session = LabSession.objects.select_for_update().get(pk=session.pk)
     if session.status in (LabSession.Status.STOPPING, LabSession.Status.STOPPED):
         return session
+    if selectors.is_waiting_for_a_worker(session, timezone.now()):
+        _push_queue(left=session)
     session.status = LabSession.Status.STOPPING if session.sandbox_id else LabSession.Status.STOPPED
     session.end_reason = reason
     session.ended_at = timezone.now()
@@ -194,6 +248,7 @@ def _claim_for_provisioning(session_id: str) -> LabSession | None:
     if not claimed:
         return None
     session = LabSession.objects.get(pk=session_id)
+    _push_queue(left=session)  # those that waited behind it move up
     if session.provision_attempts > settings.LAB_PROVISION_ATTEMPTS:
         return _provision_failed(
             session, f"Gave up after {settings.LAB_PROVISION_ATTEMPTS} attempts to start the sandbox."
@@ -266,6 +321,7 @@ def lab_session_provision(*, session_id: str) -> LabSession | None:
             ]
         )
         _push(locked)
+        _push_queue(builds_changed=True)
     return locked
 
 

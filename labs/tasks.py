@@ -2,6 +2,8 @@
 
 Tasks take ids, never model instances, and are safe to run twice: each
 service claims its work with a conditional update first (CONVENTIONS.md #8).
+Provisioning and release go to the ``provisioning`` queue, never to grading's
+(config/settings.py: CELERY_TASK_ROUTES).
 """
 
 from __future__ import annotations

@@ -2,10 +2,22 @@
 
 ``make run`` ends here. One process owns the whole tree: a private Redis on a
 unix socket under ``var/run/``, runtimed (root), daphne, a Celery worker and
-Celery beat. Output is prefixed per process. Ctrl-C or SIGTERM stops them all,
-in reverse order; a child that exits on its own stops the whole with a message
-naming it and a non-zero exit status — a half-running platform is worse than
-a stopped one.
+Celery workers (one for provisioning and housekeeping, one for grading alone,
+so a class pressing Start never queues a Check behind its sandboxes) and Celery
+beat. Output is prefixed per process. Ctrl-C or SIGTERM stops them all, in
+reverse order, and nothing they started outlives the supervisor.
+
+Start-up is all or nothing: a child that cannot start (it exits, or is not
+ready in time, before it was ever up) stops the whole with a message naming it
+and exit status 1 — a platform that never came up is a configuration error to
+fix, not something to retry.
+
+After start-up a child that dies is restarted on its own, as compose's
+``restart: unless-stopped`` and a Pod's ``restartPolicy: Always`` do: after
+1 s, doubling on each quick exit up to 30 s (a crash loop is retried at that
+pace, and said so), back to 1 s once it stayed up a minute. The other
+children are left alone: Redis, the workers and daphne reconnect to a
+restarted peer, and runtimed re-adopts the sandboxes it left running.
 
 When started as root, everything but runtimed runs as an unprivileged service
 user (``SERVICE_USER``, default ``kubelab``): the web tier never becomes root
@@ -15,6 +27,7 @@ user (``SERVICE_USER``, default ``kubelab``): the web tier never becomes root
 from __future__ import annotations
 
 import argparse
+import contextlib
 import grp
 import os
 import pwd
@@ -28,11 +41,17 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlparse
 
 BASE = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 COLORS = ["36", "35", "32", "33", "34", "31"]
+READY_TIMEOUT = 120.0  # seconds a (re)started child has to become ready
+BACKOFF_FIRST = 1.0  # seconds before the first restart of a child that died
+BACKOFF_MAX = 30.0
+STABLE_AFTER = 60.0  # up this long, the next exit is not part of a crash loop: back-off starts over
+CRASH_LOOP = 3  # this many quick exits in a row are reported as a crash loop
 
 
 @dataclass
@@ -44,6 +63,11 @@ class Child:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     buffer: bytes = b""
+    started_at: float = 0.0  # monotonic time the current process was started
+    ready_at: float | None = None  # ... and became ready; None while it is not (yet)
+    quick_exits: int = 0  # exits in a row without staying up STABLE_AFTER
+    restart_at: float | None = None  # a restart is due then (monotonic); None when running
+    restarts: int = 0
 
 
 # runtimed credentials: a child gets one only through its own ``Child.env``
@@ -118,27 +142,38 @@ def prepare_var(var: Path, ids: tuple[int, int] | None, runtime_root: Path) -> N
         shared.chmod(0o1775)
 
 
-def wait_ready(child: Child, timeout: float) -> bool:
+def probe_ready(child: Child) -> bool:
+    """One look at whether ``child`` is ready (its socket or port answers)."""
     kind, _, target = child.ready.partition(":")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert child.proc is not None
-        if child.proc.poll() is not None:
-            return False
+    assert child.proc is not None
+    if child.proc.poll() is not None:
+        return False
+    try:
+        if kind == "socket":
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(1)
+                sock.connect(target)
+        elif kind == "tcp":
+            host, _, port = target.rpartition(":")
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=1):
+                pass
+    except OSError:
+        return False
+    return True
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
         try:
-            if kind == "socket":
-                with socket.socket(socket.AF_UNIX) as sock:
-                    sock.settimeout(1)
-                    sock.connect(target)
-                return True
-            if kind == "tcp":
-                host, _, port = target.rpartition(":")
-                with socket.create_connection((host.strip("[]"), int(port)), timeout=1):
-                    return True
-            return True
-        except OSError:
-            time.sleep(0.1)
-    return False
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+def backoff(quick_exits: int) -> float:
+    """Seconds before restarting a child that exited ``quick_exits`` times in a row (1 s, 2 s, 4 s … 30 s)."""
+    return min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** max(0, quick_exits - 1))
 
 
 def main() -> int:
@@ -236,6 +271,9 @@ def main() -> int:
             [str(VENV_BIN / "daphne"), "-b", host, "-p", str(port), "--proxy-headers", "config.asgi:application"],
             ready=f"tcp:{host}:{port}",
         ),
+        # Two workers, so that grading always has processes of its own: provisioning a class's
+        # sandboxes (seconds each) never makes a Check wait. The first also takes the default
+        # queue (beat's housekeeping). Both hold the admin credential: both act on sandboxes.
         Child(
             "worker",
             [
@@ -245,10 +283,31 @@ def main() -> int:
                 "worker",
                 "--loglevel",
                 "INFO",
+                "--queues",
+                f"{settings.PROVISIONING_QUEUE},{settings.CELERY_TASK_DEFAULT_QUEUE}",
                 "--concurrency",
-                str(settings.CELERY_WORKER_CONCURRENCY),
+                str(settings.CELERY_PROVISIONING_CONCURRENCY),
                 "--hostname",
-                "worker@%h",
+                "provisioning@%h",
+            ],
+            ready="none",
+            env={"RUNTIME_ADMIN_TOKEN": admin_token},
+        ),
+        Child(
+            "grader",
+            [
+                str(VENV_BIN / "celery"),
+                "-A",
+                "config",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--queues",
+                settings.GRADER_QUEUE,
+                "--concurrency",
+                str(settings.CELERY_GRADING_CONCURRENCY),
+                "--hostname",
+                "grading@%h",
             ],
             ready="none",
             env={"RUNTIME_ADMIN_TOKEN": admin_token},
@@ -281,14 +340,16 @@ def main() -> int:
     selector = selectors.DefaultSelector()
     width = max(len(c.name) for c in children)
 
-    def pump(child: Child, final: bool = False) -> None:
-        assert child.proc is not None and child.proc.stdout is not None
+    def pump(child: Child, stream: IO[bytes], final: bool = False) -> None:
+        # ``stream`` may be the output of an earlier process of ``child``: kept open until
+        # its end, so that what the dead process' own children still write is not lost.
         try:
-            data = os.read(child.proc.stdout.fileno(), 65536)
+            data = os.read(stream.fileno(), 65536)
         except BlockingIOError:
             data = b""
         if not data and not final:
-            selector.unregister(child.proc.stdout)
+            selector.unregister(stream)
+            stream.close()
         child.buffer += data
         *lines, child.buffer = child.buffer.split(b"\n")
         if final and child.buffer:
@@ -300,8 +361,13 @@ def main() -> int:
             sys.stdout.write(f"\033[{color}m{child.name:<{width}}\033[0m | {text}\n")
         sys.stdout.flush()
 
+    def pump_ready(timeout: float) -> None:
+        for key, _ in selector.select(timeout=timeout):
+            pump(*key.data)
+
     def stop_all() -> None:
         for child in reversed(children):
+            child.restart_at = None
             if child.proc and child.proc.poll() is None:
                 child.proc.terminate()
         deadline = time.monotonic() + 15
@@ -314,59 +380,113 @@ def main() -> int:
                 log(f"{child.name} did not stop in time; killing it")
                 child.proc.kill()
                 child.proc.wait(5)
-            if child.proc.stdout and not child.proc.stdout.closed:
-                pump(child, final=True)
+        for key in list(selector.get_map().values()):
+            child, stream = key.data
+            pump(child, stream, final=True)
+            selector.unregister(stream)
+            stream.close()
+
+    env = {k: v for k, v in os.environ.items() if k not in CREDENTIALS}
+    env.update(PYTHONUNBUFFERED="1", FORCE_COLOR="0")
+
+    def spawn(child: Child) -> None:
+        """Start ``child``'s process (raises OSError); its readiness is looked at by the caller."""
+        kwargs: dict[str, object] = {}
+        if ids and not child.privileged:
+            kwargs = {"user": ids[0], "group": ids[1], "extra_groups": []}
+            child_env = {**env, "HOME": str(var), **child.env}
+        else:
+            child_env = {**env, **child.env}
+        child.proc = subprocess.Popen(  # type: ignore[call-overload]
+            child.argv,
+            cwd=BASE,
+            env=child_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **kwargs,
+        )
+        assert child.proc is not None and child.proc.stdout is not None
+        child.started_at = time.monotonic()
+        child.ready_at = None
+        log(f"started {child.name} (pid {child.proc.pid})")
+        os.set_blocking(child.proc.stdout.fileno(), False)
+        selector.register(child.proc.stdout, selectors.EVENT_READ, (child, child.proc.stdout))
+
+    def schedule_restart(child: Child, why: str) -> None:
+        now = time.monotonic()
+        if child.ready_at is not None and now - child.ready_at >= STABLE_AFTER:
+            child.quick_exits = 0
+        child.quick_exits += 1
+        delay = backoff(child.quick_exits)
+        child.restart_at = now + delay
+        loop = f"; crash loop: {child.quick_exits} quick exits in a row" if child.quick_exits >= CRASH_LOOP else ""
+        log(f"\033[31m{why}{loop}; restarting it in {delay:g} s\033[0m")
+
+    def on_exit(child: Child) -> None:
+        assert child.proc is not None
+        code = child.proc.returncode
+        if not child.privileged:
+            # What the dead process left in its session goes too, as when a container's
+            # main process dies. Not for runtimed: its sandboxes and PTY holders outlive
+            # it by design and a restarted runtimed re-adopts them.
+            with contextlib.suppress(OSError):
+                os.killpg(child.proc.pid, signal.SIGKILL)
+        uptime = time.monotonic() - child.started_at
+        schedule_restart(child, f"{child.name} (pid {child.proc.pid}) {describe_exit(code)} after {uptime:.0f} s")
+
+    def restart(child: Child) -> None:
+        child.restart_at = None
+        child.restarts += 1
+        log(f"restarting {child.name} (restart {child.restarts})")
+        try:
+            spawn(child)
+        except OSError as exc:
+            schedule_restart(child, f"cannot start {child.name}: {exc}")
+
+    def watch(child: Child) -> None:
+        """One look at a child after start-up: restart it when due, notice its exit, its readiness."""
+        assert child.proc is not None
+        now = time.monotonic()
+        if child.restart_at is not None:
+            if now >= child.restart_at:
+                restart(child)
+            return
+        if child.proc.poll() is not None:
+            on_exit(child)
+        elif child.ready_at is None:
+            if probe_ready(child):
+                child.ready_at = now
+                if child.restarts:
+                    log(f"{child.name} is up again (pid {child.proc.pid})")
+            elif now - child.started_at > READY_TIMEOUT:
+                log(f"\033[31m{child.name} did not become ready in {READY_TIMEOUT:g} s; killing it\033[0m")
+                child.proc.kill()
 
     def supervise() -> int:
-        nonlocal stopping
-        exit_code = 0
-        env = {k: v for k, v in os.environ.items() if k not in CREDENTIALS}
-        env.update(PYTHONUNBUFFERED="1", FORCE_COLOR="0")
         for child in children:
             if stopping:
                 break
-            kwargs: dict[str, object] = {}
-            if ids and not child.privileged:
-                kwargs = {"user": ids[0], "group": ids[1], "extra_groups": []}
-                child_env = {**env, "HOME": str(var), **child.env}
-            else:
-                child_env = {**env, **child.env}
             log(f"starting {child.name}")
             try:
-                child.proc = subprocess.Popen(  # type: ignore[call-overload]
-                    child.argv,
-                    cwd=BASE,
-                    env=child_env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    **kwargs,
-                )
+                spawn(child)
             except OSError as exc:
                 log(f"\033[31mcannot start {child.name}: {exc}; stopping everything\033[0m")
                 return 1
-            assert child.proc.stdout is not None
-            os.set_blocking(child.proc.stdout.fileno(), False)
-            selector.register(child.proc.stdout, selectors.EVENT_READ, child)
-            started = time.monotonic()
-            ok = True
+            assert child.proc is not None
             while not stopping:
-                for key, _ in selector.select(timeout=0.1):
-                    pump(key.data)
-                if wait_ready(child, timeout=0.05):
+                pump_ready(0.1)
+                if probe_ready(child):
+                    child.ready_at = time.monotonic()
                     break
-                if child.proc.poll() is not None or time.monotonic() - started > 120:
-                    ok = False
-                    break
-            if not ok:
-                for key, _ in selector.select(timeout=0.2):
-                    pump(key.data)
-                code = child.proc.poll()
-                reason = f"exited with status {code}" if code is not None else "did not become ready in 120 s"
-                log(f"\033[31m{child.name} {reason} during start-up; stopping everything\033[0m")
-                stop_all()
-                return 1
+                if child.proc.poll() is not None or time.monotonic() - child.started_at > READY_TIMEOUT:
+                    pump_ready(0.2)
+                    code = child.proc.poll()
+                    reason = describe_exit(code) if code is not None else f"did not become ready in {READY_TIMEOUT:g} s"
+                    log(f"\033[31m{child.name} {reason} during start-up; stopping everything\033[0m")
+                    stop_all()
+                    return 1
 
         if not stopping:
             url = f"http://{'localhost' if host in {'127.0.0.1', '0.0.0.0', '::'} else host}:{port}/"  # noqa: S104
@@ -377,20 +497,17 @@ def main() -> int:
             log("")
 
         while not stopping:
-            for key, _ in selector.select(timeout=0.5):
-                pump(key.data)
+            due = [c.restart_at - time.monotonic() for c in children if c.restart_at is not None]
+            pump_ready(max(0.05, min([0.5, *due])))
             for child in children:
-                assert child.proc is not None
-                if child.proc.poll() is not None:
-                    log(f"\033[31m{child.name} exited with status {child.proc.returncode}; stopping everything\033[0m")
-                    exit_code = 1
-                    stopping = True
+                if stopping:
                     break
+                watch(child)
 
         log("stopping")
         stop_all()
         log("stopped")
-        return exit_code
+        return 0
 
     # Whatever happens in here — a child failing, an exception of our own —
     # nothing this process started is left running.

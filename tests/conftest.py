@@ -69,6 +69,9 @@ def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[
             "2",
             "--pool",
             "prefork",
+            # Every queue tasks are routed to (config/settings.py: CELERY_TASK_ROUTES).
+            "--queues",
+            ",".join([settings.CELERY_TASK_DEFAULT_QUEUE, settings.PROVISIONING_QUEUE, settings.GRADER_QUEUE]),
             "--hostname",
             f"test-{os.getpid()}@%h",
             "--without-gossip",

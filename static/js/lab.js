@@ -645,6 +645,7 @@
     var overlay = $("#term-overlay");
     var pill = $("#session-status");
     var progressList = $("#progress-list");
+    var queuePlace = $("#queue-place");
     var timeLeft = $("#time-left");
     var timeWarning = $("#time-warning");
     var secondsLeftBase = null;
@@ -670,6 +671,40 @@
         item.textContent = entry.message || entry.stage;
         progressList.appendChild(item);
       });
+    }
+
+    function aboutDuration(seconds) {
+      if (seconds < 60) {
+        return "about " + Math.max(1, Math.round(seconds)) + " s";
+      }
+      var minutes = Math.ceil(seconds / 60);
+      return "about " + minutes + " minute" + (minutes === 1 ? "" : "s");
+    }
+
+    // The session's place in the provisioning queue while no worker builds it yet:
+    // {ahead, estimate_seconds} from the server (labs/selectors.py), or null.
+    function renderQueue(queue) {
+      if (!queuePlace) {
+        return;
+      }
+      if (!queue || sessionStatus !== "starting") {
+        queuePlace.hidden = true;
+        queuePlace.removeAttribute("data-ahead");
+        return;
+      }
+      var ahead = Math.max(0, queue.ahead | 0);
+      var text =
+        ahead === 0
+          ? "You are next in line for a sandbox."
+          : ahead + (ahead === 1 ? " student" : " students") + " ahead of you.";
+      if (typeof queue.estimate_seconds === "number") {
+        text += " Ready in " + aboutDuration(queue.estimate_seconds) + ".";
+      } else {
+        text += " No estimate yet: no sandbox was built recently.";
+      }
+      queuePlace.textContent = text;
+      queuePlace.setAttribute("data-ahead", String(ahead));
+      queuePlace.hidden = false;
     }
 
     function secondsLeft() {
@@ -770,6 +805,7 @@
       // Progress first: setStatus marks the last stage done or current.
       sessionStatus = state.status;
       renderProgress(state.progress);
+      renderQueue(state.queue);
       setStatus(state.status);
       if (readOnly && state.status === "ready") {
         // Observers follow the student's terminals as they are opened.
@@ -832,6 +868,8 @@
         window.dispatchEvent(new CustomEvent("kubelab:event", { detail: state }));
         if (state.type === "status") {
           applyState(state);
+        } else if (state.type === "queue") {
+          renderQueue(state.queue);
         }
       };
       socket.onclose = function (event) {
