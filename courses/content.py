@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -644,12 +646,28 @@ def _lesson_file(file: Path, problems: Problems) -> LessonDef | None:
     return LessonDef(slug=match["slug"], order=int(match["order"]), title=title, body=body)
 
 
+def _refuse_links_and_special_files(root: Path, problems: Problems) -> None:
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in sorted(dirnames + filenames):
+            path = Path(dirpath) / name
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode):
+                problems.add(path, None, "symlinks are not allowed in course content (put the file itself there)")
+            elif not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                problems.add(path, None, "only regular files and directories are allowed in course content")
+
+
 def read_course(root: Path) -> CourseDef:
     """Read and validate the course in ``root``; raise ContentError listing every problem."""
     root = root.resolve()
     problems = Problems(root)
     if not root.is_dir():
         raise ContentError([Problem(root, None, "not a directory")])
+    # Nothing is read through a link: a course is plain files and directories, so a lesson
+    # linked to /etc/shadow or var/secret_key can never be shown to students.
+    _refuse_links_and_special_files(root, problems)
+    if problems.items:
+        raise ContentError(problems.items)
     meta = load_yaml(root / "course.yaml", problems) or LineDict()
     slug = meta.get("slug") or root.name
     if not isinstance(slug, str) or not SLUG.match(slug):
