@@ -21,10 +21,17 @@ from daemon: <message>`` and the SDK raises as ``APIError``/``NotFound``. Once a
 has started (build, pull, logs) an error is sent in-stream as
 ``{"errorDetail": {"message": ...}, "error": ...}``, as dockerd does.
 
-Blocking engine calls: short ones go through ``asyncio.to_thread``; those that may block
-for long (wait, logs ``-f``, builds, ``docker save``, ``docker cp``, attach/exec I/O) get a thread of
-their own with a cancel event set when the client goes away, so a client that
-disconnects leaves neither a thread nor an attached process behind.
+Blocking engine calls: short ones run in runtimed's default executor (shared by every
+sandbox: 64 threads), at most ``OPS_PER_ENGINE`` of one engine at a time (``_call``; the
+rest wait on the loop, costing no thread), so one student's flood of ``docker create``
+cannot occupy the pool the other 49 need. A slot is given back when the engine call
+returns, not when its client goes away. Those that may block for long (wait, logs ``-f``,
+builds, ``docker save``, ``docker cp``, attach/exec I/O) get a thread of their own with a
+cancel event set when the client goes away, so a client that disconnects leaves neither a
+thread nor an attached process behind; they count among the engine's requests in flight,
+at most ``MAX_IN_FLIGHT`` (more are answered 429 with the reason), and its connections are
+capped too (streams.py ``MAX_CONNECTIONS``). So an engine's threads are bounded whatever
+its student sends.
 
 Pulls: there is no registry (the lab has no internet). A pull of a catalog reference
 (``runtime.images.catalog``) answers dockerd's "up to date" progress stream; any other
@@ -39,15 +46,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import fnmatch
+import functools
 import logging
 import os
 import re
+import socket
 import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from runtime import errors
 from runtime.dockerapi import API_VERSION, ENGINE_VERSION, MIN_API_VERSION, archive
@@ -77,13 +87,17 @@ from runtime.images import catalog
 
 log = logging.getLogger("runtime.dockerapi.api")
 
+T = TypeVar("T")
 BuildFn = Callable[..., str]
 Handler = Callable[[Request], Awaitable[Response | None]]
 
 VERSION_RE = re.compile(r"^/v(\d+)\.(\d+)(/.*)$")
-SPOOL_MAX = 32 * 1024 * 1024  # build contexts up to this stay in memory, larger go to a file
+# uploads (build contexts, docker cp) up to this stay in runtimed's memory; larger go to the sandbox's disk
+SPOOL_MAX = 1024 * 1024
 REFUSED_BODY_MAX = 16 * 1024 * 1024  # a refused upload up to this is read before the answer
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
+OPS_PER_ENGINE = 4  # engine calls of one sandbox in runtimed's shared executor at a time
+MAX_IN_FLIGHT = 32  # requests of one engine being handled at a time (streams: a thread or two each)
 NO_CONTENT = Response(204)
 
 
@@ -102,6 +116,8 @@ class DockerAPI:
         self.engine = engine
         self.build = build
         self.server = DockerServer(self.handle)
+        self._ops = asyncio.Semaphore(OPS_PER_ENGINE)
+        self._in_flight = 0
         # pending waits (their threads block in the engine): cancelled and awaited on close
         self._waits: dict[threading.Event, asyncio.Future[int]] = {}
         g, p, d, h = "GET", "POST", "DELETE", "HEAD"
@@ -183,6 +199,9 @@ class DockerAPI:
     async def serve_unix(self, path: str) -> None:
         await self.server.serve_unix(path)
 
+    async def serve_socket(self, sock: socket.socket) -> None:
+        await self.server.serve_socket(sock)
+
     async def close(self) -> None:
         for cancel in list(self._waits):
             cancel.set()
@@ -190,8 +209,36 @@ class DockerAPI:
         if self._waits:
             await asyncio.wait(list(self._waits.values()), timeout=5)
 
+    async def _call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` in the default executor, within this engine's share of it.
+        The slot is released when ``fn`` returns: a client that cancels (disconnects) does not
+        free it early, so an engine never has more than ``OPS_PER_ENGINE`` calls running."""
+        await self._ops.acquire()
+        loop = asyncio.get_running_loop()
+        try:
+            fut = loop.run_in_executor(None, functools.partial(contextvars.copy_context().run, fn, *args, **kwargs))
+        except BaseException:
+            self._ops.release()
+            raise
+        fut.add_done_callback(lambda _f: self._ops.release())
+        return await asyncio.shield(fut)
+
     async def handle(self, req: Request) -> Response | None:
         log.debug("%s %s", req.method, req.target)
+        if self._in_flight >= MAX_IN_FLIGHT:
+            return await self._error(
+                req,
+                errors.LimitExceeded.status,
+                f"too many requests in progress on this Docker engine ({MAX_IN_FLIGHT} at most, "
+                "streams such as logs -f, attach and wait included): wait for some to finish",
+            )
+        self._in_flight += 1
+        try:
+            return await self._handle(req)
+        finally:
+            self._in_flight -= 1
+
+    async def _handle(self, req: Request) -> Response | None:
         try:
             self._route_version(req)
             for method, pattern, fn in self.routes:
@@ -235,7 +282,7 @@ class DockerAPI:
             )
 
     async def _cid(self, req: Request) -> str:
-        return await asyncio.to_thread(self.engine.resolve, req.params["id"])
+        return await self._call(self.engine.resolve, req.params["id"])
 
     # -- system ---------------------------------------------------------------------------------
     async def ping(self, req: Request) -> Response:
@@ -270,10 +317,10 @@ class DockerAPI:
         )
 
     async def info(self, req: Request) -> Response:
-        return json_response(await asyncio.to_thread(self.engine.info))
+        return json_response(await self._call(self.engine.info))
 
     async def system_df(self, req: Request) -> Response:
-        return json_response(await asyncio.to_thread(self.engine.system_df))
+        return json_response(await self._call(self.engine.system_df))
 
     async def events(self, req: Request) -> None:
         """No events are recorded: the stream stays open (empty) until the client leaves or
@@ -312,25 +359,25 @@ class DockerAPI:
                 out.append(store.summary(img))
             return out
 
-        return json_response(await asyncio.to_thread(listing))
+        return json_response(await self._call(listing))
 
     async def image_inspect(self, req: Request) -> Response:
-        img = await asyncio.to_thread(self.engine.store.resolve, req.params["name"])
+        img = await self._call(self.engine.store.resolve, req.params["name"])
         return json_response(_image_inspect(img))
 
     async def image_history(self, req: Request) -> Response:
-        return json_response(await asyncio.to_thread(self.engine.store.history, req.params["name"]))
+        return json_response(await self._call(self.engine.store.history, req.params["name"]))
 
     async def image_tag(self, req: Request) -> Response:
         repo = req.arg("repo")
         if not repo:
             raise errors.BadRequest("repository name must have at least one component")
         tag = req.arg("tag") or "latest"
-        await asyncio.to_thread(self.engine.store.tag, req.params["name"], f"{repo}:{tag}")
+        await self._call(self.engine.store.tag, req.params["name"], f"{repo}:{tag}")
         return Response(201)
 
     async def image_remove(self, req: Request) -> Response:
-        result = await asyncio.to_thread(
+        result = await self._call(
             self.engine.store.remove, req.params["name"], force=req.flag("force"), prune=not req.flag("noprune")
         )
         return json_response(result)
@@ -338,7 +385,7 @@ class DockerAPI:
     async def image_prune(self, req: Request) -> Response:
         dangling = _filters(req).get("dangling", ["true"])
         dangling_only = dangling[-1].lower() not in ("false", "0")
-        result = await asyncio.to_thread(self.engine.store.prune, dangling_only=dangling_only)
+        result = await self._call(self.engine.store.prune, dangling_only=dangling_only)
         return json_response(result)
 
     async def image_save(self, req: Request) -> None:
@@ -347,7 +394,7 @@ class DockerAPI:
             raise errors.BadRequest("no image names given to save")
         store = self.engine.store
         for ref in refs:  # a missing image is a 404 before the stream starts
-            await asyncio.to_thread(store.resolve, ref)
+            await self._call(store.resolve, ref)
         out = await ChunkedStream.start(req, "application/x-tar")
         cancel = threading.Event()
         watcher = asyncio.ensure_future(req.watch_disconnect(cancel))
@@ -380,7 +427,7 @@ class DockerAPI:
                 )
             return json_response({"message": message, "error": message, "errorDetail": {"message": message}}, 404)
         normalized = catalog.normalize(ref)
-        img = await asyncio.to_thread(self.engine.store.resolve, normalized)
+        img = await self._call(self.engine.store.resolve, normalized)
         repo, _, shown_tag = normalized.rpartition(":")
         out = await ChunkedStream.start(req)
         path = repo if "/" in repo else f"library/{repo}"
@@ -441,7 +488,7 @@ class DockerAPI:
         try:
             async for chunk in req.iter_body():
                 if context.tell() + len(chunk) > SPOOL_MAX:
-                    await asyncio.to_thread(context.write, chunk)
+                    await self._call(context.write, chunk)
                 else:
                     context.write(chunk)
             context.seek(0)
@@ -502,23 +549,23 @@ class DockerAPI:
         if not isinstance(body, dict):
             raise HTTPError(400, "the container configuration must be a JSON object")
         name = req.arg("name") or None
-        cid, warnings = await asyncio.to_thread(self.engine.create, body, name=name)
+        cid, warnings = await self._call(self.engine.create, body, name=name)
         return json_response({"Id": cid, "Warnings": list(warnings)}, 201)
 
     async def container_list(self, req: Request) -> Response:
         limit = req.int_arg("limit", -1) or -1
         show_all = req.flag("all") or limit > 0
-        items = await asyncio.to_thread(self.engine.list, all=show_all, filters=_filters(req))
+        items = await self._call(self.engine.list, all=show_all, filters=_filters(req))
         if limit > 0:
             items = items[:limit]
         return json_response(items)
 
     async def container_prune(self, req: Request) -> Response:
-        return json_response(await asyncio.to_thread(self.engine.container_prune))
+        return json_response(await self._call(self.engine.container_prune))
 
     async def container_inspect(self, req: Request) -> Response:
         cid = await self._cid(req)
-        info = await asyncio.to_thread(self.engine.inspect, cid)
+        info = await self._call(self.engine.inspect, cid)
         # dockerd always reports the log driver; the SDK's containers.run() reads it
         host_config = info.setdefault("HostConfig", {})
         if isinstance(host_config, dict):
@@ -528,15 +575,15 @@ class DockerAPI:
     async def container_start(self, req: Request) -> Response:
         cid = await self._cid(req)
         await req.discard_body()
-        state = (await asyncio.to_thread(self.engine.inspect, cid)).get("State", {})
+        state = (await self._call(self.engine.inspect, cid)).get("State", {})
         if state.get("Running"):
             return Response(304)
-        await asyncio.to_thread(self.engine.start, cid)
+        await self._call(self.engine.start, cid)
         return NO_CONTENT
 
     async def container_stop(self, req: Request) -> Response:
         cid = await self._cid(req)
-        state = (await asyncio.to_thread(self.engine.inspect, cid)).get("State", {})
+        state = (await self._call(self.engine.inspect, cid)).get("State", {})
         if not state.get("Running"):
             return Response(304)
         timeout = req.int_arg("t")
@@ -552,7 +599,7 @@ class DockerAPI:
     async def container_kill(self, req: Request) -> Response:
         cid = await self._cid(req)
         signal = req.arg("signal") or "SIGKILL"
-        await asyncio.to_thread(lambda: self.engine.kill(cid, signal=signal))
+        await self._call(lambda: self.engine.kill(cid, signal=signal))
         return NO_CONTENT
 
     async def container_wait(self, req: Request) -> Response | None:
@@ -602,7 +649,7 @@ class DockerAPI:
     async def container_resize(self, req: Request) -> Response:
         cid = await self._cid(req)
         height, width = req.int_arg("h", 0) or 0, req.int_arg("w", 0) or 0
-        await asyncio.to_thread(lambda: self.engine.resize(cid, height=height, width=width))
+        await self._call(lambda: self.engine.resize(cid, height=height, width=width))
         return Response(200, b"", "text/plain; charset=utf-8")
 
     async def container_rename(self, req: Request) -> Response:
@@ -610,7 +657,7 @@ class DockerAPI:
         name = req.arg("name")
         if not name:
             raise errors.BadRequest("a new name is required")
-        await asyncio.to_thread(self.engine.rename, cid, name)
+        await self._call(self.engine.rename, cid, name)
         return NO_CONTENT
 
     async def container_remove(self, req: Request) -> Response:
@@ -630,7 +677,7 @@ class DockerAPI:
         tail = None if tail_arg in ("all", "") else req.int_arg("tail")
         follow, timestamps = req.flag("follow"), req.flag("timestamps")
         since, until = req.float_arg("since"), req.float_arg("until")
-        info = await asyncio.to_thread(self.engine.inspect, cid)
+        info = await self._call(self.engine.inspect, cid)
         tty = bool((info.get("Config") or {}).get("Tty"))
         cancel = threading.Event()
 
@@ -666,7 +713,7 @@ class DockerAPI:
         await req.discard_body()
         stdin = req.flag("stdin")
         keys = parse_detach_keys(req.arg("detachKeys"))
-        stream = await asyncio.to_thread(
+        stream = await self._call(
             lambda: self.engine.attach(
                 cid,
                 stdin=stdin,
@@ -684,18 +731,18 @@ class DockerAPI:
 
     async def container_top(self, req: Request) -> Response:
         cid = await self._cid(req)
-        return json_response(await asyncio.to_thread(self.engine.top, cid))
+        return json_response(await self._call(self.engine.top, cid))
 
     async def container_stats(self, req: Request) -> Response | None:
         cid = await self._cid(req)
         if not req.flag("stream", True) or req.flag("one-shot"):
-            return json_response(await asyncio.to_thread(self.engine.stats_once, cid))
+            return json_response(await self._call(self.engine.stats_once, cid))
         out = await ChunkedStream.start(req)
         gone = threading.Event()
         watcher = asyncio.ensure_future(req.watch_disconnect(gone))
         try:
             while not gone.is_set():
-                await out.write_json(await asyncio.to_thread(self.engine.stats_once, cid))
+                await out.write_json(await self._call(self.engine.stats_once, cid))
                 await asyncio.wait({watcher}, timeout=1.0)
         finally:
             await cancel_task(watcher)
@@ -714,21 +761,21 @@ class DockerAPI:
 
     # -- docker diff / docker cp (changes.py, archive.py) ---------------------------------------
     async def container_changes(self, req: Request) -> Response:
-        return json_response(await asyncio.to_thread(self.engine.changes, req.params["id"]))
+        return json_response(await self._call(self.engine.changes, req.params["id"]))
 
     async def archive_stat(self, req: Request) -> Response:
         path = req.arg("path")
         if not path:
             raise errors.BadRequest("path is required")
-        fs = await asyncio.to_thread(self.engine.container_fs, req.params["id"])
-        stat = await asyncio.to_thread(fs.stat, path)
+        fs = await self._call(self.engine.container_fs, req.params["id"])
+        stat = await self._call(fs.stat, path)
         return Response(200, headers=[("X-Docker-Container-Path-Stat", archive.encode_stat(stat))])
 
     async def archive_get(self, req: Request) -> None:
         path = req.arg("path")
         if not path:
             raise errors.BadRequest("path is required")
-        fs = await asyncio.to_thread(self.engine.container_fs, req.params["id"])
+        fs = await self._call(self.engine.container_fs, req.params["id"])
         stat, chunks = await run_in_thread("docker-cp-stat", lambda: fs.get(path))
         req.write_head(
             200,
@@ -753,7 +800,7 @@ class DockerAPI:
         try:
             if not path:
                 raise errors.BadRequest("path is required")
-            fs = await asyncio.to_thread(self.engine.container_fs, req.params["id"])
+            fs = await self._call(self.engine.container_fs, req.params["id"])
         except errors.RuntimeError:
             # read (and drop) a small body first: a client still writing it when the answer
             # comes and the connection closes sees "broken pipe", not the reason
@@ -771,7 +818,7 @@ class DockerAPI:
         try:
             async for chunk in req.iter_body():
                 if body.tell() + len(chunk) > SPOOL_MAX:
-                    await asyncio.to_thread(body.write, chunk)
+                    await self._call(body.write, chunk)
                 else:
                     body.write(chunk)
             body.seek(0)
@@ -786,21 +833,21 @@ class DockerAPI:
         body = await req.json()
         if not isinstance(body, dict):
             raise HTTPError(400, "the exec configuration must be a JSON object")
-        eid = await asyncio.to_thread(self.engine.exec_create, cid, body)
+        eid = await self._call(self.engine.exec_create, cid, body)
         return json_response({"Id": eid}, 201)
 
     async def exec_start(self, req: Request) -> Response | None:
         eid = req.params["id"]
         body = await req.json()
         detach, tty = bool(body.get("Detach")), bool(body.get("Tty"))
-        info = await asyncio.to_thread(self.engine.exec_inspect, eid)
+        info = await self._call(self.engine.exec_inspect, eid)
         if detach:
-            await asyncio.to_thread(lambda: self.engine.exec_start(eid, detach=True, tty=tty))
+            await self._call(lambda: self.engine.exec_start(eid, detach=True, tty=tty))
             return Response(200, b"", "application/json")
         keys = parse_detach_keys(str(info.get("DetachKeys") or ""))
         await upgrade(req, tty=tty)
         try:
-            stream = await asyncio.to_thread(lambda: self.engine.exec_start(eid, detach=False, tty=tty))
+            stream = await self._call(lambda: self.engine.exec_start(eid, detach=False, tty=tty))
         except errors.RuntimeError as e:  # the head is out: the message goes in the stream, as dockerd does
             req.writer.write(str(e).encode() + b"\n" if tty else frame(2, str(e).encode() + b"\n"))
             await req.writer.drain()
@@ -813,15 +860,15 @@ class DockerAPI:
     async def exec_resize(self, req: Request) -> Response:
         eid = req.params["id"]
         height, width = req.int_arg("h", 0) or 0, req.int_arg("w", 0) or 0
-        await asyncio.to_thread(lambda: self.engine.exec_resize(eid, height=height, width=width))
+        await self._call(lambda: self.engine.exec_resize(eid, height=height, width=width))
         return Response(200, b"", "text/plain; charset=utf-8")
 
     async def exec_inspect(self, req: Request) -> Response:
-        return json_response(await asyncio.to_thread(self.engine.exec_inspect, req.params["id"]))
+        return json_response(await self._call(self.engine.exec_inspect, req.params["id"]))
 
     # -- volumes --------------------------------------------------------------------------------
     async def volume_list(self, req: Request) -> Response:
-        vols = await asyncio.to_thread(self.engine.volumes)
+        vols = await self._call(self.engine.volumes)
         names = _filters(req).get("name")
         if names:
             vols = [v for v in vols if any(n in v.get("Name", "") for n in names)]
@@ -831,39 +878,39 @@ class DockerAPI:
         body = await req.json()
         if not isinstance(body, dict):
             raise HTTPError(400, "the volume configuration must be a JSON object")
-        return json_response(await asyncio.to_thread(self.engine.volume_create, body), 201)
+        return json_response(await self._call(self.engine.volume_create, body), 201)
 
     async def volume_inspect(self, req: Request) -> Response:
-        return json_response(await asyncio.to_thread(self.engine.volume_inspect, req.params["name"]))
+        return json_response(await self._call(self.engine.volume_inspect, req.params["name"]))
 
     async def volume_remove(self, req: Request) -> Response:
         name, force = req.params["name"], req.flag("force")
-        await asyncio.to_thread(lambda: self.engine.volume_remove(name, force=force))
+        await self._call(lambda: self.engine.volume_remove(name, force=force))
         return NO_CONTENT
 
     async def volume_prune(self, req: Request) -> Response:
-        return json_response(await asyncio.to_thread(self.engine.volume_prune))
+        return json_response(await self._call(self.engine.volume_prune))
 
     # -- networks -------------------------------------------------------------------------------
     async def network_list(self, req: Request) -> Response:
         filters = _filters(req)
-        return json_response(await asyncio.to_thread(self.engine.networks, filters))
+        return json_response(await self._call(self.engine.networks, filters))
 
     async def network_inspect(self, req: Request) -> Response:
-        return json_response(await asyncio.to_thread(self.engine.network_inspect, req.params["id"]))
+        return json_response(await self._call(self.engine.network_inspect, req.params["id"]))
 
     async def network_create(self, req: Request) -> Response:
         body = await req.json()
         if not isinstance(body, dict):
             raise HTTPError(400, "the network configuration must be a JSON object")
-        return json_response(await asyncio.to_thread(self.engine.network_create, body), 201)
+        return json_response(await self._call(self.engine.network_create, body), 201)
 
     async def network_connect(self, req: Request) -> Response:
         body = await req.json()
         if not isinstance(body, dict):
             raise HTTPError(400, "the request body must be a JSON object")
         ref, container = req.params["id"], str(body.get("Container") or "")
-        await asyncio.to_thread(self.engine.network_connect, ref, container, body)
+        await self._call(self.engine.network_connect, ref, container, body)
         return Response(200)
 
     async def network_disconnect(self, req: Request) -> Response:
@@ -871,14 +918,14 @@ class DockerAPI:
         if not isinstance(body, dict):
             raise HTTPError(400, "the request body must be a JSON object")
         ref, container = req.params["id"], str(body.get("Container") or "")
-        await asyncio.to_thread(self.engine.network_disconnect, ref, container)
+        await self._call(self.engine.network_disconnect, ref, container)
         return Response(200)
 
     async def network_prune(self, req: Request) -> Response:
-        return json_response(await asyncio.to_thread(self.engine.network_prune))
+        return json_response(await self._call(self.engine.network_prune))
 
     async def network_remove(self, req: Request) -> Response:
-        await asyncio.to_thread(self.engine.network_remove, req.params["id"])
+        await self._call(self.engine.network_remove, req.params["id"])
         return NO_CONTENT
 
 

@@ -36,8 +36,9 @@ or disconnected from it (``network_connect``: one more ``eth<n>``, no default ro
 The default bridge has no names, as in Docker.
 
 Processes and I/O: the engine owns the container's stdio. Without a TTY, stdout and
-stderr are pipes read by a pump thread per stream; with ``-t``, runc hands over the PTY
-master (``--console-socket``) and one pump reads it. Pumps append every chunk to
+stderr are pipes; with ``-t``, runc hands over the PTY master (``--console-socket``).
+The engine's one watcher thread (watch.py) reads them all, every container's and exec's:
+no thread per container or stream. Pumps append every chunk to
 ``container.log`` as JSON lines ``{"t": unix time, "s": 1|2, "d": text}`` (bytes kept
 exactly via ``surrogateescape``) and fan it out to attached streams. ``-i`` keeps a stdin
 pipe (or the PTY) that attach writes to.
@@ -52,11 +53,19 @@ stopped. The holder is killed when the container's exit is processed. The stdin 
 ``-i`` is not held (holding its write end would keep the container from ever seeing EOF):
 after a restart such a container's stdin is at EOF.
 
-Exit: runc's init is re-parented to runtimed (a child subreaper); a waiter thread per
-container polls a pidfd and reaps it, records ExitCode/FinishedAt, tears down network,
-mounts and runc state, and honours ``--rm``. Containers re-adopted by a new Engine whose
+Exit: runc's init is re-parented to runtimed (a child subreaper); its pidfd is on the
+engine's watcher, which hands the exit to the engine's one exit worker thread: that reaps
+it, records ExitCode/FinishedAt, tears down network, mounts and runc state, and honours
+``--rm``. Containers re-adopted by a new Engine whose
 process is not their parent are watched the same way; their exit code is then unknown
 and recorded as 255 with an explanation.
+
+Whose bill: every process the engine starts for the sandbox (runc, ``nsenter`` + ip/nft,
+the mount helper, the ``cp`` of a volume copy-up, the holders) starts in the sandbox's
+``.engine`` cgroup (``self.place``, runtime/sandbox/cgexec.py), so the sandbox's pids,
+memory and cpu limits cover the work its student causes. Objects are counted
+(``EngineLimits``: containers, images and tags, volumes, networks): past a count the
+request is refused 403 with the limit and what to remove. Bytes are on the sandbox's disk.
 
 State persists in ``state.json`` per container; a new Engine on the same context
 re-adopts running containers (their pid, start time and runc state agree) and marks the
@@ -69,7 +78,6 @@ import builtins
 import contextlib
 import copy
 import datetime
-import errno
 import fcntl
 import hashlib
 import ipaddress
@@ -97,21 +105,29 @@ from pathlib import Path
 from typing import IO, Any
 
 from runtime import errors
-from runtime.dockerapi import ENGINE_VERSION, SandboxContext, archive, changes, fsutil, netns
+from runtime.dockerapi import (
+    ENGINE_VERSION,
+    EngineLimits,
+    SandboxContext,
+    archive,
+    changes,
+    fsutil,
+    netns,
+    quota_message,
+)
 from runtime.dockerapi.store import (
     EngineStore,
     Forbidden,
     Image,
     Network,
     NotFound,
-    helper,
     now_rfc3339,
     parse_time,
 )
+from runtime.dockerapi.watch import Watcher, Worker
 from runtime.images.store import ImageStore, safe_rmtree
 from runtime.procfs import mounted, mounts_under, proc_start
 from runtime.sandbox import bundle
-from runtime.sandbox._proc import run, run_quiet
 from runtime.sandbox.cgroups import CGROUP_ROOT, Cgroups
 from runtime.sandbox.manager import _AdoptedPopen
 
@@ -431,8 +447,8 @@ class _Container:
     out: _Output | None = None
     stdin_fd: int | None = None
     pty: int | None = None
-    pumps: list[threading.Thread] = field(default_factory=list)
-    waiter: threading.Thread | None = None
+    pumps: list[threading.Event] = field(default_factory=list)  # set when each output stream ended
+    exit_done: threading.Event | None = None  # set when this run's exit has been processed
     stopping: bool = False
     exits: int = 0  # exits processed by this Engine: what wait(next-exit) counts
 
@@ -494,6 +510,7 @@ class _Exec:
     pty: int | None = None
     stdin_fd: int | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    when_done: list[Callable[[], None]] = field(default_factory=list)  # run once done is set
 
 
 # -- the engine --------------------------------------------------------------------------------
@@ -502,9 +519,11 @@ class _Exec:
 class Engine:
     """A sandbox's Docker engine: containers, exec, volumes; see the module docstring."""
 
-    def __init__(self, ctx: SandboxContext, catalog_store: ImageStore) -> None:
+    def __init__(self, ctx: SandboxContext, catalog_store: ImageStore, *, limits: EngineLimits | None = None) -> None:
         self.ctx = ctx
-        self.store = EngineStore(ctx, catalog_store)
+        self.limits = limits or EngineLimits()
+        self.store = EngineStore(ctx, catalog_store, limits=self.limits)
+        self.place = self.store.place  # helpers (runc, nsenter, mount helper...) run in the sandbox's cgroup
         self.root = ctx.engine_root
         self.containers_dir = self.root / "containers"
         self.volumes_dir = self.root / "volumes"
@@ -528,6 +547,9 @@ class Engine:
         self.store.set_in_use(self._images_in_use)
         self._init_layer = self._make_init_layer()
         self._cgroups = Cgroups(self.ctx.cgroup_path)  # this host's layout (v1 mounts or v2)
+        # every output stream and process exit of this engine: two threads however many (watch.py)
+        self._watcher = Watcher(f"engine-io-{ctx.sid[:12]}")
+        self._worker = Worker(f"engine-exit-{ctx.sid[:12]}")
         for d in sorted(self.containers_dir.iterdir()):
             try:
                 c = _Container.from_json(json.loads((d / "state.json").read_text()))
@@ -555,7 +577,7 @@ class Engine:
     def _runc(
         self, *args: str, timeout: float = RUNC_TIMEOUT, check: bool = True
     ) -> subprocess.CompletedProcess[bytes]:
-        return run([self.ctx.runc, "--root", str(self.runc_root), *args], timeout=timeout, check=check)
+        return self.place.run([self.ctx.runc, "--root", str(self.runc_root), *args], timeout=timeout, check=check)
 
     def _runc_exists(self, cid: str) -> bool:
         return (self.runc_root / cid).exists()
@@ -610,8 +632,7 @@ class Engine:
                 log.info("container %s re-adopted (pid %d), its output collected again", c.id[:12], c.pid)
             else:
                 log.warning("container %s re-adopted (pid %d); its output is no longer collected", c.id[:12], c.pid)
-            c.waiter = threading.Thread(target=self._wait_exit, args=(c,), daemon=True, name=f"wait-{c.id[:12]}")
-            c.waiter.start()
+            self._watch_exit(c)
             return
         self._release_holder(c)
         if c.status not in ("created", "exited", "dead"):  # running, or caught mid-start/removal
@@ -625,7 +646,7 @@ class Engine:
     def _hold(self, c: _Container, fds: dict[str, int | None]) -> None:
         """Start the holder of a container's output descriptors (see the module docstring)."""
         keep = {role: fd for role, fd in fds.items() if fd is not None}
-        proc = subprocess.Popen(
+        proc = self.place.popen(
             [HOLDER, "infinity"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -669,12 +690,9 @@ class Engine:
         c.out.begin()
         if "pty" in got:
             c.pty = got["pty"]
-            c.pumps = [self._pump(c.out, got["pty"], 1, f"pty-{c.id[:12]}", stop=self._detached)]
+            c.pumps = [self._pump(c.out, got["pty"], 1)]
         else:
-            c.pumps = [
-                self._pump(c.out, got[role], n, f"{role}-{c.id[:12]}", stop=self._detached)
-                for role, n in (("out", 1), ("err", 2))
-            ]
+            c.pumps = [self._pump(c.out, got[role], n) for role, n in (("out", 1), ("err", 2))]
         return True
 
     # -- create -----------------------------------------------------------------------------------
@@ -902,6 +920,10 @@ class Engine:
         cid = secrets.token_hex(32)
         config["Hostname"] = hostname or cid[:12]
         with self._lock:
+            if len(self._containers) >= self.limits.containers:
+                raise Forbidden(
+                    quota_message("containers", self.limits.containers, "docker rm, docker container prune")
+                )
             cname = self._pick_name(name)
             mounts = self._parse_mounts(body, image)
             c = _Container(
@@ -952,8 +974,7 @@ class Engine:
 
     def start(self, cid: str) -> None:
         c = self._get(cid)
-        if c.waiter is not None and c.waiter is not threading.current_thread():
-            c.waiter.join(timeout=30)  # the previous run's teardown
+        self._await_exit_processed(c, 30)  # the previous run's teardown
         with self._lock:
             if c.running or c.status == "starting":
                 return  # Docker: 304, nothing to do
@@ -1037,7 +1058,7 @@ class Engine:
             argv.append(c.id)
             with contextlib.suppress(FileNotFoundError):
                 (d / "runc.log").unlink()
-            rc = run_quiet(argv, timeout=RUNC_TIMEOUT, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
+            rc = self.place.run_quiet(argv, timeout=RUNC_TIMEOUT, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
             for fd in child:
                 os.close(fd)
             child = []
@@ -1052,10 +1073,10 @@ class Engine:
             c.pid, c.pid_start = pid, proc_start(pid) or 0
             if not net_none:
                 self._ensure_net(bridge)
-                netns.attach(self.ctx.pid, pid, c.id, c.ip, bridge)
+                netns.attach(self.ctx.pid, pid, c.id, c.ip, bridge, place=self.place)
                 for nid, ep in c.extra_networks.items():
                     self._ensure_net(extras[nid])
-                    netns.attach(self.ctx.pid, pid, c.id, ep["ip"], extras[nid], index=int(ep["if"]))
+                    netns.attach(self.ctx.pid, pid, c.id, ep["ip"], extras[nid], index=int(ep["if"]), place=self.place)
             with self._lock:
                 c.status = "running"
                 c.stdin_fd, c.pty = stdin_w, pty
@@ -1066,11 +1087,11 @@ class Engine:
             c.out.begin()
             c.pumps = []
             if pty is not None:
-                c.pumps.append(self._pump(c.out, pty, 1, f"pty-{c.id[:12]}", stop=self._detached))
+                c.pumps.append(self._pump(c.out, pty, 1))
             else:
                 assert out_r is not None and err_r is not None
-                c.pumps.append(self._pump(c.out, out_r, 1, f"out-{c.id[:12]}", stop=self._detached))
-                c.pumps.append(self._pump(c.out, err_r, 2, f"err-{c.id[:12]}", stop=self._detached))
+                c.pumps.append(self._pump(c.out, out_r, 1))
+                c.pumps.append(self._pump(c.out, err_r, 2))
             ours = []
             self._runc("start", c.id)
             self._await_exec(pid)
@@ -1099,8 +1120,7 @@ class Engine:
             c.exit_code, c.error, c.oom_killed = 0, "", False
             c.stopping = False
             self._save(c)
-            c.waiter = threading.Thread(target=self._wait_exit, args=(c,), daemon=True, name=f"wait-{c.id[:12]}")
-            c.waiter.start()
+            self._watch_exit(c)
             self._cond.notify_all()
 
     @staticmethod
@@ -1159,17 +1179,25 @@ class Engine:
             except OSError:
                 continue  # nothing there in the image
             try:
-                cp = subprocess.run(
+                proc = self.place.popen(
                     ["cp", "-a", "--no-dereference", f"/proc/self/fd/{fd}/.", m["Source"] + "/"],
                     pass_fds=(fd,),
-                    capture_output=True,
-                    timeout=600,
-                    check=False,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
                 )
             finally:
                 os.close(fd)
-            if cp.returncode != 0:
-                why = cp.stderr.decode(errors="replace").strip()[-300:]
+            try:
+                _out, err = proc.communicate(timeout=600)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                raise errors.RuntimeError(
+                    f"copying the image's {m['Destination']} into volume {m['Name']} timed out"
+                ) from None
+            if proc.returncode != 0:
+                why = err.decode(errors="replace").strip()[-300:]
                 raise errors.RuntimeError(f"copying the image's {m['Destination']} into volume {m['Name']}: {why}")
 
     def _stage_binds(self, c: _Container) -> dict[str, Path]:
@@ -1189,7 +1217,7 @@ class Engine:
                     else:
                         target.touch(mode=0o644)
                 if not mounted(target):
-                    helper({"op": "bind_fd", "fd": fd, "target": str(target)}, pass_fds=[fd])
+                    self.store.helper({"op": "bind_fd", "fd": fd, "target": str(target)}, pass_fds=[fd])
                 staged[m["Destination"]] = target
             finally:
                 os.close(fd)
@@ -1307,7 +1335,7 @@ class Engine:
     def _ensure_net(self, bridge: netns.Bridge = netns.DEFAULT) -> None:
         with self._net_lock:
             if bridge.name not in self._ready_bridges:
-                netns.ensure_bridge(self.ctx.pid, bridge)
+                netns.ensure_bridge(self.ctx.pid, bridge, place=self.place)
                 self._ready_bridges.add(bridge.name)
                 self._net_ready = True
 
@@ -1496,7 +1524,7 @@ class Engine:
                 return
             if rules or self._net_ready:
                 self._ensure_net()
-                netns.apply_ports(self.ctx.pid, rules, bridges)
+                netns.apply_ports(self.ctx.pid, rules, bridges, place=self.place)
             self._applied_rules = (rules, bridges)
 
     # -- I/O --------------------------------------------------------------------------------------
@@ -1505,48 +1533,38 @@ class Engine:
     def _set_winsize(fd: int, rows: int, cols: int) -> None:
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
-    @staticmethod
     def _pump(
-        out: _Output | Stream,
-        fd: int,
-        stream: int,
-        name: str,
-        done: Callable[[], None] | None = None,
-        stop: threading.Event | None = None,
-    ) -> threading.Thread:
-        """Copy ``fd`` to ``out`` until EOF/EIO, or until ``stop`` is set (then between two
-        reads, so no chunk read is left unwritten: ``Engine.detach``)."""
+        self, out: _Output | Stream, fd: int, stream: int, done: Callable[[], None] | None = None
+    ) -> threading.Event:
+        """Copy ``fd`` to ``out`` until EOF/EIO (on the engine's watcher thread); the event
+        returned is set once ``fd`` is closed. ``Engine.detach`` stops it between two reads,
+        so no chunk read is left unwritten."""
+        ended = threading.Event()
 
-        def loop() -> None:
+        def ready() -> bool:
             try:
-                while True:
-                    if stop is not None:
-                        ready, _, _ = select.select([fd], [], [], 0.2)
-                        if stop.is_set():
-                            break
-                        if not ready:
-                            continue
-                    try:
-                        data = os.read(fd, 65536)
-                    except OSError as exc:
-                        if exc.errno == errno.EINTR:
-                            continue
-                        break  # EIO: the PTY's other side is gone
-                    if not data:
-                        break
-                    if isinstance(out, _Output):
-                        out.write(stream, data)
-                    else:
-                        out.push((stream, data))
-            finally:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-                if done is not None:
-                    done()
+                data = os.read(fd, 65536)
+            except InterruptedError:
+                return True
+            except OSError:
+                return False  # EIO: the PTY's other side is gone
+            if not data:
+                return False
+            if isinstance(out, _Output):
+                out.write(stream, data)
+            else:
+                out.push((stream, data))
+            return True
 
-        t = threading.Thread(target=loop, daemon=True, name=name)
-        t.start()
-        return t
+        def finish() -> None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            ended.set()
+            if done is not None:
+                done()
+
+        self._watcher.add(fd, ready, finish)
+        return ended
 
     def _stdin_writer(self, c: _Container) -> Callable[[bytes], None]:
         def write(data: bytes) -> None:
@@ -1595,35 +1613,51 @@ class Engine:
             return None
         return os.waitstatus_to_exitcode(status)
 
-    def _wait_exit(self, c: _Container) -> None:
-        pid = c.pid
-        code: int | None = None
+    def _watch_pid(self, pid: int, on_exit: Callable[[], None]) -> None:
+        """``on_exit`` on the engine's exit worker once ``pid`` has ended (its pidfd on the
+        watcher: no thread per process). A pid already gone is handed over at once."""
         try:
             pfd = os.pidfd_open(pid)
         except OSError:
-            pfd = -1
+            self._worker.submit(on_exit)
+            return
+
+        def ready() -> bool:
+            self._worker.submit(on_exit)
+            return False
+
+        self._watcher.add(pfd, ready, lambda: os.close(pfd))
+
+    def _watch_exit(self, c: _Container) -> None:
+        c.exit_done = threading.Event()
+        self._watch_pid(c.pid, lambda: self._process_exit(c))
+
+    def _await_exit_processed(self, c: _Container, timeout: float) -> None:
+        """Wait until the exit of the container's last run has been processed (teardown
+        included); at once on the exit worker itself (``--rm`` removes from there)."""
+        ev = c.exit_done
+        if ev is not None and not self._worker.on_thread():
+            ev.wait(timeout)
+
+    def _process_exit(self, c: _Container) -> None:
         try:
-            while not self._closed:
-                if pfd >= 0:
-                    ready, _, _ = select.select([pfd], [], [], 1.0)
-                    if ready:
-                        break
-                elif proc_start(pid) != c.pid_start:
-                    break
-                else:
-                    time.sleep(0.2)
-            else:
-                return
+            self._exited(c)
         finally:
-            if pfd >= 0:
-                os.close(pfd)
+            if c.exit_done is not None:
+                c.exit_done.set()
+
+    def _exited(self, c: _Container) -> None:
+        if self._closed:
+            return  # close() or detach() deals with it
+        pid = c.pid
+        code: int | None = None
         try:
             got, status = os.waitpid(pid, 0)
             code = os.waitstatus_to_exitcode(status) if got else None
         except ChildProcessError:
             code = None
-        for t in c.pumps:
-            t.join(timeout=5)
+        for ended in c.pumps:
+            ended.wait(timeout=5)
         self._release_holder(c)
         if c.out is not None:
             c.out.end()
@@ -1671,9 +1705,9 @@ class Engine:
             self._apply_ports()
         with contextlib.suppress(errors.RuntimeError):
             if self._net_ready:
-                netns.detach(self.ctx.pid, c.id)
+                netns.detach(self.ctx.pid, c.id, place=self.place)
                 for ep in c.extra_networks.values():
-                    netns.detach(self.ctx.pid, c.id, int(ep["if"]))
+                    netns.detach(self.ctx.pid, c.id, int(ep["if"]), place=self.place)
         with contextlib.suppress(OSError):
             self._refresh_hosts(c.network_id, *c.extra_networks)
         if self._runc_exists(c.id):
@@ -1685,7 +1719,7 @@ class Engine:
         busy = [t for t in targets if t in live]
         if busy:
             with contextlib.suppress(errors.RuntimeError):
-                helper({"op": "umount", "targets": busy})
+                self.store.helper({"op": "umount", "targets": busy})
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -1726,8 +1760,7 @@ class Engine:
     def restart(self, cid: str, *, timeout: int | None = None) -> None:
         c = self._get(cid)
         self.stop(c.id, timeout=timeout)
-        if c.waiter is not None:
-            c.waiter.join(timeout=30)
+        self._await_exit_processed(c, 30)
         with self._lock:
             c.restart_count += 1
         self.start(c.id)
@@ -1771,8 +1804,7 @@ class Engine:
                 )
             self._signal(c, signal_mod.SIGKILL)
             self._wait_state(c, 30)
-        if c.waiter is not None and c.waiter is not threading.current_thread():
-            c.waiter.join(timeout=30)
+        self._await_exit_processed(c, 30)
         with self._lock:
             if c.id not in self._containers or c.status == "removing":
                 return None
@@ -1786,7 +1818,7 @@ class Engine:
                 (d / "upper").rename(kept)
             leftovers = mounts_under(d)
             if leftovers:
-                helper({"op": "umount", "targets": leftovers})
+                self.store.helper({"op": "umount", "targets": leftovers})
             safe_rmtree(d)
             self._containers.pop(c.id, None)
             for e in [e for e in self._execs.values() if e.cid == c.id]:
@@ -1828,9 +1860,10 @@ class Engine:
         self._detached.set()
         with self._lock:
             self._closed = True
-            pumps = [t for c in self._containers.values() for t in c.pumps]
-        for t in pumps:
-            t.join(timeout=2)
+            self._cond.notify_all()
+        self._watcher.close()
+        self._worker.close()
+        self.store.close()
 
     def close(self, *, remove: bool) -> None:
         """Kill every container, delete its runc state, unmount everything under engine_root;
@@ -1842,8 +1875,7 @@ class Engine:
                 self._signal(c, signal_mod.SIGKILL)
         for c in containers:
             self._wait_state(c, 15)
-            if c.waiter is not None:
-                c.waiter.join(timeout=15)
+            self._await_exit_processed(c, 15)
         with self._lock:
             self._closed = True
             self._cond.notify_all()
@@ -1857,14 +1889,17 @@ class Engine:
                 self._save(c)
         if remove:
             with contextlib.suppress(errors.RuntimeError):
-                netns.remove_table(self.ctx.pid)
+                netns.remove_table(self.ctx.pid, place=self.place)
             with contextlib.suppress(errors.RuntimeError):
-                run(["nsenter", f"--net=/proc/{self.ctx.pid}/ns/net", "ip", "link", "del", netns.BRIDGE], check=False)
+                netns.remove_bridge(self.ctx.pid, netns.BRIDGE, place=self.place)
                 for n in self.store.networks():
-                    netns.remove_bridge(self.ctx.pid, netns.bridge_name(n.id))
+                    netns.remove_bridge(self.ctx.pid, netns.bridge_name(n.id), place=self.place)
         leftovers = mounts_under(self.root)
         if leftovers:
-            helper({"op": "umount", "targets": sorted(leftovers, key=len, reverse=True)})
+            self.store.helper({"op": "umount", "targets": sorted(leftovers, key=len, reverse=True)})
+        self._watcher.close()
+        self._worker.close()
+        self.store.close()
 
     # -- inspect / list ---------------------------------------------------------------------------
 
@@ -2243,6 +2278,14 @@ class Engine:
             "ConsoleSize": body.get("ConsoleSize"),
         }
         with self._lock:
+            if len(self._execs) >= self.limits.execs:
+                for old in [x for x in self._execs.values() if x.done.is_set()]:
+                    if len(self._execs) < self.limits.execs:
+                        break
+                    del self._execs[old.id]
+            if len(self._execs) >= self.limits.execs:
+                remedy = "let running ones finish, or remove their container"
+                raise Forbidden(quota_message("exec instances", self.limits.execs, remedy))
             self._execs[eid] = _Exec(eid, c.id, cfg)
         return eid
 
@@ -2318,7 +2361,7 @@ class Engine:
             if tty:
                 argv += ["--tty", "--console-socket", str(sock_path)]
             argv.append(c.id)
-            rc = run_quiet(argv, timeout=RUNC_TIMEOUT, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
+            rc = self.place.run_quiet(argv, timeout=RUNC_TIMEOUT, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
             for fd in child:
                 os.close(fd)
             child = []
@@ -2357,23 +2400,22 @@ class Engine:
                     with lock:
                         pending["n"] -= 1
                         last = pending["n"] == 0
-                    if last:
-                        e.done.wait(timeout=30)
+                    if last:  # the stream ends once the exit code is known (exec inspect)
                         assert stream is not None
-                        stream.push(None)
+                        self._when_exec_done(e, lambda: stream.push(None))
 
                 if e.pty is not None:
                     pending["n"] = 1
                     pty_fd = os.dup(e.pty)
-                    self._pump(stream, pty_fd, 1, f"exec-{n}", one_done)
+                    self._pump(stream, pty_fd, 1, one_done)
                 else:
                     pending["n"] = 2
-                    self._pump(stream, out_r, 1, f"exec-out-{n}", one_done)
-                    self._pump(stream, err_r, 2, f"exec-err-{n}", one_done)
+                    self._pump(stream, out_r, 1, one_done)
+                    self._pump(stream, err_r, 2, one_done)
                     ours = [fd for fd in ours if fd not in (out_r, err_r)]
             elif e.pty is not None:
                 # detached with a TTY: drain the PTY so the process never blocks on output
-                self._pump(Stream(tty=True), os.dup(e.pty), 1, f"exec-{n}")
+                self._pump(Stream(tty=True), os.dup(e.pty), 1)
         except BaseException:
             for fd in child + ours:
                 with contextlib.suppress(OSError):
@@ -2381,7 +2423,7 @@ class Engine:
             e.running = False
             if e.exit_code is None:
                 e.exit_code = 126
-            e.done.set()
+            self._exec_done(e)
             raise
         finally:
             if sock is not None:
@@ -2390,10 +2432,24 @@ class Engine:
             for p in (pfile, pidfile, logfile):
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
-        threading.Thread(target=self._wait_exec, args=(e,), daemon=True, name=f"execwait-{n}").start()
+        self._watch_pid(e.pid, lambda: self._exec_exited(e))
         return stream
 
-    def _wait_exec(self, e: _Exec) -> None:
+    def _when_exec_done(self, e: _Exec, fn: Callable[[], None]) -> None:
+        with self._lock:
+            if not e.done.is_set():
+                e.when_done.append(fn)
+                return
+        fn()
+
+    def _exec_done(self, e: _Exec) -> None:
+        with self._lock:
+            e.done.set()
+            fns, e.when_done = e.when_done, []
+        for fn in fns:
+            fn()
+
+    def _exec_exited(self, e: _Exec) -> None:
         code: int | None = None
         while code is None:
             code = self._reap(e.pid, timeout=1.0)
@@ -2408,7 +2464,7 @@ class Engine:
             if x is not None:
                 with contextlib.suppress(OSError):
                     os.close(x)
-        e.done.set()
+        self._exec_done(e)
 
     @staticmethod
     def _is_child(pid: int) -> bool:
@@ -2483,7 +2539,7 @@ class Engine:
         def launch(stdin_fd: int, stdout_fd: int, stderr_fd: int) -> int:
             cmd = [self.ctx.runc, "--root", str(self.runc_root), "--log", str(logfile), "--log-format", "json"]
             cmd += ["exec", "-d", "--pid-file", str(pidfile), "--process", str(pfile), c.id]
-            rc = run_quiet(cmd, timeout=RUNC_TIMEOUT, stdin=stdin_fd, stdout=stdout_fd, stderr=stderr_fd)
+            rc = self.place.run_quiet(cmd, timeout=RUNC_TIMEOUT, stdin=stdin_fd, stdout=stdout_fd, stderr=stderr_fd)
             if rc != 0:
                 raise archive.SpawnFailed(f"OCI runtime exec failed: {bundle.runc_error(logfile)}")
             return int(pidfile.read_text().strip())
@@ -2521,6 +2577,8 @@ class Engine:
             )
         d = self.volumes_dir / name
         if not (d / "_data").is_dir():
+            if sum(1 for _ in self.volumes_dir.iterdir()) >= self.limits.volumes:
+                raise Forbidden(quota_message("volumes", self.limits.volumes, "docker volume rm, docker volume prune"))
             d.mkdir(mode=0o711, exist_ok=True)
             (d / "meta.json").write_text(
                 json.dumps({"CreatedAt": now_rfc3339(), "Labels": labels or {}, "anonymous": anonymous})
@@ -2799,7 +2857,8 @@ class Engine:
                         self._save(c)
             self.store.remove_network(net.id)
             bridge = netns.bridge_name(net.id)
-            netns.remove_bridge(self.ctx.pid, bridge)  # made by this Engine or an earlier one, or never
+            # made by this Engine or an earlier one, or never
+            netns.remove_bridge(self.ctx.pid, bridge, place=self.place)
             self._ready_bridges.discard(bridge)
         with contextlib.suppress(errors.RuntimeError):
             self._apply_ports()
@@ -2839,12 +2898,12 @@ class Engine:
             if running:
                 try:
                     self._ensure_net(bridge)
-                    netns.attach(self.ctx.pid, c.pid, c.id, ep["ip"], bridge, index=int(ep["if"]))
+                    netns.attach(self.ctx.pid, c.pid, c.id, ep["ip"], bridge, index=int(ep["if"]), place=self.place)
                 except BaseException:
                     with self._lock:
                         c.extra_networks.pop(net.id, None)
                         self._save(c)
-                    netns.detach(self.ctx.pid, c.id, int(ep["if"]))
+                    netns.detach(self.ctx.pid, c.id, int(ep["if"]), place=self.place)
                     raise
         if running:
             self._apply_ports()
@@ -2870,7 +2929,7 @@ class Engine:
                 self._save(c)
                 running = c.running
             if running:
-                netns.detach(self.ctx.pid, c.id, int(ep["if"]))
+                netns.detach(self.ctx.pid, c.id, int(ep["if"]), place=self.place)
         if running:
             self._refresh_hosts(c.network_id, net.id)
 

@@ -28,6 +28,10 @@ containers whenever one of them changes:
   ``--internal`` network's traffic never leaves its bridge.
 
 ``ip_forward=1`` is set in the sandbox's netns only (sysctls under ``net.`` are per netns).
+
+Every ``nsenter`` runs through the engine's ``Placement`` (``place``): in the sandbox's
+cgroup, so the work a student's containers cause counts against that sandbox's limits
+(runtime/sandbox/cgexec.py). Without one (tests, tools) it runs where the caller runs.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from runtime.sandbox._proc import run
+from runtime.sandbox.cgexec import Placement
 
 BRIDGE = "docker0"
 SUBNET = ipaddress.IPv4Network("172.17.0.0/16")
@@ -67,12 +72,12 @@ class PortRule:
     port: int
 
 
-def _in_ns(pid: int, argv: list[str], script: str | None = None, *, check: bool = True) -> str:
-    cp = run(
-        ["nsenter", f"--net=/proc/{pid}/ns/net", *argv],
-        input=script.encode() if script is not None else None,
-        check=check,
-    )
+def _in_ns(
+    pid: int, argv: list[str], script: str | None = None, *, check: bool = True, place: Placement | None = None
+) -> str:
+    cmd = ["nsenter", f"--net=/proc/{pid}/ns/net", *argv]
+    data = script.encode() if script is not None else None
+    cp = run(cmd, input=data, check=check) if place is None else place.run(cmd, input=data, check=check)
     return cp.stdout.decode(errors="replace")
 
 
@@ -102,9 +107,9 @@ def mac_address(ip: str) -> str:
     return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed)
 
 
-def ensure_bridge(sandbox_pid: int, bridge: Bridge = DEFAULT) -> None:
+def ensure_bridge(sandbox_pid: int, bridge: Bridge = DEFAULT, *, place: Placement | None = None) -> None:
     """The bridge with its gateway address, forwarding and route_localnet (idempotent)."""
-    links = _in_ns(sandbox_pid, ["ip", "-o", "link", "show"])
+    links = _in_ns(sandbox_pid, ["ip", "-o", "link", "show"], place=place)
     if f": {bridge.name}:" not in links:
         _in_ns(
             sandbox_pid,
@@ -112,6 +117,7 @@ def ensure_bridge(sandbox_pid: int, bridge: Bridge = DEFAULT) -> None:
             f"link add {bridge.name} type bridge\n"
             f"addr add {bridge.gateway}/{bridge.subnet.prefixlen} dev {bridge.name}\n"
             f"link set {bridge.name} up\n",
+            place=place,
         )
     _in_ns(
         sandbox_pid,
@@ -123,21 +129,31 @@ def ensure_bridge(sandbox_pid: int, bridge: Bridge = DEFAULT) -> None:
             "net.ipv4.conf.all.route_localnet=1",
             f"net.ipv4.conf.{bridge.name}.route_localnet=1",
         ],
+        place=place,
     )
 
 
-def remove_bridge(sandbox_pid: int, name: str) -> None:
+def remove_bridge(sandbox_pid: int, name: str, *, place: Placement | None = None) -> None:
     """Delete a bridge (absent already: nothing to do)."""
-    _in_ns(sandbox_pid, ["ip", "link", "del", name], check=False)
+    _in_ns(sandbox_pid, ["ip", "link", "del", name], check=False, place=place)
 
 
-def links(sandbox_pid: int) -> set[str]:
+def links(sandbox_pid: int, *, place: Placement | None = None) -> set[str]:
     """Names of the network interfaces in the sandbox's netns."""
-    out = _in_ns(sandbox_pid, ["ip", "-o", "link", "show"])
+    out = _in_ns(sandbox_pid, ["ip", "-o", "link", "show"], place=place)
     return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if line.count(":") >= 2}
 
 
-def attach(sandbox_pid: int, container_pid: int, cid: str, ip: str, bridge: Bridge = DEFAULT, index: int = 0) -> None:
+def attach(
+    sandbox_pid: int,
+    container_pid: int,
+    cid: str,
+    ip: str,
+    bridge: Bridge = DEFAULT,
+    index: int = 0,
+    *,
+    place: Placement | None = None,
+) -> None:
     """Wire the netns of ``container_pid`` to ``bridge`` as ``eth<index>`` with ``ip``; eth0
     carries the default route, the others only their subnet's (as Docker does)."""
     veth, ifname = veth_name(cid, index), f"eth{index}"
@@ -146,6 +162,7 @@ def attach(sandbox_pid: int, container_pid: int, cid: str, ip: str, bridge: Brid
         ["ip", "-batch", "-"],
         f"link add {veth} type veth peer name {ifname} netns {container_pid}\n"
         f"link set {veth} master {bridge.name}\nlink set {veth} up\n",
+        place=place,
     )
     route = f"route add default via {bridge.gateway}\n" if index == 0 else ""
     _in_ns(
@@ -154,15 +171,22 @@ def attach(sandbox_pid: int, container_pid: int, cid: str, ip: str, bridge: Brid
         f"link set lo up\nlink set {ifname} address {mac_address(ip)}\n"
         f"addr add {ip}/{bridge.subnet.prefixlen} dev {ifname}\n"
         f"link set {ifname} up\n{route}",
+        place=place,
     )
 
 
-def detach(sandbox_pid: int, cid: str, index: int = 0) -> None:
+def detach(sandbox_pid: int, cid: str, index: int = 0, *, place: Placement | None = None) -> None:
     """Remove a container's veth (gone already when its netns died; idempotent)."""
-    _in_ns(sandbox_pid, ["ip", "link", "del", veth_name(cid, index)], check=False)
+    _in_ns(sandbox_pid, ["ip", "link", "del", veth_name(cid, index)], check=False, place=place)
 
 
-def apply_ports(sandbox_pid: int, rules: Iterable[PortRule], bridges: Iterable[Bridge] = (DEFAULT,)) -> None:
+def apply_ports(
+    sandbox_pid: int,
+    rules: Iterable[PortRule],
+    bridges: Iterable[Bridge] = (DEFAULT,),
+    *,
+    place: Placement | None = None,
+) -> None:
     """Rewrite the table from ``rules`` (all running containers' published ports) and
     ``bridges`` (every engine network: masquerade and isolation)."""
     nets = list(bridges)
@@ -199,11 +223,11 @@ def apply_ports(sandbox_pid: int, rules: Iterable[PortRule], bridges: Iterable[B
         + "".join(f"    {f}\n" for f in forward)
         + "  }\n}\n"
     )
-    _in_ns(sandbox_pid, ["nft", "-f", "-"], script)
+    _in_ns(sandbox_pid, ["nft", "-f", "-"], script, place=place)
 
 
-def remove_table(sandbox_pid: int) -> None:
-    _in_ns(sandbox_pid, ["nft", "delete", "table", "ip", TABLE], check=False)
+def remove_table(sandbox_pid: int, *, place: Placement | None = None) -> None:
+    _in_ns(sandbox_pid, ["nft", "delete", "table", "ip", TABLE], check=False, place=place)
 
 
 def listening(sandbox_pid: int, proto: str) -> set[int]:

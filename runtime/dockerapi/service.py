@@ -34,7 +34,10 @@ import contextlib
 import grp
 import logging
 import os
+import shutil
+import socket
 import subprocess
+import tempfile
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +58,31 @@ LINK_TIMEOUT = 30.0
 LINK_SCRIPT = f"[ -e /var/run ] || [ -L /var/run ] || mkdir -p /var/run; ln -sfn {SANDBOX_SOCKET} /var/run/docker.sock"
 
 T = TypeVar("T")
+BACKLOG = 128
+
+
+def bind_unix(path: Path, uid: int, gid: int) -> socket.socket:
+    """A listening unix socket at ``path``, mode 0660 and owned ``uid:gid`` (-1: unchanged)
+    from the moment it has that name: bound in a fresh 0700 directory beside ``path``, its
+    mode and owner set there, then renamed into place (over a stale socket of an earlier
+    runtimed). No umask: the process's umask is shared by every thread of runtimed, and
+    sandboxes start in threads meanwhile (CONVENTIONS.md, 13c)."""
+    private = Path(tempfile.mkdtemp(prefix=".b-", dir=path.parent))
+    tmp = private / "s"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(tmp))
+        tmp.chmod(0o660)  # in our own 0700 dir: nothing there can be swapped for a link
+        os.chown(tmp, uid, gid)
+        tmp.rename(path)
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    return sock
 
 
 @dataclass
@@ -188,17 +216,9 @@ class DockerService:
         api = make_app(engine)
         try:
             inside.parent.mkdir(mode=0o755, exist_ok=True)
-            for path in (inside, host):
-                path.unlink(missing_ok=True)
-            old_umask = os.umask(0o117)  # born 0660: no window where the sockets are wider
-            try:
-                await api.serve_unix(str(inside))
-                await api.serve_unix(str(host))
-            finally:
-                os.umask(old_umask)
-            os.chown(inside, uid_base, uid_base)
-            if self.group:
-                os.chown(host, -1, grp.getgrnam(self.group).gr_gid)
+            gid = grp.getgrnam(self.group).gr_gid if self.group else -1
+            for path, uid, group in ((inside, uid_base, uid_base), (host, -1, gid)):
+                await api.serve_socket(bind_unix(path, uid, group))
         except BaseException:
             await api.close()
             raise

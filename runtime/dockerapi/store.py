@@ -55,10 +55,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from runtime import errors
-from runtime.dockerapi import SandboxContext
+from runtime.dockerapi import EngineLimits, SandboxContext, quota_message
 from runtime.images import catalog, tarutil
 from runtime.images.store import ImageStore, safe_rmtree
 from runtime.procfs import mounted
+from runtime.sandbox.cgexec import Placement
 
 log = logging.getLogger("runtime.dockerapi")
 
@@ -200,50 +201,76 @@ def normalize_ref(ref: str) -> str:
     return name
 
 
-def _start_helper(pass_fds: Sequence[int] = ()) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-I", "-S", str(HELPER)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        close_fds=True,
-        pass_fds=tuple(pass_fds),
-    )
+class _Helpers:
+    """The engine's mount helper (``_enginehelper.py``), started in the sandbox's cgroup
+    (``Placement``): its mounts are work for that sandbox and count against its limits.
 
+    One helper serves exactly one request and exits. One is started ahead of need per
+    engine, once the engine has used one (its interpreter start-up, ~20 ms, is then off
+    the container's start path): it waits in the sandbox's cgroup, one of its pids."""
 
-_spare: list[subprocess.Popen[bytes]] = []  # one helper started ahead of need (no fds passed)
-_spare_lock = threading.Lock()
+    def __init__(self, place: Placement) -> None:
+        self.place = place
+        self._spare: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._closed = False
 
+    def _start(self, pass_fds: Sequence[int] = ()) -> subprocess.Popen[bytes]:
+        return self.place.popen(
+            [sys.executable, "-I", "-S", str(HELPER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=pass_fds,
+        )
 
-def _take_helper(pass_fds: Sequence[int]) -> subprocess.Popen[bytes]:
-    """A helper for one request: the spare one (its interpreter start-up, ~20 ms, is then
-    off the container's start path) unless descriptors must be passed; a new spare is
-    started in its place. Each helper serves exactly one request and exits."""
-    if pass_fds:
-        return _start_helper(pass_fds)
-    with _spare_lock:
-        proc = _spare.pop() if _spare else None
-        _spare.append(_start_helper())
-    if proc is None or proc.poll() is not None:
-        proc = _start_helper()
-    return proc
+    def _take(self, pass_fds: Sequence[int]) -> subprocess.Popen[bytes]:
+        if pass_fds:
+            return self._start(pass_fds)
+        with self._lock:
+            proc, self._spare = self._spare, None
+        if proc is None or proc.poll() is not None:
+            proc = self._start()
+        with self._lock:
+            if self._spare is None and not self._closed:
+                try:
+                    self._spare = self._start()
+                except errors.RuntimeError as exc:  # the next request starts its own
+                    log.debug("no spare engine helper: %s", exc)
+        return proc
 
+    def run(self, req: dict[str, Any], *, pass_fds: Sequence[int] = (), timeout: float = 60) -> int:
+        """Run one request; raise on failure (code 3, idmapped mounts refused, returned)."""
+        for attempt in range(2):
+            proc = self._take(pass_fds)
+            try:
+                out, err = proc.communicate(json.dumps(req).encode(), timeout=timeout)
+            except subprocess.TimeoutExpired as exc:
+                proc.kill()
+                proc.communicate()
+                raise errors.RuntimeError(f"engine mount helper ({req['op']}) timed out") from exc
+            except BrokenPipeError:  # the spare died before its request (killed in the sandbox)
+                proc.wait(timeout=5)
+                if attempt == 0:
+                    continue
+                raise errors.RuntimeError(f"engine mount helper ({req['op']}) died before its request") from None
+            break
+        if proc.returncode == EXIT_IDMAP_REFUSED:
+            return EXIT_IDMAP_REFUSED
+        if proc.returncode != 0:
+            why = (out + err).decode(errors="replace").strip()[-800:]
+            raise errors.RuntimeError(f"engine mount helper ({req['op']}) failed: {why}")
+        return 0
 
-def helper(req: dict[str, Any], *, pass_fds: Sequence[int] = (), timeout: float = 60) -> int:
-    """Run one request through the engine's mount helper; raise on failure (code 3 returned)."""
-    proc = _take_helper(pass_fds)
-    try:
-        out, err = proc.communicate(json.dumps(req).encode(), timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        proc.kill()
-        proc.wait()
-        raise errors.RuntimeError(f"engine mount helper ({req['op']}) timed out") from exc
-    if proc.returncode == EXIT_IDMAP_REFUSED:
-        return EXIT_IDMAP_REFUSED
-    if proc.returncode != 0:
-        why = (out + err).decode(errors="replace").strip()[-800:]
-        raise errors.RuntimeError(f"engine mount helper ({req['op']}) failed: {why}")
-    return 0
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            proc, self._spare = self._spare, None
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.communicate(timeout=5)
 
 
 # -- layer tars ------------------------------------------------------------------------------
@@ -380,14 +407,17 @@ def _pad(size: int) -> bytes:
 class EngineStore:
     """A sandbox's images and layers; see the module docstring."""
 
-    def __init__(self, ctx: SandboxContext, catalog_store: ImageStore) -> None:
+    def __init__(self, ctx: SandboxContext, catalog_store: ImageStore, *, limits: EngineLimits | None = None) -> None:
         self.ctx = ctx
         self.catalog_store = catalog_store
+        self.limits = limits or EngineLimits()
         self.root = ctx.engine_root
         self.images_dir = self.root / "images"
         self.layers_dir = self.root / "layers"
         self.tmp = self.root / "tmp"
         self.networks_dir = self.root / "networks"
+        self.place = Placement(ctx.cgroup_path)
+        self._helpers = _Helpers(self.place)
         # The sandbox's root (a host uid) must traverse to container bundles: search only.
         self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
         self.root.chmod(0o711)
@@ -402,6 +432,14 @@ class EngineStore:
             with contextlib.suppress(OSError, errors.RuntimeError):
                 safe_rmtree(stale)
 
+    def helper(self, req: dict[str, Any], *, pass_fds: Sequence[int] = (), timeout: float = 60) -> int:
+        """Run one request through the engine's mount helper, in the sandbox's cgroup."""
+        return self._helpers.run(req, pass_fds=pass_fds, timeout=timeout)
+
+    def close(self) -> None:
+        """Stop the spare helper (the engine is closing or detaching)."""
+        self._helpers.close()
+
     # -- networks --------------------------------------------------------------------------------
 
     def networks(self) -> list[Network]:
@@ -413,10 +451,14 @@ class EngineStore:
         return sorted(out, key=lambda n: (n.created, n.id))
 
     def add_network(self, net: Network) -> None:
-        """Record ``net``; Docker's 409 when the name is taken."""
+        """Record ``net``; Docker's 409 when the name is taken, 403 past the quota."""
         with self._lock:
-            if any(n.name == net.name for n in self.networks()):
+            nets = self.networks()
+            if any(n.name == net.name for n in nets):
                 raise errors.Conflict(f"network with name {net.name} already exists")
+            if len(nets) >= self.limits.networks:
+                remedy = "docker network rm, docker network prune"
+                raise Forbidden(quota_message("networks", self.limits.networks, remedy))
             self._write_json(self.networks_dir / f"{net.id}.json", net.to_json())
 
     def remove_network(self, network_id: str) -> None:
@@ -616,6 +658,10 @@ class EngineStore:
             if image_id not in self._catalog():
                 path = self.images_dir / f"{hexd}.json"
                 if not path.exists():
+                    if len(self._local_ids()) >= self.limits.images:
+                        raise Forbidden(
+                            quota_message("images", self.limits.images, "docker image prune -a, docker rmi")
+                        )
                     tmp = path.with_name(f".{hexd}.{secrets.token_hex(4)}")
                     tmp.write_bytes(data)
                     tmp.replace(path)
@@ -627,6 +673,8 @@ class EngineStore:
 
     def _set_tag(self, tag: str, image_id: str) -> None:
         local = self._local_tags()
+        if tag not in local and len(local) >= self.limits.images:
+            raise Forbidden(quota_message("image tags", self.limits.images, "docker rmi <name:tag>"))
         local[tag] = image_id
         self._write_json(self._tags_file(), local)
 
@@ -919,7 +967,7 @@ class EngineStore:
                 "size": IDMAP_SIZE,
                 "scratch": str(scratch),
             }
-            if helper(req) == EXIT_IDMAP_REFUSED:
+            if self.helper(req) == EXIT_IDMAP_REFUSED:
                 raise errors.RuntimeError(
                     "the kernel refused idmapped mounts for the catalog's layers; the sandbox "
                     "should have been started with idmap=False"
@@ -930,7 +978,7 @@ class EngineStore:
 
     def umount(self, target: Path) -> None:
         if mounted(target):
-            helper({"op": "umount", "targets": [str(target)]})
+            self.helper({"op": "umount", "targets": [str(target)]})
 
     @contextlib.contextmanager
     def rootfs_view(self, image: Image) -> Iterator[Path]:

@@ -40,6 +40,7 @@ import json
 import logging
 import queue
 import select
+import socket
 import struct
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -56,9 +57,12 @@ log = logging.getLogger("runtime.dockerapi.streams")
 T = TypeVar("T")
 
 MAX_HEAD = 64 * 1024  # request line + headers
-MAX_BODY = 16 * 1024 * 1024  # a JSON body read whole (container create, exec create...)
+MAX_BODY = 1024 * 1024  # a JSON body read whole into runtimed's memory (container create, exec create...)
 READ_CHUNK = 64 * 1024
 POLL = 0.5  # how often a blocked thread looks at its cancel event (seconds)
+# Open connections per server (one engine's sockets): each costs runtimed a descriptor, a
+# task and buffers. Past this a new connection is answered 429 and closed.
+MAX_CONNECTIONS = 128
 RAW_STREAM = "application/vnd.docker.raw-stream"
 MULTIPLEXED_STREAM = "application/vnd.docker.multiplexed-stream"
 DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q
@@ -654,13 +658,19 @@ def _parse_head(head: bytes, reader: asyncio.StreamReader, writer: asyncio.Strea
 class DockerServer:
     """Serves ``handler`` on unix sockets (HTTP/1.1, keep-alive, hijacking)."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, *, max_connections: int = MAX_CONNECTIONS) -> None:
         self.handler = handler
+        self.max_connections = max_connections
         self._servers: list[asyncio.AbstractServer] = []
         self._conns: set[asyncio.Task[None]] = set()
 
     async def serve_unix(self, path: str) -> None:
         server = await asyncio.start_unix_server(self._connection, path, limit=MAX_HEAD)
+        self._servers.append(server)
+
+    async def serve_socket(self, sock: socket.socket) -> None:
+        """Serve on a listening unix socket the caller bound (and gave its mode and owner)."""
+        server = await asyncio.start_unix_server(self._connection, sock=sock, limit=MAX_HEAD)
         self._servers.append(server)
 
     async def close(self) -> None:
@@ -679,6 +689,20 @@ class DockerServer:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._conns) >= self.max_connections:
+            body = json.dumps(
+                {
+                    "message": f"too many open connections to this Docker engine ({self.max_connections} at most): "
+                    "close some (docker logs -f, attach, events...) and try again"
+                }
+            ).encode()
+            lines = ["HTTP/1.1 429 Too Many Requests", *(f"{k}: {v}" for k, v in common_headers())]
+            lines += ["Content-Type: application/json", f"Content-Length: {len(body)}", "Connection: close"]
+            with contextlib.suppress(Exception):
+                writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+                await writer.drain()
+            writer.close()
+            return
         self._conns.add(task)
         try:
             while True:
