@@ -70,10 +70,14 @@ Lifecycle
     On start: lock ``<socket>.lock`` (flock) so two daemons never share a
     socket, refuse if something answers on the socket, remove a stale one,
     build ``ImageStore`` and ``SandboxManager`` on ``--root`` and
-    ``reconcile()`` (re-adopting running sandboxes).  On SIGTERM/SIGINT: attach
-    streams get ``closing`` and are closed, PTY sessions end (their masters
-    live in this process and cannot outlive it), sandboxes keep running and
-    are re-adopted by the next daemon; exit 0.
+    ``reconcile()`` (re-adopting running sandboxes), then re-adopt the PTY
+    sessions of running sandboxes from their holders (``<root>/sessions``, same
+    session ids, scrollback replayed; holders of sandboxes that are gone are
+    ended: ``runtime.sessions.holder``).  On SIGTERM/SIGINT: attach streams get
+    ``closing`` and are closed; PTY sessions keep running in their holder
+    processes, sandboxes keep running, and the next daemon re-adopts both;
+    exit 0.  (Without the holder binary a session's PTY is held here and ends
+    with the daemon.)  A SIGKILL'd daemon leaves the same state behind.
 """
 
 from __future__ import annotations
@@ -105,6 +109,7 @@ from runtime.proxy import PREVIEW_PATH_HEADER, PREVIEW_PORT_HEADER, PREVIEW_ROUT
 from runtime.sessions import SessionRegistry, run_exec, stream_exec
 from runtime.sessions.base import SpawnedProcess
 from runtime.sessions.exec import check_timeout
+from runtime.sessions.holder import HolderStore
 from runtime.sessions.pty import DEFAULT_SCROLLBACK
 
 log = logging.getLogger("runtime.daemon")
@@ -279,12 +284,16 @@ class Daemon:
         tmp_dir: Path,
         authority: auth.Authority,
         scrollback: int = DEFAULT_SCROLLBACK,
+        sessions_dir: Path | None = None,
     ) -> None:
+        """``sessions_dir``: where PTY holders keep their sockets (runtime.sessions.holder);
+        None keeps every PTY in this process (sessions then end with it)."""
         self.manager = manager
         self.images = images
         self.spec_from_json = spec_from_json
         self.tmp_dir = tmp_dir
-        self.sessions = SessionRegistry(manager, scrollback=scrollback)
+        holders = HolderStore(sessions_dir) if sessions_dir is not None else None
+        self.sessions = SessionRegistry(manager, scrollback=scrollback, holders=holders)
         self.proxy = SandboxProxy()
         self.authority = authority
         self.kube: KubeLike | None = None  # the kubernetes service, when runtimed runs it
@@ -292,6 +301,7 @@ class Daemon:
         self._websockets: set[web.WebSocketResponse] = set()
         self._closing = False
         self.app = web.Application(middlewares=[error_middleware], client_max_size=MAX_JSON_BODY)
+        self.app.on_startup.append(self._adopt_sessions)
         self._routes()
 
     def _routes(self) -> None:
@@ -346,6 +356,28 @@ class Daemon:
         return guarded
 
     # -- lifecycle -------------------------------------------------------------------------
+    async def _adopt_sessions(self, app: web.Application) -> None:
+        """Before serving: take back the PTY sessions whose holders outlived the last daemon."""
+
+        def running(sid: str) -> bool:
+            try:
+                return bool(getattr(self.manager.get(sid), "status", "running") == "running")
+            except errors.RuntimeError:
+                return False
+
+        cgroups = getattr(self.manager, "cgroups", None)
+        kill_cgroup = None
+        if cgroups is not None:
+
+            def kill_cgroup(d: Path) -> None:
+                cgroups.kill_cgroup(d)
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+
+        n = await self.sessions.adopt(running, kill_cgroup)
+        if n:
+            log.info("re-adopted %d PTY sessions from their holders", n)
+
     async def shutdown(self) -> None:
         self._closing = True
         await self.proxy.close()
@@ -886,7 +918,7 @@ async def serve(
         ready.set()
     try:
         await stop.wait()
-        log.info("shutting down: sandboxes keep running, sessions end")
+        log.info("shutting down: sandboxes and PTY sessions keep running")
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
@@ -920,6 +952,7 @@ def build_daemon(
         tmp_dir=root / "tmp",
         authority=authority,
         scrollback=scrollback,
+        sessions_dir=root / "sessions",
     )
 
 

@@ -6,8 +6,14 @@ gives pipes.  Everything runs on the daemon's asyncio loop; processes are
 watched with pidfds (no thread per process).
 
 PTY sessions (``runtime.sessions.pty``)
-    A session is a shell inside a sandbox whose PTY master lives in the daemon,
-    so it outlives any client: a browser reload re-attaches to the same shell.
+    A session is a shell inside a sandbox whose PTY master is held by a small
+    per-session holder process (``runtime.sessions.holder``, the static C
+    ``kl-pty-holder``), so it outlives any client and runtimed itself: a browser
+    reload re-attaches to the same shell, and a restarted runtimed re-adopts the
+    holders under the same session ids (a SIGTERM'd runtimed leaves them
+    running).  Without the holder binary the master lives in the daemon and the
+    shell ends with it.  The daemon talks to the holder over a unix socket of
+    its own; below, "the PTY" is the holder's connection when there is one.
     Output is appended to a scrollback ring buffer (256 KiB by default) and
     fanned out to every attached client.  A new attachment is first given a
     snapshot of the ring (the replay), then live output, with no gap and no
@@ -24,15 +30,20 @@ Flow control
     watermark the reader is removed: the daemon stops reading the PTY, the
     kernel's PTY buffer fills, and the program inside blocks in ``write()``.
     The reader is re-added once every attachment is below the low watermark.
-    Memory per session is therefore bounded by scrollback + high watermark per
-    client, whatever runs inside.  Input is written to the master directly,
+    With a holder the pause travels one hop further: runtimed stops reading
+    the holder's socket, the socket fills, and the holder (which reads the
+    master only into ring space its client has already been sent) stops
+    reading the master.  Memory per session is therefore bounded by scrollback
+    + high watermark per client in runtimed, plus the ring in the holder,
+    whatever runs inside.  Input is written to the master directly,
     never queued behind output, so Ctrl-C (``\\x03``) reaches the line
     discipline at once; the kernel then signals the foreground process group
     and flushes the PTY output queue.  One slow client slows the session for
     all its clients (as a shared terminal must), never other sessions.
     With no client attached, the session keeps reading (so the scrollback holds
     what happened meanwhile) but at most 20 reads per second, so a detached
-    ``yes`` costs the daemon almost nothing.
+    ``yes`` costs the daemon almost nothing; a holder whose runtimed is down
+    does the same on its own.
 
 Exec (``runtime.sessions.exec``)
     Runs argv with pipes, collects stdout/stderr up to a cap each (the rest is

@@ -1,4 +1,5 @@
-"""PTY sessions: a shell whose master lives in the daemon (design in ``runtime.sessions``)."""
+"""PTY sessions: a shell whose master is held by a holder process, or by the daemon
+(design in ``runtime.sessions`` and ``runtime.sessions.holder``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import functools
 import logging
 import os
 import secrets
@@ -14,9 +16,11 @@ import termios
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, cast
 
 from runtime import errors
+from runtime.sessions import holder as holders
 from runtime.sessions.base import PtyProcess, SpawnedProcess, Spawner, close_fd, wait_process
 
 log = logging.getLogger(__name__)
@@ -31,6 +35,20 @@ MAX_EXITED_PER_SANDBOX = 8
 KILL_WAIT = 5.0
 
 Event = dict[str, Any]
+
+
+class _AdoptedShell:
+    """The shell of a session re-adopted after a restart: not our child, killed through
+    its exec cgroup (``kill_cgroup``), its terminal held by the holder."""
+
+    pty_master: int | None = None
+
+    def __init__(self, kill: Callable[[], None] | None) -> None:
+        self._kill = kill
+
+    def kill_tree(self) -> None:
+        if self._kill is not None:
+            self._kill()
 
 
 def _check_size(rows: int, cols: int) -> None:
@@ -127,21 +145,30 @@ class Session:
         on_exit: Callable[[Session], None] | None = None,
         wait_exit: Callable[[Session], Awaitable[int]] | None = None,
         resize_hook: Callable[[int, int], None] | None = None,
+        holder: holders.HolderLink | None = None,
+        created_at: float | None = None,
     ) -> None:
         """``spawned.pty_master`` may be any stream fd (e.g. a docker attach socket) when
         ``wait_exit`` (how to learn the exit code; ``self.eof`` is set at end of stream)
         and ``resize_hook`` replace the defaults (waiting for ``spawned.proc``, TIOCSWINSZ).
+        With ``holder``, the master is the holder's and this session talks to it instead
+        (``runtime.sessions.holder``); ``spawned`` is then only used to kill and reap.
         """
-        if spawned.pty_master is None:
+        self.holder = holder
+        if holder is not None:
+            fd = holder.fd
+        elif spawned.pty_master is None:
             raise errors.RuntimeError("spawn(tty=True) returned no PTY master")
+        else:
+            fd = spawned.pty_master
         self.sandbox_id = sandbox_id
         self.session_id = session_id
         self.argv = argv
         self.spawned = spawned
-        self.master: int = spawned.pty_master
+        self.master: int = fd
         self.rows = rows
         self.cols = cols
-        self.created_at = time.time()
+        self.created_at = created_at if created_at is not None else time.time()
         self.exit_code: int | None = None
         self.exited = False
         self.attachments: list[Attachment] = []
@@ -160,6 +187,10 @@ class Session:
         self._wait_exit = wait_exit
         self._resize_hook = resize_hook
         self.eof = asyncio.Event()
+        self._held_code: int | None = None  # the exit code the holder knew ('E')
+        self._to_holder: deque[bytes] = deque()  # datagrams waiting for socket space
+        self._to_holder_bytes = 0
+        self._holder_ended: asyncio.Task[None] | None = None
         os.set_blocking(self.master, False)
         self._update_reader()
         self._watcher = self._loop.create_task(self._watch())
@@ -183,6 +214,7 @@ class Session:
             "exit_code": self.exit_code,
             "scrollback_bytes": len(self._ring),
             "paused": self._flow_blocked,
+            "holder_pid": self.holder.pid if self.holder is not None else None,
         }
 
     def scrollback(self) -> bytes:
@@ -232,21 +264,50 @@ class Session:
             self._reading = False
 
     def _on_readable(self) -> None:
-        try:
-            data = os.read(self.master, READ_CHUNK)
-        except BlockingIOError:
-            return
-        except OSError:  # EIO: every slave fd is closed
-            data = b""
-        if not data:
-            self._eof = True
-            self.eof.set()
-            self._update_reader()
-            return
-        self._output(data)
+        if self.holder is not None:
+            if not self._read_holder():
+                return
+        else:
+            try:
+                data = os.read(self.master, READ_CHUNK)
+            except BlockingIOError:
+                return
+            except OSError:  # EIO: every slave fd is closed
+                data = b""
+            if not data:
+                self._end_of_output()
+                return
+            self._output(data)
         if not self.attachments and self._detached_pause is None:
             self._detached_pause = self._loop.call_later(DETACHED_READ_INTERVAL, self._detached_pause_over)
         self._flow_check()
+
+    def _end_of_output(self) -> None:
+        self._eof = True
+        self.eof.set()
+        self._update_reader()
+
+    def _read_holder(self) -> bool:
+        """Datagrams from the holder, up to READ_CHUNK output bytes; True if output came."""
+        assert self.holder is not None
+        got = 0
+        while got < READ_CHUNK:
+            try:
+                msg = self.holder.sock.recv(holders.RECV_MAX)
+            except BlockingIOError:
+                break
+            except OSError:
+                msg = b""
+            kind = msg[:1]
+            if kind == b"O":
+                got += len(msg) - 1
+                self._output(msg[1:])
+            elif kind == b"E" or not msg:  # the shell ended and all its output is here, or the holder died
+                if msg:
+                    self._held_code = holders.parse_exit(msg)
+                self._end_of_output()
+                break
+        return got > 0
 
     def _detached_pause_over(self) -> None:
         self._detached_pause = None
@@ -283,6 +344,14 @@ class Session:
             return
         if self._on_activity is not None:
             self._on_activity()
+        if self.holder is not None:
+            # the holder queues what the PTY cannot take yet (and lets Ctrl-C overtake it)
+            if self._to_holder_bytes + len(data) > MAX_PENDING_INPUT:
+                log.warning("session %s: input backlog full, dropping input", self.session_id)
+                return
+            for msg in holders.input_messages(data):
+                self._send_holder(msg)
+            return
         if self._input:
             if b"\x03" in data:
                 # Ctrl-C overtakes input the program has not read; the line
@@ -309,7 +378,24 @@ class Session:
                 self._loop.add_writer(self.master, self._on_writable)
                 self._writer_added = True
 
+    def _send_holder(self, msg: bytes) -> None:
+        assert self.holder is not None
+        if not self._to_holder and self.holder.send(msg):
+            return
+        self._to_holder.append(msg)
+        self._to_holder_bytes += len(msg)
+        if not self._writer_added:
+            self._loop.add_writer(self.master, self._on_writable)
+            self._writer_added = True
+
     def _on_writable(self) -> None:
+        if self.holder is not None:
+            while self._to_holder and self.holder.send(self._to_holder[0]):
+                self._to_holder_bytes -= len(self._to_holder.popleft())
+            if not self._to_holder:
+                self._loop.remove_writer(self.master)
+                self._writer_added = False
+            return
         try:
             n = os.write(self.master, self._input)
         except BlockingIOError:
@@ -327,17 +413,43 @@ class Session:
             return
         if self._resize_hook is not None:
             self._resize_hook(rows, cols)
+        elif self.holder is not None:
+            self._send_holder(holders.resize_message(rows, cols))
         else:
             fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         self.rows, self.cols = rows, cols
 
     # -- end -------------------------------------------------------------------
     async def _watch(self) -> None:
+        if self.holder is not None:
+            await self._watch_holder()
+            return
         if self._wait_exit is not None:
             code = await self._wait_exit(self)
         else:
             code = await wait_process(cast(SpawnedProcess, self.spawned).proc)
         self._drain()
+        self._finish(code)
+
+    async def _watch_holder(self) -> None:
+        """The holder says 'E' once the shell has exited and every byte of its output is
+        sent (or its connection ends); the status comes from our own reap of the shell
+        when it is our child, else from the holder (None: unknown)."""
+        await self.eof.wait()
+        code = self._held_code
+        proc: Any = getattr(self.spawned, "proc", None)
+        if proc is not None:
+            try:
+                code = await asyncio.wait_for(wait_process(proc), KILL_WAIT)
+            except TimeoutError:  # the holder died, the shell lives on without its terminal
+                log.warning("session %s: pty holder gone, killing the shell", self.session_id)
+                await asyncio.to_thread(self.spawned.kill_tree)
+                try:
+                    code = await asyncio.wait_for(wait_process(proc), KILL_WAIT)
+                except TimeoutError:
+                    code = -9
+            # recorded by the holder, in case we die before collecting the end
+            self._send_holder(holders.code_message(code))
         self._finish(code)
 
     def _drain(self) -> None:
@@ -351,7 +463,7 @@ class Session:
                 return
             self._output(data)
 
-    def _finish(self, code: int) -> None:
+    def _finish(self, code: int | None) -> None:
         if self.exited:
             return
         self.exited = True
@@ -361,7 +473,11 @@ class Session:
         if self._writer_added:
             self._loop.remove_writer(self.master)
             self._writer_added = False
-        close_fd(self.master)  # SIGHUP to whatever is left on the terminal
+        if self.holder is not None:
+            # the end is collected: the holder quits, closing the master (SIGHUP to what is left)
+            self._holder_ended = self._loop.create_task(asyncio.to_thread(self.holder.end))
+        else:
+            close_fd(self.master)  # SIGHUP to whatever is left on the terminal
         for att in self.attachments:
             att._push_event({"type": "exit", "code": code})
             att._close()
@@ -372,8 +488,9 @@ class Session:
             self._on_exit(self)
 
     async def terminate(self) -> None:
-        """Kill the session's process tree and wait for it (bounded)."""
+        """Kill the session's process tree and wait for it (bounded); its holder quits too."""
         if self.exited:
+            await self._holder_gone()
             return
         try:
             await asyncio.to_thread(self.spawned.kill_tree)
@@ -385,6 +502,25 @@ class Session:
             log.warning("session %s: process did not exit after kill", self.session_id)
             self._watcher.cancel()
             self._finish(-9)
+        await self._holder_gone()
+
+    async def _holder_gone(self) -> None:
+        if self._holder_ended is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._holder_ended)
+
+    def release(self) -> None:
+        """Daemon exit: stop using the holder, which keeps the shell for the next daemon."""
+        assert self.holder is not None
+        self._watcher.cancel()
+        self._cancel_detached_pause()
+        if self._reading:
+            self._loop.remove_reader(self.master)
+            self._reading = False
+        if self._writer_added:
+            self._loop.remove_writer(self.master)
+            self._writer_added = False
+        self.holder.close()
 
     def close_attachments(self) -> None:
         for att in list(self.attachments):
@@ -394,7 +530,10 @@ class Session:
 
 
 class SessionRegistry:
-    """All PTY sessions of the daemon, by sandbox; throttled activity touches."""
+    """All PTY sessions of the daemon, by sandbox; throttled activity touches.
+
+    With ``holders`` (a ``HolderStore``), each session's master is handed to a holder
+    process and the sessions survive the daemon (``adopt`` takes them back)."""
 
     def __init__(
         self,
@@ -402,10 +541,12 @@ class SessionRegistry:
         *,
         scrollback: int = DEFAULT_SCROLLBACK,
         touch_interval: float = 1.0,
+        holders: holders.HolderStore | None = None,
     ) -> None:
         self.spawner = spawner
         self.scrollback = scrollback
         self.touch_interval = touch_interval
+        self.holders = holders
         self._sessions: dict[str, dict[str, Session]] = {}
         self._last_touch: dict[str, float] = {}
         self._touching: set[str] = set()
@@ -436,9 +577,36 @@ class SessionRegistry:
             rows=rows,
             cols=cols,
         )
+        session_id = secrets.token_hex(6)
+        created_at = time.time()
+        link: holders.HolderLink | None = None
+        if self.holders is not None and spawned.pty_master is not None:
+            cgroup_dir = getattr(spawned, "cgroup_dir", None)
+            meta = {
+                "sandbox_id": sandbox_id,
+                "session_id": session_id,
+                "argv": list(argv),
+                "created_at": created_at,
+                "cgroup_dir": str(cgroup_dir) if cgroup_dir is not None else None,
+                "shell_pid": spawned.proc.pid,
+            }
+            try:
+                link = await asyncio.to_thread(
+                    self.holders.start,
+                    sandbox_id,
+                    session_id,
+                    master=spawned.pty_master,
+                    shell_pid=spawned.proc.pid,
+                    scrollback=self.scrollback,
+                    meta=meta,
+                )
+            except holders.HolderUnavailable as e:
+                log.warning("session %s: %s; its PTY is held by runtimed (it ends with runtimed)", session_id, e)
+            else:
+                close_fd(spawned.pty_master)  # the holder's copy is the only one now
         session = Session(
             sandbox_id=sandbox_id,
-            session_id=secrets.token_hex(6),
+            session_id=session_id,
             argv=list(argv),
             spawned=spawned,
             rows=rows,
@@ -446,11 +614,70 @@ class SessionRegistry:
             scrollback=self.scrollback,
             on_activity=lambda: self._activity(sandbox_id),
             on_exit=self._exited,
+            holder=link,
+            created_at=created_at,
         )
         self._sessions.setdefault(sandbox_id, {})[session.session_id] = session
         self._activity(sandbox_id)
-        log.info("session %s in %s started: %s", session.session_id, sandbox_id, argv)
+        log.info(
+            "session %s in %s started: %s%s",
+            session.session_id,
+            sandbox_id,
+            argv,
+            f" (pty holder {link.pid})" if link is not None else "",
+        )
         return session
+
+    async def adopt(self, running: Callable[[str], bool], kill_cgroup: Callable[[Path], None] | None) -> int:
+        """Daemon start: take back the holders of running sandboxes under their session ids,
+        end the others (``running(sandbox_id)`` says which sandboxes run; blocking, it is
+        called in a thread). Returns how many sessions were adopted."""
+        if self.holders is None:
+            return 0
+        store = self.holders
+        adopted = 0
+        for found in await asyncio.to_thread(store.scan):
+            sid = found.sandbox_id
+            if not await asyncio.to_thread(running, sid):
+                await asyncio.to_thread(store.end_found, found)
+                continue
+            link = None
+            for attempt in range(3):
+                try:
+                    link = await asyncio.to_thread(store.connect, found.sock_path, found.meta)
+                    break
+                except holders.HolderUnavailable as e:
+                    why = e
+                    await asyncio.sleep(0.2 * (attempt + 1))
+            if link is None:
+                log.warning("session %s in %s is lost (%s)", found.session_id, sid, why)
+                await asyncio.to_thread(holders.remove_files, found.sock_path)
+                continue
+            meta = found.meta
+            argv = meta.get("argv")
+            created = meta.get("created_at")
+            cg = meta.get("cgroup_dir")
+            kill: Callable[[], None] | None = None
+            if isinstance(cg, str) and kill_cgroup is not None:
+                kill = functools.partial(kill_cgroup, Path(cg))
+            hello = link.hello
+            session = Session(
+                sandbox_id=sid,
+                session_id=found.session_id,
+                argv=[str(a) for a in argv] if isinstance(argv, list) else ["?"],
+                spawned=_AdoptedShell(kill),
+                rows=hello.rows or 24,
+                cols=hello.cols or 80,
+                scrollback=self.scrollback,
+                on_activity=functools.partial(self._activity, sid),
+                on_exit=self._exited,
+                holder=link,
+                created_at=float(created) if isinstance(created, int | float) else None,
+            )
+            self._sessions.setdefault(sid, {})[session.session_id] = session
+            adopted += 1
+            log.info("session %s in %s re-adopted (pty holder %d)", session.session_id, sid, link.pid)
+        return adopted
 
     def get(self, sandbox_id: str, session_id: str) -> Session:
         session = self._sessions.get(sandbox_id, {}).get(session_id)
@@ -471,17 +698,24 @@ class SessionRegistry:
         self._sessions.get(sandbox_id, {}).pop(session_id, None)
 
     async def close_sandbox(self, sandbox_id: str) -> None:
-        """Terminate every session of a sandbox (before it is stopped or removed)."""
+        """Terminate every session of a sandbox and end its holders (before it is stopped
+        or removed)."""
         sessions = self._sessions.pop(sandbox_id, {})
         self._last_touch.pop(sandbox_id, None)
         await asyncio.gather(*(s.terminate() for s in sessions.values()))
+        if self.holders is not None:
+            await asyncio.to_thread(self.holders.clear_sandbox, sandbox_id)
 
     async def shutdown(self) -> None:
-        """Daemon exit: detach every client, then end the sessions (their PTYs die with us)."""
+        """Daemon exit: detach every client; sessions with a holder keep running (the next
+        daemon adopts them), those whose PTY we hold ourselves end with us."""
         sessions = self.all()
         for s in sessions:
             s.close_attachments()
-        await asyncio.gather(*(s.terminate() for s in sessions))
+        held = [s for s in sessions if s.holder is not None and not s.exited]
+        for s in held:
+            s.release()
+        await asyncio.gather(*(s.terminate() for s in sessions if s not in held))
         self._sessions.clear()
 
     def _exited(self, session: Session) -> None:

@@ -110,8 +110,13 @@ def test_restart_readopts_running_sandbox(real_daemon: RealDaemon) -> None:
         assert info["status"] == "running" and info["spec"]["labels"] == {"t": "restart"}
         r = c.exec(sid, ["cat", "/root/state.txt"])
         assert r.stdout == b"kept\n"
-        # PTY sessions live in the daemon: they end with it, and a new one works
-        assert c.list_sessions(sid) == []
+        # PTY sessions live in their holders (runtime.sessions.holder): the shell is still
+        # there under the same id, and a new one works too
+        assert [x["session_id"] for x in c.list_sessions(sid)] == [s["session_id"]]
+        att1 = c.attach(sid, s["session_id"])
+        att1.send(b"echo still-''here\n")
+        read_until(att1, b"still-here\r\n")
+        att1.close()
         s2 = c.create_session(sid, ["/bin/sh", "-i"])
         att2 = c.attach(sid, s2["session_id"])
         prompt(att2)
