@@ -562,6 +562,14 @@ class SandboxManager:
                 return self._spawn_fast(agent, sid, argv, env_list, cwd, tty, rows, cols)
             except fastexec.AgentUnavailable as exc:
                 self._agent_failed(sid, agent, exc)
+                # An agent that died (a student may kill it from inside) is replaced at once, not
+                # on the next exec: start a new one and use it for this spawn.
+                retry = self._agent(st, image) if agent.broken else None
+                if retry is not None:
+                    try:
+                        return self._spawn_fast(retry, sid, argv, env_list, cwd, tty, rows, cols)
+                    except fastexec.AgentUnavailable as again:
+                        self._agent_failed(sid, retry, again)
         log.debug("sandbox %s: spawn %r through runc exec", sid, argv[0])
         n = secrets.token_hex(4)
         cg_arg, cg_dir = self._exec_cgroup(sid, n)
