@@ -38,6 +38,7 @@ from django.utils import timezone
 from courses.models import Exercise
 from courses.rendering import render_markdown
 from grader.checks import InfrastructureError, Target, check_timeout, run_checks
+from grader.checks.base import SANDBOX_GONE
 from grader.models import ExerciseProgress, Submission
 from labs import services as lab_services
 from labs.models import LabSession
@@ -327,6 +328,8 @@ def _target(session: LabSession | None) -> Target | None:
     if backend is not None:
         try:
             token = backend.token(session.sandbox_id, "grader", settings.GRADER_TOKEN_TTL) or None
+        except sandboxes.SandboxGone:
+            return Target(sandbox_id=session.sandbox_id, gone=SANDBOX_GONE)
         except sandboxes.SandboxError as exc:
             raise InfrastructureError(str(exc)) from exc
         if token:

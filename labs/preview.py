@@ -101,6 +101,7 @@ class Target:
     port: int
     path: str  # percent-encoded, checked, no leading slash
     query: str
+    can_write: bool = True  # False: an observing instructor (looks, never acts)
 
 
 def _check_port(port: int) -> None:
@@ -136,6 +137,31 @@ def _query(raw: bytes | str) -> str:
         return runtime_client.query_string(text)
     except runtime_client.UnsafePath as e:
         raise BadPreviewPath(str(e)) from None
+
+
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def _refusal(request: HttpRequest, granted: Granted, allowed_origins: set[str]) -> HttpResponse | None:
+    """Why this request may not reach the app, or None.
+
+    An observing instructor may look, not act: only safe methods. A state-changing request
+    must come from a page of the app itself (its Origin), from an opaque origin ("null": the
+    CSP-sandboxed preview page, which carries no SameSite=Lax cookie from anywhere else), or
+    name no Origin at all. The view is exempt from Django's CSRF check because the app's own
+    forms carry no platform token; this is the check in its place, so a page on another port of
+    this host (same site: the Lax cookie would go along) cannot drive the student's app."""
+    method = (request.method or "GET").upper()
+    if method in SAFE_METHODS:
+        return None
+    if not granted.can_write:
+        return HttpResponse("Observers may look at a preview, not act in it.\n", status=403, content_type="text/plain")
+    origin = request.headers.get("Origin")
+    if origin is None or origin == "null" or origin.lower() in allowed_origins:
+        return None
+    return HttpResponse(
+        f"Refused: a {method} from {origin} may not reach this preview.\n", status=403, content_type="text/plain"
+    )
 
 
 def _bad_path(exc: BadPreviewPath) -> HttpResponse:
@@ -245,6 +271,8 @@ async def port_proxy(request: HttpRequest, session_id: Any, port: int, path: str
         return _bad_path(exc)
     if settings.PREVIEW_HOST:
         return HttpResponseRedirect(_handoff_url(request, target, user))
+    if refused := _refusal(request, granted, {f"{request.scheme}://{request.get_host()}".lower()}):
+        return refused
     return await _relay(request, target, own_origin=False, prefix=prefix)
 
 
@@ -365,6 +393,11 @@ async def preview_host_proxy(request: HttpRequest, path: str = "") -> HttpRespon
     granted = await sync_to_async(_preview_grant)(request.COOKIES, session_id, port)
     if granted is None:
         return _not_signed_in()
+    # the app's own origins: every port of this session (a front end on one, its API on another)
+    sibling = re.compile(rf"https?://p[0-9]{{1,5}}-{session_id.hex}\.{re.escape(settings.PREVIEW_HOST)}(:[0-9]+)?")
+    origin = (request.headers.get("Origin") or "").lower()
+    if refused := _refusal(request, granted, {origin} if sibling.fullmatch(origin) else set()):
+        return refused
     scope = getattr(request, "scope", None) or {}
     try:
         target = Target(
@@ -415,6 +448,7 @@ class PortProxyConsumer(AsyncWebsocketConsumer):
     upstream: aiohttp.ClientWebSocketResponse | None = None
     http: aiohttp.ClientSession | None = None
     relay: asyncio.Task[None] | None = None
+    can_write = False
 
     async def _target(self) -> Target | None:
         where = self.scope.get("kubelab_preview")
@@ -425,13 +459,15 @@ class PortProxyConsumer(AsyncWebsocketConsumer):
                 granted = await sync_to_async(_preview_grant)(_scope_cookies(self.scope), session_id, port)
                 if granted is None:
                     return None
-                return Target(granted.session, port, app_path(self.scope.get("raw_path"), "", "/"), _query(query))
+                path = app_path(self.scope.get("raw_path"), "", "/")
+                return Target(granted.session, port, path, _query(query), granted.can_write)
             kwargs = self.scope["url_route"]["kwargs"]
             granted = await _granted(self.scope.get("user"), kwargs["session"])
             port = int(kwargs["port"])
             prefix = f"/labs/{kwargs['session']}/port/{port}/"
             decoded = kwargs.get("path", "")
-            return Target(granted.session, port, app_path(self.scope.get("raw_path"), decoded, prefix), _query(query))
+            path = app_path(self.scope.get("raw_path"), decoded, prefix)
+            return Target(granted.session, port, path, _query(query), granted.can_write)
         except (LabSessionNotFound, BadPreviewPath, ValueError):
             return None
 
@@ -456,6 +492,7 @@ class PortProxyConsumer(AsyncWebsocketConsumer):
             await self.http.close()
             await self.close(code=1011)
             return
+        self.can_write = target.can_write
         await self.accept(subprotocol=self.upstream.protocol)
         self.relay = asyncio.create_task(self._from_upstream())
 
@@ -471,8 +508,8 @@ class PortProxyConsumer(AsyncWebsocketConsumer):
         await self.close()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if self.upstream is None:
-            return
+        if self.upstream is None or not self.can_write:
+            return  # an observer's frames never reach the app
         if bytes_data is not None:
             await self.upstream.send_bytes(bytes_data)
         elif text_data is not None:

@@ -22,6 +22,10 @@ class SandboxError(Exception):
     """A backend failure a person can read (it is shown on the lab page)."""
 
 
+class SandboxGone(SandboxError):
+    """The sandbox no longer exists (stopped, removed, lost in a restart)."""
+
+
 DEFAULT_IMAGE = "lab-base"
 
 
@@ -99,6 +103,8 @@ class LabSandboxes:
         """A credential for one sandbox and one role (``runtime.auth.ROLES``)."""
         try:
             return self.backend.mint_token(sandbox_id, role, ttl)
+        except runtime_errors.SandboxNotFound as exc:
+            raise SandboxGone(str(exc)) from exc
         except runtime_errors.RuntimeError as exc:
             raise SandboxError(f"runtimed would not issue a {role} credential: {exc}") from exc
 

@@ -113,11 +113,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def asgi_server(django_db_setup: None, django_db_blocker: object) -> Iterator[str]:
-    """daphne serving the real ASGI application (HTTP and WebSockets) on the
-    test database; yields its base URL. pytest-django's live_server is WSGI
-    only, so it cannot carry the terminal's WebSockets."""
+def _daphne(extra_env: dict[str, str]) -> Iterator[str]:
+    """daphne serving the real ASGI application (HTTP and WebSockets) on the test
+    database; yields its base URL."""
     import socket
     import urllib.request
 
@@ -132,6 +130,7 @@ def asgi_server(django_db_setup: None, django_db_blocker: object) -> Iterator[st
         "PYTHONUNBUFFERED": "1",
         # Up without runtimed too: tests that need sandboxes start it themselves.
         "RUNTIME_REQUIRED": "false",
+        **extra_env,
     }
     # As `make run` does: the web tier holds no runtimed credential of its own, only each lab
     # session's sandbox token (runtime.auth).
@@ -176,6 +175,24 @@ def asgi_server(django_db_setup: None, django_db_blocker: object) -> Iterator[st
         proc.kill()
         proc.wait(5)
     os.unlink(log.name)
+
+
+@pytest.fixture(scope="session")
+def asgi_server(django_db_setup: None, django_db_blocker: object) -> Iterator[str]:
+    """daphne serving the real ASGI application (HTTP and WebSockets) on the
+    test database; yields its base URL. pytest-django's live_server is WSGI
+    only, so it cannot carry the terminal's WebSockets."""
+    yield from _daphne({})
+
+
+PREVIEW_HOST = "preview.test"
+
+
+@pytest.fixture(scope="session")
+def preview_asgi_server(django_db_setup: None, django_db_blocker: object) -> Iterator[str]:
+    """The same, with the port preview on its own origin: ``PREVIEW_HOST=preview.test``
+    (requests name the preview origins in their Host header; nothing resolves them)."""
+    yield from _daphne({"PREVIEW_HOST": PREVIEW_HOST})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -55,6 +55,9 @@ class CheckError(Exception):
     """The check definition is wrong (an author's mistake): reported as ``error``."""
 
 
+SANDBOX_GONE = "Your sandbox is gone (it was stopped or the server restarted). Reset the lab and try again."
+
+
 class TargetUnavailable(Exception):
     """What the check inspects is gone or unreachable (sandbox removed, engine down)."""
 
@@ -83,9 +86,13 @@ class Target:
     docker_token: str | None = field(default=None, repr=False)
     kubeconfig: str | None = None
     kube_context: str | None = None
+    # set when the sandbox was already gone as the grading began (what checks then report)
+    gone: str | None = None
     _runtime: runtime_client.Client | None = field(default=None, repr=False)
 
     def runtime(self) -> runtime_client.Client:
+        if self.gone:
+            raise TargetUnavailable(self.gone)
         if not self.sandbox_id or not self.runtime_socket:
             raise TargetUnavailable("This check needs a running sandbox, and there is none.")
         if self._runtime is None:
@@ -111,9 +118,7 @@ class Target:
                     time.sleep(0.02 * (attempt + 1))
             raise AssertionError("unreachable")
         except runtime_errors.SandboxNotFound as exc:
-            raise TargetUnavailable(
-                "Your sandbox is gone (it was stopped or the server restarted). Reset the lab and try again."
-            ) from exc
+            raise TargetUnavailable(SANDBOX_GONE) from exc
         except runtime_errors.NotAvailable as exc:
             raise InfrastructureError(f"The sandbox service is unreachable: {exc}") from exc
         except runtime_errors.RuntimeError as exc:

@@ -20,6 +20,7 @@ else ``GRADER_DOCKER_URL`` if an operator points every lab at one engine.
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import tarfile
 import tempfile
@@ -120,9 +121,11 @@ def check_image(spec: Mapping[str, Any], target: Target, timeout: float) -> Outc
     want_exists = bool(spec.get("exists", True))
     try:
         client = docker.DockerClient(base_url=target.docker_url, timeout=max(1, int(timeout)))
-        if target.docker_token:
-            # the host side of the sandbox's engine wants the sandbox's credential (runtime.auth)
-            client.api.headers["Authorization"] = f"Bearer {target.docker_token}"
+        # the host side of the sandbox's engine wants the sandbox's credential (runtime.auth);
+        # None: the runtime client's own default, $RUNTIME_TOKEN (tests, operators)
+        token = target.docker_token if target.docker_token is not None else os.environ.get("RUNTIME_TOKEN")
+        if token:
+            client.api.headers["Authorization"] = f"Bearer {token}"
     except docker_errors.DockerException as exc:
         raise TargetUnavailable(f"The Docker engine is not reachable: {exc}") from exc
     try:
