@@ -45,6 +45,8 @@ from typing import Any
 import aiohttp
 from _common import free_port, pct, wait_for
 
+from runtime.auth import read_admin_token
+
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
@@ -69,6 +71,12 @@ def platform(args: argparse.Namespace) -> Iterator[str]:
         "CHANNELS_PREFIX": "kl-bench-grade",
         "LOG_LEVEL": "WARNING",
     }
+    # runtimed's admin credential (runtime/auth.py): runtimed, this process (it provisions)
+    # and the worker; daphne gets none, as under `make run`.
+    admin = os.environ.get("RUNTIME_ADMIN_TOKEN")
+    if os.environ.get("RUNTIME_SOCKET"):
+        admin = admin or read_admin_token(os.environ["RUNTIME_SOCKET"])
+    env["RUNTIME_ADMIN_TOKEN"] = admin or secrets.token_urlsafe(32)
     try:
         procs.append(
             subprocess.Popen(
@@ -106,7 +114,7 @@ def platform(args: argparse.Namespace) -> Iterator[str]:
             subprocess.Popen(
                 [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
                 cwd=REPO,
-                env=env,
+                env={k: v for k, v in env.items() if k not in ("RUNTIME_ADMIN_TOKEN", "RUNTIME_TOKEN")},
                 stdout=subprocess.DEVNULL,
                 stderr=(tmp / "daphne.log").open("wb"),
             )
@@ -116,7 +124,7 @@ def platform(args: argparse.Namespace) -> Iterator[str]:
                 [
                     *(PY, "-m", "celery", "-A", "config", "worker", "--concurrency", str(args.concurrency)),
                     *("--pool", "prefork", "--without-gossip", "--without-mingle", "--loglevel", "WARNING"),
-                    *("--hostname", "bench-grading@%h"),
+                    *("--hostname", "bench-grading@%h", "-Q", "grading,provisioning,celery"),
                 ],
                 cwd=REPO,
                 env=env,

@@ -26,6 +26,7 @@ import json
 import os
 import pty
 import random
+import secrets
 import shutil
 import socket
 import statistics
@@ -42,6 +43,8 @@ from urllib.parse import urlsplit
 import aiohttp
 from _common import free_port, pct, wait_for
 from aiohttp import web
+
+from runtime.auth import read_admin_token
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -69,6 +72,13 @@ def platform(n_sessions: int) -> Iterator[tuple[str, list[tuple[str, str]]]]:
         "CHANNELS_PREFIX": "kl-bench",
         "LOG_LEVEL": "WARNING",
     }
+    # runtimed's admin credential (runtime/auth.py): for runtimed and the set-up scripts that
+    # provision (as the worker does); daphne gets none, as under `make run`.
+    admin = os.environ.get("RUNTIME_ADMIN_TOKEN")
+    if os.environ.get("RUNTIME_SOCKET"):
+        admin = admin or read_admin_token(os.environ["RUNTIME_SOCKET"])
+    env["RUNTIME_ADMIN_TOKEN"] = admin or secrets.token_urlsafe(32)
+    web_env = {k: v for k, v in env.items() if k not in ("RUNTIME_ADMIN_TOKEN", "RUNTIME_TOKEN")}
     try:
         procs.append(
             subprocess.Popen(
@@ -136,7 +146,7 @@ def platform(n_sessions: int) -> Iterator[tuple[str, list[tuple[str, str]]]]:
             subprocess.Popen(
                 [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
                 cwd=REPO,
-                env=env,
+                env={**web_env, "RUNTIME_SOCKET": env["RUNTIME_SOCKET"]},
                 stdout=subprocess.DEVNULL,
                 stderr=(tmp / "daphne.log").open("wb"),
             )
@@ -169,7 +179,7 @@ course = Course.objects.create(slug="bench", title="Bench")
 module = Module.objects.create(course=course, slug="m", title="M")
 lab = Lab.objects.create(module=module, slug="term", title="Terminal", environment={"image": "busybox"})
 from runtime.client import Client
-with Client(settings.RUNTIME_SOCKET) as rt:
+with Client(settings.RUNTIME_SOCKET, token=settings.RUNTIME_ADMIN_TOKEN) as rt:
     if not any(i["name"] == "busybox" for i in rt.images()):
         rt.build_image("busybox")
 for i in range(n):
