@@ -979,10 +979,23 @@ def add_daemon_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--log-level", default=os.environ.get("RUNTIME_LOG_LEVEL", "INFO"))
     g = p.add_argument_group("host resources (two daemons on one host must not share them)")
-    g.add_argument("--subnet", default=None, help="sandbox subnet (default 10.77.0.0/16)")
-    g.add_argument("--bridge", default=None, help="bridge device (default kl0)")
-    g.add_argument("--cgroup-parent", default=None, help="cgroup parent (default kubelab)")
-    g.add_argument("--uid-start", type=int, default=None, help="first host uid for sandboxes")
+    # From the environment too, so a supervisor (scripts/run.py) started with them gives them to
+    # its runtimed: a second platform on a host (a bench, a test) keeps off the first one's.
+    g.add_argument(
+        "--subnet", default=os.environ.get("RUNTIME_SUBNET") or None, help="sandbox subnet (default 10.77.0.0/16)"
+    )
+    g.add_argument("--bridge", default=os.environ.get("RUNTIME_BRIDGE") or None, help="bridge device (default kl0)")
+    g.add_argument(
+        "--cgroup-parent",
+        default=os.environ.get("RUNTIME_CGROUP_PARENT") or None,
+        help="cgroup parent (default kubelab)",
+    )
+    g.add_argument(
+        "--uid-start",
+        type=int,
+        default=os.environ.get("RUNTIME_UID_START") or None,
+        help="first host uid for sandboxes",
+    )
     g.add_argument(
         "--kube-listen",
         default=os.environ.get("RUNTIME_KUBE_LISTEN", "127.0.0.1:0"),
