@@ -1,8 +1,18 @@
 """Markdown of lessons and lab steps to safe HTML.
 
-Content is written by instructors, but it is still input: the HTML produced
-here is sanitised with an allow-list (bleach) after rendering, so no script,
-event handler or ``javascript:`` URL from content reaches a page.
+Content is written by instructors, but it is still input: raw HTML in the
+Markdown is off, and the HTML produced is sanitised with an allow-list (nh3)
+after rendering, so no script, event handler, style or ``javascript:`` URL from
+content reaches a page.
+
+Everything that gives the Markdown its meaning here (heading ids, admonitions,
+link targets, bare URLs made links) is done on markdown-it's tokens, before
+anything is HTML. The HTML is escaped exactly once, by the renderer (or by
+Pygments inside a code block), and the sanitiser re-serialises it without
+changing its text: the text of a rendered ``<pre><code>`` is the fence's text,
+character for character, which is what the Run and Copy buttons send
+(tests/courses/test_rendering.py proves it for every block of the bundled
+course).
 
 Fenced code blocks carry their role in the info string: the first word is the
 language, and the words ``run`` or ``copy`` after it mark the block as
@@ -13,17 +23,26 @@ click-to-run (sent to the active terminal) or copy-only (the default)::
     ```
 
 Admonitions are block quotes that start with ``[!NOTE]``, ``[!TIP]`` or
-``[!WARNING]`` (the GitHub spelling).
+``[!WARNING]`` (the GitHub spelling; ``[!IMPORTANT]`` and ``[!CAUTION]`` map to
+note and warning). They render as ``<blockquote class="admonition
+admonition-note"><p><strong>Note</strong> …``.
+
+h2 and h3 headings get ids (lower-case ASCII words joined by ``-``; a repeated
+one gets ``-2``, ``-3``…), which :func:`table_of_contents` lists.
 """
 
 from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
+from html.parser import HTMLParser
 from typing import Any
 
-import bleach
+import nh3
 from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
+from markdown_it.token import Token
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
@@ -73,16 +92,16 @@ ALLOWED_TAGS = {
     "summary",
 }
 ALLOWED_ATTRIBUTES = {
-    "*": ["class"],
-    "h2": ["id"],
-    "h3": ["id"],
-    "a": ["href", "title", "rel", "target"],
-    "img": ["src", "alt", "title", "width", "height", "loading"],
-    "div": ["class", "data-runnable", "data-language"],
-    "td": ["align"],
-    "th": ["align"],
+    "*": {"class"},
+    "h2": {"id"},
+    "h3": {"id"},
+    "a": {"href", "title", "rel", "target"},
+    "img": {"src", "alt", "title", "width", "height", "loading"},
+    "div": {"data-runnable", "data-language"},
+    "td": {"align"},
+    "th": {"align"},
 }
-ALLOWED_PROTOCOLS = ["http", "https", "mailto"]
+ALLOWED_PROTOCOLS = {"http", "https", "mailto"}
 ADMONITIONS = {
     "NOTE": "note",
     "TIP": "tip",
@@ -90,17 +109,34 @@ ADMONITIONS = {
     "IMPORTANT": "note",
     "CAUTION": "warning",
 }
+TOC_LEVELS = ("h2", "h3")
+EXTERNAL_REL = "noopener noreferrer"
+
 _FORMATTER = HtmlFormatter(nowrap=True, classprefix="hl-")
+_ADMONITION = re.compile(r"\[!(NOTE|TIP|WARNING|IMPORTANT|CAUTION)\]\s*", re.IGNORECASE)
+_CLEANER = nh3.Cleaner(
+    tags=ALLOWED_TAGS,
+    attributes=ALLOWED_ATTRIBUTES,
+    url_schemes=ALLOWED_PROTOCOLS,
+    strip_comments=True,
+    # rel is set on the tokens (external links only), so nh3 must not add its own.
+    link_rel=None,
+)
 
 
-def _fence(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
+# --- code blocks ----------------------------------------------------------------------------------
+
+
+def _fence(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
     token = tokens[idx]
     words = token.info.strip().split()
     language = words[0] if words and words[0] not in {"run", "copy"} else ""
     runnable = "run" in words
     code = token.content
     try:
-        lexer = get_lexer_by_name(language) if language else None
+        # stripnl/ensurenl off: Pygments would otherwise drop leading blank lines or add a
+        # newline, and the block would no longer be the text the author wrote.
+        lexer = get_lexer_by_name(language, stripnl=False, ensurenl=False) if language else None
     except ClassNotFound:
         lexer = None
     body = highlight(code, lexer, _FORMATTER) if lexer else html.escape(code)
@@ -110,70 +146,150 @@ def _fence(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
     )
 
 
+# --- core rules over tokens -----------------------------------------------------------------------
+
+
+def _inline_text(inline: Token) -> str:
+    """The text a reader sees in an inline token (what the browser shows of its HTML)."""
+    parts: list[str] = []
+    for child in inline.children or []:
+        if child.type in {"text", "code_inline"}:
+            parts.append(child.content)
+        elif child.type in {"softbreak", "hardbreak"}:
+            parts.append("\n")
+    return "".join(parts)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "section"
+
+
+def _heading_ids(state: StateCore) -> None:
+    """h2/h3 get an id from their text; a repeat gets -2, -3… (never an id already given)."""
+    seen: dict[str, int] = {}
+    used: set[str] = set()
+    tokens = state.tokens
+    for idx, token in enumerate(tokens):
+        if token.type != "heading_open" or token.tag not in TOC_LEVELS:
+            continue
+        slug = _slug(_inline_text(tokens[idx + 1]))
+        seen[slug] = seen.get(slug, 0) + 1
+        candidate = slug if seen[slug] == 1 else f"{slug}-{seen[slug]}"
+        while candidate in used:
+            seen[slug] += 1
+            candidate = f"{slug}-{seen[slug]}"
+        used.add(candidate)
+        token.attrSet("id", candidate)
+
+
+def _admonitions(state: StateCore) -> None:
+    """A block quote whose first paragraph opens with [!KIND] becomes an admonition box."""
+    tokens = state.tokens
+    for idx, token in enumerate(tokens[:-2]):
+        if token.type != "blockquote_open" or tokens[idx + 1].type != "paragraph_open":
+            continue
+        inline = tokens[idx + 2]
+        children = inline.children or []
+        if not children or children[0].type != "text":
+            continue
+        match = _ADMONITION.match(children[0].content)
+        if not match:
+            continue
+        kind = ADMONITIONS[match.group(1).upper()]
+        rest = children[0].content[match.end() :]
+        tail = children[1:]
+        if rest:
+            tail.insert(0, _text_token(rest, children[0]))
+        elif tail and tail[0].type == "softbreak":
+            tail = tail[1:]  # the marker on a line of its own
+            if tail and tail[0].type == "text":
+                tail[0].content = tail[0].content.lstrip()
+        strong_open = Token("strong_open", "strong", 1, markup="**", level=inline.level)
+        strong_close = Token("strong_close", "strong", -1, markup="**", level=inline.level)
+        inline.children = [
+            strong_open,
+            _text_token(kind.title(), children[0]),
+            strong_close,
+            _text_token(" ", children[0]),
+            *tail,
+        ]
+        token.attrSet("class", f"admonition admonition-{kind}")
+
+
+def _text_token(content: str, like: Token) -> Token:
+    return Token("text", "", 0, content=content, level=like.level)
+
+
+def _external_links(state: StateCore) -> None:
+    """Links to other sites open in a new tab, without an opener or a referrer."""
+    for token in state.tokens:
+        for child in token.children or []:
+            if child.type != "link_open":
+                continue
+            href = str(child.attrGet("href") or "")
+            if href.lower().startswith(("http://", "https://")):
+                child.attrSet("rel", EXTERNAL_REL)
+                child.attrSet("target", "_blank")
+
+
 def _markdown() -> MarkdownIt:
-    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
-    md.enable(["table", "strikethrough"])
+    md = MarkdownIt("commonmark", {"html": False, "linkify": True, "typographer": False})
+    md.enable(["table", "strikethrough", "linkify"])
+    # As bleach.linkify did: web addresses become links, e-mail addresses stay text.
+    if md.linkify is None:  # pragma: no cover - linkify-it-py is a pinned dependency
+        raise ImportError("linkify-it-py is required for auto-linked URLs")
+    md.linkify.set({"fuzzy_email": False})
     md.add_render_rule("fence", _fence)
     md.add_render_rule("code_block", _fence)
+    # After "linkify" (so auto-links are external links too) and "text_join" (so the
+    # [!NOTE] marker is one text token).
+    md.core.ruler.push("kubelab_admonitions", _admonitions)
+    md.core.ruler.push("kubelab_heading_ids", _heading_ids)
+    md.core.ruler.push("kubelab_external_links", _external_links)
     return md
 
 
 _MD = _markdown()
-_ADMONITION = re.compile(r"<blockquote>\s*<p>\[!(NOTE|TIP|WARNING|IMPORTANT|CAUTION)\]\s*", re.IGNORECASE)
-_HEADING = re.compile(r"<h([23])>(.*?)</h\1>", re.DOTALL)
-
-
-def _admonitions(text: str) -> str:
-    def open_box(match: re.Match[str]) -> str:
-        kind = ADMONITIONS[match.group(1).upper()]
-        return f'<blockquote class="admonition admonition-{kind}"><p><strong>{kind.title()}</strong> '
-
-    return _ADMONITION.sub(open_box, text)
-
-
-def _slug(text: str) -> str:
-    plain = re.sub(r"<[^>]+>", "", text)
-    return re.sub(r"[^a-z0-9]+", "-", html.unescape(plain).lower()).strip("-") or "section"
 
 
 def render_markdown(source: str) -> str:
-    """Markdown → sanitised HTML (headings get ids for the table of contents)."""
-    rendered = _admonitions(_MD.render(source))
-    seen: dict[str, int] = {}
-
-    def anchor(match: re.Match[str]) -> str:
-        slug = _slug(match.group(2))
-        seen[slug] = seen.get(slug, 0) + 1
-        if seen[slug] > 1:
-            slug = f"{slug}-{seen[slug]}"
-        return f'<h{match.group(1)} id="{slug}">{match.group(2)}</h{match.group(1)}>'
-
-    rendered = _HEADING.sub(anchor, rendered)
-    cleaned = bleach.clean(
-        rendered,
-        tags=ALLOWED_TAGS,
-        attributes=ALLOWED_ATTRIBUTES,
-        protocols=ALLOWED_PROTOCOLS,
-        strip=True,
-    )
-    return bleach.linkify(cleaned, callbacks=[_external_links], skip_tags={"pre", "code"})
+    """Markdown → sanitised HTML (h2/h3 headings get ids for the table of contents)."""
+    return _CLEANER.clean(_MD.render(source))
 
 
-def _external_links(attrs: dict[Any, str], new: bool = False) -> dict[Any, str]:
-    href = attrs.get((None, "href"), "")
-    if href.startswith(("http://", "https://")):
-        attrs[(None, "rel")] = "noopener noreferrer"
-        attrs[(None, "target")] = "_blank"
-    return attrs
+# --- table of contents ----------------------------------------------------------------------------
+
+
+class _Headings(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[dict[str, str]] = []
+        self._open: dict[str, str] | None = None
+        self._title: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        ident = dict(attrs).get("id")
+        if tag in TOC_LEVELS and ident and self._open is None:
+            self._open = {"level": tag[1], "id": ident}
+            self._title = []
+
+    def handle_data(self, data: str) -> None:
+        if self._open is not None:
+            self._title.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._open is not None and tag == f"h{self._open['level']}":
+            self.found.append({**self._open, "title": "".join(self._title)})
+            self._open = None
 
 
 def table_of_contents(rendered: str) -> list[dict[str, str]]:
-    """[{level, id, title}] of the h2/h3 headings in rendered HTML."""
-    return [
-        {
-            "level": m.group(1),
-            "id": m.group(2),
-            "title": html.unescape(re.sub(r"<[^>]+>", "", m.group(3))),
-        }
-        for m in re.finditer(r'<h([23]) id="([^"]+)">(.*?)</h\1>', rendered, re.DOTALL)
-    ]
+    """[{level, id, title}] of the h2/h3 headings in HTML from :func:`render_markdown`.
+
+    The ids were given on the tokens; this reads them back with a real HTML
+    parser, so callers that only hold the rendered HTML can build a TOC.
+    """
+    parser = _Headings()
+    parser.feed(rendered)
+    parser.close()
+    return parser.found
