@@ -116,6 +116,7 @@ class DockerAPI:
         self.engine = engine
         self.build = build
         self.server = DockerServer(self.handle)
+        self._guarded: list[DockerServer] = []
         self._ops = asyncio.Semaphore(OPS_PER_ENGINE)
         self._in_flight = 0
         # pending waits (their threads block in the engine): cancelled and awaited on close
@@ -199,13 +200,31 @@ class DockerAPI:
     async def serve_unix(self, path: str) -> None:
         await self.server.serve_unix(path)
 
-    async def serve_socket(self, sock: socket.socket) -> None:
-        await self.server.serve_socket(sock)
+    async def serve_socket(self, sock: socket.socket, *, guard: Callable[[Request], None] | None = None) -> None:
+        """Serve on ``sock``; with ``guard``, every request on it must pass ``guard`` first
+        (it raises a ``runtime.errors.RuntimeError`` to refuse: the host side's credential check)."""
+        if guard is None:
+            await self.server.serve_socket(sock)
+            return
+
+        async def guarded(req: Request) -> Response | None:
+            try:
+                guard(req)
+            except errors.RuntimeError as e:
+                req.close_connection = True
+                return await self._error(req, e.status, str(e))
+            return await self.handle(req)
+
+        server = DockerServer(guarded)
+        self._guarded.append(server)
+        await server.serve_socket(sock)
 
     async def close(self) -> None:
         for cancel in list(self._waits):
             cancel.set()
         await self.server.close()
+        for server in self._guarded:
+            await server.close()
         if self._waits:
             await asyncio.wait(list(self._waits.values()), timeout=5)
 

@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import grp
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -43,10 +45,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from runtime import errors
+from runtime import auth, errors
 from runtime.dockerapi import NAME, SANDBOX_SOCKET, SANDBOX_SOCKET_DIR, SOCKET_DIR
 from runtime.dockerapi.api import DockerAPI, make_app
 from runtime.dockerapi.engine import Engine
+from runtime.dockerapi.streams import Request
 from runtime.images.store import ImageStore
 from runtime.loops import call_on_loop
 
@@ -59,6 +62,9 @@ LINK_SCRIPT = f"[ -e /var/run ] || [ -L /var/run ] || mkdir -p /var/run; ln -sfn
 
 T = TypeVar("T")
 BACKLOG = 128
+# answered on the host socket without a credential (docker-py asks /version before it can be
+# given headers): version strings only
+_OPEN_ON_HOST = re.compile(r"(/v[0-9.]+)?/(_ping|version)")
 
 
 def bind_unix(path: Path, uid: int, gid: int) -> socket.socket:
@@ -98,7 +104,16 @@ class DockerService:
     env = {"DOCKER_BUILDKIT": "0"}
     keep_disk = True
 
-    def __init__(self, manager: Any, catalog: ImageStore, host_dir: Path, *, group: str | None = None) -> None:
+    def __init__(
+        self,
+        manager: Any,
+        catalog: ImageStore,
+        host_dir: Path,
+        *,
+        group: str | None = None,
+        authority: auth.Authority | None = None,
+    ) -> None:
+        self.authority = authority
         self.manager = manager
         self.catalog = catalog
         self.host_dir = host_dir
@@ -217,13 +232,22 @@ class DockerService:
         try:
             inside.parent.mkdir(mode=0o755, exist_ok=True)
             gid = grp.getgrnam(self.group).gr_gid if self.group else -1
-            for path, uid, group in ((inside, uid_base, uid_base), (host, -1, gid)):
-                await api.serve_socket(bind_unix(path, uid, group))
+            await api.serve_socket(bind_unix(inside, uid_base, uid_base))
+            # the host side is for graders holding this sandbox's token (runtime.auth), not for
+            # every process of the platform's group
+            await api.serve_socket(bind_unix(host, -1, gid), guard=functools.partial(self._authorize, sid))
         except BaseException:
             await api.close()
             raise
         self._served[sid] = _Served(engine, api, host)
         log.info("sandbox %s: docker engine served", sid)
+
+    def _authorize(self, sid: str, req: Request) -> None:
+        if self.authority is None:
+            return
+        if req.method in ("GET", "HEAD") and _OPEN_ON_HOST.fullmatch(req.path):
+            return  # the SDK's version negotiation, before it can send its headers; tells nothing
+        self.authority.check(req.headers.get("authorization"), auth.DOCKER, sid)
 
     async def _close(self, sid: str) -> None:
         served = self._served.pop(sid, None)
@@ -237,7 +261,7 @@ class DockerService:
 async def start_for_daemon(daemon: Any, host_dir: Path, *, group: str | None = None) -> DockerService:
     """Start the service in runtimed: register the manager's hook, re-serve re-adopted
     sandboxes, expose it to the API (``GET /v1/sandboxes/{id}/docker``)."""
-    svc = DockerService(daemon.manager, daemon.images, host_dir, group=group)
+    svc = DockerService(daemon.manager, daemon.images, host_dir, group=group, authority=daemon.authority)
     await svc.start_server()
     try:
         await asyncio.to_thread(daemon.manager.register_service, NAME, svc)

@@ -98,12 +98,41 @@ def test_the_host_reaches_the_same_engine_for_graders(client: Client) -> None:
     code, out = sh(client, sid, "printf 'FROM busybox:1.35\\nLABEL lab=yes\\n' | docker build -q -t mine:v1 -")
     assert code == 0, out
     engine = docker.DockerClient(base_url="unix://" + client.docker_socket(sid), timeout=60)
+    engine.api.headers["Authorization"] = "Bearer " + client.mint_token(sid, role="grader", ttl=60)
     try:
         assert engine.ping()
         image = engine.images.get("mine:v1")
         assert image.labels == {"lab": "yes"}
     finally:
         engine.close()
+
+
+def test_the_hosts_side_of_an_engine_wants_that_sandboxs_credential(client: Client) -> None:
+    """Every process of the platform's group can open the graders' sockets: the socket's
+    mode is not the wall, the sandbox's token is (runtime.auth)."""
+    import docker
+    from docker import errors as docker_errors
+
+    sid, other = docker_box(client), docker_box(client)
+    url = "unix://" + client.docker_socket(sid)
+    for token in (
+        None,
+        "forged",
+        client.mint_token(other, role="grader", ttl=60),
+        client.mint_token(sid, role="web", ttl=60),
+    ):
+        engine = docker.DockerClient(base_url=url, timeout=60)
+        if token:
+            engine.api.headers["Authorization"] = f"Bearer {token}"
+        try:
+            assert engine.ping()  # version negotiation stays open: it tells nothing
+            with pytest.raises(docker_errors.APIError) as refused:
+                engine.containers.create("busybox:1.35", "true", name="planted")
+            assert refused.value.status_code in (401, 403), refused.value
+        finally:
+            engine.close()
+    code, out = sh(client, sid, "docker ps -a --format '{{.Names}}'")
+    assert code == 0 and "planted" not in out
 
 
 def test_a_sandbox_without_the_service_has_no_engine(client: Client) -> None:
