@@ -282,3 +282,174 @@ def pid_status_kb(pid: int, field: str = "VmRSS") -> int | None:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     return None
+
+
+def pid_cpu_seconds(pid: int) -> float | None:
+    """utime + stime of ``pid`` (all its threads) plus cutime + cstime (the children it reaped)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        ticks = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime (fields 14..17)
+        return ticks / os.sysconf("SC_CLK_TCK")
+    return None
+
+
+def mem_used_kb() -> int:
+    """Host memory in use: MemTotal - MemAvailable."""
+    m = MemInfo()
+    return m["MemTotal"] - m["MemAvailable"]
+
+
+# --- the whole platform under scripts/run.py (make run's supervisor) ----------------------
+
+
+class Supervised:
+    """``scripts/run.py`` on a VAR_DIR and port of its own, with runtimed on the bench's
+    ``HostResources`` (runtimed reads them from $RUNTIME_SUBNET and friends), so it never
+    meets a ``make run`` or a test session on this host. Its output goes to ``log_path``
+    and is kept for ``pids()`` / ``count()``."""
+
+    def __init__(self, tag: str, res: HostResources, extra_env: dict[str, str] | None = None) -> None:
+        import re
+        import threading
+
+        self._re = re
+        self.tag = tag
+        self.res = res
+        # Under the checkout, as tests/config/test_run.py does: run.py drops the web tier to
+        # the service user, which must traverse it; and beside var/runtime/images, whose
+        # images are hard-linked in (nothing built or copied).
+        self.var = REPO / "var" / f"bench-{tag}-{os.getpid()}"
+        self.var.mkdir(parents=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.admin_token = secrets.token_urlsafe(32)
+        self.socket = str(self.var / "run" / "runtimed.sock")
+        self.log_path = Path(tempfile.gettempdir()) / f"kl-bench-{tag}-{os.getpid()}.log"
+        self.lines: list[str] = []
+        drop = {"REDIS_URL", "DATABASE_URL", "RUNTIME_SOCKET", "RUNTIME_ROOT", "RUNTIME_TOKEN", "RUNTIME_ADMIN_TOKEN"}
+        self.env = {
+            **{k: v for k, v in os.environ.items() if k not in drop},
+            "VAR_DIR": str(self.var),
+            "PORT": str(self.port),
+            "HOST": "127.0.0.1",
+            "RUNTIME_REQUIRED": "true",
+            "RUNTIME_ADMIN_TOKEN": self.admin_token,
+            "RUNTIME_SUBNET": res.subnet,
+            "RUNTIME_BRIDGE": res.bridge,
+            "RUNTIME_CGROUP_PARENT": res.cgroup_parent,
+            "RUNTIME_UID_START": str(res.uid_start),
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            **(extra_env or {}),
+        }
+        self.proc: subprocess.Popen[str] | None = None
+        self._threading = threading
+
+    # what `make setup` does, on this VAR_DIR
+    def prepare(self, course: str = "content/intro-to-kubernetes") -> None:
+        (self.var / "run").mkdir(exist_ok=True)
+        (self.var / "runtime").mkdir(exist_ok=True)
+        built = REPO / "var" / "runtime" / "images"
+        if (built / "index.json").exists():
+            subprocess.run(["cp", "-al", str(built), str(self.var / "runtime" / "images")], check=True, timeout=300)
+        for command in (["migrate", "--noinput"], ["collectstatic", "--noinput"], ["import_course", course]):
+            self.manage(*command)
+
+    def manage(self, *args: str, timeout: float = 600) -> str:
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args, *(["-v", "0"] if args[0] != "shell" else [])],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"manage.py {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+        return done.stdout
+
+    def start(self, timeout: float = 300) -> None:
+        import threading
+
+        out = self.log_path.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "scripts/run.py"],
+            cwd=REPO,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # Ctrl-C is for the bench; it stops the supervisor itself
+        )
+
+        def read() -> None:
+            assert self.proc is not None and self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.lines.append(line)
+                out.write(line)
+                out.flush()
+            out.close()
+
+        threading.Thread(target=read, daemon=True).start()
+        log(self.tag, f"scripts/run.py pid {self.proc.pid} on {self.url}, VAR_DIR {self.var}, log {self.log_path}")
+        deadline = time.monotonic() + timeout
+        up = (r"KubeLab is up", r"provisioning@\S+ ready\.", r"grading@\S+ ready\.")
+        while not all(self.count(p) for p in up):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the platform did not come up:\n{''.join(self.lines[-60:])}")
+            time.sleep(0.2)
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def count(self, pattern: str) -> int:
+        return len(self._re.findall(pattern, self.output()))
+
+    def pids(self, name: str) -> list[int]:
+        """Every pid the supervisor said it started ``name`` as, in order."""
+        return [int(p) for p in self._re.findall(rf"started {self._re.escape(name)} \(pid (\d+)\)", self.output())]
+
+    def pid(self, name: str) -> int | None:
+        pids = self.pids(name)
+        return pids[-1] if pids else None
+
+    def client(self, timeout: float = 30) -> Client:
+        return Client(self.socket, timeout=timeout, token=self.admin_token)
+
+    def remove_sandboxes(self) -> int:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with contextlib.suppress(errors.RuntimeError), self.client() as c:
+            boxes = [b["id"] for b in c.list_sandboxes()]
+
+            def rm(sid: str) -> None:
+                with contextlib.suppress(errors.RuntimeError), self.client(timeout=120) as cc:
+                    cc.remove_sandbox(sid)
+
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(rm, boxes))
+            return len(boxes)
+        return 0
+
+    def stop(self) -> None:
+        """Sandboxes first (runtimed leaves them running when it stops, by design), then the
+        supervisor and its children, then the host state of this runtimed."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.remove_sandboxes()
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(90)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(OSError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        subprocess.run(["umount", "-R", "-l", str(self.var)], capture_output=True, timeout=60)
+        unmount_beneath(self.var)
+        shutil.rmtree(self.var, ignore_errors=True)
+        from runtime.sandbox.cgroups import Cgroups
+        from runtime.sandbox.network import Network
+
+        with contextlib.suppress(Exception):
+            Network(self.res.subnet, self.res.bridge).destroy()
+        with contextlib.suppress(Exception):
+            Cgroups(self.res.cgroup_parent).remove_parent()
