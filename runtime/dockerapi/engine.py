@@ -155,6 +155,12 @@ PORT_RANGE = (32768, 60999)
 INIT_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
 INIT_DIRS = ("dev", "proc", "sys", "etc", "dev/pts", "dev/shm", "dev/mqueue")
 RUNC_TIMEOUT = 60.0
+# Output queued in runtimed for one reader (attach, exec, logs -f) that does not keep up: past
+# HIGH the process's output is no longer read (the process blocks on its full pipe, as under
+# dockerd), until the reader is down to LOW. runtimed never buffers a fast writer's output
+# for a slow or stalled client without bound.
+STREAM_HIGH = 4 * 2**20
+STREAM_LOW = 2**20
 HOLDER = shutil.which("sleep") or "/bin/sleep"  # coreutils: "sleep infinity" holds descriptors
 SYS_PIDFD_GETFD = 438
 # Above the sandbox's own processes (bundle.py: 500): when a container exhausts the sandbox's
@@ -285,7 +291,9 @@ class Stream:
     """An attached or exec'd process's I/O (see engine-interface.md).
 
     ``read`` returns ``(1|2, data)``, ``None`` at the end of the output, and raises
-    ``TimeoutError`` when ``timeout`` passes with nothing to read.
+    ``TimeoutError`` when ``timeout`` passes with nothing to read. ``over()``: more than
+    ``STREAM_HIGH`` bytes wait for the reader; ``when_drained(fn)`` runs ``fn`` once they
+    are down to ``STREAM_LOW`` (or the stream ends or closes): the producer's resume.
     """
 
     def __init__(
@@ -303,8 +311,14 @@ class Stream:
         self._on_close = on_close
         self._ended = False
         self._closed = False
+        self._qlock = threading.Lock()
+        self._queued = 0  # bytes pushed and not read yet
+        self._drained: list[Callable[[], None]] = []
 
     def push(self, item: tuple[int, bytes] | None) -> None:
+        if item is not None:
+            with self._qlock:
+                self._queued += len(item[1])
         self._q.put(item)
 
     def read(self, timeout: float | None = None) -> tuple[int, bytes] | None:
@@ -316,7 +330,38 @@ class Stream:
             raise TimeoutError("no output yet") from None
         if item is None:
             self._ended = True
+            self.release()
+            return None
+        with self._qlock:
+            self._queued -= len(item[1])
+            low = self._queued <= STREAM_LOW
+        if low and self._drained:
+            self.release()
         return item
+
+    def over(self) -> bool:
+        return self._queued > STREAM_HIGH and not self._closed
+
+    def when_drained(self, fn: Callable[[], None]) -> None:
+        with self._qlock:
+            if self._queued > STREAM_LOW and not (self._closed or self._ended):
+                self._drained.append(fn)
+                return
+        fn()
+
+    def wait_room(self, timeout: float) -> None:
+        """Block (a reader's own thread, never the watcher) while ``over()``, at most ``timeout``."""
+        if self.over():
+            room = threading.Event()
+            self.when_drained(room.set)
+            room.wait(timeout)
+
+    def release(self) -> None:
+        """Run the ``when_drained`` callbacks now (drained, ended, closed or unsubscribed)."""
+        with self._qlock:
+            fns, self._drained = self._drained, []
+        for fn in fns:
+            fn()
 
     def write(self, data: bytes) -> None:
         if self._write is not None and data and not self._closed:
@@ -331,6 +376,7 @@ class Stream:
         if self._closed:
             return
         self._closed = True
+        self.release()
         if self._on_close is not None:
             self._on_close()
 
@@ -389,6 +435,12 @@ class _Output:
         with self.lock:
             if s in self.subscribers:
                 self.subscribers.remove(s)
+        s.release()  # a producer paused for it goes on
+
+    def full(self) -> list[Stream]:
+        """Subscribers with more than ``STREAM_HIGH`` bytes waiting (see ``Engine._pump``)."""
+        with self.lock:
+            return [s for s in self.subscribers if s.over()]
 
     def records(self, upto: int | None = None) -> Iterator[tuple[float, int, bytes]]:
         try:
@@ -1552,8 +1604,14 @@ class Engine:
                 return False
             if isinstance(out, _Output):
                 out.write(stream, data)
+                full = out.full()
             else:
                 out.push((stream, data))
+                full = [out] if out.over() else []
+            if full:  # a reader is behind: stop reading until it has caught up (STREAM_HIGH)
+                self._watcher.pause(fd)
+                for s in full:
+                    s.when_drained(lambda: self._watcher.resume(fd))
             return True
 
         def finish() -> None:
@@ -2232,6 +2290,8 @@ class Engine:
                 if item is None:
                     break
                 if item[0] in want:
+                    while s.over():  # the client reads slowly: inner fills, the pump pauses
+                        s.wait_room(1.0)
                     s.push(item)
             out.unsubscribe(inner)
             s.push(None)

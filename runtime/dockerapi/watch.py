@@ -76,6 +76,20 @@ class Watcher:
         if on_done is not None:
             on_done()
 
+    def pause(self, fd: int) -> None:
+        """Stop calling ``fd``'s ``on_ready`` until ``resume`` (a reader is behind). Hang-up
+        and errors are still reported: a pipe whose writer is gone is read to its end."""
+        with self._lock:
+            if fd in self._watches and self._ep is not None:
+                with contextlib.suppress(OSError):
+                    self._ep.modify(fd, 0)
+
+    def resume(self, fd: int) -> None:
+        with self._lock:
+            if fd in self._watches and self._ep is not None:
+                with contextlib.suppress(OSError):
+                    self._ep.modify(fd, select.EPOLLIN)
+
     def _finish(self, fd: int) -> None:
         with self._lock:
             w = self._watches.pop(fd, None)
