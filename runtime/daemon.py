@@ -111,6 +111,7 @@ from runtime.sessions.base import SpawnedProcess
 from runtime.sessions.exec import check_timeout
 from runtime.sessions.holder import HolderStore
 from runtime.sessions.pty import DEFAULT_SCROLLBACK
+from runtime.unixsock import bind_unix
 
 log = logging.getLogger("runtime.daemon")
 
@@ -866,26 +867,6 @@ def prepare_socket(path: Path) -> int:
     return lock_fd
 
 
-def bind_unix(path: Path, group: str | None, mode: int = 0o660) -> socket.socket:
-    """A unix socket bound at ``path`` with ``mode`` (and ``group``) set before it listens.
-
-    The mode is set on the path right after bind(), while nothing can connect yet
-    (connect() needs a listening socket); the process umask is never touched, so
-    this is safe while other threads create files (CONVENTIONS.md 13c)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.bind(str(path))
-        path.chmod(mode)
-        if group:
-            os.chown(path, -1, grp.getgrnam(group).gr_gid)
-        sock.listen(1024)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 def setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(
         stream=sys.stderr,
@@ -906,7 +887,7 @@ async def serve(
     await runner.setup()
     # Bound here and given its mode before listen(): no window where it is wider than 0660,
     # and no process-wide umask changed while sandbox starts run in other threads (#13).
-    sock = bind_unix(socket_path, group)
+    sock = bind_unix(socket_path, gid=grp.getgrnam(group).gr_gid if group else -1)
     site = web.SockSite(runner, sock, shutdown_timeout=5)
     await site.start()
     stop = asyncio.Event()

@@ -36,10 +36,7 @@ import grp
 import logging
 import os
 import re
-import shutil
-import socket
 import subprocess
-import tempfile
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +49,7 @@ from runtime.dockerapi.engine import Engine
 from runtime.dockerapi.streams import Request
 from runtime.images.store import ImageStore
 from runtime.loops import call_on_loop
+from runtime.unixsock import bind_unix
 
 log = logging.getLogger("runtime.dockerapi.service")
 
@@ -65,30 +63,6 @@ BACKLOG = 128
 # answered on the host socket without a credential (docker-py asks /version before it can be
 # given headers): version strings only
 _OPEN_ON_HOST = re.compile(r"(/v[0-9.]+)?/(_ping|version)")
-
-
-def bind_unix(path: Path, uid: int, gid: int) -> socket.socket:
-    """A listening unix socket at ``path``, mode 0660 and owned ``uid:gid`` (-1: unchanged)
-    from the moment it has that name: bound in a fresh 0700 directory beside ``path``, its
-    mode and owner set there, then renamed into place (over a stale socket of an earlier
-    runtimed). No umask: the process's umask is shared by every thread of runtimed, and
-    sandboxes start in threads meanwhile (CONVENTIONS.md, 13c)."""
-    private = Path(tempfile.mkdtemp(prefix=".b-", dir=path.parent))
-    tmp = private / "s"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.bind(str(tmp))
-        tmp.chmod(0o660)  # in our own 0700 dir: nothing there can be swapped for a link
-        os.chown(tmp, uid, gid)
-        tmp.rename(path)
-        sock.listen(BACKLOG)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    finally:
-        shutil.rmtree(private, ignore_errors=True)
-    return sock
 
 
 @dataclass
@@ -232,10 +206,10 @@ class DockerService:
         try:
             inside.parent.mkdir(mode=0o755, exist_ok=True)
             gid = grp.getgrnam(self.group).gr_gid if self.group else -1
-            await api.serve_socket(bind_unix(inside, uid_base, uid_base))
+            await api.serve_socket(bind_unix(inside, uid=uid_base, gid=uid_base))
             # the host side is for graders holding this sandbox's token (runtime.auth), not for
             # every process of the platform's group
-            await api.serve_socket(bind_unix(host, -1, gid), guard=functools.partial(self._authorize, sid))
+            await api.serve_socket(bind_unix(host, gid=gid), guard=functools.partial(self._authorize, sid))
         except BaseException:
             await api.close()
             raise

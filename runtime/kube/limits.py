@@ -13,7 +13,7 @@ stored object             1.5 MiB (etcd's            500, no reason (kube-apiser
                           ``--max-request-bytes``)   error through): ``etcdserver: request is
                                                      too large``
 objects in the cluster    5000 (events apart)        403 ``Forbidden`` in ResourceQuota's words:
-stored bytes              64 MiB (events apart)      ``... is forbidden: exceeded quota: ...``
+stored bytes              32 MiB (events apart)      ``... is forbidden: exceeded quota: ...``
 events                    1000 / 8 MiB, 1 h TTL      never refused: oldest evicted first (the
                                                      real server expires events after
                                                      ``--event-ttl``, 1 h)
@@ -60,7 +60,7 @@ class Limits:
     max_request_bytes: int = 3 * MiB
     max_object_bytes: int = 3 * MiB // 2
     max_objects: int = 5000
-    max_bytes: int = 64 * MiB
+    max_bytes: int = 32 * MiB  # ~2.3x that in runtimed memory when full: ~75 MB per hostile student
     # the platform's creates may go this fraction past max_objects/max_bytes
     platform_reserve: float = 0.25
     max_events: int = 1000

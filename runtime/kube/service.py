@@ -57,7 +57,7 @@ Limits: what one student's cluster may hold (objects, bytes, events, watches, re
 object sizes) is bounded as a real control plane bounds it, and answered in its words
 (limits.py: the table of limits, defaults and answers). ``KubeService(..., limits=...)``
 sets them for every cluster of this runtimed (default ``Limits()``: 3 MiB requests, 1.5 MiB
-objects, 5000 objects and 64 MiB per cluster, 1000 events, 50 watches, a 16 MiB watch
+objects, 5000 objects and 32 MiB per cluster, 1000 events, 50 watches, a 16 MiB watch
 cache); a cluster's ``cluster.json`` may override them for that cluster alone.
 
 Threads: ``start``/``stop`` run in the manager's worker threads; everything touching the
