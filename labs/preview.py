@@ -297,8 +297,17 @@ def _handoff_url(request: HttpRequest, target: Target, user: Any) -> str:
     )
 
 
+def _under_preview_host(host: str) -> bool:
+    """Whether ``host`` is PREVIEW_HOST or any name beneath it (with or without the root's
+    dot): all of them are the same site as every student's app, so none may serve a page
+    of the platform's."""
+    name = host.split(":", 1)[0].lower().rstrip(".")
+    return bool(settings.PREVIEW_HOST) and (name == settings.PREVIEW_HOST or name.endswith("." + settings.PREVIEW_HOST))
+
+
 def _parse_host(host: str) -> tuple[uuid.UUID, int] | None:
-    """(session, port) of a preview origin's host name, or None when it is not one."""
+    """(session, port) of a preview origin's host name, or None when it is not one (written
+    exactly: ``p<port>-<session hex>.<PREVIEW_HOST>``, no trailing dot, nothing beneath)."""
     suffix = "." + settings.PREVIEW_HOST
     name = host.split(":", 1)[0].lower()
     if not settings.PREVIEW_HOST or not name.endswith(suffix):
@@ -350,6 +359,11 @@ def _preview_grant(cookies: Mapping[str, str], session_id: uuid.UUID, port: int)
         return None
 
 
+def _no_preview_here() -> HttpResponse:
+    # plain text: the platform's 404 page links to platform URLs, which do not exist here
+    return HttpResponse("There is no preview at this address.\n", status=404, content_type="text/plain")
+
+
 def _not_signed_in() -> HttpResponse:
     return HttpResponse(
         "This preview opens from your lab page (its link signs you in here).\n", status=403, content_type="text/plain"
@@ -361,7 +375,7 @@ async def preview_host_login(request: HttpRequest) -> HttpResponseBase:
     """The hand-off: a signed, one-minute grant from the platform becomes this origin's cookie."""
     where = _parse_host(request.get_host())
     if where is None:
-        raise Http404("Not a preview origin.")
+        return _no_preview_here()
     try:
         claims = signing.loads(request.GET.get("t", ""), salt="labs.preview.handoff", max_age=HANDOFF_AGE)
     except signing.BadSignature:
@@ -369,7 +383,14 @@ async def preview_host_login(request: HttpRequest) -> HttpResponseBase:
     if claims.get("s") != str(where[0]) or claims.get("p") != where[1]:
         return _not_signed_in()
     nxt = request.GET.get("next", "/")
-    if not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt or any(c in nxt for c in "\r\n"):
+    # a path on this origin only: browsers drop tabs and newlines from URLs (so "/<TAB>/x" is
+    # "//x", another site) and read a backslash as a slash
+    if (
+        not nxt.startswith("/")
+        or nxt.startswith("//")
+        or "\\" in nxt
+        or any(ord(c) < 0x21 or ord(c) == 0x7F for c in nxt)
+    ):
         nxt = "/"
     response = HttpResponseRedirect(nxt)
     response.set_cookie(
@@ -388,7 +409,7 @@ async def preview_host_proxy(request: HttpRequest, path: str = "") -> HttpRespon
     """Every other request on a preview origin: the app, for the cookie's holder."""
     where = _parse_host(request.get_host())
     if where is None:
-        raise Http404("Not a preview origin.")
+        return _no_preview_here()
     session_id, port = where
     granted = await sync_to_async(_preview_grant)(request.COOKIES, session_id, port)
     if granted is None:
@@ -417,7 +438,7 @@ def preview_host_middleware(get_response: Any) -> Any:
     platform's pages exist there (and the platform's cookies are not sent there)."""
 
     def route(request: HttpRequest) -> None:
-        if settings.PREVIEW_HOST and _parse_host(request.get_host()) is not None:
+        if settings.PREVIEW_HOST and _under_preview_host(request.get_host()):
             request.urlconf = "labs.preview_urls"  # type: ignore[attr-defined]  # Django reads it
 
     if asyncio.iscoroutinefunction(get_response):
@@ -548,10 +569,13 @@ class PreviewOriginRouter:
         self.preview = PortProxyConsumer.as_asgi()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        where = _parse_host(_scope_header(scope, b"host")) if settings.PREVIEW_HOST else None
-        if where is None:
-            return await self.platform(scope, receive, send)
         host = _scope_header(scope, b"host").lower()
+        if not _under_preview_host(host):
+            return await self.platform(scope, receive, send)
+        where = _parse_host(host)
+        if where is None:  # a name under PREVIEW_HOST that is no preview origin: nothing there
+            await send({"type": "websocket.close", "code": 4404})
+            return None
         origin = _scope_header(scope, b"origin").lower()
         if origin not in (f"http://{host}", f"https://{host}"):
             # another site (or a sibling preview) must not drive this app with the cookie

@@ -87,7 +87,10 @@ class Grant:
     def allows(self, op: str, sandbox: str | None) -> bool:
         if self.admin:
             return True
-        return sandbox is not None and hmac.compare_digest(sandbox, self.sandbox or "") and op in self.ops
+        # bytes: compare_digest refuses non-ASCII text with a TypeError (a 500, not a 403)
+        mine = (self.sandbox or "").encode("utf-8", "surrogateescape")
+        asked = (sandbox or "").encode("utf-8", "surrogateescape")
+        return sandbox is not None and hmac.compare_digest(asked, mine) and op in self.ops
 
 
 class Authority:

@@ -767,7 +767,7 @@ class Daemon:
         if not ip or getattr(info, "status", "running") != "running":
             raise errors.NotAvailable("the sandbox is not running, so nothing in it can be reached")
         await asyncio.to_thread(self.manager.touch, sid)
-        return await self.proxy.handle(request, ip, port, path, query)
+        return await self.proxy.handle(request, ip, port, path, query, sandbox=sid)
 
     async def session_attach(self, request: web.Request) -> web.StreamResponse:
         m = request.match_info

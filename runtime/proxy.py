@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
 
 import aiohttp
 from aiohttp import WSMsgType, web
@@ -47,6 +48,7 @@ HOP_BY_HOP = frozenset(
 )
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=300)
 
+CLIENT_CHECK = 1.0  # seconds between looks at whether the browser's side is still there
 PREVIEW_ROUTE = "/v1/preview"
 PREVIEW_SANDBOX_HEADER = "X-Kubelab-Sandbox"
 PREVIEW_PORT_HEADER = "X-Kubelab-Port"
@@ -65,15 +67,44 @@ def unreachable(message: str) -> web.Response:
     return web.Response(status=502, text=message + "\n", headers={"X-Runtime-Error": "unreachable"})
 
 
+async def _while_connected(request: web.Request, relay: Awaitable[web.StreamResponse]) -> web.StreamResponse:
+    """``relay``, cancelled when the browser's side goes away: an app that never answers must
+    not hold the sandbox's share of the relay (or a socket) until the read timeout."""
+    task = asyncio.ensure_future(relay)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=CLIENT_CHECK)
+            if done:
+                return task.result()
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                raise ConnectionResetError("the client went away")
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
 class SandboxProxy:
-    def __init__(self) -> None:
+    """One relay for every sandbox. Each sandbox may hold at most ``per_sandbox`` upstream
+    requests and WebSockets at once (past that: 429 at once, never a wait), and nothing is
+    shared beyond that: aiohttp's connector pool is unbounded here, because a pool of 100
+    shared by a class let one student's hanging app stall every classmate's preview."""
+
+    def __init__(self, per_sandbox: int = 32) -> None:
         self._session: aiohttp.ClientSession | None = None
+        self.per_sandbox = per_sandbox
+        self._open: dict[str, int] = {}
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             # No cookie jar: one daemon serves every student.
             self._session = aiohttp.ClientSession(
-                timeout=TIMEOUT, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False
+                timeout=TIMEOUT,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,
+                connector=aiohttp.TCPConnector(limit=0),
             )
         return self._session
 
@@ -81,16 +112,38 @@ class SandboxProxy:
         if self._session is not None:
             await self._session.close()
 
-    async def handle(self, request: web.Request, ip: str, port: int, path: str, query: str = "") -> web.StreamResponse:
+    async def handle(
+        self, request: web.Request, ip: str, port: int, path: str, query: str = "", *, sandbox: str | None = None
+    ) -> web.StreamResponse:
         """Relay ``request`` to ``http://ip:port/path?query``; ``path`` and ``query`` as they
-        came on the wire (percent-encoded), already checked by ``runtime.urlsafety``."""
+        came on the wire (percent-encoded), already checked by ``runtime.urlsafety``; counted
+        against ``sandbox``'s share (default: the address's)."""
         if not 1 <= port <= 65535:
             raise errors.BadRequest(f"port must be 1-65535, not {port}")
         # encoded=True: sent exactly as checked, never re-normalised or re-decoded
         url = URL(f"http://{ip}:{port}/{path}" + (f"?{query}" if query else ""), encoded=True)
         headers = {k: v for k, v in request.headers.items() if _forwarded(k)}
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            return await self._websocket(request, url, headers)
+        key = sandbox or ip
+        if self._open.get(key, 0) >= self.per_sandbox:
+            return web.Response(
+                status=429,
+                text=f"This sandbox already has {self.per_sandbox} preview requests open; close some (a page that "
+                "keeps connections open, a download, a WebSocket) and reload.\n",
+                headers={"X-Runtime-Error": "busy", "Retry-After": "5"},
+            )
+        self._open[key] = self._open.get(key, 0) + 1
+        try:
+            if request.headers.get("Upgrade", "").lower() == "websocket":
+                return await self._websocket(request, url, headers)
+            return await _while_connected(request, self._http_request(request, url, headers, port))
+        finally:
+            self._open[key] -= 1
+            if not self._open[key]:
+                del self._open[key]
+
+    async def _http_request(
+        self, request: web.Request, url: URL, headers: dict[str, str], port: int
+    ) -> web.StreamResponse:
         try:
             upstream = await self._http().request(
                 request.method,
