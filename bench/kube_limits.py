@@ -38,7 +38,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import free_port, log, pct  # noqa: E402
+from _common import free_port, log, pct  # noqa: E402
+
 from runtime.kube.server import create_cluster  # noqa: E402
 
 MiB = 1024 * 1024

@@ -11,6 +11,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -52,15 +53,18 @@ def two() -> Iterator[Two]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+Call = tuple[str, str, dict[str, Any]]
+
+
 def raw(
-    sock: str, method: str, path: str, token: str | None, headers: dict[str, str] | None = None, **kw: object
+    sock: str, method: str, path: str, token: str | None, headers: dict[str, str] | None = None, **kw: Any
 ) -> httpx.Response:
     headers = {**(headers or {}), **({"Authorization": f"Bearer {token}"} if token else {})}
     with httpx.Client(transport=httpx.HTTPTransport(uds=sock), base_url="http://runtimed") as http:
-        return http.request(method, path, headers=headers, **kw)  # type: ignore[arg-type]
+        return http.request(method, path, headers=headers, **kw)
 
 
-def routes(sid: str) -> list[tuple[str, str, dict[str, object]]]:
+def routes(sid: str) -> list[Call]:
     sb = f"/v1/sandboxes/{sid}"
     return [
         ("GET", sb, {}),
@@ -83,7 +87,7 @@ def routes(sid: str) -> list[tuple[str, str, dict[str, object]]]:
     ]
 
 
-ADMIN_ONLY = [
+ADMIN_ONLY: list[Call] = [
     ("GET", "/v1/sandboxes", {}),
     ("POST", "/v1/sandboxes", {"json": {"image": "busybox"}}),
     ("GET", "/v1/images", {}),
