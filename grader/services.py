@@ -321,19 +321,21 @@ def _target(session: LabSession | None) -> Target | None:
         backend: Any = sandboxes.backend_for(session.backend)
     except sandboxes.SandboxError:
         backend = None
-    # A short credential for this sandbox and the grader's operations only (runtime.auth): the
-    # checks of one submission can reach nothing but the student's own sandbox.
-    token: str | None = None
+    # The session's grader credential (runtime.auth: this sandbox, the graders' operations
+    # only), minted when it was provisioned; the grading worker holds no admin token.
+    token: str | None = session.grader_token or None
     scoped: Any = backend
-    if backend is not None:
+    if backend is not None and token is None:
+        # a session provisioned before graders had their own credential: mint one, where this
+        # process may (it holds the admin token), for this grading only
         try:
             token = backend.token(session.sandbox_id, "grader", settings.GRADER_TOKEN_TTL) or None
         except sandboxes.SandboxGone:
             return Target(sandbox_id=session.sandbox_id, gone=SANDBOX_GONE)
         except sandboxes.SandboxError as exc:
             raise InfrastructureError(str(exc)) from exc
-        if token:
-            scoped = backend.scoped(token)
+    if backend is not None and token:
+        scoped = backend.scoped(token)
     try:
         docker_url = _ask(scoped, "docker_url", session.sandbox_id) or _setting("GRADER_DOCKER_URL", "") or None
         kubeconfig = _ask(scoped, "kubeconfig", session.sandbox_id) or _setting("GRADER_KUBECONFIG", "") or None

@@ -62,6 +62,9 @@ class LabSession(models.Model):
     # runtimed's credential for this sandbox and the web tier's operations only (terminal,
     # preview, read: runtime.auth), minted by provisioning; never shown to the student.
     runtime_token = models.TextField(blank=True, default="", editable=False)
+    # ... and the graders' (exec, kubeconfig, docker, read): the grading worker needs no admin
+    # credential of runtimed's at all.
+    grader_token = models.TextField(blank=True, default="", editable=False)
     # Terminal number (as a string, JSON keys are strings) -> runtimed session id.
     terminals = models.JSONField(default=dict, blank=True)
     # Provisioning stages shown on the page: [{"stage", "message", "at"}].

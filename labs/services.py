@@ -288,9 +288,11 @@ def lab_session_provision(*, session_id: str) -> LabSession | None:
         else:
             sandbox_id = existing
         _progress(session, "sandbox-ready", "Sandbox created")
-        # The web tier acts on this sandbox, and on no other, with this credential.
+        # The web tier and the graders act on this sandbox, and on no other, with these
+        # credentials (runtime.auth): neither needs runtimed's admin token.
         lifetime = max(60.0, (session.expires_at - timezone.now()).total_seconds() + WEB_TOKEN_SLACK)
         runtime_token = backend.token(sandbox_id, "web", lifetime)
+        grader_token = backend.token(sandbox_id, "grader", lifetime)
     except sandboxes.SandboxError as exc:
         return _provision_failed(session, str(exc))
     with transaction.atomic():
@@ -304,6 +306,7 @@ def lab_session_provision(*, session_id: str) -> LabSession | None:
         now = timezone.now()
         locked.sandbox_id = sandbox_id
         locked.runtime_token = runtime_token
+        locked.grader_token = grader_token
         locked.status = LabSession.Status.READY
         locked.ready_at = now
         locked.last_activity_at = now
@@ -313,6 +316,7 @@ def lab_session_provision(*, session_id: str) -> LabSession | None:
             update_fields=[
                 "sandbox_id",
                 "runtime_token",
+                "grader_token",
                 "status",
                 "ready_at",
                 "last_activity_at",

@@ -232,8 +232,8 @@ def main() -> int:
             )
         )
     runtime_cli = BASE / "runtime" / "__main__.py"
-    # runtimed's admin credential (runtime/auth.py): for runtimed and the worker, which
-    # provisions and grades; never for the web process or beat (SECURITY.md).
+    # runtimed's admin credential (runtime/auth.py): for runtimed and the provisioning worker
+    # only; never for the web process, the grading worker or beat (SECURITY.md).
     admin_token = settings.RUNTIME_ADMIN_TOKEN or secrets.token_urlsafe(32)
     if args.no_runtime:
         os.environ["RUNTIME_REQUIRED"] = "false"
@@ -310,7 +310,7 @@ def main() -> int:
                 "grading@%h",
             ],
             ready="none",
-            env={"RUNTIME_ADMIN_TOKEN": admin_token},
+            # no runtimed credential of its own: each grading uses its session's grader token
         ),
         Child(
             "beat",

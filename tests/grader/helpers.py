@@ -41,7 +41,10 @@ def ready_session(owner: Any, lab: Any) -> LabSession:
     session.sandbox_id = sandbox_id
     session.status = LabSession.Status.READY
     session.ready_at = now
-    session.save(update_fields=["sandbox_id", "status", "ready_at"])
+    # the sandbox's credentials, as provisioning mints them (labs.services)
+    session.runtime_token = backend.token(sandbox_id, "web", 7200)
+    session.grader_token = backend.token(sandbox_id, "grader", 7200)
+    session.save(update_fields=["sandbox_id", "status", "ready_at", "runtime_token", "grader_token"])
     return session
 
 

@@ -340,3 +340,26 @@ def test_a_worker_killed_mid_grade_finishes_the_submission_exactly_once(
     progress = ExerciseProgress.objects.get(user=student, exercise=exercise)
     assert (progress.attempts, progress.failed_attempts, progress.status) == (1, 0, "passed")
     assert Submission.objects.filter(exercise=exercise).count() == 1
+
+
+def test_grading_needs_no_admin_credential_of_runtimeds(lab_and_student: Any, monkeypatch: Any) -> None:
+    """The grading worker holds no admin token (scripts/run.py, docker-compose.yml): a
+    grading acts with its session's grader token alone, here in a process that has no
+    other credential at all."""
+    from django.test import override_settings
+
+    from grader import services
+    from labs import sandboxes
+    from runtime import errors as runtime_errors
+
+    student, step, session = lab_and_student
+    exercise = ExerciseFactory.create(step=step, checks=[{"type": "run", "name": "id", "command": "test -d /root"}])
+    # made directly, not enqueued: a worker of another test must not grade it first
+    submission = Submission.objects.create(user=student, exercise=exercise, lab_session=session, attempt=1, max_score=1)
+    with override_settings(RUNTIME_ADMIN_TOKEN=""), monkeypatch.context() as m:
+        m.delenv("RUNTIME_TOKEN", raising=False)
+        m.setattr(sandboxes, "_BACKENDS", {})
+        with pytest.raises(runtime_errors.Unauthorized):
+            sandboxes.backend_for("namespace").backend.list()  # nothing else would work here
+        graded = services.grade_submission(submission.pk)
+    assert graded is not None and graded.status == Submission.Status.PASSED, graded and graded.error
