@@ -164,6 +164,29 @@ def _refusal(request: HttpRequest, granted: Granted, allowed_origins: set[str]) 
     )
 
 
+async def _runtimed_refusal(upstream: aiohttp.ClientResponse) -> HttpResponse | None:
+    """A page for runtimed's own refusals (its JSON is not the student's app answering);
+    None for the app's answers and for the gateway errors meant for the browser as they are."""
+    code = upstream.headers.get(runtime_client.ERROR_HEADER)
+    if code is None or code in ("unreachable", "busy"):
+        return None
+    if code in ("unauthorized", "forbidden"):
+        text = (
+            "The preview cannot reach this lab's sandbox (its credential is missing or expired): "
+            "stop the lab and start it again."
+        )
+        status = 503
+    elif code in ("sandbox_not_found", "not_available"):
+        text, status = "This lab's sandbox is not running.", 503
+    else:
+        try:
+            message = (await upstream.json()).get("message", code)
+        except (ValueError, aiohttp.ClientError):
+            message = code
+        text, status = f"Refused: {message}", upstream.status
+    return HttpResponse(text + "\n", status=status, content_type="text/plain")
+
+
 def _bad_path(exc: BadPreviewPath) -> HttpResponse:
     return HttpResponse(f"Refused: {exc}.\n", status=400, content_type="text/plain")
 
@@ -219,6 +242,11 @@ async def _relay(request: HttpRequest, target: Target, *, own_origin: bool, pref
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         await http.close()
         return HttpResponse(f"Could not reach the lab's sandbox: {exc}", status=502, content_type="text/plain")
+    refused = await _runtimed_refusal(upstream)
+    if refused is not None:
+        upstream.release()
+        await http.close()
+        return refused
 
     async def body() -> AsyncIterator[bytes]:
         try:

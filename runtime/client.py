@@ -81,6 +81,7 @@ def preview_headers(token: str, sandbox: str, port: int, path: str) -> dict[str,
 
 
 PREVIEW_URL = "http://runtimed/v1/preview"
+ERROR_HEADER = "X-Runtime-Error"  # runtimed's own answers carry it (runtime.proxy), an app's never
 
 
 def _q(part: str) -> str:

@@ -105,7 +105,14 @@ from typing import Any, Protocol
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from runtime import auth, errors, urlsafety
-from runtime.proxy import PREVIEW_PATH_HEADER, PREVIEW_PORT_HEADER, PREVIEW_ROUTE, PREVIEW_SANDBOX_HEADER, SandboxProxy
+from runtime.proxy import (
+    ERROR_HEADER,
+    PREVIEW_PATH_HEADER,
+    PREVIEW_PORT_HEADER,
+    PREVIEW_ROUTE,
+    PREVIEW_SANDBOX_HEADER,
+    SandboxProxy,
+)
 from runtime.sessions import SessionRegistry, run_exec, stream_exec
 from runtime.sessions.base import SpawnedProcess
 from runtime.sessions.exec import check_timeout
@@ -204,7 +211,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except errors.RuntimeError as e:
         if e.status >= 500:
             log.warning("%s %s: %s: %s", request.method, request.path, e.code, e)
-        return web.json_response(error_body(e), status=e.status)
+        # the header tells runtimed's own answers from a sandbox app's (the port preview relays both)
+        return web.json_response(error_body(e), status=e.status, headers={ERROR_HEADER: e.code})
     except web.HTTPException as e:
         if e.status < 400:
             raise

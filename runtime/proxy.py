@@ -48,6 +48,7 @@ HOP_BY_HOP = frozenset(
 )
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=300)
 
+ERROR_HEADER = "X-Runtime-Error"  # on runtimed's own answers, never on an app's
 CLIENT_CHECK = 1.0  # seconds between looks at whether the browser's side is still there
 PREVIEW_ROUTE = "/v1/preview"
 PREVIEW_SANDBOX_HEADER = "X-Kubelab-Sandbox"
@@ -64,7 +65,7 @@ def _forwarded(name: str) -> bool:
 
 def unreachable(message: str) -> web.Response:
     """A gateway error the browser shows as is; the header tells it came from us, not from the app."""
-    return web.Response(status=502, text=message + "\n", headers={"X-Runtime-Error": "unreachable"})
+    return web.Response(status=502, text=message + "\n", headers={ERROR_HEADER: "unreachable"})
 
 
 async def _while_connected(request: web.Request, relay: Awaitable[web.StreamResponse]) -> web.StreamResponse:
@@ -129,7 +130,7 @@ class SandboxProxy:
                 status=429,
                 text=f"This sandbox already has {self.per_sandbox} preview requests open; close some (a page that "
                 "keeps connections open, a download, a WebSocket) and reload.\n",
-                headers={"X-Runtime-Error": "busy", "Retry-After": "5"},
+                headers={ERROR_HEADER: "busy", "Retry-After": "5"},
             )
         self._open[key] = self._open.get(key, 0) + 1
         try:
@@ -157,7 +158,7 @@ class SandboxProxy:
         async with upstream:
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             for name, value in upstream.headers.items():
-                if name.lower() not in HOP_BY_HOP:
+                if name.lower() not in HOP_BY_HOP and name.lower() != ERROR_HEADER.lower():  # ours alone
                     response.headers.add(name, value)
             await response.prepare(request)
             async for chunk in upstream.content.iter_chunked(65536):

@@ -215,3 +215,19 @@ def test_a_session_token_is_refused_by_runtimed_for_another_sandbox(stage: Stage
         with pytest.raises(errors.Forbidden):
             web.exec(stage.mine.sandbox_id, ["true"])  # the web role does not exec, even at home
     victim_was_not_touched(stage)
+
+
+def test_runtimeds_refusals_are_shown_as_such_and_an_app_cannot_forge_them(stage: Stage) -> None:
+    """A session whose credential is gone gets a page saying so, not runtimed's JSON; and the
+    header that marks runtimed's own answers is never taken from the student's app."""
+    LabSession.objects.filter(pk=stage.mine.pk).update(runtime_token="kls1.e30.forged")
+    status, body = request(stage, "GET", stage.prefix + "index.html")
+    assert status == 503 and b"credential" in body and b'"error"' not in body
+    LabSession.objects.filter(pk=stage.mine.pk).update(runtime_token=stage.mine.runtime_token)
+    forge = "printf 'X-Runtime-Error: unauthorized\\r\\nContent-Type: text/plain\\r\\n\\r\\nfrom-the-app\\n'"
+    cgi = f"cat > /root/www/cgi-bin/forge <<'EOF'\n#!/bin/sh\n{forge}\nEOF\nchmod +x /root/www/cgi-bin/forge"
+    with RuntimeClient(settings.RUNTIME_SOCKET) as rt:
+        assert rt.exec(stage.mine.sandbox_id, ["sh", "-c", cgi], timeout=10).exit_code == 0
+    answer = rawhttp.request(stage.base, "GET", stage.prefix + "cgi-bin/forge", headers={"Cookie": stage.cookie})
+    assert answer.status == 200 and b"from-the-app" in answer.body
+    assert answer.header("X-Runtime-Error") is None
