@@ -115,6 +115,7 @@ from runtime.kube import registry
 from runtime.kube.apierrors import ApiError, bad_request
 from runtime.kube.quantity import Quantity, QuantityError
 from runtime.loops import call_on_loop
+from runtime.sandbox.cgexec import Placement
 
 log = logging.getLogger("runtime.kube.kubelet")
 
@@ -537,8 +538,10 @@ class _NetnsSockets:
     fresh socket per request over a unix socket pair (SCM_RIGHTS); the kubelet connects it to
     the pod IP from its own thread. The child ends when its end of the pair closes."""
 
-    def __init__(self, sandbox_pid: int) -> None:
+    def __init__(self, sandbox_pid: int, cgroup_path: str) -> None:
         self._pid = sandbox_pid
+        # the helper works for this sandbox: it runs in the sandbox's cgroup (runtime.sandbox.cgexec)
+        self._placement = Placement(cgroup_path)
         self._lock = threading.Lock()
         self._chan: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -546,7 +549,7 @@ class _NetnsSockets:
     def _start(self) -> socket.socket:
         ours, theirs = socket.socketpair()
         try:
-            self._proc = subprocess.Popen(
+            self._proc = self._placement.popen(
                 [sys.executable, "-I", "-S", "-c", _SOCKET_HELPER, str(self._pid), str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
                 close_fds=True,
@@ -620,7 +623,7 @@ class Kubelet:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._sockets = _NetnsSockets(engine.ctx.pid)
+        self._sockets = _NetnsSockets(engine.ctx.pid, engine.ctx.cgroup_path)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
