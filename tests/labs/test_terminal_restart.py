@@ -15,8 +15,9 @@ from channels.db import database_sync_to_async
 
 from runtime.client import Client
 from runtime.sessions.holder import HOLDER_BUILT
-from tests.factories import StudentFactory
-from tests.labs.test_consumers import connect, hello, read_until, ready_session
+from tests.factories import LabFactory, StudentFactory
+from tests.grader.helpers import ready_session as direct_session
+from tests.labs.test_consumers import connect, hello, read_until
 from tests.runtime.conftest_daemon import private_daemon
 from tests.runtime.daemon_helpers import RealDaemon
 
@@ -59,7 +60,9 @@ def _kill_and_restart(d: RealDaemon) -> None:
 
 async def test_terminal_reconnects_to_the_same_shell_after_runtimed_restarts(own_socket: RealDaemon) -> None:
     owner = await database_sync_to_async(StudentFactory.create)()
-    session = await ready_session(owner)
+    # made directly on this test's daemon: a provisioning task would let a Celery worker of
+    # another test build it on the suite's shared runtimed instead
+    session = await database_sync_to_async(lambda: direct_session(owner, LabFactory.create()))()
     with Client(own_socket.socket) as rt:  # provisioned on this test's daemon
         assert rt.get_sandbox(session.sandbox_id)["status"] == "running"
     first, connected, _ = await connect(owner, session)
