@@ -273,7 +273,8 @@ def main() -> int:
         ),
         # Two workers, so that grading always has processes of its own: provisioning a class's
         # sandboxes (seconds each) never makes a Check wait. The first also takes the default
-        # queue (beat's housekeeping). Both hold the admin credential: both act on sandboxes.
+        # queue (beat's housekeeping). Only the first holds runtimed's admin credential; the
+        # grader acts with each lab session's own grader token (runtime/auth.py).
         Child(
             "worker",
             [
