@@ -146,6 +146,17 @@ def is_joining_wrapper(pid: int) -> bool:
         return False
 
 
+def is_unexeced_fork(pid: int, runtimed: int) -> bool:
+    """A child of runtimed between fork() and exec(): still runtimed's image, running nothing
+    of its own (its exec is the wrapper's, which joins before anything else runs)."""
+    try:
+        same_exe = os.readlink(f"/proc/{pid}/exe") == os.readlink(f"/proc/{runtimed}/exe")
+        same_cmd = Path(f"/proc/{pid}/cmdline").read_bytes() == Path(f"/proc/{runtimed}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return same_exe and same_cmd
+
+
 def inside(cg: dict[str, str], sid: str) -> bool:
     """In the sandbox's cgroup (or below it) in every hierarchy that limits it."""
     want = f"/{CGROUP_PARENT}/{sid}"
@@ -160,12 +171,16 @@ def outsiders(runtimed: int, sid: str, baseline: set[int]) -> tuple[list[str], i
     for pid in children(runtimed):
         if pid in baseline:
             continue
+        # What the process runs is read before where it is: the wrapper joins every hierarchy
+        # before it execs the helper, so a helper seen running (not the wrapper, not a fork of
+        # runtimed that has not exec'd yet) must already be inside when its cgroups are read.
+        starting = is_joining_wrapper(pid) or is_unexeced_fork(pid, runtimed)
         cg = cgroups_of(pid)
         if cg is None or is_exiting(pid):
             continue  # ended meanwhile
         if inside(cg, sid):
             helpers += "/.engine" in cg.get("pids", cg.get("", ""))
-        elif not is_joining_wrapper(pid):
+        elif not starting:
             bad.append(describe(pid))
     return bad, helpers
 
