@@ -453,3 +453,37 @@ class Supervised:
             Network(self.res.subnet, self.res.bridge).destroy()
         with contextlib.suppress(Exception):
             Cgroups(self.res.cgroup_parent).remove_parent()
+
+
+@contextlib.contextmanager
+def kube_apiserver() -> Iterator[tuple[Path, str, subprocess.Popen[bytes]]]:
+    """``python -m runtime.kube serve`` (the lab clusters' API server, no kubelet) on a free
+    loopback port and a data directory of its own: yields (data dir, server URL, process)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runtime.kube", "serve", "--data", str(data), "--listen", f"127.0.0.1:{port}"],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            yield data, f"https://127.0.0.1:{port}", proc
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)

@@ -17,14 +17,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import signal
-import socket
 import ssl
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,15 +30,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _common import kube_apiserver  # noqa: E402
+
 from runtime.kube.server import create_cluster  # noqa: E402
 
 KUBECTL = str(ROOT / ".venv" / "bin" / "kubectl")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rss_mb(pid: int) -> float:
@@ -122,93 +114,66 @@ async def touch_all(port: int, configs: list[str]) -> None:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp)
-        port = free_port()
-        url = f"https://127.0.0.1:{port}"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "runtime.kube", "serve", "--data", str(data), "--listen", f"127.0.0.1:{port}"],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+    with kube_apiserver() as (data, url, proc):
+        kc = create_cluster(data, "bench", url)
+        kpath = data / "bench.kubeconfig"
+        kpath.write_text(kc)
+        env_argv = [KUBECTL, "--kubeconfig", str(kpath)]
+        subprocess.run(
+            [*env_argv, "create", "deployment", "web", "--image=nginx", "--replicas=3"],
+            check=True,
+            capture_output=True,
+            timeout=60,
         )
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-            kc = create_cluster(data, "bench", url)
-            kpath = data / "bench.kubeconfig"
-            kpath.write_text(kc)
-            env_argv = [KUBECTL, "--kubeconfig", str(kpath)]
-            subprocess.run(
-                [*env_argv, "create", "deployment", "web", "--image=nginx", "--replicas=3"],
-                check=True,
-                capture_output=True,
-                timeout=60,
-            )
-            subprocess.run([*env_argv, "create", "namespace", "bench"], check=True, capture_output=True, timeout=60)
-            get_ms = p50_ms([*env_argv, "get", "pods"])
-            print(f"kubectl get pods p50: {get_ms} ms", flush=True)
-            floor_ms = p50_ms([KUBECTL, "version", "--client"])
-            print(f"kubectl version --client p50: {floor_ms} ms", flush=True)
+        subprocess.run([*env_argv, "create", "namespace", "bench"], check=True, capture_output=True, timeout=60)
+        get_ms = p50_ms([*env_argv, "get", "pods"])
+        print(f"kubectl get pods p50: {get_ms} ms", flush=True)
+        floor_ms = p50_ms([KUBECTL, "version", "--client"])
+        print(f"kubectl version --client p50: {floor_ms} ms", flush=True)
 
-            c = Client(kc)
+        c = Client(kc)
 
-            def cm(w: int, i: int) -> dict[str, object]:
-                return {
-                    "apiVersion": "v1",
-                    "kind": "ConfigMap",
-                    "metadata": {"name": f"cm-{w}-{i}"},
-                    "data": {"k": "v"},
-                }
+        def cm(w: int, i: int) -> dict[str, object]:
+            return {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": f"cm-{w}-{i}"},
+                "data": {"k": "v"},
+            }
 
-            create_rps = asyncio.run(c.rate("POST", "/api/v1/namespaces/bench/configmaps", cm, seconds=2.0))
-            print(f"create: {create_rps} req/s", flush=True)
-            # keep the namespace at ~100 configmaps for list
-            subprocess.run(
-                [*env_argv, "delete", "namespace", "bench", "--wait=true"], check=True, capture_output=True, timeout=120
-            )
-            subprocess.run([*env_argv, "create", "namespace", "listns"], check=True, capture_output=True, timeout=60)
-            asyncio.run(c.rate("POST", "/api/v1/namespaces/listns/configmaps", cm, seconds=0.0, conc=1))
+        create_rps = asyncio.run(c.rate("POST", "/api/v1/namespaces/bench/configmaps", cm, seconds=2.0))
+        print(f"create: {create_rps} req/s", flush=True)
+        # keep the namespace at ~100 configmaps for list
+        subprocess.run(
+            [*env_argv, "delete", "namespace", "bench", "--wait=true"], check=True, capture_output=True, timeout=120
+        )
+        subprocess.run([*env_argv, "create", "namespace", "listns"], check=True, capture_output=True, timeout=60)
+        asyncio.run(c.rate("POST", "/api/v1/namespaces/listns/configmaps", cm, seconds=0.0, conc=1))
 
-            async def fill() -> None:
-                async with c.session() as s:
-                    for i in range(100):
-                        async with s.post(
-                            c.base + "/api/v1/namespaces/listns/configmaps",
-                            data=json.dumps(cm(99, i)),
-                            server_hostname=c.sni,
-                            headers={"Content-Type": "application/json"},
-                        ) as r:
-                            await r.read()
+        async def fill() -> None:
+            async with c.session() as s:
+                for i in range(100):
+                    async with s.post(
+                        c.base + "/api/v1/namespaces/listns/configmaps",
+                        data=json.dumps(cm(99, i)),
+                        server_hostname=c.sni,
+                        headers={"Content-Type": "application/json"},
+                    ) as r:
+                        await r.read()
 
-            asyncio.run(fill())
-            get_rps = asyncio.run(c.rate("GET", "/api/v1/namespaces/listns/configmaps/cm-99-0"))
-            print(f"get: {get_rps} req/s", flush=True)
-            list_rps = asyncio.run(c.rate("GET", "/api/v1/namespaces/listns/configmaps"))
-            print(f"list (100 items): {list_rps} req/s", flush=True)
+        asyncio.run(fill())
+        get_rps = asyncio.run(c.rate("GET", "/api/v1/namespaces/listns/configmaps/cm-99-0"))
+        print(f"get: {get_rps} req/s", flush=True)
+        list_rps = asyncio.run(c.rate("GET", "/api/v1/namespaces/listns/configmaps"))
+        print(f"list (100 items): {list_rps} req/s", flush=True)
 
-            before = rss_mb(proc.pid)
-            configs = [create_cluster(data, f"idle{i}", url) for i in range(200)]
-            asyncio.run(touch_all(port, configs))
-            time.sleep(0.5)
-            after = rss_mb(proc.pid)
-            per = round((after - before) / 200, 3)
-            print(f"RSS {before:.1f} MB -> {after:.1f} MB with 200 more clusters loaded", flush=True)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        before = rss_mb(proc.pid)
+        configs = [create_cluster(data, f"idle{i}", url) for i in range(200)]
+        asyncio.run(touch_all(int(url.rsplit(":", 1)[1]), configs))
+        time.sleep(0.5)
+        after = rss_mb(proc.pid)
+        per = round((after - before) / 200, 3)
+        print(f"RSS {before:.1f} MB -> {after:.1f} MB with 200 more clusters loaded", flush=True)
     print(
         json.dumps(
             {

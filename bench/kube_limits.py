@@ -21,13 +21,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import signal
 import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -38,7 +35,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _common import free_port, log, pct  # noqa: E402
+from _common import kube_apiserver, log, pct  # noqa: E402
 
 from runtime.kube.server import create_cluster  # noqa: E402
 
@@ -191,64 +188,37 @@ def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--flood":
         print(json.dumps(asyncio.run(flood(Path(sys.argv[2]).read_text()))), flush=True)
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp)
-        port = free_port()
-        url = f"https://127.0.0.1:{port}"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "runtime.kube", "serve", "--data", str(data), "--listen", f"127.0.0.1:{port}"],
+    with kube_apiserver() as (data, url, proc):
+        victim_kc = create_cluster(data, "victim", url)
+        (data / "victim.kubeconfig").write_text(victim_kc)
+        by = Cluster(create_cluster(data, "bystander", url))
+        victim = Cluster(victim_kc)
+
+        async def load() -> None:
+            async with victim.session() as s:
+                await victim.call(s, "GET", CMS)
+
+        asyncio.run(load())
+        before = asyncio.run(bystander(by, 5.0))
+        rss_before = proc_kb(proc.pid, "VmRSS") / 1024
+        p50, p95 = pct(before, 50), pct(before, 95)
+        log(TAG, f"before: bystander p50 {p50:.1f} ms, p95 {p95:.1f} ms; RSS {rss_before:.0f} MB")
+        attacker = subprocess.Popen(
+            [sys.executable, __file__, "--flood", str(data / "victim.kubeconfig")],
             cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+            stdout=subprocess.PIPE,
         )
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-            victim_kc = create_cluster(data, "victim", url)
-            (data / "victim.kubeconfig").write_text(victim_kc)
-            by = Cluster(create_cluster(data, "bystander", url))
-            victim = Cluster(victim_kc)
-
-            async def load() -> None:
-                async with victim.session() as s:
-                    await victim.call(s, "GET", CMS)
-
-            asyncio.run(load())
-            before = asyncio.run(bystander(by, 5.0))
-            rss_before = proc_kb(proc.pid, "VmRSS") / 1024
-            p50, p95 = pct(before, 50), pct(before, 95)
-            log(TAG, f"before: bystander p50 {p50:.1f} ms, p95 {p95:.1f} ms; RSS {rss_before:.0f} MB")
-            attacker = subprocess.Popen(
-                [sys.executable, __file__, "--flood", str(data / "victim.kubeconfig")],
-                cwd=ROOT,
-                stdout=subprocess.PIPE,
-            )
-            flood_times = asyncio.run(during(by, attacker))
-            out, _ = attacker.communicate(timeout=60)
-            result = json.loads(out.decode().strip().splitlines()[-1])
-            rss_after = proc_kb(proc.pid, "VmRSS") / 1024
-            rss_peak = proc_kb(proc.pid, "VmHWM") / 1024
-            disk = (data / "clusters" / "victim" / "store.jsonl").stat().st_size / MiB
-            log(
-                TAG,
-                f"during: bystander p50 {pct(flood_times, 50):.1f} ms, p95 {pct(flood_times, 95):.1f} ms; "
-                f"RSS {rss_after:.0f} MB after, peak {rss_peak:.0f} MB; victim log {disk:.1f} MiB",
-            )
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        flood_times = asyncio.run(during(by, attacker))
+        out, _ = attacker.communicate(timeout=60)
+        result = json.loads(out.decode().strip().splitlines()[-1])
+        rss_after = proc_kb(proc.pid, "VmRSS") / 1024
+        rss_peak = proc_kb(proc.pid, "VmHWM") / 1024
+        disk = (data / "clusters" / "victim" / "store.jsonl").stat().st_size / MiB
+        log(
+            TAG,
+            f"during: bystander p50 {pct(flood_times, 50):.1f} ms, p95 {pct(flood_times, 95):.1f} ms; "
+            f"RSS {rss_after:.0f} MB after, peak {rss_peak:.0f} MB; victim log {disk:.1f} MiB",
+        )
     print(
         json.dumps(
             {

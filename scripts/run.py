@@ -74,6 +74,15 @@ class Child:
 CREDENTIALS = {"RUNTIME_ADMIN_TOKEN", "RUNTIME_ADMIN_TOKEN_FILE", "RUNTIME_TOKEN"}
 
 
+def celery_worker(queues: str, concurrency: int, hostname: str) -> list[str]:
+    """The command of a Celery worker process taking ``queues``."""
+    return [
+        str(VENV_BIN / "celery"),
+        *("-A", "config", "worker", "--loglevel", "INFO", "--queues", queues),
+        *("--concurrency", str(concurrency), "--hostname", hostname),
+    ]
+
+
 def log(message: str) -> None:
     sys.stdout.write(f"\033[1mrun\033[0m      | {message}\n")
     sys.stdout.flush()
@@ -277,39 +286,17 @@ def main() -> int:
         # grader acts with each lab session's own grader token (runtime/auth.py).
         Child(
             "worker",
-            [
-                str(VENV_BIN / "celery"),
-                "-A",
-                "config",
-                "worker",
-                "--loglevel",
-                "INFO",
-                "--queues",
+            celery_worker(
                 f"{settings.PROVISIONING_QUEUE},{settings.CELERY_TASK_DEFAULT_QUEUE}",
-                "--concurrency",
-                str(settings.CELERY_PROVISIONING_CONCURRENCY),
-                "--hostname",
+                settings.CELERY_PROVISIONING_CONCURRENCY,
                 "provisioning@%h",
-            ],
+            ),
             ready="none",
             env={"RUNTIME_ADMIN_TOKEN": admin_token},
         ),
         Child(
             "grader",
-            [
-                str(VENV_BIN / "celery"),
-                "-A",
-                "config",
-                "worker",
-                "--loglevel",
-                "INFO",
-                "--queues",
-                settings.GRADER_QUEUE,
-                "--concurrency",
-                str(settings.CELERY_GRADING_CONCURRENCY),
-                "--hostname",
-                "grading@%h",
-            ],
+            celery_worker(settings.GRADER_QUEUE, settings.CELERY_GRADING_CONCURRENCY, "grading@%h"),
             ready="none",
             # no runtimed credential of its own: each grading uses its session's grader token
         ),
