@@ -6,9 +6,18 @@ cd /root
 # 1. PID namespace
 unshare --pid --fork --mount-proc sh -c 'echo $$ > /root/pid.txt; ps -e > /root/ps.txt'
 unshare --pid --fork --mount-proc sleep infinity > /dev/null 2>&1 &
-# wait until the sleep has started (a loaded machine may take a while), then record it
+# wait until the sleep has started (a loaded machine may take a while), then record it.
+# Any other sleep in the sandbox (this loop's own, a shell's) is not PID 1 of a namespace,
+# so pick the one whose NSpid line ends in 1.
 i=0
-until p=$(pgrep -n -x sleep); do
+p=
+while [ -z "$p" ]; do
+    for c in $(pgrep -x sleep); do
+        if grep -Eq "^NSpid:[[:space:]]+$c[[:space:]]+1$" "/proc/$c/status" 2>/dev/null; then
+            p=$c
+        fi
+    done
+    [ -n "$p" ] && break
     i=$((i + 1))
     [ "$i" -lt 300 ] || { echo "sleep infinity did not start" >&2; exit 1; }
     sleep 0.1
