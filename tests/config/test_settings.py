@@ -54,6 +54,20 @@ def test_bad_value_stops_start_up_naming_the_variable(name: str, value: str) -> 
     assert f"{name}:" in result.stderr
 
 
+def test_kubernetes_backend_is_refused_until_built() -> None:
+    # the README names the backend; start-up must say it is not there rather than fail at the first lab
+    result = load_settings(SANDBOX_BACKEND="kubernetes")
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: SANDBOX_BACKEND: 'kubernetes'" in result.stderr
+    assert "docs/scaling-out.md" in result.stderr
+
+
+@pytest.mark.parametrize("backend", ["namespace", "docker"])
+def test_working_backends_are_accepted(backend: str) -> None:
+    result = load_settings(SANDBOX_BACKEND=backend)
+    assert result.returncode == 0, result.stderr
+
+
 def test_good_values_are_accepted() -> None:
     result = load_settings(
         DATABASE_URL="postgres://user:pw@db.example:5432/kubelab",
