@@ -1,4 +1,4 @@
-"""The lab-base recipe: debootstrap + kubectl + docker CLI. Needs a Debian mirror and minutes.
+"""The lab-base recipe: debootstrap + kubectl + helm + docker CLI. Needs a Debian mirror and minutes.
 
 Runs only with RUNTIME_TEST_LABBASE=1. It builds into a shared cache directory
 (RUNTIME_TEST_IMAGE_ROOT, default ``var/runtime/images`` in the repository, which
@@ -53,7 +53,7 @@ def test_lab_base_builds_once_and_has_the_lab_tools(store: ImageStore, tmp_path:
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     checks = (
-        "kubectl version --client; docker --version; python3 -c 'print(6*7)'; "
+        "kubectl version --client; helm version --short; docker --version; python3 -c 'print(6*7)'; "
         "git --version; jq --version; curl --version | head -1; /sbin/tini --version; "
         "ping -V | head -1; ip -V; nano --version | head -1; less --version | head -1"
     )
@@ -71,6 +71,7 @@ def test_lab_base_builds_once_and_has_the_lab_tools(store: ImageStore, tmp_path:
     ).stdout
     for expected in (
         "Client Version: v1.",
+        "v4.2.3+g",
         "Docker version",
         "42",
         "git version",
