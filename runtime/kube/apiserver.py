@@ -119,15 +119,29 @@ class WatchReply:
     start_rv: int
 
 
-def _json_body(req: Request, limits: Limits | None = None) -> Any:
+def _is_protobuf(req: Request) -> bool:
+    return req.headers.get("content-type", "").split(";")[0].strip().lower() == protobuf.CONTENT_TYPE
+
+
+def _json_body(req: Request, limits: Limits | None = None, expect: tuple[str, ...] = ()) -> Any:
+    """The request body as JSON data, from JSON, YAML or (for the kinds in ``expect``, the
+    types this endpoint decodes into) Kubernetes protobuf."""
     if not req.body:
         raise bad_request("the body of the request was in an unknown format")
-    if req.headers.get("content-type", "").startswith(protobuf.CONTENT_TYPE):
+    if _is_protobuf(req):
+        if not expect:
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types include: "
+                "application/json, application/yaml",
+            )
         try:
-            obj = protobuf.decode(req.body)
+            return protobuf.decode(req.body, expect)
         except protobuf.DecodeError as e:
+            raise bad_request(f"error decoding body: {e}") from None
+        except protobuf.UnsupportedError as e:
             raise ApiError(415, "UnsupportedMediaType", str(e)) from None
-        return obj
     try:
         return json.loads(req.body)
     except ValueError:
@@ -167,6 +181,76 @@ def write_token(directory: Path, entry: dict[str, Any]) -> str:
 
 def _truthy(v: str | None) -> bool:
     return v in ("true", "1", "True")
+
+
+def _builtin_kind(rdef: ResourceDef) -> tuple[str, ...]:
+    """The kinds a create/update of ``rdef`` decodes from protobuf: its own for built-in types;
+    none for custom resources (kube-apiserver serves those as JSON and YAML only)."""
+    return () if rdef.custom else (rdef.kind,)
+
+
+@dataclass(frozen=True)
+class DeleteOpts:
+    policy: str = ""
+    grace: int | None = None
+    preconditions: Any = None
+    dry_run: bool = False
+
+
+PROPAGATION_POLICIES = ["Foreground", "Background", "Orphan"]
+
+
+def _delete_options(req: Request, limits: Limits) -> DeleteOpts:
+    """DELETE's options as kube-apiserver's DeleteResource reads them: the body (a
+    DeleteOptions in JSON, YAML or protobuf, as client-go's typed clients send it) when there
+    is one, else the query; then ValidateDeleteOptions."""
+    from runtime.kube.apierrors import invalid, not_supported
+
+    grace: Any
+    if req.body:
+        body = _json_body(req, limits, ("DeleteOptions",))
+        if not isinstance(body, dict):
+            raise bad_request("the body of the request was in an unknown format")
+        if body.get("kind") not in (None, "", "DeleteOptions"):
+            raise bad_request(f"decoded object cannot be converted to DeleteOptions (got kind {body.get('kind')!r})")
+        policy, orphan, grace = (
+            body.get("propagationPolicy"),
+            body.get("orphanDependents"),
+            body.get("gracePeriodSeconds"),
+        )
+        dry, pre = body.get("dryRun") or [], body.get("preconditions")
+        bad_type = (
+            (policy is not None and not isinstance(policy, str))
+            or (orphan is not None and not isinstance(orphan, bool))
+            or (grace is not None and (not isinstance(grace, int) or isinstance(grace, bool)))
+            or not isinstance(dry, list)
+            or (pre is not None and not isinstance(pre, dict))
+        )
+        if bad_type:
+            raise bad_request("error decoding body: a DeleteOptions field has the wrong type")
+    else:
+        q = req.query
+        policy, pre = q.get("propagationPolicy") or None, None
+        orphan = {"true": True, "1": True, "false": False, "0": False}.get(q.get("orphanDependents", "").lower())
+        dry = [q["dryRun"]] if q.get("dryRun") else []
+        grace = q.get("gracePeriodSeconds") or None
+        if grace is not None:
+            try:
+                grace = int(grace)
+            except ValueError:
+                raise bad_request(f'strconv.ParseInt: parsing "{grace}": invalid syntax') from None
+    errs = []
+    if orphan is not None and policy is not None:
+        errs.append(invalid("propagationPolicy", policy, "orphanDependents and deletionPropagation cannot be both set"))
+    if policy is not None and policy not in PROPAGATION_POLICIES:
+        errs.append(not_supported("propagationPolicy", policy, [*PROPAGATION_POLICIES, "nil"]))
+    if any(d != "All" for d in dry):
+        errs.append(not_supported("dryRun", dry, ["All"]))
+    if errs:
+        raise invalid_error("DeleteOptions", "meta.k8s.io", "", errs)
+    if orphan is not None:
+        policy = "Orphan" if orphan else "Background"
+    return DeleteOpts(policy=policy or "", grace=grace, preconditions=pre, dry_run=bool(dry))
 
 
 class Cluster:
@@ -420,7 +504,7 @@ class Cluster:
                 forbidden_message(req.user.name, verb, rdef.resource, rdef.group, ns, name, sub),
             )
         if rdef.virtual:
-            return Reply(201, rbac.review(self, req.user, rdef, ns, _json_body(req)))
+            return Reply(201, rbac.review(self, req.user, rdef, ns, _json_body(req, expect=(rdef.kind,))))
         if verb == "get":
             if sub == "scale":
                 return Reply(200, self._scale_of(rdef, self._must_get(rdef, ns, name)))
@@ -435,11 +519,12 @@ class Cluster:
         if verb == "create":
             if sub:
                 return self._create_sub(req, rdef, ns, name, sub)
-            obj = _json_body(req, self.limits)
+            obj = _json_body(req, self.limits, _builtin_kind(rdef))
             out = self.create(rdef, ns, obj, dry_run=dry, validation=req.query.get("fieldValidation", ""))
             return self._reply_obj(req, rdef, out, 201)
         if verb == "update":
-            obj = _json_body(req, self.limits)
+            # a status update carries what we do not decode from protobuf (protobuf.py): JSON only
+            obj = _json_body(req, self.limits, ("Scale",) if sub == "scale" else () if sub else _builtin_kind(rdef))
             if sub == "scale":
                 return Reply(200, self._update_scale(rdef, ns, name, obj, dry))
             out, created = self.update(rdef, ns, name, obj, sub=sub, dry_run=dry)
@@ -447,23 +532,29 @@ class Cluster:
         if verb == "patch":
             return self._patch(req, rdef, ns, name, sub, dry)
         if verb == "delete":
-            opts = json.loads(req.body) if req.body else {}
-            policy = req.query.get("propagationPolicy") or opts.get("propagationPolicy") or ""
-            grace = req.query.get("gracePeriodSeconds") or opts.get("gracePeriodSeconds")
+            opts = _delete_options(req, self.limits)
             out = self.delete(
                 rdef,
                 ns,
                 name,
-                policy,
-                dry_run=dry,
-                preconditions=opts.get("preconditions"),
-                grace=None if grace is None or grace == "" else int(grace),
+                opts.policy,
+                dry_run=dry or opts.dry_run,
+                preconditions=opts.preconditions,
+                grace=opts.grace,
             )
             return self._reply_obj(req, rdef, out, 200)
         if verb == "deletecollection":
+            opts = _delete_options(req, self.limits)
             objs = self._select(req, rdef, ns)
             for o in objs:
-                self.delete(rdef, o["metadata"].get("namespace", ""), o["metadata"]["name"], "", dry_run=dry)
+                self.delete(
+                    rdef,
+                    o["metadata"].get("namespace", ""),
+                    o["metadata"]["name"],
+                    opts.policy,
+                    dry_run=dry or opts.dry_run,
+                    grace=opts.grace,
+                )
             return Reply(200, self._list_body(rdef, objs, {"resourceVersion": str(self.store.rv)}))
         raise method_not_allowed("the server does not allow this method on the requested resource")
 
@@ -833,6 +924,13 @@ class Cluster:
 
     def _patch(self, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str, dry: bool) -> Reply:
         ctype = req.headers.get("content-type", "").split(";")[0].strip()
+        if _is_protobuf(req):  # no patch type is protobuf: refused before reading it as one
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown format - accepted media types include: "
+                f"{JSONPATCH}, {MERGEPATCH}, {STRATEGIC}, {APPLY}",
+            )
         body = _json_body(req, self.limits)
         if ctype == JSONPATCH and isinstance(body, list) and len(body) > self.limits.max_json_patch_operations:
             raise ApiError(
@@ -1124,7 +1222,7 @@ class Cluster:
             return self._pod_stream_sub(req, rdef, ns, name, sub)
         if rdef.kind == "ServiceAccount" and sub == "token":
             self._must_get(rdef, ns, name)
-            body = _json_body(req) if req.body else {}
+            body = _json_body(req, expect=("TokenRequest",)) if req.body else {}
             spec = dict((body or {}).get("spec") or {})
             seconds = spec.get("expirationSeconds") or 3600
             from runtime.kube.apierrors import invalid

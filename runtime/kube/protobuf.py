@@ -10,15 +10,25 @@ A body is the 4-byte magic ``k8s\\0`` followed by ``runtime.Unknown``
 {typeMeta(1){apiVersion(1), kind(2)}, raw(2), contentEncoding(3), contentType(4)};
 ``raw`` is the object's message. The table below gives, per message, the
 field numbers of the k8s.io/api types (stable by protobuf's compatibility
-rules) for the fields kubectl's object generators set. A field not in the
-table is skipped. Zero scalars of non-pointer Go fields are dropped, as
-``omitempty`` drops them in JSON; ``P`` marks pointer fields, whose zero is
-meaningful (``replicas: 0``).
+rules) for the fields kubectl's object generators and helm's typed clients set,
+and for the bodies of the other verbs (``DeleteOptions`` on DELETE, ``Scale``,
+``Eviction``). Go's generated Marshal writes every non-pointer field, zero or
+not, so a field that is not in the table is skipped when it holds its zero
+value and otherwise refused (415, naming it): never silently dropped. Zero
+scalars of non-pointer Go fields are dropped, as ``omitempty`` drops them in
+JSON; ``P`` marks pointer fields, whose zero is meaningful (``replicas: 0``);
+``IGNORED`` fields are what the server sets itself (``status``,
+``managedFields``), not read from a request as the real server resets them.
+
+A malformed body (bad envelope, truncated or over-long varints, invalid UTF-8,
+a field of the wrong wire type) is a ``DecodeError`` (400); a body of a kind or
+with a field we do not read is an ``UnsupportedError`` (415).
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Collection
 from typing import Any
 
 MAGIC = b"k8s\x00"
@@ -27,6 +37,7 @@ CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
 R = 1  # repeated
 P = 2  # pointer: keep zero values
 INLINE = 4  # an embedded Go struct: its fields appear at the parent's level in JSON
+IGNORED = 8  # known and deliberately not read: what the server sets itself (status, managedFields)
 
 # message -> field number -> (json name, type, flags)
 # types: s string, i int, b bool, y bytes, ms map<string,string>, my map<string,bytes>,
@@ -55,7 +66,23 @@ SCHEMA: Schema = {
         12: ("annotations", "ms", 0),
         13: ("ownerReferences", "OwnerReference", R),
         14: ("finalizers", "s", R),
+        17: ("managedFields", "ManagedFieldsEntry", R | IGNORED),
     },
+    "ManagedFieldsEntry": {},
+    # meta/v1 options and the bodies of subresources
+    "DeleteOptions": {
+        1: ("gracePeriodSeconds", "i", P),
+        2: ("preconditions", "Preconditions", 0),
+        3: ("orphanDependents", "b", P),
+        4: ("propagationPolicy", "s", P),
+        5: ("dryRun", "s", R),
+        6: ("ignoreStoreReadErrorWithClusterBreakingPotential", "b", P),
+    },
+    "Preconditions": {1: ("uid", "s", P), 2: ("resourceVersion", "s", P)},
+    "Eviction": {1: ("metadata", "ObjectMeta", 0), 2: ("deleteOptions", "DeleteOptions", 0)},
+    "Scale": {1: ("metadata", "ObjectMeta", 0), 2: ("spec", "ScaleSpec", 0), 3: ("status", "ScaleStatus", IGNORED)},
+    "ScaleSpec": {1: ("replicas", "i", 0)},
+    "ScaleStatus": {},
     "OwnerReference": {
         1: ("kind", "s", 0),
         3: ("name", "s", 0),
@@ -83,7 +110,7 @@ SCHEMA: Schema = {
     "Namespace": {
         1: ("metadata", "ObjectMeta", 0),
         2: ("spec", "NamespaceSpec", 0),
-        3: ("status", "NamespaceStatus", 0),
+        3: ("status", "NamespaceStatus", IGNORED),
     },
     "NamespaceSpec": {1: ("finalizers", "s", R)},
     "NamespaceStatus": {1: ("phase", "s", 0)},
@@ -103,7 +130,11 @@ SCHEMA: Schema = {
         7: ("fieldPath", "s", 0),
     },
     "LocalObjectReference": {1: ("name", "s", 0)},
-    "Service": {1: ("metadata", "ObjectMeta", 0), 2: ("spec", "ServiceSpec", 0), 3: ("status", "ServiceStatus", 0)},
+    "Service": {
+        1: ("metadata", "ObjectMeta", 0),
+        2: ("spec", "ServiceSpec", 0),
+        3: ("status", "ServiceStatus", IGNORED),
+    },
     "ServiceSpec": {
         1: ("ports", "ServicePort", R),
         2: ("selector", "ms", 0),
@@ -138,11 +169,11 @@ SCHEMA: Schema = {
     "ResourceQuota": {
         1: ("metadata", "ObjectMeta", 0),
         2: ("spec", "ResourceQuotaSpec", 0),
-        3: ("status", "ResourceQuotaStatus", 0),
+        3: ("status", "ResourceQuotaStatus", IGNORED),
     },
     "ResourceQuotaSpec": {1: ("hard", "mq", 0), 2: ("scopes", "s", R)},
     "ResourceQuotaStatus": {},
-    "Pod": {1: ("metadata", "ObjectMeta", 0), 2: ("spec", "PodSpec", 0), 3: ("status", "PodStatus", 0)},
+    "Pod": {1: ("metadata", "ObjectMeta", 0), 2: ("spec", "PodSpec", 0), 3: ("status", "PodStatus", IGNORED)},
     "PodStatus": {},
     "PodTemplateSpec": {1: ("metadata", "ObjectMeta", 0), 2: ("spec", "PodSpec", 0)},
     "PodSpec": {
@@ -201,7 +232,7 @@ SCHEMA: Schema = {
     "Deployment": {
         1: ("metadata", "ObjectMeta", 0),
         2: ("spec", "DeploymentSpec", 0),
-        3: ("status", "DeploymentStatus", 0),
+        3: ("status", "DeploymentStatus", IGNORED),
     },
     "DeploymentStatus": {},
     "DeploymentSpec": {
@@ -217,7 +248,7 @@ SCHEMA: Schema = {
     "DeploymentStrategy": {1: ("type", "s", 0), 2: ("rollingUpdate", "RollingUpdateDeployment", 0)},
     "RollingUpdateDeployment": {1: ("maxUnavailable", "io", 0), 2: ("maxSurge", "io", 0)},
     # batch/v1
-    "Job": {1: ("metadata", "ObjectMeta", 0), 2: ("spec", "JobSpec", 0), 3: ("status", "JobStatus", 0)},
+    "Job": {1: ("metadata", "ObjectMeta", 0), 2: ("spec", "JobSpec", 0), 3: ("status", "JobStatus", IGNORED)},
     "JobStatus": {},
     "JobSpec": {
         1: ("parallelism", "i", P),
@@ -231,7 +262,11 @@ SCHEMA: Schema = {
         9: ("completionMode", "s", P),
         10: ("suspend", "b", P),
     },
-    "CronJob": {1: ("metadata", "ObjectMeta", 0), 2: ("spec", "CronJobSpec", 0), 3: ("status", "CronJobStatus", 0)},
+    "CronJob": {
+        1: ("metadata", "ObjectMeta", 0),
+        2: ("spec", "CronJobSpec", 0),
+        3: ("status", "CronJobStatus", IGNORED),
+    },
     "CronJobStatus": {},
     "CronJobSpec": {
         1: ("schedule", "s", 0),
@@ -276,7 +311,11 @@ SCHEMA: Schema = {
         5: ("preemptionPolicy", "s", P),
     },
     # networking.k8s.io/v1
-    "Ingress": {1: ("metadata", "ObjectMeta", 0), 2: ("spec", "IngressSpec", 0), 3: ("status", "IngressStatus", 0)},
+    "Ingress": {
+        1: ("metadata", "ObjectMeta", 0),
+        2: ("spec", "IngressSpec", 0),
+        3: ("status", "IngressStatus", IGNORED),
+    },
     "IngressStatus": {1: ("loadBalancer", "LoadBalancerStatus", 0)},
     "IngressSpec": {
         1: ("defaultBackend", "IngressBackend", 0),
@@ -350,7 +389,15 @@ SCHEMA: Schema = {
 
 
 class DecodeError(ValueError):
-    pass
+    """The body is not a well-formed protobuf message: 400 BadRequest, as kube-apiserver."""
+
+
+class UnsupportedError(ValueError):
+    """A well-formed body this cluster cannot read faithfully (a kind or a field it does not
+    decode from protobuf): 415 UnsupportedMediaType, never a silent drop."""
+
+
+MAX_DEPTH = 32  # nesting of length-delimited fields looked into (k8s objects are far shallower)
 
 
 def _varint(buf: bytes, i: int) -> tuple[int, int]:
@@ -363,9 +410,11 @@ def _varint(buf: bytes, i: int) -> tuple[int, int]:
         i += 1
         result |= (b & 0x7F) << shift
         if not b & 0x80:
+            if result >= 1 << 64:
+                raise DecodeError("varint overflows 64 bits")
             return result, i
         shift += 7
-        if shift > 70:
+        if shift >= 70:
             raise DecodeError("varint too long")
 
 
@@ -375,28 +424,66 @@ def _fields(buf: bytes) -> list[tuple[int, int, Any]]:
     while i < len(buf):
         key, i = _varint(buf, i)
         num, wt = key >> 3, key & 7
+        if num == 0 or num >= 1 << 29:
+            raise DecodeError(f"invalid field number {num}")
         if wt == 0:
             v, i = _varint(buf, i)
             out.append((num, wt, v))
-        elif wt == 2:
-            n, i = _varint(buf, i)
-            if i + n > len(buf):
+        elif wt in (1, 2, 5):
+            if wt == 2:
+                n, i = _varint(buf, i)
+            else:
+                n = 8 if wt == 1 else 4
+            if n > len(buf) - i:
                 raise DecodeError("truncated field")
             out.append((num, wt, buf[i : i + n]))
             i += n
-        elif wt == 1:
-            out.append((num, wt, buf[i : i + 8]))
-            i += 8
-        elif wt == 5:
-            out.append((num, wt, buf[i : i + 4]))
-            i += 4
         else:
             raise DecodeError(f"unsupported wire type {wt}")
     return out
 
 
-def _signed(v: int) -> int:
+def _text(val: Any) -> str:
+    if not isinstance(val, bytes):
+        raise DecodeError("a string field has a non-length-delimited wire type")
+    try:
+        return val.decode()
+    except UnicodeDecodeError:
+        raise DecodeError("a string field is not valid UTF-8") from None
+
+
+def _int(val: Any) -> int:
+    if not isinstance(val, int):
+        raise DecodeError("an integer field has a non-varint wire type")
+    return val
+
+
+def _signed(val: Any) -> int:
+    v = _int(val)
     return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def _bytes(val: Any) -> bytes:
+    if not isinstance(val, bytes):
+        raise DecodeError("a bytes field has a non-length-delimited wire type")
+    return val
+
+
+def _is_zero(wt: int, val: Any, depth: int = 0) -> bool:
+    """A field Go's generated Marshal writes even when it holds its zero value (non-pointer
+    strings, integers, structs): an empty string, 0, or a message whose fields are all zero."""
+    if wt == 0:
+        return bool(val == 0)
+    if wt in (1, 5):
+        return not any(val)
+    if not val:
+        return True
+    if depth >= MAX_DEPTH:
+        return False
+    try:
+        return all(_is_zero(w, v, depth + 1) for _, w, v in _fields(val))
+    except DecodeError:
+        return False
 
 
 def _map(raw: bytes, value_type: str) -> tuple[str, Any]:
@@ -404,21 +491,21 @@ def _map(raw: bytes, value_type: str) -> tuple[str, Any]:
     v: Any = ""
     for num, _, val in _fields(raw):
         if num == 1:
-            k = bytes(val).decode()
+            k = _text(val)
         elif num == 2:
             if value_type == "s":
-                v = bytes(val).decode()
+                v = _text(val)
             elif value_type == "y":
-                v = base64.b64encode(bytes(val)).decode()
+                v = base64.b64encode(_bytes(val)).decode()
             else:  # Quantity{string=1}
-                v = _quantity(bytes(val))
+                v = _quantity(_bytes(val))
     return k, v
 
 
 def _quantity(raw: bytes) -> str:
     for num, _, val in _fields(raw):
         if num == 1:
-            return bytes(val).decode()
+            return _text(val)
     return "0"
 
 
@@ -426,43 +513,52 @@ def _int_or_string(raw: bytes) -> Any:
     typ, ival, sval = 0, 0, ""
     for num, _, val in _fields(raw):
         if num == 1:
-            typ = val
+            typ = _int(val)
         elif num == 2:
             ival = _signed(val)
         elif num == 3:
-            sval = bytes(val).decode()
+            sval = _text(val)
     return sval if typ == 1 else ival
 
 
-def decode_message(raw: bytes, msg: str) -> dict[str, Any]:
+def decode_message(raw: bytes, msg: str, path: str = "", depth: int = 0) -> dict[str, Any]:
+    """One message as JSON. A field that is not in ``SCHEMA`` and holds anything but its zero
+    value raises UnsupportedError naming it: the client meant something we would drop."""
+    if depth > MAX_DEPTH:
+        raise DecodeError("message nesting too deep")
     schema = SCHEMA.get(msg, {})
     out: dict[str, Any] = {}
-    for num, _wt, val in _fields(raw):
+    for num, wt, val in _fields(raw):
         spec = schema.get(num)
         if spec is None:
-            continue
+            if _is_zero(wt, val):
+                continue
+            raise UnsupportedError(
+                f"field {num} of {msg} ({path or 'the object'}) is set, and this lab cluster does not read it "
+                "from protobuf: send the object as JSON (kubectl apply, or create -f a manifest)"
+            )
         name, typ, flags = spec
-        if typ == "t":
+        if typ == "t" or flags & IGNORED:
             continue
         v: Any
         if typ in ("ms", "my", "mq"):
-            k, mv = _map(bytes(val), {"ms": "s", "my": "y", "mq": "q"}[typ])
+            k, mv = _map(_bytes(val), {"ms": "s", "my": "y", "mq": "q"}[typ])
             out.setdefault(name, {})[k] = mv
             continue
         if typ == "s":
-            v = bytes(val).decode()
+            v = _text(val)
         elif typ == "i":
             v = _signed(val)
         elif typ == "b":
-            v = bool(val)
+            v = bool(_int(val))
         elif typ == "y":
-            v = base64.b64encode(bytes(val)).decode()
+            v = base64.b64encode(_bytes(val)).decode()
         elif typ == "io":
-            v = _int_or_string(bytes(val))
+            v = _int_or_string(_bytes(val))
         elif typ == "q":
-            v = _quantity(bytes(val))
+            v = _quantity(_bytes(val))
         else:
-            v = decode_message(bytes(val), typ)
+            v = decode_message(_bytes(val), typ, f"{path}.{name}" if path else name, depth + 1)
         if flags & R:
             out.setdefault(name, []).append(v)
             continue
@@ -475,15 +571,23 @@ def decode_message(raw: bytes, msg: str) -> dict[str, Any]:
     return out
 
 
-def decode(body: bytes) -> dict[str, Any]:
-    """Decode a protobuf request body into the object's JSON form."""
+def decode(body: bytes, expect: Collection[str] = ()) -> dict[str, Any]:
+    """Decode a protobuf request body into the object's JSON form.
+
+    ``expect``: the kinds the endpoint takes (e.g. ``{"DeleteOptions"}`` on DELETE); a body of
+    another kind is a DecodeError, as the real server's decoder into that type refuses it.
+    """
     if not body.startswith(MAGIC):
-        raise DecodeError("missing protobuf envelope")
+        raise DecodeError("provided data does not appear to be a protobuf message, expected prefix [107 56 115 0]")
     unknown = decode_message(body[4:], "Unknown")
+    if unknown.get("contentEncoding"):
+        raise UnsupportedError(f"protobuf content encoding {unknown['contentEncoding']!r} is not supported")
     tm = unknown.get("typeMeta") or {}
     kind = tm.get("kind", "")
+    if expect and kind not in expect:
+        raise DecodeError(f"the body holds a {kind or 'kind-less object'}, this endpoint takes {', '.join(expect)}")
     if kind not in SCHEMA:
-        raise DecodeError(f"protobuf bodies of kind {kind!r} are not supported; send JSON")
+        raise UnsupportedError(f"protobuf bodies of kind {kind!r} are not supported; send JSON")
     raw_b64 = unknown.get("raw", "")
     obj = decode_message(base64.b64decode(raw_b64), kind)
     ordered: dict[str, Any] = {"kind": kind, "apiVersion": tm.get("apiVersion", "")}
