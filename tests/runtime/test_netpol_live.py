@@ -257,7 +257,9 @@ def test_without_policies_every_pod_reaches_every_pod(lab: Lab) -> None:
 
 def test_default_deny_ingress_isolates_the_namespace_but_not_its_egress(lab: Lab, box: dict[str, Any]) -> None:
     lab.apply(DENY_INGRESS)
-    lab.converge("dev/client", {"prod/web:8080:tcp": "timeout", "prod/web:5353:udp": "timeout", "svc:80:tcp": "timeout"})
+    lab.converge(
+        "dev/client", {"prod/web:8080:tcp": "timeout", "prod/web:5353:udp": "timeout", "svc:80:tcp": "timeout"}
+    )
     lab.converge("prod/client", {"prod/web:8080:tcp": "timeout", "dev/client:8080:tcp": "open"})
     # traffic from the node (the sandbox's own terminal) is always allowed, as the API says
     lab.sh(f"timeout 5 bash -c 'exec 3<>/dev/tcp/{lab.ip['prod/web']}/9000'")
@@ -273,7 +275,9 @@ def test_pod_selector_with_a_named_port_resolved_per_pod(lab: Lab) -> None:
             "prod",
             {
                 "podSelector": {"matchLabels": {"app": "web"}},
-                "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}], "ports": [{"port": "http"}]}],
+                "ingress": [
+                    {"from": [{"podSelector": {"matchLabels": {"app": "client"}}}], "ports": [{"port": "http"}]}
+                ],
             },
         )
     )
@@ -333,7 +337,9 @@ def test_ip_block_with_except(lab: Lab) -> None:
             "prod",
             {
                 "podSelector": {"matchLabels": {"app": "web"}},
-                "ingress": [{"from": [{"ipBlock": {"cidr": "10.244.0.0/16", "except": [f"{lab.ip['dev/client']}/32"]}}]}],
+                "ingress": [
+                    {"from": [{"ipBlock": {"cidr": "10.244.0.0/16", "except": [f"{lab.ip['dev/client']}/32"]}}]}
+                ],
             },
         )
     )
