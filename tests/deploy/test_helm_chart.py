@@ -145,6 +145,20 @@ def test_short_secret_key_is_refused(helm: Helm) -> None:
     assert "secrets.secretKey: must be at least 32 characters" in r.stderr
 
 
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ("web.replica=3", "additional properties 'replica' not allowed"),
+        ("web.replicas=two", "got string, want integer"),
+        ("runtimed.socketDir=run/kubelab", "does not match pattern"),
+    ],
+)
+def test_a_misspelt_or_mistyped_value_is_refused_not_ignored(helm: Helm, value: str, error: str) -> None:
+    r = helm("template", "kl", str(CHART), *REQUIRED, "--set", value)
+    assert r.returncode != 0
+    assert error in r.stderr
+
+
 def test_admin_token_reaches_only_runtimed_and_the_provisioning_worker(helm: Helm) -> None:
     objs = render(helm)
     admin = next(o for o in objs if o["kind"] == "Secret" and component(o) == "runtimed")
