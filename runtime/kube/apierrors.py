@@ -28,9 +28,14 @@ class ApiError(_RuntimeError):
         self.status = code
         self.reason = reason
         self.message = message
+        if details is None and (code, message) in _GENERIC:
+            details = {}  # NewGenericServerResponse always sets Details (all fields empty)
         self.details = details
 
     def to_status(self) -> dict[str, Any]:
+        """The ``metav1.Status`` as kube-apiserver encodes it: Go's field order (kind,
+        apiVersion, metadata, status, message, reason, details, code), empty optional
+        fields left out (``omitempty``), details in StatusDetails' own field order."""
         st: dict[str, Any] = {
             "kind": "Status",
             "apiVersion": "v1",
@@ -38,11 +43,60 @@ class ApiError(_RuntimeError):
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,
-            "code": self.status,
         }
+        if not self.message:
+            del st["message"]
+        if not self.reason:
+            del st["reason"]
         if self.details is not None:
-            st["details"] = self.details
+            st["details"] = status_details(self.details)
+        st["code"] = self.status
         return st
+
+
+NOT_FOUND_PATH = "the server could not find the requested resource"
+METHOD_NOT_ALLOWED = "the server does not allow this method on the requested resource"
+_GENERIC = {(404, NOT_FOUND_PATH), (405, METHOD_NOT_ALLOWED)}
+_DETAIL_ORDER = ("name", "group", "kind", "uid", "causes", "retryAfterSeconds")
+_CAUSE_ORDER = ("reason", "message", "field")
+
+
+def status_details(d: dict[str, Any]) -> dict[str, Any]:
+    """StatusDetails as Go serialises it: its fields in struct order, each ``omitempty``;
+    every cause likewise (reason, message, field)."""
+    out: dict[str, Any] = {}
+    for k in _DETAIL_ORDER:
+        v = d.get(k)
+        if not v:
+            continue
+        if k == "causes" and isinstance(v, list):
+            v = [{ck: c[ck] for ck in _CAUSE_ORDER if isinstance(c, dict) and c.get(ck)} for c in v]
+        out[k] = v
+    for k, v in d.items():  # anything else a caller put there, kept after the known fields
+        if k not in out and k not in _DETAIL_ORDER and v:
+            out[k] = v
+    return out
+
+
+def go_json(obj: Any, pretty: bool = False) -> bytes:
+    """``obj`` as kube-apiserver's JSON serializer writes it: Go's encoding/json, which
+    escapes ``<``, ``>``, ``&``, U+2028 and U+2029 and leaves other non-ASCII text as UTF-8;
+    compact with a trailing newline (``json.Encoder.Encode``), or indented by two spaces
+    without one (``json.MarshalIndent``, for ``?pretty=true`` and curl/Wget/browsers)."""
+    if pretty:
+        text = json.dumps(obj, indent=2, ensure_ascii=False)
+    else:
+        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n"
+    if any(c in text for c in "<>&\u2028\u2029"):
+        for c, esc in (
+            ("<", "\\u003c"),
+            (">", "\\u003e"),
+            ("&", "\\u0026"),
+            ("\u2028", "\\u2028"),
+            ("\u2029", "\\u2029"),
+        ):
+            text = text.replace(c, esc)
+    return text.encode("utf-8", "surrogatepass")
 
 
 def qualified(resource: str, group: str) -> str:
@@ -80,8 +134,13 @@ def bad_request(message: str) -> ApiError:
     return ApiError(400, "BadRequest", message)
 
 
-def method_not_allowed(message: str) -> ApiError:
+def method_not_allowed(message: str = METHOD_NOT_ALLOWED) -> ApiError:
     return ApiError(405, "MethodNotAllowed", message)
+
+
+def path_not_found() -> ApiError:
+    """What kube-apiserver answers for a path it does not serve."""
+    return ApiError(404, "NotFound", NOT_FOUND_PATH)
 
 
 def unauthorized() -> ApiError:

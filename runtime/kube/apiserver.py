@@ -488,6 +488,8 @@ class Cluster:
             raise method_not_allowed("the server does not allow this method on the requested resource")
         if name and verb == "create" and not sub:
             raise method_not_allowed("the server does not allow this method on the requested resource")
+        if not name and verb in ("update", "patch"):  # no such route on a collection
+            raise method_not_allowed()
         assert req.user is not None
         ua = req.headers.get("user-agent", "").split("/", 1)[0]
         self._manager = req.query.get("fieldManager") or ua or "unknown"

@@ -32,7 +32,7 @@ import yaml
 from aiohttp import web
 
 from runtime.kube import crd, pki, printers, rbac
-from runtime.kube.apierrors import ApiError, unauthorized
+from runtime.kube.apierrors import ApiError, go_json, path_not_found, unauthorized
 from runtime.kube.apiserver import Cluster, Reply, Request, WatchReply, now_ts, write_token
 from runtime.kube.limits import Limits, expired, request_too_large
 from runtime.kube.podio import CLOSE, ERROR, RESIZE, STDIN, STDOUT, WS_PROTOCOLS, ExecCall, LogCall, PodStream
@@ -365,13 +365,10 @@ def _server_context() -> ssl.SSLContext:
     return ctx
 
 
-def _json_response(reply: Reply) -> web.Response:
+def _json_response(reply: Reply, pretty: bool = False) -> web.Response:
     if isinstance(reply.body, str) and reply.content_type == "text/plain":
         return web.Response(status=reply.status, text=reply.body, content_type="text/plain")
-    if isinstance(reply.body, bytes):
-        body = bytes(reply.body)
-    else:
-        body = json.dumps(reply.body, separators=(",", ":")).encode()
+    body = bytes(reply.body) if isinstance(reply.body, bytes) else go_json(reply.body, pretty)
     resp = web.Response(status=reply.status, body=body)
     resp.headers["Content-Type"] = reply.content_type
     if reply.status == 429 and isinstance(reply.body, dict):
@@ -385,8 +382,18 @@ def _json_response(reply: Reply) -> web.Response:
     return resp
 
 
-def _status_response(e: ApiError) -> web.Response:
-    return _json_response(Reply(e.status, e.to_status()))
+def _status_response(e: ApiError, pretty: bool = False) -> web.Response:
+    return _json_response(Reply(e.status, e.to_status()), pretty)
+
+
+def _pretty(request: web.Request) -> bool:
+    """kube-apiserver's isPrettyPrint: ``?pretty=`` (strconv.ParseBool) wins; otherwise
+    curl, Wget and browsers get indented JSON."""
+    pp = request.query.get("pretty", "")
+    if pp:
+        return pp in ("1", "t", "T", "true", "TRUE", "True")
+    ua = request.headers.get("User-Agent", "")
+    return ua.startswith(("curl", "Wget", "Mozilla/5.0"))
 
 
 def make_app(hub: Hub, only: str | None = None) -> web.Application:
@@ -398,25 +405,25 @@ def make_app(hub: Hub, only: str | None = None) -> web.Application:
         name = request.match_info.get("name", only or "")
         tail = "/" + request.match_info.get("tail", "")
         if only is not None and name != only:
-            return _status_response(ApiError(404, "NotFound", "the server could not find the requested resource"))
+            return _status_response(path_not_found(), _pretty(request))
         cluster = hub.get(name)
         if cluster is None:
-            return _status_response(unauthorized())
+            return _status_response(unauthorized(), _pretty(request))
         auth = request.headers.get("Authorization", "")
         user = None
         if auth.startswith("Bearer "):
             user = cluster.authenticate(auth[7:].strip())
         if user is None:
-            return _status_response(unauthorized())
+            return _status_response(unauthorized(), _pretty(request))
         try:
             body = await _read_body(request, cluster.limits.max_request_bytes)
         except ApiError as e:
-            return _status_response(e)
+            return _status_response(e, _pretty(request))
         req = Request.build(request.method, tail, request.query_string, dict(request.headers), body)
         try:
             req.user = cluster.impersonate(req, user)
         except ApiError as e:
-            return _status_response(e)
+            return _status_response(e, _pretty(request))
         try:
             reply = cluster.handle(req)
         except Exception as e:  # a bug must not take the listener down; the client gets a Status
@@ -424,7 +431,8 @@ def make_app(hub: Hub, only: str | None = None) -> web.Application:
             return _status_response(
                 ApiError(
                     500, "InternalError", f"an error on the server ({e!r}) has prevented the request from succeeding"
-                )
+                ),
+                _pretty(request),
             )
         if isinstance(reply, WatchReply):
             return await _stream_watch(request, cluster, reply)
@@ -432,7 +440,7 @@ def make_app(hub: Hub, only: str | None = None) -> web.Application:
             return await _stream_log(request, reply.body)
         if isinstance(reply.body, ExecCall):
             return await _stream_exec(request, reply.body)
-        return _json_response(reply)
+        return _json_response(reply, _pretty(request))
 
     # bodies are read by _read_body, within the cluster's own limit
     app = web.Application(client_max_size=hub.limits.max_request_bytes)
@@ -631,7 +639,7 @@ async def _stream_exec(request: web.Request, call: ExecCall) -> web.StreamRespon
         try:
             stream = await loop.run_in_executor(pool, call.open)
         except ApiError as e:
-            await ws.send_bytes(bytes([ERROR]) + json.dumps(e.to_status()).encode())
+            await ws.send_bytes(bytes([ERROR]) + go_json(e.to_status())[:-1])
             return ws
         await _exec_session(ws, call, stream, pool)
     except ConnectionResetError:
@@ -643,7 +651,7 @@ async def _stream_exec(request: web.Request, call: ExecCall) -> web.StreamRespon
                 500, "InternalError", f"an error on the server ({e!r}) has prevented the request from succeeding"
             )
             with contextlib.suppress(ConnectionResetError):
-                await ws.send_bytes(bytes([ERROR]) + json.dumps(err.to_status()).encode())
+                await ws.send_bytes(bytes([ERROR]) + go_json(err.to_status())[:-1])
     finally:
         if stream is not None:
             stream.close()
@@ -669,14 +677,22 @@ async def _exec_session(ws: web.WebSocketResponse, call: ExecCall, stream: PodSt
             if data and (call.stdout if channel == STDOUT else call.stderr):
                 await ws.send_bytes(bytes([channel]) + data)
         code = await loop.run_in_executor(pool, stream.exit_code)
-        await ws.send_bytes(bytes([ERROR]) + json.dumps(_exit_status(call, code)).encode())
+        await ws.send_bytes(bytes([ERROR]) + go_json(_exit_status(call, code))[:-1])
 
     async def client() -> None:
         stdin_open = call.stdin
         async for msg in ws:
-            if msg.type != web.WSMsgType.BINARY or not msg.data:
+            # apimachinery's wsstream reads the frame's payload whatever its opcode: clients
+            # that send text (the Python client's write_stdin(str)) are read as binary ones
+            if msg.type == web.WSMsgType.TEXT:
+                raw = msg.data.encode("utf-8", "surrogatepass")
+            elif msg.type == web.WSMsgType.BINARY:
+                raw = msg.data
+            else:
                 continue
-            channel, data = msg.data[0], msg.data[1:]
+            if not raw:
+                continue
+            channel, data = raw[0], raw[1:]
             if channel == STDIN and stdin_open and data:
                 try:
                     await loop.run_in_executor(pool, stream.write, data)
