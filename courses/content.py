@@ -33,7 +33,7 @@ SERVICES = ("docker", "kubernetes")
 # platform does not meet yet is imported disabled, with the reason shown on its page.
 NEEDS = (*SERVICES, "pods", "services", "helm")
 CLUSTER_NEEDS = ("pods", "services", "helm")
-AVAILABLE_NEEDS: frozenset[str] = frozenset({"docker", "kubernetes", "pods", "services"})
+AVAILABLE_NEEDS: frozenset[str] = frozenset({"docker", "kubernetes", "pods", "services", "helm"})
 IMAGES = ("lab-base", "busybox")
 MAX_FILE_BYTES = 256 * 1024
 MAX_CHECK_TIMEOUT = 60

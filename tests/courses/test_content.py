@@ -11,6 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from courses import content
 from courses.content import ContentError, read_course
 from courses.importer import import_course
 from courses.killercoda import read_scenario
@@ -88,7 +89,9 @@ def course_dir(tmp_path: Path) -> Path:
     )
 
 
-def test_a_valid_course_reads_with_its_structure(course_dir: Path) -> None:
+def test_a_valid_course_reads_with_its_structure(course_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a platform without helm in its lab image, to see the gate at work (lab-base has helm)
+    monkeypatch.setattr("courses.content.AVAILABLE_NEEDS", content.AVAILABLE_NEEDS - {"helm"})
     course = read_course(course_dir)
     assert course.slug == "demo-course"
     assert [m.slug for m in course.modules] == ["first", "cluster"]
@@ -204,7 +207,10 @@ def test_import_is_idempotent_and_archives_instead_of_deleting(course_dir: Path)
 
 
 @pytest.mark.django_db
-def test_import_rewrites_asset_links_and_stores_the_environment(course_dir: Path) -> None:
+def test_import_rewrites_asset_links_and_stores_the_environment(
+    course_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("courses.content.AVAILABLE_NEEDS", content.AVAILABLE_NEEDS - {"helm"})
     import_course(read_course(course_dir))
     lesson = Lesson.objects.get(slug="hello")
     assert "](/courses/demo-course/assets/x.svg)" in lesson.body
