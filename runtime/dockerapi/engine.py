@@ -602,6 +602,10 @@ class Engine:
         # every output stream and process exit of this engine: two threads however many (watch.py)
         self._watcher = Watcher(f"engine-io-{ctx.sid[:12]}")
         self._worker = Worker(f"engine-exit-{ctx.sid[:12]}")
+        # called as fn(action, container id, labels) after a container's exit ("die") and its
+        # removal ("destroy"), as Docker's events name them; on the thread that saw it, so a
+        # listener must not block (the lab cluster's kubelet sets an Event: kube/kubelet.py)
+        self.listeners: builtins.list[Callable[[str, str, dict[str, str]], None]] = []
         for d in sorted(self.containers_dir.iterdir()):
             try:
                 c = _Container.from_json(json.loads((d / "state.json").read_text()))
@@ -1740,9 +1744,18 @@ class Engine:
             self._save(c)
             auto_remove = bool(c.host_config.get("AutoRemove"))
             self._cond.notify_all()
+        self._emit("die", c)
         if auto_remove and not self._closed:
             with contextlib.suppress(NotFound, errors.RuntimeError):
                 self.remove(c.id, force=True, volumes=True)
+
+    def _emit(self, action: str, c: _Container) -> None:
+        labels = {str(k): str(v) for k, v in (c.config.get("Labels") or {}).items()}
+        for fn in list(self.listeners):
+            try:
+                fn(action, c.id, labels)
+            except Exception:
+                log.exception("engine of sandbox %s: a %s listener failed", self.ctx.sid, action)
 
     def _oom_killed(self, c: _Container) -> bool:
         """Did the kernel's OOM killer kill a process of the container (its cgroup's counter)?"""
@@ -1882,6 +1895,7 @@ class Engine:
             for e in [e for e in self._execs.values() if e.cid == c.id]:
                 self._execs.pop(e.id, None)
             self._cond.notify_all()
+        self._emit("destroy", c)
         if volumes:
             for m in c.mounts:
                 if m["Type"] == "volume" and self._volume_meta(m["Name"]).get("anonymous"):

@@ -26,8 +26,10 @@ the server's periodic tick (``has_timers``).
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 import secrets
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -152,6 +154,9 @@ class Controllers:
     def __init__(self, cluster: Cluster) -> None:
         self.c = cluster
         self.create_error = ""  # why the last _create_pod failed ("" when it succeeded)
+        # has_timers' memo: the store's resourceVersion it was computed at, and what falls due
+        self._due_rv = -1
+        self._due_at: float | None = None
 
     # -- hooks inside a write ------------------------------------------------------
 
@@ -1276,10 +1281,39 @@ class Controllers:
                     self.c.store.put(CJ.gr, n, "MODIFIED")
 
     def has_timers(self) -> bool:
-        """Whether this cluster has work that depends on the clock: CronJobs, a rollout that may
-        hit its progressDeadlineSeconds, pods that become available after minReadySeconds."""
-        if self.c.store.objects.get("cronjobs.batch"):
-            return True
+        """Whether clock-driven work is due now (the server's periodic tick asks every cluster,
+        and reconciles those that answer yes). What falls due is computed once per change of
+        the store (``next_due``), so an idle cluster costs one comparison per tick; a cluster
+        with a CronJob is reconciled at its scheduled minutes, not on every tick."""
+        rv = self.c.store.rv
+        if rv != self._due_rv:
+            self._due_rv, self._due_at = rv, self.next_due()
+        if self._due_at is None or self._due_at > time.time():
+            return False
+        self._due_rv = -1  # look again after the reconcile this answer causes
+        return True
+
+    def next_due(self) -> float | None:
+        """The earliest unix time at which the clock alone changes what a controller does: a
+        CronJob's next scheduled minute, a rollout's progressDeadlineSeconds, a ready pod of a
+        ReplicaSet becoming available after minReadySeconds (None: nothing depends on the clock)."""
+        from runtime.kube.cron import CronError, Schedule
+        from runtime.kube.printers import parse_time
+
+        due: list[float] = []
+        for cj in self.c.store.list(R["cronjobs.batch"].gr):
+            meta, spec = cj["metadata"], cj.get("spec") or {}
+            if meta.get("deletionTimestamp") or spec.get("suspend"):
+                continue
+            try:
+                sched = Schedule(spec.get("schedule", ""), spec.get("timeZone"))
+            except CronError:
+                continue
+            st = cj.get("status") or {}
+            last = parse_time(st.get("lastScheduleTime")) or parse_time(meta.get("creationTimestamp"))
+            nxt = sched.next_after(last or datetime.datetime.now(datetime.UTC))
+            if nxt is not None:
+                due.append(nxt.timestamp())
         for d in self.c.store.list(DEPLOY.gr):
             cond = _get_cond(d.get("status") or {}, "Progressing")
             reason = (cond or {}).get("reason")
@@ -1288,11 +1322,19 @@ class Controllers:
                 and not d["spec"].get("paused")
                 and reason in ("ReplicaSetUpdated", "NewReplicaSetCreated", "FoundNewReplicaSet", "DeploymentResumed")
             ):
-                return True
+                since = parse_time((cond or {}).get("lastUpdateTime"))
+                due.append(since.timestamp() + int(d["spec"]["progressDeadlineSeconds"]) if since else time.time())
         for rs in self.c.store.list(RS.gr):
-            if rs["spec"].get("minReadySeconds") and _stat(rs, "readyReplicas") > _stat(rs, "availableReplicas"):
-                return True
-        return False
+            min_ready = int(rs["spec"].get("minReadySeconds") or 0)
+            if min_ready and _stat(rs, "readyReplicas") > _stat(rs, "availableReplicas"):
+                # a ready pod counts as available min_ready after it became ready (already
+                # past: the status lags, due at once, as the old every-tick check was)
+                pods = [p for p in self.c.store.list(PODS.gr, rs["metadata"]["namespace"]) if _controlled_by(p, rs)]
+                ready = [_ready_since(p) for p in pods]
+                due.extend(since + min_ready for since in ready if since is not None)
+                if not any(since is not None for since in ready):
+                    due.append(time.time())
+        return min(due) if due else None
 
     # persistent volumes: binder, provisioner, protection ------------------------------------------
 

@@ -87,6 +87,26 @@ class Schedule:
             return dom_ok and dow_ok
         return dom_ok or dow_ok
 
+    def next_after(self, after: datetime.datetime) -> datetime.datetime | None:
+        """The first scheduled minute later than ``after`` (UTC), looking at most a year
+        ahead (None: no such minute, e.g. ``0 0 30 2 *``). Day by day, then the schedule's own
+        hours and minutes: a few hundred steps at most, cheap enough to run after a write."""
+        start = (after.astimezone(self.tz) + datetime.timedelta(minutes=1)).replace(second=0, microsecond=0)
+        hours, minutes = sorted(self.hour), sorted(self.minute)
+        day = start.date()
+        for _ in range(367):
+            if day.month in self.month:
+                dom_ok = day.day in self.dom
+                dow_ok = (day.isoweekday() % 7) in self.dow
+                if (dom_ok and dow_ok) if (self.dom_star or self.dow_star) else (dom_ok or dow_ok):
+                    for h in hours:
+                        for m in minutes:
+                            t = datetime.datetime(day.year, day.month, day.day, h, m, tzinfo=self.tz)
+                            if t >= start and self.matches(t):  # matches: a DST gap's minute is skipped
+                                return t.astimezone(datetime.UTC)
+            day += datetime.timedelta(days=1)
+        return None
+
     def last_between(self, after: datetime.datetime, now: datetime.datetime) -> datetime.datetime | None:
         """The latest scheduled minute in (after, now], looking back at most a week."""
         t = now.replace(second=0, microsecond=0)

@@ -11,9 +11,20 @@ The ``Cluster`` is only touched from the API server's event loop, so every
 ``ClusterHost`` method runs its work there (``call_on_loop``) and returns copies; with
 ``loop=None`` (tests) it calls directly. ``ClusterHost.attach`` sets
 ``cluster.kubelet_notify``, which ``Controllers.reconcile`` calls after every write: the
-kubelet then syncs at once (and every second anyway). Status writes replace the pod's
-``status`` only when it changed and run the controllers, so ReplicaSets, Deployments,
-Jobs and Endpoints see ready pods, phases and IPs as they would from a real kubelet.
+kubelet then syncs at once. Status writes replace the pod's ``status`` only when it
+changed and run the controllers, so ReplicaSets, Deployments, Jobs and Endpoints see ready
+pods, phases and IPs as they would from a real kubelet.
+
+When it syncs
+-------------
+Never on a fixed short period: a class of idle clusters must cost nothing. The thread
+sleeps until one of: a cluster write (``notify``), the exit of a pod's container (the
+engine's ``die`` event, ``Engine.listeners``: kubelet's PLEG), the earliest timer a sync
+left behind (``_wake_in``: a probe's next run or initial delay, the end of a back-off, a
+grace-period deadline, a retry after an engine error), or ``RESYNC_PERIOD`` (60 s, as
+kubelet's ``--sync-frequency``) as a safety net for what no event reports (e.g. the student
+removing a stopped container with ``docker rm``). Each sync recomputes every timer.
+Hooks that need the pod network (``after_sync``) run after every sync, whatever woke it.
 
 Containers, as dockershim named and labelled them
 -------------------------------------------------
@@ -137,7 +148,8 @@ SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 BACKOFF_INITIAL = 10.0
 BACKOFF_MAX = 300.0
 BACKOFF_RESET = 600.0  # a container that ran this long restarts with the initial back-off
-SYNC_PERIOD = 1.0
+RETRY_PERIOD = 1.0  # a sync that failed somewhere (engine error, sandbox not made) runs again this soon
+RESYNC_PERIOD = 60.0  # a full sync with nothing due and nothing changed (kubelet's --sync-frequency)
 VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
 R = registry.BY_GR
@@ -606,7 +618,8 @@ class Kubelet:
         cluster_dns: str | None = None,
         backoff_initial: float = BACKOFF_INITIAL,
         backoff_max: float = BACKOFF_MAX,
-        sync_period: float = SYNC_PERIOD,
+        retry_period: float = RETRY_PERIOD,
+        resync_period: float = RESYNC_PERIOD,
     ) -> None:
         self.host = host
         self.engine = engine
@@ -616,11 +629,15 @@ class Kubelet:
         self.after_sync: list[Callable[[], None]] = []  # run in the sync thread (the proxy's resync)
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
-        self.sync_period = sync_period
+        self.retry_period = retry_period
+        self.resync_period = resync_period
+        self.syncs = 0  # syncs run so far (what an idle node costs: tests and bench/kube_pods.py)
         self._pods: dict[str, _PodRuntime] = {}
         self._live_uids: set[str] | None = None  # the pods of the last sync that removed orphan volumes
         self._sync_lock = threading.RLock()
         self._wake = threading.Event()
+        self._due_lock = threading.Lock()
+        self._due: float | None = None  # monotonic time a timer (probe, back-off, grace) falls due
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._sockets = _NetnsSockets(engine.ctx.pid, engine.ctx.cgroup_path)
@@ -629,16 +646,37 @@ class Kubelet:
 
     def start(self) -> None:
         self.host.attach(self.notify)
+        self.engine.listeners.append(self._on_engine_event)
+        self._wake.set()  # the first sync at once: adopt what runs, catch exits missed meanwhile
         self._thread = threading.Thread(target=self._loop, daemon=True, name=f"kubelet-{self.node}")
         self._thread.start()
 
     def notify(self) -> None:
+        """Something changed (a cluster write, a container's exit): sync now."""
         self._wake.set()
+
+    def _on_engine_event(self, action: str, _cid: str, labels: dict[str, str]) -> None:
+        # an exit of a pod's container (crash, completion, SIGKILL at the grace deadline, the
+        # student's ``docker kill``) is what PLEG would relist; the student's own containers
+        # and removals (ours, mostly) wake nobody
+        if action == "die" and POD_UID in labels:
+            self._wake.set()
+
+    def _wake_in(self, seconds: float) -> None:
+        """Have the loop sync again within ``seconds`` (the earliest of all such requests)."""
+        at = time.monotonic() + max(0.0, seconds)
+        with self._due_lock:
+            if self._due is None or at < self._due:
+                self._due = at
+        if self._thread is not None and threading.current_thread() is not self._thread:
+            self._wake.set()  # a sync run from another thread (tests): the loop re-reads its wait
 
     def close(self) -> None:
         """Stop syncing (the pods' containers keep running: a new Kubelet adopts them)."""
         self._stop.set()
         self._wake.set()
+        with contextlib.suppress(ValueError):
+            self.engine.listeners.remove(self._on_engine_event)
         with contextlib.suppress(errors.RuntimeError):
             self.host.attach(None)
         if self._thread is not None:
@@ -646,8 +684,15 @@ class Kubelet:
         self._sockets.close()
 
     def _loop(self) -> None:
+        """Event-driven, as kubelet's sync loop is: a sync runs when the cluster changed
+        (``notify`` from the controllers), a pod's container exited (the engine's ``die``), a
+        timer fell due (a probe's period, a back-off's end, a grace deadline, a retry), or
+        ``resync_period`` passed with none of these. An idle node costs no wake-ups."""
         while not self._stop.is_set():
-            self._wake.wait(self.sync_period)
+            with self._due_lock:
+                due = self._due
+            wait = self.resync_period if due is None else max(0.0, min(due - time.monotonic(), self.resync_period))
+            self._wake.wait(wait)
             self._wake.clear()
             if self._stop.is_set():
                 return
@@ -655,6 +700,7 @@ class Kubelet:
                 self.sync()
             except Exception:
                 log.exception("kubelet sync of node %s failed", self.node)
+                self._wake_in(self.retry_period)
             for hook in self.after_sync:
                 try:
                     hook()
@@ -709,8 +755,11 @@ class Kubelet:
     # -- sync ------------------------------------------------------------------------------------
 
     def sync(self) -> None:
-        """Converge the engine on the node's pods (called on notify and every second)."""
+        """Converge the engine on the node's pods, and set the timer of what falls due next."""
         with self._sync_lock:
+            self.syncs += 1
+            with self._due_lock:
+                self._due = None  # this sync looks at everything: it sets the timers again
             pods = self.host.pods(self.node)
             by_uid = self._engine_containers()
             seen: set[str] = set()
@@ -724,19 +773,24 @@ class Kubelet:
                         self._sync_pod(pod, by_uid.get(uid, []))
                 except Exception:
                     log.exception("kubelet: pod %s/%s", pod["metadata"].get("namespace"), pod["metadata"]["name"])
+                    self._wake_in(self.retry_period)
             for uid, cs in by_uid.items():
                 if uid not in seen:
                     try:
                         self._terminate(None, uid, cs)
                     except Exception:
                         log.exception("kubelet: removing the containers of deleted pod %s", uid)
+                        self._wake_in(self.retry_period)
             gone = [uid for uid in self._pods if uid not in seen and uid not in by_uid]
             for uid in gone:
                 self._pods.pop(uid, None)
             # listing every volume each second is wasted I/O: only when a pod came or went
             # (or the first sync), and again until every orphan is gone
-            if seen != self._live_uids and self._remove_orphan_volumes(seen):
-                self._live_uids = seen
+            if seen != self._live_uids:
+                if self._remove_orphan_volumes(seen):
+                    self._live_uids = seen
+                else:
+                    self._wake_in(self.retry_period)  # one still in use: again until every orphan is gone
 
     def _runtime(self, pod: Obj) -> _PodRuntime:
         meta = pod["metadata"]
@@ -851,6 +905,7 @@ class Kubelet:
         except errors.RuntimeError as exc:
             msg = f"Failed to create pod sandbox: {exc}"
             self._once(rt, pod, "Warning", "FailedCreatePodSandBox", msg)
+            self._wake_in(self.retry_period)
             return None
         return cid
 
@@ -1067,6 +1122,7 @@ class Kubelet:
                         f"({meta['uid']})",
                     )
             if time.time() < b.until:
+                self._wake_in(b.until - time.time())  # the back-off's end: start it then
                 rt.waiting[name] = (
                     "CrashLoopBackOff",
                     f"back-off {go_duration(b.shown)} restarting failed container={name} "
@@ -1080,11 +1136,13 @@ class Kubelet:
         except errors.RuntimeError:
             pb = rt.backoff.get(pull_key)
             if pb is not None and time.time() < pb.until:
+                self._wake_in(pb.until - time.time())
                 rt.waiting[name] = ("ImagePullBackOff", f'Back-off pulling image "{image}"')
                 self._once(rt, pod, "Normal", "BackOff", f'Back-off pulling image "{image}"')
                 return
             delay = self.backoff_initial if pb is None else min(pb.next * 2, self.backoff_max)
             rt.backoff[pull_key] = _Backoff("", time.time() + delay, delay, delay)
+            self._wake_in(delay)  # pull again then (the student may have built it meanwhile)
             msg = (
                 f'Failed to pull image "{image}": this lab has no registry and the image is neither in the '
                 f"catalog nor built in your sandbox (the images this lab has: {catalog.available()}; or "
@@ -1109,6 +1167,7 @@ class Kubelet:
         except errors.RuntimeError as exc:
             rt.waiting[name] = ("CreateContainerError", str(exc))
             self._once(rt, pod, "Warning", "Failed", f"Error: {exc}")
+            self._wake_in(self.retry_period)
             return
         self.host.event(pod, "Normal", "Created", f"Created container: {name}")
         for old in inst[:-1]:  # keep only the previous instance (logs --previous)
@@ -1118,8 +1177,10 @@ class Kubelet:
             self.engine.start(cid)
         except errors.RuntimeError as exc:
             self.host.event(pod, "Warning", "Failed", f"Error: failed to start container {name!r}: {exc}")
+            self._wake_in(self.retry_period)
             return
         self.host.event(pod, "Normal", "Started", f"Started container {name}")
+        self._wake_in(0.0)  # look at it again at once: its probes' clocks start when it is seen running
 
     def _container_body(self, pod: Obj, c: Obj, infra: str, pod_ip: str, restarts: int) -> Obj:
         spec = pod.get("spec") or {}
@@ -1334,11 +1395,16 @@ class Kubelet:
             if not pr or st.killing:
                 continue
             now = time.monotonic()
-            if now - st.started < float(pr.get("initialDelaySeconds", 0)):
+            period = float(pr.get("periodSeconds", 10))
+            first = st.started + float(pr.get("initialDelaySeconds", 0))
+            if now < first:
+                self._wake_in(first - now)
                 continue
-            if now - st.last.get(kind, -1e9) < float(pr.get("periodSeconds", 10)):
+            if now - st.last.get(kind, -1e9) < period:
+                self._wake_in(st.last[kind] + period - now)
                 continue
             st.last[kind] = now
+            self._wake_in(period)  # the next run of this probe
             ok, out = self._run_probe(c, cur.id, pr, pod_ip)
             word = "Liveness" if kind == "livenessProbe" else "Readiness"
             if ok:
@@ -1565,6 +1631,7 @@ class Kubelet:
                 with contextlib.suppress(errors.RuntimeError):
                     self.engine.kill(c["Id"], signal="SIGTERM")
         if apps and time.time() < rt.kill_deadline:
+            self._wake_in(rt.kill_deadline - time.time())  # SIGKILL then (an exit before wakes us too)
             return
         for c in cs:
             with contextlib.suppress(errors.RuntimeError):

@@ -595,22 +595,34 @@ def test_terminating_pods_are_counted_and_block_the_daemonset_pod(cluster: Clust
     assert new["spec"]["containers"][0]["image"] == "debian:bookworm"
 
 
-def test_clock_driven_work_keeps_the_periodic_tick(cluster: Cluster) -> None:
-    assert not cluster.controllers.has_timers()
+def test_clock_driven_work_is_due_at_its_deadline_and_not_before(cluster: Cluster) -> None:
+    assert cluster.controllers.next_due() is None and not cluster.controllers.has_timers()
     body = json.loads(deployment_yaml("clock", 1, "busybox:1.35"))
     body["spec"]["minReadySeconds"] = 30
     cluster.create(R["deployments.apps"], "default", body)
     cluster.controllers.reconcile()
-    assert cluster.controllers.has_timers()  # the rollout may hit its progress deadline
+    # the rollout may hit its progress deadline (600 s): due then, not on the next tick
+    due = cluster.controllers.next_due()
+    assert due is not None and 590 < due - time.time() <= 600
+    assert not cluster.controllers.has_timers()
     (pod,) = cluster.store.list(R["pods"].gr, "default")
     _set_ready(cluster, "default", pod["metadata"]["name"])
-    assert cluster.controllers.has_timers()  # ready, available only after minReadySeconds
+    due = cluster.controllers.next_due()  # ready, available only after minReadySeconds
+    assert due is not None and 20 < due - time.time() <= 30
+    assert not cluster.controllers.has_timers()
     (rs,) = cluster.store.list(R["replicasets.apps"].gr, "default")
     assert rs["status"]["readyReplicas"] == 1 and "availableReplicas" not in rs["status"]
-    _set_ready(cluster, "default", pod["metadata"]["name"], ago=31)
+    # the same pod ready since 31 s: its minReadySeconds have passed, so the tick is due
+    p = cluster.store.get(R["pods"].gr, "default", pod["metadata"]["name"])
+    assert p is not None
+    n = copy.deepcopy(p)
+    n["status"]["conditions"][0]["lastTransitionTime"] = _ts(31)
+    cluster.store.put(R["pods"].gr, n, "MODIFIED")
+    assert cluster.controllers.has_timers()
+    cluster.controllers.reconcile()  # what the tick does when the answer is yes
     d = cluster.store.get(R["deployments.apps"].gr, "default", "clock")
     assert d is not None and cond(d, "Progressing")["reason"] == "NewReplicaSetAvailable"
-    assert not cluster.controllers.has_timers()
+    assert cluster.controllers.next_due() is None and not cluster.controllers.has_timers()
 
 
 def test_statefulset_scale_down_waits_for_each_pod_to_terminate(cluster: Cluster) -> None:

@@ -193,6 +193,63 @@ def test_cron_schedules() -> None:
             Schedule(bad)
 
 
+def test_cron_next_after_agrees_with_a_minute_by_minute_scan() -> None:
+    import datetime
+
+    from runtime.kube.cron import Schedule
+
+    now = datetime.datetime(2026, 11, 25, 20, 33, 10, tzinfo=datetime.UTC)
+    specs = [
+        ("*/5 * * * *", None),
+        ("@hourly", None),
+        ("0 9 * * mon-fri", None),
+        ("30 20 * * *", "Europe/Paris"),
+        ("15 2 1,15 * *", None),
+        ("0 0 * * 0", None),
+        ("33 20 * * *", None),  # this very minute has begun: the next one is tomorrow's
+    ]
+    for spec, tz in specs:
+        sched = Schedule(spec, tz)
+        t = now.replace(second=0) + datetime.timedelta(minutes=1)
+        while not sched.matches(t):
+            t += datetime.timedelta(minutes=1)
+        assert sched.next_after(now) == t, spec
+    assert Schedule("0 0 30 2 *").next_after(now) is None  # February has no 30th
+
+
+def test_cronjob_is_due_at_its_next_minute_only(tmp_path) -> None:
+    import datetime
+    import time
+
+    from runtime.kube import registry
+    from runtime.kube.apiserver import Cluster
+    from runtime.kube.server import create_cluster
+
+    create_cluster(tmp_path, "cron", "https://127.0.0.1:1")
+    c = Cluster("cron", tmp_path / "clusters" / "cron")
+    cj = {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "tick"},
+        "spec": {
+            "schedule": "*/1 * * * *",
+            "jobTemplate": {
+                "spec": {
+                    "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}
+                }
+            },
+        },
+    }
+    c.create(registry.BY_GR["cronjobs.batch"], "default", cj)
+    c.controllers.reconcile()
+    due = c.controllers.next_due()
+    assert due is not None
+    nxt = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=1)).replace(second=0, microsecond=0)
+    assert abs(due - nxt.timestamp()) <= 60  # the next whole minute (the clock may have turned)
+    assert due == int(due) and int(due) % 60 == 0
+    assert c.controllers.has_timers() is (due <= time.time())
+
+
 def test_cronjob_controller_creates_due_job(tmp_path) -> None:
     import copy
 
