@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from runtime.kube import podsecurity
+from runtime.kube import aggregator, podsecurity
 from runtime.kube.apierrors import ApiError, forbidden
 from runtime.kube.quantity import Quantity, QuantityError
 
@@ -373,6 +373,7 @@ def admit(c: Cluster, rdef: ResourceDef, obj: Obj) -> None:
     if rdef.virtual:
         return
     podsecurity.admit(c, rdef, obj)
+    aggregator.admit(rdef, obj)
     if not rdef.namespaced:
         return
     _validate_limits(c, rdef, obj)
@@ -384,3 +385,4 @@ def admit_update(c: Cluster, rdef: ResourceDef, new: Obj, old: Obj) -> None:
     creates only here)."""
     if not rdef.virtual:
         podsecurity.admit(c, rdef, new, old)
+        aggregator.admit(rdef, new)

@@ -266,7 +266,7 @@ class Cluster:
         self.tokens: dict[str, dict[str, Any]] = {}
         self._tokens_stamp: tuple[int, int] = (0, 0)
         self._reload_tokens()
-        self.store = Store(directory / "store.jsonl", self.limits)
+        self.store = Store(directory / "store.jsonl", self.limits, codec=_wire_defaults)
         self._dirty = False
         # field manager of the write in progress (see ssa.py)
         self._manager = "kube-controller-manager"
@@ -766,6 +766,7 @@ class Cluster:
         else:
             ssa.record_update(obj, None, self._manager, rdef.group_version, meta["creationTimestamp"])
         obj = _ordered(rdef, obj)
+        openapi.zero_fill_status(rdef, obj)
         if dry_run:
             return dict(obj)
         self._dirty = True
@@ -912,6 +913,7 @@ class Cluster:
             if a != b:
                 new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
         new = _ordered(rdef, new)
+        openapi.zero_fill_status(rdef, new)
         if new == old:
             return old
         if not self._applying:
@@ -1085,7 +1087,10 @@ class Cluster:
         from runtime.kube.selectors import selector_string
 
         spec = obj.get("spec") or {}
-        sel = selector_string(spec.get("selector"))
+        if rdef.kind == "ReplicationController":  # a plain map of labels
+            sel = selector_string({"matchLabels": spec.get("selector") or {}})
+        else:
+            sel = selector_string(spec.get("selector"))
         spec_replicas = spec.get("replicas", 0)
         status_replicas = (obj.get("status") or {}).get("replicas", 0)
         if rdef.custom and rdef.scale_paths is not None:
@@ -1259,6 +1264,13 @@ class Cluster:
 
 
 _KEY_ORDER = ["apiVersion", "kind", "metadata", "spec", "status"]
+
+
+def _wire_defaults(gr: str, obj: Obj) -> None:
+    """The store's codec: what the real server's Go encoding always writes (openapi.py)."""
+    rdef = registry.BY_GR.get(gr)
+    if rdef is not None:
+        openapi.zero_fill_status(rdef, obj)
 
 
 def _only_gc_change(new: Obj, old: Obj) -> bool:

@@ -33,7 +33,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from runtime.kube import kinds, rbac, registry, scheduler
+from runtime.kube import aggregator, kinds, rbac, registry, scheduler
 from runtime.kube.apierrors import ApiError
 from runtime.kube.registry import ResourceDef
 from runtime.kube.selectors import selector_from_match
@@ -53,12 +53,15 @@ HASH_LABEL = "pod-template-hash"
 SLICE_SERVICE_NAME = "kubernetes.io/service-name"
 SLICE_MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
 SLICE_CONTROLLER = "endpointslice-controller.k8s.io"
+EP_MANAGED_BY = "endpoints.kubernetes.io/managed-by"
+EP_CONTROLLER = "endpoint-controller"
 
 _ALNUM = "bcdfghjklmnpqrstvwxz2456789"
 
 R = registry.BY_GR
 PODS = R["pods"]
 RS = R["replicasets.apps"]
+RC = R["replicationcontrollers"]
 DEPLOY = R["deployments.apps"]
 NS = R["namespaces"]
 SA = R["serviceaccounts"]
@@ -186,7 +189,7 @@ class Controllers:
             fins = obj["metadata"].setdefault("finalizers", [])
             if "kubernetes.io/pv-protection" not in fins:
                 fins.append("kubernetes.io/pv-protection")
-        elif rdef.kind in ("Deployment", "ReplicaSet", "CronJob", "StatefulSet", "DaemonSet"):
+        elif rdef.kind in ("Deployment", "ReplicaSet", "ReplicationController", "CronJob", "StatefulSet", "DaemonSet"):
             obj["status"] = {}
         elif rdef.kind == "Job":
             obj["status"] = {}
@@ -298,11 +301,13 @@ class Controllers:
         for _ in range(10):
             before = self.c.store.rv
             self._crds()
+            aggregator.reconcile(self)
             self._namespaces()
             rbac.aggregate(self.c)
             self._garbage_collect()
             self._deployments()
             self._replicasets()
+            self._replication_controllers()
             self._cronjobs()
             self._jobs()
             self._statefulsets()
@@ -1746,7 +1751,7 @@ class Controllers:
                 sub["ports"] = ports
                 subsets = [sub]
             cur = store.get(EP.gr, ns, name)
-            want_labels = dict(meta.get("labels") or {})
+            want_labels = {**(meta.get("labels") or {}), EP_MANAGED_BY: EP_CONTROLLER}
             if cur is None:
                 ep: Obj = {
                     "apiVersion": "v1",
@@ -1756,15 +1761,22 @@ class Controllers:
                 if subsets:
                     ep["subsets"] = subsets
                 self._create(EP, ep)
-            elif (cur.get("subsets") or []) != subsets:
+            elif (cur.get("subsets") or []) != subsets or (cur["metadata"].get("labels") or {}).get(
+                EP_MANAGED_BY
+            ) != EP_CONTROLLER:
                 n = copy.deepcopy(cur)
                 if subsets:
                     n["subsets"] = subsets
                 else:
                     n.pop("subsets", None)
+                n["metadata"]["labels"] = {**(n["metadata"].get("labels") or {}), EP_MANAGED_BY: EP_CONTROLLER}
                 store.put(EP.gr, n, "MODIFIED")
+        # the controller's own Endpoints go with their Service; one somebody wrote without a
+        # Service (no managed-by label) is theirs, and stays, as on a real cluster
         for ep in store.list(EP.gr):
             m = ep["metadata"]
+            if (m.get("labels") or {}).get(EP_MANAGED_BY) != EP_CONTROLLER:
+                continue
             if store.get(SVC.gr, m["namespace"], m["name"]) is None:
                 store.remove(EP.gr, m["namespace"], m["name"])
 
@@ -1882,6 +1894,12 @@ class Controllers:
                 continue
             self._sync_rs(rs)
 
+    def _replication_controllers(self) -> None:
+        for rc in self.c.store.list(RC.gr):
+            if rc["metadata"].get("deletionTimestamp"):
+                continue
+            self._sync_rs(rc, RC, "replication-controller")
+
     def _delete_pod(self, ns: str, name: str) -> None:
         """Delete as a controller does: gracefully (the kubelet stops it) when a kubelet runs.
 
@@ -1896,9 +1914,15 @@ class Controllers:
         finally:
             self.c._dirty = dirty
 
-    def _sync_rs(self, rs: Obj) -> None:
+    def _sync_rs(self, rs: Obj, rdef: ResourceDef = RS, component: str = "replicaset-controller") -> None:
+        """One ReplicaSet, or one ReplicationController (``rdef`` RC): kube-controller-manager
+        runs the very same controller for both (pkg/controller/replication wraps the
+        ReplicaSet one), with a selector that is a plain map and its own component name."""
         ns = rs["metadata"]["namespace"]
-        sel = selector_from_match(rs["spec"].get("selector"))
+        if rdef is RC:
+            sel = selector_from_match({"matchLabels": rs["spec"].get("selector") or {}})
+        else:
+            sel = selector_from_match(rs["spec"].get("selector"))
         # adopt orphans that match
         for p in self.c.store.list(PODS.gr, ns):
             if not p["metadata"].get("ownerReferences") and sel(p) and not p["metadata"].get("deletionTimestamp"):
@@ -1922,7 +1946,7 @@ class Controllers:
                     "metadata": meta,
                     "spec": copy.deepcopy(tmpl.get("spec") or {}),
                 }
-                created = self._create_pod(rs, pod, "replicaset-controller")
+                created = self._create_pod(rs, pod, component)
                 if created is None:
                     failure = self.create_error
                     break
@@ -1931,15 +1955,15 @@ class Controllers:
                     "Normal",
                     "SuccessfulCreate",
                     f"Created pod: {created['metadata']['name']}",
-                    "replicaset-controller",
+                    component,
                 )
         elif len(pods) > want:
             for p in sorted(pods, key=_deletion_rank)[: len(pods) - want]:
                 self._delete_pod(ns, p["metadata"]["name"])
                 self.event(
-                    rs, "Normal", "SuccessfulDelete", f"Deleted pod: {p['metadata']['name']}", "replicaset-controller"
+                    rs, "Normal", "SuccessfulDelete", f"Deleted pod: {p['metadata']['name']}", component
                 )
-        cur = self.c.store.get(RS.gr, ns, rs["metadata"]["name"])
+        cur = self.c.store.get(rdef.gr, ns, rs["metadata"]["name"])
         if cur is None:
             return
         owned = [p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, cur)]
@@ -1959,7 +1983,8 @@ class Controllers:
         ):
             if v:
                 st[k] = v
-        st["terminatingReplicas"] = len(terminating)  # DeploymentReplicaSetTerminatingReplicas (beta, on)
+        if rdef is RS:  # ReplicationControllerStatus has no such field
+            st["terminatingReplicas"] = len(terminating)  # DeploymentReplicaSetTerminatingReplicas (beta, on)
         st["observedGeneration"] = cur["metadata"].get("generation", 1)
         old_conds = (cur.get("status") or {}).get("conditions") or []
         had = next((c for c in old_conds if c.get("type") == "ReplicaFailure"), None)
@@ -1984,7 +2009,7 @@ class Controllers:
         if st != cur.get("status"):
             n = copy.deepcopy(cur)
             n["status"] = st
-            self.c.store.put(RS.gr, n, "MODIFIED")
+            self.c.store.put(rdef.gr, n, "MODIFIED")
 
 
 def _epoch(ts: Any) -> float:

@@ -90,6 +90,7 @@ NAME_RULE: dict[str, Any] = {
     "RoleBinding": is_path_segment,
     "ClusterRoleBinding": is_path_segment,
     "Event": lambda s: [],
+    "APIService": is_path_segment,
 }
 
 _QUALIFIED_NAME = r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
@@ -383,6 +384,82 @@ def default_daemonset(obj: Obj) -> None:
         ru.setdefault("maxSurge", 0)
     spec.setdefault("revisionHistoryLimit", 10)
     _default_template(spec)
+
+
+def default_replicationcontroller(obj: Obj) -> None:
+    """SetDefaults_ReplicationController: the selector and the object's labels default to
+    the template's labels; replicas to 1."""
+    spec = obj.setdefault("spec", {})
+    tmpl = spec.get("template")
+    labels = ((tmpl.get("metadata") or {}).get("labels") if isinstance(tmpl, dict) else None) or None
+    if labels is not None:
+        if not spec.get("selector"):
+            spec["selector"] = dict(labels)
+        meta = obj.setdefault("metadata", {})
+        if not meta.get("labels"):
+            meta["labels"] = dict(labels)
+    spec.setdefault("replicas", 1)
+    _default_template(spec)
+
+
+def validate_replicationcontroller(obj: Obj) -> list[FieldError]:
+    """ValidateReplicationControllerSpec: a non-empty selector (a plain map) that the
+    template's labels match, replicas and minReadySeconds not negative, restartPolicy Always."""
+    errs: list[FieldError] = []
+    spec = obj.get("spec") or {}
+    sel = spec.get("selector")
+    if not isinstance(sel, dict) or not sel:
+        errs.append(required("spec.selector"))
+        sel = {}
+    for fld in ("replicas", "minReadySeconds"):
+        v = spec.get(fld)
+        if isinstance(v, int) and v < 0:
+            errs.append(invalid(f"spec.{fld}", v, "must be greater than or equal to 0"))
+    tmpl = spec.get("template")
+    if not isinstance(tmpl, dict):
+        errs.append(required("spec.template"))
+        return errs
+    labels = (tmpl.get("metadata") or {}).get("labels") or {}
+    if sel and any(labels.get(k) != v for k, v in sel.items()):
+        e = invalid("spec.template.metadata.labels", None, "`selector` does not match template `labels`")
+        e.value = GoLiteral(_go_map(labels))
+        errs.append(e)
+    errs += validate_pod_spec(tmpl.get("spec"), "spec.template.spec", template=True)
+    return errs
+
+
+def validate_apiservice(obj: Obj) -> list[FieldError]:
+    """kube-aggregator's ValidateAPIService (the name is VERSION.GROUP, priorities in range)."""
+    errs: list[FieldError] = []
+    spec = obj.get("spec") or {}
+    group, version = str(spec.get("group") or ""), str(spec.get("version") or "")
+    name = (obj.get("metadata") or {}).get("name", "")
+    want = f"{version}.{group}"
+    if name and not is_path_segment(name) and name != want:
+        errs.append(invalid("metadata.name", name, f'must be `spec.version+"."+spec.group`: {json_q(want)}'))
+    if not group and version != "v1":
+        errs.append(required("spec.group", "only v1 may have an empty group and it better be legacy kube"))
+    if not version:
+        errs.append(required("spec.version"))
+    gpm, vp = spec.get("groupPriorityMinimum", 0), spec.get("versionPriority", 0)
+    if not isinstance(gpm, int) or not 0 < gpm <= 20000:
+        errs.append(invalid("spec.groupPriorityMinimum", gpm, "must be positive and less than 20000"))
+    if not isinstance(vp, int) or not 0 < vp <= 1000:
+        errs.append(invalid("spec.versionPriority", vp, "must be positive and less than 1000"))
+    if not spec.get("service"):
+        if spec.get("caBundle"):
+            errs.append(forbidden_field("spec.caBundle", "local APIservices may not have a caBundle"))
+        if spec.get("insecureSkipTLSVerify"):
+            errs.append(
+                forbidden_field("spec.insecureSkipTLSVerify", "local APIservices may not have insecureSkipTLSVerify")
+            )
+    return errs
+
+
+def json_q(s: str) -> str:
+    import json
+
+    return json.dumps(s)
 
 
 def _go_map(d: dict[str, str]) -> str:
@@ -803,6 +880,8 @@ def apply_defaults(kind: str, obj: Obj) -> None:
         default_deployment(obj)
     elif kind == "ReplicaSet":
         default_replicaset(obj)
+    elif kind == "ReplicationController":
+        default_replicationcontroller(obj)
     elif kind == "Service":
         default_service(obj)
     elif kind == "Secret":
@@ -856,6 +935,10 @@ def validate(kind: str, obj: Obj, namespaced: bool) -> list[FieldError]:
         errs += validate_pod_spec(obj.get("spec"), "spec")
     elif kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"):
         errs += validate_workload(obj)
+    elif kind == "ReplicationController":
+        errs += validate_replicationcontroller(obj)
+    elif kind == "APIService":
+        errs += validate_apiservice(obj)
     elif kind == "Service":
         errs += validate_service(obj)
     elif kind == "CustomResourceDefinition":

@@ -57,6 +57,7 @@ _GROUP_PKG = {
     "scheduling.k8s.io": "io.k8s.api.scheduling.v1",
     "storage.k8s.io": "io.k8s.api.storage.v1",
     "apiextensions.k8s.io": "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1",
+    "apiregistration.k8s.io": "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1",
     "networking.k8s.io": "io.k8s.api.networking.v1",
     "rbac.authorization.k8s.io": "io.k8s.api.rbac.v1",
     "authorization.k8s.io": "io.k8s.api.authorization.v1",
@@ -536,3 +537,57 @@ def _walk(v: Any, cls: str, path: str, out: list[str], top: bool = False) -> Non
             out.append(p)
             continue
         _walk_type(x, props[k][0], p, out)
+
+
+# -- what Go's encoding always writes ------------------------------------------------
+
+_ZERO: dict[str, Any] = {"int": 0, "str": "", "bool": False, "float": 0.0}
+
+
+def zero_fill_status(rdef: ResourceDef, obj: Obj) -> None:
+    """Give ``obj`` the status fields a real API server always writes.
+
+    kube-apiserver decodes every object into its Go struct and encodes it back: a status
+    is a struct (never left out), and a field without ``omitempty`` is written even at its
+    zero value, so a DaemonSet created a moment ago reads back with
+    ``status: {currentNumberScheduled: 0, numberMisscheduled: 0, desiredNumberScheduled: 0,
+    numberReady: 0}``. Those fields are exactly the ones the OpenAPI marks required, which
+    the typed clients insist on (the Python client raises ``ValueError`` on a missing one).
+    Read from the same client model sources as the OpenAPI documents; lists, maps and
+    timestamps are left as they are (Go writes a nil one as ``null``, which is no better)."""
+    if rdef.custom or rdef.virtual:
+        return
+    info = _model(_client_class(rdef))
+    if info is None or "status" not in info[1]:
+        return
+    st = obj.get("status")
+    if st is None:
+        st = obj["status"] = {}
+    if isinstance(st, dict):
+        _zero_fill(st, info[1]["status"][0], 0)
+
+
+def _zero_fill(v: Obj, cls: str, depth: int) -> None:
+    info = _model(cls)
+    if info is None or depth > 8:
+        return
+    for name, (t, _desc, required) in info[1].items():
+        cur = v.get(name)
+        if cur is None:
+            if not required:
+                continue
+            if t in _ZERO:
+                v[name] = _ZERO[t]
+                continue
+            if t[:1].isupper() and _model(t) is not None:
+                cur = v[name] = {}
+            else:
+                continue
+        if isinstance(cur, dict) and t[:1].isupper():
+            _zero_fill(cur, t, depth + 1)
+        elif isinstance(cur, list):
+            m = _LIST.fullmatch(t)
+            if m and m.group(1)[:1].isupper():
+                for x in cur:
+                    if isinstance(x, dict):
+                        _zero_fill(x, m.group(1), depth + 1)

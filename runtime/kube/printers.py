@@ -254,6 +254,29 @@ def _replicaset(o: Obj) -> list[Any]:
     ]
 
 
+def _replicationcontroller(o: Obj) -> list[Any]:
+    """An RC's selector is a plain map (labels.SelectorFromSet), not a LabelSelector."""
+    row = _replicaset(o)
+    sel = (o.get("spec") or {}).get("selector") or {}
+    row[-1] = ",".join(f"{k}={v}" for k, v in sorted(sel.items())) if sel else "<none>"
+    return row
+
+
+def _apiservice(o: Obj) -> list[Any]:
+    """kube-aggregator's table: Service is ``Local`` or ``NAMESPACE/NAME``; Available is the
+    condition's status, with its reason when it is not True."""
+    svc = (o.get("spec") or {}).get("service")
+    service = f"{svc.get('namespace', '')}/{svc.get('name', '')}" if svc else "Local"
+    cond = next((c for c in (o.get("status") or {}).get("conditions") or [] if c.get("type") == "Available"), None)
+    if cond is None:
+        avail = "Unknown"
+    elif cond.get("status") == "True":
+        avail = "True"
+    else:
+        avail = f"{cond.get('status')} ({cond.get('reason', '')})"
+    return [_name(o), service, avail, _age(o)]
+
+
 def _node(o: Obj) -> list[Any]:
     st = o.get("status") or {}
     conds = {c.get("type"): c.get("status") for c in st.get("conditions") or []}
@@ -650,6 +673,21 @@ PRINTERS: dict[str, tuple[list[Col], Callable[[Obj], list[Any]]]] = {
             *_WORKLOAD_WIDE,
         ],
         _replicaset,
+    ),
+    "APIService": (
+        [NAME, ("Service", "string", "", 0), ("Available", "string", "", 0), AGE],
+        _apiservice,
+    ),
+    "ReplicationController": (
+        [
+            NAME,
+            ("Desired", "integer", "", 0),
+            ("Current", "integer", "", 0),
+            ("Ready", "integer", "", 0),
+            AGE,
+            *_WORKLOAD_WIDE,
+        ],
+        _replicationcontroller,
     ),
     "Node": (
         [

@@ -112,6 +112,18 @@ RESOURCES: list[ResourceDef] = [
     ResourceDef(
         "",
         "v1",
+        "replicationcontrollers",
+        "ReplicationController",
+        True,
+        ("rc",),
+        ("all",),
+        subresources=("status", "scale"),
+        has_generation=True,
+        status_subresource=True,
+    ),
+    ResourceDef(
+        "",
+        "v1",
         "services",
         "Service",
         True,
@@ -363,6 +375,17 @@ RESOURCES: list[ResourceDef] = [
     # coordination.k8s.io/v1 leases: kube-node-lease holds the node's lease
     ResourceDef("coordination.k8s.io", "v1", "leases", "Lease", True),
     ResourceDef(
+        "apiregistration.k8s.io",
+        "v1",
+        "apiservices",
+        "APIService",
+        False,
+        (),
+        ("api-extensions",),
+        subresources=("status",),
+        status_subresource=True,
+    ),
+    ResourceDef(
         "apiextensions.k8s.io",
         "v1",
         "customresourcedefinitions",
@@ -378,6 +401,7 @@ RESOURCES: list[ResourceDef] = [
 # Preferred order of groups in discovery, as kube-apiserver lists them.
 GROUP_ORDER = [
     "",
+    "apiregistration.k8s.io",
     "apps",
     "events.k8s.io",
     "authentication.k8s.io",

@@ -91,9 +91,14 @@ def _qty(n: int) -> str:
 
 
 class Store:
-    def __init__(self, path: Path, limits: Limits | None = None) -> None:
+    def __init__(
+        self, path: Path, limits: Limits | None = None, codec: Callable[[str, Obj], None] | None = None
+    ) -> None:
         self.path = path
         self.limits = limits or Limits()
+        # completes an object as the real server's encoding always writes it (zero values of
+        # required fields, see openapi.zero_fill_status), on every write and on load
+        self.codec = codec
         self.rv = 0
         self.objects: dict[str, dict[tuple[str, str], Obj]] = {}
         self.sizes: dict[tuple[str, str, str], int] = {}  # (gr, ns, name) -> stored bytes
@@ -128,6 +133,8 @@ class Store:
                 if rec["o"] is None:
                     bucket.pop(key, None)
                 else:
+                    if self.codec is not None:
+                        self.codec(rec["gr"], rec["o"])
                     bucket[key] = rec["o"]
         events: list[tuple[int, tuple[str, str, str], int]] = []
         for gr, bucket in self.objects.items():
@@ -232,6 +239,8 @@ class Store:
         limit, or if it would take the cluster past its quota: ``user`` writes (a
         student's create or update) stop at the limits, the platform's creates at the
         ceiling above them, and the platform's updates of existing objects never do."""
+        if self.codec is not None:
+            self.codec(gr, obj)
         meta = obj["metadata"]
         ns = meta.get("namespace", "")
         name = meta["name"]
