@@ -80,11 +80,32 @@ CHECK_FIELDS: dict[str, tuple[set[str], set[str]]] = {
         {"verb", "resource", "allowed"},
         {"user", "serviceaccount", "groups", "group", "subresource", "namespace", "name"},
     ),
+    "connectivity": ({"from", "to", "port", "expect"}, {"protocol"}),
 }
 # Every check may carry these. ``title`` is the label the student sees
 # (``name`` too, except in kube and rbac checks, where it names the object).
 COMMON_CHECK_FIELDS = {"type", "title", "name", "hint", "timeout"}
-CHECK_SERVICE = {"image": "docker", "kube": "kubernetes", "rbac": "kubernetes"}
+CHECK_SERVICE = {"image": "docker", "kube": "kubernetes", "rbac": "kubernetes", "connectivity": "kubernetes"}
+
+
+def _validate_connectivity(check: dict[str, Any], index: int, path: Path, problems: Problems) -> None:
+    """What the grader would refuse (grader/checks/connectivity.py), said at import instead."""
+    src, dst = check.get("from"), check.get("to")
+    if "from" in check and (not isinstance(src, dict) or not (src.get("pod") or src.get("selector"))):
+        problems.add(path, _line(check, "from"), f"check {index}: 'from' needs a 'pod' or a 'selector'")
+    if "to" in check and (
+        not isinstance(dst, dict) or not any(dst.get(k) for k in ("pod", "service", "selector", "host"))
+    ):
+        problems.add(path, _line(check, "to"), f"check {index}: 'to' needs a 'service', 'pod', 'selector' or 'host'")
+    if check.get("expect", "open") not in ("open", "blocked"):
+        problems.add(path, _line(check, "expect"), f"check {index}: 'expect' must be 'open' or 'blocked'")
+    if str(check.get("protocol", "TCP")).upper() not in ("TCP", "UDP"):
+        problems.add(path, _line(check, "protocol"), f"check {index}: 'protocol' must be TCP or UDP")
+    port = check.get("port")
+    if "port" in check and (
+        isinstance(port, bool) or not ((isinstance(port, str) and port) or (isinstance(port, int) and 0 < port < 65536))
+    ):
+        problems.add(path, _line(check, "port"), f"check {index}: 'port' must be a port number or a port's name")
 
 
 # --- errors -----------------------------------------------------------------------
@@ -503,6 +524,8 @@ def _check(
         and (not isinstance(check.get("port"), int) or not 1 <= check["port"] <= 65535)
     ):
         problems.add(path, _line(check, "port") or line, f"check {index}: 'port' (a port number) or 'url' is required")
+    if kind == "connectivity":
+        _validate_connectivity(check, index, path, problems)
     for pattern_key in ("stdout_matches", "matches"):
         if pattern_key in check:
             try:

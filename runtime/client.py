@@ -481,6 +481,24 @@ class Client:
             req["ttl_seconds"] = int(ttl)
         return cast(dict[str, str], self._request("POST", f"/v1/sandboxes/{_q(sid)}/kube-users", json_body=req))
 
+    def kube_connectivity(
+        self,
+        sid: str,
+        *,
+        namespace: str,
+        pod: str,
+        host: str,
+        port: int,
+        protocol: str = "TCP",
+        timeout: float = 2.0,
+    ) -> dict[str, str]:
+        """One connection from pod ``namespace/pod`` of the sandbox's lab cluster to ``host:port``,
+        made inside the pod's network namespace: ``{"result": "open"|"refused"|"timeout"|
+        "unreachable"|"error", "detail": ...}`` (NetworkPolicies apply, as to the pod's own traffic)."""
+        req = {"namespace": namespace, "pod": pod, "host": host, "port": port, "protocol": protocol, "timeout": timeout}
+        path = f"/v1/sandboxes/{_q(sid)}/kube/connectivity"
+        return cast(dict[str, str], self._request("POST", path, json_body=req, timeout=timeout + 30))
+
     # -- exec --------------------------------------------------------------------------------
     def exec(
         self,

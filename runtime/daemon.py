@@ -26,6 +26,10 @@ Protocol
                                                only with services: ["kubernetes"] (runtime.kube.service)
     POST   /v1/sandboxes/{id}/kube-users       {user, groups=[], ttl_seconds?} -> {cluster, user, kubeconfig,
                                                kubeconfig_inside}: a token for a named user (RBAC applies)
+    POST   /v1/sandboxes/{id}/kube/connectivity {namespace, pod, host, port, protocol="TCP"|"UDP", timeout=2}
+                                               -> {result: open|refused|timeout|unreachable|error, detail}:
+                                               one connection from inside that pod's network namespace
+                                               (op exec; runtime.kube.netpol.probe)
     GET    /v1/sandboxes/{id}/docker           {socket}: host path of the sandbox's Docker Engine API
                                                socket (graders); only with services: ["docker"]
                                                (runtime.dockerapi.service)
@@ -176,6 +180,9 @@ class KubeLike(Protocol):
 
     def kubeconfig_for_host(self, sid: str) -> dict[str, str]: ...
     def user_kubeconfig(self, sid: str, user: str, groups: list[str], ttl_seconds: int | None) -> dict[str, str]: ...
+    def connectivity(
+        self, sid: str, namespace: str, pod: str, host: str, port: int, protocol: str, timeout: float
+    ) -> dict[str, str]: ...
 
 
 class DockerLike(Protocol):
@@ -335,6 +342,7 @@ class Daemon:
             ("POST", sb + "/tokens", self.sandbox_token, "admin"),
             ("GET", sb + "/kubeconfig", self.sandbox_kubeconfig, auth.KUBECONFIG),
             ("POST", sb + "/kube-users", self.sandbox_kube_user, auth.KUBECONFIG),
+            ("POST", sb + "/kube/connectivity", self.sandbox_kube_connectivity, auth.EXEC),
             ("GET", sb + "/docker", self.sandbox_docker, auth.DOCKER),
             ("POST", sb + "/exec", self.exec, auth.EXEC),
             ("GET", sb + "/exec/stream", self.exec_stream, auth.EXEC),
@@ -560,6 +568,31 @@ class Daemon:
         if self.kube is None:
             raise errors.NotAvailable("this runtimed does not run the kubernetes service (--kube-listen off)")
         return web.json_response(await asyncio.to_thread(self.kube.user_kubeconfig, sid, user, groups, ttl))
+
+    async def sandbox_kube_connectivity(self, request: web.Request) -> web.StreamResponse:
+        """One connection from a pod (``{namespace, pod, host, port, protocol?, timeout?}``) made
+        in the pod's own network namespace: ``{result, detail}`` (runtime/kube/netpol.py ``probe``)."""
+        sid = request.match_info["id"]
+        body = await _json(request)
+        namespace, pod, host, port = body.get("namespace"), body.get("pod"), body.get("host"), body.get("port")
+        protocol, timeout = body.get("protocol", "TCP"), body.get("timeout", 2)
+        if (
+            not isinstance(namespace, str)
+            or not isinstance(pod, str)
+            or not isinstance(host, str)
+            or not isinstance(protocol, str)
+            or not isinstance(port, int)
+        ):
+            raise errors.BadRequest(
+                'expected {"namespace": str, "pod": str, "host": str, "port": int, "protocol"?: str, "timeout"?: s}'
+            )
+        info = await self._sandbox(sid)
+        if "kubernetes" not in info.spec.services:
+            raise errors.NotAvailable(f"sandbox {sid} was not created with the kubernetes service")
+        if self.kube is None:
+            raise errors.NotAvailable("this runtimed does not run the kubernetes service (--kube-listen off)")
+        result = await asyncio.to_thread(self.kube.connectivity, sid, namespace, pod, host, port, protocol, timeout)
+        return web.json_response(result)
 
     async def sandbox_docker(self, request: web.Request) -> web.StreamResponse:
         sid = request.match_info["id"]

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from grader.checks import file, http, image, kube, run  # noqa: F401  (they register themselves)
+from grader.checks import connectivity, file, http, image, kube, run  # noqa: F401  (they register themselves)
 from grader.checks.base import (
     REGISTRY,
     CheckError,

@@ -52,16 +52,27 @@ out (the API server validates policies; this is the second line). Pod addresses 
 only inside the pod network. These rules live in the student's own sandbox netns: whatever
 they say, they cannot open what the host's table (runtime/sandbox/network.py) closes.
 
+Proof by traffic
+----------------
+``probe`` (runtimed's ``POST /v1/sandboxes/{id}/kube/connectivity``, the grader's
+``connectivity`` check) makes one connection from inside a pod's network namespace (a helper
+child, _netns_probe.py, setns()es into the pod's infra container): the packets carry the
+pod's address and meet exactly the rules above, and the sandbox boundary besides.
+
 Not done: IPv6 (the pod network is IPv4 only), ``hostNetwork`` pods (refused at admission).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
+import re
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runtime import errors
@@ -82,6 +93,9 @@ DNS_IP = "10.96.0.10"
 NS_NAME_LABEL = "kubernetes.io/metadata.name"
 PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 NETPOLS = "networkpolicies.networking.k8s.io"
+PROBE_HELPER = Path(__file__).with_name("_netns_probe.py")
+MAX_PROBE_TIMEOUT = 10.0
+_DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 # The cluster DNS as the pod it stands for (see the module docstring).
 DNS_POD: Obj = {
@@ -422,3 +436,42 @@ class NetworkPolicyAgent:
                 self._failed = script
                 return
             self._last = script
+
+
+def probe(engine: Engine, namespace: str, pod: str, host: str, port: int, protocol: str, timeout: float) -> Obj:
+    """One connection from pod ``namespace/pod`` to ``host:port`` (see _netns_probe.py):
+    ``{"result": "open"|"refused"|"timeout"|"unreachable"|"error", "detail": str}``.
+    Every argument is checked here: a name is looked up as a label value, never used as a path."""
+    from runtime.kube.kubelet import CONTAINER_NAME, INFRA, POD_NAME, POD_NAMESPACE
+
+    for what, value in (("namespace", namespace), ("pod", pod)):
+        if not isinstance(value, str) or not _DNS_NAME.match(value):
+            raise errors.BadRequest(f"{what} must be a Kubernetes object name, not {value!r}")
+    try:
+        addr = ipaddress.IPv4Address(host)
+    except ValueError:
+        raise errors.BadRequest(f"host must be an IPv4 address, not {host!r}") from None
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise errors.BadRequest(f"port must be 1 to 65535, not {port!r}")
+    if protocol not in ("TCP", "UDP"):
+        raise errors.BadRequest(f"protocol must be TCP or UDP, not {protocol!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= MAX_PROBE_TIMEOUT:
+        raise errors.BadRequest(f"timeout must be more than 0 and at most {MAX_PROBE_TIMEOUT:g} seconds")
+    labels = [f"{POD_NAMESPACE}={namespace}", f"{POD_NAME}={pod}", f"{CONTAINER_NAME}={INFRA}"]
+    found = engine.list(filters={"label": labels})  # running containers only
+    pid = 0
+    for c in found:
+        with_state = engine.inspect(str(c["Id"]))
+        pid = int((with_state.get("State") or {}).get("Pid") or 0)
+        if pid:
+            break
+    if not pid:
+        raise errors.Conflict(f'pod "{pod}" in namespace "{namespace}" is not running, so nothing can be sent from it')
+    argv = [sys.executable, "-I", "-S", str(PROBE_HELPER), str(pid), str(addr), str(port), protocol.lower()]
+    cp = engine.place.run([*argv, f"{float(timeout):g}"], timeout=float(timeout) + 10, check=False)
+    try:
+        out = json.loads(cp.stdout.decode(errors="replace").strip().splitlines()[-1])
+        return {"result": str(out["result"]), "detail": str(out["detail"])}
+    except (ValueError, IndexError, KeyError, TypeError):
+        tail = cp.stderr.decode(errors="replace").strip()[-400:]
+        raise errors.RuntimeError(f"the connectivity probe failed ({cp.returncode}): {tail}") from None

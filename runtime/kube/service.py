@@ -88,7 +88,7 @@ from runtime.kube import dns
 from runtime.kube.apierrors import ApiError
 from runtime.kube.kubelet import ClusterHost, Kubelet, KubeletIO
 from runtime.kube.limits import Limits
-from runtime.kube.netpol import NetworkPolicyAgent
+from runtime.kube.netpol import NetworkPolicyAgent, probe
 from runtime.kube.proxy import Proxy
 from runtime.kube.server import (
     Hub,
@@ -264,6 +264,15 @@ class KubeService:
         ca = (clusters_dir(self.data) / name / "ca.crt").read_bytes()
         text = kubeconfig(name, self.server, ca, st["grader_token"], user=GRADER_USER)
         return {"cluster": name, "server": f"{self.server}/clusters/{name}", "kubeconfig": text}
+
+    def connectivity(
+        self, sid: str, namespace: str, pod: str, host: str, port: int, protocol: str, timeout: float
+    ) -> dict[str, str]:
+        """One connection from a pod of the sandbox's cluster to ``host:port`` (netpol.probe:
+        the graders' ``connectivity`` check, proof by real traffic)."""
+        if self.engines is None or self._load(sid) is None:
+            raise errors.NotAvailable(f"sandbox {sid} has no lab cluster running pods")
+        return probe(self.engines(sid), namespace, pod, host, port, protocol, timeout)
 
     def user_kubeconfig(self, sid: str, user: str, groups: list[str], ttl_seconds: int | None) -> dict[str, str]:
         """Mint a token of the sandbox's cluster for ``user`` (a worker thread); return its

@@ -3,7 +3,8 @@
 Each lab runs twice in a real sandbox of its own environment, through the
 real grader's checks: on a fresh sandbox no exercise passes and every check
 fails except guard rails (an ``rbac`` check with ``allowed: false`` holds before
-any work: it is there to fail a solution that grants too much); after the lab's
+any work: it is there to fail a solution that grants too much, and a ``connectivity`` check
+that expects ``open``, there to fail a policy that blocks too much); after the lab's
 solution.sh every check passes. A lab whose solution does not pass fails CI.
 """
 
@@ -30,6 +31,10 @@ def enabled_labs() -> list[LabDef]:
 
 
 def is_guard_rail(check: dict) -> bool:
+    """Checks that hold before any work and are there to fail a solution that does too much:
+    an access that must stay denied, a connection that a NetworkPolicy must not block."""
+    if check["type"] == "connectivity":
+        return check.get("expect") == "open"
     return check["type"] == "rbac" and check.get("allowed") is False
 
 
