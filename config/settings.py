@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "courses",
     "labs",
     "grader",
+    "lti",
 ]
 
 MIDDLEWARE = [
@@ -76,6 +77,8 @@ MIDDLEWARE = [
     # a preview origin (PREVIEW_HOST) gets its own URLconf before anything else looks
     "labs.preview.preview_host_middleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # outside sessions, CSRF and messages: an LTI session's cookies and framing (lti/embedding.py)
+    "lti.embedding.LtiEmbeddingMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -205,6 +208,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "labs-cull-idle": {"task": "labs.tasks.cull_idle_sessions", "schedule": 30.0},
     "labs-expire": {"task": "labs.tasks.expire_sessions", "schedule": 30.0},
     "grader-requeue-stale": {"task": "grader.tasks.requeue_stale_submissions", "schedule": 30.0},
+    "lti-expire-state": {"task": "lti.tasks.expire_state", "schedule": 3600.0},
 }
 
 # --- runtime --------------------------------------------------------------------

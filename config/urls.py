@@ -10,6 +10,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("labs/", include("labs.urls")),
+    path("lti/", include("lti.urls")),
     path("", include("grader.urls")),
     path("", include("courses.urls")),
 ]
