@@ -43,6 +43,7 @@ from grader.models import ExerciseProgress, Submission
 from labs import services as lab_services
 from labs.models import LabSession
 from labs.selectors import lab_session_for_user
+from runtime import errors as runtime_errors
 
 log = logging.getLogger(__name__)
 
@@ -305,6 +306,8 @@ def _ask(backend: Any, what: str, sandbox_id: str) -> str | None:
         return None
     try:
         answer = method(sandbox_id)
+    except runtime_errors.Unreachable as exc:  # runtimed down or restarting: retry, never "no cluster"
+        raise InfrastructureError(f"The sandbox service is unreachable: {exc}") from exc
     except (RuntimeError, OSError, LookupError):  # runtime errors derive from RuntimeError
         return None
     return str(answer) if answer else None

@@ -84,9 +84,12 @@ class LabSandboxes:
 
     def kubeconfig(self, sandbox_id: str) -> str | None:
         """An admin kubeconfig (YAML) of the sandbox's lab cluster, for graders;
-        None when the sandbox was made without the kubernetes service."""
+        None when the sandbox was made without the kubernetes service. Raises
+        ``runtime.errors.Unreachable`` when runtimed is down: that is not "no cluster"."""
         try:
             return self.backend.kubeconfig(sandbox_id)
+        except runtime_errors.Unreachable:
+            raise
         except (runtime_errors.NotAvailable, runtime_errors.SandboxNotFound):
             return None
 
@@ -110,9 +113,11 @@ class LabSandboxes:
 
     def docker_url(self, sandbox_id: str) -> str | None:
         """The URL of the sandbox's own Docker engine, for graders; None when the sandbox
-        was made without the docker service."""
+        was made without the docker service (``Unreachable`` as for ``kubeconfig``)."""
         try:
             return self.backend.docker_url(sandbox_id)
+        except runtime_errors.Unreachable:
+            raise
         except (runtime_errors.NotAvailable, runtime_errors.SandboxNotFound):
             return None
 

@@ -88,10 +88,17 @@ def _q(part: str) -> str:
     return quote(part, safe="")
 
 
-def _unreachable(path: str, exc: BaseException) -> errors.NotAvailable:
-    return errors.NotAvailable(
+def _unreachable(path: str, exc: BaseException) -> errors.Unreachable:
+    return errors.Unreachable(
         f"runtimed is not reachable on {path} ({exc}); is it running? "
         "(start it with `python -m runtime daemon`, or point RUNTIME_SOCKET/--socket at it)"
+    )
+
+
+def _cut_off(method: str, path: str, exc: BaseException) -> errors.Unreachable:
+    return errors.Unreachable(
+        f"runtimed closed the connection before answering {method} {path} ({type(exc).__name__}: {exc}); "
+        "it may be restarting"
     )
 
 
@@ -325,6 +332,8 @@ class Client:
         except httpx.TimeoutException as e:
             limit = timeout or self.timeout
             raise errors.RuntimeError(f"runtimed did not answer {method} {path} within {limit:.0f}s ({e})") from None
+        except httpx.TransportError as e:  # read/write/protocol errors mid-request: runtimed went away
+            raise _cut_off(method, path, e) from None
         return self._decode(resp)
 
     @staticmethod

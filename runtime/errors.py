@@ -29,6 +29,15 @@ class NotAvailable(RuntimeError):
     code = "not_available"
 
 
+class Unreachable(NotAvailable):
+    """runtimed could not be reached, or closed the connection before answering (it died or
+    is restarting): nothing is known about the request's effect; a caller whose request is
+    safe to repeat (a read, a check's exec) may try again once it is back."""
+
+    status = 503
+    code = "unreachable"
+
+
 class SandboxNotFound(RuntimeError):
     status = 404
     code = "sandbox_not_found"
@@ -79,6 +88,7 @@ ERRORS: dict[str, type[RuntimeError]] = {
         RuntimeError,
         BadRequest,
         NotAvailable,
+        Unreachable,
         SandboxNotFound,
         SessionNotFound,
         ImageNotFound,

@@ -21,7 +21,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from grader.checks.base import CheckError, Outcome, Target, TargetUnavailable, as_list, register, shorten
+from grader.checks.base import (
+    CheckError,
+    InfrastructureError,
+    Outcome,
+    Target,
+    TargetUnavailable,
+    as_list,
+    register,
+    shorten,
+)
 from grader.checks.jsonpath import compare, resolve
 
 
@@ -43,22 +52,34 @@ def _api_client(target: Target, timeout: float) -> Any:
 
 
 def _transport_failure(exc: Exception, timeout: float) -> Outcome:
-    """A connection that failed or timed out: a timeout outcome, or TargetUnavailable.
+    """A connection that failed or timed out: a timeout outcome, or InfrastructureError.
 
+    The cluster's API server is runtimed's (or an operator's cluster): a refused or cut
+    connection means the platform is down or restarting, not that the student did something,
+    so the grading is retried (grader.tasks) rather than ended as ``error``. A deleted
+    sandbox's cluster answers 404, which the checks read as "nothing there".
     urllib3 reports a refused connection as MaxRetryError, which is not an OSError.
     """
     import urllib3
 
     reason = getattr(exc, "reason", None) or exc
     if isinstance(reason, urllib3.exceptions.NewConnectionError):  # (a subclass of ConnectTimeoutError)
-        raise TargetUnavailable(f"The lab cluster is not reachable: {reason}") from exc
+        raise InfrastructureError(f"The lab cluster is not reachable: {reason}") from exc
     if isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError) or isinstance(
         reason, urllib3.exceptions.TimeoutError | TimeoutError
     ):
         return Outcome(False, f"The cluster did not answer within {timeout:g} s.", timed_out=True)
     if isinstance(exc, OSError) and "timed out" in str(exc).lower():
         return Outcome(False, f"The cluster did not answer within {timeout:g} s.", timed_out=True)
-    raise TargetUnavailable(f"The lab cluster is not reachable: {reason}") from exc
+    raise InfrastructureError(f"The lab cluster is not reachable: {reason}") from exc
+
+
+def _refused(exc: Any, what: str) -> Exception:
+    """An API error other than 404: a server error (5xx, e.g. 503 while runtimed restarts)
+    is the platform's and is retried; anything else ends the check as ``error``."""
+    if int(getattr(exc, "status", 0) or 0) >= 500:
+        return InfrastructureError(f"The lab cluster failed{what}: {exc.status} {exc.reason}")
+    return TargetUnavailable(f"The lab cluster refused{what}: {exc.status} {exc.reason}")
 
 
 def _describe(spec: Mapping[str, Any], *, namespaced: bool) -> str:
@@ -123,11 +144,13 @@ def check_kube(spec: Mapping[str, Any], target: Target, timeout: float) -> Outco
 
     api = _api_client(target, timeout)
     try:
-        client = dynamic.DynamicClient(api)
         try:
+            client = dynamic.DynamicClient(api)  # discovery: requests too
             resource = client.resources.get(api_version=spec.get("apiVersion", "v1"), kind=spec["kind"])
         except urllib3.exceptions.HTTPError:
             raise
+        except kube_exc.ApiException as exc:  # discovery refused (401) or failed (5xx)
+            raise _refused(exc, "") from exc
         except Exception as exc:  # ResourceNotFoundError and friends
             raise CheckError(f"the cluster has no kind {spec.get('apiVersion', 'v1')}/{spec['kind']}: {exc}") from exc
         namespace = spec.get("namespace", "default") if resource.namespaced else None
@@ -143,7 +166,7 @@ def check_kube(spec: Mapping[str, Any], target: Target, timeout: float) -> Outco
             if exc.status == 404:
                 objects = []
             else:
-                raise TargetUnavailable(f"The lab cluster refused: {exc.status} {exc.reason}") from exc
+                raise _refused(exc, "") from exc
         return evaluate_kube(spec, objects, namespaced=bool(resource.namespaced))
     except (OSError, urllib3.exceptions.HTTPError) as exc:
         return _transport_failure(exc, timeout)
@@ -208,7 +231,7 @@ def check_rbac(spec: Mapping[str, Any], target: Target, timeout: float) -> Outco
         response = api.sanitize_for_serialization(review)
         return evaluate_rbac(spec, (response or {}).get("status") or {})
     except kube_exc.ApiException as exc:
-        raise TargetUnavailable(f"The lab cluster refused the access review: {exc.status} {exc.reason}") from exc
+        raise _refused(exc, " the access review") from exc
     except (OSError, urllib3.exceptions.HTTPError) as exc:
         return _transport_failure(exc, timeout)
     finally:

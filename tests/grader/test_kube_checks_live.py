@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from grader.checks import Target, run_checks
+from grader.checks import InfrastructureError, Target, run_checks
 from tests.runtime.kube.conftest import Kubectl, Server, free_port
 
 
@@ -136,7 +136,10 @@ def test_rbac_can_and_cannot(cluster: tuple[Kubectl, Path]) -> None:
     assert k.run("auth", "can-i", "delete", "pods", "-n", "shop", "--as=system:serviceaccount:shop:ci").stdout == "no\n"
 
 
-def test_unreachable_cluster_is_an_error_not_a_failure(tmp_path: Path, cluster: tuple[Kubectl, Path]) -> None:
+def test_unreachable_cluster_is_retried_not_a_verdict(tmp_path: Path, cluster: tuple[Kubectl, Path]) -> None:
+    """The cluster's API server is the platform's (runtimed): a refused connection means it is
+    down or restarting, so grading raises InfrastructureError (the task retries it) instead
+    of ending the student's attempt as ``error`` or ``failed``."""
     _, kubeconfig = cluster
     cfg = kubeconfig.read_text()
     dead = free_port()
@@ -146,7 +149,6 @@ def test_unreachable_cluster_is_an_error_not_a_failure(tmp_path: Path, cluster: 
         {"type": "rbac", "user": "jane", "verb": "get", "resource": "pods", "timeout": 5},
         {"type": "kube", "kind": "Pod", "name": "x", "timeout": 5},
     ]
-    results = run_checks(Target(kubeconfig=str(broken)), checks)
-    for test in results["tests"]:
-        assert test["status"] == "error"
-        assert test["output"].startswith("The lab cluster is not reachable: ")
+    for check in checks:
+        with pytest.raises(InfrastructureError, match=r"^The lab cluster is not reachable: "):
+            run_checks(Target(kubeconfig=str(broken)), [check])
