@@ -43,7 +43,9 @@ Layout
     Decoder for the protobuf bodies client-go's typed clients always send (``kubectl create
     deployment|configmap|secret|service|namespace|sa|role|...``, ``kubectl auth can-i``).
 ``controllers.py``
-    Run to quiescence after every write (and every 10 s for clusters with CronJobs):
+    Run to quiescence after every write, and on the server's 10 s tick when a clock-driven
+    step falls due (``has_timers``/``next_due``: a CronJob's next minute, a progress deadline,
+    minReadySeconds):
     namespaces (default ServiceAccount, kube-root-ca.crt, termination), Deployment ->
     ReplicaSet (pod-template-hash, revision bookkeeping, revisionHistoryLimit, rollouts that
     wait for available pods: maxSurge/maxUnavailable, Recreate, pause, progress deadline,
@@ -137,9 +139,8 @@ TODO (later sessions), roughly in course order
 -----------------------------------------------
 - Part 2 left: ``kubectl port-forward`` (refused with a reason), SPDY for old clients,
   sidecar init containers (``restartPolicy: Always`` in initContainers run as plain
-  ones), ``subPath``, startup and grpc probes (treated as passed), the kubelet's 1 s
-  polling (the engine could push container exits instead), CronJob history limits in
-  practice.
+  ones), ``subPath``, startup and grpc probes (treated as passed), CronJob history
+  limits in practice.
 - CRDs: conversion webhooks (strategy Webhook is refused: only None), CEL beyond cel.py's
   subset (map literals, the Kubernetes libraries: quantity, url, ip, lists; optionalOldSelf;
   cost limits), static type-checking of rules against the schema at CRD creation (a rule

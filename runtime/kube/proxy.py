@@ -5,7 +5,7 @@ Services of the sandbox's cluster are made real *inside the sandbox's network na
 cluster's Services, EndpointSlices and Pods and rewritten atomically (``nft -f`` with
 ``delete table`` first, like netns.py's ``kubelab-docker``) whenever the rendered text
 changes. ``Proxy.sync`` is called after every kubelet sync (kubelet.py ``after_sync``: on
-every cluster write and every second, in the kubelet's thread), so nft never runs on the
+every cluster write, container exit or due timer, in the kubelet's thread), so nft never runs on the
 API server's loop; an unchanged ruleset costs one render and a string compare.
 
 The rules, as kube-proxy's nftables mode has them:
