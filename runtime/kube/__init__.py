@@ -111,6 +111,10 @@ Layout
     The RBAC authorizer, default ClusterRoles/Bindings (admin/edit/view aggregated), the
     access-review APIs (SelfSubjectAccessReview, SubjectAccessReview, SelfSubjectRulesReview,
     SelfSubjectReview), escalation prevention on Role/Binding writes (``escalate``/``bind``).
+``aggregator.py``
+    apiregistration.k8s.io APIServices: the local ones a real server keeps for its
+    group-versions (and CRDs'), Available/Local; one backed by a Service is refused (no
+    aggregation layer, so no proxy).
 ``admission.py`` / ``quantity.py``
     The LimitRanger (defaults, min/max/ratio) and ResourceQuota (usage, "exceeded quota",
     "must specify") admission plugins with kube-apiserver's messages; resource quantities
@@ -119,8 +123,10 @@ Layout
 Kinds served
 ------------
 core/v1: Namespace, ConfigMap, Secret, ServiceAccount (+token: TokenRequest with expiry),
-Pod, Service, Endpoints, Node, Event, LimitRange, ResourceQuota, PersistentVolume(Claim);
-apps/v1: Deployment, ReplicaSet, StatefulSet, DaemonSet, ControllerRevision; batch/v1: Job,
+Pod, Service, Endpoints, Node, Event, LimitRange, ResourceQuota, PersistentVolume(Claim),
+ReplicationController (the ReplicaSet controller runs it, scale subresource);
+apiregistration.k8s.io/v1: APIService (local ones only, ``aggregator.py``); apps/v1:
+Deployment, ReplicaSet, StatefulSet, DaemonSet, ControllerRevision; batch/v1: Job,
 CronJob; autoscaling/v2: HorizontalPodAutoscaler; policy/v1: PodDisruptionBudget;
 discovery.k8s.io/v1: EndpointSlice; networking.k8s.io/v1: Ingress, IngressClass,
 NetworkPolicy; storage.k8s.io/v1: StorageClass; scheduling.k8s.io/v1: PriorityClass;

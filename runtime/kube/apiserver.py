@@ -544,6 +544,11 @@ class Cluster:
                 preconditions=opts.preconditions,
                 grace=opts.grace,
             )
+            gone = self.store.get(rdef.gr, ns, name) is None or (
+                (dry or opts.dry_run) and not out["metadata"].get("finalizers")
+            )
+            if gone and not rdef.return_deleted_object:
+                return Reply(200, _deleted_status(rdef, out))
             return self._reply_obj(req, rdef, out, 200)
         if verb == "deletecollection":
             opts = _delete_options(req, self.limits)
@@ -1264,6 +1269,18 @@ class Cluster:
 
 
 _KEY_ORDER = ["apiVersion", "kind", "metadata", "spec", "status"]
+
+
+def _deleted_status(rdef: ResourceDef, obj: Obj) -> Obj:
+    """What the generic store's finalizeDelete answers for an object deleted at once when the
+    resource does not return deleted objects: a Success Status naming it (Kind is the
+    resource, as upstream sets it)."""
+    details: Obj = {"name": obj["metadata"]["name"]}
+    if rdef.group:
+        details["group"] = rdef.group
+    details["kind"] = rdef.resource
+    details["uid"] = obj["metadata"].get("uid", "")
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
 
 
 def _wire_defaults(gr: str, obj: Obj) -> None:

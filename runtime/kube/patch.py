@@ -259,7 +259,7 @@ def _merge_list(cur: Any, patch: list[Any], path: tuple[str, ...], key: str | No
         for x in patch:
             if x not in out:
                 out.append(copy.deepcopy(x))
-        return out
+        return _element_order(out, patch, current, lambda x: x)
     out = [copy.deepcopy(x) for x in current]
     for item in patch:
         if not isinstance(item, dict):
@@ -275,4 +275,41 @@ def _merge_list(cur: Any, patch: list[Any], path: tuple[str, ...], key: str | No
             out.append(strategic_merge({}, item, path))
         else:
             out[idx] = strategic_merge(out[idx], item, path)
+    return _element_order(out, patch, current, lambda x: x.get(key) if isinstance(x, dict) else x)
+
+
+def _element_order(merged: list[Any], patch: list[Any], server: list[Any], ident: Any) -> list[Any]:
+    """strategicpatch's normalizeElementOrder: the merged items the patch names, in the
+    patch's order, interleaved with the server-only items, in the live order, by
+    mergeSortedSlice (a server-only item goes before a patch item only when both are in the
+    live list and it comes first there). A new item of the patch therefore comes before the
+    live items (the kubectl patch task's example: the added container is listed first)."""
+    patch_ids = [ident(x) for x in patch if not (isinstance(x, dict) and "$patch" in x)]
+    server_ids = [ident(x) for x in server]
+    in_patch = [x for x in merged if ident(x) in patch_ids]
+    in_patch.sort(key=lambda x: patch_ids.index(ident(x)))
+    server_only = [x for x in merged if ident(x) not in patch_ids]
+    server_only.sort(key=lambda x: server_ids.index(ident(x)) if ident(x) in server_ids else len(server_ids))
+
+    def pos(x: Any) -> int:
+        i = ident(x)
+        return server_ids.index(i) if i in server_ids else -1
+
+    out: list[Any] = []
+    i = j = 0
+    while i < len(server_only) or j < len(in_patch):
+        if i >= len(server_only):
+            out.append(in_patch[j])
+            j += 1
+        elif j >= len(in_patch):
+            out.append(server_only[i])
+            i += 1
+        else:
+            li, ri = pos(server_only[i]), pos(in_patch[j])
+            if li >= 0 and ri >= 0 and li < ri:
+                out.append(server_only[i])
+                i += 1
+            else:
+                out.append(in_patch[j])
+                j += 1
     return out

@@ -9,7 +9,7 @@ printers.py and is looked up by kind.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 VERBS_ALL = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
@@ -43,6 +43,9 @@ class ResourceDef:
     storage_version: str = ""
     deprecation_warning: str = ""
     scale_paths: dict[str, str] | None = field(default=None, hash=False, compare=False)
+    # a DELETE that removes the object at once answers the object (the store's
+    # ReturnDeletedObject), not a Status ``Success`` with its name, kind and uid
+    return_deleted_object: bool = False
 
     @property
     def gr(self) -> str:
@@ -397,6 +400,22 @@ RESOURCES: list[ResourceDef] = [
         status_subresource=True,
     ),
 ]
+
+# the registries that set ReturnDeletedObject (pkg/registry/*/storage), which the official
+# OpenAPI shows as a DELETE answering the kind itself; namespaces and CRDs always go through
+# finalizers, so they answer the (terminating) object as well
+_RETURN_DELETED = {
+    "pods",
+    "services",
+    "serviceaccounts",
+    "persistentvolumes",
+    "persistentvolumeclaims",
+    "resourcequotas",
+    "storageclasses.storage.k8s.io",
+    "namespaces",
+    "customresourcedefinitions.apiextensions.k8s.io",
+}
+RESOURCES = [replace(r, return_deleted_object=True) if r.gr in _RETURN_DELETED else r for r in RESOURCES]
 
 # Preferred order of groups in discovery, as kube-apiserver lists them.
 GROUP_ORDER = [

@@ -39,7 +39,8 @@ def test_strategic_merge_merges_containers_by_name_and_ports_by_container_port()
     cs = out["spec"]["template"]["spec"]["containers"]
     assert [c["name"] for c in cs] == ["a"]
     assert cs[0]["image"] == "x:2"
-    assert cs[0]["ports"] == [{"containerPort": 80, "protocol": "TCP"}, {"containerPort": 443}]
+    # strategicpatch's normalizeElementOrder: an item only the patch has comes before the live ones
+    assert cs[0]["ports"] == [{"containerPort": 443}, {"containerPort": 80, "protocol": "TCP"}]
 
 
 def test_strategic_merge_directives() -> None:
@@ -53,7 +54,7 @@ def test_strategic_merge_directives() -> None:
         "$setElementOrder/x": [],
     }
     out = patch.strategic_merge(live, p)
-    assert out["metadata"] == {"finalizers": ["a", "b"], "labels": {"y": "2"}}
+    assert out["metadata"] == {"finalizers": ["b", "a"], "labels": {"y": "2"}}
     assert out["spec"]["strategy"] == {"type": "Recreate"}
     out = patch.strategic_merge({"spec": {"a": 1, "b": 2}}, {"spec": {"$patch": "replace", "c": 3}})
     assert out == {"spec": {"c": 3}}
