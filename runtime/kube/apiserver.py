@@ -1229,9 +1229,91 @@ class Cluster:
             ),
         )
 
+    def _evict(self, req: Request, rdef: ResourceDef, ns: str, name: str) -> Reply:
+        """``POST pods/NAME/eviction`` (policy/v1 Eviction; ``kubectl drain``), as the pod
+        registry's EvictionREST: the pod is deleted (gracefully, with the Eviction's
+        deleteOptions) unless the one PodDisruptionBudget selecting it allows no disruption
+        now (429 with a DisruptionBudget cause); a pod that is terminal, pending or already
+        terminating is deleted without asking; two budgets for one pod are a 500, as upstream."""
+        body = _json_body(req, self.limits, ("Eviction",)) if req.body else {}
+        if not isinstance(body, dict):
+            raise bad_request("the body of the request was in an unknown format")
+        ev_meta = body.get("metadata") or {}
+        if ev_meta.get("namespace") and ev_meta["namespace"] != ns:  # EnsureObjectNamespaceMatchesRequestNamespace
+            raise bad_request("the namespace of the provided object does not match the namespace sent on the request")
+        ev_name = ev_meta.get("name", "")
+        if ev_name and ev_name != name:
+            raise bad_request("name in URL does not match name in Eviction object")
+        pod = self._must_get(rdef, ns, name)
+        opts = body.get("deleteOptions") or {}
+        if not isinstance(opts, dict):
+            opts = {}
+        dry = req.query.get("dryRun") == "All" or "All" in (opts.get("dryRun") or [])
+        grace = opts.get("gracePeriodSeconds")
+        phase = (pod.get("status") or {}).get("phase")
+        budgets: list[Obj] = []
+        if phase not in ("Succeeded", "Failed", "Pending") and not pod["metadata"].get("deletionTimestamp"):
+            from runtime.kube.selectors import selector_from_match
+
+            pdb_def = registry.BY_GR["poddisruptionbudgets.policy"]
+            budgets = [
+                b
+                for b in self.store.list(pdb_def.gr, ns)
+                if (b.get("spec") or {}).get("selector") is not None
+                and selector_from_match((b.get("spec") or {}).get("selector"))(pod)
+            ]
+            if len(budgets) > 1:
+                msg = "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."
+                return Reply(
+                    500,
+                    {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "metadata": {},
+                        "status": "Failure",
+                        "message": msg,
+                        "code": 500,
+                    },
+                )
+        if budgets:
+            pdb = budgets[0]
+            st = pdb.get("status") or {}
+            pname = pdb["metadata"]["name"]
+            if int(st.get("observedGeneration", 0)) < int(pdb["metadata"].get("generation", 1)):
+                cause = f"The disruption budget {pname} is still being processed by the server."
+                raise ApiError(
+                    429,
+                    "TooManyRequests",
+                    _EVICTION_REFUSED,
+                    {"causes": [{"reason": "DisruptionBudget", "message": cause}], "retryAfterSeconds": 10},
+                )
+            if int(st.get("disruptionsAllowed", 0)) <= 0:
+                cause = (
+                    f"The disruption budget {pname} needs {int(st.get('desiredHealthy', 0))} healthy pods "
+                    f"and has {int(st.get('currentHealthy', 0))} currently"
+                )
+                raise ApiError(
+                    429,
+                    "TooManyRequests",
+                    _EVICTION_REFUSED,
+                    {"causes": [{"reason": "DisruptionBudget", "message": cause}]},
+                )
+        self.delete(
+            rdef,
+            ns,
+            name,
+            str(opts.get("propagationPolicy") or ""),
+            dry_run=dry,
+            preconditions=opts.get("preconditions"),
+            grace=grace if isinstance(grace, int) else None,
+        )
+        return Reply(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
+
     def _create_sub(self, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str) -> Reply:
         if rdef.kind == "Pod" and sub in ("exec", "attach", "portforward"):
             return self._pod_stream_sub(req, rdef, ns, name, sub)
+        if rdef.kind == "Pod" and sub == "eviction":
+            return self._evict(req, rdef, ns, name)
         if rdef.kind == "ServiceAccount" and sub == "token":
             self._must_get(rdef, ns, name)
             body = _json_body(req, expect=("TokenRequest",)) if req.body else {}
@@ -1269,6 +1351,8 @@ class Cluster:
 
 
 _KEY_ORDER = ["apiVersion", "kind", "metadata", "spec", "status"]
+
+_EVICTION_REFUSED = "Cannot evict pod as it would violate the pod's disruption budget."
 
 
 def _deleted_status(rdef: ResourceDef, obj: Obj) -> Obj:

@@ -1585,7 +1585,8 @@ class Controllers:
             meta, spec = pdb["metadata"], pdb.get("spec") or {}
             sel = selector_from_match(spec.get("selector"))
             pods = [p for p in self.c.store.list(PODS.gr, meta["namespace"]) if sel(p)]
-            healthy = sum(1 for p in pods if self._ready(p))
+            # countHealthyPods: a pod being deleted (an eviction in progress) is not healthy
+            healthy = sum(1 for p in pods if self._ready(p) and not p["metadata"].get("deletionTimestamp"))
             expected = len(pods)
             if "minAvailable" in spec:
                 desired = _pct(spec["minAvailable"], expected, True)
