@@ -17,4 +17,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("kubelab")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["config", "accounts", "courses", "labs", "grader"])
+app.autodiscover_tasks(["config", "accounts", "courses", "labs", "grader", "lti"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -26,6 +27,7 @@ class PlatformAdmin(admin.ModelAdmin):
     search_fields = ("name", "issuer", "client_id")
     inlines = [DeploymentInline]
     readonly_fields = ("tool_urls",)
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fieldsets = (
         (None, {"fields": ("name", "active")}),
         (
