@@ -115,6 +115,9 @@ Layout
     apiregistration.k8s.io APIServices: the local ones a real server keeps for its
     group-versions (and CRDs'), Available/Local; one backed by a Service is refused (no
     aggregation layer, so no proxy).
+``portforward.py``
+    ``kubectl port-forward``: SPDY/3.1 tunnelled in a WebSocket (``SPDY/3.1+portforward.k8s.io``),
+    each forwarded connection dialled on the pod's own loopback (``PodIO.port_forward``).
 ``admission.py`` / ``quantity.py``
     The LimitRanger (defaults, min/max/ratio) and ResourceQuota (usage, "exceeded quota",
     "must specify") admission plugins with kube-apiserver's messages; resource quantities
@@ -143,7 +146,8 @@ cluster costs about 0.4 MB.
 
 TODO (later sessions), roughly in course order
 -----------------------------------------------
-- Part 2 left: ``kubectl port-forward`` (refused with a reason), SPDY for old clients,
+- Part 2 left: SPDY for old clients (bare SPDY upgrades of exec/attach/port-forward are
+  refused with the reason; the Python client's ``v4.channel.k8s.io`` port-forward too),
   sidecar init containers (``restartPolicy: Always`` in initContainers run as plain
   ones), ``subPath``, startup and grpc probes (treated as passed), CronJob history
   limits in practice.

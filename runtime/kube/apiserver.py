@@ -1150,10 +1150,11 @@ class Cluster:
             raise method_not_allowed("the server does not allow this method on the requested resource")
         spec = obj.get("spec") or {}
         if sub == "portforward":
-            raise bad_request(
-                f"port-forward to pod {name} is not available in this lab cluster: "
-                "reach the pod through a Service, or with kubectl exec"
-            )
+            from runtime.kube.portforward import PortForwardCall
+
+            if self.pod_io is None or not spec.get("nodeName"):
+                raise bad_request(f"pod {name} does not have a host assigned")
+            return Reply(200, PortForwardCall(self.pod_io, ns, name, obj["metadata"].get("uid", "")))
         if sub not in ("log", "exec", "attach"):
             raise method_not_allowed("the server does not allow this method on the requested resource")
         all_names = [

@@ -527,6 +527,19 @@ class KubeletIO:
     def attach(self, ns: str, pod: str, container: str, *, stdin: bool, tty: bool) -> PodAttach:
         return self.kubelet.attach(ns, pod, container, stdin=stdin, tty=tty)
 
+    def port_forward(self, ns: str, pod: str, port: int) -> socket.socket:
+        return self.kubelet.port_forward(ns, pod, port)
+
+
+_POD_SOCKET_HELPER = r"""
+import ctypes, socket, sys
+ns_fd, chan_fd = int(sys.argv[1]), int(sys.argv[2])
+chan = socket.socket(fileno=chan_fd)
+if ctypes.CDLL(None, use_errno=True).setns(ns_fd, 0x40000000) != 0:
+    sys.exit("setns: " + __import__("os").strerror(ctypes.get_errno()))
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+socket.send_fds(chan, [b"s"], [s.fileno()])
+"""
 
 _SOCKET_HELPER = r"""
 import ctypes, os, socket, sys
@@ -1746,6 +1759,75 @@ class Kubelet:
             ) from None
         assert stream is not None
         return PodExec(self.engine, eid, stream)
+
+    def port_forward(self, ns: str, pod: str, port: int) -> socket.socket:
+        """``kubectl port-forward``: a TCP socket connected to ``127.0.0.1:port`` *in the pod's
+        own network namespace*, as the real kubelet dials it (portforward.py). The namespace is
+        that of a running container of the pod, opened here by the engine's pid and checked
+        against the process's start time after opening (a reused pid cannot redirect it); a
+        helper child enters it only to make the socket. Nothing here comes from the request
+        but ``port``, so nothing outside the pod can be reached."""
+        from runtime.kube.portforward import connect_in
+        from runtime.procfs import proc_start
+
+        p = next(
+            (x for x in self.host.pods(self.node) if x["metadata"]["name"] == pod and x["metadata"]["namespace"] == ns),
+            None,
+        )
+        if p is None:
+            raise ApiError(404, "NotFound", f'pods "{pod}" not found', {"name": pod, "kind": "pods"})
+        ns_fd = -1
+        for c in self._engine_containers().get(p["metadata"]["uid"], []):
+            try:
+                rec = self.engine._get(c["Id"])  # the engine's own record: pid and its start time
+            except errors.RuntimeError:
+                continue
+            if not rec.pid or not rec.pid_start:
+                continue
+            try:
+                fd = os.open(f"/proc/{rec.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            if proc_start(rec.pid) == rec.pid_start:
+                ns_fd = fd
+                break
+            os.close(fd)
+        if ns_fd < 0:
+            raise bad_request(f"unable to do port forwarding: pod {pod} has no running container")
+        ours, theirs = socket.socketpair()
+        try:
+            proc = Placement(self.engine.ctx.cgroup_path).popen(
+                [sys.executable, "-I", "-S", "-c", _POD_SOCKET_HELPER, str(ns_fd), str(theirs.fileno())],
+                pass_fds=(ns_fd, theirs.fileno()),
+                close_fds=True,
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+            )
+        finally:
+            theirs.close()
+            os.close(ns_fd)
+        try:
+            ours.settimeout(10)
+            _, fds, _, _ = socket.recv_fds(ours, 1, 1)
+        except OSError:
+            fds = []
+        finally:
+            ours.close()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if not fds:
+            raise OSError("cannot make a socket in the pod's network namespace")
+        sock = socket.socket(fileno=fds[0])
+        try:
+            return connect_in(sock, port)
+        except OSError as exc:
+            why = str(exc.strerror or exc)
+            why = why[:1].lower() + why[1:]  # Go's syscall error texts: "connection refused"
+            raise OSError(exc.errno, f"dial tcp4 127.0.0.1:{port}: connect: {why}") from None
 
     def attach(self, ns: str, pod: str, container: str | None, *, stdin: bool, tty: bool) -> PodAttach:
         """``kubectl attach``: the container's own process (its output from now on)."""

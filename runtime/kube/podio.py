@@ -32,6 +32,7 @@ the end of stdout/stderr for the client.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -120,6 +121,12 @@ class PodIO(Protocol):
 
     def attach(self, ns: str, pod: str, container: str, *, stdin: bool, tty: bool) -> PodStream:
         """Attach to the container's main process (ApiError 400 if the PodIO cannot)."""
+        ...
+
+    def port_forward(self, ns: str, pod: str, port: int) -> socket.socket:
+        """A non-blocking TCP socket connected to ``port`` on the pod's own loopback, made in
+        the pod's network namespace (runtime/kube/portforward.py). Blocks while it connects;
+        raises ApiError (no such pod, nothing running) or OSError (connection refused)."""
         ...
 
 

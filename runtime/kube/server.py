@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from runtime.kube import crd, pki, printers, rbac
+from runtime.kube import crd, pki, portforward, printers, rbac
 from runtime.kube.apierrors import ApiError, go_json, path_not_found, unauthorized
 from runtime.kube.apiserver import Cluster, Reply, Request, WatchReply, now_ts, write_token
 from runtime.kube.limits import Limits, expired, request_too_large
@@ -440,6 +440,8 @@ def make_app(hub: Hub, only: str | None = None) -> web.Application:
             return await _stream_log(request, reply.body)
         if isinstance(reply.body, ExecCall):
             return await _stream_exec(request, reply.body)
+        if isinstance(reply.body, portforward.PortForwardCall):
+            return await portforward.serve(request, reply.body)
         return _json_response(reply, _pretty(request))
 
     # bodies are read by _read_body, within the cluster's own limit

@@ -1,0 +1,188 @@
+"""``kubectl port-forward`` inside a sandbox against its lab cluster (portforward.py).
+
+Real runtimed + runc, a lab-base sandbox with ``services: ["kubernetes"]``, the real kubectl
+1.37 in it (WebSocket-tunnelled SPDY, ``SPDY/3.1+portforward.k8s.io``), pods on the
+sandbox's engine. What the helm chart's NOTES and tutorials do: forward a local port to a
+pod or a Service's pod, several connections, a large transfer intact, a pod listening on
+its loopback only (the real kubelet dials the pod's own 127.0.0.1), and the errors kubectl
+prints. The attacks: nothing but the pod's own ports is reachable, not the sandbox's
+services (its API server listener), nor another sandbox's pods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from runtime import errors
+from runtime.client import Client
+from tests.runtime.conftest_daemon import private_daemon, real_sandboxes_available
+from tests.runtime.daemon_helpers import RealDaemon
+from tests.runtime.test_kube_service import IMAGES, _has_lab_base
+
+HOST_RESOURCES = [
+    "--subnet",
+    "10.234.0.0/20",
+    "--bridge",
+    "kltestpf",
+    "--cgroup-parent",
+    "kubelab-testpf",
+    "--uid-start",
+    str(3_950_000_000),
+]
+
+pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
+
+MANIFESTS = """
+apiVersion: v1
+kind: Pod
+metadata: {name: web, labels: {app: web}}
+spec:
+  containers:
+  - name: httpd
+    image: busybox:1.35
+    command:
+    - sh
+    - -c
+    - mkdir -p /www && hostname > /www/hostname && head -c 3000000 /dev/urandom > /www/big &&
+      exec httpd -f -p 8080 -h /www
+    ports: [{name: http, containerPort: 8080}]
+    readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: private}
+spec:
+  containers:
+  - name: httpd
+    image: busybox:1.35
+    command:
+    - sh
+    - -c
+    - mkdir -p /www && echo loopback-only > /www/index.html && exec httpd -f -p 127.0.0.1:9090 -h /www
+"""
+
+SETUP = (
+    "set -e\n"
+    "cat >/tmp/m.yaml <<'YAML'\n" + MANIFESTS + "\nYAML\n"
+    "kubectl apply -f /tmp/m.yaml >/dev/null\n"
+    "kubectl wait --for=condition=Ready pod/web pod/private --timeout=120s >/dev/null\n"
+)
+
+
+@pytest.fixture(scope="module")
+def daemon() -> Iterator[RealDaemon]:
+    why = real_sandboxes_available()
+    if why:
+        pytest.skip(why)
+    if not _has_lab_base():
+        pytest.skip("the lab-base image is not built (make images)")
+    with private_daemon("rtpf-", HOST_RESOURCES, IMAGES) as d:
+        yield d
+
+
+@pytest.fixture(scope="module")
+def box(daemon: RealDaemon) -> Iterator[dict[str, Any]]:
+    with Client(daemon.socket, timeout=60) as c:
+        box = c.create_sandbox({"image": "lab-base", "services": ["kubernetes"]})
+    try:
+        code, out = run(daemon, box["id"], SETUP, timeout=240)
+        assert code == 0, out
+        yield box
+    finally:
+        with Client(daemon.socket, timeout=60) as c, contextlib.suppress(errors.RuntimeError):
+            c.remove_sandbox(box["id"])
+
+
+def run(daemon: RealDaemon, sid: str, script: str, timeout: float = 90) -> tuple[int, str]:
+    with Client(daemon.socket, timeout=timeout + 30) as c:
+        r = c.exec(sid, ["bash", "-c", script], timeout=timeout)
+    return r.exit_code or 0, r.stdout_text + r.stderr_text
+
+
+def forwarding(target: str, ports: str, then: str) -> str:
+    """A script: ``kubectl port-forward TARGET PORTS`` in the background (its output in a
+    log), ``then`` once it listens, then the forwarder stopped and its log shown."""
+    local = ports.split(":")[0]
+    return (
+        f"kubectl port-forward {target} {ports} >/tmp/pf{local}.log 2>&1 &\n"
+        "pf=$!\n"
+        f'for i in $(seq 100); do grep -q "Forwarding from 127.0.0.1:{local}" /tmp/pf{local}.log && break\n'
+        "sleep 0.1; done\n"
+        f"{then}\n"
+        "status=$?\n"
+        "kill $pf; wait $pf 2>/dev/null\n"
+        f'echo "--- kubectl:"; cat /tmp/pf{local}.log\n'
+        "exit $status\n"
+    )
+
+
+def test_a_pod_port_is_forwarded_to_the_terminal(daemon: RealDaemon, box: dict[str, Any]) -> None:
+    script = forwarding("pod/web", "18080:8080", "curl -sS -m 10 http://127.0.0.1:18080/hostname")
+    code, out = run(daemon, box["id"], script)
+    assert code == 0, out
+    assert out.startswith("web\n"), out
+    assert "Forwarding from 127.0.0.1:18080 -> 8080" in out and "Handling connection for 18080" in out
+
+
+def test_a_service_forwards_to_its_pod_over_many_connections(daemon: RealDaemon, box: dict[str, Any]) -> None:
+    # (a bare `wait` would wait for the forwarder too)
+    loop = 'for i in $(seq 8); do curl -sS -m 10 http://127.0.0.1:18081/hostname & c="$c $!"; done; wait $c'
+    code, out = run(daemon, box["id"], forwarding("svc/web", "18081:80", loop))
+    assert code == 0, out
+    assert out.split("--- kubectl:")[0].split() == ["web"] * 8, out
+
+
+def test_a_large_transfer_arrives_intact(daemon: RealDaemon, box: dict[str, Any]) -> None:
+    code, want = run(daemon, box["id"], "kubectl exec web -- sha256sum /www/big")
+    assert code == 0, want
+    fetch = "curl -sS -m 60 http://127.0.0.1:18082/big | sha256sum"
+    code, out = run(daemon, box["id"], forwarding("pod/web", "18082:8080", fetch))
+    assert code == 0, out
+    assert out.split()[0] == want.split()[0], out
+
+
+def test_the_pods_own_loopback_is_reached_as_a_real_kubelet_does(daemon: RealDaemon, box: dict[str, Any]) -> None:
+    script = forwarding("pod/private", "19090:9090", "curl -sS -m 10 http://127.0.0.1:19090/")
+    code, out = run(daemon, box["id"], script)
+    assert code == 0, out
+    assert out.startswith("loopback-only\n"), out
+
+
+def test_a_port_nothing_listens_on_is_an_error_kubectl_prints(daemon: RealDaemon, box: dict[str, Any]) -> None:
+    script = forwarding("pod/web", "18083:7777", "curl -sS -m 10 http://127.0.0.1:18083/")
+    code, out = run(daemon, box["id"], script)
+    assert code != 0, out
+    assert "error forwarding port 7777 to pod web, uid " in out and "connection refused" in out, out
+
+
+def test_the_sandboxs_own_services_are_not_reachable_through_a_pod(daemon: RealDaemon, box: dict[str, Any]) -> None:
+    # the sandbox's API server listens on its 127.0.0.1:6443: a pod's loopback is not the sandbox's
+    code, out = run(daemon, box["id"], "curl -sk -m 10 https://127.0.0.1:6443/version && echo REACHED")
+    assert "REACHED" in out, out  # it is there, from the terminal
+    script = forwarding("pod/web", "18084:6443", "curl -sk -m 10 https://127.0.0.1:18084/version && echo REACHED")
+    code, out = run(daemon, box["id"], script)
+    assert code != 0 and "REACHED" not in out, out
+    assert "connection refused" in out, out
+
+
+def test_another_sandboxs_pods_cannot_be_forwarded(daemon: RealDaemon, box: dict[str, Any]) -> None:
+    with Client(daemon.socket, timeout=60) as c:
+        other = c.create_sandbox({"image": "lab-base", "services": ["kubernetes"]})
+    try:
+        # the other cluster has no pod "web": its API answers for its own pods only
+        code, out = run(daemon, other["id"], "kubectl port-forward pod/web 18085:8080")
+        assert code != 0 and 'pods "web" not found' in out, out
+    finally:
+        with Client(daemon.socket, timeout=60) as c, contextlib.suppress(errors.RuntimeError):
+            c.remove_sandbox(other["id"])
