@@ -452,8 +452,11 @@ class Cluster:
                 ns = rest[1]
                 rest = rest[2:]
         rdef = self.lookup(group, version, rest[0])
-        if rdef is None or len(rest) > 3:
+        proxy = len(rest) > 2 and rest[2] == "proxy"  # services/NAME[:PORT]/proxy/PATH...
+        if rdef is None or (len(rest) > 3 and not proxy):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if proxy:
+            rest = rest[:3]
         if rdef.deprecation_warning:
             self._warnings.append(rdef.deprecation_warning)
         name = rest[1] if len(rest) > 1 else ""
@@ -504,6 +507,19 @@ class Cluster:
                 rdef.group,
                 name,
                 forbidden_message(req.user.name, verb, rdef.resource, rdef.group, ns, name, sub),
+            )
+        if sub == "proxy":
+            what = "service" if rdef.kind == "Service" else "node"
+            raise ApiError(
+                503,
+                "ServiceUnavailable",
+                f"the {rdef.resource}/proxy subresource is not served by this lab cluster (its API server does "
+                f"not proxy into your sandbox): reach the {what} from your sandbox's shell instead"
+                + (
+                    ", e.g. curl http://NAME.NAMESPACE.svc:PORT/, or use kubectl port-forward"
+                    if what == "service"
+                    else ""
+                ),
             )
         if rdef.virtual:
             return Reply(201, rbac.review(self, req.user, rdef, ns, _json_body(req, expect=(rdef.kind,))))
@@ -1310,11 +1326,50 @@ class Cluster:
         )
         return Reply(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
 
+    def _bind(self, req: Request, rdef: ResourceDef, ns: str, name: str) -> Reply:
+        """``POST pods/NAME/binding`` (a scheduler's Binding, as BindingREST/assignPod): the
+        pod is bound to the target node once; binding it again is a 409."""
+        body = _json_body(req, self.limits, ("Binding",))
+        if not isinstance(body, dict):
+            raise bad_request("the body of the request was in an unknown format")
+        meta = body.get("metadata") or {}
+        if meta.get("namespace") and meta["namespace"] != ns:
+            raise bad_request("the namespace of the provided object does not match the namespace sent on the request")
+        if meta.get("name") and meta["name"] != name:
+            raise bad_request("name in URL does not match name in Binding object")
+        target = body.get("target") or {}
+        node = target.get("name", "") if isinstance(target, dict) else ""
+        if target.get("kind", "Node") not in ("", "Node"):
+            raise bad_request(f"target kind must be Node, got {target.get('kind')!r}")
+        if not node:
+            from runtime.kube.apierrors import required
+
+            raise invalid_error("Binding", "", name, [required("target.name")])
+        pod = self._must_get(rdef, ns, name)
+        if pod["metadata"].get("deletionTimestamp"):
+            raise conflict("pods/binding", "", name, f"pod {name} is being deleted, cannot be assigned to a host")
+        bound = (pod.get("spec") or {}).get("nodeName")
+        if bound:
+            raise conflict("pods/binding", "", name, f'pod {name} is already assigned to node "{bound}"')
+        if req.query.get("dryRun") != "All":
+            new = copy.deepcopy(pod)
+            new["spec"]["nodeName"] = node
+            conds = [c for c in (new.get("status") or {}).get("conditions") or [] if c.get("type") != "PodScheduled"]
+            conds.append(
+                {"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": now_ts()}
+            )
+            new.setdefault("status", {})["conditions"] = conds
+            self._dirty = True
+            self.store.put(rdef.gr, new, "MODIFIED", user=True)
+        return Reply(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
+
     def _create_sub(self, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str) -> Reply:
         if rdef.kind == "Pod" and sub in ("exec", "attach", "portforward"):
             return self._pod_stream_sub(req, rdef, ns, name, sub)
         if rdef.kind == "Pod" and sub == "eviction":
             return self._evict(req, rdef, ns, name)
+        if rdef.kind == "Pod" and sub == "binding":
+            return self._bind(req, rdef, ns, name)
         if rdef.kind == "ServiceAccount" and sub == "token":
             self._must_get(rdef, ns, name)
             body = _json_body(req, expect=("TokenRequest",)) if req.body else {}
