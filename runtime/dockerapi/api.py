@@ -62,6 +62,8 @@ from typing import Any, TypeVar
 from runtime import errors
 from runtime.dockerapi import API_VERSION, ENGINE_VERSION, MIN_API_VERSION, archive
 from runtime.dockerapi import build as build_module
+from runtime.dockerapi import engine as engine_module
+from runtime.dockerapi import events as events_module
 from runtime.dockerapi.build import BuildParams
 from runtime.dockerapi.engine import Engine
 from runtime.dockerapi.store import Image
@@ -99,6 +101,39 @@ WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 OPS_PER_ENGINE = 4  # engine calls of one sandbox in runtimed's shared executor at a time
 MAX_IN_FLIGHT = 32  # requests of one engine being handled at a time (streams: a thread or two each)
 NO_CONTENT = Response(204)
+NOT_A_SWARM = (
+    'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node '
+    "to swarm and try again."
+)
+SWARM_ROUTES = [
+    (m, p)
+    for p in (
+        r"/swarm",
+        r"/swarm/(?:init|join|leave|update|unlock|unlockkey)",
+        r"/nodes(?:/[^/]+(?:/update)?)?",
+        r"/services(?:/create|/[^/]+(?:/update|/logs)?)?",
+        r"/tasks(?:/[^/]+(?:/logs)?)?",
+        r"/secrets(?:/create|/[^/]+(?:/update)?)?",
+        r"/configs(?:/create|/[^/]+(?:/update)?)?",
+    )
+    for m in ("GET", "POST", "DELETE")
+]
+EVENT_FILTERS = (
+    "type",
+    "event",
+    "container",
+    "image",
+    "label",
+    "network",
+    "volume",
+    "daemon",
+    "plugin",
+    "node",
+    "service",
+    "secret",
+    "config",
+    "scope",
+)
 
 
 def _version_tuple(v: str) -> tuple[int, int]:
@@ -166,8 +201,9 @@ class DockerAPI:
             (g, rf"/containers/{c}/logs", self.container_logs),
             (g, rf"/containers/{c}/top", self.container_top),
             (g, rf"/containers/{c}/stats", self.container_stats),
-            (p, rf"/containers/{c}/pause", self.refused_pause),
-            (p, rf"/containers/{c}/unpause", self.refused_pause),
+            (p, rf"/containers/{c}/pause", self.container_pause),
+            (p, rf"/containers/{c}/unpause", self.container_unpause),
+            (p, rf"/containers/{c}/update", self.container_update),
             (g, rf"/containers/{c}/changes", self.container_changes),
             (h, rf"/containers/{c}/archive", self.archive_stat),
             (g, rf"/containers/{c}/archive", self.archive_get),
@@ -194,6 +230,9 @@ class DockerAPI:
             (p, r"/networks/(?P<id>[^/]+)/connect", self.network_connect),
             (p, r"/networks/(?P<id>[^/]+)/disconnect", self.network_disconnect),
         ]
+        # swarm mode: this engine is never part of a swarm; dockerd outside a swarm answers these 503
+        for method, pat in SWARM_ROUTES:
+            routes.append((method, pat, self.not_a_swarm))
         self.routes = [(m, re.compile(f"^{pat}/?$"), fn) for m, pat, fn in routes]
 
     # -- serving --------------------------------------------------------------------------------
@@ -342,20 +381,53 @@ class DockerAPI:
         return json_response(await self._call(self.engine.system_df))
 
     async def events(self, req: Request) -> None:
-        """No events are recorded: the stream stays open (empty) until the client leaves or
-        ``until`` passes, which is all ``docker events`` and the SDK need."""
-        until = req.float_arg("until")
-        out = await ChunkedStream.start(req)
-        gone = threading.Event()
-        watcher = asyncio.ensure_future(req.watch_disconnect(gone))
+        """``docker events``: the engine's kept events since ``since``, then live ones until
+        ``until`` passes or the client leaves (events.py), filtered as dockerd filters them."""
+        filters = _filters(req)
+        unknown = [k for k in filters if k not in EVENT_FILTERS]
+        if unknown:
+            raise HTTPError(400, f"invalid filter '{unknown[0]}'")
         try:
-            if until:
-                delay = max(0.0, until - time.time())
-                await asyncio.wait({watcher}, timeout=delay)
-            else:
-                await watcher
+            since, until = events_module.parse_time(req.arg("since")), events_module.parse_time(req.arg("until"))
+        except ValueError as exc:
+            raise HTTPError(400, str(exc)) from None
+        loop = asyncio.get_running_loop()
+        q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        def deliver(msg: dict[str, Any] | None) -> bool:
+            if msg is not None and q.qsize() >= events_module.QUEUE:
+                return False  # a client that does not read is dropped, not buffered for
+            loop.call_soon_threadsafe(q.put_nowait, msg)
+            return True
+
+        bus = self.engine.events
+        past = bus.subscribe(deliver, since if since is not None else (None if until is None else 0))
+        try:
+            out = await ChunkedStream.start(req)
+            gone = threading.Event()
+            watcher = asyncio.ensure_future(req.watch_disconnect(gone))
+            try:
+                for msg in past:
+                    if (until is None or msg["timeNano"] <= until) and events_module.matches(msg, filters):
+                        await out.write_json(msg)
+                while until is None or time.time_ns() < until:
+                    timeout = None if until is None else (until - time.time_ns()) / 1e9
+                    getter = asyncio.ensure_future(q.get())
+                    done, _ = await asyncio.wait(
+                        {getter, watcher}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if getter not in done:
+                        await cancel_task(getter)
+                        break
+                    live = getter.result()
+                    if live is None:
+                        break
+                    if (until is None or live["timeNano"] <= until) and events_module.matches(live, filters):
+                        await out.write_json(live)
+            finally:
+                await cancel_task(watcher)
         finally:
-            await cancel_task(watcher)
+            bus.unsubscribe(deliver)
         if not gone.is_set():
             await out.finish()
         else:
@@ -487,6 +559,25 @@ class DockerAPI:
         cachefrom = req.json_arg("cachefrom", [])
         if not isinstance(buildargs, dict) or not isinstance(labels, dict) or not isinstance(cachefrom, list):
             raise HTTPError(400, "buildargs and labels must be JSON objects, cachefrom a JSON list")
+        if cachefrom:
+            req.close_connection = True
+            raise errors.NotAvailable(
+                "docker build --cache-from is not available in this lab: the builder's cache is the images "
+                "built in your sandbox, which every build uses already"
+            )
+        network_mode = req.arg("networkmode") or "default"
+        if network_mode not in ("default", "bridge", "none"):
+            req.close_connection = True
+            raise errors.Forbidden(
+                f"docker build --network={network_mode} is not available in this lab: RUN steps use the default "
+                "bridge (inside your sandbox) or none"
+            )
+        try:
+            extra_hosts = [str(h) for h in req.args("extrahosts")]
+            extra_hosts = engine_module.parse_extra_hosts(extra_hosts) or []
+        except errors.RuntimeError:
+            req.close_connection = True
+            raise
         params = BuildParams(
             dockerfile=req.arg("dockerfile") or "Dockerfile",
             tags=req.args("t"),
@@ -498,8 +589,9 @@ class DockerAPI:
             labels={str(k): str(v) for k, v in labels.items()},
             quiet=req.flag("q"),
             pull=req.flag("pull"),
-            cachefrom=[str(x) for x in cachefrom],
-            network_mode=req.arg("networkmode"),
+            cachefrom=[],
+            network_mode=network_mode,
+            extra_hosts=extra_hosts,
             platform=req.arg("platform"),
         )
         # a large context spills to the sandbox's own disk (its quota), not the host's /tmp
@@ -768,8 +860,10 @@ class DockerAPI:
         req.close_connection = True
         return None
 
-    async def refused_pause(self, req: Request) -> Response:
-        raise errors.NotAvailable("docker pause is not available in this lab (no freezer for nested containers)")
+    async def container_pause(self, req: Request) -> Response:
+        cid = await self._cid(req)
+        await self._call(self.engine.pause, cid)
+        return NO_CONTENT
 
     async def refused_export(self, req: Request) -> Response:
         req.close_connection = True
@@ -777,6 +871,33 @@ class DockerAPI:
             "docker export is not available in this lab: use docker cp to copy files out of a container, "
             "or docker diff to see what it changed"
         )
+
+    async def container_unpause(self, req: Request) -> Response:
+        cid = await self._cid(req)
+        await self._call(self.engine.unpause, cid)
+        return NO_CONTENT
+
+    async def container_update(self, req: Request) -> Response:
+        cid = await self._cid(req)
+        body = await req.json()
+        if not isinstance(body, dict):
+            raise HTTPError(400, "the update configuration must be a JSON object")
+        warnings = await self._call(self.engine.update, cid, body)
+        return json_response({"Warnings": warnings or None})
+
+    async def not_a_swarm(self, req: Request) -> Response:
+        """dockerd's answer on a node outside any swarm (503; clients tell it from a 404).
+        ``docker swarm init/join`` are refused: a sandbox's engine cannot become a swarm node."""
+        req.close_connection = True  # a body (swarm init's spec, a service's) is not read
+        if req.method == "POST" and req.path.rstrip("/") in ("/swarm/init", "/swarm/join"):
+            reason = (
+                "docker swarm is not available in this lab: your sandbox's engine cannot become a swarm node "
+                "(run services with docker compose, or on the lab's Kubernetes cluster)"
+            )
+            return json_response({"message": reason}, 503)
+        if req.method == "POST" and req.path.rstrip("/") == "/swarm/leave":
+            return json_response({"message": "This node is not part of a swarm"}, 503)
+        return json_response({"message": NOT_A_SWARM}, 503)
 
     # -- docker diff / docker cp (changes.py, archive.py) ---------------------------------------
     async def container_changes(self, req: Request) -> Response:

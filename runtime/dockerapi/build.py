@@ -152,9 +152,10 @@ class BuildParams:
     labels: dict[str, str] = field(default_factory=dict)
     quiet: bool = False
     pull: bool = False
-    cachefrom: list[str] = field(default_factory=list)
-    network_mode: str = ""
+    cachefrom: list[str] = field(default_factory=list)  # refused when given (api.py): not used
+    network_mode: str = ""  # RUN steps' network: "default"/"bridge" or "none" (api.py refuses others)
     platform: str = ""
+    extra_hosts: list[str] = field(default_factory=list)  # --add-host, "name:ip", in RUN steps' /etc/hosts
 
 
 class StepFailed(errors.RuntimeError):
@@ -1089,6 +1090,8 @@ class _Builder:
             user=state.config.get("User") or "",
             output=output,
             cancel=self.cancel,
+            network_mode="none" if self.params.network_mode == "none" else "default",
+            extra_hosts=list(self.params.extra_hosts),
         )
         tail = decoder.decode(b"", final=True)
         if tail:

@@ -75,6 +75,7 @@ others exited.
 from __future__ import annotations
 
 import builtins
+import collections
 import contextlib
 import copy
 import datetime
@@ -112,9 +113,11 @@ from runtime.dockerapi import (
     archive,
     changes,
     fsutil,
+    health,
     netns,
     quota_message,
 )
+from runtime.dockerapi.events import Events
 from runtime.dockerapi.store import (
     EngineStore,
     Forbidden,
@@ -124,7 +127,7 @@ from runtime.dockerapi.store import (
     now_rfc3339,
     parse_time,
 )
-from runtime.dockerapi.watch import Watcher, Worker
+from runtime.dockerapi.watch import Timers, Watcher, Worker
 from runtime.images.store import ImageStore, safe_rmtree
 from runtime.procfs import mounted, mounts_under, proc_start
 from runtime.sandbox import bundle
@@ -166,6 +169,12 @@ SYS_PIDFD_GETFD = 438
 # Above the sandbox's own processes (bundle.py: 500): when a container exhausts the sandbox's
 # memory, the kernel kills the container's processes, not the sandbox's shell or its PID 1.
 OOM_SCORE_ADJ = 800
+# restart policies: dockerd's back-off (restartmanager): 100ms doubling up to a minute, reset by a 10s run
+RESTART_FIRST = 0.1
+RESTART_MAX = 60.0
+RESTART_RESET = 10.0
+# what docker update can change here (UpdateConfig: Resources + RestartPolicy); any other set field is refused
+UPDATABLE = {"Memory", "MemorySwap", "NanoCpus", "CpuQuota", "CpuPeriod", "CpuShares", "PidsLimit", "RestartPolicy"}
 
 
 def _cap_name(name: Any) -> str:
@@ -189,6 +198,124 @@ def _groups(rootfs: Path, user: fsutil.ExecUser, hc: dict[str, Any]) -> list[int
         if gid not in out:
             out.append(gid)
     return out
+
+
+def _replace_or_append_env(defaults: list[str], overrides: list[str]) -> list[str]:
+    """dockerd's ``ReplaceOrAppendEnvValues``: ``overrides`` replace defaults of the same
+    key or are appended; an entry without ``=`` unsets that key (and is itself dropped)."""
+    out = list(defaults)
+    index = {e.partition("=")[0]: i for i, e in enumerate(out)}
+    for item in overrides:
+        key, sep, _ = item.partition("=")
+        if not sep:
+            if key in index:
+                out[index[key]] = ""
+            continue
+        if key in index and out[index[key]] != "":
+            out[index[key]] = item
+        else:
+            index[key] = len(out)
+            out.append(item)
+    return [e for e in out if e]
+
+
+def _merge_env(user: Any, image: Any) -> list[str]:
+    """A container's ``Config.Env`` as dockerd's ``merge`` makes it: the request's entries as
+    given (an entry without ``=`` is kept: it unsets that variable in the process), then the
+    image's entries whose key the request does not name."""
+    if user is not None and not isinstance(user, list):
+        raise errors.BadRequest("Env must be a list of strings")
+    given = [str(x) for x in user or []]
+    keys = {e.partition("=")[0] for e in given}
+    return given + [str(e) for e in image or [] if str(e).partition("=")[0] not in keys]
+
+
+def _restart_policy(p: Any) -> dict[str, Any]:
+    """HostConfig.RestartPolicy checked as dockerd checks it (its messages, 400)."""
+    if p is None:
+        p = {}
+    if not isinstance(p, dict):
+        raise errors.BadRequest("RestartPolicy must be a JSON object")
+    name = str(p.get("Name") or "")
+    count = p.get("MaximumRetryCount") or 0
+    if not isinstance(count, int):
+        raise errors.BadRequest("RestartPolicy.MaximumRetryCount must be an integer")
+    if name in ("always", "unless-stopped", "no") and count != 0:
+        raise errors.BadRequest(f"maximum retry count cannot be used with restart policy '{name}'")
+    if name == "on-failure" and count < 0:
+        raise errors.BadRequest("maximum retry count cannot be negative")
+    if name not in ("", "no", "always", "unless-stopped", "on-failure"):
+        raise errors.BadRequest(f"invalid restart policy '{name}'")
+    return {"Name": name, "MaximumRetryCount": count}
+
+
+# dockerd's log drivers: json-file is this engine's; the others are refused with the reason
+LOG_DRIVERS = (
+    "json-file",
+    "local",
+    "none",
+    "syslog",
+    "journald",
+    "gelf",
+    "fluentd",
+    "awslogs",
+    "splunk",
+    "etwlogs",
+    "gcplogs",
+    "logentries",
+)
+
+
+def _log_config(lc: Any) -> dict[str, Any]:
+    if lc is None:
+        lc = {}
+    if not isinstance(lc, dict):
+        raise errors.BadRequest("LogConfig must be a JSON object")
+    kind = str(lc.get("Type") or "json-file")
+    opts = lc.get("Config") or {}
+    if kind not in LOG_DRIVERS:
+        raise errors.BadRequest(f"logger: no log driver named '{kind}' is registered")
+    if kind != "json-file":
+        raise Forbidden(
+            f"log driver {kind} is not available in this lab: containers log with json-file, which docker logs "
+            "reads (the log lives on your sandbox's disk)"
+        )
+    if opts:
+        raise Forbidden(
+            f"log options ({', '.join(sorted(str(k) for k in opts))}) are not available in this lab: a container's "
+            "json-file log is kept whole (it lives on your sandbox's disk, within its quota) and never rotated"
+        )
+    return {"Type": "json-file", "Config": {}}
+
+
+def parse_extra_hosts(hosts: Any) -> list[str] | None:
+    """HostConfig.ExtraHosts (``--add-host name:ip``), checked as dockerd does; ``host-gateway``
+    is the default bridge's gateway (the sandbox, as seen from its containers)."""
+    if not hosts:
+        return None
+    if not isinstance(hosts, list):
+        raise errors.BadRequest("ExtraHosts must be a list of strings")
+    out = []
+    for item in hosts:
+        name, sep, ip = str(item).partition(":")
+        if not sep or not name:
+            raise errors.BadRequest(f"bad format for add-host: {item!r}")
+        if ip != "host-gateway":
+            try:
+                ipaddress.ip_address(ip.strip("[]"))
+            except ValueError:
+                raise errors.BadRequest(f"invalid IP address in add-host: {ip!r}") from None
+        out.append(f"{name}:{ip}")
+    return out
+
+
+def _mac(mac: str) -> str:
+    if not re.fullmatch(r"([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}", mac):
+        raise errors.BadRequest(f"invalid MAC address: {mac}")
+    mac = mac.replace("-", ":").lower()
+    if int(mac[:2], 16) & 1:
+        raise errors.BadRequest(f"invalid MAC address: {mac} is a multicast address")
+    return mac
 
 
 PRIVILEGED_REASON = (
@@ -495,7 +622,17 @@ class _Container:
     holder: int = 0  # pid of the process holding the output descriptors (see the docstring)
     holder_start: int = 0
     holder_fds: dict[str, int] = field(default_factory=dict)  # "out"/"err"/"pty" -> its fd number there
+    paused: bool = False  # frozen (docker pause): status stays "running", as dockerd's Running stays true
+    # stopped by docker stop/kill (dockerd's HasBeenManuallyStopped): unless-stopped does not restart it
+    manually_stopped: bool = False
+    health: dict[str, Any] | None = None  # State.Health (health.Health.to_json) once a health check ran
+    endpoint: dict[str, Any] = field(default_factory=dict)  # the EndpointConfig given for its network
     # runtime only
+    restart_timer: int | None = None  # the pending restart of its restart policy (Timers handle)
+    restart_delay: float = 0.0  # dockerd's back-off: 0.1s doubling to 60s, reset after a 10s run
+    probe_timer: int | None = None  # the next health probe (Timers handle)
+    probe_gen: int = 0  # bumped at each start/stop: a probe of an older run records nothing
+    hand_restart: bool = False  # docker restart in progress: its stop does not --rm it (as dockerd)
     out: _Output | None = None
     stdin_fd: int | None = None
     pty: int | None = None
@@ -533,6 +670,10 @@ class _Container:
         "holder",
         "holder_start",
         "holder_fds",
+        "paused",
+        "manually_stopped",
+        "health",
+        "endpoint",
     ]
 
     def to_json(self) -> dict[str, Any]:
@@ -591,6 +732,7 @@ class Engine:
         self._containers: dict[str, _Container] = {}
         self._execs: dict[str, _Exec] = {}
         self._closed = False
+        self._closing = False  # close() has begun: no restart policy or health probe starts anything
         self._detached = threading.Event()  # runtimed is shutting down: pumps let go (detach)
         self._net_ready = False
         self._ready_bridges: set[str] = set()  # bridges this Engine has made sure of
@@ -602,6 +744,13 @@ class Engine:
         # every output stream and process exit of this engine: two threads however many (watch.py)
         self._watcher = Watcher(f"engine-io-{ctx.sid[:12]}")
         self._worker = Worker(f"engine-exit-{ctx.sid[:12]}")
+        # restart back-offs and health-check intervals: one timer thread, and one more worker
+        # for what they start (restarts, probe launches), so an exit is never queued behind them
+        self._timers = Timers(f"engine-timers-{ctx.sid[:12]}")
+        self._jobs = Worker(f"engine-jobs-{ctx.sid[:12]}")
+        self._probes_running = 0
+        self._probes_waiting: collections.deque[tuple[_Container, int]] = collections.deque()
+        self.events = Events()  # docker events (events.py)
         # called as fn(action, container id, labels) after a container's exit ("die") and its
         # removal ("destroy"), as Docker's events name them; on the thread that saw it, so a
         # listener must not block (the lab cluster's kubelet sets an Event: kube/kubelet.py)
@@ -615,6 +764,14 @@ class Engine:
             self._containers[c.id] = c
         for c in list(self._containers.values()):
             self._readopt(c)
+        for c in list(self._containers.values()):
+            if c.running:
+                self._schedule_probe(c)
+            elif c.status in ("exited", "restarting") and self._daemon_start_restarts(c):
+                # dockerd restarts these when it starts (daemon.restore): after runtimed's restart
+                c.status = "restarting"
+                self._save(c)
+                c.restart_timer = self._restart_after(c, 0)
 
     # -- small helpers -----------------------------------------------------------------------------
 
@@ -691,6 +848,10 @@ class Engine:
             self._watch_exit(c)
             return
         self._release_holder(c)
+        if c.status == "restarting":  # waiting out its back-off when runtimed stopped: it had exited
+            c.status = "exited"
+            self._save(c)
+            return
         if c.status not in ("created", "exited", "dead"):  # running, or caught mid-start/removal
             c.status = "exited"
             c.exit_code = 255 if c.exit_code == 0 else c.exit_code
@@ -797,6 +958,11 @@ class Engine:
                     f"--sysctl {key} is not available in this lab: only net.* sysctls (which belong to "
                     "the container's own network namespace) can be set"
                 )
+        if hc.get("Links") and str(hc.get("NetworkMode") or "default") in ("default", "bridge"):
+            raise Forbidden(
+                "legacy container links (--link on the default bridge) are not available in this lab: create a "
+                "network (docker network create), run both containers on it and use the other's name"
+            )
         if hc.get("Runtime") not in (None, "", "runc"):
             raise Forbidden(f"--runtime {hc['Runtime']} is not available in this lab")
 
@@ -931,12 +1097,7 @@ class Engine:
         argv = list(ep or []) + list(cmd or [])
         if not argv:
             raise errors.BadRequest("No command specified")
-        env: dict[str, str] = {}
-        for item in list(img_cfg.get("Env") or []) + list(body.get("Env") or []):
-            k, sep, v = str(item).partition("=")
-            if sep:
-                env[k] = v
-        env.setdefault("PATH", DEFAULT_PATH)
+        env = _merge_env(body.get("Env"), img_cfg.get("Env"))
         hostname = str(body.get("Hostname") or "")
         labels = {**(img_cfg.get("Labels") or {}), **(body.get("Labels") or {})}
         exposed = {**(img_cfg.get("ExposedPorts") or {}), **(body.get("ExposedPorts") or {})}
@@ -949,12 +1110,23 @@ class Engine:
             )
         if memory and memory < 6 * 2**20:
             raise errors.BadRequest("Minimum memory limit allowed is 6MB")
-        if hc.get("RestartPolicy", {}).get("Name") not in (None, "", "no"):
-            warnings.append("restart policies are not supported in this lab: the container will not be restarted")
+        hc["RestartPolicy"] = _restart_policy(hc.get("RestartPolicy"))
+        if hc["RestartPolicy"]["Name"] not in ("", "no") and hc.get("AutoRemove"):
+            raise errors.BadRequest("can't create 'AutoRemove' container with restart policy")
+        hc["LogConfig"] = _log_config(hc.get("LogConfig"))
+        hc["Runtime"] = hc.get("Runtime") or "runc"
+        hc["ExtraHosts"] = parse_extra_hosts(hc.get("ExtraHosts"))
+        health.validate(body.get("Healthcheck"))
+        healthcheck = health.merge(body.get("Healthcheck"), img_cfg.get("Healthcheck"))
+        endpoint = self._endpoint_echo(body, str(hc["NetworkMode"]))
+        mac = str(body.get("MacAddress") or endpoint.get("MacAddress") or "")
+        if mac:
+            endpoint["MacAddress"] = _mac(mac)
         config = {
             "Hostname": "",
             "Domainname": str(body.get("Domainname") or ""),
-            "User": str(body.get("User") if body.get("User") is not None else img_cfg.get("User") or ""),
+            # dockerd's merge: an empty User (the CLI always sends one) is the image's
+            "User": str(body.get("User") or img_cfg.get("User") or ""),
             "AttachStdin": bool(body.get("AttachStdin")),
             "AttachStdout": bool(body.get("AttachStdout", True)),
             "AttachStderr": bool(body.get("AttachStderr", True)),
@@ -962,7 +1134,7 @@ class Engine:
             "Tty": bool(body.get("Tty")),
             "OpenStdin": bool(body.get("OpenStdin")),
             "StdinOnce": bool(body.get("StdinOnce")),
-            "Env": [f"{k}={v}" for k, v in env.items()],
+            "Env": env,
             "Cmd": cmd or None,
             "Image": ref,
             "Volumes": body.get("Volumes") or img_cfg.get("Volumes"),
@@ -973,6 +1145,10 @@ class Engine:
             "StopSignal": body.get("StopSignal") or img_cfg.get("StopSignal") or "SIGTERM",
             "StopTimeout": body.get("StopTimeout"),
         }
+        if healthcheck is not None:
+            config["Healthcheck"] = healthcheck
+        if mac:
+            config["MacAddress"] = endpoint["MacAddress"]
         cid = secrets.token_hex(32)
         config["Hostname"] = hostname or cid[:12]
         with self._lock:
@@ -995,6 +1171,7 @@ class Engine:
                 mounts=mounts,
                 network_id=network_id,
                 aliases=aliases,
+                endpoint=endpoint,
             )
             d = self._dir(cid)
             d.mkdir(mode=0o711)
@@ -1028,7 +1205,9 @@ class Engine:
 
     # -- start ------------------------------------------------------------------------------------
 
-    def start(self, cid: str) -> None:
+    def start(self, cid: str, *, manual: bool = True) -> None:
+        """Start the container; ``manual`` (docker start/restart, not its restart policy)
+        resets ``RestartCount``, the back-off and "stopped by hand", as dockerd's start does."""
         c = self._get(cid)
         self._await_exit_processed(c, 30)  # the previous run's teardown
         with self._lock:
@@ -1036,6 +1215,11 @@ class Engine:
                 return  # Docker: 304, nothing to do
             if c.status == "removing":
                 raise errors.Conflict(f"container {c.id[:12]} is being removed")
+            if manual:
+                if c.restart_timer is not None:
+                    self._timers.cancel(c.restart_timer)
+                    c.restart_timer = None
+                c.restart_count, c.restart_delay, c.manually_stopped = 0, 0.0, False
             c.status = "starting"
         try:
             self._start(c)
@@ -1129,7 +1313,16 @@ class Engine:
             c.pid, c.pid_start = pid, proc_start(pid) or 0
             if not net_none:
                 self._ensure_net(bridge)
-                netns.attach(self.ctx.pid, pid, c.id, c.ip, bridge, place=self.place)
+                netns.attach(
+                    self.ctx.pid,
+                    pid,
+                    c.id,
+                    c.ip,
+                    bridge,
+                    mac=str(c.endpoint.get("MacAddress") or ""),
+                    link_local=tuple(c.endpoint.get("LinkLocalIPs") or ()),
+                    place=self.place,
+                )
                 for nid, ep in c.extra_networks.items():
                     self._ensure_net(extras[nid])
                     netns.attach(self.ctx.pid, pid, c.id, ep["ip"], extras[nid], index=int(ep["if"]), place=self.place)
@@ -1174,10 +1367,16 @@ class Engine:
             c.started_at = now_rfc3339()
             c.finished_at = ZERO_TIME
             c.exit_code, c.error, c.oom_killed = 0, "", False
-            c.stopping = False
+            c.stopping = c.paused = False
+            if health.probe(c.config.get("Healthcheck")) is not None:
+                h = health.Health.from_json(c.health) or health.Health()
+                h.status, h.failing_streak = health.STARTING, 0
+                c.health = h.to_json()
             self._save(c)
             self._watch_exit(c)
             self._cond.notify_all()
+        self._event("start", c)
+        self._schedule_probe(c)
 
     @staticmethod
     def _await_exec(pid: int, timeout: float = 2.0) -> None:
@@ -1284,14 +1483,7 @@ class Engine:
     ) -> dict[str, Any]:
         hc = c.host_config
         d = self._dir(c.id)
-        env = list(c.config.get("Env") or [])
-        keys = {e.partition("=")[0] for e in env}
-        if "HOSTNAME" not in keys:
-            env.append(f"HOSTNAME={c.config['Hostname']}")
-        if "HOME" not in keys:
-            env.append(f"HOME={user.home}")
-        if c.tty and "TERM" not in keys:
-            env.append("TERM=xterm")
+        env = self._process_env(c, user, tty=c.tty)
         shm = int(hc.get("ShmSize") or 64 * 2**20)
         mounts = bundle.standard_mounts(proc_options=["nosuid", "noexec", "nodev"], shm_size=shm, cgroup_writable=False)
         for name in ("hosts", "hostname", "resolv.conf"):
@@ -1329,23 +1521,7 @@ class Engine:
             else:
                 opts = ["nosuid", "nodev", "noexec", *ro, *(o for o in str(m.get("Options") or "").split(",") if o)]
                 mounts.append({"destination": m["Destination"], "type": "tmpfs", "source": "tmpfs", "options": opts})
-        resources: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
-        memory = int(hc.get("Memory") or 0)
-        if memory:
-            resources["memory"] = {"limit": min(memory, self.ctx.memory)}
-        pids = int(hc.get("PidsLimit") or 0)
-        if pids > 0:
-            resources["pids"] = {"limit": min(pids, self.ctx.pids)}
-        nano = int(hc.get("NanoCpus") or 0)
-        quota = int(hc.get("CpuQuota") or 0)
-        period = int(hc.get("CpuPeriod") or 100_000)
-        if nano:
-            quota = int(nano / 1e9 * period)
-        if quota > 0:
-            quota = min(quota, max(1000, int(self.ctx.cpus * period)))
-            resources["cpu"] = {"quota": quota, "period": period}
-        if hc.get("CpuShares"):
-            resources.setdefault("cpu", {})["shares"] = int(hc["CpuShares"])
+        resources = self._resources(hc)
         process: dict[str, Any] = {
             "terminal": c.tty,
             "user": {"uid": user.uid, "gid": user.gid, "additionalGids": _groups(rootfs, user, hc)},
@@ -1385,6 +1561,27 @@ class Engine:
                 "seccomp": bundle.seccomp_profile(),
             },
         }
+
+    def _resources(self, hc: dict[str, Any]) -> dict[str, Any]:
+        """The runc resources of a HostConfig: memory, pids and CPU clamped to the sandbox's."""
+        resources: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
+        memory = int(hc.get("Memory") or 0)
+        if memory:
+            resources["memory"] = {"limit": min(memory, self.ctx.memory)}
+        pids = int(hc.get("PidsLimit") or 0)
+        if pids > 0:
+            resources["pids"] = {"limit": min(pids, self.ctx.pids)}
+        nano = int(hc.get("NanoCpus") or 0)
+        quota = int(hc.get("CpuQuota") or 0)
+        period = int(hc.get("CpuPeriod") or 100_000)
+        if nano:
+            quota = int(nano / 1e9 * period)
+        if quota > 0:
+            quota = min(quota, max(1000, int(self.ctx.cpus * period)))
+            resources["cpu"] = {"quota": quota, "period": period}
+        if hc.get("CpuShares"):
+            resources.setdefault("cpu", {})["shares"] = int(hc["CpuShares"])
+        return resources
 
     # -- network ----------------------------------------------------------------------------------
 
@@ -1457,13 +1654,67 @@ class Engine:
             raise Forbidden(f"--network={mode} is not available in this lab")
         return net.id, aliases
 
+    def _endpoint_echo(self, body: dict[str, Any], mode: str) -> dict[str, Any]:
+        """The EndpointConfig given for the container's network, as inspect echoes it:
+        ``DriverOpts`` (kept, as the bridge driver keeps them), ``LinkLocalIPs`` (added to its
+        interface), ``Links`` (``container:alias``: the alias resolves in this container,
+        user-defined networks only), ``MacAddress`` (its interface's). ``IPAMConfig`` (a fixed
+        address) is refused: addresses are allocated."""
+        endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+        eps = [ep for ep in endpoints.values() if isinstance(ep, dict)]
+        if len(eps) > 1:
+            raise errors.BadRequest(
+                "Container cannot be connected to network endpoints: only one network can be given at create "
+                "(docker network connect adds more)"
+            )
+        ep = eps[0] if eps else {}
+        out: dict[str, Any] = {}
+        ipam = ep.get("IPAMConfig") or {}
+        if ipam.get("IPv4Address") or ipam.get("IPv6Address"):
+            raise Forbidden(
+                "--ip/--ip6 are not available in this lab: a container's address is allocated from its network's "
+                "subnet (docker inspect shows it)"
+            )
+        lls = [str(x) for x in ipam.get("LinkLocalIPs") or ep.get("LinkLocalIPs") or []]
+        for ip in lls:
+            try:
+                if not ipaddress.IPv4Address(ip).is_link_local:
+                    raise ValueError
+            except ValueError:
+                raise errors.BadRequest(f"invalid link-local IP address: {ip}") from None
+        if lls:
+            out["LinkLocalIPs"] = lls
+        opts = ep.get("DriverOpts") or {}
+        if not isinstance(opts, dict):
+            raise errors.BadRequest("DriverOpts must be a JSON object")
+        if opts:
+            out["DriverOpts"] = {str(k): str(v) for k, v in opts.items()}
+        links = [str(x) for x in ep.get("Links") or (body.get("HostConfig") or {}).get("Links") or []]
+        if links:
+            if mode in ("default", "bridge", "none"):
+                raise Forbidden(
+                    "links in an endpoint config are for user-defined networks; on the default bridge "
+                    "--link is a legacy link"
+                )
+            for link in links:
+                target = link.split(":")[0].lstrip("/")
+                self._get(target)  # NotFound as dockerd: the container must exist
+            out["Links"] = links
+        if ep.get("MacAddress"):
+            out["MacAddress"] = str(ep["MacAddress"])
+        return out
+
     def _hosts_text(self, c: _Container) -> str:
         """The container's /etc/hosts: itself (by hostname; on a user-defined network also by
         name, aliases and short id), and on a user-defined network every other running
         container of that network by name, aliases and short id (call with _lock)."""
         text = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        extra = ""
+        for entry in c.host_config.get("ExtraHosts") or []:  # --add-host, after the engine's own lines
+            name, _, ip = entry.partition(":")
+            extra += f"{netns.GATEWAY if ip == 'host-gateway' else ip.strip('[]')}\t{name}\n"
         if c.host_config.get("NetworkMode") == "none":
-            return text
+            return text + extra
         mine = self._net_ips(c)
         for nid, ip in mine.items():
             if not ip:
@@ -1482,7 +1733,13 @@ class Engine:
                     aliases = o.aliases if nid == o.network_id else o.extra_networks[nid].get("aliases") or []
                     names = dict.fromkeys([o.name, *aliases, o.id[:12]])
                     text += f"{ip}\t{' '.join(names)}\n"
-        return text
+        for link in c.endpoint.get("Links") or []:  # user-defined network links: this container's view
+            target, _, alias = link.partition(":")
+            t = next((x for x in self._containers.values() if x.name == target.lstrip("/") or x.id == target), None)
+            tip = self._net_ips(t).get(c.network_id) if t is not None and t.running else None
+            if tip and alias:
+                text += f"{tip}\t{alias.rpartition('/')[2]}\n"
+        return text + extra
 
     def _write_hosts(self, c: _Container) -> None:
         with self._net_lock:
@@ -1738,13 +1995,18 @@ class Engine:
             c.oom_killed = c.oom_killed or self._oom_killed(c)
             c.finished_at = now_rfc3339()
             c.status = "exited"
+            c.paused = False
             c.exits += 1
+            self._stop_probes(c)
         self._teardown(c)
         with self._lock:
             self._save(c)
-            auto_remove = bool(c.host_config.get("AutoRemove"))
+            auto_remove = bool(c.host_config.get("AutoRemove")) and not c.hand_restart
             self._cond.notify_all()
         self._emit("die", c)
+        self._event("die", c, exitCode=str(c.exit_code))
+        if not auto_remove:
+            self._schedule_restart(c)
         if auto_remove and not self._closed:
             with contextlib.suppress(NotFound, errors.RuntimeError):
                 self.remove(c.id, force=True, volumes=True)
@@ -1792,20 +2054,400 @@ class Engine:
             with contextlib.suppress(errors.RuntimeError):
                 self.store.helper({"op": "umount", "targets": busy})
 
+    # -- events, restart policies, health checks ---------------------------------------------------
+
+    def _event(self, action: str, c: _Container, **extra: str) -> None:
+        """A container event for docker events (events.py): its labels, image and name, as dockerd's."""
+        attrs = {str(k): str(v) for k, v in (c.config.get("Labels") or {}).items()}
+        attrs.update(image=c.image_ref, name=c.name, **extra)
+        self.events.record("container", action, c.id, attrs)
+
+    def _process_env(self, c: _Container, user: fsutil.ExecUser, *, tty: bool) -> builtins.list[str]:
+        """The environment of a container's process (and of an exec, before its own): dockerd's
+        defaults (PATH, HOSTNAME, TERM with a TTY) replaced or unset by ``Config.Env``, then
+        HOME from the user's passwd entry when still unset (as runc's spec generator does)."""
+        defaults = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={c.config['Hostname']}", *(["TERM=xterm"] if tty else [])]
+        env = _replace_or_append_env(defaults, [str(e) for e in c.config.get("Env") or []])
+        if not any(e.startswith("HOME=") for e in env):
+            env.append(f"HOME={user.home}")
+        return env
+
+    def _restart_policy_wants(self, c: _Container, *, daemon_start: bool) -> bool:
+        """dockerd's restart manager (``ShouldRestart``): ``always``; ``unless-stopped`` unless
+        stopped by hand; ``on-failure[:N]`` after a non-zero exit while fewer than N restarts.
+        A ``docker stop``/``kill`` cancels a pending restart; when the daemon (here runtimed's
+        engine) starts, ``always`` restarts even a container stopped by hand."""
+        pol = c.host_config.get("RestartPolicy") or {}
+        name = str(pol.get("Name") or "")
+        if self._closed or self._closing or c.host_config.get("AutoRemove") or name in ("", "no"):
+            return False
+        if c.stopping and not daemon_start:
+            return False
+        if daemon_start and c.started_at == ZERO_TIME:
+            return False
+        if name == "always":
+            return True
+        if name == "unless-stopped":
+            return not c.manually_stopped
+        retries = int(pol.get("MaximumRetryCount") or 0)
+        return c.exit_code != 0 and (retries == 0 or c.restart_count < retries)
+
+    def _daemon_start_restarts(self, c: _Container) -> bool:
+        return self._restart_policy_wants(c, daemon_start=True)
+
+    def _schedule_restart(self, c: _Container) -> bool:
+        """After an exit (call without _lock): the back-off wait, then a start (``_restart_now``).
+        dockerd's back-off: 100ms, doubled at each restart up to a minute, back to 100ms once a
+        run lasted 10s; ``RestartCount`` counts the restarts."""
+        with self._lock:
+            if c.id not in self._containers or not self._restart_policy_wants(c, daemon_start=False):
+                return False
+            ran = time.time() - parse_time(c.started_at) if c.started_at != ZERO_TIME else 0.0
+            if ran >= RESTART_RESET:
+                c.restart_delay = 0.0
+            c.restart_delay = RESTART_FIRST if not c.restart_delay else min(RESTART_MAX, c.restart_delay * 2)
+            c.restart_count += 1
+            c.status = "restarting"
+            self._save(c)
+            delay = c.restart_delay
+            c.restart_timer = self._restart_after(c, delay)
+            self._cond.notify_all()
+        return True
+
+    def _restart_after(self, c: _Container, delay: float) -> int:
+        return self._timers.call_later(delay, lambda: self._jobs.submit(lambda: self._restart_now(c)))
+
+    def _restart_now(self, c: _Container) -> None:
+        with self._lock:
+            if c.status != "restarting" or c.id not in self._containers or self._closed or self._closing:
+                return
+            c.restart_timer = None
+        try:
+            self.start(c.id, manual=False)
+        except errors.RuntimeError as exc:
+            log.info("container %s: restart by its policy failed: %s", c.id[:12], exc)
+            with self._lock:
+                c.error = str(exc)
+                self._save(c)
+
+    def _cancel_restart(self, c: _Container) -> bool:
+        """A pending policy restart cancelled (docker stop/kill/rm): the container is exited."""
+        with self._lock:
+            if c.status != "restarting":
+                return False
+            if c.restart_timer is not None:
+                self._timers.cancel(c.restart_timer)
+                c.restart_timer = None
+            c.status = "exited"
+            c.manually_stopped = True
+            self._save(c)
+            self._cond.notify_all()
+        return True
+
+    def _schedule_probe(self, c: _Container, delay: float | None = None) -> None:
+        p = health.probe(c.config.get("Healthcheck"))
+        if p is None:
+            return
+        with self._lock:
+            if not c.running or self._closed:
+                return
+            if c.probe_timer is not None:
+                self._timers.cancel(c.probe_timer)
+            gen = c.probe_gen
+            c.probe_timer = self._timers.call_later(
+                p.interval if delay is None else delay, lambda: self._jobs.submit(lambda: self._probe_due(c, gen))
+            )
+
+    def _stop_probes(self, c: _Container) -> None:
+        """The run ended (call with _lock): a probe of it that is due or running records nothing."""
+        c.probe_gen += 1
+        if c.probe_timer is not None:
+            self._timers.cancel(c.probe_timer)
+            c.probe_timer = None
+
+    def _probe_due(self, c: _Container, gen: int) -> None:
+        with self._lock:
+            if gen != c.probe_gen or not c.running or self._closed or self._closing:
+                return
+            c.probe_timer = None
+            if self._probes_running >= health.MAX_RUNNING:  # the sandbox's share: wait for a slot
+                self._probes_waiting.append((c, gen))
+                return
+            self._probes_running += 1
+        try:
+            self._run_probe(c, gen)
+        except Exception:
+            log.exception("container %s: health probe failed to run", c.id[:12])
+            self._probe_slot_free()
+
+    def _probe_slot_free(self) -> None:
+        with self._lock:
+            self._probes_running -= 1
+            nxt = self._probes_waiting.popleft() if self._probes_waiting else None
+        if nxt is not None:
+            self._jobs.submit(lambda: self._probe_due(*nxt))
+
+    def _run_probe(self, c: _Container, gen: int) -> None:
+        """One probe: ``runc exec`` of the test in the container (its user, env, workdir,
+        capabilities, cgroup), output (stdout and stderr, first 4096 bytes) read on the
+        watcher, exit on the pidfd, timeout on a timer; the result recorded by ``_probe_done``."""
+        p = health.probe(c.config.get("Healthcheck"))
+        assert p is not None
+        start = time.time()
+        if c.paused:
+            self._probe_done(
+                c, gen, p, start, -1, f"Container {c.id} is paused, unpause the container before exec".encode()
+            )
+            return
+        d = self._dir(c.id)
+        rootfs = d / "rootfs"
+        try:
+            user = fsutil.resolve_user(rootfs, c.config.get("User") or "")
+            groups = _groups(rootfs, user, c.host_config)
+        except ValueError as exc:
+            self._probe_done(c, gen, p, start, -1, f"unable to start health check: {exc}".encode())
+            return
+        doc = {
+            "terminal": False,
+            "user": {"uid": user.uid, "gid": user.gid, "additionalGids": groups},
+            "args": p.argv,
+            "env": self._process_env(c, user, tty=False),
+            "cwd": c.config.get("WorkingDir") or "/",
+            "capabilities": {k: capabilities(c.host_config) for k in ("bounding", "effective", "permitted")},
+            "noNewPrivileges": True,
+        }
+        n = secrets.token_hex(6)
+        pfile, pidfile, logfile = d / f"health-{n}.json", d / f"health-{n}.pid", d / f"health-{n}.log"
+        out_r, out_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        os.set_blocking(out_w, True)
+        try:
+            os.fchown(out_w, self.ctx.uid_base, self.ctx.uid_base)
+            pfile.write_text(json.dumps(doc))
+            argv = [self.ctx.runc, "--root", str(self.runc_root), "--log", str(logfile), "--log-format", "json"]
+            argv += ["exec", "-d", "--pid-file", str(pidfile), "--process", str(pfile), c.id]
+            rc = self.place.run_quiet(argv, timeout=RUNC_TIMEOUT, stdout=out_w, stderr=out_w)
+            os.close(out_w)
+            out_w = -1
+            if rc != 0:
+                os.close(out_r)
+                self._probe_done(
+                    c, gen, p, start, -1, f"OCI runtime exec failed: {bundle.runc_error(logfile)}".encode()
+                )
+                return
+            pid = int(pidfile.read_text().strip())
+        except BaseException:
+            for fd in (out_r, out_w):
+                if fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            raise
+        finally:
+            for f in (pfile, pidfile, logfile):
+                with contextlib.suppress(FileNotFoundError):
+                    f.unlink()
+        buf = bytearray()
+        lock = threading.Lock()
+        state = {"done": False, "timed_out": False}
+
+        def drain() -> bool:  # False at EOF (or once the result is recorded)
+            with lock:
+                if state["done"]:
+                    return False
+                while True:
+                    try:
+                        data = os.read(out_r, 65536)
+                    except BlockingIOError:
+                        return True
+                    except OSError:
+                        return False
+                    if not data:
+                        return False
+                    if len(buf) < health.MAX_OUTPUT:
+                        buf.extend(data[: health.MAX_OUTPUT - len(buf)])
+
+        def expire() -> None:
+            state["timed_out"] = True
+            if proc_start(pid) is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal_mod.SIGKILL)
+
+        timer = self._timers.call_later(p.timeout, expire)
+
+        def exited() -> None:
+            code = None
+            while code is None:
+                code = self._reap(pid, timeout=1.0)
+                if code is None and proc_start(pid) is None:
+                    code = self._reap(pid, timeout=0) if self._is_child(pid) else -1
+            self._timers.cancel(timer)
+            drain()
+            with lock:
+                state["done"] = True
+                output = bytes(buf)
+            if state["timed_out"]:
+                exit_code, output = -1, f"Health check exceeded timeout ({p.timeout:g}s)".encode()
+            else:
+                exit_code = 128 - code if code < 0 else code
+            self._probe_done(c, gen, p, start, exit_code, output)
+
+        self._watcher.add(out_r, drain, lambda: os.close(out_r))
+        self._watch_pid(pid, lambda: self._jobs.submit(exited))
+
+    def _probe_done(self, c: _Container, gen: int, p: health.Probe, start: float, code: int, output: bytes) -> None:
+        changed, status = False, ""
+        with self._lock:
+            if gen == c.probe_gen and c.running and c.id in self._containers:
+                h = health.Health.from_json(c.health) or health.Health()
+                started = parse_time(c.started_at) if c.started_at != ZERO_TIME else start
+                changed = h.record(start=start, end=time.time(), exit_code=code, output=output, p=p, started_at=started)
+                c.health = h.to_json()
+                self._save(c)
+                status = h.status
+        if changed:
+            self._event(f"health_status: {status}", c)
+        self._probe_slot_free()
+        self._schedule_probe(c)
+
+    # -- pause / update ---------------------------------------------------------------------------
+
+    def pause(self, cid: str) -> None:
+        """``docker pause``: runc freezes the container's cgroup (v1 freezer or v2
+        ``cgroup.freeze``), which lies below the sandbox's: nothing else is frozen."""
+        c = self._get(cid)
+        with self._lock:
+            if not c.running:
+                raise errors.Conflict(f"Container {c.id} is not running")
+            if c.paused:
+                raise errors.Conflict(f"Container {c.id} is already paused")
+        r = self._runc("pause", c.id, check=False)
+        if r.returncode != 0:
+            raise errors.RuntimeError(f"Cannot pause container {c.id}: {r.stderr.decode(errors='replace').strip()}")
+        with self._lock:
+            c.paused = True
+            self._save(c)
+        self._event("pause", c)
+
+    def unpause(self, cid: str) -> None:
+        c = self._get(cid)
+        with self._lock:
+            if not c.paused or not c.running:
+                raise errors.Conflict(f"Container {c.id} is not paused")
+        self._thaw(c)
+        self._event("unpause", c)
+
+    def _thaw(self, c: _Container) -> None:
+        r = self._runc("resume", c.id, check=False)
+        if r.returncode != 0 and c.running:
+            raise errors.RuntimeError(f"Cannot unpause container {c.id}: {r.stderr.decode(errors='replace').strip()}")
+        with self._lock:
+            c.paused = False
+            self._save(c)
+
+    def update(self, cid: str, body: dict[str, Any]) -> builtins.list[str]:
+        """``docker update``: memory, CPUs (``--cpus``, quota/period, shares), pids and the
+        restart policy, applied to a running container at once (``runc update``, its own
+        cgroup, clamped to the sandbox's limits as at create). Anything else that is set is
+        refused with the reason: nothing is accepted and left unapplied."""
+        if not isinstance(body, dict):
+            raise errors.BadRequest("the update configuration must be a JSON object")
+        c = self._get(cid)
+        refused = sorted(k for k, v in body.items() if k not in UPDATABLE and v not in (None, 0, "", [], {}, False))
+        swap = body.get("MemorySwap")
+        if swap not in (None, 0, -1):
+            refused.append("MemorySwap")
+        if refused:
+            raise Forbidden(
+                f"docker update of {', '.join(refused)} is not available in this lab: memory (-m), --cpus, "
+                "--cpu-quota/--cpu-period, --cpu-shares, --pids-limit and --restart can be updated"
+            )
+        warnings: builtins.list[str] = []
+        new: dict[str, Any] = {}
+        for key in ("Memory", "NanoCpus", "CpuQuota", "CpuPeriod", "CpuShares"):
+            v = body.get(key)
+            if v is not None and not isinstance(v, int):
+                raise errors.BadRequest(f"{key} must be an integer")
+            if v:
+                new[key] = v
+        if body.get("PidsLimit") is not None:
+            if not isinstance(body["PidsLimit"], int):
+                raise errors.BadRequest("PidsLimit must be an integer")
+            new["PidsLimit"] = body["PidsLimit"]
+        if new.get("NanoCpus") and (new.get("CpuQuota") or new.get("CpuPeriod")):
+            raise errors.BadRequest("Conflicting options: Nano CPUs and CPU Period cannot both be set")
+        ncpu = os.cpu_count() or 1
+        if "NanoCpus" in new and not 0.01 <= new["NanoCpus"] / 1e9 <= ncpu:
+            raise errors.BadRequest(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available")
+        mem = int(new.get("Memory") or 0)
+        if mem and mem < 6 * 2**20:
+            raise errors.BadRequest("Minimum memory limit allowed is 6MB")
+        if mem > self.ctx.memory:
+            warnings.append(
+                f"memory limit {mem} is above your sandbox's ({self.ctx.memory}): the sandbox's limit applies"
+            )
+        policy = None
+        given = body.get("RestartPolicy")
+        if isinstance(given, dict) and (given.get("Name") or given.get("MaximumRetryCount")):
+            policy = _restart_policy(given)
+            if c.host_config.get("AutoRemove") and policy["Name"] not in ("", "no"):
+                raise errors.BadRequest(
+                    "Restart policy cannot be updated because AutoRemove is enabled for the container"
+                )
+        hc = {**c.host_config, **new}
+        if "NanoCpus" in new:
+            hc.pop("CpuQuota", None)
+            hc.pop("CpuPeriod", None)
+        elif "CpuQuota" in new or "CpuPeriod" in new:
+            hc["NanoCpus"] = 0
+        if policy is not None:
+            hc["RestartPolicy"] = policy
+        if c.running and new:
+            res = self._resources(hc)
+            res.pop("devices", None)
+            if "PidsLimit" in new and new["PidsLimit"] <= 0:
+                res["pids"] = {"limit": -1}  # unlimited in its own cgroup: the sandbox's limit still holds
+            r = self.place.run(
+                [self.ctx.runc, "--root", str(self.runc_root), "update", "-r", "-", c.id],
+                input=json.dumps(res).encode(),
+                timeout=RUNC_TIMEOUT,
+                check=False,
+            )
+            if r.returncode != 0:
+                why = r.stderr.decode(errors="replace").strip()
+                raise errors.BadRequest(f"Cannot update container {c.id}: {why}")
+        with self._lock:
+            c.host_config = hc
+            self._save(c)
+        self._event("update", c)
+        return warnings
+
     # -- lifecycle --------------------------------------------------------------------------------
 
     def stop(self, cid: str, *, timeout: int | None = None) -> None:
         c = self._get(cid)
+        with self._cond:  # a start under way (a policy restart, say) is let finish, then stopped
+            deadline = time.monotonic() + RUNC_TIMEOUT
+            while c.status == "starting" and time.monotonic() < deadline:
+                self._cond.wait(1.0)
+        if self._cancel_restart(c):
+            self._event("stop", c)
+            return
         if not c.running:
             return
         if timeout is None:
             timeout = int(c.config.get("StopTimeout") or 10)
         sig = _signal_number(str(c.config.get("StopSignal") or "SIGTERM"))
-        c.stopping = True
+        with self._lock:
+            c.stopping = c.manually_stopped = True
+            self._save(c)
         self._signal(c, sig)
+        if c.paused:  # as dockerd: the signal is delivered once the container is thawed
+            self._thaw(c)
         if not self._wait_state(c, timeout):
+            self._event("kill", c, signal=str(int(signal_mod.SIGKILL)))
             self._signal(c, signal_mod.SIGKILL)
             self._wait_state(c, 30)
+        self._await_exit_processed(c, 30)
+        self._event("stop", c)
 
     def _signal(self, c: _Container, sig: int) -> None:
         if c.pid and proc_start(c.pid) == c.pid_start:
@@ -1823,18 +2465,40 @@ class Engine:
         return True
 
     def kill(self, cid: str, *, signal: str = "SIGKILL") -> None:
+        """``docker kill``: the signal; for SIGKILL, return once the container is dead and its
+        exit processed (dockerd's ``Kill`` waits too), so ``kill && rm`` never finds it running.
+        SIGKILL or the stop signal cancel the restart policy (dockerd's ``ExitOnNext``)."""
         c = self._get(cid)
+        sig = _signal_number(signal or "SIGKILL")
+        if self._cancel_restart(c):
+            return
         if not c.running:
             raise errors.Conflict(f"Cannot kill container: {cid}: Container {c.id} is not running")
-        self._signal(c, _signal_number(signal or "SIGKILL"))
+        final = sig in (signal_mod.SIGKILL, _signal_number(str(c.config.get("StopSignal") or "SIGTERM")))
+        with self._lock:
+            c.manually_stopped = True
+            c.stopping = c.stopping or final
+            self._save(c)
+        self._event("kill", c, signal=str(sig))
+        self._signal(c, sig)
+        if final and c.paused:
+            self._thaw(c)
+        if sig == signal_mod.SIGKILL:
+            if not self._wait_state(c, 30):
+                raise errors.RuntimeError(f"Cannot kill container: {c.id}: it did not exit within 30s of SIGKILL")
+            self._await_exit_processed(c, 30)
 
     def restart(self, cid: str, *, timeout: int | None = None) -> None:
+        """``docker restart``: stop, then a start by hand (``RestartCount`` back to 0, as dockerd)."""
         c = self._get(cid)
-        self.stop(c.id, timeout=timeout)
-        self._await_exit_processed(c, 30)
-        with self._lock:
-            c.restart_count += 1
+        c.hand_restart = True
+        try:
+            self.stop(c.id, timeout=timeout)
+            self._await_exit_processed(c, 30)
+        finally:
+            c.hand_restart = False
         self.start(c.id)
+        self._event("restart", c)
 
     def wait(self, cid: str, *, condition: str = "not-running", cancel: threading.Event | None = None) -> int:
         c = self._get(cid)
@@ -1867,13 +2531,25 @@ class Engine:
 
     def _remove(self, cid: str, *, force: bool, volumes: bool, keep_upper: bool = False) -> Path | None:
         c = self._get(cid)
-        if c.running or c.status == "starting":
+        if c.status == "restarting":
             if not force:
                 raise errors.Conflict(
-                    f"You cannot remove a running container {c.id}. Stop the container before "
+                    f"You cannot remove a restarting container {c.id}. Stop the container before attempting "
+                    "removal or force remove"
+                )
+            self._cancel_restart(c)
+        if c.running or c.status == "starting":
+            if not force:
+                what = "paused" if c.paused else "running"
+                raise errors.Conflict(
+                    f"You cannot remove a {what} container {c.id}. Stop the container before "
                     "attempting removal or force remove"
                 )
+            with self._lock:
+                c.stopping = True
             self._signal(c, signal_mod.SIGKILL)
+            if c.paused:
+                self._thaw(c)
             self._wait_state(c, 30)
         self._await_exit_processed(c, 30)
         with self._lock:
@@ -1894,8 +2570,12 @@ class Engine:
             self._containers.pop(c.id, None)
             for e in [e for e in self._execs.values() if e.cid == c.id]:
                 self._execs.pop(e.id, None)
+            self._stop_probes(c)
+            if c.restart_timer is not None:
+                self._timers.cancel(c.restart_timer)
             self._cond.notify_all()
         self._emit("destroy", c)
+        self._event("destroy", c)
         if volumes:
             for m in c.mounts:
                 if m["Type"] == "volume" and self._volume_meta(m["Name"]).get("anonymous"):
@@ -1906,8 +2586,10 @@ class Engine:
     def rename(self, cid: str, name: str) -> None:
         c = self._get(cid)
         with self._lock:
+            old = c.name
             c.name = self._pick_name(name)
             self._save(c)
+        self._event("rename", c, oldName="/" + old)
 
     def resolve(self, ref: str) -> str:
         with self._lock:
@@ -1931,8 +2613,10 @@ class Engine:
         back), so no chunk already read is lost. The engine is unusable afterwards."""
         self._detached.set()
         with self._lock:
-            self._closed = True
+            self._closing = self._closed = True
             self._cond.notify_all()
+        self._timers.close()
+        self._jobs.close()
         self._watcher.close()
         self._worker.close()
         self.store.close()
@@ -1942,9 +2626,15 @@ class Engine:
         with ``remove`` also forget the containers (the disk goes next)."""
         with self._lock:
             containers = list(self._containers.values())
+            self._closing = True
+        self._timers.close()  # no restart or probe starts from now on
+        self._jobs.close()
         for c in containers:
             if c.running or c.status == "starting":
                 self._signal(c, signal_mod.SIGKILL)
+                if c.paused:
+                    with contextlib.suppress(errors.RuntimeError):
+                        self._thaw(c)
         for c in containers:
             self._wait_state(c, 15)
             self._await_exit_processed(c, 15)
@@ -1976,11 +2666,12 @@ class Engine:
     # -- inspect / list ---------------------------------------------------------------------------
 
     def _state_json(self, c: _Container) -> dict[str, Any]:
-        return {
-            "Status": {"starting": "created", "removing": "removing"}.get(c.status, c.status),
-            "Running": c.running,
-            "Paused": False,
-            "Restarting": False,
+        status = "paused" if c.running and c.paused else c.status
+        state = {
+            "Status": {"starting": "created", "removing": "removing"}.get(status, status),
+            "Running": c.running or c.status == "restarting",  # dockerd: a restarting container is Running
+            "Paused": c.running and c.paused,
+            "Restarting": c.status == "restarting",
             "OOMKilled": c.oom_killed,
             "Dead": c.status == "dead",
             "Pid": c.pid if c.running else 0,
@@ -1989,6 +2680,9 @@ class Engine:
             "StartedAt": c.started_at,
             "FinishedAt": c.finished_at,
         }
+        if c.health is not None and health.probe(c.config.get("Healthcheck")) is not None:
+            state["Health"] = c.health
+        return state
 
     def _ports_json(self, c: _Container) -> dict[str, Any]:
         if c.running:
@@ -2024,9 +2718,12 @@ class Engine:
                 aliases = c.aliases if nid == c.network_id else c.extra_networks[nid].get("aliases") or []
                 name = n.name if n else ("bridge" if not nid else str(c.host_config["NetworkMode"]))
                 up = c.running and bool(ip)
+                ep = c.endpoint if nid == c.network_id else {}
+                lls = ep.get("LinkLocalIPs")
+                mac = str(ep.get("MacAddress") or "") or (netns.mac_address(ip) if up else "")
                 networks[name] = {
-                    "IPAMConfig": None,
-                    "Links": None,
+                    "IPAMConfig": {"LinkLocalIPs": list(lls)} if lls else None,
+                    "Links": list(ep["Links"]) if ep.get("Links") else None,
                     "Aliases": [*aliases, c.id[:12]] if nid else None,
                     "NetworkID": nid or BRIDGE_ID,
                     "EndpointID": c.id if up else "",
@@ -2036,11 +2733,17 @@ class Engine:
                     "IPv6Gateway": "",
                     "GlobalIPv6Address": "",
                     "GlobalIPv6PrefixLen": 0,
-                    "MacAddress": netns.mac_address(ip) if up else "",
-                    "DriverOpts": None,
+                    "MacAddress": mac if up else str(ep.get("MacAddress") or ""),
+                    "DriverOpts": dict(ep["DriverOpts"]) if ep.get("DriverOpts") else None,
                 }
             default = {} if c.network_id else networks["bridge"]
-            hc = {"NetworkMode": "default", "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, **c.host_config}
+            hc = {
+                "NetworkMode": "default",
+                "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+                **c.host_config,
+                "LogConfig": c.host_config.get("LogConfig") or {"Type": "json-file", "Config": {}},
+                "Runtime": c.host_config.get("Runtime") or "runc",
+            }
             return {
                 "Id": c.id,
                 "Created": _ts(c.created),
@@ -2079,8 +2782,12 @@ class Engine:
             }
 
     def _status_text(self, c: _Container) -> str:
+        if c.running and c.paused:
+            return f"Up {_ago(parse_time(c.started_at))} (Paused)"
         if c.running:
-            return f"Up {_ago(parse_time(c.started_at))}"
+            return f"Up {_ago(parse_time(c.started_at))}{health.ps_suffix(health.Health.from_json(c.health))}"
+        if c.status == "restarting":
+            return f"Restarting ({c.exit_code}) {_ago(parse_time(c.finished_at))} ago"
         if c.status in ("created", "starting"):
             return "Created"
         if c.status == "removing":
@@ -2093,10 +2800,14 @@ class Engine:
         with self._lock:
             containers = sorted(self._containers.values(), key=lambda c: c.created, reverse=True)
             for c in containers:
-                state = self._state_json(c)["Status"]
-                if not all and not c.running and "status" not in filters:
+                full_state = self._state_json(c)
+                state = full_state["Status"]
+                if not all and not full_state["Running"] and "status" not in filters:
                     continue
                 if "status" in filters and state not in filters["status"]:
+                    continue
+                health_status = (full_state.get("Health") or {}).get("Status", "none")
+                if "health" in filters and health_status not in filters["health"]:
                     continue
                 if "name" in filters and not any(re.search(f, c.name) for f in filters["name"]):
                     continue
@@ -2209,7 +2920,30 @@ class Engine:
             },
             "pids_stats": {"current": read_int("pids", "pids.current", "pids.current")},
             "cpu_stats": {"cpu_usage": {"total_usage": read_int("cpuacct", "cpuacct.usage", "cpu.stat")}},
+            **({"networks": self._net_stats(c)} if c.running and c.host_config.get("NetworkMode") != "none" else {}),
         }
+
+    def _net_stats(self, c: _Container) -> dict[str, dict[str, int]]:
+        """Per interface counters of the container's network namespace (``/proc/<pid>/net/dev``
+        of its init: the kernel's view of that netns), ``lo`` left out as dockerd does."""
+        out: dict[str, dict[str, int]] = {}
+        if not (c.pid and proc_start(c.pid) == c.pid_start):
+            return out
+        try:
+            lines = Path(f"/proc/{c.pid}/net/dev").read_text().splitlines()[2:]
+        except OSError:
+            return out
+        names = ("bytes", "packets", "errors", "dropped")
+        for line in lines:
+            name, _, rest = line.partition(":")
+            name, fields = name.strip(), rest.split()
+            if name == "lo" or len(fields) < 16:
+                continue
+            nums = [int(x) for x in fields]
+            stats = {f"rx_{k}": nums[i] for i, k in enumerate(names)}
+            stats.update({f"tx_{k}": nums[8 + i] for i, k in enumerate(names)})
+            out[name] = stats
+        return out
 
     # -- logs / attach ----------------------------------------------------------------------------
 
@@ -2331,6 +3065,8 @@ class Engine:
         c = self._get(cid)
         if not c.running:
             raise errors.Conflict(f"Container {c.id} is not running")
+        if c.paused:
+            raise errors.Conflict(f"Container {c.id} is paused, unpause the container before exec")
         if body.get("Privileged"):
             raise Forbidden(PRIVILEGED_REASON)
         cmd = body.get("Cmd")
@@ -2371,15 +3107,20 @@ class Engine:
         return e
 
     def exec_start(self, eid: str, *, detach: bool, tty: bool) -> Stream | None:
+        """Run an exec. Its process gets a TTY if exec-create asked for one; ``tty`` (exec-start's
+        ``Tty``) decides only the framing of the attached stream, raw or multiplexed, as
+        dockerd's exec start router does."""
         e = self._exec(eid)
         c = self._get(e.cid)
         if not c.running:
             raise errors.Conflict(f"Container {c.id} is not running")
+        if c.paused:
+            raise errors.Conflict(f"Container {c.id} is paused, unpause the container before exec")
         with self._lock:
             if e.running or e.exit_code is not None:
                 raise errors.Conflict(f"Error: Exec command {eid} has already run")
             e.running = True
-        tty = tty or bool(e.config["Tty"])
+        framing_tty, tty = tty, bool(e.config["Tty"])
         d = self._dir(c.id)
         rootfs = d / "rootfs"
         try:
@@ -2388,22 +3129,12 @@ class Engine:
         except ValueError as exc:
             e.running, e.exit_code = False, 126
             raise errors.BadRequest(f"unable to start exec: {exc}") from None
-        env: dict[str, str] = {}
-        for item in [
-            *c.config.get("Env", []),
-            f"HOSTNAME={c.config['Hostname']}",
-            f"HOME={user.home}",
-            *e.config["Env"],
-        ]:
-            k, _, v = item.partition("=")
-            env[k] = v
-        if tty:
-            env.setdefault("TERM", "xterm")
+        env = _replace_or_append_env(self._process_env(c, user, tty=tty), [str(x) for x in e.config["Env"]])
         doc: dict[str, Any] = {
             "terminal": tty,
             "user": {"uid": user.uid, "gid": user.gid, "additionalGids": _groups(rootfs, user, c.host_config)},
             "args": e.config["Cmd"],
-            "env": [f"{k}={v}" for k, v in env.items()],
+            "env": env,
             "cwd": e.config["WorkingDir"] or c.config.get("WorkingDir") or "/",
             "capabilities": {k: capabilities(c.host_config) for k in ("bounding", "effective", "permitted")},
             "noNewPrivileges": True,
@@ -2466,7 +3197,7 @@ class Engine:
                             os.write(e.pty, b"\x04")
 
                 stream = Stream(
-                    tty=tty, write=write if attach_in else None, close_stdin=close_in if attach_in else None
+                    tty=framing_tty, write=write if attach_in else None, close_stdin=close_in if attach_in else None
                 )
                 lock = threading.Lock()
 
@@ -2781,7 +3512,12 @@ class Engine:
                     members[c.id] = {
                         "Name": c.name,
                         "EndpointID": c.id,
-                        "MacAddress": netns.mac_address(ip) if net != "host" and ip else "",
+                        "MacAddress": (
+                            str(c.endpoint.get("MacAddress") or "")
+                            if (c.network_id == net.id if isinstance(net, Network) else not c.network_id)
+                            else ""
+                        )
+                        or (netns.mac_address(ip) if net != "host" and ip else ""),
                         "IPv4Address": f"{ip}/{prefix}" if net not in ("host", "none") else "",
                         "IPv6Address": "",
                     }
@@ -2849,8 +3585,8 @@ class Engine:
         name = str(body.get("Name") or "")
         if not name:
             raise errors.BadRequest("network name cannot be empty")
-        if not NAME_RE.match(name) or name.startswith("/"):
-            raise errors.BadRequest(f"invalid network name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        if not name.strip():  # dockerd (libnetwork's IsValidName): any name that is not blank
+            raise errors.BadRequest(f"invalid name: {name!r}")
         driver = str(body.get("Driver") or "bridge")
         if driver != "bridge":
             raise Forbidden(
@@ -3048,8 +3784,8 @@ class Engine:
         return {
             "ID": self.ctx.sid,
             "Containers": len(cs),
-            "ContainersRunning": sum(1 for c in cs if c.running),
-            "ContainersPaused": 0,
+            "ContainersRunning": sum(1 for c in cs if c.running and not c.paused),
+            "ContainersPaused": sum(1 for c in cs if c.running and c.paused),
             "ContainersStopped": sum(1 for c in cs if not c.running),
             "Images": len(self.store.images(all=False)),
             "Driver": "overlay2",
@@ -3062,6 +3798,7 @@ class Engine:
             "PidsLimit": True,
             "IPv4Forwarding": True,
             "Debug": False,
+            "ExperimentalBuild": False,
             "LoggingDriver": "json-file",
             "CgroupDriver": "cgroupfs",
             "CgroupVersion": "1" if Path("/sys/fs/cgroup/memory").is_dir() else "2",
@@ -3092,6 +3829,8 @@ class Engine:
         user: str,
         output: Callable[[bytes], None],
         cancel: threading.Event | None = None,
+        network_mode: str = "default",
+        extra_hosts: builtins.list[str] | None = None,
     ) -> tuple[int, Path]:
         body = {
             "Image": image.id,
@@ -3101,7 +3840,7 @@ class Engine:
             "WorkingDir": workdir,
             "User": user,
             "Labels": {"io.kubelab.build-step": "1"},
-            "HostConfig": {},
+            "HostConfig": {"NetworkMode": network_mode, "ExtraHosts": list(extra_hosts or [])},
         }
         cid, _ = self.create(body)
         c = self._get(cid)

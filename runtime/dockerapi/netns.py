@@ -152,10 +152,15 @@ def attach(
     bridge: Bridge = DEFAULT,
     index: int = 0,
     *,
+    mac: str = "",
+    link_local: tuple[str, ...] = (),
     place: Placement | None = None,
 ) -> None:
     """Wire the netns of ``container_pid`` to ``bridge`` as ``eth<index>`` with ``ip``; eth0
-    carries the default route, the others only their subnet's (as Docker does)."""
+    carries the default route, the others only their subnet's (as Docker does). ``mac``
+    replaces Docker's address-derived MAC; ``link_local`` addresses (169.254.0.0/16) are
+    added to the interface (``--mac-address``, ``--link-local-ip``: addresses are data,
+    checked by the engine before they get here)."""
     veth, ifname = veth_name(cid, index), f"eth{index}"
     _in_ns(
         sandbox_pid,
@@ -168,9 +173,10 @@ def attach(
     _in_ns(
         container_pid,
         ["ip", "-batch", "-"],
-        f"link set lo up\nlink set {ifname} address {mac_address(ip)}\n"
+        f"link set lo up\nlink set {ifname} address {mac or mac_address(ip)}\n"
         f"addr add {ip}/{bridge.subnet.prefixlen} dev {ifname}\n"
-        f"link set {ifname} up\n{route}",
+        + "".join(f"addr add {ipaddress.IPv4Address(a)}/16 dev {ifname}\n" for a in link_local)
+        + f"link set {ifname} up\n{route}",
         place=place,
     )
 

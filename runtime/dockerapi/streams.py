@@ -126,8 +126,9 @@ class Request:
 
     # -- query helpers -------------------------------------------------------------------------
     def arg(self, name: str, default: str = "") -> str:
+        """The parameter's first value, as Go's ``FormValue`` (dockerd's routers) takes it."""
         values = self.query.get(name)
-        return values[-1] if values else default
+        return values[0] if values else default
 
     def args(self, name: str) -> list[str]:
         return [v for v in self.query.get(name, []) if v != ""]

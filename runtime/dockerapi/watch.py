@@ -28,11 +28,13 @@ builds) are bounded per engine by the API (api.py, ``MAX_STREAMS``).
 from __future__ import annotations
 
 import contextlib
+import heapq
 import logging
 import os
 import queue
 import select
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -200,3 +202,72 @@ class Worker:
             self._q.put(None)
             if thread is not threading.current_thread():
                 thread.join(JOIN_TIMEOUT)
+
+
+class Timers:
+    """Calls ``fn`` on one thread when its time comes: restart back-offs, health-check
+    intervals and timeouts. An idle container costs one heap entry, no thread and no wake-up
+    before its time. Callbacks must be short (they hand real work to a ``Worker``)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._cancelled: set[int] = set()
+        self._seq = 0
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> int:
+        """Run ``fn`` in ``delay`` seconds; the returned handle cancels it (``cancel``)."""
+        with self._cond:
+            self._seq += 1
+            if self._closed:
+                return self._seq
+            heapq.heappush(self._heap, (time.monotonic() + max(0.0, delay), self._seq, fn))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+                self._thread.start()
+            self._cond.notify()
+            return self._seq
+
+    def cancel(self, handle: int) -> None:
+        with self._cond:
+            if any(seq == handle for _t, seq, _fn in self._heap):
+                self._cancelled.add(handle)
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._heap) - len(self._cancelled)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed:
+                    if self._heap:
+                        left = self._heap[0][0] - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._cond.wait(left)
+                    else:
+                        self._cond.wait()
+                if self._closed:
+                    return
+                _t, seq, fn = heapq.heappop(self._heap)
+                if seq in self._cancelled:
+                    self._cancelled.discard(seq)
+                    continue
+            try:
+                fn()
+            except Exception:
+                log.exception("%s: a timer failed", self.name)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._heap.clear()
+            self._cancelled.clear()
+            thread = self._thread
+            self._cond.notify()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(JOIN_TIMEOUT)

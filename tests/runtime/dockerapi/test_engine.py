@@ -531,7 +531,7 @@ def test_restart_rename_list_filters_and_prune(eng: Engine) -> None:
             break  # the first run has written (a restart before that would leave one "run")
     eng.restart(cid, timeout=0)
     info = eng.inspect(cid)
-    assert info["State"]["Running"] and info["RestartCount"] == 1
+    assert info["State"]["Running"] and info["RestartCount"] == 0  # a restart by hand resets it (dockerd)
     seen = b""
     for _, data in eng.logs(cid, follow=True, stdout=True, stderr=False):
         seen += data
