@@ -879,6 +879,14 @@ class Cluster:
             if "status" in obj:
                 new["status"] = obj["status"]
             return new
+        if sub == "finalize":  # namespaces: only spec.finalizers change (finalize strategy)
+            new = copy.deepcopy(old)
+            fins = (obj.get("spec") or {}).get("finalizers")
+            spec = new.setdefault("spec", {})
+            spec["finalizers"] = list(fins) if isinstance(fins, list) else []
+            if not spec["finalizers"]:  # omitempty
+                del spec["finalizers"]
+            return new
         if sub == "ephemeralcontainers":
             new = copy.deepcopy(old)
             eph = (obj.get("spec") or {}).get("ephemeralContainers")

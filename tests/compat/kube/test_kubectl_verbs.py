@@ -216,3 +216,17 @@ def test_openapi_v3_explain_and_v2_raw(kubectl: Kubectl) -> None:
     assert "groupPriorityMinimum\t<integer> -required-" in out
     v2 = json.loads(kubectl("get", "--raw", "/openapi/v2"))
     assert "io.k8s.api.core.v1.ReplicationController" in v2["definitions"]
+
+
+def test_namespace_finalize_subresource(kubectl: Kubectl) -> None:
+    """The tutorial way out of a namespace stuck in Terminating: PUT .../finalize with no
+    finalizers (only spec.finalizers is taken from the body)."""
+    kubectl("create", "namespace", "fin-x")
+    ns = json.loads(kubectl("get", "namespace", "fin-x", "-o", "json"))
+    assert ns["spec"]["finalizers"] == ["kubernetes"]
+    ns["spec"]["finalizers"] = []
+    ns["metadata"]["labels"]["sneaky"] = "ignored"
+    out = json.loads(kubectl("replace", "--raw", "/api/v1/namespaces/fin-x/finalize", "-f", "-", stdin=json.dumps(ns)))
+    assert out["kind"] == "Namespace" and out["spec"] == {}
+    assert "sneaky" not in out["metadata"]["labels"]
+    kubectl("delete", "namespace", "fin-x")
