@@ -113,7 +113,10 @@ def _limit_items(c: Cluster, ns: str, typ: str) -> list[Obj]:
 
 
 def mutate(c: Cluster, rdef: ResourceDef, obj: Obj) -> None:
-    """LimitRanger's defaults for a new pod's containers."""
+    """LimitRanger's defaults for a new pod's containers; DefaultIngressClass for a new Ingress."""
+    if rdef.kind == "Ingress" and rdef.group == "networking.k8s.io":
+        default_ingress_class(c, obj)
+        return
     if rdef.kind != "Pod" or rdef.group:
         return
     notes: list[str] = []
@@ -138,6 +141,28 @@ def mutate(c: Cluster, rdef: ResourceDef, obj: Obj) -> None:
     if notes:
         ann = obj["metadata"].setdefault("annotations", {})
         ann[LIMIT_RANGER_ANNOTATION] = "LimitRanger plugin set: " + "; ".join(notes)
+
+
+def default_ingress_class(c: Cluster, obj: Obj) -> None:
+    """The DefaultIngressClass plugin (plugin/pkg/admission/network/defaultingressclass): an
+    Ingress created without ``spec.ingressClassName`` and without the legacy
+    ``kubernetes.io/ingress.class`` annotation gets the IngressClass marked
+    ``ingressclass.kubernetes.io/is-default-class: "true"`` (the newest, if several are)."""
+    spec = obj.get("spec")
+    if not isinstance(spec, dict) or spec.get("ingressClassName"):
+        return
+    if "kubernetes.io/ingress.class" in ((obj.get("metadata") or {}).get("annotations") or {}):
+        return
+    defaults = [
+        ic
+        for ic in c.store.list("ingressclasses.networking.k8s.io")
+        if (ic["metadata"].get("annotations") or {}).get("ingressclass.kubernetes.io/is-default-class") == "true"
+    ]
+    if defaults:
+        newest = max(
+            defaults, key=lambda ic: (str(ic["metadata"].get("creationTimestamp", "")), ic["metadata"]["name"])
+        )
+        spec["ingressClassName"] = newest["metadata"]["name"]
 
 
 def _min(typ: str, res: str, enforced: Any, req: Obj, lim: Obj) -> str:

@@ -86,6 +86,7 @@ from aiohttp import web
 from runtime import errors
 from runtime.kube import dns
 from runtime.kube.apierrors import ApiError
+from runtime.kube.ingress import IngressController
 from runtime.kube.kubelet import ClusterHost, Kubelet, KubeletIO
 from runtime.kube.limits import Limits
 from runtime.kube.netpol import NetworkPolicyAgent, probe
@@ -191,6 +192,7 @@ class KubeService:
         self.engines: Callable[[str], Engine] | None = None
         self._kubelets: dict[str, Kubelet] = {}
         self._dns: dict[str, dns.ClusterDNS] = {}
+        self._ingress: dict[str, IngressController] = {}
 
     # -- daemon side (on the loop) -------------------------------------------------------------
     async def start_server(self) -> None:
@@ -388,6 +390,9 @@ class KubeService:
             log.warning("sandbox %s: cluster DNS not started: %s", sid, e)
         kubelet.start()
         self._kubelets[sid] = kubelet
+        ingress = IngressController(host, engine)  # ingress-nginx (ingress.py), its own thread
+        ingress.start()
+        self._ingress[sid] = ingress
 
     def _start_dns(self, sid: str, engine: Engine, cluster: Any) -> None:
         """Cluster DNS on 10.96.0.10:53 in the sandbox's netns, served on the loop (dns.py)."""
@@ -414,6 +419,9 @@ class KubeService:
 
     def _stop_kubelet(self, sid: str) -> None:
         """Stop syncing the sandbox's pods (their containers stay, for the next kubelet)."""
+        ingress = self._ingress.pop(sid, None)
+        if ingress is not None:
+            ingress.close()
         server = self._dns.pop(sid, None)
         if server is not None:
             with contextlib.suppress(errors.RuntimeError):
