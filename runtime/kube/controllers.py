@@ -1489,7 +1489,12 @@ class Controllers:
         from runtime.kube.apiserver import now_ts
 
         HPA = R["horizontalpodautoscalers.autoscaling"]
-        kinds_ = {"Deployment": DEPLOY, "ReplicaSet": RS, "StatefulSet": R["statefulsets.apps"]}
+        kinds_ = {
+            "Deployment": DEPLOY,
+            "ReplicaSet": RS,
+            "StatefulSet": R["statefulsets.apps"],
+            "ReplicationController": RC,
+        }
         for hpa in self.c.store.list(HPA.gr):
             meta, spec = hpa["metadata"], hpa.get("spec") or {}
             ns = meta["namespace"]
@@ -1961,9 +1966,7 @@ class Controllers:
         elif len(pods) > want:
             for p in sorted(pods, key=_deletion_rank)[: len(pods) - want]:
                 self._delete_pod(ns, p["metadata"]["name"])
-                self.event(
-                    rs, "Normal", "SuccessfulDelete", f"Deleted pod: {p['metadata']['name']}", component
-                )
+                self.event(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {p['metadata']['name']}", component)
         cur = self.c.store.get(rdef.gr, ns, rs["metadata"]["name"])
         if cur is None:
             return

@@ -164,3 +164,13 @@ spec: {group: x.example.com, version: v1, groupPriorityMinimum: 100, versionPrio
     assert (
         'metadata.name: Invalid value: "wrong-name": must be `spec.version+"."+spec.group`: "v1.x.example.com"' in err
     )
+
+
+def test_kubectl_autoscale_rc(kubectl: Kubectl, ns: str) -> None:
+    """An HPA may target an RC (scaleTargetRef kind ReplicationController, through its scale
+    subresource); with no metrics the lab's HPA keeps replicas within [min, max]."""
+    kubectl("apply", "-n", ns, "-f", "-", stdin=RC)
+    out = kubectl("autoscale", "rc", "web", "-n", ns, "--min=3", "--max=5")
+    assert out.strip() == "horizontalpodautoscaler.autoscaling/web autoscaled"
+    _wait(lambda: kubectl("get", "rc", "web", "-n", ns, "-o", "jsonpath={.spec.replicas}") == "3", "min replicas")
+    _wait(lambda: len(_pods(kubectl, ns, "app=web")) == 3, "three pods")
