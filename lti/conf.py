@@ -223,6 +223,11 @@ def tool_conf() -> DbToolConf:
 
 
 def new_launch(request: Any) -> ToolMessageLaunch:
+    if not request.COOKIES.get("lti1p3-session-id"):
+        raise LtiException(
+            "this browser did not send the cookie set when the launch started: it blocks third-party cookies "
+            "in the LMS's frame, or the launch started in another browser (open the activity in a new window)"
+        )
     return ToolMessageLaunch(request, tool_conf(), launch_data_storage=state_storage(), requests_session=http_session())
 
 

@@ -72,10 +72,10 @@ def login(request: HttpRequest) -> HttpResponse:
 @require_POST
 def launch(request: HttpRequest) -> HttpResponse:
     """The platform posts the signed id_token here: validate, sign the person in, land them."""
-    message = conf.new_launch(request) if "id_token" in request.POST else None
-    if message is None:
+    if "id_token" not in request.POST:
         return _refuse(request, "This address is for launches from an LMS: it got no id_token.")
     try:
+        message = conf.new_launch(request)
         message.validate()
     except LtiException as exc:
         log.info("LTI launch refused: %s", exc)

@@ -21,6 +21,7 @@ Everything received is recorded for the tests to assert on.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import re
@@ -36,7 +37,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
-import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwcrypto.jwk import JWK
@@ -92,7 +92,7 @@ class LMS:
     private_pem: str = ""
     public_jwk: dict[str, Any] = field(default_factory=dict)
     tool_jwks: dict[str, Any] = field(default_factory=dict)
-    redirect_uris: tuple[str, ...] = ("http://testserver/lti/launch/",)
+    redirect_uris: tuple[str, ...] = ("http://testserver/lti/launch/", "https://testserver/lti/launch/")
     pending: dict[str, Pending] = field(default_factory=dict)
     tokens: dict[str, list[str]] = field(default_factory=dict)
     lineitems: list[dict[str, Any]] = field(default_factory=list)
@@ -342,23 +342,45 @@ def register(lms: LMS, **overrides: Any) -> Any:
     return platform
 
 
-@pytest.fixture
-def lms(db: None) -> Iterator[LMS]:
-    """A running test LMS registered with the tool, knowing the tool's current JWKS."""
+@contextlib.contextmanager
+def running_lms() -> Iterator[LMS]:
+    """A running test LMS registered with the tool, knowing the tool's current JWKS
+    (the ``lms`` fixture of tests/lti and tests/security/test_lti_*)."""
     from lti import keys
 
     platform_lms, server = start()
     register(platform_lms)
     platform_lms.tool_jwks = keys.jwks()
-    yield platform_lms
-    server.shutdown()
-    server.server_close()
+    try:
+        yield platform_lms
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @dataclass
-class Launched:
-    response: Any
-    auth_query: dict[str, str]
+class SmallCourse:
+    course: Any
+    module: Any
+    lab: Any
+    exercises: list[Any]
+
+    @property
+    def lab_target(self) -> str:
+        return f"lab:{self.course.slug}/{self.module.slug}/{self.lab.slug}"
+
+
+def small_course() -> SmallCourse:
+    """Course k8s → module pods → lab first-pod with two exercises."""
+    from tests.factories import CourseFactory, LabFactory, ModuleFactory, StepFactory
+    from tests.grader.helpers import ExerciseFactory
+
+    course = CourseFactory.create(slug="k8s", title="Kubernetes")
+    module = ModuleFactory.create(course=course, slug="pods", title="Pods")
+    lab = LabFactory.create(module=module, slug="first-pod", title="First Pod")
+    step = StepFactory.create(lab=lab)
+    exercises = [ExerciseFactory.create(step=step, slug=f"ex-{n}") for n in (1, 2)]
+    return SmallCourse(course=course, module=module, lab=lab, exercises=exercises)
 
 
 def launch(client: Any, lms: LMS, claims: dict[str, Any], *, secure: bool = False, **how: Any) -> Any:
