@@ -189,7 +189,10 @@ def _apply_op(doc: Any, op: dict[str, Any]) -> Any:
 # -- strategic merge patch ------------------------------------------------------
 
 
-def strategic_merge(original: Any, patch: Any, path: tuple[str, ...] = ()) -> Any:
+def strategic_merge(original: Any, patch: Any, path: tuple[str, ...] = (), *, patch_order: bool = True) -> Any:
+    """A strategic merge patch. ``patch_order``: merged lists in strategicpatch's order
+    (``_element_order``); server-side apply (ssa.py) passes False and keeps the live order
+    with new items after it, as its structured merge does for items it adds at the end."""
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
     if not isinstance(original, dict):
@@ -216,13 +219,13 @@ def strategic_merge(original: Any, patch: Any, path: tuple[str, ...] = ()) -> An
             continue
         cur = result.get(k)
         if isinstance(v, dict):
-            merged = strategic_merge(cur, v, (*path, k))
+            merged = strategic_merge(cur, v, (*path, k), patch_order=patch_order)
             if merged is None:
                 result.pop(k, None)
             else:
                 result[k] = merged
         elif isinstance(v, list):
-            result[k] = _merge_list(cur, v, (*path, k), merge_key(path, k))
+            result[k] = _merge_list(cur, v, (*path, k), merge_key(path, k), patch_order)
         else:
             result[k] = copy.deepcopy(v)
     if isinstance(retain, list):
@@ -247,7 +250,9 @@ def _reorder(items: list[Any], order: list[Any], key: str | None) -> list[Any]:
     return ranked + rest
 
 
-def _merge_list(cur: Any, patch: list[Any], path: tuple[str, ...], key: str | None) -> list[Any]:
+def _merge_list(
+    cur: Any, patch: list[Any], path: tuple[str, ...], key: str | None, patch_order: bool = True
+) -> list[Any]:
     if key is None:
         # no strategy: replace (after dropping directive elements)
         return [copy.deepcopy(x) for x in patch if not (isinstance(x, dict) and "$patch" in x)]
@@ -259,7 +264,7 @@ def _merge_list(cur: Any, patch: list[Any], path: tuple[str, ...], key: str | No
         for x in patch:
             if x not in out:
                 out.append(copy.deepcopy(x))
-        return _element_order(out, patch, current, lambda x: x)
+        return _element_order(out, patch, current, lambda x: x) if patch_order else out
     out = [copy.deepcopy(x) for x in current]
     for item in patch:
         if not isinstance(item, dict):
@@ -272,9 +277,11 @@ def _merge_list(cur: Any, patch: list[Any], path: tuple[str, ...], key: str | No
                 out = [x for x in out if not (isinstance(x, dict) and x.get(key) == kv)]
             continue
         if idx is None:
-            out.append(strategic_merge({}, item, path))
+            out.append(strategic_merge({}, item, path, patch_order=patch_order))
         else:
-            out[idx] = strategic_merge(out[idx], item, path)
+            out[idx] = strategic_merge(out[idx], item, path, patch_order=patch_order)
+    if not patch_order:
+        return out
     return _element_order(out, patch, current, lambda x: x.get(key) if isinstance(x, dict) else x)
 
 

@@ -279,7 +279,7 @@ def apply(live: Obj, applied: Obj, manager: str, api_version: str, now: str, for
         remove(merged, leaf)
     for leaf in sorted((x for x in gone if x[-1] != "."), key=len, reverse=True):
         remove(merged, leaf)
-    out = strategic_merge(merged, applied)
+    out = strategic_merge(merged, applied, patch_order=False)
     merged = out if isinstance(out, dict) else {}
     taken = applied_l
     entries = _strip(entries, taken, except_idx=mine)
