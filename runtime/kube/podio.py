@@ -12,7 +12,8 @@ before it proxies: the pod must exist and be bound to a node, the container is d
 and validated with kube-apiserver's messages, the query options are parsed and checked.
 It answers a ``Reply`` whose body is a ``LogCall`` or an ``ExecCall``; server.py sees the
 body's type and streams: the log as chunked ``text/plain``, exec/attach over a WebSocket
-(``v5.channel.k8s.io``, or ``v4.channel.k8s.io``; SPDY is not served).
+(``v5.channel.k8s.io``, ``v4.channel.k8s.io`` or ``v4.base64.channel.k8s.io``; SPDY is
+not served).
 
 The PodIO's methods block. server.py calls them on threads of its own (a small pool per
 request, shut down at the end of the request), never on the event loop, with one
@@ -36,8 +37,11 @@ import socket
 from dataclasses import dataclass
 from typing import Protocol
 
-#: WebSocket subprotocols served for exec/attach, preferred first.
-WS_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+#: WebSocket subprotocols served for exec/attach (the client's first one that is served is
+#: taken, as wsstream does). ``v4.base64``: the same channels in text frames, the channel as
+#: an ASCII digit and the data base64-encoded (browser clients).
+WS_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "v4.base64.channel.k8s.io")
+BASE64_PROTOCOL = "v4.base64.channel.k8s.io"
 
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 

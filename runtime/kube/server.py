@@ -15,6 +15,7 @@ Clusters are loaded lazily on their first request (a cluster created by
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -35,7 +36,18 @@ from runtime.kube import crd, pki, portforward, printers, rbac
 from runtime.kube.apierrors import ApiError, go_json, path_not_found, unauthorized
 from runtime.kube.apiserver import Cluster, Reply, Request, WatchReply, now_ts, write_token
 from runtime.kube.limits import Limits, expired, request_too_large
-from runtime.kube.podio import CLOSE, ERROR, RESIZE, STDIN, STDOUT, WS_PROTOCOLS, ExecCall, LogCall, PodStream
+from runtime.kube.podio import (
+    BASE64_PROTOCOL,
+    CLOSE,
+    ERROR,
+    RESIZE,
+    STDIN,
+    STDOUT,
+    WS_PROTOCOLS,
+    ExecCall,
+    LogCall,
+    PodStream,
+)
 
 log = logging.getLogger(__name__)
 
@@ -614,6 +626,36 @@ def _exit_status(call: ExecCall, code: int) -> dict[str, Any]:
     }
 
 
+async def _send_channel(ws: web.WebSocketResponse, channel: int, data: bytes) -> None:
+    """One message on a channel: binary ``[channel] + data``, or for v4.base64 a text frame
+    of the channel's ASCII digit and the data in base64 (wsstream's base64Codec)."""
+    if ws.ws_protocol == BASE64_PROTOCOL:
+        await ws.send_str(chr(ord("0") + channel) + base64.b64encode(data).decode("ascii"))
+    else:
+        await ws.send_bytes(bytes([channel]) + data)
+
+
+def _read_channel(ws: web.WebSocketResponse, msg: Any) -> tuple[int, bytes] | None:
+    """(channel, data) of a client message, None for what carries none. wsstream reads a
+    frame's payload whatever its opcode: text frames (the Python client's
+    ``write_stdin(str)``) are read as binary ones, except under v4.base64, where the
+    channel is an ASCII digit and the data base64."""
+    if msg.type == web.WSMsgType.TEXT:
+        raw = msg.data.encode("utf-8", "surrogatepass")
+    elif msg.type == web.WSMsgType.BINARY:
+        raw = msg.data
+    else:
+        return None
+    if not raw:
+        return None
+    if ws.ws_protocol == BASE64_PROTOCOL:
+        try:
+            return raw[0] - ord("0"), base64.b64decode(raw[1:], validate=True)
+        except ValueError:
+            return None
+    return raw[0], raw[1:]
+
+
 async def _stream_exec(request: web.Request, call: ExecCall) -> web.StreamResponse:
     """exec/attach over a WebSocket (channel protocol v5, or v4: see podio.py). The command
     is a repeated query parameter, read here (``Request.query`` keeps one value per name)."""
@@ -625,7 +667,7 @@ async def _stream_exec(request: web.Request, call: ExecCall) -> web.StreamRespon
     ready = ws.can_prepare(request)
     if not ready.ok:
         msg = (
-            f"{call.kind} is served over WebSocket only (subprotocol {' or '.join(WS_PROTOCOLS)}), "
+            f"{call.kind} is served over WebSocket only (subprotocol {WS_PROTOCOLS[0]} or {WS_PROTOCOLS[1]}), "
             "not SPDY: use kubectl 1.30 or newer"
         )
         return _status_response(ApiError(400, "BadRequest", msg))
@@ -641,7 +683,7 @@ async def _stream_exec(request: web.Request, call: ExecCall) -> web.StreamRespon
         try:
             stream = await loop.run_in_executor(pool, call.open)
         except ApiError as e:
-            await ws.send_bytes(bytes([ERROR]) + go_json(e.to_status())[:-1])
+            await _send_channel(ws, ERROR, go_json(e.to_status())[:-1])
             return ws
         await _exec_session(ws, call, stream, pool)
     except ConnectionResetError:
@@ -653,7 +695,7 @@ async def _stream_exec(request: web.Request, call: ExecCall) -> web.StreamRespon
                 500, "InternalError", f"an error on the server ({e!r}) has prevented the request from succeeding"
             )
             with contextlib.suppress(ConnectionResetError):
-                await ws.send_bytes(bytes([ERROR]) + go_json(err.to_status())[:-1])
+                await _send_channel(ws, ERROR, go_json(err.to_status())[:-1])
     finally:
         if stream is not None:
             stream.close()
@@ -677,24 +719,17 @@ async def _exec_session(ws: web.WebSocketResponse, call: ExecCall, stream: PodSt
                 break
             channel, data = item
             if data and (call.stdout if channel == STDOUT else call.stderr):
-                await ws.send_bytes(bytes([channel]) + data)
+                await _send_channel(ws, channel, data)
         code = await loop.run_in_executor(pool, stream.exit_code)
-        await ws.send_bytes(bytes([ERROR]) + go_json(_exit_status(call, code))[:-1])
+        await _send_channel(ws, ERROR, go_json(_exit_status(call, code))[:-1])
 
     async def client() -> None:
         stdin_open = call.stdin
         async for msg in ws:
-            # apimachinery's wsstream reads the frame's payload whatever its opcode: clients
-            # that send text (the Python client's write_stdin(str)) are read as binary ones
-            if msg.type == web.WSMsgType.TEXT:
-                raw = msg.data.encode("utf-8", "surrogatepass")
-            elif msg.type == web.WSMsgType.BINARY:
-                raw = msg.data
-            else:
+            got = _read_channel(ws, msg)
+            if got is None:
                 continue
-            if not raw:
-                continue
-            channel, data = raw[0], raw[1:]
+            channel, data = got
             if channel == STDIN and stdin_open and data:
                 try:
                     await loop.run_in_executor(pool, stream.write, data)

@@ -123,3 +123,44 @@ def test_exec_without_stdin_returns_output_and_exit_code(api: Any, pod: tuple[st
     assert resp.read_stdout() == "out\n"
     assert resp.read_stderr() == "err\n"
     assert resp.returncode == 3
+
+
+def test_v4_base64_channels(api: Any, pod: tuple[str, str]) -> None:
+    """v4.base64.channel.k8s.io (browser clients): text frames, the channel an ASCII digit,
+    the data base64, both ways."""
+    import base64
+
+    import websocket
+
+    ns, name = pod
+    cfg = api.configuration
+    url = cfg.host.replace("https://", "wss://") + (
+        f"/api/v1/namespaces/{ns}/pods/{name}/exec?command=head&command=-n&command=1&stdin=true&stdout=true"
+    )
+    ssl_opts: dict[str, Any] = {"ca_certs": cfg.ssl_ca_cert, "cert_reqs": ssl.CERT_REQUIRED}
+    if cfg.tls_server_name:
+        ssl_opts["server_hostname"] = cfg.tls_server_name
+    ws = websocket.create_connection(
+        url,
+        header=[f"Authorization: {cfg.get_api_key_with_prefix('BearerToken')}"],
+        subprotocols=["v4.base64.channel.k8s.io"],
+        sslopt=ssl_opts,
+        timeout=15,
+    )
+    try:
+        assert ws.subprotocol == "v4.base64.channel.k8s.io"
+        ws.send("0" + base64.b64encode(b"b64 line\n").decode(), opcode=websocket.ABNF.OPCODE_TEXT)
+        got: dict[str, bytes] = {}
+        while True:
+            op, frame = ws.recv_data()
+            if op == websocket.ABNF.OPCODE_CLOSE:
+                break
+            assert op == websocket.ABNF.OPCODE_TEXT
+            text = frame.decode()
+            got[text[0]] = got.get(text[0], b"") + base64.b64decode(text[1:])
+            if text[0] == "3":
+                break
+        assert got["1"] == b"b64 line\n"
+        assert got["3"] == b'{"metadata":{},"status":"Success"}'
+    finally:
+        ws.close()
