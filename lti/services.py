@@ -340,6 +340,10 @@ def launch_accept(*, platform: Platform, claims: dict[str, Any]) -> LaunchResult
         )
     if target is None and context is not None and context.course_id is not None and context.course is not None:
         target = Target(course=context.course) if context.course.archived_at is None else None
+    if role == INSTRUCTOR and target is not None and target.course.instructors.exists():
+        # A course that lists its instructors is taught by them only (labs.selectors.teaches):
+        # the LMS says this person teaches it. An unlisted course stays open to every instructor.
+        target.course.instructors.add(user)
     landing = landing_url(role=role, target=target)
     return LaunchResult(user=user, role=role, target=target, context=context, landing=landing)
 

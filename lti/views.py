@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.contrib import messages
 from django.contrib.auth import login as auth_login
@@ -146,10 +147,14 @@ def deep_link_respond(request: HttpRequest) -> HttpResponse:
     token = deep_link.get_response_jwt([resource])
     del request.session[DEEP_LINK_SESSION_KEY]
     settings_claim: Any = claims.get("https://purl.imsglobal.org/spec/lti-dl/claim/deep_linking_settings") or {}
+    return_url = settings_claim.get("deep_link_return_url", "")
+    if not isinstance(return_url, str) or urlsplit(return_url).scheme not in ("https", "http"):
+        # a form posting to javascript: or data: would run on this site's origin
+        return _refuse(request, "The LMS gave no usable deep-linking return address (http or https).")
     return render(
         request,
         "lti/deep_link_return.html",
-        {"return_url": settings_claim.get("deep_link_return_url", ""), "jwt": token, "title": target.title},
+        {"return_url": return_url, "jwt": token, "title": target.title},
     )
 
 

@@ -91,3 +91,14 @@ def test_the_admin_registers_a_platform_with_deployments(admin_client: Client) -
         },
     )
     assert bad.status_code == 200 and b"is not an origin" in bad.content
+
+
+def test_the_rotate_command() -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    first = keys.signing_key()
+    out = StringIO()
+    call_command("lti_rotate_key", stdout=out)
+    assert keys.signing_key() != first and keys.signing_key().kid in out.getvalue()

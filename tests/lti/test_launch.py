@@ -66,3 +66,17 @@ def test_names_and_email_follow_the_lms(lms: Any, course: Any) -> None:
     user = _user(lms, "stu-7")
     assert (user.first_name, user.email) == ("Ada", "ada@lms.example")
     assert LtiIdentity.objects.filter(sub="stu-7").count() == 1
+
+
+def test_an_lms_instructor_joins_a_course_that_lists_its_instructors(lms: Any, course: Any) -> None:
+    from tests.factories import InstructorFactory
+
+    course.course.instructors.add(InstructorFactory.create())
+    client = Client()
+    response = launch(client, lms, lms.claims(sub="teach-2", roles=INSTRUCTOR_ROLES, target="course:k8s"))
+    assert client.get(response["Location"]).status_code == 200
+    assert course.course.instructors.filter(pk=_user(lms, "teach-2").pk).exists()
+    # A course open to every instructor stays open: nobody is listed on it by a launch.
+    other = type(course.course).objects.create(slug="open", title="Open")
+    launch(Client(), lms, lms.claims(sub="teach-3", roles=INSTRUCTOR_ROLES, context="c2", target="course:open"))
+    assert not other.instructors.exists()

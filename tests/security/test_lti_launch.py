@@ -215,3 +215,15 @@ def test_issuer_a_cannot_sign_in_users_of_issuer_b(lms: Any, course: Any) -> Non
     finally:
         server_b.shutdown()
         server_b.server_close()
+
+
+def test_a_deep_link_return_address_that_is_not_http_is_refused(lms: Any, course: Any) -> None:
+    client = Client()
+    claims = lms.claims(sub="t", roles=INSTRUCTOR_ROLES, message="LtiDeepLinkingRequest")
+    claims["https://purl.imsglobal.org/spec/lti-dl/claim/deep_linking_settings"]["deep_link_return_url"] = (
+        "javascript:alert(document.cookie)"
+    )
+    picker = launch(client, lms, claims)
+    launch_id = picker.content.decode().split('name="launch_id" value="', 1)[1].split('"', 1)[0]
+    answer = client.post("/lti/deep-link/", {"launch_id": launch_id, "target": "course:k8s"})
+    assert answer.status_code == 400 and b"javascript:" not in answer.content
