@@ -712,10 +712,126 @@ def default_netpol(obj: Obj) -> None:
                 p.setdefault("protocol", "TCP")
 
 
-def validate_netpol(obj: Obj) -> list[FieldError]:
-    if "podSelector" not in (obj.get("spec") or {}):
-        return [required("spec.podSelector")]
+_PORT_NAME_CHARS = re.compile(r"^[-a-z0-9]+$")
+
+
+def _port_num(fld: str, value: Any) -> list[FieldError]:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        return [invalid(fld, value, "must be between 1 and 65535, inclusive")]
     return []
+
+
+def _port_name(fld: str, name: str) -> list[FieldError]:
+    """validation.IsValidPortName (an IANA service name)."""
+    msgs = []
+    if len(name) > 15:
+        msgs.append("must be no more than 15 characters")
+    if not _PORT_NAME_CHARS.match(name):
+        msgs.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
+    if not re.search(r"[a-z]", name):
+        msgs.append("must contain at least one letter (a-z)")
+    if "--" in name:
+        msgs.append("must not contain consecutive hyphens")
+    if name.startswith("-") or name.endswith("-"):
+        msgs.append("must not begin or end with a hyphen")
+    return [invalid(fld, name, m) for m in msgs]
+
+
+def _netpol_port(port: Any, path: str) -> list[FieldError]:
+    """ValidateNetworkPolicyPort: what the enforcing agent (runtime/kube/netpol.py) can act on."""
+    if not isinstance(port, dict):
+        return [invalid(path, port, "must be an object")]
+    errs: list[FieldError] = []
+    proto = port.get("protocol")
+    if proto is not None and proto not in ("TCP", "UDP", "SCTP"):
+        errs.append(not_supported(f"{path}.protocol", proto, ["TCP", "UDP", "SCTP"]))
+    num, end = port.get("port"), port.get("endPort")
+    if num is None:
+        if end is not None:
+            errs.append(invalid(f"{path}.endPort", end, "may not be specified when `port` is not specified"))
+    elif isinstance(num, int) and not isinstance(num, bool):
+        errs += _port_num(f"{path}.port", num)
+        if end is not None:
+            if isinstance(end, int) and not isinstance(end, bool) and end < num:
+                errs.append(invalid(f"{path}.endPort", num, "must be greater than or equal to `port`"))
+            errs += _port_num(f"{path}.endPort", end)
+    elif isinstance(num, str):
+        if end is not None:
+            errs.append(invalid(f"{path}.endPort", end, "may not be specified when `port` is non-numeric"))
+        errs += _port_name(f"{path}.port", num)
+    else:
+        errs.append(invalid(f"{path}.port", num, "must be an integer or a port name"))
+    return errs
+
+
+def _cidr(value: Any) -> Any:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_network(str(value), strict=False) if isinstance(value, str) and "/" in value else None
+    except ValueError:
+        return None
+
+
+_CIDR_DETAIL = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
+
+
+def _netpol_peer(peer: Any, path: str) -> list[FieldError]:
+    """ValidateNetworkPolicyPeer and ValidateIPBlock."""
+    if not isinstance(peer, dict):
+        return [invalid(path, peer, "must be an object")]
+    errs: list[FieldError] = []
+    kinds = [k for k in ("podSelector", "namespaceSelector", "ipBlock") if peer.get(k) is not None]
+    block = peer.get("ipBlock")
+    if block is not None:
+        cidr = block.get("cidr") if isinstance(block, dict) else None
+        if not cidr:
+            errs.append(required(f"{path}.ipBlock.cidr"))
+        else:
+            net = _cidr(cidr)
+            if net is None:
+                errs.append(invalid(f"{path}.ipBlock.cidr", cidr, _CIDR_DETAIL))
+            for i, ex in enumerate(block.get("except") or []):
+                ex_path = f"{path}.ipBlock.except[{i}]"
+                sub = _cidr(ex)
+                if sub is None:
+                    errs.append(invalid(ex_path, ex, _CIDR_DETAIL))
+                elif net is not None and (
+                    sub.version != net.version or not sub.subnet_of(net) or sub.prefixlen <= net.prefixlen
+                ):
+                    errs.append(invalid(ex_path, ex, "must be a strict subset of `cidr`"))
+    if not kinds:
+        errs.append(required(path, "must specify a peer"))
+    elif len(kinds) > 1 and block is not None:
+        errs.append(forbidden_field(path, "may not specify both ipBlock and another peer"))
+    return errs
+
+
+def validate_netpol(obj: Obj) -> list[FieldError]:
+    """ValidateNetworkPolicySpec: what the real API server refuses is refused here too, so
+    nothing a student writes is stored and then silently left out of the enforced rules."""
+    spec = obj.get("spec") or {}
+    if "podSelector" not in spec:
+        return [required("spec.podSelector")]
+    errs: list[FieldError] = []
+    for direction, peers in (("ingress", "from"), ("egress", "to")):
+        for i, rule in enumerate(spec.get(direction) or []):
+            path = f"spec.{direction}[{i}]"
+            if not isinstance(rule, dict):
+                errs.append(invalid(path, rule, "must be an object"))
+                continue
+            for j, port in enumerate(rule.get("ports") or []):
+                errs += _netpol_port(port, f"{path}.ports[{j}]")
+            for j, peer in enumerate(rule.get(peers) or []):
+                errs += _netpol_peer(peer, f"{path}.{peers}[{j}]")
+    types = spec.get("policyTypes") or []
+    if len(types) > 2:
+        errs.append(invalid("spec.policyTypes", types, "may not specify more than two policyTypes"))
+        return errs
+    for i, t in enumerate(types):
+        if t not in ("Ingress", "Egress"):
+            errs.append(not_supported(f"spec.policyTypes[{i}]", t, ["Ingress", "Egress"]))
+    return errs
 
 
 # -- autoscaling, policy, scheduling -------------------------------------------------------
