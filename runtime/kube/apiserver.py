@@ -285,6 +285,8 @@ class Cluster:
         # Set by the kubelet's host (kubelet.py) when one runs this cluster's pods: called
         # after every reconcile; with it, bound pods are deleted gracefully (see delete).
         self.kubelet_notify: Callable[[], None] | None = None
+        # Set by the sandbox's NetworkPolicy agent (netpol.py): called after every reconcile too.
+        self.network_notify: Callable[[], None] | None = None
 
     # -- custom resources ----------------------------------------------------------
 

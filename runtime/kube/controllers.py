@@ -323,6 +323,8 @@ class Controllers:
                 break
         if self.c.kubelet_notify is not None:  # the node's kubelet (kubelet.py) syncs its pods
             self.c.kubelet_notify()
+        if self.c.network_notify is not None:  # the NetworkPolicy agent (netpol.py) re-renders
+            self.c.network_notify()
 
     def _put(self, rdef: ResourceDef, obj: Obj) -> None:
         self.c.store.put(rdef.gr, obj, "MODIFIED")

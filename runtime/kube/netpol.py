@@ -4,10 +4,11 @@ NetworkPolicies are made real *inside the sandbox's network namespace* (never th
 as a CNI with an nftables dataplane does it: one table ``ip kubelab-netpol`` there,
 rendered by ``render`` (a pure function of the cluster's NetworkPolicies, Pods and
 Namespaces) and loaded atomically (``nft -f`` with ``delete table`` first, as proxy.py and
-netns.py do) whenever the rendered text changes. ``NetworkPolicyAgent.sync`` is a kubelet
-``after_sync`` hook (service.py): it runs after every kubelet sync, and a sync runs on every
-write to the cluster (a policy, a pod's labels or IP, a namespace's labels), so a change is
-enforced within a second; an unchanged state costs one render and a string compare.
+netns.py do) whenever the rendered text changes. ``NetworkPolicyAgent`` syncs in a thread of
+its own, woken after every write to the cluster (a policy, a pod's labels or IP, a namespace's
+labels: ``Cluster.network_notify``) and after every kubelet sync, so a change is enforced at
+once, never queued behind a kubelet sync that is starting containers; an unchanged state costs
+one render and a string compare, and a cluster without policies not even that.
 
 Where packets are seen
 ----------------------
@@ -400,8 +401,18 @@ def render(policies: list[Obj], pods: list[Obj], namespaces: list[Obj]) -> str:
     )
 
 
+EMPTY = render([], [], [])
+
+
 class NetworkPolicyAgent:
-    """The policy agent of one sandbox: ``sync`` renders and (when changed) applies the table."""
+    """The policy agent of one sandbox: ``sync`` renders and (when changed) applies the table.
+
+    It runs in a thread of its own, woken by ``notify``: the cluster calls it after every
+    write (``Cluster.network_notify``, set by ``start``), and the kubelet after every sync
+    (an ``after_sync`` hook, service.py), so a change is enforced at once, never behind a
+    kubelet sync that is busy starting containers."""
+
+    RESYNC = 60.0  # seconds: a safety net only, every change wakes the agent
 
     def __init__(self, host: ClusterHost, engine: Engine) -> None:
         self.host = host
@@ -411,18 +422,51 @@ class NetworkPolicyAgent:
         self._failed = ""
         self._bridged = False
         self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, cluster: Any) -> None:
+        """Follow ``cluster``'s writes from a thread of this agent's own."""
+        cluster.network_notify = self.notify
+        self._thread = threading.Thread(target=self._loop, daemon=True, name=f"netpol-{self.pid}")
+        self._thread.start()
+        self.notify()  # the first sync: rules left by an earlier runtimed are replaced
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def close(self, cluster: Any = None) -> None:
+        if cluster is not None and cluster.network_notify == self.notify:
+            cluster.network_notify = None
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.RESYNC)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.sync()
+            except Exception:
+                log.exception("network policy agent of sandbox pid %d: sync failed", self.pid)
 
     def sync(self) -> None:
         """Bring the table in line with the cluster (a no-op when nothing changed)."""
         with self._lock:
             policies = self.host.list_all(NETPOLS)
-            if not policies and not self._last:
-                return  # nothing to enforce, nothing enforced yet: no nft at all
-            script = render(policies, self.host.list_all("pods"), self.host.list_all("namespaces"))
+            # no policies: an empty table (independent of pods), so no pod list is needed
+            script = (
+                render(policies, self.host.list_all("pods"), self.host.list_all("namespaces")) if policies else EMPTY
+            )
             if script == self._last:
                 return
             try:
-                if not self._bridged:
+                if policies and not self._bridged:
                     # per netns: bridged pod-to-pod frames meet the IPv4 hooks (see the docstring)
                     netns._in_ns(
                         self.pid, ["sysctl", "-q", "-w", "net.bridge.bridge-nf-call-iptables=1"], place=self.place
@@ -430,7 +474,7 @@ class NetworkPolicyAgent:
                     self._bridged = True
                 netns._in_ns(self.pid, ["nft", "-f", "-"], script, place=self.place)
             except errors.RuntimeError as e:
-                # tried again at the next sync; said once per state
+                # tried again at the next wake-up; said once per state
                 if script != self._failed:
                     log.warning("network policies of sandbox pid %d: rules not applied: %s", self.pid, e)
                 self._failed = script

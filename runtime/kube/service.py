@@ -192,6 +192,7 @@ class KubeService:
         self.engines: Callable[[str], Engine] | None = None
         self._kubelets: dict[str, Kubelet] = {}
         self._dns: dict[str, dns.ClusterDNS] = {}
+        self._netpol: dict[str, tuple[NetworkPolicyAgent, Any]] = {}
         self._ingress: dict[str, IngressController] = {}
 
     # -- daemon side (on the loop) -------------------------------------------------------------
@@ -382,13 +383,16 @@ class KubeService:
         host = ClusterHost(cluster, self.loop)
         kubelet = Kubelet(host, engine, f"{st['cluster']}-control-plane", cluster_dns=dns.DNS_IP)
         kubelet.after_sync.append(Proxy(host, engine).sync)  # kube-proxy, in the kubelet's thread
-        kubelet.after_sync.append(NetworkPolicyAgent(host, engine).sync)  # the CNI's policy agent (netpol.py)
+        netpol = NetworkPolicyAgent(host, engine)  # the CNI's policy agent (netpol.py), its own thread
+        kubelet.after_sync.append(netpol.notify)
         cluster.pod_io = KubeletIO(kubelet)
         try:
             self._start_dns(sid, engine, cluster)
         except errors.RuntimeError as e:
             log.warning("sandbox %s: cluster DNS not started: %s", sid, e)
         kubelet.start()
+        netpol.start(cluster)
+        self._netpol[sid] = (netpol, cluster)
         self._kubelets[sid] = kubelet
         ingress = IngressController(host, engine)  # ingress-nginx (ingress.py), its own thread
         ingress.start()
@@ -419,6 +423,9 @@ class KubeService:
 
     def _stop_kubelet(self, sid: str) -> None:
         """Stop syncing the sandbox's pods (their containers stay, for the next kubelet)."""
+        agent = self._netpol.pop(sid, None)
+        if agent is not None:
+            agent[0].close(agent[1])
         ingress = self._ingress.pop(sid, None)
         if ingress is not None:
             ingress.close()
