@@ -523,6 +523,14 @@ class Cluster:
                     else ""
                 ),
             )
+        if rdef.virtual and rdef.kind == "Binding":
+            body = _json_body(req, self.limits, ("Binding",))
+            target = (body.get("metadata") or {}).get("name", "") if isinstance(body, dict) else ""
+            if not target:
+                from runtime.kube.apierrors import required
+
+                raise invalid_error("Binding", "", "", [required("metadata.name", "name or generateName is required")])
+            return self._bind(req, registry.BY_GR["pods"], ns, str(target), body)
         if rdef.virtual:
             return Reply(201, rbac.review(self, req.user, rdef, ns, _json_body(req, expect=(rdef.kind,))))
         if verb == "get":
@@ -1336,10 +1344,11 @@ class Cluster:
         )
         return Reply(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
 
-    def _bind(self, req: Request, rdef: ResourceDef, ns: str, name: str) -> Reply:
+    def _bind(self, req: Request, rdef: ResourceDef, ns: str, name: str, body: Any = None) -> Reply:
         """``POST pods/NAME/binding`` (a scheduler's Binding, as BindingREST/assignPod): the
         pod is bound to the target node once; binding it again is a 409."""
-        body = _json_body(req, self.limits, ("Binding",))
+        if body is None:
+            body = _json_body(req, self.limits, ("Binding",))
         if not isinstance(body, dict):
             raise bad_request("the body of the request was in an unknown format")
         meta = body.get("metadata") or {}

@@ -136,6 +136,8 @@ RESOURCES: list[ResourceDef] = [
         status_subresource=True,
     ),
     ResourceDef("", "v1", "endpoints", "Endpoints", True, ("ep",)),
+    # the legacy way to bind a pod (POST .../bindings, the name in the body): pods/binding
+    ResourceDef("", "v1", "bindings", "Binding", True, verbs=_CREATE_ONLY, virtual=True),
     # discovery.k8s.io/v1
     ResourceDef(
         "discovery.k8s.io",

@@ -82,3 +82,13 @@ def test_proxy_paths_are_never_followed(c: Cluster, path: str) -> None:
         r = call(c, method, path, {} if method in ("POST", "PUT") else None)
         assert r.status == 503, (method, path, r.body)
         assert r.body["reason"] == "ServiceUnavailable"
+
+
+def test_the_legacy_bindings_collection_is_as_strong(c: Cluster) -> None:
+    r = call(c, "POST", "/api/v1/namespaces/default/bindings", binding("p", "n1"), user=NOBODY)
+    assert r.status == 403 and 'cannot create resource "bindings"' in r.body["message"]
+    assert call(c, "POST", "/api/v1/namespaces/default/bindings", binding("p", "n1", "kube-system")).status == 400
+    assert call(c, "POST", "/api/v1/namespaces/default/bindings", binding("p", "n1")).status == 201
+    assert call(c, "POST", "/api/v1/namespaces/default/bindings", binding("p", "n2")).status == 409
+    assert c.store.get("pods", "default", "p")["spec"]["nodeName"] == "n1"  # type: ignore[index]
+    assert c.store.list("bindings") == []  # nothing of its own is stored

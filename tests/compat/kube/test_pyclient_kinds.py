@@ -376,6 +376,7 @@ KINDS = [
 
 # served for create only (reviews), or kinds the test cannot make one of on its own
 NOT_STORED = {
+    "Binding",
     "SelfSubjectAccessReview",
     "SelfSubjectRulesReview",
     "SubjectAccessReview",

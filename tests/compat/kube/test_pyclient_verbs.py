@@ -397,13 +397,28 @@ def test_binding_a_pod_of_another_scheduler(api: Any, ns: str) -> None:
     # raw response: kubernetes-client/python issues 547 and 825)
     resp = core.create_namespaced_pod_binding("mine", ns, binding, _preload_content=False)
     assert resp.status == 201
-    assert json.loads(resp.data) == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+    assert json.loads(resp.data) == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "code": 201,
+    }
     got = core.read_namespaced_pod("mine", ns)
     assert got.spec.node_name == node
     assert any(c.type == "PodScheduled" and c.status == "True" for c in got.status.conditions or [])
     with pytest.raises(client.ApiException) as e:
         core.create_namespaced_pod_binding("mine", ns, binding)
     assert e.value.status == 409
+    # the legacy collection (the pod named by the Binding's own name), as custom schedulers
+    # written with this client use it
+    core.create_namespaced_pod(ns, {**pod, "metadata": {"name": "legacy"}})
+    legacy = client.V1Binding(
+        metadata=client.V1ObjectMeta(name="legacy"), target=client.V1ObjectReference(kind="Node", name=node)
+    )
+    resp = core.create_namespaced_binding(ns, legacy, _preload_content=False)
+    assert resp.status == 201
+    assert core.read_namespaced_pod("legacy", ns).spec.node_name == node
     assert json.loads(e.value.body or "")["message"] == (
         f'Operation cannot be fulfilled on pods/binding "mine": pod mine is already assigned to node "{node}"'
     )
