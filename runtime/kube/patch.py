@@ -234,8 +234,19 @@ def strategic_merge(original: Any, patch: Any, path: tuple[str, ...] = (), *, pa
         if k.startswith("$setElementOrder/"):
             fld = k.split("/", 1)[1]
             if isinstance(result.get(fld), list) and isinstance(v, list):
-                result[fld] = _reorder(result[fld], v, merge_key(path, fld))
+                key = merge_key(path, fld)
+                if patch_order and key is not None:
+                    # normalizeElementOrder with the directive as the patch's order: the
+                    # server-only items keep their places among the ordered ones
+                    live = original.get(fld) if isinstance(original.get(fld), list) else []
+                    result[fld] = _element_order(result[fld], v, live, _ident(key))
+                else:
+                    result[fld] = _reorder(result[fld], v, key)
     return result
+
+
+def _ident(key: str) -> Any:
+    return (lambda x: x.get(key) if isinstance(x, dict) else x) if key else (lambda x: x)
 
 
 def _reorder(items: list[Any], order: list[Any], key: str | None) -> list[Any]:

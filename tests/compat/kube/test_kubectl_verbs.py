@@ -230,3 +230,17 @@ def test_namespace_finalize_subresource(kubectl: Kubectl) -> None:
     assert out["kind"] == "Namespace" and out["spec"] == {}
     assert "sneaky" not in out["metadata"]["labels"]
     kubectl("delete", "namespace", "fin-x")
+
+
+def test_apply_keeps_a_container_someone_else_added_in_its_place(kubectl: Kubectl, ns: str) -> None:
+    """kubectl apply sends $setElementOrder; the items only the server has keep their places
+    among the applied ones (strategicpatch's mergeSortedSlice), they are not moved last."""
+    kubectl("apply", "-n", ns, "-f", "-", stdin=DEPLOY)
+    p = '{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox:1.36"}]}}}}'
+    kubectl("patch", "deployment", "web", "-n", ns, "-p", p)  # sidecar first, then nginx
+    kubectl("apply", "-n", ns, "-f", "-", stdin=DEPLOY.replace("nginx:1.27", "nginx:1.28"))
+    spec = json.loads(kubectl("get", "deploy", "web", "-n", ns, "-o", "jsonpath={.spec.template.spec}"))
+    assert [(c["name"], c["image"]) for c in spec["containers"]] == [
+        ("sidecar", "busybox:1.36"),
+        ("nginx", "nginx:1.28"),
+    ]
