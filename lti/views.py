@@ -83,23 +83,25 @@ def launch(request: HttpRequest) -> HttpResponse:
         return _refuse(request, f"The launch was refused: {exc}.")
     claims: dict[str, Any] = dict(message.get_launch_data())
     platform = message.registration().platform
+    deep_link = message.is_deep_link_launch()
+    # Refused before anyone is signed in or anything is recorded.
+    if not deep_link and not message.is_resource_launch():
+        return _refuse(request, "This kind of LTI message is not supported by this tool.")
+    if deep_link and services.role_for(claims.get(services.ROLES_CLAIM)) != INSTRUCTOR:
+        return _refuse(request, "Only an instructor of the LMS course may choose what this tool opens.", status=403)
     try:
         result = services.launch_accept(platform=platform, claims=claims)
     except services.LaunchRefused as exc:
         return _refuse(request, str(exc), status=403)
     auth_login(request, result.user, backend="django.contrib.auth.backends.ModelBackend")
     mark_embedded(request, platform)
-    if message.is_deep_link_launch():
-        if result.role != INSTRUCTOR:
-            return _refuse(request, "Only an instructor of the LMS course may choose what this tool opens.", status=403)
+    if deep_link:
         request.session[DEEP_LINK_SESSION_KEY] = message.get_launch_id()
         return render(
             request,
             "lti/deep_link.html",
             {"choices": services.target_choices(), "launch_id": message.get_launch_id()},
         )
-    if not message.is_resource_launch():
-        return _refuse(request, "This kind of LTI message is not supported by this tool.")
     return HttpResponseRedirect(result.landing)
 
 

@@ -179,8 +179,10 @@ def test_an_instructor_role_from_the_lms_is_taken_back_by_a_learner_launch(lms: 
 def test_a_learner_cannot_deep_link_or_answer_a_deep_link(lms: Any, course: Any) -> None:
     client = Client()
     response = launch(client, lms, lms.claims(sub="s", roles=LEARNER, message="LtiDeepLinkingRequest"))
-    _refused_status = response.status_code
-    assert _refused_status == 403 and b"Only an instructor" in response.content
+    assert response.status_code == 403 and b"Only an instructor" in response.content
+    assert "_auth_user_id" not in client.session and not LtiIdentity.objects.exists()
+    # Signed in by an ordinary launch, the learner posts a deep-linking answer of their own making.
+    launch(client, lms, lms.claims(sub="s", roles=LEARNER))
     forged = client.post("/lti/deep-link/", {"launch_id": "lti1p3-launch-whatever", "target": "course:k8s"})
     assert forged.status_code == 400 and b"belongs to no deep-linking launch" in forged.content
 
