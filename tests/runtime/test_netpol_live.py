@@ -455,3 +455,42 @@ def test_service_traffic_is_checked_against_the_backend_and_replies_pass(lab: La
     lab.converge("prod/client", {"svc:80:tcp": "open", "prod/web:8080:tcp": "open", "prod/web:5353:udp": "open"})
     lab.converge("prod/other", {"svc:80:tcp": "timeout"})
     lab.converge("prod/web", {"prod/client:8080:tcp": "timeout"})
+
+
+def test_the_connectivity_check_tells_open_blocked_and_refused(lab: Lab, daemon: RealDaemon) -> None:
+    """The grader's ``connectivity`` check (grader/checks/connectivity.py) on this cluster:
+    names resolved with the kubernetes client, traffic sent by runtimed from the pod's netns."""
+    from grader.checks import Target, run_checks
+
+    with Client(daemon.socket, timeout=60) as c:
+        kubeconfig = c.kubeconfig(lab.sid)
+    target = Target(sandbox_id=lab.sid, runtime_socket=str(daemon.socket), kubeconfig=kubeconfig)
+
+    def check(**spec: Any) -> dict[str, Any]:
+        spec.setdefault("from", {"namespace": "prod", "pod": "client"})
+        result = run_checks(target, [{"type": "connectivity", **spec}])["tests"][0]
+        return {"status": result["status"], "output": result["output"]}
+
+    web_svc = {"namespace": "prod", "service": "web"}
+    lab.converge("prod/client", {"svc:80:tcp": "open"})
+    assert check(to=web_svc, port=80, expect="open")["status"] == "passed"
+    got = check(to=web_svc, port=80, expect="blocked")
+    assert got["status"] == "failed" and "open, expected blocked" in got["output"], got
+    # every pod a selector picks, each at its own port named http (8080 and 9000)
+    got = check(to={"namespace": "prod", "selector": "app=web"}, port="http", expect="open")
+    assert got["status"] == "passed" and "port 8080/TCP" in got["output"] and "port 9000/TCP" in got["output"], got
+    got = check(to={"namespace": "prod", "pod": "web"}, port=7777, expect="blocked")
+    assert got["status"] == "failed" and "nothing listens" in got["output"], got
+    dns = {"to": {"namespace": "kube-system", "service": "kube-dns"}, "port": "dns", "protocol": "UDP"}
+    assert check(**dns, expect="open")["status"] == "passed"
+    got = check(to={"namespace": "prod", "pod": "web"}, port="nope", expect="open")
+    assert got["status"] == "failed" and "no TCP port named 'nope'" in got["output"], got
+    got = check(**{"from": {"namespace": "prod", "pod": "ghost"}}, to=web_svc, port=80, expect="blocked")
+    assert got["status"] == "failed" and "no running pod ghost" in got["output"], got
+    lab.apply(DENY_INGRESS)
+    lab.converge("prod/client", {"svc:80:tcp": "timeout"})
+    got = check(to=web_svc, port=80, expect="blocked")
+    assert got["status"] == "passed" and "blocked (no answer)" in got["output"], got
+    assert check(to=web_svc, port=80, expect="open")["status"] == "failed"
+    got = check(to={"namespace": "prod", "pod": "web"}, port="echo", protocol="UDP", expect="blocked")
+    assert got["status"] == "passed", got
