@@ -117,7 +117,8 @@ Layout
     aggregation layer, so no proxy).
 ``portforward.py``
     ``kubectl port-forward``: SPDY/3.1 tunnelled in a WebSocket (``SPDY/3.1+portforward.k8s.io``),
-    each forwarded connection dialled on the pod's own loopback (``PodIO.port_forward``).
+    and the channel protocol (``v4.channel.k8s.io``, the Python client's); each forwarded
+    connection dialled on the pod's own loopback (``PodIO.port_forward``).
 ``admission.py`` / ``quantity.py``
     The LimitRanger (defaults, min/max/ratio) and ResourceQuota (usage, "exceeded quota",
     "must specify") admission plugins with kube-apiserver's messages; resource quantities
@@ -147,7 +148,7 @@ cluster costs about 0.4 MB.
 TODO (later sessions), roughly in course order
 -----------------------------------------------
 - Part 2 left: SPDY for old clients (bare SPDY upgrades of exec/attach/port-forward are
-  refused with the reason; the Python client's ``v4.channel.k8s.io`` port-forward too),
+  refused with the reason),
   sidecar init containers (``restartPolicy: Always`` in initContainers run as plain
   ones), ``subPath``, startup and grpc probes (treated as passed), CronJob history
   limits in practice.

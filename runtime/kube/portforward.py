@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("runtime.kube.portforward")
 
 WS_PROTOCOL = "SPDY/3.1+portforward.k8s.io"
+CHANNEL_PROTOCOL = "v4.channel.k8s.io"
 
 # frame types
 SYN_STREAM, SYN_REPLY, RST_STREAM, SETTINGS, PING, GOAWAY, HEADERS, WINDOW_UPDATE = 1, 2, 3, 4, 6, 7, 8, 9
@@ -453,19 +454,35 @@ async def serve(request: web.Request, call: PortForwardCall) -> web.StreamRespon
         resp.headers["Content-Type"] = "application/json"
         return resp
 
-    ws = web.WebSocketResponse(protocols=(WS_PROTOCOL,), max_msg_size=MAX_FRAME + 8, autoping=True)
+    ws = web.WebSocketResponse(protocols=(WS_PROTOCOL, CHANNEL_PROTOCOL), max_msg_size=MAX_FRAME + 8, autoping=True)
     ready = ws.can_prepare(request)
     if not ready.ok:
         return refuse(
-            f"port-forward is served over WebSocket (subprotocol {WS_PROTOCOL}, kubectl 1.31 or newer), "
-            "not over a bare SPDY upgrade"
+            f"port-forward is served over WebSocket (subprotocol {WS_PROTOCOL}, kubectl 1.31 or newer, "
+            f"or {CHANNEL_PROTOCOL} with ?ports=), not over a bare SPDY upgrade"
         )
     if ready.protocol is None:
-        return refuse(f"none of the requested WebSocket subprotocols is served: use {WS_PROTOCOL}")
+        return refuse(
+            f"none of the requested WebSocket subprotocols is served: use {WS_PROTOCOL} or {CHANNEL_PROTOCOL}"
+        )
+    ports: list[int] = []
+    if ready.protocol == CHANNEL_PROTOCOL:
+        for value in request.query.getall("ports", []):
+            for item in value.split(","):
+                port = int(item) if item.strip().isdigit() and len(item.strip()) <= 5 else 0
+                if not 0 < port < 65536:
+                    return refuse(f"invalid port {item!r}: a port is 1 to 65535")
+                ports.append(port)
+        if not ports:
+            return refuse("at least one port is required: ?ports=PORT[,PORT...]")
+        if len(ports) > MAX_PAIRS:
+            return refuse(f"at most {MAX_PAIRS} ports at once")
     await ws.prepare(request)
-    session = Session(ws, call)
     try:
-        await session.run()
+        if ready.protocol == CHANNEL_PROTOCOL:
+            await serve_channels(ws, call, ports)
+        else:
+            await Session(ws, call).run()
     except ConnectionResetError:
         pass
     except Exception:  # a bug ends this session, never the listener
@@ -475,6 +492,68 @@ async def serve(request: web.Request, call: PortForwardCall) -> web.StreamRespon
             with contextlib.suppress(ConnectionResetError):
                 await ws.close()
     return ws
+
+
+async def serve_channels(ws: web.WebSocketResponse, call: PortForwardCall, ports: list[int]) -> None:
+    """The channel protocol (``v4.channel.k8s.io``, the Python client's and the kubelet's
+    WebSocket port-forward): per port ``i`` (in ``?ports=`` order) data on channel ``2i`` and
+    errors on ``2i+1``, each first announcing its port as two little-endian bytes. One
+    connection per port per session; the session ends when every connection has."""
+    loop = asyncio.get_running_loop()
+    send_lock = asyncio.Lock()
+
+    async def send(channel: int, data: bytes) -> None:
+        async with send_lock:
+            if not ws.closed:
+                await ws.send_bytes(bytes([channel]) + data)
+
+    for i, port in enumerate(ports):
+        await send(2 * i, struct.pack("<H", port))
+        await send(2 * i + 1, struct.pack("<H", port))
+    inboxes = [asyncio.Queue[bytes](QUEUE_CHUNKS) for _ in ports]
+
+    async def pump(i: int, port: int) -> None:
+        try:
+            sock = await loop.run_in_executor(None, call.io.port_forward, call.ns, call.pod, port)
+            reader, writer = await asyncio.open_connection(sock=sock, limit=READ_CHUNK)
+        except (ApiError, OSError) as e:
+            msg = e.message if isinstance(e, ApiError) else (e.strerror or str(e))
+            await send(2 * i + 1, f"error forwarding port {port} to pod {call.pod}, uid {call.uid}: {msg}".encode())
+            return
+
+        async def to_pod() -> None:
+            while True:  # what the client sent before the pod answered waits in the inbox
+                writer.write(await inboxes[i].get())
+                await writer.drain()
+
+        up = asyncio.ensure_future(to_pod())
+        try:
+            while chunk := await reader.read(READ_CHUNK):
+                await send(2 * i, chunk)
+        finally:
+            up.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError):
+                await up
+            writer.close()
+
+    async def client() -> None:
+        async for msg in ws:
+            raw = msg.data if msg.type == web.WSMsgType.BINARY else b""
+            if len(raw) < 2 or raw[0] % 2 or raw[0] // 2 >= len(ports):
+                continue  # the error channels and unknown ones are read-only
+            await inboxes[raw[0] // 2].put(raw[1:])  # a full inbox pauses the WebSocket
+
+    async def pump_all() -> None:
+        await asyncio.gather(*(pump(i, port) for i, port in enumerate(ports)))
+
+    pumps, reading = asyncio.ensure_future(pump_all()), asyncio.ensure_future(client())
+    try:
+        await asyncio.wait({reading, pumps}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (pumps, reading):
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError):
+                await t
 
 
 def connect_in(sock: socket.socket, port: int, timeout: float = CONNECT_TIMEOUT) -> socket.socket:

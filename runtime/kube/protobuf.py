@@ -80,6 +80,7 @@ SCHEMA: Schema = {
     },
     "Preconditions": {1: ("uid", "s", P), 2: ("resourceVersion", "s", P)},
     "Eviction": {1: ("metadata", "ObjectMeta", 0), 2: ("deleteOptions", "DeleteOptions", 0)},
+    "Binding": {1: ("metadata", "ObjectMeta", 0), 2: ("target", "ObjectReference", 0)},
     "Scale": {1: ("metadata", "ObjectMeta", 0), 2: ("spec", "ScaleSpec", 0), 3: ("status", "ScaleStatus", IGNORED)},
     "ScaleSpec": {1: ("replicas", "i", 0)},
     "ScaleStatus": {},

@@ -250,7 +250,7 @@ async def test_without_the_tunnel_protocol_the_answer_is_a_status(api: Any) -> N
             "Upgrade": "websocket",
             "Sec-WebSocket-Version": "13",
             "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-            "Sec-WebSocket-Protocol": "v4.channel.k8s.io",
+            "Sec-WebSocket-Protocol": "v5.channel.k8s.io, channel.k8s.io",
         },
     )
     st = await resp.json()
@@ -266,4 +266,41 @@ async def test_another_clusters_pod_path_is_not_this_clusters(api: Any, tmp_path
     other = POD.replace("/clusters/victim/", "/clusters/elsewhere/")
     resp = await tc.get(other, headers=headers)
     assert resp.status == 401
+    assert kubelet.calls == []
+
+
+async def test_the_channel_protocol_forwards_only_the_ports_asked_for(api: Any) -> None:
+    tc, headers, kubelet = api
+    ws = await tc.ws_connect(POD + "?ports=8080,7777", protocols=[pf.CHANNEL_PROTOCOL], headers=headers)
+    first = [await ws.receive_bytes() for _ in range(4)]
+    assert sorted(first) == sorted([b"\x00\x90\x1f", b"\x01\x90\x1f", b"\x02\x61\x1e", b"\x03\x61\x1e"])
+    await ws.send_bytes(b"\x00ping")
+    await ws.send_bytes(b"\x01ignored: error channels are read-only")
+    await ws.send_bytes(b"\x09no such channel")
+    got: dict[int, bytes] = {}
+    async with asyncio.timeout(10):
+        while got.get(0) != b"ping" or not got.get(3):
+            m = await ws.receive_bytes()
+            got[m[0]] = got.get(m[0], b"") + m[1:]
+    assert got[3].startswith(b"error forwarding port 7777 to pod web, uid ")
+    assert sorted(kubelet.calls) == [("default", "web", 7777), ("default", "web", 8080)]
+    await ws.close()
+
+
+@pytest.mark.parametrize("query", ["", "?ports=0", "?ports=65536", "?ports=80,x", "?ports=" + ",".join(["80"] * 40)])
+async def test_the_channel_protocol_refuses_bad_ports_before_upgrading(api: Any, query: str) -> None:
+    tc, headers, kubelet = api
+    resp = await tc.get(
+        POD + query,
+        headers={
+            **headers,
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Protocol": pf.CHANNEL_PROTOCOL,
+        },
+    )
+    st = await resp.json()
+    assert resp.status == 400 and st["kind"] == "Status" and st["reason"] == "BadRequest", st
     assert kubelet.calls == []

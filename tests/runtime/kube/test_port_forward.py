@@ -186,3 +186,30 @@ def test_another_sandboxs_pods_cannot_be_forwarded(daemon: RealDaemon, box: dict
     finally:
         with Client(daemon.socket, timeout=60) as c, contextlib.suppress(errors.RuntimeError):
             c.remove_sandbox(other["id"])
+
+
+def test_the_python_client_forwards_over_the_channel_protocol(daemon: RealDaemon, box: dict[str, Any]) -> None:
+    # kubernetes.stream.portforward: WebSocket v4.channel.k8s.io with ?ports=, as in its e2e tests
+    import yaml
+    from kubernetes import client, config
+    from kubernetes.stream import portforward
+
+    with Client(daemon.socket, timeout=60) as c:
+        kubeconfig = c.kubeconfig(box["id"])
+    api = config.new_client_from_config_dict(yaml.safe_load(kubeconfig))
+    core = client.CoreV1Api(api)
+    pf = portforward(core.connect_get_namespaced_pod_portforward, "web", "default", ports="8080,7777")
+    try:
+        sock = pf.socket(8080)
+        sock.setblocking(True)
+        sock.sendall(b"GET /hostname HTTP/1.0\r\nHost: web\r\n\r\n")
+        reply = b""
+        while chunk := sock.recv(4096):
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200 OK") and reply.endswith(b"\r\n\r\nweb\n"), reply
+        assert pf.error(8080) is None
+        refused = pf.error(7777)
+        assert refused is not None and "connection refused" in refused, refused
+    finally:
+        pf.close()
+        api.close()
