@@ -23,6 +23,9 @@ from typing import Any
 
 import yaml
 
+from grader.checks.base import CheckError
+from grader.checks.http import request_headers
+
 SLUG_DIR = re.compile(r"^(?P<order>\d{2,3})-(?P<slug>[a-z0-9]+(?:-[a-z0-9]+)*)$")
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
@@ -53,7 +56,7 @@ CHECK_FIELDS: dict[str, tuple[set[str], set[str]]] = {
         {"exit_code", "stdout_contains", "stdout_matches", "stdout_equals", "stderr_contains", "not_stdout_contains"},
     ),
     "file": ({"path"}, {"exists", "contains", "matches", "mode", "owner", "is_dir", "document"}),
-    "http": (set(), {"port", "url", "host", "method", "path", "status", "contains", "matches"}),
+    "http": (set(), {"port", "url", "host", "method", "path", "headers", "status", "contains", "matches"}),
     "image": (
         {"image"},
         {
@@ -526,6 +529,11 @@ def _check(
         problems.add(path, _line(check, "port") or line, f"check {index}: 'port' (a port number) or 'url' is required")
     if kind == "connectivity":
         _validate_connectivity(check, index, path, problems)
+    if kind == "http" and "headers" in check:
+        try:
+            request_headers(check["headers"])
+        except CheckError as exc:
+            problems.add(path, _line(check, "headers"), f"check {index}: {exc}")
     for pattern_key in ("stdout_matches", "matches"):
         if pattern_key in check:
             try:

@@ -140,6 +140,9 @@ def sandbox(runtimed: str) -> Iterator[Target]:
             setup = (
                 "mkdir -p /root/www && echo '<h1>hello grader</h1>' > /root/www/index.html && "
                 "printf 'replicas: 3\\nname: web\\n' > /root/app.yaml && chmod 640 /root/app.yaml && "
+                "mkdir -p /root/www/cgi-bin && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\n"
+                'echo "host=$HTTP_HOST x=$HTTP_X_KUBELAB"\\n\' > /root/www/cgi-bin/headers && '
+                "chmod +x /root/www/cgi-bin/headers && "
                 "busybox httpd -p 8080 -h /root/www"
             )
             result = rt.exec(sid, ["sh", "-c", setup], timeout=20)
@@ -205,3 +208,32 @@ def test_http_check_from_inside_the_sandbox(sandbox: Target) -> None:
     )
     assert [t["status"] for t in results["tests"]] == ["passed", "passed", "failed", "failed"]
     assert "Could not connect" in results["tests"][3]["output"]
+
+
+def test_http_check_sends_the_headers_it_is_given(sandbox: Target) -> None:
+    """``headers`` (an Ingress's Host rule) reach the app; ``host`` stays the address."""
+    page = {"type": "http", "port": 8080, "path": "/cgi-bin/headers"}
+    assert _statuses(
+        sandbox,
+        [
+            {**page, "headers": {"Host": "shop.local", "X-Kubelab": "1"}, "contains": "host=shop.local x=1"},
+            {**page, "headers": {"Host": "shop.local"}, "contains": "host=other.local"},
+            {**page, "host": "127.0.0.1", "contains": "host=127.0.0.1"},
+        ],
+    ) == ["passed", "failed", "passed"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        "Host: shop.local",
+        {"Host": "shop.local\r\nX-Injected: 1"},
+        {"Bad Name": "x"},
+        {"Host:": "x"},
+        {"Host": ["a"]},
+        {f"X-{i}": "1" for i in range(17)},
+    ],
+)
+def test_http_check_refuses_bad_headers(headers: Any) -> None:
+    results = run_checks(Target(), [{"type": "http", "port": 8080, "headers": headers}])
+    assert results["tests"][0]["status"] == "error", results

@@ -35,4 +35,26 @@ spec:
           - path: /
             pathType: Prefix
             backend: {service: {name: web, port: {number: 80}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: legacy
+  annotations:
+    nginx.ingress.kubernetes.io/use-regex: "true"
+    nginx.ingress.kubernetes.io/rewrite-target: /$2
+spec:
+  rules:
+    - host: legacy.example.com
+      http:
+        paths:
+          - path: /store(/|$)(.*)
+            pathType: ImplementationSpecific
+            backend: {service: {name: web, port: {number: 80}}}
 YAML
+# the first Ingress installs ingress-nginx: wait until it routes (as a student would retry)
+for i in $(seq 180); do
+  curl -s -H 'Host: shop.example.com' http://localhost/api/ | grep -q 'api: hello' &&
+    curl -s -H 'Host: legacy.example.com' http://localhost/store/ | grep -q 'Welcome to nginx' && break
+  sleep 1
+done
