@@ -573,6 +573,9 @@ def score_send(*, context_id: int, user_id: int, lab_id: int) -> str:
             content_type="application/vnd.ims.lis.v1.score+json",
         )
     except (LtiServiceException, LtiException, OSError, ValueError, KeyError, ScoreSendFailed) as exc:
+        if isinstance(exc, LtiServiceException) and exc.response.status_code in (404, 410):
+            # The column was deleted in the LMS: find or create it again on the retry.
+            LtiLineItem.objects.filter(context=context, lab=lab).delete()
         message = str(exc)[:1000] or exc.__class__.__name__
         LtiScore.objects.filter(pk=row.pk, lease_token=token).update(failures=row.failures + 1, last_error=message)
         _release(row, token)

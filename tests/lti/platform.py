@@ -102,6 +102,7 @@ class LMS:
     auth_requests: list[dict[str, str]] = field(default_factory=list)
     fail_scores: int = 0  # answer the next N score posts with 503
     next_link: str = ""
+    deleted: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- what a test calls ----------------------------------------------------------------
@@ -158,6 +159,11 @@ class LMS:
         return jwt.encode(
             claims, key or self.private_pem, algorithm="RS256", headers={"kid": kid or self.public_jwk["kid"]}
         )
+
+    def delete_lineitem(self, url: str) -> None:
+        """An instructor deletes the gradebook column in the LMS."""
+        self.lineitems = [i for i in self.lineitems if i["id"] != url]
+        self.deleted.add(url)
 
     def kept_results(self) -> dict[str, dict[str, Any]]:
         """Each user's current result, over all line items: {user_id: score body}."""
@@ -246,7 +252,7 @@ class LMS:
             if headers.get("Content-Type") != "application/vnd.ims.lis.v2.lineitem+json":
                 return 415, "text/plain", "wrong content type"
             item = json.loads(body)
-            item["id"] = f"{self.base}/lineitems/{len(self.lineitems) + 1}"
+            item["id"] = f"{self.base}/lineitems/{len(self.lineitems) + len(self.deleted) + 1}"
             self.lineitems.append(item)
             return 201, "application/vnd.ims.lis.v2.lineitem+json", json.dumps(item)
         match = re.fullmatch(r"/lineitems/(\d+)/scores", path)
@@ -260,6 +266,8 @@ class LMS:
                 return 503, "text/plain", "try later"
             score = json.loads(body)
             lineitem = f"{self.base}/lineitems/{match.group(1)}"
+            if lineitem in self.deleted:
+                return 404, "text/plain", "no such line item"
             key = (lineitem, score["userId"])
             stamp = datetime.fromisoformat(score["timestamp"])
             previous = self.results.get(key)

@@ -169,3 +169,20 @@ def test_a_graded_lab_reaches_the_lms_through_a_real_worker(
     assert [(s.body["userId"], s.body["scoreGiven"], s.body["scoreMaximum"]) for s in lms.scores] == [
         ("worker-stu", 1, 2)
     ]
+
+
+@pytest.mark.django_db
+def test_a_column_deleted_in_the_lms_is_made_again(
+    lms: Any, course: Any, settings: Any, eager_celery: None, django_capture_on_commit_callbacks: Any
+) -> None:
+    settings.GRADER_QUEUE = "kubelab-test-nobody"
+    user = _student(lms, course)
+    _grade(user, course.exercises[0], PASSED, django_capture_on_commit_callbacks)
+    [first] = lms.lineitems
+    lms.delete_lineitem(first["id"])
+    _grade(user, course.exercises[1], PASSED, django_capture_on_commit_callbacks)
+    # The send to the deleted column failed (404), the retry found no column and made a new one.
+    [second] = lms.lineitems
+    assert second["id"] != first["id"] and second["resourceId"] == f"lab-{course.lab.pk}"
+    assert lms.kept_results()["stu-1"]["scoreGiven"] == 2
+    assert [s.lineitem for s in lms.scores] == [first["id"], second["id"]]
