@@ -49,6 +49,7 @@ import contextlib
 import contextvars
 import fnmatch
 import functools
+import json
 import logging
 import os
 import re
@@ -60,7 +61,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from runtime import errors
-from runtime.dockerapi import API_VERSION, ENGINE_VERSION, MIN_API_VERSION, archive
+from runtime.dockerapi import API_VERSION, ENGINE_VERSION, MIN_API_VERSION, archive, tarexport
 from runtime.dockerapi import build as build_module
 from runtime.dockerapi import engine as engine_module
 from runtime.dockerapi import events as events_module
@@ -181,7 +182,8 @@ class DockerAPI:
             (p, rf"/images/{n}/tag", self.image_tag),
             (p, rf"/images/{n}/push", self.image_push),
             (d, rf"/images/{n}", self.image_remove),
-            (p, r"/commit", self.refused_commit),
+            (p, r"/commit", self.image_commit),
+            (g, rf"/distribution/{n}/json", self.distribution_inspect),
             # build
             (p, r"/build", self.image_build),
             (p, r"/build/prune", self.build_prune),
@@ -208,7 +210,7 @@ class DockerAPI:
             (h, rf"/containers/{c}/archive", self.archive_stat),
             (g, rf"/containers/{c}/archive", self.archive_get),
             ("PUT", rf"/containers/{c}/archive", self.archive_put),
-            (g, rf"/containers/{c}/export", self.refused_export),
+            (g, rf"/containers/{c}/export", self.container_export),
             (d, rf"/containers/{c}", self.container_remove),
             # exec
             (p, rf"/containers/{c}/exec", self.exec_create),
@@ -498,7 +500,7 @@ class DockerAPI:
 
     async def image_pull(self, req: Request) -> Response | None:
         if req.arg("fromSrc"):
-            raise errors.NotAvailable("docker import is not available in this lab: build images with docker build")
+            return await self.image_import(req)
         name = req.arg("fromImage")
         if not name:
             raise errors.BadRequest("fromImage is required")
@@ -531,20 +533,112 @@ class DockerAPI:
     async def image_push(self, req: Request) -> Response:
         raise errors.NotAvailable("docker push is not available: this lab has no registry and no internet")
 
+    async def _spool(self, req: Request, what: str) -> Any:
+        """The request body in a file on the sandbox's disk (its quota), never in runtimed's
+        memory past SPOOL_MAX; refused (and the connection closed) once it outgrows the disk's
+        free space."""
+        store = self.engine.store
+        body = tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX, dir=str(store.tmp))  # noqa: SIM115
+        free = await self._call(store.free_bytes)
+        try:
+            async for chunk in req.iter_body():
+                if body.tell() + len(chunk) > free:
+                    req.close_connection = True
+                    raise store.disk_full(what, "the upload is larger than that")
+                if body.tell() + len(chunk) > SPOOL_MAX:
+                    await self._call(body.write, chunk)
+                else:
+                    body.write(chunk)
+            body.seek(0)
+        except OSError as exc:
+            body.close()
+            req.close_connection = True
+            raise store.disk_full(what, str(exc)) from None
+        except BaseException:
+            body.close()
+            raise
+        return body
+
     async def image_load(self, req: Request) -> Response:
-        req.close_connection = True  # do not read a large upload only to refuse it
-        raise errors.NotAvailable(
-            "docker load is not available in this lab: build images with docker build "
-            f"(available base images: {catalog.available()})"
-        )
+        """``docker load`` (tarexport.py): the archive spooled on the sandbox's disk, then read
+        in place; the answer is dockerd's JSON stream of "Loaded image" lines."""
+        body = await self._spool(req, "docker load")
+        try:
+            lines = await run_in_thread("docker-load", lambda: tarexport.load(self.engine.store, body))
+        finally:
+            body.close()
+        data = b"".join(json.dumps({"stream": line + "\n"}).encode() + b"\n" for line in lines)
+        return Response(200, data, "application/json")
+
+    async def image_import(self, req: Request) -> Response:
+        src = req.arg("fromSrc")
+        if src != "-":
+            req.close_connection = True
+            raise errors.NotAvailable(
+                f"docker import from a URL ({src}) is not available: this lab has no internet; "
+                "import a file instead (docker import FILE, or cat FILE | docker import -)"
+            )
+        repo, tag = req.arg("repo"), req.arg("tag")
+        ref = f"{repo}:{tag}" if repo and tag else repo
+        changes, message = req.args("changes"), req.arg("message")
+        if req.arg("platform") not in ("", "linux", "linux/amd64"):
+            raise errors.BadRequest(f"platform {req.arg('platform')} is not available here: linux/amd64 only")
+        body = await self._spool(req, "docker import")
+        try:
+            image_id = await run_in_thread(
+                "docker-import",
+                lambda: tarexport.import_rootfs(self.engine.store, body, tag=ref, message=message, changes=changes),
+            )
+        finally:
+            body.close()
+        return Response(200, json.dumps({"status": image_id}).encode() + b"\n", "application/json")
 
     async def image_search(self, req: Request) -> Response:
         raise errors.NotAvailable(
             f"docker search is not available: this lab has no internet; available images: {catalog.available()}"
         )
 
-    async def refused_commit(self, req: Request) -> Response:
-        raise errors.NotAvailable("docker commit is not available in this lab: write a Dockerfile and docker build it")
+    async def image_commit(self, req: Request) -> Response:
+        container = req.arg("container")
+        body = await req.json()  # the CLI sends null when no config is given
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise HTTPError(400, "the container configuration must be a JSON object")
+        repo, tag = req.arg("repo"), req.arg("tag")
+        if tag and not repo:
+            raise errors.BadRequest("tag requires a repository (repo)")
+        ref = f"{repo}:{tag}" if repo and tag else repo
+        cid = await self._call(self.engine.resolve, container)
+        image_id = await run_in_thread(
+            "docker-commit",
+            lambda: self.engine.commit(
+                cid,
+                tag=ref,
+                author=req.arg("author"),
+                comment=req.arg("comment"),
+                pause=req.flag("pause", True),
+                changes=req.args("changes"),
+                config=body,
+            ),
+        )
+        return json_response({"Id": image_id}, 201)
+
+    async def distribution_inspect(self, req: Request) -> Response:
+        """The catalog's images answer as a registry would; any other name as dockerd answers
+        for a repository it cannot reach (this lab has no registry and no internet)."""
+        name = req.params["name"]
+        info = await self._call(self.engine.store.distribution, name)
+        if info is not None:
+            return json_response(info)
+        tail = f"this lab has no internet; available images: {catalog.available()}"
+        base = name.rsplit("/", 1)[-1].split("@")[0].split(":")[0]
+        if any(r.split(":", 1)[0] == base for image in catalog.CATALOG for r in image.refs):
+            raise errors.ImageNotFound(f"manifest unknown: manifest unknown ({name}): {tail}")
+        raise errors.Unauthorized(
+            f"errors:\ndenied: requested access to the resource is denied\nunauthorized: authentication required\n"
+            f" ({name}: {tail})"
+        )
 
     # -- build ----------------------------------------------------------------------------------
     async def image_build(self, req: Request) -> Response | None:
@@ -773,7 +867,8 @@ class DockerAPI:
 
     async def container_remove(self, req: Request) -> Response:
         if req.flag("link"):
-            raise errors.BadRequest("container links are not supported")
+            await self._call(self.engine.remove_link, req.params["id"])
+            return NO_CONTENT
         cid = await self._cid(req)
         force, volumes = req.flag("force"), req.flag("v")
         await run_in_thread("docker-rm", lambda: self.engine.remove(cid, force=force, volumes=volumes))
@@ -865,13 +960,6 @@ class DockerAPI:
         await self._call(self.engine.pause, cid)
         return NO_CONTENT
 
-    async def refused_export(self, req: Request) -> Response:
-        req.close_connection = True
-        raise errors.NotAvailable(
-            "docker export is not available in this lab: use docker cp to copy files out of a container, "
-            "or docker diff to see what it changed"
-        )
-
     async def container_unpause(self, req: Request) -> Response:
         cid = await self._cid(req)
         await self._call(self.engine.unpause, cid)
@@ -898,6 +986,19 @@ class DockerAPI:
         if req.method == "POST" and req.path.rstrip("/") == "/swarm/leave":
             return json_response({"message": "This node is not part of a swarm"}, 503)
         return json_response({"message": NOT_A_SWARM}, 503)
+
+    async def container_export(self, req: Request) -> None:
+        cid = await self._cid(req)
+        chunks = await self._call(self.engine.export, cid)
+        out = await ChunkedStream.start(req, "application/x-tar")
+        cancel = threading.Event()
+        watcher = asyncio.ensure_future(req.watch_disconnect(cancel))
+        try:
+            async for chunk in thread_iter("docker-export", lambda: chunks, cancel):
+                await out.write(chunk)
+        finally:
+            await cancel_task(watcher)
+        await out.finish()
 
     # -- docker diff / docker cp (changes.py, archive.py) ---------------------------------------
     async def container_changes(self, req: Request) -> Response:
@@ -1117,9 +1218,9 @@ def _image_inspect(img: Image) -> dict[str, Any]:
         "RepoTags": list(img.repo_tags),
         "RepoDigests": [],
         "Parent": img.parent,
-        "Comment": "",
+        "Comment": cfg.get("comment", ""),
         "Created": img.created,
-        "Container": "",
+        "Container": cfg.get("container", ""),
         "ContainerConfig": cfg.get("container_config") or {},
         "DockerVersion": cfg.get("docker_version", ENGINE_VERSION),
         "Author": cfg.get("author", ""),

@@ -11,9 +11,11 @@ volume or bind mount shows what the container sees. The host only moves bytes be
 the HTTP connection and the tar's pipes, and parses tar *headers* (data, not paths) to
 answer the stat Docker sends along.
 
-The engine hands this module a ``Spawn``: start ``argv`` in the container with pipes.
-A stopped container has no namespaces to run tar in: its ``docker cp`` is refused by the
-engine with a message saying so. An image without ``tar`` gets an error naming that.
+The engine hands this module a ``Spawn``: start ``argv`` in the container with pipes. A
+stopped container has no namespaces to run tar in: the engine runs each tar in a one-off
+runc container on that container's own root filesystem, volumes and binds (its user
+namespace, capabilities and seccomp profile), as dockerd mounts a stopped container's
+filesystem for ``docker cp``. An image without ``tar`` gets an error naming that.
 
 Docker's semantics (moby ``daemon/archive.go``, ``pkg/archive``), as the CLI relies on:
 
@@ -78,6 +80,12 @@ class SpawnFailed(errors.RuntimeError):
 
 class NoTar(errors.RuntimeError):
     status = 500
+
+
+NO_TAR = (
+    "docker cp runs tar inside the container, and this container's image has no tar "
+    "(install it in the image, e.g. RUN apt-get install -y tar, or use docker exec with cat)"
+)
 
 
 def go_file_mode(ti: tarfile.TarInfo) -> int:
@@ -168,10 +176,7 @@ class _Tar:
             self.proc = spawn(argv, stdin)
         except SpawnFailed as exc:
             if "executable file not found" in str(exc) or "no such file" in str(exc).lower():
-                raise NoTar(
-                    "docker cp runs tar inside the container, and this container's image has no tar "
-                    "(install it in the image, e.g. RUN apt-get install -y tar, or use docker exec with cat)"
-                ) from None
+                raise NoTar(NO_TAR) from None
             raise
         assert self.proc.stdout is not None and self.proc.stderr is not None
         self.stdout = self.proc.stdout
@@ -242,6 +247,8 @@ class ContainerFS:
 
     def _fail(self, tar: _Tar, path: str, rc: int) -> errors.RuntimeError:
         why = tar.error
+        if "executable file not found" in why:  # a stopped container's one-off runc run says so here
+            return NoTar(NO_TAR)
         if "No such file or directory" in why or "Not a directory" in why:
             return self._not_found(path)
         return errors.RuntimeError(f"docker cp {path}: tar in the container failed (exit {rc}): {why}")

@@ -117,6 +117,7 @@ from runtime.dockerapi import (
     netns,
     quota_message,
 )
+from runtime.dockerapi.commit import apply_changes
 from runtime.dockerapi.events import Events
 from runtime.dockerapi.store import (
     EngineStore,
@@ -725,6 +726,7 @@ class Engine:
             d.mkdir(exist_ok=True, mode=0o711)
         self.runc_root.mkdir(exist_ok=True, mode=0o700)
         self._lock = threading.RLock()
+        self._rootfs_lock = threading.Lock()  # mounting a stopped container's root (cp, export)
         self._cond = threading.Condition(self._lock)
         # Serialises network changes (docker0, the DNAT table): taken before _lock, never
         # while holding it, so the engine's state lock is never held across nft/ip runs.
@@ -1019,7 +1021,9 @@ class Engine:
                 raise errors.BadRequest(f"mount type {kind!r} is not supported (bind, volume and tmpfs are)")
         for dest, opts in (hc.get("Tmpfs") or {}).items():
             add("tmpfs", "", dest, True, options=str(opts or ""))
-        for dest in (image.config.get("config") or {}).get("Volumes") or {}:
+        # the image's VOLUMEs and the request's own Config.Volumes (docker run -v /data): anonymous
+        wanted = [*((image.config.get("config") or {}).get("Volumes") or {}), *(body.get("Volumes") or {})]
+        for dest in wanted:
             if not any(m["Destination"] == os.path.normpath(dest) for m in out):
                 name = secrets.token_hex(32)
                 add("volume", self._volume_path(self._ensure_volume(name, anonymous=True)), dest, True, name)
@@ -1181,6 +1185,7 @@ class Engine:
             c.out = _Output(d / "container.log")
             self._containers[cid] = c
             self._save(c)
+        self._event("create", c)
         return cid, warnings
 
     def _pick_name(self, name: str | None) -> str:
@@ -3318,11 +3323,15 @@ class Engine:
         return changes.changes(self._dir(c.id) / "upper", [Path(x["path"]) for x in reversed(lowers)], hidden=hidden)
 
     def container_fs(self, ref: str) -> archive.ContainerFS:
-        """``docker cp`` on a running container: its tar runs inside it (archive.py)."""
+        """``docker cp``: its tar runs inside the container (archive.py); in a stopped one, in a
+        one-off runc container on the container's own filesystem (``_spawn_stopped``)."""
         c = self._get(ref)
-        if not c.running:
-            raise errors.Conflict(f"docker cp needs a running container in this lab: docker start {c.name} first")
-        return archive.ContainerFS(lambda argv, stdin: self._spawn_in(c, argv, stdin=stdin), ref)
+        if c.status == "removing":
+            raise errors.Conflict(f"container {c.id[:12]} is being removed")
+        if c.running:
+            return archive.ContainerFS(lambda argv, stdin: self._spawn_in(c, argv, stdin=stdin), ref)
+        self._await_exit_processed(c, 30)  # its teardown unmounts the root: before ours mounts it
+        return archive.ContainerFS(lambda argv, stdin: self._spawn_stopped(c, argv, stdin=stdin), ref)
 
     def _spawn_in(self, c: _Container, argv: builtins.list[str], *, stdin: bool) -> subprocess.Popen[bytes]:
         """Run ``argv`` in the running container as its root, the way exec runs a process
@@ -3361,6 +3370,172 @@ class Engine:
             for p in (pfile, pidfile, logfile):
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
+
+    # -- docker cp on a stopped container, docker commit, docker export -------------------------
+
+    def _rootfs(self, c: _Container) -> Path:
+        """The container's merged root (image layers, init layer, its upper), mounted on the
+        host where it is not running; ``start`` reuses the mount, teardown and rm unmount it."""
+        d = self._dir(c.id)
+        with self._rootfs_lock:
+            if not mounted(d / "rootfs"):
+                image = self.store.resolve(c.image)
+                (d / "rootfs").mkdir(exist_ok=True)
+                self.store.mount(
+                    [*image.layers, self._init_layer_lower()], d / "rootfs", upper=d / "upper", work=d / "work"
+                )
+        return d / "rootfs"
+
+    def _spawn_stopped(self, c: _Container, argv: builtins.list[str], *, stdin: bool) -> subprocess.Popen[bytes]:
+        """Run ``argv`` as root in a one-off runc container on a stopped container's root
+        filesystem, volumes and binds (its own runc config: user namespace, capabilities,
+        seccomp, a cgroup below the sandbox's; no network), as dockerd mounts a stopped
+        container's filesystem for ``docker cp``. The host never walks that tree itself."""
+        d = self._dir(c.id)
+        rootfs = self._rootfs(c)
+        binds = self._stage_binds(c)
+        hc = dict(c.host_config)
+        hc["NetworkMode"] = "none"
+        probe = _Container(**{**{k: getattr(c, k) for k in _Container.PERSISTED}, "host_config": hc})
+        cfg = self._runc_config(probe, rootfs, fsutil.ExecUser(0, 0, (), "/"), binds)
+        managed = {f"/{name}" for name in INIT_FILES}
+        cfg["mounts"] = [m for m in cfg["mounts"] if m["destination"] not in managed]
+        n = secrets.token_hex(6)
+        cfg["process"] = {
+            "terminal": False,
+            "user": {"uid": 0, "gid": 0},
+            "args": argv,
+            "env": [f"PATH={DEFAULT_PATH}"],
+            "cwd": "/",
+            "capabilities": {k: CAPS for k in ("bounding", "effective", "permitted")},
+            "noNewPrivileges": True,
+        }
+        cfg["linux"]["cgroupsPath"] = f"{self.ctx.cgroup_path}/docker-{c.id[:12]}-cp{n}"
+        bdir = d / f"cp-{n}"
+        bdir.mkdir(mode=0o700)
+        (bdir / "config.json").write_text(json.dumps(cfg))
+        rid = f"{c.id[:12]}-cp-{n}"
+        cmd = [self.ctx.runc, "--root", str(self.runc_root), "--log", str(bdir / "runc.log"), "--log-format", "json"]
+        cmd += ["run", "--bundle", str(bdir), rid]
+
+        def cleanup() -> None:
+            with contextlib.suppress(errors.RuntimeError, OSError):
+                self._runc("delete", "--force", rid, check=False)
+            shutil.rmtree(bdir, ignore_errors=True)
+
+        try:
+            proc = _OneOff(
+                self.place.popen(
+                    cmd,
+                    stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                ),
+                cleanup,
+            )
+        except BaseException:
+            cleanup()
+            raise
+        return proc  # type: ignore[return-value]
+
+    @contextlib.contextmanager
+    def _paused_for(self, c: _Container, pause: bool) -> Iterator[None]:
+        """dockerd pauses (freezes) a running container while it commits it, unless told not to;
+        one the student paused stays paused."""
+        if not (pause and c.running and not c.paused):
+            yield
+            return
+        r = self._runc("pause", c.id, check=False)
+        if r.returncode != 0:
+            why = (r.stderr or b"").decode(errors="replace").strip()[-300:]
+            raise errors.RuntimeError(
+                f"docker commit could not pause the container ({why or 'runc pause failed'}): "
+                "commit it with --pause=false, or stop it first"
+            )
+        try:
+            yield
+        finally:
+            self._runc("resume", c.id, check=False)
+
+    def commit(
+        self,
+        ref: str,
+        *,
+        tag: str = "",
+        author: str = "",
+        comment: str = "",
+        pause: bool = True,
+        changes: builtins.list[str] | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> str:
+        """``docker commit`` (moby ``daemon/commit.go``): the container's writable layer on top
+        of its image, its config (the request's non-empty fields win, then ``changes``)."""
+        c = self._get(ref)
+        if c.status == "removing":
+            raise errors.Conflict(f"container {c.id[:12]} is being removed")
+        image = self.store.resolve(c.image)
+        cfg = copy.deepcopy(c.config)
+        for k, v in (config or {}).items():
+            if v not in (None, "", [], {}, 0, False):
+                cfg[k] = copy.deepcopy(v)
+        cfg = apply_changes(cfg, changes or [])
+        with self._paused_for(c, pause):
+            layer = self.store.layer_from_tree(self._dir(c.id) / "upper", what="docker commit")
+        created = now_rfc3339()
+        row: dict[str, Any] = {"created": created, "created_by": " ".join([c.path, *c.args]).strip()}
+        if author:
+            row["author"] = author
+        if comment:
+            row["comment"] = comment
+        if layer is None:
+            row["empty_layer"] = True
+        doc: dict[str, Any] = {
+            "architecture": "amd64",
+            "os": "linux",
+            "created": created,
+            "config": cfg,
+            "container": c.id,
+            "container_config": copy.deepcopy(c.config),
+            "docker_version": ENGINE_VERSION,
+            "history": [*(image.config.get("history") or []), row],
+        }
+        if author:
+            doc["author"] = author
+        if comment:
+            doc["comment"] = comment
+        layers = [*image.layers, *([layer] if layer is not None else [])]
+        return self.store.commit(doc, layers, parent=image.id, tags=[tag] if tag else []).id
+
+    def export(self, ref: str) -> Iterator[bytes]:
+        """``docker export``: the container's root filesystem (without its volumes and binds, as
+        dockerd's) as a tar in container uids, read from its merged mount on the host by a
+        descriptor-relative walk that follows no link."""
+        c = self._get(ref)
+        if c.status == "removing":
+            raise errors.Conflict(f"container {c.id[:12]} is being removed")
+        if not c.running:
+            self._await_exit_processed(c, 30)
+        return self.store.layer_tar(self._rootfs(c))
+
+    def remove_link(self, name: str) -> None:
+        """``DELETE /containers/{/parent/alias}?link=1`` (moby ``daemon.rmLink``). Only legacy
+        links (the default bridge's) are registered under such a name, as in dockerd, and this
+        engine refuses to create those: the name then answers dockerd's 404."""
+        full = "/" + name.lstrip("/")
+        parent, _, alias = full.rpartition("/")
+        if not parent:
+            self._get(name)  # dockerd: the container must exist, then this
+            raise errors.RuntimeError("Conflict, cannot remove the default link name of the container")
+        with self._lock:
+            p = next((x for x in self._containers.values() if "/" + x.name == parent), None)
+            if p is not None and str(p.host_config.get("NetworkMode") or "default") in ("default", "bridge"):
+                links = [str(x) for x in p.host_config.get("Links") or []]
+                kept = [x for x in links if (x.partition(":")[2] or x.partition(":")[0]).rpartition("/")[2] != alias]
+                if len(kept) != len(links):
+                    p.host_config["Links"] = kept or None
+                    self._save(p)
+                    return
+        raise NotFound(f"No such container: {name}")
 
     # -- volumes ----------------------------------------------------------------------------------
 
@@ -3866,6 +4041,29 @@ class Engine:
         upper = self._remove(cid, force=True, volumes=True, keep_upper=True)
         assert upper is not None
         return code, upper
+
+
+class _OneOff:
+    """A ``runc run`` whose container is deleted (and bundle removed) once it has been waited
+    for or killed: the process interface archive.py's tar needs."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], cleanup: Callable[[], None]) -> None:
+        self.proc = proc
+        self.stdin, self.stdout, self.stderr = proc.stdin, proc.stdout, proc.stderr
+        self._cleanup: Callable[[], None] | None = cleanup
+
+    def wait(self, timeout: float | None = None) -> int:
+        rc = self.proc.wait(timeout=timeout)
+        cleanup, self._cleanup = self._cleanup, None
+        if cleanup is not None:
+            cleanup()
+        return rc
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
 
 
 def _stdio_pipes(

@@ -33,12 +33,16 @@ mounting happen outside it.
 
 from __future__ import annotations
 
+import bz2
 import contextlib
 import copy
 import datetime
+import errno
+import gzip
 import hashlib
 import json
 import logging
+import lzma
 import os
 import re
 import secrets
@@ -49,10 +53,11 @@ import sys
 import tarfile
 import tempfile
 import threading
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from runtime import errors
 from runtime.dockerapi import EngineLimits, SandboxContext, quota_message
@@ -70,6 +75,7 @@ EXIT_IDMAP_REFUSED = 3
 BLOCK = 512
 CHUNK = 1 << 20
 OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
+_DIR_NOFOLLOW = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 HEX_RE = re.compile(r"^[0-9a-f]{12,64}$")
 REF_RE = re.compile(
     r"^[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$"
@@ -301,21 +307,40 @@ class _LayerTar:
     def _header(self, info: tarfile.TarInfo) -> bytes:
         return self._emit(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
 
-    def _walk(self, rel: str) -> Iterator[tuple[str, os.stat_result]]:
-        base = self.root / rel if rel else self.root
-        for name in sorted(p.name for p in base.iterdir()):
+    def _walk(self, dfd: int, rel: str) -> Iterator[tuple[str, os.stat_result, int, str]]:
+        """(relpath, lstat, parent dir fd, name), sorted, depth first. Every step is relative to
+        an open directory and never follows a symlink: a tree that a running container changes
+        while it is read (docker commit --pause=false) cannot lead the walk out of it."""
+        for name in sorted(os.listdir(dfd)):
             relpath = f"{rel}/{name}" if rel else name
-            st = os.lstat(self.root / relpath)
-            yield relpath, st
+            try:
+                st = os.lstat(name, dir_fd=dfd)
+            except FileNotFoundError:
+                continue
+            yield relpath, st, dfd, name
             if stat.S_ISDIR(st.st_mode):
-                yield from self._walk(relpath)
+                try:
+                    sub = os.open(name, _DIR_NOFOLLOW, dir_fd=dfd)
+                except OSError:  # replaced meanwhile (by a symlink, say): not followed
+                    continue
+                try:
+                    yield from self._walk(sub, relpath)
+                finally:
+                    os.close(sub)
 
     def chunks(self) -> Iterator[bytes]:
         links: dict[tuple[int, int], str] = {}
-        for relpath, st in self._walk(""):
-            full = str(self.root / relpath)
+        root_fd = os.open(self.root, _DIR_NOFOLLOW)
+        try:
+            yield from self._chunks(root_fd, links)
+        finally:
+            os.close(root_fd)
+        yield self._emit(bytes(2 * BLOCK))
+
+    def _chunks(self, root_fd: int, links: dict[tuple[int, int], str]) -> Iterator[bytes]:
+        for relpath, st, dfd, base in self._walk(root_fd, ""):
             mode = st.st_mode
-            parent, _, base = relpath.rpartition("/")
+            parent = relpath.rpartition("/")[0]
             if stat.S_ISCHR(mode) and st.st_rdev == 0:  # overlay whiteout
                 info = tarfile.TarInfo((parent + "/" if parent else "") + tarutil.WHITEOUT_PREFIX + base)
                 info.mode, info.mtime = 0o644, int(st.st_mtime)
@@ -327,64 +352,71 @@ class _LayerTar:
             info.mode = stat.S_IMODE(mode)
             info.uid, info.gid = self._id(st.st_uid), self._id(st.st_gid)
             info.mtime = int(st.st_mtime)
-            pax: dict[str, str] = {}
-            if not stat.S_ISLNK(mode):
+            if stat.S_ISLNK(mode):
+                info.type = tarfile.SYMTYPE
+                try:
+                    info.linkname = os.readlink(base, dir_fd=dfd)
+                except OSError:
+                    continue  # gone or replaced meanwhile
+                yield self._header(info)
+                continue
+            try:
+                fd = os.open(base, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+            except OSError:
+                continue  # gone or replaced meanwhile (a symlink is never opened)
+            try:
+                now = os.fstat(fd)
+                if stat.S_IFMT(now.st_mode) != stat.S_IFMT(mode) or now.st_ino != st.st_ino:
+                    continue  # replaced between the lstat and the open
+                pax: dict[str, str] = {}
                 with contextlib.suppress(OSError):
-                    for name in sorted(os.listxattr(full, follow_symlinks=False)):
+                    for name in sorted(os.listxattr(fd)):
                         if name.startswith(OVERLAY_XATTR_PREFIXES) or not tarutil.xattr_allowed(name):
                             continue
-                        value = os.getxattr(full, name, follow_symlinks=False)
-                        pax[tarutil.XATTR_PAX_PREFIX + name] = value.decode("utf-8", "surrogateescape")
-            info.pax_headers = pax
-            if stat.S_ISDIR(mode):
-                info.type = tarfile.DIRTYPE
-                yield self._header(info)
-                if _opaque(full):
-                    wh = tarfile.TarInfo(f"{relpath}/{tarutil.OPAQUE_WHITEOUT}")
-                    wh.mode, wh.mtime = 0o644, int(st.st_mtime)
-                    yield self._header(wh)
-            elif stat.S_ISLNK(mode):
-                info.type = tarfile.SYMTYPE
-                info.linkname = str(Path(full).readlink())
-                yield self._header(info)
-            elif stat.S_ISFIFO(mode):
-                info.type = tarfile.FIFOTYPE
-                yield self._header(info)
-            elif stat.S_ISREG(mode):
-                key = (st.st_dev, st.st_ino)
-                if st.st_nlink > 1 and key in links:
-                    info.type = tarfile.LNKTYPE
-                    info.linkname = links[key]
+                        pax[tarutil.XATTR_PAX_PREFIX + name] = os.getxattr(fd, name).decode("utf-8", "surrogateescape")
+                info.pax_headers = pax
+                if stat.S_ISDIR(mode):
+                    info.type = tarfile.DIRTYPE
                     yield self._header(info)
-                    continue
-                links[key] = relpath
-                info.size = st.st_size
-                yield self._header(info)
-                left = st.st_size
-                fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                try:
+                    if _opaque_fd(fd):
+                        wh = tarfile.TarInfo(f"{relpath}/{tarutil.OPAQUE_WHITEOUT}")
+                        wh.mode, wh.mtime = 0o644, int(st.st_mtime)
+                        yield self._header(wh)
+                elif stat.S_ISFIFO(mode):
+                    info.type = tarfile.FIFOTYPE
+                    yield self._header(info)
+                elif stat.S_ISREG(mode):
+                    key = (st.st_dev, st.st_ino)
+                    if st.st_nlink > 1 and key in links:
+                        info.type = tarfile.LNKTYPE
+                        info.linkname = links[key]
+                        yield self._header(info)
+                        continue
+                    links[key] = relpath
+                    info.size = st.st_size
+                    yield self._header(info)
+                    left = st.st_size
                     while left > 0:
                         data = os.read(fd, min(CHUNK, left))
                         if not data:  # the file shrank: pad with zeros, the header said size
                             data = bytes(min(CHUNK, left))
                         left -= len(data)
                         yield self._emit(data)
-                finally:
-                    os.close(fd)
-                self.size += st.st_size
-                if st.st_size % BLOCK:
-                    yield self._emit(bytes(BLOCK - st.st_size % BLOCK))
-        yield self._emit(bytes(2 * BLOCK))
+                    self.size += st.st_size
+                    if st.st_size % BLOCK:
+                        yield self._emit(bytes(BLOCK - st.st_size % BLOCK))
+            finally:
+                os.close(fd)
 
     @property
     def digest(self) -> str:
         return "sha256:" + self.hasher.hexdigest()
 
 
-def _opaque(path: str) -> bool:
+def _opaque_fd(fd: int) -> bool:
     for name in (tarutil.OPAQUE_XATTR, tarutil.OPAQUE_USER_XATTR):
         with contextlib.suppress(OSError):
-            if os.getxattr(path, name, follow_symlinks=False) == b"y":
+            if os.getxattr(fd, name) == b"y":
                 return True
     return False
 
@@ -671,6 +703,35 @@ class EngineStore:
                 self._set_tag(t, image_id)
             return self._image(image_id)
 
+    def add_image(self, config_bytes: bytes, tags: Sequence[str] = ()) -> Image:
+        """An image config exactly as an archive carries it (its id is the sha256 of these
+        bytes, as on the machine that saved it); every layer must be in the store already."""
+        try:
+            config = json.loads(config_bytes)
+            diff_ids = [str(d) for d in config["rootfs"]["diff_ids"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise errors.BadRequest(f"not an image config: {exc}") from None
+        image_id = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
+        normalized = [normalize_ref(t) for t in tags]
+        with self._lock:
+            for d in diff_ids:
+                self._layer(d)
+            hexd = image_id.split(":", 1)[1]
+            if image_id not in self._catalog():
+                path = self.images_dir / f"{hexd}.json"
+                if not path.exists():
+                    if len(self._local_ids()) >= self.limits.images:
+                        raise Forbidden(
+                            quota_message("images", self.limits.images, "docker image prune -a, docker rmi")
+                        )
+                    tmp = path.with_name(f".{hexd}.{secrets.token_hex(4)}")
+                    tmp.write_bytes(config_bytes)
+                    tmp.replace(path)
+                    self._write_json(self.images_dir / f"{hexd}.meta", {"parent": ""})
+            for t in normalized:
+                self._set_tag(t, image_id)
+            return self._image(image_id)
+
     def _set_tag(self, tag: str, image_id: str) -> None:
         local = self._local_tags()
         if tag not in local and len(local) >= self.limits.images:
@@ -788,8 +849,9 @@ class EngineStore:
             if path.is_dir() and HEX_RE.match(path.name) and path.name not in keep:
                 reclaimed += self._layer(f"sha256:{path.name}").size
                 safe_rmtree(path)
-                with contextlib.suppress(FileNotFoundError):
-                    (self.layers_dir / f"{path.name}.json").unlink()
+                for suffix in (".json", ".tar"):
+                    with contextlib.suppress(FileNotFoundError):
+                        (self.layers_dir / f"{path.name}{suffix}").unlink()
                 self._sizes.pop(path.name, None)
         return reclaimed
 
@@ -916,6 +978,151 @@ class EngineStore:
             self._sizes[hexd] = tar.size
             return Layer(diff_id, dest, tar.size, catalog=False)
 
+    def distribution(self, ref: str) -> dict[str, Any] | None:
+        """``GET /distribution/{name}/json`` for a catalog reference: the manifest's descriptor
+        and platforms as a registry would give them (None outside the catalog)."""
+        entry = catalog.lookup(ref)
+        if entry is None:
+            return None
+        for cfg in self.catalog_store.list():
+            if cfg.name != entry.name:
+                continue
+            raw = self.catalog_store.blob_path(cfg.digest).read_bytes()
+            manifest = json.loads(raw)
+            config = json.loads(self.catalog_store.blob_path(manifest["config"]["digest"]).read_bytes())
+            platform = {
+                "architecture": str(config.get("architecture") or "amd64"),
+                "os": str(config.get("os") or "linux"),
+            }
+            if config.get("variant"):
+                platform["variant"] = str(config["variant"])
+            media = str(manifest.get("mediaType") or "application/vnd.oci.image.manifest.v1+json")
+            return {"Descriptor": {"mediaType": media, "digest": cfg.digest, "size": len(raw)}, "Platforms": [platform]}
+        return None
+
+    # -- layers from outside: docker load, import, commit -------------------------------------
+
+    def free_bytes(self) -> int:
+        """What the sandbox's disk has left for its student (root's reserved blocks not counted)."""
+        st = os.statvfs(self.root)
+        return st.f_bavail * st.f_frsize
+
+    def disk_full(self, what: str, detail: str = "") -> Forbidden:
+        st = os.statvfs(self.root)
+        total, free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
+        return Forbidden(
+            f"{what}: not enough space on your sandbox's disk ({free // 2**20} MiB free of "
+            f"{total // 2**20} MiB{'; ' + detail if detail else ''}); free some with docker image prune -a, "
+            "docker rm, docker volume prune or docker system prune"
+        )
+
+    def _owner(self, n: int) -> int:
+        """An archive's uid/gid -> this sandbox's host uid (outside its 65536 ids: nobody)."""
+        return self.ctx.uid_base + (n if 0 <= n < IDMAP_SIZE else NOBODY)
+
+    def has_layer(self, diff_id: str) -> bool:
+        hexd = diff_id.split(":", 1)[-1]
+        return bool(HEX_RE.match(hexd)) and (
+            (self.layers_dir / hexd).is_dir() or self._catalog_layer(diff_id) is not None
+        )
+
+    def ingest_layer(self, stream: IO[bytes], *, what: str, expect: str = "") -> Layer:
+        """A layer from a tar stream (plain or gzip) that a student sent: spooled uncompressed to
+        the sandbox's disk (its digest checked against ``expect``, the image config's diff id,
+        when given), then unpacked by ``tarutil.extract_layer_stream`` (no path leaves the layer
+        dir, no link is followed, no device is made, uids land in the sandbox's range) within
+        the disk's free space. Registered under ``expect`` (or its own digest); the original
+        tar is kept beside it only when the store's own tar of the unpacked dir differs, so
+        ``docker save`` gives the same bytes back."""
+        if expect and self.has_layer(expect):
+            return self._layer(expect)
+        budget = self.free_bytes()
+        fd, name = tempfile.mkstemp(prefix="layer-", suffix=".tar", dir=self.tmp)
+        tar_path = Path(name)
+        try:
+            with os.fdopen(fd, "w+b") as spool:
+                head = stream.read(4)
+                stream.seek(-len(head), os.SEEK_CUR)
+                source: Any = stream
+                if head.startswith(tarutil.GZIP_MAGIC):
+                    source = gzip.GzipFile(fileobj=stream, mode="rb")
+                elif head.startswith(b"BZh"):
+                    source = bz2.BZ2File(stream)
+                elif head.startswith(b"\xfd7zX"):
+                    source = lzma.LZMAFile(stream)  # noqa: SIM115 - read to its end below
+                elif head == tarutil.ZSTD_MAGIC:
+                    raise errors.BadRequest(f"{what}: zstd-compressed layers are not supported")
+                h = hashlib.sha256()
+                written = 0
+                try:
+                    while chunk := source.read(CHUNK):
+                        written += len(chunk)
+                        if written > budget:
+                            raise self.disk_full(what, "the layer is larger than that")
+                        h.update(chunk)
+                        spool.write(chunk)
+                except (OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
+                    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                        raise self.disk_full(what) from None
+                    raise errors.BadRequest(f"{what} is not a readable layer: {exc}") from None
+                digest = "sha256:" + h.hexdigest()
+                if expect and digest != expect:
+                    raise errors.BadRequest(f"{what}: layer digest {digest} does not match the image's {expect}")
+                spool.seek(0)
+                with self.scratch() as scratch:
+                    try:
+                        stats = tarutil.extract_layer_stream(
+                            spool, scratch, owner=self._owner, budget=self.free_bytes(), name=what
+                        )
+                    except tarutil.SpaceExceeded as exc:
+                        raise self.disk_full(what, str(exc)) from None
+                    own = _LayerTar(scratch, self.ctx.uid_base)
+                    for _ in own.chunks():
+                        pass
+                    diff_id = expect or digest
+                    keep_tar = own.digest != diff_id
+                    hexd = diff_id.split(":", 1)[1]
+                    with self._lock:
+                        dest = self.layers_dir / hexd
+                        if not dest.is_dir():
+                            if keep_tar:
+                                tar_path.replace(self.layers_dir / f"{hexd}.tar")
+                            self._write_json(self.layers_dir / f"{hexd}.json", {"size": stats.size})
+                            scratch.rename(dest)
+                            dest.chmod(0o755)
+                        self._sizes[hexd] = stats.size
+                        return self._layer(diff_id)
+        finally:
+            tar_path.unlink(missing_ok=True)
+
+    def layer_from_tree(self, directory: Path, *, what: str) -> Layer | None:
+        """A layer of what ``directory`` (a container's upper dir, which a running container
+        may be changing) holds, None if it is empty: its tar (a descriptor-relative walk that
+        follows no link) spooled on the sandbox's disk, then unpacked by ``ingest_layer`` like
+        any layer a student sends."""
+        if not directory.is_dir() or not os.listdir(directory):  # noqa: PTH208
+            return None
+        fd, name = tempfile.mkstemp(prefix="tree-", suffix=".tar", dir=self.tmp)
+        path = Path(name)
+        try:
+            budget, written = self.free_bytes(), 0
+            with os.fdopen(fd, "w+b") as f:
+                try:
+                    for chunk in self.layer_tar(directory):
+                        written += len(chunk)
+                        if written > budget:
+                            raise self.disk_full(what, "the changes are larger than that")
+                        f.write(chunk)
+                    f.flush()
+                except OSError as exc:
+                    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                        raise self.disk_full(what) from None
+                    raise
+                f.seek(0)
+                return self.ingest_layer(f, what=what)
+        finally:
+            path.unlink(missing_ok=True)
+
     # -- filesystems -----------------------------------------------------------------------------
 
     def _lower_dirs(self, layers: Sequence[Layer]) -> list[dict[str, Any]]:
@@ -1007,6 +1214,16 @@ class EngineStore:
                     out.write(chunk)
                 if reader.digest != layer.diff_id:
                     raise errors.RuntimeError(f"catalog layer {layer.diff_id} does not match its blob")
+            return
+        kept = self.layers_dir / (layer.diff_id.split(":", 1)[1] + ".tar")
+        if kept.is_file():  # a loaded layer whose tar the store's own would not reproduce
+            h = hashlib.sha256()
+            with open(kept, "rb") as f:
+                while chunk := f.read(CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
+            if "sha256:" + h.hexdigest() != layer.diff_id:
+                raise errors.RuntimeError(f"layer {layer.diff_id} changed on disk; remove the image and load it again")
             return
         tar = _LayerTar(layer.path, self.ctx.uid_base)
         for chunk in tar.chunks():

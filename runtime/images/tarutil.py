@@ -175,9 +175,18 @@ def _split(name: str, what: str) -> list[str]:
 
 
 class _Extractor:
-    def __init__(self, root_fd: int, *, flatten: bool) -> None:
+    def __init__(
+        self,
+        root_fd: int,
+        *,
+        flatten: bool,
+        owner: Callable[[int], int] | None = None,
+        budget: int | None = None,
+    ) -> None:
         self.root_fd = root_fd
         self.flatten = flatten
+        self.owner = owner or (lambda n: n)
+        self.budget = budget
         self.written: set[tuple[str, ...]] = set()  # flatten: what this layer wrote
         self.stats = LayerStats()
         self.dirs: list[tuple[list[str], tarfile.TarInfo]] = []
@@ -240,7 +249,7 @@ class _Extractor:
         return out
 
     def apply_fd(self, fd: int, member: tarfile.TarInfo) -> None:
-        os.fchown(fd, member.uid, member.gid)
+        os.fchown(fd, self.owner(member.uid), self.owner(member.gid))
         os.fchmod(fd, member.mode & 0o7777)  # after chown, which clears setuid/setgid
         for name, value in self.xattrs(member).items():
             try:
@@ -305,7 +314,7 @@ class _Extractor:
                 self.regular(tf, member, parent, base)
             elif member.issym():
                 os.symlink(member.linkname, base, dir_fd=parent)
-                os.chown(base, member.uid, member.gid, dir_fd=parent, follow_symlinks=False)
+                os.chown(base, self.owner(member.uid), self.owner(member.gid), dir_fd=parent, follow_symlinks=False)
                 self.set_times(member, parent, base)
             elif member.islnk():
                 self.hardlink(member, parent, base)
@@ -320,6 +329,8 @@ class _Extractor:
             os.close(parent)
 
     def regular(self, tf: tarfile.TarFile, member: tarfile.TarInfo, parent: int, base: str) -> None:
+        if self.budget is not None and self.stats.size + member.size > self.budget:
+            raise SpaceExceeded(f"layer entry {member.name!r} takes the layer past the {self.budget} bytes it may fill")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(base, flags, 0o600, dir_fd=parent)
         try:
@@ -386,6 +397,80 @@ class _Extractor:
             self.apply_fd(self.root_fd, self.root_meta)
 
 
+class SpaceExceeded(errors.BadRequest):
+    """A layer would write more file content than its caller's budget (``extract_layer_stream``)."""
+
+
+class _Capped(io.RawIOBase):
+    """A stream that refuses to yield more than ``cap`` bytes (a decompression bomb's end)."""
+
+    def __init__(self, raw: IO[bytes], cap: int) -> None:
+        super().__init__()
+        self._raw = raw
+        self._left = cap
+        self.cap = cap
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self._raw.read(min(len(buffer), CHUNK))
+        if len(data) > self._left:
+            raise SpaceExceeded(f"the layer's tar stream is larger than the {self.cap} bytes it may take")
+        self._left -= len(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def extract_layer_stream(
+    stream: IO[bytes],
+    dest: Path,
+    *,
+    owner: Callable[[int], int] | None = None,
+    budget: int | None = None,
+    name: str = "layer",
+) -> LayerStats:
+    """``extract_layer`` of a readable, seekable stream (plain or gzip tar) instead of a file.
+
+    ``owner`` maps the archive's uids and gids to the ones written (e.g. a sandbox's range,
+    anything outside it to nobody); ``budget`` caps the bytes of file content written
+    (``SpaceExceeded`` past it) and, at twice that plus 64 MiB, the uncompressed stream read,
+    so a sparse file or a decompression bomb is refused instead of filling the disk."""
+    head = stream.read(4)
+    stream.seek(0)
+    if head == ZSTD_MAGIC:
+        raise errors.BadRequest(f"{name}: zstd-compressed layers are not supported")
+    raw: IO[bytes] = gzip.GzipFile(fileobj=stream, mode="rb") if head.startswith(GZIP_MAGIC) else stream  # type: ignore[assignment]
+    if budget is not None:
+        raw = io.BufferedReader(_Capped(raw, 2 * budget + (64 << 20)), CHUNK)
+    reader = HashingReader(raw)
+    root_fd = os.open(dest, _DIR_FLAGS)
+    try:
+        ex = _Extractor(root_fd, flatten=False, owner=owner, budget=budget)
+        _extract_into(ex, reader, name)
+        return ex.stats
+    finally:
+        os.close(root_fd)
+
+
+def _extract_into(ex: _Extractor, reader: HashingReader, name: str) -> None:
+    try:
+        with tarfile.open(fileobj=reader, mode="r|") as tf:
+            for member in tf:
+                try:
+                    ex.entry(tf, member)
+                except OSError as exc:
+                    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                        raise SpaceExceeded(f"unpacking {member.name!r}: the disk is full") from exc
+                    cls = errors.BadRequest if exc.errno in _BAD_ENTRY else errors.RuntimeError
+                    raise cls(f"unpacking layer entry {member.name!r}: {exc}") from exc
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise errors.BadRequest(f"{name} is not a valid tar stream: {exc}") from exc
+    reader.drain()
+    ex.finish()
+    ex.stats.diff_id = reader.digest
+
+
 def extract_layer(blob: Path, dest: Path, *, flatten: bool = False) -> LayerStats:
     """Unpack a layer blob into the directory ``dest``; see the module docstring.
 
@@ -399,19 +484,7 @@ def extract_layer(blob: Path, dest: Path, *, flatten: bool = False) -> LayerStat
     try:
         ex = _Extractor(root_fd, flatten=flatten)
         with open_layer(blob) as reader:
-            try:
-                with tarfile.open(fileobj=reader, mode="r|") as tf:
-                    for member in tf:
-                        try:
-                            ex.entry(tf, member)
-                        except OSError as exc:
-                            cls = errors.BadRequest if exc.errno in _BAD_ENTRY else errors.RuntimeError
-                            raise cls(f"unpacking layer entry {member.name!r}: {exc}") from exc
-            except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
-                raise errors.BadRequest(f"layer {blob.name} is not a valid tar stream: {exc}") from exc
-            reader.drain()
-            ex.finish()
-            ex.stats.diff_id = reader.digest
+            _extract_into(ex, reader, f"layer {blob.name}")
         return ex.stats
     finally:
         os.close(root_fd)

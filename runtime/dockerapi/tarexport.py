@@ -1,0 +1,278 @@
+"""``docker load`` and ``docker import``: archives into the engine's store (moby
+``image/tarexport/load.go``, ``daemon/images/image_import.go``).
+
+Two layouts are read, as dockerd 20.10 and later read them:
+
+* ``docker save``'s docker-archive: ``manifest.json`` (``[{"Config", "RepoTags", "Layers"}]``),
+  the configs and the layer tars it names (``repositories`` is the legacy index and adds
+  nothing manifest.json does not say);
+* an OCI image layout: ``oci-layout``, ``index.json`` and ``blobs/<alg>/<hex>``; tags come
+  from the ``io.containerd.image.name`` or ``org.opencontainers.image.ref.name`` annotations.
+
+The whole archive is on the sandbox's disk (the API spools the upload there: its quota) and
+is read in place as a tar *index*: no member is ever written out under its own name, so a
+member called ``../../etc/passwd`` or ``/etc/shadow`` reaches nothing. Names that the
+archive's JSON gives are cleaned and looked up in that index: one that climbs out of the
+archive (``..`` above its root) is refused, a symlink member is followed inside the
+archive only (a bounded number of hops), and only a regular member is read. JSON documents
+are read with a size cap; layers go to ``EngineStore.ingest_layer`` (digest checked against
+the config's ``diff_ids``, unpacked without leaving the layer's directory, within the disk's
+free space); an image is recorded only once every layer of it is in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import posixpath
+import re
+import tarfile
+from collections.abc import Iterator
+from typing import IO, Any
+
+from runtime import errors
+from runtime.dockerapi import ENGINE_VERSION
+from runtime.dockerapi.commit import apply_changes
+from runtime.dockerapi.store import EngineStore, normalize_ref, now_rfc3339
+
+MAX_JSON = 8 << 20  # manifest.json, index.json, a config
+MAX_MEMBERS = 50_000
+MAX_HOPS = 16
+DIGEST_RE = re.compile(r"^(sha256):([0-9a-f]{64})$")
+MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json")
+INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
+
+
+class _Archive:
+    """The members of an image archive by cleaned name; reads never leave the archive."""
+
+    def __init__(self, fileobj: IO[bytes]) -> None:
+        try:
+            self.tf = tarfile.open(fileobj=fileobj, mode="r:*")  # noqa: SIM115 - closed by close()
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise errors.BadRequest(f"the request body is not an image archive (a tar): {exc}") from None
+        self.members: dict[str, tarfile.TarInfo] = {}
+        try:
+            for n, m in enumerate(self.tf):
+                if n >= MAX_MEMBERS:
+                    raise errors.BadRequest(f"the archive has more than {MAX_MEMBERS} entries: not an image archive")
+                name = _clean(m.name)
+                if name:
+                    self.members[name] = m
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            self.close()
+            raise errors.BadRequest(f"the image archive is not a readable tar: {exc}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self.tf.close()
+
+    def has(self, name: str) -> bool:
+        return name in self.members
+
+    def _member(self, ref: str) -> tarfile.TarInfo:
+        name = _clean(ref)
+        if name is None:
+            raise errors.BadRequest(f"the image archive names a path outside itself: {ref!r}")
+        for _ in range(MAX_HOPS):
+            m = self.members.get(name)
+            if m is None:
+                raise errors.BadRequest(f"the image archive lacks {ref!r}")
+            if m.isreg():
+                return m
+            if m.issym():
+                target = (
+                    m.linkname if m.linkname.startswith("/") else posixpath.join(posixpath.dirname(name), m.linkname)
+                )
+            elif m.islnk():
+                target = m.linkname
+            else:
+                raise errors.BadRequest(f"{ref!r} in the image archive is not a file")
+            next_name = _clean(target)
+            if next_name is None:
+                raise errors.BadRequest(f"{ref!r} in the image archive links outside the archive ({m.linkname!r})")
+            name = next_name
+        raise errors.BadRequest(f"{ref!r} in the image archive: too many levels of links")
+
+    @contextlib.contextmanager
+    def open(self, ref: str) -> Iterator[IO[bytes]]:
+        f = self.tf.extractfile(self._member(ref))
+        assert f is not None
+        with f:
+            yield f
+
+    def read(self, ref: str, limit: int = MAX_JSON) -> bytes:
+        m = self._member(ref)
+        if m.size > limit:
+            raise errors.BadRequest(f"{ref!r} in the image archive is larger than {limit} bytes")
+        with self.open(ref) as f:
+            return f.read()
+
+    def json(self, ref: str) -> Any:
+        try:
+            return json.loads(self.read(ref))
+        except ValueError as exc:
+            raise errors.BadRequest(f"{ref!r} in the image archive is not JSON: {exc}") from None
+
+
+def _clean(name: str) -> str | None:
+    """A member name relative to the archive's root ("./a//b" -> "a/b"); None if it climbs out."""
+    parts: list[str] = []
+    for p in name.split("/"):
+        if p in ("", "."):
+            continue
+        if p == "..":
+            if not parts:
+                return None
+            parts.pop()
+            continue
+        parts.append(p)
+    return "/".join(parts)
+
+
+def _blob(desc: Any) -> str:
+    digest = str(desc.get("digest") or "") if isinstance(desc, dict) else ""
+    m = DIGEST_RE.match(digest)
+    if not m:
+        raise errors.BadRequest(f"invalid digest in the image archive: {digest!r}")
+    return f"blobs/{m.group(1)}/{m.group(2)}"
+
+
+def _diff_ids(config_bytes: bytes, what: str) -> list[str]:
+    try:
+        config = json.loads(config_bytes)
+        diff_ids = [str(d) for d in config["rootfs"]["diff_ids"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise errors.BadRequest(f"{what} is not an image config (rootfs.diff_ids): {exc}") from None
+    for d in diff_ids:
+        if not DIGEST_RE.match(d):
+            raise errors.BadRequest(f"{what}: invalid diff id {d!r}")
+    return diff_ids
+
+
+def load(store: EngineStore, fileobj: IO[bytes]) -> list[str]:
+    """Load every image of the archive ``fileobj`` (seekable); the lines dockerd reports
+    ("Loaded image: name:tag", or "Loaded image ID: sha256:..." for an untagged one)."""
+    archive = _Archive(fileobj)
+    try:
+        if archive.has("manifest.json"):
+            return _load_docker(store, archive)
+        if archive.has("index.json"):
+            return _load_oci(store, archive)
+        if archive.has("repositories"):
+            raise errors.BadRequest(
+                "this is a legacy (v1) image archive without manifest.json, which this engine does not load"
+            )
+        raise errors.BadRequest(
+            "open manifest.json: no such file or directory (neither a docker save archive nor an OCI image layout)"
+        )
+    finally:
+        archive.close()
+
+
+def _record(store: EngineStore, config_bytes: bytes, layers: list[str], tags: list[str], out: list[str]) -> None:
+    image = store.add_image(config_bytes, tags)
+    if tags:
+        out.extend(f"Loaded image: {t}" for t in tags)
+    else:
+        out.append(f"Loaded image ID: {image.id}")
+
+
+def _tags(raw: Any) -> list[str]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise errors.BadRequest("RepoTags in manifest.json must be a list")
+    return [normalize_ref(str(t)) for t in raw]
+
+
+def _load_docker(store: EngineStore, archive: _Archive) -> list[str]:
+    manifest = archive.json("manifest.json")
+    if not isinstance(manifest, list) or not all(isinstance(e, dict) for e in manifest):
+        raise errors.BadRequest("manifest.json must be a list of images")
+    out: list[str] = []
+    for entry in manifest:
+        config_ref = str(entry.get("Config") or "")
+        config_bytes = archive.read(config_ref)
+        diff_ids = _diff_ids(config_bytes, config_ref)
+        layer_refs = entry.get("Layers") or []
+        if not isinstance(layer_refs, list) or len(layer_refs) != len(diff_ids):
+            raise errors.BadRequest("invalid manifest, layers length mismatch")
+        tags = _tags(entry.get("RepoTags"))
+        for ref, diff_id in zip(layer_refs, diff_ids, strict=True):
+            if store.has_layer(diff_id):
+                continue
+            with archive.open(str(ref)) as f:
+                store.ingest_layer(f, what=f"layer {ref}", expect=diff_id)
+        _record(store, config_bytes, diff_ids, tags, out)
+    return out
+
+
+def _load_oci(store: EngineStore, archive: _Archive) -> list[str]:
+    index = archive.json("index.json")
+    out: list[str] = []
+
+    def manifests(doc: Any, depth: int, name: str) -> Iterator[tuple[Any, str]]:
+        if depth > 4:
+            raise errors.BadRequest("index.json: image indexes nested too deep")
+        for desc in (doc.get("manifests") if isinstance(doc, dict) else None) or []:
+            annotations = (desc.get("annotations") if isinstance(desc, dict) else None) or {}
+            ref = str(annotations.get("io.containerd.image.name") or "") or name
+            if not ref:
+                short = str(annotations.get("org.opencontainers.image.ref.name") or "")
+                ref = short if ":" in short or "/" in short else ""
+            media = str(desc.get("mediaType") or "")
+            platform = desc.get("platform") or {}
+            if platform and (platform.get("os"), platform.get("architecture")) != ("linux", "amd64"):
+                continue
+            if media in INDEX_TYPES:
+                yield from manifests(archive.json(_blob(desc)), depth + 1, ref)
+            elif media in MANIFEST_TYPES or not media:
+                yield archive.json(_blob(desc)), ref
+
+    for manifest, ref in manifests(index, 0, ""):
+        config_desc = manifest.get("config") if isinstance(manifest, dict) else None
+        if not isinstance(config_desc, dict):
+            raise errors.BadRequest("an image manifest in the archive has no config")
+        config_bytes = archive.read(_blob(config_desc))
+        if "sha256:" + hashlib.sha256(config_bytes).hexdigest() != config_desc.get("digest"):
+            raise errors.BadRequest(f"config {config_desc.get('digest')} does not match its digest")
+        diff_ids = _diff_ids(config_bytes, str(config_desc.get("digest")))
+        layer_descs = manifest.get("layers") or []
+        if not isinstance(layer_descs, list) or len(layer_descs) != len(diff_ids):
+            raise errors.BadRequest("invalid manifest, layers length mismatch")
+        for desc, diff_id in zip(layer_descs, diff_ids, strict=True):
+            if "zstd" in str(desc.get("mediaType") or ""):
+                raise errors.BadRequest("zstd-compressed layers are not supported; save the image with gzip layers")
+            if store.has_layer(diff_id):
+                continue
+            with archive.open(_blob(desc)) as f:
+                store.ingest_layer(f, what=f"layer {desc.get('digest')}", expect=diff_id)
+        tags = [normalize_ref(ref)] if ref else []
+        _record(store, config_bytes, diff_ids, tags, out)
+    if not out:
+        raise errors.BadRequest("index.json lists no linux/amd64 image")
+    return out
+
+
+def import_rootfs(store: EngineStore, body: IO[bytes], *, tag: str, message: str, changes: list[str]) -> str:
+    """``docker import``: a filesystem tar (plain, gzip, bzip2 or xz) as a one-layer image,
+    its config from ``changes``; the layer is unpacked by ``EngineStore.ingest_layer``."""
+    config = apply_changes({}, changes)  # refused changes fail before any byte is unpacked
+    tags = [normalize_ref(tag)] if tag else []
+    layer = store.ingest_layer(body, what="docker import")
+    created = now_rfc3339()
+    comment = message or "Imported from -"
+    doc: dict[str, Any] = {
+        "architecture": "amd64",
+        "os": "linux",
+        "created": created,
+        "config": config,
+        "docker_version": ENGINE_VERSION,
+        "comment": comment,
+        "history": [{"created": created, "comment": comment}],
+    }
+    return store.commit(doc, [layer], tags=tags).id
