@@ -72,6 +72,7 @@ def routes(sid: str) -> list[Call]:
         ("POST", sb + "/touch", {}),
         ("GET", sb + "/kubeconfig", {}),
         ("POST", sb + "/kube-users", {"json": {"user": "u"}}),
+        ("POST", sb + "/kube/connectivity", {"json": {"namespace": "d", "pod": "p", "host": "10.0.0.1", "port": 1}}),
         ("GET", sb + "/docker", {}),
         ("POST", sb + "/exec", {"json": {"argv": ["true"]}}),
         ("POST", sb + "/sessions", {"json": {}}),
