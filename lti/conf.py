@@ -18,6 +18,7 @@ top of it this module:
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 from typing import Any
 
@@ -39,6 +40,7 @@ from lti.models import Deployment, LtiNonce, LtiStateValue, Platform
 
 HTTP_TIMEOUT = 10.0  # seconds, every request to a platform
 JWT_LEEWAY = 10  # seconds of clock skew tolerated on exp / iat
+JWKS_CACHE = 300  # seconds a platform's key set is reused between launches
 STATE_PARAM_PLATFORM = "platform"
 
 
@@ -176,6 +178,27 @@ class ToolMessageLaunch(DjangoMessageLaunch):
     def registration(self) -> ToolRegistration:
         assert isinstance(self._registration, ToolRegistration)
         return self._registration
+
+    def get_public_key(self) -> tuple[str, str]:
+        """The platform's key for this token, from a key set cached for JWKS_CACHE; a key id
+        missing from the cached set (the platform rotated) fetches the set again once."""
+        registration = self.registration()
+        url = registration.get_key_set_url() or ""
+        cache_key = "jwks:" + hashlib.sha256(url.encode()).hexdigest()
+        storage = DbLaunchDataStorage()
+        cached = storage.get_value(cache_key)
+        try:
+            if isinstance(cached, dict):
+                registration.set_key_set(cached)  # type: ignore[arg-type]
+                try:
+                    return super().get_public_key()
+                except LtiException:
+                    registration.set_key_set(None)
+            found = super().get_public_key()
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise LtiException(f"the platform's key set at {url} is not a JWKS") from exc
+        storage.set_value(cache_key, registration.get_key_set(), exp=JWKS_CACHE)
+        return found
 
     def validate_jwt_signature(self) -> ToolMessageLaunch:
         registration = self.registration()

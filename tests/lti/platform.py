@@ -103,6 +103,7 @@ class LMS:
     fail_scores: int = 0  # answer the next N score posts with 503
     next_link: str = ""
     deleted: set[str] = field(default_factory=set)
+    jwks_fetches: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- what a test calls ----------------------------------------------------------------
@@ -159,6 +160,10 @@ class LMS:
         return jwt.encode(
             claims, key or self.private_pem, algorithm="RS256", headers={"kid": kid or self.public_jwk["kid"]}
         )
+
+    def rotate_key(self) -> None:
+        """The LMS replaces its signing key (and publishes only the new one)."""
+        self.private_pem, self.public_jwk = rsa_key()
 
     def delete_lineitem(self, url: str) -> None:
         """An instructor deletes the gradebook column in the LMS."""
@@ -236,6 +241,7 @@ class LMS:
 
     def handle(self, method: str, path: str, query: dict[str, str], headers: Any, body: bytes) -> tuple[int, str, str]:
         if method == "GET" and path == "/jwks":
+            self.jwks_fetches += 1
             return 200, "application/json", json.dumps({"keys": [self.public_jwk]})
         if method == "GET" and path == "/auth":
             return self._auth(query)

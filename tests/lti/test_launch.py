@@ -80,3 +80,12 @@ def test_an_lms_instructor_joins_a_course_that_lists_its_instructors(lms: Any, c
     other = type(course.course).objects.create(slug="open", title="Open")
     launch(Client(), lms, lms.claims(sub="teach-3", roles=INSTRUCTOR_ROLES, context="c2", target="course:open"))
     assert not other.instructors.exists()
+
+
+def test_the_platforms_key_set_is_cached_and_fetched_again_when_it_rotates(lms: Any, course: Any) -> None:
+    for n in range(3):
+        assert launch(Client(), lms, lms.claims(sub=f"c-{n}", roles=LEARNER)).status_code == 302
+    assert lms.jwks_fetches == 1
+    lms.rotate_key()
+    assert launch(Client(), lms, lms.claims(sub="c-after", roles=LEARNER)).status_code == 302
+    assert lms.jwks_fetches == 2
