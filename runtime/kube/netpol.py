@@ -96,6 +96,11 @@ PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 NETPOLS = "networkpolicies.networking.k8s.io"
 PROBE_HELPER = Path(__file__).with_name("_netns_probe.py")
 MAX_PROBE_TIMEOUT = 10.0
+MAX_RULE_BYTES = 512 * 1024
+TOO_BIG = (
+    f"# kubelab: the NetworkPolicies make more than {MAX_RULE_BYTES // 1024} KiB of rules: "
+    "isolated pods are allowed nothing\n"
+)
 _DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 # The cluster DNS as the pod it stands for (see the module docstring).
@@ -307,8 +312,28 @@ class _Cluster:
         return out
 
 
+class _TooBig(Exception):
+    """The rules would exceed ``MAX_RULE_BYTES``: enforce the isolation, allow nothing."""
+
+
+class _Budget:
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def take(self, line: str) -> str:
+        self.left -= len(line) + 5
+        if self.left < 0:
+            raise _TooBig
+        return line
+
+
 def _rule_lines(
-    peers: list[_Peer] | None, ports: list[_Port] | None, field_: str, dests: list[_Pod], target: _Pod | None
+    peers: list[_Peer] | None,
+    ports: list[_Port] | None,
+    field_: str,
+    dests: list[_Pod],
+    target: _Pod | None,
+    budget: _Budget,
 ) -> list[str]:
     """nft rules (ending in ``return``) for one ingress/egress rule.
 
@@ -324,13 +349,13 @@ def _rule_lines(
             continue
         for port in port_list:
             if port is None:
-                out.append(f"{pm} return".strip())
+                out.append(budget.take(f"{pm} return".strip()))
             elif port.name is None:
-                out.append(f"{pm} {port.match()} return".strip())
+                out.append(budget.take(f"{pm} {port.match()} return".strip()))
             elif target is not None:
                 n = port.resolve(target)
                 if n is not None:
-                    out.append(f"{pm} {port.match(n)} return".strip())
+                    out.append(budget.take(f"{pm} {port.match(n)} return".strip()))
             else:
                 by_number: dict[int, list[str]] = {}
                 for d in dests:
@@ -340,17 +365,22 @@ def _rule_lines(
                             by_number.setdefault(n, []).append(d.ip)
                 for n, ips in sorted(by_number.items()):
                     addrs = ", ".join(sorted(set(ips), key=ipaddress.IPv4Address))
-                    out.append(f"ip daddr {{ {addrs} }} {port.match(n)} return")
+                    out.append(budget.take(f"ip daddr {{ {addrs} }} {port.match(n)} return"))
     return out
 
 
 def render(policies: list[Obj], pods: list[Obj], namespaces: list[Obj]) -> str:
     """The whole ``nft -f`` script for the cluster's state (deterministic: equal states give
-    equal text, which is how ``NetworkPolicyAgent.sync`` knows nothing changed)."""
+    equal text, which is how ``NetworkPolicyAgent.sync`` knows nothing changed).
+
+    The rules are bounded (``MAX_RULE_BYTES``: a student's policies are hostile input, and
+    peers times ports multiplies): past that, every isolated pod keeps its isolation and is
+    allowed nothing (fail closed), and the script says so in a comment (``TOO_BIG``)."""
     cl = _Cluster(pods, namespaces)
     ingress: dict[str, list[str]] = {}  # pod ip -> rules of every policy isolating it
     egress: dict[str, list[str]] = {}
     order = sorted(policies, key=lambda p: (p["metadata"].get("namespace", ""), p["metadata"].get("name", "")))
+    work: list[tuple[str, dict[str, Any], list[_Pod], list[str]]] = []
     for pol in order:
         meta, spec = pol.get("metadata") or {}, pol.get("spec") or {}
         if not isinstance(spec, dict):
@@ -359,19 +389,39 @@ def render(policies: list[Obj], pods: list[Obj], namespaces: list[Obj]) -> str:
         sel = _selects(spec.get("podSelector"))
         selected = [p for p in cl.pods if p.namespace == ns and sel(p.labels)]
         types = spec.get("policyTypes") or (["Ingress", "Egress"] if "egress" in spec else ["Ingress"])
-        for pod in selected:
+        for pod in selected:  # isolation first: it holds even when the rules are too many
             if "Ingress" in types:
-                lines = ingress.setdefault(pod.ip, [])
-                for rule in spec.get("ingress") or []:
-                    if isinstance(rule, dict):
-                        peers = cl.peers(rule.get("from"), ns, cl.pods)
-                        lines += _rule_lines(peers, _ports(rule.get("ports")), "saddr", [], pod)
+                ingress.setdefault(pod.ip, [])
             if "Egress" in types:
-                lines = egress.setdefault(pod.ip, [])
-                for rule in spec.get("egress") or []:
-                    if isinstance(rule, dict):
-                        peers = cl.peers(rule.get("to"), ns, cl.destinations)
-                        lines += _rule_lines(peers, _ports(rule.get("ports")), "daddr", cl.destinations, None)
+                egress.setdefault(pod.ip, [])
+        if selected:
+            work.append((ns, spec, selected, list(types) if isinstance(types, list) else []))
+    budget = _Budget(MAX_RULE_BYTES)
+    too_big = False
+    try:
+        for ns, spec, selected, types in work:
+            if "Ingress" in types:
+                rules = [
+                    (cl.peers(r.get("from"), ns, cl.pods), _ports(r.get("ports")))
+                    for r in spec.get("ingress") or []
+                    if isinstance(r, dict)
+                ]
+                for pod in selected:
+                    for peers, ports in rules:
+                        ingress[pod.ip] += _rule_lines(peers, ports, "saddr", [], pod, budget)
+            if "Egress" in types:
+                lines: list[str] = []  # the same for every selected pod: named ports are the destinations'
+                for r in spec.get("egress") or []:
+                    if isinstance(r, dict):
+                        peers = cl.peers(r.get("to"), ns, cl.destinations)
+                        lines += _rule_lines(peers, _ports(r.get("ports")), "daddr", cl.destinations, None, budget)
+                for pod in selected:
+                    for line in lines:
+                        egress[pod.ip].append(budget.take(line))
+    except _TooBig:
+        too_big = True
+        ingress = {ip: [] for ip in ingress}
+        egress = {ip: [] for ip in egress}
     chains: list[_Chain] = []
     vmaps: dict[str, list[str]] = {"in": [], "eg": []}
     for kind, table in (("in", ingress), ("eg", egress)):
@@ -388,7 +438,7 @@ def render(policies: list[Obj], pods: list[Obj], namespaces: list[Obj]) -> str:
     if vmaps["eg"]:
         inp.append(f"ip daddr {DNS_IP} ip saddr vmap {{ {', '.join(vmaps['eg'])} }}")
     return (
-        f"table ip {TABLE}\ndelete table ip {TABLE}\n"
+        (TOO_BIG if too_big else "") + f"table ip {TABLE}\ndelete table ip {TABLE}\n"
         f"table ip {TABLE} {{\n"
         "  chain forward {\n    type filter hook forward priority filter - 5; policy accept;\n"
         + "".join(f"    {r}\n" for r in forward)
@@ -413,6 +463,7 @@ class NetworkPolicyAgent:
     kubelet sync that is busy starting containers."""
 
     RESYNC = 60.0  # seconds: a safety net only, every change wakes the agent
+    SPACING = 0.2  # seconds between two syncs: a burst of writes is one render, not hundreds
 
     def __init__(self, host: ClusterHost, engine: Engine) -> None:
         self.host = host
@@ -454,6 +505,7 @@ class NetworkPolicyAgent:
                 self.sync()
             except Exception:
                 log.exception("network policy agent of sandbox pid %d: sync failed", self.pid)
+            self._stop.wait(self.SPACING)
 
     def sync(self) -> None:
         """Bring the table in line with the cluster (a no-op when nothing changed)."""
@@ -465,6 +517,10 @@ class NetworkPolicyAgent:
             )
             if script == self._last:
                 return
+            if script.startswith(TOO_BIG):
+                log.warning(
+                    "network policies of sandbox pid %d: too many rules, isolated pods allowed nothing", self.pid
+                )
             try:
                 if policies and not self._bridged:
                     # per netns: bridged pod-to-pod frames meet the IPv4 hooks (see the docstring)

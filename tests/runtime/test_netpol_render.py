@@ -256,3 +256,31 @@ def test_real_nft_accepts_every_shape() -> None:
     result = _nft_check(script)
     assert result.returncode == 0, result.stderr + script
     assert _nft_check(render([], PODS, NAMESPACES)).returncode == 0
+
+
+def test_a_flood_of_rules_keeps_the_isolation_and_allows_nothing() -> None:
+    """Peers times ports multiplies: a policy a student can store (well under the 1.5 MiB
+    object limit) would make gigabytes of nft text. Past MAX_RULE_BYTES the rendering
+    stops, every isolated pod keeps its isolation and gets no allow rule (fail closed)."""
+    from runtime.kube.netpol import MAX_RULE_BYTES, TOO_BIG
+
+    pods = [pod("prod", f"p{i}", f"10.244.0.{i + 2}", {"app": "x"}) for i in range(200)]
+    spec = {
+        "podSelector": {},
+        "policyTypes": ["Ingress", "Egress"],
+        "ingress": [
+            {
+                "from": [{"podSelector": {}}] * 700,
+                "ports": [{"port": p} for p in range(1, 701)],
+            }
+        ],
+        "egress": [{"to": [{"ipBlock": {"cidr": f"10.{i}.0.0/16"}} for i in range(200)]}],
+    }
+    script = render([pol("flood", "prod", spec)], pods, NAMESPACES)
+    assert script.startswith(TOO_BIG)
+    assert len(script) < MAX_RULE_BYTES
+    for i in (2, 101, 201):
+        assert chain_of(script, "in", f"10.244.0.{i}") == ["drop"]
+        assert chain_of(script, "eg", f"10.244.0.{i}") == ["drop"]
+    # an ordinary policy set is far from the bound
+    assert not render([pol("deny", "prod", {"podSelector": {}, "ingress": [{}]})], pods, NAMESPACES).startswith("#")
