@@ -31,7 +31,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 from django.urls import reverse
 from django.utils import timezone
@@ -218,10 +218,19 @@ def _identity_user(*, issuer: str, sub: str, person: dict[str, Any], role: str, 
         raise LaunchRefused("The launch names no user (sub), so nobody can be signed in.")
     identity = LtiIdentity.objects.select_related("user").filter(issuer=issuer, sub=sub).first()
     if identity is None:
-        user = get_user_model().objects.create_user(username=_username(issuer, sub))
-        user.set_unusable_password()
-        user.save(update_fields=["password"])
-        identity = LtiIdentity.objects.create(issuer=issuer, sub=sub, user=user)
+        username = _username(issuer, sub)
+        if get_user_model().objects.filter(username=username).exists():
+            # taken by an account that is not this person's (e.g. a sign-up that guessed the name)
+            username = f"{username}-{uuid.uuid4().hex[:8]}"
+        try:
+            with transaction.atomic():
+                user = get_user_model().objects.create_user(username=username)
+                user.set_unusable_password()
+                user.save(update_fields=["password"])
+                identity = LtiIdentity.objects.create(issuer=issuer, sub=sub, user=user)
+        except IntegrityError:
+            # the same person's other launch (two tabs) made the account first
+            identity = LtiIdentity.objects.select_related("user").get(issuer=issuer, sub=sub)
     user = identity.user
     if not user.is_active:
         raise LaunchRefused("This account is disabled on this site. Ask its administrators.")

@@ -229,3 +229,17 @@ def test_a_deep_link_return_address_that_is_not_http_is_refused(lms: Any, course
     launch_id = picker.content.decode().split('name="launch_id" value="', 1)[1].split('"', 1)[0]
     answer = client.post("/lti/deep-link/", {"launch_id": launch_id, "target": "course:k8s"})
     assert answer.status_code == 400 and b"javascript:" not in answer.content
+
+
+def test_a_local_account_named_like_an_lti_user_never_becomes_that_user(lms: Any, course: Any) -> None:
+    from lti.services import _username
+    from tests.factories import StudentFactory
+
+    squatter = StudentFactory.create(username=_username(lms.issuer, "victim"), email="victim@lms.example")
+    client = Client()
+    response = launch(client, lms, lms.claims(sub="victim", roles=LEARNER))
+    assert response.status_code == 302
+    victim = LtiIdentity.objects.get(issuer=lms.issuer, sub="victim").user
+    assert victim != squatter and int(client.session["_auth_user_id"]) == victim.pk
+    # Nor does a local account with the LMS user's email: accounts are never linked by email.
+    assert victim.email == squatter.email
