@@ -213,3 +213,64 @@ def test_the_python_client_forwards_over_the_channel_protocol(daemon: RealDaemon
     finally:
         pf.close()
         api.close()
+
+
+def test_a_helm_created_chart_lives_through_its_lifecycle_and_its_notes_work(
+    daemon: RealDaemon, box: dict[str, Any]
+) -> None:
+    """The real helm v4 of lab-base against the sandbox's cluster, pods running: ``helm
+    create``'s chart (nginx at the catalog's tag), install --wait, the NOTES' port-forward
+    commands run as printed, helm test, upgrade, rollback, uninstall, then the same name again."""
+    sid, ns = box["id"], "helm"
+    helm = f"helm -n {ns}"
+    code, out = run(
+        daemon,
+        sid,
+        f"cd /root && helm create web >/dev/null && helm lint web && "
+        f"{helm} install demo web --create-namespace --set image.tag=1.22 --wait --timeout 180s",
+        timeout=240,
+    )
+    assert code == 0, out
+    assert "STATUS: deployed" in out and "REVISION: 1" in out, out
+    notes = [line.strip() for line in out.splitlines() if line.strip().startswith(("export ", "kubectl "))]
+    assert [n.split()[0] for n in notes] == ["export", "export", "kubectl"] and "port-forward" in notes[2], out
+    follow = (
+        f"{notes[0]}\n{notes[1]}\n{notes[2]} >/tmp/pfh.log 2>&1 &\n"
+        "pf=$!\n"
+        'for i in $(seq 100); do grep -q "Forwarding from 127.0.0.1:8080" /tmp/pfh.log && break\n'
+        "sleep 0.1; done\n"
+        "curl -sS -m 10 http://127.0.0.1:8080/\n"
+        "status=$?\n"
+        "kill $pf; wait $pf 2>/dev/null\n"
+        "cat /tmp/pfh.log\n"
+        "exit $status\n"
+    )
+    code, out = run(daemon, sid, follow)
+    assert code == 0, out
+    assert "Welcome to nginx!" in out, out
+
+    code, out = run(daemon, sid, f"{helm} test demo", timeout=150)
+    assert code == 0 and "Phase:          Succeeded" in out, out
+
+    steps = (
+        f"{helm} upgrade demo /root/web --set image.tag=1.22 --set replicaCount=2 --wait --timeout 180s",
+        f"{helm} rollback demo 1 --wait --timeout 180s",
+    )
+    for step in steps:
+        code, out = run(daemon, sid, step, timeout=240)
+        assert code == 0, out
+    code, out = run(
+        daemon, sid, f"{helm} history demo && kubectl -n {ns} get deploy demo-web -o jsonpath='{{.spec.replicas}}'"
+    )
+    assert code == 0 and "Rollback to 1" in out and out.endswith("\n1"), out
+
+    code, out = run(daemon, sid, f"{helm} uninstall demo --wait && kubectl -n {ns} get secrets,deploy,svc -o name")
+    assert code == 0 and 'release "demo" uninstalled' in out, out
+    assert "sh.helm.release" not in out and "deployment.apps/" not in out, out
+
+    code, out = run(
+        daemon, sid, f"{helm} install demo /root/web --set image.tag=1.22 --wait --timeout 180s", timeout=240
+    )
+    assert code == 0 and "REVISION: 1" in out, out
+    code, out = run(daemon, sid, f"{helm} list -q && kubectl -n {ns} get secrets -l owner=helm -o name")
+    assert code == 0 and out.split() == ["demo", "secret/sh.helm.release.v1.demo.v1"], out
