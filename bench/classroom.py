@@ -128,6 +128,46 @@ for s in LabSession.objects.filter(user__username__startswith=sys.argv[1]).exclu
 """
 
 
+# Where a Start's and a Check's time went, from the database (the provisioning steps' own
+# timestamps in LabSession.progress; Submission's created/started/finished): seconds, p50/p95.
+BREAKDOWN = """
+import json, statistics, sys
+import django
+django.setup()
+from datetime import datetime
+from grader.models import Submission
+from labs.models import LabSession
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return round(xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))], 2) if xs else None
+
+steps = {"queued": [], "image": [], "find": [], "create": [], "tokens": [], "total": []}
+for s in LabSession.objects.filter(user__username__startswith=sys.argv[1], ready_at__isnull=False):
+    at = {}
+    for p in s.progress or []:
+        at.setdefault(p["stage"], datetime.fromisoformat(p["at"]))
+    if not all(k in at for k in ("image", "image-ready", "sandbox-ready", "ready")):
+        continue
+    sandbox = at.get("sandbox", at["image-ready"])
+    steps["queued"].append((at["image"] - s.created_at).total_seconds())
+    steps["image"].append((at["image-ready"] - at["image"]).total_seconds())
+    steps["find"].append((sandbox - at["image-ready"]).total_seconds())
+    steps["create"].append((at["sandbox-ready"] - sandbox).total_seconds())
+    steps["tokens"].append((at["ready"] - at["sandbox-ready"]).total_seconds())
+    steps["total"].append((at["ready"] - s.created_at).total_seconds())
+subs = Submission.objects.filter(user__username__startswith=sys.argv[1], finished_at__isnull=False)
+grading = {"queued": [], "grading": []}
+for sub in subs:
+    if sub.started_at:
+        grading["queued"].append((sub.started_at - sub.created_at).total_seconds())
+        grading["grading"].append((sub.finished_at - sub.started_at).total_seconds())
+out = {f"provision_{k}_p50_p95_s": [pct(v, 50), pct(v, 95)] for k, v in steps.items()}
+out.update({f"check_{k}_p50_p95_s": [pct(v, 50), pct(v, 95)] for k, v in grading.items()})
+print(json.dumps(out))
+"""
+
+
 class Failed(Exception):
     """A student's flow broke: the message says at which step and why."""
 
@@ -655,6 +695,66 @@ async def report_progress(students: list[Student], herd: Herd) -> None:
         log(TAG, f"{time.monotonic() - start:.0f} s: {states}, still starting {herd.starting}, load {loadavg()}")
 
 
+def start_profilers(sup: Supervised, out_dir: str) -> list[tuple[str, Any, str]]:
+    """``py-spy record`` (the .venv's, from requirements.lock) on each process of the platform
+    that the class exercises; ``--subprocesses`` for the Celery pools. Sampling at 50 Hz costs
+    some CPU of its own (in the figures of a profiled run: compare with an unprofiled one)."""
+    import shutil
+    import subprocess
+
+    spy = shutil.which("py-spy", path=str(REPO / ".venv" / "bin")) or shutil.which("py-spy")
+    if spy is None:
+        log(TAG, "py-spy is not installed (pip install -r requirements.lock): not profiling")
+        return []
+    os.makedirs(out_dir, exist_ok=True)
+    running = []
+    for name in ("runtimed", "web", "worker", "grader"):
+        pid = sup.pid(name)
+        if pid is None:
+            continue
+        path = os.path.join(out_dir, f"{name}.txt")
+        cmd = [spy, "record", "--pid", str(pid), "--rate", "50", "--format", "raw", "--output", path, "--nonblocking"]
+        if name in ("worker", "grader"):
+            cmd.append("--subprocesses")
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        running.append((name, proc, path))
+    return running
+
+
+def stop_profilers(running: list[tuple[str, Any, str]], top: int = 8) -> dict[str, list[tuple[str, float]]]:
+    """Stop the samplers (SIGINT: py-spy writes its file) and name where each process spent
+    its samples: each stack is charged to its innermost frame of our own code (py-spy names
+    files by module path: ``runtime/client.py``), so time in a library is charged to the
+    code of ours that called it."""
+    import signal
+    import subprocess
+
+    ours = ("runtime/", "labs/", "grader/", "courses/", "accounts/", "config/")
+    out: dict[str, list[tuple[str, float]]] = {}
+    for name, proc, path in running:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        counts: dict[str, int] = {}
+        total = 0
+        with contextlib.suppress(OSError), open(path) as fh:
+            for line in fh:
+                stack, _, n = line.rstrip().rpartition(" ")
+                if not n.isdigit():
+                    continue
+                total += int(n)
+                frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]  # per function, not line
+                own = [f for f in frames if f.rpartition("(")[2].startswith(ours)]
+                where = own[-1] if own else "(library only) " + frames[-1]
+                counts[where] = counts.get(where, 0) + int(n)
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+        out[name] = [(frame, n / total) for frame, n in ranked[:top]] if total else []
+    return out
+
+
 @contextlib.contextmanager
 def platform(args: argparse.Namespace) -> Iterator[tuple[Target, Supervised | None]]:
     if args.url:
@@ -688,6 +788,13 @@ def main() -> None:
     parser.add_argument("--url", default=None, help="a running platform (default: start one)")
     parser.add_argument("--prefix", default="bench-student-", help="user names of the students")
     parser.add_argument("--deadline", type=float, default=2400.0, help="seconds the class may take in all")
+    parser.add_argument(
+        "--profile",
+        default=None,
+        metavar="DIR",
+        help="sample runtimed, daphne and both Celery workers (their pool processes too) with py-spy "
+        "during the class; raw stacks into DIR, the hottest frames on stderr (own platform only)",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root: runtimed drives runc")
@@ -701,7 +808,15 @@ def main() -> None:
         )
         if args.url:
             django_script(target.manage_env, CLEANUP, args.prefix)
-        figures = asyncio.run(run_class(target, args, ids))
+        profilers = start_profilers(_sup, args.profile) if args.profile and _sup is not None else []
+        try:
+            figures = asyncio.run(run_class(target, args, ids))
+        finally:
+            profiles = stop_profilers(profilers)
+        breakdown = json.loads(django_script(target.manage_env, BREAKDOWN, args.prefix).splitlines()[-1])
+        log(TAG, f"where the time went: {breakdown}")
+        for name, top in profiles.items():
+            log(TAG, f"py-spy {name}: " + "; ".join(f"{share:.0%} {frame}" for frame, share in top))
         alive, how = runtimed_alive_check(target)
         pid = target.runtimed_pid
         rss = pid_status_kb(pid) if pid else None
@@ -709,6 +824,7 @@ def main() -> None:
         log(TAG, f"runtimed afterwards: {'creates a sandbox' if alive else 'DOES NOT create a sandbox'} ({how})")
     result = {
         **figures,
+        **breakdown,
         "runtimed_rss_mb": round(rss / 1024, 1) if rss else None,
         "runtimed_cpu_s": round(cpu, 1) if cpu is not None else None,
         "runtimed_creates_after": alive,

@@ -26,6 +26,10 @@ terminal answers after it. Per fault:
   page polls the submission endpoint when the socket says nothing);
 * ``keystrokes_lost``: markers whose echo did not come back within 10 s while typing.
 
+A Check in flight when runtimed dies is the platform's failure, not the student's: its
+grading is retried until runtimed is back (grader.tasks), so ``checks.statuses`` of the
+runtimed fault should hold verdicts (``passed``/``failed``), never ``error``.
+
 At the end, from the database: finished submissions vs the attempts counted in the
 students' progress (a double count shows here) and submissions graded more than once.
 
@@ -293,6 +297,7 @@ async def one_fault(
         "fault": name,
         "restart_s": round(restart_s, 1) if restart_s is not None else None,
         "recover_s": round(max(recovered), 1) if len(recovered) == len(workers) else None,
+        "recover_p50_s": round(sorted(recovered)[len(recovered) // 2], 1) if recovered else None,
         "recovered": len(recovered),
         "sandboxes_survived": survived,
         "shells_survived": shells,

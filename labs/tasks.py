@@ -8,9 +8,22 @@ Provisioning and release go to the ``provisioning`` queue, never to grading's
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
+from celery.signals import worker_init
 
 from labs import services
+
+
+@worker_init.connect
+def _prepare_runtime_client(**_: Any) -> None:
+    """Before a prefork worker forks its pool: the runtime client's TLS context (unused on
+    its unix socket, but httpx wants one: ~90 ms of CPU to build), so no pool process pays
+    for it on its first task while a class is starting (runtime.client.tls_context)."""
+    from runtime.client import tls_context
+
+    tls_context()
 
 
 @shared_task(
