@@ -30,9 +30,9 @@ def _preload_check_libraries(sender: Any = None, **_: Any) -> None:
     import (about a second on a loaded host: py-spy on a class of 5 found the first two
     gradings at 1.4-1.6 s, the next at 0.3 s, and Checks queued behind them). Imported in
     the main process, the children inherit them."""
-    from runtime.client import tls_context
+    from runtime.client import warm_up
 
-    tls_context()  # every grading makes runtime Clients: their (unused) TLS context, once
+    warm_up()  # every grading makes runtime Clients: their transport's modules and TLS context, once
     queues = getattr(getattr(getattr(sender, "app", None), "amqp", None), "queues", None)
     consuming = set(getattr(queues, "consume_from", None) or {})
     if settings.GRADER_QUEUE not in consuming:

@@ -19,11 +19,11 @@ from labs import services
 @worker_init.connect
 def _prepare_runtime_client(**_: Any) -> None:
     """Before a prefork worker forks its pool: the runtime client's TLS context (unused on
-    its unix socket, but httpx wants one: ~90 ms of CPU to build), so no pool process pays
-    for it on its first task while a class is starting (runtime.client.tls_context)."""
-    from runtime.client import tls_context
+    its unix socket, but httpx wants one: ~90 ms of CPU to build) and transport modules, so
+    no pool process pays for them on its first task while a class is starting."""
+    from runtime.client import warm_up
 
-    tls_context()
+    warm_up()
 
 
 @shared_task(

@@ -106,6 +106,13 @@ def tls_context() -> ssl.SSLContext:
         return _tls
 
 
+def warm_up() -> None:
+    """What a prefork worker's main process calls before forking its pool: the TLS context
+    and httpx's transport modules (httpcore, imported on the first transport: py-spy saw
+    each pool process pay for it on its first task while a class was starting)."""
+    httpx.HTTPTransport(uds="/nonexistent", verify=tls_context())
+
+
 def _unreachable(path: str, exc: BaseException) -> errors.Unreachable:
     return errors.Unreachable(
         f"runtimed is not reachable on {path} ({exc}); is it running? "

@@ -1,10 +1,13 @@
-"""Helper child: open a listening TCP (or bound UDP) socket inside another process's network namespace.
+"""Helper child: open listening TCP (or bound UDP) sockets inside another process's network namespace.
 
-Run as ``python -I -S _netns_listen.py PID HOST PORT FD [tcp|udp]`` by service.py and
-dns.py, never imported by the daemon (kernel work happens in a child process, CONVENTIONS
-#10). It enters ``/proc/PID/ns/net`` with setns(2), binds (and for TCP listens on)
-HOST:PORT there, sends the socket back over the unix socket FD (SCM_RIGHTS) and exits. A socket keeps
-the namespace it was created in, so the daemon can serve it from its own namespace.
+Run as ``python -I -S _netns_listen.py PID FD HOST,PORT,PROTO [HOST,PORT,PROTO ...]`` (PROTO
+``tcp`` or ``udp``) by service.py for the cluster's API listener and dns.py's sockets, never
+imported by the daemon (kernel work happens in a child process, CONVENTIONS #10). It enters
+``/proc/PID/ns/net`` with setns(2), binds (and for TCP listens on) each HOST:PORT there,
+sends the sockets back in that order, in one message over the unix socket FD (SCM_RIGHTS),
+and exits. A socket keeps the namespace it was created in, so the daemon can serve it from
+its own namespace. Several sockets per run: a class starting at once pays one Python
+start-up per sandbox, not four.
 
 Exit status 0 on success; otherwise 1 with the reason on stderr (2 for "address in use").
 """
@@ -21,8 +24,8 @@ CLONE_NEWNET = 0x40000000
 
 
 def main(argv: list[str]) -> int:
-    pid, host, port, chan_fd = int(argv[1]), argv[2], int(argv[3]), int(argv[4])
-    udp = argv[5:6] == ["udp"]
+    pid, chan_fd = int(argv[1]), int(argv[2])
+    specs = [a.split(",") for a in argv[3:]]
     chan = socket.socket(fileno=chan_fd)
     try:
         ns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -34,16 +37,20 @@ def main(argv: list[str]) -> int:
         print(f"setns(net of pid {pid}): {os.strerror(ctypes.get_errno())}", file=sys.stderr)
         return 1
     os.close(ns)
-    lst = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
-    lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        lst.bind((host, port))
-    except OSError as e:
-        print(f"cannot listen on {host}:{port} in the sandbox: {e.strerror}", file=sys.stderr)
-        return 2 if e.errno == errno.EADDRINUSE else 1
-    if not udp:
-        lst.listen(512)
-    socket.send_fds(chan, [b"ok"], [lst.fileno()])
+    made = []
+    for host, port, proto in specs:
+        udp = proto == "udp"
+        lst = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+        lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            lst.bind((host, int(port)))
+        except OSError as e:
+            print(f"cannot listen on {host}:{port} ({proto}) in the sandbox: {e.strerror}", file=sys.stderr)
+            return 2 if e.errno == errno.EADDRINUSE else 1
+        if not udp:
+            lst.listen(512)
+        made.append(lst)
+    socket.send_fds(chan, [b"ok"], [s.fileno() for s in made])
     return 0
 
 

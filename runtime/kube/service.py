@@ -141,10 +141,17 @@ def open_listener_in_netns(
 ) -> socket.socket:
     """A socket listening on HOST:PORT (``proto`` udp: bound to it) inside the network
     namespace of ``pid`` (helper child)."""
+    return open_listeners_in_netns(pid, [(host, port, proto)])[0]
+
+
+def open_listeners_in_netns(pid: int, specs: list[tuple[str, int, str]]) -> list[socket.socket]:
+    """Sockets listening on each (HOST, PORT, PROTO) inside the network namespace of ``pid``,
+    in that order, made by one helper child."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    args = [f"{host},{port},{proto}" for host, port, proto in specs]
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(HELPER), str(pid), host, str(port), str(theirs.fileno()), proto],
+            [sys.executable, "-I", "-S", str(HELPER), str(pid), str(theirs.fileno()), *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -165,13 +172,16 @@ def open_listener_in_netns(
             why = err.decode(errors="replace").strip()[-300:]
             raise errors.RuntimeError(f"could not open the cluster listener in the sandbox: {why}")
         ours.settimeout(HELPER_TIMEOUT)
-        _msg, fds, _flags, _addr = socket.recv_fds(ours, 16, 1, socket.MSG_CMSG_CLOEXEC)
-    if not fds:
-        raise errors.RuntimeError("the netns helper sent no socket")
-    sock = socket.socket(fileno=fds[0])
-    sock.set_inheritable(False)
-    sock.setblocking(False)
-    return sock
+        _msg, fds, _flags, _addr = socket.recv_fds(ours, 16, len(specs), socket.MSG_CMSG_CLOEXEC)
+    socks = [socket.socket(fileno=fd) for fd in fds]
+    if len(socks) != len(specs):
+        for sock in socks:
+            sock.close()
+        raise errors.RuntimeError(f"the netns helper sent {len(socks)} sockets, not {len(specs)}")
+    for sock in socks:
+        sock.set_inheritable(False)
+        sock.setblocking(False)
+    return socks
 
 
 class KubeService:
@@ -402,11 +412,14 @@ class KubeService:
         """Cluster DNS on 10.96.0.10:53 in the sandbox's netns, served on the loop (dns.py)."""
         pid = engine.ctx.pid
         dns.add_address(pid)
-        socks = [
-            open_listener_in_netns(pid, dns.DNS_IP, dns.DNS_PORT, "udp"),
-            open_listener_in_netns(pid, dns.DNS_IP, dns.DNS_PORT, "tcp"),
-            open_listener_in_netns(pid, "0.0.0.0", 0, "udp"),  # noqa: S104 - the sandbox's, to forward
-        ]
+        socks = open_listeners_in_netns(
+            pid,
+            [
+                (dns.DNS_IP, dns.DNS_PORT, "udp"),
+                (dns.DNS_IP, dns.DNS_PORT, "tcp"),
+                ("0.0.0.0", 0, "udp"),  # noqa: S104 - the sandbox's, to forward
+            ],
+        )
         server = dns.ClusterDNS(cluster.store, dns.upstreams(engine.ctx.dir / "rootfs"))
 
         async def start() -> None:
