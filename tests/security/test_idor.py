@@ -42,6 +42,8 @@ from tests.security.conftest import World, client_for, session_cookie, ws_outcom
 #   "own"         the visitor's own data, no id in the URL.
 #   "account"     sign-up, log-in, password flows (Django's auth views; token-protected).
 #   "public"      no data: health check.
+#   "lti"         the LTI tool's endpoints (login, launch, deep linking, JWKS, LMS courses and
+#                 their roster import by id): attacked in tests/security/test_lti_launch.py.
 ROUTES: dict[str, str] = {
     "healthz": "public",
     "signup": "account",
@@ -72,6 +74,12 @@ ROUTES: dict[str, str] = {
     "courses:asset": "content",
     "courses:module": "content",
     "courses:lesson": "content",
+    "lti:login": "lti",
+    "lti:launch": "lti",
+    "lti:jwks": "lti",
+    "lti:deep-link": "lti",
+    "lti:classes": "lti",
+    "lti:roster-import": "lti",
 }
 WS_ROUTES = {
     "ws/whoami/": "own",

@@ -243,3 +243,28 @@ def test_a_local_account_named_like_an_lti_user_never_becomes_that_user(lms: Any
     assert victim != squatter and int(client.session["_auth_user_id"]) == victim.pk
     # Nor does a local account with the LMS user's email: accounts are never linked by email.
     assert victim.email == squatter.email
+
+
+def test_only_the_lms_courses_own_instructors_may_import_its_roster(lms: Any, course: Any) -> None:
+    from tests.factories import InstructorFactory
+
+    teacher, other_teacher = Client(), Client()
+    launch(teacher, lms, lms.claims(sub="t-a", roles=INSTRUCTOR_ROLES, context="course-a"))
+    launch(other_teacher, lms, lms.claims(sub="t-b", roles=INSTRUCTOR_ROLES, context="course-b"))
+    course_a = LtiContext.objects.get(context_id="course-a")
+    lms.members = [{"user_id": "s-1", "roles": LEARNER, "status": "Active"}]
+    # An instructor of another LMS course, a site instructor who never launched, and a learner of
+    # this very course: the same answer as for an id that does not exist.
+    local = Client()
+    local.force_login(InstructorFactory.create())
+    learner = Client()
+    launch(learner, lms, lms.claims(sub="s-2", roles=LEARNER, context="course-a"))
+    for outsider in (other_teacher, local, learner):
+        assert outsider.post(f"/lti/classes/{course_a.pk}/roster/").status_code == 404
+        assert outsider.post("/lti/classes/999999/roster/").status_code == 404
+    assert not LtiIdentity.objects.filter(sub="s-1").exists()
+    listed = other_teacher.get("/lti/classes/").content.decode()
+    assert "course-b" in listed.lower() and "course-a" not in listed.lower()
+    assert Client().post(f"/lti/classes/{course_a.pk}/roster/").status_code == 302  # to the login page
+    assert teacher.post(f"/lti/classes/{course_a.pk}/roster/").status_code == 302
+    assert LtiIdentity.objects.filter(sub="s-1").exists()
