@@ -28,9 +28,11 @@ Where the bytes may go
 Only to a port of the named pod, through ``PodIO.port_forward`` (kubelet.py), which makes
 the socket in that pod's own network namespace and connects it to its loopback: no address
 comes from the request, so nothing outside the pod (the sandbox, runtimed, the host,
-another sandbox) is reachable this way. Frames are bounded (``MAX_FRAME``), header blocks
-are bounded after decompression, a session holds at most ``MAX_PAIRS`` connections and
-``MAX_PENDING`` half-opened streams, and a misbehaving client gets GOAWAY and is closed.
+another sandbox) is reachable this way. Frames are bounded (``MAX_FRAME``), client data
+waiting for a pod by ``QUEUE_CHUNKS`` frames per stream (then the tunnel is not read), header
+blocks after decompression, a session holds at most ``MAX_PAIRS`` connections and
+``MAX_PENDING`` half-opened streams, and a misbehaving client gets GOAWAY and is closed. A
+client's RST_STREAM of a data stream closes its connection to the pod.
 """
 
 from __future__ import annotations
@@ -63,12 +65,12 @@ FLAG_FIN = 0x01
 PROTOCOL_ERROR, REFUSED_STREAM, CANCEL, STREAM_IN_USE = 1, 3, 5, 8
 GOAWAY_PROTOCOL_ERROR = 1
 
-MAX_FRAME = 1 << 20  # client-go writes data frames of at most 32 KiB
+MAX_FRAME = 128 << 10  # client-go writes data frames of at most 32 KiB (io.Copy's buffer)
 MAX_HEADER_BLOCK = 16 << 10  # decompressed: kubectl sends three short headers
 MAX_PAIRS = 32  # forwarded connections open at once in one session
 MAX_PENDING = 16  # streams waiting for their partner
 READ_CHUNK = 32 << 10
-QUEUE_CHUNKS = 16  # client->pod data buffered per stream before the tunnel is paused
+QUEUE_CHUNKS = 4  # client->pod frames buffered per stream before the tunnel is paused
 CONNECT_TIMEOUT = 10.0
 
 
@@ -214,6 +216,7 @@ class _Stream:
     remote_fin: bool = False
     local_fin: bool = False
     reset: bool = False
+    task: asyncio.Task[None] | None = None  # the forwarded connection, once both streams are there
 
 
 class Session:
@@ -360,6 +363,7 @@ class Session:
             task = asyncio.ensure_future(self.forward(group["data"], group["error"]))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
+            group["data"].task = group["error"].task = task
 
     async def on_data(self, sid: int, flags: int, payload: bytes) -> None:
         st = self.streams.get(sid)
@@ -380,9 +384,8 @@ class Session:
         if st is None:
             return
         st.reset = True
-        if st.kind == "data":
-            with contextlib.suppress(asyncio.QueueFull):
-                st.inbox.put_nowait(None)
+        if st.kind == "data" and st.task is not None:
+            st.task.cancel()  # the client gave the connection up: close it on the pod's side too
 
     # -- one forwarded connection -------------------------------------------------------------
 
@@ -454,7 +457,7 @@ async def serve(request: web.Request, call: PortForwardCall) -> web.StreamRespon
         resp.headers["Content-Type"] = "application/json"
         return resp
 
-    ws = web.WebSocketResponse(protocols=(WS_PROTOCOL, CHANNEL_PROTOCOL), max_msg_size=MAX_FRAME + 8, autoping=True)
+    ws = web.WebSocketResponse(protocols=(WS_PROTOCOL, CHANNEL_PROTOCOL), max_msg_size=4 * MAX_FRAME, autoping=True)
     ready = ws.can_prepare(request)
     if not ready.ok:
         return refuse(

@@ -35,6 +35,7 @@ class FakeKubelet:
     def __init__(self, echo_port: int) -> None:
         self.echo_port = echo_port
         self.calls: list[tuple[str, str, int]] = []
+        self.ended: list[bool] = []
 
     def port_forward(self, ns: str, pod: str, port: int) -> socket.socket:
         self.calls.append((ns, pod, port))
@@ -93,17 +94,25 @@ def pair(spdy: Spdy, request_id: str, port: str, base: int) -> bytes:
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[tuple[TestClient, dict[str, str], FakeKubelet]]:
+    ended: list[bool] = []
+
     async def echo(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        while data := await r.read(65536):
-            w.write(data)
-            await w.drain()
-        w.close()
+        try:
+            while data := await r.read(65536):
+                w.write(data)
+                await w.drain()
+        except ConnectionError:
+            pass
+        finally:
+            ended.append(True)  # the pod side of one forwarded connection is closed
+            w.close()
 
     server = await asyncio.start_server(echo, "127.0.0.1", 0)
     echo_port = server.sockets[0].getsockname()[1]
     token = yaml.safe_load(create_cluster(tmp_path, "victim", "https://127.0.0.1:1"))["users"][0]["user"]["token"]
     hub = Hub(tmp_path)
     kubelet = FakeKubelet(echo_port)
+    kubelet.ended = ended
     try:
         async with TestClient(TestServer(make_app(hub))) as tc:
             headers = {"Authorization": f"Bearer {token}"}
@@ -304,3 +313,16 @@ async def test_the_channel_protocol_refuses_bad_ports_before_upgrading(api: Any,
     st = await resp.json()
     assert resp.status == 400 and st["kind"] == "Status" and st["reason"] == "BadRequest", st
     assert kubelet.calls == []
+
+
+async def test_a_client_reset_closes_the_pods_side(api: Any) -> None:
+    tc, headers, kubelet = api
+    ws, spdy = await connect(tc, headers), Spdy()
+    await ws.send_bytes(pair(spdy, "0", "8080", 1) + pf.data_frame(3, 0, b"hello"))
+    await read_until(ws, spdy, lambda s: b"".join(f[3] for f in s if not f[0] and f[1] == 3) == b"hello")
+    assert kubelet.ended == []  # open, and echoing
+    await ws.send_bytes(pf.control_frame(pf.RST_STREAM, 0, struct.pack(">II", 3, pf.CANCEL)))
+    async with asyncio.timeout(10):
+        while not kubelet.ended:
+            await asyncio.sleep(0.01)
+    await ws.close()

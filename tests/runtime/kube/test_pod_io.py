@@ -19,6 +19,7 @@ import os
 import pty
 import select
 import signal
+import socket
 import struct
 import subprocess
 import termios
@@ -196,6 +197,12 @@ class HostPodIO:
         s = HostExecStream(["/bin/sh", "-c", self.scripts[(pod, container)]], stdin, tty)
         self.streams.append(s)
         return s
+
+    def port_forward(self, ns: str, pod: str, port: int) -> socket.socket:
+        """Not done by this stand-in: its pods are host processes with no network of their own
+        (port-forward runs against the real kubelet in test_port_forward.py)."""
+        self.calls.append(("portforward", pod, "", {"port": port}))
+        raise ApiError(400, "BadRequest", "this test PodIO does not forward ports")
 
 
 class InProcessServer:
