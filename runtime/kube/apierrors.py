@@ -8,6 +8,7 @@ causes follow k8s.io/apimachinery's wording exactly.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,7 +97,11 @@ def go_json(obj: Any, pretty: bool = False) -> bytes:
             ("\u2029", "\\u2029"),
         ):
             text = text.replace(c, esc)
-    return text.encode("utf-8", "surrogatepass")
+    # a lone surrogate (a JSON body may escape one) is U+FFFD to Go, which never writes one
+    return _SURROGATE.sub("\ufffd", text).encode("utf-8")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def qualified(resource: str, group: str) -> str:

@@ -204,3 +204,12 @@ def test_the_typed_client_reads_the_status(api: Any, ns: str) -> None:
         client.CoreV1Api(api).read_namespaced_config_map("nope", ns)
     assert e.value.status == 404
     assert json.loads(e.value.body or "")["details"] == {"name": "nope", "kind": "configmaps"}
+
+
+def test_a_lone_surrogate_comes_back_as_go_writes_it(raw: Raw, ns: str) -> None:
+    """JSON may escape a lone surrogate; Go decodes it to U+FFFD and writes valid UTF-8."""
+    status, _, _ = raw("POST", f"/api/v1/namespaces/{ns}/configmaps", _cm("sur", {"k": "a\ud800b"}))
+    assert status == 201
+    status, _, body = raw("GET", f"/api/v1/namespaces/{ns}/configmaps/sur")
+    assert status == 200
+    assert json.loads(body.decode("utf-8"))["data"]["k"] == "a\ufffdb"
