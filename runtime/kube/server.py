@@ -516,10 +516,10 @@ async def _stream_watch(request: web.Request, cluster: Cluster, w: WatchReply) -
 
         async def send(typ: str, obj: dict[str, Any]) -> None:
             nonlocal writing
-            line = json.dumps({"type": typ, "object": obj}, separators=(",", ":")) + "\n"
+            line = go_json({"type": typ, "object": obj})  # json.Encoder.Encode: one line each
             writing = True
             try:
-                await resp.write(line.encode())
+                await resp.write(line)
             finally:
                 writing = False
 

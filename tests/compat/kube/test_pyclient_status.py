@@ -213,3 +213,18 @@ def test_a_lone_surrogate_comes_back_as_go_writes_it(raw: Raw, ns: str) -> None:
     status, _, body = raw("GET", f"/api/v1/namespaces/{ns}/configmaps/sur")
     assert status == 200
     assert json.loads(body.decode("utf-8"))["data"]["k"] == "a\ufffdb"
+
+
+def test_watch_events_are_encoded_as_go_writes_them(raw: Raw, ns: str) -> None:
+    """One compact JSON event per line (json.Encoder.Encode), HTML characters escaped and
+    other text as UTF-8, as the watch encoder writes them."""
+    cm = _cm("w", {"k": "é<"})
+    assert raw("POST", f"/api/v1/namespaces/{ns}/configmaps", cm)[0] == 201
+    status, _, body = raw(
+        "GET", f"/api/v1/namespaces/{ns}/configmaps?watch=1&timeoutSeconds=1&fieldSelector=metadata.name%3Dw"
+    )
+    assert status == 200
+    lines = body.split(b"\n")
+    assert lines[-1] == b"" and len(lines) == 2
+    assert lines[0].startswith(b'{"type":"ADDED","object":{')
+    assert '"data":{"k":"é\\u003c"}'.encode() in lines[0]
