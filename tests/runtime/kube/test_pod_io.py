@@ -517,8 +517,9 @@ def _mark_running(kc: Kubectl, ns: str, pod: str) -> None:
     kc("patch", "pod", pod, "-n", ns, "--subresource=status", "--type=merge", "-p", '{"status":{"phase":"Running"}}')
 
 
-def test_port_forward_is_refused_clearly(kc: Kubectl, pods: str) -> None:
-    # kubectl port-forwards to Running pods only; without a kubelet, say so by hand
+def test_port_forward_upgrades_and_asks_the_kubelet(kc: Kubectl, io: HostPodIO, pods: str) -> None:
+    # kubectl port-forwards to Running pods only; without a kubelet, say so by hand. The tunnel
+    # is served (portforward.py); this stand-in PodIO refuses to dial, which kubectl reports.
     kc(
         "patch",
         "pod",
@@ -530,12 +531,27 @@ def test_port_forward_is_refused_clearly(kc: Kubectl, pods: str) -> None:
         "-p",
         '{"status":{"phase":"Running"}}',
     )
-    r = kc.run("port-forward", "pod/web", "-n", pods, "18080:80", timeout=20)
-    assert r.returncode != 0
-    assert r.stderr == (
-        "error: error upgrading connection: unable to upgrade connection: port-forward to pod web is not "
-        "available in this lab cluster: reach the pod through a Service, or with kubectl exec\n"
+    port = free_port()
+    proc = subprocess.Popen(
+        [KUBECTL, "--kubeconfig", str(kc.kubeconfig), "port-forward", "pod/web", "-n", pods, f"{port}:80"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "KUBECACHEDIR": str(kc.kubeconfig.parent / "cache")},
     )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == f"Forwarding from 127.0.0.1:{port} -> 80\n"
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.settimeout(10)
+            assert s.recv(1) == b""  # closed: there was nothing to forward to
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert "error forwarding port 80 to pod web, uid " in err and "this test PodIO does not forward ports" in err
+    assert ("portforward", "web", "", {"port": 80}) in io.calls
 
 
 def test_attach_streams_the_main_process(kc: Kubectl, io: HostPodIO, pods: str) -> None:
