@@ -300,10 +300,11 @@ class _Cluster:
                 ex = tuple(e for e in (_cidr(x) for x in block.get("except") or []) if e is not None)
                 out.append(_Peer(block=net, excepts=ex))
                 continue
-            if "podSelector" not in entry and "namespaceSelector" not in entry:
+            # a selector that is null is absent (both are pointers in the API)
+            if entry.get("podSelector") is None and entry.get("namespaceSelector") is None:
                 continue
-            pod_ok = _selects(entry.get("podSelector", {}))
-            if "namespaceSelector" in entry:
+            pod_ok = _selects(entry.get("podSelector") if entry.get("podSelector") is not None else {})
+            if entry.get("namespaceSelector") is not None:
                 ns_sel = _selects(entry.get("namespaceSelector"))
                 namespaces = {ns for ns in {p.namespace for p in candidates} if ns_sel(self._ns(ns))}
             else:
@@ -386,7 +387,7 @@ def render(policies: list[Obj], pods: list[Obj], namespaces: list[Obj]) -> str:
         if not isinstance(spec, dict):
             continue
         ns = str(meta.get("namespace", ""))
-        sel = _selects(spec.get("podSelector"))
+        sel = _selects(spec.get("podSelector") or {})  # not a pointer: null is {}, every pod
         selected = [p for p in cl.pods if p.namespace == ns and sel(p.labels)]
         types = spec.get("policyTypes") or (["Ingress", "Egress"] if "egress" in spec else ["Ingress"])
         for pod in selected:  # isolation first: it holds even when the rules are too many

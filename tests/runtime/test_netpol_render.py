@@ -284,3 +284,21 @@ def test_a_flood_of_rules_keeps_the_isolation_and_allows_nothing() -> None:
         assert chain_of(script, "eg", f"10.244.0.{i}") == ["drop"]
     # an ordinary policy set is far from the bound
     assert not render([pol("deny", "prod", {"podSelector": {}, "ingress": [{}]})], pods, NAMESPACES).startswith("#")
+
+
+def test_null_selectors_mean_what_the_api_says() -> None:
+    """``podSelector: null`` in a peer is absent (pointers); in the spec it is ``{}``."""
+    spec = {
+        "podSelector": None,
+        "ingress": [
+            {"from": [{"namespaceSelector": {"matchLabels": {"team": "dev"}}, "podSelector": None}]},
+            {"from": [{"podSelector": {"matchLabels": {"app": "client"}}, "namespaceSelector": None}]},
+        ],
+    }
+    script = render([pol("p", "prod", spec)], PODS, NAMESPACES)
+    assert chain_of(script, "in", "10.244.0.2") == [
+        "ip saddr { 10.244.0.5 } return",  # every pod of dev
+        "ip saddr { 10.244.0.4 } return",  # clients of prod only
+        "drop",
+    ]
+    assert chain_of(script, "in", "10.244.0.4")[-1] == "drop"  # null podSelector: every pod of prod
