@@ -38,6 +38,8 @@ POSTS: list[tuple[str, Any, str, dict[str, str]]] = [
     ("grader:check", "exercise", "owner", {}),
     ("grader:hint", "exercise", "owner", {}),
     ("grader:solution", "exercise", "owner", {}),
+    ("lti:deep-link", None, "instructor", {"launch_id": "x", "target": "course:x"}),
+    ("lti:roster-import", "lti_context", "instructor", {}),
 ]
 # URL names whose views accept GET only (or nothing that changes state).
 READ_ONLY = {
@@ -56,8 +58,13 @@ READ_ONLY = {
     "courses:asset",
     "courses:module",
     "courses:lesson",
+    "lti:jwks",
+    "lti:classes",
 }
-CSRF_EXEMPT = {"labs:port", "labs:port-path"}
+# The LTI login and launch are posted by the LMS, cross-site, by design: the OIDC state cookie,
+# the per-browser state id and the signed single-use id_token protect them
+# (tests/security/test_lti_launch.py attacks them).
+CSRF_EXEMPT = {"labs:port", "labs:port-path", "lti:login", "lti:launch"}
 TOKEN_LINK = {"password_reset_confirm"}  # posts only with the emailed token; tested in test_idor
 
 
@@ -67,6 +74,7 @@ def _url(w: World, name: str, kind: Any) -> str:
         "lab": {"lab_id": w.lab.pk},
         "session": {"session_id": w.session.pk},
         "exercise": {"session_id": w.session.pk, "exercise_id": w.exercise.pk},
+        "lti_context": {"context_id": 1},  # refused by CSRF before any lookup
     }
     return reverse(name, kwargs=table[kind])
 
