@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
@@ -40,6 +38,7 @@ from courses.rendering import render_markdown
 from grader.checks import InfrastructureError, Target, check_timeout, run_checks
 from grader.checks.base import SANDBOX_GONE
 from grader.models import ExerciseProgress, Submission
+from labs import push
 from labs import services as lab_services
 from labs.models import LabSession
 from labs.selectors import lab_session_for_user
@@ -134,11 +133,8 @@ def _push(session_id: Any, state: dict[str, Any]) -> None:
     group = f"lab.{session_id}"
 
     def send() -> None:
-        layer = get_channel_layer()
-        if layer is None:
-            return
         try:
-            async_to_sync(layer.group_send)(group, {"type": "grader.result", "result": state})
+            push.group_send(group, {"type": "grader.result", "result": state})
         except Exception:
             log.warning("could not push check result to %s", group, exc_info=True)
 

@@ -16,7 +16,6 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -24,7 +23,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from courses.models import Lab
-from labs import sandboxes, selectors
+from labs import push, sandboxes, selectors
 from labs.models import LabSession
 
 log = logging.getLogger(__name__)
@@ -68,11 +67,8 @@ def _push(session: LabSession) -> None:
     group = session.group_name
 
     def send() -> None:
-        layer = get_channel_layer()
-        if layer is None:
-            return
         try:
-            async_to_sync(layer.group_send)(group, {"type": "lab.status", "state": state})
+            push.group_send(group, {"type": "lab.status", "state": state})
         except Exception:
             log.warning("could not push the state of lab session %s", state["session"], exc_info=True)
 
@@ -116,13 +112,9 @@ def _push_queue(*, left: LabSession | None = None, builds_changed: bool = False)
             log.warning("could not compute the provisioning queue", exc_info=True)
             return
 
-        async def send_all() -> None:
-            for group, position in events:
-                await layer.group_send(group, {"type": "lab.queue", "queue": position})
-
         if events:
             try:
-                async_to_sync(send_all)()
+                push.group_send_many([(group, {"type": "lab.queue", "queue": pos}) for group, pos in events])
             except Exception:
                 log.warning("could not push the provisioning queue", exc_info=True)
 

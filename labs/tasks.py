@@ -20,10 +20,13 @@ from labs import services
 def _prepare_runtime_client(**_: Any) -> None:
     """Before a prefork worker forks its pool: the runtime client's TLS context (unused on
     its unix socket, but httpx wants one: ~90 ms of CPU to build) and transport modules, so
-    no pool process pays for them on its first task while a class is starting."""
+    no pool process pays for them on its first task while a class is starting. And the
+    services' pushes go out on a loop of each process's own (labs/push.py)."""
+    from labs import push
     from runtime.client import warm_up
 
     warm_up()
+    push.use_own_loop()
 
 
 @shared_task(
