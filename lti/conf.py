@@ -175,6 +175,15 @@ class ToolMessageLaunch(DjangoMessageLaunch):
             raise
         return self
 
+    def get_client_id(self) -> str:
+        # Several audiences: the tool is the one named by azp (the library takes aud[0]).
+        body = self._get_jwt_body()
+        aud: Any = body.get("aud")
+        if isinstance(aud, list):
+            azp = body.get("azp")
+            return azp if isinstance(azp, str) and azp in aud else (str(aud[0]) if aud else "")
+        return str(aud or "")
+
     def registration(self) -> ToolRegistration:
         assert isinstance(self._registration, ToolRegistration)
         return self._registration

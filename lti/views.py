@@ -80,7 +80,7 @@ def launch(request: HttpRequest) -> HttpResponse:
         message.validate()
     except LtiException as exc:
         log.info("LTI launch refused: %s", exc)
-        return _refuse(request, f"The launch was refused: {exc}.")
+        return _refuse(request, f"The launch was refused: {str(exc).rstrip('.')}.")
     claims: dict[str, Any] = dict(message.get_launch_data())
     platform = message.registration().platform
     deep_link = message.is_deep_link_launch()
