@@ -364,7 +364,11 @@ def grade_submission(submission_id: int) -> Submission | None:
     submission = claim.submission
     # No "running" push: the page already shows "Checking…" from the POST's answer, and
     # a verdict typically follows within a tenth of a second; one push per grading.
-    target = _target(submission.lab_session)
+    try:
+        target = _target(submission.lab_session)
+    except InfrastructureError:
+        _release(claim)  # runtimed down: the retry must find it claimable, not under a live lease
+        raise
     if target is None:
         return _finish(
             claim,
@@ -376,9 +380,7 @@ def grade_submission(submission_id: int) -> Submission | None:
     try:
         results = run_checks(target, list(submission.exercise.checks or []))
     except InfrastructureError:
-        Submission.objects.filter(pk=submission.pk, claim_token=claim.token, status=Submission.Status.RUNNING).update(
-            status=Submission.Status.QUEUED, lease_until=None
-        )
+        _release(claim)
         raise
     finally:
         target.close()
@@ -393,6 +395,13 @@ def grade_submission(submission_id: int) -> Submission | None:
         error = ""
     elapsed = int((timezone.now() - started).total_seconds() * 1000)
     return _finish(claim, status=status, results=results, error=error, duration_ms=elapsed)
+
+
+def _release(claim: Claim) -> None:
+    """Give the submission back to the queue (an infrastructure failure: the task retries)."""
+    Submission.objects.filter(pk=claim.submission.pk, claim_token=claim.token, status=Submission.Status.RUNNING).update(
+        status=Submission.Status.QUEUED, lease_until=None
+    )
 
 
 @transaction.atomic

@@ -103,3 +103,38 @@ def test_a_check_in_flight_when_runtimed_dies_reaches_its_verdict_once(
     assert Submission.objects.filter(user=student, exercise=exercise).count() == 1
     progress = ExerciseProgress.objects.get(user=student, exercise=exercise)
     assert progress.attempts == 1 and progress.status == ExerciseProgress.Status.PASSED
+
+
+def test_a_grading_that_finds_runtimed_down_gives_its_claim_back(settings: Any, tmp_path: Any) -> None:
+    """runtimed down when a grading starts (the sandbox's kubeconfig cannot be asked for):
+    InfrastructureError, and the submission is queued again at once, so the task's retry
+    claims it; it is not left running under a lease for the beat sweeper to find."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from grader import services
+    from grader.checks import InfrastructureError
+    from labs.models import LabSession
+
+    settings.RUNTIME_SOCKET = str(tmp_path / "no-runtimed.sock")
+    student = StudentFactory.create()
+    step = StepFactory.create()
+    now = timezone.now()
+    session = LabSession.objects.create(
+        user=student,
+        lab=step.lab,
+        status=LabSession.Status.READY,
+        sandbox_id="0123456789ab",
+        grader_token="a-grader-token",
+        ready_at=now,
+        expires_at=now + timedelta(hours=1),
+    )
+    exercise = ExerciseFactory.create(step=step, checks=[{"type": "kube", "kind": "Pod", "name": "web"}])
+    submission = Submission.objects.create(user=student, exercise=exercise, lab_session=session, max_score=1)
+    with pytest.raises(InfrastructureError, match="unreachable"):
+        services.grade_submission(submission.pk)
+    submission.refresh_from_db()
+    assert submission.status == Submission.Status.QUEUED and submission.lease_until is None
+    assert submission.grading_attempts == 1
+    assert not ExerciseProgress.objects.filter(user=student, exercise=exercise, attempts__gt=0).exists()
