@@ -613,6 +613,9 @@ def score_changed(*, user_id: int, exercise_id: int) -> None:
     from lti.tasks import send_lab_score
 
     for context_id in passback_contexts(user_id=user_id, lab=lab):
+        # robust: a broker hiccup here is logged and must not stop the grader's own
+        # on-commit work (the verdict pushed to the lab page) registered after this one
         transaction.on_commit(
-            lambda c=context_id, lab_id=lab.pk: send_lab_score.delay(c, user_id, lab_id)  # type: ignore[misc]
+            lambda c=context_id, lab_id=lab.pk: send_lab_score.delay(c, user_id, lab_id),  # type: ignore[misc]
+            robust=True,
         )

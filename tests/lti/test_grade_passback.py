@@ -186,3 +186,28 @@ def test_a_column_deleted_in_the_lms_is_made_again(
     assert second["id"] != first["id"] and second["resourceId"] == f"lab-{course.lab.pk}"
     assert lms.kept_results()["stu-1"]["scoreGiven"] == 2
     assert [s.lineitem for s in lms.scores] == [first["id"], second["id"]]
+
+
+@pytest.mark.django_db
+def test_a_broker_failure_on_the_send_never_stops_the_verdict_reaching_the_page(
+    lms: Any, course: Any, settings: Any, monkeypatch: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    settings.GRADER_QUEUE = "kubelab-test-nobody"
+    user = _student(lms, course)
+    session = _session(user, course.lab)
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(f"lab.{session.pk}", channel)
+
+    def broker_down(*args: Any, **kwargs: Any) -> None:
+        # stands in for Redis refusing the publish (cannot be made to fail for one test)
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(send_lab_score, "delay", broker_down)
+    _grade(user, course.exercises[0], PASSED, django_capture_on_commit_callbacks)
+    message = async_to_sync(layer.receive)(channel)
+    assert message["type"] == "grader.result" and message["result"]["status"] == "passed"
+    assert lms.scores == []
