@@ -176,6 +176,23 @@ def test_the_sandboxs_own_services_are_not_reachable_through_a_pod(daemon: RealD
     assert "connection refused" in out, out
 
 
+def test_the_hosts_listeners_are_not_reachable_through_a_pod(daemon: RealDaemon, box: dict[str, Any]) -> None:
+    # runtimed's host-loopback listener of this very cluster (the graders' kubeconfig): a port
+    # that is open on the host's 127.0.0.1, and closed on the pod's
+    import yaml
+
+    with Client(daemon.socket, timeout=60) as c:
+        server = yaml.safe_load(c.kubeconfig(box["id"]))["clusters"][0]["cluster"]["server"]
+    host_port = int(server.rsplit(":", 1)[1].split("/")[0])
+    assert server.startswith("https://127.0.0.1:"), server
+    script = forwarding(
+        "pod/web", f"18086:{host_port}", "curl -sk -m 10 https://127.0.0.1:18086/version && echo REACHED"
+    )
+    code, out = run(daemon, box["id"], script)
+    assert code != 0 and "REACHED" not in out, out
+    assert f"dial tcp4 127.0.0.1:{host_port}: connect: connection refused" in out, out
+
+
 def test_another_sandboxs_pods_cannot_be_forwarded(daemon: RealDaemon, box: dict[str, Any]) -> None:
     with Client(daemon.socket, timeout=60) as c:
         other = c.create_sandbox({"image": "lab-base", "services": ["kubernetes"]})
