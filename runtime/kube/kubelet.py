@@ -120,6 +120,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from runtime import errors
+from runtime.dockerapi import netns
 from runtime.dockerapi.engine import Engine, Stream
 from runtime.images import catalog
 from runtime.kube import registry
@@ -915,12 +916,23 @@ class Kubelet:
                 internal=True,
             )
             self.engine.start(cid)
+            self._hairpin(cid)
         except errors.RuntimeError as exc:
             msg = f"Failed to create pod sandbox: {exc}"
             self._once(rt, pod, "Warning", "FailedCreatePodSandBox", msg)
             self._wake_in(self.retry_period)
             return None
         return cid
+
+    def _hairpin(self, infra: str) -> None:
+        """kubelet's ``--hairpin-mode=hairpin-veth``: bridged pod traffic passes netfilter
+        (kube-proxy's DNAT, NetworkPolicies), so a pod's connection to its own Service is sent
+        back out of the bridge port it came in by, which a port only does in hairpin mode."""
+        try:
+            argv = ["bridge", "link", "set", "dev", netns.veth_name(infra), "hairpin", "on"]
+            netns._in_ns(self.engine.ctx.pid, argv, place=self.engine.place)
+        except errors.RuntimeError as exc:  # the pod runs; only reaching itself by its Service fails
+            log.warning("kubelet of node %s: no hairpin mode for %s: %s", self.node, infra[:12], exc)
 
     # -- volumes ---------------------------------------------------------------------------------
 

@@ -494,3 +494,17 @@ def test_the_connectivity_check_tells_open_blocked_and_refused(lab: Lab, daemon:
     assert check(to=web_svc, port=80, expect="open")["status"] == "failed"
     got = check(to={"namespace": "prod", "pod": "web"}, port="echo", protocol="UDP", expect="blocked")
     assert got["status"] == "passed", got
+
+
+def test_a_pod_reaches_itself_through_its_own_service(lab: Lab) -> None:
+    """Hairpin (kubelet's hairpin-veth): web -> a Service whose only endpoint is web itself.
+    Bridged pod traffic passes netfilter, so without hairpin mode on the pod's bridge port
+    the DNATed packet cannot leave by the port it came in by, and the connection hangs."""
+    lab.sh(
+        "kubectl -n prod label pod web solo=yes --overwrite >/dev/null\n"
+        "kubectl -n prod create service clusterip solo --tcp=80:8080 >/dev/null 2>&1 || true\n"
+        "kubectl -n prod set selector service solo solo=yes >/dev/null"
+    )
+    ip = lab.sh("kubectl -n prod get svc solo -o jsonpath='{.spec.clusterIP}'").strip()
+    lab.converge("prod/web", {f"{ip}:80:tcp": "open"})
+    lab.converge("prod/client", {f"{ip}:80:tcp": "open"})
