@@ -209,6 +209,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "labs-expire": {"task": "labs.tasks.expire_sessions", "schedule": 30.0},
     "grader-requeue-stale": {"task": "grader.tasks.requeue_stale_submissions", "schedule": 30.0},
     "lti-expire-state": {"task": "lti.tasks.expire_state", "schedule": 3600.0},
+    "lti-resend-stale-scores": {"task": "lti.tasks.resend_stale_scores", "schedule": 600.0},
 }
 
 # --- runtime --------------------------------------------------------------------

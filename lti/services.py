@@ -619,3 +619,41 @@ def score_changed(*, user_id: int, exercise_id: int) -> None:
             lambda c=context_id, lab_id=lab.pk: send_lab_score.delay(c, user_id, lab_id),  # type: ignore[misc]
             robust=True,
         )
+
+
+def scores_resend_stale(*, limit: int = 500) -> int:
+    """Enqueue the sends that never happened or never got through: a lab whose latest
+    grading is newer than what its LMS course last accepted (a broker down at commit, retries
+    exhausted while the LMS was down). Run by beat; returns how many were enqueued."""
+    from lti.tasks import send_lab_score
+
+    enqueued = 0
+    memberships = (
+        LtiMembership.objects.filter(active=True, context__course__isnull=False, context__platform__active=True)
+        .exclude(context__lineitems_url="")
+        .select_related("context")
+        .order_by("pk")
+    )
+    for membership in memberships.iterator():
+        course_id = membership.context.course_id
+        if course_id is None:
+            continue
+        latest = (
+            Submission.objects.graded()
+            .filter(user_id=membership.user_id, exercise__lab__module__course_id=course_id)
+            .values("exercise__lab")
+            .annotate(latest=Max("finished_at"))
+        )
+        sent = dict(
+            LtiScore.objects.filter(context=membership.context, user_id=membership.user_id).values_list(
+                "lab_id", "sent_timestamp"
+            )
+        )
+        for row in latest:
+            delivered = sent.get(row["exercise__lab"])
+            if row["latest"] is not None and (delivered is None or row["latest"] > delivered):
+                send_lab_score.delay(membership.context_id, membership.user_id, row["exercise__lab"])
+                enqueued += 1
+                if enqueued >= limit:
+                    return enqueued
+    return enqueued

@@ -39,6 +39,11 @@ def send_lab_score(self: Any, context_id: int, user_id: int, lab_id: int) -> str
         raise self.retry(exc=exc, countdown=min(600, 2 ** (self.request.retries + 1))) from None
 
 
+@shared_task(name="lti.tasks.resend_stale_scores", time_limit=120, soft_time_limit=100, ignore_result=True)
+def resend_stale_scores() -> int:
+    return services.scores_resend_stale()
+
+
 @shared_task(name="lti.tasks.expire_state", time_limit=60, soft_time_limit=50, ignore_result=True)
 def expire_state() -> int:
     return conf.expire_state()

@@ -211,3 +211,14 @@ def test_a_broker_failure_on_the_send_never_stops_the_verdict_reaching_the_page(
     message = async_to_sync(layer.receive)(channel)
     assert message["type"] == "grader.result" and message["result"]["status"] == "passed"
     assert lms.scores == []
+    # The broker is back: beat's sweep finds the score the LMS never got, and sends it once.
+    monkeypatch.undo()
+    from config.celery import app
+
+    app.conf.task_always_eager = True
+    try:
+        assert services.scores_resend_stale() == 1
+        assert services.scores_resend_stale() == 0
+    finally:
+        app.conf.task_always_eager = False
+    assert [(s.body["userId"], s.body["scoreGiven"]) for s in lms.scores] == [("stu-1", 1)]
