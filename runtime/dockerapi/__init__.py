@@ -37,11 +37,19 @@ Layout
     (descriptor-relative, never following a symlink), as Docker's overlay driver reports it.
 ``archive.py``
     ``docker cp``: ``tar`` run INSIDE the running container (``runc exec``, its namespaces
-    and limits), so runtimed never reads or extracts a student's tree as host root.
+    and limits), or for a stopped one in a one-off runc container on its filesystem, so
+    runtimed never reads or extracts a student's tree as host root.
+``tarexport.py`` / ``commit.py``
+    ``docker load`` (docker-archive and OCI layout, read in place as a tar index) and
+    ``docker import``; the ``--change`` instructions of commit and import. Every layer a
+    student sends or commits is unpacked by ``EngineStore.ingest_layer`` (tarutil's
+    extractor: no path leaves the layer, no link followed, no device, uids clamped to the
+    sandbox's range, stopped at the disk's free space).
 ``store.py``
     ``EngineStore``: the sandbox's images (Docker image configs, content-addressed ids),
     tags, layers built by the student, the platform catalog (read-only, shared), the
-    classic builder's cache (parent/child images), ``docker save`` export, prune, df,
+    classic builder's cache (parent/child images), ``docker save`` export, layers from
+    outside (load, import, commit), ``/distribution`` of catalog images, prune, df,
     and the user-defined networks' records (they survive a runtimed restart).
 ``dockerfile.py`` / ``ignore.py`` / ``build.py``
     The classic builder: Dockerfile parser (escape directive, continuations, JSON and

@@ -8,6 +8,8 @@ On disk (``R = ctx.engine_root``, on the sandbox's quota'd ext4)::
     layers/<hex>/           a layer the student built (overlay "diff" form, host uids
                             uid_base+N), <hex> = its diff id
     layers/<hex>.json       {"size": bytes of file content}
+    layers/<hex>.tar        a loaded layer's original tar, kept only when the store's own
+                            tar of the unpacked dir would not give back its diff id
     networks/<id>.json      a user-defined network (``Network``: name, subnet, gateway...);
                             the bridge itself is the engine's (netns.py), made lazily
     tmp/                    scratch dirs (``scratch``), mount points of views
