@@ -40,6 +40,12 @@ is refused with 404 and a message that lists the available images.
 ``docker cp`` (``/containers/{id}/archive``): the body of a ``PUT`` is spooled to the
 sandbox's disk (its quota), then fed to tar in the container (archive.py); ``GET``
 streams that tar's output with the ``X-Docker-Container-Path-Stat`` header.
+
+``docker load`` and ``docker import`` bodies are spooled the same way (``_spool``: refused
+with 403 once larger than the disk's free space) and handed to tarexport.py; ``docker
+commit`` and ``docker export`` go to the engine. ``/distribution/{name}/json`` answers for
+catalog images as a registry would (Descriptor, Platforms) and refuses any other name as
+dockerd does for a repository it cannot reach.
 """
 
 from __future__ import annotations
@@ -1055,14 +1061,8 @@ class DockerAPI:
             raise
         no_overwrite = req.flag("noOverwriteDirNonDir")
         # the archive spills to the sandbox's own disk (its quota) when large, as build contexts do
-        body = tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX, dir=str(self.engine.store.tmp))  # noqa: SIM115
+        body = await self._spool(req, "docker cp")
         try:
-            async for chunk in req.iter_body():
-                if body.tell() + len(chunk) > SPOOL_MAX:
-                    await self._call(body.write, chunk)
-                else:
-                    body.write(chunk)
-            body.seek(0)
             await run_in_thread("docker-cp-in", lambda: fs.put(path, body, no_overwrite_dir_non_dir=no_overwrite))
         finally:
             body.close()
