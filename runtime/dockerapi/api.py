@@ -570,10 +570,11 @@ class DockerAPI:
         in place; the answer is dockerd's JSON stream of "Loaded image" lines."""
         body = await self._spool(req, "docker load")
         try:
-            lines = await run_in_thread("docker-load", lambda: tarexport.load(self.engine.store, body))
+            quiet = req.flag("quiet")
+            messages = await run_in_thread("docker-load", lambda: tarexport.load(self.engine.store, body, quiet=quiet))
         finally:
             body.close()
-        data = b"".join(json.dumps({"stream": line + "\n"}).encode() + b"\n" for line in lines)
+        data = b"".join(json.dumps(m).encode() + b"\n" for m in messages)
         return Response(200, data, "application/json")
 
     async def image_import(self, req: Request) -> Response:

@@ -35,6 +35,7 @@ from runtime import errors
 from runtime.dockerapi import ENGINE_VERSION
 from runtime.dockerapi.commit import apply_changes
 from runtime.dockerapi.store import EngineStore, normalize_ref, now_rfc3339
+from runtime.images import tarutil
 
 MAX_JSON = 8 << 20  # manifest.json, index.json, a config
 MAX_MEMBERS = 50_000
@@ -49,7 +50,7 @@ class _Archive:
 
     def __init__(self, fileobj: IO[bytes]) -> None:
         try:
-            self.tf = tarfile.open(fileobj=fileobj, mode="r:*")  # noqa: SIM115 - closed by close()
+            self.tf = tarfile.open(fileobj=fileobj, mode="r:*", tarinfo=tarutil.BoundedTarInfo)  # noqa: SIM115
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise errors.BadRequest(f"the request body is not an image archive (a tar): {exc}") from None
         self.members: dict[str, tarfile.TarInfo] = {}
@@ -153,15 +154,20 @@ def _diff_ids(config_bytes: bytes, what: str) -> list[str]:
     return diff_ids
 
 
-def load(store: EngineStore, fileobj: IO[bytes]) -> list[str]:
-    """Load every image of the archive ``fileobj`` (seekable); the lines dockerd reports
-    ("Loaded image: name:tag", or "Loaded image ID: sha256:..." for an untagged one)."""
+def load(store: EngineStore, fileobj: IO[bytes], *, quiet: bool = True) -> list[dict[str, Any]]:
+    """Load every image of the archive ``fileobj`` (seekable); the JSON messages dockerd
+    streams: without ``quiet`` a "Loading layer" progress message per layer unpacked, then
+    ``{"stream": "Loaded image: name:tag\n"}`` (or "Loaded image ID: sha256:..." for an
+    untagged image)."""
     archive = _Archive(fileobj)
+    progress: list[dict[str, Any]] | None = None if quiet else []
     try:
-        if archive.has("manifest.json"):
-            return _load_docker(store, archive)
-        if archive.has("index.json"):
-            return _load_oci(store, archive)
+        if archive.has("manifest.json") or archive.has("index.json"):
+            if archive.has("manifest.json"):
+                lines = _load_docker(store, archive, progress)
+            else:
+                lines = _load_oci(store, archive, progress)
+            return [*(progress or []), *({"stream": line + "\n"} for line in lines)]
         if archive.has("repositories"):
             raise errors.BadRequest(
                 "this is a legacy (v1) image archive without manifest.json, which this engine does not load"
@@ -189,7 +195,21 @@ def _tags(raw: Any) -> list[str]:
     return [normalize_ref(str(t)) for t in raw]
 
 
-def _load_docker(store: EngineStore, archive: _Archive) -> list[str]:
+def _loaded(progress: list[dict[str, Any]] | None, diff_id: str, size: int) -> None:
+    if progress is not None:
+        bar = "[" + "=" * 49 + ">]"
+        shown = f"{size / 1e6:.3g}MB" if size >= 1e6 else f"{size / 1e3:.3g}kB"
+        progress.append(
+            {
+                "status": "Loading layer",
+                "progressDetail": {"current": size, "total": size},
+                "progress": f"{bar}  {shown}/{shown}",
+                "id": diff_id.split(":", 1)[-1][:12],
+            }
+        )
+
+
+def _load_docker(store: EngineStore, archive: _Archive, progress: list[dict[str, Any]] | None) -> list[str]:
     manifest = archive.json("manifest.json")
     if not isinstance(manifest, list) or not all(isinstance(e, dict) for e in manifest):
         raise errors.BadRequest("manifest.json must be a list of images")
@@ -206,12 +226,12 @@ def _load_docker(store: EngineStore, archive: _Archive) -> list[str]:
             if store.has_layer(diff_id):
                 continue
             with archive.open(str(ref)) as f:
-                store.ingest_layer(f, what=f"layer {ref}", expect=diff_id)
+                _loaded(progress, diff_id, store.ingest_layer(f, what=f"layer {ref}", expect=diff_id).size)
         _record(store, config_bytes, diff_ids, tags, out)
     return out
 
 
-def _load_oci(store: EngineStore, archive: _Archive) -> list[str]:
+def _load_oci(store: EngineStore, archive: _Archive, progress: list[dict[str, Any]] | None) -> list[str]:
     index = archive.json("index.json")
     out: list[str] = []
 
@@ -250,7 +270,8 @@ def _load_oci(store: EngineStore, archive: _Archive) -> list[str]:
             if store.has_layer(diff_id):
                 continue
             with archive.open(_blob(desc)) as f:
-                store.ingest_layer(f, what=f"layer {desc.get('digest')}", expect=diff_id)
+                layer = store.ingest_layer(f, what=f"layer {desc.get('digest')}", expect=diff_id)
+            _loaded(progress, diff_id, layer.size)
         tags = [normalize_ref(ref)] if ref else []
         _record(store, config_bytes, diff_ids, tags, out)
     if not out:

@@ -397,6 +397,21 @@ class _Extractor:
             self.apply_fd(self.root_fd, self.root_meta)
 
 
+MAX_META_HEADER = 1 << 20  # a PAX or GNU long-name header: tarfile reads it whole into memory
+
+
+class BoundedTarInfo(tarfile.TarInfo):
+    """A TarInfo whose PAX and GNU long-name headers may not exceed ``MAX_META_HEADER``:
+    tarfile reads such a header into memory in one piece, so an archive that declares one
+    of a gigabyte would otherwise cost runtimed that much memory."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        meta = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME)
+        if self.type in (*meta, tarfile.GNUTYPE_LONGLINK) and self.size > MAX_META_HEADER:
+            raise tarfile.HeaderError(f"an extended header of {self.size} bytes (at most {MAX_META_HEADER})")
+        return super()._proc_member(tarfile_)  # type: ignore[misc, no-any-return]
+
+
 class SpaceExceeded(errors.BadRequest):
     """A layer would write more file content than its caller's budget (``extract_layer_stream``)."""
 
@@ -455,7 +470,7 @@ def extract_layer_stream(
 
 def _extract_into(ex: _Extractor, reader: HashingReader, name: str) -> None:
     try:
-        with tarfile.open(fileobj=reader, mode="r|") as tf:
+        with tarfile.open(fileobj=reader, mode="r|", tarinfo=BoundedTarInfo) as tf:
             for member in tf:
                 try:
                     ex.entry(tf, member)

@@ -31,7 +31,10 @@ import docker
 import docker.errors
 import pytest
 
+from runtime import errors
+from runtime.dockerapi import tarexport
 from runtime.dockerapi.engine import Engine
+from runtime.images import tarutil
 from tests.runtime.conftest_daemon import real_sandboxes_available, short_tmp
 from tests.runtime.dockerapi.api_helpers import served
 from tests.runtime.dockerapi.engine_helpers import DockerSandbox, docker_sandbox, engine_on
@@ -326,3 +329,20 @@ def test_cp_into_a_stopped_container_cannot_leave_it(client: docker.DockerClient
     with open("/etc/shadow", "rb") as f:
         assert b"dotdot" not in f.read()
     box.remove()
+
+
+def test_huge_extended_headers_are_refused_not_read_whole(tmp_path: Path) -> None:
+    # tarfile reads a PAX header into memory in one piece: one of 8 MiB (a gigabyte would do
+    # the same harm to runtimed) is refused from its declared size, both in an image archive
+    # (docker load's index) and in a layer (the extractor of load, import and commit).
+    # Nothing here starts a sandbox: the parsers are called as the engine calls them.
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        ti = tarfile.TarInfo("big-header")
+        ti.pax_headers = {"comment": "x" * (8 << 20)}
+        t.addfile(ti)
+    with pytest.raises(errors.BadRequest, match="extended header"):
+        tarexport._Archive(io.BytesIO(buf.getvalue()))
+    with pytest.raises(errors.BadRequest, match="extended header"):
+        tarutil.extract_layer_stream(io.BytesIO(buf.getvalue()), tmp_path, budget=2**30)
+    assert list(tmp_path.iterdir()) == []

@@ -92,6 +92,11 @@ def test_save_then_load_gives_the_same_image(client: docker.DockerClient) -> Non
     loaded = client.images.load(data)
     assert [img.id for img in loaded] == [image.id]
     assert client.images.get("sdksnap:v1").id == image.id
+    # quiet=0: a progress message per layer it had to unpack, then the same result line
+    client.images.remove("sdksnap:v1")
+    messages = list(client.api.load_image(data, quiet=False))
+    assert [m["stream"] for m in messages if "stream" in m] == ["Loaded image: sdksnap:v1\n"]
+    assert [m["status"] for m in messages if "status" in m] == ["Loading layer"]  # busybox's are there
 
 
 def test_import_from_data_with_changes(client: docker.DockerClient) -> None:
