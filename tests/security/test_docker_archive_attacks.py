@@ -170,10 +170,10 @@ def test_absolute_entries_land_inside_the_image(client: docker.DockerClient, eng
 
 
 def test_symlink_then_write_through_it_is_refused(client: docker.DockerClient, marker: Path) -> None:
-    sym = {"type": tarfile.SYMTYPE, "linkname": str(marker.parent)}
+    sym: dict[str, object] = {"type": tarfile.SYMTYPE, "linkname": str(marker.parent)}
     layer = _layer(("escape", b"", sym), (f"escape/{marker.name}", b"through a link\n", {}))
     assert "symlink" in _load(client, _archive([layer], tag="symwrite:1"))
-    rel = {"type": tarfile.SYMTYPE, "linkname": "../../../../../../../../tmp"}
+    rel: dict[str, object] = {"type": tarfile.SYMTYPE, "linkname": "../../../../../../../../tmp"}
     layer = _layer(("up", b"", rel), (f"up/{marker.name}", b"through a link\n", {}))
     assert "symlink" in _load(client, _archive([layer], tag="symwrite:2"))
 
