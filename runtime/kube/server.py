@@ -64,6 +64,24 @@ def clusters_dir(data: Path) -> Path:
     return data / "clusters"
 
 
+class _KubeconfigDumper(yaml.SafeDumper):
+    """Quotes every string Go's YAML would read as something else. kubectl parses a
+    kubeconfig with go-yaml (YAML 1.1 and its own number rules): a cluster named after a
+    sandbox id such as ``019738323812`` or ``1234e5678901`` is a number to it although
+    PyYAML writes it plain, and kubectl then refuses the whole file ("cannot unmarshal
+    number into ... NamedCluster.clusters.name of type string"; 1 student in 50 in a
+    bench/classroom.py run)."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    ambiguous = re.fullmatch(r"[0-9eE+\-._:]*", value) is not None or value.lower() in _YAML11_WORDS
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"' if ambiguous else None)
+
+
+_YAML11_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}
+_KubeconfigDumper.add_representer(str, _represent_str)
+
+
 def kubeconfig(name: str, server: str, ca_pem: bytes, token: str, user: str = ADMIN_USER) -> str:
     import base64
 
@@ -86,7 +104,7 @@ def kubeconfig(name: str, server: str, ca_pem: bytes, token: str, user: str = AD
         "current-context": ctx,
         "preferences": {},
     }
-    return yaml.safe_dump(doc, sort_keys=False)
+    return yaml.dump(doc, Dumper=_KubeconfigDumper, sort_keys=False)
 
 
 def _node(name: str) -> dict[str, Any]:

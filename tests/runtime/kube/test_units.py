@@ -324,3 +324,31 @@ def test_ssa_removes_whole_list_items_it_stopped_applying_and_reports_conflicts(
     assert forced["spec"]["replicas"] == 2
     managers = {m["manager"] for m in forced["metadata"]["managedFields"]}
     assert managers == {"me"}  # ops lost its only field
+
+
+@pytest.mark.parametrize("name", ["019738323812", "1234e5678901", "000000000000", "abcdef012345"])
+def test_kubeconfig_of_a_numeric_looking_cluster_name_is_read_by_kubectl(tmp_path, name: str) -> None:
+    """Sandbox ids name the clusters; kubectl (go-yaml) must read them as strings."""
+    import subprocess
+
+    from runtime.kube.server import kubeconfig
+    from tests.runtime.kube.conftest import KUBECTL
+
+    path = tmp_path / "config"
+    path.write_text(kubeconfig(name, "https://127.0.0.1:6443", b"ca", "a-token"))
+    done = subprocess.run(
+        [
+            KUBECTL,
+            "config",
+            "view",
+            "--kubeconfig",
+            str(path),
+            "-o",
+            "jsonpath={.clusters[0].name} {.contexts[0].context.cluster}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{name} {name}"
