@@ -150,9 +150,11 @@ MAX_INGRESSES = 200
 MAX_LOCATIONS = 1000
 MAX_CONF_BYTES = 1024 * 1024
 MAX_PATH = 256
+MAX_PROBLEMS = 20  # Warning events per Ingress and sync
 MAX_SECRET_BYTES = 64 * 1024
 PUSH_TIMEOUT = 30.0
 RESYNC = 30.0
+RETRY = 1.0
 
 R = registry.BY_GR
 INGRESSES = R["ingresses.networking.k8s.io"]
@@ -317,8 +319,14 @@ def render(snap: Snapshot, default_pem: bytes, exclude: frozenset[tuple[str, str
     classes = {o["metadata"]["name"]: o for o in snap.classes}
     problems: dict[tuple[str, str], list[Problem]] = {}
 
+    more: dict[tuple[str, str], int] = {}
+
     def warn(k: tuple[str, str], reason: str, msg: str) -> None:
-        problems.setdefault(k, []).append(Problem(reason, msg))
+        got = problems.setdefault(k, [])
+        if len(got) < MAX_PROBLEMS:
+            got.append(Problem(reason, msg))
+        else:  # one event per problem, up to a point: a hostile Ingress must not flood events
+            more[k] = more.get(k, 0) + 1
 
     services = {_key(s): s for s in snap.services}
     secrets = {_key(s): s for s in snap.secrets}
@@ -442,8 +450,8 @@ def render(snap: Snapshot, default_pem: bytes, exclude: frozenset[tuple[str, str
                 "of letters, digits, '._~/-' and $1..$9",
             )
             rewrite = None
-        use_regex = str(ann.get(ANNOTATION_PREFIX + "use-regex", "false")).lower() == "true"
-        redirect = str(ann.get(ANNOTATION_PREFIX + "ssl-redirect", "true")).lower() != "false"
+        use_regex = _flag(k, ann, "use-regex", False, warn)
+        redirect = _flag(k, ann, "ssl-redirect", True, warn)
         regex = use_regex or rewrite is not None
         default_loc: _Loc | None = None
         if "defaultBackend" in spec:
@@ -472,6 +480,11 @@ def render(snap: Snapshot, default_pem: bytes, exclude: frozenset[tuple[str, str
             if host and (not HOST_RE.match(host) or len(host) > 253):
                 warn(k, "InvalidHost", f"rule {ri}: invalid host {host[:80]!r}: it must be a DNS name")
                 continue
+            if (host or "_") not in servers:
+                if nlocs >= MAX_LOCATIONS:  # a server costs as much as a path: both are bounded
+                    warn(k, "Rejected", f"host {host} is not loaded: at most {MAX_LOCATIONS} hosts and paths in all")
+                    continue
+                nlocs += 1
             srv = servers.setdefault(host or "_", _Server(host or "_"))
             if host and srv.default is None and default_loc is not None:
                 srv.default = default_loc
@@ -489,7 +502,7 @@ def render(snap: Snapshot, default_pem: bytes, exclude: frozenset[tuple[str, str
                     warn(k, "InvalidPath", f"path {path[:80]!r} ({kind}) is not loaded: {why}")
                     continue
                 if nlocs >= MAX_LOCATIONS:
-                    warn(k, "Rejected", f"path {path} is not loaded: at most {MAX_LOCATIONS} paths in all")
+                    warn(k, "Rejected", f"path {path} is not loaded: at most {MAX_LOCATIONS} hosts and paths in all")
                     continue
                 got = backend(k, p.get("backend"))
                 if got is None:
@@ -531,6 +544,8 @@ def render(snap: Snapshot, default_pem: bytes, exclude: frozenset[tuple[str, str
         files[srv.cert] = pem
     if catch_all_default is not None:
         servers["_"].default = catch_all_default
+    for k, n in more.items():
+        problems[k].append(Problem("Rejected", f"{n} more problems like the ones above are not reported one by one"))
 
     lines: list[str] = []
     owners: dict[int, tuple[str, str]] = {}
@@ -565,6 +580,23 @@ def render(snap: Snapshot, default_pem: bytes, exclude: frozenset[tuple[str, str
     return Rendered(conf, files, served, problems, owners)
 
 
+def _flag(
+    k: tuple[str, str], ann: Obj, name: str, default: bool, warn: Callable[[tuple[str, str], str, str], None]
+) -> bool:
+    """A boolean annotation ("true"/"false"); anything else is reported and the default used."""
+    value = ann.get(ANNOTATION_PREFIX + name)
+    if value is None:
+        return default
+    if str(value).lower() in ("true", "false"):
+        return str(value).lower() == "true"
+    warn(
+        k,
+        "InvalidAnnotation",
+        f'{ANNOTATION_PREFIX}{name} {str(value)[:80]!r} is ignored: it must be "true" or "false"',
+    )
+    return default
+
+
 def _path_problem(path: str, kind: str, regex: bool) -> str:
     if len(path) > MAX_PATH:
         return f"longer than {MAX_PATH} characters"
@@ -573,6 +605,8 @@ def _path_problem(path: str, kind: str, regex: bool) -> str:
     if kind != "Exact" and regex:
         if not REGEX_PATH_RE.match(path):
             return "it may hold letters, digits and regular expression operators, but no quotes, spaces, ';', '{', '}'"
+        if re.search(r"\$(?![)|]|$)", path):
+            return "'$' may only end the expression or an alternative (an anchor, never a variable)"
         try:
             re.compile(path)
         except re.error as e:
@@ -753,9 +787,11 @@ def ingress_class() -> Obj:
     }
 
 
+# the bootstrap file only if the controller has not pushed one already (it may, as soon as
+# the container runs)
 _BOOT = (
-    f"mkdir -p {CONF_DIR}/certs && cp {BOOTSTRAP_DIR}/nginx.conf {CONF_DIR}/nginx.conf && "
-    f"exec nginx -c {CONF_DIR}/nginx.conf"
+    f"mkdir -p {CONF_DIR}/certs && {{ [ -e {CONF_DIR}/nginx.conf ] || "
+    f"cp {BOOTSTRAP_DIR}/nginx.conf {CONF_DIR}/nginx.conf; }} && exec nginx -c {CONF_DIR}/nginx.conf"
 )
 
 
@@ -834,6 +870,7 @@ def install_objects() -> list[tuple[registry.ResourceDef, Obj]]:
 # -- the controller ---------------------------------------------------------------------------------
 
 
+NOT_RUNNING = "kubelab-ingress-nginx-not-running"
 _PUSH_SCRIPT = f"""set -e
 cd {CONF_DIR}
 rm -rf incoming
@@ -844,8 +881,9 @@ for f in incoming/certs/*.pem; do [ -e "$f" ] && mv -f "$f" certs/; done
 if ! out=$(nginx -t -q -c {CONF_DIR}/incoming/nginx.conf 2>&1); then echo "$out" >&2; exit 3; fi
 mv -f incoming/nginx.conf nginx.conf
 rm -rf incoming
-nginx -s reload -c {CONF_DIR}/nginx.conf
 for f in certs/*.pem; do grep -qF "$f" nginx.conf || rm -f "$f"; done
+# nginx not started yet (the container's shell is on its way to exec it): pushed again shortly
+if [ -e /run/nginx.pid ]; then nginx -s reload -c {CONF_DIR}/nginx.conf; else echo {NOT_RUNNING}; fi
 """
 _NGINX_LINE = re.compile(r"incoming/nginx\.conf:(\d+)")
 
@@ -878,6 +916,7 @@ class IngressController:
         self._told: dict[tuple[str, str], tuple[str, frozenset[tuple[str, str]]]] = {}
         self._synced: dict[tuple[str, str], tuple[str, int]] = {}  # ingress -> (uid, generation) announced
         self._installed = False
+        self._retry = False  # the last push failed for a reason of its own: sync again soon
         self._default_pem = fake_certificate()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -960,7 +999,8 @@ class IngressController:
     def _loop(self) -> None:
         self._wake.set()
         while not self._stop.is_set():
-            self._wake.wait(RESYNC)
+            self._wake.wait(RETRY if self._retry else RESYNC)
+            self._retry = False
             self._wake.clear()
             if self._stop.is_set():
                 return
@@ -994,7 +1034,8 @@ class IngressController:
             except PushError as e:
                 owner = out.owners.get(e.line or 0)
                 if owner is None:
-                    log.warning("ingress-nginx refused its configuration: %s", e)
+                    log.warning("ingress-nginx: the configuration was not applied (retrying): %s", e)
+                    self._retry = True
                     break
                 nginx_errors.setdefault(owner, []).append(
                     Problem("RejectedByNginx", f"not loaded: nginx refused what it produced: {e}")
@@ -1115,6 +1156,8 @@ class IngressController:
             code = px.exit_code()
         finally:
             px.close()
+        if code == 0 and NOT_RUNNING.encode() in output:
+            raise PushError("nginx is not running yet", None)
         if code != 0:
             text = output.decode(errors="replace").strip()
             m = _NGINX_LINE.search(text)
