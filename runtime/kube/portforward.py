@@ -43,6 +43,7 @@ import logging
 import socket
 import struct
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -204,6 +205,9 @@ class PortForwardCall:
     ns: str
     pod: str
     uid: str
+    # the blocking dials of this session's connections run here (serve() makes it, one thread,
+    # so one student's many connections queue behind each other, never behind others' work)
+    dialer: ThreadPoolExecutor | None = None
 
 
 @dataclass
@@ -398,7 +402,9 @@ class Session:
             if not 0 < data.port < 65536 or data.port != err.port:
                 raise ApiError(400, "BadRequest", f"invalid port {data.port}: a port is 1 to 65535")
             loop = asyncio.get_running_loop()
-            sock = await loop.run_in_executor(None, self.call.io.port_forward, self.call.ns, self.call.pod, data.port)
+            sock = await loop.run_in_executor(
+                self.call.dialer, self.call.io.port_forward, self.call.ns, self.call.pod, data.port
+            )
             reader, writer = await asyncio.open_connection(sock=sock, limit=READ_CHUNK)
         except (ApiError, OSError) as e:
             msg = e.message if isinstance(e, ApiError) else (e.strerror or str(e))
@@ -481,6 +487,7 @@ async def serve(request: web.Request, call: PortForwardCall) -> web.StreamRespon
         if len(ports) > MAX_PAIRS:
             return refuse(f"at most {MAX_PAIRS} ports at once")
     await ws.prepare(request)
+    call.dialer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="portforward-dial")
     try:
         if ready.protocol == CHANNEL_PROTOCOL:
             await serve_channels(ws, call, ports)
@@ -491,6 +498,7 @@ async def serve(request: web.Request, call: PortForwardCall) -> web.StreamRespon
     except Exception:  # a bug ends this session, never the listener
         log.exception("port-forward to %s/%s failed", call.ns, call.pod)
     finally:
+        call.dialer.shutdown(wait=False, cancel_futures=True)
         if not ws.closed:
             with contextlib.suppress(ConnectionResetError):
                 await ws.close()
@@ -517,7 +525,7 @@ async def serve_channels(ws: web.WebSocketResponse, call: PortForwardCall, ports
 
     async def pump(i: int, port: int) -> None:
         try:
-            sock = await loop.run_in_executor(None, call.io.port_forward, call.ns, call.pod, port)
+            sock = await loop.run_in_executor(call.dialer, call.io.port_forward, call.ns, call.pod, port)
             reader, writer = await asyncio.open_connection(sock=sock, limit=READ_CHUNK)
         except (ApiError, OSError) as e:
             msg = e.message if isinstance(e, ApiError) else (e.strerror or str(e))
