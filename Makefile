@@ -62,6 +62,8 @@ setup: venv agent
 	$(PY) manage.py migrate --noinput -v 0
 	$(PY) manage.py collectstatic --noinput -v 0
 	$(PY) manage.py create_demo_users
+	@# the real helm v4 beside the venv's kubectl (tests and the chart's lint use it; pinned, checked)
+	@$(PY) scripts/helm.py -q >/dev/null
 	@$(MAKE) --no-print-directory content images
 
 content:
