@@ -565,7 +565,7 @@ class DockerAPI:
             raise
         return body
 
-    async def image_load(self, req: Request) -> Response:
+    async def image_load(self, req: Request) -> None:
         """``docker load`` (tarexport.py): the archive spooled on the sandbox's disk, then read
         in place; the answer is dockerd's JSON stream of "Loaded image" lines."""
         body = await self._spool(req, "docker load")
@@ -574,8 +574,10 @@ class DockerAPI:
             messages = await run_in_thread("docker-load", lambda: tarexport.load(self.engine.store, body, quiet=quiet))
         finally:
             body.close()
-        data = b"".join(json.dumps(m).encode() + b"\n" for m in messages)
-        return Response(200, data, "application/json")
+        out = await ChunkedStream.start(req)  # chunked, as dockerd: clients read it as a JSON stream
+        for m in messages:
+            await out.write_json(m)
+        await out.finish()
 
     async def image_import(self, req: Request) -> Response:
         src = req.arg("fromSrc")

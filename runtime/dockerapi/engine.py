@@ -3518,14 +3518,16 @@ class Engine:
         return self.store.layer_tar(self._rootfs(c))
 
     def remove_link(self, name: str) -> None:
-        """``DELETE /containers/{/parent/alias}?link=1`` (moby ``daemon.rmLink``). Only legacy
-        links (the default bridge's) are registered under such a name, as in dockerd, and this
-        engine refuses to create those: the name then answers dockerd's 404."""
+        """``DELETE /containers/{/parent/alias}?link=1`` (moby ``daemon.rmLink``): only legacy
+        links (the default bridge's ``--link``) are registered under such a name, as in
+        dockerd; any other name answers dockerd's 404, a container's own name its conflict.
+        A running parent's /etc/hosts loses the link's names at once."""
         full = "/" + name.lstrip("/")
         parent, _, alias = full.rpartition("/")
         if not parent:
             self._get(name)  # dockerd: the container must exist, then this
             raise errors.RuntimeError("Conflict, cannot remove the default link name of the container")
+        found: _Container | None = None
         with self._lock:
             p = next((x for x in self._containers.values() if "/" + x.name == parent), None)
             if p is not None and str(p.host_config.get("NetworkMode") or "default") in ("default", "bridge"):
@@ -3534,8 +3536,11 @@ class Engine:
                 if len(kept) != len(links):
                     p.host_config["Links"] = kept or None
                     self._save(p)
-                    return
-        raise NotFound(f"No such container: {name}")
+                    found = p
+        if found is None:
+            raise NotFound(f"No such container: {name}")
+        if found.running:
+            self._write_hosts(found)
 
     # -- volumes ----------------------------------------------------------------------------------
 

@@ -357,9 +357,9 @@ def test_cp_into_and_out_of_a_stopped_container(sock: Path, work: Path) -> None:
 
 
 def test_rm_link_answers_as_dockerd(sock: Path) -> None:
-    # dockerd registers "/parent/alias" only for legacy links (refused in this lab, see the
-    # README): removing such a name that does not exist is a 404, and a container's own name
-    # is not a link.
+    # dockerd registers "/parent/alias" only for legacy links (the default bridge's --link):
+    # removing such a name that does not exist is a 404, and a container's own name is not a
+    # link (test_cli_lifecycle.py removes a real one).
     assert "No such container: web/db" in fails(sock, "rm", "--link", "web/db")
     assert "cannot remove the default link name" in fails(sock, "rm", "--link", "web")
     assert ok(sock, "inspect", "-f", "{{.State.Running}}", "web").strip() == "true"
