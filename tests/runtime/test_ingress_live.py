@@ -580,3 +580,23 @@ spec:
         conn.close()
     assert resp.status == 200, body
     assert echo(body)["svc"] == "api" and echo(body)["path"] == "/preview/x"
+
+
+def test_a_new_controller_pod_gets_the_configuration_again(daemon: RealDaemon, shop: dict[str, Any]) -> None:
+    """The rendered file lives in the nginx container: a replacement pod (deleted, or its
+    container restarted) starts from the bootstrap file and is given the configuration again."""
+    sid = shop["id"]
+    before = ok(daemon, sid, "kubectl -n ingress-nginx get pods -o name").split()
+    ok(daemon, sid, "kubectl -n ingress-nginx delete pod --all --wait=false >/dev/null")
+    script = f"""
+for i in $(seq 300); do
+  now=$(kubectl -n ingress-nginx get pods -o name --field-selector=status.phase=Running)
+  [ -n "$now" ] && [ "$now" != "{" ".join(before)}" ] && break
+  sleep 0.3
+done
+echo "$now"
+"""
+    after = ok(daemon, sid, script, timeout=150).split()
+    assert after and after != before, (before, after)
+    got = until(daemon, sid, "http://localhost/api/x", "shop.local", '"svc": "api"')
+    assert got.startswith("200"), got

@@ -405,7 +405,9 @@ curl -s -m 5 -o /dev/null -w 'port81 %{http_code}\\n' http://localhost:81/ || tr
     assert MARK not in "\n".join(lines), lines
     got = {tuple(ln.split(" ", 2)[:2]): ln.split(" ", 2)[2] for ln in lines if not ln.startswith("port81")}
     if not got[("good.local", "/")].startswith("200good-web"):
-        diag = _run(d, sid, "kubectl get events -A | tail -30; kubectl -n ingress-nginx logs deploy/ingress-nginx-controller | tail")
+        diag = _run(
+            d, sid, "kubectl get events -A | tail -30; kubectl -n ingress-nginx logs deploy/ingress-nginx-controller"
+        )
         pytest.fail(f"{got}\n{diag}\n{d.logs()[-3000:]}")
     assert got[("evil.local", "/out")].startswith("503"), got  # ExternalName: never proxied
     assert got[("evil.local", "/manual")].startswith("503"), got  # endpoints outside the pod network
@@ -432,3 +434,23 @@ curl -s -m 5 -o /dev/null -w 'port81 %{http_code}\\n' http://localhost:81/ || tr
         assert needle in evil, (needle, evil)
     assert any(m.startswith("RejectedByNginx") and "POSIX" in m for m in by.get("badregex", [])), by.get("badregex")
     assert "good" not in by, by["good"]
+
+
+def test_another_sandbox_cannot_reach_the_ingress(box: tuple[RealDaemon, dict[str, Any]]) -> None:
+    """The controller listens on the sandbox's own address: a classmate's sandbox cannot
+    reach it (the sandbox network's isolation), while the owner's terminal can."""
+    d, b = box
+    with Client(d.socket, timeout=60) as c:
+        other = c.create_sandbox({"image": "lab-base"})
+    try:
+        assert "good-web" in _run(d, b["id"], "curl -s -m 5 -H 'Host: good.local' http://localhost/")
+        out = _run(
+            d,
+            other["id"],
+            f"curl -sS -m 5 -H 'Host: good.local' http://{b['ip']}/ 2>&1; echo rc=$?; "
+            f"curl -skS -m 5 https://{b['ip']}/ 2>&1; echo rc=$?",
+        )
+        assert "good-web" not in out and out.count("rc=0") == 0, out
+    finally:
+        with Client(d.socket, timeout=60) as c, contextlib.suppress(errors.RuntimeError):
+            c.remove_sandbox(other["id"])
