@@ -279,6 +279,9 @@ class Cluster:
         self._crd_defs: list[ResourceDef] = []
         # the kubelet side of logs/exec/attach (podio.py); None: pods never start
         self.pod_io: PodIO | None = None
+        from runtime.kube.portforward import Budget
+
+        self.forward_budget = Budget()  # port-forward connections of all sessions (portforward.py)
         from runtime.kube.controllers import Controllers
 
         self.controllers = Controllers(self)
@@ -1188,7 +1191,9 @@ class Cluster:
 
             if self.pod_io is None or not spec.get("nodeName"):
                 raise bad_request(f"pod {name} does not have a host assigned")
-            return Reply(200, PortForwardCall(self.pod_io, ns, name, obj["metadata"].get("uid", "")))
+            return Reply(
+                200, PortForwardCall(self.pod_io, ns, name, obj["metadata"].get("uid", ""), self.forward_budget)
+            )
         if sub not in ("log", "exec", "attach"):
             raise method_not_allowed("the server does not allow this method on the requested resource")
         all_names = [

@@ -69,6 +69,9 @@ GOAWAY_PROTOCOL_ERROR = 1
 MAX_FRAME = 128 << 10  # client-go writes data frames of at most 32 KiB (io.Copy's buffer)
 MAX_HEADER_BLOCK = 16 << 10  # decompressed: kubectl sends three short headers
 MAX_PAIRS = 32  # forwarded connections open at once in one session
+# ... and in one cluster, all its sessions together: each holds a runtimed fd (and, while it
+# dials, a runtimed thread), so a student opening session after session is bounded too
+MAX_CLUSTER_PAIRS = 64
 MAX_PENDING = 16  # streams waiting for their partner
 READ_CHUNK = 32 << 10
 QUEUE_CHUNKS = 4  # client->pod frames buffered per stream before the tunnel is paused
@@ -198,6 +201,24 @@ def decode_headers(block: bytes) -> dict[str, str]:
 
 
 @dataclass
+class Budget:
+    """One cluster's forwarded connections (dialing or open) across its sessions; counted on
+    the event loop only (``take``/``give``), so it needs no lock."""
+
+    active: int = 0
+
+    def take(self) -> None:
+        if self.active >= MAX_CLUSTER_PAIRS:
+            raise ApiError(
+                429, "TooManyRequests", f"at most {MAX_CLUSTER_PAIRS} forwarded connections at once in this cluster"
+            )
+        self.active += 1
+
+    def give(self) -> None:
+        self.active -= 1
+
+
+@dataclass
 class PortForwardCall:
     """A checked portforward request: server.py serves it with ``serve``."""
 
@@ -205,6 +226,7 @@ class PortForwardCall:
     ns: str
     pod: str
     uid: str
+    budget: Budget  # the cluster's (apiserver.py), shared by all its sessions
     # the blocking dials of this session's connections run here (serve() makes it, one thread,
     # so one student's many connections queue behind each other, never behind others' work)
     dialer: ThreadPoolExecutor | None = None
@@ -394,13 +416,26 @@ class Session:
     # -- one forwarded connection -------------------------------------------------------------
 
     async def forward(self, data: _Stream, err: _Stream) -> None:
-        writer: asyncio.StreamWriter | None = None
         try:
             active = sum(1 for t in self.tasks if not t.done())
             if active > MAX_PAIRS:
                 raise ApiError(429, "TooManyRequests", f"at most {MAX_PAIRS} forwarded connections at once")
             if not 0 < data.port < 65536 or data.port != err.port:
                 raise ApiError(400, "BadRequest", f"invalid port {data.port}: a port is 1 to 65535")
+            self.call.budget.take()
+        except ApiError as e:
+            text = f"error forwarding port {data.port} to pod {self.call.pod}, uid {self.call.uid}: {e.message}"
+            await self.send_data(err, text.encode(), fin=True)
+            await self.send_data(data, b"", fin=True)
+            return
+        try:
+            await self._forward(data, err)
+        finally:
+            self.call.budget.give()
+
+    async def _forward(self, data: _Stream, err: _Stream) -> None:
+        writer: asyncio.StreamWriter | None = None
+        try:
             loop = asyncio.get_running_loop()
             sock = await loop.run_in_executor(
                 self.call.dialer, self.call.io.port_forward, self.call.ns, self.call.pod, data.port
@@ -524,6 +559,19 @@ async def serve_channels(ws: web.WebSocketResponse, call: PortForwardCall, ports
     inboxes = [asyncio.Queue[bytes](QUEUE_CHUNKS) for _ in ports]
 
     async def pump(i: int, port: int) -> None:
+        try:
+            call.budget.take()
+        except ApiError as e:
+            await send(
+                2 * i + 1, f"error forwarding port {port} to pod {call.pod}, uid {call.uid}: {e.message}".encode()
+            )
+            return
+        try:
+            await pump_taken(i, port)
+        finally:
+            call.budget.give()
+
+    async def pump_taken(i: int, port: int) -> None:
         try:
             sock = await loop.run_in_executor(call.dialer, call.io.port_forward, call.ns, call.pod, port)
             reader, writer = await asyncio.open_connection(sock=sock, limit=READ_CHUNK)

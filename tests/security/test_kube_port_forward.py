@@ -326,3 +326,34 @@ async def test_a_client_reset_closes_the_pods_side(api: Any) -> None:
         while not kubelet.ended:
             await asyncio.sleep(0.01)
     await ws.close()
+
+
+async def test_many_sessions_cannot_multiply_runtimeds_pod_connections(api: Any) -> None:
+    """Each session's ``MAX_PAIRS`` is no bound on runtimed: a student opening session after
+    session from the sandbox held one runtimed fd (and, while dialing, one runtimed thread) per
+    forwarded connection, without limit. A cluster's forwarded connections are bounded together."""
+    tc, headers, kubelet = api
+    sessions = pf.MAX_CLUSTER_PAIRS // pf.MAX_PAIRS + 2
+    socks: list[tuple[Any, Spdy]] = []
+    texts: list[str] = []
+    for _ in range(sessions):
+        ws, spdy = await connect(tc, headers), Spdy()
+        frames = b"".join(pair(spdy, str(i), "8080", 1 + 4 * i) for i in range(pf.MAX_PAIRS))
+        await ws.send_bytes(frames)
+        socks.append((ws, spdy))
+    for ws, spdy in socks:
+        # every pair either forwards (the echo answers a byte) or ends with an error text
+        await ws.send_bytes(b"".join(pf.data_frame(3 + 4 * i, 0, b"x") for i in range(pf.MAX_PAIRS)))
+
+        def settled(s: list[tuple[bool, int, int, bytes]]) -> bool:
+            echoed = {f[1] // 4 for f in s if not f[0] and f[1] % 4 == 3 and f[3]}
+            refused = {f[1] // 4 for f in s if not f[0] and f[1] % 4 == 1 and f[3]}
+            return len(echoed | refused) >= pf.MAX_PAIRS
+
+        seen = await read_until(ws, spdy, settled)
+        texts += [f[3].decode() for f in seen if not f[0] and f[1] % 4 == 1 and f[3]]
+    assert len(kubelet.calls) <= pf.MAX_CLUSTER_PAIRS
+    assert len(texts) == sessions * pf.MAX_PAIRS - len(kubelet.calls)
+    assert all("forwarded connections" in t for t in texts)
+    for ws, _ in socks:
+        await ws.close()
