@@ -84,6 +84,12 @@ Layout
     ``lo``, served on the loop from the store: services, headless endpoints, StatefulSet
     pod names, SRV, pod A records, PTR; NXDOMAIN under cluster.local; other names forwarded
     to the sandbox's resolvers (SERVFAIL without). The ``kube-system/kube-dns`` Service.
+``ingress.py``
+    The ingress controller, as ingress-nginx: the default IngressClass ``nginx``; with the
+    first Ingress, the Deployment ``ingress-nginx/ingress-nginx-controller`` (the catalog's
+    nginx, hostPorts 80/443 of the sandbox); a runtimed-side controller woken by watch events
+    renders nginx.conf from Ingresses, Services, EndpointSlices and TLS Secrets and pushes it
+    into the nginx container (``nginx -t``, then reload); statuses and Warning events.
 ``podio.py``
     What the API server needs from a kubelet for ``kubectl logs``, ``exec`` and
     ``attach`` (``Cluster.pod_io``), and the wire protocol server.py speaks for them:

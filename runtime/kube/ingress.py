@@ -12,8 +12,9 @@ What a student sees (as with ``minikube addons enable ingress`` or kind's ingres
   real ``nginx:1.22``, ports 80 and 443 published on the node with ``hostPort`` as kind's
   manifest does, readiness on ``:10254/healthz``) and the Service ``ingress-nginx-controller``
   (NodePort). Installing on first need keeps Kubernetes labs that never use an Ingress from
-  running an extra pod. The objects are created once per controller start; a student who
-  deletes them has no ingress until runtimed restarts (as with the real add-on).
+  running an extra pod. What is missing of these objects (and the IngressClass) is created
+  once per controller start: a student who deletes them has no ingress until runtimed
+  restarts, which brings them back.
 * ``curl -H 'Host: shop.local' http://localhost/`` in the sandbox's terminal, or on the
   node's address (the sandbox's; what ``status.loadBalancer.ingress`` of every served
   Ingress and ``kubectl get ingress`` show), reaches the nginx: hostPort publishing is the
@@ -28,9 +29,10 @@ Ingresses with no class at all (``--watch-ingress-without-class``). Others are i
 The controller (runtimed side)
 ------------------------------
 ``IngressController`` runs beside a sandbox's kubelet (service.py), in its own thread. It
-keeps system watchers (not counted as a student's watch requests, though they occupy
-``store.watchers``) on Ingresses, IngressClasses, Services, EndpointSlices, Secrets and the
-pods of ``ingress-nginx``; any event wakes it (and a 30 s resync). A sync snapshots those
+keeps six watchers of the store (registered directly: they are not watch requests, but
+they do count in ``store.watchers``, so a student has 44 of the 50 watches left) on
+Ingresses, IngressClasses, Services, EndpointSlices, Secrets and the pods of
+``ingress-nginx``; any event wakes it (and a 30 s resync; 1 s after a failed push). A sync snapshots those
 objects on the API server's loop, renders ``nginx.conf`` (``render``, a pure function:
 equal states give equal text) and, when the text, the certificates or the nginx container
 changed, pushes them into the controller's container with one engine exec, as the real
@@ -104,7 +106,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -115,6 +117,7 @@ from runtime import errors
 from runtime.kube import registry
 from runtime.kube.apierrors import ApiError
 from runtime.kube.store import Watcher
+from runtime.loops import call_on_loop
 
 if TYPE_CHECKING:
     from runtime.dockerapi.engine import Engine
@@ -123,6 +126,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("runtime.kube.ingress")
 
 Obj = dict[str, Any]
+T = TypeVar("T")
 
 CLASS_NAME = "nginx"
 CONTROLLER = "k8s.io/ingress-nginx"
@@ -921,8 +925,18 @@ class IngressController:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
+    def _call(self, fn: Callable[[], T]) -> T:
+        """``fn`` on the API server's loop (the cluster is only touched there), from this thread."""
+        if self.host.loop is None:
+            return fn()
+
+        async def run() -> T:
+            return fn()
+
+        return call_on_loop(self.host.loop, run(), what="lab cluster", timeout=30)
+
     def start(self) -> None:
-        self.host._call(self._start_on_loop)
+        self._call(self._start_on_loop)
         self._thread = threading.Thread(target=self._loop, daemon=True, name="ingress-nginx")
         self._thread.start()
 
@@ -930,7 +944,7 @@ class IngressController:
         self._stop.set()
         self._wake.set()
         with contextlib.suppress(errors.RuntimeError):
-            self.host._call(self._stop_on_loop)
+            self._call(self._stop_on_loop)
         if self._thread is not None:
             self._thread.join(timeout=PUSH_TIMEOUT + 10)
 
@@ -1014,7 +1028,7 @@ class IngressController:
     # -- one sync ----------------------------------------------------------------------------
 
     def sync(self) -> None:
-        state = self.host._call(self._snapshot)
+        state = self._call(self._snapshot)
         exclude: frozenset[tuple[str, str]] = frozenset()
         nginx_errors: dict[tuple[str, str], list[Problem]] = {}
         out = render(state.snapshot, self._default_pem)
@@ -1046,7 +1060,7 @@ class IngressController:
             out.problems.setdefault(k, []).extend(probs)
         ip = str(((state.pod or {}).get("status") or {}).get("hostIP") or "")
         ready = cid is not None and self._pushed is not None and self._pushed[0] == cid
-        self.host._call(lambda: self._report(out, ip if ready else ""))
+        self._call(lambda: self._report(out, ip if ready else ""))
 
     def _snapshot(self) -> _State:
         c = self.host.cluster
