@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import ipaddress
 import re
 from typing import Any
 
@@ -927,6 +928,12 @@ def validate_service(obj: Obj) -> list[FieldError]:
             names.add(p["name"])
     if typ == "ExternalName" and not spec.get("externalName"):
         errs.append(required("spec.externalName"))
+    cip = spec.get("clusterIP")
+    if cip not in (None, "", "None"):  # kube-apiserver's ValidateService: an IP (here IPv4: ipFamilies)
+        try:
+            ipaddress.IPv4Address(str(cip))
+        except ValueError:
+            errs.append(invalid("spec.clusterIPs[0]", cip, "must be a valid IPv4 address, (e.g. 10.9.8.7)"))
     return errs
 
 

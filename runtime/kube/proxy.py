@@ -79,6 +79,15 @@ def _port_of(pod: Obj | None, target: Any, proto: str) -> int | None:
     return None
 
 
+def _ipv4(value: Any) -> str | None:
+    """``value`` as the IPv4 address it spells, or None. The script is nft syntax run as root
+    in the host's mount namespace: only what parsed as an address is written into it."""
+    try:
+        return str(ipaddress.IPv4Address(str(value)))
+    except ValueError:
+        return None
+
+
 def render(services: list[Obj], slices: list[Obj], pods: list[Obj], pod_bridge: str | None) -> str:
     """The whole ``nft -f`` script for the cluster's state (deterministic: equal states give
     equal text, which is how ``Proxy.sync`` knows nothing changed)."""
@@ -93,8 +102,8 @@ def render(services: list[Obj], slices: list[Obj], pods: list[Obj], pod_bridge: 
     chains: list[str] = []
     for svc in sorted(services, key=lambda s: (s["metadata"]["namespace"], s["metadata"]["name"])):
         meta, spec = svc["metadata"], svc.get("spec") or {}
-        ip = str(spec.get("clusterIP") or "")
-        if spec.get("type") == "ExternalName" or ip in ("", "None", API_SERVICE_IP, DNS_IP):
+        ip = _ipv4(spec.get("clusterIP"))  # None also for "" and headless "None"
+        if spec.get("type") == "ExternalName" or ip in (None, API_SERVICE_IP, DNS_IP):
             continue
         affinity = spec.get("sessionAffinity") == "ClientIP"
         for sp in spec.get("ports") or []:
@@ -122,7 +131,7 @@ def render(services: list[Obj], slices: list[Obj], pods: list[Obj], pod_bridge: 
                     port = _port_of(pod, target, proto) if pod is not None else sport
                     if port is None:
                         continue
-                    ends.extend((str(a), int(port)) for a in ep.get("addresses") or [])
+                    ends.extend((a, int(port)) for a in map(_ipv4, ep.get("addresses") or []) if a is not None)
             ends = sorted(set(ends), key=lambda e: (ipaddress.IPv4Address(e[0]), e[1]))
             matches = [f"ip daddr {ip} {l4} dport {int(sp['port'])}"]
             if sp.get("nodePort") and spec.get("type") in ("NodePort", "LoadBalancer"):
