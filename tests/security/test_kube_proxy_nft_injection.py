@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from runtime.kube import proxy
-from runtime.kube.apiserver import Cluster, Request, User
+from runtime.kube.apiserver import Cluster, Reply, Request, User
 from runtime.kube.server import ADMIN_USER, Hub, create_cluster
 
 ADMIN = User(ADMIN_USER, ("system:masters", "system:authenticated"))
@@ -54,6 +54,7 @@ def test_a_service_with_a_hostile_cluster_ip_is_invalid(cluster: Cluster, ip: st
     )
     req.user = ADMIN
     reply = cluster.handle(req)
+    assert isinstance(reply, Reply)
     assert reply.status == 422, reply.body
     assert "spec.clusterIP" in json.dumps(reply.body)
     assert cluster.store.get("services", "default", "evil") is None
