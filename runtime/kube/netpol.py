@@ -508,6 +508,25 @@ class NetworkPolicyAgent:
                 log.exception("network policy agent of sandbox pid %d: sync failed", self.pid)
             self._stop.wait(self.SPACING)
 
+    def _warn_too_big(self, policies: list[Obj]) -> None:
+        """Say so where the student looks (``kubectl describe networkpolicy``, ``get events``):
+        a Warning on the largest policies (a few: events are bounded per cluster too)."""
+        biggest = sorted(policies, key=lambda p: len(json.dumps(p.get("spec"), default=str)), reverse=True)[:3]
+        message = (
+            f"the NetworkPolicies of this cluster make more than {MAX_RULE_BYTES // 1024} KiB of firewall "
+            "rules (peers times ports); until they are fewer, every pod they select is allowed no traffic"
+        )
+        cluster = self.host.cluster
+
+        def do() -> None:
+            for pol in biggest:
+                cluster.controllers.event(pol, "Warning", "TooManyRules", message, "network-policy-agent")
+
+        try:
+            self.host._call(do)
+        except Exception:  # the warning is a courtesy: the rules are enforced (closed) anyway
+            log.exception("network policies of sandbox pid %d: no warning event", self.pid)
+
     def sync(self) -> None:
         """Bring the table in line with the cluster (a no-op when nothing changed)."""
         with self._lock:
@@ -519,9 +538,8 @@ class NetworkPolicyAgent:
             if script == self._last:
                 return
             if script.startswith(TOO_BIG):
-                log.warning(
-                    "network policies of sandbox pid %d: too many rules, isolated pods allowed nothing", self.pid
-                )
+                log.warning("network policies of sandbox pid %d: too many rules, isolated pods get none", self.pid)
+                self._warn_too_big(policies)
             try:
                 if policies and not self._bridged:
                     # per netns: bridged pod-to-pod frames meet the IPv4 hooks (see the docstring)
@@ -560,15 +578,20 @@ def probe(engine: Engine, namespace: str, pod: str, host: str, port: int, protoc
         raise errors.BadRequest(f"timeout must be more than 0 and at most {MAX_PROBE_TIMEOUT:g} seconds")
     labels = [f"{POD_NAMESPACE}={namespace}", f"{POD_NAME}={pod}", f"{CONTAINER_NAME}={INFRA}"]
     found = engine.list(filters={"label": labels})  # running containers only
-    pid = 0
+    pid = start = 0
     for c in found:
-        with_state = engine.inspect(str(c["Id"]))
-        pid = int((with_state.get("State") or {}).get("Pid") or 0)
-        if pid:
+        try:
+            rec = engine._get(str(c["Id"]))  # the engine's own record: pid and its start time
+        except errors.RuntimeError:
+            continue
+        if rec.pid and rec.pid_start:
+            pid, start = rec.pid, rec.pid_start
             break
     if not pid:
         raise errors.Conflict(f'pod "{pod}" in namespace "{namespace}" is not running, so nothing can be sent from it')
-    argv = [sys.executable, "-I", "-S", str(PROBE_HELPER), str(pid), str(addr), str(port), protocol.lower()]
+    # the helper checks the start time once it holds the namespace: a pid the infra container
+    # left (it exited) and a host process took is never entered (it would be the host's netns)
+    argv = [sys.executable, "-I", "-S", str(PROBE_HELPER), str(pid), str(start), str(addr), str(port), protocol.lower()]
     cp = engine.place.run([*argv, f"{float(timeout):g}"], timeout=float(timeout) + 10, check=False)
     try:
         out = json.loads(cp.stdout.decode(errors="replace").strip().splitlines()[-1])

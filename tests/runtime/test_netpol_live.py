@@ -508,3 +508,23 @@ def test_a_pod_reaches_itself_through_its_own_service(lab: Lab) -> None:
     ip = lab.sh("kubectl -n prod get svc solo -o jsonpath='{.spec.clusterIP}'").strip()
     lab.converge("prod/web", {f"{ip}:80:tcp": "open"})
     lab.converge("prod/client", {f"{ip}:80:tcp": "open"})
+
+
+def test_too_many_rules_fail_closed_and_say_so(lab: Lab) -> None:
+    """Peers times ports past the agent's bound: the selected pods keep their isolation with no
+    allow rule, and a Warning event on the policy tells the student why."""
+    flood = netpol(
+        "flood",
+        "prod",
+        {
+            "podSelector": {"matchLabels": {"app": "web"}},
+            "ingress": [{"from": [{"podSelector": {}}] * 600, "ports": [{"port": p} for p in range(8000, 8600)]}],
+        },
+    )
+    lab.converge("prod/client", {"prod/web:8080:tcp": "open"})
+    lab.apply(flood)
+    lab.converge("prod/client", {"prod/web:8080:tcp": "timeout", "prod/other:8080:tcp": "open"})
+    out = lab.sh("kubectl -n prod get events --field-selector reason=TooManyRules -o jsonpath='{.items[*].message}'")
+    assert "every pod they select is allowed no traffic" in out, out
+    lab.sh("kubectl -n prod delete networkpolicy flood >/dev/null")
+    lab.converge("prod/client", {"prod/web:8080:tcp": "open"})
