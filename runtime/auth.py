@@ -16,7 +16,7 @@ sandbox token
     ``<root>/auth/signing.key``, 0600, so tokens outlive a runtimed restart as the
     sandboxes do). It is good for one sandbox and the operations listed, until it
     expires. The provisioning worker mints one for the web tier when a lab session
-    becomes ready (role ``web``: terminal, preview, read) and the grader mints a
+    becomes ready (role ``web``: terminal, preview, files, read) and the grader mints a
     short one per grading (role ``grader``: exec, kubeconfig, docker, read). A web
     process made to send any request for another sandbox (an SSRF, a confused
     proxy) is refused by runtimed itself: 403.
@@ -49,11 +49,15 @@ PREVIEW = "preview"  # the port preview proxy into the sandbox's network
 EXEC = "exec"  # run a command (graders' checks)
 KUBECONFIG = "kubeconfig"  # the lab cluster's admin kubeconfig, named users' kubeconfigs
 DOCKER = "docker"  # the sandbox's Docker Engine API from the host
-OPERATIONS = frozenset({READ, TOUCH, TERMINAL, PREVIEW, EXEC, KUBECONFIG, DOCKER})
+# The lab editor: list, read and write files under the sandbox's /root. Its own operation,
+# not TERMINAL: no more power than a shell (a terminal can write the same files), but a
+# credential that may only run commands (a grader's) or only watch need not carry it.
+FILES = "files"
+OPERATIONS = frozenset({READ, TOUCH, TERMINAL, PREVIEW, EXEC, KUBECONFIG, DOCKER, FILES})
 
 ROLES: dict[str, frozenset[str]] = {
     # the web tier: what a student (or an observing instructor) does through a browser
-    "web": frozenset({READ, TOUCH, TERMINAL, PREVIEW}),
+    "web": frozenset({READ, TOUCH, TERMINAL, PREVIEW, FILES}),
     # a grading worker: what checks need
     "grader": frozenset({READ, TOUCH, EXEC, KUBECONFIG, DOCKER}),
 }

@@ -499,6 +499,24 @@ class Client:
         body = self._request("GET", f"/v1/sandboxes/{_q(sid)}/docker")
         return cast(str, body["socket"])
 
+    # the lab editor (runtime.sandbox.files): paths are relative to the sandbox's /root
+    def files_list(self, sid: str, path: str = "") -> dict[str, Any]:
+        """``{"path", "entries": [{"name", "type", "size", "mtime"}], "truncated"}`` of one directory."""
+        body = self._request("GET", f"/v1/sandboxes/{_q(sid)}/files", params={"path": path})
+        return cast(dict[str, Any], body)
+
+    def file_read(self, sid: str, path: str) -> dict[str, Any]:
+        """``{"path", "content", "etag", "size", "mtime"}`` of a UTF-8 text file."""
+        body = self._request("GET", f"/v1/sandboxes/{_q(sid)}/files/content", params={"path": path})
+        return cast(dict[str, Any], body)
+
+    def file_write(self, sid: str, path: str, content: str, etag: str | None) -> dict[str, Any]:
+        """Save ``content``: ``etag`` of the version read (``Conflict`` if the file changed
+        since), None to create a new file, ``"*"`` to overwrite. ``{"path", "etag", ...}``."""
+        req = {"path": path, "content": content, "etag": etag}
+        body = self._request("PUT", f"/v1/sandboxes/{_q(sid)}/files/content", json_body=req)
+        return cast(dict[str, Any], body)
+
     def kubeconfig(self, sid: str) -> str:
         """Admin kubeconfig (YAML) of the lab cluster of a sandbox created with the
         ``kubernetes`` service, pointing at runtimed's host loopback listener (graders)."""

@@ -117,6 +117,7 @@ from runtime.proxy import (
     PREVIEW_SANDBOX_HEADER,
     SandboxProxy,
 )
+from runtime.sandbox import files as sandbox_files
 from runtime.sessions import SessionRegistry, run_exec, stream_exec
 from runtime.sessions.base import SpawnedProcess
 from runtime.sessions.exec import check_timeout
@@ -129,6 +130,7 @@ log = logging.getLogger("runtime.daemon")
 API_VERSION = 1
 DEFAULT_SOCKET = "/run/kubelab/runtimed.sock"
 MAX_JSON_BODY = 16 * 2**20
+FILE_OPS_AT_ONCE = 4  # editor helpers (runtime.sandbox.files) running at once, all sandboxes
 WS_WRITER_LIMIT = 64 * 1024
 CLOSE_GRACE = 5.0  # after the last frame, how long the server waits for the client to close
 
@@ -315,6 +317,7 @@ class Daemon:
         self.kube: KubeLike | None = None  # the kubernetes service, when runtimed runs it
         self.docker: DockerLike | None = None  # the docker service, when runtimed runs it
         self._websockets: set[web.WebSocketResponse] = set()
+        self._file_ops = asyncio.Semaphore(FILE_OPS_AT_ONCE)
         self._closing = False
         self.app = web.Application(middlewares=[error_middleware], client_max_size=MAX_JSON_BODY)
         self.app.on_startup.append(self._adopt_sessions)
@@ -352,6 +355,10 @@ class Daemon:
             ("DELETE", ss, self.session_remove, auth.TERMINAL),
             ("POST", ss + "/resize", self.session_resize, auth.TERMINAL),
             ("GET", ss + "/attach", self.session_attach, auth.TERMINAL),
+            # The lab editor: files under the sandbox's /root (runtime.sandbox.files).
+            ("GET", sb + "/files", self.files_list, auth.FILES),
+            ("GET", sb + "/files/content", self.file_read, auth.FILES),
+            ("PUT", sb + "/files/content", self.file_write, auth.FILES),
             # The port preview: the sandbox, port and path travel in headers, so nothing a
             # browser sends can turn into a route of this API (runtime.urlsafety).
             ("*", PREVIEW_ROUTE, self.preview, auth.PREVIEW),
@@ -529,6 +536,33 @@ class Daemon:
         stats: dict[str, Any] = dict(await asyncio.to_thread(self.manager.stats, sid))
         stats["sessions"] = len([s for s in self.sessions.for_sandbox(sid) if not s.exited])
         return web.json_response(stats)
+
+    # -- the lab editor's files ------------------------------------------------------------
+    async def _files(self, sid: str, req: dict[str, Any]) -> dict[str, Any]:
+        info = await self._sandbox(sid)
+        pid = getattr(info, "pid", None)
+        if getattr(info, "status", None) != "running" or not pid:
+            raise errors.Conflict(f"sandbox {sid} is {getattr(info, 'status', 'unknown')}, not running")
+        async with self._file_ops:  # a bound on helper processes, whatever the callers send
+            return await asyncio.to_thread(sandbox_files.run, int(pid), req)
+
+    async def files_list(self, request: web.Request) -> web.StreamResponse:
+        req = {"op": "list", "path": request.query.get("path", "")}
+        return web.json_response(await self._files(request.match_info["id"], req))
+
+    async def file_read(self, request: web.Request) -> web.StreamResponse:
+        req = {"op": "read", "path": request.query.get("path", "")}
+        return web.json_response(await self._files(request.match_info["id"], req))
+
+    async def file_write(self, request: web.Request) -> web.StreamResponse:
+        """``{"path", "content", "etag"}``: ``etag`` of the version the editor read (a
+        changed file is a 409), ``null`` to create a file, ``"*"`` to overwrite whatever is there."""
+        sid = request.match_info["id"]
+        body = await _json(request)
+        req = {"op": "write", "path": body.get("path", ""), "content": body.get("content"), "etag": body.get("etag")}
+        out = await self._files(sid, req)
+        await asyncio.to_thread(self.manager.touch, sid)
+        return web.json_response(out)
 
     async def sandbox_stop(self, request: web.Request) -> web.StreamResponse:
         sid = request.match_info["id"]

@@ -82,6 +82,9 @@ def routes(sid: str) -> list[Call]:
         ("POST", sb + "/sessions/x/resize", {"json": {"rows": 1, "cols": 1}}),
         ("GET", sb + "/sessions/x/attach", {}),
         ("GET", sb + "/exec/stream", {}),
+        ("GET", sb + "/files", {}),
+        ("GET", sb + "/files/content", {"params": {"path": "x"}}),
+        ("PUT", sb + "/files/content", {"json": {"path": "x", "content": "", "etag": None}}),
         ("POST", sb + "/stop", {}),
         ("DELETE", sb, {}),
         ("POST", sb + "/tokens", {"json": {"role": "web"}}),
@@ -150,6 +153,8 @@ def test_the_web_role_cannot_exec_and_the_grader_role_cannot_open_terminals(two:
         assert grader.exec(two.a, ["true"]).exit_code == 0
         with pytest.raises(errors.Forbidden, match="does not allow 'terminal'"):
             grader.list_sessions(two.a)
+        with pytest.raises(errors.Forbidden, match="does not allow 'files'"):
+            grader.files_list(two.a)
         assert web.list_sessions(two.a) == []
 
 
