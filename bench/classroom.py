@@ -34,8 +34,15 @@ platform instead: students are made with ``manage.py`` against the database of t
 environment (VAR_DIR / DATABASE_URL as that platform's), runtimed is the one at
 RUNTIME_SOCKET (the admin credential from $RUNTIME_ADMIN_TOKEN or beside the socket).
 
+Also, from the database: where a Start's time went (``provision_*``: queued for a
+provisioning process, image check, find, the sandbox create, credentials) and a Check's
+(``check_queued``/``check_grading``), p50 and p95. ``--profile DIR`` (own platform only)
+runs ``py-spy record`` on runtimed, daphne and both Celery workers (pool processes included)
+for the class, keeps the raw stacks in DIR and logs each process's hottest frames of our
+code; sampling costs CPU of its own, so take figures from an unprofiled run.
+
     flock /tmp/kubelab-test.lock .venv/bin/python bench/classroom.py [--students 50]
-        [--spread 0] [--url http://127.0.0.1:8000]
+        [--spread 0] [--url http://127.0.0.1:8000] [--profile /tmp/prof]
 
 Needs root. Progress on stderr; one JSON object on the last stdout line. Nothing is asserted:
 a student whose flow broke is counted in ``failures`` with the first reason.
