@@ -1,10 +1,12 @@
 """Helper child: one connection attempt from inside a pod's network namespace.
 
-Run as ``python -I -S _netns_probe.py PID HOST PORT tcp|udp TIMEOUT`` by netpol.py's
+Run as ``python -I -S _netns_probe.py PID START HOST PORT tcp|udp TIMEOUT`` by netpol.py's
 ``probe`` (the grader's ``connectivity`` check), never imported by the daemon (kernel work
 happens in a child process, CONVENTIONS #10). It enters ``/proc/PID/ns/net`` (the pod's infra
-container) with setns(2), so the packets leave from the pod's own address and meet the same
-rules as the pod's own traffic, and prints one JSON line:
+container; START is the start time the engine recorded for it, checked once the namespace is
+open, so a pid reused by another process, a host one, is never entered) with setns(2), so
+the packets leave from the pod's own address and meet the same rules as the pod's own
+traffic, and prints one JSON line:
 
 ``{"result": "open" | "refused" | "timeout" | "unreachable" | "error", "detail": str}``
 
@@ -33,17 +35,31 @@ DNS_QUERY = (
 )
 
 
+def _start_time(pid: int) -> int | None:
+    """As runtime.procfs.proc_start (this child imports nothing of ours)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="latin-1") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
 def _say(result: str, detail: str) -> int:
     print(json.dumps({"result": result, "detail": detail}))
     return 0
 
 
 def main(argv: list[str]) -> int:
-    pid, host, port, proto, timeout = int(argv[1]), argv[2], int(argv[3]), argv[4], float(argv[5])
+    pid, start, host, port = int(argv[1]), int(argv[2]), argv[3], int(argv[4])
+    proto, timeout = argv[5], float(argv[6])
     try:
         ns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
         return _say("error", f"cannot open the pod's network namespace: {e.strerror}")
+    if _start_time(pid) != start:  # read after opening: the namespace is that process's
+        os.close(ns)
+        return _say("error", "the pod's infra container is no longer running")
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.setns(ns, CLONE_NEWNET) != 0:
         return _say("error", f"cannot enter the pod's network namespace: {os.strerror(ctypes.get_errno())}")
