@@ -1105,6 +1105,7 @@ class Engine:
         hostname = str(body.get("Hostname") or "")
         labels = {**(img_cfg.get("Labels") or {}), **(body.get("Labels") or {})}
         exposed = {**(img_cfg.get("ExposedPorts") or {}), **(body.get("ExposedPorts") or {})}
+        netns.check_port_bindings(hc.get("PortBindings"))  # they become nft rules run as root
         for port in hc.get("PortBindings") or {}:
             exposed.setdefault(port if "/" in port else f"{port}/tcp", {})
         memory = int(hc.get("Memory") or 0)

@@ -40,6 +40,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from runtime import errors
 from runtime.sandbox._proc import run
 from runtime.sandbox.cgexec import Placement
 
@@ -70,6 +71,52 @@ class PortRule:
     proto: str  # "tcp" | "udp"
     ip: str  # the container's address
     port: int
+
+
+def check_port_bindings(bindings: object) -> None:
+    """``HostConfig.PortBindings`` as dockerd's ``validatePortBindings`` checks it at create
+    (errors.BadRequest, its words), before anything is expanded or written: the host ports
+    and addresses become nft rules run as root (``apply_ports``), so only a port, a bounded
+    ``lo-hi`` range and an IPv4 address get through."""
+    if not bindings:
+        return
+    if not isinstance(bindings, dict):
+        raise errors.BadRequest("invalid port bindings: an object of port -> bindings is expected")
+    for key, binds in bindings.items():
+        port, _, proto = str(key).partition("/")
+        if not _port_range(port, single=True) or proto not in ("", "tcp", "udp", "sctp"):
+            raise errors.BadRequest(f"invalid port specification: {port!r}")
+        for b in binds or []:
+            if not isinstance(b, dict):
+                raise errors.BadRequest(f"invalid port binding for {key}: {b!r}")
+            host_port = str(b.get("HostPort") or "")
+            if host_port and not _port_range(host_port):
+                raise errors.BadRequest(f"invalid port specification: {host_port!r}")
+            host_ip = str(b.get("HostIp") or "")
+            if host_ip and not _ipv4(host_ip):
+                raise errors.BadRequest(
+                    f"invalid IP address: {host_ip!r} (this engine publishes on IPv4 addresses of the sandbox)"
+                )
+
+
+def _port_range(text: str, *, single: bool = False) -> bool:
+    """``N`` or ``N-M`` with 0 <= N <= M <= 65535 (moby's nat.ParsePortRange); ``single``: no range."""
+    lo, sep, hi = text.partition("-")
+    if sep and single:
+        return False
+    parts = [lo, hi] if sep else [lo]
+    if not all(p.isascii() and p.isdigit() and len(p) <= 5 for p in parts):
+        return False
+    nums = [int(p) for p in parts]
+    return nums[-1] <= 65535 and nums[0] <= nums[-1]
+
+
+def _ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _in_ns(
@@ -198,6 +245,8 @@ def apply_ports(
     nets = list(bridges)
     dnat: list[str] = []
     for r in rules:
+        if r.host_ip not in (ANY, "") and not _ipv4(r.host_ip):  # stored before create checked it
+            raise errors.BadRequest(f"invalid IP address: {r.host_ip!r}")
         everywhere = r.host_ip in (ANY, "")
         match = "fib daddr type local" if everywhere else f"ip daddr {r.host_ip}"
         dnat.append(f"{match} {r.proto} dport {r.host_port} dnat to {r.ip}:{r.port}")
