@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from labs import preview, views
+from labs import editor, preview, views
 
 app_name = "labs"
 
@@ -12,6 +12,8 @@ urlpatterns = [
     path("<uuid:session_id>/", views.session_page, name="session"),
     path("<uuid:session_id>/reset/", views.session_reset, name="reset"),
     path("<uuid:session_id>/stop/", views.session_stop, name="stop"),
+    path("<uuid:session_id>/files/", editor.files_list, name="files"),
+    path("<uuid:session_id>/files/content/", editor.file_content, name="file-content"),
     path("<uuid:session_id>/port/<int:port>/", preview.port_proxy, name="port"),
     path("<uuid:session_id>/port/<int:port>/<path:path>", preview.port_proxy, name="port-path"),
 ]
