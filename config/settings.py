@@ -150,10 +150,27 @@ if _redis.scheme == "unix" and not _redis.path:
 if _redis.scheme in {"redis", "rediss"} and not _redis.hostname:
     raise ImproperlyConfigured(f"REDIS_URL: no host in {REDIS_URL!r}")
 
+# channels_redis receives with BZPOPMIN blocking 5 s in Redis (RedisChannelLayer.brpop_timeout),
+# and redis-py 5+ reads with a 5 s socket timeout by default: an idle receive's empty answer
+# raced the client's timeout, and under a herd (daphne's loop late by a few ms) the timeout won,
+# "Timeout reading from …/redis.sock". redis-py then dropped the connection with the answer
+# unread: when that answer was a message, BZPOPMIN had already taken it out of Redis and it was
+# lost (a page's `ready` push, issue #13), and the consumer whose receive failed was closed.
+# Reads get a timeout well past the blocking pop; connects keep a short one.
+CHANNEL_LAYER_SOCKET_TIMEOUT = 30
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": env.string("CHANNELS_PREFIX", "kubelab")},
+        "CONFIG": {
+            "hosts": [
+                {
+                    "address": REDIS_URL,
+                    "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT,
+                    "socket_connect_timeout": 5,
+                }
+            ],
+            "prefix": env.string("CHANNELS_PREFIX", "kubelab"),
+        },
     }
 }
 
