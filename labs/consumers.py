@@ -261,7 +261,12 @@ class TerminalConsumer(AsyncWebsocketConsumer):
 class LabEventsConsumer(AsyncJsonWebsocketConsumer):
     """Status of a lab session pushed live: provisioning progress, its place in
     the provisioning queue, ready, failed, the time left; the page's heartbeats
-    count as activity."""
+    count as activity.
+
+    The pushes are a shortcut, not the source of truth: the current state is sent on
+    every (re)connect and on request (``{"type": "state"}``, also what a heartbeat
+    answers), which the page uses after a reconnect and every few seconds while its
+    sandbox is being provisioned."""
 
     granted: Granted | None = None
     # Queue updates reach the page at most once per QUEUE_INTERVAL seconds: when a class
@@ -271,6 +276,9 @@ class LabEventsConsumer(AsyncJsonWebsocketConsumer):
     queue_latest: dict[str, Any] | None = None
     queue_flush: asyncio.TimerHandle | None = None
     queue_task: asyncio.Future[None] | None = None
+    # Asked-for states (heartbeat, "state") answered at most once per STATE_INTERVAL seconds.
+    STATE_INTERVAL = 1.0
+    state_sent_at = float("-inf")
 
     async def connect(self) -> None:
         session_id = self.scope["url_route"]["kwargs"]["session"]
@@ -293,9 +301,24 @@ class LabEventsConsumer(AsyncJsonWebsocketConsumer):
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict) or self.granted is None:
             return
-        if content.get("type") == "heartbeat" and self.granted.can_write:
+        kind = content.get("type")
+        if kind == "heartbeat" and self.granted.can_write:
             await _record_activity(self.granted.session)
-            await self.send_json(await self._state())
+            await self._send_state()
+        elif kind == "state":
+            # The page asks after a reconnect and while it waits for its sandbox, so a push
+            # that never arrived (a channel layer hiccup) costs it one poll, not the lab.
+            # Always the session this socket was granted: nothing in the request names one.
+            await self._send_state()
+
+    async def _send_state(self) -> None:
+        """The session's current state, at most once per STATE_INTERVAL (a reader's
+        question costs a query; a flood of them is answered by the first)."""
+        now = asyncio.get_running_loop().time()
+        if now - self.state_sent_at < self.STATE_INTERVAL:
+            return
+        self.state_sent_at = now
+        await self.send_json(await self._state())
 
     async def lab_status(self, event: dict[str, Any]) -> None:
         if event["state"].get("queue") is None and self.queue_flush is not None:

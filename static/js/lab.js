@@ -15,6 +15,9 @@
   var kubelab = (window.kubelab = window.kubelab || {});
 
   var HEARTBEAT_EVERY = 60000;
+  // While the sandbox starts (or stops) the page also asks for the session's state this
+  // often: a status push that never arrived then costs a few seconds, not the lab.
+  var STATE_POLL_EVERY = 4000;
   var FONT_MIN = 9;
   var FONT_MAX = 28;
   var SPLIT_MIN = 15;
@@ -841,6 +844,12 @@
       }
     }
 
+    function requestState() {
+      if (events && events.readyState === WebSocket.OPEN) {
+        events.send(JSON.stringify({ type: "state" }));
+      }
+    }
+
     function connectEvents() {
       clearTimeout(eventsRetry);
       eventsRetry = null;
@@ -855,6 +864,11 @@
         eventsState.hidden = true;
         app.setAttribute("data-events", "open");
         heartbeat(true); // opening the page is activity too
+        // The server sends the state on connect; ask again so nothing missed while the
+        // socket was down depends on that first message (a heartbeat answers it too).
+        if (readOnly || document.visibilityState !== "visible") {
+          requestState();
+        }
       };
       socket.onmessage = function (event) {
         var state;
@@ -895,6 +909,11 @@
     setInterval(function () {
       heartbeat(false);
     }, HEARTBEAT_EVERY);
+    setInterval(function () {
+      if (sessionStatus === "starting" || sessionStatus === "stopping") {
+        requestState();
+      }
+    }, STATE_POLL_EVERY);
     document.addEventListener("visibilitychange", function () {
       if (document.visibilityState !== "visible") {
         return;
