@@ -84,8 +84,9 @@ within that sandbox's walls (cgroup, netns, firewall).
 
 Not done: annotations other than the three above (auth, CORS, rate limits, canary,
 backend-protocol, affinity...), the ConfigMap's settings, TCP/UDP services, the admission
-webhook (a bad Ingress is stored, then reported by an event), IPv6, ``resource`` backends,
-``pathType`` validation in the API server (kinds.py only defaults it).
+webhook (an Ingress the API server accepts but the controller cannot serve is stored, then
+reported by an event; the API server itself refuses what kube-apiserver's ValidateIngressSpec
+refuses, kinds.py ``validate_ingress``), IPv6, ``resource`` backends.
 """
 
 from __future__ import annotations

@@ -835,6 +835,135 @@ def validate_netpol(obj: Obj) -> list[FieldError]:
     return errs
 
 
+_WILDCARD = r"\*\." + _SUBDOMAIN
+WILDCARD_MSG = (
+    "a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, which "
+    "must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric "
+    f"character (e.g. '*.example.com', regex used for validation is '{_WILDCARD}')"
+)
+_INGRESS_PATH_SEQUENCES = ("//", "/./", "/../", "%2f", "%2F")
+_INGRESS_PATH_SUFFIXES = ("/..", "/.")
+
+
+def _ingress_host(fld: str, host: Any) -> list[FieldError]:
+    """A rule's or a TLS entry's host: a DNS subdomain, or a wildcard one (``*.example.com``)."""
+    if not isinstance(host, str):
+        return [invalid(fld, host, "must be a string")]
+    if "*" in host:
+        msgs = []
+        if len(host) > 253:
+            msgs.append("must be no more than 253 characters")
+        if not re.fullmatch(_WILDCARD, host):
+            msgs.append(WILDCARD_MSG)
+        return [invalid(fld, host, m) for m in msgs]
+    return [invalid(fld, host, m) for m in is_subdomain(host)]
+
+
+def _ingress_backend(fld: str, b: Any) -> list[FieldError]:
+    if not isinstance(b, dict):
+        return [invalid(fld, "", "resource or service backend is required")]
+    if b.get("resource") is not None and b.get("service") is not None:
+        return [invalid(fld, "", "cannot set both resource and service backends")]
+    if b.get("resource") is not None:
+        return []
+    svc = b.get("service")
+    if not isinstance(svc, dict):
+        return [invalid(fld, "", "resource or service backend is required")]
+    errs: list[FieldError] = []
+    name = svc.get("name")
+    if not name:
+        errs.append(required(f"{fld}.service.name", ""))
+    else:
+        errs += [invalid(f"{fld}.service.name", name, m) for m in is_dns1035(str(name))]
+    port: Obj = svc["port"] if isinstance(svc.get("port"), dict) else {}
+    pname, pnum = port.get("name") or "", port.get("number") or 0
+    if pname and pnum:
+        errs.append(invalid(fld, "", "cannot set both port name & port number"))
+    elif pname:
+        errs += _port_name(f"{fld}.service.port.name", str(pname))
+    elif pnum:
+        if isinstance(pnum, bool) or not isinstance(pnum, int) or not 1 <= pnum <= 65535:
+            errs.append(invalid(f"{fld}.service.port.number", pnum, "must be between 1 and 65535, inclusive"))
+    else:
+        errs.append(required(fld, "port name or number is required"))
+    return errs
+
+
+def validate_ingress(obj: Obj) -> list[FieldError]:
+    """ValidateIngressSpec (pkg/apis/networking/validation): hosts, paths and backends as the
+    real API server checks them, so a malformed Ingress is refused before any controller sees it."""
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        spec = {}
+    errs: list[FieldError] = []
+    rules = spec.get("rules") or []
+    if not rules and spec.get("defaultBackend") is None:
+        errs.append(
+            invalid(
+                "spec",
+                GoLiteral("[]networking.IngressRule(nil)"),
+                "either `defaultBackend` or `rules` must be specified",
+            )
+        )
+    if spec.get("defaultBackend") is not None:
+        errs += _ingress_backend("spec.defaultBackend", spec["defaultBackend"])
+    for i, r in enumerate(rules if isinstance(rules, list) else []):
+        fld = f"spec.rules[{i}]"
+        if not isinstance(r, dict):
+            errs.append(invalid(fld, r, "must be an object"))
+            continue
+        host = r.get("host")
+        if host:
+            try:
+                ipaddress.ip_address(str(host))
+                errs.append(invalid(f"{fld}.host", host, "must be a DNS name, not an IP address"))
+            except ValueError:
+                errs += _ingress_host(f"{fld}.host", host)
+        http = r.get("http")
+        if http is None:
+            continue
+        paths = (http or {}).get("paths") if isinstance(http, dict) else None
+        if not paths:
+            errs.append(required(f"{fld}.http.paths", ""))
+            continue
+        for j, p in enumerate(paths):
+            pf = f"{fld}.http.paths[{j}]"
+            if not isinstance(p, dict):
+                errs.append(invalid(pf, p, "must be an object"))
+                continue
+            path, kind = p.get("path") or "", p.get("pathType")
+            if not isinstance(path, str):
+                errs.append(invalid(f"{pf}.path", path, "must be a string"))
+                continue
+            if kind is None:
+                errs.append(required(f"{pf}.pathType", "pathType must be specified"))
+            elif kind in ("Exact", "Prefix"):
+                if not path.startswith("/"):
+                    errs.append(invalid(f"{pf}.path", path, "must be an absolute path"))
+                for seq in _INGRESS_PATH_SEQUENCES:
+                    if seq in path:
+                        errs.append(invalid(f"{pf}.path", path, f"must not contain '{seq}'"))
+                for suffix in _INGRESS_PATH_SUFFIXES:
+                    if path.endswith(suffix):
+                        errs.append(invalid(f"{pf}.path", path, f"cannot end with '{suffix}'"))
+            elif kind == "ImplementationSpecific":
+                if path and not path.startswith("/"):
+                    errs.append(invalid(f"{pf}.path", path, "must be an absolute path"))
+            else:
+                errs.append(not_supported(f"{pf}.pathType", kind, ["Exact", "ImplementationSpecific", "Prefix"]))
+            errs += _ingress_backend(f"{pf}.backend", p.get("backend"))
+    for i, t in enumerate(spec.get("tls") or []):
+        if not isinstance(t, dict):
+            errs.append(invalid(f"spec.tls[{i}]", t, "must be an object"))
+            continue
+        for j, h in enumerate(t.get("hosts") or []):
+            errs += _ingress_host(f"spec.tls[{i}].hosts[{j}]", h)
+        secret = t.get("secretName")
+        if secret:
+            errs += [invalid(f"spec.tls[{i}].secretName", secret, m) for m in is_subdomain(str(secret))]
+    return errs
+
+
 # -- autoscaling, policy, scheduling -------------------------------------------------------
 
 
@@ -1082,6 +1211,8 @@ def validate(kind: str, obj: Obj, namespaced: bool) -> list[FieldError]:
         errs += validate_storageclass(obj)
     elif kind == "NetworkPolicy":
         errs += validate_netpol(obj)
+    elif kind == "Ingress":
+        errs += validate_ingress(obj)
     elif kind == "CronJob":
         errs += validate_cronjob(obj)
     elif kind == "ConfigMap":

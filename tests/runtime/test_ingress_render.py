@@ -371,12 +371,54 @@ def test_default_ingress_class_admission(cluster: Cluster) -> None:
     from runtime.kube.registry import BY_GR
 
     ingresses, classes = BY_GR["ingresses.networking.k8s.io"], BY_GR["ingressclasses.networking.k8s.io"]
-    body = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "a"}, "spec": {}}
+    spec = {"defaultBackend": be("web")}
+    body = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "a"}, "spec": spec}
     assert "ingressClassName" not in cluster.create(ingresses, "default", body)["spec"]  # no default class yet
     cluster.create(classes, "", ingress.ingress_class())
     got = cluster.create(ingresses, "default", {**body, "metadata": {"name": "b"}})
     assert got["spec"]["ingressClassName"] == "nginx"
     legacy = {**body, "metadata": {"name": "c", "annotations": {"kubernetes.io/ingress.class": "x"}}}
     assert "ingressClassName" not in cluster.create(ingresses, "default", legacy)["spec"]
-    explicit = {**body, "metadata": {"name": "d"}, "spec": {"ingressClassName": "other"}}
+    explicit = {**body, "metadata": {"name": "d"}, "spec": {**spec, "ingressClassName": "other"}}
     assert cluster.create(ingresses, "default", explicit)["spec"]["ingressClassName"] == "other"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {},
+            "spec: Invalid value: []networking.IngressRule(nil): either `defaultBackend` or `rules` must be specified",
+        ),
+        (
+            {"rules": [rule("a;b", path("/", "Prefix", be("web")))]},
+            'spec.rules[0].host: Invalid value: "a;b": a lowercase RFC 1123 subdomain',
+        ),
+        ({"rules": [rule("10.0.0.1", path("/", "Prefix", be("web")))]}, "must be a DNS name, not an IP address"),
+        (
+            {"rules": [rule("*a.b", path("/", "Prefix", be("web")))]},
+            "a wildcard DNS-1123 subdomain must start with '*.'",
+        ),
+        (
+            {"rules": [rule("a.b", path("x", "Prefix", be("web")))]},
+            'spec.rules[0].http.paths[0].path: Invalid value: "x": must be an absolute path',
+        ),
+        ({"rules": [rule("a.b", path("/a/../b", "Exact", be("web")))]}, "must not contain '/../'"),
+        ({"rules": [rule("a.b", path("/a/..", "Prefix", be("web")))]}, "cannot end with '/..'"),
+        ({"rules": [rule("a.b", path("/", "Regex", be("web")))]}, 'Unsupported value: "Regex"'),
+        ({"rules": [rule("a.b", path("/", "Prefix", be("Web;")))]}, "spec.rules[0].http.paths[0].backend.service.name"),
+        ({"rules": [rule("a.b", path("/", "Prefix", be("web", 0)))]}, "port name or number is required"),
+        ({"rules": [rule("a.b", path("/", "Prefix", be("web", 70000)))]}, "must be between 1 and 65535, inclusive"),
+        ({"defaultBackend": be("web"), "tls": [{"hosts": ["a b"], "secretName": "x;y"}]}, "spec.tls[0].secretName"),
+    ],
+)
+def test_the_api_server_refuses_malformed_ingresses_as_kube_apiserver(
+    cluster: Cluster, spec: Obj, message: str
+) -> None:
+    from runtime.kube.apierrors import ApiError
+    from runtime.kube.registry import BY_GR
+
+    body = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "bad"}, "spec": spec}
+    with pytest.raises(ApiError) as e:
+        cluster.create(BY_GR["ingresses.networking.k8s.io"], "default", body)
+    assert e.value.status == 422 and message in e.value.message, e.value.message
