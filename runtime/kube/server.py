@@ -53,6 +53,10 @@ log = logging.getLogger(__name__)
 
 SNI_SUFFIX = ".cluster.kubelab"
 ADMIN_USER = "kubernetes-admin"
+# one exec/attach WebSocket message (after inflating, when the client negotiated compression):
+# aiohttp holds a message whole before it is handed on, in runtimed's memory; kubectl sends
+# stdin in messages of at most 32 KiB, a larger one closes the session with 1009
+MAX_WS_MESSAGE = 4 << 20
 _NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
@@ -681,7 +685,7 @@ async def _stream_exec(request: web.Request, call: ExecCall) -> web.StreamRespon
         call.command = request.query.getall("command", [])
         if not call.command:
             return _status_response(ApiError(400, "BadRequest", "you must specify at least 1 command"))
-    ws = web.WebSocketResponse(protocols=WS_PROTOCOLS, max_msg_size=0)
+    ws = web.WebSocketResponse(protocols=WS_PROTOCOLS, max_msg_size=MAX_WS_MESSAGE)
     ready = ws.can_prepare(request)
     if not ready.ok:
         msg = (
