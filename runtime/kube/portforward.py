@@ -389,6 +389,10 @@ class Session:
             task = asyncio.ensure_future(self.forward(group["data"], group["error"]))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
+            ids = (group["data"].id, group["error"].id)
+            # a finished connection's streams are forgotten (late frames for them are dropped):
+            # a session holds what is open, not every stream it has seen
+            task.add_done_callback(lambda _t: [self.streams.pop(i, None) for i in ids])
             group["data"].task = group["error"].task = task
 
     async def on_data(self, sid: int, flags: int, payload: bytes) -> None:

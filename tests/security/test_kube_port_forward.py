@@ -357,3 +357,30 @@ async def test_many_sessions_cannot_multiply_runtimeds_pod_connections(api: Any)
     assert all("forwarded connections" in t for t in texts)
     for ws, _ in socks:
         await ws.close()
+
+
+async def test_finished_streams_do_not_pile_up_in_a_session(api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session kept every stream it ever saw: pairs that end at once (a bad port is
+    answered without a dial) let one session grow runtimed's memory without bound. What a
+    session holds is bounded by what is open, not by what it has seen."""
+    sessions: list[pf.Session] = []
+    real_init = pf.Session.__init__
+
+    def recording_init(self: pf.Session, ws: Any, call: pf.PortForwardCall) -> None:
+        real_init(self, ws, call)
+        sessions.append(self)
+
+    monkeypatch.setattr(pf.Session, "__init__", recording_init)
+    tc, headers, kubelet = api
+    ws, spdy = await connect(tc, headers), Spdy()
+    n = 4 * (pf.MAX_PAIRS + pf.MAX_PENDING)
+    await ws.send_bytes(b"".join(pair(spdy, str(i), "0", 1 + 4 * i) for i in range(n)))
+    seen = await read_until(
+        ws, spdy, lambda s: sum(1 for f in s if not f[0] and f[1] % 4 == 1 and f[2] & pf.FLAG_FIN) >= n
+    )
+    texts = [f[3] for f in seen if not f[0] and f[1] % 4 == 1 and f[3]]
+    assert len(texts) == n and all(t.startswith(b"error forwarding port 0") for t in texts)
+    assert kubelet.calls == []
+    (session,) = sessions
+    assert len(session.streams) <= 2 * pf.MAX_PAIRS + pf.MAX_PENDING, len(session.streams)
+    await ws.close()
