@@ -217,7 +217,7 @@ class DockerAPI:
             (g, rf"/containers/{c}/archive", self.archive_get),
             ("PUT", rf"/containers/{c}/archive", self.archive_put),
             (g, rf"/containers/{c}/export", self.container_export),
-            (d, rf"/containers/{c}", self.container_remove),
+            (d, r"/containers/(?P<id>.+)", self.container_remove),  # dockerd's {name:.*}: rm --link /web/db
             # exec
             (p, rf"/containers/{c}/exec", self.exec_create),
             (p, r"/exec/(?P<id>[^/]+)/start", self.exec_start),
@@ -662,24 +662,21 @@ class DockerAPI:
         cachefrom = req.json_arg("cachefrom", [])
         if not isinstance(buildargs, dict) or not isinstance(labels, dict) or not isinstance(cachefrom, list):
             raise HTTPError(400, "buildargs and labels must be JSON objects, cachefrom a JSON list")
-        if cachefrom:
-            req.close_connection = True
-            raise errors.NotAvailable(
-                "docker build --cache-from is not available in this lab: the builder's cache is the images "
-                "built in your sandbox, which every build uses already"
-            )
-        network_mode = req.arg("networkmode") or "default"
-        if network_mode not in ("default", "bridge", "none"):
-            req.close_connection = True
-            raise errors.Forbidden(
-                f"docker build --network={network_mode} is not available in this lab: RUN steps use the default "
-                "bridge (inside your sandbox) or none"
-            )
         try:
-            extra_hosts = [str(h) for h in req.args("extrahosts")]
-            extra_hosts = engine_module.parse_extra_hosts(extra_hosts) or []
+            if cachefrom:
+                raise errors.NotAvailable(
+                    "docker build --cache-from is not available in this lab: the builder's cache is the images "
+                    "built in your sandbox, which every build uses already"
+                )
+            network_mode = req.arg("networkmode") or "default"
+            if network_mode not in ("default", "bridge", "none"):
+                raise errors.Forbidden(
+                    f"docker build --network={network_mode} is not available in this lab: RUN steps use the "
+                    "default bridge (inside your sandbox) or none"
+                )
+            extra_hosts = engine_module.parse_extra_hosts([str(h) for h in req.args("extrahosts")]) or []
         except errors.RuntimeError:
-            req.close_connection = True
+            await self._drain_refused(req)
             raise
         params = BuildParams(
             dockerfile=req.arg("dockerfile") or "Dockerfile",
@@ -1044,6 +1041,17 @@ class DockerAPI:
         finally:
             await cancel_task(watcher)
         await out.finish()
+
+    async def _drain_refused(self, req: Request) -> None:
+        """Before refusing an upload: read (and drop) a small body first, so a client still
+        writing it sees the reason rather than a broken pipe; a large one is cut off."""
+        drained = 0
+        with contextlib.suppress(Exception):  # the client may be gone: the refusal stands
+            async for chunk in req.iter_body():
+                drained += len(chunk)
+                if drained > REFUSED_BODY_MAX:
+                    break
+        req.close_connection = True
 
     async def archive_put(self, req: Request) -> Response:
         path = req.arg("path")

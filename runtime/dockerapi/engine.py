@@ -960,11 +960,6 @@ class Engine:
                     f"--sysctl {key} is not available in this lab: only net.* sysctls (which belong to "
                     "the container's own network namespace) can be set"
                 )
-        if hc.get("Links") and str(hc.get("NetworkMode") or "default") in ("default", "bridge"):
-            raise Forbidden(
-                "legacy container links (--link on the default bridge) are not available in this lab: create a "
-                "network (docker network create), run both containers on it and use the other's name"
-            )
         if hc.get("Runtime") not in (None, "", "runc"):
             raise Forbidden(f"--runtime {hc['Runtime']} is not available in this lab")
 
@@ -1162,6 +1157,8 @@ class Engine:
                     quota_message("containers", self.limits.containers, "docker rm, docker container prune")
                 )
             cname = self._pick_name(name)
+            if hc.get("Links") and str(hc["NetworkMode"]) in ("default", "bridge"):
+                hc["Links"] = self._legacy_links(hc["Links"], cname)
             mounts = self._parse_mounts(body, image)
             c = _Container(
                 id=cid,
@@ -1241,6 +1238,7 @@ class Engine:
             raise
 
     def _start(self, c: _Container) -> None:
+        self._check_links(c)
         d = self._dir(c.id)
         uid = self.ctx.uid_base
         if self._runc_exists(c.id):
@@ -1695,13 +1693,18 @@ class Engine:
             raise errors.BadRequest("DriverOpts must be a JSON object")
         if opts:
             out["DriverOpts"] = {str(k): str(v) for k, v in opts.items()}
-        links = [str(x) for x in ep.get("Links") or (body.get("HostConfig") or {}).get("Links") or []]
-        if links:
-            if mode in ("default", "bridge", "none"):
+        legacy = [str(x) for x in (body.get("HostConfig") or {}).get("Links") or []]
+        links = [str(x) for x in ep.get("Links") or []]
+        if mode in ("default", "bridge", "none"):
+            if links and sorted(links) != sorted(legacy):
                 raise Forbidden(
-                    "links in an endpoint config are for user-defined networks; on the default bridge "
-                    "--link is a legacy link"
+                    "links in an endpoint config are for user-defined networks; on the default bridge use "
+                    "--link (HostConfig.Links), a legacy link"
                 )
+            links = []  # the default bridge's links are the legacy ones (HostConfig.Links, create)
+        else:
+            links = links or legacy
+        if links:
             for link in links:
                 target = link.split(":")[0].lstrip("/")
                 self._get(target)  # NotFound as dockerd: the container must exist
@@ -1725,8 +1728,12 @@ class Engine:
         for nid, ip in mine.items():
             if not ip:
                 continue
-            if not nid:  # the default bridge: no names but the container's own hostname
+            if not nid:  # the default bridge: no names but the container's own hostname and its links
                 text += f"{ip}\t{c.config['Hostname']}\n"
+                for _full, alias, child in self._links_of(c):
+                    if child is not None and child.running and child.ip:
+                        names = dict.fromkeys([alias, child.config["Hostname"], child.name])
+                        text += f"{child.ip}\t{' '.join(names)}\n"
                 continue
             aliases = c.aliases if nid == c.network_id else c.extra_networks[nid].get("aliases") or []
             own = dict.fromkeys([c.config["Hostname"], c.name, *aliases, c.id[:12]])
@@ -2004,6 +2011,9 @@ class Engine:
             c.paused = False
             c.exits += 1
             self._stop_probes(c)
+            # decided with the exit, atomically: a docker stop from now on sees "restarting" and
+            # cancels it, never an "exited" container that restarts behind its back
+            self._decide_restart(c)
         self._teardown(c)
         with self._lock:
             self._save(c)
@@ -2011,8 +2021,7 @@ class Engine:
             self._cond.notify_all()
         self._emit("die", c)
         self._event("die", c, exitCode=str(c.exit_code))
-        if not auto_remove:
-            self._schedule_restart(c)
+        self._arm_restart(c)
         if auto_remove and not self._closed:
             with contextlib.suppress(NotFound, errors.RuntimeError):
                 self.remove(c.id, force=True, volumes=True)
@@ -2073,9 +2082,81 @@ class Engine:
         defaults (PATH, HOSTNAME, TERM with a TTY) replaced or unset by ``Config.Env``, then
         HOME from the user's passwd entry when still unset (as runc's spec generator does)."""
         defaults = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={c.config['Hostname']}", *(["TERM=xterm"] if tty else [])]
+        defaults += self._link_env(c)
         env = _replace_or_append_env(defaults, [str(e) for e in c.config.get("Env") or []])
         if not any(e.startswith("HOME=") for e in env):
             env.append(f"HOME={user.home}")
+        return env
+
+    # legacy links (--link on the default bridge), as dockerd's daemon/links: /etc/hosts names and
+    # <ALIAS>_PORT..., <ALIAS>_NAME, <ALIAS>_ENV_... variables, fixed when the container starts
+
+    def _legacy_links(self, links: Any, name: str) -> builtins.list[str]:
+        """HostConfig.Links normalised as dockerd stores them ("/child:/parent/alias"); each
+        child must exist and be on the default bridge (call with _lock)."""
+        if not isinstance(links, list):
+            raise errors.BadRequest("Links must be a list of strings")
+        out = []
+        for link in links:
+            child_ref, _, alias = str(link).partition(":")
+            alias = (alias or child_ref).rpartition("/")[2]
+            if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", alias):
+                raise errors.BadRequest(f"invalid link alias: {link!r}")
+            try:
+                child = self._containers[self.resolve(child_ref.lstrip("/"))]
+            except NotFound:
+                raise NotFound(f"could not get container for {child_ref.lstrip('/')}") from None
+            if child.network_id or str(child.host_config.get("NetworkMode")) not in ("default", "bridge"):
+                raise errors.BadRequest(f"Cannot link to /{child.name}, as it does not belong to the default network")
+            out.append(f"/{child.name}:/{name}/{alias}")
+        return out
+
+    def _links_of(self, c: _Container) -> builtins.list[tuple[str, str, _Container | None]]:
+        """(link name "/parent/alias", alias, child or None) of a container's legacy links."""
+        out = []
+        for link in c.host_config.get("Links") or []:
+            child_name, _, full = str(link).partition(":")
+            child = next((x for x in self._containers.values() if "/" + x.name == child_name), None)
+            out.append((full, full.rpartition("/")[2], child))
+        return out
+
+    def _check_links(self, c: _Container) -> None:
+        """At start, as dockerd: every linked container must be running."""
+        with self._lock:
+            for link in c.host_config.get("Links") or []:
+                child_name, _, full = str(link).partition(":")
+                child = next((x for x in self._containers.values() if "/" + x.name == child_name), None)
+                if child is None or not child.running:
+                    raise errors.Conflict(f"Cannot link to a non running container: {child_name} AS {full}")
+
+    def _link_env(self, c: _Container) -> builtins.list[str]:
+        env: builtins.list[str] = []
+        with self._lock:
+            for full, alias, child in self._links_of(c):
+                if child is None or not child.running or not child.ip:
+                    continue
+                prefix = alias.upper().replace("-", "_")
+                ports = sorted(
+                    (str(p).partition("/")[0], (str(p).partition("/")[2] or "tcp"))
+                    for p in (child.config.get("ExposedPorts") or {})
+                )
+                ports.sort(key=lambda p: (int(p[0]) if p[0].isdigit() else 0, p[1] != "tcp"))
+                if ports:
+                    port, proto = ports[0]
+                    env.append(f"{prefix}_PORT={proto}://{child.ip}:{port}")
+                for port, proto in ports:
+                    key = f"{prefix}_PORT_{port}_{proto.upper()}"
+                    env += [
+                        f"{key}={proto}://{child.ip}:{port}",
+                        f"{key}_ADDR={child.ip}",
+                        f"{key}_PORT={port}",
+                        f"{key}_PROTO={proto}",
+                    ]
+                env.append(f"{prefix}_NAME={full}")
+                for item in child.config.get("Env") or []:
+                    k, sep, v = str(item).partition("=")
+                    if sep and k not in ("HOME", "PATH"):
+                        env.append(f"{prefix}_ENV_{k}={v}")
         return env
 
     def _restart_policy_wants(self, c: _Container, *, daemon_start: bool) -> bool:
@@ -2101,24 +2182,26 @@ class Engine:
     def _daemon_start_restarts(self, c: _Container) -> bool:
         return self._restart_policy_wants(c, daemon_start=True)
 
-    def _schedule_restart(self, c: _Container) -> bool:
-        """After an exit (call without _lock): the back-off wait, then a start (``_restart_now``).
-        dockerd's back-off: 100ms, doubled at each restart up to a minute, back to 100ms once a
-        run lasted 10s; ``RestartCount`` counts the restarts."""
+    def _decide_restart(self, c: _Container) -> None:
+        """At an exit (call with _lock): "restarting" if the policy wants it, with dockerd's
+        back-off (100ms, doubled at each restart up to a minute, back to 100ms once a run lasted
+        10s); ``RestartCount`` counts the restarts. ``_arm_restart`` sets the timer."""
+        if c.id not in self._containers or not self._restart_policy_wants(c, daemon_start=False):
+            return
+        ran = time.time() - parse_time(c.started_at) if c.started_at != ZERO_TIME else 0.0
+        if ran >= RESTART_RESET:
+            c.restart_delay = 0.0
+        c.restart_delay = RESTART_FIRST if not c.restart_delay else min(RESTART_MAX, c.restart_delay * 2)
+        c.restart_count += 1
+        c.status = "restarting"
+
+    def _arm_restart(self, c: _Container) -> None:
+        """After the exit's teardown: the back-off wait, then a start (``_restart_now``), unless
+        a docker stop/kill/rm cancelled the restart meanwhile."""
         with self._lock:
-            if c.id not in self._containers or not self._restart_policy_wants(c, daemon_start=False):
-                return False
-            ran = time.time() - parse_time(c.started_at) if c.started_at != ZERO_TIME else 0.0
-            if ran >= RESTART_RESET:
-                c.restart_delay = 0.0
-            c.restart_delay = RESTART_FIRST if not c.restart_delay else min(RESTART_MAX, c.restart_delay * 2)
-            c.restart_count += 1
-            c.status = "restarting"
-            self._save(c)
-            delay = c.restart_delay
-            c.restart_timer = self._restart_after(c, delay)
+            if c.status == "restarting" and c.restart_timer is None and c.id in self._containers:
+                c.restart_timer = self._restart_after(c, c.restart_delay)
             self._cond.notify_all()
-        return True
 
     def _restart_after(self, c: _Container, delay: float) -> int:
         return self._timers.call_later(delay, lambda: self._jobs.submit(lambda: self._restart_now(c)))

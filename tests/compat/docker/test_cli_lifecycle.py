@@ -379,7 +379,7 @@ def test_swarm_commands_get_dockerds_answer(sock: Path) -> None:
     assert "docker swarm is not available in this lab" in fails(sock, "swarm", "init")
 
 
-def test_log_drivers_and_links_are_refused_with_the_reason(sock: Path) -> None:
+def test_log_drivers_are_refused_with_the_reason(sock: Path) -> None:
     assert "no log driver named 'bogus' is registered" in fails(sock, "run", "--log-driver", "bogus", "busybox", "true")
     assert "log driver syslog is not available in this lab" in fails(
         sock, "run", "--log-driver", "syslog", "busybox", "true"
@@ -387,9 +387,33 @@ def test_log_drivers_and_links_are_refused_with_the_reason(sock: Path) -> None:
     assert "log options (max-size) are not available" in fails(
         sock, "run", "--log-opt", "max-size=1m", "busybox", "true"
     )
-    ok(sock, "run", "-d", "--name", "target", "busybox", "sleep", "1000")
-    assert "legacy container links" in fails(sock, "run", "--link", "target:db", "busybox", "true")
-    ok(sock, "rm", "-f", "target")
+
+
+def test_legacy_links_give_names_and_environment(sock: Path) -> None:
+    ok(sock, "run", "-d", "--name", "db", "-e", "DBPASS=secret", "--expose", "5432", "busybox", "sleep", "1000")
+    ip = inspect(sock, "db")["NetworkSettings"]["IPAddress"]
+    hostname = inspect(sock, "db")["Config"]["Hostname"]
+    ok(sock, "run", "-d", "--name", "web", "--link", "db:database", "busybox", "sleep", "1000")
+    assert inspect(sock, "web")["HostConfig"]["Links"] == ["/db:/web/database"]
+    env = ok(sock, "exec", "web", "env").split()
+    for want in (
+        f"DATABASE_PORT=tcp://{ip}:5432",
+        f"DATABASE_PORT_5432_TCP=tcp://{ip}:5432",
+        f"DATABASE_PORT_5432_TCP_ADDR={ip}",
+        "DATABASE_PORT_5432_TCP_PORT=5432",
+        "DATABASE_PORT_5432_TCP_PROTO=tcp",
+        "DATABASE_NAME=/web/database",
+        "DATABASE_ENV_DBPASS=secret",
+    ):
+        assert want in env, (want, env)
+    assert f"{ip}\tdatabase {hostname} db" in ok(sock, "exec", "web", "cat", "/etc/hosts")
+    assert "could not get container for nope" in fails(sock, "run", "--link", "nope:x", "busybox", "true")
+    ok(sock, "stop", "-t", "0", "db")
+    ok(sock, "stop", "-t", "0", "web")
+    assert "Cannot link to a non running container: /db AS /web/database" in fails(sock, "start", "web")
+    ok(sock, "rm", "--link", "/web/database")
+    assert not inspect(sock, "web")["HostConfig"]["Links"]
+    ok(sock, "rm", "-f", "web", "db")
 
 
 def test_build_options_are_honoured_or_refused(sock: Path) -> None:
