@@ -7,7 +7,10 @@ to daphne exactly as the lab page does, all at the same moment:
 2. press Start on the lab "Deploy, scale, update, roll back" (``services: [kubernetes]``);
 3. listen on the lab's events WebSocket until the session is ``ready`` (``ready_*``: from
    the Start POST to that message; ``queue`` messages and the status' ``queue`` field are
-   recorded: the place in the provisioning queue);
+   recorded: the place in the provisioning queue); like the page it asks for the state every
+   STATE_POLL seconds meanwhile, so a lost push costs one interval (``ready_heard_late_n``:
+   students who heard of ready over READY_HEARD_LATE s after the worker set it, the lost or
+   late pushes; ``ready_heard_lag_max_s`` the worst);
 4. open terminal 1 (Origin: the site's own scheme://host:port) and type while the rest of the
    class is still starting: a unique 4-letter marker, then Ctrl-U, at a person's pace;
    ``echo_herd_*`` is marker sent → marker back, over the samples taken while at least one
@@ -92,6 +95,11 @@ KUBECTL = (
     "kubectl rollout status deployment/web --timeout=120s"
 )
 READY_TIMEOUT = 900.0
+# While its sandbox starts the lab page asks the events socket for the state this often
+# (STATE_POLL_EVERY in static/js/lab.js): a lost status push costs it one interval.
+STATE_POLL = 4.0
+# Heard of ready later than this after the worker set it (ready_at): the push was lost or late.
+READY_HEARD_LATE = 2.0
 STEP_TIMEOUT = 240.0
 VERDICT_TIMEOUT = 120.0
 HERD_TYPING_MAX = 900.0  # a student types at most this long waiting for the class
@@ -171,6 +179,10 @@ for sub in subs:
         grading["grading"].append((sub.finished_at - sub.started_at).total_seconds())
 out = {f"provision_{k}_p50_p95_s": [pct(v, 50), pct(v, 95)] for k, v in steps.items()}
 out.update({f"check_{k}_p50_p95_s": [pct(v, 50), pct(v, 95)] for k, v in grading.items()})
+out["_ready_at"] = {
+    s.user.username: s.ready_at.timestamp()
+    for s in LabSession.objects.filter(user__username__startswith=sys.argv[1], ready_at__isnull=False)
+}
 print(json.dumps(out))
 """
 
@@ -259,6 +271,7 @@ class Term:
 class Figures:
     login_s: float | None = None
     ready_s: float | None = None
+    ready_heard_at: float | None = None  # wall clock, to compare with the session's ready_at
     queue: list[Any] = field(default_factory=list)  # places in the provisioning queue, as shown
     echo_herd: list[float] = field(default_factory=list)
     echo_quiet: list[float] = field(default_factory=list)
@@ -393,7 +406,12 @@ class Student:
 
     async def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
+        asked = time.monotonic()
         while self.status != "ready":
+            if time.monotonic() - asked >= STATE_POLL and self.events is not None and not self.events.closed:
+                asked = time.monotonic()
+                with contextlib.suppress(Exception):
+                    await self.events.send_str(json.dumps({"type": "state"}))
             if self.status in {"failed", "stopped", "stopping"}:
                 raise Failed(f"lab session {self.status}: {self.error or 'no reason given'}")
             self.status_changed.clear()
@@ -401,7 +419,7 @@ class Student:
             if left <= 0:
                 raise Failed(f"not ready in {timeout:g} s (status {self.status})")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.status_changed.wait(), min(left, 5))
+                await asyncio.wait_for(self.status_changed.wait(), min(left, STATE_POLL))
 
     async def open_term(self, n: int = 1, timeout: float = 30) -> Term:
         url = f"{self.ws_base}/ws/labs/{self.session_id}/term/{n}/?rows=30&cols=120"
@@ -498,6 +516,7 @@ async def one_student(
         step = "ready"
         await s.wait_ready(READY_TIMEOUT)
         fig.ready_s = time.perf_counter() - pressed
+        fig.ready_heard_at = time.time()
         herd.arrived()
         arrived = True
         step = "terminal"
@@ -639,6 +658,7 @@ async def run_class(target: Target, args: argparse.Namespace, ids: dict[str, int
         "ready_p50_s": r2(statistics.median(ready)) if ready else None,
         "ready_p95_s": r2(pct(ready, 95)) if ready else None,
         "ready_max_s": r2(max(ready)) if ready else None,
+        "_ready_heard_at": {s.username: s.fig.ready_heard_at for s in students if s.fig.ready_heard_at},
         "queue_messages": sum(len(f.queue) for f in figs),
         "queue_max_ahead": max((q.get("ahead") or 0 for q in queue_places), default=None),
         "echo_herd_p50_ms": r1(statistics.median(echo_herd)) if echo_herd else None,
@@ -821,6 +841,12 @@ def main() -> None:
         finally:
             profiles = stop_profilers(profilers)
         breakdown = json.loads(django_script(target.manage_env, BREAKDOWN, args.prefix).splitlines()[-1])
+        # How late the pages heard of ready (a lost push now costs a poll, STATE_POLL).
+        ready_at = breakdown.pop("_ready_at")
+        heard = figures.pop("_ready_heard_at")
+        lags = [heard[u] - ready_at[u] for u in heard if u in ready_at]
+        figures["ready_heard_late_n"] = sum(1 for lag in lags if lag > READY_HEARD_LATE)
+        figures["ready_heard_lag_max_s"] = r2(max(lags)) if lags else None
         log(TAG, f"where the time went: {breakdown}")
         for name, top in profiles.items():
             log(TAG, f"py-spy {name}: " + "; ".join(f"{share:.0%} {frame}" for frame, share in top))

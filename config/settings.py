@@ -158,6 +158,13 @@ if _redis.scheme in {"redis", "rediss"} and not _redis.hostname:
 # lost (a page's `ready` push, issue #13), and the consumer whose receive failed was closed.
 # Reads get a timeout well past the blocking pop; connects keep a short one.
 CHANNEL_LAYER_SOCKET_TIMEOUT = 30
+# All the consumers of one daphne process share ONE Redis key ("specific.<process>!"), and
+# channels_redis' `capacity` (default 100) bounds that key: group_send silently drops what
+# comes past it (logged at INFO). A class starting at once sends a status push per progress
+# step and a queue place to everyone waiting at each claim, faster than daphne drains them:
+# at 100 a page's `ready` was dropped (issue #13). Messages still expire after `expiry` (60 s),
+# which bounds Redis memory (a message is under 2 kB: at most a few MB per daphne process).
+CHANNEL_LAYER_CAPACITY = 2000
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -170,6 +177,7 @@ CHANNEL_LAYERS = {
                 }
             ],
             "prefix": env.string("CHANNELS_PREFIX", "kubelab"),
+            "capacity": CHANNEL_LAYER_CAPACITY,
         },
     }
 }

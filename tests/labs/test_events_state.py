@@ -149,3 +149,31 @@ async def test_state_requests_are_answered_at_most_once_per_interval(
     await asyncio.sleep(1.2)
     await page.send_json_to({"type": "state"})
     assert (await page.receive_json_from(timeout=20))["status"] == "starting"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_burst_of_pushes_to_one_daphne_process_drops_no_ready(fresh_channel_layer: None) -> None:
+    """Every consumer of a daphne process reads from one Redis key, which the layer's
+    ``capacity`` bounds (config/settings.py: CHANNEL_LAYER_CAPACITY); past it group_send
+    drops messages without a word. A class of 50 starting at once sends a queue place to
+    everyone waiting at every claim: 50 pages, one process, and the ready that follows."""
+    layer = channel_layers["default"]
+    pages = [await layer.new_channel() for _ in range(50)]  # process-local: one Redis key
+    for number, channel in enumerate(pages):
+        await layer.group_add(f"lab-page-{number}", channel)
+    for claimed in range(10):  # ten claims before daphne reads anything (a loaded loop)
+        for number in range(claimed + 1, 50):
+            await layer.group_send(f"lab-page-{number}", {"type": "lab.queue", "queue": {"ahead": number - claimed}})
+    await layer.group_send("lab-page-49", {"type": "lab.status", "state": {"status": "ready"}})
+
+    last = pages[49]
+    kinds = []
+    while True:
+        message = await asyncio.wait_for(layer.receive(last), timeout=10)
+        kinds.append(message["type"])
+        if message["type"] == "lab.status":
+            break
+    assert kinds == ["lab.queue"] * 10 + ["lab.status"]
+    for number, channel in enumerate(pages):
+        await layer.group_discard(f"lab-page-{number}", channel)
+    await layer.flush()
