@@ -32,6 +32,11 @@ Layout
     networks). Names resolve on user-defined networks only, through each container's
     ``/etc/hosts``, which the engine rewrites in place as the network's containers start
     and stop (no DNS server); ``network connect`` adds an ``eth<n>`` on another network.
+``health.py`` / ``events.py``
+    Health checks as dockerd runs them (probes are execs in the container, waiting is a
+    timer, at most ``MAX_RUNNING`` probes of a sandbox at once) and ``docker events`` (a
+    bounded ring and subscribers). Restart policies, pause/unpause and ``docker update``
+    are in ``engine.py``; their timers (back-offs, probe intervals) in ``watch.Timers``.
 ``changes.py``
     ``docker diff``: the container's overlay upper dir walked against the image's layers
     (descriptor-relative, never following a symlink), as Docker's overlay driver reports it.

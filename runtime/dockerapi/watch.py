@@ -20,7 +20,13 @@ and execs it runs:
     One thread that runs what may block (an exit's teardown: ``runc delete``, unmounts,
     ``--rm``), in order.
 
-Both start on first use and end with ``close`` (an engine's close or detach). Threads
+``Timers``
+    One thread and a heap: restart-policy back-offs and health-check intervals and
+    timeouts. An idle container with a health check costs a heap entry, not a thread or a
+    polling wake-up; what a timer starts (a restart, a probe's ``runc exec``) runs on the
+    engine's second ``Worker`` ("jobs"), so an exit is never queued behind it.
+
+All start on first use and end with ``close`` (an engine's close or detach). Threads
 that serve one API request for as long as it lasts (``logs -f``, ``attach``, ``wait``,
 builds) are bounded per engine by the API (api.py, ``MAX_STREAMS``).
 """
