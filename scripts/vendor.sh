@@ -5,7 +5,7 @@
 # integrity hashes); `npm ci` installs exactly those into a temporary
 # directory, without running any package scripts, and only the built dist
 # files and their licences are copied into the tree. Nothing is bundled or
-# served from a CDN. To upgrade: edit package.json, run
+# served from a CDN (CodeMirror is bundled from its ES modules, see below). To upgrade: edit package.json, run
 # `npm install --package-lock-only --ignore-scripts`, then this script.
 set -euo pipefail
 
@@ -48,3 +48,25 @@ mkdir -p "$(dirname "$dest")"
 cp -r "$stage" "$dest"
 echo "vendored into ${dest#"$root"/}:"
 cat "$dest/VERSIONS.txt"
+
+# CodeMirror 6 (the lab editor): its packages are ES modules, so they are bundled, once,
+# with esbuild (pinned above, run from node_modules, no install scripts: the esbuild
+# binary comes in its platform package) into one minified IIFE, with its licences.
+cm="$root/static/vendor/codemirror"
+cmstage="$work/cmstage"
+mkdir -p "$cmstage"
+cp "$root/scripts/codemirror-entry.mjs" "$work/codemirror-entry.mjs"
+(cd "$work" && timeout 120 node_modules/.bin/esbuild codemirror-entry.mjs --bundle --minify --format=iife \
+  --target=es2020 --legal-comments=none --outfile="$cmstage/codemirror.js" --log-level=warning)
+{
+  echo "# Bundled by scripts/vendor.sh (esbuild) from scripts/codemirror-entry.mjs; do not edit by hand."
+  for pkg in codemirror @codemirror/view @codemirror/state @codemirror/language @codemirror/search \
+    @codemirror/lang-yaml @codemirror/lang-python @codemirror/legacy-modes esbuild; do
+    echo "$pkg $(node -p "require('$work/node_modules/$pkg/package.json').version")"
+  done
+} >"$cmstage/VERSIONS.txt"
+install -m 0644 "$work/node_modules/codemirror/LICENSE" "$cmstage/LICENSE.codemirror"
+rm -rf "$cm"
+cp -r "$cmstage" "$cm"
+echo "bundled into ${cm#"$root"/}:"
+cat "$cm/VERSIONS.txt"
