@@ -567,13 +567,22 @@ class DockerAPI:
 
     async def image_load(self, req: Request) -> None:
         """``docker load`` (tarexport.py): the archive spooled on the sandbox's disk, then read
-        in place; the answer is dockerd's JSON stream of "Loaded image" lines."""
-        body = await self._spool(req, "docker load")
+        in place; the answer is dockerd's JSON stream of "Loaded image" lines. As dockerd's
+        (its router writes LoadImage's error into the stream), a refused archive is a 200
+        whose stream carries ``{"errorDetail": ..., "error": ...}``: the SDK raises
+        ImageLoadError from it, the CLI prints it and exits 1. ``quiet`` defaults to true."""
+        quiet = req.flag("quiet", True)
+        messages: list[dict[str, Any]] = []
         try:
-            quiet = req.flag("quiet")
-            messages = await run_in_thread("docker-load", lambda: tarexport.load(self.engine.store, body, quiet=quiet))
-        finally:
-            body.close()
+            body = await self._spool(req, "docker load")
+            try:
+                messages = await run_in_thread(
+                    "docker-load", lambda: tarexport.load(self.engine.store, body, quiet=quiet)
+                )
+            finally:
+                body.close()
+        except errors.RuntimeError as e:
+            messages.append({"errorDetail": {"message": str(e)}, "error": str(e)})
         out = await ChunkedStream.start(req)  # chunked, as dockerd: clients read it as a JSON stream
         for m in messages:
             await out.write_json(m)

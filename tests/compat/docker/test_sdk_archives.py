@@ -97,6 +97,9 @@ def test_save_then_load_gives_the_same_image(client: docker.DockerClient) -> Non
     messages = list(client.api.load_image(data, quiet=False))
     assert [m["stream"] for m in messages if "stream" in m] == ["Loaded image: sdksnap:v1\n"]
     assert [m["status"] for m in messages if "status" in m] == ["Loading layer"]  # busybox's are there
+    # a refused archive: dockerd's in-stream error, which the SDK raises as ImageLoadError
+    with pytest.raises(docker.errors.ImageLoadError, match=r"manifest\.json"):
+        client.images.load(_tar({"not-an-image": b"x"}))
 
 
 def test_import_from_data_with_changes(client: docker.DockerClient) -> None:
