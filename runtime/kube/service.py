@@ -114,6 +114,9 @@ SANDBOX_SERVER = f"https://{SANDBOX_HOST}:{SANDBOX_PORT}"
 KUBECONFIG_PATH = ".kube/config"  # under /root, where kubectl looks ($HOME/.kube/config)
 GRADER_USER = "kubelab-runtimed"
 HELPER = Path(__file__).with_name("_netns_listen.py")
+# connections to one sandbox's API listener at once: each is a descriptor of runtimed's one
+# process, shared by every sandbox (kubectl and a watch or two need a handful)
+MAX_CONNECTIONS = 256
 HELPER_TIMEOUT = 10.0
 LOOP_TIMEOUT = 30.0
 
@@ -134,6 +137,39 @@ def parse_listen(value: str) -> tuple[str, int] | None:
 class _Listener:
     runner: web.AppRunner
     pid: int
+
+
+class CappedListener(socket.socket):
+    """A listening socket that counts its accepted connections from accept to close and
+    closes at once what comes past ``limit`` (asyncio's accept loop takes the
+    ConnectionAbortedError and goes on). Counted at accept, before TLS, so a client stalling
+    its handshake counts too. Used on the event loop only: no lock."""
+
+    def __init__(self, sock: socket.socket, limit: int) -> None:
+        super().__init__(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        self.limit = limit
+        self.open = 0
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        fd, addr = self._accept()  # type: ignore[attr-defined]
+        if self.open >= self.limit:
+            os.close(fd)
+            raise ConnectionAbortedError(f"at most {self.limit} connections to this sandbox's API at once")
+        conn = _CountedConnection(self, self.family, self.type, self.proto, fileno=fd)
+        self.open += 1
+        return conn, addr
+
+
+class _CountedConnection(socket.socket):
+    def __init__(self, listener: CappedListener, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._listener: CappedListener | None = listener
+
+    def _real_close(self, *args: Any, **kwargs: Any) -> None:
+        if self._listener is not None:
+            self._listener.open -= 1
+            self._listener = None
+        super()._real_close(*args, **kwargs)  # type: ignore[misc]
 
 
 def open_listener_in_netns(
@@ -489,7 +525,7 @@ class KubeService:
         )
         await runner.setup()
         try:
-            await web.SockSite(runner, sock, ssl_context=ssl_ctx).start()
+            await web.SockSite(runner, CappedListener(sock, MAX_CONNECTIONS), ssl_context=ssl_ctx).start()
         except BaseException:
             await runner.cleanup()
             raise
