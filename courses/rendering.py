@@ -27,6 +27,9 @@ Admonitions are block quotes that start with ``[!NOTE]``, ``[!TIP]`` or
 note and warning). They render as ``<blockquote class="admonition
 admonition-note"><p><strong>Note</strong> …``.
 
+A link to ``editor:<path>`` is an "Open in editor" button for a file below the lab
+sandbox's ``/root``: ``[pod.yaml](editor:app/pod.yaml)``.
+
 h2 and h3 headings get ids (lower-case ASCII words joined by ``-``; a repeated
 one gets ``-2``, ``-3``…), which :func:`table_of_contents` lists.
 """
@@ -38,6 +41,7 @@ import re
 from collections.abc import Sequence
 from html.parser import HTMLParser
 from typing import Any
+from urllib.parse import unquote
 
 import nh3
 from markdown_it import MarkdownIt
@@ -98,6 +102,7 @@ ALLOWED_ATTRIBUTES = {
     "a": {"href", "title", "rel", "target"},
     "img": {"src", "alt", "title", "width", "height", "loading"},
     "div": {"data-runnable", "data-language"},
+    "button": {"type", "data-open-in-editor"},
     "td": {"align"},
     "th": {"align"},
 }
@@ -232,6 +237,27 @@ def _external_links(state: StateCore) -> None:
                 child.attrSet("target", "_blank")
 
 
+def _editor_links(state: StateCore) -> None:
+    """``[pod.yaml](editor:app/pod.yaml)`` becomes an "Open in editor" button for the lab
+    page's editor (static/js/lab-editor.js), naming a path below the sandbox's /root. The
+    path is data: the editor's endpoint refuses anything outside /root (runtime/sandbox/files.py)."""
+    for token in state.tokens:
+        children = token.children or []
+        for i, child in enumerate(children):
+            href = str(child.attrGet("href") or "") if child.type == "link_open" else ""
+            if not href.lower().startswith("editor:"):
+                continue
+            close = next((j for j in range(i + 1, len(children)) if children[j].type == "link_close"), None)
+            if close is None:
+                continue
+            child.tag = children[close].tag = "button"
+            child.attrs = {
+                "type": "button",
+                "class": "open-in-editor",
+                "data-open-in-editor": unquote(href[len("editor:") :]),
+            }
+
+
 def _markdown() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": False, "linkify": True, "typographer": False})
     md.enable(["table", "strikethrough", "linkify"])
@@ -246,6 +272,7 @@ def _markdown() -> MarkdownIt:
     md.core.ruler.push("kubelab_admonitions", _admonitions)
     md.core.ruler.push("kubelab_heading_ids", _heading_ids)
     md.core.ruler.push("kubelab_external_links", _external_links)
+    md.core.ruler.push("kubelab_editor_links", _editor_links)
     return md
 
 

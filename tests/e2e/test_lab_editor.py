@@ -32,7 +32,7 @@ def test_student_edits_a_manifest_saves_with_ctrl_s_and_sees_terminal_changes(
 ) -> None:
     student = StudentFactory.create()
     lab = LabFactory.create(title="Editor")
-    StepFactory.create(lab=lab, title="Edit", body="Edit pod.yaml.")
+    StepFactory.create(lab=lab, title="Edit", body="Edit [pod.yaml](editor:pod.yaml).")
     start_lab_at_step_one(page, lab_stack, student.username, lab.pk)
     type_line(page, "printf 'kind: Pod\\n' > /root/pod.yaml && ln -s /etc/shadow /root/x && echo plant-$((1+1))")
     wait_screen(page, r"^plant-2$")
@@ -78,3 +78,10 @@ def test_student_edits_a_manifest_saves_with_ctrl_s_and_sees_terminal_changes(
     assert answers[0] == 403 and answers[2] == 403, answers
     assert "root:" not in json.loads(answers[1]).get("content", "")
     assert in_sandbox("test -L /root/x && echo link") == "link\n"
+
+    # "Open in editor" in the step: from the terminals, straight to the file's tab
+    page.click("#editor-toggle")
+    assert page.is_hidden("#editor-pane")
+    page.click('.steps-body button.open-in-editor[data-open-in-editor="pod.yaml"]')
+    page.wait_for_selector("#editor-pane:not([hidden])")
+    assert page.get_attribute('#editor-tabs [title="/root/pod.yaml"]', "aria-selected") == "true"
