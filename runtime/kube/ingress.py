@@ -1030,6 +1030,8 @@ class IngressController:
 
     def sync(self) -> None:
         state = self._call(self._snapshot)
+        if not state.installed:
+            return  # no Ingress of ours yet: nothing to render, no nginx to configure
         exclude: frozenset[tuple[str, str]] = frozenset()
         nginx_errors: dict[tuple[str, str], list[Problem]] = {}
         out = render(state.snapshot, self._default_pem)
@@ -1072,6 +1074,10 @@ class IngressController:
         mine = [i for i in ings if handled(i, by_class)]
         if mine and not self._installed:
             self._install()
+        elif not self._installed and st.get(DEPLOYMENTS.gr, NAMESPACE, NAME) is not None:
+            self._installed = True  # installed before a runtimed restart: keep its file current
+        if not self._installed:  # a sandbox that never had an Ingress costs two short lists
+            return _State(Snapshot(ings, classes, [], [], []), None, False)
         wanted = {
             (_key(i)[0], str(t.get("secretName")))
             for i in mine

@@ -600,3 +600,33 @@ echo "$now"
     assert after and after != before, (before, after)
     got = until(daemon, sid, "http://localhost/api/x", "shop.local", '"svc": "api"')
     assert got.startswith("200"), got
+
+
+def test_after_a_runtimed_restart_the_controller_keeps_nginx_current(daemon: RealDaemon, shop: dict[str, Any]) -> None:
+    """A new runtimed adopts the running nginx (the pod lives on) and keeps its file current:
+    an Ingress deleted after the restart stops routing."""
+    sid = shop["id"]
+    apply(
+        daemon,
+        sid,
+        """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: restart, namespace: shop}
+spec:
+  rules:
+  - host: restart.local
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: api, port: {number: 8080}}}}
+""",
+    )
+    assert until(daemon, sid, "http://localhost/", "restart.local", '"svc": "api"').startswith("200")
+    try:
+        assert daemon.stop() == 0
+    finally:
+        daemon.start()
+    assert until(daemon, sid, "http://localhost/", "restart.local", '"svc": "api"').startswith("200")
+    ok(daemon, sid, "kubectl -n shop delete ingress restart >/dev/null")
+    got = until(daemon, sid, "http://localhost/", "restart.local", "404")
+    assert got.startswith("404"), got
