@@ -280,6 +280,12 @@ GRADER_REQUEUE_AFTER = env.integer("GRADER_REQUEUE_AFTER", 60, minimum=5)
 GRADER_DOCKER_URL = env.string("GRADER_DOCKER_URL", "")
 GRADER_KUBECONFIG = env.string("GRADER_KUBECONFIG", "")
 
+# --- the live class view (courses/classview.py) -------------------------------
+
+CLASS_STUCK_FAILED_CHECKS = env.integer("CLASS_STUCK_FAILED_CHECKS", 3, minimum=1)
+CLASS_STUCK_IDLE = env.duration("CLASS_STUCK_IDLE", "10m")
+CLASS_VIEW_POLL = env.integer("CLASS_VIEW_POLL", 5, minimum=1, maximum=300)
+
 # --- accounts ---------------------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [

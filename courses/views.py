@@ -7,6 +7,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_safe
 
 from accounts.roles import INSTRUCTOR, role_required
 from courses import progress as course_progress
@@ -140,3 +142,74 @@ def instructor_student(request: HttpRequest, user_id: int) -> HttpResponse:
     return render(
         request, "courses/instructor_student.html", {"student": student, "history": history, "taught": taught}
     )
+
+
+# --- the live class view (issue #18) --------------------------------------------------------
+
+
+def _taught_course(user: Any, slug: str) -> Course:
+    """``slug`` if ``user`` teaches it; 404 for a course that does not exist and for one
+    they do not teach alike (the answer does not tell which)."""
+    from labs.selectors import teaches
+
+    course = Course.objects.active().filter(slug=slug).first()
+    if course is None or not teaches(user, course):
+        raise Http404("No such course, or not one you teach.")
+    return course
+
+
+def _live_context(request: HttpRequest, course: Course) -> dict[str, Any]:
+    from django.conf import settings
+    from django.utils import timezone
+
+    from courses import charts, classview
+
+    view = classview.class_view(course=course, now=timezone.now())
+    return {
+        "course": course,
+        "view": view,
+        "pass_chart": charts.exercise_chart(view),
+        "time_chart": charts.lab_time_chart(view),
+        "poll_seconds": settings.CLASS_VIEW_POLL,
+    }
+
+
+@require_safe
+@role_required(INSTRUCTOR)
+def instructor_live(request: HttpRequest, course: str) -> HttpResponse:
+    taught = _taught_course(request.user, course)
+    context = _live_context(request, taught)
+    context["config"] = {
+        "url": reverse("courses:instructor-live-json", kwargs={"course": taught.slug}),
+        "poll_seconds": context["poll_seconds"],
+    }
+    return render(request, "courses/instructor_live.html", context)
+
+
+@require_safe
+@role_required(INSTRUCTOR)
+def instructor_live_json(request: HttpRequest, course: str) -> HttpResponse:
+    """The class view's data and its rendered body, for the page's refresh.
+
+    Polled with ``If-None-Match``: a class where nothing changed costs a 304 and no bytes.
+    (Stuck-by-idle changes with the clock, not with any event, so a push alone would miss it.)
+    """
+    import hashlib
+    import json
+
+    from django.http import HttpResponseNotModified
+    from django.template.loader import render_to_string
+
+    from courses import classview
+
+    taught = _taught_course(request.user, course)
+    context = _live_context(request, taught)
+    data = classview.as_dict(context["view"])
+    data["html"] = render_to_string("courses/_instructor_live_body.html", context, request=request)
+    body = json.dumps(data, sort_keys=True).encode()
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache", "Vary": "Cookie"}
+    if etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:
+        response: HttpResponse = HttpResponseNotModified(headers=headers)
+        return response
+    return HttpResponse(body, content_type="application/json", headers=headers)

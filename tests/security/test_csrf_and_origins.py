@@ -54,6 +54,8 @@ READ_ONLY = {
     "courses:instructor",
     "courses:instructor-csv",
     "courses:instructor-student",
+    "courses:instructor-live",
+    "courses:instructor-live-json",
     "courses:course",
     "courses:asset",
     "courses:module",
