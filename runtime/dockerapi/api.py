@@ -405,7 +405,10 @@ class DockerAPI:
         def deliver(msg: dict[str, Any] | None) -> bool:
             if msg is not None and q.qsize() >= events_module.QUEUE:
                 return False  # a client that does not read is dropped, not buffered for
-            loop.call_soon_threadsafe(q.put_nowait, msg)
+            try:
+                loop.call_soon_threadsafe(q.put_nowait, msg)
+            except RuntimeError:  # the API's loop is closed: never fail the engine's caller
+                return False
             return True
 
         bus = self.engine.events

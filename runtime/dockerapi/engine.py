@@ -3152,6 +3152,8 @@ class Engine:
 
     def exec_create(self, cid: str, body: dict[str, Any]) -> str:
         c = self._get(cid)
+        if c.status == "restarting":
+            raise errors.Conflict(f"Container {c.id} is restarting, wait until the container is running")
         if not c.running:
             raise errors.Conflict(f"Container {c.id} is not running")
         if c.paused:
