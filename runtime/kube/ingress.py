@@ -921,7 +921,10 @@ class IngressController:
         self._told: dict[tuple[str, str], tuple[str, frozenset[tuple[str, str]]]] = {}
         self._synced: dict[tuple[str, str], tuple[str, int]] = {}  # ingress -> (uid, generation) announced
         self._installed = False
-        self._retry = False  # the last push failed for a reason of its own: sync again soon
+        # after a push that failed for a reason of its own (nginx not started yet, or a container
+        # the student broke): sync again in 1 s, doubling up to RESYNC while it keeps failing,
+        # so a broken controller pod costs at most an exec every RESYNC seconds
+        self._retry = 0.0
         self._default_pem = fake_certificate()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -1014,8 +1017,7 @@ class IngressController:
     def _loop(self) -> None:
         self._wake.set()
         while not self._stop.is_set():
-            self._wake.wait(RETRY if self._retry else RESYNC)
-            self._retry = False
+            self._wake.wait(self._retry or RESYNC)
             self._wake.clear()
             if self._stop.is_set():
                 return
@@ -1043,16 +1045,18 @@ class IngressController:
                 out.conf.encode() + b"".join(k.encode() + v for k, v in sorted(out.files.items()))
             ).hexdigest()
             if self._pushed == (cid, digest):
+                self._retry = 0.0
                 break
             try:
                 self._push(cid, out)
                 self._pushed = (cid, digest)
+                self._retry = 0.0
                 break
             except PushError as e:
                 owner = out.owners.get(e.line or 0)
                 if owner is None:
-                    log.warning("ingress-nginx: the configuration was not applied (retrying): %s", e)
-                    self._retry = True
+                    self._retry = min(RESYNC, self._retry * 2 or RETRY)
+                    log.warning("ingress-nginx: configuration not applied (again in %g s): %s", self._retry, e)
                     break
                 nginx_errors.setdefault(owner, []).append(
                     Problem("RejectedByNginx", f"not loaded: nginx refused what it produced: {e}")
