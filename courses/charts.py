@@ -15,7 +15,7 @@ from typing import Any
 
 from courses.classview import NOT_STARTED, PASSED, STUCK, TRYING, ClassView
 
-WIDTH = 640
+WIDTH = 780
 LABEL = 220
 BAR = LABEL + 8
 BAR_WIDTH = 330
