@@ -7,6 +7,7 @@ Runs the compatibility suites and prints, per client, how many of its tests pass
 * ``tests/compat/kube/``: ``kubectl`` (``*kubectl*``), ``helm`` (``*helm*``) and the pinned
   ``kubernetes`` Python client (the other files), against the lab cluster; a suite that does
   not exist yet reports ``{"passed": 0, "total": 0}``;
+* ``tests/runtime/kube/test_helm.py``: the real helm v4 through a release's lifecycle (helm);
 * optionally the docker SDK's own integration suite (``tests/integration`` of a docker-py
   source tree of the pinned version, ``--sdk-suite DIR`` or ``$DOCKER_SDK_TESTS``), without
   its swarm tests (services, secrets, configs, nodes, swarm) and its ``credentials/`` tests
@@ -61,6 +62,8 @@ def client_of(classname: str, file: str = "") -> str | None:
     """Which client a test of our compat suites exercises, from its module's name
     (``tests.compat.docker.test_cli_archives[.Class]`` -> "docker CLI")."""
     parts = (file.removesuffix(".py").replace("/", ".") if file else classname).split(".")
+    if "test_helm" in parts:
+        return "helm"  # tests/runtime/kube/test_helm.py: the real helm v4 through a release's lifecycle
     if "compat" not in parts:
         return None
     i = parts.index("compat")
@@ -123,7 +126,11 @@ def run_pytest(
 
 
 def our_suites(timeout: float) -> dict[str, dict[str, int]]:
-    dirs = [str(d.relative_to(REPO)) for d in (REPO / "tests/compat/docker", REPO / "tests/compat/kube") if d.is_dir()]
+    dirs = [
+        str(d.relative_to(REPO))
+        for d in (REPO / "tests/compat/docker", REPO / "tests/compat/kube", REPO / "tests/runtime/kube/test_helm.py")
+        if d.exists()
+    ]
     if not dirs:
         return {}
     with tempfile.TemporaryDirectory() as tmp:
