@@ -3953,6 +3953,14 @@ class Engine:
         if not isinstance(endpoint, dict):
             raise errors.BadRequest("EndpointConfig must be a JSON object")
         aliases = [str(a) for a in endpoint.get("Aliases") or []]
+        ipam = endpoint.get("IPAMConfig") or {}
+        unsupported = [k for k in ("Links", "DriverOpts", "MacAddress", "LinkLocalIPs") if endpoint.get(k)]
+        unsupported += [k for k in ("IPv4Address", "IPv6Address", "LinkLocalIPs") if ipam.get(k)]
+        if unsupported:
+            raise Forbidden(
+                f"{', '.join(unsupported)} at docker network connect are not available in this lab: aliases are; "
+                "give a container's MAC address, link-local addresses and links when you create it"
+            )
         bridge = self._bridge(net)
         with self._net_lock:
             with self._lock:

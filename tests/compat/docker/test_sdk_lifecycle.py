@@ -144,6 +144,19 @@ def test_endpoint_settings_are_honoured_and_echoed(client: docker.DockerClient) 
     net.remove()
 
 
+def test_network_connect_refuses_endpoint_settings_it_cannot_apply(client: docker.DockerClient) -> None:
+    net = client.networks.create("conn-net", driver="bridge")
+    c = client.containers.run("busybox", ["sleep", "1000"], detach=True)
+    for kwargs in ({"ipv4_address": "172.30.0.9"}, {"link_local_ips": ["169.254.1.1"]}, {"links": {"x": "y"}}):
+        with pytest.raises(docker.errors.APIError) as e:
+            net.connect(c, **kwargs)
+        assert e.value.status_code == 403 and "not available in this lab" in str(e.value.explanation)
+    net.connect(c, aliases=["web"])  # what it can apply, it applies
+    assert "web" in client.api.inspect_container(c.id)["NetworkSettings"]["Networks"]["conn-net"]["Aliases"]
+    c.remove(force=True)
+    net.remove()
+
+
 def test_a_repeated_dockerfile_parameter_takes_the_first(client: docker.DockerClient) -> None:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
