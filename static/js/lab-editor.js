@@ -44,8 +44,9 @@
     api(base + "?path=" + encodeURIComponent(path)).then(function (r) {
       if (!r.ok) { say(r.body.error, "error"); return; }
       var ul = document.createElement("ul");
-      ul.setAttribute("role", path ? "group" : "tree");
-      if (!path) ul.setAttribute("aria-label", "Files in /root");
+      // a plain nested list of buttons (each reachable with Tab, opened with Enter): an ARIA
+      // tree would need its own arrow-key model, which this does not pretend to have
+      ul.setAttribute("aria-label", path ? "Files in /root/" + path : "Files in /root");
       r.body.entries.forEach(function (e) {
         var full = path ? path + "/" + e.name : e.name;
         var li = document.createElement("li");
