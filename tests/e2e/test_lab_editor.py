@@ -85,3 +85,22 @@ def test_student_edits_a_manifest_saves_with_ctrl_s_and_sees_terminal_changes(
     page.click('.steps-body button.open-in-editor[data-open-in-editor="pod.yaml"]')
     page.wait_for_selector("#editor-pane:not([hidden])")
     assert page.get_attribute('#editor-tabs [title="/root/pod.yaml"]', "aria-selected") == "true"
+
+    # edited on both sides: Ctrl-S does not overwrite the sandbox's newer file; the prompt
+    # offers a reload (accepted here), which shows the sandbox's version
+    dialogs: list[str] = []
+
+    def accept(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", accept)
+    page.click(".editor-box:not([hidden]) .cm-content")
+    page.keyboard.press("Control+End")
+    page.keyboard.type("\n# mine")
+    in_sandbox("echo '# theirs' >> /root/pod.yaml")
+    page.keyboard.press("Control+s")
+    page.wait_for_function(f"() => ({EDITOR_TEXT})().includes('# theirs')")
+    assert dialogs and "changed in the sandbox" in dialogs[0]
+    assert in_sandbox("tail -n 1 /root/pod.yaml") == "# theirs\n"
+    assert "# mine" not in page.evaluate(EDITOR_TEXT)
