@@ -48,8 +48,11 @@ def teaches(user: Any, course: Course) -> bool:
     """Whether ``user`` is an instructor of ``course``.
 
     Instructors listed on the course teach it; superusers teach every course.
-    A course with no instructors listed is taught by every instructor, so a
-    one-teacher installation needs no extra set-up.
+    A course that lists no instructor of this site's own (one not made by an LMS
+    launch) is taught by every such instructor, so a one-teacher installation
+    needs no extra set-up. An instructor whose role came from an LMS launch
+    (lti/) teaches only the courses that list them: the LMS vouches for one LMS
+    course, never for the whole site's students.
     """
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return False
@@ -58,7 +61,17 @@ def teaches(user: Any, course: Course) -> bool:
     if not is_instructor(user):
         return False
     listed = course.instructors.all()
-    return not listed.exists() or listed.filter(pk=user.pk).exists()
+    if listed.filter(pk=user.pk).exists():
+        return True
+    if _instructor_from_lms(user):
+        return False
+    return not listed.exclude(lti_identity__instructor_from_lti=True).exists()
+
+
+def _instructor_from_lms(user: Any) -> bool:
+    # The reverse one-to-one of lti.models.LtiIdentity; absent for the site's own accounts.
+    identity = getattr(user, "lti_identity", None)
+    return bool(identity is not None and identity.instructor_from_lti)
 
 
 def lab_session_for_user(user: Any, session_id: uuid.UUID | str, *, write: bool = False) -> Granted:

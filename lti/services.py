@@ -349,9 +349,10 @@ def launch_accept(*, platform: Platform, claims: dict[str, Any]) -> LaunchResult
         )
     if target is None and context is not None and context.course_id is not None and context.course is not None:
         target = Target(course=context.course) if context.course.archived_at is None else None
-    if role == INSTRUCTOR and target is not None and target.course.instructors.exists():
-        # A course that lists its instructors is taught by them only (labs.selectors.teaches):
-        # the LMS says this person teaches it. An unlisted course stays open to every instructor.
+    if role == INSTRUCTOR and target is not None:
+        # The LMS says this person teaches this course: list them on it. An instructor made by a
+        # launch teaches only the courses that list them (labs.selectors.teaches); a course that
+        # lists no instructor of the site's own stays open to the site's own instructors.
         target.course.instructors.add(user)
     landing = landing_url(role=role, target=target)
     return LaunchResult(user=user, role=role, target=target, context=context, landing=landing)

@@ -8,6 +8,7 @@ import pytest
 from django.test import Client
 
 from accounts.roles import INSTRUCTOR, STUDENT, roles_of
+from labs.selectors import teaches
 from lti.models import LtiContext, LtiIdentity, LtiMembership
 from tests.lti.platform import INSTRUCTOR as INSTRUCTOR_ROLES
 from tests.lti.platform import LEARNER, launch
@@ -76,10 +77,11 @@ def test_an_lms_instructor_joins_a_course_that_lists_its_instructors(lms: Any, c
     response = launch(client, lms, lms.claims(sub="teach-2", roles=INSTRUCTOR_ROLES, target="course:k8s"))
     assert client.get(response["Location"]).status_code == 200
     assert course.course.instructors.filter(pk=_user(lms, "teach-2").pk).exists()
-    # A course open to every instructor stays open: nobody is listed on it by a launch.
+    # A course open to the site's own instructors stays open to them when a launch lists an LMS one.
     other = type(course.course).objects.create(slug="open", title="Open")
     launch(Client(), lms, lms.claims(sub="teach-3", roles=INSTRUCTOR_ROLES, context="c2", target="course:open"))
-    assert not other.instructors.exists()
+    assert list(other.instructors.all()) == [_user(lms, "teach-3")]
+    assert teaches(InstructorFactory.create(), other)
 
 
 def test_the_platforms_key_set_is_cached_and_fetched_again_when_it_rotates(lms: Any, course: Any) -> None:
