@@ -35,6 +35,7 @@ POSTS: list[tuple[str, Any, str, dict[str, str]]] = [
     ("labs:start", "lab", "owner", {}),
     ("labs:reset", "session", "owner", {}),
     ("labs:stop", "session", "owner", {}),
+    ("labs:file-content", "session", "owner", {"path": "notes.txt", "content": "x"}),  # the editor's save
     ("grader:check", "exercise", "owner", {}),
     ("grader:hint", "exercise", "owner", {}),
     ("grader:solution", "exercise", "owner", {}),
@@ -48,6 +49,7 @@ READ_ONLY = {
     "password_reset_complete",
     "labs:lab",
     "labs:session",
+    "labs:files",
     "grader:submission",
     "courses:home",
     "courses:progress",
