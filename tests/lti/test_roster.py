@@ -37,7 +37,7 @@ def test_the_roster_import_creates_links_and_enrols_the_class(lms: Any, course: 
     answer = teacher.post(f"/lti/classes/{context.pk}/roster/", follow=True)
     assert b"5 enrolled (4 new accounts), 1 inactive" in answer.content
     # Two pages of members (Link: rel="next") were read.
-    enrolled = {m.user.lti_identity.sub: m for m in LtiMembership.objects.filter(context=context)}  # type: ignore[attr-defined]
+    enrolled = {m.user.lti_identity.sub: m for m in LtiMembership.objects.filter(context=context)}
     assert set(enrolled) == {"t-1", "s-known", "s-new-1", "s-new-2", "ta-1", "s-gone"}
     assert enrolled["s-gone"].active is False
     new = LtiIdentity.objects.get(issuer=lms.issuer, sub="s-new-1").user
