@@ -14,7 +14,6 @@ endpoints. The port preview reaches the controller on port 80.
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime
 import http.client
 import json
@@ -28,11 +27,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from runtime import errors
-from runtime.client import PREVIEW_URL, Client, preview_headers, resolve_token
-from tests.runtime.conftest_daemon import private_daemon, real_sandboxes_available
+from runtime.client import PREVIEW_URL, preview_headers, resolve_token
+from tests.runtime import labbox
 from tests.runtime.daemon_helpers import RealDaemon
-from tests.runtime.test_kube_service import IMAGES, _has_lab_base
+from tests.runtime.labbox import lab_box, lab_daemon
 
 HOST_RESOURCES = [
     "--subnet",
@@ -114,32 +112,18 @@ kubectl -n shop rollout status deploy/api --timeout=180s >/dev/null
 
 @pytest.fixture(scope="module")
 def daemon() -> Iterator[RealDaemon]:
-    why = real_sandboxes_available()
-    if why:
-        pytest.skip(why)
-    if not _has_lab_base():
-        pytest.skip("the lab-base image is not built (make images)")
-    with private_daemon("rtig-", HOST_RESOURCES, IMAGES) as d:
+    with lab_daemon("rtig-", HOST_RESOURCES) as d:
         yield d
 
 
 @pytest.fixture(scope="module")
 def box(daemon: RealDaemon) -> Iterator[dict[str, Any]]:
-    with Client(daemon.socket, timeout=60) as c:
-        box = c.create_sandbox({"image": "lab-base", "services": ["kubernetes"]})
-    try:
-        code, out = run(daemon, box["id"], SETUP, timeout=300)
-        assert code == 0, out
-        yield box
-    finally:
-        with Client(daemon.socket, timeout=60) as c, contextlib.suppress(errors.RuntimeError):
-            c.remove_sandbox(box["id"])
+    with lab_box(daemon, SETUP, timeout=300) as b:
+        yield b
 
 
 def run(daemon: RealDaemon, sid: str, script: str, timeout: float = 120) -> tuple[int, str]:
-    with Client(daemon.socket, timeout=timeout + 30) as c:
-        r = c.exec(sid, ["bash", "-c", script], timeout=timeout)
-    return r.exit_code or 0, r.stdout_text + r.stderr_text
+    return labbox.run(daemon, sid, script, timeout)
 
 
 def ok(daemon: RealDaemon, sid: str, script: str, timeout: float = 120) -> str:

@@ -19,9 +19,8 @@ import pytest
 
 from runtime import errors
 from runtime.client import Client
-from tests.runtime.conftest_daemon import private_daemon, real_sandboxes_available
 from tests.runtime.daemon_helpers import RealDaemon
-from tests.runtime.test_kube_service import IMAGES, _has_lab_base
+from tests.runtime.labbox import lab_box, lab_daemon, run
 
 HOST_RESOURCES = [
     "--subnet",
@@ -115,32 +114,14 @@ kubectl -n shop wait --for=condition=Ready pod/client --timeout=120s >/dev/null
 
 @pytest.fixture(scope="module")
 def daemon() -> Iterator[RealDaemon]:
-    why = real_sandboxes_available()
-    if why:
-        pytest.skip(why)
-    if not _has_lab_base():
-        pytest.skip("the lab-base image is not built (make images)")
-    with private_daemon("rtsv-", HOST_RESOURCES, IMAGES) as d:
+    with lab_daemon("rtsv-", HOST_RESOURCES) as d:
         yield d
 
 
 @pytest.fixture(scope="module")
 def box(daemon: RealDaemon) -> Iterator[dict[str, Any]]:
-    with Client(daemon.socket, timeout=60) as c:
-        box = c.create_sandbox({"image": "lab-base", "services": ["kubernetes"]})
-    try:
-        code, out = run(daemon, box["id"], SETUP, timeout=240)
-        assert code == 0, out
-        yield box
-    finally:
-        with Client(daemon.socket, timeout=60) as c, contextlib.suppress(errors.RuntimeError):
-            c.remove_sandbox(box["id"])
-
-
-def run(daemon: RealDaemon, sid: str, script: str, timeout: float = 90) -> tuple[int, str]:
-    with Client(daemon.socket, timeout=timeout + 30) as c:
-        r = c.exec(sid, ["bash", "-c", script], timeout=timeout)
-    return r.exit_code or 0, r.stdout_text + r.stderr_text
+    with lab_box(daemon, SETUP, timeout=240) as b:
+        yield b
 
 
 def in_client(daemon: RealDaemon, sid: str, cmd: str, timeout: float = 90) -> tuple[int, str]:
