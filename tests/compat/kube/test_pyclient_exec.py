@@ -71,21 +71,7 @@ def test_v4_text_frames_reach_the_process(api: Any, pod: tuple[str, str]) -> Non
     """A v4 client (no close channel) that sends text frames: ``head -n 1`` ends on its own."""
     import websocket
 
-    ns, name = pod
-    cfg = api.configuration
-    url = cfg.host.replace("https://", "wss://") + (
-        f"/api/v1/namespaces/{ns}/pods/{name}/exec?command=head&command=-n&command=1&stdin=true&stdout=true"
-    )
-    ssl_opts: dict[str, Any] = {"ca_certs": cfg.ssl_ca_cert, "cert_reqs": ssl.CERT_REQUIRED}
-    if cfg.tls_server_name:
-        ssl_opts["server_hostname"] = cfg.tls_server_name
-    ws = websocket.create_connection(
-        url,
-        header=[f"Authorization: {cfg.get_api_key_with_prefix('BearerToken')}"],
-        subprotocols=["v4.channel.k8s.io"],
-        sslopt=ssl_opts,
-        timeout=15,
-    )
+    ws = _head_one_line(api, pod, "v4.channel.k8s.io")
     try:
         assert ws.subprotocol == "v4.channel.k8s.io"
         ws.send("\x00one line\n", opcode=websocket.ABNF.OPCODE_TEXT)
@@ -132,21 +118,7 @@ def test_v4_base64_channels(api: Any, pod: tuple[str, str]) -> None:
 
     import websocket
 
-    ns, name = pod
-    cfg = api.configuration
-    url = cfg.host.replace("https://", "wss://") + (
-        f"/api/v1/namespaces/{ns}/pods/{name}/exec?command=head&command=-n&command=1&stdin=true&stdout=true"
-    )
-    ssl_opts: dict[str, Any] = {"ca_certs": cfg.ssl_ca_cert, "cert_reqs": ssl.CERT_REQUIRED}
-    if cfg.tls_server_name:
-        ssl_opts["server_hostname"] = cfg.tls_server_name
-    ws = websocket.create_connection(
-        url,
-        header=[f"Authorization: {cfg.get_api_key_with_prefix('BearerToken')}"],
-        subprotocols=["v4.base64.channel.k8s.io"],
-        sslopt=ssl_opts,
-        timeout=15,
-    )
+    ws = _head_one_line(api, pod, "v4.base64.channel.k8s.io")
     try:
         assert ws.subprotocol == "v4.base64.channel.k8s.io"
         ws.send("0" + base64.b64encode(b"b64 line\n").decode(), opcode=websocket.ABNF.OPCODE_TEXT)
@@ -164,3 +136,24 @@ def test_v4_base64_channels(api: Any, pod: tuple[str, str]) -> None:
         assert got["3"] == b'{"metadata":{},"status":"Success"}'
     finally:
         ws.close()
+
+
+def _head_one_line(api: Any, pod: tuple[str, str], subprotocol: str) -> Any:
+    """A raw WebSocket exec of ``head -n 1`` with stdin in ``pod``, speaking ``subprotocol``."""
+    import websocket
+
+    ns, name = pod
+    cfg = api.configuration
+    url = cfg.host.replace("https://", "wss://") + (
+        f"/api/v1/namespaces/{ns}/pods/{name}/exec?command=head&command=-n&command=1&stdin=true&stdout=true"
+    )
+    ssl_opts: dict[str, Any] = {"ca_certs": cfg.ssl_ca_cert, "cert_reqs": ssl.CERT_REQUIRED}
+    if cfg.tls_server_name:
+        ssl_opts["server_hostname"] = cfg.tls_server_name
+    return websocket.create_connection(
+        url,
+        header=[f"Authorization: {cfg.get_api_key_with_prefix('BearerToken')}"],
+        subprotocols=[subprotocol],
+        sslopt=ssl_opts,
+        timeout=15,
+    )
