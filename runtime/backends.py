@@ -121,8 +121,10 @@ class SandboxBackend(abc.ABC):
         rows: int = 24,
         cols: int = 80,
         env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
     ) -> Json:
-        """Start a shell (the image's login shell by default); returns {"session_id", ...}."""
+        """Start a shell (the image's login shell by default; in ``cwd``, a path inside the
+        sandbox, when given); returns {"session_id", ...}."""
 
     @abc.abstractmethod
     async def list_sessions(self, sid: str) -> builtins.list[Json]: ...
@@ -146,6 +148,22 @@ class SandboxBackend(abc.ABC):
         """URL of the Docker Engine API of a sandbox created with the ``docker`` service,
         reachable from this host (graders' ``docker`` SDK clients)."""
         raise errors.NotAvailable(f"the {self.name} backend has no per-sandbox docker engines")
+
+    # Whether ``pause``/``resume`` keep a lab (labs offer "Pause" only where they do).
+    supports_pause: ClassVar[bool] = False
+
+    def pause(self, sid: str) -> Json:
+        """Stop every process of the sandbox and keep its disk, engine and cluster state for
+        ``resume``; returns its info plus ``shells`` ({session id: working directory}) and
+        ``disk_image_bytes`` (what the host keeps for it)."""
+        raise errors.NotAvailable(
+            f"the {self.name} sandbox backend cannot pause a lab (its sandboxes cannot be stopped "
+            "and started again with their state): stop it instead"
+        )
+
+    def resume(self, sid: str) -> Json:
+        """Start a paused sandbox again (see ``pause``)."""
+        raise errors.NotAvailable(f"the {self.name} sandbox backend cannot resume a lab: it cannot pause one")
 
     def mint_token(self, sid: str, role: str, ttl: float) -> str:
         """A credential for one sandbox and the operations of ``role`` (``runtime.auth.ROLES``),
@@ -200,6 +218,14 @@ class NamespaceBackend(SandboxBackend):
     def stop(self, sid: str) -> None:
         self.client.stop_sandbox(sid)
 
+    supports_pause = True
+
+    def pause(self, sid: str) -> Json:
+        return self.client.pause_sandbox(sid)
+
+    def resume(self, sid: str) -> Json:
+        return self.client.resume_sandbox(sid)
+
     def remove(self, sid: str) -> None:
         self.client.remove_sandbox(sid)
 
@@ -241,8 +267,9 @@ class NamespaceBackend(SandboxBackend):
         rows: int = 24,
         cols: int = 80,
         env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
     ) -> Json:
-        return await self._aclient().create_session(sid, argv, rows=rows, cols=cols, env=env)
+        return await self._aclient().create_session(sid, argv, rows=rows, cols=cols, env=env, cwd=cwd)
 
     async def list_sessions(self, sid: str) -> builtins.list[Json]:
         return await self._aclient().list_sessions(sid)
@@ -597,11 +624,11 @@ class DockerBackend(SandboxBackend):
                 s.spawned.kill_tree()
 
     def _start_tty_exec(
-        self, sid: str, argv: builtins.list[str], env: Mapping[str, str], rows: int, cols: int
+        self, sid: str, argv: builtins.list[str], env: Mapping[str, str], rows: int, cols: int, cwd: str = "/root"
     ) -> tuple[str, int]:
         c = self._container(sid)
         try:
-            eid = self.api.exec_create(c.id, argv, stdin=True, tty=True, environment=dict(env), workdir="/root")["Id"]
+            eid = self.api.exec_create(c.id, argv, stdin=True, tty=True, environment=dict(env), workdir=cwd)["Id"]
             sock = self.api.exec_start(eid, socket=True, tty=True)
             fd = os.dup(sock._sock.fileno())
             sock.close()
@@ -621,10 +648,11 @@ class DockerBackend(SandboxBackend):
         rows: int = 24,
         cols: int = 80,
         env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
     ) -> Json:
         full_env = {"TERM": "xterm-256color", **dict(env or {})}
         argv = list(argv or ["/bin/sh", "-l"])
-        eid, fd = await asyncio.to_thread(self._start_tty_exec, sid, argv, full_env, rows, cols)
+        eid, fd = await asyncio.to_thread(self._start_tty_exec, sid, argv, full_env, rows, cols, cwd or "/root")
         loop = asyncio.get_running_loop()
 
         async def wait_exit(session: Session) -> int:

@@ -477,6 +477,17 @@ class Client:
         body = self._request("POST", f"/v1/sandboxes/{_q(sid)}/stop", timeout=timeout)
         return cast(dict[str, Any], body)
 
+    def pause_sandbox(self, sid: str, *, timeout: float = 180.0) -> dict[str, Any]:
+        """Pause a sandbox (admin): its processes stopped, its disk kept; the answer adds
+        ``shells`` ({session id: working directory}) and ``disk_image_bytes``."""
+        body = self._request("POST", f"/v1/sandboxes/{_q(sid)}/pause", timeout=timeout)
+        return cast(dict[str, Any], body)
+
+    def resume_sandbox(self, sid: str, *, timeout: float = 300.0) -> dict[str, Any]:
+        """Start a paused sandbox again (admin), with its containers and lab cluster."""
+        body = self._request("POST", f"/v1/sandboxes/{_q(sid)}/resume", timeout=timeout)
+        return cast(dict[str, Any], body)
+
     def stats(self, sid: str) -> dict[str, Any]:
         return cast(dict[str, Any], self._request("GET", f"/v1/sandboxes/{_q(sid)}/stats"))
 

@@ -20,6 +20,14 @@ Protocol
     GET    /v1/sandboxes/{id}                  SandboxInfo
     GET    /v1/sandboxes/{id}/stats            {memory_bytes, ..., "sessions": n}
     POST   /v1/sandboxes/{id}/stop | /touch
+    POST   /v1/sandboxes/{id}/pause            (admin) -> SandboxInfo + {"shells": {session id: cwd},
+                                               "disk_image_bytes"}: every process stopped (shells,
+                                               containers, pods), the lab cluster unloaded, the disk
+                                               kept (SandboxManager.pause); each shell's working
+                                               directory is read from /proc before it ends
+    POST   /v1/sandboxes/{id}/resume           (admin) -> SandboxInfo: the same sandbox started again
+                                               on its disk; containers that ran are started, the lab
+                                               cluster's kubelet recreates the Pods
     DELETE /v1/sandboxes/{id}
     GET    /v1/sandboxes/{id}/kubeconfig       {cluster, server, kubeconfig}: the admin kubeconfig of
                                                the sandbox's lab cluster, for the host (graders);
@@ -158,6 +166,9 @@ class ManagerLike(Protocol):
     def get(self, sid: str) -> Any: ...
     def list(self) -> list[Any]: ...
     def stop(self, sid: str) -> None: ...
+    def pause(self, sid: str) -> Any: ...
+    def resume(self, sid: str) -> Any: ...
+    def disk_image_bytes(self, sid: str) -> int: ...
     def remove(self, sid: str) -> None: ...
     def stats(self, sid: str) -> dict[str, float | int]: ...
     def touch(self, sid: str) -> None: ...
@@ -185,6 +196,7 @@ class KubeLike(Protocol):
     def connectivity(
         self, sid: str, namespace: str, pod: str, host: str, port: int, protocol: str, timeout: float
     ) -> dict[str, str]: ...
+    def loaded(self, sid: str) -> bool: ...
 
 
 class DockerLike(Protocol):
@@ -341,6 +353,8 @@ class Daemon:
             ("DELETE", sb, self.sandbox_remove, "admin"),
             ("GET", sb + "/stats", self.sandbox_stats, auth.READ),
             ("POST", sb + "/stop", self.sandbox_stop, "admin"),
+            ("POST", sb + "/pause", self.sandbox_pause, "admin"),
+            ("POST", sb + "/resume", self.sandbox_resume, "admin"),
             ("POST", sb + "/touch", self.sandbox_touch, auth.TOUCH),
             ("POST", sb + "/tokens", self.sandbox_token, "admin"),
             ("GET", sb + "/kubeconfig", self.sandbox_kubeconfig, auth.KUBECONFIG),
@@ -535,6 +549,8 @@ class Daemon:
         sid = request.match_info["id"]
         stats: dict[str, Any] = dict(await asyncio.to_thread(self.manager.stats, sid))
         stats["sessions"] = len([s for s in self.sessions.for_sandbox(sid) if not s.exited])
+        if self.kube is not None:  # is its lab cluster's store in this process's memory?
+            stats["cluster_loaded"] = self.kube.loaded(sid)
         return web.json_response(stats)
 
     # -- the lab editor's files ------------------------------------------------------------
@@ -570,6 +586,22 @@ class Daemon:
         await self.sessions.close_sandbox(sid)
         await asyncio.to_thread(self.manager.stop, sid)
         return web.json_response(_jsonable(await self._sandbox(sid)))
+
+    async def sandbox_pause(self, request: web.Request) -> web.StreamResponse:
+        sid = request.match_info["id"]
+        await self._sandbox(sid)
+        # before the shells end: where each one was, for the resume to open its shell there
+        shells = {s.session_id: cwd for s in self.sessions.for_sandbox(sid) if (cwd := shell_cwd(s)) is not None}
+        await self.sessions.close_sandbox(sid)
+        info = _jsonable(await asyncio.to_thread(self.manager.pause, sid))
+        info["shells"] = shells
+        info["disk_image_bytes"] = await asyncio.to_thread(self.manager.disk_image_bytes, sid)
+        return web.json_response(info)
+
+    async def sandbox_resume(self, request: web.Request) -> web.StreamResponse:
+        sid = request.match_info["id"]
+        await self._sandbox(sid)
+        return web.json_response(_jsonable(await asyncio.to_thread(self.manager.resume, sid)))
 
     async def sandbox_remove(self, request: web.Request) -> web.StreamResponse:
         sid = request.match_info["id"]
@@ -906,6 +938,21 @@ class Daemon:
 # -- process entry point -------------------------------------------------------------------
 class AlreadyRunning(errors.Conflict):
     pass
+
+
+def shell_cwd(session: Any) -> str | None:
+    """The working directory of a session's shell as the sandbox sees it (/proc/<pid>/cwd
+    resolves in the process's own mount namespace), or None (exited, gone, deleted)."""
+    pid = getattr(session, "shell_pid", None)
+    if session.exited or not isinstance(pid, int) or pid <= 0:
+        return None
+    try:
+        cwd = str(Path(f"/proc/{pid}/cwd").readlink())
+    except OSError:
+        return None
+    if not cwd.startswith("/") or cwd.endswith(" (deleted)") or len(cwd) > 4096:
+        return None
+    return cwd
 
 
 def prepare_socket(path: Path) -> int:

@@ -25,6 +25,9 @@ both sockets; ``stop`` closes them and the engine (every container is killed; on
 their mounts go too, before the manager unmounts the disk). When runtimed restarts,
 ``adopt`` re-creates the engines of running sandboxes (their containers kept running;
 the engine re-adopts them from its state on disk) and re-opens their sockets.
+``pause`` (a paused sandbox, ``SandboxManager.pause``) notes on the engine's disk which
+containers ran, then stops as ``stop``; the ``start`` of the resume starts them again, as
+``docker start`` would (their processes start afresh; files, images and volumes were kept).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import asyncio
 import contextlib
 import functools
 import grp
+import json
 import logging
 import os
 import re
@@ -55,6 +59,8 @@ log = logging.getLogger("runtime.dockerapi.service")
 
 LOOP_TIMEOUT = 60.0
 LINK_TIMEOUT = 30.0
+# on the engine's disk: the containers that ran when the sandbox was paused (DockerService.pause)
+RESUME_FILE = "paused-running.json"
 # /var/run is a symlink to /run on Debian; busybox images may have neither.
 LINK_SCRIPT = f"[ -e /var/run ] || [ -L /var/run ] || mkdir -p /var/run; ln -sfn {SANDBOX_SOCKET} /var/run/docker.sock"
 
@@ -156,7 +162,48 @@ class DockerService:
         if sp.proc.returncode != 0:
             why = err.decode(errors="replace").strip()[-300:]
             raise errors.RuntimeError(f"could not link /var/run/docker.sock in the sandbox: {why}")
+        self._restart_paused(sid)
         return {}
+
+    def pause(self, sid: str) -> None:
+        """The sandbox is being paused (``SandboxManager.pause``): note which containers run,
+        on the engine's own disk, then stop as for a stopped sandbox (every container is
+        killed, all state kept). ``start`` after the resume starts them again as
+        ``docker start`` does. A pod's containers are left to the lab cluster's kubelet."""
+        served = self._served.get(sid)
+        if served is not None:
+            running = [
+                str(c["Id"]) for c in served.engine.list() if "io.kubernetes.pod.uid" not in (c.get("Labels") or {})
+            ]
+            path = served.engine.root / RESUME_FILE
+            tmp = path.with_name(path.name + ".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"running": running}, fh)
+            tmp.replace(path)
+        self.stop(sid, remove=False)
+
+    def _restart_paused(self, sid: str) -> None:
+        """After a resume: start the containers that ran when the sandbox was paused."""
+        served = self._served.get(sid)
+        if served is None:
+            return
+        path = served.engine.root / RESUME_FILE
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return
+        with os.fdopen(fd) as fh:
+            try:
+                running = json.load(fh).get("running") or []
+            except (ValueError, AttributeError):
+                running = []
+        for cid in running:
+            try:
+                served.engine.start(str(cid))
+            except errors.RuntimeError as e:  # removed meanwhile, or its start fails: as docker start
+                log.warning("sandbox %s: container %s not restarted after the resume: %s", sid, str(cid)[:12], e)
+        path.unlink(missing_ok=True)
 
     def stop(self, sid: str, *, remove: bool) -> None:
         served = self._served.get(sid)

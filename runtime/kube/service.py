@@ -40,6 +40,10 @@ cluster and both tokens are created once and kept in ``ROOT/kube/sandboxes/<id>.
 (root only). When runtimed restarts, ``adopt`` gives every re-adopted running sandbox its
 listener back (clusters are on disk: objects, resourceVersions and tokens persist) and
 deletes clusters whose sandbox is gone.
+``pause`` (a paused sandbox) stops the kubelet and the listener and unloads the cluster:
+its directory becomes ``.<name>.paused``, which the hub never loads, so a paused lab holds
+no store in runtimed's memory whatever a grader asks; the ``start`` of the resume renames
+it back and a new kubelet recreates the Pods whose containers the pause killed.
 
 Pods run: each sandbox's cluster gets a ``Kubelet`` (kubelet.py) on the sandbox's own
 Docker engine (``engines``: the docker service's, which the kubernetes service brings
@@ -345,6 +349,9 @@ class KubeService:
     def start(self, sid: str, pid: int) -> dict[str, str]:
         """Create the sandbox's cluster if needed and open its listener; return the files to
         place under /root (the student's kubeconfig)."""
+        name = self._cluster_name(sid)
+        if name is not None:
+            self._on_loop(self._unpark(name))
         st = self._load(sid) or self._create(sid)
         self._open(sid, pid)
         self._start_kubelet(sid)
@@ -357,6 +364,22 @@ class KubeService:
         self._on_loop(self._close_listener(sid))
         if remove:
             self._delete(sid)
+
+    def pause(self, sid: str) -> None:
+        """The sandbox is being paused: stop its kubelet and listener and take its cluster out
+        of memory. Its directory is renamed ``.<name>.paused`` in the same step on the loop,
+        so nothing (a grader's request on the host listener) loads it again; ``start``
+        renames it back at the resume, and the new kubelet brings the Pods back."""
+        self._stop_kubelet(sid)
+        self._on_loop(self._close_listener(sid))
+        name = self._cluster_name(sid)
+        if name is not None:
+            self._on_loop(self._park(name))
+
+    def loaded(self, sid: str) -> bool:
+        """Whether the sandbox's cluster is in memory (its store loaded in the hub)."""
+        name = self._cluster_name(sid)
+        return name is not None and self.hub is not None and name in self.hub.clusters
 
     # -- internals -----------------------------------------------------------------------------
     def _prepare_dirs(self) -> None:
@@ -538,11 +561,37 @@ class KubeService:
 
     def _delete(self, sid: str) -> None:
         st = self._load(sid)
-        name = st["cluster"] if st else sid
+        name = st["cluster"] if st else (self._cluster_name(sid) or sid)
         doomed = self._on_loop(self._unload(name))
         if doomed is not None:
             shutil.rmtree(doomed, ignore_errors=True)
+        shutil.rmtree(self._parked_dir(name), ignore_errors=True)  # removed while paused
         self._state_path(sid).unlink(missing_ok=True)
+
+    def _cluster_name(self, sid: str) -> str | None:
+        """The cluster's name from the sandbox's state file (whether or not it is loaded)."""
+        try:
+            name = json.loads(self._state_path(sid).read_text()).get("cluster")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return name if isinstance(name, str) and name and "/" not in name and not name.startswith(".") else None
+
+    def _parked_dir(self, name: str) -> Path:
+        return clusters_dir(self.data) / f".{name}.paused"
+
+    async def _park(self, name: str) -> None:
+        """Unload a paused sandbox's cluster and hide its files from the hub, in one step."""
+        d = clusters_dir(self.data) / name
+        with contextlib.suppress(FileNotFoundError):
+            d.rename(self._parked_dir(name))
+        if self.hub is not None:
+            self.hub.unload(name)
+
+    async def _unpark(self, name: str) -> None:
+        parked = self._parked_dir(name)
+        d = clusters_dir(self.data) / name
+        if parked.exists() and not d.exists():
+            parked.rename(d)
 
     async def _unload(self, name: str) -> Path | None:
         """Move the cluster's directory out of the hub's sight and forget it, in one step

@@ -24,6 +24,9 @@ syscalls) and prints one JSON line.
    exactly one mount on the host and unmounting it releases the loop device.
    With ``"keep_disk": true`` the ext4 stays mounted at ``disk_mnt`` (a sandbox
    service keeps its data there, on the sandbox's quota: the Docker engine).
+
+With ``"resume": true`` (a paused sandbox started again) the image already holds
+``upper`` and ``work``: steps 1 and 2 only mount it, nothing is created or written.
 """
 
 from __future__ import annotations
@@ -240,10 +243,11 @@ def setup(req: dict[str, Any]) -> dict[str, Any]:
     mounted = [disk_mnt]
     try:
         upper, work = f"{disk_mnt}/upper", f"{disk_mnt}/work"
-        for d in (upper, work):
-            Path(d).mkdir(mode=0o755)
-        os.chown(upper, uid, uid)
-        write_files(upper, req["files"], uid)
+        if not req.get("resume"):  # a resumed sandbox's disk has them, and its files
+            for d in (upper, work):
+                Path(d).mkdir(mode=0o755)
+            os.chown(upper, uid, uid)
+            write_files(upper, req["files"], uid)
         lowers: list[str] = []
         if req["idmap"]:
             ns = userns_fd(uid, int(req["size"]))

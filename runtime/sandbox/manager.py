@@ -476,6 +476,61 @@ class SandboxManager:
                 st.status = "stopped"
             self._save(st)
 
+    def pause(self, sid: str) -> SandboxInfo:
+        """Stop every process of a running sandbox and unmount its filesystems, keeping on
+        disk what ``resume`` needs: ``disk.img`` (the upper dir, and the services' data on it),
+        state.json with the sandbox's slot (index: address and uid range) and its layers.
+        A paused sandbox holds no process, cgroup, mount or loop device; its services are
+        told first (``pause`` hook if they have one, else ``stop(remove=False)``)."""
+        st = self._state(sid)
+        with self._lock:
+            if st.status == "paused":
+                return st.info()
+            if st.status != "running":
+                raise errors.Conflict(f"sandbox {sid} is {st.status}; only a running sandbox can be paused")
+            st.status = "pausing"
+            self._save(st)
+        self._stop_services(st, remove=False, pause=True)
+        self._stop(st)
+        self._unmount(st)
+        with self._lock:
+            st.status, st.pid, st.pid_start = "paused", None, None
+            self._save(st)
+        log.info("sandbox %s paused", sid)
+        return st.info()
+
+    def resume(self, sid: str) -> SandboxInfo:
+        """Start a paused sandbox again on its own disk (same files, address and uid range),
+        then its services (which restart what they kept: service hooks' ``start``). On
+        failure it is paused again, its disk untouched, and the error says why."""
+        st = self._state(sid)
+        with self._lock:
+            if st.status == "running":
+                return st.info()
+            if st.status != "paused":
+                raise errors.Conflict(f"sandbox {sid} is {st.status}; only a paused sandbox can be resumed")
+            st.status = "resuming"
+            self._save(st)
+        try:
+            missing = [s for s in st.spec.services if s not in self.service_hooks]
+            if missing:
+                raise errors.NotAvailable(f"sandbox service(s) {', '.join(missing)} not available yet")
+            if self._disk_attached(st):
+                raise errors.Conflict(f"the disk of sandbox {sid} is still being released; try again in a moment")
+            self._start(st, self.images.get(st.spec.image), resume=True)
+            self._start_services(st)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._stop_services(st, remove=False, pause=True)
+                self._stop(st)
+                self._unmount(st)
+            with self._lock:
+                st.status, st.pid, st.pid_start = "paused", None, None
+                self._save(st)
+            raise
+        log.info("sandbox %s resumed: pid %s", sid, st.pid)
+        return st.info()
+
     def remove(self, sid: str) -> None:
         st = self._state(sid)
         self._destroy(st)
@@ -530,7 +585,15 @@ class SandboxManager:
             used = (vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize
         out["disk_bytes"] = used
         out["disk_limit"] = st.spec.disk
+        # what the host stores for it (the sparse image's allocated blocks): a paused lab's cost
+        out["disk_image_bytes"] = self.disk_image_bytes(sid)
         return out
+
+    def disk_image_bytes(self, sid: str) -> int:
+        """Bytes the host's filesystem holds for the sandbox's disk image (its allocated blocks)."""
+        with contextlib.suppress(OSError):
+            return (self._dir(sid) / "disk.img").stat().st_blocks * 512
+        return 0
 
     def spawn(
         self,
@@ -854,6 +917,16 @@ class SandboxManager:
         with self._lock:
             states = list(self._states.values())
         for st in states:
+            if st.status in ("pausing", "resuming") and not self._alive(st):
+                # runtimed died half-way: what was kept is on the disk; paused again
+                log.warning("sandbox %s was %s when runtimed stopped: paused", st.id, st.status)
+                self._stop(st)
+                with contextlib.suppress(errors.RuntimeError):
+                    self._unmount(st)
+                with self._lock:
+                    st.status, st.pid, st.pid_start = "paused", None, None
+                    self._save(st)
+                continue
             if st.status in ("running", "creating") and not self._alive(st):
                 log.warning("sandbox %s is dead (was %s)", st.id, st.status)
                 self._stop(st)
@@ -966,10 +1039,15 @@ class SandboxManager:
             close_fds=True,
         )
 
-    def _mount_rootfs(self, st: _State, layers: builtins.list[Path], hostname: str, idmap: bool) -> int:
+    def _mount_rootfs(
+        self, st: _State, layers: builtins.list[Path], hostname: str, idmap: bool, *, resume: bool = False
+    ) -> int:
         d = self._dir(st.id)
         req = {
             "op": "setup",
+            # resume: the disk already holds upper/work and every file (hosts and hostname
+            # are the same: the sandbox keeps its slot); nothing is written into it
+            "resume": resume,
             "uid_base": st.uid_base,
             "size": bundle.IDMAP_SIZE,
             "disk_image": str(d / "disk.img"),
@@ -977,7 +1055,7 @@ class SandboxManager:
             "rootfs": str(d / "rootfs"),
             "layers_dir": str(d / "layers"),
             "layers": [str(p) for p in layers],
-            "files": self._files(st, hostname),
+            "files": [] if resume else self._files(st, hostname),
             "idmap": idmap,
             "keep_disk": any(getattr(self.service_hooks.get(n), "keep_disk", False) for n in st.spec.services),
         }
@@ -1004,28 +1082,35 @@ class SandboxManager:
             log.info("idmapped mounts refused: %s", cp.stdout.decode(errors="replace").strip())
         return cp.returncode
 
-    def _start(self, st: _State, image: ImageConfigLike) -> None:
+    def _start(self, st: _State, image: ImageConfigLike, *, resume: bool = False) -> None:
         sid, spec, d = st.id, st.spec, self._dir(st.id)
         t0 = time.perf_counter()
         for sub in ("rootfs", "disk", "layers"):
-            (d / sub).mkdir(mode=0o711)
-        _sparse_copy(self._template(spec.disk), d / "disk.img")
+            (d / sub).mkdir(mode=0o711, exist_ok=resume)
+        if not resume:
+            _sparse_copy(self._template(spec.disk), d / "disk.img")
         hostname = spec.hostname or f"sandbox-{sid[:8]}"
         idmap = self._idmap is not False
-        if idmap:
-            layers = self.images.layer_dirs(spec.image)
+        if resume:
+            # the very layers it was made with (kept out of pruning by layers_in_use)
+            idmap, layers = st.idmap, [Path(p) for p in st.layers]
+            if self._mount_rootfs(st, layers, hostname, idmap, resume=True) == EXIT_IDMAP_REFUSED:
+                raise errors.RuntimeError("idmapped mounts are refused now; this paused sandbox needs them")
         else:
-            layers = self.images.shifted_layer_dirs(spec.image, st.uid_base, bundle.IDMAP_SIZE)
-        rc = self._mount_rootfs(st, layers, hostname, idmap)
-        if rc == EXIT_IDMAP_REFUSED:
-            self._idmap = idmap = False
-            layers = self.images.shifted_layer_dirs(spec.image, st.uid_base, bundle.IDMAP_SIZE)
-            self._mount_rootfs(st, layers, hostname, idmap)
-        if self._idmap is None:
-            self._idmap = True
-            log.info("sandbox layers: using idmapped mounts")
-        elif not idmap:
-            log.info("sandbox layers: using shifted copies (idmapped mounts refused)")
+            if idmap:
+                layers = self.images.layer_dirs(spec.image)
+            else:
+                layers = self.images.shifted_layer_dirs(spec.image, st.uid_base, bundle.IDMAP_SIZE)
+            rc = self._mount_rootfs(st, layers, hostname, idmap)
+            if rc == EXIT_IDMAP_REFUSED:
+                self._idmap = idmap = False
+                layers = self.images.shifted_layer_dirs(spec.image, st.uid_base, bundle.IDMAP_SIZE)
+                self._mount_rootfs(st, layers, hostname, idmap)
+            if self._idmap is None:
+                self._idmap = True
+                log.info("sandbox layers: using idmapped mounts")
+            elif not idmap:
+                log.info("sandbox layers: using shifted copies (idmapped mounts refused)")
         st.idmap = idmap
         st.layers = [str(p) for p in layers]
         t1 = time.perf_counter()
@@ -1119,28 +1204,50 @@ class SandboxManager:
             for path, content in self.service_hooks[name].start(st.id, st.pid).items():
                 self.write_file(st.id, path, content)
 
-    def _stop_services(self, st: _State, *, remove: bool) -> None:
+    def _stop_services(self, st: _State, *, remove: bool, pause: bool = False) -> None:
         # in the reverse order of their start: a service may use one started before it
         # (the kubernetes service runs its pods on the docker service's engine)
         for name in reversed(st.spec.services):
             hook = self.service_hooks.get(name)
             if hook is not None:
                 try:
-                    hook.stop(st.id, remove=remove)
+                    paused = getattr(hook, "pause", None) if pause else None
+                    if paused is not None:
+                        paused(st.id)
+                    else:
+                        hook.stop(st.id, remove=remove)
                 except Exception:  # the sandbox must still go: log, never block its removal
                     log.exception("sandbox %s: stopping service %s failed", st.id, name)
 
-    def _destroy(self, st: _State) -> None:
-        """Remove every trace of a sandbox: processes, cgroups, network, mounts, dirs, ids."""
-        self._stop_services(st, remove=True)
-        self._stop(st)
+    def _unmount(self, st: _State) -> None:
+        """Unmount the sandbox's root, disk and layer mounts (its processes are gone)."""
         d = self._dir(st.id)
         for m in (d / "rootfs", d / "disk", *sorted((d / "layers").glob("*"))):
             if m.exists() and mounted(m):
                 run(["umount", "--lazy", str(m)], timeout=30)
         for m in (d / "rootfs", d / "disk"):
             if mounted(m):
-                raise errors.RuntimeError(f"could not unmount {m}; not deleting it")
+                raise errors.RuntimeError(f"could not unmount {m}")
+
+    def _disk_attached(self, st: _State) -> bool:
+        """Whether a loop device still backs the sandbox's disk image (a lazy unmount not
+        finished yet): mounting it a second time then would corrupt it."""
+        image = str(self._dir(st.id) / "disk.img")
+        for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+            with contextlib.suppress(OSError):
+                if backing.read_text().strip().removesuffix(" (deleted)") == image:
+                    return True
+        return False
+
+    def _destroy(self, st: _State) -> None:
+        """Remove every trace of a sandbox: processes, cgroups, network, mounts, dirs, ids."""
+        self._stop_services(st, remove=True)
+        self._stop(st)
+        try:
+            self._unmount(st)
+        except errors.RuntimeError as e:
+            raise errors.RuntimeError(f"{e}; not deleting it") from None
+        d = self._dir(st.id)
         shutil.rmtree(d)
         self._drop_agent(st.id)  # one a concurrent spawn may have started meanwhile
         with self._lock:

@@ -51,6 +51,14 @@ class _AdoptedShell:
             self._kill()
 
 
+def _in_cgroup(pid: int, cgroup_dir: Path) -> bool:
+    """Whether ``pid`` is a member of the cgroup ``cgroup_dir`` (v2 or a v1 hierarchy)."""
+    try:
+        return str(pid) in (cgroup_dir / "cgroup.procs").read_text().split()
+    except OSError:
+        return False
+
+
 def _check_size(rows: int, cols: int) -> None:
     if not (0 < rows <= 1000 and 0 < cols <= 1000):
         raise errors.BadRequest(f"terminal size {rows}x{cols} is out of range (1..1000 each)")
@@ -155,6 +163,7 @@ class Session:
         (``runtime.sessions.holder``); ``spawned`` is then only used to kill and reap.
         """
         self.holder = holder
+        self.shell_pid: int | None = None  # the shell's host pid, when known (SessionRegistry)
         if holder is not None:
             fd = holder.fd
         elif spawned.pty_master is None:
@@ -617,6 +626,7 @@ class SessionRegistry:
             holder=link,
             created_at=created_at,
         )
+        session.shell_pid = spawned.proc.pid  # our child until it is reaped: never reused meanwhile
         self._sessions.setdefault(sandbox_id, {})[session.session_id] = session
         self._activity(sandbox_id)
         log.info(
@@ -674,6 +684,9 @@ class SessionRegistry:
                 holder=link,
                 created_at=float(created) if isinstance(created, int | float) else None,
             )
+            shell_pid = meta.get("shell_pid")
+            if isinstance(shell_pid, int) and isinstance(cg, str) and _in_cgroup(shell_pid, Path(cg)):
+                session.shell_pid = shell_pid  # not our child any more: trusted while in its exec cgroup
             self._sessions.setdefault(sid, {})[session.session_id] = session
             adopted += 1
             log.info("session %s in %s re-adopted (pty holder %d)", session.session_id, sid, link.pid)
