@@ -16,7 +16,7 @@ sandbox token
     ``<root>/auth/signing.key``, 0600, so tokens outlive a runtimed restart as the
     sandboxes do). It is good for one sandbox and the operations listed, until it
     expires. The provisioning worker mints one for the web tier when a lab session
-    becomes ready (role ``web``: terminal, preview, files, read) and the grader mints a
+    becomes ready (role ``web``: terminal, preview, files, validate, read) and the grader mints a
     short one per grading (role ``grader``: exec, kubeconfig, docker, read). A web
     process made to send any request for another sandbox (an SSRF, a confused
     proxy) is refused by runtimed itself: 403.
@@ -53,11 +53,15 @@ DOCKER = "docker"  # the sandbox's Docker Engine API from the host
 # not TERMINAL: no more power than a shell (a terminal can write the same files), but a
 # credential that may only run commands (a grader's) or only watch need not carry it.
 FILES = "files"
-OPERATIONS = frozenset({READ, TOUCH, TERMINAL, PREVIEW, EXEC, KUBECONFIG, DOCKER, FILES})
+# The lab editor's validation as you type: a dry run of manifests against the sandbox's own
+# cluster (runtime/kube/dryrun.py). Not KUBECONFIG: the web tier gets no cluster credential,
+# only answers to "would this apply?", and nothing is ever stored through it.
+VALIDATE = "validate"
+OPERATIONS = frozenset({READ, TOUCH, TERMINAL, PREVIEW, EXEC, KUBECONFIG, DOCKER, FILES, VALIDATE})
 
 ROLES: dict[str, frozenset[str]] = {
     # the web tier: what a student (or an observing instructor) does through a browser
-    "web": frozenset({READ, TOUCH, TERMINAL, PREVIEW, FILES}),
+    "web": frozenset({READ, TOUCH, TERMINAL, PREVIEW, FILES, VALIDATE}),
     # a grading worker: what checks need
     "grader": frozenset({READ, TOUCH, EXEC, KUBECONFIG, DOCKER}),
 }

@@ -562,6 +562,13 @@ class Client:
         path = f"/v1/sandboxes/{_q(sid)}/kube/connectivity"
         return cast(dict[str, str], self._request("POST", path, json_body=req, timeout=timeout + 30))
 
+    def kube_validate(self, sid: str, objects: Sequence[Any]) -> dict[str, Any]:
+        """Dry-run each manifest against the sandbox's lab cluster (``dryRun=All``,
+        ``fieldValidation=Strict``; nothing is stored): ``{"results": [{"code", "status",
+        "warnings"}]}``, ``status`` the cluster's v1 Status when it refuses the object, else None."""
+        body = self._request("POST", f"/v1/sandboxes/{_q(sid)}/kube/validate", json_body={"objects": list(objects)})
+        return cast(dict[str, Any], body)
+
     # -- exec --------------------------------------------------------------------------------
     def exec(
         self,

@@ -38,6 +38,10 @@ Protocol
                                                -> {result: open|refused|timeout|unreachable|error, detail}:
                                                one connection from inside that pod's network namespace
                                                (op exec; runtime.kube.netpol.probe)
+    POST   /v1/sandboxes/{id}/kube/validate    {objects: [manifest, ...]} -> {results: [{code, status, warnings}]}:
+                                               each a dry run (dryRun=All, fieldValidation=Strict) against
+                                               the sandbox's lab cluster; nothing stored (op validate: the
+                                               lab editor; runtime.kube.dryrun)
     GET    /v1/sandboxes/{id}/docker           {socket}: host path of the sandbox's Docker Engine API
                                                socket (graders); only with services: ["docker"]
                                                (runtime.dockerapi.service)
@@ -196,6 +200,7 @@ class KubeLike(Protocol):
     def connectivity(
         self, sid: str, namespace: str, pod: str, host: str, port: int, protocol: str, timeout: float
     ) -> dict[str, str]: ...
+    def dry_run(self, sid: str, objects: _List[Any]) -> _List[dict[str, Any]]: ...
     def loaded(self, sid: str) -> bool: ...
 
 
@@ -360,6 +365,7 @@ class Daemon:
             ("GET", sb + "/kubeconfig", self.sandbox_kubeconfig, auth.KUBECONFIG),
             ("POST", sb + "/kube-users", self.sandbox_kube_user, auth.KUBECONFIG),
             ("POST", sb + "/kube/connectivity", self.sandbox_kube_connectivity, auth.EXEC),
+            ("POST", sb + "/kube/validate", self.sandbox_kube_validate, auth.VALIDATE),
             ("GET", sb + "/docker", self.sandbox_docker, auth.DOCKER),
             ("POST", sb + "/exec", self.exec, auth.EXEC),
             ("GET", sb + "/exec/stream", self.exec_stream, auth.EXEC),
@@ -634,6 +640,21 @@ class Daemon:
         if self.kube is None:
             raise errors.NotAvailable("this runtimed does not run the kubernetes service (--kube-listen off)")
         return web.json_response(await asyncio.to_thread(self.kube.user_kubeconfig, sid, user, groups, ttl))
+
+    async def sandbox_kube_validate(self, request: web.Request) -> web.StreamResponse:
+        """``{"objects": [...]}``: each manifest dry-run against this sandbox's cluster only."""
+        from runtime.kube.dryrun import MAX_OBJECTS
+
+        sid = request.match_info["id"]
+        objects = (await _json(request)).get("objects")
+        if not isinstance(objects, list) or len(objects) > MAX_OBJECTS:
+            raise errors.BadRequest(f'expected {{"objects": [manifest, ...]}}, at most {MAX_OBJECTS} objects')
+        info = await self._sandbox(sid)
+        if "kubernetes" not in info.spec.services:
+            raise errors.NotAvailable(f"sandbox {sid} was not created with the kubernetes service")
+        if self.kube is None:
+            raise errors.NotAvailable("this runtimed does not run the kubernetes service (--kube-listen off)")
+        return web.json_response({"results": await asyncio.to_thread(self.kube.dry_run, sid, objects)})
 
     async def sandbox_kube_connectivity(self, request: web.Request) -> web.StreamResponse:
         """One connection from a pod (``{namespace, pod, host, port, protocol?, timeout?}``) made

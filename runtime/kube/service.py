@@ -327,6 +327,19 @@ class KubeService:
             raise errors.NotAvailable(f"sandbox {sid} has no lab cluster running pods")
         return probe(self.engines(sid), namespace, pod, host, port, protocol, timeout)
 
+    def dry_run(self, sid: str, objects: list[Any]) -> list[dict[str, Any]]:
+        """Validate manifests against the sandbox's cluster, storing nothing (dryrun.py: the lab
+        editor's validation as you type); one answer per object, in order."""
+        st = self._load(sid)
+        if st is None:
+            raise errors.NotAvailable(f"sandbox {sid} has no lab cluster (was it created with the kubernetes service?)")
+        return self._on_loop(self._dry_run(st["cluster"], objects))
+
+    async def _dry_run(self, name: str, objects: list[Any]) -> list[dict[str, Any]]:
+        from runtime.kube.dryrun import validate_all
+
+        return validate_all(await self._cluster(name), objects)
+
     def user_kubeconfig(self, sid: str, user: str, groups: list[str], ttl_seconds: int | None) -> dict[str, str]:
         """Mint a token of the sandbox's cluster for ``user`` (a worker thread); return its
         kubeconfig for the host listener and for use inside the sandbox."""
