@@ -54,6 +54,7 @@ from typing import IO, Any
 
 from runtime import errors
 from runtime.dockerapi.store import NotFound
+from runtime.images import tarutil
 
 Spawn = Callable[[list[str], bool], "subprocess.Popen[bytes]"]  # (argv, with stdin) -> process
 
@@ -273,7 +274,7 @@ class ContainerFS:
         tar = _Tar(self.spawn, argv)
         rec = _Recorder(tar.read)
         try:
-            reader = tarfile.open(fileobj=rec, mode="r|")  # noqa: SIM115 - lives as long as the stream
+            reader = tarfile.open(fileobj=rec, mode="r|", tarinfo=tarutil.BoundedTarInfo)  # noqa: SIM115 - lives as long as the stream
             first = reader.next()
         except tarfile.TarError:
             first = None
@@ -338,7 +339,7 @@ class ContainerFS:
         header: data is streamed, never held whole."""
         ok = False
         try:
-            for ti in reader:
+            for ti in tarutil.stream_members(reader):
                 rel = ti.name.removeprefix("./").removeprefix(".")
                 ti.name = name + ("/" + rel if rel else "")
                 if ti.islnk():
@@ -366,8 +367,8 @@ class ContainerFS:
         """The archive's top-level names -> is a directory (parsed only; nothing extracted)."""
         top: dict[str, bool] = {}
         try:
-            with tarfile.open(fileobj=body, mode="r|*") as t:
-                for ti in t:
+            with tarfile.open(fileobj=body, mode="r|*", tarinfo=tarutil.BoundedTarInfo) as t:
+                for ti in tarutil.stream_members(t):
                     parts = [p for p in ti.name.split("/") if p not in ("", ".")]
                     if not parts or parts[0] == "..":
                         continue

@@ -154,8 +154,8 @@ def scan_layer(path: Path) -> LayerStats:
     stats = LayerStats()
     with open_layer(path) as reader:
         try:
-            with tarfile.open(fileobj=reader, mode="r|") as tf:
-                for member in tf:
+            with tarfile.open(fileobj=reader, mode="r|", tarinfo=BoundedTarInfo) as tf:
+                for member in stream_members(tf):
                     stats.entries += 1
                     if member.isreg():
                         stats.size += member.size
@@ -398,18 +398,122 @@ class _Extractor:
 
 
 MAX_META_HEADER = 1 << 20  # a PAX or GNU long-name header: tarfile reads it whole into memory
+MAX_SPARSE_ENTRIES = 1 << 16  # (offset, size) pairs of GNU sparse maps kept for one archive
+
+
+def _count_sparse(tarfile_: tarfile.TarFile, n: int, *, charge: bool = True) -> None:
+    """Charge ``n`` sparse map entries to the archive being read (all its members, for as
+    long as it is open); ``charge=False`` only checks that they would fit."""
+    total = int(getattr(tarfile_, "_kubelab_sparse_entries", 0)) + n
+    if total > MAX_SPARSE_ENTRIES:
+        raise tarfile.HeaderError(f"sparse file maps of more than {MAX_SPARSE_ENTRIES} entries in one archive")
+    if charge:
+        tarfile_._kubelab_sparse_entries = total  # type: ignore[attr-defined]
 
 
 class BoundedTarInfo(tarfile.TarInfo):
-    """A TarInfo whose PAX and GNU long-name headers may not exceed ``MAX_META_HEADER``:
-    tarfile reads such a header into memory in one piece, so an archive that declares one
-    of a gigabyte would otherwise cost runtimed that much memory."""
+    """A TarInfo that bounds what tarfile keeps in memory for one header.
+
+    * PAX and GNU long-name headers may not exceed ``MAX_META_HEADER``: tarfile reads such a
+      header into memory in one piece, so an archive that declares one of a gigabyte would
+      otherwise cost runtimed that much memory.
+    * GNU sparse maps (old GNU ``S`` members with their extension blocks, PAX sparse 0.0, 0.1
+      and 1.0) may hold at most ``MAX_SPARSE_ENTRIES`` entries per archive: tarfile keeps each
+      as a Python tuple (about five times the bytes the archive spends on it) for as long as
+      the archive is open, and reads extension blocks for as long as the archive says so.
+      A truncated map is a refused header, not an ``IndexError``.
+    """
 
     def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
         meta = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME)
         if self.type in (*meta, tarfile.GNUTYPE_LONGLINK) and self.size > MAX_META_HEADER:
             raise tarfile.HeaderError(f"an extended header of {self.size} bytes (at most {MAX_META_HEADER})")
         return super()._proc_member(tarfile_)  # type: ignore[misc, no-any-return]
+
+    def _proc_sparse(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        # CPython 3.11's loop, with every entry counted and a short read refused
+        structs, isextended, origsize = self._sparse_structs  # type: ignore[attr-defined]
+        del self._sparse_structs  # type: ignore[attr-defined]
+        _count_sparse(tarfile_, len(structs))
+        while isextended:
+            buf = tarfile_.fileobj.read(tarfile.BLOCKSIZE)
+            if len(buf) != tarfile.BLOCKSIZE:
+                raise tarfile.HeaderError("a GNU sparse map cut short by the end of the archive")
+            pos, found = 0, []
+            for _ in range(21):
+                try:
+                    offset = tarfile.nti(buf[pos : pos + 12])  # type: ignore[attr-defined]
+                    numbytes = tarfile.nti(buf[pos + 12 : pos + 24])  # type: ignore[attr-defined]
+                except ValueError:
+                    break
+                if offset and numbytes:
+                    found.append((offset, numbytes))
+                pos += 24
+            _count_sparse(tarfile_, len(found))
+            structs.extend(found)
+            isextended = bool(buf[504])
+        self.sparse = structs
+        self.offset_data = tarfile_.fileobj.tell()
+        tarfile_.offset = self.offset_data + self._block(self.size)  # type: ignore[attr-defined]
+        self.size = origsize
+        return self
+
+    def _proc_pax(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        # PAX sparse maps (0.0 and 0.1 in the header, 1.0 at the start of the data) are set on
+        # the member that follows; a chain of headers may count one map twice (refusing sooner)
+        member = super()._proc_pax(tarfile_)  # type: ignore[misc]
+        if member.sparse is not None:
+            _count_sparse(tarfile_, len(member.sparse))
+        return member  # type: ignore[no-any-return]
+
+    def _proc_gnusparse_10(
+        self,
+        next: tarfile.TarInfo,  # noqa: A002 - tarfile's name
+        pax_headers: dict[str, str],
+        tarfile_: tarfile.TarFile,
+    ) -> None:
+        # CPython 3.11's parser of the map at the start of the data, its size checked before
+        # it is read (charged by _proc_pax once read) and a truncated map refused
+        buf = tarfile_.fileobj.read(tarfile.BLOCKSIZE)
+        try:
+            head, buf = buf.split(b"\n", 1)
+            fields = int(head)
+        except ValueError:
+            raise tarfile.HeaderError("a malformed GNU sparse 1.0 map") from None
+        if fields < 0:
+            raise tarfile.HeaderError("a malformed GNU sparse 1.0 map")
+        _count_sparse(tarfile_, fields, charge=False)
+        numbers: list[int] = []
+        while len(numbers) < fields * 2:
+            if b"\n" not in buf:
+                more = tarfile_.fileobj.read(tarfile.BLOCKSIZE)
+                if not more or len(buf) > 64:
+                    raise tarfile.HeaderError("a malformed GNU sparse 1.0 map")
+                buf += more
+                continue
+            number, buf = buf.split(b"\n", 1)
+            try:
+                numbers.append(int(number))
+            except ValueError:
+                raise tarfile.HeaderError("a malformed GNU sparse 1.0 map") from None
+        next.offset_data = tarfile_.fileobj.tell()
+        next.sparse = list(zip(numbers[::2], numbers[1::2], strict=True))  # type: ignore[assignment]
+
+
+def stream_members(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """The members of a stream-mode (``r|``) archive, as ``for m in tf`` gives them (those
+    already read first), without keeping them: tarfile appends every header it reads to
+    ``tf.members`` (about 450 bytes each, as many as the stream holds, so a gigabyte of empty
+    entries would cost runtimed about a gigabyte of memory), which a stream never reads back.
+    ``tf.extractfile`` of a hard link cannot find its target then; callers handle links."""
+    kept: list[tarfile.TarInfo] = tf.members  # type: ignore[attr-defined]
+    pending = list(kept)
+    tf.firstmember = None  # type: ignore[attr-defined]  # read by open(): it is in ``pending``
+    kept.clear()
+    yield from pending
+    while (member := tf.next()) is not None:
+        kept.clear()
+        yield member
 
 
 class SpaceExceeded(errors.BadRequest):
@@ -471,7 +575,7 @@ def extract_layer_stream(
 def _extract_into(ex: _Extractor, reader: HashingReader, name: str) -> None:
     try:
         with tarfile.open(fileobj=reader, mode="r|", tarinfo=BoundedTarInfo) as tf:
-            for member in tf:
+            for member in stream_members(tf):
                 try:
                     ex.entry(tf, member)
                 except OSError as exc:
