@@ -101,27 +101,58 @@ def stuck_settings() -> tuple[int, timedelta]:
     return int(settings.CLASS_STUCK_FAILED_CHECKS), timedelta(seconds=int(settings.CLASS_STUCK_IDLE))
 
 
-def _students(course: Course, exercises: list[Exercise]) -> list[Any]:
-    """The class: the student role, plus anyone with progress or a lab session in the course."""
+def class_members(course: Course, *, viewer: Any = None) -> Any:
+    """The students of ``course`` as ``viewer`` (an instructor who teaches it) may see them:
+    a QuerySet of users, each once.
+
+    * An LMS course (an LMS course of a registered platform is bound to it): its roster,
+      the active Learner enrolments from launches and roster imports (lti/), plus anyone
+      who opened its labs or has progress in it.
+    * A site course (no LMS course bound to it): the site's own student accounts (the
+      student role, not made by an LMS launch: those belong to their LMS course), plus
+      anyone who opened its labs or has progress in it.
+    * An instructor whose role came from an LMS launch sees only the roster of the LMS
+      courses they teach that are bound to this one: the LMS vouches for its course, not
+      for the site's other students (labs.selectors.teaches).
+    """
+    from django.apps import apps
     from django.contrib.auth import get_user_model
     from django.db.models import Q
 
-    from accounts.roles import STUDENT
+    from accounts.roles import INSTRUCTOR, STUDENT
 
-    users = (
-        get_user_model()
-        .objects.filter(is_active=True)
-        .filter(
-            Q(groups__name=STUDENT)
-            | Q(exercise_progress__exercise__in=exercises)
-            | Q(lab_sessions__lab__module__course=course)
+    users = get_user_model().objects.filter(is_active=True)
+    if not apps.is_installed("lti"):
+        engaged = Q(exercise_progress__exercise__lab__module__course=course) | Q(
+            lab_sessions__lab__module__course=course
         )
+        return users.filter(Q(groups__name=STUDENT) | engaged).distinct()
+    contexts = apps.get_model("lti", "LtiContext").objects.filter(course=course)
+    identity = getattr(viewer, "lti_identity", None) if viewer is not None else None
+    if identity is not None and identity.instructor_from_lti and not viewer.is_superuser:
+        taught = contexts.filter(memberships__user=viewer, memberships__role=INSTRUCTOR, memberships__active=True)
+        return users.filter(
+            lti_memberships__context__in=taught, lti_memberships__role=STUDENT, lti_memberships__active=True
+        ).distinct()
+    engaged = Q(pk__in=users.filter(exercise_progress__exercise__lab__module__course=course).values("pk")) | Q(
+        pk__in=users.filter(lab_sessions__lab__module__course=course).values("pk")
     )
-    return list(users.distinct().order_by("username")[:MAX_STUDENTS])
+    if contexts.exists():
+        roster = users.filter(
+            lti_memberships__context__in=contexts, lti_memberships__role=STUDENT, lti_memberships__active=True
+        ).values("pk")
+        return users.filter(Q(pk__in=roster) | engaged)
+    site_students = users.filter(groups__name=STUDENT, lti_identity__isnull=True).values("pk")
+    return users.filter(Q(pk__in=site_students) | engaged)
 
 
-def class_view(*, course: Course, now: datetime) -> ClassView:
-    """Where the class of ``course`` stands at ``now`` (passed in: tests fix the clock)."""
+def _students(course: Course, viewer: Any) -> list[Any]:
+    return list(class_members(course, viewer=viewer).order_by("username")[:MAX_STUDENTS])
+
+
+def class_view(*, course: Course, now: datetime, viewer: Any = None) -> ClassView:
+    """Where the class of ``course`` stands at ``now`` (passed in: tests fix the clock), as
+    ``viewer`` sees it (``class_members``)."""
     failed_limit, idle = stuck_settings()
     exercises = list(
         Exercise.objects.active()
@@ -135,7 +166,7 @@ def class_view(*, course: Course, now: datetime) -> ClassView:
         if exercise.lab_id not in by_lab:
             labs.append(exercise.lab)
         by_lab.setdefault(exercise.lab_id, []).append(exercise)
-    students = _students(course, exercises)
+    students = _students(course, viewer)
     ids = {s.pk for s in students}
     progress: dict[tuple[int, int], ExerciseProgress] = {
         (p.user_id, p.exercise_id): p for p in ExerciseProgress.objects.filter(exercise__in=exercises, user_id__in=ids)

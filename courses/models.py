@@ -164,3 +164,37 @@ class Exercise(models.Model):
 
     def __str__(self) -> str:
         return f"{self.lab}/{self.slug}"
+
+
+class ClassMessageQuerySet(models.QuerySet["ClassMessage"]):
+    def unread(self) -> ClassMessageQuerySet:
+        return self.filter(read_at__isnull=True)
+
+
+class ClassMessage(models.Model):
+    """A hint or message from an instructor to one student of a course, shown on that
+    student's lab pages of the course until they dismiss it (courses/messages.py).
+
+    A broadcast to the class is stored as one row per student (``broadcast`` set, one
+    ``batch`` for them all), so each student dismisses their own copy."""
+
+    course = models.ForeignKey(Course, on_delete=models.CASCADE, related_name="messages")
+    sender = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="sent_class_messages")
+    recipient = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="class_messages")
+    text = models.TextField()
+    broadcast = models.BooleanField(default=False)
+    batch = models.UUIDField(help_text="one send: a broadcast's rows share it")
+    created_at = models.DateTimeField()
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ClassMessageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [
+            models.Index(fields=["recipient", "course", "read_at"], name="class_message_inbox"),
+            models.Index(fields=["sender", "created_at"], name="class_message_sent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sender} → {self.recipient}: {self.text[:40]}"

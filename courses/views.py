@@ -3,12 +3,13 @@ from __future__ import annotations
 import csv
 from typing import Any
 
+from django.contrib import messages as django_messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_safe
+from django.views.decorators.http import require_POST, require_safe
 
 from accounts.roles import INSTRUCTOR, role_required
 from courses import progress as course_progress
@@ -164,7 +165,7 @@ def _live_context(request: HttpRequest, course: Course) -> dict[str, Any]:
 
     from courses import charts, classview
 
-    view = classview.class_view(course=course, now=timezone.now())
+    view = classview.class_view(course=course, now=timezone.now(), viewer=request.user)
     return {
         "course": course,
         "view": view,
@@ -177,8 +178,13 @@ def _live_context(request: HttpRequest, course: Course) -> dict[str, Any]:
 @require_safe
 @role_required(INSTRUCTOR)
 def instructor_live(request: HttpRequest, course: str) -> HttpResponse:
+    from courses import messages
+    from courses.classview import MAX_STUDENTS, class_members
+
     taught = _taught_course(request.user, course)
     context = _live_context(request, taught)
+    context["members"] = list(class_members(taught, viewer=request.user).order_by("username")[:MAX_STUDENTS])
+    context["message_max_length"] = messages.MAX_LENGTH
     context["config"] = {
         "url": reverse("courses:instructor-live-json", kwargs={"course": taught.slug}),
         "poll_seconds": context["poll_seconds"],
@@ -213,3 +219,48 @@ def instructor_live_json(request: HttpRequest, course: str) -> HttpResponse:
         response: HttpResponse = HttpResponseNotModified(headers=headers)
         return response
     return HttpResponse(body, content_type="application/json", headers=headers)
+
+
+# --- messages from the class view to students' lab pages (issue #18) ------------------------
+
+
+@require_POST
+@role_required(INSTRUCTOR)
+def instructor_message_send(request: HttpRequest, course: str) -> HttpResponse:
+    """Send a hint or message to one student (``to``: their id) or the class (``to=all``)."""
+    from django.http import JsonResponse
+
+    from courses import messages
+
+    taught = _taught_course(request.user, course)
+    try:
+        sent = messages.send_class_message(
+            sender=request.user, course=taught, text=request.POST.get("text"), to=request.POST.get("to")
+        )
+    except messages.MessageError as error:
+        if not _wants_json(request):
+            django_messages.error(request, str(error))
+            return redirect("courses:instructor-live", course=taught.slug)
+        return JsonResponse({"error": str(error)}, status=error.status)
+    noun = "student" if sent.recipients == 1 else "students"
+    if not _wants_json(request):  # the form without JavaScript
+        django_messages.success(request, f"Sent to {sent.recipients} {noun}.")
+        return redirect("courses:instructor-live", course=taught.slug)
+    return JsonResponse({"sent": sent.recipients, "message": f"Sent to {sent.recipients} {noun}."}, status=201)
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+@require_POST
+@login_required
+def message_dismiss(request: HttpRequest, message_id: int) -> HttpResponse:
+    """A student dismisses a message of theirs; 404 for anyone else's (the answer does not tell)."""
+    from django.http import JsonResponse
+
+    from courses import messages
+
+    if not messages.dismiss_class_message(user=request.user, message_id=message_id):
+        raise Http404("No such message.")
+    return JsonResponse({"dismissed": message_id})

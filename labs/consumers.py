@@ -32,6 +32,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocke
 from django.conf import settings
 from django.utils import timezone
 
+from courses.messages import as_dict as message_as_dict
+from courses.messages import message_group, unread_messages
 from labs import services
 from labs.models import LabSession, TerminalObservation
 from labs.selectors import Granted, LabSessionNotFound, lab_session_for_user
@@ -269,6 +271,7 @@ class LabEventsConsumer(AsyncJsonWebsocketConsumer):
     sandbox is being provisioned."""
 
     granted: Granted | None = None
+    message_group: str | None = None
     # Queue updates reach the page at most once per QUEUE_INTERVAL seconds: when a class
     # starts at once they change with every claim, and only the latest one matters.
     QUEUE_INTERVAL = 1.0
@@ -289,8 +292,27 @@ class LabEventsConsumer(AsyncJsonWebsocketConsumer):
             return
         self.group = self.granted.session.group_name
         await self.channel_layer.group_add(self.group, self.channel_name)
+        # The student's messages from their instructors (courses/messages.py): the owner's
+        # sockets only, never an observer's.
+        self.message_group = None
+        if self.granted.can_write:
+            session = self.granted.session
+            self.message_group = message_group(session.lab.module.course_id, session.user_id)
+            await self.channel_layer.group_add(self.message_group, self.channel_name)
         await self.accept()
         await self.send_json(await self._state())
+        if self.message_group is not None:
+            # Unread messages, after the state (what the page and its tests expect first);
+            # none, no message.
+            unread = await self._unread_messages()
+            if unread:
+                await self.send_json({"type": "messages", "messages": unread})
+
+    @database_sync_to_async
+    def _unread_messages(self) -> list[dict[str, Any]]:
+        assert self.granted is not None
+        session = self.granted.session
+        return [message_as_dict(m) for m in unread_messages(user=session.user, course=session.lab.module.course_id)]
 
     @database_sync_to_async
     def _state(self) -> dict[str, Any]:
@@ -354,12 +376,21 @@ class LabEventsConsumer(AsyncJsonWebsocketConsumer):
 
     # --- end grader ------------------------------------------------------------------
 
+    # --- messages from the class view (issue #18), pushed by courses/messages.py --------
+    async def class_message(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "message", "message": event["message"]})
+
+    async def class_message_dismissed(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "message_dismissed", "id": event["id"]})
+
     async def disconnect(self, code: int) -> None:
         if self.queue_flush is not None:
             self.queue_flush.cancel()
             self.queue_flush = None
         if self.granted is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
+            if self.message_group is not None:
+                await self.channel_layer.group_discard(self.message_group, self.channel_name)
 
 
 def _clamp(value: Any, default: int, low: int, high: int) -> int:

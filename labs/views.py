@@ -15,6 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from courses.messages import unread_messages
 from courses.models import Lab
 from courses.rendering import render_markdown
 from grader.selectors import exercises_with_progress
@@ -112,6 +113,10 @@ def session_page(request: HttpRequest, session_id: Any) -> HttpResponse:
             "steps": _steps(lab, student=session.user),
             "mode": granted.access.value,
             "config": config,
+            # messages from the student's instructors (courses/messages.py), for the owner only
+            "class_messages": unread_messages(user=request.user, course=lab.module.course_id)
+            if granted.can_write
+            else [],
         },
     )
 

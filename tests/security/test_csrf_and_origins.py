@@ -41,6 +41,8 @@ POSTS: list[tuple[str, Any, str, dict[str, str]]] = [
     ("grader:solution", "exercise", "owner", {}),
     ("lti:deep-link", None, "instructor", {"launch_id": "x", "target": "course:x"}),
     ("lti:roster-import", "lti_context", "instructor", {}),
+    ("courses:instructor-message", "course", "instructor", {"to": "all", "text": "forged"}),
+    ("courses:message-dismiss", "message", "owner", {}),
 ]
 # URL names whose views accept GET only (or nothing that changes state).
 READ_ONLY = {
@@ -79,6 +81,8 @@ def _url(w: World, name: str, kind: Any) -> str:
         "session": {"session_id": w.session.pk},
         "exercise": {"session_id": w.session.pk, "exercise_id": w.exercise.pk},
         "lti_context": {"context_id": 1},  # refused by CSRF before any lookup
+        "course": {"course": w.course.slug},
+        "message": {"message_id": 1},  # refused by CSRF before any lookup
     }
     return reverse(name, kwargs=table[kind])
 

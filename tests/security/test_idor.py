@@ -74,6 +74,8 @@ ROUTES: dict[str, str] = {
     "courses:instructor-student": "instructor",
     "courses:instructor-live": "instructor",  # attacked in test_class_view.py
     "courses:instructor-live-json": "instructor",
+    "courses:instructor-message": "instructor",  # attacked in test_class_messages.py
+    "courses:message-dismiss": "own",  # the recipient's own; attacked in test_class_messages.py
     "courses:course": "content",
     "courses:asset": "content",
     "courses:module": "content",
