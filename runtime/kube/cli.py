@@ -45,7 +45,9 @@ def _new_cluster(args: argparse.Namespace) -> int:
     from runtime.kube.server import create_cluster
 
     try:
-        sys.stdout.write(create_cluster(Path(args.data), args.name, args.server, dict(args.limit) or None))
+        sys.stdout.write(
+            create_cluster(Path(args.data), args.name, args.server, dict(args.limit) or None, nodes=args.nodes)
+        )
     except ApiError as e:
         print(f"error: {e.message}", file=sys.stderr)
         return 1
@@ -103,6 +105,12 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         default=[],
         metavar="NAME=VALUE",
         help="override one of the cluster's limits (runtime/kube/limits.py), e.g. max_objects=100 (repeatable)",
+    )
+    p.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="nodes of the cluster, 1 to 5: a control plane and NODES-1 workers (default 1)",
     )
     p.add_argument("name", help="cluster name (an RFC 1123 label)")
     p.set_defaults(func=_new_cluster)

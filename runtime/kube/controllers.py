@@ -33,7 +33,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from runtime.kube import aggregator, kinds, rbac, registry, scheduler
+from runtime.kube import aggregator, kinds, nodetaints, rbac, registry, scheduler
 from runtime.kube.apierrors import ApiError
 from runtime.kube.registry import ResourceDef
 from runtime.kube.selectors import selector_from_match
@@ -311,6 +311,7 @@ class Controllers:
             self._cronjobs()
             self._jobs()
             self._statefulsets()
+            nodetaints.reconcile(self)
             self._daemonsets()
             scheduler.schedule(self)
             self._endpoints()
@@ -1128,7 +1129,7 @@ class Controllers:
 
     def _daemonsets(self) -> None:
         DS = R["daemonsets.apps"]
-        nodes = [n for n in self.c.store.list(R["nodes"].gr) if not (n.get("spec") or {}).get("unschedulable")]
+        nodes = self.c.store.list(R["nodes"].gr)
         for ds in self.c.store.list(DS.gr):
             meta, spec = ds["metadata"], ds["spec"]
             if meta.get("deletionTimestamp"):
@@ -1137,8 +1138,22 @@ class Controllers:
             pods = [p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, ds)]
             running = {str((p["metadata"].get("labels") or {}).get(POD_REVISION, "")) for p in pods}
             _, rev = self._sync_history(ds, POD_REVISION, {f"{name}-{h}" for h in running})
-            sel = ((spec.get("template") or {}).get("spec") or {}).get("nodeSelector") or {}
-            wanted = [n for n in nodes if all((n["metadata"].get("labels") or {}).get(k) == v for k, v in sel.items())]
+            # NodeShouldRunDaemonPod: the template's node selector and affinity, and its taints
+            # tolerated (with the tolerations the controller adds: a cordoned node keeps its
+            # daemon pod); a pod stays while no NoExecute taint it does not tolerate appears
+            tspec = copy.deepcopy((spec.get("template") or {}).get("spec") or {})
+            tspec["tolerations"] = [*(tspec.get("tolerations") or []), *_DS_TOLERATIONS]
+            eligible = [n for n in nodes if scheduler.affinity_matches(tspec, n)]
+            wanted = [n for n in eligible if _taints_tolerated(n, tspec, ("NoSchedule", "NoExecute"))]
+            keep = {n["metadata"]["name"] for n in eligible if _taints_tolerated(n, tspec, ("NoExecute",))}
+            for p in pods:
+                if p["metadata"].get("deletionTimestamp") or _ds_node(p) in keep:
+                    continue
+                self._delete_pod(ns, p["metadata"]["name"])
+                self.event(
+                    ds, "Normal", "SuccessfulDelete", f"Deleted pod: {p['metadata']['name']}", "daemonset-controller"
+                )
+            pods = [p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, ds)]
             strategy = spec.get("updateStrategy") or {}
             if strategy.get("type", "RollingUpdate") == "RollingUpdate":
                 self._ds_rolling_update(ds, pods, wanted, rev)
@@ -1161,16 +1176,7 @@ class Controllers:
                         }
                     }
                 }
-                tol = pod["spec"].setdefault("tolerations", [])
-                for key, effect in (
-                    ("node.kubernetes.io/not-ready", "NoExecute"),
-                    ("node.kubernetes.io/unreachable", "NoExecute"),
-                    ("node.kubernetes.io/disk-pressure", "NoSchedule"),
-                    ("node.kubernetes.io/memory-pressure", "NoSchedule"),
-                    ("node.kubernetes.io/pid-pressure", "NoSchedule"),
-                    ("node.kubernetes.io/unschedulable", "NoSchedule"),
-                ):
-                    tol.append({"key": key, "operator": "Exists", "effect": effect})
+                pod["spec"].setdefault("tolerations", []).extend(copy.deepcopy(_DS_TOLERATIONS))
                 created = self._create_pod(ds, pod, "daemonset-controller")
                 if created is None:
                     break
@@ -1185,10 +1191,12 @@ class Controllers:
             live = [p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, ds)]
             ready = sum(1 for p in live if self._ready(p))
             updated = sum(1 for p in live if (p["metadata"].get("labels") or {}).get(POD_REVISION) == rev)
+            wanted_names = {n["metadata"]["name"] for n in wanted}
+            misplaced = sum(1 for p in live if _ds_node(p) not in wanted_names)
             st: Obj = {
-                "currentNumberScheduled": len(live),
+                "currentNumberScheduled": len(live) - misplaced,
                 "desiredNumberScheduled": len(wanted),
-                "numberMisscheduled": 0,
+                "numberMisscheduled": misplaced,
                 "numberReady": ready,
                 "observedGeneration": meta.get("generation", 1),
                 "updatedNumberScheduled": updated,
@@ -2111,6 +2119,29 @@ def _job_finished(j: Obj) -> str:
         if c.get("type") in ("Complete", "Failed") and c.get("status") == "True":
             return str(c["type"])
     return ""
+
+
+# what the daemonset controller adds to every daemon pod (util.AddOrUpdateDaemonPodTolerations)
+_DS_TOLERATIONS: list[Obj] = [
+    {"key": key, "operator": "Exists", "effect": effect}
+    for key, effect in (
+        ("node.kubernetes.io/not-ready", "NoExecute"),
+        ("node.kubernetes.io/unreachable", "NoExecute"),
+        ("node.kubernetes.io/disk-pressure", "NoSchedule"),
+        ("node.kubernetes.io/memory-pressure", "NoSchedule"),
+        ("node.kubernetes.io/pid-pressure", "NoSchedule"),
+        ("node.kubernetes.io/unschedulable", "NoSchedule"),
+    )
+]
+
+
+def _taints_tolerated(node: Obj, spec: Obj, effects: tuple[str, ...]) -> bool:
+    tolerations = spec.get("tolerations") or []
+    return all(
+        scheduler.tolerated(t, tolerations)
+        for t in (node.get("spec") or {}).get("taints") or []
+        if t.get("effect") in effects
+    )
 
 
 def _ds_node(p: Obj) -> str:

@@ -114,7 +114,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -216,12 +216,16 @@ class ClusterHost:
 
         self._call(do)
 
-    def pods(self, node: str) -> list[Obj]:
+    def pods(self, node: str | Collection[str]) -> list[Obj]:
+        """The pods bound to ``node`` (or to any of several: one kubelet runs every node of a
+        multi-node lab cluster, the nodes being views of one sandbox)."""
+        nodes = {node} if isinstance(node, str) else set(node)
+
         def do() -> list[Obj]:
             return [
                 copy.deepcopy(p)
                 for p in self.cluster.store.list(PODS.gr)
-                if (p.get("spec") or {}).get("nodeName") == node
+                if (p.get("spec") or {}).get("nodeName") in nodes
             ]
 
         return self._call(do)
@@ -628,6 +632,7 @@ class Kubelet:
         engine: Engine,
         node: str,
         *,
+        also: Sequence[str] = (),
         pod_cidr_network: str = "kube-pods",
         cluster_dns: str | None = None,
         backoff_initial: float = BACKOFF_INITIAL,
@@ -638,6 +643,9 @@ class Kubelet:
         self.host = host
         self.engine = engine
         self.node = node
+        # a multi-node cluster's other nodes: their pods run here too, on the same engine
+        # (they share the sandbox's limits and network; the nodes are views, server.py _node)
+        self.nodes = (node, *also)
         self.network = pod_cidr_network
         self.cluster_dns = cluster_dns  # kubelet's --cluster-dns (None: ClusterFirst acts as Default)
         self.after_sync: list[Callable[[], None]] = []  # run in the sync thread (the proxy's resync)
@@ -774,7 +782,7 @@ class Kubelet:
             self.syncs += 1
             with self._due_lock:
                 self._due = None  # this sync looks at everything: it sets the timers again
-            pods = self.host.pods(self.node)
+            pods = self.host.pods(self.nodes)
             by_uid = self._engine_containers()
             seen: set[str] = set()
             for pod in pods:
@@ -1673,7 +1681,11 @@ class Kubelet:
 
     def _find(self, ns: str, pod: str, container: str | None) -> tuple[Obj, str, list[_Instance]]:
         p = next(
-            (x for x in self.host.pods(self.node) if x["metadata"]["name"] == pod and x["metadata"]["namespace"] == ns),
+            (
+                x
+                for x in self.host.pods(self.nodes)
+                if x["metadata"]["name"] == pod and x["metadata"]["namespace"] == ns
+            ),
             None,
         )
         if p is None:
@@ -1783,7 +1795,11 @@ class Kubelet:
         from runtime.procfs import proc_start
 
         p = next(
-            (x for x in self.host.pods(self.node) if x["metadata"]["name"] == pod and x["metadata"]["namespace"] == ns),
+            (
+                x
+                for x in self.host.pods(self.nodes)
+                if x["metadata"]["name"] == pod and x["metadata"]["namespace"] == ns
+            ),
             None,
         )
         if p is None:

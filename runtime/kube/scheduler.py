@@ -14,16 +14,33 @@ node's first failure as kube-scheduler does:
 ``NodeResourcesFit``   requests (cpu, memory, ephemeral-storage; a pod's request is the
                        larger of its containers' sum and any init container's) against the
                        node's allocatable minus what its pods already requested, and the
-                       node's pod count.
+                       node's pod count;
+``PodTopologySpread``  ``topologySpreadConstraints`` with ``whenUnsatisfiable:
+                       DoNotSchedule`` (maxSkew, minDomains, matchLabelKeys; domains are the
+                       values of ``topologyKey`` on the nodes that pass the pod's node
+                       affinity, as ``nodeAffinityPolicy: Honor`` says);
+``InterPodAffinity``   required pod affinity and anti-affinity (any ``topologyKey``,
+                       ``kubernetes.io/hostname`` in the labs; ``namespaces``,
+                       ``namespaceSelector``, ``matchLabelKeys``), and the required
+                       anti-affinity of pods already running.
 
 A pod that fits is bound like ``POST pods/binding``: ``spec.nodeName``, the condition
 ``PodScheduled=True`` and the ``Scheduled`` event. One that does not fit gets
 ``PodScheduled=False`` (reason ``Unschedulable``) and a ``FailedScheduling`` warning with
-kube-scheduler's own message, e.g. ``0/1 nodes are available: 1 Insufficient cpu.
-preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.``; the
-pod is tried again after every change (a label, a taint removed, a pod deleted), and the
-event is recorded once per distinct message. Among feasible nodes the one with the fewest
-untolerated ``PreferNoSchedule`` taints and then the most free cpu wins.
+kube-scheduler's own message, e.g. ``0/3 nodes are available: 1 node(s) had untolerated taint
+{node-role.kubernetes.io/control-plane: }, 2 node(s) didn't match pod anti-affinity rules.
+preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No
+preemption victims found for incoming pod.``; the pod is tried again after every change (a
+label, a taint removed, a pod deleted), and the event is recorded once per distinct message.
+
+Among feasible nodes the score plugins of kube-scheduler's default profile pick, each
+normalised to 0..100 and weighted as there: TaintToleration (3, fewer untolerated
+``PreferNoSchedule`` taints), NodeAffinity (2, preferred node affinity weights),
+PodTopologySpread (2, ``ScheduleAnyway`` constraints, or else the system default: spread a
+controller's pods over hostnames), InterPodAffinity (2, preferred pod (anti-)affinity) and
+NodeResourcesFit (1, LeastAllocated over cpu and memory, a pod without requests counting as
+100m and 200Mi as kube-scheduler counts it). kube-scheduler breaks a tie at random; here the
+node first by name wins, so a test sees the same choice every run.
 
 Pods stay ``Pending`` after binding until a kubelet runs them (part 2).
 """
@@ -32,11 +49,14 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from runtime.kube import registry
 from runtime.kube.quantity import Quantity, QuantityError
+from runtime.kube.selectors import selector_from_match
 
 if TYPE_CHECKING:
     from runtime.kube.controllers import Controllers
@@ -53,6 +73,11 @@ R = registry.BY_GR
 PODS = R["pods"]
 NODES = R["nodes"]
 EVENTS = R["events"]
+NAMESPACES = R["namespaces"]
+HOSTNAME = "kubernetes.io/hostname"
+# kube-scheduler's non-zero defaults for a pod without requests (LeastAllocated scoring)
+DEFAULT_CPU = Fraction(1, 10)
+DEFAULT_MEMORY = Fraction(200 * 2**20)
 
 
 def schedule(ctl: Controllers) -> None:
@@ -68,22 +93,24 @@ def schedule(ctl: Controllers) -> None:
     ]
     if not pending:
         return
-    nodes = store.list(NODES.gr)
+    nodes = sorted(store.list(NODES.gr), key=_name)
+    namespaces = {n["metadata"]["name"]: n for n in store.list(NAMESPACES.gr)}
     pending.sort(key=lambda p: (p["metadata"].get("creationTimestamp", ""), p["metadata"]["name"]))
     for pod in pending:
-        fits: list[tuple[int, Fraction, str]] = []
         reasons: Counter[str] = Counter()
         unresolvable = 0
         pods = store.list(PODS.gr)  # again for each pod: the one bound before counts now
+        cycle = _Cycle(pod, nodes, pods, namespaces)
+        feasible = []
         for node in nodes:
-            why, final = _filter(pod, node, pods)
+            why, final = _filter(pod, node, pods, cycle)
             if not why:
-                fits.append((_prefer_no_schedule(pod, node), -_free(node, pods, "cpu"), _name(node)))
+                feasible.append(node)
                 continue
             reasons.update(why)
             unresolvable += final
-        if fits:
-            _bind(ctl, pod, min(fits)[2])
+        if feasible:
+            _bind(ctl, pod, _best(pod, feasible, cycle))
         else:
             _unschedulable(ctl, pod, _message(len(nodes), reasons, unresolvable))
 
@@ -91,25 +118,34 @@ def schedule(ctl: Controllers) -> None:
 # -- filters ------------------------------------------------------------------------------------
 
 
-def _filter(pod: Obj, node: Obj, pods: list[Obj]) -> tuple[list[str], bool]:
+def _filter(pod: Obj, node: Obj, pods: list[Obj], cycle: _Cycle) -> tuple[list[str], bool]:
     """The first failing filter's reasons for this node ([] if the pod fits), and whether
     the failure is one preemption cannot cure (UnschedulableAndUnresolvable)."""
     spec = pod.get("spec") or {}
     tolerations = spec.get("tolerations") or []
-    if (node.get("spec") or {}).get("unschedulable") and not _tolerated(
+    if (node.get("spec") or {}).get("unschedulable") and not tolerated(
         {"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule"}, tolerations
     ):
         return ["node(s) were unschedulable"], True
     for taint in (node.get("spec") or {}).get("taints") or []:
-        if taint.get("effect") in ("NoSchedule", "NoExecute") and not _tolerated(taint, tolerations):
+        if taint.get("effect") in ("NoSchedule", "NoExecute") and not tolerated(taint, tolerations):
             return [f"node(s) had untolerated taint {{{taint.get('key', '')}: {taint.get('value', '')}}}"], True
-    if not _affinity_matches(spec, node):
+    if not affinity_matches(spec, node):
         return ["node(s) didn't match Pod's node affinity/selector"], True
     insufficient = _insufficient(pod, node, pods)
-    return insufficient, False
+    if insufficient:
+        return insufficient, False
+    spread = cycle.spread_filter(node)
+    if spread:
+        return [spread[0]], spread[1]
+    inter = cycle.inter_pod_filter(node)
+    if inter:
+        return [inter[0]], inter[1]
+    return [], False
 
 
-def _tolerated(taint: Obj, tolerations: list[Obj]) -> bool:
+def tolerated(taint: Obj, tolerations: list[Obj]) -> bool:
+    """Whether one of ``tolerations`` tolerates ``taint`` (v1.Toleration.ToleratesTaint)."""
     for t in tolerations:
         if t.get("effect") and t["effect"] != taint.get("effect"):
             continue
@@ -128,11 +164,12 @@ def _prefer_no_schedule(pod: Obj, node: Obj) -> int:
     return sum(
         1
         for taint in (node.get("spec") or {}).get("taints") or []
-        if taint.get("effect") == "PreferNoSchedule" and not _tolerated(taint, tolerations)
+        if taint.get("effect") == "PreferNoSchedule" and not tolerated(taint, tolerations)
     )
 
 
-def _affinity_matches(spec: Obj, node: Obj) -> bool:
+def affinity_matches(spec: Obj, node: Obj) -> bool:
+    """``nodeSelector`` and required node affinity of a pod spec against ``node``."""
     labels = node["metadata"].get("labels") or {}
     if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
         return False
@@ -192,15 +229,6 @@ def _insufficient(pod: Obj, node: Obj, pods: list[Obj]) -> list[str]:
     return reasons
 
 
-def _free(node: Obj, pods: list[Obj], resource: str) -> Fraction:
-    allocatable = _quantity(((node.get("status") or {}).get("allocatable") or {}).get(resource, "0"))
-    used = sum(
-        (pod_requests(p).get(resource, Fraction(0)) for p in pods if _bound_to(p, _name(node))),
-        Fraction(0),
-    )
-    return allocatable - used
-
-
 def pod_requests(pod: Obj) -> dict[str, Fraction]:
     """What a pod asks of its node: per resource, the larger of the sum over its containers
     and the largest init container (a container's limit stands in for a missing request)."""
@@ -242,6 +270,311 @@ def _bound_to(pod: Obj, node: str) -> bool:
 
 def _name(node: Obj) -> str:
     return str(node["metadata"]["name"])
+
+
+# -- pod topology: spread constraints and inter-pod (anti-)affinity -------------------------------
+
+
+def _selector(sel: Any, pod: Obj, match_keys: Any = None, mismatch_keys: Any = None) -> Callable[[Obj], bool]:
+    """A LabelSelector as a predicate over pods: ``null`` matches nothing, ``{}`` everything;
+    ``matchLabelKeys``/``mismatchLabelKeys`` add ``key in/notin (the pod's value)``."""
+    if not isinstance(sel, dict):
+        return lambda _p: False
+    sel = copy.deepcopy(sel)
+    labels = pod["metadata"].get("labels") or {}
+    exprs = sel.setdefault("matchExpressions", [])
+    for key in match_keys or []:
+        if key in labels:
+            exprs.append({"key": key, "operator": "In", "values": [labels[key]]})
+    for key in mismatch_keys or []:
+        if key in labels:
+            exprs.append({"key": key, "operator": "NotIn", "values": [labels[key]]})
+    if not sel.get("matchLabels") and not exprs:
+        return lambda _p: True
+    return selector_from_match(sel)
+
+
+@dataclass
+class _Term:
+    """One PodAffinityTerm of ``owner``: which pods it selects, and over which topology."""
+
+    key: str
+    selects: Callable[[Obj], bool]
+    namespaces: Callable[[str], bool]
+    weight: int = 0
+
+    def matches(self, pod: Obj) -> bool:
+        return self.namespaces(pod["metadata"].get("namespace", "")) and self.selects(pod)
+
+
+def _terms(owner: Obj, kind: str, required: bool, namespaces: dict[str, Obj]) -> list[_Term]:
+    """``owner``'s podAffinity or podAntiAffinity terms (required, or preferred with weights)."""
+    aff = (((owner.get("spec") or {}).get("affinity") or {}).get(kind)) or {}
+    raw = (
+        aff.get("requiredDuringSchedulingIgnoredDuringExecution")
+        if required
+        else aff.get("preferredDuringSchedulingIgnoredDuringExecution")
+    ) or []
+    out = []
+    for item in raw:
+        if not isinstance(item, dict):
+            continue
+        term = item if required else (item.get("podAffinityTerm") or {})
+        weight = 0 if required else int(item.get("weight") or 0)
+        names = set(term.get("namespaces") or [])
+        ns_sel = term.get("namespaceSelector")
+        own_ns = owner["metadata"].get("namespace", "")
+        if not names and ns_sel is None:
+            names = {own_ns}
+        by_sel = _selector(ns_sel, owner) if ns_sel is not None else (lambda _o: False)
+
+        def in_namespaces(ns: str, names: set[str] = names, by_sel: Callable[[Obj], bool] = by_sel) -> bool:
+            return ns in names or (ns in namespaces and by_sel(namespaces[ns]))
+
+        out.append(
+            _Term(
+                key=str(term.get("topologyKey") or ""),
+                selects=_selector(
+                    term.get("labelSelector"), owner, term.get("matchLabelKeys"), term.get("mismatchLabelKeys")
+                ),
+                namespaces=in_namespaces,
+                weight=weight,
+            )
+        )
+    return out
+
+
+class _Cycle:
+    """What one scheduling cycle of one pod knows about the cluster (PreFilter/PreScore state):
+    the pods already placed, and the topology domains their nodes are in."""
+
+    def __init__(self, pod: Obj, nodes: list[Obj], pods: list[Obj], namespaces: dict[str, Obj]) -> None:
+        self.pod = pod
+        self.nodes = {_name(n): n for n in nodes}
+        self.namespaces = namespaces
+        self.placed = [
+            p
+            for p in pods
+            if (p.get("spec") or {}).get("nodeName") in self.nodes
+            and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+            and p["metadata"].get("uid") != pod["metadata"].get("uid")
+        ]
+        self.affinity = _terms(pod, "podAffinity", True, namespaces)
+        self.anti = _terms(pod, "podAntiAffinity", True, namespaces)
+        self.spread = [
+            c
+            for c in (pod.get("spec") or {}).get("topologySpreadConstraints") or []
+            if isinstance(c, dict) and c.get("whenUnsatisfiable", "DoNotSchedule") == "DoNotSchedule"
+        ]
+
+    def domain(self, node: Obj, key: str) -> str | None:
+        labels = node["metadata"].get("labels") or {}
+        return labels.get(key) if key in labels else None
+
+    def _pod_domain(self, p: Obj, key: str) -> str | None:
+        return self.domain(self.nodes[p["spec"]["nodeName"]], key)
+
+    # PodTopologySpread (filtering.go) --------------------------------------------------------
+    def _spread_counts(self, c: Obj) -> tuple[Counter[str], Callable[[Obj], bool]]:
+        """Matching pods per domain of constraint ``c``, over the nodes the pod's node affinity
+        admits (nodeAffinityPolicy Honor) and, with nodeTaintsPolicy Honor, tolerates."""
+        key = str(c.get("topologyKey") or "")
+        ns = self.pod["metadata"].get("namespace", "")
+        selects = _selector(c.get("labelSelector"), self.pod, c.get("matchLabelKeys"))
+        spec = self.pod.get("spec") or {}
+        counts: Counter[str] = Counter()
+        for node in self.nodes.values():
+            if c.get("nodeAffinityPolicy", "Honor") == "Honor" and not affinity_matches(spec, node):
+                continue
+            if c.get("nodeTaintsPolicy", "Ignore") == "Honor" and not all(
+                tolerated(t, spec.get("tolerations") or [])
+                for t in (node.get("spec") or {}).get("taints") or []
+                if t.get("effect") in ("NoSchedule", "NoExecute")
+            ):
+                continue
+            value = self.domain(node, key)
+            if value is not None:
+                counts.setdefault(value, 0)
+        for p in self.placed:
+            value = self._pod_domain(p, key)
+            if (
+                value is not None
+                and value in counts
+                and p["metadata"].get("namespace") == ns
+                and not p["metadata"].get("deletionTimestamp")
+                and selects(p)
+            ):
+                counts[value] += 1
+        return counts, selects
+
+    def spread_filter(self, node: Obj) -> tuple[str, bool] | None:
+        for c in self.spread:
+            key = str(c.get("topologyKey") or "")
+            value = self.domain(node, key)
+            if value is None:
+                return "node(s) didn't match pod topology spread constraints (missing required label)", True
+            counts, selects = self._spread_counts(c)
+            least = min(counts.values()) if counts else 0
+            if len(counts) < int(c.get("minDomains") or 1):
+                least = 0
+            skew = counts.get(value, 0) + (1 if selects(self.pod) else 0) - least
+            if skew > int(c.get("maxSkew") or 1):
+                return "node(s) didn't match pod topology spread constraints", False
+        return None
+
+    # InterPodAffinity (filtering.go) ---------------------------------------------------------
+    def inter_pod_filter(self, node: Obj) -> tuple[str, bool] | None:
+        if self.affinity and not self._satisfies_affinity(node):
+            return "node(s) didn't match pod affinity rules", True
+        for term in self.anti:
+            value = self.domain(node, term.key)
+            if value is not None and any(
+                self._pod_domain(p, term.key) == value and term.matches(p) for p in self.placed
+            ):
+                return "node(s) didn't match pod anti-affinity rules", False
+        for p in self.placed:
+            for term in _terms(p, "podAntiAffinity", True, self.namespaces):
+                value = self.domain(node, term.key)
+                if value is not None and self._pod_domain(p, term.key) == value and term.matches(self.pod):
+                    return "node(s) didn't satisfy existing pods anti-affinity rules", False
+        return None
+
+    def _satisfies_affinity(self, node: Obj) -> bool:
+        exist = True
+        for term in self.affinity:
+            value = self.domain(node, term.key)
+            if value is None:
+                return False
+            if not any(self._pod_domain(p, term.key) == value and term.matches(p) for p in self.placed):
+                exist = False
+        if exist:
+            return True
+        # the first pod of a group with affinity to itself may go anywhere its terms allow
+        nobody = not any(term.matches(p) for term in self.affinity for p in self.placed)
+        return nobody and all(term.matches(self.pod) for term in self.affinity)
+
+    # scores (the Score/NormalizeScore of each plugin) ----------------------------------------
+    def topology_score(self, node: Obj) -> int | None:
+        """PodTopologySpread's raw score: matching pods in the node's domains of the soft
+        constraints (the system default ones when the pod has none); None: ignored node."""
+        spec = self.pod.get("spec") or {}
+        soft = [
+            c
+            for c in spec.get("topologySpreadConstraints") or []
+            if isinstance(c, dict) and c.get("whenUnsatisfiable") == "ScheduleAnyway"
+        ]
+        if not spec.get("topologySpreadConstraints"):
+            owner = _controller(self.pod)
+            if owner is None:
+                return 0
+            # system defaults: hostname maxSkew 3 (and zone, which lab nodes do not have),
+            # over the pods of the same controller
+            total = 0
+            value = self.domain(node, HOSTNAME)
+            for p in self.placed:
+                if _controller(p) == owner and self._pod_domain(p, HOSTNAME) == value and value is not None:
+                    total += 1
+            return total
+        total = 0
+        for c in soft:
+            key = str(c.get("topologyKey") or "")
+            value = self.domain(node, key)
+            if value is None:
+                return None
+            counts, _ = self._spread_counts(c)
+            total += counts.get(value, 0) + int(c.get("maxSkew") or 1) - 1
+        return total
+
+    def affinity_score(self, node: Obj) -> int:
+        """InterPodAffinity's raw score: preferred terms' weights for each matching pod in
+        the node's domain (anti-affinity subtracts)."""
+        score = 0
+        for kind, sign in (("podAffinity", 1), ("podAntiAffinity", -1)):
+            for term in _terms(self.pod, kind, False, self.namespaces):
+                value = self.domain(node, term.key)
+                if value is None:
+                    continue
+                score += (
+                    sign
+                    * term.weight
+                    * sum(1 for p in self.placed if self._pod_domain(p, term.key) == value and term.matches(p))
+                )
+        return score
+
+
+def _controller(pod: Obj) -> str | None:
+    for ref in pod["metadata"].get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref.get("uid"))
+    return None
+
+
+def _preferred_node_affinity(spec: Obj, node: Obj) -> int:
+    labels = node["metadata"].get("labels") or {}
+    preferred = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ) or []
+    total = 0
+    for item in preferred:
+        term = (item or {}).get("preference") or {}
+        exprs, fields = term.get("matchExpressions") or [], term.get("matchFields") or []
+        if (
+            (exprs or fields)
+            and all(_requirement(e, labels) for e in exprs)
+            and all(_requirement(f, {"metadata.name": _name(node)}) for f in fields)
+        ):
+            total += int(item.get("weight") or 0)
+    return total
+
+
+def _least_allocated(pod: Obj, node: Obj, pods: list[Obj]) -> Fraction:
+    """NodeResourcesFit's LeastAllocated score (0..100), cpu and memory weighted equally."""
+    allocatable = (node.get("status") or {}).get("allocatable") or {}
+    here = [p for p in pods if _bound_to(p, _name(node)) and p is not pod] + [pod]
+    scores = []
+    for resource, default in (("cpu", DEFAULT_CPU), ("memory", DEFAULT_MEMORY)):
+        capacity = _quantity(allocatable.get(resource, "0"))
+        if capacity <= 0:
+            scores.append(Fraction(0))
+            continue
+        used = sum((pod_requests(p).get(resource) or default for p in here), Fraction(0))
+        scores.append(max(Fraction(0), (capacity - used) * 100 / capacity))
+    return sum(scores, Fraction(0)) / len(scores)
+
+
+def _normalize(raw: dict[str, Fraction], reverse: bool = False) -> dict[str, Fraction]:
+    """kube-scheduler's DefaultNormalizeScore: scale to 0..100 by the highest."""
+    top = max(raw.values(), default=Fraction(0))
+    if top == 0:
+        return {k: Fraction(100 if reverse else 0) for k in raw}
+    return {k: (100 - v * 100 / top) if reverse else v * 100 / top for k, v in raw.items()}
+
+
+def _best(pod: Obj, feasible: list[Obj], cycle: _Cycle) -> str:
+    """The feasible node with the highest weighted score (ties: the first by name)."""
+    if len(feasible) == 1:
+        return _name(feasible[0])
+    spec = pod.get("spec") or {}
+    names = [_name(n) for n in feasible]
+    pods = list(cycle.placed)
+    total: dict[str, Fraction] = dict.fromkeys(names, Fraction(0))
+    taint = _normalize({_name(n): Fraction(_prefer_no_schedule(pod, n)) for n in feasible}, reverse=True)
+    node_aff = _normalize({_name(n): Fraction(_preferred_node_affinity(spec, n)) for n in feasible})
+    fit = {_name(n): _least_allocated(pod, n, pods) for n in feasible}
+    raw_aff = {_name(n): Fraction(cycle.affinity_score(n)) for n in feasible}
+    lo, hi = min(raw_aff.values()), max(raw_aff.values())
+    pod_aff = {k: (v - lo) * 100 / (hi - lo) if hi > lo else Fraction(0) for k, v in raw_aff.items()}
+    raw_spread = {_name(n): cycle.topology_score(n) for n in feasible}
+    counted = [v for v in raw_spread.values() if v is not None]
+    most, least = max(counted, default=0), min(counted, default=0)
+    spread = {
+        k: Fraction(0) if v is None else (Fraction(100) if most == 0 else Fraction(100 * (most + least - v), most))
+        for k, v in raw_spread.items()
+    }
+    for k in names:
+        total[k] = 3 * taint[k] + 2 * node_aff[k] + 2 * spread[k] + 2 * pod_aff[k] + fit[k]
+    best = max(total.values())
+    return next(k for k in sorted(names) if total[k] == best)
 
 
 # -- outcomes -----------------------------------------------------------------------------------

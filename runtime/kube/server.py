@@ -111,25 +111,43 @@ def kubeconfig(name: str, server: str, ca_pem: bytes, token: str, user: str = AD
     return yaml.dump(doc, Dumper=_KubeconfigDumper, sort_keys=False)
 
 
-def _node(name: str) -> dict[str, Any]:
+MAX_NODES = 5  # a lab's ``nodes:`` (courses/content.py) and SandboxSpec.kube_nodes say 1..5
+
+
+def node_names(cluster: str, count: int) -> list[str]:
+    """The nodes of a cluster of ``count`` nodes, named as kind names them: the control plane,
+    then ``-worker``, ``-worker2``, ..."""
+    return [f"{cluster}-control-plane"] + [f"{cluster}-worker{i if i > 1 else ''}" for i in range(1, count)]
+
+
+def _node(name: str, index: int = 0, count: int = 1) -> dict[str, Any]:
+    """Node ``index`` of a cluster of ``count`` (0: the control plane). Every node is a view of
+    the one sandbox: its capacity is the same shared figure on each (the sandbox's cgroup
+    limits bound them all together), its InternalIP its own (172.18.0.2, .3, ... as kind's);
+    only a multi-node cluster taints its control plane NoSchedule, as kind does."""
+    labels = {
+        "beta.kubernetes.io/arch": "amd64",
+        "beta.kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+    }
+    spec: dict[str, Any] = {}
+    if index == 0:
+        labels["node-role.kubernetes.io/control-plane"] = ""
+        # every pod of the sandbox is on the one engine network 10.244.0.0/24, so only one
+        # node claims it (a second podCIDR would be a range no pod ever gets an address in)
+        spec = {"podCIDR": "10.244.0.0/24", "podCIDRs": ["10.244.0.0/24"]}
+        if count > 1:
+            spec["taints"] = [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]
     return {
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {
-            "name": name,
-            "labels": {
-                "beta.kubernetes.io/arch": "amd64",
-                "beta.kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64",
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-                "node-role.kubernetes.io/control-plane": "",
-            },
-        },
-        "spec": {"podCIDR": "10.244.0.0/24", "podCIDRs": ["10.244.0.0/24"]},
+        "metadata": {"name": name, "labels": labels},
+        "spec": spec,
         "status": {
             "addresses": [
-                {"type": "InternalIP", "address": "172.18.0.2"},
+                {"type": "InternalIP", "address": f"172.18.0.{2 + index}"},
                 {"type": "Hostname", "address": name},
             ],
             "allocatable": {"cpu": "2", "ephemeral-storage": "20Gi", "memory": "4Gi", "pods": "110"},
@@ -144,6 +162,7 @@ def _node(name: str) -> dict[str, Any]:
                     "lastTransitionTime": now_ts(),
                 }
             ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
             "nodeInfo": {
                 "architecture": "amd64",
                 "bootID": str(uuid.uuid4()),
@@ -160,10 +179,11 @@ def _node(name: str) -> dict[str, Any]:
     }
 
 
-def create_cluster(data: Path, name: str, server: str, limits: dict[str, Any] | None = None) -> str:
+def create_cluster(data: Path, name: str, server: str, limits: dict[str, Any] | None = None, nodes: int = 1) -> str:
     """Create cluster NAME under data and return an admin kubeconfig for it. ``limits``
     overrides the server's limits (limits.py) for this cluster alone, e.g.
-    ``{"max_objects": 100}``; kept in its cluster.json."""
+    ``{"max_objects": 100}``; kept in its cluster.json. ``nodes`` (1..MAX_NODES): a control
+    plane and ``nodes - 1`` workers (``node_names``)."""
     from runtime.kube import dns, registry
 
     try:
@@ -172,6 +192,8 @@ def create_cluster(data: Path, name: str, server: str, limits: dict[str, Any] | 
         raise ApiError(422, "Invalid", str(e)) from None
     if not valid_cluster_name(name):
         raise ApiError(422, "Invalid", f"invalid cluster name {name!r}: must be a lowercase RFC 1123 label")
+    if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= MAX_NODES:
+        raise ApiError(422, "Invalid", f"invalid node count {nodes!r}: must be 1 to {MAX_NODES}")
     root = clusters_dir(data)
     root.mkdir(parents=True, exist_ok=True)
     final = root / name
@@ -212,7 +234,8 @@ def create_cluster(data: Path, name: str, server: str, limits: dict[str, Any] | 
             c.create(R["namespaces"], "", {"metadata": {"name": ns}}, internal=True)
         for gr, obj in rbac.default_objects():
             c.create(R[gr], "", obj, internal=True)
-        c.create(R["nodes"], "", _node(f"{name}-control-plane"), internal=True)
+        for i, node_name in enumerate(node_names(name, nodes)):
+            c.create(R["nodes"], "", _node(node_name, i, nodes), internal=True)
         sc = {
             "metadata": {
                 "name": "standard",

@@ -102,6 +102,7 @@ from runtime.kube.server import (
     kubeconfig,
     make_app,
     mint_user_token,
+    node_names,
     user_kubeconfig,
 )
 from runtime.loops import call_on_loop
@@ -240,6 +241,8 @@ class KubeService:
         self._state_dir = data / "sandboxes"
         # the sandbox's Docker engine, for its kubelet (None: pods are never run)
         self.engines: Callable[[str], Engine] | None = None
+        # nodes of a sandbox's cluster (its spec's kube_nodes; None: one node)
+        self.node_count: Callable[[str], int] | None = None
         self._kubelets: dict[str, Kubelet] = {}
         self._dns: dict[str, dns.ClusterDNS] = {}
         self._netpol: dict[str, tuple[NetworkPolicyAgent, Any]] = {}
@@ -425,15 +428,16 @@ class KubeService:
 
     def _create(self, sid: str) -> dict[str, str]:
         name = sid
+        nodes = self.node_count(sid) if self.node_count is not None else 1
         try:
-            doc = yaml.safe_load(create_cluster(self.data, name, SANDBOX_SERVER))
+            doc = yaml.safe_load(create_cluster(self.data, name, SANDBOX_SERVER, nodes=nodes))
             token: str | None = doc["users"][0]["user"]["token"]
         except ApiError as e:
             if e.status != 409:
                 raise errors.RuntimeError(f"could not create the lab cluster: {e.message}") from None
             token = None  # left by an interrupted start: keep its objects, mint new tokens
         student, grader = self._on_loop(self._mint(name, token is None))
-        st = {"cluster": name, "token": token or student, "grader_token": grader}
+        st = {"cluster": name, "token": token or student, "grader_token": grader, "nodes": str(nodes)}
         path = self._state_path(sid)
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
@@ -463,7 +467,9 @@ class KubeService:
         engine = self.engines(sid)
         cluster = self._on_loop(self._cluster(st["cluster"]))
         host = ClusterHost(cluster, self.loop)
-        kubelet = Kubelet(host, engine, f"{st['cluster']}-control-plane", cluster_dns=dns.DNS_IP)
+        # one kubelet runs the pods of every node: the nodes are views of this one sandbox
+        names = node_names(st["cluster"], int(st.get("nodes") or 1))
+        kubelet = Kubelet(host, engine, names[0], also=names[1:], cluster_dns=dns.DNS_IP)
         kubelet.after_sync.append(Proxy(host, engine).sync)  # kube-proxy, in the kubelet's thread
         netpol = NetworkPolicyAgent(host, engine)  # the CNI's policy agent (netpol.py), its own thread
         kubelet.after_sync.append(netpol.notify)
@@ -638,6 +644,7 @@ async def start_for_daemon(daemon: Any, data: Path, listen: str, limits: Limits 
     docker = getattr(daemon, "docker", None)
     if docker is not None:
         svc.engines = docker.engine
+    svc.node_count = lambda sid: int(daemon.manager.get(sid).spec.kube_nodes)
     await svc.start_server()
     try:
         await asyncio.to_thread(daemon.manager.register_service, NAME, svc)

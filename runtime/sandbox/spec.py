@@ -49,6 +49,9 @@ class SandboxSpec:
     hostname: str | None = None
     allow_outbound: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
+    # nodes of the lab cluster (the kubernetes service): a control plane and kube_nodes - 1
+    # workers, all views of this one sandbox (its limits and network are shared)
+    kube_nodes: int = 1
 
     def __post_init__(self) -> None:
         self.validate()
@@ -89,6 +92,10 @@ class SandboxSpec:
         for s in self.services:
             if s not in SERVICES:
                 raise _bad("services", f"unknown service {s!r}; known: {', '.join(SERVICES)}")
+        if isinstance(self.kube_nodes, bool) or not isinstance(self.kube_nodes, int) or not 1 <= self.kube_nodes <= 5:
+            raise _bad("kube_nodes", f"must be an integer in [1, 5], got {self.kube_nodes!r}")
+        if self.kube_nodes != 1 and "kubernetes" not in self.services:
+            raise _bad("kube_nodes", "nodes of a lab cluster need the kubernetes service")
         if self.hostname is not None and (not isinstance(self.hostname, str) or not _HOSTNAME.match(self.hostname)):
             raise _bad("hostname", f"bad hostname {self.hostname!r}")
         if not isinstance(self.allow_outbound, tuple):
@@ -115,6 +122,7 @@ class SandboxSpec:
             "hostname": self.hostname,
             "allow_outbound": list(self.allow_outbound),
             "labels": dict(self.labels),
+            "kube_nodes": self.kube_nodes,
         }
 
     @classmethod
