@@ -91,6 +91,8 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)  # lower-case keys
     body: bytes = b""
     user: User | None = None
+    # the body decoded ahead, off the loop (decode_body, server.py); _json_body takes it once
+    decoded: protobuf.Decoded | Decoded | None = None
 
     @classmethod
     def build(cls, method: str, path: str, query_string: str, headers: dict[str, str], body: bytes) -> Request:
@@ -123,11 +125,86 @@ def _is_protobuf(req: Request) -> bool:
     return req.headers.get("content-type", "").split(";")[0].strip().lower() == protobuf.CONTENT_TYPE
 
 
+# Nesting a request body may have. Go's encoding/json stops at 10000 levels ("exceeded max
+# depth"); Python's recursive decoders and every recursive walk after them (deepcopy, validation,
+# managed fields) hit the interpreter's recursion limit long before that, so the cap is lower.
+# Kubernetes objects nest a few dozen levels at most (a CRD's openAPIV3Schema included).
+MAX_BODY_DEPTH = 128
+
+
+@dataclass
+class Decoded:
+    """A JSON or YAML body decoded ahead (``decode_body``): the value, or the error to answer."""
+
+    value: Any = None
+    error: ApiError | None = None
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict):
+            if depth > limit:
+                return True
+            stack.extend((x, depth + 1) for x in v.values() if isinstance(x, dict | list))
+        elif isinstance(v, list):
+            if depth > limit:
+                return True
+            stack.extend((x, depth + 1) for x in v if isinstance(x, dict | list))
+    return False
+
+
+def _too_deep_error() -> ApiError:
+    return bad_request(f"error decoding body: exceeded max depth (the body nests more than {MAX_BODY_DEPTH} levels)")
+
+
+def _text_body(body: bytes, limits: Limits) -> Any:
+    """A JSON or YAML body as data, or the 400 the real server answers for it."""
+    try:
+        doc = json.loads(body)
+    except RecursionError:
+        raise _too_deep_error() from None
+    except ValueError:
+        try:
+            doc = yaml.safe_load(body)
+        except RecursionError:
+            raise _too_deep_error() from None
+        except yaml.YAMLError as e:
+            raise bad_request(f"error decoding body: {e}") from None
+        # aliases are shared, not copied, until something serialises the document: bound what
+        # it expands to (go-yaml refuses an alias bomb the same way)
+        cap = 2 * limits.max_request_bytes
+        if expanded_size(doc, cap) > cap:
+            raise bad_request("error decoding body: yaml: document contains excessive aliasing") from None
+    if _too_deep(doc, MAX_BODY_DEPTH):
+        raise _too_deep_error()
+    return doc
+
+
+def decode_body(req: Request, limits: Limits) -> None:
+    """Decode ``req.body`` into ``req.decoded`` as far as it can be without knowing the
+    endpoint. Touches nothing but the request, so server.py runs it in a worker thread:
+    decoding 3 MiB of protobuf or YAML takes seconds of Python, which on the loop would
+    stall every cluster of the host; the cluster itself is still only touched on the loop."""
+    if not req.body:
+        return
+    if _is_protobuf(req):
+        req.decoded = protobuf.predecode(req.body)
+        return
+    try:
+        req.decoded = Decoded(_text_body(req.body, limits))
+    except ApiError as e:
+        req.decoded = Decoded(error=e)
+
+
 def _json_body(req: Request, limits: Limits | None = None, expect: tuple[str, ...] = ()) -> Any:
     """The request body as JSON data, from JSON, YAML or (for the kinds in ``expect``, the
-    types this endpoint decodes into) Kubernetes protobuf."""
+    types this endpoint decodes into) Kubernetes protobuf. Uses what ``decode_body`` made of
+    it, once (a second call decodes afresh: callers may change what they got)."""
     if not req.body:
         raise bad_request("the body of the request was in an unknown format")
+    ahead, req.decoded = req.decoded, None
     if _is_protobuf(req):
         if not expect:
             raise ApiError(
@@ -137,25 +214,17 @@ def _json_body(req: Request, limits: Limits | None = None, expect: tuple[str, ..
                 "application/json, application/yaml",
             )
         try:
-            return protobuf.decode(req.body, expect)
+            pre = ahead if isinstance(ahead, protobuf.Decoded) else protobuf.predecode(req.body)
+            return pre.result(expect)
         except protobuf.DecodeError as e:
             raise bad_request(f"error decoding body: {e}") from None
         except protobuf.UnsupportedError as e:
             raise ApiError(415, "UnsupportedMediaType", str(e)) from None
-    try:
-        return json.loads(req.body)
-    except ValueError:
-        pass
-    try:
-        doc = yaml.safe_load(req.body)
-    except yaml.YAMLError as e:
-        raise bad_request(f"error decoding body: {e}") from None
-    # aliases are shared, not copied, until something serialises the document: bound what
-    # it expands to (go-yaml refuses an alias bomb the same way)
-    cap = 2 * (limits or Limits()).max_request_bytes
-    if expanded_size(doc, cap) > cap:
-        raise bad_request("error decoding body: yaml: document contains excessive aliasing")
-    return doc
+    if isinstance(ahead, Decoded):
+        if ahead.error is not None:
+            raise ahead.error
+        return ahead.value
+    return _text_body(req.body, limits or Limits())
 
 
 def write_token(directory: Path, entry: dict[str, Any]) -> str:
