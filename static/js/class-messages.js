@@ -42,9 +42,15 @@
       text.focus();
     });
 
+    var sending = false;
     form.addEventListener("submit", function (event) {
       event.preventDefault();
-      send.disabled = true;
+      if (sending) {
+        return; // one send at a time
+      }
+      // not send.disabled: a disabled button drops the keyboard focus to the page
+      sending = true;
+      send.setAttribute("aria-disabled", "true");
       say("Sending…");
       fetch(form.action, {
         method: "POST",
@@ -74,7 +80,8 @@
           say("Not sent: " + error.message, true);
         })
         .then(function () {
-          send.disabled = false;
+          sending = false;
+          send.removeAttribute("aria-disabled");
         });
     });
   }

@@ -101,8 +101,13 @@
     function dismiss(li) {
       var id = li.getAttribute("data-message-id");
       var button = li.querySelector("[data-dismiss]");
+      if (li.hasAttribute("data-dismissing")) {
+        return; // one request at a time
+      }
+      li.setAttribute("data-dismissing", "");
+      // not button.disabled: a disabled button drops the keyboard focus to the page
       if (button) {
-        button.disabled = true;
+        button.setAttribute("aria-disabled", "true");
       }
       fetch(dismissUrl.replace(/\/0\/dismiss\/$/, "/" + encodeURIComponent(id) + "/dismiss/"), {
         method: "POST",
@@ -119,8 +124,9 @@
           remove(id);
         })
         .catch(function (error) {
+          li.removeAttribute("data-dismissing");
           if (button) {
-            button.disabled = false;
+            button.removeAttribute("aria-disabled");
           }
           if (errorBox) {
             errorBox.textContent = "Could not dismiss the message (" + error.message + "); try again.";
