@@ -130,6 +130,7 @@ from runtime.proxy import (
     SandboxProxy,
 )
 from runtime.sandbox import files as sandbox_files
+from runtime.sandbox.cgexec import Placement
 from runtime.sessions import SessionRegistry, run_exec, stream_exec
 from runtime.sessions.base import SpawnedProcess
 from runtime.sessions.exec import check_timeout
@@ -176,6 +177,7 @@ class ManagerLike(Protocol):
     def remove(self, sid: str) -> None: ...
     def stats(self, sid: str) -> dict[str, float | int]: ...
     def touch(self, sid: str) -> None: ...
+    def init_process(self, sid: str) -> tuple[int, int, Placement]: ...
     def spawn(
         self,
         sid: str,
@@ -561,12 +563,10 @@ class Daemon:
 
     # -- the lab editor's files ------------------------------------------------------------
     async def _files(self, sid: str, req: dict[str, Any]) -> dict[str, Any]:
-        info = await self._sandbox(sid)
-        pid = getattr(info, "pid", None)
-        if getattr(info, "status", None) != "running" or not pid:
-            raise errors.Conflict(f"sandbox {sid} is {getattr(info, 'status', 'unknown')}, not running")
+        await self._sandbox(sid)
+        pid, pid_start, place = await asyncio.to_thread(self.manager.init_process, sid)
         async with self._file_ops:  # a bound on helper processes, whatever the callers send
-            return await asyncio.to_thread(sandbox_files.run, int(pid), req)
+            return await asyncio.to_thread(sandbox_files.run, pid, req, pid_start=pid_start, place=place)
 
     async def files_list(self, request: web.Request) -> web.StreamResponse:
         req = {"op": "list", "path": request.query.get("path", "")}

@@ -82,6 +82,7 @@ from runtime.dockerapi import SandboxContext
 from runtime.procfs import mounted, proc_start
 from runtime.sandbox import bundle, fastexec
 from runtime.sandbox._proc import run, run_quiet
+from runtime.sandbox.cgexec import Placement
 from runtime.sandbox.cgroups import Cgroups
 from runtime.sandbox.network import Network
 from runtime.sandbox.spec import SandboxInfo, SandboxSpec, workspace_path
@@ -451,6 +452,15 @@ class SandboxManager:
 
     def get(self, sid: str) -> SandboxInfo:
         return self._state(sid).info()
+
+    def init_process(self, sid: str) -> tuple[int, int, Placement]:
+        """A running sandbox's init pid, that process's start time (the pid names it only
+        with that start time) and where its host helpers run (its cgroup): what a helper
+        needs to enter this sandbox and no other, within its limits (runtime.sandbox.files)."""
+        st = self._state(sid)
+        if st.status != "running" or st.pid is None or st.pid_start is None:
+            raise errors.Conflict(f"sandbox {sid} is {st.status}, not running")
+        return st.pid, st.pid_start, Placement(self.cgroups.path(sid), cgroups=self.cgroups)
 
     def list(self) -> builtins.list[SandboxInfo]:
         with self._lock:
