@@ -86,6 +86,28 @@ def duration(name: str, default: str) -> int:
     return seconds
 
 
+def size(name: str, default: str) -> int:
+    """Bytes from ``1048576``, ``512K``, ``300M``, ``2G`` or ``1T`` (binary multiples, as
+    Docker's ``--memory``; ``KiB``/``MiB``/``GiB``/``TiB`` and ``KB``... read the same)."""
+    value = raw(name, default)
+    assert value is not None
+    text = value.strip().upper().removesuffix("IB").removesuffix("B")
+    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    factor = 1
+    if text and text[-1] in units:
+        factor = units[text[-1]]
+        text = text[:-1]
+    try:
+        number = int(text.strip()) * factor
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name}: expected a size such as 1048576, 512K, 300M or 2G; got {value!r}"
+        ) from None
+    if number <= 0:
+        raise ImproperlyConfigured(f"{name}: must be positive, got {value!r}")
+    return number
+
+
 def string_list(name: str, default: str) -> list[str]:
     value = raw(name, default)
     assert value is not None

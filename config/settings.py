@@ -233,6 +233,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "heartbeat": {"task": "config.tasks.heartbeat", "schedule": 60.0},
     "labs-cull-idle": {"task": "labs.tasks.cull_idle_sessions", "schedule": 30.0},
     "labs-expire": {"task": "labs.tasks.expire_sessions", "schedule": 30.0},
+    "labs-expire-paused": {"task": "labs.tasks.expire_paused_sessions", "schedule": 600.0},
     "grader-requeue-stale": {"task": "grader.tasks.requeue_stale_submissions", "schedule": 30.0},
     "lti-expire-state": {"task": "lti.tasks.expire_state", "schedule": 3600.0},
     "lti-resend-stale-scores": {"task": "lti.tasks.resend_stale_scores", "schedule": 600.0},
@@ -266,6 +267,10 @@ LAB_WARN_BEFORE = env.duration("LAB_WARN_BEFORE", "5m")
 LAB_MAX_LIVE_PER_STUDENT = env.integer("LAB_MAX_LIVE_PER_STUDENT", 2, minimum=1)
 LAB_MAX_TERMINALS = env.integer("LAB_MAX_TERMINALS", 4, minimum=1, maximum=16)
 LAB_PROVISION_ATTEMPTS = env.integer("LAB_PROVISION_ATTEMPTS", 3, minimum=1)
+# Resumable labs: a paused lab's sandbox is kept on disk this long, and one student's paused
+# labs may keep at most this much disk (the allocated size of their sandboxes' disk images).
+LAB_PAUSED_RETENTION = env.duration("LAB_PAUSED_RETENTION", "7d")
+LAB_PAUSED_QUOTA = env.size("LAB_PAUSED_QUOTA", "2G")
 TERMINAL_MAX_MESSAGE = env.integer("TERMINAL_MAX_MESSAGE", 64 * 1024, minimum=1024)
 TERMINAL_INPUT_RATE = env.integer("TERMINAL_INPUT_RATE", 256 * 1024, minimum=1024)
 # Output flow control: bytes sent to the browser but not yet written by xterm.js.

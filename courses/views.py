@@ -24,10 +24,16 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def progress(request: HttpRequest) -> HttpResponse:
+    from labs.selectors import kept_sessions_of
+
     courses = list(Course.objects.active())
     rows = course_progress.user_progress(request.user, courses)
     started = [row for row in rows if any(lp.attempted for mp in row.modules for lp in mp.labs)]
-    return render(request, "courses/progress.html", {"courses": courses, "progress": rows, "started": started})
+    return render(
+        request,
+        "courses/progress.html",
+        {"courses": courses, "progress": rows, "started": started, "paused": kept_sessions_of(request.user)},
+    )
 
 
 # --- instructor dashboard (grader issue) ----------------------------------------------------

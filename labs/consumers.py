@@ -174,7 +174,16 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         )
         rows = _clamp(query.get("rows"), 24, 5, 500)
         cols = _clamp(query.get("cols"), 80, 10, 1000)
-        created = await self.rt.create_session(session.sandbox_id, rows=rows, cols=cols)
+        # after a resume, the shell of this terminal starts where it was when the lab was paused
+        cwd = session.resume_cwds.get(str(self.number))
+        try:
+            created = await self.rt.create_session(session.sandbox_id, rows=rows, cols=cols, cwd=cwd)
+        except runtime_errors.SandboxNotFound:
+            raise
+        except runtime_errors.RuntimeError:
+            if cwd is None:
+                raise
+            created = await self.rt.create_session(session.sandbox_id, rows=rows, cols=cols)
         pty_id = str(created["session_id"])
         await _open_terminal(session, self.number, pty_id)
         return pty_id

@@ -2,9 +2,12 @@
 
 ``LabSession`` is the database's view of a sandbox that runtimed (or another
 backend) runs: its lifecycle status, the terminals opened in it and the
-activity that keeps it alive. At most one *live* session (starting or ready)
-exists per student and lab, enforced by a partial unique constraint; ended
-sessions stay as history.
+activity that keeps it alive. At most one *open* session (live: starting or
+ready; or kept: pausing, paused, resuming) exists per student and lab, enforced
+by a partial unique constraint, so a paused lab is resumed, never started a
+second time beside it; ended sessions stay as history. Only live sessions hold
+a running sandbox (and count against LAB_MAX_LIVE_PER_STUDENT); paused ones hold
+disk (``paused_bytes``, against LAB_PAUSED_QUOTA) until ``paused_until``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,17 @@ class LabSessionQuerySet(models.QuerySet["LabSession"]):
     def live(self) -> LabSessionQuerySet:
         return self.filter(status__in=LabSession.LIVE)
 
+    def open(self) -> LabSessionQuerySet:
+        """Live or kept (paused): the one a student returns to for a lab."""
+        return self.filter(status__in=LabSession.OPEN)
+
+    def kept(self) -> LabSessionQuerySet:
+        """Pausing, paused or resuming: their disk counts against LAB_PAUSED_QUOTA."""
+        return self.filter(status__in=LabSession.KEPT)
+
+    def pause_expired_at(self, moment: datetime) -> LabSessionQuerySet:
+        return self.filter(status=LabSession.Status.PAUSED, paused_until__lt=moment)
+
     def for_user(self, user: Any) -> LabSessionQuerySet:
         return self.filter(user=user)
 
@@ -40,6 +54,9 @@ class LabSession(models.Model):
         FAILED = "failed", "Failed"
         STOPPING = "stopping", "Stopping"
         STOPPED = "stopped", "Stopped"
+        PAUSING = "pausing", "Pausing"
+        PAUSED = "paused", "Paused"
+        RESUMING = "resuming", "Resuming"
 
     class EndReason(models.TextChoices):
         NONE = "", "—"
@@ -49,8 +66,11 @@ class LabSession(models.Model):
         EXPIRED = "expired", "time limit reached"
         FAILED = "failed", "could not start"
         LOST = "lost", "the sandbox disappeared"
+        PAUSE_EXPIRED = "pause-expired", "paused for longer than allowed"
 
     LIVE = (Status.STARTING, Status.READY)
+    KEPT = (Status.PAUSING, Status.PAUSED, Status.RESUMING)
+    OPEN = LIVE + KEPT
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="lab_sessions")
@@ -78,6 +98,13 @@ class LabSession(models.Model):
     last_activity_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
+    # Paused (resumable labs): since when, until when it is kept (LAB_PAUSED_RETENTION), the
+    # disk it keeps on the host (against LAB_PAUSED_QUOTA), and terminal number -> the
+    # working directory its shell had, for the shells the resume opens.
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_until = models.DateTimeField(null=True, blank=True)
+    paused_bytes = models.PositiveBigIntegerField(default=0)
+    resume_cwds = models.JSONField(default=dict, blank=True)
 
     objects = LabSessionQuerySet.as_manager()
 
@@ -86,8 +113,8 @@ class LabSession(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "lab"],
-                condition=Q(status__in=["starting", "ready"]),
-                name="one_live_session_per_student_and_lab",
+                condition=Q(status__in=["starting", "ready", "pausing", "paused", "resuming"]),
+                name="one_open_session_per_student_and_lab",
             )
         ]
         indexes = [models.Index(fields=["status", "last_activity_at"])]
@@ -98,6 +125,10 @@ class LabSession(models.Model):
     @property
     def is_live(self) -> bool:
         return self.status in self.LIVE
+
+    @property
+    def is_kept(self) -> bool:
+        return self.status in self.KEPT
 
     @property
     def group_name(self) -> str:

@@ -76,6 +76,47 @@ class LabSandboxes:
         with contextlib.suppress(runtime_errors.SandboxNotFound):
             self.backend.remove(sandbox_id)
 
+    @property
+    def supports_pause(self) -> bool:
+        return self.backend.supports_pause
+
+    def pause(self, sandbox_id: str) -> dict[str, Any]:
+        """Pause (keep on disk, stop every process): ``{"shells": {pty id: cwd}, "disk_image_bytes"}``."""
+        try:
+            return self.backend.pause(sandbox_id)
+        except runtime_errors.SandboxNotFound as exc:
+            raise SandboxGone(str(exc)) from exc
+        except runtime_errors.RuntimeError as exc:
+            raise SandboxError(str(exc)) from exc
+
+    def resume(self, sandbox_id: str) -> None:
+        try:
+            self.backend.resume(sandbox_id)
+        except runtime_errors.SandboxNotFound as exc:
+            raise SandboxGone(str(exc)) from exc
+        except runtime_errors.LimitExceeded as exc:
+            raise SandboxError(f"The lab server is full right now: {exc}. Try again in a few minutes.") from exc
+        except runtime_errors.RuntimeError as exc:
+            raise SandboxError(str(exc)) from exc
+
+    def disk_image_bytes(self, sandbox_id: str, *, token: str) -> int:
+        """What the host keeps for the sandbox's disk, asked with the session's own credential."""
+        scoped = self.scoped(token) if token else self
+        try:
+            return int(scoped.backend.stats(sandbox_id).get("disk_image_bytes") or 0)
+        except runtime_errors.RuntimeError as exc:
+            raise SandboxError(f"could not measure the sandbox's disk: {exc}") from exc
+        finally:
+            if scoped is not self:
+                scoped.close()
+
+    def status(self, sandbox_id: str) -> str | None:
+        """The sandbox's status (running, paused, ...), None when it is gone or unknown."""
+        try:
+            return str(self.backend.get(sandbox_id).get("status"))
+        except runtime_errors.RuntimeError:
+            return None
+
     def exists(self, sandbox_id: str) -> bool:
         try:
             return self.backend.get(sandbox_id).get("status") == "running"

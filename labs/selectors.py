@@ -100,6 +100,20 @@ def live_session(*, user: Any, lab: Lab) -> LabSession | None:
     return LabSession.objects.live().filter(user=user, lab=lab).first()
 
 
+def open_session(*, user: Any, lab: Lab) -> LabSession | None:
+    """The student's running or paused session of ``lab`` (at most one)."""
+    return LabSession.objects.open().filter(user=user, lab=lab).first()
+
+
+def kept_sessions_of(user: Any) -> list[LabSession]:
+    """The student's paused labs (with when each is deleted), soonest to go first."""
+    if not getattr(user, "is_authenticated", False):
+        return []
+    return list(
+        LabSession.objects.kept().filter(user=user).select_related("lab").order_by("paused_until", "created_at")
+    )
+
+
 def live_sessions_of(user: Any) -> int:
     return LabSession.objects.live().filter(user=user).count()
 

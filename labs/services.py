@@ -3,6 +3,14 @@
     start ──> starting ──(provision task)──> ready ──(stop / idle / expiry)──> stopping ──> stopped
                   └──(provisioning failed)──> failed ──(retry = start again)
 
+    ready ──(pause)──> pausing ──(pause task)──> paused ──(resume)──> resuming ──(resume task)──> ready
+                                                   └──(discard = stop / LAB_PAUSED_RETENTION)──> stopping
+
+A paused session keeps its sandbox (runtimed's ``pause``: no process, no memory, the disk
+kept), so resuming is the same session and the same sandbox, never a second one: the
+partial unique constraint counts paused sessions as open, and starting the lab again
+returns the paused session, whose page offers Resume or Discard.
+
 The view calls a service; the service changes rows in one transaction and,
 only after commit, enqueues the Celery task and pushes the new state to the
 page (CONVENTIONS.md #3, #4). Provisioning and release talk to the sandbox
@@ -18,8 +26,9 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from courses.models import Lab
@@ -37,6 +46,10 @@ class SandboxLimitReached(Exception):
     """The student already runs as many sandboxes as allowed."""
 
 
+class PauseRefused(Exception):
+    """The lab cannot be paused or resumed now (backend, quota, state); the message says why."""
+
+
 # --- pushing state to the page ------------------------------------------------
 
 
@@ -52,6 +65,9 @@ def session_state(session: LabSession) -> dict[str, Any]:
         "progress": session.progress,
         "error": session.error,
         "expires_at": session.expires_at.isoformat(),
+        # a paused lab is kept (and deleted after) this moment
+        "paused_until": session.paused_until.isoformat() if session.paused_until else None,
+        "can_pause": pausable(session),
         "seconds_left": max(0, int((session.expires_at - now).total_seconds())),
         "idle_deadline": idle_deadline.isoformat(),
         "warn_before": settings.LAB_WARN_BEFORE,
@@ -142,9 +158,9 @@ def lab_session_start(*, user: Any, lab: Lab) -> LabSession:
     """Start ``lab`` for ``user``, or return the live session they already have."""
     from labs.tasks import provision_sandbox
 
-    existing = LabSession.objects.live().select_for_update().filter(user=user, lab=lab).first()
+    existing = LabSession.objects.open().select_for_update().filter(user=user, lab=lab).first()
     if existing is not None:
-        return existing
+        return existing  # a paused one too: its page offers Resume or Discard
     if lab.archived_at is not None or not lab.enabled:
         raise LabUnavailable(lab.disabled_reason or "This lab is not available at the moment.")
     live = LabSession.objects.live().filter(user=user).count()
@@ -165,7 +181,7 @@ def lab_session_start(*, user: Any, lab: Lab) -> LabSession:
             )
     except IntegrityError:
         # A concurrent request created it first: resume that one.
-        return LabSession.objects.live().get(user=user, lab=lab)
+        return LabSession.objects.open().get(user=user, lab=lab)
     _add_progress(session, "queued", "Waiting for a worker to build your sandbox")
     session.save(update_fields=["progress"])
     provision_sandbox.delay_on_commit(str(session.pk))
@@ -181,6 +197,9 @@ def lab_session_stop(*, session: LabSession, reason: str = LabSession.EndReason.
     session = LabSession.objects.select_for_update().get(pk=session.pk)
     if session.status in (LabSession.Status.STOPPING, LabSession.Status.STOPPED):
         return session
+    if session.status in (LabSession.Status.PAUSING, LabSession.Status.RESUMING):
+        # runtimed is stopping or starting it right now: never remove a sandbox half-way
+        raise PauseRefused(f"The lab is {session.get_status_display().lower()}; try again in a few seconds.")
     if selectors.is_waiting_for_a_worker(session, timezone.now()):
         _push_queue(left=session)
     session.status = LabSession.Status.STOPPING if session.sandbox_id else LabSession.Status.STOPPED
@@ -215,8 +234,11 @@ def lab_session_open_terminal(*, session: LabSession, number: int, session_id: s
     """Record the runtimed PTY session behind terminal ``number``."""
     locked = LabSession.objects.select_for_update().get(pk=session.pk)
     locked.terminals = {**locked.terminals, str(number): session_id}
-    locked.save(update_fields=["terminals"])
+    # a shell reopened after a resume started where it was: later ones start at home
+    locked.resume_cwds = {k: v for k, v in locked.resume_cwds.items() if k != str(number)}
+    locked.save(update_fields=["terminals", "resume_cwds"])
     session.terminals = locked.terminals
+    session.resume_cwds = locked.resume_cwds
     _push(locked)
 
 
@@ -368,5 +390,244 @@ def expire_sessions() -> int:
     count = 0
     for session in LabSession.objects.expired_at(timezone.now()):
         lab_session_stop(session=session, reason=LabSession.EndReason.EXPIRED)
+        count += 1
+    return count
+
+
+# --- resumable labs: pause, resume, expiry ------------------------------------------
+
+
+TRANSITION_LEASE = timedelta(seconds=300)  # the pause/resume tasks' own time limit
+
+
+def pausable(session: LabSession) -> bool:
+    """Whether the session's backend can pause a lab (the page then offers Pause)."""
+    try:
+        return sandboxes.backend_for(session.backend).supports_pause
+    except sandboxes.SandboxError:
+        return False
+
+
+def _size(n: int) -> str:
+    for unit, factor in (("GB", 2**30), ("MB", 2**20), ("kB", 2**10)):
+        if n >= factor:
+            return f"{n / factor:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def lab_session_pause(*, session: LabSession) -> LabSession:
+    """Ask for ``session``'s sandbox to be paused (kept on disk, no process) by a task.
+
+    Refused (``PauseRefused``, with the reason) where the backend cannot pause, when the
+    session is not running, or when the student's paused labs and this one together would
+    keep more than LAB_PAUSED_QUOTA of disk."""
+    labs = sandboxes.backend_for(session.backend)
+    if not labs.supports_pause:
+        raise PauseRefused(
+            f"Labs cannot be paused on this server (the {session.backend} sandbox backend cannot keep a "
+            "stopped sandbox). Stop the lab instead: its sandbox is discarded."
+        )
+    if session.status != LabSession.Status.READY or not session.sandbox_id:
+        if session.status in (LabSession.Status.PAUSING, LabSession.Status.PAUSED):
+            return session
+        raise PauseRefused("Only a running lab can be paused.")
+    # what the host keeps for it, measured now with the session's own credential (read)
+    size = labs.disk_image_bytes(session.sandbox_id, token=session.runtime_token)
+    return _claim_pause(session, size)
+
+
+@transaction.atomic
+def _claim_pause(session: LabSession, size: int) -> LabSession:
+    from labs.tasks import pause_sandbox
+
+    # One student's pauses one at a time (the quota is a sum): the user row's lock on
+    # PostgreSQL; on SQLite the claim below is the transaction's first write, which
+    # serialises writers, and a concurrent one fails rather than overshoot.
+    if connection.features.has_select_for_update:
+        get_user_model().objects.select_for_update().filter(pk=session.user_id).first()
+    claimed = LabSession.objects.filter(pk=session.pk, status=LabSession.Status.READY).update(
+        status=LabSession.Status.PAUSING, paused_bytes=size, provision_lease_until=None
+    )
+    locked = LabSession.objects.get(pk=session.pk)
+    if not claimed:
+        if locked.status in (LabSession.Status.PAUSING, LabSession.Status.PAUSED):
+            return locked
+        raise PauseRefused("Only a running lab can be paused.")
+    kept = LabSession.objects.kept().filter(user_id=session.user_id).aggregate(total=Sum("paused_bytes"))["total"]
+    quota = settings.LAB_PAUSED_QUOTA
+    if (kept or 0) > quota:
+        transaction.set_rollback(True)
+        others = (kept or 0) - size
+        raise PauseRefused(
+            f"Not enough room to keep this lab: it uses {_size(size)} of disk, your paused labs already keep "
+            f"{_size(others)}, and you may keep {_size(quota)} in all. Discard a paused lab (My progress lists "
+            "them) or stop this one."
+        )
+    _add_progress(locked, "pausing", "Pausing: stopping every process, keeping the files")
+    locked.save(update_fields=["progress"])
+    pause_sandbox.delay_on_commit(str(locked.pk))
+    _push(locked)
+    return locked
+
+
+def _claim_transition(session_id: str, status: str) -> LabSession | None:
+    """Claim a pausing/resuming session for one worker (a lease, as provisioning's)."""
+    now = timezone.now()
+    claimed = (
+        LabSession.objects.filter(pk=session_id, status=status)
+        .filter(Q(provision_lease_until__isnull=True) | Q(provision_lease_until__lt=now))
+        .update(provision_lease_until=now + TRANSITION_LEASE)
+    )
+    return LabSession.objects.get(pk=session_id) if claimed else None
+
+
+def lab_session_do_pause(*, session_id: str) -> LabSession | None:
+    """Pause the sandbox of a pausing session (run by a task; a second delivery finds nothing)."""
+    session = _claim_transition(session_id, LabSession.Status.PAUSING)
+    if session is None:
+        return None
+    labs = sandboxes.backend_for(session.backend)
+    try:
+        out = labs.pause(session.sandbox_id)
+    except sandboxes.SandboxGone:
+        with transaction.atomic():
+            LabSession.objects.filter(pk=session.pk).update(status=LabSession.Status.READY)
+        return lab_session_stop(session=session, reason=LabSession.EndReason.LOST)
+    except sandboxes.SandboxError as exc:
+        if labs.status(session.sandbox_id) != "paused":  # paused all the same: the answer was lost
+            with transaction.atomic():
+                locked = LabSession.objects.select_for_update().get(pk=session.pk)
+                locked.status = LabSession.Status.READY
+                locked.paused_bytes, locked.provision_lease_until = 0, None
+                locked.error = f"The lab could not be paused: {exc}"[-4000:]
+                locked.save(update_fields=["status", "paused_bytes", "provision_lease_until", "error"])
+                _push(locked)
+            log.warning("lab session %s could not be paused: %s", session.pk, exc)
+            if labs.status(session.sandbox_id) is None:
+                return lab_session_stop(session=locked, reason=LabSession.EndReason.LOST)
+            return locked
+        out = {}
+    shells = out.get("shells") or {}
+    with transaction.atomic():
+        locked = LabSession.objects.select_for_update().get(pk=session.pk)
+        now = timezone.now()
+        locked.resume_cwds = {
+            number: str(shells[pty]) for number, pty in locked.terminals.items() if isinstance(shells.get(pty), str)
+        }
+        locked.terminals = {}
+        locked.status = LabSession.Status.PAUSED
+        locked.paused_at = now
+        locked.paused_until = now + timedelta(seconds=settings.LAB_PAUSED_RETENTION)
+        locked.paused_bytes = max(locked.paused_bytes, int(out.get("disk_image_bytes") or 0))
+        locked.provision_lease_until = None
+        locked.error = ""
+        _add_progress(locked, "paused", "Paused: files, containers and cluster kept, no process running")
+        locked.save(
+            update_fields=[
+                "resume_cwds",
+                "terminals",
+                "status",
+                "paused_at",
+                "paused_until",
+                "paused_bytes",
+                "provision_lease_until",
+                "error",
+                "progress",
+            ]
+        )
+        _push(locked)
+    return locked
+
+
+@transaction.atomic
+def lab_session_resume(*, session: LabSession) -> LabSession:
+    """Ask for a paused session's sandbox to run again (the same sandbox, by a task)."""
+    from labs.tasks import resume_sandbox
+
+    locked = LabSession.objects.select_for_update().get(pk=session.pk)
+    if locked.status in (LabSession.Status.RESUMING, LabSession.Status.READY):
+        return locked
+    if locked.status != LabSession.Status.PAUSED:
+        raise PauseRefused("Only a paused lab can be resumed.")
+    running = LabSession.objects.filter(
+        user_id=locked.user_id, status__in=(*LabSession.LIVE, LabSession.Status.RESUMING)
+    ).count()
+    if running >= settings.LAB_MAX_LIVE_PER_STUDENT:
+        raise SandboxLimitReached(
+            f"You already have {running} lab sandbox{'es' if running != 1 else ''} running, the most allowed "
+            f"at once. Stop or pause one of them (My progress lists them) and resume this one again."
+        )
+    locked.status = LabSession.Status.RESUMING
+    locked.provision_lease_until = None
+    locked.error = ""
+    _add_progress(locked, "resuming", "Resuming: starting your sandbox again")
+    locked.save(update_fields=["status", "provision_lease_until", "error", "progress"])
+    resume_sandbox.delay_on_commit(str(locked.pk))
+    _push(locked)
+    return locked
+
+
+def lab_session_do_resume(*, session_id: str) -> LabSession | None:
+    """Start a resuming session's sandbox again and give it fresh credentials (a task)."""
+    session = _claim_transition(session_id, LabSession.Status.RESUMING)
+    if session is None:
+        return None
+    labs = sandboxes.backend_for(session.backend)
+    lifetime = _time_limit(session.lab)
+    try:
+        labs.resume(session.sandbox_id)
+        runtime_token = labs.token(session.sandbox_id, "web", lifetime + WEB_TOKEN_SLACK)
+        grader_token = labs.token(session.sandbox_id, "grader", lifetime + WEB_TOKEN_SLACK)
+    except sandboxes.SandboxGone:
+        with transaction.atomic():
+            LabSession.objects.filter(pk=session.pk).update(status=LabSession.Status.READY)
+        return lab_session_stop(session=session, reason=LabSession.EndReason.LOST)
+    except sandboxes.SandboxError as exc:
+        with transaction.atomic():
+            locked = LabSession.objects.select_for_update().get(pk=session.pk)
+            locked.status = LabSession.Status.PAUSED  # runtimed leaves it paused, its disk intact
+            locked.provision_lease_until = None
+            locked.error = f"The lab could not be resumed: {exc}. Your work is still kept; try again."[-4000:]
+            locked.save(update_fields=["status", "provision_lease_until", "error"])
+            _push(locked)
+        log.warning("lab session %s could not be resumed: %s", session.pk, exc)
+        return locked
+    with transaction.atomic():
+        locked = LabSession.objects.select_for_update().get(pk=session.pk)
+        now = timezone.now()
+        locked.runtime_token, locked.grader_token = runtime_token, grader_token
+        locked.status = LabSession.Status.READY
+        locked.ready_at = locked.last_activity_at = now
+        locked.expires_at = now + timedelta(seconds=lifetime)
+        locked.paused_at = locked.paused_until = None
+        locked.paused_bytes = 0
+        locked.provision_lease_until = None
+        locked.error = ""
+        _add_progress(locked, "ready", "Resumed: containers that were running started again")
+        locked.save(
+            update_fields=[
+                "runtime_token",
+                "grader_token",
+                "status",
+                "ready_at",
+                "last_activity_at",
+                "expires_at",
+                "paused_at",
+                "paused_until",
+                "paused_bytes",
+                "provision_lease_until",
+                "error",
+                "progress",
+            ]
+        )
+        _push(locked)
+    return locked
+
+
+def expire_paused_sessions() -> int:
+    """Discard paused sessions kept longer than LAB_PAUSED_RETENTION (their sandbox is removed)."""
+    count = 0
+    for session in LabSession.objects.pause_expired_at(timezone.now()):
+        lab_session_stop(session=session, reason=LabSession.EndReason.PAUSE_EXPIRED)
         count += 1
     return count

@@ -61,3 +61,20 @@ def cull_idle_sessions() -> int:
 @shared_task(name="labs.tasks.expire_sessions", time_limit=120, soft_time_limit=100)
 def expire_sessions() -> int:
     return services.expire_sessions()
+
+
+@shared_task(name="labs.tasks.pause_sandbox", time_limit=300, soft_time_limit=270, acks_late=True)
+def pause_sandbox(session_id: str) -> str | None:
+    session = services.lab_session_do_pause(session_id=session_id)
+    return session.status if session else None
+
+
+@shared_task(name="labs.tasks.resume_sandbox", time_limit=300, soft_time_limit=270, acks_late=True)
+def resume_sandbox(session_id: str) -> str | None:
+    session = services.lab_session_do_resume(session_id=session_id)
+    return session.status if session else None
+
+
+@shared_task(name="labs.tasks.expire_paused_sessions", time_limit=300, soft_time_limit=270)
+def expire_paused_sessions() -> int:
+    return services.expire_paused_sessions()

@@ -20,7 +20,7 @@ from courses.models import Lab
 from courses.rendering import render_markdown
 from grader.selectors import exercises_with_progress
 from labs import services
-from labs.selectors import LabSessionNotFound, lab_session_for_user, live_session
+from labs.selectors import LabSessionNotFound, lab_session_for_user, open_session
 
 
 def _lab(lab_id: int) -> Lab:
@@ -58,7 +58,7 @@ def lab_detail(request: HttpRequest, lab_id: int) -> HttpResponse:
             "course": lab.module.course,
             "intro_html": render_markdown(lab.intro),
             "steps": _steps(lab),
-            "live_session": live_session(user=request.user, lab=lab),
+            "live_session": open_session(user=request.user, lab=lab),
             "start_url": reverse("labs:start", kwargs={"lab_id": lab.pk}),
             "disabled_reason": "" if lab.enabled else (lab.disabled_reason or "This lab is not available yet."),
         },
@@ -98,6 +98,9 @@ def session_page(request: HttpRequest, session_id: Any) -> HttpResponse:
         "warn_before": settings.LAB_WARN_BEFORE,
         "reset_url": reverse("labs:reset", kwargs={"session_id": session.pk}),
         "stop_url": reverse("labs:stop", kwargs={"session_id": session.pk}),
+        "pause_url": reverse("labs:pause", kwargs={"session_id": session.pk}),
+        "resume_url": reverse("labs:resume", kwargs={"session_id": session.pk}),
+        "can_pause": services.pausable(session),
         "start_url": reverse("labs:start", kwargs={"lab_id": lab.pk}),
         "csrf_token": get_token(request),
     }
@@ -138,6 +141,33 @@ def session_reset(request: HttpRequest, session_id: Any) -> HttpResponse:
 @require_POST
 def session_stop(request: HttpRequest, session_id: Any) -> HttpResponse:
     granted = _granted(request, session_id, write=True)
-    services.lab_session_stop(session=granted.session)
+    try:
+        services.lab_session_stop(session=granted.session)
+    except services.PauseRefused as exc:
+        messages.error(request, str(exc))
+        return redirect("labs:session", session_id=granted.session.pk)
     messages.info(request, "The lab's sandbox was stopped.")
     return redirect("labs:lab", lab_id=granted.session.lab_id)
+
+
+@login_required
+@require_POST
+def session_pause(request: HttpRequest, session_id: Any) -> HttpResponse:
+    """Pause: the sandbox is kept on disk (files, containers, cluster), no process runs."""
+    granted = _granted(request, session_id, write=True)
+    try:
+        services.lab_session_pause(session=granted.session)
+    except services.PauseRefused as exc:
+        messages.error(request, str(exc))
+    return redirect("labs:session", session_id=granted.session.pk)
+
+
+@login_required
+@require_POST
+def session_resume(request: HttpRequest, session_id: Any) -> HttpResponse:
+    granted = _granted(request, session_id, write=True)
+    try:
+        services.lab_session_resume(session=granted.session)
+    except (services.PauseRefused, services.SandboxLimitReached) as exc:
+        messages.error(request, str(exc))
+    return redirect("labs:session", session_id=granted.session.pk)

@@ -30,6 +30,9 @@
     failed: "Failed",
     stopping: "Stopping",
     stopped: "Stopped",
+    pausing: "Pausing",
+    paused: "Paused",
+    resuming: "Resuming",
   };
   var END_REASONS = {
     stopped: "You stopped it.",
@@ -38,6 +41,7 @@
     expired: "It reached its time limit.",
     failed: "Its sandbox could not start.",
     lost: "Its sandbox disappeared (the server may have restarted).",
+    "pause-expired": "It stayed paused for longer than paused labs are kept, and was deleted.",
   };
 
   // --- small helpers ------------------------------------------------------------------
@@ -773,6 +777,12 @@
         });
       } else if (status === "starting") {
         showOverlay("starting");
+      } else if (status === "pausing" || status === "resuming") {
+        $("#transition-title").textContent =
+          status === "pausing" ? "Pausing your lab: keeping your work" : "Resuming your lab";
+        showOverlay("transition");
+      } else if (status === "paused") {
+        showOverlay("paused");
       } else if (status === "failed") {
         showOverlay("failed");
       } else if (status === "gone") {
@@ -786,8 +796,32 @@
             status === "failed" ? "The sandbox could not start." : "The lab session has ended."
           );
         });
+      } else if (status === "pausing" || status === "paused") {
+        // the shells end with the pause; Resume opens new ones where these were
+        order.forEach(function (n) {
+          kubelab.tabs[n].halt("The lab is paused.");
+        });
       }
       renderTimeLeft();
+    }
+
+    // When a paused lab is deleted (LAB_PAUSED_RETENTION), in the reader's own time zone.
+    function renderPausedUntil(iso) {
+      var text = $("#paused-until-text");
+      var time = $("#paused-until");
+      if (!text || !time) {
+        return;
+      }
+      if (!iso) {
+        text.hidden = true;
+        return;
+      }
+      var when = new Date(iso);
+      time.setAttribute("datetime", iso);
+      time.textContent = isNaN(when.getTime())
+        ? iso
+        : when.toLocaleString(undefined, { dateStyle: "full", timeStyle: "short" });
+      text.hidden = false;
     }
 
     function applyState(state) {
@@ -804,6 +838,7 @@
         warnBefore = state.warn_before;
       }
       $("#session-error").textContent = state.error || "";
+      renderPausedUntil(state.paused_until);
       $("#end-reason").textContent = END_REASONS[state.end_reason] || "";
       // Progress first: setStatus marks the last stage done or current.
       sessionStatus = state.status;
@@ -910,7 +945,7 @@
       heartbeat(false);
     }, HEARTBEAT_EVERY);
     setInterval(function () {
-      if (sessionStatus === "starting" || sessionStatus === "stopping") {
+      if (["starting", "stopping", "pausing", "resuming"].indexOf(sessionStatus) >= 0) {
         requestState();
       }
     }, STATE_POLL_EVERY);
@@ -1034,12 +1069,25 @@
           return;
         }
         $("#confirm-text").textContent = message;
-        $("#confirm-title").textContent = form.getAttribute("data-confirm-ok") + "?";
+        // Stop offers an alternative beside it: Pause (keep my work)
+        var alt = form.getAttribute("data-confirm-alt");
+        var altForm = alt ? document.getElementById(alt) : null;
+        var altButton = $("#confirm-alt");
+        altButton.hidden = !altForm;
+        altButton.textContent = form.getAttribute("data-confirm-alt-label") || "";
+        $("#confirm-title").textContent = altForm
+          ? "Pause or stop the lab?"
+          : form.getAttribute("data-confirm-ok") + "?";
         $("#confirm-ok").textContent = form.getAttribute("data-confirm-ok") || "Confirm";
         dialog.returnValue = "";
         dialog.onclose = function () {
           dialog.onclose = null;
-          if (dialog.returnValue === "ok") {
+          if (dialog.returnValue === "alt" && altForm) {
+            altForm.querySelectorAll("button").forEach(function (b) {
+              b.disabled = true;
+            });
+            altForm.submit();
+          } else if (dialog.returnValue === "ok") {
             form._confirmed = true;
             form.querySelectorAll("button").forEach(function (b) {
               b.disabled = true;
