@@ -171,19 +171,21 @@ class ClassMatrix:
     rows: list[MatrixRow]
 
 
-def class_matrix(*, course: Course, module: Module | None = None, search: str = "", status: str = "") -> ClassMatrix:
+def class_matrix(
+    *, course: Course, module: Module | None = None, search: str = "", status: str = "", viewer: Any = None
+) -> ClassMatrix:
     """Students by exercises of ``course`` (or one module): who passed what,
     in how many attempts, and when they were last active.
 
-    Students are everyone holding the student role plus anyone with progress
-    in the course; ``search`` matches username, name or email; ``status``
-    keeps students with at least one exercise in that state (``passed``,
-    ``attempted``, ``not_started``).
+    Students are the course's class as ``viewer`` sees it (``classview.class_members``:
+    an LMS course's roster, a site course's own students, plus anyone who worked in the
+    course; an LMS-made instructor sees their LMS course's roster only); ``search``
+    matches username, name or email; ``status`` keeps students with at least one
+    exercise in that state (``passed``, ``attempted``, ``not_started``).
     """
-    from django.contrib.auth import get_user_model
     from django.db.models import Q
 
-    from accounts.roles import STUDENT
+    from courses.classview import class_members
 
     exercises = Exercise.objects.active().filter(lab__module__course=course, lab__archived_at__isnull=True)
     if module is not None:
@@ -194,11 +196,7 @@ def class_matrix(*, course: Course, module: Module | None = None, search: str = 
         )
     )
     progress = ExerciseProgress.objects.filter(exercise__in=ordered)
-    users = (
-        get_user_model()
-        .objects.filter(is_active=True)
-        .filter(Q(groups__name=STUDENT) | Q(exercise_progress__exercise__in=ordered))
-    )
+    users = class_members(course, viewer=viewer)
     if search:
         users = users.filter(
             Q(username__icontains=search)

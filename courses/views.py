@@ -73,7 +73,11 @@ def instructor_dashboard(request: HttpRequest) -> HttpResponse:
     matrix = None
     if filters["course"] is not None:
         matrix = course_progress.class_matrix(
-            course=filters["course"], module=filters["module"], search=filters["search"], status=filters["status"]
+            course=filters["course"],
+            module=filters["module"],
+            search=filters["search"],
+            status=filters["status"],
+            viewer=request.user,
         )
     context = {
         "courses": selectors.course_list(user=request.user),
@@ -91,7 +95,7 @@ def instructor_csv(request: HttpRequest) -> HttpResponse:
     if course is None:
         raise Http404("You teach no course.")
     matrix = course_progress.class_matrix(
-        course=course, module=filters["module"], search=filters["search"], status=filters["status"]
+        course=course, module=filters["module"], search=filters["search"], status=filters["status"], viewer=request.user
     )
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{course.slug}-progress.csv"'

@@ -79,3 +79,37 @@ def test_the_sites_own_instructors_keep_an_unlisted_course(lms: Any, course: Any
     course.course.instructors.add(listed)
     assert teaches(listed, course.course) and teaches(_user(lms, "teach-d"), course.course)
     assert not teaches(local, course.course)
+
+
+def test_an_lms_instructor_sees_only_their_lms_courses_students(lms: Any, course: Any) -> None:
+    """The class view, the progress table and its CSV listed every student of the site:
+    an LMS instructor saw the names and e-mail addresses of people their LMS never
+    vouched for (issue #18)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from labs.models import LabSession
+    from tests.factories import StudentFactory
+
+    teacher = Client()
+    launch(teacher, lms, lms.claims(sub="teach-e", roles=INSTRUCTOR, context="mine", target="course:k8s"))
+    launch(Client(), lms, lms.claims(sub="pupil-e", roles=LEARNER, context="mine", target="course:k8s"))
+    launch(Client(), lms, lms.claims(sub="other-e", roles=LEARNER, context="theirs", target="course:k8s"))
+    site = StudentFactory.create(username="site-student", email="site-student@school.example")
+    now = timezone.now()
+    LabSession.objects.create(user=site, lab=course.lab, created_at=now, expires_at=now + timedelta(hours=1))
+    pupil = _user(lms, "pupil-e")
+    pages = {
+        "table": teacher.get(reverse("courses:instructor") + "?course=k8s"),
+        "csv": teacher.get(reverse("courses:instructor-csv") + "?course=k8s"),
+        "live": teacher.get(reverse("courses:instructor-live", args=["k8s"])),
+        "json": teacher.get(reverse("courses:instructor-live-json", args=["k8s"])),
+    }
+    for name, answer in pages.items():
+        assert answer.status_code == 200, name
+        body = answer.content.decode()
+        if name != "json":  # the JSON names only who is stuck or in a lab; its count is below
+            assert "Given pupil-e" in body or pupil.username in body, name
+        assert "site-student" not in body and "other-e" not in body, name
+    assert pages["json"].json()["students"] == 1
