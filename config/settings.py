@@ -222,6 +222,8 @@ if not GRADER_QUEUE.strip() or GRADER_QUEUE in {PROVISIONING_QUEUE, CELERY_TASK_
 CELERY_TASK_ROUTES = {
     "labs.tasks.provision_sandbox": {"queue": PROVISIONING_QUEUE},
     "labs.tasks.release_sandbox": {"queue": PROVISIONING_QUEUE},
+    "labs.tasks.pause_sandbox": {"queue": PROVISIONING_QUEUE},
+    "labs.tasks.resume_sandbox": {"queue": PROVISIONING_QUEUE},
     "grader.tasks.grade": {"queue": GRADER_QUEUE},
 }
 # Processes of each worker `make run` starts. Provisioning's also sets how many sandboxes are
@@ -335,6 +337,11 @@ WHITENOISE_USE_FINDERS = DEBUG
 SECURE_HTTPS = env.boolean("SECURE_HTTPS", False)
 SESSION_COOKIE_SECURE = SECURE_HTTPS
 CSRF_COOKIE_SECURE = SECURE_HTTPS
+# Under HTTPS the platform's cookies are __Host- cookies: a browser takes one only from this
+# host itself (Secure, Path=/, no Domain), so a page on a sibling or child name -- a student's
+# app under PREVIEW_HOST included -- cannot plant a session or CSRF cookie here (cookie tossing).
+SESSION_COOKIE_NAME = "__Host-sessionid" if SECURE_HTTPS else "sessionid"
+CSRF_COOKIE_NAME = "__Host-csrftoken" if SECURE_HTTPS else "csrftoken"
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if SECURE_HTTPS else None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "SAMEORIGIN"

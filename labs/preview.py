@@ -27,6 +27,15 @@ separate origin (``PREVIEW_HOST=preview.example.org``)
     platform's URL redirects there with a one-minute signed hand-off; the preview origin
     turns it into its own short-lived signed cookie (host-only, HttpOnly), checked on
     every request together with the student's access to the session.
+
+    Cookie tossing: every preview origin is a sibling under PREVIEW_HOST, so an app's
+    scripts can set a cookie for ``Domain=<PREVIEW_HOST>`` that every other preview
+    receives. Under HTTPS the cookie is named ``__Host-kubelab_preview``: browsers take
+    such a cookie only from the host itself (Secure, ``Path=/``, no ``Domain``), so no
+    sibling can plant or shadow it, and it is read in preference to a plain one. (A plain
+    cookie another preview planted carries only that preview's own signed grant, which names
+    another session or port: it opens nothing here.) The platform's own cookies are
+    ``__Host-`` under HTTPS for the same reason (``config/settings.py``).
 """
 
 from __future__ import annotations
@@ -84,6 +93,7 @@ CORS_SAME_ORIGIN = {"access-control-allow-origin", "access-control-allow-credent
 CORS_PREVIEW_ORIGIN = {"access-control-allow-credentials"}
 UPSTREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300)
 COOKIE = "kubelab_preview"
+SECURE_COOKIE = "__Host-" + COOKIE  # under HTTPS: no other host can set it (cookie tossing)
 HANDOFF_AGE = 60  # seconds a hand-off link is good for
 COOKIE_AGE = 12 * 3600
 LOGIN_PATH = "/__kubelab/preview-login"
@@ -350,7 +360,7 @@ def _without_our_cookie(header: str) -> str:
     jar: SimpleCookie = SimpleCookie()
     with contextlib.suppress(Exception):
         jar.load(header)
-    return "; ".join(f"{k}={m.coded_value}" for k, m in jar.items() if k != COOKIE)
+    return "; ".join(f"{k}={m.coded_value}" for k, m in jar.items() if k not in (COOKIE, SECURE_COOKIE))
 
 
 def _app_cookie_allowed(set_cookie: str) -> bool:
@@ -360,12 +370,15 @@ def _app_cookie_allowed(set_cookie: str) -> bool:
         jar.load(set_cookie)
     except Exception:
         return False
-    return bool(jar) and all(name != COOKIE and not morsel["domain"] for name, morsel in jar.items())
+    return bool(jar) and all(
+        name not in (COOKIE, SECURE_COOKIE) and not morsel["domain"] for name, morsel in jar.items()
+    )
 
 
 def _cookie_user(cookies: Mapping[str, str], session_id: uuid.UUID, port: int) -> Any:
-    """The user the preview cookie of this origin names, or None."""
-    value = cookies.get(COOKIE)
+    """The user the preview cookie of this origin names, or None. The ``__Host-`` cookie,
+    which only this host can have set, wins over a plain one (see the module docstring)."""
+    value = cookies.get(SECURE_COOKIE) or cookies.get(COOKIE)
     if not value:
         return None
     try:
@@ -422,7 +435,7 @@ async def preview_host_login(request: HttpRequest) -> HttpResponseBase:
         nxt = "/"
     response = HttpResponseRedirect(nxt)
     response.set_cookie(
-        COOKIE,
+        SECURE_COOKIE if request.is_secure() else COOKIE,
         signing.dumps({"s": claims["s"], "p": claims["p"], "u": claims["u"]}, salt="labs.preview.cookie"),
         max_age=COOKIE_AGE,
         httponly=True,

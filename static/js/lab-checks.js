@@ -38,18 +38,20 @@
   };
   var CHECK_TEXT = { passed: "passed", failed: "failed", timeout: "timed out", error: "could not run" };
 
+  // The page's own token first: under HTTPS the cookie is __Host-csrftoken, and a plain
+  // "csrftoken" cookie may have been planted by a page on another name of this site.
   function csrfToken() {
-    var match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-    if (match) return decodeURIComponent(match[1]);
     var config = document.getElementById("lab-config");
     if (config) {
       try {
-        return JSON.parse(config.textContent).csrf_token || "";
+        var token = JSON.parse(config.textContent).csrf_token;
+        if (token) return token;
       } catch (error) {
-        return "";
+        // fall through to the cookie
       }
     }
-    return "";
+    var match = document.cookie.match(/(?:^|;\s*)(?:__Host-)?csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : "";
   }
 
   function post(url) {
