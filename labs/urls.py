@@ -16,6 +16,7 @@ urlpatterns = [
     path("<uuid:session_id>/resume/", views.session_resume, name="resume"),
     path("<uuid:session_id>/files/", editor.files_list, name="files"),
     path("<uuid:session_id>/files/content/", editor.file_content, name="file-content"),
+    path("<uuid:session_id>/files/validate/", editor.file_validate, name="file-validate"),
     path("<uuid:session_id>/port/<int:port>/", preview.port_proxy, name="port"),
     path("<uuid:session_id>/port/<int:port>/<path:path>", preview.port_proxy, name="port-path"),
 ]

@@ -103,6 +103,8 @@ def session_page(request: HttpRequest, session_id: Any) -> HttpResponse:
         "can_pause": services.pausable(session),
         "start_url": reverse("labs:start", kwargs={"lab_id": lab.pk}),
         "csrf_token": get_token(request),
+        # the editor validates *.yaml against the lab's own cluster as you type (labs/editor.py)
+        "validate_manifests": "kubernetes" in ((lab.environment or {}).get("services") or []),
     }
     return render(
         request,
