@@ -35,6 +35,7 @@ SERVICES = ("docker", "kubernetes")
 # cluster DNS answers), "helm" (the helm CLI in the lab image). A lab whose needs the
 # platform does not meet yet is imported disabled, with the reason shown on its page.
 NEEDS = (*SERVICES, "pods", "services", "helm")
+MAX_KUBE_NODES = 5  # nodes of a lab cluster (runtime.sandbox.spec.SandboxSpec.kube_nodes)
 CLUSTER_NEEDS = ("pods", "services", "helm")
 AVAILABLE_NEEDS: frozenset[str] = frozenset({"docker", "kubernetes", "pods", "services", "helm"})
 IMAGES = ("lab-base", "busybox")
@@ -602,11 +603,22 @@ def read_lab(lab_dir: Path, order: int, slug: str, problems: Problems) -> LabDef
     data = load_yaml(path, problems)
     if data is None:
         return None
-    known = {"title", "summary", "environment", "needs", "steps", "time_limit"}
+    known = {"title", "summary", "environment", "needs", "steps", "time_limit", "nodes"}
     for key in data:
         if key not in known:
             problems.add(path, _line(data, key), f"unknown field '{key}' (known: {', '.join(sorted(known))})")
     environment = _environment(data, lab_dir, path, problems)
+    if "nodes" in data:
+        # the lab cluster's nodes: a control plane and nodes - 1 workers (runtime/kube/server.py)
+        nodes = data["nodes"]
+        if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= MAX_KUBE_NODES:
+            problems.add(path, _line(data, "nodes"), f"'nodes' must be a whole number from 1 to {MAX_KUBE_NODES}")
+        elif "kubernetes" not in environment.get("services", []):
+            problems.add(
+                path, _line(data, "nodes"), "'nodes' is the lab cluster's: add kubernetes to environment.services"
+            )
+        else:
+            environment["kube_nodes"] = nodes
     needs = data.get("needs") or []
     if not isinstance(needs, list) or any(n not in NEEDS for n in needs):
         problems.add(path, _line(data, "needs"), f"'needs' must be a list of {', '.join(NEEDS)}")

@@ -119,6 +119,7 @@ class Lab(models.Model):
                 "services",
                 "allow_outbound",
                 "hostname",
+                "kube_nodes",
             )
             if key in env
         }

@@ -21,7 +21,19 @@ from runtime.client import Client
 
 BASE = Path(__file__).resolve().parents[2]
 COURSE = BASE / "content" / "intro-to-kubernetes"
-SPEC_KEYS = ("image", "memory", "pids", "cpus", "disk", "env", "files", "setup", "services", "allow_outbound")
+SPEC_KEYS = (
+    "image",
+    "memory",
+    "pids",
+    "cpus",
+    "disk",
+    "env",
+    "files",
+    "setup",
+    "services",
+    "allow_outbound",
+    "kube_nodes",
+)
 
 
 def enabled_labs() -> list[LabDef]:

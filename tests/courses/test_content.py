@@ -140,6 +140,45 @@ def test_needs_are_known_and_pods_come_with_the_cluster(course_dir: Path) -> Non
     assert f"{lab}:3: 'needs' must be a list of docker, kubernetes, pods, services, helm" in str(caught.value)
 
 
+def test_a_lab_declares_its_cluster_nodes_and_bad_counts_name_the_line(course_dir: Path) -> None:
+    lab = "02-cluster/labs/01-deploy/lab.yaml"
+    plant(course_dir, lab, "needs: [kubernetes, pods, helm]\n", "needs: [kubernetes, pods, helm]\nnodes: 3\n")
+    course = read_course(course_dir)
+    cluster_lab = course.modules[1].labs[0]
+    assert cluster_lab.environment["kube_nodes"] == 3
+    assert "kube_nodes" not in course.modules[0].labs[0].environment  # default: one node
+    for bad in ("9", "0", "two", "true"):
+        plant(course_dir, lab, "nodes: 3", f"nodes: {bad}")
+        with pytest.raises(ContentError) as caught:
+            read_course(course_dir)
+        assert f"demo-course/{lab}:4: 'nodes' must be a whole number from 1 to 5" in str(caught.value)
+        plant(course_dir, lab, f"nodes: {bad}", "nodes: 3")
+    plant(
+        course_dir,
+        "01-first/labs/01-ns/lab.yaml",
+        "title: Namespaces by hand\n",
+        "title: Namespaces by hand\nnodes: 2\n",
+    )
+    with pytest.raises(ContentError) as caught:
+        read_course(course_dir)
+    where = "demo-course/01-first/labs/01-ns/lab.yaml:2"
+    assert f"{where}: 'nodes' is the lab cluster's: add kubernetes to environment.services" in str(caught.value)
+
+
+@pytest.mark.django_db
+def test_the_node_count_reaches_the_sandbox_spec(course_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("courses.content.AVAILABLE_NEEDS", content.AVAILABLE_NEEDS - {"helm"})
+    lab = "02-cluster/labs/01-deploy/lab.yaml"
+    plant(course_dir, lab, "needs: [kubernetes, pods, helm]\n", "needs: [kubernetes, pods, helm]\nnodes: 3\n")
+    import_course(read_course(course_dir))
+    spec = Lab.objects.get(slug="deploy").sandbox_spec()
+    assert spec["kube_nodes"] == 3 and spec["services"] == ["kubernetes"]
+    from runtime.sandbox.spec import SandboxSpec
+
+    assert SandboxSpec.from_json({k: v for k, v in spec.items() if k != "labels"}).kube_nodes == 3
+    assert "kube_nodes" not in Lab.objects.get(slug="ns").sandbox_spec()
+
+
 def plant(course_dir: Path, file: str, old: str, new: str) -> None:
     path = course_dir / file
     text = path.read_text()
