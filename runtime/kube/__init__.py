@@ -62,8 +62,14 @@ Layout
     Binds pending pods to a node in the reconcile loop (``spec.nodeName``,
     ``PodScheduled``, the ``Scheduled`` event) after kube-scheduler's filters: cordon,
     taints and tolerations, nodeSelector and required node affinity, requests against
-    allocatable; a pod that fits nowhere waits with kube-scheduler's ``FailedScheduling``
-    message and is bound as soon as a change makes room.
+    allocatable, topology spread constraints, pod affinity and anti-affinity; among the
+    nodes that fit, its default score plugins pick (spreading a controller's pods); a pod
+    that fits nowhere waits with kube-scheduler's ``FailedScheduling`` message and is bound
+    as soon as a change makes room. A cluster may have several nodes (``new-cluster
+    --nodes N``, a lab's ``nodes:``): views of one sandbox, all run by its one kubelet.
+``nodetaints.py``
+    The node lifecycle controller's NoSchedule pass: ``spec.unschedulable`` (cordon) and
+    the ``node.kubernetes.io/unschedulable`` taint go together.
 ``kubelet.py``
     The node's kubelet (one per sandbox cluster, started by service.py): runs the pods
     bound to the node as containers of the sandbox's own Docker engine (an infra
