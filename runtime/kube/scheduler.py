@@ -48,6 +48,7 @@ Pods stay ``Pending`` after binding until a kubelet runs them (part 2).
 from __future__ import annotations
 
 import copy
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -359,6 +360,13 @@ class _Cycle:
             and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
             and p["metadata"].get("uid") != pod["metadata"].get("uid")
         ]
+        # the required anti-affinity of pods already placed, once per cycle (most have none)
+        self.existing_anti = [
+            (p, term)
+            for p in self.placed
+            if ((p.get("spec") or {}).get("affinity") or {}).get("podAntiAffinity")
+            for term in _terms(p, "podAntiAffinity", True, namespaces)
+        ]
         self.affinity = _terms(pod, "podAffinity", True, namespaces)
         self.anti = _terms(pod, "podAntiAffinity", True, namespaces)
         self.spread = [
@@ -432,11 +440,10 @@ class _Cycle:
                 self._pod_domain(p, term.key) == value and term.matches(p) for p in self.placed
             ):
                 return "node(s) didn't match pod anti-affinity rules", False
-        for p in self.placed:
-            for term in _terms(p, "podAntiAffinity", True, self.namespaces):
-                value = self.domain(node, term.key)
-                if value is not None and self._pod_domain(p, term.key) == value and term.matches(self.pod):
-                    return "node(s) didn't satisfy existing pods anti-affinity rules", False
+        for p, term in self.existing_anti:
+            value = self.domain(node, term.key)
+            if value is not None and self._pod_domain(p, term.key) == value and term.matches(self.pod):
+                return "node(s) didn't satisfy existing pods anti-affinity rules", False
         return None
 
     def _satisfies_affinity(self, node: Obj) -> bool:
@@ -454,35 +461,29 @@ class _Cycle:
         return nobody and all(term.matches(self.pod) for term in self.affinity)
 
     # scores (the Score/NormalizeScore of each plugin) ----------------------------------------
-    def topology_score(self, node: Obj) -> int | None:
-        """PodTopologySpread's raw score: matching pods in the node's domains of the soft
-        constraints (the system default ones when the pod has none); None: ignored node."""
+    def topology_score(self, node: Obj) -> Fraction | None:
+        """PodTopologySpread's raw score (scoring.go): per soft constraint, the matching pods
+        in the node's domain weighted by log(domains + 2), plus maxSkew - 1; the system
+        default constraint (hostname, maxSkew 3, over the pods of the same controller) when
+        the pod has none. None: a node without a constraint's topology key (ignored)."""
         spec = self.pod.get("spec") or {}
-        soft = [
-            c
-            for c in spec.get("topologySpreadConstraints") or []
-            if isinstance(c, dict) and c.get("whenUnsatisfiable") == "ScheduleAnyway"
-        ]
+        total = Fraction(0)
         if not spec.get("topologySpreadConstraints"):
             owner = _controller(self.pod)
-            if owner is None:
-                return 0
-            # system defaults: hostname maxSkew 3 (and zone, which lab nodes do not have),
-            # over the pods of the same controller
-            total = 0
             value = self.domain(node, HOSTNAME)
-            for p in self.placed:
-                if _controller(p) == owner and self._pod_domain(p, HOSTNAME) == value and value is not None:
-                    total += 1
-            return total
-        total = 0
-        for c in soft:
-            key = str(c.get("topologyKey") or "")
-            value = self.domain(node, key)
+            if owner is None or value is None:
+                return Fraction(0)
+            count = sum(1 for p in self.placed if _controller(p) == owner and self._pod_domain(p, HOSTNAME) == value)
+            domains = len({self.domain(n, HOSTNAME) for n in self.nodes.values()} - {None})
+            return Fraction(count * math.log(domains + 2)) + 2
+        for c in spec["topologySpreadConstraints"]:
+            if not isinstance(c, dict) or c.get("whenUnsatisfiable") != "ScheduleAnyway":
+                continue
+            value = self.domain(node, str(c.get("topologyKey") or ""))
             if value is None:
                 return None
             counts, _ = self._spread_counts(c)
-            total += counts.get(value, 0) + int(c.get("maxSkew") or 1) - 1
+            total += Fraction(counts.get(value, 0) * math.log(len(counts) + 2)) + int(c.get("maxSkew") or 1) - 1
         return total
 
     def affinity_score(self, node: Obj) -> int:
@@ -568,7 +569,7 @@ def _best(pod: Obj, feasible: list[Obj], cycle: _Cycle) -> str:
     counted = [v for v in raw_spread.values() if v is not None]
     most, least = max(counted, default=0), min(counted, default=0)
     spread = {
-        k: Fraction(0) if v is None else (Fraction(100) if most == 0 else Fraction(100 * (most + least - v), most))
+        k: Fraction(0) if v is None else (Fraction(100) if most == 0 else 100 * (most + least - v) / most)
         for k, v in raw_spread.items()
     }
     for k in names:

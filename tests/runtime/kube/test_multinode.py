@@ -218,6 +218,52 @@ def test_topology_spread_keeps_the_skew_and_refuses_a_missing_label(kc: Kubectl,
             kc("label", "node", node, "topology.kubernetes.io/zone-")
 
 
+def bare_pod(name: str, labels: str, spec_extra: str = "") -> str:
+    return f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, labels: {{{labels}}}}}
+spec:
+  containers: [{{name: c, image: busybox:1.35}}]
+{spec_extra}"""
+
+
+def node_of(kc: Kubectl, ns: str, pod: str) -> str:
+    return str(kc("get", "pod", pod, "-n", ns, "-o", "jsonpath={.spec.nodeName}"))
+
+
+def test_preferences_steer_pods_without_forbidding_nodes(kc: Kubectl, ns: str) -> None:
+    """Each preference is asked against what the other scores (fewest pods first) would pick."""
+    kc("apply", "-n", ns, "-f", "-", stdin=bare_pod("solo", "app: solo"))
+    solo = node_of(kc, ns, "solo")
+    other = (WORKERS - {solo}).pop()
+    away = """  affinity:
+    podAntiAffinity:
+      preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm: {labelSelector: {matchLabels: {app: solo}}, topologyKey: kubernetes.io/hostname}
+"""
+    near = away.replace("podAntiAffinity", "podAffinity")
+    kc("apply", "-n", ns, "-f", "-", stdin=bare_pod("near", "app: near", near))
+    assert node_of(kc, ns, "near") == solo  # the emptier node is the other one
+    for i in range(3):
+        pinned = f"  nodeSelector: {{kubernetes.io/hostname: {other}}}\n"
+        kc("apply", "-n", ns, "-f", "-", stdin=bare_pod(f"filler{i}", "app: filler", pinned))
+    kc("apply", "-n", ns, "-f", "-", stdin=bare_pod("away", "app: away", away))
+    assert node_of(kc, ns, "away") == other  # now the fuller one
+    pick = f"""  affinity:
+    nodeAffinity:
+      preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        preference: {{matchExpressions: [{{key: kubernetes.io/hostname, operator: In, values: [{other}]}}]}}
+"""
+    kc("apply", "-n", ns, "-f", "-", stdin=bare_pod("picky", "app: picky", pick))
+    assert node_of(kc, ns, "picky") == other
+    # a preference for the tainted control plane does not get the pod past its taint
+    kc("apply", "-n", ns, "-f", "-", stdin=bare_pod("hopeful", "app: hopeful", pick.replace(other, CP)))
+    assert node_of(kc, ns, "hopeful") in WORKERS
+
+
 DAEMONSET = """
 apiVersion: apps/v1
 kind: DaemonSet
