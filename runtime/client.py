@@ -10,7 +10,11 @@ the socket raised it.  Every call has a timeout; a daemon that cannot be
 reached raises ``errors.NotAvailable`` saying where it looked.
 
 Socket path: the argument, else ``$RUNTIME_SOCKET``, else
-``/run/kubelab/runtimed.sock``.
+``/run/kubelab/runtimed.sock``. An ``https://HOST:PORT`` address instead reaches a
+runtimed that serves its API over TCP with TLS (``--listen-tls``: a lab node's runtimed
+under the ``kubernetes`` sandbox backend, docs/scaling-out.md); the server's certificate
+is checked against ``ca_file`` (else ``$RUNTIME_CA_FILE``) and nothing else, never the
+system's CAs. The same bearer tokens authenticate the caller either way.
 
 Credential (``runtime.auth``): the ``token`` argument, else ``$RUNTIME_TOKEN``. The
 web tier always passes its lab session's sandbox token explicitly; the admin token
@@ -35,6 +39,7 @@ import aiohttp
 import httpx
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, unix_connect
+from websockets.sync.client import connect as ws_connect
 
 from runtime import errors
 from runtime.urlsafety import UnsafePath, app_path, query_string
@@ -56,6 +61,32 @@ def resolve_socket_path(path: str | os.PathLike[str] | None = None) -> str:
     if path:
         return os.fspath(path)
     return os.environ.get("RUNTIME_SOCKET") or DEFAULT_SOCKET
+
+
+def is_remote(address: str) -> bool:
+    """An ``https://HOST:PORT`` address of a runtimed serving TLS (else a unix socket path)."""
+    return address.startswith("https://")
+
+
+_remote_tls_lock = threading.Lock()
+_remote_tls: dict[str, ssl.SSLContext] = {}
+
+
+def remote_tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """A client TLS context trusting only the CA in ``ca_file`` (else ``$RUNTIME_CA_FILE``):
+    a lab node's runtimed presents a certificate that CA signed for the node's address."""
+    path = ca_file or os.environ.get("RUNTIME_CA_FILE") or ""
+    if not path:
+        raise errors.BadRequest(
+            "reaching runtimed over TLS needs the CA that signed its certificate: pass ca_file or set RUNTIME_CA_FILE"
+        )
+    with _remote_tls_lock:
+        ctx = _remote_tls.get(path)
+        if ctx is None:
+            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=path)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            _remote_tls[path] = ctx
+        return ctx
 
 
 def resolve_token(token: str | None = None) -> str | None:
@@ -312,13 +343,22 @@ class Client:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         token: str | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self.socket_path = resolve_socket_path(socket_path)
         self.timeout = timeout
         self.token = resolve_token(token)
+        self.ca_file = ca_file
+        self._remote_tls = remote_tls_context(ca_file) if is_remote(self.socket_path) else None
+        if self._remote_tls is not None:
+            transport = httpx.HTTPTransport(verify=self._remote_tls)
+            base = self.socket_path.rstrip("/")
+        else:
+            transport = httpx.HTTPTransport(uds=self.socket_path, verify=tls_context())
+            base = BASE
         self._http = httpx.Client(
-            transport=httpx.HTTPTransport(uds=self.socket_path, verify=tls_context()),
-            base_url=BASE,
+            transport=transport,
+            base_url=base,
             timeout=timeout,
             headers=_auth_headers(self.token),
         )
@@ -372,18 +412,22 @@ class Client:
         return body
 
     def _ws(self, path: str, timeout: float | None = None) -> ClientConnection:
+        conn: ClientConnection
+        options: dict[str, Any] = {
+            "open_timeout": timeout or self.timeout,
+            "compression": None,
+            "proxy": None,
+            "max_size": 8 * 2**20,
+            "ping_interval": None,
+            "legacy": True,
+            "additional_headers": _auth_headers(self.token),
+        }
         try:
-            conn = unix_connect(
-                self.socket_path,
-                WS_BASE + path,
-                open_timeout=timeout or self.timeout,
-                compression=None,
-                proxy=None,
-                max_size=8 * 2**20,
-                ping_interval=None,
-                legacy=True,
-                additional_headers=_auth_headers(self.token),
-            )
+            if self._remote_tls is not None:
+                url = "wss://" + self.socket_path.removeprefix("https://").rstrip("/") + path
+                conn = ws_connect(url, ssl=self._remote_tls, **options)
+            else:
+                conn = unix_connect(self.socket_path, WS_BASE + path, **options)
         except InvalidStatus as e:
             body: Any
             try:
@@ -706,16 +750,24 @@ class AsyncClient:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         token: str | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self.socket_path = resolve_socket_path(socket_path)
         self.timeout = timeout
         self.token = resolve_token(token)
+        self._remote_tls = remote_tls_context(ca_file) if is_remote(self.socket_path) else None
+        self._base = self.socket_path.rstrip("/") if self._remote_tls is not None else BASE
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            connector: aiohttp.BaseConnector = (
+                aiohttp.TCPConnector(ssl=self._remote_tls)
+                if self._remote_tls is not None
+                else aiohttp.UnixConnector(path=self.socket_path)
+            )
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.UnixConnector(path=self.socket_path),
+                connector=connector,
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 headers=_auth_headers(self.token),
             )
@@ -742,7 +794,7 @@ class AsyncClient:
         try:
             async with self._http().request(
                 method,
-                BASE + path,
+                self._base + path,
                 json=json_body,
                 timeout=aiohttp.ClientTimeout(total=timeout or self.timeout),
             ) as resp:
@@ -876,7 +928,7 @@ class AsyncClient:
         path = f"/v1/sandboxes/{_q(sid)}/sessions/{_q(session_id)}/attach?mode={mode}"
         try:
             ws = await self._http().ws_connect(
-                BASE + path,
+                self._base + path,
                 timeout=aiohttp.ClientWSTimeout(ws_close=10),
                 compress=0,
                 max_msg_size=8 * 2**20,

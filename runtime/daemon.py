@@ -111,6 +111,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -1024,8 +1025,12 @@ async def serve(
     *,
     group: str | None = None,
     ready: asyncio.Event | None = None,
+    tls_listen: tuple[str, int, ssl.SSLContext] | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT (or until the task is cancelled)."""
+    """Serve until SIGTERM/SIGINT (or until the task is cancelled). ``tls_listen``: also
+    serve the same API on ``(host, port)`` over TLS (a lab node's runtimed under the
+    ``kubernetes`` sandbox backend, reached by the platform's web and workers across the
+    network: docs/scaling-out.md). Every route checks the caller's token there as here."""
     runner = web.AppRunner(daemon.app, access_log_format='"%r" %s %b %Tfs', handle_signals=False)
     await runner.setup()
     # Bound here and given its mode before listen(): no window where it is wider than 0660,
@@ -1033,6 +1038,10 @@ async def serve(
     sock = bind_unix(socket_path, gid=grp.getgrnam(group).gr_gid if group else -1)
     site = web.SockSite(runner, sock, shutdown_timeout=5)
     await site.start()
+    if tls_listen is not None:
+        host, port, ctx = tls_listen
+        await web.TCPSite(runner, host, port, ssl_context=ctx, shutdown_timeout=5).start()
+        log.info("runtimed also listening on https://%s:%d", host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -1102,6 +1111,14 @@ def add_daemon_arguments(p: argparse.ArgumentParser) -> None:
         "$RUNTIME_ADMIN_TOKEN, when set, is the token instead)",
     )
     p.add_argument("--log-level", default=os.environ.get("RUNTIME_LOG_LEVEL", "INFO"))
+    p.add_argument(
+        "--listen-tls",
+        default=os.environ.get("RUNTIME_LISTEN_TLS") or None,
+        help="also serve the API over TLS on HOST:PORT (a lab node reached across the network; "
+        "callers still need a token; default $RUNTIME_LISTEN_TLS, off)",
+    )
+    p.add_argument("--tls-cert", default=os.environ.get("RUNTIME_TLS_CERT") or None, help="PEM serving certificate")
+    p.add_argument("--tls-key", default=os.environ.get("RUNTIME_TLS_KEY") or None, help="PEM key of --tls-cert")
     g = p.add_argument_group("host resources (two daemons on one host must not share them)")
     # From the environment too, so a supervisor (scripts/run.py) started with them gives them to
     # its runtimed: a second platform on a host (a bench, a test) keeps off the first one's.
@@ -1129,6 +1146,25 @@ def add_daemon_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def tls_listen_from(args: argparse.Namespace) -> tuple[str, int, ssl.SSLContext] | None:
+    """``--listen-tls HOST:PORT`` with ``--tls-cert``/``--tls-key``: the TLS listener, or None."""
+    listen = getattr(args, "listen_tls", None)
+    if not listen:
+        return None
+    host, sep, port = str(listen).rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise errors.BadRequest(f"--listen-tls: expected HOST:PORT, got {listen!r}")
+    if not args.tls_cert or not args.tls_key:
+        raise errors.BadRequest("--listen-tls needs --tls-cert and --tls-key (the node's serving certificate)")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+    except (OSError, ssl.SSLError) as e:
+        raise errors.BadRequest(f"--tls-cert/--tls-key: cannot load the serving certificate: {e}") from None
+    return host.strip("[]"), int(port), ctx
+
+
 def run_daemon(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     if os.geteuid() != 0:
@@ -1136,6 +1172,11 @@ def run_daemon(args: argparse.Namespace) -> int:
         return 1
     socket_path = Path(args.socket).absolute()
     root = Path(args.root).absolute()
+    try:
+        tls_listen = tls_listen_from(args)
+    except errors.RuntimeError as e:
+        log.error("%s", e)
+        return 1
     try:
         lock_fd = prepare_socket(socket_path)
     except errors.RuntimeError as e:
@@ -1174,7 +1215,7 @@ def run_daemon(args: argparse.Namespace) -> int:
                     from runtime.kube.service import start_for_daemon
 
                     kube = await start_for_daemon(daemon, root / "kube", kube_listen)
-                await serve(daemon, socket_path, group=args.group)
+                await serve(daemon, socket_path, group=args.group, tls_listen=tls_listen)
             finally:
                 if kube is not None:
                     await kube.close()
