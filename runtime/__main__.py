@@ -193,6 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("stop", parents=[sock], help="stop a sandbox (keep its files)")
     sp.add_argument("id")
 
+    na = sub.add_parser(
+        "node-agent",
+        parents=[sock],
+        help="build the sandboxes of the placeholder Pods bound to this node (SANDBOX_BACKEND=kubernetes)",
+    )
+    from runtime.placement import add_node_agent_arguments, run_node_agent
+
+    add_node_agent_arguments(na)
+    na.set_defaults(func=run_node_agent)
+
     _register_kube(sub)
     return p
 

@@ -16,6 +16,10 @@ timeout is ``timed_out=True`` after the process tree was killed); errors are
     runtimed on this host, through ``runtime.client``.  Sessions live in the
     daemon: they survive web-process restarts and replay their scrollback.
 
+``KubernetesBackend`` (``runtime.placement``)
+    each sandbox is asked of a Kubernetes cluster as a placeholder Pod; the runtimed of the
+    node the scheduler picks builds it, and every call goes to that runtimed over TLS.
+
 ``DockerBackend``
     each sandbox is a container on a Docker Engine, through the ``docker`` SDK:
     memory/pids/CPU limits map to ``mem_limit``/``pids_limit``/``nano_cpus``
@@ -180,12 +184,17 @@ class SandboxBackend(abc.ABC):
 
 
 def backend_from_name(name: str, **options: Any) -> SandboxBackend:
-    """``namespace`` (default) or ``docker``; options go to the constructor."""
+    """``namespace`` (default), ``docker`` or ``kubernetes`` (``runtime.placement``);
+    options go to the constructor."""
     if name == "namespace":
         return NamespaceBackend(**options)
     if name == "docker":
         return DockerBackend(**options)
-    raise errors.BadRequest(f"unknown sandbox backend {name!r} (namespace or docker)")
+    if name == "kubernetes":
+        from runtime.placement import KubernetesBackend
+
+        return KubernetesBackend(**options)
+    raise errors.BadRequest(f"unknown sandbox backend {name!r} (namespace, docker or kubernetes)")
 
 
 # -- namespace: runtimed -------------------------------------------------------------------------

@@ -33,7 +33,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from runtime.kube import aggregator, kinds, nodetaints, rbac, registry, scheduler
+from runtime.kube import aggregator, kinds, nodelifecycle, nodetaints, rbac, registry, scheduler
 from runtime.kube.apierrors import ApiError
 from runtime.kube.registry import ResourceDef
 from runtime.kube.selectors import selector_from_match
@@ -312,6 +312,7 @@ class Controllers:
             self._jobs()
             self._statefulsets()
             nodetaints.reconcile(self)
+            nodelifecycle.reconcile(self)
             self._daemonsets()
             scheduler.schedule(self)
             self._endpoints()
@@ -1349,6 +1350,7 @@ class Controllers:
                 due.extend(since + min_ready for since in ready if since is not None)
                 if not any(since is not None for since in ready):
                     due.append(time.time())
+        due.extend(nodelifecycle.next_due(self))  # Leases running out, tolerationSeconds passing
         return min(due) if due else None
 
     # persistent volumes: binder, provisioner, protection ------------------------------------------
