@@ -10,6 +10,7 @@ import { python } from "@codemirror/lang-python";
 import { shell } from "@codemirror/legacy-modes/mode/shell";
 import { dockerFile } from "@codemirror/legacy-modes/mode/dockerfile";
 import { openSearchPanel } from "@codemirror/search";
+import { linter, lintGutter, openLintPanel, forceLinting } from "@codemirror/lint";
 
 function languageFor(name) {
   const base = name.split("/").pop().toLowerCase();
@@ -21,7 +22,25 @@ function languageFor(name) {
   return [];
 }
 
-// create(parent, {doc, name, label, readOnly, onSave, onChange}) -> {view, getDoc, setDoc}
+// Diagnostics as the web tier sends them ({line, col, end_line, end_col, message, severity};
+// lines 1-based, columns 0-based) as CodeMirror positions, clamped to the current text.
+function toDiagnostics(doc, found) {
+  const pos = (line, col) => {
+    const l = doc.line(Math.min(Math.max(line, 1), doc.lines));
+    return Math.min(l.from + Math.max(col, 0), l.to);
+  };
+  return found.map((d) => {
+    const from = pos(d.line, d.col);
+    let to = pos(d.end_line || d.line, d.end_col == null ? d.col : d.end_col);
+    if (to <= from) to = Math.min(doc.lineAt(from).to, from + 1);
+    if (to <= from) to = from;
+    return { from, to, severity: d.severity === "warning" ? "warning" : "error", message: d.message, source: "lab cluster" };
+  });
+}
+
+// create(parent, {doc, name, label, readOnly, onSave, onChange, validate}) -> {view, getDoc, setDoc, ...}
+// validate(text) -> Promise of [{line, col, end_line, end_col, message, severity}] (or null to
+// keep the marks shown): the editor asks after a pause in typing (@codemirror/lint).
 function create(parent, opts) {
   const language = new Compartment();
   const editable = new Compartment();
@@ -35,12 +54,28 @@ function create(parent, opts) {
     EditorView.contentAttributes.of({ "aria-label": opts.label || "File editor" }),
     EditorView.updateListener.of((u) => { if (u.docChanged && opts.onChange) opts.onChange(); }),
   ];
+  if (opts.validate) {
+    let last = [];
+    extensions.push(
+      linter(async (view) => {
+        const doc = view.state.doc;
+        const found = await opts.validate(doc.toString());
+        if (found === null) return last;
+        if (view.state.doc !== doc) return last; // typed meanwhile: the next run answers
+        last = toDiagnostics(doc, found);
+        return last;
+      }, { delay: 700 }),
+      lintGutter(),
+    );
+  }
   const view = new EditorView({ parent, state: EditorState.create({ doc: opts.doc || "", extensions }) });
   return {
     view,
     getDoc: () => view.state.doc.toString(),
     setDoc: (text) => view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: text } }),
     openSearch: () => openSearchPanel(view),
+    openProblems: () => openLintPanel(view),
+    revalidate: () => forceLinting(view),
     focus: () => view.focus(),
     destroy: () => view.destroy(),
   };

@@ -61,7 +61,7 @@ cp "$root/scripts/codemirror-entry.mjs" "$work/codemirror-entry.mjs"
 {
   echo "# Bundled by scripts/vendor.sh (esbuild) from scripts/codemirror-entry.mjs; do not edit by hand."
   for pkg in codemirror @codemirror/view @codemirror/state @codemirror/language @codemirror/search \
-    @codemirror/lang-yaml @codemirror/lang-python @codemirror/legacy-modes esbuild; do
+    @codemirror/lang-yaml @codemirror/lang-python @codemirror/legacy-modes @codemirror/lint esbuild; do
     echo "$pkg $(node -p "require('$work/node_modules/$pkg/package.json').version")"
   done
 } >"$cmstage/VERSIONS.txt"

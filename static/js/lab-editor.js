@@ -2,7 +2,11 @@
  * (CodeMirror 6, vendored: static/vendor/codemirror), save with Ctrl-S through
  * /labs/<session>/files/content/ (runtimed writes inside the sandbox, never following a
  * link). A file changed in the terminal is noticed on focus and on save (its etag) and
- * offered for reload instead of being overwritten. */
+ * offered for reload instead of being overwritten. In a lab with a Kubernetes cluster, a
+ * *.yaml/*.yml file is validated as you type against that cluster (/labs/<session>/files/validate/:
+ * a dry run there, nothing created): a red mark at the line, the message on hover and in the
+ * Problems panel (the Problems button, or Ctrl-Shift-M where the browser leaves that key to
+ * the page; F8 moves to the next one). */
 (function () {
   "use strict";
   var configEl = document.getElementById("lab-config");
@@ -80,6 +84,7 @@
 
   function select(f) {
     current = f;
+    if (problems) problems.hidden = !(f && validator(f));
     Object.keys(open).forEach(function (p) {
       var o = open[p];
       var on = o === f;
@@ -93,6 +98,27 @@
   function label(f) {
     f.tab.textContent = (f.dirty ? "● " : "") + f.path.split("/").pop();
     f.tab.title = "/root/" + f.path;
+  }
+
+  var problems = document.getElementById("editor-problems");
+  var validating = config.validate_manifests && !readOnly;
+
+  // The lab cluster's findings for one file's text; null keeps the marks shown (the
+  // cluster could not be asked: the reason goes to the status line, not to the file).
+  function validator(f) {
+    if (!validating || !/\.ya?ml$/i.test(f.path)) return null;
+    return function (text) {
+      return api(base + "validate/", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": config.csrf_token },
+        body: JSON.stringify({ path: f.path, content: text }),
+      }).then(function (r) {
+        if (!r.ok) { say(r.body.error, r.status === 429 ? "warn" : "error"); return null; }
+        var n = r.body.diagnostics.filter(function (d) { return d.severity === "error"; }).length;
+        if (current === f) say(n ? n + (n === 1 ? " problem" : " problems") + " found by the lab cluster (the Problems button lists them)" : "The lab cluster accepts this file", n ? "error" : "ok");
+        return r.body.diagnostics;
+      }, function () { return null; });
+    };
   }
 
   function openFile(path) {
@@ -111,7 +137,7 @@
       host.appendChild(f.box);
       tabs.appendChild(f.tab);
       f.ed = window.KLCodeMirror.create(f.box, {
-        doc: r.body.content, name: path, label: "Editing /root/" + path, readOnly: readOnly,
+        doc: r.body.content, name: path, label: "Editing /root/" + path, readOnly: readOnly, validate: validator(f),
         onSave: function () { save(f, f.etag); },
         onChange: function () { if (!f.dirty) { f.dirty = true; label(f); } },
       });
@@ -175,6 +201,7 @@
   var termTabs = document.getElementById("term-tabs");
   if (termTabs) termTabs.addEventListener("click", function () { show(false); });
   window.addEventListener("focus", function () { if (!pane.hidden && current) check(current); });
+  if (problems) problems.addEventListener("click", function () { if (current) current.ed.openProblems(); });
   document.getElementById("editor-refresh").addEventListener("click", function () {
     tree.dataset.loaded = "1";
     listDir("", tree);
