@@ -752,6 +752,7 @@ class Cluster:
         send_initial = _truthy(req.query.get("sendInitialEvents"))
         initial: list[tuple[str, Obj]] = []
         start = self.store.rv
+        expired = False
         if rv_s in ("", "0") or send_initial:
             initial = [("ADDED", o) for o in self._select(req, rdef, ns)]
         else:
@@ -760,9 +761,11 @@ class Cluster:
             except ValueError:
                 raise bad_request(f'invalid resource version: "{rv_s}"') from None
             evs = self.store.events_since(rv)
-            if evs is None:
-                raise ApiError(410, "Expired", f"too old resource version: {rv} ({self.store.rv})")
-            for e in evs:
+            # Older than the watch cache: kube-apiserver's cacher accepts the watch (200) and
+            # sends one ERROR event, the 410 Expired Status, then ends ("to match the uncached
+            # watch implementation", cacher.go newErrWatcher); the client re-lists.
+            expired = evs is None
+            for e in evs or ():
                 if e.gr != rdef.gr:
                     continue
                 if ns and e.obj["metadata"].get("namespace", "") != ns:
@@ -770,7 +773,10 @@ class Cluster:
                 if accept(e.obj):
                     initial.append((e.type, e.obj))
         w = Watcher(rdef.gr, ns or None, accept)
-        self.store.add_watcher(w)
+        if expired:
+            w.pos, w.expired = int(rv_s), True  # the stream sends the ERROR event and ends
+        else:
+            self.store.add_watcher(w)
         timeout = float(req.query.get("timeoutSeconds") or 1800)
         return WatchReply(
             watcher=w,
@@ -815,6 +821,8 @@ class Cluster:
             raise bad_request("the body of the request was in an unknown format")
         obj = copy.deepcopy(obj)
         self._check_type(rdef, obj)
+        if not internal:
+            self._check_value_types(rdef, obj)
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise bad_request("metadata must be an object")
@@ -888,6 +896,22 @@ class Cluster:
             return errs or crd.validate_rules(rdef, obj, old)
         return kinds.validate(rdef.kind, obj, rdef.namespaced)
 
+    def _check_value_types(self, rdef: ResourceDef, obj: Obj) -> None:
+        """A value of the wrong JSON type for its field (``replicas: three``, a label ``1``):
+        400, as kube-apiserver's decoding into the Go struct fails before any validation.
+        The causes carry the fields' paths (the real message names them without indices),
+        which the lab editor uses to mark the line."""
+        if self._requester is None:  # controllers write well-typed objects
+            return
+        errs = openapi.type_errors(rdef, obj)
+        if errs:
+            raise ApiError(
+                400,
+                "BadRequest",
+                f'{rdef.kind} in version "{rdef.version}" cannot be handled as a {rdef.kind}: {errs[0][1]}',
+                {"causes": [{"reason": "FieldValueTypeInvalid", "message": m, "field": f} for f, m in errs]},
+            )
+
     def _check_type(self, rdef: ResourceDef, obj: Obj) -> None:
         kind = obj.get("kind")
         av = obj.get("apiVersion")
@@ -935,6 +959,8 @@ class Cluster:
             raise bad_request("the body of the request was in an unknown format")
         obj = copy.deepcopy(obj)
         self._check_type(rdef, obj)
+        if not sub:
+            self._check_value_types(rdef, obj)
         meta = obj.setdefault("metadata", {})
         if meta.get("name") and meta["name"] != name:
             raise bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")

@@ -19,6 +19,8 @@ import uuid
 from typing import Any
 
 import pytest
+from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
 
 from tests.compat.kube.conftest import Raw
 
@@ -146,11 +148,24 @@ def test_410_expired_resource_version(small_api: Any) -> None:
     raw = Raw(small_api)
     for _ in range(10):  # past the 8 events this cluster's watch cache keeps
         raw("POST", "/api/v1/namespaces/default/configmaps", _cm(f"w-{uuid.uuid4().hex[:6]}"))
+    # kube-apiserver's watch cache accepts the watch and sends the 410 as its one ERROR event
+    # (cacher.go: newErrWatcher, "to match the uncached watch implementation"), then ends
     status, _, body = raw("GET", "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=1")
-    assert status == 410
-    msg = json.loads(body)["message"]
+    assert status == 200
+    (line,) = body.splitlines()
+    event = json.loads(line)
+    assert event["type"] == "ERROR"
+    msg = event["object"]["message"]
     assert msg.startswith("too old resource version: 1 (")
-    assert body == _body(msg, "Expired", 410)
+    assert line + b"\n" == b'{"type":"ERROR","object":' + _body(msg, "Expired", 410).rstrip(b"\n") + b"}\n"
+    # the official client's Watch retries once, then raises the 410 for its caller to re-list
+    core = client.CoreV1Api(small_api)
+    with pytest.raises(ApiException) as exc:
+        for _ in watch.Watch().stream(
+            core.list_namespaced_config_map, "default", resource_version="1", timeout_seconds=5
+        ):
+            pass
+    assert exc.value.status == 410
 
 
 def test_413_request_entity_too_large(small_api: Any) -> None:
