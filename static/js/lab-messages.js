@@ -22,6 +22,7 @@
       return;
     }
     var errorBox = box.querySelector(".class-messages-error");
+    var announce = document.getElementById("class-messages-announce") || document.createElement("p");
     var dismissUrl = box.getAttribute("data-dismiss-url") || "";
 
     function item(id) {
@@ -157,6 +158,10 @@
         });
         data.messages.forEach(add);
       } else if (data.type === "message") {
+        if (data.message && !item(data.message.id)) {
+          announce.textContent =
+            "New message from " + String(data.message.from || "your instructor") + ": " + String(data.message.text || "");
+        }
         add(data.message);
       } else if (data.type === "message_dismissed") {
         remove(data.id);

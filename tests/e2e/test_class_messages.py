@@ -89,6 +89,8 @@ def test_a_hint_and_a_broadcast_reach_the_students_lab_pages_live(
         assert "Grace Hopper" in (item.first.locator(".class-message-meta").text_content() or "")
         assert ada_page.locator("#class-message-list img, #class-message-list script").count() == 0
         assert ada_page.evaluate("window.pwned === undefined")
+        # announced to a screen reader by a live region that was in the page before
+        assert ada_page.locator("#class-messages-announce").text_content() == f"New message from Grace Hopper: {XSS}"
         ada_page.screenshot(path=str(tmp_path / "lab-page-message.png"))
 
         # A broadcast: both open pages, and the latecomer's first lab page.
