@@ -173,12 +173,13 @@ def _live_context(request: HttpRequest, course: Course) -> dict[str, Any]:
     from django.conf import settings
     from django.utils import timezone
 
-    from courses import charts, classview
+    from courses import charts, classview, messages
 
     view = classview.class_view(course=course, now=timezone.now(), viewer=request.user)
     return {
         "course": course,
         "view": view,
+        "sent": messages.sent_messages(course=course, sender=request.user),
         "pass_chart": charts.exercise_chart(view),
         "time_chart": charts.lab_time_chart(view),
         "poll_seconds": settings.CLASS_VIEW_POLL,

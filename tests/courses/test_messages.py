@@ -383,3 +383,24 @@ def test_an_lms_instructor_sees_only_the_roster_of_their_lms_course() -> None:
         other_pupil,
         site_worker,
     }
+
+
+@pytest.mark.django_db
+def test_the_class_view_lists_the_instructors_sends_and_how_many_read_them() -> None:
+    course = _course()
+    teacher, colleague = _teacher(course), _teacher(course)
+    ada, bob = StudentFactory.create(username="ada"), StudentFactory.create(username="bob")
+    client = _client(teacher)
+    _send(client, course, "all", "Break <now>")
+    _send(client, course, ada.pk, "Look at the events")
+    _send(_client(colleague), course, bob.pk, "Not mine to see")
+    messages.dismiss_class_message(user=bob, message_id=ClassMessage.objects.get(recipient=bob, broadcast=True).pk)
+
+    sent = messages.sent_messages(course=course, sender=teacher)
+    assert [(m.text, m.broadcast, m.recipients, m.read, m.to) for m in sent] == [
+        ("Look at the events", False, 1, 0, "ada"),
+        ("Break <now>", True, 2, 1, sent[1].to),
+    ]
+    data = client.get(reverse("courses:instructor-live-json", kwargs={"course": course.slug})).json()
+    assert "to the class, read by 1 of 2:" in data["html"] and "Break &lt;now&gt;" in data["html"]
+    assert "to ada, not read yet:" in data["html"] and "Not mine to see" not in data["html"]
