@@ -31,6 +31,7 @@ class Two:
     b: str
     web_a: str  # tokens
     grader_a: str
+    served: frozenset[tuple[str, str]] = frozenset()  # the daemon's own route table (method, path)
 
 
 @pytest.fixture
@@ -41,12 +42,14 @@ def two() -> Iterator[Two]:
         with Client(daemon.socket, token=ADMIN) as admin:
             a = admin.create_sandbox({"image": "busybox"})["id"]
             b = admin.create_sandbox({"image": "busybox"})["id"]
+            assert daemon.daemon is not None
             yield Two(
                 str(daemon.socket),
                 a,
                 b,
                 admin.mint_token(a, role="web", ttl=600),
                 admin.mint_token(a, role="grader", ttl=600),
+                frozenset((r.method, r.resource.canonical) for r in daemon.daemon.app.router.routes() if r.resource),
             )
     finally:
         daemon.stop()
@@ -86,6 +89,9 @@ def routes(sid: str) -> list[Call]:
         ("GET", sb + "/files/content", {"params": {"path": "x"}}),
         ("PUT", sb + "/files/content", {"json": {"path": "x", "content": "", "etag": None}}),
         ("POST", sb + "/stop", {}),
+        ("POST", sb + "/pause", {}),
+        ("POST", sb + "/resume", {}),
+        ("POST", sb + "/kube/validate", {"json": {"objects": []}}),
         ("DELETE", sb, {}),
         ("POST", sb + "/tokens", {"json": {"role": "web"}}),
     ]
@@ -204,6 +210,18 @@ def test_runtimed_refuses_a_preview_path_outside_the_app_itself(two: Two, path: 
     response = raw(two.socket, "GET", "/v1/preview", two.web_a, headers=headers)
     assert response.status_code == 400, response.text
     assert "refused preview path" in response.json()["message"]
+
+
+def test_every_route_of_the_daemon_is_in_this_battery(two: Two) -> None:
+    """A route added to runtimed without a line above would go untested for the two tests
+    that prove one sandbox's token reaches nothing of another's (or of the admin's)."""
+    tested = {(m, p.replace(two.b, "{id}").replace("/sessions/x", "/sessions/{sid}")) for m, p, _ in routes(two.b)}
+    tested |= {(m, p.replace("/images/busybox", "/images/{name}")) for m, p, _ in ADMIN_ONLY}
+    tested |= {("GET", "/v1/healthz"), ("*", "/v1/preview")}  # open; the preview has its own tests above
+    served = {(m, p) for m, p in two.served if m != "HEAD"}
+    assert served, "the daemon's route table was not read"
+    missing = sorted(served - tested)
+    assert not missing, f"routes of runtimed no attack test covers: {missing}"
 
 
 def test_the_old_proxy_route_into_the_api_is_gone(two: Two) -> None:
