@@ -236,6 +236,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "labs-cull-idle": {"task": "labs.tasks.cull_idle_sessions", "schedule": 30.0},
     "labs-expire": {"task": "labs.tasks.expire_sessions", "schedule": 30.0},
     "labs-expire-paused": {"task": "labs.tasks.expire_paused_sessions", "schedule": 600.0},
+    # SANDBOX_BACKEND=kubernetes: sessions whose placeholder Pod was evicted (node drained or lost)
+    "labs-end-lost-placements": {"task": "labs.tasks.end_lost_placements", "schedule": 15.0},
     "grader-requeue-stale": {"task": "grader.tasks.requeue_stale_submissions", "schedule": 30.0},
     "lti-expire-state": {"task": "lti.tasks.expire_state", "schedule": 3600.0},
     "lti-resend-stale-scores": {"task": "lti.tasks.resend_stale_scores", "schedule": 600.0},
@@ -252,14 +254,28 @@ RUNTIME_ADMIN_TOKEN = env.string("RUNTIME_ADMIN_TOKEN", "")
 # Lifetime of the per-grading sandbox token a worker mints for a check run.
 GRADER_TOKEN_TTL = 15 * 60
 SANDBOX_BACKEND = env.string("SANDBOX_BACKEND", "namespace")
+if SANDBOX_BACKEND not in {"namespace", "docker", "kubernetes"}:
+    raise ImproperlyConfigured(f"SANDBOX_BACKEND: expected namespace, docker or kubernetes; got {SANDBOX_BACKEND!r}")
+# SANDBOX_BACKEND=kubernetes (runtime/placement.py, docs/scaling-out.md): placeholder Pods in
+# SANDBOX_NAMESPACE of the cluster SANDBOX_KUBECONFIG names (empty: the pod's service account);
+# each lab node's runtimed at https://<node InternalIP>:RUNTIME_NODE_PORT, its certificate signed
+# by the CA whose PEM is RUNTIME_CA (usually given as RUNTIME_CA_FILE, a mounted Secret).
+SANDBOX_KUBECONFIG = env.string("SANDBOX_KUBECONFIG", "")
+SANDBOX_NAMESPACE = env.string("SANDBOX_NAMESPACE", "kubelab-sandboxes")
+SANDBOX_CAPACITY_WAIT = env.duration("SANDBOX_CAPACITY_WAIT", "12m")
+RUNTIME_CA = env.string("RUNTIME_CA", "")
+RUNTIME_NODE_PORT = env.integer("RUNTIME_NODE_PORT", 7443, minimum=1, maximum=65535)
 if SANDBOX_BACKEND == "kubernetes":
-    # designed (docs/scaling-out.md, issue #17) but not built: refuse it rather than fail at the first lab
-    raise ImproperlyConfigured(
-        "SANDBOX_BACKEND: 'kubernetes' (sandboxes placed by Kubernetes across nodes) is not built yet; "
-        "see docs/scaling-out.md and issue #17. Use namespace (runtimed on this host) or docker."
-    )
-if SANDBOX_BACKEND not in {"namespace", "docker"}:
-    raise ImproperlyConfigured(f"SANDBOX_BACKEND: expected namespace or docker; got {SANDBOX_BACKEND!r}")
+    if "-----BEGIN CERTIFICATE-----" not in RUNTIME_CA:
+        raise ImproperlyConfigured(
+            "RUNTIME_CA: required with SANDBOX_BACKEND=kubernetes: the PEM certificate of the CA that signed "
+            "every lab node's runtimed certificate (RUNTIME_CA_FILE: a file holding it; docs/scaling-out.md)"
+        )
+    if not 10 <= SANDBOX_CAPACITY_WAIT <= 780:
+        raise ImproperlyConfigured(
+            "SANDBOX_CAPACITY_WAIT: between 10s and 13m (a provisioning task waits that long for room, "
+            f"within its own 14-minute limit); got {SANDBOX_CAPACITY_WAIT}s"
+        )
 
 # --- labs -------------------------------------------------------------------
 

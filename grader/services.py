@@ -341,10 +341,18 @@ def _target(session: LabSession | None) -> Target | None:
     finally:
         if scoped is not backend:
             scoped.close()
+    # this host's runtimed, or the lab node's that holds the sandbox (SANDBOX_BACKEND=kubernetes)
+    try:
+        address, box, ca = sandboxes.runtime_address(session)
+    except sandboxes.SandboxGone:
+        return Target(sandbox_id=session.sandbox_id, gone=SANDBOX_GONE)
+    except sandboxes.SandboxError as exc:
+        raise InfrastructureError(str(exc)) from exc
     return Target(
-        sandbox_id=session.sandbox_id,
-        runtime_socket=settings.RUNTIME_SOCKET,
+        sandbox_id=box,
+        runtime_socket=address,
         runtime_token=token,
+        runtime_ca=ca,
         docker_url=docker_url,
         docker_token=token,
         kubeconfig=kubeconfig,

@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from courses.messages import as_dict as message_as_dict
 from courses.messages import message_group, unread_messages
-from labs import services
+from labs import sandboxes, services
 from labs.models import LabSession, TerminalObservation
 from labs.selectors import Granted, LabSessionNotFound, lab_session_for_user
 from runtime import client as runtime_client
@@ -109,6 +109,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
     granted: Granted | None = None
     attach: runtime_client.AsyncAttach | None = None
     rt: runtime_client.AsyncClient | None = None
+    box = ""  # the sandbox's id on its runtimed
     pump: asyncio.Task[None] | None = None
     observation: int | None = None
 
@@ -133,14 +134,25 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         self.bucket = TokenBucket(settings.TERMINAL_INPUT_RATE)
         self.last_activity = 0.0
         self.dropped_notice = False
-        # the session's own credential: runtimed lets it act on this sandbox and no other
-        self.rt = runtime_client.AsyncClient(settings.RUNTIME_SOCKET, token=session.runtime_token)
+        # the sandbox's runtimed (this host's, or its lab node's under SANDBOX_BACKEND=kubernetes,
+        # the address read from the Node, never from anything a student writes) ...
+        try:
+            address, self.box, ca = await asyncio.to_thread(sandboxes.runtime_address, session)
+        except sandboxes.SandboxGone:
+            await refuse(self, CLOSE_NOT_READY)
+            return
+        except sandboxes.SandboxError:
+            log.warning("terminal %s of %s: runtimed not found", self.number, session.pk, exc_info=True)
+            await refuse(self, CLOSE_RUNTIME_DOWN)
+            return
+        # ... and the session's own credential: runtimed lets it act on this sandbox and no other
+        self.rt = runtime_client.AsyncClient(address, token=session.runtime_token, ca=ca)
         try:
             pty_id = await self._pty_session(session)
             if pty_id is None:
                 await refuse(self, CLOSE_NOT_FOUND)
                 return
-            self.attach = await self.rt.attach(session.sandbox_id, pty_id, read_only=not self.granted.can_write)
+            self.attach = await self.rt.attach(self.box, pty_id, read_only=not self.granted.can_write)
         except runtime_errors.SandboxNotFound:
             await refuse(self, CLOSE_NOT_READY)
             return
@@ -162,7 +174,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         pty_id = session.terminals.get(str(self.number))
         if pty_id:
             try:
-                info = await self.rt.get_session(session.sandbox_id, pty_id)
+                info = await self.rt.get_session(self.box, pty_id)
                 if not info.get("exited"):
                     return str(pty_id)
             except runtime_errors.SessionNotFound:
@@ -177,13 +189,13 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         # after a resume, the shell of this terminal starts where it was when the lab was paused
         cwd = session.resume_cwds.get(str(self.number))
         try:
-            created = await self.rt.create_session(session.sandbox_id, rows=rows, cols=cols, cwd=cwd)
+            created = await self.rt.create_session(self.box, rows=rows, cols=cols, cwd=cwd)
         except runtime_errors.SandboxNotFound:
             raise
         except runtime_errors.RuntimeError:
             if cwd is None:
                 raise
-            created = await self.rt.create_session(session.sandbox_id, rows=rows, cols=cols)
+            created = await self.rt.create_session(self.box, rows=rows, cols=cols)
         pty_id = str(created["session_id"])
         await _open_terminal(session, self.number, pty_id)
         return pty_id

@@ -22,13 +22,12 @@ import json
 import time
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views.decorators.http import require_http_methods
 
-from labs import manifests
+from labs import manifests, sandboxes
 from labs.models import LabSession
 from labs.selectors import LabSessionNotFound, lab_session_for_user
 from runtime import errors as runtime_errors
@@ -51,13 +50,19 @@ def _session(request: HttpRequest, session_id: Any, *, write: bool) -> LabSessio
 def _call(session: LabSession, fn: str, *args: Any) -> JsonResponse:
     if session.status != LabSession.Status.READY or not session.sandbox_id:
         return JsonResponse({"error": "The lab's sandbox is not running."}, status=409)
-    if session.backend != "namespace":
-        return JsonResponse({"error": "The editor needs a sandbox of this server's own runtime."}, status=501)
+    if session.backend not in ("namespace", "kubernetes"):
+        return JsonResponse({"error": "The editor needs a sandbox of runtimed's."}, status=501)
     if not session.runtime_token:
         return JsonResponse({"error": "The lab's sandbox has no credential yet; reset the lab."}, status=503)
     try:
-        with Client(settings.RUNTIME_SOCKET, token=session.runtime_token, timeout=30) as rt:
-            return JsonResponse(getattr(rt, fn)(session.sandbox_id, *args))
+        address, box, ca = sandboxes.runtime_address(session)
+    except sandboxes.SandboxGone:
+        return JsonResponse({"error": "The lab's sandbox is not running."}, status=409)
+    except sandboxes.SandboxError as exc:
+        return JsonResponse({"error": str(exc)}, status=503)
+    try:
+        with Client(address, token=session.runtime_token, timeout=30, ca=ca) as rt:
+            return JsonResponse(getattr(rt, fn)(box, *args))
     except runtime_errors.Forbidden as exc:
         if "does not allow 'files'" in str(exc) or "does not allow 'validate'" in str(exc):
             msg = "This sandbox was started before the editor existed: reset the lab to use the editor."

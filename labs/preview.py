@@ -206,6 +206,12 @@ async def _granted(user: Any, session_id: Any) -> Granted:
     return granted
 
 
+NO_PREVIEW_ACROSS_NODES = (
+    "Port preview is not available yet when sandboxes run on other machines (SANDBOX_BACKEND=kubernetes); "
+    "use curl in the lab's terminal instead.\n"
+)
+
+
 def _upstream_headers(session: LabSession, target: Target) -> dict[str, str]:
     return runtime_client.preview_headers(session.runtime_token, session.sandbox_id, target.port, target.path)
 
@@ -227,6 +233,9 @@ async def _relay(request: HttpRequest, target: Target, *, own_origin: bool, pref
     session = target.session
     if session.status != LabSession.Status.READY or not session.sandbox_id:
         return HttpResponse("This lab's sandbox is not running.", status=503, content_type="text/plain")
+    if session.backend == "kubernetes":
+        # the preview proxy speaks to this host's runtimed socket; a lab node's is not relayed yet
+        return HttpResponse(NO_PREVIEW_ACROSS_NODES, status=501, content_type="text/plain")
     dropped = HOP_BY_HOP if own_origin else HOP_BY_HOP | PRIVATE
     headers = {
         k: v for k, v in request.headers.items() if k.lower() not in dropped and not k.lower().startswith("x-kubelab-")
@@ -537,6 +546,9 @@ class PortProxyConsumer(AsyncWebsocketConsumer):
         target = await self._target()
         if target is None or not 1 <= target.port <= 65535 or target.session.status != LabSession.Status.READY:
             await self.close(code=4404)
+            return
+        if target.session.backend == "kubernetes":  # not relayed to a lab node yet (see _relay)
+            await self.close(code=4501)
             return
         if settings.PREVIEW_HOST and self.scope.get("kubelab_preview") is None:
             await self.close(code=4404)  # apps are served on their own origin only

@@ -9,6 +9,7 @@ for the streaming attach.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -16,6 +17,7 @@ from django.conf import settings
 from courses.models import Lab
 from runtime import errors as runtime_errors
 from runtime.backends import NamespaceBackend, SandboxBackend, backend_from_name
+from runtime.placement import KubernetesBackend
 
 
 class SandboxError(Exception):
@@ -27,6 +29,10 @@ class SandboxGone(SandboxError):
 
 
 DEFAULT_IMAGE = "lab-base"
+NODE_LOST = (
+    "The machine running your lab was taken out of service, and your sandbox with it. "
+    "Start the lab again: it will run on another machine."
+)
 
 
 def spec_for(lab: Lab, *, session: Any) -> dict[str, Any]:
@@ -64,8 +70,12 @@ class LabSandboxes:
             raise SandboxError(str(exc)) from exc
         return None
 
-    def create(self, spec: dict[str, Any]) -> str:
+    def create(self, spec: dict[str, Any], on_wait: Callable[[str], None] | None = None) -> str:
+        """``on_wait(message)``: told while the backend waits for room (the kubernetes
+        backend's Pending placeholder: "waiting for capacity"), never an error."""
         try:
+            if isinstance(self.backend, KubernetesBackend):
+                return str(self.backend.create(spec, on_wait=on_wait)["id"])
             return str(self.backend.create(spec)["id"])
         except runtime_errors.LimitExceeded as exc:
             raise SandboxError(f"The lab server is full right now: {exc}. Try again in a few minutes.") from exc
@@ -75,6 +85,15 @@ class LabSandboxes:
     def remove(self, sandbox_id: str) -> None:
         with contextlib.suppress(runtime_errors.SandboxNotFound):
             self.backend.remove(sandbox_id)
+
+    def placements(self) -> set[str]:
+        """The kubernetes backend: names of the placeholder Pods that still hold a sandbox."""
+        if not isinstance(self.backend, KubernetesBackend):
+            return set()
+        try:
+            return self.backend.placements()
+        except runtime_errors.RuntimeError as exc:
+            raise SandboxError(str(exc)) from exc
 
     @property
     def supports_pause(self) -> bool:
@@ -172,12 +191,36 @@ def backend_for(name: str) -> LabSandboxes:
     if key not in _BACKENDS:
         try:
             # the admin credential: only the worker, which provisions and grades, has it set
-            options = (
-                {"socket_path": settings.RUNTIME_SOCKET, "token": settings.RUNTIME_ADMIN_TOKEN or None}
-                if name == "namespace"
-                else {}
-            )
+            options: dict[str, Any] = {}
+            if name == "namespace":
+                options = {"socket_path": settings.RUNTIME_SOCKET, "token": settings.RUNTIME_ADMIN_TOKEN or None}
+            elif name == "kubernetes":
+                options = {
+                    "kubeconfig": settings.SANDBOX_KUBECONFIG or None,
+                    "namespace": settings.SANDBOX_NAMESPACE,
+                    "ca": settings.RUNTIME_CA,
+                    "port": settings.RUNTIME_NODE_PORT,
+                    "token": settings.RUNTIME_ADMIN_TOKEN or None,
+                    "wait_timeout": float(settings.SANDBOX_CAPACITY_WAIT),
+                }
             _BACKENDS[key] = LabSandboxes(backend_from_name(name, **options))
         except Exception as exc:  # e.g. no Docker engine: the lab page shows why
             raise SandboxError(f"the {name!r} sandbox backend is not available for labs: {exc}") from exc
     return _BACKENDS[key]
+
+
+def runtime_address(session: Any) -> tuple[str, str, str | None]:
+    """Where the web tier's own runtimed clients (terminal, editor) reach ``session``'s sandbox:
+    (runtimed address, the sandbox's id there, the CA file for TLS or None). Blocking (the
+    kubernetes backend reads the Node): call it off the event loop. Raises ``SandboxGone``."""
+    if session.backend != "kubernetes":
+        return settings.RUNTIME_SOCKET, session.sandbox_id, None
+    backend = backend_for("kubernetes").backend
+    assert isinstance(backend, KubernetesBackend)
+    try:
+        address, box = backend.address_of(session.sandbox_id)
+    except runtime_errors.SandboxNotFound as exc:
+        raise SandboxGone(str(exc)) from exc
+    except runtime_errors.RuntimeError as exc:
+        raise SandboxError(str(exc)) from exc
+    return address, box, settings.RUNTIME_CA

@@ -298,7 +298,8 @@ def lab_session_provision(*, session_id: str) -> LabSession | None:
                 "sandbox",
                 "Creating your sandbox" + (" and running the lab's setup" if spec.get("setup") else ""),
             )
-            sandbox_id = backend.create(spec)
+            # the kubernetes backend waits for room while every lab node is full: the page says so
+            sandbox_id = backend.create(spec, on_wait=lambda message: _progress(session, "waiting", message))
         else:
             sandbox_id = existing
         _progress(session, "sandbox-ready", "Sandbox created")
@@ -629,5 +630,34 @@ def expire_paused_sessions() -> int:
     count = 0
     for session in LabSession.objects.pause_expired_at(timezone.now()):
         lab_session_stop(session=session, reason=LabSession.EndReason.PAUSE_EXPIRED)
+        count += 1
+    return count
+
+
+def end_lost_placements() -> int:
+    """SANDBOX_BACKEND=kubernetes: end the ready sessions whose placeholder Pod is gone (its
+    node drained or lost, the Pod preempted), saying so on the page; starting the lab again
+    lets Kubernetes place it on a node that is there. Sessions are read before the Pods, so a
+    session that became ready meanwhile is never taken for lost."""
+    live = list(LabSession.objects.filter(backend="kubernetes", status=LabSession.Status.READY).exclude(sandbox_id=""))
+    if not live:
+        return 0
+    try:
+        placed = sandboxes.backend_for("kubernetes").placements()
+    except sandboxes.SandboxError:
+        log.warning("could not list the placeholder Pods of lab sessions", exc_info=True)
+        return 0
+    count = 0
+    for session in live:
+        pod = session.sandbox_id.split("/", 1)[0]
+        if pod in placed:
+            continue
+        with transaction.atomic():
+            locked = LabSession.objects.select_for_update().get(pk=session.pk)
+            if locked.status != LabSession.Status.READY or locked.sandbox_id != session.sandbox_id:
+                continue
+            locked.error = sandboxes.NODE_LOST
+            locked.save(update_fields=["error"])
+            lab_session_stop(session=locked, reason=LabSession.EndReason.LOST)
         count += 1
     return count

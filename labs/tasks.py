@@ -78,3 +78,8 @@ def resume_sandbox(session_id: str) -> str | None:
 @shared_task(name="labs.tasks.expire_paused_sessions", time_limit=300, soft_time_limit=270)
 def expire_paused_sessions() -> int:
     return services.expire_paused_sessions()
+
+
+@shared_task(name="labs.tasks.end_lost_placements", time_limit=120, soft_time_limit=100)
+def end_lost_placements() -> int:
+    return services.end_lost_placements()

@@ -13,7 +13,7 @@ Socket path: the argument, else ``$RUNTIME_SOCKET``, else
 ``/run/kubelab/runtimed.sock``. An ``https://HOST:PORT`` address instead reaches a
 runtimed that serves its API over TCP with TLS (``--listen-tls``: a lab node's runtimed
 under the ``kubernetes`` sandbox backend, docs/scaling-out.md); the server's certificate
-is checked against ``ca_file`` (else ``$RUNTIME_CA_FILE``) and nothing else, never the
+is checked against ``ca`` (a PEM, or a file's path; else ``$RUNTIME_CA_FILE``) and nothing else, never the
 system's CAs. The same bearer tokens authenticate the caller either way.
 
 Credential (``runtime.auth``): the ``token`` argument, else ``$RUNTIME_TOKEN``. The
@@ -72,20 +72,24 @@ _remote_tls_lock = threading.Lock()
 _remote_tls: dict[str, ssl.SSLContext] = {}
 
 
-def remote_tls_context(ca_file: str | None = None) -> ssl.SSLContext:
-    """A client TLS context trusting only the CA in ``ca_file`` (else ``$RUNTIME_CA_FILE``):
-    a lab node's runtimed presents a certificate that CA signed for the node's address."""
-    path = ca_file or os.environ.get("RUNTIME_CA_FILE") or ""
-    if not path:
+def remote_tls_context(ca: str | None = None) -> ssl.SSLContext:
+    """A client TLS context trusting only one CA: ``ca`` is its PEM certificate or the path of
+    a file holding it (else ``$RUNTIME_CA_FILE``, a path). A lab node's runtimed presents a
+    certificate that CA signed for the node's address."""
+    given = ca or os.environ.get("RUNTIME_CA_FILE") or ""
+    if not given:
         raise errors.BadRequest(
-            "reaching runtimed over TLS needs the CA that signed its certificate: pass ca_file or set RUNTIME_CA_FILE"
+            "reaching runtimed over TLS needs the CA that signed its certificate: pass ca or set RUNTIME_CA_FILE"
         )
     with _remote_tls_lock:
-        ctx = _remote_tls.get(path)
+        ctx = _remote_tls.get(given)
         if ctx is None:
-            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=path)
+            if given.lstrip().startswith("-----BEGIN"):
+                ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=given)
+            else:
+                ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=given)
             ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-            _remote_tls[path] = ctx
+            _remote_tls[given] = ctx
         return ctx
 
 
@@ -343,13 +347,13 @@ class Client:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         token: str | None = None,
-        ca_file: str | None = None,
+        ca: str | None = None,
     ) -> None:
         self.socket_path = resolve_socket_path(socket_path)
         self.timeout = timeout
         self.token = resolve_token(token)
-        self.ca_file = ca_file
-        self._remote_tls = remote_tls_context(ca_file) if is_remote(self.socket_path) else None
+        self.ca = ca
+        self._remote_tls = remote_tls_context(ca) if is_remote(self.socket_path) else None
         if self._remote_tls is not None:
             transport = httpx.HTTPTransport(verify=self._remote_tls)
             base = self.socket_path.rstrip("/")
@@ -750,12 +754,12 @@ class AsyncClient:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         token: str | None = None,
-        ca_file: str | None = None,
+        ca: str | None = None,
     ) -> None:
         self.socket_path = resolve_socket_path(socket_path)
         self.timeout = timeout
         self.token = resolve_token(token)
-        self._remote_tls = remote_tls_context(ca_file) if is_remote(self.socket_path) else None
+        self._remote_tls = remote_tls_context(ca) if is_remote(self.socket_path) else None
         self._base = self.socket_path.rstrip("/") if self._remote_tls is not None else BASE
         self._session: aiohttp.ClientSession | None = None
 

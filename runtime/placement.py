@@ -596,7 +596,7 @@ class KubernetesBackend(SandboxBackend):
         kubeconfig: str | os.PathLike[str] | None = None,
         *,
         namespace: str = NAMESPACE,
-        ca_file: str | None = None,
+        ca: str | None = None,
         port: int = RUNTIMED_PORT,
         token: str | None = None,
         priority_class: str = PRIORITY_CLASS,
@@ -606,13 +606,13 @@ class KubernetesBackend(SandboxBackend):
         kube: KubeAPI | None = None,
     ) -> None:
         """``token``: runtimed's admin token (provisioning) or one sandbox's (``scoped``);
-        ``ca_file``: the CA that signed every lab node's runtimed certificate."""
+        ``ca``: the CA that signed every lab node's runtimed certificate."""
         self.kubeconfig_path = kubeconfig
         self.kube = kube or KubeAPI(kubeconfig)
         self._own_kube = kube is None
         self.namespace = namespace
-        self.ca_file = ca_file or os.environ.get("RUNTIME_CA_FILE") or None
-        if not self.ca_file:
+        self.ca = ca or os.environ.get("RUNTIME_CA_FILE") or None
+        if not self.ca:
             raise errors.BadRequest("the kubernetes sandbox backend needs the runtimed CA (RUNTIME_CA_FILE)")
         self.port = port
         self.token = token
@@ -655,7 +655,7 @@ class KubernetesBackend(SandboxBackend):
         with self._lock:
             client = self._clients.get(address)
             if client is None:
-                client = self._clients[address] = Client(address, token=self.token or "", ca_file=self.ca_file)
+                client = self._clients[address] = Client(address, token=self.token or "", ca=self.ca)
             return client
 
     def _aclient(self, node: str) -> AsyncClient:
@@ -663,7 +663,7 @@ class KubernetesBackend(SandboxBackend):
         per_loop = self._async.setdefault(asyncio.get_running_loop(), {})
         client = per_loop.get(address)
         if client is None:
-            client = per_loop[address] = AsyncClient(address, token=self.token or "", ca_file=self.ca_file)
+            client = per_loop[address] = AsyncClient(address, token=self.token or "", ca=self.ca)
         return client
 
     def pod(self, pod: str, node: str = "?") -> Json:
@@ -780,6 +780,11 @@ class KubernetesBackend(SandboxBackend):
             out.append(self._info(p["metadata"]["name"], node, box))
         return out
 
+    def placements(self) -> set[str]:
+        """Names of the placeholder Pods that exist and are not being deleted (one request)."""
+        data = self.kube.request("GET", _pods_path(self.namespace), params={"labelSelector": LABEL_SESSION})
+        return {p["metadata"]["name"] for p in data.get("items") or [] if not p["metadata"].get("deletionTimestamp")}
+
     def stop(self, sid: str) -> None:
         client, box = self._locate(sid)
         client.stop_sandbox(box)
@@ -808,7 +813,7 @@ class KubernetesBackend(SandboxBackend):
         return KubernetesBackend(
             self.kubeconfig_path,
             namespace=self.namespace,
-            ca_file=self.ca_file,
+            ca=self.ca,
             port=self.port,
             token=token,
             kube=self.kube,

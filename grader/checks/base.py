@@ -82,6 +82,8 @@ class Target:
     # a sandbox token for ``sandbox_id`` with the grader's operations (runtime.auth); None: the
     # client's own default ($RUNTIME_TOKEN), as in tests and the CLI
     runtime_token: str | None = field(default=None, repr=False)
+    # the CA of a lab node's runtimed reached over TLS (SANDBOX_BACKEND=kubernetes), else None
+    runtime_ca: str | None = field(default=None, repr=False)
     docker_url: str | None = None
     docker_token: str | None = field(default=None, repr=False)
     kubeconfig: str | None = None
@@ -96,7 +98,7 @@ class Target:
         if not self.sandbox_id or not self.runtime_socket:
             raise TargetUnavailable("This check needs a running sandbox, and there is none.")
         if self._runtime is None:
-            self._runtime = runtime_client.Client(self.runtime_socket, token=self.runtime_token)
+            self._runtime = runtime_client.Client(self.runtime_socket, token=self.runtime_token, ca=self.runtime_ca)
         return self._runtime
 
     def exec(self, argv: list[str], *, timeout: float, cwd: str = "/root") -> runtime_client.ExecResult:

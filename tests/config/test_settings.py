@@ -54,12 +54,34 @@ def test_bad_value_stops_start_up_naming_the_variable(name: str, value: str) -> 
     assert f"{name}:" in result.stderr
 
 
-def test_kubernetes_backend_is_refused_until_built() -> None:
-    # the README names the backend; start-up must say it is not there rather than fail at the first lab
+def test_kubernetes_backend_needs_the_runtimed_ca() -> None:
+    # without the CA no lab node's runtimed can be trusted: refused at start-up, not at the first lab
     result = load_settings(SANDBOX_BACKEND="kubernetes")
     assert result.returncode != 0
-    assert "ImproperlyConfigured: SANDBOX_BACKEND: 'kubernetes'" in result.stderr
-    assert "docs/scaling-out.md" in result.stderr
+    assert "ImproperlyConfigured: RUNTIME_CA: required with SANDBOX_BACKEND=kubernetes" in result.stderr
+
+
+def test_kubernetes_backend_with_its_ca_is_accepted(tmp_path: Path) -> None:
+    from runtime.kube.pki import make_ca
+
+    (tmp_path / "ca.crt").write_bytes(make_ca("kubelab-runtimed-ca")[0])
+    result = load_settings(SANDBOX_BACKEND="kubernetes", RUNTIME_CA_FILE=str(tmp_path / "ca.crt"))
+    assert result.returncode == 0, result.stderr
+    # a file that is not a certificate is refused, naming the variable
+    (tmp_path / "not.crt").write_text("hello")
+    result = load_settings(SANDBOX_BACKEND="kubernetes", RUNTIME_CA_FILE=str(tmp_path / "not.crt"))
+    assert result.returncode != 0 and "RUNTIME_CA:" in result.stderr
+
+
+def test_capacity_wait_must_fit_in_the_provisioning_task(tmp_path: Path) -> None:
+    from runtime.kube.pki import make_ca
+
+    (tmp_path / "ca.crt").write_bytes(make_ca("kubelab-runtimed-ca")[0])
+    result = load_settings(
+        SANDBOX_BACKEND="kubernetes", RUNTIME_CA_FILE=str(tmp_path / "ca.crt"), SANDBOX_CAPACITY_WAIT="1h"
+    )
+    assert result.returncode != 0
+    assert "SANDBOX_CAPACITY_WAIT:" in result.stderr
 
 
 @pytest.mark.parametrize("backend", ["namespace", "docker"])

@@ -19,28 +19,21 @@ import pytest
 from runtime import errors
 from runtime.client import Client
 from runtime.placement import KubernetesBackend, split_id
-from tests.runtime.conftest_daemon import real_sandboxes_available
-from tests.scaleout.topology import GRACE, TOLERATION, Topology, topology
+from tests.scaleout.topology import GRACE, TOLERATION, Topology
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 SPEC: dict[str, Any] = {"image": "busybox", "cpus": 1, "memory": 64 * 2**20}
 
 
-@pytest.fixture(scope="module")
-def topo() -> Iterator[Topology]:
-    why = real_sandboxes_available()
-    if why:
-        pytest.skip(why)
-    with topology(cpu="10", memory="32Gi") as t:
-        yield t
+NODE_CPU = "10"  # two nodes of 10 cpus: room for 20 one-cpu sandboxes (conftest.topo)
 
 
 @pytest.fixture(scope="module")
 def backend(topo: Topology) -> Iterator[KubernetesBackend]:
     b = KubernetesBackend(
         topo.kubeconfig,
-        ca_file=str(topo.ca_file),
+        ca=str(topo.ca),
         port=topo.port,
         token=topo.admin_token,
         toleration_seconds=TOLERATION,
@@ -160,13 +153,13 @@ def test_a_token_of_one_session_is_worthless_on_another_node(topo: Topology, bac
     b = next(sid for sid in created.values() if split_id(sid)[1] == "kl-node-b")
     token = backend.mint_token(a, "web", 300)
     addr_b = backend.node_address("kl-node-b")
-    with Client(addr_b, token=token, ca_file=str(topo.ca_file)) as c:
+    with Client(addr_b, token=token, ca=str(topo.ca)) as c:
         with pytest.raises(errors.Unauthorized):
             c.get_sandbox(split_id(b)[2])
         with pytest.raises(errors.Unauthorized):
             c.get_sandbox(split_id(a)[2])
     # nor without a token, nor with the grader role for what only the web role may do
-    with Client(addr_b, token="", ca_file=str(topo.ca_file)) as c, pytest.raises(errors.Unauthorized):
+    with Client(addr_b, token="", ca=str(topo.ca)) as c, pytest.raises(errors.Unauthorized):
         c.list_sandboxes()
 
 

@@ -101,7 +101,7 @@ class Topology:
     server: Server
     kubeconfig: Path
     kubectl: Kubectl
-    ca_file: Path
+    ca: Path
     port: int
     admin_token: str
     nodes: dict[str, LabNode] = field(default_factory=dict)
@@ -151,8 +151,8 @@ def topology(cpu: str = "10", memory: str = "32Gi") -> Iterator[Topology]:
     base = Path(tempfile.mkdtemp(prefix="kl-scaleout-", dir="/tmp"))
     (base / "kube").mkdir()
     ca_crt, ca_key = pki.make_ca("kubelab-runtimed-ca")
-    ca_file = base / "runtimed-ca.crt"
-    ca_file.write_bytes(ca_crt)
+    ca = base / "runtimed-ca.crt"
+    ca.write_bytes(ca_crt)
     port = port_free_on_all([n["ip"] for n in NODES.values()])
     # the platform's one admin credential, given to every node's runtimed (tests/bootstrap.py
     # gives it to every daemon of a test run) and to provisioning
@@ -171,7 +171,7 @@ def topology(cpu: str = "10", memory: str = "32Gi") -> Iterator[Topology]:
             "-",
             stdin="apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: kubelab-lab}\nvalue: 1000\n",
         )
-        topo = Topology(base, server, kubeconfig, kc, ca_file, port, admin)
+        topo = Topology(base, server, kubeconfig, kc, ca, port, admin)
         for name, n in NODES.items():
             crt, key = pki.make_serving_cert(ca_crt, ca_key, [name], [str(n["ip"])])
             (base / f"{name}.crt").write_bytes(crt)
