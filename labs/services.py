@@ -404,7 +404,7 @@ TRANSITION_LEASE = timedelta(seconds=300)  # the pause/resume tasks' own time li
 def pausable(session: LabSession) -> bool:
     """Whether the session's backend can pause a lab (the page then offers Pause)."""
     try:
-        return sandboxes.backend_for(session.backend).supports_pause
+        return bool(getattr(sandboxes.backend_for(session.backend), "supports_pause", False))
     except sandboxes.SandboxError:
         return False
 

@@ -93,7 +93,7 @@ def test_pause_keeps_the_sandbox_and_resume_brings_it_back(runtime_socket: str) 
         assert paused.resume_cwds == {"1": "/root/work/deep", "2": "/tmp"}
         assert paused.terminals == {}
         assert paused.paused_bytes > 0
-        assert paused.paused_until is not None
+        assert paused.paused_until is not None and paused.paused_at is not None
         kept_for = paused.paused_until - paused.paused_at
         assert kept_for == timedelta(seconds=7 * 86400)  # LAB_PAUSED_RETENTION's default
         # nothing runs: no pid in its cgroup; its sandbox is paused, not gone

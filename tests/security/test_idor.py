@@ -3,7 +3,7 @@ owner's classmate, an outsider, an instructor of the course, an instructor of
 another course, and nobody.
 
 What is private here is a student's lab session (its page, terminals, events,
-port previews, reset and stop), their submissions and their progress (check,
+port previews, reset, stop, pause and resume), their submissions and their progress (check,
 hint, solution), and the instructor's views of students. A refused caller
 gets exactly what an unknown id gives — the same status and body — so the
 answer does not even tell that the session exists.
@@ -59,6 +59,8 @@ ROUTES: dict[str, str] = {
     "labs:session": "session",
     "labs:reset": "session",
     "labs:stop": "session",
+    "labs:pause": "session",
+    "labs:resume": "session",
     "labs:port": "session",
     "labs:port-path": "session",
     "labs:files": "session",
@@ -151,6 +153,8 @@ SESSION_CASES = [
     ("labs:session", "get", _session_kwargs, {"owner", "instructor"}),
     ("labs:reset", "post", _session_kwargs, {"owner"}),
     ("labs:stop", "post", _session_kwargs, {"owner"}),
+    ("labs:pause", "post", _session_kwargs, {"owner"}),
+    ("labs:resume", "post", _session_kwargs, {"owner"}),
     ("labs:port", "get", _port_kwargs, {"owner", "instructor"}),
     ("labs:port-path", "get", _port_path_kwargs, {"owner", "instructor"}),
     ("labs:files", "get", _session_kwargs, {"owner", "instructor"}),
