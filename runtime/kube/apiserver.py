@@ -821,6 +821,8 @@ class Cluster:
             raise bad_request("the body of the request was in an unknown format")
         obj = copy.deepcopy(obj)
         self._check_type(rdef, obj)
+        if not internal:
+            self._check_value_types(rdef, obj)
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise bad_request("metadata must be an object")
@@ -894,6 +896,22 @@ class Cluster:
             return errs or crd.validate_rules(rdef, obj, old)
         return kinds.validate(rdef.kind, obj, rdef.namespaced)
 
+    def _check_value_types(self, rdef: ResourceDef, obj: Obj) -> None:
+        """A value of the wrong JSON type for its field (``replicas: three``, a label ``1``):
+        400, as kube-apiserver's decoding into the Go struct fails before any validation.
+        The causes carry the fields' paths (the real message names them without indices),
+        which the lab editor uses to mark the line."""
+        if self._requester is None:  # controllers write well-typed objects
+            return
+        errs = openapi.type_errors(rdef, obj)
+        if errs:
+            raise ApiError(
+                400,
+                "BadRequest",
+                f'{rdef.kind} in version "{rdef.version}" cannot be handled as a {rdef.kind}: {errs[0][1]}',
+                {"causes": [{"reason": "FieldValueTypeInvalid", "message": m, "field": f} for f, m in errs]},
+            )
+
     def _check_type(self, rdef: ResourceDef, obj: Obj) -> None:
         kind = obj.get("kind")
         av = obj.get("apiVersion")
@@ -941,6 +959,8 @@ class Cluster:
             raise bad_request("the body of the request was in an unknown format")
         obj = copy.deepcopy(obj)
         self._check_type(rdef, obj)
+        if not sub:
+            self._check_value_types(rdef, obj)
         meta = obj.setdefault("metadata", {})
         if meta.get("name") and meta["name"] != name:
             raise bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")

@@ -539,6 +539,129 @@ def _walk(v: Any, cls: str, path: str, out: list[str], top: bool = False) -> Non
         _walk_type(x, props[k][0], p, out)
 
 
+# -- type errors, as decoding into the Go structs finds them --------------------------
+
+_GO_SCALAR = {
+    "str": "string",
+    "bytes": "[]uint8",  # base64 in JSON (Secret.data)
+    "int": "int32",
+    "float": "float64",
+    "bool": "bool",
+    "datetime": "v1.Time",
+}
+# resource.Quantity fields: the client models type them as strings, but a Quantity decodes
+# from a JSON number too (``cpu: 1``, ``storage: 1e9``)
+_QUANTITY_FIELDS = frozenset(
+    {
+        "limits",
+        "requests",
+        "hard",
+        "used",
+        "capacity",
+        "allocatable",
+        "allocatedResources",
+        "sizeLimit",
+        "default",
+        "defaultRequest",
+        "max",
+        "min",
+        "maxLimitRequestRatio",
+        "overhead",
+        "podFixed",
+    }
+)
+
+
+def _go_type(t: str) -> str:
+    m = _LIST.fullmatch(t)
+    if m:
+        return "[]" + _go_type(m.group(1))
+    m = _DICT.fullmatch(t)
+    if m:
+        return "map[string]" + _go_type(m.group(1))
+    if t in _GO_SCALAR:
+        return _GO_SCALAR[t]
+    if t == "object":
+        return "interface {}"
+    v = re.match(r"^(?:Core|Discovery|Events|Storage|Authentication)?(V\d+(?:alpha\d+|beta\d+)?)(.*)$", t)
+    return f"{v.group(1).lower()}.{v.group(2)}" if v else t
+
+
+def _json_kind(v: Any) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    return "array" if isinstance(v, list) else "object"
+
+
+def _fits(v: Any, t: str, quantity: bool) -> bool:
+    if v is None or t == "object":
+        return True
+    if _LIST.fullmatch(t):
+        return isinstance(v, list)
+    if _DICT.fullmatch(t):
+        return isinstance(v, dict)
+    if t in ("str", "bytes", "datetime"):
+        return isinstance(v, str) or (quantity and isinstance(v, (int, float)) and not isinstance(v, bool))
+    if t == "int":
+        return isinstance(v, int) and not isinstance(v, bool)
+    if t == "float":
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if t == "bool":
+        return isinstance(v, bool)
+    return isinstance(v, dict)  # a struct
+
+
+def type_errors(rdef: ResourceDef, obj: Obj) -> list[tuple[str, str]]:
+    """``(field path, message)`` of each value whose JSON type its field cannot take
+    (``replicas: three``, a label's value ``1``, ``containers`` as a map), in the words of
+    Go's encoding/json, which kube-apiserver decodes with before anything else:
+    ``json: cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of
+    type int32``. Empty for kinds without a client model (custom resources)."""
+    cls = _client_class(rdef)
+    if rdef.custom or _model(cls) is None:
+        return []
+    out: list[tuple[str, str]] = []
+    _type_walk(obj, cls, "", "", out, top=True)
+    return out
+
+
+def _type_walk(v: Any, cls: str, path: str, gopath: str, out: list[tuple[str, str]], top: bool = False) -> None:
+    info = _model(cls) if isinstance(v, dict) else None
+    if info is None or len(out) >= 20:
+        return
+    struct = re.sub(r"^(?:Core|Discovery|Events|Storage|Authentication)?V\d+(?:alpha\d+|beta\d+)?", "", cls)
+    for k, x in v.items():
+        if (top and k in ("apiVersion", "kind")) or k not in info[1]:
+            continue
+        t = info[1][k][0]
+        p, gp = (f"{path}.{k}" if path else k), (f"{gopath}.{k}" if gopath else k)
+        _type_check(x, t, p, gp, struct, k in _QUANTITY_FIELDS, out)
+
+
+def _type_check(x: Any, t: str, p: str, gp: str, struct: str, quantity: bool, out: list[tuple[str, str]]) -> None:
+    if not _fits(x, t, quantity):
+        out.append(
+            (p, f"json: cannot unmarshal {_json_kind(x)} into Go struct field {struct}.{gp} of type {_go_type(t)}")
+        )
+        return
+    m = _LIST.fullmatch(t)
+    if m and isinstance(x, list):
+        for i, item in enumerate(x):
+            _type_check(item, m.group(1), f"{p}[{i}]", gp, struct, quantity, out)
+        return
+    m = _DICT.fullmatch(t)
+    if m and isinstance(x, dict):
+        for key, item in x.items():
+            _type_check(item, m.group(1), f"{p}[{key}]", gp, struct, quantity, out)
+        return
+    if isinstance(x, dict) and t not in _GO_SCALAR and t != "object":
+        _type_walk(x, t, p, gp, out)
+
+
 # -- what Go's encoding always writes ------------------------------------------------
 
 _ZERO: dict[str, Any] = {"int": 0, "str": "", "bool": False, "float": 0.0}

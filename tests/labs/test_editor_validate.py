@@ -78,6 +78,12 @@ def test_the_owner_gets_the_clusters_answers_at_their_lines(kube_session: LabSes
     (mark,) = typo.json()["diagnostics"]
     assert mark["line"] == 15 and 'unknown field "spec.template.spec.containers[0].imagee"' in mark["message"]
 
+    # a value of the wrong type: refused as decoding into the Go struct refuses it, at its line
+    wrong_type = validate(owner, kube_session, MANIFEST.replace("replicas: 2", "replicas: two"))
+    (mark,) = wrong_type.json()["diagnostics"]
+    assert (mark["line"], mark["col"]) == (6, 12)
+    assert "cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32" in mark["message"]
+
     syntax = validate(owner, kube_session, MANIFEST.replace("  replicas: 2", " replicas: 2"))
     (mark,) = syntax.json()["diagnostics"]
     assert mark["line"] == 7 and "yaml: line 7" in mark["message"]  # where go-yaml stops too

@@ -110,3 +110,37 @@ def test_generate_name_and_every_document_of_a_file_store_nothing(cluster: Clust
     for gr in ("namespaces", "configmaps", "pods", "deployments.apps"):
         assert not [o for o in cluster.store.list(gr) if o["metadata"]["name"] in ("team", "cm", "web")]
         assert not [o for o in cluster.store.list(gr) if o["metadata"]["name"].startswith("p-")]
+
+
+def test_a_value_of_the_wrong_type_is_refused_as_decoding_into_go_refuses_it(cluster: Cluster) -> None:
+    """kube-apiserver decodes into its Go structs before validating: `replicas: three`, a label
+    `version: 1`, `containers` written as a map are 400s in encoding/json's words, as
+    kube-apiserver answers them, with the field's path for the editor's mark."""
+    three = deployment()
+    three["spec"]["replicas"] = "three"
+    label = deployment()
+    label["metadata"]["labels"] = {"version": 1}
+    as_map = deployment()
+    as_map["spec"]["template"]["spec"]["containers"] = {"name": "web", "image": "nginx"}
+    cases = [
+        (three, "string into Go struct field DeploymentSpec.spec.replicas of type int32", "spec.replicas"),
+        (label, "number into Go struct field ObjectMeta.metadata.labels of type string", "metadata.labels[version]"),
+        (
+            as_map,
+            "object into Go struct field PodSpec.spec.template.spec.containers of type []v1.Container",
+            "spec.template.spec.containers",
+        ),
+    ]
+    for obj, words, field in cases:
+        result = validate(cluster, obj)
+        assert result["code"] == 400
+        assert result["status"]["message"] == (
+            f'Deployment in version "v1" cannot be handled as a Deployment: json: cannot unmarshal {words}'
+        )
+        assert result["status"]["details"]["causes"][0]["field"] == field
+    # what decodes fine stays fine: quantities as numbers, int-or-string either way, nulls
+    fine = deployment(resources={"limits": {"cpu": 1, "memory": "64Mi"}}, env=None)
+    fine["spec"]["strategy"] = {"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}}
+    assert validate(cluster, fine)["status"] is None
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"k": "aGk="}}
+    assert validate(cluster, secret)["status"] is None
