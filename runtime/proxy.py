@@ -63,6 +63,21 @@ def _forwarded(name: str) -> bool:
     return low not in _NOT_FORWARDED and not low.startswith("x-kubelab-")
 
 
+class RedirectRefused(aiohttp.ClientError):
+    """The app answered a relayed request with a redirect that aiohttp was about to follow."""
+
+
+async def _refuse_redirect(
+    session: aiohttp.ClientSession, ctx: object, params: aiohttp.TraceRequestRedirectParams
+) -> None:
+    # aiohttp follows redirects of a WebSocket handshake (ws_connect has no allow_redirects):
+    # an app answering its upgrade with "302 Location: http://127.0.0.1:6443/" would make
+    # runtimed, on the host's network, connect wherever the student says. The relay reaches
+    # the sandbox's own address only: a redirect ends the handshake here (HTTP requests are
+    # sent with allow_redirects=False and relay a 3xx to the browser as it is).
+    raise RedirectRefused(f"the app answered with a redirect ({params.response.status}) to {params.url}")
+
+
 def unreachable(message: str) -> web.Response:
     """A gateway error the browser shows as is; the header tells it came from us, not from the app."""
     return web.Response(status=502, text=message + "\n", headers={ERROR_HEADER: "unreachable"})
@@ -100,12 +115,15 @@ class SandboxProxy:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            # No cookie jar: one daemon serves every student.
+            # No cookie jar: one daemon serves every student. No redirect is ever followed.
+            never_follow = aiohttp.TraceConfig()
+            never_follow.on_request_redirect.append(_refuse_redirect)
             self._session = aiohttp.ClientSession(
                 timeout=TIMEOUT,
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
                 connector=aiohttp.TCPConnector(limit=0),
+                trace_configs=[never_follow],
             )
         return self._session
 
