@@ -124,11 +124,34 @@ def node_names(cluster: str, count: int) -> list[str]:
     return [f"{cluster}-control-plane"] + [f"{cluster}-worker{i if i > 1 else ''}" for i in range(1, count)]
 
 
-def _node(name: str, index: int = 0, count: int = 1) -> dict[str, Any]:
+# what a healthy kubelet posts (kubelet's setNodeReadyCondition and the pressure conditions)
+NODE_CONDITIONS = (
+    ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+    ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+    ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+    ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+)
+DEFAULT_CAPACITY = {"cpu": "2", "ephemeral-storage": "20Gi", "memory": "4Gi"}  # no sandbox behind
+
+
+def node_capacity(cpus: float, memory: int, disk: int, count: int) -> dict[str, str]:
+    """A node's share of a sandbox's limits when ``count`` nodes split them: the sum over the
+    nodes is what the sandbox has (its cgroup bounds them all together), so requests that the
+    scheduler lets in fit the sandbox."""
+    milli = max(1, int(cpus * 1000) // count)
+    return {
+        "cpu": str(milli // 1000) if milli % 1000 == 0 else f"{milli}m",
+        "ephemeral-storage": f"{disk // count // 1024}Ki",
+        "memory": f"{memory // count // 1024}Ki",
+    }
+
+
+def _node(name: str, index: int = 0, count: int = 1, capacity: dict[str, str] | None = None) -> dict[str, Any]:
     """Node ``index`` of a cluster of ``count`` (0: the control plane). Every node is a view of
-    the one sandbox: its capacity is the same shared figure on each (the sandbox's cgroup
-    limits bound them all together), its InternalIP its own (172.18.0.2, .3, ... as kind's);
-    only a multi-node cluster taints its control plane NoSchedule, as kind does."""
+    the one sandbox: ``capacity`` is its share of the sandbox's limits (``node_capacity``;
+    without a sandbox, ``DEFAULT_CAPACITY``), its InternalIP its own (172.18.0.2, .3, ... as
+    kind's); only a multi-node cluster taints its control plane NoSchedule, as kind does."""
+    resources = {**(capacity or DEFAULT_CAPACITY), "pods": "110"}
     labels = {
         "beta.kubernetes.io/arch": "amd64",
         "beta.kubernetes.io/os": "linux",
@@ -154,17 +177,18 @@ def _node(name: str, index: int = 0, count: int = 1) -> dict[str, Any]:
                 {"type": "InternalIP", "address": f"172.18.0.{2 + index}"},
                 {"type": "Hostname", "address": name},
             ],
-            "allocatable": {"cpu": "2", "ephemeral-storage": "20Gi", "memory": "4Gi", "pods": "110"},
-            "capacity": {"cpu": "2", "ephemeral-storage": "20Gi", "memory": "4Gi", "pods": "110"},
+            "allocatable": dict(resources),
+            "capacity": dict(resources),
             "conditions": [
                 {
-                    "type": "Ready",
-                    "status": "True",
-                    "reason": "KubeletReady",
-                    "message": "kubelet is posting ready status",
+                    "type": kind,
+                    "status": status,
+                    "reason": reason,
+                    "message": message,
                     "lastHeartbeatTime": now_ts(),
                     "lastTransitionTime": now_ts(),
                 }
+                for kind, status, reason, message in NODE_CONDITIONS
             ],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
             "nodeInfo": {
@@ -183,11 +207,19 @@ def _node(name: str, index: int = 0, count: int = 1) -> dict[str, Any]:
     }
 
 
-def create_cluster(data: Path, name: str, server: str, limits: dict[str, Any] | None = None, nodes: int = 1) -> str:
+def create_cluster(
+    data: Path,
+    name: str,
+    server: str,
+    limits: dict[str, Any] | None = None,
+    nodes: int = 1,
+    capacity: dict[str, str] | None = None,
+) -> str:
     """Create cluster NAME under data and return an admin kubeconfig for it. ``limits``
     overrides the server's limits (limits.py) for this cluster alone, e.g.
     ``{"max_objects": 100}``; kept in its cluster.json. ``nodes`` (1..MAX_NODES): a control
-    plane and ``nodes - 1`` workers (``node_names``)."""
+    plane and ``nodes - 1`` workers (``node_names``), each with ``capacity`` (a node's share
+    of the sandbox's limits, ``node_capacity``; default ``DEFAULT_CAPACITY``)."""
     from runtime.kube import dns, registry
 
     try:
@@ -239,7 +271,7 @@ def create_cluster(data: Path, name: str, server: str, limits: dict[str, Any] | 
         for gr, obj in rbac.default_objects():
             c.create(R[gr], "", obj, internal=True)
         for i, node_name in enumerate(node_names(name, nodes)):
-            c.create(R["nodes"], "", _node(node_name, i, nodes), internal=True)
+            c.create(R["nodes"], "", _node(node_name, i, nodes, capacity), internal=True)
         sc = {
             "metadata": {
                 "name": "standard",

@@ -102,6 +102,7 @@ from runtime.kube.server import (
     kubeconfig,
     make_app,
     mint_user_token,
+    node_capacity,
     node_names,
     user_kubeconfig,
 )
@@ -109,6 +110,7 @@ from runtime.loops import call_on_loop
 
 if TYPE_CHECKING:
     from runtime.dockerapi.engine import Engine
+    from runtime.sandbox.spec import SandboxSpec
 
 log = logging.getLogger("runtime.kube.service")
 
@@ -177,6 +179,14 @@ class _CountedConnection(socket.socket):
         super()._real_close(*args, **kwargs)  # type: ignore[misc]
 
 
+# cluster DNS's sockets in a sandbox: its service address (UDP, TCP) and one to forward from
+DNS_SOCKETS = (
+    (dns.DNS_IP, dns.DNS_PORT, "udp"),
+    (dns.DNS_IP, dns.DNS_PORT, "tcp"),
+    ("0.0.0.0", 0, "udp"),  # noqa: S104 - the sandbox's, to forward
+)
+
+
 def open_listener_in_netns(
     pid: int, host: str = SANDBOX_HOST, port: int = SANDBOX_PORT, proto: str = "tcp"
 ) -> socket.socket:
@@ -185,11 +195,14 @@ def open_listener_in_netns(
     return open_listeners_in_netns(pid, [(host, port, proto)])[0]
 
 
-def open_listeners_in_netns(pid: int, specs: list[tuple[str, int, str]]) -> list[socket.socket]:
+def open_listeners_in_netns(
+    pid: int, specs: list[tuple[str, int, str]], lo_addresses: tuple[str, ...] = ()
+) -> list[socket.socket]:
     """Sockets listening on each (HOST, PORT, PROTO) inside the network namespace of ``pid``,
-    in that order, made by one helper child."""
+    in that order, made by one helper child, which first gives ``lo`` each of
+    ``lo_addresses`` as a /32 (idempotent)."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    args = [f"{host},{port},{proto}" for host, port, proto in specs]
+    args = [f"lo+{ip}" for ip in lo_addresses] + [f"{host},{port},{proto}" for host, port, proto in specs]
     try:
         proc = subprocess.Popen(
             [sys.executable, "-I", "-S", str(HELPER), str(pid), str(theirs.fileno()), *args],
@@ -241,8 +254,9 @@ class KubeService:
         self._state_dir = data / "sandboxes"
         # the sandbox's Docker engine, for its kubelet (None: pods are never run)
         self.engines: Callable[[str], Engine] | None = None
-        # nodes of a sandbox's cluster (its spec's kube_nodes; None: one node)
-        self.node_count: Callable[[str], int] | None = None
+        # a sandbox's spec: its cluster's nodes (kube_nodes) and their share of its limits
+        # (None: one node showing server.DEFAULT_CAPACITY)
+        self.spec_of: Callable[[str], SandboxSpec] | None = None
         self._kubelets: dict[str, Kubelet] = {}
         self._dns: dict[str, dns.ClusterDNS] = {}
         self._netpol: dict[str, tuple[NetworkPolicyAgent, Any]] = {}
@@ -300,8 +314,7 @@ class KubeService:
         for sid, pid, status in sandboxes:
             if status == "running" and pid is not None and self._state_path(sid).exists():
                 try:
-                    self._open(sid, pid)
-                    self._start_kubelet(sid)
+                    self._open_all(sid, pid)
                 except errors.RuntimeError as e:
                     log.warning("sandbox %s: lab cluster listener not restored: %s", sid, e)
         for path in sorted(self._state_dir.glob("*.json")):
@@ -369,8 +382,7 @@ class KubeService:
         if name is not None:
             self._on_loop(self._unpark(name))
         st = self._load(sid) or self._create(sid)
-        self._open(sid, pid)
-        self._start_kubelet(sid)
+        self._open_all(sid, pid)
         name = st["cluster"]
         ca = (clusters_dir(self.data) / name / "ca.crt").read_bytes()
         return {KUBECONFIG_PATH: kubeconfig(name, SANDBOX_SERVER, ca, st["token"])}
@@ -428,9 +440,11 @@ class KubeService:
 
     def _create(self, sid: str) -> dict[str, str]:
         name = sid
-        nodes = self.node_count(sid) if self.node_count is not None else 1
+        spec = self.spec_of(sid) if self.spec_of is not None else None
+        nodes = spec.kube_nodes if spec is not None else 1
+        capacity = node_capacity(spec.cpus, spec.memory, spec.disk, nodes) if spec is not None else None
         try:
-            doc = yaml.safe_load(create_cluster(self.data, name, SANDBOX_SERVER, nodes=nodes))
+            doc = yaml.safe_load(create_cluster(self.data, name, SANDBOX_SERVER, nodes=nodes, capacity=capacity))
             token: str | None = doc["users"][0]["user"]["token"]
         except ApiError as e:
             if e.status != 409:
@@ -457,15 +471,43 @@ class KubeService:
         )
         return student, cluster.add_token(GRADER_USER, ["system:masters"])
 
-    def _start_kubelet(self, sid: str) -> None:
-        """Run the pods of the sandbox's cluster on the sandbox's engine (once per sandbox)."""
-        if self.engines is None or sid in self._kubelets:
-            return
+    def _open_all(self, sid: str, pid: int) -> None:
+        """The API listener and the kubelet with cluster DNS, their sockets (and DNS's address)
+        made by one helper child when both are needed (a sandbox start; issue #13: one Python
+        start-up fewer per student); if that helper fails, each is made on its own as before,
+        so a DNS problem still costs only DNS (logged), never the cluster."""
+        current = self._listeners.get(sid)
+        socks: list[socket.socket] = []
+        if (current is None or current.pid != pid) and self.engines is not None and sid not in self._kubelets:
+            try:
+                socks = open_listeners_in_netns(pid, [(SANDBOX_HOST, SANDBOX_PORT, "tcp"), *DNS_SOCKETS], (dns.DNS_IP,))
+            except errors.RuntimeError as e:
+                log.info("sandbox %s: listeners in one helper failed (%s); opening them one by one", sid, e)
+        try:
+            self._open(sid, pid, socks[0] if socks else None)
+        except BaseException:
+            for sock in socks[1:]:
+                sock.close()
+            raise
+        self._start_kubelet(sid, socks[1:] if socks else None)
+
+    def _start_kubelet(self, sid: str, dns_socks: list[socket.socket] | None = None) -> None:
+        """Run the pods of the sandbox's cluster on the sandbox's engine (once per sandbox).
+        ``dns_socks``: DNS_SOCKETS already made in the sandbox (its address on lo too)."""
         st = self._load(sid)
-        if st is None:
-            raise errors.RuntimeError(f"sandbox {sid} has no lab cluster")
-        engine = self.engines(sid)
-        cluster = self._on_loop(self._cluster(st["cluster"]))
+        if self.engines is None or sid in self._kubelets or st is None:
+            for sock in dns_socks or ():
+                sock.close()
+            if st is None and self.engines is not None and sid not in self._kubelets:
+                raise errors.RuntimeError(f"sandbox {sid} has no lab cluster")
+            return
+        try:
+            engine = self.engines(sid)
+            cluster = self._on_loop(self._cluster(st["cluster"]))
+        except BaseException:
+            for sock in dns_socks or ():
+                sock.close()
+            raise
         host = ClusterHost(cluster, self.loop)
         # one kubelet runs the pods of every node: the nodes are views of this one sandbox
         names = node_names(st["cluster"], int(st.get("nodes") or 1))
@@ -475,7 +517,7 @@ class KubeService:
         kubelet.after_sync.append(netpol.notify)
         cluster.pod_io = KubeletIO(kubelet)
         try:
-            self._start_dns(sid, engine, cluster)
+            self._start_dns(sid, engine, cluster, dns_socks)
         except errors.RuntimeError as e:
             log.warning("sandbox %s: cluster DNS not started: %s", sid, e)
         kubelet.start()
@@ -486,26 +528,22 @@ class KubeService:
         ingress.start()
         self._ingress[sid] = ingress
 
-    def _start_dns(self, sid: str, engine: Engine, cluster: Any) -> None:
-        """Cluster DNS on 10.96.0.10:53 in the sandbox's netns, served on the loop (dns.py)."""
+    def _start_dns(self, sid: str, engine: Engine, cluster: Any, socks: list[socket.socket] | None = None) -> None:
+        """Cluster DNS on 10.96.0.10:53 in the sandbox's netns, served on the loop (dns.py);
+        ``socks``: its DNS_SOCKETS, made already (None: made here)."""
         pid = engine.ctx.pid
-        dns.add_address(pid)
-        socks = open_listeners_in_netns(
-            pid,
-            [
-                (dns.DNS_IP, dns.DNS_PORT, "udp"),
-                (dns.DNS_IP, dns.DNS_PORT, "tcp"),
-                ("0.0.0.0", 0, "udp"),  # noqa: S104 - the sandbox's, to forward
-            ],
-        )
-        server = dns.ClusterDNS(cluster.store, dns.upstreams(engine.ctx.dir / "rootfs"))
+        if socks is None:
+            dns.add_address(pid)
+            socks = open_listeners_in_netns(pid, list(DNS_SOCKETS))
+        made = socks
 
-        async def start() -> None:
+        async def start(server: dns.ClusterDNS) -> None:
             dns.ensure_kube_dns_service(cluster)
-            await server.start(*socks)
+            await server.start(*made)
 
         try:
-            self._on_loop(start())
+            server = dns.ClusterDNS(cluster.store, dns.upstreams(engine.ctx.dir / "rootfs"))
+            self._on_loop(start(server))
         except BaseException:
             for sock in socks:
                 sock.close()
@@ -542,11 +580,15 @@ class KubeService:
         if isinstance(cluster.pod_io, KubeletIO) and cluster.pod_io.kubelet is kubelet:
             cluster.pod_io = None
 
-    def _open(self, sid: str, pid: int) -> None:
+    def _open(self, sid: str, pid: int, sock: socket.socket | None = None) -> None:
+        """Serve the cluster's API on SANDBOX_HOST:SANDBOX_PORT in the sandbox (``sock``:
+        that listener, made already)."""
         current = self._listeners.get(sid)
         if current is not None and current.pid == pid:
+            if sock is not None:
+                sock.close()
             return
-        sock = open_listener_in_netns(pid)
+        sock = sock or open_listener_in_netns(pid)
         try:
             self._on_loop(self._serve(sid, pid, sock))
         except BaseException:
@@ -644,7 +686,7 @@ async def start_for_daemon(daemon: Any, data: Path, listen: str, limits: Limits 
     docker = getattr(daemon, "docker", None)
     if docker is not None:
         svc.engines = docker.engine
-    svc.node_count = lambda sid: int(daemon.manager.get(sid).spec.kube_nodes)
+    svc.spec_of = lambda sid: daemon.manager.get(sid).spec
     await svc.start_server()
     try:
         await asyncio.to_thread(daemon.manager.register_service, NAME, svc)

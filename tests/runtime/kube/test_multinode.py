@@ -104,9 +104,17 @@ def test_nodes_are_a_control_plane_and_workers_each_with_its_own_labels_taints_a
         assert labels["kubernetes.io/hostname"] == name
         assert labels["kubernetes.io/os"] == "linux" and labels["kubernetes.io/arch"] == "amd64"
         assert ("node-role.kubernetes.io/control-plane" in labels) == (name == CP)
-        assert node["status"]["capacity"]["pods"] == "110" and node["status"]["allocatable"]["cpu"]
+        # no sandbox behind this server's clusters: the default figure on each node
+        assert node["status"]["capacity"] == {"cpu": "2", "ephemeral-storage": "20Gi", "memory": "4Gi", "pods": "110"}
+        assert node["status"]["allocatable"] == node["status"]["capacity"]
         assert node["status"]["nodeInfo"]["kubeletVersion"].startswith("v1.")
-        assert [c["type"] for c in node["status"]["conditions"]] == ["Ready"]
+        conditions = {c["type"]: (c["status"], c["reason"]) for c in node["status"]["conditions"]}
+        assert conditions == {
+            "MemoryPressure": ("False", "KubeletHasSufficientMemory"),
+            "DiskPressure": ("False", "KubeletHasNoDiskPressure"),
+            "PIDPressure": ("False", "KubeletHasSufficientPID"),
+            "Ready": ("True", "KubeletReady"),
+        }
     assert nodes[CP]["spec"]["taints"] == [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]
     assert "taints" not in nodes[W1]["spec"] and "taints" not in nodes[W2]["spec"]
     assert "node-role.kubernetes.io/control-plane:NoSchedule" in kc("describe", "node", CP)

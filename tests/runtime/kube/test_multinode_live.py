@@ -6,6 +6,7 @@ pods bound to different nodes still reach each other and Services; one kubelet r
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -103,6 +104,12 @@ def test_the_sandbox_cluster_has_three_nodes_and_runs_pods_on_both_workers(
     code, out = run(daemon, sid, "kubectl get nodes --no-headers -o custom-columns=N:.metadata.name")
     assert code == 0, out
     assert out.split() == [f"{sid}-control-plane", f"{sid}-worker", f"{sid}-worker2"]
+    # each node shows a third of the sandbox's limits (the defaults: 1 cpu, 256 MiB, 1 GiB disk)
+    code, out = run(daemon, sid, "kubectl get nodes -o jsonpath='{range .items[*]}{.status.allocatable}{\"\\n\"}{end}'")
+    assert code == 0, out
+    shares = [json.loads(line) for line in out.splitlines() if line.strip()]
+    third = {"cpu": "333m", "ephemeral-storage": f"{2**30 // 3 // 1024}Ki", "memory": f"{2**28 // 3 // 1024}Ki"}
+    assert shares == [{**third, "pods": "110"}] * 3, out
     code, out = run(
         daemon,
         sid,
