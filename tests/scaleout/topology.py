@@ -153,7 +153,7 @@ def topology(cpu: str = "10", memory: str = "32Gi") -> Iterator[Topology]:
     ca_crt, ca_key = pki.make_ca("kubelab-runtimed-ca")
     ca = base / "runtimed-ca.crt"
     ca.write_bytes(ca_crt)
-    port = port_free_on_all([n["ip"] for n in NODES.values()])
+    port = port_free_on_all([str(n["ip"]) for n in NODES.values()])
     # the platform's one admin credential, given to every node's runtimed (tests/bootstrap.py
     # gives it to every daemon of a test run) and to provisioning
     admin = os.environ["RUNTIME_ADMIN_TOKEN"]
