@@ -24,7 +24,6 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
@@ -32,7 +31,7 @@ from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from courses.models import Lab
-from labs import push, sandboxes, selectors
+from labs import push, queuepush, sandboxes, selectors
 from labs.models import LabSession
 
 log = logging.getLogger(__name__)
@@ -94,45 +93,28 @@ def _push(session: LabSession) -> None:
 def _push_queue(*, left: LabSession | None = None, builds_changed: bool = False) -> None:
     """After commit, tell the sessions waiting for a provisioning worker their new place.
 
-    ``left``: a session that just left the queue (claimed by a worker, or stopped) —
-    only those that waited behind it moved. ``builds_changed``: a sandbox just became
-    ready, so the estimate may have changed for everyone waiting. One query for the
-    queue and one for recent builds, whatever its length; the events consumer sends
-    the page at most one such update a second (LabEventsConsumer.lab_queue)."""
+    ``left``: a session that just left the queue (claimed by a worker, or stopped).
+    ``builds_changed``: a sandbox just became ready, so the estimate may have changed for
+    everyone waiting (looked at here: one query). The push itself is coalesced across
+    changes and processes, at most one batch a second (labs/queuepush.py): a class's herd
+    costs O(N) messages a second, not O(N) per change."""
     if left is None and not builds_changed:
         return
-    moved_after = (left.created_at, str(left.pk)) if left is not None else None
 
     def send() -> None:
-        layer = get_channel_layer()
-        if layer is None:
-            return
-        try:
-            now = timezone.now()
-            queue = selectors.provisioning_queue(now)
-            if not queue:
-                return
-            recent = selectors.recent_build_seconds(selectors.RECENT_BUILDS + 1)
-            builds = recent[: selectors.RECENT_BUILDS]
-            slots = selectors.provisioning_slots()
-            estimate_moved = builds_changed and (
-                selectors.wait_estimate(ahead=0, builds=builds, slots=slots)
-                != selectors.wait_estimate(ahead=0, builds=recent[1:], slots=slots)
-            )
-            events = [
-                (f"lab.{pk}", selectors.queue_position(ahead=ahead, builds=builds, slots=slots))
-                for ahead, (pk, created_at) in enumerate(queue)
-                if estimate_moved or (moved_after is not None and (created_at, str(pk)) > moved_after)
-            ]
-        except Exception:
-            log.warning("could not compute the provisioning queue", exc_info=True)
-            return
-
-        if events:
+        if left is None:
             try:
-                push.group_send_many([(group, {"type": "lab.queue", "queue": pos}) for group, pos in events])
+                recent = selectors.recent_build_seconds(selectors.RECENT_BUILDS + 1)
+                slots = selectors.provisioning_slots()
+                builds = recent[: selectors.RECENT_BUILDS]
+                if selectors.wait_estimate(ahead=0, builds=builds, slots=slots) == selectors.wait_estimate(
+                    ahead=0, builds=recent[1:], slots=slots
+                ):
+                    return
             except Exception:
-                log.warning("could not push the provisioning queue", exc_info=True)
+                log.warning("could not compute the provisioning estimate", exc_info=True)
+                return
+        queuepush.changed()
 
     transaction.on_commit(send)
 

@@ -42,6 +42,17 @@ def fast_password_hashing(request: pytest.FixtureRequest, settings: Any) -> None
         settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def own_queue_push_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Queue places are pushed in batches coordinated through Redis keys, with a timer that
+    sends the trailing batch an interval later (labs/queuepush.py). Each test gets keys of
+    its own, so neither a window an earlier test opened nor that test's timer, firing while
+    this one runs, pushes into it."""
+    import uuid
+
+    monkeypatch.setattr("labs.queuepush.KEY_PREFIX", f"test:{uuid.uuid4().hex}")
+
+
 @pytest.fixture(scope="session")
 def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[subprocess.Popen[bytes]]:
     """A real Celery worker process on the test Redis and the test database."""

@@ -156,18 +156,16 @@ class Listener:
 
 
 @pytest.mark.django_db
-def test_a_claim_tells_only_the_sessions_behind_it_their_new_place(django_capture_on_commit_callbacks) -> None:
+def test_a_claim_tells_the_waiting_sessions_their_places(django_capture_on_commit_callbacks) -> None:
     now = timezone.now()
     first, second, third = (starting(now - timedelta(seconds=s)) for s in (30, 20, 10))
     listener = Listener(first, third)
     with django_capture_on_commit_callbacks(execute=True):
         # The claim step of lab_session_provision: a worker takes the second session.
         assert services._claim_for_provisioning(str(second.pk)) is not None
-    message = listener.receive(third)
-    assert message == {"type": "lab.queue", "queue": {"ahead": 1, "estimate_seconds": None}}
-    # The first session's place did not change: it was told nothing (its event, had
-    # there been one, is sent before the third's).
-    assert listener.queue_events(first) == []
+    # One batch: every session still waiting, its place (labs/queuepush.py).
+    assert listener.queue_events(first) == [{"ahead": 0, "estimate_seconds": None}]
+    assert listener.queue_events(third) == [{"ahead": 1, "estimate_seconds": None}]
 
 
 @pytest.mark.django_db
