@@ -23,13 +23,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import Resolver
+
+# libyaml's event parser when PyYAML has it (25 times faster than the pure-Python one, and
+# iterative: no recursion however deep the text nests); nodes are composed from its events
+# here, with the depth bounded as they come, never by libyaml's recursive composer
+_EVENTS_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 MAX_TEXT = 128 * 1024  # bytes of one manifest file validated as you type
 MAX_DOCUMENTS = 50  # objects of one file (runtime.kube.dryrun.MAX_OBJECTS)
-MAX_NODES = 60_000  # nodes after alias expansion, all documents together (a 128 KiB file has fewer)
-MAX_BYTES = 2 * MAX_TEXT  # bytes of scalars after alias expansion, all documents together
+MAX_NODES = 100_000  # nodes after alias expansion, all documents together (128 KiB of text: fewer)
+MAX_BYTES = 8 * MAX_TEXT  # bytes of scalars (+8 each) after alias expansion, all documents together
 MAX_DEPTH = 64
 
 Path = tuple[str | int, ...]
@@ -93,12 +100,20 @@ class _Converter:
     def __init__(self) -> None:
         self.nodes = 0
         self.bytes = 0
+        self.seen: set[int] = set()
+        self.aliased = False
         self.scalars = SafeConstructor()
 
     def convert(self, node: Node, doc: Document, path: Path, depth: int = 0) -> Any:
         self.nodes += 1
+        if id(node) in self.seen:
+            self.aliased = True
+        else:
+            self.seen.add(id(node))
         if self.nodes > MAX_NODES or self.bytes > MAX_BYTES:
-            raise _at(node, "error converting YAML to JSON: yaml: document contains excessive aliasing")
+            if self.aliased:
+                raise _at(node, "error converting YAML to JSON: yaml: document contains excessive aliasing")
+            raise _at(node, "the file holds too many values to validate as you type")
         if depth > MAX_DEPTH:
             raise _at(node, f"the document is nested deeper than {MAX_DEPTH} levels")
         doc.values.setdefault(path, _span(node))
@@ -164,6 +179,68 @@ class _Converter:
         return value
 
 
+def _compose_all(text: str) -> Any:
+    """The root node of each document, composed from the parser's events (as PyYAML's
+    composer does: anchors per document, tags resolved as the safe loader resolves them)."""
+    resolver = Resolver()
+    stack: list[Node] = []
+    pending: list[Node | None] = []  # per open mapping: a key waiting for its value
+    anchors: dict[str, Node] = {}
+    root: Node | None = None
+    events: Any = yaml.parse(text, Loader=_EVENTS_LOADER)
+    ev: Any  # libyaml's events and marks are typed apart from PyYAML's
+    for ev in events:
+        start: Any = ev.start_mark
+        end: Any = ev.end_mark
+        if isinstance(ev, yaml.DocumentStartEvent):
+            anchors, root = {}, None
+            continue
+        if isinstance(ev, yaml.DocumentEndEvent):
+            yield root
+            continue
+        if isinstance(ev, (yaml.StreamStartEvent, yaml.StreamEndEvent)):
+            continue
+        node: Node
+        if isinstance(ev, yaml.AliasEvent):
+            if ev.anchor not in anchors:
+                raise ComposerError(None, None, f"found undefined alias {ev.anchor!r}", start)
+            node = anchors[ev.anchor]
+        elif isinstance(ev, yaml.ScalarEvent):
+            tag = ev.tag if ev.tag not in (None, "!") else resolver.resolve(ScalarNode, ev.value, ev.implicit)
+            node = ScalarNode(tag, ev.value, start, end, style=ev.style)
+        elif isinstance(ev, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            if len(stack) >= MAX_DEPTH:
+                line, col = start.line + 1, start.column
+                raise ManifestError(
+                    Diagnostic(line, col, line, col, f"the document is nested deeper than {MAX_DEPTH} levels")
+                )
+            kind: Any = SequenceNode if isinstance(ev, yaml.SequenceStartEvent) else MappingNode
+            tag = ev.tag if ev.tag not in (None, "!") else resolver.resolve(kind, None, ev.implicit)
+            node = kind(tag, [], start, start, flow_style=ev.flow_style)
+            if ev.anchor is not None:
+                anchors[ev.anchor] = node
+            stack.append(node)
+            pending.append(None)
+            continue
+        elif isinstance(ev, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            node = stack.pop()
+            pending.pop()
+            node.end_mark = end
+        else:
+            continue
+        if isinstance(ev, yaml.ScalarEvent) and ev.anchor is not None:
+            anchors[ev.anchor] = node
+        if not stack:
+            root = node
+        elif isinstance(stack[-1], SequenceNode):
+            stack[-1].value.append(node)
+        elif pending[-1] is None:
+            pending[-1] = node
+        else:
+            stack[-1].value.append((pending[-1], node))
+            pending[-1] = None
+
+
 def parse(text: str) -> list[Document]:
     """The objects of a manifest file, in order (``ManifestError`` at the offending line)."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_TEXT:
@@ -173,7 +250,7 @@ def parse(text: str) -> list[Document]:
     converter = _Converter()
     docs: list[Document] = []
     try:
-        for root in yaml.compose_all(text, Loader=yaml.SafeLoader):
+        for root in _compose_all(text):
             if root is None:
                 continue
             doc = Document(None, _span(root))

@@ -101,3 +101,16 @@ def test_a_yaml_error_is_at_its_line_without_asking_the_cluster(text: str, line:
 def test_yaml_scalars_are_read_as_kubectl_reads_them() -> None:
     (doc,) = manifests.parse("a: 1\nb: '1'\nc: true\nd: null\ne: 1.5\nf: 2026-01-01\n<<: {g: x}\n")
     assert doc.obj == {"a": 1, "b": "1", "c": True, "d": None, "e": 1.5, "f": "2026-01-01", "g": "x"}
+
+
+def test_a_large_file_without_aliases_is_read_whole_and_never_called_an_alias_bomb() -> None:
+    data = "".join(f"  key-{i}: value-{i}\n" for i in range(4000))
+    text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: big}\ndata:\n" + data
+    assert len(text) < manifests.MAX_TEXT
+    (doc,) = manifests.parse(text)
+    assert len(doc.obj["data"]) == 4000 and manifests.locate(doc, "data[key-3999]")[0][0] == 4004
+    flat = "a: [" + "1," * 60_000 + "1]\n"
+    try:
+        manifests.parse(flat)
+    except manifests.ManifestError as e:
+        assert "alias" not in e.diagnostic.message
