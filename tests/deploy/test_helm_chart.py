@@ -127,7 +127,7 @@ def test_renders_every_part_of_the_platform(helm: Helm) -> None:
     assert images == {"kubelab:latest"}
 
 
-def test_kubernetes_backend_is_refused_until_built(helm: Helm) -> None:
+def test_kubernetes_backend_is_refused_until_the_chart_deploys_it(helm: Helm) -> None:
     r = helm("template", "kl", str(CHART), *REQUIRED, "--set", "sandboxBackend=kubernetes")
     assert r.returncode != 0
     assert "sandboxBackend: kubernetes" in r.stderr and "docs/scaling-out.md" in r.stderr

@@ -34,7 +34,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{/* The backend must be one that works (config/settings.py refuses the others too). */}}
 {{- define "kubelab.checkBackend" -}}
 {{- if eq .Values.sandboxBackend "kubernetes" -}}
-{{- fail "sandboxBackend: kubernetes (sandboxes placed by Kubernetes) is designed but not built; see docs/scaling-out.md (issue #17). Use namespace." -}}
+{{- fail "sandboxBackend: kubernetes works in the platform (SANDBOX_BACKEND=kubernetes) but this chart does not deploy it yet: per-node runtimed TLS certificates, the node agent beside runtimed and their RBAC are missing; see docs/scaling-out.md (issue #17). Use namespace." -}}
 {{- else if ne .Values.sandboxBackend "namespace" -}}
 {{- fail (printf "sandboxBackend: expected namespace, got %q" .Values.sandboxBackend) -}}
 {{- end -}}
