@@ -125,9 +125,10 @@ def _rate_limited(session: LabSession) -> int:
 @login_required
 @require_http_methods(["POST"])
 def file_validate(request: HttpRequest, session_id: Any) -> JsonResponse:
-    """``{"path", "content"}``: the manifest's problems as ``{"diagnostics": [{line, col,
-    end_line, end_col, message, severity}]}`` (lines 1-based, columns 0-based), each the lab
-    cluster's own answer to a dry run of that object, or a YAML error at its line."""
+    """``{"content"}`` (the text being edited, saved or not): the manifest's problems as
+    ``{"diagnostics": [{line, col, end_line, end_col, message, severity}]}`` (lines 1-based,
+    columns 0-based), each the lab cluster's own answer to a dry run of that object, or a
+    YAML error at its line."""
     session = _session(request, session_id, write=True)
     if len(request.body) > VALIDATE_MAX_BODY:
         return JsonResponse(
@@ -149,7 +150,7 @@ def file_validate(request: HttpRequest, session_id: Any) -> JsonResponse:
         if not isinstance(content, str):
             raise TypeError
     except (ValueError, KeyError, TypeError):
-        return JsonResponse({"error": 'Send {"path": str, "content": str}.'}, status=400)
+        return JsonResponse({"error": 'Send {"content": str}.'}, status=400)
     if len(content.encode("utf-8", "surrogatepass")) > manifests.MAX_TEXT:
         return JsonResponse(
             {"error": f"The file is too large to validate as you type ({manifests.MAX_TEXT // 1024} KiB at most)."},

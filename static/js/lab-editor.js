@@ -111,7 +111,7 @@
       return api(base + "validate/", {
         method: "POST",
         headers: { "Content-Type": "application/json", "X-CSRFToken": config.csrf_token },
-        body: JSON.stringify({ path: f.path, content: text }),
+        body: JSON.stringify({ content: text }),
       }).then(function (r) {
         if (!r.ok) { say(r.body.error, r.status === 429 ? "warn" : "error"); return null; }
         var n = r.body.diagnostics.filter(function (d) { return d.severity === "error"; }).length;

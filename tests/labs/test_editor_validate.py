@@ -59,7 +59,7 @@ def kubectl(runtime_socket: str, session: LabSession, args: str) -> str:
 
 
 def validate(client: Client, session: LabSession, content: str) -> Any:
-    body = json.dumps({"path": "web.yaml", "content": content})
+    body = json.dumps({"content": content})
     return client.post(f"/labs/{session.pk}/files/validate/", body, content_type="application/json")
 
 

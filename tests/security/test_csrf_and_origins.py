@@ -36,7 +36,7 @@ POSTS: list[tuple[str, Any, str, dict[str, str]]] = [
     ("labs:reset", "session", "owner", {}),
     ("labs:stop", "session", "owner", {}),
     ("labs:file-content", "session", "owner", {"path": "notes.txt", "content": "x"}),  # the editor's save
-    ("labs:file-validate", "session", "owner", {"path": "x.yaml", "content": "kind: Pod"}),  # a dry run
+    ("labs:file-validate", "session", "owner", {"content": "kind: Pod"}),  # a dry run
     ("grader:check", "exercise", "owner", {}),
     ("grader:hint", "exercise", "owner", {}),
     ("grader:solution", "exercise", "owner", {}),

@@ -134,8 +134,8 @@ class TestLive:
         return ready
 
     @staticmethod
-    def post(client: Client, session: LabSession, content: Any, path: str = "x.yaml") -> Any:
-        body = json.dumps({"path": path, "content": content})
+    def post(client: Client, session: LabSession, content: Any) -> Any:
+        body = json.dumps({"content": content})
         return client.post(f"/labs/{session.pk}/files/validate/", body, content_type="application/json")
 
     @staticmethod
