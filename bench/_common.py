@@ -293,6 +293,24 @@ def pid_cpu_seconds(pid: int) -> float | None:
     return None
 
 
+def cgroup_cpu_seconds(parent: str) -> float | None:
+    """CPU-seconds used under the cgroup parent ``parent`` (v1 ``cpuacct``, v2 ``cpu.stat``)."""
+    with contextlib.suppress(OSError, ValueError):
+        return int(Path("/sys/fs/cgroup/cpuacct", parent, "cpuacct.usage").read_text()) / 1e9
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/sys/fs/cgroup", parent, "cpu.stat").read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "usage_usec":
+                return int(value) / 1e6
+    return None
+
+
+def host_busy_seconds() -> float:
+    """CPU-seconds the whole host has spent not idle (every job on it, not only ours)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
+
+
 def mem_used_kb() -> int:
     """Host memory in use: MemTotal - MemAvailable."""
     m = MemInfo()

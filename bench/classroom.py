@@ -67,6 +67,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -75,6 +76,8 @@ from _common import (
     REPO,
     HostResources,
     Supervised,
+    cgroup_cpu_seconds,
+    host_busy_seconds,
     loadavg,
     log,
     mem_used_kb,
@@ -565,6 +568,10 @@ class Target:
     admin_token: str | None
     runtimed_pid: int | None
     manage_env: dict[str, str]
+    # the platform's processes by scripts/run.py's names (own platform only), and the
+    # sandboxes' cgroup parent: for the herd's CPU-seconds per student
+    pids: dict[str, int] = field(default_factory=dict)
+    cgroup_parent: str | None = None
 
 
 def django_script(env: dict[str, str], code: str, *args: str, timeout: float = 900) -> str:
@@ -609,8 +616,15 @@ async def run_class(target: Target, args: argparse.Namespace, ids: dict[str, int
         herd = Herd(len(active))
         all_checked = asyncio.Event()
         log(TAG, f"{len(active)} students press Start (load {loadavg()})")
+        herd_cpu0 = herd_cpu_seconds(target)
         t0 = time.perf_counter()
         progress = asyncio.create_task(report_progress(active, herd))
+
+        async def herd_cpu_at_ready() -> dict[str, float]:
+            await herd.done.wait()
+            return herd_cpu_seconds(target)
+
+        herd_cpu_task = asyncio.create_task(herd_cpu_at_ready())
         await asyncio.wait_for(
             asyncio.gather(
                 *(one_student(s, ids["lab"], ids["exercise"], herd, args.spread, all_checked) for s in active)
@@ -619,6 +633,7 @@ async def run_class(target: Target, args: argparse.Namespace, ids: dict[str, int
         )
         progress.cancel()
         herd_s = time.perf_counter() - t0
+        herd_cpu1 = await herd_cpu_task if herd_cpu_task.done() else {}
         mem_peak = mem_used_kb()
         cgroup_mb = await asyncio.to_thread(sandbox_memory_mb, target)
         live = len([s for s in active if s.session_id])
@@ -674,7 +689,35 @@ async def run_class(target: Target, args: argparse.Namespace, ids: dict[str, int
         "mb_per_student": round((mem_peak - mem_before) / 1024 / max(1, live), 1),
         "sandbox_mb_p50": r1(statistics.median(cgroup_mb)) if cgroup_mb else None,
         "runtimed_cpu_s_class": None if cpu_after is None or cpu_before is None else r2(cpu_after - cpu_before),
+        # Start pressed -> the last student ready: CPU-seconds per student by process (the
+        # herd is CPU-bound on 2 cores; wall time depends on everything else on the box)
+        "herd_cpu_s_per_student": {
+            k: round((herd_cpu1[k] - herd_cpu0[k]) / max(1, len(active)), 3) for k in herd_cpu0 if k in herd_cpu1
+        },
     }
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """utime + stime + reaped children of ``pid`` and of its live children (Celery's pool
+    processes), from /proc."""
+    total = pid_cpu_seconds(pid) or 0.0
+    with contextlib.suppress(OSError):
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            total += pid_cpu_seconds(int(child)) or 0.0
+    return total
+
+
+def herd_cpu_seconds(target: Target) -> dict[str, float]:
+    """CPU-seconds used so far by each platform process (runtimed: itself and the helpers it
+    reaped, not the sandboxes it adopted), the sandboxes' cgroups and the whole host."""
+    out = {
+        name: tree_cpu_seconds(pid) if name != "runtimed" else (pid_cpu_seconds(pid) or 0.0)
+        for name, pid in target.pids.items()
+    }
+    if target.cgroup_parent:  # made with the first sandbox: 0 before
+        out["sandboxes"] = cgroup_cpu_seconds(target.cgroup_parent) or 0.0
+    out["host"] = host_busy_seconds()
+    return out
 
 
 def r1(x: float) -> float:
@@ -802,7 +845,11 @@ def platform(args: argparse.Namespace) -> Iterator[tuple[Target, Supervised | No
         log(TAG, "preparing a platform of its own (migrate, collectstatic, import_course)")
         sup.prepare()
         sup.start()
-        yield Target(sup.url, sup.socket, sup.admin_token, sup.pid("runtimed"), sup.env), sup
+        pids = {name: pid for name in ("runtimed", "web", "worker", "grader", "redis") if (pid := sup.pid(name))}
+        yield (
+            Target(sup.url, sup.socket, sup.admin_token, sup.pid("runtimed"), sup.env, pids, RESOURCES.cgroup_parent),
+            sup,
+        )
     finally:
         log(TAG, "removing the platform")
         sup.stop()
