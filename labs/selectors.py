@@ -2,8 +2,9 @@
 
 Every view, consumer and task that touches a session goes through
 ``lab_session_for_user`` (CONVENTIONS.md #5): the owner gets read-write
-access, an instructor of the session's course gets read-only access (to
-observe), and anyone else learns nothing — not even that the session exists.
+access, an instructor of the session's course whose class holds its student
+(``observes``) gets read-only access (to observe), and anyone else learns
+nothing — not even that the session exists.
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ def lab_session_for_user(user: Any, session_id: uuid.UUID | str, *, write: bool 
     """The session ``session_id`` and what ``user`` may do with it.
 
     ``write=True`` asks for owner access (typing, reset, stop, port preview
-    writes); observers are refused then. Raises ``LabSessionNotFound``.
+    writes); observers are refused then. An observer is an instructor who
+    ``observes`` the session. Raises ``LabSessionNotFound``.
     """
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         raise LabSessionNotFound(session_id)
@@ -91,9 +93,22 @@ def lab_session_for_user(user: Any, session_id: uuid.UUID | str, *, write: bool 
         raise LabSessionNotFound(session_id)
     if session.user_id == user.pk:
         return Granted(session, Access.OWNER)
-    if not write and teaches(user, session.lab.module.course):
+    if not write and observes(user, session):
         return Granted(session, Access.OBSERVER)
     raise LabSessionNotFound(session_id)
+
+
+def observes(user: Any, session: LabSession) -> bool:
+    """Whether ``user`` may watch ``session``: they teach its course and its student is in
+    their class as the class view defines it (``courses.classview.class_members``, the one
+    rule of who an instructor sees): an instructor made by an LMS launch watches only their
+    own roster, never the site's other students who opened a lab of the same course."""
+    course = session.lab.module.course
+    if not teaches(user, course):
+        return False
+    from courses.classview import class_members  # courses imports labs: imported here, not above
+
+    return bool(class_members(course, viewer=user).filter(pk=session.user_id).exists())
 
 
 def live_session(*, user: Any, lab: Lab) -> LabSession | None:
@@ -125,7 +140,7 @@ def observable_sessions(*, user: Any) -> list[LabSession]:
         sessions = sessions.filter(
             Q(lab__module__course__instructors=user) | Q(lab__module__course__instructors__isnull=True)
         )
-    return [s for s in sessions.distinct() if teaches(user, s.lab.module.course)]
+    return [s for s in sessions.distinct() if observes(user, s)]
 
 
 # --- the provisioning queue ------------------------------------------------------------
