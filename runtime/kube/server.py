@@ -673,7 +673,7 @@ async def _stream_watch(request: web.Request, cluster: Cluster, w: WatchReply) -
     try:
         await resp.prepare(request)
 
-        async def send(typ: str, obj: dict[str, Any]) -> None:
+        async def send(typ: str, obj: dict[str, Any]) -> int:
             nonlocal writing
             line = go_json({"type": typ, "object": obj})  # json.Encoder.Encode: one line each
             writing = True
@@ -681,9 +681,14 @@ async def _stream_watch(request: web.Request, cluster: Cluster, w: WatchReply) -
                 await resp.write(line)
             finally:
                 writing = False
+            return len(line)
 
+        sent = 0
         for typ, obj in w.initial:
-            await send(typ, _event_obj(w, obj))
+            sent += await send(typ, _event_obj(w, obj))
+            if sent >= ENCODE_SLICE:  # a replay of a full cluster: other requests run between slices
+                sent = 0
+                await asyncio.sleep(0)
         last_rv = str(store.rv)
         if w.initial_end_bookmark:
             await send("BOOKMARK", _bookmark(w, last_rv, initial_end=True))
