@@ -192,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("ids", nargs="+", metavar="ID")
     sp = sub.add_parser("stop", parents=[sock], help="stop a sandbox (keep its files)")
     sp.add_argument("id")
+    pa = sub.add_parser(
+        "pause", parents=[sock], help="pause a sandbox: stop every process, keep its disk, containers and cluster"
+    )
+    pa.add_argument("id")
+    re_ = sub.add_parser("resume", parents=[sock], help="start a paused sandbox again")
+    re_.add_argument("id")
 
     na = sub.add_parser(
         "node-agent",
@@ -386,6 +392,18 @@ def cmd_stop(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pause(client: Client, args: argparse.Namespace) -> int:
+    out = client.pause_sandbox(args.id)
+    print(f"{args.id} paused ({out.get('disk_image_bytes', 0)} bytes kept on disk)")
+    return 0
+
+
+def cmd_resume(client: Client, args: argparse.Namespace) -> int:
+    client.resume_sandbox(args.id)
+    print(f"{args.id} running")
+    return 0
+
+
 # -- terminals -------------------------------------------------------------------------------
 def _run_pipe(client: Client, sid: str, cmd: list[str], *, forward_stdin: bool, timeout: float | None) -> int:
     stream = client.exec_stream(sid, cmd, timeout=timeout)
@@ -488,6 +506,8 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "stats": cmd_stats,
     "rm": cmd_rm,
     "stop": cmd_stop,
+    "pause": cmd_pause,
+    "resume": cmd_resume,
 }
 
 

@@ -9,6 +9,8 @@ keep: any process in the sandbox's cgroup, the cluster's store in runtimed's mem
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 
 from runtime import errors
 from runtime.client import Client
-from tests.runtime.daemon_helpers import RealDaemon, read_until
+from tests.runtime.daemon_helpers import REPO, RealDaemon, read_until
 from tests.runtime.labbox import lab_daemon, run
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(600)]
@@ -175,6 +177,25 @@ def test_removing_a_paused_sandbox_deletes_its_disk_and_cluster(daemon: RealDaem
             c.get_sandbox(sid)
     assert not (daemon.root / "sandboxes" / sid).exists()
     assert not list((daemon.root / "kube").rglob(f"*{sid}*"))
+
+
+def test_the_cli_pauses_and_resumes(daemon: RealDaemon) -> None:
+    with Client(daemon.socket, timeout=300) as c:
+        sid = c.create_sandbox({"image": "busybox"})["id"]
+    try:
+        for verb, status in (("pause", "paused"), ("resume", "running")):
+            p = subprocess.run(
+                [sys.executable, "-m", "runtime", "--socket", str(daemon.socket), verb, sid],
+                capture_output=True,
+                timeout=300,
+                cwd=REPO,
+            )
+            assert p.returncode == 0, p.stderr
+            with Client(daemon.socket, timeout=60) as c:
+                assert c.get_sandbox(sid)["status"] == status
+    finally:
+        with Client(daemon.socket, timeout=300) as c:
+            c.remove_sandbox(sid)
 
 
 def test_only_a_running_sandbox_pauses_and_only_a_paused_one_resumes(daemon: RealDaemon) -> None:
