@@ -1258,7 +1258,8 @@ def build(
     """Run a classic-builder build; returns the image id. See the module docstring."""
     out = _Output(emit, params.quiet)
     try:
-        return _Builder(engine, params, out, cancel).run(context)
+        with engine.store.holding_new_layers():  # a prune during the build keeps its layers
+            return _Builder(engine, params, out, cancel).run(context)
     except StepFailed as exc:
         out.error(str(exc), exc.exit_code)
         raise

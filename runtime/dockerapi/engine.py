@@ -3565,32 +3565,33 @@ class Engine:
             if v not in (None, "", [], {}, 0, False):
                 cfg[k] = copy.deepcopy(v)
         cfg = apply_changes(cfg, changes or [])
-        with self._paused_for(c, pause):
-            layer = self.store.layer_from_tree(self._dir(c.id) / "upper", what="docker commit")
-        created = now_rfc3339()
-        row: dict[str, Any] = {"created": created, "created_by": " ".join([c.path, *c.args]).strip()}
-        if author:
-            row["author"] = author
-        if comment:
-            row["comment"] = comment
-        if layer is None:
-            row["empty_layer"] = True
-        doc: dict[str, Any] = {
-            "architecture": "amd64",
-            "os": "linux",
-            "created": created,
-            "config": cfg,
-            "container": c.id,
-            "container_config": copy.deepcopy(c.config),
-            "docker_version": ENGINE_VERSION,
-            "history": [*(image.config.get("history") or []), row],
-        }
-        if author:
-            doc["author"] = author
-        if comment:
-            doc["comment"] = comment
-        layers = [*image.layers, *([layer] if layer is not None else [])]
-        return self.store.commit(doc, layers, parent=image.id, tags=[tag] if tag else []).id
+        with self.store.holding_new_layers():  # a prune meanwhile keeps the new layer
+            with self._paused_for(c, pause):
+                layer = self.store.layer_from_tree(self._dir(c.id) / "upper", what="docker commit")
+            created = now_rfc3339()
+            row: dict[str, Any] = {"created": created, "created_by": " ".join([c.path, *c.args]).strip()}
+            if author:
+                row["author"] = author
+            if comment:
+                row["comment"] = comment
+            if layer is None:
+                row["empty_layer"] = True
+            doc: dict[str, Any] = {
+                "architecture": "amd64",
+                "os": "linux",
+                "created": created,
+                "config": cfg,
+                "container": c.id,
+                "container_config": copy.deepcopy(c.config),
+                "docker_version": ENGINE_VERSION,
+                "history": [*(image.config.get("history") or []), row],
+            }
+            if author:
+                doc["author"] = author
+            if comment:
+                doc["comment"] = comment
+            layers = [*image.layers, *([layer] if layer is not None else [])]
+            return self.store.commit(doc, layers, parent=image.id, tags=[tag] if tag else []).id
 
     def export(self, ref: str) -> Iterator[bytes]:
         """``docker export``: the container's root filesystem (without its volumes and binds, as

@@ -462,6 +462,10 @@ class EngineStore:
         self._catalog_cache: tuple[float, dict[str, _CatalogImage]] | None = None
         self._sizes: dict[str, int] = {}
         self._in_use: Callable[[], set[str]] = set
+        # Layers of images still being made (load, import, commit, build): registered one by
+        # one, named by an image only at the end; _gc_layers (an rmi or prune meanwhile) keeps them.
+        self._held: list[set[str]] = []
+        self._holding = threading.local()
         for stale in self.tmp.iterdir():  # left by a crash (nothing is mounted there by then)
             with contextlib.suppress(OSError, errors.RuntimeError):
                 safe_rmtree(stale)
@@ -846,6 +850,8 @@ class EngineStore:
             with contextlib.suppress(OSError, ValueError):
                 cfg = json.loads((self.images_dir / (i.split(":", 1)[1] + ".json")).read_bytes())
                 keep.update(d.split(":", 1)[1] for d in (cfg.get("rootfs") or {}).get("diff_ids") or [])
+        for held in self._held:
+            keep |= held
         reclaimed = 0
         for path in self.layers_dir.iterdir():
             if path.is_dir() and HEX_RE.match(path.name) and path.name not in keep:
@@ -963,6 +969,29 @@ class EngineStore:
         """The layer tar stream of an overlay diff dir (container uids, OCI whiteouts)."""
         return _LayerTar(directory, self.ctx.uid_base).chunks()
 
+    @contextlib.contextmanager
+    def holding_new_layers(self) -> Iterator[None]:
+        """Around the making of an image: every layer this thread registers (or finds already
+        there) inside the block survives an ``rmi``/``prune`` running meanwhile, which deletes
+        the layers no image names yet, until the block ends (the image is written by then)."""
+        held: set[str] = set()
+        with self._lock:
+            self._held.append(held)
+        outer = getattr(self._holding, "held", None)
+        self._holding.held = held
+        try:
+            yield
+        finally:
+            self._holding.held = outer
+            with self._lock:
+                self._held.remove(held)
+
+    def _hold(self, hexd: str) -> None:
+        """(Under ``_lock``.) Keep ``hexd`` for this thread's ``holding_new_layers`` block, if any."""
+        held = getattr(self._holding, "held", None)
+        if held is not None:
+            held.add(hexd)
+
     def add_layer(self, directory: Path) -> Layer:
         tar = _LayerTar(directory, self.ctx.uid_base)
         for _ in tar.chunks():
@@ -970,6 +999,7 @@ class EngineStore:
         diff_id = tar.digest
         hexd = diff_id.split(":", 1)[1]
         with self._lock:
+            self._hold(hexd)
             dest = self.layers_dir / hexd
             if dest.is_dir():
                 safe_rmtree(directory)
@@ -1036,8 +1066,11 @@ class EngineStore:
         the disk's free space. Registered under ``expect`` (or its own digest); the original
         tar is kept beside it only when the store's own tar of the unpacked dir differs, so
         ``docker save`` gives the same bytes back."""
-        if expect and self.has_layer(expect):
-            return self._layer(expect)
+        if expect:
+            with self._lock:
+                if self.has_layer(expect):
+                    self._hold(expect.split(":", 1)[-1])
+                    return self._layer(expect)
         budget = self.free_bytes()
         fd, name = tempfile.mkstemp(prefix="layer-", suffix=".tar", dir=self.tmp)
         tar_path = Path(name)
@@ -1085,6 +1118,7 @@ class EngineStore:
                     keep_tar = own.digest != diff_id
                     hexd = diff_id.split(":", 1)[1]
                     with self._lock:
+                        self._hold(hexd)
                         dest = self.layers_dir / hexd
                         if not dest.is_dir():
                             if keep_tar:

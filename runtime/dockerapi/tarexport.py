@@ -158,7 +158,13 @@ def load(store: EngineStore, fileobj: IO[bytes], *, quiet: bool = True) -> list[
     """Load every image of the archive ``fileobj`` (seekable); the JSON messages dockerd
     streams: without ``quiet`` a "Loading layer" progress message per layer unpacked, then
     ``{"stream": "Loaded image: name:tag\n"}`` (or "Loaded image ID: sha256:..." for an
-    untagged image)."""
+    untagged image). Its layers are held until its images name them (a prune meanwhile
+    keeps them)."""
+    with store.holding_new_layers():
+        return _load(store, fileobj, quiet=quiet)
+
+
+def _load(store: EngineStore, fileobj: IO[bytes], *, quiet: bool) -> list[dict[str, Any]]:
     archive = _Archive(fileobj)
     progress: list[dict[str, Any]] | None = None if quiet else []
     try:
@@ -284,7 +290,6 @@ def import_rootfs(store: EngineStore, body: IO[bytes], *, tag: str, message: str
     its config from ``changes``; the layer is unpacked by ``EngineStore.ingest_layer``."""
     config = apply_changes({}, changes)  # refused changes fail before any byte is unpacked
     tags = [normalize_ref(tag)] if tag else []
-    layer = store.ingest_layer(body, what="docker import")
     created = now_rfc3339()
     comment = message or "Imported from -"
     doc: dict[str, Any] = {
@@ -296,4 +301,6 @@ def import_rootfs(store: EngineStore, body: IO[bytes], *, tag: str, message: str
         "comment": comment,
         "history": [{"created": created, "comment": comment}],
     }
-    return store.commit(doc, [layer], tags=tags).id
+    with store.holding_new_layers():  # a prune between the unpacking and the image keeps the layer
+        layer = store.ingest_layer(body, what="docker import")
+        return store.commit(doc, [layer], tags=tags).id
