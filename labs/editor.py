@@ -64,8 +64,11 @@ def _call(session: LabSession, fn: str, *args: Any) -> JsonResponse:
         with Client(address, token=session.runtime_token, timeout=30, ca=ca) as rt:
             return JsonResponse(getattr(rt, fn)(box, *args))
     except runtime_errors.Forbidden as exc:
-        if "does not allow 'files'" in str(exc) or "does not allow 'validate'" in str(exc):
+        if "does not allow 'files'" in str(exc):
             msg = "This sandbox was started before the editor existed: reset the lab to use the editor."
+            return JsonResponse({"error": msg}, status=403)
+        if "does not allow 'validate'" in str(exc):
+            msg = "This sandbox was started before the editor checked manifests: reset the lab to have them checked."
             return JsonResponse({"error": msg}, status=403)
         return JsonResponse({"error": str(exc)}, status=403)
     except runtime_errors.Unreachable:

@@ -95,3 +95,16 @@ def test_the_owner_gets_the_clusters_answers_at_their_lines(kube_session: LabSes
 
     # validated many times, created never
     assert kubectl(runtime_socket, kube_session, "get deployments -A -o name") == ""
+
+
+def test_a_session_started_before_validation_existed_is_told_to_reset(
+    kube_session: LabSession, runtime_socket: str
+) -> None:
+    # the web credential such a session holds: the editor's files, not 'validate'
+    with RuntimeClient(runtime_socket) as admin:
+        old = admin.mint_token(kube_session.sandbox_id, ops=["read", "touch", "terminal", "preview", "files"], ttl=600)
+    LabSession.objects.filter(pk=kube_session.pk).update(runtime_token=old)
+    owner = Client()
+    owner.force_login(kube_session.user)
+    refused = validate(owner, kube_session, MANIFEST)
+    assert refused.status_code == 403 and "reset the lab" in refused.json()["error"]
