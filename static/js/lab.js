@@ -824,6 +824,8 @@
       text.hidden = false;
     }
 
+    var lastErrorShown = "";
+
     function applyState(state) {
       if (!state || state.type !== "status") {
         return;
@@ -838,6 +840,11 @@
         warnBefore = state.warn_before;
       }
       $("#session-error").textContent = state.error || "";
+      $("#paused-error").textContent = state.status === "paused" ? state.error || "" : "";
+      if (state.status === "ready" && state.error && state.error !== lastErrorShown) {
+        toast(state.error); // e.g. a pause that failed: the lab runs on as it was
+      }
+      lastErrorShown = state.error || "";
       renderPausedUntil(state.paused_until);
       $("#end-reason").textContent = END_REASONS[state.end_reason] || "";
       // Progress first: setStatus marks the last stage done or current.
