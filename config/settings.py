@@ -224,8 +224,6 @@ CELERY_TASK_ROUTES = {
     "labs.tasks.release_sandbox": {"queue": PROVISIONING_QUEUE},
     "labs.tasks.pause_sandbox": {"queue": PROVISIONING_QUEUE},
     "labs.tasks.resume_sandbox": {"queue": PROVISIONING_QUEUE},
-    "labs.tasks.pause_sandbox": {"queue": PROVISIONING_QUEUE},
-    "labs.tasks.resume_sandbox": {"queue": PROVISIONING_QUEUE},
     "grader.tasks.grade": {"queue": GRADER_QUEUE},
 }
 # Processes of each worker `make run` starts. Provisioning's also sets how many sandboxes are
