@@ -183,6 +183,19 @@ CHANNEL_LAYERS = {
 }
 
 
+# Django's cache lives in the same Redis, so what it counts is shared by every web process and
+# replica (the editor's validation rate limit, labs/editor.py; the worker's heartbeat,
+# config/tasks.py). The default per-process memory cache let each daphne count on its own.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": env.string("CHANNELS_PREFIX", "kubelab") + ":cache",
+        "OPTIONS": {"socket_timeout": 5, "socket_connect_timeout": 5},
+    }
+}
+
+
 def _celery_url(redis_url: str) -> str:
     # kombu spells a unix socket "redis+socket://"; redis-py spells it "unix://".
     if redis_url.startswith("unix://"):

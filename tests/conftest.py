@@ -53,6 +53,15 @@ def own_queue_push_window(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("labs.queuepush.KEY_PREFIX", f"test:{uuid.uuid4().hex}")
 
 
+@pytest.fixture(autouse=True)
+def own_cache_keys(settings: Any) -> None:
+    """Django's cache is the run's Redis (config/settings.py), shared by every test and the
+    processes tests start: each test counts (rate limits) under keys of its own."""
+    import uuid
+
+    settings.CACHES = {"default": {**settings.CACHES["default"], "KEY_PREFIX": f"test:{uuid.uuid4().hex}"}}
+
+
 @pytest.fixture(scope="session")
 def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[subprocess.Popen[bytes]]:
     """A real Celery worker process on the test Redis and the test database."""

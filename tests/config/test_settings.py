@@ -113,3 +113,33 @@ def test_unreadable_file_variant_names_the_variable(tmp_path: Path) -> None:
     result = load_settings(SECRET_KEY_FILE=str(tmp_path / "missing"))
     assert result.returncode != 0
     assert "SECRET_KEY_FILE:" in result.stderr
+
+
+def test_the_cache_is_shared_by_every_process() -> None:
+    """What one web process counts in Django's cache (a rate limit) another one sees: the
+    cache is the run's Redis, not each process's memory."""
+    import uuid
+
+    from django.core.cache import cache
+
+    key = f"shared-{uuid.uuid4().hex}"
+    cache.set(key, 41, timeout=60)
+    cache.incr(key)
+    prefix = cache.key_prefix
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.core.cache import caches; "
+            "from django.conf import settings; "
+            f"settings.CACHES['default']['KEY_PREFIX'] = {prefix!r}; "
+            f"print(caches.create_connection('default').get({key!r}))",
+        ],
+        cwd=BASE,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "42"
