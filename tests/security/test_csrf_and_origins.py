@@ -35,6 +35,8 @@ POSTS: list[tuple[str, Any, str, dict[str, str]]] = [
     ("labs:start", "lab", "owner", {}),
     ("labs:reset", "session", "owner", {}),
     ("labs:stop", "session", "owner", {}),
+    ("labs:pause", "session", "owner", {}),
+    ("labs:resume", "session", "owner", {}),
     ("labs:file-content", "session", "owner", {"path": "notes.txt", "content": "x"}),  # the editor's save
     ("labs:file-validate", "session", "owner", {"content": "kind: Pod"}),  # a dry run
     ("grader:check", "exercise", "owner", {}),
