@@ -104,7 +104,7 @@ def schedule(ctl: Controllers) -> None:
         cycle = _Cycle(pod, nodes, pods, namespaces)
         feasible = []
         for node in nodes:
-            why, final = _filter(pod, node, pods, cycle)
+            why, final = _filter(pod, node, cycle)
             if not why:
                 feasible.append(node)
                 continue
@@ -119,7 +119,7 @@ def schedule(ctl: Controllers) -> None:
 # -- filters ------------------------------------------------------------------------------------
 
 
-def _filter(pod: Obj, node: Obj, pods: list[Obj], cycle: _Cycle) -> tuple[list[str], bool]:
+def _filter(pod: Obj, node: Obj, cycle: _Cycle) -> tuple[list[str], bool]:
     """The first failing filter's reasons for this node ([] if the pod fits), and whether
     the failure is one preemption cannot cure (UnschedulableAndUnresolvable)."""
     spec = pod.get("spec") or {}
@@ -133,7 +133,7 @@ def _filter(pod: Obj, node: Obj, pods: list[Obj], cycle: _Cycle) -> tuple[list[s
             return [f"node(s) had untolerated taint {{{taint.get('key', '')}: {taint.get('value', '')}}}"], True
     if not affinity_matches(spec, node):
         return ["node(s) didn't match Pod's node affinity/selector"], True
-    insufficient = _insufficient(pod, node, pods)
+    insufficient = _insufficient(pod, node, cycle.by_node.get(_name(node), []))
     if insufficient:
         return insufficient, False
     spread = cycle.spread_filter(node)
@@ -212,9 +212,8 @@ def _requirement(req: Obj, labels: dict[str, str]) -> bool:
     return False
 
 
-def _insufficient(pod: Obj, node: Obj, pods: list[Obj]) -> list[str]:
-    name = _name(node)
-    on_node = [p for p in pods if _bound_to(p, name)]
+def _insufficient(pod: Obj, node: Obj, on_node: list[Obj]) -> list[str]:
+    """NodeResourcesFit's reasons, given the pods already on the node."""
     allocatable = (node.get("status") or {}).get("allocatable") or {}
     reasons = []
     max_pods = _quantity(allocatable.get("pods", "110"))
@@ -260,13 +259,6 @@ def _quantity(raw: Any) -> Fraction:
         return Quantity.parse(raw).value
     except QuantityError:
         return Fraction(0)
-
-
-def _bound_to(pod: Obj, node: str) -> bool:
-    return (pod.get("spec") or {}).get("nodeName") == node and (pod.get("status") or {}).get("phase") not in (
-        "Succeeded",
-        "Failed",
-    )
 
 
 def _name(node: Obj) -> str:
@@ -369,6 +361,20 @@ class _Cycle:
         ]
         self.affinity = _terms(pod, "podAffinity", True, namespaces)
         self.anti = _terms(pod, "podAntiAffinity", True, namespaces)
+        # what the filters and scores ask per node, worked out once per cycle so that a
+        # cycle costs O(nodes + pods), not O(nodes x pods) (the API server's loop runs it)
+        self.by_node: dict[str, list[Obj]] = {}
+        for p in self.placed:
+            self.by_node.setdefault(p["spec"]["nodeName"], []).append(p)
+        self.anti_domains = [self._matching_domains(t) for t in self.anti]
+        self.affinity_domains = [self._matching_domains(t) for t in self.affinity]
+        self.blocked = {
+            (term.key, value)
+            for p, term in self.existing_anti
+            if term.matches(pod) and (value := self._pod_domain(p, term.key)) is not None
+        }
+        self._counts: dict[int, tuple[Counter[str], Callable[[Obj], bool]]] = {}
+        self.hostnames = len({self.domain(n, HOSTNAME) for n in self.nodes.values()} - {None})
         self.spread = [
             c
             for c in (pod.get("spec") or {}).get("topologySpreadConstraints") or []
@@ -382,10 +388,19 @@ class _Cycle:
     def _pod_domain(self, p: Obj, key: str) -> str | None:
         return self.domain(self.nodes[p["spec"]["nodeName"]], key)
 
+    def _matching_domains(self, term: _Term) -> set[str]:
+        """The values of ``term``'s topology key on the nodes of the pods it selects."""
+        return {value for p in self.placed if term.matches(p) and (value := self._pod_domain(p, term.key)) is not None}
+
     # PodTopologySpread (filtering.go) --------------------------------------------------------
     def _spread_counts(self, c: Obj) -> tuple[Counter[str], Callable[[Obj], bool]]:
         """Matching pods per domain of constraint ``c``, over the nodes the pod's node affinity
         admits (nodeAffinityPolicy Honor) and, with nodeTaintsPolicy Honor, tolerates."""
+        if id(c) not in self._counts:
+            self._counts[id(c)] = self._count_spread(c)
+        return self._counts[id(c)]
+
+    def _count_spread(self, c: Obj) -> tuple[Counter[str], Callable[[Obj], bool]]:
         key = str(c.get("topologyKey") or "")
         ns = self.pod["metadata"].get("namespace", "")
         selects = _selector(c.get("labelSelector"), self.pod, c.get("matchLabelKeys"))
@@ -434,25 +449,21 @@ class _Cycle:
     def inter_pod_filter(self, node: Obj) -> tuple[str, bool] | None:
         if self.affinity and not self._satisfies_affinity(node):
             return "node(s) didn't match pod affinity rules", True
-        for term in self.anti:
-            value = self.domain(node, term.key)
-            if value is not None and any(
-                self._pod_domain(p, term.key) == value and term.matches(p) for p in self.placed
-            ):
+        for term, domains in zip(self.anti, self.anti_domains, strict=True):
+            if self.domain(node, term.key) in domains:
                 return "node(s) didn't match pod anti-affinity rules", False
-        for p, term in self.existing_anti:
-            value = self.domain(node, term.key)
-            if value is not None and self._pod_domain(p, term.key) == value and term.matches(self.pod):
-                return "node(s) didn't satisfy existing pods anti-affinity rules", False
+        labels = node["metadata"].get("labels") or {}
+        if any(labels.get(key) == value for key, value in self.blocked if key in labels):
+            return "node(s) didn't satisfy existing pods anti-affinity rules", False
         return None
 
     def _satisfies_affinity(self, node: Obj) -> bool:
         exist = True
-        for term in self.affinity:
+        for term, domains in zip(self.affinity, self.affinity_domains, strict=True):
             value = self.domain(node, term.key)
             if value is None:
                 return False
-            if not any(self._pod_domain(p, term.key) == value and term.matches(p) for p in self.placed):
+            if value not in domains:
                 exist = False
         if exist:
             return True
@@ -473,9 +484,8 @@ class _Cycle:
             value = self.domain(node, HOSTNAME)
             if owner is None or value is None:
                 return Fraction(0)
-            count = sum(1 for p in self.placed if _controller(p) == owner and self._pod_domain(p, HOSTNAME) == value)
-            domains = len({self.domain(n, HOSTNAME) for n in self.nodes.values()} - {None})
-            return Fraction(count * math.log(domains + 2)) + 2
+            count = sum(1 for p in self.by_node.get(_name(node), []) if _controller(p) == owner)
+            return Fraction(count * math.log(self.hostnames + 2)) + 2
         for c in spec["topologySpreadConstraints"]:
             if not isinstance(c, dict) or c.get("whenUnsatisfiable") != "ScheduleAnyway":
                 continue
@@ -528,10 +538,10 @@ def _preferred_node_affinity(spec: Obj, node: Obj) -> int:
     return total
 
 
-def _least_allocated(pod: Obj, node: Obj, pods: list[Obj]) -> Fraction:
+def _least_allocated(pod: Obj, node: Obj, on_node: list[Obj]) -> Fraction:
     """NodeResourcesFit's LeastAllocated score (0..100), cpu and memory weighted equally."""
     allocatable = (node.get("status") or {}).get("allocatable") or {}
-    here = [p for p in pods if _bound_to(p, _name(node)) and p is not pod] + [pod]
+    here = [*on_node, pod]
     scores = []
     for resource, default in (("cpu", DEFAULT_CPU), ("memory", DEFAULT_MEMORY)):
         capacity = _quantity(allocatable.get(resource, "0"))
@@ -557,11 +567,10 @@ def _best(pod: Obj, feasible: list[Obj], cycle: _Cycle) -> str:
         return _name(feasible[0])
     spec = pod.get("spec") or {}
     names = [_name(n) for n in feasible]
-    pods = list(cycle.placed)
     total: dict[str, Fraction] = dict.fromkeys(names, Fraction(0))
     taint = _normalize({_name(n): Fraction(_prefer_no_schedule(pod, n)) for n in feasible}, reverse=True)
     node_aff = _normalize({_name(n): Fraction(_preferred_node_affinity(spec, n)) for n in feasible})
-    fit = {_name(n): _least_allocated(pod, n, pods) for n in feasible}
+    fit = {_name(n): _least_allocated(pod, n, cycle.by_node.get(_name(n), [])) for n in feasible}
     raw_aff = {_name(n): Fraction(cycle.affinity_score(n)) for n in feasible}
     lo, hi = min(raw_aff.values()), max(raw_aff.values())
     pod_aff = {k: (v - lo) * 100 / (hi - lo) if hi > lo else Fraction(0) for k, v in raw_aff.items()}
