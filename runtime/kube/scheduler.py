@@ -374,6 +374,7 @@ class _Cycle:
             if term.matches(pod) and (value := self._pod_domain(p, term.key)) is not None
         }
         self._counts: dict[int, tuple[Counter[str], Callable[[Obj], bool]]] = {}
+        self._preferred: list[tuple[str, int, Counter[str]]] | None = None
         self.hostnames = len({self.domain(n, HOSTNAME) for n in self.nodes.values()} - {None})
         self.spread = [
             c
@@ -499,17 +500,21 @@ class _Cycle:
     def affinity_score(self, node: Obj) -> int:
         """InterPodAffinity's raw score: preferred terms' weights for each matching pod in
         the node's domain (anti-affinity subtracts)."""
+        if self._preferred is None:  # per term, matching pods per domain: once per cycle
+            self._preferred = []
+            for kind, sign in (("podAffinity", 1), ("podAntiAffinity", -1)):
+                for term in _terms(self.pod, kind, False, self.namespaces):
+                    per_domain: Counter[str] = Counter(
+                        value
+                        for p in self.placed
+                        if term.matches(p) and (value := self._pod_domain(p, term.key)) is not None
+                    )
+                    self._preferred.append((term.key, sign * term.weight, per_domain))
         score = 0
-        for kind, sign in (("podAffinity", 1), ("podAntiAffinity", -1)):
-            for term in _terms(self.pod, kind, False, self.namespaces):
-                value = self.domain(node, term.key)
-                if value is None:
-                    continue
-                score += (
-                    sign
-                    * term.weight
-                    * sum(1 for p in self.placed if self._pod_domain(p, term.key) == value and term.matches(p))
-                )
+        for key, weight, per_domain in self._preferred:
+            value = self.domain(node, key)
+            if value is not None:
+                score += weight * per_domain.get(value, 0)
         return score
 
 
