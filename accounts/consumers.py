@@ -16,6 +16,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from accounts.roles import roles_of
 from accounts.services import user_group
+from accounts.sockets import SignedInSocket
 
 CLOSE_UNAUTHENTICATED = 4401
 
@@ -29,7 +30,7 @@ async def _roles(user: Any) -> list[str]:
     return roles
 
 
-class WhoAmIConsumer(AsyncJsonWebsocketConsumer):
+class WhoAmIConsumer(SignedInSocket, AsyncJsonWebsocketConsumer):
     group: str | None = None
 
     async def connect(self) -> None:
@@ -40,13 +41,17 @@ class WhoAmIConsumer(AsyncJsonWebsocketConsumer):
         self.group = user_group(user.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        await self.watch_sign_in()
         await self.send_json({"type": "whoami", "username": user.get_username(), "roles": await _roles(user)})
 
     async def disconnect(self, code: int) -> None:
+        await self.unwatch_sign_in()
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not await self.signed_in():
+            return
         # Bad input gets an error message, not a crashed consumer.
         if text_data is None:
             await self.send_json({"type": "error", "error": "send JSON text frames"})

@@ -15,8 +15,11 @@ stream, runtimed's send buffer fills, and runtimed stops reading the PTY, so
 resumes below TERMINAL_LOW_WATERMARK. Ctrl-C is input, which never waits on
 output, so it always gets through.
 
-Access is decided once, before ``accept()``, by ``lab_session_for_user``:
-nobody else's bytes flow until it said yes.
+Access is decided before ``accept()``, by ``lab_session_for_user``:
+nobody else's bytes flow until it said yes. It lasts as long as the sign-in
+that opened the socket (accounts/sockets.py): signing out, another account
+signing in in the same browser, a password change or a deactivation close the
+socket with 4401, pushed at once and checked again on input at most every 30 s.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocke
 from django.conf import settings
 from django.utils import timezone
 
+from accounts.sockets import SignedInSocket
 from courses.messages import as_dict as message_as_dict
 from courses.messages import message_group, unread_messages
 from labs import sandboxes, services
@@ -102,7 +106,7 @@ class TokenBucket:
         return True
 
 
-class TerminalConsumer(AsyncWebsocketConsumer):
+class TerminalConsumer(SignedInSocket, AsyncWebsocketConsumer):
     # Terminals talk to runtimed only. Off the channel layer, a busy Redis can
     # never take a shell down with it (and there is one listener less per tab).
     channel_layer_alias = NO_CHANNEL_LAYER
@@ -161,6 +165,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             await refuse(self, CLOSE_RUNTIME_DOWN)
             return
         await self.accept()
+        await self.watch_sign_in()
         if not self.granted.can_write:
             self.observation = await _start_observation(session, self.scope["user"], self.number)
         await self.send(
@@ -209,6 +214,8 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                 if item is None:
                     break
                 if isinstance(item, bytes):
+                    if not await self.signed_in():
+                        return  # closed with 4401: nothing more reaches a signed-out page
                     self.unacked += len(item)
                     if self.unacked >= settings.TERMINAL_HIGH_WATERMARK:
                         self.can_send.clear()
@@ -232,6 +239,8 @@ class TerminalConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.attach is None or self.granted is None:
             return
+        if not await self.signed_in():
+            return  # the sign-in that opened the socket ended: closed with 4401, input dropped
         size = len(bytes_data or b"") + len(text_data or "")
         if size > settings.TERMINAL_MAX_MESSAGE:
             await self.close(code=CLOSE_TOO_BIG)
@@ -271,6 +280,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=json.dumps({"type": "pong"}))
 
     async def disconnect(self, code: int) -> None:
+        await self.unwatch_sign_in()
         if self.pump is not None:
             self.pump.cancel()
         if self.attach is not None:
@@ -281,7 +291,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             await _end_observation(self.observation)
 
 
-class LabEventsConsumer(AsyncJsonWebsocketConsumer):
+class LabEventsConsumer(SignedInSocket, AsyncJsonWebsocketConsumer):
     """Status of a lab session pushed live: provisioning progress, its place in
     the provisioning queue, ready, failed, the time left; the page's heartbeats
     count as activity.
@@ -321,6 +331,7 @@ class LabEventsConsumer(AsyncJsonWebsocketConsumer):
             self.message_group = message_group(session.lab.module.course_id, session.user_id)
             await self.channel_layer.group_add(self.message_group, self.channel_name)
         await self.accept()
+        await self.watch_sign_in()
         await self.send_json(await self._state())
         if self.message_group is not None:
             # Unread messages, after the state (what the page and its tests expect first);
@@ -343,6 +354,8 @@ class LabEventsConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict) or self.granted is None:
+            return
+        if not await self.signed_in():
             return
         kind = content.get("type")
         if kind == "heartbeat" and self.granted.can_write:
@@ -405,6 +418,7 @@ class LabEventsConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "message_dismissed", "id": event["id"]})
 
     async def disconnect(self, code: int) -> None:
+        await self.unwatch_sign_in()
         if self.queue_flush is not None:
             self.queue_flush.cancel()
             self.queue_flush = None

@@ -67,6 +67,7 @@ from django.http import (
 from django.utils.decorators import sync_and_async_middleware
 from django.views.decorators.csrf import csrf_exempt
 
+from accounts.sockets import SignedInSocket
 from labs.models import LabSession
 from labs.selectors import Granted, LabSessionNotFound, lab_session_for_user
 from runtime import client as runtime_client
@@ -507,7 +508,7 @@ def preview_host_middleware(get_response: Any) -> Any:
 
 
 # -- WebSockets ----------------------------------------------------------------------------------------
-class PortProxyConsumer(AsyncWebsocketConsumer):
+class PortProxyConsumer(SignedInSocket, AsyncWebsocketConsumer):
     """WebSocket half of the port preview: frames relayed both ways.
 
     On the platform's origin it is routed by ``labs.routing`` (the session cookie and
@@ -568,6 +569,10 @@ class PortProxyConsumer(AsyncWebsocketConsumer):
             return
         self.can_write = target.can_write
         await self.accept(subprotocol=self.upstream.protocol)
+        if self.scope.get("kubelab_preview") is None:
+            # on the platform's origin the socket lasts as long as the sign-in (accounts/sockets.py);
+            # a preview origin's lasts as long as that origin's own short-lived cookie
+            await self.watch_sign_in()
         self.relay = asyncio.create_task(self._from_upstream())
 
     async def _from_upstream(self) -> None:
@@ -584,12 +589,15 @@ class PortProxyConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.upstream is None or not self.can_write:
             return  # an observer's frames never reach the app
+        if self.scope.get("kubelab_preview") is None and not await self.signed_in():
+            return
         if bytes_data is not None:
             await self.upstream.send_bytes(bytes_data)
         elif text_data is not None:
             await self.upstream.send_str(text_data)
 
     async def disconnect(self, code: int) -> None:
+        await self.unwatch_sign_in()
         if self.relay is not None:
             self.relay.cancel()
         with contextlib.suppress(Exception):
