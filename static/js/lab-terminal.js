@@ -24,6 +24,7 @@
   var STABLE_AFTER = 5000; // a connection this old resets the backoff
   var RESIZE_DEBOUNCE = 120;
 
+  var CLOSE_SIGNED_OUT = 4401; // the sign-in that opened the socket ended (accounts/sockets.py)
   var CLOSE_NOT_FOUND = 4404;
   var CLOSE_NOT_READY = 4409;
   var CLOSE_BAD_REQUEST = 4400;
@@ -116,6 +117,8 @@
     this.screen = options.screen || options.panel; // where xterm.js draws
     this.onStateChange = options.onStateChange || function () {};
     this.onNotice = options.onNotice || function () {};
+    this.onSignedOut = options.onSignedOut || function () {};
+    this.signedOut = false;
     this.sessionReady = options.sessionReady || function () {
       return true;
     };
@@ -190,8 +193,8 @@
       return;
     }
     this._clearRetry();
-    if (this.socket) {
-      return; // already connecting or connected
+    if (this.socket || this.signedOut) {
+      return; // already connecting or connected; or nobody to connect as
     }
     if (!this.sessionReady()) {
       this._setState(this.sessionEnded() ? "disconnected" : "waiting");
@@ -313,6 +316,14 @@
       );
       return;
     }
+    if (code === CLOSE_SIGNED_OUT) {
+      // Reconnecting cannot help until the person signs in again: stop, say so.
+      this.signedOut = true;
+      this.attempt = 0;
+      this._setState("disconnected", "You are signed out.");
+      this.onSignedOut();
+      return;
+    }
     if (code === CLOSE_NOT_FOUND) {
       this.attempt = 0;
       this._setState(
@@ -366,7 +377,7 @@
 
   // Reconnect now (a button, the network coming back, the tab becoming visible).
   TerminalTab.prototype.reconnectNow = function () {
-    if (this.socket || this.disposed) {
+    if (this.socket || this.disposed || this.signedOut) {
       return;
     }
     this.exited = false;

@@ -456,6 +456,7 @@
         sessionEnded: isEnded,
         onStateChange: renderTab,
         onNotice: toast,
+        onSignedOut: signedOut,
       });
       tab.fit(); // sized before it connects: the shell starts with the right rows and columns
       panel.hidden = number !== active;
@@ -870,6 +871,31 @@
     var events = null;
     var eventsAttempt = 0;
     var eventsRetry = null;
+    var pageSignedOut = false;
+
+    // A socket closed with 4401: the sign-in that opened the page ended (signed out in
+    // another tab, password changed, account disabled, another account signed in in this
+    // browser). Nothing reconnects: the page says so and offers to sign in again.
+    function signedOut() {
+      if (pageSignedOut) {
+        return;
+      }
+      pageSignedOut = true;
+      app.setAttribute("data-signed-out", "true");
+      clearTimeout(eventsRetry);
+      eventsRetry = null;
+      eventsState.hidden = true;
+      if (events) {
+        events.onclose = null;
+        events.close(1000);
+        events = null;
+      }
+      order.forEach(function (n) {
+        kubelab.tabs[n].signedOut = true;
+        kubelab.tabs[n].halt("You are signed out.");
+      });
+      showOverlay("signed-out");
+    }
     var lastHeartbeat = 0;
     var eventsState = $("#events-state");
 
@@ -895,7 +921,7 @@
     function connectEvents() {
       clearTimeout(eventsRetry);
       eventsRetry = null;
-      if (events) {
+      if (events || pageSignedOut) {
         return;
       }
       var socket = new WebSocket(wsUrl(config.events_url));
@@ -933,6 +959,10 @@
         app.setAttribute("data-events", "closed");
         if (openedAt && Date.now() - openedAt > 5000) {
           eventsAttempt = 0;
+        }
+        if (event.code === 4401) {
+          signedOut();
+          return;
         }
         if (event.code === 4404) {
           setStatus("gone");
