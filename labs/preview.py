@@ -571,7 +571,7 @@ class PortProxyConsumer(SignedInSocket, AsyncWebsocketConsumer):
         await self.accept(subprotocol=self.upstream.protocol)
         if self.scope.get("kubelab_preview") is None:
             # on the platform's origin the socket lasts as long as the sign-in (accounts/sockets.py);
-            # a preview origin's lasts as long as that origin's own short-lived cookie
+            # a preview origin's was checked against that origin's own cookie when it opened
             await self.watch_sign_in()
         self.relay = asyncio.create_task(self._from_upstream())
 
