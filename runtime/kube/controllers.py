@@ -57,6 +57,14 @@ EP_MANAGED_BY = "endpoints.kubernetes.io/managed-by"
 EP_CONTROLLER = "endpoint-controller"
 
 _ALNUM = "bcdfghjklmnpqrstvwxz2456789"
+NODE_PORT_MIN, NODE_PORT_END = 30000, 32768  # kube-apiserver's default --service-node-port-range
+
+
+def _allocation_full(what: str) -> ApiError:
+    """kube-apiserver's answer when an allocator's range has no free value left."""
+    msg = f"failed to allocate a {what}: range is full"
+    return ApiError(500, "InternalError", f"Internal error occurred: {msg}", {"causes": [{"message": msg}]})
+
 
 R = registry.BY_GR
 PODS = R["pods"]
@@ -256,9 +264,13 @@ class Controllers:
             return
         if not spec.get("clusterIP"):
             used = {(o.get("spec") or {}).get("clusterIP") for o in self.c.store.list(SVC.gr)}
+            used |= {"10.96.0.1", "10.96.0.10"}
+            # a random pick while the range is not full, never an endless search (#12)
+            if sum(1 for u in used if isinstance(u, str) and u.startswith("10.96.")) >= 256 * 254:
+                raise _allocation_full("serviceIP")
             while True:
                 ip = f"10.96.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
-                if ip not in used and ip != "10.96.0.1" and ip != "10.96.0.10":
+                if ip not in used:
                     break
             spec["clusterIP"] = ip
         if spec["clusterIP"] != "None":
@@ -269,10 +281,16 @@ class Controllers:
             used_np = {
                 p.get("nodePort") for o in self.c.store.list(SVC.gr) for p in (o.get("spec") or {}).get("ports") or []
             }
+            # one Service with more ports than the range holds must not spin the cluster's
+            # thread forever (#12): kube-apiserver's "range is full" instead
+            taken = sum(1 for u in used_np if isinstance(u, int) and NODE_PORT_MIN <= u < NODE_PORT_END)
             for p in spec.get("ports") or []:
                 if not p.get("nodePort"):
+                    if taken >= NODE_PORT_END - NODE_PORT_MIN:
+                        raise _allocation_full("nodePort")
+                    taken += 1
                     while True:
-                        np = 30000 + secrets.randbelow(2768)
+                        np = NODE_PORT_MIN + secrets.randbelow(NODE_PORT_END - NODE_PORT_MIN)
                         if np not in used_np:
                             break
                     p["nodePort"] = np
