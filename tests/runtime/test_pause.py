@@ -179,6 +179,27 @@ def test_removing_a_paused_sandbox_deletes_its_disk_and_cluster(daemon: RealDaem
     assert not list((daemon.root / "kube").rglob(f"*{sid}*"))
 
 
+def test_a_resume_that_fails_leaves_it_paused_with_its_disk(daemon: RealDaemon) -> None:
+    with Client(daemon.socket, timeout=300) as c:
+        sid = c.create_sandbox({"image": "busybox"})["id"]
+        try:
+            assert c.exec(sid, ["sh", "-c", "echo survives > /root/f"]).exit_code == 0
+            c.pause_sandbox(sid)
+            # break what the resume mounts on (a file where the root's mount point was)
+            rootfs = daemon.root / "sandboxes" / sid / "rootfs"
+            rootfs.rmdir()
+            rootfs.write_text("in the way")
+            with pytest.raises(errors.RuntimeError):
+                c.resume_sandbox(sid)
+            assert c.get_sandbox(sid)["status"] == "paused"
+            assert _cgroup_pids(daemon, sid) == []
+            rootfs.unlink()
+            assert c.resume_sandbox(sid)["status"] == "running"
+            assert c.exec(sid, ["cat", "/root/f"]).stdout_text.strip() == "survives"
+        finally:
+            c.remove_sandbox(sid)
+
+
 def test_the_cli_pauses_and_resumes(daemon: RealDaemon) -> None:
     with Client(daemon.socket, timeout=300) as c:
         sid = c.create_sandbox({"image": "busybox"})["id"]
