@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.kube import registry
 from runtime.kube.apierrors import ApiError
+from runtime.kube.patch import schema_merge_key
 from runtime.kube.registry import ResourceDef
 
 if TYPE_CHECKING:
@@ -64,22 +65,6 @@ _GROUP_PKG = {
     "authentication.k8s.io": "io.k8s.api.authentication.v1",
     "coordination.k8s.io": "io.k8s.api.coordination.v1",
     "discovery.k8s.io": "io.k8s.api.discovery.v1",
-}
-_MERGE = {
-    "containers": "name",
-    "initContainers": "name",
-    "ephemeralContainers": "name",
-    "env": "name",
-    "volumes": "name",
-    "volumeMounts": "mountPath",
-    "imagePullSecrets": "name",
-    "hostAliases": "ip",
-    "conditions": "type",
-    "ownerReferences": "uid",
-    "topologySpreadConstraints": "topologyKey",
-    "taints": "key",
-    "resourceClaims": "name",
-    "volumeDevices": "devicePath",
 }
 
 
@@ -186,17 +171,10 @@ def _component(cls: str, group: str, refs: dict[str, str], gvk: Obj | None) -> O
         s = _type_schema(t, group, refs)
         if desc:
             s["description"] = desc
-        key = _MERGE.get(name)
-        if name == "ports":
-            key = {
-                "V1Container": "containerPort",
-                "V1EphemeralContainer": "containerPort",
-                "V1ServiceSpec": "port",
-            }.get(cls)
-        if key and _LIST.fullmatch(t):
-            s["x-kubernetes-patch-merge-key"] = key
-            s["x-kubernetes-patch-strategy"] = "merge"
-        elif name == "finalizers" and _LIST.fullmatch(t):
+        key = schema_merge_key(_schema_name(cls, group).rsplit(".", 1)[-1], name)
+        if key is not None and _LIST.fullmatch(t):
+            if key:
+                s["x-kubernetes-patch-merge-key"] = key
             s["x-kubernetes-patch-strategy"] = "merge"
         out["properties"][name] = s
         if required:

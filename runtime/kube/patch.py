@@ -19,8 +19,14 @@ MERGEPATCH = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
 APPLY = "application/apply-patch+yaml"
 
-# field name -> merge key; "" means a merged list of primitives (a set).
-_MERGE_KEYS: dict[str, str] = {
+# The one table of strategic-merge list strategies, read by the patcher, by server-side
+# apply's field sets (ssa.py) and by the served OpenAPI (openapi.py), which kubectl reads
+# to compute its own client-side apply patches. Each entry is an upstream Go struct tag
+# (patchStrategy:"merge" patchMergeKey:"...") of the built-in types; upstream's
+# api/openapi-spec carries the same as x-kubernetes-patch-strategy/-merge-key.
+# field name -> merge key; "" means a merged list of primitives (a set). Field names
+# whose tag depends on the type holding them are in _OWNED_MERGE_KEYS instead.
+MERGE_KEYS: dict[str, str] = {
     "containers": "name",
     "initContainers": "name",
     "ephemeralContainers": "name",
@@ -35,22 +41,44 @@ _MERGE_KEYS: dict[str, str] = {
     "finalizers": "",
     "topologySpreadConstraints": "topologyKey",
     "taints": "key",
-    "addresses": "type",
     "resourceClaims": "name",
-    "secrets": "name",
-    "podIPs": "ip",
-    "hostIPs": "ip",
+    "secrets": "name",  # ServiceAccount.secrets
+    "podIPs": "ip",  # PodStatus.podIPs
+    "hostIPs": "ip",  # PodStatus.hostIPs
+}
+
+# field name -> {upstream schema holding it: merge key}; the field is untagged (replaced
+# whole) in any other type: EndpointSubset.addresses, a probe's or an Ingress's ports.
+_OWNED_MERGE_KEYS: dict[str, dict[str, str]] = {
+    "ports": {"Container": "containerPort", "EphemeralContainer": "containerPort", "ServiceSpec": "port"},
+    "addresses": {"NodeStatus": "type"},
 }
 
 
+def schema_merge_key(owner: str, fld: str) -> str | None:
+    """The merge key of list field ``fld`` of the upstream schema ``owner`` (its short name,
+    e.g. ``ServiceSpec``); "" for a merged set of primitives, None for a replaced list."""
+    owned = _OWNED_MERGE_KEYS.get(fld)
+    if owned is not None:
+        return owned.get(owner)
+    return MERGE_KEYS.get(fld)
+
+
+def _owner(path: tuple[str, ...], fld: str) -> str:
+    """Which upstream schema holds ``fld`` at ``path`` (only asked for the owned fields)."""
+    if fld == "ports" and any(c in path for c in ("containers", "initContainers", "ephemeralContainers")):
+        return "Container"
+    if path and path[-1] == "spec" and "template" not in path:
+        return "ServiceSpec"
+    if path == ("status",):
+        return "NodeStatus"
+    return ""
+
+
 def merge_key(path: tuple[str, ...], fld: str) -> str | None:
-    if fld == "ports":
-        if "containers" in path or "initContainers" in path or "ephemeralContainers" in path:
-            return "containerPort"
-        if path and path[-1] == "spec" and "template" not in path:
-            return "port"  # Service.spec.ports
-        return None
-    return _MERGE_KEYS.get(fld)
+    if fld in _OWNED_MERGE_KEYS:
+        return schema_merge_key(_owner(path, fld), fld)
+    return MERGE_KEYS.get(fld)
 
 
 # -- JSON merge patch (RFC 7386) ---------------------------------------------

@@ -232,6 +232,43 @@ def test_namespace_finalize_subresource(kubectl: Kubectl) -> None:
     kubectl("delete", "namespace", "fin-x")
 
 
+SA = """
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: robot}
+secrets:
+- name: a
+"""
+
+
+def test_apply_merges_service_account_secrets_by_name(kubectl: Kubectl, ns: str) -> None:
+    """ServiceAccount.secrets is patchStrategy=merge, patchMergeKey=name upstream: kubectl
+    apply reads that from the served OpenAPI and sends only the added item, so a secret
+    someone else added stays (a replaced list would drop it)."""
+    kubectl("apply", "-n", ns, "-f", "-", stdin=SA)
+    kubectl("patch", "sa", "robot", "-n", ns, "--type=strategic", "-p", '{"secrets":[{"name":"b"}]}')
+    got = kubectl("get", "sa", "robot", "-n", ns, "-o", "jsonpath={.secrets[*].name}").split()
+    assert sorted(got) == ["a", "b"]
+    kubectl("apply", "-n", ns, "-f", "-", stdin=SA + "- name: c\n")
+    got = kubectl("get", "sa", "robot", "-n", ns, "-o", "jsonpath={.secrets[*].name}").split()
+    assert sorted(got) == ["a", "b", "c"]
+
+
+def test_strategic_patch_merges_service_ports_by_port(kubectl: Kubectl, ns: str) -> None:
+    svc = (
+        "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  selector: {app: s}\n"
+        "  ports:\n  - {name: http, port: 80, targetPort: 8080}\n"
+    )
+    kubectl("apply", "-n", ns, "-f", "-", stdin=svc)
+    p = '{"spec":{"ports":[{"name":"https","port":443,"targetPort":8443},{"port":80,"targetPort":9090}]}}'
+    kubectl("patch", "svc", "s", "-n", ns, "--type=strategic", "-p", p)
+    ports = json.loads(kubectl("get", "svc", "s", "-n", ns, "-o", "jsonpath={.spec.ports}"))
+    assert sorted((q["port"], q["targetPort"], q.get("name")) for q in ports) == [
+        (80, 9090, "http"),
+        (443, 8443, "https"),
+    ]
+
+
 def test_apply_keeps_a_container_someone_else_added_in_its_place(kubectl: Kubectl, ns: str) -> None:
     """kubectl apply sends $setElementOrder; the items only the server has keep their places
     among the applied ones (strategicpatch's mergeSortedSlice), they are not moved last."""
