@@ -303,6 +303,55 @@ def validate_pod_spec(spec: Any, path: str, template: bool = False) -> list[Fiel
     allowed = ["Always"] if template else ["Always", "OnFailure", "Never"]
     if rp is not None and rp not in allowed:
         errs.append(not_supported(f"{path}.restartPolicy", rp, allowed))
+    errs += _topology_spread(spec.get("topologySpreadConstraints"), f"{path}.topologySpreadConstraints")
+    return errs
+
+
+def _topology_spread(constraints: Any, path: str) -> list[FieldError]:
+    """kube-apiserver's validateTopologySpreadConstraints: the scheduler reads maxSkew,
+    minDomains, topologyKey and whenUnsatisfiable, so a value it cannot honour is refused
+    here rather than leaving the pod Pending for a reason no one is told."""
+    errs: list[FieldError] = []
+    if not isinstance(constraints, list):
+        return errs
+    for i, c in enumerate(constraints):
+        if not isinstance(c, dict):
+            continue
+        cp = f"{path}[{i}]"
+        skew = c.get("maxSkew", 0)
+        if isinstance(skew, int) and skew <= 0:
+            errs.append(invalid(f"{cp}.maxSkew", skew, "must be greater than zero"))
+        if not c.get("topologyKey"):
+            errs.append(required(f"{cp}.topologyKey", "can not be empty"))
+        action = c.get("whenUnsatisfiable", "")
+        if action not in ("DoNotSchedule", "ScheduleAnyway"):
+            errs.append(not_supported(f"{cp}.whenUnsatisfiable", action, ["DoNotSchedule", "ScheduleAnyway"]))
+        for rest in constraints[i + 1 :]:
+            if isinstance(rest, dict) and (rest.get("topologyKey"), rest.get("whenUnsatisfiable")) == (
+                c.get("topologyKey"),
+                action,
+            ):
+                errs.append(
+                    FieldError(
+                        "FieldValueDuplicate",
+                        f"{cp}.{{topologyKey, whenUnsatisfiable}}",
+                        "",
+                        f"{{{c.get('topologyKey')}, {action}}}",
+                    )
+                )
+                break
+        domains = c.get("minDomains")
+        if isinstance(domains, int):
+            if domains <= 0:
+                errs.append(invalid(f"{cp}.minDomains", domains, "must be greater than zero"))
+            if action != "DoNotSchedule":
+                errs.append(
+                    invalid(
+                        f"{cp}.minDomains",
+                        domains,
+                        f"can only use minDomains if whenUnsatisfiable=DoNotSchedule, not {action}",
+                    )
+                )
     return errs
 
 
