@@ -333,6 +333,7 @@ class NodeAgent:
         port: int = RUNTIMED_PORT,
         register: Mapping[str, Any] | None = None,
         builders: int = 4,
+        heartbeat: float = HEARTBEAT,
     ) -> None:
         """``register``: play the kubelet's node role too, with ``{"address", "cpu", "memory",
         "pods"}`` (an API server with no kubelet); None on a real cluster."""
@@ -342,6 +343,7 @@ class NodeAgent:
         self.namespace = namespace
         self.port = port
         self.register = dict(register) if register else None
+        self.heartbeat_every = heartbeat  # well inside the node monitor's grace period
         self._pool = ThreadPoolExecutor(max_workers=builders, thread_name_prefix=f"agent-{node}")
         self._building: set[str] = set()
         self._lock = threading.Lock()
@@ -553,7 +555,7 @@ class NodeAgent:
             self._wake.clear()
 
     def _heartbeats(self) -> None:
-        while not self._stop.wait(HEARTBEAT):
+        while not self._stop.wait(self.heartbeat_every):
             try:
                 self.heartbeat()
             except Exception:
@@ -697,7 +699,13 @@ class KubernetesBackend(SandboxBackend):
             pause_image=self.pause_image,
             toleration_seconds=self.toleration_seconds,
         )
-        pod = self.kube.request("POST", _pods_path(self.namespace), body=body)
+        # one placeholder per session: a retried provisioning (a worker lost while it waited for
+        # capacity) waits on the Pod it made before instead of asking for a second place
+        mine = self.kube.request(
+            "GET", _pods_path(self.namespace), params={"labelSelector": f"{LABEL_SESSION}={session}"}
+        )
+        live = [p for p in mine.get("items") or [] if not p["metadata"].get("deletionTimestamp")]
+        pod = live[0] if live else self.kube.request("POST", _pods_path(self.namespace), body=body)
         name = pod["metadata"]["name"]
         try:
             return self._wait_ready(name, pod["metadata"]["uid"], on_wait)
@@ -907,6 +915,12 @@ def add_node_agent_arguments(p: Any) -> None:
     g.add_argument("--register-cpu", default="4", help="the Node's allocatable cpu")
     g.add_argument("--register-memory", default="8Gi", help="the Node's allocatable memory")
     g.add_argument("--register-pods", default="110", help="the Node's allocatable pod count")
+    g.add_argument(
+        "--register-heartbeat",
+        type=float,
+        default=HEARTBEAT,
+        help="seconds between Lease renewals (a kubelet's 10; keep it well under the grace period)",
+    )
 
 
 def run_node_agent(args: Any) -> int:
@@ -934,7 +948,13 @@ def run_node_agent(args: Any) -> int:
     kube = KubeAPI(args.kubeconfig)
     runtime = Client(socket_path, token=token, timeout=60)
     agent = NodeAgent(
-        node=args.node, kube=kube, runtime=runtime, namespace=args.namespace, port=args.port, register=register
+        node=args.node,
+        kube=kube,
+        runtime=runtime,
+        namespace=args.namespace,
+        port=args.port,
+        register=register,
+        heartbeat=args.register_heartbeat,
     )
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: agent.stop())

@@ -148,6 +148,14 @@ def test_a_full_cluster_leaves_the_session_waiting_until_capacity_frees(
     created["waiting"] = result["info"]["id"]
 
 
+def test_a_retried_start_of_a_session_reuses_its_placeholder(topo: Topology, backend: KubernetesBackend) -> None:
+    # provisioning retried after a lost worker: the same session gets the same Pod and sandbox
+    first = created["s00"]
+    again = backend.create(spec("s00"))
+    assert again["id"] == first
+    assert [p["metadata"]["labels"]["kubelab.io/session"] for p in pods(topo)].count("s00") == 1
+
+
 def test_a_token_of_one_session_is_worthless_on_another_node(topo: Topology, backend: KubernetesBackend) -> None:
     a = next(sid for sid in created.values() if split_id(sid)[1] == "kl-node-a")
     b = next(sid for sid in created.values() if split_id(sid)[1] == "kl-node-b")
@@ -184,6 +192,8 @@ def test_losing_a_node_ends_its_sessions_and_new_ones_land_on_the_other(
             backend.get(sid)
     for sid in on_b:
         assert backend.get(sid)["status"] == "running"
+    # node b holds 10 one-cpu sandboxes on 10 cpus: a classmate stops, and the restart fits there
+    backend.remove(on_b.pop())
     again = backend.create(spec("restarted"))
     assert split_id(again["id"])[1] == "kl-node-b"
     assert backend.exec(again["id"], ["true"]).ok

@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
 GRACE = 6  # the API server's node monitor grace period here (40 s in kube-controller-manager)
 TOLERATION = 4  # the placeholders' tolerationSeconds for not-ready/unreachable (30 by default)
+HEARTBEAT = 1.5  # the node agents' Lease renewals (a kubelet's 10 s against 40 s of grace)
 
 NODES = {
     "kl-node-a": {"ip": "127.0.0.2", "subnet": "10.241.0.0/20", "bridge": "kltestna", "uid": 3_600_000_000},
@@ -129,6 +130,9 @@ class Topology:
                     cpu,
                     "--register-memory",
                     memory,
+                    # Lease renewals well inside GRACE, as a kubelet's 10 s are inside 40 s
+                    "--register-heartbeat",
+                    str(HEARTBEAT),
                 ],
                 cwd=REPO,
                 stdin=subprocess.DEVNULL,
