@@ -242,9 +242,16 @@ secrets:
 
 
 def test_apply_merges_service_account_secrets_by_name(kubectl: Kubectl, ns: str) -> None:
-    """ServiceAccount.secrets is patchStrategy=merge, patchMergeKey=name upstream: kubectl
-    apply reads that from the served OpenAPI and sends only the added item, so a secret
-    someone else added stays (a replaced list would drop it)."""
+    """ServiceAccount.secrets is patchStrategy=merge, patchMergeKey=name upstream: both
+    served OpenAPI documents say so, the server merges a strategic patch by name, and a
+    re-apply keeps a secret someone else added (a replaced list would drop it). (kubectl
+    1.37's client-side apply also knows the tag from its compiled-in types, so the apply
+    step alone does not tell whether our documents are right: hence the --raw reads.)"""
+    v3 = json.loads(kubectl("get", "--raw", "/openapi/v3/api/v1"))["components"]["schemas"]
+    v2 = json.loads(kubectl("get", "--raw", "/openapi/v2"))["definitions"]
+    for doc in (v3, v2):
+        prop = doc["io.k8s.api.core.v1.ServiceAccount"]["properties"]["secrets"]
+        assert (prop["x-kubernetes-patch-strategy"], prop["x-kubernetes-patch-merge-key"]) == ("merge", "name")
     kubectl("apply", "-n", ns, "-f", "-", stdin=SA)
     kubectl("patch", "sa", "robot", "-n", ns, "--type=strategic", "-p", '{"secrets":[{"name":"b"}]}')
     got = kubectl("get", "sa", "robot", "-n", ns, "-o", "jsonpath={.secrets[*].name}").split()
