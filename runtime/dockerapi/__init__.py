@@ -49,7 +49,8 @@ Layout
     ``docker import``; the ``--change`` instructions of commit and import. Every layer a
     student sends or commits is unpacked by ``EngineStore.ingest_layer`` (tarutil's
     extractor: no path leaves the layer, no link followed, no device, uids clamped to the
-    sandbox's range, stopped at the disk's free space).
+    sandbox's range, stopped at the disk's free space), decompressed, hashed and unpacked
+    by the engine helper (``ingest`` op) in the sandbox's cgroup, not in runtimed (#12).
 ``store.py``
     ``EngineStore``: the sandbox's images (Docker image configs, content-addressed ids),
     tags, layers built by the student, the platform catalog (read-only, shared), the

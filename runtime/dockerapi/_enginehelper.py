@@ -21,6 +21,15 @@ Ops:
     no path is resolved again, so a student cannot swap in a symlink meanwhile.
 ``umount``
     ``{"targets": [...]}``: detach each (missing or unmounted targets are skipped).
+``ingest``
+    ``{"raw_fd", "spool_fd", "dir_fd", "uid_base", "budget", "expect", "what"}``: the
+    unpack of a layer a student sent (docker load/import/commit), so its decompression,
+    digests and extraction run in the sandbox's cgroup, not in runtimed: the archive as
+    sent (descriptor ``raw_fd``) is decompressed into ``spool_fd`` while hashed, checked
+    against ``expect``, then unpacked by ``tarutil.extract_layer_stream`` into the directory
+    behind ``dir_fd`` (the helper's cwd, so no path is resolved from outside it), and the
+    store's own tar digest of the result is computed. Answers ``{"digest", "own",
+    "size"}``; a refusal is ``{"error", "kind": "bad_request"|"disk_full"}``.
 """
 
 from __future__ import annotations
@@ -88,9 +97,17 @@ def umount(req: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def ingest(req: dict[str, Any]) -> dict[str, Any]:
+    # Imported here: the mount ops stay stdlib-only and quick to start.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
+    from runtime.dockerapi import store
+
+    return store.ingest_in_helper(req)
+
+
 def main() -> int:
     req = json.loads(sys.stdin.read())
-    ops = {"overlay": overlay, "bind_fd": bind_fd, "umount": umount}
+    ops = {"overlay": overlay, "bind_fd": bind_fd, "umount": umount, "ingest": ingest}
     try:
         if req.get("op") not in ops:
             raise ValueError(f"unknown op {req.get('op')!r}")

@@ -76,6 +76,7 @@ NOBODY = 65534
 EXIT_IDMAP_REFUSED = 3
 BLOCK = 512
 CHUNK = 1 << 20
+INGEST_TIMEOUT = 900  # seconds an unpack may take in the sandbox (its CPU limit sets the pace)
 OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 _DIR_NOFOLLOW = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 HEX_RE = re.compile(r"^[0-9a-f]{12,64}$")
@@ -269,6 +270,23 @@ class _Helpers:
             why = (out + err).decode(errors="replace").strip()[-800:]
             raise errors.RuntimeError(f"engine mount helper ({req['op']}) failed: {why}")
         return 0
+
+    def call(self, req: dict[str, Any], *, pass_fds: Sequence[int], timeout: float) -> tuple[int, dict[str, Any], str]:
+        """One request with its own helper (descriptors passed): (exit code, its JSON answer
+        or {}, its stderr tail). A helper killed by a signal (the sandbox's OOM killer, its
+        pids limit) has a negative code; the caller says what that means."""
+        proc = self._start(pass_fds)
+        try:
+            out, err = proc.communicate(json.dumps(req).encode(), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            return -9, {"error": "timed out", "kind": "timeout"}, ""
+        try:
+            answer = json.loads(out.decode().strip().splitlines()[-1]) if out.strip() else {}
+        except (ValueError, IndexError):
+            answer = {}
+        return proc.returncode, answer if isinstance(answer, dict) else {}, err.decode(errors="replace")[-800:]
 
     def close(self) -> None:
         with self._lock:
@@ -1059,76 +1077,91 @@ class EngineStore:
         )
 
     def ingest_layer(self, stream: IO[bytes], *, what: str, expect: str = "") -> Layer:
-        """A layer from a tar stream (plain or gzip) that a student sent: spooled uncompressed to
-        the sandbox's disk (its digest checked against ``expect``, the image config's diff id,
-        when given), then unpacked by ``tarutil.extract_layer_stream`` (no path leaves the layer
-        dir, no link is followed, no device is made, uids land in the sandbox's range) within
-        the disk's free space. Registered under ``expect`` (or its own digest); the original
-        tar is kept beside it only when the store's own tar of the unpacked dir differs, so
-        ``docker save`` gives the same bytes back."""
+        """A layer from a tar stream (plain, gzip, bzip2 or xz) that a student sent: copied as
+        sent to the sandbox's disk, then decompressed (its digest checked against ``expect``,
+        the image config's diff id, when given) and unpacked by ``tarutil.extract_layer_stream``
+        (no path leaves the layer dir, no link is followed, no device is made, uids land in the
+        sandbox's range) within the disk's free space -- by the engine helper in the sandbox's
+        cgroup (``ingest_in_helper``), so that work counts against the sandbox's memory, pids
+        and CPU, not runtimed's (#12). Registered under ``expect`` (or its own digest); the
+        uncompressed tar is kept beside it only when the store's own tar of the unpacked dir
+        differs, so ``docker save`` gives the same bytes back. A refused or killed unpack
+        leaves nothing behind."""
         if expect:
             with self._lock:
                 if self.has_layer(expect):
                     self._hold(expect.split(":", 1)[-1])
                     return self._layer(expect)
         budget = self.free_bytes()
+        raw_fd, raw_name = tempfile.mkstemp(prefix="raw-", suffix=".tar", dir=self.tmp)
         fd, name = tempfile.mkstemp(prefix="layer-", suffix=".tar", dir=self.tmp)
-        tar_path = Path(name)
+        raw_path, tar_path = Path(raw_name), Path(name)
         try:
-            with os.fdopen(fd, "w+b") as spool:
-                head = stream.read(4)
-                stream.seek(-len(head), os.SEEK_CUR)
-                source: Any = stream
-                if head.startswith(tarutil.GZIP_MAGIC):
-                    source = gzip.GzipFile(fileobj=stream, mode="rb")
-                elif head.startswith(b"BZh"):
-                    source = bz2.BZ2File(stream)
-                elif head.startswith(b"\xfd7zX"):
-                    source = lzma.LZMAFile(stream)  # noqa: SIM115 - read to its end below
-                elif head == tarutil.ZSTD_MAGIC:
-                    raise errors.BadRequest(f"{what}: zstd-compressed layers are not supported")
-                h = hashlib.sha256()
+            with os.fdopen(raw_fd, "w+b") as raw, os.fdopen(fd, "w+b") as spool:
                 written = 0
                 try:
-                    while chunk := source.read(CHUNK):
+                    while chunk := stream.read(CHUNK):
                         written += len(chunk)
                         if written > budget:
                             raise self.disk_full(what, "the layer is larger than that")
-                        h.update(chunk)
-                        spool.write(chunk)
-                except (OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
-                    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                        raw.write(chunk)
+                    raw.flush()
+                except OSError as exc:
+                    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                         raise self.disk_full(what) from None
-                    raise errors.BadRequest(f"{what} is not a readable layer: {exc}") from None
-                digest = "sha256:" + h.hexdigest()
-                if expect and digest != expect:
-                    raise errors.BadRequest(f"{what}: layer digest {digest} does not match the image's {expect}")
-                spool.seek(0)
+                    raise
+                raw.seek(0)
                 with self.scratch() as scratch:
+                    dir_fd = os.open(scratch, _DIR_NOFOLLOW)
                     try:
-                        stats = tarutil.extract_layer_stream(
-                            spool, scratch, owner=self._owner, budget=self.free_bytes(), name=what
+                        req = {
+                            "op": "ingest",
+                            "raw_fd": raw.fileno(),
+                            "spool_fd": spool.fileno(),
+                            "dir_fd": dir_fd,
+                            "uid_base": self.ctx.uid_base,
+                            "budget": self.free_bytes(),
+                            "expect": expect,
+                            "what": what,
+                        }
+                        code, answer, err = self._helpers.call(
+                            req, pass_fds=(raw.fileno(), spool.fileno(), dir_fd), timeout=INGEST_TIMEOUT
                         )
-                    except tarutil.SpaceExceeded as exc:
-                        raise self.disk_full(what, str(exc)) from None
-                    own = _LayerTar(scratch, self.ctx.uid_base)
-                    for _ in own.chunks():
-                        pass
+                    finally:
+                        os.close(dir_fd)
+                    raw_path.unlink(missing_ok=True)
+                    if code < 0 or answer.get("kind") == "timeout":
+                        why = "timed out" if answer.get("kind") == "timeout" else f"killed by signal {-code}"
+                        raise errors.LimitExceeded(
+                            f"{what}: unpacking the layer was stopped ({why}): it needs more memory, processes "
+                            "or time than your sandbox's limits allow; nothing of it was kept"
+                        )
+                    if answer.get("kind") == "disk_full":
+                        raise self.disk_full(what, str(answer.get("error", "")))
+                    if answer.get("kind") == "bad_request":
+                        raise errors.BadRequest(str(answer["error"]))
+                    if code != 0 or "digest" not in answer:
+                        why = str(answer.get("error") or err.strip() or f"exit {code}")
+                        raise errors.RuntimeError(f"{what}: unpacking the layer failed: {why}")
+                    digest, own, size = str(answer["digest"]), str(answer["own"]), int(answer["size"])
                     diff_id = expect or digest
-                    keep_tar = own.digest != diff_id
+                    keep_tar = own != diff_id
                     hexd = diff_id.split(":", 1)[1]
+                    if not HEX_RE.match(hexd):
+                        raise errors.RuntimeError(f"{what}: the unpack helper answered a bad digest")
                     with self._lock:
                         self._hold(hexd)
                         dest = self.layers_dir / hexd
                         if not dest.is_dir():
                             if keep_tar:
                                 tar_path.replace(self.layers_dir / f"{hexd}.tar")
-                            self._write_json(self.layers_dir / f"{hexd}.json", {"size": stats.size})
+                            self._write_json(self.layers_dir / f"{hexd}.json", {"size": size})
                             scratch.rename(dest)
                             dest.chmod(0o755)
-                        self._sizes[hexd] = stats.size
+                        self._sizes[hexd] = size
                         return self._layer(diff_id)
         finally:
+            raw_path.unlink(missing_ok=True)
             tar_path.unlink(missing_ok=True)
 
     def layer_from_tree(self, directory: Path, *, what: str) -> Layer | None:
@@ -1331,3 +1364,69 @@ class EngineStore:
         if cat is not None:
             return cat.config_bytes
         return (self.images_dir / (img.id.split(":", 1)[1] + ".json")).read_bytes()
+
+
+def ingest_in_helper(req: dict[str, Any]) -> dict[str, Any]:
+    """The ``ingest`` op of ``_enginehelper.py`` (see ``EngineStore.ingest_layer``), run in
+    the helper process in the sandbox's cgroup. Its cwd becomes the layer dir (this process
+    is single-threaded and short-lived: nothing else shares the cwd)."""
+    what = str(req["what"])
+    expect = str(req.get("expect") or "")
+    budget = int(req["budget"])
+    uid_base = int(req["uid_base"])
+
+    def owner(n: int) -> int:
+        return uid_base + (n if 0 <= n < IDMAP_SIZE else NOBODY)
+
+    stream = os.fdopen(int(req["raw_fd"]), "rb")
+    spool = os.fdopen(int(req["spool_fd"]), "w+b")
+    try:
+        head = stream.read(4)
+        stream.seek(0)
+        source: Any = stream
+        if head.startswith(tarutil.GZIP_MAGIC):
+            source = gzip.GzipFile(fileobj=stream, mode="rb")
+        elif head.startswith(b"BZh"):
+            source = bz2.BZ2File(stream)
+        elif head.startswith(b"\xfd7zX"):
+            source = lzma.LZMAFile(stream)  # noqa: SIM115 - read to its end below
+        elif head == tarutil.ZSTD_MAGIC:
+            return {"error": f"{what}: zstd-compressed layers are not supported", "kind": "bad_request"}
+        h = hashlib.sha256()
+        written = 0
+        try:
+            while chunk := source.read(CHUNK):
+                written += len(chunk)
+                if written > budget:
+                    return {"error": "the layer is larger than that", "kind": "disk_full"}
+                h.update(chunk)
+                spool.write(chunk)
+            spool.flush()
+        except (OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                return {"error": "", "kind": "disk_full"}
+            return {"error": f"{what} is not a readable layer: {exc}", "kind": "bad_request"}
+        digest = "sha256:" + h.hexdigest()
+        if expect and digest != expect:
+            why = f"{what}: layer digest {digest} does not match the image's {expect}"
+            return {"error": why, "kind": "bad_request"}
+        spool.seek(0)
+        os.fchdir(int(req["dir_fd"]))
+        left = max(0, budget - written)
+        try:
+            stats = tarutil.extract_layer_stream(spool, Path(), owner=owner, budget=left, name=what)
+        except tarutil.SpaceExceeded as exc:
+            return {"error": str(exc), "kind": "disk_full"}
+        except errors.BadRequest as exc:
+            return {"error": str(exc), "kind": "bad_request"}
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                return {"error": "", "kind": "disk_full"}
+            raise
+        own = _LayerTar(Path(), uid_base)
+        for _ in own.chunks():
+            pass
+        return {"digest": digest, "own": own.digest, "size": stats.size}
+    finally:
+        stream.close()
+        spool.close()
