@@ -21,6 +21,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from labs.sealed import SealedTextField
+
 
 class LabSessionQuerySet(models.QuerySet["LabSession"]):
     def live(self) -> LabSessionQuerySet:
@@ -81,10 +83,11 @@ class LabSession(models.Model):
     sandbox_id = models.CharField(max_length=128, blank=True, default="")
     # runtimed's credential for this sandbox and the web tier's operations only (terminal,
     # preview, read: runtime.auth), minted by provisioning; never shown to the student.
-    runtime_token = models.TextField(blank=True, default="", editable=False)
+    # Both tokens are sealed at rest under a key from SECRET_KEY (labs.sealed).
+    runtime_token = SealedTextField(blank=True, default="", editable=False)
     # ... and the graders' (exec, kubeconfig, docker, read): the grading worker needs no admin
     # credential of runtimed's at all.
-    grader_token = models.TextField(blank=True, default="", editable=False)
+    grader_token = SealedTextField(blank=True, default="", editable=False)
     # Terminal number (as a string, JSON keys are strings) -> runtimed session id.
     terminals = models.JSONField(default=dict, blank=True)
     # Provisioning stages shown on the page: [{"stage", "message", "at"}].
