@@ -30,6 +30,10 @@ Ops:
     behind ``dir_fd`` (the helper's cwd, so no path is resolved from outside it), and the
     store's own tar digest of the result is computed. Answers ``{"digest", "own",
     "size"}``; a refusal is ``{"error", "kind": "bad_request"|"disk_full"}``.
+``tree_tar``
+    ``{"dir_fd", "out_fd", "uid_base", "budget"}``: the store's tar of a container's upper
+    dir (docker commit; a walk relative to ``dir_fd`` that follows no link) written to
+    ``out_fd``, at most ``budget`` bytes. Answers ``{"size"}``.
 """
 
 from __future__ import annotations
@@ -105,9 +109,16 @@ def ingest(req: dict[str, Any]) -> dict[str, Any]:
     return store.ingest_in_helper(req)
 
 
+def tree_tar(req: dict[str, Any]) -> dict[str, Any]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
+    from runtime.dockerapi import store
+
+    return store.tree_tar_in_helper(req)
+
+
 def main() -> int:
     req = json.loads(sys.stdin.read())
-    ops = {"overlay": overlay, "bind_fd": bind_fd, "umount": umount, "ingest": ingest}
+    ops = {"overlay": overlay, "bind_fd": bind_fd, "umount": umount, "ingest": ingest, "tree_tar": tree_tar}
     try:
         if req.get("op") not in ops:
             raise ValueError(f"unknown op {req.get('op')!r}")

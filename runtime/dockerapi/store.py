@@ -1130,19 +1130,7 @@ class EngineStore:
                     finally:
                         os.close(dir_fd)
                     raw_path.unlink(missing_ok=True)
-                    if code < 0 or answer.get("kind") == "timeout":
-                        why = "timed out" if answer.get("kind") == "timeout" else f"killed by signal {-code}"
-                        raise errors.LimitExceeded(
-                            f"{what}: unpacking the layer was stopped ({why}): it needs more memory, processes "
-                            "or time than your sandbox's limits allow; nothing of it was kept"
-                        )
-                    if answer.get("kind") == "disk_full":
-                        raise self.disk_full(what, str(answer.get("error", "")))
-                    if answer.get("kind") == "bad_request":
-                        raise errors.BadRequest(str(answer["error"]))
-                    if code != 0 or "digest" not in answer:
-                        why = str(answer.get("error") or err.strip() or f"exit {code}")
-                        raise errors.RuntimeError(f"{what}: unpacking the layer failed: {why}")
+                    self._helper_answer(code, answer, err, what=what, doing="unpacking the layer", key="digest")
                     digest, own, size = str(answer["digest"]), str(answer["own"]), int(answer["size"])
                     diff_id = expect or digest
                     keep_tar = own != diff_id
@@ -1164,29 +1152,47 @@ class EngineStore:
             raw_path.unlink(missing_ok=True)
             tar_path.unlink(missing_ok=True)
 
+    def _helper_answer(self, code: int, answer: dict[str, Any], err: str, *, what: str, doing: str, key: str) -> None:
+        """Raise what a failed ``ingest``/``tree_tar`` helper run means, in Docker's words."""
+        if code < 0 or answer.get("kind") == "timeout":
+            why = "timed out" if answer.get("kind") == "timeout" else f"killed by signal {-code}"
+            raise errors.LimitExceeded(
+                f"{what}: {doing} was stopped ({why}): it needs more memory, processes "
+                "or time than your sandbox's limits allow; nothing of it was kept"
+            )
+        if answer.get("kind") == "disk_full":
+            raise self.disk_full(what, str(answer.get("error", "")))
+        if answer.get("kind") == "bad_request":
+            raise errors.BadRequest(str(answer["error"]))
+        if code != 0 or key not in answer:
+            why = str(answer.get("error") or err.strip() or f"exit {code}")
+            raise errors.RuntimeError(f"{what}: {doing} failed: {why}")
+
     def layer_from_tree(self, directory: Path, *, what: str) -> Layer | None:
         """A layer of what ``directory`` (a container's upper dir, which a running container
         may be changing) holds, None if it is empty: its tar (a descriptor-relative walk that
-        follows no link) spooled on the sandbox's disk, then unpacked by ``ingest_layer`` like
-        any layer a student sends."""
+        follows no link) written to the sandbox's disk by the engine helper in the sandbox's
+        cgroup (op ``tree_tar``), then unpacked by ``ingest_layer`` like any layer a student
+        sends."""
         if not directory.is_dir() or not os.listdir(directory):  # noqa: PTH208
             return None
         fd, name = tempfile.mkstemp(prefix="tree-", suffix=".tar", dir=self.tmp)
         path = Path(name)
         try:
-            budget, written = self.free_bytes(), 0
             with os.fdopen(fd, "w+b") as f:
+                dir_fd = os.open(directory, _DIR_NOFOLLOW)
                 try:
-                    for chunk in self.layer_tar(directory):
-                        written += len(chunk)
-                        if written > budget:
-                            raise self.disk_full(what, "the changes are larger than that")
-                        f.write(chunk)
-                    f.flush()
-                except OSError as exc:
-                    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                        raise self.disk_full(what) from None
-                    raise
+                    req = {
+                        "op": "tree_tar",
+                        "dir_fd": dir_fd,
+                        "out_fd": f.fileno(),
+                        "uid_base": self.ctx.uid_base,
+                        "budget": self.free_bytes(),
+                    }
+                    code, answer, err = self._helpers.call(req, pass_fds=(dir_fd, f.fileno()), timeout=INGEST_TIMEOUT)
+                finally:
+                    os.close(dir_fd)
+                self._helper_answer(code, answer, err, what=what, doing="reading the changes", key="size")
                 f.seek(0)
                 return self.ingest_layer(f, what=what)
         finally:
@@ -1430,3 +1436,23 @@ def ingest_in_helper(req: dict[str, Any]) -> dict[str, Any]:
     finally:
         stream.close()
         spool.close()
+
+
+def tree_tar_in_helper(req: dict[str, Any]) -> dict[str, Any]:
+    """The ``tree_tar`` op of ``_enginehelper.py`` (see ``EngineStore.layer_from_tree``): the
+    store's tar of the directory behind ``dir_fd`` (made the cwd) written to ``out_fd``,
+    stopped past ``budget`` bytes."""
+    budget, written = int(req["budget"]), 0
+    os.fchdir(int(req["dir_fd"]))
+    with os.fdopen(int(req["out_fd"]), "wb") as out:
+        try:
+            for chunk in _LayerTar(Path(), int(req["uid_base"])).chunks():
+                written += len(chunk)
+                if written > budget:
+                    return {"error": "the changes are larger than that", "kind": "disk_full"}
+                out.write(chunk)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                return {"error": "", "kind": "disk_full"}
+            raise
+    return {"size": written}
