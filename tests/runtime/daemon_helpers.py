@@ -29,6 +29,7 @@ from runtime import errors
 from runtime.auth import Authority
 from runtime.client import Client, SyncAttach
 from runtime.daemon import Daemon
+from runtime.sandbox.cgexec import Placement
 from runtime.sandbox.spec import SandboxSpec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -125,6 +126,24 @@ class HostManager:
     def touch(self, sid: str) -> None:
         self.get(sid).last_activity = time.time()
         self.touches += 1
+
+    # What only real sandboxes can do: host processes have no disk image to keep, no cgroup to
+    # empty and no init process to enter. Refused as runtimed refuses what a backend lacks.
+    def pause(self, sid: str) -> HostInfo:
+        self.get(sid)
+        raise errors.NotAvailable("the tests' host manager cannot pause a sandbox")
+
+    def resume(self, sid: str) -> HostInfo:
+        self.get(sid)
+        raise errors.NotAvailable("the tests' host manager cannot resume a sandbox")
+
+    def disk_image_bytes(self, sid: str) -> int:
+        self.get(sid)
+        return 0
+
+    def init_process(self, sid: str) -> tuple[int, int, Placement]:
+        self.get(sid)
+        raise errors.NotAvailable("the tests' host manager has no sandbox init process")
 
     def spawn(
         self,
