@@ -13,7 +13,7 @@ tested here, the way its state reaches the page is.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -39,7 +39,7 @@ class StandInSandboxes:
     def find(self, *, session: str) -> str | None:
         return None
 
-    def create(self, spec: dict[str, Any]) -> str:
+    def create(self, spec: dict[str, Any], on_wait: Callable[[str], None] | None = None) -> str:
         return "sb-standin"
 
     def token(self, sandbox_id: str, role: str, lifetime: float) -> str:
