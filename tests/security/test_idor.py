@@ -96,6 +96,7 @@ WS_ROUTES = {
     "ws/labs/<str:session>/events/": "session",
     "labs/<str:session>/port/<int:port>/": "session",
     "labs/<str:session>/port/<int:port>/<path:path>": "session",
+    "": "public",  # the catch-all: refuses every path with 4404 (test_ws_unknown_path.py)
 }
 
 
