@@ -184,3 +184,50 @@ def test_a_killed_unpack_is_a_clear_error_and_leaves_nothing(daemon: RealDaemon,
     assert code == 0, out
     code, out = sh(client, sid, "docker images -q killed:1 | wc -l")
     assert out.split()[-1] == "1", out
+
+
+def test_a_commits_tar_and_unpack_run_in_the_sandboxs_cgroup(daemon: RealDaemon, client: Client, sid: str) -> None:
+    assert daemon.proc is not None
+    runtimed = daemon.proc.pid
+    code, out = sh(
+        client,
+        sid,
+        # the other tests' images and archives out of the way: 30000 more files need inodes
+        "docker rmi -f many:1 killed:1 >/dev/null 2>&1; rm -f /tmp/many.tar /tmp/m.tar /tmp/bomb.tgz; "
+        "docker image prune -f >/dev/null; "
+        "docker run -d --name changer busybox:1.35 sh -c 'mkdir /m && cd /m && seq 1 30000 | xargs touch "
+        "&& touch /done && sleep 600' >/dev/null && "
+        "until docker exec changer test -e /done; do sleep 0.2; done; echo changed",
+        timeout=600,
+    )
+    assert code == 0 and "changed" in out, out
+    baseline = set(children(runtimed))
+    t, result = in_background(client, sid, "docker commit changer changed:1 && echo committed")
+    tar_helpers: dict[int, dict[str, str]] = {}
+    unpack_helpers: dict[int, dict[str, str]] = {}
+    bad: list[str] = []
+    while t.is_alive():
+        for pid in children(runtimed):
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+                cwd = os.readlink(f"/proc/{pid}/cwd")
+            except OSError:
+                continue
+            cg = cgroups_of(pid)
+            if b"_enginehelper.py" not in cmd or cg is None or is_exiting(pid):
+                continue
+            if cwd.endswith("/upper"):
+                tar_helpers[pid] = cg
+            elif "/scratch-" in cwd:
+                unpack_helpers[pid] = cg
+        bad += outsiders(runtimed, sid, baseline)[0]
+        t.join(0.02)
+    code, out = result["r"]
+    assert code == 0 and "committed" in out, out
+    assert tar_helpers, "the commit's tar was never made by a helper: runtimed walked the container itself"
+    assert unpack_helpers, "the commit's layer was never unpacked by a helper"
+    for pid, cg in {**tar_helpers, **unpack_helpers}.items():
+        assert inside(cg, sid), f"helper {pid} ran outside the sandbox's cgroup: {cg}"
+    assert not bad, "runtimed ran these for the sandbox outside its cgroup:\n" + "\n".join(bad[:20])
+    code, out = sh(client, sid, "docker run --rm changed:1 sh -c 'ls /m | wc -l'; docker rm -f changer >/dev/null")
+    assert out.split()[0] == "30000", out
