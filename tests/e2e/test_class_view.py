@@ -9,12 +9,14 @@ so no runtimed is needed here. daphne serves the page; the test database is shar
 
 from __future__ import annotations
 
+import base64
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.utils import timezone
 
+from courses.charts import COLOURS, PASSED, STUCK, TRYING
 from grader import services as grader_services
 from grader.models import ExerciseProgress, Submission
 from labs.models import LabSession
@@ -23,6 +25,36 @@ from tests.factories import CourseFactory, InstructorFactory, LabFactory, Module
 from tests.grader.helpers import ExerciseFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def pixels_of_colour(page: Any, png: bytes, colour: str) -> int:
+    """How many pixels of a screenshot have this colour, decoded by Chromium itself on a blank
+    page of the same browser (the platform's pages forbid data: images by CSP)."""
+    rgb = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
+    blank = page.context.new_page()
+    try:
+        count: int = blank.evaluate(
+            """async ([b64, rgb]) => {
+                const img = new Image();
+                img.src = "data:image/png;base64," + b64;
+                await img.decode();
+                const canvas = document.createElement("canvas");
+                canvas.width = img.width; canvas.height = img.height;
+                const ctx = canvas.getContext("2d");
+                ctx.drawImage(img, 0, 0);
+                const d = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+                let n = 0;
+                for (let i = 0; i < d.length; i += 4) {
+                    const near = (k) => Math.abs(d[i + k] - rgb[k]) < 6;
+                    if (near(0) && near(1) && near(2)) n++;
+                }
+                return n;
+            }""",
+            [base64.b64encode(png).decode(), rgb],
+        )
+    finally:
+        blank.close()
+    return count
 
 
 def test_class_view_shows_twenty_students_and_updates_when_a_check_passes(
@@ -66,6 +98,15 @@ def test_class_view_shows_twenty_students_and_updates_when_a_check_passes(
     assert page.locator('[data-testid="time-chart"] rect').count() == 1
     assert page.locator('[data-testid="in-lab"] tr[data-student="pupil19"]').get_attribute("data-state") == "trying"
     page.screenshot(path=str(tmp_path / "class-view.png"), full_page=True)
+    # The screenshot itself shows the charts: each state's bar in its colour, in proportion
+    # (6 passed, more than the 4 stuck and the 4-5 trying, of 20). The time chart's one bar is
+    # a student who just started: too short to count pixels of, checked in the DOM above.
+    chart = page.locator('[data-testid="pass-chart"]').screenshot()
+    passed_px = pixels_of_colour(page, chart, COLOURS[PASSED])
+    stuck_px = pixels_of_colour(page, chart, COLOURS[STUCK])
+    trying_px = pixels_of_colour(page, chart, COLOURS[TRYING])
+    assert passed_px > 0 and stuck_px > 0 and trying_px > 0
+    assert passed_px > trying_px and passed_px > stuck_px
 
     # pupil19's check passes: the page shows it on its next refresh, without a reload.
     page.evaluate("window.sameDocument = true")
