@@ -168,6 +168,7 @@ class Controllers:
         # has_timers' memo: the store's resourceVersion it was computed at, and what falls due
         self._due_rv = -1
         self._due_at: float | None = None
+        self.sched_queue = scheduler.Queue()  # pods that did not fit, and their backoff
 
     # -- hooks inside a write ------------------------------------------------------
 
@@ -316,6 +317,7 @@ class Controllers:
         self.c._applying = False
         self.c._apply_config = None
         self.c._requester = None
+        self.sched_queue.budget = scheduler.MAX_PER_PASS  # pods the scheduler tries this reconcile
         for _ in range(10):
             before = self.c.store.rv
             self._crds()
@@ -1369,6 +1371,9 @@ class Controllers:
                 if not any(since is not None for since in ready):
                     due.append(time.time())
         due.extend(nodelifecycle.next_due(self))  # Leases running out, tolerationSeconds passing
+        queued = self.sched_queue.next_due()  # a pending pod's backoff, or pods left for the next pass
+        if queued is not None:
+            due.append(queued)
         return min(due) if due else None
 
     # persistent volumes: binder, provisioner, protection ------------------------------------------

@@ -30,8 +30,14 @@ A pod that fits is bound like ``POST pods/binding``: ``spec.nodeName``, the cond
 kube-scheduler's own message, e.g. ``0/3 nodes are available: 1 node(s) had untolerated taint
 {node-role.kubernetes.io/control-plane: }, 2 node(s) didn't match pod anti-affinity rules.
 preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No
-preemption victims found for incoming pod.``; the pod is tried again after every change (a
-label, a taint removed, a pod deleted), and the event is recorded once per distinct message.
+preemption victims found for incoming pod.``, recorded once per distinct message. Like
+kube-scheduler's unschedulable queue (``Queue``), such a pod is tried again only when the pod
+itself changes, when a Node, a Namespace or a pod on a node changes (a label, a taint removed,
+a pod deleted), or when its backoff runs out (1 s doubling to 10 s, podInitialBackoffSeconds
+and podMaxBackoffSeconds); one reconcile tries at most ``MAX_PER_PASS`` pods, the rest are due
+at once for the next pass (``next_due``), and the placed pods are listed once per pass. So a
+Deployment of thousands of replicas that cannot fit costs bounded work per request on the event
+loop every cluster shares.
 
 Among feasible nodes the score plugins of kube-scheduler's default profile pick, each
 normalised to 0..100 and weighted as there: TaintToleration (3, fewer untolerated
@@ -49,6 +55,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,27 +88,107 @@ DEFAULT_CPU = Fraction(1, 10)
 DEFAULT_MEMORY = Fraction(200 * 2**20)
 
 
+# the scheduling queue (kube-scheduler's activeQ/backoffQ/unschedulablePods, simplified)
+INITIAL_BACKOFF = 1.0  # podInitialBackoffSeconds
+MAX_BACKOFF = 10.0  # podMaxBackoffSeconds
+MAX_PER_PASS = 64  # pods tried per reconcile; the rest are due at once (next_due), tried next time
+
+
+@dataclass
+class _Waiting:
+    """A pod that failed to schedule: its resourceVersion after the failure, and when its
+    backoff runs out."""
+
+    rv: str
+    attempts: int
+    retry_at: float
+
+
+class Queue:
+    """Per cluster: the pods that did not fit, and the state of the cluster they did not fit
+    in. A pod is tried again only when it changed, when a Node, Namespace or placed pod
+    changed (``sig``), or when its backoff (1 s doubling to 10 s) ran out; so one student's
+    5000 unschedulable replicas cost a bounded amount of work per request, not O(pending x pods)."""
+
+    def __init__(self) -> None:
+        self.sig: int | None = None
+        self.waiting: dict[str, _Waiting] = {}
+        self.leftover = False  # more pods were due than one pass may try
+        self.budget = MAX_PER_PASS  # pods still to try in this reconcile (Controllers.reconcile resets it)
+
+    def next_due(self) -> float | None:
+        if self.leftover:
+            return time.time()
+        return min((w.retry_at for w in self.waiting.values()), default=None)
+
+
+def _signature(nodes: list[Obj], placed: list[Obj], namespaces: dict[str, Obj]) -> int:
+    """What could make a waiting pod fit: the nodes, the namespaces (namespaceSelector) and
+    the pods on nodes, by resourceVersion."""
+    return hash(
+        (
+            tuple((_name(n), n["metadata"].get("resourceVersion")) for n in nodes),
+            tuple((k, v["metadata"].get("resourceVersion")) for k, v in sorted(namespaces.items())),
+            tuple((p["metadata"].get("uid"), p["metadata"].get("resourceVersion")) for p in placed),
+        )
+    )
+
+
 def schedule(ctl: Controllers) -> None:
-    """Bind every schedulable pending pod; record why the others wait."""
+    """Bind the schedulable pending pods that are due; record why the others wait."""
     store = ctl.c.store
+    queue = ctl.sched_queue
+    all_pods = store.list(PODS.gr)
     pending = [
         p
-        for p in store.list(PODS.gr)
+        for p in all_pods
         if not (p.get("spec") or {}).get("nodeName")
         and not p["metadata"].get("deletionTimestamp")
         and (p.get("spec") or {}).get("schedulerName", SCHEDULER) == SCHEDULER
         and (p.get("status") or {}).get("phase", "Pending") == "Pending"
     ]
+    queue.leftover = False
     if not pending:
+        queue.waiting.clear()
         return
     nodes = sorted(store.list(NODES.gr), key=_name)
+    names = {_name(n) for n in nodes}
     namespaces = {n["metadata"]["name"]: n for n in store.list(NAMESPACES.gr)}
-    pending.sort(key=lambda p: (p["metadata"].get("creationTimestamp", ""), p["metadata"]["name"]))
-    for pod in pending:
+    # the snapshot of placed pods, once per pass; a pod bound below joins it
+    placed = [
+        p
+        for p in all_pods
+        if (p.get("spec") or {}).get("nodeName") in names
+        and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+    ]
+    sig = _signature(nodes, placed, namespaces)
+    if sig != queue.sig:  # something that could make a waiting pod fit changed: all are due
+        queue.sig = sig
+        queue.waiting.clear()
+    uids = {p["metadata"].get("uid") for p in pending}
+    for uid in [u for u in queue.waiting if u not in uids]:
+        del queue.waiting[uid]
+    now = time.time()
+    due = []
+    for p in pending:
+        w = queue.waiting.get(p["metadata"].get("uid"))
+        if w is None or w.rv != p["metadata"].get("resourceVersion") or w.retry_at <= now:
+            due.append(p)
+    # pods not tried yet (or changed) before those whose backoff ran out, then oldest first
+    due.sort(
+        key=lambda p: (
+            p["metadata"].get("uid") in queue.waiting,
+            p["metadata"].get("creationTimestamp", ""),
+            p["metadata"]["name"],
+        )
+    )
+    if len(due) > queue.budget:
+        due, queue.leftover = due[: queue.budget], True
+    queue.budget -= len(due)
+    for pod in due:
         reasons: Counter[str] = Counter()
         unresolvable = 0
-        pods = store.list(PODS.gr)  # again for each pod: the one bound before counts now
-        cycle = _Cycle(pod, nodes, pods, namespaces)
+        cycle = _Cycle(pod, nodes, placed, namespaces)
         feasible = []
         for node in nodes:
             why, final = _filter(pod, node, cycle)
@@ -110,10 +197,16 @@ def schedule(ctl: Controllers) -> None:
                 continue
             reasons.update(why)
             unresolvable += final
+        uid = str(pod["metadata"].get("uid"))
         if feasible:
-            _bind(ctl, pod, _best(pod, feasible, cycle))
+            placed.append(_bind(ctl, pod, _best(pod, feasible, cycle)))
+            queue.waiting.pop(uid, None)
         else:
-            _unschedulable(ctl, pod, _message(len(nodes), reasons, unresolvable))
+            rv = _unschedulable(ctl, pod, _message(len(nodes), reasons, unresolvable))
+            old = queue.waiting.get(uid)
+            attempts = old.attempts + 1 if old else 1
+            backoff = min(MAX_BACKOFF, INITIAL_BACKOFF * 2 ** (attempts - 1))
+            queue.waiting[uid] = _Waiting(rv, attempts, time.time() + backoff)
 
 
 # -- filters ------------------------------------------------------------------------------------
@@ -611,26 +704,28 @@ def _message(nodes: int, reasons: Counter[str], unresolvable: int) -> str:
     )
 
 
-def _bind(ctl: Controllers, pod: Obj, node: str) -> None:
+def _bind(ctl: Controllers, pod: Obj, node: str) -> Obj:
     from runtime.kube.apiserver import now_ts
 
     meta = pod["metadata"]
     bound = copy.deepcopy(pod)
     bound["spec"]["nodeName"] = node
     _set_condition(bound, {"type": "PodScheduled", "status": "True", "lastProbeTime": None}, now_ts())
-    ctl.c.store.put(PODS.gr, bound, "MODIFIED")
+    bound = ctl.c.store.put(PODS.gr, bound, "MODIFIED")
     ctl.event(
         bound, "Normal", "Scheduled", f"Successfully assigned {meta['namespace']}/{meta['name']} to {node}", SCHEDULER
     )
+    return bound
 
 
-def _unschedulable(ctl: Controllers, pod: Obj, message: str) -> None:
+def _unschedulable(ctl: Controllers, pod: Obj, message: str) -> str:
+    """Say why ``pod`` waits (once per distinct message); its resourceVersion afterwards."""
     from runtime.kube.apiserver import now_ts
 
     conds = (pod.get("status") or {}).get("conditions") or []
     old = next((c for c in conds if c.get("type") == "PodScheduled"), None)
     if old is not None and old.get("status") == "False" and old.get("message") == message:
-        return  # already said; the next change to the cluster may make it fit
+        return str(pod["metadata"].get("resourceVersion"))  # already said
     waiting = copy.deepcopy(pod)
     cond = {
         "type": "PodScheduled",
@@ -640,8 +735,9 @@ def _unschedulable(ctl: Controllers, pod: Obj, message: str) -> None:
         "message": message,
     }
     _set_condition(waiting, cond, now_ts())
-    ctl.c.store.put(PODS.gr, waiting, "MODIFIED")
+    waiting = ctl.c.store.put(PODS.gr, waiting, "MODIFIED")
     ctl.event(waiting, "Warning", "FailedScheduling", message, SCHEDULER)
+    return str(waiting["metadata"].get("resourceVersion"))
 
 
 def _set_condition(pod: Obj, cond: Obj, ts: str) -> None:
