@@ -6,11 +6,13 @@ import contextlib
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,6 +112,15 @@ def private_daemon(prefix: str, host_resources: list[str], images: Path | None) 
                 c.build_image("busybox")
         yield d
     finally:
+        # A test may have stopped (or killed) the daemon on purpose (a lost node, a restart):
+        # its sandboxes outlive it by design and only a daemon can remove them, so start it
+        # again (it re-adopts them, runtime/daemon.py reconcile) and remove them through it.
+        restart_error = ""
+        if d.proc is not None and d.proc.poll() is not None:
+            try:
+                d.start()
+            except AssertionError as exc:
+                restart_error = f"restarting the daemon to remove its sandboxes failed: {exc}"
         with contextlib.suppress(errors.RuntimeError), Client(d.socket) as c:
             for box in c.list_sandboxes():
                 with contextlib.suppress(errors.RuntimeError):
@@ -120,8 +131,30 @@ def private_daemon(prefix: str, host_resources: list[str], images: Path | None) 
         shutil.rmtree(root, ignore_errors=True)
         opts = dict(zip(host_resources[::2], host_resources[1::2], strict=True))
         Network(opts["--subnet"], opts["--bridge"]).destroy()
-        Cgroups(opts["--cgroup-parent"]).remove_parent()
+        cgroups = Cgroups(opts["--cgroup-parent"])
+        leaked = kill_leftovers(cgroups)
+        cgroups.remove_parent()
+        assert not leaked, f"{len(leaked)} processes left in {opts['--cgroup-parent']} {restart_error}\n{logs}"
         assert code == 0, logs
+
+
+def kill_leftovers(cgroups: Any) -> list[int]:
+    """The pids still in the cgroup parent of a test daemon (a leak: every sandbox should have
+    been removed); they are SIGKILLed so the leak fails one test and not the machine."""
+    from runtime.sandbox.cgroups import CGROUP_ROOT
+
+    parents = [CGROUP_ROOT / cgroups.parent] if cgroups.v2 else [m / cgroups.parent for m in cgroups.v1.values()]
+    pids: set[int] = set()
+    for parent in set(parents):
+        if not parent.is_dir():
+            continue
+        for procs in parent.rglob("cgroup.procs"):
+            with contextlib.suppress(OSError):
+                pids.update(int(x) for x in procs.read_text().split())
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return sorted(pids)
 
 
 @contextlib.contextmanager
