@@ -67,6 +67,7 @@ def _auth_push(group: str, kind: str) -> None:
         return
     try:
         async_to_sync(layer.group_send)(group, {"type": kind})
-    except Exception:
-        # Redis away: the sockets still end at their next check on input (accounts.sockets).
-        log.warning("could not push %s to %s", kind, group, exc_info=True)
+    except Exception as exc:
+        # Redis away (e.g. `make setup` saving the demo users before Redis runs): the sockets
+        # still end at their next check on input (accounts.sockets). One line, no traceback.
+        log.warning("could not push %s to %s: %s", kind, group, exc)
