@@ -33,7 +33,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from runtime.kube import aggregator, kinds, nodelifecycle, nodetaints, rbac, registry, scheduler
+from runtime.kube import aggregator, kinds, nodelifecycle, nodetaints, podgc, rbac, registry, scheduler
 from runtime.kube.apierrors import ApiError
 from runtime.kube.registry import ResourceDef
 from runtime.kube.selectors import selector_from_match
@@ -333,6 +333,7 @@ class Controllers:
             self._statefulsets()
             nodetaints.reconcile(self)
             nodelifecycle.reconcile(self)
+            podgc.reconcile(self)  # orphaned pods of deleted Nodes, unscheduled terminating ones
             self._daemonsets()
             scheduler.schedule(self)
             self._endpoints()
