@@ -959,7 +959,7 @@ class Cluster:
             raise bad_request("the body of the request was in an unknown format")
         obj = copy.deepcopy(obj)
         self._check_type(rdef, obj)
-        if not sub:
+        if sub in ("", "status"):  # a status body is the whole object, decoded the same way
             self._check_value_types(rdef, obj)
         meta = obj.setdefault("metadata", {})
         if meta.get("name") and meta["name"] != name:

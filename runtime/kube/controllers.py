@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.kube import aggregator, kinds, nodelifecycle, nodetaints, podgc, rbac, registry, scheduler
 from runtime.kube.apierrors import ApiError
+from runtime.kube.quantity import Quantity, QuantityError
 from runtime.kube.registry import ResourceDef
 from runtime.kube.selectors import selector_from_match
 
@@ -1413,7 +1414,10 @@ class Controllers:
                 continue
             if (pvc.get("status") or {}).get("phase") == "Bound":
                 continue
-            want = _quantity(((spec.get("resources") or {}).get("requests") or {}).get("storage", "0"))
+            try:  # exact, as resource.Quantity.Cmp: 1Gi > 1000Mi, 500M == 0.5G
+                want = Quantity.parse(((spec.get("resources") or {}).get("requests") or {}).get("storage", "0")).value
+            except QuantityError:  # the API refuses one at decode; never bind on a guess
+                continue
             modes = set(spec.get("accessModes") or [])
             cls = spec.get("storageClassName") or ""
             pv = None
@@ -1425,7 +1429,10 @@ class Controllers:
                     continue
                 if (cs.get("storageClassName") or "") != cls or not modes <= set(cs.get("accessModes") or []):
                     continue
-                if _quantity((cs.get("capacity") or {}).get("storage", "0")) < want:
+                try:
+                    if Quantity.parse((cs.get("capacity") or {}).get("storage", "0")).value < want:
+                        continue
+                except QuantityError:
                     continue
                 pv = cand
                 break
@@ -2107,37 +2114,6 @@ def _deletion_rank(p: Obj) -> tuple[bool, int, bool, float, int, float]:
         -restarts,
         -_epoch(p["metadata"].get("creationTimestamp")),
     )
-
-
-_SUFFIX = {
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-    "Pi": 2**50,
-    "Ei": 2**60,
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "P": 10**15,
-    "E": 10**18,
-    "m": 10**-3,
-}
-
-
-def _quantity(q: Any) -> float:
-    s = str(q).strip()
-    for suf in sorted(_SUFFIX, key=len, reverse=True):
-        if s.endswith(suf):
-            try:
-                return float(s[: -len(suf)]) * _SUFFIX[suf]
-            except ValueError:
-                return 0.0
-    try:
-        return float(s)
-    except ValueError:
-        return 0.0
 
 
 def _job_finished(j: Obj) -> str:

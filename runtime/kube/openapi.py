@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from runtime.kube import registry
 from runtime.kube.apierrors import ApiError
 from runtime.kube.patch import schema_merge_key
+from runtime.kube.quantity import QUANTITY_MSG, Quantity, QuantityError
 from runtime.kube.registry import ResourceDef
 
 if TYPE_CHECKING:
@@ -620,6 +621,14 @@ def _type_walk(v: Any, cls: str, path: str, gopath: str, out: list[tuple[str, st
         _type_check(x, t, p, gp, struct, k in _QUANTITY_FIELDS, out)
 
 
+def _is_quantity(s: str) -> bool:
+    try:
+        Quantity.parse(s)
+    except QuantityError:
+        return False
+    return True
+
+
 def _type_check(x: Any, t: str, p: str, gp: str, struct: str, quantity: bool, out: list[tuple[str, str]]) -> None:
     if not _fits(x, t, quantity):
         out.append(
@@ -635,6 +644,12 @@ def _type_check(x: Any, t: str, p: str, gp: str, struct: str, quantity: bool, ou
     if m and isinstance(x, dict):
         for key, item in x.items():
             _type_check(item, m.group(1), f"{p}[{key}]", gp, struct, quantity, out)
+            if quantity and m.group(1) == "str" and isinstance(item, str) and not _is_quantity(item):
+                # resource.Quantity's UnmarshalJSON fails the decode (ErrFormatWrong)
+                out.append((f"{p}[{key}]", QUANTITY_MSG))
+        return
+    if quantity and t == "str" and gp.endswith("sizeLimit") and isinstance(x, str) and not _is_quantity(x):
+        out.append((p, QUANTITY_MSG))
         return
     if isinstance(x, dict) and t not in _GO_SCALAR and t != "object":
         _type_walk(x, t, p, gp, out)

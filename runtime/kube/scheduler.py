@@ -63,7 +63,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from runtime.kube import registry
-from runtime.kube.quantity import Quantity, QuantityError
+from runtime.kube.quantity import Quantity
 from runtime.kube.selectors import selector_from_match
 
 if TYPE_CHECKING:
@@ -309,7 +309,7 @@ def _insufficient(pod: Obj, node: Obj, on_node: list[Obj]) -> list[str]:
     """NodeResourcesFit's reasons, given the pods already on the node."""
     allocatable = (node.get("status") or {}).get("allocatable") or {}
     reasons = []
-    max_pods = _quantity(allocatable.get("pods", "110"))
+    max_pods = Quantity.parse(allocatable.get("pods", "110")).value
     if len(on_node) + 1 > max_pods:
         reasons.append("Too many pods")
     want = pod_requests(pod)
@@ -317,7 +317,7 @@ def _insufficient(pod: Obj, node: Obj, on_node: list[Obj]) -> list[str]:
         if want.get(resource, 0) == 0:
             continue
         used = sum((pod_requests(p).get(resource, Fraction(0)) for p in on_node), Fraction(0))
-        if used + want[resource] > _quantity(allocatable.get(resource, "0")):
+        if used + want[resource] > Quantity.parse(allocatable.get(resource, "0")).value:
             reasons.append(f"Insufficient {resource}")
     return reasons
 
@@ -343,15 +343,8 @@ def _container_requests(container: Obj) -> dict[str, Fraction]:
     for resource in RESOURCES:
         raw = requests.get(resource, limits.get(resource))
         if raw is not None:
-            out[resource] = _quantity(raw)
+            out[resource] = Quantity.parse(raw).value
     return out
-
-
-def _quantity(raw: Any) -> Fraction:
-    try:
-        return Quantity.parse(raw).value
-    except QuantityError:
-        return Fraction(0)
 
 
 def _name(node: Obj) -> str:
@@ -642,7 +635,7 @@ def _least_allocated(pod: Obj, node: Obj, on_node: list[Obj]) -> Fraction:
     here = [*on_node, pod]
     scores = []
     for resource, default in (("cpu", DEFAULT_CPU), ("memory", DEFAULT_MEMORY)):
-        capacity = _quantity(allocatable.get(resource, "0"))
+        capacity = Quantity.parse(allocatable.get(resource, "0")).value
         if capacity <= 0:
             scores.append(Fraction(0))
             continue
