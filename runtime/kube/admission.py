@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.kube import aggregator, podsecurity
 from runtime.kube.apierrors import ApiError, forbidden
-from runtime.kube.quantity import Quantity, QuantityError
+from runtime.kube.quantity import Quantity
 
 if TYPE_CHECKING:
     from runtime.kube.apiserver import Cluster
@@ -49,13 +49,6 @@ _COUNTED = {
 }
 # resources a quota can only count if every container states them (podEvaluator's validationSet)
 _MUST_SPECIFY = {"cpu", "memory", "requests.cpu", "requests.memory", "limits.cpu", "limits.memory"}
-
-
-def _q(v: Any) -> Quantity:
-    try:
-        return Quantity.parse(v)
-    except QuantityError:
-        return Quantity.parse(0)
 
 
 def _add(acc: dict[str, Quantity], key: str, q: Quantity) -> None:
@@ -166,31 +159,31 @@ def default_ingress_class(c: Cluster, obj: Obj) -> None:
 
 
 def _min(typ: str, res: str, enforced: Any, req: Obj, lim: Obj) -> str:
-    e = _q(enforced)
+    e = Quantity.parse(enforced)
     if res not in req:
         return f"minimum {res} usage per {typ} is {e}.  No request is specified"
-    if _q(req[res]).milli() < e.milli():
-        return f"minimum {res} usage per {typ} is {e}, but request is {_q(req[res])}"
-    if res in lim and _q(lim[res]).milli() < e.milli():
-        return f"minimum {res} usage per {typ} is {e}, but limit is {_q(lim[res])}"
+    if Quantity.parse(req[res]).milli() < e.milli():
+        return f"minimum {res} usage per {typ} is {e}, but request is {Quantity.parse(req[res])}"
+    if res in lim and Quantity.parse(lim[res]).milli() < e.milli():
+        return f"minimum {res} usage per {typ} is {e}, but limit is {Quantity.parse(lim[res])}"
     return ""
 
 
 def _max(typ: str, res: str, enforced: Any, req: Obj, lim: Obj) -> str:
-    e = _q(enforced)
+    e = Quantity.parse(enforced)
     if res not in lim:
         return f"maximum {res} usage per {typ} is {e}.  No limit is specified"
-    if _q(lim[res]).milli() > e.milli():
-        return f"maximum {res} usage per {typ} is {e}, but limit is {_q(lim[res])}"
-    if res in req and _q(req[res]).milli() > e.milli():
-        return f"maximum {res} usage per {typ} is {e}, but request is {_q(req[res])}"
+    if Quantity.parse(lim[res]).milli() > e.milli():
+        return f"maximum {res} usage per {typ} is {e}, but limit is {Quantity.parse(lim[res])}"
+    if res in req and Quantity.parse(req[res]).milli() > e.milli():
+        return f"maximum {res} usage per {typ} is {e}, but request is {Quantity.parse(req[res])}"
     return ""
 
 
 def _ratio(typ: str, res: str, enforced: Any, req: Obj, lim: Obj) -> str:
-    e = _q(enforced)
-    r = _q(req[res]).milli() if res in req else 0
-    lv = _q(lim[res]).milli() if res in lim else 0
+    e = Quantity.parse(enforced)
+    r = Quantity.parse(req[res]).milli() if res in req else 0
+    lv = Quantity.parse(lim[res]).milli() if res in lim else 0
     if not r:
         return f"{res} max limit to request ratio per {typ} is {e}, but no request is specified or request is 0"
     if not lv:
@@ -219,14 +212,14 @@ def _pod_resources(pod: Obj) -> tuple[dict[str, Quantity], dict[str, Quantity]]:
     for ctr in spec.get("containers") or []:
         res = ctr.get("resources") or {}
         for k, v in (res.get("requests") or {}).items():
-            _add(req, k, _q(v))
+            _add(req, k, Quantity.parse(v))
         for k, v in (res.get("limits") or {}).items():
-            _add(lim, k, _q(v))
+            _add(lim, k, Quantity.parse(v))
     for ctr in spec.get("initContainers") or []:
         res = ctr.get("resources") or {}
         for acc, part in ((req, "requests"), (lim, "limits")):
             for k, v in (res.get(part) or {}).items():
-                q = _q(v)
+                q = Quantity.parse(v)
                 if k not in acc or q.value > acc[k].value:
                     acc[k] = q
     return req, lim
@@ -320,10 +313,10 @@ def _usage(rdef: ResourceDef, obj: Obj, scopes: list[str]) -> dict[str, Quantity
         spec = obj.get("spec") or {}
         storage = ((spec.get("resources") or {}).get("requests") or {}).get("storage")
         if storage is not None:
-            use["requests.storage"] = _q(storage)
+            use["requests.storage"] = Quantity.parse(storage)
             if spec.get("storageClassName"):
                 cls = spec["storageClassName"]
-                use[f"{cls}.storageclass.storage.k8s.io/requests.storage"] = _q(storage)
+                use[f"{cls}.storageclass.storage.k8s.io/requests.storage"] = Quantity.parse(storage)
                 use[f"{cls}.storageclass.storage.k8s.io/persistentvolumeclaims"] = one
     return use
 
@@ -380,11 +373,13 @@ def _check_quota(c: Cluster, rdef: ResourceDef, obj: Obj) -> None:
         if not delta:
             continue
         used = quota_status(c, quota)["used"]
-        exceeded = sorted(k for k, q in delta.items() if (_q(used.get(k, 0)) + q).value > _q(hard[k]).value)
+        exceeded = sorted(
+            k for k, q in delta.items() if (Quantity.parse(used.get(k, 0)) + q).value > Quantity.parse(hard[k]).value
+        )
         if exceeded:
             requested = ",".join(f"{k}={delta[k]}" for k in exceeded)
-            was = ",".join(f"{k}={_q(used.get(k, 0))}" for k in exceeded)
-            limited = ",".join(f"{k}={_q(hard[k])}" for k in exceeded)
+            was = ",".join(f"{k}={Quantity.parse(used.get(k, 0))}" for k in exceeded)
+            limited = ",".join(f"{k}={Quantity.parse(hard[k])}" for k in exceeded)
             raise _forbidden(
                 rdef,
                 name,

@@ -78,6 +78,20 @@ def test_malformed_quantities_are_refused_in_every_kind_that_holds_them(alpha: K
             "metadata": {"name": "p"},
             "spec": {"containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": "abc"}}}]},
         },
+        "Deployment": {  # a template's quantities are decoded with the Deployment
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "d"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "d"}},
+                "template": {
+                    "metadata": {"labels": {"app": "d"}},
+                    "spec": {
+                        "containers": [{"name": "c", "image": "busybox", "resources": {"limits": {"memory": "1 G"}}}]
+                    },
+                },
+            },
+        },
         "ResourceQuota": {
             "apiVersion": "v1",
             "kind": "ResourceQuota",
@@ -94,7 +108,7 @@ def test_malformed_quantities_are_refused_in_every_kind_that_holds_them(alpha: K
     for kind, body in cases.items():
         err = alpha.fails("create", "-n", ns, "-f", "-", stdin=json.dumps(body))
         assert _bad_request(kind) in err, (kind, err)
-    assert alpha("get", "pods,resourcequotas,limitranges", "-n", ns, "-o", "name") == ""
+    assert alpha("get", "pods,deployments,resourcequotas,limitranges", "-n", ns, "-o", "name") == ""
     assert "NotFound" in alpha.fails("get", "pv", f"q-bad-{ns}")
 
 
