@@ -1373,6 +1373,7 @@ class Controllers:
                 if not any(since is not None for since in ready):
                     due.append(time.time())
         due.extend(nodelifecycle.next_due(self))  # Leases running out, tolerationSeconds passing
+        due.extend(podgc.next_due(self))  # a deleted Node's quarantine ending
         queued = self.sched_queue.next_due()  # a pending pod's backoff, or pods left for the next pass
         if queued is not None:
             due.append(queued)

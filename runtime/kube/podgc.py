@@ -7,9 +7,11 @@ What upstream PodGC does, and what this module does, in the same order:
   ``DisruptionTarget=True``, reason ``DeletionByPodGC``, message
   "PodGC: node no longer exists", then force-deleted (grace period 0), so that its
   ReplicaSet/StatefulSet/Job makes a replacement which the scheduler binds to a remaining
-  node. Upstream waits a 40 s quarantine and re-reads the Node from the API server before
-  acting, because its informer cache may lag; here the store *is* the API server's state,
-  so a Node absent from it is absent, and the pod goes in the same reconcile.
+  node. As upstream, only once the Node has been missing for the quarantine time (40 s,
+  ``$KUBE_POD_GC_QUARANTINE`` here): a pod bound by hand to a Node not registered yet is
+  left alone that long. The time a Node was first seen missing is kept per Controllers (in
+  memory, one entry per missing node name that pods still reference); ``next_due`` wakes
+  the reconcile when it has passed.
 * unscheduled terminating pods: a pod with a ``deletionTimestamp`` and no ``nodeName`` (no
   kubelet will ever finish it) is force-deleted.
 * terminated pods beyond ``--terminated-pod-gc-threshold`` (12500 by default;
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 from runtime.kube import registry
@@ -45,6 +48,22 @@ def threshold() -> int:
         return 12500
 
 
+def quarantine() -> float:
+    try:
+        return max(0.0, float(os.environ.get("KUBE_POD_GC_QUARANTINE", "40")))
+    except ValueError:
+        return 40.0
+
+
+def _missing(ctl: Controllers) -> dict[str, float]:
+    """Node name -> when it was first seen missing while pods were bound to it."""
+    missing: dict[str, float] | None = getattr(ctl, "_podgc_missing", None)
+    if missing is None:
+        missing = {}
+        ctl._podgc_missing = missing  # type: ignore[attr-defined]
+    return missing
+
+
 def _force_delete(ctl: Controllers, pod: Obj) -> None:
     """DELETE with gracePeriodSeconds 0 (upstream's podgc uses NewDeleteOptions(0)); a
     reconcile's own deletes must not mark the cluster dirty again (see ``_delete_pod``)."""
@@ -62,6 +81,11 @@ def _mark_failed(ctl: Controllers, pod: Obj) -> None:
     """The status update upstream's markFailedAndDeletePodWithCondition makes before deleting."""
     from runtime.kube.apiserver import now_ts
 
+    status = pod.get("status") or {}
+    if status.get("phase") in FINISHED and any(
+        c.get("type") == "DisruptionTarget" and c.get("reason") == REASON for c in status.get("conditions") or []
+    ):
+        return  # marked already: no rewrite
     new = copy.deepcopy(pod)
     status = new.setdefault("status", {})
     if status.get("phase") not in FINISHED:
@@ -80,12 +104,26 @@ def _mark_failed(ctl: Controllers, pod: Obj) -> None:
     ctl.c.store.put(PODS.gr, new, "MODIFIED")
 
 
-def _orphaned(ctl: Controllers) -> None:
+def _orphaned(ctl: Controllers, now: float) -> None:
     store = ctl.c.store
     nodes = {n["metadata"]["name"] for n in store.list(NODES.gr)}
-    for pod in store.list(PODS.gr):
-        bound = (pod.get("spec") or {}).get("nodeName")
-        if not bound or bound in nodes:
+    missing = _missing(ctl)
+    orphans = [
+        p
+        for p in store.list(PODS.gr)
+        if (p.get("spec") or {}).get("nodeName") not in nodes | {None, ""}
+        # deleting, held by a finalizer: a force delete would change nothing (and no busy loop)
+        and not (p["metadata"].get("deletionTimestamp") and p["metadata"].get("finalizers"))
+    ]
+    referenced = {p["spec"]["nodeName"] for p in orphans}
+    for name in list(missing):
+        if name not in referenced:
+            del missing[name]  # back, or no pod left on it: bounded by the pods that exist
+    for name in referenced:
+        missing.setdefault(name, now)
+    wait = quarantine()
+    for pod in orphans:
+        if missing[pod["spec"]["nodeName"]] + wait > now:
             continue
         meta = pod["metadata"]
         _mark_failed(ctl, pod)
@@ -120,5 +158,11 @@ def _terminated(ctl: Controllers) -> None:
 
 def reconcile(ctl: Controllers) -> None:
     _terminated(ctl)
-    _orphaned(ctl)
+    _orphaned(ctl, time.time())
     _unscheduled_terminating(ctl)
+
+
+def next_due(ctl: Controllers) -> list[float]:
+    """When a missing Node's quarantine ends (its pods are then collected)."""
+    wait = quarantine()
+    return [since + wait for since in _missing(ctl).values()]

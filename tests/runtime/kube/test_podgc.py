@@ -3,7 +3,10 @@ Node; its pods are marked (DisruptionTarget, reason DeletionByPodGC) and then de
 Deployment's replacements are bound to the nodes left, and pods on other nodes are untouched.
 
 The server here runs no kubelet (``python -m runtime.kube serve``): pods are bound and stay
-Pending, which is all PodGC looks at (spec.nodeName against the Nodes that exist).
+Pending, which is all PodGC looks at (spec.nodeName against the Nodes that exist). That a pod
+bound to a missing Node is left alone for the quarantine (40 s by default) is what
+tests/security/test_kube_exec_message_bounds.py and test_kube_port_forward.py rely on (their
+pod is bound to a Node that does not exist).
 """
 
 from __future__ import annotations
@@ -12,14 +15,26 @@ import json
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.runtime.kube.conftest import KUBECTL, Kubectl, Server
+from tests.runtime.kube.conftest import KUBECTL, Kubectl, Server, free_port
 from tests.runtime.kube.test_multinode import deployment, new_cluster, pods
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of its own: its pod GC quarantine (40 s, as kube-controller-manager's) is
+    1 s here, and a Node is deleted, which the shared server's other tests must not see."""
+    srv = Server(tmp_path_factory.mktemp("podgc"), free_port())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KUBE_POD_GC_QUARANTINE", "1")
+        srv.start()
+    yield srv
+    srv.stop()
 
 
 @pytest.fixture(scope="module")
