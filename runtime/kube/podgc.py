@@ -48,6 +48,11 @@ def threshold() -> int:
         return 12500
 
 
+def _now() -> float:
+    """The controller's clock (tests replace it, not the process's ``time.time``)."""
+    return time.time()
+
+
 def quarantine() -> float:
     try:
         return max(0.0, float(os.environ.get("KUBE_POD_GC_QUARANTINE", "40")))
@@ -158,7 +163,7 @@ def _terminated(ctl: Controllers) -> None:
 
 def reconcile(ctl: Controllers) -> None:
     _terminated(ctl)
-    _orphaned(ctl, time.time())
+    _orphaned(ctl, _now())
     _unscheduled_terminating(ctl)
 
 

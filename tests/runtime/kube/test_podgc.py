@@ -158,3 +158,72 @@ def test_deleting_a_worker_node_deletes_its_pods_and_replacements_go_to_the_rema
         assert marked and marked[0] < kinds.index("DELETED"), f"{name}: condition written before deletion: {kinds}"
         assert seen[marked[0]][1]["status"]["phase"] == "Failed"
     kc.run("delete", "namespace", ns, "--wait=false")
+
+
+# -- in process: the quarantine and the terminated-pod threshold, on a clock of our own -----
+
+
+def _cluster(tmp_path: Path) -> Any:
+    from runtime.kube.apiserver import Cluster
+    from runtime.kube.server import create_cluster
+
+    create_cluster(tmp_path, "gc", "https://127.0.0.1:1")
+    return Cluster("gc", tmp_path / "clusters" / "gc")
+
+
+def _post_pod(cl: Any, name: str, **spec: Any) -> None:
+    from tests.security.test_kube_binding_proxy import call
+
+    pod = {"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "busybox"}], **spec}}
+    assert call(cl, "POST", "/api/v1/namespaces/default/pods", pod).status == 201
+
+
+def test_a_pod_on_a_missing_node_waits_out_the_quarantine_then_is_marked_and_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime.kube import podgc
+
+    monkeypatch.setenv("KUBE_POD_GC_QUARANTINE", "40")
+    clock = [1_000_000.0]
+    monkeypatch.setattr(podgc, "_now", lambda: clock[0])
+    cl = _cluster(tmp_path)
+    _post_pod(cl, "lost", nodeName="ghost")
+    cl.controllers.reconcile()
+    assert cl.store.get("pods", "default", "lost") is not None, "within the quarantine: left alone"
+    assert 1_000_040.0 in podgc.next_due(cl.controllers), "the reconcile is woken when it ends"
+    clock[0] += 39
+    cl.controllers.reconcile()
+    assert cl.store.get("pods", "default", "lost") is not None
+    seen: list[dict[str, Any]] = []
+    real_put = cl.store.put
+
+    def put(gr: str, obj: dict[str, Any], event_type: str, **kw: Any) -> Any:
+        if gr == "pods":
+            seen.append(json.loads(json.dumps(obj)))
+        return real_put(gr, obj, event_type, **kw)
+
+    monkeypatch.setattr(cl.store, "put", put)
+    clock[0] += 1
+    cl.controllers.reconcile()
+    assert cl.store.get("pods", "default", "lost") is None
+    marked = [o for o in seen if o["metadata"]["name"] == "lost"]
+    cond = [c for c in marked[0]["status"]["conditions"] if c["type"] == "DisruptionTarget"]
+    assert cond and cond[0]["reason"] == "DeletionByPodGC" and cond[0]["message"] == "PodGC: node no longer exists"
+    assert marked[0]["status"]["phase"] == "Failed"
+    assert podgc.next_due(cl.controllers) == [], "nothing left to wait for: no entry kept"
+
+
+def test_finished_pods_beyond_the_threshold_are_deleted_oldest_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBE_TERMINATED_POD_GC_THRESHOLD", "2")
+    cl = _cluster(tmp_path)
+    for i, phase in enumerate(["Succeeded", "Failed", "Running", "Succeeded", "Failed"]):
+        _post_pod(cl, f"p{i}", schedulerName="nobody")
+        pod = json.loads(json.dumps(cl.store.get("pods", "default", f"p{i}")))
+        pod["metadata"]["creationTimestamp"] = f"2026-01-01T00:00:0{i}Z"
+        pod["status"] = {"phase": phase}
+        cl.store.put("pods", pod, "MODIFIED")
+    cl.controllers.reconcile()
+    left = {p["metadata"]["name"] for p in cl.store.list("pods", "default")}
+    assert left == {"p2", "p3", "p4"}, "the two oldest of four finished pods went; the running one stays"
