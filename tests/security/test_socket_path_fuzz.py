@@ -44,12 +44,13 @@ def _escapes(mine: str, theirs: str) -> list[str]:
 
 def _routed(path: str) -> dict[str, Any] | None:
     """The arguments the ASGI app's WebSocket router gives a consumer for ``path`` (decoded, as
-    the server hands it over), or None when no route takes it."""
+    the server hands it over), or None when no route takes it but the catch-all, which refuses
+    every path with 4404 (config.routing, tests/security/test_ws_unknown_path.py)."""
     rest = unquote(urlparse(path).path).lstrip("/")
     for route in websocket_urlpatterns:
         match = route.pattern.match(rest)
         if match:
-            return dict(match[2])
+            return None if str(route.pattern) == "" else dict(match[2])
     return None
 
 
