@@ -37,7 +37,15 @@ app = URLRouter(websocket_urlpatterns)
 
 
 @pytest.fixture
-def kube_settings(topo: Topology, settings: Any) -> Iterator[None]:
+def kube_settings(topo: Topology, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # This test drives provisioning and release itself (start/stop below). The suite's real
+    # Celery worker, if an earlier test started it, runs with the test run's settings (the
+    # namespace backend, no lab nodes): a task it took would claim the session first and
+    # fail it there. So the tasks these services enqueue are not sent here.
+    from labs import tasks
+
+    monkeypatch.setattr(tasks.provision_sandbox, "delay_on_commit", lambda *a, **k: None)
+    monkeypatch.setattr(tasks.release_sandbox, "delay_on_commit", lambda *a, **k: None)
     settings.SANDBOX_BACKEND = "kubernetes"
     settings.SANDBOX_KUBECONFIG = str(topo.kubeconfig)
     settings.SANDBOX_NAMESPACE = "kubelab-sandboxes"
