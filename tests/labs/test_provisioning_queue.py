@@ -25,6 +25,19 @@ from labs.routing import websocket_urlpatterns
 from tests.factories import LabFactory, StudentFactory
 
 
+@pytest.fixture(autouse=True)
+def own_channel_layer(settings: Any) -> None:
+    """These tests count the exact messages a page gets. The suite's real Celery worker, if an
+    earlier test started it, pushes the places of every session waiting in the shared test
+    database (labs/queuepush.py) on the run's channel layer: a prefix of this test's own keeps
+    those real but foreign pushes out of its count."""
+    import copy
+
+    layers = copy.deepcopy(settings.CHANNEL_LAYERS)
+    layers["default"]["CONFIG"]["prefix"] = f"test-{uuid.uuid4().hex}"
+    settings.CHANNEL_LAYERS = layers
+
+
 def starting(created_at: datetime, **fields: Any) -> LabSession:
     """A starting session of a fresh student, started at ``created_at``."""
     return LabSession.objects.create(
