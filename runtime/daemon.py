@@ -45,6 +45,10 @@ Protocol
     GET    /v1/sandboxes/{id}/docker           {socket}: host path of the sandbox's Docker Engine API
                                                socket (graders); only with services: ["docker"]
                                                (runtime.dockerapi.service)
+    *      /v1/sandboxes/{id}/kube-api/<path>  the sandbox's lab-cluster API relayed with the cluster's
+                                               grader credential (op kubeconfig); plain HTTP, no
+                                               upgrades; <path> checked as data (runtime.relay)
+    *      /v1/sandboxes/{id}/docker-api/<path> the sandbox's Docker Engine API relayed (op docker)
     POST   /v1/sandboxes/{id}/exec             {argv, timeout=30, env, cwd, stdin, stdin_encoding,
                                                 encoding="utf-8"|"base64", max_output}
                                                -> {exit_code, stdout, stderr, encoding,
@@ -130,6 +134,8 @@ from runtime.proxy import (
     PREVIEW_SANDBOX_HEADER,
     SandboxProxy,
 )
+from runtime.relay import DOCKER_API, KUBE_API, ApiRelay
+from runtime.relay import tail as relay_tail
 from runtime.sandbox import files as sandbox_files
 from runtime.sandbox.cgexec import Placement
 from runtime.sessions import SessionRegistry, run_exec, stream_exec
@@ -333,6 +339,7 @@ class Daemon:
         holders = HolderStore(sessions_dir) if sessions_dir is not None else None
         self.sessions = SessionRegistry(manager, scrollback=scrollback, holders=holders)
         self.proxy = SandboxProxy()
+        self.relay = ApiRelay()
         self.authority = authority
         self.kube: KubeLike | None = None  # the kubernetes service, when runtimed runs it
         self.docker: DockerLike | None = None  # the docker service, when runtimed runs it
@@ -370,6 +377,10 @@ class Daemon:
             ("POST", sb + "/kube/connectivity", self.sandbox_kube_connectivity, auth.EXEC),
             ("POST", sb + "/kube/validate", self.sandbox_kube_validate, auth.VALIDATE),
             ("GET", sb + "/docker", self.sandbox_docker, auth.DOCKER),
+            # The lab cluster's and the docker engine's APIs relayed, for graders on other
+            # machines (SANDBOX_BACKEND=kubernetes; runtime.relay: the path is data)
+            ("*", sb + "/" + KUBE_API + "{tail:(/(?s:.*))?}", self.sandbox_kube_api, auth.KUBECONFIG),
+            ("*", sb + "/" + DOCKER_API + "{tail:(/(?s:.*))?}", self.sandbox_docker_api, auth.DOCKER),
             ("POST", sb + "/exec", self.exec, auth.EXEC),
             ("GET", sb + "/exec/stream", self.exec_stream, auth.EXEC),
             ("POST", sb + "/sessions", self.session_create, auth.TERMINAL),
@@ -428,6 +439,7 @@ class Daemon:
     async def shutdown(self) -> None:
         self._closing = True
         await self.proxy.close()
+        await self.relay.close()
         await self.sessions.shutdown()
         await asyncio.gather(
             *(
@@ -690,6 +702,48 @@ class Daemon:
         if self.docker is None:
             raise errors.NotAvailable("this runtimed does not run the docker service")
         return web.json_response({"socket": self.docker.socket_for_host(sid)})
+
+    async def sandbox_kube_api(self, request: web.Request) -> web.StreamResponse:
+        """The sandbox's lab-cluster API with the cluster's grader credential (runtime.relay)."""
+        sid = request.match_info["id"]
+        path, query = relay_tail(request, sid, KUBE_API)
+        info = await self._sandbox(sid)
+        if "kubernetes" not in info.spec.services:
+            raise errors.NotAvailable(f"sandbox {sid} was not created with the kubernetes service")
+        if self.kube is None:
+            raise errors.NotAvailable("this runtimed does not run the kubernetes service (--kube-listen off)")
+        kube = self.kube
+        server, ctx, sni, token = await asyncio.to_thread(lambda: _cluster_access(kube.kubeconfig_for_host(sid)))
+        return await self.relay.handle(
+            request,
+            sid,
+            server,
+            authorization=f"Bearer {token}",
+            ssl_context=ctx,
+            server_hostname=sni,
+            path=path,
+            query=query,
+        )
+
+    async def sandbox_docker_api(self, request: web.Request) -> web.StreamResponse:
+        """The sandbox's Docker Engine API from its host socket (runtime.relay)."""
+        sid = request.match_info["id"]
+        path, query = relay_tail(request, sid, DOCKER_API)
+        info = await self._sandbox(sid)
+        if "docker" not in info.spec.services:
+            raise errors.NotAvailable(f"sandbox {sid} was not created with the docker service")
+        if self.docker is None:
+            raise errors.NotAvailable("this runtimed does not run the docker service")
+        return await self.relay.handle(
+            request,
+            sid,
+            "http://docker",
+            # the host socket checks the same sandbox token again (runtime.dockerapi.service)
+            authorization=request.headers.get("Authorization"),
+            unix_socket=self.docker.socket_for_host(sid),
+            path=path,
+            query=query,
+        )
 
     async def sandbox_token(self, request: web.Request) -> web.StreamResponse:
         """Mint a sandbox token (admin only): ``{"role": "web"|"grader"}`` or ``{"ops": [...]}``,
@@ -1087,6 +1141,18 @@ def build_daemon(
         scrollback=scrollback,
         sessions_dir=root / "sessions",
     )
+
+
+def _cluster_access(answer: Mapping[str, str]) -> tuple[str, ssl.SSLContext, str | None, str]:
+    """(server, TLS context trusting only the cluster's CA, its TLS server name, grader token)
+    of a host kubeconfig (runtime.kube.server.kubeconfig)."""
+    import yaml
+
+    cfg = yaml.safe_load(answer["kubeconfig"])
+    cluster = cfg["clusters"][0]["cluster"]
+    ctx = ssl.create_default_context(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
+    sni = cluster.get("tls-server-name")
+    return str(cluster["server"]).rstrip("/"), ctx, str(sni) if sni else None, str(cfg["users"][0]["user"]["token"])
 
 
 def main(argv: list[str] | None = None) -> int:

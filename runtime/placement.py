@@ -40,10 +40,17 @@ API and runtimed's own API:
     ``<pod>/<node>/<id on the node>``; ``get``/``list`` check the Pod still exists, so a
     session whose Pod was evicted sees ``SandboxNotFound`` with ``NODE_LOST``.
 
-Not done here (docs/scaling-out.md): the per-sandbox Docker and lab-cluster APIs are served
-on each node's host (a unix socket, a loopback port) and graders cannot reach them across
-nodes, so a spec with ``services`` is refused; the sandbox's cgroup is runtimed's own, not
-the placeholder Pod's (the kubelet's accounting counts the requests, not the usage).
+    The per-sandbox Docker engine and lab cluster (``services``) are built by the node's
+    runtimed as on one box, and the student's ``docker``/``kubectl`` inside reach them there.
+    Graders on other machines reach them through that node's runtimed
+    (``/v1/sandboxes/<id>/kube-api``, ``/docker-api``: runtime.relay): ``kubeconfig`` is a
+    kubeconfig whose ``server`` is that route, ``docker_url`` its docker counterpart, both
+    with the session's sandbox token (a token for one sandbox opens no other) and the
+    runtimed CA; the relay itself speaks to the cluster with the cluster's grader credential.
+
+Not done here (docs/scaling-out.md): the sandbox's cgroup is runtimed's own, not the
+placeholder Pod's (the kubelet's accounting counts the requests, not the usage); the relay
+carries plain HTTP only (no exec/attach/port-forward upgrades through it).
 """
 
 from __future__ import annotations
@@ -685,12 +692,6 @@ class KubernetesBackend(SandboxBackend):
 
     # -- lifecycle ------------------------------------------------------------------------------
     def create(self, spec: Mapping[str, Any], on_wait: Callable[[str], None] | None = None) -> Json:
-        services = list(spec.get("services") or [])
-        if services:
-            raise errors.NotAvailable(
-                f"service(s) {', '.join(services)} are not available with the kubernetes sandbox backend yet: "
-                "graders cannot reach a node's per-sandbox Docker and Kubernetes APIs (docs/scaling-out.md)"
-            )
         session = str((spec.get("labels") or {}).get("session") or "") or f"adhoc-{os.urandom(4).hex()}"
         body = placeholder_pod(
             spec,
@@ -816,6 +817,62 @@ class KubernetesBackend(SandboxBackend):
     def mint_token(self, sid: str, role: str, ttl: float) -> str:
         client, box = self._locate(sid)
         return client.mint_token(box, role=role, ttl=ttl)
+
+    def _with_service(self, sid: str, service: str) -> tuple[str, str]:
+        """(node address, id on the node) of a sandbox made with ``service``, asked of its node
+        with this backend's token: NotAvailable without the service, Forbidden for a token
+        without the operation (a ``web`` token gets no kubeconfig here either)."""
+        client, box = self._locate(sid)
+        if service == "kubernetes":
+            client.kubeconfig(box)
+        else:
+            client.docker_socket(box)
+        _pod, node, _box = split_id(sid)
+        return self.node_address(node), box
+
+    def _ca_pem(self) -> str:
+        ca = str(self.ca)
+        return ca if ca.lstrip().startswith("-----BEGIN") else Path(ca).read_text()
+
+    def kubeconfig(self, sid: str) -> str:
+        """A kubeconfig of the sandbox's lab cluster through its node's runtimed
+        (``/v1/sandboxes/<id>/kube-api``, runtime.relay): that runtimed's certificate checked
+        against the runtimed CA, this backend's sandbox token as the credential (the graders'
+        role: runtimed then speaks to the cluster with the cluster's grader credential)."""
+        if not self.token:
+            raise errors.NotAvailable("a lab cluster's kubeconfig is given for a sandbox token (mint_token/scoped)")
+        address, box = self._with_service(sid, "kubernetes")
+        name = f"kubelab-{box}"
+        doc = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": name,
+                    "cluster": {
+                        "server": f"{address}/v1/sandboxes/{box}/kube-api",
+                        "certificate-authority-data": base64.b64encode(self._ca_pem().encode()).decode(),
+                    },
+                }
+            ],
+            "users": [{"name": f"grader@{name}", "user": {"token": self.token}}],
+            "contexts": [
+                {"name": name, "context": {"cluster": name, "user": f"grader@{name}", "namespace": "default"}}
+            ],
+            "current-context": name,
+        }
+        return yaml.safe_dump(doc, sort_keys=False)
+
+    def docker_url(self, sid: str) -> str:
+        """``https://<node>:<port>/v1/sandboxes/<id>/docker-api``: the sandbox's engine through its
+        node's runtimed (runtime.relay); TLS checked against the runtimed CA, this backend's
+        sandbox token as the credential (``docker_ca``)."""
+        address, box = self._with_service(sid, "docker")
+        return f"{address}/v1/sandboxes/{box}/docker-api"
+
+    def docker_ca(self) -> str:
+        """The PEM that signs every node's runtimed certificate, for clients of ``docker_url``."""
+        return self._ca_pem()
 
     def scoped(self, token: str) -> KubernetesBackend:
         return KubernetesBackend(

@@ -94,6 +94,11 @@ def routes(sid: str) -> list[Call]:
         ("POST", sb + "/kube/validate", {"json": {"objects": []}}),
         ("DELETE", sb, {}),
         ("POST", sb + "/tokens", {"json": {"role": "web"}}),
+        # the relays of the lab cluster's and the docker engine's APIs (runtime.relay)
+        ("GET", sb + "/kube-api/api/v1/namespaces", {}),
+        ("POST", sb + "/kube-api/api/v1/namespaces/default/configmaps", {"json": {}}),
+        ("GET", sb + "/docker-api/_ping", {}),
+        ("DELETE", sb + "/docker-api/containers/x", {}),
     ]
 
 
@@ -218,6 +223,8 @@ def test_every_route_of_the_daemon_is_in_this_battery(two: Two) -> None:
     tested = {(m, p.replace(two.b, "{id}").replace("/sessions/x", "/sessions/{sid}")) for m, p, _ in routes(two.b)}
     tested |= {(m, p.replace("/images/busybox", "/images/{name}")) for m, p, _ in ADMIN_ONLY}
     tested |= {("GET", "/v1/healthz"), ("*", "/v1/preview")}  # open; the preview has its own tests above
+    # any method: the relays, tried above with GET, POST and DELETE
+    tested |= {("*", "/v1/sandboxes/{id}/kube-api{tail}"), ("*", "/v1/sandboxes/{id}/docker-api{tail}")}
     served = {(m, p) for m, p in two.served if m != "HEAD"}
     assert served, "the daemon's route table was not read"
     missing = sorted(served - tested)
