@@ -16,5 +16,6 @@ def topo(request: pytest.FixtureRequest) -> Iterator[Topology]:
     if why:
         pytest.skip(why)
     cpu = getattr(request.module, "NODE_CPU", "10")
-    with topology(cpu=cpu, memory="32Gi") as t:
+    images = getattr(request.module, "NODE_IMAGES", None)  # a module needing more than busybox
+    with topology(cpu=cpu, memory="32Gi", images=images) as t:
         yield t

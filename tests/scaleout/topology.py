@@ -151,7 +151,8 @@ class Topology:
 
 
 @contextlib.contextmanager
-def topology(cpu: str = "10", memory: str = "32Gi") -> Iterator[Topology]:
+def topology(cpu: str = "10", memory: str = "32Gi", images: Path | None = None) -> Iterator[Topology]:
+    """``images``: an image store each node's runtimed gets a copy of (None: busybox only)."""
     base = Path(tempfile.mkdtemp(prefix="kl-scaleout-", dir="/tmp"))
     (base / "kube").mkdir()
     ca_crt, ca_key = pki.make_ca("kubelab-runtimed-ca")
@@ -196,10 +197,12 @@ def topology(cpu: str = "10", memory: str = "32Gi") -> Iterator[Topology]:
                 str(base / f"{name}.crt"),
                 "--tls-key",
                 str(base / f"{name}.key"),
+                # each node serves its sandboxes' lab clusters on its own loopback (runtime.relay
+                # carries them to graders on other machines)
                 "--kube-listen",
-                "off",
+                "127.0.0.1:0",
             ]
-            daemon = stack.enter_context(private_daemon(f"kl-{name}-", resources, None))
+            daemon = stack.enter_context(private_daemon(f"kl-{name}-", resources, images))
             node = LabNode(name, str(n["ip"]), daemon)
             topo.nodes[name] = node
             stack.callback(node.stop)
