@@ -212,7 +212,7 @@ def test_a_grader_reaches_its_own_sandboxs_cluster_and_engine_through_the_node(
     assert cfg["users"][0]["user"]["token"] == grader.token
     api = kubernetes.config.new_client_from_config_dict(cfg)
     try:
-        names = {n.metadata.name for n in kubernetes.client.CoreV1Api(api).list_namespace().items}
+        names = {n.metadata.name for n in kubernetes.client.CoreV1Api(api).list_namespace().items if n.metadata}
     finally:
         api.close()
     assert {"default", "kube-system"} <= names
