@@ -31,13 +31,82 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- .Values.adminToken.existingSecret | default (printf "%s-runtime-admin" (include "kubelab.fullname" .)) -}}
 {{- end -}}
 
-{{/* The backend must be one that works (config/settings.py refuses the others too). */}}
+{{/* The backend must be one the chart deploys (config/settings.py refuses others too). */}}
 {{- define "kubelab.checkBackend" -}}
 {{- if eq .Values.sandboxBackend "kubernetes" -}}
-{{- fail "sandboxBackend: kubernetes works in the platform (SANDBOX_BACKEND=kubernetes) but this chart does not deploy it yet: per-node runtimed TLS certificates, the node agent beside runtimed and their RBAC are missing; see docs/scaling-out.md (issue #17). Use namespace." -}}
-{{- else if ne .Values.sandboxBackend "namespace" -}}
-{{- fail (printf "sandboxBackend: expected namespace, got %q" .Values.sandboxBackend) -}}
+{{- $sel := .Values.labNodes.nodeSelector -}}
+{{- if or (ne (len $sel) 1) (ne (toString (get $sel "kubelab.io/lab-node")) "true") -}}
+{{- fail (printf "labNodes.nodeSelector: with sandboxBackend kubernetes it must be exactly {kubelab.io/lab-node: \"true\"} (the placeholder Pods select that label: runtime/placement.py), got %s" (toJson $sel)) -}}
 {{- end -}}
+{{- $wait := toString .Values.kubernetesBackend.capacityWait -}}
+{{- $secs := 0 -}}
+{{- if hasSuffix "m" $wait -}}{{- $secs = mul (atoi (trimSuffix "m" $wait)) 60 -}}{{- else -}}{{- $secs = atoi (trimSuffix "s" $wait) -}}{{- end -}}
+{{- if or (lt (int $secs) 10) (gt (int $secs) 780) -}}
+{{- fail (printf "kubernetesBackend.capacityWait: between 10s and 13m (SANDBOX_CAPACITY_WAIT: a provisioning task waits that long for room, within its own 14-minute limit), got %s" $wait) -}}
+{{- end -}}
+{{- $tls := .Values.kubernetesBackend.tls -}}
+{{- if and $tls.existingSecret (not (contains "-----BEGIN CERTIFICATE-----" $tls.caCertificate)) -}}
+{{- fail "kubernetesBackend.tls.caCertificate: with tls.existingSecret, the PEM certificate of that Secret's CA (tls.crt) is required: web and the workers trust it, and only it (--set-file kubernetesBackend.tls.caCertificate=ca.crt)" -}}
+{{- end -}}
+{{- if and (not $tls.existingSecret) $tls.caCertificate -}}
+{{- fail "kubernetesBackend.tls.caCertificate: set only with tls.existingSecret (the chart's own CA brings its certificate)" -}}
+{{- end -}}
+{{- else if ne .Values.sandboxBackend "namespace" -}}
+{{- fail (printf "sandboxBackend: expected namespace or kubernetes, got %q" .Values.sandboxBackend) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kubelab.k8s" -}}
+{{- if eq .Values.sandboxBackend "kubernetes" }}true{{ end -}}
+{{- end -}}
+
+{{- define "kubelab.caSecret" -}}
+{{- .Values.kubernetesBackend.tls.existingSecret | default (printf "%s-runtimed-ca" (include "kubelab.fullname" .)) -}}
+{{- end -}}
+
+{{/* The public half of the runtimed CA (a ConfigMap): what web, workers, beat and migrate trust. */}}
+{{- define "kubelab.caConfigMap" -}}
+{{- printf "%s-runtimed-ca" (include "kubelab.fullname" .) -}}
+{{- end -}}
+
+{{/* A service account token for one container only (never the pod-wide automount). */}}
+{{- define "kubelab.kubeApiVolume" -}}
+- name: kube-api-access
+  projected:
+    defaultMode: 0444
+    sources:
+      - serviceAccountToken:
+          path: token
+          expirationSeconds: 3607
+      - configMap:
+          name: kube-root-ca.crt
+          items:
+            - key: ca.crt
+              path: ca.crt
+      - downwardAPI:
+          items:
+            - path: namespace
+              fieldRef:
+                fieldPath: metadata.namespace
+{{- end -}}
+
+{{- define "kubelab.kubeApiMount" -}}
+- name: kube-api-access
+  mountPath: /var/run/secrets/kubernetes.io/serviceaccount
+  readOnly: true
+{{- end -}}
+
+{{- define "kubelab.caVolume" -}}
+- name: runtime-ca
+  configMap:
+    name: {{ include "kubelab.caConfigMap" . }}
+    defaultMode: 0444
+{{- end -}}
+
+{{- define "kubelab.caMount" -}}
+- name: runtime-ca
+  mountPath: /run/kubelab-ca
+  readOnly: true
 {{- end -}}
 
 {{/* Pod security of the unprivileged processes (web, workers, beat, migrate). */}}
@@ -56,7 +125,15 @@ capabilities:
   drop: [ALL]
 {{- end -}}
 
-{{/* Placement beside runtimed: the namespace backend reaches it through its unix socket. */}}
+{{/* web and the workers: beside runtimed with the namespace backend (its unix socket);
+anywhere with the kubernetes backend (TLS to each lab node). */}}
+{{- define "kubelab.appPlacement" -}}
+{{- if not (include "kubelab.k8s" .) -}}
+{{ include "kubelab.labPlacement" . }}
+{{- end -}}
+{{- end -}}
+
+{{/* Placement on the lab nodes (runtimed; web and workers with the namespace backend). */}}
 {{- define "kubelab.labPlacement" -}}
 nodeSelector:
   {{- toYaml .Values.labNodes.nodeSelector | nindent 2 }}
@@ -76,10 +153,25 @@ tolerations:
   value: /run/secrets/kubelab/database-url
 - name: REDIS_URL_FILE
   value: /run/secrets/kubelab/redis-url
+{{- if include "kubelab.k8s" . }}
+# each lab node's runtimed over TLS (runtime/placement.py); /healthz's runtime check is
+# this host's socket, which these pods do not have
+- name: RUNTIME_REQUIRED
+  value: "false"
+- name: SANDBOX_NAMESPACE
+  value: {{ .Values.kubernetesBackend.namespace | quote }}
+- name: SANDBOX_CAPACITY_WAIT
+  value: {{ .Values.kubernetesBackend.capacityWait | quote }}
+- name: RUNTIME_NODE_PORT
+  value: {{ .Values.kubernetesBackend.runtimedPort | toString | quote }}
+- name: RUNTIME_CA_FILE
+  value: /run/kubelab-ca/ca.crt
+{{- else }}
 - name: RUNTIME_SOCKET
   value: {{ printf "%s/runtimed.sock" .Values.runtimed.socketDir | quote }}
 - name: RUNTIME_REQUIRED
   value: "true"
+{{- end }}
 - name: ALLOWED_HOSTS
   value: {{ include "kubelab.allowedHosts" . | quote }}
 - name: CSRF_TRUSTED_ORIGINS
@@ -128,10 +220,15 @@ tolerations:
   secret:
     secretName: {{ include "kubelab.appSecret" . }}
     defaultMode: 0440
+{{- if include "kubelab.k8s" . }}
+{{ include "kubelab.caVolume" . }}
+{{ include "kubelab.kubeApiVolume" . }}
+{{- else }}
 - name: runtime-socket
   hostPath:
     path: {{ .Values.runtimed.socketDir }}
     type: DirectoryOrCreate
+{{- end }}
 - name: tmp
   emptyDir: {}
 {{- end -}}
@@ -140,9 +237,14 @@ tolerations:
 - name: app-secrets
   mountPath: /run/secrets/kubelab
   readOnly: true
+{{- if include "kubelab.k8s" . }}
+{{ include "kubelab.caMount" . }}
+{{ include "kubelab.kubeApiMount" . }}
+{{- else }}
 - name: runtime-socket
   mountPath: {{ .Values.runtimed.socketDir }}
   readOnly: true
+{{- end }}
 - name: tmp
   mountPath: /tmp
 {{- end -}}
@@ -152,6 +254,7 @@ must reach through the same unix socket: more than one lab node would split the 
 daemons that do not know each other's sandboxes. Checked at install/upgrade (lookup sees the
 cluster then; `helm template` cannot, and renders). */}}
 {{- define "kubelab.checkOneLabNode" -}}
+{{- if not (include "kubelab.k8s" .) -}}
 {{- $selector := .Values.labNodes.nodeSelector -}}
 {{- $matching := list -}}
 {{- range (lookup "v1" "Node" "" "").items -}}
@@ -164,5 +267,6 @@ cluster then; `helm template` cannot, and renders). */}}
 {{- end -}}
 {{- if gt (len $matching) 1 -}}
 {{- fail (printf "labNodes: %d nodes match %v (%s), but with sandboxBackend namespace exactly one lab node works (README: \"One lab node\")" (len $matching) $selector (join ", " $matching)) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
