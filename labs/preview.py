@@ -1,8 +1,9 @@
 """Port preview: a web app the student runs inside their sandbox, reached from the browser
 (like Killercoda's traffic URLs).
 
-Two hops, both streaming: Django → runtimed's ``/v1/preview`` over its unix socket →
-the sandbox's own address. HTTP goes through async views, WebSockets through
+Two hops, both streaming: Django → runtimed's ``/v1/preview`` over its unix socket (with
+SANDBOX_BACKEND=kubernetes: the TLS listener of the lab node holding the sandbox, checked
+against RUNTIME_CA) → the sandbox's own address. HTTP goes through async views, WebSockets through
 ``PortProxyConsumer``. Only the owner and observing instructors get through
 (``lab_session_for_user``), and runtimed itself lets the session's credential reach
 that one sandbox and nothing else (``runtime.auth``).
@@ -68,6 +69,7 @@ from django.utils.decorators import sync_and_async_middleware
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.sockets import SignedInSocket
+from labs import sandboxes
 from labs.models import LabSession
 from labs.selectors import Granted, LabSessionNotFound, lab_session_for_user
 from runtime import client as runtime_client
@@ -207,26 +209,50 @@ async def _granted(user: Any, session_id: Any) -> Granted:
     return granted
 
 
-NO_PREVIEW_ACROSS_NODES = (
-    "Port preview is not available yet when sandboxes run on other machines (SANDBOX_BACKEND=kubernetes); "
-    "use curl in the lab's terminal instead.\n"
-)
+@dataclass(frozen=True)
+class Runtimed:
+    """Where the session's ``/v1/preview`` is: this host's runtimed socket, or (with
+    SANDBOX_BACKEND=kubernetes) the TLS listener of the lab node holding the sandbox, whose
+    address comes from the Node object (labs.sandboxes.runtime_address), never the request."""
+
+    address: str  # a unix socket path or https://<node>:<port>
+    sandbox: str  # the sandbox's id there
+    ca: str | None
+
+    @property
+    def preview_base(self) -> str:
+        if runtime_client.is_remote(self.address):
+            return self.address + "/v1/preview"
+        return runtime_client.PREVIEW_URL
+
+    def connector(self) -> aiohttp.BaseConnector:
+        if runtime_client.is_remote(self.address):
+            return aiohttp.TCPConnector(ssl=runtime_client.remote_tls_context(self.ca))
+        return aiohttp.UnixConnector(path=self.address)
 
 
-def _upstream_headers(session: LabSession, target: Target) -> dict[str, str]:
-    return runtime_client.preview_headers(session.runtime_token, session.sandbox_id, target.port, target.path)
+async def _runtimed(session: LabSession) -> Runtimed | None:
+    """The session's runtimed, None when its sandbox is gone (off the loop: the kubernetes
+    backend reads the Node)."""
+    if session.backend != "kubernetes":  # this host's runtimed: nothing to look up
+        return Runtimed(settings.RUNTIME_SOCKET, session.sandbox_id, None)
+    try:
+        address, box, ca = await sync_to_async(sandboxes.runtime_address)(session)
+    except sandboxes.SandboxError:  # SandboxGone too
+        return None
+    return Runtimed(address, box, ca)
 
 
-def _preview_url(query: str) -> str:
-    return runtime_client.PREVIEW_URL + (f"?{query}" if query else "")
+def _upstream_headers(session: LabSession, target: Target, where: Runtimed) -> dict[str, str]:
+    return runtime_client.preview_headers(session.runtime_token, where.sandbox, target.port, target.path)
 
 
-def _http() -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(
-        connector=aiohttp.UnixConnector(path=settings.RUNTIME_SOCKET),
-        timeout=UPSTREAM_TIMEOUT,
-        auto_decompress=False,
-    )
+def _preview_url(where: Runtimed, query: str) -> str:
+    return where.preview_base + (f"?{query}" if query else "")
+
+
+def _http(where: Runtimed) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=where.connector(), timeout=UPSTREAM_TIMEOUT, auto_decompress=False)
 
 
 # -- HTTP ----------------------------------------------------------------------------------------------
@@ -234,9 +260,9 @@ async def _relay(request: HttpRequest, target: Target, *, own_origin: bool, pref
     session = target.session
     if session.status != LabSession.Status.READY or not session.sandbox_id:
         return HttpResponse("This lab's sandbox is not running.", status=503, content_type="text/plain")
-    if session.backend == "kubernetes":
-        # the preview proxy speaks to this host's runtimed socket; a lab node's is not relayed yet
-        return HttpResponse(NO_PREVIEW_ACROSS_NODES, status=501, content_type="text/plain")
+    where = await _runtimed(session)
+    if where is None:
+        return HttpResponse("This lab's sandbox is not running.", status=503, content_type="text/plain")
     dropped = HOP_BY_HOP if own_origin else HOP_BY_HOP | PRIVATE
     headers = {
         k: v for k, v in request.headers.items() if k.lower() not in dropped and not k.lower().startswith("x-kubelab-")
@@ -249,12 +275,12 @@ async def _relay(request: HttpRequest, target: Target, *, own_origin: bool, pref
         headers["X-Forwarded-Prefix"] = prefix
     headers["X-Forwarded-Host"] = request.get_host()
     headers["X-Forwarded-Proto"] = request.scheme or "http"
-    headers.update(_upstream_headers(session, target))
-    http = _http()
+    headers.update(_upstream_headers(session, target, where))
+    http = _http(where)
     try:
         upstream = await http.request(
             request.method or "GET",
-            _preview_url(target.query),
+            _preview_url(where, target.query),
             headers=headers,
             data=request.body,
             allow_redirects=False,
@@ -548,18 +574,19 @@ class PortProxyConsumer(SignedInSocket, AsyncWebsocketConsumer):
         if target is None or not 1 <= target.port <= 65535 or target.session.status != LabSession.Status.READY:
             await self.close(code=4404)
             return
-        if target.session.backend == "kubernetes":  # not relayed to a lab node yet (see _relay)
-            await self.close(code=4501)
-            return
         if settings.PREVIEW_HOST and self.scope.get("kubelab_preview") is None:
             await self.close(code=4404)  # apps are served on their own origin only
             return
+        where = await _runtimed(target.session)
+        if where is None:
+            await self.close(code=4404)
+            return
         protocols = self.scope.get("subprotocols") or []
-        self.http = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=settings.RUNTIME_SOCKET))
+        self.http = aiohttp.ClientSession(connector=where.connector())
         try:
             self.upstream = await self.http.ws_connect(
-                _preview_url(target.query),
-                headers=_upstream_headers(target.session, target),
+                _preview_url(where, target.query),
+                headers=_upstream_headers(target.session, target, where),
                 protocols=protocols,
                 timeout=aiohttp.ClientWSTimeout(10),
             )

@@ -329,3 +329,38 @@ def test_connection_upgrades_are_refused_not_relayed(
         assert resp.status == 501 and b"plain HTTP only" in resp.read()
     finally:
         conn.close()
+
+
+def test_a_nodes_preview_relay_takes_one_sandboxs_token_to_that_sandbox_only(
+    topo: Topology, backend: KubernetesBackend, boxes: dict[str, list[str]]
+) -> None:
+    """The port preview under the kubernetes backend goes to the node's ``/v1/preview``
+    (labs/preview.py): the sandbox named in the header must be the token's, the path is data."""
+    import http.client
+
+    a1, a2 = boxes["kl-node-a"]
+    web_a1 = backend.mint_token(a1, "web", 300)
+    host, _, port = backend.node_address("kl-node-a").removeprefix("https://").rpartition(":")
+
+    def preview(sandbox: str, path: str) -> tuple[int, bytes]:
+        conn = http.client.HTTPSConnection(
+            host, int(port), context=ssl.create_default_context(cafile=str(topo.ca)), timeout=30
+        )
+        try:
+            headers = {
+                "Authorization": f"Bearer {web_a1}",
+                "X-Kubelab-Sandbox": sandbox,
+                "X-Kubelab-Port": "8080",
+                "X-Kubelab-Path": path,
+            }
+            conn.request("GET", "/v1/preview", headers=headers)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    assert preview(split_id(a2)[2], "index.html")[0] == 403  # the neighbour's sandbox
+    status, body = preview(split_id(a1)[2], "..%2f..%2fv1/sandboxes")
+    assert status == 400 and b"refused preview path" in body, body
+    # its own sandbox, nothing listening: the relay's own gateway answer, not a route of the API
+    assert preview(split_id(a1)[2], "index.html")[0] == 502
