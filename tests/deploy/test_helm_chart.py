@@ -99,6 +99,9 @@ def containers(pod: Obj) -> list[Obj]:
 
 
 def env_of(c: Obj) -> dict[str, str]:
+    names = [e["name"] for e in c.get("env", [])]
+    # a second entry of a name silently wins in Kubernetes: the chart never sets one twice
+    assert len(names) == len(set(names)), f"{c['name']} sets a variable twice: {names}"
     return {e["name"]: e.get("value", "") for e in c.get("env", [])}
 
 

@@ -145,54 +145,61 @@ tolerations:
 
 {{/* Environment of every platform process (no secret values: those are files). */}}
 {{- define "kubelab.env" -}}
+{{ include "kubelab.envWith" (dict "c" . "runtimeRequired" true) }}
+{{- end -}}
+
+{{/* .c: the chart's context; .runtimeRequired: false for a process that never uses runtimed. */}}
+{{- define "kubelab.envWith" -}}
+{{- $c := .c -}}
+{{- $required := .runtimeRequired -}}
 - name: SANDBOX_BACKEND
-  value: {{ .Values.sandboxBackend | quote }}
+  value: {{ $c.Values.sandboxBackend | quote }}
 - name: SECRET_KEY_FILE
   value: /run/secrets/kubelab/secret-key
 - name: DATABASE_URL_FILE
   value: /run/secrets/kubelab/database-url
 - name: REDIS_URL_FILE
   value: /run/secrets/kubelab/redis-url
-{{- if include "kubelab.k8s" . }}
+{{- if include "kubelab.k8s" $c }}
 # each lab node's runtimed over TLS (runtime/placement.py); /healthz's runtime check is
 # this host's socket, which these pods do not have
 - name: RUNTIME_REQUIRED
   value: "false"
 - name: SANDBOX_NAMESPACE
-  value: {{ .Values.kubernetesBackend.namespace | quote }}
+  value: {{ $c.Values.kubernetesBackend.namespace | quote }}
 - name: SANDBOX_CAPACITY_WAIT
-  value: {{ .Values.kubernetesBackend.capacityWait | quote }}
+  value: {{ $c.Values.kubernetesBackend.capacityWait | quote }}
 - name: RUNTIME_NODE_PORT
-  value: {{ .Values.kubernetesBackend.runtimedPort | toString | quote }}
+  value: {{ $c.Values.kubernetesBackend.runtimedPort | toString | quote }}
 - name: RUNTIME_CA_FILE
   value: /run/kubelab-ca/ca.crt
 {{- else }}
 - name: RUNTIME_SOCKET
-  value: {{ printf "%s/runtimed.sock" .Values.runtimed.socketDir | quote }}
+  value: {{ printf "%s/runtimed.sock" $c.Values.runtimed.socketDir | quote }}
 - name: RUNTIME_REQUIRED
-  value: "true"
+  value: {{ $required | toString | quote }}
 {{- end }}
 - name: ALLOWED_HOSTS
-  value: {{ include "kubelab.allowedHosts" . | quote }}
+  value: {{ include "kubelab.allowedHosts" $c | quote }}
 - name: CSRF_TRUSTED_ORIGINS
-  value: {{ join "," .Values.config.csrfTrustedOrigins | quote }}
+  value: {{ join "," $c.Values.config.csrfTrustedOrigins | quote }}
 - name: SECURE_HTTPS
-  value: {{ .Values.config.secureHttps | toString | quote }}
+  value: {{ $c.Values.config.secureHttps | toString | quote }}
 - name: SITE_NAME
-  value: {{ .Values.config.siteName | quote }}
+  value: {{ $c.Values.config.siteName | quote }}
 - name: SIGNUP_OPEN
-  value: {{ .Values.config.signupOpen | toString | quote }}
+  value: {{ $c.Values.config.signupOpen | toString | quote }}
 - name: TIME_ZONE
-  value: {{ .Values.config.timeZone | quote }}
+  value: {{ $c.Values.config.timeZone | quote }}
 - name: LOG_LEVEL
-  value: {{ .Values.config.logLevel | quote }}
+  value: {{ $c.Values.config.logLevel | quote }}
 - name: GRADER_QUEUE
-  value: {{ .Values.workers.grading.queue | quote }}
+  value: {{ $c.Values.workers.grading.queue | quote }}
 - name: CELERY_PROVISIONING_CONCURRENCY
-  value: {{ .Values.workers.provisioning.concurrency | toString | quote }}
+  value: {{ $c.Values.workers.provisioning.concurrency | toString | quote }}
 - name: CELERY_GRADING_CONCURRENCY
-  value: {{ .Values.workers.grading.concurrency | toString | quote }}
-{{- range $name, $value := .Values.config.extraEnv }}
+  value: {{ $c.Values.workers.grading.concurrency | toString | quote }}
+{{- range $name, $value := $c.Values.config.extraEnv }}
 - name: {{ $name }}
   value: {{ $value | toString | quote }}
 {{- end }}
