@@ -994,3 +994,117 @@ def test_every_value_is_documented_and_every_documented_value_exists() -> None:
                 break
             assert part in props, f"values.schema.json does not know {path}"
             node = props[part]
+
+
+def _kubeconfig_as(kc: Path, sa: str) -> Path:
+    """``kc`` with a token of the release's service account ``sa`` as its user (TokenRequest)."""
+    r = kubectl(kc, "create", "token", f"kl-kubelab-{sa}", "-n", "kubelab", check=True)
+    cfg = yaml.safe_load(kc.read_text())
+    for user in cfg["users"]:
+        user["user"] = {"token": r.stdout.strip()}
+    out = kc.parent / f"{kc.stem}-{sa}.kubeconfig"
+    out.write_text(yaml.safe_dump(cfg))
+    return out
+
+
+class _RuntimedStandIn:
+    """Stands in for a lab node's runtimed (root, runc: tests/scaleout runs the real one): the
+    node agent's two calls, so what is exercised here is its Kubernetes API side."""
+
+    def __init__(self) -> None:
+        self.built: list[Obj] = []
+
+    def list_sandboxes(self) -> list[Obj]:
+        return [{"id": f"box{i}", "spec": spec} for i, spec in enumerate(self.built)]
+
+    def create_sandbox(self, spec: Obj) -> Obj:
+        self.built.append(spec)
+        return {"id": f"box{len(self.built) - 1}", "spec": spec}
+
+
+def test_the_roles_are_enough_for_what_the_platforms_code_does(helm: Helm, kubeconfig: Path) -> None:
+    """The real KubernetesBackend and NodeAgent, each with its chart service account's token,
+    through a placeholder Pod's life: created by provisioning, bound (as kube-scheduler does),
+    recorded by the node agent, read by web and grading, deleted by provisioning; and each
+    refused what its role does not hold."""
+    import time
+
+    from runtime import errors, placement
+
+    objs = render(helm, *K8S)
+    rbac = [
+        o
+        for o in objs
+        if o["kind"] in {"Namespace", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+    ]
+    for r in _apply_split(kubeconfig, rbac, dry=False):
+        assert r.returncode == 0, r.stderr
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "lab-a", "labels": {placement.LABEL_LAB_NODE: "true"}},
+        "status": {"addresses": [{"type": "InternalIP", "address": "10.9.8.7"}]},
+    }
+    kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(node), check=True)
+    # (a kubelet registers its Node with its status, as this create does)
+    ca_pem = next(o for o in objs if o["kind"] == "ConfigMap" and component(o) == "runtimed-ca")["data"]["ca.crt"]
+
+    def backend(sa: str) -> placement.KubernetesBackend:
+        return placement.KubernetesBackend(str(_kubeconfig_as(kubeconfig, sa)), namespace=SANDBOX_NS, ca=ca_pem)
+
+    prov, web, grading = backend("worker-provisioning"), backend("web"), backend("worker-grading")
+    try:
+        spec = {"image": "busybox", "cpus": 0.25, "memory": 128 << 20, "labels": {"session": "s1"}}
+        body = placement.placeholder_pod(spec, session="s1")
+        pod = prov.kube.request("POST", f"/api/v1/namespaces/{SANDBOX_NS}/pods", body=body)
+        name = pod["metadata"]["name"]
+        # web and grading cannot make or remove one
+        for reader in (web, grading):
+            with pytest.raises(errors.RuntimeError, match="forbidden"):
+                reader.kube.request("POST", f"/api/v1/namespaces/{SANDBOX_NS}/pods", body=body)
+            with pytest.raises(errors.RuntimeError, match="forbidden"):
+                reader.kube.request("DELETE", f"/api/v1/namespaces/{SANDBOX_NS}/pods/{name}")
+        # kube-scheduler's part
+        binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name}, "target": {"name": "lab-a"}}
+        current = prov.pod(name)
+        if not current["spec"].get("nodeName"):
+            kubectl(kubeconfig, "create", "--raw", f"/api/v1/namespaces/{SANDBOX_NS}/pods/{name}/binding", "-f", "-",
+                    stdin=json.dumps(binding), check=True)  # fmt: skip
+        # the node agent of lab-a builds it and records it on the Pod, with its own token only
+        agent_kube = placement.KubeAPI(str(_kubeconfig_as(kubeconfig, "node-agent")))
+        stand_in = _RuntimedStandIn()
+        agent = placement.NodeAgent(node="lab-a", kube=agent_kube, runtime=stand_in, namespace=SANDBOX_NS)  # type: ignore[arg-type]
+        try:
+            agent.sync()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                seen = prov.pod(name)
+                ready = placement.condition(seen, placement.CONDITION_READY)
+                if ready is not None:
+                    break
+                time.sleep(0.1)
+            assert ready is not None and ready["status"] == "True", (ready, seen.get("status"))
+            assert seen["metadata"]["annotations"][placement.ANNOTATION_SANDBOX] == "box0"
+            assert stand_in.built[0]["labels"][placement.SANDBOX_POD_LABEL] == seen["metadata"]["uid"]
+            # ... and it cannot create or delete Pods, nor read the platform's own namespace
+            with pytest.raises(errors.RuntimeError, match="forbidden"):
+                agent_kube.request("POST", f"/api/v1/namespaces/{SANDBOX_NS}/pods", body=body)
+            with pytest.raises(errors.RuntimeError, match="forbidden"):
+                agent_kube.request("DELETE", f"/api/v1/namespaces/{SANDBOX_NS}/pods/{name}")
+            with pytest.raises(errors.RuntimeError, match="forbidden"):
+                agent_kube.request("GET", "/api/v1/namespaces/kubelab/pods")
+        finally:
+            agent.stop()
+            agent_kube.close()
+        # web and grading find the Pod and the node's runtimed address
+        for reader in (web, grading):
+            assert reader.pod(name)["metadata"]["uid"] == seen["metadata"]["uid"]
+            assert reader.node_address("lab-a") == "https://10.9.8.7:7443"
+        assert name in prov.placements()
+        # provisioning removes it
+        prov.remove(f"{name}/lab-a/box0")
+        with pytest.raises(errors.SandboxNotFound):
+            prov.kube.request("GET", f"/api/v1/namespaces/{SANDBOX_NS}/pods/{name}")
+    finally:
+        for b in (prov, web, grading):
+            b.close()
