@@ -24,6 +24,11 @@ The pushes ride on the channel layer, which terminals and the preview relay
 otherwise do without (a busy Redis must not take a shell down): the listener is
 a task of its own, and if the layer is unreachable the socket keeps working and
 relies on the checks alone.
+
+Ending the listener, and the consumer's own channel-layer receive, must not depend on
+one cancellation reaching a task that talks to Redis: on Python 3.11 such a cancel can
+be lost (``config.aio``). The listener is ended when the consumer ends, whatever ended
+it (a disconnect, a close during ``connect``, daphne cancelling the application).
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.utils.crypto import constant_time_compare
+
+from config.aio import LosslessChannelReceive, cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +99,7 @@ def session_is_current(*, session_key: str | None, user_id: Any) -> bool:
 _session_is_current = database_sync_to_async(session_is_current)
 
 
-class SignedInSocket:
+class SignedInSocket(LosslessChannelReceive):
     """Mixin for a Channels consumer: ``watch_sign_in()`` after access was granted,
     ``signed_in()`` before acting on input, ``unwatch_sign_in()`` in ``disconnect``."""
 
@@ -101,6 +108,12 @@ class SignedInSocket:
     sign_in_checked = 0.0
     sign_in_ended = False
     sign_in_task: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)  # type: ignore[misc]
+        finally:
+            await self.unwatch_sign_in()
 
     async def watch_sign_in(self) -> None:
         scope: dict[str, Any] = self.scope  # type: ignore[attr-defined]
@@ -165,6 +178,4 @@ class SignedInSocket:
     async def unwatch_sign_in(self) -> None:
         task, self.sign_in_task = self.sign_in_task, None
         if task is not None and task is not asyncio.current_task():
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+            await cancel_and_wait(task)

@@ -147,6 +147,10 @@ def origin_allowed(scope: dict[str, Any]) -> bool:
     return (parsed, raw) in TrustedOrigins(settings.CSRF_TRUSTED_ORIGINS)
 
 
+class _Denier(WebsocketDenier):
+    channel_layer_alias = "none"  # refuses at once: no channel layer to receive from (config.aio)
+
+
 class SameOriginValidator:
     """ASGI middleware: WebSocket handshakes from another origin are refused
     (the connection is closed before it is accepted; daphne answers 403)."""
@@ -159,5 +163,5 @@ class SameOriginValidator:
             raise ValueError("SameOriginValidator is for WebSocket connections only")
         if origin_allowed(scope):
             return await self.application(scope, receive, send)
-        denier = WebsocketDenier()
+        denier = _Denier()
         return await denier(scope, receive, send)

@@ -14,6 +14,8 @@ class NoSuchSocket(AsyncWebsocketConsumer):
     ValueError for each one, and daphne logs a traceback per request, which any visitor
     could repeat to flood the logs."""
 
+    channel_layer_alias = "none"  # refuses at once: no channel layer to receive from
+
     async def connect(self) -> None:
         await self.close(code=4404)
 
