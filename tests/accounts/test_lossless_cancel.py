@@ -46,7 +46,7 @@ async def _swallows_first_cancel(started: asyncio.Event, ended: list[str]) -> st
 
 async def test_a_single_cancel_is_lost_by_the_stand_in() -> None:
     # The stand-in must really behave like the bug, or the tests below prove nothing.
-    started, ended = asyncio.Event(), []
+    started, ended = asyncio.Event(), list[str]()
     task = asyncio.ensure_future(_swallows_first_cancel(started, ended))
     await started.wait()
     task.cancel()
@@ -58,7 +58,7 @@ async def test_a_single_cancel_is_lost_by_the_stand_in() -> None:
 
 
 async def test_cancel_and_wait_ends_a_task_that_lost_its_cancellation() -> None:
-    started, ended = asyncio.Event(), []
+    started, ended = asyncio.Event(), list[str]()
     task = asyncio.ensure_future(_swallows_first_cancel(started, ended))
     await started.wait()
     await asyncio.wait_for(cancel_and_wait(task), 10)
@@ -76,7 +76,7 @@ async def test_cancel_and_wait_retrieves_a_failure_without_raising_it() -> None:
 
 
 async def test_a_lossless_call_ends_with_its_caller() -> None:
-    started, ended = asyncio.Event(), []
+    started, ended = asyncio.Event(), list[str]()
     caller = asyncio.ensure_future(lossless_cancel(_swallows_first_cancel)(started, ended))
     await started.wait()
     caller.cancel()  # once, as Channels' consumer loop cancels its receive
