@@ -78,7 +78,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +106,7 @@ from runtime.kube.server import (
     user_kubeconfig,
 )
 from runtime.loops import call_on_loop
+from runtime.sandbox import forkserver
 
 if TYPE_CHECKING:
     from runtime.dockerapi.engine import Engine
@@ -120,7 +120,6 @@ SANDBOX_PORT = 6443
 SANDBOX_SERVER = f"https://{SANDBOX_HOST}:{SANDBOX_PORT}"
 KUBECONFIG_PATH = ".kube/config"  # under /root, where kubectl looks ($HOME/.kube/config)
 GRADER_USER = "kubelab-runtimed"
-HELPER = Path(__file__).with_name("_netns_listen.py")
 # connections to one sandbox's API listener at once: each is a descriptor of runtimed's one
 # process, shared by every sandbox (kubectl and a watch or two need a handful)
 MAX_CONNECTIONS = 256
@@ -204,13 +203,13 @@ def open_listeners_in_netns(
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     args = [f"lo+{ip}" for ip in lo_addresses] + [f"{host},{port},{proto}" for host, port, proto in specs]
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(HELPER), str(pid), str(theirs.fileno()), *args],
+        proc = forkserver.spawn(  # from the fork server: no interpreter start-up per sandbox
+            "netns",
+            [str(pid), str(theirs.fileno()), *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             pass_fds=(theirs.fileno(),),
-            close_fds=True,
             start_new_session=True,
         )
     finally:
