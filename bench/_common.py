@@ -293,6 +293,22 @@ def pid_cpu_seconds(pid: int) -> float | None:
     return None
 
 
+def runtimed_cpu_seconds(pid: int) -> float | None:
+    """``pid_cpu_seconds`` of runtimed plus that of its fork server (runtime/sandbox/forkserver.py),
+    a live child whose own CPU and whose reaped middle processes runtimed's cutime never sees;
+    not the sandboxes' processes runtimed adopted (their cgroups count those)."""
+    total = pid_cpu_seconds(pid)
+    if total is None:
+        return None
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                with contextlib.suppress(OSError):
+                    if b"_forkserver.py" in Path(f"/proc/{child}/cmdline").read_bytes():
+                        total += pid_cpu_seconds(int(child)) or 0.0
+    return total
+
+
 def cgroup_cpu_seconds(parent: str) -> float | None:
     """CPU-seconds used under the cgroup parent ``parent`` (v1 ``cpuacct``, v2 ``cpu.stat``)."""
     with contextlib.suppress(OSError, ValueError):

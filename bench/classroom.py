@@ -84,6 +84,7 @@ from _common import (
     pct,
     pid_cpu_seconds,
     pid_status_kb,
+    runtimed_cpu_seconds,
     sigterm_as_interrupt,
     socket_peer_pid,
 )
@@ -612,7 +613,7 @@ async def run_class(target: Target, args: argparse.Namespace, ids: dict[str, int
                 s.fig.error = f"login: {res}"
         active = [s for s in students if s.fig.error is None]
         mem_before = mem_used_kb()
-        cpu_before = pid_cpu_seconds(target.runtimed_pid) if target.runtimed_pid else None
+        cpu_before = runtimed_cpu_seconds(target.runtimed_pid) if target.runtimed_pid else None
         herd = Herd(len(active))
         all_checked = asyncio.Event()
         log(TAG, f"{len(active)} students press Start (load {loadavg()})")
@@ -654,7 +655,7 @@ async def run_class(target: Target, args: argparse.Namespace, ids: dict[str, int
         await asyncio.to_thread(wait_sandboxes_gone, target, 300)
     finally:
         await asyncio.gather(*(s.close() for s in students), return_exceptions=True)
-    cpu_after = pid_cpu_seconds(target.runtimed_pid) if target.runtimed_pid else None
+    cpu_after = runtimed_cpu_seconds(target.runtimed_pid) if target.runtimed_pid else None
     figs = [s.fig for s in students]
     ready = [f.ready_s for f in figs if f.ready_s is not None]
     echo_herd = [x for f in figs for x in f.echo_herd]
@@ -708,10 +709,10 @@ def tree_cpu_seconds(pid: int) -> float:
 
 
 def herd_cpu_seconds(target: Target) -> dict[str, float]:
-    """CPU-seconds used so far by each platform process (runtimed: itself and the helpers it
-    reaped, not the sandboxes it adopted), the sandboxes' cgroups and the whole host."""
+    """CPU-seconds used so far by each platform process (runtimed: itself, the helpers it
+    reaped and its fork server, not the sandboxes it adopted), the sandboxes' cgroups and the whole host."""
     out = {
-        name: tree_cpu_seconds(pid) if name != "runtimed" else (pid_cpu_seconds(pid) or 0.0)
+        name: tree_cpu_seconds(pid) if name != "runtimed" else (runtimed_cpu_seconds(pid) or 0.0)
         for name, pid in target.pids.items()
     }
     if target.cgroup_parent:  # made with the first sandbox: 0 before

@@ -12,7 +12,8 @@ then removes them.
 Printed, per start (``*_cpu_s``):
 
 * ``runtimed_cpu_s``: runtimed's utime + stime (all threads) plus the children it reaped
-  (runc, helpers), from /proc/<pid>/stat before the first create and after the last;
+  (runc, helpers) and its fork server's (the same, of that child), from /proc/<pid>/stat
+  before the first create and after the last;
 * ``sandboxes_cpu_s``: what the sandboxes' own processes used (the cgroup parent's
   ``cpuacct.usage`` on v1, ``cpu.stat`` on v2): tini, the exec agent, a shell;
 * ``host_cpu_s``: the whole host's busy CPU over the creates (every process, the kernel's
@@ -62,8 +63,8 @@ from _common import (
     loadavg,
     log,
     pct,
-    pid_cpu_seconds,
     private_daemon,
+    runtimed_cpu_seconds,
     sigterm_as_interrupt,
 )
 
@@ -141,7 +142,7 @@ def main() -> None:
                     cwd=REPO,
                 )
                 time.sleep(1.0)
-            cpu0, cg0 = pid_cpu_seconds(dmn.pid), cgroup_cpu_seconds(RESOURCES.cgroup_parent)
+            cpu0, cg0 = runtimed_cpu_seconds(dmn.pid), cgroup_cpu_seconds(RESOURCES.cgroup_parent)
             host0 = host_busy_seconds()
             lock = threading.Lock()
             sids: list[str] = []
@@ -156,13 +157,13 @@ def main() -> None:
             with ThreadPoolExecutor(args.concurrency) as pool:
                 for f in [pool.submit(one, i) for i in range(args.n)]:
                     f.result()
-            cpu1, cg1 = pid_cpu_seconds(dmn.pid), cgroup_cpu_seconds(RESOURCES.cgroup_parent)
+            cpu1, cg1 = runtimed_cpu_seconds(dmn.pid), cgroup_cpu_seconds(RESOURCES.cgroup_parent)
             host1 = host_busy_seconds()
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(60)
             time.sleep(args.settle)
-            cpu2 = pid_cpu_seconds(dmn.pid)
+            cpu2 = runtimed_cpu_seconds(dmn.pid)
             for sid in sids:
                 c.remove_sandbox(sid)
             assert cpu0 is not None and cpu1 is not None and cpu2 is not None
