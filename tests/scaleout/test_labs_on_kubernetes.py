@@ -113,6 +113,38 @@ def test_a_lab_session_runs_on_a_lab_node_with_terminal_and_checks(topo: Topolog
     assert not sandboxes.backend_for("kubernetes").placements()
 
 
+def test_the_port_preview_reaches_an_app_on_the_lab_node(topo: Topology, kube_settings: None) -> None:
+    from django.test import AsyncClient
+
+    session = start(LabFactory.create())
+    assert session.status == LabSession.Status.READY, session.error
+    backend = sandboxes.backend_for("kubernetes").backend
+    script = "mkdir -p /root/www && echo hello-from-the-node > /root/www/index.html"
+    script += " && busybox httpd -p 8080 -h /root/www"
+    assert backend.exec(session.sandbox_id, ["sh", "-c", script], timeout=10).exit_code == 0
+    owner, classmate = session.user, StudentFactory.create()  # loaded here: no lazy query in async code
+
+    async def browse() -> list[tuple[int, bytes]]:
+        out = []
+        for user, path in (
+            (owner, "8080/index.html"),
+            (owner, "8080/..%2f..%2fv1/sandboxes"),
+            (classmate, "8080/index.html"),
+        ):
+            client = AsyncClient()
+            await client.aforce_login(user)
+            response = await client.get(f"/labs/{session.pk}/port/{path}")
+            body = b"".join([c async for c in response.streaming_content]) if response.streaming else response.content  # type: ignore[attr-defined]
+            out.append((response.status_code, body))
+        return out
+
+    (ok, traversal, other) = asyncio.run(browse())
+    assert ok == (200, b"hello-from-the-node\n"), ok
+    assert traversal[0] == 400, traversal  # the path is data, checked before any hop
+    assert other[0] == 404, other  # one access check, whichever backend
+    stop(session)
+
+
 def test_a_full_cluster_waits_for_capacity_and_a_lost_node_ends_its_sessions(
     topo: Topology, kube_settings: None
 ) -> None:
@@ -170,35 +202,3 @@ def test_a_full_cluster_waits_for_capacity_and_a_lost_node_ends_its_sessions(
     assert again.status == LabSession.Status.READY, again.error
     assert split_id(again.sandbox_id)[1] == "kl-node-b"
     asyncio.run(terminal(again, again.user, b"echo $((6*7))\n", b"42"))
-
-
-def test_the_port_preview_reaches_an_app_on_the_lab_node(topo: Topology, kube_settings: None) -> None:
-    from django.test import AsyncClient
-
-    session = start(LabFactory.create())
-    assert session.status == LabSession.Status.READY, session.error
-    backend = sandboxes.backend_for("kubernetes").backend
-    script = "mkdir -p /root/www && echo hello-from-the-node > /root/www/index.html"
-    script += " && busybox httpd -p 8080 -h /root/www"
-    assert backend.exec(session.sandbox_id, ["sh", "-c", script], timeout=10).exit_code == 0
-    owner, classmate = session.user, StudentFactory.create()  # loaded here: no lazy query in async code
-
-    async def browse() -> list[tuple[int, bytes]]:
-        out = []
-        for user, path in (
-            (owner, "8080/index.html"),
-            (owner, "8080/..%2f..%2fv1/sandboxes"),
-            (classmate, "8080/index.html"),
-        ):
-            client = AsyncClient()
-            await client.aforce_login(user)
-            response = await client.get(f"/labs/{session.pk}/port/{path}")
-            body = b"".join([c async for c in response.streaming_content]) if response.streaming else response.content  # type: ignore[attr-defined]
-            out.append((response.status_code, body))
-        return out
-
-    (ok, traversal, other) = asyncio.run(browse())
-    assert ok == (200, b"hello-from-the-node\n"), ok
-    assert traversal[0] == 400, traversal  # the path is data, checked before any hop
-    assert other[0] == 404, other  # one access check, whichever backend
-    stop(session)
