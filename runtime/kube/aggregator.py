@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.kube import registry
 from runtime.kube.apierrors import forbidden
+from runtime.kube.meta import now_ts
 
 if TYPE_CHECKING:
     from runtime.kube.controllers import Controllers
@@ -111,8 +112,6 @@ def admit(rdef: ResourceDef, obj: Obj) -> None:
 def reconcile(ctl: Controllers) -> None:
     """autoregister + the availability controller: built-in and CRD APIServices exist, and
     every local APIService is Available (reason Local)."""
-    from runtime.kube.apiserver import now_ts
-
     c = ctl.c
     rdef = registry.BY_GR[GR]
     want = wanted(c.custom_defs())

@@ -20,10 +20,9 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import yaml
 
@@ -41,6 +40,7 @@ from runtime.kube.apierrors import (
     not_found,
 )
 from runtime.kube.limits import Limits, expanded_size
+from runtime.kube.meta import Decoded, Reply, Request, User, WatchReply, now_ts, random_suffix
 from runtime.kube.patch import APPLY, JSONPATCH, MERGEPATCH, STRATEGIC, json_patch, merge_patch, strategic_merge
 from runtime.kube.podio import ExecCall, LogCall, PodIO
 from runtime.kube.registry import ResourceDef
@@ -65,61 +65,6 @@ KUBE_VERSION = {
     "platform": "linux/amd64",
 }
 
-GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-
-
-def now_ts() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def random_suffix(n: int = 5) -> str:
-    return "".join(secrets.choice(GENERATE_ALPHABET) for _ in range(n))
-
-
-@dataclass(frozen=True)
-class User:
-    name: str
-    groups: tuple[str, ...] = ()
-    uid: str = ""
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    query: dict[str, str] = field(default_factory=dict)
-    headers: dict[str, str] = field(default_factory=dict)  # lower-case keys
-    body: bytes = b""
-    user: User | None = None
-    # the body decoded ahead, off the loop (decode_body, server.py); _json_body takes it once
-    decoded: protobuf.Decoded | Decoded | None = None
-
-    @classmethod
-    def build(cls, method: str, path: str, query_string: str, headers: dict[str, str], body: bytes) -> Request:
-        q = {k: v[-1] for k, v in parse_qs(query_string, keep_blank_values=True).items()}
-        return cls(method.upper(), path, q, {k.lower(): v for k, v in headers.items()}, body)
-
-
-@dataclass
-class Reply:
-    status: int
-    body: Any
-    content_type: str = "application/json"
-    warnings: list[str] = field(default_factory=list)
-
-
-@dataclass
-class WatchReply:
-    watcher: Watcher
-    initial: list[tuple[str, Obj]]
-    rdef: ResourceDef
-    table: bool
-    include_object: str
-    timeout: float
-    bookmarks: bool
-    initial_end_bookmark: bool
-    start_rv: int
-
 
 def _is_protobuf(req: Request) -> bool:
     return req.headers.get("content-type", "").split(";")[0].strip().lower() == protobuf.CONTENT_TYPE
@@ -130,14 +75,6 @@ def _is_protobuf(req: Request) -> bool:
 # managed fields) hit the interpreter's recursion limit long before that, so the cap is lower.
 # Kubernetes objects nest a few dozen levels at most (a CRD's openAPIV3Schema included).
 MAX_BODY_DEPTH = 128
-
-
-@dataclass
-class Decoded:
-    """A JSON or YAML body decoded ahead (``decode_body``): the value, or the error to answer."""
-
-    value: Any = None
-    error: ApiError | None = None
 
 
 def _too_deep(value: Any, limit: int) -> bool:

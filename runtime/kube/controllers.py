@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.kube import aggregator, kinds, nodelifecycle, nodetaints, podgc, rbac, registry, scheduler
 from runtime.kube.apierrors import ApiError
+from runtime.kube.meta import now_ts
 from runtime.kube.quantity import Quantity, QuantityError
 from runtime.kube.registry import ResourceDef
 from runtime.kube.selectors import selector_from_match
@@ -380,8 +381,6 @@ class Controllers:
             return None
 
     def event(self, obj: Obj, typ: str, reason: str, message: str, component: str) -> None:
-        from runtime.kube.apiserver import now_ts
-
         meta = obj["metadata"]
         ns = meta.get("namespace") or "default"
         ts = now_ts()
@@ -461,7 +460,6 @@ class Controllers:
 
     def _crds(self) -> None:
         from runtime.kube import crd
-        from runtime.kube.apiserver import now_ts
 
         store = self.c.store
         for c in store.list(crd.GR):
@@ -1530,8 +1528,6 @@ class Controllers:
     # horizontal pod autoscaler (min/max clamping; no metrics server yet) and PDB status ---------
 
     def _hpas(self) -> None:
-        from runtime.kube.apiserver import now_ts
-
         HPA = R["horizontalpodautoscalers.autoscaling"]
         kinds_ = {
             "Deployment": DEPLOY,
@@ -1672,8 +1668,6 @@ class Controllers:
     # job controller -----------------------------------------------------------------------------
 
     def _jobs(self) -> None:
-        from runtime.kube.apiserver import now_ts
-
         JOBS = R["jobs.batch"]
         for job in self.c.store.list(JOBS.gr):
             meta, spec = job["metadata"], job.get("spec") or {}
@@ -2038,8 +2032,6 @@ class Controllers:
         had = next((c for c in old_conds if c.get("type") == "ReplicaFailure"), None)
         conds = [c for c in old_conds if c.get("type") != "ReplicaFailure"]
         if failure and had is None:
-            from runtime.kube.apiserver import now_ts
-
             reason = "FailedCreate" if len(live) < want else "FailedDelete"
             conds.append(
                 {
@@ -2308,8 +2300,6 @@ def _remove_cond(st: Obj, typ: str) -> None:
 
 
 def _new_cond(typ: str, status: str, reason: str, message: str) -> Obj:
-    from runtime.kube.apiserver import now_ts
-
     ts = now_ts()
     return {
         "type": typ,

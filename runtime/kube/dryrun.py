@@ -28,7 +28,8 @@ import re
 from typing import Any
 
 from runtime.kube import registry
-from runtime.kube.apiserver import Cluster, Reply, Request, User
+from runtime.kube.apiserver import Cluster
+from runtime.kube.meta import Reply, Request, User
 
 log = logging.getLogger("runtime.kube.dryrun")
 

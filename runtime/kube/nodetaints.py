@@ -15,6 +15,7 @@ import copy
 from typing import TYPE_CHECKING, Any
 
 from runtime.kube import registry
+from runtime.kube.meta import now_ts
 from runtime.kube.scheduler import UNSCHEDULABLE_TAINT
 
 if TYPE_CHECKING:
@@ -26,8 +27,6 @@ NODES = registry.BY_GR["nodes"]
 
 
 def reconcile(ctl: Controllers) -> None:
-    from runtime.kube.apiserver import now_ts
-
     for node in ctl.c.store.list(NODES.gr):
         spec = node.get("spec") or {}
         taints = list(spec.get("taints") or [])

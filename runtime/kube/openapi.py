@@ -23,16 +23,14 @@ import importlib.util
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from runtime.kube import registry
 from runtime.kube.apierrors import ApiError
+from runtime.kube.meta import Reply
 from runtime.kube.patch import schema_merge_key
 from runtime.kube.quantity import QUANTITY_MSG, Quantity, QuantityError
 from runtime.kube.registry import ResourceDef
-
-if TYPE_CHECKING:
-    from runtime.kube.apiserver import Reply
 
 Obj = dict[str, Any]
 
@@ -353,8 +351,6 @@ def _gv_paths(extra: list[ResourceDef] | None = None) -> list[tuple[str, str, st
 
 
 def handle(segs: list[str], query: dict[str, str], extra: list[ResourceDef] | None = None, accept: str = "") -> Reply:
-    from runtime.kube.apiserver import Reply
-
     if segs == ["openapi", "v2"]:
         wanted = [a.split(";")[0].strip() for a in accept.split(",") if a.strip()]
         if wanted and not any(w in ("application/json", "*/*", "application/*") for w in wanted):

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.kube import registry
 from runtime.kube.apierrors import ApiError
+from runtime.kube.meta import now_ts
 
 if TYPE_CHECKING:
     from runtime.kube.controllers import Controllers
@@ -84,8 +85,6 @@ def _force_delete(ctl: Controllers, pod: Obj) -> None:
 
 def _mark_failed(ctl: Controllers, pod: Obj) -> None:
     """The status update upstream's markFailedAndDeletePodWithCondition makes before deleting."""
-    from runtime.kube.apiserver import now_ts
-
     status = pod.get("status") or {}
     if status.get("phase") in FINISHED and any(
         c.get("type") == "DisruptionTarget" and c.get("reason") == REASON for c in status.get("conditions") or []

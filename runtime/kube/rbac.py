@@ -16,10 +16,11 @@ import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from runtime.kube.meta import User
 from runtime.kube.registry import ResourceDef
 
 if TYPE_CHECKING:
-    from runtime.kube.apiserver import Cluster, User
+    from runtime.kube.apiserver import Cluster
 
 Obj = dict[str, Any]
 
@@ -111,8 +112,6 @@ def _non_resource_allowed(user: User, path: str, verb: str) -> bool:
 
 
 def review(cluster: Cluster, user: User, rdef: ResourceDef, ns: str, body: Any) -> Obj:
-    from runtime.kube.apiserver import User as UserCls
-
     body = body if isinstance(body, dict) else {}
     spec = body.get("spec") or {}
     kind = rdef.kind
@@ -127,7 +126,7 @@ def review(cluster: Cluster, user: User, rdef: ResourceDef, ns: str, body: Any) 
         return out
     subject = user
     if kind in ("SubjectAccessReview", "LocalSubjectAccessReview"):
-        subject = UserCls(spec.get("user", ""), tuple(spec.get("groups") or []))
+        subject = User(spec.get("user", ""), tuple(spec.get("groups") or []))
     if kind == "SelfSubjectRulesReview":
         out["status"] = rules_review(cluster, subject, spec.get("namespace", ""))
         return out

@@ -63,6 +63,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from runtime.kube import registry
+from runtime.kube.meta import now_ts
 from runtime.kube.quantity import Quantity
 from runtime.kube.selectors import selector_from_match
 
@@ -698,8 +699,6 @@ def _message(nodes: int, reasons: Counter[str], unresolvable: int) -> str:
 
 
 def _bind(ctl: Controllers, pod: Obj, node: str) -> Obj:
-    from runtime.kube.apiserver import now_ts
-
     meta = pod["metadata"]
     bound = copy.deepcopy(pod)
     bound["spec"]["nodeName"] = node
@@ -713,8 +712,6 @@ def _bind(ctl: Controllers, pod: Obj, node: str) -> Obj:
 
 def _unschedulable(ctl: Controllers, pod: Obj, message: str) -> str:
     """Say why ``pod`` waits (once per distinct message); its resourceVersion afterwards."""
-    from runtime.kube.apiserver import now_ts
-
     conds = (pod.get("status") or {}).get("conditions") or []
     old = next((c for c in conds if c.get("type") == "PodScheduled"), None)
     if old is not None and old.get("status") == "False" and old.get("message") == message:

@@ -34,8 +34,9 @@ from aiohttp import web
 
 from runtime.kube import crd, pki, portforward, printers, rbac
 from runtime.kube.apierrors import ApiError, go_json, path_not_found, unauthorized
-from runtime.kube.apiserver import Cluster, Reply, Request, WatchReply, decode_body, now_ts, write_token
+from runtime.kube.apiserver import Cluster, decode_body, write_token
 from runtime.kube.limits import Limits, expired, request_too_large
+from runtime.kube.meta import Reply, Request, WatchReply, now_ts
 from runtime.kube.podio import (
     BASE64_PROTOCOL,
     CLOSE,

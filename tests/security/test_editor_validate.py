@@ -22,7 +22,8 @@ from labs.models import LabSession
 from runtime import errors
 from runtime.client import Client as RuntimeClient
 from runtime.kube import dryrun
-from runtime.kube.apiserver import Cluster, Request
+from runtime.kube.apiserver import Cluster
+from runtime.kube.meta import Request
 from runtime.kube.server import clusters_dir, create_cluster
 from tests.factories import InstructorFactory, LabFactory, StudentFactory
 from tests.labs.helpers import provisioned

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from runtime.kube import dryrun
-from runtime.kube.apiserver import Cluster, Reply
+from runtime.kube.apiserver import Cluster
+from runtime.kube.meta import Reply
 from tests.security.test_kube_exhaustion import call, cluster
 
 RANGE = 32768 - 30000

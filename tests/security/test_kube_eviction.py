@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runtime.kube.apiserver import Cluster, Reply, Request, User
+from runtime.kube.apiserver import Cluster
+from runtime.kube.meta import Reply, Request, User
 from runtime.kube.server import ADMIN_USER, create_cluster
 
 ADMIN = User(ADMIN_USER, ("system:masters", "system:authenticated"))

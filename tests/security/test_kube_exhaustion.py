@@ -15,8 +15,9 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from runtime.kube.apiserver import Cluster, Reply, Request, User
+from runtime.kube.apiserver import Cluster
 from runtime.kube.limits import Limits
+from runtime.kube.meta import Reply, Request, User
 from runtime.kube.server import ADMIN_USER, Hub, create_cluster, make_app
 from runtime.kube.store import COMPACT_FLOOR_BYTES, Watcher
 

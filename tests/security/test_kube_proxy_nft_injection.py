@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from runtime.kube import proxy
-from runtime.kube.apiserver import Cluster, Reply, Request, User
+from runtime.kube.apiserver import Cluster
+from runtime.kube.meta import Reply, Request, User
 from runtime.kube.server import ADMIN_USER, Hub, create_cluster
 
 ADMIN = User(ADMIN_USER, ("system:masters", "system:authenticated"))

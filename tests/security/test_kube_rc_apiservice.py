@@ -15,7 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runtime.kube.apiserver import Cluster, Reply, Request, User
+from runtime.kube.apiserver import Cluster
+from runtime.kube.meta import Reply, Request, User
 from runtime.kube.server import ADMIN_USER, create_cluster
 
 STUDENT = User(ADMIN_USER, ("system:masters", "system:authenticated"))

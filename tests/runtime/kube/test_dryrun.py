@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from runtime.kube.apiserver import Cluster, Request, User
+from runtime.kube.apiserver import Cluster
 from runtime.kube.dryrun import validate, validate_all
+from runtime.kube.meta import Request, User
 from runtime.kube.server import clusters_dir, create_cluster
 
 ADMIN = User("admin", ("system:masters", "system:authenticated"))

@@ -25,8 +25,9 @@ import pytest
 from runtime.dockerapi.engine import Engine
 from runtime.kube import registry
 from runtime.kube.apierrors import ApiError
-from runtime.kube.apiserver import Cluster, Reply, Request, User
+from runtime.kube.apiserver import Cluster
 from runtime.kube.kubelet import POD_UID, ClusterHost, Kubelet, KubeletIO
+from runtime.kube.meta import Reply, Request, User
 from runtime.kube.podio import PodIO
 from runtime.kube.server import clusters_dir, create_cluster
 from tests.runtime.conftest_daemon import real_sandboxes_available
