@@ -170,3 +170,16 @@ def test_the_netns_helper_gets_its_socket_at_the_same_number(subreaper: forkserv
     finally:
         ns.kill()
         ns.wait(10)
+
+
+def test_a_server_that_cannot_start_leaves_the_helper_started_directly(
+    subreaper: forkserver.ForkServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    broken = forkserver.ForkServer()
+    monkeypatch.setattr(forkserver, "_server", broken)
+    monkeypatch.setattr(forkserver, "SERVER", tmp_path / "missing.py")  # python exits at once
+    proc = mount_helper()
+    assert proc.args == [sys.executable, "-I", "-S", str(forkserver.SCRIPTS["mount"])]
+    assert ask(proc, "fallback") == (1, {"error": "unknown op 'fallback'"})
+    assert broken.launched == 0
+    assert broken.pid is None
