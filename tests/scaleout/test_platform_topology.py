@@ -3,7 +3,7 @@
 ``python -m runtime kube serve`` with two lab Nodes, two runtimed daemons with their node
 agents (tests/scaleout/topology.py), a private PostgreSQL (Debian's ``postgresql``, started
 with initdb/pg_ctl as the unprivileged ``nobody`` in a temp dir), a private Redis, two
-web replicas (daphne) and a Celery worker and beat, all with ``SANDBOX_BACKEND=kubernetes``.
+web replicas (daphne) and two Celery workers and beat, all with ``SANDBOX_BACKEND=kubernetes``.
 Twenty students, speaking HTTP and WebSocket as the lab page does, log in and start a lab
 through replica ``i % 2``: their sessions spread over both nodes; each one's terminal works
 through the *other* replica, and checks are graded.
