@@ -33,9 +33,11 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from runtime.kube import aggregator, kinds, nodelifecycle, nodetaints, podgc, rbac, registry, scheduler
+from runtime.kube import aggregator, crd, kinds, nodelifecycle, nodetaints, podgc, rbac, registry, scheduler
+from runtime.kube.admission import quota_status
 from runtime.kube.apierrors import ApiError
-from runtime.kube.meta import now_ts
+from runtime.kube.cron import CronError, Schedule
+from runtime.kube.meta import now_ts, parse_time
 from runtime.kube.quantity import Quantity, QuantityError
 from runtime.kube.registry import ResourceDef
 from runtime.kube.selectors import selector_from_match
@@ -459,8 +461,6 @@ class Controllers:
                 )
 
     def _crds(self) -> None:
-        from runtime.kube import crd
-
         store = self.c.store
         for c in store.list(crd.GR):
             meta, spec = c["metadata"], c.get("spec") or {}
@@ -1237,9 +1237,6 @@ class Controllers:
     def _cronjobs(self) -> None:
         import datetime
 
-        from runtime.kube.cron import CronError, Schedule
-        from runtime.kube.printers import parse_time
-
         CJ, JOBS = R["cronjobs.batch"], R["jobs.batch"]
         now = datetime.datetime.now(datetime.UTC)
         for cj in self.c.store.list(CJ.gr):
@@ -1333,9 +1330,6 @@ class Controllers:
         """The earliest unix time at which the clock alone changes what a controller does: a
         CronJob's next scheduled minute, a rollout's progressDeadlineSeconds, a ready pod of a
         ReplicaSet becoming available after minReadySeconds (None: nothing depends on the clock)."""
-        from runtime.kube.cron import CronError, Schedule
-        from runtime.kube.printers import parse_time
-
         due: list[float] = []
         for cj in self.c.store.list(R["cronjobs.batch"].gr):
             meta, spec = cj["metadata"], cj.get("spec") or {}
@@ -1614,8 +1608,6 @@ class Controllers:
 
     def _quotas(self) -> None:
         """The resource quota controller: status.hard from spec.hard, status.used recounted."""
-        from runtime.kube.admission import quota_status
-
         RQ = R["resourcequotas"]
         for q in self.c.store.list(RQ.gr):
             st = quota_status(self.c, q)
@@ -2053,8 +2045,6 @@ class Controllers:
 
 
 def _epoch(ts: Any) -> float:
-    from runtime.kube.printers import parse_time
-
     t = parse_time(ts) if isinstance(ts, str) else None
     return t.timestamp() if t is not None else 0.0
 
@@ -2389,8 +2379,6 @@ def _deployment_progressing(old: Obj, new: Obj) -> bool:
 
 def _deployment_timed_out(d: Obj, st: Obj) -> bool:
     import datetime
-
-    from runtime.kube.printers import parse_time
 
     cond = _get_cond(st, "Progressing")
     if not _has_deadline(d) or cond is None or cond.get("reason") == "NewReplicaSetAvailable":

@@ -104,7 +104,6 @@ import asyncio
 import base64
 import contextlib
 import copy
-import datetime
 import logging
 import os
 import re
@@ -125,6 +124,8 @@ from runtime.dockerapi.engine import Engine, Stream
 from runtime.images import catalog
 from runtime.kube import registry
 from runtime.kube.apierrors import ApiError, bad_request
+from runtime.kube.meta import engine_epoch, engine_time, now_ts
+from runtime.kube.portforward import connect_in
 from runtime.kube.quantity import Quantity, QuantityError
 from runtime.loops import call_on_loop
 from runtime.sandbox.cgexec import Placement
@@ -155,24 +156,6 @@ VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
 R = registry.BY_GR
 PODS = R["pods"]
-
-
-def _k8s_time(docker_time: str) -> str | None:
-    """Engine timestamps (RFC 3339 with fractions) -> Kubernetes' (seconds, ``Z``)."""
-    if not docker_time or docker_time.startswith("0001-"):
-        return None
-    return docker_time[:19] + "Z"
-
-
-def _epoch(docker_time: str) -> float:
-    try:
-        return datetime.datetime.fromisoformat(docker_time.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def go_duration(seconds: float) -> str:
@@ -1140,11 +1123,13 @@ class Kubelet:
         if cur is not None:
             b = rt.backoff.get(name)
             if b is None or b.seen != cur.finished:
-                ran = _epoch(cur.finished) - _epoch(cur.started)
+                ran = engine_epoch(cur.finished) - engine_epoch(cur.started)
                 if b is None or ran >= BACKOFF_RESET:
-                    b = _Backoff(cur.finished, _epoch(cur.finished), 0.0, self.backoff_initial)
+                    b = _Backoff(cur.finished, engine_epoch(cur.finished), 0.0, self.backoff_initial)
                 else:
-                    b = _Backoff(cur.finished, _epoch(cur.finished) + b.next, b.next, min(b.next * 2, self.backoff_max))
+                    b = _Backoff(
+                        cur.finished, engine_epoch(cur.finished) + b.next, b.next, min(b.next * 2, self.backoff_max)
+                    )
                 rt.backoff[name] = b
                 if b.shown:
                     self.host.event(
@@ -1523,7 +1508,7 @@ class Kubelet:
         if cur.running:
             probe = rt.probes.get(cur.id)
             ready = (probe.ready if probe is not None else "readinessProbe" not in c) and not init
-            st["state"] = {"running": {"startedAt": _k8s_time(cur.started)}}
+            st["state"] = {"running": {"startedAt": engine_time(cur.started)}}
             st["ready"] = ready
             st["started"] = True
         elif name in rt.waiting:
@@ -1578,7 +1563,7 @@ class Kubelet:
         else:
             phase = "Running"
         ready = phase == "Running" and all(s["ready"] for s in app_st)
-        ts = _now()
+        ts = now_ts()
         old_conds = {c.get("type"): c for c in old.get("conditions") or []}
 
         def cond(typ: str, ok: bool, reason: str = "", message: str = "") -> Obj:
@@ -1740,7 +1725,7 @@ class Kubelet:
                     f'container "{name}" in pod "{pod}" is waiting to start: {self._waiting_reason(p, name)}'
                 )
             target = inst[-1]
-        since = time.time() - since_seconds if since_seconds else (_epoch(since_time) if since_time else 0.0)
+        since = time.time() - since_seconds if since_seconds else (engine_epoch(since_time) if since_time else 0.0)
         chunks = self.engine.logs(
             target.id,
             follow=follow and not previous,
@@ -1791,7 +1776,6 @@ class Kubelet:
         against the process's start time after opening (a reused pid cannot redirect it); a
         helper child enters it only to make the socket. Nothing here comes from the request
         but ``port``, so nothing outside the pod can be reached."""
-        from runtime.kube.portforward import connect_in
         from runtime.procfs import proc_start
 
         p = next(
@@ -1872,8 +1856,8 @@ def _terminated(i: _Instance) -> Obj:
     return {
         "exitCode": i.exit_code,
         "reason": reason,
-        "startedAt": _k8s_time(i.started),
-        "finishedAt": _k8s_time(i.finished),
+        "startedAt": engine_time(i.started),
+        "finishedAt": engine_time(i.finished),
         "containerID": f"docker://{i.id}",
     }
 

@@ -23,12 +23,12 @@ would take every student's node out of service after 40 s.
 
 from __future__ import annotations
 
-import datetime
 import os
 import time
 from typing import TYPE_CHECKING, Any
 
 from runtime.kube import registry
+from runtime.kube.meta import format_ts, parse_micro_time
 
 if TYPE_CHECKING:
     from runtime.kube.controllers import Controllers
@@ -51,28 +51,12 @@ def grace() -> float:
         return 40.0
 
 
-def _ts(t: float) -> str:
-    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse(ts: str | None) -> float | None:
-    if not ts:
-        return None
-    text = ts.rstrip("Z")
-    for fmt in ("%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S"):
-        try:
-            return datetime.datetime.strptime(text, fmt).replace(tzinfo=datetime.UTC).timestamp()
-        except ValueError:
-            continue
-    return None
-
-
 def _renewed(ctl: Controllers, node: str) -> float | None:
     lease = ctl.c.store.get(LEASES.gr, LEASE_NS, node)
     if lease is None:
         return None
     spec = lease.get("spec") or {}
-    return _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime")) or 0.0
+    return parse_micro_time(spec.get("renewTime")) or parse_micro_time(spec.get("acquireTime")) or 0.0
 
 
 def _ready(node: Obj) -> Obj | None:
@@ -118,7 +102,7 @@ def _monitor(ctl: Controllers, now: float) -> None:
         for effect in ("NoSchedule", "NoExecute") if want else ():
             # TaintNodesByCondition's NoSchedule keeps new pods off; the NoExecute evicts
             if not any(t.get("key") == want and t.get("effect") == effect for t in kept):
-                kept.append({"key": want, "effect": effect, "timeAdded": _ts(now)})
+                kept.append({"key": want, "effect": effect, "timeAdded": format_ts(now)})
         changed = kept != taints
         new = None
         if changed:
@@ -137,7 +121,7 @@ def _monitor(ctl: Controllers, now: float) -> None:
                         status="Unknown",
                         reason="NodeStatusUnknown",
                         message="Kubelet stopped posting node status.",
-                        lastTransitionTime=_ts(now),
+                        lastTransitionTime=format_ts(now),
                     )
                 conds.append(c)
             st["conditions"] = conds
@@ -181,7 +165,7 @@ def _eviction_due(pod: Obj, node: Obj) -> float | None:
             return 0.0
         if seconds is None:
             continue
-        added = _parse(taint.get("timeAdded")) or time.time()
+        added = parse_micro_time(taint.get("timeAdded")) or time.time()
         at = added + seconds
         due = at if due is None else min(due, at)
     return due

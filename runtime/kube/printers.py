@@ -11,6 +11,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from runtime.kube.crd import jsonpath
+from runtime.kube.meta import parse_time
 from runtime.kube.registry import ResourceDef
 from runtime.kube.selectors import selector_string
 
@@ -32,12 +34,6 @@ _DESC = {
     "UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: "
     "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata",
 }
-
-
-def parse_time(ts: str | None) -> datetime.datetime | None:
-    if not ts:
-        return None
-    return datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
 
 
 def human_duration(seconds_f: float) -> str:
@@ -906,8 +902,6 @@ def table_for(rdef: ResourceDef, objs: list[Obj], include_object: str, meta: dic
     """The Table for a resource: built-in printers, or a CRD's additionalPrinterColumns."""
     if not rdef.custom:
         return table(rdef.kind, objs, include_object, meta)
-    from runtime.kube.crd import jsonpath
-
     cols = list(rdef.printer_columns) or [{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]
     defs = [{"name": "Name", "type": "string", "format": "name", "description": _DESC["Name"], "priority": 0}]
     defs += [
