@@ -19,6 +19,11 @@ Layout
     Bearer tokens are looked up only in the cluster the path names.
 ``cli.py``
     ``serve``, ``new-cluster``, ``mint-token``.
+``meta.py``
+    The shared vocabulary every layer speaks (``Request``, ``User``, ``Reply``, ``WatchReply``,
+    generated names) and the package's only time helpers. It imports nothing of ours, so the
+    layers above import it at module top; ``tests/runtime/kube/test_layering.py`` keeps the
+    package free of import circles.
 ``apiserver.py``
     ``Cluster``: authentication, impersonation, the REST verbs (get, list, watch, create,
     update, patch, delete, deletecollection; status and scale subresources; dry-run;

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from runtime.kube import aggregator, podsecurity
+from runtime.kube import aggregator, podsecurity, registry
 from runtime.kube.apierrors import ApiError, forbidden
 from runtime.kube.quantity import Quantity
 
@@ -323,8 +323,6 @@ def _usage(rdef: ResourceDef, obj: Obj, scopes: list[str]) -> dict[str, Quantity
 
 def quota_status(c: Cluster, quota: Obj) -> Obj:
     """status.hard (= spec.hard) and status.used, as the resource quota controller computes them."""
-    from runtime.kube import registry
-
     ns = quota["metadata"]["namespace"]
     spec = quota.get("spec") or {}
     hard: Obj = dict(spec.get("hard") or {})

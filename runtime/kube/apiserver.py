@@ -35,16 +35,22 @@ from runtime.kube.apierrors import (
     bad_request,
     conflict,
     forbidden,
+    forbidden_message,
+    invalid,
     invalid_error,
     method_not_allowed,
     not_found,
+    not_supported,
+    required,
 )
+from runtime.kube.controllers import Controllers
 from runtime.kube.limits import Limits, expanded_size
 from runtime.kube.meta import Decoded, Reply, Request, User, WatchReply, now_ts, random_suffix
 from runtime.kube.patch import APPLY, JSONPATCH, MERGEPATCH, STRATEGIC, json_patch, merge_patch, strategic_merge
 from runtime.kube.podio import ExecCall, LogCall, PodIO
+from runtime.kube.portforward import Budget, PortForwardCall
 from runtime.kube.registry import ResourceDef
-from runtime.kube.selectors import parse_field_selector, parse_label_selector
+from runtime.kube.selectors import parse_field_selector, parse_label_selector, selector_from_match, selector_string
 from runtime.kube.store import Obj, Store, Watcher
 
 log = logging.getLogger(__name__)
@@ -210,8 +216,6 @@ def _delete_options(req: Request, limits: Limits) -> DeleteOpts:
     """DELETE's options as kube-apiserver's DeleteResource reads them: the body (a
     DeleteOptions in JSON, YAML or protobuf, as client-go's typed clients send it) when there
     is one, else the query; then ValidateDeleteOptions."""
-    from runtime.kube.apierrors import invalid, not_supported
-
     grace: Any
     if req.body:
         body = _json_body(req, limits, ("DeleteOptions",))
@@ -285,11 +289,7 @@ class Cluster:
         self._crd_defs: list[ResourceDef] = []
         # the kubelet side of logs/exec/attach (podio.py); None: pods never start
         self.pod_io: PodIO | None = None
-        from runtime.kube.portforward import Budget
-
         self.forward_budget = Budget()  # port-forward connections of all sessions (portforward.py)
-        from runtime.kube.controllers import Controllers
-
         self.controllers = Controllers(self)
         # Set by the kubelet's host (kubelet.py) when one runs this cluster's pods: called
         # after every reconcile; with it, bound pods are deleted gracefully (see delete).
@@ -511,8 +511,6 @@ class Cluster:
         self._apply_config = None
         self._requester = req.user
         if not rbac.allowed(self, req.user, verb, rdef.group, rdef.resource, ns, name, sub):
-            from runtime.kube.apierrors import forbidden_message
-
             raise forbidden(
                 rdef.resource,
                 rdef.group,
@@ -536,8 +534,6 @@ class Cluster:
             body = _json_body(req, self.limits, ("Binding",))
             target = (body.get("metadata") or {}).get("name", "") if isinstance(body, dict) else ""
             if not target:
-                from runtime.kube.apierrors import required
-
                 raise invalid_error("Binding", "", "", [required("metadata.name", "name or generateName is required")])
             return self._bind(req, registry.BY_GR["pods"], ns, str(target), body)
         if rdef.virtual:
@@ -1158,8 +1154,6 @@ class Cluster:
     # -- subresources ------------------------------------------------------------------
 
     def _scale_of(self, rdef: ResourceDef, obj: Obj) -> Obj:
-        from runtime.kube.selectors import selector_string
-
         spec = obj.get("spec") or {}
         if rdef.kind == "ReplicationController":  # a plain map of labels
             sel = selector_string({"matchLabels": spec.get("selector") or {}})
@@ -1187,8 +1181,6 @@ class Cluster:
         old = self._served(rdef, self._must_get(rdef, ns, name))
         replicas = (scale.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or replicas < 0:
-            from runtime.kube.apierrors import invalid
-
             raise invalid_error(
                 "Scale",
                 "autoscaling",
@@ -1212,15 +1204,11 @@ class Cluster:
         ``Reply`` whose body is a ``podio.LogCall``/``ExecCall`` that server.py streams
         through ``self.pod_io``. Without a PodIO (no kubelet yet) pods never start, and the
         answers are those of a pod whose containers are still being created."""
-        from runtime.kube.apierrors import invalid
-
         obj = self._must_get(rdef, ns, name)
         if rdef.kind != "Pod":
             raise method_not_allowed("the server does not allow this method on the requested resource")
         spec = obj.get("spec") or {}
         if sub == "portforward":
-            from runtime.kube.portforward import PortForwardCall
-
             if self.pod_io is None or not spec.get("nodeName"):
                 raise bad_request(f"pod {name} does not have a host assigned")
             return Reply(
@@ -1325,8 +1313,6 @@ class Cluster:
         phase = (pod.get("status") or {}).get("phase")
         budgets: list[Obj] = []
         if phase not in ("Succeeded", "Failed", "Pending") and not pod["metadata"].get("deletionTimestamp"):
-            from runtime.kube.selectors import selector_from_match
-
             pdb_def = registry.BY_GR["poddisruptionbudgets.policy"]
             budgets = [
                 b
@@ -1398,8 +1384,6 @@ class Cluster:
         if target.get("kind", "Node") not in ("", "Node"):
             raise bad_request(f"target kind must be Node, got {target.get('kind')!r}")
         if not node:
-            from runtime.kube.apierrors import required
-
             raise invalid_error("Binding", "", name, [required("target.name")])
         pod = self._must_get(rdef, ns, name)
         if pod["metadata"].get("deletionTimestamp"):
@@ -1431,8 +1415,6 @@ class Cluster:
             body = _json_body(req, expect=("TokenRequest",)) if req.body else {}
             spec = dict((body or {}).get("spec") or {})
             seconds = spec.get("expirationSeconds") or 3600
-            from runtime.kube.apierrors import invalid
-
             if not isinstance(seconds, int) or seconds < 600:
                 msg = "may not specify a duration less than 10 minutes"
                 raise invalid_error(

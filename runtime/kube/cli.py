@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from runtime.kube.apierrors import ApiError
+from runtime.kube.limits import parse_limit
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -24,8 +25,6 @@ def _listen(value: str) -> tuple[str, int]:
 
 
 def _limit(value: str) -> tuple[str, int | float]:
-    from runtime.kube.limits import parse_limit
-
     try:
         return parse_limit(value)
     except ValueError as e:
@@ -35,6 +34,8 @@ def _limit(value: str) -> tuple[str, int | float]:
 def _serve(args: argparse.Namespace) -> int:
     host, port = args.listen
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # deliberately lazy: the server (aiohttp, the whole API server) loads only for the
+    # commands that need it (here, _new_cluster and _token), not for --help or a bad argument
     from runtime.kube.server import serve
 
     asyncio.run(serve(Path(args.data), host, port))

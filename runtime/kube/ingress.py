@@ -117,6 +117,7 @@ from cryptography.x509.oid import NameOID
 from runtime import errors
 from runtime.kube import registry
 from runtime.kube.apierrors import ApiError
+from runtime.kube.kubelet import PodExec
 from runtime.kube.store import Watcher
 from runtime.loops import call_on_loop
 
@@ -1160,8 +1161,6 @@ class IngressController:
         except errors.RuntimeError as e:
             raise PushError(f"cannot exec in the controller's container: {e}", None) from None
         assert stream is not None
-        from runtime.kube.kubelet import PodExec
-
         px = PodExec(self.engine, eid, stream)
         output = b""
         try:

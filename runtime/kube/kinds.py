@@ -14,6 +14,7 @@ import ipaddress
 import re
 from typing import Any
 
+from runtime.kube.admission import default_limitrange
 from runtime.kube.apierrors import (
     FieldError,
     GoLiteral,
@@ -22,7 +23,10 @@ from runtime.kube.apierrors import (
     not_supported,
     required,
 )
+from runtime.kube.crd import default_crd, validate_crd
+from runtime.kube.cron import CronError, Schedule
 from runtime.kube.quantity import canonical_list
+from runtime.kube.selectors import selector_from_match
 
 Obj = dict[str, Any]
 
@@ -533,18 +537,15 @@ def validate_workload(obj: Obj) -> list[FieldError]:
         errs.append(required("spec.template"))
         return errs
     labels = (tmpl.get("metadata") or {}).get("labels") or {}
-    if sel and sel.get("matchLabels") is not None:
-        from runtime.kube.selectors import selector_from_match
-
-        if not selector_from_match(sel)({"metadata": {"labels": labels}}):
-            errs.append(
-                invalid(
-                    "spec.template.metadata.labels",
-                    None,
-                    "`selector` does not match template `labels`",
-                )
+    if sel and sel.get("matchLabels") is not None and not selector_from_match(sel)({"metadata": {"labels": labels}}):
+        errs.append(
+            invalid(
+                "spec.template.metadata.labels",
+                None,
+                "`selector` does not match template `labels`",
             )
-            errs[-1].value = GoLiteral(_go_map(labels))
+        )
+        errs[-1].value = GoLiteral(_go_map(labels))
     errs += validate_pod_spec(tmpl.get("spec"), "spec.template.spec", template=True)
     return errs
 
@@ -645,8 +646,6 @@ def validate_cronjob(obj: Obj) -> list[FieldError]:
     if not sched:
         errs.append(required("spec.schedule"))
     else:
-        from runtime.kube.cron import CronError, Schedule
-
         try:
             Schedule(str(sched))
         except CronError as e:
@@ -1198,16 +1197,12 @@ def apply_defaults(kind: str, obj: Obj) -> None:
     elif kind == "NetworkPolicy":
         default_netpol(obj)
     elif kind == "CustomResourceDefinition":
-        from runtime.kube.crd import default_crd
-
         default_crd(obj)
     elif kind == "HorizontalPodAutoscaler":
         default_hpa(obj)
     elif kind == "ResourceQuota":
         canonical_list((obj.get("spec") or {}).get("hard"))
     elif kind == "LimitRange":
-        from runtime.kube.admission import default_limitrange
-
         for item in (obj.get("spec") or {}).get("limits") or []:
             for fld in ("min", "max", "default", "defaultRequest", "maxLimitRequestRatio"):
                 if isinstance(item, dict):
@@ -1243,8 +1238,6 @@ def validate(kind: str, obj: Obj, namespaced: bool) -> list[FieldError]:
     elif kind == "Service":
         errs += validate_service(obj)
     elif kind == "CustomResourceDefinition":
-        from runtime.kube.crd import validate_crd
-
         errs += validate_crd(obj)
     elif kind == "HorizontalPodAutoscaler":
         errs += validate_hpa(obj)

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.kube.apierrors import ApiError
+from runtime.kube.quantity import Quantity, QuantityError
 
 KiB = 1024
 MiB = 1024 * 1024
@@ -99,8 +100,6 @@ class Limits:
 
 def parse_limit(text: str) -> tuple[str, int | float]:
     """``NAME=VALUE`` of the CLI (``max_objects=100``, ``max_bytes=8Mi``)."""
-    from runtime.kube.quantity import Quantity, QuantityError
-
     name, sep, value = text.partition("=")
     if not sep or not name:
         raise ValueError(f"expected NAME=VALUE, got {text!r}")

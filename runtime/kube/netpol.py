@@ -78,6 +78,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime import errors
 from runtime.dockerapi import netns
+from runtime.kube.kubelet import CONTAINER_NAME, INFRA, POD_NAME, POD_NAMESPACE
 from runtime.kube.selectors import selector_from_match
 
 if TYPE_CHECKING:
@@ -561,8 +562,6 @@ def probe(engine: Engine, namespace: str, pod: str, host: str, port: int, protoc
     """One connection from pod ``namespace/pod`` to ``host:port`` (see _netns_probe.py):
     ``{"result": "open"|"refused"|"timeout"|"unreachable"|"error", "detail": str}``.
     Every argument is checked here: a name is looked up as a label value, never used as a path."""
-    from runtime.kube.kubelet import CONTAINER_NAME, INFRA, POD_NAME, POD_NAMESPACE
-
     for what, value in (("namespace", namespace), ("pod", pod)):
         if not isinstance(value, str) or not _DNS_NAME.match(value):
             raise errors.BadRequest(f"{what} must be a Kubernetes object name, not {value!r}")

@@ -13,6 +13,7 @@ import copy
 from typing import Any
 
 from runtime.kube.apierrors import ApiError
+from runtime.kube.limits import expanded_size
 
 JSONPATCH = "application/json-patch+json"
 MERGEPATCH = "application/merge-patch+json"
@@ -134,8 +135,6 @@ def json_patch(doc: Any, ops: Any, max_copy_bytes: int | None = None) -> Any:
     copied = 0
     for op in ops:
         if max_copy_bytes is not None and isinstance(op, dict) and op.get("op") == "copy":
-            from runtime.kube.limits import expanded_size
-
             with contextlib.suppress(KeyError, IndexError, ValueError, TypeError, AttributeError):
                 # (a missing path is the op's own error, below)
                 copied += expanded_size(_get(doc, op.get("from", "")), max_copy_bytes + 1)

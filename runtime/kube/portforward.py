@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from runtime.kube.apierrors import ApiError
+from runtime.kube.apierrors import ApiError, go_json
 
 if TYPE_CHECKING:
     from runtime.kube.podio import PodIO
@@ -494,7 +494,6 @@ class Session:
 
 async def serve(request: web.Request, call: PortForwardCall) -> web.StreamResponse:
     """Upgrade to the tunnelled SPDY WebSocket and serve the session until either side ends it."""
-    from runtime.kube.apierrors import go_json
 
     def refuse(message: str) -> web.Response:
         e = ApiError(400, "BadRequest", message)

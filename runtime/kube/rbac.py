@@ -16,8 +16,10 @@ import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from runtime.kube.apierrors import forbidden, not_found
 from runtime.kube.meta import User
 from runtime.kube.registry import ResourceDef
+from runtime.kube.selectors import selector_from_match
 
 if TYPE_CHECKING:
     from runtime.kube.apiserver import Cluster
@@ -288,8 +290,6 @@ def check_escalation(cluster: Cluster, user: User, rdef: ResourceDef, ns: str, o
     covered by the user's own. Bindings: allowed with ``bind`` on the referenced role, else
     the referenced role's rules must be covered. system:masters is exempt, as in kube.
     """
-    from runtime.kube.apierrors import forbidden, not_found
-
     if rdef.group != "rbac.authorization.k8s.io" or "system:masters" in user.groups:
         return
     name = obj["metadata"].get("name", "")
@@ -562,8 +562,6 @@ def default_objects() -> list[tuple[str, Obj]]:
 def aggregate(cluster: Cluster) -> None:
     """The clusterrole-aggregation controller: rules of an aggregated ClusterRole are the
     union of the rules of every ClusterRole its aggregationRule selects."""
-    from runtime.kube.selectors import selector_from_match
-
     gr = "clusterroles.rbac.authorization.k8s.io"
     roles = cluster.store.list(gr)
     for role in roles:

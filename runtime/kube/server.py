@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from runtime.kube import crd, pki, portforward, printers, rbac
+from runtime.kube import crd, dns, pki, portforward, printers, rbac, registry
 from runtime.kube.apierrors import ApiError, go_json, path_not_found, unauthorized
 from runtime.kube.apiserver import Cluster, decode_body, write_token
 from runtime.kube.limits import Limits, expired, request_too_large
@@ -224,8 +224,6 @@ def create_cluster(
     ``{"max_objects": 100}``; kept in its cluster.json. ``nodes`` (1..MAX_NODES): a control
     plane and ``nodes - 1`` workers (``node_names``), each with ``capacity`` (a node's share
     of the sandbox's limits, ``node_capacity``; default ``DEFAULT_CAPACITY``)."""
-    from runtime.kube import dns, registry
-
     try:
         Limits.from_dict(limits or {})
     except ValueError as e:

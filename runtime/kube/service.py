@@ -89,6 +89,7 @@ from aiohttp import web
 from runtime import errors
 from runtime.kube import dns
 from runtime.kube.apierrors import ApiError
+from runtime.kube.dryrun import validate_all
 from runtime.kube.ingress import IngressController
 from runtime.kube.kubelet import ClusterHost, Kubelet, KubeletIO
 from runtime.kube.limits import Limits
@@ -351,8 +352,6 @@ class KubeService:
         return self._on_loop(self._dry_run(st["cluster"], objects))
 
     async def _dry_run(self, name: str, objects: list[Any]) -> list[dict[str, Any]]:
-        from runtime.kube.dryrun import validate_all
-
         return validate_all(await self._cluster(name), objects)
 
     def user_kubeconfig(self, sid: str, user: str, groups: list[str], ttl_seconds: int | None) -> dict[str, str]:

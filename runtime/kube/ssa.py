@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from runtime.kube.apierrors import ApiError
-from runtime.kube.patch import merge_key
+from runtime.kube.patch import merge_key, strategic_merge
 
 Obj = dict[str, Any]
 Leaf = tuple[str, ...]
@@ -236,8 +236,6 @@ def record_update(new: Obj, old: Obj | None, manager: str, api_version: str, now
 
 def apply(live: Obj, applied: Obj, manager: str, api_version: str, now: str, force: bool) -> Obj:
     """Merge an applied config into live, owning its fields; raise 409 on conflicts."""
-    from runtime.kube.patch import strategic_merge
-
     entries = _entries(live)
     applied_l = leaves(applied)
     mine = next(

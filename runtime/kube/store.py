@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from runtime.kube.apierrors import ApiError, forbidden
-from runtime.kube.limits import EtcdRequestTooLarge, Limits
+from runtime.kube.limits import EtcdRequestTooLarge, Limits, too_many_watches
 from runtime.kube.quantity import Quantity
 
 Obj = dict[str, Any]
@@ -334,8 +334,6 @@ class Store:
 
     def add_watcher(self, w: Watcher) -> None:
         """Register a watcher at the current resourceVersion; 429 past ``max_watches``."""
-        from runtime.kube.limits import too_many_watches
-
         if len(self.watchers) >= self.limits.max_watches:
             raise too_many_watches(self.limits.max_watches)
         w.pos = self.rv
