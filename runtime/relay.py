@@ -21,7 +21,8 @@ normalised view), must be exactly under the route's own sandbox, and passes
 ``runtime.urlsafety.app_path`` (no dot segments, encoded slashes, double encoding, absolute
 URLs); it is then sent upstream without re-normalisation. Connection upgrades (exec, attach,
 port-forward, docker's hijacked streams) are refused with 501: the relay carries plain HTTP
-only. Each sandbox may hold ``per_sandbox`` relayed requests at once (429 past that).
+only. Each sandbox may hold ``per_sandbox`` relayed requests at once (429 past that); a request
+whose caller has gone away (a watch abandoned mid-stream) is cancelled and gives its slot back.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from aiohttp import web
 from yarl import URL
 
 from runtime import errors, urlsafety
-from runtime.proxy import ERROR_HEADER, HOP_BY_HOP
+from runtime.proxy import ERROR_HEADER, HOP_BY_HOP, _while_connected
 
 KUBE_API = "kube-api"
 DOCKER_API = "docker-api"
@@ -127,7 +128,9 @@ class ApiRelay:
             tls: dict[str, Any] = {}
             if ssl_context is not None:
                 tls = {"ssl": ssl_context, "server_hostname": server_hostname}
-            return await self._relay(request, session or self._session(), url, headers, tls)
+            # cancelled when the caller goes away: an abandoned watch must not hold one of the
+            # sandbox's slots (and an upstream connection) until the upstream ends it
+            return await _while_connected(request, self._relay(request, session or self._session(), url, headers, tls))
         finally:
             self._open[sid] -= 1
             if not self._open[sid]:
