@@ -263,3 +263,46 @@ def test_one_sandbox_filling_its_relay_does_not_starve_its_neighbour(
             break
         assert time.monotonic() < deadline, "X's relay slots were never given back"
         time.sleep(0.5)
+
+
+@pytest.mark.parametrize(
+    "tail",
+    ["kube-api/api/v1/namespaces/default/configmaps", "docker-api/v1.41/containers/create"],
+)
+def test_a_huge_body_is_refused_upstream_and_the_relay_stays_usable(
+    backend: KubernetesBackend, pair: tuple[str, str], tail: str
+) -> None:
+    x, _y = pair
+    token_x = backend.mint_token(x, "grader", 300)
+    size = 64 * 2**20  # far past any object either API keeps (the kube API's limit is 3 MiB)
+    head = _req(
+        "POST",
+        _target(x, tail),
+        token_x,
+        extra={"Content-Type": "application/json", "Content-Length": str(size)},
+    )
+    status = 0
+    with _connect(backend, x, str(backend.ca)) as s:
+        s.sendall(head)
+        chunk = b'{"a":"' + b"x" * (2**20 - 6)
+        sent = 0
+        try:
+            while sent < size:
+                s.sendall(chunk[: min(len(chunk), size - sent)])
+                sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            pass  # refused mid-body: what is asserted is the answer
+        data = b""
+        try:
+            while not data.startswith(b"HTTP/1.") or b"\r\n" not in data:
+                more = s.recv(4096)
+                if not more:
+                    break
+                data += more
+        except (ConnectionResetError, ssl.SSLError):
+            pass
+        if data.startswith(b"HTTP/1."):
+            status = int(data.split(b" ", 2)[1])
+    assert status in (0, 400, 413), (tail, status, data[:300])
+    # the sandbox's relay and cluster still answer
+    assert _mark_seen(backend, x) == 200
