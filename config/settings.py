@@ -248,6 +248,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "heartbeat": {"task": "config.tasks.heartbeat", "schedule": 60.0},
     "labs-cull-idle": {"task": "labs.tasks.cull_idle_sessions", "schedule": 30.0},
     "labs-expire": {"task": "labs.tasks.expire_sessions", "schedule": 30.0},
+    # a provisioning worker killed mid-build: its session is taken over when its lease ends
+    "labs-requeue-stale-provisioning": {"task": "labs.tasks.requeue_stale_provisioning", "schedule": 30.0},
     "labs-expire-paused": {"task": "labs.tasks.expire_paused_sessions", "schedule": 600.0},
     # SANDBOX_BACKEND=kubernetes: sessions whose placeholder Pod was evicted (node drained or lost)
     "labs-end-lost-placements": {"task": "labs.tasks.end_lost_placements", "schedule": 15.0},

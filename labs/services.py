@@ -21,12 +21,15 @@ before through its ``session`` label instead of creating a second one.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
@@ -47,6 +50,14 @@ class SandboxLimitReached(Exception):
 
 class PauseRefused(Exception):
     """The lab cannot be paused or resumed now (backend, quota, state); the message says why."""
+
+
+class ProvisionBusy(Exception):
+    """Another worker holds a live provisioning lease on the session: look again in ``retry_in`` s."""
+
+    def __init__(self, retry_in: float) -> None:
+        super().__init__(f"another worker is building this session's sandbox; retry in {retry_in:.0f}s")
+        self.retry_in = retry_in
 
 
 # --- pushing state to the page ------------------------------------------------
@@ -227,7 +238,14 @@ def lab_session_open_terminal(*, session: LabSession, number: int, session_id: s
 # --- what the tasks do ------------------------------------------------------------
 
 
-PROVISION_LEASE = timedelta(seconds=900)  # the provisioning task's own time limit
+# A worker that builds a session's sandbox holds it by a lease it renews every
+# PROVISION_HEARTBEAT seconds while it builds (an image build or a wait for capacity can take
+# minutes). A worker killed mid-build stops renewing: within PROVISION_LEASE another worker
+# takes the session over (the redelivered task retries when the lease ends; the beat's
+# requeue_stale_provisioning catches a lost message), instead of the student waiting for
+# the task's whole time limit or the lab's maximum duration.
+PROVISION_LEASE = timedelta(seconds=120)
+PROVISION_HEARTBEAT = 30.0
 WEB_TOKEN_SLACK = 600.0  # the web credential outlives the session's time limit by this much
 
 
@@ -242,6 +260,13 @@ def _claim_for_provisioning(session_id: str) -> LabSession | None:
         .update(provision_lease_until=now + PROVISION_LEASE, provision_attempts=F("provision_attempts") + 1)
     )
     if not claimed:
+        held = (
+            LabSession.objects.filter(pk=session_id, status=LabSession.Status.STARTING, provision_lease_until__gte=now)
+            .values_list("provision_lease_until", flat=True)
+            .first()
+        )
+        if held is not None:
+            raise ProvisionBusy((held - now).total_seconds() + 1)
         return None
     session = LabSession.objects.get(pk=session_id)
     _push_queue(left=session)  # those that waited behind it move up
@@ -261,11 +286,43 @@ def _progress(session: LabSession, stage: str, message: str) -> None:
         _push(locked)
 
 
+@contextmanager
+def _provision_lease_kept(session_pk: Any) -> Iterator[None]:
+    """Renew the provisioning lease every PROVISION_HEARTBEAT seconds until the block ends
+    (a thread of its own, with its own database connection, closed when it stops)."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        try:
+            while not stop.wait(PROVISION_HEARTBEAT):
+                LabSession.objects.filter(pk=session_pk, status=LabSession.Status.STARTING).update(
+                    provision_lease_until=timezone.now() + PROVISION_LEASE
+                )
+        except Exception:
+            log.warning("renewing the provisioning lease of session %s failed", session_pk, exc_info=True)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=renew, name=f"lease-{session_pk}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(10)
+
+
 def lab_session_provision(*, session_id: str) -> LabSession | None:
-    """Build the sandbox of a starting session (idempotent; run by a task)."""
+    """Build the sandbox of a starting session (idempotent; run by a task). Raises
+    ProvisionBusy while another worker holds a live lease on it."""
     session = _claim_for_provisioning(session_id)
     if session is None or session.status != LabSession.Status.STARTING:
         return None
+    with _provision_lease_kept(session.pk):
+        return _provision(session)
+
+
+def _provision(session: LabSession) -> LabSession | None:
     backend = sandboxes.backend_for(session.backend)
     lab = session.lab
     try:
@@ -366,6 +423,23 @@ def cull_idle_sessions() -> int:
         lab_session_stop(session=session, reason=LabSession.EndReason.IDLE)
         count += 1
     return count
+
+
+def requeue_stale_provisioning() -> int:
+    """Enqueue again the starting sessions whose provisioning lease ran out: the worker
+    that claimed them died mid-build (it renews its lease while alive) and its task's
+    redelivery may be lost or already spent. The claim's conditional update makes a
+    duplicate harmless, and LAB_PROVISION_ATTEMPTS bounds the attempts."""
+    from labs.tasks import provision_sandbox
+
+    stale = list(
+        LabSession.objects.filter(
+            status=LabSession.Status.STARTING, provision_lease_until__lt=timezone.now()
+        ).values_list("pk", flat=True)[:500]
+    )
+    for pk in stale:
+        provision_sandbox.delay(str(pk))
+    return len(stale)
 
 
 def expire_sessions() -> int:

@@ -30,13 +30,20 @@ def _prepare_runtime_client(**_: Any) -> None:
 
 
 @shared_task(
+    bind=True,
     name="labs.tasks.provision_sandbox",
     time_limit=900,
     soft_time_limit=840,
     acks_late=True,
+    max_retries=20,
 )
-def provision_sandbox(session_id: str) -> str | None:
-    session = services.lab_session_provision(session_id=session_id)
+def provision_sandbox(self: Any, session_id: str) -> str | None:
+    try:
+        session = services.lab_session_provision(session_id=session_id)
+    except services.ProvisionBusy as busy:
+        # A second delivery while a worker builds it: look again when that worker's lease
+        # ends (it renews it while alive), so a killed worker's session is taken over.
+        raise self.retry(countdown=busy.retry_in) from None
     return session.status if session else None
 
 
@@ -56,6 +63,11 @@ def release_sandbox(session_id: str) -> None:
 @shared_task(name="labs.tasks.cull_idle_sessions", time_limit=120, soft_time_limit=100)
 def cull_idle_sessions() -> int:
     return services.cull_idle_sessions()
+
+
+@shared_task(name="labs.tasks.requeue_stale_provisioning", time_limit=60, soft_time_limit=50)
+def requeue_stale_provisioning() -> int:
+    return services.requeue_stale_provisioning()
 
 
 @shared_task(name="labs.tasks.expire_sessions", time_limit=120, soft_time_limit=100)
