@@ -83,7 +83,7 @@ def unreachable(message: str) -> web.Response:
     return web.Response(status=502, text=message + "\n", headers={ERROR_HEADER: "unreachable"})
 
 
-async def _while_connected(request: web.Request, relay: Awaitable[web.StreamResponse]) -> web.StreamResponse:
+async def while_connected(request: web.Request, relay: Awaitable[web.StreamResponse]) -> web.StreamResponse:
     """``relay``, cancelled when the browser's side goes away: an app that never answers must
     not hold the sandbox's share of the relay (or a socket) until the read timeout."""
     task = asyncio.ensure_future(relay)
@@ -154,7 +154,7 @@ class SandboxProxy:
         try:
             if request.headers.get("Upgrade", "").lower() == "websocket":
                 return await self._websocket(request, url, headers)
-            return await _while_connected(request, self._http_request(request, url, headers, port))
+            return await while_connected(request, self._http_request(request, url, headers, port))
         finally:
             self._open[key] -= 1
             if not self._open[key]:

@@ -35,7 +35,7 @@ from aiohttp import web
 from yarl import URL
 
 from runtime import errors, urlsafety
-from runtime.proxy import ERROR_HEADER, HOP_BY_HOP, _while_connected
+from runtime.proxy import ERROR_HEADER, HOP_BY_HOP, while_connected
 
 KUBE_API = "kube-api"
 DOCKER_API = "docker-api"
@@ -130,7 +130,7 @@ class ApiRelay:
                 tls = {"ssl": ssl_context, "server_hostname": server_hostname}
             # cancelled when the caller goes away: an abandoned watch must not hold one of the
             # sandbox's slots (and an upstream connection) until the upstream ends it
-            return await _while_connected(request, self._relay(request, session or self._session(), url, headers, tls))
+            return await while_connected(request, self._relay(request, session or self._session(), url, headers, tls))
         finally:
             self._open[sid] -= 1
             if not self._open[sid]:
