@@ -2,7 +2,8 @@
 
 With a real Celery worker running in the same test session, the provisioning
 task enqueued by lab_session_start may claim the session before the test's
-own call does; then the test waits for the worker's result instead."""
+own call does (the call is then told ProvisionBusy, or finds it built); then the
+test waits for the worker's result instead."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from labs.models import LabSession
 
 
 def provisioned(session: LabSession, timeout: float = 120) -> LabSession:
-    result = services.lab_session_provision(session_id=str(session.pk))
+    try:
+        result = services.lab_session_provision(session_id=str(session.pk))
+    except services.ProvisionBusy:  # the worker holds it under a live lease: its result is awaited
+        result = None
     if result is None:
         deadline = time.monotonic() + timeout
         while True:
