@@ -83,6 +83,21 @@ def unreachable(message: str) -> web.Response:
     return web.Response(status=502, text=message + "\n", headers={ERROR_HEADER: "unreachable"})
 
 
+async def stream_back(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+    """Copy an upstream answer to the caller as it arrives (a watch or an event stream too):
+    status, end-to-end headers (never hop-by-hop ones, nor our own error marker), body."""
+    async with upstream:
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        for name, value in upstream.headers.items():
+            if name.lower() not in HOP_BY_HOP and name.lower() != ERROR_HEADER.lower():  # ours alone
+                response.headers.add(name, value)
+        await response.prepare(request)
+        async for chunk in upstream.content.iter_any():
+            await response.write(chunk)
+        await response.write_eof()
+    return response
+
+
 async def while_connected(request: web.Request, relay: Awaitable[web.StreamResponse]) -> web.StreamResponse:
     """``relay``, cancelled when the browser's side goes away: an app that never answers must
     not hold the sandbox's share of the relay (or a socket) until the read timeout."""
@@ -173,16 +188,7 @@ class SandboxProxy:
             )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             return unreachable(f"Nothing answers on port {port} in the sandbox ({exc}). Is your app running?")
-        async with upstream:
-            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-            for name, value in upstream.headers.items():
-                if name.lower() not in HOP_BY_HOP and name.lower() != ERROR_HEADER.lower():  # ours alone
-                    response.headers.add(name, value)
-            await response.prepare(request)
-            async for chunk in upstream.content.iter_chunked(65536):
-                await response.write(chunk)
-            await response.write_eof()
-        return response
+        return await stream_back(request, upstream)
 
     async def _websocket(self, request: web.Request, url: URL, headers: dict[str, str]) -> web.StreamResponse:
         protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]

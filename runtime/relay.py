@@ -35,7 +35,7 @@ from aiohttp import web
 from yarl import URL
 
 from runtime import errors, urlsafety
-from runtime.proxy import ERROR_HEADER, HOP_BY_HOP, while_connected
+from runtime.proxy import ERROR_HEADER, HOP_BY_HOP, stream_back, while_connected
 
 KUBE_API = "kube-api"
 DOCKER_API = "docker-api"
@@ -157,13 +157,4 @@ class ApiRelay:
             )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise errors.Unreachable(f"the sandbox's API does not answer on its node: {exc}") from None
-        async with upstream:
-            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-            for name, value in upstream.headers.items():
-                if name.lower() not in HOP_BY_HOP and name.lower() != ERROR_HEADER.lower():
-                    response.headers.add(name, value)
-            await response.prepare(request)
-            async for chunk in upstream.content.iter_any():
-                await response.write(chunk)
-            await response.write_eof()
-        return response
+        return await stream_back(request, upstream)
