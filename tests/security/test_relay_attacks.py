@@ -17,36 +17,21 @@ client writes them:
   neighbour on the same node is still served.
 """
 
+# ruff: noqa: F811 - pytest fixtures are imported by name and then requested as arguments
+
 from __future__ import annotations
 
 import socket
 import ssl
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from runtime.placement import KubernetesBackend, split_id
-from tests.runtime.conftest_daemon import real_sandboxes_available
-from tests.scaleout.topology import Topology, topology
+from tests.scaleout.topology import Topology
+from tests.security.scaleout_fixtures import backend, topo  # noqa: F401 - fixtures
 
 MARK = "relay-attack-mark"
-
-
-@pytest.fixture(scope="module")
-def topo() -> Iterator[Topology]:
-    why = real_sandboxes_available()
-    if why:
-        pytest.skip(why)
-    with topology(cpu="4", memory="8Gi") as t:
-        yield t
-
-
-@pytest.fixture(scope="module")
-def backend(topo: Topology) -> Iterator[KubernetesBackend]:
-    b = KubernetesBackend(topo.kubeconfig, ca=str(topo.ca), port=topo.port, token=topo.admin_token, wait_timeout=60)
-    yield b
-    b.close()
 
 
 @pytest.fixture(scope="module")

