@@ -666,12 +666,18 @@ def test_a_fork_bomb_in_a_container_stops_at_the_sandbox_pids_limit(eng: Engine,
     cid, _ = eng.create({"Image": "busybox", "Cmd": ["sh", "-c", "for i in $(seq 2000); do sleep 60 & done; wait"]})
     eng.start(cid)
     pids = cgroup_dir(sb, "pids") / f"docker-{cid[:12]}" / "pids.current"
-    deadline = time.monotonic() + 30
-    peak = 0
-    while time.monotonic() < deadline and peak < limit - 50:
+    total = cgroup_dir(sb, "pids") / "pids.current"
+    # The wall is the sandbox's: what else runs in it (earlier tests' containers, shells)
+    # counts too, so the bomb is shown to reach the sandbox's total, not a share of it.
+    deadline = time.monotonic() + 60
+    peak = peak_total = 0
+    while time.monotonic() < deadline and peak_total < limit - 25:
         with contextlib.suppress(OSError):
             peak = max(peak, int(pids.read_text()))
-    assert peak >= limit - 50, "the container did try to fork that many"
+            peak_total = max(peak_total, int(total.read_text()))
+        time.sleep(0.01)
+    assert peak_total >= limit - 25, "the fork bomb reached the sandbox's pids limit"
+    assert peak > limit // 2, "the container did the forking"
     assert peak <= limit  # never above the sandbox's pids.max, however many the container asks for
     assert int((cgroup_dir(sb, "pids") / "pids.current").read_text()) <= limit
     eng.remove(cid, force=True)
