@@ -630,14 +630,28 @@ class Daemon:
         log.info("sandbox %s removed", sid)
         return web.json_response({"removed": sid})
 
-    async def sandbox_kubeconfig(self, request: web.Request) -> web.StreamResponse:
-        sid = request.match_info["id"]
+    async def _kube_for(self, sid: str) -> KubeLike:
+        """The kubernetes service, for sandbox ``sid`` made with it (else NotAvailable, why)."""
         info = await self._sandbox(sid)
         if "kubernetes" not in info.spec.services:
             raise errors.NotAvailable(f"sandbox {sid} was not created with the kubernetes service")
         if self.kube is None:
             raise errors.NotAvailable("this runtimed does not run the kubernetes service (--kube-listen off)")
-        return web.json_response(await asyncio.to_thread(self.kube.kubeconfig_for_host, sid))
+        return self.kube
+
+    async def _docker_for(self, sid: str) -> DockerLike:
+        """The docker service, for sandbox ``sid`` made with it (else NotAvailable, why)."""
+        info = await self._sandbox(sid)
+        if "docker" not in info.spec.services:
+            raise errors.NotAvailable(f"sandbox {sid} was not created with the docker service")
+        if self.docker is None:
+            raise errors.NotAvailable("this runtimed does not run the docker service")
+        return self.docker
+
+    async def sandbox_kubeconfig(self, request: web.Request) -> web.StreamResponse:
+        sid = request.match_info["id"]
+        kube = await self._kube_for(sid)
+        return web.json_response(await asyncio.to_thread(kube.kubeconfig_for_host, sid))
 
     async def sandbox_kube_user(self, request: web.Request) -> web.StreamResponse:
         sid = request.match_info["id"]
@@ -647,12 +661,8 @@ class Daemon:
             raise errors.BadRequest('expected {"user": str, "groups": [str...], "ttl_seconds": int?}')
         if ttl is not None and (not isinstance(ttl, int) or isinstance(ttl, bool)):
             raise errors.BadRequest("ttl_seconds must be an integer")
-        info = await self._sandbox(sid)
-        if "kubernetes" not in info.spec.services:
-            raise errors.NotAvailable(f"sandbox {sid} was not created with the kubernetes service")
-        if self.kube is None:
-            raise errors.NotAvailable("this runtimed does not run the kubernetes service (--kube-listen off)")
-        return web.json_response(await asyncio.to_thread(self.kube.user_kubeconfig, sid, user, groups, ttl))
+        kube = await self._kube_for(sid)
+        return web.json_response(await asyncio.to_thread(kube.user_kubeconfig, sid, user, groups, ttl))
 
     async def sandbox_kube_validate(self, request: web.Request) -> web.StreamResponse:
         """``{"objects": [...]}``: each manifest dry-run against this sandbox's cluster only."""
@@ -662,12 +672,8 @@ class Daemon:
         objects = (await _json(request)).get("objects")
         if not isinstance(objects, list) or len(objects) > MAX_OBJECTS:
             raise errors.BadRequest(f'expected {{"objects": [manifest, ...]}}, at most {MAX_OBJECTS} objects')
-        info = await self._sandbox(sid)
-        if "kubernetes" not in info.spec.services:
-            raise errors.NotAvailable(f"sandbox {sid} was not created with the kubernetes service")
-        if self.kube is None:
-            raise errors.NotAvailable("this runtimed does not run the kubernetes service (--kube-listen off)")
-        return web.json_response({"results": await asyncio.to_thread(self.kube.dry_run, sid, objects)})
+        kube = await self._kube_for(sid)
+        return web.json_response({"results": await asyncio.to_thread(kube.dry_run, sid, objects)})
 
     async def sandbox_kube_connectivity(self, request: web.Request) -> web.StreamResponse:
         """One connection from a pod (``{namespace, pod, host, port, protocol?, timeout?}``) made
@@ -686,33 +692,20 @@ class Daemon:
             raise errors.BadRequest(
                 'expected {"namespace": str, "pod": str, "host": str, "port": int, "protocol"?: str, "timeout"?: s}'
             )
-        info = await self._sandbox(sid)
-        if "kubernetes" not in info.spec.services:
-            raise errors.NotAvailable(f"sandbox {sid} was not created with the kubernetes service")
-        if self.kube is None:
-            raise errors.NotAvailable("this runtimed does not run the kubernetes service (--kube-listen off)")
-        result = await asyncio.to_thread(self.kube.connectivity, sid, namespace, pod, host, port, protocol, timeout)
+        kube = await self._kube_for(sid)
+        result = await asyncio.to_thread(kube.connectivity, sid, namespace, pod, host, port, protocol, timeout)
         return web.json_response(result)
 
     async def sandbox_docker(self, request: web.Request) -> web.StreamResponse:
         sid = request.match_info["id"]
-        info = await self._sandbox(sid)
-        if "docker" not in info.spec.services:
-            raise errors.NotAvailable(f"sandbox {sid} was not created with the docker service")
-        if self.docker is None:
-            raise errors.NotAvailable("this runtimed does not run the docker service")
-        return web.json_response({"socket": self.docker.socket_for_host(sid)})
+        docker = await self._docker_for(sid)
+        return web.json_response({"socket": docker.socket_for_host(sid)})
 
     async def sandbox_kube_api(self, request: web.Request) -> web.StreamResponse:
         """The sandbox's lab-cluster API with the cluster's grader credential (runtime.relay)."""
         sid = request.match_info["id"]
         path, query = relay_tail(request, sid, KUBE_API)
-        info = await self._sandbox(sid)
-        if "kubernetes" not in info.spec.services:
-            raise errors.NotAvailable(f"sandbox {sid} was not created with the kubernetes service")
-        if self.kube is None:
-            raise errors.NotAvailable("this runtimed does not run the kubernetes service (--kube-listen off)")
-        kube = self.kube
+        kube = await self._kube_for(sid)
         server, ctx, sni, token = await asyncio.to_thread(lambda: _cluster_access(kube.kubeconfig_for_host(sid)))
         return await self.relay.handle(
             request,
@@ -729,18 +722,14 @@ class Daemon:
         """The sandbox's Docker Engine API from its host socket (runtime.relay)."""
         sid = request.match_info["id"]
         path, query = relay_tail(request, sid, DOCKER_API)
-        info = await self._sandbox(sid)
-        if "docker" not in info.spec.services:
-            raise errors.NotAvailable(f"sandbox {sid} was not created with the docker service")
-        if self.docker is None:
-            raise errors.NotAvailable("this runtimed does not run the docker service")
+        docker = await self._docker_for(sid)
         return await self.relay.handle(
             request,
             sid,
             "http://docker",
             # the host socket checks the same sandbox token again (runtime.dockerapi.service)
             authorization=request.headers.get("Authorization"),
-            unix_socket=self.docker.socket_for_host(sid),
+            unix_socket=docker.socket_for_host(sid),
             path=path,
             query=query,
         )
