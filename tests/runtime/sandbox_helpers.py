@@ -7,14 +7,17 @@ production runtimed on the same host.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from runtime.images.store import ImageStore
-from runtime.sandbox import SandboxManager
-from runtime.sandbox.manager import Spawned
+from runtime.sandbox import SandboxManager, forkserver
+from runtime.sandbox.manager import PR_SET_CHILD_SUBREAPER, Spawned
 
 
 def images_for(root: Path) -> ImageStore:
@@ -64,3 +67,16 @@ def run_in(
         sp.kill_tree()
         raise
     return sp.proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+@contextlib.contextmanager
+def as_subreaper() -> Iterator[None]:
+    """This (test) process a child subreaper, as runtimed is, for the block; the flag as it was after."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    was = forkserver.is_subreaper()
+    assert libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    try:
+        yield
+    finally:
+        if not was:
+            libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)

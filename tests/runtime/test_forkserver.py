@@ -22,21 +22,16 @@ import pytest
 
 from runtime.kube.service import open_listeners_in_netns
 from runtime.sandbox import forkserver
+from runtime.sandbox.manager import PR_SET_CHILD_SUBREAPER
+from tests.runtime.sandbox_helpers import as_subreaper
 
-PR_SET_CHILD_SUBREAPER = 36
 NAMESPACES = ("mnt", "net", "pid", "user", "ipc", "uts", "cgroup")
 
 
 @pytest.fixture
 def subreaper() -> Iterator[forkserver.ForkServer]:
-    libc = ctypes.CDLL(None, use_errno=True)
-    was = forkserver.is_subreaper()
-    assert libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    try:
+    with as_subreaper():
         yield forkserver.shared()
-    finally:
-        if not was:
-            libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 
 
 def mount_helper(start_new_session: bool = False) -> subprocess.Popen[bytes]:

@@ -8,7 +8,6 @@ to run."""
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import subprocess
@@ -18,23 +17,16 @@ from pathlib import Path
 import pytest
 
 from runtime.sandbox import forkserver
-
-PR_SET_CHILD_SUBREAPER = 36
+from tests.runtime.sandbox_helpers import as_subreaper
 
 
 @pytest.fixture
 def server() -> Iterator[forkserver.ForkServer]:
-    libc = ctypes.CDLL(None, use_errno=True)
-    was = forkserver.is_subreaper()
-    assert libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    try:
+    with as_subreaper():
         srv = forkserver.shared()
         proc = forkserver.spawn("mount", [], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         proc.communicate(b'{"op": "warm-up"}', timeout=30)  # the server is running now
         yield srv
-    finally:
-        if not was:
-            libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 
 
 def socket_inodes(pid: int) -> set[str]:
