@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from runtime import errors
-from runtime.dockerapi import dockerfile as dfparse
+from runtime.dockerapi.build import dockerfile as dfparse
 
 VALID = ("cmd", "entrypoint", "env", "expose", "healthcheck", "label", "onbuild", "user", "volume", "workdir")
 DEFAULT_SHELL = ["/bin/sh", "-c"]

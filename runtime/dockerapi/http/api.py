@@ -4,7 +4,7 @@ the ``docker`` SDK 7 use it.
 ``make_app(engine)`` returns a ``DockerAPI``; ``await api.serve_unix(path)`` listens (any
 number of sockets, e.g. the sandbox's and the graders'), ``await api.close()`` ends it.
 HTTP and the stream plumbing (chunked responses, hijacked attach/exec connections, the
-threads that run blocking engine calls) are in ``streams.py``: aiohttp's server cannot
+threads that run blocking engine calls) are in ``server.py``: aiohttp's server cannot
 hijack a connection with ``Upgrade: tcp`` nor keep it writable after the client's
 half-close, so the Docker socket has its own small HTTP/1.1 server.
 
@@ -30,7 +30,7 @@ builds, ``docker save``, ``docker cp``, attach/exec I/O) get a thread of their o
 cancel event set when the client goes away, so a client that disconnects leaves neither a
 thread nor an attached process behind; they count among the engine's requests in flight,
 at most ``MAX_IN_FLIGHT`` (more are answered 429 with the reason), and its connections are
-capped too (streams.py ``MAX_CONNECTIONS``). So an engine's threads are bounded whatever
+capped too (server.py ``MAX_CONNECTIONS``). So an engine's threads are bounded whatever
 its student sends.
 
 Pulls: there is no registry (the lab has no internet). A pull of a catalog reference
@@ -38,11 +38,11 @@ Pulls: there is no registry (the lab has no internet). A pull of a catalog refer
 is refused with 404 and a message that lists the available images.
 
 ``docker cp`` (``/containers/{id}/archive``): the body of a ``PUT`` is spooled to the
-sandbox's disk (its quota), then fed to tar in the container (archive.py); ``GET``
+sandbox's disk (its quota), then fed to tar in the container (engine/archive.py); ``GET``
 streams that tar's output with the ``X-Docker-Container-Path-Stat`` header.
 
 ``docker load`` and ``docker import`` bodies are spooled the same way (``_spool``: refused
-with 403 once larger than the disk's free space) and handed to tarexport.py; ``docker
+with 403 once larger than the disk's free space) and handed to images/tarexport.py; ``docker
 commit`` and ``docker export`` go to the engine. ``/distribution/{name}/json`` answers for
 catalog images as a registry would (Descriptor, Platforms) and refuses any other name as
 dockerd does for a repository it cannot reach.
@@ -67,14 +67,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from runtime import errors
-from runtime.dockerapi import API_VERSION, ENGINE_VERSION, MIN_API_VERSION, archive, tarexport
-from runtime.dockerapi import build as build_module
-from runtime.dockerapi import engine as engine_module
-from runtime.dockerapi import events as events_module
-from runtime.dockerapi.build import BuildParams
-from runtime.dockerapi.engine import Engine
-from runtime.dockerapi.store import Image
-from runtime.dockerapi.streams import (
+from runtime.dockerapi import API_VERSION, ENGINE_VERSION, MIN_API_VERSION
+from runtime.dockerapi.build import builder as build_module
+from runtime.dockerapi.build.builder import BuildParams
+from runtime.dockerapi.engine import Engine, archive
+from runtime.dockerapi.engine import core as engine_module
+from runtime.dockerapi.engine import events as events_module
+from runtime.dockerapi.http.server import (
     MULTIPLEXED_STREAM,
     RAW_STREAM,
     ChunkedStream,
@@ -92,9 +91,11 @@ from runtime.dockerapi.streams import (
     thread_iter,
     upgrade,
 )
+from runtime.dockerapi.images import tarexport
+from runtime.dockerapi.images.store import Image
 from runtime.images import catalog
 
-log = logging.getLogger("runtime.dockerapi.api")
+log = logging.getLogger("runtime.dockerapi.http.api")
 
 T = TypeVar("T")
 BuildFn = Callable[..., str]
@@ -390,7 +391,7 @@ class DockerAPI:
 
     async def events(self, req: Request) -> None:
         """``docker events``: the engine's kept events since ``since``, then live ones until
-        ``until`` passes or the client leaves (events.py), filtered as dockerd filters them."""
+        ``until`` passes or the client leaves (engine/events.py), filtered as dockerd filters them."""
         filters = _filters(req)
         unknown = [k for k in filters if k not in EVENT_FILTERS]
         if unknown:
@@ -569,7 +570,7 @@ class DockerAPI:
         return body
 
     async def image_load(self, req: Request) -> None:
-        """``docker load`` (tarexport.py): the archive spooled on the sandbox's disk, then read
+        """``docker load`` (images/tarexport.py): the archive spooled on the sandbox's disk, then read
         in place; the answer is dockerd's JSON stream of "Loaded image" lines. As dockerd's
         (its router writes LoadImage's error into the stream), a refused archive is a 200
         whose stream carries ``{"errorDetail": ..., "error": ...}``: the SDK raises
@@ -1018,7 +1019,7 @@ class DockerAPI:
             await cancel_task(watcher)
         await out.finish()
 
-    # -- docker diff / docker cp (changes.py, archive.py) ---------------------------------------
+    # -- docker diff / docker cp (images/changes.py, engine/archive.py) ---------------------------------------
     async def container_changes(self, req: Request) -> Response:
         return json_response(await self._call(self.engine.changes, req.params["id"]))
 

@@ -19,7 +19,7 @@ import pytest
 
 from runtime import errors
 from runtime.dockerapi.engine import Engine, Stream
-from runtime.dockerapi.store import Forbidden
+from runtime.dockerapi.images.store import Forbidden
 from tests.runtime.conftest_daemon import real_sandboxes_available
 from tests.runtime.dockerapi.engine_helpers import DockerSandbox, docker_sandbox, engine_on, output, run
 

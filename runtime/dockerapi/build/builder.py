@@ -72,12 +72,12 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
 from runtime import errors
-from runtime.dockerapi import dockerfile as dfparse
-from runtime.dockerapi import ignore
-from runtime.dockerapi.dockerfile import Instruction, Stage, go_duration, go_quote, go_quote_list
+from runtime.dockerapi.build import dockerfile as dfparse
+from runtime.dockerapi.build import ignore
+from runtime.dockerapi.build.dockerfile import Instruction, Stage, go_duration, go_quote, go_quote_list
 from runtime.dockerapi.engine import Engine
 from runtime.dockerapi.fsutil import fd_path, open_in_root, read_in_root
-from runtime.dockerapi.store import Image, Layer, normalize_ref, now_rfc3339, short_id
+from runtime.dockerapi.images.store import Image, Layer, normalize_ref, now_rfc3339, short_id
 from runtime.images import tarutil
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
@@ -152,8 +152,8 @@ class BuildParams:
     labels: dict[str, str] = field(default_factory=dict)
     quiet: bool = False
     pull: bool = False
-    cachefrom: list[str] = field(default_factory=list)  # refused when given (api.py): not used
-    network_mode: str = ""  # RUN steps' network: "default"/"bridge" or "none" (api.py refuses others)
+    cachefrom: list[str] = field(default_factory=list)  # refused when given (http/api.py): not used
+    network_mode: str = ""  # RUN steps' network: "default"/"bridge" or "none" (http/api.py refuses others)
     platform: str = ""
     extra_hosts: list[str] = field(default_factory=list)  # --add-host, "name:ip", in RUN steps' /etc/hosts
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.dockerapi.changes import ADDED, DELETED, MODIFIED, changes
+from runtime.dockerapi.images.changes import ADDED, DELETED, MODIFIED, changes
 
 pytestmark = pytest.mark.root
 

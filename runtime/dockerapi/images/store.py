@@ -70,7 +70,7 @@ from runtime.sandbox.cgexec import Placement
 
 log = logging.getLogger("runtime.dockerapi")
 
-HELPER = Path(__file__).with_name("_enginehelper.py")
+HELPER = Path(__file__).parent.parent / "_enginehelper.py"  # in runtime/dockerapi/, above this package
 IDMAP_SIZE = 65536
 NOBODY = 65534
 EXIT_IDMAP_REFUSED = 3

@@ -33,8 +33,8 @@ from typing import IO, Any
 
 from runtime import errors
 from runtime.dockerapi import ENGINE_VERSION
-from runtime.dockerapi.commit import apply_changes
-from runtime.dockerapi.store import EngineStore, normalize_ref, now_rfc3339
+from runtime.dockerapi.images.commit import apply_changes
+from runtime.dockerapi.images.store import EngineStore, normalize_ref, now_rfc3339
 from runtime.images import tarutil
 
 MAX_JSON = 8 << 20  # manifest.json, index.json, a config

@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from runtime import errors
-from runtime.dockerapi.store import NotFound
+from runtime.dockerapi.images.store import NotFound
 from runtime.images import tarutil
 
 Spawn = Callable[[list[str], bool], "subprocess.Popen[bytes]"]  # (argv, with stdin) -> process

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from runtime import errors
-from runtime.dockerapi.build import BuildParams, StepFailed, build
+from runtime.dockerapi.build.builder import BuildParams, StepFailed, build
 from runtime.dockerapi.engine import Engine
 from tests.runtime.conftest_daemon import real_sandboxes_available
 from tests.runtime.dockerapi.engine_helpers import DockerSandbox, docker_sandbox, engine_on, output, run

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runtime import errors
-from runtime.dockerapi.dockerfile import (
+from runtime.dockerapi.build.dockerfile import (
     Lexer,
     ParseError,
     go_duration,

@@ -21,7 +21,7 @@ Two layers, mirroring moby/buildkit's ``frontend/dockerfile`` packages:
     ``${v:+word}``. Substitution happens at build time (the values depend on ENV and ARG
     in effect), so instructions keep their arguments raw.
 
-Nothing here touches the filesystem; ``build.py`` executes the result.
+Nothing here touches the filesystem; ``builder.py`` executes the result.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from runtime.dockerapi import API_VERSION, ENGINE_VERSION
 
-log = logging.getLogger("runtime.dockerapi.streams")
+log = logging.getLogger("runtime.dockerapi.http.server")
 
 T = TypeVar("T")
 

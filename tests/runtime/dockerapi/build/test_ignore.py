@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from runtime import errors
-from runtime.dockerapi.ignore import PatternMatcher, prune, read_patterns
+from runtime.dockerapi.build.ignore import PatternMatcher, prune, read_patterns
 
 
 def test_read_patterns_normalises_like_docker() -> None:

@@ -110,16 +110,16 @@ from runtime.dockerapi import (
     ENGINE_VERSION,
     EngineLimits,
     SandboxContext,
-    archive,
-    changes,
     fsutil,
-    health,
     netns,
     quota_message,
 )
-from runtime.dockerapi.commit import apply_changes
-from runtime.dockerapi.events import Events
-from runtime.dockerapi.store import (
+from runtime.dockerapi.engine import archive, health
+from runtime.dockerapi.engine.events import Events
+from runtime.dockerapi.engine.watch import Timers, Watcher, Worker
+from runtime.dockerapi.images import changes
+from runtime.dockerapi.images.commit import apply_changes
+from runtime.dockerapi.images.store import (
     EngineStore,
     Forbidden,
     Image,
@@ -128,7 +128,6 @@ from runtime.dockerapi.store import (
     now_rfc3339,
     parse_time,
 )
-from runtime.dockerapi.watch import Timers, Watcher, Worker
 from runtime.images.store import ImageStore, safe_rmtree
 from runtime.procfs import mounted, mounts_under, proc_start
 from runtime.sandbox import bundle
@@ -834,7 +833,7 @@ class Engine:
         return path
 
     def _init_layer_lower(self) -> Any:
-        from runtime.dockerapi.store import Layer
+        from runtime.dockerapi.images.store import Layer
 
         return Layer("sha256:" + "0" * 64, self._init_layer, 0, catalog=False)
 
@@ -3400,7 +3399,7 @@ class Engine:
     # -- docker diff / docker cp ------------------------------------------------------------------
 
     def changes(self, ref: str) -> builtins.list[dict[str, Any]]:
-        """``docker diff``: the container's writable layer against its image (changes.py); the
+        """``docker diff``: the container's writable layer against its image (images/changes.py); the
         files and dirs the engine mounts (Docker's init layer, volumes, binds) are left out."""
         c = self._get(ref)
         image = self.store.resolve(c.image)

@@ -22,7 +22,7 @@ import pytest
 
 from runtime import errors
 from runtime.dockerapi import SandboxContext
-from runtime.dockerapi.store import EngineStore, Image
+from runtime.dockerapi.images.store import EngineStore, Image
 from runtime.images.store import ImageStore
 from tests.runtime.sandbox_helpers import images_for, new_root
 
