@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from runtime.dockerapi.http.api import MAX_IN_FLIGHT, OPS_PER_ENGINE, DockerAPI
+from runtime.dockerapi.http.api import MAX_IN_FLIGHT, DockerAPI
+from runtime.dockerapi.http.base import OPS_PER_ENGINE
 from runtime.dockerapi.http.server import MAX_CONNECTIONS
 from tests.runtime.conftest_daemon import short_tmp
 from tests.runtime.dockerapi.api_helpers import served
