@@ -10,7 +10,7 @@ from typing import Any
 
 from runtime import errors
 from runtime.dockerapi.build.builder import BuildParams
-from runtime.dockerapi.engine import core as engine_module
+from runtime.dockerapi.engine import containers as engine_containers
 from runtime.dockerapi.http.base import SPOOL_MAX, APIBase, Handler
 from runtime.dockerapi.http.server import (
     ChunkedStream,
@@ -57,7 +57,7 @@ class BuildRoutes(APIBase):
                     f"docker build --network={network_mode} is not available in this lab: RUN steps use the "
                     "default bridge (inside your sandbox) or none"
                 )
-            extra_hosts = engine_module.parse_extra_hosts([str(h) for h in req.args("extrahosts")]) or []
+            extra_hosts = engine_containers.parse_extra_hosts([str(h) for h in req.args("extrahosts")]) or []
         except errors.RuntimeError:
             await self._drain_refused(req)
             raise
