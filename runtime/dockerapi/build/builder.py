@@ -152,8 +152,8 @@ class BuildParams:
     labels: dict[str, str] = field(default_factory=dict)
     quiet: bool = False
     pull: bool = False
-    cachefrom: list[str] = field(default_factory=list)  # refused when given (http/api.py): not used
-    network_mode: str = ""  # RUN steps' network: "default"/"bridge" or "none" (http/api.py refuses others)
+    cachefrom: list[str] = field(default_factory=list)  # refused when given (http/build.py): not used
+    network_mode: str = ""  # RUN steps' network: "default"/"bridge" or "none" (http/build.py refuses others)
     platform: str = ""
     extra_hosts: list[str] = field(default_factory=list)  # --add-host, "name:ip", in RUN steps' /etc/hosts
 

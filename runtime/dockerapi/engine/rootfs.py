@@ -58,7 +58,7 @@ class Rootfs(Containers):
         files and dirs the engine mounts (Docker's init layer, volumes, binds) are left out."""
         c = self._get(ref)
         image = self.store.resolve(c.image)
-        lowers = self.store._lower_dirs([*image.layers, self._init_layer_lower()])
+        lowers = self.store.lower_dirs([*image.layers, self._init_layer_lower()])
         hidden = [*(f"/{p}" for p in INIT_FILES), "/dev", "/proc", "/sys", *(m["Destination"] for m in c.mounts)]
         return changes.changes(self._dir(c.id) / "upper", [Path(x["path"]) for x in reversed(lowers)], hidden=hidden)
 

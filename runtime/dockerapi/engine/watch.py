@@ -28,7 +28,7 @@ and execs it runs:
 
 All start on first use and end with ``close`` (an engine's close or detach). Threads
 that serve one API request for as long as it lasts (``logs -f``, ``attach``, ``wait``,
-builds) are bounded per engine by the API (http/api.py, ``MAX_STREAMS``).
+builds) are bounded per engine by the API (http/api.py, ``MAX_IN_FLIGHT``).
 """
 
 from __future__ import annotations

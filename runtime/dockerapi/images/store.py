@@ -1200,7 +1200,7 @@ class EngineStore:
 
     # -- filesystems -----------------------------------------------------------------------------
 
-    def _lower_dirs(self, layers: Sequence[Layer]) -> list[dict[str, Any]]:
+    def lower_dirs(self, layers: Sequence[Layer]) -> list[dict[str, Any]]:
         lowers: list[dict[str, Any]] = []
         shifted: dict[str, list[Path]] = {}
         for layer in layers:
@@ -1225,7 +1225,7 @@ class EngineStore:
     def mount(
         self, layers: Sequence[Layer], target: Path, *, upper: Path | None = None, work: Path | None = None
     ) -> None:
-        lowers = self._lower_dirs(layers)
+        lowers = self.lower_dirs(layers)
         if upper is None:
             # overlayfs wants two lower dirs without an upper one: an empty one at the bottom.
             empty = self.root / "empty"
