@@ -41,11 +41,11 @@ Layout (as moby's tree: ``api/server``, ``daemon``, ``image``/``layer``, ``build
 ``images/``
     ``store.py``: ``EngineStore``, the sandbox's images (Docker image configs,
     content-addressed ids), tags, layers built by the student, the platform catalog
-    (read-only, shared), the classic builder's cache (parent/child images), ``docker
-    save``, layers from outside (load, import, commit), ``/distribution`` of catalog
-    images, prune, df, and the user-defined networks' records (they survive a runtimed
-    restart). ``tarexport.py``: ``docker load`` (docker-archive and OCI layout, read in
-    place as a tar index) and ``docker import``; ``commit.py``: the ``--change``
+    (read-only, shared), the classic builder's cache (parent/child images), layers from
+    outside (load, import, commit), prune, df, and the user-defined networks' records
+    (they survive a runtimed restart). ``tarexport.py``: ``docker save``, ``docker load``
+    (docker-archive and OCI layout, read in place as a tar index) and ``docker import``;
+    ``distribution.py``: ``/distribution`` of catalog images; ``commit.py``: the ``--change
     instructions of commit and import; ``changes.py``: ``docker diff``, the container's
     upper dir walked against the image's layers (descriptor-relative, never following a
     symlink). Every layer a student sends or commits is decompressed, hashed and unpacked

@@ -9,6 +9,7 @@ from runtime.dockerapi.http.server import (
     Response,
     json_response,
 )
+from runtime.dockerapi.images import distribution as image_distribution
 from runtime.images import catalog
 
 
@@ -24,7 +25,7 @@ class DistributionRoutes(APIBase):
         """The catalog's images answer as a registry would; any other name as dockerd answers
         for a repository it cannot reach (this lab has no registry and no internet)."""
         name = req.params["name"]
-        info = await self._call(self.engine.store.distribution, name)
+        info = await self._call(image_distribution.descriptor, self.engine.store, name)
         if info is not None:
             return json_response(info)
         tail = f"this lab has no internet; available images: {catalog.available()}"

@@ -99,7 +99,7 @@ class ImageRoutes(APIBase):
         cancel = threading.Event()
         watcher = asyncio.ensure_future(req.watch_disconnect(cancel))
         try:
-            async for chunk in thread_iter("docker-save", lambda: store.save(refs), cancel):
+            async for chunk in thread_iter("docker-save", lambda: tarexport.save(store, refs), cancel):
                 await out.write(chunk)
         finally:
             await cancel_task(watcher)

@@ -59,7 +59,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any
 
 from runtime import errors
 from runtime.dockerapi import EngineLimits, SandboxContext, quota_message
@@ -439,18 +439,6 @@ def _opaque_fd(fd: int) -> bool:
             if os.getxattr(fd, name) == b"y":
                 return True
     return False
-
-
-def _tar_member(name: str, size: int, mode: int = 0o644, *, directory: bool = False) -> bytes:
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime = size, mode, 0
-    if directory:
-        info.type = tarfile.DIRTYPE
-    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-
-
-def _pad(size: int) -> bytes:
-    return bytes(-size % BLOCK)
 
 
 # -- the store -------------------------------------------------------------------------------
@@ -1028,28 +1016,6 @@ class EngineStore:
             self._sizes[hexd] = tar.size
             return Layer(diff_id, dest, tar.size, catalog=False)
 
-    def distribution(self, ref: str) -> dict[str, Any] | None:
-        """``GET /distribution/{name}/json`` for a catalog reference: the manifest's descriptor
-        and platforms as a registry would give them (None outside the catalog)."""
-        entry = catalog.lookup(ref)
-        if entry is None:
-            return None
-        for cfg in self.catalog_store.list():
-            if cfg.name != entry.name:
-                continue
-            raw = self.catalog_store.blob_path(cfg.digest).read_bytes()
-            manifest = json.loads(raw)
-            config = json.loads(self.catalog_store.blob_path(manifest["config"]["digest"]).read_bytes())
-            platform = {
-                "architecture": str(config.get("architecture") or "amd64"),
-                "os": str(config.get("os") or "linux"),
-            }
-            if config.get("variant"):
-                platform["variant"] = str(config["variant"])
-            media = str(manifest.get("mediaType") or "application/vnd.oci.image.manifest.v1+json")
-            return {"Descriptor": {"mediaType": media, "digest": cfg.digest, "size": len(raw)}, "Platforms": [platform]}
-        return None
-
     # -- layers from outside: docker load, import, commit -------------------------------------
 
     def free_bytes(self) -> int:
@@ -1274,102 +1240,6 @@ class EngineStore:
         finally:
             with contextlib.suppress(OSError):
                 target.rmdir()
-
-    # -- docker save -----------------------------------------------------------------------------
-
-    def _layer_stream(self, layer: Layer, out: BinaryIO) -> None:
-        """Write the exact tar stream whose sha256 is ``layer.diff_id`` to ``out``."""
-        if layer.catalog:
-            found = self._catalog_layer(layer.diff_id)
-            if found is None:
-                raise errors.RuntimeError(f"catalog layer {layer.diff_id} is gone")
-            img, i = found
-            with tarutil.open_layer(self.catalog_store.blob_path(img.blobs[i])) as reader:
-                while chunk := reader.read(CHUNK):
-                    out.write(chunk)
-                if reader.digest != layer.diff_id:
-                    raise errors.RuntimeError(f"catalog layer {layer.diff_id} does not match its blob")
-            return
-        kept = self.layers_dir / (layer.diff_id.split(":", 1)[1] + ".tar")
-        if kept.is_file():  # a loaded layer whose tar the store's own would not reproduce
-            h = hashlib.sha256()
-            with open(kept, "rb") as f:
-                while chunk := f.read(CHUNK):
-                    h.update(chunk)
-                    out.write(chunk)
-            if "sha256:" + h.hexdigest() != layer.diff_id:
-                raise errors.RuntimeError(f"layer {layer.diff_id} changed on disk; remove the image and load it again")
-            return
-        tar = _LayerTar(layer.path, self.ctx.uid_base)
-        for chunk in tar.chunks():
-            out.write(chunk)
-        if tar.digest != layer.diff_id:
-            raise errors.RuntimeError(
-                f"layer {layer.diff_id} changed on disk (now {tar.digest}); remove the image and build it again"
-            )
-
-    def save(self, refs: Sequence[str]) -> Iterator[bytes]:
-        images: list[tuple[Image, list[str]]] = []
-        for ref in refs:
-            img = self.resolve(ref)
-            tags: list[str] = []
-            with contextlib.suppress(errors.BadRequest, errors.ImageNotFound):
-                n = normalize_ref(ref)
-                if n in img.repo_tags:
-                    tags = [n]
-            if not tags and ref.removeprefix("sha256:") not in img.id:
-                tags = list(img.repo_tags)
-            images.append((img, tags))
-        return self._save_stream(images)
-
-    def _save_stream(self, images: list[tuple[Image, list[str]]]) -> Iterator[bytes]:
-        manifest: list[dict[str, Any]] = []
-        repositories: dict[str, dict[str, str]] = {}
-        written: set[str] = set()
-        for img, tags in images:
-            chain = ""
-            layer_paths = []
-            for layer in img.layers:
-                chain = hashlib.sha256(f"{chain} {layer.diff_id}".encode()).hexdigest()
-                layer_paths.append(f"{chain}/layer.tar")
-                if chain in written:
-                    continue
-                written.add(chain)
-                yield _tar_member(chain, 0, 0o755, directory=True)
-                version = b"1.0"
-                yield _tar_member(f"{chain}/VERSION", len(version)) + version + _pad(len(version))
-                v1 = canonical({"id": chain, "created": img.created, "os": "linux"})
-                yield _tar_member(f"{chain}/json", len(v1)) + v1 + _pad(len(v1))
-                with tempfile.TemporaryFile(dir=self.tmp) as f:
-                    self._layer_stream(layer, f)
-                    size = f.tell()
-                    f.seek(0)
-                    yield _tar_member(f"{chain}/layer.tar", size)
-                    while chunk := f.read(CHUNK):
-                        yield chunk
-                    yield _pad(size)
-            hexd = img.id.split(":", 1)[1]
-            cfg_bytes = self._config_bytes(img)
-            if hexd not in written:
-                written.add(hexd)
-                yield _tar_member(f"{hexd}.json", len(cfg_bytes)) + cfg_bytes + _pad(len(cfg_bytes))
-            manifest.append({"Config": f"{hexd}.json", "RepoTags": tags or None, "Layers": layer_paths})
-            for t in tags:
-                repo, _, tag = t.rpartition(":")
-                if layer_paths:
-                    repositories.setdefault(repo, {})[tag] = layer_paths[-1].split("/")[0]
-        data = json.dumps(manifest).encode()
-        yield _tar_member("manifest.json", len(data)) + data + _pad(len(data))
-        if repositories:
-            data = json.dumps(repositories).encode()
-            yield _tar_member("repositories", len(data)) + data + _pad(len(data))
-        yield bytes(2 * BLOCK)
-
-    def _config_bytes(self, img: Image) -> bytes:
-        cat = self._catalog().get(img.id)
-        if cat is not None:
-            return cat.config_bytes
-        return (self.images_dir / (img.id.split(":", 1)[1] + ".json")).read_bytes()
 
 
 def ingest_in_helper(req: dict[str, Any]) -> dict[str, Any]:

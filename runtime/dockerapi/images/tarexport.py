@@ -1,5 +1,10 @@
-"""``docker load`` and ``docker import``: archives into the engine's store (moby
-``image/tarexport/load.go``, ``daemon/images/image_import.go``).
+"""``docker save``, ``docker load`` and ``docker import``: archives out of and into the engine's
+store (moby ``image/tarexport/save.go``, ``load.go``, ``daemon/images/image_import.go``).
+
+``save`` writes the docker-archive layout (``manifest.json``, ``repositories``, one
+``<chain id>/layer.tar`` per layer, the image configs) as a stream; each layer is the exact
+tar whose sha256 is its diff id (the catalog's blob, the tar a load kept, or the store's
+own reproducible tar of a layer built here).
 
 Two layouts are read, as dockerd 20.10 and later read them:
 
@@ -28,13 +33,24 @@ import json
 import posixpath
 import re
 import tarfile
-from collections.abc import Iterator
-from typing import IO, Any
+import tempfile
+from collections.abc import Iterator, Sequence
+from typing import IO, Any, BinaryIO
 
 from runtime import errors
 from runtime.dockerapi import ENGINE_VERSION
 from runtime.dockerapi.images.commit import apply_changes
-from runtime.dockerapi.images.store import EngineStore, normalize_ref, now_rfc3339
+from runtime.dockerapi.images.store import (
+    BLOCK,
+    CHUNK,
+    EngineStore,
+    Image,
+    Layer,
+    _LayerTar,
+    canonical,
+    normalize_ref,
+    now_rfc3339,
+)
 from runtime.images import tarutil
 
 MAX_JSON = 8 << 20  # manifest.json, index.json, a config
@@ -304,3 +320,116 @@ def import_rootfs(store: EngineStore, body: IO[bytes], *, tag: str, message: str
     with store.holding_new_layers():  # a prune between the unpacking and the image keeps the layer
         layer = store.ingest_layer(body, what="docker import")
         return store.commit(doc, [layer], tags=tags).id
+
+
+# -- docker save -----------------------------------------------------------------------------
+
+
+def _tar_member(name: str, size: int, mode: int = 0o644, *, directory: bool = False) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = size, mode, 0
+    if directory:
+        info.type = tarfile.DIRTYPE
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def _pad(size: int) -> bytes:
+    return bytes(-size % BLOCK)
+
+
+def save(store: EngineStore, refs: Sequence[str]) -> Iterator[bytes]:
+    images: list[tuple[Image, list[str]]] = []
+    for ref in refs:
+        img = store.resolve(ref)
+        tags: list[str] = []
+        with contextlib.suppress(errors.BadRequest, errors.ImageNotFound):
+            n = normalize_ref(ref)
+            if n in img.repo_tags:
+                tags = [n]
+        if not tags and ref.removeprefix("sha256:") not in img.id:
+            tags = list(img.repo_tags)
+        images.append((img, tags))
+    return _save_stream(store, images)
+
+
+def _save_stream(store: EngineStore, images: list[tuple[Image, list[str]]]) -> Iterator[bytes]:
+    manifest: list[dict[str, Any]] = []
+    repositories: dict[str, dict[str, str]] = {}
+    written: set[str] = set()
+    for img, tags in images:
+        chain = ""
+        layer_paths = []
+        for layer in img.layers:
+            chain = hashlib.sha256(f"{chain} {layer.diff_id}".encode()).hexdigest()
+            layer_paths.append(f"{chain}/layer.tar")
+            if chain in written:
+                continue
+            written.add(chain)
+            yield _tar_member(chain, 0, 0o755, directory=True)
+            version = b"1.0"
+            yield _tar_member(f"{chain}/VERSION", len(version)) + version + _pad(len(version))
+            v1 = canonical({"id": chain, "created": img.created, "os": "linux"})
+            yield _tar_member(f"{chain}/json", len(v1)) + v1 + _pad(len(v1))
+            with tempfile.TemporaryFile(dir=store.tmp) as f:
+                _layer_stream(store, layer, f)
+                size = f.tell()
+                f.seek(0)
+                yield _tar_member(f"{chain}/layer.tar", size)
+                while chunk := f.read(CHUNK):
+                    yield chunk
+                yield _pad(size)
+        hexd = img.id.split(":", 1)[1]
+        cfg_bytes = _config_bytes(store, img)
+        if hexd not in written:
+            written.add(hexd)
+            yield _tar_member(f"{hexd}.json", len(cfg_bytes)) + cfg_bytes + _pad(len(cfg_bytes))
+        manifest.append({"Config": f"{hexd}.json", "RepoTags": tags or None, "Layers": layer_paths})
+        for t in tags:
+            repo, _, tag = t.rpartition(":")
+            if layer_paths:
+                repositories.setdefault(repo, {})[tag] = layer_paths[-1].split("/")[0]
+    data = json.dumps(manifest).encode()
+    yield _tar_member("manifest.json", len(data)) + data + _pad(len(data))
+    if repositories:
+        data = json.dumps(repositories).encode()
+        yield _tar_member("repositories", len(data)) + data + _pad(len(data))
+    yield bytes(2 * BLOCK)
+
+
+def _layer_stream(store: EngineStore, layer: Layer, out: BinaryIO) -> None:
+    """Write the exact tar stream whose sha256 is ``layer.diff_id`` to ``out``."""
+    if layer.catalog:
+        found = store._catalog_layer(layer.diff_id)
+        if found is None:
+            raise errors.RuntimeError(f"catalog layer {layer.diff_id} is gone")
+        img, i = found
+        with tarutil.open_layer(store.catalog_store.blob_path(img.blobs[i])) as reader:
+            while chunk := reader.read(CHUNK):
+                out.write(chunk)
+            if reader.digest != layer.diff_id:
+                raise errors.RuntimeError(f"catalog layer {layer.diff_id} does not match its blob")
+        return
+    kept = store.layers_dir / (layer.diff_id.split(":", 1)[1] + ".tar")
+    if kept.is_file():  # a loaded layer whose tar the store's own would not reproduce
+        h = hashlib.sha256()
+        with open(kept, "rb") as f:
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+                out.write(chunk)
+        if "sha256:" + h.hexdigest() != layer.diff_id:
+            raise errors.RuntimeError(f"layer {layer.diff_id} changed on disk; remove the image and load it again")
+        return
+    tar = _LayerTar(layer.path, store.ctx.uid_base)
+    for chunk in tar.chunks():
+        out.write(chunk)
+    if tar.digest != layer.diff_id:
+        raise errors.RuntimeError(
+            f"layer {layer.diff_id} changed on disk (now {tar.digest}); remove the image and build it again"
+        )
+
+
+def _config_bytes(store: EngineStore, img: Image) -> bytes:
+    cat = store._catalog().get(img.id)
+    if cat is not None:
+        return cat.config_bytes
+    return (store.images_dir / (img.id.split(":", 1)[1] + ".json")).read_bytes()

@@ -22,6 +22,7 @@ import pytest
 
 from runtime import errors
 from runtime.dockerapi import SandboxContext
+from runtime.dockerapi.images import tarexport
 from runtime.dockerapi.images.store import EngineStore, Image
 from runtime.images.store import ImageStore
 from tests.runtime.sandbox_helpers import images_for, new_root
@@ -247,7 +248,7 @@ def test_save_writes_a_docker_save_archive_with_verifiable_layers(store: EngineS
     base = store.resolve("busybox")
     layer = store.add_layer(d)
     img = store.commit({"config": {"Cmd": ["/app/run.sh"]}, "history": []}, [*base.layers, layer], tags=["app:v1"])
-    archive = b"".join(store.save(["app:v1"]))
+    archive = b"".join(tarexport.save(store, ["app:v1"]))
     with tarfile.open(fileobj=io.BytesIO(archive)) as tf:
         manifest = json.load(tf.extractfile("manifest.json"))  # type: ignore[arg-type]
         assert len(manifest) == 1 and manifest[0]["RepoTags"] == ["app:v1"]
