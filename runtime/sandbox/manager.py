@@ -79,7 +79,7 @@ from typing import Any, Protocol
 from runtime import errors
 from runtime.dockerapi import SandboxContext
 from runtime.procfs import mounted, proc_start
-from runtime.sandbox import bundle, fastexec, forkserver
+from runtime.sandbox import bundle, fastexec, forkserver, placefiles
 from runtime.sandbox._proc import run, run_quiet
 from runtime.sandbox.cgexec import Placement
 from runtime.sandbox.cgroups import Cgroups
@@ -339,6 +339,8 @@ class SandboxManager:
         self._joining: set[Path] = set()  # exec cgroups created, their process not in yet
         self._agent_failures: dict[str, int] = {}
         self._agent_start_locks: dict[str, threading.Lock] = {}
+        # sandboxes whose services create() is starting (placefiles.py): nothing of the student's ran yet
+        self._fresh: set[str] = set()
         self._life_locks: dict[str, threading.Lock] = {}  # see _lifecycle
         self.fast_exec = fast_exec
         self._agent_bin = fastexec.install_binary(self.root)
@@ -454,7 +456,7 @@ class SandboxManager:
         with self._lifecycle(sid):
             try:
                 self._start(st, image)
-                self._start_services(st)
+                self._start_services(st, fresh=True)
             except BaseException:
                 with contextlib.suppress(Exception):
                     self._destroy(st)
@@ -1227,11 +1229,44 @@ class SandboxManager:
         self.cgroups.remove(sid)
         self.net.detach(sid, st.ip)
 
-    def _start_services(self, st: _State) -> None:
+    def _start_services(self, st: _State, *, fresh: bool = False) -> None:
+        """Start the sandbox's services and place the files they return under /root.
+
+        ``fresh``: the sandbox was built by this create and nothing of the student's has run
+        in it yet; the files (and a service's ``place_symlink``) are then written from the
+        host, with no process in the sandbox (placefiles.py says why and how)."""
         assert st.pid is not None
-        for name in st.spec.services:
-            for path, content in self.service_hooks[name].start(st.id, st.pid).items():
-                self.write_file(st.id, path, content)
+        if fresh:
+            with self._lock:
+                self._fresh.add(st.id)
+        try:
+            for name in st.spec.services:
+                for path, content in self.service_hooks[name].start(st.id, st.pid).items():
+                    if not (fresh and self._place(st, "/root/" + workspace_path(path), content=content)):
+                        self.write_file(st.id, path, content)
+        finally:
+            with self._lock:
+                self._fresh.discard(st.id)
+
+    def place_symlink(self, sid: str, path: str, target: str) -> bool:
+        """For a service's ``start`` hook: make ``path`` a symlink to ``target`` from the host
+        while ``create`` starts the services of the sandbox it built (placefiles.py). False
+        otherwise (a resume, or the placement failed): the caller makes it from inside."""
+        with self._lock:
+            st = self._states.get(sid) if sid in self._fresh else None
+        return st is not None and self._place(st, path, link=target)
+
+    def _place(self, st: _State, path: str, *, content: str | None = None, link: str | None = None) -> bool:
+        rootfs = self._dir(st.id) / "rootfs"
+        try:
+            if link is not None:
+                placefiles.symlink(rootfs, path, link, st.uid_base)
+            else:
+                placefiles.write_file(rootfs, path, (content or "").encode(), st.uid_base)
+        except (OSError, ValueError) as exc:
+            log.info("sandbox %s: %s not placed from the host (%s); writing it from inside", st.id, path, exc)
+            return False
+        return True
 
     def _stop_services(self, st: _State, *, remove: bool, pause: bool = False) -> None:
         # in the reverse order of their start: a service may use one started before it
