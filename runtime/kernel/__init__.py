@@ -10,6 +10,9 @@ engines or clusters; the packages above hand it a pid, a command, a descriptor.
     One way to run a command inside another process's network namespace (``nsenter
     --net=/proc/<pid>/ns/net``), where runtimed starts it or, given a ``Runner`` such as
     a sandbox's ``Placement``, in that sandbox's cgroup.
+``children.py``
+    ``AdoptedPopen``: the ``Popen`` of a process started for runtimed by another one (``runc
+    exec -d``, the helper fork server) and re-parented to it, a child subreaper.
 """
 
 from __future__ import annotations
