@@ -10,6 +10,9 @@ engines or clusters; the packages above hand it a pid, a command, a descriptor.
     One way to run a command inside another process's network namespace (``nsenter
     --net=/proc/<pid>/ns/net``), where runtimed starts it or, given a ``Runner`` such as
     a sandbox's ``Placement``, in that sandbox's cgroup.
+``safewrite.py``
+    One way to act on a path inside a tree a student controls (``openat2`` with
+    ``RESOLVE_IN_ROOT``): open, bounded read, ``mkdir -p``, replace a file or a link.
 ``children.py``
     ``AdoptedPopen``: the ``Popen`` of a process started for runtimed by another one (``runc
     exec -d``, the helper fork server) and re-parented to it, a child subreaper.
