@@ -47,6 +47,10 @@ LAYERS: list[set[str]] = [
 ]
 
 
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
 def _module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     if parts[-1] == "__init__":
@@ -56,7 +60,7 @@ def _module_name(path: Path) -> str:
 
 MODULES = sorted(_module_name(p) for p in RUNTIME.rglob("*.py") if "__pycache__" not in p.parts)
 # ``import _mounthelper`` after a sys.path change: the bare name of a private runtime module
-PRIVATE_FILES = {m.rsplit(".", 1)[-1]: m for m in MODULES if m.rsplit(".", 1)[-1].startswith("_")}
+PRIVATE_FILES = {m.rsplit(".", 1)[-1]: m for m in MODULES if _is_private(m.rsplit(".", 1)[-1])}
 
 # (module, the other package's private module it reaches) allowed, each with its reason
 PRIVATE_ALLOWED = {
@@ -86,10 +90,6 @@ def layer_of(module: str) -> int:
 def is_module(name: str) -> bool:
     rel = ROOT.joinpath(*name.split("."))
     return rel.with_suffix(".py").is_file() or (rel / "__init__.py").is_file()
-
-
-def _is_private(name: str) -> bool:
-    return name.startswith("_") and not name.startswith("__")
 
 
 class Import:
