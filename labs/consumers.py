@@ -405,11 +405,9 @@ class LabEventsConsumer(SignedInSocket, AsyncJsonWebsocketConsumer):
         if self.granted is not None and self.queue_latest is not None:
             await self.send_json({"type": "queue", "session": str(self.granted.session.pk), "queue": self.queue_latest})
 
-    # --- grader (issue 5): check verdicts pushed by grader.services ---------------------
+    # --- check verdicts pushed by grader.services ---------------------------------------
     async def grader_result(self, event: dict[str, Any]) -> None:
         await self.send_json({**event["result"], "type": "check"})
-
-    # --- end grader ------------------------------------------------------------------
 
     # --- messages from the class view (issue #18), pushed by courses/messages.py --------
     async def class_message(self, event: dict[str, Any]) -> None:
