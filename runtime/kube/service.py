@@ -87,6 +87,7 @@ import yaml
 from aiohttp import web
 
 from runtime import errors
+from runtime.kernel import forkserver
 from runtime.kube import dns
 from runtime.kube.apierrors import ApiError
 from runtime.kube.dryrun import validate_all
@@ -107,7 +108,6 @@ from runtime.kube.server import (
     user_kubeconfig,
 )
 from runtime.loops import call_on_loop
-from runtime.sandbox import forkserver
 
 if TYPE_CHECKING:
     from runtime.dockerapi.engine import Engine

@@ -49,7 +49,7 @@ Latency (create -> a shell answers, bench/sandbox_start.py) is dominated by
 runc itself: ``runc run -d`` ~40 ms and ``runc exec`` ~35 ms on this host (the
 first spawn starts the agent through it),
 plus the rootfs (~15 ms), the network (~10 ms: ``ip -batch`` twice, ``bridge``,
-``nft``). Waits on those children block on a pidfd (_proc.py), not on
+``nft``). Waits on those children block on a pidfd (runtime/kernel/proc.py), not on
 subprocess's sleep-polling.
 """
 
@@ -71,20 +71,21 @@ import subprocess
 import termios
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from runtime import errors
-from runtime.dockerapi import SandboxContext
+from runtime.kernel import forkserver
+from runtime.kernel.children import AdoptedPopen
+from runtime.kernel.proc import run, run_quiet
 from runtime.procfs import mounted, proc_start
-from runtime.sandbox import bundle, fastexec, forkserver, placefiles
-from runtime.sandbox._proc import run, run_quiet
+from runtime.sandbox import bundle, fastexec, placefiles
 from runtime.sandbox.cgexec import Placement
 from runtime.sandbox.cgroups import Cgroups
 from runtime.sandbox.network import Network
-from runtime.sandbox.spec import SandboxInfo, SandboxSpec, workspace_path
+from runtime.sandbox.spec import SandboxContext, SandboxInfo, SandboxSpec, workspace_path
 
 log = logging.getLogger("runtime.sandbox")
 
@@ -237,36 +238,6 @@ class _State:
             ip=self.ip,
             pid=self.pid,
         )
-
-
-class _AdoptedPopen(subprocess.Popen[bytes]):
-    """A Popen for a process started by ``runc exec -d`` and re-parented to us (subreaper).
-
-    Popen creates the pipes and hands their child ends to ``_execute_child``;
-    we give them to runc (which passes them to the process) instead of forking.
-    ``wait``/``poll``/``communicate`` then work unchanged: ``waitpid`` on a
-    re-parented child is as good as on a forked one.
-    """
-
-    def __init__(
-        self,
-        launch: Callable[[int, int, int], int],
-        *,
-        stdin: int | None,
-        stdout: int | None,
-        stderr: int | None,
-        argv: list[str],
-    ) -> None:
-        self._launch = launch
-        super().__init__(argv, stdin=stdin, stdout=stdout, stderr=stderr)
-
-    def _execute_child(self, *a: Any) -> None:
-        p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite = a[10:16]
-        try:
-            self.pid = self._launch(p2cread, c2pwrite, errwrite)
-            self._child_created = True
-        finally:
-            self._close_pipe_fds(p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite)  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -584,7 +555,7 @@ class SandboxManager:
 
     def service_context(self, sid: str) -> SandboxContext:
         """What a sandbox service needs to run things inside this sandbox (its namespaces,
-        uid range, cgroup and disk): see runtime.dockerapi.SandboxContext."""
+        uid range, cgroup and disk): see runtime.sandbox.spec.SandboxContext."""
         st = self._state(sid)
         if st.status != "running" or st.pid is None or st.ip is None:
             raise errors.Conflict(f"sandbox {sid} is {st.status}, not running")
@@ -719,7 +690,7 @@ class SandboxManager:
             return pid
 
         try:
-            proc = _AdoptedPopen(
+            proc = AdoptedPopen(
                 launch,
                 stdin=None if tty else subprocess.PIPE,
                 stdout=None if tty else subprocess.PIPE,
@@ -881,7 +852,7 @@ class SandboxManager:
             return pid
 
         try:
-            proc = _AdoptedPopen(
+            proc = AdoptedPopen(
                 launch,
                 stdin=None if tty else subprocess.PIPE,
                 stdout=None if tty else subprocess.PIPE,
@@ -1067,7 +1038,7 @@ class SandboxManager:
 
     @staticmethod
     def _start_helper() -> subprocess.Popen[bytes]:
-        # forked from the fork server (forkserver.py): no interpreter start-up per sandbox
+        # forked from the fork server (runtime/kernel/forkserver.py): no interpreter start-up per sandbox
         return forkserver.spawn("mount", [], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def _mount_rootfs(

@@ -27,7 +27,7 @@ import contextlib
 import signal as signal_mod
 
 from runtime import errors
-from runtime.dockerapi import EngineLimits, SandboxContext, netns
+from runtime.dockerapi import EngineLimits, netns
 from runtime.dockerapi.engine.core import ZERO_TIME, _Container, log
 from runtime.dockerapi.engine.inspect import Inspect
 from runtime.dockerapi.engine.policy import CAPS
@@ -36,6 +36,7 @@ from runtime.dockerapi.engine.streams import Stream
 from runtime.dockerapi.images.store import now_rfc3339
 from runtime.images.store import ImageStore
 from runtime.procfs import mounts_under, proc_start
+from runtime.sandbox.spec import SandboxContext
 
 
 class Engine(Rootfs, Inspect):

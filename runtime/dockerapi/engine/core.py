@@ -95,7 +95,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime import errors
-from runtime.dockerapi import EngineLimits, SandboxContext, netns
+from runtime.dockerapi import EngineLimits, netns
 from runtime.dockerapi.engine.events import Events
 from runtime.dockerapi.engine.streams import _Output
 from runtime.dockerapi.engine.watch import Timers, Watcher, Worker
@@ -103,6 +103,7 @@ from runtime.dockerapi.images.store import EngineStore, NotFound
 from runtime.images.store import ImageStore
 from runtime.procfs import proc_start
 from runtime.sandbox.cgroups import CGROUP_ROOT, Cgroups
+from runtime.sandbox.spec import SandboxContext
 
 log = logging.getLogger("runtime.dockerapi")
 

@@ -24,9 +24,9 @@ from runtime.dockerapi.engine.policy import CAPS
 from runtime.dockerapi.images import changes
 from runtime.dockerapi.images.commit import apply_changes
 from runtime.dockerapi.images.store import now_rfc3339
+from runtime.kernel.children import AdoptedPopen as _AdoptedPopen
 from runtime.procfs import mounted
 from runtime.sandbox import bundle
-from runtime.sandbox.manager import _AdoptedPopen
 
 
 class _OneOff:

@@ -1,8 +1,8 @@
 """Python helper children of runtimed, forked from a pre-imported server: ``spawn``.
 
 Why. runtimed does kernel work in child processes (CONVENTIONS.md, 10); two of them are
-Python scripts started for every sandbox start: the mount helper (``_mounthelper.py``) and
-the netns listener (``kube/_netns_listen.py``). A fresh ``python -I -S`` plus their imports
+Python scripts started for every sandbox start: the mount helper (``sandbox/_mounthelper.py``)
+and the netns listener (``kube/_netns_listen.py``). A fresh ``python -I -S`` plus their imports
 and the compile of the script costs ~20 ms of CPU each, and a class of 50 starting at once
 is CPU-bound (issue #13). As multiprocessing's forkserver does, one small server process
 (``_forkserver.py``) pays that once, then forks a child per request: about 3 ms of CPU in all
@@ -24,6 +24,13 @@ Who can reach it. Only runtimed: the server listens on nothing; it reads request
 end of a socketpair whose other end only runtimed holds (not inheritable, so no runc or
 helper gets it), and a request can only name a helper the server loaded at start-up.
 
+Who does not come through it, and why. A helper whose work is a sandbox's bill is started in
+that sandbox's cgroup by ``runtime.sandbox.cgexec.Placement`` (``kl-cgexec`` joins the cgroup
+before the exec): the engine's helper (``dockerapi/_enginehelper.py``), the files helper
+(``sandbox/_fileshelper.py``), the pod connectivity probe (``kube/_netns_probe.py``) and the
+kubelet's probe-socket helpers (``python -c`` strings in kube/kubelet.py); a child of this
+server starts in runtimed's cgroup.
+
 Failures. A server that died (killed, crashed) is reaped and started again at the next
 request; if it cannot be used (not a subreaper: the child would not be ours to wait for;
 a failed start or answer), the helper is started directly, as before, and a line is logged.
@@ -42,14 +49,19 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-log = logging.getLogger("runtime.sandbox")
+from runtime.kernel.children import AdoptedPopen
+
+log = logging.getLogger("runtime.kernel")
 
 SERVER = Path(__file__).with_name("_forkserver.py")
+RUNTIME = Path(__file__).resolve().parents[1]
+# The helpers the server pre-loads, by path: it loads them all when it starts (one server for
+# every package), so they are named here rather than registered by their packages at import.
+# _forkserver.py's HELPERS lists the same scripts.
 SCRIPTS = {
-    "mount": Path(__file__).with_name("_mounthelper.py"),
-    "netns": Path(__file__).resolve().parents[1] / "kube" / "_netns_listen.py",
+    "mount": RUNTIME / "sandbox" / "_mounthelper.py",
+    "netns": RUNTIME / "kube" / "_netns_listen.py",
 }
 PR_GET_CHILD_SUBREAPER = 37
 START_TIMEOUT = 10.0
@@ -149,29 +161,18 @@ class ForkServer:
             return int(answer)
 
 
-class _ForkedPopen(subprocess.Popen[bytes]):
-    """A Popen whose child the fork server forked (re-parented to us: ``waitpid`` works).
+def _forked(
+    server: ForkServer, helper: str, argv: list[str], pass_fds: Sequence[int], session: bool, **kw: int | None
+) -> AdoptedPopen:
+    """A Popen whose child the fork server forked (re-parented to us: ``waitpid`` works)."""
 
-    Popen makes the pipes and hands the child's ends to ``_execute_child``; we send them to
-    the server instead of forking, as manager._AdoptedPopen does with ``runc exec -d``."""
+    def launch(stdin: int, stdout: int, stderr: int) -> int:
+        # -1: not redirected, the child has ours (as a directly started one would)
+        fds = {0: stdin if stdin != -1 else 0, 1: stdout if stdout != -1 else 1, 2: stderr if stderr != -1 else 2}
+        fds.update({fd: fd for fd in pass_fds})
+        return server.launch(helper, argv, fds, session)
 
-    def __init__(self, server: ForkServer, helper: str, argv: list[str], pass_fds: Sequence[int], session: bool,
-                 **kw: Any) -> None:  # fmt: skip
-        self._server, self._helper, self._extra, self._session = server, helper, tuple(pass_fds), session
-        super().__init__(argv, **kw)
-
-    def _execute_child(self, *a: Any) -> None:
-        args = a[0]
-        p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite = a[10:16]
-        try:
-            # -1: not redirected, the child has ours (as a directly started one would)
-            fds = {0: p2cread if p2cread != -1 else 0, 1: c2pwrite if c2pwrite != -1 else 1}
-            fds[2] = errwrite if errwrite != -1 else 2
-            fds.update({fd: fd for fd in self._extra})
-            self.pid = self._server.launch(self._helper, args, fds, self._session)
-            self._child_created = True
-        finally:
-            self._close_pipe_fds(p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite)  # type: ignore[attr-defined]
+    return AdoptedPopen(launch, argv=argv, **kw)
 
 
 _server = ForkServer()
@@ -198,7 +199,7 @@ def spawn(
     argv = [sys.executable, "-I", "-S", str(SCRIPTS[helper]), *args]
     if is_subreaper():
         try:
-            return _ForkedPopen(
+            return _forked(
                 _server,
                 helper,
                 argv[3:],
