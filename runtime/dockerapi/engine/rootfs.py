@@ -184,6 +184,11 @@ class Rootfs(Containers):
             yield
             return
         r = self._runc("pause", c.id, check=False)
+        if r.returncode != 0 and self._stopped_meanwhile(c):
+            # it exited between our look and the pause (`docker commit` of a container that is
+            # finishing): its tree is still, so it is committed as a stopped one is, unpaused
+            yield
+            return
         if r.returncode != 0:
             why = (r.stderr or b"").decode(errors="replace").strip()[-300:]
             raise errors.RuntimeError(
@@ -194,6 +199,17 @@ class Rootfs(Containers):
             yield
         finally:
             self._runc("resume", c.id, check=False)
+
+    def _stopped_meanwhile(self, c: _Container) -> bool:
+        """runc says the container's init is gone (exited, a zombie not yet reaped, or already
+        deleted from runc by the engine's exit handling)."""
+        st = self._runc("state", c.id, check=False)
+        if st.returncode != 0:
+            return not self._runc_exists(c.id)  # deleted: the engine saw it exit meanwhile
+        try:
+            return bool(json.loads(st.stdout or b"{}").get("status") == "stopped")
+        except ValueError:
+            return False
 
     def commit(
         self,
