@@ -100,17 +100,22 @@ def daemon() -> Iterator[RealDaemon]:
 
 
 def processes_of(sid: str) -> list[str]:
-    """The command names of every host process in the sandbox's cgroups."""
-    names = []
+    """The command names of the processes running inside the sandbox: those in its cgroups
+    and in its init's pid namespace. Host-side helpers that runtimed runs in the sandbox's
+    cgroups for accounting (the NetworkPolicy agent's ``nft``, the engine's helpers) are not
+    in it and may come and go at any moment."""
+    found: list[tuple[str, str]] = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             if sid in (proc / "cgroup").read_text():
-                names.append((proc / "comm").read_text().strip())
+                found.append(((proc / "comm").read_text().strip(), os.readlink(proc / "ns" / "pid")))
         except OSError:
             continue
-    return names
+    inside = {ns for comm, ns in found if comm == "tini"}
+    assert len(inside) == 1, found
+    return [comm for comm, ns in found if ns in inside]
 
 
 @pytest.mark.timeout(300)
