@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 if TYPE_CHECKING:
-    from runtime.kube import protobuf
-    from runtime.kube.apierrors import ApiError
+    from runtime.kube.apiserver.store import Obj, Watcher
+    from runtime.kube.machinery import protobuf
+    from runtime.kube.machinery.apierrors import ApiError
     from runtime.kube.registry import ResourceDef
-    from runtime.kube.store import Obj, Watcher
 
 # the alphabet of apiserver's names.SimpleNameGenerator (k8s.io/apiserver/pkg/storage/names)
 GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"

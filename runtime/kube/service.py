@@ -87,15 +87,8 @@ import yaml
 from aiohttp import web
 
 from runtime import errors
-from runtime.kube import dns
-from runtime.kube.apierrors import ApiError
-from runtime.kube.dryrun import validate_all
-from runtime.kube.ingress import IngressController
-from runtime.kube.kubelet import ClusterHost, Kubelet, KubeletIO
-from runtime.kube.limits import Limits
-from runtime.kube.netpol import NetworkPolicyAgent, probe
-from runtime.kube.proxy import Proxy
-from runtime.kube.server import (
+from runtime.kube.apiserver.dryrun import validate_all
+from runtime.kube.apiserver.server import (
     Hub,
     clusters_dir,
     create_cluster,
@@ -106,6 +99,13 @@ from runtime.kube.server import (
     node_names,
     user_kubeconfig,
 )
+from runtime.kube.machinery.apierrors import ApiError
+from runtime.kube.machinery.limits import Limits
+from runtime.kube.node import dns
+from runtime.kube.node.ingress import IngressController
+from runtime.kube.node.kubelet import ClusterHost, Kubelet, KubeletIO
+from runtime.kube.node.netpol import NetworkPolicyAgent, probe
+from runtime.kube.node.proxy import Proxy
 from runtime.loops import call_on_loop
 from runtime.sandbox import forkserver
 

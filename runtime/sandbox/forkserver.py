@@ -2,7 +2,7 @@
 
 Why. runtimed does kernel work in child processes (CONVENTIONS.md, 10); two of them are
 Python scripts started for every sandbox start: the mount helper (``_mounthelper.py``) and
-the netns listener (``kube/_netns_listen.py``). A fresh ``python -I -S`` plus their imports
+the netns listener (``kube/node/_netns_listen.py``). A fresh ``python -I -S`` plus their imports
 and the compile of the script costs ~20 ms of CPU each, and a class of 50 starting at once
 is CPU-bound (issue #13). As multiprocessing's forkserver does, one small server process
 (``_forkserver.py``) pays that once, then forks a child per request: about 3 ms of CPU in all
@@ -49,7 +49,7 @@ log = logging.getLogger("runtime.sandbox")
 SERVER = Path(__file__).with_name("_forkserver.py")
 SCRIPTS = {
     "mount": Path(__file__).with_name("_mounthelper.py"),
-    "netns": Path(__file__).resolve().parents[1] / "kube" / "_netns_listen.py",
+    "netns": Path(__file__).resolve().parents[1] / "kube" / "node" / "_netns_listen.py",
 }
 PR_GET_CHILD_SUBREAPER = 37
 START_TIMEOUT = 10.0

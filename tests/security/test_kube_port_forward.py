@@ -1,4 +1,4 @@
-"""Hostile clients of pods/portforward (runtime/kube/portforward.py), through server.py's app.
+"""Hostile clients of pods/portforward (runtime/kube/node/portforward.py), through server.py's app.
 
 The kubelet side is a stand-in here (it needs runc): ``FakeKubelet.port_forward`` records
 what it was asked for and connects to a local echo server, as the real one connects to
@@ -23,8 +23,8 @@ import yaml
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
 
-from runtime.kube import portforward as pf
-from runtime.kube.server import Hub, create_cluster, make_app
+from runtime.kube.apiserver.server import Hub, create_cluster, make_app
+from runtime.kube.node import portforward as pf
 
 POD = "/clusters/victim/api/v1/namespaces/default/pods/web/portforward"
 

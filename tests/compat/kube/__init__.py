@@ -1,7 +1,7 @@
 """The lab cluster's API server seen by real clients: ``kubectl`` 1.37 and the pinned
 ``kubernetes`` Python client, used as oracles (issue #15).
 
-Each test drives one real client against the real HTTP app (``runtime.kube.server``)
+Each test drives one real client against the real HTTP app (``runtime.kube.apiserver.server``)
 and asserts what the client itself makes of the answer: the typed Python client
 deserialises every response into its models (so a field the OpenAPI marks required and
 the server leaves out fails the test), kubectl prints and exits as against a real

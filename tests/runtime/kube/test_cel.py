@@ -1,4 +1,4 @@
-"""The CEL subset of CRD validation rules (runtime/kube/cel.py) and how crd.py applies it."""
+"""The CEL subset of CRD validation rules (runtime/kube/machinery/cel.py) and how crd.py applies it."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from runtime.kube import cel, crd
-from runtime.kube.registry import ResourceDef
+from runtime.kube.machinery import cel
+from runtime.kube.registry import ResourceDef, crd
 
 
 def ev(rule: str, self_value: Any = None, old: Any = None) -> Any:

@@ -1,4 +1,4 @@
-"""The lab editor's dry run (runtime/kube/dryrun.py) against an in-process lab cluster: the
+"""The lab editor's dry run (runtime/kube/apiserver/dryrun.py) against an in-process lab cluster: the
 answers are the cluster's own (strict decoding, validation, unknown kinds), an object that
 exists is checked as applying it again would be, and nothing is ever stored."""
 
@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from runtime.kube.apiserver import Cluster
-from runtime.kube.dryrun import validate, validate_all
+from runtime.kube.apiserver.cluster import Cluster
+from runtime.kube.apiserver.dryrun import validate, validate_all
+from runtime.kube.apiserver.server import clusters_dir, create_cluster
 from runtime.kube.meta import Request, User
-from runtime.kube.server import clusters_dir, create_cluster
 
 ADMIN = User("admin", ("system:masters", "system:authenticated"))
 

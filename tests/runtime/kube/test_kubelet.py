@@ -24,12 +24,12 @@ import pytest
 
 from runtime.dockerapi.engine import Engine
 from runtime.kube import registry
-from runtime.kube.apierrors import ApiError
-from runtime.kube.apiserver import Cluster
-from runtime.kube.kubelet import POD_UID, ClusterHost, Kubelet, KubeletIO
+from runtime.kube.apiserver.cluster import Cluster
+from runtime.kube.apiserver.podio import PodIO
+from runtime.kube.apiserver.server import clusters_dir, create_cluster
+from runtime.kube.machinery.apierrors import ApiError
 from runtime.kube.meta import Reply, Request, User
-from runtime.kube.podio import PodIO
-from runtime.kube.server import clusters_dir, create_cluster
+from runtime.kube.node.kubelet import POD_UID, ClusterHost, Kubelet, KubeletIO
 from tests.runtime.conftest_daemon import real_sandboxes_available
 from tests.runtime.dockerapi.engine_helpers import DockerSandbox, docker_sandbox, engine_on
 

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from runtime.kube.kubelet import Kubelet, _ConfigError
+from runtime.kube.node.kubelet import Kubelet, _ConfigError
 
 
 def write(root: Path, files: dict[str, tuple[bytes, int]]) -> None:

@@ -24,9 +24,9 @@ import pytest
 
 from runtime.dockerapi.engine import Engine
 from runtime.kube import registry
-from runtime.kube.apiserver import Cluster
-from runtime.kube.kubelet import ClusterHost, Kubelet
-from runtime.kube.server import clusters_dir, create_cluster
+from runtime.kube.apiserver.cluster import Cluster
+from runtime.kube.apiserver.server import clusters_dir, create_cluster
+from runtime.kube.node.kubelet import ClusterHost, Kubelet
 from tests.runtime.conftest_daemon import real_sandboxes_available
 from tests.runtime.dockerapi.engine_helpers import docker_sandbox, engine_on
 

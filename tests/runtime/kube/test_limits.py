@@ -1,4 +1,4 @@
-"""What one lab cluster may hold (runtime/kube/limits.py), through the real kubectl and the
+"""What one lab cluster may hold (runtime/kube/machinery/limits.py), through the real kubectl and the
 official ``kubernetes`` Python client, answered as a real API server answers."""
 
 from __future__ import annotations

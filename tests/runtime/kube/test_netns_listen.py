@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from runtime import errors
-from runtime.kube import dns
+from runtime.kube.node import dns
 from runtime.kube.service import DNS_SOCKETS, open_listeners_in_netns
 
 pytestmark = pytest.mark.skipif(

@@ -1,9 +1,9 @@
-"""``kubectl logs`` / ``exec`` over the lab cluster's API server (``runtime/kube/podio.py``).
+"""``kubectl logs`` / ``exec`` over the lab cluster's API server (``runtime/kube/apiserver/podio.py``).
 
 The real kubectl 1.37 talks to the real HTTP app (``server.make_app``), served IN-PROCESS on
 a thread of its own so that the test can give the cluster a PodIO (``Cluster.pod_io``).
 
-``HostPodIO`` stands in for the kubelet (``runtime/kube/kubelet.py``, written in parallel):
+``HostPodIO`` stands in for the kubelet (``runtime/kube/node/kubelet.py``, written in parallel):
 its streams are REAL host processes (``/bin/sh -c``, ``cat``, ``tail``, ``sed``; a real
 pseudo-terminal for TTY sessions), so what kubectl prints went through the server's
 chunked log responses and its WebSocket channel protocol end to end. What the double adds
@@ -33,8 +33,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from runtime.kube.apierrors import ApiError
-from runtime.kube.server import Hub, create_cluster, make_app, mint_user_token, user_kubeconfig
+from runtime.kube.apiserver.server import Hub, create_cluster, make_app, mint_user_token, user_kubeconfig
+from runtime.kube.machinery.apierrors import ApiError
 from tests.runtime.kube.conftest import KUBECTL, Kubectl, free_port
 
 TS = "2026-01-01T10:00:00.000000000Z"

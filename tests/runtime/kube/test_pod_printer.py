@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from runtime.kube.printers import _pod
+from runtime.kube.registry.printers import _pod
 
 
 def ago(seconds: int) -> str:

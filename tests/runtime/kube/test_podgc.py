@@ -164,8 +164,8 @@ def test_deleting_a_worker_node_deletes_its_pods_and_replacements_go_to_the_rema
 
 
 def _cluster(tmp_path: Path) -> Any:
-    from runtime.kube.apiserver import Cluster
-    from runtime.kube.server import create_cluster
+    from runtime.kube.apiserver.cluster import Cluster
+    from runtime.kube.apiserver.server import create_cluster
 
     create_cluster(tmp_path, "gc", "https://127.0.0.1:1")
     return Cluster("gc", tmp_path / "clusters" / "gc")
@@ -181,7 +181,7 @@ def _post_pod(cl: Any, name: str, **spec: Any) -> None:
 def test_a_pod_on_a_missing_node_waits_out_the_quarantine_then_is_marked_and_deleted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from runtime.kube import podgc
+    from runtime.kube.controllers import podgc
 
     monkeypatch.setenv("KUBE_POD_GC_QUARANTINE", "40")
     clock = [1_000_000.0]

@@ -14,8 +14,8 @@ import ipaddress
 import re
 from typing import Any
 
-from runtime.kube.admission import default_limitrange
-from runtime.kube.apierrors import (
+from runtime.kube.apiserver.admission import default_limitrange
+from runtime.kube.machinery.apierrors import (
     FieldError,
     GoLiteral,
     forbidden_field,
@@ -23,10 +23,10 @@ from runtime.kube.apierrors import (
     not_supported,
     required,
 )
-from runtime.kube.crd import default_crd, validate_crd
-from runtime.kube.cron import CronError, Schedule
-from runtime.kube.quantity import canonical_list
-from runtime.kube.selectors import selector_from_match
+from runtime.kube.machinery.cron import CronError, Schedule
+from runtime.kube.machinery.quantity import canonical_list
+from runtime.kube.machinery.selectors import selector_from_match
+from runtime.kube.registry.crd import default_crd, validate_crd
 
 Obj = dict[str, Any]
 
@@ -787,7 +787,7 @@ def _port_name(fld: str, name: str) -> list[FieldError]:
 
 
 def _netpol_port(port: Any, path: str) -> list[FieldError]:
-    """ValidateNetworkPolicyPort: what the enforcing agent (runtime/kube/netpol.py) can act on."""
+    """ValidateNetworkPolicyPort: what the enforcing agent (runtime/kube/node/netpol.py) can act on."""
     if not isinstance(port, dict):
         return [invalid(path, port, "must be an object")]
     errs: list[FieldError] = []

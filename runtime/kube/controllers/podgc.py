@@ -27,11 +27,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from runtime.kube import registry
-from runtime.kube.apierrors import ApiError
+from runtime.kube.machinery.apierrors import ApiError
 from runtime.kube.meta import now_ts
 
 if TYPE_CHECKING:
-    from runtime.kube.controllers import Controllers
+    from runtime.kube.controllers.manager import Controllers
 
 Obj = dict[str, Any]
 PODS = registry.BY_GR["pods"]

@@ -32,12 +32,10 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from runtime.kube import crd, dns, pki, portforward, printers, rbac, registry
-from runtime.kube.apierrors import ApiError, go_json, path_not_found, unauthorized
-from runtime.kube.apiserver import Cluster, decode_body, write_token
-from runtime.kube.limits import Limits, expired, request_too_large
-from runtime.kube.meta import Reply, Request, WatchReply, now_ts
-from runtime.kube.podio import (
+from runtime.kube import registry
+from runtime.kube.apiserver import pki, rbac
+from runtime.kube.apiserver.cluster import Cluster, decode_body, write_token
+from runtime.kube.apiserver.podio import (
     BASE64_PROTOCOL,
     CLOSE,
     ERROR,
@@ -49,6 +47,11 @@ from runtime.kube.podio import (
     LogCall,
     PodStream,
 )
+from runtime.kube.machinery.apierrors import ApiError, go_json, path_not_found, unauthorized
+from runtime.kube.machinery.limits import Limits, expired, request_too_large
+from runtime.kube.meta import Reply, Request, WatchReply, now_ts
+from runtime.kube.node import dns, portforward
+from runtime.kube.registry import crd, printers
 
 log = logging.getLogger(__name__)
 

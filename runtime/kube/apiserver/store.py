@@ -39,9 +39,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import IO, Any
 
-from runtime.kube.apierrors import ApiError, forbidden
-from runtime.kube.limits import EtcdRequestTooLarge, Limits, too_many_watches
-from runtime.kube.quantity import Quantity
+from runtime.kube.machinery.apierrors import ApiError, forbidden
+from runtime.kube.machinery.limits import EtcdRequestTooLarge, Limits, too_many_watches
+from runtime.kube.machinery.quantity import Quantity
 
 Obj = dict[str, Any]
 

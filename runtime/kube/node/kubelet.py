@@ -123,14 +123,14 @@ from runtime.dockerapi import netns
 from runtime.dockerapi.engine import Engine, Stream
 from runtime.images import catalog
 from runtime.kube import registry
-from runtime.kube.apierrors import ApiError, bad_request
+from runtime.kube.machinery.apierrors import ApiError, bad_request
+from runtime.kube.machinery.quantity import Quantity, QuantityError
 from runtime.kube.meta import engine_epoch, engine_time, now_ts
-from runtime.kube.portforward import connect_in
-from runtime.kube.quantity import Quantity, QuantityError
+from runtime.kube.node.portforward import connect_in
 from runtime.loops import call_on_loop
 from runtime.sandbox.cgexec import Placement
 
-log = logging.getLogger("runtime.kube.kubelet")
+log = logging.getLogger("runtime.kube.node.kubelet")
 
 Obj = dict[str, Any]
 T = TypeVar("T")
@@ -369,7 +369,7 @@ class _Instance:
 
 
 class _Session:
-    """A process's I/O as ``runtime/kube/podio.py``'s ``PodStream``: ``read`` gives
+    """A process's I/O as ``runtime/kube/apiserver/podio.py``'s ``PodStream``: ``read`` gives
     (1|2, data) and None at the end or soon after ``close`` (which never blocks)."""
 
     def __init__(self, stream: Stream) -> None:
@@ -474,7 +474,7 @@ class _LogStream:
 
 
 class KubeletIO:
-    """``Cluster.pod_io`` for a Kubelet: ``runtime/kube/podio.py``'s ``PodIO``."""
+    """``Cluster.pod_io`` for a Kubelet: ``runtime/kube/apiserver/podio.py``'s ``PodIO``."""
 
     def __init__(self, kubelet: Kubelet) -> None:
         self.kubelet = kubelet

@@ -95,7 +95,7 @@ class PodStream(Protocol):
 
 
 class PodIO(Protocol):
-    """The kubelet side of logs/exec/attach. Errors are ``runtime.kube.apierrors.ApiError``
+    """The kubelet side of logs/exec/attach. Errors are ``runtime.kube.machinery.apierrors.ApiError``
     with the kubelet's messages (e.g. 400 'container "web" in pod "web" is waiting to start:
     ContainerCreating', or 'previous terminated container "web" in pod "web" not found')."""
 
@@ -129,7 +129,7 @@ class PodIO(Protocol):
 
     def port_forward(self, ns: str, pod: str, port: int) -> socket.socket:
         """A non-blocking TCP socket connected to ``port`` on the pod's own loopback, made in
-        the pod's network namespace (runtime/kube/portforward.py). Blocks while it connects;
+        the pod's network namespace (runtime/kube/node/portforward.py). Blocks while it connects;
         raises ApiError (no such pod, nothing running) or OSError (connection refused)."""
         ...
 

@@ -26,8 +26,13 @@ from typing import Any
 
 import yaml
 
-from runtime.kube import admission, crd, discovery, kinds, openapi, printers, protobuf, rbac, registry, ssa
-from runtime.kube.apierrors import (
+from runtime.kube import registry
+from runtime.kube.apiserver import admission, discovery, openapi, rbac
+from runtime.kube.apiserver.podio import ExecCall, LogCall, PodIO
+from runtime.kube.apiserver.store import Obj, Store, Watcher
+from runtime.kube.controllers.manager import Controllers
+from runtime.kube.machinery import protobuf, ssa
+from runtime.kube.machinery.apierrors import (
     MODIFIED,
     ApiError,
     FieldError,
@@ -43,15 +48,25 @@ from runtime.kube.apierrors import (
     not_supported,
     required,
 )
-from runtime.kube.controllers import Controllers
-from runtime.kube.limits import Limits, expanded_size
+from runtime.kube.machinery.limits import Limits, expanded_size
+from runtime.kube.machinery.patch import (
+    APPLY,
+    JSONPATCH,
+    MERGEPATCH,
+    STRATEGIC,
+    json_patch,
+    merge_patch,
+    strategic_merge,
+)
+from runtime.kube.machinery.selectors import (
+    parse_field_selector,
+    parse_label_selector,
+    selector_from_match,
+    selector_string,
+)
 from runtime.kube.meta import Decoded, Reply, Request, User, WatchReply, now_ts, random_suffix
-from runtime.kube.patch import APPLY, JSONPATCH, MERGEPATCH, STRATEGIC, json_patch, merge_patch, strategic_merge
-from runtime.kube.podio import ExecCall, LogCall, PodIO
-from runtime.kube.portforward import Budget, PortForwardCall
-from runtime.kube.registry import ResourceDef
-from runtime.kube.selectors import parse_field_selector, parse_label_selector, selector_from_match, selector_string
-from runtime.kube.store import Obj, Store, Watcher
+from runtime.kube.node.portforward import Budget, PortForwardCall
+from runtime.kube.registry import ResourceDef, crd, kinds, printers
 
 log = logging.getLogger(__name__)
 

@@ -49,12 +49,12 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from runtime.kube.apierrors import ApiError, go_json
+from runtime.kube.machinery.apierrors import ApiError, go_json
 
 if TYPE_CHECKING:
-    from runtime.kube.podio import PodIO
+    from runtime.kube.apiserver.podio import PodIO
 
-log = logging.getLogger("runtime.kube.portforward")
+log = logging.getLogger("runtime.kube.node.portforward")
 
 WS_PROTOCOL = "SPDY/3.1+portforward.k8s.io"
 CHANNEL_PROTOCOL = "v4.channel.k8s.io"

@@ -33,17 +33,19 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from runtime.kube import aggregator, crd, kinds, nodelifecycle, nodetaints, podgc, rbac, registry, scheduler
-from runtime.kube.admission import quota_status
-from runtime.kube.apierrors import ApiError
-from runtime.kube.cron import CronError, Schedule
+from runtime.kube import registry, scheduler
+from runtime.kube.apiserver import aggregator, rbac
+from runtime.kube.apiserver.admission import quota_status
+from runtime.kube.controllers import nodelifecycle, nodetaints, podgc
+from runtime.kube.machinery.apierrors import ApiError
+from runtime.kube.machinery.cron import CronError, Schedule
+from runtime.kube.machinery.quantity import Quantity, QuantityError
+from runtime.kube.machinery.selectors import selector_from_match
 from runtime.kube.meta import now_ts, parse_time
-from runtime.kube.quantity import Quantity, QuantityError
-from runtime.kube.registry import ResourceDef
-from runtime.kube.selectors import selector_from_match
+from runtime.kube.registry import ResourceDef, crd, kinds
 
 if TYPE_CHECKING:
-    from runtime.kube.apiserver import Cluster
+    from runtime.kube.apiserver.cluster import Cluster
 
 Obj = dict[str, Any]
 

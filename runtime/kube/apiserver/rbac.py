@@ -16,13 +16,13 @@ import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from runtime.kube.apierrors import forbidden, not_found
+from runtime.kube.machinery.apierrors import forbidden, not_found
+from runtime.kube.machinery.selectors import selector_from_match
 from runtime.kube.meta import User
 from runtime.kube.registry import ResourceDef
-from runtime.kube.selectors import selector_from_match
 
 if TYPE_CHECKING:
-    from runtime.kube.apiserver import Cluster
+    from runtime.kube.apiserver.cluster import Cluster
 
 Obj = dict[str, Any]
 

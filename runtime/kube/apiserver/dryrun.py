@@ -28,10 +28,10 @@ import re
 from typing import Any
 
 from runtime.kube import registry
-from runtime.kube.apiserver import Cluster
+from runtime.kube.apiserver.cluster import Cluster
 from runtime.kube.meta import Reply, Request, User
 
-log = logging.getLogger("runtime.kube.dryrun")
+log = logging.getLogger("runtime.kube.apiserver.dryrun")
 
 MAX_OBJECTS = 50  # documents of one file validated per request
 USER = User("kubelab-editor", ("system:masters", "system:authenticated"))

@@ -116,16 +116,16 @@ from cryptography.x509.oid import NameOID
 
 from runtime import errors
 from runtime.kube import registry
-from runtime.kube.apierrors import ApiError
-from runtime.kube.kubelet import PodExec
-from runtime.kube.store import Watcher
+from runtime.kube.apiserver.store import Watcher
+from runtime.kube.machinery.apierrors import ApiError
+from runtime.kube.node.kubelet import PodExec
 from runtime.loops import call_on_loop
 
 if TYPE_CHECKING:
     from runtime.dockerapi.engine import Engine
-    from runtime.kube.kubelet import ClusterHost
+    from runtime.kube.node.kubelet import ClusterHost
 
-log = logging.getLogger("runtime.kube.ingress")
+log = logging.getLogger("runtime.kube.node.ingress")
 
 Obj = dict[str, Any]
 T = TypeVar("T")
@@ -625,7 +625,7 @@ def _path_problem(path: str, kind: str, regex: bool) -> str:
     return ""
 
 
-_HEAD = f"""# nginx.conf of the lab cluster's ingress controller (runtimed: runtime/kube/ingress.py)
+_HEAD = f"""# nginx.conf of the lab cluster's ingress controller (runtimed: runtime/kube/node/ingress.py)
 daemon off;
 worker_processes 1;
 pid /run/nginx.pid;

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from runtime.kube import aggregator, podsecurity, registry
-from runtime.kube.apierrors import ApiError, forbidden
-from runtime.kube.quantity import Quantity
+from runtime.kube import registry
+from runtime.kube.apiserver import aggregator, podsecurity
+from runtime.kube.machinery.apierrors import ApiError, forbidden
+from runtime.kube.machinery.quantity import Quantity
 
 if TYPE_CHECKING:
-    from runtime.kube.apiserver import Cluster
+    from runtime.kube.apiserver.cluster import Cluster
     from runtime.kube.registry import ResourceDef
 
 Obj = dict[str, Any]

@@ -72,10 +72,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from runtime.dockerapi.engine import CAPS
-from runtime.kube.apierrors import ApiError, FieldError, forbidden, invalid, invalid_error
+from runtime.kube.machinery.apierrors import ApiError, FieldError, forbidden, invalid, invalid_error
 
 if TYPE_CHECKING:
-    from runtime.kube.apiserver import Cluster
+    from runtime.kube.apiserver.cluster import Cluster
     from runtime.kube.registry import ResourceDef
 
 log = logging.getLogger(__name__)

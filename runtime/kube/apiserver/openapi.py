@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from runtime.kube import registry
-from runtime.kube.apierrors import ApiError
+from runtime.kube.machinery.apierrors import ApiError
+from runtime.kube.machinery.patch import schema_merge_key
+from runtime.kube.machinery.quantity import QUANTITY_MSG, Quantity, QuantityError
 from runtime.kube.meta import Reply
-from runtime.kube.patch import schema_merge_key
-from runtime.kube.quantity import QUANTITY_MSG, Quantity, QuantityError
 from runtime.kube.registry import ResourceDef
 
 Obj = dict[str, Any]

@@ -78,14 +78,14 @@ from typing import TYPE_CHECKING, Any
 
 from runtime import errors
 from runtime.dockerapi import netns
-from runtime.kube.kubelet import CONTAINER_NAME, INFRA, POD_NAME, POD_NAMESPACE
-from runtime.kube.selectors import selector_from_match
+from runtime.kube.machinery.selectors import selector_from_match
+from runtime.kube.node.kubelet import CONTAINER_NAME, INFRA, POD_NAME, POD_NAMESPACE
 
 if TYPE_CHECKING:
     from runtime.dockerapi.engine import Engine
-    from runtime.kube.kubelet import ClusterHost
+    from runtime.kube.node.kubelet import ClusterHost
 
-log = logging.getLogger("runtime.kube.netpol")
+log = logging.getLogger("runtime.kube.node.netpol")
 
 Obj = dict[str, Any]
 

@@ -11,10 +11,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from runtime.kube.crd import jsonpath
+from runtime.kube.machinery.selectors import selector_string
 from runtime.kube.meta import parse_time
 from runtime.kube.registry import ResourceDef
-from runtime.kube.selectors import selector_string
+from runtime.kube.registry.crd import jsonpath
 
 Obj = dict[str, Any]
 Col = tuple[str, str, str, int]  # name, type, format, priority

@@ -25,11 +25,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from runtime.kube import registry
-from runtime.kube.apierrors import forbidden
+from runtime.kube.machinery.apierrors import forbidden
 from runtime.kube.meta import now_ts
 
 if TYPE_CHECKING:
-    from runtime.kube.controllers import Controllers
+    from runtime.kube.controllers.manager import Controllers
     from runtime.kube.registry import ResourceDef
 
 Obj = dict[str, Any]

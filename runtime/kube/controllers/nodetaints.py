@@ -19,7 +19,7 @@ from runtime.kube.meta import now_ts
 from runtime.kube.scheduler import UNSCHEDULABLE_TAINT
 
 if TYPE_CHECKING:
-    from runtime.kube.controllers import Controllers
+    from runtime.kube.controllers.manager import Controllers
 
 Obj = dict[str, Any]
 

@@ -50,9 +50,9 @@ from runtime.dockerapi import netns
 
 if TYPE_CHECKING:
     from runtime.dockerapi.engine import Engine
-    from runtime.kube.kubelet import ClusterHost
+    from runtime.kube.node.kubelet import ClusterHost
 
-log = logging.getLogger("runtime.kube.proxy")
+log = logging.getLogger("runtime.kube.node.proxy")
 
 Obj = dict[str, Any]
 

@@ -43,7 +43,7 @@ from typing import Any, cast
 from runtime.dockerapi import fsutil, netns
 from runtime.kube import registry
 
-log = logging.getLogger("runtime.kube.dns")
+log = logging.getLogger("runtime.kube.node.dns")
 
 Obj = dict[str, Any]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from runtime.kube.apierrors import ApiError, bad_request
+from runtime.kube.machinery.apierrors import ApiError, bad_request
 
 Obj = dict[str, Any]
 Pred = Callable[[Obj], bool]

@@ -15,8 +15,8 @@ import copy
 import json
 from typing import Any
 
-from runtime.kube.apierrors import ApiError
-from runtime.kube.patch import merge_key, strategic_merge
+from runtime.kube.machinery.apierrors import ApiError
+from runtime.kube.machinery.patch import merge_key, strategic_merge
 
 Obj = dict[str, Any]
 Leaf = tuple[str, ...]

@@ -12,8 +12,8 @@ import contextlib
 import copy
 from typing import Any
 
-from runtime.kube.apierrors import ApiError
-from runtime.kube.limits import expanded_size
+from runtime.kube.machinery.apierrors import ApiError
+from runtime.kube.machinery.limits import expanded_size
 
 JSONPATCH = "application/json-patch+json"
 MERGEPATCH = "application/merge-patch+json"

@@ -23,8 +23,8 @@ import copy
 import re
 from typing import Any
 
-from runtime.kube import cel
-from runtime.kube.apierrors import FieldError, GoLiteral, duplicate, invalid, not_supported, required
+from runtime.kube.machinery import cel
+from runtime.kube.machinery.apierrors import FieldError, GoLiteral, duplicate, invalid, not_supported, required
 from runtime.kube.registry import ResourceDef
 
 Obj = dict[str, Any]

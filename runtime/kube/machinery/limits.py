@@ -49,8 +49,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.kube.apierrors import ApiError
-from runtime.kube.quantity import Quantity, QuantityError
+from runtime.kube.machinery.apierrors import ApiError
+from runtime.kube.machinery.quantity import Quantity, QuantityError
 
 KiB = 1024
 MiB = 1024 * 1024

@@ -31,7 +31,7 @@ from runtime.kube import registry
 from runtime.kube.meta import format_ts, parse_micro_time
 
 if TYPE_CHECKING:
-    from runtime.kube.controllers import Controllers
+    from runtime.kube.controllers.manager import Controllers
 
 Obj = dict[str, Any]
 R = registry.BY_GR
