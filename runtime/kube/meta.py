@@ -17,10 +17,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 if TYPE_CHECKING:
-    from runtime.kube.apiserver.store import Obj, Watcher
+    from runtime.kube.apiserver.store import Watcher
     from runtime.kube.machinery import protobuf
     from runtime.kube.machinery.apierrors import ApiError
     from runtime.kube.registry import ResourceDef
+
+# A Kubernetes object as the API serves it (decoded JSON): the one alias every layer uses.
+Obj = dict[str, Any]
 
 # the alphabet of apiserver's names.SimpleNameGenerator (k8s.io/apiserver/pkg/storage/names)
 GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"

@@ -65,12 +65,11 @@ from typing import TYPE_CHECKING, Any
 from runtime.kube import registry
 from runtime.kube.machinery.quantity import Quantity
 from runtime.kube.machinery.selectors import selector_from_match
-from runtime.kube.meta import now_ts
+from runtime.kube.meta import Obj, now_ts
 
 if TYPE_CHECKING:
     from runtime.kube.controllers.manager import Controllers
 
-Obj = dict[str, Any]
 
 SCHEDULER = "default-scheduler"
 RESOURCES = ("cpu", "memory", "ephemeral-storage")

@@ -29,12 +29,12 @@ from runtime.kube import registry
 from runtime.kube.apiserver import aggregator, podsecurity
 from runtime.kube.machinery.apierrors import ApiError, forbidden
 from runtime.kube.machinery.quantity import Quantity
+from runtime.kube.meta import Obj
 
 if TYPE_CHECKING:
     from runtime.kube.apiserver.cluster import Cluster
     from runtime.kube.registry import ResourceDef
 
-Obj = dict[str, Any]
 
 LIMIT_RANGER_ANNOTATION = "kubernetes.io/limit-ranger"
 

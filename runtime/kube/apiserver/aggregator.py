@@ -22,17 +22,16 @@ nothing (a real server serves nothing for them either without a delegate).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from runtime.kube import registry
 from runtime.kube.machinery.apierrors import forbidden
-from runtime.kube.meta import now_ts
+from runtime.kube.meta import Obj, now_ts
 
 if TYPE_CHECKING:
     from runtime.kube.controllers.manager import Controllers
     from runtime.kube.registry import ResourceDef
 
-Obj = dict[str, Any]
 
 GR = "apiservices.apiregistration.k8s.io"
 AUTOMANAGED = "kube-aggregator.kubernetes.io/automanaged"

@@ -29,7 +29,7 @@ import yaml
 from runtime.kube import registry
 from runtime.kube.apiserver import admission, discovery, openapi, rbac
 from runtime.kube.apiserver.podio import ExecCall, LogCall, PodIO
-from runtime.kube.apiserver.store import Obj, Store, Watcher
+from runtime.kube.apiserver.store import Store, Watcher
 from runtime.kube.controllers.manager import Controllers
 from runtime.kube.machinery import protobuf, ssa
 from runtime.kube.machinery.apierrors import (
@@ -64,7 +64,7 @@ from runtime.kube.machinery.selectors import (
     selector_from_match,
     selector_string,
 )
-from runtime.kube.meta import Decoded, Reply, Request, User, WatchReply, now_ts, random_suffix
+from runtime.kube.meta import Decoded, Obj, Reply, Request, User, WatchReply, now_ts, random_suffix
 from runtime.kube.node.portforward import Budget, PortForwardCall
 from runtime.kube.registry import ResourceDef, crd, kinds, printers
 

@@ -29,10 +29,8 @@ from runtime.kube import registry
 from runtime.kube.machinery.apierrors import ApiError
 from runtime.kube.machinery.patch import schema_merge_key
 from runtime.kube.machinery.quantity import QUANTITY_MSG, Quantity, QuantityError
-from runtime.kube.meta import Reply
+from runtime.kube.meta import Obj, Reply
 from runtime.kube.registry import ResourceDef
-
-Obj = dict[str, Any]
 
 _META_TYPES = {
     "V1ObjectMeta",

@@ -73,6 +73,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.dockerapi.engine import CAPS
 from runtime.kube.machinery.apierrors import ApiError, FieldError, forbidden, invalid, invalid_error
+from runtime.kube.meta import Obj
 
 if TYPE_CHECKING:
     from runtime.kube.apiserver.cluster import Cluster
@@ -80,7 +81,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 
 PRIVILEGED, BASELINE, RESTRICTED = "privileged", "baseline", "restricted"
 LEVELS = (PRIVILEGED, BASELINE, RESTRICTED)

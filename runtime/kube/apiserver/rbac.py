@@ -18,13 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.kube.machinery.apierrors import forbidden, not_found
 from runtime.kube.machinery.selectors import selector_from_match
-from runtime.kube.meta import User
+from runtime.kube.meta import Obj, User
 from runtime.kube.registry import ResourceDef
 
 if TYPE_CHECKING:
     from runtime.kube.apiserver.cluster import Cluster
-
-Obj = dict[str, Any]
 
 
 def _subject_matches(s: Obj, user: User, ns: str) -> bool:

@@ -42,8 +42,7 @@ from typing import IO, Any
 from runtime.kube.machinery.apierrors import ApiError, forbidden
 from runtime.kube.machinery.limits import EtcdRequestTooLarge, Limits, too_many_watches
 from runtime.kube.machinery.quantity import Quantity
-
-Obj = dict[str, Any]
+from runtime.kube.meta import Obj
 
 # events live in a ring of their own (limits.py): evicted, never refused
 EVENT_GRS = frozenset({"events"})

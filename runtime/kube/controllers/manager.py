@@ -41,13 +41,12 @@ from runtime.kube.machinery.apierrors import ApiError
 from runtime.kube.machinery.cron import CronError, Schedule
 from runtime.kube.machinery.quantity import Quantity, QuantityError
 from runtime.kube.machinery.selectors import selector_from_match
-from runtime.kube.meta import now_ts, parse_time
+from runtime.kube.meta import Obj, now_ts, parse_time
 from runtime.kube.registry import ResourceDef, crd, kinds
 
 if TYPE_CHECKING:
     from runtime.kube.apiserver.cluster import Cluster
 
-Obj = dict[str, Any]
 
 REVISION = "deployment.kubernetes.io/revision"
 REVISION_HISTORY = "deployment.kubernetes.io/revision-history"

@@ -25,15 +25,14 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from runtime.kube import registry
-from runtime.kube.meta import format_ts, parse_micro_time
+from runtime.kube.meta import Obj, format_ts, parse_micro_time
 
 if TYPE_CHECKING:
     from runtime.kube.controllers.manager import Controllers
 
-Obj = dict[str, Any]
 R = registry.BY_GR
 PODS = R["pods"]
 NODES = R["nodes"]

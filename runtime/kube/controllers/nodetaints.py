@@ -12,7 +12,7 @@ can change independently; upstream both passes live in one controller.
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from runtime.kube import registry
 from runtime.kube.meta import now_ts
@@ -21,7 +21,6 @@ from runtime.kube.scheduler import UNSCHEDULABLE_TAINT
 if TYPE_CHECKING:
     from runtime.kube.controllers.manager import Controllers
 
-Obj = dict[str, Any]
 
 NODES = registry.BY_GR["nodes"]
 

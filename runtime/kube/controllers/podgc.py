@@ -24,16 +24,15 @@ from __future__ import annotations
 import copy
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from runtime.kube import registry
 from runtime.kube.machinery.apierrors import ApiError
-from runtime.kube.meta import now_ts
+from runtime.kube.meta import Obj, now_ts
 
 if TYPE_CHECKING:
     from runtime.kube.controllers.manager import Controllers
 
-Obj = dict[str, Any]
 PODS = registry.BY_GR["pods"]
 NODES = registry.BY_GR["nodes"]
 COMPONENT = "pod-garbage-collector"

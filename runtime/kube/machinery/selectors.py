@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from runtime.kube.machinery.apierrors import ApiError, bad_request
+from runtime.kube.meta import Obj
 
-Obj = dict[str, Any]
 Pred = Callable[[Obj], bool]
 
 

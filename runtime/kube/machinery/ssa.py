@@ -17,8 +17,8 @@ from typing import Any
 
 from runtime.kube.machinery.apierrors import ApiError
 from runtime.kube.machinery.patch import merge_key, strategic_merge
+from runtime.kube.meta import Obj
 
-Obj = dict[str, Any]
 Leaf = tuple[str, ...]
 
 _SKIP_META = {

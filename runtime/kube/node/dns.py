@@ -42,10 +42,10 @@ from typing import Any, cast
 
 from runtime.dockerapi import fsutil, netns
 from runtime.kube import registry
+from runtime.kube.meta import Obj
 
 log = logging.getLogger("runtime.kube.node.dns")
 
-Obj = dict[str, Any]
 
 DNS_IP = "10.96.0.10"
 DNS_PORT = 53

@@ -118,6 +118,7 @@ from runtime import errors
 from runtime.kube import registry
 from runtime.kube.apiserver.store import Watcher
 from runtime.kube.machinery.apierrors import ApiError
+from runtime.kube.meta import Obj
 from runtime.kube.node.kubelet import PodExec
 from runtime.loops import call_on_loop
 
@@ -127,7 +128,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("runtime.kube.node.ingress")
 
-Obj = dict[str, Any]
 T = TypeVar("T")
 
 CLASS_NAME = "nginx"

@@ -125,14 +125,13 @@ from runtime.images import catalog
 from runtime.kube import registry
 from runtime.kube.machinery.apierrors import ApiError, bad_request
 from runtime.kube.machinery.quantity import Quantity, QuantityError
-from runtime.kube.meta import engine_epoch, engine_time, now_ts
+from runtime.kube.meta import Obj, engine_epoch, engine_time, now_ts
 from runtime.kube.node.portforward import connect_in
 from runtime.loops import call_on_loop
 from runtime.sandbox.cgexec import Placement
 
 log = logging.getLogger("runtime.kube.node.kubelet")
 
-Obj = dict[str, Any]
 T = TypeVar("T")
 
 POD_NAME = "io.kubernetes.pod.name"

@@ -79,6 +79,7 @@ from typing import TYPE_CHECKING, Any
 from runtime import errors
 from runtime.dockerapi import netns
 from runtime.kube.machinery.selectors import selector_from_match
+from runtime.kube.meta import Obj
 from runtime.kube.node.kubelet import CONTAINER_NAME, INFRA, POD_NAME, POD_NAMESPACE
 
 if TYPE_CHECKING:
@@ -87,7 +88,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("runtime.kube.node.netpol")
 
-Obj = dict[str, Any]
 
 TABLE = "kubelab-netpol"
 POD_SUBNET = ipaddress.IPv4Network("10.244.0.0/24")

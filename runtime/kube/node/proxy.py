@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime import errors
 from runtime.dockerapi import netns
+from runtime.kube.meta import Obj
 
 if TYPE_CHECKING:
     from runtime.dockerapi.engine import Engine
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("runtime.kube.node.proxy")
 
-Obj = dict[str, Any]
 
 TABLE = "kubelab-kube"
 POD_SUBNET = "10.244.0.0/24"

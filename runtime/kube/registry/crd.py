@@ -25,9 +25,8 @@ from typing import Any
 
 from runtime.kube.machinery import cel
 from runtime.kube.machinery.apierrors import FieldError, GoLiteral, duplicate, invalid, not_supported, required
+from runtime.kube.meta import Obj
 from runtime.kube.registry import ResourceDef
-
-Obj = dict[str, Any]
 
 GR = "customresourcedefinitions.apiextensions.k8s.io"
 

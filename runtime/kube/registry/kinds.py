@@ -26,9 +26,8 @@ from runtime.kube.machinery.apierrors import (
 from runtime.kube.machinery.cron import CronError, Schedule
 from runtime.kube.machinery.quantity import canonical_list
 from runtime.kube.machinery.selectors import selector_from_match
+from runtime.kube.meta import Obj
 from runtime.kube.registry.crd import default_crd, validate_crd
-
-Obj = dict[str, Any]
 
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _SUBDOMAIN = _LABEL + r"(\." + _LABEL + r")*"

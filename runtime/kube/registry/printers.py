@@ -12,11 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 from runtime.kube.machinery.selectors import selector_string
-from runtime.kube.meta import parse_time
+from runtime.kube.meta import Obj, parse_time
 from runtime.kube.registry import ResourceDef
 from runtime.kube.registry.crd import jsonpath
 
-Obj = dict[str, Any]
 Col = tuple[str, str, str, int]  # name, type, format, priority
 
 NAME: Col = ("Name", "string", "name", 0)
