@@ -18,18 +18,19 @@ with the pod evaluator's rules: terminal pods do not count, requests/limits of c
 add up and init containers count by their maximum. A quota on cpu/memory requests or
 limits makes them mandatory for every container ("must specify ..."). Scopes BestEffort,
 NotBestEffort, Terminating and NotTerminating select the pods a quota counts.
-``quota_status()`` is what the resource quota controller writes to ``status``.
+The evaluators (what an object counts, ``quota_status()``) are registry/quota.py.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from runtime.kube import registry
-from runtime.kube.apiserver import aggregator, podsecurity
+from runtime.kube.apiserver import podsecurity
 from runtime.kube.machinery.apierrors import ApiError, forbidden
 from runtime.kube.machinery.quantity import Quantity
 from runtime.kube.meta import Obj
+from runtime.kube.registry import apiservice
+from runtime.kube.registry.quota import pod_in_scopes, pod_resources, pod_usage, quota_status, terminal, usage
 
 if TYPE_CHECKING:
     from runtime.kube.apiserver.cluster import Cluster
@@ -38,22 +39,8 @@ if TYPE_CHECKING:
 
 LIMIT_RANGER_ANNOTATION = "kubernetes.io/limit-ranger"
 
-# object-count quota names that predate count/<resource>
-_COUNTED = {
-    "pods": "pods",
-    "services": "services",
-    "configmaps": "configmaps",
-    "secrets": "secrets",
-    "persistentvolumeclaims": "persistentvolumeclaims",
-    "replicationcontrollers": "replicationcontrollers",
-    "resourcequotas": "resourcequotas",
-}
 # resources a quota can only count if every container states them (podEvaluator's validationSet)
 _MUST_SPECIFY = {"cpu", "memory", "requests.cpu", "requests.memory", "limits.cpu", "limits.memory"}
-
-
-def _add(acc: dict[str, Quantity], key: str, q: Quantity) -> None:
-    acc[key] = acc[key] + q if key in acc else q
 
 
 def _forbidden(rdef: ResourceDef, name: str, message: str) -> ApiError:
@@ -67,27 +54,6 @@ def _aggregate(errs: list[str]) -> str:
 
 
 # -- LimitRanger -------------------------------------------------------------------
-
-
-def default_limitrange(obj: Obj) -> None:
-    """SetDefaults_LimitRangeItem: default <- max, defaultRequest <- default, then <- min."""
-    for item in (obj.get("spec") or {}).get("limits") or []:
-        if not isinstance(item, dict) or item.get("type") != "Container":
-            continue
-        default = item.setdefault("default", {}) or {}
-        item["default"] = default
-        req = item.setdefault("defaultRequest", {}) or {}
-        item["defaultRequest"] = req
-        for k, v in (item.get("max") or {}).items():
-            default.setdefault(k, v)
-        for k, v in default.items():
-            req.setdefault(k, v)
-        for k, v in (item.get("min") or {}).items():
-            req.setdefault(k, v)
-        if not default:
-            del item["default"]
-        if not req:
-            del item["defaultRequest"]
 
 
 def _containers(pod: Obj) -> list[tuple[str, Obj]]:
@@ -205,27 +171,6 @@ def _check_item(typ: str, item: Obj, req: Obj, lim: Obj) -> list[str]:
     return errs
 
 
-def _pod_resources(pod: Obj) -> tuple[dict[str, Quantity], dict[str, Quantity]]:
-    """Pod-level requests and limits: containers add up, an init container counts if larger."""
-    req: dict[str, Quantity] = {}
-    lim: dict[str, Quantity] = {}
-    spec = pod.get("spec") or {}
-    for ctr in spec.get("containers") or []:
-        res = ctr.get("resources") or {}
-        for k, v in (res.get("requests") or {}).items():
-            _add(req, k, Quantity.parse(v))
-        for k, v in (res.get("limits") or {}).items():
-            _add(lim, k, Quantity.parse(v))
-    for ctr in spec.get("initContainers") or []:
-        res = ctr.get("resources") or {}
-        for acc, part in ((req, "requests"), (lim, "limits")):
-            for k, v in (res.get(part) or {}).items():
-                q = Quantity.parse(v)
-                if k not in acc or q.value > acc[k].value:
-                    acc[k] = q
-    return req, lim
-
-
 def _validate_limits(c: Cluster, rdef: ResourceDef, obj: Obj) -> None:
     ns = obj["metadata"].get("namespace", "")
     errs: list[str] = []
@@ -236,7 +181,7 @@ def _validate_limits(c: Cluster, rdef: ResourceDef, obj: Obj) -> None:
                 errs += _check_item("Container", item, res.get("requests") or {}, res.get("limits") or {})
         pod_items = _limit_items(c, ns, "Pod")
         if pod_items:
-            req, lim = _pod_resources(obj)
+            req, lim = pod_resources(obj)
             for item in pod_items:
                 errs += _check_item(
                     "Pod", item, {k: str(v) for k, v in req.items()}, {k: str(v) for k, v in lim.items()}
@@ -258,91 +203,6 @@ def _validate_limits(c: Cluster, rdef: ResourceDef, obj: Obj) -> None:
 # -- ResourceQuota -------------------------------------------------------------------
 
 
-def _terminal(pod: Obj) -> bool:
-    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
-
-
-def _pod_in_scopes(pod: Obj, scopes: list[str]) -> bool:
-    spec = pod.get("spec") or {}
-    best_effort = not any(
-        (ctr.get("resources") or {}).get(part)
-        for ctr in (spec.get("containers") or []) + (spec.get("initContainers") or [])
-        for part in ("requests", "limits")
-    )
-    terminating = spec.get("activeDeadlineSeconds") is not None
-    checks = {
-        "BestEffort": best_effort,
-        "NotBestEffort": not best_effort,
-        "Terminating": terminating,
-        "NotTerminating": not terminating,
-    }
-    return all(checks.get(s, True) for s in scopes)
-
-
-def pod_usage(pod: Obj) -> dict[str, Quantity]:
-    """What one pod counts against a quota (podEvaluator.Usage)."""
-    use: dict[str, Quantity] = {"pods": Quantity.parse(1), "count/pods": Quantity.parse(1)}
-    req, lim = _pod_resources(pod)
-    for k, q in req.items():
-        use[f"requests.{k}"] = q
-        if k in ("cpu", "memory", "ephemeral-storage"):
-            use[k] = q
-    for k, q in lim.items():
-        use[f"limits.{k}"] = q
-    return use
-
-
-def _usage(rdef: ResourceDef, obj: Obj, scopes: list[str]) -> dict[str, Quantity]:
-    one = Quantity.parse(1)
-    count = f"count/{rdef.resource}" + (f".{rdef.group}" if rdef.group else "")
-    if rdef.kind == "Pod" and not rdef.group:
-        if _terminal(obj) or not _pod_in_scopes(obj, scopes):
-            return {}
-        return pod_usage(obj)
-    if scopes:
-        return {}
-    use: dict[str, Quantity] = {count: one}
-    if not rdef.group and rdef.resource in _COUNTED:
-        use[_COUNTED[rdef.resource]] = one
-    if rdef.kind == "Service" and not rdef.group:
-        typ = (obj.get("spec") or {}).get("type", "ClusterIP")
-        if typ == "LoadBalancer":
-            use["services.loadbalancers"] = one
-        if typ in ("NodePort", "LoadBalancer"):
-            use["services.nodeports"] = Quantity.parse(len((obj.get("spec") or {}).get("ports") or []))
-    if rdef.kind == "PersistentVolumeClaim" and not rdef.group:
-        spec = obj.get("spec") or {}
-        storage = ((spec.get("resources") or {}).get("requests") or {}).get("storage")
-        if storage is not None:
-            use["requests.storage"] = Quantity.parse(storage)
-            if spec.get("storageClassName"):
-                cls = spec["storageClassName"]
-                use[f"{cls}.storageclass.storage.k8s.io/requests.storage"] = Quantity.parse(storage)
-                use[f"{cls}.storageclass.storage.k8s.io/persistentvolumeclaims"] = one
-    return use
-
-
-def quota_status(c: Cluster, quota: Obj) -> Obj:
-    """status.hard (= spec.hard) and status.used, as the resource quota controller computes them."""
-    ns = quota["metadata"]["namespace"]
-    spec = quota.get("spec") or {}
-    hard: Obj = dict(spec.get("hard") or {})
-    scopes = list(spec.get("scopes") or [])
-    totals: dict[str, Quantity] = {}
-    for rdef in registry.RESOURCES:
-        if not rdef.namespaced or rdef.virtual:
-            continue
-        count = f"count/{rdef.resource}" + (f".{rdef.group}" if rdef.group else "")
-        always = not rdef.group and rdef.kind in ("Pod", "Service", "PersistentVolumeClaim")
-        if not always and count not in hard and not (not rdef.group and rdef.resource in hard):
-            continue
-        for o in c.store.list(rdef.gr, ns):
-            for k, q in _usage(rdef, o, scopes).items():
-                _add(totals, k, q)
-    used = {k: str(totals[k]) if k in totals else "0" for k in hard}
-    return {"hard": hard, "used": used}
-
-
 def _check_quota(c: Cluster, rdef: ResourceDef, obj: Obj) -> None:
     ns = obj["metadata"].get("namespace", "")
     name = obj["metadata"].get("name", "")
@@ -353,7 +213,7 @@ def _check_quota(c: Cluster, rdef: ResourceDef, obj: Obj) -> None:
         scopes = list(spec.get("scopes") or [])
         if rdef.kind != "Pod" or rdef.group or not hard:
             continue
-        if _terminal(obj) or not _pod_in_scopes(obj, scopes):
+        if terminal(obj) or not pod_in_scopes(obj, scopes):
             continue
         required = sorted(_MUST_SPECIFY & set(hard))
         missing: dict[str, list[str]] = {}
@@ -368,7 +228,7 @@ def _check_quota(c: Cluster, rdef: ResourceDef, obj: Obj) -> None:
     for quota in quotas:
         spec = quota.get("spec") or {}
         hard = (quota.get("status") or {}).get("hard") or spec.get("hard") or {}
-        delta = {k: v for k, v in _usage(rdef, obj, list(spec.get("scopes") or [])).items() if k in hard}
+        delta = {k: v for k, v in usage(rdef, obj, list(spec.get("scopes") or [])).items() if k in hard}
         if not delta:
             continue
         used = quota_status(c, quota)["used"]
@@ -392,7 +252,7 @@ def admit(c: Cluster, rdef: ResourceDef, obj: Obj) -> None:
     if rdef.virtual:
         return
     podsecurity.admit(c, rdef, obj)
-    aggregator.admit(rdef, obj)
+    apiservice.admit(rdef, obj)
     if not rdef.namespaced:
         return
     _validate_limits(c, rdef, obj)
@@ -404,4 +264,4 @@ def admit_update(c: Cluster, rdef: ResourceDef, new: Obj, old: Obj) -> None:
     creates only here)."""
     if not rdef.virtual:
         podsecurity.admit(c, rdef, new, old)
-        aggregator.admit(rdef, new)
+        apiservice.admit(rdef, new)

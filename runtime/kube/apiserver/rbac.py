@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from runtime.kube.machinery.apierrors import forbidden, not_found
-from runtime.kube.machinery.selectors import selector_from_match
 from runtime.kube.meta import Obj, User
 from runtime.kube.registry import ResourceDef
 
@@ -555,27 +554,3 @@ def default_objects() -> list[tuple[str, Obj]]:
             ),
         ),
     ]
-
-
-def aggregate(cluster: Cluster) -> None:
-    """The clusterrole-aggregation controller: rules of an aggregated ClusterRole are the
-    union of the rules of every ClusterRole its aggregationRule selects."""
-    gr = "clusterroles.rbac.authorization.k8s.io"
-    roles = cluster.store.list(gr)
-    for role in roles:
-        agg = role.get("aggregationRule")
-        if not isinstance(agg, dict):
-            continue
-        preds = [selector_from_match(s) for s in agg.get("clusterRoleSelectors") or []]
-        rules: list[Obj] = []
-        for other in roles:
-            if other["metadata"]["name"] == role["metadata"]["name"]:
-                continue
-            if any(p(other) for p in preds):
-                for r in other.get("rules") or []:
-                    if r not in rules:
-                        rules.append(r)
-        if rules != (role.get("rules") or []):
-            new = copy.deepcopy(role)
-            new["rules"] = copy.deepcopy(rules)
-            cluster.store.put(gr, new, "MODIFIED")

@@ -30,8 +30,7 @@ import secrets
 import time
 
 from runtime.kube import scheduler
-from runtime.kube.apiserver import aggregator, rbac
-from runtime.kube.controllers import nodelifecycle, nodetaints, podgc
+from runtime.kube.controllers import apiservice, clusterroleaggregation, nodelifecycle, nodetaints, podgc
 from runtime.kube.controllers.apiextensions import CRDController
 from runtime.kube.controllers.base import (
     _ALNUM,
@@ -228,9 +227,9 @@ class Controllers(
         for _ in range(10):
             before = self.c.store.rv
             self._crds()
-            aggregator.reconcile(self)
+            apiservice.reconcile(self)
             self._namespaces()
-            rbac.aggregate(self.c)
+            clusterroleaggregation.aggregate(self.c)
             self._garbage_collect()
             self._deployments()
             self._replicasets()

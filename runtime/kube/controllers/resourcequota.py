@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from runtime.kube.apiserver.admission import quota_status
 from runtime.kube.controllers.base import ControllerBase, R
+from runtime.kube.registry.quota import quota_status
 
 
 class ResourceQuotaController(ControllerBase):

@@ -14,7 +14,6 @@ import ipaddress
 import re
 from typing import Any
 
-from runtime.kube.apiserver.admission import default_limitrange
 from runtime.kube.machinery.apierrors import (
     FieldError,
     GoLiteral,
@@ -1289,3 +1288,24 @@ def validate_update(kind: str, new: Obj, old: Obj) -> list[FieldError]:
     if kind in ("RoleBinding", "ClusterRoleBinding") and new.get("roleRef") != old.get("roleRef"):
         return [invalid("roleRef", None, "cannot change roleRef")]
     return []
+
+
+def default_limitrange(obj: Obj) -> None:
+    """SetDefaults_LimitRangeItem: default <- max, defaultRequest <- default, then <- min."""
+    for item in (obj.get("spec") or {}).get("limits") or []:
+        if not isinstance(item, dict) or item.get("type") != "Container":
+            continue
+        default = item.setdefault("default", {}) or {}
+        item["default"] = default
+        req = item.setdefault("defaultRequest", {}) or {}
+        item["defaultRequest"] = req
+        for k, v in (item.get("max") or {}).items():
+            default.setdefault(k, v)
+        for k, v in default.items():
+            req.setdefault(k, v)
+        for k, v in (item.get("min") or {}).items():
+            req.setdefault(k, v)
+        if not default:
+            del item["default"]
+        if not req:
+            del item["defaultRequest"]

@@ -7,7 +7,7 @@ made on start by its autoregister controller (label
 group-versions of CRDs), with the ``groupPriorityMinimum``/``versionPriority`` of its
 built-in table; the availability controller marks local ones ``Available=True``
 (reason ``Local``). ``kubectl get apiservices`` and the clients that read them (helm,
-the Python client's ``ApiregistrationV1Api``) see the same here: ``reconcile()`` keeps
+the Python client's ``ApiregistrationV1Api``) see the same here: controllers/apiservice.py keeps
 the built-in and CRD APIServices (recreated if deleted, as autoregister does) and the
 ``Available`` condition of every local one.
 
@@ -26,10 +26,9 @@ from typing import TYPE_CHECKING
 
 from runtime.kube import registry
 from runtime.kube.machinery.apierrors import forbidden
-from runtime.kube.meta import Obj, now_ts
+from runtime.kube.meta import Obj
 
 if TYPE_CHECKING:
-    from runtime.kube.controllers.manager import Controllers
     from runtime.kube.registry import ResourceDef
 
 
@@ -106,41 +105,3 @@ def admit(rdef: ResourceDef, obj: Obj) -> None:
             "serve the aggregation layer, so an APIService backed by a Service (which would proxy API requests "
             "to it) is refused; only local APIServices (without spec.service) are accepted",
         )
-
-
-def reconcile(ctl: Controllers) -> None:
-    """autoregister + the availability controller: built-in and CRD APIServices exist, and
-    every local APIService is Available (reason Local)."""
-    c = ctl.c
-    rdef = registry.BY_GR[GR]
-    want = wanted(c.custom_defs())
-    names = {o["metadata"]["name"] for o in want}
-    for obj in want:
-        if c.store.get(GR, "", obj["metadata"]["name"]) is None:
-            ctl._create(rdef, obj)
-    for svc in c.store.list(GR):  # a CRD group-version that is gone takes its APIService along
-        name = svc["metadata"]["name"]
-        if (svc["metadata"].get("labels") or {}).get(AUTOMANAGED) == "true" and name not in names:
-            c.store.remove(GR, "", name)
-    for svc in c.store.list(GR):
-        if svc["metadata"].get("deletionTimestamp"):
-            continue
-        st = svc.get("status") or {}
-        conds = st.get("conditions") or []
-        cur = next((x for x in conds if x.get("type") == "Available"), None)
-        if (svc.get("spec") or {}).get("service"):
-            continue  # refused at admission; none can exist
-        if cur is not None and cur.get("status") == "True" and cur.get("reason") == "Local":
-            continue
-        new = {**svc, "status": {**st, "conditions": [x for x in conds if x.get("type") != "Available"]}}
-        new["status"]["conditions"].append(
-            {
-                "type": "Available",
-                "status": "True",
-                "lastTransitionTime": now_ts(),
-                "reason": "Local",
-                "message": LOCAL_MESSAGE,
-            }
-        )
-        new["metadata"] = dict(svc["metadata"])
-        c.store.put(GR, new, "MODIFIED")
