@@ -114,7 +114,7 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)  # lower-case keys
     body: bytes = b""
     user: User | None = None
-    # the body decoded ahead, off the loop (decode_body, server.py); _json_body takes it once
+    # the body decoded ahead, off the loop (decode_body, apiserver/server.py); _json_body takes it once
     decoded: protobuf.Decoded | Decoded | None = None
 
     @classmethod

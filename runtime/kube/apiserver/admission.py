@@ -248,7 +248,7 @@ def _check_quota(c: Cluster, rdef: ResourceDef, obj: Obj) -> None:
 
 def admit(c: Cluster, rdef: ResourceDef, obj: Obj) -> None:
     """Validating admission of a create: PodSecurity (and what the lab's kubelet cannot
-    honour, podsecurity.py), LimitRanger's bounds, then ResourceQuota."""
+    honour, apiserver/podsecurity.py), LimitRanger's bounds, then ResourceQuota."""
     if rdef.virtual:
         return
     podsecurity.admit(c, rdef, obj)

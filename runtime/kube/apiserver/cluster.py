@@ -1,8 +1,8 @@
 """One lab cluster: authentication, the REST verbs over the generic store, controllers.
 
 ``Cluster.handle(Request)`` serves one API request and returns a ``Reply``
-(or a ``WatchReply`` that server.py streams). It is transport-free so the
-same cluster can be served over TCP+TLS (server.py) or, later, over runtimed's
+(or a ``WatchReply`` that apiserver/server.py streams). It is transport-free so the
+same cluster can be served over TCP+TLS (apiserver/server.py) or, later, over runtimed's
 unix socket. Everything runs on one asyncio loop, so there is no locking: a
 request's read-modify-write is atomic by construction.
 """
@@ -142,7 +142,7 @@ def _text_body(body: bytes, limits: Limits) -> Any:
 
 def decode_body(req: Request, limits: Limits) -> None:
     """Decode ``req.body`` into ``req.decoded`` as far as it can be without knowing the
-    endpoint. Touches nothing but the request, so server.py runs it in a worker thread:
+    endpoint. Touches nothing but the request, so apiserver/server.py runs it in a worker thread:
     decoding 3 MiB of protobuf or YAML takes seconds of Python, which on the loop would
     stall every cluster of the host; the cluster itself is still only touched on the loop."""
     if not req.body:
@@ -286,14 +286,14 @@ class Cluster:
         self.dir = directory
         meta = json.loads((directory / "cluster.json").read_text())
         self.uid: str = meta["uid"]
-        # the server's defaults, with this cluster's own overrides (limits.py)
+        # the server's defaults, with this cluster's own overrides (machinery/limits.py)
         self.limits = Limits.from_dict(meta.get("limits") or {}, limits)
         self.tokens: dict[str, dict[str, Any]] = {}
         self._tokens_stamp: tuple[int, int] = (0, 0)
         self._reload_tokens()
         self.store = Store(directory / "store.jsonl", self.limits, codec=_wire_defaults)
         self._dirty = False
-        # field manager of the write in progress (see ssa.py)
+        # field manager of the write in progress (see machinery/ssa.py)
         self._manager = "kube-controller-manager"
         self._applying = False
         self._apply_config: Obj | None = None
@@ -302,14 +302,14 @@ class Cluster:
         self._warnings: list[str] = []  # Warning headers of the request in progress
         self._crd_key: tuple[tuple[str, str], ...] = ()
         self._crd_defs: list[ResourceDef] = []
-        # the kubelet side of logs/exec/attach (podio.py); None: pods never start
+        # the kubelet side of logs/exec/attach (apiserver/podio.py); None: pods never start
         self.pod_io: PodIO | None = None
-        self.forward_budget = Budget()  # port-forward connections of all sessions (portforward.py)
+        self.forward_budget = Budget()  # port-forward connections of all sessions (node/portforward.py)
         self.controllers = Controllers(self)
-        # Set by the kubelet's host (kubelet.py) when one runs this cluster's pods: called
+        # Set by the kubelet's host (node/kubelet.py) when one runs this cluster's pods: called
         # after every reconcile; with it, bound pods are deleted gracefully (see delete).
         self.kubelet_notify: Callable[[], None] | None = None
-        # Set by the sandbox's NetworkPolicy agent (netpol.py): called after every reconcile too.
+        # Set by the sandbox's NetworkPolicy agent (node/netpol.py): called after every reconcile too.
         self.network_notify: Callable[[], None] | None = None
 
     # -- custom resources ----------------------------------------------------------
@@ -571,7 +571,7 @@ class Cluster:
             out = self.create(rdef, ns, obj, dry_run=dry, validation=req.query.get("fieldValidation", ""))
             return self._reply_obj(req, rdef, out, 201)
         if verb == "update":
-            # a status update carries what we do not decode from protobuf (protobuf.py): JSON only
+            # a status update carries what we do not decode from protobuf (machinery/protobuf.py): JSON only
             obj = _json_body(req, self.limits, ("Scale",) if sub == "scale" else () if sub else _builtin_kind(rdef))
             if sub == "scale":
                 return Reply(200, self._update_scale(rdef, ns, name, obj, dry))
@@ -1074,7 +1074,7 @@ class Cluster:
     def _apply(
         self, req: Request, rdef: ResourceDef, ns: str, name: str, body: Any, old: Obj | None, dry: bool
     ) -> Reply:
-        """Server-side apply (see ssa.py): ownership, conflicts, removal of unapplied fields."""
+        """Server-side apply (see machinery/ssa.py): ownership, conflicts, removal of unapplied fields."""
         if not isinstance(body, dict):
             raise bad_request("the body of the request was in an unknown format")
         manager = req.query.get("fieldManager", "")
@@ -1216,7 +1216,7 @@ class Cluster:
     def _pod_stream_sub(self, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str) -> Reply:
         """logs/exec/attach/portforward: the checks kube-apiserver makes before it proxies to
         the kubelet (pod bound to a node, container defaulted and validated, options), then a
-        ``Reply`` whose body is a ``podio.LogCall``/``ExecCall`` that server.py streams
+        ``Reply`` whose body is a ``podio.LogCall``/``ExecCall`` that apiserver/server.py streams
         through ``self.pod_io``. Without a PodIO (no kubelet yet) pods never start, and the
         answers are those of a pod whose containers are still being created."""
         obj = self._must_get(rdef, ns, name)
@@ -1295,7 +1295,7 @@ class Cluster:
         tty = _truthy(q.get("tty"))
         if not (stdin or stdout or stderr):
             raise bad_request("you must specify at least 1 of stdin, stdout, stderr")
-        # the command is a repeated query parameter: server.py fills it in (Request.query
+        # the command is a repeated query parameter: apiserver/server.py fills it in (Request.query
         # keeps the last value of each parameter only)
         return Reply(
             200,
@@ -1477,7 +1477,7 @@ def _deleted_status(rdef: ResourceDef, obj: Obj) -> Obj:
 
 
 def _wire_defaults(gr: str, obj: Obj) -> None:
-    """The store's codec: what the real server's Go encoding always writes (openapi.py)."""
+    """The store's codec: what the real server's Go encoding always writes (apiserver/openapi.py)."""
     rdef = registry.BY_GR.get(gr)
     if rdef is not None:
         openapi.zero_fill_status(rdef, obj)

@@ -8,7 +8,7 @@ defaulting, validation) as a ``POST`` with ``dryRun=All`` and ``fieldValidation=
 when the object exists already (409 ``AlreadyExists``), as a dry-run server-side apply
 (``PATCH`` ``application/apply-patch+yaml``, ``force=true``), which is what applying it
 again would validate. A dry run stores nothing, takes no resourceVersion, runs no
-controller (apiserver.py: ``create``/``update`` return before ``store.put``).
+controller (apiserver/cluster.py: ``create``/``update`` return before ``store.put``).
 
 The object is data, never routing: the resource is looked up by the exact
 ``(group, version, kind)`` among the kinds the cluster serves (its registry and its CRDs),

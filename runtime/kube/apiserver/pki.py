@@ -2,7 +2,7 @@
 
 EC P-256 keys keep generation fast (a cluster is created in milliseconds) and
 the files small. The serving certificate names the cluster's SNI host name, so
-one listening socket can present each cluster's own certificate (see server.py).
+one listening socket can present each cluster's own certificate (see apiserver/server.py).
 """
 
 from __future__ import annotations

@@ -7,15 +7,15 @@ the cluster's pods, and then the API server answers as for pods that never start
 
 Split of the work
 -----------------
-``Cluster._pod_stream_sub`` (apiserver.py, transport-free) does what kube-apiserver does
+``Cluster._pod_stream_sub`` (apiserver/cluster.py, transport-free) does what kube-apiserver does
 before it proxies: the pod must exist and be bound to a node, the container is defaulted
 and validated with kube-apiserver's messages, the query options are parsed and checked.
-It answers a ``Reply`` whose body is a ``LogCall`` or an ``ExecCall``; server.py sees the
+It answers a ``Reply`` whose body is a ``LogCall`` or an ``ExecCall``; apiserver/server.py sees the
 body's type and streams: the log as chunked ``text/plain``, exec/attach over a WebSocket
 (``v5.channel.k8s.io``, ``v4.channel.k8s.io`` or ``v4.base64.channel.k8s.io``; SPDY is
 not served).
 
-The PodIO's methods block. server.py calls them on threads of its own (a small pool per
+The PodIO's methods block. apiserver/server.py calls them on threads of its own (a small pool per
 request, shut down at the end of the request), never on the event loop, with one
 exception: ``close()``, which must not block and must make any ``read()`` in progress
 return ``None`` soon, so that no thread outlives a client that went away.

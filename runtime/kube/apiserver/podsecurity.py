@@ -1,7 +1,7 @@
 """Pod Security Admission, and what this lab cluster's kubelet cannot honour.
 
 Two validating admission steps for pods and for every object with a pod template
-(Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob), run by admission.py on
+(Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob), run by apiserver/admission.py on
 create and on update.
 
 PodSecurity (kube-apiserver's built-in plugin, k8s.io/pod-security-admission)
@@ -984,7 +984,7 @@ def unhonourable(spec: Obj) -> list[tuple[str, str]]:
                 f"{', '.join(host)}: a pod always gets its own namespaces inside your sandbox, never the host's",
             )
         )
-    # ephemeral containers are left out: the kubelet does not run them (kubelet.py), and
+    # ephemeral containers are left out: the kubelet does not run them (node/kubelet.py), and
     # kubectl debug's default profile adds SYS_PTRACE to them
     ctrs = [c for key in ("initContainers", "containers") for c in spec.get(key) or [] if isinstance(c, dict)]
 

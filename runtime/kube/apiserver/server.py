@@ -223,7 +223,7 @@ def create_cluster(
     capacity: dict[str, str] | None = None,
 ) -> str:
     """Create cluster NAME under data and return an admin kubeconfig for it. ``limits``
-    overrides the server's limits (limits.py) for this cluster alone, e.g.
+    overrides the server's limits (machinery/limits.py) for this cluster alone, e.g.
     ``{"max_objects": 100}``; kept in its cluster.json. ``nodes`` (1..MAX_NODES): a control
     plane and ``nodes - 1`` workers (``node_names``), each with ``capacity`` (a node's share
     of the sandbox's limits, ``node_capacity``; default ``DEFAULT_CAPACITY``)."""
@@ -569,7 +569,7 @@ def make_app(hub: Hub, only: str | None = None) -> web.Application:
     app = web.Application(client_max_size=hub.limits.max_request_bytes)
     app.router.add_route("*", "/clusters/{name}", handler)
     app.router.add_route("*", "/clusters/{name}/{tail:.*}", handler)
-    if only is not None:  # in-cluster clients (pods: https://10.96.0.1:443, proxy.py) use no prefix
+    if only is not None:  # in-cluster clients (pods: https://10.96.0.1:443, node/proxy.py) use no prefix
         app.router.add_route("*", "/{tail:.*}", handler)
     return app
 
@@ -659,7 +659,7 @@ def _event_obj(w: WatchReply, obj: dict[str, Any]) -> dict[str, Any]:
 
 async def _stream_watch(request: web.Request, cluster: Cluster, w: WatchReply) -> web.StreamResponse:
     """Stream a watch: its initial events, then what the store's watch cache holds for it
-    (store.py). A watcher that fell behind the cache ends with an ``ERROR`` event (410
+    (apiserver/store.py). A watcher that fell behind the cache ends with an ``ERROR`` event (410
     ``Expired``): the client re-lists. If its client reads nothing at all, the write in
     progress never ends; the connection is cut ``watch_stall_seconds`` after the expiry, so
     what that write holds is not held for ever."""
@@ -830,7 +830,7 @@ def _read_channel(ws: web.WebSocketResponse, msg: Any) -> tuple[int, bytes] | No
 
 
 async def _stream_exec(request: web.Request, call: ExecCall) -> web.StreamResponse:
-    """exec/attach over a WebSocket (channel protocol v5, or v4: see podio.py). The command
+    """exec/attach over a WebSocket (channel protocol v5, or v4: see apiserver/podio.py). The command
     is a repeated query parameter, read here (``Request.query`` keeps one value per name)."""
     if call.kind == "exec":
         call.command = request.query.getall("command", [])

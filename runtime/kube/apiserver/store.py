@@ -9,7 +9,7 @@ within a small multiple of what the cluster's limits let it hold. resourceVersio
 is one counter per cluster, as etcd's revision is for a real cluster, and it
 survives restarts.
 
-Limits (limits.py) are enforced here, on the serialisation that is stored: one object
+Limits (machinery/limits.py) are enforced here, on the serialisation that is stored: one object
 at most ``max_object_bytes`` (etcd's request limit), the cluster at most ``max_objects``
 objects and ``max_bytes`` bytes for a student's writes (``put(..., user=True)``), a
 ceiling a little higher for the platform's creates; events are kept apart in a ring
@@ -17,7 +17,7 @@ ceiling a little higher for the platform's creates; events are kept apart in a r
 
 Watchers are cursors into the watch cache: ``history``, the recent events of the
 cluster, bounded by count and by bytes. A write appends one event and wakes the
-watchers of its resource; each sender (server.py) takes the events after its cursor
+watchers of its resource; each sender (apiserver/server.py) takes the events after its cursor
 that its watch selects (``next_event``), holding references to the stored objects,
 never copies. A watcher that falls so far behind that an event it would have sent is
 evicted from the cache is expired: its sender ends the watch with an ``ERROR`` event
@@ -44,7 +44,7 @@ from runtime.kube.machinery.limits import EtcdRequestTooLarge, Limits, too_many_
 from runtime.kube.machinery.quantity import Quantity
 from runtime.kube.meta import Obj
 
-# events live in a ring of their own (limits.py): evicted, never refused
+# events live in a ring of their own (machinery/limits.py): evicted, never refused
 EVENT_GRS = frozenset({"events"})
 QUOTA_NAME = "lab-cluster-limits"
 # a log shorter than this is never compacted for its bytes alone

@@ -14,7 +14,7 @@ unhealthy replicas first) keeping replicas - maxUnavailable available pods, Recr
 waits for every old pod to be gone, paused deployments only scale proportionally, and
 the Available/Progressing conditions, events and revision bookkeeping are kube's, so
 ``kubectl rollout status|history|undo|pause|resume`` behave as on a real cluster.
-Availability comes from pods' Ready condition as the kubelet (kubelet.py) or anyone
+Availability comes from pods' Ready condition as the kubelet (node/kubelet.py) or anyone
 writing the status subresource sets it; with no kubelet no pod is ever ready and a
 rollout waits, as it would on a cluster without nodes. Controllers delete pods through
 ``Cluster.delete`` so that, with a kubelet, they terminate gracefully. StatefulSets roll
@@ -250,9 +250,9 @@ class Controllers(
             self._quotas()
             if self.c.store.rv == before:
                 break
-        if self.c.kubelet_notify is not None:  # the node's kubelet (kubelet.py) syncs its pods
+        if self.c.kubelet_notify is not None:  # the node's kubelet (node/kubelet.py) syncs its pods
             self.c.kubelet_notify()
-        if self.c.network_notify is not None:  # the NetworkPolicy agent (netpol.py) re-renders
+        if self.c.network_notify is not None:  # the NetworkPolicy agent (node/netpol.py) re-renders
             self.c.network_notify()
 
     def has_timers(self) -> bool:

@@ -17,7 +17,7 @@ with that, and what this module does, in the same order:
   This applies to every node, with a Lease or not (``kubectl taint ... :NoExecute`` in a lab).
 
 Only nodes with a Lease are monitored for heartbeats: the lab clusters' own nodes are run by
-the embedded kubelet (kubelet.py), which keeps no Lease; a controller that waited for one
+the embedded kubelet (node/kubelet.py), which keeps no Lease; a controller that waited for one
 would take every student's node out of service after 40 s.
 """
 

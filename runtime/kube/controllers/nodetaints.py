@@ -5,7 +5,7 @@ the taint ``node.kubernetes.io/unschedulable:NoSchedule``, and loses it on ``kub
 uncordon``. The API server never adds it; kube-controller-manager does, so ``kubectl
 describe node`` of a cordoned node shows both ``Unschedulable: true`` and the taint.
 
-Kept apart from nodelifecycle.py (Lease monitoring and taint-based eviction) so that the two
+Kept apart from controllers/nodelifecycle.py (Lease monitoring and taint-based eviction) so that the two
 can change independently; upstream both passes live in one controller.
 """
 

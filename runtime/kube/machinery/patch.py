@@ -21,7 +21,7 @@ STRATEGIC = "application/strategic-merge-patch+json"
 APPLY = "application/apply-patch+yaml"
 
 # The one table of strategic-merge list strategies, read by the patcher, by server-side
-# apply's field sets (ssa.py) and by the served OpenAPI (openapi.py), which kubectl reads
+# apply's field sets (machinery/ssa.py) and by the served OpenAPI (apiserver/openapi.py), which kubectl reads
 # to compute its own client-side apply patches. Each entry is an upstream Go struct tag
 # (patchStrategy:"merge" patchMergeKey:"...") of the built-in types; upstream's
 # api/openapi-spec carries the same as x-kubernetes-patch-strategy/-merge-key.
@@ -218,7 +218,7 @@ def _apply_op(doc: Any, op: dict[str, Any]) -> Any:
 
 def strategic_merge(original: Any, patch: Any, path: tuple[str, ...] = (), *, patch_order: bool = True) -> Any:
     """A strategic merge patch. ``patch_order``: merged lists in strategicpatch's order
-    (``_element_order``); server-side apply (ssa.py) passes False and keeps the live order
+    (``_element_order``); server-side apply (machinery/ssa.py) passes False and keeps the live order
     with new items after it, as its structured merge does for items it adds at the end."""
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)

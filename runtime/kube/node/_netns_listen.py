@@ -1,7 +1,7 @@
 """Helper child: open listening TCP (or bound UDP) sockets inside another process's network namespace.
 
-Run as ``python -I -S _netns_listen.py PID FD [lo+IP ...] HOST,PORT,PROTO [HOST,PORT,PROTO ...]``
-(PROTO ``tcp`` or ``udp``) by service.py for the cluster's API listener and dns.py's sockets,
+Run as ``python -I -S node/_netns_listen.py PID FD [lo+IP ...] HOST,PORT,PROTO [HOST,PORT,PROTO ...]``
+(PROTO ``tcp`` or ``udp``) by service.py for the cluster's API listener and node/dns.py's sockets,
 never imported by the daemon (kernel work happens in a child process, CONVENTIONS #10). It
 enters ``/proc/PID/ns/net`` with setns(2), gives ``lo`` each ``lo+IP`` as IP/32 (rtnetlink
 RTM_NEWADDR with NLM_F_REPLACE: idempotent, like ``ip addr replace``; cluster DNS's

@@ -1,6 +1,6 @@
 """Helper child: one connection attempt from inside a pod's network namespace.
 
-Run as ``python -I -S _netns_probe.py PID START HOST PORT tcp|udp TIMEOUT`` by netpol.py's
+Run as ``python -I -S node/_netns_probe.py PID START HOST PORT tcp|udp TIMEOUT`` by node/netpol.py's
 ``probe`` (the grader's ``connectivity`` check), never imported by the daemon (kernel work
 happens in a child process, CONVENTIONS #10). It enters ``/proc/PID/ns/net`` (the pod's infra
 container; START is the start time the engine recorded for it, checked once the namespace is

@@ -2,11 +2,11 @@
 
 Where it listens: 10.96.0.10:53, UDP and TCP, *inside the sandbox's network namespace*.
 The address is added to the sandbox's ``lo`` (``add_address``); the sockets are made there
-by the ``_netns_listen.py`` helper child and handed back (service.py
+by the ``node/_netns_listen.py`` helper child and handed back (service.py
 ``open_listener_in_netns``), and served here on runtimed's event loop, which is also the
 API server's: answers read the cluster's store directly, so they are always current. Pods
 reach the address through their default route (the pod bridge's gateway is the sandbox),
-the sandbox's own terminal over ``lo``; proxy.py drops anything else sent to it. The
+the sandbox's own terminal over ``lo``; node/proxy.py drops anything else sent to it. The
 ``kube-dns`` Service (kube-system, 10.96.0.10, created with the cluster) makes it visible
 the way ``kubectl get svc -n kube-system`` shows it on a real cluster.
 

@@ -4,7 +4,7 @@ What a student sees (as with ``minikube addons enable ingress`` or kind's ingres
 ---------------------------------------------------------------------------------------
 * The IngressClass ``nginx`` (controller ``k8s.io/ingress-nginx``), marked default with
   ``ingressclass.kubernetes.io/is-default-class: "true"``, exists from the cluster's start;
-  the API server's DefaultIngressClass admission (admission.py) gives it to new Ingresses
+  the API server's DefaultIngressClass admission (apiserver/admission.py) gives it to new Ingresses
   that name no class.
 * With the first Ingress this controller serves, the controller is installed in the
   namespace ``ingress-nginx``: the ConfigMap ``ingress-nginx-controller`` (the bootstrap
@@ -86,7 +86,7 @@ Not done: annotations other than the three above (auth, CORS, rate limits, canar
 backend-protocol, affinity...), the ConfigMap's settings, TCP/UDP services, the admission
 webhook (an Ingress the API server accepts but the controller cannot serve is stored, then
 reported by an event; the API server itself refuses what kube-apiserver's ValidateIngressSpec
-refuses, kinds.py ``validate_ingress``), IPv6, ``resource`` backends.
+refuses, registry/kinds.py ``validate_ingress``), IPv6, ``resource`` backends.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ containers of a pod reach each other on localhost and share the pod IP (the infr
 container's address). Each container gets its own UTS namespace with the pod's name as
 hostname.
 
-Pod DNS and Service variables: with ``cluster_dns`` (service.py passes dns.py's
+Pod DNS and Service variables: with ``cluster_dns`` (service.py passes node/dns.py's
 10.96.0.10) a ``dnsPolicy: ClusterFirst`` pod (the default) gets ``nameserver 10.96.0.10``,
 ``search <ns>.svc.cluster.local svc.cluster.local cluster.local`` and ``options ndots:5``
 (engine HostConfig ``Dns``/``DnsSearch``/``DnsOptions``); ``Default`` keeps the sandbox's
@@ -53,7 +53,7 @@ as kubelet merges it. Every container gets the Docker-link variables
 (``WEB_SERVICE_HOST``, ``WEB_SERVICE_PORT``, ``WEB_PORT_80_TCP_ADDR``, ...) of the
 Services of its namespace that exist when it starts (``enableServiceLinks: false``: only
 ``kubernetes``'s). ``after_sync`` hooks run in the sync thread after every sync (the
-kube-proxy's resync, proxy.py).
+kube-proxy's resync, node/proxy.py).
 
 What a sync does, per pod of the node
 -------------------------------------
@@ -75,7 +75,7 @@ the image's user with kubelet's messages), ``capabilities`` add/drop, ``readOnly
 owned by that group, setgid), ``hostPort``s (published on the sandbox's address by the infra
 container) and ``net.*`` sysctls (set in the pod's network namespace). What cannot be given
 inside a sandbox (privileged, host namespaces, hostPath, other capabilities...) is refused at
-admission (podsecurity.py). 4. Restarts per ``restartPolicy``: the first restart at once, then
+admission (apiserver/podsecurity.py). 4. Restarts per ``restartPolicy``: the first restart at once, then
 kubelet's back-off (10 s doubling to 300 s, reset after 10 min of running) shown as
 ``CrashLoopBackOff``; the previous instance is kept for ``logs --previous``, older ones are
 removed. 5. Probes: ``exec`` probes run in the container (engine exec); ``httpGet`` and
@@ -626,7 +626,7 @@ class Kubelet:
         self.engine = engine
         self.node = node
         # a multi-node cluster's other nodes: their pods run here too, on the same engine
-        # (they share the sandbox's limits and network; the nodes are views, server.py _node)
+        # (they share the sandbox's limits and network; the nodes are views, apiserver/server.py _node)
         self.nodes = (node, *also)
         self.network = pod_cidr_network
         self.cluster_dns = cluster_dns  # kubelet's --cluster-dns (None: ClusterFirst acts as Default)
@@ -1250,7 +1250,7 @@ class Kubelet:
         if sc.get("runAsUser") is not None or sc.get("runAsGroup") is not None:
             user = str(sc["runAsUser"]) if sc.get("runAsUser") is not None else image_user.partition(":")[0]
             body["User"] = user + (f":{sc['runAsGroup']}" if sc.get("runAsGroup") is not None else "")
-        # admission (podsecurity.py) refused what the engine cannot give
+        # admission (apiserver/podsecurity.py) refused what the engine cannot give
         caps = (c.get("securityContext") or {}).get("capabilities") or {}
         if caps.get("add"):
             hc["CapAdd"] = [str(x) for x in caps["add"]]
@@ -1770,7 +1770,7 @@ class Kubelet:
 
     def port_forward(self, ns: str, pod: str, port: int) -> socket.socket:
         """``kubectl port-forward``: a TCP socket connected to ``127.0.0.1:port`` *in the pod's
-        own network namespace*, as the real kubelet dials it (portforward.py). The namespace is
+        own network namespace*, as the real kubelet dials it (node/portforward.py). The namespace is
         that of a running container of the pod, opened here by the engine's pid and checked
         against the process's start time after opening (a reused pid cannot redirect it); a
         helper child enters it only to make the socket. Nothing here comes from the request

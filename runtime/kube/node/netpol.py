@@ -3,7 +3,7 @@
 NetworkPolicies are made real *inside the sandbox's network namespace* (never the host's),
 as a CNI with an nftables dataplane does it: one table ``ip kubelab-netpol`` there,
 rendered by ``render`` (a pure function of the cluster's NetworkPolicies, Pods and
-Namespaces) and loaded atomically (``nft -f`` with ``delete table`` first, as proxy.py and
+Namespaces) and loaded atomically (``nft -f`` with ``delete table`` first, as node/proxy.py and
 netns.py do) whenever the rendered text changes. ``NetworkPolicyAgent`` syncs in a thread of
 its own, woken after every write to the cluster (a policy, a pod's labels or IP, a namespace's
 labels: ``Cluster.network_notify``) and after every kubelet sync, so a change is enforced at
@@ -17,7 +17,7 @@ All pods of the node are on one Linux bridge (the engine network ``kube-pods``,
 (``net.bridge.bridge-nf-call-iptables=1``, a per-netns sysctl the agent sets, as kube-proxy
 and the bridge CNI plugin require it), so pod-to-pod traffic, direct or through a Service,
 meets the ``forward`` hook with connection tracking. A Service's traffic is DNATed in
-``prerouting`` (proxy.py) before ``forward``, and masqueraded in ``postrouting`` after it, so
+``prerouting`` (node/proxy.py) before ``forward``, and masqueraded in ``postrouting`` after it, so
 the rules see the client pod's address and the *backend* pod's, as kube-proxy + a CNI do.
 
 The rules, as the NetworkPolicy API defines them
@@ -41,7 +41,7 @@ The rules, as the NetworkPolicy API defines them
   the default-deny patterns fall out of the above.
 * Traffic to and from the node is always allowed (the NetworkPolicy API says so): the
   sandbox's own terminal, kubelet probes, the API server through ``kubernetes``. One
-  exception makes the lab behave like a real cluster: the cluster DNS (dns.py serves
+  exception makes the lab behave like a real cluster: the cluster DNS (node/dns.py serves
   10.96.0.10 on the node, where a real cluster runs CoreDNS pods) is treated as a pod of
   ``kube-system`` labelled ``k8s-app: kube-dns`` with ports ``dns`` (53/UDP) and ``dns-tcp``
   (53/TCP), so a default-deny egress policy breaks name resolution until DNS is allowed,
@@ -57,7 +57,7 @@ Proof by traffic
 ----------------
 ``probe`` (runtimed's ``POST /v1/sandboxes/{id}/kube/connectivity``, the grader's
 ``connectivity`` check) makes one connection from inside a pod's network namespace (a helper
-child, _netns_probe.py, setns()es into the pod's infra container): the packets carry the
+child, node/_netns_probe.py, setns()es into the pod's infra container): the packets carry the
 pod's address and meet exactly the rules above, and the sandbox boundary besides.
 
 Not done: IPv6 (the pod network is IPv4 only), ``hostNetwork`` pods (refused at admission).
@@ -559,7 +559,7 @@ class NetworkPolicyAgent:
 
 
 def probe(engine: Engine, namespace: str, pod: str, host: str, port: int, protocol: str, timeout: float) -> Obj:
-    """One connection from pod ``namespace/pod`` to ``host:port`` (see _netns_probe.py):
+    """One connection from pod ``namespace/pod`` to ``host:port`` (see node/_netns_probe.py):
     ``{"result": "open"|"refused"|"timeout"|"unreachable"|"error", "detail": str}``.
     Every argument is checked here: a name is looked up as a label value, never used as a path."""
     for what, value in (("namespace", namespace), ("pod", pod)):

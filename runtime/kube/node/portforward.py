@@ -25,7 +25,7 @@ client-go's SPDY library (moby/spdystream) neither sends nor honours WINDOW_UPDA
 
 Where the bytes may go
 ----------------------
-Only to a port of the named pod, through ``PodIO.port_forward`` (kubelet.py), which makes
+Only to a port of the named pod, through ``PodIO.port_forward`` (node/kubelet.py), which makes
 the socket in that pod's own network namespace and connects it to its loopback: no address
 comes from the request, so nothing outside the pod (the sandbox, runtimed, the host,
 another sandbox) is reachable this way. Frames are bounded (``MAX_FRAME``), client data
@@ -220,13 +220,13 @@ class Budget:
 
 @dataclass
 class PortForwardCall:
-    """A checked portforward request: server.py serves it with ``serve``."""
+    """A checked portforward request: apiserver/server.py serves it with ``serve``."""
 
     io: PodIO
     ns: str
     pod: str
     uid: str
-    budget: Budget  # the cluster's (apiserver.py), shared by all its sessions
+    budget: Budget  # the cluster's (apiserver/cluster.py), shared by all its sessions
     # the blocking dials of this session's connections run here (serve() makes it, one thread,
     # so one student's many connections queue behind each other, never behind others' work)
     dialer: ThreadPoolExecutor | None = None

@@ -4,7 +4,7 @@ Services of the sandbox's cluster are made real *inside the sandbox's network na
 (never the host's): one nftables table ``ip kubelab-kube`` there, rendered from the
 cluster's Services, EndpointSlices and Pods and rewritten atomically (``nft -f`` with
 ``delete table`` first, like netns.py's ``kubelab-docker``) whenever the rendered text
-changes. ``Proxy.sync`` is called after every kubelet sync (kubelet.py ``after_sync``: on
+changes. ``Proxy.sync`` is called after every kubelet sync (node/kubelet.py ``after_sync``: on
 every cluster write, container exit or due timer, in the kubelet's thread), so nft never runs on the
 API server's loop; an unchanged ruleset costs one render and a string compare.
 
@@ -24,7 +24,7 @@ The rules, as kube-proxy's nftables mode has them:
   ClusterIP, would drop it (hairpin included).
 * ``reject`` (filter, before the engine's own forward isolation): a Service port with no
   ready endpoint answers at once, TCP with a reset and UDP with ICMP port-unreachable, as
-  kube-proxy does; and the cluster DNS address (dns.py, 10.96.0.10 on the sandbox's
+  kube-proxy does; and the cluster DNS address (node/dns.py, 10.96.0.10 on the sandbox's
   ``lo``) is not answered to anything arriving from outside the sandbox (its ``eth0``).
 * The ``kubernetes`` Service (10.96.0.1:443) reaches the API server: the sandbox's listener
   is 127.0.0.1:6443 (service.py), so it is DNATed there — from the pod bridge only in
@@ -32,7 +32,7 @@ The rules, as kube-proxy's nftables mode has them:
   127.0.0.1) and from the sandbox itself in ``output``. Nothing from outside the sandbox
   can use it. That listener serves the cluster without the ``/clusters/<name>`` prefix too,
   so a pod's in-cluster config (``https://10.96.0.1:443``) works.
-* kube-dns's ClusterIP (10.96.0.10) is served by dns.py on the address itself: no DNAT.
+* kube-dns's ClusterIP (10.96.0.10) is served by node/dns.py on the address itself: no DNAT.
 
 Not done: ``externalTrafficPolicy``/``internalTrafficPolicy`` (all endpoints are local:
 one node), LoadBalancer ingress IPs, ``externalIPs``, session affinity timeouts.

@@ -3,8 +3,14 @@
 A ``ResourceDef`` says everything generic code needs about one resource:
 its kind and scope for discovery, which subresources exist, whether writes
 bump ``metadata.generation``, which field selectors it supports. Per-kind
-behaviour (defaulting, validation, printing) lives in kinds.py and
-printers.py and is looked up by kind.
+behaviour lives beside this table and is looked up by kind: defaulting and validation
+(kinds.py), server-side printing columns (printers.py), CustomResourceDefinitions and the
+kinds they define (crd.py: schemas, defaulting, pruning, CEL rules, printer columns),
+APIServices (apiservice.py) and what an object counts against a quota (quota.py).
+One strategy object per resource (kube's PrepareForCreate/Default/Validate/ValidateUpdate)
+is not done yet: kinds.py chooses by kind.
+
+Imports only ``meta``, ``machinery`` and itself at run time (tests/runtime/kube/test_layering.py).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ built-in registry (``Cluster.custom_defs()``), not in it: one ResourceDef per
 served version, highest kube-aware priority first (the preferred version). A
 custom resource is defaulted, pruned and validated against the request version's
 ``openAPIV3Schema`` with the messages kube-apiserver's structural-schema
-validation prints, then its ``x-kubernetes-validations`` CEL rules (cel.py), and
+validation prints, then its ``x-kubernetes-validations`` CEL rules (machinery/cel.py), and
 listed with its ``additionalPrinterColumns``.
 
 Versions: objects are stored in the CRD's storage version; reads through another
