@@ -2,7 +2,7 @@
 
 The kubelet side is a stand-in here (it needs runc): ``FakeKubelet.port_forward`` records
 what it was asked for and connects to a local echo server, as the real one connects to
-the pod's loopback. tests/runtime/kube/test_port_forward.py runs the real kubectl against
+the pod's loopback. tests/runtime/kube/node/test_port_forward.py runs the real kubectl against
 the real kubelet. What is proved here: the request picks a pod and a port, never an
 address; bad ports never reach the kubelet; malformed, oversized and compressed-bomb SPDY
 ends that session with GOAWAY and nothing else; stream limits hold; refusals are Status.

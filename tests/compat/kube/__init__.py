@@ -14,7 +14,7 @@ module constant ``CLIENT`` (``"kubectl"`` or ``"kubernetes-python"``); the modul
 follow it too (``test_kubectl_*.py``, ``test_pyclient_*.py``).
 
 The server runs in-process (``conftest.py``) with a PodIO whose streams are real host
-processes (``tests/runtime/kube/test_pod_io.py``), so exec/attach/logs go through the
+processes (``tests/runtime/kube/apiserver/test_pod_io.py``), so exec/attach/logs go through the
 real WebSocket and chunked-log code paths without a sandbox: nothing here needs root or
 the shared test lock.
 """

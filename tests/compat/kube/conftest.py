@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.runtime.kube.apiserver.test_pod_io import HostPodIO, InProcessServer
 from tests.runtime.kube.conftest import Kubectl
-from tests.runtime.kube.test_pod_io import HostPodIO, InProcessServer
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.runtime.kube.test_kubelet import Lab, lab, pod
+from tests.runtime.kube.node.test_kubelet import Lab, lab, pod
 
 __all__ = ["lab"]  # the module-scoped fixture, shared with test_kubelet.py's definition
 
