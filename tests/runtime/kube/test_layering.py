@@ -226,3 +226,13 @@ def test_the_checks_see_a_violation(tmp_path: Path) -> None:
         ("runtime.kube.apiserver.cluster", "Cluster", True, False),
         ("runtime.kube.controllers.base", "_pct", False, True),
     }
+
+
+def test_the_object_alias_is_defined_once_in_meta() -> None:
+    defined = []
+    for module in MODULES:
+        for node in ast.parse(_path(module).read_text()).body:
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            if any(isinstance(t, ast.Name) and t.id == "Obj" for t in targets):
+                defined.append(module)
+    assert defined == ["meta"], f"Obj is defined in {defined}: import it from runtime.kube.meta"
