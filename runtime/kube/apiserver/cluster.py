@@ -12,12 +12,8 @@ from __future__ import annotations
 import base64
 import copy
 import datetime
-import fcntl
-import hashlib
 import json
 import logging
-import secrets
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +24,7 @@ import yaml
 
 from runtime.kube import registry
 from runtime.kube.apiserver import admission, discovery, openapi, rbac
+from runtime.kube.apiserver.auth import TokenAuthenticator
 from runtime.kube.apiserver.podio import ExecCall, LogCall, PodIO
 from runtime.kube.apiserver.store import Store, Watcher
 from runtime.kube.controllers.manager import Controllers
@@ -185,27 +182,6 @@ def _json_body(req: Request, limits: Limits | None = None, expect: tuple[str, ..
     return _text_body(req.body, limits or Limits())
 
 
-def write_token(directory: Path, entry: dict[str, Any]) -> str:
-    """Mint a bearer token for ``entry`` ({user, groups, sa?, exp?}) in a cluster's tokens.json.
-
-    Only the token's SHA-256 is kept. The file is shared by the serving process and
-    ``mint-token`` processes, so this is a read-modify-write under a lock (tokens.lock);
-    servers re-read the file when a token they do not know shows up. Expired tokens are
-    dropped whenever a new one is minted.
-    """
-    token = secrets.token_urlsafe(32)
-    with open(directory / "tokens.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        tokens: dict[str, dict[str, Any]] = json.loads((directory / "tokens.json").read_text())
-        now = time.time()
-        tokens = {k: v for k, v in tokens.items() if float(v.get("exp", now + 1)) > now}
-        tokens[hashlib.sha256(token.encode()).hexdigest()] = entry
-        tmp = directory / "tokens.json.tmp"
-        tmp.write_text(json.dumps(tokens))
-        tmp.replace(directory / "tokens.json")
-    return token
-
-
 def _truthy(v: str | None) -> bool:
     return v in ("true", "1", "True")
 
@@ -278,7 +254,7 @@ def _delete_options(req: Request, limits: Limits) -> DeleteOpts:
     return DeleteOpts(policy=policy or "", grace=grace, preconditions=pre, dry_run=bool(dry))
 
 
-class Cluster:
+class Cluster(TokenAuthenticator):
     """One cluster: its store, its tokens, its controllers."""
 
     def __init__(self, name: str, directory: Path, limits: Limits | None = None) -> None:
@@ -332,51 +308,7 @@ class Cluster:
                 return d
         return None
 
-    # -- auth ------------------------------------------------------------------
-
-    def authenticate(self, token: str, now: float | None = None) -> User | None:
-        """The user a bearer token stands for; None (401) if unknown or past its expiry."""
-        h = hashlib.sha256(token.encode()).hexdigest()
-        info = self.tokens.get(h)
-        if info is None and self._reload_tokens():  # minted by another process (``mint-token``)
-            info = self.tokens.get(h)
-        if info is None:
-            return None
-        if "exp" in info and (time.time() if now is None else now) >= float(info["exp"]):
-            return None
-        if "sa" in info:
-            ns, name = info["sa"]
-            if self.store.get("serviceaccounts", ns, name) is None:
-                return None
-            groups: tuple[str, ...] = ("system:serviceaccounts", f"system:serviceaccounts:{ns}")
-            return User(f"system:serviceaccount:{ns}:{name}", (*groups, "system:authenticated"))
-        return User(info["user"], (*info.get("groups", []), "system:authenticated"))
-
-    def add_token(
-        self, user: str, groups: list[str], sa: tuple[str, str] | None = None, expires: float | None = None
-    ) -> str:
-        """Mint a bearer token (see ``write_token``), with its expiry (unix time) if any."""
-        entry: dict[str, Any] = {"user": user, "groups": groups}
-        if sa is not None:
-            entry["sa"] = list(sa)
-        if expires is not None:
-            entry["exp"] = expires
-        token = write_token(self.dir, entry)
-        self._reload_tokens()
-        return token
-
-    def _reload_tokens(self) -> bool:
-        """Re-read tokens.json if it changed since last read; True if it was re-read."""
-        try:
-            st = (self.dir / "tokens.json").stat()
-        except FileNotFoundError:
-            return False
-        stamp = (st.st_mtime_ns, st.st_ino)
-        if stamp == self._tokens_stamp:
-            return False
-        self.tokens = json.loads((self.dir / "tokens.json").read_text())
-        self._tokens_stamp = stamp
-        return True
+    # -- auth (bearer tokens: auth.py) ----------------------------------------------
 
     def impersonate(self, req: Request, user: User) -> User:
         as_user = req.headers.get("impersonate-user")

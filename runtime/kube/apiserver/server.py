@@ -34,7 +34,8 @@ from aiohttp import web
 
 from runtime.kube import registry
 from runtime.kube.apiserver import pki, rbac
-from runtime.kube.apiserver.cluster import Cluster, decode_body, write_token
+from runtime.kube.apiserver.auth import write_token
+from runtime.kube.apiserver.cluster import Cluster, decode_body
 from runtime.kube.apiserver.podio import (
     BASE64_PROTOCOL,
     CLOSE,

@@ -1,24 +1,24 @@
 """k8s.io/apimachinery: the API's building blocks, with no knowledge of any resource.
 
-``machinery/apierrors.py``
+``apierrors.py``
     ``ApiError`` and the ``metav1.Status`` shapes (field errors, causes) with kube's messages.
-``machinery/quantity.py``
+``quantity.py``
     Resource quantities, exact, with apimachinery's canonical form (``1000m`` is ``1``).
-``machinery/selectors.py``
+``selectors.py``
     Label and field selectors (parse, match, print).
-``machinery/patch.py``
+``patch.py``
     JSON patch, merge patch, strategic merge patch; the one table of list merge keys
     (upstream's patchMergeKey tags), read by the patcher, ``ssa`` and the served OpenAPI.
-``machinery/ssa.py``
+``ssa.py``
     metadata.managedFields (FieldsV1), server-side apply ownership, conflicts, force.
-``machinery/cel.py``
+``cel.py``
     The CEL subset of CRD ``x-kubernetes-validations`` (transition rules with ``oldSelf``).
-``machinery/cron.py``
+``cron.py``
     CronJob schedules (five fields, names, macros; UTC or the CronJob's timeZone).
-``machinery/protobuf.py``
+``protobuf.py``
     Decoder for the protobuf bodies client-go's typed clients send (``kubectl create ...``,
     ``kubectl auth can-i``).
-``machinery/limits.py``
+``limits.py``
     What bounds one cluster (objects, bytes, watches, request sizes), with kube-apiserver's
     and etcd's answers when a bound is reached.
 

@@ -1,23 +1,23 @@
 """What runs on the node: the kubelet and the node's network services.
 
-``node/kubelet.py``
+``kubelet.py``
     Runs the pods bound to the node as containers of the sandbox's own Docker engine (an
     infra container per pod on the engine network ``kube-pods``), with kubelet's statuses,
     events, restarts and back-off, probes, volumes, graceful deletion; adopts running pods
     after a runtimed restart. ``ClusterHost`` is its thread-safe window on the cluster.
-``node/proxy.py``
+``proxy.py``
     kube-proxy in nftables mode (ClusterIP, NodePort, session affinity, REJECT without
     endpoints).
-``node/dns.py``
+``dns.py``
     Cluster DNS (CoreDNS's kubernetes plugin) on 10.96.0.10 in the sandbox's netns.
-``node/netpol.py``
-    NetworkPolicy enforcement (one nftables table), with ``node/_netns_probe.py`` for probes.
-``node/ingress.py``
+``netpol.py``
+    NetworkPolicy enforcement (one nftables table), with ``_netns_probe.py`` for probes.
+``ingress.py``
     The ingress controller, as ingress-nginx.
-``node/portforward.py``
+``portforward.py``
     ``kubectl port-forward``: SPDY/3.1 in a WebSocket and the channel protocol, each
     connection dialled on the pod's own loopback.
-``node/_netns_listen.py`` / ``node/_netns_probe.py``
+``_netns_listen.py`` / ``_netns_probe.py``
     Helper children (run as files by the fork server, not imported) that enter a netns.
 """
 
