@@ -81,7 +81,10 @@ mounts, or through the catalog store's shifted copies when the kernel refuses th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+
+# what an Engine knows of its sandbox is the sandbox's to say (runtime/sandbox/spec.py); named
+# here too for the code that has always imported it from this package
+from runtime.sandbox.spec import SandboxContext as SandboxContext
 
 NAME = "docker"
 SOCKET_DIR = "svc-docker"  # under the sandbox dir, bind-mounted read-only into the sandbox
@@ -114,21 +117,3 @@ def quota_message(kind: str, limit: int, remedy: str) -> str:
         f"this lab's Docker engine keeps at most {limit} {kind} per sandbox and that limit is reached: "
         f"remove some first ({remedy})"
     )
-
-
-@dataclass(frozen=True)
-class SandboxContext:
-    """What an Engine needs to know about its sandbox (SandboxManager.service_context)."""
-
-    sid: str
-    pid: int  # host pid of the sandbox's PID 1 (its namespaces: /proc/<pid>/ns/*)
-    uid_base: int  # container uid 0 is host uid uid_base; the range is 65536 wide
-    idmap: bool  # catalog layers may be idmapped; False: use ImageStore.shifted_layer_dirs
-    dir: Path  # D
-    engine_root: Path  # D/disk/engine
-    cgroup_path: str  # the sandbox's runc cgroupsPath, e.g. "/kubelab/<sid>"; children go below it
-    ip: str  # the sandbox's own address on the runtime bridge
-    memory: int
-    pids: int
-    cpus: float
-    runc: str = "runc"

@@ -109,7 +109,6 @@ from runtime import errors
 from runtime.dockerapi import (
     ENGINE_VERSION,
     EngineLimits,
-    SandboxContext,
     archive,
     changes,
     fsutil,
@@ -130,10 +129,11 @@ from runtime.dockerapi.store import (
 )
 from runtime.dockerapi.watch import Timers, Watcher, Worker
 from runtime.images.store import ImageStore, safe_rmtree
+from runtime.kernel.children import AdoptedPopen as _AdoptedPopen
 from runtime.procfs import mounted, mounts_under, proc_start
 from runtime.sandbox import bundle
 from runtime.sandbox.cgroups import CGROUP_ROOT, Cgroups
-from runtime.sandbox.manager import _AdoptedPopen
+from runtime.sandbox.spec import SandboxContext
 
 log = logging.getLogger("runtime.dockerapi")
 

@@ -41,7 +41,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from runtime import errors
-from runtime.sandbox._proc import run
+from runtime.kernel.netns import run as _in_ns
 from runtime.sandbox.cgexec import Placement
 
 BRIDGE = "docker0"
@@ -117,15 +117,6 @@ def _ipv4(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _in_ns(
-    pid: int, argv: list[str], script: str | None = None, *, check: bool = True, place: Placement | None = None
-) -> str:
-    cmd = ["nsenter", f"--net=/proc/{pid}/ns/net", *argv]
-    data = script.encode() if script is not None else None
-    cp = run(cmd, input=data, check=check) if place is None else place.run(cmd, input=data, check=check)
-    return cp.stdout.decode(errors="replace")
 
 
 def veth_name(cid: str, index: int = 0) -> str:

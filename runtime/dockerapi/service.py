@@ -153,6 +153,14 @@ class DockerService:
 
     def start(self, sid: str, pid: int) -> dict[str, str]:
         self._open(sid)
+        # A sandbox being created gets the link from the host, with no process in it (no
+        # `runc exec` on the ready path: runtime/sandbox/placefiles.py); a resumed one from inside.
+        if not self.manager.place_symlink(sid, "/var/run/docker.sock", SANDBOX_SOCKET):
+            self._link_from_inside(sid)
+        self._restart_paused(sid)
+        return {}
+
+    def _link_from_inside(self, sid: str) -> None:
         sp = self.manager.spawn(sid, ["/bin/sh", "-c", LINK_SCRIPT], tty=False)
         try:
             _out, err = sp.proc.communicate(timeout=LINK_TIMEOUT)
@@ -162,8 +170,6 @@ class DockerService:
         if sp.proc.returncode != 0:
             why = err.decode(errors="replace").strip()[-300:]
             raise errors.RuntimeError(f"could not link /var/run/docker.sock in the sandbox: {why}")
-        self._restart_paused(sid)
-        return {}
 
     def pause(self, sid: str) -> None:
         """The sandbox is being paused (``SandboxManager.pause``): note which containers run,

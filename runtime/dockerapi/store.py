@@ -62,11 +62,12 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from runtime import errors
-from runtime.dockerapi import EngineLimits, SandboxContext, quota_message
+from runtime.dockerapi import EngineLimits, quota_message
 from runtime.images import catalog, tarutil
 from runtime.images.store import ImageStore, safe_rmtree
 from runtime.procfs import mounted
 from runtime.sandbox.cgexec import Placement
+from runtime.sandbox.spec import SandboxContext
 
 log = logging.getLogger("runtime.dockerapi")
 

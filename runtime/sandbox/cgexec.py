@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime import errors
-from runtime.sandbox._proc import wait as wait_proc
+from runtime.kernel.proc import wait as wait_proc
 from runtime.sandbox.cgroups import CGROUP_ROOT, Cgroups
 
 log = logging.getLogger("runtime.sandbox")
@@ -146,7 +146,7 @@ class Placement:
         input: bytes | None = None,  # noqa: A002 - mirrors subprocess.run
         check: bool = True,
     ) -> subprocess.CompletedProcess[bytes]:
-        """``_proc.run`` in the sandbox's cgroup: on failure errors.RuntimeError with stderr."""
+        """``runtime.kernel.proc.run`` in the sandbox's cgroup: on failure errors.RuntimeError with stderr."""
         proc = self.popen(
             argv,
             stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
@@ -176,7 +176,7 @@ class Placement:
         stdout: int = subprocess.DEVNULL,
         stderr: int = subprocess.DEVNULL,
     ) -> int:
-        """``_proc.run_quiet`` in the sandbox's cgroup: the given stdio, its exit status."""
+        """``runtime.kernel.proc.run_quiet`` in the sandbox's cgroup: the given stdio, its exit status."""
         proc = self.popen(argv, stdin=stdin, stdout=stdout, stderr=stderr)
         try:
             return wait_proc(proc, timeout)

@@ -90,7 +90,7 @@ import time
 from pathlib import Path
 
 from runtime import errors
-from runtime.sandbox._proc import wait as wait_proc
+from runtime.kernel.proc import wait as wait_proc
 
 log = logging.getLogger("runtime.sandbox")
 

@@ -42,7 +42,8 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+
+from runtime.kernel.children import AdoptedPopen
 
 log = logging.getLogger("runtime.sandbox")
 
@@ -149,29 +150,18 @@ class ForkServer:
             return int(answer)
 
 
-class _ForkedPopen(subprocess.Popen[bytes]):
-    """A Popen whose child the fork server forked (re-parented to us: ``waitpid`` works).
+def _forked(
+    server: ForkServer, helper: str, argv: list[str], pass_fds: Sequence[int], session: bool, **kw: int | None
+) -> AdoptedPopen:
+    """A Popen whose child the fork server forked (re-parented to us: ``waitpid`` works)."""
 
-    Popen makes the pipes and hands the child's ends to ``_execute_child``; we send them to
-    the server instead of forking, as manager._AdoptedPopen does with ``runc exec -d``."""
+    def launch(stdin: int, stdout: int, stderr: int) -> int:
+        # -1: not redirected, the child has ours (as a directly started one would)
+        fds = {0: stdin if stdin != -1 else 0, 1: stdout if stdout != -1 else 1, 2: stderr if stderr != -1 else 2}
+        fds.update({fd: fd for fd in pass_fds})
+        return server.launch(helper, argv, fds, session)
 
-    def __init__(self, server: ForkServer, helper: str, argv: list[str], pass_fds: Sequence[int], session: bool,
-                 **kw: Any) -> None:  # fmt: skip
-        self._server, self._helper, self._extra, self._session = server, helper, tuple(pass_fds), session
-        super().__init__(argv, **kw)
-
-    def _execute_child(self, *a: Any) -> None:
-        args = a[0]
-        p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite = a[10:16]
-        try:
-            # -1: not redirected, the child has ours (as a directly started one would)
-            fds = {0: p2cread if p2cread != -1 else 0, 1: c2pwrite if c2pwrite != -1 else 1}
-            fds[2] = errwrite if errwrite != -1 else 2
-            fds.update({fd: fd for fd in self._extra})
-            self.pid = self._server.launch(self._helper, args, fds, self._session)
-            self._child_created = True
-        finally:
-            self._close_pipe_fds(p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite)  # type: ignore[attr-defined]
+    return AdoptedPopen(launch, argv=argv, **kw)
 
 
 _server = ForkServer()
@@ -198,7 +188,7 @@ def spawn(
     argv = [sys.executable, "-I", "-S", str(SCRIPTS[helper]), *args]
     if is_subreaper():
         try:
-            return _ForkedPopen(
+            return _forked(
                 _server,
                 helper,
                 argv[3:],

@@ -49,7 +49,7 @@ Latency (create -> a shell answers, bench/sandbox_start.py) is dominated by
 runc itself: ``runc run -d`` ~40 ms and ``runc exec`` ~35 ms on this host (the
 first spawn starts the agent through it),
 plus the rootfs (~15 ms), the network (~10 ms: ``ip -batch`` twice, ``bridge``,
-``nft``). Waits on those children block on a pidfd (_proc.py), not on
+``nft``). Waits on those children block on a pidfd (runtime/kernel/proc.py), not on
 subprocess's sleep-polling.
 """
 
@@ -71,20 +71,20 @@ import subprocess
 import termios
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from runtime import errors
-from runtime.dockerapi import SandboxContext
+from runtime.kernel.children import AdoptedPopen
+from runtime.kernel.proc import run, run_quiet
 from runtime.procfs import mounted, proc_start
-from runtime.sandbox import bundle, fastexec, forkserver
-from runtime.sandbox._proc import run, run_quiet
+from runtime.sandbox import bundle, fastexec, forkserver, placefiles
 from runtime.sandbox.cgexec import Placement
 from runtime.sandbox.cgroups import Cgroups
 from runtime.sandbox.network import Network
-from runtime.sandbox.spec import SandboxInfo, SandboxSpec, workspace_path
+from runtime.sandbox.spec import SandboxContext, SandboxInfo, SandboxSpec, workspace_path
 
 log = logging.getLogger("runtime.sandbox")
 
@@ -239,36 +239,6 @@ class _State:
         )
 
 
-class _AdoptedPopen(subprocess.Popen[bytes]):
-    """A Popen for a process started by ``runc exec -d`` and re-parented to us (subreaper).
-
-    Popen creates the pipes and hands their child ends to ``_execute_child``;
-    we give them to runc (which passes them to the process) instead of forking.
-    ``wait``/``poll``/``communicate`` then work unchanged: ``waitpid`` on a
-    re-parented child is as good as on a forked one.
-    """
-
-    def __init__(
-        self,
-        launch: Callable[[int, int, int], int],
-        *,
-        stdin: int | None,
-        stdout: int | None,
-        stderr: int | None,
-        argv: list[str],
-    ) -> None:
-        self._launch = launch
-        super().__init__(argv, stdin=stdin, stdout=stdout, stderr=stderr)
-
-    def _execute_child(self, *a: Any) -> None:
-        p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite = a[10:16]
-        try:
-            self.pid = self._launch(p2cread, c2pwrite, errwrite)
-            self._child_created = True
-        finally:
-            self._close_pipe_fds(p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite)  # type: ignore[attr-defined]
-
-
 @dataclass
 class Spawned:
     """A process started inside a sandbox.
@@ -339,6 +309,8 @@ class SandboxManager:
         self._joining: set[Path] = set()  # exec cgroups created, their process not in yet
         self._agent_failures: dict[str, int] = {}
         self._agent_start_locks: dict[str, threading.Lock] = {}
+        # sandboxes whose services create() is starting (placefiles.py): nothing of the student's ran yet
+        self._fresh: set[str] = set()
         self._life_locks: dict[str, threading.Lock] = {}  # see _lifecycle
         self.fast_exec = fast_exec
         self._agent_bin = fastexec.install_binary(self.root)
@@ -454,7 +426,7 @@ class SandboxManager:
         with self._lifecycle(sid):
             try:
                 self._start(st, image)
-                self._start_services(st)
+                self._start_services(st, fresh=True)
             except BaseException:
                 with contextlib.suppress(Exception):
                     self._destroy(st)
@@ -582,7 +554,7 @@ class SandboxManager:
 
     def service_context(self, sid: str) -> SandboxContext:
         """What a sandbox service needs to run things inside this sandbox (its namespaces,
-        uid range, cgroup and disk): see runtime.dockerapi.SandboxContext."""
+        uid range, cgroup and disk): see runtime.sandbox.spec.SandboxContext."""
         st = self._state(sid)
         if st.status != "running" or st.pid is None or st.ip is None:
             raise errors.Conflict(f"sandbox {sid} is {st.status}, not running")
@@ -717,7 +689,7 @@ class SandboxManager:
             return pid
 
         try:
-            proc = _AdoptedPopen(
+            proc = AdoptedPopen(
                 launch,
                 stdin=None if tty else subprocess.PIPE,
                 stdout=None if tty else subprocess.PIPE,
@@ -879,7 +851,7 @@ class SandboxManager:
             return pid
 
         try:
-            proc = _AdoptedPopen(
+            proc = AdoptedPopen(
                 launch,
                 stdin=None if tty else subprocess.PIPE,
                 stdout=None if tty else subprocess.PIPE,
@@ -1227,11 +1199,44 @@ class SandboxManager:
         self.cgroups.remove(sid)
         self.net.detach(sid, st.ip)
 
-    def _start_services(self, st: _State) -> None:
+    def _start_services(self, st: _State, *, fresh: bool = False) -> None:
+        """Start the sandbox's services and place the files they return under /root.
+
+        ``fresh``: the sandbox was built by this create and nothing of the student's has run
+        in it yet; the files (and a service's ``place_symlink``) are then written from the
+        host, with no process in the sandbox (placefiles.py says why and how)."""
         assert st.pid is not None
-        for name in st.spec.services:
-            for path, content in self.service_hooks[name].start(st.id, st.pid).items():
-                self.write_file(st.id, path, content)
+        if fresh:
+            with self._lock:
+                self._fresh.add(st.id)
+        try:
+            for name in st.spec.services:
+                for path, content in self.service_hooks[name].start(st.id, st.pid).items():
+                    if not (fresh and self._place(st, "/root/" + workspace_path(path), content=content)):
+                        self.write_file(st.id, path, content)
+        finally:
+            with self._lock:
+                self._fresh.discard(st.id)
+
+    def place_symlink(self, sid: str, path: str, target: str) -> bool:
+        """For a service's ``start`` hook: make ``path`` a symlink to ``target`` from the host
+        while ``create`` starts the services of the sandbox it built (placefiles.py). False
+        otherwise (a resume, or the placement failed): the caller makes it from inside."""
+        with self._lock:
+            st = self._states.get(sid) if sid in self._fresh else None
+        return st is not None and self._place(st, path, link=target)
+
+    def _place(self, st: _State, path: str, *, content: str | None = None, link: str | None = None) -> bool:
+        rootfs = self._dir(st.id) / "rootfs"
+        try:
+            if link is not None:
+                placefiles.symlink(rootfs, path, link, st.uid_base)
+            else:
+                placefiles.write_file(rootfs, path, (content or "").encode(), st.uid_base)
+        except (OSError, ValueError) as exc:
+            log.info("sandbox %s: %s not placed from the host (%s); writing it from inside", st.id, path, exc)
+            return False
+        return True
 
     def _stop_services(self, st: _State, *, remove: bool, pause: bool = False) -> None:
         # in the reverse order of their start: a service may use one started before it

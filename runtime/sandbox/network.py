@@ -6,7 +6,7 @@ sandbox's user namespace and root inside may configure it and nest more), and
 right after ``runc run`` we add a veth pair whose peer is created directly in
 that namespace (``ip link add ... peer name eth0 netns <pid>``), enslave the host
 end to the bridge, and configure ``eth0`` from the host with
-``nsenter --net``: two ``ip -batch`` runs, one ``bridge fdb``, one ``nft -f``;
+``nsenter --net`` (runtime.kernel.netns): two ``ip -batch`` runs, one ``bridge fdb``, one ``nft -f``;
 no per-sandbox daemon. The bridge has a fixed MAC (derived from the gateway
 address): a bridge that borrows its lowest port's MAC changes address as
 sandboxes come and go, and each change flushes its neighbour table, static
@@ -58,7 +58,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from runtime import errors
-from runtime.sandbox._proc import run
+from runtime.kernel import netns
+from runtime.kernel.proc import run
 
 TABLE = "kubelab"
 LOCK = Path("/run/lock/kubelab-runtime-net.lock")
@@ -196,14 +197,13 @@ class Network:
             ).encode(),
         )
         run(["bridge", "fdb", "replace", mac, "dev", veth, "master", "static"])
-        run(
-            ["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "-batch", "-"],
-            input=(
-                "link set lo up\n"
-                f"addr add {ip}/{self.subnet.prefixlen} dev eth0\n"
-                "link set eth0 up\n"
-                f"route add default via {self.gateway}\n"
-            ).encode(),
+        netns.run(
+            pid,
+            ["ip", "-batch", "-"],
+            "link set lo up\n"
+            f"addr add {ip}/{self.subnet.prefixlen} dev eth0\n"
+            "link set eth0 up\n"
+            f"route add default via {self.gateway}\n",
         )
         script = (
             f"add chain inet {TABLE} in-{sid} {{ type filter hook ingress device "

@@ -1,4 +1,5 @@
-"""What a sandbox is asked to be (``SandboxSpec``) and what it is (``SandboxInfo``).
+"""What a sandbox is asked to be (``SandboxSpec``), what it is (``SandboxInfo``), and what a
+service running for it (the Docker engine) knows of it (``SandboxContext``).
 
 Both cross the daemon's socket as JSON; ``SandboxSpec.from_json`` is the one
 place that validates a request, so every bad value fails here with a
@@ -11,6 +12,7 @@ import ipaddress
 import posixpath
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from runtime import errors
@@ -167,3 +169,22 @@ class SandboxInfo:
             "ip": self.ip,
             "pid": self.pid,
         }
+
+
+@dataclass(frozen=True)
+class SandboxContext:
+    """What a service running for a sandbox (its Docker engine) needs to know about it
+    (``SandboxManager.service_context``)."""
+
+    sid: str
+    pid: int  # host pid of the sandbox's PID 1 (its namespaces: /proc/<pid>/ns/*)
+    uid_base: int  # container uid 0 is host uid uid_base; the range is 65536 wide
+    idmap: bool  # catalog layers may be idmapped; False: use ImageStore.shifted_layer_dirs
+    dir: Path  # D
+    engine_root: Path  # D/disk/engine
+    cgroup_path: str  # the sandbox's runc cgroupsPath, e.g. "/kubelab/<sid>"; children go below it
+    ip: str  # the sandbox's own address on the runtime bridge
+    memory: int
+    pids: int
+    cpus: float
+    runc: str = "runc"

@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from runtime.dockerapi import fsutil, netns
+from runtime.dockerapi import fsutil
+from runtime.kernel import netns
 from runtime.kube import registry
 from runtime.kube.meta import Obj
 
@@ -313,9 +314,9 @@ def upstreams(rootfs: Path) -> list[str]:
 
 def add_address(sandbox_pid: int) -> None:
     """10.96.0.10/32 on the sandbox's ``lo`` (idempotent), so the sockets can bind it."""
-    have = netns._in_ns(sandbox_pid, ["ip", "-o", "-4", "addr", "show", "dev", "lo"])
+    have = netns.run(sandbox_pid, ["ip", "-o", "-4", "addr", "show", "dev", "lo"])
     if f" {DNS_IP}/32 " not in have:
-        netns._in_ns(sandbox_pid, ["ip", "addr", "add", f"{DNS_IP}/32", "dev", "lo"])
+        netns.run(sandbox_pid, ["ip", "addr", "add", f"{DNS_IP}/32", "dev", "lo"])
 
 
 class _Forwarder(asyncio.DatagramProtocol):

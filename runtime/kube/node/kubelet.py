@@ -122,6 +122,7 @@ from runtime import errors
 from runtime.dockerapi import netns
 from runtime.dockerapi.engine import Engine, Stream
 from runtime.images import catalog
+from runtime.kernel.netns import run as netns_run
 from runtime.kube import registry
 from runtime.kube.machinery.apierrors import ApiError, bad_request
 from runtime.kube.machinery.quantity import Quantity, QuantityError
@@ -920,7 +921,7 @@ class Kubelet:
         back out of the bridge port it came in by, which a port only does in hairpin mode."""
         try:
             argv = ["bridge", "link", "set", "dev", netns.veth_name(infra), "hairpin", "on"]
-            netns._in_ns(self.engine.ctx.pid, argv, place=self.engine.place)
+            netns_run(self.engine.ctx.pid, argv, place=self.engine.place)
         except errors.RuntimeError as exc:  # the pod runs; only reaching itself by its Service fails
             log.warning("kubelet of node %s: no hairpin mode for %s: %s", self.node, infra[:12], exc)
 

@@ -77,7 +77,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runtime import errors
-from runtime.dockerapi import netns
+from runtime.kernel import netns
 from runtime.kube.machinery.selectors import selector_from_match
 from runtime.kube.meta import Obj
 from runtime.kube.node.kubelet import CONTAINER_NAME, INFRA, POD_NAME, POD_NAMESPACE
@@ -544,11 +544,11 @@ class NetworkPolicyAgent:
             try:
                 if policies and not self._bridged:
                     # per netns: bridged pod-to-pod frames meet the IPv4 hooks (see the docstring)
-                    netns._in_ns(
+                    netns.run(
                         self.pid, ["sysctl", "-q", "-w", "net.bridge.bridge-nf-call-iptables=1"], place=self.place
                     )
                     self._bridged = True
-                netns._in_ns(self.pid, ["nft", "-f", "-"], script, place=self.place)
+                netns.run(self.pid, ["nft", "-f", "-"], script, place=self.place)
             except errors.RuntimeError as e:
                 # tried again at the next wake-up; said once per state
                 if script != self._failed:

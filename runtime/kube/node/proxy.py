@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime import errors
 from runtime.dockerapi import netns
+from runtime.kernel.netns import run as netns_run
 from runtime.kube.meta import Obj
 
 if TYPE_CHECKING:
@@ -209,6 +210,6 @@ class Proxy:
                 return
             self._last = script  # a failed ruleset is logged once, retried when the state changes
             try:
-                netns._in_ns(self.pid, ["nft", "-f", "-"], script)
+                netns_run(self.pid, ["nft", "-f", "-"], script)
             except errors.RuntimeError as e:
                 log.warning("kube-proxy of sandbox pid %d: rules not applied: %s", self.pid, e)

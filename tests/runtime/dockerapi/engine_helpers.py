@@ -14,10 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from runtime import errors
-from runtime.dockerapi import SandboxContext
 from runtime.dockerapi.engine import Engine
 from runtime.sandbox import SandboxManager
-from runtime.sandbox.spec import SandboxSpec
+from runtime.sandbox.spec import SandboxContext, SandboxSpec
 from tests.runtime.sandbox_helpers import destroy_manager, make_manager, run_in
 
 

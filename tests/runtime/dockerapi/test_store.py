@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from runtime import errors
-from runtime.dockerapi import SandboxContext
 from runtime.dockerapi.store import EngineStore, Image
 from runtime.images.store import ImageStore
+from runtime.sandbox.spec import SandboxContext
 from tests.runtime.sandbox_helpers import images_for, new_root
 
 UID_BASE = 2_000_000_000 + 42 * 65536 * 32

@@ -1,0 +1,21 @@
+"""Host-side kernel machinery shared by every sandbox service (layer 2, above ``errors``).
+
+Everything here runs as runtimed (root, on the host) and knows nothing of sandboxes,
+engines or clusters; the packages above hand it a pid, a command, a descriptor.
+
+``proc.py``
+    One way to run a short host command: argv list, timeout, errors that say what failed,
+    waits on a pidfd (no polling).
+``netns.py``
+    One way to run a command inside another process's network namespace (``nsenter
+    --net=/proc/<pid>/ns/net``), where runtimed starts it or, given a ``Runner`` such as
+    a sandbox's ``Placement``, in that sandbox's cgroup.
+``safewrite.py``
+    One way to act on a path inside a tree a student controls (``openat2`` with
+    ``RESOLVE_IN_ROOT``): open, bounded read, ``mkdir -p``, replace a file or a link.
+``children.py``
+    ``AdoptedPopen``: the ``Popen`` of a process started for runtimed by another one (``runc
+    exec -d``, the helper fork server) and re-parented to it, a child subreaper.
+"""
+
+from __future__ import annotations
