@@ -294,7 +294,7 @@ def pid_cpu_seconds(pid: int) -> float | None:
 
 
 def runtimed_cpu_seconds(pid: int) -> float | None:
-    """``pid_cpu_seconds`` of runtimed plus that of its fork server (runtime/sandbox/forkserver.py),
+    """``pid_cpu_seconds`` of runtimed plus that of its fork server (runtime/kernel/forkserver.py),
     a live child whose own CPU and whose reaped middle processes runtimed's cutime never sees;
     not the sandboxes' processes runtimed adopted (their cgroups count those)."""
     total = pid_cpu_seconds(pid)

@@ -17,14 +17,12 @@ import json
 import os
 import re
 import stat
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-
-from grader.checks.base import CheckError
-from grader.checks.http import request_headers
 
 SLUG_DIR = re.compile(r"^(?P<order>\d{2,3})-(?P<slug>[a-z0-9]+(?:-[a-z0-9]+)*)$")
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -50,66 +48,41 @@ NEED_REASONS = {
     "helm": "This lab needs the helm CLI, which the platform's lab image does not include yet.",
 }
 
-CHECK_FIELDS: dict[str, tuple[set[str], set[str]]] = {
-    # type: (required fields, optional fields) — besides type, name, hint, timeout
-    "run": (
-        {"command"},
-        {"exit_code", "stdout_contains", "stdout_matches", "stdout_equals", "stderr_contains", "not_stdout_contains"},
-    ),
-    "file": ({"path"}, {"exists", "contains", "matches", "mode", "owner", "is_dir", "document"}),
-    "http": (set(), {"port", "url", "host", "method", "path", "headers", "status", "contains", "matches"}),
-    "image": (
-        {"image"},
-        {
-            "exists",
-            "max_layers",
-            "max_size_mb",
-            "user",
-            "exposed_ports",
-            "labels",
-            "cmd",
-            "entrypoint",
-            "env_contains",
-            "history_contains",
-            "base",
-            "has_file",
-            "lacks_file",
-        },
-    ),
-    "kube": (
-        {"kind"},
-        {"apiVersion", "name", "selector", "namespace", "exists", "count", "expect", "condition"},
-    ),
-    "rbac": (
-        {"verb", "resource", "allowed"},
-        {"user", "serviceaccount", "groups", "group", "subresource", "namespace", "name"},
-    ),
-    "connectivity": ({"from", "to", "port", "expect"}, {"protocol"}),
-}
 # Every check may carry these. ``title`` is the label the student sees
 # (``name`` too, except in kube and rbac checks, where it names the object).
-COMMON_CHECK_FIELDS = {"type", "title", "name", "hint", "timeout"}
-CHECK_SERVICE = {"image": "docker", "kube": "kubernetes", "rbac": "kubernetes", "connectivity": "kubernetes"}
+COMMON_CHECK_FIELDS = frozenset({"type", "title", "name", "hint", "timeout"})
+# Problems a check type's own validation finds: (the field they are about, or None; message).
+CheckProblems = Iterable[tuple[str | None, str]]
 
 
-def _validate_connectivity(check: dict[str, Any], index: int, path: Path, problems: Problems) -> None:
-    """What the grader would refuse (grader/checks/connectivity.py), said at import instead."""
-    src, dst = check.get("from"), check.get("to")
-    if "from" in check and (not isinstance(src, dict) or not (src.get("pod") or src.get("selector"))):
-        problems.add(path, _line(check, "from"), f"check {index}: 'from' needs a 'pod' or a 'selector'")
-    if "to" in check and (
-        not isinstance(dst, dict) or not any(dst.get(k) for k in ("pod", "service", "selector", "host"))
-    ):
-        problems.add(path, _line(check, "to"), f"check {index}: 'to' needs a 'service', 'pod', 'selector' or 'host'")
-    if check.get("expect", "open") not in ("open", "blocked"):
-        problems.add(path, _line(check, "expect"), f"check {index}: 'expect' must be 'open' or 'blocked'")
-    if str(check.get("protocol", "TCP")).upper() not in ("TCP", "UDP"):
-        problems.add(path, _line(check, "protocol"), f"check {index}: 'protocol' must be TCP or UDP")
-    port = check.get("port")
-    if "port" in check and (
-        isinstance(port, bool) or not ((isinstance(port, str) and port) or (isinstance(port, int) and 0 < port < 65536))
-    ):
-        problems.add(path, _line(check, "port"), f"check {index}: 'port' must be a port number or a port's name")
+@dataclass(frozen=True)
+class CheckType:
+    """What content import knows of a check type: its fields (besides ``COMMON_CHECK_FIELDS``),
+    the service it needs, and the type's own validation (what its grader would refuse, said at
+    import instead)."""
+
+    required: frozenset[str]
+    optional: frozenset[str]
+    service: str | None = None
+    validate: Callable[[Mapping[str, Any]], CheckProblems] | None = None
+
+
+# Filled by the app that grades checks (grader/checks: each type declares itself where it is
+# implemented, through ``declare_check_type``): the one list of check types and their fields.
+# courses sits below grader (the apps' order: courses/__init__.py), so it keeps the registry.
+CHECK_TYPES: dict[str, CheckType] = {}
+
+
+def declare_check_type(
+    name: str,
+    *,
+    required: Iterable[str] = (),
+    optional: Iterable[str] = (),
+    service: str | None = None,
+    validate: Callable[[Mapping[str, Any]], CheckProblems] | None = None,
+) -> None:
+    """Make check type ``name`` known to content import (and its fields the only ones allowed)."""
+    CHECK_TYPES[name] = CheckType(frozenset(required), frozenset(optional), service, validate)
 
 
 # --- errors -----------------------------------------------------------------------
@@ -502,12 +475,15 @@ def _check(
         problems.add(path, line, f"check {index} must be a mapping with a 'type'")
         return {}
     kind = check.get("type")
-    if kind not in CHECK_FIELDS:
+    declared = CHECK_TYPES.get(kind) if isinstance(kind, str) else None
+    if declared is None:
         problems.add(
-            path, _line(check, "type"), f"check {index}: unknown type {kind!r} (known: {', '.join(CHECK_FIELDS)})"
+            path,
+            _line(check, "type"),
+            f"check {index}: unknown type {kind!r} (known: {', '.join(sorted(CHECK_TYPES))})",
         )
         return {}
-    required, optional = CHECK_FIELDS[kind]
+    required, optional = declared.required, declared.optional
     for name in sorted(required - set(check)):
         problems.add(path, line, f"check {index} ({kind}): '{name}' is required")
     for name in sorted(set(check) - required - optional - COMMON_CHECK_FIELDS):
@@ -518,30 +494,16 @@ def _check(
         problems.add(
             path, _line(check, "timeout"), f"check {index}: 'timeout' must be 1 to {MAX_CHECK_TIMEOUT} seconds"
         )
-    if kind == "run" and "command" in check and not isinstance(check["command"], str):
-        problems.add(path, _line(check, "command"), f"check {index}: 'command' must be text (a shell command)")
-    if kind == "file" and isinstance(check.get("path"), str) and not check["path"].startswith("/"):
-        problems.add(path, _line(check, "path"), f"check {index}: 'path' must be absolute")
-    if (
-        kind == "http"
-        and "url" not in check
-        and (not isinstance(check.get("port"), int) or not 1 <= check["port"] <= 65535)
-    ):
-        problems.add(path, _line(check, "port") or line, f"check {index}: 'port' (a port number) or 'url' is required")
-    if kind == "connectivity":
-        _validate_connectivity(check, index, path, problems)
-    if kind == "http" and "headers" in check:
-        try:
-            request_headers(check["headers"])
-        except CheckError as exc:
-            problems.add(path, _line(check, "headers"), f"check {index}: {exc}")
+    if declared.validate is not None:
+        for key, message in declared.validate(check):
+            problems.add(path, (_line(check, key) if key else None) or line, f"check {index}: {message}")
     for pattern_key in ("stdout_matches", "matches"):
         if pattern_key in check:
             try:
                 re.compile(str(check[pattern_key]))
             except re.error as exc:
                 problems.add(path, _line(check, pattern_key), f"check {index}: invalid regular expression: {exc}")
-    service = CHECK_SERVICE.get(kind)
+    service = declared.service
     if service and service not in services:
         problems.add(path, line, f"check {index} ({kind}) needs the {service} service: add it to environment.services")
     return json.loads(json.dumps(check))  # plain dicts and lists, no line bookkeeping

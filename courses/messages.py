@@ -1,7 +1,7 @@
 """Hints and messages from the live class view to students' lab pages (issue #18).
 
 An instructor who teaches a course sends a plain-text message to one student of its
-class (``courses.classview.class_members``) or to the whole class. Each recipient gets
+class (``courses.selectors.class_members``) or to the whole class. Each recipient gets
 a ``ClassMessage`` row, so a student who is not connected sees it on their next lab
 page of the course and dismisses their own copy.
 
@@ -156,7 +156,7 @@ def send_class_message(*, sender: Any, course: Course, text: Any, to: Any) -> Se
     The caller checked that ``sender`` teaches ``course``; the recipient must be in the class
     as ``sender`` sees it (``class_members``), else ``NotInClass``, whether or not such a user
     exists."""
-    from courses.classview import MAX_STUDENTS, class_members
+    from courses.selectors import MAX_STUDENTS, class_members
 
     body = clean_text(text)
     now = timezone.now()
@@ -239,9 +239,9 @@ def dismiss_class_message(*, user: Any, message_id: Any) -> bool:
 def _push(messages: list[tuple[str, dict[str, Any]]]) -> None:
     """Best effort: the rows are the truth, and a page that missed a push gets its unread
     messages when its socket (re)connects."""
-    from labs.push import group_send_many
+    from courses.signals import class_message_pushes
 
     try:
-        group_send_many(messages)
+        class_message_pushes.send(sender=None, pushes=messages)  # delivered by labs (labs/apps.py)
     except Exception:
         log.warning("class messages: %d pushes not delivered", len(messages), exc_info=True)

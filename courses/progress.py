@@ -177,7 +177,7 @@ def class_matrix(
     """Students by exercises of ``course`` (or one module): who passed what,
     in how many attempts, and when they were last active.
 
-    Students are the course's class as ``viewer`` sees it (``classview.class_members``:
+    Students are the course's class as ``viewer`` sees it (``courses.selectors.class_members``:
     an LMS course's roster, a site course's own students, plus anyone who worked in the
     course; an LMS-made instructor sees their LMS course's roster only); ``search``
     matches username, name or email; ``status`` keeps students with at least one
@@ -185,7 +185,7 @@ def class_matrix(
     """
     from django.db.models import Q
 
-    from courses.classview import class_members
+    from courses.selectors import class_members
 
     exercises = Exercise.objects.active().filter(lab__module__course=course, lab__archived_at__isnull=True)
     if module is not None:

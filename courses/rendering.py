@@ -36,6 +36,7 @@ one gets ``-2``, ``-3``…), which :func:`table_of_contents` lists.
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from collections.abc import Sequence
@@ -279,9 +280,27 @@ def _markdown() -> MarkdownIt:
 _MD = _markdown()
 
 
+# A lab page renders its intro and every step on each view: a class of 50 opening the same lab
+# at once rendered the same few sources hundreds of times (~2.5 ms of daphne's CPU per view of
+# "Deploy, scale, update, roll back"). The HTML is a function of the source alone, so it is
+# kept per source text: a changed lesson is a new key. Bounded: 128 entries of at most 32 KiB
+# of source (larger ones are rendered each time), a few MB per process at worst.
+RENDER_CACHE_ENTRIES = 128
+RENDER_CACHE_MAX_SOURCE = 32 * 1024
+
+
 def render_markdown(source: str) -> str:
     """Markdown → sanitised HTML (h2/h3 headings get ids for the table of contents)."""
+    if len(source) > RENDER_CACHE_MAX_SOURCE:
+        return _render(source)
+    return _render_cached(source)
+
+
+def _render(source: str) -> str:
     return _CLEANER.clean(_MD.render(source))
+
+
+_render_cached = functools.lru_cache(maxsize=RENDER_CACHE_ENTRIES)(_render)
 
 
 # --- table of contents ----------------------------------------------------------------------------

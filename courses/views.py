@@ -36,7 +36,7 @@ def progress(request: HttpRequest) -> HttpResponse:
     )
 
 
-# --- instructor dashboard (grader issue) ----------------------------------------------------
+# --- instructor dashboard ----------------------------------------------------------------------
 
 
 def _taught_courses(user: Any) -> list[Course]:
@@ -190,7 +190,7 @@ def _live_context(request: HttpRequest, course: Course) -> dict[str, Any]:
 @role_required(INSTRUCTOR)
 def instructor_live(request: HttpRequest, course: str) -> HttpResponse:
     from courses import messages
-    from courses.classview import MAX_STUDENTS, class_members
+    from courses.selectors import MAX_STUDENTS, class_members
 
     taught = _taught_course(request.user, course)
     context = _live_context(request, taught)

@@ -41,8 +41,8 @@ from courses.messages import message_group, unread_messages
 from labs import sandboxes, services
 from labs.models import LabSession, TerminalObservation
 from labs.selectors import Granted, LabSessionNotFound, lab_session_for_user
-from runtime import client as runtime_client
 from runtime import errors as runtime_errors
+from runtime.backends import AttachStream, SandboxBackend
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +111,9 @@ class TerminalConsumer(SignedInSocket, AsyncWebsocketConsumer):
     # never take a shell down with it (and there is one listener less per tab).
     channel_layer_alias = NO_CHANNEL_LAYER
     granted: Granted | None = None
-    attach: runtime_client.AsyncAttach | None = None
-    rt: runtime_client.AsyncClient | None = None
-    box = ""  # the sandbox's id on its runtimed
+    attach: AttachStream | None = None
+    rt: SandboxBackend | None = None  # the session's backend, with the session's own credential
+    box = ""  # the sandbox's id in that backend
     pump: asyncio.Task[None] | None = None
     observation: int | None = None
 
@@ -138,19 +138,20 @@ class TerminalConsumer(SignedInSocket, AsyncWebsocketConsumer):
         self.bucket = TokenBucket(settings.TERMINAL_INPUT_RATE)
         self.last_activity = 0.0
         self.dropped_notice = False
-        # the sandbox's runtimed (this host's, or its lab node's under SANDBOX_BACKEND=kubernetes,
-        # the address read from the Node, never from anything a student writes) ...
+        # the session's backend (which runtimed holds the sandbox, this host's or its lab node's
+        # under SANDBOX_BACKEND=kubernetes, is the backend's business: read from the Node, never
+        # from anything a student writes), with the session's own credential: runtimed lets it
+        # act on this sandbox and no other
         try:
-            address, self.box, ca = await asyncio.to_thread(sandboxes.runtime_address, session)
-        except sandboxes.SandboxGone:
-            await refuse(self, CLOSE_NOT_READY)
-            return
+            if session.backend == "namespace":  # this host's runtimed: nothing blocks
+                self.rt = sandboxes.for_session(session)
+            else:
+                self.rt = await asyncio.to_thread(sandboxes.for_session, session)
         except sandboxes.SandboxError:
-            log.warning("terminal %s of %s: runtimed not found", self.number, session.pk, exc_info=True)
+            log.warning("terminal %s of %s: no sandbox backend", self.number, session.pk, exc_info=True)
             await refuse(self, CLOSE_RUNTIME_DOWN)
             return
-        # ... and the session's own credential: runtimed lets it act on this sandbox and no other
-        self.rt = runtime_client.AsyncClient(address, token=session.runtime_token, ca=ca)
+        self.box = session.sandbox_id
         try:
             pty_id = await self._pty_session(session)
             if pty_id is None:
@@ -286,7 +287,7 @@ class TerminalConsumer(SignedInSocket, AsyncWebsocketConsumer):
         if self.attach is not None:
             await self.attach.close()
         if self.rt is not None:
-            await self.rt.close()
+            await sandboxes.release(self.rt)
         if self.observation is not None:
             await _end_observation(self.observation)
 
@@ -404,11 +405,9 @@ class LabEventsConsumer(SignedInSocket, AsyncJsonWebsocketConsumer):
         if self.granted is not None and self.queue_latest is not None:
             await self.send_json({"type": "queue", "session": str(self.granted.session.pk), "queue": self.queue_latest})
 
-    # --- grader (issue 5): check verdicts pushed by grader.services ---------------------
+    # --- check verdicts pushed by grader.services ---------------------------------------
     async def grader_result(self, event: dict[str, Any]) -> None:
         await self.send_json({**event["result"], "type": "check"})
-
-    # --- end grader ------------------------------------------------------------------
 
     # --- messages from the class view (issue #18), pushed by courses/messages.py --------
     async def class_message(self, event: dict[str, Any]) -> None:

@@ -1,8 +1,9 @@
 """Port preview: a web app the student runs inside their sandbox, reached from the browser
 (like Killercoda's traffic URLs).
 
-Two hops, both streaming: Django → runtimed's ``/v1/preview`` over its unix socket (with
-SANDBOX_BACKEND=kubernetes: the TLS listener of the lab node holding the sandbox, checked
+Two hops, both streaming: Django → runtimed's ``/v1/preview``, through the session's sandbox
+backend (``runtime.backends``: this host's runtimed over its unix socket; with
+SANDBOX_BACKEND=kubernetes the TLS listener of the lab node holding the sandbox, checked
 against RUNTIME_CA) → the sandbox's own address. HTTP goes through async views, WebSockets through
 ``PortProxyConsumer``. Only the owner and observing instructors get through
 (``lab_session_for_user``), and runtimed itself lets the session's credential reach
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -73,6 +75,11 @@ from labs import sandboxes
 from labs.models import LabSession
 from labs.selectors import Granted, LabSessionNotFound, lab_session_for_user
 from runtime import client as runtime_client
+from runtime import errors as runtime_errors
+from runtime.backends import SandboxBackend
+from runtime.client import PreviewSocket
+
+log = logging.getLogger(__name__)
 
 # Headers that describe one hop, not the message (RFC 9110 §7.6.1).
 HOP_BY_HOP = {
@@ -94,7 +101,6 @@ PRIVATE = {"cookie", "authorization", "x-csrftoken"}
 # by a sibling preview (same site) are refused all the same.
 CORS_SAME_ORIGIN = {"access-control-allow-origin", "access-control-allow-credentials"}
 CORS_PREVIEW_ORIGIN = {"access-control-allow-credentials"}
-UPSTREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300)
 COOKIE = "kubelab_preview"
 SECURE_COOKIE = "__Host-" + COOKIE  # under HTTPS: no other host can set it (cookie tossing)
 HANDOFF_AGE = 60  # seconds a hand-off link is good for
@@ -209,50 +215,27 @@ async def _granted(user: Any, session_id: Any) -> Granted:
     return granted
 
 
-@dataclass(frozen=True)
-class Runtimed:
-    """Where the session's ``/v1/preview`` is: this host's runtimed socket, or (with
-    SANDBOX_BACKEND=kubernetes) the TLS listener of the lab node holding the sandbox, whose
-    address comes from the Node object (labs.sandboxes.runtime_address), never the request."""
-
-    address: str  # a unix socket path or https://<node>:<port>
-    sandbox: str  # the sandbox's id there
-    ca: str | None
-
-    @property
-    def preview_base(self) -> str:
-        if runtime_client.is_remote(self.address):
-            return self.address + "/v1/preview"
-        return runtime_client.PREVIEW_URL
-
-    def connector(self) -> aiohttp.BaseConnector:
-        if runtime_client.is_remote(self.address):
-            return aiohttp.TCPConnector(ssl=runtime_client.remote_tls_context(self.ca))
-        return aiohttp.UnixConnector(path=self.address)
-
-
-async def _runtimed(session: LabSession) -> Runtimed | None:
-    """The session's runtimed, None when its sandbox is gone (off the loop: the kubernetes
-    backend reads the Node)."""
-    if session.backend != "kubernetes":  # this host's runtimed: nothing to look up
-        return Runtimed(settings.RUNTIME_SOCKET, session.sandbox_id, None)
+async def _backend(session: LabSession) -> SandboxBackend | None:
+    """The session's sandbox backend with the session's own credential (give it back with
+    ``sandboxes.release``); None when this process has no such backend (off the loop: the
+    kubernetes backend reads its kubeconfig)."""
     try:
-        address, box, ca = await sync_to_async(sandboxes.runtime_address)(session)
-    except sandboxes.SandboxError:  # SandboxGone too
+        if session.backend == "namespace":  # this host's runtimed: nothing blocks
+            return sandboxes.for_session(session)
+        return await sync_to_async(sandboxes.for_session)(session)
+    except sandboxes.SandboxError:
         return None
-    return Runtimed(address, box, ca)
 
 
-def _upstream_headers(session: LabSession, target: Target, where: Runtimed) -> dict[str, str]:
-    return runtime_client.preview_headers(session.runtime_token, where.sandbox, target.port, target.path)
-
-
-def _preview_url(where: Runtimed, query: str) -> str:
-    return where.preview_base + (f"?{query}" if query else "")
-
-
-def _http(where: Runtimed) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(connector=where.connector(), timeout=UPSTREAM_TIMEOUT, auto_decompress=False)
+def _unavailable(exc: runtime_errors.RuntimeError) -> HttpResponse:
+    """The backend's own refusal before any app answered (a lost lab node, no preview there)."""
+    if isinstance(exc, runtime_errors.Unreachable):
+        # the exception names runtimed's socket and how to start it: for the operator's log only
+        log.info("preview: runtimed unreachable: %s", exc)
+        return HttpResponse(
+            "Could not reach the lab's sandbox; try again in a moment.", status=502, content_type="text/plain"
+        )
+    return HttpResponse("This lab's sandbox is not running.", status=503, content_type="text/plain")
 
 
 # -- HTTP ----------------------------------------------------------------------------------------------
@@ -260,9 +243,21 @@ async def _relay(request: HttpRequest, target: Target, *, own_origin: bool, pref
     session = target.session
     if session.status != LabSession.Status.READY or not session.sandbox_id:
         return HttpResponse("This lab's sandbox is not running.", status=503, content_type="text/plain")
-    where = await _runtimed(session)
-    if where is None:
+    backend = await _backend(session)
+    if backend is None:
         return HttpResponse("This lab's sandbox is not running.", status=503, content_type="text/plain")
+    try:
+        return await _relay_through(backend, request, target, own_origin=own_origin, prefix=prefix)
+    except BaseException:
+        await sandboxes.release(backend)
+        raise
+
+
+async def _relay_through(
+    backend: SandboxBackend, request: HttpRequest, target: Target, *, own_origin: bool, prefix: str
+) -> HttpResponseBase:
+    """``_relay`` once the backend is known; the backend is released when the answer ends."""
+    session = target.session
     dropped = HOP_BY_HOP if own_origin else HOP_BY_HOP | PRIVATE
     headers = {
         k: v for k, v in request.headers.items() if k.lower() not in dropped and not k.lower().startswith("x-kubelab-")
@@ -275,23 +270,24 @@ async def _relay(request: HttpRequest, target: Target, *, own_origin: bool, pref
         headers["X-Forwarded-Prefix"] = prefix
     headers["X-Forwarded-Host"] = request.get_host()
     headers["X-Forwarded-Proto"] = request.scheme or "http"
-    headers.update(_upstream_headers(session, target, where))
-    http = _http(where)
     try:
-        upstream = await http.request(
-            request.method or "GET",
-            _preview_url(where, target.query),
+        answer = await backend.preview(
+            session.sandbox_id,
+            target.port,
+            target.path,
+            target.query,
+            method=request.method or "GET",
             headers=headers,
-            data=request.body,
-            allow_redirects=False,
+            body=request.body,
         )
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        await http.close()
-        return HttpResponse(f"Could not reach the lab's sandbox: {exc}", status=502, content_type="text/plain")
+    except runtime_errors.RuntimeError as exc:
+        await sandboxes.release(backend)
+        return _unavailable(exc)
+    upstream = answer.response
     refused = await _runtimed_refusal(upstream)
     if refused is not None:
-        upstream.release()
-        await http.close()
+        await answer.close()
+        await sandboxes.release(backend)
         return refused
 
     async def body() -> AsyncIterator[bytes]:
@@ -299,8 +295,8 @@ async def _relay(request: HttpRequest, target: Target, *, own_origin: bool, pref
             async for chunk in upstream.content.iter_chunked(65536):
                 yield chunk
         finally:
-            upstream.release()
-            await http.close()
+            await answer.close()
+            await sandboxes.release(backend)
 
     response = StreamingHttpResponse(body(), status=upstream.status)
     cors = CORS_PREVIEW_ORIGIN if own_origin else CORS_SAME_ORIGIN
@@ -544,7 +540,8 @@ class PortProxyConsumer(SignedInSocket, AsyncWebsocketConsumer):
     channel_layer_alias = "none"  # a relay to runtimed; no channel layer (see TerminalConsumer)
 
     upstream: aiohttp.ClientWebSocketResponse | None = None
-    http: aiohttp.ClientSession | None = None
+    socket: PreviewSocket | None = None
+    backend: SandboxBackend | None = None
     relay: asyncio.Task[None] | None = None
     can_write = False
 
@@ -577,23 +574,22 @@ class PortProxyConsumer(SignedInSocket, AsyncWebsocketConsumer):
         if settings.PREVIEW_HOST and self.scope.get("kubelab_preview") is None:
             await self.close(code=4404)  # apps are served on their own origin only
             return
-        where = await _runtimed(target.session)
-        if where is None:
+        self.backend = await _backend(target.session)
+        if self.backend is None:
             await self.close(code=4404)
             return
         protocols = self.scope.get("subprotocols") or []
-        self.http = aiohttp.ClientSession(connector=where.connector())
         try:
-            self.upstream = await self.http.ws_connect(
-                _preview_url(where, target.query),
-                headers=_upstream_headers(target.session, target, where),
-                protocols=protocols,
-                timeout=aiohttp.ClientWSTimeout(10),
+            self.socket = await self.backend.preview_ws(
+                target.session.sandbox_id, target.port, target.path, target.query, protocols=protocols
             )
-        except (TimeoutError, aiohttp.ClientError, OSError):
-            await self.http.close()
+        except runtime_errors.SandboxNotFound:
+            await self.close(code=4404)
+            return
+        except (runtime_errors.RuntimeError, aiohttp.ClientError):
             await self.close(code=1011)
             return
+        self.upstream = self.socket.ws
         self.can_write = target.can_write
         await self.accept(subprotocol=self.upstream.protocol)
         if self.scope.get("kubelab_preview") is None:
@@ -628,10 +624,10 @@ class PortProxyConsumer(SignedInSocket, AsyncWebsocketConsumer):
         if self.relay is not None:
             self.relay.cancel()
         with contextlib.suppress(Exception):
-            if self.upstream is not None:
-                await self.upstream.close()
-        if self.http is not None:
-            await self.http.close()
+            if self.socket is not None:
+                await self.socket.close()
+        if self.backend is not None:
+            await sandboxes.release(self.backend)
 
 
 def _scope_header(scope: Mapping[str, Any], name: bytes) -> str:

@@ -2,8 +2,9 @@
 
 The web side never touches runc: it asks a ``runtime.backends.SandboxBackend``
 (ARCHITECTURE.md, "Backends"), wrapped here with what labs add. Tasks use the
-synchronous calls; the terminal consumer uses ``runtime.client.AsyncClient``
-for the streaming attach.
+synchronous calls; the terminal consumer and the port preview use the async ones of
+``for_session`` (the session's backend with the session's own credential), whichever
+runtimed holds the sandbox.
 """
 
 from __future__ import annotations
@@ -207,6 +208,22 @@ def backend_for(name: str) -> LabSandboxes:
         except Exception as exc:  # e.g. no Docker engine: the lab page shows why
             raise SandboxError(f"the {name!r} sandbox backend is not available for labs: {exc}") from exc
     return _BACKENDS[key]
+
+
+def for_session(session: Any) -> SandboxBackend:
+    """``session``'s backend acting with the session's own web credential (its sandbox only,
+    the operations of the ``web`` role): what terminals and the port preview speak through.
+    Give it back with ``release``. Raises ``SandboxError`` when that backend is not available
+    in this process."""
+    return backend_for(session.backend).backend.scoped(session.runtime_token or "")
+
+
+async def release(backend: SandboxBackend) -> None:
+    """Close what ``for_session`` gave (its connections; the process's own backend stays open
+    where ``scoped`` gave that one back itself)."""
+    await backend.aclose()
+    if all(backend is not shared.backend for shared in _BACKENDS.values()):
+        backend.close()
 
 
 def runtime_address(session: Any) -> tuple[str, str, str | None]:

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from accounts.roles import is_instructor
 from courses.models import Course, Lab
+from courses.selectors import class_members
 from labs.models import LabSession
 
 
@@ -100,14 +101,12 @@ def lab_session_for_user(user: Any, session_id: uuid.UUID | str, *, write: bool 
 
 def observes(user: Any, session: LabSession) -> bool:
     """Whether ``user`` may watch ``session``: they teach its course and its student is in
-    their class as the class view defines it (``courses.classview.class_members``, the one
+    their class as the class view defines it (``courses.selectors.class_members``, the one
     rule of who an instructor sees): an instructor made by an LMS launch watches only their
     own roster, never the site's other students who opened a lab of the same course."""
     course = session.lab.module.course
     if not teaches(user, course):
         return False
-    from courses.classview import class_members  # courses imports labs: imported here, not above
-
     return bool(class_members(course, viewer=user).filter(pk=session.user_id).exists())
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
-import importlib.util
 import json
 import os
 import re
@@ -214,17 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_kube(sub: Any) -> None:
-    """Hook for ``runtime.kube.cli.register(subparsers)`` when that module exists."""
-    try:
-        found = importlib.util.find_spec("runtime.kube.cli") is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
-        return
-    module = importlib.import_module("runtime.kube.cli")
-    register = getattr(module, "register", None)
-    if callable(register):
-        register(sub)
+    """``runtime kube ...``: the lab cluster's own commands (``runtime.kube.cli``)."""
+    from runtime.kube.cli import register
+
+    register(sub)
 
 
 def _command(args: argparse.Namespace) -> list[str]:

@@ -5,7 +5,10 @@ store what it gets back and a backend can live in another process or on
 another machine:
 
 * lifecycle and exec are synchronous (services, Celery tasks, graders);
-* PTY sessions are ``async`` (the Channels terminal consumer runs on a loop).
+* PTY sessions and the port preview are ``async`` (the Channels consumers and the preview's
+  async views run on a loop). The web tier reaches a sandbox only through these, with the
+  backend ``scoped`` to the lab session's own credential: which runtimed (this host's socket,
+  or the lab node's TLS listener) is the backend's business, never the caller's.
 
 Sandbox info is the ``SandboxInfo`` JSON (``id, spec, status, created_at,
 last_activity, ip, pid``); exec returns ``runtime.client.ExecResult`` (a
@@ -52,12 +55,20 @@ import tarfile
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, cast
 
 from runtime import errors
-from runtime.client import AsyncClient, Client, ExecResult
+from runtime.client import (
+    AsyncClient,
+    Client,
+    ExecResult,
+    PreviewResponse,
+    PreviewSocket,
+    resolve_socket_path,
+    resolve_token,
+)
 from runtime.sessions.pty import Attachment, Session
 
 log = logging.getLogger(__name__)
@@ -134,6 +145,10 @@ class SandboxBackend(abc.ABC):
     async def list_sessions(self, sid: str) -> builtins.list[Json]: ...
 
     @abc.abstractmethod
+    async def get_session(self, sid: str, session_id: str) -> Json:
+        """One session's info (``exited`` once its shell ended); ``SessionNotFound``."""
+
+    @abc.abstractmethod
     async def resize(self, sid: str, session_id: str, rows: int, cols: int) -> None: ...
 
     @abc.abstractmethod
@@ -142,6 +157,32 @@ class SandboxBackend(abc.ABC):
 
     @abc.abstractmethod
     async def remove_session(self, sid: str, session_id: str) -> None: ...
+
+    # -- port preview (async) ------------------------------------------------------------------
+    async def preview(
+        self,
+        sid: str,
+        port: int,
+        path: str,
+        query: str,
+        *,
+        method: str,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> PreviewResponse:
+        """One HTTP request to the app listening on ``port`` inside the sandbox (``path``:
+        percent-encoded, checked by ``runtime.urlsafety.app_path``, no leading slash), its
+        answer streamed back; runtimed's own refusals carry ``runtime.client.ERROR_HEADER``."""
+        raise errors.NotAvailable(f"the {self.name} sandbox backend has no port preview")
+
+    async def preview_ws(
+        self, sid: str, port: int, path: str, query: str, *, protocols: Sequence[str] = ()
+    ) -> PreviewSocket:
+        """A WebSocket to the app listening on ``port`` inside the sandbox (see ``preview``)."""
+        raise errors.NotAvailable(f"the {self.name} sandbox backend has no port preview")
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release this event loop's async connections (terminals, preview)."""
 
     def kubeconfig(self, sid: str) -> str:
         """Admin kubeconfig (YAML) of the lab cluster of a sandbox created with the
@@ -202,10 +243,20 @@ class NamespaceBackend(SandboxBackend):
     name = "namespace"
 
     def __init__(self, socket_path: str | os.PathLike[str] | None = None, token: str | None = None) -> None:
-        self.client = Client(socket_path, token=token)
-        self._socket_path = self.client.socket_path
-        self._token = self.client.token
+        self._socket_path = resolve_socket_path(socket_path)
+        self._token = resolve_token(token)
+        self._client: Client | None = None
+        self._client_lock = threading.Lock()
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncClient] = weakref.WeakKeyDictionary()
+
+    @property
+    def client(self) -> Client:
+        """The synchronous client, made on first use: a backend ``scoped`` for one terminal or
+        one preview request only ever speaks async."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = Client(self._socket_path, token=self._token or "")
+            return self._client
 
     def _aclient(self) -> AsyncClient:
         # an aiohttp session belongs to the loop it was made on: one per loop
@@ -283,6 +334,9 @@ class NamespaceBackend(SandboxBackend):
     async def list_sessions(self, sid: str) -> builtins.list[Json]:
         return await self._aclient().list_sessions(sid)
 
+    async def get_session(self, sid: str, session_id: str) -> Json:
+        return await self._aclient().get_session(sid, session_id)
+
     async def resize(self, sid: str, session_id: str, rows: int, cols: int) -> None:
         await self._aclient().resize(sid, session_id, rows, cols)
 
@@ -292,6 +346,24 @@ class NamespaceBackend(SandboxBackend):
     async def remove_session(self, sid: str, session_id: str) -> None:
         await self._aclient().remove_session(sid, session_id)
 
+    async def preview(
+        self,
+        sid: str,
+        port: int,
+        path: str,
+        query: str,
+        *,
+        method: str,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> PreviewResponse:
+        return await self._aclient().preview(sid, port, path, query, method=method, headers=headers, body=body)
+
+    async def preview_ws(
+        self, sid: str, port: int, path: str, query: str, *, protocols: Sequence[str] = ()
+    ) -> PreviewSocket:
+        return await self._aclient().preview_ws(sid, port, path, query, protocols=protocols)
+
     async def aclose(self) -> None:
         """Close this loop's async client."""
         client = self._async.pop(asyncio.get_running_loop(), None)
@@ -299,7 +371,10 @@ class NamespaceBackend(SandboxBackend):
             await client.close()
 
     def close(self) -> None:
-        self.client.close()
+        with self._client_lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
 
 # -- docker ----------------------------------------------------------------------------------------
@@ -693,6 +768,9 @@ class DockerBackend(SandboxBackend):
     async def list_sessions(self, sid: str) -> builtins.list[Json]:
         await asyncio.to_thread(self._container, sid)
         return [s.info() for s in self._sessions.get(sid, {}).values()]
+
+    async def get_session(self, sid: str, session_id: str) -> Json:
+        return self._session(sid, session_id).info()
 
     async def resize(self, sid: str, session_id: str, rows: int, cols: int) -> None:
         self._session(sid, session_id).resize(rows, cols)

@@ -745,6 +745,37 @@ class AsyncAttach:
         await self.close()
 
 
+PREVIEW_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300)
+
+
+class PreviewResponse:
+    """An app's answer through runtimed's ``/v1/preview``, streamed: ``response`` is the
+    upstream answer as aiohttp gives it (``status``, ``headers``, ``content``); ``close()``
+    releases it and its connection."""
+
+    def __init__(self, response: aiohttp.ClientResponse, http: aiohttp.ClientSession) -> None:
+        self.response = response
+        self._http = http
+
+    async def close(self) -> None:
+        self.response.release()
+        await self._http.close()
+
+
+class PreviewSocket:
+    """A WebSocket to an app through runtimed's ``/v1/preview``; ``close()`` ends it."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, http: aiohttp.ClientSession) -> None:
+        self.ws = ws
+        self._http = http
+
+    async def close(self) -> None:
+        try:
+            await self.ws.close()
+        finally:
+            await self._http.close()
+
+
 class AsyncClient:
     """asyncio client (aiohttp over the unix socket); use as ``async with AsyncClient() as c``."""
 
@@ -945,3 +976,73 @@ class AsyncClient:
         except (aiohttp.ClientConnectorError, FileNotFoundError) as e:
             raise _unreachable(self.socket_path, e) from None
         return AsyncAttach(ws)
+
+    # -- port preview (runtime.proxy) ------------------------------------------------------------
+    def _preview_http(self, timeout: aiohttp.ClientTimeout | None = PREVIEW_TIMEOUT) -> aiohttp.ClientSession:
+        # one session per preview request or socket, never this client's own: an app's
+        # Set-Cookie must not land in a jar that another request would send on (DummyCookieJar),
+        # and its body goes on as the app encoded it (no decompression)
+        connector: aiohttp.BaseConnector = (
+            aiohttp.TCPConnector(ssl=self._remote_tls)
+            if self._remote_tls is not None
+            else aiohttp.UnixConnector(path=self.socket_path)
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            timeout=timeout or aiohttp.client.DEFAULT_TIMEOUT,
+        )
+
+    def _preview_url(self, query: str) -> str:
+        return self._base + "/v1/preview" + (f"?{query}" if query else "")
+
+    async def preview(
+        self,
+        sid: str,
+        port: int,
+        path: str,
+        query: str,
+        *,
+        method: str,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> PreviewResponse:
+        """One HTTP request to the app on ``port`` of sandbox ``sid`` (``path`` percent-encoded,
+        no leading slash; ``query`` as sent): the answer, streaming. This client's token is
+        the credential; ``headers`` go on to the app as they are (the caller drops its own).
+        runtimed's own refusals carry ``ERROR_HEADER``; an unreachable runtimed raises
+        ``errors.Unreachable``."""
+        sent = {**headers, **preview_headers(self.token or "", sid, port, path)}
+        http = self._preview_http()
+        try:
+            response = await http.request(
+                method, self._preview_url(query_string(query)), headers=sent, data=body, allow_redirects=False
+            )
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            await http.close()
+            raise _unreachable(self.socket_path, e) from None
+        except BaseException:
+            await http.close()
+            raise
+        return PreviewResponse(response, http)
+
+    async def preview_ws(
+        self, sid: str, port: int, path: str, query: str, *, protocols: Sequence[str] = ()
+    ) -> PreviewSocket:
+        """A WebSocket to the app on ``port`` of sandbox ``sid`` (see ``preview``)."""
+        http = self._preview_http(timeout=None)  # aiohttp's defaults; the socket's own timeouts below
+        try:
+            ws = await http.ws_connect(
+                self._preview_url(query_string(query)),
+                headers=preview_headers(self.token or "", sid, port, path),
+                protocols=tuple(protocols),
+                timeout=aiohttp.ClientWSTimeout(10),
+            )
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            await http.close()
+            raise _unreachable(self.socket_path, e) from None
+        except BaseException:
+            await http.close()
+            raise
+        return PreviewSocket(ws, http)

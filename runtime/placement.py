@@ -67,7 +67,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -77,7 +77,7 @@ import yaml
 
 from runtime import errors
 from runtime.backends import AttachStream, SandboxBackend
-from runtime.client import AsyncClient, Client, ExecResult
+from runtime.client import AsyncClient, Client, ExecResult, PreviewResponse, PreviewSocket
 
 log = logging.getLogger(__name__)
 
@@ -875,7 +875,7 @@ class KubernetesBackend(SandboxBackend):
         return self._ca_pem()
 
     def scoped(self, token: str) -> KubernetesBackend:
-        return KubernetesBackend(
+        scoped = KubernetesBackend(
             self.kubeconfig_path,
             namespace=self.namespace,
             ca=self.ca,
@@ -883,6 +883,10 @@ class KubernetesBackend(SandboxBackend):
             token=token,
             kube=self.kube,
         )
+        # the Node addresses this process has read stay good for a scoped copy (one per terminal
+        # or preview request): no extra Node lookup per connection
+        scoped._addresses, scoped._lock = self._addresses, self._lock
+        return scoped
 
     def address_of(self, sid: str) -> tuple[str, str]:
         """(runtimed address, sandbox id on it): where the web tier's own clients go."""
@@ -922,6 +926,11 @@ class KubernetesBackend(SandboxBackend):
         await asyncio.to_thread(self.node_address, node)
         return await self._aclient(node).list_sessions(box)
 
+    async def get_session(self, sid: str, session_id: str) -> Json:
+        _pod, node, box = split_id(sid)
+        await asyncio.to_thread(self.node_address, node)
+        return await self._aclient(node).get_session(box, session_id)
+
     async def resize(self, sid: str, session_id: str, rows: int, cols: int) -> None:
         _pod, node, box = split_id(sid)
         await asyncio.to_thread(self.node_address, node)
@@ -936,6 +945,29 @@ class KubernetesBackend(SandboxBackend):
         _pod, node, box = split_id(sid)
         await asyncio.to_thread(self.node_address, node)
         await self._aclient(node).remove_session(box, session_id)
+
+    # -- port preview: the node's ``/v1/preview`` over its TLS listener ----------------------------
+    async def preview(
+        self,
+        sid: str,
+        port: int,
+        path: str,
+        query: str,
+        *,
+        method: str,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> PreviewResponse:
+        _pod, node, box = split_id(sid)
+        await asyncio.to_thread(self.node_address, node)
+        return await self._aclient(node).preview(box, port, path, query, method=method, headers=headers, body=body)
+
+    async def preview_ws(
+        self, sid: str, port: int, path: str, query: str, *, protocols: Sequence[str] = ()
+    ) -> PreviewSocket:
+        _pod, node, box = split_id(sid)
+        await asyncio.to_thread(self.node_address, node)
+        return await self._aclient(node).preview_ws(box, port, path, query, protocols=protocols)
 
     async def aclose(self) -> None:
         for client in self._async.pop(asyncio.get_running_loop(), {}).values():

@@ -22,6 +22,10 @@ import pytest
 
 BASE = Path(__file__).resolve().parent.parent
 
+# Fixture modules shared across directories (a conftest.py serves only its own directory):
+# runtimed daemons for tests/runtime and tests/security, the two-node scale-out topology.
+pytest_plugins = ("tests.runtime.conftest_daemon", "tests.security.scaleout_fixtures")
+
 
 @pytest.fixture(autouse=True)
 def plain_static_storage(settings: Any) -> None:

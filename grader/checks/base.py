@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from courses.content import CheckProblems, declare_check_type
 from runtime import client as runtime_client
 
 DEFAULT_TIMEOUT = 10.0
@@ -137,9 +138,22 @@ CheckFunc = Callable[[Mapping[str, Any], Target, float], Outcome]
 REGISTRY: dict[str, CheckFunc] = {}
 
 
-def register(name: str) -> Callable[[CheckFunc], CheckFunc]:
+def register(
+    name: str,
+    *,
+    required: Iterable[str] = (),
+    optional: Iterable[str] = (),
+    service: str | None = None,
+    validate: Callable[[Mapping[str, Any]], CheckProblems] | None = None,
+) -> Callable[[CheckFunc], CheckFunc]:
+    """Check type ``name``, declared once where it is implemented: its fields (besides
+    ``courses.content.COMMON_CHECK_FIELDS``: type, title, name, hint, timeout), the sandbox
+    service it needs, and ``validate`` (what it would refuse at grading, said when a course is
+    imported: ``(field or None, message)`` pairs). Content import learns the type from here."""
+
     def add(func: CheckFunc) -> CheckFunc:
         REGISTRY[name] = func
+        declare_check_type(name, required=required, optional=optional, service=service, validate=validate)
         return func
 
     return add

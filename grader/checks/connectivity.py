@@ -26,6 +26,7 @@ from typing import Any
 from grader.checks.base import (
     SANDBOX_GONE,
     CheckError,
+    CheckProblems,
     InfrastructureError,
     Outcome,
     Target,
@@ -157,7 +158,32 @@ def _probe(target: Target, ns: str, pod: str, host: str, port: int, protocol: st
         raise InfrastructureError(f"The sandbox service failed: {exc}") from exc
 
 
-@register("connectivity")
+def _problems(spec: Mapping[str, Any]) -> CheckProblems:
+    src, dst = spec.get("from"), spec.get("to")
+    if "from" in spec and (not isinstance(src, dict) or not (src.get("pod") or src.get("selector"))):
+        yield "from", "'from' needs a 'pod' or a 'selector'"
+    if "to" in spec and (
+        not isinstance(dst, dict) or not any(dst.get(k) for k in ("pod", "service", "selector", "host"))
+    ):
+        yield "to", "'to' needs a 'service', 'pod', 'selector' or 'host'"
+    if spec.get("expect", "open") not in EXPECT:
+        yield "expect", "'expect' must be 'open' or 'blocked'"
+    if str(spec.get("protocol", "TCP")).upper() not in ("TCP", "UDP"):
+        yield "protocol", "'protocol' must be TCP or UDP"
+    port = spec.get("port")
+    if "port" in spec and (
+        isinstance(port, bool) or not ((isinstance(port, str) and port) or (isinstance(port, int) and 0 < port < 65536))
+    ):
+        yield "port", "'port' must be a port number or a port's name"
+
+
+@register(
+    "connectivity",
+    required={"from", "to", "port", "expect"},
+    optional={"protocol"},
+    service="kubernetes",
+    validate=_problems,
+)
 def check_connectivity(spec: Mapping[str, Any], target: Target, timeout: float) -> Outcome:
     import urllib3
     from kubernetes import client as kube_client

@@ -13,7 +13,17 @@ from typing import Any
 
 import yaml
 
-from grader.checks.base import CheckError, Outcome, Target, as_list, clean_output, compile_regex, register, shorten
+from grader.checks.base import (
+    CheckError,
+    CheckProblems,
+    Outcome,
+    Target,
+    as_list,
+    clean_output,
+    compile_regex,
+    register,
+    shorten,
+)
 from grader.checks.jsonpath import compare, resolve
 
 READ_LIMIT = 1024 * 1024
@@ -25,7 +35,17 @@ _SCRIPT = (
 )
 
 
-@register("file")
+def _problems(spec: Mapping[str, Any]) -> CheckProblems:
+    if isinstance(spec.get("path"), str) and not spec["path"].startswith("/"):
+        yield "path", "'path' must be absolute"
+
+
+@register(
+    "file",
+    required={"path"},
+    optional={"exists", "contains", "matches", "mode", "owner", "is_dir", "document"},
+    validate=_problems,
+)
 def check_file(spec: Mapping[str, Any], target: Target, timeout: float) -> Outcome:
     path = spec.get("path")
     if not isinstance(path, str) or not path.startswith("/"):

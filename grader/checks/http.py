@@ -16,7 +16,17 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from grader.checks.base import CheckError, Outcome, Target, as_list, clean_output, compile_regex, register, shorten
+from grader.checks.base import (
+    CheckError,
+    CheckProblems,
+    Outcome,
+    Target,
+    as_list,
+    clean_output,
+    compile_regex,
+    register,
+    shorten,
+)
 
 MARKER = "\n@@kubelab-status@@"
 BODY_LIMIT = 256 * 1024
@@ -53,7 +63,22 @@ def request_headers(value: Any) -> list[str]:
     return out
 
 
-@register("http")
+def _problems(spec: Mapping[str, Any]) -> CheckProblems:
+    port = spec.get("port")
+    if "url" not in spec and (not isinstance(port, int) or not 1 <= port <= 65535):
+        yield "port", "'port' (a port number) or 'url' is required"
+    if "headers" in spec:
+        try:
+            request_headers(spec["headers"])
+        except CheckError as exc:
+            yield "headers", str(exc)
+
+
+@register(
+    "http",
+    optional={"port", "url", "host", "method", "path", "headers", "status", "contains", "matches"},
+    validate=_problems,
+)
 def check_http(spec: Mapping[str, Any], target: Target, timeout: float) -> Outcome:
     if "url" in spec:
         url = str(spec["url"])

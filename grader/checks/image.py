@@ -109,7 +109,26 @@ def _port(value: Any) -> str:
     return text if "/" in text else f"{text}/tcp"
 
 
-@register("image")
+@register(
+    "image",
+    required={"image"},
+    optional={
+        "exists",
+        "max_layers",
+        "max_size_mb",
+        "user",
+        "exposed_ports",
+        "labels",
+        "cmd",
+        "entrypoint",
+        "env_contains",
+        "history_contains",
+        "base",
+        "has_file",
+        "lacks_file",
+    },
+    service="docker",
+)
 def check_image(spec: Mapping[str, Any], target: Target, timeout: float) -> Outcome:
     import docker
     from docker import errors as docker_errors

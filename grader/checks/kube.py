@@ -133,7 +133,12 @@ def evaluate_kube(spec: Mapping[str, Any], objects: list[Mapping[str, Any]], *, 
     return Outcome(True, f"{what}: as expected.")
 
 
-@register("kube")
+@register(
+    "kube",
+    required={"kind"},
+    optional={"apiVersion", "name", "selector", "namespace", "exists", "count", "expect", "condition"},
+    service="kubernetes",
+)
 def check_kube(spec: Mapping[str, Any], target: Target, timeout: float) -> Outcome:
     from kubernetes import dynamic
     from kubernetes.client import exceptions as kube_exc
@@ -216,7 +221,12 @@ def evaluate_rbac(spec: Mapping[str, Any], status: Mapping[str, Any]) -> Outcome
     return Outcome(allowed == want, message)
 
 
-@register("rbac")
+@register(
+    "rbac",
+    required={"verb", "resource", "allowed"},
+    optional={"user", "serviceaccount", "groups", "group", "subresource", "namespace", "name"},
+    service="kubernetes",
+)
 def check_rbac(spec: Mapping[str, Any], target: Target, timeout: float) -> Outcome:
     import urllib3
     from kubernetes.client import exceptions as kube_exc

@@ -12,14 +12,41 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from grader.checks.base import CheckError, Outcome, Target, as_list, clean_output, compile_regex, register, shorten
+from grader.checks.base import (
+    CheckError,
+    CheckProblems,
+    Outcome,
+    Target,
+    as_list,
+    clean_output,
+    compile_regex,
+    register,
+    shorten,
+)
 
 
 def _feedback(stdout: str) -> list[str]:
     return [line[5:].strip() for line in stdout.splitlines() if line.startswith("FAIL:")]
 
 
-@register("run")
+def _problems(spec: Mapping[str, Any]) -> CheckProblems:
+    if "command" in spec and not isinstance(spec["command"], str):
+        yield "command", "'command' must be text (a shell command)"
+
+
+@register(
+    "run",
+    required={"command"},
+    optional={
+        "exit_code",
+        "stdout_contains",
+        "stdout_matches",
+        "stdout_equals",
+        "stderr_contains",
+        "not_stdout_contains",
+    },
+    validate=_problems,
+)
 def check_run(spec: Mapping[str, Any], target: Target, timeout: float) -> Outcome:
     command = spec.get("command")
     if not isinstance(command, str) or not command.strip():

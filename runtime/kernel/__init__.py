@@ -13,6 +13,9 @@ engines or clusters; the packages above hand it a pid, a command, a descriptor.
 ``safewrite.py``
     One way to act on a path inside a tree a student controls (``openat2`` with
     ``RESOLVE_IN_ROOT``): open, bounded read, ``mkdir -p``, replace a file or a link.
+``forkserver.py`` / ``_forkserver.py``
+    runtimed's Python helper children (the mount helper, the netns listener) forked from one
+    pre-imported server instead of a fresh interpreter each (issue #13).
 ``children.py``
     ``AdoptedPopen``: the ``Popen`` of a process started for runtimed by another one (``runc
     exec -d``, the helper fork server) and re-parented to it, a child subreaper.

@@ -87,6 +87,7 @@ import yaml
 from aiohttp import web
 
 from runtime import errors
+from runtime.kernel import forkserver
 from runtime.kube.apiserver.dryrun import validate_all
 from runtime.kube.apiserver.server import (
     Hub,
@@ -107,7 +108,6 @@ from runtime.kube.node.kubelet import ClusterHost, Kubelet, KubeletIO
 from runtime.kube.node.netpol import NetworkPolicyAgent, probe
 from runtime.kube.node.proxy import Proxy
 from runtime.loops import call_on_loop
-from runtime.sandbox import forkserver
 
 if TYPE_CHECKING:
     from runtime.dockerapi.engine import Engine

@@ -2,8 +2,8 @@
 
 See manager.py (lifecycle, processes), fastexec.py and agent/ (the resident
 exec agent behind ``spawn``), bundle.py (namespaces, capabilities,
-seccomp), _mounthelper.py (idmapped layers, disk quota), forkserver.py (the Python
-helpers forked from one pre-imported server), cgroups.py (v1/v2, delegation) and
+seccomp), _mounthelper.py (idmapped layers, disk quota; forked from runtime/kernel/
+forkserver.py's pre-imported server), cgroups.py (v1/v2, delegation) and
 network.py (bridge, veth, nftables isolation).
 """
 

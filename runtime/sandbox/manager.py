@@ -77,10 +77,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from runtime import errors
+from runtime.kernel import forkserver
 from runtime.kernel.children import AdoptedPopen
 from runtime.kernel.proc import run, run_quiet
 from runtime.procfs import mounted, proc_start
-from runtime.sandbox import bundle, fastexec, forkserver, placefiles
+from runtime.sandbox import bundle, fastexec, placefiles
 from runtime.sandbox.cgexec import Placement
 from runtime.sandbox.cgroups import Cgroups
 from runtime.sandbox.network import Network
@@ -1037,7 +1038,7 @@ class SandboxManager:
 
     @staticmethod
     def _start_helper() -> subprocess.Popen[bytes]:
-        # forked from the fork server (forkserver.py): no interpreter start-up per sandbox
+        # forked from the fork server (runtime/kernel/forkserver.py): no interpreter start-up per sandbox
         return forkserver.spawn("mount", [], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def _mount_rootfs(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -364,3 +366,42 @@ def test_course_stats_command_prints_one_json_object(course_dir: Path, capsys: p
     stats = json.loads(capsys.readouterr().out)
     assert set(stats) == {"modules", "lessons", "labs", "enabled_labs", "exercises", "per_module"}
     assert Course.objects.count() == 0  # stats read files, they import nothing
+
+
+def test_a_check_type_declared_by_the_grader_is_validated_from_that_declaration_alone(
+    course_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One list of check types and their fields: the grader's ``register``. A new type is known
+    to content import, with its required and optional fields, its service and its own
+    validation, without a word of courses/content.py changed."""
+    from grader.checks import base
+
+    monkeypatch.setattr(base, "REGISTRY", dict(base.REGISTRY))
+    monkeypatch.setattr(content, "CHECK_TYPES", dict(content.CHECK_TYPES))
+
+    def shout_problems(spec: Mapping[str, Any]) -> list[tuple[str | None, str]]:
+        return [] if str(spec.get("word", "")).isupper() else [("word", "'word' must be in capitals")]
+
+    @base.register("shout", required={"word"}, optional={"times"}, service="docker", validate=shout_problems)
+    def check_shout(spec: object, target: object, timeout: float) -> base.Outcome:
+        return base.Outcome(True)
+
+    assert set(content.CHECK_TYPES) == set(base.REGISTRY)  # the same list, whichever side reads it
+    lab = "01-first/labs/01-ns/lab.yaml"
+    greeting = "{type: file, path: /root/greeting.txt, contains: hello}"
+    plant(course_dir, lab, greeting, "{type: shout, word: HI, times: 2}")
+    with pytest.raises(ContentError) as caught:
+        read_course(course_dir)  # the lab has no docker service: the declared service is asked for
+    assert "check 1 (shout) needs the docker service" in str(caught.value)
+    plant(course_dir, lab, "memory: 128M", "memory: 128M\n  services: [docker]")
+    read_course(course_dir)  # declared fields, declared service: valid
+    plant(course_dir, lab, "{type: shout, word: HI, times: 2}", "{type: shout, word: hi, loud: true}")
+    with pytest.raises(ContentError) as caught:
+        read_course(course_dir)
+    problems = str(caught.value)
+    assert "check 1 (shout): unknown field 'loud'" in problems
+    assert "check 1: 'word' must be in capitals" in problems
+    plant(course_dir, lab, "{type: shout, word: hi, loud: true}", "{type: shout, times: 2}")
+    with pytest.raises(ContentError) as caught:
+        read_course(course_dir)
+    assert "check 1 (shout): 'word' is required" in str(caught.value)

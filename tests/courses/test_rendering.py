@@ -295,3 +295,20 @@ def test_lesson_and_lab_pages_show_code_as_written(client: Client) -> None:
     lab_page = client.get(f"/labs/{session.pk}/")
     assert lab_page.status_code == 200
     assert code_texts(lab_page.content.decode()) == [TRICKY, TRICKY]  # the intro, the step
+
+
+def test_the_same_source_is_rendered_once_and_a_large_one_each_time() -> None:
+    """A lab page renders its steps on every view: the HTML is kept per source text
+    (bounded in entries and in source size), and a changed source is rendered anew."""
+    from courses import rendering
+
+    rendering._render_cached.cache_clear()
+    first = render_markdown("## Deploy it\n\nRun `kubectl get pods`.\n")
+    again = render_markdown("## Deploy it\n\nRun `kubectl get pods`.\n")
+    changed = render_markdown("## Deploy it\n\nRun `kubectl get deploy`.\n")
+    assert again == first and "kubectl get deploy" in changed
+    assert rendering._render_cached.cache_info()[:2] == (1, 2)  # (hits, misses)
+    big = "x" * (rendering.RENDER_CACHE_MAX_SOURCE + 1)
+    assert render_markdown(big) == render_markdown(big) == "<p>" + big + "</p>\n"
+    assert rendering._render_cached.cache_info().currsize == 2
+    assert rendering._render_cached.cache_info().maxsize == rendering.RENDER_CACHE_ENTRIES

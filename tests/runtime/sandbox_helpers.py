@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from runtime.images.store import ImageStore
-from runtime.sandbox import SandboxManager, forkserver
+from runtime.kernel import forkserver
+from runtime.sandbox import SandboxManager
 from runtime.sandbox.manager import PR_SET_CHILD_SUBREAPER, Spawned
 
 

@@ -5,8 +5,6 @@ private socket (no bridge, no iptables) and stopped after; its only image is
 built here from the host's busybox-static with ``docker import`` (no registry).
 """
 
-# ruff: noqa: F811 - pytest fixtures are imported by name and then requested as arguments
-
 from __future__ import annotations
 
 import asyncio
@@ -25,7 +23,7 @@ import pytest
 
 from runtime import errors
 from runtime.backends import AttachStream, DockerBackend, NamespaceBackend, backend_from_name
-from tests.runtime.conftest_daemon import real_daemon, short_tmp  # noqa: F401 - fixtures
+from tests.runtime.conftest_daemon import short_tmp
 from tests.runtime.daemon_helpers import RealDaemon
 
 BUSYBOX = "/bin/busybox"

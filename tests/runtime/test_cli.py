@@ -1,7 +1,5 @@
 """``python -m runtime``: size parsing, and the commands against a live daemon."""
 
-# ruff: noqa: F811 - pytest fixtures are imported by name and then requested as arguments
-
 from __future__ import annotations
 
 import argparse
@@ -19,13 +17,7 @@ import time
 import pytest
 
 from runtime.__main__ import parse_size
-from tests.runtime.conftest_daemon import (  # noqa: F401 - fixtures
-    Env,
-    env,
-    real_daemon,
-    runc_env,
-    standin_env,
-)
+from tests.runtime.conftest_daemon import Env
 from tests.runtime.daemon_helpers import REPO
 
 

@@ -1,7 +1,5 @@
 """runtimed's API over its socket, against the stand-in and against real runc sandboxes."""
 
-# ruff: noqa: F811 - pytest fixtures are imported by name and then requested as arguments
-
 from __future__ import annotations
 
 import time
@@ -11,13 +9,7 @@ import pytest
 
 from runtime import errors
 from runtime.client import AsyncClient, SyncAttach
-from tests.runtime.conftest_daemon import (  # noqa: F401 - fixtures
-    Env,
-    env,
-    real_daemon,
-    runc_env,
-    standin_env,
-)
+from tests.runtime.conftest_daemon import Env
 from tests.runtime.daemon_helpers import read_event, read_until
 
 SHELL = ["/bin/sh", "-i"]

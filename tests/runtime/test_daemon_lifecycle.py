@@ -1,7 +1,5 @@
 """runtimed as a process: its socket, refusing a second daemon, SIGTERM and re-adoption."""
 
-# ruff: noqa: F811 - pytest fixtures are imported by name and then requested as arguments
-
 from __future__ import annotations
 
 import os
@@ -18,7 +16,7 @@ import pytest
 from runtime import errors
 from runtime.client import Client
 from runtime.daemon import prepare_socket
-from tests.runtime.conftest_daemon import real_daemon, short_tmp  # noqa: F401 - fixtures
+from tests.runtime.conftest_daemon import short_tmp
 from tests.runtime.daemon_helpers import REPO, RealDaemon, read_until
 from tests.runtime.test_daemon import prompt
 

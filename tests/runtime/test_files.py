@@ -5,17 +5,12 @@ Real runtimed, real runc sandboxes; the sandbox's own shell (exec) is the oracle
 the files hold. The attacks (links, FIFOs, races, sizes) are in tests/security/test_editor_files.py.
 """
 
-# ruff: noqa: F811 - pytest fixtures imported by name
 from __future__ import annotations
 
 import pytest
 
 from runtime import errors
-from tests.runtime.conftest_daemon import (  # noqa: F401 - fixtures
-    Env,
-    real_daemon,
-    runc_env,
-)
+from tests.runtime.conftest_daemon import Env
 
 
 def sh(env: Env, sid: str, script: str) -> str:

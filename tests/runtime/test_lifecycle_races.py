@@ -7,8 +7,6 @@ answered 500 ("No such file or directory", "Could not process rule") half-way; i
 CI runs. Now one wins, the other gets a clean answer, and nothing of the sandbox is left.
 """
 
-# ruff: noqa: F811 - pytest fixtures are imported by name and then requested as arguments
-
 from __future__ import annotations
 
 import subprocess
@@ -19,7 +17,6 @@ from typing import Any
 
 from runtime import errors
 from runtime.client import Client
-from tests.runtime.conftest_daemon import real_daemon  # noqa: F401 - fixture
 from tests.runtime.daemon_helpers import RealDaemon
 
 

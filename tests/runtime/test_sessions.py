@@ -1,19 +1,11 @@
 """PTY session behaviour that needs a long-running program: flow control, Ctrl-C, activity."""
 
-# ruff: noqa: F811 - pytest fixtures are imported by name and then requested as arguments
-
 from __future__ import annotations
 
 import time
 
 from runtime.sessions.pty import HIGH_WATERMARK
-from tests.runtime.conftest_daemon import (  # noqa: F401 - fixtures
-    Env,
-    env,
-    real_daemon,
-    runc_env,
-    standin_env,
-)
+from tests.runtime.conftest_daemon import Env
 from tests.runtime.daemon_helpers import read_until
 from tests.runtime.test_daemon import prompt
 

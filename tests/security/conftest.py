@@ -166,3 +166,13 @@ def ws_outcome(connected: bool, code: Any, first: dict[str, Any] | None) -> str:
     if first is not None and first.get("type") == "websocket.close":
         return f"closed:{first.get('code')}"
     return "open"
+
+
+@pytest.fixture
+def fresh_channel_layer() -> Any:
+    # channels_redis binds its pools to one event loop; every async test has its own.
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()

@@ -8,7 +8,6 @@ fails if the attack gets through: the secret's content in an answer, the secret 
 request that hangs, or any answer that is not a refusal.
 """
 
-# ruff: noqa: F811 - pytest fixtures imported by name
 from __future__ import annotations
 
 import threading
@@ -19,11 +18,7 @@ import pytest
 
 from runtime import errors
 from runtime.client import Client
-from tests.runtime.conftest_daemon import (  # noqa: F401 - fixtures
-    Env,
-    real_daemon,
-    runc_env,
-)
+from tests.runtime.conftest_daemon import Env
 
 SECRET = "root:$6$SECRET-HASH:19000:0:99999:7:::"
 

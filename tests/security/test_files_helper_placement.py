@@ -12,7 +12,6 @@ within that sandbox's limits.
 Real runtimed, real runc sandboxes; the cgroup is read from the host's cgroupfs.
 """
 
-# ruff: noqa: F811 - pytest fixtures imported by name
 from __future__ import annotations
 
 import os
@@ -27,11 +26,7 @@ from runtime.procfs import proc_start
 from runtime.sandbox import files
 from runtime.sandbox.cgexec import ENGINE_CGROUP, Placement
 from runtime.sandbox.cgroups import CGROUP_ROOT, Cgroups
-from tests.runtime.conftest_daemon import (  # noqa: F401 - fixtures
-    Env,
-    real_daemon,
-    runc_env,
-)
+from tests.runtime.conftest_daemon import Env
 
 CGROUP_PARENT = "kubelab-testrd"  # tests/runtime/daemon_helpers.py TEST_HOST_RESOURCES
 

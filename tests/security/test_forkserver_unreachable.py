@@ -1,4 +1,4 @@
-"""runtimed's fork server (runtime/sandbox/forkserver.py) is reachable by runtimed alone and
+"""runtimed's fork server (runtime/kernel/forkserver.py) is reachable by runtimed alone and
 runs nothing but the helpers it loaded, whatever a request carries (issue #13).
 
 It forks root helpers, so a way in would be a way out of every sandbox: it has no name to
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.sandbox import forkserver
+from runtime.kernel import forkserver
 from tests.runtime.sandbox_helpers import as_subreaper
 
 

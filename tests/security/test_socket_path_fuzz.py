@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures imported by name
 """The session-scoped WebSocket routes (terminal, events, port preview) fuzzed with every
 encoding of a way out, as test_preview_traversal.py does for the preview's own path.
 
@@ -24,7 +23,7 @@ from config.routing import websocket_urlpatterns
 from labs.models import LabSession, TerminalObservation
 from labs.selectors import LabSessionNotFound, lab_session_for_user
 from tests.security.conftest import World
-from tests.security.test_idor import _handshake, fresh_channel_layer  # noqa: F401 - fixture
+from tests.security.test_idor import _handshake
 from tests.security.test_preview_traversal import DOTS, SLASHES
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]

@@ -1,4 +1,4 @@
-"""The fork server of runtimed's Python helpers (runtime/sandbox/forkserver.py, issue #13).
+"""The fork server of runtimed's Python helpers (runtime/kernel/forkserver.py, issue #13).
 
 A helper forked by the server must be exactly what a directly started one was: our child
 (so Popen waits for it), in our cgroup and namespaces, with only the descriptors it was
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from runtime.kernel import forkserver
 from runtime.kube.service import open_listeners_in_netns
-from runtime.sandbox import forkserver
 from runtime.sandbox.manager import PR_SET_CHILD_SUBREAPER
 from tests.runtime.sandbox_helpers import as_subreaper
 

@@ -27,9 +27,9 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))  # noqa: PTH100, PTH120 - no pathlib (import cost)
 RUNTIME = os.path.dirname(HERE)  # noqa: PTH120
-# name -> (script, main takes argv)
+# name -> (script, main takes argv); the same scripts as forkserver.SCRIPTS
 HELPERS = {
-    "mount": (os.path.join(HERE, "_mounthelper.py"), False),  # noqa: PTH118
+    "mount": (os.path.join(RUNTIME, "sandbox", "_mounthelper.py"), False),  # noqa: PTH118
     "netns": (os.path.join(RUNTIME, "kube", "node", "_netns_listen.py"), True),  # noqa: PTH118
 }
 MAX_FDS = 16

@@ -1,8 +1,8 @@
 """Python helper children of runtimed, forked from a pre-imported server: ``spawn``.
 
 Why. runtimed does kernel work in child processes (CONVENTIONS.md, 10); two of them are
-Python scripts started for every sandbox start: the mount helper (``_mounthelper.py``) and
-the netns listener (``kube/node/_netns_listen.py``). A fresh ``python -I -S`` plus their imports
+Python scripts started for every sandbox start: the mount helper (``sandbox/_mounthelper.py``)
+and the netns listener (``kube/node/_netns_listen.py``). A fresh ``python -I -S`` plus their imports
 and the compile of the script costs ~20 ms of CPU each, and a class of 50 starting at once
 is CPU-bound (issue #13). As multiprocessing's forkserver does, one small server process
 (``_forkserver.py``) pays that once, then forks a child per request: about 3 ms of CPU in all
@@ -23,6 +23,13 @@ re-parented to runtimed (a child subreaper, ``PR_SET_CHILD_SUBREAPER``) before i
 Who can reach it. Only runtimed: the server listens on nothing; it reads requests from one
 end of a socketpair whose other end only runtimed holds (not inheritable, so no runc or
 helper gets it), and a request can only name a helper the server loaded at start-up.
+
+Who does not come through it, and why. A helper whose work is a sandbox's bill is started in
+that sandbox's cgroup by ``runtime.sandbox.cgexec.Placement`` (``kl-cgexec`` joins the cgroup
+before the exec): the engine's helper (``dockerapi/_enginehelper.py``), the files helper
+(``sandbox/_fileshelper.py``), the pod connectivity probe (``kube/node/_netns_probe.py``) and the
+kubelet's probe-socket helpers (``python -c`` strings in kube/node/kubelet.py); a child of this
+server starts in runtimed's cgroup.
 
 Failures. A server that died (killed, crashed) is reaped and started again at the next
 request; if it cannot be used (not a subreaper: the child would not be ours to wait for;
@@ -45,12 +52,16 @@ from pathlib import Path
 
 from runtime.kernel.children import AdoptedPopen
 
-log = logging.getLogger("runtime.sandbox")
+log = logging.getLogger("runtime.kernel")
 
 SERVER = Path(__file__).with_name("_forkserver.py")
+RUNTIME = Path(__file__).resolve().parents[1]
+# The helpers the server pre-loads, by path: it loads them all when it starts (one server for
+# every package), so they are named here rather than registered by their packages at import.
+# _forkserver.py's HELPERS lists the same scripts.
 SCRIPTS = {
-    "mount": Path(__file__).with_name("_mounthelper.py"),
-    "netns": Path(__file__).resolve().parents[1] / "kube" / "node" / "_netns_listen.py",
+    "mount": RUNTIME / "sandbox" / "_mounthelper.py",
+    "netns": RUNTIME / "kube" / "node" / "_netns_listen.py",
 }
 PR_GET_CHILD_SUBREAPER = 37
 START_TIMEOUT = 10.0
