@@ -2,7 +2,8 @@
 Kubernetes manifests against the lab's own cluster as the student types.
 
 Thin JSON views: access through ``lab_session_for_user`` (an observer may list and read,
-only the owner saves), then one call to runtimed with the session's own web credential,
+only the owner saves), then one call to runtimed through the session's sandbox backend
+(``labs.sandboxes.for_session``) with the session's own web credential,
 which carries the ``files`` operation (runtime/auth.py) and reaches this sandbox only.
 runtimed does the file work inside the sandbox, by descriptor, never following a link
 (runtime/sandbox/files.py); these views only carry the path as data.
@@ -31,7 +32,6 @@ from labs import manifests, sandboxes
 from labs.models import LabSession
 from labs.selectors import LabSessionNotFound, lab_session_for_user
 from runtime import errors as runtime_errors
-from runtime.client import Client
 
 MAX_BODY = 6 << 20  # 1 MiB of text, JSON-escaped at worst
 VALIDATE_MAX_BODY = 6 * manifests.MAX_TEXT + 4096  # JSON-escaped at worst, and the path
@@ -55,14 +55,13 @@ def _call(session: LabSession, fn: str, *args: Any) -> JsonResponse:
     if not session.runtime_token:
         return JsonResponse({"error": "The lab's sandbox has no credential yet; reset the lab."}, status=503)
     try:
-        address, box, ca = sandboxes.runtime_address(session)
-    except sandboxes.SandboxGone:
-        return JsonResponse({"error": "The lab's sandbox is not running."}, status=409)
+        backend = sandboxes.for_session(session)
     except sandboxes.SandboxError as exc:
         return JsonResponse({"error": str(exc)}, status=503)
     try:
-        with Client(address, token=session.runtime_token, timeout=30, ca=ca) as rt:
-            return JsonResponse(getattr(rt, fn)(box, *args))
+        return JsonResponse(getattr(backend, fn)(session.sandbox_id, *args))
+    except runtime_errors.SandboxNotFound:  # removed, or its lab node lost
+        return JsonResponse({"error": "The lab's sandbox is not running."}, status=409)
     except runtime_errors.Forbidden as exc:
         if "does not allow 'files'" in str(exc):
             msg = "This sandbox was started before the editor existed: reset the lab to use the editor."
@@ -75,6 +74,8 @@ def _call(session: LabSession, fn: str, *args: Any) -> JsonResponse:
         return JsonResponse({"error": "The lab server is not answering; try again in a moment."}, status=503)
     except runtime_errors.RuntimeError as exc:
         return JsonResponse({"error": str(exc)}, status=exc.status if 400 <= exc.status < 600 else 500)
+    finally:
+        sandboxes.release_sync(backend)
 
 
 @login_required

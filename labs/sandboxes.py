@@ -222,14 +222,20 @@ async def release(backend: SandboxBackend) -> None:
     """Close what ``for_session`` gave (its connections; the process's own backend stays open
     where ``scoped`` gave that one back itself)."""
     await backend.aclose()
+    release_sync(backend)
+
+
+def release_sync(backend: SandboxBackend) -> None:
+    """``release`` for a backend used only through its synchronous calls (the editor)."""
     if all(backend is not shared.backend for shared in _BACKENDS.values()):
         backend.close()
 
 
 def runtime_address(session: Any) -> tuple[str, str, str | None]:
-    """Where the web tier's own runtimed clients (terminal, editor) reach ``session``'s sandbox:
-    (runtimed address, the sandbox's id there, the CA file for TLS or None). Blocking (the
-    kubernetes backend reads the Node): call it off the event loop. Raises ``SandboxGone``."""
+    """Where the grader's checks (``grader.checks.base.Target``, a ``runtime.client.Client`` of
+    their own) reach ``session``'s sandbox: (runtimed address, the sandbox's id there, the CA
+    file for TLS or None). The web tier goes through ``for_session`` instead. Blocking (the
+    kubernetes backend reads the Node). Raises ``SandboxGone``."""
     if session.backend != "kubernetes":
         return settings.RUNTIME_SOCKET, session.sandbox_id, None
     backend = backend_for("kubernetes").backend

@@ -158,6 +158,23 @@ class SandboxBackend(abc.ABC):
     @abc.abstractmethod
     async def remove_session(self, sid: str, session_id: str) -> None: ...
 
+    # -- the lab editor (sync): paths relative to the sandbox's /root ------------------------------
+    def files_list(self, sid: str, path: str = "") -> Json:
+        """``{"path", "entries", "truncated"}`` of one directory (``runtime.sandbox.files``)."""
+        raise errors.NotAvailable(f"the {self.name} sandbox backend has no editor")
+
+    def file_read(self, sid: str, path: str) -> Json:
+        """``{"path", "content", "etag", "size", "mtime"}`` of a UTF-8 text file."""
+        raise errors.NotAvailable(f"the {self.name} sandbox backend has no editor")
+
+    def file_write(self, sid: str, path: str, content: str, etag: str | None) -> Json:
+        """Save ``content`` (``etag`` of the version read; None creates; ``"*"`` overwrites)."""
+        raise errors.NotAvailable(f"the {self.name} sandbox backend has no editor")
+
+    def kube_validate(self, sid: str, objects: Sequence[Any]) -> Json:
+        """Dry-run each manifest against the sandbox's lab cluster (nothing stored)."""
+        raise errors.NotAvailable(f"the {self.name} sandbox backend has no lab clusters to validate against")
+
     # -- port preview (async) ------------------------------------------------------------------
     async def preview(
         self,
@@ -318,6 +335,18 @@ class NamespaceBackend(SandboxBackend):
         stdin: bytes | str | None = None,
     ) -> ExecResult:
         return self.client.exec(sid, argv, timeout=timeout, env=env, cwd=cwd, stdin=stdin)
+
+    def files_list(self, sid: str, path: str = "") -> Json:
+        return self.client.files_list(sid, path)
+
+    def file_read(self, sid: str, path: str) -> Json:
+        return self.client.file_read(sid, path)
+
+    def file_write(self, sid: str, path: str, content: str, etag: str | None) -> Json:
+        return self.client.file_write(sid, path, content, etag)
+
+    def kube_validate(self, sid: str, objects: Sequence[Any]) -> Json:
+        return self.client.kube_validate(sid, objects)
 
     async def create_session(
         self,

@@ -906,6 +906,23 @@ class KubernetesBackend(SandboxBackend):
         client, box = self._locate(sid)
         return client.exec(box, argv, timeout=timeout, env=env, cwd=cwd, stdin=stdin)
 
+    # -- the lab editor: the node's runtimed, with this backend's (the session's) token ------------
+    def files_list(self, sid: str, path: str = "") -> Json:
+        client, box = self._locate(sid)
+        return client.files_list(box, path)
+
+    def file_read(self, sid: str, path: str) -> Json:
+        client, box = self._locate(sid)
+        return client.file_read(box, path)
+
+    def file_write(self, sid: str, path: str, content: str, etag: str | None) -> Json:
+        client, box = self._locate(sid)
+        return client.file_write(box, path, content, etag)
+
+    def kube_validate(self, sid: str, objects: Sequence[Any]) -> Json:
+        client, box = self._locate(sid)
+        return client.kube_validate(box, objects)
+
     # -- terminals --------------------------------------------------------------------------
     async def create_session(
         self,

@@ -346,3 +346,45 @@ def test_a_nodes_preview_relay_takes_one_sandboxs_token_to_that_sandbox_only(
     assert status == 400 and b"refused preview path" in body, body
     # its own sandbox, nothing listening: the relay's own gateway answer, not a route of the API
     assert preview(split_id(a1)[2], "index.html")[0] == 502
+
+
+def test_a_sessions_backend_opens_terminals_and_previews_of_its_own_sandbox_only(
+    topo: Topology, backend: KubernetesBackend, boxes: dict[str, list[str]]
+) -> None:
+    """What the terminal consumer and the port preview speak through (labs.sandboxes.for_session:
+    the backend scoped to the session's web token): its own sandbox works, a neighbour's on the
+    same node is refused (403), one on another node too (401: another signing key), and a
+    preview path that could leave the app never leaves this process."""
+    import asyncio
+
+    from runtime.urlsafety import UnsafePath
+
+    a1, a2 = boxes["kl-node-a"]
+    b1, _ = boxes["kl-node-b"]
+    scoped = backend.scoped(backend.mint_token(a1, "web", 300))
+
+    async def attempt() -> None:
+        own = await scoped.create_session(a1, ["/bin/sh"])
+        try:
+            assert (await scoped.get_session(a1, own["session_id"]))["exited"] is False
+            for other, status in ((a2, 403), (b1, 401)):
+                with pytest.raises((errors.Forbidden, errors.Unauthorized)):
+                    await scoped.create_session(other, ["/bin/sh"])
+                with pytest.raises((errors.Forbidden, errors.Unauthorized)):
+                    await scoped.attach(other, own["session_id"])
+                answer = await scoped.preview(other, 8080, "index.html", "", method="GET", headers={}, body=b"")
+                try:
+                    assert answer.response.status == status, (other, answer.response.status)
+                finally:
+                    await answer.close()
+            for path, query in (("..%2f..%2fv1/sandboxes", ""), ("index.html", "a=%0d%0aX-Injected:%201")):
+                with pytest.raises(UnsafePath):
+                    await scoped.preview(a1, 8080, path, query, method="GET", headers={}, body=b"")
+        finally:
+            await scoped.remove_session(a1, own["session_id"])
+            await scoped.aclose()
+
+    try:
+        asyncio.run(attempt())
+    finally:
+        scoped.close()
