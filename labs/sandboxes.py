@@ -227,7 +227,7 @@ async def release(backend: SandboxBackend) -> None:
 
 def release_sync(backend: SandboxBackend) -> None:
     """``release`` for a backend used only through its synchronous calls (the editor)."""
-    if all(backend is not shared.backend for shared in _BACKENDS.values()):
+    if all(backend is not shared.backend for shared in list(_BACKENDS.values())):  # a copy: threads add
         backend.close()
 
 

@@ -8,7 +8,7 @@ Python SDK talk to runtimed, which answers for that sandbox only. No dockerd, no
 of privileges: a student's containers are runc containers started by runtimed *inside*
 the sandbox's user namespace, cgroup, network namespace and disk quota.
 
-Layout
+Layout (as moby's tree: ``api/server``, ``daemon``, ``image``/``layer``, ``builder``)
 ------
 ``service.py``
     ``DockerService`` (a ``SandboxManager`` service hook): one ``Engine`` per sandbox,
@@ -16,15 +16,47 @@ Layout
     restart) and the host-side access graders use (``GET/POST
     /v1/sandboxes/{id}/docker/{path}`` on runtimed's own socket is forwarded to the
     same API).
-``api.py``
-    The Docker Engine API (aiohttp): version negotiation (``/_ping``, ``/version``, any
-    ``/v1.NN`` prefix), images, build, containers, exec, attach (hijacked connections,
-    raw stream for TTY, multiplexed ``stdcopy`` frames otherwise), logs, volumes,
-    ``/system/df``, errors as ``{"message": ...}`` with Docker's status codes.
-``engine.py``
-    ``Engine``: containers (runc, nested), exec, logs, attach, wait, volumes, published
-    ports, user-defined networks (``docker network create/ls/inspect/rm/prune``), refusals
-    of unsafe requests, ``run_step`` for the builder.
+``http/``
+    The Docker Engine API. ``server.py``: a small HTTP/1.1 server of our own (aiohttp's
+    cannot hijack a connection for attach/exec nor keep it writable after the client's
+    half-close), chunked and multiplexed ``stdcopy`` streams, the threads blocking calls
+    run on. ``api.py``: ``DockerAPI`` (serving, routing, ``/v1.NN`` version negotiation,
+    bounds on calls in flight). One module per route group, as moby's
+    ``api/server/router/<group>``: ``system``, ``events``, ``images``, ``distribution``,
+    ``build``, ``containers`` (with ``docker cp``, ``diff``, ``export``), ``exec``,
+    ``volumes``, ``networks``; ``base.py`` holds what they share. Errors are
+    ``{"message": ...}`` with Docker's status codes.
+``engine/``
+    ``Engine`` (``engine/__init__.py``), a façade over one module per concern, as moby's
+    ``daemon/``: ``core`` (state, shared vocabulary, the design notes), ``streams`` and
+    ``io`` (output logs, attach, pumps), ``policy`` (refusals of unsafe requests),
+    ``spec`` (runc's config.json), ``containers`` (lifecycle, restart policies, pause,
+    update, the builder's ``run_step``), ``exec``, ``probes`` (health checks run;
+    ``health.py``: their rules), ``networks``, ``volumes``, ``inspect`` (inspect, ps,
+    top, stats, df, info), ``rootfs`` (diff, commit, export and the processes of
+    ``docker cp``, whose tar side is ``archive.py``: run INSIDE the container, so runtimed
+    never reads or extracts a student's tree as host root). ``events.py``: ``docker
+    events`` (a bounded ring and subscribers); ``watch.py``: the engine's watcher, exit
+    worker and timers (restart back-offs, probe intervals).
+``images/``
+    ``store.py``: ``EngineStore``, the sandbox's images (Docker image configs,
+    content-addressed ids), tags, layers built by the student, the platform catalog
+    (read-only, shared), the classic builder's cache (parent/child images), layers from
+    outside (load, import, commit), prune, df, and the user-defined networks' records
+    (they survive a runtimed restart). ``tarexport.py``: ``docker save``, ``docker load``
+    (docker-archive and OCI layout, read in place as a tar index) and ``docker import``;
+    ``distribution.py``: ``/distribution`` of catalog images; ``commit.py``: the ``--change
+    instructions of commit and import; ``changes.py``: ``docker diff``, the container's
+    upper dir walked against the image's layers (descriptor-relative, never following a
+    symlink). Every layer a student sends or commits is decompressed, hashed and unpacked
+    by the engine helper (``_enginehelper.py``, ``ingest`` op) in the sandbox's cgroup,
+    not in runtimed (#12): no path leaves the layer, no link followed, no device, uids
+    clamped to the sandbox's range, stopped at the disk's free space.
+``build/``
+    The classic builder: ``dockerfile.py`` (parser: escape directive, continuations, JSON
+    and shell forms, ARG/ENV substitution), ``ignore.py`` (.dockerignore), ``builder.py``
+    (stages, ``--target``, ``COPY --from``, ADD of local tarballs, layer cache reported as
+    "Using cache"; RUN steps through ``Engine.run_step``).
 ``netns.py``
     The network, all inside the sandbox's netns: ``docker0`` (172.17.0.0/16) and one
     bridge ``br-<id12>`` per user-defined network (172.18.0.0/16, 172.19.0.0/16, ...), a
@@ -32,35 +64,20 @@ Layout
     networks). Names resolve on user-defined networks only, through each container's
     ``/etc/hosts``, which the engine rewrites in place as the network's containers start
     and stop (no DNS server); ``network connect`` adds an ``eth<n>`` on another network.
-``health.py`` / ``events.py``
-    Health checks as dockerd runs them (probes are execs in the container, waiting is a
-    timer, at most ``MAX_RUNNING`` probes of a sandbox at once) and ``docker events`` (a
-    bounded ring and subscribers). Restart policies, pause/unpause and ``docker update``
-    are in ``engine.py``; their timers (back-offs, probe intervals) in ``watch.Timers``.
-``changes.py``
-    ``docker diff``: the container's overlay upper dir walked against the image's layers
-    (descriptor-relative, never following a symlink), as Docker's overlay driver reports it.
-``archive.py``
-    ``docker cp``: ``tar`` run INSIDE the running container (``runc exec``, its namespaces
-    and limits), or for a stopped one in a one-off runc container on its filesystem, so
-    runtimed never reads or extracts a student's tree as host root.
-``tarexport.py`` / ``commit.py``
-    ``docker load`` (docker-archive and OCI layout, read in place as a tar index) and
-    ``docker import``; the ``--change`` instructions of commit and import. Every layer a
-    student sends or commits is unpacked by ``EngineStore.ingest_layer`` (tarutil's
-    extractor: no path leaves the layer, no link followed, no device, uids clamped to the
-    sandbox's range, stopped at the disk's free space), decompressed, hashed and unpacked
-    by the engine helper (``ingest`` op) in the sandbox's cgroup, not in runtimed (#12).
-``store.py``
-    ``EngineStore``: the sandbox's images (Docker image configs, content-addressed ids),
-    tags, layers built by the student, the platform catalog (read-only, shared), the
-    classic builder's cache (parent/child images), ``docker save`` export, layers from
-    outside (load, import, commit), ``/distribution`` of catalog images, prune, df,
-    and the user-defined networks' records (they survive a runtimed restart).
-``dockerfile.py`` / ``ignore.py`` / ``build.py``
-    The classic builder: Dockerfile parser (escape directive, continuations, JSON and
-    shell forms, ARG/ENV substitution), .dockerignore, the executor (stages, ``--target``,
-    ``COPY --from``, ADD of local tarballs, layer cache reported as "Using cache").
+``fsutil.py``
+    Opening paths beneath a root (runtime/kernel/safewrite.py's ``openat2(RESOLVE_IN_ROOT)``,
+    named here for the engine, the builder and the cluster's DNS), Docker's ``--user``
+    resolution against the image's ``/etc/passwd`` and ``/etc/group``.
+
+Which way imports go: ``service`` -> ``http`` -> ``build`` -> ``engine`` -> ``images``.
+Nothing below ``http/`` imports it; the engine imports neither the builder nor http;
+images import only leaves. Leaves, importable from any layer because they import no other
+module of the package: this module (constants, ``EngineLimits``; ``SandboxContext`` is
+runtime/sandbox/spec.py's, named here too),
+``fsutil``, ``netns`` and the builder's parsers (``build/dockerfile.py``, used by
+``images/commit.py`` for ``--change``; ``build/ignore.py``). No module imports a private
+name from another subpackage. tests/runtime/dockerapi/test_layering.py checks all of this,
+and that every module imports alone in a fresh interpreter.
 
 Where things live (sandbox dir ``D = ROOT/sandboxes/<id>``)
 -----------------------------------------------------------

@@ -104,14 +104,14 @@ def umount(req: dict[str, Any]) -> dict[str, Any]:
 def ingest(req: dict[str, Any]) -> dict[str, Any]:
     # Imported here: the mount ops stay stdlib-only and quick to start.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
-    from runtime.dockerapi import store
+    from runtime.dockerapi.images import store
 
     return store.ingest_in_helper(req)
 
 
 def tree_tar(req: dict[str, Any]) -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
-    from runtime.dockerapi import store
+    from runtime.dockerapi.images import store
 
     return store.tree_tar_in_helper(req)
 

@@ -1,7 +1,7 @@
 """``DockerService``: runtimed's hook for sandboxes created with ``services: ["docker"]``.
 
-For each such sandbox runtimed keeps one ``Engine`` (engine.py) and serves the Docker
-Engine API (api.py) for it on two unix sockets, both answered by the same app:
+For each such sandbox runtimed keeps one ``Engine`` (engine/) and serves the Docker
+Engine API (http/) for it on two unix sockets, both answered by the same app:
 
 In the sandbox
     ``D/svc-docker/docker.sock``. The directory ``D/svc-docker`` holds nothing else and is
@@ -48,9 +48,9 @@ from typing import Any, TypeVar
 
 from runtime import auth, errors
 from runtime.dockerapi import NAME, SANDBOX_SOCKET, SANDBOX_SOCKET_DIR, SOCKET_DIR
-from runtime.dockerapi.api import DockerAPI, make_app
 from runtime.dockerapi.engine import Engine
-from runtime.dockerapi.streams import Request
+from runtime.dockerapi.http.api import DockerAPI, make_app
+from runtime.dockerapi.http.server import Request
 from runtime.images.store import ImageStore
 from runtime.loops import call_on_loop
 from runtime.unixsock import bind_unix

@@ -32,8 +32,8 @@ import docker.errors
 import pytest
 
 from runtime import errors
-from runtime.dockerapi import tarexport
 from runtime.dockerapi.engine import Engine
+from runtime.dockerapi.images import tarexport
 from runtime.images import tarutil
 from tests.runtime.conftest_daemon import real_sandboxes_available, short_tmp
 from tests.runtime.dockerapi.api_helpers import served

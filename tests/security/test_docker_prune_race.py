@@ -1,10 +1,10 @@
-"""A prune racing a load (runtime/dockerapi/store.py): ``docker load``, ``import``, ``commit``
+"""A prune racing a load (runtime/dockerapi/images/store.py): ``docker load``, ``import``, ``commit``
 and ``build`` register their layers one by one and write the image that names them last; an
 ``rmi`` or ``image prune`` in between deleted every layer no image named yet, so the load
 ended with an image whose layers were gone (or failed), and a student could break their own
 or a grader's image-making at will.
 
-The real ``EngineStore`` on a scratch root (as tests/runtime/dockerapi/test_store.py); the
+The real ``EngineStore`` on a scratch root (as tests/runtime/dockerapi/images/test_store.py); the
 "meanwhile" is made deterministic by running the rmi inside the load's holding block, which
 is exactly the window the lock does not cover.
 """
@@ -19,8 +19,8 @@ import threading
 import pytest
 
 from runtime import errors
-from runtime.dockerapi.store import EngineStore
-from tests.runtime.dockerapi.test_store import build, catalog, store  # noqa: F401 - fixtures
+from runtime.dockerapi.images.store import EngineStore
+from tests.runtime.dockerapi.images.test_store import build, catalog, store  # noqa: F401 - fixtures
 
 
 def layer_tar(name: str, data: bytes) -> io.BytesIO:

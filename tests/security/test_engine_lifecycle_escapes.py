@@ -27,8 +27,7 @@ import docker
 import docker.errors
 import pytest
 
-from runtime.dockerapi import health
-from runtime.dockerapi.engine import Engine
+from runtime.dockerapi.engine import Engine, health
 from tests.runtime.conftest_daemon import real_sandboxes_available, short_tmp
 from tests.runtime.dockerapi.api_helpers import served
 from tests.runtime.dockerapi.engine_helpers import DockerSandbox, docker_sandbox

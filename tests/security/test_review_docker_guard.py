@@ -2,7 +2,7 @@
 (``/_ping`` and ``/version``, ``runtime.dockerapi.service._OPEN_ON_HOST``) lets through no
 request that the engine then routes anywhere else.
 
-The guard and the router both read ``Request.path`` as ``runtime.dockerapi.streams`` parses it
+The guard and the router both read ``Request.path`` as ``runtime.dockerapi.http.server`` parses it
 from the raw request line, so each attempt below is parsed exactly as the host socket would
 parse it, checked by the service's own guard, and, when the guard lets it through, routed by
 the API's own table: it must land on ``ping`` or ``version`` (or nowhere)."""
@@ -16,10 +16,10 @@ from typing import Any, cast
 import pytest
 
 from runtime import auth, errors
-from runtime.dockerapi.api import DockerAPI
 from runtime.dockerapi.engine import Engine
+from runtime.dockerapi.http.api import DockerAPI
+from runtime.dockerapi.http.server import HTTPError, Request, _parse_head
 from runtime.dockerapi.service import DockerService
-from runtime.dockerapi.streams import HTTPError, Request, _parse_head
 
 SID = "0123456789ab"
 TARGETS = [

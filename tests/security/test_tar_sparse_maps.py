@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from runtime import errors
-from runtime.dockerapi import tarexport
+from runtime.dockerapi.images import tarexport
 from runtime.images import tarutil
 
 BLOCK = tarfile.BLOCKSIZE

@@ -2,7 +2,7 @@
 
 A real node runs a kubelet that watches the pods bound to it and drives a container
 runtime; here ``Kubelet`` (a thread) does the same with the sandbox's ``Engine``
-(runtime/dockerapi/engine.py: runc containers inside the student's sandbox), and
+(runtime/dockerapi/engine/: runc containers inside the student's sandbox), and
 ``ClusterHost`` is its window on the embedded API server (``apiserver.Cluster``).
 
 Talking to the cluster

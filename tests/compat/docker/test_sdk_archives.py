@@ -18,6 +18,7 @@ import docker
 import docker.errors
 import pytest
 
+from runtime.dockerapi.engine import Engine
 from tests.runtime.conftest_daemon import real_sandboxes_available, short_tmp
 from tests.runtime.dockerapi.api_helpers import served
 from tests.runtime.dockerapi.engine_helpers import DockerSandbox, docker_sandbox, engine_on
@@ -37,9 +38,15 @@ def sandbox() -> Iterator[DockerSandbox]:
 
 
 @pytest.fixture(scope="module")
-def client(sandbox: DockerSandbox) -> Iterator[docker.DockerClient]:
+def engine(sandbox: DockerSandbox) -> Iterator[Engine]:
+    with engine_on(sandbox) as eng:
+        yield eng
+
+
+@pytest.fixture(scope="module")
+def client(engine: Engine) -> Iterator[docker.DockerClient]:
     d = short_tmp("dsdkarc-")
-    with engine_on(sandbox) as eng, served(eng, d / "docker.sock"):
+    with served(engine, d / "docker.sock"):
         c = docker.DockerClient(base_url=f"unix://{d / 'docker.sock'}", timeout=120)
         yield c
         c.close()
@@ -83,6 +90,24 @@ def test_commit_returns_the_image_with_config_author_and_message(client: docker.
     assert client.containers.run("sdksnap:v1", remove=True) == b"sdk\n"
     web.reload()
     assert web.status == "running" and web.attrs["State"]["Paused"] is False
+
+
+def test_a_container_that_exits_as_commit_pauses_it_is_committed_unpaused(
+    engine: Engine, client: docker.DockerClient
+) -> None:
+    """docker-py's own CommitTest commits a container running ``touch``: it may exit between
+    the engine's look at it and the pause. dockerd commits a stopped container without
+    pausing it; so do we, rather than answer 500 "could not pause"."""
+    done = client.containers.run("busybox:1.35", ["sh", "-c", "echo bye > /left"], detach=True)
+    assert done.wait(timeout=60)["StatusCode"] == 0
+    c = engine._get(done.id)  # the race's moment, held still: the exit not yet seen
+    c.status = "running"
+    try:
+        done.commit(repository="leftover", tag="v1")
+    finally:
+        c.status = "exited"
+    assert client.containers.run("leftover:v1", ["cat", "/left"], remove=True) == b"bye\n"
+    client.images.remove("leftover:v1")
 
 
 def test_save_then_load_gives_the_same_image(client: docker.DockerClient) -> None:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime.dockerapi.api import DockerAPI, make_app
 from runtime.dockerapi.engine import Engine
+from runtime.dockerapi.http.api import DockerAPI, make_app
 from tests.runtime.conftest_daemon import real_sandboxes_available
 from tests.runtime.daemon_helpers import REPO
 from tests.runtime.dockerapi.engine_helpers import DockerSandbox, docker_sandbox

@@ -1,7 +1,7 @@
 """``docker diff`` and ``docker cp`` with Debian's docker CLI 20.10 against a real engine.
 
 A real sandbox (runc, tag 251), a real ``Engine`` and the API on a unix socket, as
-test_cli.py drives them. ``docker cp`` runs tar inside the container (archive.py): the
+test_cli.py drives them. ``docker cp`` runs tar inside the container (engine/archive.py): the
 tests plant symlinks that would lead a host-side copier out of the container (``ln -s /
 /escape``) and check that both directions stay inside it. The tests share the sandbox
 and run in file order.
@@ -22,8 +22,7 @@ import docker.errors
 import pytest
 
 from runtime import errors
-from runtime.dockerapi import archive
-from runtime.dockerapi.engine import Engine
+from runtime.dockerapi.engine import Engine, archive
 from runtime.images.store import ImageStore
 from tests.runtime.conftest_daemon import short_tmp
 from tests.runtime.dockerapi.api_helpers import DOCKER, PLATFORM_IMAGES, cli_sandbox, docker, served

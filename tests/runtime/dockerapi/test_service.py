@@ -5,7 +5,7 @@ CLI) talks to its own engine through ``/var/run/docker.sock``; the host reaches 
 engine through the socket ``GET /v1/sandboxes/{id}/docker`` names (graders); engines of two
 sandboxes know nothing of each other; a runtimed restart keeps containers running and
 serves them again; removing the sandbox leaves nothing behind. The engine's own behaviour
-is tested in test_engine.py / test_build.py / test_cli.py; this module is the wiring.
+is tested in engine/test_engine.py / build/test_build.py / test_cli.py; this module is the wiring.
 """
 
 from __future__ import annotations

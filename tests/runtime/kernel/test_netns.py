@@ -15,9 +15,13 @@ pytestmark = pytest.mark.root
 
 @pytest.fixture
 def other_netns() -> Iterator[int]:
-    """The pid of a process in a fresh network namespace of its own (only ``lo``, down)."""
-    p = subprocess.Popen(["unshare", "--net", "sleep", "120"])
+    """The pid of a process in a fresh network namespace of its own (only ``lo``, down).
+
+    ``unshare`` execs the shell (same pid) only after unshare(2): its line says the new
+    namespace exists, and the pid is in it from then on."""
+    p = subprocess.Popen(["unshare", "--net", "sh", "-c", "echo ready; exec sleep 120"], stdout=subprocess.PIPE)
     try:
+        assert p.stdout is not None and p.stdout.readline() == b"ready\n"
         yield p.pid
     finally:
         p.kill()
