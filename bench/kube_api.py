@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from _common import kube_apiserver  # noqa: E402
 
-from runtime.kube.server import create_cluster  # noqa: E402
+from runtime.kube.apiserver.server import create_cluster  # noqa: E402
 
 KUBECTL = str(ROOT / ".venv" / "bin" / "kubectl")
 

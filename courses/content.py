@@ -571,7 +571,7 @@ def read_lab(lab_dir: Path, order: int, slug: str, problems: Problems) -> LabDef
             problems.add(path, _line(data, key), f"unknown field '{key}' (known: {', '.join(sorted(known))})")
     environment = _environment(data, lab_dir, path, problems)
     if "nodes" in data:
-        # the lab cluster's nodes: a control plane and nodes - 1 workers (runtime/kube/server.py)
+        # the lab cluster's nodes: a control plane and nodes - 1 workers (runtime/kube/apiserver/server.py)
         nodes = data["nodes"]
         if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= MAX_KUBE_NODES:
             problems.add(path, _line(data, "nodes"), f"'nodes' must be a whole number from 1 to {MAX_KUBE_NODES}")

@@ -11,7 +11,7 @@ runtimed does the file work inside the sandbox, by descriptor, never following a
 Validation (``file_validate``): the text is parsed here (labs/manifests.py: bounded, YAML
 errors at their line with no round trip), each object is dry-run by runtimed against this
 session's cluster with the same per-session credential, which carries only the narrow
-``validate`` operation (runtime/kube/dryrun.py: ``dryRun=All``, ``fieldValidation=Strict``,
+``validate`` operation (runtime/kube/apiserver/dryrun.py: ``dryRun=All``, ``fieldValidation=Strict``,
 nothing stored), and the cluster's errors come back at the lines they name. At most
 ``VALIDATE_PER_WINDOW`` requests per session per ``VALIDATE_WINDOW`` seconds (the editor
 asks after a pause in typing, well under it).

@@ -34,7 +34,7 @@ from yaml.resolver import Resolver
 _EVENTS_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 MAX_TEXT = 128 * 1024  # bytes of one manifest file validated as you type
-MAX_DOCUMENTS = 50  # objects of one file (runtime.kube.dryrun.MAX_OBJECTS)
+MAX_DOCUMENTS = 50  # objects of one file (runtime.kube.apiserver.dryrun.MAX_OBJECTS)
 MAX_NODES = 100_000  # nodes after alias expansion, all documents together (128 KiB of text: fewer)
 MAX_BYTES = 8 * MAX_TEXT  # bytes of scalars (+8 each) after alias expansion, all documents together
 MAX_DEPTH = 64
@@ -329,7 +329,7 @@ def locate(doc: Document, field_path: str, *, key: bool = False) -> tuple[Span, 
 
 
 def diagnostics(doc: Document, result: dict[str, Any]) -> list[Diagnostic]:
-    """The cluster's answer for one object (runtime.kube.dryrun) as marks at lines."""
+    """The cluster's answer for one object (runtime.kube.apiserver.dryrun) as marks at lines."""
     out: list[Diagnostic] = []
     for warning in result.get("warnings") or []:
         line, col, _, _ = doc.start

@@ -54,7 +54,7 @@ DOCKER = "docker"  # the sandbox's Docker Engine API from the host
 # credential that may only run commands (a grader's) or only watch need not carry it.
 FILES = "files"
 # The lab editor's validation as you type: a dry run of manifests against the sandbox's own
-# cluster (runtime/kube/dryrun.py). Not KUBECONFIG: the web tier gets no cluster credential,
+# cluster (runtime/kube/apiserver/dryrun.py). Not KUBECONFIG: the web tier gets no cluster credential,
 # only answers to "would this apply?", and nothing is ever stored through it.
 VALIDATE = "validate"
 OPERATIONS = frozenset({READ, TOUCH, TERMINAL, PREVIEW, EXEC, KUBECONFIG, DOCKER, FILES, VALIDATE})

@@ -37,11 +37,11 @@ Protocol
     POST   /v1/sandboxes/{id}/kube/connectivity {namespace, pod, host, port, protocol="TCP"|"UDP", timeout=2}
                                                -> {result: open|refused|timeout|unreachable|error, detail}:
                                                one connection from inside that pod's network namespace
-                                               (op exec; runtime.kube.netpol.probe)
+                                               (op exec; runtime.kube.node.netpol.probe)
     POST   /v1/sandboxes/{id}/kube/validate    {objects: [manifest, ...]} -> {results: [{code, status, warnings}]}:
                                                each a dry run (dryRun=All, fieldValidation=Strict) against
                                                the sandbox's lab cluster; nothing stored (op validate: the
-                                               lab editor; runtime.kube.dryrun)
+                                               lab editor; runtime.kube.apiserver.dryrun)
     GET    /v1/sandboxes/{id}/docker           {socket}: host path of the sandbox's Docker Engine API
                                                socket (graders); only with services: ["docker"]
                                                (runtime.dockerapi.service)
@@ -666,7 +666,7 @@ class Daemon:
 
     async def sandbox_kube_validate(self, request: web.Request) -> web.StreamResponse:
         """``{"objects": [...]}``: each manifest dry-run against this sandbox's cluster only."""
-        from runtime.kube.dryrun import MAX_OBJECTS
+        from runtime.kube.apiserver.dryrun import MAX_OBJECTS
 
         sid = request.match_info["id"]
         objects = (await _json(request)).get("objects")
@@ -677,7 +677,7 @@ class Daemon:
 
     async def sandbox_kube_connectivity(self, request: web.Request) -> web.StreamResponse:
         """One connection from a pod (``{namespace, pod, host, port, protocol?, timeout?}``) made
-        in the pod's own network namespace: ``{result, detail}`` (runtime/kube/netpol.py ``probe``)."""
+        in the pod's own network namespace: ``{result, detail}`` (runtime/kube/node/netpol.py ``probe``)."""
         sid = request.match_info["id"]
         body = await _json(request)
         namespace, pod, host, port = body.get("namespace"), body.get("pod"), body.get("host"), body.get("port")
@@ -1134,7 +1134,7 @@ def build_daemon(
 
 def _cluster_access(answer: Mapping[str, str]) -> tuple[str, ssl.SSLContext, str | None, str]:
     """(server, TLS context trusting only the cluster's CA, its TLS server name, grader token)
-    of a host kubeconfig (runtime.kube.server.kubeconfig)."""
+    of a host kubeconfig (runtime.kube.apiserver.server.kubeconfig)."""
     import yaml
 
     cfg = yaml.safe_load(answer["kubeconfig"])

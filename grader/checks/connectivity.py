@@ -9,7 +9,7 @@ number, or the name of the Service's port / the pod's container port), ``protoco
 Names are resolved with the official ``kubernetes`` client (a Service's ClusterIP, a pod's
 IP, a named port); then runtimed makes one connection from *inside the source pod's network
 namespace* (``Client.kube_connectivity``: a helper that enters the pod's infra container,
-runtime/kube/netpol.py ``probe``), so the packet carries the pod's address and meets the
+runtime/kube/node/netpol.py ``probe``), so the packet carries the pod's address and meets the
 same rules the student's traffic meets, and no program inside the student's sandbox is
 trusted to report the result. ``open``: the connection was made (UDP: an answer came back).
 ``blocked``: nothing came back within the probe's time (what a NetworkPolicy's drop does)

@@ -30,7 +30,7 @@ RUNTIME = os.path.dirname(HERE)  # noqa: PTH120
 # name -> (script, main takes argv); the same scripts as forkserver.SCRIPTS
 HELPERS = {
     "mount": (os.path.join(RUNTIME, "sandbox", "_mounthelper.py"), False),  # noqa: PTH118
-    "netns": (os.path.join(RUNTIME, "kube", "_netns_listen.py"), True),  # noqa: PTH118
+    "netns": (os.path.join(RUNTIME, "kube", "node", "_netns_listen.py"), True),  # noqa: PTH118
 }
 MAX_FDS = 16
 

@@ -2,7 +2,7 @@
 
 Why. runtimed does kernel work in child processes (CONVENTIONS.md, 10); two of them are
 Python scripts started for every sandbox start: the mount helper (``sandbox/_mounthelper.py``)
-and the netns listener (``kube/_netns_listen.py``). A fresh ``python -I -S`` plus their imports
+and the netns listener (``kube/node/_netns_listen.py``). A fresh ``python -I -S`` plus their imports
 and the compile of the script costs ~20 ms of CPU each, and a class of 50 starting at once
 is CPU-bound (issue #13). As multiprocessing's forkserver does, one small server process
 (``_forkserver.py``) pays that once, then forks a child per request: about 3 ms of CPU in all
@@ -27,8 +27,8 @@ helper gets it), and a request can only name a helper the server loaded at start
 Who does not come through it, and why. A helper whose work is a sandbox's bill is started in
 that sandbox's cgroup by ``runtime.sandbox.cgexec.Placement`` (``kl-cgexec`` joins the cgroup
 before the exec): the engine's helper (``dockerapi/_enginehelper.py``), the files helper
-(``sandbox/_fileshelper.py``), the pod connectivity probe (``kube/_netns_probe.py``) and the
-kubelet's probe-socket helpers (``python -c`` strings in kube/kubelet.py); a child of this
+(``sandbox/_fileshelper.py``), the pod connectivity probe (``kube/node/_netns_probe.py``) and the
+kubelet's probe-socket helpers (``python -c`` strings in kube/node/kubelet.py); a child of this
 server starts in runtimed's cgroup.
 
 Failures. A server that died (killed, crashed) is reaped and started again at the next
@@ -61,7 +61,7 @@ RUNTIME = Path(__file__).resolve().parents[1]
 # _forkserver.py's HELPERS lists the same scripts.
 SCRIPTS = {
     "mount": RUNTIME / "sandbox" / "_mounthelper.py",
-    "netns": RUNTIME / "kube" / "_netns_listen.py",
+    "netns": RUNTIME / "kube" / "node" / "_netns_listen.py",
 }
 PR_GET_CHILD_SUBREAPER = 37
 START_TIMEOUT = 10.0

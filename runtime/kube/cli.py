@@ -13,8 +13,8 @@ import re
 import sys
 from pathlib import Path
 
-from runtime.kube.apierrors import ApiError
-from runtime.kube.limits import parse_limit
+from runtime.kube.machinery.apierrors import ApiError
+from runtime.kube.machinery.limits import parse_limit
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -36,14 +36,14 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # deliberately lazy: the server (aiohttp, the whole API server) loads only for the
     # commands that need it (here, _new_cluster and _token), not for --help or a bad argument
-    from runtime.kube.server import serve
+    from runtime.kube.apiserver.server import serve
 
     asyncio.run(serve(Path(args.data), host, port))
     return 0
 
 
 def _new_cluster(args: argparse.Namespace) -> int:
-    from runtime.kube.server import create_cluster
+    from runtime.kube.apiserver.server import create_cluster
 
     try:
         sys.stdout.write(
@@ -71,7 +71,7 @@ def parse_duration(value: str) -> int:
 
 
 def _mint_token(args: argparse.Namespace) -> int:
-    from runtime.kube.server import mint_user_token, user_kubeconfig
+    from runtime.kube.apiserver.server import mint_user_token, user_kubeconfig
 
     data = Path(args.data)
     server = args.server
@@ -105,7 +105,8 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         type=_limit,
         default=[],
         metavar="NAME=VALUE",
-        help="override one of the cluster's limits (runtime/kube/limits.py), e.g. max_objects=100 (repeatable)",
+        help="override one of the cluster's limits (runtime/kube/machinery/limits.py), "
+        "e.g. max_objects=100 (repeatable)",
     )
     p.add_argument(
         "--nodes",

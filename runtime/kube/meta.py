@@ -17,10 +17,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 if TYPE_CHECKING:
-    from runtime.kube import protobuf
-    from runtime.kube.apierrors import ApiError
+    from runtime.kube.apiserver.store import Watcher
+    from runtime.kube.machinery import protobuf
+    from runtime.kube.machinery.apierrors import ApiError
     from runtime.kube.registry import ResourceDef
-    from runtime.kube.store import Obj, Watcher
+
+# A Kubernetes object as the API serves it (decoded JSON): the one alias every layer uses.
+Obj = dict[str, Any]
 
 # the alphabet of apiserver's names.SimpleNameGenerator (k8s.io/apiserver/pkg/storage/names)
 GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -111,7 +114,7 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)  # lower-case keys
     body: bytes = b""
     user: User | None = None
-    # the body decoded ahead, off the loop (decode_body, server.py); _json_body takes it once
+    # the body decoded ahead, off the loop (decode_body, apiserver/server.py); _json_body takes it once
     decoded: protobuf.Decoded | Decoded | None = None
 
     @classmethod

@@ -63,14 +63,13 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from runtime.kube import registry
-from runtime.kube.meta import now_ts
-from runtime.kube.quantity import Quantity
-from runtime.kube.selectors import selector_from_match
+from runtime.kube.machinery.quantity import Quantity
+from runtime.kube.machinery.selectors import selector_from_match
+from runtime.kube.meta import Obj, now_ts
 
 if TYPE_CHECKING:
-    from runtime.kube.controllers import Controllers
+    from runtime.kube.controllers.manager import Controllers
 
-Obj = dict[str, Any]
 
 SCHEDULER = "default-scheduler"
 RESOURCES = ("cpu", "memory", "ephemeral-storage")

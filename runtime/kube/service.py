@@ -1,13 +1,13 @@
 """The ``kubernetes`` sandbox service: runtimed hosts every student's lab cluster.
 
 A sandbox created with ``services: ["kubernetes"]`` (CLI ``--service kubernetes``) gets
-its own cluster in the one API server that runtimed runs on its event loop (server.py's
+its own cluster in the one API server that runtimed runs on its event loop (apiserver/server.py's
 ``Hub`` over ``ROOT/kube``), reachable two ways:
 
 From inside that sandbox only
     ``https://127.0.0.1:6443/clusters/<sandbox id>``. The socket listening there lives in
     the sandbox's network namespace but is served by runtimed: a short-lived helper child
-    (``_netns_listen.py``) setns()es into ``/proc/<pid>/ns/net``, binds and listens on
+    (``node/_netns_listen.py``) setns()es into ``/proc/<pid>/ns/net``, binds and listens on
     127.0.0.1:6443, and hands the listening socket back over a unix socket (SCM_RIGHTS);
     the daemon serves it with an app restricted to that one cluster (any other cluster's
     path is a 404) and that cluster's own certificate. ``/root/.kube/config`` is written
@@ -45,21 +45,21 @@ its directory becomes ``.<name>.paused``, which the hub never loads, so a paused
 no store in runtimed's memory whatever a grader asks; the ``start`` of the resume renames
 it back and a new kubelet recreates the Pods whose containers the pause killed.
 
-Pods run: each sandbox's cluster gets a ``Kubelet`` (kubelet.py) on the sandbox's own
+Pods run: each sandbox's cluster gets a ``Kubelet`` (node/kubelet.py) on the sandbox's own
 Docker engine (``engines``: the docker service's, which the kubernetes service brings
 along: ``SandboxSpec`` puts ``docker`` first), so pods are containers of the student's
 sandbox, within its limits, and ``kubectl logs``/``exec``/``attach`` reach them
 (``Cluster.pod_io``). The kubelet stops with the listener; the containers do not: after
 a runtimed restart ``adopt`` starts a new kubelet, which adopts them by their labels.
 
-Services work: with the kubelet come the sandbox's kube-proxy (proxy.py: an nftables table
+Services work: with the kubelet come the sandbox's kube-proxy (node/proxy.py: an nftables table
 in the sandbox's netns, resynced in the kubelet's thread after every sync) and its cluster
-DNS (dns.py: 10.96.0.10:53 on the sandbox's ``lo``, sockets made by the same helper child,
+DNS (node/dns.py: 10.96.0.10:53 on the sandbox's ``lo``, sockets made by the same helper child,
 served on the loop; pods get it as their nameserver). Both stop with the kubelet.
 
 Limits: what one student's cluster may hold (objects, bytes, events, watches, request and
 object sizes) is bounded as a real control plane bounds it, and answered in its words
-(limits.py: the table of limits, defaults and answers). ``KubeService(..., limits=...)``
+(machinery/limits.py: the table of limits, defaults and answers). ``KubeService(..., limits=...)``
 sets them for every cluster of this runtimed (default ``Limits()``: 3 MiB requests, 1.5 MiB
 objects, 5000 objects and 32 MiB per cluster, 1000 events, 50 watches, a 16 MiB watch
 cache); a cluster's ``cluster.json`` may override them for that cluster alone.
@@ -88,15 +88,8 @@ from aiohttp import web
 
 from runtime import errors
 from runtime.kernel import forkserver
-from runtime.kube import dns
-from runtime.kube.apierrors import ApiError
-from runtime.kube.dryrun import validate_all
-from runtime.kube.ingress import IngressController
-from runtime.kube.kubelet import ClusterHost, Kubelet, KubeletIO
-from runtime.kube.limits import Limits
-from runtime.kube.netpol import NetworkPolicyAgent, probe
-from runtime.kube.proxy import Proxy
-from runtime.kube.server import (
+from runtime.kube.apiserver.dryrun import validate_all
+from runtime.kube.apiserver.server import (
     Hub,
     clusters_dir,
     create_cluster,
@@ -107,6 +100,13 @@ from runtime.kube.server import (
     node_names,
     user_kubeconfig,
 )
+from runtime.kube.machinery.apierrors import ApiError
+from runtime.kube.machinery.limits import Limits
+from runtime.kube.node import dns
+from runtime.kube.node.ingress import IngressController
+from runtime.kube.node.kubelet import ClusterHost, Kubelet, KubeletIO
+from runtime.kube.node.netpol import NetworkPolicyAgent, probe
+from runtime.kube.node.proxy import Proxy
 from runtime.loops import call_on_loop
 
 if TYPE_CHECKING:
@@ -244,7 +244,8 @@ class KubeService:
     def __init__(self, data: Path, listen: tuple[str, int] = ("127.0.0.1", 0), limits: Limits | None = None) -> None:
         self.data = data
         self.listen = listen
-        self.limits = limits or Limits()  # of every cluster (limits.py), unless its cluster.json says otherwise
+        # of every cluster (machinery/limits.py), unless its cluster.json says otherwise
+        self.limits = limits or Limits()
         self.server = ""  # https://HOST:PORT of the host listener, once started
         self.hub: Hub | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -344,7 +345,7 @@ class KubeService:
         return probe(self.engines(sid), namespace, pod, host, port, protocol, timeout)
 
     def dry_run(self, sid: str, objects: list[Any]) -> list[dict[str, Any]]:
-        """Validate manifests against the sandbox's cluster, storing nothing (dryrun.py: the lab
+        """Validate manifests against the sandbox's cluster, storing nothing (apiserver/dryrun.py: the lab
         editor's validation as you type); one answer per object, in order."""
         st = self._load(sid)
         if st is None:
@@ -511,7 +512,7 @@ class KubeService:
         names = node_names(st["cluster"], int(st.get("nodes") or 1))
         kubelet = Kubelet(host, engine, names[0], also=names[1:], cluster_dns=dns.DNS_IP)
         kubelet.after_sync.append(Proxy(host, engine).sync)  # kube-proxy, in the kubelet's thread
-        netpol = NetworkPolicyAgent(host, engine)  # the CNI's policy agent (netpol.py), its own thread
+        netpol = NetworkPolicyAgent(host, engine)  # the CNI's policy agent (node/netpol.py), its own thread
         kubelet.after_sync.append(netpol.notify)
         cluster.pod_io = KubeletIO(kubelet)
         try:
@@ -522,12 +523,12 @@ class KubeService:
         netpol.start(cluster)
         self._netpol[sid] = (netpol, cluster)
         self._kubelets[sid] = kubelet
-        ingress = IngressController(host, engine)  # ingress-nginx (ingress.py), its own thread
+        ingress = IngressController(host, engine)  # ingress-nginx (node/ingress.py), its own thread
         ingress.start()
         self._ingress[sid] = ingress
 
     def _start_dns(self, sid: str, engine: Engine, cluster: Any, socks: list[socket.socket] | None = None) -> None:
-        """Cluster DNS on 10.96.0.10:53 in the sandbox's netns, served on the loop (dns.py);
+        """Cluster DNS on 10.96.0.10:53 in the sandbox's netns, served on the loop (node/dns.py);
         ``socks``: its DNS_SOCKETS, made already (None: made here)."""
         pid = engine.ctx.pid
         if socks is None:
@@ -673,7 +674,7 @@ class KubeService:
 async def start_for_daemon(daemon: Any, data: Path, listen: str, limits: Limits | None = None) -> KubeService:
     """Start the service in runtimed (``Daemon``): serve the host listener, register the
     manager's hook, give re-adopted sandboxes their listeners back, expose it to the API.
-    ``limits``: of every lab cluster (default ``Limits()``, see limits.py)."""
+    ``limits``: of every lab cluster (default ``Limits()``, see machinery/limits.py)."""
     try:
         parsed = parse_listen(listen)
     except ValueError as e:

@@ -62,7 +62,7 @@ def test_kubernetes_backend_needs_the_runtimed_ca() -> None:
 
 
 def test_kubernetes_backend_with_its_ca_is_accepted(tmp_path: Path) -> None:
-    from runtime.kube.pki import make_ca
+    from runtime.kube.apiserver.pki import make_ca
 
     (tmp_path / "ca.crt").write_bytes(make_ca("kubelab-runtimed-ca")[0])
     result = load_settings(SANDBOX_BACKEND="kubernetes", RUNTIME_CA_FILE=str(tmp_path / "ca.crt"))
@@ -74,7 +74,7 @@ def test_kubernetes_backend_with_its_ca_is_accepted(tmp_path: Path) -> None:
 
 
 def test_capacity_wait_must_fit_in_the_provisioning_task(tmp_path: Path) -> None:
-    from runtime.kube.pki import make_ca
+    from runtime.kube.apiserver.pki import make_ca
 
     (tmp_path / "ca.crt").write_bytes(make_ca("kubelab-runtimed-ca")[0])
     result = load_settings(

@@ -6,7 +6,7 @@ placeholder Pods, per-node TLS certificates, RBAC judged by the server's own aut
 
 One difference from a real API server is expected and checked, not hidden: a lab cluster
 refuses pod templates that are privileged or mount host paths, because its pods would run
-inside a student's sandbox (runtime/kube/podsecurity.py, "What cannot be honoured"). The
+inside a student's sandbox (runtime/kube/apiserver/podsecurity.py, "What cannot be honoured"). The
 chart needs both for runtimed (and the host socket directory for web and workers), so those
 objects must be refused for exactly those reasons and nothing else, and are then checked
 again with the host features taken out, so every other field is still judged by the server.
@@ -613,7 +613,7 @@ def test_ca_key_is_mounted_only_by_the_certificate_signer(helm: Helm) -> None:
 
 
 def test_an_operators_ca_secret_is_used_and_its_certificate_trusted(helm: Helm) -> None:
-    from runtime.kube import pki
+    from runtime.kube.apiserver import pki
 
     crt, _key = pki.make_ca("ops-runtimed-ca")
     objs = render(
@@ -716,7 +716,7 @@ def test_a_nodes_certificate_is_trusted_by_the_platforms_runtimed_client(helm: H
 
 
 def test_cert_init_refuses_a_ca_that_is_not_the_trusted_one(helm: Helm, tmp_path: Path) -> None:
-    from runtime.kube import pki
+    from runtime.kube.apiserver import pki
 
     objs = render(helm, *K8S)
     pod = pods_by_component(objs)["runtimed"]

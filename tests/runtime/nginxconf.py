@@ -1,7 +1,7 @@
 """A reader of nginx.conf as nginx's own parser (ngx_conf_file.c) splits it: words separated by
 whitespace, ``"..."`` and ``'...'`` strings with backslash escapes, ``#`` comments to the end
 of the line, ``;`` ending a directive, ``{``/``}`` opening and closing a block. The ingress
-tests read what runtime/kube/ingress.py renders with it, so a value that broke out of its
+tests read what runtime/kube/node/ingress.py renders with it, so a value that broke out of its
 quotes or ended a directive early shows up as a directive of its own."""
 
 from __future__ import annotations

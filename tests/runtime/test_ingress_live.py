@@ -1,4 +1,4 @@
-"""Ingress through the real nginx (runtime/kube/ingress.py) in a real sandbox.
+"""Ingress through the real nginx (runtime/kube/node/ingress.py) in a real sandbox.
 
 Real runtimed + runc, a lab-base sandbox with ``services: ["kubernetes"]``, the real kubectl
 and curl inside it, apps in pods of the sandbox's own engine (a Python echo server that

@@ -1,4 +1,4 @@
-"""The ingress controller's nginx.conf renderer (runtime/kube/ingress.py ``render``), on
+"""The ingress controller's nginx.conf renderer (runtime/kube/node/ingress.py ``render``), on
 objects as the API server stores them. The file is read back with an nginx-style parser
 (tests/runtime/nginxconf.py); real HTTP through the real nginx is tests/runtime/test_ingress_live.py,
 hostile objects tests/security/test_ingress_injection.py."""
@@ -15,10 +15,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from runtime.kube import ingress
-from runtime.kube.apiserver import Cluster
-from runtime.kube.ingress import Snapshot, render
-from runtime.kube.server import clusters_dir, create_cluster
+from runtime.kube.apiserver.cluster import Cluster
+from runtime.kube.apiserver.server import clusters_dir, create_cluster
+from runtime.kube.node import ingress
+from runtime.kube.node.ingress import Snapshot, render
 from tests.runtime import nginxconf
 
 PEM = b"default-pem"
@@ -415,7 +415,7 @@ def test_default_ingress_class_admission(cluster: Cluster) -> None:
 def test_the_api_server_refuses_malformed_ingresses_as_kube_apiserver(
     cluster: Cluster, spec: Obj, message: str
 ) -> None:
-    from runtime.kube.apierrors import ApiError
+    from runtime.kube.machinery.apierrors import ApiError
     from runtime.kube.registry import BY_GR
 
     body = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "bad"}, "spec": spec}

@@ -1,4 +1,4 @@
-"""NetworkPolicies enforced (runtime/kube/netpol.py), proved with real traffic between pods.
+"""NetworkPolicies enforced (runtime/kube/node/netpol.py), proved with real traffic between pods.
 
 Real runtimed + runc, a lab-base sandbox with ``services: ["kubernetes"]``, the real kubectl
 inside it applying the policies a student writes, and python pods that serve TCP (8080 named

@@ -1,4 +1,4 @@
-"""The NetworkPolicy rule compiler (runtime/kube/netpol.py ``render``), on canned objects.
+"""The NetworkPolicy rule compiler (runtime/kube/node/netpol.py ``render``), on canned objects.
 
 What each policy shape turns into, that the text is deterministic, that what a student
 writes can never become nft syntax, and (as root) that every rendered script is accepted
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from runtime.kube.netpol import render
+from runtime.kube.node.netpol import render
 
 
 def pod(ns: str, name: str, ip: str | None, labels: dict[str, str], ports: list[Any] | None = None) -> dict[str, Any]:
@@ -262,7 +262,7 @@ def test_a_flood_of_rules_keeps_the_isolation_and_allows_nothing() -> None:
     """Peers times ports multiplies: a policy a student can store (well under the 1.5 MiB
     object limit) would make gigabytes of nft text. Past MAX_RULE_BYTES the rendering
     stops, every isolated pod keeps its isolation and gets no allow rule (fail closed)."""
-    from runtime.kube.netpol import MAX_RULE_BYTES, TOO_BIG
+    from runtime.kube.node.netpol import MAX_RULE_BYTES, TOO_BIG
 
     pods = [pod("prod", f"p{i}", f"10.244.0.{i + 2}", {"app": "x"}) for i in range(200)]
     spec = {

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from runtime import nodecert
-from runtime.kube import pki
+from runtime.kube.apiserver import pki
 
 REPO = Path(__file__).resolve().parents[2]
 

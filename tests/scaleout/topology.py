@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime.kube import pki
+from runtime.kube.apiserver import pki
 from tests.runtime.conftest_daemon import private_daemon
 from tests.runtime.daemon_helpers import RealDaemon
 from tests.runtime.kube.conftest import Kubectl, Server, free_port

@@ -1,4 +1,4 @@
-"""The lab editor's validation as you type (labs/editor.py, runtime/kube/dryrun.py) against a
+"""The lab editor's validation as you type (labs/editor.py, runtime/kube/apiserver/dryrun.py) against a
 hostile student and a curious classmate: another session's cluster, oversize text, a flood of
 requests, manifests meant to create something through the dry run (a List, generateName), YAML
 bombs, and apiVersion/kind/namespace/name values meant to route the request elsewhere.
@@ -21,10 +21,10 @@ from labs import editor, manifests, services
 from labs.models import LabSession
 from runtime import errors
 from runtime.client import Client as RuntimeClient
-from runtime.kube import dryrun
-from runtime.kube.apiserver import Cluster
+from runtime.kube.apiserver import dryrun
+from runtime.kube.apiserver.cluster import Cluster
+from runtime.kube.apiserver.server import clusters_dir, create_cluster
 from runtime.kube.meta import Request
-from runtime.kube.server import clusters_dir, create_cluster
 from tests.factories import InstructorFactory, LabFactory, StudentFactory
 from tests.labs.helpers import provisioned
 

@@ -1,5 +1,5 @@
 """Hostile Ingresses cannot write nginx configuration, reach outside the student's cluster, or
-grow without bound (runtime/kube/ingress.py).
+grow without bound (runtime/kube/node/ingress.py).
 
 A student is cluster-admin of their lab cluster: every field of an Ingress, a Service, an
 EndpointSlice and a Secret is theirs to write. The renderer is checked on a matrix of
@@ -24,8 +24,8 @@ import pytest
 
 from runtime import errors
 from runtime.client import Client
-from runtime.kube import ingress
-from runtime.kube.ingress import MAX_CONF_BYTES, MAX_INGRESSES, MAX_LOCATIONS, MAX_PROBLEMS, Snapshot, render
+from runtime.kube.node import ingress
+from runtime.kube.node.ingress import MAX_CONF_BYTES, MAX_INGRESSES, MAX_LOCATIONS, MAX_PROBLEMS, Snapshot, render
 from tests.runtime import nginxconf
 from tests.runtime.conftest_daemon import private_daemon, real_sandboxes_available
 from tests.runtime.daemon_helpers import RealDaemon

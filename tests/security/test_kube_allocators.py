@@ -14,8 +14,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from runtime.kube import dryrun
-from runtime.kube.apiserver import Cluster
+from runtime.kube.apiserver import dryrun
+from runtime.kube.apiserver.cluster import Cluster
 from runtime.kube.meta import Reply
 from tests.security.test_kube_exhaustion import call, cluster
 

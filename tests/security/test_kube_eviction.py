@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runtime.kube.apiserver import Cluster
+from runtime.kube.apiserver.cluster import Cluster
+from runtime.kube.apiserver.server import ADMIN_USER, create_cluster
 from runtime.kube.meta import Reply, Request, User
-from runtime.kube.server import ADMIN_USER, create_cluster
 
 ADMIN = User(ADMIN_USER, ("system:masters", "system:authenticated"))
 NOBODY = User("mallory", ("system:authenticated",))

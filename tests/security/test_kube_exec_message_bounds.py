@@ -24,9 +24,9 @@ import yaml
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
 
-from runtime.kube import server as kserver
-from runtime.kube.podio import WS_PROTOCOLS
-from runtime.kube.server import Hub, create_cluster, make_app
+from runtime.kube.apiserver import server as kserver
+from runtime.kube.apiserver.podio import WS_PROTOCOLS
+from runtime.kube.apiserver.server import Hub, create_cluster, make_app
 
 LIMIT = kserver.MAX_WS_MESSAGE
 EXEC = "/clusters/victim/api/v1/namespaces/default/pods/web/exec?command=cat&stdin=true&stdout=true"

@@ -15,11 +15,11 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from runtime.kube.apiserver import Cluster
-from runtime.kube.limits import Limits
+from runtime.kube.apiserver.cluster import Cluster
+from runtime.kube.apiserver.server import ADMIN_USER, Hub, create_cluster, make_app
+from runtime.kube.apiserver.store import COMPACT_FLOOR_BYTES, Watcher
+from runtime.kube.machinery.limits import Limits
 from runtime.kube.meta import Reply, Request, User
-from runtime.kube.server import ADMIN_USER, Hub, create_cluster, make_app
-from runtime.kube.store import COMPACT_FLOOR_BYTES, Watcher
 
 MiB = 1024 * 1024
 STUDENT = User(ADMIN_USER, ("system:masters", "system:authenticated"))

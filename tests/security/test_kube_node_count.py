@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from runtime import errors
-from runtime.kube.apierrors import ApiError
-from runtime.kube.server import create_cluster
+from runtime.kube.apiserver.server import create_cluster
+from runtime.kube.machinery.apierrors import ApiError
 from runtime.sandbox.spec import SandboxSpec
 
 

@@ -1,8 +1,8 @@
-"""Hostile clients of pods/portforward (runtime/kube/portforward.py), through server.py's app.
+"""Hostile clients of pods/portforward (runtime/kube/node/portforward.py), through server.py's app.
 
 The kubelet side is a stand-in here (it needs runc): ``FakeKubelet.port_forward`` records
 what it was asked for and connects to a local echo server, as the real one connects to
-the pod's loopback. tests/runtime/kube/test_port_forward.py runs the real kubectl against
+the pod's loopback. tests/runtime/kube/node/test_port_forward.py runs the real kubectl against
 the real kubelet. What is proved here: the request picks a pod and a port, never an
 address; bad ports never reach the kubelet; malformed, oversized and compressed-bomb SPDY
 ends that session with GOAWAY and nothing else; stream limits hold; refusals are Status.
@@ -23,8 +23,8 @@ import yaml
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
 
-from runtime.kube import portforward as pf
-from runtime.kube.server import Hub, create_cluster, make_app
+from runtime.kube.apiserver.server import Hub, create_cluster, make_app
+from runtime.kube.node import portforward as pf
 
 POD = "/clusters/victim/api/v1/namespaces/default/pods/web/portforward"
 

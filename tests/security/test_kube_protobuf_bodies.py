@@ -15,7 +15,7 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
-from runtime.kube.server import Hub, create_cluster, make_app
+from runtime.kube.apiserver.server import Hub, create_cluster, make_app
 from tests.runtime.kube import pbwire
 from tests.runtime.kube.pbwire import MAGIC, envelope, field, varint
 

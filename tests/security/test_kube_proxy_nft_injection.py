@@ -1,4 +1,4 @@
-"""A Service's fields cannot write the kube-proxy's nftables script (runtime/kube/proxy.py).
+"""A Service's fields cannot write the kube-proxy's nftables script (runtime/kube/node/proxy.py).
 
 runtimed applies that script with ``nsenter --net=... nft -f -``: root, in the host's mount
 namespace. A ``spec.clusterIP`` (or a hand-written EndpointSlice address) copied into the
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from runtime.kube import proxy
-from runtime.kube.apiserver import Cluster
+from runtime.kube.apiserver.cluster import Cluster
+from runtime.kube.apiserver.server import ADMIN_USER, Hub, create_cluster
 from runtime.kube.meta import Reply, Request, User
-from runtime.kube.server import ADMIN_USER, Hub, create_cluster
+from runtime.kube.node import proxy
 
 ADMIN = User(ADMIN_USER, ("system:masters", "system:authenticated"))
 INCLUDE = '10.96.3.3 tcp dport 1 drop\n    include "/etc/shadow"\n    ip daddr 10.96.3.3'

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from runtime.kube import scheduler
-from runtime.kube.apiserver import Cluster
+from runtime.kube.apiserver.cluster import Cluster
 from tests.security.test_kube_exhaustion import call, cluster
 
 REPLICAS = 1500

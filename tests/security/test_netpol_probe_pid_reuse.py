@@ -1,4 +1,4 @@
-"""The graders' connectivity probe (runtime/kube/netpol.py ``probe``) enters the network
+"""The graders' connectivity probe (runtime/kube/node/netpol.py ``probe``) enters the network
 namespace of the pod's infra container by its pid. A pid is only that process while the
 process lives: a student's infra container can exit at will (and the student presses Check
 themselves), after which the number may belong to any host process. The probe must then
@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from runtime.kube import netpol
-from runtime.kube.kubelet import CONTAINER_NAME, INFRA, POD_NAME, POD_NAMESPACE
+from runtime.kube.node import netpol
+from runtime.kube.node.kubelet import CONTAINER_NAME, INFRA, POD_NAME, POD_NAMESPACE
 from runtime.procfs import proc_start
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="entering another process's netns needs root")

@@ -21,7 +21,7 @@ import pytest
 
 from runtime import errors
 from runtime.client import Client
-from runtime.kube import pki
+from runtime.kube.apiserver import pki
 from runtime.placement import (
     ANNOTATION_SANDBOX,
     ANNOTATION_SPEC,

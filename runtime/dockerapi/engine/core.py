@@ -314,7 +314,7 @@ class EngineBase:
         self.events = Events()  # docker events (events.py)
         # called as fn(action, container id, labels) after a container's exit ("die") and its
         # removal ("destroy"), as Docker's events name them; on the thread that saw it, so a
-        # listener must not block (the lab cluster's kubelet sets an Event: kube/kubelet.py)
+        # listener must not block (the lab cluster's kubelet sets an Event: kube/node/kubelet.py)
         self.listeners: builtins.list[Callable[[str, str, dict[str, str]], None]] = []
         for d in sorted(self.containers_dir.iterdir()):
             try:

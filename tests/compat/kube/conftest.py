@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.runtime.kube.apiserver.test_pod_io import HostPodIO, InProcessServer
 from tests.runtime.kube.conftest import Kubectl
-from tests.runtime.kube.test_pod_io import HostPodIO, InProcessServer
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +81,7 @@ def small_api(compat_server: InProcessServer) -> Iterator[Any]:
     events), for 410, 413 and 429."""
     from kubernetes import config
 
-    from runtime.kube.server import create_cluster
+    from runtime.kube.apiserver.server import create_cluster
 
     path = compat_server.data / "compat-small.kubeconfig"
     path.write_text(

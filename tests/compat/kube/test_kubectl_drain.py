@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.compat.kube.conftest import Kubectl
-from tests.runtime.kube.test_pod_io import HostPodIO, InProcessServer
+from tests.runtime.kube.apiserver.test_pod_io import HostPodIO, InProcessServer
 
 CLIENT = "kubectl"
 

@@ -14,8 +14,8 @@ import time
 import pytest
 
 from tests.compat.kube.conftest import Kubectl
+from tests.runtime.kube.apiserver.test_pod_io import HostPodIO
 from tests.runtime.kube.conftest import KUBECTL
-from tests.runtime.kube.test_pod_io import HostPodIO
 
 CLIENT = "kubectl"
 

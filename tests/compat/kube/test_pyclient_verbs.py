@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.compat.kube.conftest import Raw
-from tests.runtime.kube.test_pod_io import HostPodIO
+from tests.runtime.kube.apiserver.test_pod_io import HostPodIO
 
 CLIENT = "kubernetes-python"
 

@@ -1,7 +1,7 @@
 """A tiny protobuf writer for tests: Kubernetes' wire format as client-go sends it.
 
 Field numbers are those of k8s.io/apimachinery's and k8s.io/api's generated.proto (the
-protobuf API reference); this module shares nothing with runtime/kube/protobuf.py, so a
+protobuf API reference); this module shares nothing with runtime/kube/machinery/protobuf.py, so a
 test that round-trips through both checks the server against the format, not itself.
 """
 

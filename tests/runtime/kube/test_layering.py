@@ -1,12 +1,23 @@
-"""runtime/kube has no import circle, and it cannot come back (#16).
+"""runtime/kube is layered like Kubernetes, has no import circle, and they cannot come back (#16).
 
-Each module is imported on its own in a fresh interpreter, so a module that only loads
-because something else happened to be imported first fails here. The lower layers (the
-shared vocabulary in meta.py, the machinery, the admission plugins, RBAC, OpenAPI, the
-scheduler and the controllers' helpers) must not load the API server or the controller
-manager at run time: they take those as types only (``TYPE_CHECKING``) or as arguments.
-A function-local import of the package, the old way of dodging the circle, is refused
-unless it is listed below as a deliberate lazy load.
+The layers (runtime/kube/__init__.py describes them), from the bottom:
+
+- ``meta``: the shared vocabulary; imports nothing of ours at run time.
+- ``machinery/``: apimachinery; imports only ``meta`` and itself.
+- ``registry/``: what is served and each kind's defaults, validation, printing and quota
+  usage; imports only ``meta``, ``machinery`` and itself at run time (the ``Cluster`` it reads
+  quota usage from is a type only).
+- ``apiserver/``, ``scheduler``, ``controllers/``, ``node/`` above them; ``service`` and ``cli``
+  on top.
+
+``controllers/`` and ``node/`` reach the API server only through its client surface
+(``CLIENT_SURFACE``: the ``Cluster`` they are handed, the store's ``Watcher``, the ``PodIO``
+protocol a kubelet serves), never through its other modules.
+
+Each module is also imported on its own in a fresh interpreter, so a module that only loads
+because something else happened to be imported first fails here; a function-local import of
+the package, the old way of dodging a circle, is refused unless listed below as a deliberate
+lazy load; and no module imports a private (``_name``) of another runtime/kube subpackage.
 """
 
 from __future__ import annotations
@@ -21,45 +32,97 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 KUBE = ROOT / "runtime" / "kube"
-MODULES = sorted(p.stem for p in KUBE.glob("*.py") if p.stem not in ("__init__", "__main__"))
+
+
+def _dotted(p: Path) -> str:
+    return ".".join(p.relative_to(KUBE).with_suffix("").parts).removesuffix(".__init__")
+
+
+MODULES = sorted(_dotted(p) for p in KUBE.rglob("*.py") if p.name != "__main__.py" and p != KUBE / "__init__.py")
+SUBPACKAGES = ("machinery", "apiserver", "registry", "controllers", "node")
 
 # modules that sit above the lower layers: nothing below may import them at run time
-TOP = {"apiserver", "controllers", "server", "service", "kubelet", "dryrun"}
+TOP = {"apiserver.cluster", "controllers.manager", "apiserver.server", "service", "node.kubelet", "apiserver.dryrun"}
 LOWER = [
     "meta",
-    "apierrors",
-    "quantity",
-    "selectors",
-    "patch",
-    "ssa",
-    "cel",
-    "cron",
-    "protobuf",
-    "limits",
-    "registry",
-    "store",
-    "podio",
-    "kinds",
-    "crd",
-    "printers",
-    "discovery",
-    "portforward",
-    "admission",
-    "podsecurity",
-    "aggregator",
-    "rbac",
-    "openapi",
+    *(m for m in MODULES if m.split(".")[0] in ("machinery", "registry")),
+    "apiserver.store",
+    "apiserver.podio",
+    "apiserver.discovery",
+    "apiserver.admission",
+    "apiserver.podsecurity",
+    "apiserver.rbac",
+    "apiserver.openapi",
+    "node.portforward",
     "scheduler",
-    "nodelifecycle",
-    "nodetaints",
-    "podgc",
+    "controllers.nodelifecycle",
+    "controllers.nodetaints",
+    "controllers.podgc",
 ]
+
+# what controllers/ and node/ may import from apiserver/: (module, name)
+CLIENT_SURFACE = {
+    ("runtime.kube.apiserver.cluster", "Cluster"),  # the cluster they act on, handed to them (a type)
+    ("runtime.kube.apiserver.store", "Watcher"),  # a watch on the cluster's objects
+    ("runtime.kube.apiserver.podio", "PodIO"),  # what a kubelet serves for logs/exec/attach/port-forward
+}
+
+# what each low layer may import at run time (module prefixes, below runtime.kube)
+ALLOWED_BELOW = {
+    "meta": (),
+    "machinery": ("meta", "machinery"),
+    "registry": ("meta", "machinery", "registry"),
+}
 
 # (module, imported module) pairs allowed inside a function, each a deliberate lazy load
 LAZY = {
     # the CLI loads the API server (aiohttp and all) only for the commands that serve or mint
-    ("cli", "runtime.kube.server"),
+    ("cli", "runtime.kube.apiserver.server"),
 }
+
+
+def _path(module: str) -> Path:
+    p = KUBE.joinpath(*module.split("."))
+    return p / "__init__.py" if p.is_dir() else p.with_suffix(".py")
+
+
+def _imports(module: str) -> list[tuple[int, str, str, bool, bool]]:
+    return _imports_in(_path(module))
+
+
+def _imports_in(path: Path) -> list[tuple[int, str, str, bool, bool]]:
+    """(line, imported module, name or "", inside TYPE_CHECKING, inside a function) of runtime.kube."""
+    tree = ast.parse(path.read_text(), str(path))
+    typing_only: set[int] = set()
+    local: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            typing_only |= {id(n) for n in ast.walk(node)}
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            local |= {id(n) for n in ast.walk(node)}
+    found = []
+    for node in ast.walk(tree):
+        flags = (id(node) in typing_only, id(node) in local)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("runtime.kube"):
+            for a in node.names:
+                # `from runtime.kube.x import y` may name a module y: record it as one
+                sub = f"{node.module}.{a.name}"
+                if _is_module(sub):
+                    found.append((node.lineno, sub, "", *flags))
+                else:
+                    found.append((node.lineno, str(node.module), a.name, *flags))
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, a.name, "", *flags) for a in node.names if a.name.startswith("runtime.kube")]
+    return found
+
+
+def _is_module(dotted: str) -> bool:
+    rel = dotted.removeprefix("runtime.kube.")
+    return rel != dotted and (rel in MODULES)
+
+
+def _layer(module: str) -> str:
+    return module.split(".")[0]
 
 
 def _loaded_after_import(module: str) -> set[str]:
@@ -76,6 +139,8 @@ def _loaded_after_import(module: str) -> set[str]:
 def test_the_module_lists_name_real_modules() -> None:
     assert set(LOWER) <= set(MODULES)
     assert set(MODULES) >= TOP
+    assert {m for m in MODULES if "." in m} >= {"machinery.quantity", "apiserver.cluster", "controllers.manager"}
+    assert {_layer(m) for m in MODULES} == {*SUBPACKAGES, "meta", "scheduler", "service", "cli"}
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -93,24 +158,81 @@ def test_the_vocabulary_module_imports_nothing_of_ours() -> None:
     assert _loaded_after_import("meta") == {"meta"}
 
 
-def _function_local_imports(path: Path) -> list[tuple[int, str]]:
-    found = []
-    for fn in ast.walk(ast.parse(path.read_text(), str(path))):
-        if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
-            continue
-        for node in ast.walk(fn):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("runtime.kube"):
-                found.append((node.lineno, str(node.module)))
-            elif isinstance(node, ast.Import):
-                found += [(node.lineno, a.name) for a in node.names if a.name.startswith("runtime.kube")]
-    return found
+@pytest.mark.parametrize("module", [m for m in MODULES if _layer(m) == "machinery"])
+def test_machinery_loads_only_meta_and_machinery(module: str) -> None:
+    loaded = _loaded_after_import(module)
+    assert {_layer(m) for m in loaded} <= {"meta", "machinery"}, sorted(loaded)
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if _layer(m) in ALLOWED_BELOW])
+def test_low_layers_import_nothing_above_them(module: str) -> None:
+    allowed = ALLOWED_BELOW[_layer(module)]
+    bad = [
+        f"{module}.py:{line} imports {target} {name}".rstrip()
+        for line, target, name, typing_only, _local in _imports(module)
+        if not typing_only and _layer(target.removeprefix("runtime.kube.")) not in allowed
+    ]
+    assert not bad, "; ".join(bad)
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if _layer(m) in ("controllers", "node")])
+def test_controllers_and_node_use_only_the_api_servers_client_surface(module: str) -> None:
+    bad = [
+        f"{module}.py:{line} imports {target} {name}".rstrip()
+        for line, target, name, _typing_only, _local in _imports(module)
+        if target.startswith("runtime.kube.apiserver") and (target, name) not in CLIENT_SURFACE
+    ]
+    assert not bad, "through the client surface only (CLIENT_SURFACE): " + "; ".join(bad)
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_no_private_name_of_another_subpackage_is_imported(module: str) -> None:
+    bad = []
+    for line, target, name, _typing_only, _local in _imports(module):
+        rel = target.removeprefix("runtime.kube.")
+        private = name.startswith("_") or any(part.startswith("_") for part in rel.split(".")[1:])
+        if private and _layer(rel) != _layer(module):
+            bad.append(f"{module}.py:{line} imports {target} {name}".rstrip())
+    assert not bad, "; ".join(bad)
 
 
 @pytest.mark.parametrize("module", MODULES)
 def test_no_function_local_import_dodges_a_circle(module: str) -> None:
     local = [
-        f"{module}.py:{line} imports {name}"
-        for line, name in _function_local_imports(KUBE / f"{module}.py")
-        if (module, name) not in LAZY
+        f"{module}.py:{line} imports {target}"
+        for line, target, _name, _typing_only, in_function in _imports(module)
+        if in_function and (module, target) not in LAZY
     ]
     assert not local, "import at module top (or TYPE_CHECKING for types): " + "; ".join(local)
+
+
+def test_the_checks_see_a_violation(tmp_path: Path) -> None:
+    """The AST reader finds what the rules above refuse (a checker that sees nothing proves nothing)."""
+    src = (
+        "from typing import TYPE_CHECKING\n"
+        "from runtime.kube.apiserver.admission import admit\n"
+        "from runtime.kube.node import _netns_probe\n"
+        "if TYPE_CHECKING:\n"
+        "    from runtime.kube.apiserver.cluster import Cluster\n"
+        "def f():\n"
+        "    from runtime.kube.controllers.base import _pct\n"
+    )
+    probe = tmp_path / "probe.py"
+    probe.write_text(src)
+    found = {(t, n, tc, loc) for _l, t, n, tc, loc in _imports_in(probe)}
+    assert found == {
+        ("runtime.kube.apiserver.admission", "admit", False, False),
+        ("runtime.kube.node._netns_probe", "", False, False),
+        ("runtime.kube.apiserver.cluster", "Cluster", True, False),
+        ("runtime.kube.controllers.base", "_pct", False, True),
+    }
+
+
+def test_the_object_alias_is_defined_once_in_meta() -> None:
+    defined = []
+    for module in MODULES:
+        for node in ast.parse(_path(module).read_text()).body:
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            if any(isinstance(t, ast.Name) and t.id == "Obj" for t in targets):
+                defined.append(module)
+    assert defined == ["meta"], f"Obj is defined in {defined}: import it from runtime.kube.meta"

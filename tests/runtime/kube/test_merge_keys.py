@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from runtime.kube import openapi, patch
+from runtime.kube.apiserver import openapi
+from runtime.kube.machinery import patch
 
 UPSTREAM: list[tuple[str, str, str | None]] = [
     # the fields on which patch.py and openapi.py used to disagree

@@ -2,7 +2,7 @@
 
 What upstream refuses is refused with its field paths and words, through the real kubectl
 against ``python -m runtime.kube serve``: nothing a student writes is stored and then left
-out of the enforced rules without a word (runtime/kube/netpol.py enforces what is stored).
+out of the enforced rules without a word (runtime/kube/node/netpol.py enforces what is stored).
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from runtime.kube.apierrors import go_json
-from runtime.kube.server import ENCODE_SLICE, encode_yielding
+from runtime.kube.apiserver.server import ENCODE_SLICE, encode_yielding
+from runtime.kube.machinery.apierrors import go_json
 
 
 def _cm(i: int, text: str = "v") -> dict[str, Any]:

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from runtime.kube import registry
-from runtime.kube.apiserver import Cluster
-from runtime.kube.server import clusters_dir, create_cluster
+from runtime.kube.apiserver.cluster import Cluster
+from runtime.kube.apiserver.server import clusters_dir, create_cluster
 from tests.runtime.kube.conftest import KUBECTL, Kubectl
 
 R = registry.BY_GR
@@ -428,7 +428,7 @@ def test_recreate_waits_for_old_pods_to_be_gone(cluster: Cluster) -> None:
 def test_real_kubelet_rolls_pod_by_pod_stalls_on_a_missing_image_and_undo_finishes(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    from runtime.kube.kubelet import ClusterHost, Kubelet
+    from runtime.kube.node.kubelet import ClusterHost, Kubelet
     from tests.runtime.conftest_daemon import real_sandboxes_available
     from tests.runtime.dockerapi.engine_helpers import docker_sandbox, engine_on
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from runtime.kube.apiserver import Cluster
-from runtime.kube.server import clusters_dir, create_cluster, mint_user_token
+from runtime.kube.apiserver.cluster import Cluster
+from runtime.kube.apiserver.server import clusters_dir, create_cluster, mint_user_token
 from tests.runtime.kube.conftest import PY, ROOT, Kubectl, Server
 
 

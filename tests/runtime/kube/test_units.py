@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.kube import patch, printers, protobuf
-from runtime.kube.apierrors import ApiError
-from runtime.kube.selectors import parse_field_selector, parse_label_selector
-from runtime.kube.store import Store
+from runtime.kube.apiserver.store import Store
+from runtime.kube.machinery import patch, protobuf
+from runtime.kube.machinery.apierrors import ApiError
+from runtime.kube.machinery.selectors import parse_field_selector, parse_label_selector
+from runtime.kube.registry import printers
 
 
 def test_strategic_merge_merges_containers_by_name_and_ports_by_container_port() -> None:
@@ -180,7 +181,7 @@ def test_store_persists_and_replays(tmp_path) -> None:
 def test_cron_schedules() -> None:
     import datetime
 
-    from runtime.kube.cron import CronError, Schedule
+    from runtime.kube.machinery.cron import CronError, Schedule
 
     now = datetime.datetime(2026, 11, 25, 20, 33, 10, tzinfo=datetime.UTC)
     hour_ago = now - datetime.timedelta(hours=1)
@@ -197,7 +198,7 @@ def test_cron_schedules() -> None:
 def test_cron_next_after_agrees_with_a_minute_by_minute_scan() -> None:
     import datetime
 
-    from runtime.kube.cron import Schedule
+    from runtime.kube.machinery.cron import Schedule
 
     now = datetime.datetime(2026, 11, 25, 20, 33, 10, tzinfo=datetime.UTC)
     specs = [
@@ -223,8 +224,8 @@ def test_cronjob_is_due_at_its_next_minute_only(tmp_path) -> None:
     import time
 
     from runtime.kube import registry
-    from runtime.kube.apiserver import Cluster
-    from runtime.kube.server import create_cluster
+    from runtime.kube.apiserver.cluster import Cluster
+    from runtime.kube.apiserver.server import create_cluster
 
     create_cluster(tmp_path, "cron", "https://127.0.0.1:1")
     c = Cluster("cron", tmp_path / "clusters" / "cron")
@@ -255,8 +256,8 @@ def test_cronjob_controller_creates_due_job(tmp_path) -> None:
     import copy
 
     from runtime.kube import registry
-    from runtime.kube.apiserver import Cluster
-    from runtime.kube.server import create_cluster
+    from runtime.kube.apiserver.cluster import Cluster
+    from runtime.kube.apiserver.server import create_cluster
 
     create_cluster(tmp_path, "cron", "https://127.0.0.1:1")
     c = Cluster("cron", tmp_path / "clusters" / "cron")
@@ -294,7 +295,7 @@ def test_cronjob_controller_creates_due_job(tmp_path) -> None:
 
 
 def test_ssa_removes_whole_list_items_it_stopped_applying_and_reports_conflicts() -> None:
-    from runtime.kube import ssa
+    from runtime.kube.machinery import ssa
 
     def cfg(envs: list[str], replicas: int = 2) -> dict[str, object]:
         return {
@@ -331,7 +332,7 @@ def test_kubeconfig_of_a_numeric_looking_cluster_name_is_read_by_kubectl(tmp_pat
     """Sandbox ids name the clusters; kubectl (go-yaml) must read them as strings."""
     import subprocess
 
-    from runtime.kube.server import kubeconfig
+    from runtime.kube.apiserver.server import kubeconfig
     from tests.runtime.kube.conftest import KUBECTL
 
     path = tmp_path / "config"

@@ -1,0 +1,40 @@
+"""kube-apiserver: authentication, the REST verbs, storage, discovery, OpenAPI, admission, RBAC.
+
+``cluster.py``
+    ``Cluster``: authentication, impersonation, the REST verbs (get, list, watch, create,
+    update, patch, delete, deletecollection; status and scale subresources; dry-run;
+    fieldValidation=Strict), continue tokens, Table responses. Transport-free.
+``auth.py``
+    Bearer tokens: tokens.json (SHA-256 only) shared with ``mint-token`` under a flock, the
+    token and ServiceAccount-token authenticators. Impersonation is ``Cluster.impersonate``.
+``server.py``
+    HTTPS listener and cluster routing. The kubeconfig's ``server:`` is
+    ``https://HOST:PORT/clusters/NAME`` (client-go keeps a path prefix for every request) and
+    ``tls-server-name: NAME.cluster.kubelab`` (SNI), so one socket presents each cluster's own
+    serving certificate, signed by its own CA (``pki.py``). Bearer tokens are looked up only in
+    the cluster the path names.
+``store.py``
+    In-memory objects + append-only JSON log per cluster (``store.jsonl``), one
+    resourceVersion counter per cluster, watch fan-out and a short event history (older
+    resourceVersions get 410 Gone, as after etcd compaction).
+``discovery.py`` / ``openapi.py``
+    Legacy and aggregated (v2) discovery; OpenAPI v3 per group-version (descriptions for
+    ``kubectl explain``, patch merge keys for client-side apply, the ``fieldValidation``
+    parameter kubectl checks); ``/openapi/v2`` as JSON converted from the same documents.
+``admission.py`` / ``podsecurity.py``
+    Admission plugins: LimitRanger, ResourceQuota (usage from registry/quota.py),
+    PodSecurity (the namespace's enforce/warn/audit levels), and the lab's own refusals.
+``rbac.py``
+    The RBAC authorizer, default ClusterRoles/Bindings, the access-review APIs, escalation
+    prevention on Role/Binding writes.
+``dryrun.py``
+    Server-side dry-run validation of a list of manifests (the platform's editor).
+``podio.py``
+    What the API server needs from a kubelet for ``logs``, ``exec``, ``attach`` and
+    ``port-forward`` (``PodIO``), and the wire protocols server.py speaks for them.
+
+Client surface: ``controllers/`` and ``node/`` use only ``cluster.Cluster`` (handed to them),
+``store.Watcher`` and ``podio.PodIO`` from here (tests/runtime/kube/test_layering.py).
+"""
+
+from __future__ import annotations

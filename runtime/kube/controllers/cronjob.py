@@ -1,0 +1,90 @@
+"""The CronJob controller (pkg/controller/cronjob): Jobs at the schedule's times (machinery/cron.py)."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+
+from runtime.kube.controllers.base import ControllerBase, R, _controlled_by, _job_finished, _owner_ref
+from runtime.kube.machinery.cron import CronError, Schedule
+from runtime.kube.meta import Obj, parse_time
+
+
+class CronJobController(ControllerBase):
+    def _cronjobs(self) -> None:
+
+        CJ, JOBS = R["cronjobs.batch"], R["jobs.batch"]
+        now = datetime.datetime.now(datetime.UTC)
+        for cj in self.c.store.list(CJ.gr):
+            meta, spec = cj["metadata"], cj.get("spec") or {}
+            if meta.get("deletionTimestamp"):
+                continue
+            ns, name = meta["namespace"], meta["name"]
+            st = cj.get("status") or {}
+            jobs = [j for j in self.c.store.list(JOBS.gr, ns) if _controlled_by(j, cj)]
+            running = [j for j in jobs if not _job_finished(j)]
+            new_st: Obj = dict(st)
+            due = None
+            if not spec.get("suspend"):
+                try:
+                    sched = Schedule(spec.get("schedule", ""), spec.get("timeZone"))
+                except CronError:
+                    continue
+                last = parse_time(st.get("lastScheduleTime")) or parse_time(meta.get("creationTimestamp")) or now
+                due = sched.last_between(last, now)
+            policy = spec.get("concurrencyPolicy", "Allow")
+            if due is not None and not (policy == "Forbid" and running):
+                if policy == "Replace":
+                    for j in running:
+                        self.c.store.remove(JOBS.gr, ns, j["metadata"]["name"])
+                    running = []
+                jt = spec.get("jobTemplate") or {}
+                jmeta = copy.deepcopy(jt.get("metadata") or {})
+                jmeta.pop("creationTimestamp", None)
+                jname = f"{name}-{int(due.timestamp()) // 60}"
+                jmeta.update({"name": jname, "namespace": ns, "ownerReferences": [_owner_ref(cj)]})
+                jmeta.setdefault("annotations", {})["batch.kubernetes.io/cronjob-scheduled-timestamp"] = due.strftime(
+                    "%Y-%m-%dT%H:%M:%SZ"
+                )
+                job = {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "metadata": jmeta,
+                    "spec": copy.deepcopy(jt.get("spec") or {}),
+                }
+                if self.c.store.get(JOBS.gr, ns, jname) is None:
+                    created = self._create(JOBS, job)
+                    running.append(created)
+                    self.event(cj, "Normal", "SuccessfulCreate", f"Created job {jname}", "cronjob-controller")
+                new_st["lastScheduleTime"] = due.strftime("%Y-%m-%dT%H:%M:%SZ")
+            active = [
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "name": j["metadata"]["name"],
+                    "namespace": ns,
+                    "resourceVersion": j["metadata"].get("resourceVersion", ""),
+                    "uid": j["metadata"]["uid"],
+                }
+                for j in running
+            ]
+            if active:
+                new_st["active"] = active
+            else:
+                new_st.pop("active", None)
+            # history limits for finished jobs
+            for kind_, limit in (
+                ("Complete", spec.get("successfulJobsHistoryLimit", 3)),
+                ("Failed", spec.get("failedJobsHistoryLimit", 1)),
+            ):
+                done = sorted(
+                    (j for j in jobs if _job_finished(j) == kind_), key=lambda j: j["metadata"]["creationTimestamp"]
+                )
+                for j in done[: max(0, len(done) - int(limit))]:
+                    self.c.store.remove(JOBS.gr, ns, j["metadata"]["name"])
+            if new_st != st:
+                cur = self.c.store.get(CJ.gr, ns, name)
+                if cur is not None:
+                    n = copy.deepcopy(cur)
+                    n["status"] = new_st
+                    self.c.store.put(CJ.gr, n, "MODIFIED")

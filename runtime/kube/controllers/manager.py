@@ -1,0 +1,314 @@
+"""The controllers of kube-controller-manager, run to quiescence after every write.
+
+A real control plane runs these loops in kube-controller-manager and reacts
+within milliseconds; here ``reconcile()`` runs synchronously after each
+mutating request, so a client never observes a half-reconciled cluster
+(e.g. ``kubectl create deployment`` then ``kubectl get pods`` always shows the
+pods). Each loop is level-triggered (it looks at the whole state, not at the
+event), bounded in passes, and writes only when something differs.
+
+Rollouts follow kube-controller-manager: the Deployment controller is a port of
+pkg/controller/deployment (rolling.go, recreate.go, sync.go, progress.go): the new
+ReplicaSet grows by at most maxSurge over replicas, old ones shrink (oldest first,
+unhealthy replicas first) keeping replicas - maxUnavailable available pods, Recreate
+waits for every old pod to be gone, paused deployments only scale proportionally, and
+the Available/Progressing conditions, events and revision bookkeeping are kube's, so
+``kubectl rollout status|history|undo|pause|resume`` behave as on a real cluster.
+Availability comes from pods' Ready condition as the kubelet (node/kubelet.py) or anyone
+writing the status subresource sets it; with no kubelet no pod is ever ready and a
+rollout waits, as it would on a cluster without nodes. Controllers delete pods through
+``Cluster.delete`` so that, with a kubelet, they terminate gracefully. StatefulSets roll
+from the highest ordinal one Running-and-Ready pod at a time; DaemonSets honour
+maxUnavailable. Clock-driven steps (progressDeadlineSeconds, minReadySeconds) run on
+the server's periodic tick (``has_timers``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+import time
+
+from runtime.kube import scheduler
+from runtime.kube.controllers import apiservice, clusterroleaggregation, nodelifecycle, nodetaints, podgc
+from runtime.kube.controllers.apiextensions import CRDController
+from runtime.kube.controllers.base import (
+    _ALNUM,
+    DEPLOY,
+    PODS,
+    RS,
+    SVC,
+    R,
+    _controlled_by,
+    _get_cond,
+    _has_deadline,
+    _ready_since,
+    _stat,
+)
+from runtime.kube.controllers.cronjob import CronJobController
+from runtime.kube.controllers.daemonset import DaemonSetController
+from runtime.kube.controllers.deployment import DeploymentController
+from runtime.kube.controllers.disruption import DisruptionController
+from runtime.kube.controllers.endpoints import EndpointsController
+from runtime.kube.controllers.endpointslice import EndpointSliceController
+from runtime.kube.controllers.garbagecollector import GarbageCollector
+from runtime.kube.controllers.job import JobController
+from runtime.kube.controllers.namespace import NamespaceController
+from runtime.kube.controllers.podautoscaler import HorizontalPodAutoscalerController
+from runtime.kube.controllers.replicaset import ReplicaSetController
+from runtime.kube.controllers.resourcequota import ResourceQuotaController
+from runtime.kube.controllers.statefulset import StatefulSetController
+from runtime.kube.controllers.volume import PersistentVolumeController
+from runtime.kube.machinery.apierrors import ApiError
+from runtime.kube.machinery.cron import CronError, Schedule
+from runtime.kube.meta import Obj, parse_time
+from runtime.kube.registry import ResourceDef, kinds
+
+NODE_PORT_MIN, NODE_PORT_END = 30000, 32768  # kube-apiserver's default --service-node-port-range
+
+
+def _allocation_full(what: str) -> ApiError:
+    """kube-apiserver's answer when an allocator's range has no free value left."""
+    msg = f"failed to allocate a {what}: range is full"
+    return ApiError(500, "InternalError", f"Internal error occurred: {msg}", {"causes": [{"message": msg}]})
+
+
+class Controllers(
+    NamespaceController,
+    CRDController,
+    GarbageCollector,
+    DeploymentController,
+    StatefulSetController,
+    DaemonSetController,
+    CronJobController,
+    PersistentVolumeController,
+    HorizontalPodAutoscalerController,
+    ResourceQuotaController,
+    DisruptionController,
+    JobController,
+    EndpointsController,
+    EndpointSliceController,
+    ReplicaSetController,
+):
+    """kube-controller-manager: one class per controller (controllers/<name>.py, as
+    pkg/controller/<name>), all sharing ControllerBase; ``reconcile`` runs them in order."""
+
+    def on_create(self, rdef: ResourceDef, obj: Obj) -> None:
+        if rdef.kind == "Pod":
+            spec = obj.get("spec") or {}
+            self._inject_sa_volume(obj)
+            obj["status"] = {"phase": "Pending", "qosClass": kinds.qos_class(spec)}
+        elif rdef.kind == "Service":
+            self._allocate_service(obj)
+        elif rdef.kind == "PersistentVolumeClaim":
+            obj["status"] = {"phase": "Pending"}
+            spec = obj.setdefault("spec", {})
+            if "storageClassName" not in spec:
+                default = self._default_sc()
+                if default is not None:
+                    spec["storageClassName"] = default["metadata"]["name"]
+            fins = obj["metadata"].setdefault("finalizers", [])
+            if "kubernetes.io/pvc-protection" not in fins:
+                fins.append("kubernetes.io/pvc-protection")
+        elif rdef.kind == "CustomResourceDefinition" and rdef.group == "apiextensions.k8s.io":
+            fins = obj["metadata"].setdefault("finalizers", [])
+            if "customresourcecleanup.apiextensions.k8s.io" not in fins:
+                fins.append("customresourcecleanup.apiextensions.k8s.io")
+        elif rdef.kind == "PersistentVolume":
+            obj["status"] = {"phase": "Available"}
+            fins = obj["metadata"].setdefault("finalizers", [])
+            if "kubernetes.io/pv-protection" not in fins:
+                fins.append("kubernetes.io/pv-protection")
+        elif rdef.kind in ("Deployment", "ReplicaSet", "ReplicationController", "CronJob", "StatefulSet", "DaemonSet"):
+            obj["status"] = {}
+        elif rdef.kind == "Job":
+            obj["status"] = {}
+            spec = obj.setdefault("spec", {})
+            if not spec.get("manualSelector"):
+                uid, name = obj["metadata"]["uid"], obj["metadata"].get("name", "")
+                gen = {
+                    "batch.kubernetes.io/controller-uid": uid,
+                    "batch.kubernetes.io/job-name": name,
+                    "controller-uid": uid,
+                    "job-name": name,
+                }
+                tmeta = spec.setdefault("template", {}).setdefault("metadata", {})
+                tmeta["labels"] = {**(tmeta.get("labels") or {}), **gen}
+                spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+                if not obj["metadata"].get("labels"):
+                    obj["metadata"]["labels"] = dict(tmeta["labels"])
+
+    def on_update(self, rdef: ResourceDef, new: Obj, old: Obj) -> None:
+        if rdef.kind == "Service":
+            spec = new.setdefault("spec", {})
+            ospec = old.get("spec") or {}
+            for k in ("clusterIP", "clusterIPs"):
+                if k not in spec and k in ospec:
+                    spec[k] = ospec[k]
+            self._allocate_service(new)
+
+    def _inject_sa_volume(self, pod: Obj) -> None:
+        spec = pod["spec"]
+        if spec.get("automountServiceAccountToken") is False:
+            return
+        name = "kube-api-access-" + "".join(secrets.choice(_ALNUM) for _ in range(5))
+        spec.setdefault("volumes", []).append(
+            {
+                "name": name,
+                "projected": {
+                    "defaultMode": 420,
+                    "sources": [
+                        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                        {
+                            "downwardAPI": {
+                                "items": [
+                                    {
+                                        "path": "namespace",
+                                        "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
+                                    }
+                                ]
+                            }
+                        },
+                    ],
+                },
+            }
+        )
+        for c in spec.get("containers") or []:
+            c.setdefault("volumeMounts", []).append(
+                {"name": name, "readOnly": True, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}
+            )
+
+    def _allocate_service(self, svc: Obj) -> None:
+        spec = svc["spec"]
+        typ = spec.get("type", "ClusterIP")
+        if typ == "ExternalName":
+            return
+        if not spec.get("clusterIP"):
+            used = {(o.get("spec") or {}).get("clusterIP") for o in self.c.store.list(SVC.gr)}
+            used |= {"10.96.0.1", "10.96.0.10"}
+            # a random pick while the range is not full, never an endless search (#12)
+            if sum(1 for u in used if isinstance(u, str) and u.startswith("10.96.")) >= 256 * 254:
+                raise _allocation_full("serviceIP")
+            while True:
+                ip = f"10.96.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
+                if ip not in used:
+                    break
+            spec["clusterIP"] = ip
+        if spec["clusterIP"] != "None":
+            spec["clusterIPs"] = [spec["clusterIP"]]
+        else:
+            spec["clusterIPs"] = ["None"]
+        if typ in ("NodePort", "LoadBalancer"):
+            used_np = {
+                p.get("nodePort") for o in self.c.store.list(SVC.gr) for p in (o.get("spec") or {}).get("ports") or []
+            }
+            # one Service with more ports than the range holds must not spin the cluster's
+            # thread forever (#12): kube-apiserver's "range is full" instead
+            taken = sum(1 for u in used_np if isinstance(u, int) and NODE_PORT_MIN <= u < NODE_PORT_END)
+            for p in spec.get("ports") or []:
+                if not p.get("nodePort"):
+                    if taken >= NODE_PORT_END - NODE_PORT_MIN:
+                        raise _allocation_full("nodePort")
+                    taken += 1
+                    while True:
+                        np = NODE_PORT_MIN + secrets.randbelow(NODE_PORT_END - NODE_PORT_MIN)
+                        if np not in used_np:
+                            break
+                    p["nodePort"] = np
+                    used_np.add(np)
+
+    def reconcile(self) -> None:
+        self.c._manager = "kube-controller-manager"
+        self.c._applying = False
+        self.c._apply_config = None
+        self.c._requester = None
+        self.sched_queue.budget = scheduler.MAX_PER_PASS  # pods the scheduler tries this reconcile
+        for _ in range(10):
+            before = self.c.store.rv
+            self._crds()
+            apiservice.reconcile(self)
+            self._namespaces()
+            clusterroleaggregation.aggregate(self.c)
+            self._garbage_collect()
+            self._deployments()
+            self._replicasets()
+            self._replication_controllers()
+            self._cronjobs()
+            self._jobs()
+            self._statefulsets()
+            nodetaints.reconcile(self)
+            nodelifecycle.reconcile(self)
+            podgc.reconcile(self)  # orphaned pods of deleted Nodes, unscheduled terminating ones
+            self._daemonsets()
+            scheduler.schedule(self)
+            self._endpoints()
+            self._endpointslices()
+            self._volumes()
+            self._hpas()
+            self._pdbs()
+            self._quotas()
+            if self.c.store.rv == before:
+                break
+        if self.c.kubelet_notify is not None:  # the node's kubelet (node/kubelet.py) syncs its pods
+            self.c.kubelet_notify()
+        if self.c.network_notify is not None:  # the NetworkPolicy agent (node/netpol.py) re-renders
+            self.c.network_notify()
+
+    def has_timers(self) -> bool:
+        """Whether clock-driven work is due now (the server's periodic tick asks every cluster,
+        and reconciles those that answer yes). What falls due is computed once per change of
+        the store (``next_due``), so an idle cluster costs one comparison per tick; a cluster
+        with a CronJob is reconciled at its scheduled minutes, not on every tick."""
+        rv = self.c.store.rv
+        if rv != self._due_rv:
+            self._due_rv, self._due_at = rv, self.next_due()
+        if self._due_at is None or self._due_at > time.time():
+            return False
+        self._due_rv = -1  # look again after the reconcile this answer causes
+        return True
+
+    def next_due(self) -> float | None:
+        """The earliest unix time at which the clock alone changes what a controller does: a
+        CronJob's next scheduled minute, a rollout's progressDeadlineSeconds, a ready pod of a
+        ReplicaSet becoming available after minReadySeconds (None: nothing depends on the clock)."""
+        due: list[float] = []
+        for cj in self.c.store.list(R["cronjobs.batch"].gr):
+            meta, spec = cj["metadata"], cj.get("spec") or {}
+            if meta.get("deletionTimestamp") or spec.get("suspend"):
+                continue
+            try:
+                sched = Schedule(spec.get("schedule", ""), spec.get("timeZone"))
+            except CronError:
+                continue
+            st = cj.get("status") or {}
+            last = parse_time(st.get("lastScheduleTime")) or parse_time(meta.get("creationTimestamp"))
+            nxt = sched.next_after(last or datetime.datetime.now(datetime.UTC))
+            if nxt is not None:
+                due.append(nxt.timestamp())
+        for d in self.c.store.list(DEPLOY.gr):
+            cond = _get_cond(d.get("status") or {}, "Progressing")
+            reason = (cond or {}).get("reason")
+            if (
+                _has_deadline(d)
+                and not d["spec"].get("paused")
+                and reason in ("ReplicaSetUpdated", "NewReplicaSetCreated", "FoundNewReplicaSet", "DeploymentResumed")
+            ):
+                since = parse_time((cond or {}).get("lastUpdateTime"))
+                due.append(since.timestamp() + int(d["spec"]["progressDeadlineSeconds"]) if since else time.time())
+        for rs in self.c.store.list(RS.gr):
+            min_ready = int(rs["spec"].get("minReadySeconds") or 0)
+            if min_ready and _stat(rs, "readyReplicas") > _stat(rs, "availableReplicas"):
+                # a ready pod counts as available min_ready after it became ready (already
+                # past: the status lags, due at once, as the old every-tick check was)
+                pods = [p for p in self.c.store.list(PODS.gr, rs["metadata"]["namespace"]) if _controlled_by(p, rs)]
+                ready = [_ready_since(p) for p in pods]
+                due.extend(since + min_ready for since in ready if since is not None)
+                if not any(since is not None for since in ready):
+                    due.append(time.time())
+        due.extend(nodelifecycle.next_due(self))  # Leases running out, tolerationSeconds passing
+        due.extend(podgc.next_due(self))  # a deleted Node's quarantine ending
+        queued = self.sched_queue.next_due()  # a pending pod's backoff, or pods left for the next pass
+        if queued is not None:
+            due.append(queued)
+        return min(due) if due else None

@@ -1,0 +1,24 @@
+"""What runs on the node: the kubelet and the node's network services.
+
+``kubelet.py``
+    Runs the pods bound to the node as containers of the sandbox's own Docker engine (an
+    infra container per pod on the engine network ``kube-pods``), with kubelet's statuses,
+    events, restarts and back-off, probes, volumes, graceful deletion; adopts running pods
+    after a runtimed restart. ``ClusterHost`` is its thread-safe window on the cluster.
+``proxy.py``
+    kube-proxy in nftables mode (ClusterIP, NodePort, session affinity, REJECT without
+    endpoints).
+``dns.py``
+    Cluster DNS (CoreDNS's kubernetes plugin) on 10.96.0.10 in the sandbox's netns.
+``netpol.py``
+    NetworkPolicy enforcement (one nftables table), with ``_netns_probe.py`` for probes.
+``ingress.py``
+    The ingress controller, as ingress-nginx.
+``portforward.py``
+    ``kubectl port-forward``: SPDY/3.1 in a WebSocket and the channel protocol, each
+    connection dialled on the pod's own loopback.
+``_netns_listen.py`` / ``_netns_probe.py``
+    Helper children (run as files by the fork server, not imported) that enter a netns.
+"""
+
+from __future__ import annotations
