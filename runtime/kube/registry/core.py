@@ -1,0 +1,201 @@
+"""Strategies of the core group (pkg/registry/core/<resource>/strategy.go)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING
+
+from runtime.kube.machinery.apierrors import FieldError
+from runtime.kube.machinery.quantity import canonical_list
+from runtime.kube.meta import GENERATE_ALPHABET, Obj
+from runtime.kube.registry import kinds
+from runtime.kube.registry.rest import Strategy, WorkloadStatusReset
+
+if TYPE_CHECKING:
+    from runtime.kube.apiserver.cluster import Cluster
+
+DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
+
+
+def default_storage_class(classes: list[Obj]) -> Obj | None:
+    """The StorageClass annotated as the default one (the DefaultStorageClass admission's pick)."""
+    for sc in classes:
+        if (sc["metadata"].get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true":
+            return sc
+    return None
+
+
+def _add_finalizer(obj: Obj, name: str) -> None:
+    fins = obj["metadata"].setdefault("finalizers", [])
+    if name not in fins:
+        fins.append(name)
+
+
+def inject_service_account_volume(pod: Obj) -> None:
+    """The ServiceAccount admission's projected token volume, mounted in every container."""
+    spec = pod["spec"]
+    if spec.get("automountServiceAccountToken") is False:
+        return
+    name = "kube-api-access-" + "".join(secrets.choice(GENERATE_ALPHABET) for _ in range(5))
+    spec.setdefault("volumes", []).append(
+        {
+            "name": name,
+            "projected": {
+                "defaultMode": 420,
+                "sources": [
+                    {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                    {
+                        "downwardAPI": {
+                            "items": [
+                                {
+                                    "path": "namespace",
+                                    "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
+                                }
+                            ]
+                        }
+                    },
+                ],
+            },
+        }
+    )
+    for c in spec.get("containers") or []:
+        c.setdefault("volumeMounts", []).append(
+            {"name": name, "readOnly": True, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}
+        )
+
+
+class PodStrategy(Strategy):
+    def default(self, obj: Obj) -> None:
+        kinds.default_pod(obj)
+
+    def prepare_for_create(self, cluster: Cluster, obj: Obj) -> None:
+        spec = obj.get("spec") or {}
+        inject_service_account_volume(obj)
+        obj["status"] = {"phase": "Pending", "qosClass": kinds.qos_class(spec)}
+
+    def validate(self, obj: Obj) -> list[FieldError]:
+        return kinds.validate_pod_spec(obj.get("spec"), "spec")
+
+    def validate_update(self, new: Obj, old: Obj) -> list[FieldError]:
+        return kinds.validate_pod_update(new, old)
+
+
+class ReplicationControllerStrategy(WorkloadStatusReset):
+    def default(self, obj: Obj) -> None:
+        kinds.default_replicationcontroller(obj)
+
+    def validate(self, obj: Obj) -> list[FieldError]:
+        return kinds.validate_replicationcontroller(obj)
+
+
+class ServiceStrategy(Strategy):
+    """ClusterIP and NodePort allocation is the API server's (its ``service_allocator``, as
+    upstream's service REST storage): the strategy only asks for it."""
+
+    def default(self, obj: Obj) -> None:
+        kinds.default_service(obj)
+
+    def prepare_for_create(self, cluster: Cluster, obj: Obj) -> None:
+        cluster.service_allocator.allocate(obj)
+
+    def prepare_for_update(self, cluster: Cluster, new: Obj, old: Obj) -> None:
+        spec = new.setdefault("spec", {})
+        ospec = old.get("spec") or {}
+        for k in ("clusterIP", "clusterIPs"):
+            if k not in spec and k in ospec:
+                spec[k] = ospec[k]
+        cluster.service_allocator.allocate(new)
+
+    def validate(self, obj: Obj) -> list[FieldError]:
+        return kinds.validate_service(obj)
+
+    def validate_update(self, new: Obj, old: Obj) -> list[FieldError]:
+        return kinds.validate_service_update(new, old)
+
+
+class ConfigMapStrategy(Strategy):
+    def validate(self, obj: Obj) -> list[FieldError]:
+        return kinds.validate_data_keys(obj, "data") + kinds.validate_data_keys(obj, "binaryData")
+
+    def validate_update(self, new: Obj, old: Obj) -> list[FieldError]:
+        return kinds.validate_immutable_data(new, old)
+
+
+class SecretStrategy(Strategy):
+    def default(self, obj: Obj) -> None:
+        kinds.default_secret(obj)
+
+    def validate(self, obj: Obj) -> list[FieldError]:
+        return kinds.validate_secret(obj)
+
+    def validate_update(self, new: Obj, old: Obj) -> list[FieldError]:
+        return kinds.validate_immutable_data(new, old)
+
+
+class PersistentVolumeClaimStrategy(Strategy):
+    def default(self, obj: Obj) -> None:
+        kinds.default_pvc(obj)
+
+    def prepare_for_create(self, cluster: Cluster, obj: Obj) -> None:
+        obj["status"] = {"phase": "Pending"}
+        spec = obj.setdefault("spec", {})
+        if "storageClassName" not in spec:
+            default = default_storage_class(cluster.store.list("storageclasses.storage.k8s.io"))
+            if default is not None:
+                spec["storageClassName"] = default["metadata"]["name"]
+        _add_finalizer(obj, "kubernetes.io/pvc-protection")
+
+    def validate(self, obj: Obj) -> list[FieldError]:
+        return kinds.validate_pvc(obj)
+
+    def validate_update(self, new: Obj, old: Obj) -> list[FieldError]:
+        return kinds.validate_pvc_update(new, old)
+
+
+class PersistentVolumeStrategy(Strategy):
+    def default(self, obj: Obj) -> None:
+        kinds.default_pv(obj)
+
+    def prepare_for_create(self, cluster: Cluster, obj: Obj) -> None:
+        obj["status"] = {"phase": "Available"}
+        _add_finalizer(obj, "kubernetes.io/pv-protection")
+
+    def validate(self, obj: Obj) -> list[FieldError]:
+        return kinds.validate_pv(obj)
+
+
+class ResourceQuotaStrategy(Strategy):
+    def default(self, obj: Obj) -> None:
+        canonical_list((obj.get("spec") or {}).get("hard"))
+
+
+class LimitRangeStrategy(Strategy):
+    def default(self, obj: Obj) -> None:
+        for item in (obj.get("spec") or {}).get("limits") or []:
+            for fld in ("min", "max", "default", "defaultRequest", "maxLimitRequestRatio"):
+                if isinstance(item, dict):
+                    canonical_list(item.get(fld))
+        kinds.default_limitrange(obj)
+
+
+class NamespaceStrategy(Strategy):
+    def default(self, obj: Obj) -> None:
+        obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+        obj.setdefault("status", {}).setdefault("phase", "Active")
+        labels = obj["metadata"].setdefault("labels", {})
+        labels["kubernetes.io/metadata.name"] = obj["metadata"].get("name", "")
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "pods": PodStrategy(),
+    "replicationcontrollers": ReplicationControllerStrategy(),
+    "services": ServiceStrategy(),
+    "configmaps": ConfigMapStrategy(),
+    "secrets": SecretStrategy(),
+    "persistentvolumeclaims": PersistentVolumeClaimStrategy(),
+    "persistentvolumes": PersistentVolumeStrategy(),
+    "resourcequotas": ResourceQuotaStrategy(),
+    "limitranges": LimitRangeStrategy(),
+    "namespaces": NamespaceStrategy(),
+}

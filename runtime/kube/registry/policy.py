@@ -1,0 +1,16 @@
+"""Strategies of the policy group (pkg/registry/policy/<resource>/strategy.go)."""
+
+from __future__ import annotations
+
+from runtime.kube.machinery.apierrors import FieldError
+from runtime.kube.meta import Obj
+from runtime.kube.registry import kinds
+from runtime.kube.registry.rest import Strategy
+
+
+class PodDisruptionBudgetStrategy(Strategy):
+    def validate(self, obj: Obj) -> list[FieldError]:
+        return kinds.validate_pdb(obj)
+
+
+STRATEGIES: dict[str, Strategy] = {"poddisruptionbudgets.policy": PodDisruptionBudgetStrategy()}
