@@ -23,10 +23,12 @@ subpackage's docstring says what its modules do.
     patches, server-side apply, CEL, cron schedules, protobuf bodies, size limits.
 ``registry/``
     What is served (``ResourceDef``, the table in ``registry/__init__.py``) and per-kind
-    behaviour: defaulting and validation (kinds.py), table columns (printers.py), CRDs
-    (crd.py), APIServices (apiservice.py), quota usage (quota.py).
+    behaviour: one strategy per resource (rest.py, the group modules core.py, apps.py, ...,
+    looked up by strategies.py) with the defaulting and validation it calls (kinds.py), table
+    columns (printers.py), CRDs (crd.py), APIServices (apiservice.py), quota usage (quota.py).
 ``apiserver/``
-    kube-apiserver: the ``Cluster`` and its REST verbs (cluster.py), bearer tokens (auth.py),
+    kube-apiserver: the ``Cluster`` and its REST verbs (cluster.py), the Service IP and port
+    allocators (allocator.py), bearer tokens (auth.py),
     the store, discovery, OpenAPI, admission plugins (admission, podsecurity), RBAC, dry-run
     validation, the HTTPS server and routing (server.py), the pod I/O it relays (podio.py),
     certificates (pki.py).

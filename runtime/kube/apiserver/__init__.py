@@ -3,7 +3,10 @@
 ``cluster.py``
     ``Cluster``: authentication, impersonation, the REST verbs (get, list, watch, create,
     update, patch, delete, deletecollection; status and scale subresources; dry-run;
-    fieldValidation=Strict), continue tokens, Table responses. Transport-free.
+    fieldValidation=Strict), continue tokens, Table responses. Transport-free. Its create and
+    update paths run each resource's strategy (registry/rest.py); it never calls controllers.
+``allocator.py``
+    ClusterIP and NodePort allocation for Services (the Service strategy asks for it).
 ``auth.py``
     Bearer tokens: tokens.json (SHA-256 only) shared with ``mint-token`` under a flock, the
     token and ServiceAccount-token authenticators. Impersonation is ``Cluster.impersonate``.

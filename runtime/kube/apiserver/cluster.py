@@ -24,6 +24,7 @@ import yaml
 
 from runtime.kube import registry
 from runtime.kube.apiserver import admission, discovery, openapi, rbac
+from runtime.kube.apiserver.allocator import ServiceAllocator
 from runtime.kube.apiserver.auth import TokenAuthenticator
 from runtime.kube.apiserver.podio import ExecCall, LogCall, PodIO
 from runtime.kube.apiserver.store import Store, Watcher
@@ -63,7 +64,7 @@ from runtime.kube.machinery.selectors import (
 )
 from runtime.kube.meta import Decoded, Obj, Reply, Request, User, WatchReply, now_ts, random_suffix
 from runtime.kube.node.portforward import Budget, PortForwardCall
-from runtime.kube.registry import ResourceDef, crd, kinds, printers
+from runtime.kube.registry import ResourceDef, crd, kinds, printers, strategies
 
 log = logging.getLogger(__name__)
 
@@ -281,6 +282,8 @@ class Cluster(TokenAuthenticator):
         # the kubelet side of logs/exec/attach (apiserver/podio.py); None: pods never start
         self.pod_io: PodIO | None = None
         self.forward_budget = Budget()  # port-forward connections of all sessions (node/portforward.py)
+        # ClusterIPs and NodePorts (apiserver/allocator.py), used by the Service strategy
+        self.service_allocator = ServiceAllocator(self.store)
         self.controllers = Controllers(self)
         # Set by the kubelet's host (node/kubelet.py) when one runs this cluster's pods: called
         # after every reconcile; with it, bound pods are deleted gracefully (see delete).
@@ -728,11 +731,12 @@ class Cluster(TokenAuthenticator):
         if rdef.custom:
             obj = self._prune(rdef, obj)
             meta = obj["metadata"]
-        kinds.apply_defaults(rdef.kind, obj)
+        strategy = strategies.for_resource(rdef)
+        strategy.default(obj)
         if self._requester is not None and not internal:
             rbac.check_escalation(self, self._requester, rdef, ns, obj)
         admission.mutate(self, rdef, obj)
-        self.controllers.on_create(rdef, obj)
+        strategy.prepare_for_create(self, obj)
         errs = self._validate(rdef, obj)
         if errs:
             raise invalid_error(rdef.kind, rdef.group, name, errs)
@@ -774,7 +778,7 @@ class Cluster(TokenAuthenticator):
         if rdef.custom:
             errs = kinds.validate_meta(rdef.kind, obj, rdef.namespaced) + crd.validate_cr(rdef, obj)
             return errs or crd.validate_rules(rdef, obj, old)
-        return kinds.validate(rdef.kind, obj, rdef.namespaced)
+        return kinds.validate_meta(rdef.kind, obj, rdef.namespaced) + strategies.for_resource(rdef).validate(obj)
 
     def _check_value_types(self, rdef: ResourceDef, obj: Obj) -> None:
         """A value of the wrong JSON type for its field (``replicas: three``, a label ``1``):
@@ -909,7 +913,7 @@ class Cluster(TokenAuthenticator):
                 new["status"] = old["status"]
             else:
                 new.pop("status", None)
-        kinds.apply_defaults(rdef.kind, new)
+        strategies.for_resource(rdef).default(new)
         return new
 
     def _commit_update(self, rdef: ResourceDef, old: Obj, new: Obj, dry_run: bool, sub: str = "") -> Obj:
@@ -918,7 +922,7 @@ class Cluster(TokenAuthenticator):
             new = self._prune(rdef, new)
         if self._requester is not None and not sub and not _only_gc_change(new, old):
             rbac.check_escalation(self, self._requester, rdef, new["metadata"].get("namespace", ""), new)
-        errs = self._validate(rdef, new, old) + kinds.validate_update(rdef.kind, new, old)
+        errs = self._validate(rdef, new, old) + strategies.for_resource(rdef).validate_update(new, old)
         if errs:
             raise invalid_error(rdef.kind, rdef.group, name, errs)
         if sub in ("", "ephemeralcontainers"):
@@ -937,7 +941,7 @@ class Cluster(TokenAuthenticator):
             ssa.record_update(new, old, self._manager, rdef.group_version, now_ts(), sub)
         if dry_run:
             return new
-        self.controllers.on_update(rdef, new, old)
+        strategies.for_resource(rdef).prepare_for_update(self, new, old)
         self._dirty = True
         out = self.store.put(rdef.gr, self._stored(rdef, new), "MODIFIED", user=self._requester is not None)
         self._maybe_finish_delete(rdef, out)

@@ -26,18 +26,15 @@ the server's periodic tick (``has_timers``).
 from __future__ import annotations
 
 import datetime
-import secrets
 import time
 
 from runtime.kube import scheduler
 from runtime.kube.controllers import apiservice, clusterroleaggregation, nodelifecycle, nodetaints, podgc
 from runtime.kube.controllers.apiextensions import CRDController
 from runtime.kube.controllers.base import (
-    _ALNUM,
     DEPLOY,
     PODS,
     RS,
-    SVC,
     R,
     _controlled_by,
     _get_cond,
@@ -59,18 +56,8 @@ from runtime.kube.controllers.replicaset import ReplicaSetController
 from runtime.kube.controllers.resourcequota import ResourceQuotaController
 from runtime.kube.controllers.statefulset import StatefulSetController
 from runtime.kube.controllers.volume import PersistentVolumeController
-from runtime.kube.machinery.apierrors import ApiError
 from runtime.kube.machinery.cron import CronError, Schedule
-from runtime.kube.meta import Obj, parse_time
-from runtime.kube.registry import ResourceDef, kinds
-
-NODE_PORT_MIN, NODE_PORT_END = 30000, 32768  # kube-apiserver's default --service-node-port-range
-
-
-def _allocation_full(what: str) -> ApiError:
-    """kube-apiserver's answer when an allocator's range has no free value left."""
-    msg = f"failed to allocate a {what}: range is full"
-    return ApiError(500, "InternalError", f"Internal error occurred: {msg}", {"causes": [{"message": msg}]})
+from runtime.kube.meta import parse_time
 
 
 class Controllers(
@@ -92,131 +79,6 @@ class Controllers(
 ):
     """kube-controller-manager: one class per controller (controllers/<name>.py, as
     pkg/controller/<name>), all sharing ControllerBase; ``reconcile`` runs them in order."""
-
-    def on_create(self, rdef: ResourceDef, obj: Obj) -> None:
-        if rdef.kind == "Pod":
-            spec = obj.get("spec") or {}
-            self._inject_sa_volume(obj)
-            obj["status"] = {"phase": "Pending", "qosClass": kinds.qos_class(spec)}
-        elif rdef.kind == "Service":
-            self._allocate_service(obj)
-        elif rdef.kind == "PersistentVolumeClaim":
-            obj["status"] = {"phase": "Pending"}
-            spec = obj.setdefault("spec", {})
-            if "storageClassName" not in spec:
-                default = self._default_sc()
-                if default is not None:
-                    spec["storageClassName"] = default["metadata"]["name"]
-            fins = obj["metadata"].setdefault("finalizers", [])
-            if "kubernetes.io/pvc-protection" not in fins:
-                fins.append("kubernetes.io/pvc-protection")
-        elif rdef.kind == "CustomResourceDefinition" and rdef.group == "apiextensions.k8s.io":
-            fins = obj["metadata"].setdefault("finalizers", [])
-            if "customresourcecleanup.apiextensions.k8s.io" not in fins:
-                fins.append("customresourcecleanup.apiextensions.k8s.io")
-        elif rdef.kind == "PersistentVolume":
-            obj["status"] = {"phase": "Available"}
-            fins = obj["metadata"].setdefault("finalizers", [])
-            if "kubernetes.io/pv-protection" not in fins:
-                fins.append("kubernetes.io/pv-protection")
-        elif rdef.kind in ("Deployment", "ReplicaSet", "ReplicationController", "CronJob", "StatefulSet", "DaemonSet"):
-            obj["status"] = {}
-        elif rdef.kind == "Job":
-            obj["status"] = {}
-            spec = obj.setdefault("spec", {})
-            if not spec.get("manualSelector"):
-                uid, name = obj["metadata"]["uid"], obj["metadata"].get("name", "")
-                gen = {
-                    "batch.kubernetes.io/controller-uid": uid,
-                    "batch.kubernetes.io/job-name": name,
-                    "controller-uid": uid,
-                    "job-name": name,
-                }
-                tmeta = spec.setdefault("template", {}).setdefault("metadata", {})
-                tmeta["labels"] = {**(tmeta.get("labels") or {}), **gen}
-                spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
-                if not obj["metadata"].get("labels"):
-                    obj["metadata"]["labels"] = dict(tmeta["labels"])
-
-    def on_update(self, rdef: ResourceDef, new: Obj, old: Obj) -> None:
-        if rdef.kind == "Service":
-            spec = new.setdefault("spec", {})
-            ospec = old.get("spec") or {}
-            for k in ("clusterIP", "clusterIPs"):
-                if k not in spec and k in ospec:
-                    spec[k] = ospec[k]
-            self._allocate_service(new)
-
-    def _inject_sa_volume(self, pod: Obj) -> None:
-        spec = pod["spec"]
-        if spec.get("automountServiceAccountToken") is False:
-            return
-        name = "kube-api-access-" + "".join(secrets.choice(_ALNUM) for _ in range(5))
-        spec.setdefault("volumes", []).append(
-            {
-                "name": name,
-                "projected": {
-                    "defaultMode": 420,
-                    "sources": [
-                        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
-                        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
-                        {
-                            "downwardAPI": {
-                                "items": [
-                                    {
-                                        "path": "namespace",
-                                        "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
-                                    }
-                                ]
-                            }
-                        },
-                    ],
-                },
-            }
-        )
-        for c in spec.get("containers") or []:
-            c.setdefault("volumeMounts", []).append(
-                {"name": name, "readOnly": True, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}
-            )
-
-    def _allocate_service(self, svc: Obj) -> None:
-        spec = svc["spec"]
-        typ = spec.get("type", "ClusterIP")
-        if typ == "ExternalName":
-            return
-        if not spec.get("clusterIP"):
-            used = {(o.get("spec") or {}).get("clusterIP") for o in self.c.store.list(SVC.gr)}
-            used |= {"10.96.0.1", "10.96.0.10"}
-            # a random pick while the range is not full, never an endless search (#12)
-            if sum(1 for u in used if isinstance(u, str) and u.startswith("10.96.")) >= 256 * 254:
-                raise _allocation_full("serviceIP")
-            while True:
-                ip = f"10.96.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
-                if ip not in used:
-                    break
-            spec["clusterIP"] = ip
-        if spec["clusterIP"] != "None":
-            spec["clusterIPs"] = [spec["clusterIP"]]
-        else:
-            spec["clusterIPs"] = ["None"]
-        if typ in ("NodePort", "LoadBalancer"):
-            used_np = {
-                p.get("nodePort") for o in self.c.store.list(SVC.gr) for p in (o.get("spec") or {}).get("ports") or []
-            }
-            # one Service with more ports than the range holds must not spin the cluster's
-            # thread forever (#12): kube-apiserver's "range is full" instead
-            taken = sum(1 for u in used_np if isinstance(u, int) and NODE_PORT_MIN <= u < NODE_PORT_END)
-            for p in spec.get("ports") or []:
-                if not p.get("nodePort"):
-                    if taken >= NODE_PORT_END - NODE_PORT_MIN:
-                        raise _allocation_full("nodePort")
-                    taken += 1
-                    while True:
-                        np = NODE_PORT_MIN + secrets.randbelow(NODE_PORT_END - NODE_PORT_MIN)
-                        if np not in used_np:
-                            break
-                    p["nodePort"] = np
-                    used_np.add(np)
 
     def reconcile(self) -> None:
         self.c._manager = "kube-controller-manager"

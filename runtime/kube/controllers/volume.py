@@ -9,14 +9,12 @@ import copy
 from runtime.kube.controllers.base import PODS, ControllerBase, R
 from runtime.kube.machinery.quantity import Quantity, QuantityError
 from runtime.kube.meta import Obj
+from runtime.kube.registry.core import default_storage_class
 
 
 class PersistentVolumeController(ControllerBase):
     def _default_sc(self) -> Obj | None:
-        for sc in self.c.store.list(R["storageclasses.storage.k8s.io"].gr):
-            if (sc["metadata"].get("annotations") or {}).get("storageclass.kubernetes.io/is-default-class") == "true":
-                return sc
-        return None
+        return default_storage_class(self.c.store.list(R["storageclasses.storage.k8s.io"].gr))
 
     def _volumes(self) -> None:
         store = self.c.store

@@ -3,12 +3,15 @@
 A ``ResourceDef`` says everything generic code needs about one resource:
 its kind and scope for discovery, which subresources exist, whether writes
 bump ``metadata.generation``, which field selectors it supports. Per-kind
-behaviour lives beside this table and is looked up by kind: defaulting and validation
-(kinds.py), server-side printing columns (printers.py), CustomResourceDefinitions and the
-kinds they define (crd.py: schemas, defaulting, pruning, CEL rules, printer columns),
-APIServices (apiservice.py) and what an object counts against a quota (quota.py).
-One strategy object per resource (kube's PrepareForCreate/Default/Validate/ValidateUpdate)
-is not done yet: kinds.py chooses by kind.
+behaviour lives beside this table: each resource's strategy (rest.py: Default,
+PrepareForCreate, PrepareForUpdate, Validate, ValidateUpdate), one class per resource in its
+group's module (core.py, apps.py, batch.py, networking.py, storage.py, autoscaling.py,
+policy.py, scheduling.py, rbac.py, apiextensions.py, as upstream's pkg/registry/<group>/),
+looked up from the entry by strategies.for_resource; the field-level defaulting and
+validation they call (kinds.py), server-side printing columns (printers.py, a table keyed
+by kind), CustomResourceDefinitions and the kinds they define (crd.py: schemas, defaulting,
+pruning, CEL rules, printer columns), APIServices (apiservice.py) and what an object counts
+against a quota (quota.py).
 
 Imports only ``meta``, ``machinery`` and itself at run time (tests/runtime/kube/test_layering.py).
 """

@@ -26,7 +26,6 @@ from runtime.kube.machinery.cron import CronError, Schedule
 from runtime.kube.machinery.quantity import canonical_list
 from runtime.kube.machinery.selectors import selector_from_match
 from runtime.kube.meta import Obj
-from runtime.kube.registry.crd import default_crd, validate_crd
 
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _SUBDOMAIN = _LABEL + r"(\." + _LABEL + r")*"
@@ -1165,128 +1164,6 @@ def validate_secret(obj: Obj) -> list[FieldError]:
 def validate_immutable_data(new: Obj, old: Obj) -> list[FieldError]:
     if old.get("immutable") and new.get("data") != old.get("data"):
         return [forbidden_field("data", "field is immutable when `immutable` is set")]
-    return []
-
-
-# -- dispatch -----------------------------------------------------------------------
-
-
-def apply_defaults(kind: str, obj: Obj) -> None:
-    if kind == "Pod":
-        default_pod(obj)
-    elif kind == "Deployment":
-        default_deployment(obj)
-    elif kind == "ReplicaSet":
-        default_replicaset(obj)
-    elif kind == "ReplicationController":
-        default_replicationcontroller(obj)
-    elif kind == "Service":
-        default_service(obj)
-    elif kind == "Secret":
-        default_secret(obj)
-    elif kind == "PersistentVolumeClaim":
-        default_pvc(obj)
-    elif kind == "PersistentVolume":
-        default_pv(obj)
-    elif kind == "StorageClass":
-        default_storageclass(obj)
-    elif kind == "Ingress":
-        default_ingress(obj)
-    elif kind == "NetworkPolicy":
-        default_netpol(obj)
-    elif kind == "CustomResourceDefinition":
-        default_crd(obj)
-    elif kind == "HorizontalPodAutoscaler":
-        default_hpa(obj)
-    elif kind == "ResourceQuota":
-        canonical_list((obj.get("spec") or {}).get("hard"))
-    elif kind == "LimitRange":
-        for item in (obj.get("spec") or {}).get("limits") or []:
-            for fld in ("min", "max", "default", "defaultRequest", "maxLimitRequestRatio"):
-                if isinstance(item, dict):
-                    canonical_list(item.get(fld))
-        default_limitrange(obj)
-    elif kind == "PriorityClass":
-        obj.setdefault("preemptionPolicy", "PreemptLowerPriority")
-    elif kind == "StatefulSet":
-        default_statefulset(obj)
-    elif kind == "DaemonSet":
-        default_daemonset(obj)
-    elif kind == "Job":
-        default_job(obj)
-    elif kind == "CronJob":
-        default_cronjob(obj)
-    elif kind == "Namespace":
-        obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
-        obj.setdefault("status", {}).setdefault("phase", "Active")
-        labels = obj["metadata"].setdefault("labels", {})
-        labels["kubernetes.io/metadata.name"] = obj["metadata"].get("name", "")
-
-
-def validate(kind: str, obj: Obj, namespaced: bool) -> list[FieldError]:
-    errs = validate_meta(kind, obj, namespaced)
-    if kind == "Pod":
-        errs += validate_pod_spec(obj.get("spec"), "spec")
-    elif kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"):
-        errs += validate_workload(obj)
-    elif kind == "ReplicationController":
-        errs += validate_replicationcontroller(obj)
-    elif kind == "APIService":
-        errs += validate_apiservice(obj)
-    elif kind == "Service":
-        errs += validate_service(obj)
-    elif kind == "CustomResourceDefinition":
-        errs += validate_crd(obj)
-    elif kind == "HorizontalPodAutoscaler":
-        errs += validate_hpa(obj)
-    elif kind == "PodDisruptionBudget":
-        errs += validate_pdb(obj)
-    elif kind == "Job":
-        errs += validate_job(obj)
-    elif kind == "PersistentVolumeClaim":
-        errs += validate_pvc(obj)
-    elif kind == "PersistentVolume":
-        errs += validate_pv(obj)
-    elif kind == "StorageClass":
-        errs += validate_storageclass(obj)
-    elif kind == "NetworkPolicy":
-        errs += validate_netpol(obj)
-    elif kind == "Ingress":
-        errs += validate_ingress(obj)
-    elif kind == "CronJob":
-        errs += validate_cronjob(obj)
-    elif kind == "ConfigMap":
-        errs += validate_data_keys(obj, "data") + validate_data_keys(obj, "binaryData")
-    elif kind == "Secret":
-        errs += validate_secret(obj)
-    elif kind in ("Role", "ClusterRole"):
-        for i, r in enumerate(obj.get("rules") or []):
-            if not r.get("verbs"):
-                errs.append(required(f"rules[{i}].verbs", "verbs must contain at least one value"))
-    elif kind in ("RoleBinding", "ClusterRoleBinding"):
-        ref = obj.get("roleRef") or {}
-        if not ref.get("name"):
-            errs.append(required("roleRef.name"))
-        if ref.get("kind") not in ("Role", "ClusterRole"):
-            errs.append(not_supported("roleRef.kind", ref.get("kind", ""), ["ClusterRole", "Role"]))
-    return errs
-
-
-def validate_update(kind: str, new: Obj, old: Obj) -> list[FieldError]:
-    if kind == "Pod":
-        return validate_pod_update(new, old)
-    if kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"):
-        return validate_selector_immutable(new, old)
-    if kind == "Service":
-        return validate_service_update(new, old)
-    if kind == "Job":
-        return validate_job_update(new, old)
-    if kind == "PersistentVolumeClaim":
-        return validate_pvc_update(new, old)
-    if kind in ("ConfigMap", "Secret"):
-        return validate_immutable_data(new, old)
-    if kind in ("RoleBinding", "ClusterRoleBinding") and new.get("roleRef") != old.get("roleRef"):
-        return [invalid("roleRef", None, "cannot change roleRef")]
     return []
 
 
