@@ -27,6 +27,8 @@ from pathlib import Path
 import aiohttp
 import yaml
 
+from runtime.kube.controllers.manager import Controllers
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -115,7 +117,7 @@ async def touch_all(port: int, configs: list[str]) -> None:
 
 def main() -> None:
     with kube_apiserver() as (data, url, proc):
-        kc = create_cluster(data, "bench", url)
+        kc = create_cluster(data, "bench", url, controllers=Controllers)
         kpath = data / "bench.kubeconfig"
         kpath.write_text(kc)
         env_argv = [KUBECTL, "--kubeconfig", str(kpath)]
@@ -168,7 +170,7 @@ def main() -> None:
         print(f"list (100 items): {list_rps} req/s", flush=True)
 
         before = rss_mb(proc.pid)
-        configs = [create_cluster(data, f"idle{i}", url) for i in range(200)]
+        configs = [create_cluster(data, f"idle{i}", url, controllers=Controllers) for i in range(200)]
         asyncio.run(touch_all(int(url.rsplit(":", 1)[1]), configs))
         time.sleep(0.5)
         after = rss_mb(proc.pid)

@@ -32,6 +32,8 @@ from typing import Any
 import aiohttp
 import yaml
 
+from runtime.kube.controllers.manager import Controllers
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -189,9 +191,9 @@ def main() -> None:
         print(json.dumps(asyncio.run(flood(Path(sys.argv[2]).read_text()))), flush=True)
         return
     with kube_apiserver() as (data, url, proc):
-        victim_kc = create_cluster(data, "victim", url)
+        victim_kc = create_cluster(data, "victim", url, controllers=Controllers)
         (data / "victim.kubeconfig").write_text(victim_kc)
-        by = Cluster(create_cluster(data, "bystander", url))
+        by = Cluster(create_cluster(data, "bystander", url, controllers=Controllers))
         victim = Cluster(victim_kc)
 
         async def load() -> None:

@@ -37,17 +37,26 @@ def _serve(args: argparse.Namespace) -> int:
     # deliberately lazy: the server (aiohttp, the whole API server) loads only for the
     # commands that need it (here, _new_cluster and _token), not for --help or a bad argument
     from runtime.kube.apiserver.server import serve
+    from runtime.kube.controllers.manager import Controllers
 
-    asyncio.run(serve(Path(args.data), host, port))
+    asyncio.run(serve(Path(args.data), host, port, controllers=Controllers))
     return 0
 
 
 def _new_cluster(args: argparse.Namespace) -> int:
     from runtime.kube.apiserver.server import create_cluster
+    from runtime.kube.controllers.manager import Controllers
 
     try:
         sys.stdout.write(
-            create_cluster(Path(args.data), args.name, args.server, dict(args.limit) or None, nodes=args.nodes)
+            create_cluster(
+                Path(args.data),
+                args.name,
+                args.server,
+                dict(args.limit) or None,
+                nodes=args.nodes,
+                controllers=Controllers,
+            )
         )
     except ApiError as e:
         print(f"error: {e.message}", file=sys.stderr)

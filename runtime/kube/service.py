@@ -100,6 +100,7 @@ from runtime.kube.apiserver.server import (
     node_names,
     user_kubeconfig,
 )
+from runtime.kube.controllers.manager import Controllers
 from runtime.kube.machinery.apierrors import ApiError
 from runtime.kube.machinery.limits import Limits
 from runtime.kube.node import dns
@@ -268,7 +269,7 @@ class KubeService:
         """Load the hub and listen on the host's loopback port."""
         self.loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._prepare_dirs)
-        self.hub = hub = await asyncio.to_thread(Hub, self.data, self.limits)
+        self.hub = hub = await asyncio.to_thread(Hub, self.data, self.limits, controllers=Controllers)
         ssl_ctx = await asyncio.to_thread(hub.default_ssl)
         runner = web.AppRunner(make_app(hub), access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
@@ -443,7 +444,9 @@ class KubeService:
         nodes = spec.kube_nodes if spec is not None else 1
         capacity = node_capacity(spec.cpus, spec.memory, spec.disk, nodes) if spec is not None else None
         try:
-            doc = yaml.safe_load(create_cluster(self.data, name, SANDBOX_SERVER, nodes=nodes, capacity=capacity))
+            doc = yaml.safe_load(
+                create_cluster(self.data, name, SANDBOX_SERVER, nodes=nodes, capacity=capacity, controllers=Controllers)
+            )
             token: str | None = doc["users"][0]["user"]["token"]
         except ApiError as e:
             if e.status != 409:

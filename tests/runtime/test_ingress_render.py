@@ -17,6 +17,7 @@ from cryptography.x509.oid import NameOID
 
 from runtime.kube.apiserver.cluster import Cluster
 from runtime.kube.apiserver.server import clusters_dir, create_cluster
+from runtime.kube.controllers.manager import Controllers
 from runtime.kube.node import ingress
 from runtime.kube.node.ingress import Snapshot, render
 from tests.runtime import nginxconf
@@ -360,8 +361,8 @@ def test_bootstrap_configuration_parses_and_has_the_catch_all() -> None:
 
 @pytest.fixture
 def cluster(tmp_path: Any) -> Any:
-    create_cluster(tmp_path, "ic", "https://127.0.0.1:1")
-    c = Cluster("ic", clusters_dir(tmp_path) / "ic")
+    create_cluster(tmp_path, "ic", "https://127.0.0.1:1", controllers=Controllers)
+    c = Cluster("ic", clusters_dir(tmp_path) / "ic", controllers=Controllers)
     c.controllers.reconcile()
     yield c
     c.store.close()

@@ -24,6 +24,7 @@ from runtime.client import Client as RuntimeClient
 from runtime.kube.apiserver import dryrun
 from runtime.kube.apiserver.cluster import Cluster
 from runtime.kube.apiserver.server import clusters_dir, create_cluster
+from runtime.kube.controllers.manager import Controllers
 from runtime.kube.meta import Request
 from tests.factories import InstructorFactory, LabFactory, StudentFactory
 from tests.labs.helpers import provisioned
@@ -68,8 +69,8 @@ def test_a_billion_laughs_is_refused_at_its_alias_within_bounded_memory() -> Non
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Cluster:
-    create_cluster(tmp_path, "lab", "https://127.0.0.1:1")
-    return Cluster("lab", clusters_dir(tmp_path) / "lab")
+    create_cluster(tmp_path, "lab", "https://127.0.0.1:1", controllers=Controllers)
+    return Cluster("lab", clusters_dir(tmp_path) / "lab", controllers=Controllers)
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ import pytest
 
 from runtime.kube.apiserver.cluster import Cluster
 from runtime.kube.apiserver.server import ADMIN_USER, create_cluster
+from runtime.kube.controllers.manager import Controllers
 from runtime.kube.meta import Reply, Request, User
 
 ADMIN = User(ADMIN_USER, ("system:masters", "system:authenticated"))
@@ -34,8 +35,8 @@ def call(c: Cluster, method: str, path: str, body: Any = None, user: User = ADMI
 
 @pytest.fixture
 def c(tmp_path: Path) -> Cluster:
-    create_cluster(tmp_path, "victim", "https://127.0.0.1:1")
-    cl = Cluster("victim", tmp_path / "clusters" / "victim")
+    create_cluster(tmp_path, "victim", "https://127.0.0.1:1", controllers=Controllers)
+    cl = Cluster("victim", tmp_path / "clusters" / "victim", controllers=Controllers)
     pod = {
         "metadata": {"name": "p"},
         "spec": {"schedulerName": "mine", "containers": [{"name": "c", "image": "busybox"}]},

@@ -13,6 +13,7 @@ from typing import Any
 
 from runtime.kube.apiserver.cluster import Cluster
 from runtime.kube.apiserver.server import ADMIN_USER, create_cluster
+from runtime.kube.controllers.manager import Controllers
 from runtime.kube.meta import Reply, Request, User
 
 ADMIN = User(ADMIN_USER, ("system:masters", "system:authenticated"))
@@ -20,8 +21,8 @@ NOBODY = User("mallory", ("system:authenticated",))
 
 
 def cluster(tmp_path: Path) -> Cluster:
-    create_cluster(tmp_path, "victim", "https://127.0.0.1:1")
-    c = Cluster("victim", tmp_path / "clusters" / "victim")
+    create_cluster(tmp_path, "victim", "https://127.0.0.1:1", controllers=Controllers)
+    c = Cluster("victim", tmp_path / "clusters" / "victim", controllers=Controllers)
     for ns in ("a", "b"):
         assert call(c, "POST", "/api/v1/namespaces", {"metadata": {"name": ns}}).status == 201
         pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}

@@ -27,6 +27,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from runtime.kube.apiserver import server as kserver
 from runtime.kube.apiserver.podio import WS_PROTOCOLS
 from runtime.kube.apiserver.server import Hub, create_cluster, make_app
+from runtime.kube.controllers.manager import Controllers
 
 LIMIT = kserver.MAX_WS_MESSAGE
 EXEC = "/clusters/victim/api/v1/namespaces/default/pods/web/exec?command=cat&stdin=true&stdout=true"
@@ -69,8 +70,10 @@ class FakeKubelet:
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[tuple[TestClient, dict[str, str], FakeKubelet]]:
-    token = yaml.safe_load(create_cluster(tmp_path, "victim", "https://127.0.0.1:1"))["users"][0]["user"]["token"]
-    hub = Hub(tmp_path)
+    token = yaml.safe_load(create_cluster(tmp_path, "victim", "https://127.0.0.1:1", controllers=Controllers))["users"][
+        0
+    ]["user"]["token"]
+    hub = Hub(tmp_path, controllers=Controllers)
     kubelet = FakeKubelet()
     try:
         async with TestClient(TestServer(make_app(hub))) as tc:

@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from runtime.kube.apiserver.cluster import Cluster
 from runtime.kube.apiserver.server import ADMIN_USER, Hub, create_cluster, make_app
 from runtime.kube.apiserver.store import COMPACT_FLOOR_BYTES, Watcher
+from runtime.kube.controllers.manager import Controllers
 from runtime.kube.machinery.limits import Limits
 from runtime.kube.meta import Reply, Request, User
 
@@ -26,8 +27,8 @@ STUDENT = User(ADMIN_USER, ("system:masters", "system:authenticated"))
 
 
 def cluster(tmp_path: Path, **limits: Any) -> Cluster:
-    create_cluster(tmp_path, "victim", "https://127.0.0.1:1", limits or None)
-    return Cluster("victim", tmp_path / "clusters" / "victim")
+    create_cluster(tmp_path, "victim", "https://127.0.0.1:1", limits or None, controllers=Controllers)
+    return Cluster("victim", tmp_path / "clusters" / "victim", controllers=Controllers)
 
 
 def call(c: Cluster, method: str, path: str, body: Any = None, ctype: str = "application/json") -> Reply:
@@ -168,13 +169,15 @@ def test_yaml_alias_bomb_is_refused(tmp_path: Path) -> None:
 async def test_a_chunked_body_over_the_limit_is_refused_with_a_status(tmp_path: Path) -> None:
     import yaml
 
-    token = yaml.safe_load(create_cluster(tmp_path, "victim", "https://127.0.0.1:1"))["users"][0]["user"]["token"]
+    token = yaml.safe_load(create_cluster(tmp_path, "victim", "https://127.0.0.1:1", controllers=Controllers))["users"][
+        0
+    ]["user"]["token"]
 
     async def body() -> AsyncIterator[bytes]:
         for _ in range(64):  # 64 MiB, no Content-Length: the server must stop reading on its own
             yield b"a" * MiB
 
-    hub = Hub(tmp_path)
+    hub = Hub(tmp_path, controllers=Controllers)
     try:
         async with TestClient(TestServer(make_app(hub))) as tc:
             resp = await tc.post(

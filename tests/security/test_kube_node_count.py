@@ -16,6 +16,7 @@ import pytest
 
 from runtime import errors
 from runtime.kube.apiserver.server import create_cluster
+from runtime.kube.controllers.manager import Controllers
 from runtime.kube.machinery.apierrors import ApiError
 from runtime.sandbox.spec import SandboxSpec
 
@@ -37,6 +38,6 @@ def test_nodes_without_a_lab_cluster_are_refused() -> None:
 @pytest.mark.parametrize("count", [0, 6, 10**6, True])
 def test_create_cluster_refuses_a_node_count_out_of_bounds_and_leaves_nothing(tmp_path: Path, count: Any) -> None:
     with pytest.raises(ApiError) as caught:
-        create_cluster(tmp_path, "many", "https://127.0.0.1:1", nodes=count)
+        create_cluster(tmp_path, "many", "https://127.0.0.1:1", nodes=count, controllers=Controllers)
     assert caught.value.status == 422 and "must be 1 to 5" in caught.value.message
     assert not (tmp_path / "clusters" / "many").exists()

@@ -24,6 +24,7 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
 
 from runtime.kube.apiserver.server import Hub, create_cluster, make_app
+from runtime.kube.controllers.manager import Controllers
 from runtime.kube.node import portforward as pf
 
 POD = "/clusters/victim/api/v1/namespaces/default/pods/web/portforward"
@@ -109,8 +110,10 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[TestClient, dict[str, str],
 
     server = await asyncio.start_server(echo, "127.0.0.1", 0)
     echo_port = server.sockets[0].getsockname()[1]
-    token = yaml.safe_load(create_cluster(tmp_path, "victim", "https://127.0.0.1:1"))["users"][0]["user"]["token"]
-    hub = Hub(tmp_path)
+    token = yaml.safe_load(create_cluster(tmp_path, "victim", "https://127.0.0.1:1", controllers=Controllers))["users"][
+        0
+    ]["user"]["token"]
+    hub = Hub(tmp_path, controllers=Controllers)
     kubelet = FakeKubelet(echo_port)
     kubelet.ended = ended
     try:

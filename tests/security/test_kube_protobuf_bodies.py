@@ -16,6 +16,7 @@ import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
 from runtime.kube.apiserver.server import Hub, create_cluster, make_app
+from runtime.kube.controllers.manager import Controllers
 from tests.runtime.kube import pbwire
 from tests.runtime.kube.pbwire import MAGIC, envelope, field, varint
 
@@ -53,8 +54,10 @@ UNSUPPORTED["deeply nested unknown field"] = envelope("v1", "ConfigMap", field(1
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[tuple[TestClient, dict[str, str], Hub]]:
-    token = yaml.safe_load(create_cluster(tmp_path, "victim", "https://127.0.0.1:1"))["users"][0]["user"]["token"]
-    hub = Hub(tmp_path)
+    token = yaml.safe_load(create_cluster(tmp_path, "victim", "https://127.0.0.1:1", controllers=Controllers))["users"][
+        0
+    ]["user"]["token"]
+    hub = Hub(tmp_path, controllers=Controllers)
     try:
         async with TestClient(TestServer(make_app(hub))) as tc:
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}

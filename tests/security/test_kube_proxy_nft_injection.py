@@ -19,6 +19,7 @@ import pytest
 
 from runtime.kube.apiserver.cluster import Cluster
 from runtime.kube.apiserver.server import ADMIN_USER, Hub, create_cluster
+from runtime.kube.controllers.manager import Controllers
 from runtime.kube.meta import Reply, Request, User
 from runtime.kube.node import proxy
 
@@ -38,8 +39,8 @@ def service(cluster_ip: str) -> dict[str, object]:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Cluster:
-    create_cluster(tmp_path, "victim", "https://127.0.0.1:1")
-    c = Hub(tmp_path).get("victim")
+    create_cluster(tmp_path, "victim", "https://127.0.0.1:1", controllers=Controllers)
+    c = Hub(tmp_path, controllers=Controllers).get("victim")
     assert c is not None
     return c
 

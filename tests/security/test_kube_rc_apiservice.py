@@ -17,6 +17,7 @@ from typing import Any
 
 from runtime.kube.apiserver.cluster import Cluster
 from runtime.kube.apiserver.server import ADMIN_USER, create_cluster
+from runtime.kube.controllers.manager import Controllers
 from runtime.kube.meta import Reply, Request, User
 
 STUDENT = User(ADMIN_USER, ("system:masters", "system:authenticated"))
@@ -25,8 +26,8 @@ APIS = "/apis/apiregistration.k8s.io/v1/apiservices"
 
 
 def cluster(tmp_path: Path, **limits: Any) -> Cluster:
-    create_cluster(tmp_path, "victim", "https://127.0.0.1:1", limits or None)
-    return Cluster("victim", tmp_path / "clusters" / "victim")
+    create_cluster(tmp_path, "victim", "https://127.0.0.1:1", limits or None, controllers=Controllers)
+    return Cluster("victim", tmp_path / "clusters" / "victim", controllers=Controllers)
 
 
 def call(

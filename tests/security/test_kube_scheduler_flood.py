@@ -17,6 +17,7 @@ import pytest
 
 from runtime.kube import scheduler
 from runtime.kube.apiserver.cluster import Cluster
+from runtime.kube.controllers.manager import Controllers
 from tests.security.test_kube_exhaustion import call, cluster
 
 REPLICAS = 1500
@@ -176,6 +177,7 @@ def test_a_pod_that_does_not_fit_is_retried_when_it_changes_or_its_backoff_ends(
     counts.reset()
     get(c)  # nothing changed, backoff not over: not tried
     assert counts.cycles == 0
+    assert isinstance(c.controllers, Controllers)
     queued = c.controllers.sched_queue
     (waiting,) = queued.waiting.values()
     clock[0] = waiting.retry_at + 0.1

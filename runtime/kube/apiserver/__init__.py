@@ -37,7 +37,10 @@
     ``port-forward`` (``PodIO``), and the wire protocols server.py speaks for them.
 
 Client surface: ``controllers/`` and ``node/`` use only ``cluster.Cluster`` (handed to them),
-``store.Watcher`` and ``podio.PodIO`` from here (tests/runtime/kube/test_layering.py).
+``store.Watcher`` and ``podio.PodIO`` from here (tests/runtime/kube/test_layering.py). The other
+way round, nothing here imports ``controllers/``: a ``Cluster`` (and the ``Hub``, ``serve``) is
+handed its kube-controller-manager as a factory (``cluster.ControllerManager``) by whoever builds
+it (``service.py``, ``cli.py``, tests).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -28,7 +28,6 @@ from runtime.kube.apiserver.allocator import ServiceAllocator
 from runtime.kube.apiserver.auth import TokenAuthenticator
 from runtime.kube.apiserver.podio import ExecCall, LogCall, PodIO
 from runtime.kube.apiserver.store import Store, Watcher
-from runtime.kube.controllers.manager import Controllers
 from runtime.kube.machinery import protobuf, ssa
 from runtime.kube.machinery.apierrors import (
     MODIFIED,
@@ -255,10 +254,33 @@ def _delete_options(req: Request, limits: Limits) -> DeleteOpts:
     return DeleteOpts(policy=policy or "", grace=grace, preconditions=pre, dry_run=bool(dry))
 
 
-class Cluster(TokenAuthenticator):
-    """One cluster: its store, its tokens, its controllers."""
+class ControllerManager(Protocol):
+    """What the API server asks of kube-controller-manager (controllers/manager.py's
+    ``Controllers``): run the loops after a write or when the clock says so (``next_due``:
+    when), orphan an owner's dependents on a ``propagationPolicy: Orphan`` delete, and record
+    Events for the node's agents (kubelet, ingress, NetworkPolicy). Whoever builds a
+    ``Cluster`` hands in the factory, so the API server does not import controllers/ (#16)."""
 
-    def __init__(self, name: str, directory: Path, limits: Limits | None = None) -> None:
+    def reconcile(self) -> None: ...
+
+    def has_timers(self) -> bool: ...
+
+    def next_due(self) -> float | None: ...
+
+    def orphan(self, owner: Obj) -> None: ...
+
+    def event(self, obj: Obj, typ: str, reason: str, message: str, component: str) -> None: ...
+
+
+ControllerFactory = Callable[["Cluster"], ControllerManager]
+
+
+class Cluster(TokenAuthenticator):
+    """One cluster: its store, its tokens, its controllers (``controllers`` builds them)."""
+
+    def __init__(
+        self, name: str, directory: Path, limits: Limits | None = None, *, controllers: ControllerFactory
+    ) -> None:
         self.name = name
         self.dir = directory
         meta = json.loads((directory / "cluster.json").read_text())
@@ -284,7 +306,7 @@ class Cluster(TokenAuthenticator):
         self.forward_budget = Budget()  # port-forward connections of all sessions (node/portforward.py)
         # ClusterIPs and NodePorts (apiserver/allocator.py), used by the Service strategy
         self.service_allocator = ServiceAllocator(self.store)
-        self.controllers = Controllers(self)
+        self.controllers: ControllerManager = controllers(self)
         # Set by the kubelet's host (node/kubelet.py) when one runs this cluster's pods: called
         # after every reconcile; with it, bound pods are deleted gracefully (see delete).
         self.kubelet_notify: Callable[[], None] | None = None

@@ -35,7 +35,7 @@ from aiohttp import web
 from runtime.kube import registry
 from runtime.kube.apiserver import pki, rbac
 from runtime.kube.apiserver.auth import write_token
-from runtime.kube.apiserver.cluster import Cluster, decode_body
+from runtime.kube.apiserver.cluster import Cluster, ControllerFactory, decode_body
 from runtime.kube.apiserver.podio import (
     BASE64_PROTOCOL,
     CLOSE,
@@ -222,8 +222,11 @@ def create_cluster(
     limits: dict[str, Any] | None = None,
     nodes: int = 1,
     capacity: dict[str, str] | None = None,
+    *,
+    controllers: ControllerFactory,
 ) -> str:
-    """Create cluster NAME under data and return an admin kubeconfig for it. ``limits``
+    """Create cluster NAME under data and return an admin kubeconfig for it (its first objects
+    reconciled by ``controllers``, the kube-controller-manager the caller hands in). ``limits``
     overrides the server's limits (machinery/limits.py) for this cluster alone, e.g.
     ``{"max_objects": 100}``; kept in its cluster.json. ``nodes`` (1..MAX_NODES): a control
     plane and ``nodes - 1`` workers (``node_names``), each with ``capacity`` (a node's share
@@ -269,7 +272,7 @@ def create_cluster(
             meta["limits"] = limits
         (tmp / "cluster.json").write_text(json.dumps(meta))
         (tmp / "tokens.json").write_text("{}")
-        c = Cluster(name, tmp)
+        c = Cluster(name, tmp, controllers=controllers)
         token = c.add_token(ADMIN_USER, ["system:masters", "kubeadm:cluster-admins"])
         R = registry.BY_GR
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
@@ -379,8 +382,9 @@ def user_kubeconfig(data: Path, name: str, server: str, user: str, token: str) -
 class Hub:
     """All clusters under one data directory, loaded on first use."""
 
-    def __init__(self, data: Path, limits: Limits | None = None) -> None:
+    def __init__(self, data: Path, limits: Limits | None = None, *, controllers: ControllerFactory) -> None:
         self.data = data
+        self.controllers = controllers  # each cluster's kube-controller-manager (controllers/manager.py)
         self.limits = limits or Limits()  # every cluster's, unless its cluster.json says otherwise
         self.clusters: dict[str, Cluster] = {}
         self._ssl: dict[str, ssl.SSLContext] = {}
@@ -396,7 +400,7 @@ class Hub:
         d = clusters_dir(self.data) / name
         if not (d / "cluster.json").exists():
             return None
-        c = Cluster(name, d, self.limits)
+        c = Cluster(name, d, self.limits, controllers=self.controllers)
         c.controllers.reconcile()
         self.clusters[name] = c
         return c
@@ -943,9 +947,15 @@ def _bookmark(w: WatchReply, rv: str, initial_end: bool = False) -> dict[str, An
 
 
 async def serve(
-    data: Path, host: str, port: int, ready: asyncio.Event | None = None, limits: Limits | None = None
+    data: Path,
+    host: str,
+    port: int,
+    ready: asyncio.Event | None = None,
+    limits: Limits | None = None,
+    *,
+    controllers: ControllerFactory,
 ) -> None:
-    hub = Hub(data, limits)
+    hub = Hub(data, limits, controllers=controllers)
     app = make_app(hub)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from runtime.kube.controllers.manager import Controllers
 from tests.runtime.kube.apiserver.test_pod_io import HostPodIO, InProcessServer
 from tests.runtime.kube.conftest import Kubectl
 
@@ -90,6 +91,7 @@ def small_api(compat_server: InProcessServer) -> Iterator[Any]:
             "compat-small",
             compat_server.url,
             {"max_watches": 1, "max_request_bytes": 4096, "watch_cache_events": 8},
+            controllers=Controllers,
         )
     )
     client = config.new_client_from_config(config_file=str(path))

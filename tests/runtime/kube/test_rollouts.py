@@ -24,6 +24,7 @@ import pytest
 from runtime.kube import registry
 from runtime.kube.apiserver.cluster import Cluster
 from runtime.kube.apiserver.server import clusters_dir, create_cluster
+from runtime.kube.controllers.manager import Controllers
 from tests.runtime.kube.conftest import KUBECTL, Kubectl
 
 R = registry.BY_GR
@@ -389,8 +390,8 @@ def test_daemonset_rolling_update_replaces_the_node_pod(alpha: Kubectl, ns: str)
 @pytest.fixture
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     data = tmp_path_factory.mktemp("kube-inproc")
-    create_cluster(data, "inproc", "https://127.0.0.1:1")
-    c = Cluster("inproc", clusters_dir(data) / "inproc")
+    create_cluster(data, "inproc", "https://127.0.0.1:1", controllers=Controllers)
+    c = Cluster("inproc", clusters_dir(data) / "inproc", controllers=Controllers)
     c.controllers.reconcile()
     yield c
     c.store.close()
@@ -436,8 +437,8 @@ def test_real_kubelet_rolls_pod_by_pod_stalls_on_a_missing_image_and_undo_finish
     if why:
         pytest.skip(why)
     data = tmp_path_factory.mktemp("kube-rollout")
-    create_cluster(data, "roll", "https://127.0.0.1:1")
-    c = Cluster("roll", clusters_dir(data) / "roll")
+    create_cluster(data, "roll", "https://127.0.0.1:1", controllers=Controllers)
+    c = Cluster("roll", clusters_dir(data) / "roll", controllers=Controllers)
     c.controllers.reconcile()
     D, RSR = R["deployments.apps"], R["replicasets.apps"]
     body = json.loads(

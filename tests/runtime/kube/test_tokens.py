@@ -14,6 +14,7 @@ import yaml
 
 from runtime.kube.apiserver.cluster import Cluster
 from runtime.kube.apiserver.server import clusters_dir, create_cluster, mint_user_token
+from runtime.kube.controllers.manager import Controllers
 from tests.runtime.kube.conftest import PY, ROOT, Kubectl, Server
 
 
@@ -44,14 +45,14 @@ def test_token_shorter_than_ten_minutes_is_invalid(alpha: Kubectl, ns: str) -> N
 
 def test_expired_token_is_rejected(tmp_path: Path) -> None:
     """In-process, so the clock can be moved past expiry; the server answers None with 401."""
-    create_cluster(tmp_path, "c", "https://127.0.0.1:1")
-    cluster = Cluster("c", clusters_dir(tmp_path) / "c")
+    create_cluster(tmp_path, "c", "https://127.0.0.1:1", controllers=Controllers)
+    cluster = Cluster("c", clusters_dir(tmp_path) / "c", controllers=Controllers)
     tok = cluster.add_token("system:serviceaccount:default:default", [], sa=("default", "default"), expires=1000.0)
     user = cluster.authenticate(tok, now=999.0)
     assert user is not None and user.name == "system:serviceaccount:default:default"
     assert cluster.authenticate(tok, now=1000.0) is None
     # the expiry survives a restart (tokens.json), and minting another prunes the dead one
-    again = Cluster("c", clusters_dir(tmp_path) / "c")
+    again = Cluster("c", clusters_dir(tmp_path) / "c", controllers=Controllers)
     assert again.authenticate(tok, now=999.0) is not None
     again.add_token("someone", [])
     assert len(json.loads((clusters_dir(tmp_path) / "c" / "tokens.json").read_text())) == 2  # admin + someone
@@ -146,8 +147,8 @@ def test_mint_token_rejects_bad_input(server: Server, alpha: Kubectl) -> None:
 
 def test_minted_token_expires_after_its_ttl(tmp_path: Path) -> None:
     """In-process, so the clock can be moved past the ttl."""
-    create_cluster(tmp_path, "c", "https://127.0.0.1:1")
-    cluster = Cluster("c", clusters_dir(tmp_path) / "c")
+    create_cluster(tmp_path, "c", "https://127.0.0.1:1", controllers=Controllers)
+    cluster = Cluster("c", clusters_dir(tmp_path) / "c", controllers=Controllers)
     before = time.time()
     tok = mint_user_token(tmp_path, "c", "jane", ["devs"], ttl_seconds=3600)
     user = cluster.authenticate(tok)  # minted after the cluster was loaded: re-read from tokens.json

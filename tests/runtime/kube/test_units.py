@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runtime.kube.apiserver.store import Store
+from runtime.kube.controllers.manager import Controllers
 from runtime.kube.machinery import patch, protobuf
 from runtime.kube.machinery.apierrors import ApiError
 from runtime.kube.machinery.selectors import parse_field_selector, parse_label_selector
@@ -227,8 +228,8 @@ def test_cronjob_is_due_at_its_next_minute_only(tmp_path) -> None:
     from runtime.kube.apiserver.cluster import Cluster
     from runtime.kube.apiserver.server import create_cluster
 
-    create_cluster(tmp_path, "cron", "https://127.0.0.1:1")
-    c = Cluster("cron", tmp_path / "clusters" / "cron")
+    create_cluster(tmp_path, "cron", "https://127.0.0.1:1", controllers=Controllers)
+    c = Cluster("cron", tmp_path / "clusters" / "cron", controllers=Controllers)
     cj = {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
@@ -259,8 +260,8 @@ def test_cronjob_controller_creates_due_job(tmp_path) -> None:
     from runtime.kube.apiserver.cluster import Cluster
     from runtime.kube.apiserver.server import create_cluster
 
-    create_cluster(tmp_path, "cron", "https://127.0.0.1:1")
-    c = Cluster("cron", tmp_path / "clusters" / "cron")
+    create_cluster(tmp_path, "cron", "https://127.0.0.1:1", controllers=Controllers)
+    c = Cluster("cron", tmp_path / "clusters" / "cron", controllers=Controllers)
     cj_def = registry.BY_GR["cronjobs.batch"]
     cj = {
         "apiVersion": "batch/v1",

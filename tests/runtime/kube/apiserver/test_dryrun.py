@@ -13,6 +13,7 @@ import pytest
 from runtime.kube.apiserver.cluster import Cluster
 from runtime.kube.apiserver.dryrun import validate, validate_all
 from runtime.kube.apiserver.server import clusters_dir, create_cluster
+from runtime.kube.controllers.manager import Controllers
 from runtime.kube.meta import Request, User
 
 ADMIN = User("admin", ("system:masters", "system:authenticated"))
@@ -20,8 +21,8 @@ ADMIN = User("admin", ("system:masters", "system:authenticated"))
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Cluster:
-    create_cluster(tmp_path, "lab", "https://127.0.0.1:1")
-    return Cluster("lab", clusters_dir(tmp_path) / "lab")
+    create_cluster(tmp_path, "lab", "https://127.0.0.1:1", controllers=Controllers)
+    return Cluster("lab", clusters_dir(tmp_path) / "lab", controllers=Controllers)
 
 
 def deployment(**spec_changes: Any) -> dict[str, Any]:

@@ -34,6 +34,7 @@ import pytest
 from aiohttp import web
 
 from runtime.kube.apiserver.server import Hub, create_cluster, make_app, mint_user_token, user_kubeconfig
+from runtime.kube.controllers.manager import Controllers
 from runtime.kube.machinery.apierrors import ApiError
 from tests.runtime.kube.conftest import KUBECTL, Kubectl, free_port
 
@@ -211,7 +212,7 @@ class InProcessServer:
     def __init__(self, data: Path) -> None:
         self.data = data
         self.port = free_port()
-        self.hub = Hub(data)
+        self.hub = Hub(data, controllers=Controllers)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -231,7 +232,7 @@ class InProcessServer:
 
     def cluster_with(self, name: str, io: HostPodIO) -> Kubectl:
         path = self.data / f"{name}.kubeconfig"
-        path.write_text(create_cluster(self.data, name, self.url))
+        path.write_text(create_cluster(self.data, name, self.url, controllers=Controllers))
 
         async def attach() -> None:
             c = self.hub.get(name)

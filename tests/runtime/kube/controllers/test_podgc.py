@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from runtime.kube.controllers.manager import Controllers
 from tests.runtime.kube.conftest import KUBECTL, Kubectl, Server, free_port
 from tests.runtime.kube.test_multinode import deployment, new_cluster, pods
 
@@ -167,8 +168,8 @@ def _cluster(tmp_path: Path) -> Any:
     from runtime.kube.apiserver.cluster import Cluster
     from runtime.kube.apiserver.server import create_cluster
 
-    create_cluster(tmp_path, "gc", "https://127.0.0.1:1")
-    return Cluster("gc", tmp_path / "clusters" / "gc")
+    create_cluster(tmp_path, "gc", "https://127.0.0.1:1", controllers=Controllers)
+    return Cluster("gc", tmp_path / "clusters" / "gc", controllers=Controllers)
 
 
 def _post_pod(cl: Any, name: str, **spec: Any) -> None:

@@ -27,6 +27,7 @@ from runtime.kube import registry
 from runtime.kube.apiserver.cluster import Cluster
 from runtime.kube.apiserver.podio import PodIO
 from runtime.kube.apiserver.server import clusters_dir, create_cluster
+from runtime.kube.controllers.manager import Controllers
 from runtime.kube.machinery.apierrors import ApiError
 from runtime.kube.meta import Reply, Request, User
 from runtime.kube.node.kubelet import POD_UID, ClusterHost, Kubelet, KubeletIO
@@ -118,8 +119,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     if why:
         pytest.skip(why)
     data = tmp_path_factory.mktemp("kube")
-    create_cluster(data, "lab", "https://127.0.0.1:1")
-    cluster = Cluster("lab", clusters_dir(data) / "lab")
+    create_cluster(data, "lab", "https://127.0.0.1:1", controllers=Controllers)
+    cluster = Cluster("lab", clusters_dir(data) / "lab", controllers=Controllers)
     cluster.controllers.reconcile()
     with docker_sandbox(252) as sb, engine_on(sb) as engine:
         kubelet = Kubelet(ClusterHost(cluster, None), engine, NODE, backoff_initial=1.0, backoff_max=4.0)

@@ -26,6 +26,7 @@ from runtime.dockerapi.engine import Engine
 from runtime.kube import registry
 from runtime.kube.apiserver.cluster import Cluster
 from runtime.kube.apiserver.server import clusters_dir, create_cluster
+from runtime.kube.controllers.manager import Controllers
 from runtime.kube.node.kubelet import ClusterHost, Kubelet
 from tests.runtime.conftest_daemon import real_sandboxes_available
 from tests.runtime.dockerapi.engine_helpers import docker_sandbox, engine_on
@@ -89,8 +90,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     if why:
         pytest.skip(why)
     data = tmp_path_factory.mktemp("kube")
-    create_cluster(data, "lab", "https://127.0.0.1:1")
-    cluster = Cluster("lab", clusters_dir(data) / "lab")
+    create_cluster(data, "lab", "https://127.0.0.1:1", controllers=Controllers)
+    cluster = Cluster("lab", clusters_dir(data) / "lab", controllers=Controllers)
     cluster.controllers.reconcile()
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
