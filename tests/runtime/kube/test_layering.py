@@ -26,9 +26,13 @@ import ast
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
+from runtime.kube.registry import BY_GR, RESOURCES, strategies
+from runtime.kube.registry.rest import Strategy
 
 ROOT = Path(__file__).resolve().parents[3]
 KUBE = ROOT / "runtime" / "kube"
@@ -78,6 +82,7 @@ ALLOWED_BELOW = {
 LAZY = {
     # the CLI loads the API server (aiohttp and all) only for the commands that serve or mint
     ("cli", "runtime.kube.apiserver.server"),
+    ("cli", "runtime.kube.controllers.manager"),  # the controllers it hands the server, loaded with it
 }
 
 
@@ -236,3 +241,93 @@ def test_the_object_alias_is_defined_once_in_meta() -> None:
             if any(isinstance(t, ast.Name) and t.id == "Obj" for t in targets):
                 defined.append(module)
     assert defined == ["meta"], f"Obj is defined in {defined}: import it from runtime.kube.meta"
+
+
+# -- per-kind behaviour hangs on the registry entry, not on kind-name comparisons (#16) --
+
+# where per-kind behaviour used to be chosen by kind name and now comes from the strategy
+# (registry/rest.py, looked up by registry/strategies.py); the comparisons left elsewhere
+# (registry/quota.py, apiserver/cluster.py's subresources, admission, rbac) are not dispatch
+# of defaulting, validation or create-time mutation
+STRATEGY_MODULES = [
+    "registry.kinds",
+    "registry.rest",
+    "registry.strategies",
+    "registry.core",
+    "registry.apps",
+    "registry.batch",
+    "registry.networking",
+    "registry.storage",
+    "registry.autoscaling",
+    "registry.policy",
+    "registry.scheduling",
+    "registry.rbac",
+    "registry.apiextensions",
+    "controllers.manager",
+]
+
+
+def _served_kinds() -> set[str]:
+    return {r.kind for r in RESOURCES}
+
+
+def _kind_dispatch_in(path: Path, kinds: set[str]) -> list[str]:
+    """Comparisons of a ``kind`` (a name or an attribute, e.g. ``rdef.kind``) with a served
+    kind's name: ``kind == "Pod"``, ``rdef.kind in ("Job", "CronJob")``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(node, ast.Compare):
+            continue
+        left = node.left
+        is_kind = (isinstance(left, ast.Name) and left.id == "kind") or (
+            isinstance(left, ast.Attribute) and left.attr == "kind"
+        )
+        if not is_kind:
+            continue
+        for comp in node.comparators:
+            elts = comp.elts if isinstance(comp, ast.Tuple | ast.List | ast.Set) else [comp]
+            names = {e.value for e in elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+            if names & kinds:
+                found.append(f"{path.name}:{node.lineno} compares a kind with {sorted(names & kinds)}")
+    return found
+
+
+@pytest.mark.parametrize("module", STRATEGY_MODULES)
+def test_no_dispatch_on_kind_names(module: str) -> None:
+    bad = _kind_dispatch_in(_path(module), _served_kinds())
+    assert not bad, "per-kind behaviour belongs in the resource's strategy (registry/rest.py): " + "; ".join(bad)
+
+
+def test_the_kind_dispatch_check_sees_one(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "def f(kind, rdef, path_kind):\n"
+        "    if kind == 'Pod': pass\n"
+        "    if rdef.kind in ('Job', 'CronJob'): pass\n"
+        "    if path_kind == 'Exact': pass\n"
+        "    if kind in ('Exact', 'Prefix'): pass\n"
+    )
+    bad = _kind_dispatch_in(probe, _served_kinds())
+    assert [b.split(":")[1].split()[0] for b in bad] == ["2", "3"], bad
+
+
+def test_the_strategy_table_names_served_resources() -> None:
+    assert set(strategies.STRATEGIES) <= set(BY_GR), sorted(set(strategies.STRATEGIES) - set(BY_GR))
+    for gr, strategy in strategies.STRATEGIES.items():
+        assert strategies.for_resource(BY_GR[gr]) is strategy
+        assert type(strategy) is not Strategy, f"{gr}: list only resources with behaviour of their own"
+
+
+def test_custom_resources_get_the_base_strategy_whatever_their_kind() -> None:
+    pod_like = replace(BY_GR["pods"], group="example.com", custom=True)
+    assert type(strategies.for_resource(pod_like)) is Strategy
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if _layer(m) == "apiserver"])
+def test_the_api_server_does_not_import_controllers(module: str) -> None:
+    bad = [
+        f"{module}.py:{line} imports {target} {name}".rstrip()
+        for line, target, name, typing_only, _local in _imports(module)
+        if not typing_only and _layer(target.removeprefix("runtime.kube.")) == "controllers"
+    ]
+    assert not bad, "create-time mutation is the strategies' (registry/), not the controllers': " + "; ".join(bad)
