@@ -318,6 +318,19 @@ def test_the_strategy_table_names_served_resources() -> None:
         assert type(strategy) is not Strategy, f"{gr}: list only resources with behaviour of their own"
 
 
+def test_every_kind_that_had_behaviour_has_its_strategy() -> None:
+    """The kinds kinds.apply_defaults/validate/validate_update and Controllers.on_create/on_update
+    chose by name before #16 each have a strategy of their own: none was dropped on the way."""
+    had = {
+        *("Pod", "Deployment", "ReplicaSet", "ReplicationController", "Service", "Secret", "ConfigMap"),
+        *("PersistentVolumeClaim", "PersistentVolume", "StorageClass", "Ingress", "NetworkPolicy"),
+        *("CustomResourceDefinition", "HorizontalPodAutoscaler", "ResourceQuota", "LimitRange"),
+        *("PriorityClass", "StatefulSet", "DaemonSet", "Job", "CronJob", "Namespace", "APIService"),
+        *("PodDisruptionBudget", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"),
+    }
+    assert {BY_GR[gr].kind for gr in strategies.STRATEGIES} == had
+
+
 def test_custom_resources_get_the_base_strategy_whatever_their_kind() -> None:
     pod_like = replace(BY_GR["pods"], group="example.com", custom=True)
     assert type(strategies.for_resource(pod_like)) is Strategy
