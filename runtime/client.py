@@ -128,6 +128,12 @@ ERROR_HEADER = "X-Runtime-Error"  # runtimed's own answers carry it (runtime.pro
 
 
 def _q(part: str) -> str:
+    """One path segment of runtimed's API (a sandbox, session or image name), percent-encoded.
+    ``quote`` leaves dots alone and both HTTP clients resolve dot segments before sending
+    (``/v1/sandboxes/../images`` is ``/v1/images``): an empty, ``.`` or ``..`` segment is
+    refused, never sent as another route."""
+    if part in ("", ".", ".."):
+        raise errors.BadRequest(f"{part!r} is not a name runtimed's API knows")
     return quote(part, safe="")
 
 
