@@ -118,6 +118,21 @@ class Cgroups:
             return CGROUP_ROOT / rel
         return self.v1[controller] / rel
 
+    def oom_kills(self, sid: str) -> int | None:
+        """How many processes the kernel's OOM killer took in the sandbox's memory cgroup
+        (v2 ``memory.events``, v1 ``memory.oom_control``); None when the kernel does not say."""
+        d = self._ctl("memory", sid)
+        for name in ("memory.events", "memory.oom_control"):
+            try:
+                text = (d / name).read_text()
+            except (OSError, KeyError):
+                continue
+            for line in text.splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill" and value.strip().isdigit():
+                    return int(value)
+        return None
+
     def supports_swap_limit(self) -> bool:
         if self.v2:
             return True

@@ -683,7 +683,9 @@ class SandboxManager:
                 stderr=dn if tty or stderr == -1 else stderr,
             )
             if rc != 0:
-                raise errors.RuntimeError(f"could not start {argv[0]!r} in sandbox {sid}: {bundle.runc_error(logfile)}")
+                why = bundle.runc_error(logfile)
+                gone = self._init_gone(st)
+                raise errors.RuntimeError(f"could not start {argv[0]!r} in sandbox {sid}: {gone or why}")
             pid = int(pidfile.read_text().strip())
             if sock is not None:
                 master.append(bundle.receive_pty_master(sock))
@@ -713,6 +715,32 @@ class SandboxManager:
             os.set_blocking(spawned.pty_master, False)
             spawned.resize(rows, cols)
         return spawned
+
+    def _init_gone(self, st: _State) -> str:
+        """Why the sandbox's init is no longer there, for an error message ('' while it runs):
+        how it ended, if it is our child not yet reaped, and what the OOM killer did in the
+        sandbox's memory cgroup. runc only says a namespace file of a dead pid is missing."""
+        if st.pid is None:
+            return ""
+        try:
+            ended = os.waitid(os.P_PID, st.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            ended = None
+        if ended is None and proc_start(st.pid) == st.pid_start:
+            return ""  # it runs: runc failed for another reason
+        if ended is None:
+            how = "is gone"
+        elif ended.si_code == os.CLD_EXITED:
+            how = f"exited with status {ended.si_status}"
+        else:
+            try:
+                name = signal.Signals(ended.si_status).name
+            except ValueError:
+                name = "unnamed"
+            how = f"was killed by signal {ended.si_status} ({name})"
+        ooms = self.cgroups.oom_kills(st.id)
+        oom = f"; the OOM killer took {ooms} process(es) in it" if ooms else ""
+        return f"the sandbox's init (pid {st.pid}) {how}{oom}"
 
     # fast exec path (fastexec.py) ------------------------------------------------------------
 

@@ -517,3 +517,20 @@ def test_no_trace_after_50_create_remove_cycles(mgr: SandboxManager) -> None:
     assert before["links"] == [mgr.net.bridge]
     for key in before:
         assert before[key] == after[key], key
+
+
+def test_a_spawn_into_a_sandbox_whose_init_died_says_how_it_died(mgr: SandboxManager) -> None:
+    """runc alone says only that a namespace file of a dead pid is missing; the error names
+    how the sandbox's init ended (an operator's first question, and a flaky test's)."""
+    info = mgr.create(SandboxSpec())
+    try:
+        pid = mgr.get(info.id).pid
+        assert pid is not None
+        os.kill(pid, 9)
+        with pytest.raises(errors.RuntimeError) as exc:
+            for _ in range(100):  # until the kernel has finished the kill
+                run_in(mgr, info.id, "true")
+                time.sleep(0.05)
+        assert f"the sandbox's init (pid {pid}) was killed by signal 9 (SIGKILL)" in str(exc.value)
+    finally:
+        mgr.remove(info.id)

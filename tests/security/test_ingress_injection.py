@@ -389,6 +389,15 @@ for i in $(seq 300); do
   curl -s -m 3 -H 'Host: good.local' http://localhost/ | grep -q good-web && break
   sleep 0.3
 done
+# that answer may come from the reloaded workers while the old ones, with the file before
+# the Ingresses, still accept connections until they finish: nginx's own graceful reload.
+# Probe once no worker is "shutting down" any more.
+pod=$(kubectl get pods -n ingress-nginx -o name | head -n 1)
+for i in $(seq 150); do
+  kubectl exec -n ingress-nginx "$pod" -- sh -c 'cat /proc/[0-9]*/cmdline 2>/dev/null | tr "\\0" "\\n"' \
+    | grep -q 'shutting down' || break
+  sleep 0.2
+done
 """
     _run(d, sid, setup, timeout=240)
     probe = """
