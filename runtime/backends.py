@@ -280,7 +280,9 @@ class NamespaceBackend(SandboxBackend):
         loop = asyncio.get_running_loop()
         client = self._async.get(loop)
         if client is None:
-            client = self._async[loop] = AsyncClient(self._socket_path, token=self._token)
+            # "" when this backend has no credential (``scoped("")``): None would make the client
+            # fall back to $RUNTIME_TOKEN, a worker's admin token (runtime.client.resolve_token)
+            client = self._async[loop] = AsyncClient(self._socket_path, token=self._token or "")
         return client
 
     def create(self, spec: Mapping[str, Any]) -> Json:

@@ -116,11 +116,24 @@ def preview_headers(token: str, sandbox: str, port: int, path: str) -> dict[str,
     }
 
 
+def _runtimed_header(name: str) -> bool:
+    """A header runtimed reads for itself on a preview request (its credential, its routing):
+    only ``preview_headers`` sets those, never the caller."""
+    low = name.lower()
+    return low == "authorization" or low.startswith("x-kubelab-")
+
+
 PREVIEW_URL = "http://runtimed/v1/preview"
 ERROR_HEADER = "X-Runtime-Error"  # runtimed's own answers carry it (runtime.proxy), an app's never
 
 
 def _q(part: str) -> str:
+    """One path segment of runtimed's API (a sandbox, session or image name), percent-encoded.
+    ``quote`` leaves dots alone and both HTTP clients resolve dot segments before sending
+    (``/v1/sandboxes/../images`` is ``/v1/images``): an empty, ``.`` or ``..`` segment is
+    refused, never sent as another route."""
+    if part in ("", ".", ".."):
+        raise errors.BadRequest(f"{part!r} is not a name runtimed's API knows")
     return quote(part, safe="")
 
 
@@ -1010,10 +1023,14 @@ class AsyncClient:
     ) -> PreviewResponse:
         """One HTTP request to the app on ``port`` of sandbox ``sid`` (``path`` percent-encoded,
         no leading slash; ``query`` as sent): the answer, streaming. This client's token is
-        the credential; ``headers`` go on to the app as they are (the caller drops its own).
+        the credential; ``headers`` go on to the app as they are, but for its ``Authorization`` and
+        ``X-Kubelab-*`` (runtimed's own, dropped here whatever the caller dropped).
         runtimed's own refusals carry ``ERROR_HEADER``; an unreachable runtimed raises
         ``errors.Unreachable``."""
-        sent = {**headers, **preview_headers(self.token or "", sid, port, path)}
+        # the caller's own Authorization and X-Kubelab-* never go, in any spelling: with no
+        # token of this client's, a browser's Authorization would otherwise be runtimed's credential
+        sent = {k: v for k, v in headers.items() if not _runtimed_header(k)}
+        sent.update(preview_headers(self.token or "", sid, port, path))
         http = self._preview_http()
         try:
             response = await http.request(

@@ -34,7 +34,10 @@ class Runner(Protocol):
 
 
 def argv(pid: int, command: Sequence[str]) -> list[str]:
-    """``command`` run in the network namespace of ``pid``."""
+    """``command`` run in the network namespace of ``pid``: a process id, nothing else (a
+    string such as ``"self"`` or ``"1/../self"`` would name runtimed's own, the host's)."""
+    if type(pid) is not int or pid <= 0:
+        raise ValueError(f"not a process id: {pid!r}")
     return ["nsenter", f"--net=/proc/{pid}/ns/net", *command]
 
 
