@@ -43,6 +43,10 @@ _INLINE_TYPES = frozenset(
 _SCALARS = frozenset({"string", "bytes", "bool", "int32", "int64", "uint32", "uint64", "double", "float", "fixed64"})
 
 
+# the lookups below are keyed by field names and kinds taken from request bodies: bounded caches
+CACHE_SIZE = 4096
+
+
 class ProtoError(ValueError):
     """A vendored .proto file uses a construct the parser does not know."""
 
@@ -171,7 +175,7 @@ def openapi_name(proto_name: str) -> str:
 _SHORT_ORDER = ("k8s.io.api.core.v1", "k8s.io.apimachinery.pkg.apis.meta.v1")
 
 
-@functools.cache
+@functools.lru_cache(maxsize=CACHE_SIZE)
 def message(name: str) -> Message | None:
     """A message by full proto name, OpenAPI name (``io.k8s...``) or short name (``ServiceSpec``)."""
     msgs = messages()
@@ -187,6 +191,7 @@ def message(name: str) -> Message | None:
     return next((m for full, m in sorted(msgs.items()) if m.name == name), None)
 
 
+@functools.lru_cache(maxsize=CACHE_SIZE)
 def patch_merge_key(owner: str, fld: str) -> str | None:
     """Strategic merge patch's key for list field ``fld`` of message ``owner``: the
     ``patchMergeKey``, "" for a merged list of primitives (``patchStrategy=merge`` with no
@@ -221,7 +226,7 @@ def _follow(root: Message, path: tuple[str, ...]) -> Message | None:
     return cur
 
 
-@functools.cache
+@functools.lru_cache(maxsize=CACHE_SIZE)
 def owner_at(kind: str, path: tuple[str, ...]) -> Message | None:
     """The message holding the fields at ``path`` (field names, list items not counted) of
     an object of ``kind``; None when the kind or path is not a vendored type."""
@@ -232,7 +237,7 @@ def owner_at(kind: str, path: tuple[str, ...]) -> Message | None:
     return None
 
 
-@functools.cache
+@functools.lru_cache(maxsize=CACHE_SIZE)
 def path_merge_key(path: tuple[str, ...], fld: str) -> str | None:
     """The merge key of ``fld`` at ``path`` when the object's kind is not known: the key
     every top-level kind that has this path agrees on, None when none has it or they
