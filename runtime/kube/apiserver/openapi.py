@@ -12,6 +12,9 @@ it, from the model sources of the official ``kubernetes`` Python client (a
 dependency anyway), which is generated from the same OpenAPI spec
 kube-apiserver serves. The Python sources are parsed with ``ast`` (importing
 the package would pull in 800 model modules), and each parsed model is cached.
+The list extensions (``x-kubernetes-patch-strategy`` / ``-patch-merge-key``,
+``x-kubernetes-list-type`` / ``-list-map-keys``) come from upstream's vendored
+generated.proto markers (machinery/upstream.py), as the patcher's do.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.kube import registry
+from runtime.kube.machinery import upstream
 from runtime.kube.machinery.apierrors import ApiError
 from runtime.kube.machinery.patch import schema_merge_key
 from runtime.kube.machinery.quantity import QUANTITY_MSG, Quantity, QuantityError
@@ -157,6 +161,29 @@ def _type_schema(t: str, group: str, refs: dict[str, str]) -> Obj:
     return {"allOf": [{"$ref": f"#/components/schemas/{name}"}]}
 
 
+def _list_extensions(schema: str, fld: str) -> Obj:
+    """Upstream's list extensions of ``schema``.``fld``, from the vendored generated.proto
+    markers (the same Go comments upstream's OpenAPI generator reads)."""
+    out: Obj = {}
+    # _schema_name files core/v1 types reached from another group under that group's package
+    # (io.k8s.api.apps.v1.PodSpec); the short name then finds the upstream type
+    msg = upstream.message(schema) or upstream.message(schema.rsplit(".", 1)[-1])
+    f = msg.json_fields().get(fld) if msg is not None else None
+    if msg is None or f is None:
+        return out
+    key = schema_merge_key(msg.full_name, fld)
+    if key is not None:
+        if key:
+            out["x-kubernetes-patch-merge-key"] = key
+        out["x-kubernetes-patch-strategy"] = "merge"
+    list_type = f.marker("listType")
+    if list_type:
+        out["x-kubernetes-list-type"] = list_type
+        if list_type == "map":
+            out["x-kubernetes-list-map-keys"] = f.markers_of("listMapKey")
+    return out
+
+
 def _component(cls: str, group: str, refs: dict[str, str], gvk: Obj | None) -> Obj:
     info = _model(cls)
     if info is None:
@@ -168,11 +195,8 @@ def _component(cls: str, group: str, refs: dict[str, str], gvk: Obj | None) -> O
         s = _type_schema(t, group, refs)
         if desc:
             s["description"] = desc
-        key = schema_merge_key(_schema_name(cls, group).rsplit(".", 1)[-1], name)
-        if key is not None and _LIST.fullmatch(t):
-            if key:
-                s["x-kubernetes-patch-merge-key"] = key
-            s["x-kubernetes-patch-strategy"] = "merge"
+        if _LIST.fullmatch(t):
+            s.update(_list_extensions(_schema_name(cls, group), name))
         out["properties"][name] = s
         if required:
             req.append(name)

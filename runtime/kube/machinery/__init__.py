@@ -7,8 +7,11 @@
 ``selectors.py``
     Label and field selectors (parse, match, print).
 ``patch.py``
-    JSON patch, merge patch, strategic merge patch; the one table of list merge keys
-    (upstream's patchMergeKey tags), read by the patcher, ``ssa`` and the served OpenAPI.
+    JSON patch, merge patch, strategic merge patch; list merge keys from ``upstream``, read
+    by the patcher, ``ssa`` and the served OpenAPI.
+``upstream.py``
+    Upstream's generated.proto files (vendored in runtime/kube/upstream): field numbers and
+    types, and the patchMergeKey/patchStrategy/listType markers of every served type.
 ``ssa.py``
     metadata.managedFields (FieldsV1), server-side apply ownership, conflicts, force.
 ``cel.py``
@@ -17,7 +20,7 @@
     CronJob schedules (five fields, names, macros; UTC or the CronJob's timeZone).
 ``protobuf.py``
     Decoder for the protobuf bodies client-go's typed clients send (``kubectl create ...``,
-    ``kubectl auth can-i``).
+    ``kubectl auth can-i``); its field table is checked against ``upstream``.
 ``limits.py``
     What bounds one cluster (objects, bytes, watches, request sizes), with kube-apiserver's
     and etcd's answers when a bound is reached.

@@ -1,9 +1,9 @@
 """The patch types of the Kubernetes API: JSON patch, JSON merge patch, strategic merge patch.
 
 Strategic merge patch needs each list field's patch strategy, which a real
-server reads from Go struct tags (``patchMergeKey``). The table below carries
-the tags of the built-in types this server serves; a list not in it is
-replaced, as for an untagged field.
+server reads from Go struct tags (``patchMergeKey``). We read the same tags from
+upstream's vendored generated.proto (machinery/upstream.py); a list without one
+is replaced, as for an untagged field.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import contextlib
 import copy
 from typing import Any
 
+from runtime.kube.machinery import upstream
 from runtime.kube.machinery.apierrors import ApiError
 from runtime.kube.machinery.limits import expanded_size
 
@@ -20,66 +21,28 @@ MERGEPATCH = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
 APPLY = "application/apply-patch+yaml"
 
-# The one table of strategic-merge list strategies, read by the patcher, by server-side
-# apply's field sets (machinery/ssa.py) and by the served OpenAPI (apiserver/openapi.py), which kubectl reads
-# to compute its own client-side apply patches. Each entry is an upstream Go struct tag
-# (patchStrategy:"merge" patchMergeKey:"...") of the built-in types; upstream's
-# api/openapi-spec carries the same as x-kubernetes-patch-strategy/-merge-key.
-# field name -> merge key; "" means a merged list of primitives (a set). Field names
-# whose tag depends on the type holding them are in _OWNED_MERGE_KEYS instead.
-MERGE_KEYS: dict[str, str] = {
-    "containers": "name",
-    "initContainers": "name",
-    "ephemeralContainers": "name",
-    "env": "name",
-    "volumes": "name",
-    "volumeMounts": "mountPath",
-    "volumeDevices": "devicePath",
-    "imagePullSecrets": "name",
-    "hostAliases": "ip",
-    "conditions": "type",
-    "ownerReferences": "uid",
-    "finalizers": "",
-    "topologySpreadConstraints": "topologyKey",
-    "taints": "key",
-    "resourceClaims": "name",
-    "secrets": "name",  # ServiceAccount.secrets
-    "podIPs": "ip",  # PodStatus.podIPs
-    "hostIPs": "ip",  # PodStatus.hostIPs
-}
-
-# field name -> {upstream schema holding it: merge key}; the field is untagged (replaced
-# whole) in any other type: EndpointSubset.addresses, a probe's or an Ingress's ports.
-_OWNED_MERGE_KEYS: dict[str, dict[str, str]] = {
-    "ports": {"Container": "containerPort", "EphemeralContainer": "containerPort", "ServiceSpec": "port"},
-    "addresses": {"NodeStatus": "type"},
-}
+# Strategic-merge list strategies come from upstream's own data (machinery/upstream.py over runtime/kube/upstream: the
+# patchMergeKey/patchStrategy markers of k8s.io/api's generated.proto), read by the patcher, by
+# server-side apply's field sets (machinery/ssa.py) and by the served OpenAPI
+# (apiserver/openapi.py), which kubectl reads to compute its own client-side apply patches.
 
 
 def schema_merge_key(owner: str, fld: str) -> str | None:
-    """The merge key of list field ``fld`` of the upstream schema ``owner`` (its short name,
-    e.g. ``ServiceSpec``); "" for a merged set of primitives, None for a replaced list."""
-    owned = _OWNED_MERGE_KEYS.get(fld)
-    if owned is not None:
-        return owned.get(owner)
-    return MERGE_KEYS.get(fld)
+    """The merge key of list field ``fld`` of the upstream type ``owner`` (its short name,
+    e.g. ``ServiceSpec``, or its OpenAPI name); "" for a merged set of primitives, None for
+    a replaced list."""
+    return upstream.patch_merge_key(owner, fld)
 
 
-def _owner(path: tuple[str, ...], fld: str) -> str:
-    """Which upstream schema holds ``fld`` at ``path`` (only asked for the owned fields)."""
-    if fld == "ports" and any(c in path for c in ("containers", "initContainers", "ephemeralContainers")):
-        return "Container"
-    if path and path[-1] == "spec" and "template" not in path:
-        return "ServiceSpec"
-    if path == ("status",):
-        return "NodeStatus"
-    return ""
-
-
-def merge_key(path: tuple[str, ...], fld: str) -> str | None:
-    if fld in _OWNED_MERGE_KEYS:
-        return schema_merge_key(_owner(path, fld), fld)
-    return MERGE_KEYS.get(fld)
+def merge_key(path: tuple[str, ...], fld: str, kind: str = "") -> str | None:
+    """The merge key of list field ``fld`` at ``path`` (field names from the object's root,
+    list items not counted) of an object of ``kind``; without a known kind (or for a kind
+    upstream does not define), the key every upstream kind with that path agrees on."""
+    if kind:
+        owner = upstream.owner_at(kind, path)
+        if owner is not None:
+            return upstream.patch_merge_key(owner.full_name, fld)
+    return upstream.path_merge_key(path, fld)
 
 
 # -- JSON merge patch (RFC 7386) ---------------------------------------------
@@ -216,7 +179,9 @@ def _apply_op(doc: Any, op: dict[str, Any]) -> Any:
 # -- strategic merge patch ------------------------------------------------------
 
 
-def strategic_merge(original: Any, patch: Any, path: tuple[str, ...] = (), *, patch_order: bool = True) -> Any:
+def strategic_merge(
+    original: Any, patch: Any, path: tuple[str, ...] = (), *, patch_order: bool = True, kind: str = ""
+) -> Any:
     """A strategic merge patch. ``patch_order``: merged lists in strategicpatch's order
     (``_element_order``); server-side apply (machinery/ssa.py) passes False and keeps the live order
     with new items after it, as its structured merge does for items it adds at the end."""
@@ -224,6 +189,8 @@ def strategic_merge(original: Any, patch: Any, path: tuple[str, ...] = (), *, pa
         return copy.deepcopy(patch)
     if not isinstance(original, dict):
         original = {}
+    if not path and not kind:
+        kind = str(original.get("kind") or patch.get("kind") or "")
     directive = patch.get("$patch")
     if directive == "replace":
         return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
@@ -246,13 +213,13 @@ def strategic_merge(original: Any, patch: Any, path: tuple[str, ...] = (), *, pa
             continue
         cur = result.get(k)
         if isinstance(v, dict):
-            merged = strategic_merge(cur, v, (*path, k), patch_order=patch_order)
+            merged = strategic_merge(cur, v, (*path, k), patch_order=patch_order, kind=kind)
             if merged is None:
                 result.pop(k, None)
             else:
                 result[k] = merged
         elif isinstance(v, list):
-            result[k] = _merge_list(cur, v, (*path, k), merge_key(path, k), patch_order)
+            result[k] = _merge_list(cur, v, (*path, k), merge_key(path, k, kind), patch_order, kind)
         else:
             result[k] = copy.deepcopy(v)
     if isinstance(retain, list):
@@ -261,7 +228,7 @@ def strategic_merge(original: Any, patch: Any, path: tuple[str, ...] = (), *, pa
         if k.startswith("$setElementOrder/"):
             fld = k.split("/", 1)[1]
             if isinstance(result.get(fld), list) and isinstance(v, list):
-                key = merge_key(path, fld)
+                key = merge_key(path, fld, kind)
                 if patch_order and key is not None:
                     # normalizeElementOrder with the directive as the patch's order: the
                     # server-only items keep their places among the ordered ones
@@ -289,7 +256,7 @@ def _reorder(items: list[Any], order: list[Any], key: str | None) -> list[Any]:
 
 
 def _merge_list(
-    cur: Any, patch: list[Any], path: tuple[str, ...], key: str | None, patch_order: bool = True
+    cur: Any, patch: list[Any], path: tuple[str, ...], key: str | None, patch_order: bool = True, kind: str = ""
 ) -> list[Any]:
     if key is None:
         # no strategy: replace (after dropping directive elements)
@@ -315,9 +282,9 @@ def _merge_list(
                 out = [x for x in out if not (isinstance(x, dict) and x.get(key) == kv)]
             continue
         if idx is None:
-            out.append(strategic_merge({}, item, path, patch_order=patch_order))
+            out.append(strategic_merge({}, item, path, patch_order=patch_order, kind=kind))
         else:
-            out[idx] = strategic_merge(out[idx], item, path, patch_order=patch_order)
+            out[idx] = strategic_merge(out[idx], item, path, patch_order=patch_order, kind=kind)
     if not patch_order:
         return out
     return _element_order(out, patch, current, lambda x: x.get(key) if isinstance(x, dict) else x)

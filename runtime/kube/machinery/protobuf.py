@@ -10,7 +10,9 @@ A body is the 4-byte magic ``k8s\\0`` followed by ``runtime.Unknown``
 {typeMeta(1){apiVersion(1), kind(2)}, raw(2), contentEncoding(3), contentType(4)};
 ``raw`` is the object's message. The table below gives, per message, the
 field numbers of the k8s.io/api types (stable by protobuf's compatibility
-rules) for the fields kubectl's object generators and helm's typed clients set,
+rules; tests/runtime/kube/machinery/test_protobuf_upstream.py checks every entry
+against upstream's vendored generated.proto, machinery/upstream.py)
+for the fields kubectl's object generators and helm's typed clients set,
 and for the bodies of the other verbs (``DeleteOptions`` on DELETE, ``Scale``,
 ``Eviction``). Go's generated Marshal writes every non-pointer field, zero or
 not, so a field that is not in the table is skipped when it holds its zero
@@ -318,7 +320,8 @@ SCHEMA: Schema = {
         2: ("spec", "IngressSpec", 0),
         3: ("status", "IngressStatus", IGNORED),
     },
-    "IngressStatus": {1: ("loadBalancer", "LoadBalancerStatus", 0)},
+    "IngressStatus": {1: ("loadBalancer", "IngressLoadBalancerStatus", 0)},
+    "IngressLoadBalancerStatus": {},
     "IngressSpec": {
         1: ("defaultBackend", "IngressBackend", 0),
         2: ("tls", "IngressTLS", R),

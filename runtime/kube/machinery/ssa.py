@@ -41,11 +41,13 @@ def _item_key(item: Any, key: str) -> str:
     return "k:" + json.dumps({key: item.get(key)}, separators=(",", ":"))
 
 
-def leaves(obj: Any, path: tuple[str, ...] = (), top: bool = True, status: bool = False) -> set[Leaf]:
+def leaves(obj: Any, path: tuple[str, ...] = (), top: bool = True, status: bool = False, kind: str = "") -> set[Leaf]:
     """The set of leaf field paths of an object, excluding system-owned fields."""
     out: set[Leaf] = set()
     if not isinstance(obj, dict):
         return out
+    if top and not kind:
+        kind = str(obj.get("kind") or "")
     plain = tuple(p[2:] for p in path if p.startswith("f:"))
     for k, v in obj.items():
         if top and k in ("apiVersion", "kind"):
@@ -58,9 +60,9 @@ def leaves(obj: Any, path: tuple[str, ...] = (), top: bool = True, status: bool 
             continue
         p = (*path, f"f:{k}")
         if isinstance(v, dict) and v:
-            out |= leaves(v, p, top=False)
+            out |= leaves(v, p, top=False, kind=kind)
         elif isinstance(v, list):
-            mk = merge_key(plain, k)
+            mk = merge_key(plain, k, kind)
             if mk is None:
                 out.add(p)
             elif mk == "":
@@ -70,7 +72,7 @@ def leaves(obj: Any, path: tuple[str, ...] = (), top: bool = True, status: bool 
                     if isinstance(item, dict) and mk in item:
                         ip = (*p, _item_key(item, mk))
                         out.add((*ip, "."))
-                        out |= leaves(item, ip, top=False)
+                        out |= leaves(item, ip, top=False, kind=kind)
                     else:
                         out.add(p)
         else:
