@@ -43,6 +43,10 @@ provisioning process, image check, find, the sandbox create, credentials) and a 
 runs ``py-spy record`` on runtimed, daphne and both Celery workers (pool processes included)
 for the class, keeps the raw stacks in DIR and logs each process's hottest frames of our
 code; sampling costs CPU of its own, so take figures from an unprofiled run.
+``client_lag_herd_*`` is this script's own loop lag during the herd (its share of an echo:
+50 students' sockets in one process on the same cores); ``--samples FILE`` keeps every echo
+sample with its wall time, to line slow echoes up with the platform's log (run with
+``KUBELAB_STALL_MS=60`` and runtimed and daphne log each event-loop stall with its stack).
 
     flock /tmp/kubelab-test.lock .venv/bin/python bench/classroom.py [--students 50]
         [--spread 0] [--url http://127.0.0.1:8000] [--profile /tmp/prof]
@@ -278,6 +282,7 @@ class Figures:
     ready_heard_at: float | None = None  # wall clock, to compare with the session's ready_at
     queue: list[Any] = field(default_factory=list)  # places in the provisioning queue, as shown
     echo_herd: list[float] = field(default_factory=list)
+    echo_at: list[tuple[float, float]] = field(default_factory=list)  # (wall time, ms): for --samples
     echo_quiet: list[float] = field(default_factory=list)
     kubectl_s: float | None = None
     check_s: float | None = None
@@ -531,6 +536,7 @@ async def one_student(
             while not herd.done.is_set() and time.monotonic() - started < HERD_TYPING_MAX:
                 sample = await term.echo_ms()
                 (fig.echo_herd if not herd.done.is_set() else fig.echo_quiet).append(sample)
+                fig.echo_at.append((time.time(), sample))
                 await asyncio.sleep(random.uniform(0.1, 0.3))  # a person's pace
             for _ in range(QUIET_SAMPLES):
                 fig.echo_quiet.append(await term.echo_ms())
@@ -626,6 +632,9 @@ async def run_class(target: Target, args: argparse.Namespace, ids: dict[str, int
             return herd_cpu_seconds(target)
 
         herd_cpu_task = asyncio.create_task(herd_cpu_at_ready())
+        client_lag: list[float] = []
+        lag_task = asyncio.create_task(client_loop_lag(herd, client_lag))
+        client_cpu0 = time.process_time()
         await asyncio.wait_for(
             asyncio.gather(
                 *(one_student(s, ids["lab"], ids["exercise"], herd, args.spread, all_checked) for s in active)
@@ -633,6 +642,8 @@ async def run_class(target: Target, args: argparse.Namespace, ids: dict[str, int
             timeout=args.deadline,
         )
         progress.cancel()
+        lag_task.cancel()
+        client_cpu = time.process_time() - client_cpu0
         herd_s = time.perf_counter() - t0
         herd_cpu1 = await herd_cpu_task if herd_cpu_task.done() else {}
         mem_peak = mem_used_kb()
@@ -675,6 +686,7 @@ async def run_class(target: Target, args: argparse.Namespace, ids: dict[str, int
         "ready_p95_s": r2(pct(ready, 95)) if ready else None,
         "ready_max_s": r2(max(ready)) if ready else None,
         "_ready_heard_at": {s.username: s.fig.ready_heard_at for s in students if s.fig.ready_heard_at},
+        "_echo_at": {s.username: s.fig.echo_at for s in students},
         "queue_messages": sum(len(f.queue) for f in figs),
         "queue_max_ahead": max((q.get("ahead") or 0 for q in queue_places), default=None),
         "echo_herd_p50_ms": r1(statistics.median(echo_herd)) if echo_herd else None,
@@ -682,6 +694,12 @@ async def run_class(target: Target, args: argparse.Namespace, ids: dict[str, int
         "echo_herd_samples": len(echo_herd),
         "echo_quiet_p50_ms": r1(statistics.median(echo_quiet)) if echo_quiet else None,
         "echo_quiet_p99_ms": r1(pct(echo_quiet, 99)) if echo_quiet else None,
+        # this script's own event-loop lag while the herd starts: the part of an echo that is the
+        # measuring client (50 students' sockets in one process on the same 2 cores), not the platform
+        "client_lag_herd_p50_p99_ms": [r1(statistics.median(client_lag)), r1(pct(client_lag, 99))]
+        if client_lag
+        else None,
+        "client_cpu_s_class": round(client_cpu, 1),
         "kubectl_p50_s": r2(statistics.median(kubectl)) if kubectl else None,
         "kubectl_p95_s": r2(pct(kubectl, 95)) if kubectl else None,
         "check_p50_s": r2(statistics.median(checks)) if checks else None,
@@ -706,6 +724,14 @@ def tree_cpu_seconds(pid: int) -> float:
         for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
             total += pid_cpu_seconds(int(child)) or 0.0
     return total
+
+
+async def client_loop_lag(herd: Herd, out: list[float]) -> None:
+    """Until the last student is ready: how late this process's loop wakes from a 50 ms sleep (ms)."""
+    while not herd.done.is_set():
+        t = time.perf_counter()
+        await asyncio.sleep(0.05)
+        out.append((time.perf_counter() - t - 0.05) * 1000)
 
 
 def herd_cpu_seconds(target: Target) -> dict[str, float]:
@@ -870,6 +896,12 @@ def main() -> None:
         help="sample runtimed, daphne and both Celery workers (their pool processes too) with py-spy "
         "during the class; raw stacks into DIR, the hottest frames on stderr (own platform only)",
     )
+    parser.add_argument(
+        "--samples",
+        default=None,
+        metavar="FILE",
+        help="write every echo sample (wall time, ms) and each student's ready time as JSON to FILE",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root: runtimed drives runc")
@@ -892,6 +924,9 @@ def main() -> None:
         # How late the pages heard of ready (a lost push now costs a poll, STATE_POLL).
         ready_at = breakdown.pop("_ready_at")
         heard = figures.pop("_ready_heard_at")
+        echo_at = figures.pop("_echo_at")
+        if args.samples:
+            Path(args.samples).write_text(json.dumps({"echo": echo_at, "ready_heard": heard, "ready_set": ready_at}))
         lags = [heard[u] - ready_at[u] for u in heard if u in ready_at]
         figures["ready_heard_late_n"] = sum(1 for lag in lags if lag > READY_HEARD_LATE)
         figures["ready_heard_lag_max_s"] = r2(max(lags)) if lags else None

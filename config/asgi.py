@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from django.core.asgi import get_asgi_application
 
@@ -16,8 +17,9 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from config.origins import SameOriginValidator  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 from labs.preview import PreviewOriginRouter  # noqa: E402
+from runtime.loops import StallWatch  # noqa: E402
 
-application = ProtocolTypeRouter(
+_router = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         # Same scheme, host and port only (config/origins.py): another site, or another
@@ -27,3 +29,16 @@ application = ProtocolTypeRouter(
         "websocket": PreviewOriginRouter(SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))),
     }
 )
+
+
+_stall: StallWatch | None = StallWatch.from_env("daphne")
+
+
+async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The router; with ``KUBELAB_STALL_MS`` set, the first connection also starts the loop's
+    stall watch (runtime/loops.py), the diagnostic runtimed has too."""
+    global _stall
+    if _stall is not None:
+        _stall.start()
+        _stall = None
+    await _router(scope, receive, send)

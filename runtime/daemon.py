@@ -126,6 +126,7 @@ from typing import Any, Protocol
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from runtime import auth, errors, urlsafety
+from runtime.loops import StallWatch
 from runtime.proxy import (
     ERROR_HEADER,
     PREVIEW_PATH_HEADER,
@@ -1242,6 +1243,8 @@ def run_daemon(args: argparse.Namespace) -> int:
         async def run() -> None:
             loop = asyncio.get_running_loop()
             loop.set_default_executor(ThreadPoolExecutor(max_workers=64, thread_name_prefix="rt"))
+            if (stall := StallWatch.from_env("runtimed")) is not None:
+                stall.start()
             options = {
                 k: v
                 for k in ("subnet", "bridge", "cgroup_parent", "uid_start")
