@@ -34,6 +34,7 @@ from runtime.dockerapi.engine.spec import _groups
 from runtime.dockerapi.engine.streams import _console_socket, _Output, _stdio_pipes
 from runtime.dockerapi.images.store import Forbidden, Image, NotFound, now_rfc3339, parse_time
 from runtime.images.store import safe_rmtree
+from runtime.kernel import safewrite
 from runtime.procfs import mounted, mounts_under, proc_start
 from runtime.sandbox import bundle
 
@@ -373,7 +374,7 @@ class Containers(Probes):
         except ValueError as exc:
             raise errors.BadRequest(f"unable to start container process: {exc}") from None
         workdir = c.config.get("WorkingDir") or "/"
-        fsutil.mkdirs_in_root(rootfs, workdir, uid + user.uid, uid + user.gid)
+        safewrite.mkdirs_in_root(rootfs, workdir, uid + user.uid, uid + user.gid)
         # the files Docker manages
         _write_file(d / "hostname", c.config["Hostname"] + "\n", uid)
         bridge = self._bridge_of(c)

@@ -21,7 +21,7 @@ paths, no devices, ``/sys`` and the cgroup fs read-only. Requests that would nee
 (privileged, cap-add, devices, host namespaces, unconfined profiles, sysctls outside
 ``net.*``, binds outside the student's ``/root``) are refused with ``Forbidden`` and a
 reason. A bind source is resolved in the sandbox's rootfs with ``openat2(RESOLVE_IN_ROOT)``
-(fsutil.py), must end up under ``/root``, and that exact object is bind-mounted (through
+(runtime/kernel/safewrite.py), must end up under ``/root``, and that exact object is bind-mounted (through
 ``/proc/self/fd/N`` in the mount helper) onto a staging dir runc then mounts.
 
 Network: netns.py (docker0 and the user-defined networks' ``br-<id12>`` bridges in the

@@ -24,7 +24,7 @@ from runtime.dockerapi.engine.policy import CAPS
 from runtime.dockerapi.images import changes
 from runtime.dockerapi.images.commit import apply_changes
 from runtime.dockerapi.images.store import now_rfc3339
-from runtime.kernel.children import AdoptedPopen as _AdoptedPopen
+from runtime.kernel.children import AdoptedPopen
 from runtime.procfs import mounted
 from runtime.sandbox import bundle
 
@@ -99,7 +99,7 @@ class Rootfs(Containers):
             return int(pidfile.read_text().strip())
 
         try:
-            return _AdoptedPopen(
+            return AdoptedPopen(
                 launch,
                 stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
