@@ -59,7 +59,6 @@ import asyncio
 import base64
 import builtins
 import contextlib
-import datetime
 import json
 import logging
 import os
@@ -78,6 +77,7 @@ import yaml
 from runtime import errors
 from runtime.backends import AttachStream, SandboxBackend
 from runtime.client import AsyncClient, Client, ExecResult, PreviewResponse, PreviewSocket
+from runtime.kernel.clock import micro_ts, now_ts
 
 log = logging.getLogger(__name__)
 
@@ -103,16 +103,6 @@ NODE_LOST = (
     "Your sandbox is gone; start the lab again and it will run on another machine."
 )
 WAITING = "Waiting for capacity: every lab machine is full ({why}). Your lab starts as soon as room frees up."
-
-
-def now_ts(t: float | None = None) -> str:
-    moment = datetime.datetime.fromtimestamp(time.time() if t is None else t, datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def micro_ts(t: float | None = None) -> str:
-    moment = datetime.datetime.fromtimestamp(time.time() if t is None else t, datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _cpu(cpus: float) -> str:

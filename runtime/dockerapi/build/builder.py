@@ -76,8 +76,9 @@ from runtime.dockerapi.build import dockerfile as dfparse
 from runtime.dockerapi.build import ignore
 from runtime.dockerapi.build.dockerfile import Instruction, Stage, go_duration, go_quote, go_quote_list
 from runtime.dockerapi.engine import Engine
-from runtime.dockerapi.images.store import Image, Layer, normalize_ref, now_rfc3339, short_id
+from runtime.dockerapi.images.store import Image, Layer, normalize_ref, short_id
 from runtime.images import tarutil
+from runtime.kernel.clock import micro_ts
 from runtime.kernel.safewrite import fd_path, open_in_root, read_in_root
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
@@ -880,7 +881,7 @@ class _Builder:
         return True
 
     def _commit(self, state: _State, container_config: dict[str, Any], layer: Layer | None, cid: str = "") -> None:
-        row: dict[str, Any] = {"created": now_rfc3339(), "created_by": " ".join(container_config.get("Cmd") or [])}
+        row: dict[str, Any] = {"created": micro_ts(), "created_by": " ".join(container_config.get("Cmd") or [])}
         if state.maintainer:
             row["author"] = state.maintainer
         if layer is None:

@@ -78,7 +78,6 @@ from __future__ import annotations
 import builtins
 import collections
 import contextlib
-import datetime
 import json
 import logging
 import os
@@ -113,10 +112,6 @@ INIT_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
 INIT_DIRS = ("dev", "proc", "sys", "etc", "dev/pts", "dev/shm", "dev/mqueue")
 RUNC_TIMEOUT = 60.0
 HOLDER = shutil.which("sleep") or "/bin/sleep"  # coreutils: "sleep infinity" holds descriptors
-
-
-def _ts(t: float) -> str:
-    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _ago(t: float) -> str:
