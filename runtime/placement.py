@@ -892,9 +892,26 @@ class KubernetesBackend(SandboxBackend):
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         stdin: bytes | str | None = None,
+        max_output: int | None = None,
     ) -> ExecResult:
         client, box = self._locate(sid)
-        return client.exec(box, argv, timeout=timeout, env=env, cwd=cwd, stdin=stdin)
+        return client.exec(box, argv, timeout=timeout, env=env, cwd=cwd, stdin=stdin, max_output=max_output)
+
+    def kube_connectivity(
+        self,
+        sid: str,
+        *,
+        namespace: str,
+        pod: str,
+        host: str,
+        port: int,
+        protocol: str = "TCP",
+        timeout: float = 2.0,
+    ) -> dict[str, str]:
+        client, box = self._locate(sid)
+        return client.kube_connectivity(
+            box, namespace=namespace, pod=pod, host=host, port=port, protocol=protocol, timeout=timeout
+        )
 
     # -- the lab editor: the node's runtimed, with this backend's (the session's) token ------------
     def files_list(self, sid: str, path: str = "") -> Json:
