@@ -338,19 +338,33 @@ def _target(session: LabSession | None) -> Target | None:
     try:
         docker_url = _ask(scoped, "docker_url", session.sandbox_id) or _setting("GRADER_DOCKER_URL", "") or None
         kubeconfig = _ask(scoped, "kubeconfig", session.sandbox_id) or _setting("GRADER_KUBECONFIG", "") or None
-    finally:
+        # the lab node that holds the sandbox must still be there (SANDBOX_BACKEND=kubernetes), and
+        # the runtimed CA its relayed Docker engine is checked against
+        try:
+            ca = sandboxes.runtime_address(session)[2]
+        except sandboxes.SandboxGone:
+            return Target(sandbox_id=session.sandbox_id, gone=SANDBOX_GONE)
+        except sandboxes.SandboxError as exc:
+            raise InfrastructureError(str(exc)) from exc
+    except BaseException:
         if scoped is not backend:
             scoped.close()
-    # this host's runtimed, or the lab node's that holds the sandbox (SANDBOX_BACKEND=kubernetes)
-    try:
-        address, box, ca = sandboxes.runtime_address(session)
-    except sandboxes.SandboxGone:
-        return Target(sandbox_id=session.sandbox_id, gone=SANDBOX_GONE)
-    except sandboxes.SandboxError as exc:
-        raise InfrastructureError(str(exc)) from exc
+        raise
+    if scoped is not None and scoped is backend:
+        # no sandbox token (a backend without them): checks share the process's backend, not closed
+        return Target(
+            sandbox_id=session.sandbox_id,
+            backend=scoped.backend,
+            close_backend=False,
+            runtime_ca=ca,
+            docker_url=docker_url,
+            kubeconfig=kubeconfig,
+        )
+    # The checks reach the sandbox through the session's backend, as the web tier does
+    # (runtime.backends; the Target closes this scoped copy), with the grader's token.
     return Target(
-        sandbox_id=box,
-        runtime_socket=address,
+        sandbox_id=session.sandbox_id,
+        backend=scoped.backend if scoped is not None else None,
         runtime_token=token,
         runtime_ca=ca,
         docker_url=docker_url,

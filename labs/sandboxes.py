@@ -232,10 +232,11 @@ def release_sync(backend: SandboxBackend) -> None:
 
 
 def runtime_address(session: Any) -> tuple[str, str, str | None]:
-    """Where the grader's checks (``grader.checks.base.Target``, a ``runtime.client.Client`` of
-    their own) reach ``session``'s sandbox: (runtimed address, the sandbox's id there, the CA
-    file for TLS or None). The web tier goes through ``for_session`` instead. Blocking (the
-    kubernetes backend reads the Node). Raises ``SandboxGone``."""
+    """Where ``session``'s sandbox lives: (runtimed address, the sandbox's id there, the CA file
+    for TLS or None). The grader asks it whether the lab node is still there and for the CA its
+    checks verify a relayed Docker engine against; the checks themselves, like the web tier,
+    reach the sandbox through the session's backend. Blocking (the kubernetes backend reads the
+    Node). Raises ``SandboxGone``."""
     if session.backend != "kubernetes":
         return settings.RUNTIME_SOCKET, session.sandbox_id, None
     backend = backend_for("kubernetes").backend

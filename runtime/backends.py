@@ -124,7 +124,10 @@ class SandboxBackend(abc.ABC):
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         stdin: bytes | str | None = None,
-    ) -> ExecResult: ...
+        max_output: int | None = None,
+    ) -> ExecResult:
+        """Run argv in the sandbox; a timeout comes back as ``timed_out=True`` (tree killed).
+        ``max_output``: bytes kept per stream (None: the backend's own bound)."""
 
     # -- terminals (async) -----------------------------------------------------------------
     @abc.abstractmethod
@@ -210,6 +213,22 @@ class SandboxBackend(abc.ABC):
         """URL of the Docker Engine API of a sandbox created with the ``docker`` service,
         reachable from this host (graders' ``docker`` SDK clients)."""
         raise errors.NotAvailable(f"the {self.name} backend has no per-sandbox docker engines")
+
+    def kube_connectivity(
+        self,
+        sid: str,
+        *,
+        namespace: str,
+        pod: str,
+        host: str,
+        port: int,
+        protocol: str = "TCP",
+        timeout: float = 2.0,
+    ) -> dict[str, str]:
+        """One connection from pod ``namespace/pod`` of the sandbox's lab cluster to ``host:port``,
+        made inside the pod's network namespace (``runtime.client.Client.kube_connectivity``;
+        the graders' ``connectivity`` check)."""
+        raise errors.NotAvailable(f"the {self.name} backend has no lab clusters yet")
 
     # Whether ``pause``/``resume`` keep a lab (labs offer "Pause" only where they do).
     supports_pause: ClassVar[bool] = False
@@ -335,8 +354,24 @@ class NamespaceBackend(SandboxBackend):
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         stdin: bytes | str | None = None,
+        max_output: int | None = None,
     ) -> ExecResult:
-        return self.client.exec(sid, argv, timeout=timeout, env=env, cwd=cwd, stdin=stdin)
+        return self.client.exec(sid, argv, timeout=timeout, env=env, cwd=cwd, stdin=stdin, max_output=max_output)
+
+    def kube_connectivity(
+        self,
+        sid: str,
+        *,
+        namespace: str,
+        pod: str,
+        host: str,
+        port: int,
+        protocol: str = "TCP",
+        timeout: float = 2.0,
+    ) -> dict[str, str]:
+        return self.client.kube_connectivity(
+            sid, namespace=namespace, pod=pod, host=host, port=port, protocol=protocol, timeout=timeout
+        )
 
     def files_list(self, sid: str, path: str = "") -> Json:
         return self.client.files_list(sid, path)
@@ -661,8 +696,9 @@ class DockerBackend(SandboxBackend):
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         stdin: bytes | str | None = None,
-        max_output: int = 1024 * 1024,
+        max_output: int | None = None,
     ) -> ExecResult:
+        max_output = max_output or 1024 * 1024
         if not argv:
             raise errors.BadRequest("argv must be a non-empty list of strings")
         c = self._container(sid)

@@ -59,7 +59,6 @@ import asyncio
 import base64
 import builtins
 import contextlib
-import datetime
 import json
 import logging
 import os
@@ -78,6 +77,7 @@ import yaml
 from runtime import errors
 from runtime.backends import AttachStream, SandboxBackend
 from runtime.client import AsyncClient, Client, ExecResult, PreviewResponse, PreviewSocket
+from runtime.kernel.clock import micro_ts, now_ts
 
 log = logging.getLogger(__name__)
 
@@ -103,16 +103,6 @@ NODE_LOST = (
     "Your sandbox is gone; start the lab again and it will run on another machine."
 )
 WAITING = "Waiting for capacity: every lab machine is full ({why}). Your lab starts as soon as room frees up."
-
-
-def now_ts(t: float | None = None) -> str:
-    moment = datetime.datetime.fromtimestamp(time.time() if t is None else t, datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def micro_ts(t: float | None = None) -> str:
-    moment = datetime.datetime.fromtimestamp(time.time() if t is None else t, datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _cpu(cpus: float) -> str:
@@ -902,9 +892,26 @@ class KubernetesBackend(SandboxBackend):
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         stdin: bytes | str | None = None,
+        max_output: int | None = None,
     ) -> ExecResult:
         client, box = self._locate(sid)
-        return client.exec(box, argv, timeout=timeout, env=env, cwd=cwd, stdin=stdin)
+        return client.exec(box, argv, timeout=timeout, env=env, cwd=cwd, stdin=stdin, max_output=max_output)
+
+    def kube_connectivity(
+        self,
+        sid: str,
+        *,
+        namespace: str,
+        pod: str,
+        host: str,
+        port: int,
+        protocol: str = "TCP",
+        timeout: float = 2.0,
+    ) -> dict[str, str]:
+        client, box = self._locate(sid)
+        return client.kube_connectivity(
+            box, namespace=namespace, pod=pod, host=host, port=port, protocol=protocol, timeout=timeout
+        )
 
     # -- the lab editor: the node's runtimed, with this backend's (the session's) token ------------
     def files_list(self, sid: str, path: str = "") -> Json:

@@ -23,8 +23,13 @@ import pytest
 BASE = Path(__file__).resolve().parent.parent
 
 # Fixture modules shared across directories (a conftest.py serves only its own directory):
-# runtimed daemons for tests/runtime and tests/security, the two-node scale-out topology.
-pytest_plugins = ("tests.runtime.conftest_daemon", "tests.security.scaleout_fixtures")
+# runtimed daemons for tests/runtime and tests/security, the two-node scale-out topology, the
+# Docker engine's image store on a scratch root.
+pytest_plugins = (
+    "tests.runtime.conftest_daemon",
+    "tests.security.scaleout_fixtures",
+    "tests.runtime.dockerapi.images.store_fixtures",
+)
 
 
 @pytest.fixture(autouse=True)

@@ -13,10 +13,13 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from courses.content import CheckProblems, declare_check_type
 from runtime import client as runtime_client
+
+if TYPE_CHECKING:
+    from runtime.backends import SandboxBackend
 
 DEFAULT_TIMEOUT = 10.0
 MAX_TIMEOUT = 60.0
@@ -76,9 +79,16 @@ class Outcome:
 
 @dataclass
 class Target:
-    """Where checks look: a sandbox (through runtimed), a Docker engine, a cluster."""
+    """Where checks look: a sandbox (through runtimed), a Docker engine, a cluster.
+
+    The sandbox is reached through ``backend`` (grader/services.py: the session's own
+    ``runtime.backends`` backend, as the web tier's, acting with the grader's sandbox token;
+    the Target closes it) or, without one (tests, the CLI), a ``runtime.client.Client`` of
+    its own on ``runtime_socket``."""
 
     sandbox_id: str | None = None
+    backend: SandboxBackend | None = field(default=None, repr=False)
+    close_backend: bool = field(default=True, repr=False)  # False: the process's shared backend
     runtime_socket: str | None = None
     # a sandbox token for ``sandbox_id`` with the grader's operations (runtime.auth); None: the
     # client's own default ($RUNTIME_TOKEN), as in tests and the CLI
@@ -93,9 +103,11 @@ class Target:
     gone: str | None = None
     _runtime: runtime_client.Client | None = field(default=None, repr=False)
 
-    def runtime(self) -> runtime_client.Client:
+    def runtime(self) -> runtime_client.Client | SandboxBackend:
         if self.gone:
             raise TargetUnavailable(self.gone)
+        if self.sandbox_id and self.backend is not None:
+            return self.backend
         if not self.sandbox_id or not self.runtime_socket:
             raise TargetUnavailable("This check needs a running sandbox, and there is none.")
         if self._runtime is None:
@@ -131,6 +143,10 @@ class Target:
         if self._runtime is not None:
             self._runtime.close()
             self._runtime = None
+        if self.backend is not None:
+            if self.close_backend:
+                self.backend.close()
+            self.backend = None
 
 
 CheckFunc = Callable[[Mapping[str, Any], Target, float], Outcome]

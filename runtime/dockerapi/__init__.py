@@ -65,15 +65,16 @@ Layout (as moby's tree: ``api/server``, ``daemon``, ``image``/``layer``, ``build
     ``/etc/hosts``, which the engine rewrites in place as the network's containers start
     and stop (no DNS server); ``network connect`` adds an ``eth<n>`` on another network.
 ``fsutil.py``
-    Opening paths beneath a root (runtime/kernel/safewrite.py's ``openat2(RESOLVE_IN_ROOT)``,
-    named here for the engine, the builder and the cluster's DNS), Docker's ``--user``
-    resolution against the image's ``/etc/passwd`` and ``/etc/group``.
+    Docker's ``--user`` resolution against the image's ``/etc/passwd`` and ``/etc/group``,
+    read through runtime/kernel/safewrite.py (``openat2(RESOLVE_IN_ROOT)``), which the
+    engine, the builder and the cluster's DNS also import directly to open paths beneath
+    a root.
 
 Which way imports go: ``service`` -> ``http`` -> ``build`` -> ``engine`` -> ``images``.
 Nothing below ``http/`` imports it; the engine imports neither the builder nor http;
 images import only leaves. Leaves, importable from any layer because they import no other
 module of the package: this module (constants, ``EngineLimits``; ``SandboxContext`` is
-runtime/sandbox/spec.py's, named here too),
+runtime/sandbox/spec.py's, imported from there),
 ``fsutil``, ``netns`` and the builder's parsers (``build/dockerfile.py``, used by
 ``images/commit.py`` for ``--change``; ``build/ignore.py``). No module imports a private
 name from another subpackage. tests/runtime/dockerapi/test_layering.py checks all of this,
@@ -98,10 +99,6 @@ mounts, or through the catalog store's shifted copies when the kernel refuses th
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-# what an Engine knows of its sandbox is the sandbox's to say (runtime/sandbox/spec.py); named
-# here too for the code that has always imported it from this package
-from runtime.sandbox.spec import SandboxContext as SandboxContext
 
 NAME = "docker"
 SOCKET_DIR = "svc-docker"  # under the sandbox dir, bind-mounted read-only into the sandbox

@@ -1,11 +1,10 @@
-"""Opening paths inside a root that a student controls, without ever leaving it, and
-Docker's ``--user`` resolution against an image's ``/etc/passwd`` and ``/etc/group``.
+"""Docker's ``--user`` resolution against an image's ``/etc/passwd`` and ``/etc/group``.
 
-The opening is runtime/kernel/safewrite.py's (``openat2`` with ``RESOLVE_IN_ROOT``), named
-here for the engine, the builder and the cluster's DNS that use it: bind-mount sources
-(resolved in the sandbox's rootfs), ``/etc/passwd`` and ``/etc/group`` of a container's
-image, and a container's working directory. The engine keeps the returned descriptor and
-acts on *that* object (``/proc/self/fd/N``), so a path swapped for a symlink afterwards
+Both files are read from a root the student controls through runtime/kernel/safewrite.py
+(``openat2`` with ``RESOLVE_IN_ROOT``), never leaving it. The engine, the builder and the
+cluster's DNS import that module directly for bind-mount sources (resolved in the
+sandbox's rootfs) and a container's working directory: they keep the returned descriptor
+and act on *that* object (``/proc/self/fd/N``), so a path swapped for a symlink afterwards
 changes nothing.
 """
 
@@ -14,10 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.kernel.safewrite import fd_path as fd_path
-from runtime.kernel.safewrite import mkdirs_in_root as mkdirs_in_root
-from runtime.kernel.safewrite import open_in_root as open_in_root
-from runtime.kernel.safewrite import read_in_root as read_in_root
+from runtime.kernel.safewrite import read_in_root
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from runtime import errors
-from runtime.kernel.netns import run as _in_ns
+from runtime.kernel.netns import run as netns_run
 from runtime.sandbox.cgexec import Placement
 
 BRIDGE = "docker0"
@@ -147,9 +147,9 @@ def mac_address(ip: str) -> str:
 
 def ensure_bridge(sandbox_pid: int, bridge: Bridge = DEFAULT, *, place: Placement | None = None) -> None:
     """The bridge with its gateway address, forwarding and route_localnet (idempotent)."""
-    links = _in_ns(sandbox_pid, ["ip", "-o", "link", "show"], place=place)
+    links = netns_run(sandbox_pid, ["ip", "-o", "link", "show"], place=place)
     if f": {bridge.name}:" not in links:
-        _in_ns(
+        netns_run(
             sandbox_pid,
             ["ip", "-batch", "-"],
             f"link add {bridge.name} type bridge\n"
@@ -157,7 +157,7 @@ def ensure_bridge(sandbox_pid: int, bridge: Bridge = DEFAULT, *, place: Placemen
             f"link set {bridge.name} up\n",
             place=place,
         )
-    _in_ns(
+    netns_run(
         sandbox_pid,
         [
             "sysctl",
@@ -173,12 +173,12 @@ def ensure_bridge(sandbox_pid: int, bridge: Bridge = DEFAULT, *, place: Placemen
 
 def remove_bridge(sandbox_pid: int, name: str, *, place: Placement | None = None) -> None:
     """Delete a bridge (absent already: nothing to do)."""
-    _in_ns(sandbox_pid, ["ip", "link", "del", name], check=False, place=place)
+    netns_run(sandbox_pid, ["ip", "link", "del", name], check=False, place=place)
 
 
 def links(sandbox_pid: int, *, place: Placement | None = None) -> set[str]:
     """Names of the network interfaces in the sandbox's netns."""
-    out = _in_ns(sandbox_pid, ["ip", "-o", "link", "show"], place=place)
+    out = netns_run(sandbox_pid, ["ip", "-o", "link", "show"], place=place)
     return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if line.count(":") >= 2}
 
 
@@ -200,7 +200,7 @@ def attach(
     added to the interface (``--mac-address``, ``--link-local-ip``: addresses are data,
     checked by the engine before they get here)."""
     veth, ifname = veth_name(cid, index), f"eth{index}"
-    _in_ns(
+    netns_run(
         sandbox_pid,
         ["ip", "-batch", "-"],
         f"link add {veth} type veth peer name {ifname} netns {container_pid}\n"
@@ -208,7 +208,7 @@ def attach(
         place=place,
     )
     route = f"route add default via {bridge.gateway}\n" if index == 0 else ""
-    _in_ns(
+    netns_run(
         container_pid,
         ["ip", "-batch", "-"],
         f"link set lo up\nlink set {ifname} address {mac or mac_address(ip)}\n"
@@ -221,7 +221,7 @@ def attach(
 
 def detach(sandbox_pid: int, cid: str, index: int = 0, *, place: Placement | None = None) -> None:
     """Remove a container's veth (gone already when its netns died; idempotent)."""
-    _in_ns(sandbox_pid, ["ip", "link", "del", veth_name(cid, index)], check=False, place=place)
+    netns_run(sandbox_pid, ["ip", "link", "del", veth_name(cid, index)], check=False, place=place)
 
 
 def apply_ports(
@@ -269,11 +269,11 @@ def apply_ports(
         + "".join(f"    {f}\n" for f in forward)
         + "  }\n}\n"
     )
-    _in_ns(sandbox_pid, ["nft", "-f", "-"], script, place=place)
+    netns_run(sandbox_pid, ["nft", "-f", "-"], script, place=place)
 
 
 def remove_table(sandbox_pid: int, *, place: Placement | None = None) -> None:
-    _in_ns(sandbox_pid, ["nft", "delete", "table", "ip", TABLE], check=False, place=place)
+    netns_run(sandbox_pid, ["nft", "delete", "table", "ip", TABLE], check=False, place=place)
 
 
 def listening(sandbox_pid: int, proto: str) -> set[int]:

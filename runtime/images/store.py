@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import datetime
 import hashlib
 import io
 import json
@@ -69,6 +68,7 @@ from typing import Any
 from runtime import errors
 from runtime.images import shift, tarutil
 from runtime.images.locking import file_lock
+from runtime.kernel.clock import now_ts
 from runtime.procfs import mounts_under
 
 log = logging.getLogger(__name__)
@@ -132,10 +132,6 @@ def default_store(root: Path) -> ImageStore:
 def goarch() -> str:
     machine = platform.machine().lower()
     return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(machine, machine)
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _canonical(obj: Any) -> bytes:
@@ -542,7 +538,7 @@ class ImageStore:
             diff_ids: list[str] = []
             history: list[dict[str, Any]] = []
             total = 0
-            created = created or _now()
+            created = created or now_ts()
             if base is not None:
                 base_cfg, _, base_manifest = self._load(base)
                 descs = list(base_manifest.get("layers") or [])

@@ -19,6 +19,10 @@ engines or clusters; the packages above hand it a pid, a command, a descriptor.
 ``children.py``
     ``AdoptedPopen``: the ``Popen`` of a process started for runtimed by another one (``runc
     exec -d``, the helper fork server) and re-parented to it, a child subreaper.
+``clock.py``
+    One set of timestamp helpers: Kubernetes' ``metav1.Time`` (to the second) and
+    ``MicroTime``, the Docker engine's RFC 3339 with a fraction, Go's ``RFC3339Nano``, and
+    their parsers (strict for what the cluster wrote itself, lenient for clients').
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ subpackage's docstring says what its modules do.
 
 ``meta.py``
     The shared vocabulary (``Obj``, ``Request``, ``User``, ``Reply``, ``WatchReply``, generated
-    names, the only time helpers). Imports nothing of ours.
+    names; timestamps are runtime/kernel/clock.py's). Imports nothing of ours.
 ``machinery/``
     k8s.io/apimachinery: API errors, quantities, label/field selectors, JSON/merge/strategic
     patches, server-side apply, CEL, cron schedules, protobuf bodies, size limits.

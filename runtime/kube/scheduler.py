@@ -62,10 +62,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
+from runtime.kernel.clock import now_ts
 from runtime.kube import registry
 from runtime.kube.machinery.quantity import Quantity
 from runtime.kube.machinery.selectors import selector_from_match
-from runtime.kube.meta import Obj, now_ts
+from runtime.kube.meta import Obj
 
 if TYPE_CHECKING:
     from runtime.kube.controllers.manager import Controllers

@@ -363,3 +363,26 @@ def test_grading_needs_no_admin_credential_of_runtimeds(lab_and_student: Any, mo
             sandboxes.backend_for("namespace").backend.list()  # nothing else would work here
         graded = services.grade_submission(submission.pk)
     assert graded is not None and graded.status == Submission.Status.PASSED, graded and graded.error
+
+
+def test_checks_reach_the_sandbox_through_the_sessions_backend(lab_and_student: Any, monkeypatch: Any) -> None:
+    """The grader goes to runtimed as the web tier does (runtime.backends, the backend named by
+    the session), with the session's grader token, not with a client of its own."""
+    from grader import services
+    from grader.checks.base import EXEC_CAPTURE
+    from runtime.backends import NamespaceBackend
+
+    student, step, session = lab_and_student
+    exercise = ExerciseFactory.create(step=step, checks=[{"type": "run", "name": "id", "command": "test -d /root"}])
+    submission = Submission.objects.create(user=student, exercise=exercise, lab_session=session, attempt=1, max_score=1)
+    calls: list[tuple[str, str | None, int | None]] = []
+    real_exec = NamespaceBackend.exec
+
+    def spy(self: NamespaceBackend, sid: str, argv: list[str], **kw: Any) -> Any:
+        calls.append((sid, self._token, kw.get("max_output")))
+        return real_exec(self, sid, argv, **kw)
+
+    monkeypatch.setattr(NamespaceBackend, "exec", spy)
+    graded = services.grade_submission(submission.pk)
+    assert graded is not None and graded.status == Submission.Status.PASSED, graded and graded.error
+    assert calls == [(session.sandbox_id, session.grader_token, EXEC_CAPTURE)]

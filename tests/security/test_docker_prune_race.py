@@ -9,7 +9,6 @@ The real ``EngineStore`` on a scratch root (as tests/runtime/dockerapi/images/te
 is exactly the window the lock does not cover.
 """
 
-# ruff: noqa: F811 - pytest fixtures imported by name
 from __future__ import annotations
 
 import io
@@ -20,7 +19,7 @@ import pytest
 
 from runtime import errors
 from runtime.dockerapi.images.store import EngineStore
-from tests.runtime.dockerapi.images.test_store import build, catalog, store  # noqa: F401 - fixtures
+from tests.runtime.dockerapi.images.store_fixtures import build
 
 
 def layer_tar(name: str, data: bytes) -> io.BytesIO:

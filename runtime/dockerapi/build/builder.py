@@ -6,7 +6,7 @@ Flow of ``build()``
    directory on the sandbox's disk and unpacked with ``tarutil.extract_layer`` (the
    hardened extractor: no ``..``, never writes through a symlink). The Dockerfile
    (``-f``, default ``Dockerfile``, then ``dockerfile``) is read *inside* the context
-   (``fsutil.read_in_root``); the ``.dockerignore`` is then applied to the unpacked
+   (``safewrite.read_in_root``); the ``.dockerignore`` is then applied to the unpacked
    context (``ignore.prune``), so ``COPY . .`` never sees an excluded file even from a
    client that sent everything, and the .dockerignore may exclude the Dockerfile.
 2. ``dockerfile.parse``; the ``labels`` option becomes one more LABEL step on the last
@@ -27,7 +27,7 @@ Flow of ``build()``
    * COPY/ADD write the copied files into a fresh ``store.scratch()`` directory, owned by
      host uids (``uid_base`` + container uid), with copy-up semantics: a parent
      directory that exists in the image is recreated with the image's metadata, and
-     destinations are resolved through the image's symlinks (``fsutil.open_in_root``,
+     destinations are resolved through the image's symlinks (``safewrite.open_in_root``,
      never leaving the image's root). Their key hashes the sources' contents and
      metadata (``file:<sha256>``, ``dir:<sha256>``, ``multi:<sha256>``), so a changed
      file misses the cache from that step on;
@@ -76,9 +76,10 @@ from runtime.dockerapi.build import dockerfile as dfparse
 from runtime.dockerapi.build import ignore
 from runtime.dockerapi.build.dockerfile import Instruction, Stage, go_duration, go_quote, go_quote_list
 from runtime.dockerapi.engine import Engine
-from runtime.dockerapi.fsutil import fd_path, open_in_root, read_in_root
-from runtime.dockerapi.images.store import Image, Layer, normalize_ref, now_rfc3339, short_id
+from runtime.dockerapi.images.store import Image, Layer, normalize_ref, short_id
 from runtime.images import tarutil
+from runtime.kernel.clock import micro_ts
+from runtime.kernel.safewrite import fd_path, open_in_root, read_in_root
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 BUILTIN_ARGS = frozenset(
@@ -880,7 +881,7 @@ class _Builder:
         return True
 
     def _commit(self, state: _State, container_config: dict[str, Any], layer: Layer | None, cid: str = "") -> None:
-        row: dict[str, Any] = {"created": now_rfc3339(), "created_by": " ".join(container_config.get("Cmd") or [])}
+        row: dict[str, Any] = {"created": micro_ts(), "created_by": " ".join(container_config.get("Cmd") or [])}
         if state.maintainer:
             row["author"] = state.maintainer
         if layer is None:

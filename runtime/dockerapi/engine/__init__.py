@@ -33,8 +33,8 @@ from runtime.dockerapi.engine.inspect import Inspect
 from runtime.dockerapi.engine.policy import CAPS
 from runtime.dockerapi.engine.rootfs import Rootfs
 from runtime.dockerapi.engine.streams import Stream
-from runtime.dockerapi.images.store import now_rfc3339
 from runtime.images.store import ImageStore
+from runtime.kernel.clock import micro_ts
 from runtime.procfs import mounts_under, proc_start
 from runtime.sandbox.spec import SandboxContext
 
@@ -73,7 +73,7 @@ class Engine(Rootfs, Inspect):
             c.status = "exited"
             c.exit_code = 255 if c.exit_code == 0 else c.exit_code
             c.error = c.error or "the container's process ended while the engine was not running"
-            c.finished_at = c.finished_at if c.finished_at != ZERO_TIME else now_rfc3339()
+            c.finished_at = c.finished_at if c.finished_at != ZERO_TIME else micro_ts()
             self._teardown(c)
             self._save(c)
 
@@ -115,7 +115,7 @@ class Engine(Rootfs, Inspect):
             if c.pid and c.status in ("running", "starting"):
                 self._reap(c.pid, timeout=5)
                 with self._lock:
-                    c.status, c.exit_code, c.finished_at = "exited", 137, now_rfc3339()
+                    c.status, c.exit_code, c.finished_at = "exited", 137, micro_ts()
             self._teardown(c)
             with self._lock:
                 self._save(c)

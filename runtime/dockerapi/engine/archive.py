@@ -37,7 +37,6 @@ from __future__ import annotations
 import base64
 import bz2
 import contextlib
-import datetime
 import gzip
 import io
 import itertools
@@ -55,6 +54,7 @@ from typing import IO, Any
 from runtime import errors
 from runtime.dockerapi.images.store import NotFound
 from runtime.images import tarutil
+from runtime.kernel.clock import nano_ts
 
 Spawn = Callable[[list[str], bool], "subprocess.Popen[bytes]"]  # (argv, with stdin) -> process
 
@@ -110,12 +110,6 @@ def go_file_mode(ti: tarfile.TarInfo) -> int:
 def encode_stat(stat: dict[str, Any]) -> str:
     """The ``X-Docker-Container-Path-Stat`` header's value."""
     return base64.b64encode(json.dumps(stat).encode()).decode()
-
-
-def _rfc3339(t: float) -> str:
-    dt = datetime.datetime.fromtimestamp(t, datetime.UTC)
-    frac = f".{dt.microsecond:06d}".rstrip("0") if dt.microsecond else ""
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + frac + "Z"
 
 
 def _abs(path: str) -> str:
@@ -298,7 +292,7 @@ class ContainerFS:
             "name": name,
             "size": len(first.linkname.encode()) if first.issym() else first.size,
             "mode": go_file_mode(first),
-            "mtime": _rfc3339(first.mtime),
+            "mtime": nano_ts(first.mtime),
             "linkTarget": link,
         }
         return tar, reader, rec, stat, rebase

@@ -32,8 +32,10 @@ from runtime.dockerapi.engine.core import RUNC_TIMEOUT, ZERO_TIME, _Container, _
 from runtime.dockerapi.engine.probes import Probes
 from runtime.dockerapi.engine.spec import _groups
 from runtime.dockerapi.engine.streams import _console_socket, _Output, _stdio_pipes
-from runtime.dockerapi.images.store import Forbidden, Image, NotFound, now_rfc3339, parse_time
+from runtime.dockerapi.images.store import Forbidden, Image, NotFound
 from runtime.images.store import safe_rmtree
+from runtime.kernel import safewrite
+from runtime.kernel.clock import micro_ts, parse_epoch
 from runtime.procfs import mounted, mounts_under, proc_start
 from runtime.sandbox import bundle
 
@@ -373,7 +375,7 @@ class Containers(Probes):
         except ValueError as exc:
             raise errors.BadRequest(f"unable to start container process: {exc}") from None
         workdir = c.config.get("WorkingDir") or "/"
-        fsutil.mkdirs_in_root(rootfs, workdir, uid + user.uid, uid + user.gid)
+        safewrite.mkdirs_in_root(rootfs, workdir, uid + user.uid, uid + user.gid)
         # the files Docker manages
         _write_file(d / "hostname", c.config["Hostname"] + "\n", uid)
         bridge = self._bridge_of(c)
@@ -486,7 +488,7 @@ class Containers(Probes):
                 sock.close()
                 shutil.rmtree(sock_path.parent, ignore_errors=True)
         with self._lock:
-            c.started_at = now_rfc3339()
+            c.started_at = micro_ts()
             c.finished_at = ZERO_TIME
             c.exit_code, c.error, c.oom_killed = 0, "", False
             c.stopping = c.paused = False
@@ -546,7 +548,7 @@ class Containers(Probes):
             else:
                 c.exit_code = 128 - code if code < 0 else code
             c.oom_killed = c.oom_killed or self._oom_killed(c)
-            c.finished_at = now_rfc3339()
+            c.finished_at = micro_ts()
             c.status = "exited"
             c.paused = False
             c.exits += 1
@@ -630,7 +632,7 @@ class Containers(Probes):
         10s); ``RestartCount`` counts the restarts. ``_arm_restart`` sets the timer."""
         if c.id not in self._containers or not self._restart_policy_wants(c, daemon_start=False):
             return
-        ran = time.time() - parse_time(c.started_at) if c.started_at != ZERO_TIME else 0.0
+        ran = time.time() - int(parse_epoch(c.started_at)) if c.started_at != ZERO_TIME else 0.0
         if ran >= RESTART_RESET:
             c.restart_delay = 0.0
         c.restart_delay = RESTART_FIRST if not c.restart_delay else min(RESTART_MAX, c.restart_delay * 2)

@@ -21,7 +21,7 @@ paths, no devices, ``/sys`` and the cgroup fs read-only. Requests that would nee
 (privileged, cap-add, devices, host namespaces, unconfined profiles, sysctls outside
 ``net.*``, binds outside the student's ``/root``) are refused with ``Forbidden`` and a
 reason. A bind source is resolved in the sandbox's rootfs with ``openat2(RESOLVE_IN_ROOT)``
-(fsutil.py), must end up under ``/root``, and that exact object is bind-mounted (through
+(runtime/kernel/safewrite.py), must end up under ``/root``, and that exact object is bind-mounted (through
 ``/proc/self/fd/N`` in the mount helper) onto a staging dir runc then mounts.
 
 Network: netns.py (docker0 and the user-defined networks' ``br-<id12>`` bridges in the
@@ -78,7 +78,6 @@ from __future__ import annotations
 import builtins
 import collections
 import contextlib
-import datetime
 import json
 import logging
 import os
@@ -113,10 +112,6 @@ INIT_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
 INIT_DIRS = ("dev", "proc", "sys", "etc", "dev/pts", "dev/shm", "dev/mqueue")
 RUNC_TIMEOUT = 60.0
 HOLDER = shutil.which("sleep") or "/bin/sleep"  # coreutils: "sleep infinity" holds descriptors
-
-
-def _ts(t: float) -> str:
-    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _ago(t: float) -> str:

@@ -23,11 +23,11 @@ in the sandbox's engine cgroup; at most ``MAX_RUNNING`` probes of one sandbox ru
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
 from runtime import errors
+from runtime.kernel.clock import micro_ts
 
 SECOND = 10**9
 DEFAULT_INTERVAL = 30 * SECOND
@@ -118,10 +118,6 @@ def probe(cfg: dict[str, Any] | None) -> Probe | None:
     )
 
 
-def _rfc3339(t: float) -> str:
-    return datetime.datetime.fromtimestamp(t, datetime.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
 @dataclass
 class Health:
     """``State.Health``."""
@@ -143,7 +139,7 @@ class Health:
         """Add one probe's result; True when the status changed."""
         before = self.status
         text = output[:MAX_OUTPUT].decode("utf-8", "replace")
-        self.log.append({"Start": _rfc3339(start), "End": _rfc3339(end), "ExitCode": exit_code, "Output": text})
+        self.log.append({"Start": micro_ts(start), "End": micro_ts(end), "ExitCode": exit_code, "Output": text})
         del self.log[:-MAX_LOG]
         if exit_code == 0:
             self.failing_streak = 0

@@ -15,10 +15,10 @@ from typing import Any
 from runtime import errors
 from runtime.dockerapi import ENGINE_VERSION, netns
 from runtime.dockerapi.engine import health
-from runtime.dockerapi.engine.core import _ago, _Container, _du, _ts
+from runtime.dockerapi.engine.core import _ago, _Container, _du
 from runtime.dockerapi.engine.networks import BRIDGE_ID, Networks
 from runtime.dockerapi.engine.volumes import Volumes
-from runtime.dockerapi.images.store import now_rfc3339, parse_time
+from runtime.kernel.clock import micro_ts, parse_epoch
 from runtime.procfs import proc_start
 
 
@@ -104,7 +104,7 @@ class Inspect(Volumes, Networks):
             }
             return {
                 "Id": c.id,
-                "Created": _ts(c.created),
+                "Created": micro_ts(c.created),
                 "Path": c.path,
                 "Args": c.args,
                 "State": self._state_json(c),
@@ -141,16 +141,16 @@ class Inspect(Volumes, Networks):
 
     def _status_text(self, c: _Container) -> str:
         if c.running and c.paused:
-            return f"Up {_ago(parse_time(c.started_at))} (Paused)"
+            return f"Up {_ago(int(parse_epoch(c.started_at)))} (Paused)"
         if c.running:
-            return f"Up {_ago(parse_time(c.started_at))}{health.ps_suffix(health.Health.from_json(c.health))}"
+            return f"Up {_ago(int(parse_epoch(c.started_at)))}{health.ps_suffix(health.Health.from_json(c.health))}"
         if c.status == "restarting":
-            return f"Restarting ({c.exit_code}) {_ago(parse_time(c.finished_at))} ago"
+            return f"Restarting ({c.exit_code}) {_ago(int(parse_epoch(c.finished_at)))} ago"
         if c.status in ("created", "starting"):
             return "Created"
         if c.status == "removing":
             return "Removal In Progress"
-        return f"Exited ({c.exit_code}) {_ago(parse_time(c.finished_at))} ago"
+        return f"Exited ({c.exit_code}) {_ago(int(parse_epoch(c.finished_at)))} ago"
 
     def list(self, *, all: bool = False, filters: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:  # noqa: A002
         filters = filters or {}
@@ -269,7 +269,7 @@ class Inspect(Volumes, Networks):
         return {
             "id": c.id,
             "name": "/" + c.name,
-            "read": now_rfc3339(),
+            "read": micro_ts(),
             "memory_stats": {
                 "usage": read_int("memory", "memory.usage_in_bytes", "memory.current"),
                 "limit": min(

@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from runtime.dockerapi.engine.core import EngineBase, _Container, _ts, log
+from runtime.dockerapi.engine.core import EngineBase, _Container, log
 from runtime.dockerapi.engine.streams import Stream, _lines, _Output, _pidfd_getfd
+from runtime.kernel.clock import micro_ts
 
 
 class ProcessIO(EngineBase):
@@ -117,7 +118,7 @@ class ProcessIO(EngineBase):
             want.add(2)
 
         def fmt(t: float, data: bytes) -> bytes:
-            return (_ts(t).encode() + b" " + data) if timestamps else data
+            return (micro_ts(t).encode() + b" " + data) if timestamps else data
 
         def gen() -> Iterator[tuple[int, bytes]]:
             try:

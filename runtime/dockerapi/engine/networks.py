@@ -16,7 +16,8 @@ from typing import Any
 from runtime import errors
 from runtime.dockerapi import netns
 from runtime.dockerapi.engine.core import EngineBase, _Container, _write_file
-from runtime.dockerapi.images.store import Forbidden, Network, NotFound, now_rfc3339
+from runtime.dockerapi.images.store import Forbidden, Network, NotFound
+from runtime.kernel.clock import micro_ts
 
 PORT_RANGE = (32768, 60999)
 
@@ -580,7 +581,7 @@ class Networks(EngineBase):
                 name=name,
                 subnet=str(subnet),
                 gateway=str(gateway),
-                created=now_rfc3339(),
+                created=micro_ts(),
                 internal=bool(body.get("Internal")),
                 labels=tuple(sorted(labels.items())),
                 options=tuple(sorted(options.items())),

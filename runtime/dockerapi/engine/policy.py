@@ -10,9 +10,9 @@ import secrets
 from typing import Any
 
 from runtime import errors
-from runtime.dockerapi import fsutil
 from runtime.dockerapi.engine.volumes import Volumes
 from runtime.dockerapi.images.store import Forbidden, Image
+from runtime.kernel import safewrite
 
 CAPS = [
     "CAP_CHOWN",
@@ -177,14 +177,14 @@ class Policy(Volumes):
             raise Forbidden(outside)
         rootfs = self.ctx.dir / "rootfs"
         try:
-            fd = fsutil.open_in_root(rootfs, norm)
+            fd = safewrite.open_in_root(rootfs, norm)
         except FileNotFoundError:
             raise errors.BadRequest(
                 f'invalid mount config for type "bind": bind source path does not exist: {src}'
             ) from None
         except OSError as exc:
             raise errors.BadRequest(f"bind source {src}: {exc.strerror}") from None
-        real = fsutil.fd_path(fd)
+        real = safewrite.fd_path(fd)
         home = str(rootfs) + "/root"
         if real != home and not real.startswith(home + "/"):
             os.close(fd)

@@ -18,7 +18,7 @@ from runtime.dockerapi.engine.core import RUNC_TIMEOUT, ZERO_TIME, _Container, l
 from runtime.dockerapi.engine.exec import Exec
 from runtime.dockerapi.engine.policy import capabilities
 from runtime.dockerapi.engine.spec import _groups
-from runtime.dockerapi.images.store import parse_time
+from runtime.kernel.clock import parse_epoch
 from runtime.procfs import proc_start
 from runtime.sandbox import bundle
 
@@ -178,7 +178,7 @@ class Probes(Exec):
         with self._lock:
             if gen == c.probe_gen and c.running and c.id in self._containers:
                 h = health.Health.from_json(c.health) or health.Health()
-                started = parse_time(c.started_at) if c.started_at != ZERO_TIME else start
+                started = int(parse_epoch(c.started_at)) if c.started_at != ZERO_TIME else start
                 changed = h.record(start=start, end=time.time(), exit_code=code, output=output, p=p, started_at=started)
                 c.health = h.to_json()
                 self._save(c)

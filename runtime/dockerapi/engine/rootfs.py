@@ -23,8 +23,8 @@ from runtime.dockerapi.engine.core import DEFAULT_PATH, INIT_FILES, RUNC_TIMEOUT
 from runtime.dockerapi.engine.policy import CAPS
 from runtime.dockerapi.images import changes
 from runtime.dockerapi.images.commit import apply_changes
-from runtime.dockerapi.images.store import now_rfc3339
-from runtime.kernel.children import AdoptedPopen as _AdoptedPopen
+from runtime.kernel.children import AdoptedPopen
+from runtime.kernel.clock import micro_ts
 from runtime.procfs import mounted
 from runtime.sandbox import bundle
 
@@ -99,7 +99,7 @@ class Rootfs(Containers):
             return int(pidfile.read_text().strip())
 
         try:
-            return _AdoptedPopen(
+            return AdoptedPopen(
                 launch,
                 stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -236,7 +236,7 @@ class Rootfs(Containers):
         with self.store.holding_new_layers():  # a prune meanwhile keeps the new layer
             with self._paused_for(c, pause):
                 layer = self.store.layer_from_tree(self._dir(c.id) / "upper", what="docker commit")
-            created = now_rfc3339()
+            created = micro_ts()
             row: dict[str, Any] = {"created": created, "created_by": " ".join([c.path, *c.args]).strip()}
             if author:
                 row["author"] = author

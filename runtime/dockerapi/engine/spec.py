@@ -15,6 +15,7 @@ from runtime.dockerapi import fsutil
 from runtime.dockerapi.engine.core import DEFAULT_PATH, _Container
 from runtime.dockerapi.engine.networks import Networks
 from runtime.dockerapi.engine.policy import Policy, capabilities
+from runtime.kernel import safewrite
 from runtime.procfs import mounted
 from runtime.sandbox import bundle
 
@@ -162,7 +163,7 @@ class Spec(Policy, Networks):
         """The sandbox's resolv.conf as a container sees it; HostConfig ``Dns``, ``DnsSearch``
         and ``DnsOptions`` (``docker run --dns/--dns-search/--dns-option``, the kubelet's
         pod DNS) replace its nameservers, search list and options, as Docker does."""
-        raw = fsutil.read_in_root(self.ctx.dir / "rootfs", "/etc/resolv.conf") or b""
+        raw = safewrite.read_in_root(self.ctx.dir / "rootfs", "/etc/resolv.conf") or b""
         lines = [ln for ln in raw.decode(errors="replace").splitlines() if ln.strip()]
         # the sandbox's own resolvers work from a container too (they are reached through the
         # sandbox), except loopback ones, which inside the container would be the container
@@ -225,7 +226,7 @@ class Spec(Policy, Networks):
             if busy:
                 continue
             try:
-                fd = fsutil.open_in_root(rootfs, m["Destination"], os.O_PATH | os.O_DIRECTORY)
+                fd = safewrite.open_in_root(rootfs, m["Destination"], os.O_PATH | os.O_DIRECTORY)
             except OSError:
                 continue  # nothing there in the image
             try:

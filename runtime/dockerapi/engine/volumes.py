@@ -13,8 +13,9 @@ from typing import Any
 from runtime import errors
 from runtime.dockerapi import quota_message
 from runtime.dockerapi.engine.core import EngineBase, _du
-from runtime.dockerapi.images.store import Forbidden, NotFound, now_rfc3339
+from runtime.dockerapi.images.store import Forbidden, NotFound
 from runtime.images.store import safe_rmtree
+from runtime.kernel.clock import micro_ts
 
 
 class Volumes(EngineBase):
@@ -40,7 +41,7 @@ class Volumes(EngineBase):
                 raise Forbidden(quota_message("volumes", self.limits.volumes, "docker volume rm, docker volume prune"))
             d.mkdir(mode=0o711, exist_ok=True)
             (d / "meta.json").write_text(
-                json.dumps({"CreatedAt": now_rfc3339(), "Labels": labels or {}, "anonymous": anonymous})
+                json.dumps({"CreatedAt": micro_ts(), "Labels": labels or {}, "anonymous": anonymous})
             )
             (d / "_data").mkdir(mode=0o755)
             os.chown(d / "_data", self.ctx.uid_base, self.ctx.uid_base)

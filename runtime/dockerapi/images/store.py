@@ -38,7 +38,6 @@ from __future__ import annotations
 import bz2
 import contextlib
 import copy
-import datetime
 import errno
 import gzip
 import hashlib
@@ -65,6 +64,7 @@ from runtime import errors
 from runtime.dockerapi import EngineLimits, quota_message
 from runtime.images import catalog, tarutil
 from runtime.images.store import ImageStore, safe_rmtree
+from runtime.kernel.clock import micro_ts, parse_epoch
 from runtime.procfs import mounted
 from runtime.sandbox.cgexec import Placement
 from runtime.sandbox.spec import SandboxContext
@@ -172,19 +172,6 @@ class _CatalogImage:
 
 def canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
-
-
-def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(value: str) -> int:
-    """Seconds since the epoch of an RFC 3339 timestamp (0 if unparsable)."""
-    try:
-        text = re.sub(r"(\.\d{6})\d*", r"\1", value.replace("Z", "+00:00"))
-        return int(datetime.datetime.fromisoformat(text).timestamp())
-    except ValueError:
-        return 0
 
 
 def short_id(image_id: str) -> str:
@@ -690,7 +677,7 @@ class EngineStore:
     ) -> Image:
         cfg = copy.deepcopy(config)
         cfg["rootfs"] = {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]}
-        cfg.setdefault("created", now_rfc3339())
+        cfg.setdefault("created", micro_ts())
         cfg.setdefault("architecture", "amd64")
         cfg.setdefault("os", "linux")
         data = canonical(cfg)
@@ -922,7 +909,7 @@ class EngineStore:
             out.append(
                 {
                     "Id": owner.id if owner is not None else "<missing>",
-                    "Created": parse_time(str(h.get("created", ""))),
+                    "Created": int(parse_epoch(str(h.get("created", "")))),
                     "CreatedBy": h.get("created_by", ""),
                     "Tags": list(owner.repo_tags) if owner is not None and owner.repo_tags else None,
                     "Size": sizes[n - 1],
@@ -939,7 +926,7 @@ class EngineStore:
             "ParentId": image.parent,
             "RepoTags": list(image.repo_tags) or ["<none>:<none>"],
             "RepoDigests": [],
-            "Created": parse_time(image.created),
+            "Created": int(parse_epoch(image.created)),
             "Size": image.size,
             "VirtualSize": image.size,
             "SharedSize": -1,

@@ -40,18 +40,9 @@ from typing import IO, Any, BinaryIO
 from runtime import errors
 from runtime.dockerapi import ENGINE_VERSION
 from runtime.dockerapi.images.commit import apply_changes
-from runtime.dockerapi.images.store import (
-    BLOCK,
-    CHUNK,
-    EngineStore,
-    Image,
-    Layer,
-    _LayerTar,
-    canonical,
-    normalize_ref,
-    now_rfc3339,
-)
+from runtime.dockerapi.images.store import BLOCK, CHUNK, EngineStore, Image, Layer, _LayerTar, canonical, normalize_ref
 from runtime.images import tarutil
+from runtime.kernel.clock import micro_ts
 
 MAX_JSON = 8 << 20  # manifest.json, index.json, a config
 MAX_MEMBERS = 50_000
@@ -306,7 +297,7 @@ def import_rootfs(store: EngineStore, body: IO[bytes], *, tag: str, message: str
     its config from ``changes``; the layer is unpacked by ``EngineStore.ingest_layer``."""
     config = apply_changes({}, changes)  # refused changes fail before any byte is unpacked
     tags = [normalize_ref(tag)] if tag else []
-    created = now_rfc3339()
+    created = micro_ts()
     comment = message or "Imported from -"
     doc: dict[str, Any] = {
         "architecture": "amd64",

@@ -8,7 +8,6 @@ busybox binary's, so the same host packages give the same digests.
 
 from __future__ import annotations
 
-import datetime
 import os
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 from runtime import errors
 from runtime.images import tarutil
 from runtime.images.recipes import BuildContext, BuiltImage, Recipe
+from runtime.kernel.clock import format_ts
 
 BUSYBOX = Path(os.environ.get("RUNTIME_BUSYBOX_BIN", "/bin/busybox"))
 TINI = Path(os.environ.get("RUNTIME_TINI_BIN", "/usr/bin/tini-static"))
@@ -120,7 +120,7 @@ def build(ctx: BuildContext) -> BuiltImage:
     layer = ctx.work_dir / "layer.tar"
     stats = tarutil.tar_directory(rootfs, layer, mtime_clamp=mtime)
     ctx.say(f"layer {stats.diff_id} ({stats.entries} entries, {stats.size} bytes)")
-    created = datetime.datetime.fromtimestamp(mtime, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = format_ts(mtime)
     return BuiltImage(
         layers=[layer],
         env=[f"PATH={PATH}", "ENV=/etc/profile"],

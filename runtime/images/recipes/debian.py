@@ -30,7 +30,6 @@ Shared machinery:
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import os
 import shutil
@@ -41,6 +40,7 @@ from pathlib import Path
 from runtime import errors
 from runtime.images import tarutil
 from runtime.images.recipes import BuildContext, BuiltImage, Recipe, run_logged
+from runtime.kernel.clock import format_ts
 
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -250,7 +250,7 @@ def apt_layer(
 
 def created_of(path: Path) -> str:
     mtime = int(path.stat().st_mtime)
-    return datetime.datetime.fromtimestamp(mtime, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_ts(mtime)
 
 
 def build(ctx: BuildContext) -> BuiltImage:

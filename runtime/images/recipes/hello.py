@@ -14,11 +14,11 @@ foreground on port 8080, logging each request to stderr (``kubectl logs`` shows 
 
 from __future__ import annotations
 
-import datetime
 import os
 
 from runtime.images import tarutil
 from runtime.images.recipes import BuildContext, BuiltImage, Recipe, busybox
+from runtime.kernel.clock import format_ts
 
 PORT = 8080
 MTIME = 1_767_225_600  # 2026-01-01T00:00:00Z: a fixed time, so the layer is reproducible
@@ -64,7 +64,7 @@ def _build(version: str, ctx: BuildContext) -> BuiltImage:
         env=[f"PATH={busybox.PATH}", f"HELLO_VERSION={version}"],
         cmd=["/usr/local/bin/hello"],
         working_dir="/srv/www",
-        created=datetime.datetime.fromtimestamp(MTIME, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        created=format_ts(MTIME),
         comment=f"kubelab recipe kubelab/hello:{version}: busybox httpd serving a page that names its version",
         exposed_ports=(f"{PORT}/tcp",),
         move=True,

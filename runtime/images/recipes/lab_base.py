@@ -22,7 +22,6 @@ debootstrap runs as debian.py's ``debootstrap_tarball`` runs it (the mirror is
 
 from __future__ import annotations
 
-import datetime
 import os
 import shutil
 import subprocess
@@ -34,6 +33,7 @@ from runtime import errors
 from runtime.images import helm as helm_wheel
 from runtime.images import tarutil
 from runtime.images.recipes import BuildContext, BuiltImage, Recipe, debian, run_logged
+from runtime.kernel.clock import format_ts
 
 PACKAGES = (
     "bash",
@@ -210,7 +210,7 @@ def build(ctx: BuildContext) -> BuiltImage:
         env=[f"PATH={PATH}", "LANG=C.UTF-8"],
         cmd=["/bin/bash"],
         working_dir="/root",
-        created=datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        created=format_ts(epoch),
         comment="kubelab recipe lab-base: debootstrap bookworm minbase + kubectl + helm + docker CLI",
     )
 

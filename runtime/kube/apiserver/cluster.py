@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from runtime.kernel.clock import format_ts, now_ts
 from runtime.kube import registry
 from runtime.kube.apiserver import admission, discovery, openapi, rbac
 from runtime.kube.apiserver.allocator import ServiceAllocator
@@ -61,7 +62,7 @@ from runtime.kube.machinery.selectors import (
     selector_from_match,
     selector_string,
 )
-from runtime.kube.meta import Decoded, Obj, Reply, Request, User, WatchReply, now_ts, random_suffix
+from runtime.kube.meta import Decoded, Obj, Reply, Request, User, WatchReply, random_suffix
 from runtime.kube.node.portforward import Budget, PortForwardCall
 from runtime.kube.registry import ResourceDef, crd, kinds, printers, strategies
 
@@ -1411,7 +1412,7 @@ class Cluster(TokenAuthenticator):
                     "apiVersion": "authentication.k8s.io/v1",
                     "metadata": {"name": name, "namespace": ns, "creationTimestamp": None},
                     "spec": spec,
-                    "status": {"token": tok, "expirationTimestamp": exp.strftime("%Y-%m-%dT%H:%M:%SZ")},
+                    "status": {"token": tok, "expirationTimestamp": format_ts(exp)},
                 },
             )
         raise method_not_allowed("the server does not allow this method on the requested resource")

@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from runtime.kernel.clock import now_ts
 from runtime.kube import registry
 from runtime.kube.apiserver import pki, rbac
 from runtime.kube.apiserver.auth import write_token
@@ -50,7 +51,7 @@ from runtime.kube.apiserver.podio import (
 )
 from runtime.kube.machinery.apierrors import ApiError, go_json, path_not_found, unauthorized
 from runtime.kube.machinery.limits import Limits, expired, request_too_large
-from runtime.kube.meta import Reply, Request, WatchReply, now_ts
+from runtime.kube.meta import Reply, Request, WatchReply
 from runtime.kube.node import dns, portforward
 from runtime.kube.registry import crd, printers
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import copy
 
+from runtime.kernel.clock import now_ts
 from runtime.kube.controllers.base import ControllerBase
-from runtime.kube.meta import now_ts
 from runtime.kube.registry import crd
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from runtime.kernel.clock import now_ts
 from runtime.kube import registry
-from runtime.kube.meta import now_ts
 from runtime.kube.registry.apiservice import AUTOMANAGED, GR, LOCAL_MESSAGE, wanted
 
 if TYPE_CHECKING:

@@ -11,9 +11,10 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
+from runtime.kernel.clock import now_ts, parse_time
 from runtime.kube import registry, scheduler
 from runtime.kube.machinery.apierrors import ApiError
-from runtime.kube.meta import Obj, now_ts, parse_time
+from runtime.kube.meta import Obj
 from runtime.kube.registry import ResourceDef
 
 if TYPE_CHECKING:

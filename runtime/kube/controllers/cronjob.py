@@ -5,9 +5,10 @@ from __future__ import annotations
 import copy
 import datetime
 
+from runtime.kernel.clock import format_ts, parse_time
 from runtime.kube.controllers.base import ControllerBase, R, _controlled_by, _job_finished, _owner_ref
 from runtime.kube.machinery.cron import CronError, Schedule
-from runtime.kube.meta import Obj, parse_time
+from runtime.kube.meta import Obj
 
 
 class CronJobController(ControllerBase):
@@ -43,9 +44,7 @@ class CronJobController(ControllerBase):
                 jmeta.pop("creationTimestamp", None)
                 jname = f"{name}-{int(due.timestamp()) // 60}"
                 jmeta.update({"name": jname, "namespace": ns, "ownerReferences": [_owner_ref(cj)]})
-                jmeta.setdefault("annotations", {})["batch.kubernetes.io/cronjob-scheduled-timestamp"] = due.strftime(
-                    "%Y-%m-%dT%H:%M:%SZ"
-                )
+                jmeta.setdefault("annotations", {})["batch.kubernetes.io/cronjob-scheduled-timestamp"] = format_ts(due)
                 job = {
                     "apiVersion": "batch/v1",
                     "kind": "Job",
@@ -56,7 +55,7 @@ class CronJobController(ControllerBase):
                     created = self._create(JOBS, job)
                     running.append(created)
                     self.event(cj, "Normal", "SuccessfulCreate", f"Created job {jname}", "cronjob-controller")
-                new_st["lastScheduleTime"] = due.strftime("%Y-%m-%dT%H:%M:%SZ")
+                new_st["lastScheduleTime"] = format_ts(due)
             active = [
                 {
                     "apiVersion": "batch/v1",

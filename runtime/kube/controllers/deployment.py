@@ -9,6 +9,7 @@ import datetime
 import json
 from collections.abc import Sequence
 
+from runtime.kernel.clock import now_ts, parse_time
 from runtime.kube.controllers.base import (
     _ALNUM,
     DEPLOY,
@@ -23,7 +24,7 @@ from runtime.kube.controllers.base import (
     _pct,
     _stat,
 )
-from runtime.kube.meta import Obj, now_ts, parse_time
+from runtime.kube.meta import Obj
 
 REVISION = "deployment.kubernetes.io/revision"
 REVISION_HISTORY = "deployment.kubernetes.io/revision-history"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import copy
 
+from runtime.kernel.clock import now_ts
 from runtime.kube.controllers.base import PODS, ControllerBase, R, _controlled_by, _job_finished, _owner_ref
-from runtime.kube.meta import Obj, now_ts
+from runtime.kube.meta import Obj
 
 
 class JobController(ControllerBase):

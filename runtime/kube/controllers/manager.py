@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime
 import time
 
+from runtime.kernel.clock import parse_time
 from runtime.kube import scheduler
 from runtime.kube.controllers import apiservice, clusterroleaggregation, nodelifecycle, nodetaints, podgc
 from runtime.kube.controllers.apiextensions import CRDController
@@ -57,7 +58,6 @@ from runtime.kube.controllers.resourcequota import ResourceQuotaController
 from runtime.kube.controllers.statefulset import StatefulSetController
 from runtime.kube.controllers.volume import PersistentVolumeController
 from runtime.kube.machinery.cron import CronError, Schedule
-from runtime.kube.meta import parse_time
 
 
 class Controllers(

@@ -27,8 +27,9 @@ import os
 import time
 from typing import TYPE_CHECKING
 
+from runtime.kernel.clock import format_ts, parse_micro_time
 from runtime.kube import registry
-from runtime.kube.meta import Obj, format_ts, parse_micro_time
+from runtime.kube.meta import Obj
 
 if TYPE_CHECKING:
     from runtime.kube.controllers.manager import Controllers

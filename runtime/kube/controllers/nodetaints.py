@@ -14,8 +14,8 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING
 
+from runtime.kernel.clock import now_ts
 from runtime.kube import registry
-from runtime.kube.meta import now_ts
 from runtime.kube.scheduler import UNSCHEDULABLE_TAINT
 
 if TYPE_CHECKING:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import copy
 
+from runtime.kernel.clock import now_ts
 from runtime.kube.controllers.base import DEPLOY, RC, RS, ControllerBase, R
-from runtime.kube.meta import Obj, now_ts
+from runtime.kube.meta import Obj
 
 
 class HorizontalPodAutoscalerController(ControllerBase):

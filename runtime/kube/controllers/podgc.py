@@ -26,9 +26,10 @@ import os
 import time
 from typing import TYPE_CHECKING
 
+from runtime.kernel.clock import now_ts
 from runtime.kube import registry
 from runtime.kube.machinery.apierrors import ApiError
-from runtime.kube.meta import Obj, now_ts
+from runtime.kube.meta import Obj
 
 if TYPE_CHECKING:
     from runtime.kube.controllers.manager import Controllers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+from runtime.kernel.clock import now_ts
 from runtime.kube.controllers.base import (
     PODS,
     RC,
@@ -16,7 +17,7 @@ from runtime.kube.controllers.base import (
     _ready_since,
 )
 from runtime.kube.machinery.selectors import selector_from_match
-from runtime.kube.meta import Obj, now_ts
+from runtime.kube.meta import Obj
 from runtime.kube.registry import ResourceDef
 
 

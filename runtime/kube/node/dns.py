@@ -40,8 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from runtime.dockerapi import fsutil
-from runtime.kernel import netns
+from runtime.kernel import netns, safewrite
 from runtime.kube import registry
 from runtime.kube.meta import Obj
 
@@ -302,7 +301,7 @@ def ours(name: str) -> bool:
 
 def upstreams(rootfs: Path) -> list[str]:
     """The sandbox's own resolvers (its resolv.conf; loopback ones would be ourselves)."""
-    raw = fsutil.read_in_root(rootfs, "/etc/resolv.conf") or b""
+    raw = safewrite.read_in_root(rootfs, "/etc/resolv.conf") or b""
     out: list[str] = []
     for line in raw.decode(errors="replace").splitlines():
         f = line.split()

@@ -122,11 +122,12 @@ from runtime import errors
 from runtime.dockerapi import netns
 from runtime.dockerapi.engine import Engine, Stream
 from runtime.images import catalog
+from runtime.kernel.clock import engine_time, now_ts, parse_epoch
 from runtime.kernel.netns import run as netns_run
 from runtime.kube import registry
 from runtime.kube.machinery.apierrors import ApiError, bad_request
 from runtime.kube.machinery.quantity import Quantity, QuantityError
-from runtime.kube.meta import Obj, engine_epoch, engine_time, now_ts
+from runtime.kube.meta import Obj
 from runtime.kube.node.portforward import connect_in
 from runtime.loops import call_on_loop
 from runtime.sandbox.cgexec import Placement
@@ -1123,12 +1124,12 @@ class Kubelet:
         if cur is not None:
             b = rt.backoff.get(name)
             if b is None or b.seen != cur.finished:
-                ran = engine_epoch(cur.finished) - engine_epoch(cur.started)
+                ran = parse_epoch(cur.finished) - parse_epoch(cur.started)
                 if b is None or ran >= BACKOFF_RESET:
-                    b = _Backoff(cur.finished, engine_epoch(cur.finished), 0.0, self.backoff_initial)
+                    b = _Backoff(cur.finished, parse_epoch(cur.finished), 0.0, self.backoff_initial)
                 else:
                     b = _Backoff(
-                        cur.finished, engine_epoch(cur.finished) + b.next, b.next, min(b.next * 2, self.backoff_max)
+                        cur.finished, parse_epoch(cur.finished) + b.next, b.next, min(b.next * 2, self.backoff_max)
                     )
                 rt.backoff[name] = b
                 if b.shown:
@@ -1725,7 +1726,7 @@ class Kubelet:
                     f'container "{name}" in pod "{pod}" is waiting to start: {self._waiting_reason(p, name)}'
                 )
             target = inst[-1]
-        since = time.time() - since_seconds if since_seconds else (engine_epoch(since_time) if since_time else 0.0)
+        since = time.time() - since_seconds if since_seconds else (parse_epoch(since_time) if since_time else 0.0)
         chunks = self.engine.logs(
             target.id,
             follow=follow and not previous,

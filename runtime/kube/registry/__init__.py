@@ -72,6 +72,24 @@ class ResourceDef:
 
 _CREATE_ONLY = ("create",)
 
+
+def _scalable(group: str, resource: str, kind: str, short_name: str) -> ResourceDef:
+    """A replicated workload (ReplicationController, Deployment, ReplicaSet, StatefulSet):
+    namespaced, in ``all``, with ``status`` and ``scale`` subresources and a generation."""
+    return ResourceDef(
+        group,
+        "v1",
+        resource,
+        kind,
+        True,
+        (short_name,),
+        ("all",),
+        subresources=("status", "scale"),
+        has_generation=True,
+        status_subresource=True,
+    )
+
+
 RESOURCES: list[ResourceDef] = [
     # core/v1
     ResourceDef(
@@ -121,18 +139,7 @@ RESOURCES: list[ResourceDef] = [
             "status.nominatedNodeName",
         ),
     ),
-    ResourceDef(
-        "",
-        "v1",
-        "replicationcontrollers",
-        "ReplicationController",
-        True,
-        ("rc",),
-        ("all",),
-        subresources=("status", "scale"),
-        has_generation=True,
-        status_subresource=True,
-    ),
+    _scalable("", "replicationcontrollers", "ReplicationController", "rc"),
     ResourceDef(
         "",
         "v1",
@@ -220,42 +227,9 @@ RESOURCES: list[ResourceDef] = [
         status_subresource=True,
     ),
     # apps/v1
-    ResourceDef(
-        "apps",
-        "v1",
-        "deployments",
-        "Deployment",
-        True,
-        ("deploy",),
-        ("all",),
-        subresources=("status", "scale"),
-        has_generation=True,
-        status_subresource=True,
-    ),
-    ResourceDef(
-        "apps",
-        "v1",
-        "replicasets",
-        "ReplicaSet",
-        True,
-        ("rs",),
-        ("all",),
-        subresources=("status", "scale"),
-        has_generation=True,
-        status_subresource=True,
-    ),
-    ResourceDef(
-        "apps",
-        "v1",
-        "statefulsets",
-        "StatefulSet",
-        True,
-        ("sts",),
-        ("all",),
-        subresources=("status", "scale"),
-        has_generation=True,
-        status_subresource=True,
-    ),
+    _scalable("apps", "deployments", "Deployment", "deploy"),
+    _scalable("apps", "replicasets", "ReplicaSet", "rs"),
+    _scalable("apps", "statefulsets", "StatefulSet", "sts"),
     ResourceDef(
         "apps",
         "v1",

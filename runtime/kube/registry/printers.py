@@ -11,8 +11,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from runtime.kernel.clock import parse_time
 from runtime.kube.machinery.selectors import selector_string
-from runtime.kube.meta import Obj, parse_time
+from runtime.kube.meta import Obj
 from runtime.kube.registry import ResourceDef
 from runtime.kube.registry.crd import jsonpath
 
