@@ -71,6 +71,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -193,6 +194,53 @@ out["_ready_at"] = {
 }
 print(json.dumps(out))
 """
+
+
+class PageScrape(HTMLParser):
+    """What the bench reads off a page (an HTML parser, not regexes): the login form's CSRF token
+    and the texts of the flash messages (templates/base.html: ``.messages`` > ``.alert``)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.csrf_token = ""
+        self.messages: list[str] = []
+        self._alert_depth = 0  # >0 inside an alert: its element depth
+        self._depth = 0
+        self._text: list[str] = []
+
+    @classmethod
+    def of(cls, page: str) -> PageScrape:
+        scrape = cls()
+        scrape.feed(page)
+        scrape.close()
+        return scrape
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "input" and a.get("name") == "csrfmiddlewaretoken" and not self.csrf_token:
+            self.csrf_token = a.get("value") or ""
+        if tag in VOID_ELEMENTS:
+            return
+        self._depth += 1
+        if not self._alert_depth and "alert" in (a.get("class") or "").split():
+            self._alert_depth, self._text = self._depth, []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in VOID_ELEMENTS:
+            return
+        if self._alert_depth and self._depth == self._alert_depth:
+            text = " ".join("".join(self._text).split())
+            if text:
+                self.messages.append(text)
+            self._alert_depth = 0
+        self._depth -= 1
+
+    def handle_data(self, data: str) -> None:
+        if self._alert_depth:
+            self._text.append(data)
+
+
+VOID_ELEMENTS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
 
 class Failed(Exception):
@@ -332,10 +380,10 @@ class Student:
             page = await r.text()
             if r.status != 200:
                 raise Failed(f"login page: HTTP {r.status}")
-        m = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
-        if m is None:
+        token = PageScrape.of(page).csrf_token
+        if not token:
             raise Failed("login page has no CSRF token")
-        form = {"username": self.username, "password": self.password, "csrfmiddlewaretoken": m.group(1)}
+        form = {"username": self.username, "password": self.password, "csrfmiddlewaretoken": token}
         async with self.http.post(
             f"{self.base}/accounts/login/", data=form, headers={"Origin": self.origin, "Referer": str(r.url)}
         ) as r2:
@@ -355,8 +403,8 @@ class Student:
             page = await r.text()
             m = re.fullmatch(r"/labs/([0-9a-f-]{36})/", urlsplit(str(r.url)).path)
             if r.status != 200 or m is None:
-                note = re.search(r'class="[^"]*message[^"]*"[^>]*>\s*([^<]+)', page)
-                raise Failed(f"Start: HTTP {r.status} at {r.url}" + (f": {note.group(1).strip()}" if note else ""))
+                notes = PageScrape.of(page).messages
+                raise Failed(f"Start: HTTP {r.status} at {r.url}" + (f": {'; '.join(notes)}" if notes else ""))
         self.session_id = m.group(1)
         await self.open_events()
         return pressed

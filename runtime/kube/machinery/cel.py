@@ -22,6 +22,15 @@ half-checked): maps literals, the Kubernetes CEL libraries (quantity, url, ip, l
 helpers), ``optionalOldSelf``, type checking of field names against the schema at CRD
 creation (a rule naming a field the schema lacks fails when evaluated, not when the CRD is
 created), cost limits.
+
+Why not the ``cel-python`` package (celpy 0.5.0, evaluated for #16): it has no type checker, so
+``other.x == 1`` or ``self.x.quantity()`` compile and only fail when evaluated (a CRD with a
+misspelt rule would be accepted); ``has(self)`` is accepted; ``self.x && true`` yields ``1``
+instead of "no such overload"; ``self.x == 1.0`` and ``1 != 'a'`` are errors where CEL's
+heterogeneous equality says true/true; it has no cost estimation; and its errors are Python
+reprs carrying the whole activation (``("no such member in mapping: 'z'", <class 'KeyError'>,
+None)``) rather than kube-apiserver's messages. Extension functions can be registered
+(``functions=``), but it pulls in lark, google-re2, pendulum, jmespath and tzdata.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ the sandbox's own terminal over ``lo``; node/proxy.py drops anything else sent t
 ``kube-dns`` Service (kube-system, 10.96.0.10, created with the cluster) makes it visible
 the way ``kubectl get svc -n kube-system`` shows it on a real cluster.
 
-What it answers (TTL 5; our own minimal RFC 1035 wire format, no dependency):
+What it answers (TTL 5; messages parsed and built with dnspython, the answers are ours):
 
 * ``SVC.NS.svc.cluster.local``: A = the ClusterIP; headless Services: one A per ready
   endpoint; ExternalName: a CNAME.
@@ -40,6 +40,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+from dns.rcode import FORMERR, NOERROR, NOTIMP, NXDOMAIN, SERVFAIL
+from dns.rdata import Rdata
+from dns.rdatatype import ANY, CNAME, PTR, SRV, A
+
 from runtime.kernel import netns, safewrite
 from runtime.kube import registry
 from runtime.kube.meta import Obj
@@ -54,8 +67,8 @@ TTL = 5
 FORWARD_TIMEOUT = 2.0
 MAX_UDP = 512
 
-A, NS_, CNAME, SOA, PTR, AAAA, SRV, OPT, ANY = 1, 2, 5, 6, 12, 28, 33, 41, 255
-NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP = 0, 1, 2, 3, 4
+IN = dns.rdataclass.IN
+MAX_EDNS_UDP = 1232  # what we advertise and honour at most (CoreDNS's bufsize default, DNS flag day 2020)
 
 R = registry.BY_GR
 SVC = R["services"].gr
@@ -68,85 +81,90 @@ class FormatError(Exception):
     """A message we cannot parse (answered FORMERR when its id is readable)."""
 
 
+class Ignored(Exception):
+    """A message a server does not answer at all (a response: replying could start a loop)."""
+
+
 @dataclass
 class Question:
-    id: int
-    flags: int
+    msg: dns.message.Message  # the query as parsed
     name: str  # lower case, no trailing dot
-    qtype: int
-    qclass: int
-    raw: bytes  # the question section as received (echoed back)
+
+    @property
+    def qtype(self) -> int:
+        return int(self.msg.question[0].rdtype)
 
 
 @dataclass
 class Answer:
-    rcode: int = NOERROR
-    records: list[bytes] = field(default_factory=list)
+    rcode: dns.rcode.Rcode = NOERROR
+    records: list[Rdata] = field(default_factory=list)  # all owned by the question's name
     authoritative: bool = True
 
 
 def parse_query(msg: bytes) -> Question:
-    """The first question of a query message."""
-    if len(msg) < 12:
-        raise FormatError("short message")
-    qid, flags, qd = struct.unpack("!HHH", msg[:6])
-    if flags & 0x8000 or qd < 1:
-        raise FormatError("not a query")
-    pos, labels = 12, []
-    while True:
-        if pos >= len(msg):
-            raise FormatError("truncated name")
-        n = msg[pos]
-        pos += 1
-        if n == 0:
-            break
-        if n & 0xC0 or pos + n > len(msg):
-            raise FormatError("bad label")
-        labels.append(msg[pos : pos + n].decode("ascii", errors="replace").lower())
-        pos += n
-    if pos + 4 > len(msg):
-        raise FormatError("truncated question")
-    qtype, qclass = struct.unpack("!HH", msg[pos : pos + 4])
-    return Question(qid, flags, ".".join(labels), qtype, qclass, msg[12 : pos + 4])
+    """The one question of a query message (dnspython's parser; miekg/dns's acceptance rules,
+    which CoreDNS applies: a response is ignored, anything but exactly one question refused)."""
+    try:
+        m = dns.message.from_wire(msg)
+    except Exception as e:  # dnspython raises its own FormError and a few others on hostile input
+        raise FormatError(str(e) or type(e).__name__) from e
+    if m.flags & dns.flags.QR:
+        raise Ignored("a response")
+    if len(m.question) != 1:
+        raise FormatError(f"{len(m.question)} questions")
+    qname = m.question[0].name
+    name = "" if qname == dns.name.root else qname.to_text(omit_final_dot=True).lower()
+    return Question(m, name)
 
 
-def encode_name(name: str) -> bytes:
-    out = b""
-    for label in name.strip(".").split("."):
-        if label:
-            raw = label.encode("ascii", errors="replace")[:63]
-            out += bytes([len(raw)]) + raw
-    return out + b"\0"
+def _name(target: str) -> dns.name.Name:
+    return dns.name.from_text(target.strip(".") + ".")
 
 
-def _rr(name: str, rtype: int, rdata: bytes) -> bytes:
-    return encode_name(name) + struct.pack("!HHIH", rtype, 1, TTL, len(rdata)) + rdata
+def rd_a(ip: str) -> Rdata:
+    return dns.rdata.from_text(IN, A, str(ipaddress.IPv4Address(ip)))
 
 
-def rr_a(name: str, ip: str) -> bytes:
-    return _rr(name, A, ipaddress.IPv4Address(ip).packed)
+def rd_srv(port: int, target: str) -> Rdata:
+    return dns.rdata.from_text(IN, SRV, f"0 100 {int(port)} {_name(target)}")
 
 
-def rr_srv(name: str, port: int, target: str) -> bytes:
-    return _rr(name, SRV, struct.pack("!HHH", 0, 100, port) + encode_name(target))
+def rd_cname(target: str) -> Rdata:
+    return dns.rdata.from_text(IN, CNAME, _name(target).to_text())
+
+
+def rd_ptr(target: str) -> Rdata:
+    return dns.rdata.from_text(IN, PTR, _name(target).to_text())
+
+
+def udp_limit(q: Question) -> int:
+    """How big a UDP reply may be: 512, or the client's EDNS payload size (at most ours)."""
+    return max(MAX_UDP, min(q.msg.payload, MAX_EDNS_UDP)) if q.msg.edns >= 0 else MAX_UDP
 
 
 def response(q: Question, ans: Answer, *, limit: int | None = None) -> bytes:
     """The reply message: the question echoed, the records, TC when they do not fit ``limit``."""
-    records = ans.records
-    flags = 0x8000 | (q.flags & 0x7900) | 0x0080 | (0x0400 if ans.authoritative else 0) | ans.rcode
-    body = q.raw + b"".join(records)
-    if limit is not None and 12 + len(body) > limit:
-        records, flags, body = [], flags | 0x0200, q.raw
-    return struct.pack("!HHHHHH", q.id, flags, 1, len(records), 0, 0) + body
+    r = dns.message.make_response(q.msg, recursion_available=True, our_payload=MAX_EDNS_UDP)
+    if ans.authoritative:
+        r.flags |= dns.flags.AA
+    r.set_rcode(ans.rcode)
+    qname = q.msg.question[0].name
+    for rd in ans.records:
+        r.find_rrset(r.answer, qname, IN, rd.rdtype, create=True).add(rd, TTL)
+    # prefer_truncation: what does not fit is dropped a whole RRset at a time, with TC set
+    return r.to_wire(max_size=limit or 65535, prefer_truncation=True)
 
 
-def error_reply(msg: bytes, rcode: int) -> bytes | None:
+def error_reply(msg: bytes, rcode: dns.rcode.Rcode) -> bytes | None:
     """A bare reply with ``rcode`` to a message we could not parse (None: no id to answer)."""
     if len(msg) < 12:
         return None
     qid, flags = struct.unpack("!HH", msg[:4])
-    return struct.pack("!HHHHHH", qid, 0x8000 | (flags & 0x7900) | 0x0080 | rcode, 0, 0, 0, 0)
+    r = dns.message.Message(id=qid)
+    r.flags = dns.flags.QR | dns.flags.RA | (flags & (dns.flags.RD | 0x7800))  # 0x7800: the opcode
+    r.set_rcode(rcode)
+    return r.to_wire()
 
 
 def _dashed(ip: str) -> str:
@@ -215,18 +233,21 @@ class Resolver:
         base = f"{sname}.{ns}.svc.{DOMAIN}"
         if len(labels) == 2:
             if spec.get("type") == "ExternalName":
-                return Answer(records=[_rr(name, CNAME, encode_name(str(spec.get("externalName", ""))))])
+                try:
+                    return Answer(records=[rd_cname(str(spec.get("externalName", "")))])
+                except dns.exception.DNSException:  # not a DNS name: nothing we can point at
+                    return Answer(SERVFAIL)
             if qtype not in (A, ANY):
                 return Answer()
             if headless:
-                return Answer(records=[rr_a(name, ip) for _ep, ip in self._endpoints(ns, sname)])
-            return Answer(records=[rr_a(name, str(spec["clusterIP"]))]) if spec.get("clusterIP") else Answer()
+                return Answer(records=[rd_a(ip) for _ep, ip in self._endpoints(ns, sname)])
+            return Answer(records=[rd_a(str(spec["clusterIP"]))]) if spec.get("clusterIP") else Answer()
         if len(labels) == 3:
             host = labels[0]
             hits = [ip for ep, ip in self._endpoints(ns, sname) if ep.get("hostname") == host or _dashed(ip) == host]
             if not hits:
                 return Answer(NXDOMAIN)
-            return Answer(records=[rr_a(name, ip) for ip in hits] if qtype in (A, ANY) else [])
+            return Answer(records=[rd_a(ip) for ip in hits] if qtype in (A, ANY) else [])
         if len(labels) == 4 and labels[0].startswith("_") and labels[1].startswith("_"):
             pname, proto = labels[0][1:], labels[1][1:].upper()
             ports = [
@@ -244,12 +265,12 @@ class Resolver:
             if qtype not in (SRV, ANY):
                 return Answer()
             if not headless:
-                return Answer(records=[rr_srv(name, int(p["port"]), base) for p in spec_ports])
+                return Answer(records=[rd_srv(int(p["port"]), base) for p in spec_ports])
             recs = []
             for p in ports:
                 for ep, ip in self._endpoints(ns, sname):
                     target = f"{ep.get('hostname') or _dashed(ip)}.{base}"
-                    recs.append(rr_srv(name, int(p["port"]), target))
+                    recs.append(rd_srv(int(p["port"]), target))
             return Answer(records=recs)
         return Answer(NXDOMAIN)
 
@@ -262,7 +283,7 @@ class Resolver:
             ip = str(ipaddress.IPv4Address(labels[0].replace("-", ".")))
         except ValueError:
             return Answer(NXDOMAIN)
-        return Answer(records=[rr_a(name, ip)] if qtype in (A, ANY) else [])
+        return Answer(records=[rd_a(ip)] if qtype in (A, ANY) else [])
 
     def _reverse(self, name: str, qtype: int) -> Answer:
         """PTR of a Service's ClusterIP or a pod's IP; None-like NXDOMAIN otherwise."""
@@ -286,7 +307,7 @@ class Resolver:
                     targets.append(f"{_dashed(ip)}.{pod['metadata']['namespace']}.pod.{DOMAIN}")
         if not targets:
             return Answer(NXDOMAIN)
-        return Answer(records=[_rr(name, PTR, encode_name(t)) for t in targets] if qtype in (PTR, ANY) else [])
+        return Answer(records=[rd_ptr(t) for t in targets] if qtype in (PTR, ANY) else [])
 
 
 def ours(name: str) -> bool:
@@ -388,13 +409,18 @@ class ClusterDNS:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def answer(self, msg: bytes, *, limit: int | None) -> bytes | None:
-        """The reply to one query message (None: not even an id to reply to)."""
+    async def answer(self, msg: bytes, *, limit: int | None, udp: bool = False) -> bytes | None:
+        """The reply to one query message (None: not even an id to reply to, or a response).
+        ``udp``: the limit is the client's EDNS payload size when it sent one."""
         try:
             q = parse_query(msg)
+        except Ignored:
+            return None
         except FormatError:
             return error_reply(msg, FORMERR)
-        if (q.flags >> 11) & 0xF:
+        if udp:
+            limit = udp_limit(q)
+        if q.msg.opcode() != dns.opcode.QUERY:
             return response(q, Answer(NOTIMP, authoritative=False), limit=limit)
         if ours(q.name):
             return response(q, self.resolver.resolve(q.name, q.qtype), limit=limit)
@@ -402,7 +428,7 @@ class ClusterDNS:
         return reply if reply is not None else response(q, Answer(SERVFAIL, authoritative=False), limit=limit)
 
     async def _udp_query(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        reply = await self.answer(data, limit=MAX_UDP)
+        reply = await self.answer(data, limit=MAX_UDP, udp=True)
         if reply is not None and self._udp is not None:
             self._udp.sendto(reply, addr)
 
