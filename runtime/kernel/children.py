@@ -1,4 +1,20 @@
-"""Child processes that runtimed did not fork itself but waits for as its own: ``AdoptedPopen``.
+"""runtimed's Python helper children: ``helper_argv``/``helper_env``, and ``AdoptedPopen``.
+
+Helper children. Kernel work happens in child processes (CONVENTIONS.md, 10); a helper
+written in Python is a module of ``runtime`` (importable and testable as any other) started
+as ``python -P -s -S -m MODULE ARG...``: ``helper_argv`` builds that argv for a module of
+``HELPERS`` only, every argument a string passed as data (never code: no ``-c`` strings),
+and ``helper_env`` is its whole environment (``PYTHONPATH`` = the directory holding
+``runtime/``, so ``-m`` finds it without any ``sys.path`` edit; ``PATH``, ``LANG``; nothing of
+runtimed's own environment). ``-P``: neither the current directory nor a script's is put on
+``sys.path``; ``-s -S``: no site-packages, stdlib only. A helper module must sit below packages
+whose ``__init__`` imports nothing (``runtime``, ``runtime.kernel``, ``runtime.kube``,
+``runtime.kube.node``), so starting it costs what starting a script did. The caller starts
+the argv where the work belongs (``runtime.sandbox.cgexec.Placement`` for a sandbox's bill,
+else as its own child); ``forkserver.py`` forks the per-sandbox-start ones from a
+pre-imported server instead.
+
+Adopted children. Child processes that runtimed did not fork itself but waits for as its own.
 
 runtimed is a child subreaper (``PR_SET_CHILD_SUBREAPER``): a process started for it by
 another one (``runc exec -d`` in a sandbox or a student's container, the helper fork server)
@@ -11,9 +27,44 @@ and returns its pid, instead of forking.
 
 from __future__ import annotations
 
+import os
 import subprocess
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
+
+# the directory that holds runtime/ (what PYTHONPATH names for a helper)
+ROOT = Path(__file__).resolve().parents[2]
+# the modules that may be started as helpers (``python -m``), nothing else
+HELPERS = frozenset(
+    {
+        "runtime.kube.node._netns_probe",
+        "runtime.kube.node._netns_sockets",
+    }
+)
+
+
+def helper_argv(module: str, args: Sequence[str]) -> list[str]:
+    """``[python, -P, -s, -S, -m, module, *args]`` for a module of ``HELPERS``; start it with
+    ``env=helper_env()``. Refuses any other module and any argument that is not a string
+    without NUL (an argv is data: each argument reaches the helper's ``sys.argv`` as is)."""
+    if module not in HELPERS:
+        raise ValueError(f"{module!r} is not a helper module (runtime.kernel.children.HELPERS)")
+    for arg in args:
+        if not isinstance(arg, str) or "\0" in arg:
+            raise ValueError(f"helper argument {arg!r} is not a string without NUL")
+    return [sys.executable, "-P", "-s", "-S", "-m", module, *args]
+
+
+def helper_env() -> dict[str, str]:
+    """A helper's whole environment: where ``runtime`` is, ``PATH`` and ``LANG``."""
+    return {
+        "PYTHONPATH": str(ROOT),
+        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        "LANG": "C.UTF-8",
+    }
+
 
 # launch(stdin, stdout, stderr) -> pid; each descriptor is -1 when not redirected
 Launch = Callable[[int, int, int], int]

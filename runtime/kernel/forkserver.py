@@ -28,7 +28,7 @@ Who does not come through it, and why. A helper whose work is a sandbox's bill i
 that sandbox's cgroup by ``runtime.sandbox.cgexec.Placement`` (``kl-cgexec`` joins the cgroup
 before the exec): the engine's helper (``dockerapi/_enginehelper.py``), the files helper
 (``sandbox/_fileshelper.py``), the pod connectivity probe (``kube/node/_netns_probe.py``) and the
-kubelet's probe-socket helpers (``python -c`` strings in kube/node/kubelet.py); a child of this
+kubelet's socket helper (``kube/node/_netns_sockets.py``, see ``children.helper_argv``); a child of this
 server starts in runtimed's cgroup.
 
 Failures. A server that died (killed, crashed) is reaped and started again at the next

@@ -49,7 +49,7 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -145,10 +145,13 @@ class Placement:
         timeout: float = 10.0,
         input: bytes | None = None,  # noqa: A002 - mirrors subprocess.run
         check: bool = True,
+        env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
-        """``runtime.kernel.proc.run`` in the sandbox's cgroup: on failure errors.RuntimeError with stderr."""
+        """``runtime.kernel.proc.run`` in the sandbox's cgroup: on failure errors.RuntimeError with stderr.
+        ``env``: the program's whole environment (default: runtimed's)."""
         proc = self.popen(
             argv,
+            env=env,
             stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

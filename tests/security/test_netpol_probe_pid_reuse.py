@@ -37,8 +37,10 @@ class _Rec:
 
 
 class _Place:
-    def run(self, argv: list[str], *, timeout: float = 10.0, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
+    def run(
+        self, argv: list[str], *, timeout: float = 10.0, check: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(argv, capture_output=True, timeout=timeout, check=False, env=env)
 
 
 class ReusedPidEngine:

@@ -17,8 +17,11 @@
 ``portforward.py``
     ``kubectl port-forward``: SPDY/3.1 in a WebSocket and the channel protocol, each
     connection dialled on the pod's own loopback.
-``_netns_listen.py`` / ``_netns_probe.py``
-    Helper children (run as files by the fork server, not imported) that enter a netns.
+``_netns_listen.py``
+    Helper child that enters a netns, run as a file by the fork server (not imported).
+``_netns_probe.py`` / ``_netns_sockets.py``
+    Helper children that enter a netns (the connectivity probe; sockets for probes and
+    port-forward), started as ``python -m`` modules (``runtime.kernel.children.helper_argv``).
 """
 
 from __future__ import annotations

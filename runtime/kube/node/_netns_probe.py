@@ -1,8 +1,9 @@
 """Helper child: one connection attempt from inside a pod's network namespace.
 
-Run as ``python -I -S node/_netns_probe.py PID START HOST PORT tcp|udp TIMEOUT`` by node/netpol.py's
-``probe`` (the grader's ``connectivity`` check), never imported by the daemon (kernel work
-happens in a child process, CONVENTIONS #10). It enters ``/proc/PID/ns/net`` (the pod's infra
+Run as ``python -m runtime.kube.node._netns_probe PID START HOST PORT tcp|udp TIMEOUT`` by
+node/netpol.py's ``probe`` (the grader's ``connectivity`` check; the argv from
+``runtime.kernel.children.helper_argv``), never imported by the daemon (kernel work happens
+in a child process, CONVENTIONS #10). It enters ``/proc/PID/ns/net`` (the pod's infra
 container; START is the start time the engine recorded for it, checked once the namespace is
 open, so a pid reused by another process, a host one, is never entered) with setns(2), so
 the packets leave from the pod's own address and meet the same rules as the pod's own

@@ -110,7 +110,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -122,6 +121,7 @@ from runtime import errors
 from runtime.dockerapi import netns
 from runtime.dockerapi.engine import Engine, Stream
 from runtime.images import catalog
+from runtime.kernel import children
 from runtime.kernel.clock import engine_time, now_ts, parse_epoch
 from runtime.kernel.netns import run as netns_run
 from runtime.kube import registry
@@ -520,30 +520,6 @@ class KubeletIO:
         return self.kubelet.port_forward(ns, pod, port)
 
 
-_POD_SOCKET_HELPER = r"""
-import ctypes, socket, sys
-ns_fd, chan_fd = int(sys.argv[1]), int(sys.argv[2])
-chan = socket.socket(fileno=chan_fd)
-if ctypes.CDLL(None, use_errno=True).setns(ns_fd, 0x40000000) != 0:
-    sys.exit("setns: " + __import__("os").strerror(ctypes.get_errno()))
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-socket.send_fds(chan, [b"s"], [s.fileno()])
-"""
-
-_SOCKET_HELPER = r"""
-import ctypes, os, socket, sys
-pid, fd = int(sys.argv[1]), int(sys.argv[2])
-chan = socket.socket(fileno=fd)
-ns = os.open("/proc/%d/ns/net" % pid, os.O_RDONLY | os.O_CLOEXEC)
-if ctypes.CDLL(None, use_errno=True).setns(ns, 0x40000000) != 0:
-    sys.exit("setns: " + os.strerror(ctypes.get_errno()))
-while chan.recv(1):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    socket.send_fds(chan, [b"s"], [s.fileno()])
-    s.close()
-"""
-
-
 class _NetnsSockets:
     """TCP sockets made inside the sandbox's network namespace (httpGet/tcpSocket probes).
 
@@ -564,7 +540,10 @@ class _NetnsSockets:
         ours, theirs = socket.socketpair()
         try:
             self._proc = self._placement.popen(
-                [sys.executable, "-I", "-S", "-c", _SOCKET_HELPER, str(self._pid), str(theirs.fileno())],
+                children.helper_argv(
+                    "runtime.kube.node._netns_sockets", ["sandbox", str(self._pid), str(theirs.fileno())]
+                ),
+                env=children.helper_env(),
                 pass_fds=(theirs.fileno(),),
                 close_fds=True,
                 start_new_session=True,
@@ -1810,7 +1789,8 @@ class Kubelet:
         ours, theirs = socket.socketpair()
         try:
             proc = Placement(self.engine.ctx.cgroup_path).popen(
-                [sys.executable, "-I", "-S", "-c", _POD_SOCKET_HELPER, str(ns_fd), str(theirs.fileno())],
+                children.helper_argv("runtime.kube.node._netns_sockets", ["pod", str(ns_fd), str(theirs.fileno())]),
+                env=children.helper_env(),
                 pass_fds=(ns_fd, theirs.fileno()),
                 close_fds=True,
                 start_new_session=True,

@@ -69,15 +69,13 @@ import ipaddress
 import json
 import logging
 import re
-import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runtime import errors
-from runtime.kernel import netns
+from runtime.kernel import children, netns
 from runtime.kube.machinery.selectors import selector_from_match
 from runtime.kube.meta import Obj
 from runtime.kube.node.kubelet import CONTAINER_NAME, INFRA, POD_NAME, POD_NAMESPACE
@@ -95,7 +93,6 @@ DNS_IP = "10.96.0.10"
 NS_NAME_LABEL = "kubernetes.io/metadata.name"
 PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 NETPOLS = "networkpolicies.networking.k8s.io"
-PROBE_HELPER = Path(__file__).with_name("_netns_probe.py")
 MAX_PROBE_TIMEOUT = 10.0
 MAX_RULE_BYTES = 512 * 1024
 TOO_BIG = (
@@ -590,8 +587,11 @@ def probe(engine: Engine, namespace: str, pod: str, host: str, port: int, protoc
         raise errors.Conflict(f'pod "{pod}" in namespace "{namespace}" is not running, so nothing can be sent from it')
     # the helper checks the start time once it holds the namespace: a pid the infra container
     # left (it exited) and a host process took is never entered (it would be the host's netns)
-    argv = [sys.executable, "-I", "-S", str(PROBE_HELPER), str(pid), str(start), str(addr), str(port), protocol.lower()]
-    cp = engine.place.run([*argv, f"{float(timeout):g}"], timeout=float(timeout) + 10, check=False)
+    argv = children.helper_argv(
+        "runtime.kube.node._netns_probe",
+        [str(pid), str(start), str(addr), str(port), protocol.lower(), f"{float(timeout):g}"],
+    )
+    cp = engine.place.run(argv, timeout=float(timeout) + 10, check=False, env=children.helper_env())
     try:
         out = json.loads(cp.stdout.decode(errors="replace").strip().splitlines()[-1])
         return {"result": str(out["result"]), "detail": str(out["detail"])}
