@@ -21,7 +21,8 @@
     resourceVersion counter per cluster, watch fan-out and a short event history (older
     resourceVersions get 410 Gone, as after etcd compaction).
 ``discovery.py`` / ``openapi.py``
-    Legacy and aggregated (v2) discovery; OpenAPI v3 per group-version (descriptions for
+    Legacy and aggregated (v2) discovery; OpenAPI v3 per group-version, upstream's documents
+    vendored in runtime/kube/upstream/openapi-v3 (descriptions for
     ``kubectl explain``, patch merge keys for client-side apply, the ``fieldValidation``
     parameter kubectl checks); ``/openapi/v2`` as JSON converted from the same documents.
 ``admission.py`` / ``podsecurity.py``

@@ -22,9 +22,11 @@ STRATEGIC = "application/strategic-merge-patch+json"
 APPLY = "application/apply-patch+yaml"
 
 # Strategic-merge list strategies come from upstream's own data (machinery/upstream.py over runtime/kube/upstream: the
-# patchMergeKey/patchStrategy markers of k8s.io/api's generated.proto), read by the patcher, by
-# server-side apply's field sets (machinery/ssa.py) and by the served OpenAPI
-# (apiserver/openapi.py), which kubectl reads to compute its own client-side apply patches.
+# patchMergeKey/patchStrategy markers of k8s.io/api's generated.proto), read by the patcher and by
+# server-side apply's field sets (machinery/ssa.py). The served OpenAPI (apiserver/openapi.py), which
+# kubectl reads to compute its own client-side apply patches, is upstream's api/openapi-spec/v3,
+# whose x-kubernetes-patch-* / list-* extensions tests/runtime/kube/test_openapi_upstream.py checks
+# against the same markers.
 
 
 def schema_merge_key(owner: str, fld: str) -> str | None:

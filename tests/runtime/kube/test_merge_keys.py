@@ -61,7 +61,10 @@ def core_v1() -> dict[str, Any]:
 def _served(schemas: dict[str, Any], short: str, fld: str) -> tuple[str | None, str | None]:
     full = f"io.k8s.apimachinery.pkg.apis.meta.v1.{short}" if short == "ObjectMeta" else f"io.k8s.api.core.v1.{short}"
     prop = schemas[full]["properties"][fld]
-    return prop.get("x-kubernetes-patch-strategy"), prop.get("x-kubernetes-patch-merge-key")
+    # upstream writes "merge,retainKeys" for PodSpec.volumes: the merge part is what this checks
+    strategy = prop.get("x-kubernetes-patch-strategy")
+    merge = "merge" if strategy is not None and "merge" in strategy.split(",") else strategy
+    return merge, prop.get("x-kubernetes-patch-merge-key")
 
 
 @pytest.mark.parametrize(("owner", "fld", "key"), UPSTREAM)
@@ -154,6 +157,8 @@ def test_served_openapi_carries_upstream_list_types() -> None:
     ports = json.loads(doc)["components"]["schemas"]["io.k8s.api.core.v1.ServiceSpec"]["properties"]["ports"]
     assert ports["x-kubernetes-list-type"] == "map"
     assert ports["x-kubernetes-list-map-keys"] == ["port", "protocol"]
+    volumes = json.loads(doc)["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"]["properties"]["volumes"]
+    assert volumes["x-kubernetes-patch-strategy"] == "merge,retainKeys"
 
 
 def test_vendored_protos_carry_upstream_field_numbers() -> None:
