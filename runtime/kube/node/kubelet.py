@@ -627,7 +627,7 @@ class Kubelet:
         self.engine = engine
         self.node = node
         # a multi-node cluster's other nodes: their pods run here too, on the same engine
-        # (they share the sandbox's limits and network; the nodes are views, apiserver/server.py _node)
+        # (they share the sandbox's limits and network; the nodes are views, apiserver/provision.py _node)
         self.nodes = (node, *also)
         self.network = pod_cidr_network
         self.cluster_dns = cluster_dns  # kubelet's --cluster-dns (None: ClusterFirst acts as Default)

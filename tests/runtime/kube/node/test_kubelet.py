@@ -26,7 +26,7 @@ from runtime.dockerapi.engine import Engine
 from runtime.kube import registry
 from runtime.kube.apiserver.cluster import Cluster
 from runtime.kube.apiserver.podio import PodIO
-from runtime.kube.apiserver.server import clusters_dir, create_cluster
+from runtime.kube.apiserver.provision import clusters_dir, create_cluster
 from runtime.kube.controllers.manager import Controllers
 from runtime.kube.machinery.apierrors import ApiError
 from runtime.kube.meta import Reply, Request, User
