@@ -145,13 +145,6 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write a root-only file (state and configs carry the lab's env and files)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-
-
 def _sparse_copy(src: Path, dst: Path) -> None:
     """Copy only the data extents of a sparse file (SEEK_DATA/SEEK_HOLE + copy_file_range)."""
     size = src.stat().st_size
@@ -343,7 +336,7 @@ class SandboxManager:
     def _save(self, st: _State) -> None:
         d = self._dir(st.id)
         tmp = d / "state.json.tmp"
-        _write_private(tmp, json.dumps(st.to_json()))
+        bundle.write_private(tmp, json.dumps(st.to_json()))
         tmp.replace(d / "state.json")
 
     def _state(self, sid: str) -> _State:
@@ -644,7 +637,7 @@ class SandboxManager:
         cg_arg, cg_dir = self._exec_cgroup(sid, n)
         doc = bundle.process(argv=argv, env=env_list, cwd=cwd, tty=tty, rows=rows, cols=cols)
         pfile, pidfile, logfile = d / f"x-{n}.json", d / f"x-{n}.pid", d / f"x-{n}.log"
-        _write_private(pfile, json.dumps(doc))
+        bundle.write_private(pfile, json.dumps(doc))
         master: builtins.list[int] = []
         sock: socket.socket | None = None
         sock_path = d / f"c-{n}.sock"
@@ -791,7 +784,7 @@ class SandboxManager:
             argv=["/proc/self/fd/0"], env=self._env(image, st.spec, None), cwd="/", tty=False, rows=24, cols=80
         )
         pfile, logfile = d / "agent.json", d / "agent.log"
-        _write_private(pfile, json.dumps(doc))
+        bundle.write_private(pfile, json.dumps(doc))
         runc = [self.runc, "--root", str(self.runc_root), "--log", str(logfile), "--log-format", "json"]
         try:
             return fastexec.ExecAgent.start(
@@ -1161,7 +1154,7 @@ class SandboxManager:
             extra = getattr(self.service_hooks[name], "mounts", None)
             if extra is not None:
                 cfg["mounts"].extend(extra(sid, d))
-        _write_private(d / "config.json", json.dumps(cfg))
+        bundle.write_private(d / "config.json", json.dumps(cfg))
         logfile = d / "runc.log"
         cmd = [self.runc, "--root", str(self.runc_root), "--log", str(logfile)]
         cmd += ["--log-format", "json", "run", "-d", "--bundle", str(d)]
