@@ -107,27 +107,29 @@ import copy
 import logging
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from runtime import errors
 from runtime.dockerapi import netns
-from runtime.dockerapi.engine import Engine, Stream
+from runtime.dockerapi.engine import Engine
 from runtime.images import catalog
 from runtime.kernel.netns import run as netns_run
 from runtime.kube import registry
 from runtime.kube.machinery.apierrors import ApiError, bad_request
 from runtime.kube.machinery.quantity import Quantity, QuantityError
-from runtime.kube.meta import Obj, engine_epoch, engine_time, now_ts
+from runtime.kube.meta import Obj, engine_epoch
+from runtime.kube.node.podstate import _Backoff, _ConfigError, _Instance, _PodRuntime
 from runtime.kube.node.portforward import connect_in
+from runtime.kube.node.prober import Prober
+from runtime.kube.node.status import StatusManager
+from runtime.kube.node.streaming import PodAttach, PodExec
 from runtime.loops import call_on_loop
 from runtime.sandbox.cgexec import Placement
 
@@ -320,143 +322,6 @@ def _verify_run_as_non_root(pod: Obj, c: Obj, sc: Obj, image_user: str) -> None:
         )
 
 
-class _ConfigError(Exception):
-    """CreateContainerConfigError / FailedMount: the message is kubelet's."""
-
-
-@dataclass
-class _Backoff:
-    seen: str  # the FinishedAt of the exit this entry was computed for
-    until: float  # unix time the container may start again
-    shown: float  # the delay reported in CrashLoopBackOff's message
-    next: float  # the delay after the next exit
-
-
-@dataclass
-class _Probe:
-    started: float  # monotonic time the container was first seen running
-    last: dict[str, float] = field(default_factory=dict)  # probe kind -> monotonic time of its last run
-    failures: dict[str, int] = field(default_factory=dict)
-    successes: dict[str, int] = field(default_factory=dict)
-    ready: bool = False
-    killing: bool = False
-
-
-@dataclass
-class _PodRuntime:
-    uid: str
-    ns: str
-    name: str
-    grace: int = 30
-    volumes_ready: bool = False
-    backoff: dict[str, _Backoff] = field(default_factory=dict)  # container name (or "pull:<name>")
-    probes: dict[str, _Probe] = field(default_factory=dict)  # engine container id
-    said: set[str] = field(default_factory=set)  # once-only events already recorded
-    kill_deadline: float | None = None
-    waiting: dict[str, tuple[str, str]] = field(default_factory=dict)  # container -> (reason, message)
-
-
-@dataclass
-class _Instance:
-    id: str
-    restarts: int
-    running: bool
-    exit_code: int
-    started: str
-    finished: str
-    oom: bool
-    image: str
-
-
-class _Session:
-    """A process's I/O as ``runtime/kube/apiserver/podio.py``'s ``PodStream``: ``read`` gives
-    (1|2, data) and None at the end or soon after ``close`` (which never blocks)."""
-
-    def __init__(self, stream: Stream) -> None:
-        self._stream = stream
-        self._closed = threading.Event()
-
-    def read(self, timeout: float | None = None) -> tuple[int, bytes] | None:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._closed.is_set():
-            wait = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
-            if wait <= 0:
-                raise TimeoutError("no output yet")
-            try:
-                return self._stream.read(timeout=wait)
-            except TimeoutError:
-                continue
-        return None
-
-    def write(self, data: bytes) -> None:
-        self._stream.write(data)
-
-    def close_stdin(self) -> None:
-        self._stream.close_stdin()
-
-    def close(self) -> None:
-        self._closed.set()
-        self._stream.close()
-
-
-class PodExec(_Session):
-    """A ``kubectl exec`` session: the engine's exec, its exit code and resize; ``close``
-    kills the process if it still runs."""
-
-    def __init__(self, engine: Engine, eid: str, stream: Stream) -> None:
-        super().__init__(stream)
-        self._engine = engine
-        self._eid = eid
-
-    def close(self) -> None:
-        super().close()
-        with contextlib.suppress(errors.RuntimeError, ProcessLookupError):
-            info = self._engine.exec_inspect(self._eid)
-            if info["Running"] and info["Pid"]:  # runtimed's child until the engine reaps it
-                os.kill(int(info["Pid"]), signal.SIGKILL)
-
-    def resize(self, cols: int, rows: int) -> None:
-        with contextlib.suppress(errors.RuntimeError):
-            self._engine.exec_resize(self._eid, height=rows, width=cols)
-
-    def exit_code(self) -> int:
-        """The command's exit code once its output ended (waits up to 10 s for the engine)."""
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                info = self._engine.exec_inspect(self._eid)
-            except errors.RuntimeError:  # the container was removed meanwhile
-                return 137
-            if not info["Running"] and info["ExitCode"] is not None:
-                return int(info["ExitCode"])
-            if time.monotonic() > deadline:
-                return 1
-            time.sleep(0.05)
-
-
-class PodAttach(_Session):
-    """A ``kubectl attach`` session on a container's own process; ``close`` detaches."""
-
-    def __init__(self, engine: Engine, cid: str, stream: Stream) -> None:
-        super().__init__(stream)
-        self._engine = engine
-        self._cid = cid
-
-    def resize(self, cols: int, rows: int) -> None:
-        with contextlib.suppress(errors.RuntimeError):
-            self._engine.resize(self._cid, height=rows, width=cols)
-
-    def exit_code(self) -> int:
-        """The container's exit code once it ended (0 if the session only detached)."""
-        try:
-            state = self._engine.inspect(self._cid)["State"]
-        except errors.RuntimeError:
-            return 137
-        if state["Running"] and not self._closed.is_set():
-            return self._engine.wait(self._cid)
-        return 0 if state["Running"] else int(state["ExitCode"])
-
-
 class _LogStream:
     """``podio.LogStream`` over the engine's log iterator (``close`` cancels a follow)."""
 
@@ -606,7 +471,7 @@ class _NetnsSockets:
 # -- the kubelet -----------------------------------------------------------------------------------
 
 
-class Kubelet:
+class Kubelet(Prober, StatusManager):
     """Runs the pods bound to ``node`` on ``engine``; see the module docstring."""
 
     def __init__(
@@ -1402,229 +1267,6 @@ class Kubelet:
                     raise _ConfigError(f"env {name}: resourceFieldRef is not supported in this lab")
         return list(out.items())
 
-    # -- probes ------------------------------------------------------------------------------------
-
-    def _probe(self, pod: Obj, rt: _PodRuntime, c: Obj, cur: _Instance, pod_ip: str) -> None:
-        st = rt.probes.get(cur.id)
-        if st is None:
-            st = rt.probes[cur.id] = _Probe(started=time.monotonic(), ready="readinessProbe" not in c)
-        for kind in ("livenessProbe", "readinessProbe"):
-            pr = c.get(kind)
-            if not pr or st.killing:
-                continue
-            now = time.monotonic()
-            period = float(pr.get("periodSeconds", 10))
-            first = st.started + float(pr.get("initialDelaySeconds", 0))
-            if now < first:
-                self._wake_in(first - now)
-                continue
-            if now - st.last.get(kind, -1e9) < period:
-                self._wake_in(st.last[kind] + period - now)
-                continue
-            st.last[kind] = now
-            self._wake_in(period)  # the next run of this probe
-            ok, out = self._run_probe(c, cur.id, pr, pod_ip)
-            word = "Liveness" if kind == "livenessProbe" else "Readiness"
-            if ok:
-                st.failures[kind] = 0
-                st.successes[kind] = st.successes.get(kind, 0) + 1
-                if kind == "readinessProbe" and st.successes[kind] >= int(pr.get("successThreshold", 1)):
-                    st.ready = True
-                continue
-            st.successes[kind] = 0
-            st.failures[kind] = st.failures.get(kind, 0) + 1
-            self.host.event(pod, "Warning", "Unhealthy", f"{word} probe failed: {out}".rstrip())
-            if st.failures[kind] < int(pr.get("failureThreshold", 3)):
-                continue
-            if kind == "readinessProbe":
-                st.ready = False
-                continue
-            st.killing = True
-            self.host.event(pod, "Normal", "Killing", f"Container {c['name']} failed liveness probe, will be restarted")
-            grace = int(pr.get("terminationGracePeriodSeconds") or rt.grace)
-            threading.Thread(
-                target=self._stop_quietly, args=(cur.id, grace), daemon=True, name=f"kill-{cur.id[:12]}"
-            ).start()
-
-    def _stop_quietly(self, cid: str, grace: int) -> None:
-        with contextlib.suppress(errors.RuntimeError):
-            self.engine.stop(cid, timeout=grace)
-        self.notify()
-
-    def _run_probe(self, c: Obj, cid: str, pr: Obj, pod_ip: str) -> tuple[bool, str]:
-        timeout = float(pr.get("timeoutSeconds", 1))
-        if "exec" in pr:
-            return self._exec_probe(cid, [str(x) for x in pr["exec"].get("command") or []], timeout)
-        if "httpGet" in pr or "tcpSocket" in pr:
-            try:
-                sock = self._sockets.socket()
-            except OSError as exc:
-                return False, str(exc)
-            if "tcpSocket" in pr:
-                return _tcp_check(sock, pod_ip, _port(c, pr["tcpSocket"].get("port")), timeout)
-            return _http_check(sock, pod_ip, _port(c, pr["httpGet"].get("port")), pr["httpGet"], timeout)
-        return True, ""  # grpc probes are not run: treated as passing
-
-    def _exec_probe(self, cid: str, cmd: list[str], timeout: float) -> tuple[bool, str]:
-        try:
-            eid = self.engine.exec_create(cid, {"Cmd": cmd, "AttachStdout": True, "AttachStderr": True})
-            stream = self.engine.exec_start(eid, detach=False, tty=False)
-        except errors.RuntimeError as exc:
-            return False, str(exc)
-        assert stream is not None
-        px = PodExec(self.engine, eid, stream)
-        out = b""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                item = px.read(timeout=max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
-                px.close()
-                return False, f"command {' '.join(cmd)!r} timed out"
-            if item is None:
-                break
-            out += item[1]
-        return px.exit_code() == 0, out.decode(errors="replace")[-1024:]
-
-    # -- status --------------------------------------------------------------------------------
-
-    def _container_status(
-        self, pod: Obj, rt: _PodRuntime, c: Obj, inst: list[_Instance], init: bool, started_inits: bool
-    ) -> Obj:
-        name = c["name"]
-        cur = inst[-1] if inst else None
-        st: Obj = {"name": name, "image": c.get("image", ""), "imageID": "", "ready": False, "restartCount": 0}
-        if cur is None:
-            reason, msg = rt.waiting.get(
-                name, ("PodInitializing" if init or not started_inits else "ContainerCreating", "")
-            )
-            st["state"] = {"waiting": {"reason": reason, **({"message": msg} if msg else {})}}
-            st["lastState"] = {}
-            st["started"] = False
-            return st
-        st["imageID"] = cur.image
-        st["containerID"] = f"docker://{cur.id}"
-        st["restartCount"] = cur.restarts
-        if cur.running:
-            probe = rt.probes.get(cur.id)
-            ready = (probe.ready if probe is not None else "readinessProbe" not in c) and not init
-            st["state"] = {"running": {"startedAt": engine_time(cur.started)}}
-            st["ready"] = ready
-            st["started"] = True
-        elif name in rt.waiting:
-            reason, msg = rt.waiting[name]
-            st["state"] = {"waiting": {"reason": reason, "message": msg}}
-            st["started"] = False
-        else:
-            st["state"] = {"terminated": _terminated(cur)}
-            st["ready"] = False
-            st["started"] = False
-        if name in rt.waiting and not cur.running:
-            st["lastState"] = {"terminated": _terminated(cur)}
-        elif len(inst) > 1:
-            st["lastState"] = {"terminated": _terminated(inst[-2])}
-        else:
-            st["lastState"] = {}
-        if init:
-            st["ready"] = not cur.running and cur.exit_code == 0 and name not in rt.waiting
-        return st
-
-    def _status(
-        self, pod: Obj, rt: _PodRuntime, cs: list[dict[str, Any]], infra: str | None, pod_ip: str, failed_init: bool
-    ) -> Obj:
-        spec = pod.get("spec") or {}
-        old = pod.get("status") or {}
-        policy = spec.get("restartPolicy", "Always")
-        inits = spec.get("initContainers") or []
-        init_st = [self._container_status(pod, rt, c, self._instances(cs, c["name"]), True, True) for c in inits]
-        initialized = all("terminated" in s["state"] and s["state"]["terminated"]["exitCode"] == 0 for s in init_st)
-        app_st = [
-            self._container_status(pod, rt, c, self._instances(cs, c["name"]), False, initialized)
-            for c in spec.get("containers") or []
-        ]
-        if not initialized:
-            for s in app_st:
-                if "waiting" in s["state"]:
-                    s["state"]["waiting"] = {"reason": "PodInitializing"}
-        # phase
-        states = [s["state"] for s in app_st]
-        if failed_init:
-            phase = "Failed"
-        elif not initialized or any(not s.get("containerID") for s in app_st):
-            phase = "Pending"
-        elif all("terminated" in s for s in states) and app_st:
-            codes = [s["terminated"]["exitCode"] for s in states]
-            if all(code == 0 for code in codes) and policy != "Always":
-                phase = "Succeeded"
-            elif policy == "Never":
-                phase = "Failed"
-            else:
-                phase = "Running"
-        else:
-            phase = "Running"
-        ready = phase == "Running" and all(s["ready"] for s in app_st)
-        ts = now_ts()
-        old_conds = {c.get("type"): c for c in old.get("conditions") or []}
-
-        def cond(typ: str, ok: bool, reason: str = "", message: str = "") -> Obj:
-            prev = old_conds.get(typ) or {}
-            status = "True" if ok else "False"
-            out: Obj = {
-                "type": typ,
-                "status": status,
-                "lastProbeTime": None,
-                "lastTransitionTime": prev.get("lastTransitionTime") if prev.get("status") == status else ts,
-            }
-            if reason:
-                out["reason"] = reason
-            if message:
-                out["message"] = message
-            return out
-
-        terminal = phase in ("Succeeded", "Failed")
-        unready = [s["name"] for s in app_st if not s["ready"]]
-        not_init = [s["name"] for s in init_st if not s["ready"]]
-        why = "PodCompleted" if terminal else ""
-        conds = [
-            cond("PodReadyToStartContainers", infra is not None and not terminal),
-            cond(
-                "Initialized",
-                initialized,
-                why if initialized else "ContainersNotInitialized",
-                "" if initialized else f"containers with incomplete status: [{' '.join(not_init)}]",
-            ),
-            cond(
-                "Ready",
-                ready,
-                why or ("" if ready else "ContainersNotReady"),
-                "" if ready or why else f"containers with unready status: [{' '.join(unready)}]",
-            ),
-            cond(
-                "ContainersReady",
-                ready,
-                why or ("" if ready else "ContainersNotReady"),
-                "" if ready or why else f"containers with unready status: [{' '.join(unready)}]",
-            ),
-        ]
-        if "PodScheduled" in old_conds:
-            conds.append(old_conds["PodScheduled"])
-        ip = pod_ip or str(old.get("podIP") or "")
-        new: Obj = {
-            "phase": phase,
-            "conditions": conds,
-            "hostIP": self.engine.ctx.ip,
-            "hostIPs": [{"ip": self.engine.ctx.ip}],
-            "startTime": old.get("startTime") or ts,
-            "containerStatuses": app_st,
-            "qosClass": old.get("qosClass", "BestEffort"),
-        }
-        if ip:
-            new["podIP"] = ip
-            new["podIPs"] = [{"ip": ip}]
-        if init_st:
-            new["initContainerStatuses"] = init_st
-        return new
-
     # -- deletion ------------------------------------------------------------------------------
 
     def _terminate(self, pod: Obj | None, uid: str, cs: list[dict[str, Any]]) -> None:
@@ -1849,63 +1491,3 @@ class Kubelet:
         cid = inst[-1].id
         stream = self.engine.attach(cid, stdin=stdin, stdout=True, stderr=True, logs=False, stream=True)
         return PodAttach(self.engine, cid, stream)
-
-
-def _terminated(i: _Instance) -> Obj:
-    reason = "OOMKilled" if i.oom else ("Completed" if i.exit_code == 0 else "Error")
-    return {
-        "exitCode": i.exit_code,
-        "reason": reason,
-        "startedAt": engine_time(i.started),
-        "finishedAt": engine_time(i.finished),
-        "containerID": f"docker://{i.id}",
-    }
-
-
-def _port(c: Obj, port: Any) -> int:
-    """A probe's port: a number, or the name of one of the container's ports."""
-    if isinstance(port, str) and not port.isdigit():
-        for cp in c.get("ports") or []:
-            if cp.get("name") == port:
-                return int(cp.get("containerPort", 0))
-        return 0
-    return int(port or 0)
-
-
-def _connect(sock: socket.socket, ip: str, port: int, timeout: float) -> socket.socket:
-    sock.settimeout(timeout)
-    try:
-        sock.connect((ip, port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _tcp_check(sock: socket.socket, ip: str, port: int, timeout: float) -> tuple[bool, str]:
-    try:
-        _connect(sock, ip, port, timeout).close()
-    except OSError as exc:
-        return False, f"dial tcp {ip}:{port}: connect: {exc.strerror or exc}"
-    return True, ""
-
-
-def _http_check(sock: socket.socket, ip: str, port: int, hg: Obj, timeout: float) -> tuple[bool, str]:
-    """kube-probe's GET: 200-399 passes. ``host`` other than the pod IP is not supported."""
-    path = str(hg.get("path") or "/")
-    url = f"http://{ip}:{port}{path}"
-    headers = "".join(f"{h['name']}: {h['value']}\r\n" for h in hg.get("httpHeaders") or [])
-    try:
-        with _connect(sock, ip, port, timeout) as s:
-            s.sendall(
-                f"GET {path} HTTP/1.1\r\nHost: {ip}:{port}\r\nUser-Agent: kube-probe/1.37\r\n"
-                f"{headers}Accept: */*\r\nConnection: close\r\n\r\n".encode()
-            )
-            head = s.recv(4096).split(b"\r\n", 1)[0].decode(errors="replace")
-    except OSError as exc:
-        return False, f'Get "{url}": dial tcp {ip}:{port}: connect: {exc.strerror or exc}'
-    parts = head.split()
-    code = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-    if 200 <= code < 400:
-        return True, ""
-    return False, f"HTTP probe failed with statuscode: {code}"
