@@ -5,8 +5,12 @@
     infra container per pod on the engine network ``kube-pods``), with kubelet's statuses,
     events, restarts and back-off, probes, volumes, graceful deletion; adopts running pods
     after a runtimed restart. ``ClusterHost`` is its thread-safe window on the cluster.
-    Split as Kubernetes' kubelet is: kubelet.py keeps the sync loop, containers and volumes;
-    ``Kubelet`` mixes in the parts below.
+    Split as Kubernetes' kubelet is: kubelet.py keeps the sync loop (lifecycle, engine views,
+    sync, deletion, logs/exec/attach/port-forward) and ``Kubelet`` mixes in the parts below.
+``containers.py``
+    The container runtime part (``ContainerRuntime``): infra container, starting containers.
+``volumes.py``
+    The volume manager (``VolumeManager``): a pod's volumes and orphan removal.
 ``prober.py``
     The kubelet's prober (``Prober``): exec, httpGet and tcpSocket probes.
 ``status.py``

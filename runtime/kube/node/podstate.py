@@ -1,12 +1,24 @@
-"""What the kubelet keeps per pod between syncs (its runtime cache): back-off entries, probe
-results, once-only events, the kill deadline; and the engine containers it finds of a pod
-(``_Instance``, read from their dockershim labels). Shared by kubelet.py, prober.py and
-status.py.
+"""The labels of a pod's engine containers and volumes (dockershim's), and what the kubelet
+keeps per pod between syncs (its runtime cache): back-off entries, probe results, once-only
+events, the kill deadline; and the engine containers it finds of a pod (``_Instance``, read
+from their labels). Shared by kubelet.py and its parts (containers.py, volumes.py,
+prober.py, status.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+# the labels of every engine container of a pod (dockershim's), and engine volumes'
+POD_NAME = "io.kubernetes.pod.name"
+POD_NAMESPACE = "io.kubernetes.pod.namespace"
+POD_UID = "io.kubernetes.pod.uid"
+CONTAINER_NAME = "io.kubernetes.container.name"
+RESTART_COUNT = "io.kubernetes.container.restartCount"
+VOLUME_NAME = "io.kubernetes.volume.name"
+PVC_NAMESPACE = "io.kubernetes.pvc.namespace"
+PVC_NAME = "io.kubernetes.pvc.name"
+INFRA = "POD"
 
 
 class _ConfigError(Exception):

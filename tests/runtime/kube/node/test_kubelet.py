@@ -30,7 +30,8 @@ from runtime.kube.apiserver.provision import clusters_dir, create_cluster
 from runtime.kube.controllers.manager import Controllers
 from runtime.kube.machinery.apierrors import ApiError
 from runtime.kube.meta import Reply, Request, User
-from runtime.kube.node.kubelet import POD_UID, ClusterHost, Kubelet, KubeletIO
+from runtime.kube.node.kubelet import ClusterHost, Kubelet, KubeletIO
+from runtime.kube.node.podstate import POD_UID
 from tests.runtime.conftest_daemon import real_sandboxes_available
 from tests.runtime.dockerapi.engine_helpers import DockerSandbox, docker_sandbox, engine_on
 
