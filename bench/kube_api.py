@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from _common import kube_apiserver  # noqa: E402
 
-from runtime.kube.apiserver.server import create_cluster  # noqa: E402
+from runtime.kube.apiserver.provision import create_cluster  # noqa: E402
 
 KUBECTL = str(ROOT / ".venv" / "bin" / "kubectl")
 

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from _common import kube_apiserver, log, pct  # noqa: E402
 
-from runtime.kube.apiserver.server import create_cluster  # noqa: E402
+from runtime.kube.apiserver.provision import create_cluster  # noqa: E402
 
 MiB = 1024 * 1024
 TAG = "kube_limits"

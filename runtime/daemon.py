@@ -1135,7 +1135,7 @@ def build_daemon(
 
 def _cluster_access(answer: Mapping[str, str]) -> tuple[str, ssl.SSLContext, str | None, str]:
     """(server, TLS context trusting only the cluster's CA, its TLS server name, grader token)
-    of a host kubeconfig (runtime.kube.apiserver.server.kubeconfig)."""
+    of a host kubeconfig (runtime.kube.apiserver.provision.kubeconfig)."""
     import yaml
 
     cfg = yaml.safe_load(answer["kubeconfig"])

@@ -31,7 +31,7 @@ subpackage's docstring says what its modules do.
     allocators (allocator.py), bearer tokens (auth.py),
     the store, discovery, OpenAPI, admission plugins (admission, podsecurity), RBAC, dry-run
     validation, the HTTPS server and routing (server.py), the pod I/O it relays (podio.py),
-    certificates (pki.py).
+    certificates (pki.py), provisioning a cluster on disk and its kubeconfigs (provision.py).
 ``scheduler.py``
     kube-scheduler's filters and scores, run in the reconcile loop.
 ``controllers/``

@@ -35,7 +35,8 @@ def _serve(args: argparse.Namespace) -> int:
     host, port = args.listen
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # deliberately lazy: the server (aiohttp, the whole API server) loads only for the
-    # commands that need it (here, _new_cluster and _token), not for --help or a bad argument
+    # commands that need it (provision.py likewise in _new_cluster and _token), not for --help
+    # or a bad argument
     from runtime.kube.apiserver.server import serve
     from runtime.kube.controllers.manager import Controllers
 
@@ -44,7 +45,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _new_cluster(args: argparse.Namespace) -> int:
-    from runtime.kube.apiserver.server import create_cluster
+    from runtime.kube.apiserver.provision import create_cluster
     from runtime.kube.controllers.manager import Controllers
 
     try:
@@ -80,7 +81,7 @@ def parse_duration(value: str) -> int:
 
 
 def _mint_token(args: argparse.Namespace) -> int:
-    from runtime.kube.apiserver.server import mint_user_token, user_kubeconfig
+    from runtime.kube.apiserver.provision import mint_user_token, user_kubeconfig
 
     data = Path(args.data)
     server = args.server

@@ -89,17 +89,16 @@ from aiohttp import web
 from runtime import errors
 from runtime.kernel import forkserver
 from runtime.kube.apiserver.dryrun import validate_all
-from runtime.kube.apiserver.server import (
-    Hub,
+from runtime.kube.apiserver.provision import (
     clusters_dir,
     create_cluster,
     kubeconfig,
-    make_app,
     mint_user_token,
     node_capacity,
     node_names,
     user_kubeconfig,
 )
+from runtime.kube.apiserver.server import Hub, make_app
 from runtime.kube.controllers.manager import Controllers
 from runtime.kube.machinery.apierrors import ApiError
 from runtime.kube.machinery.limits import Limits
@@ -257,7 +256,7 @@ class KubeService:
         # the sandbox's Docker engine, for its kubelet (None: pods are never run)
         self.engines: Callable[[str], Engine] | None = None
         # a sandbox's spec: its cluster's nodes (kube_nodes) and their share of its limits
-        # (None: one node showing server.DEFAULT_CAPACITY)
+        # (None: one node showing provision.DEFAULT_CAPACITY)
         self.spec_of: Callable[[str], SandboxSpec] | None = None
         self._kubelets: dict[str, Kubelet] = {}
         self._dns: dict[str, dns.ClusterDNS] = {}

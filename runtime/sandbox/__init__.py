@@ -1,7 +1,7 @@
 """Sandboxes: runc containers with user namespaces, idmapped overlay roots, cgroups and a network.
 
 See manager.py (lifecycle, processes), fastexec.py and agent/ (the resident
-exec agent behind ``spawn``), bundle.py (namespaces, capabilities,
+exec agent behind ``spawn``: starting, adopting and talking to it), bundle.py (namespaces, capabilities,
 seccomp), _mounthelper.py (idmapped layers, disk quota; forked from runtime/kernel/
 forkserver.py's pre-imported server), cgroups.py (v1/v2, delegation) and
 network.py (bridge, veth, nftables isolation).

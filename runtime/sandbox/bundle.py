@@ -45,6 +45,7 @@ not ship it) running ``sleep`` forever; tini reaps orphans.
 from __future__ import annotations
 
 import json
+import os
 import socket
 from functools import cache
 from pathlib import Path
@@ -262,3 +263,10 @@ def process(*, argv: list[str], env: list[str], cwd: str, tty: bool, rows: int, 
     if tty:
         doc["consoleSize"] = {"height": rows, "width": cols}
     return doc
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a root-only file (state and configs carry the lab's env and files)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)

@@ -67,6 +67,10 @@ runtimed re-adopts sandboxes and starts a new agent on their next spawn.
 Processes the agent started are runtimed's children, not the agent's, so an
 agent's exit never touches them.
 
+Code: ``ExecAgent`` is runtimed's end of one agent; ``ExecAgents`` (held by
+``SandboxManager.agents``) starts, replaces and closes each sandbox's agent and spawns
+through it.
+
 Fallback: when the binary is missing (``runtime/sandbox/agent/build.sh`` was
 not run), or an agent cannot be started or fails a request (after three
 failures in one sandbox, for the rest of its life), ``spawn`` uses ``runc
@@ -78,6 +82,7 @@ from __future__ import annotations
 import array
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import select
@@ -87,10 +92,14 @@ import struct
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from runtime import errors
+from runtime.kernel.children import AdoptedPopen
 from runtime.kernel.proc import wait as wait_proc
+from runtime.sandbox import bundle
+from runtime.sandbox.cgroups import Cgroups
 
 log = logging.getLogger("runtime.sandbox")
 
@@ -104,6 +113,7 @@ _REPLY = struct.Struct("=ii256s")
 _UCRED = struct.Struct("=iII")
 REPLY_TIMEOUT = 5.0
 START_TIMEOUT = 30.0
+MAX_AGENT_FAILURES = 3  # per sandbox; then spawn uses runc exec for the rest of its life
 
 
 class AgentUnavailable(errors.RuntimeError):
@@ -316,3 +326,207 @@ def _wait_exit(pid: int, timeout: float) -> bool:
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+class ExecAgents:
+    """The resident exec agents of a SandboxManager's sandboxes, one per sandbox: started on
+    a sandbox's first spawn (``get``), replaced when one is gone, given up on after
+    ``MAX_AGENT_FAILURES`` failures in one sandbox, closed when the sandbox stops (``forget``)
+    or the manager closes (``close``); ``spawn`` runs a process through one. ``lock`` is the
+    manager's (it also guards its exec cgroups)."""
+
+    def __init__(self, root: Path, runc: list[str], cgroups: Cgroups, lock: threading.RLock) -> None:
+        """``root``: the manager's DIR (the binary is installed there); ``runc``: the command
+        prefix ``[runc, "--root", ...]``."""
+        self.runc = runc
+        self.cgroups = cgroups
+        self._lock = lock
+        self._agents: dict[str, ExecAgent] = {}
+        self._agent_failures: dict[str, int] = {}
+        self._agent_start_locks: dict[str, threading.Lock] = {}
+        self._agent_bin = install_binary(root)
+        if self._agent_bin is None:
+            log.warning(
+                "exec agent binary %s is missing (run runtime/sandbox/agent/build.sh): spawn uses runc exec",
+                AGENT_BUILT,
+            )
+        else:
+            log.info("exec fast path: resident agent %s per sandbox (runc exec as fallback)", self._agent_bin)
+
+    def pid(self, sid: str) -> int | None:
+        """Host pid of the sandbox's running exec agent, None while spawns use runc exec."""
+        with self._lock:
+            agent = self._agents.get(sid)
+        return agent.pid if agent is not None and agent.alive() else None
+
+    def get(self, sid: str, bundle_dir: Path, env: Callable[[], list[str]]) -> ExecAgent | None:
+        """The sandbox's running exec agent, started now if needed; None: use runc exec.
+        ``bundle_dir`` is the sandbox's directory, ``env()`` the image's environment."""
+        if self._agent_bin is None:
+            return None
+        with self._lock:
+            agent = self._agents.get(sid)
+            if self._agent_failures.get(sid, 0) >= MAX_AGENT_FAILURES:
+                return None
+            start_lock = self._agent_start_locks.setdefault(sid, threading.Lock())
+        if agent is not None and agent.alive():
+            return agent
+        with start_lock:
+            with self._lock:
+                agent = self._agents.get(sid)
+            if agent is not None:
+                if agent.alive():
+                    return agent
+                self.drop(sid)
+                log.info("sandbox %s: exec agent (pid %d) is gone; starting a new one", sid, agent.pid)
+            try:
+                agent = self._start_agent(sid, bundle_dir, env)
+            except (errors.RuntimeError, OSError, ValueError) as exc:
+                with self._lock:
+                    self._agent_failures[sid] = self._agent_failures.get(sid, 0) + 1
+                log.warning("sandbox %s: exec agent did not start (%s); using runc exec", sid, exc)
+                return None
+            with self._lock:
+                self._agents[sid] = agent
+            log.info("sandbox %s: exec agent running (pid %d); spawn uses the fast path", sid, agent.pid)
+            return agent
+
+    def _start_agent(self, sid: str, d: Path, env: Callable[[], list[str]]) -> ExecAgent:
+        assert self._agent_bin is not None
+        cg_arg, _ = self.cgroups.sub_cgroup(sid, ".agent")
+        # The same process document as every exec: the agent's security state is runc's.
+        doc = bundle.process(argv=["/proc/self/fd/0"], env=env(), cwd="/", tty=False, rows=24, cols=80)
+        pfile, logfile = d / "agent.json", d / "agent.log"
+        bundle.write_private(pfile, json.dumps(doc))
+        runc = [*self.runc, "--log", str(logfile), "--log-format", "json"]
+        try:
+            return ExecAgent.start(
+                sid=sid,
+                runc=runc,
+                binary=self._agent_bin,
+                process_file=pfile,
+                pid_file=d / "agent.pid",
+                cgroup_arg=cg_arg,
+            )
+        except AgentUnavailable as exc:
+            raise AgentUnavailable(f"{exc}: {bundle.runc_error(logfile)}") from exc
+        finally:
+            for p in (pfile, logfile):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+
+    def failed(self, sid: str, agent: ExecAgent, exc: Exception) -> None:
+        """``agent`` failed a request: count it against the sandbox if the agent is broken."""
+        if agent.broken:
+            with self._lock:
+                self._agent_failures[sid] = self._agent_failures.get(sid, 0) + 1
+            self.drop(sid)
+        level = logging.INFO if isinstance(exc, TooLarge) else logging.WARNING
+        log.log(level, "sandbox %s: exec agent failed (%s); using runc exec", sid, exc)
+
+    def drop(self, sid: str) -> None:
+        """Close the sandbox's agent, if it has one (what it started runs on)."""
+        with self._lock:
+            agent = self._agents.pop(sid, None)
+        if agent is not None:
+            agent.close()
+
+    def forget(self, sid: str) -> None:
+        """The sandbox stops: close its agent and forget its failures."""
+        self.drop(sid)
+        with self._lock:
+            self._agent_failures.pop(sid, None)
+            self._agent_start_locks.pop(sid, None)
+
+    def close(self) -> None:
+        """Close every agent (the manager closes): the agents exit; what they started runs on."""
+        with self._lock:
+            agents = list(self._agents)
+        for sid in agents:
+            self.drop(sid)
+
+    def spawn(
+        self,
+        agent: ExecAgent,
+        sid: str,
+        cg_dir: Path,
+        argv: list[str],
+        env: list[str],
+        cwd: str,
+        tty: bool,
+        rows: int,
+        cols: int,
+    ) -> tuple[AdoptedPopen, int | None]:
+        """Start ``argv`` through ``agent`` in the fresh exec cgroup ``cg_dir`` (removed again
+        if it fails); return the process and its PTY master (tty=True)."""
+        master: list[int] = []
+        try:
+            procs = os.open(cg_dir / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                cg_dir.rmdir()
+            raise AgentUnavailable(f"cannot open {cg_dir}/cgroup.procs: {exc}") from exc
+
+        def launch(stdin: int, stdout: int, stderr: int) -> int:
+            nulls: list[int] = []
+
+            def or_null(fd: int) -> int:
+                if fd != -1:
+                    return fd
+                nulls.append(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
+                return nulls[-1]
+
+            try:
+                stdio = None if tty else (or_null(stdin), or_null(stdout), or_null(stderr))
+                try:
+                    pid, pty, exec_err = agent.spawn(
+                        argv=argv,
+                        env=env,
+                        cwd=cwd,
+                        tty=tty,
+                        rows=rows,
+                        cols=cols,
+                        cgroup_procs=procs,
+                        stdio=stdio,
+                    )
+                except AgentUnavailable:
+                    self._discard_exec(cg_dir)
+                    raise
+            finally:
+                for fd in nulls:
+                    os.close(fd)
+            if exec_err is not None:
+                reap(pid)
+                raise errors.RuntimeError(f"could not start {argv[0]!r} in sandbox {sid}: {exec_err}")
+            if pty is not None:
+                master.append(pty)
+            return pid
+
+        try:
+            proc = AdoptedPopen(
+                launch,
+                stdin=None if tty else subprocess.PIPE,
+                stdout=None if tty else subprocess.PIPE,
+                stderr=None if tty else subprocess.PIPE,
+                argv=argv,
+            )
+        except BaseException:
+            with contextlib.suppress(OSError):
+                cg_dir.rmdir()
+            raise
+        finally:
+            os.close(procs)
+        log.debug("sandbox %s: spawn %r through the exec agent (pid %d)", sid, argv[0], proc.pid)
+        return proc, master[0] if master else None
+
+    def _discard_exec(self, cg_dir: Path) -> None:
+        """After a failed agent request: kill and reap whatever got into the exec cgroup."""
+        try:
+            pids = [int(x) for x in (cg_dir / "cgroup.procs").read_text().split()]
+        except OSError:
+            pids = []
+        self.cgroups.kill_cgroup(cg_dir, timeout=2.0)
+        for pid in pids:
+            reap(pid, timeout=1.0)
+        with contextlib.suppress(OSError):
+            cg_dir.rmdir()

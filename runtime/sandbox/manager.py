@@ -37,7 +37,9 @@ a request to it: it ``clone(CLONE_PARENT)``s, so the new process is this
 process's child exactly as a ``runc exec -d`` one is, with runc's security
 state inherited rather than re-created (~1-2 ms instead of ~30-35 ms).
 ``runc exec`` stays the fallback (agent binary not built, agent dead or
-misbehaving, request too large), and the log says which path was taken.
+misbehaving, request too large), and the log says which path was taken. Starting,
+replacing and talking to the agents is ``fastexec.ExecAgents`` (``SandboxManager.agents``);
+the manager only chooses the path and makes the exec cgroup.
 
 Everything that needs kernel privileges beyond file I/O runs in a child
 process (the mount helper, runc, ip, nft, umount); the manager itself only
@@ -93,7 +95,6 @@ EXIT_IDMAP_REFUSED = 3
 PR_SET_CHILD_SUBREAPER = 36
 UID_LIMIT = 2**32 - 2
 SETUP_TIMEOUT = 600.0
-MAX_AGENT_FAILURES = 3  # per sandbox; then spawn uses runc exec for the rest of its life
 # Replace whatever is at $1 (a student's symlink included) by a regular file, from inside.
 _WRITE_SCRIPT = 'mkdir -p -- "$(dirname -- "$1")" && rm -f -- "$1" && cat > "$1"'
 
@@ -143,13 +144,6 @@ def _set_subreaper() -> None:
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a root-only file (state and configs carry the lab's env and files)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
 
 
 def _sparse_copy(src: Path, dst: Path) -> None:
@@ -306,22 +300,14 @@ class SandboxManager:
         self._states: dict[str, _State] = {}
         self._spare: subprocess.Popen[bytes] | None = None
         self.service_hooks: dict[str, ServiceHook] = {}
-        self._agents: dict[str, fastexec.ExecAgent] = {}
         self._joining: set[Path] = set()  # exec cgroups created, their process not in yet
-        self._agent_failures: dict[str, int] = {}
-        self._agent_start_locks: dict[str, threading.Lock] = {}
         # sandboxes whose services create() is starting (placefiles.py): nothing of the student's ran yet
         self._fresh: set[str] = set()
         self._life_locks: dict[str, threading.Lock] = {}  # see _lifecycle
         self.fast_exec = fast_exec
-        self._agent_bin = fastexec.install_binary(self.root)
-        if self._agent_bin is None:
-            log.warning(
-                "exec agent binary %s is missing (run runtime/sandbox/agent/build.sh): spawn uses runc exec",
-                fastexec.AGENT_BUILT,
-            )
-        else:
-            log.info("exec fast path: resident agent %s per sandbox (runc exec as fallback)", self._agent_bin)
+        self.agents = fastexec.ExecAgents(
+            self.root, [self.runc, "--root", str(self.runc_root)], self.cgroups, self._lock
+        )
         _set_subreaper()
         for d in sorted(self.sandboxes.iterdir()):
             st = self._load(d)
@@ -343,7 +329,7 @@ class SandboxManager:
     def _save(self, st: _State) -> None:
         d = self._dir(st.id)
         tmp = d / "state.json.tmp"
-        _write_private(tmp, json.dumps(st.to_json()))
+        bundle.write_private(tmp, json.dumps(st.to_json()))
         tmp.replace(d / "state.json")
 
     def _state(self, sid: str) -> _State:
@@ -630,7 +616,7 @@ class SandboxManager:
             try:
                 return self._spawn_fast(agent, sid, argv, env_list, cwd, tty, rows, cols)
             except fastexec.AgentUnavailable as exc:
-                self._agent_failed(sid, agent, exc)
+                self.agents.failed(sid, agent, exc)
                 # An agent that died (a student may kill it from inside) is replaced at once, not
                 # on the next exec: start a new one and use it for this spawn.
                 retry = self._agent(st, image) if agent.broken else None
@@ -638,13 +624,13 @@ class SandboxManager:
                     try:
                         return self._spawn_fast(retry, sid, argv, env_list, cwd, tty, rows, cols)
                     except fastexec.AgentUnavailable as again:
-                        self._agent_failed(sid, retry, again)
+                        self.agents.failed(sid, retry, again)
         log.debug("sandbox %s: spawn %r through runc exec", sid, argv[0])
         n = secrets.token_hex(4)
         cg_arg, cg_dir = self._exec_cgroup(sid, n)
         doc = bundle.process(argv=argv, env=env_list, cwd=cwd, tty=tty, rows=rows, cols=cols)
         pfile, pidfile, logfile = d / f"x-{n}.json", d / f"x-{n}.pid", d / f"x-{n}.log"
-        _write_private(pfile, json.dumps(doc))
+        bundle.write_private(pfile, json.dumps(doc))
         master: builtins.list[int] = []
         sock: socket.socket | None = None
         sock_path = d / f"c-{n}.sock"
@@ -744,84 +730,11 @@ class SandboxManager:
 
     # fast exec path (fastexec.py) ------------------------------------------------------------
 
-    def agent_pid(self, sid: str) -> int | None:
-        """Host pid of the sandbox's running exec agent, None while spawns use runc exec."""
-        with self._lock:
-            agent = self._agents.get(sid)
-        return agent.pid if agent is not None and agent.alive() else None
-
     def _agent(self, st: _State, image: ImageConfigLike) -> fastexec.ExecAgent | None:
         """The sandbox's running exec agent, started now if needed; None: use runc exec."""
-        if self._agent_bin is None or not self.fast_exec:
+        if not self.fast_exec:
             return None
-        sid = st.id
-        with self._lock:
-            agent = self._agents.get(sid)
-            if self._agent_failures.get(sid, 0) >= MAX_AGENT_FAILURES:
-                return None
-            start_lock = self._agent_start_locks.setdefault(sid, threading.Lock())
-        if agent is not None and agent.alive():
-            return agent
-        with start_lock:
-            with self._lock:
-                agent = self._agents.get(sid)
-            if agent is not None:
-                if agent.alive():
-                    return agent
-                self._drop_agent(sid)
-                log.info("sandbox %s: exec agent (pid %d) is gone; starting a new one", sid, agent.pid)
-            try:
-                agent = self._start_agent(st, image)
-            except (errors.RuntimeError, OSError, ValueError) as exc:
-                with self._lock:
-                    self._agent_failures[sid] = self._agent_failures.get(sid, 0) + 1
-                log.warning("sandbox %s: exec agent did not start (%s); using runc exec", sid, exc)
-                return None
-            with self._lock:
-                self._agents[sid] = agent
-            log.info("sandbox %s: exec agent running (pid %d); spawn uses the fast path", sid, agent.pid)
-            return agent
-
-    def _start_agent(self, st: _State, image: ImageConfigLike) -> fastexec.ExecAgent:
-        assert self._agent_bin is not None
-        sid, d = st.id, self._dir(st.id)
-        cg_arg, _ = self.cgroups.sub_cgroup(sid, ".agent")
-        # The same process document as every exec: the agent's security state is runc's.
-        doc = bundle.process(
-            argv=["/proc/self/fd/0"], env=self._env(image, st.spec, None), cwd="/", tty=False, rows=24, cols=80
-        )
-        pfile, logfile = d / "agent.json", d / "agent.log"
-        _write_private(pfile, json.dumps(doc))
-        runc = [self.runc, "--root", str(self.runc_root), "--log", str(logfile), "--log-format", "json"]
-        try:
-            return fastexec.ExecAgent.start(
-                sid=sid,
-                runc=runc,
-                binary=self._agent_bin,
-                process_file=pfile,
-                pid_file=d / "agent.pid",
-                cgroup_arg=cg_arg,
-            )
-        except fastexec.AgentUnavailable as exc:
-            raise fastexec.AgentUnavailable(f"{exc}: {bundle.runc_error(logfile)}") from exc
-        finally:
-            for p in (pfile, logfile):
-                with contextlib.suppress(FileNotFoundError):
-                    p.unlink()
-
-    def _agent_failed(self, sid: str, agent: fastexec.ExecAgent, exc: Exception) -> None:
-        if agent.broken:
-            with self._lock:
-                self._agent_failures[sid] = self._agent_failures.get(sid, 0) + 1
-            self._drop_agent(sid)
-        level = logging.INFO if isinstance(exc, fastexec.TooLarge) else logging.WARNING
-        log.log(level, "sandbox %s: exec agent failed (%s); using runc exec", sid, exc)
-
-    def _drop_agent(self, sid: str) -> None:
-        with self._lock:
-            agent = self._agents.pop(sid, None)
-        if agent is not None:
-            agent.close()
+        return self.agents.get(st.id, self._dir(st.id), lambda: self._env(image, st.spec, None))
 
     def _spawn_fast(
         self,
@@ -835,67 +748,11 @@ class SandboxManager:
         cols: int,
     ) -> Spawned:
         _arg, cg_dir = self._exec_cgroup(sid, secrets.token_hex(4))
-        master: builtins.list[int] = []
         try:
-            procs = os.open(cg_dir / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            self._joined(cg_dir)
-            with contextlib.suppress(OSError):
-                cg_dir.rmdir()
-            raise fastexec.AgentUnavailable(f"cannot open {cg_dir}/cgroup.procs: {exc}") from exc
-
-        def launch(stdin: int, stdout: int, stderr: int) -> int:
-            nulls: builtins.list[int] = []
-
-            def or_null(fd: int) -> int:
-                if fd != -1:
-                    return fd
-                nulls.append(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
-                return nulls[-1]
-
-            try:
-                stdio = None if tty else (or_null(stdin), or_null(stdout), or_null(stderr))
-                try:
-                    pid, pty, exec_err = agent.spawn(
-                        argv=argv,
-                        env=env,
-                        cwd=cwd,
-                        tty=tty,
-                        rows=rows,
-                        cols=cols,
-                        cgroup_procs=procs,
-                        stdio=stdio,
-                    )
-                except fastexec.AgentUnavailable:
-                    self._discard_exec(cg_dir)
-                    raise
-            finally:
-                for fd in nulls:
-                    os.close(fd)
-            if exec_err is not None:
-                fastexec.reap(pid)
-                raise errors.RuntimeError(f"could not start {argv[0]!r} in sandbox {sid}: {exec_err}")
-            if pty is not None:
-                master.append(pty)
-            return pid
-
-        try:
-            proc = AdoptedPopen(
-                launch,
-                stdin=None if tty else subprocess.PIPE,
-                stdout=None if tty else subprocess.PIPE,
-                stderr=None if tty else subprocess.PIPE,
-                argv=argv,
-            )
-        except BaseException:
-            with contextlib.suppress(OSError):
-                cg_dir.rmdir()
-            raise
+            proc, master = self.agents.spawn(agent, sid, cg_dir, argv, env, cwd, tty, rows, cols)
         finally:
-            os.close(procs)
             self._joined(cg_dir)
-        log.debug("sandbox %s: spawn %r through the exec agent (pid %d)", sid, argv[0], proc.pid)
-        spawned = Spawned(proc, master[0] if master else None, cg_dir, self.cgroups)
+        spawned = Spawned(proc, master, cg_dir, self.cgroups)
         if spawned.pty_master is not None:
             os.set_blocking(spawned.pty_master, False)
             spawned.resize(rows, cols)
@@ -911,18 +768,6 @@ class SandboxManager:
     def _joined(self, cg_dir: Path) -> None:
         with self._lock:
             self._joining.discard(cg_dir)
-
-    def _discard_exec(self, cg_dir: Path) -> None:
-        """After a failed agent request: kill and reap whatever got into the exec cgroup."""
-        try:
-            pids = [int(x) for x in (cg_dir / "cgroup.procs").read_text().split()]
-        except OSError:
-            pids = []
-        self.cgroups.kill_cgroup(cg_dir, timeout=2.0)
-        for pid in pids:
-            fastexec.reap(pid, timeout=1.0)
-        with contextlib.suppress(OSError):
-            cg_dir.rmdir()
 
     def write_file(self, sid: str, path: str, content: str, *, timeout: float = 30.0) -> None:
         """Write ``/root/<path>`` inside the sandbox, as its root, from inside it.
@@ -972,10 +817,7 @@ class SandboxManager:
         return dead
 
     def close(self) -> None:
-        with self._lock:
-            agents = list(self._agents)
-        for sid in agents:
-            self._drop_agent(sid)  # the agents exit; what they started runs on
+        self.agents.close()  # the agents exit; what they started runs on
         with self._lock:
             self._states.clear()
             spare, self._spare = self._spare, None
@@ -1161,7 +1003,7 @@ class SandboxManager:
             extra = getattr(self.service_hooks[name], "mounts", None)
             if extra is not None:
                 cfg["mounts"].extend(extra(sid, d))
-        _write_private(d / "config.json", json.dumps(cfg))
+        bundle.write_private(d / "config.json", json.dumps(cfg))
         logfile = d / "runc.log"
         cmd = [self.runc, "--root", str(self.runc_root), "--log", str(logfile)]
         cmd += ["--log-format", "json", "run", "-d", "--bundle", str(d)]
@@ -1207,10 +1049,7 @@ class SandboxManager:
     def _stop(self, st: _State) -> None:
         """Kill the sandbox's processes; release cgroups, network, runc state (idempotent)."""
         sid = st.id
-        self._drop_agent(sid)
-        with self._lock:
-            self._agent_failures.pop(sid, None)
-            self._agent_start_locks.pop(sid, None)
+        self.agents.forget(sid)
         runc = [self.runc, "--root", str(self.runc_root)]
         if (self.runc_root / sid).exists():
             run([*runc, "kill", sid, "KILL"], check=False)
@@ -1312,7 +1151,7 @@ class SandboxManager:
             raise errors.RuntimeError(f"{e}; not deleting it") from None
         d = self._dir(st.id)
         shutil.rmtree(d)
-        self._drop_agent(st.id)  # one a concurrent spawn may have started meanwhile
+        self.agents.drop(st.id)  # one a concurrent spawn may have started meanwhile
         with self._lock:
             self._states.pop(st.id, None)
             self._life_locks.pop(st.id, None)  # a waiter holds its own reference

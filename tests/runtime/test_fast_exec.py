@@ -104,14 +104,14 @@ def normalise(report: str) -> str:
 def test_spawn_goes_through_the_agent(mgr: SandboxManager, sandbox: str) -> None:
     rc, out, _ = run_in(mgr, sandbox, "ps -o pid,args")
     assert rc == 0
-    agent = mgr.agent_pid(sandbox)
+    agent = mgr.agents.pid(sandbox)
     assert agent is not None and Path(f"/proc/{agent}").exists()
     assert "[kl-exec-agent]" in out
     sp = mgr.spawn(sandbox, ["sleep", "5"], tty=False)
     try:
         # the process is ours (CLONE_PARENT), not the agent's: waitpid gives its own status
         assert status_lines(sp.proc.pid, ("PPid",))["PPid"] == str(os.getpid())
-        assert mgr.agent_pid(sandbox) == agent  # one agent serves every exec
+        assert mgr.agents.pid(sandbox) == agent  # one agent serves every exec
     finally:
         sp.kill_tree()
 
@@ -150,7 +150,7 @@ def test_missing_program_and_cwd_say_so(mgr: SandboxManager, sandbox: str) -> No
         mgr.spawn(sandbox, ["no-such-command"], tty=False)
     with pytest.raises(errors.RuntimeError, match="/no/such/dir"):
         mgr.spawn(sandbox, ["true"], tty=False, cwd="/no/such/dir")
-    assert mgr.agent_pid(sandbox) is not None  # a failed exec does not cost the agent
+    assert mgr.agents.pid(sandbox) is not None  # a failed exec does not cost the agent
     assert run_in(mgr, sandbox, "echo ok")[1] == "ok\n"
 
 
@@ -204,7 +204,7 @@ def test_a_request_too_large_for_the_agent_goes_through_runc(mgr: SandboxManager
     sp = mgr.spawn(sandbox, ["/bin/sh", "-c", 'echo $# "${#1}"', "sh", *args], tty=False)
     out, _ = sp.proc.communicate(timeout=30)
     assert (sp.proc.returncode, out) == (0, f"{len(args)} 10000\n".encode())
-    assert mgr.agent_pid(sandbox) is not None  # the agent is fine and serves the next one
+    assert mgr.agents.pid(sandbox) is not None  # the agent is fine and serves the next one
     assert run_in(mgr, sandbox, "echo small") == (0, "small\n", "")
 
 
@@ -278,25 +278,25 @@ def test_agent_cannot_be_inspected_or_reached_from_inside(mgr: SandboxManager, s
 
 def test_killing_the_agent_from_inside_only_restarts_it(mgr: SandboxManager, sandbox: str) -> None:
     run_in(mgr, sandbox, "true")
-    first = mgr.agent_pid(sandbox)
+    first = mgr.agents.pid(sandbox)
     assert first is not None
     rc, _, _ = run_in(mgr, sandbox, "kill -9 $(ps -o pid,args | awk '/\\[kl-exec-agent\\]/ {print $1}')")
     assert rc == 0
     assert run_in(mgr, sandbox, "echo again") == (0, "again\n", "")
-    second = mgr.agent_pid(sandbox)
+    second = mgr.agents.pid(sandbox)
     assert second is not None and second != first
     assert not Path(f"/proc/{first}").exists()  # reaped, not a zombie
 
 
 def test_a_stopped_agent_falls_back_to_runc_exec(mgr: SandboxManager, sandbox: str) -> None:
     run_in(mgr, sandbox, "true")
-    agent = mgr.agent_pid(sandbox)
+    agent = mgr.agents.pid(sandbox)
     assert agent is not None
     os.kill(agent, signal.SIGSTOP)  # what a student can do from inside (same uid)
     assert run_in(mgr, sandbox, "echo served") == (0, "served\n", "")
     assert not Path(f"/proc/{agent}").exists()
     assert run_in(mgr, sandbox, "echo next") == (0, "next\n", "")
-    assert mgr.agent_pid(sandbox) not in (None, agent)
+    assert mgr.agents.pid(sandbox) not in (None, agent)
 
 
 # lifecycle -----------------------------------------------------------------------------------------
@@ -306,7 +306,7 @@ def test_remove_leaves_nothing_behind(mgr: SandboxManager) -> None:
     info = mgr.create(SandboxSpec())
     sp = mgr.spawn(info.id, ["/bin/sh"], tty=True)
     assert sp.pty_master is not None
-    agent = mgr.agent_pid(info.id)
+    agent = mgr.agents.pid(info.id)
     assert agent is not None
     cg_dirs = mgr.cgroups.dirs(info.id)
     mgr.remove(info.id)
@@ -316,7 +316,7 @@ def test_remove_leaves_nothing_behind(mgr: SandboxManager) -> None:
     assert not (mgr.root / "sandboxes" / info.id).exists()
     assert not any(d.exists() for d in cg_dirs)
     assert info.id not in Path("/proc/self/mountinfo").read_text()
-    assert mgr.agent_pid(info.id) is None
+    assert mgr.agents.pid(info.id) is None
 
 
 def test_a_restarted_manager_starts_its_own_agent_and_old_processes_live_on(mgr: SandboxManager) -> None:
@@ -325,9 +325,9 @@ def test_a_restarted_manager_starts_its_own_agent_and_old_processes_live_on(mgr:
     info = mgr.create(SandboxSpec())
     try:
         old_agent_sp = mgr.spawn(info.id, ["sleep", "100"], tty=False)
-        old_agent = mgr.agent_pid(info.id)
+        old_agent = mgr.agents.pid(info.id)
         assert old_agent is not None
-        mgr._drop_agent(info.id)  # what close() does for each sandbox when runtimed stops
+        mgr.agents.drop(info.id)  # what close() does for each sandbox when runtimed stops
         assert not Path(f"/proc/{old_agent}").exists()
         assert old_agent_sp.proc.poll() is None  # its process is still running
         second = SandboxManager(
@@ -341,7 +341,7 @@ def test_a_restarted_manager_starts_its_own_agent_and_old_processes_live_on(mgr:
         try:
             assert second.reconcile() == []
             assert run_in(second, info.id, "echo readopted") == (0, "readopted\n", "")
-            assert second.agent_pid(info.id) not in (None, old_agent)
+            assert second.agents.pid(info.id) not in (None, old_agent)
         finally:
             second.close()
         old_agent_sp.kill_tree()
@@ -366,6 +366,6 @@ def test_installed_binary_is_executable_but_not_readable_by_others(tmp_path: Pat
 def test_runc_exec_only_still_works(mgr: SandboxManager, sandbox: str) -> None:
     with runc_exec_only(mgr):
         assert run_in(mgr, sandbox, "echo via-runc; exit 4") == (4, "via-runc\n", "")
-        assert mgr.agent_pid(sandbox) is None
+        assert mgr.agents.pid(sandbox) is None
     with pytest.raises(subprocess.TimeoutExpired):
         run_in(mgr, sandbox, "sleep 5", timeout=0.2)

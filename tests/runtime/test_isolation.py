@@ -428,7 +428,7 @@ def test_exec_agent_can_be_neither_inspected_nor_hijacked(mgr: SandboxManager, a
     root inside must not read its memory, fds or binary, find a socket or file to talk to or
     replace, nor make the next exec run elsewhere than a fresh process of the sandbox."""
     run_in(mgr, attacker, "true")
-    agent = mgr.agent_pid(attacker)
+    agent = mgr.agents.pid(attacker)
     if agent is None:
         pytest.skip("exec agent not built (runtime/sandbox/agent/build.sh)")
     _rc, out, _ = run_in(
@@ -442,7 +442,7 @@ def test_exec_agent_can_be_neither_inspected_nor_hijacked(mgr: SandboxManager, a
     assert out.split() == ["done"]
     probe = "grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status; readlink /proc/self/ns/pid"
     got = run_in(mgr, attacker, probe)  # through a new agent
-    assert mgr.agent_pid(attacker) not in (None, agent)
+    assert mgr.agents.pid(attacker) not in (None, agent)
     mgr.fast_exec = False
     try:
         assert got == run_in(mgr, attacker, probe)  # what runc exec gives

@@ -23,7 +23,7 @@ from runtime import errors
 from runtime.client import Client as RuntimeClient
 from runtime.kube.apiserver import dryrun
 from runtime.kube.apiserver.cluster import Cluster
-from runtime.kube.apiserver.server import clusters_dir, create_cluster
+from runtime.kube.apiserver.provision import clusters_dir, create_cluster
 from runtime.kube.controllers.manager import Controllers
 from runtime.kube.meta import Request
 from tests.factories import InstructorFactory, LabFactory, StudentFactory

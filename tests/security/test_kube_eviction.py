@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.kube.apiserver.cluster import Cluster
-from runtime.kube.apiserver.server import ADMIN_USER, create_cluster
+from runtime.kube.apiserver.provision import ADMIN_USER, create_cluster
 from runtime.kube.controllers.manager import Controllers
 from runtime.kube.meta import Reply, Request, User
 

@@ -26,7 +26,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from runtime.kube.apiserver import server as kserver
 from runtime.kube.apiserver.podio import WS_PROTOCOLS
-from runtime.kube.apiserver.server import Hub, create_cluster, make_app
+from runtime.kube.apiserver.provision import create_cluster
+from runtime.kube.apiserver.server import Hub, make_app
 from runtime.kube.controllers.manager import Controllers
 
 LIMIT = kserver.MAX_WS_MESSAGE

@@ -16,7 +16,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from runtime.kube.apiserver.cluster import Cluster
-from runtime.kube.apiserver.server import ADMIN_USER, Hub, create_cluster, make_app
+from runtime.kube.apiserver.provision import ADMIN_USER, create_cluster
+from runtime.kube.apiserver.server import Hub, make_app
 from runtime.kube.apiserver.store import COMPACT_FLOOR_BYTES, Watcher
 from runtime.kube.controllers.manager import Controllers
 from runtime.kube.machinery.limits import Limits

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from runtime import errors
-from runtime.kube.apiserver.server import create_cluster
+from runtime.kube.apiserver.provision import create_cluster
 from runtime.kube.controllers.manager import Controllers
 from runtime.kube.machinery.apierrors import ApiError
 from runtime.sandbox.spec import SandboxSpec

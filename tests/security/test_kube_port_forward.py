@@ -23,7 +23,8 @@ import yaml
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
 
-from runtime.kube.apiserver.server import Hub, create_cluster, make_app
+from runtime.kube.apiserver.provision import create_cluster
+from runtime.kube.apiserver.server import Hub, make_app
 from runtime.kube.controllers.manager import Controllers
 from runtime.kube.node import portforward as pf
 

@@ -15,7 +15,8 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
-from runtime.kube.apiserver.server import Hub, create_cluster, make_app
+from runtime.kube.apiserver.provision import create_cluster
+from runtime.kube.apiserver.server import Hub, make_app
 from runtime.kube.controllers.manager import Controllers
 from tests.runtime.kube import pbwire
 from tests.runtime.kube.pbwire import MAGIC, envelope, field, varint

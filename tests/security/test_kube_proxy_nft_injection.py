@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from runtime.kube.apiserver.cluster import Cluster
-from runtime.kube.apiserver.server import ADMIN_USER, Hub, create_cluster
+from runtime.kube.apiserver.provision import ADMIN_USER, create_cluster
+from runtime.kube.apiserver.server import Hub
 from runtime.kube.controllers.manager import Controllers
 from runtime.kube.meta import Reply, Request, User
 from runtime.kube.node import proxy

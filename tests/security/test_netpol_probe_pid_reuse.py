@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from runtime.kube.node import netpol
-from runtime.kube.node.kubelet import CONTAINER_NAME, INFRA, POD_NAME, POD_NAMESPACE
+from runtime.kube.node.podstate import CONTAINER_NAME, INFRA, POD_NAME, POD_NAMESPACE
 from runtime.procfs import proc_start
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="entering another process's netns needs root")

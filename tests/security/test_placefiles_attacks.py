@@ -94,7 +94,7 @@ def test_the_host_writes_only_while_the_sandbox_is_created(mgr: SandboxManager, 
     info = mgr.create(SandboxSpec(services=("docker",)))
     try:
         assert hook.placed == [True]
-        assert mgr.agent_pid(info.id) is None  # nothing was exec'd to place them
+        assert mgr.agents.pid(info.id) is None  # nothing was exec'd to place them
         assert run_in(mgr, info.id, "readlink /var/run/placed.sock; cat /root/.kube/config") == (
             0,
             "/run/target\nkubeconfig\n",
@@ -114,7 +114,7 @@ def test_the_host_writes_only_while_the_sandbox_is_created(mgr: SandboxManager, 
         assert not host_target.exists()
         assert run_in(mgr, info.id, f"cat {host_target}/config") == (0, "kubeconfig\n", "")
         if fastexec.AGENT_BUILT.is_file():
-            assert mgr.agent_pid(info.id) is not None  # the resume wrote it through the agent
+            assert mgr.agents.pid(info.id) is not None  # the resume wrote it through the agent
     finally:
         with contextlib.suppress(errors.SandboxNotFound):
             mgr.remove(info.id)

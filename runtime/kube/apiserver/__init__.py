@@ -16,6 +16,10 @@
     ``tls-server-name: NAME.cluster.kubelab`` (SNI), so one socket presents each cluster's own
     serving certificate, signed by its own CA (``pki.py``). Bearer tokens are looked up only in
     the cluster the path names.
+``provision.py``
+    A cluster on disk: ``create_cluster`` (its CA and serving certificate, cluster.json, its
+    nodes, default RBAC and DNS Service), the kubeconfigs that reach it through server.py's
+    listener, ``mint_user_token``. Used by ``new-cluster``/``mint-token`` and ``service.py``.
 ``store.py``
     In-memory objects + append-only JSON log per cluster (``store.jsonl``), one
     resourceVersion counter per cluster, watch fan-out and a short event history (older

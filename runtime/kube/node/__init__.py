@@ -5,6 +5,20 @@
     infra container per pod on the engine network ``kube-pods``), with kubelet's statuses,
     events, restarts and back-off, probes, volumes, graceful deletion; adopts running pods
     after a runtimed restart. ``ClusterHost`` is its thread-safe window on the cluster.
+    Split as Kubernetes' kubelet is: kubelet.py keeps the sync loop (lifecycle, engine views,
+    sync, deletion, logs/exec/attach/port-forward) and ``Kubelet`` mixes in the parts below.
+``containers.py``
+    The container runtime part (``ContainerRuntime``): infra container, starting containers.
+``volumes.py``
+    The volume manager (``VolumeManager``): a pod's volumes and orphan removal.
+``prober.py``
+    The kubelet's prober (``Prober``): exec, httpGet and tcpSocket probes.
+``status.py``
+    The kubelet's status manager (``StatusManager``): the pod status it posts.
+``podstate.py``
+    What the kubelet keeps per pod between syncs, and the engine containers it finds.
+``streaming.py``
+    Exec and attach sessions (``PodExec``, ``PodAttach``) for pods/exec, pods/attach, probes.
 ``proxy.py``
     kube-proxy in nftables mode (ClusterIP, NodePort, session affinity, REJECT without
     endpoints).

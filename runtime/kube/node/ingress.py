@@ -119,7 +119,7 @@ from runtime.kube import registry
 from runtime.kube.apiserver.store import Watcher
 from runtime.kube.machinery.apierrors import ApiError
 from runtime.kube.meta import Obj
-from runtime.kube.node.kubelet import PodExec
+from runtime.kube.node.streaming import PodExec
 from runtime.loops import call_on_loop
 
 if TYPE_CHECKING:

@@ -78,7 +78,7 @@ from runtime import errors
 from runtime.kernel import children, netns
 from runtime.kube.machinery.selectors import selector_from_match
 from runtime.kube.meta import Obj
-from runtime.kube.node.kubelet import CONTAINER_NAME, INFRA, POD_NAME, POD_NAMESPACE
+from runtime.kube.node.podstate import CONTAINER_NAME, INFRA, POD_NAME, POD_NAMESPACE
 
 if TYPE_CHECKING:
     from runtime.dockerapi.engine import Engine

@@ -82,7 +82,7 @@ def small_api(compat_server: InProcessServer) -> Iterator[Any]:
     events), for 410, 413 and 429."""
     from kubernetes import config
 
-    from runtime.kube.apiserver.server import create_cluster
+    from runtime.kube.apiserver.provision import create_cluster
 
     path = compat_server.data / "compat-small.kubeconfig"
     path.write_text(

@@ -46,7 +46,15 @@ MODULES = sorted(_dotted(p) for p in KUBE.rglob("*.py") if p.name != "__main__.p
 SUBPACKAGES = ("machinery", "apiserver", "registry", "controllers", "node")
 
 # modules that sit above the lower layers: nothing below may import them at run time
-TOP = {"apiserver.cluster", "controllers.manager", "apiserver.server", "service", "node.kubelet", "apiserver.dryrun"}
+TOP = {
+    "apiserver.cluster",
+    "controllers.manager",
+    "apiserver.server",
+    "apiserver.provision",
+    "service",
+    "node.kubelet",
+    "apiserver.dryrun",
+}
 LOWER = [
     "meta",
     *(m for m in MODULES if m.split(".")[0] in ("machinery", "registry")),
@@ -82,6 +90,7 @@ ALLOWED_BELOW = {
 LAZY = {
     # the CLI loads the API server (aiohttp and all) only for the commands that serve or mint
     ("cli", "runtime.kube.apiserver.server"),
+    ("cli", "runtime.kube.apiserver.provision"),  # new-cluster and mint-token: the clusters on disk
     ("cli", "runtime.kube.controllers.manager"),  # the controllers it hands the server, loaded with it
 }
 

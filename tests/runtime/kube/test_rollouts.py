@@ -23,7 +23,7 @@ import pytest
 
 from runtime.kube import registry
 from runtime.kube.apiserver.cluster import Cluster
-from runtime.kube.apiserver.server import clusters_dir, create_cluster
+from runtime.kube.apiserver.provision import clusters_dir, create_cluster
 from runtime.kube.controllers.manager import Controllers
 from tests.runtime.kube.conftest import KUBECTL, Kubectl
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from runtime.kube.apiserver.cluster import Cluster
-from runtime.kube.apiserver.server import clusters_dir, create_cluster, mint_user_token
+from runtime.kube.apiserver.provision import clusters_dir, create_cluster, mint_user_token
 from runtime.kube.controllers.manager import Controllers
 from tests.runtime.kube.conftest import PY, ROOT, Kubectl, Server
 

@@ -226,7 +226,7 @@ def test_cronjob_is_due_at_its_next_minute_only(tmp_path) -> None:
 
     from runtime.kube import registry
     from runtime.kube.apiserver.cluster import Cluster
-    from runtime.kube.apiserver.server import create_cluster
+    from runtime.kube.apiserver.provision import create_cluster
 
     create_cluster(tmp_path, "cron", "https://127.0.0.1:1", controllers=Controllers)
     c = Cluster("cron", tmp_path / "clusters" / "cron", controllers=Controllers)
@@ -258,7 +258,7 @@ def test_cronjob_controller_creates_due_job(tmp_path) -> None:
 
     from runtime.kube import registry
     from runtime.kube.apiserver.cluster import Cluster
-    from runtime.kube.apiserver.server import create_cluster
+    from runtime.kube.apiserver.provision import create_cluster
 
     create_cluster(tmp_path, "cron", "https://127.0.0.1:1", controllers=Controllers)
     c = Cluster("cron", tmp_path / "clusters" / "cron", controllers=Controllers)
@@ -333,7 +333,7 @@ def test_kubeconfig_of_a_numeric_looking_cluster_name_is_read_by_kubectl(tmp_pat
     """Sandbox ids name the clusters; kubectl (go-yaml) must read them as strings."""
     import subprocess
 
-    from runtime.kube.apiserver.server import kubeconfig
+    from runtime.kube.apiserver.provision import kubeconfig
     from tests.runtime.kube.conftest import KUBECTL
 
     path = tmp_path / "config"

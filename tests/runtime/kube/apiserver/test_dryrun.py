@@ -12,7 +12,7 @@ import pytest
 
 from runtime.kube.apiserver.cluster import Cluster
 from runtime.kube.apiserver.dryrun import validate, validate_all
-from runtime.kube.apiserver.server import clusters_dir, create_cluster
+from runtime.kube.apiserver.provision import clusters_dir, create_cluster
 from runtime.kube.controllers.manager import Controllers
 from runtime.kube.meta import Request, User
 

@@ -33,7 +33,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from runtime.kube.apiserver.server import Hub, create_cluster, make_app, mint_user_token, user_kubeconfig
+from runtime.kube.apiserver.provision import create_cluster, mint_user_token, user_kubeconfig
+from runtime.kube.apiserver.server import Hub, make_app
 from runtime.kube.controllers.manager import Controllers
 from runtime.kube.machinery.apierrors import ApiError
 from tests.runtime.kube.conftest import KUBECTL, Kubectl, free_port

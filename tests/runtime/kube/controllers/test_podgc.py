@@ -166,7 +166,7 @@ def test_deleting_a_worker_node_deletes_its_pods_and_replacements_go_to_the_rema
 
 def _cluster(tmp_path: Path) -> Any:
     from runtime.kube.apiserver.cluster import Cluster
-    from runtime.kube.apiserver.server import create_cluster
+    from runtime.kube.apiserver.provision import create_cluster
 
     create_cluster(tmp_path, "gc", "https://127.0.0.1:1", controllers=Controllers)
     return Cluster("gc", tmp_path / "clusters" / "gc", controllers=Controllers)

@@ -26,11 +26,12 @@ from runtime.dockerapi.engine import Engine
 from runtime.kube import registry
 from runtime.kube.apiserver.cluster import Cluster
 from runtime.kube.apiserver.podio import PodIO
-from runtime.kube.apiserver.server import clusters_dir, create_cluster
+from runtime.kube.apiserver.provision import clusters_dir, create_cluster
 from runtime.kube.controllers.manager import Controllers
 from runtime.kube.machinery.apierrors import ApiError
 from runtime.kube.meta import Reply, Request, User
-from runtime.kube.node.kubelet import POD_UID, ClusterHost, Kubelet, KubeletIO
+from runtime.kube.node.kubelet import ClusterHost, Kubelet, KubeletIO
+from runtime.kube.node.podstate import POD_UID
 from tests.runtime.conftest_daemon import real_sandboxes_available
 from tests.runtime.dockerapi.engine_helpers import DockerSandbox, docker_sandbox, engine_on
 

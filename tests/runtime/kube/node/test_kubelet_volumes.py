@@ -9,7 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from runtime.kube.node.kubelet import Kubelet, _ConfigError
+from runtime.kube.node.kubelet import Kubelet
+from runtime.kube.node.podstate import _ConfigError
 
 
 def write(root: Path, files: dict[str, tuple[bytes, int]]) -> None:

@@ -25,7 +25,7 @@ import pytest
 from runtime.dockerapi.engine import Engine
 from runtime.kube import registry
 from runtime.kube.apiserver.cluster import Cluster
-from runtime.kube.apiserver.server import clusters_dir, create_cluster
+from runtime.kube.apiserver.provision import clusters_dir, create_cluster
 from runtime.kube.controllers.manager import Controllers
 from runtime.kube.node.kubelet import ClusterHost, Kubelet
 from tests.runtime.conftest_daemon import real_sandboxes_available
