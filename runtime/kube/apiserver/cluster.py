@@ -1419,23 +1419,28 @@ class Cluster(TokenAuthenticator):
             raise bad_request(f"target kind must be Node, got {target.get('kind')!r}")
         if not node:
             raise invalid_error("Binding", "", name, [required("target.name")])
+        self.bind(ns, name, node, dry_run=req.query.get("dryRun") == "All")
+        return Reply(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
+
+    def bind(self, ns: str, name: str, node: str, *, dry_run: bool = False) -> Obj:
+        """Bind pod ``ns/name`` to ``node`` (BindingREST.assignPod, for a request's Binding and
+        for the scheduler's Client): the pod as bound."""
+        rdef = registry.BY_GR["pods"]
         pod = self._must_get(rdef, ns, name)
         if pod["metadata"].get("deletionTimestamp"):
             raise conflict("pods/binding", "", name, f"pod {name} is being deleted, cannot be assigned to a host")
         bound = (pod.get("spec") or {}).get("nodeName")
         if bound:
             raise conflict("pods/binding", "", name, f'pod {name} is already assigned to node "{bound}"')
-        if req.query.get("dryRun") != "All":
-            new = copy.deepcopy(pod)
-            new["spec"]["nodeName"] = node
-            conds = [c for c in (new.get("status") or {}).get("conditions") or [] if c.get("type") != "PodScheduled"]
-            conds.append(
-                {"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": now_ts()}
-            )
-            new.setdefault("status", {})["conditions"] = conds
-            self._dirty = True
-            self.store.put(rdef.gr, new, "MODIFIED", user=True)
-        return Reply(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
+        new = copy.deepcopy(pod)
+        new["spec"]["nodeName"] = node
+        conds = [c for c in (new.get("status") or {}).get("conditions") or [] if c.get("type") != "PodScheduled"]
+        conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": now_ts()})
+        new.setdefault("status", {})["conditions"] = conds
+        if dry_run:
+            return new
+        self._dirty = True
+        return self.store.put(rdef.gr, new, "MODIFIED", user=self._requester is not None)
 
     def _create_sub(self, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str) -> Reply:
         if rdef.kind == "Pod" and sub in ("exec", "attach", "portforward"):

@@ -104,7 +104,9 @@ class Controllers(
             nodelifecycle.reconcile(self)
             podgc.reconcile(self)  # orphaned pods of deleted Nodes, unscheduled terminating ones
             self._daemonsets()
-            scheduler.schedule(self)
+            scheduler.schedule(
+                self.c.store, self.sched_queue, self.scheduler_client, self.recorder(scheduler.SCHEDULER)
+            )
             self._endpoints()
             self._endpointslices()
             self._volumes()
