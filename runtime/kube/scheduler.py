@@ -60,16 +60,18 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runtime.kernel.clock import now_ts
 from runtime.kube import registry
+from runtime.kube.machinery.apierrors import ApiError
 from runtime.kube.machinery.quantity import Quantity
 from runtime.kube.machinery.selectors import selector_from_match
 from runtime.kube.meta import Obj
 
 if TYPE_CHECKING:
-    from runtime.kube.controllers.manager import Controllers
+    from runtime.kube.apiserver.store import Store
+    from runtime.kube.registry import ResourceDef
 
 
 SCHEDULER = "default-scheduler"
@@ -123,6 +125,20 @@ class Queue:
         return min((w.retry_at for w in self.waiting.values()), default=None)
 
 
+class EventRecorder(Protocol):
+    """Records an Event about ``obj`` (client-go's record.EventRecorder.Event), as the scheduler."""
+
+    def event(self, obj: Obj, typ: str, reason: str, message: str) -> None: ...
+
+
+class Writer(Protocol):
+    """What the scheduler writes through: an API client with its identity (apiserver/client.py)."""
+
+    def bind(self, pod: Obj, node: str) -> Obj: ...
+
+    def update_status(self, rdef: ResourceDef, obj: Obj) -> Obj: ...
+
+
 def _signature(nodes: list[Obj], placed: list[Obj], namespaces: dict[str, Obj]) -> int:
     """What could make a waiting pod fit: the nodes, the namespaces (namespaceSelector) and
     the pods on nodes, by resourceVersion."""
@@ -135,10 +151,9 @@ def _signature(nodes: list[Obj], placed: list[Obj], namespaces: dict[str, Obj]) 
     )
 
 
-def schedule(ctl: Controllers) -> None:
-    """Bind the schedulable pending pods that are due; record why the others wait."""
-    store = ctl.c.store
-    queue = ctl.sched_queue
+def schedule(store: Store, queue: Queue, client: Writer, events: EventRecorder) -> None:
+    """Bind the schedulable pending pods that are due (read from ``store``, written through
+    ``client``); record why the others wait."""
     all_pods = store.list(PODS.gr)
     pending = [
         p
@@ -200,10 +215,12 @@ def schedule(ctl: Controllers) -> None:
             unresolvable += final
         uid = str(pod["metadata"].get("uid"))
         if feasible:
-            placed.append(_bind(ctl, pod, _best(pod, feasible, cycle)))
+            bound = _bind(client, events, pod, _best(pod, feasible, cycle))
+            if bound is not None:
+                placed.append(bound)
             queue.waiting.pop(uid, None)
         else:
-            rv = _unschedulable(ctl, pod, _message(len(nodes), reasons, unresolvable))
+            rv = _unschedulable(client, events, pod, _message(len(nodes), reasons, unresolvable))
             old = queue.waiting.get(uid)
             attempts = old.attempts + 1 if old else 1
             backoff = min(MAX_BACKOFF, INITIAL_BACKOFF * 2 ** (attempts - 1))
@@ -698,19 +715,19 @@ def _message(nodes: int, reasons: Counter[str], unresolvable: int) -> str:
     )
 
 
-def _bind(ctl: Controllers, pod: Obj, node: str) -> Obj:
+def _bind(client: Writer, events: EventRecorder, pod: Obj, node: str) -> Obj | None:
+    """POST the pod's Binding; None if the API refused it (the pod was deleted or bound by
+    someone else meanwhile: it leaves the pending pods, or is tried again next pass)."""
     meta = pod["metadata"]
-    bound = copy.deepcopy(pod)
-    bound["spec"]["nodeName"] = node
-    _set_condition(bound, {"type": "PodScheduled", "status": "True", "lastProbeTime": None}, now_ts())
-    bound = ctl.c.store.put(PODS.gr, bound, "MODIFIED")
-    ctl.event(
-        bound, "Normal", "Scheduled", f"Successfully assigned {meta['namespace']}/{meta['name']} to {node}", SCHEDULER
-    )
+    try:
+        bound = client.bind(pod, node)
+    except ApiError:
+        return None
+    events.event(bound, "Normal", "Scheduled", f"Successfully assigned {meta['namespace']}/{meta['name']} to {node}")
     return bound
 
 
-def _unschedulable(ctl: Controllers, pod: Obj, message: str) -> str:
+def _unschedulable(client: Writer, events: EventRecorder, pod: Obj, message: str) -> str:
     """Say why ``pod`` waits (once per distinct message); its resourceVersion afterwards."""
     conds = (pod.get("status") or {}).get("conditions") or []
     old = next((c for c in conds if c.get("type") == "PodScheduled"), None)
@@ -725,8 +742,11 @@ def _unschedulable(ctl: Controllers, pod: Obj, message: str) -> str:
         "message": message,
     }
     _set_condition(waiting, cond, now_ts())
-    waiting = ctl.c.store.put(PODS.gr, waiting, "MODIFIED")
-    ctl.event(waiting, "Warning", "FailedScheduling", message, SCHEDULER)
+    try:
+        waiting = client.update_status(PODS, waiting)
+    except ApiError:  # changed or deleted meanwhile: tried again when its change is seen
+        return str(pod["metadata"].get("resourceVersion"))
+    events.event(waiting, "Warning", "FailedScheduling", message)
     return str(waiting["metadata"].get("resourceVersion"))
 
 

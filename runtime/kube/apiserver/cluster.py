@@ -15,8 +15,10 @@ import datetime
 import json
 import logging
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -276,6 +278,29 @@ class ControllerManager(Protocol):
 ControllerFactory = Callable[["Cluster"], ControllerManager]
 
 
+@dataclass
+class RequestState:
+    """Who writes, and how, in one request (or one controller pass): the field manager of the
+    write in progress (machinery/ssa.py), whether it is a server-side apply and its config, the
+    authenticated user (None while controllers write) and the Warning headers gathered so far.
+
+    It lives in a ContextVar rather than on the long-lived Cluster, so two requests served at
+    the same time (threads, or a reconcile run by the kubelet's thread during a request) never
+    see each other's user or field manager. A ContextVar rather than an argument because the
+    state is read deep inside create/update/delete, admission and pod security, which are also
+    called by controllers and would all need a new parameter."""
+
+    manager: str = "kube-controller-manager"
+    requester: User | None = None
+    applying: bool = False
+    apply_config: Obj | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+# (cluster, its state) of the request or controller pass this thread/task is serving
+_STATE: ContextVar[tuple[Cluster, RequestState] | None] = ContextVar("kube_request_state", default=None)
+
+
 class Cluster(TokenAuthenticator):
     """One cluster: its store, its tokens, its controllers (``controllers`` builds them)."""
 
@@ -293,13 +318,6 @@ class Cluster(TokenAuthenticator):
         self._reload_tokens()
         self.store = Store(directory / "store.jsonl", self.limits, codec=_wire_defaults)
         self._dirty = False
-        # field manager of the write in progress (see machinery/ssa.py)
-        self._manager = "kube-controller-manager"
-        self._applying = False
-        self._apply_config: Obj | None = None
-        # the authenticated user of the request in progress; None while controllers write
-        self._requester: User | None = None
-        self._warnings: list[str] = []  # Warning headers of the request in progress
         self._crd_key: tuple[tuple[str, str], ...] = ()
         self._crd_defs: list[ResourceDef] = []
         # the kubelet side of logs/exec/attach (apiserver/podio.py); None: pods never start
@@ -313,6 +331,48 @@ class Cluster(TokenAuthenticator):
         self.kubelet_notify: Callable[[], None] | None = None
         # Set by the sandbox's NetworkPolicy agent (node/netpol.py): called after every reconcile too.
         self.network_notify: Callable[[], None] | None = None
+
+    # -- request-scoped state (RequestState) -------------------------------------------
+
+    @property
+    def request_state(self) -> RequestState:
+        """The state of the request or controller pass in progress in this context; outside
+        both (a controller writing from a timer or the kubelet's thread), a fresh controller
+        state, so nothing of an earlier request leaks into the write."""
+        cur = _STATE.get()
+        if cur is not None and cur[0] is self:
+            return cur[1]
+        return RequestState()
+
+    @contextmanager
+    def acting(self, state: RequestState | None = None) -> Iterator[RequestState]:
+        """Serve a request (or run controllers, with the default state) as ``state``."""
+        st = state if state is not None else RequestState()
+        token = _STATE.set((self, st))
+        try:
+            yield st
+        finally:
+            _STATE.reset(token)
+
+    @property
+    def _manager(self) -> str:
+        return self.request_state.manager
+
+    @property
+    def _applying(self) -> bool:
+        return self.request_state.applying
+
+    @property
+    def _apply_config(self) -> Obj | None:
+        return self.request_state.apply_config
+
+    @property
+    def _requester(self) -> User | None:
+        return self.request_state.requester
+
+    @property
+    def _warnings(self) -> list[str]:
+        return self.request_state.warnings
 
     # -- custom resources ----------------------------------------------------------
 
@@ -369,16 +429,16 @@ class Cluster(TokenAuthenticator):
     # -- entry point ---------------------------------------------------------------
 
     def handle(self, req: Request) -> Reply | WatchReply:
-        self._warnings = []
-        try:
-            reply = self._route(req)
-            if isinstance(reply, Reply) and "/endpoints" in req.path and req.path.startswith("/api/"):
-                reply.warnings.append("v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice")
-        except ApiError as e:
-            reply = Reply(e.status, e.to_status())
+        with self.acting() as st:
+            try:
+                reply = self._route(req)
+                if isinstance(reply, Reply) and "/endpoints" in req.path and req.path.startswith("/api/"):
+                    reply.warnings.append("v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice")
+            except ApiError as e:
+                reply = Reply(e.status, e.to_status())
         try:
             if isinstance(reply, Reply):
-                reply.warnings[:0] = self._warnings
+                reply.warnings[:0] = st.warnings
             return reply
         finally:
             if self._dirty:
@@ -479,10 +539,11 @@ class Cluster(TokenAuthenticator):
             raise method_not_allowed()
         assert req.user is not None
         ua = req.headers.get("user-agent", "").split("/", 1)[0]
-        self._manager = req.query.get("fieldManager") or ua or "unknown"
-        self._applying = False
-        self._apply_config = None
-        self._requester = req.user
+        st = self.request_state
+        st.manager = req.query.get("fieldManager") or ua or "unknown"
+        st.applying = False
+        st.apply_config = None
+        st.requester = req.user
         if not rbac.allowed(self, req.user, verb, rdef.group, rdef.resource, ns, name, sub):
             raise forbidden(
                 rdef.resource,
@@ -1042,13 +1103,13 @@ class Cluster(TokenAuthenticator):
         body.setdefault("metadata", {})["name"] = name
         self._check_type(rdef, body)
         if old is None:
-            self._apply_config = body
+            self.request_state.apply_config = body
             out = self.create(rdef, ns, body, dry_run=dry, validation=req.query.get("fieldValidation", ""))
             return self._reply_obj(req, rdef, out, 201)
         self._strict_fields(rdef, body, req.query.get("fieldValidation", ""))
         merged = ssa.apply(old, body, manager, rdef.group_version, now_ts(), _truthy(req.query.get("force")))
         merged["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion")
-        self._applying = True
+        self.request_state.applying = True
         out, _ = self.update(rdef, ns, name, merged, dry_run=dry)
         return self._reply_obj(req, rdef, out, 200)
 
@@ -1359,23 +1420,28 @@ class Cluster(TokenAuthenticator):
             raise bad_request(f"target kind must be Node, got {target.get('kind')!r}")
         if not node:
             raise invalid_error("Binding", "", name, [required("target.name")])
+        self.bind(ns, name, node, dry_run=req.query.get("dryRun") == "All")
+        return Reply(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
+
+    def bind(self, ns: str, name: str, node: str, *, dry_run: bool = False) -> Obj:
+        """Bind pod ``ns/name`` to ``node`` (BindingREST.assignPod, for a request's Binding and
+        for the scheduler's Client): the pod as bound."""
+        rdef = registry.BY_GR["pods"]
         pod = self._must_get(rdef, ns, name)
         if pod["metadata"].get("deletionTimestamp"):
             raise conflict("pods/binding", "", name, f"pod {name} is being deleted, cannot be assigned to a host")
         bound = (pod.get("spec") or {}).get("nodeName")
         if bound:
             raise conflict("pods/binding", "", name, f'pod {name} is already assigned to node "{bound}"')
-        if req.query.get("dryRun") != "All":
-            new = copy.deepcopy(pod)
-            new["spec"]["nodeName"] = node
-            conds = [c for c in (new.get("status") or {}).get("conditions") or [] if c.get("type") != "PodScheduled"]
-            conds.append(
-                {"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": now_ts()}
-            )
-            new.setdefault("status", {})["conditions"] = conds
-            self._dirty = True
-            self.store.put(rdef.gr, new, "MODIFIED", user=True)
-        return Reply(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
+        new = copy.deepcopy(pod)
+        new["spec"]["nodeName"] = node
+        conds = [c for c in (new.get("status") or {}).get("conditions") or [] if c.get("type") != "PodScheduled"]
+        conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": now_ts()})
+        new.setdefault("status", {})["conditions"] = conds
+        if dry_run:
+            return new
+        self._dirty = True
+        return self.store.put(rdef.gr, new, "MODIFIED", user=self._requester is not None)
 
     def _create_sub(self, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str) -> Reply:
         if rdef.kind == "Pod" and sub in ("exec", "attach", "portforward"):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.kernel.clock import now_ts, parse_time
 from runtime.kube import registry, scheduler
+from runtime.kube.apiserver.client import Client
 from runtime.kube.machinery.apierrors import ApiError
 from runtime.kube.meta import Obj
 from runtime.kube.registry import ResourceDef
@@ -99,6 +100,9 @@ class ControllerBase:
         self._due_rv = -1
         self._due_at: float | None = None
         self.sched_queue = scheduler.Queue()  # pods that did not fit, and their backoff
+        # the API clients the controllers and the scheduler write through (apiserver/client.py)
+        self.client = Client(cluster, "kube-controller-manager")
+        self.scheduler_client = Client(cluster, "kube-scheduler")
 
     def _put(self, rdef: ResourceDef, obj: Obj) -> None:
         self.c.store.put(rdef.gr, obj, "MODIFIED")
@@ -167,6 +171,10 @@ class ControllerBase:
             self.c.create(EVENTS, ns, ev, internal=True)
         except ApiError:  # e.g. a count/events quota: the event is dropped, as a recorder drops it
             return
+
+    def recorder(self, component: str) -> Recorder:
+        """An event recorder (scheduler.EventRecorder) reporting as ``component``."""
+        return Recorder(self, component)
 
     def _new_pod(self, owner: Obj, name: str | None, extra_labels: dict[str, str]) -> Obj:
         tmpl = owner["spec"].get("template") or {}
@@ -304,3 +312,14 @@ def _has_deadline(d: Obj) -> bool:
 
 def _get_cond(st: Obj, typ: str) -> Obj | None:
     return next((c for c in st.get("conditions") or [] if c.get("type") == typ), None)
+
+
+class Recorder:
+    """Records Events as one component (client-go's EventRecorder for that component)."""
+
+    def __init__(self, ctl: ControllerBase, component: str) -> None:
+        self.ctl = ctl
+        self.component = component
+
+    def event(self, obj: Obj, typ: str, reason: str, message: str) -> None:
+        self.ctl.event(obj, typ, reason, message, self.component)

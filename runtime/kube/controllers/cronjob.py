@@ -86,4 +86,4 @@ class CronJobController(ControllerBase):
                 if cur is not None:
                     n = copy.deepcopy(cur)
                     n["status"] = new_st
-                    self.c.store.put(CJ.gr, n, "MODIFIED")
+                    self.client.update_status(CJ, n)

@@ -49,4 +49,4 @@ class DisruptionController(ControllerBase):
                         }
                     ],
                 }
-                self.c.store.put(PDB.gr, n, "MODIFIED")
+                self.client.update_status(PDB, n)

@@ -81,4 +81,4 @@ class JobController(ControllerBase):
             if new_st != st:
                 n = copy.deepcopy(cur)
                 n["status"] = new_st
-                self.c.store.put(JOBS.gr, n, "MODIFIED")
+                self.client.update_status(JOBS, n)

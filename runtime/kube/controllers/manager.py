@@ -81,10 +81,11 @@ class Controllers(
     pkg/controller/<name>), all sharing ControllerBase; ``reconcile`` runs them in order."""
 
     def reconcile(self) -> None:
-        self.c._manager = "kube-controller-manager"
-        self.c._applying = False
-        self.c._apply_config = None
-        self.c._requester = None
+        # as kube-controller-manager (a fresh RequestState), whatever request or thread runs this
+        with self.c.acting():
+            self._reconcile()
+
+    def _reconcile(self) -> None:
         self.sched_queue.budget = scheduler.MAX_PER_PASS  # pods the scheduler tries this reconcile
         for _ in range(10):
             before = self.c.store.rv
@@ -103,7 +104,9 @@ class Controllers(
             nodelifecycle.reconcile(self)
             podgc.reconcile(self)  # orphaned pods of deleted Nodes, unscheduled terminating ones
             self._daemonsets()
-            scheduler.schedule(self)
+            scheduler.schedule(
+                self.c.store, self.sched_queue, self.scheduler_client, self.recorder(scheduler.SCHEDULER)
+            )
             self._endpoints()
             self._endpointslices()
             self._volumes()

@@ -17,4 +17,4 @@ class ResourceQuotaController(ControllerBase):
             if q.get("status") != st:
                 n = copy.deepcopy(q)
                 n["status"] = st
-                self.c.store.put(RQ.gr, n, "MODIFIED")
+                self.client.update_status(RQ, n)

@@ -48,6 +48,7 @@ SUBPACKAGES = ("machinery", "apiserver", "registry", "controllers", "node")
 # modules that sit above the lower layers: nothing below may import them at run time
 TOP = {
     "apiserver.cluster",
+    "apiserver.client",
     "controllers.manager",
     "apiserver.server",
     "apiserver.provision",
@@ -77,6 +78,7 @@ CLIENT_SURFACE = {
     ("runtime.kube.apiserver.cluster", "Cluster"),  # the cluster they act on, handed to them (a type)
     ("runtime.kube.apiserver.store", "Watcher"),  # a watch on the cluster's objects
     ("runtime.kube.apiserver.podio", "PodIO"),  # what a kubelet serves for logs/exec/attach/port-forward
+    ("runtime.kube.apiserver.client", "Client"),  # the API client they write through, with their identity
 }
 
 # what each low layer may import at run time (module prefixes, below runtime.kube)
