@@ -35,6 +35,7 @@ def generate_job_selector(obj: Obj) -> None:
 
 class JobStrategy(Strategy):
     printer = printers.JOB
+    pod_template_path = ("spec", "template")
 
     def default(self, obj: Obj) -> None:
         kinds.default_job(obj)
@@ -52,6 +53,7 @@ class JobStrategy(Strategy):
 
 class CronJobStrategy(WorkloadStatusReset):
     printer = printers.CRON_JOB
+    pod_template_path = ("spec", "jobTemplate", "spec", "template")
 
     def default(self, obj: Obj) -> None:
         kinds.default_cronjob(obj)

@@ -67,6 +67,7 @@ def inject_service_account_volume(pod: Obj) -> None:
 
 class PodStrategy(Strategy):
     printer = printers.POD
+    pod_template_path = ()
 
     def default(self, obj: Obj) -> None:
         kinds.default_pod(obj)

@@ -39,6 +39,10 @@ class Strategy:
     the default table columns."""
 
     printer: printers.Printer = printers.DEFAULT
+    # where the object holds the pod it describes: the ``{metadata, spec}`` PodSecurity
+    # admission judges (upstream's PodSpecExtractor); () for a Pod itself, None for kinds
+    # that describe no pod
+    pod_template_path: tuple[str, ...] | None = None
 
     def default(self, obj: Obj) -> None:
         """The scheme's defaulting (SetDefaults_<Kind>), on create and on every update."""
@@ -80,7 +84,9 @@ class CustomResourceStrategy(Strategy):
 
 class WorkloadStatusReset(Strategy):
     """Controllers' objects start with an empty status the controller fills (the strategies'
-    ``obj.Status = Status{}`` in PrepareForCreate)."""
+    ``obj.Status = Status{}`` in PrepareForCreate); their pods come from ``spec.template``."""
+
+    pod_template_path: tuple[str, ...] | None = ("spec", "template")
 
     def prepare_for_create(self, cluster: Cluster, obj: Obj) -> None:
         obj["status"] = {}
