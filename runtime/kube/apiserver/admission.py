@@ -30,7 +30,7 @@ from runtime.kube.machinery.apierrors import ApiError, forbidden
 from runtime.kube.machinery.quantity import Quantity
 from runtime.kube.meta import Obj
 from runtime.kube.registry import apiservice
-from runtime.kube.registry.quota import pod_in_scopes, pod_resources, pod_usage, quota_status, terminal, usage
+from runtime.kube.registry.quota import evaluator_for, pod_resources, quota_status, usage
 
 if TYPE_CHECKING:
     from runtime.kube.apiserver.cluster import Cluster
@@ -39,8 +39,11 @@ if TYPE_CHECKING:
 
 LIMIT_RANGER_ANNOTATION = "kubernetes.io/limit-ranger"
 
-# resources a quota can only count if every container states them (podEvaluator's validationSet)
-_MUST_SPECIFY = {"cpu", "memory", "requests.cpu", "requests.memory", "limits.cpu", "limits.memory"}
+# the resources these plugins act on, by storage key (ResourceDef.gr): upstream's plugins test
+# ``a.GetResource().GroupResource()``, never the kind's name (a CRD may call its kind "Pod")
+_PODS = "pods"
+_CLAIMS = "persistentvolumeclaims"
+_INGRESSES = "ingresses.networking.k8s.io"
 
 
 def _forbidden(rdef: ResourceDef, name: str, message: str) -> ApiError:
@@ -74,10 +77,10 @@ def _limit_items(c: Cluster, ns: str, typ: str) -> list[Obj]:
 
 def mutate(c: Cluster, rdef: ResourceDef, obj: Obj) -> None:
     """LimitRanger's defaults for a new pod's containers; DefaultIngressClass for a new Ingress."""
-    if rdef.kind == "Ingress" and rdef.group == "networking.k8s.io":
+    if rdef.gr == _INGRESSES:
         default_ingress_class(c, obj)
         return
-    if rdef.kind != "Pod" or rdef.group:
+    if rdef.gr != _PODS:
         return
     notes: list[str] = []
     for item in _limit_items(c, obj["metadata"].get("namespace", ""), "Container"):
@@ -174,7 +177,7 @@ def _check_item(typ: str, item: Obj, req: Obj, lim: Obj) -> list[str]:
 def _validate_limits(c: Cluster, rdef: ResourceDef, obj: Obj) -> None:
     ns = obj["metadata"].get("namespace", "")
     errs: list[str] = []
-    if rdef.kind == "Pod" and not rdef.group:
+    if rdef.gr == _PODS:
         for item in _limit_items(c, ns, "Container"):
             for _, ctr in _containers(obj):
                 res = ctr.get("resources") or {}
@@ -186,7 +189,7 @@ def _validate_limits(c: Cluster, rdef: ResourceDef, obj: Obj) -> None:
                 errs += _check_item(
                     "Pod", item, {k: str(v) for k, v in req.items()}, {k: str(v) for k, v in lim.items()}
                 )
-    elif rdef.kind == "PersistentVolumeClaim" and not rdef.group:
+    elif rdef.gr == _CLAIMS:
         res = (obj.get("spec") or {}).get("resources") or {}
         for item in _limit_items(c, ns, "PersistentVolumeClaim"):
             for field, fn in (("min", _min), ("max", _max)):
@@ -210,18 +213,7 @@ def _check_quota(c: Cluster, rdef: ResourceDef, obj: Obj) -> None:
     for quota in quotas:
         spec = quota.get("spec") or {}
         hard = (quota.get("status") or {}).get("hard") or spec.get("hard") or {}
-        scopes = list(spec.get("scopes") or [])
-        if rdef.kind != "Pod" or rdef.group or not hard:
-            continue
-        if terminal(obj) or not pod_in_scopes(obj, scopes):
-            continue
-        required = sorted(_MUST_SPECIFY & set(hard))
-        missing: dict[str, list[str]] = {}
-        for _, ctr in _containers(obj):
-            have = set(pod_usage({"spec": {"containers": [ctr]}}))
-            for r in required:
-                if r not in have:
-                    missing.setdefault(r, []).append(str(ctr.get("name", "")))
+        missing = evaluator_for(rdef).missing(obj, list(spec.get("scopes") or []), hard)
         if missing:
             detail = "; ".join(f"{r} for: {','.join(sorted(set(names)))}" for r, names in sorted(missing.items()))
             raise _forbidden(rdef, name, f"failed quota: {quota['metadata']['name']}: must specify {detail}")

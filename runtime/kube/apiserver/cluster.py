@@ -66,7 +66,7 @@ from runtime.kube.machinery.selectors import (
 )
 from runtime.kube.meta import Decoded, Obj, Reply, Request, User, WatchReply, random_suffix
 from runtime.kube.node.portforward import Budget, PortForwardCall
-from runtime.kube.registry import ResourceDef, crd, kinds, printers, strategies
+from runtime.kube.registry import ResourceDef, crd, kinds, strategies
 
 log = logging.getLogger(__name__)
 
@@ -634,7 +634,9 @@ class Cluster(TokenAuthenticator):
         obj = self._served(rdef, obj)
         if "as=Table" in req.headers.get("accept", ""):
             inc = req.query.get("includeObject", "Metadata")
-            t = printers.table_for(rdef, [obj], inc, {"resourceVersion": obj["metadata"].get("resourceVersion", "")})
+            t = strategies.for_resource(rdef).convert_to_table(
+                rdef, [obj], inc, {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+            )
             return Reply(status, t, "application/json;as=Table;v=v1;g=meta.k8s.io")
         return Reply(status, obj)
 
@@ -699,7 +701,7 @@ class Cluster(TokenAuthenticator):
             objs = objs[:limit]
         if "as=Table" in req.headers.get("accept", ""):
             inc = req.query.get("includeObject", "Metadata")
-            t = printers.table_for(rdef, objs, inc, meta)
+            t = strategies.for_resource(rdef).convert_to_table(rdef, objs, inc, meta)
             return Reply(200, t, "application/json;as=Table;v=v1;g=meta.k8s.io")
         return Reply(200, self._list_body(rdef, objs, meta))
 

@@ -74,6 +74,7 @@ from typing import TYPE_CHECKING, Any
 from runtime.dockerapi.engine import CAPS
 from runtime.kube.machinery.apierrors import ApiError, FieldError, forbidden, invalid, invalid_error
 from runtime.kube.meta import Obj
+from runtime.kube.registry import strategies
 
 if TYPE_CHECKING:
     from runtime.kube.apiserver.cluster import Cluster
@@ -88,17 +89,6 @@ LABEL_PREFIX = "pod-security.kubernetes.io/"
 MODES = ("enforce", "audit", "warn")
 # the newest minimum version among the checks (the policy "latest" evaluates)
 MAX_MINOR = 37
-# kinds (by group) whose objects embed a pod template, and where it is
-TEMPLATES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("", "PodTemplate"): ("template",),
-    ("", "ReplicationController"): ("spec", "template"),
-    ("apps", "ReplicaSet"): ("spec", "template"),
-    ("apps", "Deployment"): ("spec", "template"),
-    ("apps", "DaemonSet"): ("spec", "template"),
-    ("apps", "StatefulSet"): ("spec", "template"),
-    ("batch", "Job"): ("spec", "template"),
-    ("batch", "CronJob"): ("spec", "jobTemplate", "spec", "template"),
-}
 
 
 # -- policy ----------------------------------------------------------------------------
@@ -806,10 +796,9 @@ def _forbidden(rdef: ResourceDef, name: str, message: str) -> ApiError:
 
 
 def pod_template(rdef: ResourceDef, obj: Obj) -> tuple[Obj, Obj] | None:
-    """(metadata, spec) of the pod a pod or a pod template describes; None for other kinds."""
-    if not rdef.group and rdef.kind == "Pod":
-        return _d(obj.get("metadata")), _d(obj.get("spec"))
-    path = TEMPLATES.get((rdef.group, rdef.kind))
+    """(metadata, spec) of the pod a pod or a pod template describes (where its strategy's
+    ``pod_template_path`` says); None for resources that describe no pod."""
+    path = strategies.for_resource(rdef).pod_template_path
     if path is None:
         return None
     cur: Any = obj
@@ -942,13 +931,14 @@ def admit(c: Cluster, rdef: ResourceDef, obj: Obj, old: Obj | None = None) -> No
     this lab cluster cannot honour."""
     if rdef.custom:
         return
-    if not rdef.group and rdef.kind == "Namespace":
+    if rdef.gr == "namespaces":  # upstream: a.GetResource().GroupResource() == namespaces
         _namespace_change(c, obj, old)
         return
     tpl = pod_template(rdef, obj)
     if tpl is None:
         return
-    is_pod = not rdef.group and rdef.kind == "Pod"
+    path = strategies.for_resource(rdef).pod_template_path
+    is_pod = path == ()
     changed = old is None or pod_template(rdef, old) != tpl
     if (is_pod and (old is None or _significant_pod_update(obj, old))) or (not is_pod and changed):
         _admit_pod(c, rdef, obj, enforce=is_pod)
@@ -957,7 +947,7 @@ def admit(c: Cluster, rdef: ResourceDef, obj: Obj, old: Obj | None = None) -> No
     problems = unhonourable(tpl[1])
     if problems:
         name = str(_d(obj.get("metadata")).get("name", ""))
-        whose = "them" if is_pod else f"the pods of {'.'.join(TEMPLATES[(rdef.group, rdef.kind)])}"
+        whose = "them" if is_pod else f"the pods of {'.'.join(path or ())}"
         raise _forbidden(
             rdef,
             name,

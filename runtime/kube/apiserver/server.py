@@ -47,7 +47,7 @@ from runtime.kube.machinery.apierrors import ApiError, go_json, path_not_found, 
 from runtime.kube.machinery.limits import Limits, expired, request_too_large
 from runtime.kube.meta import Reply, Request, WatchReply
 from runtime.kube.node import portforward
-from runtime.kube.registry import crd, printers
+from runtime.kube.registry import crd, strategies
 
 log = logging.getLogger(__name__)
 
@@ -343,7 +343,7 @@ def _event_obj(w: WatchReply, obj: dict[str, Any]) -> dict[str, Any]:
         obj = crd.as_version(obj, w.rdef.group_version, w.rdef.schema)
     if w.table:
         meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
-        return printers.table_for(w.rdef, [obj], w.include_object, meta)
+        return strategies.for_resource(w.rdef).convert_to_table(w.rdef, [obj], w.include_object, meta)
     return obj
 
 

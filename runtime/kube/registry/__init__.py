@@ -8,8 +8,8 @@ PrepareForCreate, PrepareForUpdate, Validate, ValidateUpdate), one class per res
 group's module (core.py, apps.py, batch.py, networking.py, storage.py, autoscaling.py,
 policy.py, scheduling.py, rbac.py, apiextensions.py, as upstream's pkg/registry/<group>/),
 looked up from the entry by strategies.for_resource; the field-level defaulting and
-validation they call (kinds.py), server-side printing columns (printers.py, a table keyed
-by kind), CustomResourceDefinitions and the kinds they define (crd.py: schemas, defaulting,
+validation they call (kinds.py), server-side printing columns (printers.py, each
+strategy naming its printer), CustomResourceDefinitions and the kinds they define (crd.py: schemas, defaulting,
 pruning, CEL rules, printer columns), APIServices (apiservice.py) and what an object counts
 against a quota (quota.py).
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from runtime.kube.machinery.apierrors import FieldError
 from runtime.kube.meta import Obj
-from runtime.kube.registry import kinds
+from runtime.kube.registry import kinds, printers
 from runtime.kube.registry.crd import default_crd, validate_crd
 from runtime.kube.registry.rest import Strategy
 
@@ -31,6 +31,8 @@ class CustomResourceDefinitionStrategy(Strategy):
 
 
 class APIServiceStrategy(Strategy):
+    printer = printers.APISERVICE
+
     def validate(self, obj: Obj) -> list[FieldError]:
         return kinds.validate_apiservice(obj)
 

@@ -6,16 +6,17 @@ from collections.abc import Callable
 
 from runtime.kube.machinery.apierrors import FieldError
 from runtime.kube.meta import Obj
-from runtime.kube.registry import kinds
-from runtime.kube.registry.rest import Strategy, WorkloadStatusReset
+from runtime.kube.registry import kinds, printers
+from runtime.kube.registry.rest import Printed, Strategy, WorkloadStatusReset
 
 
 class WorkloadStrategy(WorkloadStatusReset):
     """Deployments, ReplicaSets, StatefulSets and DaemonSets: their own defaults, the shared
     selector-matches-template validation, an immutable selector, an empty status on create."""
 
-    def __init__(self, defaults: Callable[[Obj], None]) -> None:
+    def __init__(self, defaults: Callable[[Obj], None], printer: printers.Printer) -> None:
         self._defaults = defaults
+        self.printer = printer
 
     def default(self, obj: Obj) -> None:
         self._defaults(obj)
@@ -28,8 +29,9 @@ class WorkloadStrategy(WorkloadStatusReset):
 
 
 STRATEGIES: dict[str, Strategy] = {
-    "deployments.apps": WorkloadStrategy(kinds.default_deployment),
-    "replicasets.apps": WorkloadStrategy(kinds.default_replicaset),
-    "statefulsets.apps": WorkloadStrategy(kinds.default_statefulset),
-    "daemonsets.apps": WorkloadStrategy(kinds.default_daemonset),
+    "deployments.apps": WorkloadStrategy(kinds.default_deployment, printers.DEPLOYMENT),
+    "replicasets.apps": WorkloadStrategy(kinds.default_replicaset, printers.REPLICA_SET),
+    "statefulsets.apps": WorkloadStrategy(kinds.default_statefulset, printers.STATEFUL_SET),
+    "daemonsets.apps": WorkloadStrategy(kinds.default_daemonset, printers.DAEMON_SET),
+    "controllerrevisions.apps": Printed(printers.CONTROLLER_REVISION),
 }

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from runtime.kube.machinery.apierrors import FieldError
 from runtime.kube.meta import Obj
-from runtime.kube.registry import kinds
+from runtime.kube.registry import kinds, printers
 from runtime.kube.registry.rest import Strategy, WorkloadStatusReset
 
 if TYPE_CHECKING:
@@ -34,6 +34,9 @@ def generate_job_selector(obj: Obj) -> None:
 
 
 class JobStrategy(Strategy):
+    printer = printers.JOB
+    pod_template_path = ("spec", "template")
+
     def default(self, obj: Obj) -> None:
         kinds.default_job(obj)
 
@@ -49,6 +52,9 @@ class JobStrategy(Strategy):
 
 
 class CronJobStrategy(WorkloadStatusReset):
+    printer = printers.CRON_JOB
+    pod_template_path = ("spec", "jobTemplate", "spec", "template")
+
     def default(self, obj: Obj) -> None:
         kinds.default_cronjob(obj)
 

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 from runtime.kube.machinery.apierrors import FieldError
 from runtime.kube.machinery.quantity import canonical_list
 from runtime.kube.meta import GENERATE_ALPHABET, Obj
-from runtime.kube.registry import kinds
-from runtime.kube.registry.rest import Strategy, WorkloadStatusReset
+from runtime.kube.registry import kinds, printers
+from runtime.kube.registry.rest import Printed, Strategy, WorkloadStatusReset
 
 if TYPE_CHECKING:
     from runtime.kube.apiserver.cluster import Cluster
@@ -66,6 +66,9 @@ def inject_service_account_volume(pod: Obj) -> None:
 
 
 class PodStrategy(Strategy):
+    printer = printers.POD
+    pod_template_path = ()
+
     def default(self, obj: Obj) -> None:
         kinds.default_pod(obj)
 
@@ -82,6 +85,8 @@ class PodStrategy(Strategy):
 
 
 class ReplicationControllerStrategy(WorkloadStatusReset):
+    printer = printers.REPLICATION_CONTROLLER
+
     def default(self, obj: Obj) -> None:
         kinds.default_replicationcontroller(obj)
 
@@ -92,6 +97,8 @@ class ReplicationControllerStrategy(WorkloadStatusReset):
 class ServiceStrategy(Strategy):
     """ClusterIP and NodePort allocation is the API server's (its ``service_allocator``, as
     upstream's service REST storage): the strategy only asks for it."""
+
+    printer = printers.SERVICE
 
     def default(self, obj: Obj) -> None:
         kinds.default_service(obj)
@@ -115,6 +122,8 @@ class ServiceStrategy(Strategy):
 
 
 class ConfigMapStrategy(Strategy):
+    printer = printers.CONFIG_MAP
+
     def validate(self, obj: Obj) -> list[FieldError]:
         return kinds.validate_data_keys(obj, "data") + kinds.validate_data_keys(obj, "binaryData")
 
@@ -123,6 +132,8 @@ class ConfigMapStrategy(Strategy):
 
 
 class SecretStrategy(Strategy):
+    printer = printers.SECRET
+
     def default(self, obj: Obj) -> None:
         kinds.default_secret(obj)
 
@@ -134,6 +145,8 @@ class SecretStrategy(Strategy):
 
 
 class PersistentVolumeClaimStrategy(Strategy):
+    printer = printers.PERSISTENT_VOLUME_CLAIM
+
     def default(self, obj: Obj) -> None:
         kinds.default_pvc(obj)
 
@@ -154,6 +167,8 @@ class PersistentVolumeClaimStrategy(Strategy):
 
 
 class PersistentVolumeStrategy(Strategy):
+    printer = printers.PERSISTENT_VOLUME
+
     def default(self, obj: Obj) -> None:
         kinds.default_pv(obj)
 
@@ -166,6 +181,8 @@ class PersistentVolumeStrategy(Strategy):
 
 
 class ResourceQuotaStrategy(Strategy):
+    printer = printers.RESOURCE_QUOTA
+
     def default(self, obj: Obj) -> None:
         canonical_list((obj.get("spec") or {}).get("hard"))
 
@@ -180,6 +197,8 @@ class LimitRangeStrategy(Strategy):
 
 
 class NamespaceStrategy(Strategy):
+    printer = printers.NAMESPACE
+
     def default(self, obj: Obj) -> None:
         obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
         obj.setdefault("status", {}).setdefault("phase", "Active")
@@ -198,4 +217,8 @@ STRATEGIES: dict[str, Strategy] = {
     "resourcequotas": ResourceQuotaStrategy(),
     "limitranges": LimitRangeStrategy(),
     "namespaces": NamespaceStrategy(),
+    "serviceaccounts": Printed(printers.SERVICE_ACCOUNT),
+    "endpoints": Printed(printers.ENDPOINTS),
+    "nodes": Printed(printers.NODE),
+    "events": Printed(printers.EVENT),
 }

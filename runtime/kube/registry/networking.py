@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from runtime.kube.machinery.apierrors import FieldError
 from runtime.kube.meta import Obj
-from runtime.kube.registry import kinds
-from runtime.kube.registry.rest import Strategy
+from runtime.kube.registry import kinds, printers
+from runtime.kube.registry.rest import Printed, Strategy
 
 
 class IngressStrategy(Strategy):
+    printer = printers.INGRESS
+
     def default(self, obj: Obj) -> None:
         kinds.default_ingress(obj)
 
@@ -17,6 +19,8 @@ class IngressStrategy(Strategy):
 
 
 class NetworkPolicyStrategy(Strategy):
+    printer = printers.NETWORK_POLICY
+
     def default(self, obj: Obj) -> None:
         kinds.default_netpol(obj)
 
@@ -27,4 +31,5 @@ class NetworkPolicyStrategy(Strategy):
 STRATEGIES: dict[str, Strategy] = {
     "ingresses.networking.k8s.io": IngressStrategy(),
     "networkpolicies.networking.k8s.io": NetworkPolicyStrategy(),
+    "ingressclasses.networking.k8s.io": Printed(printers.INGRESS_CLASS),
 }

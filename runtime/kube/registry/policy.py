@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from runtime.kube.machinery.apierrors import FieldError
 from runtime.kube.meta import Obj
-from runtime.kube.registry import kinds
+from runtime.kube.registry import kinds, printers
 from runtime.kube.registry.rest import Strategy
 
 
 class PodDisruptionBudgetStrategy(Strategy):
+    printer = printers.POD_DISRUPTION_BUDGET
+
     def validate(self, obj: Obj) -> list[FieldError]:
         return kinds.validate_pdb(obj)
 

@@ -1,7 +1,9 @@
 """Server-side printing: the ``meta.k8s.io/v1 Table`` kubectl renders for ``kubectl get``.
 
 Columns, their order, priorities (1 = only in ``-o wide``) and cell values follow
-kubernetes/pkg/printers/internalversion/printers.go for each kind served.
+kubernetes/pkg/printers/internalversion/printers.go for each kind served. Each printer is
+found through its resource's strategy (``Strategy.printer``, rest.py), as upstream's REST
+storage carries its TableConvertor; custom resources print their CRD's columns.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from runtime.kernel.clock import parse_time
 from runtime.kube.machinery.selectors import selector_string
@@ -18,6 +20,15 @@ from runtime.kube.registry import ResourceDef
 from runtime.kube.registry.crd import jsonpath
 
 Col = tuple[str, str, str, int]  # name, type, format, priority
+
+
+class Printer(NamedTuple):
+    """One resource's ``kubectl get`` columns and the cells of one object's row (upstream's
+    TableGenerator handler for the kind). Each strategy (rest.py) names its printer."""
+
+    columns: list[Col]
+    cells: Callable[[Obj], list[Any]]
+
 
 NAME: Col = ("Name", "string", "name", 0)
 AGE: Col = ("Age", "string", "", 0)
@@ -630,262 +641,258 @@ def _priorityclass(o: Obj) -> list[Any]:
     ]
 
 
-PRINTERS: dict[str, tuple[list[Col], Callable[[Obj], list[Any]]]] = {
-    "Pod": (_POD_COLS, _pod),
-    "Namespace": ([NAME, ("Status", "string", "", 0), AGE], _namespace),
-    "ConfigMap": ([NAME, ("Data", "integer", "", 0), AGE], _configmap),
-    "Secret": ([NAME, ("Type", "string", "", 0), ("Data", "string", "", 0), AGE], _secret),
-    "ServiceAccount": ([NAME, ("Secrets", "string", "", 0), AGE], _sa),
-    "Service": (
-        [
-            NAME,
-            ("Type", "string", "", 0),
-            ("Cluster-IP", "string", "", 0),
-            ("External-IP", "string", "", 0),
-            ("Port(s)", "string", "", 0),
-            AGE,
-            ("Selector", "string", "", 1),
-        ],
-        _service,
-    ),
-    "Deployment": (
-        [
-            NAME,
-            ("Ready", "string", "", 0),
-            ("Up-to-date", "string", "", 0),
-            ("Available", "string", "", 0),
-            AGE,
-            *_WORKLOAD_WIDE,
-        ],
-        _deployment,
-    ),
-    "ReplicaSet": (
-        [
-            NAME,
-            ("Desired", "integer", "", 0),
-            ("Current", "integer", "", 0),
-            ("Ready", "integer", "", 0),
-            AGE,
-            *_WORKLOAD_WIDE,
-        ],
-        _replicaset,
-    ),
-    "APIService": (
-        [NAME, ("Service", "string", "", 0), ("Available", "string", "", 0), AGE],
-        _apiservice,
-    ),
-    "ReplicationController": (
-        [
-            NAME,
-            ("Desired", "integer", "", 0),
-            ("Current", "integer", "", 0),
-            ("Ready", "integer", "", 0),
-            AGE,
-            *_WORKLOAD_WIDE,
-        ],
-        _replicationcontroller,
-    ),
-    "Node": (
-        [
-            NAME,
-            ("Status", "string", "", 0),
-            ("Roles", "string", "", 0),
-            AGE,
-            ("Version", "string", "", 0),
-            ("Internal-IP", "string", "", 1),
-            ("External-IP", "string", "", 1),
-            ("OS-Image", "string", "", 1),
-            ("Kernel-Version", "string", "", 1),
-            ("Container-Runtime", "string", "", 1),
-        ],
-        _node,
-    ),
-    "Event": (
-        [
-            ("Last Seen", "string", "", 0),
-            ("Type", "string", "", 0),
-            ("Reason", "string", "", 0),
-            ("Object", "string", "", 0),
-            ("Subobject", "string", "", 1),
-            ("Source", "string", "", 1),
-            ("Message", "string", "", 0),
-            ("First Seen", "string", "", 1),
-            ("Count", "string", "", 1),
-            ("Name", "string", "", 1),
-        ],
-        _event,
-    ),
-    "Role": ([NAME, ("Created At", "date", "", 0)], _role),
-    "StatefulSet": (
-        [NAME, ("Ready", "string", "", 0), AGE, ("Containers", "string", "", 1), ("Images", "string", "", 1)],
-        _statefulset,
-    ),
-    "DaemonSet": (
-        [
-            NAME,
-            ("Desired", "integer", "", 0),
-            ("Current", "integer", "", 0),
-            ("Ready", "integer", "", 0),
-            ("Up-to-date", "integer", "", 0),
-            ("Available", "integer", "", 0),
-            ("Node Selector", "string", "", 0),
-            AGE,
-            *_WORKLOAD_WIDE,
-        ],
-        _daemonset,
-    ),
-    "PersistentVolume": (
-        [
-            NAME,
-            ("Capacity", "string", "", 0),
-            ("Access Modes", "string", "", 0),
-            ("Reclaim Policy", "string", "", 0),
-            ("Status", "string", "", 0),
-            ("Claim", "string", "", 0),
-            ("StorageClass", "string", "", 0),
-            ("VolumeAttributesClass", "string", "", 0),
-            ("Reason", "string", "", 0),
-            AGE,
-            ("VolumeMode", "string", "", 1),
-        ],
-        _pv,
-    ),
-    "PersistentVolumeClaim": (
-        [
-            NAME,
-            ("Status", "string", "", 0),
-            ("Volume", "string", "", 0),
-            ("Capacity", "string", "", 0),
-            ("Access Modes", "string", "", 0),
-            ("StorageClass", "string", "", 0),
-            ("VolumeAttributesClass", "string", "", 0),
-            AGE,
-            ("VolumeMode", "string", "", 1),
-        ],
-        _pvc,
-    ),
-    "StorageClass": (
-        [
-            NAME,
-            ("Provisioner", "string", "", 0),
-            ("ReclaimPolicy", "string", "", 0),
-            ("VolumeBindingMode", "string", "", 0),
-            ("AllowVolumeExpansion", "string", "", 0),
-            AGE,
-        ],
-        _sc,
-    ),
-    "Ingress": (
-        [
-            NAME,
-            ("Class", "string", "", 0),
-            ("Hosts", "string", "", 0),
-            ("Address", "string", "", 0),
-            ("Ports", "string", "", 0),
-            AGE,
-        ],
-        _ingress,
-    ),
-    "IngressClass": (
-        [NAME, ("Controller", "string", "", 0), ("Parameters", "string", "", 0), AGE],
-        _ingressclass,
-    ),
-    "NetworkPolicy": ([NAME, ("Pod-Selector", "string", "", 0), AGE], _netpol),
-    "HorizontalPodAutoscaler": (
-        [
-            NAME,
-            ("Reference", "string", "", 0),
-            ("Targets", "string", "", 0),
-            ("MinPods", "string", "", 0),
-            ("MaxPods", "string", "", 0),
-            ("Replicas", "string", "", 0),
-            AGE,
-        ],
-        _hpa,
-    ),
-    "PodDisruptionBudget": (
-        [
-            NAME,
-            ("Min Available", "string", "", 0),
-            ("Max Unavailable", "string", "", 0),
-            ("Allowed Disruptions", "integer", "", 0),
-            AGE,
-        ],
-        _pdb,
-    ),
-    "PriorityClass": (
-        [
-            NAME,
-            ("Value", "integer", "", 0),
-            ("Global-Default", "boolean", "", 0),
-            AGE,
-            ("PreemptionPolicy", "string", "", 0),
-        ],
-        _priorityclass,
-    ),
-    "Job": (
-        [
-            NAME,
-            ("Status", "string", "", 0),
-            ("Completions", "string", "", 0),
-            ("Duration", "string", "", 0),
-            AGE,
-            *_WORKLOAD_WIDE,
-        ],
-        _job,
-    ),
-    "CronJob": (
-        [
-            NAME,
-            ("Schedule", "string", "", 0),
-            ("Timezone", "string", "", 0),
-            ("Suspend", "boolean", "", 0),
-            ("Active", "integer", "", 0),
-            ("Last Schedule", "string", "", 0),
-            AGE,
-            *_WORKLOAD_WIDE,
-        ],
-        _cronjob,
-    ),
-    "Endpoints": ([NAME, ("Endpoints", "string", "", 0), AGE], _endpoints),
-    "EndpointSlice": (
-        [
-            NAME,
-            ("AddressType", "string", "", 0),
-            ("Ports", "string", "", 0),
-            ("Endpoints", "string", "", 0),
-            AGE,
-        ],
-        _endpointslice,
-    ),
-    "ControllerRevision": (
-        [NAME, ("Controller", "string", "", 0), ("Revision", "integer", "", 0), AGE],
-        _controllerrevision,
-    ),
-    "ResourceQuota": (
-        [NAME, AGE, ("Request", "string", "", 0), ("Limit", "string", "", 0)],
-        _quota,
-    ),
-    "Lease": ([NAME, ("Holder", "string", "", 0), AGE], _lease),
-    "ClusterRole": ([NAME, ("Created At", "date", "", 0)], _role),
-    "RoleBinding": (_BINDING_COLS, _binding),
-    "ClusterRoleBinding": (_BINDING_COLS, _binding),
-}
-
-_DEFAULT: tuple[list[Col], Callable[[Obj], list[Any]]] = (
-    [NAME, ("Created At", "date", "", 0)],
-    _role,
+POD = Printer(_POD_COLS, _pod)
+NAMESPACE = Printer([NAME, ("Status", "string", "", 0), AGE], _namespace)
+CONFIG_MAP = Printer([NAME, ("Data", "integer", "", 0), AGE], _configmap)
+SECRET = Printer([NAME, ("Type", "string", "", 0), ("Data", "string", "", 0), AGE], _secret)
+SERVICE_ACCOUNT = Printer([NAME, ("Secrets", "string", "", 0), AGE], _sa)
+SERVICE = Printer(
+    [
+        NAME,
+        ("Type", "string", "", 0),
+        ("Cluster-IP", "string", "", 0),
+        ("External-IP", "string", "", 0),
+        ("Port(s)", "string", "", 0),
+        AGE,
+        ("Selector", "string", "", 1),
+    ],
+    _service,
 )
+DEPLOYMENT = Printer(
+    [
+        NAME,
+        ("Ready", "string", "", 0),
+        ("Up-to-date", "string", "", 0),
+        ("Available", "string", "", 0),
+        AGE,
+        *_WORKLOAD_WIDE,
+    ],
+    _deployment,
+)
+REPLICA_SET = Printer(
+    [
+        NAME,
+        ("Desired", "integer", "", 0),
+        ("Current", "integer", "", 0),
+        ("Ready", "integer", "", 0),
+        AGE,
+        *_WORKLOAD_WIDE,
+    ],
+    _replicaset,
+)
+APISERVICE = Printer(
+    [NAME, ("Service", "string", "", 0), ("Available", "string", "", 0), AGE],
+    _apiservice,
+)
+REPLICATION_CONTROLLER = Printer(
+    [
+        NAME,
+        ("Desired", "integer", "", 0),
+        ("Current", "integer", "", 0),
+        ("Ready", "integer", "", 0),
+        AGE,
+        *_WORKLOAD_WIDE,
+    ],
+    _replicationcontroller,
+)
+NODE = Printer(
+    [
+        NAME,
+        ("Status", "string", "", 0),
+        ("Roles", "string", "", 0),
+        AGE,
+        ("Version", "string", "", 0),
+        ("Internal-IP", "string", "", 1),
+        ("External-IP", "string", "", 1),
+        ("OS-Image", "string", "", 1),
+        ("Kernel-Version", "string", "", 1),
+        ("Container-Runtime", "string", "", 1),
+    ],
+    _node,
+)
+EVENT = Printer(
+    [
+        ("Last Seen", "string", "", 0),
+        ("Type", "string", "", 0),
+        ("Reason", "string", "", 0),
+        ("Object", "string", "", 0),
+        ("Subobject", "string", "", 1),
+        ("Source", "string", "", 1),
+        ("Message", "string", "", 0),
+        ("First Seen", "string", "", 1),
+        ("Count", "string", "", 1),
+        ("Name", "string", "", 1),
+    ],
+    _event,
+)
+ROLE = Printer([NAME, ("Created At", "date", "", 0)], _role)
+STATEFUL_SET = Printer(
+    [NAME, ("Ready", "string", "", 0), AGE, ("Containers", "string", "", 1), ("Images", "string", "", 1)],
+    _statefulset,
+)
+DAEMON_SET = Printer(
+    [
+        NAME,
+        ("Desired", "integer", "", 0),
+        ("Current", "integer", "", 0),
+        ("Ready", "integer", "", 0),
+        ("Up-to-date", "integer", "", 0),
+        ("Available", "integer", "", 0),
+        ("Node Selector", "string", "", 0),
+        AGE,
+        *_WORKLOAD_WIDE,
+    ],
+    _daemonset,
+)
+PERSISTENT_VOLUME = Printer(
+    [
+        NAME,
+        ("Capacity", "string", "", 0),
+        ("Access Modes", "string", "", 0),
+        ("Reclaim Policy", "string", "", 0),
+        ("Status", "string", "", 0),
+        ("Claim", "string", "", 0),
+        ("StorageClass", "string", "", 0),
+        ("VolumeAttributesClass", "string", "", 0),
+        ("Reason", "string", "", 0),
+        AGE,
+        ("VolumeMode", "string", "", 1),
+    ],
+    _pv,
+)
+PERSISTENT_VOLUME_CLAIM = Printer(
+    [
+        NAME,
+        ("Status", "string", "", 0),
+        ("Volume", "string", "", 0),
+        ("Capacity", "string", "", 0),
+        ("Access Modes", "string", "", 0),
+        ("StorageClass", "string", "", 0),
+        ("VolumeAttributesClass", "string", "", 0),
+        AGE,
+        ("VolumeMode", "string", "", 1),
+    ],
+    _pvc,
+)
+STORAGE_CLASS = Printer(
+    [
+        NAME,
+        ("Provisioner", "string", "", 0),
+        ("ReclaimPolicy", "string", "", 0),
+        ("VolumeBindingMode", "string", "", 0),
+        ("AllowVolumeExpansion", "string", "", 0),
+        AGE,
+    ],
+    _sc,
+)
+INGRESS = Printer(
+    [
+        NAME,
+        ("Class", "string", "", 0),
+        ("Hosts", "string", "", 0),
+        ("Address", "string", "", 0),
+        ("Ports", "string", "", 0),
+        AGE,
+    ],
+    _ingress,
+)
+INGRESS_CLASS = Printer(
+    [NAME, ("Controller", "string", "", 0), ("Parameters", "string", "", 0), AGE],
+    _ingressclass,
+)
+NETWORK_POLICY = Printer([NAME, ("Pod-Selector", "string", "", 0), AGE], _netpol)
+HORIZONTAL_POD_AUTOSCALER = Printer(
+    [
+        NAME,
+        ("Reference", "string", "", 0),
+        ("Targets", "string", "", 0),
+        ("MinPods", "string", "", 0),
+        ("MaxPods", "string", "", 0),
+        ("Replicas", "string", "", 0),
+        AGE,
+    ],
+    _hpa,
+)
+POD_DISRUPTION_BUDGET = Printer(
+    [
+        NAME,
+        ("Min Available", "string", "", 0),
+        ("Max Unavailable", "string", "", 0),
+        ("Allowed Disruptions", "integer", "", 0),
+        AGE,
+    ],
+    _pdb,
+)
+PRIORITY_CLASS = Printer(
+    [
+        NAME,
+        ("Value", "integer", "", 0),
+        ("Global-Default", "boolean", "", 0),
+        AGE,
+        ("PreemptionPolicy", "string", "", 0),
+    ],
+    _priorityclass,
+)
+JOB = Printer(
+    [
+        NAME,
+        ("Status", "string", "", 0),
+        ("Completions", "string", "", 0),
+        ("Duration", "string", "", 0),
+        AGE,
+        *_WORKLOAD_WIDE,
+    ],
+    _job,
+)
+CRON_JOB = Printer(
+    [
+        NAME,
+        ("Schedule", "string", "", 0),
+        ("Timezone", "string", "", 0),
+        ("Suspend", "boolean", "", 0),
+        ("Active", "integer", "", 0),
+        ("Last Schedule", "string", "", 0),
+        AGE,
+        *_WORKLOAD_WIDE,
+    ],
+    _cronjob,
+)
+ENDPOINTS = Printer([NAME, ("Endpoints", "string", "", 0), AGE], _endpoints)
+ENDPOINT_SLICE = Printer(
+    [
+        NAME,
+        ("AddressType", "string", "", 0),
+        ("Ports", "string", "", 0),
+        ("Endpoints", "string", "", 0),
+        AGE,
+    ],
+    _endpointslice,
+)
+CONTROLLER_REVISION = Printer(
+    [NAME, ("Controller", "string", "", 0), ("Revision", "integer", "", 0), AGE],
+    _controllerrevision,
+)
+RESOURCE_QUOTA = Printer(
+    [NAME, AGE, ("Request", "string", "", 0), ("Limit", "string", "", 0)],
+    _quota,
+)
+LEASE = Printer([NAME, ("Holder", "string", "", 0), AGE], _lease)
+ROLE_BINDING = Printer(_BINDING_COLS, _binding)
 
 
-def columns(kind: str) -> list[dict[str, Any]]:
-    cols, _ = PRINTERS.get(kind, _DEFAULT)
-    return [{"name": n, "type": t, "format": f, "description": _DESC.get(n, n), "priority": p} for n, t, f, p in cols]
+DEFAULT = Printer([NAME, ("Created At", "date", "", 0)], _role)
+"""What a built-in resource without columns of its own prints (upstream's default table)."""
 
 
-def row(kind: str, obj: Obj, include_object: str) -> dict[str, Any]:
-    _, fn = PRINTERS.get(kind, _DEFAULT)
-    r: dict[str, Any] = {"cells": fn(obj)}
+def columns(printer: Printer) -> list[dict[str, Any]]:
+    return [
+        {"name": n, "type": t, "format": f, "description": _DESC.get(n, n), "priority": p}
+        for n, t, f, p in printer.columns
+    ]
+
+
+def _row(cells: list[Any], obj: Obj, include_object: str) -> dict[str, Any]:
+    r: dict[str, Any] = {"cells": cells}
     if include_object == "Object":
         r["object"] = obj
     elif include_object != "None":
@@ -898,10 +905,12 @@ def row(kind: str, obj: Obj, include_object: str) -> dict[str, Any]:
     return r
 
 
-def table_for(rdef: ResourceDef, objs: list[Obj], include_object: str, meta: dict[str, Any]) -> Obj:
-    """The Table for a resource: built-in printers, or a CRD's additionalPrinterColumns."""
-    if not rdef.custom:
-        return table(rdef.kind, objs, include_object, meta)
+def row(printer: Printer, obj: Obj, include_object: str) -> dict[str, Any]:
+    return _row(printer.cells(obj), obj, include_object)
+
+
+def custom_table(rdef: ResourceDef, objs: list[Obj], include_object: str, meta: dict[str, Any]) -> Obj:
+    """The Table for a custom resource: its CRD's additionalPrinterColumns (Age by default)."""
     cols = list(rdef.printer_columns) or [{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]
     defs = [{"name": "Name", "type": "string", "format": "name", "description": _DESC["Name"], "priority": 0}]
     defs += [
@@ -927,17 +936,16 @@ def table_for(rdef: ResourceDef, objs: list[Obj], include_object: str, meta: dic
                 cells.append(json.dumps(v, separators=(",", ":")))
             else:
                 cells.append(v)
-        r = row(rdef.kind, o, include_object)
-        r["cells"] = cells
-        rows.append(r)
+        rows.append(_row(cells, o, include_object))
     return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "columnDefinitions": defs, "rows": rows}
 
 
-def table(kind: str, objs: list[Obj], include_object: str, meta: dict[str, Any]) -> Obj:
+def table(printer: Printer, objs: list[Obj], include_object: str, meta: dict[str, Any]) -> Obj:
+    """The Table of a built-in resource, with the columns its strategy's printer names."""
     return {
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": meta,
-        "columnDefinitions": columns(kind),
-        "rows": [row(kind, o, include_object) for o in objs],
+        "columnDefinitions": columns(printer),
+        "rows": [row(printer, o, include_object) for o in objs],
     }

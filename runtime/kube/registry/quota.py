@@ -91,25 +91,85 @@ def pod_usage(pod: Obj) -> dict[str, Quantity]:
     return use
 
 
-def usage(rdef: ResourceDef, obj: Obj, scopes: list[str]) -> dict[str, Quantity]:
-    one = Quantity.parse(1)
-    count = f"count/{rdef.resource}" + (f".{rdef.group}" if rdef.group else "")
-    if rdef.kind == "Pod" and not rdef.group:
+class Evaluator:
+    """The object-count evaluator (generic.NewObjectCountEvaluator): ``count/<resource>[.<group>]``,
+    plus the pre-count/ name (``configmaps``, ``secrets``...) for the core resources that have one."""
+
+    # counted for every quota, whatever its spec.hard names (the evaluators upstream installs by
+    # default for pods, services and claims), not only when hard lists one of its count names
+    always = False
+
+    def usage(self, rdef: ResourceDef, obj: Obj, scopes: list[str]) -> dict[str, Quantity]:
+        if scopes:
+            return {}
+        one = Quantity.parse(1)
+        use: dict[str, Quantity] = {_count(rdef): one}
+        if not rdef.group and rdef.resource in COUNTED:
+            use[COUNTED[rdef.resource]] = one
+        return use
+
+    def missing(self, obj: Obj, scopes: list[str], hard: Obj) -> dict[str, list[str]]:
+        """Constraints: what a quota's ``hard`` makes mandatory that ``obj`` leaves out, with the
+        names of the containers lacking each (nothing, but for pods)."""
+        return {}
+
+
+# resources a quota can only count if every container states them (podEvaluator's validationSet)
+MUST_SPECIFY = {"cpu", "memory", "requests.cpu", "requests.memory", "limits.cpu", "limits.memory"}
+
+
+class PodEvaluator(Evaluator):
+    """podEvaluator: requests and limits of non-terminal pods in the quota's scopes."""
+
+    always = True
+
+    def missing(self, obj: Obj, scopes: list[str], hard: Obj) -> dict[str, list[str]]:
+        if not hard or terminal(obj) or not pod_in_scopes(obj, scopes):
+            return {}
+        required = sorted(MUST_SPECIFY & set(hard))
+        spec = obj.get("spec") or {}
+        out: dict[str, list[str]] = {}
+        for ctr in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+            if not isinstance(ctr, dict):
+                continue
+            have = set(pod_usage({"spec": {"containers": [ctr]}}))
+            for r in required:
+                if r not in have:
+                    out.setdefault(r, []).append(str(ctr.get("name", "")))
+        return out
+
+    def usage(self, rdef: ResourceDef, obj: Obj, scopes: list[str]) -> dict[str, Quantity]:
         if terminal(obj) or not pod_in_scopes(obj, scopes):
             return {}
         return pod_usage(obj)
-    if scopes:
-        return {}
-    use: dict[str, Quantity] = {count: one}
-    if not rdef.group and rdef.resource in COUNTED:
-        use[COUNTED[rdef.resource]] = one
-    if rdef.kind == "Service" and not rdef.group:
+
+
+class ServiceEvaluator(Evaluator):
+    """serviceEvaluator: LoadBalancers and node ports besides the count."""
+
+    always = True
+
+    def usage(self, rdef: ResourceDef, obj: Obj, scopes: list[str]) -> dict[str, Quantity]:
+        use = super().usage(rdef, obj, scopes)
+        if scopes:
+            return use
         typ = (obj.get("spec") or {}).get("type", "ClusterIP")
         if typ == "LoadBalancer":
-            use["services.loadbalancers"] = one
+            use["services.loadbalancers"] = Quantity.parse(1)
         if typ in ("NodePort", "LoadBalancer"):
             use["services.nodeports"] = Quantity.parse(len((obj.get("spec") or {}).get("ports") or []))
-    if rdef.kind == "PersistentVolumeClaim" and not rdef.group:
+        return use
+
+
+class PersistentVolumeClaimEvaluator(Evaluator):
+    """pvcEvaluator: requested storage, in total and per storage class."""
+
+    always = True
+
+    def usage(self, rdef: ResourceDef, obj: Obj, scopes: list[str]) -> dict[str, Quantity]:
+        use = super().usage(rdef, obj, scopes)
+        if scopes:
+            return use
         spec = obj.get("spec") or {}
         storage = ((spec.get("resources") or {}).get("requests") or {}).get("storage")
         if storage is not None:
@@ -117,8 +177,33 @@ def usage(rdef: ResourceDef, obj: Obj, scopes: list[str]) -> dict[str, Quantity]
             if spec.get("storageClassName"):
                 cls = spec["storageClassName"]
                 use[f"{cls}.storageclass.storage.k8s.io/requests.storage"] = Quantity.parse(storage)
-                use[f"{cls}.storageclass.storage.k8s.io/persistentvolumeclaims"] = one
-    return use
+                use[f"{cls}.storageclass.storage.k8s.io/persistentvolumeclaims"] = Quantity.parse(1)
+        return use
+
+
+# the evaluators by storage key (``ResourceDef.gr``), as upstream's quota registry is keyed by
+# GroupResource (pkg/quota/v1/install); every other resource, custom ones included, is counted
+_EVALUATORS: dict[str, Evaluator] = {
+    "pods": PodEvaluator(),
+    "services": ServiceEvaluator(),
+    "persistentvolumeclaims": PersistentVolumeClaimEvaluator(),
+}
+_OBJECT_COUNT = Evaluator()
+
+
+def evaluator_for(rdef: ResourceDef) -> Evaluator:
+    if rdef.custom:
+        return _OBJECT_COUNT
+    return _EVALUATORS.get(rdef.gr, _OBJECT_COUNT)
+
+
+def _count(rdef: ResourceDef) -> str:
+    return f"count/{rdef.resource}" + (f".{rdef.group}" if rdef.group else "")
+
+
+def usage(rdef: ResourceDef, obj: Obj, scopes: list[str]) -> dict[str, Quantity]:
+    """What ``obj`` counts against a quota with ``scopes`` (its resource's evaluator's Usage)."""
+    return evaluator_for(rdef).usage(rdef, obj, scopes)
 
 
 def quota_status(c: Cluster, quota: Obj) -> Obj:
@@ -131,9 +216,8 @@ def quota_status(c: Cluster, quota: Obj) -> Obj:
     for rdef in registry.RESOURCES:
         if not rdef.namespaced or rdef.virtual:
             continue
-        count = f"count/{rdef.resource}" + (f".{rdef.group}" if rdef.group else "")
-        always = not rdef.group and rdef.kind in ("Pod", "Service", "PersistentVolumeClaim")
-        if not always and count not in hard and not (not rdef.group and rdef.resource in hard):
+        always = evaluator_for(rdef).always
+        if not always and _count(rdef) not in hard and not (not rdef.group and rdef.resource in hard):
             continue
         for o in c.store.list(rdef.gr, ns):
             for k, q in usage(rdef, o, scopes).items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from runtime.kube.machinery.apierrors import FieldError, invalid, not_supported, required
 from runtime.kube.meta import Obj
+from runtime.kube.registry import printers
 from runtime.kube.registry.rest import Strategy
 
 GROUP = "rbac.authorization.k8s.io"
@@ -11,6 +12,8 @@ GROUP = "rbac.authorization.k8s.io"
 
 class RoleStrategy(Strategy):
     """Roles and ClusterRoles: every rule names at least one verb."""
+
+    printer = printers.ROLE
 
     def validate(self, obj: Obj) -> list[FieldError]:
         errs: list[FieldError] = []
@@ -22,6 +25,8 @@ class RoleStrategy(Strategy):
 
 class BindingStrategy(Strategy):
     """RoleBindings and ClusterRoleBindings: a roleRef naming a Role or ClusterRole, immutable."""
+
+    printer = printers.ROLE_BINDING
 
     def validate(self, obj: Obj) -> list[FieldError]:
         errs: list[FieldError] = []

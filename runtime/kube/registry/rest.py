@@ -8,7 +8,9 @@ and update paths (apiserver/cluster.py) call, in this order:
 - create: ``default`` (the scheme's SetDefaults), admission's mutation, ``prepare_for_create``
   (status reset, allocations, finalizers, generated selectors), then ``validate``;
 - update: ``default``, ``validate`` and ``validate_update``, admission, then, when the update
-  is written (not for a dry run, not for a no-op), ``prepare_for_update``.
+  is written (not for a dry run, not for a no-op), ``prepare_for_update``;
+- reads asking for a Table (``kubectl get``): ``convert_to_table``, with the columns of the
+  strategy's ``printer`` (printers.py).
 
 The base does nothing and finds nothing wrong; each group's module (core.py, apps.py,
 batch.py, ... as pkg/registry/<group>/) subclasses it per resource, and strategies.py maps
@@ -26,13 +28,21 @@ from typing import TYPE_CHECKING
 
 from runtime.kube.machinery.apierrors import FieldError
 from runtime.kube.meta import Obj
+from runtime.kube.registry import ResourceDef, printers
 
 if TYPE_CHECKING:
     from runtime.kube.apiserver.cluster import Cluster
 
 
 class Strategy:
-    """A resource without behaviour of its own: no defaults, no mutation, no validation."""
+    """A resource without behaviour of its own: no defaults, no mutation, no validation,
+    the default table columns."""
+
+    printer: printers.Printer = printers.DEFAULT
+    # where the object holds the pod it describes: the ``{metadata, spec}`` PodSecurity
+    # admission judges (upstream's PodSpecExtractor); () for a Pod itself, None for kinds
+    # that describe no pod
+    pod_template_path: tuple[str, ...] | None = None
 
     def default(self, obj: Obj) -> None:
         """The scheme's defaulting (SetDefaults_<Kind>), on create and on every update."""
@@ -51,10 +61,32 @@ class Strategy:
         """ValidateUpdate: what may not change between ``old`` and ``new``."""
         return []
 
+    def convert_to_table(self, rdef: ResourceDef, objs: list[Obj], include_object: str, meta: Obj) -> Obj:
+        """ConvertToTable (the REST storage's TableConvertor): the ``meta.k8s.io/v1 Table`` of
+        ``objs`` that ``kubectl get`` renders, with this resource's printer's columns."""
+        return printers.table(self.printer, objs, include_object, meta)
+
+
+class Printed(Strategy):
+    """A resource whose only behaviour of its own is its table columns."""
+
+    def __init__(self, printer: printers.Printer) -> None:
+        self.printer = printer
+
+
+class CustomResourceStrategy(Strategy):
+    """Custom resources: defaulting, pruning and validation come from the CRD's schema (crd.py,
+    called by the server), the table from its additionalPrinterColumns."""
+
+    def convert_to_table(self, rdef: ResourceDef, objs: list[Obj], include_object: str, meta: Obj) -> Obj:
+        return printers.custom_table(rdef, objs, include_object, meta)
+
 
 class WorkloadStatusReset(Strategy):
     """Controllers' objects start with an empty status the controller fills (the strategies'
-    ``obj.Status = Status{}`` in PrepareForCreate)."""
+    ``obj.Status = Status{}`` in PrepareForCreate); their pods come from ``spec.template``."""
+
+    pod_template_path: tuple[str, ...] | None = ("spec", "template")
 
     def prepare_for_create(self, cluster: Cluster, obj: Obj) -> None:
         obj["status"] = {}

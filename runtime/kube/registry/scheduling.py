@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from runtime.kube.meta import Obj
+from runtime.kube.registry import printers
 from runtime.kube.registry.rest import Strategy
 
 
 class PriorityClassStrategy(Strategy):
+    printer = printers.PRIORITY_CLASS
+
     def default(self, obj: Obj) -> None:
         obj.setdefault("preemptionPolicy", "PreemptLowerPriority")
 

@@ -1,10 +1,11 @@
 """Each served resource's strategy (rest.py), looked up from its registry entry.
 
 The group modules (core, apps, batch, networking, storage, autoscaling, policy, scheduling,
-rbac, apiextensions) each list their resources' strategies by storage key (``ResourceDef.gr``);
+rbac, apiextensions, discovery, coordination) each list their resources' strategies by storage key (``ResourceDef.gr``);
 a resource none of them lists has the base ``Strategy`` (no defaults, no mutation, no
-validation of its own), and so does every custom resource: CRDs get their defaulting,
-pruning and validation from their schema (crd.py), never from a built-in kind of the same name.
+validation of its own, the default table); every custom resource has ``CustomResourceStrategy``:
+CRDs get their defaulting, pruning, validation and table columns from their definition (crd.py),
+never from a built-in kind of the same name.
 """
 
 from __future__ import annotations
@@ -15,14 +16,16 @@ from runtime.kube.registry import (
     apps,
     autoscaling,
     batch,
+    coordination,
     core,
+    discovery,
     networking,
     policy,
     rbac,
     scheduling,
     storage,
 )
-from runtime.kube.registry.rest import Strategy
+from runtime.kube.registry.rest import CustomResourceStrategy, Strategy
 
 STRATEGIES: dict[str, Strategy] = {
     **core.STRATEGIES,
@@ -35,13 +38,16 @@ STRATEGIES: dict[str, Strategy] = {
     **scheduling.STRATEGIES,
     **rbac.STRATEGIES,
     **apiextensions.STRATEGIES,
+    **discovery.STRATEGIES,
+    **coordination.STRATEGIES,
 }
 
 _BASE = Strategy()
+_CUSTOM = CustomResourceStrategy()
 
 
 def for_resource(rdef: ResourceDef) -> Strategy:
-    """The strategy of the resource ``rdef`` describes (the base one for custom resources)."""
+    """The strategy of the resource ``rdef`` describes (the CRD-driven one for custom resources)."""
     if rdef.custom:
-        return _BASE
+        return _CUSTOM
     return STRATEGIES.get(rdef.gr, _BASE)
