@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import re
 import select
 import struct
 import subprocess
@@ -282,9 +283,13 @@ def tty_size(term: Pty, want: bytes = b"30 100") -> bytes:
     asynchronously: the CLI posts it when it sees the change) or 50 tries."""
     line = b""
     for _ in range(50):
-        term.send(b"stty size\n")
-        term.expect(b"stty size\r\n")
-        line = term.expect(b"\r\n")[:-2]
+        # The answer is read from the command's output, never from the echo of what was typed:
+        # the shell's line editor may redraw the line in the middle of that echo (busybox ash
+        # asks the terminal for the cursor position, ESC [6n, and redraws when no reply comes),
+        # so "stty size\r\n" need not appear in one piece. "<rows cols>" is only ever output.
+        term.send(b'echo "<$(stty size)>"\n')
+        found = re.findall(rb"<(\d+ \d+)>\r\n", term.expect(b">\r\n"))
+        line = found[-1] if found else b""
         if line == want:
             break
         time.sleep(0.1)
