@@ -62,7 +62,6 @@ from runtime.kube.machinery.selectors import (
     parse_field_selector,
     parse_label_selector,
     selector_from_match,
-    selector_string,
 )
 from runtime.kube.meta import Decoded, Obj, Reply, Request, User, WatchReply, random_suffix
 from runtime.kube.node.portforward import Budget, PortForwardCall
@@ -1192,10 +1191,7 @@ class Cluster(TokenAuthenticator):
 
     def _scale_of(self, rdef: ResourceDef, obj: Obj) -> Obj:
         spec = obj.get("spec") or {}
-        if rdef.kind == "ReplicationController":  # a plain map of labels
-            sel = selector_string({"matchLabels": spec.get("selector") or {}})
-        else:
-            sel = selector_string(spec.get("selector"))
+        sel = strategies.for_resource(rdef).scale_selector(obj)
         spec_replicas = spec.get("replicas", 0)
         status_replicas = (obj.get("status") or {}).get("replicas", 0)
         if rdef.custom and rdef.scale_paths is not None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from runtime.kube.machinery.apierrors import FieldError
 from runtime.kube.machinery.quantity import canonical_list
+from runtime.kube.machinery.selectors import selector_string
 from runtime.kube.meta import GENERATE_ALPHABET, Obj
 from runtime.kube.registry import kinds, printers
 from runtime.kube.registry.rest import Printed, Strategy, WorkloadStatusReset
@@ -92,6 +93,10 @@ class ReplicationControllerStrategy(WorkloadStatusReset):
 
     def validate(self, obj: Obj) -> list[FieldError]:
         return kinds.validate_replicationcontroller(obj)
+
+    def scale_selector(self, obj: Obj) -> str:
+        # a plain map of labels (the RC's ScaleREST: labels.SelectorFromSet)
+        return selector_string({"matchLabels": (obj.get("spec") or {}).get("selector") or {}})
 
 
 class ServiceStrategy(Strategy):

@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from runtime.kube.machinery.apierrors import FieldError
+from runtime.kube.machinery.selectors import selector_string
 from runtime.kube.meta import Obj
 from runtime.kube.registry import ResourceDef, printers
 
@@ -65,6 +66,11 @@ class Strategy:
         """ConvertToTable (the REST storage's TableConvertor): the ``meta.k8s.io/v1 Table`` of
         ``objs`` that ``kubectl get`` renders, with this resource's printer's columns."""
         return printers.table(self.printer, objs, include_object, meta)
+
+    def scale_selector(self, obj: Obj) -> str:
+        """The ``status.selector`` of the object's ``scale`` subresource (each ScaleREST builds
+        it from its kind's selector): ``spec.selector`` as a LabelSelector."""
+        return selector_string((obj.get("spec") or {}).get("selector"))
 
 
 class Printed(Strategy):
