@@ -1147,8 +1147,8 @@ class Cluster(TokenAuthenticator):
             )
         if dry_run:
             return old
-        if rdef.kind == "Pod" and self.kubelet_notify is not None and (old.get("spec") or {}).get("nodeName"):
-            secs = int((old.get("spec") or {}).get("terminationGracePeriodSeconds", 30)) if grace is None else grace
+        if self.kubelet_notify is not None:
+            secs = strategies.for_resource(rdef).check_graceful_delete(old, grace)
             prev = old["metadata"].get("deletionGracePeriodSeconds")
             if secs > 0 and (prev is None or secs < int(prev)):
                 new = copy.deepcopy(old)

@@ -84,6 +84,14 @@ class PodStrategy(Strategy):
     def validate_update(self, new: Obj, old: Obj) -> list[FieldError]:
         return kinds.validate_pod_update(new, old)
 
+    def check_graceful_delete(self, obj: Obj, grace: int | None) -> int:
+        # an unscheduled pod has no kubelet to stop it: removed at once; a bound one keeps its
+        # own terminationGracePeriodSeconds (default 30) unless the DeleteOptions say otherwise
+        spec = obj.get("spec") or {}
+        if not spec.get("nodeName"):
+            return 0
+        return int(spec.get("terminationGracePeriodSeconds", 30)) if grace is None else grace
+
 
 class ReplicationControllerStrategy(WorkloadStatusReset):
     printer = printers.REPLICATION_CONTROLLER

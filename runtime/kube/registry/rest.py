@@ -67,6 +67,12 @@ class Strategy:
         ``objs`` that ``kubectl get`` renders, with this resource's printer's columns."""
         return printers.table(self.printer, objs, include_object, meta)
 
+    def check_graceful_delete(self, obj: Obj, grace: int | None) -> int:
+        """CheckGracefulDelete (RESTGracefulDeleteStrategy): the seconds a deleted object stays,
+        marked, for its node to stop it, given DeleteOptions.gracePeriodSeconds ``grace``
+        (None: not given); 0 when it is removed at once (or held only by its finalizers)."""
+        return 0
+
     def scale_selector(self, obj: Obj) -> str:
         """The ``status.selector`` of the object's ``scale`` subresource (each ScaleREST builds
         it from its kind's selector): ``spec.selector`` as a LabelSelector."""

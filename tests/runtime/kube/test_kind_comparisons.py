@@ -45,7 +45,7 @@ _RBAC = {
 
 # Still chosen by kind name in cluster.py, NOT yet moved (#16 follow-up; cluster.py is being
 # split and rewritten in parallel): the namespace's delete-by-finalize and immortal names,
-# the pod's graceful deletion, per-resource subresource REST (pods exec/attach/portforward/
+# per-resource subresource REST (pods exec/attach/portforward/
 # eviction/binding, serviceaccounts/token, the Binding resource, services|nodes proxy). A
 # Binding's target kind is the request body's.
 _CLUSTER_PENDING = {
@@ -53,7 +53,7 @@ _CLUSTER_PENDING = {
     "rdef.kind == 'Binding'": 1,
     "rdef.kind == 'Namespace'": 3,
     "rdef.kind != 'Namespace'": 2,
-    "rdef.kind == 'Pod'": 4,
+    "rdef.kind == 'Pod'": 3,
     "rdef.kind != 'Pod'": 1,
     "rdef.kind == 'ServiceAccount'": 1,
     "target.get('kind', 'Node') not in ('', 'Node')": 1,
