@@ -1141,10 +1141,7 @@ class Cluster(TokenAuthenticator):
                 name,
                 f"Precondition failed: UID in precondition: {want_uid}, UID in object meta: {old['metadata']['uid']}",
             )
-        if rdef.kind == "Namespace" and name in ("default", "kube-system", "kube-public"):
-            raise forbidden(
-                "namespaces", "", name, f'namespaces "{name}" is forbidden: this namespace may not be deleted'
-            )
+        admission.admit_delete(rdef, name)
         if dry_run:
             return old
         if self.kubelet_notify is not None:
