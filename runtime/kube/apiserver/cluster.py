@@ -1144,8 +1144,9 @@ class Cluster(TokenAuthenticator):
         admission.admit_delete(rdef, name)
         if dry_run:
             return old
+        strategy = strategies.for_resource(rdef)
         if self.kubelet_notify is not None:
-            secs = strategies.for_resource(rdef).check_graceful_delete(old, grace)
+            secs = strategy.check_graceful_delete(old, grace)
             prev = old["metadata"].get("deletionGracePeriodSeconds")
             if secs > 0 and (prev is None or secs < int(prev)):
                 new = copy.deepcopy(old)
@@ -1155,12 +1156,10 @@ class Cluster(TokenAuthenticator):
                 return self.store.put(rdef.gr, new, "MODIFIED")
             if secs > 0:  # already terminating with a grace period no longer than this one
                 return old
-        finalizers = list(old["metadata"].get("finalizers") or [])
-        if rdef.kind == "Namespace":
-            finalizers = ["kubernetes"]
+        finalizers = strategy.deletion_finalizers(old)
         if policy == "Orphan":
             self.controllers.orphan(old)
-        elif policy == "Foreground" and rdef.kind != "Namespace":
+        elif policy == "Foreground":
             finalizers.append("foregroundDeletion")
         if finalizers:
             if old["metadata"].get("deletionTimestamp"):
@@ -1170,8 +1169,7 @@ class Cluster(TokenAuthenticator):
             new["metadata"]["deletionGracePeriodSeconds"] = 0
             if policy == "Foreground" and "foregroundDeletion" not in (new["metadata"].get("finalizers") or []):
                 new["metadata"]["finalizers"] = [*new["metadata"].get("finalizers", []), "foregroundDeletion"]
-            if rdef.kind == "Namespace":
-                new.setdefault("status", {})["phase"] = "Terminating"
+            strategy.prepare_for_delete(new)
             self._dirty = True
             return self.store.put(rdef.gr, new, "MODIFIED")
         self._dirty = True
@@ -1181,7 +1179,7 @@ class Cluster(TokenAuthenticator):
 
     def _maybe_finish_delete(self, rdef: ResourceDef, obj: Obj) -> None:
         meta = obj["metadata"]
-        if meta.get("deletionTimestamp") and not meta.get("finalizers") and rdef.kind != "Namespace":
+        if meta.get("deletionTimestamp") and not strategies.for_resource(rdef).deletion_finalizers(obj):
             self.store.remove(rdef.gr, meta.get("namespace", ""), meta["name"])
 
     # -- subresources ------------------------------------------------------------------

@@ -218,6 +218,14 @@ class NamespaceStrategy(Strategy):
         labels = obj["metadata"].setdefault("labels", {})
         labels["kubernetes.io/metadata.name"] = obj["metadata"].get("name", "")
 
+    def deletion_finalizers(self, obj: Obj) -> list[str]:
+        # the namespace's own storage (registry/core/namespace/storage Delete): always held
+        # for the namespace controller, which removes its contents and then the namespace
+        return ["kubernetes"]
+
+    def prepare_for_delete(self, obj: Obj) -> None:
+        obj.setdefault("status", {})["phase"] = "Terminating"
+
 
 STRATEGIES: dict[str, Strategy] = {
     "pods": PodStrategy(),

@@ -73,6 +73,14 @@ class Strategy:
         (None: not given); 0 when it is removed at once (or held only by its finalizers)."""
         return 0
 
+    def deletion_finalizers(self, obj: Obj) -> list[str]:
+        """The finalizers that keep a deleted object, marked, until they are gone: its
+        ``metadata.finalizers``; with none it is removed at once."""
+        return list(obj["metadata"].get("finalizers") or [])
+
+    def prepare_for_delete(self, obj: Obj) -> None:
+        """What the server sets on an object it marks for deletion (beside deletionTimestamp)."""
+
     def scale_selector(self, obj: Obj) -> str:
         """The ``status.selector`` of the object's ``scale`` subresource (each ScaleREST builds
         it from its kind's selector): ``spec.selector`` as a LabelSelector."""

@@ -44,15 +44,12 @@ _RBAC = {
 }
 
 # Still chosen by kind name in cluster.py, NOT yet moved (#16 follow-up; cluster.py is being
-# split and rewritten in parallel): the namespace's delete-by-finalize,
-# per-resource subresource REST (pods exec/attach/portforward/
+# split and rewritten in parallel): per-resource subresource REST (pods exec/attach/portforward/
 # eviction/binding, serviceaccounts/token, the Binding resource, services|nodes proxy). A
 # Binding's target kind is the request body's.
 _CLUSTER_PENDING = {
     "rdef.kind == 'Service'": 1,
     "rdef.kind == 'Binding'": 1,
-    "rdef.kind == 'Namespace'": 2,
-    "rdef.kind != 'Namespace'": 2,
     "rdef.kind == 'Pod'": 3,
     "rdef.kind != 'Pod'": 1,
     "rdef.kind == 'ServiceAccount'": 1,
