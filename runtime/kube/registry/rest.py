@@ -24,15 +24,23 @@ upstream's REST storage does; it never calls controllers.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, TypeAlias
 
 from runtime.kube.machinery.apierrors import FieldError
 from runtime.kube.machinery.selectors import selector_string
-from runtime.kube.meta import Obj
+from runtime.kube.meta import Obj, Reply, Request
 from runtime.kube.registry import ResourceDef, printers
 
 if TYPE_CHECKING:
     from runtime.kube.apiserver.cluster import Cluster
+
+# the REST storage of one subresource (upstream's ExecREST, EvictionREST, TokenREST, ...):
+# called with the cluster, the request, the resource, namespace, name and subresource
+SubresourceREST: TypeAlias = Callable[["Cluster", Request, ResourceDef, str, str, str], Reply]
+
+_NONE: Mapping[str, SubresourceREST] = MappingProxyType({})
 
 
 class Strategy:
@@ -44,6 +52,14 @@ class Strategy:
     # admission judges (upstream's PodSpecExtractor); () for a Pod itself, None for kinds
     # that describe no pod
     pod_template_path: tuple[str, ...] | None = None
+    # the subresources served by REST storages of their own, registered beside the resource's
+    # (upstream's storage map: "pods/exec", "pods/eviction", "serviceaccounts/token", ...), by
+    # how they are reached: ``connect_subresources`` by every method, after authorization
+    # (rest.Connecter: services|nodes/proxy), ``get_subresources`` by GET (pods/log),
+    # ``create_subresources`` by POST (a WebSocket GET of exec/attach/portforward is one).
+    connect_subresources: Mapping[str, SubresourceREST] = _NONE
+    get_subresources: Mapping[str, SubresourceREST] = _NONE
+    create_subresources: Mapping[str, SubresourceREST] = _NONE
 
     def default(self, obj: Obj) -> None:
         """The scheme's defaulting (SetDefaults_<Kind>), on create and on every update."""
@@ -80,6 +96,11 @@ class Strategy:
 
     def prepare_for_delete(self, obj: Obj) -> None:
         """What the server sets on an object it marks for deletion (beside deletionTimestamp)."""
+
+    def create_virtual(self, cluster: Cluster, req: Request, rdef: ResourceDef, ns: str) -> Reply | None:
+        """The create of a virtual resource (nothing stored) that is a REST storage of its own
+        (the legacy ``bindings``); None: the server answers it (the access reviews, rbac.py)."""
+        return None
 
     def scale_selector(self, obj: Obj) -> str:
         """The ``status.selector`` of the object's ``scale`` subresource (each ScaleREST builds
