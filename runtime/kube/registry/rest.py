@@ -10,16 +10,26 @@ and update paths (apiserver/cluster.py) call, in this order:
 - update: ``default``, ``validate`` and ``validate_update``, admission, then, when the update
   is written (not for a dry run, not for a no-op), ``prepare_for_update``;
 - reads asking for a Table (``kubectl get``): ``convert_to_table``, with the columns of the
-  strategy's ``printer`` (printers.py).
+  strategy's ``printer`` (printers.py);
+- delete (RESTDeleteStrategy, RESTGracefulDeleteStrategy): ``check_graceful_delete`` when a
+  kubelet runs (a bound pod is only marked, for its node to stop), then
+  ``deletion_finalizers`` (what keeps the object, marked, until removed) and
+  ``prepare_for_delete`` when it is marked;
+- the scale subresource: ``scale_selector``;
+- subresources with a REST storage of their own (pods/exec, serviceaccounts/token, ...): the
+  ``connect_subresources``, ``get_subresources`` and ``create_subresources`` tables, and a
+  virtual resource's ``create_virtual``.
 
 The base does nothing and finds nothing wrong; each group's module (core.py, apps.py,
 batch.py, ... as pkg/registry/<group>/) subclasses it per resource, and strategies.py maps
 the registry entries to them. Metadata validation (kinds.validate_meta) is the same for every
 kind and stays with the caller.
 
-The ``Cluster`` handed to the prepare hooks is the API server's (a type only here): a strategy
-reads the store through it and uses the allocators it owns (apiserver/allocator.py), as
-upstream's REST storage does; it never calls controllers.
+The ``Cluster`` handed to the prepare hooks and subresource storages is the API server's (a
+type only here): a strategy reads the store through it and uses the allocators it owns
+(apiserver/allocator.py), as upstream's REST storage does; it never calls controllers. The
+subresource storages registered in core.py call the server's code for them (cluster.py's
+``_pod_stream_sub``, ``_evict``, ``_bind``, ``_token_request``), which stays there.
 """
 
 from __future__ import annotations
