@@ -1,4 +1,4 @@
-"""Admission: the LimitRanger and ResourceQuota plugins of kube-apiserver.
+"""Admission: the LimitRanger, ResourceQuota and NamespaceLifecycle plugins of kube-apiserver.
 
 ``mutate()`` runs after defaulting and before validation, ``admit()`` after validation
 and before the object is stored, as the mutating and validating admission phases do.
@@ -19,6 +19,9 @@ add up and init containers count by their maximum. A quota on cpu/memory request
 limits makes them mandatory for every container ("must specify ..."). Scopes BestEffort,
 NotBestEffort, Terminating and NotTerminating select the pods a quota counts.
 The evaluators (what an object counts, ``quota_status()``) are registry/quota.py.
+
+NamespaceLifecycle (plugin/pkg/admission/namespace/lifecycle): ``admit_delete()`` refuses to
+delete its immortal namespaces (default, kube-system, kube-public).
 """
 
 from __future__ import annotations
@@ -249,6 +252,17 @@ def admit(c: Cluster, rdef: ResourceDef, obj: Obj) -> None:
         return
     _validate_limits(c, rdef, obj)
     _check_quota(c, rdef, obj)
+
+
+# NamespaceLifecycle's immortalNamespaces
+IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
+
+
+def admit_delete(rdef: ResourceDef, name: str) -> None:
+    """Validating admission of a delete (dry runs included): NamespaceLifecycle refuses to
+    delete an immortal namespace."""
+    if rdef.gr == "namespaces" and name in IMMORTAL_NAMESPACES:
+        raise forbidden("namespaces", "", name, f'namespaces "{name}" is forbidden: this namespace may not be deleted')
 
 
 def admit_update(c: Cluster, rdef: ResourceDef, new: Obj, old: Obj) -> None:

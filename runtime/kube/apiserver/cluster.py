@@ -62,7 +62,6 @@ from runtime.kube.machinery.selectors import (
     parse_field_selector,
     parse_label_selector,
     selector_from_match,
-    selector_string,
 )
 from runtime.kube.meta import Decoded, Obj, Reply, Request, User, WatchReply, random_suffix
 from runtime.kube.node.portforward import Budget, PortForwardCall
@@ -551,32 +550,24 @@ class Cluster(TokenAuthenticator):
                 name,
                 forbidden_message(req.user.name, verb, rdef.resource, rdef.group, ns, name, sub),
             )
-        if sub == "proxy":
-            what = "service" if rdef.kind == "Service" else "node"
-            raise ApiError(
-                503,
-                "ServiceUnavailable",
-                f"the {rdef.resource}/proxy subresource is not served by this lab cluster (its API server does "
-                f"not proxy into your sandbox): reach the {what} from your sandbox's shell instead"
-                + (
-                    ", e.g. curl http://NAME.NAMESPACE.svc:PORT/, or use kubectl port-forward"
-                    if what == "service"
-                    else ""
-                ),
-            )
-        if rdef.virtual and rdef.kind == "Binding":
-            body = _json_body(req, self.limits, ("Binding",))
-            target = (body.get("metadata") or {}).get("name", "") if isinstance(body, dict) else ""
-            if not target:
-                raise invalid_error("Binding", "", "", [required("metadata.name", "name or generateName is required")])
-            return self._bind(req, registry.BY_GR["pods"], ns, str(target), body)
+        strategy = strategies.for_resource(rdef)
+        connect = strategy.connect_subresources.get(sub)
+        if connect is not None:
+            return connect(self, req, rdef, ns, name, sub)
         if rdef.virtual:
+            own = strategy.create_virtual(self, req, rdef, ns)
+            if own is not None:
+                return own
             return Reply(201, rbac.review(self, req.user, rdef, ns, _json_body(req, expect=(rdef.kind,))))
         if verb == "get":
             if sub == "scale":
                 return Reply(200, self._scale_of(rdef, self._must_get(rdef, ns, name)))
             if sub not in ("", "status"):
-                return self._pod_stream_sub(req, rdef, ns, name, sub)
+                get_sub = strategy.get_subresources.get(sub)
+                if get_sub is None:  # reached by other verbs only (pods/eviction, namespaces/finalize...)
+                    self._must_get(rdef, ns, name)
+                    raise method_not_allowed("the server does not allow this method on the requested resource")
+                return get_sub(self, req, rdef, ns, name, sub)
             return self._reply_obj(req, rdef, self._must_get(rdef, ns, name), 200)
         if verb == "list":
             return self._list(req, rdef, ns)
@@ -1142,14 +1133,12 @@ class Cluster(TokenAuthenticator):
                 name,
                 f"Precondition failed: UID in precondition: {want_uid}, UID in object meta: {old['metadata']['uid']}",
             )
-        if rdef.kind == "Namespace" and name in ("default", "kube-system", "kube-public"):
-            raise forbidden(
-                "namespaces", "", name, f'namespaces "{name}" is forbidden: this namespace may not be deleted'
-            )
+        admission.admit_delete(rdef, name)
         if dry_run:
             return old
-        if rdef.kind == "Pod" and self.kubelet_notify is not None and (old.get("spec") or {}).get("nodeName"):
-            secs = int((old.get("spec") or {}).get("terminationGracePeriodSeconds", 30)) if grace is None else grace
+        strategy = strategies.for_resource(rdef)
+        if self.kubelet_notify is not None:
+            secs = strategy.check_graceful_delete(old, grace)
             prev = old["metadata"].get("deletionGracePeriodSeconds")
             if secs > 0 and (prev is None or secs < int(prev)):
                 new = copy.deepcopy(old)
@@ -1159,12 +1148,10 @@ class Cluster(TokenAuthenticator):
                 return self.store.put(rdef.gr, new, "MODIFIED")
             if secs > 0:  # already terminating with a grace period no longer than this one
                 return old
-        finalizers = list(old["metadata"].get("finalizers") or [])
-        if rdef.kind == "Namespace":
-            finalizers = ["kubernetes"]
+        finalizers = strategy.deletion_finalizers(old)
         if policy == "Orphan":
             self.controllers.orphan(old)
-        elif policy == "Foreground" and rdef.kind != "Namespace":
+        elif policy == "Foreground":
             finalizers.append("foregroundDeletion")
         if finalizers:
             if old["metadata"].get("deletionTimestamp"):
@@ -1174,8 +1161,7 @@ class Cluster(TokenAuthenticator):
             new["metadata"]["deletionGracePeriodSeconds"] = 0
             if policy == "Foreground" and "foregroundDeletion" not in (new["metadata"].get("finalizers") or []):
                 new["metadata"]["finalizers"] = [*new["metadata"].get("finalizers", []), "foregroundDeletion"]
-            if rdef.kind == "Namespace":
-                new.setdefault("status", {})["phase"] = "Terminating"
+            strategy.prepare_for_delete(new)
             self._dirty = True
             return self.store.put(rdef.gr, new, "MODIFIED")
         self._dirty = True
@@ -1185,17 +1171,14 @@ class Cluster(TokenAuthenticator):
 
     def _maybe_finish_delete(self, rdef: ResourceDef, obj: Obj) -> None:
         meta = obj["metadata"]
-        if meta.get("deletionTimestamp") and not meta.get("finalizers") and rdef.kind != "Namespace":
+        if meta.get("deletionTimestamp") and not strategies.for_resource(rdef).deletion_finalizers(obj):
             self.store.remove(rdef.gr, meta.get("namespace", ""), meta["name"])
 
     # -- subresources ------------------------------------------------------------------
 
     def _scale_of(self, rdef: ResourceDef, obj: Obj) -> Obj:
         spec = obj.get("spec") or {}
-        if rdef.kind == "ReplicationController":  # a plain map of labels
-            sel = selector_string({"matchLabels": spec.get("selector") or {}})
-        else:
-            sel = selector_string(spec.get("selector"))
+        sel = strategies.for_resource(rdef).scale_selector(obj)
         spec_replicas = spec.get("replicas", 0)
         status_replicas = (obj.get("status") or {}).get("replicas", 0)
         if rdef.custom and rdef.scale_paths is not None:
@@ -1242,8 +1225,6 @@ class Cluster(TokenAuthenticator):
         through ``self.pod_io``. Without a PodIO (no kubelet yet) pods never start, and the
         answers are those of a pod whose containers are still being created."""
         obj = self._must_get(rdef, ns, name)
-        if rdef.kind != "Pod":
-            raise method_not_allowed("the server does not allow this method on the requested resource")
         spec = obj.get("spec") or {}
         if sub == "portforward":
             if self.pod_io is None or not spec.get("nodeName"):
@@ -1404,6 +1385,15 @@ class Cluster(TokenAuthenticator):
         )
         return Reply(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
 
+    def _legacy_bind(self, req: Request, ns: str) -> Reply:
+        """The legacy ``bindings`` resource (POST .../bindings, the pod named by the body's
+        metadata.name): pods/binding under another route."""
+        body = _json_body(req, self.limits, ("Binding",))
+        target = (body.get("metadata") or {}).get("name", "") if isinstance(body, dict) else ""
+        if not target:
+            raise invalid_error("Binding", "", "", [required("metadata.name", "name or generateName is required")])
+        return self._bind(req, registry.BY_GR["pods"], ns, str(target), body)
+
     def _bind(self, req: Request, rdef: ResourceDef, ns: str, name: str, body: Any = None) -> Reply:
         """``POST pods/NAME/binding`` (a scheduler's Binding, as BindingREST/assignPod): the
         pod is bound to the target node once; binding it again is a 409."""
@@ -1446,44 +1436,45 @@ class Cluster(TokenAuthenticator):
         return self.store.put(rdef.gr, new, "MODIFIED", user=self._requester is not None)
 
     def _create_sub(self, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str) -> Reply:
-        if rdef.kind == "Pod" and sub in ("exec", "attach", "portforward"):
-            return self._pod_stream_sub(req, rdef, ns, name, sub)
-        if rdef.kind == "Pod" and sub == "eviction":
-            return self._evict(req, rdef, ns, name)
-        if rdef.kind == "Pod" and sub == "binding":
-            return self._bind(req, rdef, ns, name)
-        if rdef.kind == "ServiceAccount" and sub == "token":
-            self._must_get(rdef, ns, name)
-            body = _json_body(req, expect=("TokenRequest",)) if req.body else {}
-            spec = dict((body or {}).get("spec") or {})
-            seconds = spec.get("expirationSeconds") or 3600
-            if not isinstance(seconds, int) or seconds < 600:
-                msg = "may not specify a duration less than 10 minutes"
-                raise invalid_error(
-                    "TokenRequest", "authentication.k8s.io", name, [invalid("spec.expirationSeconds", seconds, msg)]
-                )
-            if seconds > 2**32:
-                msg = "may not specify a duration larger than 2^32 seconds"
-                raise invalid_error(
-                    "TokenRequest", "authentication.k8s.io", name, [invalid("spec.expirationSeconds", seconds, msg)]
-                )
-            # whole seconds, as the token's exp claim is
-            exp = datetime.datetime.now(datetime.UTC).replace(microsecond=0) + datetime.timedelta(seconds=seconds)
-            tok = self.add_token(f"system:serviceaccount:{ns}:{name}", [], sa=(ns, name), expires=exp.timestamp())
-            spec["audiences"] = spec.get("audiences") or ["https://kubernetes.default.svc"]
-            spec["expirationSeconds"] = seconds
-            spec.setdefault("boundObjectRef", None)
-            return Reply(
-                201,
-                {
-                    "kind": "TokenRequest",
-                    "apiVersion": "authentication.k8s.io/v1",
-                    "metadata": {"name": name, "namespace": ns, "creationTimestamp": None},
-                    "spec": spec,
-                    "status": {"token": tok, "expirationTimestamp": format_ts(exp)},
-                },
+        """POST to a subresource: its REST storage, as the resource's strategy registers it
+        (registry/core.py: pods exec/attach/portforward/eviction/binding, serviceaccounts/token)."""
+        create = strategies.for_resource(rdef).create_subresources.get(sub)
+        if create is None:
+            raise method_not_allowed("the server does not allow this method on the requested resource")
+        return create(self, req, rdef, ns, name, sub)
+
+    def _token_request(self, req: Request, rdef: ResourceDef, ns: str, name: str) -> Reply:
+        """serviceaccounts/token (TokenREST): a TokenRequest for the service account."""
+        self._must_get(rdef, ns, name)
+        body = _json_body(req, expect=("TokenRequest",)) if req.body else {}
+        spec = dict((body or {}).get("spec") or {})
+        seconds = spec.get("expirationSeconds") or 3600
+        if not isinstance(seconds, int) or seconds < 600:
+            msg = "may not specify a duration less than 10 minutes"
+            raise invalid_error(
+                "TokenRequest", "authentication.k8s.io", name, [invalid("spec.expirationSeconds", seconds, msg)]
             )
-        raise method_not_allowed("the server does not allow this method on the requested resource")
+        if seconds > 2**32:
+            msg = "may not specify a duration larger than 2^32 seconds"
+            raise invalid_error(
+                "TokenRequest", "authentication.k8s.io", name, [invalid("spec.expirationSeconds", seconds, msg)]
+            )
+        # whole seconds, as the token's exp claim is
+        exp = datetime.datetime.now(datetime.UTC).replace(microsecond=0) + datetime.timedelta(seconds=seconds)
+        tok = self.add_token(f"system:serviceaccount:{ns}:{name}", [], sa=(ns, name), expires=exp.timestamp())
+        spec["audiences"] = spec.get("audiences") or ["https://kubernetes.default.svc"]
+        spec["expirationSeconds"] = seconds
+        spec.setdefault("boundObjectRef", None)
+        return Reply(
+            201,
+            {
+                "kind": "TokenRequest",
+                "apiVersion": "authentication.k8s.io/v1",
+                "metadata": {"name": name, "namespace": ns, "creationTimestamp": None},
+                "spec": spec,
+                "status": {"token": tok, "expirationTimestamp": format_ts(exp)},
+            },
+        )
 
 
 _KEY_ORDER = ["apiVersion", "kind", "metadata", "spec", "status"]

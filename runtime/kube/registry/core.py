@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import secrets
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from runtime.kube.machinery.apierrors import FieldError
+from runtime.kube.machinery.apierrors import ApiError, FieldError
 from runtime.kube.machinery.quantity import canonical_list
-from runtime.kube.meta import GENERATE_ALPHABET, Obj
-from runtime.kube.registry import kinds, printers
-from runtime.kube.registry.rest import Printed, Strategy, WorkloadStatusReset
+from runtime.kube.machinery.selectors import selector_string
+from runtime.kube.meta import GENERATE_ALPHABET, Obj, Reply, Request
+from runtime.kube.registry import ResourceDef, kinds, printers
+from runtime.kube.registry.rest import Printed, Strategy, SubresourceREST, WorkloadStatusReset
 
 if TYPE_CHECKING:
     from runtime.kube.apiserver.cluster import Cluster
@@ -65,9 +67,57 @@ def inject_service_account_volume(pod: Obj) -> None:
         )
 
 
+# -- the subresources' REST storages (pkg/registry/core/<resource>/storage): the API server's
+# code behind them (apiserver/cluster.py), registered here on their resource
+
+
+def _pod_stream(c: Cluster, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str) -> Reply:
+    """pods/log, exec, attach, portforward (LogREST, ExecREST, AttachREST, PortForwardREST)."""
+    return c._pod_stream_sub(req, rdef, ns, name, sub)
+
+
+def _pod_eviction(c: Cluster, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str) -> Reply:
+    return c._evict(req, rdef, ns, name)
+
+
+def _pod_binding(c: Cluster, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str) -> Reply:
+    return c._bind(req, rdef, ns, name)
+
+
+def _serviceaccount_token(c: Cluster, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str) -> Reply:
+    return c._token_request(req, rdef, ns, name)
+
+
+def _proxy_refused(rdef: ResourceDef, what: str, hint: str) -> ApiError:
+    return ApiError(
+        503,
+        "ServiceUnavailable",
+        f"the {rdef.resource}/proxy subresource is not served by this lab cluster (its API server does "
+        f"not proxy into your sandbox): reach the {what} from your sandbox's shell instead{hint}",
+    )
+
+
+def _service_proxy(c: Cluster, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str) -> Reply:
+    raise _proxy_refused(rdef, "service", ", e.g. curl http://NAME.NAMESPACE.svc:PORT/, or use kubectl port-forward")
+
+
+def _node_proxy(c: Cluster, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str) -> Reply:
+    raise _proxy_refused(rdef, "node", "")
+
+
 class PodStrategy(Strategy):
     printer = printers.POD
     pod_template_path = ()
+    get_subresources: MappingProxyType[str, SubresourceREST] = MappingProxyType({"log": _pod_stream})
+    create_subresources: MappingProxyType[str, SubresourceREST] = MappingProxyType(
+        {
+            "exec": _pod_stream,
+            "attach": _pod_stream,
+            "portforward": _pod_stream,
+            "eviction": _pod_eviction,
+            "binding": _pod_binding,
+        }
+    )
 
     def default(self, obj: Obj) -> None:
         kinds.default_pod(obj)
@@ -83,6 +133,14 @@ class PodStrategy(Strategy):
     def validate_update(self, new: Obj, old: Obj) -> list[FieldError]:
         return kinds.validate_pod_update(new, old)
 
+    def check_graceful_delete(self, obj: Obj, grace: int | None) -> int:
+        # an unscheduled pod has no kubelet to stop it: removed at once; a bound one keeps its
+        # own terminationGracePeriodSeconds (default 30) unless the DeleteOptions say otherwise
+        spec = obj.get("spec") or {}
+        if not spec.get("nodeName"):
+            return 0
+        return int(spec.get("terminationGracePeriodSeconds", 30)) if grace is None else grace
+
 
 class ReplicationControllerStrategy(WorkloadStatusReset):
     printer = printers.REPLICATION_CONTROLLER
@@ -93,10 +151,16 @@ class ReplicationControllerStrategy(WorkloadStatusReset):
     def validate(self, obj: Obj) -> list[FieldError]:
         return kinds.validate_replicationcontroller(obj)
 
+    def scale_selector(self, obj: Obj) -> str:
+        # a plain map of labels (the RC's ScaleREST: labels.SelectorFromSet)
+        return selector_string({"matchLabels": (obj.get("spec") or {}).get("selector") or {}})
+
 
 class ServiceStrategy(Strategy):
     """ClusterIP and NodePort allocation is the API server's (its ``service_allocator``, as
     upstream's service REST storage): the strategy only asks for it."""
+
+    connect_subresources: MappingProxyType[str, SubresourceREST] = MappingProxyType({"proxy": _service_proxy})
 
     printer = printers.SERVICE
 
@@ -205,6 +269,32 @@ class NamespaceStrategy(Strategy):
         labels = obj["metadata"].setdefault("labels", {})
         labels["kubernetes.io/metadata.name"] = obj["metadata"].get("name", "")
 
+    def deletion_finalizers(self, obj: Obj) -> list[str]:
+        # the namespace's own storage (registry/core/namespace/storage Delete): always held
+        # for the namespace controller, which removes its contents and then the namespace
+        return ["kubernetes"]
+
+    def prepare_for_delete(self, obj: Obj) -> None:
+        obj.setdefault("status", {})["phase"] = "Terminating"
+
+
+class NodeStrategy(Strategy):
+    printer = printers.NODE
+    connect_subresources: MappingProxyType[str, SubresourceREST] = MappingProxyType({"proxy": _node_proxy})
+
+
+class ServiceAccountStrategy(Strategy):
+    printer = printers.SERVICE_ACCOUNT
+    create_subresources: MappingProxyType[str, SubresourceREST] = MappingProxyType({"token": _serviceaccount_token})
+
+
+class BindingStrategy(Strategy):
+    """The legacy ``bindings`` (POST .../bindings, the pod's name in the body): pods/binding's
+    REST under another route."""
+
+    def create_virtual(self, cluster: Cluster, req: Request, rdef: ResourceDef, ns: str) -> Reply | None:
+        return cluster._legacy_bind(req, ns)
+
 
 STRATEGIES: dict[str, Strategy] = {
     "pods": PodStrategy(),
@@ -217,8 +307,9 @@ STRATEGIES: dict[str, Strategy] = {
     "resourcequotas": ResourceQuotaStrategy(),
     "limitranges": LimitRangeStrategy(),
     "namespaces": NamespaceStrategy(),
-    "serviceaccounts": Printed(printers.SERVICE_ACCOUNT),
+    "serviceaccounts": ServiceAccountStrategy(),
     "endpoints": Printed(printers.ENDPOINTS),
-    "nodes": Printed(printers.NODE),
+    "nodes": NodeStrategy(),
     "events": Printed(printers.EVENT),
+    "bindings": BindingStrategy(),
 }
