@@ -1,0 +1,255 @@
+"""The Deployment, ReplicaSet, Endpoints and EndpointSlice controllers write through the API
+client (apiserver/client.py, #16): their writes carry resourceVersions, generation and
+managedFields of kube-controller-manager, deletions take the API's delete path, and a write
+that meets a 409 Conflict (the object changed since it was read) is re-read and re-applied, as
+client-go's retry.RetryOnConflict does, instead of aborting the reconcile pass."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime.kube import registry
+from runtime.kube.apiserver.client import RETRY_STEPS, Client
+from runtime.kube.apiserver.cluster import Cluster, RequestState
+from runtime.kube.apiserver.provision import clusters_dir, create_cluster
+from runtime.kube.controllers.manager import Controllers
+from runtime.kube.machinery.apierrors import ApiError
+from runtime.kube.meta import Obj
+
+R = registry.BY_GR
+DEPLOY, RS, CM, SVC, EP, ES, PODS = (
+    R["deployments.apps"],
+    R["replicasets.apps"],
+    R["configmaps"],
+    R["services"],
+    R["endpoints"],
+    R["endpointslices.discovery.k8s.io"],
+    R["pods"],
+)
+BUSYBOX = {"name": "c", "image": "busybox"}
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Cluster:
+    create_cluster(tmp_path, "lab", "https://127.0.0.1:1", controllers=Controllers)
+    c = Cluster("lab", clusters_dir(tmp_path) / "lab", controllers=Controllers)
+    c.controllers.reconcile()
+    return c
+
+
+def student_update(cluster: Cluster, rdef: Any, obj: Obj) -> Obj:
+    """A write by another client (field manager "student"), as between a controller's read and write."""
+    with cluster.acting(RequestState(manager="student")):
+        out, _ = cluster.update(rdef, obj["metadata"].get("namespace", ""), obj["metadata"]["name"], obj)
+    return out
+
+
+def deployment(name: str, replicas: int) -> Obj:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [BUSYBOX]}},
+        },
+    }
+
+
+def slices(cluster: Cluster) -> list[Obj]:
+    return [
+        s
+        for s in cluster.store.list(ES.gr, "default")
+        if (s["metadata"].get("labels") or {}).get("kubernetes.io/service-name") == "web"
+    ]
+
+
+def managers(obj: Obj) -> set[tuple[str, str | None]]:
+    return {(m["manager"], m.get("subresource")) for m in obj["metadata"].get("managedFields") or []}
+
+
+def test_modify_rereads_and_reapplies_after_a_conflict(cluster: Cluster) -> None:
+    cm = cluster.create(CM, "default", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}})
+    client = Client(cluster, "kube-controller-manager")
+    seen: list[str] = []
+
+    def change(n: Obj) -> bool:
+        seen.append(n["metadata"]["resourceVersion"])
+        if len(seen) == 1:  # another client writes after our read: our update is now stale
+            other = copy.deepcopy(n)
+            other["metadata"]["labels"] = {"theirs": "1"}
+            student_update(cluster, CM, other)
+        n["metadata"].setdefault("labels", {})["ours"] = "1"
+        return True
+
+    out = client.modify(CM, "default", "x", change)
+    assert out is not None
+    assert len(seen) == 2 and seen[0] == cm["metadata"]["resourceVersion"] and seen[1] != seen[0]
+    assert out["metadata"]["labels"] == {"theirs": "1", "ours": "1"}  # theirs kept, ours applied again
+    assert ("kube-controller-manager", None) in managers(out) and ("student", None) in managers(out)
+
+
+def test_modify_gives_up_with_the_conflict_after_the_retry_steps(cluster: Cluster) -> None:
+    cluster.create(CM, "default", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}})
+    client = Client(cluster, "kube-controller-manager")
+    calls = 0
+
+    def change(n: Obj) -> bool:  # somebody always writes between our read and our write
+        nonlocal calls
+        calls += 1
+        other = copy.deepcopy(n)
+        other["data"] = {"n": str(calls)}
+        student_update(cluster, CM, other)
+        return True
+
+    with pytest.raises(ApiError) as e:
+        client.modify(CM, "default", "x", change)
+    assert e.value.status == 409 and calls == RETRY_STEPS
+
+
+def test_modify_and_delete_of_a_missing_object_are_none(cluster: Cluster) -> None:
+    client = Client(cluster, "kube-controller-manager")
+    assert client.modify(CM, "default", "gone", lambda n: True) is None
+    assert client.delete(CM, "default", "gone") is None
+
+
+def test_delete_with_a_stale_uid_is_refused_and_keeps_the_object(cluster: Cluster) -> None:
+    cm = cluster.create(CM, "default", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}})
+    client = Client(cluster, "kube-controller-manager")
+    with pytest.raises(ApiError) as e:
+        client.delete(CM, "default", "x", uid="not-" + cm["metadata"]["uid"])
+    assert e.value.status == 409 and cluster.store.get(CM.gr, "default", "x") is not None
+    assert client.delete(CM, "default", "x", uid=cm["metadata"]["uid"]) is not None
+    assert cluster.store.get(CM.gr, "default", "x") is None
+
+
+def test_deployment_scale_survives_a_conflicting_replicaset_write(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster.create(DEPLOY, "default", deployment("web", 1))
+    cluster.controllers.reconcile()
+    (rs,) = cluster.store.list(RS.gr, "default")
+    rs_name = rs["metadata"]["name"]
+    assert rs["spec"]["replicas"] == 1
+    # the first time the controller writes the ReplicaSet, a student labels it first
+    real_update = cluster.update
+    raced: list[str] = []
+
+    def update(rdef: Any, ns: str, name: str, obj: Any, **kw: Any) -> tuple[Obj, bool]:
+        if rdef is RS and name == rs_name and not raced and cluster.request_state.manager == "kube-controller-manager":
+            raced.append(obj["metadata"]["resourceVersion"])
+            cur = copy.deepcopy(cluster.store.get(RS.gr, ns, name))
+            assert cur is not None
+            cur["metadata"].setdefault("labels", {})["student"] = "was-here"
+            student_update(cluster, RS, cur)
+        return real_update(rdef, ns, name, obj, **kw)
+
+    monkeypatch.setattr(cluster, "update", update)
+    d = cluster.store.get(DEPLOY.gr, "default", "web")
+    assert d is not None
+    d = copy.deepcopy(d)
+    d["spec"]["replicas"] = 3
+    real_update(DEPLOY, "default", "web", d)
+    cluster.controllers.reconcile()  # must not raise the 409
+    assert raced, "the controller never wrote the ReplicaSet"
+    after = cluster.store.get(RS.gr, "default", rs_name)
+    assert after is not None
+    rs = after
+    assert rs["spec"]["replicas"] == 3 and rs["metadata"]["labels"]["student"] == "was-here"
+    assert rs["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"] == "3"
+    assert rs["metadata"]["generation"] == 2  # one spec change, one generation
+    assert len(cluster.store.list(PODS.gr, "default")) == 3
+
+
+def test_deployment_and_replicaset_status_are_written_through_the_status_subresource(cluster: Cluster) -> None:
+    cluster.create(DEPLOY, "default", deployment("web", 2))
+    cluster.controllers.reconcile()
+    d = cluster.store.get(DEPLOY.gr, "default", "web")
+    (rs,) = cluster.store.list(RS.gr, "default")
+    assert d is not None
+    assert d["status"]["replicas"] == 2 and d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "1"
+    assert ("kube-controller-manager", "status") in managers(d)
+    assert rs["status"]["replicas"] == 2 and ("kube-controller-manager", "status") in managers(rs)
+    # the ReplicaSet was created by the controller, its pods adopted by nobody else
+    for p in cluster.store.list(PODS.gr, "default"):
+        assert p["metadata"]["ownerReferences"][0]["uid"] == rs["metadata"]["uid"]
+
+
+def test_replicaset_adopts_an_orphan_through_an_update(cluster: Cluster) -> None:
+    labels = {"app": "solo"}
+    cluster.create(
+        PODS,
+        "default",
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "orphan", "labels": labels},
+            "spec": {"containers": [BUSYBOX]},
+        },
+    )
+    rs = cluster.create(
+        RS,
+        "default",
+        {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": {"name": "solo"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {"metadata": {"labels": labels}, "spec": {"containers": [BUSYBOX]}},
+            },
+        },
+    )
+    cluster.controllers.reconcile()
+    pods = cluster.store.list(PODS.gr, "default")
+    assert [p["metadata"]["name"] for p in pods] == ["orphan"]  # adopted, so none created
+    assert pods[0]["metadata"]["ownerReferences"][0]["uid"] == rs["metadata"]["uid"]
+    assert ("kube-controller-manager", None) in managers(pods[0])
+
+
+def test_endpoints_and_slices_follow_their_service_through_the_api(cluster: Cluster) -> None:
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
+    }
+    cluster.create(SVC, "default", svc)
+    cluster.create(DEPLOY, "default", deployment("web", 1))
+    cluster.controllers.reconcile()
+    ep = cluster.store.get(EP.gr, "default", "web")
+    (sl,) = slices(cluster)
+    assert ep is not None
+    gen = sl["metadata"]["generation"]
+    # the pod gets an IP and turns ready: both are rewritten by an update
+    (pod,) = cluster.store.list(PODS.gr, "default")
+    pod = copy.deepcopy(pod)
+    pod["status"].update(
+        {
+            "phase": "Running",
+            "podIP": "10.0.0.9",
+            "podIPs": [{"ip": "10.0.0.9"}],
+            "conditions": [{"type": "Ready", "status": "True"}],
+        }
+    )
+    with cluster.acting(RequestState(manager="kubelet")):
+        cluster.update(PODS, "default", pod["metadata"]["name"], pod, sub="status")
+    cluster.controllers.reconcile()
+    ep = cluster.store.get(EP.gr, "default", "web")
+    (sl,) = slices(cluster)
+    assert ep is not None and ep["subsets"][0]["addresses"][0]["ip"] == "10.0.0.9"
+    assert ("kube-controller-manager", None) in managers(ep)
+    assert [e["addresses"] for e in sl["endpoints"]] == [["10.0.0.9"]]
+    assert sl["metadata"]["generation"] == gen + 1
+    # the Service goes: its Endpoints through the delete path, its slice by the controller or the GC
+    cluster.delete(SVC, "default", "web")
+    cluster.controllers.reconcile()
+    assert cluster.store.get(EP.gr, "default", "web") is None
+    assert slices(cluster) == []
