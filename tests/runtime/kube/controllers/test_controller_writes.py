@@ -253,3 +253,58 @@ def test_endpoints_and_slices_follow_their_service_through_the_api(cluster: Clus
     cluster.controllers.reconcile()
     assert cluster.store.get(EP.gr, "default", "web") is None
     assert slices(cluster) == []
+
+
+NS = R["namespaces"]
+
+
+def configmap(name: str, ns: str = "default", **meta: Any) -> Obj:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns, **meta}}
+
+
+def test_a_terminating_namespace_waits_for_content_with_finalizers(cluster: Cluster) -> None:
+    cluster.create(NS, "", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "doomed"}})
+    cluster.controllers.reconcile()
+    cluster.create(CM, "doomed", configmap("held", "doomed", finalizers=["example.com/hold"]))
+    cluster.create(CM, "doomed", configmap("plain", "doomed"))
+    cluster.delete(NS, "", "doomed")
+    cluster.controllers.reconcile()
+    # content goes through the delete path: the finalizer holds its object, and the namespace
+    assert cluster.store.get(CM.gr, "doomed", "plain") is None
+    held = cluster.store.get(CM.gr, "doomed", "held")
+    assert held is not None and held["metadata"].get("deletionTimestamp")
+    ns = cluster.store.get(NS.gr, "", "doomed")
+    assert ns is not None and ns["status"]["phase"] == "Terminating"
+    held = copy.deepcopy(held)
+    held["metadata"]["finalizers"] = []
+    student_update(cluster, CM, held)  # whoever owns the finalizer lets go: the object goes
+    cluster.controllers.reconcile()
+    assert cluster.store.get(CM.gr, "doomed", "held") is None
+    assert cluster.store.get(NS.gr, "", "doomed") is None
+
+
+def test_orphan_and_foreground_deletion_write_through_the_api(cluster: Cluster) -> None:
+    owner = cluster.create(CM, "default", configmap("owner"))
+    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"]}
+    before = cluster.create(CM, "default", configmap("kept", ownerReferences=[ref]))
+    cluster.delete(CM, "default", "owner", "Orphan")
+    kept = cluster.store.get(CM.gr, "default", "kept")
+    assert kept is not None and "ownerReferences" not in kept["metadata"]
+    assert int(kept["metadata"]["resourceVersion"]) > int(before["metadata"]["resourceVersion"])
+
+    owner = cluster.create(CM, "default", configmap("owner2"))
+    ref = {**ref, "name": "owner2", "uid": owner["metadata"]["uid"], "blockOwnerDeletion": True}
+    cluster.create(CM, "default", configmap("dep", ownerReferences=[ref], finalizers=["example.com/hold"]))
+    cluster.delete(CM, "default", "owner2", "Foreground")
+    cluster.controllers.reconcile()
+    # the dependent is deleted through the API, its finalizer holds it, so the owner waits
+    dep = cluster.store.get(CM.gr, "default", "dep")
+    assert dep is not None and dep["metadata"].get("deletionTimestamp")
+    held = cluster.store.get(CM.gr, "default", "owner2")
+    assert held is not None and held["metadata"]["finalizers"] == ["foregroundDeletion"]
+    dep = copy.deepcopy(dep)
+    dep["metadata"]["finalizers"] = []
+    student_update(cluster, CM, dep)
+    cluster.controllers.reconcile()
+    assert cluster.store.get(CM.gr, "default", "dep") is None
+    assert cluster.store.get(CM.gr, "default", "owner2") is None
