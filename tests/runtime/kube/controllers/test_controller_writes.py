@@ -308,3 +308,45 @@ def test_orphan_and_foreground_deletion_write_through_the_api(cluster: Cluster) 
     cluster.controllers.reconcile()
     assert cluster.store.get(CM.gr, "default", "dep") is None
     assert cluster.store.get(CM.gr, "default", "owner2") is None
+
+
+NODES = R["nodes"]
+LEASES = R["leases.coordination.k8s.io"]
+
+
+def test_node_lifecycle_taints_by_update_and_marks_conditions_through_status(cluster: Cluster) -> None:
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "w1"},
+        "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]},
+    }
+    created = cluster.create(NODES, "", node)
+    with cluster.acting(RequestState(manager="kubelet")):  # what the node's kubelet posted
+        cluster.update(NODES, "", "w1", {**created, "status": node["status"]}, sub="status")
+    lease = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": "w1", "namespace": "kube-node-lease"},
+        "spec": {"holderIdentity": "w1", "renewTime": "2020-01-01T00:00:00.000000Z"},
+    }
+    cluster.create(LEASES, "kube-node-lease", lease)  # renewed long ago: unreachable
+    cluster.controllers.reconcile()
+    n = cluster.store.get(NODES.gr, "", "w1")
+    assert n is not None
+    assert {(t["key"], t["effect"]) for t in n["spec"]["taints"]} == {
+        ("node.kubernetes.io/unreachable", "NoSchedule"),
+        ("node.kubernetes.io/unreachable", "NoExecute"),
+    }
+    (ready,) = n["status"]["conditions"]
+    assert (ready["status"], ready["reason"]) == ("Unknown", "NodeStatusUnknown")
+    assert {("kube-controller-manager", None), ("kube-controller-manager", "status")} <= managers(n)
+    # cordon: the unschedulable taint is added by the controller's update too
+    n = copy.deepcopy(n)
+    n["spec"]["unschedulable"] = True
+    student_update(cluster, NODES, n)
+    cluster.controllers.reconcile()
+    n = cluster.store.get(NODES.gr, "", "w1")
+    assert n is not None and ("node.kubernetes.io/unschedulable", "NoSchedule") in {
+        (t["key"], t["effect"]) for t in n["spec"]["taints"]
+    }
