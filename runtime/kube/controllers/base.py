@@ -109,7 +109,7 @@ class ControllerBase:
         return R.get(gr) or next((d for d in self.c.custom_defs() if d.gr == gr), None)
 
     def _create(self, rdef: ResourceDef, obj: Obj) -> Obj:
-        return self.c.create(rdef, obj["metadata"].get("namespace", ""), obj, internal=True)
+        return self.client.create(rdef, obj)
 
     def _create_pod(self, owner: Obj, pod: Obj, component: str, prefix: str = "Error creating: ") -> Obj | None:
         """Create a pod for a controller; admission may refuse it (quota, LimitRange).
@@ -169,7 +169,7 @@ class ControllerBase:
         if self.c.store.get(NS.gr, "", ns) is None:
             return
         try:
-            self.c.create(EVENTS, ns, ev, internal=True)
+            self.client.create(EVENTS, ev)
         except ApiError:  # e.g. a count/events quota: the event is dropped, as a recorder drops it
             return
 
