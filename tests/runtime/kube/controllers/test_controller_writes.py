@@ -350,3 +350,34 @@ def test_node_lifecycle_taints_by_update_and_marks_conditions_through_status(clu
     assert n is not None and ("node.kubernetes.io/unschedulable", "NoSchedule") in {
         (t["key"], t["effect"]) for t in n["spec"]["taints"]
     }
+
+
+CROLES = R["clusterroles.rbac.authorization.k8s.io"]
+
+
+def test_clusterrole_aggregation_writes_the_rules_by_an_update(cluster: Cluster) -> None:
+    rule = {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}
+    cluster.create(
+        CROLES,
+        "",
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "agg"},
+            "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"lab/agg": "true"}}]},
+        },
+    )
+    cluster.create(
+        CROLES,
+        "",
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "part", "labels": {"lab/agg": "true"}},
+            "rules": [rule],
+        },
+    )
+    cluster.controllers.reconcile()
+    agg = cluster.store.get(CROLES.gr, "", "agg")
+    assert agg is not None and agg["rules"] == [rule]
+    assert ("kube-controller-manager", None) in managers(agg)
