@@ -381,3 +381,68 @@ def test_clusterrole_aggregation_writes_the_rules_by_an_update(cluster: Cluster)
     agg = cluster.store.get(CROLES.gr, "", "agg")
     assert agg is not None and agg["rules"] == [rule]
     assert ("kube-controller-manager", None) in managers(agg)
+
+
+PV, PVC = R["persistentvolumes"], R["persistentvolumeclaims"]
+
+
+def test_binding_and_release_write_through_the_api(cluster: Cluster) -> None:
+    pv = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": "disk"},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "manual",
+            "persistentVolumeReclaimPolicy": "Delete",
+            "hostPath": {"path": "/tmp/x"},
+        },
+    }
+    cluster.create(PV, "", pv)
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "c"},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "manual",
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+    cluster.create(PVC, "default", claim)
+    cluster.controllers.reconcile()
+    got_pv, got_pvc = cluster.store.get(PV.gr, "", "disk"), cluster.store.get(PVC.gr, "default", "c")
+    assert got_pv is not None and got_pvc is not None
+    assert got_pv["status"]["phase"] == "Bound" and got_pv["spec"]["claimRef"]["name"] == "c"
+    assert got_pvc["status"]["phase"] == "Bound" and got_pvc["spec"]["volumeName"] == "disk"
+    for o in (got_pv, got_pvc):
+        assert {("kube-controller-manager", None), ("kube-controller-manager", "status")} <= managers(o)
+    # a bound claim's volumeName is immutable (it may be set once, on an unbound claim)
+    moved = copy.deepcopy(got_pvc)
+    moved["spec"]["volumeName"] = "elsewhere"
+    with pytest.raises(ApiError) as e:
+        student_update(cluster, PVC, moved)
+    assert e.value.status == 422
+    # the claim goes: the volume (reclaim policy Delete) is released, then deleted, protection and all
+    cluster.delete(PVC, "default", "c")
+    cluster.controllers.reconcile()
+    assert cluster.store.get(PVC.gr, "default", "c") is None
+    assert cluster.store.get(PV.gr, "", "disk") is None
+
+
+def test_an_unbound_claim_may_name_its_volume_once(cluster: Cluster) -> None:
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "c"},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "none-such",
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+    created = cluster.create(PVC, "default", claim)
+    named = copy.deepcopy(created)
+    named["spec"]["volumeName"] = "disk"
+    assert student_update(cluster, PVC, named)["spec"]["volumeName"] == "disk"
