@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from runtime.kube.apiserver.provision import clusters_dir, create_cluster
 from runtime.kube.controllers.manager import Controllers
 from runtime.kube.machinery.apierrors import ApiError
 from runtime.kube.meta import Obj
+from runtime.kube.node.ingress import COMPONENT, IngressController, Rendered
 
 R = registry.BY_GR
 DEPLOY, RS, CM, SVC, EP, ES, PODS = (
@@ -446,3 +448,19 @@ def test_an_unbound_claim_may_name_its_volume_once(cluster: Cluster) -> None:
     named = copy.deepcopy(created)
     named["spec"]["volumeName"] = "disk"
     assert student_update(cluster, PVC, named)["spec"]["volumeName"] == "disk"
+
+
+def test_the_ingress_controller_reports_the_address_through_the_status_subresource(cluster: Cluster) -> None:
+    ing = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": "web"},
+        "spec": {"defaultBackend": {"service": {"name": "web", "port": {"number": 80}}}},
+    }
+    ING = R["ingresses.networking.k8s.io"]
+    cluster.create(ING, "default", ing)
+    ctl = IngressController(SimpleNamespace(cluster=cluster, loop=None), None)  # type: ignore[arg-type]
+    ctl._report(Rendered("", {}, [("default", "web")], {}, {}), "10.1.2.3")
+    got = cluster.store.get(ING.gr, "default", "web")
+    assert got is not None and got["status"] == {"loadBalancer": {"ingress": [{"ip": "10.1.2.3"}]}}
+    assert (COMPONENT, "status") in managers(got)
