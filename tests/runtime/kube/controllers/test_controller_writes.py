@@ -21,6 +21,7 @@ from runtime.kube.controllers.manager import Controllers
 from runtime.kube.machinery.apierrors import ApiError
 from runtime.kube.meta import Obj
 from runtime.kube.node.ingress import COMPONENT, IngressController, Rendered
+from runtime.kube.node.kubelet import ClusterHost
 
 R = registry.BY_GR
 DEPLOY, RS, CM, SVC, EP, ES, PODS = (
@@ -464,3 +465,25 @@ def test_the_ingress_controller_reports_the_address_through_the_status_subresour
     got = cluster.store.get(ING.gr, "default", "web")
     assert got is not None and got["status"] == {"loadBalancer": {"ingress": [{"ip": "10.1.2.3"}]}}
     assert (COMPONENT, "status") in managers(got)
+
+
+def test_the_kubelet_finishes_a_graceful_deletion_through_the_delete_path(cluster: Cluster) -> None:
+    cluster.kubelet_notify = lambda: None  # a kubelet runs this cluster's pods
+    host = ClusterHost(cluster, None)
+    for name, fins in (("plain", []), ("held", ["example.com/hold"])):
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "finalizers": fins},
+            "spec": {"nodeName": "node-1", "containers": [BUSYBOX]},
+        }
+        created = cluster.create(PODS, "default", pod)
+        cluster.delete(PODS, "default", name)
+        terminating = cluster.store.get(PODS.gr, "default", name)
+        assert terminating is not None and terminating["metadata"]["deletionGracePeriodSeconds"] == 30
+        host.finish_delete("default", name, "not-" + created["metadata"]["uid"])  # another pod: untouched
+        assert cluster.store.get(PODS.gr, "default", name) is not None
+        host.finish_delete("default", name, created["metadata"]["uid"])  # its containers are gone
+    assert cluster.store.get(PODS.gr, "default", "plain") is None
+    held = cluster.store.get(PODS.gr, "default", "held")  # a finalizer holds it, as on a real cluster
+    assert held is not None and held["metadata"]["finalizers"] == ["example.com/hold"]
