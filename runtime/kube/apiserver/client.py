@@ -19,15 +19,22 @@ real cluster.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import copy
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from runtime.kube.apiserver.cluster import Cluster, RequestState
+from runtime.kube.machinery.apierrors import ApiError
 from runtime.kube.meta import Obj
 
 if TYPE_CHECKING:
     from runtime.kube.registry import ResourceDef
+
+
+# client-go's retry.DefaultRetry: Steps 5 (its 10 ms backoff is not needed here: a conflict in
+# one process means the object changed between our read and our write, and a re-read sees it)
+RETRY_STEPS = 5
 
 
 class Client:
@@ -67,3 +74,42 @@ class Client:
         meta = pod["metadata"]
         with self._acting():
             return self.cluster.bind(meta["namespace"], meta["name"], node)
+
+    def delete(
+        self, rdef: ResourceDef, ns: str, name: str, policy: str = "", *, grace: int | None = None, uid: str = ""
+    ) -> Obj | None:
+        """DELETE through the API's delete path (finalizers, propagation policy, a bound pod's
+        grace period when a kubelet runs); ``uid`` is a Preconditions.UID (409 when the name now
+        holds another object). None when the object is already gone (404), as controllers
+        ignore IsNotFound on delete."""
+        pre = {"uid": uid} if uid else None
+        with self._acting():
+            try:
+                return self.cluster.delete(rdef, ns, name, policy, grace=grace, preconditions=pre)
+            except ApiError as e:
+                if e.status == 404:
+                    return None
+                raise
+
+    def modify(
+        self, rdef: ResourceDef, ns: str, name: str, change: Callable[[Obj], bool], *, status: bool = False
+    ) -> Obj | None:
+        """Get, change, update, retried on conflict as client-go's ``retry.RetryOnConflict``:
+        ``change`` edits a copy of the current object in place and says whether there is
+        anything to write; on a 409 (the object changed since it was read) it is re-read and
+        the change applied again, up to ``RETRY_STEPS`` times (then the 409 is raised).
+        ``status``: write through the status subresource. The written object, the current
+        one when ``change`` had nothing to write, None when the object is gone."""
+        for step in range(RETRY_STEPS):
+            cur = self.cluster.store.get(rdef.gr, ns, name)
+            if cur is None:
+                return None
+            new = copy.deepcopy(cur)
+            if not change(new):
+                return cur
+            try:
+                return self.update_status(rdef, new) if status else self.update(rdef, new)
+            except ApiError as e:
+                if e.status != 409 or e.reason != "Conflict" or step == RETRY_STEPS - 1:
+                    raise
+        raise AssertionError("unreachable")

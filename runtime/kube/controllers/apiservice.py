@@ -26,7 +26,7 @@ def reconcile(ctl: Controllers) -> None:
     for svc in c.store.list(GR):  # a CRD group-version that is gone takes its APIService along
         name = svc["metadata"]["name"]
         if (svc["metadata"].get("labels") or {}).get(AUTOMANAGED) == "true" and name not in names:
-            c.store.remove(GR, "", name)
+            ctl.client.delete(rdef, "", name, uid=svc["metadata"]["uid"])
     for svc in c.store.list(GR):
         if svc["metadata"].get("deletionTimestamp"):
             continue
@@ -48,4 +48,4 @@ def reconcile(ctl: Controllers) -> None:
             }
         )
         new["metadata"] = dict(svc["metadata"])
-        c.store.put(GR, new, "MODIFIED")
+        ctl.client.update_status(rdef, new)  # the availability controller's UpdateStatus

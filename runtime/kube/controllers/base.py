@@ -104,11 +104,12 @@ class ControllerBase:
         self.client = Client(cluster, "kube-controller-manager")
         self.scheduler_client = Client(cluster, "kube-scheduler")
 
-    def _put(self, rdef: ResourceDef, obj: Obj) -> None:
-        self.c.store.put(rdef.gr, obj, "MODIFIED")
+    def _def_of(self, gr: str) -> ResourceDef | None:
+        """The ResourceDef of a stored group-resource, built-in or of an established CRD."""
+        return R.get(gr) or next((d for d in self.c.custom_defs() if d.gr == gr), None)
 
     def _create(self, rdef: ResourceDef, obj: Obj) -> Obj:
-        return self.c.create(rdef, obj["metadata"].get("namespace", ""), obj, internal=True)
+        return self.client.create(rdef, obj)
 
     def _create_pod(self, owner: Obj, pod: Obj, component: str, prefix: str = "Error creating: ") -> Obj | None:
         """Create a pod for a controller; admission may refuse it (quota, LimitRange).
@@ -168,7 +169,7 @@ class ControllerBase:
         if self.c.store.get(NS.gr, "", ns) is None:
             return
         try:
-            self.c.create(EVENTS, ns, ev, internal=True)
+            self.client.create(EVENTS, ev)
         except ApiError:  # e.g. a count/events quota: the event is dropped, as a recorder drops it
             return
 
@@ -216,9 +217,12 @@ class ControllerBase:
         if equal:
             update = equal[-1]
             if update is not history[-1]:
-                n = copy.deepcopy(update)
-                n["revision"] = next_rev
-                update = self.c.store.put(CR.gr, n, "MODIFIED")
+
+                def renumber(n: Obj) -> bool:
+                    n["revision"] = next_rev
+                    return True
+
+                update = self.client.modify(CR, ns, update["metadata"]["name"], renumber) or update
         else:
             collisions = int((owner.get("status") or {}).get("collisionCount", 0))
             h = _data_hash(data, collisions)
@@ -247,7 +251,7 @@ class ControllerBase:
         spare = [r for r in history if r["metadata"]["name"] not in keep]
         limit = int(spec.get("revisionHistoryLimit", 10))
         for r in spare[: max(0, len(spare) - limit)]:
-            self.c.store.remove(CR.gr, ns, r["metadata"]["name"])
+            self.client.delete(CR, ns, r["metadata"]["name"], uid=r["metadata"]["uid"])
         return update, h
 
     def _delete_pod(self, ns: str, name: str) -> None:

@@ -5,17 +5,20 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING
 
+from runtime.kube import registry
 from runtime.kube.machinery.selectors import selector_from_match
 from runtime.kube.meta import Obj
 
 if TYPE_CHECKING:
+    from runtime.kube.apiserver.client import Client
     from runtime.kube.apiserver.cluster import Cluster
 
 
-def aggregate(cluster: Cluster) -> None:
+def aggregate(cluster: Cluster, client: Client) -> None:
     """The clusterrole-aggregation controller: rules of an aggregated ClusterRole are the
     union of the rules of every ClusterRole its aggregationRule selects."""
     gr = "clusterroles.rbac.authorization.k8s.io"
+    rdef = registry.BY_GR[gr]
     roles = cluster.store.list(gr)
     for role in roles:
         agg = role.get("aggregationRule")
@@ -31,6 +34,9 @@ def aggregate(cluster: Cluster) -> None:
                     if r not in rules:
                         rules.append(r)
         if rules != (role.get("rules") or []):
-            new = copy.deepcopy(role)
-            new["rules"] = copy.deepcopy(rules)
-            cluster.store.put(gr, new, "MODIFIED")
+
+            def set_rules(n: Obj, rules: list[Obj] = rules) -> bool:
+                n["rules"] = copy.deepcopy(rules)
+                return True
+
+            client.modify(rdef, "", role["metadata"]["name"], set_rules)

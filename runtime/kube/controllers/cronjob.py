@@ -36,8 +36,8 @@ class CronJobController(ControllerBase):
             policy = spec.get("concurrencyPolicy", "Allow")
             if due is not None and not (policy == "Forbid" and running):
                 if policy == "Replace":
-                    for j in running:
-                        self.c.store.remove(JOBS.gr, ns, j["metadata"]["name"])
+                    for j in running:  # deleteJob: propagationPolicy Background
+                        self.client.delete(JOBS, ns, j["metadata"]["name"], "Background", uid=j["metadata"]["uid"])
                     running = []
                 jt = spec.get("jobTemplate") or {}
                 jmeta = copy.deepcopy(jt.get("metadata") or {})
@@ -80,7 +80,7 @@ class CronJobController(ControllerBase):
                     (j for j in jobs if _job_finished(j) == kind_), key=lambda j: j["metadata"]["creationTimestamp"]
                 )
                 for j in done[: max(0, len(done) - int(limit))]:
-                    self.c.store.remove(JOBS.gr, ns, j["metadata"]["name"])
+                    self.client.delete(JOBS, ns, j["metadata"]["name"], "Background", uid=j["metadata"]["uid"])
             if new_st != st:
                 cur = self.c.store.get(CJ.gr, ns, name)
                 if cur is not None:

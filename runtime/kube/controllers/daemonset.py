@@ -126,7 +126,7 @@ class DaemonSetController(ControllerBase):
             if cur is not None and cur.get("status") != st:
                 n = copy.deepcopy(cur)
                 n["status"] = st
-                self.c.store.put(DS.gr, n, "MODIFIED")
+                self.client.update_status(DS, n)
 
 
 # what the daemonset controller adds to every daemon pod (util.AddOrUpdateDaemonPodTolerations)

@@ -85,11 +85,25 @@ class DeploymentController(ControllerBase):
         cur_rev = (cur["metadata"].get("annotations") or {}).get(REVISION)
         if cur.get("status") == d.get("status") and cur_rev == rev:
             return
-        n = copy.deepcopy(cur)
-        n["status"] = copy.deepcopy(d.get("status") or {})
-        if rev is not None:
-            n["metadata"].setdefault("annotations", {})[REVISION] = rev
-        self.c.store.put(DEPLOY.gr, n, "MODIFIED")
+        ns, name = d["metadata"]["namespace"], d["metadata"]["name"]
+        if rev is not None and cur_rev != rev:  # the revision annotation: an update of the object
+
+            def annotate(n: Obj) -> bool:
+                if n["metadata"]["uid"] != d["metadata"]["uid"]:
+                    return False
+                n["metadata"].setdefault("annotations", {})[REVISION] = rev
+                return True
+
+            self.client.modify(DEPLOY, ns, name, annotate)
+        status = copy.deepcopy(d.get("status") or {})
+
+        def set_status(n: Obj) -> bool:
+            if n["metadata"]["uid"] != d["metadata"]["uid"] or n.get("status") == status:
+                return False
+            n["status"] = copy.deepcopy(status)
+            return True
+
+        self.client.modify(DEPLOY, ns, name, set_status, status=True)
 
     def _check_paused_conditions(self, d: Obj) -> None:
         if not _has_deadline(d):
@@ -126,18 +140,20 @@ class DeploymentController(ControllerBase):
         new_revision = str(max((_revision(rs) for rs in old), default=0) + 1)
         st = d.setdefault("status", {})
         if new_rs is not None:
-            n = copy.deepcopy(new_rs)
-            changed = _set_new_rs_annotations(d, n, new_revision, exists=True)
             mrs = int(spec.get("minReadySeconds", 0))
-            if int(n["spec"].get("minReadySeconds", 0)) != mrs:
-                changed = True
-                if mrs:
-                    n["spec"]["minReadySeconds"] = mrs
-                else:
-                    n["spec"].pop("minReadySeconds", None)
-                n["metadata"]["generation"] = int(n["metadata"].get("generation", 1)) + 1
-            if changed:
-                new_rs = self.c.store.put(RS.gr, n, "MODIFIED")
+
+            def sync_rs(n: Obj) -> bool:
+                changed = _set_new_rs_annotations(d, n, new_revision, exists=True)
+                if int(n["spec"].get("minReadySeconds", 0)) != mrs:
+                    changed = True  # the API server bumps generation: a spec change
+                    if mrs:
+                        n["spec"]["minReadySeconds"] = mrs
+                    else:
+                        n["spec"].pop("minReadySeconds", None)
+                return changed
+
+            rs_meta = new_rs["metadata"]
+            new_rs = self.client.modify(RS, rs_meta["namespace"], rs_meta["name"], sync_rs) or new_rs
             need = _set_deploy_revision(d, (new_rs["metadata"].get("annotations") or {}).get(REVISION, ""))
             if _has_deadline(d) and _get_cond(st, "Progressing") is None:
                 msg = f'Found new replica set "{new_rs["metadata"]["name"]}"'
@@ -196,14 +212,19 @@ class DeploymentController(ControllerBase):
         """scaleReplicaSet: replicas and the desired/max-replicas annotations, with kube's event."""
         old_n = _replicas(rs)
         replicas = int(d["spec"].get("replicas", 1))
-        new = copy.deepcopy(rs)
-        ann_changed = _set_replicas_annotations(new, replicas, replicas + _max_surge(d))
+        max_replicas = replicas + _max_surge(d)
+        ann_changed = _set_replicas_annotations(copy.deepcopy(rs), replicas, max_replicas)
         if old_n == n and not ann_changed:
             return False, rs
-        new["spec"]["replicas"] = n
-        if old_n != n:
-            new["metadata"]["generation"] = int(new["metadata"].get("generation", 1)) + 1
-        out = self.c.store.put(RS.gr, new, "MODIFIED")
+
+        def scale(new: Obj) -> bool:
+            changed = _set_replicas_annotations(new, replicas, max_replicas)
+            if _replicas(new) != n:
+                new["spec"]["replicas"] = n  # the API server bumps generation: a spec change
+                changed = True
+            return changed
+
+        out = self.client.modify(RS, rs["metadata"]["namespace"], rs["metadata"]["name"], scale) or rs
         if old_n != n:
             op = force_op or ("up" if old_n < n else "down")
             self.event(
@@ -396,7 +417,8 @@ class DeploymentController(ControllerBase):
                 continue
             if int(rs["metadata"].get("generation", 1)) > _stat(rs, "observedGeneration"):
                 continue
-            self.c.store.remove(RS.gr, rs["metadata"]["namespace"], rs["metadata"]["name"])
+            meta = rs["metadata"]
+            self.client.delete(RS, meta["namespace"], meta["name"], uid=meta["uid"])
 
     def _sync_rollout_status(self, all_rs: list[Obj], new_rs: Obj | None, d: Obj) -> None:
         st = _calculate_status(all_rs, new_rs, d)

@@ -79,13 +79,16 @@ class EndpointsController(ControllerBase):
             elif (cur.get("subsets") or []) != subsets or (cur["metadata"].get("labels") or {}).get(
                 EP_MANAGED_BY
             ) != EP_CONTROLLER:
-                n = copy.deepcopy(cur)
-                if subsets:
-                    n["subsets"] = subsets
-                else:
-                    n.pop("subsets", None)
-                n["metadata"]["labels"] = {**(n["metadata"].get("labels") or {}), EP_MANAGED_BY: EP_CONTROLLER}
-                store.put(EP.gr, n, "MODIFIED")
+
+                def sync(n: Obj, subsets: list[Obj] = subsets) -> bool:
+                    if subsets:
+                        n["subsets"] = copy.deepcopy(subsets)
+                    else:
+                        n.pop("subsets", None)
+                    n["metadata"]["labels"] = {**(n["metadata"].get("labels") or {}), EP_MANAGED_BY: EP_CONTROLLER}
+                    return True
+
+                self.client.modify(EP, ns, name, sync)
         # the controller's own Endpoints go with their Service; one somebody wrote without a
         # Service (no managed-by label) is theirs, and stays, as on a real cluster
         for ep in store.list(EP.gr):
@@ -93,7 +96,7 @@ class EndpointsController(ControllerBase):
             if (m.get("labels") or {}).get(EP_MANAGED_BY) != EP_CONTROLLER:
                 continue
             if store.get(SVC.gr, m["namespace"], m["name"]) is None:
-                store.remove(EP.gr, m["namespace"], m["name"])
+                self.client.delete(EP, m["namespace"], m["name"], uid=m["uid"])
 
 
 def _target(sp: Obj) -> Any:

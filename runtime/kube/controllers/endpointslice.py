@@ -34,7 +34,7 @@ class EndpointSliceController(ControllerBase):
                 or not (svc.get("spec") or {}).get("selector")
                 or (m["namespace"], svc["metadata"]["uid"]) in owned
             ):
-                store.remove(ES.gr, m["namespace"], m["name"])
+                self.client.delete(ES, m["namespace"], m["name"], uid=m["uid"])
                 continue
             owned[(m["namespace"], svc["metadata"]["uid"])] = sl
         for (ns, uid), svc in services.items():
@@ -67,11 +67,14 @@ class EndpointSliceController(ControllerBase):
                 continue
             have = {k: cur.get(k) for k in want}
             if have != want or cur["metadata"].get("labels") != labels:
-                n = copy.deepcopy(cur)
-                n.update(copy.deepcopy(want))
-                n["metadata"]["labels"] = labels
-                n["metadata"]["generation"] = int(n["metadata"].get("generation", 1)) + 1
-                store.put(ES.gr, n, "MODIFIED")
+
+                def sync(n: Obj, want: Obj = want, labels: dict[str, str] = labels) -> bool:
+                    n.update(copy.deepcopy(want))  # the API server bumps generation: endpoints changed
+                    n["metadata"]["labels"] = labels
+                    return True
+
+                m = cur["metadata"]
+                self.client.modify(ES, m["namespace"], m["name"], sync)
 
     def _slice_body(self, svc: Obj, sel: dict[str, str]) -> Obj:
         ns, spec = svc["metadata"]["namespace"], svc.get("spec") or {}

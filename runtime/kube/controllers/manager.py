@@ -92,7 +92,7 @@ class Controllers(
             self._crds()
             apiservice.reconcile(self)
             self._namespaces()
-            clusterroleaggregation.aggregate(self.c)
+            clusterroleaggregation.aggregate(self.c, self.client)
             self._garbage_collect()
             self._deployments()
             self._replicasets()

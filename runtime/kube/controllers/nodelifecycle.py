@@ -103,31 +103,37 @@ def _monitor(ctl: Controllers, now: float) -> None:
             # TaintNodesByCondition's NoSchedule keeps new pods off; the NoExecute evicts
             if not any(t.get("key") == want and t.get("effect") == effect for t in kept):
                 kept.append({"key": want, "effect": effect, "timeAdded": format_ts(now)})
-        changed = kept != taints
-        new = None
-        if changed:
-            new = dict(node)
-            new["spec"] = {**(node.get("spec") or {}), "taints": kept}
-            if not kept:
-                del new["spec"]["taints"]
-        if stale and ready is not None and ready.get("status") != "Unknown":
-            new = new or dict(node)
-            st = dict(node.get("status") or {})
-            conds = []
-            for c in st.get("conditions") or []:
-                c = dict(c)
-                if c.get("status") != "Unknown":
-                    c.update(
-                        status="Unknown",
-                        reason="NodeStatusUnknown",
-                        message="Kubelet stopped posting node status.",
-                        lastTransitionTime=format_ts(now),
-                    )
-                conds.append(c)
-            st["conditions"] = conds
-            new["status"] = st
-        if new is not None:
-            store.put(NODES.gr, new, "MODIFIED")
+        if kept != taints:  # the taints: an update of the Node
+
+            def set_taints(n: Obj, kept: list[Obj] = kept) -> bool:
+                spec = n.setdefault("spec", {})
+                if kept:
+                    spec["taints"] = kept
+                else:
+                    spec.pop("taints", None)
+                return True
+
+            ctl.client.modify(NODES, "", name, set_taints)
+        if stale and ready is not None and ready.get("status") != "Unknown":  # through the status subresource
+            ctl.client.modify(NODES, "", name, lambda n: _mark_unknown(n, now), status=True)
+
+
+def _mark_unknown(node: Obj, now: float) -> bool:
+    """Every condition the kubelet no longer reports on: status Unknown, NodeStatusUnknown."""
+    st = node.setdefault("status", {})
+    conds = []
+    for c in st.get("conditions") or []:
+        c = dict(c)
+        if c.get("status") != "Unknown":
+            c.update(
+                status="Unknown",
+                reason="NodeStatusUnknown",
+                message="Kubelet stopped posting node status.",
+                lastTransitionTime=format_ts(now),
+            )
+        conds.append(c)
+    st["conditions"] = conds
+    return True
 
 
 def _evict(ctl: Controllers, now: float) -> None:

@@ -11,11 +11,11 @@ can change independently; upstream both passes live in one controller.
 
 from __future__ import annotations
 
-import copy
 from typing import TYPE_CHECKING
 
 from runtime.kernel.clock import now_ts
 from runtime.kube import registry
+from runtime.kube.meta import Obj
 from runtime.kube.scheduler import UNSCHEDULABLE_TAINT
 
 if TYPE_CHECKING:
@@ -33,13 +33,23 @@ def reconcile(ctl: Controllers) -> None:
         want = bool(spec.get("unschedulable"))
         if has == want:
             continue
-        new = copy.deepcopy(node)
-        if want:
-            taints.append({"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule", "timeAdded": now_ts()})
-        else:
-            taints = [t for t in taints if t.get("key") != UNSCHEDULABLE_TAINT]
-        if taints:
-            new.setdefault("spec", {})["taints"] = taints
-        else:
-            new.setdefault("spec", {}).pop("taints", None)
-        ctl.c.store.put(NODES.gr, new, "MODIFIED")
+        ctl.client.modify(NODES, "", node["metadata"]["name"], _set_unschedulable_taint)
+
+
+def _set_unschedulable_taint(node: Obj) -> bool:
+    """The unschedulable taint as spec.unschedulable says (False: already so)."""
+    spec = node.setdefault("spec", {})
+    taints = list(spec.get("taints") or [])
+    has = any(t.get("key") == UNSCHEDULABLE_TAINT and t.get("effect") == "NoSchedule" for t in taints)
+    want = bool(spec.get("unschedulable"))
+    if has == want:
+        return False
+    if want:
+        taints.append({"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule", "timeAdded": now_ts()})
+    else:
+        taints = [t for t in taints if t.get("key") != UNSCHEDULABLE_TAINT]
+    if taints:
+        spec["taints"] = taints
+    else:
+        spec.pop("taints", None)
+    return True

@@ -50,10 +50,12 @@ class HorizontalPodAutoscalerController(ControllerBase):
                 elif cur > mx:
                     desired, reason = mx, "Current number of replicas above Spec.MaxReplicas"
                 if desired != cur and tdef is not None:
-                    n = copy.deepcopy(target)
-                    n["spec"]["replicas"] = desired
-                    n["metadata"]["generation"] = int(n["metadata"].get("generation", 1)) + 1
-                    self.c.store.put(tdef.gr, n, "MODIFIED")
+
+                    def rescale(n: Obj, desired: int = desired) -> bool:
+                        n["spec"]["replicas"] = desired  # the API server bumps generation
+                        return True
+
+                    self.client.modify(tdef, ns, target["metadata"]["name"], rescale)
                     self.event(
                         hpa,
                         "Normal",
@@ -95,4 +97,4 @@ class HorizontalPodAutoscalerController(ControllerBase):
                 if cur_h is not None:
                     n = copy.deepcopy(cur_h)
                     n["status"] = new_st
-                    self.c.store.put(HPA.gr, n, "MODIFIED")
+                    self.client.update_status(HPA, n)

@@ -21,7 +21,6 @@ What upstream PodGC does, and what this module does, in the same order:
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 from typing import TYPE_CHECKING
@@ -85,12 +84,20 @@ def _force_delete(ctl: Controllers, pod: Obj) -> None:
 
 def _mark_failed(ctl: Controllers, pod: Obj) -> None:
     """The status update upstream's markFailedAndDeletePodWithCondition makes before deleting."""
-    status = pod.get("status") or {}
-    if status.get("phase") in FINISHED and any(
-        c.get("type") == "DisruptionTarget" and c.get("reason") == REASON for c in status.get("conditions") or []
+    meta = pod["metadata"]
+    ctl.client.modify(PODS, meta["namespace"], meta["name"], lambda n: _failed(n, meta["uid"]), status=True)
+
+
+def _failed(new: Obj, uid: str) -> bool:
+    """Phase Failed (unless finished) and the DisruptionTarget condition; False: marked already."""
+    status = new.get("status") or {}
+    if new["metadata"]["uid"] != uid or (
+        status.get("phase") in FINISHED
+        and any(
+            c.get("type") == "DisruptionTarget" and c.get("reason") == REASON for c in status.get("conditions") or []
+        )
     ):
-        return  # marked already: no rewrite
-    new = copy.deepcopy(pod)
+        return False  # marked already (or another pod now): no rewrite
     status = new.setdefault("status", {})
     if status.get("phase") not in FINISHED:
         status["phase"] = "Failed"
@@ -105,7 +112,7 @@ def _mark_failed(ctl: Controllers, pod: Obj) -> None:
         }
     )
     status["conditions"] = conds
-    ctl.c.store.put(PODS.gr, new, "MODIFIED")
+    return True
 
 
 def _orphaned(ctl: Controllers, now: float) -> None:

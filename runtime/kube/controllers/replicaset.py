@@ -46,9 +46,7 @@ class ReplicaSetController(ControllerBase):
         # adopt orphans that match
         for p in self.c.store.list(PODS.gr, ns):
             if not p["metadata"].get("ownerReferences") and sel(p) and not p["metadata"].get("deletionTimestamp"):
-                n = copy.deepcopy(p)
-                n["metadata"]["ownerReferences"] = [_owner_ref(rs)]
-                self.c.store.put(PODS.gr, n, "MODIFIED")
+                self._adopt(p, rs)
         pods = [p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, rs) and _pod_active(p)]
         want = int(rs["spec"].get("replicas", 1))
         failure = ""
@@ -123,9 +121,27 @@ class ReplicaSetController(ControllerBase):
         if conds:
             st["conditions"] = conds
         if st != cur.get("status"):
-            n = copy.deepcopy(cur)
-            n["status"] = st
-            self.c.store.put(rdef.gr, n, "MODIFIED")
+
+            def set_status(n: Obj) -> bool:
+                if n["metadata"]["uid"] != cur["metadata"]["uid"] or n.get("status") == st:
+                    return False
+                n["status"] = copy.deepcopy(st)
+                return True
+
+            self.client.modify(rdef, ns, cur["metadata"]["name"], set_status, status=True)
+
+    def _adopt(self, pod: Obj, owner: Obj) -> None:
+        """AdoptPod: the orphan, still matching and alive, gets its controller reference."""
+        uid = pod["metadata"]["uid"]
+
+        def adopt(n: Obj) -> bool:
+            meta = n["metadata"]
+            if meta["uid"] != uid or meta.get("ownerReferences") or meta.get("deletionTimestamp"):
+                return False
+            meta["ownerReferences"] = [_owner_ref(owner)]
+            return True
+
+        self.client.modify(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"], adopt)
 
 
 _FINISHED = ("Succeeded", "Failed")

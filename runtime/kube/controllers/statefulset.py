@@ -160,7 +160,7 @@ class StatefulSetController(ControllerBase):
         if cur is not None and cur.get("status") != st:
             n = copy.deepcopy(cur)
             n["status"] = st
-            self.c.store.put(STS.gr, n, "MODIFIED")
+            self.client.update_status(STS, n)
 
 
 def _running_ready(p: Obj) -> bool:

@@ -31,16 +31,10 @@ class PersistentVolumeController(ControllerBase):
                     if p["metadata"].get("namespace") == ns
                     for v in (p.get("spec") or {}).get("volumes") or []
                 )
-                if not used:
-                    n = copy.deepcopy(pvc)
-                    n["metadata"]["finalizers"] = [
-                        f for f in n["metadata"].get("finalizers") or [] if f != "kubernetes.io/pvc-protection"
-                    ]
-                    if not n["metadata"]["finalizers"]:
-                        store.remove(PVC.gr, ns, name)
+                if not used:  # pvc-protection lets go; the API server removes a claim left with none
+                    self.client.modify(PVC, ns, name, lambda n: _drop_finalizer(n, PVC_PROTECTION))
+                    if store.get(PVC.gr, ns, name) is None:
                         self._release(pvc)
-                    else:
-                        store.put(PVC.gr, n, "MODIFIED")
                 continue
             if (pvc.get("status") or {}).get("phase") == "Bound":
                 continue
@@ -101,33 +95,11 @@ class PersistentVolumeController(ControllerBase):
                 )
             if pv is None:
                 continue
-            npv = copy.deepcopy(store.get(PV.gr, "", pv["metadata"]["name"]) or pv)
-            npv["spec"]["claimRef"] = {
-                "apiVersion": "v1",
-                "kind": "PersistentVolumeClaim",
-                "name": name,
-                "namespace": ns,
-                "resourceVersion": meta.get("resourceVersion", ""),
-                "uid": meta["uid"],
-            }
-            npv["status"] = {"phase": "Bound"}
-            npv["metadata"].setdefault("annotations", {})["pv.kubernetes.io/bound-by-controller"] = "yes"
-            store.put(PV.gr, npv, "MODIFIED")
-            npvc = copy.deepcopy(pvc)
-            npvc["spec"]["volumeName"] = npv["metadata"]["name"]
-            ann = npvc["metadata"].setdefault("annotations", {})
-            ann["pv.kubernetes.io/bind-completed"] = "yes"
-            ann["pv.kubernetes.io/bound-by-controller"] = "yes"
-            npvc["status"] = {
-                "phase": "Bound",
-                "accessModes": list(npv["spec"].get("accessModes") or []),
-                "capacity": dict(npv["spec"].get("capacity") or {}),
-            }
-            store.put(PVC.gr, npvc, "MODIFIED")
+            self._bind(pv, pvc)
         for pv in store.list(PV.gr):
             if pv["metadata"].get("deletionTimestamp"):
-                if (pv.get("status") or {}).get("phase") != "Bound":
-                    store.remove(PV.gr, "", pv["metadata"]["name"])
+                if (pv.get("status") or {}).get("phase") != "Bound":  # pv-protection lets go
+                    self.client.modify(PV, "", pv["metadata"]["name"], lambda n: _drop_finalizer(n, PV_PROTECTION))
                 continue
             ref = (pv.get("spec") or {}).get("claimRef")
             if ref and (pv.get("status") or {}).get("phase") == "Bound":
@@ -149,9 +121,74 @@ class PersistentVolumeController(ControllerBase):
             ref = (pv.get("spec") or {}).get("claimRef") or {}
             if ref.get("uid") != pvc["metadata"]["uid"]:
                 continue
+            pv_name = pv["metadata"]["name"]
+            if (pv.get("status") or {}).get("phase") != "Released":
+                self.client.modify(PV, "", pv_name, _released, status=True)
             if (pv.get("spec") or {}).get("persistentVolumeReclaimPolicy") == "Delete":
-                self.c.store.remove(PV.gr, "", pv["metadata"]["name"])
-            elif (pv.get("status") or {}).get("phase") != "Released":
-                n = copy.deepcopy(pv)
-                n["status"] = {"phase": "Released"}
-                self.c.store.put(PV.gr, n, "MODIFIED")
+                # deleteVolumeOperation: the PV goes through the delete path; released, its
+                # pv-protection finalizer is dropped in the same reconcile (see _volumes)
+                self.client.delete(PV, "", pv_name, uid=pv["metadata"]["uid"])
+
+    def _bind(self, pv: Obj, pvc: Obj) -> None:
+        """bindVolumeToClaim then bindClaimToVolume: each object's spec and annotations by an
+        update, its phase through the status subresource (with retry on conflict)."""
+        PV, PVC = R["persistentvolumes"], R["persistentvolumeclaims"]
+        meta = pvc["metadata"]
+        ns, name, pv_name = meta["namespace"], meta["name"], pv["metadata"]["name"]
+        claim_ref = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "name": name,
+            "namespace": ns,
+            "resourceVersion": meta.get("resourceVersion", ""),
+            "uid": meta["uid"],
+        }
+
+        def bind_pv(n: Obj) -> bool:
+            n["spec"]["claimRef"] = copy.deepcopy(claim_ref)
+            n["metadata"].setdefault("annotations", {})["pv.kubernetes.io/bound-by-controller"] = "yes"
+            return True
+
+        npv = self.client.modify(PV, "", pv_name, bind_pv)
+        if npv is None:
+            return
+        self.client.modify(PV, "", pv_name, lambda n: _set_status(n, {"phase": "Bound"}), status=True)
+
+        def bind_pvc(n: Obj) -> bool:
+            n["spec"]["volumeName"] = pv_name
+            ann = n["metadata"].setdefault("annotations", {})
+            ann["pv.kubernetes.io/bind-completed"] = "yes"
+            ann["pv.kubernetes.io/bound-by-controller"] = "yes"
+            return True
+
+        self.client.modify(PVC, ns, name, bind_pvc)
+        status = {
+            "phase": "Bound",
+            "accessModes": list(npv["spec"].get("accessModes") or []),
+            "capacity": dict(npv["spec"].get("capacity") or {}),
+        }
+        self.client.modify(PVC, ns, name, lambda n: _set_status(n, status), status=True)
+
+
+PV_PROTECTION = "kubernetes.io/pv-protection"
+PVC_PROTECTION = "kubernetes.io/pvc-protection"
+
+
+def _drop_finalizer(obj: Obj, name: str) -> bool:
+    fins = obj["metadata"].get("finalizers") or []
+    if name not in fins:
+        return False
+    obj["metadata"]["finalizers"] = [f for f in fins if f != name]
+    return True
+
+
+def _set_status(obj: Obj, status: Obj) -> bool:
+    obj["status"] = copy.deepcopy(status)
+    return True
+
+
+def _released(pv: Obj) -> bool:
+    if (pv.get("status") or {}).get("phase") == "Released":
+        return False
+    pv["status"] = {"phase": "Released"}
+    return True

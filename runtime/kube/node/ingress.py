@@ -116,6 +116,7 @@ from cryptography.x509.oid import NameOID
 
 from runtime import errors
 from runtime.kube import registry
+from runtime.kube.apiserver.client import Client
 from runtime.kube.apiserver.store import Watcher
 from runtime.kube.machinery.apierrors import ApiError
 from runtime.kube.meta import Obj
@@ -1219,7 +1220,7 @@ class IngressController:
             if ing.get("status") != want and (ip or ((ing.get("status") or {}).get("loadBalancer") or {})):
                 new = copy.deepcopy(ing)
                 new["status"] = want
-                c.store.put(INGRESSES.gr, new, "MODIFIED")
+                Client(c, COMPONENT).update_status(INGRESSES, new)  # read just above, on this loop
                 changed = True
         for k in [k for k in self._synced if k not in out.served]:
             self._synced.pop(k, None)

@@ -122,6 +122,7 @@ from runtime.dockerapi.engine import Engine
 from runtime.kernel import children
 from runtime.kernel.clock import parse_epoch
 from runtime.kube import registry
+from runtime.kube.apiserver.client import Client
 from runtime.kube.machinery.apierrors import ApiError, bad_request
 from runtime.kube.meta import Obj
 from runtime.kube.node.containers import ContainerRuntime
@@ -243,9 +244,16 @@ class ClusterHost:
 
         def do() -> None:
             cur = self.cluster.store.get(PODS.gr, ns, name)
-            if cur is not None and cur["metadata"]["uid"] == uid:
-                self.cluster.store.remove(PODS.gr, ns, name)
-                self.cluster.controllers.reconcile()
+            if cur is None or cur["metadata"]["uid"] != uid:
+                return
+            # the status manager's DELETE with gracePeriodSeconds 0 and a UID precondition (a
+            # finalizer still holds the object); the reconcile below is the one it causes
+            dirty = self.cluster._dirty
+            try:
+                Client(self.cluster, "kubelet").delete(PODS, ns, name, grace=0, uid=uid)
+            finally:
+                self.cluster._dirty = dirty
+            self.cluster.controllers.reconcile()
 
         self._call(do)
 

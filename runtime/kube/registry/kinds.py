@@ -716,8 +716,9 @@ def validate_pvc_update(new: Obj, old: Obj) -> list[FieldError]:
     b = dict(old.get("spec") or {})
     for s in (a, b):
         s.pop("resources", None)
-        if not s.get("volumeName"):
-            s.pop("volumeName", None)
+    if not b.get("volumeName"):  # volumeName may be set once (binding), as upstream allows
+        a.pop("volumeName", None)
+        b.pop("volumeName", None)
     if a != b:
         return [
             forbidden_field(
