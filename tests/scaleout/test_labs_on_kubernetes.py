@@ -41,11 +41,15 @@ def kube_settings(topo: Topology, settings: Any, monkeypatch: pytest.MonkeyPatch
     # This test drives provisioning and release itself (start/stop below). The suite's real
     # Celery worker, if an earlier test started it, runs with the test run's settings (the
     # namespace backend, no lab nodes): a task it took would claim the session first and
-    # fail it there. So the tasks these services enqueue are not sent here.
+    # fail it there. So the tasks these services enqueue are not sent here. The same for
+    # the grading a Check enqueues (grader.services._enqueue): that worker would claim the
+    # submission and hold its lease while the test grades it itself (a fresh-clone run saw
+    # ClaimBusy); it goes to a queue no worker takes, as tests/lti/test_grade_passback.py does.
     from labs import tasks
 
     monkeypatch.setattr(tasks.provision_sandbox, "delay_on_commit", lambda *a, **k: None)
     monkeypatch.setattr(tasks.release_sandbox, "delay_on_commit", lambda *a, **k: None)
+    settings.GRADER_QUEUE = "kubelab-test-nobody"
     settings.SANDBOX_BACKEND = "kubernetes"
     settings.SANDBOX_KUBECONFIG = str(topo.kubeconfig)
     settings.SANDBOX_NAMESPACE = "kubelab-sandboxes"
