@@ -353,26 +353,6 @@ class Cluster(TokenAuthenticator):
         finally:
             _STATE.reset(token)
 
-    @property
-    def _manager(self) -> str:
-        return self.request_state.manager
-
-    @property
-    def _applying(self) -> bool:
-        return self.request_state.applying
-
-    @property
-    def _apply_config(self) -> Obj | None:
-        return self.request_state.apply_config
-
-    @property
-    def _requester(self) -> User | None:
-        return self.request_state.requester
-
-    @property
-    def _warnings(self) -> list[str]:
-        return self.request_state.warnings
-
     # -- custom resources ----------------------------------------------------------
 
     def custom_defs(self) -> list[ResourceDef]:
@@ -501,7 +481,7 @@ class Cluster(TokenAuthenticator):
         if proxy:
             rest = rest[:3]
         if rdef.deprecation_warning:
-            self._warnings.append(rdef.deprecation_warning)
+            self.request_state.warnings.append(rdef.deprecation_warning)
         name = rest[1] if len(rest) > 1 else ""
         sub = rest[2] if len(rest) > 2 else ""
         if sub and sub not in rdef.subresources:
@@ -810,8 +790,8 @@ class Cluster(TokenAuthenticator):
             meta = obj["metadata"]
         strategy = strategies.for_resource(rdef)
         strategy.default(obj)
-        if self._requester is not None and not internal:
-            rbac.check_escalation(self, self._requester, rdef, ns, obj)
+        if self.request_state.requester is not None and not internal:
+            rbac.check_escalation(self, self.request_state.requester, rdef, ns, obj)
         admission.mutate(self, rdef, obj)
         strategy.prepare_for_create(self, obj)
         errs = self._validate(rdef, obj)
@@ -824,25 +804,25 @@ class Cluster(TokenAuthenticator):
         meta["creationTimestamp"] = now_ts()
         if rdef.has_generation:
             meta["generation"] = 1
-        if self._apply_config is not None:
+        if self.request_state.apply_config is not None:
             meta["managedFields"] = [
                 {
-                    "manager": self._manager,
+                    "manager": self.request_state.manager,
                     "operation": "Apply",
                     "apiVersion": rdef.group_version,
                     "time": meta["creationTimestamp"],
                     "fieldsType": "FieldsV1",
-                    "fieldsV1": ssa.to_tree(ssa.leaves(self._apply_config)),
+                    "fieldsV1": ssa.to_tree(ssa.leaves(self.request_state.apply_config)),
                 }
             ]
         else:
-            ssa.record_update(obj, None, self._manager, rdef.group_version, meta["creationTimestamp"])
+            ssa.record_update(obj, None, self.request_state.manager, rdef.group_version, meta["creationTimestamp"])
         obj = _ordered(rdef, obj)
         openapi.zero_fill_status(rdef, obj)
         if dry_run:
             return dict(obj)
         self._dirty = True
-        user = self._requester is not None and not internal
+        user = self.request_state.requester is not None and not internal
         stored: Obj = self.store.put(rdef.gr, self._stored(rdef, obj), "ADDED", user=user)
         return stored
 
@@ -862,7 +842,7 @@ class Cluster(TokenAuthenticator):
         400, as kube-apiserver's decoding into the Go struct fails before any validation.
         The causes carry the fields' paths (the real message names them without indices),
         which the lab editor uses to mark the line."""
-        if self._requester is None:  # controllers write well-typed objects
+        if self.request_state.requester is None:  # controllers write well-typed objects
             return
         errs = openapi.type_errors(rdef, obj)
         if errs:
@@ -980,7 +960,7 @@ class Cluster(TokenAuthenticator):
                 meta[k] = ometa[k]
             else:
                 meta.pop(k, None)
-        if not self._applying:
+        if not self.request_state.applying:
             if "managedFields" in ometa:
                 meta["managedFields"] = ometa["managedFields"]
             else:
@@ -997,8 +977,8 @@ class Cluster(TokenAuthenticator):
         name = new["metadata"]["name"]
         if rdef.custom:
             new = self._prune(rdef, new)
-        if self._requester is not None and not sub and not _only_gc_change(new, old):
-            rbac.check_escalation(self, self._requester, rdef, new["metadata"].get("namespace", ""), new)
+        if self.request_state.requester is not None and not sub and not _only_gc_change(new, old):
+            rbac.check_escalation(self, self.request_state.requester, rdef, new["metadata"].get("namespace", ""), new)
         errs = self._validate(rdef, new, old) + strategies.for_resource(rdef).validate_update(new, old)
         if errs:
             raise invalid_error(rdef.kind, rdef.group, name, errs)
@@ -1014,13 +994,14 @@ class Cluster(TokenAuthenticator):
         openapi.zero_fill_status(rdef, new)
         if new == old:
             return old
-        if not self._applying:
-            ssa.record_update(new, old, self._manager, rdef.group_version, now_ts(), sub)
+        if not self.request_state.applying:
+            ssa.record_update(new, old, self.request_state.manager, rdef.group_version, now_ts(), sub)
         if dry_run:
             return new
         strategies.for_resource(rdef).prepare_for_update(self, new, old)
         self._dirty = True
-        out = self.store.put(rdef.gr, self._stored(rdef, new), "MODIFIED", user=self._requester is not None)
+        user = self.request_state.requester is not None
+        out = self.store.put(rdef.gr, self._stored(rdef, new), "MODIFIED", user=user)
         self._maybe_finish_delete(rdef, out)
         return out
 
@@ -1433,7 +1414,7 @@ class Cluster(TokenAuthenticator):
         if dry_run:
             return new
         self._dirty = True
-        return self.store.put(rdef.gr, new, "MODIFIED", user=self._requester is not None)
+        return self.store.put(rdef.gr, new, "MODIFIED", user=self.request_state.requester is not None)
 
     def _create_sub(self, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str) -> Reply:
         """POST to a subresource: its REST storage, as the resource's strategy registers it

@@ -867,7 +867,7 @@ def _admit_pod(c: Cluster, rdef: ResourceDef, obj: Obj, *, enforce: bool) -> Non
         raise refusal
     w = verdict(policy.warn)
     if not w.allowed:
-        c._warnings.append(f'would violate PodSecurity "{policy.warn}": {w.forbidden_detail()}')
+        c.request_state.warnings.append(f'would violate PodSecurity "{policy.warn}": {w.forbidden_detail()}')
 
 
 def _namespace_change(c: Cluster, new: Obj, old: Obj | None) -> None:
@@ -920,10 +920,10 @@ def _namespace_change(c: Cluster, new: Obj, old: Obj | None) -> None:
             lines.append(f"{pname} (and 1 other pod): {reason}")
         else:
             lines.append(f"{pname} (and {n - 1} other pods): {reason}")
-    c._warnings.append(
+    c.request_state.warnings.append(
         f'existing pods in namespace "{name}" violate the new PodSecurity enforce level "{policy.enforce}"'
     )
-    c._warnings.extend(sorted(lines))
+    c.request_state.warnings.extend(sorted(lines))
 
 
 def admit(c: Cluster, rdef: ResourceDef, obj: Obj, old: Obj | None = None) -> None:
