@@ -340,16 +340,22 @@ def _target(session: LabSession | None) -> Target | None:
         kubeconfig = _ask(scoped, "kubeconfig", session.sandbox_id) or _setting("GRADER_KUBECONFIG", "") or None
         # the lab node that holds the sandbox must still be there (SANDBOX_BACKEND=kubernetes), and
         # the runtimed CA its relayed Docker engine is checked against
+        gone = False
+        ca = None
         try:
             ca = sandboxes.runtime_address(session)[2]
         except sandboxes.SandboxGone:
-            return Target(sandbox_id=session.sandbox_id, gone=SANDBOX_GONE)
+            gone = True
         except sandboxes.SandboxError as exc:
             raise InfrastructureError(str(exc)) from exc
     except BaseException:
         if scoped is not backend:
             scoped.close()
         raise
+    if gone:  # the lab node that held the sandbox is gone
+        if scoped is not backend:
+            scoped.close()
+        return Target(sandbox_id=session.sandbox_id, gone=SANDBOX_GONE)
     if scoped is not None and scoped is backend:
         # no sandbox token (a backend without them): checks share the process's backend, not closed
         return Target(
