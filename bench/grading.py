@@ -184,7 +184,9 @@ def setup(n: int) -> tuple[Any, list[tuple[Any, str]]]:
         )
         session.status = "ready"
         session.ready_at = now
-        session.save(update_fields=["sandbox_id", "status", "ready_at"])
+        # the grader's own credential for this sandbox, minted as provisioning mints it (labs/services.py)
+        session.grader_token = backend.token(session.sandbox_id, "grader", 3 * 3600)
+        session.save(update_fields=["sandbox_id", "status", "ready_at", "grader_token"])
         store = SessionStore()
         store[SESSION_KEY] = str(user.pk)
         store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
@@ -283,7 +285,10 @@ def exec_floor(sessions: list[tuple[Any, str]], n: int, threads: int) -> float:
         from grader.checks import Target
 
         session = sessions[i % len(sessions)][0]
-        target = Target(sandbox_id=session.sandbox_id, runtime_socket=settings.RUNTIME_SOCKET)
+        # with the session's grader credential, as the grading worker acts (it holds no admin token)
+        target = Target(
+            sandbox_id=session.sandbox_id, runtime_socket=settings.RUNTIME_SOCKET, runtime_token=session.grader_token
+        )
         try:  # Target.exec: the grader's own retry of an exec that failed to start
             result = target.exec(["sh", "-c", "grep -q hello /root/greeting.txt"], timeout=10)
         finally:
