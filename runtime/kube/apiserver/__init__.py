@@ -5,6 +5,9 @@
     update, patch, delete, deletecollection; status and scale subresources; dry-run;
     fieldValidation=Strict), continue tokens, Table responses. Transport-free. Its create and
     update paths run each resource's strategy (registry/rest.py); it never calls controllers.
+``request.py``
+    A request's body (JSON, YAML, protobuf; depth and aliasing limits) and DeleteOptions, decoded
+    as kube-apiserver does before it knows the resource; ``decode_body`` runs off the loop.
 ``allocator.py``
     ClusterIP and NodePort allocation for Services (the Service strategy asks for it).
 ``auth.py``

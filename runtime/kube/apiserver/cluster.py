@@ -22,16 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
 from runtime.kernel.clock import format_ts, now_ts
 from runtime.kube import registry
 from runtime.kube.apiserver import admission, discovery, openapi, rbac
 from runtime.kube.apiserver.allocator import ServiceAllocator
 from runtime.kube.apiserver.auth import TokenAuthenticator
 from runtime.kube.apiserver.podio import ExecCall, LogCall, PodIO
+from runtime.kube.apiserver.request import delete_options, is_protobuf, json_body, truthy
 from runtime.kube.apiserver.store import Store, Watcher
-from runtime.kube.machinery import protobuf, ssa
+from runtime.kube.machinery import ssa
 from runtime.kube.machinery.apierrors import (
     MODIFIED,
     ApiError,
@@ -45,10 +44,9 @@ from runtime.kube.machinery.apierrors import (
     invalid_error,
     method_not_allowed,
     not_found,
-    not_supported,
     required,
 )
-from runtime.kube.machinery.limits import Limits, expanded_size
+from runtime.kube.machinery.limits import Limits
 from runtime.kube.machinery.patch import (
     APPLY,
     JSONPATCH,
@@ -63,7 +61,7 @@ from runtime.kube.machinery.selectors import (
     parse_label_selector,
     selector_from_match,
 )
-from runtime.kube.meta import Decoded, Obj, Reply, Request, User, WatchReply, random_suffix
+from runtime.kube.meta import Obj, Reply, Request, User, WatchReply, random_suffix
 from runtime.kube.node.portforward import Budget, PortForwardCall
 from runtime.kube.registry import ResourceDef, crd, kinds, strategies
 
@@ -86,174 +84,10 @@ KUBE_VERSION = {
 }
 
 
-def _is_protobuf(req: Request) -> bool:
-    return req.headers.get("content-type", "").split(";")[0].strip().lower() == protobuf.CONTENT_TYPE
-
-
-# Nesting a request body may have. Go's encoding/json stops at 10000 levels ("exceeded max
-# depth"); Python's recursive decoders and every recursive walk after them (deepcopy, validation,
-# managed fields) hit the interpreter's recursion limit long before that, so the cap is lower.
-# Kubernetes objects nest a few dozen levels at most (a CRD's openAPIV3Schema included).
-MAX_BODY_DEPTH = 128
-
-
-def _too_deep(value: Any, limit: int) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        v, depth = stack.pop()
-        if isinstance(v, dict):
-            if depth > limit:
-                return True
-            stack.extend((x, depth + 1) for x in v.values() if isinstance(x, dict | list))
-        elif isinstance(v, list):
-            if depth > limit:
-                return True
-            stack.extend((x, depth + 1) for x in v if isinstance(x, dict | list))
-    return False
-
-
-def _too_deep_error() -> ApiError:
-    return bad_request(f"error decoding body: exceeded max depth (the body nests more than {MAX_BODY_DEPTH} levels)")
-
-
-def _text_body(body: bytes, limits: Limits) -> Any:
-    """A JSON or YAML body as data, or the 400 the real server answers for it."""
-    try:
-        doc = json.loads(body)
-    except RecursionError:
-        raise _too_deep_error() from None
-    except ValueError:
-        try:
-            doc = yaml.safe_load(body)
-        except RecursionError:
-            raise _too_deep_error() from None
-        except yaml.YAMLError as e:
-            raise bad_request(f"error decoding body: {e}") from None
-        # aliases are shared, not copied, until something serialises the document: bound what
-        # it expands to (go-yaml refuses an alias bomb the same way)
-        cap = 2 * limits.max_request_bytes
-        if expanded_size(doc, cap) > cap:
-            raise bad_request("error decoding body: yaml: document contains excessive aliasing") from None
-    if _too_deep(doc, MAX_BODY_DEPTH):
-        raise _too_deep_error()
-    return doc
-
-
-def decode_body(req: Request, limits: Limits) -> None:
-    """Decode ``req.body`` into ``req.decoded`` as far as it can be without knowing the
-    endpoint. Touches nothing but the request, so apiserver/server.py runs it in a worker thread:
-    decoding 3 MiB of protobuf or YAML takes seconds of Python, which on the loop would
-    stall every cluster of the host; the cluster itself is still only touched on the loop."""
-    if not req.body:
-        return
-    if _is_protobuf(req):
-        req.decoded = protobuf.predecode(req.body)
-        return
-    try:
-        req.decoded = Decoded(_text_body(req.body, limits))
-    except ApiError as e:
-        req.decoded = Decoded(error=e)
-
-
-def _json_body(req: Request, limits: Limits | None = None, expect: tuple[str, ...] = ()) -> Any:
-    """The request body as JSON data, from JSON, YAML or (for the kinds in ``expect``, the
-    types this endpoint decodes into) Kubernetes protobuf. Uses what ``decode_body`` made of
-    it, once (a second call decodes afresh: callers may change what they got)."""
-    if not req.body:
-        raise bad_request("the body of the request was in an unknown format")
-    ahead, req.decoded = req.decoded, None
-    if _is_protobuf(req):
-        if not expect:
-            raise ApiError(
-                415,
-                "UnsupportedMediaType",
-                "the body of the request was in an unknown format - accepted media types include: "
-                "application/json, application/yaml",
-            )
-        try:
-            pre = ahead if isinstance(ahead, protobuf.Decoded) else protobuf.predecode(req.body)
-            return pre.result(expect)
-        except protobuf.DecodeError as e:
-            raise bad_request(f"error decoding body: {e}") from None
-        except protobuf.UnsupportedError as e:
-            raise ApiError(415, "UnsupportedMediaType", str(e)) from None
-    if isinstance(ahead, Decoded):
-        if ahead.error is not None:
-            raise ahead.error
-        return ahead.value
-    return _text_body(req.body, limits or Limits())
-
-
-def _truthy(v: str | None) -> bool:
-    return v in ("true", "1", "True")
-
-
 def _builtin_kind(rdef: ResourceDef) -> tuple[str, ...]:
     """The kinds a create/update of ``rdef`` decodes from protobuf: its own for built-in types;
     none for custom resources (kube-apiserver serves those as JSON and YAML only)."""
     return () if rdef.custom else (rdef.kind,)
-
-
-@dataclass(frozen=True)
-class DeleteOpts:
-    policy: str = ""
-    grace: int | None = None
-    preconditions: Any = None
-    dry_run: bool = False
-
-
-PROPAGATION_POLICIES = ["Foreground", "Background", "Orphan"]
-
-
-def _delete_options(req: Request, limits: Limits) -> DeleteOpts:
-    """DELETE's options as kube-apiserver's DeleteResource reads them: the body (a
-    DeleteOptions in JSON, YAML or protobuf, as client-go's typed clients send it) when there
-    is one, else the query; then ValidateDeleteOptions."""
-    grace: Any
-    if req.body:
-        body = _json_body(req, limits, ("DeleteOptions",))
-        if not isinstance(body, dict):
-            raise bad_request("the body of the request was in an unknown format")
-        if body.get("kind") not in (None, "", "DeleteOptions"):
-            raise bad_request(f"decoded object cannot be converted to DeleteOptions (got kind {body.get('kind')!r})")
-        policy, orphan, grace = (
-            body.get("propagationPolicy"),
-            body.get("orphanDependents"),
-            body.get("gracePeriodSeconds"),
-        )
-        dry, pre = body.get("dryRun") or [], body.get("preconditions")
-        bad_type = (
-            (policy is not None and not isinstance(policy, str))
-            or (orphan is not None and not isinstance(orphan, bool))
-            or (grace is not None and (not isinstance(grace, int) or isinstance(grace, bool)))
-            or not isinstance(dry, list)
-            or (pre is not None and not isinstance(pre, dict))
-        )
-        if bad_type:
-            raise bad_request("error decoding body: a DeleteOptions field has the wrong type")
-    else:
-        q = req.query
-        policy, pre = q.get("propagationPolicy") or None, None
-        orphan = {"true": True, "1": True, "false": False, "0": False}.get(q.get("orphanDependents", "").lower())
-        dry = [q["dryRun"]] if q.get("dryRun") else []
-        grace = q.get("gracePeriodSeconds") or None
-        if grace is not None:
-            try:
-                grace = int(grace)
-            except ValueError:
-                raise bad_request(f'strconv.ParseInt: parsing "{grace}": invalid syntax') from None
-    errs = []
-    if orphan is not None and policy is not None:
-        errs.append(invalid("propagationPolicy", policy, "orphanDependents and deletionPropagation cannot be both set"))
-    if policy is not None and policy not in PROPAGATION_POLICIES:
-        errs.append(not_supported("propagationPolicy", policy, [*PROPAGATION_POLICIES, "nil"]))
-    if any(d != "All" for d in dry):
-        errs.append(not_supported("dryRun", dry, ["All"]))
-    if errs:
-        raise invalid_error("DeleteOptions", "meta.k8s.io", "", errs)
-    if orphan is not None:
-        policy = "Orphan" if orphan else "Background"
-    return DeleteOpts(policy=policy or "", grace=grace, preconditions=pre, dry_run=bool(dry))
 
 
 class ControllerManager(Protocol):
@@ -492,7 +326,7 @@ class Cluster(TokenAuthenticator):
         if m == "GET":
             if name:
                 verb = "get"
-            elif _truthy(req.query.get("watch")):
+            elif truthy(req.query.get("watch")):
                 verb = "watch"
             else:
                 verb = "list"
@@ -538,7 +372,7 @@ class Cluster(TokenAuthenticator):
             own = strategy.create_virtual(self, req, rdef, ns)
             if own is not None:
                 return own
-            return Reply(201, rbac.review(self, req.user, rdef, ns, _json_body(req, expect=(rdef.kind,))))
+            return Reply(201, rbac.review(self, req.user, rdef, ns, json_body(req, expect=(rdef.kind,))))
         if verb == "get":
             if sub == "scale":
                 return Reply(200, self._scale_of(rdef, self._must_get(rdef, ns, name)))
@@ -557,12 +391,12 @@ class Cluster(TokenAuthenticator):
         if verb == "create":
             if sub:
                 return self._create_sub(req, rdef, ns, name, sub)
-            obj = _json_body(req, self.limits, _builtin_kind(rdef))
+            obj = json_body(req, self.limits, _builtin_kind(rdef))
             out = self.create(rdef, ns, obj, dry_run=dry, validation=req.query.get("fieldValidation", ""))
             return self._reply_obj(req, rdef, out, 201)
         if verb == "update":
             # a status update carries what we do not decode from protobuf (machinery/protobuf.py): JSON only
-            obj = _json_body(req, self.limits, ("Scale",) if sub == "scale" else () if sub else _builtin_kind(rdef))
+            obj = json_body(req, self.limits, ("Scale",) if sub == "scale" else () if sub else _builtin_kind(rdef))
             if sub == "scale":
                 return Reply(200, self._update_scale(rdef, ns, name, obj, dry))
             out, created = self.update(rdef, ns, name, obj, sub=sub, dry_run=dry)
@@ -570,7 +404,7 @@ class Cluster(TokenAuthenticator):
         if verb == "patch":
             return self._patch(req, rdef, ns, name, sub, dry)
         if verb == "delete":
-            opts = _delete_options(req, self.limits)
+            opts = delete_options(req, self.limits)
             out = self.delete(
                 rdef,
                 ns,
@@ -587,7 +421,7 @@ class Cluster(TokenAuthenticator):
                 return Reply(200, _deleted_status(rdef, out))
             return self._reply_obj(req, rdef, out, 200)
         if verb == "deletecollection":
-            opts = _delete_options(req, self.limits)
+            opts = delete_options(req, self.limits)
             objs = self._select(req, rdef, ns)
             for o in objs:
                 self.delete(
@@ -689,7 +523,7 @@ class Cluster(TokenAuthenticator):
             return all(p(o) for p in preds)
 
         rv_s = req.query.get("resourceVersion", "")
-        send_initial = _truthy(req.query.get("sendInitialEvents"))
+        send_initial = truthy(req.query.get("sendInitialEvents"))
         initial: list[tuple[str, Obj]] = []
         start = self.store.rv
         expired = False
@@ -725,7 +559,7 @@ class Cluster(TokenAuthenticator):
             table="as=Table" in req.headers.get("accept", ""),
             include_object=req.query.get("includeObject", "Metadata"),
             timeout=timeout,
-            bookmarks=_truthy(req.query.get("allowWatchBookmarks")),
+            bookmarks=truthy(req.query.get("allowWatchBookmarks")),
             initial_end_bookmark=send_initial,
             start_rv=start,
         )
@@ -1007,14 +841,14 @@ class Cluster(TokenAuthenticator):
 
     def _patch(self, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str, dry: bool) -> Reply:
         ctype = req.headers.get("content-type", "").split(";")[0].strip()
-        if _is_protobuf(req):  # no patch type is protobuf: refused before reading it as one
+        if is_protobuf(req):  # no patch type is protobuf: refused before reading it as one
             raise ApiError(
                 415,
                 "UnsupportedMediaType",
                 f"the body of the request was in an unknown format - accepted media types include: "
                 f"{JSONPATCH}, {MERGEPATCH}, {STRATEGIC}, {APPLY}",
             )
-        body = _json_body(req, self.limits)
+        body = json_body(req, self.limits)
         if ctype == JSONPATCH and isinstance(body, list) and len(body) > self.limits.max_json_patch_operations:
             raise ApiError(
                 413,
@@ -1081,7 +915,7 @@ class Cluster(TokenAuthenticator):
             out = self.create(rdef, ns, body, dry_run=dry, validation=req.query.get("fieldValidation", ""))
             return self._reply_obj(req, rdef, out, 201)
         self._strict_fields(rdef, body, req.query.get("fieldValidation", ""))
-        merged = ssa.apply(old, body, manager, rdef.group_version, now_ts(), _truthy(req.query.get("force")))
+        merged = ssa.apply(old, body, manager, rdef.group_version, now_ts(), truthy(req.query.get("force")))
         merged["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion")
         self.request_state.applying = True
         out, _ = self.update(rdef, ns, name, merged, dry_run=dry)
@@ -1266,17 +1100,17 @@ class Cluster(TokenAuthenticator):
                     ns,
                     name,
                     cname,
-                    follow=_truthy(q.get("follow")),
+                    follow=truthy(q.get("follow")),
                     tail_lines=ints["tailLines"],
-                    previous=_truthy(q.get("previous")),
-                    timestamps=_truthy(q.get("timestamps")),
+                    previous=truthy(q.get("previous")),
+                    timestamps=truthy(q.get("timestamps")),
                     since_seconds=ints["sinceSeconds"],
                     since_time=since_time,
                     limit_bytes=ints["limitBytes"],
                 ),
             )
-        stdin, stdout, stderr = _truthy(q.get("stdin")), _truthy(q.get("stdout")), _truthy(q.get("stderr"))
-        tty = _truthy(q.get("tty"))
+        stdin, stdout, stderr = truthy(q.get("stdin")), truthy(q.get("stdout")), truthy(q.get("stderr"))
+        tty = truthy(q.get("tty"))
         if not (stdin or stdout or stderr):
             raise bad_request("you must specify at least 1 of stdin, stdout, stderr")
         # the command is a repeated query parameter: apiserver/server.py fills it in (Request.query
@@ -1294,7 +1128,7 @@ class Cluster(TokenAuthenticator):
         deleteOptions) unless the one PodDisruptionBudget selecting it allows no disruption
         now (429 with a DisruptionBudget cause); a pod that is terminal, pending or already
         terminating is deleted without asking; two budgets for one pod are a 500, as upstream."""
-        body = _json_body(req, self.limits, ("Eviction",)) if req.body else {}
+        body = json_body(req, self.limits, ("Eviction",)) if req.body else {}
         if not isinstance(body, dict):
             raise bad_request("the body of the request was in an unknown format")
         ev_meta = body.get("metadata") or {}
@@ -1369,7 +1203,7 @@ class Cluster(TokenAuthenticator):
     def _legacy_bind(self, req: Request, ns: str) -> Reply:
         """The legacy ``bindings`` resource (POST .../bindings, the pod named by the body's
         metadata.name): pods/binding under another route."""
-        body = _json_body(req, self.limits, ("Binding",))
+        body = json_body(req, self.limits, ("Binding",))
         target = (body.get("metadata") or {}).get("name", "") if isinstance(body, dict) else ""
         if not target:
             raise invalid_error("Binding", "", "", [required("metadata.name", "name or generateName is required")])
@@ -1379,7 +1213,7 @@ class Cluster(TokenAuthenticator):
         """``POST pods/NAME/binding`` (a scheduler's Binding, as BindingREST/assignPod): the
         pod is bound to the target node once; binding it again is a 409."""
         if body is None:
-            body = _json_body(req, self.limits, ("Binding",))
+            body = json_body(req, self.limits, ("Binding",))
         if not isinstance(body, dict):
             raise bad_request("the body of the request was in an unknown format")
         meta = body.get("metadata") or {}
@@ -1427,7 +1261,7 @@ class Cluster(TokenAuthenticator):
     def _token_request(self, req: Request, rdef: ResourceDef, ns: str, name: str) -> Reply:
         """serviceaccounts/token (TokenREST): a TokenRequest for the service account."""
         self._must_get(rdef, ns, name)
-        body = _json_body(req, expect=("TokenRequest",)) if req.body else {}
+        body = json_body(req, expect=("TokenRequest",)) if req.body else {}
         spec = dict((body or {}).get("spec") or {})
         seconds = spec.get("expirationSeconds") or 3600
         if not isinstance(seconds, int) or seconds < 600:
