@@ -8,6 +8,10 @@
 ``request.py``
     A request's body (JSON, YAML, protobuf; depth and aliasing limits) and DeleteOptions, decoded
     as kube-apiserver does before it knows the resource; ``decode_body`` runs off the loop.
+``subresources.py``
+    The subresources with a REST storage of their own (pods/log, exec, attach, portforward,
+    eviction, binding; the legacy bindings; serviceaccounts/token), over ``Cluster``'s public
+    methods, reached by the strategies through ``Cluster.subresources``.
 ``allocator.py``
     ClusterIP and NodePort allocation for Services (the Service strategy asks for it).
 ``auth.py``

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import datetime
 import json
 import logging
 import uuid
@@ -22,14 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from runtime.kernel.clock import format_ts, now_ts
+from runtime.kernel.clock import now_ts
 from runtime.kube import registry
 from runtime.kube.apiserver import admission, discovery, openapi, rbac
 from runtime.kube.apiserver.allocator import ServiceAllocator
 from runtime.kube.apiserver.auth import TokenAuthenticator
-from runtime.kube.apiserver.podio import ExecCall, LogCall, PodIO
+from runtime.kube.apiserver.podio import PodIO
 from runtime.kube.apiserver.request import delete_options, is_protobuf, json_body, truthy
 from runtime.kube.apiserver.store import Store, Watcher
+from runtime.kube.apiserver.subresources import Subresources, scale_of
 from runtime.kube.machinery import ssa
 from runtime.kube.machinery.apierrors import (
     MODIFIED,
@@ -44,7 +44,6 @@ from runtime.kube.machinery.apierrors import (
     invalid_error,
     method_not_allowed,
     not_found,
-    required,
 )
 from runtime.kube.machinery.limits import Limits
 from runtime.kube.machinery.patch import (
@@ -59,10 +58,9 @@ from runtime.kube.machinery.patch import (
 from runtime.kube.machinery.selectors import (
     parse_field_selector,
     parse_label_selector,
-    selector_from_match,
 )
 from runtime.kube.meta import Obj, Reply, Request, User, WatchReply, random_suffix
-from runtime.kube.node.portforward import Budget, PortForwardCall
+from runtime.kube.node.portforward import Budget
 from runtime.kube.registry import ResourceDef, crd, kinds, strategies
 
 log = logging.getLogger(__name__)
@@ -156,6 +154,9 @@ class Cluster(TokenAuthenticator):
         # the kubelet side of logs/exec/attach (apiserver/podio.py); None: pods never start
         self.pod_io: PodIO | None = None
         self.forward_budget = Budget()  # port-forward connections of all sessions (node/portforward.py)
+        # the REST storages of pods/log|exec|attach|portforward|eviction|binding, the legacy bindings
+        # and serviceaccounts/token (subresources.py); the strategies' tables reach them through here
+        self.subresources = Subresources(self)
         # ClusterIPs and NodePorts (apiserver/allocator.py), used by the Service strategy
         self.service_allocator = ServiceAllocator(self.store)
         self.controllers: ControllerManager = controllers(self)
@@ -375,14 +376,14 @@ class Cluster(TokenAuthenticator):
             return Reply(201, rbac.review(self, req.user, rdef, ns, json_body(req, expect=(rdef.kind,))))
         if verb == "get":
             if sub == "scale":
-                return Reply(200, self._scale_of(rdef, self._must_get(rdef, ns, name)))
+                return Reply(200, scale_of(rdef, self.must_get(rdef, ns, name)))
             if sub not in ("", "status"):
                 get_sub = strategy.get_subresources.get(sub)
                 if get_sub is None:  # reached by other verbs only (pods/eviction, namespaces/finalize...)
-                    self._must_get(rdef, ns, name)
+                    self.must_get(rdef, ns, name)
                     raise method_not_allowed("the server does not allow this method on the requested resource")
                 return get_sub(self, req, rdef, ns, name, sub)
-            return self._reply_obj(req, rdef, self._must_get(rdef, ns, name), 200)
+            return self._reply_obj(req, rdef, self.must_get(rdef, ns, name), 200)
         if verb == "list":
             return self._list(req, rdef, ns)
         if verb == "watch":
@@ -445,11 +446,29 @@ class Cluster(TokenAuthenticator):
             return Reply(status, t, "application/json;as=Table;v=v1;g=meta.k8s.io")
         return Reply(status, obj)
 
-    def _must_get(self, rdef: ResourceDef, ns: str, name: str) -> Obj:
+    def must_get(self, rdef: ResourceDef, ns: str, name: str) -> Obj:
+        """The stored object ``ns/name`` of ``rdef``, or the 404 the real server answers."""
         obj = self.store.get(rdef.gr, ns, name)
         if obj is None:
             raise not_found(rdef.resource, rdef.group, name)
         return obj
+
+    def mark_dirty(self) -> None:
+        """Have the controllers reconcile once the request is answered (``handle``), as after
+        every write of the generic verbs: for the writes of the subresource storages
+        (subresources.py)."""
+        self._dirty = True
+
+    @contextmanager
+    def quiet_writes(self) -> Iterator[None]:
+        """Writes made inside leave the mark for a reconcile after the request as it was: for
+        the writes of a reconcile itself (its loop goes on until nothing changes) and of a
+        caller that reconciles on its own afterwards (the kubelet)."""
+        dirty = self._dirty
+        try:
+            yield
+        finally:
+            self._dirty = dirty
 
     def _served(self, rdef: ResourceDef, obj: Obj) -> Obj:
         """A stored custom resource as the request's version shows it (crd.as_version)."""
@@ -863,7 +882,7 @@ class Cluster(TokenAuthenticator):
             return self._apply(req, rdef, ns, name, body, old, dry)
         if old is None:
             raise not_found(rdef.resource, rdef.group, name)
-        base: Any = self._scale_of(rdef, old) if sub == "scale" else copy.deepcopy(old)
+        base: Any = scale_of(rdef, old) if sub == "scale" else copy.deepcopy(old)
         if ctype == JSONPATCH:
             patched = json_patch(base, body, max_copy_bytes=self.limits.json_patch_max_copy_bytes)
         elif ctype == MERGEPATCH:
@@ -991,29 +1010,8 @@ class Cluster(TokenAuthenticator):
 
     # -- subresources ------------------------------------------------------------------
 
-    def _scale_of(self, rdef: ResourceDef, obj: Obj) -> Obj:
-        spec = obj.get("spec") or {}
-        sel = strategies.for_resource(rdef).scale_selector(obj)
-        spec_replicas = spec.get("replicas", 0)
-        status_replicas = (obj.get("status") or {}).get("replicas", 0)
-        if rdef.custom and rdef.scale_paths is not None:
-            spec_replicas, status_replicas, sel = crd.scale_from(obj, rdef.scale_paths)
-        return {
-            "kind": "Scale",
-            "apiVersion": "autoscaling/v1",
-            "metadata": {
-                "name": obj["metadata"]["name"],
-                "namespace": obj["metadata"].get("namespace", ""),
-                "uid": obj["metadata"]["uid"],
-                "resourceVersion": obj["metadata"]["resourceVersion"],
-                "creationTimestamp": obj["metadata"]["creationTimestamp"],
-            },
-            "spec": {"replicas": spec_replicas},
-            "status": {"replicas": status_replicas, "selector": "" if sel == "<none>" else sel},
-        }
-
     def _update_scale(self, rdef: ResourceDef, ns: str, name: str, scale: Obj, dry: bool) -> Obj:
-        old = self._served(rdef, self._must_get(rdef, ns, name))
+        old = self._served(rdef, self.must_get(rdef, ns, name))
         replicas = (scale.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or replicas < 0:
             raise invalid_error(
@@ -1031,224 +1029,7 @@ class Cluster(TokenAuthenticator):
         else:
             new["spec"]["replicas"] = replicas
         out = self._commit_update(rdef, old, new, dry)
-        return self._scale_of(rdef, out)
-
-    def _pod_stream_sub(self, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str) -> Reply:
-        """logs/exec/attach/portforward: the checks kube-apiserver makes before it proxies to
-        the kubelet (pod bound to a node, container defaulted and validated, options), then a
-        ``Reply`` whose body is a ``podio.LogCall``/``ExecCall`` that apiserver/server.py streams
-        through ``self.pod_io``. Without a PodIO (no kubelet yet) pods never start, and the
-        answers are those of a pod whose containers are still being created."""
-        obj = self._must_get(rdef, ns, name)
-        spec = obj.get("spec") or {}
-        if sub == "portforward":
-            if self.pod_io is None or not spec.get("nodeName"):
-                raise bad_request(f"pod {name} does not have a host assigned")
-            return Reply(
-                200, PortForwardCall(self.pod_io, ns, name, obj["metadata"].get("uid", ""), self.forward_budget)
-            )
-        if sub not in ("log", "exec", "attach"):
-            raise method_not_allowed("the server does not allow this method on the requested resource")
-        all_names = [
-            c.get("name", "")
-            for key in ("initContainers", "containers", "ephemeralContainers")
-            for c in spec.get(key) or []
-        ]
-        containers = spec.get("containers") or []
-        q = req.query
-        cname = q.get("container", "")
-        if not cname:
-            if len(containers) == 1:
-                cname = containers[0].get("name", "")
-            elif not containers:
-                raise bad_request(f"a container name must be specified for pod {name}")
-            else:
-                raise bad_request(
-                    f"a container name must be specified for pod {name}, choose one of: [{' '.join(all_names)}]"
-                )
-        elif cname not in all_names:
-            raise bad_request(f"container {cname} is not valid for pod {name}")
-        if self.pod_io is None or not spec.get("nodeName"):
-            if sub == "log":
-                raise bad_request(f'container "{cname}" in pod "{name}" is waiting to start: ContainerCreating')
-            raise bad_request(f"pod {name} does not have a host assigned")
-        if sub == "log":
-            ints: dict[str, int | None] = {}
-            errs: list[FieldError] = []
-            for key, least in (("tailLines", 0), ("sinceSeconds", 1), ("limitBytes", 1)):
-                raw = q.get(key)
-                if raw is None or raw == "":
-                    ints[key] = None
-                    continue
-                try:
-                    ints[key] = int(raw)
-                except ValueError:
-                    raise bad_request(f'strconv.ParseInt: parsing "{raw}": invalid syntax') from None
-                if int(raw) < least:
-                    detail = "must be greater than or equal to 0" if least == 0 else "must be greater than 0"
-                    errs.append(invalid(key, int(raw), detail))
-            since_time = q.get("sinceTime") or None
-            if since_time is not None and ints["sinceSeconds"] is not None:
-                both = "at most one of `sinceTime` or `sinceSeconds` may be specified"
-                errs.append(invalid("sinceSeconds", ints["sinceSeconds"], both))
-            if errs:
-                raise invalid_error("PodLogOptions", "", name, errs)
-            return Reply(
-                200,
-                LogCall(
-                    self.pod_io,
-                    ns,
-                    name,
-                    cname,
-                    follow=truthy(q.get("follow")),
-                    tail_lines=ints["tailLines"],
-                    previous=truthy(q.get("previous")),
-                    timestamps=truthy(q.get("timestamps")),
-                    since_seconds=ints["sinceSeconds"],
-                    since_time=since_time,
-                    limit_bytes=ints["limitBytes"],
-                ),
-            )
-        stdin, stdout, stderr = truthy(q.get("stdin")), truthy(q.get("stdout")), truthy(q.get("stderr"))
-        tty = truthy(q.get("tty"))
-        if not (stdin or stdout or stderr):
-            raise bad_request("you must specify at least 1 of stdin, stdout, stderr")
-        # the command is a repeated query parameter: apiserver/server.py fills it in (Request.query
-        # keeps the last value of each parameter only)
-        return Reply(
-            200,
-            ExecCall(
-                self.pod_io, sub, ns, name, cname, [], stdin=stdin, stdout=stdout, stderr=stderr and not tty, tty=tty
-            ),
-        )
-
-    def _evict(self, req: Request, rdef: ResourceDef, ns: str, name: str) -> Reply:
-        """``POST pods/NAME/eviction`` (policy/v1 Eviction; ``kubectl drain``), as the pod
-        registry's EvictionREST: the pod is deleted (gracefully, with the Eviction's
-        deleteOptions) unless the one PodDisruptionBudget selecting it allows no disruption
-        now (429 with a DisruptionBudget cause); a pod that is terminal, pending or already
-        terminating is deleted without asking; two budgets for one pod are a 500, as upstream."""
-        body = json_body(req, self.limits, ("Eviction",)) if req.body else {}
-        if not isinstance(body, dict):
-            raise bad_request("the body of the request was in an unknown format")
-        ev_meta = body.get("metadata") or {}
-        if ev_meta.get("namespace") and ev_meta["namespace"] != ns:  # EnsureObjectNamespaceMatchesRequestNamespace
-            raise bad_request("the namespace of the provided object does not match the namespace sent on the request")
-        ev_name = ev_meta.get("name", "")
-        if ev_name and ev_name != name:
-            raise bad_request("name in URL does not match name in Eviction object")
-        pod = self._must_get(rdef, ns, name)
-        opts = body.get("deleteOptions") or {}
-        if not isinstance(opts, dict):
-            opts = {}
-        dry = req.query.get("dryRun") == "All" or "All" in (opts.get("dryRun") or [])
-        grace = opts.get("gracePeriodSeconds")
-        phase = (pod.get("status") or {}).get("phase")
-        budgets: list[Obj] = []
-        if phase not in ("Succeeded", "Failed", "Pending") and not pod["metadata"].get("deletionTimestamp"):
-            pdb_def = registry.BY_GR["poddisruptionbudgets.policy"]
-            budgets = [
-                b
-                for b in self.store.list(pdb_def.gr, ns)
-                if (b.get("spec") or {}).get("selector") is not None
-                and selector_from_match((b.get("spec") or {}).get("selector"))(pod)
-            ]
-            if len(budgets) > 1:
-                msg = "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."
-                return Reply(
-                    500,
-                    {
-                        "kind": "Status",
-                        "apiVersion": "v1",
-                        "metadata": {},
-                        "status": "Failure",
-                        "message": msg,
-                        "code": 500,
-                    },
-                )
-        if budgets:
-            pdb = budgets[0]
-            st = pdb.get("status") or {}
-            pname = pdb["metadata"]["name"]
-            if int(st.get("observedGeneration", 0)) < int(pdb["metadata"].get("generation", 1)):
-                cause = f"The disruption budget {pname} is still being processed by the server."
-                raise ApiError(
-                    429,
-                    "TooManyRequests",
-                    _EVICTION_REFUSED,
-                    {"causes": [{"reason": "DisruptionBudget", "message": cause}], "retryAfterSeconds": 10},
-                )
-            if int(st.get("disruptionsAllowed", 0)) <= 0:
-                cause = (
-                    f"The disruption budget {pname} needs {int(st.get('desiredHealthy', 0))} healthy pods "
-                    f"and has {int(st.get('currentHealthy', 0))} currently"
-                )
-                raise ApiError(
-                    429,
-                    "TooManyRequests",
-                    _EVICTION_REFUSED,
-                    {"causes": [{"reason": "DisruptionBudget", "message": cause}]},
-                )
-        self.delete(
-            rdef,
-            ns,
-            name,
-            str(opts.get("propagationPolicy") or ""),
-            dry_run=dry,
-            preconditions=opts.get("preconditions"),
-            grace=grace if isinstance(grace, int) else None,
-        )
-        return Reply(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
-
-    def _legacy_bind(self, req: Request, ns: str) -> Reply:
-        """The legacy ``bindings`` resource (POST .../bindings, the pod named by the body's
-        metadata.name): pods/binding under another route."""
-        body = json_body(req, self.limits, ("Binding",))
-        target = (body.get("metadata") or {}).get("name", "") if isinstance(body, dict) else ""
-        if not target:
-            raise invalid_error("Binding", "", "", [required("metadata.name", "name or generateName is required")])
-        return self._bind(req, registry.BY_GR["pods"], ns, str(target), body)
-
-    def _bind(self, req: Request, rdef: ResourceDef, ns: str, name: str, body: Any = None) -> Reply:
-        """``POST pods/NAME/binding`` (a scheduler's Binding, as BindingREST/assignPod): the
-        pod is bound to the target node once; binding it again is a 409."""
-        if body is None:
-            body = json_body(req, self.limits, ("Binding",))
-        if not isinstance(body, dict):
-            raise bad_request("the body of the request was in an unknown format")
-        meta = body.get("metadata") or {}
-        if meta.get("namespace") and meta["namespace"] != ns:
-            raise bad_request("the namespace of the provided object does not match the namespace sent on the request")
-        if meta.get("name") and meta["name"] != name:
-            raise bad_request("name in URL does not match name in Binding object")
-        target = body.get("target") or {}
-        node = target.get("name", "") if isinstance(target, dict) else ""
-        if target.get("kind", "Node") not in ("", "Node"):
-            raise bad_request(f"target kind must be Node, got {target.get('kind')!r}")
-        if not node:
-            raise invalid_error("Binding", "", name, [required("target.name")])
-        self.bind(ns, name, node, dry_run=req.query.get("dryRun") == "All")
-        return Reply(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
-
-    def bind(self, ns: str, name: str, node: str, *, dry_run: bool = False) -> Obj:
-        """Bind pod ``ns/name`` to ``node`` (BindingREST.assignPod, for a request's Binding and
-        for the scheduler's Client): the pod as bound."""
-        rdef = registry.BY_GR["pods"]
-        pod = self._must_get(rdef, ns, name)
-        if pod["metadata"].get("deletionTimestamp"):
-            raise conflict("pods/binding", "", name, f"pod {name} is being deleted, cannot be assigned to a host")
-        bound = (pod.get("spec") or {}).get("nodeName")
-        if bound:
-            raise conflict("pods/binding", "", name, f'pod {name} is already assigned to node "{bound}"')
-        new = copy.deepcopy(pod)
-        new["spec"]["nodeName"] = node
-        conds = [c for c in (new.get("status") or {}).get("conditions") or [] if c.get("type") != "PodScheduled"]
-        conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": now_ts()})
-        new.setdefault("status", {})["conditions"] = conds
-        if dry_run:
-            return new
-        self._dirty = True
-        return self.store.put(rdef.gr, new, "MODIFIED", user=self.request_state.requester is not None)
+        return scale_of(rdef, out)
 
     def _create_sub(self, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str) -> Reply:
         """POST to a subresource: its REST storage, as the resource's strategy registers it
@@ -1258,43 +1039,8 @@ class Cluster(TokenAuthenticator):
             raise method_not_allowed("the server does not allow this method on the requested resource")
         return create(self, req, rdef, ns, name, sub)
 
-    def _token_request(self, req: Request, rdef: ResourceDef, ns: str, name: str) -> Reply:
-        """serviceaccounts/token (TokenREST): a TokenRequest for the service account."""
-        self._must_get(rdef, ns, name)
-        body = json_body(req, expect=("TokenRequest",)) if req.body else {}
-        spec = dict((body or {}).get("spec") or {})
-        seconds = spec.get("expirationSeconds") or 3600
-        if not isinstance(seconds, int) or seconds < 600:
-            msg = "may not specify a duration less than 10 minutes"
-            raise invalid_error(
-                "TokenRequest", "authentication.k8s.io", name, [invalid("spec.expirationSeconds", seconds, msg)]
-            )
-        if seconds > 2**32:
-            msg = "may not specify a duration larger than 2^32 seconds"
-            raise invalid_error(
-                "TokenRequest", "authentication.k8s.io", name, [invalid("spec.expirationSeconds", seconds, msg)]
-            )
-        # whole seconds, as the token's exp claim is
-        exp = datetime.datetime.now(datetime.UTC).replace(microsecond=0) + datetime.timedelta(seconds=seconds)
-        tok = self.add_token(f"system:serviceaccount:{ns}:{name}", [], sa=(ns, name), expires=exp.timestamp())
-        spec["audiences"] = spec.get("audiences") or ["https://kubernetes.default.svc"]
-        spec["expirationSeconds"] = seconds
-        spec.setdefault("boundObjectRef", None)
-        return Reply(
-            201,
-            {
-                "kind": "TokenRequest",
-                "apiVersion": "authentication.k8s.io/v1",
-                "metadata": {"name": name, "namespace": ns, "creationTimestamp": None},
-                "spec": spec,
-                "status": {"token": tok, "expirationTimestamp": format_ts(exp)},
-            },
-        )
-
 
 _KEY_ORDER = ["apiVersion", "kind", "metadata", "spec", "status"]
-
-_EVICTION_REFUSED = "Cannot evict pod as it would violate the pod's disruption budget."
 
 
 def _deleted_status(rdef: ResourceDef, obj: Obj) -> Obj:
