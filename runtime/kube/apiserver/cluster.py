@@ -5,11 +5,15 @@
 same cluster can be served over TCP+TLS (apiserver/server.py) or, later, over runtimed's
 unix socket. Everything runs on one asyncio loop, so there is no locking: a
 request's read-modify-write is atomic by construction.
+
+Here: the routing, the generic verbs' writes (create, update, patch and apply, delete) and
+the status and scale subresources. Beside it: request.py decodes bodies and DeleteOptions,
+listwatch.py answers list and watch, subresources.py holds the subresources with a REST
+storage of their own (pods/exec, eviction, binding, serviceaccounts/token...).
 """
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
 import logging
@@ -23,12 +27,12 @@ from typing import Any, Protocol
 
 from runtime.kernel.clock import now_ts
 from runtime.kube import registry
-from runtime.kube.apiserver import admission, discovery, openapi, rbac
+from runtime.kube.apiserver import admission, discovery, listwatch, openapi, rbac
 from runtime.kube.apiserver.allocator import ServiceAllocator
 from runtime.kube.apiserver.auth import TokenAuthenticator
 from runtime.kube.apiserver.podio import PodIO
 from runtime.kube.apiserver.request import delete_options, is_protobuf, json_body, truthy
-from runtime.kube.apiserver.store import Store, Watcher
+from runtime.kube.apiserver.store import Store
 from runtime.kube.apiserver.subresources import Subresources, scale_of
 from runtime.kube.machinery import ssa
 from runtime.kube.machinery.apierrors import (
@@ -54,10 +58,6 @@ from runtime.kube.machinery.patch import (
     json_patch,
     merge_patch,
     strategic_merge,
-)
-from runtime.kube.machinery.selectors import (
-    parse_field_selector,
-    parse_label_selector,
 )
 from runtime.kube.meta import Obj, Reply, Request, User, WatchReply, random_suffix
 from runtime.kube.node.portforward import Budget
@@ -385,9 +385,9 @@ class Cluster(TokenAuthenticator):
                 return get_sub(self, req, rdef, ns, name, sub)
             return self._reply_obj(req, rdef, self.must_get(rdef, ns, name), 200)
         if verb == "list":
-            return self._list(req, rdef, ns)
+            return listwatch.list_objects(self.store, req, rdef, ns)
         if verb == "watch":
-            return self._watch(req, rdef, ns, name)
+            return listwatch.watch(self.store, req, rdef, ns, name)
         dry = req.query.get("dryRun") == "All"
         if verb == "create":
             if sub:
@@ -423,7 +423,7 @@ class Cluster(TokenAuthenticator):
             return self._reply_obj(req, rdef, out, 200)
         if verb == "deletecollection":
             opts = delete_options(req, self.limits)
-            objs = self._select(req, rdef, ns)
+            objs = listwatch.select(self.store, req, rdef, ns)
             for o in objs:
                 self.delete(
                     rdef,
@@ -433,7 +433,7 @@ class Cluster(TokenAuthenticator):
                     dry_run=dry or opts.dry_run,
                     grace=opts.grace,
                 )
-            return Reply(200, self._list_body(rdef, objs, {"resourceVersion": str(self.store.rv)}))
+            return Reply(200, listwatch.list_body(rdef, objs, {"resourceVersion": str(self.store.rv)}))
         raise method_not_allowed("the server does not allow this method on the requested resource")
 
     def _reply_obj(self, req: Request, rdef: ResourceDef, obj: Obj, status: int) -> Reply:
@@ -471,117 +471,14 @@ class Cluster(TokenAuthenticator):
             self._dirty = dirty
 
     def _served(self, rdef: ResourceDef, obj: Obj) -> Obj:
-        """A stored custom resource as the request's version shows it (crd.as_version)."""
-        return crd.as_version(obj, rdef.group_version, rdef.schema) if rdef.custom else obj
+        """A stored custom resource as the request's version shows it (crd.served)."""
+        return crd.served(rdef, obj)
 
     def _stored(self, rdef: ResourceDef, obj: Obj) -> Obj:
         """A custom resource as it is stored: in the CRD's storage version."""
         if rdef.custom and rdef.storage_version:
             return crd.as_version(obj, f"{rdef.group}/{rdef.storage_version}")
         return obj
-
-    # -- list / watch ------------------------------------------------------------------
-
-    def _select(self, req: Request, rdef: ResourceDef, ns: str) -> list[Obj]:
-        objs = self.store.list(rdef.gr, ns if ns else None)
-        ls = req.query.get("labelSelector", "")
-        fs = req.query.get("fieldSelector", "")
-        if ls:
-            lp = parse_label_selector(ls)
-            objs = [o for o in objs if lp(o)]
-        if fs:
-            fp = parse_field_selector(fs, rdef.field_selectors)
-            objs = [o for o in objs if fp(o)]
-        return [self._served(rdef, o) for o in objs]
-
-    def _list_body(self, rdef: ResourceDef, objs: list[Obj], meta: dict[str, Any]) -> Obj:
-        return {
-            "kind": f"{rdef.kind}List",
-            "apiVersion": rdef.group_version,
-            "metadata": meta,
-            "items": objs,
-        }
-
-    def _list(self, req: Request, rdef: ResourceDef, ns: str) -> Reply:
-        objs = self._select(req, rdef, ns)
-        meta: dict[str, Any] = {"resourceVersion": str(self.store.rv)}
-        cont = req.query.get("continue", "")
-        if cont:
-            try:
-                tok = json.loads(base64.urlsafe_b64decode(cont + "=" * (-len(cont) % 4)))
-                start = (tok["ns"], tok["n"])
-                meta["resourceVersion"] = str(tok["rv"])
-            except (ValueError, KeyError, TypeError):
-                raise bad_request(
-                    "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
-                ) from None
-            objs = [o for o in objs if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > start]
-        limit = int(req.query.get("limit") or 0)
-        if limit > 0 and len(objs) > limit:
-            last = objs[limit - 1]["metadata"]
-            tok = {"rv": int(meta["resourceVersion"]), "ns": last.get("namespace", ""), "n": last["name"]}
-            meta["continue"] = base64.urlsafe_b64encode(json.dumps(tok).encode()).decode().rstrip("=")
-            meta["remainingItemCount"] = len(objs) - limit
-            objs = objs[:limit]
-        if "as=Table" in req.headers.get("accept", ""):
-            inc = req.query.get("includeObject", "Metadata")
-            t = strategies.for_resource(rdef).convert_to_table(rdef, objs, inc, meta)
-            return Reply(200, t, "application/json;as=Table;v=v1;g=meta.k8s.io")
-        return Reply(200, self._list_body(rdef, objs, meta))
-
-    def _watch(self, req: Request, rdef: ResourceDef, ns: str, name: str) -> WatchReply:
-        preds = []
-        ls = req.query.get("labelSelector", "")
-        fs = req.query.get("fieldSelector", "")
-        if ls:
-            preds.append(parse_label_selector(ls))
-        if fs:
-            preds.append(parse_field_selector(fs, rdef.field_selectors))
-
-        def accept(o: Obj) -> bool:
-            return all(p(o) for p in preds)
-
-        rv_s = req.query.get("resourceVersion", "")
-        send_initial = truthy(req.query.get("sendInitialEvents"))
-        initial: list[tuple[str, Obj]] = []
-        start = self.store.rv
-        expired = False
-        if rv_s in ("", "0") or send_initial:
-            initial = [("ADDED", o) for o in self._select(req, rdef, ns)]
-        else:
-            try:
-                rv = int(rv_s)
-            except ValueError:
-                raise bad_request(f'invalid resource version: "{rv_s}"') from None
-            evs = self.store.events_since(rv)
-            # Older than the watch cache: kube-apiserver's cacher accepts the watch (200) and
-            # sends one ERROR event, the 410 Expired Status, then ends ("to match the uncached
-            # watch implementation", cacher.go newErrWatcher); the client re-lists.
-            expired = evs is None
-            for e in evs or ():
-                if e.gr != rdef.gr:
-                    continue
-                if ns and e.obj["metadata"].get("namespace", "") != ns:
-                    continue
-                if accept(e.obj):
-                    initial.append((e.type, e.obj))
-        w = Watcher(rdef.gr, ns or None, accept)
-        if expired:
-            w.pos, w.expired = int(rv_s), True  # the stream sends the ERROR event and ends
-        else:
-            self.store.add_watcher(w)
-        timeout = float(req.query.get("timeoutSeconds") or 1800)
-        return WatchReply(
-            watcher=w,
-            initial=initial,
-            rdef=rdef,
-            table="as=Table" in req.headers.get("accept", ""),
-            include_object=req.query.get("includeObject", "Metadata"),
-            timeout=timeout,
-            bookmarks=truthy(req.query.get("allowWatchBookmarks")),
-            initial_end_bookmark=send_initial,
-            start_rv=start,
-        )
 
     # -- writes --------------------------------------------------------------------------
 

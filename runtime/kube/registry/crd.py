@@ -125,6 +125,12 @@ def as_version(obj: Obj, api_version: str, schema: Obj | None = None) -> Obj:
     return out
 
 
+def served(rdef: ResourceDef, obj: Obj) -> Obj:
+    """A stored object as a request for ``rdef`` shows it: a custom resource in ``rdef``'s
+    version (``as_version``), a built-in one as it is."""
+    return as_version(obj, rdef.group_version, rdef.schema) if rdef.custom else obj
+
+
 # -- the CRD itself -------------------------------------------------------------------------
 
 
