@@ -248,11 +248,8 @@ class ClusterHost:
                 return
             # the status manager's DELETE with gracePeriodSeconds 0 and a UID precondition (a
             # finalizer still holds the object); the reconcile below is the one it causes
-            dirty = self.cluster._dirty
-            try:
+            with self.cluster.quiet_writes():
                 Client(self.cluster, "kubelet").delete(PODS, ns, name, grace=0, uid=uid)
-            finally:
-                self.cluster._dirty = dirty
             self.cluster.controllers.reconcile()
 
         self._call(do)
