@@ -370,7 +370,7 @@ def _walk_rules(schema: Obj, v: Any, old: Any, has_old: bool, path: str, errs: l
         return
     rules = schema.get("x-kubernetes-validations") or []
     if rules:
-        unchanged = has_old and cel._eq(old, v)
+        unchanged = has_old and cel.equal(old, v)
         for rule in rules:
             _check_rule(rule, schema.get("type") or "object", v, old, has_old, unchanged, path, errs)
     if isinstance(v, dict):
