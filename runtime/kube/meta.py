@@ -42,7 +42,7 @@ class User:
 
 @dataclass
 class Decoded:
-    """A JSON or YAML body decoded ahead (``apiserver.decode_body``): the value, or the error to answer."""
+    """A JSON or YAML body decoded ahead (apiserver/request.py's ``decode_body``): the value, or the error to answer."""
 
     value: Any = None
     error: ApiError | None = None
@@ -56,7 +56,7 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)  # lower-case keys
     body: bytes = b""
     user: User | None = None
-    # the body decoded ahead, off the loop (decode_body, apiserver/server.py); _json_body takes it once
+    # the body decoded ahead, off the loop (apiserver/request.py, run by apiserver/server.py); json_body takes it once
     decoded: protobuf.Decoded | Decoded | None = None
 
     @classmethod

@@ -348,6 +348,13 @@ class EngineBase:
             raise NotFound(f"No such container: {ref}")
         return c
 
+    def init_process(self, ref: str) -> tuple[int, int]:
+        """The container's init process as the engine recorded it: its pid and that process's
+        start time (``procfs.proc_start``), to tell it from a later process given the same pid;
+        zeros when it does not run. NotFound for an unknown container."""
+        c = self._get(ref)
+        return c.pid, c.pid_start
+
     def _cgroup_file(self, c: _Container, controller: str, name: str) -> Path:
         """A file of the container's cgroup (``<sandbox cgroup>/docker-<id12>``)."""
         rel = self.ctx.cgroup_path.lstrip("/") + f"/docker-{c.id[:12]}"

@@ -1,10 +1,21 @@
 """kube-apiserver: authentication, the REST verbs, storage, discovery, OpenAPI, admission, RBAC.
 
 ``cluster.py``
-    ``Cluster``: authentication, impersonation, the REST verbs (get, list, watch, create,
-    update, patch, delete, deletecollection; status and scale subresources; dry-run;
-    fieldValidation=Strict), continue tokens, Table responses. Transport-free. Its create and
-    update paths run each resource's strategy (registry/rest.py); it never calls controllers.
+    ``Cluster``: authentication, impersonation, the routing of the REST verbs (get, list,
+    watch, create, update, patch, delete, deletecollection; status and scale subresources;
+    dry-run; fieldValidation=Strict) and their writes, Table responses. Transport-free. Its
+    create and update paths run each resource's strategy (registry/rest.py); it never calls
+    controllers.
+``listwatch.py``
+    list (selectors, ``limit``/``continue`` paging, Tables) and watch (from a resourceVersion,
+    initial events, 410 for an expired one) over the store.
+``request.py``
+    A request's body (JSON, YAML, protobuf; depth and aliasing limits) and DeleteOptions, decoded
+    as kube-apiserver does before it knows the resource; ``decode_body`` runs off the loop.
+``subresources.py``
+    The subresources with a REST storage of their own (pods/log, exec, attach, portforward,
+    eviction, binding; the legacy bindings; serviceaccounts/token), over ``Cluster``'s public
+    methods, reached by the strategies through ``Cluster.subresources``.
 ``allocator.py``
     ClusterIP and NodePort allocation for Services (the Service strategy asks for it).
 ``auth.py``

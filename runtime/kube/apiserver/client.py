@@ -73,7 +73,7 @@ class Client:
         """POST pods/NAME/binding (as kube-scheduler binds): the bound pod."""
         meta = pod["metadata"]
         with self._acting():
-            return self.cluster.bind(meta["namespace"], meta["name"], node)
+            return self.cluster.subresources.bind(meta["namespace"], meta["name"], node)
 
     def delete(
         self, rdef: ResourceDef, ns: str, name: str, policy: str = "", *, grace: int | None = None, uid: str = ""

@@ -5,13 +5,16 @@
 same cluster can be served over TCP+TLS (apiserver/server.py) or, later, over runtimed's
 unix socket. Everything runs on one asyncio loop, so there is no locking: a
 request's read-modify-write is atomic by construction.
+
+Here: the routing, the generic verbs' writes (create, update, patch and apply, delete) and
+the status and scale subresources. Beside it: request.py decodes bodies and DeleteOptions,
+listwatch.py answers list and watch, subresources.py holds the subresources with a REST
+storage of their own (pods/exec, eviction, binding, serviceaccounts/token...).
 """
 
 from __future__ import annotations
 
-import base64
 import copy
-import datetime
 import json
 import logging
 import uuid
@@ -22,16 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
-from runtime.kernel.clock import format_ts, now_ts
+from runtime.kernel.clock import now_ts
 from runtime.kube import registry
-from runtime.kube.apiserver import admission, discovery, openapi, rbac
+from runtime.kube.apiserver import admission, discovery, listwatch, openapi, rbac
 from runtime.kube.apiserver.allocator import ServiceAllocator
 from runtime.kube.apiserver.auth import TokenAuthenticator
-from runtime.kube.apiserver.podio import ExecCall, LogCall, PodIO
-from runtime.kube.apiserver.store import Store, Watcher
-from runtime.kube.machinery import protobuf, ssa
+from runtime.kube.apiserver.podio import PodIO
+from runtime.kube.apiserver.request import delete_options, is_protobuf, json_body, truthy
+from runtime.kube.apiserver.store import Store
+from runtime.kube.apiserver.subresources import Subresources, scale_of
+from runtime.kube.machinery import ssa
 from runtime.kube.machinery.apierrors import (
     MODIFIED,
     ApiError,
@@ -45,10 +48,8 @@ from runtime.kube.machinery.apierrors import (
     invalid_error,
     method_not_allowed,
     not_found,
-    not_supported,
-    required,
 )
-from runtime.kube.machinery.limits import Limits, expanded_size
+from runtime.kube.machinery.limits import Limits
 from runtime.kube.machinery.patch import (
     APPLY,
     JSONPATCH,
@@ -58,13 +59,8 @@ from runtime.kube.machinery.patch import (
     merge_patch,
     strategic_merge,
 )
-from runtime.kube.machinery.selectors import (
-    parse_field_selector,
-    parse_label_selector,
-    selector_from_match,
-)
-from runtime.kube.meta import Decoded, Obj, Reply, Request, User, WatchReply, random_suffix
-from runtime.kube.node.portforward import Budget, PortForwardCall
+from runtime.kube.meta import Obj, Reply, Request, User, WatchReply, random_suffix
+from runtime.kube.node.portforward import Budget
 from runtime.kube.registry import ResourceDef, crd, kinds, strategies
 
 log = logging.getLogger(__name__)
@@ -86,174 +82,10 @@ KUBE_VERSION = {
 }
 
 
-def _is_protobuf(req: Request) -> bool:
-    return req.headers.get("content-type", "").split(";")[0].strip().lower() == protobuf.CONTENT_TYPE
-
-
-# Nesting a request body may have. Go's encoding/json stops at 10000 levels ("exceeded max
-# depth"); Python's recursive decoders and every recursive walk after them (deepcopy, validation,
-# managed fields) hit the interpreter's recursion limit long before that, so the cap is lower.
-# Kubernetes objects nest a few dozen levels at most (a CRD's openAPIV3Schema included).
-MAX_BODY_DEPTH = 128
-
-
-def _too_deep(value: Any, limit: int) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        v, depth = stack.pop()
-        if isinstance(v, dict):
-            if depth > limit:
-                return True
-            stack.extend((x, depth + 1) for x in v.values() if isinstance(x, dict | list))
-        elif isinstance(v, list):
-            if depth > limit:
-                return True
-            stack.extend((x, depth + 1) for x in v if isinstance(x, dict | list))
-    return False
-
-
-def _too_deep_error() -> ApiError:
-    return bad_request(f"error decoding body: exceeded max depth (the body nests more than {MAX_BODY_DEPTH} levels)")
-
-
-def _text_body(body: bytes, limits: Limits) -> Any:
-    """A JSON or YAML body as data, or the 400 the real server answers for it."""
-    try:
-        doc = json.loads(body)
-    except RecursionError:
-        raise _too_deep_error() from None
-    except ValueError:
-        try:
-            doc = yaml.safe_load(body)
-        except RecursionError:
-            raise _too_deep_error() from None
-        except yaml.YAMLError as e:
-            raise bad_request(f"error decoding body: {e}") from None
-        # aliases are shared, not copied, until something serialises the document: bound what
-        # it expands to (go-yaml refuses an alias bomb the same way)
-        cap = 2 * limits.max_request_bytes
-        if expanded_size(doc, cap) > cap:
-            raise bad_request("error decoding body: yaml: document contains excessive aliasing") from None
-    if _too_deep(doc, MAX_BODY_DEPTH):
-        raise _too_deep_error()
-    return doc
-
-
-def decode_body(req: Request, limits: Limits) -> None:
-    """Decode ``req.body`` into ``req.decoded`` as far as it can be without knowing the
-    endpoint. Touches nothing but the request, so apiserver/server.py runs it in a worker thread:
-    decoding 3 MiB of protobuf or YAML takes seconds of Python, which on the loop would
-    stall every cluster of the host; the cluster itself is still only touched on the loop."""
-    if not req.body:
-        return
-    if _is_protobuf(req):
-        req.decoded = protobuf.predecode(req.body)
-        return
-    try:
-        req.decoded = Decoded(_text_body(req.body, limits))
-    except ApiError as e:
-        req.decoded = Decoded(error=e)
-
-
-def _json_body(req: Request, limits: Limits | None = None, expect: tuple[str, ...] = ()) -> Any:
-    """The request body as JSON data, from JSON, YAML or (for the kinds in ``expect``, the
-    types this endpoint decodes into) Kubernetes protobuf. Uses what ``decode_body`` made of
-    it, once (a second call decodes afresh: callers may change what they got)."""
-    if not req.body:
-        raise bad_request("the body of the request was in an unknown format")
-    ahead, req.decoded = req.decoded, None
-    if _is_protobuf(req):
-        if not expect:
-            raise ApiError(
-                415,
-                "UnsupportedMediaType",
-                "the body of the request was in an unknown format - accepted media types include: "
-                "application/json, application/yaml",
-            )
-        try:
-            pre = ahead if isinstance(ahead, protobuf.Decoded) else protobuf.predecode(req.body)
-            return pre.result(expect)
-        except protobuf.DecodeError as e:
-            raise bad_request(f"error decoding body: {e}") from None
-        except protobuf.UnsupportedError as e:
-            raise ApiError(415, "UnsupportedMediaType", str(e)) from None
-    if isinstance(ahead, Decoded):
-        if ahead.error is not None:
-            raise ahead.error
-        return ahead.value
-    return _text_body(req.body, limits or Limits())
-
-
-def _truthy(v: str | None) -> bool:
-    return v in ("true", "1", "True")
-
-
 def _builtin_kind(rdef: ResourceDef) -> tuple[str, ...]:
     """The kinds a create/update of ``rdef`` decodes from protobuf: its own for built-in types;
     none for custom resources (kube-apiserver serves those as JSON and YAML only)."""
     return () if rdef.custom else (rdef.kind,)
-
-
-@dataclass(frozen=True)
-class DeleteOpts:
-    policy: str = ""
-    grace: int | None = None
-    preconditions: Any = None
-    dry_run: bool = False
-
-
-PROPAGATION_POLICIES = ["Foreground", "Background", "Orphan"]
-
-
-def _delete_options(req: Request, limits: Limits) -> DeleteOpts:
-    """DELETE's options as kube-apiserver's DeleteResource reads them: the body (a
-    DeleteOptions in JSON, YAML or protobuf, as client-go's typed clients send it) when there
-    is one, else the query; then ValidateDeleteOptions."""
-    grace: Any
-    if req.body:
-        body = _json_body(req, limits, ("DeleteOptions",))
-        if not isinstance(body, dict):
-            raise bad_request("the body of the request was in an unknown format")
-        if body.get("kind") not in (None, "", "DeleteOptions"):
-            raise bad_request(f"decoded object cannot be converted to DeleteOptions (got kind {body.get('kind')!r})")
-        policy, orphan, grace = (
-            body.get("propagationPolicy"),
-            body.get("orphanDependents"),
-            body.get("gracePeriodSeconds"),
-        )
-        dry, pre = body.get("dryRun") or [], body.get("preconditions")
-        bad_type = (
-            (policy is not None and not isinstance(policy, str))
-            or (orphan is not None and not isinstance(orphan, bool))
-            or (grace is not None and (not isinstance(grace, int) or isinstance(grace, bool)))
-            or not isinstance(dry, list)
-            or (pre is not None and not isinstance(pre, dict))
-        )
-        if bad_type:
-            raise bad_request("error decoding body: a DeleteOptions field has the wrong type")
-    else:
-        q = req.query
-        policy, pre = q.get("propagationPolicy") or None, None
-        orphan = {"true": True, "1": True, "false": False, "0": False}.get(q.get("orphanDependents", "").lower())
-        dry = [q["dryRun"]] if q.get("dryRun") else []
-        grace = q.get("gracePeriodSeconds") or None
-        if grace is not None:
-            try:
-                grace = int(grace)
-            except ValueError:
-                raise bad_request(f'strconv.ParseInt: parsing "{grace}": invalid syntax') from None
-    errs = []
-    if orphan is not None and policy is not None:
-        errs.append(invalid("propagationPolicy", policy, "orphanDependents and deletionPropagation cannot be both set"))
-    if policy is not None and policy not in PROPAGATION_POLICIES:
-        errs.append(not_supported("propagationPolicy", policy, [*PROPAGATION_POLICIES, "nil"]))
-    if any(d != "All" for d in dry):
-        errs.append(not_supported("dryRun", dry, ["All"]))
-    if errs:
-        raise invalid_error("DeleteOptions", "meta.k8s.io", "", errs)
-    if orphan is not None:
-        policy = "Orphan" if orphan else "Background"
-    return DeleteOpts(policy=policy or "", grace=grace, preconditions=pre, dry_run=bool(dry))
 
 
 class ControllerManager(Protocol):
@@ -322,6 +154,9 @@ class Cluster(TokenAuthenticator):
         # the kubelet side of logs/exec/attach (apiserver/podio.py); None: pods never start
         self.pod_io: PodIO | None = None
         self.forward_budget = Budget()  # port-forward connections of all sessions (node/portforward.py)
+        # the REST storages of pods/log|exec|attach|portforward|eviction|binding, the legacy bindings
+        # and serviceaccounts/token (subresources.py); the strategies' tables reach them through here
+        self.subresources = Subresources(self)
         # ClusterIPs and NodePorts (apiserver/allocator.py), used by the Service strategy
         self.service_allocator = ServiceAllocator(self.store)
         self.controllers: ControllerManager = controllers(self)
@@ -492,7 +327,7 @@ class Cluster(TokenAuthenticator):
         if m == "GET":
             if name:
                 verb = "get"
-            elif _truthy(req.query.get("watch")):
+            elif truthy(req.query.get("watch")):
                 verb = "watch"
             else:
                 verb = "list"
@@ -538,31 +373,31 @@ class Cluster(TokenAuthenticator):
             own = strategy.create_virtual(self, req, rdef, ns)
             if own is not None:
                 return own
-            return Reply(201, rbac.review(self, req.user, rdef, ns, _json_body(req, expect=(rdef.kind,))))
+            return Reply(201, rbac.review(self, req.user, rdef, ns, json_body(req, expect=(rdef.kind,))))
         if verb == "get":
             if sub == "scale":
-                return Reply(200, self._scale_of(rdef, self._must_get(rdef, ns, name)))
+                return Reply(200, scale_of(rdef, self.must_get(rdef, ns, name)))
             if sub not in ("", "status"):
                 get_sub = strategy.get_subresources.get(sub)
                 if get_sub is None:  # reached by other verbs only (pods/eviction, namespaces/finalize...)
-                    self._must_get(rdef, ns, name)
+                    self.must_get(rdef, ns, name)
                     raise method_not_allowed("the server does not allow this method on the requested resource")
                 return get_sub(self, req, rdef, ns, name, sub)
-            return self._reply_obj(req, rdef, self._must_get(rdef, ns, name), 200)
+            return self._reply_obj(req, rdef, self.must_get(rdef, ns, name), 200)
         if verb == "list":
-            return self._list(req, rdef, ns)
+            return listwatch.list_objects(self.store, req, rdef, ns)
         if verb == "watch":
-            return self._watch(req, rdef, ns, name)
+            return listwatch.watch(self.store, req, rdef, ns, name)
         dry = req.query.get("dryRun") == "All"
         if verb == "create":
             if sub:
                 return self._create_sub(req, rdef, ns, name, sub)
-            obj = _json_body(req, self.limits, _builtin_kind(rdef))
+            obj = json_body(req, self.limits, _builtin_kind(rdef))
             out = self.create(rdef, ns, obj, dry_run=dry, validation=req.query.get("fieldValidation", ""))
             return self._reply_obj(req, rdef, out, 201)
         if verb == "update":
             # a status update carries what we do not decode from protobuf (machinery/protobuf.py): JSON only
-            obj = _json_body(req, self.limits, ("Scale",) if sub == "scale" else () if sub else _builtin_kind(rdef))
+            obj = json_body(req, self.limits, ("Scale",) if sub == "scale" else () if sub else _builtin_kind(rdef))
             if sub == "scale":
                 return Reply(200, self._update_scale(rdef, ns, name, obj, dry))
             out, created = self.update(rdef, ns, name, obj, sub=sub, dry_run=dry)
@@ -570,7 +405,7 @@ class Cluster(TokenAuthenticator):
         if verb == "patch":
             return self._patch(req, rdef, ns, name, sub, dry)
         if verb == "delete":
-            opts = _delete_options(req, self.limits)
+            opts = delete_options(req, self.limits)
             out = self.delete(
                 rdef,
                 ns,
@@ -587,8 +422,8 @@ class Cluster(TokenAuthenticator):
                 return Reply(200, _deleted_status(rdef, out))
             return self._reply_obj(req, rdef, out, 200)
         if verb == "deletecollection":
-            opts = _delete_options(req, self.limits)
-            objs = self._select(req, rdef, ns)
+            opts = delete_options(req, self.limits)
+            objs = listwatch.select(self.store, req, rdef, ns)
             for o in objs:
                 self.delete(
                     rdef,
@@ -598,7 +433,7 @@ class Cluster(TokenAuthenticator):
                     dry_run=dry or opts.dry_run,
                     grace=opts.grace,
                 )
-            return Reply(200, self._list_body(rdef, objs, {"resourceVersion": str(self.store.rv)}))
+            return Reply(200, listwatch.list_body(rdef, objs, {"resourceVersion": str(self.store.rv)}))
         raise method_not_allowed("the server does not allow this method on the requested resource")
 
     def _reply_obj(self, req: Request, rdef: ResourceDef, obj: Obj, status: int) -> Reply:
@@ -611,124 +446,39 @@ class Cluster(TokenAuthenticator):
             return Reply(status, t, "application/json;as=Table;v=v1;g=meta.k8s.io")
         return Reply(status, obj)
 
-    def _must_get(self, rdef: ResourceDef, ns: str, name: str) -> Obj:
+    def must_get(self, rdef: ResourceDef, ns: str, name: str) -> Obj:
+        """The stored object ``ns/name`` of ``rdef``, or the 404 the real server answers."""
         obj = self.store.get(rdef.gr, ns, name)
         if obj is None:
             raise not_found(rdef.resource, rdef.group, name)
         return obj
 
+    def mark_dirty(self) -> None:
+        """Have the controllers reconcile once the request is answered (``handle``), as after
+        every write of the generic verbs: for the writes of the subresource storages
+        (subresources.py)."""
+        self._dirty = True
+
+    @contextmanager
+    def quiet_writes(self) -> Iterator[None]:
+        """Writes made inside leave the mark for a reconcile after the request as it was: for
+        the writes of a reconcile itself (its loop goes on until nothing changes) and of a
+        caller that reconciles on its own afterwards (the kubelet)."""
+        dirty = self._dirty
+        try:
+            yield
+        finally:
+            self._dirty = dirty
+
     def _served(self, rdef: ResourceDef, obj: Obj) -> Obj:
-        """A stored custom resource as the request's version shows it (crd.as_version)."""
-        return crd.as_version(obj, rdef.group_version, rdef.schema) if rdef.custom else obj
+        """A stored custom resource as the request's version shows it (crd.served)."""
+        return crd.served(rdef, obj)
 
     def _stored(self, rdef: ResourceDef, obj: Obj) -> Obj:
         """A custom resource as it is stored: in the CRD's storage version."""
         if rdef.custom and rdef.storage_version:
             return crd.as_version(obj, f"{rdef.group}/{rdef.storage_version}")
         return obj
-
-    # -- list / watch ------------------------------------------------------------------
-
-    def _select(self, req: Request, rdef: ResourceDef, ns: str) -> list[Obj]:
-        objs = self.store.list(rdef.gr, ns if ns else None)
-        ls = req.query.get("labelSelector", "")
-        fs = req.query.get("fieldSelector", "")
-        if ls:
-            lp = parse_label_selector(ls)
-            objs = [o for o in objs if lp(o)]
-        if fs:
-            fp = parse_field_selector(fs, rdef.field_selectors)
-            objs = [o for o in objs if fp(o)]
-        return [self._served(rdef, o) for o in objs]
-
-    def _list_body(self, rdef: ResourceDef, objs: list[Obj], meta: dict[str, Any]) -> Obj:
-        return {
-            "kind": f"{rdef.kind}List",
-            "apiVersion": rdef.group_version,
-            "metadata": meta,
-            "items": objs,
-        }
-
-    def _list(self, req: Request, rdef: ResourceDef, ns: str) -> Reply:
-        objs = self._select(req, rdef, ns)
-        meta: dict[str, Any] = {"resourceVersion": str(self.store.rv)}
-        cont = req.query.get("continue", "")
-        if cont:
-            try:
-                tok = json.loads(base64.urlsafe_b64decode(cont + "=" * (-len(cont) % 4)))
-                start = (tok["ns"], tok["n"])
-                meta["resourceVersion"] = str(tok["rv"])
-            except (ValueError, KeyError, TypeError):
-                raise bad_request(
-                    "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
-                ) from None
-            objs = [o for o in objs if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > start]
-        limit = int(req.query.get("limit") or 0)
-        if limit > 0 and len(objs) > limit:
-            last = objs[limit - 1]["metadata"]
-            tok = {"rv": int(meta["resourceVersion"]), "ns": last.get("namespace", ""), "n": last["name"]}
-            meta["continue"] = base64.urlsafe_b64encode(json.dumps(tok).encode()).decode().rstrip("=")
-            meta["remainingItemCount"] = len(objs) - limit
-            objs = objs[:limit]
-        if "as=Table" in req.headers.get("accept", ""):
-            inc = req.query.get("includeObject", "Metadata")
-            t = strategies.for_resource(rdef).convert_to_table(rdef, objs, inc, meta)
-            return Reply(200, t, "application/json;as=Table;v=v1;g=meta.k8s.io")
-        return Reply(200, self._list_body(rdef, objs, meta))
-
-    def _watch(self, req: Request, rdef: ResourceDef, ns: str, name: str) -> WatchReply:
-        preds = []
-        ls = req.query.get("labelSelector", "")
-        fs = req.query.get("fieldSelector", "")
-        if ls:
-            preds.append(parse_label_selector(ls))
-        if fs:
-            preds.append(parse_field_selector(fs, rdef.field_selectors))
-
-        def accept(o: Obj) -> bool:
-            return all(p(o) for p in preds)
-
-        rv_s = req.query.get("resourceVersion", "")
-        send_initial = _truthy(req.query.get("sendInitialEvents"))
-        initial: list[tuple[str, Obj]] = []
-        start = self.store.rv
-        expired = False
-        if rv_s in ("", "0") or send_initial:
-            initial = [("ADDED", o) for o in self._select(req, rdef, ns)]
-        else:
-            try:
-                rv = int(rv_s)
-            except ValueError:
-                raise bad_request(f'invalid resource version: "{rv_s}"') from None
-            evs = self.store.events_since(rv)
-            # Older than the watch cache: kube-apiserver's cacher accepts the watch (200) and
-            # sends one ERROR event, the 410 Expired Status, then ends ("to match the uncached
-            # watch implementation", cacher.go newErrWatcher); the client re-lists.
-            expired = evs is None
-            for e in evs or ():
-                if e.gr != rdef.gr:
-                    continue
-                if ns and e.obj["metadata"].get("namespace", "") != ns:
-                    continue
-                if accept(e.obj):
-                    initial.append((e.type, e.obj))
-        w = Watcher(rdef.gr, ns or None, accept)
-        if expired:
-            w.pos, w.expired = int(rv_s), True  # the stream sends the ERROR event and ends
-        else:
-            self.store.add_watcher(w)
-        timeout = float(req.query.get("timeoutSeconds") or 1800)
-        return WatchReply(
-            watcher=w,
-            initial=initial,
-            rdef=rdef,
-            table="as=Table" in req.headers.get("accept", ""),
-            include_object=req.query.get("includeObject", "Metadata"),
-            timeout=timeout,
-            bookmarks=_truthy(req.query.get("allowWatchBookmarks")),
-            initial_end_bookmark=send_initial,
-            start_rv=start,
-        )
 
     # -- writes --------------------------------------------------------------------------
 
@@ -1007,14 +757,14 @@ class Cluster(TokenAuthenticator):
 
     def _patch(self, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str, dry: bool) -> Reply:
         ctype = req.headers.get("content-type", "").split(";")[0].strip()
-        if _is_protobuf(req):  # no patch type is protobuf: refused before reading it as one
+        if is_protobuf(req):  # no patch type is protobuf: refused before reading it as one
             raise ApiError(
                 415,
                 "UnsupportedMediaType",
                 f"the body of the request was in an unknown format - accepted media types include: "
                 f"{JSONPATCH}, {MERGEPATCH}, {STRATEGIC}, {APPLY}",
             )
-        body = _json_body(req, self.limits)
+        body = json_body(req, self.limits)
         if ctype == JSONPATCH and isinstance(body, list) and len(body) > self.limits.max_json_patch_operations:
             raise ApiError(
                 413,
@@ -1029,7 +779,7 @@ class Cluster(TokenAuthenticator):
             return self._apply(req, rdef, ns, name, body, old, dry)
         if old is None:
             raise not_found(rdef.resource, rdef.group, name)
-        base: Any = self._scale_of(rdef, old) if sub == "scale" else copy.deepcopy(old)
+        base: Any = scale_of(rdef, old) if sub == "scale" else copy.deepcopy(old)
         if ctype == JSONPATCH:
             patched = json_patch(base, body, max_copy_bytes=self.limits.json_patch_max_copy_bytes)
         elif ctype == MERGEPATCH:
@@ -1081,7 +831,7 @@ class Cluster(TokenAuthenticator):
             out = self.create(rdef, ns, body, dry_run=dry, validation=req.query.get("fieldValidation", ""))
             return self._reply_obj(req, rdef, out, 201)
         self._strict_fields(rdef, body, req.query.get("fieldValidation", ""))
-        merged = ssa.apply(old, body, manager, rdef.group_version, now_ts(), _truthy(req.query.get("force")))
+        merged = ssa.apply(old, body, manager, rdef.group_version, now_ts(), truthy(req.query.get("force")))
         merged["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion")
         self.request_state.applying = True
         out, _ = self.update(rdef, ns, name, merged, dry_run=dry)
@@ -1157,29 +907,8 @@ class Cluster(TokenAuthenticator):
 
     # -- subresources ------------------------------------------------------------------
 
-    def _scale_of(self, rdef: ResourceDef, obj: Obj) -> Obj:
-        spec = obj.get("spec") or {}
-        sel = strategies.for_resource(rdef).scale_selector(obj)
-        spec_replicas = spec.get("replicas", 0)
-        status_replicas = (obj.get("status") or {}).get("replicas", 0)
-        if rdef.custom and rdef.scale_paths is not None:
-            spec_replicas, status_replicas, sel = crd.scale_from(obj, rdef.scale_paths)
-        return {
-            "kind": "Scale",
-            "apiVersion": "autoscaling/v1",
-            "metadata": {
-                "name": obj["metadata"]["name"],
-                "namespace": obj["metadata"].get("namespace", ""),
-                "uid": obj["metadata"]["uid"],
-                "resourceVersion": obj["metadata"]["resourceVersion"],
-                "creationTimestamp": obj["metadata"]["creationTimestamp"],
-            },
-            "spec": {"replicas": spec_replicas},
-            "status": {"replicas": status_replicas, "selector": "" if sel == "<none>" else sel},
-        }
-
     def _update_scale(self, rdef: ResourceDef, ns: str, name: str, scale: Obj, dry: bool) -> Obj:
-        old = self._served(rdef, self._must_get(rdef, ns, name))
+        old = self._served(rdef, self.must_get(rdef, ns, name))
         replicas = (scale.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or replicas < 0:
             raise invalid_error(
@@ -1197,224 +926,7 @@ class Cluster(TokenAuthenticator):
         else:
             new["spec"]["replicas"] = replicas
         out = self._commit_update(rdef, old, new, dry)
-        return self._scale_of(rdef, out)
-
-    def _pod_stream_sub(self, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str) -> Reply:
-        """logs/exec/attach/portforward: the checks kube-apiserver makes before it proxies to
-        the kubelet (pod bound to a node, container defaulted and validated, options), then a
-        ``Reply`` whose body is a ``podio.LogCall``/``ExecCall`` that apiserver/server.py streams
-        through ``self.pod_io``. Without a PodIO (no kubelet yet) pods never start, and the
-        answers are those of a pod whose containers are still being created."""
-        obj = self._must_get(rdef, ns, name)
-        spec = obj.get("spec") or {}
-        if sub == "portforward":
-            if self.pod_io is None or not spec.get("nodeName"):
-                raise bad_request(f"pod {name} does not have a host assigned")
-            return Reply(
-                200, PortForwardCall(self.pod_io, ns, name, obj["metadata"].get("uid", ""), self.forward_budget)
-            )
-        if sub not in ("log", "exec", "attach"):
-            raise method_not_allowed("the server does not allow this method on the requested resource")
-        all_names = [
-            c.get("name", "")
-            for key in ("initContainers", "containers", "ephemeralContainers")
-            for c in spec.get(key) or []
-        ]
-        containers = spec.get("containers") or []
-        q = req.query
-        cname = q.get("container", "")
-        if not cname:
-            if len(containers) == 1:
-                cname = containers[0].get("name", "")
-            elif not containers:
-                raise bad_request(f"a container name must be specified for pod {name}")
-            else:
-                raise bad_request(
-                    f"a container name must be specified for pod {name}, choose one of: [{' '.join(all_names)}]"
-                )
-        elif cname not in all_names:
-            raise bad_request(f"container {cname} is not valid for pod {name}")
-        if self.pod_io is None or not spec.get("nodeName"):
-            if sub == "log":
-                raise bad_request(f'container "{cname}" in pod "{name}" is waiting to start: ContainerCreating')
-            raise bad_request(f"pod {name} does not have a host assigned")
-        if sub == "log":
-            ints: dict[str, int | None] = {}
-            errs: list[FieldError] = []
-            for key, least in (("tailLines", 0), ("sinceSeconds", 1), ("limitBytes", 1)):
-                raw = q.get(key)
-                if raw is None or raw == "":
-                    ints[key] = None
-                    continue
-                try:
-                    ints[key] = int(raw)
-                except ValueError:
-                    raise bad_request(f'strconv.ParseInt: parsing "{raw}": invalid syntax') from None
-                if int(raw) < least:
-                    detail = "must be greater than or equal to 0" if least == 0 else "must be greater than 0"
-                    errs.append(invalid(key, int(raw), detail))
-            since_time = q.get("sinceTime") or None
-            if since_time is not None and ints["sinceSeconds"] is not None:
-                both = "at most one of `sinceTime` or `sinceSeconds` may be specified"
-                errs.append(invalid("sinceSeconds", ints["sinceSeconds"], both))
-            if errs:
-                raise invalid_error("PodLogOptions", "", name, errs)
-            return Reply(
-                200,
-                LogCall(
-                    self.pod_io,
-                    ns,
-                    name,
-                    cname,
-                    follow=_truthy(q.get("follow")),
-                    tail_lines=ints["tailLines"],
-                    previous=_truthy(q.get("previous")),
-                    timestamps=_truthy(q.get("timestamps")),
-                    since_seconds=ints["sinceSeconds"],
-                    since_time=since_time,
-                    limit_bytes=ints["limitBytes"],
-                ),
-            )
-        stdin, stdout, stderr = _truthy(q.get("stdin")), _truthy(q.get("stdout")), _truthy(q.get("stderr"))
-        tty = _truthy(q.get("tty"))
-        if not (stdin or stdout or stderr):
-            raise bad_request("you must specify at least 1 of stdin, stdout, stderr")
-        # the command is a repeated query parameter: apiserver/server.py fills it in (Request.query
-        # keeps the last value of each parameter only)
-        return Reply(
-            200,
-            ExecCall(
-                self.pod_io, sub, ns, name, cname, [], stdin=stdin, stdout=stdout, stderr=stderr and not tty, tty=tty
-            ),
-        )
-
-    def _evict(self, req: Request, rdef: ResourceDef, ns: str, name: str) -> Reply:
-        """``POST pods/NAME/eviction`` (policy/v1 Eviction; ``kubectl drain``), as the pod
-        registry's EvictionREST: the pod is deleted (gracefully, with the Eviction's
-        deleteOptions) unless the one PodDisruptionBudget selecting it allows no disruption
-        now (429 with a DisruptionBudget cause); a pod that is terminal, pending or already
-        terminating is deleted without asking; two budgets for one pod are a 500, as upstream."""
-        body = _json_body(req, self.limits, ("Eviction",)) if req.body else {}
-        if not isinstance(body, dict):
-            raise bad_request("the body of the request was in an unknown format")
-        ev_meta = body.get("metadata") or {}
-        if ev_meta.get("namespace") and ev_meta["namespace"] != ns:  # EnsureObjectNamespaceMatchesRequestNamespace
-            raise bad_request("the namespace of the provided object does not match the namespace sent on the request")
-        ev_name = ev_meta.get("name", "")
-        if ev_name and ev_name != name:
-            raise bad_request("name in URL does not match name in Eviction object")
-        pod = self._must_get(rdef, ns, name)
-        opts = body.get("deleteOptions") or {}
-        if not isinstance(opts, dict):
-            opts = {}
-        dry = req.query.get("dryRun") == "All" or "All" in (opts.get("dryRun") or [])
-        grace = opts.get("gracePeriodSeconds")
-        phase = (pod.get("status") or {}).get("phase")
-        budgets: list[Obj] = []
-        if phase not in ("Succeeded", "Failed", "Pending") and not pod["metadata"].get("deletionTimestamp"):
-            pdb_def = registry.BY_GR["poddisruptionbudgets.policy"]
-            budgets = [
-                b
-                for b in self.store.list(pdb_def.gr, ns)
-                if (b.get("spec") or {}).get("selector") is not None
-                and selector_from_match((b.get("spec") or {}).get("selector"))(pod)
-            ]
-            if len(budgets) > 1:
-                msg = "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."
-                return Reply(
-                    500,
-                    {
-                        "kind": "Status",
-                        "apiVersion": "v1",
-                        "metadata": {},
-                        "status": "Failure",
-                        "message": msg,
-                        "code": 500,
-                    },
-                )
-        if budgets:
-            pdb = budgets[0]
-            st = pdb.get("status") or {}
-            pname = pdb["metadata"]["name"]
-            if int(st.get("observedGeneration", 0)) < int(pdb["metadata"].get("generation", 1)):
-                cause = f"The disruption budget {pname} is still being processed by the server."
-                raise ApiError(
-                    429,
-                    "TooManyRequests",
-                    _EVICTION_REFUSED,
-                    {"causes": [{"reason": "DisruptionBudget", "message": cause}], "retryAfterSeconds": 10},
-                )
-            if int(st.get("disruptionsAllowed", 0)) <= 0:
-                cause = (
-                    f"The disruption budget {pname} needs {int(st.get('desiredHealthy', 0))} healthy pods "
-                    f"and has {int(st.get('currentHealthy', 0))} currently"
-                )
-                raise ApiError(
-                    429,
-                    "TooManyRequests",
-                    _EVICTION_REFUSED,
-                    {"causes": [{"reason": "DisruptionBudget", "message": cause}]},
-                )
-        self.delete(
-            rdef,
-            ns,
-            name,
-            str(opts.get("propagationPolicy") or ""),
-            dry_run=dry,
-            preconditions=opts.get("preconditions"),
-            grace=grace if isinstance(grace, int) else None,
-        )
-        return Reply(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
-
-    def _legacy_bind(self, req: Request, ns: str) -> Reply:
-        """The legacy ``bindings`` resource (POST .../bindings, the pod named by the body's
-        metadata.name): pods/binding under another route."""
-        body = _json_body(req, self.limits, ("Binding",))
-        target = (body.get("metadata") or {}).get("name", "") if isinstance(body, dict) else ""
-        if not target:
-            raise invalid_error("Binding", "", "", [required("metadata.name", "name or generateName is required")])
-        return self._bind(req, registry.BY_GR["pods"], ns, str(target), body)
-
-    def _bind(self, req: Request, rdef: ResourceDef, ns: str, name: str, body: Any = None) -> Reply:
-        """``POST pods/NAME/binding`` (a scheduler's Binding, as BindingREST/assignPod): the
-        pod is bound to the target node once; binding it again is a 409."""
-        if body is None:
-            body = _json_body(req, self.limits, ("Binding",))
-        if not isinstance(body, dict):
-            raise bad_request("the body of the request was in an unknown format")
-        meta = body.get("metadata") or {}
-        if meta.get("namespace") and meta["namespace"] != ns:
-            raise bad_request("the namespace of the provided object does not match the namespace sent on the request")
-        if meta.get("name") and meta["name"] != name:
-            raise bad_request("name in URL does not match name in Binding object")
-        target = body.get("target") or {}
-        node = target.get("name", "") if isinstance(target, dict) else ""
-        if target.get("kind", "Node") not in ("", "Node"):
-            raise bad_request(f"target kind must be Node, got {target.get('kind')!r}")
-        if not node:
-            raise invalid_error("Binding", "", name, [required("target.name")])
-        self.bind(ns, name, node, dry_run=req.query.get("dryRun") == "All")
-        return Reply(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
-
-    def bind(self, ns: str, name: str, node: str, *, dry_run: bool = False) -> Obj:
-        """Bind pod ``ns/name`` to ``node`` (BindingREST.assignPod, for a request's Binding and
-        for the scheduler's Client): the pod as bound."""
-        rdef = registry.BY_GR["pods"]
-        pod = self._must_get(rdef, ns, name)
-        if pod["metadata"].get("deletionTimestamp"):
-            raise conflict("pods/binding", "", name, f"pod {name} is being deleted, cannot be assigned to a host")
-        bound = (pod.get("spec") or {}).get("nodeName")
-        if bound:
-            raise conflict("pods/binding", "", name, f'pod {name} is already assigned to node "{bound}"')
-        new = copy.deepcopy(pod)
-        new["spec"]["nodeName"] = node
-        conds = [c for c in (new.get("status") or {}).get("conditions") or [] if c.get("type") != "PodScheduled"]
-        conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": now_ts()})
-        new.setdefault("status", {})["conditions"] = conds
-        if dry_run:
-            return new
-        self._dirty = True
-        return self.store.put(rdef.gr, new, "MODIFIED", user=self.request_state.requester is not None)
+        return scale_of(rdef, out)
 
     def _create_sub(self, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str) -> Reply:
         """POST to a subresource: its REST storage, as the resource's strategy registers it
@@ -1424,43 +936,8 @@ class Cluster(TokenAuthenticator):
             raise method_not_allowed("the server does not allow this method on the requested resource")
         return create(self, req, rdef, ns, name, sub)
 
-    def _token_request(self, req: Request, rdef: ResourceDef, ns: str, name: str) -> Reply:
-        """serviceaccounts/token (TokenREST): a TokenRequest for the service account."""
-        self._must_get(rdef, ns, name)
-        body = _json_body(req, expect=("TokenRequest",)) if req.body else {}
-        spec = dict((body or {}).get("spec") or {})
-        seconds = spec.get("expirationSeconds") or 3600
-        if not isinstance(seconds, int) or seconds < 600:
-            msg = "may not specify a duration less than 10 minutes"
-            raise invalid_error(
-                "TokenRequest", "authentication.k8s.io", name, [invalid("spec.expirationSeconds", seconds, msg)]
-            )
-        if seconds > 2**32:
-            msg = "may not specify a duration larger than 2^32 seconds"
-            raise invalid_error(
-                "TokenRequest", "authentication.k8s.io", name, [invalid("spec.expirationSeconds", seconds, msg)]
-            )
-        # whole seconds, as the token's exp claim is
-        exp = datetime.datetime.now(datetime.UTC).replace(microsecond=0) + datetime.timedelta(seconds=seconds)
-        tok = self.add_token(f"system:serviceaccount:{ns}:{name}", [], sa=(ns, name), expires=exp.timestamp())
-        spec["audiences"] = spec.get("audiences") or ["https://kubernetes.default.svc"]
-        spec["expirationSeconds"] = seconds
-        spec.setdefault("boundObjectRef", None)
-        return Reply(
-            201,
-            {
-                "kind": "TokenRequest",
-                "apiVersion": "authentication.k8s.io/v1",
-                "metadata": {"name": name, "namespace": ns, "creationTimestamp": None},
-                "spec": spec,
-                "status": {"token": tok, "expirationTimestamp": format_ts(exp)},
-            },
-        )
-
 
 _KEY_ORDER = ["apiVersion", "kind", "metadata", "spec", "status"]
-
-_EVICTION_REFUSED = "Cannot evict pod as it would violate the pod's disruption budget."
 
 
 def _deleted_status(rdef: ResourceDef, obj: Obj) -> Obj:

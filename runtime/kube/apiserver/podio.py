@@ -7,7 +7,7 @@ the cluster's pods, and then the API server answers as for pods that never start
 
 Split of the work
 -----------------
-``Cluster._pod_stream_sub`` (apiserver/cluster.py, transport-free) does what kube-apiserver does
+``Subresources.pod_stream`` (apiserver/subresources.py, transport-free) does what kube-apiserver does
 before it proxies: the pod must exist and be bound to a node, the container is defaulted
 and validated with kube-apiserver's messages, the query options are parsed and checked.
 It answers a ``Reply`` whose body is a ``LogCall`` or an ``ExecCall``; apiserver/server.py sees the

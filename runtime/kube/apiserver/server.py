@@ -29,7 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from runtime.kube.apiserver import pki
-from runtime.kube.apiserver.cluster import Cluster, ControllerFactory, decode_body
+from runtime.kube.apiserver.cluster import Cluster, ControllerFactory
 from runtime.kube.apiserver.podio import (
     BASE64_PROTOCOL,
     CLOSE,
@@ -43,6 +43,7 @@ from runtime.kube.apiserver.podio import (
     PodStream,
 )
 from runtime.kube.apiserver.provision import SNI_SUFFIX, clusters_dir, valid_cluster_name
+from runtime.kube.apiserver.request import decode_body
 from runtime.kube.machinery.apierrors import ApiError, go_json, path_not_found, unauthorized
 from runtime.kube.machinery.limits import Limits, expired, request_too_large
 from runtime.kube.meta import Reply, Request, WatchReply
@@ -136,7 +137,7 @@ class Hub:
                         log.exception("timed controllers of cluster %s failed", c.name)
 
     async def decode(self, cluster: Cluster, req: Request) -> None:
-        """Decode ``req``'s body off the loop (apiserver.decode_body): pure CPU work on the
+        """Decode ``req``'s body off the loop (apiserver/request.py's decode_body): pure CPU work on the
         request's own bytes, which on the loop every cluster of the host shares would stall
         all of them (3 MiB of YAML: about 7 s; of protobuf fields: about 1 s). At most
         ``DECODE_THREADS`` bodies are decoded at once, and one cluster decodes one body at a

@@ -22,7 +22,7 @@ def reconcile(ctl: Controllers) -> None:
     names = {o["metadata"]["name"] for o in want}
     for obj in want:
         if c.store.get(GR, "", obj["metadata"]["name"]) is None:
-            ctl._create(rdef, obj)
+            ctl.client.create(rdef, obj)
     for svc in c.store.list(GR):  # a CRD group-version that is gone takes its APIService along
         name = svc["metadata"]["name"]
         if (svc["metadata"].get("labels") or {}).get(AUTOMANAGED) == "true" and name not in names:

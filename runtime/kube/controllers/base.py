@@ -1,5 +1,5 @@
 """What every controller shares: the manager's state (its Cluster, the scheduler's queue), writes
-through the API (``_create``, ``_create_pod``, ``_delete_pod``), events, pod templates and
+through the API (``_create``, ``_create_pod``, ``delete_pod``), events, pod templates and
 ControllerRevision history (pkg/controller/history), and the helpers of more than one controller.
 """
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 CHANGE_CAUSE = "kubernetes.io/change-cause"
-_ALNUM = "bcdfghjklmnpqrstvwxz2456789"
+ALNUM = "bcdfghjklmnpqrstvwxz2456789"
 R = registry.BY_GR
 PODS = R["pods"]
 RS = R["replicasets.apps"]
@@ -36,7 +36,7 @@ CR = R["controllerrevisions.apps"]
 POD_REVISION = "controller-revision-hash"
 
 
-def _fnv32a(data: bytes) -> int:
+def fnv32a(data: bytes) -> int:
     h = 0x811C9DC5
     for b in data:
         h ^= b
@@ -71,10 +71,10 @@ def _data_hash(data: Obj, collisions: int) -> str:
     raw = json.dumps(data, separators=(",", ":")).encode()
     if collisions:
         raw += str(collisions).encode()
-    return "".join(_ALNUM[ord(c) % len(_ALNUM)] for c in str(_fnv32a(raw)))
+    return "".join(ALNUM[ord(c) % len(ALNUM)] for c in str(fnv32a(raw)))
 
 
-def _owner_ref(obj: Obj, block: bool = True) -> Obj:
+def owner_ref(obj: Obj, block: bool = True) -> Obj:
     return {
         "apiVersion": obj["apiVersion"],
         "kind": obj["kind"],
@@ -85,7 +85,7 @@ def _owner_ref(obj: Obj, block: bool = True) -> Obj:
     }
 
 
-def _controlled_by(obj: Obj, owner: Obj) -> bool:
+def controlled_by(obj: Obj, owner: Obj) -> bool:
     for ref in obj["metadata"].get("ownerReferences") or []:
         if ref.get("controller") and ref.get("uid") == owner["metadata"]["uid"]:
             return True
@@ -187,7 +187,7 @@ class ControllerBase:
         else:
             meta["generateName"] = owner["metadata"]["name"] + "-"
         meta["namespace"] = owner["metadata"]["namespace"]
-        meta["ownerReferences"] = [_owner_ref(owner)]
+        meta["ownerReferences"] = [owner_ref(owner)]
         return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": copy.deepcopy(tmpl.get("spec") or {})}
 
     @staticmethod
@@ -209,7 +209,7 @@ class ControllerBase:
         ns, name = meta["namespace"], meta["name"]
         data = history_patch(spec["template"])
         history = sorted(
-            (r for r in self.c.store.list(CR.gr, ns) if _controlled_by(r, owner)),
+            (r for r in self.c.store.list(CR.gr, ns) if controlled_by(r, owner)),
             key=lambda r: int(r.get("revision", 0)),
         )
         next_rev = int(history[-1].get("revision", 0)) + 1 if history else 1
@@ -234,7 +234,7 @@ class ControllerBase:
                     "name": f"{name[:223]}-{h}",
                     "namespace": ns,
                     "labels": labels,
-                    "ownerReferences": [_owner_ref(owner)],
+                    "ownerReferences": [owner_ref(owner)],
                 },
                 "data": data,
                 "revision": next_rev,
@@ -245,7 +245,7 @@ class ControllerBase:
         h = (update["metadata"].get("labels") or {}).get(hash_label, "")
         keep = {update["metadata"]["name"], *live_revisions}
         history = sorted(
-            (r for r in self.c.store.list(CR.gr, ns) if _controlled_by(r, owner)),
+            (r for r in self.c.store.list(CR.gr, ns) if controlled_by(r, owner)),
             key=lambda r: int(r.get("revision", 0)),
         )
         spare = [r for r in history if r["metadata"]["name"] not in keep]
@@ -254,48 +254,46 @@ class ControllerBase:
             self.client.delete(CR, ns, r["metadata"]["name"], uid=r["metadata"]["uid"])
         return update, h
 
-    def _delete_pod(self, ns: str, name: str) -> None:
+    def delete_pod(self, ns: str, name: str) -> None:
         """Delete as a controller does: gracefully (the kubelet stops it) when a kubelet runs.
 
         ``Cluster.delete`` marks the cluster dirty for a reconcile after the request; this runs
         inside the reconcile loop, which goes on until nothing changes, so the mark is undone.
         """
-        dirty = self.c._dirty
-        try:
-            self.c.delete(PODS, ns, name)
-        except ApiError:
-            return
-        finally:
-            self.c._dirty = dirty
+        with self.c.quiet_writes():
+            try:
+                self.c.delete(PODS, ns, name)
+            except ApiError:
+                return
 
 
-def _epoch(ts: Any) -> float:
+def epoch(ts: Any) -> float:
     t = parse_time(ts) if isinstance(ts, str) else None
     return t.timestamp() if t is not None else 0.0
 
 
-def _ready_since(p: Obj) -> float | None:
+def ready_since(p: Obj) -> float | None:
     for c in (p.get("status") or {}).get("conditions") or []:
         if c.get("type") == "Ready":
-            return _epoch(c.get("lastTransitionTime")) if c.get("status") == "True" else None
+            return epoch(c.get("lastTransitionTime")) if c.get("status") == "True" else None
     return None
 
 
-def _available(p: Obj, min_ready: int) -> bool:
+def pod_available(p: Obj, min_ready: int) -> bool:
     """podutil.IsPodAvailable: ready for at least minReadySeconds."""
 
-    since = _ready_since(p)
+    since = ready_since(p)
     return since is not None and (min_ready == 0 or since + min_ready <= time.time())
 
 
-def _job_finished(j: Obj) -> str:
+def job_finished(j: Obj) -> str:
     for c in (j.get("status") or {}).get("conditions") or []:
         if c.get("type") in ("Complete", "Failed") and c.get("status") == "True":
             return str(c["type"])
     return ""
 
 
-def _pct(v: Any, total: int, round_up: bool) -> int:
+def pct(v: Any, total: int, round_up: bool) -> int:
     if isinstance(v, int):
         return v
     s = str(v)
@@ -305,16 +303,16 @@ def _pct(v: Any, total: int, round_up: bool) -> int:
     return int(s)
 
 
-def _stat(obj: Obj, key: str) -> int:
+def status_int(obj: Obj, key: str) -> int:
     return int((obj.get("status") or {}).get(key, 0))
 
 
-def _has_deadline(d: Obj) -> bool:
+def has_deadline(d: Obj) -> bool:
     v = d["spec"].get("progressDeadlineSeconds")
     return v is not None and int(v) != 2**31 - 1
 
 
-def _get_cond(st: Obj, typ: str) -> Obj | None:
+def get_cond(st: Obj, typ: str) -> Obj | None:
     return next((c for c in st.get("conditions") or [] if c.get("type") == typ), None)
 
 

@@ -6,7 +6,7 @@ import copy
 import datetime
 
 from runtime.kernel.clock import format_ts, parse_time
-from runtime.kube.controllers.base import ControllerBase, R, _controlled_by, _job_finished, _owner_ref
+from runtime.kube.controllers.base import ControllerBase, R, controlled_by, job_finished, owner_ref
 from runtime.kube.machinery.cron import CronError, Schedule
 from runtime.kube.meta import Obj
 
@@ -22,8 +22,8 @@ class CronJobController(ControllerBase):
                 continue
             ns, name = meta["namespace"], meta["name"]
             st = cj.get("status") or {}
-            jobs = [j for j in self.c.store.list(JOBS.gr, ns) if _controlled_by(j, cj)]
-            running = [j for j in jobs if not _job_finished(j)]
+            jobs = [j for j in self.c.store.list(JOBS.gr, ns) if controlled_by(j, cj)]
+            running = [j for j in jobs if not job_finished(j)]
             new_st: Obj = dict(st)
             due = None
             if not spec.get("suspend"):
@@ -43,7 +43,7 @@ class CronJobController(ControllerBase):
                 jmeta = copy.deepcopy(jt.get("metadata") or {})
                 jmeta.pop("creationTimestamp", None)
                 jname = f"{name}-{int(due.timestamp()) // 60}"
-                jmeta.update({"name": jname, "namespace": ns, "ownerReferences": [_owner_ref(cj)]})
+                jmeta.update({"name": jname, "namespace": ns, "ownerReferences": [owner_ref(cj)]})
                 jmeta.setdefault("annotations", {})["batch.kubernetes.io/cronjob-scheduled-timestamp"] = format_ts(due)
                 job = {
                     "apiVersion": "batch/v1",
@@ -77,7 +77,7 @@ class CronJobController(ControllerBase):
                 ("Failed", spec.get("failedJobsHistoryLimit", 1)),
             ):
                 done = sorted(
-                    (j for j in jobs if _job_finished(j) == kind_), key=lambda j: j["metadata"]["creationTimestamp"]
+                    (j for j in jobs if job_finished(j) == kind_), key=lambda j: j["metadata"]["creationTimestamp"]
                 )
                 for j in done[: max(0, len(done) - int(limit))]:
                     self.client.delete(JOBS, ns, j["metadata"]["name"], "Background", uid=j["metadata"]["uid"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 from runtime.kube import scheduler
-from runtime.kube.controllers.base import POD_REVISION, PODS, ControllerBase, R, _available, _controlled_by, _pct
+from runtime.kube.controllers.base import POD_REVISION, PODS, ControllerBase, R, controlled_by, pct, pod_available
 from runtime.kube.meta import Obj
 
 
@@ -16,7 +16,7 @@ class DaemonSetController(ControllerBase):
         unavailable old pod goes at once. The new pod is created once the old one is gone."""
         ns = ds["metadata"]["namespace"]
         ru = (ds["spec"].get("updateStrategy") or {}).get("rollingUpdate") or {}
-        max_unavailable = _pct(ru.get("maxUnavailable", 1), len(wanted), True) or 1
+        max_unavailable = pct(ru.get("maxUnavailable", 1), len(wanted), True) or 1
         min_ready = int(ds["spec"].get("minReadySeconds", 0))
         by_node: dict[str, list[Obj]] = {}
         for p in pods:
@@ -25,7 +25,7 @@ class DaemonSetController(ControllerBase):
             1
             for n in wanted
             if not any(
-                _available(p, min_ready) and not p["metadata"].get("deletionTimestamp")
+                pod_available(p, min_ready) and not p["metadata"].get("deletionTimestamp")
                 for p in by_node.get(n["metadata"]["name"], [])
             )
         )
@@ -35,11 +35,11 @@ class DaemonSetController(ControllerBase):
             if not old or len(old) < len(here):
                 continue
             victim = old[0]
-            if _available(victim, min_ready):
+            if pod_available(victim, min_ready):
                 if unavailable >= max_unavailable:
                     continue
                 unavailable += 1
-            self._delete_pod(ns, victim["metadata"]["name"])
+            self.delete_pod(ns, victim["metadata"]["name"])
             self.event(
                 ds, "Normal", "SuccessfulDelete", f"Deleted pod: {victim['metadata']['name']}", "daemonset-controller"
             )
@@ -52,7 +52,7 @@ class DaemonSetController(ControllerBase):
             if meta.get("deletionTimestamp"):
                 continue
             ns, name = meta["namespace"], meta["name"]
-            pods = [p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, ds)]
+            pods = [p for p in self.c.store.list(PODS.gr, ns) if controlled_by(p, ds)]
             running = {str((p["metadata"].get("labels") or {}).get(POD_REVISION, "")) for p in pods}
             _, rev = self._sync_history(ds, POD_REVISION, {f"{name}-{h}" for h in running})
             # NodeShouldRunDaemonPod: the template's node selector and affinity, and its taints
@@ -66,15 +66,15 @@ class DaemonSetController(ControllerBase):
             for p in pods:
                 if p["metadata"].get("deletionTimestamp") or _ds_node(p) in keep:
                     continue
-                self._delete_pod(ns, p["metadata"]["name"])
+                self.delete_pod(ns, p["metadata"]["name"])
                 self.event(
                     ds, "Normal", "SuccessfulDelete", f"Deleted pod: {p['metadata']['name']}", "daemonset-controller"
                 )
-            pods = [p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, ds)]
+            pods = [p for p in self.c.store.list(PODS.gr, ns) if controlled_by(p, ds)]
             strategy = spec.get("updateStrategy") or {}
             if strategy.get("type", "RollingUpdate") == "RollingUpdate":
                 self._ds_rolling_update(ds, pods, wanted, rev)
-                pods = [p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, ds)]
+                pods = [p for p in self.c.store.list(PODS.gr, ns) if controlled_by(p, ds)]
             for node in wanted:
                 nname = node["metadata"]["name"]
                 if any(_ds_node(p) == nname for p in pods):
@@ -105,7 +105,7 @@ class DaemonSetController(ControllerBase):
                     f"Created pod: {created['metadata']['name']}",
                     "daemonset-controller",
                 )
-            live = [p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, ds)]
+            live = [p for p in self.c.store.list(PODS.gr, ns) if controlled_by(p, ds)]
             ready = sum(1 for p in live if self._ready(p))
             updated = sum(1 for p in live if (p["metadata"].get("labels") or {}).get(POD_REVISION) == rev)
             wanted_names = {n["metadata"]["name"] for n in wanted}

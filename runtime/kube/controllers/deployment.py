@@ -11,18 +11,18 @@ from collections.abc import Sequence
 
 from runtime.kernel.clock import now_ts, parse_time
 from runtime.kube.controllers.base import (
-    _ALNUM,
+    ALNUM,
     DEPLOY,
     PODS,
     RS,
     ControllerBase,
-    _controlled_by,
-    _fnv32a,
-    _get_cond,
-    _has_deadline,
-    _owner_ref,
-    _pct,
-    _stat,
+    controlled_by,
+    fnv32a,
+    get_cond,
+    has_deadline,
+    owner_ref,
+    pct,
+    status_int,
 )
 from runtime.kube.meta import Obj
 
@@ -41,8 +41,8 @@ def template_hash(template: Obj, collisions: int = 0) -> str:
     raw = json.dumps(t, sort_keys=True, separators=(",", ":")).encode()
     if collisions:
         raw += str(collisions).encode()
-    digits = str(_fnv32a(raw))
-    return "".join(_ALNUM[ord(c) % len(_ALNUM)] for c in digits)
+    digits = str(fnv32a(raw))
+    return "".join(ALNUM[ord(c) % len(ALNUM)] for c in digits)
 
 
 def _strip_hash(template: Obj) -> Obj:
@@ -63,7 +63,7 @@ class DeploymentController(ControllerBase):
 
     def _owned_rs(self, d: Obj) -> list[Obj]:
         ns = d["metadata"]["namespace"]
-        return [rs for rs in self.c.store.list(RS.gr, ns) if _controlled_by(rs, d)]
+        return [rs for rs in self.c.store.list(RS.gr, ns) if controlled_by(rs, d)]
 
     def _sync_deployment(self, d: Obj) -> None:
         """syncDeployment: paused conditions, then sync (paused or scaling) or one rollout step."""
@@ -106,10 +106,10 @@ class DeploymentController(ControllerBase):
         self.client.modify(DEPLOY, ns, name, set_status, status=True)
 
     def _check_paused_conditions(self, d: Obj) -> None:
-        if not _has_deadline(d):
+        if not has_deadline(d):
             return
         st = d.setdefault("status", {})
-        cond = _get_cond(st, "Progressing")
+        cond = get_cond(st, "Progressing")
         if cond is not None and cond.get("reason") == "ProgressDeadlineExceeded":
             return
         exists = cond is not None and cond.get("reason") == "DeploymentPaused"
@@ -155,7 +155,7 @@ class DeploymentController(ControllerBase):
             rs_meta = new_rs["metadata"]
             new_rs = self.client.modify(RS, rs_meta["namespace"], rs_meta["name"], sync_rs) or new_rs
             need = _set_deploy_revision(d, (new_rs["metadata"].get("annotations") or {}).get(REVISION, ""))
-            if _has_deadline(d) and _get_cond(st, "Progressing") is None:
+            if has_deadline(d) and get_cond(st, "Progressing") is None:
                 msg = f'Found new replica set "{new_rs["metadata"]["name"]}"'
                 _set_cond(st, _new_cond("Progressing", "True", "FoundNewReplicaSet", msg))
                 need = True
@@ -183,7 +183,7 @@ class DeploymentController(ControllerBase):
                 "namespace": ns,
                 "labels": copy.deepcopy(tmpl["metadata"]["labels"]),
                 "annotations": {},
-                "ownerReferences": [_owner_ref(d)],
+                "ownerReferences": [owner_ref(d)],
             },
             "spec": {"replicas": 0, "selector": sel, "template": tmpl},
         }
@@ -202,7 +202,7 @@ class DeploymentController(ControllerBase):
                 "deployment-controller",
             )
         _set_deploy_revision(d, new_revision)
-        if _has_deadline(d):
+        if has_deadline(d):
             msg = f'Created new replica set "{name}"'
             _set_cond(st, _new_cond("Progressing", "True", "NewReplicaSetCreated", msg))
         self._write_deploy_status(d)
@@ -278,7 +278,7 @@ class DeploymentController(ControllerBase):
             return False
         all_count = sum(_replicas(rs) for rs in all_rs)
         min_available = int(d["spec"].get("replicas", 1)) - _max_unavailable(d)
-        new_unavailable = _replicas(new_rs) - _stat(new_rs, "availableReplicas")
+        new_unavailable = _replicas(new_rs) - status_int(new_rs, "availableReplicas")
         max_scaled_down = all_count - min_available - new_unavailable
         if max_scaled_down <= 0:
             return False
@@ -292,16 +292,16 @@ class DeploymentController(ControllerBase):
         for i, rs in enumerate(old):
             if total >= max_cleanup:
                 break
-            if _replicas(rs) == 0 or _replicas(rs) == _stat(rs, "availableReplicas"):
+            if _replicas(rs) == 0 or _replicas(rs) == status_int(rs, "availableReplicas"):
                 continue
-            down = min(max_cleanup - total, _replicas(rs) - _stat(rs, "availableReplicas"))
+            down = min(max_cleanup - total, _replicas(rs) - status_int(rs, "availableReplicas"))
             _, old[i] = self._scale_rs_and_record(rs, _replicas(rs) - down, d)
             total += down
         return old, total
 
     def _scale_down_old_for_rolling(self, all_rs: list[Obj], old: list[Obj], d: Obj) -> int:
         min_available = int(d["spec"].get("replicas", 1)) - _max_unavailable(d)
-        available = sum(_stat(rs, "availableReplicas") for rs in all_rs)
+        available = sum(status_int(rs, "availableReplicas") for rs in all_rs)
         if available <= min_available:
             return 0
         want = available - min_available
@@ -336,10 +336,10 @@ class DeploymentController(ControllerBase):
 
     def _old_pods_running(self, d: Obj, old: list[Obj]) -> bool:
         """oldPodsRunning: an old ReplicaSet still has pods that have not finished (terminating included)."""
-        if sum(_stat(rs, "replicas") for rs in old) > 0:
+        if sum(status_int(rs, "replicas") for rs in old) > 0:
             return True
         for p in self.c.store.list(PODS.gr, d["metadata"]["namespace"]):
-            if any(_controlled_by(p, rs) for rs in old) and (p.get("status") or {}).get("phase") not in (
+            if any(controlled_by(p, rs) for rs in old) and (p.get("status") or {}).get("phase") not in (
                 "Failed",
                 "Succeeded",
             ):
@@ -413,9 +413,9 @@ class DeploymentController(ControllerBase):
             return
         cleanable.sort(key=lambda r: (_revision(r), r["metadata"]["creationTimestamp"]))
         for rs in cleanable[:diff]:
-            if _stat(rs, "replicas") != 0 or _replicas(rs) != 0:
+            if status_int(rs, "replicas") != 0 or _replicas(rs) != 0:
                 continue
-            if int(rs["metadata"].get("generation", 1)) > _stat(rs, "observedGeneration"):
+            if int(rs["metadata"].get("generation", 1)) > status_int(rs, "observedGeneration"):
                 continue
             meta = rs["metadata"]
             self.client.delete(RS, meta["namespace"], meta["name"], uid=meta["uid"])
@@ -423,9 +423,9 @@ class DeploymentController(ControllerBase):
     def _sync_rollout_status(self, all_rs: list[Obj], new_rs: Obj | None, d: Obj) -> None:
         st = _calculate_status(all_rs, new_rs, d)
         old_st = d.get("status") or {}
-        if not _has_deadline(d):
+        if not has_deadline(d):
             _remove_cond(st, "Progressing")
-        cur = _get_cond(old_st, "Progressing")
+        cur = get_cond(old_st, "Progressing")
         complete = (
             st.get("replicas", 0) == st.get("updatedReplicas", 0)
             and cur is not None
@@ -433,7 +433,7 @@ class DeploymentController(ControllerBase):
         )
         dname = d["metadata"]["name"]
         what = f'ReplicaSet "{new_rs["metadata"]["name"]}"' if new_rs is not None else f'Deployment "{dname}"'
-        if _has_deadline(d) and not complete:
+        if has_deadline(d) and not complete:
             if _deployment_complete(d, st):
                 msg = f"{what} has successfully progressed."
                 _set_cond(st, _new_cond("Progressing", "True", "NewReplicaSetAvailable", msg))
@@ -492,8 +492,8 @@ def _fenceposts(d: Obj) -> tuple[int, int]:
     """ResolveFenceposts: maxSurge rounded up, maxUnavailable rounded down, never both zero."""
     replicas = int(d["spec"].get("replicas", 1))
     ru = (d["spec"].get("strategy") or {}).get("rollingUpdate") or {}
-    surge = _pct(ru.get("maxSurge", "25%"), replicas, True)
-    unavailable = _pct(ru.get("maxUnavailable", "25%"), replicas, False)
+    surge = pct(ru.get("maxSurge", "25%"), replicas, True)
+    unavailable = pct(ru.get("maxUnavailable", "25%"), replicas, False)
     if surge == 0 and unavailable == 0:
         unavailable = 1
     return surge, unavailable
@@ -591,7 +591,7 @@ def _new_cond(typ: str, status: str, reason: str, message: str) -> Obj:
 
 def _set_cond(st: Obj, cond: Obj) -> None:
     """SetDeploymentCondition: same status and reason is no change; the transition time stays with the status."""
-    cur = _get_cond(st, cond["type"])
+    cur = get_cond(st, cond["type"])
     if cur is not None and cur.get("status") == cond["status"] and cur.get("reason") == cond["reason"]:
         return
     if cur is not None and cur.get("status") == cond["status"]:
@@ -602,14 +602,14 @@ def _set_cond(st: Obj, cond: Obj) -> None:
 def _calculate_status(all_rs: list[Obj], new_rs: Obj | None, d: Obj) -> Obj:
     """calculateStatus: counts from the ReplicaSets, the Available condition, old conditions kept."""
     old = d.get("status") or {}
-    available = sum(_stat(rs, "availableReplicas") for rs in all_rs)
+    available = sum(status_int(rs, "availableReplicas") for rs in all_rs)
     total = sum(_replicas(rs) for rs in all_rs)
     st: Obj = {}
     for k, v in (
         ("observedGeneration", int(d["metadata"].get("generation", 1))),
-        ("replicas", sum(_stat(rs, "replicas") for rs in all_rs)),
-        ("updatedReplicas", _stat(new_rs, "replicas") if new_rs is not None else 0),
-        ("readyReplicas", sum(_stat(rs, "readyReplicas") for rs in all_rs)),
+        ("replicas", sum(status_int(rs, "replicas") for rs in all_rs)),
+        ("updatedReplicas", status_int(new_rs, "replicas") if new_rs is not None else 0),
+        ("readyReplicas", sum(status_int(rs, "readyReplicas") for rs in all_rs)),
         ("availableReplicas", available),
         ("unavailableReplicas", max(0, total - available)),
     ):
@@ -667,8 +667,8 @@ def _deployment_progressing(old: Obj, new: Obj) -> bool:
 
 def _deployment_timed_out(d: Obj, st: Obj) -> bool:
 
-    cond = _get_cond(st, "Progressing")
-    if not _has_deadline(d) or cond is None or cond.get("reason") == "NewReplicaSetAvailable":
+    cond = get_cond(st, "Progressing")
+    if not has_deadline(d) or cond is None or cond.get("reason") == "NewReplicaSetAvailable":
         return False
     if cond.get("reason") == "ProgressDeadlineExceeded":
         return True
@@ -694,7 +694,11 @@ def _is_saturated(d: Obj, new_rs: Obj | None) -> bool:
         return False
     replicas = int(d["spec"].get("replicas", 1))
     desired = (new_rs["metadata"].get("annotations") or {}).get(DESIRED)
-    return desired == str(replicas) and _replicas(new_rs) == replicas and _stat(new_rs, "availableReplicas") == replicas
+    return (
+        desired == str(replicas)
+        and _replicas(new_rs) == replicas
+        and status_int(new_rs, "availableReplicas") == replicas
+    )
 
 
 def _rs_proportion(rs: Obj, d: Obj, to_add: int, added: int) -> int:
@@ -707,7 +711,7 @@ def _rs_proportion(rs: Obj, d: Obj, to_add: int, added: int) -> int:
     else:
         max_now = replicas + _max_surge(d)
         ann = str((rs["metadata"].get("annotations") or {}).get(MAX_REPLICAS, ""))
-        before = int(ann) if ann.isdigit() else _stat(d, "replicas")
+        before = int(ann) if ann.isdigit() else status_int(d, "replicas")
         if before == 0:
             fraction = 0
         else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from runtime.kube.controllers.base import PODS, ControllerBase, R, _pct
+from runtime.kube.controllers.base import PODS, ControllerBase, R, pct
 from runtime.kube.machinery.selectors import selector_from_match
 from runtime.kube.meta import Obj
 
@@ -20,9 +20,9 @@ class DisruptionController(ControllerBase):
             healthy = sum(1 for p in pods if self._ready(p) and not p["metadata"].get("deletionTimestamp"))
             expected = len(pods)
             if "minAvailable" in spec:
-                desired = _pct(spec["minAvailable"], expected, True)
+                desired = pct(spec["minAvailable"], expected, True)
             elif "maxUnavailable" in spec:
-                desired = expected - _pct(spec["maxUnavailable"], expected, True)
+                desired = expected - pct(spec["maxUnavailable"], expected, True)
             else:
                 desired = expected
             st: Obj = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from runtime.kube.controllers.base import PODS, SVC, ControllerBase, R, _owner_ref
+from runtime.kube.controllers.base import PODS, SVC, ControllerBase, R, owner_ref
 from runtime.kube.meta import Obj
 
 SLICE_SERVICE_NAME = "kubernetes.io/service-name"
@@ -59,7 +59,7 @@ class EndpointSliceController(ControllerBase):
                         "generateName": meta["name"] + "-",
                         "namespace": ns,
                         "labels": labels,
-                        "ownerReferences": [_owner_ref(svc)],
+                        "ownerReferences": [owner_ref(svc)],
                     },
                     **want,
                 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 from runtime.kernel.clock import now_ts
-from runtime.kube.controllers.base import PODS, ControllerBase, R, _controlled_by, _job_finished, _owner_ref
+from runtime.kube.controllers.base import PODS, ControllerBase, R, controlled_by, job_finished, owner_ref
 from runtime.kube.meta import Obj
 
 
@@ -18,7 +18,7 @@ class JobController(ControllerBase):
                 continue
             ns = meta["namespace"]
             st = job.get("status") or {}
-            pods = [p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, job)]
+            pods = [p for p in self.c.store.list(PODS.gr, ns) if controlled_by(p, job)]
             succeeded = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Succeeded")
             failed = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Failed")
             active = [p for p in pods if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
@@ -27,7 +27,7 @@ class JobController(ControllerBase):
             want = parallelism
             if completions is not None:
                 want = min(parallelism, int(completions) - succeeded)
-            finished = _job_finished(job)
+            finished = job_finished(job)
             if spec.get("suspend") or finished or (completions is None and succeeded):
                 want = 0
             for _ in range(max(0, want - len(active))):
@@ -36,7 +36,7 @@ class JobController(ControllerBase):
                 pmeta.pop("creationTimestamp", None)
                 pmeta["generateName"] = meta["name"] + "-"
                 pmeta["namespace"] = ns
-                pmeta["ownerReferences"] = [_owner_ref(job)]
+                pmeta["ownerReferences"] = [owner_ref(job)]
                 pod = {
                     "apiVersion": "v1",
                     "kind": "Pod",

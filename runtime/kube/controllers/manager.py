@@ -37,11 +37,11 @@ from runtime.kube.controllers.base import (
     PODS,
     RS,
     R,
-    _controlled_by,
-    _get_cond,
-    _has_deadline,
-    _ready_since,
-    _stat,
+    controlled_by,
+    get_cond,
+    has_deadline,
+    ready_since,
+    status_int,
 )
 from runtime.kube.controllers.cronjob import CronJobController
 from runtime.kube.controllers.daemonset import DaemonSetController
@@ -152,10 +152,10 @@ class Controllers(
             if nxt is not None:
                 due.append(nxt.timestamp())
         for d in self.c.store.list(DEPLOY.gr):
-            cond = _get_cond(d.get("status") or {}, "Progressing")
+            cond = get_cond(d.get("status") or {}, "Progressing")
             reason = (cond or {}).get("reason")
             if (
-                _has_deadline(d)
+                has_deadline(d)
                 and not d["spec"].get("paused")
                 and reason in ("ReplicaSetUpdated", "NewReplicaSetCreated", "FoundNewReplicaSet", "DeploymentResumed")
             ):
@@ -163,11 +163,11 @@ class Controllers(
                 due.append(since.timestamp() + int(d["spec"]["progressDeadlineSeconds"]) if since else time.time())
         for rs in self.c.store.list(RS.gr):
             min_ready = int(rs["spec"].get("minReadySeconds") or 0)
-            if min_ready and _stat(rs, "readyReplicas") > _stat(rs, "availableReplicas"):
+            if min_ready and status_int(rs, "readyReplicas") > status_int(rs, "availableReplicas"):
                 # a ready pod counts as available min_ready after it became ready (already
                 # past: the status lags, due at once, as the old every-tick check was)
-                pods = [p for p in self.c.store.list(PODS.gr, rs["metadata"]["namespace"]) if _controlled_by(p, rs)]
-                ready = [_ready_since(p) for p in pods]
+                pods = [p for p in self.c.store.list(PODS.gr, rs["metadata"]["namespace"]) if controlled_by(p, rs)]
+                ready = [ready_since(p) for p in pods]
                 due.extend(since + min_ready for since in ready if since is not None)
                 if not any(since is not None for since in ready):
                     due.append(time.time())

@@ -156,7 +156,7 @@ def _evict(ctl: Controllers, now: float) -> None:
                 f"Marking for deletion Pod {meta['namespace']}/{meta['name']}",
                 "taint-eviction-controller",
             )
-            ctl._delete_pod(meta["namespace"], meta["name"])
+            ctl.delete_pod(meta["namespace"], meta["name"])
 
 
 def _eviction_due(pod: Obj, node: Obj) -> float | None:

@@ -71,15 +71,13 @@ def _missing(ctl: Controllers) -> dict[str, float]:
 
 def _force_delete(ctl: Controllers, pod: Obj) -> None:
     """DELETE with gracePeriodSeconds 0 (upstream's podgc uses NewDeleteOptions(0)); a
-    reconcile's own deletes must not mark the cluster dirty again (see ``_delete_pod``)."""
+    reconcile's own deletes must not mark the cluster dirty again (see ``delete_pod``)."""
     meta = pod["metadata"]
-    dirty = ctl.c._dirty
-    try:
-        ctl.c.delete(PODS, meta["namespace"], meta["name"], grace=0)
-    except ApiError:
-        return
-    finally:
-        ctl.c._dirty = dirty
+    with ctl.c.quiet_writes():
+        try:
+            ctl.c.delete(PODS, meta["namespace"], meta["name"], grace=0)
+        except ApiError:
+            return
 
 
 def _mark_failed(ctl: Controllers, pod: Obj) -> None:

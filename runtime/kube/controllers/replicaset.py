@@ -10,11 +10,11 @@ from runtime.kube.controllers.base import (
     RC,
     RS,
     ControllerBase,
-    _available,
-    _controlled_by,
-    _epoch,
-    _owner_ref,
-    _ready_since,
+    controlled_by,
+    epoch,
+    owner_ref,
+    pod_available,
+    ready_since,
 )
 from runtime.kube.machinery.selectors import selector_from_match
 from runtime.kube.meta import Obj
@@ -47,7 +47,7 @@ class ReplicaSetController(ControllerBase):
         for p in self.c.store.list(PODS.gr, ns):
             if not p["metadata"].get("ownerReferences") and sel(p) and not p["metadata"].get("deletionTimestamp"):
                 self._adopt(p, rs)
-        pods = [p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, rs) and _pod_active(p)]
+        pods = [p for p in self.c.store.list(PODS.gr, ns) if controlled_by(p, rs) and _pod_active(p)]
         want = int(rs["spec"].get("replicas", 1))
         failure = ""
         if len(pods) < want:
@@ -57,7 +57,7 @@ class ReplicaSetController(ControllerBase):
                 meta.pop("creationTimestamp", None)
                 meta["generateName"] = rs["metadata"]["name"] + "-"
                 meta["namespace"] = ns
-                meta["ownerReferences"] = [_owner_ref(rs)]
+                meta["ownerReferences"] = [owner_ref(rs)]
                 pod = {
                     "apiVersion": "v1",
                     "kind": "Pod",
@@ -77,12 +77,12 @@ class ReplicaSetController(ControllerBase):
                 )
         elif len(pods) > want:
             for p in sorted(pods, key=_deletion_rank)[: len(pods) - want]:
-                self._delete_pod(ns, p["metadata"]["name"])
+                self.delete_pod(ns, p["metadata"]["name"])
                 self.event(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {p['metadata']['name']}", component)
         cur = self.c.store.get(rdef.gr, ns, rs["metadata"]["name"])
         if cur is None:
             return
-        owned = [p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, cur)]
+        owned = [p for p in self.c.store.list(PODS.gr, ns) if controlled_by(p, cur)]
         live = [p for p in owned if _pod_active(p)]
         terminating = [
             p
@@ -95,7 +95,7 @@ class ReplicaSetController(ControllerBase):
         for k, v in (
             ("fullyLabeledReplicas", sum(1 for p in live if _has_labels(p, tlabels))),
             ("readyReplicas", sum(1 for p in live if self._ready(p))),
-            ("availableReplicas", sum(1 for p in live if _available(p, min_ready))),
+            ("availableReplicas", sum(1 for p in live if pod_available(p, min_ready))),
         ):
             if v:
                 st[k] = v
@@ -138,7 +138,7 @@ class ReplicaSetController(ControllerBase):
             meta = n["metadata"]
             if meta["uid"] != uid or meta.get("ownerReferences") or meta.get("deletionTimestamp"):
                 return False
-            meta["ownerReferences"] = [_owner_ref(owner)]
+            meta["ownerReferences"] = [owner_ref(owner)]
             return True
 
         self.client.modify(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"], adopt)
@@ -162,7 +162,7 @@ def _deletion_rank(p: Obj) -> tuple[bool, int, bool, float, int, float]:
     """controller.ActivePods order, deleted first: unscheduled, pending, not ready, ready the
     shortest time, most restarts, newest."""
     st = p.get("status") or {}
-    since = _ready_since(p)
+    since = ready_since(p)
     restarts = max((int(c.get("restartCount", 0)) for c in st.get("containerStatuses") or []), default=0)
     return (
         bool((p.get("spec") or {}).get("nodeName")),
@@ -170,5 +170,5 @@ def _deletion_rank(p: Obj) -> tuple[bool, int, bool, float, int, float]:
         since is not None,
         -(since or 0.0),
         -restarts,
-        -_epoch(p["metadata"].get("creationTimestamp")),
+        -epoch(p["metadata"].get("creationTimestamp")),
     )

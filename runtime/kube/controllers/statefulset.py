@@ -12,9 +12,9 @@ from runtime.kube.controllers.base import (
     PODS,
     ControllerBase,
     R,
-    _available,
-    _controlled_by,
-    _ready_since,
+    controlled_by,
+    pod_available,
+    ready_since,
 )
 from runtime.kube.meta import Obj
 from runtime.kube.registry import ResourceDef
@@ -47,7 +47,7 @@ class StatefulSetController(ControllerBase):
         Running and Ready (OrderedReady and the update; Parallel creates and deletes at once)."""
         meta, spec = sts["metadata"], sts["spec"]
         ns, name = meta["namespace"], meta["name"]
-        pods = {p["metadata"]["name"]: p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, sts)}
+        pods = {p["metadata"]["name"]: p for p in self.c.store.list(PODS.gr, ns) if controlled_by(p, sts)}
         running = {str((p["metadata"].get("labels") or {}).get(POD_REVISION, "")) for p in pods.values()}
         old_st = sts.get("status") or {}
         update, _ = self._sync_history(
@@ -64,7 +64,7 @@ class StatefulSetController(ControllerBase):
         partition = int((strategy.get("rollingUpdate") or {}).get("partition", 0)) if rolling else 0
 
         def delete(pname: str) -> None:
-            self._delete_pod(ns, pname)
+            self.delete_pod(ns, pname)
             msg = f"delete Pod {pname} in StatefulSet {name} successful"
             self.event(sts, "Normal", "SuccessfulDelete", msg, "statefulset-controller")
 
@@ -130,7 +130,7 @@ class StatefulSetController(ControllerBase):
                     return
 
         step()
-        live = [p for p in self.c.store.list(PODS.gr, ns) if _controlled_by(p, sts)]
+        live = [p for p in self.c.store.list(PODS.gr, ns) if controlled_by(p, sts)]
         min_ready = int(spec.get("minReadySeconds", 0))
         revs = [
             (p["metadata"].get("labels") or {}).get(POD_REVISION)
@@ -145,7 +145,7 @@ class StatefulSetController(ControllerBase):
             "currentRevision": current,
             "updateRevision": rev,
             "collisionCount": int(old_st.get("collisionCount", 0)),
-            "availableReplicas": sum(1 for p in live if _running_ready(p) and _available(p, min_ready)),
+            "availableReplicas": sum(1 for p in live if _running_ready(p) and pod_available(p, min_ready)),
         }
         ready = sum(1 for p in live if _running_ready(p))
         if ready:
@@ -165,4 +165,4 @@ class StatefulSetController(ControllerBase):
 
 def _running_ready(p: Obj) -> bool:
     """isRunningAndReady: phase Running and the Ready condition True."""
-    return (p.get("status") or {}).get("phase") == "Running" and _ready_since(p) is not None
+    return (p.get("status") or {}).get("phase") == "Running" and ready_since(p) is not None

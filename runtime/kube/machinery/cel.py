@@ -327,15 +327,16 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
-def _eq(a: Any, b: Any) -> bool:
+def equal(a: Any, b: Any) -> bool:
+    """CEL's ``==``: numbers by value whatever their type, lists and maps element-wise."""
     if _is_num(a) and _is_num(b):
         return bool(a == b)
     if _kind(a) != _kind(b):
         return False
     if isinstance(a, list):
-        return len(a) == len(b) and all(_eq(x, y) for x, y in zip(a, b, strict=True))
+        return len(a) == len(b) and all(equal(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_eq(a[k], b[k]) for k in a)
+        return a.keys() == b.keys() and all(equal(a[k], b[k]) for k in a)
     return bool(a == b)
 
 
@@ -509,12 +510,12 @@ def _eval(node: Node, env: dict[str, Any]) -> Any:
             return _logic(op, node[2], node[3], env)
         a, b = _eval(node[2], env), _eval(node[3], env)
         if op == "==":
-            return _eq(a, b)
+            return equal(a, b)
         if op == "!=":
-            return not _eq(a, b)
+            return not equal(a, b)
         if op == "in":
             if isinstance(b, list):
-                return any(_eq(a, x) for x in b)
+                return any(equal(a, x) for x in b)
             if isinstance(b, dict):
                 return a in b if isinstance(a, str) else False
             raise _no_overload("@in", a, b)

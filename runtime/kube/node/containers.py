@@ -28,10 +28,10 @@ from runtime.kube.node.podstate import (
     POD_NAMESPACE,
     POD_UID,
     RESTART_COUNT,
-    _Backoff,
-    _ConfigError,
-    _Instance,
-    _PodRuntime,
+    Backoff,
+    ConfigError,
+    Instance,
+    PodRuntime,
 )
 
 if TYPE_CHECKING:
@@ -87,13 +87,13 @@ def _verify_run_as_non_root(pod: Obj, c: Obj, sc: Obj, image_user: str) -> None:
     who = f'(pod: "{meta["name"]}_{meta["namespace"]}({meta["uid"]})", container: {c["name"]})'
     if sc.get("runAsUser") is not None:
         if int(sc["runAsUser"]) == 0:
-            raise _ConfigError(f"container's runAsUser breaks non-root policy {who}")
+            raise ConfigError(f"container's runAsUser breaks non-root policy {who}")
         return
     user = image_user.partition(":")[0]
     if not user or user == "0":
-        raise _ConfigError(f"container has runAsNonRoot and image will run as root {who}")
+        raise ConfigError(f"container has runAsNonRoot and image will run as root {who}")
     if not user.isdigit():
-        raise _ConfigError(
+        raise ConfigError(
             f"container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is non-root {who}"
         )
 
@@ -113,8 +113,8 @@ class ContainerRuntime:
     if TYPE_CHECKING:  # Kubelet's and VolumeManager's
 
         def _ensure_network(self) -> None: ...
-        def _instances(self, cs: list[dict[str, Any]], name: str) -> list[_Instance]: ...
-        def _once(self, rt: _PodRuntime, pod: Obj, typ: str, reason: str, message: str) -> None: ...
+        def _instances(self, cs: list[dict[str, Any]], name: str) -> list[Instance]: ...
+        def _once(self, rt: PodRuntime, pod: Obj, typ: str, reason: str, message: str) -> None: ...
         def _wake_in(self, seconds: float) -> None: ...
         def _volume_name(self, pod: Obj, vol: Obj) -> str: ...
 
@@ -134,7 +134,7 @@ class ContainerRuntime:
         meta = pod["metadata"]
         return f"k8s_{cname}_{meta['name']}_{meta['namespace']}_{meta['uid']}_{restarts}"
 
-    def _ensure_infra(self, pod: Obj, rt: _PodRuntime, cs: list[dict[str, Any]]) -> str | None:
+    def _ensure_infra(self, pod: Obj, rt: PodRuntime, cs: list[dict[str, Any]]) -> str | None:
         inst = self._instances(cs, INFRA)
         if inst and inst[-1].running:
             for old in inst[:-1]:
@@ -180,7 +180,7 @@ class ContainerRuntime:
     # -- starting containers ----------------------------------------------------------------------
 
     def _maybe_start(
-        self, pod: Obj, rt: _PodRuntime, c: Obj, inst: list[_Instance], infra: str, pod_ip: str, *, init: bool
+        self, pod: Obj, rt: PodRuntime, c: Obj, inst: list[Instance], infra: str, pod_ip: str, *, init: bool
     ) -> None:
         """Start (a new instance of) container ``c`` unless its back-off holds it."""
         cur = inst[-1] if inst else None
@@ -191,9 +191,9 @@ class ContainerRuntime:
             if b is None or b.seen != cur.finished:
                 ran = parse_epoch(cur.finished) - parse_epoch(cur.started)
                 if b is None or ran >= BACKOFF_RESET:
-                    b = _Backoff(cur.finished, parse_epoch(cur.finished), 0.0, self.backoff_initial)
+                    b = Backoff(cur.finished, parse_epoch(cur.finished), 0.0, self.backoff_initial)
                 else:
-                    b = _Backoff(
+                    b = Backoff(
                         cur.finished, parse_epoch(cur.finished) + b.next, b.next, min(b.next * 2, self.backoff_max)
                     )
                 rt.backoff[name] = b
@@ -225,7 +225,7 @@ class ContainerRuntime:
                 self._once(rt, pod, "Normal", "BackOff", f'Back-off pulling image "{image}"')
                 return
             delay = self.backoff_initial if pb is None else min(pb.next * 2, self.backoff_max)
-            rt.backoff[pull_key] = _Backoff("", time.time() + delay, delay, delay)
+            rt.backoff[pull_key] = Backoff("", time.time() + delay, delay, delay)
             self._wake_in(delay)  # pull again then (the student may have built it meanwhile)
             msg = (
                 f'Failed to pull image "{image}": this lab has no registry and the image is neither in the '
@@ -241,7 +241,7 @@ class ContainerRuntime:
         restarts = cur.restarts + 1 if cur is not None else 0
         try:
             body = self._container_body(pod, c, infra, pod_ip, restarts)
-        except _ConfigError as exc:
+        except ConfigError as exc:
             rt.waiting[name] = ("CreateContainerConfigError", str(exc))
             self._once(rt, pod, "Warning", "Failed", f"Error: {exc}")
             return
@@ -278,10 +278,10 @@ class ContainerRuntime:
         vols = {v["name"]: v for v in spec.get("volumes") or []}
         for m in c.get("volumeMounts") or []:
             if m.get("subPath") or m.get("subPathExpr"):
-                raise _ConfigError(f'subPath mounts are not available in this lab (volume "{m.get("name")}")')
+                raise ConfigError(f'subPath mounts are not available in this lab (volume "{m.get("name")}")')
             vol = vols.get(m.get("name", ""))
             if vol is None:
-                raise _ConfigError(f'cannot find volume "{m.get("name")}" to mount into container "{c["name"]}"')
+                raise ConfigError(f'cannot find volume "{m.get("name")}" to mount into container "{c["name"]}"')
             ro = bool(m.get("readOnly")) or any(k in vol for k in ("configMap", "secret", "projected", "downwardAPI"))
             hc["Mounts"].append(
                 {"Type": "volume", "Source": self._volume_name(pod, vol), "Target": m["mountPath"], "ReadOnly": ro}
@@ -293,7 +293,7 @@ class ContainerRuntime:
             if "cpu" in limits:
                 hc["NanoCpus"] = int(Quantity.parse(limits["cpu"]).value * 10**9)
         except QuantityError as exc:
-            raise _ConfigError(str(exc)) from None
+            raise ConfigError(str(exc)) from None
         hc.update(self._dns(pod))
         sc = {**(spec.get("securityContext") or {}), **(c.get("securityContext") or {})}
         body: Obj = {
@@ -413,7 +413,7 @@ class ContainerRuntime:
             "status.hostIPs": self.engine.ctx.ip,
         }
         if path not in values:
-            raise _ConfigError(f"unsupported fieldPath: {path}")
+            raise ConfigError(f"unsupported fieldPath: {path}")
         return str(values[path])
 
     def _env(self, pod: Obj, c: Obj, pod_ip: str) -> list[tuple[str, str]]:
@@ -427,7 +427,7 @@ class ContainerRuntime:
             if obj is None:
                 if optional:
                     return None
-                raise _ConfigError(f'{label} "{name}" not found')
+                raise ConfigError(f'{label} "{name}" not found')
             if kind == "ConfigMap":
                 return {str(k): str(v) for k, v in (obj.get("data") or {}).items()}
             return {str(k): base64.b64decode(v).decode(errors="replace") for k, v in (obj.get("data") or {}).items()}
@@ -458,12 +458,12 @@ class ContainerRuntime:
                     if ref.get("key") not in data:
                         if ref.get("optional"):
                             break
-                        raise _ConfigError(f"couldn't find key {ref.get('key')} in {kind} {ns}/{ref.get('name')}")
+                        raise ConfigError(f"couldn't find key {ref.get('key')} in {kind} {ns}/{ref.get('name')}")
                     out[name] = data[ref["key"]]
                     break
             else:
                 if "fieldRef" in vf:
                     out[name] = self._field_ref(pod, str(vf["fieldRef"].get("fieldPath", "")), pod_ip)
                 else:
-                    raise _ConfigError(f"env {name}: resourceFieldRef is not supported in this lab")
+                    raise ConfigError(f"env {name}: resourceFieldRef is not supported in this lab")
         return list(out.items())

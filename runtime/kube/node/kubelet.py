@@ -85,7 +85,7 @@ kubelet's back-off (10 s doubling to 300 s, reset after 10 min of running) shown
 ``CrashLoopBackOff``; the previous instance is kept for ``logs --previous``, older ones are
 removed. 5. Probes: ``exec`` probes run in the container (engine exec); ``httpGet`` and
 ``tcpSocket`` probes connect to the pod IP with sockets made inside the sandbox's network
-namespace by a small helper child (``_NetnsSockets``); readiness gates ``Ready``, a failed
+namespace by a small helper child (``NetnsSockets``); readiness gates ``Ready``, a failed
 liveness probe restarts the container (``Unhealthy`` then ``Killing``). ``grpc`` probes and
 ``startupProbe`` are not run (treated as passed). Probes run in the sync thread, bounded
 by their ``timeoutSeconds``. 6. Status as a kubelet writes it (phase, conditions, container
@@ -133,9 +133,9 @@ from runtime.kube.node.podstate import (
     POD_NAMESPACE,
     POD_UID,
     RESTART_COUNT,
-    _ConfigError,
-    _Instance,
-    _PodRuntime,
+    ConfigError,
+    Instance,
+    PodRuntime,
 )
 from runtime.kube.node.portforward import connect_in
 from runtime.kube.node.prober import Prober
@@ -170,7 +170,9 @@ class ClusterHost:
         self.cluster = cluster
         self.loop = loop
 
-    def _call(self, fn: Callable[[], T]) -> T:
+    def call(self, fn: Callable[[], T]) -> T:
+        """``fn()`` run on the cluster's loop (where its API server runs), its result; run at
+        once when there is no loop (a cluster driven from one thread, as in tests)."""
         if self.loop is None:
             return fn()
 
@@ -185,7 +187,7 @@ class ClusterHost:
         def do() -> None:
             self.cluster.kubelet_notify = notify
 
-        self._call(do)
+        self.call(do)
 
     def pods(self, node: str | Collection[str]) -> list[Obj]:
         """The pods bound to ``node`` (or to any of several: one kubelet runs every node of a
@@ -199,7 +201,7 @@ class ClusterHost:
                 if (p.get("spec") or {}).get("nodeName") in nodes
             ]
 
-        return self._call(do)
+        return self.call(do)
 
     def list_all(self, gr: str) -> list[Obj]:
         """Every object of a resource (services, endpointslices, pods), copied."""
@@ -207,7 +209,7 @@ class ClusterHost:
         def do() -> list[Obj]:
             return [copy.deepcopy(o) for o in self.cluster.store.list(gr)]
 
-        return self._call(do)
+        return self.call(do)
 
     def get(self, gr: str, ns: str, name: str) -> Obj | None:
         """An object (configmaps, secrets, serviceaccounts, persistentvolumeclaims), copied."""
@@ -216,7 +218,7 @@ class ClusterHost:
             obj = self.cluster.store.get(gr, ns, name)
             return copy.deepcopy(obj) if obj is not None else None
 
-        return self._call(do)
+        return self.call(do)
 
     def set_status(self, ns: str, name: str, uid: str, status: Obj) -> bool:
         """Replace the pod's status if it is still that pod and the status changed."""
@@ -231,13 +233,13 @@ class ClusterHost:
             self.cluster.controllers.reconcile()
             return True
 
-        return self._call(do)
+        return self.call(do)
 
     def event(self, pod: Obj, typ: str, reason: str, message: str) -> None:
         def do() -> None:
             self.cluster.controllers.event(pod, typ, reason, message, "kubelet")
 
-        self._call(do)
+        self.call(do)
 
     def finish_delete(self, ns: str, name: str, uid: str) -> None:
         """Remove the pod object once its containers are gone (if it is still that pod)."""
@@ -248,14 +250,11 @@ class ClusterHost:
                 return
             # the status manager's DELETE with gracePeriodSeconds 0 and a UID precondition (a
             # finalizer still holds the object); the reconcile below is the one it causes
-            dirty = self.cluster._dirty
-            try:
+            with self.cluster.quiet_writes():
                 Client(self.cluster, "kubelet").delete(PODS, ns, name, grace=0, uid=uid)
-            finally:
-                self.cluster._dirty = dirty
             self.cluster.controllers.reconcile()
 
-        self._call(do)
+        self.call(do)
 
     def service_account_token(self, ns: str, sa: str, ttl: float) -> str:
         """A bearer token of the pod's ServiceAccount (as the projected token volume holds)."""
@@ -270,7 +269,7 @@ class ClusterHost:
                 )
             )
 
-        return self._call(do)
+        return self.call(do)
 
 
 # -- pod I/O for the API server, netns sockets ------------------------------------------------------
@@ -338,7 +337,7 @@ class KubeletIO:
         return self.kubelet.port_forward(ns, pod, port)
 
 
-class _NetnsSockets:
+class NetnsSockets:
     """TCP sockets made inside the sandbox's network namespace (httpGet/tcpSocket probes).
 
     A socket keeps the namespace it was created in, so a small helper child (kernel work
@@ -435,7 +434,7 @@ class Kubelet(ContainerRuntime, VolumeManager, Prober, StatusManager):
         self.retry_period = retry_period
         self.resync_period = resync_period
         self.syncs = 0  # syncs run so far (what an idle node costs: tests and bench/kube_pods.py)
-        self._pods: dict[str, _PodRuntime] = {}
+        self._pods: dict[str, PodRuntime] = {}
         self._live_uids: set[str] | None = None  # the pods of the last sync that removed orphan volumes
         self._sync_lock = threading.RLock()
         self._wake = threading.Event()
@@ -443,7 +442,7 @@ class Kubelet(ContainerRuntime, VolumeManager, Prober, StatusManager):
         self._due: float | None = None  # monotonic time a timer (probe, back-off, grace) falls due
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._sockets = _NetnsSockets(engine.ctx.pid, engine.ctx.cgroup_path)
+        self._sockets = NetnsSockets(engine.ctx.pid, engine.ctx.cgroup_path)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -519,9 +518,9 @@ class Kubelet(ContainerRuntime, VolumeManager, Prober, StatusManager):
             out.setdefault(c["Labels"][POD_UID], []).append(c)
         return out
 
-    def _instances(self, cs: list[dict[str, Any]], name: str) -> list[_Instance]:
+    def _instances(self, cs: list[dict[str, Any]], name: str) -> list[Instance]:
         """The containers of one pod container name, oldest first."""
-        found: list[_Instance] = []
+        found: list[Instance] = []
         for c in cs:
             if c["Labels"].get(CONTAINER_NAME) != name:
                 continue
@@ -534,7 +533,7 @@ class Kubelet(ContainerRuntime, VolumeManager, Prober, StatusManager):
             if not st["Running"] and str(st["StartedAt"]).startswith("0001") and code == 0:
                 code = 128  # created but its start failed: never a success
             found.append(
-                _Instance(
+                Instance(
                     id=c["Id"],
                     restarts=int(c["Labels"].get(RESTART_COUNT, "0") or 0),
                     running=bool(st["Running"]),
@@ -595,15 +594,15 @@ class Kubelet(ContainerRuntime, VolumeManager, Prober, StatusManager):
                 else:
                     self._wake_in(self.retry_period)  # one still in use: again until every orphan is gone
 
-    def _runtime(self, pod: Obj) -> _PodRuntime:
+    def _runtime(self, pod: Obj) -> PodRuntime:
         meta = pod["metadata"]
         rt = self._pods.get(meta["uid"])
         if rt is None:
-            rt = self._pods[meta["uid"]] = _PodRuntime(meta["uid"], meta["namespace"], meta["name"])
+            rt = self._pods[meta["uid"]] = PodRuntime(meta["uid"], meta["namespace"], meta["name"])
         rt.grace = int((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
         return rt
 
-    def _once(self, rt: _PodRuntime, pod: Obj, typ: str, reason: str, message: str) -> None:
+    def _once(self, rt: PodRuntime, pod: Obj, typ: str, reason: str, message: str) -> None:
         key = f"{reason}\0{message}"
         if key not in rt.said:
             rt.said.add(key)
@@ -627,7 +626,7 @@ class Kubelet(ContainerRuntime, VolumeManager, Prober, StatusManager):
             try:
                 self._prepare_volumes(pod)
                 rt.volumes_ready = True
-            except _ConfigError as exc:
+            except ConfigError as exc:
                 self._once(rt, pod, "Warning", "FailedMount", str(exc))
         policy = spec.get("restartPolicy", "Always")
         inits = spec.get("initContainers") or []
@@ -672,7 +671,7 @@ class Kubelet(ContainerRuntime, VolumeManager, Prober, StatusManager):
         if rt is None:
             labels = cs[0]["Labels"] if cs else {}
             meta = pod["metadata"] if pod else {}
-            rt = _PodRuntime(
+            rt = PodRuntime(
                 uid, meta.get("namespace", labels.get(POD_NAMESPACE, "")), meta.get("name", labels.get(POD_NAME, ""))
             )
             rt.grace = 0 if pod is None else 30
@@ -703,7 +702,7 @@ class Kubelet(ContainerRuntime, VolumeManager, Prober, StatusManager):
 
     # -- logs and exec (served by the API server's pods/log and pods/exec) ------------------------
 
-    def _find(self, ns: str, pod: str, container: str | None) -> tuple[Obj, str, list[_Instance]]:
+    def _find(self, ns: str, pod: str, container: str | None) -> tuple[Obj, str, list[Instance]]:
         p = next(
             (
                 x
@@ -830,16 +829,16 @@ class Kubelet(ContainerRuntime, VolumeManager, Prober, StatusManager):
         ns_fd = -1
         for c in self._engine_containers().get(p["metadata"]["uid"], []):
             try:
-                rec = self.engine._get(c["Id"])  # the engine's own record: pid and its start time
+                pid, pid_start = self.engine.init_process(c["Id"])  # the engine's own record
             except errors.RuntimeError:
                 continue
-            if not rec.pid or not rec.pid_start:
+            if not pid or not pid_start:
                 continue
             try:
-                fd = os.open(f"/proc/{rec.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+                fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
                 continue
-            if proc_start(rec.pid) == rec.pid_start:
+            if proc_start(pid) == pid_start:
                 ns_fd = fd
                 break
             os.close(fd)

@@ -521,7 +521,7 @@ class NetworkPolicyAgent:
                 cluster.controllers.event(pol, "Warning", "TooManyRules", message, "network-policy-agent")
 
         try:
-            self.host._call(do)
+            self.host.call(do)
         except Exception:  # the warning is a courtesy: the rules are enforced (closed) anyway
             log.exception("network policies of sandbox pid %d: no warning event", self.pid)
 
@@ -577,11 +577,11 @@ def probe(engine: Engine, namespace: str, pod: str, host: str, port: int, protoc
     pid = start = 0
     for c in found:
         try:
-            rec = engine._get(str(c["Id"]))  # the engine's own record: pid and its start time
+            rec_pid, rec_start = engine.init_process(str(c["Id"]))  # the engine's own record
         except errors.RuntimeError:
             continue
-        if rec.pid and rec.pid_start:
-            pid, start = rec.pid, rec.pid_start
+        if rec_pid and rec_start:
+            pid, start = rec_pid, rec_start
             break
     if not pid:
         raise errors.Conflict(f'pod "{pod}" in namespace "{namespace}" is not running, so nothing can be sent from it')

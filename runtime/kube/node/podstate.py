@@ -1,6 +1,6 @@
 """The labels of a pod's engine containers and volumes (dockershim's), and what the kubelet
 keeps per pod between syncs (its runtime cache): back-off entries, probe results, once-only
-events, the kill deadline; and the engine containers it finds of a pod (``_Instance``, read
+events, the kill deadline; and the engine containers it finds of a pod (``Instance``, read
 from their labels). Shared by kubelet.py and its parts (containers.py, volumes.py,
 prober.py, status.py).
 """
@@ -21,12 +21,14 @@ PVC_NAME = "io.kubernetes.pvc.name"
 INFRA = "POD"
 
 
-class _ConfigError(Exception):
+class ConfigError(Exception):
     """CreateContainerConfigError / FailedMount: the message is kubelet's."""
 
 
 @dataclass
-class _Backoff:
+class Backoff:
+    """A container's crash-loop (or image pull) back-off: when it may start again."""
+
     seen: str  # the FinishedAt of the exit this entry was computed for
     until: float  # unix time the container may start again
     shown: float  # the delay reported in CrashLoopBackOff's message
@@ -34,7 +36,9 @@ class _Backoff:
 
 
 @dataclass
-class _Probe:
+class Probe:
+    """One running container's probe results so far (liveness, readiness, startup)."""
+
     started: float  # monotonic time the container was first seen running
     last: dict[str, float] = field(default_factory=dict)  # probe kind -> monotonic time of its last run
     failures: dict[str, int] = field(default_factory=dict)
@@ -44,21 +48,25 @@ class _Probe:
 
 
 @dataclass
-class _PodRuntime:
+class PodRuntime:
+    """What the kubelet keeps of one pod between syncs (its runtime cache)."""
+
     uid: str
     ns: str
     name: str
     grace: int = 30
     volumes_ready: bool = False
-    backoff: dict[str, _Backoff] = field(default_factory=dict)  # container name (or "pull:<name>")
-    probes: dict[str, _Probe] = field(default_factory=dict)  # engine container id
+    backoff: dict[str, Backoff] = field(default_factory=dict)  # container name (or "pull:<name>")
+    probes: dict[str, Probe] = field(default_factory=dict)  # engine container id
     said: set[str] = field(default_factory=set)  # once-only events already recorded
     kill_deadline: float | None = None
     waiting: dict[str, tuple[str, str]] = field(default_factory=dict)  # container -> (reason, message)
 
 
 @dataclass
-class _Instance:
+class Instance:
+    """One engine container of a pod's container, as read from its labels and state."""
+
     id: str
     restarts: int
     running: bool

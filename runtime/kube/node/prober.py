@@ -1,7 +1,7 @@
 """The kubelet's prober: liveness and readiness probes of running containers (kubelet's
 pkg/kubelet/prober). ``exec`` probes run in the container (engine exec); ``httpGet`` and
 ``tcpSocket`` probes connect to the pod IP with a socket made in the sandbox's network
-namespace (kubelet.py's ``_NetnsSockets``). ``Prober`` is a part of ``Kubelet``, which
+namespace (kubelet.py's ``NetnsSockets``). ``Prober`` is a part of ``Kubelet``, which
 mixes it in.
 """
 
@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from runtime import errors
 from runtime.kube.meta import Obj
-from runtime.kube.node.podstate import _Instance, _PodRuntime, _Probe
+from runtime.kube.node.podstate import Instance, PodRuntime, Probe
 from runtime.kube.node.streaming import PodExec
 
 if TYPE_CHECKING:
     from runtime.dockerapi.engine import Engine
-    from runtime.kube.node.kubelet import ClusterHost, _NetnsSockets
+    from runtime.kube.node.kubelet import ClusterHost, NetnsSockets
 
 
 class Prober:
@@ -28,17 +28,17 @@ class Prober:
 
     engine: Engine
     host: ClusterHost
-    _sockets: _NetnsSockets
+    _sockets: NetnsSockets
 
     if TYPE_CHECKING:  # Kubelet's
 
         def _wake_in(self, seconds: float) -> None: ...
         def notify(self) -> None: ...
 
-    def _probe(self, pod: Obj, rt: _PodRuntime, c: Obj, cur: _Instance, pod_ip: str) -> None:
+    def _probe(self, pod: Obj, rt: PodRuntime, c: Obj, cur: Instance, pod_ip: str) -> None:
         st = rt.probes.get(cur.id)
         if st is None:
-            st = rt.probes[cur.id] = _Probe(started=time.monotonic(), ready="readinessProbe" not in c)
+            st = rt.probes[cur.id] = Probe(started=time.monotonic(), ready="readinessProbe" not in c)
         for kind in ("livenessProbe", "readinessProbe"):
             pr = c.get(kind)
             if not pr or st.killing:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.kernel.clock import engine_time, now_ts
 from runtime.kube.meta import Obj
-from runtime.kube.node.podstate import _Instance, _PodRuntime
+from runtime.kube.node.podstate import Instance, PodRuntime
 
 if TYPE_CHECKING:
     from runtime.dockerapi.engine import Engine
@@ -23,10 +23,10 @@ class StatusManager:
 
     if TYPE_CHECKING:  # Kubelet's
 
-        def _instances(self, cs: list[dict[str, Any]], name: str) -> list[_Instance]: ...
+        def _instances(self, cs: list[dict[str, Any]], name: str) -> list[Instance]: ...
 
     def _container_status(
-        self, pod: Obj, rt: _PodRuntime, c: Obj, inst: list[_Instance], init: bool, started_inits: bool
+        self, pod: Obj, rt: PodRuntime, c: Obj, inst: list[Instance], init: bool, started_inits: bool
     ) -> Obj:
         name = c["name"]
         cur = inst[-1] if inst else None
@@ -67,7 +67,7 @@ class StatusManager:
         return st
 
     def _status(
-        self, pod: Obj, rt: _PodRuntime, cs: list[dict[str, Any]], infra: str | None, pod_ip: str, failed_init: bool
+        self, pod: Obj, rt: PodRuntime, cs: list[dict[str, Any]], infra: str | None, pod_ip: str, failed_init: bool
     ) -> Obj:
         spec = pod.get("spec") or {}
         old = pod.get("status") or {}
@@ -163,7 +163,7 @@ class StatusManager:
         return new
 
 
-def _terminated(i: _Instance) -> Obj:
+def _terminated(i: Instance) -> Obj:
     reason = "OOMKilled" if i.oom else ("Completed" if i.exit_code == 0 else "Error")
     return {
         "exitCode": i.exit_code,

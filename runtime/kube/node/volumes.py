@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from runtime import errors
 from runtime.kube.meta import Obj
-from runtime.kube.node.podstate import POD_UID, PVC_NAME, PVC_NAMESPACE, VOLUME_NAME, _ConfigError
+from runtime.kube.node.podstate import POD_UID, PVC_NAME, PVC_NAMESPACE, VOLUME_NAME, ConfigError
 
 if TYPE_CHECKING:
     from runtime.dockerapi.engine import Engine
@@ -50,14 +50,14 @@ class VolumeManager:
                 claim = vol["persistentVolumeClaim"].get("claimName", "")
                 pvc = self.host.get("persistentvolumeclaims", ns, claim)
                 if pvc is None:
-                    raise _ConfigError(f'persistentvolumeclaim "{claim}" not found')
+                    raise ConfigError(f'persistentvolumeclaim "{claim}" not found')
                 if not self._volume_dir(name).is_dir():
                     self.engine.volume_create({"Name": name, "Labels": {PVC_NAMESPACE: ns, PVC_NAME: claim}})
                 continue
             if self._volume_dir(name).is_dir():
                 continue  # made already (by this kubelet before a restart): never rewritten
             if "hostPath" in vol:
-                raise _ConfigError(
+                raise ConfigError(
                     f'MountVolume.SetUp failed for volume "{vol["name"]}" : hostPath volumes are not available '
                     "in this lab: pods run inside your sandbox and cannot mount the node's files (use emptyDir "
                     "or a PersistentVolumeClaim)"
@@ -76,7 +76,7 @@ class VolumeManager:
                 files = self._projected_files(pod, vol, {"downwardAPI": dapi}, int(dapi.get("defaultMode", 0o644)))
             elif "emptyDir" not in vol:
                 kind = next((k for k in vol if k != "name"), "unknown")
-                raise _ConfigError(
+                raise ConfigError(
                     f'MountVolume.SetUp failed for volume "{vol["name"]}" : {kind} volumes are not available in '
                     "this lab (emptyDir, configMap, secret, projected, downwardAPI and persistentVolumeClaim are)"
                 )
@@ -105,7 +105,7 @@ class VolumeManager:
         if obj is None:
             if src.get("optional"):
                 return {}
-            raise _ConfigError(f'MountVolume.SetUp failed for volume "{vol["name"]}" : {label} "{ref}" not found')
+            raise ConfigError(f'MountVolume.SetUp failed for volume "{vol["name"]}" : {label} "{ref}" not found')
         data: dict[str, bytes] = {}
         if kind == "configMap":
             data.update({k: str(v).encode() for k, v in (obj.get("data") or {}).items()})
@@ -123,7 +123,7 @@ class VolumeManager:
             if key not in data:
                 if src.get("optional"):
                     continue
-                raise _ConfigError(
+                raise ConfigError(
                     f'MountVolume.SetUp failed for volume "{vol["name"]}" : configmap references non-existent '
                     f"config key: {key}"
                     if kind == "configMap"
@@ -148,7 +148,7 @@ class VolumeManager:
             out: dict[str, tuple[bytes, int]] = {}
             for it in src["downwardAPI"].get("items") or []:
                 if "fieldRef" not in it:
-                    raise _ConfigError(
+                    raise ConfigError(
                         f'MountVolume.SetUp failed for volume "{vol["name"]}" : only fieldRef items of '
                         "downwardAPI volumes are supported in this lab"
                     )
@@ -177,7 +177,7 @@ class VolumeManager:
         for rel, (data, mode) in files.items():
             parts = [p for p in rel.split("/") if p]
             if not parts or rel.startswith("/") or ".." in parts or "." in parts:
-                raise _ConfigError(f'MountVolume.SetUp failed for volume "{vname}" : invalid path {rel!r}')
+                raise ConfigError(f'MountVolume.SetUp failed for volume "{vname}" : invalid path {rel!r}')
             try:
                 dfd = os.open(root, dir_flags)
                 try:
@@ -193,7 +193,7 @@ class VolumeManager:
                 finally:
                     os.close(dfd)
             except OSError as e:
-                raise _ConfigError(
+                raise ConfigError(
                     f'MountVolume.SetUp failed for volume "{vname}" : cannot write {rel!r}: {e.strerror}'
                 ) from None
             try:

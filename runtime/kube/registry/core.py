@@ -68,24 +68,24 @@ def inject_service_account_volume(pod: Obj) -> None:
 
 
 # -- the subresources' REST storages (pkg/registry/core/<resource>/storage): the API server's
-# code behind them (apiserver/cluster.py), registered here on their resource
+# code behind them (apiserver/subresources.py), registered here on their resource
 
 
 def _pod_stream(c: Cluster, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str) -> Reply:
     """pods/log, exec, attach, portforward (LogREST, ExecREST, AttachREST, PortForwardREST)."""
-    return c._pod_stream_sub(req, rdef, ns, name, sub)
+    return c.subresources.pod_stream(req, rdef, ns, name, sub)
 
 
 def _pod_eviction(c: Cluster, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str) -> Reply:
-    return c._evict(req, rdef, ns, name)
+    return c.subresources.evict(req, rdef, ns, name)
 
 
 def _pod_binding(c: Cluster, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str) -> Reply:
-    return c._bind(req, rdef, ns, name)
+    return c.subresources.bind_request(req, rdef, ns, name)
 
 
 def _serviceaccount_token(c: Cluster, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str) -> Reply:
-    return c._token_request(req, rdef, ns, name)
+    return c.subresources.token_request(req, rdef, ns, name)
 
 
 def _proxy_refused(rdef: ResourceDef, what: str, hint: str) -> ApiError:
@@ -293,7 +293,7 @@ class BindingStrategy(Strategy):
     REST under another route."""
 
     def create_virtual(self, cluster: Cluster, req: Request, rdef: ResourceDef, ns: str) -> Reply | None:
-        return cluster._legacy_bind(req, ns)
+        return cluster.subresources.legacy_bind(req, ns)
 
 
 STRATEGIES: dict[str, Strategy] = {

@@ -125,6 +125,12 @@ def as_version(obj: Obj, api_version: str, schema: Obj | None = None) -> Obj:
     return out
 
 
+def served(rdef: ResourceDef, obj: Obj) -> Obj:
+    """A stored object as a request for ``rdef`` shows it: a custom resource in ``rdef``'s
+    version (``as_version``), a built-in one as it is."""
+    return as_version(obj, rdef.group_version, rdef.schema) if rdef.custom else obj
+
+
 # -- the CRD itself -------------------------------------------------------------------------
 
 
@@ -364,7 +370,7 @@ def _walk_rules(schema: Obj, v: Any, old: Any, has_old: bool, path: str, errs: l
         return
     rules = schema.get("x-kubernetes-validations") or []
     if rules:
-        unchanged = has_old and cel._eq(old, v)
+        unchanged = has_old and cel.equal(old, v)
         for rule in rules:
             _check_rule(rule, schema.get("type") or "object", v, old, has_old, unchanged, path, errs)
     if isinstance(v, dict):

@@ -28,8 +28,8 @@ kind and stays with the caller.
 The ``Cluster`` handed to the prepare hooks and subresource storages is the API server's (a
 type only here): a strategy reads the store through it and uses the allocators it owns
 (apiserver/allocator.py), as upstream's REST storage does; it never calls controllers. The
-subresource storages registered in core.py call the server's code for them (cluster.py's
-``_pod_stream_sub``, ``_evict``, ``_bind``, ``_token_request``), which stays there.
+subresource storages registered in core.py call the server's code for them
+(apiserver/subresources.py, reached through ``Cluster.subresources``), which stays there.
 """
 
 from __future__ import annotations

@@ -258,7 +258,7 @@ def test_the_object_alias_is_defined_once_in_meta() -> None:
 
 # where per-kind behaviour used to be chosen by kind name and now comes from the strategy
 # (registry/rest.py, looked up by registry/strategies.py); the comparisons left elsewhere
-# (rbac's own objects, the Binding body's target kind in apiserver/cluster.py) are listed,
+# (rbac's own objects, the Binding body's target kind in apiserver/subresources.py) are listed,
 # with why they stay, in test_kind_comparisons.py
 STRATEGY_MODULES = [
     "registry.kinds",

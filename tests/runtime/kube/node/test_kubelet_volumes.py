@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from runtime.kube.node.kubelet import Kubelet
-from runtime.kube.node.podstate import _ConfigError
+from runtime.kube.node.podstate import ConfigError
 
 
 def write(root: Path, files: dict[str, tuple[bytes, int]]) -> None:
@@ -35,7 +35,7 @@ def test_a_planted_link_does_not_lead_a_write_outside(tmp_path: Path, rel: str) 
     (root / "dir").mkdir()
     (root / "link").symlink_to(outside)
     (root / "dir/link").symlink_to(outside)
-    with pytest.raises(_ConfigError, match="cannot write"):
+    with pytest.raises(ConfigError, match="cannot write"):
         write(root, {rel: (b"pwned", 0o644)})
     assert list(outside.iterdir()) == []
 
@@ -44,12 +44,12 @@ def test_the_volume_root_itself_may_not_be_a_link(tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     (tmp_path / "vol").symlink_to(outside)
-    with pytest.raises(_ConfigError):
+    with pytest.raises(ConfigError):
         write(tmp_path / "vol", {"x": (b"pwned", 0o644)})
     assert list(outside.iterdir()) == []
 
 
 @pytest.mark.parametrize("rel", ["../x", "/etc/x", "a/../../x", "./x"])
 def test_paths_that_leave_the_volume_are_refused(tmp_path: Path, rel: str) -> None:
-    with pytest.raises(_ConfigError, match="invalid path"):
+    with pytest.raises(ConfigError, match="invalid path"):
         write(tmp_path, {rel: (b"", 0o644)})
