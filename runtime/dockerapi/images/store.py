@@ -61,7 +61,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from runtime import errors
-from runtime.dockerapi import EngineLimits, quota_message
+from runtime.dockerapi.limits import EngineLimits, quota_message
 from runtime.images import catalog, tarutil
 from runtime.images.store import ImageStore, safe_rmtree
 from runtime.kernel.clock import micro_ts, parse_epoch
