@@ -39,6 +39,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # the modules that may be started as helpers (``python -m``), nothing else
 HELPERS = frozenset(
     {
+        "runtime.kernel._forkserver",
+        "runtime.sandbox._mounthelper",
+        "runtime.kube.node._netns_listen",
         "runtime.kube.node._netns_probe",
         "runtime.kube.node._netns_sockets",
     }

@@ -1,9 +1,10 @@
-"""Short-lived helper that builds a sandbox's root filesystem (run as a script, stdlib only).
+"""Short-lived helper that builds a sandbox's root filesystem (a helper module, stdlib only).
 
-The daemon never does mount work in its own threads (CONVENTIONS.md, 10). It
-starts this file with ``python -I -S`` and a JSON request on stdin; the helper
-does the whole job in one process (about 20 ms of interpreter start-up plus the
-syscalls) and prints one JSON line.
+The daemon never does mount work in its own threads (CONVENTIONS.md, 10). It forks
+this module's ``main`` from runtime/kernel/forkserver.py's server, which imported it
+(else starts ``python -m runtime.sandbox._mounthelper``, ``runtime.kernel.children``),
+with a JSON request on stdin; the helper does the whole job in one process and prints
+one JSON line.
 
 ``setup`` (request ``{"op": "setup", ...}``):
 
