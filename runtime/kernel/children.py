@@ -41,6 +41,7 @@ HELPERS = frozenset(
     {
         "runtime.kernel._forkserver",
         "runtime.sandbox._mounthelper",
+        "runtime.sandbox._fileshelper",
         "runtime.dockerapi._enginehelper",
         "runtime.kube.node._netns_listen",
         "runtime.kube.node._netns_probe",
