@@ -304,7 +304,7 @@ def runtimed_cpu_seconds(pid: int) -> float | None:
         for task in Path(f"/proc/{pid}/task").iterdir():
             for child in (task / "children").read_text().split():
                 with contextlib.suppress(OSError):
-                    if b"_forkserver.py" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    if b"runtime.kernel._forkserver" in Path(f"/proc/{child}/cmdline").read_bytes():
                         total += pid_cpu_seconds(int(child)) or 0.0
     return total
 

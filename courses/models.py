@@ -84,7 +84,7 @@ class Lab(models.Model):
     intro = models.TextField(blank=True, help_text="Markdown shown before the first step")
     finish = models.TextField(blank=True, help_text="Markdown shown when every exercise passed")
     # What runtimed builds for this lab: image, memory, pids, cpus, disk,
-    # services, env, files, setup, allow_outbound (runtime.sandbox.SandboxSpec).
+    # services, env, files, setup, allow_outbound (runtime.sandbox.spec.SandboxSpec).
     environment = models.JSONField(default=dict, blank=True)
     enabled = models.BooleanField(default=True, help_text="off while a service it needs is not available")
     disabled_reason = models.CharField(max_length=300, blank=True)

@@ -37,7 +37,7 @@ NODE_LOST = (
 
 
 def spec_for(lab: Lab, *, session: Any) -> dict[str, Any]:
-    """The sandbox spec of ``lab`` for one session (runtime.sandbox.SandboxSpec JSON)."""
+    """The sandbox spec of ``lab`` for one session (runtime.sandbox.spec.SandboxSpec JSON)."""
     spec = lab.sandbox_spec(labels={"session": str(session.pk), "user": str(session.user_id)})
     spec.setdefault("image", DEFAULT_IMAGE)
     return spec

@@ -73,9 +73,10 @@ Layout (as moby's tree: ``api/server``, ``daemon``, ``image``/``layer``, ``build
 Which way imports go: ``service`` -> ``http`` -> ``build`` -> ``engine`` -> ``images``.
 Nothing below ``http/`` imports it; the engine imports neither the builder nor http;
 images import only leaves. Leaves, importable from any layer because they import no other
-module of the package: this module (constants, ``EngineLimits``; ``SandboxContext`` is
-runtime/sandbox/spec.py's, imported from there),
-``fsutil``, ``netns`` and the builder's parsers (``build/dockerfile.py``, used by
+module of the package: this module (constants only, and it imports nothing: the engine
+helper ``_enginehelper`` is started as ``python -m`` below it, runtime/kernel/children.py;
+``SandboxContext`` is runtime/sandbox/spec.py's, imported from there), ``limits``
+(``EngineLimits``, ``quota_message``), ``fsutil``, ``netns`` and the builder's parsers (``build/dockerfile.py``, used by
 ``images/commit.py`` for ``--change``; ``build/ignore.py``). No module imports a private
 name from another subpackage. tests/runtime/dockerapi/test_layering.py checks all of this,
 and that every module imports alone in a fresh interpreter.
@@ -98,8 +99,6 @@ mounts, or through the catalog store's shifted copies when the kernel refuses th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 NAME = "docker"
 SOCKET_DIR = "svc-docker"  # under the sandbox dir, bind-mounted read-only into the sandbox
 SANDBOX_SOCKET_DIR = "/run/kubelab-docker"
@@ -107,27 +106,3 @@ SANDBOX_SOCKET = SANDBOX_SOCKET_DIR + "/docker.sock"
 API_VERSION = "1.41"  # what Debian bookworm's docker.io (20.10) speaks
 MIN_API_VERSION = "1.24"
 ENGINE_VERSION = "20.10.24-kubelab"
-
-
-@dataclass(frozen=True)
-class EngineLimits:
-    """How many objects one sandbox's engine keeps (``docker create`` past ``containers``
-    is refused, 403, with the count and what to remove), whatever their size: each costs
-    runtimed memory, a file rewrite per change and, while running, descriptors. Bytes are
-    the sandbox's disk quota's business: everything the engine stores is on that disk.
-
-    ``images`` counts the student's image configs (intermediate build images too; the
-    catalog's are not counted) and, separately, their tags."""
-
-    containers: int = 100
-    images: int = 500
-    volumes: int = 100
-    networks: int = 16  # user-defined; Docker's default pools give 30 at most anyway
-    execs: int = 256  # exec instances kept (finished ones are forgotten first, oldest first)
-
-
-def quota_message(kind: str, limit: int, remedy: str) -> str:
-    return (
-        f"this lab's Docker engine keeps at most {limit} {kind} per sandbox and that limit is reached: "
-        f"remove some first ({remedy})"
-    )

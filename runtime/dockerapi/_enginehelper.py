@@ -1,9 +1,12 @@
-"""Short-lived mount helper of the Docker engine (run as a script, stdlib only).
+"""Short-lived mount helper of the Docker engine (a helper module: stdlib and kernel/mounts.py).
 
 The engine never mounts in runtimed's own threads (CONVENTIONS.md, 10): it starts this
-file with ``python -I -S``, writes one JSON request on stdin and reads one JSON line
-back. The idmapping primitives are the sandbox mount helper's
-(``runtime/sandbox/_mounthelper.py``), imported from beside it.
+module with ``runtime.kernel.children.helper_argv`` (``python -P -s -S -m
+runtime.dockerapi._enginehelper``) in the sandbox's cgroup (``Placement``), writes one JSON
+request on stdin and reads one JSON line back. The mount and idmapping primitives are
+runtime/kernel/mounts.py's, shared with the sandbox's mount helper. The ``ingest`` and
+``tree_tar`` ops import runtime/dockerapi/images/store.py when they run, so the mount ops
+start without it.
 
 Ops:
 
@@ -42,14 +45,15 @@ import contextlib
 import json
 import os
 import sys
-from pathlib import Path
-from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sandbox"))
-import _mounthelper as mh
+from runtime.kernel import mounts
 
-MS_RDONLY = 1
-MS_BIND = 4096
+# Imports cost CPU at each start of this helper (one ahead of need per engine, more under
+# load), so no pathlib or typing here. mypy takes any name TYPE_CHECKING as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 EINVAL = 22
 
 
@@ -62,39 +66,39 @@ def overlay(req: dict[str, Any]) -> dict[str, Any]:
         for i, layer in enumerate(req["lowers"]):
             if layer["idmap"]:
                 if ns < 0:
-                    ns = mh.userns_fd(int(req["uid_base"]), int(req["size"]))
+                    ns = mounts.userns_fd(int(req["uid_base"]), int(req["size"]))
                 target = f"{scratch}/{i}"
-                Path(target).mkdir(parents=True, exist_ok=True)
-                mh.idmapped_bind(layer["path"], target, ns)
+                os.makedirs(target, exist_ok=True)  # noqa: PTH103 - no pathlib (import cost)
+                mounts.idmapped_bind(layer["path"], target, ns)
                 cloned.append(target)
                 lowers.append(target)
             else:
                 lowers.append(layer["path"])
         opts = "lowerdir=" + ":".join(reversed(lowers))
-        flags = mh.MS_NODEV
+        flags = mounts.MS_NODEV
         if req.get("upper"):
             opts += f",upperdir={req['upper']},workdir={req['work']}"
         else:
-            flags |= MS_RDONLY
-        mh.mount("overlay", req["target"], "overlay", flags, opts)
+            flags |= mounts.MS_RDONLY
+        mounts.mount("overlay", req["target"], "overlay", flags, opts)
     finally:
         if ns >= 0:
             os.close(ns)
         for m in reversed(cloned):
             with contextlib.suppress(OSError):
-                mh.umount_detach(m)
+                mounts.umount_detach(m)
     return {}
 
 
 def bind_fd(req: dict[str, Any]) -> dict[str, Any]:
-    mh.mount(f"/proc/self/fd/{int(req['fd'])}", req["target"], "", MS_BIND, "")
+    mounts.mount(f"/proc/self/fd/{int(req['fd'])}", req["target"], "", mounts.MS_BIND, "")
     return {}
 
 
 def umount(req: dict[str, Any]) -> dict[str, Any]:
     for target in req["targets"]:
         try:
-            mh.umount_detach(target)
+            mounts.umount_detach(target)
         except OSError as exc:
             if exc.errno not in (EINVAL, 2):  # not a mount point / gone
                 raise
@@ -103,14 +107,12 @@ def umount(req: dict[str, Any]) -> dict[str, Any]:
 
 def ingest(req: dict[str, Any]) -> dict[str, Any]:
     # Imported here: the mount ops stay stdlib-only and quick to start.
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
     from runtime.dockerapi.images import store
 
     return store.ingest_in_helper(req)
 
 
 def tree_tar(req: dict[str, Any]) -> dict[str, Any]:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
     from runtime.dockerapi.images import store
 
     return store.tree_tar_in_helper(req)
@@ -123,9 +125,9 @@ def main() -> int:
         if req.get("op") not in ops:
             raise ValueError(f"unknown op {req.get('op')!r}")
         out = ops[req["op"]](req)
-    except mh.IdmapRefused as exc:
+    except mounts.IdmapRefused as exc:
         sys.stdout.write(json.dumps({"error": str(exc)}) + "\n")
-        return int(mh.EXIT_IDMAP_REFUSED)
+        return int(mounts.EXIT_IDMAP_REFUSED)
     except (OSError, ValueError, KeyError) as exc:
         sys.stdout.write(json.dumps({"error": str(exc)}) + "\n")
         return 1

@@ -13,12 +13,14 @@ engines or clusters; the packages above hand it a pid, a command, a descriptor.
 ``safewrite.py``
     One way to act on a path inside a tree a student controls (``openat2`` with
     ``RESOLVE_IN_ROOT``): open, bounded read, ``mkdir -p``, replace a file or a link.
-``forkserver.py`` / ``_forkserver.py``
-    runtimed's Python helper children (the mount helper, the netns listener) forked from one
-    pre-imported server instead of a fresh interpreter each (issue #13).
 ``children.py``
-    ``AdoptedPopen``: the ``Popen`` of a process started for runtimed by another one (``runc
-    exec -d``, the helper fork server) and re-parented to it, a child subreaper.
+    The one way to start a Python helper child: ``helper_argv``/``helper_env`` (``python -P
+    -s -S -m MODULE``, a module of ``HELPERS`` below packages whose ``__init__`` imports
+    nothing); and ``AdoptedPopen``, the ``Popen`` of a process started for runtimed by another
+    one (``runc exec -d``, the helper fork server) and re-parented to it, a child subreaper.
+``forkserver.py`` / ``_forkserver.py``
+    The per-sandbox-start helpers (the mount helper, the netns listener) forked from one
+    server that imported them by module name, instead of a fresh interpreter each (issue #13).
 ``clock.py``
     One set of timestamp helpers: Kubernetes' ``metav1.Time`` (to the second) and
     ``MicroTime``, the Docker engine's RFC 3339 with a fraction, Go's ``RFC3339Nano``, and

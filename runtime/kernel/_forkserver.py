@@ -1,11 +1,13 @@
-"""Fork server for runtimed's Python helper children (run as a script, stdlib only).
+"""Fork server for runtimed's Python helper children (stdlib only, a helper module itself).
 
-Started once by ``forkserver.py`` as ``python -I -S _forkserver.py FD``; see that module for
-why and for the protocol. It loads each helper script once (``HELPERS``: their imports and
-their code), then serves requests on the SOCK_SEQPACKET socket FD, one at a time: a JSON
-message ``{"helper": NAME, "argv": [...], "fds": [N, ...], "session": BOOL}`` with the
-descriptors for the child's fds ``N`` attached (SCM_RIGHTS, in that order). For each it
-forks twice: the grandchild places the descriptors at exactly those numbers, closes every
+Started once by ``forkserver.py`` as ``python -P -s -S -m runtime.kernel._forkserver FD``
+(``children.helper_argv``); see that module for why and for the protocol. It imports each
+helper module of ``FORKED`` once (``importlib``, by module name: their imports and their code),
+then serves requests on the SOCK_SEQPACKET socket FD, one at a time: a JSON message
+``{"helper": MODULE, "argv": [...], "fds": [N, ...], "session": BOOL}`` with the descriptors
+for the child's fds ``N`` attached (SCM_RIGHTS, in that order). ``MODULE`` must be a key of
+``FORKED``: a request names one of the modules imported at start-up, nothing else. For each
+it forks twice: the grandchild places the descriptors at exactly those numbers, closes every
 other one (the server's socket included), makes its session if asked, reports its pid through
 a pipe, sets ``sys.argv`` and the std streams, runs the helper's ``main`` and exits with its
 status; the middle child exits at once, so the grandchild is re-parented to runtimed (a child
@@ -16,34 +18,26 @@ died) ends the server.
 
 from __future__ import annotations
 
-import ctypes  # noqa: F401 - the helpers' imports, paid once here rather than per child
-import errno  # noqa: F401
 import fcntl
+import importlib
 import json
 import os
 import socket
-import struct  # noqa: F401
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))  # noqa: PTH100, PTH120 - no pathlib (import cost)
-RUNTIME = os.path.dirname(HERE)  # noqa: PTH120
-# name -> (script, main takes argv); the same scripts as forkserver.SCRIPTS
-HELPERS = {
-    "mount": (os.path.join(RUNTIME, "sandbox", "_mounthelper.py"), False),  # noqa: PTH118
-    "netns": (os.path.join(RUNTIME, "kube", "node", "_netns_listen.py"), True),  # noqa: PTH118
+# The helper modules the server imports at start-up and forks, each with whether its ``main``
+# takes ``sys.argv``; every one is also in ``children.HELPERS`` (a test keeps them so).
+FORKED = {
+    "runtime.sandbox._mounthelper": False,
+    "runtime.kube.node._netns_listen": True,
 }
 MAX_FDS = 16
 
+Helpers = dict[str, tuple[object, bool]]  # module -> (its main, takes argv)
 
-def load() -> dict[str, tuple[dict[str, object], bool]]:
-    loaded = {}
-    for name, (path, takes_argv) in HELPERS.items():
-        with open(path, "rb") as f:
-            code = compile(f.read(), path, "exec")
-        ns: dict[str, object] = {"__name__": "kl_helper_" + name, "__file__": path, "__builtins__": __builtins__}
-        exec(code, ns)  # noqa: S102 - our own helper scripts, read from runtime/
-        loaded[name] = (ns, takes_argv)
-    return loaded
+
+def load() -> Helpers:
+    return {name: (importlib.import_module(name).main, takes_argv) for name, takes_argv in FORKED.items()}
 
 
 def place_fds(received: list[int], targets: list[int], keep: int) -> int:
@@ -65,9 +59,7 @@ def place_fds(received: list[int], targets: list[int], keep: int) -> int:
     return kept
 
 
-def run_child(
-    helpers: dict[str, tuple[dict[str, object], bool]], req: dict[str, object], fds: list[int], w: int
-) -> None:
+def run_child(helpers: Helpers, req: dict[str, object], fds: list[int], w: int) -> None:
     code = 1
     try:
         targets = [int(n) for n in req["fds"]]  # type: ignore[attr-defined]
@@ -78,12 +70,11 @@ def run_child(
         os.write(w, str(os.getpid()).encode())
         os.close(w)
         argv = [str(a) for a in req["argv"]]  # type: ignore[attr-defined]
-        ns, takes_argv = helpers[str(req["helper"])]
+        main, takes_argv = helpers[str(req["helper"])]
         sys.argv = argv
         sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
         sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", encoding="utf-8", closefd=False, buffering=1)  # noqa: SIM115
-        main = ns["main"]
         try:
             ret = main(argv) if takes_argv else main()  # type: ignore[operator]
         except SystemExit as exc:
@@ -107,7 +98,7 @@ def run_child(
         os._exit(code)
 
 
-def serve(ctl: socket.socket, helpers: dict[str, tuple[dict[str, object], bool]]) -> None:
+def serve(ctl: socket.socket, helpers: Helpers) -> None:
     while True:
         msg, fds, _flags, _addr = socket.recv_fds(ctl, 1 << 16, MAX_FDS)
         if not msg:

@@ -7,12 +7,28 @@ as ``python -P -s -S -m MODULE ARG...``: ``helper_argv`` builds that argv for a 
 and ``helper_env`` is its whole environment (``PYTHONPATH`` = the directory holding
 ``runtime/``, so ``-m`` finds it without any ``sys.path`` edit; ``PATH``, ``LANG``; nothing of
 runtimed's own environment). ``-P``: neither the current directory nor a script's is put on
-``sys.path``; ``-s -S``: no site-packages, stdlib only. A helper module must sit below packages
-whose ``__init__`` imports nothing (``runtime``, ``runtime.kernel``, ``runtime.kube``,
-``runtime.kube.node``), so starting it costs what starting a script did. The caller starts
-the argv where the work belongs (``runtime.sandbox.cgexec.Placement`` for a sandbox's bill,
-else as its own child); ``forkserver.py`` forks the per-sandbox-start ones from a
-pre-imported server instead.
+``sys.path``; ``-s -S``: no site-packages, stdlib only. A helper imports what it shares with
+another by its module name (the mount helpers: ``runtime.kernel.mounts``), never a private
+module of another package, and changes no ``sys.path`` (tests/runtime/test_layering.py).
+
+Cost. Importing a module imports its packages first, so every package on a helper's path
+has an ``__init__`` that imports nothing (``runtime``, ``runtime.kernel``, ``runtime.sandbox``,
+``runtime.dockerapi``, ``runtime.kube``, ``runtime.kube.node``; tests/runtime/kernel/
+test_children.py checks it, and that a helper's start imports no other module of ours than
+those, itself and ``runtime.kernel.mounts``). ``-m`` itself costs runpy and importlib.util
+(about ten stdlib modules, ~1 ms) over starting a file by path.
+
+Where they run. The caller starts the argv where the work belongs: in a sandbox's cgroup
+through ``runtime.sandbox.cgexec.Placement`` when the work is that sandbox's bill (the
+engine helper ``runtime.dockerapi._enginehelper``, the editor's ``runtime.sandbox._fileshelper``,
+``runtime.kube.node._netns_probe`` and ``_netns_sockets``), else as runtimed's own child.
+The per-sandbox-start helpers (``runtime.sandbox._mounthelper``,
+``runtime.kube.node._netns_listen``) are forked instead from ``forkserver.py``'s server
+(``runtime.kernel._forkserver``, itself started with ``helper_argv``), which imported them.
+One Python program is not a helper module: ``runtime/sandbox/_cgexec.py``, the stand-in for
+the ``kl-cgexec`` exec wrapper where that was not built, started by path with ``python -I
+-S``, because it execs the caller's program with the caller's environment unchanged, which
+therefore cannot carry the ``PYTHONPATH`` that ``-m`` needs; it imports nothing of ours.
 
 Adopted children. Child processes that runtimed did not fork itself but waits for as its own.
 
@@ -39,6 +55,11 @@ ROOT = Path(__file__).resolve().parents[2]
 # the modules that may be started as helpers (``python -m``), nothing else
 HELPERS = frozenset(
     {
+        "runtime.kernel._forkserver",
+        "runtime.sandbox._mounthelper",
+        "runtime.sandbox._fileshelper",
+        "runtime.dockerapi._enginehelper",
+        "runtime.kube.node._netns_listen",
         "runtime.kube.node._netns_probe",
         "runtime.kube.node._netns_sockets",
     }

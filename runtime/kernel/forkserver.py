@@ -1,39 +1,43 @@
 """Python helper children of runtimed, forked from a pre-imported server: ``spawn``.
 
 Why. runtimed does kernel work in child processes (CONVENTIONS.md, 10); two of them are
-Python scripts started for every sandbox start: the mount helper (``sandbox/_mounthelper.py``)
-and the netns listener (``kube/node/_netns_listen.py``). A fresh ``python -I -S`` plus their imports
-and the compile of the script costs ~20 ms of CPU each, and a class of 50 starting at once
-is CPU-bound (issue #13). As multiprocessing's forkserver does, one small server process
-(``_forkserver.py``) pays that once, then forks a child per request: about 3 ms of CPU in all
+Python helper modules started for every sandbox start: the mount helper
+(``runtime.sandbox._mounthelper``) and the netns listener (``runtime.kube.node._netns_listen``).
+A fresh interpreter plus their imports costs ~20 ms of CPU each, and a class of 50 starting at
+once is CPU-bound (issue #13). As multiprocessing's forkserver does, one small server process
+(``runtime.kernel._forkserver``, started like every helper with ``children.helper_argv``)
+imports them once by module name, then forks a child per request: about 3 ms of CPU in all
 (server and child, measured with the mount helper refusing a request) instead of ~27 ms.
 
-What does not change. The child is the same script's ``main`` in a process of its own that
+What does not change. The child is the same module's ``main`` in a process of its own that
 starts with exactly the descriptors it was given (stdin, stdout, stderr and ``pass_fds`` at
 the same numbers; every other one closed) and, with ``start_new_session``, a session of its
 own (else the server's, which is its own session: a Ctrl-C at runtimed's terminal does not
 reach helpers mid-mount; runtimed's own shutdown does as before). It runs where a directly
-started helper runs: the server is runtimed's child, started from runtimed with a clean
-environment of its own (PATH and LANG: no token of runtimed's), in runtimed's cgroup and
-namespaces, as root; the helper then enters whatever the request names, as before. It is
-runtimed's child too: the server forks twice and the middle process exits, so the helper is
-re-parented to runtimed (a child subreaper, ``PR_SET_CHILD_SUBREAPER``) before its pid is returned; the
-``Popen`` that ``spawn`` returns waits for it, kills it and reads its pipes like any other.
+started helper runs: the server is runtimed's child, started from runtimed with a helper's
+environment (``children.helper_env``: PYTHONPATH, PATH and LANG; no token of runtimed's), in
+runtimed's cgroup and namespaces, as root; the helper then enters whatever the request names,
+as before. It is runtimed's child too: the server forks twice and the middle process exits, so
+the helper is re-parented to runtimed (a child subreaper, ``PR_SET_CHILD_SUBREAPER``) before
+its pid is returned; the ``Popen`` that ``spawn`` returns waits for it, kills it and reads its
+pipes like any other.
 
 Who can reach it. Only runtimed: the server listens on nothing; it reads requests from one
 end of a socketpair whose other end only runtimed holds (not inheritable, so no runc or
-helper gets it), and a request can only name a helper the server loaded at start-up.
+helper gets it), and a request can only name a helper module the server imported at start-up
+(``_forkserver.FORKED``).
 
 Who does not come through it, and why. A helper whose work is a sandbox's bill is started in
 that sandbox's cgroup by ``runtime.sandbox.cgexec.Placement`` (``kl-cgexec`` joins the cgroup
-before the exec): the engine's helper (``dockerapi/_enginehelper.py``), the files helper
-(``sandbox/_fileshelper.py``), the pod connectivity probe (``kube/node/_netns_probe.py``) and the
-kubelet's socket helper (``kube/node/_netns_sockets.py``, see ``children.helper_argv``); a child of this
-server starts in runtimed's cgroup.
+before the exec), as ``children.helper_argv`` gives it: the engine's helper
+(``runtime.dockerapi._enginehelper``), the files helper (``runtime.sandbox._fileshelper``), the
+pod connectivity probe (``runtime.kube.node._netns_probe``) and the kubelet's socket helper
+(``runtime.kube.node._netns_sockets``); a child of this server starts in runtimed's cgroup.
 
 Failures. A server that died (killed, crashed) is reaped and started again at the next
 request; if it cannot be used (not a subreaper: the child would not be ours to wait for;
-a failed start or answer), the helper is started directly, as before, and a line is logged.
+a failed start or answer), the helper is started directly (``children.helper_argv``), as
+before, and a line is logged.
 """
 
 from __future__ import annotations
@@ -42,27 +46,18 @@ import contextlib
 import ctypes
 import json
 import logging
-import os
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 
+from runtime.kernel import children
+from runtime.kernel._forkserver import FORKED
 from runtime.kernel.children import AdoptedPopen
 
 log = logging.getLogger("runtime.kernel")
 
-SERVER = Path(__file__).with_name("_forkserver.py")
-RUNTIME = Path(__file__).resolve().parents[1]
-# The helpers the server pre-loads, by path: it loads them all when it starts (one server for
-# every package), so they are named here rather than registered by their packages at import.
-# _forkserver.py's HELPERS lists the same scripts.
-SCRIPTS = {
-    "mount": RUNTIME / "sandbox" / "_mounthelper.py",
-    "netns": RUNTIME / "kube" / "node" / "_netns_listen.py",
-}
+SERVER = "runtime.kernel._forkserver"
 PR_GET_CHILD_SUBREAPER = 37
 START_TIMEOUT = 10.0
 ANSWER_TIMEOUT = 10.0
@@ -95,13 +90,13 @@ class ForkServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(SERVER), str(theirs.fileno())],
+                children.helper_argv(SERVER, [str(theirs.fileno())]),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 pass_fds=(theirs.fileno(),),
                 close_fds=True,
                 start_new_session=True,
-                env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C.UTF-8"},
+                env=children.helper_env(),
             )
         finally:
             theirs.close()
@@ -136,7 +131,7 @@ class ForkServer:
             self._stop()
 
     def launch(self, helper: str, argv: Sequence[str], fds: dict[int, int], session: bool) -> int:
-        """Fork ``helper`` with ``argv``, descriptor ``fds[n]`` at ``n`` in the child; its pid."""
+        """Fork helper module ``helper`` with ``argv``, descriptor ``fds[n]`` at ``n`` in the child; its pid."""
         msg = json.dumps({"helper": helper, "argv": list(argv), "fds": list(fds), "session": session}).encode()
         with self._lock:
             if self._proc is not None and self._proc.poll() is not None:
@@ -193,16 +188,18 @@ def spawn(
     pass_fds: Sequence[int] = (),
     start_new_session: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """Start helper ``helper`` (a key of ``SCRIPTS``) with ``args``, like
-    ``Popen([python, -I, -S, script, *args], ...)``: forked by the server when this process is
-    a child subreaper, else started directly."""
-    argv = [sys.executable, "-I", "-S", str(SCRIPTS[helper]), *args]
+    """Start helper module ``helper`` (a key of ``_forkserver.FORKED``) with ``args``, like
+    ``Popen(children.helper_argv(helper, args), env=children.helper_env(), ...)``: forked by
+    the server when this process is a child subreaper, else started directly."""
+    if helper not in FORKED:
+        raise ValueError(f"{helper!r} is not a helper the fork server starts (_forkserver.FORKED)")
+    argv = children.helper_argv(helper, args)
     if is_subreaper():
         try:
             return _forked(
                 _server,
                 helper,
-                argv[3:],
+                [helper, *args],
                 pass_fds,
                 start_new_session,
                 stdin=stdin,
@@ -219,4 +216,5 @@ def spawn(
         pass_fds=pass_fds,
         close_fds=True,
         start_new_session=start_new_session,
+        env=children.helper_env(),
     )

@@ -19,9 +19,12 @@ Every path built from such a tree is resolved here, and only here (CONVENTIONS.m
   temporary name, then renamed over). Owner and modes are set with ``fchown``/``fchmod`` on
   the new object, never through the process umask (CONVENTIONS.md 13c).
 
-Code that runs as a script inside a sandbox's namespaces (sandbox/_fileshelper.py,
-sandbox/_mounthelper.py) cannot import this and keeps its own ``*at`` walk; tar extraction
-(images/tarutil.py) walks component by component with ``O_NOFOLLOW`` in a directory it made.
+The helper children that write inside a sandbox's tree (sandbox/_fileshelper.py,
+sandbox/_mounthelper.py) keep their own ``*at`` walk: this module's imports (pathlib,
+secrets) would be paid at each of their starts, and the files helper resolves beneath
+``/root`` refusing every symlink (``RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS``), not in a root.
+Tar extraction (images/tarutil.py) walks component by component with ``O_NOFOLLOW`` in a
+directory it made.
 """
 
 from __future__ import annotations

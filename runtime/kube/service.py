@@ -209,7 +209,7 @@ def open_listeners_in_netns(
     args = [f"lo+{ip}" for ip in lo_addresses] + [f"{host},{port},{proto}" for host, port, proto in specs]
     try:
         proc = forkserver.spawn(  # from the fork server: no interpreter start-up per sandbox
-            "netns",
+            "runtime.kube.node._netns_listen",
             [str(pid), str(theirs.fileno()), *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

@@ -3,6 +3,8 @@
 ``python -I -S _cgexec.py FD[,FD...] PROGRAM [ARG...]``: write "0" to each descriptor (a
 cgroup's ``cgroup.procs`` passed by runtimed: this process joins that cgroup), close it,
 exec PROGRAM. Exit 125 if a cgroup cannot be joined, 127 if PROGRAM cannot be executed.
+Started by path, not as a helper module (``python -m`` needs a ``PYTHONPATH`` that would
+reach PROGRAM's environment); it imports nothing of ours.
 """
 
 from __future__ import annotations

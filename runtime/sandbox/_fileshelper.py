@@ -1,7 +1,8 @@
 """Short-lived helper: list, read or write one file under a sandbox's ``/root``, as its root.
 
-Run as a script (stdlib only) by ``runtime.sandbox.files`` with ``python -I -S``, the
-sandbox's user namespace, mount namespace and root directory as inherited descriptors
+A helper module (stdlib only) started by ``runtime.sandbox.files`` with
+``runtime.kernel.children.helper_argv`` (``python -P -s -S -m runtime.sandbox._fileshelper``),
+the sandbox's user namespace, mount namespace and root directory as inherited descriptors
 whose numbers are its arguments (opened by runtimed from ``/proc/<pid>/...``), and one JSON request on
 stdin. It prints one JSON line: ``{"ok": ...}`` or ``{"error": {"status", "message"}}``.
 
@@ -35,7 +36,12 @@ import json
 import os
 import stat
 import sys
-from typing import Any
+
+# Imports cost CPU at each start of this helper (one per editor request), so no typing here.
+# mypy takes any name TYPE_CHECKING as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000

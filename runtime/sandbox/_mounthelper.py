@@ -1,9 +1,10 @@
-"""Short-lived helper that builds a sandbox's root filesystem (run as a script, stdlib only).
+"""Short-lived helper that builds a sandbox's root filesystem (a helper module: stdlib, kernel/mounts.py).
 
-The daemon never does mount work in its own threads (CONVENTIONS.md, 10). It
-starts this file with ``python -I -S`` and a JSON request on stdin; the helper
-does the whole job in one process (about 20 ms of interpreter start-up plus the
-syscalls) and prints one JSON line.
+The daemon never does mount work in its own threads (CONVENTIONS.md, 10). It forks
+this module's ``main`` from runtime/kernel/forkserver.py's server, which imported it
+(else starts ``python -m runtime.sandbox._mounthelper``, ``runtime.kernel.children``),
+with a JSON request on stdin; the helper does the whole job in one process and prints
+one JSON line.
 
 ``setup`` (request ``{"op": "setup", ...}``):
 
@@ -14,11 +15,11 @@ syscalls) and prints one JSON line.
 2. write the initial files (``/etc/hosts``, ``/root/...``) into the fresh upper
    dir, walking every directory with ``O_NOFOLLOW`` (nothing student-controlled
    exists yet, but the habit is cheap);
-3. idmapped layers: fork a child that unshares a user namespace, write the
-   sandbox's uid/gid map for it, then for each layer ``open_tree(OPEN_TREE_CLONE)``
-   + ``mount_setattr(MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY)`` + ``move_mount``
-   into ``layers/<i>``. If the kernel refuses (exit code 3) the caller retries
-   with pre-shifted layer copies and ``"idmap": false``;
+3. idmapped layers (runtime/kernel/mounts.py): fork a child that unshares a user
+   namespace, write the sandbox's uid/gid map for it, then for each layer
+   ``open_tree(OPEN_TREE_CLONE)`` + ``mount_setattr(MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY)``
+   + ``move_mount`` into ``layers/<i>``. If the kernel refuses (exit code 3) the caller
+   retries with pre-shifted layer copies and ``"idmap": false``;
 4. mount overlayfs on ``rootfs`` and detach the layer and ext4 mounts again:
    overlayfs holds private clones of its layers, so a running sandbox shows
    exactly one mount on the host and unmounting it releases the loop device.
@@ -31,7 +32,6 @@ With ``"resume": true`` (a paused sandbox started again) the image already holds
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import json
@@ -39,9 +39,21 @@ import os
 import struct
 import sys
 
-# Imports cost CPU at each start of this helper (one per sandbox start: a class of 50 starting
-# at once is CPU-bound, issue #13), so no pathlib, typing or contextlib here. mypy takes any
-# name TYPE_CHECKING as true.
+from runtime.kernel.mounts import (
+    EXIT_IDMAP_REFUSED,
+    MS_NOATIME,
+    MS_NODEV,
+    MS_NOSUID,
+    IdmapRefused,
+    idmapped_bind,
+    mount,
+    umount_detach,
+    userns_fd,
+)
+
+# Imports cost CPU at each start of the fork server that imports this helper, and of this
+# helper where it is started directly (issue #13: a class of 50 starting at once is
+# CPU-bound), so no pathlib or typing here. mypy takes any name TYPE_CHECKING as true.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -49,60 +61,6 @@ if TYPE_CHECKING:
 LOOP_CTL_GET_FREE = 0x4C82
 LOOP_CONFIGURE = 0x4C0A
 LO_FLAGS_AUTOCLEAR = 4
-
-MS_NOSUID = 2
-MS_NODEV = 4
-MS_NOATIME = 1024
-MNT_DETACH = 2
-
-SYS_OPEN_TREE = 428
-SYS_MOVE_MOUNT = 429
-SYS_MOUNT_SETATTR = 442
-OPEN_TREE_CLONE = 1
-OPEN_TREE_CLOEXEC = 0o2000000
-AT_FDCWD = -100
-AT_EMPTY_PATH = 0x1000
-AT_RECURSIVE = 0x8000
-MOVE_MOUNT_F_EMPTY_PATH = 0x4
-MOUNT_ATTR_RDONLY = 0x1
-MOUNT_ATTR_IDMAP = 0x100000
-CLONE_NEWUSER = 0x10000000
-
-EXIT_IDMAP_REFUSED = 3
-
-libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
-
-
-class MountAttr(ctypes.Structure):
-    _fields_ = [
-        ("attr_set", ctypes.c_uint64),
-        ("attr_clr", ctypes.c_uint64),
-        ("propagation", ctypes.c_uint64),
-        ("userns_fd", ctypes.c_uint64),
-    ]
-
-
-class IdmapRefused(Exception):
-    pass
-
-
-def _check(ret: int, what: str) -> int:
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-    return ret
-
-
-def mount(source: str, target: str, fstype: str, flags: int, data: str) -> None:
-    _check(
-        libc.mount(source.encode(), target.encode(), fstype.encode(), flags, data.encode()),
-        f"mount {fstype} on {target}",
-    )
-
-
-def umount_detach(target: str) -> None:
-    _check(libc.umount2(target.encode(), MNT_DETACH), f"umount {target}")
 
 
 def loop_attach(image: str) -> tuple[str, int]:
@@ -184,56 +142,6 @@ def write_files(upper: str, files: list[dict[str, Any]], uid: int) -> None:
                 os.close(cur)
     finally:
         os.close(root)
-
-
-def userns_fd(uid_base: int, size: int) -> int:
-    """Return an fd of a fresh user namespace mapping 0..size-1 to uid_base.. (uids and gids)."""
-    r1, w1 = os.pipe()
-    r2, w2 = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: unshare, report, wait until the parent has the fd
-        os.close(r1)
-        os.close(w2)
-        ok = libc.unshare(CLONE_NEWUSER) == 0
-        os.write(w1, b"1" if ok else b"0")
-        os.read(r2, 1)
-        os._exit(0)
-    os.close(w1)
-    os.close(r2)
-    try:
-        if os.read(r1, 1) != b"1":
-            raise IdmapRefused("unshare(CLONE_NEWUSER) refused")
-        for name in ("uid_map", "gid_map"):
-            with open(f"/proc/{pid}/{name}", "w") as fh:
-                fh.write(f"0 {uid_base} {size}\n")
-        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
-    finally:
-        os.write(w2, b"1")
-        os.close(w2)
-        os.close(r1)
-        os.waitpid(pid, 0)
-
-
-def idmapped_bind(src: str, target: str, ns_fd: int) -> None:
-    fd = libc.syscall(SYS_OPEN_TREE, AT_FDCWD, src.encode(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)
-    if fd < 0:
-        raise IdmapRefused(f"open_tree {src}: {os.strerror(ctypes.get_errno())}")
-    try:
-        attr = MountAttr(MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY, 0, 0, ns_fd)
-        ret = libc.syscall(
-            SYS_MOUNT_SETATTR,
-            fd,
-            b"",
-            AT_EMPTY_PATH | AT_RECURSIVE,
-            ctypes.byref(attr),
-            ctypes.sizeof(attr),
-        )
-        if ret < 0:
-            raise IdmapRefused(f"mount_setattr(IDMAP) {src}: {os.strerror(ctypes.get_errno())}")
-        ret = libc.syscall(SYS_MOVE_MOUNT, fd, b"", AT_FDCWD, target.encode(), MOVE_MOUNT_F_EMPTY_PATH)
-        _check(ret, f"move_mount {src} -> {target}")
-    finally:
-        os.close(fd)
 
 
 def setup(req: dict[str, Any]) -> dict[str, Any]:

@@ -28,7 +28,10 @@ itself -- closes them and execs PROGRAM with the same pid. So the program is in 
 sandbox's cgroup before its first instruction, and so is every process it forks. No
 ``preexec_fn`` (a fork of a threaded interpreter running Python), no process-wide state.
 ``kl-cgexec`` is a static C program (``agent/build.sh``, ~1 ms); where it was not built,
-``_cgexec.py`` does the same under ``python -I -S`` (~20 ms more per helper).
+``_cgexec.py`` does the same under ``python -I -S`` (~20 ms more per helper), started by path
+rather than as a helper module (runtime/kernel/children.py): it execs the program with the
+caller's environment unchanged, so that environment cannot carry the ``PYTHONPATH`` that
+``python -m`` needs.
 
 Limits, exactly. Charges follow the process from the moment it joins. The kernel lets a
 process *migrate* into a pids cgroup that is at ``pids.max`` (only fork is refused), so a

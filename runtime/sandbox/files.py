@@ -2,8 +2,9 @@
 
 runtimed (root on the host) only opens the sandbox's namespaces and root directory
 from ``/proc/<pid>/`` of its init process and hands them to a fresh helper
-(``_fileshelper.py``), which does the file work as the sandbox's root, from a
-descriptor of its ``/root``, with ``openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)``.
+(``_fileshelper.py``, a module started with ``runtime.kernel.children.helper_argv``),
+which does the file work as the sandbox's root, from a descriptor of its ``/root``, with
+``openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)``.
 The reasons and the guarantees are in the helper's docstring.
 
 Which process. A pid names the sandbox's init only while that process lives: once it
@@ -25,14 +26,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 from runtime import errors
+from runtime.kernel import children
 from runtime.sandbox.cgexec import EXIT_NOT_JOINED, Placement
 
-HELPER = Path(__file__).with_name("_fileshelper.py")
+HELPER = "runtime.sandbox._fileshelper"  # a module of runtime.kernel.children.HELPERS
 TIMEOUT = 20.0
 MAX_FILE = 1 << 20
 
@@ -99,7 +99,8 @@ def run(
     fds = open_sandbox(pid, pid_start)
     try:
         proc = place.popen(
-            [sys.executable, "-I", "-S", str(HELPER), *map(str, fds)],
+            children.helper_argv(HELPER, [str(fd) for fd in fds]),
+            env=children.helper_env(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -909,7 +909,9 @@ class SandboxManager:
     @staticmethod
     def _start_helper() -> subprocess.Popen[bytes]:
         # forked from the fork server (runtime/kernel/forkserver.py): no interpreter start-up per sandbox
-        return forkserver.spawn("mount", [], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return forkserver.spawn(
+            "runtime.sandbox._mounthelper", [], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
 
     def _mount_rootfs(
         self, st: _State, layers: builtins.list[Path], hostname: str, idmap: bool, *, resume: bool = False

@@ -17,8 +17,7 @@ from pathlib import Path
 
 from runtime.images.store import ImageStore
 from runtime.kernel import forkserver
-from runtime.sandbox import SandboxManager
-from runtime.sandbox.manager import PR_SET_CHILD_SUBREAPER, Spawned
+from runtime.sandbox.manager import PR_SET_CHILD_SUBREAPER, SandboxManager, Spawned
 
 
 def images_for(root: Path) -> ImageStore:

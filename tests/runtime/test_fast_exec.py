@@ -23,7 +23,9 @@ from pathlib import Path
 import pytest
 
 from runtime import errors
-from runtime.sandbox import SandboxManager, SandboxSpec, fastexec
+from runtime.sandbox import fastexec
+from runtime.sandbox.manager import SandboxManager
+from runtime.sandbox.spec import SandboxSpec
 from tests.runtime.sandbox_helpers import destroy_manager, make_manager, run_in
 
 pytestmark = [

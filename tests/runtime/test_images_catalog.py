@@ -23,7 +23,8 @@ import pytest
 
 from runtime import errors
 from runtime.images import ImageStore, catalog
-from runtime.sandbox import SandboxManager, SandboxSpec
+from runtime.sandbox.manager import SandboxManager
+from runtime.sandbox.spec import SandboxSpec
 from tests.runtime.sandbox_helpers import destroy_manager, new_root, run_in
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,7 +12,9 @@ Three checks over every module under ``runtime/``:
   ``runtime/__init__.py``'s docstring (``LAYERS`` below repeats it, and a test keeps the two
   the same), and no module imports a ``_private`` name or module of another package, nor reaches
   one through an imported module (``netns._in_ns``) or, after a ``sys.path`` change, by its bare
-  name (``import _mounthelper``); the few that must are listed with their reason.
+  name (``import _mounthelper``); none must (``PRIVATE_ALLOWED`` would list one, with its reason);
+* no module changes ``sys.path``: a helper child is a module started with ``python -m``
+  (runtime/kernel/children.py) and imports what it shares by its module name.
 
 A "package" is a subpackage of ``runtime`` (``runtime.kube`` with everything below it) or,
 for the modules at the top of ``runtime/``, the module itself.
@@ -62,15 +64,8 @@ MODULES = sorted(_module_name(p) for p in RUNTIME.rglob("*.py") if "__pycache__"
 # ``import _mounthelper`` after a sys.path change: the bare name of a private runtime module
 PRIVATE_FILES = {m.rsplit(".", 1)[-1]: m for m in MODULES if _is_private(m.rsplit(".", 1)[-1])}
 
-# (module, the other package's private module it reaches) allowed, each with its reason
-PRIVATE_ALLOWED = {
-    ("runtime.dockerapi._enginehelper", "runtime.sandbox._mounthelper"): (
-        "the engine helper is a `python -I -S` script started in the sandbox's cgroup (Placement), "
-        "not through the fork server, whose children run in runtimed's cgroup; it shares the mount "
-        "helper's idmapping primitives, and a script started with -I reaches another file only by "
-        "its path (importing it through runtime.sandbox would load the sandbox manager in every helper)"
-    ),
-}
+# (module, the other package's private module it reaches) allowed, each with its reason: none
+PRIVATE_ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def package_of(module: str) -> str:
@@ -323,17 +318,38 @@ def test_the_allowed_exceptions_are_still_needed() -> None:
         assert target in {i.module for i in imports_of(module)[0]}, f"{module} no longer imports {target}"
 
 
+def sys_path_edits(source: str) -> list[int]:
+    """Lines that change ``sys.path`` (a method call on it, or an assignment to it or an item)."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and ast.unparse(node).startswith("sys.path.") and node.attr != "copy":
+            lines.append(node.lineno)
+        elif isinstance(node, ast.Assign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(ast.unparse(t).startswith("sys.path") for t in targets):
+                lines.append(node.lineno)
+    return sorted(set(lines))
+
+
 @pytest.mark.parametrize("module", MODULES)
-def test_no_module_edits_sys_path_but_the_listed_ones(module: str) -> None:
+def test_no_module_edits_sys_path(module: str) -> None:
     path = ROOT.joinpath(*module.split("."))
     path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
-    edits = [
-        node.lineno
-        for node in ast.walk(ast.parse(path.read_text()))
-        if isinstance(node, ast.Attribute) and ast.unparse(node) in ("sys.path.insert", "sys.path.append")
-    ]
-    allowed = any(m == module for m, _ in PRIVATE_ALLOWED)
-    assert allowed or not edits, f"{module} edits sys.path (lines {edits}): import through runtime.* instead"
+    edits = sys_path_edits(path.read_text())
+    assert not edits, f"{module} edits sys.path (lines {edits}): import through runtime.* instead"
+
+
+def test_the_sys_path_check_sees_every_form() -> None:
+    src = (
+        "import sys\n"
+        "sys.path.insert(0, '/x')\n"
+        "sys.path.append('/x')\n"
+        "sys.path[:0] = ['/x']\n"
+        "sys.path += ['/x']\n"
+        "sys.path = ['/x']\n"
+        "paths = list(sys.path)\n"
+    )
+    assert sys_path_edits(src) == [2, 3, 4, 5, 6]
 
 
 def test_the_private_name_check_sees_every_form() -> None:

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from runtime import errors
-from runtime.sandbox import SandboxManager, SandboxSpec
 from runtime.sandbox.cgroups import is_v2
+from runtime.sandbox.manager import SandboxManager
+from runtime.sandbox.spec import SandboxSpec
 from tests.runtime.sandbox_helpers import destroy_manager, make_manager, run_in
 
 pytestmark = [

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from runtime.client import Client
-from runtime.dockerapi import EngineLimits
+from runtime.dockerapi.limits import EngineLimits
 from runtime.images.store import ImageStore
 from runtime.sandbox.cgexec import WRAPPER_BUILT
 from tests.runtime.conftest_daemon import cleaning_client, private_daemon, real_sandboxes_available

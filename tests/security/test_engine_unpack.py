@@ -62,7 +62,7 @@ def ingest_helpers(runtimed: int) -> list[int]:
             cwd = os.readlink(f"/proc/{pid}/cwd")
         except OSError:
             continue
-        if b"_enginehelper.py" in cmd and "/scratch-" in cwd:
+        if b"runtime.dockerapi._enginehelper" in cmd and "/scratch-" in cwd:
             out.append(pid)
     return out
 
@@ -214,7 +214,7 @@ def test_a_commits_tar_and_unpack_run_in_the_sandboxs_cgroup(daemon: RealDaemon,
             except OSError:
                 continue
             cg = cgroups_of(pid)
-            if b"_enginehelper.py" not in cmd or cg is None or is_exiting(pid):
+            if b"runtime.dockerapi._enginehelper" not in cmd or cg is None or is_exiting(pid):
                 continue
             if cwd.endswith("/upper"):
                 tar_helpers[pid] = cg

@@ -19,12 +19,14 @@ import pytest
 from runtime.kernel import forkserver
 from tests.runtime.sandbox_helpers import as_subreaper
 
+MOUNT = "runtime.sandbox._mounthelper"
+
 
 @pytest.fixture
 def server() -> Iterator[forkserver.ForkServer]:
     with as_subreaper():
         srv = forkserver.shared()
-        proc = forkserver.spawn("mount", [], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = forkserver.spawn(MOUNT, [], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         proc.communicate(b'{"op": "warm-up"}', timeout=30)  # the server is running now
         yield srv
 
@@ -55,7 +57,9 @@ def test_a_helper_name_from_request_data_is_refused(server: forkserver.ForkServe
     marker = tmp_path / "ran"
     evil.write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
     before = server.launched
-    for name in (str(evil), "../../../" + str(evil), "mount/../../x", "__builtins__", ""):
+    # paths, the old table's short names, modules that exist but are no forked helper
+    names = (str(evil), "../../../" + str(evil), "mount", "mount/../../x", "__builtins__", "")
+    for name in (*names, "os", "runtime.sandbox.manager", "runtime.kube.node._netns_sockets", MOUNT + "."):
         r, w = os.pipe()
         try:
             with pytest.raises(forkserver.Unavailable, match="refused"):
@@ -73,7 +77,7 @@ def test_an_argv_from_request_data_is_only_the_helpers_argv(server: forkserver.F
     marker = tmp_path / "ran"
     evil.write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
     proc = forkserver.spawn(
-        "mount", [str(evil), "-c", "import os"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        MOUNT, [str(evil), "-c", "import os"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     out, _err = proc.communicate(b'{"op": "still-the-mount-helper"}', timeout=30)
     assert (proc.returncode, json.loads(out)) == (1, {"error": "unknown op 'still-the-mount-helper'"})

@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 
 from runtime import errors
-from runtime.sandbox import SandboxManager, SandboxSpec, fastexec, placefiles
+from runtime.sandbox import fastexec, placefiles
+from runtime.sandbox.manager import SandboxManager
+from runtime.sandbox.spec import SandboxSpec
 from tests.runtime.sandbox_helpers import destroy_manager, make_manager, run_in
 
 UID = 3_551_000_000

@@ -27,12 +27,13 @@ import contextlib
 import signal as signal_mod
 
 from runtime import errors
-from runtime.dockerapi import EngineLimits, netns
+from runtime.dockerapi import netns
 from runtime.dockerapi.engine.core import ZERO_TIME, _Container, log
 from runtime.dockerapi.engine.inspect import Inspect
 from runtime.dockerapi.engine.policy import CAPS
 from runtime.dockerapi.engine.rootfs import Rootfs
 from runtime.dockerapi.engine.streams import Stream
+from runtime.dockerapi.limits import EngineLimits
 from runtime.images.store import ImageStore
 from runtime.kernel.clock import micro_ts
 from runtime.procfs import mounts_under, proc_start

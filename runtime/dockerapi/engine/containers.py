@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from runtime import errors
-from runtime.dockerapi import fsutil, netns, quota_message
+from runtime.dockerapi import fsutil, netns
 from runtime.dockerapi.engine import health
 from runtime.dockerapi.engine.core import RUNC_TIMEOUT, ZERO_TIME, _Container, _du, _write_file, log
 from runtime.dockerapi.engine.probes import Probes
 from runtime.dockerapi.engine.spec import _groups
 from runtime.dockerapi.engine.streams import _console_socket, _Output, _stdio_pipes
 from runtime.dockerapi.images.store import Forbidden, Image, NotFound
+from runtime.dockerapi.limits import quota_message
 from runtime.images.store import safe_rmtree
 from runtime.kernel import safewrite
 from runtime.kernel.clock import micro_ts, parse_epoch

@@ -94,11 +94,12 @@ from pathlib import Path
 from typing import Any
 
 from runtime import errors
-from runtime.dockerapi import EngineLimits, netns
+from runtime.dockerapi import netns
 from runtime.dockerapi.engine.events import Events
 from runtime.dockerapi.engine.streams import _Output
 from runtime.dockerapi.engine.watch import Timers, Watcher, Worker
 from runtime.dockerapi.images.store import EngineStore, NotFound
+from runtime.dockerapi.limits import EngineLimits
 from runtime.images.store import ImageStore
 from runtime.procfs import proc_start
 from runtime.sandbox.cgroups import CGROUP_ROOT, Cgroups

@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from runtime import errors
-from runtime.dockerapi import fsutil, quota_message
+from runtime.dockerapi import fsutil
 from runtime.dockerapi.engine.core import RUNC_TIMEOUT, _Exec
 from runtime.dockerapi.engine.io import ProcessIO
 from runtime.dockerapi.engine.policy import PRIVILEGED_REASON, capabilities
 from runtime.dockerapi.engine.spec import Spec, _groups, _replace_or_append_env
 from runtime.dockerapi.engine.streams import Stream, _console_socket, _stdio_pipes
 from runtime.dockerapi.images.store import Forbidden, NotFound
+from runtime.dockerapi.limits import quota_message
 from runtime.procfs import proc_start
 from runtime.sandbox import bundle
 

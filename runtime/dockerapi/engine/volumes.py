@@ -11,9 +11,9 @@ import secrets
 from typing import Any
 
 from runtime import errors
-from runtime.dockerapi import quota_message
 from runtime.dockerapi.engine.core import EngineBase, _du
 from runtime.dockerapi.images.store import Forbidden, NotFound
+from runtime.dockerapi.limits import quota_message
 from runtime.images.store import safe_rmtree
 from runtime.kernel.clock import micro_ts
 

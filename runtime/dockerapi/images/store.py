@@ -50,7 +50,6 @@ import secrets
 import shutil
 import stat
 import subprocess
-import sys
 import tarfile
 import tempfile
 import threading
@@ -61,9 +60,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from runtime import errors
-from runtime.dockerapi import EngineLimits, quota_message
+from runtime.dockerapi.limits import EngineLimits, quota_message
 from runtime.images import catalog, tarutil
 from runtime.images.store import ImageStore, safe_rmtree
+from runtime.kernel import children
 from runtime.kernel.clock import micro_ts, parse_epoch
 from runtime.procfs import mounted
 from runtime.sandbox.cgexec import Placement
@@ -71,7 +71,7 @@ from runtime.sandbox.spec import SandboxContext
 
 log = logging.getLogger("runtime.dockerapi")
 
-HELPER = Path(__file__).parent.parent / "_enginehelper.py"  # in runtime/dockerapi/, above this package
+HELPER = "runtime.dockerapi._enginehelper"  # a module of runtime.kernel.children.HELPERS
 IDMAP_SIZE = 65536
 NOBODY = 65534
 EXIT_IDMAP_REFUSED = 3
@@ -199,7 +199,7 @@ def normalize_ref(ref: str) -> str:
 
 
 class _Helpers:
-    """The engine's mount helper (``_enginehelper.py``), started in the sandbox's cgroup
+    """The engine's mount helper (``runtime.dockerapi._enginehelper``), started in the sandbox's cgroup
     (``Placement``): its mounts are work for that sandbox and count against its limits.
 
     One helper serves exactly one request and exits. One is started ahead of need per
@@ -214,7 +214,8 @@ class _Helpers:
 
     def _start(self, pass_fds: Sequence[int] = ()) -> subprocess.Popen[bytes]:
         return self.place.popen(
-            [sys.executable, "-I", "-S", str(HELPER)],
+            children.helper_argv(HELPER, []),
+            env=children.helper_env(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -31,11 +31,11 @@
 ``portforward.py``
     ``kubectl port-forward``: SPDY/3.1 in a WebSocket and the channel protocol, each
     connection dialled on the pod's own loopback.
-``_netns_listen.py``
-    Helper child that enters a netns, run as a file by the fork server (not imported).
-``_netns_probe.py`` / ``_netns_sockets.py``
-    Helper children that enter a netns (the connectivity probe; sockets for probes and
-    port-forward), started as ``python -m`` modules (``runtime.kernel.children.helper_argv``).
+``_netns_listen.py`` / ``_netns_probe.py`` / ``_netns_sockets.py``
+    Helper children that enter a netns (the cluster's listeners and DNS sockets, forked from
+    runtime/kernel/forkserver.py's server, which imports it; the connectivity probe; sockets
+    for probes and port-forward), modules of ``runtime.kernel.children.HELPERS`` started as
+    ``python -m`` (``helper_argv``), never imported by the daemon itself.
 """
 
 from __future__ import annotations

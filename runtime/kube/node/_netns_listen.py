@@ -1,8 +1,10 @@
 """Helper child: open listening TCP (or bound UDP) sockets inside another process's network namespace.
 
-Run as ``python -I -S node/_netns_listen.py PID FD [lo+IP ...] HOST,PORT,PROTO [HOST,PORT,PROTO ...]``
-(PROTO ``tcp`` or ``udp``) by service.py for the cluster's API listener and node/dns.py's sockets,
-never imported by the daemon (kernel work happens in a child process, CONVENTIONS #10). It
+Run as ``python -m runtime.kube.node._netns_listen PID FD [lo+IP ...] HOST,PORT,PROTO [HOST,PORT,PROTO ...]``
+(PROTO ``tcp`` or ``udp``; forked from runtime/kernel/forkserver.py's server, which imported it,
+else started with ``runtime.kernel.children.helper_argv``) by service.py for the cluster's API
+listener and node/dns.py's sockets, never imported by the daemon (kernel work happens in a
+child process, CONVENTIONS #10). It
 enters ``/proc/PID/ns/net`` with setns(2), gives ``lo`` each ``lo+IP`` as IP/32 (rtnetlink
 RTM_NEWADDR with NLM_F_REPLACE: idempotent, like ``ip addr replace``; cluster DNS's
 10.96.0.10), binds (and for TCP listens on) each HOST:PORT there, sends the sockets back in

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from runtime import errors
 from runtime.dockerapi.engine import Engine
-from runtime.sandbox import SandboxManager
+from runtime.sandbox.manager import SandboxManager
 from runtime.sandbox.spec import SandboxContext, SandboxSpec
 from tests.runtime.sandbox_helpers import destroy_manager, make_manager, run_in
 

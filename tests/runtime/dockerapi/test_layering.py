@@ -2,7 +2,7 @@
 
     service.py -> http/ -> build/ -> engine/ -> images/
 
-with leaves any layer may import: the package's own constants (``__init__.py``), ``fsutil``,
+with leaves any layer may import: the package's own constants (``__init__.py``), ``limits``, ``fsutil``,
 ``netns`` and the builder's two parsers (``build/dockerfile.py``, ``build/ignore.py``), which
 import no other module of the package. Checked here:
 
@@ -39,6 +39,7 @@ RANKS = {"images": 0, "_enginehelper": 0, "engine": 1, "build": 2, "http": 3, "s
 # import no module of the package but the top-level constants: anyone may use them
 LEAVES = {
     PACKAGE,
+    f"{PACKAGE}.limits",
     f"{PACKAGE}.fsutil",
     f"{PACKAGE}.netns",
     f"{PACKAGE}.build.dockerfile",

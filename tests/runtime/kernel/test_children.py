@@ -8,6 +8,7 @@ namespace it entered comes back over the unix socket."""
 
 from __future__ import annotations
 
+import ast
 import os
 import socket
 import subprocess
@@ -161,3 +162,71 @@ def test_a_descriptor_that_is_no_namespace_is_refused() -> None:
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1
     assert b"setns: Invalid argument" in err
+
+
+# --- one mechanism, and what a helper's start costs ------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[3]
+# the one Python program started by path, with its reason (see children.py's docstring)
+NOT_HELPER_MODULES = {
+    "runtime.sandbox._cgexec": "kl-cgexec's stand-in: execs the caller's program with the caller's environment",
+}
+
+
+def _source(module: str) -> Path:
+    path = ROOT.joinpath(*module.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def _packages(module: str) -> list[str]:
+    parts = module.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def test_every_python_helper_program_is_a_listed_helper_module() -> None:
+    """A private module of runtime/ run as a program (``if __name__ == "__main__"``) is a helper:
+    it is started with ``helper_argv``, so it is in ``HELPERS`` (or, with its reason, in
+    ``NOT_HELPER_MODULES``), and every listed helper exists."""
+    programs = set()
+    for path in (ROOT / "runtime").rglob("_*.py"):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        if not path.name.startswith("__") and '__name__ == "__main__"' in path.read_text():
+            programs.add(module)
+    assert programs - set(NOT_HELPER_MODULES) == set(children.HELPERS)
+    assert set(NOT_HELPER_MODULES) <= programs
+
+
+@pytest.mark.parametrize("module", sorted(children.HELPERS))
+def test_every_package_on_a_helpers_path_imports_nothing(module: str) -> None:
+    """Starting ``-m a.b.c`` imports ``a`` and ``a.b`` first: their ``__init__`` must import
+    nothing (``from __future__`` aside), or every helper start pays for their packages."""
+    for package in _packages(module):
+        tree = ast.parse(_source(package).read_text())
+        imports = [
+            f"{package}:{node.lineno}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import) or (isinstance(node, ast.ImportFrom) and node.module != "__future__")
+        ]
+        assert not imports, f"{module}'s package imports at package import: {imports}"
+
+
+@pytest.mark.parametrize("module", sorted(children.HELPERS))
+def test_a_helper_start_imports_no_other_module_of_ours(module: str, tmp_path: Path) -> None:
+    """What a helper imports when it starts, as Python reports it (``-X importtime``): its
+    packages, itself and the shared kernel primitives, no other module of ours (no sandbox
+    manager, engine or cluster). Started with no arguments and an empty stdin, every helper
+    stops at its own usage or request error (an answer, or an exit status) before any kernel work."""
+    argv = children.helper_argv(module, [])
+    argv[1:1] = ["-X", "importtime"]
+    cp = subprocess.run(
+        argv, env=children.helper_env(), stdin=subprocess.DEVNULL, capture_output=True, cwd=tmp_path, timeout=60
+    )
+    loaded = {
+        line.rpartition("|")[2].strip()
+        for line in cp.stderr.decode().splitlines()
+        if line.startswith("import time:") and "self [us]" not in line
+    }
+    ours = {m for m in loaded if m == "runtime" or m.startswith("runtime.")}
+    # runpy runs the module itself as __main__ (not reported); its packages are imported
+    assert set(_packages(module)) <= ours, cp.stderr.decode()[-2000:]
+    assert ours - {*_packages(module), "runtime.kernel", "runtime.kernel.mounts"} == set()

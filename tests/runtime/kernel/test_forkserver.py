@@ -20,12 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from runtime.kernel import forkserver
+from runtime.kernel import children, forkserver
+from runtime.kernel._forkserver import FORKED
 from runtime.kube.service import open_listeners_in_netns
 from runtime.sandbox.manager import PR_SET_CHILD_SUBREAPER
 from tests.runtime.sandbox_helpers import as_subreaper
 
 NAMESPACES = ("mnt", "net", "pid", "user", "ipc", "uts", "cgroup")
+MOUNT = "runtime.sandbox._mounthelper"
 
 
 @pytest.fixture
@@ -36,7 +38,7 @@ def subreaper() -> Iterator[forkserver.ForkServer]:
 
 def mount_helper(start_new_session: bool = False) -> subprocess.Popen[bytes]:
     return forkserver.spawn(
-        "mount",
+        MOUNT,
         [],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -73,7 +75,8 @@ def test_a_forked_helper_is_our_child_in_our_cgroup_and_namespaces_with_only_its
         # no session of its own unless asked: the server's, which no terminal's Ctrl-C reaches
         assert int(fields[3]) == subreaper.pid
         env = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
-        assert sorted(e.partition(b"=")[0] for e in env if e) == [b"LANG", b"PATH"]  # not runtimed's
+        # a helper's environment (children.helper_env), not runtimed's
+        assert sorted(e.partition(b"=")[0] for e in env if e) == [b"LANG", b"PATH", b"PYTHONPATH"]
     finally:
         rc, answer = ask(proc, "no-such-op")
     assert rc == 1
@@ -136,7 +139,7 @@ def test_without_a_subreaper_the_helper_is_started_directly(not_subreaper: None)
     assert not forkserver.is_subreaper()
     before = forkserver.shared().launched
     proc = mount_helper()
-    assert proc.args == [sys.executable, "-I", "-S", str(forkserver.SCRIPTS["mount"])]  # a Popen of its own
+    assert proc.args == [sys.executable, "-P", "-s", "-S", "-m", MOUNT]  # a Popen of its own
     assert ask(proc, "direct") == (1, {"error": "unknown op 'direct'"})
     assert forkserver.shared().launched == before
 
@@ -172,9 +175,20 @@ def test_a_server_that_cannot_start_leaves_the_helper_started_directly(
 ) -> None:
     broken = forkserver.ForkServer()
     monkeypatch.setattr(forkserver, "_server", broken)
-    monkeypatch.setattr(forkserver, "SERVER", tmp_path / "missing.py")  # python exits at once
+    missing = "runtime.kernel._no_such_server"  # python -m exits at once: no module of that name
+    monkeypatch.setattr(children, "HELPERS", children.HELPERS | {missing})
+    monkeypatch.setattr(forkserver, "SERVER", missing)
     proc = mount_helper()
-    assert proc.args == [sys.executable, "-I", "-S", str(forkserver.SCRIPTS["mount"])]
+    assert proc.args == [sys.executable, "-P", "-s", "-S", "-m", MOUNT]
     assert ask(proc, "fallback") == (1, {"error": "unknown op 'fallback'"})
     assert broken.launched == 0
     assert broken.pid is None
+
+
+def test_the_server_forks_only_listed_helper_modules() -> None:
+    """Every module the server imports is a listed helper (started alike when forked or not);
+    ``spawn`` refuses any other name before anything starts."""
+    assert set(FORKED) <= children.HELPERS
+    for name in ("mount", "runtime.kube.node._netns_sockets", "runtime.sandbox.manager", "os"):
+        with pytest.raises(ValueError, match="not a helper the fork server starts"):
+            forkserver.spawn(name, [])

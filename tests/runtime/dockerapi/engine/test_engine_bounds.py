@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from runtime.dockerapi import EngineLimits
 from runtime.dockerapi.engine import Engine
 from runtime.dockerapi.engine.streams import STREAM_HIGH
 from runtime.dockerapi.images.store import Forbidden
+from runtime.dockerapi.limits import EngineLimits
 from tests.runtime.conftest_daemon import real_sandboxes_available
 from tests.runtime.dockerapi.engine_helpers import DockerSandbox, docker_sandbox
 
