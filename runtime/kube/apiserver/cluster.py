@@ -1002,7 +1002,7 @@ class Cluster(TokenAuthenticator):
         self._dirty = True
         user = self.request_state.requester is not None
         out = self.store.put(rdef.gr, self._stored(rdef, new), "MODIFIED", user=user)
-        self._maybe_finish_delete(rdef, out)
+        self._maybe_finish_delete(rdef, out, old)
         return out
 
     def _patch(self, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str, dry: bool) -> Reply:
@@ -1136,7 +1136,14 @@ class Cluster(TokenAuthenticator):
             finalizers.append("foregroundDeletion")
         if finalizers:
             if old["metadata"].get("deletionTimestamp"):
-                return old
+                if not int(old["metadata"].get("deletionGracePeriodSeconds") or 0):
+                    return old
+                # a pod its kubelet stopped (grace 0) but a finalizer holds: no grace period
+                # is left, so the update that drops the last finalizer removes it
+                new = copy.deepcopy(old)
+                new["metadata"]["deletionGracePeriodSeconds"] = 0
+                self._dirty = True
+                return self.store.put(rdef.gr, new, "MODIFIED")
             new = copy.deepcopy(old)
             new["metadata"]["deletionTimestamp"] = now_ts()
             new["metadata"]["deletionGracePeriodSeconds"] = 0
@@ -1150,9 +1157,11 @@ class Cluster(TokenAuthenticator):
         assert out is not None
         return out
 
-    def _maybe_finish_delete(self, rdef: ResourceDef, obj: Obj) -> None:
-        meta = obj["metadata"]
-        if meta.get("deletionTimestamp") and not strategies.for_resource(rdef).deletion_finalizers(obj):
+    def _maybe_finish_delete(self, rdef: ResourceDef, obj: Obj, old: Obj) -> None:
+        """The written update ``obj`` of ``old`` removes it when the strategy says so
+        (``should_delete_during_update``: its last finalizer went, no grace period is left)."""
+        if strategies.for_resource(rdef).should_delete_during_update(obj, old):
+            meta = obj["metadata"]
             self.store.remove(rdef.gr, meta.get("namespace", ""), meta["name"])
 
     # -- subresources ------------------------------------------------------------------

@@ -17,8 +17,9 @@ The ``Cluster`` is only touched from the API server's event loop, so every
 ``loop=None`` (tests) it calls directly. ``ClusterHost.attach`` sets
 ``cluster.kubelet_notify``, which ``Controllers.reconcile`` calls after every write: the
 kubelet then syncs at once. Status writes replace the pod's ``status`` only when it
-changed and run the controllers, so ReplicaSets, Deployments, Jobs and Endpoints see ready
-pods, phases and IPs as they would from a real kubelet.
+changed, through the API's status subresource as a client (apiserver/client.py), and run the
+controllers, so ReplicaSets, Deployments, Jobs and Endpoints see ready pods, phases and IPs as
+they would from a real kubelet.
 
 When it syncs
 -------------
@@ -219,7 +220,11 @@ class ClusterHost:
         return self._call(do)
 
     def set_status(self, ns: str, name: str, uid: str, status: Obj) -> bool:
-        """Replace the pod's status if it is still that pod and the status changed."""
+        """Replace the pod's status if it is still that pod (a pod recreated under the same
+        name is not this one) and the status changed: the status manager's UpdateStatus, a PUT
+        of pods/NAME/status at the resourceVersion read (field manager ``kubelet``), the one
+        status path every component takes. A pod being deleted takes it too: it stays until
+        ``finish_delete`` (its grace period is not over while the kubelet stops it)."""
 
         def do() -> bool:
             cur = self.cluster.store.get(PODS.gr, ns, name)
@@ -227,7 +232,17 @@ class ClusterHost:
                 return False
             new = copy.deepcopy(cur)
             new["status"] = copy.deepcopy(status)
-            self.cluster.store.put(PODS.gr, new, "MODIFIED")
+            # the reconcile below is the one this write causes (as in finish_delete)
+            dirty = self.cluster._dirty
+            try:
+                out = Client(self.cluster, "kubelet").update_status(PODS, new)
+            except ApiError as e:  # refused (e.g. invalid): the pod keeps its status, the next sync retries
+                log.warning("kubelet: status of pod %s/%s refused: %s", ns, name, e.message)
+                return False
+            finally:
+                self.cluster._dirty = dirty
+            if out["metadata"].get("resourceVersion") == cur["metadata"].get("resourceVersion"):
+                return False  # the same status once the server's defaults are filled in
             self.cluster.controllers.reconcile()
             return True
 

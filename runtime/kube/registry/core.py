@@ -277,6 +277,13 @@ class NamespaceStrategy(Strategy):
     def prepare_for_delete(self, obj: Obj) -> None:
         obj.setdefault("status", {})["phase"] = "Terminating"
 
+    def should_delete_during_update(self, new: Obj, old: Obj) -> bool:
+        # ShouldDeleteNamespaceDuringUpdate: the generic rule, and spec.finalizers emptied too
+        # (by the finalize subresource the namespace controller calls once the content is gone)
+        if (new.get("spec") or {}).get("finalizers"):
+            return False
+        return super().should_delete_during_update(new, old)
+
 
 class NodeStrategy(Strategy):
     printer = printers.NODE

@@ -14,7 +14,8 @@ and update paths (apiserver/cluster.py) call, in this order:
 - delete (RESTDeleteStrategy, RESTGracefulDeleteStrategy): ``check_graceful_delete`` when a
   kubelet runs (a bound pod is only marked, for its node to stop), then
   ``deletion_finalizers`` (what keeps the object, marked, until removed) and
-  ``prepare_for_delete`` when it is marked;
+  ``prepare_for_delete`` when it is marked; on every written update of a marked object,
+  ``should_delete_during_update`` (whether it now goes);
 - the scale subresource: ``scale_selector``;
 - subresources with a REST storage of their own (pods/exec, serviceaccounts/token, ...): the
   ``connect_subresources``, ``get_subresources`` and ``create_subresources`` tables, and a
@@ -106,6 +107,15 @@ class Strategy:
 
     def prepare_for_delete(self, obj: Obj) -> None:
         """What the server sets on an object it marks for deletion (beside deletionTimestamp)."""
+
+    def should_delete_during_update(self, new: Obj, old: Obj) -> bool:
+        """ShouldDeleteDuringUpdate (the generic store's default): an update of an object marked
+        for deletion removes it when no finalizer is left in ``new`` and ``old`` has no grace
+        period left (deletionGracePeriodSeconds 0 or unset). A pod a kubelet is still stopping
+        (grace > 0) stays through its status updates; the kubelet's final DELETE removes it."""
+        if new["metadata"].get("finalizers") or not old["metadata"].get("deletionTimestamp"):
+            return False
+        return not int(old["metadata"].get("deletionGracePeriodSeconds") or 0)
 
     def create_virtual(self, cluster: Cluster, req: Request, rdef: ResourceDef, ns: str) -> Reply | None:
         """The create of a virtual resource (nothing stored) that is a REST storage of its own

@@ -487,3 +487,28 @@ def test_the_kubelet_finishes_a_graceful_deletion_through_the_delete_path(cluste
     assert cluster.store.get(PODS.gr, "default", "plain") is None
     held = cluster.store.get(PODS.gr, "default", "held")  # a finalizer holds it, as on a real cluster
     assert held is not None and held["metadata"]["finalizers"] == ["example.com/hold"]
+    # its kubelet is done with it: no grace period is left, so dropping the finalizer removes it
+    assert held["metadata"]["deletionGracePeriodSeconds"] == 0
+    held = copy.deepcopy(held)
+    held["metadata"]["finalizers"] = []
+    student_update(cluster, PODS, held)
+    assert cluster.store.get(PODS.gr, "default", "held") is None
+
+
+def test_an_update_of_a_pod_its_kubelet_is_still_stopping_does_not_remove_it(cluster: Cluster) -> None:
+    cluster.kubelet_notify = lambda: None
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "slow"},
+        "spec": {"nodeName": "node-1", "containers": [BUSYBOX]},
+    }
+    cluster.create(PODS, "default", pod)
+    cluster.delete(PODS, "default", "slow")
+    marked = cluster.store.get(PODS.gr, "default", "slow")
+    assert marked is not None and marked["metadata"]["deletionGracePeriodSeconds"] == 30
+    labelled = copy.deepcopy(marked)
+    labelled["metadata"]["labels"] = {"seen": "yes"}
+    student_update(cluster, PODS, labelled)  # ShouldDeleteDuringUpdate: grace left, so it stays
+    got = cluster.store.get(PODS.gr, "default", "slow")
+    assert got is not None and got["metadata"]["labels"] == {"seen": "yes"}
