@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from runtime.kube import registry
 from runtime.kube.apiserver.cluster import Cluster, RequestState
 from runtime.kube.machinery.apierrors import ApiError
 from runtime.kube.meta import Obj
@@ -68,6 +69,27 @@ class Client:
         with self._acting():
             out, _ = self.cluster.update(rdef, meta.get("namespace", ""), meta["name"], obj, sub="status")
         return out
+
+    def finalize(self, rdef: ResourceDef, obj: Obj) -> Obj:
+        """PUT namespaces/NAME/finalize (the namespace controller's Finalize): only
+        ``spec.finalizers`` of ``obj`` is written; a terminating Namespace with none left (and
+        no metadata.finalizers) is removed by the API server (ShouldDeleteNamespaceDuringUpdate),
+        its watchers seeing DELETED."""
+        meta = obj["metadata"]
+        with self._acting():
+            out, _ = self.cluster.update(rdef, "", meta["name"], obj, sub="finalize")
+        return out
+
+    def remove_unserved(self, gr: str, ns: str, name: str) -> bool:
+        """Remove a stored object whose kind the API no longer serves (no built-in resource, no
+        CRD serving ``gr``): the one removal with no API verb behind it. Such objects are left
+        when a CRD went while objects of it remained (its cleanup finalizer dropped by hand);
+        kube-apiserver leaves them in etcd, unreachable, but here a terminating namespace holding
+        one would wait for it forever, so the namespace controller has the server drop it. A
+        kind still served is refused (False): it must take the delete path."""
+        if gr in registry.BY_GR or any(d.gr == gr for d in self.cluster.custom_defs()):
+            return False
+        return self.cluster.store.remove(gr, ns, name) is not None
 
     def bind(self, pod: Obj, node: str) -> Obj:
         """POST pods/NAME/binding (as kube-scheduler binds): the bound pod."""

@@ -510,7 +510,14 @@ class Cluster(TokenAuthenticator):
             # a WebSocket upgrade is a GET; kube-apiserver authorizes it as the create it is
             # (AuthorizePodWebsocketUpgradeCreatePermission), as SPDY's POST always was
             verb = "create"
-        if verb not in rdef.verbs and not sub:
+        if rdef.terminating and verb == "create" and not sub:  # crdHandler.serveResource
+            raise ApiError(
+                405,
+                "MethodNotAllowed",
+                "create not allowed while custom resource definition is terminating",
+                {"group": rdef.group, "kind": rdef.resource},
+            )
+        if verb not in rdef.verbs and not sub and not rdef.terminating:
             raise method_not_allowed("the server does not allow this method on the requested resource")
         if name and verb == "create" and not sub:
             raise method_not_allowed("the server does not allow this method on the requested resource")

@@ -512,3 +512,62 @@ def test_an_update_of_a_pod_its_kubelet_is_still_stopping_does_not_remove_it(clu
     student_update(cluster, PODS, labelled)  # ShouldDeleteDuringUpdate: grace left, so it stays
     got = cluster.store.get(PODS.gr, "default", "slow")
     assert got is not None and got["metadata"]["labels"] == {"seen": "yes"}
+
+
+CRDS = R["customresourcedefinitions.apiextensions.k8s.io"]
+
+
+def test_a_terminating_namespace_drops_objects_of_a_kind_no_longer_served(cluster: Cluster) -> None:
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                }
+            ],
+        },
+    }
+    cluster.create(CRDS, "", crd)
+    cluster.create(NS, "", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "lab"}})
+    cluster.controllers.reconcile()
+    (gadgets,) = [d for d in cluster.custom_defs() if d.gr == "gadgets.example.com"]
+    cluster.create(gadgets, "lab", {"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"}})
+    client = Client(cluster, "kube-controller-manager")
+    assert not client.remove_unserved("gadgets.example.com", "lab", "g")  # served: only the delete path
+    # the CRD's cleanup finalizer dropped by hand, then the CRD deleted: it goes at once, its
+    # object stays, unserved
+    stored = cluster.store.get(CRDS.gr, "", "gadgets.example.com")
+    assert stored is not None
+    unheld = copy.deepcopy(stored)
+    unheld["metadata"]["finalizers"] = []
+    student_update(cluster, CRDS, unheld)
+    cluster.delete(CRDS, "", "gadgets.example.com")
+    assert cluster.store.get(CRDS.gr, "", "gadgets.example.com") is None
+    assert cluster.store.get("gadgets.example.com", "lab", "g") is not None
+    cluster.delete(NS, "", "lab")
+    cluster.controllers.reconcile()
+    assert cluster.store.get("gadgets.example.com", "lab", "g") is None
+    assert cluster.store.get(NS.gr, "", "lab") is None
+
+
+def test_a_namespace_finalized_before_its_deletion_goes_on_the_controllers_delete(cluster: Cluster) -> None:
+    created = cluster.create(NS, "", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bare"}})
+    cluster.create(CM, "bare", configmap("x", "bare"))
+    with cluster.acting(RequestState(manager="student")):
+        fin = copy.deepcopy(created)
+        fin["spec"]["finalizers"] = []
+        cluster.update(NS, "", "bare", fin, sub="finalize")
+    cluster.delete(NS, "", "bare")  # marked all the same, for the controller to empty it
+    assert cluster.store.get(NS.gr, "", "bare") is not None
+    cluster.controllers.reconcile()
+    assert cluster.store.get(CM.gr, "bare", "x") is None
+    assert cluster.store.get(NS.gr, "", "bare") is None
