@@ -934,6 +934,7 @@ class Cluster(TokenAuthenticator):
             new = copy.deepcopy(old)
             if "status" in obj:
                 new["status"] = obj["status"]
+            strategies.for_resource(rdef).prepare_for_status_update(new, obj)
             return new
         if sub == "finalize":  # namespaces: only spec.finalizers change (finalize strategy)
             new = copy.deepcopy(old)

@@ -8,7 +8,8 @@ and update paths (apiserver/cluster.py) call, in this order:
 - create: ``default`` (the scheme's SetDefaults), admission's mutation, ``prepare_for_create``
   (status reset, allocations, finalizers, generated selectors), then ``validate``;
 - update: ``default``, ``validate`` and ``validate_update``, admission, then, when the update
-  is written (not for a dry run, not for a no-op), ``prepare_for_update``;
+  is written (not for a dry run, not for a no-op), ``prepare_for_update``; an update of the
+  status subresource first takes what ``prepare_for_status_update`` lets through;
 - reads asking for a Table (``kubectl get``): ``convert_to_table``, with the columns of the
   strategy's ``printer`` (printers.py);
 - delete (RESTDeleteStrategy, RESTGracefulDeleteStrategy): ``check_graceful_delete`` when a
@@ -80,6 +81,11 @@ class Strategy:
 
     def prepare_for_update(self, cluster: Cluster, new: Obj, old: Obj) -> None:
         """PrepareForUpdate: what the server carries over or allocates when an update is written."""
+
+    def prepare_for_status_update(self, new: Obj, body: Obj) -> None:
+        """The status strategy's PrepareForUpdate, for an update of the status subresource:
+        ``new`` is the stored object with ``body``'s status; what else of ``body`` such an
+        update may change (nothing, by default: spec and metadata stay as stored)."""
 
     def validate(self, obj: Obj) -> list[FieldError]:
         """Validate: the kind's own field errors (metadata is validated by the caller)."""
