@@ -260,7 +260,8 @@ class ControllerManager(Protocol):
     """What the API server asks of kube-controller-manager (controllers/manager.py's
     ``Controllers``): run the loops after a write or when the clock says so (``next_due``:
     when), orphan an owner's dependents on a ``propagationPolicy: Orphan`` delete, and record
-    Events for the node's agents (kubelet, ingress, NetworkPolicy). Whoever builds a
+    Events for the node's agents (kubelet, ingress, NetworkPolicy: ``host`` their node,
+    ``client`` the agent's own API client, so the write carries its identity). Whoever builds a
     ``Cluster`` hands in the factory, so the API server does not import controllers/ (#16)."""
 
     def reconcile(self) -> None: ...
@@ -271,7 +272,9 @@ class ControllerManager(Protocol):
 
     def orphan(self, owner: Obj) -> None: ...
 
-    def event(self, obj: Obj, typ: str, reason: str, message: str, component: str) -> None: ...
+    def event(
+        self, obj: Obj, typ: str, reason: str, message: str, component: str, *, host: str = "", client: Any = None
+    ) -> None: ...
 
 
 ControllerFactory = Callable[["Cluster"], ControllerManager]
@@ -294,6 +297,16 @@ class RequestState:
     applying: bool = False
     apply_config: Obj | None = None
     warnings: list[str] = field(default_factory=list)
+    # the identity of the lab's own component writing (an apiserver/client.py Client:
+    # system:kube-controller-manager, system:kube-scheduler, system:node:<node>); its writes are
+    # trusted, so ``requester`` (what RBAC, escalation checks and the student quota key on)
+    # stays None for them
+    component: User | None = None
+
+    @property
+    def user(self) -> User | None:
+        """Who writes: the request's authenticated user, or the component (admission keys on it)."""
+        return self.requester if self.requester is not None else self.component
 
 
 # (cluster, its state) of the request or controller pass this thread/task is serving
@@ -992,6 +1005,8 @@ class Cluster(TokenAuthenticator):
             raise invalid_error(rdef.kind, rdef.group, name, errs)
         if sub in ("", "ephemeralcontainers"):
             admission.admit_update(self, rdef, new, old)
+        elif sub == "status":
+            admission.node_restriction(self, rdef, old, "update")
         new["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion")
         if rdef.has_generation:
             a = {k: v for k, v in new.items() if k not in ("metadata", "status")}
@@ -1123,6 +1138,7 @@ class Cluster(TokenAuthenticator):
                 f"Precondition failed: UID in precondition: {want_uid}, UID in object meta: {old['metadata']['uid']}",
             )
         admission.admit_delete(rdef, name)
+        admission.node_restriction(self, rdef, old, "delete")
         if dry_run:
             return old
         strategy = strategies.for_resource(rdef)

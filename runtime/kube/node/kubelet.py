@@ -123,7 +123,7 @@ from runtime.dockerapi.engine import Engine
 from runtime.kernel import children
 from runtime.kernel.clock import parse_epoch
 from runtime.kube import registry
-from runtime.kube.apiserver.client import Client
+from runtime.kube.apiserver.client import Client, node_user
 from runtime.kube.machinery.apierrors import ApiError, bad_request
 from runtime.kube.meta import Obj
 from runtime.kube.node.containers import ContainerRuntime
@@ -170,6 +170,12 @@ class ClusterHost:
     def __init__(self, cluster: Any, loop: asyncio.AbstractEventLoop | None) -> None:
         self.cluster = cluster
         self.loop = loop
+
+    def _client(self, pod: Obj) -> Client:
+        """The API client of the kubelet running ``pod``: field manager ``kubelet``, user
+        ``system:node:<its node>`` (one kubelet runs every node of a multi-node lab cluster, so
+        each write is made as the node the pod is bound to)."""
+        return Client(self.cluster, "kubelet", node_user((pod.get("spec") or {}).get("nodeName") or ""))
 
     def _call(self, fn: Callable[[], T]) -> T:
         if self.loop is None:
@@ -235,7 +241,7 @@ class ClusterHost:
             # the reconcile below is the one this write causes (as in finish_delete)
             dirty = self.cluster._dirty
             try:
-                out = Client(self.cluster, "kubelet").update_status(PODS, new)
+                out = self._client(cur).update_status(PODS, new)
             except ApiError as e:  # refused (e.g. invalid): the pod keeps its status, the next sync retries
                 log.warning("kubelet: status of pod %s/%s refused: %s", ns, name, e.message)
                 return False
@@ -249,8 +255,12 @@ class ClusterHost:
         return self._call(do)
 
     def event(self, pod: Obj, typ: str, reason: str, message: str) -> None:
+        """An Event from the kubelet of the pod's node (source host and reportingInstance: the
+        node), written with that kubelet's identity."""
+
         def do() -> None:
-            self.cluster.controllers.event(pod, typ, reason, message, "kubelet")
+            node = (pod.get("spec") or {}).get("nodeName") or ""
+            self.cluster.controllers.event(pod, typ, reason, message, "kubelet", host=node, client=self._client(pod))
 
         self._call(do)
 
@@ -265,7 +275,7 @@ class ClusterHost:
             # finalizer still holds the object); the reconcile below is the one it causes
             dirty = self.cluster._dirty
             try:
-                Client(self.cluster, "kubelet").delete(PODS, ns, name, grace=0, uid=uid)
+                self._client(cur).delete(PODS, ns, name, grace=0, uid=uid)
             finally:
                 self.cluster._dirty = dirty
             self.cluster.controllers.reconcile()

@@ -6,19 +6,23 @@ A kubelet's status manager writes a pod's status as an API client: PUT .../pods/
 change). A pod being deleted gracefully (deletionTimestamp, deletionGracePeriodSeconds > 0)
 still takes the kubelet's final status and stays until the kubelet deletes it with grace 0
 (the watch then sees DELETED); a pod recreated under the same name is never written with the
-old pod's status. Expectations follow the API reference (Pod, ManagedFieldsEntry,
+old pod's status. The kubelet writes as ``system:node:<node>`` (group ``system:nodes``): its
+Events name the node (source.host, reportingInstance), and NodeRestriction lets a node update
+the status of, and delete, only the pods bound to it. Expectations follow the API reference (Pod, ManagedFieldsEntry,
 DeleteOptions), not our implementation; ``ClusterHost`` is the kubelet's side, driven on the
 server's loop as the kubelet thread drives it.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
 
 from runtime.kube.node.kubelet import ClusterHost
 from tests.runtime.kube.apiserver.test_pod_io import HostPodIO, InProcessServer
@@ -150,3 +154,56 @@ def test_a_pod_recreated_under_the_same_name_is_not_written_with_the_old_ones_st
     got = core.read_namespaced_pod("again", ns)
     assert got.metadata.uid == new.metadata.uid and got.status.phase == "Pending"
     assert got.metadata.resource_version == new.metadata.resource_version
+
+
+def test_the_kubelets_events_name_its_node(lab: tuple[Any, ClusterHost], ns: str) -> None:
+    api, host = lab
+    core: Any = client.CoreV1Api(api)
+    pod = core.create_namespaced_pod(ns, _pod("ev"))
+    host.event(api.sanitize_for_serialization(pod), "Normal", "Pulled", 'Container image "busybox" already present')
+    (ev,) = [e for e in core.list_namespaced_event(ns).items if e.involved_object.name == "ev"]
+    assert ev.source.component == "kubelet" and ev.source.host == NODE
+    assert ev.reporting_component == "kubelet" and ev.reporting_instance == NODE
+
+
+def _as_node(api: Any, node: str) -> Any:
+    """The same credentials impersonating a node's kubelet (Impersonate-User/-Group headers)."""
+    other = client.ApiClient(api.configuration)
+    other.set_default_header("Impersonate-User", f"system:node:{node}")
+    other.set_default_header("Impersonate-Group", "system:nodes")
+    return other
+
+
+def test_node_restriction_keys_on_the_nodes_user(lab: tuple[Any, ClusterHost], ns: str) -> None:
+    api, _ = lab
+    rbac: Any = client.RbacAuthorizationV1Api(api)
+    name = f"nodes-admin-{ns}"
+    rbac.create_cluster_role_binding(
+        {
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes"}],
+        }
+    )
+    try:
+        admin: Any = client.CoreV1Api(api)
+        admin.create_namespaced_pod(ns, _pod("bound"))
+        other: Any = client.CoreV1Api(_as_node(api, "elsewhere"))
+        own: Any = client.CoreV1Api(_as_node(api, NODE))
+        patch = {"status": {"phase": "Running"}}
+        with pytest.raises(ApiException) as e:
+            other.patch_namespaced_pod_status("bound", ns, patch)
+        assert e.value.status == 403
+        assert json.loads(str(e.value.body))["message"] == (
+            'pods "bound" is forbidden: node "elsewhere" can only update pod status for pods with '
+            "spec.nodeName set to itself"
+        )
+        with pytest.raises(ApiException) as e:
+            other.delete_namespaced_pod("bound", ns)
+        assert json.loads(str(e.value.body))["message"] == (
+            'pods "bound" is forbidden: node "elsewhere" can only delete pods with spec.nodeName set to itself'
+        )
+        assert own.patch_namespaced_pod_status("bound", ns, patch).status.phase == "Running"
+        own.delete_namespaced_pod("bound", ns, grace_period_seconds=0)
+    finally:
+        rbac.delete_cluster_role_binding(name)
