@@ -22,6 +22,11 @@ The evaluators (what an object counts, ``quota_status()``) are registry/quota.py
 
 NamespaceLifecycle (plugin/pkg/admission/namespace/lifecycle): ``admit_delete()`` refuses to
 delete its immortal namespaces (default, kube-system, kube-public).
+
+NodeRestriction (plugin/pkg/admission/noderestriction), the part that keys on the user for
+the pods a kubelet writes: a ``system:node:<name>`` user in ``system:nodes`` (the lab's own
+kubelet, apiserver/client.py's ``node_user``, or whoever is authenticated or impersonated as
+one) may update the status of, and delete, only pods bound to its node (``node_restriction``).
 """
 
 from __future__ import annotations
@@ -263,6 +268,23 @@ def admit_delete(rdef: ResourceDef, name: str) -> None:
     delete an immortal namespace."""
     if rdef.gr == "namespaces" and name in IMMORTAL_NAMESPACES:
         raise forbidden("namespaces", "", name, f'namespaces "{name}" is forbidden: this namespace may not be deleted')
+
+
+NODES_GROUP = "system:nodes"
+NODE_PREFIX = "system:node:"
+
+
+def node_restriction(c: Cluster, rdef: ResourceDef, old: Obj, verb: str) -> None:
+    """NodeRestriction for a pod's status update (``verb`` "update") or delete ("delete") by
+    a node: refused unless the pod is bound to that node."""
+    user = c.request_state.user
+    if rdef.gr != _PODS or user is None or NODES_GROUP not in user.groups or not user.name.startswith(NODE_PREFIX):
+        return
+    node = user.name[len(NODE_PREFIX) :]
+    if (old.get("spec") or {}).get("nodeName") == node:
+        return
+    what = "update pod status for pods" if verb == "update" else "delete pods"
+    raise _forbidden(rdef, old["metadata"]["name"], f'node "{node}" can only {what} with spec.nodeName set to itself')
 
 
 def admit_update(c: Cluster, rdef: ResourceDef, new: Obj, old: Obj) -> None:

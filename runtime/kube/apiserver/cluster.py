@@ -92,7 +92,8 @@ class ControllerManager(Protocol):
     """What the API server asks of kube-controller-manager (controllers/manager.py's
     ``Controllers``): run the loops after a write or when the clock says so (``next_due``:
     when), orphan an owner's dependents on a ``propagationPolicy: Orphan`` delete, and record
-    Events for the node's agents (kubelet, ingress, NetworkPolicy). Whoever builds a
+    Events for the node's agents (kubelet, ingress, NetworkPolicy: ``host`` their node,
+    ``client`` the agent's own API client, so the write carries its identity). Whoever builds a
     ``Cluster`` hands in the factory, so the API server does not import controllers/ (#16)."""
 
     def reconcile(self) -> None: ...
@@ -103,7 +104,9 @@ class ControllerManager(Protocol):
 
     def orphan(self, owner: Obj) -> None: ...
 
-    def event(self, obj: Obj, typ: str, reason: str, message: str, component: str) -> None: ...
+    def event(
+        self, obj: Obj, typ: str, reason: str, message: str, component: str, *, host: str = "", client: Any = None
+    ) -> None: ...
 
 
 ControllerFactory = Callable[["Cluster"], ControllerManager]
@@ -126,6 +129,16 @@ class RequestState:
     applying: bool = False
     apply_config: Obj | None = None
     warnings: list[str] = field(default_factory=list)
+    # the identity of the lab's own component writing (an apiserver/client.py Client:
+    # system:kube-controller-manager, system:kube-scheduler, system:node:<node>); its writes are
+    # trusted, so ``requester`` (what RBAC, escalation checks and the student quota key on)
+    # stays None for them
+    component: User | None = None
+
+    @property
+    def user(self) -> User | None:
+        """Who writes: the request's authenticated user, or the component (admission keys on it)."""
+        return self.requester if self.requester is not None else self.component
 
 
 # (cluster, its state) of the request or controller pass this thread/task is serving
@@ -345,7 +358,14 @@ class Cluster(TokenAuthenticator):
             # a WebSocket upgrade is a GET; kube-apiserver authorizes it as the create it is
             # (AuthorizePodWebsocketUpgradeCreatePermission), as SPDY's POST always was
             verb = "create"
-        if verb not in rdef.verbs and not sub:
+        if rdef.terminating and verb == "create" and not sub:  # crdHandler.serveResource
+            raise ApiError(
+                405,
+                "MethodNotAllowed",
+                "create not allowed while custom resource definition is terminating",
+                {"group": rdef.group, "kind": rdef.resource},
+            )
+        if verb not in rdef.verbs and not sub and not rdef.terminating:
             raise method_not_allowed("the server does not allow this method on the requested resource")
         if name and verb == "create" and not sub:
             raise method_not_allowed("the server does not allow this method on the requested resource")
@@ -677,6 +697,7 @@ class Cluster(TokenAuthenticator):
             new = copy.deepcopy(old)
             if "status" in obj:
                 new["status"] = obj["status"]
+            strategies.for_resource(rdef).prepare_for_status_update(new, obj)
             return new
         if sub == "finalize":  # namespaces: only spec.finalizers change (finalize strategy)
             new = copy.deepcopy(old)
@@ -734,6 +755,8 @@ class Cluster(TokenAuthenticator):
             raise invalid_error(rdef.kind, rdef.group, name, errs)
         if sub in ("", "ephemeralcontainers"):
             admission.admit_update(self, rdef, new, old)
+        elif sub == "status":
+            admission.node_restriction(self, rdef, old, "update")
         new["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion")
         if rdef.has_generation:
             a = {k: v for k, v in new.items() if k not in ("metadata", "status")}
@@ -752,7 +775,7 @@ class Cluster(TokenAuthenticator):
         self._dirty = True
         user = self.request_state.requester is not None
         out = self.store.put(rdef.gr, self._stored(rdef, new), "MODIFIED", user=user)
-        self._maybe_finish_delete(rdef, out)
+        self._maybe_finish_delete(rdef, out, old)
         return out
 
     def _patch(self, req: Request, rdef: ResourceDef, ns: str, name: str, sub: str, dry: bool) -> Reply:
@@ -865,6 +888,7 @@ class Cluster(TokenAuthenticator):
                 f"Precondition failed: UID in precondition: {want_uid}, UID in object meta: {old['metadata']['uid']}",
             )
         admission.admit_delete(rdef, name)
+        admission.node_restriction(self, rdef, old, "delete")
         if dry_run:
             return old
         strategy = strategies.for_resource(rdef)
@@ -886,7 +910,14 @@ class Cluster(TokenAuthenticator):
             finalizers.append("foregroundDeletion")
         if finalizers:
             if old["metadata"].get("deletionTimestamp"):
-                return old
+                if not int(old["metadata"].get("deletionGracePeriodSeconds") or 0):
+                    return old
+                # a pod its kubelet stopped (grace 0) but a finalizer holds: no grace period
+                # is left, so the update that drops the last finalizer removes it
+                new = copy.deepcopy(old)
+                new["metadata"]["deletionGracePeriodSeconds"] = 0
+                self._dirty = True
+                return self.store.put(rdef.gr, new, "MODIFIED")
             new = copy.deepcopy(old)
             new["metadata"]["deletionTimestamp"] = now_ts()
             new["metadata"]["deletionGracePeriodSeconds"] = 0
@@ -900,9 +931,11 @@ class Cluster(TokenAuthenticator):
         assert out is not None
         return out
 
-    def _maybe_finish_delete(self, rdef: ResourceDef, obj: Obj) -> None:
-        meta = obj["metadata"]
-        if meta.get("deletionTimestamp") and not strategies.for_resource(rdef).deletion_finalizers(obj):
+    def _maybe_finish_delete(self, rdef: ResourceDef, obj: Obj, old: Obj) -> None:
+        """The written update ``obj`` of ``old`` removes it when the strategy says so
+        (``should_delete_during_update``: its last finalizer went, no grace period is left)."""
+        if strategies.for_resource(rdef).should_delete_during_update(obj, old):
+            meta = obj["metadata"]
             self.store.remove(rdef.gr, meta.get("namespace", ""), meta["name"])
 
     # -- subresources ------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.kernel.clock import now_ts, parse_time
 from runtime.kube import registry, scheduler
-from runtime.kube.apiserver.client import Client
+from runtime.kube.apiserver.client import CONTROLLER_MANAGER, SCHEDULER, Client
 from runtime.kube.machinery.apierrors import ApiError
 from runtime.kube.meta import Obj
 from runtime.kube.registry import ResourceDef
@@ -101,8 +101,8 @@ class ControllerBase:
         self._due_at: float | None = None
         self.sched_queue = scheduler.Queue()  # pods that did not fit, and their backoff
         # the API clients the controllers and the scheduler write through (apiserver/client.py)
-        self.client = Client(cluster, "kube-controller-manager")
-        self.scheduler_client = Client(cluster, "kube-scheduler")
+        self.client = Client(cluster, "kube-controller-manager", CONTROLLER_MANAGER)
+        self.scheduler_client = Client(cluster, "kube-scheduler", SCHEDULER)
 
     def _def_of(self, gr: str) -> ResourceDef | None:
         """The ResourceDef of a stored group-resource, built-in or of an established CRD."""
@@ -134,7 +134,20 @@ class ControllerBase:
             self.event(owner, "Warning", "FailedCreate", prefix + e.message, component)
             return None
 
-    def event(self, obj: Obj, typ: str, reason: str, message: str, component: str) -> None:
+    def event(
+        self,
+        obj: Obj,
+        typ: str,
+        reason: str,
+        message: str,
+        component: str,
+        *,
+        host: str = "",
+        client: Client | None = None,
+    ) -> None:
+        """Record an Event as ``component`` (its source and reportingComponent; ``host`` the
+        node of a node agent, also its reportingInstance), written through ``client`` (the
+        component's own, so the write carries its identity; the controller manager's when None)."""
         meta = obj["metadata"]
         ns = meta.get("namespace") or "default"
         ts = now_ts()
@@ -155,27 +168,28 @@ class ControllerBase:
             },
             "reason": reason,
             "message": message,
-            "source": {"component": component},
+            "source": {"component": component, **({"host": host} if host else {})},
             "firstTimestamp": ts,
             "lastTimestamp": ts,
             "count": 1,
             "type": typ,
             "eventTime": None,
             "reportingComponent": component,
-            "reportingInstance": "",
+            "reportingInstance": host,
         }
         if not meta.get("namespace"):
             del ev["involvedObject"]["namespace"]
         if self.c.store.get(NS.gr, "", ns) is None:
             return
         try:
-            self.client.create(EVENTS, ev)
+            (client or self.client).create(EVENTS, ev)
         except ApiError:  # e.g. a count/events quota: the event is dropped, as a recorder drops it
             return
 
-    def recorder(self, component: str) -> Recorder:
-        """An event recorder (scheduler.EventRecorder) reporting as ``component``."""
-        return Recorder(self, component)
+    def recorder(self, component: str, client: Client | None = None) -> Recorder:
+        """An event recorder (scheduler.EventRecorder) reporting as ``component``, writing
+        through ``client`` (the controller manager's when None)."""
+        return Recorder(self, component, client)
 
     def _new_pod(self, owner: Obj, name: str | None, extra_labels: dict[str, str]) -> Obj:
         tmpl = owner["spec"].get("template") or {}
@@ -319,9 +333,10 @@ def get_cond(st: Obj, typ: str) -> Obj | None:
 class Recorder:
     """Records Events as one component (client-go's EventRecorder for that component)."""
 
-    def __init__(self, ctl: ControllerBase, component: str) -> None:
+    def __init__(self, ctl: ControllerBase, component: str, client: Client | None = None) -> None:
         self.ctl = ctl
         self.component = component
+        self.client = client
 
     def event(self, obj: Obj, typ: str, reason: str, message: str) -> None:
-        self.ctl.event(obj, typ, reason, message, self.component)
+        self.ctl.event(obj, typ, reason, message, self.component, client=self.client)

@@ -77,33 +77,29 @@ class DeploymentController(ControllerBase):
             self._rollout_rolling(d)
 
     def _write_deploy_status(self, d: Obj) -> None:
-        """UpdateStatus: store ``d``'s status (and revision annotation) if they differ."""
+        """UpdateStatus: store ``d``'s status and revision annotation, if they differ, in one
+        write of the status subresource (the Deployment's status strategy lets annotations
+        through), as syncRolloutStatus/getAllReplicaSetsAndSyncRevision write them upstream."""
         cur = self.c.store.get(DEPLOY.gr, d["metadata"]["namespace"], d["metadata"]["name"])
         if cur is None or cur["metadata"]["uid"] != d["metadata"]["uid"]:
             return
         rev = (d["metadata"].get("annotations") or {}).get(REVISION)
-        cur_rev = (cur["metadata"].get("annotations") or {}).get(REVISION)
-        if cur.get("status") == d.get("status") and cur_rev == rev:
-            return
-        ns, name = d["metadata"]["namespace"], d["metadata"]["name"]
-        if rev is not None and cur_rev != rev:  # the revision annotation: an update of the object
-
-            def annotate(n: Obj) -> bool:
-                if n["metadata"]["uid"] != d["metadata"]["uid"]:
-                    return False
-                n["metadata"].setdefault("annotations", {})[REVISION] = rev
-                return True
-
-            self.client.modify(DEPLOY, ns, name, annotate)
         status = copy.deepcopy(d.get("status") or {})
 
         def set_status(n: Obj) -> bool:
-            if n["metadata"]["uid"] != d["metadata"]["uid"] or n.get("status") == status:
+            if n["metadata"]["uid"] != d["metadata"]["uid"]:
                 return False
-            n["status"] = copy.deepcopy(status)
-            return True
+            changed = False
+            ann = n["metadata"].get("annotations") or {}
+            if rev is not None and ann.get(REVISION) != rev:
+                n["metadata"]["annotations"] = {**ann, REVISION: rev}
+                changed = True
+            if n.get("status") != status:
+                n["status"] = copy.deepcopy(status)
+                changed = True
+            return changed
 
-        self.client.modify(DEPLOY, ns, name, set_status, status=True)
+        self.client.modify(DEPLOY, d["metadata"]["namespace"], d["metadata"]["name"], set_status, status=True)
 
     def _check_paused_conditions(self, d: Obj) -> None:
         if not has_deadline(d):

@@ -105,7 +105,10 @@ class Controllers(
             podgc.reconcile(self)  # orphaned pods of deleted Nodes, unscheduled terminating ones
             self._daemonsets()
             scheduler.schedule(
-                self.c.store, self.sched_queue, self.scheduler_client, self.recorder(scheduler.SCHEDULER)
+                self.c.store,
+                self.sched_queue,
+                self.scheduler_client,
+                self.recorder(scheduler.SCHEDULER, self.scheduler_client),
             )
             self._endpoints()
             self._endpointslices()

@@ -4,11 +4,15 @@ publishers: a namespace's default ServiceAccount and kube-root-ca.crt, and its t
 
 from __future__ import annotations
 
+import copy
+
 from runtime.kube.controllers.base import NS, ControllerBase, R
+from runtime.kube.meta import Obj
 from runtime.kube.registry import ResourceDef
 
 SA = R["serviceaccounts"]
 CM = R["configmaps"]
+FINALIZER = "kubernetes"  # the namespace controller's own, in spec.finalizers (FinalizerKubernetes)
 
 
 class NamespaceController(ControllerBase):
@@ -17,7 +21,7 @@ class NamespaceController(ControllerBase):
         for nso in store.list(NS.gr):
             name = nso["metadata"]["name"]
             if nso["metadata"].get("deletionTimestamp"):
-                self._delete_content(name)
+                self._delete_content(nso)
                 continue
             if store.get(SA.gr, name, "default") is None:
                 self._create(
@@ -48,13 +52,14 @@ class NamespaceController(ControllerBase):
                     },
                 )
 
-    def _delete_content(self, name: str) -> None:
+    def _delete_content(self, nso: Obj) -> None:
         """deleteAllContent, then finalize: everything in the terminating namespace is deleted
-        through the API's delete path (finalizers, graceful pods where a kubelet runs them);
-        the Namespace goes once nothing is left in it.
-
-        The last step stays a store removal: the API's finalize subresource empties
-        spec.finalizers, but the apiserver here does not yet remove a finalized Namespace (#16)."""
+        through the API's delete path (finalizers, graceful pods where a kubelet runs them,
+        custom resources of a terminating CRD, still served); once nothing is left, the
+        ``kubernetes`` finalizer is taken out of spec.finalizers through the namespace's
+        finalize subresource, and the API server removes the Namespace when no finalizer is
+        left (ShouldDeleteNamespaceDuringUpdate), as kube-apiserver does."""
+        name = nso["metadata"]["name"]
         store = self.c.store
         defs = {d.gr: d for d in self.c.custom_defs()}
         left = False
@@ -64,10 +69,19 @@ class NamespaceController(ControllerBase):
                 continue
             left = True
             rdef: ResourceDef | None = R.get(gr) or defs.get(gr)
-            if rdef is None:  # the kind is no longer served (its CRD went): nothing can delete it but us
-                store.remove(gr, name, meta["name"])
+            if rdef is None:  # its kind is no longer served: no API path to it (see remove_unserved)
+                self.client.remove_unserved(gr, name, meta["name"])
                 continue
             self.client.delete(rdef, name, meta["name"], uid=meta["uid"])
         if left and any(o["metadata"].get("namespace") == name for _, o in store.iter_all()):
             return  # terminating pods, finalizers: the next pass looks again
-        store.remove(NS.gr, "", name)
+        fins = (nso.get("spec") or {}).get("finalizers") or []
+        if FINALIZER in fins:
+            fin = copy.deepcopy(nso)
+            fin["spec"]["finalizers"] = [f for f in fins if f != FINALIZER]
+            self.client.finalize(NS, fin)
+        elif not fins and not nso["metadata"].get("finalizers"):
+            # finalized before it was deleted (spec.finalizers emptied by hand): the namespace
+            # storage's Delete removes a marked namespace with no finalizer left
+            self.client.delete(NS, "", name, uid=nso["metadata"]["uid"])
+        # else another component's spec.finalizers hold it: it finalizes the namespace itself

@@ -193,15 +193,21 @@ def _strip(entries: list[Obj], taken: set[Leaf], except_idx: int | None = None) 
 
 
 def record_update(new: Obj, old: Obj | None, manager: str, api_version: str, now: str, subresource: str = "") -> None:
-    """Give manager the fields this write changed (an ``Update`` operation)."""
+    """Give manager the fields this write changed (an ``Update`` operation). A write of the
+    status subresource owns what it changed anywhere: its status, and what else the kind's
+    status strategy let through (a Deployment's revision annotation)."""
     status = subresource == "status"
     entries = _entries(old) if old is not None else []
-    new_l = leaves(new, status=status)
+
+    def all_leaves(obj: Obj) -> set[Leaf]:
+        return leaves(obj, status=True) | leaves(obj) if status else leaves(obj)
+
+    new_l = all_leaves(new)
     if old is None:
         changed = new_l
         removed: set[Leaf] = set()
     else:
-        old_l = leaves(old, status=status)
+        old_l = all_leaves(old)
         changed = {leaf for leaf in new_l if value(old, leaf) != value(new, leaf)}
         removed = old_l - new_l
     entries = _strip(entries, changed | removed)

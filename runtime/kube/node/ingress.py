@@ -119,7 +119,7 @@ from runtime.kube import registry
 from runtime.kube.apiserver.client import Client
 from runtime.kube.apiserver.store import Watcher
 from runtime.kube.machinery.apierrors import ApiError
-from runtime.kube.meta import Obj
+from runtime.kube.meta import Obj, User
 from runtime.kube.node.streaming import PodExec
 from runtime.loops import call_on_loop
 
@@ -139,6 +139,11 @@ NAMESPACE = "ingress-nginx"
 NAME = "ingress-nginx-controller"
 CONTAINER = "controller"
 COMPONENT = "nginx-ingress-controller"  # the events' source, as ingress-nginx reports
+# the identity its writes carry: ingress-nginx's ServiceAccount, as its deployment runs it
+INGRESS_USER = User(
+    "system:serviceaccount:ingress-nginx:ingress-nginx",
+    ("system:serviceaccounts", "system:serviceaccounts:ingress-nginx", "system:authenticated"),
+)
 IMAGE = "nginx:1.22"
 ANNOTATION_PREFIX = "nginx.ingress.kubernetes.io/"
 SUPPORTED_ANNOTATIONS = frozenset({"rewrite-target", "use-regex", "ssl-redirect"})
@@ -1200,6 +1205,7 @@ class IngressController:
     def _report(self, out: Rendered, ip: str) -> None:
         """Statuses and events of the Ingresses (on the loop)."""
         c = self.host.cluster
+        client = Client(c, COMPONENT, INGRESS_USER)
         changed = False
         for k in out.served:
             ing = c.store.get(INGRESSES.gr, *k)
@@ -1209,18 +1215,18 @@ class IngressController:
             gen = (str(meta["uid"]), int(meta.get("generation", 0)))
             if self._synced.get(k) != gen:
                 self._synced[k] = gen
-                c.controllers.event(ing, "Normal", "Sync", "Scheduled for sync", COMPONENT)
+                c.controllers.event(ing, "Normal", "Sync", "Scheduled for sync", COMPONENT, client=client)
             probs = frozenset((p.reason, p.message) for p in out.problems.get(k, []))
             told = self._told.get(k)
             if told is None or told[0] != meta["uid"] or not probs <= told[1]:
                 for reason, msg in sorted(probs - (told[1] if told and told[0] == meta["uid"] else frozenset())):
-                    c.controllers.event(ing, "Warning", reason, msg, COMPONENT)
+                    c.controllers.event(ing, "Warning", reason, msg, COMPONENT, client=client)
             self._told[k] = (str(meta["uid"]), probs)
             want = {"loadBalancer": {"ingress": [{"ip": ip}]}} if ip else {"loadBalancer": {}}
             if ing.get("status") != want and (ip or ((ing.get("status") or {}).get("loadBalancer") or {})):
                 new = copy.deepcopy(ing)
                 new["status"] = want
-                Client(c, COMPONENT).update_status(INGRESSES, new)  # read just above, on this loop
+                client.update_status(INGRESSES, new)  # read just above, on this loop
                 changed = True
         for k in [k for k in self._synced if k not in out.served]:
             self._synced.pop(k, None)

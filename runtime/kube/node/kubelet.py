@@ -17,8 +17,9 @@ The ``Cluster`` is only touched from the API server's event loop, so every
 ``loop=None`` (tests) it calls directly. ``ClusterHost.attach`` sets
 ``cluster.kubelet_notify``, which ``Controllers.reconcile`` calls after every write: the
 kubelet then syncs at once. Status writes replace the pod's ``status`` only when it
-changed and run the controllers, so ReplicaSets, Deployments, Jobs and Endpoints see ready
-pods, phases and IPs as they would from a real kubelet.
+changed, through the API's status subresource as a client (apiserver/client.py), and run the
+controllers, so ReplicaSets, Deployments, Jobs and Endpoints see ready pods, phases and IPs as
+they would from a real kubelet.
 
 When it syncs
 -------------
@@ -122,7 +123,7 @@ from runtime.dockerapi.engine import Engine
 from runtime.kernel import children
 from runtime.kernel.clock import parse_epoch
 from runtime.kube import registry
-from runtime.kube.apiserver.client import Client
+from runtime.kube.apiserver.client import Client, node_user
 from runtime.kube.machinery.apierrors import ApiError, bad_request
 from runtime.kube.meta import Obj
 from runtime.kube.node.containers import ContainerRuntime
@@ -169,6 +170,12 @@ class ClusterHost:
     def __init__(self, cluster: Any, loop: asyncio.AbstractEventLoop | None) -> None:
         self.cluster = cluster
         self.loop = loop
+
+    def _client(self, pod: Obj) -> Client:
+        """The API client of the kubelet running ``pod``: field manager ``kubelet``, user
+        ``system:node:<its node>`` (one kubelet runs every node of a multi-node lab cluster, so
+        each write is made as the node the pod is bound to)."""
+        return Client(self.cluster, "kubelet", node_user((pod.get("spec") or {}).get("nodeName") or ""))
 
     def call(self, fn: Callable[[], T]) -> T:
         """``fn()`` run on the cluster's loop (where its API server runs), its result; run at
@@ -221,7 +228,11 @@ class ClusterHost:
         return self.call(do)
 
     def set_status(self, ns: str, name: str, uid: str, status: Obj) -> bool:
-        """Replace the pod's status if it is still that pod and the status changed."""
+        """Replace the pod's status if it is still that pod (a pod recreated under the same
+        name is not this one) and the status changed: the status manager's UpdateStatus, a PUT
+        of pods/NAME/status at the resourceVersion read (field manager ``kubelet``), the one
+        status path every component takes. A pod being deleted takes it too: it stays until
+        ``finish_delete`` (its grace period is not over while the kubelet stops it)."""
 
         def do() -> bool:
             cur = self.cluster.store.get(PODS.gr, ns, name)
@@ -229,15 +240,27 @@ class ClusterHost:
                 return False
             new = copy.deepcopy(cur)
             new["status"] = copy.deepcopy(status)
-            self.cluster.store.put(PODS.gr, new, "MODIFIED")
+            # the reconcile below is the one this write causes (as in finish_delete)
+            try:
+                with self.cluster.quiet_writes():
+                    out = self._client(cur).update_status(PODS, new)
+            except ApiError as e:  # refused (e.g. invalid): the pod keeps its status, the next sync retries
+                log.warning("kubelet: status of pod %s/%s refused: %s", ns, name, e.message)
+                return False
+            if out["metadata"].get("resourceVersion") == cur["metadata"].get("resourceVersion"):
+                return False  # the same status once the server's defaults are filled in
             self.cluster.controllers.reconcile()
             return True
 
         return self.call(do)
 
     def event(self, pod: Obj, typ: str, reason: str, message: str) -> None:
+        """An Event from the kubelet of the pod's node (source host and reportingInstance: the
+        node), written with that kubelet's identity."""
+
         def do() -> None:
-            self.cluster.controllers.event(pod, typ, reason, message, "kubelet")
+            node = (pod.get("spec") or {}).get("nodeName") or ""
+            self.cluster.controllers.event(pod, typ, reason, message, "kubelet", host=node, client=self._client(pod))
 
         self.call(do)
 
@@ -251,7 +274,7 @@ class ClusterHost:
             # the status manager's DELETE with gracePeriodSeconds 0 and a UID precondition (a
             # finalizer still holds the object); the reconcile below is the one it causes
             with self.cluster.quiet_writes():
-                Client(self.cluster, "kubelet").delete(PODS, ns, name, grace=0, uid=uid)
+                self._client(cur).delete(PODS, ns, name, grace=0, uid=uid)
             self.cluster.controllers.reconcile()
 
         self.call(do)

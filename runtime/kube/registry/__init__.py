@@ -55,6 +55,9 @@ class ResourceDef:
     # a DELETE that removes the object at once answers the object (the store's
     # ReturnDeletedObject), not a Status ``Success`` with its name, kind and uid
     return_deleted_object: bool = False
+    # custom resources of a CRD being deleted: still served (read, update, delete) while its
+    # finalizer deletes them, but no create (discovery lists only the verbs left)
+    terminating: bool = False
 
     @property
     def gr(self) -> str:

@@ -28,8 +28,20 @@ class WorkloadStrategy(WorkloadStatusReset):
         return kinds.validate_selector_immutable(new, old)
 
 
+class DeploymentStrategy(WorkloadStrategy):
+    def prepare_for_status_update(self, new: Obj, body: Obj) -> None:
+        # deploymentStatusStrategy.PrepareForUpdate keeps the stored spec and labels and lets
+        # the rest of the metadata through: the controller writes the revision annotation and
+        # the status in one UpdateStatus (finalizers and ownerReferences stay as stored here)
+        ann = (body.get("metadata") or {}).get("annotations")
+        if ann:
+            new["metadata"]["annotations"] = ann
+        else:
+            new["metadata"].pop("annotations", None)
+
+
 STRATEGIES: dict[str, Strategy] = {
-    "deployments.apps": WorkloadStrategy(kinds.default_deployment, printers.DEPLOYMENT),
+    "deployments.apps": DeploymentStrategy(kinds.default_deployment, printers.DEPLOYMENT),
     "replicasets.apps": WorkloadStrategy(kinds.default_replicaset, printers.REPLICA_SET),
     "statefulsets.apps": WorkloadStrategy(kinds.default_statefulset, printers.STATEFUL_SET),
     "daemonsets.apps": WorkloadStrategy(kinds.default_daemonset, printers.DAEMON_SET),

@@ -270,12 +270,24 @@ class NamespaceStrategy(Strategy):
         labels["kubernetes.io/metadata.name"] = obj["metadata"].get("name", "")
 
     def deletion_finalizers(self, obj: Obj) -> list[str]:
-        # the namespace's own storage (registry/core/namespace/storage Delete): always held
-        # for the namespace controller, which removes its contents and then the namespace
-        return ["kubernetes"]
+        # the namespace's own storage (registry/core/namespace/storage Delete): the first
+        # DELETE always marks it, for the namespace controller, which removes its content and
+        # then finalizes it; a later one removes it once spec.finalizers (and the metadata's)
+        # are empty
+        if not obj["metadata"].get("deletionTimestamp"):
+            return ["kubernetes"]
+        spec_fins = (obj.get("spec") or {}).get("finalizers") or []
+        return [*spec_fins, *(obj["metadata"].get("finalizers") or [])]
 
     def prepare_for_delete(self, obj: Obj) -> None:
         obj.setdefault("status", {})["phase"] = "Terminating"
+
+    def should_delete_during_update(self, new: Obj, old: Obj) -> bool:
+        # ShouldDeleteNamespaceDuringUpdate: the generic rule, and spec.finalizers emptied too
+        # (by the finalize subresource the namespace controller calls once the content is gone)
+        if (new.get("spec") or {}).get("finalizers"):
+            return False
+        return super().should_delete_during_update(new, old)
 
 
 class NodeStrategy(Strategy):

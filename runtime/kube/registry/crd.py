@@ -26,7 +26,7 @@ from typing import Any
 from runtime.kube.machinery import cel
 from runtime.kube.machinery.apierrors import FieldError, GoLiteral, duplicate, invalid, not_supported, required
 from runtime.kube.meta import Obj
-from runtime.kube.registry import ResourceDef
+from runtime.kube.registry import VERBS_ALL, ResourceDef
 
 GR = "customresourcedefinitions.apiextensions.k8s.io"
 
@@ -65,13 +65,19 @@ def deprecation_warning(spec: Obj, version: Obj) -> str:
     return f"{msg}; use {spec.get('group')}/{better[0]} {kind}" if better else msg
 
 
+# the verbs discovery lists for the resources of a terminating CRD (DiscoveryController.sync)
+TERMINATING_VERBS = ("delete", "deletecollection", "get", "list", "watch")
+
+
 def defs_from_crds(crds: list[Obj]) -> list[ResourceDef]:
     """One ResourceDef per served version of each established CRD, highest priority first
-    (discovery's preferred version comes first, as kube-apiserver orders them)."""
+    (discovery's preferred version comes first, as kube-apiserver orders them). A CRD being
+    deleted stays served, ``terminating``, while its finalizer deletes its resources through
+    the API (apiextensions-apiserver's crdHandler: no create, discovery's verbs without
+    create, update and patch)."""
     out: list[ResourceDef] = []
     for crd in crds:
-        if crd["metadata"].get("deletionTimestamp"):
-            continue
+        terminating = bool(crd["metadata"].get("deletionTimestamp"))
         conds = {c.get("type"): c.get("status") for c in (crd.get("status") or {}).get("conditions") or []}
         if conds.get("Established") != "True":
             continue
@@ -106,6 +112,8 @@ def defs_from_crds(crds: list[Obj]) -> list[ResourceDef]:
                     custom=True,
                     storage_version=storage,
                     deprecation_warning=deprecation_warning(spec, v),
+                    terminating=terminating,
+                    verbs=TERMINATING_VERBS if terminating else tuple(VERBS_ALL),
                     scale_paths=dict(sr["scale"]) if isinstance(sr.get("scale"), dict) else None,
                 )
             )

@@ -8,13 +8,15 @@ and update paths (apiserver/cluster.py) call, in this order:
 - create: ``default`` (the scheme's SetDefaults), admission's mutation, ``prepare_for_create``
   (status reset, allocations, finalizers, generated selectors), then ``validate``;
 - update: ``default``, ``validate`` and ``validate_update``, admission, then, when the update
-  is written (not for a dry run, not for a no-op), ``prepare_for_update``;
+  is written (not for a dry run, not for a no-op), ``prepare_for_update``; an update of the
+  status subresource first takes what ``prepare_for_status_update`` lets through;
 - reads asking for a Table (``kubectl get``): ``convert_to_table``, with the columns of the
   strategy's ``printer`` (printers.py);
 - delete (RESTDeleteStrategy, RESTGracefulDeleteStrategy): ``check_graceful_delete`` when a
   kubelet runs (a bound pod is only marked, for its node to stop), then
   ``deletion_finalizers`` (what keeps the object, marked, until removed) and
-  ``prepare_for_delete`` when it is marked;
+  ``prepare_for_delete`` when it is marked; on every written update of a marked object,
+  ``should_delete_during_update`` (whether it now goes);
 - the scale subresource: ``scale_selector``;
 - subresources with a REST storage of their own (pods/exec, serviceaccounts/token, ...): the
   ``connect_subresources``, ``get_subresources`` and ``create_subresources`` tables, and a
@@ -80,6 +82,11 @@ class Strategy:
     def prepare_for_update(self, cluster: Cluster, new: Obj, old: Obj) -> None:
         """PrepareForUpdate: what the server carries over or allocates when an update is written."""
 
+    def prepare_for_status_update(self, new: Obj, body: Obj) -> None:
+        """The status strategy's PrepareForUpdate, for an update of the status subresource:
+        ``new`` is the stored object with ``body``'s status; what else of ``body`` such an
+        update may change (nothing, by default: spec and metadata stay as stored)."""
+
     def validate(self, obj: Obj) -> list[FieldError]:
         """Validate: the kind's own field errors (metadata is validated by the caller)."""
         return []
@@ -106,6 +113,15 @@ class Strategy:
 
     def prepare_for_delete(self, obj: Obj) -> None:
         """What the server sets on an object it marks for deletion (beside deletionTimestamp)."""
+
+    def should_delete_during_update(self, new: Obj, old: Obj) -> bool:
+        """ShouldDeleteDuringUpdate (the generic store's default): an update of an object marked
+        for deletion removes it when no finalizer is left in ``new`` and ``old`` has no grace
+        period left (deletionGracePeriodSeconds 0 or unset). A pod a kubelet is still stopping
+        (grace > 0) stays through its status updates; the kubelet's final DELETE removes it."""
+        if new["metadata"].get("finalizers") or not old["metadata"].get("deletionTimestamp"):
+            return False
+        return not int(old["metadata"].get("deletionGracePeriodSeconds") or 0)
 
     def create_virtual(self, cluster: Cluster, req: Request, rdef: ResourceDef, ns: str) -> Reply | None:
         """The create of a virtual resource (nothing stored) that is a REST storage of its own

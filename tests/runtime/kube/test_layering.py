@@ -79,6 +79,9 @@ CLIENT_SURFACE = {
     ("runtime.kube.apiserver.store", "Watcher"),  # a watch on the cluster's objects
     ("runtime.kube.apiserver.podio", "PodIO"),  # what a kubelet serves for logs/exec/attach/port-forward
     ("runtime.kube.apiserver.client", "Client"),  # the API client they write through, with their identity
+    ("runtime.kube.apiserver.client", "CONTROLLER_MANAGER"),  # the identities (users) the clients act as
+    ("runtime.kube.apiserver.client", "SCHEDULER"),
+    ("runtime.kube.apiserver.client", "node_user"),
 }
 
 # what each low layer may import at run time (module prefixes, below runtime.kube)

@@ -7,6 +7,7 @@ client-go's retry.RetryOnConflict does, instead of aborting the reconcile pass."
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -14,12 +15,13 @@ from typing import Any
 import pytest
 
 from runtime.kube import registry
-from runtime.kube.apiserver.client import RETRY_STEPS, Client
+from runtime.kube.apiserver import admission
+from runtime.kube.apiserver.client import CONTROLLER_MANAGER, RETRY_STEPS, SCHEDULER, Client, node_user
 from runtime.kube.apiserver.cluster import Cluster, RequestState
 from runtime.kube.apiserver.provision import clusters_dir, create_cluster
 from runtime.kube.controllers.manager import Controllers
 from runtime.kube.machinery.apierrors import ApiError
-from runtime.kube.meta import Obj
+from runtime.kube.meta import Obj, User
 from runtime.kube.node.ingress import COMPONENT, IngressController, Rendered
 from runtime.kube.node.kubelet import ClusterHost
 
@@ -79,7 +81,7 @@ def managers(obj: Obj) -> set[tuple[str, str | None]]:
 
 def test_modify_rereads_and_reapplies_after_a_conflict(cluster: Cluster) -> None:
     cm = cluster.create(CM, "default", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}})
-    client = Client(cluster, "kube-controller-manager")
+    client = Client(cluster, "kube-controller-manager", CONTROLLER_MANAGER)
     seen: list[str] = []
 
     def change(n: Obj) -> bool:
@@ -100,7 +102,7 @@ def test_modify_rereads_and_reapplies_after_a_conflict(cluster: Cluster) -> None
 
 def test_modify_gives_up_with_the_conflict_after_the_retry_steps(cluster: Cluster) -> None:
     cluster.create(CM, "default", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}})
-    client = Client(cluster, "kube-controller-manager")
+    client = Client(cluster, "kube-controller-manager", CONTROLLER_MANAGER)
     calls = 0
 
     def change(n: Obj) -> bool:  # somebody always writes between our read and our write
@@ -117,14 +119,14 @@ def test_modify_gives_up_with_the_conflict_after_the_retry_steps(cluster: Cluste
 
 
 def test_modify_and_delete_of_a_missing_object_are_none(cluster: Cluster) -> None:
-    client = Client(cluster, "kube-controller-manager")
+    client = Client(cluster, "kube-controller-manager", CONTROLLER_MANAGER)
     assert client.modify(CM, "default", "gone", lambda n: True) is None
     assert client.delete(CM, "default", "gone") is None
 
 
 def test_delete_with_a_stale_uid_is_refused_and_keeps_the_object(cluster: Cluster) -> None:
     cm = cluster.create(CM, "default", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}})
-    client = Client(cluster, "kube-controller-manager")
+    client = Client(cluster, "kube-controller-manager", CONTROLLER_MANAGER)
     with pytest.raises(ApiError) as e:
         client.delete(CM, "default", "x", uid="not-" + cm["metadata"]["uid"])
     assert e.value.status == 409 and cluster.store.get(CM.gr, "default", "x") is not None
@@ -487,3 +489,116 @@ def test_the_kubelet_finishes_a_graceful_deletion_through_the_delete_path(cluste
     assert cluster.store.get(PODS.gr, "default", "plain") is None
     held = cluster.store.get(PODS.gr, "default", "held")  # a finalizer holds it, as on a real cluster
     assert held is not None and held["metadata"]["finalizers"] == ["example.com/hold"]
+    # its kubelet is done with it: no grace period is left, so dropping the finalizer removes it
+    assert held["metadata"]["deletionGracePeriodSeconds"] == 0
+    held = copy.deepcopy(held)
+    held["metadata"]["finalizers"] = []
+    student_update(cluster, PODS, held)
+    assert cluster.store.get(PODS.gr, "default", "held") is None
+
+
+def test_an_update_of_a_pod_its_kubelet_is_still_stopping_does_not_remove_it(cluster: Cluster) -> None:
+    cluster.kubelet_notify = lambda: None
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "slow"},
+        "spec": {"nodeName": "node-1", "containers": [BUSYBOX]},
+    }
+    cluster.create(PODS, "default", pod)
+    cluster.delete(PODS, "default", "slow")
+    marked = cluster.store.get(PODS.gr, "default", "slow")
+    assert marked is not None and marked["metadata"]["deletionGracePeriodSeconds"] == 30
+    labelled = copy.deepcopy(marked)
+    labelled["metadata"]["labels"] = {"seen": "yes"}
+    student_update(cluster, PODS, labelled)  # ShouldDeleteDuringUpdate: grace left, so it stays
+    got = cluster.store.get(PODS.gr, "default", "slow")
+    assert got is not None and got["metadata"]["labels"] == {"seen": "yes"}
+
+
+CRDS = R["customresourcedefinitions.apiextensions.k8s.io"]
+
+
+def test_a_terminating_namespace_drops_objects_of_a_kind_no_longer_served(cluster: Cluster) -> None:
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                }
+            ],
+        },
+    }
+    cluster.create(CRDS, "", crd)
+    cluster.create(NS, "", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "lab"}})
+    cluster.controllers.reconcile()
+    (gadgets,) = [d for d in cluster.custom_defs() if d.gr == "gadgets.example.com"]
+    cluster.create(gadgets, "lab", {"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"}})
+    client = Client(cluster, "kube-controller-manager", CONTROLLER_MANAGER)
+    assert not client.remove_unserved("gadgets.example.com", "lab", "g")  # served: only the delete path
+    # the CRD's cleanup finalizer dropped by hand, then the CRD deleted: it goes at once, its
+    # object stays, unserved
+    stored = cluster.store.get(CRDS.gr, "", "gadgets.example.com")
+    assert stored is not None
+    unheld = copy.deepcopy(stored)
+    unheld["metadata"]["finalizers"] = []
+    student_update(cluster, CRDS, unheld)
+    cluster.delete(CRDS, "", "gadgets.example.com")
+    assert cluster.store.get(CRDS.gr, "", "gadgets.example.com") is None
+    assert cluster.store.get("gadgets.example.com", "lab", "g") is not None
+    cluster.delete(NS, "", "lab")
+    cluster.controllers.reconcile()
+    assert cluster.store.get("gadgets.example.com", "lab", "g") is None
+    assert cluster.store.get(NS.gr, "", "lab") is None
+
+
+def test_a_namespace_finalized_before_its_deletion_goes_on_the_controllers_delete(cluster: Cluster) -> None:
+    created = cluster.create(NS, "", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bare"}})
+    cluster.create(CM, "bare", configmap("x", "bare"))
+    with cluster.acting(RequestState(manager="student")):
+        fin = copy.deepcopy(created)
+        fin["spec"]["finalizers"] = []
+        cluster.update(NS, "", "bare", fin, sub="finalize")
+    cluster.delete(NS, "", "bare")  # marked all the same, for the controller to empty it
+    assert cluster.store.get(NS.gr, "", "bare") is not None
+    cluster.controllers.reconcile()
+    assert cluster.store.get(CM.gr, "bare", "x") is None
+    assert cluster.store.get(NS.gr, "", "bare") is None
+
+
+def test_the_components_writes_carry_their_user_but_not_the_students_quota(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_cluster(tmp_path, "tight", "https://127.0.0.1:1", controllers=Controllers)
+    c = Cluster("tight", clusters_dir(tmp_path) / "tight", controllers=Controllers)
+    c.controllers.reconcile()
+    c.limits = dataclasses.replace(c.limits, max_objects=c.store.nobjects + 1)
+    c.store.limits = c.limits
+    student = User("kubernetes-admin", ("system:masters", "system:authenticated"))
+    with c.acting(RequestState(manager="kubectl", requester=student)):
+        c.create(CM, "default", configmap("one"))
+        with pytest.raises(ApiError) as e:  # the student's limit
+            c.create(CM, "default", configmap("two"))
+    assert e.value.status == 403 and "exceeded quota" in e.value.message
+    seen: list[User | None] = []
+    real = admission.admit
+
+    def spy(cluster: Cluster, rdef: Any, obj: Obj) -> None:
+        seen.append(cluster.request_state.user)
+        real(cluster, rdef, obj)
+
+    monkeypatch.setattr(admission, "admit", spy)
+    for user in (CONTROLLER_MANAGER, SCHEDULER, node_user("node-1")):
+        Client(c, "component", user).create(CM, configmap(f"by-{user.name.replace(':', '-')}"))
+    # admission sees who writes; the writes are the platform's (its reserve above the limit)
+    assert seen == [CONTROLLER_MANAGER, SCHEDULER, node_user("node-1")]
+    assert node_user("node-1") == User("system:node:node-1", ("system:nodes", "system:authenticated"))

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from runtime.kube import registry, scheduler
-from runtime.kube.apiserver.client import Client
+from runtime.kube.apiserver.client import SCHEDULER, Client
 from runtime.kube.apiserver.cluster import Cluster
 from runtime.kube.apiserver.provision import clusters_dir, create_cluster
 from runtime.kube.controllers.manager import Controllers
@@ -89,7 +89,7 @@ def test_schedule_takes_a_writer_and_an_event_recorder(cluster: Cluster) -> None
     del p["spec"]["nodeName"]
     cluster.store.put("pods", p, "MODIFIED")
     events = Events()
-    scheduler.schedule(cluster.store, scheduler.Queue(), Client(cluster, "kube-scheduler"), events)
+    scheduler.schedule(cluster.store, scheduler.Queue(), Client(cluster, "kube-scheduler", SCHEDULER), events)
     bound = cluster.store.get("pods", "default", "p")
     assert bound is not None and bound["spec"]["nodeName"] == "n1"
     assert events.seen == [("p", "Normal", "Scheduled")]
@@ -108,7 +108,7 @@ def test_a_binding_the_api_refuses_is_not_counted_as_placed(cluster: Cluster) ->
     del p["spec"]["nodeName"]
     cluster.store.put("pods", p, "MODIFIED")
     events = Events()
-    scheduler.schedule(cluster.store, scheduler.Queue(), Refusing(cluster, "kube-scheduler"), events)
+    scheduler.schedule(cluster.store, scheduler.Queue(), Refusing(cluster, "kube-scheduler", SCHEDULER), events)
     still = cluster.store.get("pods", "default", "p")
     assert still is not None and not still["spec"].get("nodeName")
     assert events.seen == []
