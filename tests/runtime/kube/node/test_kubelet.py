@@ -494,7 +494,8 @@ def test_init_containers_run_first_and_volumes_are_shared_and_kept(lab: Lab) -> 
     st = lab.running("staged")["status"]
     init = st["initContainerStatuses"][0]
     assert init["state"]["terminated"]["reason"] == "Completed" and init["ready"] is True
-    assert lab.logs("staged", "app").startswith("prepared")
+    # Running means the app container started, not that its first command has written yet
+    assert lab.until("the app's output", lambda: lab.logs("staged", "app") or None).startswith("prepared")
     assert lab.logs("staged", "prepare") == ""
     assert lab.exec_out("staged", ["cat", "/data/log"], "app") == (0, "init\napp\n")
     lab.cluster.delete(R["pods"], "default", "staged")
