@@ -1,5 +1,4 @@
-"""Calling runtimed's event loops from the worker threads of sandbox service hooks
-(``call_on_loop``), a second event loop on a thread of its own (``LoopThread``), and
+"""Calling runtimed's event loop from the worker threads of sandbox service hooks, and
 watching an event loop for stalls (``StallWatch``)."""
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import threading
 import time
 import traceback
 from collections.abc import Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from runtime import errors
@@ -36,60 +34,6 @@ def call_on_loop(
             coro.close()
             raise AssertionError(f"the {what}'s hooks block; call them from a worker thread")
     return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
-
-
-class LoopThread:
-    """An event loop running in a thread of its own, for a service whose work must not delay
-    what runtimed's main loop serves.
-
-    Why: every lab cluster's API requests, watches and controller passes are event-loop
-    work, and a class of 50 keeps it busy in bursts of 100-200 ms; the main loop also relays
-    every student's terminal, so on one loop those bursts were keystroke echo stalls (issue
-    #13). On a loop of its own, a burst only competes for the GIL, which Python hands over
-    every 5 ms (``sys.getswitchinterval``), not for the whole loop.
-
-    ``run(coro)`` (from another loop) awaits ``coro`` run on this one; objects a service makes
-    on its loop stay there, and other threads reach them with ``call_on_loop(thread.loop, ...)``
-    as before. The loop has its own default executor (``workers`` threads) so its
-    ``asyncio.to_thread`` calls never queue behind the main loop's. ``stop`` cancels what is
-    left, closes the loop and joins the thread (call it from a worker thread or at exit).
-    """
-
-    def __init__(self, name: str, *, workers: int = 16) -> None:
-        self.name = name
-        self.loop = asyncio.new_event_loop()
-        self.loop.set_default_executor(ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name))
-        self._thread = threading.Thread(target=self._main, name=f"loop-{name}", daemon=True)
-        self._thread.start()
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_forever()
-        finally:
-            try:
-                tasks = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
-                for t in tasks:
-                    t.cancel()
-                if tasks:
-                    self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-                self.loop.run_until_complete(self.loop.shutdown_default_executor())
-            finally:
-                self.loop.close()
-
-    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Await ``coro`` run on this thread's loop (from a coroutine of another loop)."""
-        if not self._thread.is_alive():
-            coro.close()
-            raise errors.NotAvailable(f"the {self.name} loop is not running")
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the loop (its remaining tasks are cancelled) and wait for the thread."""
-        if self._thread.is_alive():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(timeout)
 
 
 class StallWatch:

@@ -64,12 +64,8 @@ sets them for every cluster of this runtimed (default ``Limits()``: 3 MiB reques
 objects, 5000 objects and 32 MiB per cluster, 1000 events, 50 watches, a 16 MiB watch
 cache); a cluster's ``cluster.json`` may override them for that cluster alone.
 
-Threads: in runtimed the service has an event loop of its own (``runtime.loops.LoopThread``,
-started by ``start_for_daemon``): the hub, every cluster's API, watches, controllers, DNS and
-ingress relays run there, never on the daemon's loop, which relays the students' terminals
-and must not wait behind a class's cluster work (issue #13). ``start``/``stop`` run in the
-manager's worker threads; everything touching the hub or aiohttp runs on the service's loop
-(``self.loop``) through ``run_coroutine_threadsafe``.
+Threads: ``start``/``stop`` run in the manager's worker threads; everything touching the
+hub or aiohttp runs on the daemon's loop through ``run_coroutine_threadsafe``.
 """
 
 from __future__ import annotations
@@ -111,7 +107,7 @@ from runtime.kube.node.ingress import IngressController
 from runtime.kube.node.kubelet import ClusterHost, Kubelet, KubeletIO
 from runtime.kube.node.netpol import NetworkPolicyAgent, probe
 from runtime.kube.node.proxy import Proxy
-from runtime.loops import LoopThread, StallWatch, call_on_loop
+from runtime.loops import call_on_loop
 
 if TYPE_CHECKING:
     from runtime.dockerapi.engine import Engine
@@ -253,8 +249,6 @@ class KubeService:
         self.server = ""  # https://HOST:PORT of the host listener, once started
         self.hub: Hub | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
-        # the thread whose loop the service runs on, when it has one of its own (start_for_daemon)
-        self.thread: LoopThread | None = None
         self._host: web.AppRunner | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._listeners: dict[str, _Listener] = {}
@@ -299,16 +293,7 @@ class KubeService:
         log.info("lab clusters (kubernetes service) served on %s from %s", self.server, self.data)
 
     async def close(self) -> None:
-        """Close every listener (sandboxes keep running; the next runtimed re-opens them).
-        From another loop than the service's own thread's: closed there, then the thread stops."""
-        thread = self.thread
-        if thread is not None and asyncio.get_running_loop() is not thread.loop:
-            self.thread = None
-            try:
-                await thread.run(self.close())
-            finally:
-                await asyncio.to_thread(thread.stop)
-            return
+        """Close every listener (sandboxes keep running; the next runtimed re-opens them)."""
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -703,14 +688,7 @@ async def start_for_daemon(daemon: Any, data: Path, listen: str, limits: Limits 
     if docker is not None:
         svc.engines = docker.engine
     svc.spec_of = lambda sid: daemon.manager.get(sid).spec
-    # a loop of its own, off the daemon's (see the module docstring, "Threads")
-    svc.thread = LoopThread("kube", workers=32)
-    try:
-        await svc.thread.run(_start_on_own_loop(svc))
-    except BaseException:
-        thread, svc.thread = svc.thread, None
-        await asyncio.to_thread(thread.stop)
-        raise
+    await svc.start_server()
     try:
         await asyncio.to_thread(daemon.manager.register_service, NAME, svc)
     except BaseException:
@@ -718,9 +696,3 @@ async def start_for_daemon(daemon: Any, data: Path, listen: str, limits: Limits 
         raise
     daemon.kube = svc
     return svc
-
-
-async def _start_on_own_loop(svc: KubeService) -> None:
-    if (stall := StallWatch.from_env("runtimed-kube")) is not None:
-        stall.start()
-    await svc.start_server()
