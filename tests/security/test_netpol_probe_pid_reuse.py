@@ -57,8 +57,8 @@ class ReusedPidEngine:
     def inspect(self, cid: str) -> dict[str, Any]:
         return {"Id": cid, "State": {"Running": True, "Pid": self.rec.pid}}
 
-    def _get(self, cid: str) -> _Rec:
-        return self.rec
+    def init_process(self, cid: str) -> tuple[int, int]:  # Engine.init_process: the engine's own record
+        return self.rec.pid, self.rec.pid_start
 
 
 @pytest.fixture
