@@ -21,6 +21,9 @@ engines or clusters; the packages above hand it a pid, a command, a descriptor.
 ``forkserver.py`` / ``_forkserver.py``
     The per-sandbox-start helpers (the mount helper, the netns listener) forked from one
     server that imported them by module name, instead of a fresh interpreter each (issue #13).
+``mounts.py``
+    The mount primitives of the helper children that mount (the sandbox's mount helper, the
+    engine's helper): mount, detach, idmapped binds of shared layers; ``ctypes`` and ``os`` only.
 ``clock.py``
     One set of timestamp helpers: Kubernetes' ``metav1.Time`` (to the second) and
     ``MicroTime``, the Docker engine's RFC 3339 with a fraction, Go's ``RFC3339Nano``, and
