@@ -21,12 +21,20 @@ from pathlib import Path
 BACKLOG = 128
 
 
-def bind_unix(path: Path, *, uid: int = -1, gid: int = -1, mode: int = 0o660, backlog: int = BACKLOG) -> socket.socket:
+def bind_unix(
+    path: Path,
+    *,
+    uid: int = -1,
+    gid: int = -1,
+    mode: int = 0o660,
+    backlog: int = BACKLOG,
+    kind: int = socket.SOCK_STREAM,
+) -> socket.socket:
     """A listening, non-blocking unix socket at ``path`` with ``mode``, owned ``uid:gid``
-    (-1: unchanged)."""
+    (-1: unchanged); ``kind`` ``SOCK_STREAM`` or ``SOCK_SEQPACKET``."""
     private = Path(tempfile.mkdtemp(prefix=".b-", dir=path.parent))
     tmp = private / "s"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_UNIX, kind)
     try:
         sock.bind(str(tmp))
         tmp.chmod(mode)
