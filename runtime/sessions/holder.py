@@ -22,9 +22,47 @@ What it is given and what it may do
     sandbox's directory (whose contents a student controls) and never reachable
     from inside a sandbox or by the platform's unprivileged user. runtimed then
     closes its own copy of the master. The holder runs as root but executes
-    nothing: it copies bytes between the master and its one client (runtimed),
-    and accepts only root peers (SO_PEERCRED). The message format is in the C
-    file's header comment; ``Session`` (``runtime.sessions.pty``) is its client.
+    nothing: it copies bytes between the master and its clients -- runtimed, its
+    one control client, and the direct clients runtimed hands it (below) -- and
+    accepts only root peers (SO_PEERCRED) on its socket. The message format is in
+    the C file's header comment; ``Session`` (``runtime.sessions.pty``) is the
+    control client.
+
+Direct clients (protocol 2)
+    runtimed's event loop also serves every lab cluster of a class, so a keystroke
+    and its echo relayed through it wait behind them (#13). Instead, after runtimed
+    has authorized a terminal attach as it always did, it makes a socketpair
+    (``AF_UNIX``, ``SOCK_SEQPACKET``), hands one end to the holder
+    (``HolderLink.attach_direct``: an 'A' message carrying the fd in
+    ``SCM_RIGHTS``) and the other to the web tier, then closes its copy. The
+    holder serves that end like a client of its own -- the hello, the replay, live
+    output, 'E' at the end -- and takes from it only input and resizes (none at all
+    from a read-only one); any other message drops that client alone. runtimed
+    stays the control client: it still reads every byte (its own scrollback, exit
+    tracking), and it alone may quit the holder or pass it fds. Direct clients
+    survive runtimed going away, so a handed-off terminal keeps working through a
+    runtimed restart. Limits and trust rules: the C file's header comment (at
+    most 8 direct clients; fds are taken from the control client only and only on
+    a well-formed 'A'; a direct client's fds are discarded by the kernel, never
+    received). A holder started by an older runtimed speaks protocol 1: it is
+    adopted as before, and ``direct_supported`` is False for it.
+
+    The web tier speaks this protocol too, with the pure helpers below (stdlib
+    only, so it may import them without runtimed's code):
+
+    - ``input_messages(data)``: 'I' datagrams of at most ``MSG_MAX`` input bytes
+      each (the holder reads datagrams of up to ``MSG_MAX`` + 64 bytes);
+    - ``resize_message(rows, cols)``: 'R' u16 rows, u16 cols, host byte order
+      (the holder runs on the same host);
+    - ``parse_message(msg)``: one holder datagram as ``(kind, payload)``:
+      ``("H", Hello)``, ``("O", bytes)``, ``("E", Exit)`` (``code`` None when
+      unknown), ``("?", None)`` for a kind this version does not know (skip it).
+      The payloads' types differ, so ``isinstance`` on the payload narrows too.
+      ``b""`` is not a message but the end of the stream (the holder dropped the
+      client, refused the attach, or exited): check for it first.
+      ``parse_message`` raises ``HolderUnavailable`` on a malformed hello.
+
+    Every datagram is one message; a client reads with ``recv(RECV_MAX)``.
 
 Exit status
     The shell stays runtimed's child (the agent clones it with ``CLONE_PARENT``;
@@ -58,6 +96,7 @@ Deployment
 
 from __future__ import annotations
 
+import array
 import contextlib
 import json
 import logging
@@ -72,14 +111,17 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from runtime import errors
 
 log = logging.getLogger(__name__)
 
 HOLDER_BUILT = Path(__file__).resolve().parents[1] / "sandbox" / "agent" / "kl-pty-holder"
-PROTO_VERSION = 1
+PROTO_VERSION = 2  # 2: direct clients ('A'); a holder of protocol 1 is still adopted
+MIN_PROTO_VERSION = 1
+DIRECT_VERSION = 2
+MAX_DIRECT = 8  # direct clients one holder serves at once (the holder refuses a 9th)
 MSG_MAX = 32 * 1024  # input bytes per 'I' datagram (the holder reads datagrams of up to 32 KiB + 64)
 RECV_MAX = 64 * 1024 + 64
 HELLO = struct.Struct("=IHHBBxxiQIxxxx")  # version, rows, cols, exited, code known, code, total, pid
@@ -101,15 +143,32 @@ class Hello:
     exited: bool
     code: int | None
     pid: int
+    version: int = PROTO_VERSION
+    total: int = 0  # output bytes the shell ever wrote (the replay is the last of them)
+
+
+@dataclass
+class Exit:
+    """'E': the shell ended and every byte of its output was sent before this."""
+
+    code: int | None  # None: unknown (e.g. the shell ended while runtimed was down)
 
 
 def parse_hello(msg: bytes) -> Hello:
     if len(msg) < 1 + HELLO.size or msg[:1] != b"H":
         raise HolderUnavailable(f"holder sent no valid hello ({msg[:16]!r})")
-    version, rows, cols, exited, known, code, _total, pid = HELLO.unpack_from(msg, 1)
-    if version != PROTO_VERSION:
-        raise HolderUnavailable(f"holder speaks protocol {version}, runtimed {PROTO_VERSION}")
-    return Hello(rows=rows, cols=cols, exited=bool(exited), code=code if known else None, pid=pid)
+    version, rows, cols, exited, known, code, total, pid = HELLO.unpack_from(msg, 1)
+    if not MIN_PROTO_VERSION <= version <= PROTO_VERSION:
+        raise HolderUnavailable(f"holder speaks protocol {version}, runtimed {MIN_PROTO_VERSION}..{PROTO_VERSION}")
+    return Hello(
+        rows=rows,
+        cols=cols,
+        exited=bool(exited),
+        code=code if known else None,
+        pid=pid,
+        version=version,
+        total=total,
+    )
 
 
 def parse_exit(msg: bytes) -> int | None:
@@ -117,6 +176,25 @@ def parse_exit(msg: bytes) -> int | None:
         return None
     known, code = EXIT.unpack_from(msg, 1)
     return int(code) if known else None
+
+
+Message = (
+    tuple[Literal["H"], Hello] | tuple[Literal["O"], bytes] | tuple[Literal["E"], Exit] | tuple[Literal["?"], None]
+)
+
+
+def parse_message(msg: bytes) -> Message:
+    """One holder -> client datagram (not ``b""``, the end of the stream) as ``(kind, payload)``."""
+    kind = msg[:1]
+    if kind == b"O":
+        return ("O", msg[1:])
+    if kind == b"E":
+        return ("E", Exit(parse_exit(msg)))
+    if kind == b"H":
+        return ("H", parse_hello(msg))
+    if not msg:
+        raise ValueError("b'' is the end of the stream, not a message")
+    return ("?", None)
 
 
 def input_messages(data: bytes) -> list[bytes]:
@@ -129,6 +207,10 @@ def resize_message(rows: int, cols: int) -> bytes:
 
 def code_message(code: int) -> bytes:
     return b"X" + struct.pack("=i", code)
+
+
+def attach_message(read_only: bool) -> bytes:
+    return b"A" + bytes([1 if read_only else 0])
 
 
 QUIT = b"Q"
@@ -154,6 +236,11 @@ class HolderLink:
     def pid(self) -> int:
         return self.hello.pid
 
+    @property
+    def direct_supported(self) -> bool:
+        """The holder serves direct clients ('A', protocol 2)."""
+        return self.hello.version >= DIRECT_VERSION
+
     def send(self, msg: bytes) -> bool:
         """One datagram; False if it would block (the caller queues it)."""
         try:
@@ -162,6 +249,26 @@ class HolderLink:
             return False
         except OSError:
             pass  # the holder is gone: the reader sees EOF
+        return True
+
+    def attach_direct(self, sock: socket.socket, read_only: bool) -> bool:
+        """Hand ``sock`` (one end of a fresh ``AF_UNIX`` ``SOCK_SEQPACKET`` socketpair) to the
+        holder as a direct client; non-blocking. True once the 'A' is queued to the holder
+        (which still refuses it when it serves 8 direct clients already: the other end then
+        sees EOF before any hello); False if the socket is full, the holder is gone or
+        speaks protocol 1. ``sock`` stays open: the caller closes its copy either way. The
+        'A' is sent at once, ahead of any datagram the caller still queues for the holder."""
+        if self.closed or not self.direct_supported:
+            return False
+        fds = array.array("i", [sock.fileno()])
+        try:
+            self.sock.sendmsg(
+                [attach_message(read_only)],
+                [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())],
+                socket.MSG_DONTWAIT,
+            )
+        except OSError:  # BlockingIOError too: the caller falls back to relaying
+            return False
         return True
 
     def close(self) -> None:

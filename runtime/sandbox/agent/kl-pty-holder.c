@@ -12,29 +12,57 @@
  *              child, not ours, so runtimed reaps it and tells us the status ('X').
  * SANDBOX and SESSION only name the process for ps.
  *
- * It runs nothing: it copies bytes between the master and one client (runtimed),
- * keeps the last SCROLLBACK bytes of output in a ring, and serves them again to the
- * next client (the replay). One client at a time: a connection made while another
- * is open is closed at once (runtimed's is closed by the kernel when runtimed dies).
+ * It runs nothing: it copies bytes between the master and its clients, keeps the last
+ * SCROLLBACK bytes of output in a ring, and serves them again to each new client (the
+ * replay). Two kinds of client:
+ *   control  runtimed, connected on LISTEN_FD: root peers only (SO_PEERCRED), one at a
+ *            time. A connection made while another is open is closed at once (runtimed's
+ *            is closed by the kernel when runtimed dies, so its successor gets in).
+ *   direct   at most MAX_DIRECT (8): sockets the control client hands us with 'A' after it
+ *            authorized a terminal attach; it gives the other end to the web tier, so a
+ *            keystroke and its echo pass through no Python of runtimed. A direct client may
+ *            send 'I' and 'R' (ignored when it was attached read-only) and nothing else:
+ *            any other type drops that client (we close it); the shell and the other
+ *            clients are unaffected. Direct clients outlive the control client (runtimed
+ *            dying or restarting does not cut a terminal), and a control client connecting
+ *            does not disturb them.
  *
- * Messages (one datagram each, first byte the type):
- *   client -> holder  'I' input bytes | 'R' u16 rows, u16 cols | 'X' i32 exit code
+ * Messages (one datagram each, first byte the type; integers in the host's byte order):
+ *   control -> holder 'I' input bytes | 'R' u16 rows, u16 cols | 'X' i32 exit code
  *                     (runtimed reaped the shell) | 'Q' quit now (the session is removed
- *                     or its end was collected: close the master, exit)
+ *                     or its end was collected: close the master, exit; direct clients see
+ *                     EOF) | 'A' u8 mode (0 read-write, 1 read-only) carrying exactly one fd
+ *                     in SCM_RIGHTS, a connected AF_UNIX SOCK_SEQPACKET socket: serve it as
+ *                     a direct client, from the replay on
+ *   direct -> holder  'I' and 'R' as above, only
  *   holder -> client  'H' hello (u32 version, u16 rows, u16 cols, u8 exited,
  *                     u8 code known, u16 0, i32 code, u64 bytes ever output, u32 our
  *                     pid, u32 0) first, then
  *                     'O' output (the ring's replay, then live) and, once the shell has
  *                     exited and every byte has been sent, 'E' (u8 code known, i32 code).
+ *                     A direct client gets its 'E' only once the code is known ('X'), or
+ *                     DIRECT_CODE_WAIT after the exit, or at once when no control client is
+ *                     connected: so the web tier normally sees the real code.
+ * PROTO_VERSION 2 added 'A' and direct clients; to a control client that never sends 'A'
+ * the holder behaves as version 1 did.
  *
- * Flow control: the client's read position is an offset into the ring. While a
- * client is connected we read the master only into ring space the client has
- * already been sent, so a client that stops reading (runtimed pauses its reader
- * when a browser is slow) fills the socket, then the ring, and then we stop
- * reading the master: the kernel's PTY buffer fills and the program blocks in
- * write(). With no client (runtimed is down) we keep reading, overwriting the
- * oldest scrollback, at most 20 reads a second. Input is written at once, never
- * behind output; a Ctrl-C overtakes input the program has not read yet.
+ * Trust: fds are taken only from the control client's messages (recvmsg, close-on-exec).
+ * Every fd that arrives on any other message than a well-formed 'A' (a 2-byte body, mode
+ * 0 or 1, exactly one fd, nothing truncated) is closed at once, and so is the fd of an 'A'
+ * that is refused: not a connected unix SOCK_SEQPACKET socket, or MAX_DIRECT direct
+ * clients exist already (the web tier's end then sees EOF without a hello). Direct
+ * clients are read with plain recv(), no ancillary buffer: an fd a direct client passes
+ * is discarded by the kernel and never enters our fd table.
+ *
+ * Flow control: each client's read position is an offset into the ring. While any
+ * client is connected we read the master only into ring space that every connected
+ * client has already been sent (room = cap - (total - the slowest client's offset)), so a
+ * client that stops reading (runtimed pauses its reader when a browser is slow; a web
+ * tier that stops reading its socket) fills its socket, then the ring, and then we stop
+ * reading the master: the kernel's PTY buffer fills and the program blocks in write().
+ * With no client at all (runtimed is down, no terminal handed off) we keep reading,
+ * overwriting the oldest scrollback, at most 20 reads a second. Input is written at once,
+ * never behind output; a Ctrl-C overtakes input the program has not read yet.
  *
  * Ends: on 'Q'; or when the shell has exited and no 'Q' came within EXIT_GRACE;
  * or on SIGTERM/SIGKILL. Closing the master hangs up whatever still runs on it.
@@ -52,30 +80,42 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
 #include <fcntl.h>
 
-#define PROTO_VERSION 1
+#define PROTO_VERSION 2
 #define MSG_MAX (32 * 1024)          /* output bytes per 'O' datagram */
 #define READ_CHUNK (64 * 1024)       /* bytes per read of the master */
 #define DETACHED_INTERVAL_MS 50      /* with no client: at most 20 reads a second */
 #define MAX_INPUT (1024 * 1024)      /* input the program has not read yet */
 #define EXIT_GRACE_MS (600 * 1000)   /* after the shell's exit, wait this long for 'Q' */
 #define DRAIN_READS 16               /* output read after the shell's exit, at most */
+#define MAX_DIRECT 8                 /* direct clients at once */
+#define DIRECT_CODE_WAIT_MS 1000     /* a direct client's 'E' waits this long for 'X' */
+#define FDS_MAX 253                  /* the kernel's SCM_MAX_FD: fds one message can carry */
+
+#define CONTROL 0
+#define NCLIENTS (1 + MAX_DIRECT)
+
+struct client {
+    int fd;       /* -1: no client in this slot */
+    uint64_t off; /* the next byte to send it */
+    int hello_pending, e_sent, send_blocked, read_only;
+};
 
 static unsigned char *ring;
 static size_t cap;
 static uint64_t total; /* bytes ever appended; byte o lives at ring[o % cap] */
-static int lfd = -1, master = -1, pidfd = -1, client = -1;
-static uint64_t coff; /* the client's next byte */
-static int hello_pending, e_sent, send_blocked;
+static int lfd = -1, master = -1, pidfd = -1;
+static struct client cl[NCLIENTS]; /* cl[CONTROL] is runtimed, the others direct clients */
 static int exited, master_eof, code_known;
 static int32_t code;
 static unsigned char *inbuf;
 static size_t inlen, incap;
-static int64_t next_read_ms, exit_deadline_ms;
+static int64_t next_read_ms, exit_deadline_ms, exited_ms;
 static const char *name = "kl-pty-holder";
 
 static int64_t now_ms(void) {
@@ -100,36 +140,65 @@ static void append(const unsigned char *d, size_t n) {
     memcpy(ring, d + first, n - first);
 }
 
-/* How much may be read from the master now without overwriting unsent output. */
+static int any_client(void) {
+    for (int i = 0; i < NCLIENTS; i++)
+        if (cl[i].fd >= 0) return 1;
+    return 0;
+}
+
+/* How much may be read from the master now without overwriting output a connected
+ * client has not been sent yet. */
 static size_t read_room(void) {
     size_t room = READ_CHUNK;
-    if (client >= 0) {
-        uint64_t unsent = total - coff;
-        room = unsent >= cap ? 0 : cap - (size_t)unsent;
-        if (room > READ_CHUNK) room = READ_CHUNK;
+    for (int i = 0; i < NCLIENTS; i++) {
+        if (cl[i].fd < 0) continue;
+        uint64_t unsent = total - cl[i].off;
+        size_t r = unsent >= cap ? 0 : cap - (size_t)unsent;
+        if (r < room) room = r;
     }
     return room;
 }
 
-static void drop_client(void) {
-    if (client >= 0) close(client);
-    client = -1;
-    send_blocked = 0;
+static void drop_client(struct client *c) {
+    if (c->fd >= 0) close(c->fd);
+    c->fd = -1;
+    c->send_blocked = 0;
+}
+
+/* A client starts at the oldest byte in the ring, with the hello. */
+static void add_client(struct client *c, int fd, int read_only) {
+    c->fd = fd;
+    c->off = ring_start();
+    c->hello_pending = 1;
+    c->e_sent = 0;
+    c->send_blocked = 0;
+    c->read_only = read_only;
 }
 
 /* Send one datagram; 1 sent, 0 would block, -1 the client is gone. */
-static int send_msg(unsigned char type, const void *body, size_t len) {
+static int send_msg(int fd, unsigned char type, const void *body, size_t len) {
     struct iovec iov[2] = {{&type, 1}, {(void *)body, len}};
     struct msghdr m = {.msg_iov = iov, .msg_iovlen = len ? 2 : 1};
-    if (sendmsg(client, &m, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0) return 1;
+    if (sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0) return 1;
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) return 0;
     return -1;
 }
 
-static void flush_client(void) {
+/* When a direct client waits only for the exit code, until when ('E' timing above). */
+static int64_t direct_e_deadline(void) { return exited_ms + DIRECT_CODE_WAIT_MS; }
+
+static int e_due(const struct client *c, int64_t now) {
+    if (!exited || c->e_sent || c->off < total) return 0;
+    if (c == &cl[CONTROL] || code_known || cl[CONTROL].fd < 0) return 1;
+    return now >= direct_e_deadline();
+}
+
+static int control_message(void);
+
+static void flush_client(struct client *c, int64_t now) {
     int r = 1;
-    if (client < 0) return;
-    if (hello_pending) {
+    if (c->fd < 0) return;
+    if (c->hello_pending) {
         unsigned char h[32] = {0};
         uint32_t v = PROTO_VERSION, pid = (uint32_t)getpid();
         struct winsize ws = {0};
@@ -143,27 +212,32 @@ static void flush_client(void) {
         memcpy(h + 12, &code, 4);
         memcpy(h + 16, &total, 8);
         memcpy(h + 24, &pid, 4);
-        r = send_msg('H', h, sizeof h);
-        if (r == 1) hello_pending = 0;
+        r = send_msg(c->fd, 'H', h, sizeof h);
+        if (r == 1) c->hello_pending = 0;
     }
-    while (r == 1 && coff < total) {
-        size_t pos = (size_t)(coff % cap);
-        uint64_t left = total - coff;
+    while (r == 1 && c->off < total) {
+        size_t pos = (size_t)(c->off % cap);
+        uint64_t left = total - c->off;
         size_t len = cap - pos;
         if (len > left) len = (size_t)left;
         if (len > MSG_MAX) len = MSG_MAX;
-        r = send_msg('O', ring + pos, len);
-        if (r == 1) coff += len;
+        r = send_msg(c->fd, 'O', ring + pos, len);
+        if (r == 1) c->off += len;
     }
-    if (r == 1 && exited && !e_sent) {
+    if (r == 1 && e_due(c, now)) {
         unsigned char e[5];
         e[0] = (unsigned char)code_known;
         memcpy(e + 1, &code, 4);
-        r = send_msg('E', e, sizeof e);
-        if (r == 1) e_sent = 1;
+        r = send_msg(c->fd, 'E', e, sizeof e);
+        if (r == 1) c->e_sent = 1;
     }
-    if (r < 0) drop_client();
-    else send_blocked = r == 0;
+    if (r < 0 && c == &cl[CONTROL]) {
+        /* runtimed is gone, but what it sent before it went ('A', 'X') is still queued */
+        while (c->fd >= 0 && control_message() > 0) {
+        }
+    }
+    if (r < 0) drop_client(c);
+    else c->send_blocked = r == 0;
 }
 
 static void input(const unsigned char *d, size_t n) {
@@ -212,6 +286,18 @@ static void write_pending(void) {
     inlen -= (size_t)w;
 }
 
+/* 'R' u16 rows, u16 cols */
+static void resize(const unsigned char *m, size_t n) {
+    if (n < 5 || master < 0) return;
+    struct winsize ws = {0};
+    uint16_t rows, cols;
+    memcpy(&rows, m + 1, 2);
+    memcpy(&cols, m + 3, 2);
+    ws.ws_row = rows;
+    ws.ws_col = cols;
+    ioctl(master, TIOCSWINSZ, &ws);
+}
+
 static void close_master(void) {
     if (master >= 0) close(master); /* SIGHUP to whatever still runs on the terminal */
     master = -1;
@@ -242,49 +328,122 @@ static void shell_exited(void) {
     if (pidfd >= 0) close(pidfd);
     pidfd = -1;
     exited = 1;
-    exit_deadline_ms = now_ms() + EXIT_GRACE_MS;
+    exited_ms = now_ms();
+    exit_deadline_ms = exited_ms + EXIT_GRACE_MS;
 }
 
-/* 1: handled a message, 0: none waiting, -1: the client is gone */
-static int client_message(void) {
-    static unsigned char buf[MSG_MAX + 64];
-    ssize_t n = recv(client, buf, sizeof buf, MSG_DONTWAIT);
+/* A connected AF_UNIX SOCK_SEQPACKET socket (not a listening one): what 'A' must carry. */
+static int direct_socket_ok(int fd) {
+    int v;
+    socklen_t len = sizeof v;
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &v, &len) < 0 || v != AF_UNIX) return 0;
+    len = sizeof v;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &len) < 0 || v != SOCK_SEQPACKET) return 0;
+    len = sizeof v;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) < 0 || v) return 0;
+    struct sockaddr_un peer;
+    len = sizeof peer;
+    return getpeername(fd, (struct sockaddr *)&peer, &len) == 0;
+}
+
+/* 'A': serve fd (close-on-exec already) as a direct client, or close it. */
+static void add_direct(int fd, int read_only) {
+    if (!direct_socket_ok(fd)) {
+        fprintf(stderr, "%s: direct client refused: not a connected unix seqpacket socket\n", name);
+        close(fd);
+        return;
+    }
+    for (int i = 1; i < NCLIENTS; i++) {
+        if (cl[i].fd < 0) {
+            fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+            add_client(&cl[i], fd, read_only);
+            return;
+        }
+    }
+    fprintf(stderr, "%s: direct client refused: %d already\n", name, MAX_DIRECT);
+    close(fd);
+}
+
+static unsigned char mbuf[MSG_MAX + 64];
+
+/* One message from the control client: 1 handled, 0 none waiting, -1 the client is gone. */
+static int control_message(void) {
+    struct client *c = &cl[CONTROL];
+    union {
+        struct cmsghdr align;
+        unsigned char b[CMSG_SPACE(FDS_MAX * sizeof(int))];
+    } cbuf;
+    struct iovec iov = {mbuf, sizeof mbuf};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.b, .msg_controllen = sizeof cbuf.b};
+    ssize_t n = recvmsg(c->fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (n < 0) {
         if (errno == EAGAIN || errno == EINTR) return 0;
-        drop_client();
+        /* the client closed with our output unread: the kernel reports that first, once, but
+         * what it sent before closing is still queued ('X', 'A'): take it, then the EOF */
+        if (errno == ECONNRESET) return 1;
+        drop_client(c);
         return -1;
     }
+    /* every fd that arrived: they are in our table now, whatever the message */
+    int fds[FDS_MAX], nfds = 0;
+    for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
+        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
+        size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t j = 0; j < k && nfds < FDS_MAX; j++) memcpy(&fds[nfds++], CMSG_DATA(h) + j * sizeof(int), sizeof(int));
+    }
+    int keep = -1;
+    if (n == 2 && mbuf[0] == 'A' && mbuf[1] <= 1 && nfds == 1 && !(m.msg_flags & (MSG_CTRUNC | MSG_TRUNC))) keep = fds[0];
+    for (int i = 0; i < nfds; i++)
+        if (fds[i] != keep) close(fds[i]);
     if (n == 0) {
-        drop_client();
+        drop_client(c);
         return -1;
     }
-    switch (buf[0]) {
+    switch (mbuf[0]) {
     case 'I':
-        input(buf + 1, (size_t)n - 1);
+        input(mbuf + 1, (size_t)n - 1);
         break;
     case 'R':
-        if (n >= 5 && master >= 0) {
-            struct winsize ws = {0};
-            uint16_t rows, cols;
-            memcpy(&rows, buf + 1, 2);
-            memcpy(&cols, buf + 3, 2);
-            ws.ws_row = rows;
-            ws.ws_col = cols;
-            ioctl(master, TIOCSWINSZ, &ws);
-        }
+        resize(mbuf, (size_t)n);
         break;
     case 'X':
         if (n >= 5) {
-            memcpy(&code, buf + 1, 4);
+            memcpy(&code, mbuf + 1, 4);
             code_known = 1;
         }
         break;
     case 'Q':
         exit(0);
+    case 'A':
+        if (keep >= 0) add_direct(keep, mbuf[1]);
+        else fprintf(stderr, "%s: malformed 'A' refused (%zd bytes, %d fds)\n", name, n, nfds);
+        break;
     default:
         break;
     }
     return 1;
+}
+
+/* One message from a direct client: 1 handled, 0 none waiting, -1 the client is gone
+ * (it went away, or sent what a direct client may not). Plain recv: no fds, ever. */
+static int direct_message(struct client *c) {
+    ssize_t n = recv(c->fd, mbuf, sizeof mbuf, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
+    if (n <= 0) {
+        drop_client(c);
+        return -1;
+    }
+    switch (mbuf[0]) {
+    case 'I':
+        if (!c->read_only) input(mbuf + 1, (size_t)n - 1);
+        return 1;
+    case 'R':
+        if (!c->read_only) resize(mbuf, (size_t)n);
+        return 1;
+    default:
+        drop_client(c);
+        return -1;
+    }
 }
 
 static void accept_client(void) {
@@ -294,18 +453,15 @@ static void accept_client(void) {
     socklen_t len = sizeof cr;
     /* a runtimed that died may have left messages before its hang-up: take them all, so
      * its successor is not refused because the hang-up was not seen yet */
-    while (client >= 0 && client_message() > 0) {
+    while (cl[CONTROL].fd >= 0 && control_message() > 0) {
     }
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 || cr.uid != 0 || client >= 0) {
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 || cr.uid != 0 || cl[CONTROL].fd >= 0) {
         /* only root (runtimed), and one at a time: a dead runtimed's connection is closed by
          * the kernel, so the next one gets in; nobody can take over a live one */
         close(fd);
         return;
     }
-    client = fd;
-    coff = ring_start();
-    hello_pending = 1;
-    e_sent = 0;
+    add_client(&cl[CONTROL], fd, 0);
 }
 
 static int parse_fd(const char *s) {
@@ -342,18 +498,26 @@ int main(int argc, char **argv) {
         fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
         fcntl(fds[i], F_SETFD, FD_CLOEXEC);
     }
+    for (int i = 0; i < NCLIENTS; i++) cl[i].fd = -1;
 
     for (;;) {
-        struct pollfd p[4];
-        int n = 0, il = -1, ic = -1, im = -1, ip = -1;
+        struct pollfd p[3 + NCLIENTS];
+        int pc[NCLIENTS]; /* cl[i]'s entry in p, or -1 */
+        int n = 0, il = -1, im = -1, ip = -1;
         int64_t now = now_ms(), timeout = -1;
         p[il = n++] = (struct pollfd){lfd, POLLIN, 0};
-        if (client >= 0) p[ic = n++] = (struct pollfd){client, (short)(POLLIN | (send_blocked ? POLLOUT : 0)), 0};
+        for (int i = 0; i < NCLIENTS; i++) {
+            pc[i] = -1;
+            if (cl[i].fd >= 0) {
+                pc[i] = n;
+                p[n++] = (struct pollfd){cl[i].fd, (short)(POLLIN | (cl[i].send_blocked ? POLLOUT : 0)), 0};
+            }
+        }
         if (master >= 0) {
             short ev = 0;
             size_t room = read_room();
             if (!master_eof && room > 0) {
-                if (client >= 0 || now >= next_read_ms) ev |= POLLIN;
+                if (any_client() || now >= next_read_ms) ev |= POLLIN;
                 else timeout = next_read_ms - now;
             }
             if (inlen) ev |= POLLOUT;
@@ -365,6 +529,15 @@ int main(int argc, char **argv) {
             int64_t left = exit_deadline_ms - now;
             if (left <= 0) return 0; /* nobody collected the exit in time */
             if (timeout < 0 || left < timeout) timeout = left;
+            /* a direct client that has every byte waits for the code until a deadline */
+            int64_t wait = direct_e_deadline() - now;
+            for (int i = 1; i < NCLIENTS && wait > 0; i++) {
+                const struct client *c = &cl[i];
+                if (c->fd >= 0 && !c->e_sent && !c->send_blocked && !c->hello_pending && c->off == total && !e_due(c, now)) {
+                    if (timeout < 0 || wait < timeout) timeout = wait;
+                    break;
+                }
+            }
         }
         if (poll(p, (nfds_t)n, (int)timeout) < 0) {
             if (errno == EINTR) continue;
@@ -376,18 +549,27 @@ int main(int argc, char **argv) {
             if (p[im].revents & (POLLIN | POLLHUP | POLLERR)) {
                 if (p[im].events & POLLIN) {
                     size_t room = read_room();
-                    if (room > 0 && read_master(room) > 0 && client < 0) next_read_ms = now_ms() + DETACHED_INTERVAL_MS;
+                    if (room > 0 && read_master(room) > 0 && !any_client()) next_read_ms = now_ms() + DETACHED_INTERVAL_MS;
                 } else if (p[im].revents & (POLLHUP | POLLERR)) {
                     inlen = 0; /* only polled for input, which can no longer be written */
                 }
             }
         }
         if (ip >= 0 && p[ip].revents) shell_exited();
-        if (ic >= 0 && client >= 0 && p[ic].revents) {
-            if (p[ic].revents & POLLOUT) send_blocked = 0;
-            if (p[ic].revents & (POLLIN | POLLHUP | POLLERR)) client_message();
+        /* direct clients before the control client: an 'A' may fill a slot freed just now,
+         * and the new client must not be handed the old one's events */
+        for (int i = NCLIENTS - 1; i >= 0; i--) {
+            struct client *c = &cl[i];
+            if (pc[i] < 0 || c->fd != p[pc[i]].fd || !p[pc[i]].revents) continue;
+            short re = p[pc[i]].revents;
+            if (re & POLLOUT) c->send_blocked = 0;
+            if (re & (POLLIN | POLLHUP | POLLERR)) {
+                if (i == CONTROL) control_message();
+                else direct_message(c);
+            }
         }
         if (p[il].revents & POLLIN) accept_client();
-        flush_client();
+        now = now_ms();
+        for (int i = 0; i < NCLIENTS; i++) flush_client(&cl[i], now);
     }
 }
