@@ -28,14 +28,18 @@ from pathlib import Path
 import pytest
 
 from runtime.sessions.holder import (
+    EXIT,
+    HELLO,
     HOLDER_BUILT,
     MAX_DIRECT,
     Exit,
     Hello,
     HolderLink,
     HolderStore,
+    HolderUnavailable,
     code_message,
     input_messages,
+    parse_hello,
     parse_message,
     resize_message,
 )
@@ -374,3 +378,42 @@ def test_at_most_max_direct_clients(rig: Rig) -> None:
     rig.peers.remove(peers[0])
     again = rig.direct(link)  # a slot freed is a slot again
     again.until(lambda p: p.hello is not None, "hello")
+
+
+def _hello(version: int) -> bytes:
+    return b"H" + HELLO.pack(version, 24, 80, 1, 1, -3, 1234, 4321)
+
+
+def test_the_web_tiers_parser_reads_every_holder_message() -> None:
+    kind, hello = parse_message(_hello(2))
+    assert kind == "H" and hello == Hello(rows=24, cols=80, exited=True, code=-3, pid=4321, version=2, total=1234)
+    assert parse_message(b"Oabc") == ("O", b"abc")
+    assert parse_message(b"E" + EXIT.pack(1, 7)) == ("E", Exit(7))
+    assert parse_message(b"E" + EXIT.pack(0, 7)) == ("E", Exit(None))
+    assert parse_message(b"W-a-later-kind") == ("?", None)
+    with pytest.raises(ValueError):
+        parse_message(b"")  # the end of the stream, which the caller checks first
+    with pytest.raises(HolderUnavailable):
+        parse_message(_hello(3))  # a holder newer than this code
+    with pytest.raises(HolderUnavailable):
+        parse_message(b"H\x02")
+
+
+def test_a_protocol_1_holder_is_adopted_but_offers_no_direct_clients(tmp_path: Path) -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with ours, theirs, a, b:
+        old = HolderLink(sock=ours, hello=parse_hello(_hello(1)), sock_path=tmp_path / "x.sock", meta={})
+        assert not old.direct_supported
+        assert old.attach_direct(a, read_only=False) is False
+        theirs.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            theirs.recv(100)  # nothing was sent to the old holder
+        new = HolderLink(sock=ours, hello=parse_hello(_hello(2)), sock_path=tmp_path / "x.sock", meta={})
+        assert new.direct_supported and new.attach_direct(a, read_only=True)
+        msg, anc, _, _ = theirs.recvmsg(100, socket.CMSG_SPACE(4 * 4))
+        assert msg == b"A\x01" and len(anc) == 1
+        fds = array.array("i")
+        fds.frombytes(anc[0][2])
+        assert len(fds) == 1
+        os.close(fds[0])
