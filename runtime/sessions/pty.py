@@ -11,6 +11,7 @@ import functools
 import logging
 import os
 import secrets
+import socket
 import struct
 import termios
 import time
@@ -252,6 +253,29 @@ class Session:
         self._cancel_detached_pause()
         self._flow_check()
         return att
+
+    def handoff(self, *, read_only: bool) -> socket.socket | None:
+        """A direct connection to this session's holder for one client, or None (not offered).
+
+        The client's bytes then flow between it and the holder without passing through this
+        process (runtimed's loop): the holder gives it the scrollback replay, then live output,
+        and takes its input and resizes unless ``read_only`` (``runtime.sessions.holder``,
+        protocol v2). Offered only while the session has a holder that speaks v2, has not
+        exited, and has nothing queued for the holder (the 'A' must not overtake input).
+        This process keeps its own connection (scrollback, exit); it never learns when the
+        direct client leaves (the holder drops it on EOF)."""
+        link = self.holder
+        if link is None or link.closed or not link.direct_supported or self.exited or self._eof or self._to_holder:
+            return None
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # CLOEXEC, as every socket
+        try:
+            given = link.attach_direct(theirs, read_only)
+        finally:
+            theirs.close()  # the holder has its own copy now (or none: then the pair ends here)
+        if not given:
+            mine.close()
+            return None
+        return mine
 
     def _detach(self, att: Attachment) -> None:
         if att in self.attachments:
