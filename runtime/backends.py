@@ -18,6 +18,9 @@ timeout is ``timed_out=True`` after the process tree was killed); errors are
 ``NamespaceBackend``
     runtimed on this host, through ``runtime.client``.  Sessions live in the
     daemon: they survive web-process restarts and replay their scrollback.
+    ``attach`` gives the terminal handoff when runtimed offers it (``DirectAttach``:
+    the bytes go between this process and the shell's PTY holder, not through
+    runtimed), else runtimed's WebSocket; both are ``AttachStream``s.
 
 ``KubernetesBackend`` (``runtime.placement``)
     each sandbox is asked of a Kubernetes cluster as a placeholder Pod; the runtimed of the

@@ -16,6 +16,12 @@ under the ``kubernetes`` sandbox backend, docs/scaling-out.md); the server's cer
 is checked against ``ca`` (a PEM, or a file's path; else ``$RUNTIME_CA_FILE``) and nothing else, never the
 system's CAs. The same bearer tokens authenticate the caller either way.
 
+Terminals: ``AsyncClient.attach`` on a unix socket first asks runtimed's terminal handoff
+broker (``<socket>.handoff``, protocol in ``runtime.daemon``) for a socket straight to the
+session's PTY holder, and reads it as a ``DirectAttach``; where that is not offered (no
+holder, no broker, a runtimed over TLS) it attaches through runtimed's WebSocket
+(``AsyncAttach``), as ``Client.attach`` always does. Both give the same items.
+
 Credential (``runtime.auth``): the ``token`` argument, else ``$RUNTIME_TOKEN``. The
 web tier always passes its lab session's sandbox token explicitly; the admin token
 belongs to provisioning only.
@@ -23,11 +29,15 @@ belongs to provisioning only.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import logging
 import os
+import socket
 import ssl
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +52,7 @@ from websockets.sync.client import ClientConnection, unix_connect
 from websockets.sync.client import connect as ws_connect
 
 from runtime import errors
+from runtime.sessions import holder as holders
 from runtime.urlsafety import UnsafePath, app_path, query_string
 
 __all__ = ["UnsafePath", "app_path", "query_string"]  # the web tier checks preview paths with these
@@ -55,6 +66,16 @@ BASE = "http://runtimed"
 WS_BASE = "ws://runtimed"
 
 ControlEvent = dict[str, Any]
+
+log = logging.getLogger(__name__)
+
+# The terminal handoff (runtime.daemon, "Terminal handoff"): a SOCK_SEQPACKET socket beside the API's
+HANDOFF_SUFFIX = ".handoff"
+HANDOFF_MAX_REQUEST = 8 * 1024  # bytes of one request datagram
+HANDOFF_MAX_REPLY = 8 * 1024
+HANDOFF_TIMEOUT = 5.0  # for the broker's answer, and then for the holder's hello
+HANDOFF_REFUSALS = (401, 403, 404)  # raised as the WebSocket's would be; any other refusal falls back to it
+DIRECT_COALESCE = 64 * 1024  # output bytes one recv() of a handed-off stream returns at most
 
 
 def resolve_socket_path(path: str | os.PathLike[str] | None = None) -> str:
@@ -91,6 +112,11 @@ def remote_tls_context(ca: str | None = None) -> ssl.SSLContext:
             ctx.minimum_version = ssl.TLSVersion.TLSv1_2
             _remote_tls[given] = ctx
         return ctx
+
+
+def handoff_path(socket_path: str | os.PathLike[str]) -> str:
+    """The terminal handoff socket of the runtimed whose API socket is ``socket_path``."""
+    return os.fspath(socket_path) + HANDOFF_SUFFIX
 
 
 def resolve_token(token: str | None = None) -> str | None:
@@ -273,6 +299,8 @@ class SyncAttach:
 
     ``recv(timeout)`` raises ``TimeoutError`` when nothing arrived in time.
     ``send``/``resize`` may be called from another thread than ``recv``.
+    Always the WebSocket through runtimed: the terminal handoff (``DirectAttach``) is the
+    async client's, for the web tier's terminals; the CLI, tests and graders keep this path.
     """
 
     def __init__(self, conn: ClientConnection) -> None:
@@ -758,6 +786,152 @@ class AsyncAttach:
         await self.close()
 
 
+class DirectAttach:
+    """An attach stream runtimed handed off: a socket straight to the session's PTY holder.
+
+    The same interface as ``AsyncAttach``, and the same items: ``recv()`` returns output
+    bytes, ``{"type": "exit", "code": N}`` (None: unknown) once the shell has ended and all
+    its output came, or None at the end of the stream. Underneath are the holder's datagrams
+    (``runtime.sessions.holder``): its hello 'H' is skipped, 'O' is output (datagrams already
+    waiting are joined, up to ``DIRECT_COALESCE`` bytes), 'E' is the exit; input goes as 'I'
+    datagrams and a resize as 'R'. Read-only streams send neither (the holder would ignore
+    them anyway). Nothing passes through runtimed, so the stream outlives a runtimed
+    restart; flow control is the socket's: not calling ``recv()`` fills it, and the holder
+    then stops reading the shell's terminal.
+    """
+
+    def __init__(self, sock: socket.socket, *, read_only: bool) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+        self.read_only = read_only
+        self.exit_code: int | None = None
+        self._ended = False
+        self._closed = False
+        self._ahead: deque[bytes] = deque()  # datagrams read while joining output
+
+    async def send(self, data: bytes) -> None:
+        if self.read_only or self._closed or not data:
+            return
+        for msg in holders.input_messages(data):
+            if not await self._send(msg):
+                return
+
+    async def resize(self, rows: int, cols: int) -> None:
+        if self.read_only or self._closed or not (0 < rows <= 1000 and 0 < cols <= 1000):
+            return
+        await self._send(holders.resize_message(rows, cols))
+
+    async def _send(self, msg: bytes) -> bool:
+        try:
+            await asyncio.get_running_loop().sock_sendall(self._sock, msg)
+        except (OSError, ValueError):  # the holder is gone (or we closed): recv() says the end
+            return False
+        return True
+
+    async def recv(self, timeout: float | None = None) -> bytes | ControlEvent | None:  # noqa: ASYNC109
+        """Raises ``TimeoutError`` when nothing arrived within ``timeout`` seconds."""
+        if timeout is None:
+            return await self._recv()
+        return await asyncio.wait_for(self._recv(), timeout)
+
+    async def _datagram(self) -> bytes:
+        if self._ahead:
+            return self._ahead.popleft()
+        try:
+            return await asyncio.get_running_loop().sock_recv(self._sock, holders.RECV_MAX)
+        except (OSError, ValueError):
+            return b""
+
+    async def _recv(self) -> bytes | ControlEvent | None:
+        while not self._ended and not self._closed:
+            msg = await self._datagram()
+            kind = msg[:1]
+            if kind == b"O":
+                parts = [msg[1:]]
+                size = len(msg) - 1
+                while size < DIRECT_COALESCE and not self._ahead:
+                    try:
+                        nxt = self._sock.recv(holders.RECV_MAX)
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError:
+                        nxt = b""
+                    if nxt[:1] != b"O":
+                        self._ahead.append(nxt)
+                        break
+                    parts.append(nxt[1:])
+                    size += len(nxt) - 1
+                if size:
+                    return b"".join(parts)
+            elif kind == b"E":
+                self._ended = True
+                self.exit_code = holders.parse_exit(msg)
+                return {"type": "exit", "code": self.exit_code}
+            elif not msg:
+                self._ended = True
+            # 'H' (the hello), and any message a newer holder adds: skipped
+        return None
+
+    def __aiter__(self) -> AsyncIterator[bytes | ControlEvent]:
+        return self._iter()
+
+    async def _iter(self) -> AsyncIterator[bytes | ControlEvent]:
+        while (item := await self.recv()) is not None:
+            yield item
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self._ended
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._sock.close()  # the holder sees EOF and drops this client
+
+    async def __aenter__(self) -> DirectAttach:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+async def _readable(sock: socket.socket) -> None:
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+    fd = sock.fileno()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
+async def _recv_with_fd(sock: socket.socket) -> tuple[bytes, socket.socket | None]:
+    """One datagram and the socket passed with it, if any (received close-on-exec)."""
+    while True:
+        try:
+            msg, fds, _flags, _addr = socket.recv_fds(sock, HANDOFF_MAX_REPLY, 1, socket.MSG_CMSG_CLOEXEC)
+        except (BlockingIOError, InterruptedError):
+            await _readable(sock)
+            continue
+        passed = None
+        for fd in fds:  # at most one fits; a second would have been closed by the kernel
+            if passed is None:
+                try:
+                    passed = socket.socket(fileno=fd)
+                except OSError:
+                    os.close(fd)
+                    raise
+            else:
+                os.close(fd)
+        return msg, passed
+
+
 PREVIEW_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300)
 
 
@@ -971,9 +1145,17 @@ class AsyncClient:
         )
         return cast(dict[str, Any], body)
 
-    async def attach(self, sid: str, session_id: str, *, read_only: bool = False) -> AsyncAttach:
+    async def attach(self, sid: str, session_id: str, *, read_only: bool = False) -> AsyncAttach | DirectAttach:
+        """A stream of the session's terminal. On this host's runtimed, the terminal handoff
+        first (``DirectAttach``: the bytes then never pass through runtimed); when runtimed
+        does not offer it (no holder, an exited session, no handoff socket) or over TLS (a
+        lab node's runtimed), the WebSocket through runtimed (``AsyncAttach``)."""
         mode = "ro" if read_only else "rw"
         path = f"/v1/sandboxes/{_q(sid)}/sessions/{_q(session_id)}/attach?mode={mode}"
+        if self._remote_tls is None:
+            direct = await self._handoff(sid, session_id, read_only=read_only)
+            if direct is not None:
+                return direct
         try:
             ws = await self._http().ws_connect(
                 self._base + path,
@@ -989,6 +1171,56 @@ class AsyncClient:
         except (aiohttp.ClientConnectorError, FileNotFoundError) as e:
             raise _unreachable(self.socket_path, e) from None
         return AsyncAttach(ws)
+
+    async def _handoff(self, sid: str, session_id: str, *, read_only: bool) -> DirectAttach | None:
+        """Ask runtimed's handoff broker for a direct connection to the session's holder; None
+        to use the WebSocket instead. Raises what the WebSocket would for 401/403/404."""
+        where = handoff_path(self.socket_path)
+        request = {
+            "authorization": f"Bearer {self.token}" if self.token else None,
+            "sandbox": sid,
+            "session": session_id,
+            "mode": "ro" if read_only else "rw",
+        }
+        loop = asyncio.get_running_loop()
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        conn.setblocking(False)
+        direct: socket.socket | None = None
+        try:
+            async with asyncio.timeout(HANDOFF_TIMEOUT):
+                await loop.sock_connect(conn, where)
+                await loop.sock_sendall(conn, json.dumps(request).encode())
+                data, direct = await _recv_with_fd(conn)
+                reply = json.loads(data) if data else {}
+                if not isinstance(reply, dict):
+                    raise ValueError(f"a reply that is not an object: {data[:100]!r}")
+                if reply.get("ok") is not True or direct is None:
+                    status = reply.get("status")
+                    if status in HANDOFF_REFUSALS:
+                        raise error_from(int(status), reply)
+                    if reply.get("error") != "not_offered":
+                        log.info("terminal handoff of %s refused (%s); using the WebSocket", session_id, reply)
+                    return None
+                if direct.family != socket.AF_UNIX or direct.type != socket.SOCK_SEQPACKET:
+                    raise ValueError(f"runtimed passed a {direct.family!r} {direct.type!r} socket")
+                # the holder's hello says it took us (a holder with no room closes at once)
+                direct.setblocking(False)
+                hello = await loop.sock_recv(direct, holders.RECV_MAX)
+                if hello[:1] != b"H":
+                    log.info("the holder of %s did not take the handoff; using the WebSocket", session_id)
+                    return None
+                stream = DirectAttach(direct, read_only=read_only)
+                direct = None  # the stream's now
+                return stream
+        except (FileNotFoundError, ConnectionRefusedError):
+            return None  # no broker (an older runtimed, or none running): the WebSocket says which
+        except (OSError, ValueError, TimeoutError) as e:
+            log.warning("terminal handoff via %s failed (%s); using the WebSocket", where, e)
+            return None
+        finally:
+            conn.close()
+            if direct is not None:
+                direct.close()
 
     # -- port preview (runtime.proxy) ------------------------------------------------------------
     def _preview_http(self, timeout: aiohttp.ClientTimeout | None = PREVIEW_TIMEOUT) -> aiohttp.ClientSession:
