@@ -62,6 +62,9 @@ Protocol
     POST   /v1/sandboxes/{id}/sessions/{sid}/resize   {rows, cols}
     GET    /v1/sandboxes/{id}/sessions/{sid}/attach[?mode=ro]   WebSocket (below)
 
+    Beside it, ``<socket>.handoff``: the terminal handoff broker (below), the same attach
+    without runtimed in the data path.
+
 Exec timeouts are reported, not raised: ``timed_out: true`` with whatever
 output came before the process tree was killed (``exit_code`` is then the
 kill status, e.g. -9, or null if the process could not be reaped).  Session
@@ -78,6 +81,29 @@ Attach WebSocket
     input and resizes are dropped.  Flow control is described in
     ``runtime.sessions``.
 
+Terminal handoff
+    ``<socket>.handoff`` is an ``AF_UNIX`` ``SOCK_SEQPACKET`` socket with the API socket's
+    owner, group and mode. It hands a client a socket connected straight to a PTY
+    session's holder (``runtime.sessions.holder``, protocol v2), so the session's bytes
+    never pass through runtimed's loop, which also serves every sandbox's Docker API and
+    lab cluster (issue #13), and the stream outlives a runtimed restart. One request per
+    connection, one datagram of JSON of at most 8 KiB, sent within HANDOFF_TIMEOUT seconds
+    (else the connection is closed unanswered)::
+
+        {"authorization": "Bearer <token>", "sandbox": ID, "session": SID, "mode": "rw"|"ro"}
+
+    authorized as the attach route is (op ``terminal`` on that sandbox; ids checked as
+    path segments are: no ``.``/``..``, no ``/``; the session must be that sandbox's).
+    The answer is one datagram: ``{"ok": true}`` with exactly one fd in ``SCM_RIGHTS``,
+    or ``{"error": code, "message": text, "status": n}`` with none (``status`` the
+    route's HTTP status). ``not_offered`` (409) means this session cannot be handed off
+    (no holder, or one that only speaks v1, or it has exited): attach with the WebSocket.
+    Requests are read with a plain ``recv``: fds a client sends are closed by the kernel,
+    never kept. The handed socket carries the holder's datagrams ('H' hello, 'O' output,
+    'E' exit; 'I' input and 'R' resize back, ignored for ``ro``); ``runtime.client``'s
+    ``DirectAttach`` reads them. runtimed keeps its own connection to the holder
+    (scrollback, exit) and never sees the client's input.
+
 Exec stream WebSocket
     The client's first text frame is ``{"argv", "env", "cwd", "timeout"}``.
     Then binary frames client → server are stdin, and the text frame
@@ -88,13 +114,15 @@ Exec stream WebSocket
 
 Lifecycle
     On start: lock ``<socket>.lock`` (flock) so two daemons never share a
-    socket, refuse if something answers on the socket, remove a stale one,
+    socket, refuse if something answers on the socket, remove a stale one
+    (and a stale ``<socket>.handoff``),
     build ``ImageStore`` and ``SandboxManager`` on ``--root`` and
     ``reconcile()`` (re-adopting running sandboxes), then re-adopt the PTY
     sessions of running sandboxes from their holders (``<root>/sessions``, same
     session ids, scrollback replayed; holders of sandboxes that are gone are
     ended: ``runtime.sessions.holder``).  On SIGTERM/SIGINT: attach streams get
-    ``closing`` and are closed; PTY sessions keep running in their holder
+    ``closing`` and are closed (handed-off terminals are not runtimed's: they
+    go on); PTY sessions keep running in their holder
     processes, sandboxes keep running, and the next daemon re-adopts both;
     exit 0.  (Without the holder binary a session's PTY is held here and ends
     with the daemon.)  A SIGKILL'd daemon leaves the same state behind.
@@ -113,6 +141,7 @@ import grp
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import ssl
@@ -126,6 +155,7 @@ from typing import Any, Protocol
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from runtime import auth, errors, urlsafety
+from runtime.client import HANDOFF_MAX_REQUEST, HANDOFF_TIMEOUT, handoff_path
 from runtime.loops import StallWatch
 from runtime.proxy import (
     ERROR_HEADER,
@@ -143,7 +173,7 @@ from runtime.sessions import SessionRegistry, run_exec, stream_exec
 from runtime.sessions.base import SpawnedProcess
 from runtime.sessions.exec import check_timeout
 from runtime.sessions.holder import HolderStore
-from runtime.sessions.pty import DEFAULT_SCROLLBACK
+from runtime.sessions.pty import DEFAULT_SCROLLBACK, cancel_quietly
 from runtime.unixsock import bind_unix
 
 log = logging.getLogger("runtime.daemon")
@@ -154,6 +184,9 @@ MAX_JSON_BODY = 16 * 2**20
 FILE_OPS_AT_ONCE = 4  # editor helpers (runtime.sandbox.files) running at once, all sandboxes
 WS_WRITER_LIMIT = 64 * 1024
 CLOSE_GRACE = 5.0  # after the last frame, how long the server waits for the client to close
+HANDOFF_AT_ONCE = 256  # handoff requests served at once; a connection beyond is closed unanswered
+# a sandbox's or session's id as the routes take them (runtime.sandbox.manager, runtime.sessions)
+_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -317,6 +350,12 @@ def _decode(data: Any, encoding: Any, what: str) -> bytes | None:
     raise errors.BadRequest(f"unknown encoding {encoding!r} (utf-8 or base64)")
 
 
+class HandoffNotOffered(errors.Conflict):
+    """The session cannot be handed off (the terminal handoff); the client uses the WebSocket."""
+
+    code = "not_offered"
+
+
 class Daemon:
     """The aiohttp application around an image store, a sandbox manager and the sessions."""
 
@@ -436,6 +475,96 @@ class Daemon:
         n = await self.sessions.adopt(running, kill_cgroup)
         if n:
             log.info("re-adopted %d PTY sessions from their holders", n)
+
+    async def serve_handoff(self, lsock: socket.socket) -> None:
+        """The terminal handoff broker (the module docstring) on the listening ``lsock``, until
+        cancelled; each connection is served in a task of its own, at most HANDOFF_AT_ONCE."""
+        loop = asyncio.get_running_loop()
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                try:
+                    conn, _ = await loop.sock_accept(lsock)
+                except OSError as e:  # EMFILE and the like: let others finish, then go on
+                    log.warning("terminal handoff: accept failed: %s", e)
+                    await asyncio.sleep(0.1)
+                    continue
+                if len(tasks) >= HANDOFF_AT_ONCE:
+                    conn.close()  # the client falls back to the WebSocket
+                    continue
+                task = loop.create_task(self._handoff_one(conn))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _handoff_one(self, conn: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        direct: socket.socket | None = None
+        try:
+            conn.setblocking(False)
+            try:
+                # a plain recv: SCM_RIGHTS a client sends are closed by the kernel, never ours
+                data = await asyncio.wait_for(loop.sock_recv(conn, HANDOFF_MAX_REQUEST + 1), HANDOFF_TIMEOUT)
+            except TimeoutError:
+                return
+            if not data:
+                return
+            try:
+                direct = self._handoff(data)
+                reply: dict[str, Any] = {"ok": True}
+            except errors.RuntimeError as e:
+                reply = {**error_body(e), "status": e.status}
+                log.info("terminal handoff refused: %s: %s", e.code, e)
+            body = json.dumps(reply).encode()
+            if direct is not None:
+                socket.send_fds(conn, [body], [direct.fileno()])
+            else:
+                conn.send(body)
+        except OSError as e:
+            # the client left: what was to be handed is closed below, and the holder drops
+            # the other end when it sees EOF
+            log.info("terminal handoff: the client left before the answer: %s", e)
+        except Exception:
+            log.exception("terminal handoff failed")
+        finally:
+            conn.close()
+            if direct is not None:
+                direct.close()
+
+    def _handoff(self, data: bytes) -> socket.socket:
+        """Check one handoff request as the attach route checks its request; the socket to hand."""
+        if len(data) > HANDOFF_MAX_REQUEST:
+            raise errors.BadRequest(f"a handoff request is one JSON datagram of at most {HANDOFF_MAX_REQUEST} bytes")
+        try:
+            req = json.loads(data)
+        except (ValueError, RecursionError) as e:
+            raise errors.BadRequest(f"the handoff request is not valid JSON: {type(e).__name__}") from None
+        if not isinstance(req, dict):
+            raise errors.BadRequest("the handoff request must be a JSON object")
+        authorization, sandbox, session_id = req.get("authorization"), req.get("sandbox"), req.get("session")
+        if not isinstance(sandbox, str) or not isinstance(session_id, str) or not isinstance(authorization, str | None):
+            raise errors.BadRequest("sandbox and session are strings, authorization a string or null")
+        self.authority.check(authorization, auth.TERMINAL, sandbox)
+        for name in (sandbox, session_id):
+            if not _ID.fullmatch(name) or name in (".", ".."):
+                raise errors.BadRequest(f"{name[:64]!r} is not a name runtimed's API knows")
+        session = self.sessions.get(sandbox, session_id)
+        mode = req.get("mode", "rw")
+        if mode not in ("rw", "ro"):
+            raise errors.BadRequest(f"mode must be rw or ro, not {str(mode)[:16]!r}")
+        if self._closing:
+            raise errors.NotAvailable("runtimed is shutting down; attach again in a moment")
+        try:
+            direct = session.handoff(read_only=mode == "ro")
+        except OSError as e:  # no socketpair (EMFILE): the WebSocket may still do
+            raise HandoffNotOffered(f"session {session_id} cannot be handed off now ({e})") from None
+        if direct is None:
+            raise HandoffNotOffered(f"session {session_id} cannot be handed off: attach with the WebSocket")
+        log.info("session %s in %s handed off (%s)", session_id, sandbox, mode)
+        return direct
 
     async def shutdown(self) -> None:
         self._closing = True
@@ -1022,7 +1151,8 @@ def shell_cwd(session: Any) -> str | None:
 
 
 def prepare_socket(path: Path) -> int:
-    """Lock ``<path>.lock``, refuse a live socket, remove a stale one; returns the lock fd."""
+    """Lock ``<path>.lock``, refuse a live socket, remove a stale one (and a stale terminal
+    handoff socket beside it); returns the lock fd."""
     parent = path.parent
     if not parent.exists():
         parent.mkdir(mode=0o750, parents=True)
@@ -1033,9 +1163,10 @@ def prepare_socket(path: Path) -> int:
     except BlockingIOError:
         os.close(lock_fd)
         raise AlreadyRunning(f"another runtimed holds {path}.lock") from None
-    if path.is_symlink() or (path.exists() and not path.is_socket()):
-        os.close(lock_fd)
-        raise errors.Conflict(f"{path} exists and is not a socket; remove it or pick --socket")
+    for p in (path, Path(handoff_path(path))):
+        if p.is_symlink() or (p.exists() and not p.is_socket()):
+            os.close(lock_fd)
+            raise errors.Conflict(f"{p} exists and is not a socket; remove it or pick --socket")
     if path.exists():
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         probe.settimeout(2)
@@ -1052,6 +1183,8 @@ def prepare_socket(path: Path) -> int:
             raise AlreadyRunning(f"another daemon is listening on {path}")
         finally:
             probe.close()
+    # the daemon that bound it held this lock: it is gone
+    Path(handoff_path(path)).unlink(missing_ok=True)
     return lock_fd
 
 
@@ -1079,29 +1212,39 @@ async def serve(
     await runner.setup()
     # Bound here and given its mode before listen(): no window where it is wider than 0660,
     # and no process-wide umask changed while sandbox starts run in other threads (#13).
-    sock = bind_unix(socket_path, gid=grp.getgrnam(group).gr_gid if group else -1)
+    gid = grp.getgrnam(group).gr_gid if group else -1
+    sock = bind_unix(socket_path, gid=gid)
     site = web.SockSite(runner, sock, shutdown_timeout=5)
     await site.start()
-    if tls_listen is not None:
-        host, port, ctx = tls_listen
-        await web.TCPSite(runner, host, port, ssl_context=ctx, shutdown_timeout=5).start()
-        log.info("runtimed also listening on https://%s:%d", host, port)
+    handoff = Path(handoff_path(socket_path))
+    broker: asyncio.Task[None] | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    log.info("runtimed listening on %s (pid %d)", socket_path, os.getpid())
-    if ready is not None:
-        ready.set()
     try:
+        # the terminal handoff: whoever may use the API socket may use this one
+        hsock = bind_unix(handoff, gid=gid, kind=socket.SOCK_SEQPACKET)
+        broker = loop.create_task(daemon.serve_handoff(hsock))
+        broker.add_done_callback(lambda _: hsock.close())
+        if tls_listen is not None:
+            host, port, ctx = tls_listen
+            await web.TCPSite(runner, host, port, ssl_context=ctx, shutdown_timeout=5).start()
+            log.info("runtimed also listening on https://%s:%d", host, port)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("runtimed listening on %s and %s (pid %d)", socket_path, handoff, os.getpid())
+        if ready is not None:
+            ready.set()
         await stop.wait()
         log.info("shutting down: sandboxes and PTY sessions keep running")
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await daemon.shutdown()
+        if broker is not None:
+            await cancel_quietly(broker)
         await runner.cleanup()
-        await asyncio.to_thread(socket_path.unlink, missing_ok=True)
+        for path in (handoff, socket_path):
+            await asyncio.to_thread(path.unlink, missing_ok=True)
 
 
 def build_daemon(
