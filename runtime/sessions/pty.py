@@ -34,6 +34,11 @@ DETACHED_READ_INTERVAL = 0.05  # with nobody attached, read at most 20 times a s
 MAX_PENDING_INPUT = 1024 * 1024
 MAX_EXITED_PER_SANDBOX = 8
 KILL_WAIT = 5.0
+# After a shell with a holder ended on its own, how long the holder is left running before it
+# is told to quit: direct clients (``Session.handoff``; none that this daemon knows of, if an
+# earlier daemon handed them off) still read the last output and 'E', which the holder sends
+# them once it has the exit code ('X'), or a second after the exit without one.
+HOLDER_END_GRACE = 2.0
 
 Event = dict[str, Any]
 
@@ -201,6 +206,7 @@ class Session:
         self._to_holder: deque[bytes] = deque()  # datagrams waiting for socket space
         self._to_holder_bytes = 0
         self._holder_ended: asyncio.Task[None] | None = None
+        self._terminating = False  # terminate() kills: the holder quits at once, no grace
         os.set_blocking(self.master, False)
         self._update_reader()
         self._watcher = self._loop.create_task(self._watch())
@@ -508,7 +514,9 @@ class Session:
             self._writer_added = False
         if self.holder is not None:
             # the end is collected: the holder quits, closing the master (SIGHUP to what is left)
-            self._holder_ended = self._loop.create_task(asyncio.to_thread(self.holder.end))
+            self._holder_ended = self._loop.create_task(
+                self._end_holder(0.0 if self._terminating else HOLDER_END_GRACE)
+            )
         else:
             close_fd(self.master)  # SIGHUP to whatever is left on the terminal
         for att in self.attachments:
@@ -520,11 +528,18 @@ class Session:
         if self._on_exit is not None:
             self._on_exit(self)
 
+    async def _end_holder(self, grace: float) -> None:
+        assert self.holder is not None
+        if grace:
+            await asyncio.sleep(grace)
+        await asyncio.to_thread(self.holder.end)
+
     async def terminate(self) -> None:
         """Kill the session's process tree and wait for it (bounded); its holder quits too."""
         if self.exited:
             await self._holder_gone()
             return
+        self._terminating = True
         try:
             await asyncio.to_thread(self.spawned.kill_tree)
         except Exception as e:  # the sandbox may be gone already
