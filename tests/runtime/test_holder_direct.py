@@ -369,6 +369,26 @@ def test_a_direct_client_that_stops_reading_holds_the_shell_and_nobody_loses_a_b
     assert bytes(stalled.out) == bytes(reader.out)
 
 
+def test_a_control_client_that_does_not_read_does_not_hold_a_direct_client(rig: Rig) -> None:
+    """runtimed reads its holders slowly while nobody is attached through it (20 reads a
+    second): a terminal handed off must not wait for it. The control client only skips
+    ahead (its copy of the scrollback then misses what it skipped)."""
+    link, control = rig.control()
+    reader = rig.direct(link)
+    for p in (control, reader):
+        p.until(lambda p: p.hello is not None, "hello")
+    total = 4 * 1024 * 1024  # 64 rings: held by a control client that counted, it would stop
+    reader.type(f"head -c {total} /dev/zero | tr '\\0' '\\132'; echo; echo ctl-''done\n".encode())
+    deadline = time.monotonic() + 120
+    while b"ctl-done\r\n" not in reader.out:
+        assert time.monotonic() < deadline, "the direct client's output stopped"
+        reader.pump(0.05)
+    assert reader.out.count(b"Z") == total
+    control.until(lambda p: b"ctl-done\r\n" in p.out, "the control client's tail of the output")
+    assert control.out.count(b"Z") < total  # it skipped what it fell behind by
+    assert rig.shell.poll() is None and rig.alive()
+
+
 def test_at_most_max_direct_clients(rig: Rig) -> None:
     link, _ = rig.control()
     peers = [rig.direct(link) for _ in range(MAX_DIRECT)]

@@ -60,6 +60,10 @@
  * client that stops reading (runtimed pauses its reader when a browser is slow; a web
  * tier that stops reading its socket) fills its socket, then the ring, and then we stop
  * reading the master: the kernel's PTY buffer fills and the program blocks in write().
+ * The one exception: while a direct client is connected, the control client does not hold
+ * the ring (runtimed reads slowly when nobody is attached through it, and a terminal handed
+ * off must not wait for runtimed's loop); if it falls a whole ring behind, it skips to the
+ * oldest byte still held, so runtimed's own copy of the scrollback may miss what it skipped.
  * With no client at all (runtimed is down, no terminal handed off) we keep reading,
  * overwriting the oldest scrollback, at most 20 reads a second. Input is written at once,
  * never behind output; a Ctrl-C overtakes input the program has not read yet.
@@ -146,12 +150,21 @@ static int any_client(void) {
     return 0;
 }
 
+static int any_direct(void) {
+    for (int i = CONTROL + 1; i < NCLIENTS; i++)
+        if (cl[i].fd >= 0) return 1;
+    return 0;
+}
+
 /* How much may be read from the master now without overwriting output a connected
- * client has not been sent yet. */
+ * client has not been sent yet. While a direct client is connected the control client
+ * does not count: runtimed reads at its own pace (paused when it has nobody attached),
+ * and a terminal handed off must not wait for it; it skips what it fell behind. */
 static size_t read_room(void) {
     size_t room = READ_CHUNK;
+    int direct = any_direct();
     for (int i = 0; i < NCLIENTS; i++) {
-        if (cl[i].fd < 0) continue;
+        if (cl[i].fd < 0 || (i == CONTROL && direct)) continue;
         uint64_t unsent = total - cl[i].off;
         size_t r = unsent >= cap ? 0 : cap - (size_t)unsent;
         if (r < room) room = r;
@@ -215,6 +228,7 @@ static void flush_client(struct client *c, int64_t now) {
         r = send_msg(c->fd, 'H', h, sizeof h);
         if (r == 1) c->hello_pending = 0;
     }
+    if (c->off < ring_start()) c->off = ring_start(); /* overwritten while it did not count */
     while (r == 1 && c->off < total) {
         size_t pos = (size_t)(c->off % cap);
         uint64_t left = total - c->off;
