@@ -188,6 +188,9 @@ class _State:
     pid_start: int | None = None
     idmap: bool = True
     layers: list[str] = field(default_factory=list)
+    # how the init ended, recorded when it was found dead (``_init_gone``): what a later
+    # request refused with "is dead" says, since the reap that follows forgets it
+    ended: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -203,6 +206,7 @@ class _State:
             "pid_start": self.pid_start,
             "idmap": self.idmap,
             "layers": self.layers,
+            "ended": self.ended,
         }
 
     @classmethod
@@ -220,6 +224,7 @@ class _State:
             pid_start=d.get("pid_start"),
             idmap=d.get("idmap", True),
             layers=list(d.get("layers", [])),
+            ended=str(d.get("ended") or ""),
         )
 
     def info(self) -> SandboxInfo:
@@ -341,20 +346,29 @@ class SandboxManager:
             raise errors.SandboxNotFound(f"no sandbox {sid!r}")
         if st.status == "running" and not self._alive(st):
             with self._lock:
+                if st.status != "running":  # another thread found it first
+                    return st
+                # how it ended, read while it is still our unreaped child; then the reap
+                st.ended = self._init_gone(st)
+                if st.pid is not None:
+                    _reap(st.pid)
                 st.status = "dead"
                 self._save(st)
-            log.warning("sandbox %s died (pid %s gone)", sid, st.pid)
+            log.warning("sandbox %s died (%s)", sid, st.ended or f"pid {st.pid} gone")
         return st
 
     @staticmethod
+    def _not_running(st: _State) -> errors.Conflict:
+        ended = f": {st.ended}" if st.status == "dead" and st.ended else ""
+        return errors.Conflict(f"sandbox {st.id} is {st.status}, not running{ended}")
+
+    @staticmethod
     def _alive(st: _State) -> bool:
+        """Whether the init runs (a zombie does not). It is not reaped here: ``_state`` first
+        reads how it ended."""
         if st.pid is None:
             return False
-        start = proc_start(st.pid)
-        if start is None:
-            _reap(st.pid)
-            return False
-        return start == st.pid_start
+        return proc_start(st.pid) == st.pid_start
 
     @contextlib.contextmanager
     def _alloc_lock(self) -> Iterator[None]:
@@ -431,7 +445,7 @@ class SandboxManager:
         needs to enter this sandbox and no other, within its limits (runtime.sandbox.files)."""
         st = self._state(sid)
         if st.status != "running" or st.pid is None or st.pid_start is None:
-            raise errors.Conflict(f"sandbox {sid} is {st.status}, not running")
+            raise self._not_running(st)
         return st.pid, st.pid_start, Placement(self.cgroups.path(sid), cgroups=self.cgroups)
 
     def list(self) -> builtins.list[SandboxInfo]:
@@ -544,7 +558,7 @@ class SandboxManager:
         uid range, cgroup and disk): see runtime.sandbox.spec.SandboxContext."""
         st = self._state(sid)
         if st.status != "running" or st.pid is None or st.ip is None:
-            raise errors.Conflict(f"sandbox {sid} is {st.status}, not running")
+            raise self._not_running(st)
         d = self._dir(sid)
         return SandboxContext(
             sid=sid,
@@ -603,7 +617,7 @@ class SandboxManager:
             raise errors.BadRequest("spawn: argv must be a non-empty list of strings")
         st = self._state(sid)
         if st.status != "running":
-            raise errors.Conflict(f"sandbox {sid} is {st.status}, not running")
+            raise self._not_running(st)
         self.touch(sid)
         d = self._dir(sid)
         with self._lock:  # atomic with _exec_cgroup's mkdir + add
@@ -799,6 +813,8 @@ class SandboxManager:
             if st.status in ("pausing", "resuming") and not self._alive(st):
                 # runtimed died half-way: what was kept is on the disk; paused again
                 log.warning("sandbox %s was %s when runtimed stopped: paused", st.id, st.status)
+                if st.pid is not None:
+                    _reap(st.pid)
                 self._stop(st)
                 with contextlib.suppress(errors.RuntimeError):
                     self._unmount(st)
@@ -807,10 +823,14 @@ class SandboxManager:
                     self._save(st)
                 continue
             if st.status in ("running", "creating") and not self._alive(st):
-                log.warning("sandbox %s is dead (was %s)", st.id, st.status)
+                ended = self._init_gone(st)
+                if st.pid is not None:
+                    _reap(st.pid)
+                log.warning("sandbox %s is dead (was %s): %s", st.id, st.status, ended or "its init is gone")
                 self._stop(st)
                 with self._lock:
                     st.status = "dead"
+                    st.ended = ended
                     self._save(st)
             if st.status == "dead":
                 dead.append(st.id)

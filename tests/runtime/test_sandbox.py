@@ -535,3 +535,28 @@ def test_a_spawn_into_a_sandbox_whose_init_died_says_how_it_died(mgr: SandboxMan
         assert f"the sandbox's init (pid {pid}) was killed by signal 9 (SIGKILL)" in str(exc.value)
     finally:
         mgr.remove(info.id)
+
+
+def test_a_sandbox_found_dead_first_still_says_how_its_init_died(mgr: SandboxManager) -> None:
+    """The other order (it made the test above flaky): the manager notices the death first
+    (any request for the sandbox does, and reaps the init), so the spawn is refused as "dead"
+    without runc being run; that refusal still names how it died, and so does the state on disk."""
+    info = mgr.create(SandboxSpec())
+    try:
+        pid = mgr.get(info.id).pid
+        assert pid is not None
+        os.kill(pid, 9)
+        for _ in range(200):  # until the kernel has finished the kill
+            if mgr.get(info.id).status == "dead":
+                break
+            time.sleep(0.05)
+        assert mgr.get(info.id).status == "dead"
+        with pytest.raises(errors.Conflict) as exc:
+            run_in(mgr, info.id, "true")
+        said = f"the sandbox's init (pid {pid}) was killed by signal 9 (SIGKILL)"
+        assert f"sandbox {info.id} is dead, not running: {said}" == str(exc.value)
+        # kept in the sandbox's state on disk, which a restarted runtimed reads
+        state = json.loads((mgr.root / "sandboxes" / info.id / "state.json").read_text())
+        assert state["status"] == "dead" and state["ended"] == said
+    finally:
+        mgr.remove(info.id)
