@@ -147,6 +147,7 @@ import socket
 import ssl
 import sys
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -1265,6 +1266,8 @@ def build_daemon(
     dead = manager.reconcile()
     adopted = [i.id for i in manager.list() if i.status == "running"]
     log.info("reconciled: %d running sandboxes re-adopted, dead: %s", len(adopted), dead or "none")
+    # the default disk template, built now rather than under the first class's herd
+    threading.Thread(target=manager.warm, name="disk-template", daemon=True).start()
     return Daemon(
         manager,
         images,

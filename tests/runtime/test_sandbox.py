@@ -10,13 +10,17 @@ import random
 import select
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from runtime import errors
+from runtime.kernel import proc
+from runtime.sandbox import manager as manager_module
 from runtime.sandbox.cgroups import is_v2
 from runtime.sandbox.manager import SandboxManager
 from runtime.sandbox.spec import SandboxSpec
@@ -560,3 +564,39 @@ def test_a_sandbox_found_dead_first_still_says_how_its_init_died(mgr: SandboxMan
         assert state["status"] == "dead" and state["ended"] == said
     finally:
         mgr.remove(info.id)
+
+
+def test_building_a_disk_template_holds_no_lock_other_requests_need(
+    mgr: SandboxManager, sandbox: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new size's template is a mkfs of seconds on a busy box (the first class after an
+    install paid it under its herd): meanwhile every other request for every sandbox, which
+    takes the manager's lock, goes on. The mkfs is held back here with an event, not timed."""
+    started, release = threading.Event(), threading.Event()
+
+    def held_mkfs(cmd: list[str], **kw: Any) -> Any:
+        if cmd[0] == "mkfs.ext4":
+            started.set()
+            assert release.wait(60)
+        return proc.run(cmd, **kw)
+
+    monkeypatch.setattr(manager_module, "run", held_mkfs)
+    size = 48 * 2**20  # a size no other test uses: built here
+    building = threading.Thread(target=mgr._template, args=(size,))
+    building.start()
+    try:
+        assert started.wait(30)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            # before: _template held the manager's lock for the whole mkfs, and this waited
+            assert pool.submit(mgr.get, sandbox).result(timeout=20).status == "running"
+    finally:
+        release.set()
+        building.join(60)
+    assert (mgr.templates / f"ext4-{size}.img").is_file()
+
+
+def test_warm_builds_the_default_disk_template(mgr: SandboxManager) -> None:
+    path = mgr.templates / f"ext4-{SandboxSpec().disk}.img"
+    path.unlink(missing_ok=True)
+    mgr.warm()
+    assert path.is_file() and path.stat().st_size == SandboxSpec().disk
