@@ -74,8 +74,8 @@ content:
 # Lab images are built once into the runtime's store and cached there.
 images:
 	@if [ -f runtime/__main__.py ] && [ "$$(id -u)" = 0 ]; then \
-	  $(PY) -m runtime build-image --root $(VAR)/runtime busybox && \
-	  $(PY) -m runtime build-image --root $(VAR)/runtime lab-base && \
+	  $(PY) -m runtime build-image --root $(VAR)/runtime --unpack busybox && \
+	  $(PY) -m runtime build-image --root $(VAR)/runtime --unpack lab-base && \
 	  for image in debian:bookworm python:3.11-slim python:3.11-minimal nginx:1.22 kubelab-hello:1 kubelab-hello:2; do \
 	    $(PY) -m runtime build-image --root $(VAR)/runtime $$image || exit 1; \
 	  done; \

@@ -147,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="build straight into the store of a daemon root DIR, without a running daemon (set-up scripts)",
     )
+    b.add_argument(
+        "--unpack",
+        action="store_true",
+        help="with --root: also unpack its layers, as the first sandbox made from it would "
+        "(sandbox images: the first class after an install then does not wait for it)",
+    )
     img = sub.add_parser("image", help="import, export or remove an image")
     isub = img.add_subparsers(dest="image_command", metavar="ACTION", required=True)
     ii = isub.add_parser("import", parents=[sock], help="import an OCI layout tar")
@@ -260,9 +266,15 @@ def cmd_build(client: Client, args: argparse.Namespace) -> int:
     if args.root is not None:
         from runtime.images import default_store
 
-        config = default_store(args.root).build(args.name, progress)
+        store = default_store(args.root)
+        config = store.build(args.name, progress)
+        if args.unpack:
+            layers = store.layer_dirs(args.name)  # unpacked once, then reused by every sandbox
+            progress(f"{args.name}: {len(layers)} layer(s) unpacked")
         print(f"{config.name} {config.digest}")
         return 0
+    if args.unpack:
+        raise errors.BadRequest("--unpack needs --root (a running daemon unpacks on first use)")
     image = client.build_image(args.name, progress)
     print(f"{image['name']} {image['digest']}")
     return 0

@@ -77,6 +77,36 @@ def test_unreachable_daemon_is_explained(tmp_path) -> None:
     assert b"not reachable" in p.stderr and b"none.sock" in p.stderr
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="layers are unpacked with their owners: root")
+def test_build_image_unpack_leaves_the_layers_a_sandbox_uses_unpacked(tmp_path) -> None:
+    """``make images`` unpacks the sandbox images' layers at set-up (``--unpack``), so the
+    first class after an install does not wait for it under its herd."""
+    from runtime.images import default_store
+
+    root = tmp_path / "root"
+    p = subprocess.run(
+        [sys.executable, "-m", "runtime", "build-image", "--root", str(root), "--unpack", "busybox"],
+        cwd=REPO,
+        capture_output=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr
+    assert b"layer(s) unpacked" in p.stderr
+    store = default_store(root)
+    unpacked = [store.layers_root / d.split(":", 1)[1] for d in store.get("busybox").layers]
+    assert unpacked and all(d.is_dir() for d in unpacked)
+
+
+def test_unpack_needs_a_root() -> None:
+    p = subprocess.run(
+        [sys.executable, "-m", "runtime", "build-image", "--unpack", "busybox"],
+        cwd=REPO,
+        capture_output=True,
+        timeout=60,
+    )
+    assert p.returncode != 0 and b"--unpack needs --root" in p.stderr
+
+
 def test_run_prints_output_and_removes_the_sandbox(env: Env) -> None:
     p = cli(env, "run", "--", "echo", "hi")
     assert (p.returncode, p.stdout) == (0, b"hi\n"), p.stderr
