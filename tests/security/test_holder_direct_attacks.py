@@ -322,3 +322,33 @@ def test_attaches_refused_over_and_over_cannot_fill_the_holders_log(rig: Rig) ->
     refused = _log_lines(rig, b"direct client refused")
     assert 1 <= refused <= 3, f"{refused} log lines for 500 refusals"
     assert rig.alive()
+
+
+@pytest.mark.parametrize(
+    "msg, dropped",
+    [
+        (b"", True),  # a zero-length datagram reads as the end: that client alone is dropped
+        (b"I", False),  # input of nothing
+        (b"R\x01\x00", False),  # a resize too short to hold a size
+        (b"I" + b"#" * 100_000, False),  # beyond the holder's buffer: cut short, not a hang
+    ],
+    ids=["empty", "empty-input", "short-resize", "oversize-input"],
+)
+def test_datagrams_of_odd_sizes_harm_no_one(rig: Rig, msg: bytes, dropped: bool) -> None:
+    link, control = rig.control()
+    bystander = rig.direct(link)
+    attacker = rig.direct(link)
+    for p in (bystander, attacker):
+        p.until(lambda p: p.hello is not None, "hello")
+    before = rig.fds()
+    attacker.send(msg)
+    if dropped:
+        attacker.wait_eof()
+        assert len(rig.fds()) == len(before) - 1
+    else:
+        rig.sync(attacker)  # handled, and this client is still served
+        assert rig.winsize()[1] == 77 and not attacker.eof and rig.fds() == before
+    bystander.type(b"\necho odd-''sizes\n")  # the newline ends a line the attacker left open
+    for p in (bystander, control):
+        p.expect(b"odd-sizes\r\n")
+    assert rig.alive() and rig.shell.poll() is None
