@@ -352,3 +352,43 @@ async def test_an_odd_answer_falls_back_and_keeps_no_fd(
     finally:
         for s in kept:
             s.close()
+
+
+async def test_closing_with_a_read_pending_leaves_the_loop_nothing_of_its_fd(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """The terminal consumer's disconnect cancels the task reading the stream and closes it at
+    once, in one step. The fd number is free from then on: a classmate's socket opened by a
+    callback already due in the same turn of the loop gets it, and must still be woken. (With
+    the loop's registration of the closed fd left behind, registering the new socket updated
+    that stale entry only: the kernel was never told to watch it, and it never woke.)"""
+    ours, _ = pair
+    loop = asyncio.get_running_loop()
+    att = DirectAttach(ours, read_only=False)
+    reading = asyncio.create_task(att.recv())
+    await asyncio.sleep(0)  # it waits for the holder: the loop watches the fd
+    fd = ours.fileno()
+    woken = asyncio.Event()
+    classmate: list[socket.socket] = []
+
+    def classmates_handoff() -> None:
+        theirs, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        classmate.extend((theirs, peer))
+        theirs.setblocking(False)
+        loop.add_reader(theirs.fileno(), woken.set)
+        peer.send(b"H")
+
+    loop.call_soon(classmates_handoff)  # due in this turn, ahead of what cancelling schedules
+    reading.cancel()
+    await att.close()
+    try:
+        await asyncio.sleep(0)
+        assert classmate and classmate[0].fileno() == fd, "the fd number was not reused: this proves nothing"
+        await asyncio.wait_for(woken.wait(), 5)
+    finally:
+        if classmate:
+            loop.remove_reader(classmate[0].fileno())
+        for s in classmate:
+            s.close()
+    with contextlib.suppress(asyncio.CancelledError):
+        await reading
