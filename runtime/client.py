@@ -886,6 +886,16 @@ class DirectAttach:
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
+            # A recv() or send() cancelled just now (the consumer's disconnect cancels its
+            # reader, then closes) still has the fd registered with the loop until a callback
+            # runs later in this turn; a socket opened meanwhile gets the same number, and its
+            # registration would only update that stale entry, never reaching the kernel: it
+            # would never wake. So the loop lets go of the fd before it is closed.
+            fd = self._sock.fileno()
+            if fd >= 0:
+                loop = asyncio.get_running_loop()
+                loop.remove_reader(fd)
+                loop.remove_writer(fd)
             self._sock.close()  # the holder sees EOF and drops this client
 
     async def __aenter__(self) -> DirectAttach:

@@ -8,7 +8,9 @@ tested is the client's reading of them. The real holder and broker: tests/runtim
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import shutil
 import socket
 import struct
@@ -277,3 +279,116 @@ async def test_without_a_broker_socket_the_websocket_is_used(tmp: Path) -> None:
     async with AsyncClient(tmp / "rt.sock", token="kls1.t") as c:
         with pytest.raises(errors.Unreachable):
             await c.attach("box1", "sess1")
+
+
+def _identity(fd: int) -> str:
+    """What /proc/self/fd shows for ``fd``'s open file."""
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+def _open_files() -> list[str]:
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            out.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return out
+
+
+# what a confused (or hostile) broker answers, and the fds it passes with it
+ODD_ANSWERS = {
+    "ok-without-an-fd": (b'{"ok": true}', ["none"]),
+    "ok-with-a-file": (b'{"ok": true}', ["file"]),
+    "ok-with-a-stream-socket": (b'{"ok": true}', ["stream"]),
+    "ok-with-a-listening-socket": (b'{"ok": true}', ["listening"]),
+    "ok-with-two-silent-sockets": (b'{"ok": true}', ["seqpacket", "seqpacket"]),
+    "not-an-object-with-a-socket": (b"[true]", ["seqpacket"]),
+    "refused-with-a-socket": (b'{"error": "boom", "message": "no", "status": 500}', ["seqpacket"]),
+    "oversize-with-a-socket": (b'{"ok": true, "pad": "' + b"x" * 70_000 + b'"}', ["seqpacket"]),
+}
+
+
+@pytest.mark.parametrize(("reply", "kinds"), ODD_ANSWERS.values(), ids=ODD_ANSWERS.keys())
+async def test_an_odd_answer_falls_back_and_keeps_no_fd(
+    broker: Callable[[Answer], Path], monkeypatch: pytest.MonkeyPatch, tmp: Path, reply: bytes, kinds: list[str]
+) -> None:
+    """runtimed is trusted by the web tier, but a wrong answer must cost a fallback to the
+    WebSocket, never a hang, an exception of another kind or an fd left open in daphne."""
+    passed: list[str] = []  # what the passed fds are, as /proc/self/fd would show them
+    kept: list[socket.socket] = []  # the far ends, open (silent) while the client decides
+
+    def make(kind: str) -> int | None:
+        if kind == "none":
+            return None
+        if kind == "file":
+            fd = os.open(tmp / "not-a-socket", os.O_RDWR | os.O_CREAT, 0o600)
+        elif kind == "listening":
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            s.bind(str(tmp / "listening"))
+            s.listen(1)
+            fd = s.detach()
+        else:
+            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM if kind == "stream" else socket.SOCK_SEQPACKET)
+            kept.append(b)
+            fd = a.detach()
+        passed.append(_identity(fd))
+        return fd
+
+    async def answer(conn: socket.socket, request: dict[str, object]) -> None:
+        fds = [fd for fd in map(make, kinds) if fd is not None]
+        try:
+            socket.send_fds(conn, [reply], fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    monkeypatch.setattr("runtime.client.HANDOFF_TIMEOUT", 0.5)  # the silent sockets' hello
+    try:
+        async with AsyncClient(broker(answer), token="kls1.t") as c:
+            with pytest.raises(errors.Unreachable):  # the WebSocket's socket: none in this test
+                await c.attach("box1", "sess1")
+        assert passed or kinds == ["none"]
+        left = [f for f in _open_files() if f in passed]
+        assert not left, f"the client kept what the broker passed: {left}"
+    finally:
+        for s in kept:
+            s.close()
+
+
+async def test_closing_with_a_read_pending_leaves_the_loop_nothing_of_its_fd(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """The terminal consumer's disconnect cancels the task reading the stream and closes it at
+    once, in one step. The fd number is free from then on: a classmate's socket opened by a
+    callback already due in the same turn of the loop gets it, and must still be woken. (With
+    the loop's registration of the closed fd left behind, registering the new socket updated
+    that stale entry only: the kernel was never told to watch it, and it never woke.)"""
+    ours, _ = pair
+    loop = asyncio.get_running_loop()
+    att = DirectAttach(ours, read_only=False)
+    reading = asyncio.create_task(att.recv())
+    await asyncio.sleep(0)  # it waits for the holder: the loop watches the fd
+    fd = ours.fileno()
+    woken = asyncio.Event()
+    classmate: list[socket.socket] = []
+
+    def classmates_handoff() -> None:
+        theirs, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        classmate.extend((theirs, peer))
+        theirs.setblocking(False)
+        loop.add_reader(theirs.fileno(), woken.set)
+        peer.send(b"H")
+
+    loop.call_soon(classmates_handoff)  # due in this turn, ahead of what cancelling schedules
+    reading.cancel()
+    await att.close()
+    try:
+        await asyncio.sleep(0)
+        assert classmate and classmate[0].fileno() == fd, "the fd number was not reused: this proves nothing"
+        await asyncio.wait_for(woken.wait(), 5)
+    finally:
+        if classmate:
+            loop.remove_reader(classmate[0].fileno())
+        for s in classmate:
+            s.close()
+    with contextlib.suppress(asyncio.CancelledError):
+        await reading

@@ -279,3 +279,76 @@ def test_a_non_root_peer_cannot_become_the_control_client(rig: Rig) -> None:
         for p in d.iterdir():
             p.unlink()
         d.rmdir()
+
+
+def _log_lines(rig: Rig, needle: bytes) -> int:
+    return sum(1 for line in rig.log().splitlines() if needle in line)
+
+
+def test_a_flood_of_input_the_shell_does_not_read_cannot_fill_the_holders_log(rig: Rig) -> None:
+    """The holder's stderr is runtimed's ``<session>.log``, a file nobody rotates on a disk the
+    whole host shares: what a client can make it say once per datagram it says at most once in a
+    while (a browser's 1-byte keystroke frames would otherwise write megabytes a second)."""
+    link, _ = rig.control()
+    typist = rig.direct(link)
+    typist.type(b"stty raw -echo; echo not-''reading; sleep 600\n")
+    typist.expect(b"not-reading")
+    filler = input_messages(b"x" * (2 * 1024 * 1024))  # the PTY's buffers, then the holder's 1 MiB backlog
+    for i, msg in enumerate(filler):
+        typist.send(msg)
+        if i % 8 == 7:
+            typist.pump()  # the holder is never held up sending to us
+    for _ in range(40_000):  # more single bytes than the last room a 32 KiB datagram left
+        typist.send(b"Iy")
+    typist.wait_read()
+    rig.sync(typist)  # the holder has handled every datagram, and still serves this client
+    dropped = _log_lines(rig, b"input backlog full")
+    assert dropped >= 1, "the flood never filled the backlog: this test proves nothing"
+    assert dropped <= 3, f"{dropped} log lines for one flood"
+    assert rig.alive() and not typist.eof
+
+
+def test_attaches_refused_over_and_over_cannot_fill_the_holders_log(rig: Rig) -> None:
+    link, control = rig.control()
+    peers = [rig.direct(link) for _ in range(MAX_DIRECT)]
+    for p in peers:
+        p.until(lambda p: p.hello is not None, "hello")
+    for _ in range(500):  # a web tier asking runtimed for handoffs in a loop
+        extra = rig.direct(link)
+        extra.wait_eof()
+        rig.peers.remove(extra)
+        extra.sock.close()
+    rig.sync(control)
+    refused = _log_lines(rig, b"direct client refused")
+    assert 1 <= refused <= 3, f"{refused} log lines for 500 refusals"
+    assert rig.alive()
+
+
+@pytest.mark.parametrize(
+    "msg, dropped",
+    [
+        (b"", True),  # a zero-length datagram reads as the end: that client alone is dropped
+        (b"I", False),  # input of nothing
+        (b"R\x01\x00", False),  # a resize too short to hold a size
+        (b"I" + b"#" * 100_000, False),  # beyond the holder's buffer: cut short, not a hang
+    ],
+    ids=["empty", "empty-input", "short-resize", "oversize-input"],
+)
+def test_datagrams_of_odd_sizes_harm_no_one(rig: Rig, msg: bytes, dropped: bool) -> None:
+    link, control = rig.control()
+    bystander = rig.direct(link)
+    attacker = rig.direct(link)
+    for p in (bystander, attacker):
+        p.until(lambda p: p.hello is not None, "hello")
+    before = rig.fds()
+    attacker.send(msg)
+    if dropped:
+        attacker.wait_eof()
+        assert len(rig.fds()) == len(before) - 1
+    else:
+        rig.sync(attacker)  # handled, and this client is still served
+        assert rig.winsize()[1] == 77 and not attacker.eof and rig.fds() == before
+    bystander.type(b"\necho odd-''sizes\n")  # the newline ends a line the attacker left open
+    for p in (bystander, control):
+        p.expect(b"odd-sizes\r\n")
+    assert rig.alive() and rig.shell.poll() is None

@@ -71,11 +71,16 @@
  * Ends: on 'Q'; or when the shell has exited and no 'Q' came within EXIT_GRACE;
  * or on SIGTERM/SIGKILL. Closing the master hangs up whatever still runs on it.
  *
+ * Log: stderr, which runtimed points at <session>.log. What a client can cause once per
+ * message (input dropped, an attach refused) is said at most once a minute (complain()).
+ *
  * Build: runtime/sandbox/agent/build.sh (gcc -static).
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -100,6 +105,7 @@
 #define MAX_DIRECT 8                 /* direct clients at once */
 #define DIRECT_CODE_WAIT_MS 1000     /* a direct client's 'E' waits this long for 'X' */
 #define FDS_MAX 253                  /* the kernel's SCM_MAX_FD: fds one message can carry */
+#define COMPLAIN_EVERY_MS (60 * 1000) /* complain(): at most one line this often */
 
 #define CONTROL 0
 #define NCLIENTS (1 + MAX_DIRECT)
@@ -126,6 +132,31 @@ static int64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A line about something a client can make happen once per datagram (input dropped, an
+ * attach refused). Our stderr is runtimed's <session>.log, a plain file on the host's disk
+ * that nobody rotates, and a browser sends thousands of keystroke frames a second: so at
+ * most one such line every COMPLAIN_EVERY_MS, the next one saying how many were left out. */
+__attribute__((format(printf, 1, 2))) static void complain(const char *fmt, ...) {
+    static int64_t last_ms;
+    static int said;
+    static uint64_t left_out;
+    int64_t now = now_ms();
+    if (said && now - last_ms < COMPLAIN_EVERY_MS) {
+        left_out++;
+        return;
+    }
+    said = 1;
+    last_ms = now;
+    if (left_out) fprintf(stderr, "%s: (%" PRIu64 " such lines left out)\n", name, left_out);
+    left_out = 0;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", name);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
 }
 
 static uint64_t ring_start(void) { return total > cap ? total - cap : 0; }
@@ -263,7 +294,7 @@ static void input(const unsigned char *d, size_t n) {
             n -= (size_t)(c - d);
             d = c;
         } else if (inlen + n > MAX_INPUT) {
-            fprintf(stderr, "%s: input backlog full, input dropped\n", name);
+            complain("input backlog full, input dropped");
             return;
         } else {
             memcpy(inbuf + inlen, d, n); /* incap >= MAX_INPUT */
@@ -363,7 +394,7 @@ static int direct_socket_ok(int fd) {
 /* 'A': serve fd (close-on-exec already) as a direct client, or close it. */
 static void add_direct(int fd, int read_only) {
     if (!direct_socket_ok(fd)) {
-        fprintf(stderr, "%s: direct client refused: not a connected unix seqpacket socket\n", name);
+        complain("direct client refused: not a connected unix seqpacket socket");
         close(fd);
         return;
     }
@@ -374,7 +405,7 @@ static void add_direct(int fd, int read_only) {
             return;
         }
     }
-    fprintf(stderr, "%s: direct client refused: %d already\n", name, MAX_DIRECT);
+    complain("direct client refused: %d already", MAX_DIRECT);
     close(fd);
 }
 
@@ -430,7 +461,7 @@ static int control_message(void) {
         exit(0);
     case 'A':
         if (keep >= 0) add_direct(keep, mbuf[1]);
-        else fprintf(stderr, "%s: malformed 'A' refused (%zd bytes, %d fds)\n", name, n, nfds);
+        else complain("malformed 'A' refused (%zd bytes, %d fds)", n, nfds);
         break;
     default:
         break;
