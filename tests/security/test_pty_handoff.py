@@ -24,7 +24,7 @@ import pytest
 
 from runtime import auth
 from runtime.client import HANDOFF_MAX_REQUEST, HANDOFF_TIMEOUT, Client, handoff_path
-from runtime.sessions.holder import HOLDER_BUILT
+from runtime.sessions.holder import HOLDER_BUILT, RECV_MAX, parse_hello
 from tests.runtime.conftest_daemon import cleaning_client, private_daemon, real_sandboxes_available
 from tests.runtime.daemon_helpers import RealDaemon
 
@@ -317,3 +317,81 @@ def test_a_handed_socket_cannot_command_the_holder(daemon: RealDaemon, boxes: tu
                 item = att.recv(timeout=20)
                 assert isinstance(item, bytes)
                 got += item
+
+
+def _hello_pid(held: socket.socket) -> int:
+    """The holder's pid, from the hello a handed socket gets first."""
+    held.settimeout(20)
+    return parse_hello(held.recv(RECV_MAX)).pid
+
+
+def _reaches_eof(held: socket.socket) -> bool:
+    """Whether the stream ends (what is still queued read first) within a generous bound."""
+    held.settimeout(30)
+    try:
+        while held.recv(RECV_MAX):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        pass
+    return True
+
+
+def test_a_handed_socket_ends_with_its_session(daemon: RealDaemon, boxes: tuple[Box, Box]) -> None:
+    """Removing a session ends its holder, and with it every socket handed for it: nothing
+    handed earlier outlives the shell it typed into."""
+    a, _ = boxes
+    with Client(daemon.socket) as c:
+        sid = str(c.create_session(a.id, ["/bin/sh", "-i"])["session_id"])
+        with _granted(daemon, _request(a.token, a.id, sid)) as held:
+            _hello_pid(held)
+            c.remove_session(a.id, sid)
+            assert _reaches_eof(held), "a handed socket outlived its removed session"
+    _refused(daemon, _request(a.token, a.id, sid), 404, "session_not_found")
+
+
+def test_a_handed_socket_ends_with_its_sandbox(daemon: RealDaemon) -> None:
+    with cleaning_client(daemon.socket) as c:
+        box = Box(c)
+        with _granted(daemon, _request(box.token, box.id, box.session)) as held:
+            holder = _hello_pid(held)
+            c.remove_sandbox(box.id)
+            assert _reaches_eof(held), "a handed socket outlived its removed sandbox"
+        assert not os.path.exists(f"/proc/{holder}"), "the holder outlived its sandbox"
+        _refused(daemon, _request(box.token, box.id, box.session), 404)
+
+
+def test_nothing_in_the_sandbox_holds_a_handed_socket_or_a_holders(daemon: RealDaemon, boxes: tuple[Box, Box]) -> None:
+    """A student is root in their sandbox and reads /proc there: no process of theirs, not even
+    a shell started after the handoff, may hold the handed socket's ends or any socket of the
+    holder (its control and listening sockets)."""
+    a, _ = boxes
+    with Client(daemon.socket) as c, _granted(daemon, _request(a.token, a.id, a.session)) as held:
+        holder = _hello_pid(held)
+        secret = {f"socket:[{os.fstat(held.fileno()).st_ino}]"}
+        secret |= {link for link in _fds_of(holder).values() if link.startswith("socket:")}
+        later = str(c.create_session(a.id, ["/bin/sh", "-i"])["session_id"])
+        try:
+            # the student's view: every process of the sandbox, from inside
+            script = 'for f in /proc/[0-9]*/fd/*; do l=$(readlink "$f") && echo "$f $l"; done'
+            seen = c.exec(a.id, ["/bin/sh", "-c", script]).stdout_text
+            # and the host's, of every process in the sandbox's pid namespace
+            init = c.get_sandbox(a.id)["pid"]
+            ns = os.readlink(f"/proc/{init}/ns/pid")
+            inside: list[int] = []
+            for entry in filter(str.isdigit, os.listdir("/proc")):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{entry}/ns/pid") == ns:
+                        inside.append(int(entry))
+            from_host: set[str] = set()
+            for pid in inside:
+                with contextlib.suppress(OSError):  # one that ended meanwhile
+                    from_host |= set(_fds_of(pid).values())
+        finally:
+            c.remove_session(a.id, later)
+    assert "/dev/pts/" in seen, f"the shells' terminals are not in the listing: it proves nothing\n{seen}"
+    leaked = [line for line in seen.splitlines() if line.split(" ", 1)[-1] in secret]
+    assert not leaked, leaked
+    assert len(inside) >= 3, inside  # init, the two shells (and the exec): else this proves nothing
+    assert not from_host & secret, from_host & secret
