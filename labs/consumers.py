@@ -270,7 +270,10 @@ class TerminalConsumer(SignedInSocket, AsyncWebsocketConsumer):
         except (ValueError, AttributeError):
             return
         if kind == "ack":
-            self.unacked = max(0, self.unacked - int(message.get("bytes", 0)))
+            acked = message.get("bytes")
+            if not _is_count(acked):
+                return  # a page of ours sends a byte count; anything else is ignored, not fatal
+            self.unacked = max(0, self.unacked - acked)
             if self.unacked <= settings.TERMINAL_LOW_WATERMARK:
                 self.can_send.set()
         elif kind == "resize" and self.granted.can_write:
@@ -427,9 +430,15 @@ class LabEventsConsumer(SignedInSocket, AsyncJsonWebsocketConsumer):
                 await self.channel_layer.group_discard(self.message_group, self.channel_name)
 
 
+def _is_count(value: Any) -> bool:
+    """A byte count as the page sends it: a JSON integer, not negative (not a bool, float,
+    string or ``Infinity``, which Python's json accepts)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _clamp(value: Any, default: int, low: int, high: int) -> int:
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: Infinity
         return default
     return max(low, min(high, number))
