@@ -225,8 +225,51 @@ def test_only_runtimed_is_privileged(helm: Helm, backend: str) -> None:
         assert pod["automountServiceAccountToken"] is False
 
 
+def _lab_images_init(objs: list[Obj]) -> Obj:
+    ds = next(o for o in objs if o["kind"] == "DaemonSet")
+    init: Obj = next(c for c in ds["spec"]["template"]["spec"]["initContainers"] if c["name"] == "lab-images")
+    return init
+
+
+def test_the_image_builder_unpacks_the_sandbox_images_only(helm: Helm, tmp_path: Path) -> None:
+    """The init container's own script, run by sh with a ``python`` on PATH that records its
+    arguments: every image is built, and exactly the ``unpackImages`` ones with --unpack (as
+    `make images` does), also when one name is a prefix of another."""
+    objs = render(
+        helm,
+        *("--set-json", 'runtimed.images=["busybox","lab-base","lab-base-extra","nginx:1.22"]'),
+        *("--set-json", 'runtimed.unpackImages=["lab-base","busybox"]'),
+    )
+    init = _lab_images_init(objs)
+    (tmp_path / "python").write_text('#!/bin/sh\necho "$*" >> "$CALLS"\n')
+    (tmp_path / "python").chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "CALLS": str(tmp_path / "calls"), **env_of(init)}
+    r = subprocess.run([*init["command"], *init["args"]], env=env, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    root = "/var/lib/kubelab-runtime"
+    assert (tmp_path / "calls").read_text().splitlines() == [
+        f"-m runtime build-image --root {root} --unpack busybox",
+        f"-m runtime build-image --root {root} --unpack lab-base",
+        f"-m runtime build-image --root {root} lab-base-extra",
+        f"-m runtime build-image --root {root} nginx:1.22",
+    ]
+
+
+def test_unpacking_an_image_that_is_not_built_is_refused(helm: Helm) -> None:
+    r = helm(
+        *("template", "kl", str(CHART), "--namespace", "kubelab", *REQUIRED),
+        *("--set-json", 'runtimed.images=["busybox"]'),
+    )
+    assert r.returncode != 0
+    assert 'runtimed.unpackImages: "lab-base" is not in runtimed.images' in r.stderr
+
+
 def test_runtimed_is_a_daemonset_on_the_lab_nodes_with_images_built_first(helm: Helm) -> None:
-    objs = render(helm, "--set", "labNodes.nodeSelector.pool=labs", "--set-json", 'runtimed.images=["busybox"]')
+    objs = render(
+        helm,
+        *("--set", "labNodes.nodeSelector.pool=labs"),
+        *("--set-json", 'runtimed.images=["busybox"]', "--set-json", 'runtimed.unpackImages=["busybox"]'),
+    )
     ds = next(o for o in objs if o["kind"] == "DaemonSet")
     pod = ds["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"kubelab.io/lab-node": "true", "pool": "labs"}
@@ -282,9 +325,10 @@ def test_every_variable_the_chart_sets_is_read(helm: Helm, backend: str) -> None
     django.conf.settings.INSTALLED_APPS  # noqa: B018 - make sure settings were read
     known = set(env.READ) | {f"{name}_FILE" for name in env.READ}
     # read by runtimed (runtime/ imports no Django), or by runtimed's start script
-    # (the node agent reads NODE_NAME, runtime/placement.py; runtimed-cert's script HOST_IP)
+    # (the node agent reads NODE_NAME, runtime/placement.py; runtimed-cert's script HOST_IP;
+    # lab-images' script UNPACK_IMAGES, test_the_image_builder_unpacks_the_sandbox_images_only)
     runtimed_only = {"RUNTIME_SOCKET_GROUP", "RUNTIME_ADMIN_TOKEN_FILE", "RUNTIME_LOG_LEVEL", "POD_IP"}
-    runtimed_only |= {"NODE_NAME", "HOST_IP"}
+    runtimed_only |= {"NODE_NAME", "HOST_IP", "UNPACK_IMAGES"}
     for name, pod in workloads(render(helm, "--set", f"sandboxBackend={backend}")).items():
         for c in containers(pod):
             unknown = set(env_of(c)) - known - (runtimed_only if name == "runtimed" else set())
