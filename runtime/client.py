@@ -42,7 +42,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, Self, cast
 from urllib.parse import quote
 
 import aiohttp
@@ -741,7 +741,31 @@ class Client:
 
 
 # -- async ---------------------------------------------------------------------------------
-class AsyncAttach:
+class _Stream:
+    """What both async attach streams share: iteration over ``recv()`` until its None, and
+    ``async with`` closing the stream."""
+
+    async def recv(self, timeout: float | None = None) -> bytes | ControlEvent | None:  # noqa: ASYNC109
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    def __aiter__(self) -> AsyncIterator[bytes | ControlEvent]:
+        return self._iter()
+
+    async def _iter(self) -> AsyncIterator[bytes | ControlEvent]:
+        while (item := await self.recv()) is not None:
+            yield item
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class AsyncAttach(_Stream):
     """An attach stream: ``await recv()`` → bytes, control event dict, or None at the end."""
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
@@ -765,13 +789,6 @@ class AsyncAttach:
             return event
         return None
 
-    def __aiter__(self) -> AsyncIterator[bytes | ControlEvent]:
-        return self._iter()
-
-    async def _iter(self) -> AsyncIterator[bytes | ControlEvent]:
-        while (item := await self.recv()) is not None:
-            yield item
-
     @property
     def closed(self) -> bool:
         return self._ws.closed
@@ -779,14 +796,8 @@ class AsyncAttach:
     async def close(self) -> None:
         await self._ws.close()
 
-    async def __aenter__(self) -> AsyncAttach:
-        return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-
-class DirectAttach:
+class DirectAttach(_Stream):
     """An attach stream runtimed handed off: a socket straight to the session's PTY holder.
 
     The same interface as ``AsyncAttach``, and the same items: ``recv()`` returns output
@@ -872,13 +883,6 @@ class DirectAttach:
             # 'H' (the hello), and any message a newer holder adds: skipped
         return None
 
-    def __aiter__(self) -> AsyncIterator[bytes | ControlEvent]:
-        return self._iter()
-
-    async def _iter(self) -> AsyncIterator[bytes | ControlEvent]:
-        while (item := await self.recv()) is not None:
-            yield item
-
     @property
     def closed(self) -> bool:
         return self._closed or self._ended
@@ -897,12 +901,6 @@ class DirectAttach:
                 loop.remove_reader(fd)
                 loop.remove_writer(fd)
             self._sock.close()  # the holder sees EOF and drops this client
-
-    async def __aenter__(self) -> DirectAttach:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
 
 async def _readable(sock: socket.socket) -> None:
