@@ -89,6 +89,21 @@ def env(request: pytest.FixtureRequest) -> Env:
 
 
 @contextlib.contextmanager
+def holder_daemon(prefix: str, host_resources: list[str]) -> Iterator[RealDaemon]:
+    """``private_daemon`` for the modules that need shells held by ``kl-pty-holder``: skips
+    (with the reason) where real sandboxes cannot run or the holder is not built."""
+    from runtime.sessions.holder import HOLDER_BUILT
+
+    why = real_sandboxes_available()
+    if why:
+        pytest.skip(why)
+    if not HOLDER_BUILT.is_file():
+        pytest.skip("kl-pty-holder is not built (make agent)")
+    with private_daemon(prefix, host_resources, None) as d:
+        yield d
+
+
+@contextlib.contextmanager
 def private_daemon(prefix: str, host_resources: list[str], images: Path | None) -> Iterator[RealDaemon]:
     """A real runtimed of a test module: a temp root (with a *copy* of the image store
     ``images``, so it never writes into the shared one), its own host resources (bridge,

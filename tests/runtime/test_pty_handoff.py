@@ -29,9 +29,8 @@ from runtime.backends import AttachStream, NamespaceBackend
 from runtime.client import AsyncAttach, Client, DirectAttach, handoff_path
 from runtime.daemon import Daemon, prepare_socket, serve
 from runtime.sandbox.spec import SandboxSpec
-from runtime.sessions.holder import HOLDER_BUILT
 from runtime.sessions.pty import cancel_quietly
-from tests.runtime.conftest_daemon import cleaning_client, private_daemon, real_sandboxes_available, short_tmp
+from tests.runtime.conftest_daemon import cleaning_client, holder_daemon, short_tmp
 from tests.runtime.daemon_helpers import HostImages, HostManager, RealDaemon
 
 GROUP = "nogroup"
@@ -52,12 +51,7 @@ SHELL = ["/bin/sh", "-i"]
 
 @pytest.fixture(scope="module")
 def daemon() -> Iterator[RealDaemon]:
-    why = real_sandboxes_available()
-    if why:
-        pytest.skip(why)
-    if not HOLDER_BUILT.is_file():
-        pytest.skip("kl-pty-holder is not built (make agent)")
-    with private_daemon("rtho-", RESOURCES, None) as d:
+    with holder_daemon("rtho-", RESOURCES) as d:
         yield d
 
 

@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 
 from runtime.client import Client
-from runtime.sessions.holder import HOLDER_BUILT
-from tests.runtime.conftest_daemon import cleaning_client, private_daemon, real_sandboxes_available
+from tests.runtime.conftest_daemon import cleaning_client, holder_daemon
 from tests.runtime.daemon_helpers import RealDaemon, read_event, read_until
 from tests.runtime.test_daemon import prompt
 
@@ -40,12 +39,7 @@ SHELL = ["/bin/sh", "-i"]
 
 @pytest.fixture(scope="module")
 def daemon() -> Iterator[RealDaemon]:
-    why = real_sandboxes_available()
-    if why:
-        pytest.skip(why)
-    if not HOLDER_BUILT.is_file():
-        pytest.skip("kl-pty-holder is not built (make agent)")
-    with private_daemon("rth-", RESOURCES, None) as d:
+    with holder_daemon("rth-", RESOURCES) as d:
         yield d
 
 

@@ -24,8 +24,8 @@ import pytest
 
 from runtime import auth
 from runtime.client import HANDOFF_MAX_REQUEST, HANDOFF_TIMEOUT, Client, handoff_path
-from runtime.sessions.holder import HOLDER_BUILT, RECV_MAX, parse_hello
-from tests.runtime.conftest_daemon import cleaning_client, private_daemon, real_sandboxes_available
+from runtime.sessions.holder import RECV_MAX, parse_hello
+from tests.runtime.conftest_daemon import cleaning_client, holder_daemon
 from tests.runtime.daemon_helpers import RealDaemon
 
 RESOURCES = [
@@ -42,12 +42,7 @@ RESOURCES = [
 
 @pytest.fixture(scope="module")
 def daemon() -> Iterator[RealDaemon]:
-    why = real_sandboxes_available()
-    if why:
-        pytest.skip(why)
-    if not HOLDER_BUILT.is_file():
-        pytest.skip("kl-pty-holder is not built (make agent)")
-    with private_daemon("rthx-", RESOURCES, None) as d:
+    with holder_daemon("rthx-", RESOURCES) as d:
         yield d
 
 
