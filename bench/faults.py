@@ -23,7 +23,9 @@ terminal answers after it. Per fault:
 * ``checks``: the pre-fault submissions: ``lost`` (no verdict within ``--verdict-timeout``,
   above GRADER_REQUEUE_AFTER), ``graded_twice`` (two finished verdicts for one submission
   on the events socket), and how the verdicts arrived (``via_socket`` / ``via_poll``: the
-  page polls the submission endpoint when the socket says nothing);
+  page polls the submission endpoint when the socket says nothing), and ``regraded``: how
+  many of them were graded more than once inside (``grading_attempts`` over 1: a grading
+  this kill interrupted and the grader ran again; still one verdict);
 * ``keystrokes_lost``: markers whose echo did not come back within 10 s while typing.
 
 A Check in flight when runtimed dies is the platform's failure, not the student's: its
@@ -83,6 +85,15 @@ django.setup()
 from labs.models import LabSession
 rows = LabSession.objects.filter(user__username__startswith=sys.argv[1]).order_by("created_at")
 print(json.dumps({s.user.username: [s.status, s.sandbox_id, str(s.pk)] for s in rows}))
+"""
+
+GRADINGS = """
+import json, sys
+import django
+django.setup()
+from grader.models import Submission
+ids = [int(x) for x in sys.argv[1:]]
+print(json.dumps(sum(1 for s in Submission.objects.filter(pk__in=ids) if s.grading_attempts > 1)))
 """
 
 ACCOUNTS = """
@@ -275,6 +286,10 @@ async def one_fault(
 
     await asyncio.gather(*(recover(w) for w in workers))
     pre = await verdicts(pressed, args.verdict_timeout)
+    if pressed:
+        ids = [str(sub) for _w, sub, _start in pressed]
+        out = await asyncio.to_thread(django_script, sup.env, GRADINGS, *ids)
+        pre["regraded"] = json.loads(out.splitlines()[-1])
     post_v = await verdicts([p for p in post if not p[0].student.verdicts.get(p[1])], 5) if post else {}
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(watcher, 5)
