@@ -481,8 +481,31 @@ def _json_kind(v: Any) -> str:
     return "array" if isinstance(v, list) else "object"
 
 
+_INT32 = (-(2**31), 2**31 - 1)
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _is_int_in(v: Any, bounds: tuple[int, int]) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and bounds[0] <= v <= bounds[1]
+
+
+def _int_bounds(s: Obj, name: str) -> tuple[int, int] | None:
+    """The range of the Go integer a value decodes into (IntOrString's number is an int32),
+    or None when the field is not an integer."""
+    if name == _INT_OR_STRING:
+        return _INT32
+    if s.get("type") == "integer":
+        return _INT64 if s.get("format") == "int64" else _INT32
+    return None
+
+
 def _fits(v: Any, s: Obj, name: str) -> bool:
-    if v is None or _is_any(s, name):
+    if v is None:
+        return True
+    if name == _INT_OR_STRING:
+        # intstr.IntOrString.UnmarshalJSON: a JSON string, else json.Unmarshal into its int32
+        return isinstance(v, str) or _is_int_in(v, _INT32)
+    if _is_any(s, name):
         return True
     if name == _QUANTITY:
         return isinstance(v, str) or (isinstance(v, (int, float)) and not isinstance(v, bool))
@@ -492,7 +515,7 @@ def _fits(v: Any, s: Obj, name: str) -> bool:
     if t == "string":
         return isinstance(v, str)
     if t == "integer":
-        return isinstance(v, int) and not isinstance(v, bool)
+        return _is_int_in(v, _INT64 if s.get("format") == "int64" else _INT32)
     if t == "number":
         return isinstance(v, (int, float)) and not isinstance(v, bool)
     if t == "boolean":
@@ -538,6 +561,10 @@ def _type_check(x: Any, decl: Obj, p: str, gp: str, struct: str, out: list[tuple
     s, name = _deref(decl)
     if not _fits(x, s, name):
         got, want = _json_kind(x), _go_type(decl)
+        if _int_bounds(s, name) is not None:
+            want = "int32" if name == _INT_OR_STRING else want
+            if got == "number":  # a fraction or out of range: Go quotes the number itself
+                got = f"number {json.dumps(x)}"
         out.append((p, f"json: cannot unmarshal {got} into Go struct field {struct}.{gp} of type {want}"))
         return
     if name == _QUANTITY:

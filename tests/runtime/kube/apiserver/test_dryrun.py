@@ -124,6 +124,10 @@ def test_a_value_of_the_wrong_type_is_refused_as_decoding_into_go_refuses_it(clu
     label["metadata"]["labels"] = {"version": 1}
     as_map = deployment()
     as_map["spec"]["template"]["spec"]["containers"] = {"name": "web", "image": "nginx"}
+    half = deployment()
+    half["spec"]["replicas"] = 2.5
+    huge = deployment()
+    huge["spec"]["replicas"] = 2**31
     cases = [
         (three, "string into Go struct field DeploymentSpec.spec.replicas of type int32", "spec.replicas"),
         (label, "number into Go struct field ObjectMeta.metadata.labels of type string", "metadata.labels[version]"),
@@ -132,7 +136,22 @@ def test_a_value_of_the_wrong_type_is_refused_as_decoding_into_go_refuses_it(clu
             "object into Go struct field PodSpec.spec.template.spec.containers of type []v1.Container",
             "spec.template.spec.containers",
         ),
+        (half, "number 2.5 into Go struct field DeploymentSpec.spec.replicas of type int32", "spec.replicas"),
+        (huge, "number 2147483648 into Go struct field DeploymentSpec.spec.replicas of type int32", "spec.replicas"),
     ]
+    # an IntOrString is a JSON string or else an int32 (intstr's UnmarshalJSON decodes into
+    # its IntVal): anything else fails in the int32's words, at the IntOrString's field
+    surge = "RollingUpdateDeployment.spec.strategy.rollingUpdate.maxSurge"
+    for value, got in (
+        ([1], "array"),
+        ({"x": 1}, "object"),
+        (True, "bool"),
+        (1.5, "number 1.5"),
+        (2**31, "number 2147483648"),
+    ):
+        bad = deployment()
+        bad["spec"]["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": value}}
+        cases.append((bad, f"{got} into Go struct field {surge} of type int32", "spec.strategy.rollingUpdate.maxSurge"))
     for obj, words, field in cases:
         result = validate(cluster, obj)
         assert result["code"] == 400
