@@ -741,7 +741,9 @@ class Cluster(TokenAuthenticator):
                 new["status"] = old["status"]
             else:
                 new.pop("status", None)
-        strategies.for_resource(rdef).default(new)
+        strategy = strategies.for_resource(rdef)
+        strategy.keep_on_update(new, old)
+        strategy.default(new)
         return new
 
     def _commit_update(self, rdef: ResourceDef, old: Obj, new: Obj, dry_run: bool, sub: str = "") -> Obj:

@@ -264,10 +264,32 @@ class NamespaceStrategy(Strategy):
     printer = printers.NAMESPACE
 
     def default(self, obj: Obj) -> None:
-        obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
         obj.setdefault("status", {}).setdefault("phase", "Active")
         labels = obj["metadata"].setdefault("labels", {})
         labels["kubernetes.io/metadata.name"] = obj["metadata"].get("name", "")
+
+    def prepare_for_create(self, cluster: Cluster, obj: Obj) -> None:
+        # namespaceStrategy.PrepareForCreate: a new namespace is Active and always carries the
+        # "kubernetes" finalizer (appended to any it was given); not defaulting, since it may be
+        # removed over the namespace's life (by the finalize subresource)
+        obj["status"] = {"phase": "Active"}
+        spec = obj.setdefault("spec", {})
+        fins = list(spec.get("finalizers") or [])
+        if "kubernetes" not in fins:
+            fins.append("kubernetes")
+        spec["finalizers"] = fins
+
+    def keep_on_update(self, new: Obj, old: Obj) -> None:
+        # namespaceStrategy.PrepareForUpdate: spec.finalizers change only through the finalize
+        # subresource (the namespace controller's), never by a PUT or PATCH of the namespace
+        fins = (old.get("spec") or {}).get("finalizers")
+        spec = new.get("spec")
+        if not isinstance(spec, dict):
+            spec = new["spec"] = {}
+        if fins is None:
+            spec.pop("finalizers", None)
+        else:
+            spec["finalizers"] = list(fins)
 
     def deletion_finalizers(self, obj: Obj) -> list[str]:
         # the namespace's own storage (registry/core/namespace/storage Delete): the first

@@ -7,7 +7,8 @@ and update paths (apiserver/cluster.py) call, in this order:
 
 - create: ``default`` (the scheme's SetDefaults), admission's mutation, ``prepare_for_create``
   (status reset, allocations, finalizers, generated selectors), then ``validate``;
-- update: ``default``, ``validate`` and ``validate_update``, admission, then, when the update
+- update: ``keep_on_update`` (a plain update only), ``default``, ``validate`` and
+  ``validate_update``, admission, then, when the update
   is written (not for a dry run, not for a no-op), ``prepare_for_update``; an update of the
   status subresource first takes what ``prepare_for_status_update`` lets through;
 - reads asking for a Table (``kubectl get``): ``convert_to_table``, with the columns of the
@@ -81,6 +82,11 @@ class Strategy:
 
     def prepare_for_update(self, cluster: Cluster, new: Obj, old: Obj) -> None:
         """PrepareForUpdate: what the server carries over or allocates when an update is written."""
+
+    def keep_on_update(self, new: Obj, old: Obj) -> None:
+        """The part of PrepareForUpdate that resets what a plain update (PUT, PATCH, apply; not
+        a subresource's) may not change to its stored value, before defaulting and validation,
+        so a dry run and the no-op check see the object as it will be written."""
 
     def prepare_for_status_update(self, new: Obj, body: Obj) -> None:
         """The status strategy's PrepareForUpdate, for an update of the status subresource:
