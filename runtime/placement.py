@@ -59,9 +59,11 @@ import asyncio
 import base64
 import builtins
 import contextlib
+import ipaddress
 import json
 import logging
 import os
+import re
 import tempfile
 import threading
 import time
@@ -97,6 +99,8 @@ RUNTIMED_PORT = 7443
 TOLERATION_SECONDS = 30
 NODE_LEASE_SECONDS = 40
 HEARTBEAT = 10.0
+# a Node's name: a DNS subdomain (RFC 1123), as the API server validates it
+_NODE_NAME = re.compile(r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 NODE_LOST = (
     "The machine running your lab was taken out of service (node {node}: {why}). "
@@ -633,17 +637,23 @@ class KubernetesBackend(SandboxBackend):
             cached = self._addresses.get(node)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
+        # the name comes from a Pod's spec.nodeName and the address from the Node's status: both
+        # are data, checked before they become a path or a URL
+        if not _NODE_NAME.fullmatch(node):
+            raise errors.Unreachable(f"{node!r} is not a node name (a DNS subdomain)")
         try:
             obj = self.kube.request("GET", f"/api/v1/nodes/{node}")
         except errors.SandboxNotFound:
             raise errors.SandboxNotFound(NODE_LOST.format(node=node, why="the node was removed")) from None
-        ip = next(
-            (a["address"] for a in (obj.get("status") or {}).get("addresses") or [] if a.get("type") == "InternalIP"),
-            None,
-        )
-        if not ip:
+        addresses = (obj.get("status") or {}).get("addresses") or []
+        raw = next((a.get("address") for a in addresses if a.get("type") == "InternalIP"), None)
+        if not raw:
             raise errors.Unreachable(f"node {node} has no InternalIP address in its status")
-        host = f"[{ip}]" if ":" in ip else ip
+        try:
+            ip = ipaddress.ip_address(raw)
+        except ValueError:
+            raise errors.Unreachable(f"node {node}'s InternalIP {str(raw)[:64]!r} is not an IP address") from None
+        host = f"[{ip}]" if ip.version == 6 else str(ip)
         address = f"https://{host}:{self.port}"
         with self._lock:
             self._addresses[node] = (time.monotonic() + 10.0, address)

@@ -388,3 +388,48 @@ def test_a_sessions_backend_opens_terminals_and_previews_of_its_own_sandbox_only
         asyncio.run(attempt())
     finally:
         scoped.close()
+
+
+class _Nodes:
+    """A stand-in for the Kubernetes API (runtime.placement.KubeAPI's ``request``) that serves
+    Node objects, recording every path asked for: what a compromised or odd API answer, or a
+    Pod's ``spec.nodeName``, could feed ``node_address``."""
+
+    def __init__(self, nodes: dict[str, Any]) -> None:
+        self.nodes = nodes
+        self.asked: list[str] = []
+
+    def request(self, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        self.asked.append(path)
+        name = path.rpartition("/")[2]
+        if name not in self.nodes:
+            raise errors.SandboxNotFound(f"nodes {name!r} not found")
+        return {"status": {"addresses": [{"type": "InternalIP", "address": self.nodes[name]}]}}
+
+
+@pytest.mark.parametrize(
+    "node", ["../namespaces/kubelab/secrets/x", "a/b", "a?x=1", "a#b", "A", "a b", "%2e%2e", "", "x" * 254]
+)
+def test_a_node_name_is_data_never_a_path(node: str) -> None:
+    kube = _Nodes({node: "10.0.0.5"})
+    backend = KubernetesBackend(kube=kube, ca="/nonexistent/ca.crt")  # type: ignore[arg-type]
+    with pytest.raises(errors.Unreachable, match="is not a node name"):
+        backend.node_address(node)
+    assert kube.asked == []  # refused before any request was made
+
+
+@pytest.mark.parametrize(
+    "address", ["evil.example", "10.0.0.5:443@evil.example", "10.0.0.5/x", "[::1]", "10.0.0.5 ", "1.2.3.4.5"]
+)
+def test_a_node_address_that_is_not_an_ip_is_refused(address: str) -> None:
+    backend = KubernetesBackend(kube=_Nodes({"kl-node-a": address}), ca="/nonexistent/ca.crt")  # type: ignore[arg-type]
+    with pytest.raises(errors.Unreachable, match="is not an IP address"):
+        backend.node_address("kl-node-a")
+
+
+@pytest.mark.parametrize(
+    ("address", "url"), [("10.0.0.5", "https://10.0.0.5:7443"), ("fd00::5", "https://[fd00::5]:7443")]
+)
+def test_a_nodes_ip_becomes_its_runtimed_url(address: str, url: str) -> None:
+    backend = KubernetesBackend(kube=_Nodes({"kl-node-a.example": address}), ca="/nonexistent/ca.crt")  # type: ignore[arg-type]
+    assert backend.node_address("kl-node-a.example") == url
