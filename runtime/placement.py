@@ -68,7 +68,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -184,6 +184,39 @@ def condition(pod: Mapping[str, Any], kind: str) -> Json | None:
 
 # -- the Kubernetes API --------------------------------------------------------------------------
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+TOKEN_RELOAD = 60.0  # seconds between reads of a token file (client-go's cachingTokenSource: a minute)
+
+
+class TokenFile(httpx.Auth):
+    """A bearer token kept in a file that is replaced while we run (the projected service
+    account token, which the kubelet rotates well before it expires; a kubeconfig's
+    ``tokenFile``): read again at most every TOKEN_RELOAD seconds, as client-go does, instead
+    of once at start. If a read fails, the token read last is used until one succeeds."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._token = ""
+        self._read_at = 0.0
+
+    def token(self) -> str:
+        with self._lock:
+            now = time.monotonic()
+            if not self._token or now - self._read_at >= TOKEN_RELOAD:
+                try:
+                    self._token = self.path.read_text().strip()
+                    self._read_at = now
+                except OSError as e:
+                    if not self._token:
+                        raise errors.NotAvailable(f"the Kubernetes API token {self.path} cannot be read: {e}") from None
+                    log.warning(
+                        "the Kubernetes API token %s cannot be read again (%s): using the last one", self.path, e
+                    )
+            return self._token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self.token()}"
+        yield request
 
 
 class KubeAPI:
@@ -196,6 +229,7 @@ class KubeAPI:
         verify: Any = True
         cert: tuple[str, str] | None = None
         headers: dict[str, str] = {}
+        auth: httpx.Auth | None = None
         if kubeconfig:
             cfg = yaml.safe_load(Path(kubeconfig).read_text())
             ctx_name = cfg.get("current-context")
@@ -214,6 +248,8 @@ class KubeAPI:
                 self._sni = None
             if user.get("token"):
                 headers["Authorization"] = f"Bearer {user['token']}"
+            elif user.get("tokenFile"):
+                auth = TokenFile(user["tokenFile"])
             elif user.get("client-certificate-data"):
                 cert = (
                     self._file("client.crt", base64.b64decode(user["client-certificate-data"])),
@@ -225,7 +261,7 @@ class KubeAPI:
                 raise errors.NotAvailable("no kubeconfig given and not running in a Kubernetes pod")
             self.server = f"https://{host}:{port or 443}"
             verify = str(SA_DIR / "ca.crt")
-            headers["Authorization"] = f"Bearer {(SA_DIR / 'token').read_text().strip()}"
+            auth = TokenFile(SA_DIR / "token")
             self._sni = None
         import ssl
 
@@ -233,7 +269,9 @@ class KubeAPI:
         if cert:
             ctx_ssl.load_cert_chain(*cert)
         self._ssl = ctx_ssl
-        self.http = httpx.Client(base_url=self.server, verify=ctx_ssl, headers=headers, timeout=timeout)
+        if isinstance(auth, TokenFile):
+            auth.token()  # an unreadable token fails here, at start, not at the first request
+        self.http = httpx.Client(base_url=self.server, verify=ctx_ssl, headers=headers, auth=auth, timeout=timeout)
 
     def _file(self, name: str, data: bytes) -> str:
         path = Path(self._tmp.name) / name
