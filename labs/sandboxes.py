@@ -10,6 +10,7 @@ runtimed holds the sandbox.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -184,30 +185,41 @@ class LabSandboxes:
 
 
 _BACKENDS: dict[tuple[str, str], LabSandboxes] = {}
+# daphne runs sync code in many threads: without it two could each build the backend and one
+# of them (its connections, the kubernetes backend's temp files) would be dropped unclosed
+_BACKENDS_LOCK = threading.Lock()
 
 
 def backend_for(name: str) -> LabSandboxes:
-    """The process's backend ``name`` (kept, so its connections are reused)."""
+    """The process's backend ``name`` (kept, so its connections are reused); built once per
+    process, also when several threads ask at the same moment."""
     key = (name, settings.RUNTIME_SOCKET)
-    if key not in _BACKENDS:
-        try:
-            # the admin credential: only the worker, which provisions and grades, has it set
-            options: dict[str, Any] = {}
-            if name == "namespace":
-                options = {"socket_path": settings.RUNTIME_SOCKET, "token": settings.RUNTIME_ADMIN_TOKEN or None}
-            elif name == "kubernetes":
-                options = {
-                    "kubeconfig": settings.SANDBOX_KUBECONFIG or None,
-                    "namespace": settings.SANDBOX_NAMESPACE,
-                    "ca": settings.RUNTIME_CA,
-                    "port": settings.RUNTIME_NODE_PORT,
-                    "token": settings.RUNTIME_ADMIN_TOKEN or None,
-                    "wait_timeout": float(settings.SANDBOX_CAPACITY_WAIT),
-                }
-            _BACKENDS[key] = LabSandboxes(backend_from_name(name, **options))
-        except Exception as exc:  # e.g. no Docker engine: the lab page shows why
-            raise SandboxError(f"the {name!r} sandbox backend is not available for labs: {exc}") from exc
-    return _BACKENDS[key]
+    found = _BACKENDS.get(key)
+    if found is not None:
+        return found
+    with _BACKENDS_LOCK:
+        return _BACKENDS.get(key) or _build_backend(name, key)
+
+
+def _build_backend(name: str, key: tuple[str, str]) -> LabSandboxes:
+    # the admin credential: only the worker, which provisions and grades, has it set
+    options: dict[str, Any] = {}
+    if name == "namespace":
+        options = {"socket_path": settings.RUNTIME_SOCKET, "token": settings.RUNTIME_ADMIN_TOKEN or None}
+    elif name == "kubernetes":
+        options = {
+            "kubeconfig": settings.SANDBOX_KUBECONFIG or None,
+            "namespace": settings.SANDBOX_NAMESPACE,
+            "ca": settings.RUNTIME_CA,
+            "port": settings.RUNTIME_NODE_PORT,
+            "token": settings.RUNTIME_ADMIN_TOKEN or None,
+            "wait_timeout": float(settings.SANDBOX_CAPACITY_WAIT),
+        }
+    try:
+        built = _BACKENDS[key] = LabSandboxes(backend_from_name(name, **options))
+    except Exception as exc:  # e.g. no Docker engine: the lab page shows why
+        raise SandboxError(f"the {name!r} sandbox backend is not available for labs: {exc}") from exc
+    return built
 
 
 def for_session(session: Any) -> SandboxBackend:
