@@ -20,6 +20,7 @@ asks after a pause in typing, well under it).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -32,6 +33,10 @@ from labs import manifests, sandboxes
 from labs.models import LabSession
 from labs.selectors import LabSessionNotFound, lab_session_for_user
 from runtime import errors as runtime_errors
+
+log = logging.getLogger(__name__)
+UNAVAILABLE = "The lab server is not available; try again in a moment."
+FAILED = "The lab server could not do that; try again, or reset the lab if it keeps failing."
 
 MAX_BODY = 6 << 20  # 1 MiB of text, JSON-escaped at worst
 VALIDATE_MAX_BODY = 6 * manifests.MAX_TEXT + 4096  # JSON-escaped at worst, and the path
@@ -56,8 +61,10 @@ def _call(session: LabSession, fn: str, *args: Any) -> JsonResponse:
         return JsonResponse({"error": "The lab's sandbox has no credential yet; reset the lab."}, status=503)
     try:
         backend = sandboxes.for_session(session)
-    except sandboxes.SandboxError as exc:
-        return JsonResponse({"error": str(exc)}, status=503)
+    except sandboxes.SandboxError:
+        # the reason names this host's sockets and settings: the log's, not the student's
+        log.warning("editor of lab session %s: no sandbox backend", session.pk, exc_info=True)
+        return JsonResponse({"error": UNAVAILABLE}, status=503)
     try:
         return JsonResponse(getattr(backend, fn)(session.sandbox_id, *args))
     except runtime_errors.SandboxNotFound:  # removed, or its lab node lost
@@ -72,8 +79,13 @@ def _call(session: LabSession, fn: str, *args: Any) -> JsonResponse:
         return JsonResponse({"error": str(exc)}, status=403)
     except runtime_errors.Unreachable:
         return JsonResponse({"error": "The lab server is not answering; try again in a moment."}, status=503)
+    except runtime_errors.NotAvailable as exc:  # what runtimed does not do, with its reason
+        return JsonResponse({"error": str(exc)}, status=exc.status)
     except runtime_errors.RuntimeError as exc:
-        return JsonResponse({"error": str(exc)}, status=exc.status if 400 <= exc.status < 600 else 500)
+        if 400 <= exc.status < 500:  # about the request: the path, the content, the version
+            return JsonResponse({"error": str(exc)}, status=exc.status)
+        log.warning("editor of lab session %s: %s failed", session.pk, fn, exc_info=True)
+        return JsonResponse({"error": FAILED}, status=exc.status if 500 <= exc.status < 600 else 500)
     finally:
         sandboxes.release_sync(backend)
 
