@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -196,21 +197,38 @@ async def test_flow_control_pauses_output_until_acknowledged(runtime_socket: str
     communicator, connected, _ = await connect(owner, session)
     assert connected
     await hello(communicator)
+    received = await flood_until_paused(communicator)
+    await resume_after_flood(communicator, received)
+    await communicator.disconnect()
+
+
+async def flood_until_paused(
+    communicator: WebsocketCommunicator, midway: Callable[[], Awaitable[None]] | None = None
+) -> int:
+    """Start ``yes`` in the shell and read without acknowledging until the output stops; the
+    caller set TERMINAL_HIGH_WATERMARK to 64 KiB, so it must stop near there. ``midway`` runs
+    once, after 32 KiB. Returns the bytes received."""
     await communicator.send_to(bytes_data=b"yes flood-line\n")
-    # Read without acknowledging: the consumer must stop near the watermark.
     received = 0
     # (receive_nothing waits without cancelling the consumer, unlike a timed-out receive_output.)
     while not await communicator.receive_nothing(timeout=3):
         message = await communicator.receive_output(timeout=5)
+        assert message["type"] != "websocket.close", message
         received += len(message.get("bytes") or b"")
+        if midway is not None and received >= 32 * 1024:
+            await midway()
+            midway = None
         assert received < 64 * 1024 + 70_000, "output kept coming without acknowledgements"
     assert received >= 64 * 1024
-    # Ctrl-C gets through even while output is paused, and after the acks the prompt returns.
+    return received
+
+
+async def resume_after_flood(communicator: WebsocketCommunicator, received: int) -> None:
+    """Ctrl-C gets through even while output is paused, and after the acks the prompt returns."""
     await communicator.send_to(bytes_data=b"\x03")
     await communicator.send_to(text_data=json.dumps({"type": "ack", "bytes": received}))
     await communicator.send_to(bytes_data=b"echo stopped-$((3*3))\n")
     await read_until(communicator, b"stopped-9", timeout=30)
-    await communicator.disconnect()
 
 
 async def test_oversized_messages_close_the_socket(runtime_socket: str, settings) -> None:

@@ -10,14 +10,13 @@ and, for the acks, by a flood that must still pause at the watermark (flow contr
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
 
 from tests.factories import StudentFactory
-from tests.labs.test_consumers import connect, read_until, ready_session
+from tests.labs.test_consumers import connect, flood_until_paused, read_until, ready_session, resume_after_flood
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -64,21 +63,15 @@ async def test_hostile_acks_do_not_unlock_flow_control(runtime_socket: str, sett
     session = await ready_session(owner)
     communicator, connected, _ = await connect(owner, session)
     assert connected
-    await communicator.send_to(bytes_data=b"yes flood-line\n")
-    received = 0
     sent_hostile = False
-    while not await communicator.receive_nothing(timeout=3):
-        message = await communicator.receive_output(timeout=5)
-        assert message["type"] != "websocket.close", message
-        received += len(message.get("bytes") or b"")
-        if not sent_hostile and received >= 32 * 1024:
-            sent_hostile = True
-            for text in HOSTILE_ACKS:
-                await communicator.send_to(text_data=text)
-        assert received < 64 * 1024 + 70_000, "output kept coming without real acknowledgements"
-    assert sent_hostile and received >= 64 * 1024
-    await communicator.send_to(bytes_data=b"\x03")
-    await communicator.send_to(text_data=json.dumps({"type": "ack", "bytes": received}))
-    await communicator.send_to(bytes_data=b"echo stopped-$((3*3))\n")
-    await read_until(communicator, b"stopped-9", timeout=30)
+
+    async def hostile_acks() -> None:
+        nonlocal sent_hostile
+        sent_hostile = True
+        for text in HOSTILE_ACKS:
+            await communicator.send_to(text_data=text)
+
+    received = await flood_until_paused(communicator, hostile_acks)
+    assert sent_hostile
+    await resume_after_flood(communicator, received)
     await communicator.disconnect()
