@@ -189,13 +189,19 @@ async def test_two_terminals_are_two_shells(runtime_socket: str) -> None:
     await two.disconnect()
 
 
-async def test_flow_control_pauses_output_until_acknowledged(runtime_socket: str, settings) -> None:
-    settings.TERMINAL_HIGH_WATERMARK = 64 * 1024
-    settings.TERMINAL_LOW_WATERMARK = 16 * 1024
+async def owners_terminal() -> WebsocketCommunicator:
+    """Terminal 1 of a new student's ready lab session, open."""
     owner = await database_sync_to_async(StudentFactory.create)()
     session = await ready_session(owner)
     communicator, connected, _ = await connect(owner, session)
     assert connected
+    return communicator
+
+
+async def test_flow_control_pauses_output_until_acknowledged(runtime_socket: str, settings) -> None:
+    settings.TERMINAL_HIGH_WATERMARK = 64 * 1024
+    settings.TERMINAL_LOW_WATERMARK = 16 * 1024
+    communicator = await owners_terminal()
     await hello(communicator)
     received = await flood_until_paused(communicator)
     await resume_after_flood(communicator, received)

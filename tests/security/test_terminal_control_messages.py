@@ -13,10 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from channels.db import database_sync_to_async
 
-from tests.factories import StudentFactory
-from tests.labs.test_consumers import connect, flood_until_paused, read_until, ready_session, resume_after_flood
+from tests.labs.test_consumers import flood_until_paused, owners_terminal, read_until, resume_after_flood
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -40,10 +38,7 @@ HOSTILE_RESIZES = [
 
 
 async def test_hostile_control_messages_leave_the_terminal_working(runtime_socket: str) -> None:
-    owner = await database_sync_to_async(StudentFactory.create)()
-    session = await ready_session(owner)
-    communicator, connected, _ = await connect(owner, session)
-    assert connected
+    communicator = await owners_terminal()
     for i, text in enumerate(HOSTILE_ACKS + HOSTILE_RESIZES):
         await communicator.send_to(text_data=text)
         await communicator.send_to(bytes_data=f"echo alive-$(({i}+1000))\n".encode())
@@ -59,10 +54,7 @@ async def test_hostile_acks_do_not_unlock_flow_control(runtime_socket: str, sett
     still stops near the high watermark after them."""
     settings.TERMINAL_HIGH_WATERMARK = 64 * 1024
     settings.TERMINAL_LOW_WATERMARK = 16 * 1024
-    owner = await database_sync_to_async(StudentFactory.create)()
-    session = await ready_session(owner)
-    communicator, connected, _ = await connect(owner, session)
-    assert connected
+    communicator = await owners_terminal()
     sent_hostile = False
 
     async def hostile_acks() -> None:
