@@ -489,16 +489,6 @@ def _is_int_in(v: Any, bounds: tuple[int, int]) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and bounds[0] <= v <= bounds[1]
 
 
-def _int_bounds(s: Obj, name: str) -> tuple[int, int] | None:
-    """The range of the Go integer a value decodes into (IntOrString's number is an int32),
-    or None when the field is not an integer."""
-    if name == _INT_OR_STRING:
-        return _INT32
-    if s.get("type") == "integer":
-        return _INT64 if s.get("format") == "int64" else _INT32
-    return None
-
-
 def _fits(v: Any, s: Obj, name: str) -> bool:
     if v is None:
         return True
@@ -561,7 +551,7 @@ def _type_check(x: Any, decl: Obj, p: str, gp: str, struct: str, out: list[tuple
     s, name = _deref(decl)
     if not _fits(x, s, name):
         got, want = _json_kind(x), _go_type(decl)
-        if _int_bounds(s, name) is not None:
+        if name == _INT_OR_STRING or s.get("type") == "integer":  # into a Go integer
             want = "int32" if name == _INT_OR_STRING else want
             if got == "number":  # a fraction or out of range: Go quotes the number itself
                 got = f"number {json.dumps(x)}"
